@@ -1,0 +1,189 @@
+import { type Channel, channel } from 'node:diagnostics_channel';
+import type { EventOf, EventType, HoldfastEvent } from './events.js';
+
+export type Listener<K extends EventType> = (event: EventOf<K>) => void;
+export type AnyListener = (event: HoldfastEvent) => void;
+/** Removes the listener it was returned for. Calling it twice is harmless. */
+export type Unsubscribe = () => void;
+
+/**
+ * One typed stream of everything holdfast does. Emitters call `wants(type)` first and build
+ * the event only when it returns true, so an emit nobody listens to costs a property read.
+ */
+export interface Bus {
+  on<K extends EventType>(type: K, listener: Listener<K>): Unsubscribe;
+  on(type: '*', listener: AnyListener): Unsubscribe;
+  once<K extends EventType>(type: K, listener: Listener<K>): Unsubscribe;
+  once(type: '*', listener: AnyListener): Unsubscribe;
+  /** True when a listener, a `*` listener, or a diagnostics_channel subscriber wants `type`. */
+  wants(type: EventType): boolean;
+  emit(event: HoldfastEvent): void;
+}
+
+export interface BusOptions {
+  /**
+   * Called when a listener throws. The emit carries on with the next listener either way.
+   * @default a process warning (code HOLDFAST_LISTENER_ERROR), once per listener
+   */
+  readonly onListenerError?: (error: unknown, event: HoldfastEvent) => void;
+}
+
+/** Prefix of the node:diagnostics_channel channel each event type is also published on. */
+export const channelPrefix = 'holdfast:';
+
+type Slot = readonly AnyListener[];
+
+class EventBus implements Bus {
+  // Arrays are replaced, never mutated, so an emit iterates a stable list without copying.
+  readonly #byType: Partial<Record<EventType, Slot>> = Object.create(null);
+  #any: Slot = [];
+  readonly #channels: Partial<Record<EventType, Channel>> = Object.create(null);
+  readonly #onListenerError: (error: unknown, event: HoldfastEvent, listener: AnyListener) => void;
+
+  constructor(options: BusOptions = {}) {
+    const custom = options.onListenerError;
+    this.#onListenerError = custom ? (error, event) => custom(error, event) : warnOnce();
+  }
+
+  on(type: EventType | '*', listener: AnyListener): Unsubscribe {
+    if (typeof listener !== 'function') throw new TypeError(`bus.on("${type}"): listener must be a function`);
+    this.#add(type, listener);
+    let active = true;
+    return () => {
+      if (!active) return;
+      active = false;
+      this.#remove(type, listener);
+    };
+  }
+
+  once(type: EventType | '*', listener: AnyListener): Unsubscribe {
+    const off = this.on(type, (event) => {
+      off();
+      listener(event);
+    });
+    return off;
+  }
+
+  wants(type: EventType): boolean {
+    return this.#byType[type] !== undefined || this.#any.length > 0 || this.#channel(type).hasSubscribers;
+  }
+
+  emit(event: HoldfastEvent): void {
+    const typed = this.#byType[event.type];
+    if (typed !== undefined) this.#call(typed, event);
+    if (this.#any.length > 0) this.#call(this.#any, event);
+    const ch = this.#channel(event.type);
+    if (ch.hasSubscribers) ch.publish(event);
+  }
+
+  #call(listeners: Slot, event: HoldfastEvent): void {
+    for (const listener of listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        try {
+          this.#onListenerError(error, event, listener);
+        } catch {
+          // The error reporter itself threw: nothing left to tell, and the call must go on.
+        }
+      }
+    }
+  }
+
+  #channel(type: EventType): Channel {
+    let ch = this.#channels[type];
+    if (ch === undefined) {
+      ch = channel(channelPrefix + type);
+      this.#channels[type] = ch;
+    }
+    return ch;
+  }
+
+  #add(type: EventType | '*', listener: AnyListener): void {
+    if (type === '*') this.#any = [...this.#any, listener];
+    else this.#byType[type] = [...(this.#byType[type] ?? []), listener];
+  }
+
+  #remove(type: EventType | '*', listener: AnyListener): void {
+    const current = type === '*' ? this.#any : this.#byType[type];
+    if (current === undefined) return;
+    const at = current.indexOf(listener);
+    if (at === -1) return;
+    const next = current.filter((_, i) => i !== at);
+    if (type === '*') this.#any = next;
+    else if (next.length === 0) delete this.#byType[type];
+    else this.#byType[type] = next;
+  }
+}
+
+function warnOnce(): (error: unknown, event: HoldfastEvent, listener: AnyListener) => void {
+  const warned = new WeakSet<AnyListener>();
+  return (error, event, listener) => {
+    if (warned.has(listener)) return;
+    warned.add(listener);
+    const reason = error instanceof Error ? error.message : String(error);
+    process.emitWarning(`a listener for "${event.type}" threw (reported once per listener): ${reason}`, {
+      type: 'HoldfastWarning',
+      code: 'HOLDFAST_LISTENER_ERROR',
+    });
+  };
+}
+
+/** Makes a bus of its own, e.g. one per test or per tenant. */
+export function createBus(options?: BusOptions): Bus {
+  return new EventBus(options);
+}
+
+const MAJOR = 0;
+const VERSION = '0.1.0';
+const busKey = Symbol.for(`@holdfast/core/bus@${MAJOR}`);
+const registryKey = Symbol.for('@holdfast/core/bus-versions');
+
+type GlobalSlot = { readonly bus: Bus; readonly version: string };
+
+function isBus(value: unknown): value is Bus {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as Bus).on === 'function' &&
+    typeof (value as Bus).once === 'function' &&
+    typeof (value as Bus).wants === 'function' &&
+    typeof (value as Bus).emit === 'function'
+  );
+}
+
+/**
+ * The process-wide bus. Every copy of @holdfast/core of the same major version finds the same
+ * one under a `Symbol.for` key; copies of different majors get separate buses and a warning.
+ */
+function globalBus(): Bus {
+  const g = globalThis as Record<symbol, unknown>;
+  if (!(g[registryKey] instanceof Map)) g[registryKey] = new Map<number, string>();
+  const versions = g[registryKey] as Map<number, string>;
+  const others = [...versions].filter(([major]) => major !== MAJOR);
+  if (others.length > 0 && !versions.has(MAJOR)) {
+    process.emitWarning(
+      `@holdfast/core ${VERSION} is loaded beside ${others.map(([, v]) => v).join(', ')}: ` +
+        'different major versions cannot share one bus, so listeners on one will not see events of the other. ' +
+        'Install one major version of @holdfast/* packages.',
+      { type: 'HoldfastWarning', code: 'HOLDFAST_BUS_SPLIT' },
+    );
+  }
+  versions.set(MAJOR, versions.get(MAJOR) ?? VERSION);
+  const existing = g[busKey] as GlobalSlot | undefined;
+  if (existing !== undefined) {
+    if (isBus(existing.bus)) return existing.bus;
+    process.emitWarning(
+      `the global holdfast bus slot holds something that is not a bus (version ${String(existing.version)}): ` +
+        `@holdfast/core ${VERSION} uses a bus of its own, and listeners on the other will not see its events.`,
+      { type: 'HoldfastWarning', code: 'HOLDFAST_BUS_SPLIT' },
+    );
+    return createBus();
+  }
+  const slot: GlobalSlot = { bus: createBus(), version: VERSION };
+  Object.defineProperty(g, busKey, { value: slot, enumerable: false, configurable: false, writable: false });
+  return slot.bus;
+}
+
+/** The default bus every policy emits on unless given `{ bus }`. */
+export const bus: Bus = globalBus();

@@ -1,0 +1,108 @@
+/** An opaque handle returned by {@link Clock.setTimeout}. */
+export type TimerHandle = unknown;
+
+export interface TimerOptions {
+  /**
+   * Whether the timer keeps the process alive. Waits a caller is awaiting (a retry's backoff,
+   * a call's deadline) are ref'd; background work (sweeps, health checks) is not.
+   * @default false
+   */
+  readonly ref?: boolean;
+}
+
+/** The source of time for every time-based policy. Tests pass a {@link ManualClock}. */
+export interface Clock {
+  /** Milliseconds since the epoch. */
+  now(): number;
+  setTimeout(callback: () => void, ms: number, options?: TimerOptions): TimerHandle;
+  clearTimeout(handle: TimerHandle): void;
+}
+
+/** The clock of the running process: `Date.now()` and Node's timers. */
+export const realClock: Clock = {
+  now: Date.now,
+  setTimeout(callback, ms, options) {
+    const timer = setTimeout(callback, ms);
+    if (options?.ref !== true) timer.unref();
+    return timer;
+  },
+  clearTimeout(handle) {
+    clearTimeout(handle as NodeJS.Timeout);
+  },
+};
+
+interface ManualTimer {
+  readonly due: number;
+  readonly seq: number;
+  readonly callback: () => void;
+}
+
+/**
+ * A clock that moves only when told. `advance(ms)` fires due timers in order and lets the
+ * promises they settle run before the next one, so no test sleeps to wait for a backoff.
+ */
+export class ManualClock implements Clock {
+  #now: number;
+  #seq = 0;
+  #timers = new Set<ManualTimer>();
+
+  constructor(start = 0) {
+    this.#now = start;
+  }
+
+  now(): number {
+    return this.#now;
+  }
+
+  setTimeout(callback: () => void, ms: number): TimerHandle {
+    const timer: ManualTimer = { due: this.#now + Math.max(0, ms), seq: this.#seq++, callback };
+    this.#timers.add(timer);
+    return timer;
+  }
+
+  clearTimeout(handle: TimerHandle): void {
+    this.#timers.delete(handle as ManualTimer);
+  }
+
+  /** How many timers are waiting. */
+  get pending(): number {
+    return this.#timers.size;
+  }
+
+  /** Moves time forward by `ms`, firing every timer that falls due on the way. */
+  async advance(ms: number): Promise<void> {
+    const target = this.#now + ms;
+    await settle();
+    for (let next = this.#next(target); next; next = this.#next(target)) {
+      this.#timers.delete(next);
+      this.#now = next.due;
+      next.callback();
+      await settle();
+    }
+    this.#now = target;
+    await settle();
+  }
+
+  /** Fires timers until none is left (at most `limit`), advancing time to each. */
+  async runAll(limit = 10_000): Promise<void> {
+    for (let i = 0; i < limit; i++) {
+      const next = this.#next(Number.POSITIVE_INFINITY);
+      if (!next) return;
+      await this.advance(next.due - this.#now);
+    }
+    throw new Error(`ManualClock.runAll: still ${this.#timers.size} timers after ${limit} rounds`);
+  }
+
+  #next(limit: number): ManualTimer | undefined {
+    let best: ManualTimer | undefined;
+    for (const t of this.#timers) {
+      if (t.due <= limit && (!best || t.due < best.due || (t.due === best.due && t.seq < best.seq))) best = t;
+    }
+    return best;
+  }
+}
+
+/** Lets every pending promise reaction run: setImmediate fires only after the microtask queue drains. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}

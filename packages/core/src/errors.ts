@@ -1,0 +1,137 @@
+/**
+ * Every error holdfast throws extends {@link HoldfastError} and carries a stable `code`.
+ * The catalogue of codes is docs/errors.md.
+ */
+export type ErrorCode =
+  | 'E_CONFIG'
+  | 'E_TIMEOUT'
+  | 'E_CIRCUIT_OPEN'
+  | 'E_RETRY_EXHAUSTED'
+  | 'E_BUDGET_EXHAUSTED'
+  | 'E_NO_HEALTHY_ENDPOINT'
+  | 'E_IDEMPOTENCY_CONFLICT'
+  | 'E_IDEMPOTENCY_MISMATCH'
+  | 'E_STORE_UNAVAILABLE'
+  | 'E_DISPOSED';
+
+const kBrands = Symbol.for('holdfast.error.brands');
+
+type Branded = { [kBrands]?: readonly symbol[] };
+
+/**
+ * Base class of every holdfast error. `instanceof` is decided by a `Symbol.for` brand, not by
+ * prototype identity, so it holds when two copies of @holdfast/core are installed.
+ */
+export class HoldfastError extends Error {
+  /** The brand `instanceof` looks for. Every subclass declares its own. */
+  static readonly brand: symbol = Symbol.for('holdfast.error.HoldfastError');
+
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (typeof value !== 'object' || value === null) return false;
+    const brands = (value as Branded)[kBrands];
+    // `this` is the class `instanceof` was asked about: each subclass checks its own brand.
+    // biome-ignore lint/complexity/noThisInStatic: dispatch on the subclass is the point
+    return brands?.includes(this.brand) === true;
+  }
+
+  override name = 'HoldfastError';
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    Object.defineProperty(this, kBrands, { value: brandsOf(new.target), enumerable: false });
+  }
+}
+
+const brandCache = new WeakMap<object, symbol[]>();
+
+function brandsOf(ctor: object): symbol[] {
+  let brands = brandCache.get(ctor);
+  if (brands) return brands;
+  brands = [];
+  for (let c: object | null = ctor; c !== null && c !== Error; c = Object.getPrototypeOf(c)) {
+    if (Object.hasOwn(c, 'brand')) brands.push((c as { brand: symbol }).brand);
+  }
+  brandCache.set(ctor, brands);
+  return brands;
+}
+
+/** True when `error` is a holdfast error with the given code, from any installed copy. */
+export function hasCode(error: unknown, code: ErrorCode): boolean {
+  return error instanceof HoldfastError && error.code === code;
+}
+
+/** One problem found in a factory's options. */
+export interface ConfigIssue {
+  /** Dotted path of the option, e.g. `backoff.maxDelay`; empty for the options object itself. */
+  readonly path: string;
+  readonly message: string;
+  /** The value that was given at that path. */
+  readonly value: unknown;
+}
+
+/** Bad options given to a factory. The message names the factory, the option path and the value. */
+export class HoldfastConfigError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.HoldfastConfigError');
+  override name = 'HoldfastConfigError';
+  readonly issues: readonly ConfigIssue[];
+
+  constructor(owner: string, issues: readonly ConfigIssue[]) {
+    const lines = issues.map((i) => `${i.path || '(options)'} ${i.message} (got ${describe(i.value)})`);
+    super('E_CONFIG', `${owner}: ${lines.join('; ')}`);
+    this.issues = issues;
+  }
+}
+
+/** A call ran past its time limit. */
+export class TimeoutError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.TimeoutError');
+  override name = 'TimeoutError';
+  /** The limit, in milliseconds. */
+  readonly timeout: number;
+
+  constructor(source: string, timeout: number, options?: { cause?: unknown }) {
+    super('E_TIMEOUT', `${source}: timed out after ${timeout} ms`, options);
+    this.timeout = timeout;
+  }
+}
+
+/**
+ * A circuit breaker refused the call. Declared here, not in @holdfast/breaker, so that
+ * retry and failover recognise it without importing the breaker.
+ */
+export class BrokenCircuitError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.BrokenCircuitError');
+  override name = 'BrokenCircuitError';
+  /** When the breaker will next let a probe through (epoch ms), if known. */
+  readonly retryAt: number | undefined;
+
+  constructor(source: string, retryAt: number | undefined, options?: { cause?: unknown }) {
+    const when = retryAt === undefined ? 'until closed by hand' : `until ${new Date(retryAt).toISOString()}`;
+    super('E_CIRCUIT_OPEN', `${source}: circuit is open ${when}`, options);
+    this.retryAt = retryAt;
+  }
+}
+
+/** A stateful policy was used after `dispose()`. */
+export class DisposedError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.DisposedError');
+  override name = 'DisposedError';
+
+  constructor(source: string) {
+    super('E_DISPOSED', `${source}: used after dispose()`);
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'undefined';
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'bigint') return `${value}n`;
+  try {
+    const text = JSON.stringify(value);
+    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,43 @@
+export {
+  type AnyListener,
+  type Bus,
+  type BusOptions,
+  bus,
+  channelPrefix,
+  createBus,
+  type Listener,
+  type Unsubscribe,
+} from './bus.js';
+export { type Clock, ManualClock, realClock, type TimerHandle, type TimerOptions } from './clock.js';
+export { attemptOf, CallScope } from './context.js';
+export {
+  BrokenCircuitError,
+  type ConfigIssue,
+  DisposedError,
+  type ErrorCode,
+  HoldfastConfigError,
+  HoldfastError,
+  hasCode,
+  TimeoutError,
+} from './errors.js';
+export {
+  type ErrorLabel,
+  type EventFields,
+  type EventOf,
+  type EventType,
+  errorLabel,
+  eventTypes,
+  type HoldfastEvent,
+} from './events.js';
+export {
+  busOption,
+  clockOption,
+  durationOption,
+  fnOption,
+  nameOption,
+  parseOptions,
+  positiveDurationOption,
+} from './options.js';
+export { type CallContext, type ExecuteOptions, invoke, type Operation, type Policy, pipeline } from './policy.js';
+export type { JsonValue, Snapshottable } from './snapshot.js';
+export { type TimeoutOptions, timeout, timeoutOptionsSchema } from './timeout.js';

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import type { Bus } from './bus.js';
+import type { Clock } from './clock.js';
+import { type ConfigIssue, HoldfastConfigError } from './errors.js';
+
+/**
+ * Parses a factory's options once, at construction. A bad option throws
+ * {@link HoldfastConfigError} naming the factory, the option path and the value given.
+ */
+export function parseOptions<S extends z.ZodType>(owner: string, schema: S, input: unknown): z.output<S> {
+  const result = schema.safeParse(input);
+  if (result.success) return result.data;
+  throw new HoldfastConfigError(
+    owner,
+    result.error.issues.flatMap((issue) => toIssues(issue, input)),
+  );
+}
+
+function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => {
+      const path = [...issue.path, key];
+      return { path: path.join('.'), message: 'is not a known option', value: valueAt(input, path) };
+    });
+  }
+  return [{ path: issue.path.join('.'), message: issue.message, value: valueAt(input, issue.path) }];
+}
+
+function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+  let value = input;
+  for (const key of path) {
+    if (typeof value !== 'object' || value === null) return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
+}
+
+/** A function-valued option. zod checks only that it is a function. */
+export function fnOption<F extends (...args: never[]) => unknown>(what = 'must be a function') {
+  return z.custom<F>((v) => typeof v === 'function', { error: what });
+}
+
+/** A non-negative, finite duration in milliseconds. */
+export const durationOption = z.number().finite().nonnegative();
+
+/** A strictly positive, finite duration in milliseconds. */
+export const positiveDurationOption = z.number().finite().positive();
+
+/** The `clock` option every time-based policy takes. */
+export const clockOption = z.custom<Clock>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as Clock).now === 'function' &&
+    typeof (v as Clock).setTimeout === 'function' &&
+    typeof (v as Clock).clearTimeout === 'function',
+  { error: 'must be a Clock (now, setTimeout, clearTimeout)' },
+);
+
+/** The `bus` option every policy takes. */
+export const busOption = z.custom<Bus>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as Bus).emit === 'function' &&
+    typeof (v as Bus).on === 'function' &&
+    typeof (v as Bus).wants === 'function',
+  { error: 'must be a Bus (from createBus())' },
+);
+
+/** A policy name: what its events carry as `source`. */
+export const nameOption = z.string().min(1).max(200);

@@ -1,0 +1,70 @@
+import { CallScope } from './context.js';
+
+/** What a policy hands the function it runs. */
+export interface CallContext {
+  /** Aborted when the call times out or the caller aborts. Made on first read. */
+  readonly signal: AbortSignal;
+  /** 1 for the first try, 2 for the first retry, and so on. */
+  readonly attempt: number;
+}
+
+export interface ExecuteOptions {
+  /** The caller's signal: aborting it stops the call, its retries and its waits at once. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** The function a policy runs. It may return a value or a promise. */
+export type Operation<T> = (ctx: CallContext) => T | PromiseLike<T>;
+
+/** A resilience primitive that wraps any async call. */
+export interface Policy {
+  /** Shown as `source` on every event the policy emits. */
+  readonly name: string;
+  execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T>;
+}
+
+/**
+ * Composes policies: `pipeline(a, b, c).execute(fn)` runs `a(b(c(fn)))`, outermost first, the
+ * reading order of Polly and cockatiel. `pipeline(timeout(5000), retry(), timeout(1000))` is a
+ * 5 s total limit around retries of 1 s tries.
+ */
+export function pipeline(...policies: readonly Policy[]): Policy {
+  for (const [i, p] of policies.entries()) {
+    if (typeof p?.execute !== 'function') {
+      throw new TypeError(`pipeline: argument ${i} is not a Policy (it has no execute method)`);
+    }
+  }
+  const name = policies.map((p) => p.name).join(' > ') || 'pipeline';
+  return {
+    name,
+    execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+      return run(policies, 0, fn, options);
+    },
+  };
+}
+
+function run<T>(
+  policies: readonly Policy[],
+  at: number,
+  fn: Operation<T>,
+  options: ExecuteOptions | undefined,
+): Promise<T> {
+  const policy = policies[at];
+  if (policy === undefined) {
+    // An empty pipeline still hands the function a context.
+    const scope = new CallScope(options);
+    return invoke(fn, scope).finally(() => scope.release());
+  }
+  if (at === policies.length - 1) return policy.execute(fn, options);
+  // Each policy's context is the next one's options: its lazy signal links the chain.
+  return policy.execute((ctx) => run(policies, at + 1, fn, ctx), options);
+}
+
+/** Calls `fn` and always returns a promise, turning a synchronous throw into a rejection. */
+export function invoke<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
+  try {
+    return Promise.resolve(fn(ctx));
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}

@@ -1,0 +1,130 @@
+import { z } from 'zod';
+import { type Bus, bus as globalBus } from './bus.js';
+import { type Clock, realClock } from './clock.js';
+import { CallScope } from './context.js';
+import { TimeoutError } from './errors.js';
+import { busOption, clockOption, nameOption, parseOptions } from './options.js';
+import { type ExecuteOptions, invoke, type Operation, type Policy } from './policy.js';
+
+/** Node's timers overflow past this many milliseconds. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export const timeoutOptionsSchema = z.strictObject({
+  /** The time limit in milliseconds. */
+  ms: z.number().finite().positive().max(MAX_TIMER_MS),
+  /**
+   * `cooperative`: at the deadline the call's signal aborts and the policy waits for the
+   * function to settle; a rejection after the deadline becomes a `TimeoutError`.
+   * `aggressive`: at the deadline the call rejects with a `TimeoutError` at once, and the
+   * function, told by its signal, is left to finish in the background.
+   * @default 'cooperative'
+   */
+  strategy: z.enum(['cooperative', 'aggressive']).default('cooperative'),
+  /** Shown as `source` on its events. @default 'timeout' */
+  name: nameOption.default('timeout'),
+  /** The bus its `timeout` events go to. @default the global bus */
+  bus: busOption.optional(),
+  /** @default the real clock */
+  clock: clockOption.optional(),
+});
+
+/** Options of {@link timeout}, besides the limit itself. */
+export type TimeoutOptions = Omit<z.input<typeof timeoutOptionsSchema>, 'ms'>;
+
+/**
+ * A time limit on each call. The call's `ctx.signal` aborts at the deadline with a
+ * `TimeoutError` as its reason; no timer outlives its call.
+ *
+ * @example
+ * const res = await timeout(2_000).execute(({ signal }) => fetch(url, { signal }));
+ */
+export function timeout(ms: number, options: TimeoutOptions = {}): Policy {
+  const parsed = parseOptions('timeout', timeoutOptionsSchema, { ...options, ms });
+  return new TimeoutPolicy(
+    parsed.ms,
+    parsed.strategy === 'aggressive',
+    parsed.name,
+    parsed.bus ?? globalBus,
+    parsed.clock ?? realClock,
+  );
+}
+
+class TimeoutPolicy implements Policy {
+  constructor(
+    readonly ms: number,
+    readonly aggressive: boolean,
+    readonly name: string,
+    readonly bus: Bus,
+    readonly clock: Clock,
+  ) {}
+
+  execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    const scope = new CallScope(options);
+    if (scope.aborted) {
+      scope.release();
+      return Promise.reject(scope.reason);
+    }
+    return this.aggressive ? this.#race(fn, scope) : this.#cooperate(fn, scope);
+  }
+
+  async #cooperate<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
+    let expired: TimeoutError | undefined;
+    const timer = this.clock.setTimeout(
+      () => {
+        expired = this.#expire(scope);
+      },
+      this.ms,
+      { ref: true },
+    );
+    try {
+      return await fn(scope);
+    } catch (error) {
+      if (expired === undefined || error === expired) throw error;
+      throw new TimeoutError(this.name, this.ms, { cause: error });
+    } finally {
+      this.clock.clearTimeout(timer);
+      scope.release();
+    }
+  }
+
+  #race<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = this.clock.setTimeout(() => this.#expire(scope), this.ms, { ref: true });
+      const done = () => {
+        this.clock.clearTimeout(timer);
+        stopListening();
+        scope.release();
+      };
+      // The deadline or the caller's abort settles the call at once; a late result is dropped.
+      const stopListening = scope.onAbort((reason) => {
+        done();
+        reject(reason);
+      });
+      invoke(fn, scope).then(
+        (value) => {
+          done();
+          resolve(value);
+        },
+        (error) => {
+          done();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  #expire(scope: CallScope): TimeoutError {
+    const error = new TimeoutError(this.name, this.ms);
+    if (this.bus.wants('timeout')) {
+      this.bus.emit({
+        type: 'timeout',
+        source: this.name,
+        time: this.clock.now(),
+        timeout: this.ms,
+        strategy: this.aggressive ? 'aggressive' : 'cooperative',
+      });
+    }
+    scope.abort(error);
+    return error;
+  }
+}
