@@ -14,6 +14,25 @@ export type ErrorCode =
   | 'E_STORE_UNAVAILABLE'
   | 'E_DISPOSED';
 
+/** Every error code, at run time. docs/errors.md describes each one. */
+export const errorCodes = [
+  'E_CONFIG',
+  'E_TIMEOUT',
+  'E_CIRCUIT_OPEN',
+  'E_RETRY_EXHAUSTED',
+  'E_BUDGET_EXHAUSTED',
+  'E_NO_HEALTHY_ENDPOINT',
+  'E_IDEMPOTENCY_CONFLICT',
+  'E_IDEMPOTENCY_MISMATCH',
+  'E_STORE_UNAVAILABLE',
+  'E_DISPOSED',
+] as const satisfies readonly ErrorCode[];
+
+type UnlistedCode = Exclude<ErrorCode, (typeof errorCodes)[number]>;
+// Fails to compile when a code is added to ErrorCode but not to `errorCodes`.
+const everyCodeListed: [UnlistedCode] extends [never] ? true : UnlistedCode = true;
+void everyCodeListed;
+
 const kBrands = Symbol.for('holdfast.error.brands');
 
 type Branded = { [kBrands]?: readonly symbol[] };

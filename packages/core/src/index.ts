@@ -15,6 +15,7 @@ export {
   type ConfigIssue,
   DisposedError,
   type ErrorCode,
+  errorCodes,
   HoldfastConfigError,
   HoldfastError,
   hasCode,

@@ -1,0 +1,109 @@
+import { Bench } from 'tinybench';
+
+/** One thing to measure: `call()` is one call of the variant, awaited. */
+export interface Variant {
+  readonly name: string;
+  readonly call: () => unknown;
+}
+
+export interface CompareOptions {
+  readonly title: string;
+  /** The variant every figure is divided by; it runs in every round like the others. */
+  readonly baseline: string;
+  readonly variants: readonly Variant[];
+  /** Calls per sample: the figure is the sample's time divided by this. @default 2000 */
+  readonly calls?: number;
+  /** Rounds; the variants' order rotates each round and the median round is quoted. @default 5 */
+  readonly rounds?: number;
+  /** Time per task per round, in ms. @default 150 */
+  readonly time?: number;
+}
+
+export interface Row {
+  readonly name: string;
+  readonly nsPerCall: number;
+  readonly ratio: number;
+}
+
+/**
+ * Runs every variant in one process, several rounds with the order rotated, many calls per
+ * sample; quotes the median round and its ratio to the baseline measured in the same round.
+ */
+export async function compare(options: CompareOptions): Promise<Row[]> {
+  const { variants, baseline } = options;
+  const calls = options.calls ?? 2_000;
+  const rounds = options.rounds ?? 5;
+  const perRound: Record<string, number[]> = {};
+  const ratios: Record<string, number[]> = {};
+  for (let round = 0; round < rounds; round++) {
+    const order = variants.map((_, i) => variants[(i + round) % variants.length] as Variant);
+    const bench = new Bench({ time: options.time ?? 150, warmup: true, warmupTime: 30 });
+    for (const v of order) {
+      bench.add(v.name, async () => {
+        for (let i = 0; i < calls; i++) await v.call();
+      });
+    }
+    await bench.run();
+    const ns: Record<string, number> = {};
+    for (const task of bench.tasks) {
+      const result = task.result;
+      if (result.state === 'errored') throw result.error;
+      if (result.state !== 'completed') throw new Error(`${task.name}: ${result.state}`);
+      ns[task.name] = (result.latency.p50 * 1e6) / calls;
+    }
+    const base = ns[baseline];
+    if (base === undefined) throw new Error(`compare: no baseline variant "${baseline}"`);
+    for (const [name, value] of Object.entries(ns)) {
+      (perRound[name] ??= []).push(value);
+      (ratios[name] ??= []).push(value / base);
+    }
+  }
+  const rows = variants.map((v) => ({
+    name: v.name,
+    nsPerCall: median(perRound[v.name] ?? []),
+    ratio: median(ratios[v.name] ?? []),
+  }));
+  printTable(options.title, rows, ['per call', `× ${baseline}`]);
+  console.log(`(median of ${rounds} rounds, ${calls} calls a sample, order rotated each round)`);
+  return rows;
+}
+
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  if (sorted.length === 0) return Number.NaN;
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** Prints rows under a title: the name, then the figure and ratio columns. */
+export function printTable(title: string, rows: readonly Row[], headings: readonly [string, string]): void {
+  const width = Math.max(8, ...rows.map((r) => r.name.length));
+  console.log(`\n## ${title}\n`);
+  console.log(`${'variant'.padEnd(width)}  ${headings[0].padStart(10)}  ${headings[1]}`);
+  for (const row of rows) {
+    console.log(`${row.name.padEnd(width)}  ${format(row.nsPerCall).padStart(10)}  ${row.ratio.toFixed(2)}×`);
+  }
+}
+
+function format(ns: number): string {
+  return ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixed(0)} ns`;
+}
+
+/** Prints plain lines as a table with a heading row. */
+export function printRows(
+  title: string,
+  header: readonly string[],
+  rows: readonly (readonly (string | number)[])[],
+): void {
+  const cells = [header, ...rows].map((r) => r.map(String));
+  const widths = header.map((_, c) => Math.max(...cells.map((r) => (r[c] ?? '').length)));
+  console.log(`\n## ${title}\n`);
+  for (const [i, row] of cells.entries()) {
+    console.log(
+      row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('  '),
+    );
+    if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
