@@ -92,4 +92,17 @@ console.log(String(esm.bus === cjs.bus) + ' ' + seen.join(','));`,
     const result = node('both.mjs');
     expect(result.stdout.trim()).toBe('true from-cjs');
   });
+
+  it('says loudly when a copy of another major version already holds a bus', () => {
+    writeFileSync(
+      join(scratch, 'split.cjs'),
+      `globalThis[Symbol.for('@holdfast/core/bus-versions')] = new Map([[1, '1.4.0']]);
+const core = require('@holdfast/core');
+core.bus.on('timeout', () => {});`,
+    );
+    const result = node('split.cjs');
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain('HOLDFAST_BUS_SPLIT');
+    expect(result.stderr).toContain('@holdfast/core 0.1.0 is loaded beside 1.4.0');
+  });
 });
