@@ -85,6 +85,7 @@ export class ManualClock implements Clock {
 
   /** Fires timers until none is left (at most `limit`), advancing time to each. */
   async runAll(limit = 10_000): Promise<void> {
+    await settle(); // timers a just-started call is about to set
     for (let i = 0; i < limit; i++) {
       const next = this.#next(Number.POSITIVE_INFINITY);
       if (!next) return;

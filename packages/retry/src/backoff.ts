@@ -1,0 +1,54 @@
+import { DEFAULT_MAX_DELAY, type ParsedRetryOptions } from './options.js';
+
+/** A backoff law with its defaults resolved. */
+export interface Backoff {
+  readonly type: 'exponential' | 'linear' | 'constant';
+  readonly initialDelay: number;
+  readonly maxDelay: number;
+  readonly factor: number;
+  readonly jitter: 'full' | 'equal' | 'decorrelated' | 'none';
+}
+
+export function resolveBackoff(options: ParsedRetryOptions): Backoff {
+  const { type, initialDelay, maxDelay, factor } = options.backoff;
+  return {
+    type,
+    initialDelay,
+    maxDelay: maxDelay ?? Math.max(DEFAULT_MAX_DELAY, initialDelay),
+    factor: factor ?? (type === 'linear' ? 1 : 2),
+    jitter: options.jitter,
+  };
+}
+
+/** The delay before retry `n` (1 for the first retry), before jitter. */
+export function baseDelay(law: Backoff, n: number): number {
+  switch (law.type) {
+    case 'constant':
+      return law.initialDelay;
+    case 'linear':
+      return Math.min(law.maxDelay, law.initialDelay * (1 + law.factor * (n - 1)));
+    case 'exponential':
+      return Math.min(law.maxDelay, law.initialDelay * law.factor ** (n - 1));
+  }
+}
+
+/**
+ * The delay before retry `n`, jitter applied. `previous` is the last delay waited (the
+ * initial delay before the first retry): decorrelated jitter grows from it.
+ */
+export function nextDelay(law: Backoff, n: number, previous: number, random: () => number): number {
+  switch (law.jitter) {
+    case 'none':
+      return baseDelay(law, n);
+    case 'full':
+      return random() * baseDelay(law, n);
+    case 'equal': {
+      const base = baseDelay(law, n);
+      return base / 2 + (random() * base) / 2;
+    }
+    case 'decorrelated': {
+      const high = Math.min(law.maxDelay, Math.max(law.initialDelay, previous * 3));
+      return law.initialDelay + random() * (high - law.initialDelay);
+    }
+  }
+}

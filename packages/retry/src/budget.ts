@@ -1,0 +1,142 @@
+import { type Clock, DisposedError, parseOptions, realClock, type Snapshottable } from '@holdfast/core';
+import { type RetryBudgetOptions, retryBudgetOptionsSchema } from './options.js';
+
+/** What a budget's `snapshot()` returns. */
+export type RetryBudgetSnapshot = {
+  readonly name: string;
+  readonly ratio: number;
+  readonly minPerSecond: number;
+  readonly ttl: number;
+  /** Calls counted in the last ttl. */
+  readonly calls: number;
+  /** Retries let through in the last ttl. */
+  readonly retries: number;
+  /** Retries the budget would let through now. */
+  readonly balance: number;
+  /** Retries refused since the budget was made. */
+  readonly refused: number;
+};
+
+/**
+ * Retries as a share of calls, shared by every policy it is given to. In the last `ttl`,
+ * retries may be at most `ratio` × calls + `minPerSecond` × ttl in seconds.
+ */
+export interface RetryBudget extends Snapshottable<RetryBudgetSnapshot> {
+  readonly name: string;
+  /** Counts one call. A retry() policy calls it once per call, not per attempt. */
+  deposit(): void;
+  /** Takes one retry from the budget; false, and nothing taken, when it is spent. */
+  tryWithdraw(): boolean;
+  /** Retries the budget would let through now. */
+  readonly balance: number;
+}
+
+/** The window is cut in this many slices; a slice leaves the window whole. */
+const SLICES = 10;
+
+/**
+ * A retry budget in the spirit of Finagle's RetryBudget: each call deposits, each retry
+ * withdraws, and what is counted leaves the window after `ttl`. When many calls fail at once,
+ * retries stay near `ratio` of the traffic instead of multiplying it.
+ *
+ * @example
+ * const budget = retryBudget({ ratio: 0.1 });
+ * const inventory = retry({ budget });
+ * const pricing = retry({ budget }); // the two share one allowance
+ */
+export function retryBudget(options: RetryBudgetOptions = {}): RetryBudget {
+  const o = parseOptions('retryBudget', retryBudgetOptionsSchema, options);
+  return new TokenRetryBudget(o.name, o.ratio, o.minPerSecond, o.ttl, o.clock ?? realClock);
+}
+
+class TokenRetryBudget implements RetryBudget {
+  readonly #calls = new Array<number>(SLICES).fill(0);
+  readonly #retries = new Array<number>(SLICES).fill(0);
+  readonly #sliceMs: number;
+  /** Retries allowed in any window, whatever the traffic. */
+  readonly #floor: number;
+  #slice: number;
+  #callSum = 0;
+  #retrySum = 0;
+  #refused = 0;
+  #disposed = false;
+
+  constructor(
+    readonly name: string,
+    readonly ratio: number,
+    readonly minPerSecond: number,
+    readonly ttl: number,
+    readonly clock: Clock,
+  ) {
+    this.#sliceMs = ttl / SLICES;
+    this.#floor = (minPerSecond * ttl) / 1000;
+    this.#slice = Math.floor(clock.now() / this.#sliceMs);
+  }
+
+  deposit(): void {
+    const at = this.#advance();
+    this.#calls[at] = (this.#calls[at] as number) + 1;
+    this.#callSum++;
+  }
+
+  tryWithdraw(): boolean {
+    const at = this.#advance();
+    if (this.#available() < 1) {
+      this.#refused++;
+      return false;
+    }
+    this.#retries[at] = (this.#retries[at] as number) + 1;
+    this.#retrySum++;
+    return true;
+  }
+
+  get balance(): number {
+    if (!this.#disposed) this.#advance();
+    return Math.max(0, Math.floor(this.#available()));
+  }
+
+  snapshot(): RetryBudgetSnapshot {
+    const balance = this.balance;
+    return {
+      name: this.name,
+      ratio: this.ratio,
+      minPerSecond: this.minPerSecond,
+      ttl: this.ttl,
+      calls: this.#callSum,
+      retries: this.#retrySum,
+      balance,
+      refused: this.#refused,
+    };
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    this.#calls.fill(0);
+    this.#retries.fill(0);
+    this.#callSum = 0;
+    this.#retrySum = 0;
+  }
+
+  #available(): number {
+    // The epsilon keeps 0.2 × 5 calls a whole retry despite floating point.
+    return this.ratio * this.#callSum + this.#floor - this.#retrySum + 1e-9;
+  }
+
+  /** Drops the slices that left the window; returns the index of the current slice. */
+  #advance(): number {
+    if (this.#disposed) throw new DisposedError(this.name);
+    const slice = Math.floor(this.clock.now() / this.#sliceMs);
+    const steps = slice - this.#slice;
+    if (steps > 0) {
+      for (let i = 1; i <= Math.min(steps, SLICES); i++) {
+        const at = (((this.#slice + i) % SLICES) + SLICES) % SLICES;
+        this.#callSum -= this.#calls[at] as number;
+        this.#retrySum -= this.#retries[at] as number;
+        this.#calls[at] = 0;
+        this.#retries[at] = 0;
+      }
+      this.#slice = slice;
+    }
+    return ((this.#slice % SLICES) + SLICES) % SLICES;
+  }
+}

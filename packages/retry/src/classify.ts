@@ -1,0 +1,77 @@
+import { BrokenCircuitError } from '@holdfast/core';
+import { isNonRetryable } from './errors.js';
+
+/** The messages fetch implementations give the TypeError of a network failure. */
+const networkMessages = new Set([
+  'fetch failed', // undici (Node)
+  'terminated', // undici, connection lost while reading the body
+  'Failed to fetch', // Chromium
+  'NetworkError when attempting to fetch resource.', // Firefox
+  'Load failed', // Safari
+  'Network request failed', // React Native, whatwg-fetch
+]);
+
+/** HTTP statuses worth another try: timeouts, rate limits and a server that is down or overloaded. */
+const transientStatuses = new Set([408, 429, 500, 502, 503, 504]);
+
+/** The HTTP status an error carries (`status`, `statusCode`, or on its `response`), if any. */
+export function statusOf(error: unknown): number | undefined {
+  if (typeof error !== 'object' || error === null) return undefined;
+  const e = error as { status?: unknown; statusCode?: unknown; response?: { status?: unknown; statusCode?: unknown } };
+  const status = e.status ?? e.statusCode ?? e.response?.status ?? e.response?.statusCode;
+  return typeof status === 'number' ? status : undefined;
+}
+
+/** True for the TypeError fetch throws when the network failed (not for a TypeError from a bug). */
+export function isNetworkError(error: unknown): boolean {
+  return error instanceof TypeError && networkMessages.has(error.message);
+}
+
+/**
+ * The default `retryOn.error`: true unless the error is an `AbortError`, a
+ * `BrokenCircuitError`, a 4xx other than 408 and 429, a TypeError that is not a network
+ * failure (a bug does not heal), or marked with `nonRetryable()`.
+ */
+export function isTransientError(error: unknown): boolean {
+  if (isNonRetryable(error) || error instanceof BrokenCircuitError) return false;
+  if (error instanceof TypeError) return isNetworkError(error);
+  if (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError') return false;
+  const status = statusOf(error);
+  return status === undefined || status < 400 || status >= 500 || status === 408 || status === 429;
+}
+
+/** A fetch `Response`, or anything shaped like one. */
+export interface ResponseLike {
+  readonly status: number;
+  readonly headers: { get(name: string): string | null };
+}
+
+export function isResponseLike(value: unknown): value is ResponseLike {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as ResponseLike).status === 'number' &&
+    typeof (value as ResponseLike).headers?.get === 'function'
+  );
+}
+
+/** The default `retryOn.result`: a Response whose status is 408, 429, 500, 502, 503 or 504. */
+export function isTransientResult(result: unknown): boolean {
+  return isResponseLike(result) && transientStatuses.has(result.status);
+}
+
+/** The `code` an event gives a failed attempt: the error's code or name, or `HTTP 503` for a result. */
+export function resultLabel(result: unknown): string {
+  return isResponseLike(result) ? `HTTP ${result.status}` : 'result';
+}
+
+/** Frees the connection behind a Response that is dropped for a retry. */
+export function discard(result: unknown): void {
+  const body = (result as { body?: { cancel?: () => Promise<void> } | null; bodyUsed?: boolean }).body;
+  if (typeof body?.cancel !== 'function' || (result as { bodyUsed?: boolean }).bodyUsed === true) return;
+  try {
+    body.cancel().catch(() => {});
+  } catch {
+    // A locked stream: whoever holds the reader frees it.
+  }
+}

@@ -1,0 +1,69 @@
+import { HoldfastError } from '@holdfast/core';
+
+/** Why a retry policy gave up on a retryable failure. */
+export type ExhaustedReason = 'maxAttempts' | 'maxElapsed';
+
+/**
+ * A retryable failure outlived the policy's limits: `maxAttempts` attempts, or `maxElapsed`.
+ * `cause` is the last attempt's error.
+ */
+export class RetryExhaustedError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.RetryExhaustedError');
+  override name = 'RetryExhaustedError';
+  /** How many attempts were made. */
+  readonly attempts: number;
+  readonly reason: ExhaustedReason;
+
+  constructor(source: string, attempts: number, reason: ExhaustedReason, cause: unknown) {
+    const limit = reason === 'maxAttempts' ? `${attempts} attempts` : `${attempts} attempts (maxElapsed reached)`;
+    super('E_RETRY_EXHAUSTED', `${source}: gave up after ${limit}: ${messageOf(cause)}`, { cause });
+    this.attempts = attempts;
+    this.reason = reason;
+  }
+}
+
+/**
+ * The retry budget refused a retry: the downstream already takes more retries than the budget
+ * allows. `cause` is the last attempt's error.
+ */
+export class RetryBudgetExhaustedError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.RetryBudgetExhaustedError');
+  override name = 'RetryBudgetExhaustedError';
+  /** How many attempts were made before the budget said no. */
+  readonly attempts: number;
+
+  constructor(source: string, attempts: number, cause: unknown) {
+    super('E_BUDGET_EXHAUSTED', `${source}: retry budget exhausted after ${plural(attempts)}: ${messageOf(cause)}`, {
+      cause,
+    });
+    this.attempts = attempts;
+  }
+}
+
+const kNonRetryable = Symbol.for('holdfast.retry.nonRetryable');
+
+/**
+ * Marks an error so that no retry policy retries it, whatever its `retryOn` says.
+ * Returns the same error, to be thrown.
+ *
+ * @example
+ * if (res.status === 422) throw nonRetryable(new Error('invalid order'));
+ */
+export function nonRetryable<E extends object>(error: E): E {
+  Object.defineProperty(error, kNonRetryable, { value: true, enumerable: false, configurable: true });
+  return error;
+}
+
+/** True for an error marked with {@link nonRetryable} (by any installed copy). */
+export function isNonRetryable(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[kNonRetryable] === true;
+}
+
+function plural(attempts: number): string {
+  return attempts === 1 ? '1 attempt' : `${attempts} attempts`;
+}
+
+function messageOf(cause: unknown): string {
+  if (cause instanceof Error) return cause.message;
+  return String(cause);
+}

@@ -1,0 +1,25 @@
+export { type RetryBudget, type RetryBudgetSnapshot, retryBudget } from './budget.js';
+export {
+  isNetworkError,
+  isResponseLike,
+  isTransientError,
+  isTransientResult,
+  type ResponseLike,
+  statusOf,
+} from './classify.js';
+export {
+  type ExhaustedReason,
+  isNonRetryable,
+  nonRetryable,
+  RetryBudgetExhaustedError,
+  RetryExhaustedError,
+} from './errors.js';
+export {
+  type RetryBudgetOptions,
+  type RetryInfo,
+  type RetryOptions,
+  retryBudgetOptionsSchema,
+  retryOptionsSchema,
+} from './options.js';
+export { type RetryPolicy, retry } from './retry.js';
+export { parseRetryAfter } from './retry-after.js';

@@ -1,0 +1,20 @@
+import type pRetryType from 'p-retry';
+
+type PRetry = typeof pRetryType;
+
+let loading: Promise<PRetry> | undefined;
+
+/**
+ * p-retry is ESM only. A dynamic import loads it from our ESM and CJS builds alike, once, and
+ * only when a first attempt has failed: a call that succeeds first try never pays for it.
+ */
+export function loadPRetry(): Promise<PRetry> {
+  loading ??= import('p-retry').then(
+    (module) => module.default,
+    (error: unknown) => {
+      loading = undefined;
+      throw error;
+    },
+  );
+  return loading;
+}

@@ -1,0 +1,40 @@
+import { isResponseLike } from './classify.js';
+
+type HeaderBag = { get?: (name: string) => unknown } & Record<string, unknown>;
+
+/**
+ * How long the server asked us to wait, in ms: `Retry-After` on a Response result, or on an
+ * error's `response.headers` or `headers`, in seconds or as an HTTP-date; or an error's own
+ * `retryAfterMs`. Undefined when there is no usable hint.
+ */
+export function retryAfterOf(value: unknown, isResult: boolean, now: number): number | undefined {
+  if (typeof value !== 'object' || value === null) return undefined;
+  if (isResult) return isResponseLike(value) ? parseRetryAfter(value.headers.get('retry-after'), now) : undefined;
+  const e = value as { retryAfterMs?: unknown; response?: { headers?: unknown }; headers?: unknown };
+  if (typeof e.retryAfterMs === 'number' && Number.isFinite(e.retryAfterMs) && e.retryAfterMs >= 0) {
+    return e.retryAfterMs;
+  }
+  const headers = e.response?.headers ?? e.headers;
+  return parseRetryAfter(headerOf(headers, 'retry-after'), now);
+}
+
+/** Reads a header from a fetch `Headers` (or anything with `get`) or a plain object (got, axios). */
+function headerOf(headers: unknown, name: string): unknown {
+  if (typeof headers !== 'object' || headers === null) return undefined;
+  const bag = headers as HeaderBag;
+  if (typeof bag.get === 'function') return bag.get(name);
+  return bag[name] ?? bag['Retry-After'];
+}
+
+/** `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`, as ms from `now`. */
+export function parseRetryAfter(value: unknown, now: number): number | undefined {
+  if (Array.isArray(value)) return parseRetryAfter(value[0], now);
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
+  if (typeof value !== 'string') return undefined;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  // Every HTTP-date form (IMF-fixdate, RFC 850, asctime) opens with the day's name.
+  if (!/^[A-Za-z]{3}/.test(text)) return undefined;
+  const date = Date.parse(text);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}

@@ -1,0 +1,278 @@
+import {
+  type Bus,
+  CallScope,
+  type Clock,
+  type ExecuteOptions,
+  errorLabel,
+  bus as globalBus,
+  type Operation,
+  type Policy,
+  parseOptions,
+  realClock,
+} from '@holdfast/core';
+import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
+import { type RetryBudget, retryBudget } from './budget.js';
+import { discard, isTransientError, isTransientResult, resultLabel } from './classify.js';
+import { isNonRetryable, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
+import { type RetryInfo, type RetryOptions, retryOptionsSchema } from './options.js';
+import { loadPRetry } from './p-retry.js';
+import { retryAfterOf } from './retry-after.js';
+
+/** A retry policy. */
+export interface RetryPolicy extends Policy {
+  /** The budget its retries draw from (its own unless one was given), or undefined with `budget: false`. */
+  readonly budget: RetryBudget | undefined;
+}
+
+type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'notRetryable' | 'aborted' | 'budget';
+
+/**
+ * Retries a call that fails for a reason that may pass: with backoff and jitter, honouring
+ * Retry-After, and within a retry budget so that an outage is not multiplied by the retries.
+ * A Response with a retryable status (503, ...) is retried like an error; when the tries run
+ * out, the last Response is returned.
+ *
+ * @example
+ * const policy = retry({ maxAttempts: 4, backoff: { initialDelay: 200 } });
+ * const res = await policy.execute(({ signal }) => fetch(url, { signal }));
+ */
+export function retry(options: RetryOptions = {}): RetryPolicy {
+  const o = parseOptions('retry', retryOptionsSchema, options);
+  const clock = o.clock ?? realClock;
+  return new RetryingPolicy({
+    name: o.name,
+    bus: o.bus ?? globalBus,
+    clock,
+    maxAttempts: o.maxAttempts,
+    maxElapsed: o.maxElapsed ?? Number.POSITIVE_INFINITY,
+    backoff: resolveBackoff(o),
+    retryOnError: o.retryOn.error ?? isTransientError,
+    retryOnResult: o.retryOn.result ?? isTransientResult,
+    retryAfter: o.retryAfter,
+    onRetry: o.onRetry,
+    budget: o.budget === false ? undefined : (o.budget ?? retryBudget({ clock, name: o.name })),
+    random: o.random ?? Math.random,
+  });
+}
+
+interface Settings {
+  readonly name: string;
+  readonly bus: Bus;
+  readonly clock: Clock;
+  readonly maxAttempts: number;
+  readonly maxElapsed: number;
+  readonly backoff: Backoff;
+  readonly retryOnError: (error: unknown, attempt: number) => boolean;
+  readonly retryOnResult: (result: unknown, attempt: number) => boolean;
+  readonly retryAfter: boolean;
+  readonly onRetry: ((info: RetryInfo) => void) | undefined;
+  readonly budget: RetryBudget | undefined;
+  readonly random: () => number;
+}
+
+/** One call that failed its first attempt: what the next decision needs. */
+interface Run<T> {
+  readonly fn: Operation<T>;
+  readonly options: ExecuteOptions | undefined;
+  /** When the call started (clock ms), for maxElapsed. */
+  readonly start: number;
+  /** The attempt that runs next, or that last ran. */
+  attempt: number;
+  /** The last delay waited: decorrelated jitter grows from it. */
+  delay: number;
+  /** The wait before the next attempt. It resolves early when the caller aborts. */
+  waiting: Promise<void>;
+}
+
+/** A failed attempt inside p-retry (which wants an Error): its error or rejected result. */
+class Failure extends Error {
+  constructor(
+    readonly value: unknown,
+    readonly isResult: boolean,
+    readonly aborted: boolean,
+  ) {
+    super('attempt failed');
+  }
+}
+
+/** Thrown by a decision to stop: p-retry rethrows it as is, and `#retry` unwraps it. */
+class Stop {
+  constructor(
+    readonly value: unknown,
+    readonly isResult: boolean,
+  ) {}
+}
+
+const resolved = Promise.resolve();
+
+class RetryingPolicy implements RetryPolicy {
+  readonly name: string;
+  readonly budget: RetryBudget | undefined;
+  readonly #s: Settings;
+
+  /** Where a run stands after its first attempt. */
+  readonly #first: Pick<Run<unknown>, 'attempt' | 'delay' | 'waiting'>;
+
+  constructor(settings: Settings) {
+    this.name = settings.name;
+    this.budget = settings.budget;
+    this.#s = settings;
+    this.#first = { attempt: 1, delay: settings.backoff.initialDelay, waiting: resolved };
+  }
+
+  async execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    const scope = new CallScope(options, 1);
+    if (scope.aborted) {
+      scope.release();
+      throw scope.reason;
+    }
+    const start = this.#s.maxElapsed === Number.POSITIVE_INFINITY ? 0 : this.#s.clock.now();
+    this.budget?.deposit();
+    // The first attempt runs here, outside p-retry: a first-try success pays for nothing else.
+    let value: T;
+    try {
+      value = await fn(scope);
+    } catch (error) {
+      return this.#retry({ fn, options, start, ...this.#first }, error, false, scope.aborted);
+    } finally {
+      scope.release();
+    }
+    if (!this.#s.retryOnResult(value, 1)) return value;
+    return this.#retry({ fn, options, start, ...this.#first }, value, true, false);
+  }
+
+  /** After a failed first attempt: p-retry drives the loop, our decisions and waits run in it. */
+  async #retry<T>(run: Run<T>, value: unknown, isResult: boolean, aborted: boolean): Promise<T> {
+    try {
+      this.#decide(run, value, isResult, aborted);
+      const pRetry = await loadPRetry();
+      return await pRetry(() => this.#attempt(run), {
+        retries: Number.POSITIVE_INFINITY, // we decide when to stop
+        minTimeout: 0, // no timer of p-retry's: the wait, on our clock, opens each attempt
+        onFailedAttempt: ({ error }) => {
+          const failure = error as Failure;
+          this.#decide(run, failure.value, failure.isResult, failure.aborted);
+        },
+      });
+    } catch (error) {
+      if (!(error instanceof Stop)) throw error;
+      if (error.isResult) return error.value as T;
+      throw error.value;
+    }
+  }
+
+  async #attempt<T>(run: Run<T>): Promise<T> {
+    await run.waiting;
+    const scope = new CallScope(run.options, run.attempt);
+    if (scope.aborted) {
+      scope.release();
+      run.attempt--; // aborted during the wait: this attempt never ran
+      throw new Failure(scope.reason, false, true);
+    }
+    let value: T;
+    try {
+      value = await run.fn(scope);
+    } catch (error) {
+      throw new Failure(error, false, scope.aborted);
+    } finally {
+      scope.release();
+    }
+    if (this.#s.retryOnResult(value, run.attempt)) throw new Failure(value, true, false);
+    return value;
+  }
+
+  /** After a failed attempt: sets up the wait before the next one, or throws a {@link Stop}. */
+  #decide(run: Run<unknown>, value: unknown, isResult: boolean, aborted: boolean): void {
+    const s = this.#s;
+    const attempts = run.attempt;
+    if (aborted) this.#giveUp(run, 'aborted', value, isResult);
+    if (!isResult && (isNonRetryable(value) || !s.retryOnError(value, attempts))) {
+      this.#giveUp(run, 'notRetryable', value, isResult);
+    }
+    if (attempts >= s.maxAttempts) this.#giveUp(run, 'maxAttempts', value, isResult);
+    const now = s.clock.now();
+    const hinted = s.retryAfter ? retryAfterOf(value, isResult, now) : undefined;
+    const delay =
+      hinted === undefined ? nextDelay(s.backoff, attempts, run.delay, s.random) : Math.min(hinted, s.backoff.maxDelay);
+    if (now + delay - run.start > s.maxElapsed) this.#giveUp(run, 'maxElapsed', value, isResult);
+    if (s.budget !== undefined && !s.budget.tryWithdraw()) {
+      if (s.bus.wants('retry.budgetExhausted')) {
+        s.bus.emit({
+          type: 'retry.budgetExhausted',
+          source: this.name,
+          time: now,
+          attempt: attempts + 1,
+          code: label(value, isResult),
+        });
+      }
+      this.#giveUp(run, 'budget', value, isResult);
+    }
+    run.attempt = attempts + 1;
+    run.delay = delay;
+    if (s.bus.wants('retry.attempt')) {
+      s.bus.emit({
+        type: 'retry.attempt',
+        source: this.name,
+        time: now,
+        attempt: run.attempt,
+        delay,
+        code: label(value, isResult),
+      });
+    }
+    s.onRetry?.({
+      attempt: run.attempt,
+      delay,
+      error: isResult ? undefined : value,
+      result: isResult ? value : undefined,
+    });
+    if (isResult) discard(value);
+    run.waiting = this.#wait(delay, run.options);
+  }
+
+  #giveUp(run: Run<unknown>, reason: GiveUpReason, value: unknown, isResult: boolean): never {
+    const { bus, clock } = this.#s;
+    if (bus.wants('retry.giveUp')) {
+      bus.emit({
+        type: 'retry.giveUp',
+        source: this.name,
+        time: clock.now(),
+        attempts: run.attempt,
+        reason,
+        code: label(value, isResult),
+      });
+    }
+    // A retried result that runs out is returned: the caller sees the last Response.
+    if (isResult) throw new Stop(value, true);
+    if (reason === 'budget') throw new Stop(new RetryBudgetExhaustedError(this.name, run.attempt, value), false);
+    if (reason === 'maxAttempts' || reason === 'maxElapsed') {
+      throw new Stop(new RetryExhaustedError(this.name, run.attempt, reason, value), false);
+    }
+    throw new Stop(value, false);
+  }
+
+  /** Resolves after `ms` on our clock, or at once when the caller aborts. */
+  #wait(ms: number, options: ExecuteOptions | undefined): Promise<void> {
+    if (ms <= 0) return resolved;
+    const { clock } = this.#s;
+    return new Promise((resolve) => {
+      const scope = new CallScope(options);
+      if (scope.aborted) {
+        scope.release();
+        resolve();
+        return;
+      }
+      const done = () => {
+        clock.clearTimeout(timer);
+        cancel();
+        scope.release();
+        resolve();
+      };
+      const timer = clock.setTimeout(done, ms, { ref: true });
+      const cancel = scope.onAbort(done);
+    });
+  }
+}
+
+function label(value: unknown, isResult: boolean): string | undefined {
+  return isResult ? resultLabel(value) : errorLabel(value);
+}

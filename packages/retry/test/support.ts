@@ -1,0 +1,53 @@
+import { createBus, type EventOf, type EventType, ManualClock } from '@holdfast/core';
+import { retry } from '../src/index.js';
+
+/** A seeded random source in [0, 1) (mulberry32), so a jitter test draws the same numbers each run. */
+export function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+/** A manual clock at a realistic epoch (HTTP-dates need one), a bus, and the events it saw. */
+export function setup(start = Date.UTC(2026, 0, 1)) {
+  const clock = new ManualClock(start);
+  const bus = createBus();
+  const events: { type: EventType; [key: string]: unknown }[] = [];
+  bus.on('*', (e) => events.push(e));
+  const of = <K extends EventType>(type: K) => events.filter((e) => e.type === type) as unknown as EventOf<K>[];
+  return { clock, bus, events, of };
+}
+
+/** A fetch Response with the given status and headers. */
+export function response(status: number, headers: Record<string, string> = {}): Response {
+  return new Response(status === 204 ? null : `status ${status}`, { status, headers });
+}
+
+/** An error an HTTP client would throw: `status` and a `response` with headers. */
+export function httpError(status: number, headers: Record<string, string> = {}): Error {
+  return Object.assign(new Error(`HTTP ${status}`), { status, response: { status, headers: new Headers(headers) } });
+}
+
+/**
+ * Loads p-retry the way the policy does (a dynamic import, on the first retry). That import
+ * takes more than the one tick a ManualClock lets pass after a timer, so a test file warms it
+ * up once before counting ticks.
+ */
+export async function warmUp(): Promise<void> {
+  let n = 0;
+  const policy = retry({ backoff: { initialDelay: 0 }, budget: false, bus: createBus() });
+  await policy.execute(() => {
+    if (++n === 1) throw new Error('warm-up');
+  });
+}
+
+/** Lets pending work register its timers, then fires every timer until none is left. */
+export async function finish(clock: ManualClock): Promise<void> {
+  await clock.advance(0);
+  await clock.runAll();
+}
