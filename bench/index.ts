@@ -1,7 +1,9 @@
 import { benchCore } from './core.js';
+import { benchRetry } from './retry.js';
 
 const suites: Record<string, () => Promise<void>> = {
   core: benchCore,
+  retry: benchRetry,
 };
 
 // `pnpm bench` runs every suite; `pnpm bench core` runs one.

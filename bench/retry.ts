@@ -1,8 +1,7 @@
 import { createBus, ManualClock } from '@holdfast/core';
+import { type RetryPolicy, retry, retryBudget } from '@holdfast/retry';
 import { retry as cockatielRetry, ExponentialBackoff, handleAll } from 'cockatiel';
 import pRetry from 'p-retry';
-// bench/ does not depend on @holdfast/retry yet: read its source directly.
-import { type RetryPolicy, retry, retryBudget } from '@holdfast/retry';
 import { compare, printRows } from './harness.js';
 
 const CALLS = 10_000;
