@@ -33,7 +33,10 @@ for (const name of readdirSync(join(root, 'packages')).sort()) {
   }
   const checks = [
     ['publint --strict', run(bin('publint'), ['run', tarball, '--strict'], root)],
-    ['attw', run(bin('attw'), [tarball, '--format', 'table-flipped', '--no-emoji'], root)],
+    [
+      'attw --profile node16',
+      run(bin('attw'), [tarball, '--profile', 'node16', '--format', 'table-flipped', '--no-emoji'], root),
+    ],
   ];
   for (const [check, result] of checks) {
     console.log(`${result.ok ? 'ok  ' : 'FAIL'} ${manifest.name}: ${check}`);

@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'E_IDEMPOTENCY_CONFLICT'
   | 'E_IDEMPOTENCY_MISMATCH'
   | 'E_STORE_UNAVAILABLE'
+  | 'E_IDEMPOTENCY_VALUE'
+  | 'E_HTTP_STATUS'
   | 'E_DISPOSED';
 
 /** Every error code, at run time. docs/errors.md describes each one. */
@@ -25,6 +27,8 @@ export const errorCodes = [
   'E_IDEMPOTENCY_CONFLICT',
   'E_IDEMPOTENCY_MISMATCH',
   'E_STORE_UNAVAILABLE',
+  'E_IDEMPOTENCY_VALUE',
+  'E_HTTP_STATUS',
   'E_DISPOSED',
 ] as const satisfies readonly ErrorCode[];
 

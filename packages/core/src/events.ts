@@ -14,8 +14,15 @@ export interface EventFields {
   /** A breaker opened: calls are now rejected until `retryAt`. */
   'breaker.open': {
     readonly reason: 'failureRate' | 'slowCallRate' | 'consecutiveFailures' | 'halfOpenFailure' | 'manual' | 'restored';
+    /** Failures / calls in the window when it opened. */
     readonly failureRate: number;
+    /** Slow successes / calls in the window when it opened. */
+    readonly slowCallRate: number;
     readonly retryAt: number | undefined;
+    /** Opens in a row without a close by probes (what `openFor` growth counts), 1 for the first. */
+    readonly opens: number;
+    /** The code of the failure that opened it, if a failure did. */
+    readonly code: ErrorLabel;
   };
   /** A breaker lets probes through to test the downstream. */
   'breaker.halfOpen': Record<never, never>;
@@ -26,35 +33,55 @@ export interface EventFields {
   /** A breaker was disabled: it lets every call through and records nothing. */
   'breaker.disable': Record<never, never>;
   /** A call was refused because the breaker is open, isolated, or out of half-open probes. */
-  'breaker.reject': { readonly state: 'open' | 'halfOpen' | 'isolated'; readonly retryAt: number | undefined };
+  'breaker.reject': {
+    readonly state: 'open' | 'halfOpen' | 'isolated';
+    readonly retryAt: number | undefined;
+    readonly code: 'E_CIRCUIT_OPEN';
+    /** Whether the breaker's fallback served the call. */
+    readonly fallback: boolean;
+  };
   /** A call through a breaker succeeded. */
   'breaker.success': { readonly latency: number };
   /** A call through a breaker failed (as `isFailure` judged it). */
   'breaker.failure': { readonly latency: number; readonly code: ErrorLabel };
   /** A call through a breaker succeeded, but slower than `slowCall.duration`. */
-  'breaker.slow': { readonly latency: number };
+  'breaker.slow': { readonly latency: number; readonly threshold: number };
 
-  /** A retry policy will try again after `delay` ms. */
+  /** A retry policy will run attempt `attempt` (2 for the first retry) after `delay` ms. */
   'retry.attempt': { readonly attempt: number; readonly delay: number; readonly code: ErrorLabel };
-  /** A retry policy stopped trying and passed the last failure on. */
+  /** A retry policy stopped trying: it passes the last error on, or returns the last result. */
   'retry.giveUp': {
     readonly attempts: number;
     readonly reason: 'maxAttempts' | 'maxElapsed' | 'notRetryable' | 'aborted' | 'budget';
     readonly code: ErrorLabel;
   };
-  /** A retry was refused by the retry budget. */
+  /** The retry budget refused attempt `attempt`; a `retry.giveUp` (reason `budget`) follows. */
   'retry.budgetExhausted': { readonly attempt: number; readonly code: ErrorLabel };
 
-  /** A key was claimed: the operation runs now. */
-  'idempotency.claim': { readonly key: string };
-  /** A completed key was seen again: the stored result was replayed. */
-  'idempotency.replay': { readonly key: string };
-  /** A key was seen while its first execution was still running. */
-  'idempotency.conflict': { readonly key: string };
+  /** A key was claimed: the operation runs now. `takeover`: a previous owner's lease had run out. */
+  'idempotency.claim': { readonly key: string; readonly takeover: boolean };
+  /** A completed key was seen again: the stored result was replayed. `createdAt`: its first claim. */
+  'idempotency.replay': { readonly key: string; readonly createdAt: number };
+  /** A key was seen while its first execution was still running. `waited`: after a bounded wait. */
+  'idempotency.conflict': { readonly key: string; readonly waited: boolean };
   /** A key was reused with a different request fingerprint. */
   'idempotency.mismatch': { readonly key: string };
-  /** The idempotency store failed. */
-  'idempotency.storeError': { readonly key: string; readonly code: ErrorLabel; readonly failOpen: boolean };
+  /** The operation failed, so its key was released: nothing is stored, and a retry runs again. */
+  'idempotency.release': { readonly key: string; readonly code: ErrorLabel };
+  /** A key whose owner's lease had run out (a crash, a hang) was taken over by a new run. */
+  'idempotency.takeover': { readonly key: string };
+  /** An owner finished after its key was taken over (or expired): its result was not stored. */
+  'idempotency.staleCompletion': { readonly key: string };
+  /**
+   * The idempotency store failed during `operation`. `failOpen`: the call went on without the
+   * store (a claim under `fail-open`, or a completion after the operation ran).
+   */
+  'idempotency.storeError': {
+    readonly key: string;
+    readonly operation: 'claim' | 'complete' | 'release';
+    readonly code: ErrorLabel;
+    readonly failOpen: boolean;
+  };
 
   /** An endpoint was ejected from its failover set until `until`. */
   'failover.eject': { readonly endpoint: string; readonly until: number; readonly ejections: number };
@@ -104,6 +131,9 @@ export const eventTypes = [
   'idempotency.replay',
   'idempotency.conflict',
   'idempotency.mismatch',
+  'idempotency.release',
+  'idempotency.takeover',
+  'idempotency.staleCompletion',
   'idempotency.storeError',
   'failover.eject',
   'failover.restore',

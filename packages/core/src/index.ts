@@ -31,14 +31,42 @@ export {
   type HoldfastEvent,
 } from './events.js';
 export {
+  type BreakerView,
+  type BudgetView,
+  breakerStateAfter,
+  breakerStates,
+  type EndpointView,
+  type FailoverView,
+  type HealthCheck,
+  type HealthReport,
+  type HealthReportOptions,
+  type HealthStatus,
+  healthReport,
+  readBreaker,
+  readBudget,
+  readFailover,
+} from './health.js';
+export {
   busOption,
   clockOption,
   durationOption,
   fnOption,
   nameOption,
   parseOptions,
+  policiesOption,
   positiveDurationOption,
 } from './options.js';
 export { type CallContext, type ExecuteOptions, invoke, type Operation, type Policy, pipeline } from './policy.js';
+export {
+  createPolicyRegistry,
+  type PolicyRegistry,
+  type PolicySnapshot,
+  policies,
+  registerSnapshot,
+  type SnapshotKind,
+  type SnapshotSource,
+  snapshots,
+  type Unregister,
+} from './registry.js';
 export type { JsonValue, Snapshottable } from './snapshot.js';
 export { type TimeoutOptions, timeout, timeoutOptionsSchema } from './timeout.js';

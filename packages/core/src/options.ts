@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Bus } from './bus.js';
 import type { Clock } from './clock.js';
 import { type ConfigIssue, HoldfastConfigError } from './errors.js';
+import type { PolicyRegistry } from './registry.js';
 
 /**
  * Parses a factory's options once, at construction. A bad option throws
@@ -70,3 +71,14 @@ export const busOption = z.custom<Bus>(
 
 /** A policy name: what its events carry as `source`. */
 export const nameOption = z.string().min(1).max(200);
+
+/**
+ * Where a stateful policy lists itself for `healthReport()`, the dashboard and the metrics
+ * packages (until `dispose()`), or `false` not to. @default the process-wide `policies`
+ */
+export const policiesOption = z.union([
+  z.literal(false),
+  z.custom<PolicyRegistry>((v) => typeof (v as PolicyRegistry | null)?.register === 'function', {
+    error: 'must be a PolicyRegistry (from createPolicyRegistry()) or false',
+  }),
+]);

@@ -8,7 +8,10 @@ const open = (source = 'payments'): HoldfastEvent => ({
   time: 1,
   reason: 'failureRate',
   failureRate: 0.6,
+  slowCallRate: 0,
   retryAt: 30_001,
+  opens: 1,
+  code: 'ECONNRESET',
 });
 
 describe('bus', () => {

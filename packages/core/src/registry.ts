@@ -1,0 +1,131 @@
+import type { JsonValue } from './snapshot.js';
+
+/**
+ * What a registered policy is. `healthReport()`, the dashboard and the metrics packages read
+ * the snapshots of these three kinds; any other kind is listed and served as it is.
+ */
+export type SnapshotKind = 'breaker' | 'failover' | 'budget' | (string & {});
+
+/** Anything that reports its state as plain JSON: a breaker, a failover set, a budget. */
+export interface SnapshotSource {
+  snapshot(): JsonValue;
+}
+
+/** One live policy's state, as {@link PolicyRegistry.snapshots} lists it. */
+export interface PolicySnapshot {
+  readonly kind: SnapshotKind;
+  readonly name: string;
+  /** What `snapshot()` returned, or null when it threw. */
+  readonly snapshot: JsonValue;
+  /** The message of the error `snapshot()` threw, if it did. */
+  readonly error?: string;
+}
+
+/** Takes a policy off the registry. Calling it twice is harmless. */
+export type Unregister = () => void;
+
+/**
+ * The live stateful policies of a process, held weakly: registering never keeps a policy
+ * alive, and one that is garbage-collected leaves the list on its own.
+ */
+export interface PolicyRegistry {
+  /**
+   * Lists `source` under `kind` and `name` until the returned function is called (a policy
+   * calls it from `dispose()`) or `source` is collected. Pass the policy itself, not a wrapper
+   * made for the call: a wrapper nobody else holds is collected, and leaves the list, at once.
+   */
+  register(kind: SnapshotKind, name: string, source: SnapshotSource): Unregister;
+  /** The snapshot of every live policy (of `kind`, if given), in registration order. */
+  snapshots(kind?: SnapshotKind): PolicySnapshot[];
+  /** How many policies are registered and not yet collected. */
+  readonly size: number;
+}
+
+interface Entry {
+  readonly kind: SnapshotKind;
+  readonly name: string;
+  readonly ref: WeakRef<SnapshotSource>;
+}
+
+class WeakPolicyRegistry implements PolicyRegistry {
+  readonly #entries = new Set<Entry>();
+  // Drops the entry of a policy that was collected without being disposed.
+  readonly #finalizer = new FinalizationRegistry<Entry>((entry) => this.#entries.delete(entry));
+
+  register(kind: SnapshotKind, name: string, source: SnapshotSource): Unregister {
+    if (typeof source?.snapshot !== 'function') {
+      throw new TypeError(`registerSnapshot("${kind}", "${name}"): source must have a snapshot() method`);
+    }
+    const entry: Entry = { kind, name, ref: new WeakRef(source) };
+    this.#entries.add(entry);
+    this.#finalizer.register(source, entry, entry);
+    return () => {
+      if (this.#entries.delete(entry)) this.#finalizer.unregister(entry);
+    };
+  }
+
+  snapshots(kind?: SnapshotKind): PolicySnapshot[] {
+    const out: PolicySnapshot[] = [];
+    for (const entry of this.#entries) {
+      if (kind !== undefined && entry.kind !== kind) continue;
+      const source = entry.ref.deref();
+      if (source === undefined) {
+        this.#entries.delete(entry);
+        continue;
+      }
+      out.push(read(entry, source));
+    }
+    return out;
+  }
+
+  get size(): number {
+    let live = 0;
+    for (const entry of this.#entries) if (entry.ref.deref() !== undefined) live++;
+    return live;
+  }
+}
+
+function read(entry: Entry, source: SnapshotSource): PolicySnapshot {
+  try {
+    return { kind: entry.kind, name: entry.name, snapshot: source.snapshot() };
+  } catch (error) {
+    // One broken policy must not hide the others from /health or the dashboard.
+    const message = error instanceof Error ? error.message : String(error);
+    return { kind: entry.kind, name: entry.name, snapshot: null, error: message };
+  }
+}
+
+/** Makes a registry of its own, e.g. one per test. */
+export function createPolicyRegistry(): PolicyRegistry {
+  return new WeakPolicyRegistry();
+}
+
+const registryKey = Symbol.for('@holdfast/core/policies@0');
+
+/** The process-wide registry, shared (like the bus) by every copy of @holdfast/core of this major. */
+export const policies: PolicyRegistry = globalRegistry();
+
+function globalRegistry(): PolicyRegistry {
+  const g = globalThis as Record<symbol, unknown>;
+  const existing = g[registryKey] as PolicyRegistry | undefined;
+  if (typeof existing?.register === 'function' && typeof existing.snapshots === 'function') return existing;
+  const made = createPolicyRegistry();
+  Object.defineProperty(g, registryKey, { value: made, enumerable: false, configurable: false, writable: false });
+  return made;
+}
+
+/**
+ * Lists a stateful policy on the process-wide registry, for `healthReport()`, the dashboard and
+ * the metrics packages. Call the returned function from the policy's `dispose()`.
+ *
+ * @example
+ * this.#unregister = registerSnapshot('breaker', this.name, this);
+ */
+export function registerSnapshot(kind: SnapshotKind, name: string, source: SnapshotSource): Unregister {
+  return policies.register(kind, name, source);
+}
+
+/** The snapshot of every live registered policy (of `kind`, if given). */
+export function snapshots(kind?: SnapshotKind): PolicySnapshot[] {
+  return policies.snapshots(kind);
+}
