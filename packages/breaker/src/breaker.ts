@@ -1,0 +1,458 @@
+import {
+  type BrokenCircuitError,
+  type Bus,
+  CallScope,
+  type Clock,
+  DisposedError,
+  type ErrorLabel,
+  type ExecuteOptions,
+  errorLabel,
+  bus as globalBus,
+  policies as globalPolicies,
+  type Operation,
+  type Policy,
+  parseOptions,
+  realClock,
+  type Snapshottable,
+  type Unregister,
+} from '@holdfast/core';
+import { Rejections } from './errors.js';
+import {
+  type BreakerConfig,
+  type BreakerSnapshot,
+  type BreakerState,
+  breakerOptionsSchema,
+  type CircuitBreakerOptions,
+  openDuration,
+} from './options.js';
+import { defaultIsFailure, type IsFailure, type Outcome, toOutcome } from './outcome.js';
+import { RollingWindow, type WindowCounts } from './window.js';
+
+// States as small integers: the hot path compares one number.
+const CLOSED = 0;
+const OPEN = 1;
+const HALF_OPEN = 2;
+const ISOLATED = 3;
+const DISABLED = 4;
+const DISPOSED = 5;
+type StateCode = 0 | 1 | 2 | 3 | 4 | 5;
+const stateNames: readonly BreakerState[] = ['closed', 'open', 'halfOpen', 'isolated', 'disabled'];
+
+type OpenReason = 'failureRate' | 'slowCallRate' | 'consecutiveFailures' | 'halfOpenFailure' | 'manual' | 'restored';
+
+const NO_FALLBACK: unique symbol = Symbol('no fallback');
+const ResponseClass: typeof Response | undefined = globalThis.Response;
+
+/**
+ * A circuit breaker. Calls flow while it is closed; when failures (or slow calls) in the
+ * rolling window reach a threshold it opens and refuses calls with a `BrokenCircuitError`;
+ * after `openFor` it lets probes through (half-open) and closes when enough succeed.
+ * Transitions out of open happen on the next call or state read: no timer runs.
+ */
+export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapshot> {
+  readonly name: string;
+  readonly #bus: Bus;
+  readonly #clock: Clock;
+  readonly #config: BreakerConfig;
+  readonly #isFailure: IsFailure | undefined;
+  readonly #fallback: unknown;
+  readonly #failureRate: number;
+  readonly #slowAfter: number;
+  readonly #slowRate: number;
+  readonly #consecutiveLimit: number;
+  readonly #window: RollingWindow;
+  readonly #unregister: Unregister | undefined;
+  /** Made on the first refusal: most breakers never refuse a call. */
+  #rejections: Rejections | undefined;
+
+  #state: StateCode = CLOSED;
+  /** The state reported after dispose(). */
+  #lastState: StateCode = CLOSED;
+  /** Bumped on every transition: a call that settles in a later state is not counted. */
+  #generation = 0;
+  #retryAt = 0;
+  #opens = 0;
+  #consecutive = 0;
+  #probes = 0;
+  #probeSuccesses = 0;
+
+  /** `name` and `restore` default to the config's; a registry shares one config among its keys. */
+  constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
+    this.name = name;
+    this.#config = config;
+    this.#bus = config.bus ?? globalBus;
+    this.#clock = config.clock ?? realClock;
+    this.#isFailure = config.isFailure;
+    this.#fallback = config.fallback === undefined ? NO_FALLBACK : config.fallback;
+    const consecutive = config.consecutiveFailures;
+    this.#consecutiveLimit = consecutive ?? Number.POSITIVE_INFINITY;
+    this.#failureRate = consecutive === undefined ? (config.failureRateThreshold ?? 0.5) : Number.POSITIVE_INFINITY;
+    this.#slowAfter = config.slowCall?.duration ?? Number.POSITIVE_INFINITY;
+    this.#slowRate = config.slowCall?.rateThreshold ?? Number.POSITIVE_INFINITY;
+    const now = this.#clock.now();
+    const prime = restore && now - restore.time < config.window.duration ? countsOf(restore) : undefined;
+    this.#window = new RollingWindow(config.window.duration, config.window.buckets, now, prime);
+    if (restore) this.#restore(restore, now);
+    const listing = config.policies ?? globalPolicies;
+    if (listing !== false) this.#unregister = listing.register('breaker', name, this);
+  }
+
+  /**
+   * Whether a registry should keep this breaker though it is idle: it is open and not yet
+   * due to probe, isolated or disabled. @internal
+   */
+  static holdsState(breaker: CircuitBreakerPolicy, now: number): boolean {
+    const state = breaker.#state;
+    return state === ISOLATED || state === DISABLED || (state === OPEN && now < breaker.#retryAt);
+  }
+
+  /** The current state. An open breaker whose `openFor` has passed turns half-open here. */
+  get state(): BreakerState {
+    if (this.#state === DISPOSED) return stateNames[this.#lastState] as BreakerState;
+    return stateNames[this.#refresh(this.#clock.now())] as BreakerState;
+  }
+
+  /**
+   * Runs `fn` if the breaker lets it: counts its outcome, or refuses it with a
+   * `BrokenCircuitError` (or serves the `fallback`) without running it.
+   */
+  execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    if (this.#state === CLOSED) return this.#call(fn, options, this.#clock.now(), this.#generation, false);
+    return this.#gate(fn, options);
+  }
+
+  /** Opens the breaker by hand, for `openFor`; then it probes as usual. */
+  open(): void {
+    this.#live();
+    if (this.#state !== OPEN) this.#open('manual', this.#clock.now(), undefined);
+  }
+
+  /** Closes the breaker by hand and empties its window. */
+  close(): void {
+    this.#live();
+    if (this.#state !== CLOSED) this.#close('manual', this.#clock.now());
+  }
+
+  /** Holds the breaker open until `close()` or `open()`: every call is refused. */
+  isolate(): void {
+    this.#live();
+    if (this.#state === ISOLATED) return;
+    this.#enter(ISOLATED);
+    if (this.#bus.wants('breaker.isolate')) {
+      this.#bus.emit({ type: 'breaker.isolate', source: this.name, time: this.#clock.now() });
+    }
+  }
+
+  /** Lets every call through and records nothing until `close()`, `open()` or `isolate()`. */
+  disable(): void {
+    this.#live();
+    if (this.#state === DISABLED) return;
+    this.#enter(DISABLED);
+    if (this.#bus.wants('breaker.disable')) {
+      this.#bus.emit({ type: 'breaker.disable', source: this.name, time: this.#clock.now() });
+    }
+  }
+
+  snapshot(): BreakerSnapshot {
+    const now = this.#clock.now();
+    const state = this.#state === DISPOSED ? this.#lastState : this.#refresh(now);
+    const w = this.#window;
+    w.advance(now);
+    const stats = w.stats;
+    const [p50, p95, p99] = w.latency([0.5, 0.95, 0.99]);
+    const retryAt = state === OPEN ? this.#retryAt : null;
+    return {
+      name: this.name,
+      state: stateNames[state] as BreakerState,
+      time: now,
+      retryAt,
+      retryIn: retryAt === null ? null : Math.max(0, retryAt - now),
+      opens: this.#opens,
+      consecutiveFailures: this.#consecutive,
+      probes: { inFlight: this.#probes, succeeded: this.#probeSuccesses },
+      window: {
+        duration: this.#config.window.duration,
+        buckets: this.#config.window.buckets,
+        calls: w.calls,
+        successes: w.calls - w.failures,
+        failures: w.failures,
+        slow: w.slow,
+        timeouts: stats.timeouts,
+        rejects: stats.rejects,
+        fallbacks: stats.fallbacks,
+        failureRate: w.calls === 0 ? 0 : w.failures / w.calls,
+        slowCallRate: w.calls === 0 ? 0 : w.slow / w.calls,
+      },
+      latency: { p50: p50 ?? null, p95: p95 ?? null, p99: p99 ?? null },
+    };
+  }
+
+  /** Drops the window. Calls afterwards reject with `E_DISPOSED`; calls in flight settle unrecorded. */
+  dispose(): void {
+    if (this.#state === DISPOSED) return;
+    this.#lastState = this.#state;
+    this.#enter(DISPOSED);
+    this.#window.dispose();
+    this.#unregister?.();
+  }
+
+  #gate<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
+    const now = this.#clock.now();
+    switch (this.#refresh(now)) {
+      case HALF_OPEN:
+        if (this.#probes < this.#config.halfOpen.maxProbes) {
+          this.#probes++;
+          return this.#call(fn, options, now, this.#generation, true);
+        }
+        // Probes are out: a caller may try again as soon as one settles.
+        return this.#reject(now, 'halfOpen', now);
+      case OPEN:
+        return this.#reject(now, 'open', this.#retryAt);
+      case ISOLATED:
+        return this.#reject(now, 'isolated', undefined);
+      case DISABLED:
+        return this.#passThrough(fn, options);
+      case DISPOSED:
+        return Promise.reject(new DisposedError(this.name));
+      default:
+        return this.#call(fn, options, now, this.#generation, false);
+    }
+  }
+
+  async #call<T>(
+    fn: Operation<T>,
+    options: ExecuteOptions | undefined,
+    start: number,
+    generation: number,
+    probe: boolean,
+  ): Promise<T> {
+    // The breaker never aborts a call, so an outer policy's context serves as ours.
+    const scope = options instanceof CallScope ? options : new CallScope(options);
+    let result: T;
+    try {
+      result = await fn(scope);
+    } catch (error) {
+      this.#settle(false, error, start, generation, probe);
+      throw error;
+    } finally {
+      if (scope !== options) scope.release();
+    }
+    this.#settle(true, result, start, generation, probe);
+    return result;
+  }
+
+  async #passThrough<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
+    const scope = options instanceof CallScope ? options : new CallScope(options);
+    try {
+      return await fn(scope);
+    } finally {
+      if (scope !== options) scope.release();
+    }
+  }
+
+  #settle(ok: boolean, value: unknown, start: number, generation: number, probe: boolean): void {
+    const outcome = this.#judge(ok, value);
+    const current = generation === this.#generation;
+    if (outcome === 'ignored') {
+      if (probe && current) this.#probes--;
+      return;
+    }
+    const now = this.#clock.now();
+    const latency = now - start;
+    const failure = outcome === 'failure';
+    const slow = !failure && latency > this.#slowAfter;
+    this.#emitOutcome(failure, slow, latency, now, ok, value);
+    // The state moved on while the call ran (opened, closed by hand, disposed): not counted.
+    if (!current) return;
+    const w = this.#window;
+    w.advance(now);
+    w.record(failure, slow, latency, failure && isTimeout(value));
+    if (probe) {
+      this.#probes--;
+      if (failure || slow) this.#open('halfOpenFailure', now, failure ? label(ok, value) : undefined);
+      else if (++this.#probeSuccesses >= this.#config.halfOpen.successesToClose) this.#close('probes', now);
+      return;
+    }
+    if (failure) {
+      this.#consecutive++;
+      if (this.#consecutive >= this.#consecutiveLimit) this.#open('consecutiveFailures', now, label(ok, value));
+      else if (w.calls >= this.#config.minimumCalls && w.failures >= this.#failureRate * w.calls) {
+        this.#open('failureRate', now, label(ok, value));
+      }
+    } else {
+      this.#consecutive = 0;
+      if (slow && w.calls >= this.#config.minimumCalls && w.slow >= this.#slowRate * w.calls) {
+        this.#open('slowCallRate', now, undefined);
+      }
+    }
+  }
+
+  #judge(ok: boolean, value: unknown): Outcome {
+    const judge = this.#isFailure;
+    if (judge === undefined) {
+      if (ok && !(ResponseClass !== undefined && value instanceof ResponseClass)) return 'success';
+      return defaultIsFailure(ok ? { ok, result: value } : { ok: false, error: value });
+    }
+    try {
+      return toOutcome(judge(ok ? { ok: true, result: value } : { ok: false, error: value }));
+    } catch {
+      // A judge that throws (or answers nonsense) cannot clear the call: count it against the downstream.
+      return 'failure';
+    }
+  }
+
+  #emitOutcome(failure: boolean, slow: boolean, latency: number, now: number, ok: boolean, value: unknown): void {
+    const bus = this.#bus;
+    if (failure) {
+      if (bus.wants('breaker.failure')) {
+        bus.emit({ type: 'breaker.failure', source: this.name, time: now, latency, code: label(ok, value) });
+      }
+      return;
+    }
+    if (bus.wants('breaker.success')) bus.emit({ type: 'breaker.success', source: this.name, time: now, latency });
+    if (slow && bus.wants('breaker.slow')) {
+      bus.emit({ type: 'breaker.slow', source: this.name, time: now, latency, threshold: this.#slowAfter });
+    }
+  }
+
+  #reject<T>(now: number, state: 'open' | 'halfOpen' | 'isolated', retryAt: number | undefined): Promise<T> {
+    const fallback = this.#fallback;
+    const served = fallback !== NO_FALLBACK;
+    this.#window.advance(now);
+    this.#window.reject(served);
+    if (this.#bus.wants('breaker.reject')) {
+      this.#bus.emit({
+        type: 'breaker.reject',
+        source: this.name,
+        time: now,
+        state,
+        retryAt,
+        code: 'E_CIRCUIT_OPEN',
+        fallback: served,
+      });
+    }
+    if (!served) return Promise.reject((this.#rejections ??= new Rejections(this.name)).next(retryAt));
+    if (typeof fallback !== 'function') return Promise.resolve(fallback as T);
+    return this.#serve(
+      fallback as (error: BrokenCircuitError) => T | PromiseLike<T>,
+      (this.#rejections ??= new Rejections(this.name)).next(retryAt),
+    );
+  }
+
+  async #serve<T>(fallback: (error: BrokenCircuitError) => T | PromiseLike<T>, error: BrokenCircuitError): Promise<T> {
+    return fallback(error);
+  }
+
+  /** Turns an open breaker half-open once `openFor` has passed; returns the state. */
+  #refresh(now: number): StateCode {
+    if (this.#state === OPEN && now >= this.#retryAt) {
+      this.#enter(HALF_OPEN);
+      if (this.#bus.wants('breaker.halfOpen')) {
+        this.#bus.emit({ type: 'breaker.halfOpen', source: this.name, time: now });
+      }
+    }
+    return this.#state;
+  }
+
+  #open(reason: OpenReason, now: number, code: ErrorLabel): void {
+    this.#opens++;
+    this.#enter(OPEN);
+    this.#retryAt = now + openDuration(this.#config.openFor, this.#opens);
+    this.#emitOpen(reason, now, code);
+  }
+
+  #emitOpen(reason: OpenReason, now: number, code: ErrorLabel): void {
+    if (!this.#bus.wants('breaker.open')) return;
+    const w = this.#window;
+    this.#bus.emit({
+      type: 'breaker.open',
+      source: this.name,
+      time: now,
+      reason,
+      failureRate: w.calls === 0 ? 0 : w.failures / w.calls,
+      slowCallRate: w.calls === 0 ? 0 : w.slow / w.calls,
+      retryAt: this.#retryAt,
+      opens: this.#opens,
+      code,
+    });
+  }
+
+  #close(reason: 'probes' | 'manual', now: number): void {
+    this.#enter(CLOSED);
+    this.#opens = 0;
+    this.#window.reset(now);
+    if (this.#bus.wants('breaker.close')) {
+      this.#bus.emit({ type: 'breaker.close', source: this.name, time: now, reason });
+    }
+  }
+
+  /** Enters a state afresh: calls still in flight belong to the old one. */
+  #enter(state: StateCode): void {
+    this.#state = state;
+    this.#generation++;
+    this.#probes = 0;
+    this.#probeSuccesses = 0;
+    this.#consecutive = 0;
+  }
+
+  #restore(snapshot: BreakerSnapshot, now: number): void {
+    this.#opens = snapshot.opens;
+    switch (snapshot.state) {
+      case 'closed':
+        this.#consecutive = snapshot.consecutiveFailures;
+        return;
+      case 'open':
+      case 'halfOpen':
+        // A half-open breaker restarts as one whose open time is over: its next call probes.
+        this.#enter(OPEN);
+        this.#retryAt = snapshot.state === 'open' && snapshot.retryAt !== null ? snapshot.retryAt : now;
+        this.#emitOpen('restored', now, undefined);
+        return;
+      case 'isolated':
+        this.isolate();
+        return;
+      case 'disabled':
+        this.disable();
+        return;
+    }
+  }
+
+  #live(): void {
+    if (this.#state === DISPOSED) throw new DisposedError(this.name);
+  }
+}
+
+/**
+ * Makes a circuit breaker: a `Policy`, so it composes with `pipeline()`.
+ *
+ * @example
+ * const breaker = circuitBreaker({ name: 'payments', failureRateThreshold: 0.5, openFor: 10_000 });
+ * const res = await breaker.execute(({ signal }) => fetch(url, { signal }));
+ */
+export function circuitBreaker(options: CircuitBreakerOptions = {}): CircuitBreakerPolicy {
+  return new CircuitBreakerPolicy(parseOptions('circuitBreaker', breakerOptionsSchema, options));
+}
+
+function countsOf(snapshot: BreakerSnapshot): WindowCounts {
+  const w = snapshot.window;
+  return {
+    successes: w.successes,
+    failures: w.failures,
+    slow: w.slow,
+    rejects: w.rejects,
+    timeouts: w.timeouts,
+    fallbacks: w.fallbacks,
+  };
+}
+
+/** The `code` an outcome event carries: the error's, or `HTTP_<status>` for a failed response. */
+function label(ok: boolean, value: unknown): ErrorLabel {
+  if (!ok) return errorLabel(value);
+  const status = (value as { status?: unknown } | null)?.status;
+  return typeof status === 'number' ? `HTTP_${status}` : undefined;
+}
+
+function isTimeout(error: unknown): boolean {
+  const code = errorLabel(error);
+  return code === 'E_TIMEOUT' || code === 'ETIMEDOUT';
+}

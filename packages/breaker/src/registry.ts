@@ -1,0 +1,269 @@
+import {
+  type Bus,
+  busOption,
+  type Clock,
+  clockOption,
+  DisposedError,
+  type ExecuteOptions,
+  fnOption,
+  HoldfastConfigError,
+  nameOption,
+  type Operation,
+  type PolicyRegistry,
+  parseOptions,
+  positiveDurationOption,
+  realClock,
+  type Snapshottable,
+} from '@holdfast/core';
+import { z } from 'zod';
+import { CircuitBreakerPolicy } from './breaker.js';
+import {
+  type BreakerConfig,
+  type BreakerSettings,
+  type BreakerSnapshot,
+  breakerOptionsSchema,
+  breakerSettingsSchema,
+  breakerSnapshotSchema,
+  noRateWithConsecutive,
+} from './options.js';
+
+/** Settings shared by a registry's breakers: a breaker's options less its name, bus and clock. */
+const sharedSettingsSchema = breakerSettingsSchema
+  .omit({ bus: true, clock: true, policies: true })
+  .superRefine(noRateWithConsecutive);
+
+/** Settings for one key, laid over the shared ones. */
+export type KeySettings = Omit<BreakerSettings, 'bus' | 'clock' | 'policies'>;
+
+export const registrySnapshotSchema = z.object({
+  name: z.string(),
+  time: z.number(),
+  size: z.number().int().nonnegative(),
+  /** Each breaker's snapshot, by key. */
+  breakers: z.record(z.string(), breakerSnapshotSchema),
+});
+
+/** What a registry's `snapshot()` returns. */
+export type RegistrySnapshot = z.output<typeof registrySnapshotSchema>;
+
+export const registryOptionsSchema = z.strictObject({
+  /** Breakers are named `<name>:<key>` on their events. @default 'breakers' */
+  name: nameOption.default('breakers'),
+  /** Options every breaker starts from. @default the defaults of circuitBreaker() */
+  defaults: sharedSettingsSchema.optional(),
+  /**
+   * Options for some keys, laid over `defaults` (objects such as `halfOpen` merge field by
+   * field): a record by key, or a function of the key that returns them or undefined.
+   */
+  overrides: z
+    .union([z.record(z.string(), z.unknown()), fnOption<(key: string) => KeySettings | undefined>()])
+    .optional(),
+  /** At most this many breakers are kept; past it the least recently used goes. @default 10_000 */
+  maxKeys: z.number().int().positive().default(10_000),
+  /**
+   * A breaker unused this long (ms) is dropped, unless it is open, isolated or disabled.
+   * A dropped key gets a fresh breaker on its next call. @default 600_000 (10 minutes)
+   */
+  idleTtl: positiveDurationOption.default(600_000),
+  /** A registry snapshot to start from: each key's breaker is restored when first used. */
+  restore: registrySnapshotSchema.optional(),
+  bus: busOption.optional(),
+  clock: clockOption.optional(),
+  /** Where each breaker lists itself, as `<name>:<key>`, while it is held. @default core's `policies` */
+  policies: breakerSettingsSchema.shape.policies,
+});
+
+/** Options of `breakerRegistry()`. */
+export type BreakerRegistryOptions = Omit<z.input<typeof registryOptionsSchema>, 'overrides'> & {
+  readonly overrides?: Readonly<Record<string, KeySettings>> | ((key: string) => KeySettings | undefined);
+};
+
+interface Entry {
+  readonly breaker: CircuitBreakerPolicy;
+  lastUsed: number;
+  /** When the entry last moved to the back of the LRU order. */
+  movedAt: number;
+}
+
+/**
+ * One breaker per key (a host, a tenant), made on first use. The map keeps least recently
+ * used first, so eviction by `maxKeys` and by `idleTtl` reads only its front; nothing runs
+ * in the background.
+ */
+export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
+  readonly name: string;
+  readonly #entries = new Map<string, Entry>();
+  readonly #defaults: Record<string, unknown>;
+  readonly #shared: BreakerConfig;
+  readonly #overrides: ((key: string) => KeySettings | undefined) | undefined;
+  readonly #maxKeys: number;
+  readonly #idleTtl: number;
+  readonly #bus: Bus | undefined;
+  readonly #clock: Clock;
+  readonly #policies: PolicyRegistry | false | undefined;
+  readonly #restore: Map<string, BreakerSnapshot>;
+  /** How stale an entry's place in the LRU order may get: re-inserting on every call would cost more. */
+  readonly #moveEvery: number;
+  #nextSweep = 0;
+  #disposed = false;
+
+  constructor(options: BreakerRegistryOptions = {}) {
+    const parsed = parseOptions('breakerRegistry', registryOptionsSchema, options);
+    this.name = parsed.name;
+    this.#maxKeys = parsed.maxKeys;
+    this.#idleTtl = parsed.idleTtl;
+    this.#bus = parsed.bus;
+    this.#clock = parsed.clock ?? realClock;
+    this.#policies = parsed.policies;
+    this.#moveEvery = Math.min(1_000, parsed.idleTtl / 4);
+    this.#defaults = { ...(options.defaults ?? {}) };
+    this.#shared = this.#config('defaults', {});
+    const overrides = options.overrides;
+    if (typeof overrides === 'function') this.#overrides = overrides;
+    else if (overrides !== undefined) {
+      const byKey = new Map(Object.entries(overrides));
+      // A bad override is reported now, not on the key's first call.
+      for (const [key, settings] of byKey) this.#config(`overrides.${key}`, settings);
+      this.#overrides = (key) => byKey.get(key);
+    }
+    this.#restore = new Map(Object.entries(parsed.restore?.breakers ?? {}));
+  }
+
+  /** Breakers held now. */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  has(key: string): boolean {
+    return this.#entries.has(key);
+  }
+
+  /** The breaker for `key`, made with the shared defaults and the key's overrides if it has none yet. */
+  get(key: string): CircuitBreakerPolicy {
+    if (this.#disposed) throw new DisposedError(this.name);
+    const now = this.#clock.now();
+    if (now >= this.#nextSweep) this.#sweep(now);
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return this.#create(key, now);
+    entry.lastUsed = now;
+    if (now - entry.movedAt >= this.#moveEvery) {
+      entry.movedAt = now;
+      this.#entries.delete(key);
+      this.#entries.set(key, entry);
+    }
+    return entry.breaker;
+  }
+
+  /** Runs `fn` through the breaker of `key`. */
+  execute<T>(key: string, fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    if (this.#disposed) return Promise.reject(new DisposedError(this.name));
+    return this.get(key).execute(fn, options);
+  }
+
+  /** Drops the breaker of `key`; its next call gets a fresh one. */
+  delete(key: string): boolean {
+    const entry = this.#entries.get(key);
+    if (entry === undefined) return false;
+    this.#entries.delete(key);
+    entry.breaker.dispose();
+    return true;
+  }
+
+  /** Drops breakers idle for `idleTtl`. Runs by itself on use; call it to trim at a time of your choosing. */
+  prune(): void {
+    this.#sweep(this.#clock.now());
+  }
+
+  snapshot(): RegistrySnapshot {
+    const now = this.#clock.now();
+    if (!this.#disposed) this.#sweep(now);
+    const breakers: [string, BreakerSnapshot][] = [];
+    for (const [key, entry] of this.#entries) breakers.push([key, entry.breaker.snapshot()]);
+    return { name: this.name, time: now, size: this.#entries.size, breakers: Object.fromEntries(breakers) };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const entry of this.#entries.values()) entry.breaker.dispose();
+    this.#entries.clear();
+    this.#restore.clear();
+  }
+
+  #create(key: string, now: number): CircuitBreakerPolicy {
+    while (this.#entries.size >= this.#maxKeys) this.#evictOldest();
+    const override = this.#overrides?.(key);
+    const base = override === undefined ? this.#shared : this.#config(`overrides("${key}")`, override);
+    const restore = this.#restore.get(key);
+    if (restore !== undefined) this.#restore.delete(key);
+    const breaker = new CircuitBreakerPolicy(base, `${this.name}:${key}`, restore);
+    this.#entries.set(key, { breaker, lastUsed: now, movedAt: now });
+    return breaker;
+  }
+
+  /** Parses the defaults with `settings` laid over them; a bad value names where it came from. */
+  #config(where: string, settings: object): BreakerConfig {
+    const merged = {
+      ...mergeSettings(this.#defaults, settings),
+      name: this.name,
+      bus: this.#bus,
+      clock: this.#clock,
+      policies: this.#policies,
+    };
+    try {
+      return parseOptions('breakerRegistry', breakerOptionsSchema, merged);
+    } catch (error) {
+      if (!(error instanceof HoldfastConfigError)) throw error;
+      throw new HoldfastConfigError(
+        'breakerRegistry',
+        error.issues.map((issue) => ({ ...issue, path: issue.path ? `${where}.${issue.path}` : where })),
+      );
+    }
+  }
+
+  #sweep(now: number): void {
+    this.#nextSweep = now + this.#moveEvery;
+    for (const [key, entry] of this.#entries) {
+      // The map is in order of `movedAt`: past this entry, everything was used within the TTL.
+      if (now - entry.movedAt < this.#idleTtl) break;
+      if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker, now)) continue;
+      this.#entries.delete(key);
+      entry.breaker.dispose();
+    }
+  }
+
+  #evictOldest(): void {
+    const oldest = this.#entries.entries().next();
+    if (oldest.done === true) return;
+    const [key, entry] = oldest.value;
+    this.#entries.delete(key);
+    entry.breaker.dispose();
+  }
+}
+
+/**
+ * Makes a registry of breakers, one per key.
+ *
+ * @example
+ * const hosts = breakerRegistry({ defaults: { openFor: 10_000 }, maxKeys: 1_000 });
+ * await hosts.execute(new URL(url).host, ({ signal }) => fetch(url, { signal }));
+ */
+export function breakerRegistry(options: BreakerRegistryOptions = {}): BreakerRegistry {
+  return new BreakerRegistry(options);
+}
+
+/** `over` laid on `base`; plain-object options (window, halfOpen, slowCall) merge one level down. */
+function mergeSettings(base: Record<string, unknown>, over: object): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const under = merged[key];
+    merged[key] = isPlainObject(under) && isPlainObject(value) ? { ...under, ...value } : value;
+  }
+  return merged;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+}

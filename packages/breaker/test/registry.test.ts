@@ -1,0 +1,115 @@
+import { createBus, DisposedError, type HoldfastEvent, ManualClock } from '@holdfast/core';
+import { describe, expect, it } from 'vitest';
+import { type BreakerRegistryOptions, breakerRegistry } from '../src/index.js';
+import { fail, failTimes, succeed } from './support.js';
+
+function registry(options: BreakerRegistryOptions = {}) {
+  const clock = new ManualClock(0);
+  const bus = createBus();
+  const events: HoldfastEvent[] = [];
+  bus.on('*', (e) => events.push(e));
+  return { clock, events, hosts: breakerRegistry({ name: 'hosts', clock, bus, ...options }) };
+}
+
+describe('breakerRegistry()', () => {
+  it('makes one breaker per key on first use, named for the key, with shared defaults', async () => {
+    const { hosts, events } = registry({ defaults: { minimumCalls: 2, openFor: 5_000 } });
+    expect(hosts.size).toBe(0);
+    const a = hosts.get('a.example');
+    expect(hosts.get('a.example')).toBe(a);
+    await failTimes({ execute: (fn) => hosts.execute('a.example', fn) }, 2);
+    await expect(hosts.execute('b.example', succeed)).resolves.toBe('ok');
+    expect(hosts.get('a.example').state).toBe('open');
+    expect(hosts.get('b.example').state).toBe('closed');
+    expect(events.find((e) => e.type === 'breaker.open')).toMatchObject({ source: 'hosts:a.example', retryAt: 5_000 });
+  });
+
+  it('lays per-key overrides over the defaults, merging nested options field by field', async () => {
+    const { hosts } = registry({
+      defaults: { minimumCalls: 50, halfOpen: { maxProbes: 3, successesToClose: 2 } },
+      overrides: { 'fragile.example': { minimumCalls: 1, halfOpen: { successesToClose: 5 } } },
+    });
+    await hosts.execute('fragile.example', fail()).catch(() => undefined);
+    await hosts.execute('sturdy.example', fail()).catch(() => undefined);
+    expect(hosts.get('fragile.example').state).toBe('open');
+    expect(hosts.get('sturdy.example').state).toBe('closed');
+
+    const byFunction = registry({
+      overrides: (key) => (key.startsWith('db-') ? { consecutiveFailures: 1 } : undefined),
+    });
+    await byFunction.hosts.execute('db-1', fail()).catch(() => undefined);
+    expect(byFunction.hosts.get('db-1').state).toBe('open');
+  });
+
+  it('evicts the least recently used breaker past maxKeys', async () => {
+    const { hosts, clock } = registry({ maxKeys: 3 });
+    for (const key of ['a', 'b', 'c']) {
+      await hosts.execute(key, succeed);
+      await clock.advance(2_000);
+    }
+    await hosts.execute('a', succeed); // a is now the most recent
+    await hosts.execute('d', succeed);
+    expect(['a', 'b', 'c', 'd'].filter((k) => hosts.has(k))).toEqual(['a', 'c', 'd']);
+  });
+
+  it('evicts breakers idle for idleTtl, but keeps open, isolated and disabled ones', async () => {
+    const { hosts, clock } = registry({ idleTtl: 60_000, defaults: { minimumCalls: 1, openFor: 300_000 } });
+    await hosts.execute('idle', succeed);
+    await hosts.execute('open', fail()).catch(() => undefined);
+    hosts.get('isolated').isolate();
+    await clock.advance(30_000);
+    await hosts.execute('busy', succeed);
+    await clock.advance(40_000);
+    await hosts.execute('busy', succeed);
+    expect(['idle', 'open', 'isolated', 'busy'].filter((k) => hosts.has(k))).toEqual(['open', 'isolated', 'busy']);
+    await clock.advance(300_000);
+    hosts.prune();
+    expect(['open', 'isolated', 'busy'].filter((k) => hosts.has(k))).toEqual(['isolated']);
+  });
+
+  it('keeps memory bounded over a stream of distinct keys', async () => {
+    const { hosts, clock } = registry({ maxKeys: 500, idleTtl: 1_000 });
+    let largest = 0;
+    for (let i = 0; i < 20_000; i++) {
+      await hosts.execute(`tenant-${i}`, succeed);
+      if (i % 1_000 === 0) await clock.advance(100);
+      largest = Math.max(largest, hosts.size);
+    }
+    expect(largest).toBe(500);
+    expect(hosts.has('tenant-19999')).toBe(true);
+    expect(hosts.has('tenant-0')).toBe(false);
+  });
+
+  it('snapshots every breaker by key, restores them lazily, and refuses use after dispose()', async () => {
+    const { hosts, clock } = registry({ defaults: { minimumCalls: 1 } });
+    await hosts.execute('down', fail()).catch(() => undefined);
+    await hosts.execute('up', succeed);
+    const snap = hosts.snapshot();
+    expect(snap).toMatchObject({
+      name: 'hosts',
+      size: 2,
+      breakers: { down: { state: 'open' }, up: { state: 'closed' } },
+    });
+    expect(JSON.parse(JSON.stringify(snap))).toEqual(snap);
+    hosts.dispose();
+    expect(() => hosts.get('up')).toThrow(DisposedError);
+    await expect(hosts.execute('up', succeed)).rejects.toBeInstanceOf(DisposedError);
+
+    const restarted = breakerRegistry({ clock, restore: JSON.parse(JSON.stringify(snap)) });
+    expect(restarted.size).toBe(0);
+    expect(restarted.get('down').state).toBe('open');
+    expect(restarted.get('up').state).toBe('closed');
+  });
+
+  it('names the option path in its errors, for defaults and overrides alike', () => {
+    expect(() => breakerRegistry({ maxKeys: 0 })).toThrow(/breakerRegistry: maxKeys .*\(got 0\)/);
+    expect(() => breakerRegistry({ defaults: { halfOpen: { maxProbes: -1 } } })).toThrow(
+      /defaults\.halfOpen\.maxProbes/,
+    );
+    expect(() => breakerRegistry({ overrides: { 'a.example': { window: { buckets: 0 } } } })).toThrow(
+      /overrides\.a\.example\.window\.buckets/,
+    );
+    const lazy = breakerRegistry({ overrides: () => ({ openFor: -5 }) });
+    expect(() => lazy.get('x')).toThrow(/overrides\("x"\)\.openFor/);
+  });
+});
