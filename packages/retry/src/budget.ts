@@ -1,4 +1,12 @@
-import { type Clock, DisposedError, parseOptions, realClock, type Snapshottable } from '@holdfast/core';
+import {
+  type Clock,
+  DisposedError,
+  policies as globalPolicies,
+  parseOptions,
+  realClock,
+  type Snapshottable,
+  type Unregister,
+} from '@holdfast/core';
 import { type RetryBudgetOptions, retryBudgetOptionsSchema } from './options.js';
 
 /** What a budget's `snapshot()` returns. */
@@ -46,7 +54,10 @@ const SLICES = 10;
  */
 export function retryBudget(options: RetryBudgetOptions = {}): RetryBudget {
   const o = parseOptions('retryBudget', retryBudgetOptionsSchema, options);
-  return new TokenRetryBudget(o.name, o.ratio, o.minPerSecond, o.ttl, o.clock ?? realClock);
+  const budget = new TokenRetryBudget(o.name, o.ratio, o.minPerSecond, o.ttl, o.clock ?? realClock);
+  const listing = o.policies ?? globalPolicies;
+  if (listing !== false) budget.unregister = listing.register('budget', o.name, budget);
+  return budget;
 }
 
 class TokenRetryBudget implements RetryBudget {
@@ -60,6 +71,8 @@ class TokenRetryBudget implements RetryBudget {
   #retrySum = 0;
   #refused = 0;
   #disposed = false;
+  /** Takes the budget off the policy registry it listed itself in. */
+  unregister: Unregister = () => {};
 
   constructor(
     readonly name: string,
@@ -111,6 +124,7 @@ class TokenRetryBudget implements RetryBudget {
 
   dispose(): void {
     this.#disposed = true;
+    this.unregister();
     this.#calls.fill(0);
     this.#retries.fill(0);
     this.#callSum = 0;

@@ -1,4 +1,4 @@
-import { busOption, clockOption, durationOption, fnOption, nameOption } from '@holdfast/core';
+import { busOption, clockOption, durationOption, fnOption, nameOption, policiesOption } from '@holdfast/core';
 import { z } from 'zod';
 import type { RetryBudget } from './budget.js';
 
@@ -121,6 +121,8 @@ export const retryBudgetOptionsSchema = z.strictObject({
   name: nameOption.default('retryBudget'),
   /** @default the real clock */
   clock: clockOption.optional(),
+  /** Where the budget lists itself for `healthReport()` and the dashboard, or `false`. @default core's `policies` */
+  policies: policiesOption.optional(),
 });
 
 /** Options of {@link retryBudget}. */
