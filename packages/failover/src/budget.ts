@@ -1,0 +1,20 @@
+import type { Clock } from '@holdfast/core';
+import { retryBudget } from '@holdfast/retry';
+
+/**
+ * What failover needs of a retry budget: one deposit per call, one withdrawal per retry.
+ * A `retryBudget()` from @holdfast/retry is one, and can be shared with `retry()` policies.
+ */
+export interface BudgetLike {
+  deposit(): void;
+  /** Takes one retry; false, and nothing taken, when the budget is spent. */
+  tryWithdraw(): boolean;
+}
+
+/**
+ * The budget of a set given none: retries at most 10% of the calls of the last second, plus
+ * 5 a second, so a total outage costs at most about 1.1 attempts per call.
+ */
+export function defaultBudget(name: string, clock: Clock): BudgetLike {
+  return retryBudget({ ratio: 0.1, minPerSecond: 5, ttl: 1_000, name: `${name}/budget`, clock });
+}

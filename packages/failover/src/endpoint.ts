@@ -1,0 +1,56 @@
+/** An endpoint as the functions given to `execute` and `check` see it. */
+export interface Endpoint<T = unknown> {
+  readonly name: string;
+  /** What the call needs to reach it: a base URL, a pool, a client. */
+  readonly target: T;
+  readonly weight: number;
+  readonly priority: number;
+}
+
+/** Whether active health checks pass on an endpoint. */
+export type Health = 'healthy' | 'unhealthy';
+
+/** The live state of one endpoint. Only the failover set writes it. */
+export class EndpointState<T = unknown> {
+  readonly view: Endpoint<T>;
+  /** Position in the options: the last tie-breaker everywhere. */
+  readonly index: number;
+  /** A hash of the name: its seat on the consistent-hash ring. */
+  readonly seed: number;
+  health: Health = 'healthy';
+  /** Since when it has been available without a break (epoch ms), else undefined. */
+  availableSince: number | undefined;
+  drained = false;
+  /** `ejected` until `ejectedUntil`, then `probe` until one call passes (back to `none`) or fails. */
+  ejection: 'none' | 'ejected' | 'probe' = 'none';
+  ejectedUntil: number | undefined;
+  /** Ejections in a row, which set how long the next one lasts. */
+  ejections = 0;
+  restoredAt: number | undefined;
+  /** A probe call is in flight. */
+  probing = false;
+  inFlight = 0;
+  /** Smooth weighted round-robin's running weight. */
+  current = 0;
+  /** Latency EWMA in ms, and when it was last updated. */
+  ewma = 0;
+  ewmaAt = 0;
+
+  constructor(view: Endpoint<T>, index: number, seed: number) {
+    this.view = view;
+    this.index = index;
+    this.seed = seed;
+  }
+
+  get name(): string {
+    return this.view.name;
+  }
+
+  get weight(): number {
+    return this.view.weight;
+  }
+
+  get priority(): number {
+    return this.view.priority;
+  }
+}

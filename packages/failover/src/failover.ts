@@ -1,0 +1,657 @@
+import {
+  type Bus,
+  type CallContext,
+  CallScope,
+  type Clock,
+  DisposedError,
+  type ExecuteOptions,
+  errorLabel,
+  bus as globalBus,
+  policies as globalPolicies,
+  invoke,
+  parseOptions,
+  realClock,
+  type Snapshottable,
+  TimeoutError,
+  type TimerHandle,
+  type Unregister,
+} from '@holdfast/core';
+import { type Balancer, fadedEwma, makeBalancer, rendezvous } from './balancer.js';
+import { type BudgetLike, defaultBudget } from './budget.js';
+import { breakerCounter, ejectionTime, type FailureCounter, remainingEjections } from './ejection.js';
+import { type Endpoint, EndpointState } from './endpoint.js';
+import { NoHealthyEndpointError } from './errors.js';
+import { hashString } from './hash.js';
+import { HealthChecks } from './health.js';
+import { type FailoverOptions, failoverOptionsSchema, type ParsedFailoverOptions } from './options.js';
+import { neverReached } from './retryable.js';
+
+/** Options of one call through a failover set. */
+export interface FailoverExecuteOptions extends ExecuteOptions {
+  /** consistent-hash: what to hash (a client IP, a user id). Calls without one go anywhere. */
+  readonly key?: string | number | undefined;
+}
+
+/** The function a failover set runs: one try on one endpoint. */
+export type EndpointCall<T, R> = (endpoint: Endpoint<T>, ctx: CallContext) => R | PromiseLike<R>;
+
+/** One endpoint in a {@link FailoverSnapshot}. */
+export interface EndpointSnapshot {
+  readonly [key: string]: string | number | boolean | null;
+  readonly name: string;
+  /** The target when it is a string (a URL); null for pools and clients. */
+  readonly target: string | null;
+  readonly priority: number;
+  readonly weight: number;
+  /** `active` or `standby` in active-passive; `member` in active-active; `drained` when drained. */
+  readonly role: 'active' | 'standby' | 'member' | 'drained';
+  /** The verdict of active health checks (`healthy` when there are none). */
+  readonly health: 'healthy' | 'unhealthy';
+  /** Whether new calls may go to it now. */
+  readonly available: boolean;
+  /** `none`, `ejected`, or `probe` (ejection time over, waiting for one call to pass). */
+  readonly ejection: 'none' | 'ejected' | 'probe';
+  /** When the current ejection ends (epoch ms), or null. */
+  readonly ejectedUntil: number | null;
+  readonly ejections: number;
+  readonly inFlight: number;
+  /** Latency EWMA in ms, faded to now. */
+  readonly ewma: number;
+}
+
+export interface FailoverSnapshot {
+  readonly [key: string]: string | number | boolean | null | readonly EndpointSnapshot[];
+  readonly name: string;
+  readonly mode: 'active-active' | 'active-passive';
+  readonly balancer: string;
+  /** Active-passive: the endpoint taking traffic, or null. */
+  readonly active: string | null;
+  readonly panic: boolean;
+  readonly endpoints: readonly EndpointSnapshot[];
+}
+
+/** A set of redundant endpoints that calls go through. */
+export interface Failover<T = unknown> extends Snapshottable<FailoverSnapshot> {
+  /** Shown as `source` on every event. */
+  readonly name: string;
+  /**
+   * Runs `fn` on an endpoint the set picks. A failure it may retry runs `fn` again on another
+   * endpoint; the last failure is passed on when none is left.
+   */
+  execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R>;
+  /** The endpoints, as given. */
+  readonly endpoints: readonly Endpoint<T>[];
+  /** Active-passive: the endpoint taking traffic now. */
+  readonly active: Endpoint<T> | undefined;
+  /** Stops new calls to an endpoint; resolves when its last call in flight has settled. */
+  drain(name: string): Promise<void>;
+  /** Takes a drained endpoint back. */
+  undrain(name: string): void;
+  /**
+   * Active-passive: moves traffic to the best available endpoint of the highest priority now,
+   * without waiting for the hold-down. Returns whether traffic moved. The way back with
+   * `failback: 'manual'`.
+   */
+  failback(): boolean;
+}
+
+/**
+ * A set of endpoints (URLs, pools, clients) that calls survive the loss of: active-active
+ * balancing or active-passive failover, health checks, outlier ejection, retries on another
+ * endpoint, failback after a hold-down.
+ *
+ * @example
+ * const api = failover({ endpoints: ['http://10.0.0.1:8080', 'http://10.0.0.2:8080'] });
+ * const res = await api.execute((endpoint, { signal }) => fetch(`${endpoint.target}/orders`, { signal }));
+ */
+export function failover<T = unknown>(options: FailoverOptions<T>): Failover<T> {
+  return new FailoverSet<T>(parseOptions('failover', failoverOptionsSchema, options));
+}
+
+/** Whether the caller's signal (or an outer policy's context) can abort the call. */
+function abortable(options: ExecuteOptions | undefined): boolean {
+  return options instanceof CallScope || options?.signal !== undefined;
+}
+
+function callerAborted(options: ExecuteOptions | undefined): boolean {
+  return options instanceof CallScope ? options.aborted : options?.signal?.aborted === true;
+}
+
+function abortReason(options: ExecuteOptions | undefined): unknown {
+  return options instanceof CallScope ? options.reason : options?.signal?.reason;
+}
+
+/** How far one faster sample pulls the latency average toward itself. */
+const blend = 0.3;
+
+class FailoverSet<T> implements Failover<T> {
+  readonly name: string;
+  readonly endpoints: readonly Endpoint<T>[];
+  readonly #o: ParsedFailoverOptions;
+  readonly #all: readonly EndpointState<T>[];
+  /** Consecutive failures per endpoint; none when ejection is off. */
+  readonly #counters: Map<EndpointState<T>, FailureCounter> | undefined;
+  readonly #bus: Bus;
+  readonly #clock: Clock;
+  readonly #random: () => number;
+  readonly #balancer: Balancer;
+  readonly #budget: BudgetLike | undefined;
+  readonly #checks: HealthChecks | undefined;
+  /** Ejection settings; undefined when ejection is off. */
+  readonly #ejection: Exclude<ParsedFailoverOptions['ejection'], false> | undefined;
+  readonly #timers = new Map<EndpointState<T>, TimerHandle>();
+  readonly #drains = new Map<EndpointState<T>, (() => void)[]>();
+  /** Endpoints that take new calls now, in the order of the options. */
+  #available: EndpointState<T>[] = [];
+  /** Ejected endpoints whose time is over, waiting for one call to prove them. */
+  #probes: EndpointState<T>[] = [];
+  #active: EndpointState<T> | undefined;
+  #panic = false;
+  #failbackTimer: TimerHandle | undefined;
+  #disposed = false;
+  readonly #unregister: Unregister | undefined;
+
+  constructor(o: ParsedFailoverOptions) {
+    this.#o = o;
+    this.name = o.name;
+    const listing = o.policies ?? globalPolicies;
+    if (listing !== false) this.#unregister = listing.register('failover', o.name, this);
+    this.#bus = o.bus ?? globalBus;
+    this.#clock = o.clock ?? realClock;
+    this.#random = o.random ?? Math.random;
+    const ejection = o.ejection === false ? undefined : o.ejection;
+    this.#ejection = ejection;
+    const now = this.#clock.now();
+    this.#all = o.endpoints.map((e, i) => {
+      const view = Object.freeze({ name: e.name, target: e.target as T, weight: e.weight, priority: e.priority });
+      const state = new EndpointState<T>(view, i, hashString(e.name));
+      state.availableSince = now;
+      return state;
+    });
+    this.endpoints = this.#all.map((e) => e.view);
+    this.#counters =
+      ejection === undefined
+        ? undefined
+        : new Map(
+            this.#all.map((e) => [e, breakerCounter(ejection.consecutiveFailures, `${o.name}/${e.name}`, this.#clock)]),
+          );
+    this.#balancer = makeBalancer(o.balancer, { random: this.#random, decay: o.decay });
+    const retry = o.retry;
+    this.#budget =
+      retry === false || retry.budget === false ? undefined : (retry.budget ?? defaultBudget(o.name, this.#clock));
+    this.#refresh('failover', false);
+    this.#checks =
+      o.health === undefined
+        ? undefined
+        : new HealthChecks(this.#all, o.health, this.#clock, this.#random, this.name, (e, healthy) =>
+            this.#onHealth(e as EndpointState<T>, healthy),
+          );
+  }
+
+  get active(): Endpoint<T> | undefined {
+    return this.#active?.view;
+  }
+
+  // ---- calls ----
+
+  async execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R> {
+    if (this.#disposed) throw new DisposedError(this.name);
+    this.#budget?.deposit();
+    let tried: EndpointState<T>[] | undefined;
+    for (let attempt = 1; ; attempt++) {
+      if (callerAborted(options)) throw abortReason(options);
+      const endpoint = this.#pick(options?.key, tried);
+      try {
+        return await this.#try(fn, endpoint, options, attempt);
+      } catch (error) {
+        if (!this.#mayRetry(error, attempt, options)) throw error;
+        tried ??= [];
+        tried.push(endpoint);
+        if (!this.#hasCandidate(tried) || !this.#withdraw(error, attempt)) throw error;
+        if (this.#bus.wants('retry.attempt')) {
+          this.#bus.emit({
+            type: 'retry.attempt',
+            source: this.name,
+            time: this.#clock.now(),
+            attempt: attempt + 1,
+            delay: 0,
+            code: errorLabel(error),
+          });
+        }
+      }
+    }
+  }
+
+  #mayRetry(error: unknown, attempt: number, options: FailoverExecuteOptions | undefined): boolean {
+    const retry = this.#o.retry;
+    if (retry === false || attempt >= retry.maxAttempts || callerAborted(options)) return false;
+    if (retry.retryOn !== undefined) return retry.retryOn(error, attempt);
+    if (retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
+    return neverReached(error);
+  }
+
+  /** Takes a retry from the budget; false, and an event, when it is spent. */
+  #withdraw(error: unknown, attempt: number): boolean {
+    if (this.#budget === undefined || this.#budget.tryWithdraw()) return true;
+    if (this.#bus.wants('retry.budgetExhausted')) {
+      this.#bus.emit({
+        type: 'retry.budgetExhausted',
+        source: this.name,
+        time: this.#clock.now(),
+        attempt: attempt + 1,
+        code: errorLabel(error),
+      });
+    }
+    return false;
+  }
+
+  #counts(error: unknown): boolean {
+    return this.#o.isFailure === undefined || this.#o.isFailure(error);
+  }
+
+  /**
+   * One try on one endpoint. A per-try timeout or the caller's abort settles the try at once;
+   * the endpoint's in-flight count drops only when the call itself settles.
+   */
+  #try<R>(
+    fn: EndpointCall<T, R>,
+    e: EndpointState<T>,
+    options: ExecuteOptions | undefined,
+    attempt: number,
+  ): Promise<R> {
+    const probe = e.ejection === 'probe';
+    if (probe) e.probing = true;
+    const ctx = new CallScope(options, attempt);
+    const started = this.#clock.now();
+    const limit = this.#o.timeout;
+    e.inFlight++;
+    if (limit === undefined && !abortable(options)) {
+      // Nothing can cut this try short: no race to set up.
+      return invoke((c) => fn(e.view, c), ctx).then(
+        (value) => {
+          this.#callSettled(e, ctx, undefined, undefined);
+          this.#record(e, false, this.#clock.now() - started, probe);
+          return value;
+        },
+        (error: unknown) => {
+          this.#callSettled(e, ctx, undefined, undefined);
+          this.#record(e, this.#counts(error), this.#clock.now() - started, probe);
+          throw error;
+        },
+      );
+    }
+    let done = false;
+    // The first outcome is the one that counts: a timeout beats a late answer.
+    const settle = (failed: boolean | undefined) => {
+      if (done) return false;
+      done = true;
+      this.#record(e, failed, this.#clock.now() - started, probe);
+      return true;
+    };
+    return new Promise<R>((resolve, reject) => {
+      const timer =
+        limit === undefined
+          ? undefined
+          : this.#clock.setTimeout(() => ctx.abort(new TimeoutError(`${this.name}: ${e.name}`, limit)), limit, {
+              ref: true,
+            });
+      const stop = ctx.onAbort((reason) => {
+        if (timer !== undefined) this.#clock.clearTimeout(timer);
+        // A timeout of ours is the endpoint's failure; the caller's abort is nobody's.
+        if (settle(callerAborted(options) ? undefined : true)) reject(reason);
+      });
+      invoke((c) => fn(e.view, c), ctx).then(
+        (value) => {
+          this.#callSettled(e, ctx, timer, stop);
+          if (settle(false)) resolve(value);
+        },
+        (error: unknown) => {
+          this.#callSettled(e, ctx, timer, stop);
+          if (settle(callerAborted(options) ? undefined : this.#counts(error))) reject(error);
+        },
+      );
+    });
+  }
+
+  #callSettled(
+    e: EndpointState<T>,
+    ctx: CallScope,
+    timer: TimerHandle | undefined,
+    stop: (() => void) | undefined,
+  ): void {
+    if (timer !== undefined) this.#clock.clearTimeout(timer);
+    stop?.();
+    ctx.release();
+    e.inFlight--;
+    if (e.inFlight === 0 && e.drained) this.#wakeDrains(e);
+  }
+
+  /** `failed` is undefined when the outcome says nothing about the endpoint (the caller aborted). */
+  #record(e: EndpointState<T>, failed: boolean | undefined, latency: number, probe: boolean): void {
+    if (probe) e.probing = false;
+    if (failed === undefined || this.#disposed) return;
+    const now = this.#clock.now();
+    const faded = fadedEwma(e, now, this.#o.decay);
+    // Peak-sensitive: a slower sample takes over at once, a faster one blends in. A failure counts double.
+    const sample = failed ? Math.max(latency, 2 * faded) : latency;
+    e.ewma = sample > faded ? sample : faded + (sample - faded) * blend;
+    e.ewmaAt = now;
+    const counter = this.#counters?.get(e);
+    if (counter === undefined) return;
+    if (!failed) {
+      counter.success();
+      if (probe && e.ejection === 'probe') this.#restore(e);
+      return;
+    }
+    if (probe && e.ejection === 'probe') this.#eject(e, now);
+    else if (e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
+  }
+
+  // ---- picking ----
+
+  #pick(key: string | number | undefined, tried: readonly EndpointState<T>[] | undefined): EndpointState<T> {
+    if (tried === undefined) {
+      const probe = this.#probeFor(key);
+      if (probe !== undefined) return probe;
+    }
+    if (this.#o.mode === 'active-passive') return this.#pickPassive(tried);
+    let candidates: readonly EndpointState<T>[] = this.#panic ? this.#inService() : this.#available;
+    if (this.#panic && this.#o.panic === 'fail-fast') throw this.#noHealthy();
+    if (tried !== undefined) candidates = candidates.filter((e) => !tried.includes(e));
+    if (candidates.length === 0) throw this.#noHealthy();
+    return this.#balancer.pick(candidates, key, this.#clock.now());
+  }
+
+  #pickPassive(tried: readonly EndpointState<T>[] | undefined): EndpointState<T> {
+    if (tried === undefined && this.#active !== undefined) return this.#active;
+    if (this.#panic && this.#o.panic === 'fail-fast') throw this.#noHealthy();
+    const pool = this.#panic ? this.#inService() : this.#available;
+    let best: EndpointState<T> | undefined;
+    for (const e of pool) {
+      if (tried?.includes(e)) continue;
+      if (best === undefined || this.#better(e, best)) best = e;
+    }
+    if (best === undefined) throw this.#noHealthy();
+    return best;
+  }
+
+  /** An ejected endpoint whose time is over takes one call at a time, the probe. */
+  #probeFor(key: string | number | undefined): EndpointState<T> | undefined {
+    if (this.#probes.length === 0) return undefined;
+    for (const e of this.#probes) {
+      if (e.probing || e.drained || e.health === 'unhealthy') continue;
+      if (this.#o.mode === 'active-passive') {
+        // Only an endpoint that would outrank the active one is worth live traffic.
+        if (this.#active === undefined || this.#better(e, this.#active)) return e;
+      } else if (this.#o.balancer !== 'consistent-hash' || key === undefined) {
+        return e;
+      } else if (rendezvous([...this.#available, e], key) === e) {
+        // Consistent hashing probes with the keys that belong to the endpoint, so no key moves.
+        return e;
+      }
+    }
+    return undefined;
+  }
+
+  #hasCandidate(tried: readonly EndpointState<T>[]): boolean {
+    if (this.#panic && this.#o.panic === 'fail-fast') return false;
+    const pool = this.#panic ? this.#inService() : this.#available;
+    return pool.some((e) => !tried.includes(e));
+  }
+
+  #inService(): EndpointState<T>[] {
+    return this.#all.filter((e) => !e.drained);
+  }
+
+  /** Active-passive rank: the lower priority number first, then the order given. */
+  #better(a: EndpointState<T>, b: EndpointState<T>): boolean {
+    if (a.priority !== b.priority) return a.priority < b.priority;
+    return a.index < b.index;
+  }
+
+  #noHealthy(): NoHealthyEndpointError {
+    return new NoHealthyEndpointError(this.name, this.#available.length, this.#inService().length);
+  }
+
+  // ---- state changes ----
+
+  #isAvailable(e: EndpointState<T>): boolean {
+    return !e.drained && e.health === 'healthy' && e.ejection === 'none';
+  }
+
+  /** Recomputes everything derived from endpoint states: the lists, panic, the active endpoint. */
+  #refresh(reason: 'failover' | 'manual', emit = true): void {
+    const now = this.#clock.now();
+    const available: EndpointState<T>[] = [];
+    const probes: EndpointState<T>[] = [];
+    for (const e of this.#all) {
+      if (this.#isAvailable(e)) {
+        available.push(e);
+        e.availableSince ??= now;
+      } else {
+        e.availableSince = undefined;
+        if (e.ejection === 'probe') probes.push(e);
+      }
+    }
+    this.#available = available;
+    this.#probes = probes;
+    const total = this.#all.length - this.#all.filter((e) => e.drained).length;
+    const panic =
+      this.#o.mode === 'active-passive'
+        ? available.length === 0
+        : total === 0 || available.length < this.#o.panicThreshold * total;
+    if (panic !== this.#panic) {
+      this.#panic = panic;
+      if (emit && this.#bus.wants('failover.panic')) {
+        this.#bus.emit({
+          type: 'failover.panic',
+          source: this.name,
+          time: now,
+          healthy: available.length,
+          total,
+          active: panic,
+        });
+      }
+    }
+    if (this.#o.mode === 'active-passive') this.#elect(reason, now, emit);
+  }
+
+  /** Active-passive: keeps the active endpoint, replaces it when it went away, fails back when due. */
+  #elect(reason: 'failover' | 'manual', now: number, emit: boolean): void {
+    let best: EndpointState<T> | undefined;
+    for (const e of this.#available) if (best === undefined || this.#better(e, best)) best = e;
+    const current = this.#active;
+    if (current === undefined || !this.#isAvailable(current)) {
+      if (best !== undefined) this.#switch(best, reason, emit);
+      else this.#active = undefined;
+    } else if (best !== undefined && best.priority < current.priority && this.#o.failback === 'auto') {
+      const due = (best.availableSince ?? now) + this.#o.holdDown;
+      if (now >= due) this.#switch(best, 'failback', emit);
+      else this.#armFailback(due - now);
+    }
+  }
+
+  #armFailback(delay: number): void {
+    if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);
+    this.#failbackTimer = this.#clock.setTimeout(() => {
+      this.#failbackTimer = undefined;
+      if (!this.#disposed) this.#refresh('failover');
+    }, delay);
+  }
+
+  #switch(to: EndpointState<T>, reason: 'failover' | 'failback' | 'manual', emit: boolean): void {
+    const from = this.#active;
+    this.#active = to;
+    if (from === to || !emit) return;
+    if (this.#bus.wants('failover.switch')) {
+      this.#bus.emit({
+        type: 'failover.switch',
+        source: this.name,
+        time: this.#clock.now(),
+        from: from?.name,
+        to: to.name,
+        reason,
+      });
+    }
+  }
+
+  #onHealth(e: EndpointState<T>, healthy: boolean): void {
+    if (this.#disposed) return;
+    e.health = healthy ? 'healthy' : 'unhealthy';
+    if (this.#bus.wants('health.change')) {
+      this.#bus.emit({ type: 'health.change', source: this.name, time: this.#clock.now(), endpoint: e.name, healthy });
+    }
+    // The checks saw it fail and recover: that proves more than a probe would, so it is back.
+    if (healthy && e.ejection !== 'none') this.#restore(e);
+    else this.#refresh('failover');
+  }
+
+  /** Ejects `e` unless that would take more than the allowed share of endpoints out. */
+  #tryEject(e: EndpointState<T>, now: number): void {
+    const ejected = this.#all.filter((x) => x.ejection !== 'none').length;
+    const allowed = Math.max(1, Math.floor((this.#ejection?.maxShare ?? 0) * this.#all.length));
+    if (ejected >= allowed) {
+      // Refused: the run starts over, so the next trip asks again.
+      this.#counters?.get(e)?.reset();
+      return;
+    }
+    this.#eject(e, now);
+  }
+
+  #eject(e: EndpointState<T>, now: number): void {
+    if (this.#ejection === undefined) return;
+    const { baseTime, maxTime } = this.#ejection;
+    e.ejections = remainingEjections(e.ejections, e.restoredAt, now, baseTime) + 1;
+    const duration = ejectionTime(e.ejections, baseTime, maxTime);
+    e.ejection = 'ejected';
+    e.ejectedUntil = now + duration;
+    this.#counters?.get(e)?.reset();
+    this.#clearTimer(e);
+    this.#timers.set(
+      e,
+      this.#clock.setTimeout(() => {
+        this.#timers.delete(e);
+        if (this.#disposed || e.ejection !== 'ejected') return;
+        e.ejection = 'probe';
+        this.#refresh('failover');
+      }, duration),
+    );
+    if (this.#bus.wants('failover.eject')) {
+      this.#bus.emit({
+        type: 'failover.eject',
+        source: this.name,
+        time: now,
+        endpoint: e.name,
+        until: e.ejectedUntil,
+        ejections: e.ejections,
+      });
+    }
+    this.#refresh('failover');
+  }
+
+  #restore(e: EndpointState<T>): void {
+    this.#clearTimer(e);
+    e.ejection = 'none';
+    e.ejectedUntil = undefined;
+    e.restoredAt = this.#clock.now();
+    if (this.#bus.wants('failover.restore')) {
+      this.#bus.emit({ type: 'failover.restore', source: this.name, time: e.restoredAt, endpoint: e.name });
+    }
+    this.#refresh('failover');
+  }
+
+  #clearTimer(e: EndpointState<T>): void {
+    const timer = this.#timers.get(e);
+    if (timer === undefined) return;
+    this.#clock.clearTimeout(timer);
+    this.#timers.delete(e);
+  }
+
+  // ---- operator actions ----
+
+  #find(name: string): EndpointState<T> {
+    const e = this.#all.find((x) => x.name === name);
+    if (e === undefined) throw new RangeError(`${this.name}: no endpoint named "${name}"`);
+    return e;
+  }
+
+  drain(name: string): Promise<void> {
+    if (this.#disposed) return Promise.reject(new DisposedError(this.name));
+    const e = this.#find(name);
+    if (!e.drained) {
+      e.drained = true;
+      this.#refresh('manual');
+    }
+    if (e.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const waiting = this.#drains.get(e) ?? [];
+      waiting.push(resolve);
+      this.#drains.set(e, waiting);
+    });
+  }
+
+  undrain(name: string): void {
+    if (this.#disposed) throw new DisposedError(this.name);
+    const e = this.#find(name);
+    if (!e.drained) return;
+    e.drained = false;
+    this.#refresh('manual');
+  }
+
+  #wakeDrains(e: EndpointState<T>): void {
+    const waiting = this.#drains.get(e);
+    this.#drains.delete(e);
+    if (waiting) for (const wake of waiting) wake();
+  }
+
+  failback(): boolean {
+    if (this.#disposed) throw new DisposedError(this.name);
+    if (this.#o.mode !== 'active-passive') return false;
+    let best: EndpointState<T> | undefined;
+    for (const e of this.#available) if (best === undefined || this.#better(e, best)) best = e;
+    if (best === undefined || best === this.#active) return false;
+    if (this.#active !== undefined && !this.#better(best, this.#active)) return false;
+    this.#switch(best, 'manual', true);
+    return true;
+  }
+
+  // ---- observability ----
+
+  snapshot(): FailoverSnapshot {
+    const now = this.#clock.now();
+    const passive = this.#o.mode === 'active-passive';
+    return {
+      name: this.name,
+      mode: this.#o.mode,
+      balancer: passive ? 'priority' : this.#o.balancer,
+      active: this.#active?.name ?? null,
+      panic: this.#panic,
+      endpoints: this.#all.map((e) => ({
+        name: e.name,
+        target: typeof e.view.target === 'string' ? e.view.target : null,
+        priority: e.priority,
+        weight: e.weight,
+        role: e.drained ? 'drained' : !passive ? 'member' : e === this.#active ? 'active' : 'standby',
+        health: e.health,
+        available: this.#isAvailable(e),
+        ejection: e.ejection,
+        ejectedUntil: e.ejectedUntil ?? null,
+        ejections: e.ejections,
+        inFlight: e.inFlight,
+        ewma: Math.round(fadedEwma(e, now, this.#o.decay) * 1000) / 1000,
+      })),
+    };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#unregister?.();
+    this.#checks?.stop();
+    for (const timer of this.#timers.values()) this.#clock.clearTimeout(timer);
+    this.#timers.clear();
+    if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);
+    this.#failbackTimer = undefined;
+    for (const e of this.#all) this.#wakeDrains(e);
+  }
+}

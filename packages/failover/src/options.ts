@@ -1,0 +1,198 @@
+import {
+  busOption,
+  clockOption,
+  durationOption,
+  fnOption,
+  nameOption,
+  policiesOption,
+  positiveDurationOption,
+} from '@holdfast/core';
+import { z } from 'zod';
+import type { BudgetLike } from './budget.js';
+import type { Endpoint } from './endpoint.js';
+
+/** Node's timers overflow past this many milliseconds. */
+const MAX_TIMER_MS = 2_147_483_647;
+const timerDuration = positiveDurationOption.max(MAX_TIMER_MS);
+const share = z.number().min(0).max(1);
+
+type InnerIssue = { path: PropertyKey[]; message: string; code: string; keys?: string[] };
+
+/**
+ * `false` (turned off) or an object of settings. A plain union would report a bad setting as
+ * "Invalid input" on the whole object; this names the setting inside it.
+ */
+function offOr<S extends z.ZodType>(schema: S) {
+  return z.union([z.literal(false), schema], {
+    error: (issue) => {
+      const inner = (issue as { errors?: InnerIssue[][] }).errors?.[1]?.[0];
+      if (inner === undefined) return 'must be false or an object';
+      if (inner.code === 'unrecognized_keys') return `has ${inner.keys?.join(', ')}, which is not a known option`;
+      return inner.path.length === 0 ? inner.message : `${inner.path.join('.')} ${inner.message}`;
+    },
+  });
+}
+
+const endpointObject = z.strictObject({
+  /** A unique name: what events, snapshots and `drain(name)` use. */
+  name: nameOption,
+  /** Anything the call needs to reach the endpoint: a base URL, a `pg.Pool`, an ioredis client. */
+  target: z.unknown(),
+  /** Share of traffic relative to the others (round-robin, least-connections, consistent-hash). @default 1 */
+  weight: z.number().finite().positive().default(1),
+  /** Active-passive rank: 0 is the primary, 1 the first standby, and so on. @default 0 */
+  priority: z.number().int().nonnegative().default(0),
+});
+
+/** An endpoint: an object, or a string that is both its name and its target (a base URL, say). */
+const endpointOption = z.union([
+  z
+    .string()
+    .min(1)
+    .transform((url) => ({ name: url, target: url as unknown, weight: 1, priority: 0 })),
+  endpointObject,
+]);
+
+const healthSchema = z.strictObject({
+  /**
+   * Checks one endpoint. It passes when it resolves to anything but `false`; it fails when it
+   * throws, rejects, resolves to `false` or outlives `timeout` (its `signal` aborts then).
+   */
+  check: fnOption<(endpoint: Endpoint, signal: AbortSignal) => unknown>(),
+  /** Time between the end of one check of an endpoint and the start of the next. @default 10_000 */
+  interval: timerDuration.default(10_000),
+  /** Each wait is the interval plus or minus this share of it, at random. @default 0.1 */
+  jitter: share.default(0.1),
+  /** A check still running after this long has failed. @default 2_000 */
+  timeout: timerDuration.default(2_000),
+  /** Consecutive passing checks that make an unhealthy endpoint healthy. @default 2 */
+  healthyAfter: z.number().int().positive().default(2),
+  /** Consecutive failing checks that make a healthy endpoint unhealthy. @default 3 */
+  unhealthyAfter: z.number().int().positive().default(3),
+});
+
+const ejectionSchema = z
+  .strictObject({
+    /** Consecutive failed calls that eject an endpoint. @default 5 */
+    consecutiveFailures: z.number().int().positive().default(5),
+    /** How long the first ejection lasts; each further one doubles it. @default 30_000 */
+    baseTime: timerDuration.default(30_000),
+    /** The longest an ejection lasts. @default 300_000 */
+    maxTime: timerDuration.default(300_000),
+    /** The largest share of endpoints ejected at once; one can always be. @default 0.5 */
+    maxShare: share.default(0.5),
+  })
+  .refine((e) => e.maxTime >= e.baseTime, { message: 'must be >= ejection.baseTime', path: ['maxTime'] });
+
+const budgetOption = z.custom<BudgetLike | false>(
+  (v) =>
+    v === false ||
+    (typeof v === 'object' &&
+      v !== null &&
+      typeof (v as BudgetLike).deposit === 'function' &&
+      typeof (v as BudgetLike).tryWithdraw === 'function'),
+  { error: 'must be a retryBudget() from @holdfast/retry, or false' },
+);
+
+const retrySchema = z.strictObject({
+  /** Tries per call in all, each on a different endpoint. @default 2 */
+  maxAttempts: z.number().int().min(1).max(10).default(2),
+  /**
+   * The calls are safe to repeat (reads, PUTs, POSTs with an idempotency key): retry any failure,
+   * timeouts and reset connections included. When false, retry only errors that prove the call
+   * never reached the endpoint (connection refused, host unreachable, an open breaker).
+   * @default false
+   */
+  idempotent: z.boolean().default(false),
+  /** Decides, instead of `idempotent`, whether an error may be retried on another endpoint. */
+  retryOn: fnOption<(error: unknown, attempt: number) => boolean>().optional(),
+  /**
+   * The retry budget shared by every call of this set (or of several sets), so that a total
+   * outage does not multiply load; `false` for none.
+   * @default a budget of its own: retries at most 10% of the calls of the last second, plus 5 a second
+   */
+  budget: budgetOption.optional(),
+});
+
+export const failoverOptionsSchema = z
+  .strictObject({
+    /** The endpoints, at least one, with unique names. */
+    endpoints: z.array(endpointOption).min(1),
+    /**
+     * `active-active`: spread calls over every available endpoint with `balancer`.
+     * `active-passive`: send every call to one endpoint, the best of the highest priority.
+     * @default 'active-active'
+     */
+    mode: z.enum(['active-active', 'active-passive']).default('active-active'),
+    /** How active-active picks an endpoint. @default 'round-robin' */
+    balancer: z.enum(['round-robin', 'least-connections', 'consistent-hash', 'p2c-ewma']).default('round-robin'),
+    /** Active-passive: move back to a better endpoint by itself (`auto`) or only on `failback()`. @default 'auto' */
+    failback: z.enum(['auto', 'manual']).default('auto'),
+    /** Active-passive: how long a better endpoint must stay available before traffic fails back. @default 30_000 */
+    holdDown: durationOption.max(MAX_TIMER_MS).default(30_000),
+    /** Active health checks; none when absent. */
+    health: healthSchema.optional(),
+    /** Passive outlier ejection, on consecutive failed calls; `false` to turn it off. */
+    ejection: offOr(ejectionSchema).default({
+      consecutiveFailures: 5,
+      baseTime: 30_000,
+      maxTime: 300_000,
+      maxShare: 0.5,
+    }),
+    /**
+     * Below `panicThreshold`: `all` spreads calls over every endpoint, healthy or not (what Envoy
+     * does), `fail-fast` rejects them with `NoHealthyEndpointError`. Active-passive panics only
+     * when no endpoint is available.
+     * @default 'all'
+     */
+    panic: z.enum(['all', 'fail-fast']).default('all'),
+    /** Active-active panics when fewer than this share of endpoints are available. @default 0.5 */
+    panicThreshold: share.default(0.5),
+    /** Retrying a failed call on another endpoint; `false` to turn it off. */
+    retry: offOr(retrySchema).default({ maxAttempts: 2, idempotent: false }),
+    /** A time limit on each try, in ms: the try's signal aborts and the call moves on. @default none */
+    timeout: timerDuration.optional(),
+    /**
+     * Whether an error counts against the endpoint (for ejection and latency). Errors after the
+     * caller aborted never count.
+     * @default every error
+     */
+    isFailure: fnOption<(error: unknown) => boolean>().optional(),
+    /** p2c-ewma: the time over which old latency samples fade, in ms. @default 10_000 */
+    decay: timerDuration.default(10_000),
+    /** A source of numbers in [0, 1): jitter and random choices. @default Math.random */
+    random: fnOption<() => number>().optional(),
+    /** Shown as `source` on its events. @default 'failover' */
+    name: nameOption.default('failover'),
+    /** The bus its events go to. @default the global bus */
+    bus: busOption.optional(),
+    /** @default the real clock */
+    clock: clockOption.optional(),
+    /** Where the set lists itself for `healthReport()` and the dashboard, or `false`. @default core's `policies` */
+    policies: policiesOption.optional(),
+  })
+  .superRefine((options, ctx) => {
+    const seen = new Set<string>();
+    for (const [i, endpoint] of options.endpoints.entries()) {
+      if (seen.has(endpoint.name)) {
+        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: 'is not unique' });
+      }
+      seen.add(endpoint.name);
+    }
+  });
+
+/** Options of {@link failover}. */
+export type FailoverOptions<T = unknown> = Omit<z.input<typeof failoverOptionsSchema>, 'endpoints' | 'health'> & {
+  readonly endpoints: readonly (string | EndpointOptions<T>)[];
+  readonly health?: Omit<HealthOptions, 'check'> & {
+    readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => unknown;
+  };
+};
+/** One endpoint as given in the options. */
+export type EndpointOptions<T = unknown> = Omit<z.input<typeof endpointObject>, 'target'> & { readonly target: T };
+export type ParsedFailoverOptions = z.output<typeof failoverOptionsSchema>;
+export type HealthOptions = z.input<typeof healthSchema>;
+export type EjectionOptions = z.input<typeof ejectionSchema>;
+export type RetryOptions = z.input<typeof retrySchema>;
+export type Mode = ParsedFailoverOptions['mode'];
+export type BalancerName = ParsedFailoverOptions['balancer'];

@@ -1,0 +1,26 @@
+import { BrokenCircuitError } from '@holdfast/core';
+
+/** Error codes that prove a call never reached its endpoint: repeating it elsewhere is safe. */
+const neverReachedCodes = new Set([
+  'ECONNREFUSED',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'E_CIRCUIT_OPEN',
+]);
+
+/**
+ * True when the error, or one it wraps (`cause`, `AggregateError.errors`), says the call never
+ * reached the endpoint. fetch reports a refused connection as `TypeError: fetch failed` whose
+ * cause has `code: 'ECONNREFUSED'`.
+ */
+export function neverReached(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > 5) return false;
+  if (error instanceof BrokenCircuitError) return true;
+  const { code, cause, errors } = error as { code?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof code === 'string' && neverReachedCodes.has(code)) return true;
+  if (Array.isArray(errors) && errors.length > 0 && errors.every((e) => neverReached(e, depth + 1))) return true;
+  return neverReached(cause, depth + 1);
+}
