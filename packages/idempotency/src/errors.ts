@@ -1,0 +1,68 @@
+import { HoldfastError } from '@holdfast/core';
+
+/** The key is claimed by a call that is still running (HTTP: 409). */
+export class IdempotencyConflictError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.IdempotencyConflictError');
+  override name = 'IdempotencyConflictError';
+  readonly key: string;
+  /** How long the running call's lease still has, in ms: a hint for `Retry-After`. */
+  readonly retryAfterMs: number;
+
+  constructor(source: string, key: string, retryAfterMs: number) {
+    super('E_IDEMPOTENCY_CONFLICT', `${source}: key ${quote(key)} is in progress in another call`);
+    this.key = key;
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** The key was first used with a different payload (HTTP: 422). */
+export class IdempotencyMismatchError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.IdempotencyMismatchError');
+  override name = 'IdempotencyMismatchError';
+  readonly key: string;
+
+  constructor(source: string, key: string) {
+    super(
+      'E_IDEMPOTENCY_MISMATCH',
+      `${source}: key ${quote(key)} was first used with a different payload (its fingerprint differs)`,
+    );
+    this.key = key;
+  }
+}
+
+/** The store could not be reached, or did not answer in time. */
+export class StoreUnavailableError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.StoreUnavailableError');
+  override name = 'StoreUnavailableError';
+  readonly key: string;
+  readonly operation: 'claim' | 'complete' | 'release';
+
+  constructor(
+    source: string,
+    operation: 'claim' | 'complete' | 'release',
+    key: string,
+    reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super('E_STORE_UNAVAILABLE', `${source}: ${operation} of key ${quote(key)} failed: ${reason}`, options);
+    this.key = key;
+    this.operation = operation;
+  }
+}
+
+/** A value that cannot be stored (or fingerprinted) faithfully, e.g. a Date, a Map or a function. */
+export class IdempotencyValueError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.IdempotencyValueError');
+  override name = 'IdempotencyValueError';
+  /** Where in the value the problem is, e.g. `result.items[2].at`. */
+  readonly path: string;
+
+  constructor(path: string, problem: string) {
+    super('E_IDEMPOTENCY_VALUE', `idempotency: cannot serialize ${path}: ${problem}`);
+    this.path = path;
+  }
+}
+
+function quote(key: string): string {
+  return JSON.stringify(key.length > 80 ? `${key.slice(0, 77)}...` : key);
+}

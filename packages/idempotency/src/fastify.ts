@@ -1,0 +1,108 @@
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import fp from 'fastify-plugin';
+import {
+  HttpIdempotency,
+  type HttpIdempotencyOptions,
+  type OutgoingHeaders,
+  type RouteIdempotencyOptions,
+  type Run,
+} from './http/index.js';
+import { asNodeStream, teeStream } from './http/stream.js';
+
+/** Options of the Fastify plugin: see the README for each, with its default. */
+export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
+
+/** A route's `config.idempotency`: `false` turns the plugin off for it; an object overrides options. */
+export type FastifyRouteIdempotency = false | RouteIdempotencyOptions<FastifyRequest>;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** `false`: this route is not guarded. An object: options that differ for this route. */
+    idempotency?: FastifyRouteIdempotency;
+  }
+}
+
+const OWNER = 'idempotency/fastify';
+
+const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: FastifyInstance, options) => {
+  // Fastify hands a plugin its register options too; they are not ours.
+  const {
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logSerializers: _logSerializers,
+    ...base
+  } = options as FastifyIdempotencyOptions & { prefix?: unknown; logLevel?: unknown; logSerializers?: unknown };
+  const shared = new HttpIdempotency<FastifyRequest>(OWNER, base);
+  // One middleware per route that overrides options, made (and its options checked) when the
+  // route is declared, so a bad route option fails app.ready(), not a request.
+  const perRoute = new WeakMap<object, HttpIdempotency<FastifyRequest>>();
+  // Requests whose key this plugin claimed, until their response is stored or released.
+  const runs = new WeakMap<FastifyRequest, Run>();
+
+  fastify.addHook('onRoute', (route) => {
+    const override = route.config?.idempotency;
+    if (typeof override !== 'object' || override === null || perRoute.has(override)) return;
+    const owner = `${OWNER} (route ${route.method} ${route.url})`;
+    perRoute.set(override, new HttpIdempotency<FastifyRequest>(owner, { ...base, ...override }));
+  });
+
+  const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
+    if (request.is404) return undefined;
+    const override = request.routeOptions.config?.idempotency;
+    if (override === undefined) return shared;
+    // A route declared outside this plugin's reach (no onRoute) has no entry: it is not guarded.
+    return override === false ? undefined : perRoute.get(override);
+  };
+
+  // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
+  fastify.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
+    const core = coreFor(request);
+    if (core === undefined || !core.guards(request.method)) return;
+    const decision = await core.decide(request, {
+      method: request.method,
+      url: request.url,
+      headers: request.headers,
+      body: request.body,
+    });
+    if (decision.action === 'run') runs.set(request, decision.run);
+    else if (decision.action === 'respond') {
+      const { status, headers, body } = decision.response;
+      return reply
+        .code(status)
+        .headers(headers as Record<string, string | string[]>)
+        .send(body);
+    }
+  });
+
+  // Only a response to a request this plugin claimed is stored: never its own 409, 422 or replay.
+  fastify.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
+    const run = runs.get(request);
+    if (run === undefined) return payload;
+    runs.delete(request);
+    const headers = reply.getHeaders() as OutgoingHeaders;
+    const stream = asNodeStream(payload);
+    if (stream !== undefined) return teeStream(stream, run, reply.statusCode, headers);
+    run.body.add(payload);
+    await run.finish(reply.statusCode, headers);
+    return payload;
+  });
+
+  // A claimed request that never reached onSend (a hijacked reply, an aborted request) frees its key.
+  fastify.addHook('onResponse', async (request: FastifyRequest) => {
+    const run = runs.get(request);
+    if (run === undefined) return;
+    runs.delete(request);
+    await run.abandon('E_INCOMPLETE');
+  });
+};
+
+/**
+ * Idempotency-Key plugin for Fastify 5. Guards the routes of the context it is registered in
+ * (and its children); a route opts out with `config: { idempotency: false }` or overrides
+ * options with `config: { idempotency: { required: true } }`. Register it after authentication
+ * and rate limiting.
+ *
+ * @example
+ * await app.register(idempotency, { store: memoryStore(), scope: (req) => req.user.id });
+ */
+export const idempotency = fp(plugin, { fastify: '5.x', name: '@holdfast/idempotency' });

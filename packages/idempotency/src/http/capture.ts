@@ -1,0 +1,113 @@
+import type { StoredResponse } from '../store.js';
+
+/**
+ * Headers a replay carries by default: what describes the body and the resource it made.
+ * `content-encoding` too: a body stored compressed means nothing without it.
+ */
+export const defaultReplayHeaders = [
+  'content-type',
+  'content-encoding',
+  'location',
+  'etag',
+  'cache-control',
+  'link',
+] as const;
+
+/**
+ * Never stored, whatever `replayHeaders` says: credentials (a replay may reach another session of
+ * the same caller), hop-by-hop headers, and what the replay sets itself.
+ */
+const neverStored = new Set([
+  'set-cookie',
+  'www-authenticate',
+  'proxy-authenticate',
+  'authorization',
+  'proxy-authorization',
+  'cookie',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'content-length',
+  'idempotent-replayed',
+]);
+
+/** The lower-cased names of the headers to store, with the never-stored ones taken out. */
+export function replayableHeaders(extra: readonly string[]): ReadonlySet<string> {
+  const names = new Set<string>([...defaultReplayHeaders, ...extra.map((n) => n.toLowerCase())]);
+  for (const name of neverStored) names.delete(name);
+  return names;
+}
+
+type OutgoingHeaders = Record<string, number | string | readonly string[] | undefined>;
+
+/** Picks the allowed headers from a response's headers (any case), as strings. */
+export function pickHeaders(headers: OutgoingHeaders, allowed: ReadonlySet<string>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  // Headers listed in `Connection` are hop-by-hop too (RFC 9110 7.6.1).
+  const hopByHop = String(headers.connection ?? headers.Connection ?? '').toLowerCase();
+  for (const [rawName, value] of Object.entries(headers)) {
+    const name = rawName.toLowerCase();
+    if (value === undefined || !allowed.has(name)) continue;
+    if (hopByHop !== '' && hopByHop.split(',').some((h) => h.trim() === name)) continue;
+    out[name] = Array.isArray(value) ? value.map(String) : String(value);
+  }
+  return out;
+}
+
+/** Collects a response body, chunk by chunk, until it passes `limit` bytes. */
+export class BodyCollector {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  #overflow = false;
+
+  constructor(readonly limit: number) {}
+
+  /** False once the body has grown past the limit: it will not be stored. */
+  get storable(): boolean {
+    return !this.#overflow;
+  }
+
+  add(chunk: unknown, encoding?: BufferEncoding): void {
+    if (this.#overflow || chunk === undefined || chunk === null) return;
+    const bytes = toBuffer(chunk, encoding);
+    if (bytes.length === 0) return;
+    this.#size += bytes.length;
+    if (this.#size > this.limit) {
+      this.#overflow = true;
+      this.#chunks = [];
+      return;
+    }
+    // Copy: a caller may reuse its buffer after write() returns.
+    this.#chunks.push(Buffer.from(bytes));
+  }
+
+  bytes(): Buffer {
+    return Buffer.concat(this.#chunks, this.#size);
+  }
+}
+
+function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer {
+  if (typeof chunk === 'string') return Buffer.from(chunk, encoding ?? 'utf8');
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (chunk instanceof Uint8Array) return Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+  return Buffer.from(String(chunk));
+}
+
+/** The response a replay sends: the stored one, marked, with its length. */
+export function replayOf(stored: StoredResponse): HttpResponse {
+  const headers: Record<string, string | readonly string[]> = { ...stored.headers };
+  headers['idempotent-replayed'] = 'true';
+  headers['content-length'] = String(stored.body.byteLength);
+  return { status: stored.status, headers, body: Buffer.from(stored.body) };
+}
+
+/** A complete response the middleware sends itself: a replay or a problem. */
+export interface HttpResponse {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string | readonly string[]>>;
+  readonly body: Buffer;
+}

@@ -1,0 +1,299 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import {
+  type Bus,
+  type Clock,
+  type ErrorLabel,
+  errorLabel,
+  bus as globalBus,
+  parseOptions,
+  realClock,
+} from '@holdfast/core';
+import { StoreUnavailableError } from '../errors.js';
+import type { ClaimResult, IdempotencyStore } from '../store.js';
+import { BodyCollector, type HttpResponse, pickHeaders, replayableHeaders, replayOf } from './capture.js';
+import { requestFingerprint, sameFingerprint } from './fingerprint.js';
+import { parseKeyHeader } from './key.js';
+import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
+import { problem } from './problem.js';
+
+/** What the middleware needs to know of a request, whatever the framework. */
+export interface RequestView {
+  readonly method: string;
+  /** Path and query as the client sent them. */
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  /** The parsed body, or its raw bytes; undefined when there is none. */
+  readonly body: unknown;
+}
+
+/** What to do with a request. */
+export type Decision =
+  /** Not ours (no key, fail-open): let it through untouched. */
+  | { readonly action: 'pass' }
+  /** Answer with this response (a replay or a problem); the handler does not run. */
+  | { readonly action: 'respond'; readonly response: HttpResponse }
+  /** The key is ours: run the handler, feed its body to `run.body`, then `run.finish()`. */
+  | { readonly action: 'run'; readonly run: Run };
+
+export type OutgoingHeaders = Record<string, number | string | readonly string[] | undefined>;
+
+const PASS: Decision = { action: 'pass' };
+
+/**
+ * The framework-free middleware: reads the key, claims it, and tells an adapter to pass, to
+ * answer, or to run the handler and report its response. Adapters only translate.
+ */
+export class HttpIdempotency<Req> implements RunOwner {
+  readonly options: ParsedHttpOptions;
+  readonly store: IdempotencyStore;
+  readonly bus: Bus;
+  readonly clock: Clock;
+  readonly failOpen: boolean;
+  readonly #methods: ReadonlySet<string>;
+  readonly #replayable: ReadonlySet<string>;
+
+  constructor(owner: string, input: HttpIdempotencyOptions<Req>) {
+    this.options = parseOptions(owner, httpIdempotencyOptionsSchema, input);
+    this.store = this.options.store;
+    this.bus = this.options.bus ?? globalBus;
+    this.clock = this.options.clock ?? realClock;
+    this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
+    this.#methods = new Set(this.options.methods);
+    this.#replayable = replayableHeaders(this.options.replayHeaders);
+  }
+
+  /** Whether requests of this method are guarded at all. */
+  guards(method: string): boolean {
+    return this.#methods.has(method.toUpperCase());
+  }
+
+  /** Decides what to do with a request. Rejects only if `scope(req)` throws. */
+  async decide(req: Req, view: RequestView): Promise<Decision> {
+    if (!this.guards(view.method)) return PASS;
+    const header = parseKeyHeader(view.headers[this.options.header]);
+    if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
+    if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
+    const scope = String((await (this.options.scope as HttpIdempotencyOptions<Req>['scope'])?.(req)) ?? '');
+    const fingerprint = requestFingerprint({
+      method: view.method,
+      url: view.url,
+      contentType: headerValue(view.headers['content-type']),
+      body: view.body,
+      headers: this.options.fingerprint.map((name) => view.headers[name]),
+    });
+    return this.#claim(header.key, storedKey(scope, header.key), fingerprint);
+  }
+
+  async #claim(key: string, stored: string, fingerprint: string): Promise<Decision> {
+    const wait = this.options.wait;
+    const deadline = wait === undefined ? 0 : this.clock.now() + wait.timeout;
+    for (;;) {
+      let result: ClaimResult;
+      try {
+        result = await this.#call(
+          'claim',
+          key,
+          () => this.store.claim(stored, fingerprint, this.options.leaseMs),
+          // A claim that wins after we gave up on it would hold the key for a whole lease: free it.
+          (late) => {
+            if (late.status === 'claimed') this.store.release(stored, late.token).catch(() => {});
+          },
+        );
+      } catch (error) {
+        this.#storeError('claim', key, error, this.failOpen);
+        return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
+      }
+      switch (result.status) {
+        case 'claimed':
+          this.#emitClaim(key, result.takeover);
+          return {
+            action: 'run',
+            run: new Run(this, key, stored, result.token, this.#replayable, this.options.maxResponseBytes),
+          };
+        case 'completed': {
+          const { record } = result;
+          // The store compared fingerprints already; compare again, in constant time, before replaying.
+          if (record.outcome.kind !== 'response' || !sameFingerprint(record.fingerprint, fingerprint)) {
+            return this.#mismatch(key);
+          }
+          if (this.bus.wants('idempotency.replay')) {
+            this.bus.emit({ ...this.#event('idempotency.replay'), key, createdAt: record.createdAt });
+          }
+          return respond(replayOf(record.outcome));
+        }
+        case 'mismatch':
+          return this.#mismatch(key);
+        case 'inProgress': {
+          const left = deadline - this.clock.now();
+          if (wait === undefined || left <= 0) {
+            if (this.bus.wants('idempotency.conflict')) {
+              this.bus.emit({ ...this.#event('idempotency.conflict'), key, waited: wait !== undefined });
+            }
+            return respond(problem('inProgress', { retryAfterSeconds: 1 }));
+          }
+          await sleep(this.clock, Math.min(wait.interval, left));
+        }
+      }
+    }
+  }
+
+  #mismatch(key: string): Decision {
+    if (this.bus.wants('idempotency.mismatch')) this.bus.emit({ ...this.#event('idempotency.mismatch'), key });
+    return respond(problem('mismatch'));
+  }
+
+  #emitClaim(key: string, takeover: boolean): void {
+    if (this.bus.wants('idempotency.claim')) this.bus.emit({ ...this.#event('idempotency.claim'), key, takeover });
+    if (takeover && this.bus.wants('idempotency.takeover')) {
+      this.bus.emit({ ...this.#event('idempotency.takeover'), key });
+    }
+  }
+
+  /** Runs a store call, failing with `E_STORE_UNAVAILABLE` if it takes longer than `storeTimeoutMs`. */
+  #call<T>(
+    operation: 'claim' | 'complete' | 'release',
+    key: string,
+    fn: () => Promise<T>,
+    onLate?: (value: T) => void,
+  ): Promise<T> {
+    const ms = this.options.storeTimeoutMs;
+    return new Promise<T>((resolve, reject) => {
+      let timedOut = false;
+      const timer = this.clock.setTimeout(() => {
+        timedOut = true;
+        reject(new StoreUnavailableError(this.options.name, operation, key, `no answer within ${ms} ms`));
+      }, ms);
+      const done = () => this.clock.clearTimeout(timer);
+      let call: Promise<T>;
+      try {
+        call = fn();
+      } catch (error) {
+        call = Promise.reject(error);
+      }
+      call.then(
+        (value) => {
+          done();
+          if (timedOut) onLate?.(value);
+          else resolve(value);
+        },
+        (error) => {
+          done();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  /** @internal Stores a finished response, or releases its key. Never rejects. */
+  async settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel) {
+    const { stored, key, token } = run;
+    if (response !== undefined && code === undefined) {
+      try {
+        const saved = await this.#call('complete', key, () =>
+          this.store.complete(
+            stored,
+            token,
+            {
+              kind: 'response',
+              status: response.status,
+              headers: pickHeaders(response.headers, run.replayable),
+              body: run.body.bytes(),
+            },
+            this.options.ttlMs,
+          ),
+        );
+        if (!saved && this.bus.wants('idempotency.staleCompletion')) {
+          this.bus.emit({ ...this.#event('idempotency.staleCompletion'), key });
+        }
+      } catch (error) {
+        this.#storeError('complete', key, error, true);
+      }
+      return;
+    }
+    if (this.bus.wants('idempotency.release')) this.bus.emit({ ...this.#event('idempotency.release'), key, code });
+    try {
+      await this.#call('release', key, () => this.store.release(stored, token));
+    } catch (error) {
+      this.#storeError('release', key, error, true);
+    }
+  }
+
+  /** Why a response is not stored, or undefined when it is. */
+  verdict(status: number, body: BodyCollector): ErrorLabel {
+    if (!body.storable) return 'E_RESPONSE_TOO_LARGE';
+    if (status >= 500 && !this.options.store5xx) return `HTTP_${status}`;
+    return undefined;
+  }
+
+  #storeError(operation: 'claim' | 'complete' | 'release', key: string, error: unknown, failOpen: boolean): void {
+    if (this.bus.wants('idempotency.storeError')) {
+      this.bus.emit({ ...this.#event('idempotency.storeError'), key, operation, code: errorLabel(error), failOpen });
+    }
+  }
+
+  #event<T extends string>(type: T) {
+    return { type, source: this.options.name, time: this.clock.now() };
+  }
+}
+
+interface RunOwner {
+  verdict(status: number, body: BodyCollector): ErrorLabel;
+  settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
+}
+
+/** One claimed key: the handler runs, and its response is stored or its key released, once. */
+export class Run {
+  readonly body: BodyCollector;
+  #settled = false;
+
+  constructor(
+    readonly owner: RunOwner,
+    readonly key: string,
+    readonly stored: string,
+    readonly token: string,
+    readonly replayable: ReadonlySet<string>,
+    maxResponseBytes: number,
+  ) {
+    this.body = new BodyCollector(maxResponseBytes);
+  }
+
+  /** Whether `finish` or `abandon` was called. */
+  get settled(): boolean {
+    return this.#settled;
+  }
+
+  /**
+   * The response is complete (its body fed to `body`): stores it, or releases the key for a
+   * 5xx or an oversized body. Resolves once the store has answered (bounded by its timeout).
+   */
+  finish(status: number, headers: OutgoingHeaders): Promise<void> {
+    if (this.#settled) return Promise.resolve();
+    this.#settled = true;
+    const code = this.owner.verdict(status, this.body);
+    return this.owner.settle(this, { status, headers }, code);
+  }
+
+  /** No complete response will come (the handler threw, the stream broke): releases the key. */
+  abandon(code: ErrorLabel): Promise<void> {
+    if (this.#settled) return Promise.resolve();
+    this.#settled = true;
+    return this.owner.settle(this, undefined, code ?? 'E_INCOMPLETE');
+  }
+}
+
+function respond(response: HttpResponse): Decision {
+  return { action: 'respond', response };
+}
+
+/** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
+function storedKey(scope: string, key: string): string {
+  return `http:${scope.length}:${scope}:${key}`;
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function sleep(clock: Clock, ms: number): Promise<void> {
+  return new Promise((resolve) => clock.setTimeout(resolve, ms));
+}

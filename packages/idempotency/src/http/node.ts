@@ -1,0 +1,77 @@
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { HttpResponse } from './capture.js';
+import type { Run } from './engine.js';
+
+/** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
+export function sendRaw(res: ServerResponse, response: HttpResponse): void {
+  res.writeHead(response.status, response.headers as OutgoingHttpHeaders);
+  res.end(response.body);
+}
+
+type Write = ServerResponse['write'];
+type End = ServerResponse['end'];
+type WriteHead = ServerResponse['writeHead'];
+
+/**
+ * Watches a Node response for `run`: every byte given to `write` and `end` is collected, and
+ * the final `end` waits until the response is stored (or its key released), so a client that
+ * got the response and retries gets the replay. A client that disconnects changes nothing: the
+ * handler's `end` still stores the result. (A handler that never calls `end` keeps its key
+ * claimed until the lease runs out, as a crash would.)
+ */
+export function captureNodeResponse(res: ServerResponse, run: Run): void {
+  const write = res.write as (...args: unknown[]) => boolean;
+  const end = res.end as (...args: unknown[]) => ServerResponse;
+  const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
+  // Headers given to writeHead() are not always visible to getHeaders(): keep them.
+  let explicit: Record<string, string | string[]> | undefined;
+
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    explicit = headersOf(args.find((a) => typeof a === 'object' && a !== null));
+    return writeHead.apply(this, args);
+  } as WriteHead;
+
+  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
+    run.body.add(chunk, encodingOf(rest[0]));
+    return write.call(this, chunk, ...rest);
+  } as Write;
+
+  // Set while the response is being stored: a second end() waits its turn behind the first.
+  let storing: Promise<unknown> | undefined;
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    if (storing !== undefined) {
+      storing = storing.then(() => end.apply(this, args));
+      return this;
+    }
+    if (run.settled) return end.apply(this, args);
+    const chunk = typeof args[0] === 'function' ? undefined : args[0];
+    run.body.add(chunk, encodingOf(args[1]));
+    const headers = explicit === undefined ? this.getHeaders() : { ...this.getHeaders(), ...explicit };
+    storing = run.finish(this.statusCode, headers).then(() => end.apply(this, args));
+    return this;
+  } as End;
+}
+
+function encodingOf(value: unknown): BufferEncoding | undefined {
+  return typeof value === 'string' ? (value as BufferEncoding) : undefined;
+}
+
+function headersOf(value: unknown): Record<string, string | string[]> | undefined {
+  if (value === undefined) return undefined;
+  const out: Record<string, string | string[]> = {};
+  if (Array.isArray(value)) {
+    // Either [[name, value], ...] or a flat [name, value, name, value, ...].
+    const pairs: unknown[][] = Array.isArray(value[0]) ? value : [];
+    if (pairs.length === 0) for (let i = 0; i + 1 < value.length; i += 2) pairs.push([value[i], value[i + 1]]);
+    for (const [name, v] of pairs) {
+      const key = String(name).toLowerCase();
+      const prev = out[key];
+      out[key] = prev === undefined ? String(v) : [prev, String(v)].flat();
+    }
+    return out;
+  }
+  for (const [name, v] of Object.entries(value as Record<string, unknown>)) {
+    if (v !== undefined) out[name.toLowerCase()] = Array.isArray(v) ? v.map(String) : String(v);
+  }
+  return out;
+}

@@ -1,0 +1,224 @@
+import {
+  type Bus,
+  type Clock,
+  type ExecuteOptions,
+  errorLabel,
+  bus as globalBus,
+  parseOptions,
+  realClock,
+} from '@holdfast/core';
+import type { z } from 'zod';
+import { fingerprintOf } from './codec.js';
+import {
+  IdempotencyConflictError,
+  IdempotencyMismatchError,
+  IdempotencyValueError,
+  StoreUnavailableError,
+} from './errors.js';
+import { idempotentOptionsSchema } from './options.js';
+import type { IdempotencyStore } from './store.js';
+
+/** What the wrapped function is told about its run. */
+export interface IdempotentContext {
+  readonly key: string;
+  /**
+   * The fencing token of this run: pass it to a downstream that can reject stale writers.
+   * `undefined` when the store failed and `fail-open` let the call run unprotected.
+   */
+  readonly token: string | undefined;
+  /** True when a previous owner's lease ran out and this run took the key over. */
+  readonly takeover: boolean;
+}
+
+/** Options of {@link idempotent}. */
+export type IdempotentOptions<I> = Omit<z.input<typeof idempotentOptionsSchema>, 'key' | 'fingerprint'> & {
+  /** The idempotency key of an input, e.g. `(msg) => msg.id`. Computed before the function runs. */
+  readonly key: (input: I) => string;
+  /**
+   * What must match for a repeat to be a replay. Computed before the function runs.
+   * @default fingerprintOf(input): SHA-256 of the input's canonical JSON
+   */
+  readonly fingerprint?: (input: I) => string;
+};
+
+/**
+ * Runs `fn` once per key. A repeat of a completed key returns the stored result; a repeat while
+ * the first call runs fails with `E_IDEMPOTENCY_CONFLICT` (or waits, with `wait`); a repeat with a
+ * different fingerprint fails with `E_IDEMPOTENCY_MISMATCH`. If `fn` throws, nothing is stored and
+ * the key is released, so a retry runs it again.
+ *
+ * @example
+ * const charge = idempotent((order: Order) => payments.charge(order), {
+ *   store: memoryStore(),
+ *   key: (order) => order.id,
+ * });
+ * await charge(order); // runs
+ * await charge(order); // replays the stored result
+ */
+export function idempotent<I, R>(
+  fn: (input: I, ctx: IdempotentContext) => R | PromiseLike<R>,
+  options: IdempotentOptions<I>,
+): (input: I, options?: ExecuteOptions) => Promise<Awaited<R>> {
+  if (typeof fn !== 'function') throw new TypeError('idempotent: the first argument must be the function to run');
+  const o = parseOptions('idempotent', idempotentOptionsSchema, options);
+  const runner = new Runner<I, Awaited<R>>(
+    fn as (input: I, ctx: IdempotentContext) => Awaited<R> | PromiseLike<Awaited<R>>,
+    o.store,
+    options.key,
+    options.fingerprint ?? fingerprintOf,
+    o.leaseMs,
+    o.ttlMs,
+    o.wait,
+    o.name,
+    o.bus ?? globalBus,
+    o.clock ?? realClock,
+  );
+  return (input, callOptions) => runner.call(input, callOptions?.signal);
+}
+
+class Runner<I, R> {
+  constructor(
+    readonly fn: (input: I, ctx: IdempotentContext) => R | PromiseLike<R>,
+    readonly store: IdempotencyStore,
+    readonly keyOf: (input: I) => string,
+    readonly fingerprintOf: (input: I) => string,
+    readonly leaseMs: number,
+    readonly ttlMs: number,
+    readonly wait: { readonly timeout: number; readonly interval: number } | undefined,
+    readonly name: string,
+    readonly bus: Bus,
+    readonly clock: Clock,
+  ) {}
+
+  async call(input: I, signal: AbortSignal | undefined): Promise<R> {
+    // Key and fingerprint are fixed now, from the input as it arrived: whatever fn does to its
+    // input later cannot change which record it completes.
+    const key = this.keyOf(input);
+    if (typeof key !== 'string' || key === '') {
+      throw new IdempotencyValueError('key', `key(input) must return a non-empty string (got ${String(key)})`);
+    }
+    const fingerprint = this.fingerprintOf(input);
+    if (typeof fingerprint !== 'string') {
+      throw new IdempotencyValueError(
+        'fingerprint',
+        `fingerprint(input) must return a string (got ${typeof fingerprint})`,
+      );
+    }
+    const deadline = this.wait === undefined ? undefined : this.clock.now() + this.wait.timeout;
+    for (;;) {
+      signal?.throwIfAborted();
+      const claim = await this.#claim(key, fingerprint);
+      if (claim === undefined) return this.fn(input, { key, token: undefined, takeover: false });
+      switch (claim.status) {
+        case 'claimed':
+          return this.#run(input, key, claim.token, claim.takeover);
+        case 'completed': {
+          if (this.bus.wants('idempotency.replay')) {
+            this.bus.emit({ ...this.#base('idempotency.replay'), key, createdAt: claim.record.createdAt });
+          }
+          const { outcome } = claim.record;
+          // A key completed by the HTTP middleware replays its response object.
+          return (outcome.kind === 'value' ? outcome.value : outcome) as R;
+        }
+        case 'mismatch':
+          if (this.bus.wants('idempotency.mismatch')) this.bus.emit({ ...this.#base('idempotency.mismatch'), key });
+          throw new IdempotencyMismatchError(this.name, key);
+        case 'inProgress': {
+          const left = deadline === undefined ? 0 : deadline - this.clock.now();
+          if (left <= 0) {
+            if (this.bus.wants('idempotency.conflict')) {
+              this.bus.emit({ ...this.#base('idempotency.conflict'), key, waited: deadline !== undefined });
+            }
+            throw new IdempotencyConflictError(this.name, key, claim.retryAfterMs);
+          }
+          await this.#sleep(Math.min(left, this.wait?.interval ?? left), signal);
+        }
+      }
+    }
+  }
+
+  /** Claims the key; `undefined` means the store failed and `fail-open` says run anyway. */
+  async #claim(key: string, fingerprint: string) {
+    try {
+      return await this.store.claim(key, fingerprint, this.leaseMs);
+    } catch (error) {
+      if (!(error instanceof StoreUnavailableError)) throw error;
+      const failOpen = this.store.onStoreError === 'fail-open';
+      this.#storeError(key, 'claim', error, failOpen);
+      if (failOpen) return undefined;
+      throw error;
+    }
+  }
+
+  async #run(input: I, key: string, token: string, takeover: boolean): Promise<R> {
+    if (this.bus.wants('idempotency.claim')) this.bus.emit({ ...this.#base('idempotency.claim'), key, takeover });
+    if (takeover && this.bus.wants('idempotency.takeover')) {
+      this.bus.emit({ ...this.#base('idempotency.takeover'), key });
+    }
+    let value: R;
+    try {
+      value = await this.fn(input, { key, token, takeover });
+    } catch (error) {
+      await this.#release(key, token, error);
+      throw error;
+    }
+    let stored: boolean;
+    try {
+      stored = await this.store.complete(key, token, { kind: 'value', value }, this.ttlMs);
+    } catch (error) {
+      if (error instanceof IdempotencyValueError) {
+        // Nothing can be replayed: fail like fn did, so the caller finds out at once.
+        await this.#release(key, token, error);
+        throw error;
+      }
+      // fn ran and its effect happened: the caller gets its result. The record stays in
+      // progress until its lease ends, so no duplicate runs before then.
+      this.#storeError(key, 'complete', error, true);
+      return value;
+    }
+    if (!stored && this.bus.wants('idempotency.staleCompletion')) {
+      this.bus.emit({ ...this.#base('idempotency.staleCompletion'), key });
+    }
+    return value;
+  }
+
+  /** Releases the key after a failure, so a retry runs. A store error here is reported, not thrown. */
+  async #release(key: string, token: string, cause: unknown): Promise<void> {
+    try {
+      const released = await this.store.release(key, token);
+      if (released && this.bus.wants('idempotency.release')) {
+        this.bus.emit({ ...this.#base('idempotency.release'), key, code: errorLabel(cause) });
+      }
+    } catch (error) {
+      this.#storeError(key, 'release', error, false);
+    }
+  }
+
+  #storeError(key: string, operation: 'claim' | 'complete' | 'release', error: unknown, failOpen: boolean): void {
+    if (this.bus.wants('idempotency.storeError')) {
+      this.bus.emit({ ...this.#base('idempotency.storeError'), key, operation, code: errorLabel(error), failOpen });
+    }
+  }
+
+  #base<K extends string>(type: K) {
+    return { type, source: this.name, time: this.clock.now() } as const;
+  }
+
+  #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const timer = this.clock.setTimeout(
+        () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+        ms,
+        { ref: true },
+      );
+      const onAbort = () => {
+        this.clock.clearTimeout(timer);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}

@@ -1,0 +1,237 @@
+import {
+  type Clock,
+  DisposedError,
+  parseOptions,
+  realClock,
+  type Snapshottable,
+  type TimerHandle,
+} from '@holdfast/core';
+import { StoreUnavailableError } from './errors.js';
+import { type MemoryStoreOptions, memoryStoreOptionsSchema } from './options.js';
+import {
+  type ClaimResult,
+  type CompletedRecord,
+  decodeOutcome,
+  type EncodedOutcome,
+  encodeOutcome,
+  type IdempotencyStore,
+  type StoredOutcome,
+} from './store.js';
+
+interface Entry {
+  readonly key: string;
+  readonly fingerprint: string;
+  readonly createdAt: number;
+  token: string;
+  leaseUntil: number;
+  expiresAt: number;
+  completedAt: number;
+  outcome: EncodedOutcome | undefined;
+  // The recency list: `older` towards the least recently used end.
+  older: Entry | undefined;
+  newer: Entry | undefined;
+}
+
+const NAME = 'memoryStore';
+
+/**
+ * Idempotency records in this process's memory: the embedded default, for one instance of a
+ * service (use {@link redisStore} to share records between instances). Bounded by `maxEntries`
+ * (least recently used first), swept by an unref'd timer.
+ *
+ * @example
+ * const store = memoryStore({ maxEntries: 50_000 });
+ */
+export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
+  const parsed = parseOptions(NAME, memoryStoreOptionsSchema, options);
+  return new MemoryStore(parsed.maxEntries, parsed.sweepInterval, parsed.clock ?? realClock);
+}
+
+/** The store {@link memoryStore} returns. */
+export class MemoryStore implements IdempotencyStore, Snapshottable {
+  readonly #entries = new Map<string, Entry>();
+  // A linked list in order of use, so that touching and evicting are O(1). (Using the Map's own
+  // insertion order as the queue is not: V8 skips deleted slots when iterating from the front.)
+  #oldest: Entry | undefined;
+  #newest: Entry | undefined;
+  #tokens = 0;
+  #sweep: TimerHandle | undefined;
+  #disposed = false;
+
+  constructor(
+    readonly maxEntries: number,
+    readonly sweepInterval: number,
+    readonly clock: Clock,
+  ) {}
+
+  /** How many records are held now (expired ones included until swept or touched). */
+  get size(): number {
+    return this.#entries.size;
+  }
+
+  async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    this.#checkOpen();
+    const now = this.clock.now();
+    const entry = this.#touch(key, now);
+    if (entry === undefined) {
+      this.#makeRoom(key, now);
+      const token = this.#token();
+      this.#add({
+        key,
+        fingerprint,
+        createdAt: now,
+        token,
+        leaseUntil: now + leaseMs,
+        expiresAt: now + 2 * leaseMs,
+        completedAt: 0,
+        outcome: undefined,
+        older: undefined,
+        newer: undefined,
+      });
+      this.#startSweep();
+      return { status: 'claimed', token, takeover: false };
+    }
+    if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
+    if (entry.outcome !== undefined) return { status: 'completed', record: toRecord(key, entry, entry.outcome) };
+    if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
+    // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
+    entry.token = this.#token();
+    entry.leaseUntil = now + leaseMs;
+    entry.expiresAt = now + 2 * leaseMs;
+    return { status: 'claimed', token: entry.token, takeover: true };
+  }
+
+  async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
+    this.#checkOpen();
+    const encoded = encodeOutcome(outcome);
+    const now = this.clock.now();
+    const entry = this.#live(key, now);
+    if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
+    entry.outcome = encoded;
+    entry.completedAt = now;
+    entry.expiresAt = now + ttlMs;
+    return true;
+  }
+
+  async release(key: string, token: string): Promise<boolean> {
+    this.#checkOpen();
+    const entry = this.#live(key, this.clock.now());
+    if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
+    this.#remove(entry);
+    return true;
+  }
+
+  snapshot(): { entries: number; maxEntries: number; inProgress: number } {
+    let inProgress = 0;
+    for (const entry of this.#entries.values()) if (entry.outcome === undefined) inProgress++;
+    return { entries: this.#entries.size, maxEntries: this.maxEntries, inProgress };
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    this.#stopSweep();
+    this.#entries.clear();
+    this.#oldest = undefined;
+    this.#newest = undefined;
+  }
+
+  /** The entry of `key` if it has not expired; expired ones are dropped on sight. */
+  #live(key: string, now: number): Entry | undefined {
+    const entry = this.#entries.get(key);
+    if (entry === undefined || entry.expiresAt > now) return entry;
+    this.#remove(entry);
+    return undefined;
+  }
+
+  /** Like {@link #live}, and marks the entry most recently used. */
+  #touch(key: string, now: number): Entry | undefined {
+    const entry = this.#live(key, now);
+    if (entry !== undefined && entry !== this.#newest) {
+      this.#unlink(entry);
+      this.#append(entry);
+    }
+    return entry;
+  }
+
+  /** Evicts least recently used records until one more fits; live claims are passed over. */
+  #makeRoom(key: string, now: number): void {
+    let passedOver = 0;
+    while (this.#entries.size >= this.maxEntries) {
+      if (passedOver >= this.#entries.size) {
+        throw new StoreUnavailableError(NAME, 'claim', key, `full: all ${this.maxEntries} records are running claims`);
+      }
+      const oldest = this.#oldest as Entry;
+      // Evicting a running claim would let a duplicate run: send it to the back instead.
+      if (oldest.outcome === undefined && oldest.leaseUntil > now && oldest.expiresAt > now) {
+        this.#unlink(oldest);
+        this.#append(oldest);
+        passedOver++;
+      } else {
+        this.#remove(oldest);
+      }
+    }
+  }
+
+  #add(entry: Entry): void {
+    this.#entries.set(entry.key, entry);
+    this.#append(entry);
+  }
+
+  #remove(entry: Entry): void {
+    this.#entries.delete(entry.key);
+    this.#unlink(entry);
+  }
+
+  #append(entry: Entry): void {
+    entry.older = this.#newest;
+    entry.newer = undefined;
+    if (this.#newest) this.#newest.newer = entry;
+    else this.#oldest = entry;
+    this.#newest = entry;
+  }
+
+  #unlink(entry: Entry): void {
+    if (entry.older) entry.older.newer = entry.newer;
+    else this.#oldest = entry.newer;
+    if (entry.newer) entry.newer.older = entry.older;
+    else this.#newest = entry.older;
+    entry.older = undefined;
+    entry.newer = undefined;
+  }
+
+  #token(): string {
+    return `m${++this.#tokens}`;
+  }
+
+  #startSweep(): void {
+    if (this.#sweep !== undefined) return;
+    this.#sweep = this.clock.setTimeout(() => {
+      this.#sweep = undefined;
+      const now = this.clock.now();
+      for (const entry of this.#entries.values()) if (entry.expiresAt <= now) this.#remove(entry);
+      if (this.#entries.size > 0) this.#startSweep();
+    }, this.sweepInterval);
+  }
+
+  #stopSweep(): void {
+    if (this.#sweep === undefined) return;
+    this.clock.clearTimeout(this.#sweep);
+    this.#sweep = undefined;
+  }
+
+  #checkOpen(): void {
+    if (this.#disposed) throw new DisposedError(NAME);
+  }
+}
+
+function toRecord(key: string, entry: Entry, outcome: EncodedOutcome): CompletedRecord {
+  return {
+    status: 'completed',
+    key,
+    fingerprint: entry.fingerprint,
+    createdAt: entry.createdAt,
+    completedAt: entry.completedAt,
+    expiresAt: entry.expiresAt,
+    outcome: decodeOutcome(outcome),
+  };
+}

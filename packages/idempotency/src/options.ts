@@ -1,0 +1,124 @@
+import { busOption, clockOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
+import { z } from 'zod';
+import type { IdempotencyStore } from './store.js';
+
+/** Node's timers overflow past this many milliseconds. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+const timerDuration = positiveDurationOption.max(MAX_TIMER_MS);
+
+export const memoryStoreOptionsSchema = z.strictObject({
+  /**
+   * The most records kept. When full, the least recently used record goes first; a record whose
+   * lease is still running is never evicted.
+   * @default 10_000
+   */
+  maxEntries: z.number().int().positive().default(10_000),
+  /** How often expired records are swept out (an unref'd timer). @default 60_000 */
+  sweepInterval: timerDuration.default(60_000),
+  /** @default the real clock */
+  clock: clockOption.optional(),
+});
+
+/** Options of {@link memoryStore}. */
+export type MemoryStoreOptions = z.input<typeof memoryStoreOptionsSchema>;
+
+const onStoreErrorOption = z.enum(['fail-closed', 'fail-open']);
+
+const redisClientOption = z.custom<RedisClient>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as RedisClient).callBuffer === 'function' &&
+    typeof (v as RedisClient).once === 'function' &&
+    typeof (v as RedisClient).status === 'string',
+  { error: 'must be an ioredis client (new Redis(), new Redis.Cluster() or a Sentinel-backed Redis)' },
+);
+
+/** The part of an ioredis client (Redis, Cluster, Sentinel-backed) the Redis store uses. */
+export interface RedisClient {
+  /** ioredis connection status; `end` means the client was closed for good. */
+  readonly status: string;
+  callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
+  once(event: 'ready', listener: () => void): unknown;
+  removeListener(event: 'ready', listener: () => void): unknown;
+}
+
+export const redisStoreOptionsSchema = z.strictObject({
+  /** An ioredis client: standalone, `Redis.Cluster`, or connected through Sentinel. */
+  client: redisClientOption,
+  /**
+   * Prepended to every key. The key itself is wrapped in a `{hash tag}` so that all of a
+   * record stays in one Cluster slot.
+   * @default 'holdfast:idem:'
+   */
+  prefix: z.string().max(200).default('holdfast:idem:'),
+  /**
+   * How long one command may take before it fails with `E_STORE_UNAVAILABLE`. Enforced by our
+   * own timer, whatever the client's `commandTimeout`, offline queue or retry settings are.
+   * @default 2_000
+   */
+  commandTimeout: timerDuration.default(2_000),
+  /**
+   * What `idempotent()` does when a claim fails: `fail-closed` throws `E_STORE_UNAVAILABLE`
+   * and does not run the function; `fail-open` runs it unprotected and reports `storeError`.
+   * @default 'fail-closed'
+   */
+  onStoreError: onStoreErrorOption.default('fail-closed'),
+  /** Shown in error messages. @default 'redisStore' */
+  name: nameOption.default('redisStore'),
+  /** Times the command timeout. @default the real clock */
+  clock: clockOption.optional(),
+});
+
+/** Options of {@link redisStore}. */
+export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
+
+const storeOption = z.custom<IdempotencyStore>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as IdempotencyStore).claim === 'function' &&
+    typeof (v as IdempotencyStore).complete === 'function' &&
+    typeof (v as IdempotencyStore).release === 'function',
+  { error: 'must be an IdempotencyStore (memoryStore(), redisStore() or your own)' },
+);
+
+export const idempotentOptionsSchema = z.strictObject({
+  /** Where records live. */
+  store: storeOption,
+  /** The idempotency key of an input, e.g. `(msg) => msg.id`. Computed before the function runs. */
+  key: fnOption<(input: never) => string>(),
+  /**
+   * What must match for a repeat to be a replay. Computed before the function runs, so a
+   * function that mutates its input cannot change it.
+   * @default fingerprintOf(input): SHA-256 of the input's canonical JSON
+   */
+  fingerprint: fnOption<(input: never) => string>().optional(),
+  /**
+   * How long a call owns its key. If it has not completed by then (a crash, a hang), the next
+   * attempt takes over. Set it above the function's longest run.
+   * @default 60_000
+   */
+  leaseMs: timerDuration.default(60_000),
+  /** How long a completed result is replayed. @default 86_400_000 (24 h) */
+  ttlMs: positiveDurationOption.default(86_400_000),
+  /**
+   * Wait for a running duplicate to finish instead of failing at once with
+   * `E_IDEMPOTENCY_CONFLICT`: poll every `interval` ms, for at most `timeout` ms.
+   * @default undefined (do not wait)
+   */
+  wait: z
+    .strictObject({
+      timeout: timerDuration,
+      /** @default 100 */
+      interval: timerDuration.default(100),
+    })
+    .optional(),
+  /** Shown as `source` on its events and in error messages. @default 'idempotent' */
+  name: nameOption.default('idempotent'),
+  /** @default the global bus */
+  bus: busOption.optional(),
+  /** Times waits. @default the real clock */
+  clock: clockOption.optional(),
+});

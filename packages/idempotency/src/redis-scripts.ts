@@ -1,0 +1,51 @@
+import { createHash } from 'node:crypto';
+
+/** A Lua script and its SHA1, for EVALSHA with a fallback to EVAL after a restart or failover. */
+export interface Script {
+  readonly source: string;
+  readonly sha: string;
+}
+
+function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') };
+}
+
+// Record fields: s status (p in progress, c completed), f fingerprint, t token (the claim's nonce),
+// c createdAt, l leaseUntil, d completedAt, x expiresAt, k outcome kind, v outcome JSON, b body.
+// Times come from the server's clock (TIME), so instances with skewed clocks agree on leases.
+const NOW = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
+/** KEYS: record. ARGV: fingerprint, leaseMs, token. One round trip claims, reports or replays. */
+export const claimScript = script(`${NOW}
+local lease = tonumber(ARGV[2])
+local r = redis.call('HMGET', KEYS[1], 's', 'f', 'l', 'c', 'd', 'x', 'k', 'v', 'b')
+if r[1] then
+  if r[2] ~= ARGV[1] then return {'mismatch'} end
+  if r[1] == 'c' then
+    return {'completed', r[2], tonumber(r[4]), tonumber(r[5]), tonumber(r[6]), r[7], r[8], r[9] or ''}
+  end
+  local left = tonumber(r[3]) - now
+  if left > 0 then return {'inProgress', left} end
+  redis.call('HSET', KEYS[1], 't', ARGV[3], 'l', now + lease)
+  redis.call('PEXPIRE', KEYS[1], 2 * lease)
+  return {'claimed', 1}
+end
+redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[1], 't', ARGV[3], 'c', now, 'l', now + lease)
+redis.call('PEXPIRE', KEYS[1], 2 * lease)
+return {'claimed', 0}`);
+
+/** KEYS: record. ARGV: token, ttlMs, kind, meta, body. Stores the outcome only for the token's owner. */
+export const completeScript = script(`local r = redis.call('HMGET', KEYS[1], 's', 't')
+if r[1] ~= 'p' or r[2] ~= ARGV[1] then return 0 end
+${NOW}
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], 's', 'c', 'd', now, 'x', now + ttl, 'k', ARGV[3], 'v', ARGV[4], 'b', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1`);
+
+/** KEYS: record. ARGV: token. Deletes an in-progress record only for the token's owner. */
+export const releaseScript = script(`local r = redis.call('HMGET', KEYS[1], 's', 't')
+if r[1] ~= 'p' or r[2] ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+return 1`);

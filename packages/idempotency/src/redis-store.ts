@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import { type Clock, parseOptions, realClock } from '@holdfast/core';
+import { StoreUnavailableError } from './errors.js';
+import { type RedisClient, type RedisStoreOptions, redisStoreOptionsSchema } from './options.js';
+import { claimScript, completeScript, releaseScript, type Script } from './redis-scripts.js';
+import { type ClaimResult, decodeOutcome, encodeOutcome, type IdempotencyStore, type StoredOutcome } from './store.js';
+
+type Operation = 'claim' | 'complete' | 'release';
+
+/**
+ * Idempotency records in Redis, shared by every instance of a service. Each step is one Lua
+ * script, so one round trip: a claim (which also replays a completed key), a completion, a
+ * release. Works with a standalone client, `Redis.Cluster` and Sentinel.
+ *
+ * @example
+ * const store = redisStore({ client: new Redis(process.env.REDIS_URL) });
+ */
+export function redisStore(options: RedisStoreOptions): RedisStore {
+  const parsed = parseOptions('redisStore', redisStoreOptionsSchema, options);
+  return new RedisStore(
+    parsed.client,
+    parsed.prefix,
+    parsed.commandTimeout,
+    parsed.onStoreError,
+    parsed.name,
+    parsed.clock ?? realClock,
+  );
+}
+
+/** The store {@link redisStore} returns. It does not own the client: close that yourself. */
+export class RedisStore implements IdempotencyStore {
+  constructor(
+    readonly client: RedisClient,
+    readonly prefix: string,
+    readonly commandTimeout: number,
+    readonly onStoreError: 'fail-closed' | 'fail-open',
+    readonly name: string,
+    readonly clock: Clock,
+  ) {}
+
+  /** The Redis key of a record. The braces are a Cluster hash tag: a record never spans slots. */
+  keyOf(key: string): string {
+    return `${this.prefix}{${key}}`;
+  }
+
+  async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    const token = randomUUID();
+    const args = [fingerprint, Math.ceil(leaseMs), token];
+    const reply = (await this.#run('claim', key, claimScript, args, () => this.#withdraw(key, token))) as [
+      Buffer,
+      ...unknown[],
+    ];
+    switch (reply[0].toString()) {
+      case 'claimed':
+        return { status: 'claimed', token, takeover: reply[1] === 1 };
+      case 'inProgress':
+        return { status: 'inProgress', retryAfterMs: Number(reply[1]) };
+      case 'mismatch':
+        return { status: 'mismatch' };
+      default: {
+        const [, f, createdAt, completedAt, expiresAt, kind, meta, body] = reply as [
+          Buffer,
+          Buffer,
+          number,
+          number,
+          number,
+          Buffer,
+          Buffer,
+          Buffer,
+        ];
+        const outcome = decodeOutcome({
+          kind: kind.toString() === 'response' ? 'response' : 'value',
+          meta: meta.toString(),
+          body,
+        });
+        return {
+          status: 'completed',
+          record: { status: 'completed', key, fingerprint: f.toString(), createdAt, completedAt, expiresAt, outcome },
+        };
+      }
+    }
+  }
+
+  async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
+    const encoded = encodeOutcome(outcome); // before the round trip: a bad value changes nothing
+    const args = [token, Math.ceil(ttlMs), encoded.kind, encoded.meta, encoded.body];
+    return (await this.#run('complete', key, completeScript, args)) === 1;
+  }
+
+  async release(key: string, token: string): Promise<boolean> {
+    return (await this.#run('release', key, releaseScript, [token])) === 1;
+  }
+
+  /**
+   * Runs a script in one round trip (two after a restart flushed it), bounded by `commandTimeout`.
+   * A command is sent only on a ready connection: queued in ioredis' offline queue during an
+   * outage, a claim we already reported as failed would land after reconnecting and hold its key.
+   * `abandoned` runs when we give up on a command that was sent.
+   */
+  #run(
+    operation: Operation,
+    key: string,
+    lua: Script,
+    args: (string | number | Buffer)[],
+    abandoned?: () => void,
+  ): Promise<unknown> {
+    const { client } = this;
+    if (client.status === 'end') {
+      return Promise.reject(this.#unavailable(operation, key, 'the Redis client was closed (quit or disconnect)'));
+    }
+    const redisKey = this.keyOf(key);
+    return new Promise((resolve, reject) => {
+      let sent = false;
+      let settled = false;
+      const send = () => {
+        if (settled) return;
+        sent = true;
+        client
+          .callBuffer('evalsha', lua.sha, 1, redisKey, ...args)
+          .catch((error: unknown) =>
+            isNoScript(error) ? client.callBuffer('eval', lua.source, 1, redisKey, ...args) : Promise.reject(error),
+          )
+          .then(
+            (reply) => finish(() => resolve(reply)),
+            (error: unknown) => {
+              const reason = error instanceof Error ? error.message : String(error);
+              finish(() => reject(this.#unavailable(operation, key, reason, error)), true);
+            },
+          );
+      };
+      const finish = (settle: () => void, failed = false) => {
+        if (settled) return;
+        settled = true;
+        this.clock.clearTimeout(timer);
+        client.removeListener('ready', send);
+        if (failed && sent) abandoned?.();
+        settle();
+      };
+      // Our own timer: a reconnect loop or a hung server must not hold the caller.
+      const timer = this.clock.setTimeout(
+        () => {
+          const reason = sent
+            ? `Redis did not answer within ${this.commandTimeout} ms`
+            : `Redis is not connected (client status "${client.status}") and did not reconnect within ${this.commandTimeout} ms`;
+          finish(() => reject(this.#unavailable(operation, key, reason)), true);
+        },
+        this.commandTimeout,
+        { ref: true },
+      );
+      // `wait`: a lazyConnect client connects on its first command.
+      if (client.status === 'ready' || client.status === 'wait') send();
+      else client.once('ready', send);
+    });
+  }
+
+  /**
+   * A claim we gave up on may still reach Redis: ioredis resends unanswered commands after a
+   * reconnect, and a hung server runs what it already read. Queued behind it on the same
+   * connection, a release by its token withdraws it, so it cannot hold the key for a lease.
+   */
+  #withdraw(key: string, token: string): void {
+    if (this.client.status === 'end') return;
+    const args = [releaseScript.sha, 1, this.keyOf(key), token] as const;
+    this.client
+      .callBuffer('evalsha', ...args)
+      .catch((error: unknown) => {
+        if (isNoScript(error)) return this.client.callBuffer('eval', releaseScript.source, 1, this.keyOf(key), token);
+      })
+      .catch(() => {}); // best effort: at worst the key is held until the lease ends
+  }
+
+  #unavailable(operation: Operation, key: string, reason: string, cause?: unknown): StoreUnavailableError {
+    return new StoreUnavailableError(this.name, operation, key, reason, { cause });
+  }
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}

@@ -1,0 +1,99 @@
+import { decodeValue, encodeValue } from './codec.js';
+import { IdempotencyValueError } from './errors.js';
+
+/** An HTTP response as the middleware stores it: replayed byte for byte. */
+export interface StoredResponse {
+  readonly status: number;
+  /** Header names as sent; a header sent several times is an array. Leave credentials out. */
+  readonly headers: Readonly<Record<string, string | readonly string[]>>;
+  readonly body: Uint8Array;
+}
+
+/**
+ * What a completed key replays: the value a function returned (JSON values and bytes, see
+ * README), or an HTTP response.
+ */
+export type StoredOutcome =
+  | { readonly kind: 'value'; readonly value: unknown }
+  | ({ readonly kind: 'response' } & StoredResponse);
+
+/** A key whose operation finished. Its key, fingerprint and `createdAt` were fixed by the first claim. */
+export interface CompletedRecord {
+  readonly status: 'completed';
+  readonly key: string;
+  readonly fingerprint: string;
+  /** When the key was first claimed (epoch ms, the store's clock). */
+  readonly createdAt: number;
+  readonly completedAt: number;
+  /** When the record is forgotten and the key may run again. */
+  readonly expiresAt: number;
+  readonly outcome: StoredOutcome;
+}
+
+/** What `claim()` found. */
+export type ClaimResult =
+  /** The caller owns the key until its lease ends. `takeover`: a previous owner's lease ran out. */
+  | { readonly status: 'claimed'; readonly token: string; readonly takeover: boolean }
+  /** Another caller owns the key; its lease ends in `retryAfterMs`. */
+  | { readonly status: 'inProgress'; readonly retryAfterMs: number }
+  /** The key finished: replay `record.outcome`. */
+  | { readonly status: 'completed'; readonly record: CompletedRecord }
+  /** The key is in use with a different fingerprint. */
+  | { readonly status: 'mismatch' };
+
+/**
+ * Where idempotency records live. Each step is one round trip and atomic:
+ * - `claim` creates an in-progress record with a lease and a fresh fencing token, or takes over
+ *   one whose lease has ended (compare-and-set: only one caller can win), or reports what is there.
+ * - `complete` stores the outcome only if `token` still owns the record, and returns whether it did:
+ *   an owner whose lease ended and was taken over can never overwrite the new owner.
+ * - `release` deletes the record only if `token` still owns it, so a failed call can be retried.
+ *
+ * Every record has a deadline: an in-progress record is kept for two leases (long enough to
+ * report a takeover), a completed one for `ttlMs`.
+ */
+export interface IdempotencyStore {
+  /** What `idempotent()` does when this store fails. @default 'fail-closed' */
+  readonly onStoreError?: 'fail-closed' | 'fail-open';
+  claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult>;
+  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean>;
+  release(key: string, token: string): Promise<boolean>;
+}
+
+/** An outcome as stores keep it: a JSON text and, for responses, the body's bytes apart. */
+export interface EncodedOutcome {
+  readonly kind: 'value' | 'response';
+  readonly meta: string;
+  readonly body: Buffer;
+}
+
+const NO_BYTES = Buffer.alloc(0);
+
+/** Checks and encodes an outcome before any state changes; throws {@link IdempotencyValueError}. */
+export function encodeOutcome(outcome: StoredOutcome): EncodedOutcome {
+  if (outcome?.kind === 'value') return { kind: 'value', meta: encodeValue(outcome.value), body: NO_BYTES };
+  if (outcome?.kind !== 'response') throw new IdempotencyValueError('outcome', "kind must be 'value' or 'response'");
+  const { status, headers, body } = outcome;
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);
+  }
+  if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
+  if (typeof headers !== 'object' || headers === null)
+    throw new IdempotencyValueError('response.headers', 'must be an object');
+  for (const [name, v] of Object.entries(headers)) {
+    const ok = typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string'));
+    if (!ok) throw new IdempotencyValueError(`response.headers.${name}`, 'must be a string or an array of strings');
+  }
+  return {
+    kind: 'response',
+    meta: JSON.stringify({ status, headers }),
+    body: Buffer.from(body), // a copy: the caller may reuse its buffer
+  };
+}
+
+/** A fresh copy of a stored outcome. */
+export function decodeOutcome(encoded: EncodedOutcome): StoredOutcome {
+  if (encoded.kind === 'value') return { kind: 'value', value: decodeValue(encoded.meta) };
+  const { status, headers } = JSON.parse(encoded.meta) as Pick<StoredResponse, 'status' | 'headers'>;
+  return { kind: 'response', status, headers, body: Buffer.from(encoded.body) };
+}

@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { parseKeyHeader } from '../src/http/index.js';
+
+describe('parseKeyHeader', () => {
+  it('reads a structured-field string and a bare token as the same key', () => {
+    expect(parseKeyHeader('"8e03978e-40d5-43e8-bc93-6894a57f9324"')).toEqual({
+      status: 'ok',
+      key: '8e03978e-40d5-43e8-bc93-6894a57f9324',
+    });
+    expect(parseKeyHeader('8e03978e-40d5-43e8-bc93-6894a57f9324')).toEqual({
+      status: 'ok',
+      key: '8e03978e-40d5-43e8-bc93-6894a57f9324',
+    });
+  });
+
+  it('decodes the escapes of a quoted key and allows spaces in it', () => {
+    expect(parseKeyHeader('"a \\"quoted\\" \\\\ key"')).toEqual({ status: 'ok', key: 'a "quoted" \\ key' });
+  });
+
+  it('accepts 1 to 255 printable ASCII characters', () => {
+    expect(parseKeyHeader('x')).toMatchObject({ status: 'ok' });
+    expect(parseKeyHeader('~'.repeat(255))).toMatchObject({ status: 'ok' });
+    expect(parseKeyHeader(`"${'a'.repeat(255)}"`)).toMatchObject({ status: 'ok' });
+    expect(parseKeyHeader('a'.repeat(256))).toMatchObject({
+      status: 'invalid',
+      reason: expect.stringContaining('256'),
+    });
+    expect(parseKeyHeader(`"${'a'.repeat(256)}"`)).toMatchObject({ status: 'invalid' });
+  });
+
+  it.each([
+    ['empty', ''],
+    ['only spaces', '   '],
+    ['an empty quoted string', '""'],
+    ['no closing quote', '"abc'],
+    ['text after the quote', '"abc"x'],
+    ['sf parameters', '"abc";a=1'],
+    ['a bad escape', '"a\\nb"'],
+    ['a space in a bare key', 'a b'],
+    ['two keys joined by Node', 'one, two'],
+    ['a quote inside a bare key', 'a"b'],
+    ['non-ASCII', 'caf\u00e9'],
+    ['a control character', 'a\u0001b'],
+    ['a tab in a quoted key', '"a\tb"'],
+  ])('refuses %s', (_, value) => {
+    expect(parseKeyHeader(value).status).toBe('invalid');
+  });
+
+  it('reports a missing header, and refuses a header given as several values', () => {
+    expect(parseKeyHeader(undefined)).toEqual({ status: 'missing' });
+    expect(parseKeyHeader(['a', 'b'])).toMatchObject({ status: 'invalid' });
+    expect(parseKeyHeader(['a'])).toEqual({ status: 'ok', key: 'a' });
+  });
+});

@@ -1,0 +1,103 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { createBus, type HoldfastEvent } from '@holdfast/core';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { idempotent, redisStore } from '../src/index.js';
+import { connect, disconnectAll } from './redis.js';
+
+const worker = fileURLToPath(new URL('./fixtures/worker.ts', import.meta.url));
+const children = new Set<ChildProcess>();
+
+/** Starts a worker process; `lines` yields what it prints, line by line. */
+function startWorker(...args: string[]) {
+  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', worker, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  let buffered = '';
+  const waiting: ((line: string) => void)[] = [];
+  const lines: string[] = [];
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    for (let at = buffered.indexOf('\n'); at !== -1; at = buffered.indexOf('\n')) {
+      const line = buffered.slice(0, at);
+      buffered = buffered.slice(at + 1);
+      const waiter = waiting.shift();
+      if (waiter) waiter(line);
+      else lines.push(line);
+    }
+  });
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const queued = lines.shift();
+      if (queued !== undefined) return resolve(queued);
+      waiting.push(resolve);
+      child.once('exit', (code) => reject(new Error(`worker exited (${code}) before printing a line`)));
+    });
+  return { child, nextLine };
+}
+
+describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Redis', () => {
+  let server: RedisServer;
+  let client: Redis;
+
+  beforeAll(async () => {
+    [server] = (await startRedis(1)) as [RedisServer];
+    client = connect(server);
+  });
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    disconnectAll();
+    await stopAllRedis();
+  });
+
+  it('2 processes x 100 concurrent calls with one key: the function runs exactly once, all 200 get its result', async () => {
+    const a = startWorker('race', server.url, 'race-1', '100');
+    const b = startWorker('race', server.url, 'race-1', '100');
+    expect(await Promise.all([a.nextLine(), b.nextLine()])).toEqual(['ready', 'ready']);
+    a.child.stdin?.write('go\n');
+    b.child.stdin?.write('go\n');
+    const [fromA, fromB] = (await Promise.all([a.nextLine(), b.nextLine()])).map(
+      (line) => JSON.parse(line) as { pid: number; effects: number }[],
+    ) as [{ pid: number; effects: number }[], { pid: number; effects: number }[]];
+    const all = [...fromA, ...fromB];
+    expect(all).toHaveLength(200);
+    expect(await client.get('effects:race-1')).toBe('1');
+    const [winner] = all;
+    expect(winner?.effects).toBe(1);
+    expect([a.child.pid, b.child.pid]).toContain(winner?.pid);
+    for (const result of all) expect(result).toEqual(winner);
+  });
+
+  it('an owner killed with SIGKILL mid-handler: before its lease ends repeats get in-progress, after it the next attempt runs', async () => {
+    const lease = 1_500;
+    const crashed = startWorker('hang', server.url, 'crash-1', String(lease));
+    expect(await crashed.nextLine()).toBe('started');
+    const exited = once(crashed.child, 'exit');
+    crashed.child.kill('SIGKILL');
+    expect(await exited).toEqual([null, 'SIGKILL']);
+
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('*', (e) => events.push(e));
+    let runs = 0;
+    const options = { store: redisStore({ client, prefix: 'mp:' }), key: () => 'crash-1', leaseMs: lease, bus };
+    const job = idempotent(async () => `recovered by ${++runs}`, options);
+    const conflict = await job(undefined).catch((e: unknown) => e);
+    expect(conflict).toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
+    expect((conflict as { retryAfterMs: number }).retryAfterMs).toBeGreaterThan(0);
+    expect(runs).toBe(0);
+
+    const patient = idempotent(async () => `recovered by ${++runs}`, {
+      ...options,
+      wait: { timeout: 3 * lease, interval: 50 },
+    });
+    expect(await patient(undefined)).toBe('recovered by 1');
+    expect(events.map((e) => e.type)).toEqual(['idempotency.conflict', 'idempotency.claim', 'idempotency.takeover']);
+    expect(await job(undefined)).toBe('recovered by 1'); // and from now on it replays
+  });
+});
