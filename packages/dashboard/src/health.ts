@@ -1,0 +1,62 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { type HealthReportOptions, healthReport } from '@holdfast/core';
+
+/** A `node:http` request handler; Express mounts it as it is (`next` is its third argument). */
+export type NodeHandler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
+
+/**
+ * A readiness endpoint: `healthReport()` as JSON, with status 200 when ready and 503 when not.
+ * Mount it with Express (`app.get('/health', healthHandler())`), Fastify
+ * (`app.get('/health', toFastify(healthHandler()))`) or `node:http`.
+ */
+export function healthHandler(options: HealthReportOptions = {}): NodeHandler {
+  return (req, res) => {
+    let report: ReturnType<typeof healthReport>;
+    try {
+      report = healthReport(options);
+    } catch (error) {
+      // A health endpoint that throws reads as "down" to a load balancer anyway: say why.
+      sendJson(res, 500, {
+        status: 'fail',
+        ready: false,
+        error: error instanceof Error ? error.message : String(error),
+      });
+      return;
+    }
+    sendJson(res, report.ready ? 200 : 503, report, req.method === 'HEAD');
+  };
+}
+
+/** Writes `body` as JSON, never cached. */
+export function sendJson(res: ServerResponse, status: number, body: unknown, headOnly = false): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(headOnly ? undefined : text);
+}
+
+/** The parts of a Fastify request and reply that {@link toFastify} uses. */
+export interface FastifyLikeRequest {
+  readonly raw: IncomingMessage;
+}
+export interface FastifyLikeReply {
+  readonly raw: ServerResponse;
+  hijack(): unknown;
+}
+
+/**
+ * Adapts a `node:http` handler to a Fastify route handler: Fastify hands the raw request and
+ * response over and stays out of the way (`reply.hijack()`).
+ *
+ * @example
+ * app.get('/health', toFastify(healthHandler()));
+ */
+export function toFastify(handler: NodeHandler): (request: FastifyLikeRequest, reply: FastifyLikeReply) => void {
+  return (request, reply) => {
+    reply.hijack();
+    handler(request.raw, reply.raw);
+  };
+}

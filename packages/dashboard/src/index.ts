@@ -1,0 +1,16 @@
+export {
+  changeEvents,
+  type DashboardHandler,
+  dashboard,
+  type FastifyLikeInstance,
+  fastifyDashboard,
+} from './dashboard.js';
+export {
+  type FastifyLikeReply,
+  type FastifyLikeRequest,
+  healthHandler,
+  type NodeHandler,
+  toFastify,
+} from './health.js';
+export { type DashboardOptions, dashboardOptionsSchema } from './options.js';
+export type { BreakerRow, DashboardSnapshot, IdempotencyCounters, RetryCounters } from './state.js';

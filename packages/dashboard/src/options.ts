@@ -1,0 +1,31 @@
+import { busOption, clockOption, type PolicyRegistry } from '@holdfast/core';
+import { z } from 'zod';
+
+export const dashboardOptionsSchema = z.strictObject({
+  /** The bus the page follows: state changes, latencies, retry and idempotency counts. @default the global bus */
+  bus: busOption.optional(),
+  /** Where breakers, failover sets and budgets are registered. @default the process-wide registry */
+  policies: z
+    .custom<PolicyRegistry>((v) => typeof (v as PolicyRegistry | null)?.snapshots === 'function', {
+      error: 'must be a PolicyRegistry (from createPolicyRegistry())',
+    })
+    .optional(),
+  /**
+   * The full URL path the page is served at; `<path>/snapshot` and `<path>/events` sit under it.
+   * @default '/holdfast'
+   */
+  path: z
+    .string()
+    .regex(/^\/[^?#\s]*$/, { error: 'must be a URL path starting with "/"' })
+    .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : ''))
+    .default('/holdfast'),
+  /** The page's title and heading. @default 'holdfast' */
+  title: z.string().min(1).max(200).default('holdfast'),
+  /** How often (ms) each open page gets a fresh snapshot, besides right after every state change. @default 1000 */
+  interval: z.number().int().min(50).max(60_000).default(1000),
+  /** The clock snapshots are stamped with. @default the real clock */
+  clock: clockOption.optional(),
+});
+
+/** Options of {@link dashboard}. */
+export type DashboardOptions = z.input<typeof dashboardOptionsSchema>;

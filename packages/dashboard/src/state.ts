@@ -1,0 +1,190 @@
+import {
+  type BudgetView,
+  type Bus,
+  breakerStateAfter,
+  type EventOf,
+  type EventType,
+  eventTypes,
+  type FailoverView,
+  type HealthReport,
+  type HoldfastEvent,
+  healthReport,
+  type PolicyRegistry,
+  readBreaker,
+  readBudget,
+  readFailover,
+} from '@holdfast/core';
+
+/** One breaker on the page. */
+export interface BreakerRow {
+  readonly name: string;
+  readonly state: string;
+  /** From the snapshot's window, else the share of failures among the recent calls; null with no calls. */
+  readonly failureRate: number | null;
+  readonly calls: number | null;
+  readonly latency: { readonly p50: number | null; readonly p95: number | null; readonly p99: number | null };
+  readonly retryAt: number | null;
+  /** Latency (ms) of the last calls seen on the bus, oldest first: the sparkline. */
+  readonly recent: readonly number[];
+}
+
+export interface RetryCounters {
+  readonly name: string;
+  readonly attempts: number;
+  readonly giveUps: number;
+  readonly budgetRejections: number;
+}
+
+export interface IdempotencyCounters {
+  readonly name: string;
+  /** Events seen, by the part of their type after `idempotency.`: `claim`, `replay`, `conflict`... */
+  readonly counts: { readonly [event: string]: number };
+}
+
+/** What `GET <path>/snapshot` returns, and each `snapshot` server-sent event carries. */
+export interface DashboardSnapshot {
+  readonly time: number;
+  readonly health: HealthReport;
+  readonly breakers: readonly BreakerRow[];
+  readonly failovers: readonly FailoverView[];
+  readonly budgets: readonly BudgetView[];
+  readonly retries: readonly RetryCounters[];
+  readonly idempotency: readonly IdempotencyCounters[];
+  /** Other registered policies, as their snapshots say. */
+  readonly others: readonly { readonly kind: string; readonly name: string; readonly snapshot: unknown }[];
+}
+
+/** Calls per breaker kept for the sparkline. */
+export const SPARK_POINTS = 40;
+/** Policies tracked from events alone; past this the oldest are dropped (keys from user input must not grow memory). */
+const MAX_TRACKED = 500;
+
+interface Recent {
+  state: string | undefined;
+  latencies: number[];
+  failures: boolean[];
+}
+
+/** Keeps, per policy name, `make()` until there are more than MAX_TRACKED. */
+function bounded<V>(make: () => V): { get(name: string): V; entries(): IterableIterator<[string, V]> } {
+  const map = new Map<string, V>();
+  return {
+    get(name) {
+      let v = map.get(name);
+      if (v === undefined) {
+        v = make();
+        map.set(name, v);
+        if (map.size > MAX_TRACKED) map.delete(map.keys().next().value as string);
+      }
+      return v;
+    },
+    entries: () => map.entries(),
+  };
+}
+
+/**
+ * Watches the bus for what snapshots do not hold (recent latencies, retry and idempotency
+ * counts, the state of breakers nobody registered) and builds the page's snapshot on demand.
+ */
+export class DashboardState {
+  readonly #policies: PolicyRegistry;
+  readonly #now: () => number;
+  readonly #breakers = bounded<Recent>(() => ({ state: undefined, latencies: [], failures: [] }));
+  readonly #retries = bounded(() => ({ attempts: 0, giveUps: 0, budgetRejections: 0 }));
+  readonly #idempotency = bounded((): Record<string, number> => ({}));
+  readonly #offs: (() => void)[];
+
+  constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
+    this.#policies = policies;
+    this.#now = now;
+    const call = (failed: boolean) => (e: { source: string; latency: number }) => {
+      const r = this.#breakers.get(e.source);
+      r.latencies.push(e.latency);
+      r.failures.push(failed);
+      if (r.latencies.length > SPARK_POINTS) {
+        r.latencies.shift();
+        r.failures.shift();
+      }
+    };
+    const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
+      this.#breakers.get(e.source).state = breakerStateAfter[e.type];
+    };
+    const handlers: { [K in EventType]?: (event: EventOf<K>) => void } = {
+      'breaker.success': call(false),
+      'breaker.failure': call(true),
+      'breaker.open': transition,
+      'breaker.halfOpen': transition,
+      'breaker.close': transition,
+      'breaker.isolate': transition,
+      'breaker.disable': transition,
+      'retry.attempt': (e) => void this.#retries.get(e.source).attempts++,
+      'retry.giveUp': (e) => void this.#retries.get(e.source).giveUps++,
+      'retry.budgetExhausted': (e) => void this.#retries.get(e.source).budgetRejections++,
+    };
+    for (const type of eventTypes) {
+      if (!type.startsWith('idempotency.')) continue;
+      const field = type.slice('idempotency.'.length);
+      (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) => {
+        const counts = this.#idempotency.get(e.source);
+        counts[field] = (counts[field] ?? 0) + 1;
+      };
+    }
+    const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
+    this.#offs = Object.entries(handlers).map(([type, h]) =>
+      on(type as EventType, h as (event: HoldfastEvent) => void),
+    );
+  }
+
+  snapshot(): DashboardSnapshot {
+    const breakers = new Map<string, BreakerRow>();
+    const failovers: FailoverView[] = [];
+    const budgets: BudgetView[] = [];
+    const others: { kind: string; name: string; snapshot: unknown }[] = [];
+    const entries = this.#policies.snapshots();
+    for (const entry of entries) {
+      const { kind, name, snapshot } = entry;
+      const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
+      const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
+      const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
+      if (b) breakers.set(name, { ...b, ...this.#recent(name, b.failureRate) });
+      else if (f) failovers.push(f);
+      else if (g) budgets.push(g);
+      else others.push({ kind, name, snapshot: entry.error === undefined ? snapshot : { error: entry.error } });
+    }
+    for (const [name, r] of this.#breakers.entries()) {
+      if (breakers.has(name) || r.state === undefined) continue;
+      const none = { p50: null, p95: null, p99: null };
+      breakers.set(name, {
+        name,
+        state: r.state,
+        calls: null,
+        latency: none,
+        retryAt: null,
+        ...this.#recent(name, null),
+      });
+    }
+    const counted = <V>(m: { entries(): IterableIterator<[string, V]> }) =>
+      [...m.entries()].map(([name, v]) => ({ name, ...v }));
+    return {
+      time: this.#now(),
+      health: healthReport({ policies: this.#policies }),
+      breakers: [...breakers.values()],
+      failovers,
+      budgets,
+      retries: counted(this.#retries),
+      idempotency: [...this.#idempotency.entries()].map(([name, counts]) => ({ name, counts: { ...counts } })),
+      others,
+    };
+  }
+
+  #recent(name: string, failureRate: number | null): { recent: number[]; failureRate: number | null } {
+    const r = this.#breakers.get(name);
+    const failed = r.failures.filter(Boolean).length;
+    const rate = failureRate ?? (r.failures.length > 0 ? failed / r.failures.length : null);
+    return { recent: [...r.latencies], failureRate: rate };
+  }
+
+  dispose(): void {
+    for (const off of this.#offs.splice(0)) off();
+  }
+}

@@ -1,0 +1,4 @@
+export { instrument, type Uninstrument } from './instrument.js';
+export { attributeNames, durationBuckets, metricNames } from './names.js';
+export { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
+export { spanEventName } from './spans.js';

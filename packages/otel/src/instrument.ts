@@ -1,0 +1,56 @@
+import {
+  type EventType,
+  bus as globalBus,
+  policies as globalPolicies,
+  type HoldfastEvent,
+  parseOptions,
+} from '@holdfast/core';
+import { metrics, trace } from '@opentelemetry/api';
+import { type Handlers, meterEvents } from './metrics.js';
+import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
+import { annotate, callEvents, transitionEvents } from './spans.js';
+
+const scope = { name: '@holdfast/otel', version: '0.1.0' };
+
+/** Stops the instrumentation: unsubscribes from the bus and drops the gauges' callback. */
+export type Uninstrument = () => void;
+
+/**
+ * Turns holdfast's bus into OpenTelemetry metrics (counters by outcome, latency and retry-delay
+ * histograms, breaker state and endpoint gauges) and span events on the active span.
+ *
+ * @example
+ * const stop = instrument({ meterProvider });
+ * // ... on shutdown
+ * stop();
+ */
+export function instrument(options: InstrumentOptions = {}): Uninstrument {
+  const o = parseOptions('instrument', instrumentOptionsSchema, options);
+  const bus = o.bus ?? globalBus;
+  const metered = o.metrics
+    ? meterEvents(
+        (o.meterProvider ?? metrics.getMeterProvider()).getMeter(scope.name, scope.version),
+        o.policies ?? globalPolicies,
+      )
+    : { handlers: {} as Handlers, dispose: () => {} };
+  const tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer(scope.name, scope.version);
+  const spanTypes = new Set<EventType>(o.spans ? [...callEvents, ...transitionEvents] : []);
+
+  const types = new Set<EventType>([...(Object.keys(metered.handlers) as EventType[]), ...spanTypes]);
+  const offs = [...types].map((type) => {
+    const meter = metered.handlers[type] as ((event: HoldfastEvent) => void) | undefined;
+    const span = spanTypes.has(type);
+    const listener = (event: HoldfastEvent) => {
+      meter?.(event);
+      if (span) annotate(tracer, event);
+    };
+    return (bus.on as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void)(type, listener);
+  });
+  let active = true;
+  return () => {
+    if (!active) return;
+    active = false;
+    for (const off of offs) off();
+    metered.dispose();
+  };
+}

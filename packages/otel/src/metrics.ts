@@ -1,0 +1,174 @@
+import {
+  type BreakerView,
+  breakerStateAfter,
+  breakerStates,
+  type EventOf,
+  type EventType,
+  eventTypes,
+  type HoldfastEvent,
+  type PolicyRegistry,
+  readBreaker,
+  readBudget,
+  readFailover,
+} from '@holdfast/core';
+import type {
+  Attributes,
+  BatchObservableCallback,
+  BatchObservableResult,
+  Meter,
+  Observable,
+  ObservableCounter,
+} from '@opentelemetry/api';
+import { attributeNames as A, durationBuckets, metricNames as M } from './names.js';
+
+/** What to do with each event type: at most one handler per type. */
+export type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
+
+const seconds = (ms: number) => ms / 1000;
+/** `storeError` -> `store_error`. */
+export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
+  code === undefined ? attrs : { ...attrs, [A.errorType]: code };
+
+/** A monotonic count per attribute set, reported through an observable counter. */
+class Tally {
+  readonly #rows = new Map<string, { readonly attributes: Attributes; value: number }>();
+
+  constructor(readonly counter: ObservableCounter) {}
+
+  add(value: number, attributes: Attributes): void {
+    const key = Object.values(attributes).join('\u0000');
+    const row = this.#rows.get(key);
+    if (row === undefined) this.#rows.set(key, { attributes, value });
+    else row.value += value;
+  }
+
+  report(result: BatchObservableResult): void {
+    for (const row of this.#rows.values()) result.observe(this.counter, row.value, row.attributes);
+  }
+}
+
+/**
+ * Counters and histograms fed by events, and gauges read from the registered snapshots (and,
+ * for breakers nobody registered, from their last transition event) each time the SDK collects.
+ */
+export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers: Handlers; dispose: () => void } {
+  // Counters are tallied here and reported at collection through observable counters: an event
+  // then costs a map update instead of an SDK record (a few microseconds each, measured).
+  const tallies: Tally[] = [];
+  const counter = (name: string, unit: string, description: string) => {
+    const tally = new Tally(meter.createObservableCounter(name, { unit, description }));
+    tallies.push(tally);
+    return tally;
+  };
+  const histogram = (name: string, description: string) =>
+    meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: durationBuckets } });
+
+  const calls = counter(M.breakerCalls, '{call}', 'Calls through a circuit breaker, by outcome.');
+  const slowCalls = counter(M.breakerSlowCalls, '{call}', 'Successful calls slower than the slow-call threshold.');
+  const callDuration = histogram(M.breakerCallDuration, 'Duration of calls through a circuit breaker.');
+  const transitions = counter(M.breakerTransitions, '{transition}', 'Circuit breaker state changes, by new state.');
+  const attempts = counter(M.retryAttempts, '{attempt}', 'Retries scheduled after a failed attempt.');
+  const retryDelay = histogram(M.retryDelay, 'Backoff delay before each retry.');
+  const giveUps = counter(M.retryGiveUps, '{call}', 'Calls a retry policy stopped retrying, by reason.');
+  const budgetRejections = counter(M.retryBudgetRejections, '{attempt}', 'Retries refused by a retry budget.');
+  const timeouts = counter(M.timeouts, '{call}', 'Calls that ran past their time limit.');
+  const idempotency = counter(M.idempotencyEvents, '{event}', 'Idempotency key events: claims, replays, conflicts...');
+  const switches = counter(M.failoverSwitches, '{switch}', 'Traffic moves between endpoints of a failover set.');
+  const ejections = counter(M.failoverEjections, '{ejection}', 'Endpoints ejected from a failover set.');
+
+  const stateGauge = meter.createObservableGauge(M.breakerState, {
+    unit: '1',
+    description: 'Circuit breaker state: 1 for the state it is in, 0 for the others.',
+  });
+  const endpointUp = meter.createObservableGauge(M.failoverEndpointUp, {
+    unit: '1',
+    description: 'Whether an endpoint of a failover set can take calls now (1) or not (0).',
+  });
+  const inFlight = meter.createObservableUpDownCounter(M.failoverEndpointInFlight, {
+    unit: '{call}',
+    description: 'Calls in flight to an endpoint of a failover set.',
+  });
+  const budgetBalance = meter.createObservableGauge(M.retryBudgetBalance, {
+    unit: '{attempt}',
+    description: 'Retries a retry budget would let through now.',
+  });
+
+  // Breakers seen only on the bus (not registered): their state after the last transition.
+  const lastState = new Map<string, string>();
+  const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
+    const state = breakerStateAfter[e.type];
+    lastState.set(e.source, state);
+    transitions.add(1, { [A.policy]: e.source, [A.breakerState]: state });
+  };
+
+  const handlers: Handlers = {
+    'breaker.success': (e) => {
+      const attrs = { [A.policy]: e.source, [A.outcome]: 'success' };
+      calls.add(1, attrs);
+      callDuration.record(seconds(e.latency), attrs);
+    },
+    'breaker.failure': (e) => {
+      const attrs = withCode({ [A.policy]: e.source, [A.outcome]: 'failure' }, e.code);
+      calls.add(1, attrs);
+      callDuration.record(seconds(e.latency), attrs);
+    },
+    'breaker.reject': (e) => calls.add(1, { [A.policy]: e.source, [A.outcome]: 'rejected' }),
+    'breaker.slow': (e) => slowCalls.add(1, { [A.policy]: e.source }),
+    'breaker.open': transition,
+    'breaker.halfOpen': transition,
+    'breaker.close': transition,
+    'breaker.isolate': transition,
+    'breaker.disable': transition,
+    'retry.attempt': (e) => {
+      attempts.add(1, withCode({ [A.policy]: e.source }, e.code));
+      retryDelay.record(seconds(e.delay), { [A.policy]: e.source });
+    },
+    'retry.giveUp': (e) => giveUps.add(1, withCode({ [A.policy]: e.source, [A.retryReason]: e.reason }, e.code)),
+    'retry.budgetExhausted': (e) => budgetRejections.add(1, { [A.policy]: e.source }),
+    timeout: (e) => timeouts.add(1, { [A.policy]: e.source, [A.timeoutStrategy]: e.strategy }),
+    'failover.switch': (e) =>
+      switches.add(1, { [A.policy]: e.source, [A.failoverReason]: e.reason, [A.endpoint]: e.to }),
+    'failover.eject': (e) => ejections.add(1, { [A.policy]: e.source, [A.endpoint]: e.endpoint }),
+  };
+
+  // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...
+  for (const type of eventTypes) {
+    if (!type.startsWith('idempotency.')) continue;
+    const outcome = snakeCase(type.slice('idempotency.'.length));
+    (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) =>
+      idempotency.add(1, { [A.policy]: e.source, [A.idempotencyEvent]: outcome });
+  }
+
+  const observables: Observable[] = [stateGauge, endpointUp, inFlight, budgetBalance, ...tallies.map((t) => t.counter)];
+  const observe: BatchObservableCallback = (result) => {
+    for (const tally of tallies) tally.report(result);
+    const breakers = new Map<string, string>(lastState);
+    for (const { kind, name, snapshot } of policies.snapshots()) {
+      if (kind === 'breaker') {
+        const b: BreakerView | undefined = readBreaker(name, snapshot);
+        if (b) breakers.set(name, b.state);
+      } else if (kind === 'failover') {
+        for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
+          const attrs = { [A.policy]: name, [A.endpoint]: e.name };
+          result.observe(endpointUp, e.up ? 1 : 0, attrs);
+          if (e.inFlight !== null) result.observe(inFlight, e.inFlight, attrs);
+        }
+      } else if (kind === 'budget') {
+        const balance = readBudget(name, snapshot)?.balance;
+        if (balance != null) result.observe(budgetBalance, balance, { [A.policy]: name });
+      }
+    }
+    for (const [name, current] of breakers) {
+      const states: readonly string[] = breakerStates.includes(current as never)
+        ? breakerStates
+        : [...breakerStates, current];
+      for (const state of states) {
+        result.observe(stateGauge, state === current ? 1 : 0, { [A.policy]: name, [A.breakerState]: state });
+      }
+    }
+  };
+  meter.addBatchObservableCallback(observe, observables);
+
+  return { handlers, dispose: () => meter.removeBatchObservableCallback(observe, observables) };
+}

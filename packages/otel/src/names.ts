@@ -1,0 +1,44 @@
+/**
+ * Metric and attribute names, in the style of OpenTelemetry's semantic conventions: dotted
+ * lower-case namespaces, snake_case words, durations in seconds, counts with `{unit}`
+ * annotations, no `_total` suffix, and the standard `error.type` for error codes.
+ */
+export const metricNames = {
+  breakerCalls: 'holdfast.breaker.calls',
+  breakerSlowCalls: 'holdfast.breaker.slow_calls',
+  breakerCallDuration: 'holdfast.breaker.call.duration',
+  breakerTransitions: 'holdfast.breaker.transitions',
+  breakerState: 'holdfast.breaker.state',
+  retryAttempts: 'holdfast.retry.attempts',
+  retryDelay: 'holdfast.retry.delay',
+  retryGiveUps: 'holdfast.retry.give_ups',
+  retryBudgetRejections: 'holdfast.retry.budget.rejections',
+  retryBudgetBalance: 'holdfast.retry.budget.balance',
+  timeouts: 'holdfast.timeouts',
+  idempotencyEvents: 'holdfast.idempotency.events',
+  failoverSwitches: 'holdfast.failover.switches',
+  failoverEjections: 'holdfast.failover.ejections',
+  failoverEndpointUp: 'holdfast.failover.endpoint.up',
+  failoverEndpointInFlight: 'holdfast.failover.endpoint.in_flight',
+} as const;
+
+export const attributeNames = {
+  /** The `source` of the event: the policy's name. */
+  policy: 'holdfast.policy.name',
+  /** What became of a call through a breaker: `success`, `failure`, `rejected`. */
+  outcome: 'holdfast.outcome',
+  /** Which idempotency event: `claim`, `replay`, `conflict`, `mismatch`, `release`, `store_error`... */
+  idempotencyEvent: 'holdfast.idempotency.event',
+  /** The error's code or name (the event's `code` field). Standard OpenTelemetry attribute. */
+  errorType: 'error.type',
+  breakerState: 'holdfast.breaker.state',
+  retryReason: 'holdfast.retry.reason',
+  /** On a span: the last attempt a retry policy scheduled (2 for the first retry). */
+  retryAttempt: 'holdfast.retry.attempt',
+  timeoutStrategy: 'holdfast.timeout.strategy',
+  failoverReason: 'holdfast.failover.reason',
+  endpoint: 'holdfast.endpoint.name',
+} as const;
+
+/** Histogram buckets in seconds: 1 ms to 30 s. */
+export const durationBuckets = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];

@@ -1,0 +1,92 @@
+import { type EventType, eventTypes, type HoldfastEvent } from '@holdfast/core';
+import { type Attributes, type Span, type Tracer, trace } from '@opentelemetry/api';
+import { attributeNames as A } from './names.js';
+
+/** Events that describe a call: they go on the span of the call that is active. */
+export const callEvents: readonly EventType[] = eventTypes.filter(
+  (t) =>
+    t.startsWith('retry.') ||
+    t === 'breaker.reject' ||
+    t === 'timeout' ||
+    (t.startsWith('idempotency.') && t !== 'idempotency.claim'),
+);
+
+/** State changes: on the active span if there is one, else on a span of their own. */
+export const transitionEvents = [
+  'breaker.open',
+  'breaker.halfOpen',
+  'breaker.close',
+  'breaker.isolate',
+  'breaker.disable',
+  'failover.switch',
+  'failover.eject',
+  'failover.restore',
+  'failover.panic',
+  'health.change',
+] as const satisfies readonly EventType[];
+
+const transitions = new Set<EventType>(transitionEvents);
+// Fields that are not attributes: the envelope, and idempotency keys (callers' data).
+const skipped = new Set(['type', 'source', 'time', 'key', 'code']);
+
+/** `retry.giveUp` -> `holdfast.retry.give_up`. */
+export function spanEventName(type: EventType): string {
+  return `holdfast.${type.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+}
+
+/** The event's own fields as attributes: `holdfast.<type>.<field>`, and `code` as `error.type`. */
+function attributesOf(event: HoldfastEvent): Attributes {
+  const prefix = spanEventName(event.type);
+  const attrs: Attributes = { [A.policy]: event.source };
+  for (const [field, value] of Object.entries(event)) {
+    if (skipped.has(field) || value === undefined || value === null) continue;
+    if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+      attrs[`${prefix}.${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = value;
+    }
+  }
+  if ('code' in event && event.code !== undefined) attrs[A.errorType] = event.code;
+  return attrs;
+}
+
+/** Attributes that sum up the call on its span; later events overwrite earlier ones. */
+function summarize(span: Span, event: HoldfastEvent): void {
+  switch (event.type) {
+    case 'retry.attempt':
+      span.setAttribute(A.retryAttempt, event.attempt);
+      break;
+    case 'retry.giveUp':
+      span.setAttribute(A.retryReason, event.reason);
+      break;
+    case 'breaker.reject':
+      span.setAttribute(A.breakerState, event.state);
+      span.setAttribute('holdfast.breaker.rejected', true);
+      break;
+    case 'failover.switch':
+      span.setAttribute(A.endpoint, event.to);
+      break;
+    case 'idempotency.replay':
+      span.setAttribute('holdfast.idempotency.replayed', true);
+      break;
+  }
+}
+
+/**
+ * Puts an event on the active span: a span event with its fields, plus summary attributes
+ * (`holdfast.retry.attempt`, `holdfast.breaker.rejected`...). A state change seen outside any
+ * recording span (a health check's timer, a breaker's half-open timer) gets a short span of its own.
+ */
+export function annotate(tracer: Tracer, event: HoldfastEvent): void {
+  const active = trace.getActiveSpan();
+  if (active?.isRecording()) {
+    active.addEvent(spanEventName(event.type), attributesOf(event), event.time);
+    summarize(active, event);
+    return;
+  }
+  // A state change with no live span to go on (none active, or the call's span has ended, as
+  // when a timer set during a call fires later) gets a root span of its own.
+  if (transitions.has(event.type)) {
+    tracer
+      .startSpan(spanEventName(event.type), { root: true, attributes: attributesOf(event), startTime: event.time })
+      .end(event.time);
+  }
+}

@@ -1,0 +1,210 @@
+import {
+  breakerStateAfter,
+  breakerStates,
+  type EventOf,
+  type EventType,
+  eventTypes,
+  bus as globalBus,
+  policies as globalPolicies,
+  type HoldfastEvent,
+  healthReport,
+  parseOptions,
+  readBreaker,
+  readBudget,
+  readFailover,
+} from '@holdfast/core';
+import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
+import { type CollectOptions, collectOptionsSchema } from './options.js';
+
+/** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
+export type StopCollecting = () => void;
+
+type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
+
+const seconds = (ms: number) => ms / 1000;
+
+/**
+ * Registers holdfast's metrics on a prom-client registry: counters and histograms fed by bus
+ * events, and gauges read from the registered snapshots each time Prometheus scrapes.
+ *
+ * @example
+ * const stop = collect({ registry });
+ * app.get('/metrics', async (_req, res) => res.type(registry.contentType).send(await registry.metrics()));
+ */
+export function collect(options: CollectOptions = {}): StopCollecting {
+  const o = parseOptions('collect', collectOptionsSchema, options);
+  const registry: Registry = o.registry ?? register;
+  const policies = o.policies ?? globalPolicies;
+  const bus = o.bus ?? globalBus;
+  const names: string[] = [];
+  const name = (suffix: string) => {
+    const full = o.prefix + suffix;
+    if (registry.getSingleMetric(full) !== undefined) {
+      for (const n of names) registry.removeSingleMetric(n);
+      throw new Error(`collect: the registry already has a metric "${full}"; stop the other collect() or use a prefix`);
+    }
+    names.push(full);
+    return full;
+  };
+  const registers = [registry];
+  const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) =>
+    new Counter({ name: name(suffix), help, labelNames, registers });
+  const histogram = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) =>
+    new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers });
+
+  const calls = counter('breaker_calls_total', 'Calls through a circuit breaker, by outcome.', ['policy', 'outcome']);
+  const slow = counter('breaker_slow_calls_total', 'Successful calls slower than the slow-call threshold.', ['policy']);
+  const latency = histogram('breaker_call_duration_seconds', 'Duration of calls through a circuit breaker.', [
+    'policy',
+    'outcome',
+  ]);
+  const transitions = counter('breaker_transitions_total', 'Circuit breaker state changes, by new state.', [
+    'policy',
+    'state',
+  ]);
+  const attempts = counter('retry_attempts_total', 'Retries scheduled after a failed attempt.', ['policy']);
+  const delay = histogram('retry_delay_seconds', 'Backoff delay before each retry.', ['policy']);
+  const giveUps = counter('retry_give_ups_total', 'Calls a retry policy stopped retrying, by reason.', [
+    'policy',
+    'reason',
+  ]);
+  const refused = counter('retry_budget_rejections_total', 'Retries refused by a retry budget.', ['policy']);
+  const timeouts = counter('timeouts_total', 'Calls that ran past their time limit.', ['policy']);
+  const idempotency = counter('idempotency_events_total', 'Idempotency key events: claims, replays, conflicts...', [
+    'policy',
+    'event',
+  ]);
+  const switches = counter('failover_switches_total', 'Traffic moves between endpoints of a failover set.', [
+    'policy',
+    'reason',
+    'to',
+  ]);
+  const ejections = counter('failover_ejections_total', 'Endpoints ejected from a failover set.', [
+    'policy',
+    'endpoint',
+  ]);
+
+  // Breakers seen only on the bus (not registered): their state after the last transition.
+  const lastState = new Map<string, string>();
+  new Gauge({
+    name: name('breaker_state'),
+    help: 'Circuit breaker state: 1 for the state it is in, 0 for the others.',
+    labelNames: ['policy', 'state'],
+    registers,
+    collect() {
+      this.reset();
+      const current = new Map(lastState);
+      for (const { name, snapshot } of policies.snapshots('breaker')) {
+        const state = readBreaker(name, snapshot)?.state;
+        if (state !== undefined) current.set(name, state);
+      }
+      for (const [policy, state] of current) {
+        const all: readonly string[] = breakerStates.includes(state as never)
+          ? breakerStates
+          : [...breakerStates, state];
+        for (const s of all) this.set({ policy, state: s }, s === state ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: name('failover_endpoint_up'),
+    help: 'Whether an endpoint of a failover set can take calls now (1) or not (0).',
+    labelNames: ['policy', 'endpoint'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { name, snapshot } of policies.snapshots('failover')) {
+        for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
+          this.set({ policy: name, endpoint: e.name }, e.up ? 1 : 0);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: name('failover_endpoint_in_flight'),
+    help: 'Calls in flight to an endpoint of a failover set.',
+    labelNames: ['policy', 'endpoint'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { name, snapshot } of policies.snapshots('failover')) {
+        for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
+          if (e.inFlight !== null) this.set({ policy: name, endpoint: e.name }, e.inFlight);
+        }
+      }
+    },
+  });
+  new Gauge({
+    name: name('retry_budget_balance'),
+    help: 'Retries a retry budget would let through now.',
+    labelNames: ['policy'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { name, snapshot } of policies.snapshots('budget')) {
+        const balance = readBudget(name, snapshot)?.balance;
+        if (balance != null) this.set({ policy: name }, balance);
+      }
+    },
+  });
+  new Gauge({
+    name: name('ready'),
+    help: 'Whether healthReport() finds the instance ready (1) or not (0).',
+    registers,
+    collect() {
+      this.set(healthReport({ policies }).ready ? 1 : 0);
+    },
+  });
+
+  const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
+    const state = breakerStateAfter[e.type];
+    lastState.set(e.source, state);
+    transitions.inc({ policy: e.source, state });
+  };
+  const handlers: Handlers = {
+    'breaker.success': (e) => {
+      calls.inc({ policy: e.source, outcome: 'success' });
+      latency.observe({ policy: e.source, outcome: 'success' }, seconds(e.latency));
+    },
+    'breaker.failure': (e) => {
+      calls.inc({ policy: e.source, outcome: 'failure' });
+      latency.observe({ policy: e.source, outcome: 'failure' }, seconds(e.latency));
+    },
+    'breaker.reject': (e) => calls.inc({ policy: e.source, outcome: 'rejected' }),
+    'breaker.slow': (e) => slow.inc({ policy: e.source }),
+    'breaker.open': transition,
+    'breaker.halfOpen': transition,
+    'breaker.close': transition,
+    'breaker.isolate': transition,
+    'breaker.disable': transition,
+    'retry.attempt': (e) => {
+      attempts.inc({ policy: e.source });
+      delay.observe({ policy: e.source }, seconds(e.delay));
+    },
+    'retry.giveUp': (e) => giveUps.inc({ policy: e.source, reason: e.reason }),
+    'retry.budgetExhausted': (e) => refused.inc({ policy: e.source }),
+    timeout: (e) => timeouts.inc({ policy: e.source }),
+    'failover.switch': (e) => switches.inc({ policy: e.source, reason: e.reason, to: e.to }),
+    'failover.eject': (e) => ejections.inc({ policy: e.source, endpoint: e.endpoint }),
+  };
+
+  // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...
+  for (const type of eventTypes) {
+    if (!type.startsWith('idempotency.')) continue;
+    const event = type.slice('idempotency.'.length).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) =>
+      idempotency.inc({ policy: e.source, event });
+  }
+
+  const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
+  const offs = Object.entries(handlers).map(([type, handler]) =>
+    on(type as EventType, handler as (event: HoldfastEvent) => void),
+  );
+  let active = true;
+  return () => {
+    if (!active) return;
+    active = false;
+    for (const off of offs) off();
+    for (const n of names) registry.removeSingleMetric(n);
+  };
+}

@@ -1,0 +1,30 @@
+import { busOption, type PolicyRegistry } from '@holdfast/core';
+import type { Registry } from 'prom-client';
+import { z } from 'zod';
+
+const hasFn = (name: string) => (v: unknown) =>
+  typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[name] === 'function';
+
+export const collectOptionsSchema = z.strictObject({
+  /** The bus whose events feed the counters and histograms. @default the global bus */
+  bus: busOption.optional(),
+  /** The prom-client registry the metrics are registered on. @default prom-client's global `register` */
+  registry: z.custom<Registry>(hasFn('registerMetric'), { error: 'must be a prom-client Registry' }).optional(),
+  /** Where the gauges read breaker, failover and budget snapshots at scrape time. @default the process-wide registry */
+  policies: z
+    .custom<PolicyRegistry>(hasFn('snapshots'), { error: 'must be a PolicyRegistry (from createPolicyRegistry())' })
+    .optional(),
+  /** Put before every metric name. @default 'holdfast_' */
+  prefix: z
+    .string()
+    .regex(/^[a-zA-Z_:][a-zA-Z0-9_:]*$/, { error: 'must be a valid Prometheus metric name prefix' })
+    .default('holdfast_'),
+  /** Histogram buckets, in seconds. @default 1 ms to 30 s */
+  buckets: z
+    .array(z.number().finite().positive())
+    .min(1)
+    .default([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
+});
+
+/** Options of {@link collect}. */
+export type CollectOptions = z.input<typeof collectOptionsSchema>;
