@@ -1,0 +1,31 @@
+import { HoldfastError } from '@holdfast/core';
+
+/**
+ * A response whose status says the call failed. Thrown for statuses worth retrying while
+ * retries last, and for every non-2xx status when `throwOnHttpError` is on. `response` is the
+ * response itself, its body unread.
+ */
+export class HttpError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.HttpError');
+  override name = 'HttpError';
+  readonly status: number;
+  readonly method: string;
+  readonly url: string;
+  readonly response: Response;
+
+  constructor(method: string, url: string, response: Response) {
+    super(
+      'E_HTTP_STATUS',
+      `${method} ${url}: ${response.status}${response.statusText ? ` ${response.statusText}` : ''}`,
+    );
+    this.status = response.status;
+    this.method = method;
+    this.url = url;
+    this.response = response;
+  }
+
+  /** Retry-After is read from here by @holdfast/retry. */
+  get headers(): Headers {
+    return this.response.headers;
+  }
+}

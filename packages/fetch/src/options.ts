@@ -1,0 +1,105 @@
+import { BreakerRegistry, type BreakerRegistryOptions } from '@holdfast/breaker';
+import { busOption, clockOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
+import type { Failover } from '@holdfast/failover';
+import type { RetryBudget } from '@holdfast/retry';
+import { z } from 'zod';
+
+const timeoutOption = z.union([
+  positiveDurationOption,
+  z.strictObject({
+    /** Each try, in ms. @default 10_000 */
+    perTry: positiveDurationOption.optional(),
+    /** The whole call, retries and waits included, in ms. @default 30_000 */
+    total: positiveDurationOption.optional(),
+  }),
+]);
+
+const retryOption = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** Attempts in all, the first included. @default 3 */
+    maxAttempts: z.number().int().min(1).max(20).optional(),
+    /** Backoff before each retry (see @holdfast/retry). @default exponential from 100 ms, full jitter */
+    backoff: z
+      .strictObject({
+        type: z.enum(['exponential', 'linear', 'constant']).optional(),
+        initialDelay: z.number().nonnegative().optional(),
+        maxDelay: z.number().nonnegative().optional(),
+        factor: z.number().positive().optional(),
+      })
+      .optional(),
+    jitter: z.enum(['full', 'equal', 'decorrelated', 'none']).optional(),
+    /** Statuses that are retried. @default [408, 429, 502, 503, 504] */
+    statuses: z.array(z.number().int().min(400).max(599)).optional(),
+  }),
+]);
+
+const breakerOption = z.union([
+  z.literal(false),
+  z.instanceof(BreakerRegistry),
+  z.custom<BreakerRegistryOptions>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), {
+    error: 'must be false, a breakerRegistry(), or breakerRegistry options',
+  }),
+]);
+
+const budgetOption = z.custom<RetryBudget | false>(
+  (v) => v === false || (typeof v === 'object' && v !== null && typeof (v as RetryBudget).tryWithdraw === 'function'),
+  { error: 'must be a retryBudget() or false' },
+);
+
+const failoverOption = z.custom<Failover<string>>(
+  (v) => typeof v === 'object' && v !== null && typeof (v as Failover).execute === 'function',
+  { error: 'must be a failover() set whose targets are base URLs' },
+);
+
+export const resilientFetchOptionsSchema = z
+  .strictObject({
+    /** Base URLs to spread calls over and fail over between; requests then take a path. */
+    baseUrls: z
+      .array(z.url({ protocol: /^https?$/ }))
+      .min(1)
+      .optional(),
+    /** A failover set of your own whose endpoint targets are base URLs, instead of `baseUrls`. */
+    failover: failoverOption.optional(),
+    /** A number is the per-try limit. @default { perTry: 10_000, total: 30_000 } */
+    timeout: timeoutOption.optional(),
+    /**
+     * Retries of network errors, timeouts and `statuses`, honouring Retry-After. Only requests
+     * that are safe to repeat are retried: idempotent methods, or ones with an Idempotency-Key.
+     * `false` for none. @default { maxAttempts: 3 }
+     */
+    retry: retryOption.optional(),
+    /** Circuit breakers, one per host. `false` for none. @default breakerRegistry() with its defaults */
+    breaker: breakerOption.optional(),
+    /** The retry budget every retry draws from. `false` for none. @default retryBudget() of its own */
+    budget: budgetOption.optional(),
+    /**
+     * `auto`: a POST or PATCH without an Idempotency-Key gets a fresh one, the same on each of
+     * its retries, so it may be retried. Use it only against servers that honour the header.
+     * @default false
+     */
+    idempotencyKey: z.union([z.literal('auto'), z.literal(false)]).default(false),
+    /** The header the key travels in. @default 'Idempotency-Key' */
+    idempotencyHeader: z.string().min(1).default('Idempotency-Key'),
+    /**
+     * `true`: a non-2xx response is thrown as an `HttpError` (its `response` attached).
+     * `false`: it is returned, as fetch does. @default false
+     */
+    throwOnHttpError: z.boolean().default(false),
+    /** The fetch underneath. @default globalThis.fetch */
+    fetch: fnOption<typeof globalThis.fetch>().optional(),
+    /** Shown as `source` on events. @default 'fetch' */
+    name: nameOption.default('fetch'),
+    /** @default the global bus */
+    bus: busOption.optional(),
+    /** @default the real clock */
+    clock: clockOption.optional(),
+  })
+  .refine((o) => o.baseUrls === undefined || o.failover === undefined, {
+    path: ['failover'],
+    error: 'give baseUrls or failover, not both',
+  });
+
+/** Options of {@link resilientFetch}. */
+export type ResilientFetchOptions = z.input<typeof resilientFetchOptionsSchema>;
+export type ParsedFetchOptions = z.output<typeof resilientFetchOptionsSchema>;

@@ -1,0 +1,221 @@
+import { BreakerRegistry, breakerRegistry } from '@holdfast/breaker';
+import {
+  type Bus,
+  type CallContext,
+  type Clock,
+  bus as globalBus,
+  type JsonValue,
+  type Policy,
+  parseOptions,
+  realClock,
+  timeout,
+} from '@holdfast/core';
+import { type Failover, failover, neverReached } from '@holdfast/failover';
+import { isNonRetryable, isTransientError, nonRetryable, type RetryBudget, retry, retryBudget } from '@holdfast/retry';
+import { HttpError } from './errors.js';
+import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
+import { attemptInit, discard, type FetchInput, isSafeToRepeat, type Plan, planOf } from './request.js';
+
+/** `fetch`'s own signature. */
+export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<Response>;
+
+/** What {@link resilientFetch} returns: a fetch, with the state behind it. */
+export interface ResilientFetch extends FetchFunction {
+  /** The per-host breakers, the failover set and the budget, as plain JSON. */
+  snapshot(): JsonValue;
+  /** Stops the timers of what this fetch made itself (breakers, failover set, budget). */
+  dispose(): void;
+}
+
+const defaultStatuses = [408, 429, 502, 503, 504];
+
+/**
+ * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
+ * safe to repeat (with jitter, Retry-After and a retry budget), a circuit breaker per host, and
+ * failover over several base URLs.
+ *
+ * @example
+ * const http = resilientFetch();
+ * const res = await http('https://api.example.com/orders/42');
+ */
+export function resilientFetch(options: ResilientFetchOptions = {}): ResilientFetch {
+  const client = new Client(parseOptions('resilientFetch', resilientFetchOptionsSchema, options));
+  const fetch = ((input: FetchInput, init?: RequestInit) => client.fetch(input, init)) as ResilientFetch;
+  fetch.snapshot = () => client.snapshot();
+  fetch.dispose = () => client.dispose();
+  return fetch;
+}
+
+class Client {
+  readonly #o: ParsedFetchOptions;
+  readonly #bus: Bus;
+  readonly #clock: Clock;
+  readonly #send: FetchFunction;
+  readonly #perTry: Policy;
+  readonly #total: Policy;
+  readonly #statuses: ReadonlySet<number>;
+  readonly #budget: RetryBudget | undefined;
+  readonly #retry: Policy | undefined;
+  readonly #breakers: BreakerRegistry | undefined;
+  readonly #set: Failover<string> | undefined;
+  readonly #owned: { dispose(): void }[] = [];
+
+  constructor(o: ParsedFetchOptions) {
+    this.#o = o;
+    this.#bus = o.bus ?? globalBus;
+    this.#clock = o.clock ?? realClock;
+    const bus = this.#bus;
+    const clock = this.#clock;
+    this.#send = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
+    const limits = typeof o.timeout === 'number' ? { perTry: o.timeout } : (o.timeout ?? {});
+    this.#perTry = timeout(limits.perTry ?? 10_000, { name: `${o.name}.perTry`, bus, clock });
+    this.#total = timeout(limits.total ?? 30_000, { name: `${o.name}.total`, bus, clock });
+    const retryOptions = o.retry === false ? undefined : (o.retry ?? {});
+    this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
+
+    if (o.budget !== false && retryOptions) {
+      this.#budget = o.budget ?? this.#own(retryBudget({ name: `${o.name}.budget`, clock }));
+    }
+    const maxAttempts = retryOptions?.maxAttempts ?? 3;
+    // A refused connection or an open breaker never reached the server: safe to try elsewhere.
+    const isRetryable = (error: unknown) => !isNonRetryable(error) && (neverReached(error) || isTransientError(error));
+
+    if (o.breaker !== false) {
+      this.#breakers =
+        o.breaker instanceof BreakerRegistry
+          ? o.breaker
+          : this.#own(breakerRegistry({ name: o.name, ...o.breaker, bus, clock }));
+    }
+
+    if (o.failover !== undefined || o.baseUrls !== undefined) {
+      this.#set =
+        o.failover ??
+        this.#own(
+          failover<string>({
+            name: o.name,
+            endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: url })),
+            retry: retryOptions ? { maxAttempts, retryOn: isRetryable, budget: this.#budget ?? false } : false,
+            bus,
+            clock,
+          }),
+        );
+    } else if (retryOptions) {
+      this.#retry = retry({
+        name: `${o.name}.retry`,
+        maxAttempts,
+        ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
+        ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
+        retryOn: { error: isRetryable, result: () => false },
+        budget: this.#budget ?? false,
+        bus,
+        clock,
+      });
+    }
+  }
+
+  #own<D extends { dispose(): void }>(thing: D): D {
+    this.#owned.push(thing);
+    return thing;
+  }
+
+  async fetch(input: FetchInput, init: RequestInit | undefined): Promise<Response> {
+    const plan = await planOf(input, init);
+    const header = this.#o.idempotencyHeader;
+    if (
+      this.#o.idempotencyKey === 'auto' &&
+      (plan.method === 'POST' || plan.method === 'PATCH') &&
+      !plan.headers.has(header)
+    ) {
+      plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
+    }
+    const call = new Call(this, plan, isSafeToRepeat(plan, header));
+    let response: Response;
+    try {
+      response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: plan.signal });
+    } catch (error) {
+      // A status worth retrying that was still failing when retries ran out: fetch returns it.
+      const failed = httpErrorIn(error);
+      if (failed !== undefined && failed.response === call.last && !this.#o.throwOnHttpError) return failed.response;
+      throw error;
+    }
+    if (this.#o.throwOnHttpError && !response.ok) throw new HttpError(plan.method, call.urlOf(response), response);
+    return response;
+  }
+
+  #run(call: Call, ctx: CallContext): Promise<Response> {
+    if (this.#set !== undefined) {
+      return this.#set.execute((endpoint, c) => call.attempt(new URL(call.plan.url, endpoint.target).href, c), ctx);
+    }
+    const url = call.plan.url;
+    if (this.#retry !== undefined && call.safe) return this.#retry.execute((c) => call.attempt(url, c), ctx);
+    return call.attempt(url, ctx);
+  }
+
+  /** One try: the host's breaker around a per-try timeout around fetch. */
+  send(call: Call, url: string, ctx: CallContext): Promise<Response> {
+    const once = (c: CallContext) => this.#perTry.execute((t) => this.#exchange(call, url, t), c);
+    if (this.#breakers === undefined) return once(ctx);
+    return this.#breakers.execute(new URL(url).host, once, ctx);
+  }
+
+  async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
+    const response = await this.#send(url, attemptInit(call.plan, ctx.signal));
+    call.remember(response, url);
+    if (this.#statuses.has(response.status)) throw new HttpError(call.plan.method, url, response);
+    return response;
+  }
+
+  snapshot(): JsonValue {
+    return {
+      breakers: this.#breakers?.snapshot() ?? null,
+      failover: this.#set?.snapshot() ?? null,
+      budget: this.#budget?.snapshot() ?? null,
+    } as JsonValue;
+  }
+
+  dispose(): void {
+    for (const thing of this.#owned.splice(0)) thing.dispose();
+  }
+}
+
+/** One logical request across its attempts. */
+class Call {
+  /** The latest response, kept whole so it can be returned if retries run out. */
+  last: Response | undefined;
+  readonly #urls = new WeakMap<Response, string>();
+
+  constructor(
+    readonly client: Client,
+    readonly plan: Plan,
+    readonly safe: boolean,
+  ) {}
+
+  async attempt(url: string, ctx: CallContext): Promise<Response> {
+    discard(this.last); // the previous attempt's response will not be read
+    this.last = undefined;
+    try {
+      return await this.client.send(this, url, ctx);
+    } catch (error) {
+      // Never repeat what is not safe to repeat, on this endpoint or another.
+      if (!this.safe && typeof error === 'object' && error !== null && !neverReached(error)) nonRetryable(error);
+      throw error;
+    }
+  }
+
+  remember(response: Response, url: string): void {
+    this.last = response;
+    this.#urls.set(response, url);
+  }
+
+  urlOf(response: Response): string {
+    return this.#urls.get(response) ?? this.plan.url;
+  }
+}
+
+/** The HttpError itself, or the one a retry or failover error wraps as its cause. */
+function httpErrorIn(error: unknown): HttpError | undefined {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 4; e = (e as Error).cause, depth++) {
+    if (e instanceof HttpError) return e;
+  }
+  return undefined;
+}

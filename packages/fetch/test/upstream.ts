@@ -1,0 +1,71 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+
+export interface Seen {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: string;
+}
+
+export type Handler = (req: Seen, res: ServerResponse, n: number) => void;
+
+/** A real HTTP server on 127.0.0.1, port 0, that records what it was sent. */
+export interface Upstream {
+  readonly url: string;
+  readonly host: string;
+  readonly seen: Seen[];
+  handle(handler: Handler): void;
+  close(): Promise<void>;
+}
+
+export async function upstream(handler: Handler = (_, res) => res.end('ok')): Promise<Upstream> {
+  let current = handler;
+  const seen: Seen[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const entry = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+      };
+      seen.push(entry);
+      current(entry, res, seen.length);
+    });
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    seen,
+    handle(next) {
+      current = next;
+    },
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** Replies with `status`, optional headers and a body. */
+export function reply(status: number, headers: Record<string, string> = {}, body = `status ${status}`): Handler {
+  return (_, res) => {
+    res.writeHead(status, headers);
+    res.end(body);
+  };
+}
+
+/** Replies from a list, one entry per request; the last one repeats. */
+export function sequence(...handlers: Handler[]): Handler {
+  return (req, res, n) => (handlers[Math.min(n, handlers.length) - 1] as Handler)(req, res, n);
+}
