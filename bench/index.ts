@@ -1,9 +1,19 @@
+import { benchBreaker } from './breaker.js';
 import { benchCore } from './core.js';
+import { benchFailover } from './failover.js';
+import { benchHttp } from './http.js';
+import { benchIdempotency } from './idempotency.js';
+import { benchOtel } from './otel.js';
 import { benchRetry } from './retry.js';
 
 const suites: Record<string, () => Promise<void>> = {
   core: benchCore,
+  failover: benchFailover,
+  idempotency: benchIdempotency,
+  http: benchHttp,
+  breaker: benchBreaker,
   retry: benchRetry,
+  otel: benchOtel,
 };
 
 // `pnpm bench` runs every suite; `pnpm bench core` runs one.
