@@ -77,8 +77,10 @@ class Client {
       this.#budget = o.budget ?? this.#own(retryBudget({ name: `${o.name}.budget`, clock }));
     }
     const maxAttempts = retryOptions?.maxAttempts ?? 3;
+    const isRetryable = (error: unknown) => !isNonRetryable(error) && isTransientError(error);
     // A refused connection or an open breaker never reached the server: safe to try elsewhere.
-    const isRetryable = (error: unknown) => !isNonRetryable(error) && (neverReached(error) || isTransientError(error));
+    const isRetryableElsewhere = (error: unknown) =>
+      isRetryable(error) || (!isNonRetryable(error) && neverReached(error));
 
     if (o.breaker !== false) {
       this.#breakers =
@@ -94,7 +96,7 @@ class Client {
           failover<string>({
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: url })),
-            retry: retryOptions ? { maxAttempts, retryOn: isRetryable, budget: this.#budget ?? false } : false,
+            retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
             bus,
             clock,
           }),

@@ -166,6 +166,21 @@ describe('resilientFetch: breakers per host', () => {
   });
 });
 
+describe('resilientFetch: breakers and retries together', () => {
+  it('does not retry against a host whose breaker is open', async () => {
+    const sick = await server(reply(503));
+    const { http, attempts } = client({ breaker: { defaults: { consecutiveFailures: 2 } } });
+    // 503, retried once, 503 again: the breaker opens; the third try is refused, not retried.
+    await expect(http(sick.url)).rejects.toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+    expect(sick.seen).toHaveLength(2);
+    expect(attempts).toHaveLength(2);
+    attempts.length = 0;
+    await expect(http(sick.url)).rejects.toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+    expect(attempts).toHaveLength(0);
+    expect(sick.seen).toHaveLength(2);
+  });
+});
+
 describe('resilientFetch: throwOnHttpError', () => {
   it('throws an HttpError that names method, URL and status, with the response unread', async () => {
     const s = await server(reply(404, {}, 'no such order'));
