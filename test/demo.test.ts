@@ -26,7 +26,10 @@ describe('the demo', () => {
     const code = await new Promise<number | null>((done) => child.once('exit', done));
     clearTimeout(killer);
     expect(out).toMatch(/live dashboard at http:\/\/127\.0\.0\.1:\d+\/holdfast/);
-    const figure = (label: string) => Number(new RegExp(`${label.replace(/[()]/g, '\\$&')}\\s+(\\d+)`).exec(out)?.[1]);
+    // The summary table, not the progress lines above it.
+    const summary = out.slice(out.lastIndexOf('holdfast demo,'));
+    const figure = (label: string) =>
+      Number(new RegExp(`^\\s+${label.replace(/[()]/g, '\\$&')}\\s+(\\d+)$`, 'm').exec(summary)?.[1]);
     expect(figure('requests sent by clients')).toBeGreaterThan(100);
     expect(figure('orders created')).toBeGreaterThan(10);
     expect(figure('retries')).toBeGreaterThan(0);
