@@ -7,42 +7,20 @@
  *        -H 'content-type: application/json' -d '{"sku":"kettle","amount":4200}'
  */
 import type { AddressInfo } from 'node:net';
-import { pathToFileURL } from 'node:url';
-import { resilientFetch } from '@holdfast/fetch';
-import { redisStore } from '@holdfast/idempotency';
 import { idempotency } from '@holdfast/idempotency/express';
 import express from 'express';
-import { Redis } from 'ioredis';
-import { startPayments } from '../shared/payments.js';
-
-export interface OrdersOptions {
-  readonly redisUrl: string;
-  readonly port: number;
-  /** Payments base URLs; two local instances are started when absent. */
-  readonly paymentsUrls?: readonly string[] | undefined;
-}
+import { type OrdersOptions, ordersDeps, runIfMain } from '../shared/orders.js';
 
 export async function start(options: OrdersOptions) {
-  const payments = options.paymentsUrls ? undefined : await startPayments(2);
-  const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
-  const pay = resilientFetch({
-    name: 'payments',
-    baseUrls: [...(options.paymentsUrls ?? payments?.urls ?? [])],
-    idempotencyKey: 'auto',
-  });
-
+  const deps = await ordersDeps(options);
   const app = express();
   app.post(
     '/orders',
     express.json(),
     // After authentication in a real service: the account scopes the keys.
-    idempotency({
-      store: redisStore({ client: redis }),
-      required: true,
-      scope: (req) => req.get('x-account') ?? 'anonymous',
-    }),
+    idempotency({ store: deps.store, required: true, scope: (req) => req.get('x-account') ?? 'anonymous' }),
     async (req, res) => {
-      const { sku, amount } = req.body as { sku?: string; amount?: number };
+      const { sku, amount } = req.body as { sku?: unknown; amount?: unknown };
       if (typeof sku !== 'string' || typeof amount !== 'number') {
         res
           .status(400)
@@ -50,19 +28,8 @@ export async function start(options: OrdersOptions) {
           .json({ title: 'sku (string) and amount (number) are required' });
         return;
       }
-      const charge = await pay('/charges', {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json',
-          'idempotency-key': `order:${req.get('x-account')}:${req.get('idempotency-key')}`,
-        },
-        body: JSON.stringify({ amount }),
-      });
-      if (!charge.ok) {
-        res.status(502).json({ error: `payments answered ${charge.status}` });
-        return;
-      }
-      res.status(201).json({ sku, amount, charge: await charge.json() });
+      const charge = await deps.charge(req.get('x-account') ?? 'anonymous', req.get('idempotency-key') ?? '', amount);
+      res.status(charge.status).json(charge.status === 201 ? { sku, amount, charge: charge.body } : charge.body);
     },
   );
 
@@ -70,23 +37,12 @@ export async function start(options: OrdersOptions) {
   await new Promise((resolve) => server.once('listening', resolve));
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    payments,
+    payments: deps.payments,
     async close() {
       await new Promise((resolve) => server.close(resolve));
-      pay.dispose();
-      redis.disconnect();
-      await payments?.close();
+      await deps.close();
     },
   };
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const orders = await start({
-    redisUrl: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
-    port: Number(process.env.PORT ?? 3000),
-    paymentsUrls: process.env.PAYMENTS_URLS?.split(','),
-  });
-  console.log(`orders listening on ${orders.url}`);
-  process.once('SIGINT', () => void orders.close());
-  process.once('SIGTERM', () => void orders.close());
-}
+await runIfMain(import.meta.url, start);

@@ -147,6 +147,20 @@ type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;
 const everyTypeListed: [Unlisted] extends [never] ? true : Unlisted = true;
 void everyTypeListed;
 
+/** Events that change what a breaker, a failover set or an endpoint is: what dashboards redraw on. */
+export const stateChangeEvents = [
+  'breaker.open',
+  'breaker.halfOpen',
+  'breaker.close',
+  'breaker.isolate',
+  'breaker.disable',
+  'failover.switch',
+  'failover.eject',
+  'failover.restore',
+  'failover.panic',
+  'health.change',
+] as const satisfies readonly EventType[];
+
 /** The label an event gives an error: its holdfast or system `code`, else its `name`. */
 export function errorLabel(error: unknown): ErrorLabel {
   if (typeof error !== 'object' || error === null) return undefined;

@@ -29,6 +29,7 @@ export {
   errorLabel,
   eventTypes,
   type HoldfastEvent,
+  stateChangeEvents,
 } from './events.js';
 export {
   type BreakerView,

@@ -6,6 +6,7 @@ import {
   type HoldfastEvent,
   parseOptions,
   realClock,
+  stateChangeEvents,
 } from '@holdfast/core';
 import { type NodeHandler, sendJson } from './health.js';
 import { type DashboardOptions, dashboardOptionsSchema } from './options.js';
@@ -21,20 +22,6 @@ export interface DashboardHandler extends NodeHandler {
   /** Ends every open event stream and stops following the bus. Requests afterwards get 503. */
   close(): void;
 }
-
-/** State changes a page hears about as they happen (`event: change`). */
-export const changeEvents = [
-  'breaker.open',
-  'breaker.halfOpen',
-  'breaker.close',
-  'breaker.isolate',
-  'breaker.disable',
-  'failover.switch',
-  'failover.eject',
-  'failover.restore',
-  'failover.panic',
-  'health.change',
-] as const satisfies readonly EventType[];
 
 /** A state change is pushed this soon after it happens; changes within it share one snapshot. */
 const SETTLE_MS = 50;
@@ -128,7 +115,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       }, SETTLE_MS);
     };
     const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-    const offs = changeEvents.map((type) => on(type, onChange));
+    const offs = stateChangeEvents.map((type) => on(type, onChange));
 
     let sinceBeat = 0;
     let tick: unknown;

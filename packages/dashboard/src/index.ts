@@ -1,5 +1,4 @@
 export {
-  changeEvents,
   type DashboardHandler,
   dashboard,
   type FastifyLikeInstance,

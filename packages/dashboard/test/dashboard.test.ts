@@ -3,11 +3,17 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { Script } from 'node:vm';
-import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
+import {
+  createBus,
+  createPolicyRegistry,
+  HoldfastConfigError,
+  type HoldfastEvent,
+  stateChangeEvents,
+} from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { changeEvents, type DashboardSnapshot, dashboard, fastifyDashboard } from '../src/index.js';
+import { type DashboardSnapshot, dashboard, fastifyDashboard } from '../src/index.js';
 import { countingBus, FakeBreaker, FakeBudget, FakeFailover } from './fakes.js';
 
 /** Events built loosely: their fields are still settling while the other packages are written. */
@@ -223,7 +229,7 @@ describe('dashboard(): server-sent events', () => {
     const bus = countingBus();
     const { dash } = scenario(bus);
     const url = await listen(createServer(dash));
-    const before = changeEvents.map((t) => bus.listeners(t));
+    const before = stateChangeEvents.map((t) => bus.listeners(t));
     const stream = await sse(`${url}/ops/holdfast/events`);
     await stream.snapshot();
     expect(dash.clients).toBe(1);
@@ -232,7 +238,7 @@ describe('dashboard(): server-sent events', () => {
     stream.close();
     for (let i = 0; i < 100 && dash.clients > 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(dash.clients).toBe(0);
-    expect(changeEvents.map((t) => bus.listeners(t))).toEqual(before);
+    expect(stateChangeEvents.map((t) => bus.listeners(t))).toEqual(before);
 
     dash.close();
     expect(bus.listeners('breaker.success')).toBe(0);

@@ -1,16 +1,8 @@
 import { createBus, type EventOf, type EventType, ManualClock } from '@holdfast/core';
 
-/** mulberry32: a seeded source of numbers in [0, 1), so every draw is reproducible. */
-export function seeded(seed = 42): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+import { seeded } from '../../../test/support/seeded.js';
+
+export { seeded };
 
 /** A manual clock, a private bus, and every event it carries. */
 export function harness(start = 1_000_000) {

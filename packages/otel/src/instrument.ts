@@ -4,11 +4,12 @@ import {
   policies as globalPolicies,
   type HoldfastEvent,
   parseOptions,
+  stateChangeEvents,
 } from '@holdfast/core';
 import { metrics, trace } from '@opentelemetry/api';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
-import { annotate, callEvents, transitionEvents } from './spans.js';
+import { annotate, callEvents } from './spans.js';
 
 const scope = { name: '@holdfast/otel', version: '0.1.0' };
 
@@ -34,7 +35,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
       )
     : { handlers: {} as Handlers, dispose: () => {} };
   const tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer(scope.name, scope.version);
-  const spanTypes = new Set<EventType>(o.spans ? [...callEvents, ...transitionEvents] : []);
+  const spanTypes = new Set<EventType>(o.spans ? [...callEvents, ...stateChangeEvents] : []);
 
   const types = new Set<EventType>([...(Object.keys(metered.handlers) as EventType[]), ...spanTypes]);
   const offs = [...types].map((type) => {

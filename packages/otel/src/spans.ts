@@ -1,4 +1,4 @@
-import { type EventType, eventTypes, type HoldfastEvent } from '@holdfast/core';
+import { type EventType, eventTypes, type HoldfastEvent, stateChangeEvents } from '@holdfast/core';
 import { type Attributes, type Span, type Tracer, trace } from '@opentelemetry/api';
 import { attributeNames as A } from './names.js';
 
@@ -11,21 +11,8 @@ export const callEvents: readonly EventType[] = eventTypes.filter(
     (t.startsWith('idempotency.') && t !== 'idempotency.claim'),
 );
 
-/** State changes: on the active span if there is one, else on a span of their own. */
-export const transitionEvents = [
-  'breaker.open',
-  'breaker.halfOpen',
-  'breaker.close',
-  'breaker.isolate',
-  'breaker.disable',
-  'failover.switch',
-  'failover.eject',
-  'failover.restore',
-  'failover.panic',
-  'health.change',
-] as const satisfies readonly EventType[];
-
-const transitions = new Set<EventType>(transitionEvents);
+// State changes go on the active span if there is one, else on a span of their own.
+const transitions = new Set<EventType>(stateChangeEvents);
 // Fields that are not attributes: the envelope, and idempotency keys (callers' data).
 const skipped = new Set(['type', 'source', 'time', 'key', 'code']);
 

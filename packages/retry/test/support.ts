@@ -1,17 +1,7 @@
 import { createBus, type EventOf, type EventType, ManualClock } from '@holdfast/core';
 import { retry } from '../src/index.js';
 
-/** A seeded random source in [0, 1) (mulberry32), so a jitter test draws the same numbers each run. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+export { seeded } from '../../../test/support/seeded.js';
 
 /** A manual clock at a realistic epoch (HTTP-dates need one), a bus, and the events it saw. */
 export function setup(start = Date.UTC(2026, 0, 1)) {
