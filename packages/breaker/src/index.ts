@@ -1,3 +1,7 @@
+/**
+ * Circuit breakers on opossum: per-key registries, slow-call detection, snapshots and restore.
+ * @module @holdfast/breaker
+ */
 export { CircuitBreakerPolicy, circuitBreaker } from './breaker.js';
 export {
   type BreakerSettings,

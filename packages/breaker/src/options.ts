@@ -127,6 +127,7 @@ export const breakerSettingsSchema = z.strictObject({
   policies: policiesOption.optional(),
 });
 
+/** Validates the options of {@link circuitBreaker}; {@link CircuitBreakerOptions} is inferred from it. */
 export const breakerOptionsSchema = breakerSettingsSchema
   .extend({
     /** Shown as `source` on every event. @default 'breaker' */

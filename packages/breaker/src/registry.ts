@@ -35,9 +35,13 @@ const sharedSettingsSchema = breakerSettingsSchema
 /** Settings for one key, laid over the shared ones. */
 export type KeySettings = Omit<BreakerSettings, 'bus' | 'clock' | 'policies'>;
 
+/** Plain JSON a registry reports, and takes back through the `restore` option. */
 export const registrySnapshotSchema = z.object({
+  /** The registry's name. */
   name: z.string(),
+  /** When the snapshot was taken (epoch ms). */
   time: z.number(),
+  /** Breakers held when it was taken. */
   size: z.number().int().nonnegative(),
   /** Each breaker's snapshot, by key. */
   breakers: z.record(z.string(), breakerSnapshotSchema),
@@ -46,6 +50,7 @@ export const registrySnapshotSchema = z.object({
 /** What a registry's `snapshot()` returns. */
 export type RegistrySnapshot = z.output<typeof registrySnapshotSchema>;
 
+/** Validates the options of {@link breakerRegistry}; {@link BreakerRegistryOptions} is inferred from it. */
 export const registryOptionsSchema = z.strictObject({
   /** Breakers are named `<name>:<key>` on their events. @default 'breakers' */
   name: nameOption.default('breakers'),
@@ -91,6 +96,7 @@ interface Entry {
  * in the background.
  */
 export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
+  /** The registry's name; its breakers are named `<name>:<key>`. */
   readonly name: string;
   readonly #entries = new Map<string, Entry>();
   readonly #defaults: Record<string, unknown>;
@@ -134,6 +140,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     return this.#entries.size;
   }
 
+  /** True when a breaker for `key` is held now (made and not yet evicted). */
   has(key: string): boolean {
     return this.#entries.has(key);
   }

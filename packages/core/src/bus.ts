@@ -1,7 +1,9 @@
 import { type Channel, channel } from 'node:diagnostics_channel';
 import type { EventOf, EventType, HoldfastEvent } from './events.js';
 
+/** A listener for one event type; it receives that type's event. */
 export type Listener<K extends EventType> = (event: EventOf<K>) => void;
+/** A listener for every event (`bus.on('*', listener)`). */
 export type AnyListener = (event: HoldfastEvent) => void;
 /** Removes the listener it was returned for. Calling it twice is harmless. */
 export type Unsubscribe = () => void;
@@ -11,15 +13,24 @@ export type Unsubscribe = () => void;
  * the event only when it returns true, so an emit nobody listens to costs a property read.
  */
 export interface Bus {
+  /** Calls `listener` with every event of `type`; returns the function that stops it. */
   on<K extends EventType>(type: K, listener: Listener<K>): Unsubscribe;
+  /** Calls `listener` with every event, whatever its type. */
   on(type: '*', listener: AnyListener): Unsubscribe;
+  /** Like `on`, for the next event of `type` only. */
   once<K extends EventType>(type: K, listener: Listener<K>): Unsubscribe;
+  /** Like `on`, for the next event of any type only. */
   once(type: '*', listener: AnyListener): Unsubscribe;
   /** True when a listener, a `*` listener, or a diagnostics_channel subscriber wants `type`. */
   wants(type: EventType): boolean;
+  /**
+   * Hands `event` to its listeners and its diagnostics_channel; a listener that throws never
+   * reaches the emitter.
+   */
   emit(event: HoldfastEvent): void;
 }
 
+/** Options of {@link createBus}. */
 export interface BusOptions {
   /**
    * Called when a listener throws. The emit carries on with the next listener either way.

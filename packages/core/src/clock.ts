@@ -1,6 +1,7 @@
 /** An opaque handle returned by {@link Clock.setTimeout}. */
 export type TimerHandle = unknown;
 
+/** Options of {@link Clock.setTimeout}. */
 export interface TimerOptions {
   /**
    * Whether the timer keeps the process alive. Waits a caller is awaiting (a retry's backoff,
@@ -14,7 +15,9 @@ export interface TimerOptions {
 export interface Clock {
   /** Milliseconds since the epoch. */
   now(): number;
+  /** Calls `callback` once, after `ms` milliseconds; the handle cancels it. */
   setTimeout(callback: () => void, ms: number, options?: TimerOptions): TimerHandle;
+  /** Cancels a timer that has not fired yet; a handle that already fired is ignored. */
   clearTimeout(handle: TimerHandle): void;
 }
 
@@ -54,12 +57,14 @@ export class ManualClock implements Clock {
     return this.#now;
   }
 
+  /** Schedules `callback` for when `advance()` moves the clock `ms` past now. */
   setTimeout(callback: () => void, ms: number): TimerHandle {
     const timer: ManualTimer = { due: this.#now + Math.max(0, ms), seq: this.#seq++, callback };
     this.#timers.add(timer);
     return timer;
   }
 
+  /** Cancels a timer that has not fired yet. */
   clearTimeout(handle: TimerHandle): void {
     this.#timers.delete(handle as ManualTimer);
   }

@@ -39,6 +39,7 @@ export class CallScope implements CallContext {
     return this.#controller.signal;
   }
 
+  /** True once the scope was aborted, whether or not its signal was ever read. */
   get aborted(): boolean {
     return this.#aborted;
   }
@@ -48,6 +49,7 @@ export class CallScope implements CallContext {
     return this.#reason;
   }
 
+  /** Aborts the scope (and its signal, if made) with `reason`; later calls do nothing. */
   abort(reason: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;

@@ -49,6 +49,7 @@ export class HoldfastError extends Error {
   /** The brand `instanceof` looks for. Every subclass declares its own. */
   static readonly brand: symbol = Symbol.for('holdfast.error.HoldfastError');
 
+  /** True when `value` carries this class's brand: `instanceof` that holds across installed copies. */
   static override [Symbol.hasInstance](value: unknown): boolean {
     if (typeof value !== 'object' || value === null) return false;
     const brands = (value as Branded)[kBrands];
@@ -57,7 +58,9 @@ export class HoldfastError extends Error {
     return brands?.includes(this.brand) === true;
   }
 
+  /** The class name, as a literal (minifiers do not change it). */
   override name = 'HoldfastError';
+  /** The stable code of the error; docs/errors.md lists them all. */
   readonly code: ErrorCode;
 
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
@@ -89,6 +92,7 @@ export function hasCode(error: unknown, code: ErrorCode): boolean {
 export interface ConfigIssue {
   /** Dotted path of the option, e.g. `backoff.maxDelay`; empty for the options object itself. */
   readonly path: string;
+  /** Why the value at `path` was refused, e.g. `must be >= 1`. */
   readonly message: string;
   /** The value that was given at that path. */
   readonly value: unknown;
@@ -98,6 +102,7 @@ export interface ConfigIssue {
 export class HoldfastConfigError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.HoldfastConfigError');
   override name = 'HoldfastConfigError';
+  /** Every problem found, not just the first. */
   readonly issues: readonly ConfigIssue[];
 
   constructor(owner: string, issues: readonly ConfigIssue[]) {

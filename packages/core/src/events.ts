@@ -27,7 +27,7 @@ export interface EventFields {
   /** A breaker lets probes through to test the downstream. */
   'breaker.halfOpen': Record<never, never>;
   /** A breaker closed: calls flow again. */
-  'breaker.close': { readonly reason: 'probes' | 'manual' | 'restored' };
+  'breaker.close': { readonly reason: 'probes' | 'manual' };
   /** A breaker was isolated (forced open) by hand. */
   'breaker.isolate': Record<never, never>;
   /** A breaker was disabled: it lets every call through and records nothing. */

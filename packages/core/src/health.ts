@@ -10,6 +10,7 @@ import type { JsonValue } from './snapshot.js';
 
 /** A breaker's snapshot, as read: `state` is required, the rest optional. */
 export interface BreakerView {
+  /** The name the breaker was registered under. */
   readonly name: string;
   /** `closed`, `open`, `halfOpen`, `isolated`, `disabled` (or any other string a breaker reports). */
   readonly state: string;
@@ -27,6 +28,7 @@ export interface BreakerView {
 
 /** One endpoint of a failover snapshot, as read from `endpoints[i]`. */
 export interface EndpointView {
+  /** The endpoint's name. */
   readonly name: string;
   /** From `role`: `active`, `standby`, `member`, `drained`. */
   readonly role: string | null;
@@ -42,6 +44,7 @@ export interface EndpointView {
 
 /** A failover set's snapshot, as read: `endpoints` is required. */
 export interface FailoverView {
+  /** The name the failover set was registered under. */
   readonly name: string;
   /** From `mode`. */
   readonly mode: string | null;
@@ -49,11 +52,13 @@ export interface FailoverView {
   readonly active: string | null;
   /** From `panic`. */
   readonly panic: boolean;
+  /** Every endpoint of the set, in snapshot order. */
   readonly endpoints: readonly EndpointView[];
 }
 
 /** A retry budget's snapshot, as read: `balance` or `exhausted` is required. */
 export interface BudgetView {
+  /** The name the budget was registered under. */
   readonly name: string;
   /** From `balance`: retries the budget would let through now. */
   readonly balance: number | null;
@@ -136,8 +141,11 @@ export type HealthStatus = 'pass' | 'warn' | 'fail';
 
 /** The verdict on one registered policy. */
 export interface HealthCheck {
+  /** The registered kind: `breaker`, `failover`, `budget`, or one of your own. */
   readonly kind: string;
+  /** The name the policy was registered under. */
   readonly name: string;
+  /** This check's verdict. */
   readonly status: HealthStatus;
   /** Why, in a few words: `open`, `2 of 3 endpoints down`, `budget exhausted`. */
   readonly reason: string;
@@ -151,9 +159,11 @@ export interface HealthReport {
   readonly ready: boolean;
   /** When the report was made (epoch ms). */
   readonly time: number;
+  /** One check per registered policy, in registration order. */
   readonly checks: readonly HealthCheck[];
 }
 
+/** Options of {@link healthReport}. */
 export interface HealthReportOptions {
   /** Where the policies are registered. @default the process-wide registry */
   readonly policies?: PolicyRegistry;

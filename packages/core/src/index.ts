@@ -1,3 +1,8 @@
+/**
+ * The event bus, Policy contract, pipeline(), timeout(), errors and clock shared by every holdfast
+ * package.
+ * @module @holdfast/core
+ */
 export {
   type AnyListener,
   type Bus,

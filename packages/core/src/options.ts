@@ -36,7 +36,10 @@ function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   return value;
 }
 
-/** A function-valued option. zod checks only that it is a function. */
+/**
+ * A function-valued option. zod checks only that it is a function.
+ * @typeParam F - the function's type, as the option's users see it
+ */
 export function fnOption<F extends (...args: never[]) => unknown>(what = 'must be a function') {
   return z.custom<F>((v) => typeof v === 'function', { error: what });
 }

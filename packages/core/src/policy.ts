@@ -8,6 +8,7 @@ export interface CallContext {
   readonly attempt: number;
 }
 
+/** What a caller may pass to {@link Policy.execute}. */
 export interface ExecuteOptions {
   /** The caller's signal: aborting it stops the call, its retries and its waits at once. */
   readonly signal?: AbortSignal | undefined;
@@ -20,6 +21,7 @@ export type Operation<T> = (ctx: CallContext) => T | PromiseLike<T>;
 export interface Policy {
   /** Shown as `source` on every event the policy emits. */
   readonly name: string;
+  /** Runs `fn` under the policy and settles as the policy decides: its result, or an error. */
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T>;
 }
 

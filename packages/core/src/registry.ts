@@ -8,12 +8,15 @@ export type SnapshotKind = 'breaker' | 'failover' | 'budget' | (string & {});
 
 /** Anything that reports its state as plain JSON: a breaker, a failover set, a budget. */
 export interface SnapshotSource {
+  /** The current state, as plain JSON. */
   snapshot(): JsonValue;
 }
 
 /** One live policy's state, as {@link PolicyRegistry.snapshots} lists it. */
 export interface PolicySnapshot {
+  /** What the policy is: `breaker`, `failover`, `budget`, or a kind of your own. */
   readonly kind: SnapshotKind;
+  /** The name it was registered under. */
   readonly name: string;
   /** What `snapshot()` returned, or null when it threw. */
   readonly snapshot: JsonValue;

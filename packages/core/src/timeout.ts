@@ -9,6 +9,7 @@ import { type ExecuteOptions, invoke, type Operation, type Policy } from './poli
 /** Node's timers overflow past this many milliseconds. */
 const MAX_TIMER_MS = 2_147_483_647;
 
+/** Validates the options of {@link timeout}; {@link TimeoutOptions} is inferred from it. */
 export const timeoutOptionsSchema = z.strictObject({
   /** The time limit in milliseconds. */
   ms: z.number().finite().positive().max(MAX_TIMER_MS),

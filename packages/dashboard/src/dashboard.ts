@@ -174,6 +174,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
 
 /** The parts of a Fastify instance {@link fastifyDashboard} uses. */
 export interface FastifyLikeInstance {
+  /** Registers a GET route, as `fastify.get(path, handler)` does. */
   get(
     path: string,
     handler: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): unknown }) => void,

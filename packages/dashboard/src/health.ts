@@ -40,10 +40,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 
 /** The parts of a Fastify request and reply that {@link toFastify} uses. */
 export interface FastifyLikeRequest {
+  /** The `node:http` request under Fastify's. */
   readonly raw: IncomingMessage;
 }
+/** The parts of a Fastify reply that {@link toFastify} uses. */
 export interface FastifyLikeReply {
+  /** The `node:http` response under Fastify's. */
   readonly raw: ServerResponse;
+  /** Tells Fastify that the handler answers on `raw` itself. */
   hijack(): unknown;
 }
 

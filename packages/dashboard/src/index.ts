@@ -1,3 +1,8 @@
+/**
+ * A live page of every breaker and endpoint (server-sent events), a JSON snapshot, and /health
+ * handlers.
+ * @module @holdfast/dashboard
+ */
 export {
   type DashboardHandler,
   dashboard,

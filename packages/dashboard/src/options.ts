@@ -1,6 +1,7 @@
 import { busOption, clockOption, type PolicyRegistry } from '@holdfast/core';
 import { z } from 'zod';
 
+/** Validates the options of {@link dashboard}; {@link DashboardOptions} is inferred from it. */
 export const dashboardOptionsSchema = z.strictObject({
   /** The bus the page follows: state changes, latencies, retry and idempotency counts. @default the global bus */
   bus: busOption.optional(),

@@ -17,25 +17,37 @@ import {
 
 /** One breaker on the page. */
 export interface BreakerRow {
+  /** The breaker's name. */
   readonly name: string;
+  /** Its state: `closed`, `open`, `halfOpen`, `isolated` or `disabled`. */
   readonly state: string;
   /** From the snapshot's window, else the share of failures among the recent calls; null with no calls. */
   readonly failureRate: number | null;
+  /** Calls in the breaker's window; null when its snapshot does not say. */
   readonly calls: number | null;
+  /** Latency percentiles (ms) from the snapshot; null with no calls in the window. */
   readonly latency: { readonly p50: number | null; readonly p95: number | null; readonly p99: number | null };
+  /** When an open breaker lets a probe through (epoch ms); null otherwise. */
   readonly retryAt: number | null;
   /** Latency (ms) of the last calls seen on the bus, oldest first: the sparkline. */
   readonly recent: readonly number[];
 }
 
+/** Retry events counted on the bus, per retry policy. */
 export interface RetryCounters {
+  /** The retry policy's name (the events' `source`). */
   readonly name: string;
+  /** Retries made (`retry.attempt` events). */
   readonly attempts: number;
+  /** Calls that gave up (`retry.giveUp` events). */
   readonly giveUps: number;
+  /** Retries the budget refused (`retry.budgetExhausted` events). */
   readonly budgetRejections: number;
 }
 
+/** Idempotency events counted on the bus, per source. */
 export interface IdempotencyCounters {
+  /** The source of the events: an `idempotent()` function or a middleware. */
   readonly name: string;
   /** Events seen, by the part of their type after `idempotency.`: `claim`, `replay`, `conflict`... */
   readonly counts: { readonly [event: string]: number };
@@ -43,12 +55,19 @@ export interface IdempotencyCounters {
 
 /** What `GET <path>/snapshot` returns, and each `snapshot` server-sent event carries. */
 export interface DashboardSnapshot {
+  /** When the snapshot was made (epoch ms). */
   readonly time: number;
+  /** The same report as `healthReport()` and the `/health` handlers. */
   readonly health: HealthReport;
+  /** Every breaker, from the registry and from events. */
   readonly breakers: readonly BreakerRow[];
+  /** Every failover set registered. */
   readonly failovers: readonly FailoverView[];
+  /** Every retry budget registered. */
   readonly budgets: readonly BudgetView[];
+  /** Retry counters, per retry policy seen on the bus. */
   readonly retries: readonly RetryCounters[];
+  /** Idempotency counters, per source seen on the bus. */
   readonly idempotency: readonly IdempotencyCounters[];
   /** Other registered policies, as their snapshots say. */
   readonly others: readonly { readonly kind: string; readonly name: string; readonly snapshot: unknown }[];

@@ -6,6 +6,7 @@ import { retryBudget } from '@holdfast/retry';
  * A `retryBudget()` from @holdfast/retry is one, and can be shared with `retry()` policies.
  */
 export interface BudgetLike {
+  /** Records one call, which earns the budget a share of a retry. */
   deposit(): void;
   /** Takes one retry; false, and nothing taken, when the budget is spent. */
   tryWithdraw(): boolean;

@@ -1,9 +1,12 @@
 /** An endpoint as the functions given to `execute` and `check` see it. */
 export interface Endpoint<T = unknown> {
+  /** Its unique name, as in events and snapshots. */
   readonly name: string;
   /** What the call needs to reach it: a base URL, a pool, a client. */
   readonly target: T;
+  /** Its share of traffic relative to the others. */
   readonly weight: number;
+  /** Its active-passive rank: 0 is the primary. */
   readonly priority: number;
 }
 

@@ -4,8 +4,9 @@ import { HoldfastError } from '@holdfast/core';
 export class NoHealthyEndpointError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.NoHealthyEndpointError');
   override name = 'NoHealthyEndpointError';
-  /** How many endpoints were available, and how many the set has. */
+  /** How many endpoints were available. */
   readonly healthy: number;
+  /** How many endpoints the set has. */
   readonly total: number;
 
   constructor(source: string, healthy: number, total: number, options?: { cause?: unknown }) {

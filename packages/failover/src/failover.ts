@@ -38,10 +38,13 @@ export type EndpointCall<T, R> = (endpoint: Endpoint<T>, ctx: CallContext) => R 
 /** One endpoint in a {@link FailoverSnapshot}. */
 export interface EndpointSnapshot {
   readonly [key: string]: string | number | boolean | null;
+  /** The endpoint's name. */
   readonly name: string;
   /** The target when it is a string (a URL); null for pools and clients. */
   readonly target: string | null;
+  /** Its active-passive rank: 0 is the primary. */
   readonly priority: number;
+  /** Its share of traffic relative to the others. */
   readonly weight: number;
   /** `active` or `standby` in active-passive; `member` in active-active; `drained` when drained. */
   readonly role: 'active' | 'standby' | 'member' | 'drained';
@@ -53,20 +56,28 @@ export interface EndpointSnapshot {
   readonly ejection: 'none' | 'ejected' | 'probe';
   /** When the current ejection ends (epoch ms), or null. */
   readonly ejectedUntil: number | null;
+  /** Ejections in a row, which set how long the next one lasts. */
   readonly ejections: number;
+  /** Calls running on it now. */
   readonly inFlight: number;
   /** Latency EWMA in ms, faded to now. */
   readonly ewma: number;
 }
 
+/** What a failover set's `snapshot()` returns: plain JSON. */
 export interface FailoverSnapshot {
   readonly [key: string]: string | number | boolean | null | readonly EndpointSnapshot[];
+  /** The set's name. */
   readonly name: string;
+  /** How the set spreads calls. */
   readonly mode: 'active-active' | 'active-passive';
+  /** The active-active balancer: `round-robin`, `least-connections`, `consistent-hash`, `p2c-ewma`. */
   readonly balancer: string;
   /** Active-passive: the endpoint taking traffic, or null. */
   readonly active: string | null;
+  /** True while too few endpoints are available (see `panicThreshold`). */
   readonly panic: boolean;
+  /** Every endpoint, in the order of the options. */
   readonly endpoints: readonly EndpointSnapshot[];
 }
 

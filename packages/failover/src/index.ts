@@ -1,3 +1,8 @@
+/**
+ * Calls that survive the loss of an endpoint: active-active balancing, active-passive failover,
+ * health checks, outlier ejection, failback.
+ * @module @holdfast/failover
+ */
 export type { BudgetLike } from './budget.js';
 export type { Endpoint, Health } from './endpoint.js';
 export { NoHealthyEndpointError } from './errors.js';
@@ -14,9 +19,9 @@ export {
   type EjectionOptions,
   type EndpointOptions,
   type FailoverOptions,
+  type FailoverRetryOptions,
   failoverOptionsSchema,
   type HealthOptions,
   type Mode,
-  type RetryOptions,
 } from './options.js';
 export { neverReached } from './retryable.js';

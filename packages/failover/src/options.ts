@@ -114,6 +114,7 @@ const retrySchema = z.strictObject({
   budget: budgetOption.optional(),
 });
 
+/** Validates the options of {@link failover}; {@link FailoverOptions} is inferred from it. */
 export const failoverOptionsSchema = z
   .strictObject({
     /** The endpoints, at least one, with unique names. */
@@ -183,16 +184,24 @@ export const failoverOptionsSchema = z
 
 /** Options of {@link failover}. */
 export type FailoverOptions<T = unknown> = Omit<z.input<typeof failoverOptionsSchema>, 'endpoints' | 'health'> & {
+  /** The endpoints: a string is both the name and the target. */
   readonly endpoints: readonly (string | EndpointOptions<T>)[];
+  /** Active health checks; none when absent. */
   readonly health?: Omit<HealthOptions, 'check'> & {
+    /** Passes unless it throws, rejects, returns `false` or outlives `timeout`. */
     readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => unknown;
   };
 };
 /** One endpoint as given in the options. */
 export type EndpointOptions<T = unknown> = Omit<z.input<typeof endpointObject>, 'target'> & { readonly target: T };
 export type ParsedFailoverOptions = z.output<typeof failoverOptionsSchema>;
+/** The `health` option: active health checks. */
 export type HealthOptions = z.input<typeof healthSchema>;
+/** The `ejection` option: outlier ejection. */
 export type EjectionOptions = z.input<typeof ejectionSchema>;
-export type RetryOptions = z.input<typeof retrySchema>;
+/** The `retry` option: retries on another endpoint. */
+export type FailoverRetryOptions = z.input<typeof retrySchema>;
+/** `active-active` spreads calls over endpoints; `active-passive` sends them all to one. */
 export type Mode = ParsedFailoverOptions['mode'];
+/** How active-active picks an endpoint. */
 export type BalancerName = ParsedFailoverOptions['balancer'];

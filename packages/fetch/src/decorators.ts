@@ -1,3 +1,7 @@
+/**
+ * TC39 (TypeScript 5) method decorators: retry, breaker, timeout and idempotency on class methods.
+ * @module @holdfast/fetch/decorators
+ */
 import { type CircuitBreakerOptions, circuitBreaker } from '@holdfast/breaker';
 import { type Policy, type TimeoutOptions, timeout as timeoutPolicy } from '@holdfast/core';
 import { fingerprintOf, type IdempotentOptions, idempotent as once } from '@holdfast/idempotency';

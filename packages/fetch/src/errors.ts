@@ -8,9 +8,13 @@ import { HoldfastError } from '@holdfast/core';
 export class HttpError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.HttpError');
   override name = 'HttpError';
+  /** The response's HTTP status. */
   readonly status: number;
+  /** The request's method. */
   readonly method: string;
+  /** The request's URL. */
   readonly url: string;
+  /** The response itself, its body unread. */
   readonly response: Response;
 
   constructor(method: string, url: string, response: Response) {

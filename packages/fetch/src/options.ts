@@ -52,6 +52,7 @@ const failoverOption = z.custom<Failover<string>>(
   { error: 'must be a failover() set whose targets are base URLs' },
 );
 
+/** Validates the options of {@link resilientFetch}; {@link ResilientFetchOptions} is inferred from it. */
 export const resilientFetchOptionsSchema = z
   .strictObject({
     /** Base URLs to spread calls over and fail over between; requests then take a path. */

@@ -4,6 +4,7 @@ import { HoldfastError } from '@holdfast/core';
 export class IdempotencyConflictError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.IdempotencyConflictError');
   override name = 'IdempotencyConflictError';
+  /** The idempotency key. */
   readonly key: string;
   /** How long the running call's lease still has, in ms: a hint for `Retry-After`. */
   readonly retryAfterMs: number;
@@ -19,6 +20,7 @@ export class IdempotencyConflictError extends HoldfastError {
 export class IdempotencyMismatchError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.IdempotencyMismatchError');
   override name = 'IdempotencyMismatchError';
+  /** The idempotency key. */
   readonly key: string;
 
   constructor(source: string, key: string) {
@@ -34,7 +36,9 @@ export class IdempotencyMismatchError extends HoldfastError {
 export class StoreUnavailableError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.StoreUnavailableError');
   override name = 'StoreUnavailableError';
+  /** The idempotency key. */
   readonly key: string;
+  /** The store operation that failed. */
   readonly operation: 'claim' | 'complete' | 'release';
 
   constructor(

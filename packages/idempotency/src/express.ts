@@ -1,3 +1,7 @@
+/**
+ * Idempotency-Key middleware for Express 4 and 5.
+ * @module @holdfast/idempotency/express
+ */
 import { HoldfastConfigError } from '@holdfast/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { HttpIdempotency, type HttpIdempotencyOptions, type RequestView } from './http/index.js';

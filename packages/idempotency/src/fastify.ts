@@ -1,3 +1,7 @@
+/**
+ * Idempotency-Key plugin for Fastify 5.
+ * @module @holdfast/idempotency/fastify
+ */
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import {

@@ -20,6 +20,7 @@ import type { IdempotencyStore } from './store.js';
 
 /** What the wrapped function is told about its run. */
 export interface IdempotentContext {
+  /** The idempotency key of this run. */
   readonly key: string;
   /**
    * The fencing token of this run: pass it to a downstream that can reject stale writers.

@@ -1,3 +1,8 @@
+/**
+ * Run once per key: idempotency records in memory or on Redis, with Express and Fastify
+ * middleware.
+ * @module @holdfast/idempotency
+ */
 export { decodeValue, encodeValue, fingerprintOf } from './codec.js';
 export {
   IdempotencyConflictError,

@@ -59,8 +59,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #disposed = false;
 
   constructor(
+    /** The most records kept; when full, the least recently used that is not running goes first. */
     readonly maxEntries: number,
+    /** Time between sweeps of expired records, in ms. */
     readonly sweepInterval: number,
+    /** The clock that dates records and leases. */
     readonly clock: Clock,
   ) {}
 

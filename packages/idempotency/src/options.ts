@@ -7,6 +7,7 @@ const MAX_TIMER_MS = 2_147_483_647;
 
 const timerDuration = positiveDurationOption.max(MAX_TIMER_MS);
 
+/** Validates the options of {@link memoryStore}; {@link MemoryStoreOptions} is inferred from it. */
 export const memoryStoreOptionsSchema = z.strictObject({
   /**
    * The most records kept. When full, the least recently used record goes first; a record whose
@@ -39,11 +40,15 @@ const redisClientOption = z.custom<RedisClient>(
 export interface RedisClient {
   /** ioredis connection status; `end` means the client was closed for good. */
   readonly status: string;
+  /** Sends one command and resolves to its reply, bulk strings as Buffers. */
   callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
+  /** Calls `listener` once, when the connection is ready. */
   once(event: 'ready', listener: () => void): unknown;
+  /** Removes a `ready` listener the store added. */
   removeListener(event: 'ready', listener: () => void): unknown;
 }
 
+/** Validates the options of {@link redisStore}; {@link RedisStoreOptions} is inferred from it. */
 export const redisStoreOptionsSchema = z.strictObject({
   /** An ioredis client: standalone, `Redis.Cluster`, or connected through Sentinel. */
   client: redisClientOption,
@@ -84,6 +89,7 @@ const storeOption = z.custom<IdempotencyStore>(
   { error: 'must be an IdempotencyStore (memoryStore(), redisStore() or your own)' },
 );
 
+/** Validates the options of {@link idempotent}; {@link IdempotentOptions} is inferred from it. */
 export const idempotentOptionsSchema = z.strictObject({
   /** Where records live. */
   store: storeOption,

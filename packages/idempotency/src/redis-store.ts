@@ -30,11 +30,16 @@ export function redisStore(options: RedisStoreOptions): RedisStore {
 /** The store {@link redisStore} returns. It does not own the client: close that yourself. */
 export class RedisStore implements IdempotencyStore {
   constructor(
+    /** The ioredis client (standalone, Sentinel or Cluster); the store never closes it. */
     readonly client: RedisClient,
+    /** Prepended to every key. */
     readonly prefix: string,
+    /** How long one step may take, in ms, before it fails with `E_STORE_UNAVAILABLE`. */
     readonly commandTimeout: number,
     readonly onStoreError: 'fail-closed' | 'fail-open',
+    /** Shown as `source` on the store's events. */
     readonly name: string,
+    /** The clock that dates records and leases. */
     readonly clock: Clock,
   ) {}
 

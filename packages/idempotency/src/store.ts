@@ -3,9 +3,11 @@ import { IdempotencyValueError } from './errors.js';
 
 /** An HTTP response as the middleware stores it: replayed byte for byte. */
 export interface StoredResponse {
+  /** The HTTP status. */
   readonly status: number;
   /** Header names as sent; a header sent several times is an array. Leave credentials out. */
   readonly headers: Readonly<Record<string, string | readonly string[]>>;
+  /** The body's bytes. */
   readonly body: Uint8Array;
 }
 
@@ -19,14 +21,19 @@ export type StoredOutcome =
 
 /** A key whose operation finished. Its key, fingerprint and `createdAt` were fixed by the first claim. */
 export interface CompletedRecord {
+  /** Always `completed`: only finished keys are records. */
   readonly status: 'completed';
+  /** The idempotency key (scoped, as the store saw it). */
   readonly key: string;
+  /** The fingerprint of the request that first claimed the key. */
   readonly fingerprint: string;
   /** When the key was first claimed (epoch ms, the store's clock). */
   readonly createdAt: number;
+  /** When the operation finished (epoch ms, the store's clock). */
   readonly completedAt: number;
   /** When the record is forgotten and the key may run again. */
   readonly expiresAt: number;
+  /** What a replay of the key returns. */
   readonly outcome: StoredOutcome;
 }
 
@@ -55,8 +62,14 @@ export type ClaimResult =
 export interface IdempotencyStore {
   /** What `idempotent()` does when this store fails. @default 'fail-closed' */
   readonly onStoreError?: 'fail-closed' | 'fail-open';
+  /**
+   * Claims `key` for `leaseMs`, or reports who has it: an in-progress owner, a completed record, a
+   * mismatch.
+   */
   claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult>;
+  /** Stores `outcome` for `ttlMs` if `token` still owns `key`; false when it no longer does. */
   complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean>;
+  /** Deletes the record if `token` still owns `key`, so a retry runs again; false when it no longer does. */
   release(key: string, token: string): Promise<boolean>;
 }
 

@@ -22,6 +22,7 @@ export const metricNames = {
   failoverEndpointInFlight: 'holdfast.failover.endpoint.in_flight',
 } as const;
 
+/** Attribute names on holdfast's metrics and span events. */
 export const attributeNames = {
   /** The `source` of the event: the policy's name. */
   policy: 'holdfast.policy.name',
@@ -31,12 +32,17 @@ export const attributeNames = {
   idempotencyEvent: 'holdfast.idempotency.event',
   /** The error's code or name (the event's `code` field). Standard OpenTelemetry attribute. */
   errorType: 'error.type',
+  /** A breaker state: `closed`, `open`, `halfOpen`, `isolated`, `disabled`. */
   breakerState: 'holdfast.breaker.state',
+  /** Why a retry policy gave up: `maxAttempts`, `maxElapsed`, `notRetryable`, `aborted`, `budget`. */
   retryReason: 'holdfast.retry.reason',
   /** On a span: the last attempt a retry policy scheduled (2 for the first retry). */
   retryAttempt: 'holdfast.retry.attempt',
+  /** The strategy of the timeout that fired: `cooperative` or `aggressive`. */
   timeoutStrategy: 'holdfast.timeout.strategy',
+  /** Why traffic moved: `failover`, `failback`, `manual`. */
   failoverReason: 'holdfast.failover.reason',
+  /** The name of the endpoint concerned. */
   endpoint: 'holdfast.endpoint.name',
 } as const;
 

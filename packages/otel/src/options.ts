@@ -5,6 +5,7 @@ import { z } from 'zod';
 const hasFn = (name: string) => (v: unknown) =>
   typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[name] === 'function';
 
+/** Validates the options of {@link instrument}; {@link InstrumentOptions} is inferred from it. */
 export const instrumentOptionsSchema = z.strictObject({
   /** The bus whose events become metrics and span events. @default the global bus */
   bus: busOption.optional(),

@@ -5,6 +5,7 @@ import { z } from 'zod';
 const hasFn = (name: string) => (v: unknown) =>
   typeof v === 'object' && v !== null && typeof (v as Record<string, unknown>)[name] === 'function';
 
+/** Validates the options of {@link collect}; {@link CollectOptions} is inferred from it. */
 export const collectOptionsSchema = z.strictObject({
   /** The bus whose events feed the counters and histograms. @default the global bus */
   bus: busOption.optional(),

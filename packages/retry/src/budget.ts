@@ -11,9 +11,13 @@ import { type RetryBudgetOptions, retryBudgetOptionsSchema } from './options.js'
 
 /** What a budget's `snapshot()` returns. */
 export type RetryBudgetSnapshot = {
+  /** The budget's name. */
   readonly name: string;
+  /** Retries allowed as a share of the calls in the last `ttl`. */
   readonly ratio: number;
+  /** Retries allowed a second, whatever the ratio. */
   readonly minPerSecond: number;
+  /** How long a call or a retry counts, in ms. */
   readonly ttl: number;
   /** Calls counted in the last ttl. */
   readonly calls: number;
@@ -30,6 +34,7 @@ export type RetryBudgetSnapshot = {
  * retries may be at most `ratio` × calls + `minPerSecond` × ttl in seconds.
  */
 export interface RetryBudget extends Snapshottable<RetryBudgetSnapshot> {
+  /** The budget's name, shown in its snapshot. */
   readonly name: string;
   /** Counts one call. A retry() policy calls it once per call, not per attempt. */
   deposit(): void;

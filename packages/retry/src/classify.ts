@@ -42,10 +42,13 @@ export function isTransientError(error: unknown): boolean {
 
 /** A fetch `Response`, or anything shaped like one. */
 export interface ResponseLike {
+  /** The HTTP status. */
   readonly status: number;
+  /** Its headers; `Retry-After` is read from them. */
   readonly headers: { get(name: string): string | null };
 }
 
+/** True when `value` looks like a fetch Response: a numeric `status` and `headers.get()`. */
 export function isResponseLike(value: unknown): value is ResponseLike {
   return (
     typeof value === 'object' &&

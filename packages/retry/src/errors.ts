@@ -12,6 +12,7 @@ export class RetryExhaustedError extends HoldfastError {
   override name = 'RetryExhaustedError';
   /** How many attempts were made. */
   readonly attempts: number;
+  /** Which limit ended the retries. */
   readonly reason: ExhaustedReason;
 
   constructor(source: string, attempts: number, reason: ExhaustedReason, cause: unknown) {

@@ -1,3 +1,8 @@
+/**
+ * Retries on p-retry with jitter, Retry-After, result predicates and a retry budget that stops
+ * retry storms.
+ * @module @holdfast/retry
+ */
 export { type RetryBudget, type RetryBudgetSnapshot, retryBudget } from './budget.js';
 export {
   isNetworkError,

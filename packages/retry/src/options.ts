@@ -52,6 +52,7 @@ const budgetOption = z.custom<RetryBudget | false>(
   { error: 'must be a RetryBudget (from retryBudget()) or false' },
 );
 
+/** Validates the options of {@link retry}; {@link RetryOptions} is inferred from it. */
 export const retryOptionsSchema = z.strictObject({
   /** Attempts in all, the first included: 3 is one try and two retries. @default 3 */
   maxAttempts: z.number().int().min(1).max(1_000).default(3),
@@ -107,6 +108,7 @@ export const retryOptionsSchema = z.strictObject({
 export type RetryOptions = z.input<typeof retryOptionsSchema>;
 export type ParsedRetryOptions = z.output<typeof retryOptionsSchema>;
 
+/** Validates the options of {@link retryBudget}; {@link RetryBudgetOptions} is inferred from it. */
 export const retryBudgetOptionsSchema = z.strictObject({
   /** Retries may be at most this share of the calls made in the last `ttl`. @default 0.2 */
   ratio: z.number().finite().min(0).max(10).default(0.2),
