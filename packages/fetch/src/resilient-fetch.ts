@@ -48,8 +48,6 @@ export function resilientFetch(options: ResilientFetchOptions = {}): ResilientFe
 
 class Client {
   readonly #o: ParsedFetchOptions;
-  readonly #bus: Bus;
-  readonly #clock: Clock;
   readonly #send: FetchFunction;
   readonly #perTry: Policy;
   readonly #total: Policy;
@@ -62,10 +60,8 @@ class Client {
 
   constructor(o: ParsedFetchOptions) {
     this.#o = o;
-    this.#bus = o.bus ?? globalBus;
-    this.#clock = o.clock ?? realClock;
-    const bus = this.#bus;
-    const clock = this.#clock;
+    const bus: Bus = o.bus ?? globalBus;
+    const clock: Clock = o.clock ?? realClock;
     this.#send = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
     const limits = typeof o.timeout === 'number' ? { perTry: o.timeout } : (o.timeout ?? {});
     this.#perTry = timeout(limits.perTry ?? 10_000, { name: `${o.name}.perTry`, bus, clock });
@@ -140,7 +136,7 @@ class Client {
       if (failed !== undefined && failed.response === call.last && !this.#o.throwOnHttpError) return failed.response;
       throw error;
     }
-    if (this.#o.throwOnHttpError && !response.ok) throw new HttpError(plan.method, call.urlOf(response), response);
+    if (this.#o.throwOnHttpError && !response.ok) throw new HttpError(plan.method, call.lastUrl ?? plan.url, response);
     return response;
   }
 
@@ -184,7 +180,8 @@ class Client {
 class Call {
   /** The latest response, kept whole so it can be returned if retries run out. */
   last: Response | undefined;
-  readonly #urls = new WeakMap<Response, string>();
+  /** Where the latest response came from: with base URLs, not the path the caller gave. */
+  lastUrl: string | undefined;
 
   constructor(
     readonly client: Client,
@@ -206,11 +203,7 @@ class Call {
 
   remember(response: Response, url: string): void {
     this.last = response;
-    this.#urls.set(response, url);
-  }
-
-  urlOf(response: Response): string {
-    return this.#urls.get(response) ?? this.plan.url;
+    this.lastUrl = url;
   }
 }
 
