@@ -14,7 +14,9 @@ export type ErrorCode =
   | 'E_STORE_UNAVAILABLE'
   | 'E_IDEMPOTENCY_VALUE'
   | 'E_HTTP_STATUS'
-  | 'E_DISPOSED';
+  | 'E_DISPOSED'
+  | 'E_INJECTED_FAULT'
+  | 'E_DRILL_FAILED';
 
 /** Every error code, at run time. docs/errors.md describes each one. */
 export const errorCodes = [
@@ -30,6 +32,8 @@ export const errorCodes = [
   'E_IDEMPOTENCY_VALUE',
   'E_HTTP_STATUS',
   'E_DISPOSED',
+  'E_INJECTED_FAULT',
+  'E_DRILL_FAILED',
 ] as const satisfies readonly ErrorCode[];
 
 type UnlistedCode = Exclude<ErrorCode, (typeof errorCodes)[number]>;

@@ -97,6 +97,29 @@ export interface EventFields {
   'failover.panic': { readonly healthy: number; readonly total: number; readonly active: boolean };
   /** An active health check changed its verdict on an endpoint. */
   'health.change': { readonly endpoint: string; readonly healthy: boolean };
+
+  /**
+   * A chaos policy injected a fault into a call on purpose (`@holdfast/chaos`): not a real
+   * failure. `detail` says what, e.g. `+250 ms`, `E_INJECTED_FAULT`, `503`.
+   */
+  'chaos.inject': {
+    readonly kind: 'latency' | 'fault' | 'outcome' | 'behavior' | 'fetch';
+    readonly detail: string;
+  };
+  /** A fault proxy's toxic was put on (`active`) or taken off, in front of `target` (host:port). */
+  'chaos.toxic': {
+    readonly toxic: string;
+    readonly name: string;
+    readonly direction: 'upstream' | 'downstream' | 'both';
+    readonly active: boolean;
+    readonly target: string;
+  };
+  /** A drill started, played a step, or ended (`passed` then says whether its objectives held). */
+  'chaos.drill': {
+    readonly phase: 'start' | 'step' | 'end';
+    readonly step: string | undefined;
+    readonly passed: boolean | undefined;
+  };
 }
 
 /** The name of every event. */
@@ -140,6 +163,9 @@ export const eventTypes = [
   'failover.switch',
   'failover.panic',
   'health.change',
+  'chaos.inject',
+  'chaos.toxic',
+  'chaos.drill',
 ] as const satisfies readonly EventType[];
 
 type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;

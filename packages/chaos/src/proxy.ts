@@ -1,0 +1,490 @@
+import { once } from 'node:events';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Bus, bus as globalBus, parseOptions } from '@holdfast/core';
+import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
+import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
+
+/** One connection through the proxy, as `proxy.connections()` lists it. */
+export interface ProxyConnection {
+  /** The id a toxic's `connection` option names. */
+  readonly id: number;
+  /** The client's port on loopback: which client this is. */
+  readonly clientPort: number | undefined;
+  /** Bytes forwarded client to server so far. */
+  readonly upstreamBytes: number;
+  /** Bytes forwarded server to client so far. */
+  readonly downstreamBytes: number;
+}
+
+/** What `proxy.snapshot()` returns: plain JSON. */
+export interface FaultProxySnapshot {
+  readonly name: string;
+  readonly listening: boolean;
+  readonly address: string;
+  readonly target: string;
+  readonly connections: number;
+  /** Connections accepted since start. */
+  readonly accepted: number;
+  readonly toxics: readonly { readonly name: string; readonly type: string; readonly direction: string }[];
+}
+
+/** A toxic in place; `remove()` takes it off. */
+export interface ToxicHandle {
+  readonly name: string;
+  remove(): void;
+}
+
+/** An in-process TCP proxy that forwards to one target and applies toxics on the way. */
+export interface FaultProxy {
+  /** `127.0.0.1` unless `host` said otherwise. */
+  readonly host: string;
+  /** The port it listens on (a free one unless `port` was given). */
+  readonly port: number;
+  /** `http://host:port`, for HTTP upstreams. */
+  readonly url: string;
+  /** Adds a toxic; it acts on open connections at once and on new ones. */
+  add(toxic: Toxic): ToxicHandle;
+  /** Removes the toxic of that name; false if there was none. */
+  remove(name: string): boolean;
+  /** Removes every toxic. */
+  clear(): void;
+  /** Resets (TCP RST) every open connection now. */
+  resetAll(): void;
+  /** Stops listening: new connections are refused (ECONNREFUSED). Open ones carry on. */
+  refuse(): Promise<void>;
+  /** Listens again on the same port. */
+  accept(): Promise<void>;
+  /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
+  kill(): Promise<void>;
+  /** A hung server: accepts connections and holds every byte both ways. `restore()` undoes it. */
+  freeze(): ToxicHandle;
+  /** Removes every toxic and listens again if it had stopped. */
+  restore(): Promise<void>;
+  /** The open connections. */
+  connections(): ProxyConnection[];
+  snapshot(): FaultProxySnapshot;
+  /** Destroys every socket and stops listening; resolves once all is closed. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts an in-process TCP proxy on a free loopback port in front of `target` (an HTTP server,
+ * PostgreSQL, Redis: anything on TCP). Point the client at `proxy.port`, then add toxics at run
+ * time: latency, bandwidth, reset, blackhole, drop, slicer, limit.
+ *
+ * @example
+ * const proxy = await faultProxy({ target: { host: '127.0.0.1', port: 6379 } });
+ * const lag = proxy.add({ type: 'latency', latency: 200, jitter: 50 });
+ * lag.remove();
+ * await proxy.close();
+ */
+export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
+  const parsed = parseOptions('faultProxy', faultProxyOptionsSchema, options);
+  const proxy = new ToxicProxy(parsed.name, parsed.host, parsed.target, parsed.bus ?? globalBus, parsed.random);
+  await proxy.listen(parsed.port);
+  return proxy;
+}
+
+class ToxicProxy implements FaultProxy {
+  readonly #server: Server;
+  readonly #links = new Set<Link>();
+  readonly #toxics = new Map<string, ActiveToxic>();
+  /** Budgets left of `drop` toxics, shared by every connection they match. */
+  readonly #dropsLeft = new Map<string, number>();
+  #counter = 0;
+  #ids = 0;
+  #accepted = 0;
+  #port = 0;
+  #closed = false;
+
+  constructor(
+    readonly name: string,
+    readonly host: string,
+    readonly target: { readonly host: string; readonly port: number },
+    readonly bus: Bus,
+    readonly random: () => number,
+  ) {
+    this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#connect(socket));
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    return `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.#port}`;
+  }
+
+  async listen(port: number): Promise<void> {
+    this.#server.listen(port, this.host);
+    await once(this.#server, 'listening');
+    const address = this.#server.address();
+    this.#port = typeof address === 'object' && address !== null ? address.port : port;
+  }
+
+  add(toxic: Toxic): ToxicHandle {
+    const parsed = parseOptions('faultProxy.add', toxicSchema, toxic);
+    const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
+    const direction = parsed.direction ?? (parsed.type === 'blackhole' ? 'both' : 'downstream');
+    const active = { ...parsed, name, direction } as ActiveToxic;
+    this.remove(name);
+    this.#toxics.set(name, active);
+    if (active.type === 'drop') this.#dropsLeft.set(name, active.bytes ?? active.chunks ?? 1);
+    this.#report(active, true);
+    for (const link of this.#links) link.toxicAdded(active);
+    return { name, remove: () => void this.remove(name) };
+  }
+
+  remove(name: string): boolean {
+    const toxic = this.#toxics.get(name);
+    if (toxic === undefined) return false;
+    this.#toxics.delete(name);
+    this.#dropsLeft.delete(name);
+    this.#report(toxic, false);
+    for (const link of this.#links) link.toxicRemoved(toxic);
+    return true;
+  }
+
+  clear(): void {
+    for (const name of [...this.#toxics.keys()]) this.remove(name);
+  }
+
+  resetAll(): void {
+    for (const link of this.#links) link.reset();
+  }
+
+  async refuse(): Promise<void> {
+    if (!this.#server.listening) return;
+    const closed = new Promise((resolve) => this.#server.close(resolve));
+    await closed;
+  }
+
+  async accept(): Promise<void> {
+    if (this.#closed || this.#server.listening) return;
+    await this.listen(this.#port);
+  }
+
+  async kill(): Promise<void> {
+    const refused = this.refuse();
+    this.resetAll();
+    await refused;
+  }
+
+  freeze(): ToxicHandle {
+    return this.add({ type: 'blackhole', name: 'freeze' });
+  }
+
+  async restore(): Promise<void> {
+    this.clear();
+    await this.accept();
+  }
+
+  connections(): ProxyConnection[] {
+    return [...this.#links].map((link) => link.view());
+  }
+
+  snapshot(): FaultProxySnapshot {
+    return {
+      name: this.name,
+      listening: this.#server.listening,
+      address: `${this.host}:${this.#port}`,
+      target: `${this.target.host}:${this.target.port}`,
+      connections: this.#links.size,
+      accepted: this.#accepted,
+      toxics: [...this.#toxics.values()].map((t) => ({ name: t.name, type: t.type, direction: t.direction })),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
+    for (const link of this.#links) link.destroy();
+    await closed;
+    await Promise.all([...this.#links].map((link) => link.closed));
+  }
+
+  /** The toxics acting on connection `id` one way, in the order they were added. */
+  toxicsFor(id: number, way: 'upstream' | 'downstream'): ActiveToxic[] {
+    const found: ActiveToxic[] = [];
+    for (const toxic of this.#toxics.values()) if (matches(toxic, id, way)) found.push(toxic);
+    return found;
+  }
+
+  /** Takes up to `wanted` units from a drop toxic's budget; removes the toxic once it is spent. */
+  takeDrop(name: string, wanted: number): number {
+    const left = this.#dropsLeft.get(name) ?? 0;
+    const taken = Math.min(left, wanted);
+    if (left - taken <= 0) this.remove(name);
+    else this.#dropsLeft.set(name, left - taken);
+    return taken;
+  }
+
+  #connect(client: Socket): void {
+    if (this.#closed) {
+      client.destroy();
+      return;
+    }
+    this.#accepted++;
+    const server = createConnection({ host: this.target.host, port: this.target.port, allowHalfOpen: true });
+    server.setNoDelay(true);
+    const link = new Link(this, ++this.#ids, client, server);
+    this.#links.add(link);
+    void link.closed.then(() => this.#links.delete(link));
+    for (const toxic of this.#toxics.values()) link.toxicAdded(toxic);
+  }
+
+  #report(toxic: ActiveToxic, active: boolean): void {
+    if (!this.bus.wants('chaos.toxic')) return;
+    this.bus.emit({
+      type: 'chaos.toxic',
+      source: this.name,
+      time: Date.now(),
+      toxic: toxic.type,
+      name: toxic.name,
+      direction: toxic.direction,
+      active,
+      target: `${this.target.host}:${this.target.port}`,
+    });
+  }
+}
+
+/** One client connection and its connection to the target, with a pump each way. */
+class Link {
+  readonly closed: Promise<void>;
+  readonly #abort = new AbortController();
+  readonly #up: Pump;
+  readonly #down: Pump;
+  readonly #resets = new Map<string, NodeJS.Timeout>();
+  #done = false;
+
+  constructor(
+    readonly proxy: ToxicProxy,
+    readonly id: number,
+    readonly client: Socket,
+    readonly server: Socket,
+  ) {
+    this.#up = new Pump(this, 'upstream', client, server);
+    this.#down = new Pump(this, 'downstream', server, client);
+    let open = 2;
+    this.closed = new Promise((resolve) => {
+      const gone = () => {
+        if (--open === 0) resolve();
+      };
+      client.once('close', gone);
+      server.once('close', gone);
+    });
+    // An error on one side (a reset, a refused connect) is passed on to the other as a reset.
+    const fail = () => this.reset();
+    client.on('error', fail);
+    server.on('error', fail);
+    client.once('close', () => this.destroy());
+    server.once('close', () => this.destroy());
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
+  }
+
+  view(): ProxyConnection {
+    return {
+      id: this.id,
+      clientPort: this.client.remotePort,
+      upstreamBytes: this.#up.forwarded,
+      downstreamBytes: this.#down.forwarded,
+    };
+  }
+
+  toxicAdded(toxic: ActiveToxic): void {
+    if (toxic.type !== 'reset' || (toxic.connection !== undefined && toxic.connection !== this.id)) return;
+    if (toxic.after === 0) {
+      this.reset();
+      return;
+    }
+    const timer = setTimeout(() => this.reset(), toxic.after);
+    timer.unref();
+    this.#resets.set(toxic.name, timer);
+  }
+
+  toxicRemoved(toxic: ActiveToxic): void {
+    clearTimeout(this.#resets.get(toxic.name));
+    this.#resets.delete(toxic.name);
+    // A blackhole lifted, a limit gone: the pumps look at their toxics again.
+    this.#up.wake();
+    this.#down.wake();
+  }
+
+  reset(): void {
+    if (this.#done) return;
+    this.#finish();
+    resetSocket(this.client);
+    resetSocket(this.server);
+  }
+
+  destroy(): void {
+    if (this.#done) return;
+    this.#finish();
+    this.client.destroy();
+    this.server.destroy();
+  }
+
+  /** Both ends done (FIN each way, all forwarded): the link can go. */
+  halfClosed(): void {
+    if (this.#up.finished && this.#down.finished) this.destroy();
+  }
+
+  #finish(): void {
+    this.#done = true;
+    this.#abort.abort();
+    for (const timer of this.#resets.values()) clearTimeout(timer);
+    this.#resets.clear();
+    this.#up.wake();
+    this.#down.wake();
+  }
+}
+
+function resetSocket(socket: Socket): void {
+  if (socket.destroyed) return;
+  // A socket still connecting has no handle to reset; destroying it is all there is.
+  if (socket.connecting) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
+const HIGH_WATER = 16;
+
+/** Moves chunks one way, in order, through the toxics that act on that way. */
+class Pump {
+  readonly #queue: { chunk: Buffer; at: number }[] = [];
+  #busy = false;
+  #ended = false;
+  #wake: (() => void) | undefined;
+  /** Bytes through since each `limit` toxic appeared, by toxic name. */
+  readonly #limits = new Map<string, number>();
+  forwarded = 0;
+  finished = false;
+
+  constructor(
+    readonly link: Link,
+    readonly way: 'upstream' | 'downstream',
+    readonly from: Socket,
+    readonly to: Socket,
+  ) {
+    from.on('data', (chunk: Buffer) => this.#push(chunk));
+    from.once('end', () => {
+      this.#ended = true;
+      if (!this.#busy) this.#end();
+    });
+  }
+
+  wake(): void {
+    const wake = this.#wake;
+    this.#wake = undefined;
+    wake?.();
+  }
+
+  #push(chunk: Buffer): void {
+    this.#queue.push({ chunk, at: performance.now() });
+    if (this.#queue.length >= HIGH_WATER) this.from.pause();
+    if (!this.#busy) void this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    this.#busy = true;
+    const signal = this.link.signal;
+    try {
+      for (let item = this.#queue.shift(); item !== undefined; item = this.#queue.shift()) {
+        if (this.#queue.length < HIGH_WATER / 2 && this.from.isPaused()) this.from.resume();
+        await this.#deliver(item.chunk, item.at);
+        if (signal.aborted) return;
+      }
+    } catch {
+      // Aborted by a closed connection: nothing more to forward.
+      return;
+    } finally {
+      this.#busy = false;
+    }
+    if (this.from.isPaused()) this.from.resume();
+    if (this.#ended) this.#end();
+  }
+
+  #end(): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (!this.to.destroyed) this.to.end();
+    this.link.halfClosed();
+  }
+
+  async #deliver(input: Buffer, arrived: number): Promise<void> {
+    const proxy = this.link.proxy;
+    let chunk = input;
+    for (;;) {
+      const toxics = proxy.toxicsFor(this.link.id, this.way);
+      const hole = toxics.find((t) => t.type === 'blackhole');
+      if (hole === undefined) break;
+      await this.#sleepUntilWoken();
+    }
+    let pieceSize = chunk.length;
+    let pieceDelay = 0;
+    let rate = 0;
+    for (const toxic of proxy.toxicsFor(this.link.id, this.way)) {
+      switch (toxic.type) {
+        case 'drop': {
+          const unit = toxic.bytes === undefined ? 1 : chunk.length;
+          const taken = proxy.takeDrop(toxic.name, unit);
+          if (taken === 0) break;
+          chunk = toxic.bytes === undefined ? chunk.subarray(chunk.length) : chunk.subarray(taken);
+          if (chunk.length === 0) return;
+          break;
+        }
+        case 'latency': {
+          const jitter = toxic.jitter === 0 ? 0 : (proxy.random() * 2 - 1) * toxic.jitter;
+          const wait = arrived + Math.max(0, toxic.latency + jitter) - performance.now();
+          if (wait > 0) await sleep(wait, undefined, { signal: this.link.signal });
+          break;
+        }
+        case 'slicer':
+          pieceSize = Math.min(pieceSize, toxic.size);
+          pieceDelay = Math.max(pieceDelay, toxic.delay);
+          break;
+        case 'bandwidth':
+          rate = rate === 0 ? toxic.rate : Math.min(rate, toxic.rate);
+          break;
+        case 'limit': {
+          const through = this.#limits.get(toxic.name) ?? 0;
+          const room = toxic.bytes - through;
+          if (room < chunk.length) {
+            await this.#write(chunk.subarray(0, Math.max(0, room)), pieceSize, pieceDelay, rate);
+            this.link.destroy();
+            return;
+          }
+          this.#limits.set(toxic.name, through + chunk.length);
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    await this.#write(chunk, pieceSize, pieceDelay, rate);
+  }
+
+  async #write(chunk: Buffer, pieceSize: number, pieceDelay: number, rate: number): Promise<void> {
+    // Bandwidth: pieces of a tenth of a second's worth, each followed by its share of the second.
+    const size = rate > 0 ? Math.max(1, Math.min(pieceSize, Math.ceil(rate / 10))) : pieceSize;
+    for (let at = 0; at < chunk.length; at += size) {
+      if (this.link.signal.aborted || this.to.destroyed) return;
+      const piece = chunk.subarray(at, at + size);
+      this.forwarded += piece.length;
+      if (!this.to.write(piece)) await once(this.to, 'drain', { signal: this.link.signal });
+      const more = at + size < chunk.length;
+      const wait = Math.max(more ? pieceDelay : 0, rate > 0 ? (piece.length * 1000) / rate : 0);
+      if (wait > 0) await sleep(wait, undefined, { signal: this.link.signal });
+    }
+  }
+
+  #sleepUntilWoken(): Promise<void> {
+    if (this.link.signal.aborted) return Promise.reject(this.link.signal.reason);
+    return new Promise((resolve) => {
+      this.#wake = resolve;
+    });
+  }
+}
