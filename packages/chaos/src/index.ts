@@ -3,7 +3,30 @@
  * drills: test a setup before production does.
  * @module @holdfast/chaos
  */
-export { type FaultProxyOptions, faultProxyOptionsSchema, type RandomSource } from './options.js';
+export { InjectedFaultError } from './errors.js';
+export {
+  type InjectionKind,
+  type InjectionPolicy,
+  injectBehavior,
+  injectFault,
+  injectLatency,
+  injectOutcome,
+} from './injection.js';
+export {
+  type EnabledSwitch,
+  type FaultProxyOptions,
+  faultProxyOptionsSchema,
+  type InjectBehaviorOptions,
+  type InjectFaultOptions,
+  type InjectLatencyOptions,
+  type InjectOutcomeOptions,
+  injectBehaviorOptionsSchema,
+  injectFaultOptionsSchema,
+  injectLatencyOptionsSchema,
+  injectOutcomeOptionsSchema,
+  type LatencyInput,
+  type RandomSource,
+} from './options.js';
 export {
   type FaultProxy,
   type FaultProxySnapshot,
@@ -11,4 +34,5 @@ export {
   type ProxyConnection,
   type ToxicHandle,
 } from './proxy.js';
+export { chaosSwitch } from './switch.js';
 export { type ActiveToxic, type Direction, type Toxic, type ToxicType, toxicSchema } from './toxics.js';

@@ -1,4 +1,4 @@
-import { busOption, fnOption, nameOption } from '@holdfast/core';
+import { busOption, type CallContext, clockOption, durationOption, fnOption, nameOption } from '@holdfast/core';
 import { z } from 'zod';
 
 /** A source of numbers in [0, 1); pass a seeded one to make every draw repeatable. */
@@ -27,3 +27,88 @@ export const faultProxyOptionsSchema = z.strictObject({
 
 /** Options of `faultProxy()`. */
 export type FaultProxyOptions = z.input<typeof faultProxyOptionsSchema>;
+
+/** Whether an injection is on: a boolean, or a function read on every call. */
+export type EnabledSwitch = boolean | (() => boolean);
+
+/** Options every injection policy takes. */
+const injectionCommon = {
+  /**
+   * The share of calls (0 to 1) that get the injection, drawn from `random` per call.
+   * @default 1
+   */
+  rate: z.number().min(0).max(1).default(1),
+  /**
+   * Whether it injects at all: `true`, or a function read on every call (a feature flag, a
+   * header, a drill in progress). Off unless enabled on purpose. @default false
+   */
+  enabled: z
+    .union([z.boolean(), fnOption<() => boolean>('must be a boolean or a function returning one')])
+    .default(false),
+  /** Draws whether a call is picked; pass a seeded source for repeatable runs. @default Math.random */
+  random: randomOption.optional(),
+  /** The bus its `chaos.inject` events go to. @default the global bus */
+  bus: busOption.optional(),
+};
+
+/** What an injection's `latency` may be: fixed ms, a uniform range, or a function per call. */
+export type LatencyInput = number | { readonly min: number; readonly max: number } | ((random: RandomSource) => number);
+
+/** Validates the options of `injectLatency()`. */
+export const injectLatencyOptionsSchema = z.strictObject({
+  ...injectionCommon,
+  /** The delay before the call runs: ms, `{ min, max }` (uniform), or `(random) => ms`. */
+  latency: z.union([
+    durationOption,
+    z.strictObject({ min: durationOption, max: durationOption }).refine((r) => r.max >= r.min, {
+      error: 'max must be >= min',
+    }),
+    fnOption<(random: RandomSource) => number>(),
+  ]),
+  /** Shown as `source` on its events. @default 'injectLatency' */
+  name: nameOption.default('injectLatency'),
+  /** @default the real clock */
+  clock: clockOption.optional(),
+});
+
+/** Options of `injectLatency()`. */
+export type InjectLatencyOptions = z.input<typeof injectLatencyOptionsSchema>;
+
+/** Validates the options of `injectFault()`. */
+export const injectFaultOptionsSchema = z.strictObject({
+  ...injectionCommon,
+  /**
+   * What to throw: a value, or a function that makes one per call.
+   * @default an `InjectedFaultError` (code `E_INJECTED_FAULT`)
+   */
+  fault: z.unknown().optional(),
+  /** Shown as `source` on its events. @default 'injectFault' */
+  name: nameOption.default('injectFault'),
+});
+
+/** Options of `injectFault()`. */
+export type InjectFaultOptions = z.input<typeof injectFaultOptionsSchema>;
+
+/** Validates the options of `injectOutcome()`. */
+export const injectOutcomeOptionsSchema = z.strictObject({
+  ...injectionCommon,
+  /** Makes the result returned instead of running the call, e.g. `() => new Response(null, { status: 503 })`. */
+  outcome: fnOption<(ctx: CallContext) => unknown>(),
+  /** Shown as `source` on its events. @default 'injectOutcome' */
+  name: nameOption.default('injectOutcome'),
+});
+
+/** Options of `injectOutcome()`. */
+export type InjectOutcomeOptions = z.input<typeof injectOutcomeOptionsSchema>;
+
+/** Validates the options of `injectBehavior()`. */
+export const injectBehaviorOptionsSchema = z.strictObject({
+  ...injectionCommon,
+  /** A side effect run (and awaited) before the call: kill a connection, fill a cache, flip a flag. */
+  behavior: fnOption<(ctx: CallContext) => unknown>(),
+  /** Shown as `source` on its events. @default 'injectBehavior' */
+  name: nameOption.default('injectBehavior'),
+});
+
+/** Options of `injectBehavior()`. */
+export type InjectBehaviorOptions = z.input<typeof injectBehaviorOptionsSchema>;

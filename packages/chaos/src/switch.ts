@@ -1,0 +1,50 @@
+/**
+ * The process-wide kill switch of every injection. It lives on `globalThis` under a `Symbol.for`
+ * key, so two installed copies of @holdfast/chaos obey the same switch.
+ */
+interface SwitchState {
+  /** Set from HOLDFAST_CHAOS when the first copy loads. */
+  envOff: boolean;
+  /** Set by `chaosSwitch.off()`. */
+  manualOff: boolean;
+  /** Either of the above: what every injection reads per call. */
+  off: boolean;
+}
+
+const key = Symbol.for('holdfast.chaos.switch.v0');
+const holder = globalThis as { [key]?: SwitchState };
+
+/** `off`, `0`, `false`, `no` (any case) in HOLDFAST_CHAOS turn every injection off. */
+export function envSaysOff(value: string | undefined): boolean {
+  return value !== undefined && /^(off|0|false|no|disabled?)$/i.test(value.trim());
+}
+
+function createState(): SwitchState {
+  const envOff = envSaysOff(globalThis.process?.env?.HOLDFAST_CHAOS);
+  return { envOff, manualOff: false, off: envOff };
+}
+
+/** @internal the shared state; injections read `state.off` on every call. */
+export const state: SwitchState = (holder[key] ??= createState());
+
+/**
+ * Turns every injection of the process off, or lets them run again, at once. Each injection
+ * still needs its own `enabled` to inject; this switch only ever takes injections away.
+ * `HOLDFAST_CHAOS=off` in the environment holds the switch off whatever `on()` says.
+ */
+export const chaosSwitch = {
+  /** Every injection passes calls through untouched from now on. */
+  off(): void {
+    state.manualOff = true;
+    state.off = true;
+  },
+  /** Injections that are enabled inject again (unless HOLDFAST_CHAOS says off). */
+  on(): void {
+    state.manualOff = false;
+    state.off = state.envOff;
+  },
+  /** Whether injections may run: neither `off()` nor HOLDFAST_CHAOS holds them. */
+  get isOn(): boolean {
+    return !state.off;
+  },
+};
