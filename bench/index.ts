@@ -1,4 +1,5 @@
 import { benchBreaker } from './breaker.js';
+import { benchChaos } from './chaos.js';
 import { benchCore } from './core.js';
 import { benchFailover } from './failover.js';
 import { benchHttp } from './http.js';
@@ -14,6 +15,7 @@ const suites: Record<string, () => Promise<void>> = {
   breaker: benchBreaker,
   retry: benchRetry,
   otel: benchOtel,
+  chaos: benchChaos,
 };
 
 // `pnpm bench` runs every suite; `pnpm bench core` runs one.
