@@ -5,6 +5,14 @@
  */
 export { InjectedFaultError } from './errors.js';
 export {
+  type FaultyFetch,
+  type FaultyFetchOptions,
+  type FetchFault,
+  faultyFetch,
+  faultyFetchOptionsSchema,
+  fetchFaultSchema,
+} from './fetch.js';
+export {
   type InjectionKind,
   type InjectionPolicy,
   injectBehavior,

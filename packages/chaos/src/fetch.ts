@@ -1,0 +1,231 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { type Bus, busOption, fnOption, bus as globalBus, nameOption, parseOptions } from '@holdfast/core';
+import { z } from 'zod';
+import { randomOption } from './options.js';
+import { state } from './switch.js';
+
+const ms = z.number().finite().nonnegative();
+
+const faultCommon = {
+  /** The share of matching requests (0 to 1) that get this fault. @default 1 */
+  rate: z.number().min(0).max(1).default(1),
+  /** At most this many requests get it, then it stops. @default no limit */
+  times: z.number().int().positive().optional(),
+  /** Only requests this returns true for (by URL, method, header...). @default every request */
+  match: fnOption<(request: Request) => boolean>().optional(),
+};
+
+/** Validates one fault of `faultyFetch()`; {@link FetchFault} is inferred from it. */
+export const fetchFaultSchema = z.discriminatedUnion('type', [
+  /** Answers with this status instead of calling the server, e.g. a 503 with `Retry-After`. */
+  z.strictObject({
+    type: z.literal('status'),
+    status: z.number().int().min(200).max(599),
+    headers: z.record(z.string(), z.string()).default({}),
+    body: z.string().default(''),
+    ...faultCommon,
+  }),
+  /** Waits before the request goes out: ms, or `{ min, max }` drawn uniformly. Aborts end the wait. */
+  z.strictObject({
+    type: z.literal('delay'),
+    delay: z.union([ms, z.strictObject({ min: ms, max: ms })]),
+    ...faultCommon,
+  }),
+  /**
+   * A connection reset, as undici reports it: `TypeError('fetch failed')` with an ECONNRESET
+   * `cause` (phase `request`), or a body that breaks off with `TypeError('terminated')` after
+   * `after` bytes (phase `body`). @default phase: 'request'
+   */
+  z.strictObject({
+    type: z.literal('reset'),
+    phase: z.enum(['request', 'body']).default('request'),
+    after: z.number().int().nonnegative().default(0),
+    ...faultCommon,
+  }),
+  /** A refused connection: `TypeError('fetch failed')` with an ECONNREFUSED `cause`. Safe to retry. */
+  z.strictObject({ type: z.literal('refuse'), ...faultCommon }),
+  /** A server that never answers: the request settles only when its signal aborts. */
+  z.strictObject({ type: z.literal('hang'), ...faultCommon }),
+  /** The body trickles in: `chunkSize` bytes every `delay` ms. */
+  z.strictObject({
+    type: z.literal('slowBody'),
+    chunkSize: z.number().int().positive().default(64),
+    delay: ms.default(50),
+    ...faultCommon,
+  }),
+]);
+
+/** One HTTP-level fault of {@link faultyFetch}. See {@link fetchFaultSchema} for each type. */
+export type FetchFault = z.input<typeof fetchFaultSchema>;
+
+/** Validates the options of {@link faultyFetch}. */
+export const faultyFetchOptionsSchema = z.strictObject({
+  /** The faults, tried in order on each request: delays and slow bodies add up, the first other one picked decides. */
+  faults: z.array(fetchFaultSchema).min(1),
+  /** The fetch underneath, for requests no fault answers. @default globalThis.fetch */
+  fetch: fnOption<typeof globalThis.fetch>().optional(),
+  /** Whether it injects: a boolean, or a function read per request. Off unless enabled. @default false */
+  enabled: z.union([z.boolean(), fnOption<() => boolean>()]).default(false),
+  /** Draws each fault's `rate`. @default Math.random */
+  random: randomOption.optional(),
+  /** Shown as `source` on its `chaos.inject` events. @default 'faultyFetch' */
+  name: nameOption.default('faultyFetch'),
+  /** @default the global bus */
+  bus: busOption.optional(),
+});
+
+/** Options of {@link faultyFetch}. */
+export type FaultyFetchOptions = z.input<typeof faultyFetchOptionsSchema>;
+
+/** A fetch-compatible function with faults in it; `injected` counts the requests it touched. */
+export type FaultyFetch = typeof globalThis.fetch & { readonly injected: number };
+
+type Parsed = z.output<typeof fetchFaultSchema>;
+
+/**
+ * A fetch that injects HTTP-level faults without a server to misbehave: statuses, delays,
+ * resets, refusals, hangs and slow bodies, each with a rate. Pass it as `resilientFetch`'s
+ * `fetch` option (or use it anywhere a fetch goes). Off unless `enabled`; `chaosSwitch.off()`
+ * and `HOLDFAST_CHAOS=off` turn it off too.
+ *
+ * @example
+ * const api = resilientFetch({
+ *   baseUrls: ['https://api.example.com'],
+ *   fetch: faultyFetch({ enabled: true, faults: [{ type: 'status', status: 503, rate: 0.1 }] }),
+ * });
+ */
+export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
+  const parsed = parseOptions('faultyFetch', faultyFetchOptionsSchema, options);
+  const inner = parsed.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const random = parsed.random ?? Math.random;
+  const bus = parsed.bus ?? globalBus;
+  const used = parsed.faults.map(() => 0);
+  const enabled = parsed.enabled;
+  let injected = 0;
+
+  const report = (detail: string) => {
+    if (bus.wants('chaos.inject')) report0(bus, parsed.name, detail);
+  };
+
+  const faulty = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
+    if (state.off || enabled === false || (enabled !== true && !enabled())) return inner(input, init);
+    const request = new Request(input, init);
+    const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
+    let slow: Extract<Parsed, { type: 'slowBody' }> | undefined;
+    let bodyReset: Extract<Parsed, { type: 'reset' }> | undefined;
+    let touched = false;
+    let answer: Response | undefined;
+    for (const [i, fault] of parsed.faults.entries()) {
+      if (fault.times !== undefined && (used[i] ?? 0) >= fault.times) continue;
+      if (fault.match !== undefined && !fault.match(request)) continue;
+      if (random() >= fault.rate) continue;
+      used[i] = (used[i] ?? 0) + 1;
+      if (!touched) injected++;
+      touched = true;
+      if (fault.type === 'delay') {
+        const wait =
+          typeof fault.delay === 'number'
+            ? fault.delay
+            : fault.delay.min + random() * (fault.delay.max - fault.delay.min);
+        report(`+${Math.round(wait)} ms`);
+        await sleep(wait, undefined, signal ? { signal } : undefined).catch(() => {
+          throw signal?.reason;
+        });
+        continue;
+      }
+      if (fault.type === 'slowBody') {
+        slow = fault;
+        report('slow body');
+        continue;
+      }
+      if (fault.type === 'reset' && fault.phase === 'body') {
+        bodyReset = fault;
+        report('ECONNRESET (body)');
+        continue;
+      }
+      if (fault.type === 'status') {
+        report(String(fault.status));
+        answer = new Response(fault.status === 204 || fault.status === 304 ? null : fault.body, {
+          status: fault.status,
+          headers: fault.headers,
+        });
+        break;
+      }
+      if (fault.type === 'hang') {
+        report('hang');
+        return hang(signal);
+      }
+      const code = fault.type === 'refuse' ? 'ECONNREFUSED' : 'ECONNRESET';
+      report(code);
+      throw fetchFailed(code, request.url);
+    }
+    const response = answer ?? (await inner(request));
+    if (slow === undefined && bodyReset === undefined) return response;
+    return alterBody(response, slow, bodyReset);
+  };
+  Object.defineProperty(faulty, 'injected', { get: () => injected, enumerable: true });
+  return faulty as FaultyFetch;
+}
+
+function report0(bus: Bus, source: string, detail: string): void {
+  bus.emit({ type: 'chaos.inject', source, time: Date.now(), kind: 'fetch', detail });
+}
+
+/** What undici throws for a connection that failed: `TypeError('fetch failed')` with a system error as `cause`. */
+function fetchFailed(code: 'ECONNRESET' | 'ECONNREFUSED', url: string): TypeError {
+  const cause = Object.assign(
+    new Error(code === 'ECONNRESET' ? 'read ECONNRESET' : `connect ECONNREFUSED ${new URL(url).host}`),
+    code === 'ECONNRESET'
+      ? { code, errno: -104, syscall: 'read' }
+      : { code, errno: -111, syscall: 'connect', address: new URL(url).hostname },
+  );
+  return new TypeError('fetch failed', { cause });
+}
+
+function hang(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal === undefined) return; // never settles, as a blackholed server; nothing holds the process
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+  });
+}
+
+/** The same response, its body trickling in and/or breaking off part way. */
+function alterBody(
+  response: Response,
+  slow: { chunkSize: number; delay: number } | undefined,
+  reset: { after: number } | undefined,
+): Response {
+  const source = response.body;
+  if (source === null) return response;
+  const reader = source.getReader();
+  let pending = new Uint8Array(0);
+  let sent = 0;
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      if (pending.length === 0) {
+        const next = await reader.read();
+        if (next.done) {
+          controller.close();
+          return;
+        }
+        pending = next.value;
+      }
+      let size = slow ? Math.min(slow.chunkSize, pending.length) : pending.length;
+      if (reset !== undefined) size = Math.min(size, Math.max(0, reset.after - sent));
+      if (reset !== undefined && size === 0) {
+        void reader.cancel().catch(() => {});
+        controller.error(
+          new TypeError('terminated', { cause: fetchFailed('ECONNRESET', response.url || 'http://x').cause }),
+        );
+        return;
+      }
+      if (slow && sent > 0) await sleep(slow.delay);
+      controller.enqueue(pending.subarray(0, size));
+      pending = pending.subarray(size);
+      sent += size;
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
