@@ -14,7 +14,11 @@ export type ErrorCode =
   | 'E_STORE_UNAVAILABLE'
   | 'E_IDEMPOTENCY_VALUE'
   | 'E_HTTP_STATUS'
-  | 'E_DISPOSED';
+  | 'E_DISPOSED'
+  | 'E_BULKHEAD_FULL'
+  | 'E_RATE_LIMITED'
+  | 'E_CONCURRENCY_LIMIT'
+  | 'E_THROTTLED';
 
 /** Every error code, at run time. docs/errors.md describes each one. */
 export const errorCodes = [
@@ -30,6 +34,10 @@ export const errorCodes = [
   'E_IDEMPOTENCY_VALUE',
   'E_HTTP_STATUS',
   'E_DISPOSED',
+  'E_BULKHEAD_FULL',
+  'E_RATE_LIMITED',
+  'E_CONCURRENCY_LIMIT',
+  'E_THROTTLED',
 ] as const satisfies readonly ErrorCode[];
 
 type UnlistedCode = Exclude<ErrorCode, (typeof errorCodes)[number]>;
