@@ -99,9 +99,9 @@ export function retryAfter(
   const room = limit - current - cost;
   if (room >= 0 && previous > 0) {
     // Within this window: wait until the previous window's weight has shrunk enough.
-    return Math.max(1, Math.ceil(w - elapsed - (w * room) / previous));
+    return Math.max(1, Math.ceil(w - elapsed - (w * room) / previous - 1e-6));
   }
   // Next window: this window's calls become the previous ones, weighted down as it slides.
   const needed = current > 0 ? Math.max(0, w * (1 - (limit - cost) / current)) : 0;
-  return Math.max(1, Math.ceil(w - elapsed + needed));
+  return Math.max(1, Math.ceil(w - elapsed + needed - 1e-6));
 }

@@ -61,7 +61,7 @@ class TokenBucket extends RateLimiterBase {
       b.tokens = Math.max(0, b.tokens - cost);
       return this.decided(true, 0, Math.floor(b.tokens + 1e-9));
     }
-    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate)), 0);
+    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)), 0);
   }
 
   snapshot(): RateLimiterSnapshot {
