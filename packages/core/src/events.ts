@@ -120,7 +120,7 @@ export interface EventFields {
     readonly algorithm: 'gradient2' | 'aimd' | 'vegas';
     readonly from: number;
     readonly to: number;
-    /** The latency of the call that moved it, ms. */
+    /** The mean latency of the window of calls that moved it, ms. */
     readonly latency: number;
   };
   /** An adaptive concurrency limiter refused a call: `inFlight` calls already run at its `limit`. */

@@ -55,7 +55,7 @@ export function adaptiveConcurrency(options: AdaptiveConcurrencyOptions): Adapti
       : o.algorithm === 'aimd'
         ? new Aimd(o)
         : new Vegas(o, o.random ?? Math.random);
-  const limiter = new AdaptiveLimiter(commonOf(o), algorithm, o.isDrop ?? (() => true));
+  const limiter = new AdaptiveLimiter(commonOf(o), algorithm, o.isDrop ?? (() => true), o.window);
   limiter.unregister = list('concurrency', o.name, limiter, o.policies);
   return limiter;
 }
@@ -68,6 +68,7 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
   #rejected = 0;
   #samples = 0;
   #disposed = false;
+  #window = { start: Number.NaN, count: 0, rttSum: 0, maxInFlight: 0, drop: false };
   /** Takes the limiter off the registry it listed itself in. */
   unregister: () => void = () => {};
 
@@ -75,6 +76,7 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
     readonly common: Common,
     readonly algorithm: LimitAlgorithm,
     readonly isDrop: (error: unknown) => boolean,
+    readonly windowing: { minTime: number; maxTime: number; minSamples: number },
   ) {
     this.name = common.name;
     this.#limit = Math.floor(algorithm.limit);
@@ -118,10 +120,23 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
   #done(start: number, inFlight: number, didDrop: boolean, skip = false): void {
     this.#inFlight--;
     if (skip) return;
-    const rtt = this.#now() - start;
+    const now = this.#now();
     this.#samples++;
-    const next = Math.floor(this.algorithm.update({ rtt, inFlight, didDrop }));
-    if (next === this.#limit) return;
+    const w = this.#window;
+    if (Number.isNaN(w.start)) w.start = now;
+    w.count++;
+    w.rttSum += now - start;
+    w.maxInFlight = Math.max(w.maxInFlight, inFlight);
+    w.drop ||= didDrop;
+    const age = now - w.start;
+    if (age < this.windowing.maxTime && (age < this.windowing.minTime || w.count < this.windowing.minSamples)) return;
+    const rtt = w.rttSum / w.count;
+    const next = Math.floor(this.algorithm.update({ rtt, inFlight: w.maxInFlight, didDrop: w.drop }));
+    this.#window = { start: Number.NaN, count: 0, rttSum: 0, maxInFlight: 0, drop: false };
+    if (next !== this.#limit) this.#moved(next, rtt);
+  }
+
+  #moved(next: number, rtt: number): void {
     const from = this.#limit;
     this.#limit = next;
     const { bus, clock } = this.common;

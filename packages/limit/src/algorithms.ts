@@ -65,19 +65,28 @@ export class Gradient2 implements LimitAlgorithm {
 
 /**
  * AIMD: additive increase while calls succeed within `timeout` and use at least half the
- * limit; multiplicative decrease (`backoffRatio`) on a drop or a success slower than `timeout`.
+ * limit; multiplicative decrease (`backoffRatio`) on a drop or a success slower than `timeout`,
+ * at most once per limit's worth of samples (the calls already in flight report the overload
+ * the decrease answers).
  */
 export class Aimd implements LimitAlgorithm {
   readonly name = 'aimd';
   limit: number;
+  /** Samples still to ignore after a decrease: calls sent before it report the old overload. */
+  #cooldown = 0;
 
   constructor(readonly o: Bounds & { backoffRatio: number; timeout: number }) {
     this.limit = clamp(o, o.initialLimit);
   }
 
   update({ rtt, inFlight, didDrop }: Sample): number {
-    if (didDrop || rtt > this.o.timeout) this.limit = clamp(this.o, this.limit * this.o.backoffRatio);
-    else if (inFlight * 2 >= this.limit) this.limit = clamp(this.o, this.limit + 1);
+    const dropped = didDrop || rtt > this.o.timeout;
+    if (this.#cooldown > 0) this.#cooldown--;
+    if (dropped) {
+      if (this.#cooldown > 0) return this.limit;
+      this.limit = clamp(this.o, this.limit * this.o.backoffRatio);
+      this.#cooldown = Math.ceil(this.limit);
+    } else if (inFlight * 2 >= this.limit) this.limit = clamp(this.o, this.limit + 1);
     return this.limit;
   }
 }

@@ -69,6 +69,15 @@ const limits = {
   maxLimit: count.default(1000),
 };
 
+const sampleWindow = z.strictObject({
+  /** A window closes no sooner than this, ms: a few latencies long. @default 100 */
+  minTime: z.number().finite().min(0).default(100),
+  /** A window closes by this time whatever it holds, ms. @default 1000 */
+  maxTime: z.number().finite().positive().default(1000),
+  /** Samples a window needs before it closes (before maxTime). @default 10 */
+  minSamples: z.number().int().min(1).default(10),
+});
+
 const gradient2 = z.strictObject({
   algorithm: z.literal('gradient2'),
   ...limits,
@@ -112,6 +121,12 @@ export const adaptiveConcurrencyOptionsSchema = z
 
 function commonAdaptive() {
   return {
+    /**
+     * The limit moves once per window of samples (their mean latency, the most calls in flight,
+     * whether any dropped), as in concurrency-limits' WindowedLimit: per-call updates chase
+     * calls sent under an older limit and oscillate. @default {}
+     */
+    window: sampleWindow.prefault({}),
     /** Which failures say the dependency is overloaded (count as drops). @default every error */
     isDrop: fnOption<(error: unknown) => boolean>().optional(),
     /** Random numbers in [0, 1), for Vegas' probes. @default Math.random */
