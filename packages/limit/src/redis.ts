@@ -18,6 +18,10 @@ export interface RedisClient {
   readonly status: string;
   /** Sends one command and resolves to its reply. */
   call(command: string, ...args: (string | number)[]): Promise<unknown>;
+  /** Calls `listener` once, when the connection is (again) ready. */
+  once(event: 'ready', listener: () => void): unknown;
+  /** Removes a `ready` listener the limiter added. */
+  removeListener(event: 'ready', listener: () => void): unknown;
 }
 
 const redisClientOption = z.custom<RedisClient>(
@@ -25,6 +29,7 @@ const redisClientOption = z.custom<RedisClient>(
     typeof v === 'object' &&
     v !== null &&
     typeof (v as RedisClient).call === 'function' &&
+    typeof (v as RedisClient).once === 'function' &&
     typeof (v as RedisClient).status === 'string',
   { error: 'must be an ioredis client (new Redis(), new Redis.Cluster() or a Sentinel-backed Redis)' },
 );
@@ -142,37 +147,50 @@ class RedisGcra extends RateLimiterBase {
     return this.decided(allowed === 1, Math.max(1, retryAfter), remaining);
   }
 
+  /**
+   * One EVALSHA (an EVAL after a restart flushed the script), bounded by `commandTimeout`. It is
+   * sent only on a ready connection: queued in ioredis' offline queue during an outage, a
+   * decision we already gave up on would still take from the limit when the connection returns.
+   */
   #send(key: string, cost: number): Promise<unknown> {
     const { client } = this.o;
-    if (client.status !== 'ready' && client.status !== 'wait') {
-      return Promise.reject(new Error(`Redis is not connected (client status "${client.status}")`));
-    }
+    if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
     const tat = this.keyOf(key);
     const keys = [tat, `${tat}:r:${this.#requestId()}`] as const;
     const args = [this.#emission, this.#tolerance, cost, this.o.resendWindow] as const;
-    const sent = client
-      .call('evalsha', sha, 2, ...keys, ...args)
-      .catch((error: unknown) =>
-        error instanceof Error && error.message.startsWith('NOSCRIPT')
-          ? client.call('eval', source, 2, ...keys, ...args)
-          : Promise.reject(error),
-      );
     return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (settle: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.common.clock.clearTimeout(timer);
+        client.removeListener('ready', send);
+        settle();
+      };
+      const send = () => {
+        if (settled) return;
+        client
+          .call('evalsha', sha, 2, ...keys, ...args)
+          .catch((error: unknown) =>
+            error instanceof Error && error.message.startsWith('NOSCRIPT')
+              ? client.call('eval', source, 2, ...keys, ...args)
+              : Promise.reject(error),
+          )
+          .then(
+            (reply) => finish(() => resolve(reply)),
+            (error: unknown) => finish(() => reject(error)),
+          );
+      };
       // Our own timer: a hung server or a reconnect loop must not hold the call.
-      const timer = this.common.clock.setTimeout(
-        () => reject(new Error(`Redis did not answer within ${this.o.commandTimeout} ms`)),
-        this.o.commandTimeout,
-      );
-      sent.then(
-        (value) => {
-          this.common.clock.clearTimeout(timer);
-          resolve(value);
-        },
-        (error: unknown) => {
-          this.common.clock.clearTimeout(timer);
-          reject(error);
-        },
-      );
+      const timer = this.common.clock.setTimeout(() => {
+        const why =
+          client.status === 'ready'
+            ? `Redis did not answer within ${this.o.commandTimeout} ms`
+            : `Redis is not connected (client status "${client.status}")`;
+        finish(() => reject(new Error(why)));
+      }, this.o.commandTimeout);
+      if (client.status === 'ready' || client.status === 'wait') send();
+      else client.once('ready', send);
     });
   }
 
