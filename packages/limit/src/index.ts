@@ -29,7 +29,13 @@ export {
   type TokenBucketOptions,
   tokenBucketOptionsSchema,
 } from './options.js';
-export type { RateDecision, RateLimitExecuteOptions, RateLimiter, RateLimiterSnapshot } from './rate.js';
+export type {
+  LocalRateLimiter,
+  RateDecision,
+  RateLimitExecuteOptions,
+  RateLimiter,
+  RateLimiterSnapshot,
+} from './rate.js';
 export { slidingWindow } from './sliding-window.js';
 export { type AdaptiveThrottle, type AdaptiveThrottleSnapshot, adaptiveThrottle } from './throttle.js';
 export { tokenBucket } from './token-bucket.js';

@@ -51,6 +51,12 @@ export interface RateLimiter extends Policy, Snapshottable<RateLimiterSnapshot> 
   take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
 }
 
+/** A rate limiter in this process: it decides synchronously. */
+export interface LocalRateLimiter extends RateLimiter {
+  /** Takes `cost` units from `key` if it can, without running anything. */
+  take(key?: string, cost?: number): RateDecision;
+}
+
 const ALLOWED: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0 });
 
 /** Runs or refuses calls on a decision; the shared part of every rate limiter. */

@@ -66,6 +66,12 @@ export const redisRateLimiterOptionsSchema = z.strictObject({
   ...nameDefaults('redisRateLimiter'),
 });
 
+/** A rate limiter on Redis: it decides in one round trip. */
+export interface RedisRateLimiter extends RateLimiter {
+  /** Takes `cost` units from `key` if it can, without running anything. */
+  take(key?: string, cost?: number): Promise<RateDecision>;
+}
+
 /** Options of {@link redisRateLimiter}. */
 export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSchema>;
 
@@ -103,7 +109,7 @@ const sha = createHash('sha1').update(source).digest('hex');
  * const api = redisRateLimiter({ client: new Redis(process.env.REDIS_URL), limit: 100, interval: 1_000 });
  * await api.execute(() => handle(req), { key: req.ip });
  */
-export function redisRateLimiter(options: RedisRateLimiterOptions): RateLimiter {
+export function redisRateLimiter(options: RedisRateLimiterOptions): RedisRateLimiter {
   const o = parseOptions('redisRateLimiter', redisRateLimiterOptionsSchema, options);
   const limiter = new RedisGcra(commonOf(o), o);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);

@@ -3,8 +3,8 @@ import { type SlidingWindowOptions, slidingWindowOptionsSchema } from './options
 import {
   checkCost,
   KeyTable,
+  type LocalRateLimiter,
   type RateDecision,
-  type RateLimiter,
   RateLimiterBase,
   type RateLimiterSnapshot,
 } from './rate.js';
@@ -27,7 +27,7 @@ interface Window {
  * const perIp = slidingWindow({ limit: 100, interval: 60_000 });
  * await perIp.execute(() => handle(req), { key: req.ip });
  */
-export function slidingWindow(options: SlidingWindowOptions): RateLimiter {
+export function slidingWindow(options: SlidingWindowOptions): LocalRateLimiter {
   const o = parseOptions('slidingWindow', slidingWindowOptionsSchema, options);
   const limiter = new SlidingWindow(commonOf(o), o.defaultKey, o.limit, o.interval, o.maxKeys);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);

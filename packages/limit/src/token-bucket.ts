@@ -3,8 +3,8 @@ import { type TokenBucketOptions, tokenBucketOptionsSchema } from './options.js'
 import {
   checkCost,
   KeyTable,
+  type LocalRateLimiter,
   type RateDecision,
-  type RateLimiter,
   RateLimiterBase,
   type RateLimiterSnapshot,
 } from './rate.js';
@@ -23,7 +23,7 @@ interface Bucket {
  * const perUser = tokenBucket({ limit: 10, interval: 1_000, burst: 20 });
  * await perUser.execute(() => search(q), { key: user.id });
  */
-export function tokenBucket(options: TokenBucketOptions): RateLimiter {
+export function tokenBucket(options: TokenBucketOptions): LocalRateLimiter {
   const o = parseOptions('tokenBucket', tokenBucketOptionsSchema, options);
   const limiter = new TokenBucket(commonOf(o), o.defaultKey, o.limit, o.interval, o.burst ?? o.limit, o.maxKeys);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);

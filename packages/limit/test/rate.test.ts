@@ -1,7 +1,7 @@
 import { createBus, createPolicyRegistry, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { RateLimitedError, type RateLimiter, slidingWindow, tokenBucket } from '../src/index.js';
+import { type LocalRateLimiter, RateLimitedError, slidingWindow, tokenBucket } from '../src/index.js';
 import { handClock } from './time.js';
 
 /** Time steps (ms) and costs, as fast-check draws them. */
@@ -126,7 +126,7 @@ describe('rate limiters as policies', () => {
  * is still refused and at `retryAfter` it goes. `bound(allowed, elapsed)` must hold throughout.
  */
 function exercise(
-  rl: RateLimiter,
+  rl: LocalRateLimiter,
   clock: { t: number },
   run: readonly { wait: number; cost: number }[],
   bound: (allowed: number, elapsed: number) => boolean,
@@ -135,7 +135,7 @@ function exercise(
   const start = clock.t;
   let allowed = 0;
   const take = (cost: number) => {
-    const d = rl.take('k', cost) as { allowed: boolean; retryAfter: number };
+    const d = rl.take('k', cost);
     if (d.allowed) {
       allowed += cost;
       onAllowed(clock.t, cost);
