@@ -16,7 +16,11 @@ export type ErrorCode =
   | 'E_HTTP_STATUS'
   | 'E_DISPOSED'
   | 'E_INJECTED_FAULT'
-  | 'E_DRILL_FAILED';
+  | 'E_DRILL_FAILED'
+  | 'E_BULKHEAD_FULL'
+  | 'E_RATE_LIMITED'
+  | 'E_CONCURRENCY_LIMIT'
+  | 'E_THROTTLED';
 
 /** Every error code, at run time. docs/errors.md describes each one. */
 export const errorCodes = [
@@ -34,6 +38,10 @@ export const errorCodes = [
   'E_DISPOSED',
   'E_INJECTED_FAULT',
   'E_DRILL_FAILED',
+  'E_BULKHEAD_FULL',
+  'E_RATE_LIMITED',
+  'E_CONCURRENCY_LIMIT',
+  'E_THROTTLED',
 ] as const satisfies readonly ErrorCode[];
 
 type UnlistedCode = Exclude<ErrorCode, (typeof errorCodes)[number]>;

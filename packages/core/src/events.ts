@@ -120,6 +120,35 @@ export interface EventFields {
     readonly step: string | undefined;
     readonly passed: boolean | undefined;
   };
+  /** A fallback served the call in place of a failure or of a result its predicate refused. */
+  fallback: { readonly reason: 'failure' | 'result'; readonly code: ErrorLabel };
+  /** A hedge policy sent attempt `attempt` (2 for the first hedge) after `delay` ms. */
+  'hedge.attempt': { readonly attempt: number; readonly delay: number; readonly trigger: 'delay' | 'failure' };
+  /** A hedge was due but its budget refused it: the call waits on the attempts already sent. */
+  'hedge.budgetExhausted': { readonly attempt: number };
+  /** A bulkhead refused a call: no free slot and a full queue, or the queue wait ran out. */
+  'bulkhead.reject': {
+    readonly reason: 'full' | 'queueTimeout';
+    readonly running: number;
+    readonly queued: number;
+    readonly code: 'E_BULKHEAD_FULL';
+  };
+  /** A rate limiter refused a call; it may try again after `retryAfter` ms. */
+  'rateLimit.reject': { readonly retryAfter: number; readonly code: 'E_RATE_LIMITED' };
+  /** A Redis rate limiter could not reach Redis; `failOpen`: the call went on without a decision. */
+  'rateLimit.storeError': { readonly code: ErrorLabel; readonly failOpen: boolean };
+  /** An adaptive concurrency limiter moved its limit (reported when the whole number changes). */
+  'concurrency.limit': {
+    readonly algorithm: 'gradient2' | 'aimd' | 'vegas';
+    readonly from: number;
+    readonly to: number;
+    /** The mean latency of the window of calls that moved it, ms. */
+    readonly latency: number;
+  };
+  /** An adaptive concurrency limiter refused a call: `inFlight` calls already run at its `limit`. */
+  'concurrency.reject': { readonly limit: number; readonly inFlight: number; readonly code: 'E_CONCURRENCY_LIMIT' };
+  /** Client-side adaptive throttling refused a call locally, with `probability`. */
+  'throttle.reject': { readonly probability: number; readonly code: 'E_THROTTLED' };
 }
 
 /** The name of every event. */
@@ -166,6 +195,15 @@ export const eventTypes = [
   'chaos.inject',
   'chaos.toxic',
   'chaos.drill',
+  'fallback',
+  'hedge.attempt',
+  'hedge.budgetExhausted',
+  'bulkhead.reject',
+  'rateLimit.reject',
+  'rateLimit.storeError',
+  'concurrency.limit',
+  'concurrency.reject',
+  'throttle.reject',
 ] as const satisfies readonly EventType[];
 
 type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;

@@ -1,5 +1,5 @@
 /**
- * The event bus, Policy contract, pipeline(), timeout(), errors and clock shared by every holdfast
+ * The event bus, Policy contract, pipeline(), timeout(), fallback(), hedge(), errors and clock shared by every holdfast
  * package.
  * @module @holdfast/core
  */
@@ -36,6 +36,7 @@ export {
   type HoldfastEvent,
   stateChangeEvents,
 } from './events.js';
+export { type FallbackCause, type FallbackOptions, fallback, fallbackOptionsSchema } from './fallback.js';
 export {
   type BreakerView,
   type BudgetView,
@@ -52,6 +53,14 @@ export {
   readBudget,
   readFailover,
 } from './health.js';
+export {
+  type HedgeExecuteOptions,
+  type HedgeOptions,
+  type HedgePolicy,
+  type HedgeSnapshot,
+  hedge,
+  hedgeOptionsSchema,
+} from './hedge.js';
 export {
   busOption,
   clockOption,

@@ -1,0 +1,40 @@
+/**
+ * Load-shedding middleware for Express 4 and 5.
+ * @module @holdfast/limit/express
+ */
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { type LoadSheddingOptions, Shedder } from './http.js';
+
+/** Options of the Express middleware. */
+export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
+
+/**
+ * Admits each request through a policy (a bulkhead, a rate limiter, an adaptive limiter, a
+ * throttle, or a pipeline of them) and answers the ones it refuses at once: 429 for a rate
+ * limit, 503 for overload, with `Retry-After` and an `application/problem+json` body. A request
+ * holds its place until its response ends or its client goes away.
+ *
+ * @example
+ * app.use('/api', loadShedding({ policy: tokenBucket({ limit: 50 }), key: (req) => req.ip }));
+ * app.post('/reports', loadShedding({ policy: bulkhead({ maxConcurrent: 4, maxQueue: 10 }) }), render);
+ */
+export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandler {
+  const shedder = new Shedder<Request>('limit/express', options);
+  return (req: Request, res: Response, next: NextFunction) => {
+    const gone = new AbortController();
+    let release: (() => void) | undefined;
+    res.once('close', () => {
+      gone.abort();
+      release?.();
+    });
+    shedder.admit(req, gone.signal).then((outcome) => {
+      if (typeof outcome === 'function') {
+        if (gone.signal.aborted) return outcome();
+        release = outcome;
+        return next();
+      }
+      if (gone.signal.aborted || res.headersSent) return;
+      res.status(outcome.status).set(outcome.headers).send(outcome.body);
+    }, next);
+  };
+}

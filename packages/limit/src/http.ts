@@ -1,0 +1,93 @@
+import type { Policy } from '@holdfast/core';
+import { fnOption, parseOptions } from '@holdfast/core';
+import { z } from 'zod';
+import { isRejection, type Rejection } from './errors.js';
+
+/** Options of the load-shedding middleware, for Express and Fastify alike. */
+export interface LoadSheddingOptions<Req> {
+  /**
+   * What admits a request: a bulkhead, a rate limiter, an adaptive limiter, a throttle, or a
+   * `pipeline()` of them. A function picks one per request (per route, per tenant); returning
+   * `undefined` lets the request through.
+   */
+  readonly policy: Policy | ((req: Req) => Policy | undefined);
+  /** Whose limit a request counts against (user, IP, API key), for rate limiters. @default the limiter's `defaultKey` */
+  readonly key?: (req: Req) => string | undefined;
+  /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
+  readonly retryAfter?: number;
+}
+
+const schema = z.strictObject({
+  policy: z.union([
+    fnOption<(req: never) => Policy | undefined>(),
+    z.custom<Policy>((v) => typeof (v as Policy | null)?.execute === 'function', {
+      error: 'must be a Policy or a function',
+    }),
+  ]),
+  key: fnOption<(req: never) => string | undefined>().optional(),
+  retryAfter: z.number().finite().nonnegative().default(1000),
+});
+
+/** A shedding decision, made once per request. */
+export class Shedder<Req> {
+  readonly #pick: (req: Req) => Policy | undefined;
+  readonly #key: ((req: Req) => string | undefined) | undefined;
+  readonly #retryAfter: number;
+
+  constructor(owner: string, options: LoadSheddingOptions<Req>) {
+    const o = parseOptions(owner, schema, options);
+    const p = o.policy;
+    this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
+    this.#key = o.key as ((req: Req) => string | undefined) | undefined;
+    this.#retryAfter = o.retryAfter;
+  }
+
+  /**
+   * Admits `req` through its policy: resolves to the function that frees its place (call it when
+   * the response is over), or to a {@link Shed} response when the policy refused it. Another
+   * error (a bug in `key`, a policy failing) rejects.
+   */
+  admit(req: Req, signal: AbortSignal): Promise<(() => void) | Shed> {
+    const policy = this.#pick(req);
+    if (policy === undefined) return Promise.resolve(noop);
+    const key = this.#key?.(req);
+    return new Promise((resolve, reject) => {
+      policy
+        .execute(() => new Promise<void>((release) => resolve(() => release())), { signal, key } as {
+          signal: AbortSignal;
+        })
+        .then(undefined, (error: unknown) => (isRejection(error) ? resolve(this.#shed(error)) : reject(error)));
+    });
+  }
+
+  #shed(error: Rejection & { code: string; message: string }): Shed {
+    const wait = error.retryAfter ?? this.#retryAfter;
+    const limited = error.status === 429;
+    const body = {
+      type: limited ? 'urn:holdfast:problem:rate-limited' : 'urn:holdfast:problem:overloaded',
+      title: limited ? 'Too many requests' : 'Service overloaded',
+      status: error.status,
+      detail: limited
+        ? 'The rate limit for this client was reached. Retry after the Retry-After delay.'
+        : 'The service is at capacity and shed this request. Retry after the Retry-After delay.',
+      code: error.code,
+    };
+    return {
+      status: error.status,
+      headers: {
+        'content-type': 'application/problem+json',
+        'retry-after': String(Math.max(1, Math.ceil(wait / 1000))),
+      },
+      body: JSON.stringify(body),
+    };
+  }
+}
+
+/** The response to a shed request. */
+export interface Shed {
+  readonly status: 429 | 503;
+  readonly headers: { readonly 'content-type': string; readonly 'retry-after': string };
+  readonly body: string;
+}
+
+function noop(): void {}

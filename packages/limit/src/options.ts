@@ -1,0 +1,155 @@
+import { busOption, clockOption, fnOption, nameOption, policiesOption } from '@holdfast/core';
+import { z } from 'zod';
+
+/** Options every policy of this package takes: name, bus, clock, policies. */
+export const nameDefaults = (name: string) => ({
+  /** Shown as `source` on its events, and its name in `healthReport()` and the dashboard. */
+  name: nameOption.default(name),
+  /** The bus its events go to. @default the global bus */
+  bus: busOption.optional(),
+  /** @default the real clock */
+  clock: clockOption.optional(),
+  /** Where it lists itself for `healthReport()` and the dashboard, or `false`. @default the global registry */
+  policies: policiesOption.optional(),
+});
+
+const count = z.number().int().min(1).max(1_000_000_000);
+
+/** Validates the options of `bulkhead()`; {@link BulkheadOptions} is inferred from it. */
+export const bulkheadOptionsSchema = z.strictObject({
+  /** Calls that may run at once. */
+  maxConcurrent: count,
+  /** Calls that may wait for a slot; more are refused at once. @default 0 */
+  maxQueue: z.number().int().min(0).max(1_000_000_000).default(0),
+  /** How long a call may wait in the queue, ms. @default no limit */
+  queueTimeout: z.number().finite().positive().optional(),
+  ...nameDefaults('bulkhead'),
+});
+
+/** Options of `bulkhead()`. */
+export type BulkheadOptions = z.input<typeof bulkheadOptionsSchema>;
+
+const rate = {
+  /** Calls allowed per `interval`. */
+  limit: count,
+  /** The period `limit` is counted over, ms. @default 1000 */
+  interval: z.number().finite().positive().default(1000),
+  /** Most distinct keys tracked; the least recently refilled are forgotten first. @default 10000 */
+  maxKeys: z.number().int().min(1).default(10_000),
+  /** The key of calls that give none (`execute(fn, { key })`). @default '' */
+  defaultKey: z.string().default(''),
+};
+
+/** Validates the options of `tokenBucket()`; {@link TokenBucketOptions} is inferred from it. */
+export const tokenBucketOptionsSchema = z.strictObject({
+  ...rate,
+  /** Calls allowed at once after a quiet spell (the bucket's size). @default `limit` */
+  burst: count.optional(),
+  ...nameDefaults('tokenBucket'),
+});
+
+/** Options of `tokenBucket()`. */
+export type TokenBucketOptions = z.input<typeof tokenBucketOptionsSchema>;
+
+/** Validates the options of `slidingWindow()`; {@link SlidingWindowOptions} is inferred from it. */
+export const slidingWindowOptionsSchema = z.strictObject({
+  ...rate,
+  ...nameDefaults('slidingWindow'),
+});
+
+/** Options of `slidingWindow()`. */
+export type SlidingWindowOptions = z.input<typeof slidingWindowOptionsSchema>;
+
+const limits = {
+  /** The limit before any latency was seen. @default 20 */
+  initialLimit: count.default(20),
+  /** Never below. @default 1 */
+  minLimit: count.default(1),
+  /** Never above. @default 1000 */
+  maxLimit: count.default(1000),
+};
+
+const sampleWindow = z.strictObject({
+  /** A window closes no sooner than this, ms: a few latencies long. @default 100 */
+  minTime: z.number().finite().min(0).default(100),
+  /** A window closes by this time whatever it holds, ms. @default 1000 */
+  maxTime: z.number().finite().positive().default(1000),
+  /** Samples a window needs before it closes (before maxTime). @default 10 */
+  minSamples: z.number().int().min(1).default(10),
+});
+
+const gradient2 = z.strictObject({
+  algorithm: z.literal('gradient2'),
+  ...limits,
+  /** How much slower than the long-run latency a call may be before the limit shrinks. @default 1.5 */
+  tolerance: z.number().min(1).default(1.5),
+  /** Weight of each new estimate in the limit (0..1]. @default 0.2 */
+  smoothing: z.number().gt(0).max(1).default(0.2),
+  /** Samples the long-run latency averages over. @default 600 */
+  longWindow: z.number().int().min(10).default(600),
+  /** Headroom added to the limit each sample, so it probes upwards. @default 4 */
+  queueSize: z.number().min(0).default(4),
+});
+
+const aimd = z.strictObject({
+  algorithm: z.literal('aimd'),
+  ...limits,
+  /** Factor the limit is multiplied by after a drop (0.5..1). @default 0.9 */
+  backoffRatio: z.number().min(0.5).lt(1).default(0.9),
+  /** A success slower than this counts as a drop, ms. @default 5000 */
+  timeout: z.number().finite().positive().default(5000),
+});
+
+const vegas = z.strictObject({
+  algorithm: z.literal('vegas'),
+  ...limits,
+  /** Probability of forgetting the no-load latency on a sample, to follow a slower baseline. @default 0.001 */
+  probeRate: z.number().min(0).max(1).default(0.001),
+});
+
+/** Validates the options of `adaptiveConcurrency()`; {@link AdaptiveConcurrencyOptions} is inferred from it. */
+export const adaptiveConcurrencyOptionsSchema = z
+  .discriminatedUnion('algorithm', [
+    gradient2.extend({ ...commonAdaptive() }),
+    aimd.extend({ ...commonAdaptive() }),
+    vegas.extend({ ...commonAdaptive() }),
+  ])
+  .refine((o) => o.minLimit <= o.initialLimit && o.initialLimit <= o.maxLimit, {
+    message: 'must be between minLimit and maxLimit',
+    path: ['initialLimit'],
+  });
+
+function commonAdaptive() {
+  return {
+    /**
+     * The limit moves once per window of samples (their mean latency, the most calls in flight,
+     * whether any dropped), as in concurrency-limits' WindowedLimit: per-call updates chase
+     * calls sent under an older limit and oscillate. @default {}
+     */
+    window: sampleWindow.prefault({}),
+    /** Which failures say the dependency is overloaded (count as drops). @default every error */
+    isDrop: fnOption<(error: unknown) => boolean>().optional(),
+    /** Random numbers in [0, 1), for Vegas' probes. @default Math.random */
+    random: fnOption<() => number>().optional(),
+    ...nameDefaults('adaptiveConcurrency'),
+  };
+}
+
+/** Options of `adaptiveConcurrency()`. */
+export type AdaptiveConcurrencyOptions = z.input<typeof adaptiveConcurrencyOptionsSchema>;
+
+/** Validates the options of `adaptiveThrottle()`; {@link AdaptiveThrottleOptions} is inferred from it. */
+export const adaptiveThrottleOptionsSchema = z.strictObject({
+  /** How many requests per accept are tolerated before throttling: 2 allows 50% refusals. @default 2 */
+  k: z.number().min(1).default(2),
+  /** The period requests and accepts are counted over, ms. @default 60000 */
+  window: z.number().finite().min(100).default(60_000),
+  /** Which failures are the backend refusing (overload, 429, 503). @default every error */
+  isRejection: fnOption<(error: unknown) => boolean>().optional(),
+  /** Random numbers in [0, 1). @default Math.random */
+  random: fnOption<() => number>().optional(),
+  ...nameDefaults('adaptiveThrottle'),
+});
+
+/** Options of `adaptiveThrottle()`. */
+export type AdaptiveThrottleOptions = z.input<typeof adaptiveThrottleOptionsSchema>;

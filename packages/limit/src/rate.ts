@@ -1,0 +1,158 @@
+import {
+  CallScope,
+  DisposedError,
+  type ExecuteOptions,
+  invoke,
+  type Operation,
+  type Policy,
+  type Snapshottable,
+} from '@holdfast/core';
+import { RateLimitedError } from './errors.js';
+import type { Common } from './shared.js';
+
+/** The verdict of a rate limiter on one call. */
+export interface RateDecision {
+  /** Whether the call may go. */
+  readonly allowed: boolean;
+  /** When refused: how long until it would be allowed, ms (0 when allowed). */
+  readonly retryAfter: number;
+  /** Calls the key could still make now, rounded down. */
+  readonly remaining: number;
+}
+
+/** Per-call options of a rate limiter. */
+export interface RateLimitExecuteOptions extends ExecuteOptions {
+  /** Whose limit the call counts against (a user, an IP, a route). @default the `defaultKey` option */
+  readonly key?: string;
+  /** How many units the call takes. @default 1 */
+  readonly cost?: number;
+}
+
+/** What a rate limiter's `snapshot()` returns. */
+export type RateLimiterSnapshot = {
+  readonly name: string;
+  readonly algorithm: 'tokenBucket' | 'slidingWindow' | 'gcra';
+  /** Calls allowed per `interval`. */
+  readonly limit: number;
+  readonly interval: number;
+  /** Keys tracked now (0 on Redis, where the keys live). */
+  readonly keys: number;
+  /** Calls let through since the limiter was made. */
+  readonly allowed: number;
+  /** Calls refused since the limiter was made. */
+  readonly rejected: number;
+};
+
+/** A rate limiter: a `Policy` that lets `limit` calls per `interval` through for each key. */
+export interface RateLimiter extends Policy, Snapshottable<RateLimiterSnapshot> {
+  /** Runs `fn` if the key's limit allows it, else rejects with `RateLimitedError` (`retryAfter`). */
+  execute<T>(fn: Operation<T>, options?: RateLimitExecuteOptions): Promise<T>;
+  /** Takes `cost` units from `key` if it can, without running anything. */
+  take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
+}
+
+/** A rate limiter in this process: it decides synchronously. */
+export interface LocalRateLimiter extends RateLimiter {
+  /** Takes `cost` units from `key` if it can, without running anything. */
+  take(key?: string, cost?: number): RateDecision;
+}
+
+const ALLOWED: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0 });
+
+/** Runs or refuses calls on a decision; the shared part of every rate limiter. */
+export abstract class RateLimiterBase implements RateLimiter {
+  readonly name: string;
+  protected allowedCount = 0;
+  protected rejectedCount = 0;
+  protected disposed = false;
+  /** Takes the limiter off the registry it listed itself in. */
+  unregister: () => void = () => {};
+
+  constructor(
+    readonly common: Common,
+    readonly defaultKey: string,
+  ) {
+    this.name = common.name;
+  }
+
+  abstract take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
+  abstract snapshot(): RateLimiterSnapshot;
+
+  execute<T>(fn: Operation<T>, options?: RateLimitExecuteOptions): Promise<T> {
+    if (this.disposed) return Promise.reject(new DisposedError(this.name));
+    let decision: RateDecision | Promise<RateDecision>;
+    try {
+      decision = this.take(options?.key ?? this.defaultKey, options?.cost ?? 1);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d));
+    return this.#go(fn, options, decision);
+  }
+
+  #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision): Promise<T> {
+    if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
+    const scope = new CallScope(options);
+    if (scope.aborted) {
+      scope.release();
+      return Promise.reject(scope.reason);
+    }
+    return invoke(fn, scope).finally(() => scope.release());
+  }
+
+  /** Counts a refusal, emits `rateLimit.reject`, and returns the error to throw. */
+  protected refuse(retryAfter: number): RateLimitedError {
+    const { bus, clock } = this.common;
+    if (bus.wants('rateLimit.reject')) {
+      bus.emit({ type: 'rateLimit.reject', source: this.name, time: clock.now(), retryAfter, code: 'E_RATE_LIMITED' });
+    }
+    return new RateLimitedError(this.name, retryAfter);
+  }
+
+  /** Counts a decision and returns it. */
+  protected decided(allowed: boolean, retryAfter: number, remaining: number): RateDecision {
+    if (allowed) {
+      this.allowedCount++;
+      return remaining === 0 ? ALLOWED : { allowed, retryAfter: 0, remaining };
+    }
+    this.rejectedCount++;
+    return { allowed, retryAfter, remaining: 0 };
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.unregister();
+  }
+}
+
+/** The state of each key, forgetting the oldest past `maxKeys`. */
+export class KeyTable<S> {
+  readonly #map = new Map<string, S>();
+
+  constructor(readonly maxKeys: number) {}
+
+  get size(): number {
+    return this.#map.size;
+  }
+
+  get(key: string, make: () => S): S {
+    let state = this.#map.get(key);
+    if (state === undefined) {
+      state = make();
+      if (this.#map.size >= this.maxKeys) this.#map.delete(this.#map.keys().next().value as string);
+      this.#map.set(key, state);
+    }
+    return state;
+  }
+
+  clear(): void {
+    this.#map.clear();
+  }
+}
+
+/** Checks a call's cost against what the limiter could ever allow. */
+export function checkCost(name: string, cost: number, most: number): void {
+  if (!(Number.isInteger(cost) && cost >= 1 && cost <= most)) {
+    throw new RangeError(`${name}: cost must be a whole number from 1 to ${most} (got ${cost})`);
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * A rate limit shared by every instance of a service, on Redis (GCRA in one Lua script).
+ * @module @holdfast/limit/redis
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { errorLabel, fnOption, parseOptions } from '@holdfast/core';
+import { z } from 'zod';
+import { LimitStoreUnavailableError } from './errors.js';
+import { nameDefaults } from './options.js';
+import { checkCost, type RateDecision, type RateLimiter, RateLimiterBase, type RateLimiterSnapshot } from './rate.js';
+import { type Common, commonOf, list } from './shared.js';
+
+export type { RateDecision, RateLimitExecuteOptions, RateLimiter, RateLimiterSnapshot } from './rate.js';
+
+/** The part of an ioredis client (Redis, Cluster, Sentinel-backed) the limiter uses. */
+export interface RedisClient {
+  /** ioredis connection status: commands are sent only when it is `ready` (or `wait`, lazyConnect). */
+  readonly status: string;
+  /** Sends one command and resolves to its reply. */
+  call(command: string, ...args: (string | number)[]): Promise<unknown>;
+  /** Calls `listener` once, when the connection is (again) ready. */
+  once(event: 'ready', listener: () => void): unknown;
+  /** Removes a `ready` listener the limiter added. */
+  removeListener(event: 'ready', listener: () => void): unknown;
+}
+
+const redisClientOption = z.custom<RedisClient>(
+  (v) =>
+    typeof v === 'object' &&
+    v !== null &&
+    typeof (v as RedisClient).call === 'function' &&
+    typeof (v as RedisClient).once === 'function' &&
+    typeof (v as RedisClient).status === 'string',
+  { error: 'must be an ioredis client (new Redis(), new Redis.Cluster() or a Sentinel-backed Redis)' },
+);
+
+/** Validates the options of {@link redisRateLimiter}; {@link RedisRateLimiterOptions} is inferred from it. */
+export const redisRateLimiterOptionsSchema = z.strictObject({
+  /** An ioredis client. The limiter does not own it: close it yourself. */
+  client: redisClientOption,
+  /** Calls allowed per `interval`, across every instance. */
+  limit: z.number().int().min(1).max(1_000_000_000),
+  /** The period `limit` is counted over, ms. @default 1000 */
+  interval: z.number().finite().positive().default(1000),
+  /** Calls allowed at once after a quiet spell. @default `limit` */
+  burst: z.number().int().min(1).max(1_000_000_000).optional(),
+  /** Prefix of every Redis key. @default 'holdfast:rl:' */
+  prefix: z.string().max(200).default('holdfast:rl:'),
+  /** The key of calls that give none. @default '' */
+  defaultKey: z.string().default(''),
+  /**
+   * When Redis cannot be reached (down, not connected, slower than `commandTimeout`): `open`
+   * lets the call through (and emits `rateLimit.storeError`), `closed` refuses it with
+   * `LimitStoreUnavailableError` (503). @default 'open'
+   */
+  onRedisError: z.enum(['open', 'closed']).default('open'),
+  /** How long a decision may take before Redis counts as unreachable, ms. @default 250 */
+  commandTimeout: z.number().finite().positive().max(60_000).default(250),
+  /**
+   * How long a decision is remembered under its request id, ms, so that ioredis resending a
+   * command after a reconnect does not count the call twice. @default 10000
+   */
+  resendWindow: z.number().int().min(1).max(3_600_000).default(10_000),
+  /** Makes a request id: unique per decision. @default 16 random bytes, base64url */
+  requestId: fnOption<() => string>().optional(),
+  ...nameDefaults('redisRateLimiter'),
+});
+
+/** A rate limiter on Redis: it decides in one round trip. */
+export interface RedisRateLimiter extends RateLimiter {
+  /** Takes `cost` units from `key` if it can, without running anything. */
+  take(key?: string, cost?: number): Promise<RateDecision>;
+}
+
+/** Options of {@link redisRateLimiter}. */
+export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSchema>;
+
+// GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
+// clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot).
+// ARGV: emission interval, burst tolerance, cost, resend window. Replies "allowed:retryAfter:remaining".
+const source = `local marked = redis.call('GET', KEYS[2])
+if marked then return marked end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new = tat + T * tonumber(ARGV[3])
+local diff = now - (new - tau)
+local reply
+if diff < 0 then
+  reply = '0:' .. math.ceil(-diff) .. ':0'
+else
+  redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.max(1, math.ceil(new - now)))
+  reply = '1:0:' .. math.floor(diff / T)
+end
+redis.call('SET', KEYS[2], reply, 'PX', ARGV[4])
+return reply`;
+const sha = createHash('sha1').update(source).digest('hex');
+
+/**
+ * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
+ * in one Lua script, one round trip per decision, on the server's clock. Keys are hashed and
+ * wrapped in a Cluster hash tag, so any key is Cluster-safe. A resent command (ioredis resends
+ * after a reconnect) is recognised by its request id and not counted twice.
+ *
+ * @example
+ * const api = redisRateLimiter({ client: new Redis(process.env.REDIS_URL), limit: 100, interval: 1_000 });
+ * await api.execute(() => handle(req), { key: req.ip });
+ */
+export function redisRateLimiter(options: RedisRateLimiterOptions): RedisRateLimiter {
+  const o = parseOptions('redisRateLimiter', redisRateLimiterOptionsSchema, options);
+  const limiter = new RedisGcra(commonOf(o), o);
+  limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);
+  return limiter;
+}
+
+type Parsed = z.output<typeof redisRateLimiterOptionsSchema>;
+
+class RedisGcra extends RateLimiterBase {
+  readonly #emission: number;
+  readonly #tolerance: number;
+  readonly #burst: number;
+  readonly #requestId: () => string;
+  #storeErrors = 0;
+
+  constructor(
+    common: Common,
+    readonly o: Parsed,
+  ) {
+    super(common, o.defaultKey);
+    this.#burst = o.burst ?? o.limit;
+    this.#emission = o.interval / o.limit;
+    this.#tolerance = this.#emission * this.#burst;
+    this.#requestId = o.requestId ?? (() => randomBytes(16).toString('base64url'));
+  }
+
+  /** The Redis key of a limit key: hashed, so no user character can break the hash tag. */
+  keyOf(key: string): string {
+    return `${this.o.prefix}{${createHash('sha1').update(key).digest('base64url')}}`;
+  }
+
+  async take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
+    checkCost(this.name, cost, this.#burst);
+    let reply: unknown;
+    try {
+      reply = await this.#send(key, cost);
+    } catch (error) {
+      return this.#unreachable(error);
+    }
+    const [allowed, retryAfter, remaining] = String(reply).split(':').map(Number) as [number, number, number];
+    return this.decided(allowed === 1, Math.max(1, retryAfter), remaining);
+  }
+
+  /**
+   * One EVALSHA (an EVAL after a restart flushed the script), bounded by `commandTimeout`. It is
+   * sent only on a ready connection: queued in ioredis' offline queue during an outage, a
+   * decision we already gave up on would still take from the limit when the connection returns.
+   */
+  #send(key: string, cost: number): Promise<unknown> {
+    const { client } = this.o;
+    if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
+    const tat = this.keyOf(key);
+    const keys = [tat, `${tat}:r:${this.#requestId()}`] as const;
+    const args = [this.#emission, this.#tolerance, cost, this.o.resendWindow] as const;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const finish = (settle: () => void) => {
+        if (settled) return;
+        settled = true;
+        this.common.clock.clearTimeout(timer);
+        client.removeListener('ready', send);
+        settle();
+      };
+      const send = () => {
+        if (settled) return;
+        client
+          .call('evalsha', sha, 2, ...keys, ...args)
+          .catch((error: unknown) =>
+            error instanceof Error && error.message.startsWith('NOSCRIPT')
+              ? client.call('eval', source, 2, ...keys, ...args)
+              : Promise.reject(error),
+          )
+          .then(
+            (reply) => finish(() => resolve(reply)),
+            (error: unknown) => finish(() => reject(error)),
+          );
+      };
+      // Our own timer: a hung server or a reconnect loop must not hold the call.
+      const timer = this.common.clock.setTimeout(() => {
+        const why =
+          client.status === 'ready'
+            ? `Redis did not answer within ${this.o.commandTimeout} ms`
+            : `Redis is not connected (client status "${client.status}")`;
+        finish(() => reject(new Error(why)));
+      }, this.o.commandTimeout);
+      if (client.status === 'ready' || client.status === 'wait') send();
+      else client.once('ready', send);
+    });
+  }
+
+  #unreachable(error: unknown): RateDecision {
+    this.#storeErrors++;
+    const failOpen = this.o.onRedisError === 'open';
+    const { bus, clock } = this.common;
+    if (bus.wants('rateLimit.storeError')) {
+      bus.emit({
+        type: 'rateLimit.storeError',
+        source: this.name,
+        time: clock.now(),
+        code: errorLabel(error),
+        failOpen,
+      });
+    }
+    if (failOpen) return this.decided(true, 0, 0);
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new LimitStoreUnavailableError(this.name, reason, { cause: error });
+  }
+
+  snapshot(): RateLimiterSnapshot & { readonly storeErrors: number; readonly status: 'pass' | 'warn' } {
+    return {
+      name: this.name,
+      algorithm: 'gcra',
+      limit: this.o.limit,
+      interval: this.o.interval,
+      keys: 0,
+      allowed: this.allowedCount,
+      rejected: this.rejectedCount,
+      storeErrors: this.#storeErrors,
+      status: this.o.client.status === 'ready' ? 'pass' : 'warn',
+    };
+  }
+}

@@ -1,0 +1,31 @@
+import {
+  type Bus,
+  type Clock,
+  bus as globalBus,
+  policies as globalPolicies,
+  type PolicyRegistry,
+  realClock,
+} from '@holdfast/core';
+
+/** What every policy of this package keeps from its common options. */
+export interface Common {
+  readonly name: string;
+  readonly bus: Bus;
+  readonly clock: Clock;
+}
+
+/** Resolves the common options' defaults. */
+export function commonOf(o: { name: string; bus?: Bus | undefined; clock?: Clock | undefined }): Common {
+  return { name: o.name, bus: o.bus ?? globalBus, clock: o.clock ?? realClock };
+}
+
+/** Lists `policy` on its registry (unless `false`); returns the function that takes it off. */
+export function list(
+  kind: string,
+  name: string,
+  policy: { snapshot(): unknown },
+  registry: PolicyRegistry | false | undefined,
+): () => void {
+  const to = registry ?? globalPolicies;
+  return to === false ? () => {} : to.register(kind, name, policy as never);
+}

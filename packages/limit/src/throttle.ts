@@ -1,0 +1,156 @@
+import {
+  CallScope,
+  DisposedError,
+  type ExecuteOptions,
+  invoke,
+  type Operation,
+  type Policy,
+  parseOptions,
+  type Snapshottable,
+} from '@holdfast/core';
+import { ThrottledError } from './errors.js';
+import { type AdaptiveThrottleOptions, adaptiveThrottleOptionsSchema } from './options.js';
+import { type Common, commonOf, list } from './shared.js';
+
+/** What an adaptive throttle's `snapshot()` returns. */
+export type AdaptiveThrottleSnapshot = {
+  readonly name: string;
+  readonly k: number;
+  /** Requests in the window, those refused locally included. */
+  readonly requests: number;
+  /** Requests the backend accepted in the window. */
+  readonly accepts: number;
+  /** The probability a call is refused now. */
+  readonly probability: number;
+  /** Calls refused locally since it was made. */
+  readonly rejected: number;
+  /** `warn` while calls are being refused, else `pass`. */
+  readonly status: 'pass' | 'warn';
+};
+
+/** Client-side adaptive throttling: a `Policy` with a snapshot. */
+export interface AdaptiveThrottle extends Policy, Snapshottable<AdaptiveThrottleSnapshot> {
+  /** The probability a call is refused now (0..1). */
+  readonly probability: number;
+}
+
+const SLICES = 10;
+
+/**
+ * Client-side adaptive throttling from Google's SRE book ("Handling Overload"): over the last
+ * `window`, each call is refused locally with probability
+ * `max(0, (requests − k × accepts) / (requests + 1))`, so a client stops sending what the
+ * backend would refuse anyway, and sends again as soon as it accepts. Refusals are
+ * `ThrottledError` (`E_THROTTLED`). `isRejection` says which failures are the backend refusing.
+ *
+ * @example
+ * const throttle = adaptiveThrottle({ isRejection: (e) => hasCode(e, 'E_HTTP_STATUS') });
+ * await throttle.execute(() => callBackend());
+ */
+export function adaptiveThrottle(options: AdaptiveThrottleOptions = {}): AdaptiveThrottle {
+  const o = parseOptions('adaptiveThrottle', adaptiveThrottleOptionsSchema, options);
+  const t = new Throttle(commonOf(o), o.k, o.window, o.isRejection ?? (() => true), o.random ?? Math.random);
+  t.unregister = list('throttle', o.name, t, o.policies);
+  return t;
+}
+
+class Throttle implements AdaptiveThrottle {
+  readonly name: string;
+  readonly #requests = new Float64Array(SLICES);
+  readonly #accepts = new Float64Array(SLICES);
+  readonly #sliceMs: number;
+  #slice: number;
+  #requestSum = 0;
+  #acceptSum = 0;
+  #rejected = 0;
+  #disposed = false;
+  /** Takes the throttle off the registry it listed itself in. */
+  unregister: () => void = () => {};
+
+  constructor(
+    readonly common: Common,
+    readonly k: number,
+    window: number,
+    readonly isRejection: (error: unknown) => boolean,
+    readonly random: () => number,
+  ) {
+    this.name = common.name;
+    this.#sliceMs = window / SLICES;
+    this.#slice = Math.floor(common.clock.now() / this.#sliceMs);
+  }
+
+  get probability(): number {
+    if (!this.#disposed) this.#advance();
+    return Math.max(0, (this.#requestSum - this.k * this.#acceptSum) / (this.#requestSum + 1));
+  }
+
+  execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    if (this.#disposed) return Promise.reject(new DisposedError(this.name));
+    const p = this.probability;
+    const at = this.#slice % SLICES;
+    this.#requests[at] = (this.#requests[at] as number) + 1;
+    this.#requestSum++;
+    if (p > 0 && this.random() < p) return Promise.reject(this.#refuse(p));
+    const scope = new CallScope(options);
+    return invoke(fn, scope).then(
+      (value) => {
+        scope.release();
+        this.#accept();
+        return value;
+      },
+      (error: unknown) => {
+        scope.release();
+        // The backend answered, just not with success: it accepted the request.
+        if (!scope.aborted && !this.isRejection(error)) this.#accept();
+        throw error;
+      },
+    );
+  }
+
+  #accept(): void {
+    const at = this.#advance();
+    this.#accepts[at] = (this.#accepts[at] as number) + 1;
+    this.#acceptSum++;
+  }
+
+  #advance(): number {
+    const slice = Math.floor(this.common.clock.now() / this.#sliceMs);
+    const steps = Math.min(slice - this.#slice, SLICES);
+    for (let i = 1; i <= steps; i++) {
+      const at = (this.#slice + i) % SLICES;
+      this.#requestSum -= this.#requests[at] as number;
+      this.#acceptSum -= this.#accepts[at] as number;
+      this.#requests[at] = 0;
+      this.#accepts[at] = 0;
+    }
+    if (slice > this.#slice) this.#slice = slice;
+    return this.#slice % SLICES;
+  }
+
+  #refuse(probability: number): ThrottledError {
+    this.#rejected++;
+    const { bus, clock } = this.common;
+    if (bus.wants('throttle.reject')) {
+      bus.emit({ type: 'throttle.reject', source: this.name, time: clock.now(), probability, code: 'E_THROTTLED' });
+    }
+    return new ThrottledError(this.name, probability);
+  }
+
+  snapshot(): AdaptiveThrottleSnapshot {
+    const probability = this.probability;
+    return {
+      name: this.name,
+      k: this.k,
+      requests: this.#requestSum,
+      accepts: this.#acceptSum,
+      probability,
+      rejected: this.#rejected,
+      status: probability > 0 ? 'warn' : 'pass',
+    };
+  }
+
+  dispose(): void {
+    this.#disposed = true;
+    this.unregister();
+  }
+}

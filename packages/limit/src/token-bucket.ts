@@ -1,0 +1,83 @@
+import { parseOptions } from '@holdfast/core';
+import { type TokenBucketOptions, tokenBucketOptionsSchema } from './options.js';
+import {
+  checkCost,
+  KeyTable,
+  type LocalRateLimiter,
+  type RateDecision,
+  RateLimiterBase,
+  type RateLimiterSnapshot,
+} from './rate.js';
+import { type Common, commonOf, list } from './shared.js';
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/**
+ * A token bucket per key, in this process: `burst` tokens, refilled at `limit` per `interval`;
+ * a call takes `cost` tokens (1) or is refused with `retryAfter`, the time until enough refill.
+ *
+ * @example
+ * const perUser = tokenBucket({ limit: 10, interval: 1_000, burst: 20 });
+ * await perUser.execute(() => search(q), { key: user.id });
+ */
+export function tokenBucket(options: TokenBucketOptions): LocalRateLimiter {
+  const o = parseOptions('tokenBucket', tokenBucketOptionsSchema, options);
+  const limiter = new TokenBucket(commonOf(o), o.defaultKey, o.limit, o.interval, o.burst ?? o.limit, o.maxKeys);
+  limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);
+  return limiter;
+}
+
+class TokenBucket extends RateLimiterBase {
+  readonly #table: KeyTable<Bucket>;
+  /** Tokens per ms. */
+  readonly #rate: number;
+
+  constructor(
+    common: Common,
+    defaultKey: string,
+    readonly limit: number,
+    readonly interval: number,
+    readonly burst: number,
+    maxKeys: number,
+  ) {
+    super(common, defaultKey);
+    this.#table = new KeyTable(maxKeys);
+    this.#rate = limit / interval;
+  }
+
+  take(key: string = this.defaultKey, cost = 1): RateDecision {
+    checkCost(this.name, cost, this.burst);
+    const now = this.common.clock.now();
+    const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
+    if (now > b.at) {
+      b.tokens = Math.min(this.burst, b.tokens + (now - b.at) * this.#rate);
+      b.at = now;
+    }
+    // The epsilon keeps 0.1 + 0.2 + ... a whole token despite floating point.
+    if (b.tokens + 1e-9 >= cost) {
+      b.tokens = Math.max(0, b.tokens - cost);
+      return this.decided(true, 0, Math.floor(b.tokens + 1e-9));
+    }
+    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)), 0);
+  }
+
+  snapshot(): RateLimiterSnapshot {
+    return {
+      name: this.name,
+      algorithm: 'tokenBucket',
+      limit: this.limit,
+      interval: this.interval,
+      keys: this.#table.size,
+      allowed: this.allowedCount,
+      rejected: this.rejectedCount,
+    };
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.#table.clear();
+  }
+}

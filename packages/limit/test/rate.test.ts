@@ -1,0 +1,157 @@
+import { createBus, createPolicyRegistry, type HoldfastEvent, ManualClock } from '@holdfast/core';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { type LocalRateLimiter, RateLimitedError, slidingWindow, tokenBucket } from '../src/index.js';
+import { handClock } from './time.js';
+
+/** Time steps (ms) and costs, as fast-check draws them. */
+const steps = fc.array(fc.record({ wait: fc.integer({ min: 0, max: 400 }), cost: fc.integer({ min: 1, max: 3 }) }), {
+  minLength: 1,
+  maxLength: 200,
+});
+
+describe('tokenBucket()', () => {
+  it('lets burst through at once, then limit per interval, and says when to come back', async () => {
+    const clock = new ManualClock();
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('rateLimit.reject', (e) => events.push(e));
+    const rl = tokenBucket({ limit: 10, interval: 1000, burst: 5, clock, bus, policies: false, name: 'api' });
+    for (let i = 0; i < 5; i++) expect(await rl.execute(() => i)).toBe(i);
+    const error = await rl.execute(() => 'no').catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect(error).toMatchObject({ code: 'E_RATE_LIMITED', retryAfter: 100, status: 429 });
+    expect(events).toEqual([expect.objectContaining({ source: 'api', retryAfter: 100 })]);
+    await clock.advance(99);
+    expect(rl.take()).toMatchObject({ allowed: false, retryAfter: 1 });
+    await clock.advance(1);
+    expect(rl.take()).toMatchObject({ allowed: true });
+    expect(rl.snapshot()).toMatchObject({ algorithm: 'tokenBucket', allowed: 6, rejected: 2, keys: 1 });
+  });
+
+  it('keeps one bucket per key, and forgets the oldest past maxKeys', () => {
+    const clock = new ManualClock();
+    const rl = tokenBucket({ limit: 1, interval: 60_000, maxKeys: 2, clock, policies: false });
+    expect(rl.take('a').allowed).toBe(true);
+    expect(rl.take('a').allowed).toBe(false);
+    expect(rl.take('b').allowed).toBe(true);
+    expect(rl.take('c').allowed).toBe(true); // forgets a
+    expect(rl.snapshot().keys).toBe(2);
+    expect(rl.take('a').allowed).toBe(true);
+  });
+
+  it('property: allowed cost over any run ≤ burst + limit × elapsed / interval; retryAfter is exact', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 3, max: 10 }), steps, (limit, burst, run) => {
+        const clock = handClock();
+        const rl = tokenBucket({ limit, interval: 1000, burst, clock, policies: false });
+        exercise(rl, clock, run, (allowed, elapsed) => allowed <= burst + (limit * elapsed) / 1000 + 1e-6);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('slidingWindow()', () => {
+  it('counts the previous window weighted by how much of it still slides in', async () => {
+    const clock = handClock(0);
+    const rl = slidingWindow({ limit: 10, interval: 1000, clock, policies: false });
+    for (let i = 0; i < 10; i++) expect(rl.take().allowed).toBe(true);
+    // At 1000 the previous window still weighs 10; at 1100, 9.
+    expect(rl.take()).toEqual({ allowed: false, retryAfter: 1100, remaining: 0 });
+    clock.t = 1500; // half the previous window still counts: 5 used
+    expect(rl.take()).toMatchObject({ allowed: true, remaining: 4 });
+    for (let i = 0; i < 4; i++) expect(rl.take().allowed).toBe(true);
+    const refused = rl.take();
+    expect(refused.allowed).toBe(false);
+    clock.t += refused.retryAfter - 1;
+    expect(rl.take().allowed).toBe(false);
+    clock.t += 1;
+    expect(rl.take().allowed).toBe(true);
+  });
+
+  it('property: never more than limit in a fixed window, nor 2 × limit in any sliding one; retryAfter is exact', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 3, max: 20 }), steps, (limit, run) => {
+        const clock = handClock(0);
+        const rl = slidingWindow({ limit, interval: 1000, clock, policies: false });
+        const log: [number, number][] = [];
+        exercise(
+          rl,
+          clock,
+          run,
+          () => true,
+          (t, cost) => log.push([t, cost]),
+        );
+        const perWindow = new Map<number, number>();
+        for (const [t, cost] of log)
+          perWindow.set(Math.floor(t / 1000), (perWindow.get(Math.floor(t / 1000)) ?? 0) + cost);
+        for (const used of perWindow.values()) expect(used).toBeLessThanOrEqual(limit);
+        for (const [t] of log) {
+          const inWindow = log.filter(([u]) => u > t - 1000 && u <= t).reduce((sum, [, c]) => sum + c, 0);
+          expect(inWindow).toBeLessThanOrEqual(2 * limit);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('rate limiters as policies', () => {
+  it('keys calls by execute(fn, { key }), and list themselves in the registry', async () => {
+    const policies = createPolicyRegistry();
+    const rl = slidingWindow({ limit: 1, interval: 60_000, policies, name: 'login' });
+    expect(await rl.execute(() => 'a', { key: 'alice' })).toBe('a');
+    expect(await rl.execute(() => 'b', { key: 'bob' })).toBe('b');
+    await expect(rl.execute(() => 'again', { key: 'alice' })).rejects.toMatchObject({ code: 'E_RATE_LIMITED' });
+    expect(policies.snapshots()).toEqual([
+      { kind: 'rateLimiter', name: 'login', snapshot: expect.objectContaining({ allowed: 2, rejected: 1, keys: 2 }) },
+    ]);
+    rl.dispose();
+    expect(policies.size).toBe(0);
+    await expect(rl.execute(() => 1)).rejects.toMatchObject({ code: 'E_DISPOSED' });
+  });
+
+  it('refuses a cost it could never allow, and bad options', () => {
+    const rl = tokenBucket({ limit: 5, policies: false });
+    expect(() => rl.take('k', 6)).toThrow(RangeError);
+    expect(() => rl.take('k', 0)).toThrow(RangeError);
+    expect(() => tokenBucket({ limit: 0 })).toThrow(/limit/);
+    expect(() => slidingWindow({ limit: 5, interval: -1 })).toThrow(/interval/);
+  });
+});
+
+/**
+ * Runs `run` against `rl`: after each refusal, checks that one ms before `retryAfter` the call
+ * is still refused and at `retryAfter` it goes. `bound(allowed, elapsed)` must hold throughout.
+ */
+function exercise(
+  rl: LocalRateLimiter,
+  clock: { t: number },
+  run: readonly { wait: number; cost: number }[],
+  bound: (allowed: number, elapsed: number) => boolean,
+  onAllowed: (t: number, cost: number) => void = () => {},
+): void {
+  const start = clock.t;
+  let allowed = 0;
+  const take = (cost: number) => {
+    const d = rl.take('k', cost);
+    if (d.allowed) {
+      allowed += cost;
+      onAllowed(clock.t, cost);
+    }
+    return d;
+  };
+  for (const { wait, cost } of run) {
+    clock.t += wait;
+    const d = take(cost);
+    if (!d.allowed) {
+      expect(d.retryAfter).toBeGreaterThanOrEqual(1);
+      clock.t += d.retryAfter - 1;
+      if (d.retryAfter > 1) expect(take(cost).allowed).toBe(false);
+      clock.t += 1;
+      expect(take(cost).allowed).toBe(true);
+    }
+    expect(bound(allowed, clock.t - start)).toBe(true);
+  }
+}

@@ -1,0 +1,204 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { LimitStoreUnavailableError, RateLimitedError } from '../src/index.js';
+import { redisRateLimiter } from '../src/redis.js';
+
+const worker = fileURLToPath(new URL('./fixtures/rate-worker.ts', import.meta.url));
+const children = new Set<ChildProcess>();
+const clients = new Set<Redis>();
+
+function connect(server: RedisServer): Redis {
+  const client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 });
+  client.on('error', () => {});
+  clients.add(client);
+  return client;
+}
+
+/** Starts a worker; resolves once it is connected, with a function that says go and awaits its report. */
+async function startWorker(...args: string[]) {
+  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', worker, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const lines: string[] = [];
+  let buffered = '';
+  let wake = () => {};
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const parts = buffered.split('\n');
+    buffered = parts.pop() ?? '';
+    lines.push(...parts);
+    wake();
+  });
+  const nextLine = () =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => (lines.length > 0 ? resolve(lines.shift() as string) : undefined);
+      wake = check;
+      child.once('exit', (code) => reject(new Error(`worker exited (${code})`)));
+      check();
+    });
+  expect(await nextLine()).toBe('ready');
+  return {
+    go: () => child.stdin?.write('go\n'),
+    report: async () => JSON.parse(await nextLine()) as { allowed: number[]; refused: number; errors: number },
+  };
+}
+
+describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', () => {
+  let server: RedisServer;
+  let client: Redis;
+
+  beforeAll(async () => {
+    [server] = (await startRedis(1)) as [RedisServer];
+    client = connect(server);
+  });
+  afterAll(async () => {
+    for (const child of children) child.kill('SIGKILL');
+    for (const c of clients) c.disconnect();
+    await stopAllRedis();
+  });
+
+  it('two processes sharing one limit of 200/s (burst 20) for 5 s never exceed it beyond the tolerance', async () => {
+    const LIMIT = 200;
+    const BURST = 20;
+    const RUN = 5_000;
+    const [a, b] = await Promise.all([
+      startWorker(server.url, String(LIMIT), String(BURST), String(RUN), '4'),
+      startWorker(server.url, String(LIMIT), String(BURST), String(RUN), '4'),
+    ]);
+    a.go();
+    b.go();
+    const [ra, rb] = await Promise.all([a.report(), b.report()]);
+    const allowed = [...ra.allowed, ...rb.allowed].sort((x, y) => x - y);
+    const first = allowed[0] as number;
+    const last = allowed[allowed.length - 1] as number;
+    // GCRA on the server's clock: at most burst + limit x elapsed. Times here are when each
+    // worker got its reply, so allow 5% for replies the event loops bunched (the documented tolerance).
+    const most = BURST + (LIMIT * (last - first)) / 1000;
+    expect(allowed.length).toBeLessThanOrEqual(Math.ceil(most * 1.05));
+    // ...and the limit is used, not wasted: the two share it, each getting a fair part.
+    expect(allowed.length).toBeGreaterThan((0.9 * (LIMIT * RUN)) / 1000);
+    expect(Math.min(ra.allowed.length, rb.allowed.length)).toBeGreaterThan(0.3 * allowed.length);
+    // In any one second, never more than burst + limit (+5%).
+    let worst = 0;
+    for (let i = 0, j = 0; i < allowed.length; i++) {
+      while ((allowed[j] as number) <= (allowed[i] as number) - 1000) j++;
+      worst = Math.max(worst, i - j + 1);
+    }
+    expect(worst).toBeLessThanOrEqual(Math.ceil((BURST + LIMIT) * 1.05));
+    expect(ra.errors + rb.errors).toBe(0);
+    expect(ra.refused + rb.refused).toBeGreaterThan(0);
+    console.info(
+      `2 processes, 5 s, limit ${LIMIT}/s burst ${BURST}: allowed ${allowed.length} (bound ${Math.floor(most)}), ` +
+        `worst 1 s window ${worst}, refused ${ra.refused + rb.refused}, errors 0`,
+    );
+  }, 30_000);
+
+  it('one round trip per decision; a refused call says when to come back', async () => {
+    let sent = 0;
+    const counting = {
+      get status() {
+        return client.status;
+      },
+      call: (command: string, ...args: (string | number)[]) => {
+        if (command === 'evalsha') sent++;
+        return client.call(command, ...args);
+      },
+      once: (event: 'ready', listener: () => void) => client.once(event, listener),
+      removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
+    };
+    const rl = redisRateLimiter({
+      client: counting,
+      limit: 2,
+      interval: 1000,
+      burst: 2,
+      prefix: 'rt:',
+      policies: false,
+    });
+    expect(await rl.execute(() => 'a', { key: 'k' })).toBe('a');
+    expect(await rl.execute(() => 'b', { key: 'k' })).toBe('b');
+    const error = await rl.execute(() => 'c', { key: 'k' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RateLimitedError);
+    expect((error as RateLimitedError).retryAfter).toBeGreaterThan(0);
+    expect((error as RateLimitedError).retryAfter).toBeLessThanOrEqual(500);
+    // 3 decisions, one EVALSHA each (plus one EVAL, the first time, to load the script).
+    expect(sent).toBe(3);
+    expect(rl.snapshot()).toMatchObject({ algorithm: 'gcra', allowed: 2, rejected: 1, storeErrors: 0 });
+  });
+
+  it('a resent command (same request id) is counted once', async () => {
+    let id = 'first';
+    const rl = redisRateLimiter({
+      client,
+      limit: 1,
+      interval: 60_000,
+      prefix: 'resend:',
+      requestId: () => id,
+      policies: false,
+    });
+    expect((await rl.take('k')).allowed).toBe(true);
+    expect((await rl.take('k')).allowed).toBe(true); // the same command again: the same answer, nothing taken
+    id = 'second';
+    expect((await rl.take('k')).allowed).toBe(false);
+  });
+
+  it('keys are hashed inside one hash tag, whatever characters a user key has', async () => {
+    const rl = redisRateLimiter({ client, limit: 5, prefix: 'tag:', policies: false });
+    for (const key of ['{user}', '}{', 'a{b}c', 'ü', 'x'.repeat(2000), '']) await rl.take(key);
+    const keys = await client.keys('tag:*');
+    expect(keys.length).toBeGreaterThanOrEqual(6);
+    for (const k of keys) expect(k).toMatch(/^tag:\{[A-Za-z0-9_-]{27}\}(:r:[A-Za-z0-9_-]+)?$/);
+  });
+
+  it("Redis down: 'open' lets calls through and reports it; 'closed' refuses with 503; both recover", async () => {
+    const [own] = (await startRedis(1)) as [RedisServer];
+    const c = connect(own);
+    await c.ping();
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('rateLimit.storeError', (e) => events.push(e));
+    const open = redisRateLimiter({
+      client: c,
+      limit: 1,
+      interval: 60_000,
+      onRedisError: 'open',
+      commandTimeout: 200,
+      bus,
+      policies: false,
+    });
+    const closed = redisRateLimiter({
+      client: c,
+      limit: 1,
+      interval: 60_000,
+      onRedisError: 'closed',
+      commandTimeout: 200,
+      bus,
+      policies: false,
+    });
+    expect((await open.take('a')).allowed).toBe(true);
+    expect((await open.take('a')).allowed).toBe(false);
+
+    own.pause(); // hung: every decision times out
+    expect(await open.execute(() => 'through')).toBe('through');
+    const hung = await closed.execute(() => 'never').catch((e: unknown) => e);
+    expect(hung).toBeInstanceOf(LimitStoreUnavailableError);
+    expect(hung).toMatchObject({ code: 'E_STORE_UNAVAILABLE', status: 503 });
+    own.resume();
+
+    await own.kill(); // gone: refused or let through within commandTimeout
+    await expect(closed.execute(() => 'never')).rejects.toBeInstanceOf(LimitStoreUnavailableError);
+    expect(await open.execute(() => 'through')).toBe('through');
+    expect(events.filter((e) => e.type === 'rateLimit.storeError' && e.failOpen)).toHaveLength(2);
+    expect(events.filter((e) => e.type === 'rateLimit.storeError' && !e.failOpen)).toHaveLength(2);
+
+    await own.restart();
+    await expect.poll(() => c.status, { timeout: 10_000 }).toBe('ready');
+    expect((await closed.take('b')).allowed).toBe(true);
+    expect(open.snapshot()).toMatchObject({ storeErrors: 2, status: 'pass' });
+  }, 30_000);
+});
