@@ -15,7 +15,7 @@ export {
 } from './generate.js';
 export { type Verdict } from './hysteresis.js';
 export { type NabInput, type NabProfile, type NabResult, nabProfiles, nabScore, nabTotal } from './nab.js';
-export { type AnomalyWatchOptions, type BaselineOptions, type ForestOptions } from './options.js';
+export { type AnomalyWatchOptions, type BaselineOptions, type ForestOptions, watchMetrics } from './options.js';
 export {
   type MetricTable,
   parseMetricsCsv,
@@ -25,3 +25,4 @@ export {
   type SeriesAnomaly,
   scoreSeries,
 } from './series.js';
+export { type AnomalyWatch, type AnomalyWatchSnapshot, anomalyWatch, type WatchedKey, type WatchedMetric, type WatchMetric } from './watch.js';
