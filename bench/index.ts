@@ -1,3 +1,4 @@
+import { benchAnomaly } from './anomaly.js';
 import { benchBreaker } from './breaker.js';
 import { benchCore } from './core.js';
 import { benchFailover } from './failover.js';
@@ -14,6 +15,7 @@ const suites: Record<string, () => Promise<void>> = {
   breaker: benchBreaker,
   retry: benchRetry,
   otel: benchOtel,
+  anomaly: benchAnomaly,
 };
 
 // `pnpm bench` runs every suite; `pnpm bench core` runs one.

@@ -81,8 +81,14 @@ export class Actions {
       return;
     }
     const allowed = Math.min(names.length - 1, Math.max(1, Math.floor(eject.maxShare * names.length)));
-    if (this.#ejected.size >= allowed) return refuse(endpoint, 'maxShare');
-    if (!this.#outlier(key, endpoint, pending.metric, names)) return refuse(endpoint, 'peers');
+    if (this.#ejected.size >= allowed) {
+      refuse(endpoint, 'maxShare');
+      return;
+    }
+    if (!this.#outlier(key, endpoint, pending.metric, names)) {
+      refuse(endpoint, 'peers');
+      return;
+    }
     this.#pending.delete(key);
     const timer = this.clock.setTimeout(() => this.#restore(endpoint, 'expired'), eject.duration);
     this.#ejected.set(endpoint, { key, timer });
@@ -130,11 +136,17 @@ export class Actions {
     const o = this.o.openBreaker;
     if (o === undefined || this.#opened.has(key)) return;
     const breaker = o.breakerOf(key);
-    if (breaker === undefined) return this.#report(key, 'openBreaker', key, false, 'unknown');
+    if (breaker === undefined) {
+      this.#report(key, 'openBreaker', key, false, 'unknown');
+      return;
+    }
     let watched = 0;
     for (const _ of this.watched()) watched++;
     const allowed = Math.max(1, Math.floor(o.maxShare * watched));
-    if (this.#opened.size >= allowed) return this.#report(key, 'openBreaker', breaker.name, false, 'maxShare');
+    if (this.#opened.size >= allowed) {
+      this.#report(key, 'openBreaker', breaker.name, false, 'maxShare');
+      return;
+    }
     this.#opened.add(key);
     breaker.open();
     this.#report(key, 'openBreaker', breaker.name, true, 'anomaly');
@@ -142,7 +154,16 @@ export class Actions {
 
   #report(key: string, action: Action, target: string, taken: boolean, reason: string): void {
     if (!this.bus.wants('anomaly.action')) return;
-    this.bus.emit({ type: 'anomaly.action', source: this.source, time: this.clock.now(), key, action, target, taken, reason });
+    this.bus.emit({
+      type: 'anomaly.action',
+      source: this.source,
+      time: this.clock.now(),
+      key,
+      action,
+      target,
+      taken,
+      reason,
+    });
   }
 }
 

@@ -1,7 +1,7 @@
 import { parseOptions } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
-import { forestOptionsSchema, type ForestOptions } from './options.js';
+import { type ForestOptions, forestOptionsSchema } from './options.js';
 import { seededRandom } from './random.js';
 
 /** A forest's verdict on one sample. */
@@ -171,28 +171,35 @@ class Forest implements HalfSpaceForest {
   /** Counts the sample into the latest profile of every tree; returns its mass score against the reference. */
   #scoreAndCount(): number {
     const { trees, depth, window } = this.#o;
+    const latest = this.#latest;
+    const dim = this.#dim;
+    const split = this.#split;
+    const u = this.#u;
+    const nodes = this.#nodes;
     // Until the first window closes, the latest profile (scaled up) stands in for the reference.
     const early = this.#n < window;
-    const profile = early ? this.#latest : this.#ref;
+    const profile = early ? latest : this.#ref;
     const scale = early ? window / Math.max(1, this.#n) : 1;
     const limit = this.#sizeLimit;
     let total = 0;
     for (let t = 0; t < trees; t++) {
-      const base = t * this.#nodes;
+      const base = t * nodes;
       let node = 0;
       let scored = false;
+      let weight = 1;
       for (let d = 0; ; d++) {
         const i = base + node;
         if (!scored) {
           const m = (profile[i] as number) * scale;
           if (m < limit || d === depth) {
-            total += m * 2 ** d;
+            total += m * weight;
             scored = true;
           }
         }
-        this.#latest[i] = (this.#latest[i] as number) + 1;
+        latest[i] = (latest[i] as number) + 1;
         if (d === depth) break;
-        node = (this.#u[this.#dim[i] as number] as number) < (this.#split[i] as number) ? 2 * node + 1 : 2 * node + 2;
+        weight *= 2;
+        node = (u[dim[i] as number] as number) < (split[i] as number) ? 2 * node + 1 : 2 * node + 2;
       }
     }
     return total / trees;

@@ -100,7 +100,13 @@ export function syntheticSeries(profile: SyntheticProfile, options: SyntheticOpt
     const phase = Math.sin((2 * Math.PI * i) / day - Math.PI / 2);
     const traffic = 1000 * (1 + 0.6 * phase) * (trafficCut[i] as number);
     const heavy = profile === 'heavyTail' && random() < 0.01 ? 2 + random() : 1;
-    const latency = 120 * (1 + 0.25 * phase) * (1 + (drift * i) / length) * (latencyBoost[i] as number) * Math.exp(tail * gauss()) * heavy;
+    const latency =
+      120 *
+      (1 + 0.25 * phase) *
+      (1 + (drift * i) / length) *
+      (latencyBoost[i] as number) *
+      Math.exp(tail * gauss()) *
+      heavy;
     const p = Math.min(1, 0.004 + (errorAdd[i] as number));
     const errors = Math.max(0, p * traffic + Math.sqrt(p * (1 - p) * traffic) * gauss());
     const calls = Math.max(0, traffic + Math.sqrt(traffic) * gauss());

@@ -13,7 +13,7 @@ export {
   syntheticProfiles,
   syntheticSeries,
 } from './generate.js';
-export { type Verdict } from './hysteresis.js';
+export type { Verdict } from './hysteresis.js';
 export { type NabInput, type NabProfile, type NabResult, nabProfiles, nabScore, nabTotal } from './nab.js';
 export { type AnomalyWatchOptions, type BaselineOptions, type ForestOptions, watchMetrics } from './options.js';
 export {
@@ -25,4 +25,11 @@ export {
   type SeriesAnomaly,
   scoreSeries,
 } from './series.js';
-export { type AnomalyWatch, type AnomalyWatchSnapshot, anomalyWatch, type WatchedKey, type WatchedMetric, type WatchMetric } from './watch.js';
+export {
+  type AnomalyWatch,
+  type AnomalyWatchSnapshot,
+  anomalyWatch,
+  type WatchedKey,
+  type WatchedMetric,
+  type WatchMetric,
+} from './watch.js';

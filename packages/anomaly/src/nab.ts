@@ -124,7 +124,15 @@ export function nabTotal(results: readonly NabResult[]): NabResult {
     falsePositives += r.falsePositives;
     falseNegatives += r.falseNegatives;
   }
-  return { raw, none, perfect, normalised: normalise(raw, none, perfect), truePositives, falsePositives, falseNegatives };
+  return {
+    raw,
+    none,
+    perfect,
+    normalised: normalise(raw, none, perfect),
+    truePositives,
+    falsePositives,
+    falseNegatives,
+  };
 }
 
 function normalise(raw: number, none: number, perfect: number): number {

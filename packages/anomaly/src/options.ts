@@ -104,10 +104,8 @@ export const failoverLike = z.custom<{
   { error: 'must be a failover set (endpoints, drain, undrain)' },
 );
 
-const breakerLike = z.custom<{ readonly name: string; open(): void }>(
-  (v) => typeof v === 'object' && v !== null && typeof (v as { open?: unknown }).open === 'function',
-  { error: 'must be a breaker (with open())' },
-);
+/** A breaker as the watch uses it: `open()` only. */
+type BreakerLike = { readonly name: string; open(): void };
 
 const budgetLike = z.custom<{ tryWithdraw(): boolean; readonly balance: number }>(
   (v) =>
@@ -136,7 +134,7 @@ const ejectSchema = z.strictObject({
 
 const openBreakerSchema = z.strictObject({
   /** The breaker a watched key stands for, or undefined to leave it alone. */
-  breakerOf: fnOption<(key: string) => { readonly name: string; open(): void } | undefined>(),
+  breakerOf: fnOption<(key: string) => BreakerLike | undefined>(),
   /** The largest share of the watched keys whose breakers this watch opens at once. @default 0.34 */
   maxShare: share.default(0.34),
 });

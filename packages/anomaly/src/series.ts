@@ -78,11 +78,17 @@ export function scoreSeries(
   table.rows.forEach((row, index) => {
     const { score: s, raised, change, dimension, expected } = score(row);
     const timestamp = table.timestamps?.[index];
-    const point: ScoredPoint = timestamp === undefined ? { index, score: s, raised } : { index, timestamp, score: s, raised };
+    const point: ScoredPoint =
+      timestamp === undefined ? { index, score: s, raised } : { index, timestamp, score: s, raised };
     points.push(point);
     if (change === 'detected') {
       const d = Math.max(0, dimension);
-      anomalies.push({ ...point, metric: table.columns[d] ?? '', value: row[d] ?? Number.NaN, expected: expected[d] ?? Number.NaN });
+      anomalies.push({
+        ...point,
+        metric: table.columns[d] ?? '',
+        value: row[d] ?? Number.NaN,
+        expected: expected[d] ?? Number.NaN,
+      });
     }
   });
   return { columns: table.columns, points, anomalies };
@@ -141,7 +147,8 @@ export function parseMetricsCsv(text: string): MetricTable {
   const timestamps: string[] = [];
   for (let l = 1; l < lines.length; l++) {
     const cells = splitCsv(lines[l] as string);
-    if (cells.length !== names.length) throw bad(`csv.line ${l + 1}`, `has ${cells.length} cells, the header ${names.length}`, lines[l]);
+    if (cells.length !== names.length)
+      throw bad(`csv.line ${l + 1}`, `has ${cells.length} cells, the header ${names.length}`, lines[l]);
     const row: number[] = [];
     cells.forEach((cell, i) => {
       if (i === timeAt) timestamps.push(cell);
@@ -199,5 +206,7 @@ function splitCsv(line: string): string[] {
 }
 
 function bad(path: string, message: string, value: unknown): HoldfastConfigError {
-  return new HoldfastConfigError('scoreSeries', [{ path, message, value: typeof value === 'string' ? value.slice(0, 80) : value }]);
+  return new HoldfastConfigError('scoreSeries', [
+    { path, message, value: typeof value === 'string' ? value.slice(0, 80) : value },
+  ]);
 }

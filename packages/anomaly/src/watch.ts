@@ -115,14 +115,16 @@ class Tally {
 }
 
 /** Per metric: the direction that matters, and the smallest spread worth an alarm. */
-const metricSettings: Record<WatchMetric, { direction: 'up' | 'down' | 'both'; minScale: number; relativeScale: number }> =
-  {
-    latencyP50: { direction: 'up', minScale: 0, relativeScale: 0.05 },
-    latencyP99: { direction: 'up', minScale: 0, relativeScale: 0.05 },
-    errorRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
-    throughput: { direction: 'down', minScale: 0, relativeScale: 0.1 },
-    rejectRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
-  };
+const metricSettings: Record<
+  WatchMetric,
+  { direction: 'up' | 'down' | 'both'; minScale: number; relativeScale: number }
+> = {
+  latencyP50: { direction: 'up', minScale: 0, relativeScale: 0.05 },
+  latencyP99: { direction: 'up', minScale: 0, relativeScale: 0.05 },
+  errorRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
+  throughput: { direction: 'down', minScale: 0, relativeScale: 0.1 },
+  rejectRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
+};
 
 /** One key's detectors and state. */
 class Watched {
@@ -228,7 +230,8 @@ class Watch implements AnomalyWatch {
   #score(key: string, w: Watched, sample: number[], now: number): void {
     w.samples++;
     const metrics: AnomalyMetric[] = [];
-    const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] = [];
+    const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
+      [];
     let top = 0;
     watchMetrics.forEach((name, q) => {
       const v = w.baselines?.[q]?.update(sample[q] as number);
@@ -241,7 +244,8 @@ class Watch implements AnomalyWatch {
     if (f !== undefined) {
       top = Math.max(top, f.score);
       const q = Math.max(0, f.dimension);
-      if (f.change !== undefined) changes.push([watchMetrics.length, 'forest', q, f.score, f.expected[q] ?? Number.NaN]);
+      if (f.change !== undefined)
+        changes.push([watchMetrics.length, 'forest', q, f.score, f.expected[q] ?? Number.NaN]);
     }
     // The actions compare this interval's values with the peers': they must be in place first.
     w.last = metrics;
@@ -249,7 +253,15 @@ class Watch implements AnomalyWatch {
       this.#changed(key, w, slot, detector, watchMetrics[q] as string, score, sample[q] as number, expected, now);
     }
     if (this.#bus.wants('anomaly.score')) {
-      this.#bus.emit({ type: 'anomaly.score', source: this.name, time: now, key, score: top, raised: w.raised, metrics });
+      this.#bus.emit({
+        type: 'anomaly.score',
+        source: this.name,
+        time: now,
+        key,
+        score: top,
+        raised: w.raised,
+        metrics,
+      });
     }
   }
 
@@ -269,14 +281,32 @@ class Watch implements AnomalyWatch {
     if (since === undefined) {
       w.raisedAt[slot] = now;
       if (this.#bus.wants('anomaly.detected')) {
-        this.#bus.emit({ type: 'anomaly.detected', source: this.name, time: now, key, detector, metric, score, value, expected });
+        this.#bus.emit({
+          type: 'anomaly.detected',
+          source: this.name,
+          time: now,
+          key,
+          detector,
+          metric,
+          score,
+          value,
+          expected,
+        });
       }
       if (!was) this.#actions.detected(key, metric);
       return;
     }
     w.raisedAt[slot] = undefined;
     if (this.#bus.wants('anomaly.cleared')) {
-      this.#bus.emit({ type: 'anomaly.cleared', source: this.name, time: now, key, detector, metric, duration: now - since });
+      this.#bus.emit({
+        type: 'anomaly.cleared',
+        source: this.name,
+        time: now,
+        key,
+        detector,
+        metric,
+        duration: now - since,
+      });
     }
     if (!w.raised) this.#actions.cleared(key);
   }
@@ -313,7 +343,12 @@ class Watch implements AnomalyWatch {
     return {
       name: this.name,
       interval: this.#o.interval,
-      keys: [...this.#keys].map(([key, w]) => ({ key, samples: w.samples, raised: w.raised, metrics: w.last.map(json) })),
+      keys: [...this.#keys].map(([key, w]) => ({
+        key,
+        samples: w.samples,
+        raised: w.raised,
+        metrics: w.last.map(json),
+      })),
       ejected: this.#actions.ejected(),
     };
   }

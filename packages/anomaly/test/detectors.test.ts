@@ -104,7 +104,9 @@ describe('scoreSeries and the CSV reader', () => {
   it('finds the spike in a CSV and names its timestamp', () => {
     const { anomalies, points } = scoreSeries(csv);
     expect(points).toHaveLength(80);
-    expect(anomalies.map((a) => [a.index, a.timestamp, a.metric, a.value])).toEqual([[60, '2026-01-01T00:60', 'value', 95]]);
+    expect(anomalies.map((a) => [a.index, a.timestamp, a.metric, a.value])).toEqual([
+      [60, '2026-01-01T00:60', 'value', 95],
+    ]);
   });
 
   it('reads quoted cells and empty cells, and refuses what is not a table of numbers', () => {
@@ -152,7 +154,12 @@ describe('anomalyWatch', () => {
     for (let s = 0; s < 60; s++) {
       const slow = s >= 40 && s < 45;
       for (let i = 0; i < 20; i++) {
-        bus.emit({ type: 'breaker.success', source: 'db', time: clock.now(), latency: (slow ? 200 : 20) + 4 * random() });
+        bus.emit({
+          type: 'breaker.success',
+          source: 'db',
+          time: clock.now(),
+          latency: (slow ? 200 : 20) + 4 * random(),
+        });
       }
       await clock.advance(1000);
     }
@@ -228,7 +235,9 @@ describe('anomalyWatch', () => {
   it('rejects bad options naming the path', () => {
     const bus = createBus();
     expect(() => anomalyWatch({ bus, interval: -1 })).toThrow(/interval/);
-    expect(() => anomalyWatch({ bus, actions: { eject: { failover: {} as never } } })).toThrow(/actions\.eject\.failover/);
+    expect(() => anomalyWatch({ bus, actions: { eject: { failover: {} as never } } })).toThrow(
+      /actions\.eject\.failover/,
+    );
     expect(() => anomalyWatch({ bus: {} as never })).toThrow(/bus/);
   });
 });

@@ -56,7 +56,11 @@ describe('NAB-style evaluation on labelled service-metric series', () => {
       scores[detector][profile] = Object.fromEntries(
         Object.entries(nabProfiles).map(([name, weights]) => [
           name,
-          nabTotal(runs.map(({ s, found }) => nabScore({ length: s.rows.length, labels: s.labels, detections: found }, weights))),
+          nabTotal(
+            runs.map(({ s, found }) =>
+              nabScore({ length: s.rows.length, labels: s.labels, detections: found }, weights),
+            ),
+          ),
         ]),
       ) as Record<keyof typeof nabProfiles, NabResult>;
     }
@@ -73,7 +77,9 @@ describe('NAB-style evaluation on labelled service-metric series', () => {
         const counts = profile === 'ALL' ? undefined : scores[detector][profile]?.standard;
         lines.push(
           `${detector.padEnd(16)} ${profile.padEnd(13)} ${r('standard').toFixed(1).padStart(8)} ${r('rewardLowFP').toFixed(1).padStart(6)} ${r('rewardLowFN').toFixed(1).padStart(6)}` +
-            (counts ? ` ${String(counts.truePositives).padStart(4)} ${String(counts.falsePositives).padStart(3)} ${String(counts.falseNegatives).padStart(3)}` : ''),
+            (counts
+              ? ` ${String(counts.truePositives).padStart(4)} ${String(counts.falsePositives).padStart(3)} ${String(counts.falseNegatives).padStart(3)}`
+              : ''),
         );
       }
     }
