@@ -1,3 +1,4 @@
+import { benchAnomaly } from './anomaly.js';
 import { benchBreaker } from './breaker.js';
 import { benchChaos } from './chaos.js';
 import { benchCore } from './core.js';
@@ -16,6 +17,7 @@ const suites: Record<string, () => Promise<void>> = {
   retry: benchRetry,
   otel: benchOtel,
   chaos: benchChaos,
+  anomaly: benchAnomaly,
 };
 
 // `pnpm bench` runs every suite; `pnpm bench core` runs one.

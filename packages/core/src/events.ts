@@ -149,6 +149,60 @@ export interface EventFields {
   'concurrency.reject': { readonly limit: number; readonly inFlight: number; readonly code: 'E_CONCURRENCY_LIMIT' };
   /** Client-side adaptive throttling refused a call locally, with `probability`. */
   'throttle.reject': { readonly probability: number; readonly code: 'E_THROTTLED' };
+   * An anomaly watch summed one interval of a key's calls (a breaker, an endpoint, a policy) and
+   * scored it. `score` is the highest of its detectors' scores (0..1, 0.5 is the threshold).
+   */
+  'anomaly.score': {
+    readonly key: string;
+    readonly score: number;
+    /** Whether any of the key's detectors holds an anomaly raised. */
+    readonly raised: boolean;
+    /** Each metric's value this interval, what its baseline expected, and its score. */
+    readonly metrics: readonly AnomalyMetric[];
+  };
+  /** A detector raised an anomaly on a key: `metric` departed from `expected`. */
+  'anomaly.detected': {
+    readonly key: string;
+    /** `baseline` (one metric's robust baseline) or `forest` (all metrics together). */
+    readonly detector: 'baseline' | 'forest';
+    /** The metric that departed (for the forest, the one that departed most). */
+    readonly metric: string;
+    readonly score: number;
+    readonly value: number;
+    /** The baseline the value departed from. */
+    readonly expected: number;
+  };
+  /** A detector's anomaly on a key cleared (its score stayed low long enough). */
+  'anomaly.cleared': {
+    readonly key: string;
+    readonly detector: 'baseline' | 'forest';
+    readonly metric: string;
+    /** How long the anomaly was raised, in ms. */
+    readonly duration: number;
+  };
+  /**
+   * An anomaly watch acted on what it saw, or declined to (`taken: false`, `reason` says why:
+   * `maxShare`, `peers`, `unknown`).
+   */
+  'anomaly.action': {
+    readonly key: string;
+    readonly action: 'eject' | 'restore' | 'openBreaker' | 'lowerBudget';
+    /** The endpoint, breaker or budget acted on. */
+    readonly target: string;
+    readonly taken: boolean;
+    readonly reason: string;
+  };
+}
+
+/** One metric of an `anomaly.score` event. */
+export interface AnomalyMetric {
+  readonly name: string;
+  /** Its value this interval (NaN when the interval had none, e.g. no successful call for latency). */
+  readonly value: number;
+  /** What its baseline expected. */
+  readonly expected: number;
+  /** Its baseline's score, 0..1. */
+  readonly score: number;
 }
 
 /** The name of every event. */
@@ -204,6 +258,10 @@ export const eventTypes = [
   'concurrency.limit',
   'concurrency.reject',
   'throttle.reject',
+  'anomaly.score',
+  'anomaly.detected',
+  'anomaly.cleared',
+  'anomaly.action',
 ] as const satisfies readonly EventType[];
 
 type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;

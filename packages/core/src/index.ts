@@ -27,6 +27,7 @@ export {
   TimeoutError,
 } from './errors.js';
 export {
+  type AnomalyMetric,
   type ErrorLabel,
   type EventFields,
   type EventOf,

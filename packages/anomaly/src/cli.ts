@@ -1,0 +1,69 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { HoldfastError } from '@holdfast/core';
+import { scoreSeries } from './series.js';
+
+const usage = `usage: holdfast-anomaly score <metrics.csv | -> [--detector baseline|forest] [--json]
+
+Scores a CSV of metrics (a header row; a timestamp/time/date column is kept, every other column
+is a metric) one row at a time, as a live detector would, and prints the alerts.`;
+
+/** Runs the command line; returns the exit code. */
+export function main(argv: readonly string[], out: (line: string) => void, err: (line: string) => void): number {
+  const [command, file, ...rest] = argv;
+  if (command !== 'score' || file === undefined) {
+    err(usage);
+    return command === '--help' || command === '-h' ? 0 : 2;
+  }
+  let detector: 'baseline' | 'forest' | undefined;
+  let json = false;
+  for (let i = 0; i < rest.length; i++) {
+    const flag = rest[i];
+    if (flag === '--json') json = true;
+    else if (flag === '--detector' && (rest[i + 1] === 'baseline' || rest[i + 1] === 'forest')) {
+      detector = rest[++i] as 'baseline' | 'forest';
+    } else {
+      err(`holdfast-anomaly: unknown or incomplete option ${flag}\n${usage}`);
+      return 2;
+    }
+  }
+  let text: string;
+  try {
+    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (error) {
+    err(`holdfast-anomaly: cannot read ${file}: ${(error as Error).message}`);
+    return 2;
+  }
+  try {
+    const result = scoreSeries(text, detector === undefined ? {} : { detector });
+    if (json) out(JSON.stringify({ columns: result.columns, anomalies: result.anomalies }));
+    else {
+      out(
+        `${result.points.length} rows, ${result.columns.length} metrics (${result.columns.join(', ')}), ${result.anomalies.length} anomalies`,
+      );
+      for (const a of result.anomalies) {
+        out(
+          `${a.timestamp ?? `row ${a.index}`}\t${a.metric}=${a.value}\texpected ${round(a.expected)}\tscore ${a.score.toFixed(2)}`,
+        );
+      }
+    }
+    return 0;
+  } catch (error) {
+    if (!(error instanceof HoldfastError)) throw error;
+    err(`holdfast-anomaly: ${error.message}`);
+    return 1;
+  }
+}
+
+function round(x: number): string {
+  return Number.isFinite(x) ? String(Math.round(x * 1000) / 1000) : 'n/a';
+}
+
+// Run only as a program, not when a test imports main().
+if (process.argv[1] !== undefined && /holdfast-anomaly|cli\.(js|ts|cjs)$/.test(process.argv[1])) {
+  process.exitCode = main(
+    process.argv.slice(2),
+    (line) => process.stdout.write(`${line}\n`),
+    (line) => process.stderr.write(`${line}\n`),
+  );
+}

@@ -1,0 +1,212 @@
+import { HoldfastConfigError } from '@holdfast/core';
+import { robustBaseline } from './baseline.js';
+import { halfSpaceForest } from './forest.js';
+import { Hysteresis } from './hysteresis.js';
+import type { BaselineOptions, ForestOptions } from './options.js';
+
+/** A parsed table of metrics: one numeric column per metric, an optional timestamp per row. */
+export interface MetricTable {
+  /** The metric columns' names. */
+  readonly columns: readonly string[];
+  /** One array of values per row, in `columns` order (NaN where a cell was empty). */
+  readonly rows: readonly (readonly number[])[];
+  /** The timestamp column's cells, when the table has one. */
+  readonly timestamps?: readonly string[];
+}
+
+/** Options of {@link scoreSeries}. */
+export interface ScoreSeriesOptions {
+  /** `baseline`: one robust baseline per column; `forest`: Half-Space Trees over all columns. @default 'baseline' for one column, 'forest' for more */
+  readonly detector?: 'baseline' | 'forest';
+  /** Options of each column's baseline. */
+  readonly baseline?: BaselineOptions;
+  /** Options of the forest (`dimensions` is the number of columns). */
+  readonly forest?: Omit<ForestOptions, 'dimensions'>;
+}
+
+/** One point of a scored series. */
+export interface ScoredPoint {
+  /** The row's index. */
+  readonly index: number;
+  /** The row's timestamp, when the input had one. */
+  readonly timestamp?: string;
+  /** The detector's score, 0 to 1 (0.5 is its threshold). */
+  readonly score: number;
+  /** The label after hysteresis. */
+  readonly raised: boolean;
+}
+
+/** An alert: the point where the label was raised. */
+export interface SeriesAnomaly extends ScoredPoint {
+  /** The column that departed most. */
+  readonly metric: string;
+  /** Its value at this point. */
+  readonly value: number;
+  /** What the detector expected of it. */
+  readonly expected: number;
+}
+
+/** What {@link scoreSeries} returns. */
+export interface ScoredSeries {
+  /** The metric columns scored. */
+  readonly columns: readonly string[];
+  /** Every point, scored. */
+  readonly points: readonly ScoredPoint[];
+  /** The alerts: each point where the label went up (a held label is one alert, not many). */
+  readonly anomalies: readonly SeriesAnomaly[];
+}
+
+/**
+ * Scores a series offline, one sample at a time exactly as a live detector would (no look-ahead):
+ * numbers, rows of numbers, or CSV text with a header (a `timestamp`/`time`/`date` column is kept,
+ * every other column is a metric). Returns every point's score and the alerts.
+ *
+ * @example
+ * const { anomalies } = scoreSeries('timestamp,value\n' + Array.from({ length: 60 }, (_, i) => `${i},${i === 50 ? 90 : 10 + (i % 3)}`).join('\n'));
+ * console.log(anomalies.map((a) => a.index)); // [50]
+ */
+export function scoreSeries(
+  input: string | readonly number[] | readonly (readonly number[])[],
+  options: ScoreSeriesOptions = {},
+): ScoredSeries {
+  const table = toTable(input);
+  const width = table.columns.length;
+  const detector = options.detector ?? (width > 1 ? 'forest' : 'baseline');
+  const score = detector === 'forest' ? forestScorer(width, options.forest) : baselineScorer(width, options.baseline);
+  const points: ScoredPoint[] = [];
+  const anomalies: SeriesAnomaly[] = [];
+  table.rows.forEach((row, index) => {
+    const { score: s, raised, change, dimension, expected } = score(row);
+    const timestamp = table.timestamps?.[index];
+    const point: ScoredPoint =
+      timestamp === undefined ? { index, score: s, raised } : { index, timestamp, score: s, raised };
+    points.push(point);
+    if (change === 'detected') {
+      const d = Math.max(0, dimension);
+      anomalies.push({
+        ...point,
+        metric: table.columns[d] ?? '',
+        value: row[d] ?? Number.NaN,
+        expected: expected[d] ?? Number.NaN,
+      });
+    }
+  });
+  return { columns: table.columns, points, anomalies };
+}
+
+type Scorer = (row: readonly number[]) => {
+  score: number;
+  raised: boolean;
+  change: 'detected' | 'cleared' | undefined;
+  dimension: number;
+  expected: readonly number[];
+};
+
+function baselineScorer(width: number, options: BaselineOptions | undefined): Scorer {
+  const baselines = Array.from({ length: width }, () => robustBaseline(options));
+  const parsedHysteresis = { on: 0.5, off: 0.35, clearAfter: 3, ...options?.hysteresis };
+  const labels = new Hysteresis(parsedHysteresis);
+  return (row) => {
+    let best = 0;
+    let dimension = 0;
+    const expected: number[] = [];
+    baselines.forEach((b, q) => {
+      const v = b.update(row[q] ?? Number.NaN);
+      expected.push(v.expected);
+      if (v.score > best) {
+        best = v.score;
+        dimension = q;
+      }
+    });
+    const v = labels.next(best);
+    return { score: best, raised: v.raised, change: v.change, dimension, expected };
+  };
+}
+
+function forestScorer(width: number, options: ScoreSeriesOptions['forest']): Scorer {
+  const forest = halfSpaceForest({ ...options, dimensions: width });
+  return (row) => forest.update(row);
+}
+
+const timeColumn = /^(timestamp|time|date|datetime|ts)$/i;
+
+/**
+ * Parses CSV text of metrics: a header row, then one row per sample; a column named
+ * timestamp/time/date is kept as text, every other cell must be a number (empty is NaN).
+ * Throws {@link HoldfastConfigError} naming the line and the cell when it is not.
+ */
+export function parseMetricsCsv(text: string): MetricTable {
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
+  const header = lines[0];
+  if (header === undefined) throw bad('csv', 'has no header row', text.slice(0, 40));
+  const names = splitCsv(header);
+  const timeAt = names.findIndex((n) => timeColumn.test(n));
+  const columns = names.filter((_, i) => i !== timeAt);
+  if (columns.length === 0) throw bad('csv.header', 'names no metric column', header);
+  const rows: number[][] = [];
+  const timestamps: string[] = [];
+  for (let l = 1; l < lines.length; l++) {
+    const cells = splitCsv(lines[l] as string);
+    if (cells.length !== names.length)
+      throw bad(`csv.line ${l + 1}`, `has ${cells.length} cells, the header ${names.length}`, lines[l]);
+    const row: number[] = [];
+    cells.forEach((cell, i) => {
+      if (i === timeAt) timestamps.push(cell);
+      else row.push(toNumber(cell, l + 1, names[i] as string));
+    });
+    rows.push(row);
+  }
+  return timeAt >= 0 ? { columns, rows, timestamps } : { columns, rows };
+}
+
+function toTable(input: string | readonly number[] | readonly (readonly number[])[]): MetricTable {
+  if (typeof input === 'string') return parseMetricsCsv(input);
+  if (!Array.isArray(input)) throw bad('input', 'must be CSV text, an array of numbers or an array of rows', input);
+  if (input.length === 0) return { columns: ['value'], rows: [] };
+  if (typeof input[0] === 'number') {
+    return { columns: ['value'], rows: (input as readonly number[]).map((v) => [v]) };
+  }
+  const rows = input as readonly (readonly number[])[];
+  const width = rows[0]?.length ?? 0;
+  if (width === 0) throw bad('input[0]', 'must be a non-empty row of numbers', rows[0]);
+  rows.forEach((row, i) => {
+    if (!Array.isArray(row) || row.length !== width) throw bad(`input[${i}]`, `must be a row of ${width} numbers`, row);
+  });
+  return { columns: Array.from({ length: width }, (_, i) => `m${i}`), rows };
+}
+
+function toNumber(cell: string, line: number, column: string): number {
+  if (cell.trim() === '') return Number.NaN;
+  const n = Number(cell);
+  if (!Number.isFinite(n)) throw bad(`csv.line ${line}.${column}`, 'is not a number', cell);
+  return n;
+}
+
+/** Splits one CSV line; double quotes may enclose a cell, and "" inside is a quote. */
+function splitCsv(line: string): string[] {
+  const cells: string[] = [];
+  let cell = '';
+  let quoted = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i];
+    if (quoted) {
+      if (c === '"' && line[i + 1] === '"') {
+        cell += '"';
+        i++;
+      } else if (c === '"') quoted = false;
+      else cell += c;
+    } else if (c === '"') quoted = true;
+    else if (c === ',') {
+      cells.push(cell.trim());
+      cell = '';
+    } else cell += c;
+  }
+  cells.push(cell.trim());
+  return cells;
+}
+
+function bad(path: string, message: string, value: unknown): HoldfastConfigError {
+  return new HoldfastConfigError('scoreSeries', [
+    { path, message, value: typeof value === 'string' ? value.slice(0, 80) : value },
+  ]);
+}

@@ -1,0 +1,376 @@
+import {
+  type AnomalyMetric,
+  type Bus,
+  type Clock,
+  DisposedError,
+  parseOptions,
+  realClock,
+  type Snapshottable,
+  type TimerHandle,
+  type Unsubscribe,
+} from '@holdfast/core';
+import type { z } from 'zod';
+import { Actions } from './actions.js';
+import { type RobustBaseline, robustBaseline } from './baseline.js';
+import { type HalfSpaceForest, halfSpaceForest } from './forest.js';
+import { type AnomalyWatchOptions, watchMetrics, watchOptionsSchema } from './options.js';
+
+/** A metric the watch computes per key and interval. */
+export type WatchMetric = (typeof watchMetrics)[number];
+
+/** One metric of a watched key, in a snapshot: null where the interval had no value. */
+export interface WatchedMetric {
+  readonly [field: string]: string | number | null;
+  /** The metric's name. */
+  readonly name: string;
+  /** Its last value. */
+  readonly value: number | null;
+  /** What its baseline expected. */
+  readonly expected: number | null;
+  /** Its score, 0..1. */
+  readonly score: number;
+}
+
+/** One watched key in a watch's snapshot. */
+export interface WatchedKey {
+  readonly [field: string]: string | number | boolean | readonly WatchedMetric[];
+  /** The breaker, endpoint or policy name. */
+  readonly key: string;
+  /** Intervals scored. */
+  readonly samples: number;
+  /** Whether an anomaly is raised on it now. */
+  readonly raised: boolean;
+  /** The last interval's metrics, baselines and scores. */
+  readonly metrics: readonly WatchedMetric[];
+}
+
+/** What a watch's `snapshot()` returns. */
+export interface AnomalyWatchSnapshot {
+  readonly [field: string]: string | number | readonly WatchedKey[] | readonly string[];
+  /** The watch's name. */
+  readonly name: string;
+  /** The aggregation interval, ms. */
+  readonly interval: number;
+  /** Every key watched now. */
+  readonly keys: readonly WatchedKey[];
+  /** Endpoints this watch has taken out and not yet put back. */
+  readonly ejected: readonly string[];
+}
+
+/** A running anomaly watch. */
+export interface AnomalyWatch extends Snapshottable<AnomalyWatchSnapshot> {
+  /** Shown as `source` on its events. */
+  readonly name: string;
+  /**
+   * Counts one call of `key` that did not go through a breaker on the watched bus (a failover
+   * endpoint, a client of your own): its latency in ms and its outcome.
+   */
+  observe(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void;
+  /** Sums and scores the current interval now (the timer does this every `interval`). */
+  flush(): void;
+}
+
+type Parsed = z.output<typeof watchOptionsSchema>;
+
+/** Latencies kept per key and interval for the percentiles; later ones overwrite in a ring. */
+const LATENCY_SLOTS = 512;
+
+/** What one key's calls add up to in the current interval. */
+class Tally {
+  calls = 0;
+  failures = 0;
+  rejects = 0;
+  seen = 0;
+  readonly latencies = new Float64Array(LATENCY_SLOTS);
+
+  add(latency: number, outcome: 'success' | 'failure' | 'reject'): void {
+    if (outcome === 'reject') {
+      this.rejects++;
+      return;
+    }
+    this.calls++;
+    if (outcome === 'failure') this.failures++;
+    else this.latencies[this.seen++ % LATENCY_SLOTS] = latency;
+  }
+
+  /** The interval's metrics, in `watchMetrics` order, then resets. */
+  take(intervalMs: number): number[] {
+    const kept = Math.min(this.seen, LATENCY_SLOTS);
+    const sorted = this.latencies.subarray(0, kept).sort();
+    const at = (p: number) => (kept === 0 ? Number.NaN : (sorted[Math.min(kept - 1, Math.floor(p * kept))] as number));
+    const offered = this.calls + this.rejects;
+    const sample = [
+      at(0.5),
+      at(0.99),
+      this.calls === 0 ? Number.NaN : this.failures / this.calls,
+      (this.calls * 1000) / intervalMs,
+      offered === 0 ? 0 : this.rejects / offered,
+    ];
+    this.calls = 0;
+    this.failures = 0;
+    this.rejects = 0;
+    this.seen = 0;
+    return sample;
+  }
+}
+
+/** Per metric: the direction that matters, and the smallest spread worth an alarm. */
+const metricSettings: Record<
+  WatchMetric,
+  { direction: 'up' | 'down' | 'both'; minScale: number; relativeScale: number }
+> = {
+  latencyP50: { direction: 'up', minScale: 0, relativeScale: 0.05 },
+  latencyP99: { direction: 'up', minScale: 0, relativeScale: 0.05 },
+  errorRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
+  throughput: { direction: 'down', minScale: 0, relativeScale: 0.1 },
+  rejectRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
+};
+
+/** One key's detectors and state. */
+class Watched {
+  readonly tally = new Tally();
+  readonly baselines: RobustBaseline[] | undefined;
+  readonly forest: HalfSpaceForest | undefined;
+  /** When each detector's anomaly was raised (baselines by metric index, the forest last). */
+  readonly raisedAt: (number | undefined)[] = new Array(watchMetrics.length + 1).fill(undefined);
+  idle = 0;
+  samples = 0;
+  last: readonly AnomalyMetric[] = [];
+
+  constructor(o: Parsed, key: string) {
+    if (o.detector !== 'forest') {
+      this.baselines = watchMetrics.map((m) => robustBaseline({ ...o.baseline, ...metricSettings[m] }));
+    }
+    if (o.detector !== 'baseline') {
+      this.forest = halfSpaceForest({
+        ...o.forest,
+        dimensions: watchMetrics.length,
+        seed: (o.forest.seed ?? 1) + hash(key),
+        directions: watchMetrics.map((m) => metricSettings[m].direction),
+        minScales: watchMetrics.map((m) => metricSettings[m].minScale),
+      });
+    }
+  }
+
+  get raised(): boolean {
+    return this.raisedAt.some((t) => t !== undefined);
+  }
+}
+
+/**
+ * Watches the calls on a bus (every breaker's successes, failures and rejections, by breaker
+ * name), sums them per key and interval into latency p50/p99, error rate, throughput and reject
+ * rate, scores each interval with a robust baseline per metric and a Half-Space forest over all
+ * of them, and reports `anomaly.*` events. Asked to, it acts ahead of the thresholds: ejects an
+ * endpoint that is an outlier among its peers, opens a breaker, lowers a retry budget, never on
+ * more than a share of what it watches.
+ *
+ * @example
+ * import { createBus } from '@holdfast/core';
+ * const bus = createBus();
+ * const watch = anomalyWatch({ bus, interval: 10_000 });
+ * bus.on('anomaly.detected', (e) => console.log(`${e.key}: ${e.metric} ${e.value} (expected ${e.expected})`));
+ * watch.dispose();
+ */
+export function anomalyWatch(options: AnomalyWatchOptions): AnomalyWatch {
+  return new Watch(parseOptions('anomalyWatch', watchOptionsSchema, options));
+}
+
+class Watch implements AnomalyWatch {
+  readonly name: string;
+  readonly #o: Parsed;
+  readonly #bus: Bus;
+  readonly #clock: Clock;
+  readonly #keys = new Map<string, Watched>();
+  readonly #actions: Actions;
+  readonly #off: Unsubscribe[];
+  #timer: TimerHandle | undefined;
+  #disposed = false;
+
+  constructor(o: Parsed) {
+    this.#o = o;
+    this.name = o.name;
+    this.#bus = o.bus;
+    this.#clock = o.clock ?? realClock;
+    this.#actions = new Actions(o.actions, o.name, this.#bus, this.#clock, () => this.#lastMetrics());
+    this.#off = [
+      this.#bus.on('breaker.success', (e) => this.observe(e.source, e.latency, 'success')),
+      this.#bus.on('breaker.failure', (e) => this.observe(e.source, e.latency, 'failure')),
+      this.#bus.on('breaker.reject', (e) => this.observe(e.source, 0, 'reject')),
+    ];
+    this.#arm();
+  }
+
+  observe(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
+    if (this.#disposed) return;
+    let w = this.#keys.get(key);
+    if (w === undefined) {
+      if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
+      w = new Watched(this.#o, key);
+      this.#keys.set(key, w);
+    }
+    w.tally.add(latency, outcome);
+  }
+
+  flush(): void {
+    if (this.#disposed) throw new DisposedError(this.name);
+    const now = this.#clock.now();
+    for (const [key, w] of this.#keys) {
+      if (w.tally.calls + w.tally.rejects < Math.max(1, this.#o.minCalls)) {
+        w.tally.take(this.#o.interval);
+        if (++w.idle >= this.#o.idleAfter) this.#forget(key, w);
+        continue;
+      }
+      w.idle = 0;
+      this.#score(key, w, w.tally.take(this.#o.interval), now);
+    }
+    this.#actions.tick(this.#anyRaised());
+  }
+
+  #score(key: string, w: Watched, sample: number[], now: number): void {
+    w.samples++;
+    const metrics: AnomalyMetric[] = [];
+    const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
+      [];
+    let top = 0;
+    watchMetrics.forEach((name, q) => {
+      const v = w.baselines?.[q]?.update(sample[q] as number);
+      metrics.push({ name, value: sample[q] as number, expected: v?.expected ?? Number.NaN, score: v?.score ?? 0 });
+      if (v === undefined) return;
+      top = Math.max(top, v.score);
+      if (v.change !== undefined) changes.push([q, 'baseline', q, v.score, v.expected]);
+    });
+    const f = w.forest?.update(sample);
+    if (f !== undefined) {
+      top = Math.max(top, f.score);
+      const q = Math.max(0, f.dimension);
+      if (f.change !== undefined)
+        changes.push([watchMetrics.length, 'forest', q, f.score, f.expected[q] ?? Number.NaN]);
+    }
+    // The actions compare this interval's values with the peers': they must be in place first.
+    w.last = metrics;
+    for (const [slot, detector, q, score, expected] of changes) {
+      this.#changed(key, w, slot, detector, watchMetrics[q] as string, score, sample[q] as number, expected, now);
+    }
+    if (this.#bus.wants('anomaly.score')) {
+      this.#bus.emit({
+        type: 'anomaly.score',
+        source: this.name,
+        time: now,
+        key,
+        score: top,
+        raised: w.raised,
+        metrics,
+      });
+    }
+  }
+
+  #changed(
+    key: string,
+    w: Watched,
+    slot: number,
+    detector: 'baseline' | 'forest',
+    metric: string,
+    score: number,
+    value: number,
+    expected: number,
+    now: number,
+  ): void {
+    const was = w.raised;
+    const since = w.raisedAt[slot];
+    if (since === undefined) {
+      w.raisedAt[slot] = now;
+      if (this.#bus.wants('anomaly.detected')) {
+        this.#bus.emit({
+          type: 'anomaly.detected',
+          source: this.name,
+          time: now,
+          key,
+          detector,
+          metric,
+          score,
+          value,
+          expected,
+        });
+      }
+      if (!was) this.#actions.detected(key, metric);
+      return;
+    }
+    w.raisedAt[slot] = undefined;
+    if (this.#bus.wants('anomaly.cleared')) {
+      this.#bus.emit({
+        type: 'anomaly.cleared',
+        source: this.name,
+        time: now,
+        key,
+        detector,
+        metric,
+        duration: now - since,
+      });
+    }
+    if (!w.raised) this.#actions.cleared(key);
+  }
+
+  *#lastMetrics(): Iterable<[string, readonly AnomalyMetric[]]> {
+    for (const [key, w] of this.#keys) yield [key, w.last];
+  }
+
+  #anyRaised(): boolean {
+    for (const w of this.#keys.values()) if (w.raised) return true;
+    return false;
+  }
+
+  #evictIdlest(): void {
+    let idlest: [string, Watched] | undefined;
+    for (const entry of this.#keys) if (idlest === undefined || entry[1].idle > idlest[1].idle) idlest = entry;
+    if (idlest !== undefined) this.#forget(idlest[0], idlest[1]);
+  }
+
+  #forget(key: string, w: Watched): void {
+    this.#keys.delete(key);
+    if (w.raised) this.#actions.cleared(key);
+  }
+
+  #arm(): void {
+    this.#timer = this.#clock.setTimeout(() => {
+      if (this.#disposed) return;
+      this.flush();
+      this.#arm();
+    }, this.#o.interval);
+  }
+
+  snapshot(): AnomalyWatchSnapshot {
+    return {
+      name: this.name,
+      interval: this.#o.interval,
+      keys: [...this.#keys].map(([key, w]) => ({
+        key,
+        samples: w.samples,
+        raised: w.raised,
+        metrics: w.last.map(json),
+      })),
+      ejected: this.#actions.ejected(),
+    };
+  }
+
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
+    for (const off of this.#off) off();
+    this.#actions.dispose();
+    this.#keys.clear();
+  }
+}
+
+/** A small string hash, so each key's forest gets its own (still deterministic) trees. */
+function hash(key: string): number {
+  let h = 0;
+  for (let i = 0; i < key.length; i++) h = (Math.imul(h, 31) + key.charCodeAt(i)) | 0;
+  return h & 0x7fff;
+}
+
+function json(m: AnomalyMetric): WatchedMetric {
+  const finite = (x: number) => (Number.isFinite(x) ? x : null);
+  return { name: m.name, value: finite(m.value), expected: finite(m.expected), score: m.score };
+}

@@ -1,0 +1,64 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/cli.js';
+import { syntheticSeries } from '../src/index.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'holdfast-anomaly-'));
+
+function run(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = main(
+    argv,
+    (l) => out.push(l),
+    (l) => err.push(l),
+  );
+  return { code, out, err };
+}
+
+describe('holdfast-anomaly score', () => {
+  const s = syntheticSeries('dailySpikes', { seed: 3 });
+  const file = join(dir, 'metrics.csv');
+  writeFileSync(file, `timestamp,${s.columns.join(',')}\n${s.rows.map((r, i) => `${i},${r.join(',')}`).join('\n')}\n`);
+
+  it('prints the alerts of a CSV, near the labelled anomalies', () => {
+    const { code, out } = run(['score', file, '--detector', 'baseline', '--json']);
+    expect(code).toBe(0);
+    const result = JSON.parse(out[0] as string) as { anomalies: { index: number; metric: string }[] };
+    for (const label of s.labels) expect(result.anomalies.some((a) => Math.abs(a.index - label) <= 3)).toBe(true);
+    const text = run(['score', file]);
+    expect(text.out[0]).toMatch(/^2016 rows, 3 metrics \(latencyP99, errorRate, throughput\), \d+ anomalies$/);
+  });
+
+  it('exits 2 on usage errors and 1 on a malformed CSV, saying where', () => {
+    expect(run([]).code).toBe(2);
+    expect(run(['score', file, '--detector', 'magic']).code).toBe(2);
+    expect(run(['score', join(dir, 'missing.csv')]).err[0]).toMatch(/cannot read/);
+    const bad = join(dir, 'bad.csv');
+    writeFileSync(bad, 'time,value\n1,2\n2,abc\n');
+    const r = run(['score', bad]);
+    expect(r.code).toBe(1);
+    expect(r.err[0]).toMatch(/csv\.line 3\.value is not a number \(got "abc"\)/);
+  });
+
+  it('runs as a program', async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [
+        '--conditions=@holdfast/source',
+        '--import',
+        'tsx',
+        join(import.meta.dirname, '../src/cli.ts'),
+        'score',
+        file,
+        '--json',
+      ],
+      { cwd: join(import.meta.dirname, '..') },
+    );
+    expect(JSON.parse(stdout).columns).toEqual(['latencyP99', 'errorRate', 'throughput']);
+  }, 30_000);
+});
