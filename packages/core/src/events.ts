@@ -97,6 +97,29 @@ export interface EventFields {
   'failover.panic': { readonly healthy: number; readonly total: number; readonly active: boolean };
   /** An active health check changed its verdict on an endpoint. */
   'health.change': { readonly endpoint: string; readonly healthy: boolean };
+  /**
+   * Role discovery found an endpoint in a new role: `primary`, `replica`, `unreachable`, or
+   * `fenced` (it claims primary, but another primary has the higher token). `token` is its
+   * ordering token as text (PostgreSQL: timeline/LSN), when it gave one.
+   */
+  'failover.role': {
+    readonly endpoint: string;
+    readonly role: 'primary' | 'replica' | 'unreachable' | 'fenced';
+    readonly previous: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced';
+    readonly token: string | undefined;
+    readonly code: ErrorLabel;
+  };
+  /**
+   * Two endpoints claim primary: `endpoint` is fenced (no write goes to it) because `primary`
+   * has the higher token. The old node still takes writes from anyone else: fence it at the database.
+   */
+  'failover.fence': {
+    readonly endpoint: string;
+    /** The primary writes go to; undefined when the claimants tie and none is written to. */
+    readonly primary: string | undefined;
+    readonly token: string | undefined;
+    readonly primaryToken: string | undefined;
+  };
 }
 
 /** The name of every event. */
@@ -140,6 +163,8 @@ export const eventTypes = [
   'failover.switch',
   'failover.panic',
   'health.change',
+  'failover.role',
+  'failover.fence',
 ] as const satisfies readonly EventType[];
 
 type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;
@@ -159,6 +184,8 @@ export const stateChangeEvents = [
   'failover.restore',
   'failover.panic',
   'health.change',
+  'failover.role',
+  'failover.fence',
 ] as const satisfies readonly EventType[];
 
 /** The label an event gives an error: its holdfast or system `code`, else its `name`. */
