@@ -587,7 +587,9 @@ class FailoverSet<T> implements Failover<T> {
     }
     if (best !== undefined) {
       const winner = best;
-      const tie = this.#all.some((e) => e !== winner && e.claim === 'primary' && this.#compare(e.token, winner.token) === 0);
+      const tie = this.#all.some(
+        (e) => e !== winner && e.claim === 'primary' && this.#compare(e.token, winner.token) === 0,
+      );
       if (tie) best = undefined;
     }
     const previous = this.#primary;

@@ -130,7 +130,8 @@ export class RoleDiscovery {
       };
       try {
         Promise.resolve(this.settings.check(e.view, controller.signal)).then(
-          (report) => settle(validReport(report) ? report : { error: new TypeError(`bad role report: ${show(report)}`) }),
+          (report) =>
+            settle(validReport(report) ? report : { error: new TypeError(`bad role report: ${show(report)}`) }),
           (error: unknown) => settle({ error }),
         );
       } catch (error) {
