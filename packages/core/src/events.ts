@@ -149,6 +149,7 @@ export interface EventFields {
   'concurrency.reject': { readonly limit: number; readonly inFlight: number; readonly code: 'E_CONCURRENCY_LIMIT' };
   /** Client-side adaptive throttling refused a call locally, with `probability`. */
   'throttle.reject': { readonly probability: number; readonly code: 'E_THROTTLED' };
+  /**
    * An anomaly watch summed one interval of a key's calls (a breaker, an endpoint, a policy) and
    * scored it. `score` is the highest of its detectors' scores (0..1, 0.5 is the threshold).
    */
@@ -191,6 +192,29 @@ export interface EventFields {
     readonly target: string;
     readonly taken: boolean;
     readonly reason: string;
+  };
+  /**
+   * Role discovery found an endpoint in a new role: `primary`, `replica`, `unreachable`, or
+   * `fenced` (it claims primary, but another primary has the higher token). `token` is its
+   * ordering token as text (PostgreSQL: timeline/LSN), when it gave one.
+   */
+  'failover.role': {
+    readonly endpoint: string;
+    readonly role: 'primary' | 'replica' | 'unreachable' | 'fenced';
+    readonly previous: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced';
+    readonly token: string | undefined;
+    readonly code: ErrorLabel;
+  };
+  /**
+   * Two endpoints claim primary: `endpoint` is fenced (no write goes to it) because `primary`
+   * has the higher token. The old node still takes writes from anyone else: fence it at the database.
+   */
+  'failover.fence': {
+    readonly endpoint: string;
+    /** The primary writes go to; undefined when the claimants tie and none is written to. */
+    readonly primary: string | undefined;
+    readonly token: string | undefined;
+    readonly primaryToken: string | undefined;
   };
 }
 
@@ -262,6 +286,8 @@ export const eventTypes = [
   'anomaly.detected',
   'anomaly.cleared',
   'anomaly.action',
+  'failover.role',
+  'failover.fence',
 ] as const satisfies readonly EventType[];
 
 type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;
@@ -281,6 +307,8 @@ export const stateChangeEvents = [
   'failover.restore',
   'failover.panic',
   'health.change',
+  'failover.role',
+  'failover.fence',
 ] as const satisfies readonly EventType[];
 
 /** The label an event gives an error: its holdfast or system `code`, else its `name`. */

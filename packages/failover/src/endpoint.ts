@@ -38,6 +38,17 @@ export class EndpointState<T = unknown> {
   /** Latency EWMA in ms, and when it was last updated. */
   ewma = 0;
   ewmaAt = 0;
+  /** Role discovery: what the endpoint last said it is (`unknown` until its first check ends). */
+  claim: 'unknown' | 'primary' | 'replica' | 'unreachable' = 'unknown';
+  /** Role discovery: its ordering token and replication lag (ms), as last reported. */
+  token: unknown;
+  lag: number | undefined;
+  /** Role discovery: the last check's error, while checks fail. */
+  roleError: unknown;
+  /** Claims primary, but another primary has the higher token (or ties with it): no writes. */
+  fenced = false;
+  /** The role last reported in a `failover.role` event. */
+  discovered: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced' = 'unknown';
 
   constructor(view: Endpoint<T>, index: number, seed: number) {
     this.view = view;

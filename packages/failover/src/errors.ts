@@ -19,3 +19,20 @@ export class NoHealthyEndpointError extends HoldfastError {
     this.total = total;
   }
 }
+
+/**
+ * A write found no primary to go to, so it was not sent: none discovered yet, the primary
+ * unreachable, ejected or drained, or two primaries tied. `cause` is why the last primary was
+ * lost, when that is known; `roles` says what each endpoint was.
+ */
+export class NoPrimaryError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.NoPrimaryError');
+  override name = 'NoPrimaryError';
+  /** Each endpoint's discovered role when the write was refused, e.g. `{ 'db-1': 'unreachable' }`. */
+  readonly roles: Readonly<Record<string, string>>;
+
+  constructor(source: string, roles: Readonly<Record<string, string>>, detail: string, options?: { cause?: unknown }) {
+    super('E_NO_PRIMARY', `${source}: no primary to write to, the write was not sent (${detail})`, options);
+    this.roles = roles;
+  }
+}

@@ -20,16 +20,22 @@ import { type Balancer, fadedEwma, makeBalancer, rendezvous } from './balancer.j
 import { type BudgetLike, defaultBudget } from './budget.js';
 import { breakerCounter, ejectionTime, type FailureCounter, remainingEjections } from './ejection.js';
 import { type Endpoint, EndpointState } from './endpoint.js';
-import { NoHealthyEndpointError } from './errors.js';
+import { NoHealthyEndpointError, NoPrimaryError } from './errors.js';
 import { hashString } from './hash.js';
 import { HealthChecks } from './health.js';
 import { type FailoverOptions, failoverOptionsSchema, type ParsedFailoverOptions } from './options.js';
 import { neverReached } from './retryable.js';
+import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
 
 /** Options of one call through a failover set. */
 export interface FailoverExecuteOptions extends ExecuteOptions {
   /** consistent-hash: what to hash (a client IP, a user id). Calls without one go anywhere. */
   readonly key?: string | number | undefined;
+  /**
+   * With `roles`: `write` (the default) goes to the primary only, never retried elsewhere;
+   * `read` goes to replicas, or the primary when none is left.
+   */
+  readonly intent?: 'read' | 'write' | undefined;
 }
 
 /** The function a failover set runs: one try on one endpoint. */
@@ -62,6 +68,12 @@ export interface EndpointSnapshot {
   readonly inFlight: number;
   /** Latency EWMA in ms, faded to now. */
   readonly ewma: number;
+  /** With `roles`: `primary`, `replica`, `fenced` (claims primary, lost to a higher token), `unreachable`, `unknown`. */
+  readonly discovered: DiscoveredRole | null;
+  /** With `roles`: its ordering token as text (PostgreSQL: timeline/LSN). */
+  readonly token: string | null;
+  /** With `roles`: a replica's replication lag in ms, as last reported. */
+  readonly lag: number | null;
 }
 
 /** What a failover set's `snapshot()` returns: plain JSON. */
@@ -75,6 +87,8 @@ export interface FailoverSnapshot {
   readonly balancer: string;
   /** Active-passive: the endpoint taking traffic, or null. */
   readonly active: string | null;
+  /** With `roles`: the primary writes go to, or null when none is known. */
+  readonly primary: string | null;
   /** True while too few endpoints are available (see `panicThreshold`). */
   readonly panic: boolean;
   /** Every endpoint, in the order of the options. */
@@ -92,7 +106,7 @@ export interface Failover<T = unknown> extends Snapshottable<FailoverSnapshot> {
   execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R>;
   /** The endpoints, as given. */
   readonly endpoints: readonly Endpoint<T>[];
-  /** Active-passive: the endpoint taking traffic now. */
+  /** Active-passive: the endpoint taking traffic now. With `roles`: the primary writes go to. */
   readonly active: Endpoint<T> | undefined;
   /** Stops new calls to an endpoint; resolves when its last call in flight has settled. */
   drain(name: string): Promise<void>;
@@ -101,7 +115,8 @@ export interface Failover<T = unknown> extends Snapshottable<FailoverSnapshot> {
   /**
    * Active-passive: moves traffic to the best available endpoint of the highest priority now,
    * without waiting for the hold-down. Returns whether traffic moved. The way back with
-   * `failback: 'manual'`.
+   * `failback: 'manual'`. With `roles` it moves nothing and returns false: the database decides
+   * which node is primary (switch over there and the set follows within one `roles.interval`).
    */
   failback(): boolean;
 }
@@ -160,6 +175,14 @@ class FailoverSet<T> implements Failover<T> {
   #panic = false;
   #failbackTimer: TimerHandle | undefined;
   #disposed = false;
+  readonly #roles: RoleDiscovery | undefined;
+  readonly #compare: (a: unknown, b: unknown) => number;
+  readonly #classify: ((error: unknown) => ErrorClass) | undefined;
+  /** With `roles`: where writes go, and the read tiers (the first non-empty one takes reads). */
+  #primary: EndpointState<T> | undefined;
+  #reads: readonly [EndpointState<T>[], EndpointState<T>[]] = [[], []];
+  /** Why the last primary was lost: the cause of `NoPrimaryError`. */
+  #lostCause: unknown;
   readonly #unregister: Unregister | undefined;
 
   constructor(o: ParsedFailoverOptions) {
@@ -190,7 +213,15 @@ class FailoverSet<T> implements Failover<T> {
     const retry = o.retry;
     this.#budget =
       retry === false || retry.budget === false ? undefined : (retry.budget ?? defaultBudget(o.name, this.#clock));
+    this.#compare = o.roles?.compare ?? compareTokens;
+    this.#classify = o.roles?.classify;
     this.#refresh('failover', false);
+    this.#roles =
+      o.roles === undefined
+        ? undefined
+        : new RoleDiscovery(this.#all, o.roles, this.#clock, this.name, (e, previous) =>
+            this.#onRole(e as EndpointState<T>, previous),
+          );
     this.#checks =
       o.health === undefined
         ? undefined
@@ -200,22 +231,28 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   get active(): Endpoint<T> | undefined {
-    return this.#active?.view;
+    return (this.#roles === undefined ? this.#active : this.#primary)?.view;
   }
 
   // ---- calls ----
 
   async execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R> {
     if (this.#disposed) throw new DisposedError(this.name);
+    const roles = this.#roles;
+    // A process that starts after a failover must know the roles before its first write.
+    if (roles !== undefined && !roles.ready) await roles.whenReady(this.#o.roles?.wait ?? 0, options?.signal);
+    const write = roles !== undefined && options?.intent !== 'read';
     this.#budget?.deposit();
     let tried: EndpointState<T>[] | undefined;
     for (let attempt = 1; ; attempt++) {
       if (callerAborted(options)) throw abortReason(options);
-      const endpoint = this.#pick(options?.key, tried);
+      const endpoint =
+        roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
       try {
         return await this.#try(fn, endpoint, options, attempt);
       } catch (error) {
-        if (!this.#mayRetry(error, attempt, options)) throw error;
+        // A write has one place to go: the primary.
+        if (write || !this.#mayRetry(error, attempt, options)) throw error;
         tried ??= [];
         tried.push(endpoint);
         if (!this.#hasCandidate(tried) || !this.#withdraw(error, attempt)) throw error;
@@ -236,6 +273,8 @@ class FailoverSet<T> implements Failover<T> {
   #mayRetry(error: unknown, attempt: number, options: FailoverExecuteOptions | undefined): boolean {
     const retry = this.#o.retry;
     if (retry === false || attempt >= retry.maxAttempts || callerAborted(options)) return false;
+    // An endpoint that answered with an error (a constraint, a syntax error) would answer the same elsewhere.
+    if (this.#classOf(error) === 'alive') return false;
     if (retry.retryOn !== undefined) return retry.retryOn(error, attempt);
     if (retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
     return neverReached(error);
@@ -257,7 +296,24 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   #counts(error: unknown): boolean {
+    if (this.#classify !== undefined && this.#classOf(error) !== 'failure') return false;
     return this.#o.isFailure === undefined || this.#o.isFailure(error);
+  }
+
+  #classOf(error: unknown): ErrorClass {
+    if (this.#classify === undefined) return 'failure';
+    try {
+      return this.#classify(error);
+    } catch {
+      return 'failure';
+    }
+  }
+
+  /** Whether a failed call counts against `e`; with roles, a failure or a read-only refusal rechecks its role now. */
+  #judge(e: EndpointState<T>, error: unknown): boolean {
+    const counts = this.#counts(error);
+    if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) this.#roles.recheck(e);
+    return counts;
   }
 
   /**
@@ -286,7 +342,7 @@ class FailoverSet<T> implements Failover<T> {
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, undefined, undefined);
-          this.#record(e, this.#counts(error), this.#clock.now() - started, probe);
+          this.#record(e, this.#judge(e, error), this.#clock.now() - started, probe);
           throw error;
         },
       );
@@ -309,7 +365,9 @@ class FailoverSet<T> implements Failover<T> {
       const stop = ctx.onAbort((reason) => {
         if (timer !== undefined) this.#clock.clearTimeout(timer);
         // A timeout of ours is the endpoint's failure; the caller's abort is nobody's.
-        if (settle(callerAborted(options) ? undefined : true)) reject(reason);
+        const ours = !callerAborted(options);
+        if (ours) this.#roles?.recheck(e);
+        if (settle(ours ? true : undefined)) reject(reason);
       });
       invoke((c) => fn(e.view, c), ctx).then(
         (value) => {
@@ -318,7 +376,7 @@ class FailoverSet<T> implements Failover<T> {
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, timer, stop);
-          if (settle(callerAborted(options) ? undefined : this.#counts(error))) reject(error);
+          if (settle(callerAborted(options) ? undefined : this.#judge(e, error))) reject(error);
         },
       );
     });
@@ -386,6 +444,55 @@ class FailoverSet<T> implements Failover<T> {
     return best;
   }
 
+  /** With roles: a write goes to the primary or nowhere; a read to the first read tier with an endpoint left. */
+  #pickByRole(
+    write: boolean,
+    key: string | number | undefined,
+    tried: readonly EndpointState<T>[] | undefined,
+  ): EndpointState<T> {
+    if (write) {
+      const primary = this.#primary;
+      if (primary === undefined || primary.drained) throw this.#noPrimary();
+      if (this.#isAvailable(primary) || (this.#panic && this.#o.panic === 'all')) return primary;
+      if (primary.ejection === 'probe' && !primary.probing) return primary;
+      throw this.#noPrimary();
+    }
+    if (tried === undefined) {
+      for (const e of this.#probes) if (!e.probing && this.#readable(e)) return e;
+    }
+    const [first, second] = this.#reads;
+    let candidates = tried === undefined && first.length > 0 ? first : second;
+    if (tried !== undefined) {
+      candidates = first.filter((e) => !tried.includes(e));
+      if (candidates.length === 0) candidates = second.filter((e) => !tried.includes(e));
+    }
+    if (candidates.length === 0) throw this.#noHealthy();
+    return this.#balancer.pick(candidates, key, this.#clock.now());
+  }
+
+  /** Whether a read may go to `e` by its role: a replica within the lag bound, or the primary. */
+  #readable(e: EndpointState<T>): boolean {
+    if (e === this.#primary) return true;
+    const maxLag = this.#o.roles?.maxLag;
+    return e.claim === 'replica' && (maxLag === undefined || e.lag === undefined || e.lag <= maxLag);
+  }
+
+  #noPrimary(): NoPrimaryError {
+    const roles: Record<string, string> = {};
+    const parts: string[] = [];
+    for (const e of this.#all) {
+      let role: string = e.claim === 'primary' && e.fenced ? 'fenced' : e.claim;
+      if (e.drained) role += ', drained';
+      else if (e.ejection !== 'none') role += ', ejected';
+      roles[e.name] = role;
+      const code = e.claim === 'unreachable' ? errorLabel(e.roleError) : undefined;
+      parts.push(`${e.name}: ${role}${code === undefined ? '' : ` (${code})`}`);
+    }
+    const claimants = this.#all.filter((e) => e.claim === 'primary' && !e.drained).length;
+    const detail = claimants > 1 && this.#primary === undefined ? 'primaries tie, none is written to; ' : '';
+    return new NoPrimaryError(this.name, roles, detail + parts.join('; '), { cause: this.#lostCause });
+  }
+
   /** An ejected endpoint whose time is over takes one call at a time, the probe. */
   #probeFor(key: string | number | undefined): EndpointState<T> | undefined {
     if (this.#probes.length === 0) return undefined;
@@ -405,6 +512,7 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   #hasCandidate(tried: readonly EndpointState<T>[]): boolean {
+    if (this.#roles !== undefined) return this.#reads.some((tier) => tier.some((e) => !tried.includes(e)));
     if (this.#panic && this.#o.panic === 'fail-fast') return false;
     const pool = this.#panic ? this.#inService() : this.#available;
     return pool.some((e) => !tried.includes(e));
@@ -465,6 +573,73 @@ class FailoverSet<T> implements Failover<T> {
       }
     }
     if (this.#o.mode === 'active-passive') this.#elect(reason, now, emit);
+    if (this.#o.roles !== undefined) this.#electPrimary(emit);
+  }
+
+  /**
+   * With roles: the primary is the endpoint claiming primary with the highest token; any other
+   * claimant is fenced. Claimants that tie are all fenced: a write to the wrong one is lost.
+   */
+  #electPrimary(emit: boolean): void {
+    let best: EndpointState<T> | undefined;
+    for (const e of this.#all) {
+      if (e.claim === 'primary' && (best === undefined || this.#compare(e.token, best.token) > 0)) best = e;
+    }
+    if (best !== undefined) {
+      const winner = best;
+      const tie = this.#all.some(
+        (e) => e !== winner && e.claim === 'primary' && this.#compare(e.token, winner.token) === 0,
+      );
+      if (tie) best = undefined;
+    }
+    const previous = this.#primary;
+    this.#primary = best;
+    if (previous !== undefined && best !== previous) this.#lostCause = previous.roleError ?? this.#lostCause;
+    const now = this.#clock.now();
+    for (const e of this.#all) {
+      const fenced = e.claim === 'primary' && e !== best;
+      const wasFenced = e.fenced;
+      e.fenced = fenced;
+      const role: DiscoveredRole = fenced ? 'fenced' : e.claim;
+      const before = e.discovered;
+      e.discovered = role;
+      if (!emit || role === before || role === 'unknown') continue;
+      if (this.#bus.wants('failover.role')) {
+        this.#bus.emit({
+          type: 'failover.role',
+          source: this.name,
+          time: now,
+          endpoint: e.name,
+          role,
+          previous: before,
+          token: tokenText(e.token),
+          code: role === 'unreachable' ? errorLabel(e.roleError) : undefined,
+        });
+      }
+      if (fenced && !wasFenced && this.#bus.wants('failover.fence')) {
+        this.#bus.emit({
+          type: 'failover.fence',
+          source: this.name,
+          time: now,
+          endpoint: e.name,
+          primary: best?.name,
+          token: tokenText(e.token),
+          primaryToken: tokenText(best?.token),
+        });
+      }
+    }
+    if (best !== undefined && best !== previous) this.#switch(best, 'failover', emit);
+    const pool = this.#panic && this.#o.panic === 'all' ? this.#inService() : this.#available;
+    const replicas = pool.filter((e) => e !== best && this.#readable(e));
+    const primary = best !== undefined && pool.includes(best) ? [best] : [];
+    this.#reads = this.#o.roles?.reads === 'primary' ? [primary, replicas] : [replicas, primary];
+  }
+
+  #onRole(e: EndpointState<T>, previous: EndpointState['claim']): void {
+    if (this.#disposed) return;
+    // Its role check answers again after it was lost: that proves more than a probe would.
+    if (previous === 'unreachable' && e.ejection !== 'none') this.#restore(e);
+    else this.#refresh('failover');
   }
 
   /** Active-passive: keeps the active endpoint, replaces it when it went away, fails back when due. */
@@ -617,7 +792,7 @@ class FailoverSet<T> implements Failover<T> {
 
   failback(): boolean {
     if (this.#disposed) throw new DisposedError(this.name);
-    if (this.#o.mode !== 'active-passive') return false;
+    if (this.#o.mode !== 'active-passive' || this.#roles !== undefined) return false;
     let best: EndpointState<T> | undefined;
     for (const e of this.#available) if (best === undefined || this.#better(e, best)) best = e;
     if (best === undefined || best === this.#active) return false;
@@ -635,7 +810,8 @@ class FailoverSet<T> implements Failover<T> {
       name: this.name,
       mode: this.#o.mode,
       balancer: passive ? 'priority' : this.#o.balancer,
-      active: this.#active?.name ?? null,
+      active: this.active?.name ?? null,
+      primary: this.#primary?.name ?? null,
       panic: this.#panic,
       endpoints: this.#all.map((e) => ({
         name: e.name,
@@ -650,6 +826,9 @@ class FailoverSet<T> implements Failover<T> {
         ejections: e.ejections,
         inFlight: e.inFlight,
         ewma: Math.round(fadedEwma(e, now, this.#o.decay) * 1000) / 1000,
+        discovered: this.#roles === undefined ? null : e.discovered,
+        token: tokenText(e.token) ?? null,
+        lag: e.lag ?? null,
       })),
     };
   }
@@ -659,6 +838,7 @@ class FailoverSet<T> implements Failover<T> {
     this.#disposed = true;
     this.#unregister?.();
     this.#checks?.stop();
+    this.#roles?.stop();
     for (const timer of this.#timers.values()) this.#clock.clearTimeout(timer);
     this.#timers.clear();
     if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);

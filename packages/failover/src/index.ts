@@ -1,11 +1,11 @@
 /**
  * Calls that survive the loss of an endpoint: active-active balancing, active-passive failover,
- * health checks, outlier ejection, failback.
+ * health checks, outlier ejection, failback; role discovery, read/write routing and fencing.
  * @module @holdfast/failover
  */
 export type { BudgetLike } from './budget.js';
 export type { Endpoint, Health } from './endpoint.js';
-export { NoHealthyEndpointError } from './errors.js';
+export { NoHealthyEndpointError, NoPrimaryError } from './errors.js';
 export {
   type EndpointCall,
   type EndpointSnapshot,
@@ -23,5 +23,7 @@ export {
   failoverOptionsSchema,
   type HealthOptions,
   type Mode,
+  type RolesOptions,
 } from './options.js';
 export { neverReached } from './retryable.js';
+export { compareTokens, type DiscoveredRole, type ErrorClass, type RoleReport, tokenText } from './roles.js';

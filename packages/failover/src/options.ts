@@ -10,6 +10,7 @@ import {
 import { z } from 'zod';
 import type { BudgetLike } from './budget.js';
 import type { Endpoint } from './endpoint.js';
+import type { ErrorClass, RoleReport } from './roles.js';
 
 /** Node's timers overflow past this many milliseconds. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -69,6 +70,36 @@ const healthSchema = z.strictObject({
   healthyAfter: z.number().int().positive().default(2),
   /** Consecutive failing checks that make a healthy endpoint unhealthy. @default 3 */
   unhealthyAfter: z.number().int().positive().default(3),
+});
+
+const rolesSchema = z.strictObject({
+  /**
+   * Asks one endpoint what it is: resolves to `{ role: 'primary' | 'replica', token?, lag? }`.
+   * Throwing, rejecting or outliving `timeout` counts as unreachable. Ready-made: `pgRoles()`
+   * from `@holdfast/failover/pg`, `redisRoles()` from `@holdfast/failover/ioredis`.
+   */
+  check: fnOption<(endpoint: Endpoint, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>>(),
+  /** Orders the tokens of two primaries (> 0: the first is newer). @default element by element */
+  compare: fnOption<(a: unknown, b: unknown) => number>().optional(),
+  /**
+   * What an error from a call says about its endpoint: `failure` (counts toward ejection),
+   * `alive` (it answered: never counts, never retried elsewhere), `readOnly` (it is no longer the
+   * primary: roles are checked again at once).
+   * @default every error is a `failure`
+   */
+  classify: fnOption<(error: unknown) => ErrorClass>().optional(),
+  /** Time between the end of one role check of an endpoint and the start of the next. @default 2_000 */
+  interval: timerDuration.default(2_000),
+  /** A role check still running after this long has failed. @default 1_000 */
+  timeout: timerDuration.default(1_000),
+  /** Failed checks in a row that make an endpoint unreachable (the first check decides at once). @default 2 */
+  unreachableAfter: z.number().int().positive().default(2),
+  /** How long a call made before every endpoint has been checked once waits for that. @default 5_000 */
+  wait: timerDuration.default(5_000),
+  /** Reads go only to replicas at most this far behind (ms); others are skipped. @default no bound */
+  maxLag: durationOption.optional(),
+  /** `replicas`: reads go to replicas, the primary when none is left. `primary`: the other way round. @default 'replicas' */
+  reads: z.enum(['replicas', 'primary']).default('replicas'),
 });
 
 const ejectionSchema = z
@@ -133,6 +164,12 @@ export const failoverOptionsSchema = z
     holdDown: durationOption.max(MAX_TIMER_MS).default(30_000),
     /** Active health checks; none when absent. */
     health: healthSchema.optional(),
+    /**
+     * Role discovery, for databases and other primary/replica servers: writes go to the one
+     * primary (the highest token wins; other primaries are fenced), reads to replicas. Calls say
+     * which they are with `execute(fn, { intent: 'read' })`; a call that does not say is a write.
+     */
+    roles: rolesSchema.optional(),
     /** Passive outlier ejection, on consecutive failed calls; `false` to turn it off. */
     ejection: offOr(ejectionSchema).default({
       consecutiveFailures: 5,
@@ -173,6 +210,13 @@ export const failoverOptionsSchema = z
     policies: policiesOption.optional(),
   })
   .superRefine((options, ctx) => {
+    if (options.roles !== undefined && options.mode === 'active-passive') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mode'],
+        message: "must be 'active-active' (the default) with roles: the roles decide where calls go",
+      });
+    }
     const seen = new Set<string>();
     for (const [i, endpoint] of options.endpoints.entries()) {
       if (seen.has(endpoint.name)) {
@@ -183,7 +227,10 @@ export const failoverOptionsSchema = z
   });
 
 /** Options of {@link failover}. */
-export type FailoverOptions<T = unknown> = Omit<z.input<typeof failoverOptionsSchema>, 'endpoints' | 'health'> & {
+export type FailoverOptions<T = unknown> = Omit<
+  z.input<typeof failoverOptionsSchema>,
+  'endpoints' | 'health' | 'roles'
+> & {
   /** The endpoints: a string is both the name and the target. */
   readonly endpoints: readonly (string | EndpointOptions<T>)[];
   /** Active health checks; none when absent. */
@@ -191,12 +238,19 @@ export type FailoverOptions<T = unknown> = Omit<z.input<typeof failoverOptionsSc
     /** Passes unless it throws, rejects, returns `false` or outlives `timeout`. */
     readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => unknown;
   };
+  /** Role discovery: writes to the one primary, reads to replicas; none when absent. */
+  readonly roles?: Omit<RolesOptions, 'check'> & {
+    /** Resolves to `{ role, token?, lag? }`; unreachable when it throws or times out. */
+    readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>;
+  };
 };
 /** One endpoint as given in the options. */
 export type EndpointOptions<T = unknown> = Omit<z.input<typeof endpointObject>, 'target'> & { readonly target: T };
 export type ParsedFailoverOptions = z.output<typeof failoverOptionsSchema>;
 /** The `health` option: active health checks. */
 export type HealthOptions = z.input<typeof healthSchema>;
+/** The `roles` option: role discovery, read/write routing and fencing. */
+export type RolesOptions = z.input<typeof rolesSchema>;
 /** The `ejection` option: outlier ejection. */
 export type EjectionOptions = z.input<typeof ejectionSchema>;
 /** The `retry` option: retries on another endpoint. */

@@ -270,6 +270,7 @@ describe('snapshot and dispose', () => {
       mode: 'active-passive',
       balancer: 'priority',
       active: 'primary',
+      primary: null,
       panic: false,
       endpoints: [
         {
@@ -285,6 +286,9 @@ describe('snapshot and dispose', () => {
           ejections: 0,
           inFlight: 0,
           ewma: 40,
+          discovered: null,
+          token: null,
+          lag: null,
         },
         {
           name: 'standby',
@@ -299,6 +303,9 @@ describe('snapshot and dispose', () => {
           ejections: 0,
           inFlight: 0,
           ewma: 0,
+          discovered: null,
+          token: null,
+          lag: null,
         },
       ],
     });

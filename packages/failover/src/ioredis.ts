@@ -1,0 +1,105 @@
+/**
+ * Role discovery and error classes for Redis through `ioredis`: pass `roles: redisRoles()` to
+ * `failover()` with one ioredis client per server as targets. Only types are used: nothing is
+ * imported at load.
+ * @module @holdfast/failover/ioredis
+ */
+import type { Endpoint } from './endpoint.js';
+import type { RolesOptions } from './options.js';
+import type { ErrorClass, RoleReport } from './roles.js';
+
+/** What `redisRoles()` needs of a target: an ioredis `Redis` client is one. */
+export interface RedisInfoSource {
+  info(section: 'replication'): Promise<string>;
+}
+
+/** The `roles` option of a set of Redis servers, for `Endpoint<T>`s whose target is `T`. */
+export type RedisRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classify'> & {
+  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => Promise<RoleReport>;
+  readonly compare: (a: unknown, b: unknown) => number;
+  readonly classify: (error: unknown) => ErrorClass;
+};
+
+/**
+ * A Redis server's place in its replication history: its replication ID, the ID it had before its
+ * last promotion (`replid2`), and its offset. A promoted replica keeps its old master's ID as
+ * `replid2`, which is how a promoted node outranks the master it left.
+ */
+export type RedisToken = readonly [replid: string, replid2: string, offset: number];
+
+const noId = '0000000000000000000000000000000000000000';
+
+function field(info: string, name: string): string | undefined {
+  const match = new RegExp(`^${name}:(.*)$`, 'm').exec(info);
+  return match?.[1]?.trim();
+}
+
+/**
+ * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
+ * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
+ * the link went down.
+ */
+export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
+  const info = await client.info('replication');
+  const role = field(info, 'role');
+  if (role !== 'master' && role !== 'slave') throw new Error(`unexpected INFO replication role: ${String(role)}`);
+  const token: RedisToken = [
+    field(info, 'master_replid') ?? noId,
+    field(info, 'master_replid2') ?? noId,
+    Number(field(info, 'master_repl_offset') ?? 0),
+  ];
+  if (role === 'master') return { role: 'primary', token };
+  if (field(info, 'master_link_status') === 'up') return { role: 'replica', token, lag: 0 };
+  const down = Number(field(info, 'master_link_down_since_seconds'));
+  return Number.isFinite(down) && down >= 0 ? { role: 'replica', token, lag: down * 1000 } : { role: 'replica', token };
+}
+
+/**
+ * Orders two masters' tokens: the one that was promoted from the other's history (its `replid2`
+ * is the other's `replid`) is newer; otherwise the higher replication offset.
+ */
+export function compareRedisTokens(a: unknown, b: unknown): number {
+  const [ida, prevA, offA] = a as RedisToken;
+  const [idb, prevB, offB] = b as RedisToken;
+  if (prevA !== noId && prevA === idb) return 1;
+  if (prevB !== noId && prevB === ida) return -1;
+  return offA === offB ? 0 : offA < offB ? -1 : 1;
+}
+
+/** Error replies that say the server cannot serve now: it is loading, busy, or its cluster or master is down. */
+const failingReplies = new Set(['LOADING', 'BUSY', 'MASTERDOWN', 'CLUSTERDOWN', 'TRYAGAIN']);
+
+/**
+ * What an ioredis error says about its server. `READONLY` (a write reached a replica) is
+ * `readOnly`. Other error replies (`ERR`, `WRONGTYPE`, `NOSCRIPT`, `NOAUTH`, `MOVED`, `OOM`...)
+ * prove the server alive: `alive`; except `LOADING`, `BUSY`, `MASTERDOWN`, `CLUSTERDOWN` and
+ * `TRYAGAIN`, and anything that is not a reply (a closed connection, a timeout): `failure`.
+ */
+export function redisClassify(error: unknown): ErrorClass {
+  if (typeof error !== 'object' || error === null) return 'failure';
+  const { name, message } = error as { name?: unknown; message?: unknown };
+  if (name !== 'ReplyError' || typeof message !== 'string') return 'failure';
+  const word = message.split(' ', 1)[0] ?? '';
+  if (word === 'READONLY') return 'readOnly';
+  return failingReplies.has(word) ? 'failure' : 'alive';
+}
+
+/**
+ * The `roles` option for Redis servers reached through ioredis clients: `redisRole`,
+ * `compareRedisTokens` and `redisClassify`. Other role settings pass through.
+ *
+ * @example
+ * const cache = failover({ endpoints: [{ name: 'r1', target: r1 }, { name: 'r2', target: r2 }], roles: redisRoles() });
+ * await cache.execute((e) => e.target.set('k', 'v')); // the master
+ * await cache.execute((e) => e.target.get('k'), { intent: 'read' }); // a replica
+ */
+export function redisRoles<T extends RedisInfoSource>(
+  options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
+): RedisRolesOptions<T> {
+  return {
+    ...options,
+    check: (endpoint) => redisRole(endpoint.target),
+    compare: compareRedisTokens,
+    classify: redisClassify,
+  };
+}

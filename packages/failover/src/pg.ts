@@ -1,0 +1,116 @@
+/**
+ * Role discovery and error classes for PostgreSQL through node-postgres (`pg`): pass
+ * `roles: pgRoles()` to `failover()` with `pg.Pool`s (or `pg.Client`s) as targets. Only types
+ * of `pg` are used: nothing is imported at load.
+ * @module @holdfast/failover/pg
+ */
+import type { Endpoint } from './endpoint.js';
+import type { RolesOptions } from './options.js';
+import { compareTokens, type ErrorClass, type RoleReport } from './roles.js';
+
+/** What `pgRoles()` needs of a target: a `pg.Pool` or a `pg.Client` is one. */
+export interface PgQueryable {
+  query(config: {
+    text: string;
+    /** pg's own per-query client-side timeout. */
+    query_timeout?: number;
+  }): Promise<{ rows: unknown[] }>;
+}
+
+/** The `roles` option of a set of PostgreSQL servers, for `Endpoint<T>`s whose target is `T`. */
+export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classify'> & {
+  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => Promise<RoleReport>;
+  readonly compare: (a: unknown, b: unknown) => number;
+  readonly classify: (error: unknown) => ErrorClass;
+};
+
+/**
+ * One query tells role, timeline, LSN and lag. The primary's timeline is that of the WAL it
+ * writes now (the first 8 hex digits of its WAL file name), which a promotion raises at once;
+ * a replica's is its last checkpoint's. Lag: 0 while a replica has replayed all it received,
+ * else the age of its last replayed transaction.
+ */
+const roleQuery = `select pg_is_in_recovery() as replica,
+  case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as walfile,
+  (select timeline_id from pg_control_checkpoint()) as checkpoint_timeline,
+  (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
+  case when not pg_is_in_recovery() then null
+       when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0
+       else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;
+
+interface RoleRow {
+  replica: boolean;
+  walfile: string | null;
+  checkpoint_timeline: number | string | null;
+  lsn: string | null;
+  lag: number | string | null;
+}
+
+/** `16/B374D848` as a number of bytes. */
+export function parseLsn(lsn: string): bigint {
+  const match = /^([0-9A-Fa-f]{1,8})\/([0-9A-Fa-f]{1,8})$/.exec(lsn);
+  if (match === null) throw new TypeError(`not a PostgreSQL LSN: ${JSON.stringify(lsn.slice(0, 40))}`);
+  return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
+}
+
+/**
+ * Asks one PostgreSQL server its role: `{ role, token: [timeline, lsn], lag }`. `timeout` (ms)
+ * is sent as pg's `query_timeout`, so a hung server does not keep a pooled connection.
+ */
+export async function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
+  const { rows } = await db.query(
+    timeout === undefined ? { text: roleQuery } : { text: roleQuery, query_timeout: timeout },
+  );
+  const row = rows[0] as RoleRow | undefined;
+  if (row === undefined || row.lsn === null) throw new Error('the role query returned no row');
+  const timeline =
+    row.walfile === null ? Number(row.checkpoint_timeline) : Number.parseInt(row.walfile.slice(0, 8), 16);
+  const token = [timeline, parseLsn(row.lsn)];
+  if (!row.replica) return { role: 'primary', token };
+  const lag = row.lag === null ? undefined : Math.max(0, Math.round(Number(row.lag)));
+  return lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag };
+}
+
+/**
+ * SQLSTATE classes that say the server itself is in trouble: connection exceptions (08),
+ * insufficient resources (53, e.g. too many connections), operator intervention (57: shutdown,
+ * cancelled by statement_timeout), system errors (58), internal errors (XX), configuration (F0).
+ */
+const failingClasses = new Set(['08', '53', '57', '58', 'XX', 'F0']);
+
+/**
+ * What a `pg` error says about its server. A server error with a SQLSTATE outside the failing
+ * classes (a constraint violation 23xxx, a syntax or permission error 42xxx, bad data 22xxx, an
+ * authentication failure 28xxx, a serialization failure 40xxx...) proves the server alive:
+ * `alive`. `25006` (read-only transaction: a write reached a replica) is `readOnly`. Anything
+ * else (refused or lost connections, timeouts) is a `failure`.
+ */
+export function pgClassify(error: unknown): ErrorClass {
+  if (typeof error !== 'object' || error === null) return 'failure';
+  const { code, severity } = error as { code?: unknown; severity?: unknown };
+  if (typeof code !== 'string' || typeof severity !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return 'failure';
+  if (code === '25006') return 'readOnly';
+  return failingClasses.has(code.slice(0, 2)) ? 'failure' : 'alive';
+}
+
+/**
+ * The `roles` option for PostgreSQL servers reached through `pg` pools or clients: the role
+ * check (`pgRole`), the order of tokens (the higher timeline, then the higher LSN) and
+ * `pgClassify`. Other role settings pass through.
+ *
+ * @example
+ * const db = failover({ endpoints: [{ name: 'db-1', target: pool1 }, { name: 'db-2', target: pool2 }], roles: pgRoles() });
+ * await db.execute((e) => e.target.query('insert into orders (id) values ($1)', [id])); // the primary
+ * await db.execute((e) => e.target.query('select * from orders'), { intent: 'read' }); // a replica
+ */
+export function pgRoles<T extends PgQueryable>(
+  options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
+): PgRolesOptions<T> {
+  const timeout = options.timeout ?? 1_000;
+  return {
+    ...options,
+    check: (endpoint) => pgRole(endpoint.target, timeout),
+    compare: compareTokens,
+    classify: pgClassify,
+  };
+}

@@ -1,0 +1,222 @@
+import { type Clock, TimeoutError, type TimerHandle } from '@holdfast/core';
+import type { Endpoint, EndpointState } from './endpoint.js';
+
+/** What an endpoint says it is, as a role check reports it. */
+export interface RoleReport {
+  /** `primary` takes writes; `replica` serves reads only. */
+  readonly role: 'primary' | 'replica';
+  /**
+   * Orders endpoints that both claim primary: writes go only to the highest. PostgreSQL:
+   * `[timeline, lsn]`. Compared by the `compare` option; by default element by element.
+   */
+  readonly token?: unknown;
+  /** A replica's replication lag in ms, for `roles.maxLag`. */
+  readonly lag?: number;
+}
+
+/** What an error from a call says about its endpoint. */
+export type ErrorClass =
+  /** The endpoint failed (unreachable, crashed, timed out): counts toward ejection. */
+  | 'failure'
+  /** The endpoint answered (a constraint, syntax or permission error): it is alive, never ejected. */
+  | 'alive'
+  /** The endpoint refused a write as read-only: it is not the primary any more; roles are checked again now. */
+  | 'readOnly';
+
+/** A role an endpoint was discovered in; `fenced` claims primary but lost to a higher token. */
+export type DiscoveredRole = 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced';
+
+export interface RoleSettings {
+  readonly check: (endpoint: Endpoint, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>;
+  readonly interval: number;
+  readonly timeout: number;
+  readonly unreachableAfter: number;
+}
+
+interface Probe {
+  fails: number;
+  timer: TimerHandle | undefined;
+  running: boolean;
+  /** A recheck was asked for while a check ran: run another one when it ends. */
+  again: boolean;
+  /** Checks finished, failed or passed. */
+  rounds: number;
+}
+
+/**
+ * Asks every endpoint its role on a timer, one check at a time per endpoint, and at once when a
+ * call suggests the role changed (`recheck`). Writes what it learns into the endpoint states and
+ * tells the set.
+ */
+export class RoleDiscovery {
+  readonly #probes = new Map<EndpointState, Probe>();
+  readonly #waiters: (() => void)[] = [];
+  #stopped = false;
+
+  constructor(
+    readonly endpoints: readonly EndpointState[],
+    readonly settings: RoleSettings,
+    readonly clock: Clock,
+    readonly source: string,
+    /** Told after any endpoint's discovered role, token or lag changed; `previous` is the role before. */
+    readonly onChange: (endpoint: EndpointState, previous: EndpointState['claim']) => void,
+  ) {
+    for (const e of endpoints) {
+      const probe: Probe = { fails: 0, timer: undefined, running: false, again: false, rounds: 0 };
+      this.#probes.set(e, probe);
+      void this.#run(e, probe);
+    }
+  }
+
+  /** True once every endpoint has answered, failed or timed out once. */
+  get ready(): boolean {
+    for (const probe of this.#probes.values()) if (probe.rounds === 0) return false;
+    return true;
+  }
+
+  /** Resolves when `ready`, or after `ms`, or when `signal` aborts. */
+  whenReady(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.ready || this.#stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      let timer: TimerHandle | undefined;
+      const done = () => {
+        if (timer !== undefined) this.clock.clearTimeout(timer);
+        signal?.removeEventListener('abort', done);
+        const i = this.#waiters.indexOf(done);
+        if (i >= 0) this.#waiters.splice(i, 1);
+        resolve();
+      };
+      timer = this.clock.setTimeout(done, ms);
+      signal?.addEventListener('abort', done, { once: true });
+      this.#waiters.push(done);
+    });
+  }
+
+  /** Checks `e` again now (after its running check, if one runs). */
+  recheck(e: EndpointState): void {
+    const probe = this.#probes.get(e);
+    if (probe === undefined || this.#stopped) return;
+    if (probe.running) {
+      probe.again = true;
+      return;
+    }
+    if (probe.timer !== undefined) this.clock.clearTimeout(probe.timer);
+    probe.timer = undefined;
+    void this.#run(e, probe);
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    for (const probe of this.#probes.values()) {
+      if (probe.timer !== undefined) this.clock.clearTimeout(probe.timer);
+      probe.timer = undefined;
+    }
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  async #run(e: EndpointState, probe: Probe): Promise<void> {
+    probe.running = true;
+    probe.again = false;
+    const controller = new AbortController();
+    const outcome = await new Promise<RoleReport | { error: unknown }>((resolve) => {
+      const deadline = this.clock.setTimeout(() => {
+        const error = new TimeoutError(`${this.source}: role check of ${e.name}`, this.settings.timeout);
+        controller.abort(error);
+        resolve({ error });
+      }, this.settings.timeout);
+      const settle = (value: RoleReport | { error: unknown }) => {
+        this.clock.clearTimeout(deadline);
+        resolve(value);
+      };
+      try {
+        Promise.resolve(this.settings.check(e.view, controller.signal)).then(
+          (report) =>
+            settle(validReport(report) ? report : { error: new TypeError(`bad role report: ${show(report)}`) }),
+          (error: unknown) => settle({ error }),
+        );
+      } catch (error) {
+        settle({ error });
+      }
+    });
+    probe.running = false;
+    probe.rounds++;
+    if (this.#stopped) return;
+    this.#record(e, probe, outcome);
+    if (this.ready && this.#waiters.length > 0) for (const wake of [...this.#waiters]) wake();
+    if (probe.again) {
+      void this.#run(e, probe);
+      return;
+    }
+    probe.timer = this.clock.setTimeout(() => {
+      probe.timer = undefined;
+      void this.#run(e, probe);
+    }, this.settings.interval);
+  }
+
+  #record(e: EndpointState, probe: Probe, outcome: RoleReport | { error: unknown }): void {
+    if ('error' in outcome) {
+      probe.fails++;
+      e.roleError = outcome.error;
+      // One lost answer is not proof: it takes `unreachableAfter` in a row (the first round decides at once).
+      if (e.claim === 'unreachable' || (probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')) return;
+      const previous = e.claim;
+      e.claim = 'unreachable';
+      e.token = undefined;
+      e.lag = undefined;
+      this.onChange(e, previous);
+      return;
+    }
+    probe.fails = 0;
+    e.roleError = undefined;
+    const previous = e.claim;
+    const changed = previous !== outcome.role || !sameToken(e.token, outcome.token) || e.lag !== outcome.lag;
+    e.claim = outcome.role;
+    e.token = outcome.token;
+    e.lag = outcome.lag;
+    if (changed) this.onChange(e, previous);
+  }
+}
+
+function validReport(report: unknown): report is RoleReport {
+  if (typeof report !== 'object' || report === null) return false;
+  const { role, lag } = report as RoleReport;
+  return (role === 'primary' || role === 'replica') && (lag === undefined || (typeof lag === 'number' && lag >= 0));
+}
+
+function show(value: unknown): string {
+  try {
+    return (JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? String(v) : v)) ?? String(value)).slice(0, 100);
+  } catch {
+    return String(value);
+  }
+}
+
+function sameToken(a: unknown, b: unknown): boolean {
+  return a === b || tokenText(a) === tokenText(b);
+}
+
+/** A token as text, for events and snapshots: arrays joined with `/`. */
+export function tokenText(token: unknown): string | undefined {
+  if (token === undefined || token === null) return undefined;
+  if (Array.isArray(token)) return token.map((t) => tokenText(t)).join('/');
+  if (typeof token === 'object') return show(token);
+  return String(token);
+}
+
+/**
+ * The default order of tokens: numbers, bigints and strings by value; arrays element by element
+ * (a longer array wins a tie). Anything else, or no token, ties.
+ */
+export function compareTokens(a: unknown, b: unknown): number {
+  if (Array.isArray(a) && Array.isArray(b)) {
+    for (let i = 0; i < Math.min(a.length, b.length); i++) {
+      const c = compareTokens(a[i], b[i]);
+      if (c !== 0) return c;
+    }
+    return a.length - b.length;
+  }
+  const numeric = (v: unknown) => typeof v === 'number' || typeof v === 'bigint';
+  if (numeric(a) && numeric(b)) return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
+  return 0;
+}

@@ -1,0 +1,371 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createBus, type EventOf, type EventType } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import { pgRoles } from '@holdfast/failover/pg';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+
+/**
+ * A real PostgreSQL streaming-replication pair, one set of pools over it, and a bounded load of
+ * 200 reads/s and 20 writes/s through the set while the pair is killed, promoted, restarted
+ * stale, rebuilt and frozen. One pair is reused across the scenarios, in order: each starts from
+ * where the previous one left the pair. Figures are printed at the end.
+ */
+
+const interval = 500; // roles.interval
+const checkTimeout = 500; // roles.timeout
+const callTimeout = 1_000; // the per-try timeout
+
+interface Outcome {
+  readonly intent: 'read' | 'write';
+  readonly started: number;
+  readonly ended: number;
+  readonly endpoint: string | undefined;
+  readonly code: string | undefined;
+  readonly id: string | undefined;
+}
+
+interface Figures {
+  scenario: string;
+  reads: number;
+  readsFailed: number;
+  writes: number;
+  writesFailed: number;
+  noPrimary: number;
+  writesLost: number;
+  onStale: number;
+  switchMs: number | string;
+}
+
+const figures: Figures[] = [];
+const pools: pg.Pool[] = [];
+
+function pool(node: PgNode): pg.Pool {
+  const p = new pg.Pool({ ...node.connection, max: 8, connectionTimeoutMillis: 1_000, idleTimeoutMillis: 5_000 });
+  // Without an 'error' listener, an idle connection lost with its server crashes the process.
+  p.on('error', () => {});
+  pools.push(p);
+  return p;
+}
+
+function makeSet(pair: PgPair, bus = createBus()) {
+  return failover({
+    name: 'orders-db',
+    endpoints: [
+      { name: pair.primary.name, target: pool(pair.primary) },
+      { name: pair.replica.name, target: pool(pair.replica) },
+    ],
+    roles: pgRoles({ interval, timeout: checkTimeout }),
+    timeout: callTimeout,
+    retry: { idempotent: true }, // reads may move to another endpoint; writes never do
+    bus,
+    policies: false,
+  });
+}
+
+let seq = 0;
+
+/** 10 reads and 1 write every 50 ms until stopped: 200 reads/s and 20 writes/s. */
+function load(db: Failover<pg.Pool>, phase: string) {
+  const outcomes: Outcome[] = [];
+  const pending = new Set<Promise<void>>();
+  const call = (intent: 'read' | 'write') => {
+    const id = intent === 'write' ? `${phase}-${++seq}` : undefined;
+    const started = Date.now();
+    const p = db
+      .execute(
+        async (e, { signal }) => {
+          if (intent === 'write') await e.target.query('insert into orders (id) values ($1)', [id]);
+          else await e.target.query('select count(*) from orders');
+          signal.throwIfAborted();
+          return e.name;
+        },
+        { intent },
+      )
+      .then(
+        (endpoint) => void outcomes.push({ intent, started, ended: Date.now(), endpoint, code: undefined, id }),
+        (error: { code?: string; name?: string }) =>
+          void outcomes.push({
+            intent,
+            started,
+            ended: Date.now(),
+            endpoint: undefined,
+            code: error.code ?? error.name,
+            id,
+          }),
+      )
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  };
+  const tick = setInterval(() => {
+    for (let i = 0; i < 10; i++) call('read');
+    call('write');
+  }, 50);
+  return {
+    outcomes,
+    async stop(): Promise<Outcome[]> {
+      clearInterval(tick);
+      await Promise.all(pending);
+      return outcomes;
+    },
+  };
+}
+
+function ids(node: PgNode, list: readonly string[]): Set<string> {
+  if (list.length === 0) return new Set();
+  const quoted = list.map((id) => `'${id}'`).join(',');
+  const out = node.sql(`select id from orders where id in (${quoted})`);
+  return new Set(out === '' ? [] : out.split('\n'));
+}
+
+function tally(scenario: string, outcomes: readonly Outcome[], extra: Partial<Figures> = {}): Figures {
+  const reads = outcomes.filter((o) => o.intent === 'read');
+  const writes = outcomes.filter((o) => o.intent === 'write');
+  const f: Figures = {
+    scenario,
+    reads: reads.length,
+    readsFailed: reads.filter((o) => o.code !== undefined).length,
+    writes: writes.length,
+    writesFailed: writes.filter((o) => o.code !== undefined).length,
+    noPrimary: writes.filter((o) => o.code === 'E_NO_PRIMARY').length,
+    writesLost: 0,
+    onStale: 0,
+    switchMs: '-',
+    ...extra,
+  };
+  figures.push(f);
+  return f;
+}
+
+/** Acknowledged writes missing from `primary`, and acknowledged writes found on `stale`. */
+function audit(outcomes: readonly Outcome[], primary: PgNode, stale?: PgNode) {
+  const acked = outcomes.filter((o) => o.intent === 'write' && o.code === undefined).map((o) => o.id as string);
+  const onPrimary = ids(primary, acked);
+  return {
+    acked: acked.length,
+    lost: acked.filter((id) => !onPrimary.has(id)).length,
+    onStale: stale?.running ? ids(stale, acked).size : 0,
+  };
+}
+
+async function until(what: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!what()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+describe.skipIf(!postgresAvailable())('failover on a real PostgreSQL streaming-replication pair', () => {
+  let pair: PgPair;
+  let a: PgNode; // the first primary
+  let b: PgNode; // the first replica, promoted in scenario 2
+  let db: Failover<pg.Pool>;
+  const events: EventOf<EventType>[] = [];
+  const bus = createBus();
+  bus.on('*', (e) => void events.push(e as EventOf<EventType>));
+  const of = <K extends EventType>(type: K) => events.filter((e) => e.type === type) as unknown as EventOf<K>[];
+
+  beforeAll(async () => {
+    pair = await startPgPair();
+    a = pair.primary;
+    b = pair.replica;
+    a.sql('create table orders (id text primary key, at timestamptz not null default now())');
+    await until(() => b.sql("select to_regclass('orders') is not null") === 't');
+    db = makeSet(pair, bus);
+    // Warm up: both roles known, one write through.
+    await db.execute((e) => e.target.query('select 1'));
+  }, 90_000);
+
+  afterAll(async () => {
+    db?.dispose();
+    await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    await pair?.stop();
+    console.log(
+      `\nfailover on PostgreSQL ${process.env.CI === 'true' ? '(CI)' : ''}: 200 reads/s + 20 writes/s, roles.interval ${interval} ms, timeout ${callTimeout} ms\n`,
+    );
+    console.table(figures);
+  }, 30_000);
+
+  it('(1) kill -9 the primary: 0 failed reads; writes fail fast with E_NO_PRIMARY until a promotion', async () => {
+    const run = load(db, 'kill');
+    await sleep(500);
+    const killedAt = Date.now();
+    await a.kill();
+    await sleep(2_500);
+    const outcomes = await run.stop();
+    const writesAfter = outcomes.filter((o) => o.intent === 'write' && o.started > killedAt);
+    const firstRefusal = writesAfter.find((o) => o.code === 'E_NO_PRIMARY');
+    const f = tally('1 kill -9 primary', outcomes, {
+      switchMs: firstRefusal === undefined ? 'never' : firstRefusal.ended - killedAt,
+    });
+    expect(f.readsFailed).toBe(0);
+    expect(firstRefusal).toBeDefined();
+    // Once the set knows, every write is refused at once, without touching a server.
+    const later = writesAfter.filter((o) => o.started >= (firstRefusal?.ended ?? 0));
+    expect(later.length).toBeGreaterThan(20);
+    expect(later.every((o) => o.code === 'E_NO_PRIMARY')).toBe(true);
+    expect(later.filter((o) => o.ended - o.started > 100)).toEqual([]);
+    const err = await db.execute((e) => e.target.query('select 1')).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'E_NO_PRIMARY', roles: { 'pg-a': 'unreachable', 'pg-b': 'replica' } });
+    expect((err as Error).cause).toBeDefined();
+    expect(of('failover.role')).toContainEqual(expect.objectContaining({ endpoint: 'pg-a', role: 'unreachable' }));
+  });
+
+  it('(2) promote the replica: writes succeed again, within one interval plus the check timeout', async () => {
+    const run = load(db, 'promote');
+    await sleep(300);
+    await b.promote();
+    const promotedAt = Date.now();
+    await sleep(2_000);
+    const outcomes = await run.stop();
+    const firstWrite = outcomes.find((o) => o.intent === 'write' && o.code === undefined && o.started >= promotedAt);
+    const { lost } = audit(outcomes, b);
+    const f = tally('2 promote replica', outcomes, {
+      writesLost: lost,
+      switchMs: firstWrite === undefined ? 'never' : firstWrite.ended - promotedAt,
+    });
+    expect(f.readsFailed).toBe(0);
+    expect(lost).toBe(0);
+    // Every write sent once the promotion had time to be seen succeeded, on the new primary.
+    const settled = outcomes.filter(
+      (o) => o.intent === 'write' && o.started > promotedAt + interval + checkTimeout + 100,
+    );
+    expect(settled.length).toBeGreaterThan(10);
+    expect(settled.filter((o) => o.code !== undefined)).toEqual([]);
+    expect(new Set(settled.map((o) => o.endpoint))).toEqual(new Set(['pg-b']));
+    expect(db.snapshot()).toMatchObject({ primary: 'pg-b' });
+  });
+
+  it('(3) restart the old primary as it was: it is fenced, 0 acknowledged writes land on it', async () => {
+    const run = load(db, 'stale');
+    await sleep(300);
+    const restartedAt = Date.now();
+    await a.start();
+    expect(a.sql('select pg_is_in_recovery()')).toBe('f'); // a second primary, on the old timeline
+    await until(() => db.snapshot().endpoints[0]?.discovered === 'fenced');
+    const fencedAt = Date.now();
+    await sleep(1_500);
+    const outcomes = await run.stop();
+    const { lost, onStale } = audit(outcomes, b, a);
+    const f = tally('3 stale primary back', outcomes, { writesLost: lost, onStale, switchMs: fencedAt - restartedAt });
+    expect(f.readsFailed).toBe(0);
+    expect(f.writesFailed).toBe(0);
+    expect(onStale).toBe(0);
+    expect(lost).toBe(0);
+    expect(of('failover.fence')).toContainEqual(expect.objectContaining({ endpoint: 'pg-a', primary: 'pg-b' }));
+    expect(outcomes.filter((o) => o.endpoint === 'pg-a')).toEqual([]);
+  });
+
+  it('(4) a new app instance started while the stale primary runs: 0 writes to it', async () => {
+    const fresh = makeSet(pair);
+    const startedAt = Date.now();
+    // Its first writes go out before it has checked anything: they wait for discovery.
+    const first = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        fresh.execute(async (e) => {
+          await e.target.query('insert into orders (id) values ($1)', [`fresh-${i}`]);
+          return e.name;
+        }),
+      ),
+    );
+    const firstDone = Date.now();
+    const run = load(fresh, 'fresh');
+    await sleep(1_500);
+    const outcomes = await run.stop();
+    fresh.dispose();
+    const all: Outcome[] = [
+      ...first.map((r, i) => ({
+        intent: 'write' as const,
+        started: startedAt,
+        ended: firstDone,
+        endpoint: r.status === 'fulfilled' ? r.value : undefined,
+        code: r.status === 'rejected' ? String((r.reason as { code?: string }).code) : undefined,
+        id: `fresh-${i}`,
+      })),
+      ...outcomes,
+    ];
+    const { lost, onStale } = audit(all, b, a);
+    const f = tally('4 new app, stale running', all, { writesLost: lost, onStale, switchMs: firstDone - startedAt });
+    expect(first.every((r) => r.status === 'fulfilled' && r.value === 'pg-b')).toBe(true);
+    expect(f.writesFailed).toBe(0);
+    expect(f.readsFailed).toBe(0);
+    expect(onStale).toBe(0);
+    expect(lost).toBe(0);
+  });
+
+  it('(7) a burst of constraint violations: the primary is not ejected, writes go on', async () => {
+    const before = of('failover.eject').length;
+    let violations = 0;
+    for (let i = 0; i < 25; i++) {
+      await db
+        .execute((e) => e.target.query("insert into orders (id) values ('fresh-0')"))
+        .catch((error: { code?: string }) => {
+          if (error.code === '23505') violations++;
+        });
+    }
+    const run = load(db, 'dup');
+    await sleep(1_000);
+    const outcomes = await run.stop();
+    const f = tally('7 25 duplicate keys', outcomes);
+    expect(violations).toBe(25);
+    expect(of('failover.eject').length).toBe(before);
+    expect(db.snapshot().endpoints.find((e) => e.name === 'pg-b')).toMatchObject({ ejection: 'none' });
+    expect(f.writesFailed).toBe(0);
+    expect(f.readsFailed).toBe(0);
+  });
+
+  it('(5) rebuild the old primary as a replica: it takes reads again, 0 failures', async () => {
+    const run = load(db, 'rebuild');
+    await sleep(300);
+    const rebuildAt = Date.now();
+    await a.rebuildAsReplicaOf(b);
+    await until(() => db.snapshot().endpoints[0]?.discovered === 'replica');
+    const rejoinedAt = Date.now();
+    await sleep(1_500);
+    const outcomes = await run.stop();
+    const { lost } = audit(outcomes, b);
+    const f = tally('5 rebuild old as replica', outcomes, { writesLost: lost, switchMs: rejoinedAt - rebuildAt });
+    expect(f.readsFailed).toBe(0);
+    expect(f.writesFailed).toBe(0);
+    expect(lost).toBe(0);
+    const readsOnA = outcomes.filter((o) => o.intent === 'read' && o.endpoint === 'pg-a' && o.started > rejoinedAt);
+    expect(readsOnA.length).toBeGreaterThan(100);
+    expect(of('failover.role')).toContainEqual(
+      expect.objectContaining({ endpoint: 'pg-a', previous: 'unreachable', role: 'replica' }),
+    );
+    expect(db.failback()).toBe(false); // the primary stays where the database put it
+  });
+
+  it('(6) freeze the primary (SIGSTOP 5 s): every call settles within the timeout, reads all succeed', async () => {
+    const run = load(db, 'freeze');
+    await sleep(300);
+    const frozenAt = Date.now();
+    b.freeze();
+    await sleep(5_000);
+    b.resume();
+    const resumedAt = Date.now();
+    await until(() => db.snapshot().primary === 'pg-b');
+    await sleep(2_500);
+    const outcomes = await run.stop();
+    const { lost } = audit(outcomes, b);
+    const refusal = outcomes.find((o) => o.intent === 'write' && o.code === 'E_NO_PRIMARY' && o.started > frozenAt);
+    const f = tally('6 SIGSTOP primary 5 s', outcomes, {
+      writesLost: lost,
+      switchMs: refusal === undefined ? 'never' : refusal.ended - frozenAt,
+    });
+    expect(f.readsFailed).toBe(0);
+    expect(lost).toBe(0);
+    // A write to the frozen primary is cut by the per-try timeout, then refused at once.
+    const overdue = outcomes.filter((o) => o.ended - o.started > callTimeout + 300);
+    expect(overdue).toEqual([]);
+    expect(
+      outcomes.filter((o) => o.code !== undefined).every((o) => o.code === 'E_TIMEOUT' || o.code === 'E_NO_PRIMARY'),
+    ).toBe(true);
+    expect(refusal).toBeDefined();
+    const after = outcomes.filter((o) => o.intent === 'write' && o.started > resumedAt + interval + checkTimeout + 200);
+    expect(after.length).toBeGreaterThan(5);
+    expect(after.filter((o) => o.code !== undefined)).toEqual([]);
+  });
+});

@@ -1,0 +1,309 @@
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A PostgreSQL streaming-replication pair built from the machine's binaries (`pg_config --bindir`):
+ * initdb, pg_basebackup -R, postgres. The binaries refuse to run as root, so under root the
+ * harness runs them as an unprivileged user of its own (`holdfast-pg`), created on first use.
+ * Data and unix sockets live under a temp dir; TCP only on 127.0.0.1, on free ports. Every process
+ * is stopped by PID at the end.
+ */
+
+/** One postgres server of the pair. */
+export interface PgNode {
+  readonly name: string;
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  /** Options for `new pg.Pool(...)` / `new pg.Client(...)`: superuser `postgres`, database `postgres`. */
+  readonly connection: { host: string; port: number; user: string; database: string };
+  /** Whether its postmaster is running now. */
+  readonly running: boolean;
+  /** SIGKILL to the postmaster and every backend: a crash of the machine. */
+  kill(): Promise<void>;
+  /** SIGSTOP to the postmaster and every backend: a hung server. `resume()` undoes it. */
+  freeze(): void;
+  resume(): void;
+  /** `pg_ctl promote`, then waits until it takes writes. */
+  promote(): Promise<void>;
+  /** Starts it again on its old data directory, as it was (a crashed primary comes back stale). */
+  start(): Promise<void>;
+  /** Stops it if running, wipes its data and clones `from` with pg_basebackup -R: a replica of `from`. */
+  rebuildAsReplicaOf(from: PgNode): Promise<void>;
+  /** Runs SQL with psql over the unix socket; returns stdout (tuples only, unaligned). */
+  sql(query: string): string;
+}
+
+export interface PgPair {
+  readonly primary: PgNode;
+  readonly replica: PgNode;
+  /** Stops both servers (SIGKILL by PID) and removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+const osUser = 'holdfast-pg';
+const live = new Set<ChildProcess>();
+let availability: boolean | undefined;
+let bindir: string | undefined;
+
+/**
+ * Whether PostgreSQL binaries can be run here. Without them, tests that need a pair skip with a
+ * loud message, except under CI=true, where the missing binaries fail the run.
+ */
+export function postgresAvailable(): boolean {
+  if (availability === undefined) {
+    const probe = spawnSync('pg_config', ['--bindir'], { encoding: 'utf8' });
+    bindir = probe.status === 0 ? probe.stdout.trim() : undefined;
+    availability = bindir !== undefined && existsSync(join(bindir, 'initdb'));
+    if (!availability) {
+      const message = 'PostgreSQL binaries not found (pg_config --bindir; apt-get install postgresql)';
+      if (process.env.CI === 'true') throw new Error(`${message}. CI=true: tests that need PostgreSQL must run.`);
+      console.warn(`\n*** SKIPPING POSTGRES TESTS: ${message} ***\n`);
+    }
+  }
+  return availability;
+}
+
+interface Identity {
+  uid: number;
+  gid: number;
+}
+
+/** Under root: the unprivileged user the binaries run as, created if missing (a concurrent creation is fine). */
+function identity(): Identity | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  const lookup = () => spawnSync('id', ['-u', osUser], { encoding: 'utf8' });
+  let found = lookup();
+  if (found.status !== 0) {
+    // Exit code 9: the user exists (another test process created it first).
+    const made = spawnSync('useradd', ['--system', '--no-create-home', '--shell', '/usr/sbin/nologin', osUser], {
+      encoding: 'utf8',
+    });
+    if (made.status !== 0 && made.status !== 9) throw new Error(`useradd ${osUser} failed: ${made.stderr}`);
+    found = lookup();
+  }
+  const gid = spawnSync('id', ['-g', osUser], { encoding: 'utf8' });
+  return { uid: Number(found.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+function run(who: Identity | undefined, binary: string, args: string[], env: NodeJS.ProcessEnv = {}): string {
+  return execFileSync(join(bindir as string, binary), args, {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+    ...(who ?? {}),
+  });
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/** PIDs of a process and every descendant, from /proc. */
+function tree(pid: number): number[] {
+  const out = [pid];
+  try {
+    for (const task of readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)) {
+      if (task !== '') out.push(...tree(Number(task)));
+    }
+  } catch {
+    // gone already
+  }
+  return out;
+}
+
+function signalTree(pid: number, signal: NodeJS.Signals): void {
+  for (const p of tree(pid)) {
+    try {
+      process.kill(p, signal);
+    } catch {
+      // exited meanwhile
+    }
+  }
+}
+
+/** Builds a primary and a streaming replica of it, both running. */
+export async function startPgPair(): Promise<PgPair> {
+  if (!postgresAvailable()) throw new Error('PostgreSQL binaries not available');
+  const who = identity();
+  const root = mkdtempSync(join(tmpdir(), 'holdfast-pg-'));
+  chmodSync(root, 0o755);
+  if (who) chownSync(root, who.uid, who.gid);
+  const primary = await makeNode('pg-a', root, who);
+  run(who, 'initdb', ['-D', primary.dir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'], {
+    LC_ALL: 'C',
+  });
+  await primary.start();
+  const replica = await makeNode('pg-b', root, who);
+  await replica.rebuildAsReplicaOf(primary);
+  return {
+    primary,
+    replica,
+    async stop() {
+      await Promise.all([primary.halt(), replica.halt()]);
+      rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+interface NodeImpl extends PgNode {
+  readonly dir: string;
+  halt(): Promise<void>;
+}
+
+async function makeNode(name: string, root: string, who: Identity | undefined): Promise<NodeImpl> {
+  const port = await freePort();
+  const dir = join(root, name);
+  const socketDir = root;
+  let child: ChildProcess | undefined;
+  const running = () => child !== undefined && child.exitCode === null && child.signalCode === null;
+
+  const psql = (query: string, db = 'postgres') =>
+    execFileSync(
+      join(bindir as string, 'psql'),
+      ['-h', socketDir, '-p', String(port), '-U', 'postgres', '-d', db, '-XAtqc', query],
+      {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...(who ?? {}),
+      },
+    ).trim();
+
+  const ready = async (deadlineMs: number, what: () => boolean) => {
+    const deadline = Date.now() + deadlineMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      if (!running()) throw new Error(`${name}: postgres exited (${child?.exitCode ?? child?.signalCode}): ${output}`);
+      try {
+        if (what()) return;
+      } catch (error) {
+        last = error;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`${name}: not ready within ${deadlineMs} ms: ${String(last)} ${output}`);
+  };
+
+  let output = '';
+  const halt = async () => {
+    if (child === undefined || !running()) return;
+    const exited = once(child, 'exit');
+    signalTree(child.pid as number, 'SIGCONT');
+    signalTree(child.pid as number, 'SIGKILL');
+    await exited;
+    // Backends die with their postmaster; wait until none holds the port or the data dir.
+    await new Promise((r) => setTimeout(r, 100));
+  };
+
+  const node: NodeImpl = {
+    name,
+    host: '127.0.0.1',
+    port,
+    dir,
+    connection: { host: '127.0.0.1', port, user: 'postgres', database: 'postgres' },
+    get running() {
+      return running();
+    },
+    halt,
+    kill: halt,
+    freeze() {
+      if (child?.pid !== undefined) signalTree(child.pid, 'SIGSTOP');
+    },
+    resume() {
+      if (child?.pid !== undefined) signalTree(child.pid, 'SIGCONT');
+    },
+    async start() {
+      if (running()) return;
+      output = '';
+      child = spawn(
+        join(bindir as string, 'postgres'),
+        [
+          '-D',
+          dir,
+          '-p',
+          String(port),
+          '-c',
+          'listen_addresses=127.0.0.1',
+          '-c',
+          `unix_socket_directories=${socketDir}`,
+          '-c',
+          'fsync=off',
+          '-c',
+          'synchronous_commit=off',
+          '-c',
+          'full_page_writes=off',
+          '-c',
+          'shared_buffers=16MB',
+          '-c',
+          'max_connections=40',
+          '-c',
+          'wal_level=replica',
+          '-c',
+          'max_wal_senders=4',
+          '-c',
+          'wal_keep_size=64MB',
+          '-c',
+          'hot_standby=on',
+          '-c',
+          'wal_receiver_status_interval=1s',
+          '-c',
+          'logging_collector=off',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'], ...(who ?? {}) },
+      );
+      live.add(child);
+      const me = child;
+      me.once('exit', () => live.delete(me));
+      const collect = (chunk: Buffer) => {
+        if (output.length < 20_000) output += chunk;
+      };
+      me.stdout?.on('data', collect);
+      me.stderr?.on('data', collect);
+      await ready(30_000, () => psql('select 1') === '1');
+    },
+    async promote() {
+      run(who, 'pg_ctl', ['promote', '-D', dir, '-W']);
+      await ready(30_000, () => psql('select pg_is_in_recovery()') === 'f');
+    },
+    async rebuildAsReplicaOf(from: PgNode) {
+      await halt();
+      rmSync(dir, { recursive: true, force: true });
+      run(who, 'pg_basebackup', [
+        '-h',
+        from.host,
+        '-p',
+        String(from.port),
+        '-U',
+        'postgres',
+        '-D',
+        dir,
+        '-R',
+        '-X',
+        'stream',
+        '--checkpoint=fast',
+        '--no-sync',
+      ]);
+      await node.start();
+      await ready(30_000, () => psql('select status from pg_stat_wal_receiver') === 'streaming');
+    },
+    sql: (query: string) => psql(query),
+  };
+  return node;
+}
+
+// A test run that dies must not leave servers behind.
+process.once('exit', () => {
+  for (const child of live) if (child.pid !== undefined) signalTree(child.pid, 'SIGKILL');
+});
