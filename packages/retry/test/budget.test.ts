@@ -8,12 +8,14 @@ beforeAll(warmUp);
 const down = () => Promise.reject(new Error('down'));
 
 describe('retryBudget() arithmetic', () => {
-  it('allows ratio × calls + minPerSecond × ttl retries in the window', () => {
+  it('allows ratio × calls retries in the window, or minPerSecond × ttl when that is more', () => {
     const clock = new ManualClock(0);
     const budget = retryBudget({ ratio: 0.2, minPerSecond: 10, ttl: 1_000, clock });
     expect(budget.balance).toBe(10); // the floor, before any call
-    for (let i = 0; i < 50; i++) budget.deposit();
-    expect(budget.balance).toBe(20); // 0.2 × 50 + 10
+    for (let i = 0; i < 30; i++) budget.deposit();
+    expect(budget.balance).toBe(10); // 0.2 × 30 = 6 is under the floor: the floor stands
+    for (let i = 0; i < 70; i++) budget.deposit();
+    expect(budget.balance).toBe(20); // 0.2 × 100, and the floor is not added on top
     let granted = 0;
     while (budget.tryWithdraw()) granted++;
     expect(granted).toBe(20);
@@ -22,7 +24,7 @@ describe('retryBudget() arithmetic', () => {
       ratio: 0.2,
       minPerSecond: 10,
       ttl: 1_000,
-      calls: 50,
+      calls: 100,
       retries: 20,
       balance: 0,
       refused: 1,
@@ -161,7 +163,7 @@ describe('retry() with a budget', () => {
     };
     const own = retry({ clock, bus, maxAttempts: 4 });
     expect(own.budget?.snapshot()).toMatchObject({ ratio: 0.2, minPerSecond: 10, ttl: 1_000 });
-    expect(await run(own)).toBe(100 + 20 + 10);
+    expect(await run(own)).toBe(100 + 20); // 0.2 × 100 calls; the floor of 10 is less
     const none = retry({ clock, bus, maxAttempts: 4, budget: false });
     expect(none.budget).toBeUndefined();
     expect(await run(none)).toBe(400);
