@@ -145,7 +145,7 @@ describe('retry() with a budget', () => {
     expect(budget.snapshot()).toMatchObject({ calls: 2, retries: 3, refused: 2 });
   });
 
-  it('gives every retry() a budget of its own by default (ratio 0.2, 10 a second); budget: false has none', async () => {
+  it('gives every retry() a budget of its own by default (ratio 0.2, floor 2 a second); budget: false has none', async () => {
     const { clock, bus } = setup();
     const run = async (policy: ReturnType<typeof retry>) => {
       let attempts = 0;
@@ -162,8 +162,8 @@ describe('retry() with a budget', () => {
       return attempts;
     };
     const own = retry({ clock, bus, maxAttempts: 4 });
-    expect(own.budget?.snapshot()).toMatchObject({ ratio: 0.2, minPerSecond: 10, ttl: 1_000 });
-    expect(await run(own)).toBe(100 + 20); // 0.2 × 100 calls; the floor of 10 is less
+    expect(own.budget?.snapshot()).toMatchObject({ ratio: 0.2, minPerSecond: 2, ttl: 1_000 });
+    expect(await run(own)).toBe(100 + 20); // 0.2 × 100 calls; the floor of 2 is less
     const none = retry({ clock, bus, maxAttempts: 4, budget: false });
     expect(none.budget).toBeUndefined();
     expect(await run(none)).toBe(400);
