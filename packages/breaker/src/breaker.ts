@@ -158,7 +158,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     const state = this.#state === DISPOSED ? this.#lastState : this.#refresh(now);
     const w = this.#window;
     w.advance(now);
-    const stats = w.stats;
+    const totals = w.totals;
     const [p50, p95, p99] = w.latency([0.5, 0.95, 0.99]);
     const retryAt = state === OPEN ? this.#retryAt : null;
     return {
@@ -177,9 +177,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         successes: w.calls - w.failures,
         failures: w.failures,
         slow: w.slow,
-        timeouts: stats.timeouts,
-        rejects: stats.rejects,
-        fallbacks: stats.fallbacks,
+        timeouts: totals.timeouts,
+        rejects: totals.rejects,
+        fallbacks: totals.fallbacks,
         failureRate: w.calls === 0 ? 0 : w.failures / w.calls,
         slowCallRate: w.calls === 0 ? 0 : w.slow / w.calls,
       },
