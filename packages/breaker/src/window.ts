@@ -24,8 +24,18 @@ const SLOW = 2;
 const TIMEOUTS = 3;
 const REJECTS = 4;
 const FALLBACKS = 5;
-const HISTOGRAM = 6;
+/** Calls whose latency the bucket's histogram holds. */
+const TIMED = 6;
+const HISTOGRAM = 7;
 const BUCKET_SIZE = HISTOGRAM + BINS;
+
+/** A bucket's histogram takes every call's latency up to this many, then a sample. */
+const FULL_SAMPLE = 32;
+/** Past FULL_SAMPLE, about one call in this many (a power of two) is timed. */
+const SAMPLE_ONE_IN = 8;
+
+/** xorshift32 state: the sample is drawn at random, so no periodic pattern of calls can dodge it. */
+let seed = 0x9e3779b9;
 
 /**
  * The rolling window of one breaker: a ring of `buckets` time slices, each one typed array of
@@ -75,7 +85,24 @@ export class RollingWindow {
     for (let i = 0; i < n; i++) this.#rotate();
   }
 
-  /** Records a call that reached the downstream. `now` must have been passed to `advance`. */
+  /**
+   * Whether the next call's latency should be measured for the histograms: every call while
+   * the newest bucket holds fewer than 32, then about one in 8 at random. A clock read costs
+   * more than the rest of a successful call, and percentiles need no more than a sample.
+   */
+  wantsSample(): boolean {
+    const head = this.#buckets[this.#at];
+    if (head === undefined || (head[TIMED] as number) < FULL_SAMPLE) return true;
+    seed ^= seed << 13;
+    seed ^= seed >>> 17;
+    seed ^= seed << 5;
+    return (seed & (SAMPLE_ONE_IN - 1)) === 0;
+  }
+
+  /**
+   * Records a call that reached the downstream; `latency` is NaN when it was not measured.
+   * `now` must have been passed to `advance`.
+   */
   record(failure: boolean, slow: boolean, latency: number, timeout: boolean): void {
     const head = this.#head();
     head[CALLS]++;
@@ -89,7 +116,10 @@ export class RollingWindow {
       head[SLOW]++;
       this.slow++;
     }
-    head[HISTOGRAM + binOf(latency)]++;
+    if (latency === latency) {
+      head[TIMED]++;
+      head[HISTOGRAM + binOf(latency)]++;
+    }
   }
 
   /** Records a call refused while open, and whether a fallback served it. */
