@@ -165,5 +165,9 @@ export async function benchRetry(): Promise<void> {
       { name: 'holdfast retry({ budget: false })', call: () => oursNoBudget.execute(op) },
     ],
     calls: 1_000,
+    pairs: [
+      ['holdfast retry() (default budget)', 'cockatiel retry (maxAttempts 3, exponential)'],
+      ['holdfast retry() (default budget)', 'p-retry (retries: 2)'],
+    ],
   });
 }

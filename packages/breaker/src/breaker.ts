@@ -283,7 +283,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     const failure = outcome === 'failure';
     const slow = !failure && latency > this.#slowAfter;
     // A listener that came while an untimed call ran misses that call: there is no latency to give.
-    if (latency === latency) this.#emitOutcome(failure, slow, latency, now, ok, value);
+    if (!Number.isNaN(latency)) this.#emitOutcome(failure, slow, latency, now, ok, value);
     // The state moved on while the call ran (opened, closed by hand, disposed): not counted.
     if (!current) return;
     const w = this.#window;

@@ -105,28 +105,29 @@ export class RollingWindow {
    */
   record(failure: boolean, slow: boolean, latency: number, timeout: boolean): void {
     const head = this.#head();
-    head[CALLS]++;
+    head[CALLS] = (head[CALLS] as number) + 1;
     this.calls++;
     if (failure) {
-      head[FAILURES]++;
+      head[FAILURES] = (head[FAILURES] as number) + 1;
       this.failures++;
-      if (timeout) head[TIMEOUTS]++;
+      if (timeout) head[TIMEOUTS] = (head[TIMEOUTS] as number) + 1;
     }
     if (slow) {
-      head[SLOW]++;
+      head[SLOW] = (head[SLOW] as number) + 1;
       this.slow++;
     }
-    if (latency === latency) {
-      head[TIMED]++;
-      head[HISTOGRAM + binOf(latency)]++;
+    if (!Number.isNaN(latency)) {
+      head[TIMED] = (head[TIMED] as number) + 1;
+      const bin = HISTOGRAM + binOf(latency);
+      head[bin] = (head[bin] as number) + 1;
     }
   }
 
   /** Records a call refused while open, and whether a fallback served it. */
   reject(fallback: boolean): void {
     const head = this.#head();
-    head[REJECTS]++;
-    if (fallback) head[FALLBACKS]++;
+    head[REJECTS] = (head[REJECTS] as number) + 1;
+    if (fallback) head[FALLBACKS] = (head[FALLBACKS] as number) + 1;
   }
 
   /** Empties the window: a closed breaker starts afresh. */
