@@ -278,9 +278,18 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       if (probe && current) this.#probes--;
       return;
     }
+    const failure = outcome === 'failure';
+    if (!failure && !probe && Number.isNaN(start)) {
+      // An untimed success changes no state and needs no clock: it counts in the newest slice
+      // as of the last read, which a timed call (one in 8 at most) or a failure moved on.
+      if (current) {
+        this.#window.record(false, false, UNTIMED, false);
+        this.#consecutive = 0;
+      }
+      return;
+    }
     const now = this.#clock.now();
     const latency = now - start;
-    const failure = outcome === 'failure';
     const slow = !failure && latency > this.#slowAfter;
     // A listener that came while an untimed call ran misses that call: there is no latency to give.
     if (!Number.isNaN(latency)) this.#emitOutcome(failure, slow, latency, now, ok, value);

@@ -56,6 +56,8 @@ export class RollingWindow {
   #headStart: number;
   /** Ring slot of the newest bucket. */
   #at = 0;
+  /** Calls recorded without a clock read since the last `advance`: they may sit in a stale bucket. */
+  #unread = 0;
 
   constructor(duration: number, buckets: number, now: number, prime?: WindowCounts) {
     this.#buckets = new Array<Uint32Array | undefined>(buckets).fill(undefined);
@@ -77,6 +79,7 @@ export class RollingWindow {
 
   /** Rotates out every bucket that ended before `now`. */
   advance(now: number): void {
+    this.#unread = 0;
     const elapsed = now - this.#headStart;
     if (elapsed < this.#span) return;
     const steps = Math.floor(elapsed / this.#span);
@@ -87,12 +90,14 @@ export class RollingWindow {
 
   /**
    * Whether the next call's latency should be measured for the histograms: every call while
-   * the newest bucket holds fewer than 32, then about one in 8 at random. A clock read costs
+   * the newest bucket holds fewer than 32, then about one in 8 at random, and at least one in 9. A clock read costs
    * more than the rest of a successful call, and percentiles need no more than a sample.
    */
   wantsSample(): boolean {
     const head = this.#buckets[this.#at];
     if (head === undefined || (head[TIMED] as number) < FULL_SAMPLE) return true;
+    // At most SAMPLE_ONE_IN untimed calls in a row: the newest bucket is never more stale.
+    if (this.#unread >= SAMPLE_ONE_IN) return true;
     seed ^= seed << 13;
     seed ^= seed >>> 17;
     seed ^= seed << 5;
@@ -116,7 +121,8 @@ export class RollingWindow {
       head[SLOW] = (head[SLOW] as number) + 1;
       this.slow++;
     }
-    if (!Number.isNaN(latency)) {
+    if (Number.isNaN(latency)) this.#unread++;
+    else {
       head[TIMED] = (head[TIMED] as number) + 1;
       const bin = HISTOGRAM + binOf(latency);
       head[bin] = (head[bin] as number) + 1;

@@ -96,6 +96,17 @@ describe('latency sample on the real clock', () => {
     breaker.dispose();
   });
 
+  it('after an idle gap, at most 8 untimed successes land in a bucket that is already stale', async () => {
+    const breaker = circuitBreaker({ bus: createBus(), name: 'gap', window: { duration: 200, buckets: 10 } });
+    for (let i = 0; i < 3_000; i++) await breaker.execute(fast);
+    await new Promise((r) => setTimeout(r, 300)); // the whole window passes
+    for (let i = 0; i < 40; i++) await breaker.execute(fast);
+    const { calls } = breaker.snapshot().window;
+    expect(calls).toBeGreaterThanOrEqual(40 - 8);
+    expect(calls).toBeLessThanOrEqual(40);
+    breaker.dispose();
+  });
+
   it('times every call a listener or a slow-call rule needs', async () => {
     const bus = createBus();
     const latencies: number[] = [];
