@@ -85,7 +85,7 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
         format(at(ours)),
         peer,
         format(at(peer)),
-        `${median(pairRatios[i] ?? []).toFixed(2)}×`,
+        ratioText(median(pairRatios[i] ?? [])),
       ]),
     );
   }
@@ -109,6 +109,11 @@ export function printTable(title: string, rows: readonly Row[], headings: readon
   for (const row of rows) {
     console.log(`${row.name.padEnd(width)}  ${format(row.nsPerCall).padStart(10)}  ${row.ratio.toFixed(2)}×`);
   }
+}
+
+/** A ratio with two significant digits at least: 0.0021× is not 0.00×. */
+function ratioText(ratio: number): string {
+  return `${ratio >= 0.1 ? ratio.toFixed(2) : ratio.toPrecision(2)}×`;
 }
 
 export function format(ns: number): string {
