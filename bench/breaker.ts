@@ -50,6 +50,10 @@ async function successes(): Promise<Row[]> {
   const cockatiel = cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) });
   return compare({
     title: 'breaker: per successful call',
+    pairs: [
+      ['@holdfast/breaker', 'cockatiel, ConsecutiveBreaker'],
+      ['@holdfast/breaker', 'opossum, tuned'],
+    ],
     baseline: 'bare call',
     variants: [
       { name: 'bare call', call: op },
@@ -72,6 +76,10 @@ async function failures(): Promise<Row[]> {
   // at a fixed number of calls in the window.
   return compare({
     title: 'breaker: per failed call (breaker stays closed)',
+    pairs: [
+      ['@holdfast/breaker', 'cockatiel, ConsecutiveBreaker'],
+      ['@holdfast/breaker', 'opossum, tuned'],
+    ],
     baseline: 'bare call',
     variants: [
       { name: 'bare call', call: () => failing().catch(noop) },
@@ -174,6 +182,10 @@ async function rejections(): Promise<Row[]> {
   await cockatiel.execute(failing).catch(noop);
   return compare({
     title: 'breaker: per call rejected while open (caught)',
+    pairs: [
+      ['@holdfast/breaker', 'cockatiel, ConsecutiveBreaker'],
+      ['@holdfast/breaker', 'opossum, tuned'],
+    ],
     baseline: 'bare call',
     variants: [
       { name: 'bare call', call: () => failing().catch(noop) },
@@ -293,6 +305,20 @@ export async function benchBreaker(): Promise<void> {
     'breaker: targets',
     ['target', 'measured', ''],
     [
+      [
+        'successful call <= 1.25 × cockatiel',
+        `${oursOk.toFixed(0)} ns vs ${ns(ok, 'cockatiel, ConsecutiveBreaker').toFixed(0)} ns: ${(
+          oursOk / ns(ok, 'cockatiel, ConsecutiveBreaker')
+        ).toFixed(2)}×`,
+        mark(oursOk <= ns(ok, 'cockatiel, ConsecutiveBreaker') * 1.25),
+      ],
+      [
+        'memory per keyed breaker (10,000 in a registry) <= 2 KB',
+        `${Math.round((memory['holdfast-registry']?.heapBytes ?? Number.NaN) / KEYS)} B vs cockatiel ${Math.round(
+          (memory.cockatiel?.heapBytes ?? Number.NaN) / KEYS,
+        )} B`,
+        mark((memory['holdfast-registry']?.heapBytes ?? Number.POSITIVE_INFINITY) / KEYS <= 2_048),
+      ],
       [
         'successful call <= tuned opossum + 10%',
         `${oursOk.toFixed(0)} ns vs ${(tunedOk * 1.1).toFixed(0)} ns`,

@@ -51,5 +51,6 @@ export async function benchCore(): Promise<void> {
       { name: 'cockatiel timeout (cooperative)', call: () => theirs.execute(op) },
     ],
     calls: 500,
+    pairs: [['holdfast timeout (cooperative)', 'cockatiel timeout (cooperative)']],
   });
 }

@@ -4,7 +4,7 @@ import { failover } from '@holdfast/failover';
 import { makeBalancer } from '../packages/failover/src/balancer.js';
 import { EndpointState } from '../packages/failover/src/endpoint.js';
 import { hashString } from '../packages/failover/src/hash.js';
-import { compare } from './harness.js';
+import { compare, printRows, type Row } from './harness.js';
 
 const balancers = ['round-robin', 'least-connections', 'consistent-hash', 'p2c-ewma'] as const;
 
@@ -20,12 +20,13 @@ function endpoints(n: number, weighted: boolean): EndpointState[] {
 
 /** The cost of one endpoint pick, per balancer, with 3 and with 100 endpoints; then of a whole call. */
 export async function benchFailover(): Promise<void> {
+  const byCount: Record<number, Row[]> = {};
   for (const n of [3, 100]) {
     const list = endpoints(n, false);
     const weighted = endpoints(n, true);
     const keys = Array.from({ length: 1024 }, (_, i) => `user-${i}`);
     let k = 0;
-    await compare({
+    byCount[n] = await compare({
       title: `failover: one endpoint pick, ${n} endpoints`,
       baseline: 'bare call',
       variants: [
@@ -41,6 +42,18 @@ export async function benchFailover(): Promise<void> {
       ],
     });
   }
+  const names = (byCount[3] ?? []).filter((r) => r.name !== 'bare call').map((r) => r.name);
+  const ns = (n: number, name: string) => byCount[n]?.find((r) => r.name === name)?.nsPerCall ?? Number.NaN;
+  printRows(
+    'failover: a pick with 100 endpoints against one with 3 (goal for consistent-hash: ≤ 1.3×)',
+    ['balancer', '3 endpoints', '100 endpoints', '100 / 3', 'goal'],
+    names.map((name) => {
+      const ratio = ns(100, name) / ns(3, name);
+      const goal = name.startsWith('consistent-hash') ? (ratio <= 1.3 ? 'met' : 'MISSED') : '';
+      return [name, `${ns(3, name).toFixed(0)} ns`, `${ns(100, name).toFixed(0)} ns`, `${ratio.toFixed(2)}×`, goal];
+    }),
+  );
+  console.log('(per call, the harness awaiting each pick included: the bare call row is that cost)');
   const bus = createBus();
   const sets = Object.fromEntries(
     balancers.map((balancer) => [balancer, failover({ bus, balancer, endpoints: ['a', 'b', 'c'] })]),

@@ -17,6 +17,11 @@ export interface CompareOptions {
   readonly rounds?: number;
   /** Time per task per round, in ms. @default 150 */
   readonly time?: number;
+  /**
+   * [holdfast variant, peer variant] pairs: each is printed with its ratio, the median of the
+   * ratios measured within each round (both ran in the same round, so drift cancels).
+   */
+  readonly pairs?: readonly (readonly [string, string])[];
 }
 
 export interface Row {
@@ -35,6 +40,7 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
   const rounds = options.rounds ?? 5;
   const perRound: Record<string, number[]> = {};
   const ratios: Record<string, number[]> = {};
+  const pairRatios: number[][] = (options.pairs ?? []).map(() => []);
   for (let round = 0; round < rounds; round++) {
     const order = variants.map((_, i) => variants[(i + round) % variants.length] as Variant);
     const bench = new Bench({ time: options.time ?? 150, warmup: true, warmupTime: 30 });
@@ -57,6 +63,9 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
       (perRound[name] ??= []).push(value);
       (ratios[name] ??= []).push(value / base);
     }
+    for (const [i, [ours, peer]] of (options.pairs ?? []).entries()) {
+      pairRatios[i]?.push((ns[ours] ?? Number.NaN) / (ns[peer] ?? Number.NaN));
+    }
   }
   const rows = variants.map((v) => ({
     name: v.name,
@@ -65,6 +74,21 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
   }));
   printTable(options.title, rows, ['per call', `× ${baseline}`]);
   console.log(`(median of ${rounds} rounds, ${calls} calls a sample, order rotated each round)`);
+  const pairs = options.pairs ?? [];
+  if (pairs.length > 0) {
+    const at = (name: string) => rows.find((r) => r.name === name)?.nsPerCall ?? Number.NaN;
+    printRows(
+      `${options.title}: holdfast against the peer, same rounds`,
+      ['holdfast', 'per call', 'peer', 'per call', 'holdfast / peer'],
+      pairs.map(([ours, peer], i) => [
+        ours,
+        format(at(ours)),
+        peer,
+        format(at(peer)),
+        ratioText(median(pairRatios[i] ?? [])),
+      ]),
+    );
+  }
   return rows;
 }
 
@@ -87,7 +111,12 @@ export function printTable(title: string, rows: readonly Row[], headings: readon
   }
 }
 
-function format(ns: number): string {
+/** A ratio with two significant digits at least: 0.0021× is not 0.00×. */
+function ratioText(ratio: number): string {
+  return `${ratio >= 0.1 ? ratio.toFixed(2) : ratio.toPrecision(2)}×`;
+}
+
+export function format(ns: number): string {
   return ns >= 1000 ? `${(ns / 1000).toFixed(2)} µs` : `${ns.toFixed(0)} ns`;
 }
 

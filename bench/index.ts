@@ -6,10 +6,14 @@ import { benchFailover } from './failover.js';
 import { benchHttp } from './http.js';
 import { benchIdempotency } from './idempotency.js';
 import { benchOtel } from './otel.js';
+import { benchPipeline } from './pipeline.js';
 import { benchRetry } from './retry.js';
 
 const suites: Record<string, () => Promise<void>> = {
   core: benchCore,
+  pipeline: async () => {
+    await benchPipeline();
+  },
   failover: benchFailover,
   idempotency: benchIdempotency,
   http: benchHttp,

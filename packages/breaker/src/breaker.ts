@@ -41,6 +41,8 @@ const stateNames: readonly BreakerState[] = ['closed', 'open', 'halfOpen', 'isol
 type OpenReason = 'failureRate' | 'slowCallRate' | 'consecutiveFailures' | 'halfOpenFailure' | 'manual' | 'restored';
 
 const NO_FALLBACK: unique symbol = Symbol('no fallback');
+/** The start time of a call whose latency is not measured: every latency computed from it is NaN. */
+const UNTIMED = Number.NaN;
 const ResponseClass: typeof Response | undefined = globalThis.Response;
 
 /**
@@ -60,6 +62,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   readonly #slowAfter: number;
   readonly #slowRate: number;
   readonly #consecutiveLimit: number;
+  /** Every call's latency is needed: a slow-call rule, or a clock that costs nothing to read. */
+  readonly #timeAll: boolean;
   readonly #window: RollingWindow;
   readonly #unregister: Unregister | undefined;
   /** Made on the first refusal: most breakers never refuse a call. */
@@ -89,6 +93,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#failureRate = consecutive === undefined ? (config.failureRateThreshold ?? 0.5) : Number.POSITIVE_INFINITY;
     this.#slowAfter = config.slowCall?.duration ?? Number.POSITIVE_INFINITY;
     this.#slowRate = config.slowCall?.rateThreshold ?? Number.POSITIVE_INFINITY;
+    this.#timeAll = config.slowCall !== undefined || this.#clock !== realClock;
     const now = this.#clock.now();
     const prime = restore && now - restore.time < config.window.duration ? countsOf(restore) : undefined;
     this.#window = new RollingWindow(config.window.duration, config.window.buckets, now, prime);
@@ -117,8 +122,24 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
    * `BrokenCircuitError` (or serves the `fallback`) without running it.
    */
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-    if (this.#state === CLOSED) return this.#call(fn, options, this.#clock.now(), this.#generation, false);
+    if (this.#state === CLOSED) return this.#call(fn, options, this.#startTime(), this.#generation, false);
     return this.#gate(fn, options);
+  }
+
+  /**
+   * When a closed breaker's call starts, if its latency is wanted: by the slow-call rule, by a
+   * listener (the outcome events carry it), or for the sample the latency percentiles come from.
+   */
+  #startTime(): number {
+    if (
+      this.#timeAll ||
+      this.#window.wantsSample() ||
+      this.#bus.wants('breaker.success') ||
+      this.#bus.wants('breaker.failure')
+    ) {
+      return this.#clock.now();
+    }
+    return UNTIMED;
   }
 
   /** Opens the breaker by hand, for `openFor`; then it probes as usual. */
@@ -158,7 +179,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     const state = this.#state === DISPOSED ? this.#lastState : this.#refresh(now);
     const w = this.#window;
     w.advance(now);
-    const stats = w.stats;
+    const totals = w.totals;
     const [p50, p95, p99] = w.latency([0.5, 0.95, 0.99]);
     const retryAt = state === OPEN ? this.#retryAt : null;
     return {
@@ -177,9 +198,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         successes: w.calls - w.failures,
         failures: w.failures,
         slow: w.slow,
-        timeouts: stats.timeouts,
-        rejects: stats.rejects,
-        fallbacks: stats.fallbacks,
+        timeouts: totals.timeouts,
+        rejects: totals.rejects,
+        fallbacks: totals.fallbacks,
         failureRate: w.calls === 0 ? 0 : w.failures / w.calls,
         slowCallRate: w.calls === 0 ? 0 : w.slow / w.calls,
       },
@@ -257,11 +278,21 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       if (probe && current) this.#probes--;
       return;
     }
+    const failure = outcome === 'failure';
+    if (!failure && !probe && Number.isNaN(start)) {
+      // An untimed success changes no state and needs no clock: it counts in the newest slice
+      // as of the last read, which a timed call (one in 8 at most) or a failure moved on.
+      if (current) {
+        this.#window.record(false, false, UNTIMED, false);
+        this.#consecutive = 0;
+      }
+      return;
+    }
     const now = this.#clock.now();
     const latency = now - start;
-    const failure = outcome === 'failure';
     const slow = !failure && latency > this.#slowAfter;
-    this.#emitOutcome(failure, slow, latency, now, ok, value);
+    // A listener that came while an untimed call ran misses that call: there is no latency to give.
+    if (!Number.isNaN(latency)) this.#emitOutcome(failure, slow, latency, now, ok, value);
     // The state moved on while the call ran (opened, closed by hand, disposed): not counted.
     if (!current) return;
     const w = this.#window;
@@ -290,7 +321,10 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #judge(ok: boolean, value: unknown): Outcome {
     const judge = this.#isFailure;
     if (judge === undefined) {
-      if (ok && !(ResponseClass !== undefined && value instanceof ResponseClass)) return 'success';
+      // Only an object can be a Response: most results skip the instanceof.
+      if (ok && (typeof value !== 'object' || value === null || !(ResponseClass && value instanceof ResponseClass))) {
+        return 'success';
+      }
       return defaultIsFailure(ok ? { ok, result: value } : { ok: false, error: value });
     }
     try {

@@ -1,5 +1,5 @@
 /**
- * Circuit breakers on opossum: per-key registries, slow-call detection, snapshots and restore.
+ * Circuit breakers: per-key registries, slow-call detection, snapshots and restore.
  * @module @holdfast/breaker
  */
 export { CircuitBreakerPolicy, circuitBreaker } from './breaker.js';

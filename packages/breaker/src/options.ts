@@ -39,7 +39,11 @@ export const breakerSnapshotSchema = z.object({
     failureRate: z.number(),
     slowCallRate: z.number(),
   }),
-  /** Latency of the calls in the window, in ms, from a fixed-size histogram (within ~20%). */
+  /**
+   * Latency of the calls in the window, in ms, from a fixed-size histogram (within ~20%). On the
+   * real clock, past 32 calls a slice, from a random sample of one call in 8 (every call with a
+   * `slowCall` rule or an outcome listener).
+   */
   latency: z.object({ p50: z.number().nullable(), p95: z.number().nullable(), p99: z.number().nullable() }),
 });
 

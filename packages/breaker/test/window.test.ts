@@ -1,6 +1,8 @@
+import { createBus } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { binOf, binValue, quantiles } from '../src/histogram.js';
-import { after, failTimes, setup, succeed } from './support.js';
+import { circuitBreaker } from '../src/index.js';
+import { after, fail, failTimes, setup, succeed } from './support.js';
 
 describe('rolling window', () => {
   it('catches up after an idle gap: an hour-old failure does not count', async () => {
@@ -76,5 +78,56 @@ describe('latency histogram', () => {
     expect(p50).toBe(binValue(binOf(10)));
     expect(p99).toBe(binValue(binOf(10)));
     expect(p100).toBe(binValue(42));
+  });
+});
+
+describe('latency sample on the real clock', () => {
+  const fast = async () => 'ok';
+
+  it('counts every call though only a sample is timed, and still reports percentiles', async () => {
+    const bus = createBus();
+    const breaker = circuitBreaker({ bus, name: 'sampled', minimumCalls: 1_000_000 });
+    for (let i = 0; i < 5_000; i++) await breaker.execute(fast);
+    for (let i = 0; i < 100; i++) await breaker.execute(fail()).catch(() => {});
+    const snap = breaker.snapshot();
+    expect(snap.window).toMatchObject({ calls: 5_100, successes: 5_000, failures: 100 });
+    expect(snap.latency.p50).not.toBeNull();
+    expect(snap.latency.p99).not.toBeNull();
+    breaker.dispose();
+  });
+
+  it('after an idle gap, at most 8 untimed successes land in a bucket that is already stale', async () => {
+    const breaker = circuitBreaker({ bus: createBus(), name: 'gap', window: { duration: 200, buckets: 10 } });
+    for (let i = 0; i < 3_000; i++) await breaker.execute(fast);
+    await new Promise((r) => setTimeout(r, 300)); // the whole window passes
+    for (let i = 0; i < 40; i++) await breaker.execute(fast);
+    const { calls } = breaker.snapshot().window;
+    expect(calls).toBeGreaterThanOrEqual(40 - 8);
+    expect(calls).toBeLessThanOrEqual(40);
+    breaker.dispose();
+  });
+
+  it('times every call a listener or a slow-call rule needs', async () => {
+    const bus = createBus();
+    const latencies: number[] = [];
+    bus.on('breaker.success', (e) => latencies.push(e.latency));
+    const listened = circuitBreaker({ bus, name: 'listened' });
+    for (let i = 0; i < 500; i++) await listened.execute(fast);
+    expect(latencies).toHaveLength(500);
+    for (const ms of latencies) expect(Number.isFinite(ms)).toBe(true);
+
+    const quiet = createBus();
+    const slowRule = circuitBreaker({
+      bus: quiet,
+      name: 'slow-rule',
+      slowCall: { duration: 5, rateThreshold: 0.5 },
+      minimumCalls: 4,
+    });
+    for (let i = 0; i < 200; i++) await slowRule.execute(fast);
+    // Every slow call is seen, none left out of a sample.
+    for (let i = 0; i < 4; i++) await slowRule.execute(() => new Promise((r) => setTimeout(r, 20)));
+    expect(slowRule.snapshot().window.slow).toBeGreaterThanOrEqual(4);
+    listened.dispose();
+    slowRule.dispose();
   });
 });

@@ -44,11 +44,18 @@ export const channelPrefix = 'holdfast:';
 
 type Slot = readonly AnyListener[];
 
-class EventBus implements Bus {
+/** One event type on one bus: its listeners and its diagnostics_channel, found by one lookup. */
+interface Topic {
   // Arrays are replaced, never mutated, so an emit iterates a stable list without copying.
-  readonly #byType: Partial<Record<EventType, Slot>> = Object.create(null);
+  listeners: Slot | undefined;
+  readonly channel: Channel;
+}
+
+class EventBus implements Bus {
+  // A Map, not an object keyed by type: `wants()` runs on every call of every policy, and a
+  // Map lookup stays fast where an object that had keys deleted turns into a slow dictionary.
+  readonly #topics = new Map<EventType, Topic>();
   #any: Slot = [];
-  readonly #channels: Partial<Record<EventType, Channel>> = Object.create(null);
   readonly #onListenerError: (error: unknown, event: HoldfastEvent, listener: AnyListener) => void;
 
   constructor(options: BusOptions = {}) {
@@ -76,15 +83,16 @@ class EventBus implements Bus {
   }
 
   wants(type: EventType): boolean {
-    return this.#byType[type] !== undefined || this.#any.length > 0 || this.#channel(type).hasSubscribers;
+    const topic = this.#topic(type);
+    return topic.listeners !== undefined || this.#any.length > 0 || topic.channel.hasSubscribers;
   }
 
   emit(event: HoldfastEvent): void {
-    const typed = this.#byType[event.type];
+    const topic = this.#topic(event.type);
+    const typed = topic.listeners;
     if (typed !== undefined) this.#call(typed, event);
     if (this.#any.length > 0) this.#call(this.#any, event);
-    const ch = this.#channel(event.type);
-    if (ch.hasSubscribers) ch.publish(event);
+    if (topic.channel.hasSubscribers) topic.channel.publish(event);
   }
 
   #call(listeners: Slot, event: HoldfastEvent): void {
@@ -101,29 +109,31 @@ class EventBus implements Bus {
     }
   }
 
-  #channel(type: EventType): Channel {
-    let ch = this.#channels[type];
-    if (ch === undefined) {
-      ch = channel(channelPrefix + type);
-      this.#channels[type] = ch;
+  #topic(type: EventType): Topic {
+    let topic = this.#topics.get(type);
+    if (topic === undefined) {
+      topic = { listeners: undefined, channel: channel(channelPrefix + type) };
+      this.#topics.set(type, topic);
     }
-    return ch;
+    return topic;
   }
 
   #add(type: EventType | '*', listener: AnyListener): void {
     if (type === '*') this.#any = [...this.#any, listener];
-    else this.#byType[type] = [...(this.#byType[type] ?? []), listener];
+    else {
+      const topic = this.#topic(type);
+      topic.listeners = [...(topic.listeners ?? []), listener];
+    }
   }
 
   #remove(type: EventType | '*', listener: AnyListener): void {
-    const current = type === '*' ? this.#any : this.#byType[type];
+    const current = type === '*' ? this.#any : this.#topic(type).listeners;
     if (current === undefined) return;
     const at = current.indexOf(listener);
     if (at === -1) return;
     const next = current.filter((_, i) => i !== at);
     if (type === '*') this.#any = next;
-    else if (next.length === 0) delete this.#byType[type];
-    else this.#byType[type] = next;
+    else this.#topic(type).listeners = next.length === 0 ? undefined : next;
   }
 }
 

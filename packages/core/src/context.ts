@@ -13,13 +13,28 @@ export class CallScope implements CallContext {
   #aborted = false;
   #reason: unknown;
   #hooks: AbortHook[] | undefined;
+  // An outer scope holds its inner ones in a list threaded through them: linking and unlinking
+  // a scope costs a few field writes, no closure and no array.
+  #parent: CallScope | undefined;
+  #prev: CallScope | undefined;
+  #next: CallScope | undefined;
+  #children: CallScope | undefined;
+  /** Detaches from a caller's plain AbortSignal. */
   #unlink: (() => void) | undefined;
 
   constructor(parent: ExecuteOptions | undefined, attempt?: number) {
     this.attempt = attempt ?? attemptOf(parent);
     if (parent instanceof CallScope) {
-      if (parent.aborted) this.abort(parent.reason);
-      else this.#unlink = parent.onAbort((reason) => this.abort(reason));
+      if (parent.#aborted) this.abort(parent.#reason);
+      else {
+        this.#parent = parent;
+        const first = parent.#children;
+        if (first !== undefined) {
+          first.#prev = this;
+          this.#next = first;
+        }
+        parent.#children = this;
+      }
     } else if (parent?.signal !== undefined) {
       const outer = parent.signal;
       if (outer.aborted) this.abort(outer.reason);
@@ -49,12 +64,23 @@ export class CallScope implements CallContext {
     return this.#reason;
   }
 
-  /** Aborts the scope (and its signal, if made) with `reason`; later calls do nothing. */
+  /** Aborts the scope (and its signal, if made, and its inner scopes) with `reason`; later calls do nothing. */
   abort(reason: unknown): void {
     if (this.#aborted) return;
     this.#aborted = true;
     this.#reason = reason;
+    this.#detach();
     this.#controller?.abort(reason);
+    let child = this.#children;
+    this.#children = undefined;
+    while (child !== undefined) {
+      const next = child.#next;
+      child.#parent = undefined;
+      child.#prev = undefined;
+      child.#next = undefined;
+      child.abort(reason);
+      child = next;
+    }
     const hooks = this.#hooks;
     this.#hooks = undefined;
     if (hooks) for (const hook of hooks) hook(reason);
@@ -76,11 +102,27 @@ export class CallScope implements CallContext {
     };
   }
 
-  /** Detaches from the caller's signal. Call once the call has settled. */
+  /** Detaches from the caller's signal or outer scope. Call once the call has settled. */
   release(): void {
+    this.#detach();
     const unlink = this.#unlink;
+    if (unlink === undefined) return;
     this.#unlink = undefined;
-    unlink?.();
+    unlink();
+  }
+
+  /** Leaves the outer scope's list of inner scopes. */
+  #detach(): void {
+    const parent = this.#parent;
+    if (parent === undefined) return;
+    this.#parent = undefined;
+    const prev = this.#prev;
+    const next = this.#next;
+    if (prev === undefined) parent.#children = next;
+    else prev.#next = next;
+    if (next !== undefined) next.#prev = prev;
+    this.#prev = undefined;
+    this.#next = undefined;
   }
 }
 

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { type Bus, bus as globalBus } from './bus.js';
 import { type Clock, realClock } from './clock.js';
 import { CallScope } from './context.js';
+import { type Deadline, DeadlineQueue } from './deadlines.js';
 import { TimeoutError } from './errors.js';
 import { busOption, clockOption, nameOption, parseOptions } from './options.js';
 import { type ExecuteOptions, invoke, type Operation, type Policy } from './policy.js';
@@ -51,13 +52,18 @@ export function timeout(ms: number, options: TimeoutOptions = {}): Policy {
 }
 
 class TimeoutPolicy implements Policy {
+  /** Every pending deadline of this policy, behind one timer. */
+  readonly #deadlines: DeadlineQueue<CallScope>;
+
   constructor(
     readonly ms: number,
     readonly aggressive: boolean,
     readonly name: string,
     readonly bus: Bus,
     readonly clock: Clock,
-  ) {}
+  ) {
+    this.#deadlines = new DeadlineQueue(ms, clock, (scope) => this.#expire(scope));
+  }
 
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     const scope = new CallScope(options);
@@ -69,30 +75,24 @@ class TimeoutPolicy implements Policy {
   }
 
   async #cooperate<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
-    let expired: TimeoutError | undefined;
-    const timer = this.clock.setTimeout(
-      () => {
-        expired = this.#expire(scope);
-      },
-      this.ms,
-      { ref: true },
-    );
+    const deadline = this.#deadlines.add(scope);
     try {
       return await fn(scope);
     } catch (error) {
-      if (expired === undefined || error === expired) throw error;
+      // Not expired, or the function passed on the abort reason: the error stands.
+      if (deadline.pending || error === scope.reason) throw error;
       throw new TimeoutError(this.name, this.ms, { cause: error });
     } finally {
-      this.clock.clearTimeout(timer);
+      this.#deadlines.cancel(deadline);
       scope.release();
     }
   }
 
   #race<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = this.clock.setTimeout(() => this.#expire(scope), this.ms, { ref: true });
+      const deadline: Deadline<CallScope> = this.#deadlines.add(scope);
       const done = () => {
-        this.clock.clearTimeout(timer);
+        this.#deadlines.cancel(deadline);
         stopListening();
         scope.release();
       };

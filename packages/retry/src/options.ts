@@ -91,7 +91,7 @@ export const retryOptionsSchema = z.strictObject({
   /**
    * The retry budget to draw retries from; share one between the policies of a downstream.
    * `false` for none (every retryable failure is retried up to maxAttempts).
-   * @default a budget of its own: ratio 0.2, 10 per second
+   * @default a budget of its own: ratio 0.2, floor 2 per second
    */
   budget: budgetOption.optional(),
   /** The random source of the jitter, in [0, 1). Tests pass a seeded one. @default Math.random */
@@ -112,8 +112,11 @@ export type ParsedRetryOptions = z.output<typeof retryOptionsSchema>;
 export const retryBudgetOptionsSchema = z.strictObject({
   /** Retries may be at most this share of the calls made in the last `ttl`. @default 0.2 */
   ratio: z.number().finite().min(0).max(10).default(0.2),
-  /** A floor for quiet services: this many retries a second are allowed whatever the ratio. @default 10 */
-  minPerSecond: z.number().finite().nonnegative().default(10),
+  /**
+   * A floor for quiet services: this many retries a second are allowed even when ratio × calls
+   * is fewer. It stands in for the ratio, it is not added to it. @default 2
+   */
+  minPerSecond: z.number().finite().nonnegative().default(2),
   /**
    * How long a call or a retry counts, in ms (1 to 60 s). It is also the longest burst the
    * budget lets through when an outage starts: ratio × the calls of one ttl. @default 1_000

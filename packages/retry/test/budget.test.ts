@@ -8,12 +8,14 @@ beforeAll(warmUp);
 const down = () => Promise.reject(new Error('down'));
 
 describe('retryBudget() arithmetic', () => {
-  it('allows ratio × calls + minPerSecond × ttl retries in the window', () => {
+  it('allows ratio × calls retries in the window, or minPerSecond × ttl when that is more', () => {
     const clock = new ManualClock(0);
     const budget = retryBudget({ ratio: 0.2, minPerSecond: 10, ttl: 1_000, clock });
     expect(budget.balance).toBe(10); // the floor, before any call
-    for (let i = 0; i < 50; i++) budget.deposit();
-    expect(budget.balance).toBe(20); // 0.2 × 50 + 10
+    for (let i = 0; i < 30; i++) budget.deposit();
+    expect(budget.balance).toBe(10); // 0.2 × 30 = 6 is under the floor: the floor stands
+    for (let i = 0; i < 70; i++) budget.deposit();
+    expect(budget.balance).toBe(20); // 0.2 × 100, and the floor is not added on top
     let granted = 0;
     while (budget.tryWithdraw()) granted++;
     expect(granted).toBe(20);
@@ -22,7 +24,7 @@ describe('retryBudget() arithmetic', () => {
       ratio: 0.2,
       minPerSecond: 10,
       ttl: 1_000,
-      calls: 50,
+      calls: 100,
       retries: 20,
       balance: 0,
       refused: 1,
@@ -143,7 +145,7 @@ describe('retry() with a budget', () => {
     expect(budget.snapshot()).toMatchObject({ calls: 2, retries: 3, refused: 2 });
   });
 
-  it('gives every retry() a budget of its own by default (ratio 0.2, 10 a second); budget: false has none', async () => {
+  it('gives every retry() a budget of its own by default (ratio 0.2, floor 2 a second); budget: false has none', async () => {
     const { clock, bus } = setup();
     const run = async (policy: ReturnType<typeof retry>) => {
       let attempts = 0;
@@ -160,10 +162,86 @@ describe('retry() with a budget', () => {
       return attempts;
     };
     const own = retry({ clock, bus, maxAttempts: 4 });
-    expect(own.budget?.snapshot()).toMatchObject({ ratio: 0.2, minPerSecond: 10, ttl: 1_000 });
-    expect(await run(own)).toBe(100 + 20 + 10);
+    expect(own.budget?.snapshot()).toMatchObject({ ratio: 0.2, minPerSecond: 2, ttl: 1_000 });
+    expect(await run(own)).toBe(100 + 20); // 0.2 × 100 calls; the floor of 2 is less
     const none = retry({ clock, bus, maxAttempts: 4, budget: false });
     expect(none.budget).toBeUndefined();
     expect(await run(none)).toBe(400);
+  });
+});
+
+describe('retryBudget() under a total outage, by traffic', () => {
+  /**
+   * `rate` calls a second for `seconds` to a backend that always fails, 4 attempts each, on a
+   * ManualClock shared by the policy and the budget. Returns backend attempts per call.
+   */
+  async function outage(rate: number, seconds: number, budget?: ReturnType<typeof retryBudget>): Promise<number> {
+    const { clock, bus } = setup(0);
+    const policy = retry({ clock, bus, maxAttempts: 4, budget: budget ?? retryBudget({ clock }) });
+    const perStep = Math.max(1, Math.round(rate / 1_000));
+    const stepMs = Math.max(1, Math.round(1_000 / rate));
+    let attempts = 0;
+    const calls: Promise<unknown>[] = [];
+    for (let i = 0; i < rate * seconds; i++) {
+      calls.push(
+        policy
+          .execute(() => {
+            attempts++;
+            return down();
+          })
+          .catch(() => {}),
+      );
+      if ((i + 1) % perStep === 0) await clock.advance(stepMs);
+    }
+    await finish(clock);
+    await Promise.all(calls);
+    return attempts / (rate * seconds);
+  }
+
+  it.each([100, 1_000, 5_000])(
+    'caps a storm at %i calls a second to 1.2× the load with the default budget',
+    async (rate) => {
+      const amplification = await outage(rate, 2);
+      expect(amplification).toBeGreaterThanOrEqual(1.19); // the budget's retries were made
+      expect(amplification).toBeLessThanOrEqual(1.2 + 1e-9);
+    },
+  );
+
+  it('still retries a quiet service: 1 call a second that fails gets every retry it asks for', async () => {
+    // 0.2 × 1 call allows no retry; the floor of 2 a second does.
+    const { clock, bus } = setup(0);
+    const policy = retry({ clock, bus, maxAttempts: 2 });
+    for (let i = 0; i < 5; i++) {
+      let attempts = 0;
+      const call = policy.execute(() => {
+        attempts++;
+        return attempts === 1 ? down() : 'ok';
+      });
+      await finish(clock);
+      await expect(call).resolves.toBe('ok');
+      expect(attempts).toBe(2);
+      await clock.advance(1_000);
+    }
+  });
+
+  it('never lets the floor stack on the ratio: retries in any ttl stay within max(ratio × calls, floor)', async () => {
+    const clock = new ManualClock(0);
+    const budget = retryBudget({ ratio: 0.2, minPerSecond: 10, ttl: 1_000, clock });
+    for (const calls of [0, 10, 49, 50, 51, 200, 1_000]) {
+      const b = retryBudget({ ratio: 0.2, minPerSecond: 10, ttl: 1_000, clock });
+      for (let i = 0; i < calls; i++) b.deposit();
+      let granted = 0;
+      while (b.tryWithdraw()) granted++;
+      expect(granted).toBe(Math.max(Math.floor(0.2 * calls + 1e-9), 10));
+    }
+    expect(budget.balance).toBe(10);
+  });
+
+  it('counts deposits on the real clock, though it reads the clock once in 8 of them', () => {
+    const budget = retryBudget({ ratio: 0.5, minPerSecond: 0 });
+    for (let i = 0; i < 100; i++) budget.deposit();
+    // All within one ttl: none has left the window, so none is lost by the skipped reads.
+    expect(budget.snapshot()).toMatchObject({ calls: 100, balance: 50 });
+    budget.dispose();
   });
 });

@@ -1,0 +1,144 @@
+import { type Clock, realClock, type TimerHandle } from './clock.js';
+
+/** One pending deadline: a node of the queue's list, unlinked when its call settles or it expires. */
+export class Deadline<S = unknown> {
+  /** When it expires, on the queue's time source. */
+  readonly at: number;
+  readonly subject: S;
+  prev: Deadline<S> | undefined;
+  next: Deadline<S> | undefined;
+  /** In the queue: neither expired nor cancelled. */
+  pending = true;
+
+  constructor(at: number, subject: S) {
+    this.at = at;
+    this.subject = subject;
+  }
+}
+
+/**
+ * Deadlines of one duration behind one timer. Each `add` appends to a list kept in order of
+ * expiry (every deadline is `ms` after its start, and time only moves forward), `cancel`
+ * unlinks in O(1), and the one timer is armed for the head. A call that settles before its
+ * deadline costs no timer of its own: Node makes and deletes a timer list whenever the last
+ * timer of a duration goes, which a per-call setTimeout/clearTimeout pays on every call.
+ *
+ * The timer keeps the process alive only while some deadline is pending: on the real clock
+ * it is unref'd when the queue empties (and left to fire, harmlessly); on any other clock it
+ * is cleared then. A deadline never fires early: the timer re-arms for what is left of the
+ * head's time when it wakes before it.
+ */
+export class DeadlineQueue<S> {
+  readonly #ms: number;
+  readonly #clock: Clock;
+  readonly #onExpire: (subject: S) => void;
+  readonly #real: boolean;
+  readonly #now: () => number;
+  readonly #fire = () => this.#expireDue();
+  #head: Deadline<S> | undefined;
+  #tail: Deadline<S> | undefined;
+  #timer: TimerHandle | undefined;
+  /** The timer is armed and has not fired. */
+  #armed = false;
+  /** The real-clock timer holds the process open. */
+  #refed = false;
+  #size = 0;
+
+  constructor(ms: number, clock: Clock, onExpire: (subject: S) => void) {
+    this.#ms = ms;
+    this.#clock = clock;
+    this.#onExpire = onExpire;
+    this.#real = clock === realClock;
+    // The real clock measures deadlines on the monotonic clock: a wall-clock step cannot stall them.
+    this.#now = this.#real ? performance.now.bind(performance) : () => clock.now();
+  }
+
+  /** Deadlines pending now. */
+  get size(): number {
+    return this.#size;
+  }
+
+  /** Starts a deadline `ms` from now; `onExpire(subject)` runs then unless it is cancelled first. */
+  add(subject: S): Deadline<S> {
+    const deadline = new Deadline(this.#now() + this.#ms, subject);
+    this.#size++;
+    const tail = this.#tail;
+    if (tail === undefined) {
+      this.#head = deadline;
+      this.#tail = deadline;
+      if (!this.#armed) this.#arm(this.#ms);
+      else if (this.#real && !this.#refed) {
+        (this.#timer as NodeJS.Timeout).ref();
+        this.#refed = true;
+      }
+    } else {
+      tail.next = deadline;
+      deadline.prev = tail;
+      this.#tail = deadline;
+    }
+    return deadline;
+  }
+
+  /** Drops a deadline whose call settled; one that already expired is ignored. */
+  cancel(deadline: Deadline<S>): void {
+    if (!deadline.pending) return;
+    this.#unlink(deadline);
+    if (this.#head === undefined) this.#idle();
+  }
+
+  #unlink(deadline: Deadline<S>): void {
+    deadline.pending = false;
+    this.#size--;
+    const { prev, next } = deadline;
+    if (prev === undefined) this.#head = next;
+    else prev.next = next;
+    if (next === undefined) this.#tail = prev;
+    else next.prev = prev;
+    deadline.prev = undefined;
+    deadline.next = undefined;
+  }
+
+  /** Nothing pending: the timer must not hold the process open. */
+  #idle(): void {
+    if (!this.#armed) return;
+    if (this.#real) {
+      if (this.#refed) {
+        (this.#timer as NodeJS.Timeout).unref();
+        this.#refed = false;
+      }
+      return;
+    }
+    this.#clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#armed = false;
+  }
+
+  #arm(delay: number): void {
+    this.#armed = true;
+    if (this.#real) {
+      this.#timer = setTimeout(this.#fire, delay);
+      this.#refed = true;
+    } else {
+      this.#timer = this.#clock.setTimeout(this.#fire, delay, { ref: true });
+    }
+  }
+
+  #expireDue(): void {
+    this.#armed = false;
+    this.#timer = undefined;
+    const now = this.#now();
+    try {
+      for (let head = this.#head; head !== undefined && head.at <= now; head = this.#head) {
+        this.#unlink(head);
+        this.#onExpire(head.subject);
+      }
+    } finally {
+      const head = this.#head;
+      if (head !== undefined && !this.#armed) {
+        const left = head.at - this.#now();
+        // Node's timers count whole milliseconds: round up, so the deadline is never early.
+        this.#arm(this.#real ? Math.max(1, Math.ceil(left)) : left);
+      }
+    }
+  }
+}
