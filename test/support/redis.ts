@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,7 +95,10 @@ async function startOne(args: readonly string[], sentinelConfig?: (port: number)
 }
 
 function launch(port: number, args: readonly string[]): Promise<ChildProcess> {
-  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  // A directory of its own: a replica writes the RDB of its full sync there, and a server loads
+  // any dump.rdb it finds in its directory at start (it must start empty, and leave no file behind).
+  const dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'));
+  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
   return watch(
     port,
     spawn(binary, [...argv, '--protected-mode', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
@@ -122,7 +125,8 @@ async function watch(port: number, child: ChildProcess): Promise<ChildProcess> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited: ${output.trim()}`);
-    if (await answersPing(port)) {
+    // Another process (another test run's server) may answer on a port we lost the race for.
+    if ((await answersPing(port)) && (await ownsPort(port, child.pid))) {
       child.stdout?.removeAllListeners('data');
       child.stderr?.removeAllListeners('data');
       child.stdout?.resume();
@@ -141,6 +145,11 @@ async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   if (signal !== 'SIGKILL') child.kill('SIGCONT'); // a paused server cannot handle SIGTERM
   child.kill(signal);
   await exited;
+}
+
+async function ownsPort(port: number, pid: number | undefined): Promise<boolean> {
+  const info = await redisCommand(port, ['INFO', 'server']).catch(() => '');
+  return info.includes(`process_id:${pid}\r\n`);
 }
 
 function answersPing(port: number): Promise<boolean> {
