@@ -30,7 +30,7 @@ async function expressApp(store: IdempotencyStore | undefined): Promise<Server> 
   };
   const app = express();
   app.use(express.json());
-  if (store) app.use(expressIdempotency({ store }));
+  if (store) app.use(expressIdempotency({ store, scope: 'global' }));
   let n = 0;
   app.post('/orders', (_req, res) => {
     (res as { status(s: number): { json(b: unknown): void } }).status(201).json({ id: ++n, amount: 4200 });
@@ -50,7 +50,7 @@ async function expressApp(store: IdempotencyStore | undefined): Promise<Server> 
 async function fastifyApp(store: IdempotencyStore | undefined): Promise<Server> {
   const Fastify = require('fastify') as () => FastifyLike;
   const app = Fastify();
-  if (store) await app.register(fastifyIdempotency, { store });
+  if (store) await app.register(fastifyIdempotency, { store, scope: 'global' });
   let n = 0;
   app.post('/orders', async (_req, reply) => reply.code(201).send({ id: ++n, amount: 4200 }));
   await app.listen({ port: 0, host: '127.0.0.1' });

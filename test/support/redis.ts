@@ -1,6 +1,10 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** A redis-server process of a test's own, on a free loopback port. */
 export interface RedisServer {
@@ -10,6 +14,8 @@ export interface RedisServer {
   readonly url: string;
   /** Whether the process is running now. */
   readonly running: boolean;
+  /** The process id of the running server (undefined once it exited). */
+  readonly pid: number | undefined;
   /** Stops the server cleanly (SIGTERM) and waits for it to exit. */
   stop(): Promise<void>;
   /** Kills the server at once (SIGKILL), as a crash would. */
@@ -53,12 +59,14 @@ export async function stopAllRedis(): Promise<void> {
   await Promise.all([...live].map((child) => terminate(child, 'SIGKILL')));
 }
 
-async function startOne(args: readonly string[]): Promise<RedisServer> {
+async function startOne(args: readonly string[], sentinelConfig?: (port: number) => string): Promise<RedisServer> {
   let lastError: unknown;
   for (let tries = 0; tries < 5; tries++) {
     const port = await freePort();
     try {
-      let child = await launch(port, args);
+      const config = sentinelConfig?.(port);
+      const start = () => (config === undefined ? launch(port, args) : launchSentinel(port, config));
+      let child = await start();
       const server: RedisServer = {
         host: '127.0.0.1',
         port,
@@ -66,11 +74,14 @@ async function startOne(args: readonly string[]): Promise<RedisServer> {
         get running() {
           return child.exitCode === null && child.signalCode === null;
         },
+        get pid() {
+          return child.exitCode === null && child.signalCode === null ? child.pid : undefined;
+        },
         stop: () => terminate(child, 'SIGTERM'),
         kill: () => terminate(child, 'SIGKILL'),
         async restart() {
           await terminate(child, 'SIGKILL');
-          child = await launch(port, args);
+          child = await start();
         },
         pause: () => void child.kill('SIGSTOP'),
         resume: () => void child.kill('SIGCONT'),
@@ -83,24 +94,25 @@ async function startOne(args: readonly string[]): Promise<RedisServer> {
   throw new Error(`could not start redis-server after 5 tries: ${String(lastError)}`);
 }
 
-async function launch(port: number, args: readonly string[]): Promise<ChildProcess> {
-  const child = spawn(
-    binary,
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--protected-mode',
-      'no',
-      ...args,
-    ],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+function launch(port: number, args: readonly string[]): Promise<ChildProcess> {
+  // A directory of its own: a replica writes the RDB of its full sync there, and a server loads
+  // any dump.rdb it finds in its directory at start (it must start empty, and leave no file behind).
+  const dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'));
+  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
+  return watch(
+    port,
+    spawn(binary, [...argv, '--protected-mode', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
   );
+}
+
+/** A Sentinel reads, and rewrites, its own config file. */
+function launchSentinel(port: number, config: string): Promise<ChildProcess> {
+  const file = join(tmpdir(), `holdfast-sentinel-${port}-${randomUUID()}.conf`);
+  writeFileSync(file, `port ${port}\nbind 127.0.0.1\nprotected-mode no\n${config}`);
+  return watch(port, spawn(binary, [file, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+async function watch(port: number, child: ChildProcess): Promise<ChildProcess> {
   live.add(child);
   child.once('exit', () => live.delete(child));
   let output = '';
@@ -113,7 +125,8 @@ async function launch(port: number, args: readonly string[]): Promise<ChildProce
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`redis-server on port ${port} exited: ${output.trim()}`);
-    if (await answersPing(port)) {
+    // Another process (another test run's server) may answer on a port we lost the race for.
+    if ((await answersPing(port)) && (await ownsPort(port, child.pid))) {
       child.stdout?.removeAllListeners('data');
       child.stderr?.removeAllListeners('data');
       child.stdout?.resume();
@@ -132,6 +145,11 @@ async function terminate(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   if (signal !== 'SIGKILL') child.kill('SIGCONT'); // a paused server cannot handle SIGTERM
   child.kill(signal);
   await exited;
+}
+
+async function ownsPort(port: number, pid: number | undefined): Promise<boolean> {
+  const info = await redisCommand(port, ['INFO', 'server']).catch(() => '');
+  return info.includes(`process_id:${pid}\r\n`);
 }
 
 function answersPing(port: number): Promise<boolean> {
@@ -159,6 +177,177 @@ function freePort(): Promise<number> {
       );
     });
   });
+}
+
+/** A master, its replica and three Sentinels watching them, each a process of its own. */
+export interface SentinelSetup {
+  /** The name the Sentinels know the master by. */
+  readonly name: string;
+  readonly master: RedisServer;
+  readonly replica: RedisServer;
+  readonly sentinels: readonly RedisServer[];
+  /** `{ host, port }` of each Sentinel, as ioredis' `sentinels` option takes them. */
+  readonly addresses: { host: string; port: number }[];
+  /** Asks a Sentinel which port is the master now. */
+  masterPort(): Promise<number>;
+  /** Stops every process of the setup. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a master, one replica and three Sentinels (quorum 2) on free loopback ports, and waits
+ * until the Sentinels know the replica and each other, so a failover can happen. `downAfterMs`:
+ * how long the master may be silent before it is judged down.
+ */
+export async function startSentinel(options: { downAfterMs?: number; name?: string } = {}): Promise<SentinelSetup> {
+  const name = options.name ?? 'holdfast';
+  const downAfter = options.downAfterMs ?? 1_000;
+  const [master] = (await startRedis(1)) as [RedisServer];
+  const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(master.port)])) as [RedisServer];
+  const config = [
+    `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
+    `sentinel down-after-milliseconds ${name} ${downAfter}`,
+    `sentinel failover-timeout ${name} ${Math.max(3 * downAfter, 3_000)}`,
+    `sentinel parallel-syncs ${name} 1`,
+    '',
+  ].join('\n');
+  const sentinels = await Promise.all([0, 1, 2].map(() => startOne([], () => config)));
+  const ask = (port: number, ...command: string[]) => redisCommand(port, command);
+  await until(async () => (await ask(replica.port, 'INFO', 'replication')).includes('master_link_status:up'));
+  await until(async () => {
+    for (const s of sentinels) {
+      const state = await ask(s.port, 'SENTINEL', 'MASTER', name);
+      if (!/num-slaves\r\n\$1\r\n1\r\n/.test(state) || !/num-other-sentinels\r\n\$1\r\n2\r\n/.test(state)) return false;
+    }
+    return true;
+  });
+  return {
+    name,
+    master,
+    replica,
+    sentinels,
+    addresses: sentinels.map((s) => ({ host: s.host, port: s.port })),
+    async masterPort() {
+      for (const s of sentinels.filter((x) => x.running)) {
+        const reply = await ask(s.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', name).catch(() => '');
+        const port = /\r\n(\d+)\r\n$/.exec(reply)?.[1];
+        if (port !== undefined) return Number(port);
+      }
+      throw new Error('no Sentinel answered');
+    },
+    async stop() {
+      await Promise.all([master, replica, ...sentinels].map((server) => server.kill()));
+    },
+  };
+}
+
+/** Three masters with a replica each, the 16384 slots spread over the masters. */
+export interface ClusterSetup {
+  readonly nodes: readonly RedisServer[];
+  /** `{ host, port }` of each node, as `new Cluster(...)` takes them. */
+  readonly addresses: { host: string; port: number }[];
+  /** The node serving `slot` as master now. */
+  masterOf(slot: number): Promise<RedisServer>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a Redis Cluster of 3 masters and 3 replicas (`redis-cli --cluster create`) and waits
+ * for `cluster_state:ok` on every node. `nodeTimeoutMs`: how long a silent master has before its
+ * replica takes over.
+ */
+export async function startCluster(options: { nodeTimeoutMs?: number } = {}): Promise<ClusterSetup> {
+  const timeout = String(options.nodeTimeoutMs ?? 1_000);
+  const nodes = await Promise.all(
+    Array.from({ length: 6 }, () =>
+      startOne([
+        '--cluster-enabled',
+        'yes',
+        '--cluster-node-timeout',
+        timeout,
+        '--cluster-announce-ip',
+        '127.0.0.1',
+        '--cluster-config-file',
+        join(tmpdir(), `holdfast-cluster-${randomUUID()}.conf`),
+      ]),
+    ),
+  );
+  const create = spawnSync(
+    process.env.REDIS_CLI ?? 'redis-cli',
+    ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'],
+    { encoding: 'utf8', timeout: 30_000 },
+  );
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
+  await until(async () => {
+    for (const node of nodes) {
+      if (!(await redisCommand(node.port, ['CLUSTER', 'INFO'])).includes('cluster_state:ok')) return false;
+    }
+    return true;
+  });
+  return {
+    nodes,
+    addresses: nodes.map((n) => ({ host: n.host, port: n.port })),
+    async masterOf(slot: number) {
+      for (const node of nodes.filter((n) => n.running)) {
+        // CLUSTER NODES lists "<id> <ip:port@bus> <flags> ... <slot ranges>", one node a line.
+        const reply = await redisCommand(node.port, ['CLUSTER', 'NODES']).catch(() => '');
+        const lines = reply.split('\n');
+        for (const line of lines) {
+          const parts = line.trim().split(' ');
+          if (!parts[2]?.includes('master') || parts[2].includes('fail')) continue;
+          const port = Number(/:(\d+)@/.exec(parts[1] ?? '')?.[1]);
+          for (const range of parts.slice(8)) {
+            const [from, to = from] = range.split('-').map(Number) as [number, number?];
+            if (slot >= from && slot <= (to as number)) {
+              const found = nodes.find((n) => n.port === port);
+              if (found) return found;
+            }
+          }
+        }
+      }
+      throw new Error(`no master found for slot ${slot}`);
+    },
+    async stop() {
+      await Promise.all(nodes.map((node) => node.kill()));
+    },
+  };
+}
+
+/** Sends one command in RESP and returns the raw reply text (enough for INFO and SENTINEL). */
+export function redisCommand(port: number, command: readonly string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = new Socket();
+    let reply = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`no reply from port ${port}`));
+    }, 2_000);
+    socket.once('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    socket.connect(port, '127.0.0.1', () => {
+      socket.write(`*${command.length}\r\n${command.map((c) => `$${Buffer.byteLength(c)}\r\n${c}\r\n`).join('')}`);
+    });
+    socket.on('data', (data) => {
+      reply += data.toString();
+      // Good enough for the replies the harness reads: complete once a pause follows.
+      clearTimeout(timer);
+      setTimeout(() => {
+        socket.destroy();
+        resolve(reply);
+      }, 20);
+    });
+  });
+}
+
+async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (Date.now() > deadline) throw new Error('redis harness: the setup did not become ready in time');
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 // A test run that dies must not leave servers behind.

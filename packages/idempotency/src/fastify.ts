@@ -2,8 +2,8 @@
  * Idempotency-Key plugin for Fastify 5.
  * @module @holdfast/idempotency/fastify
  */
+import { Transform } from 'node:stream';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import fp from 'fastify-plugin';
 import {
   HttpIdempotency,
   type HttpIdempotencyOptions,
@@ -16,12 +16,15 @@ import { asNodeStream, teeStream } from './http/stream.js';
 /** Options of the Fastify plugin: see the README for each, with its default. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
 
-/** A route's `config.idempotency`: `false` turns the plugin off for it; an object overrides options. */
-export type FastifyRouteIdempotency = false | RouteIdempotencyOptions<FastifyRequest>;
+/**
+ * A route's `config.idempotency`: `false` turns the plugin off for it, `true` guards it with the
+ * plugin's options, an object guards it with options that differ.
+ */
+export type FastifyRouteIdempotency = boolean | RouteIdempotencyOptions<FastifyRequest>;
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** `false`: this route is not guarded. An object: options that differ for this route. */
+    /** `false`: this route is not guarded. `true`: it is. An object: options that differ for this route. */
     idempotency?: FastifyRouteIdempotency;
   }
 }
@@ -42,6 +45,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   const perRoute = new WeakMap<object, HttpIdempotency<FastifyRequest>>();
   // Requests whose key this plugin claimed, until their response is stored or released.
   const runs = new WeakMap<FastifyRequest, Run>();
+  // The body of each guarded request with a key, as the bytes came on the wire.
+  const bodies = new WeakMap<FastifyRequest, Buffer[]>();
 
   fastify.addHook('onRoute', (route) => {
     const override = route.config?.idempotency;
@@ -53,10 +58,31 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
     if (request.is404) return undefined;
     const override = request.routeOptions.config?.idempotency;
-    if (override === undefined) return shared;
+    if (override === undefined || override === true) return shared;
     // A route declared outside this plugin's reach (no onRoute) has no entry: it is not guarded.
     return override === false ? undefined : perRoute.get(override);
   };
+
+  // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
+  fastify.addHook('preParsing', async (request: FastifyRequest, _reply: FastifyReply, payload) => {
+    const core = coreFor(request);
+    if (core === undefined || !core.guards(request.method) || core.key(request).status !== 'ok') return payload;
+    const chunks: Buffer[] = [];
+    bodies.set(request, chunks);
+    const tee = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk);
+        callback(null, chunk);
+      },
+    });
+    payload.on('error', (error) => tee.destroy(error));
+    const out = payload.pipe(tee) as typeof tee & { receivedEncodedLength?: number };
+    // Fastify checks the length it received against Content-Length from this property.
+    Object.defineProperty(out, 'receivedEncodedLength', {
+      get: () => (payload as { receivedEncodedLength?: number }).receivedEncodedLength,
+    });
+    return out;
+  });
 
   // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
   fastify.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
@@ -66,7 +92,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       method: request.method,
       url: request.url,
       headers: request.headers,
-      body: request.body,
+      body: bodyBytes(bodies.get(request), request.body),
     });
     if (decision.action === 'run') runs.set(request, decision.run);
     else if (decision.action === 'respond') {
@@ -109,4 +135,16 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
  * @example
  * await app.register(idempotency, { store: memoryStore(), scope: (req) => req.user.id });
  */
-export const idempotency = fp(plugin, { fastify: '5.x', name: '@holdfast/idempotency' });
+export const idempotency = Object.assign(plugin, {
+  // What fastify-plugin sets, without needing it installed: the plugin decorates the context it
+  // is registered in (no encapsulation), under a name, for Fastify 5.
+  [Symbol.for('skip-override')]: true,
+  [Symbol.for('fastify.display-name')]: '@holdfast/idempotency',
+  [Symbol.for('plugin-meta')]: { fastify: '5.x', name: '@holdfast/idempotency' },
+});
+
+/** The bytes teed on the way in, or the parsed body when nothing was teed (no body was sent). */
+function bodyBytes(chunks: Buffer[] | undefined, parsed: unknown): unknown {
+  if (chunks === undefined) return parsed;
+  return chunks.length === 0 ? undefined : Buffer.concat(chunks);
+}

@@ -6,7 +6,7 @@ import {
   type Snapshottable,
   type TimerHandle,
 } from '@holdfast/core';
-import { StoreUnavailableError } from './errors.js';
+import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type MemoryStoreOptions, memoryStoreOptionsSchema } from './options.js';
 import {
   type ClaimResult,
@@ -27,12 +27,21 @@ interface Entry {
   expiresAt: number;
   completedAt: number;
   outcome: EncodedOutcome | undefined;
+  /** What this record counts against `maxBytes`. */
+  bytes: number;
   // The recency list: `older` towards the least recently used end.
   older: Entry | undefined;
   newer: Entry | undefined;
 }
 
 const NAME = 'memoryStore';
+
+/** What a record costs besides its strings and body: the entry object, its map slot, the outcome. */
+const ENTRY_OVERHEAD = 256;
+
+function baseBytes(key: string, fingerprint: string): number {
+  return ENTRY_OVERHEAD + 2 * (key.length + fingerprint.length) + 16;
+}
 
 /**
  * Idempotency records in this process's memory: the embedded default, for one instance of a
@@ -44,7 +53,7 @@ const NAME = 'memoryStore';
  */
 export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   const parsed = parseOptions(NAME, memoryStoreOptionsSchema, options);
-  return new MemoryStore(parsed.maxEntries, parsed.sweepInterval, parsed.clock ?? realClock);
+  return new MemoryStore(parsed.maxEntries, parsed.sweepInterval, parsed.clock ?? realClock, parsed.maxBytes);
 }
 
 /** The store {@link memoryStore} returns. */
@@ -57,6 +66,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #tokens = 0;
   #sweep: TimerHandle | undefined;
   #disposed = false;
+  #bytes = 0;
 
   constructor(
     /** The most records kept; when full, the least recently used that is not running goes first. */
@@ -65,11 +75,18 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     readonly sweepInterval: number,
     /** The clock that dates records and leases. */
     readonly clock: Clock,
+    /** The most bytes of records kept; the least recently used completed records go first. */
+    readonly maxBytes = 67_108_864,
   ) {}
 
   /** How many records are held now (expired ones included until swept or touched). */
   get size(): number {
     return this.#entries.size;
+  }
+
+  /** The bytes the records held now count against `maxBytes`. */
+  get bytes(): number {
+    return this.#bytes;
   }
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
@@ -88,9 +105,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         expiresAt: now + 2 * leaseMs,
         completedAt: 0,
         outcome: undefined,
+        bytes: baseBytes(key, fingerprint),
         older: undefined,
         newer: undefined,
       });
+      if (this.#bytes > this.maxBytes) this.#evictBytes(this.#newest as Entry, now);
       this.#startSweep();
       return { status: 'claimed', token, takeover: false };
     }
@@ -109,10 +128,22 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     const encoded = encodeOutcome(outcome);
     const now = this.clock.now();
     const entry = this.#live(key, now);
+    // A completion resent by its own run (a retry after a lost reply) succeeds again, changing nothing.
+    if (entry?.outcome !== undefined && entry.token === token) return true;
     if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
+    const bytes = entry.bytes + 2 * encoded.meta.length + encoded.body.byteLength;
+    if (bytes > this.maxBytes) {
+      throw new IdempotencyValueError(
+        'outcome',
+        `the record is ${bytes} bytes, over ${NAME}'s maxBytes of ${this.maxBytes}`,
+      );
+    }
     entry.outcome = encoded;
     entry.completedAt = now;
     entry.expiresAt = now + ttlMs;
+    this.#bytes += bytes - entry.bytes;
+    entry.bytes = bytes;
+    this.#evictBytes(entry, now);
     return true;
   }
 
@@ -124,16 +155,23 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return true;
   }
 
-  snapshot(): { entries: number; maxEntries: number; inProgress: number } {
+  snapshot(): { entries: number; maxEntries: number; inProgress: number; bytes: number; maxBytes: number } {
     let inProgress = 0;
     for (const entry of this.#entries.values()) if (entry.outcome === undefined) inProgress++;
-    return { entries: this.#entries.size, maxEntries: this.maxEntries, inProgress };
+    return {
+      entries: this.#entries.size,
+      maxEntries: this.maxEntries,
+      inProgress,
+      bytes: this.#bytes,
+      maxBytes: this.maxBytes,
+    };
   }
 
   dispose(): void {
     this.#disposed = true;
     this.#stopSweep();
     this.#entries.clear();
+    this.#bytes = 0;
     this.#oldest = undefined;
     this.#newest = undefined;
   }
@@ -175,13 +213,28 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
   }
 
+  /** Evicts least recently used completed records (never `keep`, never a live claim) until within maxBytes. */
+  #evictBytes(keep: Entry, now: number): void {
+    let entry = this.#oldest;
+    while (this.#bytes > this.maxBytes && entry !== undefined) {
+      const next = entry.newer;
+      if (entry !== keep && (entry.outcome !== undefined || entry.expiresAt <= now || entry.leaseUntil <= now)) {
+        this.#remove(entry);
+      }
+      entry = next;
+    }
+  }
+
   #add(entry: Entry): void {
     this.#entries.set(entry.key, entry);
+    this.#bytes += entry.bytes;
     this.#append(entry);
   }
 
   #remove(entry: Entry): void {
+    if (this.#entries.get(entry.key) !== entry) return;
     this.#entries.delete(entry.key);
+    this.#bytes -= entry.bytes;
     this.#unlink(entry);
   }
 

@@ -15,6 +15,13 @@ export const memoryStoreOptionsSchema = z.strictObject({
    * @default 10_000
    */
   maxEntries: z.number().int().positive().default(10_000),
+  /**
+   * The most bytes of records kept (keys, fingerprints and stored values or responses, as
+   * encoded). When over, the least recently used completed records go first; one record larger
+   * than this is refused with `E_IDEMPOTENCY_VALUE`.
+   * @default 67_108_864 (64 MiB)
+   */
+  maxBytes: z.number().int().positive().default(67_108_864),
   /** How often expired records are swept out (an unref'd timer). @default 60_000 */
   sweepInterval: timerDuration.default(60_000),
   /** @default the real clock */
@@ -46,6 +53,14 @@ export interface RedisClient {
   once(event: 'ready', listener: () => void): unknown;
   /** Removes a `ready` listener the store added. */
   removeListener(event: 'ready', listener: () => void): unknown;
+  /** A pipeline (used with `waitForReplicas`, so WAIT reaches the node that took the write). */
+  pipeline?(): RedisPipeline;
+}
+
+/** The part of an ioredis pipeline the Redis store uses. */
+export interface RedisPipeline {
+  callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): RedisPipeline;
+  exec(): Promise<[Error | null, unknown][] | null>;
 }
 
 /** Validates the options of {@link redisStore}; {@link RedisStoreOptions} is inferred from it. */
@@ -53,11 +68,34 @@ export const redisStoreOptionsSchema = z.strictObject({
   /** An ioredis client: standalone, `Redis.Cluster`, or connected through Sentinel. */
   client: redisClientOption,
   /**
-   * Prepended to every key. The key itself is wrapped in a `{hash tag}` so that all of a
-   * record stays in one Cluster slot.
+   * Prepended to every Redis key. The idempotency key itself is hashed (SHA-256) into a
+   * `{hash tag}`, so any characters are safe and a record stays in one Cluster slot. A prefix
+   * may not contain braces (they would end or move the hash tag), spaces or control characters.
    * @default 'holdfast:idem:'
    */
-  prefix: z.string().max(200).default('holdfast:idem:'),
+  prefix: z
+    .string()
+    .max(200)
+    .regex(/^[^{}\s\p{Cc}]*$/u, 'must not contain braces, spaces or control characters')
+    .default('holdfast:idem:'),
+  /**
+   * The largest record (stored value or response, encoded) sent to Redis; a larger one is
+   * refused before it is sent, with `E_IDEMPOTENCY_VALUE` naming its size.
+   * @default 4_194_304 (4 MiB)
+   */
+  maxValueBytes: z.number().int().positive().default(4_194_304),
+  /**
+   * Durability: after each write (a claim, a completion) wait with `WAIT` until `replicas`
+   * replicas acknowledged it, for at most `timeoutMs`; fewer is a store failure. Without it a
+   * write acknowledged by a master that dies before replicating is lost in a failover.
+   * @default undefined (do not wait)
+   */
+  waitForReplicas: z
+    .strictObject({
+      replicas: z.number().int().positive(),
+      timeoutMs: timerDuration,
+    })
+    .optional(),
   /**
    * How long one command may take before it fails with `E_STORE_UNAVAILABLE`. Enforced by our
    * own timer, whatever the client's `commandTimeout`, offline queue or retry settings are.

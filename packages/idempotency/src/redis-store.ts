@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { type Clock, parseOptions, realClock } from '@holdfast/core';
-import { StoreUnavailableError } from './errors.js';
+import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type RedisClient, type RedisStoreOptions, redisStoreOptionsSchema } from './options.js';
 import { claimScript, completeScript, releaseScript, type Script } from './redis-scripts.js';
 import { type ClaimResult, decodeOutcome, encodeOutcome, type IdempotencyStore, type StoredOutcome } from './store.js';
@@ -24,8 +24,13 @@ export function redisStore(options: RedisStoreOptions): RedisStore {
     parsed.onStoreError,
     parsed.name,
     parsed.clock ?? realClock,
+    parsed.maxValueBytes,
+    parsed.waitForReplicas,
   );
 }
+
+/** Claims this store made and has not completed or released yet: token to fingerprint. */
+const MAX_PENDING = 100_000;
 
 /** The store {@link redisStore} returns. It does not own the client: close that yourself. */
 export class RedisStore implements IdempotencyStore {
@@ -41,11 +46,23 @@ export class RedisStore implements IdempotencyStore {
     readonly name: string,
     /** The clock that dates records and leases. */
     readonly clock: Clock,
+    /** The largest encoded record sent to Redis, in bytes. */
+    readonly maxValueBytes = 4_194_304,
+    /** Wait for this many replicas to acknowledge each write (`WAIT`). */
+    readonly waitForReplicas?: { readonly replicas: number; readonly timeoutMs: number },
   ) {}
 
-  /** The Redis key of a record. The braces are a Cluster hash tag: a record never spans slots. */
+  // The fingerprint of each claim in flight, so that a completion can rewrite a record its
+  // claim lost in a failover. Bounded: the oldest are forgotten first (they only lose that help).
+  readonly #pending = new Map<string, { readonly key: string; readonly fingerprint: string }>();
+
+  /**
+   * The Redis key of a record: the prefix, then the SHA-256 of the key as a Cluster hash tag.
+   * Hashed, so whatever characters the key has (`}` included) it cannot end the tag early, and
+   * two keys never share a record.
+   */
   keyOf(key: string): string {
-    return `${this.prefix}{${key}}`;
+    return `${this.prefix}{${createHash('sha256').update(key).digest('base64url')}}`;
   }
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
@@ -57,6 +74,8 @@ export class RedisStore implements IdempotencyStore {
     ];
     switch (reply[0].toString()) {
       case 'claimed':
+        if (this.#pending.size >= MAX_PENDING) this.#pending.delete(this.#pending.keys().next().value as string);
+        this.#pending.set(token, { key, fingerprint });
         return { status: 'claimed', token, takeover: reply[1] === 1 };
       case 'inProgress':
         return { status: 'inProgress', retryAfterMs: Number(reply[1]) };
@@ -88,11 +107,23 @@ export class RedisStore implements IdempotencyStore {
 
   async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
     const encoded = encodeOutcome(outcome); // before the round trip: a bad value changes nothing
-    const args = [token, Math.ceil(ttlMs), encoded.kind, encoded.meta, encoded.body];
-    return (await this.#run('complete', key, completeScript, args)) === 1;
+    const size = Buffer.byteLength(encoded.meta) + encoded.body.byteLength;
+    if (size > this.maxValueBytes) {
+      throw new IdempotencyValueError(
+        'outcome',
+        `it is ${size} bytes encoded, over ${this.name}'s maxValueBytes of ${this.maxValueBytes}`,
+      );
+    }
+    const pending = this.#pending.get(token);
+    const fingerprint = pending?.key === key ? pending.fingerprint : '';
+    const args = [token, Math.ceil(ttlMs), encoded.kind, encoded.meta, encoded.body, fingerprint];
+    const done = (await this.#run('complete', key, completeScript, args)) === 1;
+    this.#pending.delete(token);
+    return done;
   }
 
   async release(key: string, token: string): Promise<boolean> {
+    this.#pending.delete(token);
     return (await this.#run('release', key, releaseScript, [token])) === 1;
   }
 
@@ -120,18 +151,14 @@ export class RedisStore implements IdempotencyStore {
       const send = () => {
         if (settled) return;
         sent = true;
-        client
-          .callBuffer('evalsha', lua.sha, 1, redisKey, ...args)
-          .catch((error: unknown) =>
-            isNoScript(error) ? client.callBuffer('eval', lua.source, 1, redisKey, ...args) : Promise.reject(error),
-          )
-          .then(
-            (reply) => finish(() => resolve(reply)),
-            (error: unknown) => {
-              const reason = error instanceof Error ? error.message : String(error);
-              finish(() => reject(this.#unavailable(operation, key, reason, error)), true);
-            },
-          );
+        const call = this.waitForReplicas === undefined || operation === 'release' ? this.#eval : this.#evalAndWait;
+        call(lua, redisKey, args).then(
+          (reply) => finish(() => resolve(reply)),
+          (error: unknown) => {
+            const reason = error instanceof Error ? error.message : String(error);
+            finish(() => reject(this.#unavailable(operation, key, reason, error)), true);
+          },
+        );
       };
       const finish = (settle: () => void, failed = false) => {
         if (settled) return;
@@ -157,6 +184,39 @@ export class RedisStore implements IdempotencyStore {
       else client.once('ready', send);
     });
   }
+
+  readonly #eval = (lua: Script, redisKey: string, args: (string | number | Buffer)[]): Promise<unknown> =>
+    this.client
+      .callBuffer('evalsha', lua.sha, 1, redisKey, ...args)
+      .catch((error: unknown) =>
+        isNoScript(error) ? this.client.callBuffer('eval', lua.source, 1, redisKey, ...args) : Promise.reject(error),
+      );
+
+  /** The script and a WAIT behind it in one pipeline, so that WAIT reaches the node of the write. */
+  readonly #evalAndWait = async (lua: Script, redisKey: string, args: (string | number | Buffer)[]) => {
+    const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
+    const pipelined = async (command: 'evalsha' | 'eval') => {
+      const pipeline = this.client.pipeline?.();
+      if (pipeline === undefined) throw new Error('waitForReplicas needs a client with pipeline()');
+      const replies = await pipeline
+        .callBuffer(command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args)
+        .callBuffer('wait', replicas, timeoutMs)
+        .exec();
+      const [script, wait] = replies ?? [];
+      if (script?.[0]) throw script[0];
+      if (wait?.[0]) throw wait[0];
+      return [script?.[1], Number(wait?.[1])] as const;
+    };
+    const [reply, acked] = await pipelined('evalsha').catch((error: unknown) =>
+      isNoScript(error) ? pipelined('eval') : Promise.reject(error),
+    );
+    // A claim that only reports what is there wrote nothing: no replica needs to have it.
+    const wrote = !Array.isArray(reply) || String(reply[0]) === 'claimed';
+    if (wrote && acked < replicas) {
+      throw new Error(`only ${acked} of ${replicas} replicas acknowledged the write within ${timeoutMs} ms (WAIT)`);
+    }
+    return reply;
+  };
 
   /**
    * A claim we gave up on may still reach Redis: ioredis resends unanswered commands after a

@@ -25,7 +25,7 @@ describe('express middleware', () => {
   it('works mounted on one route, after the body parser', async () => {
     const app = express();
     let calls = 0;
-    app.post('/orders', express.json(), idempotency({ store: memoryStore() }), (req, res) => {
+    app.post('/orders', express.json(), idempotency({ scope: 'global', store: memoryStore() }), (req, res) => {
       res.status(201).json({ n: ++calls, body: req.body });
     });
     app.post('/other', express.json(), (_req, res) => {
@@ -43,7 +43,7 @@ describe('express middleware', () => {
 
   it('captures headers given to writeHead() and bodies given to end() on the raw response', async () => {
     const app = express();
-    app.use(express.json(), idempotency({ store: memoryStore() }));
+    app.use(express.json(), idempotency({ scope: 'global', store: memoryStore() }));
     let calls = 0;
     app.post('/raw', (_req, res) => {
       calls++;
@@ -72,27 +72,25 @@ describe('express middleware', () => {
     expect(calls).toBe(2);
   });
 
-  it('refuses to guess a body it cannot read: mounted before a body parser, it fails the request with E_CONFIG', async () => {
+  it('mounted before the body parsers: reads the bytes, fingerprints them, and hands them on unread', async () => {
     const app = express();
     const store = spy(memoryStore());
-    app.use(idempotency({ store }));
+    app.use(idempotency({ scope: 'global', store }), express.json(), express.text());
     let calls = 0;
-    app.post('/orders', (_req, res) => {
-      res.json({ n: ++calls });
-    });
-    let seen: unknown;
-    app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-      seen = err;
-      res.status(500).end();
+    app.post('/orders', (req, res) => {
+      res.json({ n: ++calls, body: req.body });
     });
     const url = await listen(app);
-    expect((await send(`${url}/orders`, { key: newKey(), body: { a: 1 } })).status).toBe(500);
-    expect(seen).toBeInstanceOf(HoldfastConfigError);
-    expect((seen as Error).message).toContain('body parser');
-    expect(calls).toBe(0);
-    expect(store.counts.claim).toBe(0);
+    const key = newKey();
+    const first = await send(`${url}/orders`, { key, body: { a: 1 } });
+    expect(first.json()).toEqual({ n: 1, body: { a: 1 } });
+    expect((await send(`${url}/orders`, { key, body: { a: 1 } })).headers.get('idempotent-replayed')).toBe('true');
+    expect((await send(`${url}/orders`, { key, raw: '{"a": 1}', contentType: 'application/json' })).status).toBe(422);
+    const text = await send(`${url}/orders`, { key: newKey(), raw: 'plain words', contentType: 'text/plain' });
+    expect(text.json()).toEqual({ n: 2, body: 'plain words' });
     // A bodiless POST needs no parser.
     expect((await send(`${url}/orders`, { key: newKey() })).status).toBe(200);
+    expect(calls).toBe(3);
   });
 
   it('passes an error thrown by scope() to the error handler, claiming nothing', async () => {
@@ -122,8 +120,12 @@ describe('express middleware', () => {
   });
 
   it('refuses bad options at once, naming them', () => {
-    expect(() => idempotency({ store: memoryStore(), methods: ['POST', 'not a method'] })).toThrow(/methods\.1/);
-    expect(() => idempotency({ store: {} as never })).toThrow(HoldfastConfigError);
-    expect(() => idempotency({ store: memoryStore(), bogus: 1 } as never)).toThrow(/bogus is not a known option/);
+    expect(() => idempotency({ scope: 'global', store: memoryStore(), methods: ['POST', 'not a method'] })).toThrow(
+      /methods\.1/,
+    );
+    expect(() => idempotency({ scope: 'global', store: {} as never })).toThrow(HoldfastConfigError);
+    expect(() => idempotency({ scope: 'global', store: memoryStore(), bogus: 1 } as never)).toThrow(
+      /bogus is not a known option/,
+    );
   });
 });

@@ -17,7 +17,7 @@ const post = (app: ReturnType<typeof Fastify>, url: string, key: string | undefi
 describe('fastify plugin', () => {
   it('replays through fastify.inject', async () => {
     const app = Fastify();
-    await app.register(idempotency, { store: memoryStore() });
+    await app.register(idempotency, { scope: 'global', store: memoryStore() });
     const orders = counter();
     app.post('/orders', orders.handler);
     const key = newKey();
@@ -37,7 +37,7 @@ describe('fastify plugin', () => {
     const sibling = counter();
     const root = counter();
     await app.register(async (scope) => {
-      await scope.register(idempotency, { store: memoryStore() });
+      await scope.register(idempotency, { scope: 'global', store: memoryStore() });
       scope.post('/inside', inside.handler);
       await scope.register(async (nested) => {
         nested.post('/child', child.handler);
@@ -62,7 +62,7 @@ describe('fastify plugin', () => {
   it('lets a route opt out with config.idempotency = false, or override options', async () => {
     const app = Fastify();
     const store = spy(memoryStore());
-    await app.register(idempotency, { store });
+    await app.register(idempotency, { scope: 'global', store });
     const off = counter();
     const strict = counter();
     const put = counter();
@@ -97,7 +97,7 @@ describe('fastify plugin', () => {
   it('stores nothing for a request that fails schema validation before the handler', async () => {
     const app = Fastify();
     const store = spy(memoryStore());
-    await app.register(idempotency, { store });
+    await app.register(idempotency, { scope: 'global', store });
     const orders = counter();
     const schema = {
       body: {
@@ -122,7 +122,7 @@ describe('fastify plugin', () => {
   it("never stores its own 409, 422 or replay over the first request's record", async () => {
     const app = Fastify();
     const store = spy(memoryStore());
-    await app.register(idempotency, { store });
+    await app.register(idempotency, { scope: 'global', store });
     let release!: () => void;
     const gate = new Promise<void>((r) => {
       release = r;
@@ -156,7 +156,7 @@ describe('fastify plugin', () => {
 
   it('replays a Buffer and a web ReadableStream payload byte for byte', async () => {
     const app = Fastify();
-    await app.register(idempotency, { store: memoryStore() });
+    await app.register(idempotency, { scope: 'global', store: memoryStore() });
     const bytes = Buffer.from([1, 2, 3, 0, 255, 254]);
     app.post('/buffer', async (_req, reply) => reply.type('application/octet-stream').send(bytes));
     app.post('/web', async (_req, reply) => {
@@ -187,7 +187,7 @@ describe('fastify plugin', () => {
   it('leaves unknown routes (404) alone', async () => {
     const app = Fastify();
     const store = spy(memoryStore());
-    await app.register(idempotency, { store, required: true });
+    await app.register(idempotency, { scope: 'global', store, required: true });
     const res = await post(app, '/nowhere', newKey());
     expect(res.statusCode).toBe(404);
     expect(store.counts.claim).toBe(0);
@@ -199,7 +199,7 @@ describe('fastify plugin', () => {
     const orders = counter();
     await app.register(
       async (scope) => {
-        await scope.register(idempotency, { store: memoryStore() });
+        await scope.register(idempotency, { scope: 'global', store: memoryStore() });
         scope.post('/orders', orders.handler);
       },
       { prefix: '/v1' },
@@ -212,7 +212,7 @@ describe('fastify plugin', () => {
 
   it('refuses bad options when registered, naming the option', async () => {
     const app = Fastify();
-    app.register(idempotency, { store: memoryStore(), maxResponseBytes: -1 });
+    app.register(idempotency, { scope: 'global', store: memoryStore(), maxResponseBytes: -1 });
     const error = await app.ready().then(
       () => undefined,
       (e: unknown) => e,
@@ -226,7 +226,7 @@ describe('fastify plugin', () => {
 describe('fastify plugin: route options', () => {
   it('checks a route override when the route is declared', async () => {
     const app = Fastify();
-    await app.register(idempotency, { store: memoryStore() });
+    await app.register(idempotency, { scope: 'global', store: memoryStore() });
     expect(() => app.post('/bad', { config: { idempotency: { maxResponseBytes: 0 } } }, async () => ({}))).toThrow(
       /route POST \/bad.*maxResponseBytes/,
     );

@@ -29,7 +29,7 @@ describe('memoryStore()', () => {
     expect((await store.claim('order-999000', 'fp', 60_000)).status).toBe('completed');
     expect((await store.claim('order-998999', 'fp', 60_000)).status).toBe('claimed'); // evicted: runs again
     store.dispose();
-  });
+  }, 60_000);
 
   it('evicts the least recently used record first: a replay counts as a use', async () => {
     const clock = new ManualClock();
@@ -68,7 +68,7 @@ describe('memoryStore()', () => {
       await store.complete(key, token(await store.claim(key, 'fp', 100)), { kind: 'value', value: i }, 500);
     }
     await store.claim('abandoned', 'fp', 100); // kept for two leases, then swept
-    expect(store.snapshot()).toEqual({ entries: 11, maxEntries: 10_000, inProgress: 1 });
+    expect(store.snapshot()).toMatchObject({ entries: 11, maxEntries: 10_000, inProgress: 1 });
     await clock.advance(1_000);
     expect(store.size).toBe(0);
     expect(clock.pending).toBe(0);
@@ -91,7 +91,7 @@ describe('memoryStore()', () => {
     expect(child.stderr).toBe('');
     expect(child.stdout.trim()).toBe('done 1');
     expect(child.status).toBe(0);
-  });
+  }, 30_000);
 
   it('refuses use after dispose() with E_DISPOSED', async () => {
     const store = memoryStore({ clock: new ManualClock() });

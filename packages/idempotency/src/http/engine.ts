@@ -5,10 +5,12 @@ import {
   type ErrorLabel,
   errorLabel,
   bus as globalBus,
+  HoldfastConfigError,
   parseOptions,
   realClock,
 } from '@holdfast/core';
-import { StoreUnavailableError } from '../errors.js';
+import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
+import { MemoryStore } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import { BodyCollector, type HttpResponse, pickHeaders, replayableHeaders, replayOf } from './capture.js';
 import { requestFingerprint, sameFingerprint } from './fingerprint.js';
@@ -22,7 +24,7 @@ export interface RequestView {
   /** Path and query as the client sent them. */
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
-  /** The parsed body, or its raw bytes; undefined when there is none. */
+  /** The body's bytes as sent; its parsed value only when a parser consumed them; undefined for none. */
   readonly body: unknown;
 }
 
@@ -51,8 +53,12 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly failOpen: boolean;
   readonly #methods: ReadonlySet<string>;
   readonly #replayable: ReadonlySet<string>;
+  readonly #owner: string;
+  // An in-process store answers at once: racing it against a timer costs a timer per call for nothing.
+  readonly #timed: boolean;
 
   constructor(owner: string, input: HttpIdempotencyOptions<Req>) {
+    this.#owner = owner;
     this.options = parseOptions(owner, httpIdempotencyOptionsSchema, input);
     this.store = this.options.store;
     this.bus = this.options.bus ?? globalBus;
@@ -60,6 +66,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
+    this.#timed = !(this.store instanceof MemoryStore);
   }
 
   /** Whether requests of this method are guarded at all. */
@@ -67,13 +74,21 @@ export class HttpIdempotency<Req> implements RunOwner {
     return this.#methods.has(method.toUpperCase());
   }
 
-  /** Decides what to do with a request. Rejects only if `scope(req)` throws. */
+  /** What the request's key header says (cheap: adapters call it before reading a body). */
+  key(view: Pick<RequestView, 'headers'>): ReturnType<typeof parseKeyHeader> {
+    return parseKeyHeader(view.headers[this.options.header]);
+  }
+
+  /**
+   * Decides what to do with a request. Rejects only if `scope(req)` throws or returns anything
+   * but a non-empty string (a `HoldfastConfigError`): never a silent shared space.
+   */
   async decide(req: Req, view: RequestView): Promise<Decision> {
     if (!this.guards(view.method)) return PASS;
-    const header = parseKeyHeader(view.headers[this.options.header]);
+    const header = this.key(view);
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
-    const scope = String((await (this.options.scope as HttpIdempotencyOptions<Req>['scope'])?.(req)) ?? '');
+    const scope = await this.#scopeOf(req);
     const fingerprint = requestFingerprint({
       method: view.method,
       url: view.url,
@@ -82,6 +97,22 @@ export class HttpIdempotency<Req> implements RunOwner {
       headers: this.options.fingerprint.map((name) => view.headers[name]),
     });
     return this.#claim(header.key, storedKey(scope, header.key), fingerprint);
+  }
+
+  async #scopeOf(req: Req): Promise<string | undefined> {
+    const scope = this.options.scope as HttpIdempotencyOptions<Req>['scope'];
+    if (scope === 'global') return undefined;
+    const value: unknown = await scope(req);
+    if (typeof value === 'string' && value !== '') return value;
+    // The value itself may be a secret or a user object: name its type only.
+    const got = value === '' ? 'an empty string' : value === null ? 'null' : typeof value;
+    throw new HoldfastConfigError(this.#owner, [
+      {
+        path: 'scope',
+        message: `returned ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`,
+        value: undefined,
+      },
+    ]);
   }
 
   async #claim(key: string, stored: string, fingerprint: string): Promise<Decision> {
@@ -156,6 +187,13 @@ export class HttpIdempotency<Req> implements RunOwner {
     fn: () => Promise<T>,
     onLate?: (value: T) => void,
   ): Promise<T> {
+    if (!this.#timed) {
+      try {
+        return fn();
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    }
     const ms = this.options.storeTimeoutMs;
     return new Promise<T>((resolve, reject) => {
       let timedOut = false;
@@ -188,33 +226,48 @@ export class HttpIdempotency<Req> implements RunOwner {
   async settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel) {
     const { stored, key, token } = run;
     if (response !== undefined && code === undefined) {
-      try {
-        const saved = await this.#call('complete', key, () =>
-          this.store.complete(
-            stored,
-            token,
-            {
-              kind: 'response',
-              status: response.status,
-              headers: pickHeaders(response.headers, run.replayable),
-              body: run.body.bytes(),
-            },
-            this.options.ttlMs,
-          ),
-        );
-        if (!saved && this.bus.wants('idempotency.staleCompletion')) {
-          this.bus.emit({ ...this.#event('idempotency.staleCompletion'), key });
-        }
-      } catch (error) {
-        this.#storeError('complete', key, error, true);
+      const outcome = {
+        kind: 'response',
+        status: response.status,
+        headers: pickHeaders(response.headers, run.replayable),
+        body: run.body.bytes(),
+      } as const;
+      const saved = await this.#complete(run, outcome);
+      if (saved === false && this.bus.wants('idempotency.staleCompletion')) {
+        this.bus.emit({ ...this.#event('idempotency.staleCompletion'), key });
       }
-      return;
+      if (saved !== 'unstorable') return;
+      code = 'E_IDEMPOTENCY_VALUE';
     }
     if (this.bus.wants('idempotency.release')) this.bus.emit({ ...this.#event('idempotency.release'), key, code });
     try {
       await this.#call('release', key, () => this.store.release(stored, token));
     } catch (error) {
       this.#storeError('release', key, error, true);
+    }
+  }
+
+  /**
+   * Completes a run, retrying a store failure (a failover, a lost reply) for up to
+   * `completeTimeoutMs`. Safe to resend: a completion is fenced by the run's token, and a store
+   * that already took it answers true again. 'unstorable': the store refused the value itself.
+   */
+  async #complete(
+    run: Run,
+    outcome: Parameters<IdempotencyStore['complete']>[2],
+  ): Promise<boolean | 'failed' | 'unstorable'> {
+    const { stored, key, token } = run;
+    const deadline = this.clock.now() + this.options.completeTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
+      } catch (error) {
+        const retry = error instanceof StoreUnavailableError && this.clock.now() + 100 < deadline;
+        this.#storeError('complete', key, error, true);
+        if (error instanceof IdempotencyValueError) return 'unstorable';
+        if (!retry) return 'failed';
+        await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, deadline - this.clock.now()));
+      }
     }
   }
 
@@ -286,8 +339,8 @@ function respond(response: HttpResponse): Decision {
 }
 
 /** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
-function storedKey(scope: string, key: string): string {
-  return `http:${scope.length}:${scope}:${key}`;
+function storedKey(scope: string | undefined, key: string): string {
+  return scope === undefined ? `http:*:${key}` : `http:${scope.length}:${scope}:${key}`;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

@@ -1,4 +1,4 @@
-import { createHash, type Hash, timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 
 /** The parts of a request that must match for a retry to replay. */
 export interface RequestShape {
@@ -7,104 +7,68 @@ export interface RequestShape {
   readonly url: string;
   /** The `content-type` header, if any. */
   readonly contentType: string | undefined;
-  /** A parsed body (any JSON-like value), raw bytes, a string, or undefined for none. */
+  /**
+   * The body's bytes as they came on the wire (a Buffer or Uint8Array; a string is taken as its
+   * UTF-8 bytes), undefined for none, or, when a body parser consumed them, the parsed value.
+   */
   readonly body: unknown;
   /** Values of the headers named in the `fingerprint` option, in that order. */
   readonly headers: readonly (string | readonly string[] | undefined)[];
 }
 
 /**
- * SHA-256 of method, URL, body and the selected headers, base64url. A JSON body is hashed in a
- * canonical form (object keys sorted), so key order and whitespace do not change it; any other
- * body is hashed as its raw bytes.
+ * SHA-256 of method, URL, content type, the selected headers and the body, base64url. The body
+ * is hashed as the bytes the client sent, whatever its content type. Only a body that a parser
+ * already consumed (its bytes gone) is hashed as its parsed value, in a canonical form.
  */
 export function requestFingerprint(shape: RequestShape): string {
+  // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
+  let head = `${field(shape.method.toUpperCase())}${field(shape.url)}${field(shape.contentType ?? '')}`;
+  for (const value of shape.headers) head += field(value === undefined ? '' : [value].flat().join(', '));
   const hash = createHash('sha256');
-  field(hash, shape.method.toUpperCase());
-  field(hash, shape.url);
-  for (const value of shape.headers) field(hash, value === undefined ? '' : [value].flat().join(', '));
-  hashBody(hash, shape.body, isJson(shape.contentType));
+  const { body } = shape;
+  if (body === undefined || body === null) {
+    hash.update(`${head}e`);
+  } else if (typeof body === 'string') {
+    hash.update(`${head}b${Buffer.byteLength(body)}:`);
+    hash.update(body);
+  } else if (body instanceof Uint8Array) {
+    hash.update(`${head}b${body.byteLength}:`);
+    hash.update(body);
+  } else {
+    hash.update(`${head}j${canonical(body)}`);
+  }
   return hash.digest('base64url');
 }
 
 /** Compares two fingerprints in constant time (for equal lengths, which SHA-256 digests have). */
 export function sameFingerprint(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
+  if (a.length !== b.length) return false;
+  return timingSafeEqual(Buffer.from(a), Buffer.from(b));
 }
 
-function isJson(contentType: string | undefined): boolean {
-  if (contentType === undefined) return false;
-  const type = contentType.split(';', 1)[0]?.trim().toLowerCase() ?? '';
-  return type === 'application/json' || type.endsWith('+json');
+/** A length-prefixed field, so no two different sequences of fields make the same string. */
+function field(value: string): string {
+  return `${value.length}:${value}`;
 }
 
-function hashBody(hash: Hash, body: unknown, json: boolean): void {
-  if (body === undefined || body === null) return void hash.update('e');
-  if (typeof body === 'string' || body instanceof Uint8Array) {
-    const parsed = json ? tryParse(body) : undefined;
-    if (parsed === undefined) {
-      hash.update('b');
-      hash.update(body);
-    } else {
-      hash.update('j');
-      canonical(hash, parsed.value);
-    }
-    return;
-  }
-  hash.update('j');
-  canonical(hash, body);
-}
-
-function tryParse(body: string | Uint8Array): { value: unknown } | undefined {
-  try {
-    return { value: JSON.parse(typeof body === 'string' ? body : Buffer.from(body).toString('utf8')) };
-  } catch {
-    return undefined; // not JSON after all: its bytes are what the handler will see
-  }
-}
-
-/** Writes a length-prefixed field, so no two different sequences of fields hash the same. */
-function field(hash: Hash, value: string): void {
-  hash.update(`${Buffer.byteLength(value)}:`);
-  hash.update(value);
-}
-
-function canonical(hash: Hash, value: unknown): void {
-  if (typeof value === 'bigint') return void hash.update(`n${value}`);
-  if (value === null || typeof value !== 'object') {
-    // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
-    hash.update(JSON.stringify(value) ?? 'null');
-    return;
-  }
-  if (value instanceof Uint8Array) {
-    hash.update('b');
-    field(hash, Buffer.from(value).toString('base64'));
-    return;
-  }
+/** Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged. */
+function canonical(value: unknown): string {
+  if (typeof value === 'bigint') return `n${value}`;
+  // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (value instanceof Uint8Array) return `b${field(Buffer.from(value).toString('base64'))}`;
   if (Array.isArray(value)) {
-    hash.update('[');
-    for (const item of value) {
-      canonical(hash, item);
-      hash.update(',');
-    }
-    hash.update(']');
-    return;
+    let out = '[';
+    for (const item of value) out += `${canonical(item)},`;
+    return `${out}]`;
   }
   const json = (value as { toJSON?: () => unknown }).toJSON;
-  if (typeof json === 'function') {
-    canonical(hash, json.call(value));
-    return;
-  }
-  hash.update('{');
+  if (typeof json === 'function') return canonical(json.call(value));
+  let out = '{';
   for (const key of Object.keys(value).sort()) {
     const item = (value as Record<string, unknown>)[key];
-    if (item === undefined) continue;
-    hash.update(JSON.stringify(key));
-    hash.update(':');
-    canonical(hash, item);
-    hash.update(',');
+    if (item !== undefined) out += `${JSON.stringify(key)}:${canonical(item)},`;
   }
-  hash.update('}');
+  return `${out}}`;
 }

@@ -1,6 +1,6 @@
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { HttpResponse } from './capture.js';
-import type { Run } from './engine.js';
+import type { OutgoingHeaders, Run } from './engine.js';
 
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
 export function sendRaw(res: ServerResponse, response: HttpResponse): void {
@@ -15,19 +15,30 @@ type WriteHead = ServerResponse['writeHead'];
 /**
  * Watches a Node response for `run`: every byte given to `write` and `end` is collected, and
  * the final `end` waits until the response is stored (or its key released), so a client that
- * got the response and retries gets the replay. A client that disconnects changes nothing: the
- * handler's `end` still stores the result. (A handler that never calls `end` keeps its key
- * claimed until the lease runs out, as a crash would.)
+ * got the response and retries gets the replay.
+ *
+ * - Headers are taken as the handler set them, when they are first written: a layer mounted
+ *   before the middleware (compression) that adds `Content-Encoding` below us is not recorded
+ *   with a body it has not encoded yet.
+ * - A response closed before the handler ended it by the server itself (the handler threw after
+ *   the headers and Express destroyed the socket, a stream failed) releases the key. A client
+ *   that disconnects changes nothing: the handler still runs to its `end`, which stores the
+ *   result. (A handler that never calls `end` keeps its key claimed until the lease runs out.)
  */
 export function captureNodeResponse(res: ServerResponse, run: Run): void {
   const write = res.write as (...args: unknown[]) => boolean;
   const end = res.end as (...args: unknown[]) => ServerResponse;
   const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
-  // Headers given to writeHead() are not always visible to getHeaders(): keep them.
-  let explicit: Record<string, string | string[]> | undefined;
+  let headers: OutgoingHeaders | undefined;
+  const snapshot = (explicit?: OutgoingHeaders) => {
+    if (headers === undefined)
+      headers = explicit === undefined ? res.getHeaders() : { ...res.getHeaders(), ...explicit };
+    return headers;
+  };
 
   res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    explicit = headersOf(args.find((a) => typeof a === 'object' && a !== null));
+    // Headers given to writeHead() are not always visible to getHeaders(): keep them.
+    snapshot(headersOf(args.find((a) => typeof a === 'object' && a !== null)));
     return writeHead.apply(this, args);
   } as WriteHead;
 
@@ -46,10 +57,16 @@ export function captureNodeResponse(res: ServerResponse, run: Run): void {
     if (run.settled) return end.apply(this, args);
     const chunk = typeof args[0] === 'function' ? undefined : args[0];
     run.body.add(chunk, encodingOf(args[1]));
-    const headers = explicit === undefined ? this.getHeaders() : { ...this.getHeaders(), ...explicit };
-    storing = run.finish(this.statusCode, headers).then(() => end.apply(this, args));
+    storing = run.finish(this.statusCode, snapshot()).then(() => end.apply(this, args));
     return this;
   } as End;
+
+  const socket = res.socket;
+  res.once('close', () => {
+    if (run.settled) return;
+    const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
+    if (!clientLeft) void run.abandon('E_INCOMPLETE');
+  });
 }
 
 function encodingOf(value: unknown): BufferEncoding | undefined {

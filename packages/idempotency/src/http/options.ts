@@ -21,11 +21,15 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
   required: z.boolean().default(false),
   /**
    * Who is calling, e.g. the authenticated account: part of the stored key, so two callers
-   * using the same key never see each other's responses. May return a promise; `undefined`
-   * puts the request in the shared, unscoped space.
-   * @default every caller shares one space
+   * using the same key never see each other's responses (a key is unique per client, as in
+   * Stripe and the IETF Idempotency-Key draft). Required: a function returning a non-empty
+   * string for every guarded request (may return a promise), or `'global'` to opt in to one
+   * key space shared by every caller (a single trusted client only).
    */
-  scope: fnOption<(req: never) => string | undefined | PromiseLike<string | undefined>>().optional(),
+  scope: z.union([
+    z.literal('global'),
+    fnOption<(req: never) => string | undefined | PromiseLike<string | undefined>>(),
+  ]),
   /** Request headers that are part of the fingerprint, besides method, URL and body. @default [] */
   fingerprint: z.array(headerName).default([]),
   /**
@@ -35,6 +39,11 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
    * @default []
    */
   replayHeaders: z.array(headerName).default([]),
+  /**
+   * The largest request body the middleware reads itself to fingerprint it (a body no parser
+   * read yet); a larger one gets 413. @default 1_048_576 (1 MiB)
+   */
+  maxRequestBytes: z.number().int().positive().default(1_048_576),
   /** A larger response is sent in full but not stored: its key is released. @default 1_048_576 (1 MiB) */
   maxResponseBytes: z.number().int().positive().default(1_048_576),
   /** Store and replay 5xx responses too (Stripe does); by default their key is released. @default false */
@@ -47,8 +56,17 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
    * @default undefined (answer 409 at once)
    */
   wait: idempotentOptionsSchema.shape.wait,
-  /** The longest any store call may take before it counts as a store failure. @default 2_000 */
+  /**
+   * The longest any store call may take before it counts as a store failure (a store that
+   * answers in-process, like `memoryStore()`, is not timed). @default 2_000
+   */
   storeTimeoutMs: positiveDurationOption.max(2_147_483_647).default(2_000),
+  /**
+   * How long storing a finished response may be retried when the store fails (a Redis
+   * failover, a lost reply) before the response goes out unrecorded. The response waits for it.
+   * @default 10_000
+   */
+  completeTimeoutMs: positiveDurationOption.max(2_147_483_647).default(10_000),
   /**
    * When the store fails or times out: `fail-closed` answers 503, `fail-open` runs the request
    * unprotected.
@@ -65,7 +83,7 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
 
 /** Options of the HTTP middleware, for a framework whose requests are `Req`. */
 export type HttpIdempotencyOptions<Req> = Omit<z.input<typeof httpIdempotencyOptionsSchema>, 'scope'> & {
-  readonly scope?: (req: Req) => string | undefined | PromiseLike<string | undefined>;
+  readonly scope: 'global' | ((req: Req) => string | undefined | PromiseLike<string | undefined>);
 };
 
 /** What a route may override (Fastify `config.idempotency`). */

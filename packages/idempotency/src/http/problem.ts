@@ -7,6 +7,7 @@ export const problemTypes = {
   inProgress: 'urn:holdfast:problem:idempotency-key-in-progress',
   mismatch: 'urn:holdfast:problem:idempotency-key-reused',
   storeUnavailable: 'urn:holdfast:problem:idempotency-store-unavailable',
+  tooLarge: 'urn:holdfast:problem:idempotency-request-too-large',
 } as const;
 
 export type ProblemKind = keyof typeof problemTypes;
@@ -33,6 +34,12 @@ const problems: Record<ProblemKind, { status: number; title: string; detail: str
     title: 'Idempotency-Key reused with a different request',
     detail:
       'This key was first used with a different method, URL or body. Use a new key for a new request, or resend the original request.',
+  },
+  tooLarge: {
+    status: 413,
+    title: 'Request too large for an Idempotency-Key',
+    detail:
+      'The body of a request with an Idempotency-Key is read whole to fingerprint it, and this one is larger than the server allows. Send a smaller body.',
   },
   storeUnavailable: {
     status: 503,

@@ -4,27 +4,24 @@ import type { OutgoingHeaders, Run } from './engine.js';
 
 /**
  * Passes a streamed body through while `run` collects it; the stream ends for the client only
- * once the response is stored. If the client goes away, the source is still read to the end
- * (up to the size limit) so its result is stored all the same.
+ * once the response is stored. A stream that did not end normally (it failed, was destroyed,
+ * or the client went away, which stops the source) is not stored: its key is released.
  */
 export function teeStream(source: Readable, run: Run, status: number, headers: OutgoingHeaders): Readable {
   const out = new PassThrough();
   let ended = false;
   source.on('data', (chunk: unknown) => {
     run.body.add(chunk);
-    if (out.destroyed) {
-      // Nobody reads any more: keep going only while the body can still be stored.
-      if (!run.body.storable) source.destroy();
-    } else if (!out.write(chunk)) {
-      source.pause();
-    }
+    if (!out.write(chunk)) source.pause();
   });
   out.on('drain', () => source.resume());
   out.once('close', () => {
-    if (!ended) source.resume();
+    // The client went away: stop the source (its 'close' releases the key).
+    if (!ended) source.destroy();
   });
   source.once('end', () => {
     ended = true;
+    if (out.destroyed) return void run.abandon('E_INCOMPLETE');
     void run.finish(status, headers).then(() => out.end());
   });
   source.once('error', (error) => {

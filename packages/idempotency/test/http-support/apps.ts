@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { idempotency as expressIdempotency } from '../../src/express.js';
+import { captureRawBody, idempotency as expressIdempotency } from '../../src/express.js';
 import { idempotency as fastifyIdempotency } from '../../src/fastify.js';
 import type { HttpIdempotencyOptions } from '../../src/http/index.js';
 
@@ -71,8 +71,8 @@ export const expressFramework: Framework = {
     const { scoped, ...rest } = options;
     const state = { calls: new Map<string, number>(), gate: new Gate() };
     const app = express();
-    app.use(express.json(), express.text());
-    app.use(expressIdempotency({ ...rest, scope: scoped ? accountOf : undefined }));
+    app.use(express.json({ verify: captureRawBody }), express.text({ verify: captureRawBody }));
+    app.use(expressIdempotency({ ...rest, scope: scoped ? accountOf : 'global' }));
     const orders = (req: express.Request, res: express.Response) => {
       const n = count(state, 'orders');
       res.status(201).set(orderHeaders(n)).json({ n, method: req.method, body: req.body });
@@ -158,7 +158,7 @@ export async function buildFastify(options: TestOptions) {
   const { scoped, ...rest } = options;
   const state = { calls: new Map<string, number>(), gate: new Gate() };
   const app: FastifyInstance = Fastify();
-  await app.register(fastifyIdempotency, { ...rest, scope: scoped ? accountOf : undefined });
+  await app.register(fastifyIdempotency, { ...rest, scope: scoped ? accountOf : 'global' });
   const orders = async (req: { method: string; body: unknown }, reply: import('fastify').FastifyReply) => {
     const n = count(state, 'orders');
     return reply

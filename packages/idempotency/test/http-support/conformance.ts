@@ -86,17 +86,19 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
       expect(app.calls.get('orders')).toBe(1);
     });
 
-    it('fingerprints JSON canonically: key order and whitespace do not matter', async () => {
+    it('fingerprints the bytes on the wire: the same JSON sent with other whitespace is another request', async () => {
       const { app, url } = await start();
       const key = newKey();
-      await send(url('/orders'), { key, raw: '{"a":1,"b":{"x":[1,2],"y":"z"}}', contentType: 'application/json' });
-      const again = await send(url('/orders'), {
+      const raw = '{"a":1,"b":{"x":[1,2],"y":"z"}}';
+      await send(url('/orders'), { key, raw, contentType: 'application/json' });
+      const same = await send(url('/orders'), { key, raw, contentType: 'application/json' });
+      expect(same.headers.get('idempotent-replayed')).toBe('true');
+      const reordered = await send(url('/orders'), {
         key,
         raw: '{ "b" : { "y":"z", "x":[ 1, 2 ] },\n  "a": 1 }',
         contentType: 'application/json',
       });
-      expect(again.status).toBe(201);
-      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expectProblem(reordered, 422, problemTypes.mismatch);
       expect(app.calls.get('orders')).toBe(1);
     });
 
@@ -380,7 +382,7 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
       expect(app.calls.get('slow')).toBe(1);
     });
 
-    it('stores a streamed response whose client left after the first chunk', async () => {
+    it('a client leaving a streamed response: a stream source is stopped and not stored, handler writes are', async () => {
       const { app, url } = await start();
       const key = newKey();
       const abort = new AbortController();
@@ -401,9 +403,16 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
         replay = await send(url('/gated-stream'), { key, body: {} });
         return replay.status !== 409;
       });
-      expect(replay?.headers.get('idempotent-replayed')).toBe('true');
-      expect(replay?.bytes.equals(Buffer.concat(streamChunks))).toBe(true);
-      expect(app.calls.get('gated-stream')).toBe(1);
+      if (framework.name === 'fastify') {
+        // The reply was a Readable: the client left, so it was stopped, not stored; the key is free.
+        expect(replay?.headers.get('idempotent-replayed')).toBeNull();
+        expect(app.calls.get('gated-stream')).toBe(2);
+      } else {
+        // The handler wrote to the response itself and ended it normally: stored.
+        expect(replay?.headers.get('idempotent-replayed')).toBe('true');
+        expect(replay?.bytes.equals(Buffer.concat(streamChunks))).toBe(true);
+        expect(app.calls.get('gated-stream')).toBe(1);
+      }
     });
 
     it('lets no client header fake or skip a replay', async () => {
@@ -472,10 +481,10 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
       expect(app.calls.get('orders')).toBe(2);
     });
 
-    it('delivers the response within `storeTimeoutMs` when storing it hangs', async () => {
+    it('delivers the response within `completeTimeoutMs` when storing it hangs', async () => {
       const inner = await stores.make();
       const store: IdempotencyStore = { ...hungStore, claim: (...args) => inner.claim(...args) };
-      const { app, url } = await start({ store, storeTimeoutMs: 100 });
+      const { app, url } = await start({ store, storeTimeoutMs: 100, completeTimeoutMs: 300 });
       const res = await send(url('/orders'), { key: newKey(), body: { a: 1 } });
       expect(res.status).toBe(201);
       expect(res.json()).toMatchObject({ n: 1, body: { a: 1 } });
