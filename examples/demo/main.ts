@@ -5,6 +5,7 @@
  * faster (the recovery after them keeps its length), `DEMO_SEED=n` replays the clients' jitter.
  */
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { bus, type EventType } from '@holdfast/core';
 import { dashboard } from '@holdfast/dashboard';
 import { resilientFetch } from '@holdfast/fetch';
@@ -21,7 +22,7 @@ if (!(SCALE > 0 && SCALE <= 10))
 if (SEED !== undefined && !Number.isInteger(SEED)) throw new Error(`DEMO_SEED must be an integer, got ${SEED}`);
 const CLIENTS = 8;
 /** Each client places orders and checks stock, at most this many requests a second for each. */
-const PER_SECOND = 10;
+const PER_SECOND = 5;
 /** How long traffic goes on once the last fault is over; recovery is measured in its second half. */
 const RECOVERY_MS = 4_000;
 const random = SEED === undefined ? Math.random : seeded(SEED);
@@ -34,7 +35,7 @@ type Fault = Step & { readonly upstream: string };
 const script: readonly Fault[] = [
   { at: 2_000, upstream: 'inventory', kind: 'error', status: 503 },
   { at: 2_600, upstream: 'inventory', kind: 'ok' },
-  { at: 3_000, upstream: 'payments-a', kind: 'slow', ms: 700 },
+  { at: 3_000, upstream: 'payments-a', kind: 'slow', ms: 1_500 },
   { at: 5_000, upstream: 'payments-b', kind: 'error', status: 503 },
   { at: 6_000, upstream: 'payments-a', kind: 'ok' },
   { at: 7_000, upstream: 'payments-c', kind: 'down' },
@@ -116,7 +117,9 @@ async function main() {
   toPayments = resilientFetch({
     name: 'payments',
     baseUrls: payments.map((p) => p.url),
-    timeout: { perTry: 400, total: 3_000 },
+    timeout: { perTry: 800, total: 2_000 },
+    // The demo's faults last seconds: an instance's breaker probes again after one, not after 30.
+    breaker: { defaults: { openFor: 1_000, minimumCalls: 5, window: { duration: 2_000, buckets: 4 } } },
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
@@ -127,22 +130,29 @@ async function main() {
   );
 
   const t0 = Date.now();
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
   for (const upstream of [...payments, inventory]) upstream.play(script.filter((s) => s.upstream === upstream.name));
 
   // ---- A fleet of clients that retry, and back off when refused ------------------------
   const totals = { requests: 0, ok: 0, failed: 0, replayed: 0 };
-  const recovery = { requests: 0, ok: 0 }; // what was sent in the final window
-  const tally = (sentAt: number, ok: boolean) => {
+  const recovery = { requests: 0, ok: 0, failures: new Map<string, number>() }; // sent in the final window
+  const tally = (sentAt: number, outcome: unknown) => {
+    const ok = outcome instanceof Response && outcome.ok;
     if (ok) totals.ok++;
     else totals.failed++;
     if (sentAt - t0 < RECOVERED_FROM) return;
     recovery.requests++;
     if (ok) recovery.ok++;
+    else {
+      const why = outcome instanceof Response ? `HTTP ${outcome.status}` : String((outcome as Error)?.name ?? outcome);
+      recovery.failures.set(why, (recovery.failures.get(why) ?? 0) + 1);
+    }
   };
   const client = resilientFetch({
     name: 'client',
-    // Longer than the orders endpoint needs to fail over between payments (400 ms a try).
-    timeout: { perTry: 1_000, total: 5_000 },
+    // Longer than the orders endpoint takes to fail over between payments (2 s at most).
+    timeout: { perTry: 2_500, total: 8_000 },
     retry: { maxAttempts: 4, statuses: [409, 429, 502, 503, 504] },
     breaker: { defaults: { openFor: 1_500, minimumCalls: 5, window: { duration: 2_000, buckets: 4 } } },
   });
@@ -157,9 +167,8 @@ async function main() {
       totals.requests++;
       const sentAt = Date.now();
       const outcome = await call(n).catch((error: unknown) => error);
-      const ok = outcome instanceof Response && outcome.ok;
-      tally(sentAt, ok);
-      if (ok) manners.succeeded();
+      tally(sentAt, outcome);
+      if (outcome instanceof Response && outcome.ok) manners.succeeded();
       else manners.failed(outcome);
       if (outcome instanceof Response) {
         if (outcome.headers.get('idempotent-replayed') === 'true') totals.replayed++;
@@ -195,6 +204,7 @@ async function main() {
 
   await Promise.all(clients);
   clearInterval(progress);
+  lag.disable();
   if (tty) process.stdout.write('\n');
 
   live.close();
@@ -226,12 +236,16 @@ async function main() {
     ['duplicate executions (orders created twice)', duplicates],
     [`requests sent in the final ${(TRAFFIC_MS - RECOVERED_FROM) / 1000} s (faults over)`, recovery.requests],
     ['  of which answered ok', recovery.ok],
+    ['longest the event loop was held up (ms)', Math.round(lag.max / 1e6)],
   ];
   console.log(`\nholdfast demo, ${elapsed()} s\n`);
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${String(v).padStart(7)}`);
   const share = recovery.requests === 0 ? 0 : (100 * recovery.ok) / recovery.requests;
   console.log(`\n  recovered: ${share.toFixed(1)}% of requests answered ok once the faults were over`);
+  if (recovery.failures.size > 0) {
+    console.log(`  failed then: ${[...recovery.failures].map(([why, n]) => `${why} ${n}`).join(', ')}`);
+  }
   if (duplicates > 0) process.exitCode = 1;
 }
 
