@@ -4,11 +4,11 @@ import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '..');
 
-/** Runs the demo as `pnpm run demo` does, its script 2.5 times faster, and returns what it printed. */
+/** Runs the demo as `pnpm run demo` does, its faults 3.3 times faster, and returns what it printed. */
 async function demo(seed: number): Promise<{ out: string; code: number | null }> {
   const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', 'examples/demo/main.ts'], {
     cwd: root,
-    env: { ...process.env, DEMO_SCALE: '0.4', DEMO_SEED: String(seed) },
+    env: { ...process.env, DEMO_SCALE: '0.3', DEMO_SEED: String(seed) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -25,7 +25,8 @@ async function demo(seed: number): Promise<{ out: string; code: number | null }>
 }
 
 describe('the demo', () => {
-  // Three seeds of the clients' jitter: a fleet that collapses once in four runs fails here.
+  // Three seeds of the clients' jitter, one after another: a fleet that collapses once in four runs
+  // fails here. (Not at once: three demos starving each other of CPU are not what a user runs.)
   it.each([1, 2, 3])(
     'recovers once the faults are over, stays within its request rate and creates no order twice (seed %i)',
     async (seed) => {
@@ -39,12 +40,13 @@ describe('the demo', () => {
       const summary = out.slice(out.lastIndexOf('holdfast demo,'));
       const figure = (label: string) =>
         Number(new RegExp(`^\\s+${label.replace(/[().]/g, '\\$&')}\\s+(\\d+)$`, 'm').exec(summary)?.[1]);
-      const requests = figure('requests sent by clients');
+      const requests = figure('requests sent by clients (answered or failed)');
       const final = figure('requests sent in the final 2 s (faults over)');
       const finalOk = figure('of which answered ok');
       console.log(
         `demo seed ${seed}: ${requests} requests, ${figure('failed after retries')} failed, ` +
-          `final window ${finalOk}/${final} ok, ${figure('duplicate executions (orders created twice)')} duplicates`,
+          `final window ${finalOk}/${final} ok, ${figure('duplicate executions (orders created twice)')} duplicates, ` +
+          `event loop held up ${figure('longest the event loop was held up (ms)')} ms; ${/failed then: .*/.exec(out)?.[0] ?? ''}`,
       );
 
       // Traffic flowed and the faults were felt.
@@ -55,7 +57,7 @@ describe('the demo', () => {
       expect(requests).toBeLessThanOrEqual(clients * ((orders + checks) * seconds + 2));
       expect(requests).toBeLessThan(1_500);
       // Recovered: once the faults were over and breakers had their time to probe, calls succeed.
-      expect(final).toBeGreaterThanOrEqual(20);
+      expect(final).toBeGreaterThanOrEqual(10);
       expect(finalOk / final).toBeGreaterThanOrEqual(0.95);
       expect(out).toMatch(/recovered: \d+\.\d% of requests answered ok once the faults were over/);
       expect(figure('duplicate executions (orders created twice)')).toBe(0);
