@@ -4,6 +4,7 @@
  * the in-memory store, no Redis. About 20 seconds; `DEMO_SCALE=0.3` plays the faults 3.3 times
  * faster (the recovery after them keeps its length), `DEMO_SEED=n` replays the clients' jitter.
  */
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { bus, type EventType } from '@holdfast/core';
@@ -158,6 +159,7 @@ async function main() {
   });
   const stopAt = t0 + TRAFFIC_MS;
   const stop = AbortSignal.timeout(TRAFFIC_MS); // the run ends on time: calls still out are cut off
+  setMaxListeners(CLIENTS * 2 * 4, stop); // every call in flight listens to it, a few times over
   let cut = 0;
   const pace = () => new Pace({ perSecond: PER_SECOND, backoff: 100, maxBackoff: 2_000, random });
   /** One client's calls to one service: each on its turn, and the pace told how it went. */
