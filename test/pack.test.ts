@@ -1,16 +1,341 @@
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawnSync } from 'node:child_process';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pnpm } from './support/pnpm.js';
 
-const root = resolve(import.meta.dirname, '..');
-const core = join(root, 'packages', 'core');
-const scratch = mkdtempSync(join(tmpdir(), 'holdfast-pack-'));
+// Every publishable package and every entry point in its exports, as a user gets them: packed as
+// publishing packs them, installed with exactly the install line its README gives, imported from
+// ESM and CommonJS (child processes), and type-checked under moduleResolution node10, node16 and
+// bundler; what each entry loads must be declared. Packages and entries are read from
+// packages/*/package.json: a new package is covered by itself. Needs `pnpm build` (else builds).
 
-// What a user's project does: install the packed tarball, then import or require it.
-const script = (load: string) => `
+const root = resolve(import.meta.dirname, '..');
+const scratch = mkdtempSync(join(tmpdir(), 'holdfast-pack-'));
+const tarballs = join(scratch, 'tarballs');
+const project = join(scratch, 'project');
+const run = promisify(execFile);
+
+interface Manifest {
+  name: string;
+  version: string;
+  private?: boolean;
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  exports?: Record<string, unknown>;
+  publishConfig?: { exports?: Record<string, unknown> };
+}
+
+interface Package {
+  readonly dir: string;
+  readonly manifest: Manifest;
+  /** Subpaths of its exports that are code: '.', './express', ... */
+  readonly subpaths: readonly string[];
+  /** Every `npm install` line of its README, as the words after `install`, comments left out. */
+  readonly installLines: readonly (readonly string[])[];
+}
+
+interface Entry {
+  readonly pkg: Package;
+  /** The key in its exports: '.', './express'. */
+  readonly subpath: string;
+  /** What a user imports: '@holdfast/idempotency/express'. */
+  readonly specifier: string;
+}
+
+const packages: Package[] = readdirSync(join(root, 'packages'))
+  .filter((name) => existsSync(join(root, 'packages', name, 'package.json')))
+  .sort()
+  .map((name) => {
+    const dir = join(root, 'packages', name);
+    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Manifest;
+    const exports = manifest.publishConfig?.exports ?? manifest.exports ?? { '.': {} };
+    const subpaths = Object.keys(exports).filter((key) => !key.endsWith('.json'));
+    return { dir, manifest, subpaths, installLines: installLines(join(dir, 'README.md')) };
+  })
+  .filter((pkg) => !pkg.manifest.private);
+
+/** The `npm install` commands in the README's shell fences: their arguments, without comments. */
+function installLines(readme: string): string[][] {
+  if (!existsSync(readme)) return [];
+  const lines: string[][] = [];
+  for (const fence of readFileSync(readme, 'utf8').matchAll(/^```(?:sh|bash|shell)\n([\s\S]*?)^```/gm)) {
+    for (const line of (fence[1] ?? '').split('\n')) {
+      const words = line.replace(/#.*$/, '').trim().split(/\s+/);
+      if (words[0] === 'npm' && (words[1] === 'install' || words[1] === 'i')) {
+        lines.push(words.slice(2).filter((w) => !w.startsWith('-')));
+      }
+    }
+  }
+  return lines;
+}
+
+/**
+ * The install line an entry needs: the README's first line that names the package; for a subpath
+ * entry such as './express', also the line that names what it integrates with ('express').
+ */
+function installFor(pkg: Package, subpath: string): readonly string[] {
+  const name = pkg.manifest.name;
+  const first = pkg.installLines.find((line) => line.includes(name));
+  if (first === undefined || subpath === '.') return first ?? [];
+  const peer = subpath.slice(2);
+  const integration = pkg.installLines.find((line) => line.includes(name) && line.includes(peer));
+  return [...new Set([...first, ...(integration ?? [])])];
+}
+
+const entries: Entry[] = packages.flatMap((pkg) =>
+  pkg.subpaths.map((subpath) => ({
+    pkg,
+    subpath,
+    specifier: pkg.manifest.name + subpath.slice(1),
+  })),
+);
+
+/** The dist files the exports point at, newer than every source file: else build. */
+function needsBuild(): boolean {
+  const newest = (dir: string): number =>
+    existsSync(dir)
+      ? Math.max(
+          0,
+          ...readdirSync(dir, { withFileTypes: true }).map((d) =>
+            d.isDirectory() ? newest(join(dir, d.name)) : statSync(join(dir, d.name)).mtimeMs,
+          ),
+        )
+      : 0;
+  return packages.some((pkg) => {
+    const dist = join(pkg.dir, 'dist');
+    if (!existsSync(dist)) return true;
+    const built = Math.min(...readdirSync(dist).map((f) => statSync(join(dist, f)).mtimeMs));
+    const exported = JSON.stringify(pkg.manifest.publishConfig?.exports ?? pkg.manifest.exports ?? {});
+    const missing = [...exported.matchAll(/"\.\/(dist\/[^"]+)"/g)].some((m) => !existsSync(join(pkg.dir, m[1] ?? '')));
+    return missing || newest(join(pkg.dir, 'src')) > built;
+  });
+}
+
+/**
+ * The packages an entry's built files import when they load, ESM and CommonJS, following its
+ * own chunks: `import ... from 'x'`, `import 'x'`, `require('x')`; not a lazy `import('x')`.
+ */
+function loadedPackages(entry: Entry): string[] {
+  const { publishConfig, exports } = entry.pkg.manifest;
+  const exported = JSON.stringify((publishConfig?.exports ?? exports)?.[entry.subpath] ?? {});
+  const files = [...exported.matchAll(/"\.\/(dist\/[^"]+\.c?js)"/g)].map((m) => join(entry.pkg.dir, m[1] ?? ''));
+  const seen = new Set<string>();
+  const names = new Set<string>();
+  const statics =
+    /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*["']([^"']+)["']|(?:^|[\s;])import\s*["']([^"']+)["']|\brequire\(["']([^"']+)["']\)/g;
+  while (files.length > 0) {
+    const file = files.pop() as string;
+    if (seen.has(file) || !existsSync(file)) continue;
+    seen.add(file);
+    for (const m of readFileSync(file, 'utf8').matchAll(statics)) {
+      const specifier = m[1] ?? m[2] ?? m[3] ?? '';
+      if (specifier.startsWith('.')) files.push(resolve(dirname(file), specifier));
+      else if (!specifier.startsWith('node:') && !builtinModules.includes(specifier)) {
+        names.add(
+          specifier
+            .split('/')
+            .slice(0, specifier.startsWith('@') ? 2 : 1)
+            .join('/'),
+        );
+      }
+    }
+  }
+  return [...names].sort();
+}
+
+interface Loaded {
+  readonly ok: boolean;
+  readonly keys?: string[];
+  readonly error?: string;
+}
+/** specifier -> what `import()` and `require()` gave in the scratch project. */
+const esm = new Map<string, Loaded>();
+const cjs = new Map<string, Loaded>();
+/** moduleResolution -> tsc's output. */
+const typecheck = new Map<string, string>();
+let installError: string | undefined;
+
+const loader = (kind: 'esm' | 'cjs', specifiers: string[]) => `
+const out = {};
+(async () => {
+  for (const s of ${JSON.stringify(specifiers)}) {
+    try {
+      const m = ${kind === 'esm' ? 'await import(s)' : 'require(s)'};
+      out[s] = { ok: true, keys: Object.keys(m).filter((k) => k !== 'default' && k !== 'module.exports').sort() };
+    } catch (error) {
+      out[s] = { ok: false, error: String(error && (error.code ? error.code + ': ' : '') + (error && error.message)).split('\\n')[0] };
+    }
+  }
+  process.stdout.write(JSON.stringify(out));
+})();
+`;
+
+const typesFile = (specifiers: string[]) =>
+  `${specifiers.map((s, i) => `import * as m${i} from '${s}';`).join('\n')}
+type IsAny<T> = 0 extends 1 & T ? true : false;
+${specifiers.map((_, i) => `export const notAny${i}: IsAny<typeof m${i}> = false;`).join('\n')}
+`;
+
+const modes = {
+  node10: { module: 'commonjs', moduleResolution: 'node10', files: ['types.ts'] },
+  node16: { module: 'node16', moduleResolution: 'node16', files: ['types.mts', 'types.cts'] },
+  bundler: { module: 'esnext', moduleResolution: 'bundler', files: ['types.ts'] },
+} as const;
+
+beforeAll(async () => {
+  const started = Date.now();
+  if (needsBuild()) pnpm(['run', 'build'], root);
+  const builtAt = Date.now();
+  // pnpm pack, as publishing does: it applies publishConfig (no source condition in the tarball).
+  mkdirSync(tarballs);
+  mkdirSync(project);
+  pnpm(['-r', '--filter', './packages/**', 'pack', '--pack-destination', tarballs], root);
+  const packedAt = Date.now();
+  const tarball = new Map(
+    packages.map((pkg) => [
+      pkg.manifest.name,
+      join(tarballs, `${pkg.manifest.name.replace('@', '').replace('/', '-')}-${pkg.manifest.version}.tgz`),
+    ]),
+  );
+
+  // One scratch project, one npm install: every entry's install line together, our packages as
+  // tarballs wherever they are asked for (as if the registry held them), the rest from the
+  // registry. What one line installs could hide what another line lacks: the test of declared
+  // dependencies below is what catches that.
+  const words = [...new Set(entries.flatMap((e) => installFor(e.pkg, e.subpath)))];
+  const overrides = Object.fromEntries(
+    [...tarball].filter(([name]) => !words.includes(name)).map(([name, file]) => [name, `file:${file}`]),
+  );
+  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, overrides }));
+  try {
+    await run(
+      'npm',
+      [
+        'install',
+        '--no-audit',
+        '--no-fund',
+        '--prefer-offline',
+        '--loglevel=error',
+        ...words.map((w) => tarball.get(w) ?? w),
+      ],
+      { cwd: project },
+    );
+  } catch (error) {
+    installError = String(error);
+    return;
+  }
+  const installedAt = Date.now();
+
+  const specifiers = entries.map((e) => e.specifier);
+  writeFileSync(join(project, 'load.mjs'), loader('esm', specifiers));
+  writeFileSync(join(project, 'load.cjs'), loader('cjs', specifiers));
+  for (const file of ['types.ts', 'types.mts', 'types.cts']) writeFileSync(join(project, file), typesFile(specifiers));
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  await Promise.all([
+    ...(
+      [
+        ['load.mjs', esm],
+        ['load.cjs', cjs],
+      ] as const
+    ).map(async ([file, into]) => {
+      const { stdout } = await run(process.execPath, [file], { cwd: project, timeout: 60_000 });
+      for (const [s, loaded] of Object.entries(JSON.parse(stdout) as Record<string, Loaded>)) into.set(s, loaded);
+    }),
+    // One tsc per moduleResolution; a strict user project, with skipLibCheck as most have it.
+    ...Object.entries(modes).map(async ([mode, { module, moduleResolution, files }]) => {
+      const config = join(project, `tsconfig.${mode}.json`);
+      const compilerOptions = { strict: true, noEmit: true, skipLibCheck: true, target: 'es2022', types: [] };
+      writeFileSync(
+        config,
+        JSON.stringify({
+          compilerOptions: { ...compilerOptions, lib: ['es2022', 'dom'], module, moduleResolution },
+          files,
+        }),
+      );
+      const result = await run(process.execPath, [tsc, '-p', config], { cwd: project }).catch(
+        (error: { stdout?: string; stderr?: string }) => ({ stdout: `${error.stdout}${error.stderr}`, stderr: '' }),
+      );
+      typecheck.set(mode, result.stdout);
+    }),
+  ]);
+  const seconds = (from: number, to: number) => `${((to - from) / 1000).toFixed(1)} s`;
+  console.log(
+    `pack test: build ${seconds(started, builtAt)}, pack ${seconds(builtAt, packedAt)}, ` +
+      `npm install ${seconds(packedAt, installedAt)}, imports and tsc ${seconds(installedAt, Date.now())}`,
+  );
+}, 900_000);
+
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.each(entries)('$specifier, packed and installed with its README install line', (entry) => {
+  const line = () => `npm install ${installFor(entry.pkg, entry.subpath).join(' ')}`;
+
+  it('has an install line in its README, and installs', () => {
+    expect(installFor(entry.pkg, entry.subpath)).toContain(entry.pkg.manifest.name);
+    expect(installError).toBeUndefined();
+  });
+
+  it('loads only what its package declares and its install line installs', () => {
+    // Whatever the entry imports when it loads (not a lazy import()) is a dependency, or a peer
+    // that the entry's install line names: never an optional peer the user was not told about.
+    const { dependencies = {}, peerDependencies = {} } = entry.pkg.manifest;
+    const named = installFor(entry.pkg, entry.subpath);
+    const undeclared = loadedPackages(entry).filter(
+      (name) => !(name in dependencies) && !(name in peerDependencies && named.includes(name)),
+    );
+    expect(undeclared, `${line()}; dependencies ${Object.keys(dependencies).join(', ')}`).toEqual([]);
+  });
+
+  it('imports from ESM and from CommonJS, with the same named exports', () => {
+    const fromEsm = esm.get(entry.specifier);
+    const fromCjs = cjs.get(entry.specifier);
+    expect({ ...fromEsm, keys: undefined }, `import('${entry.specifier}') after ${line()}`).toEqual({
+      ok: true,
+      keys: undefined,
+    });
+    expect({ ...fromCjs, keys: undefined }, `require('${entry.specifier}') after ${line()}`).toEqual({
+      ok: true,
+      keys: undefined,
+    });
+    expect(fromEsm?.keys?.length).toBeGreaterThan(0);
+    expect(fromCjs?.keys).toEqual(fromEsm?.keys);
+  });
+
+  it.each(Object.keys(modes))('has types under moduleResolution %s', (mode) => {
+    const output = typecheck.get(mode);
+    expect(output, `tsc did not run for ${mode}`).toBeDefined();
+    // Line i + 1 of a types file imports the i-th entry, line n + 2 + i says its types are not
+    // \`any\`: only errors on those two lines concern this entry.
+    const i = entries.indexOf(entry);
+    const errors = (output ?? '').split('\n').filter((text) => {
+      const at = /^(.+?)\((\d+),\d+\): error/.exec(text);
+      const row = Number(at?.[2]);
+      return at !== null && (row === i + 1 || row === entries.length + 2 + i);
+    });
+    expect(errors, output).toEqual([]);
+  });
+});
+
+describe('the packed packages', () => {
+  const node = (file: string, source: string) => {
+    writeFileSync(join(project, file), source);
+    // The 60 s timeout must not keep the process alive once the call is done: it exits by itself.
+    return spawnSync(process.execPath, [file], { cwd: project, encoding: 'utf8', timeout: 20_000 });
+  };
+  const script = (load: string) => `
 ${load}
 const clock = core.realClock;
 const policy = core.pipeline(core.timeout(60_000), core.timeout(30_000, { strategy: 'aggressive' }));
@@ -19,68 +344,32 @@ policy.execute(({ attempt, signal }) => 'ran attempt ' + attempt + ', aborted=' 
 });
 `;
 
-function node(file: string) {
-  // The 60 s timeout must not keep the process alive once the call is done: it exits by itself.
-  return spawnSync(process.execPath, [file], { cwd: scratch, encoding: 'utf8', timeout: 20_000 });
-}
-
-describe('the packed @holdfast/core in a project outside the workspace', () => {
-  beforeAll(() => {
-    if (!existsSync(join(core, 'dist', 'index.js')))
-      execFileSync(join(root, 'node_modules', '.bin', 'tsup'), { cwd: core });
-    // pnpm pack, as publishing does: it applies publishConfig (no source condition in the tarball).
-    pnpm(['pack', '--pack-destination', scratch], core);
-    writeFileSync(join(scratch, 'package.json'), JSON.stringify({ name: 'scratch', private: true }));
-    execFileSync(
-      'npm',
-      [
-        'install',
-        '--no-audit',
-        '--no-fund',
-        '--prefer-offline',
-        '--loglevel=error',
-        join(scratch, 'holdfast-core-0.1.0.tgz'),
-      ],
-      { cwd: scratch, encoding: 'utf8' },
-    );
-  }, 120_000);
-
-  afterAll(() => rmSync(scratch, { recursive: true, force: true }));
-
-  it('installs exports without the workspace-only source condition', () => {
-    const manifest = JSON.parse(
-      execFileSync('npm', ['pkg', 'get', 'exports'], {
-        cwd: join(scratch, 'node_modules', '@holdfast', 'core'),
-        encoding: 'utf8',
-      }),
-    );
-    expect(JSON.stringify(manifest)).not.toContain('@holdfast/source');
-    expect(manifest['.'].require.default).toBe('./dist/index.cjs');
+  it('installs every package without the workspace-only source condition', () => {
+    for (const entry of entries) {
+      const installed = join(project, 'node_modules', ...entry.pkg.manifest.name.split('/'), 'package.json');
+      const manifest = JSON.parse(readFileSync(installed, 'utf8')) as Manifest;
+      expect(manifest.exports).toBeDefined();
+      expect(JSON.stringify(manifest.exports)).not.toContain('@holdfast/source');
+    }
   });
 
-  it('runs pipeline(timeout(...)) from require()', () => {
-    writeFileSync(join(scratch, 'use.cjs'), script(`const core = require('@holdfast/core');`));
-    const result = node('use.cjs');
-    expect(result.stderr).toBe('');
-    expect(result.stdout.trim()).toBe(
-      'ran attempt 1, aborted=false; TimeoutError is HoldfastError: true; now is a number: true',
-    );
-    expect(result.status).toBe(0);
-  });
-
-  it('runs pipeline(timeout(...)) from import', () => {
-    writeFileSync(join(scratch, 'use.mjs'), script(`import * as core from '@holdfast/core';`));
-    const result = node('use.mjs');
-    expect(result.stderr).toBe('');
-    expect(result.stdout.trim()).toBe(
-      'ran attempt 1, aborted=false; TimeoutError is HoldfastError: true; now is a number: true',
-    );
-    expect(result.status).toBe(0);
+  it('runs pipeline(timeout(...)) from require() and from import, and exits by itself', () => {
+    for (const [file, load] of [
+      ['use.cjs', `const core = require('@holdfast/core');`],
+      ['use.mjs', `import * as core from '@holdfast/core';`],
+    ] as const) {
+      const result = node(file, script(load));
+      expect(result.stderr).toBe('');
+      expect(result.stdout.trim()).toBe(
+        'ran attempt 1, aborted=false; TimeoutError is HoldfastError: true; now is a number: true',
+      );
+      expect(result.status).toBe(0);
+    }
   });
 
   it('shares one global bus between the ESM and CJS copies of the same major', () => {
-    writeFileSync(
-      join(scratch, 'both.mjs'),
+    const result = node(
+      'both.mjs',
       `import { createRequire } from 'node:module';
 import * as esm from '@holdfast/core';
 const cjs = createRequire(import.meta.url)('@holdfast/core');
@@ -89,18 +378,16 @@ esm.bus.on('timeout', (e) => seen.push(e.source));
 cjs.bus.emit({ type: 'timeout', source: 'from-cjs', time: 0, timeout: 1, strategy: 'cooperative' });
 console.log(String(esm.bus === cjs.bus) + ' ' + seen.join(','));`,
     );
-    const result = node('both.mjs');
     expect(result.stdout.trim()).toBe('true from-cjs');
   });
 
   it('says loudly when a copy of another major version already holds a bus', () => {
-    writeFileSync(
-      join(scratch, 'split.cjs'),
+    const result = node(
+      'split.cjs',
       `globalThis[Symbol.for('@holdfast/core/bus-versions')] = new Map([[1, '1.4.0']]);
 const core = require('@holdfast/core');
 core.bus.on('timeout', () => {});`,
     );
-    const result = node('split.cjs');
     expect(result.status).toBe(0);
     expect(result.stderr).toContain('HOLDFAST_BUS_SPLIT');
     expect(result.stderr).toContain('@holdfast/core 0.1.0 is loaded beside 1.4.0');

@@ -1,28 +1,61 @@
 /**
- * The holdfast demo: local upstreams misbehave on a script while clients that retry drive
- * traffic through resilientFetch and through an idempotent orders endpoint. One process, the
- * in-memory store, no Redis. About 20 seconds.
+ * The holdfast demo: local upstreams misbehave on a script while a fleet of well-behaved clients
+ * drives traffic through resilientFetch and through an idempotent orders endpoint. One process,
+ * the in-memory store, no Redis. About 20 seconds; `DEMO_SCALE=0.3` plays the faults 3.3 times
+ * faster (the recovery after them keeps its length), `DEMO_SEED=n` replays the clients' jitter.
  */
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { bus, type EventType } from '@holdfast/core';
 import { dashboard } from '@holdfast/dashboard';
 import { resilientFetch } from '@holdfast/fetch';
 import { memoryStore } from '@holdfast/idempotency';
 import { idempotency } from '@holdfast/idempotency/express';
 import express from 'express';
-import { Upstream } from './upstreams.js';
+import { Pace, seeded } from './fleet.js';
+import { type Step, Upstream } from './upstreams.js';
 
-const TRAFFIC_MS = Number(process.env.DEMO_TRAFFIC_MS ?? 16_000);
+const SCALE = Number(process.env.DEMO_SCALE ?? 1);
+const SEED = process.env.DEMO_SEED === undefined ? undefined : Number(process.env.DEMO_SEED);
+if (!(SCALE > 0 && SCALE <= 10))
+  throw new Error(`DEMO_SCALE must be a number in (0, 10], got ${process.env.DEMO_SCALE}`);
+if (SEED !== undefined && !Number.isInteger(SEED)) throw new Error(`DEMO_SEED must be an integer, got ${SEED}`);
 const CLIENTS = 8;
+/** Each client places orders and checks stock, at most this many requests a second for each. */
+const PER_SECOND = 5;
+/** How long traffic goes on once the last fault is over; recovery is measured in its second half. */
+const RECOVERY_MS = 4_000;
+const random = SEED === undefined ? Math.random : seeded(SEED);
 const started = Date.now();
 const elapsed = () => ((Date.now() - started) / 1000).toFixed(1);
+
+// ---- The script: a latency spike, bursts of 503s, one instance that dies and comes back ----
+// A list of timed steps (ms from the start of traffic), played as they are: scaled by DEMO_SCALE.
+type Fault = Step & { readonly upstream: string };
+const script: readonly Fault[] = [
+  { at: 2_000, upstream: 'inventory', kind: 'error', status: 503 },
+  { at: 2_600, upstream: 'inventory', kind: 'ok' },
+  { at: 3_000, upstream: 'payments-a', kind: 'slow', ms: 1_500 },
+  { at: 5_000, upstream: 'payments-b', kind: 'error', status: 503 },
+  { at: 6_000, upstream: 'payments-a', kind: 'ok' },
+  { at: 7_000, upstream: 'payments-c', kind: 'down' },
+  { at: 8_000, upstream: 'payments-b', kind: 'ok' },
+  { at: 9_000, upstream: 'inventory', kind: 'error', status: 503 },
+  { at: 11_000, upstream: 'inventory', kind: 'ok' },
+  { at: 12_000, upstream: 'payments-c', kind: 'up' },
+].map((step) => ({ ...step, at: Math.round(step.at * SCALE) }) as Fault);
+const FAULTS_END = Math.max(...script.map((step) => step.at));
+const TRAFFIC_MS = FAULTS_END + RECOVERY_MS;
+/** The final window: from here to the end no fault is playing and breakers have had time to probe. */
+const RECOVERED_FROM = FAULTS_END + RECOVERY_MS / 2;
 
 // ---- What the bus tells us --------------------------------------------------------------
 const seen = new Map<EventType, number>();
 const off = bus.on('*', (e) => seen.set(e.type, (seen.get(e.type) ?? 0) + 1));
 const count = (type: EventType) => seen.get(type) ?? 0;
 
-// ---- Upstreams that misbehave on a script -----------------------------------------------
+// ---- Upstreams that misbehave on the script ----------------------------------------------
 // Payments honours Idempotency-Key, as Stripe does: a charge is applied once per key.
 const charges = new Map<string, number>();
 const chargeRoute =
@@ -37,8 +70,6 @@ const payments = ['payments-a', 'payments-b', 'payments-c'].map((name) => new Up
 const inventory = new Upstream('inventory', (_req, _body, res) => {
   res.writeHead(200, { 'content-type': 'application/json' }).end('{"sku":"kettle","stock":12}');
 });
-const [payA, payB, payC] = payments as [Upstream, Upstream, Upstream];
-
 // ---- The service under test: POST /orders, idempotent, charging through resilientFetch ----
 let toPayments: ReturnType<typeof resilientFetch>; // made once the upstreams have their ports
 const executions = new Map<string, number>(); // how often the handler really ran, per order key
@@ -73,7 +104,11 @@ app.post(
       created.set(key, (created.get(key) ?? 0) + 1);
       res.status(201).json({ order: key, charge: await charge.json() });
     } catch (error) {
-      res.status(503).json({ error: (error as Error).message });
+      // Payments cannot take the charge now: tell the client when to come back, as a refusal should.
+      res
+        .status(503)
+        .set('retry-after', '1')
+        .json({ error: (error as Error).message });
     }
   },
 );
@@ -83,63 +118,81 @@ async function main() {
   toPayments = resilientFetch({
     name: 'payments',
     baseUrls: payments.map((p) => p.url),
-    timeout: { perTry: 400, total: 3_000 },
+    timeout: { perTry: 800, total: 2_000 },
+    // The demo's faults last seconds: an instance's breaker probes again after one, not after 30.
+    breaker: { defaults: { openFor: 1_000, minimumCalls: 5, window: { duration: 2_000, buckets: 4 } } },
   });
   const server = app.listen(0, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
   const api = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  console.log(`holdfast demo: live dashboard at ${api}${live.path} (for the next ${TRAFFIC_MS / 1000} s)\n`);
+  console.log(`holdfast demo: live dashboard at ${api}${live.path} (for the next ${TRAFFIC_MS / 1000} s)`);
+  console.log(
+    `${CLIENTS} clients, each at most ${PER_SECOND} orders and ${PER_SECOND} stock checks a second, backing off on failures\n`,
+  );
 
-  // The script: a latency spike, bursts of 503s, and one instance that dies and comes back.
-  payA.play([
-    { at: 3_000, kind: 'slow', ms: 700 },
-    { at: 6_000, kind: 'ok' },
-  ]);
-  payB.play([
-    { at: 5_000, kind: 'error', status: 503 },
-    { at: 8_000, kind: 'ok' },
-  ]);
-  payC.play([
-    { at: 7_000, kind: 'down' },
-    { at: 12_000, kind: 'up' },
-  ]);
-  inventory.play([
-    { at: 2_000, kind: 'error', status: 503 },
-    { at: 2_600, kind: 'ok' },
-    { at: 9_000, kind: 'error', status: 503 },
-    { at: 11_000, kind: 'ok' },
-  ]);
+  const t0 = Date.now();
+  const lag = monitorEventLoopDelay({ resolution: 20 });
+  lag.enable();
+  for (const upstream of [...payments, inventory]) upstream.play(script.filter((s) => s.upstream === upstream.name));
 
-  // ---- Clients that retry ----------------------------------------------------------------
+  // ---- A fleet of clients that retry, and back off when refused ------------------------
   const totals = { requests: 0, ok: 0, failed: 0, replayed: 0 };
+  const recovery = { requests: 0, ok: 0, failures: new Map<string, number>() }; // sent in the final window
+  const tally = (sentAt: number, outcome: unknown) => {
+    const ok = outcome instanceof Response && outcome.ok;
+    if (ok) totals.ok++;
+    else totals.failed++;
+    if (sentAt - t0 < RECOVERED_FROM) return;
+    recovery.requests++;
+    if (ok) recovery.ok++;
+    else {
+      const why = outcome instanceof Response ? `HTTP ${outcome.status}` : String((outcome as Error)?.name ?? outcome);
+      recovery.failures.set(why, (recovery.failures.get(why) ?? 0) + 1);
+    }
+  };
   const client = resilientFetch({
     name: 'client',
-    timeout: { perTry: 300, total: 5_000 },
+    // Longer than the orders endpoint takes to fail over between payments (2 s at most).
+    timeout: { perTry: 2_500, total: 8_000 },
     retry: { maxAttempts: 4, statuses: [409, 429, 502, 503, 504] },
     breaker: { defaults: { openFor: 1_500, minimumCalls: 5, window: { duration: 2_000, buckets: 4 } } },
   });
-  const stopAt = Date.now() + TRAFFIC_MS;
-  const clients = Array.from({ length: CLIENTS }, async (_, c) => {
-    for (let n = 0; Date.now() < stopAt; n++) {
-      const sends = n % 10 === 0 ? 2 : 1; // one order in ten is sent twice, as after a lost response
-      for (let s = 0; s < sends; s++) {
-        totals.requests++;
-        const res = await client(`${api}/orders`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json', 'idempotency-key': `order-${n}`, 'x-client': `client-${c}` },
-          body: JSON.stringify({ sku: 'kettle', qty: 1 + (n % 3) }),
-        }).catch(() => undefined);
-        if (res?.ok) totals.ok++;
-        else totals.failed++;
-        if (res?.headers.get('idempotent-replayed') === 'true') totals.replayed++;
-        await res?.arrayBuffer();
-      }
+  const stopAt = t0 + TRAFFIC_MS;
+  const stop = AbortSignal.timeout(TRAFFIC_MS); // the run ends on time: calls still out are cut off
+  setMaxListeners(CLIENTS * 2 * 4, stop); // every call in flight listens to it, a few times over
+  let cut = 0;
+  const pace = () => new Pace({ perSecond: PER_SECOND, backoff: 100, maxBackoff: 2_000, random });
+  /** One client's calls to one service: each on its turn, and the pace told how it went. */
+  const loop = async (call: (n: number) => Promise<Response>) => {
+    const manners = pace();
+    for (let n = 0; ; n++) {
+      await manners.turn();
+      if (Date.now() >= stopAt) return;
+      const sentAt = Date.now();
+      const outcome = await call(n).catch((error: unknown) => error);
+      if (stop.aborted && !(outcome instanceof Response && outcome.ok)) return void cut++;
       totals.requests++;
-      const stock = await client(`${inventory.url}/items/kettle`).catch(() => undefined);
-      if (stock?.ok) totals.ok++;
-      else totals.failed++;
-      await stock?.arrayBuffer();
+      tally(sentAt, outcome);
+      if (outcome instanceof Response && outcome.ok) manners.succeeded();
+      else manners.failed(outcome);
+      if (outcome instanceof Response) {
+        if (outcome.headers.get('idempotent-replayed') === 'true') totals.replayed++;
+        await outcome.arrayBuffer();
+      }
     }
+  };
+  const clients = Array.from({ length: CLIENTS }, (_, c) => {
+    const order = (n: number) => {
+      // Orders 0, 0, 1, 2, ..., 9, 10, 10, 11, ...: one in ten is sent twice, as after a lost response.
+      const id = Math.floor((n * 10) / 11);
+      return client(`${api}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': `order-${id}`, 'x-client': `client-${c}` },
+        body: JSON.stringify({ sku: 'kettle', qty: 1 + (id % 3) }),
+        signal: stop,
+      });
+    };
+    return Promise.all([loop(order), loop(() => client(`${inventory.url}/items/kettle`, { signal: stop }))]);
   });
 
   const tty = process.stdout.isTTY === true;
@@ -157,6 +210,7 @@ async function main() {
 
   await Promise.all(clients);
   clearInterval(progress);
+  lag.disable();
   if (tty) process.stdout.write('\n');
 
   live.close();
@@ -169,9 +223,10 @@ async function main() {
   const duplicates = [...created.values()].reduce((sum, n) => sum + (n - 1), 0);
   const reruns = [...executions.values()].reduce((sum, n) => sum + (n - 1), 0);
   const rows: [string, number][] = [
-    ['requests sent by clients', totals.requests],
+    ['requests sent by clients (answered or failed)', totals.requests],
     ['  answered ok', totals.ok],
     ['  failed after retries', totals.failed],
+    ['requests cut off by the end of the run', cut],
     ['retries', count('retry.attempt')],
     ['retries refused by the budget', count('retry.budgetExhausted')],
     [
@@ -186,10 +241,18 @@ async function main() {
     ['handler re-runs after a failed first run', reruns],
     ['charges applied by payments', charges.size],
     ['duplicate executions (orders created twice)', duplicates],
+    [`requests sent in the final ${(TRAFFIC_MS - RECOVERED_FROM) / 1000} s (faults over)`, recovery.requests],
+    ['  of which answered ok', recovery.ok],
+    ['longest the event loop was held up (ms)', Math.round(lag.max / 1e6)],
   ];
   console.log(`\nholdfast demo, ${elapsed()} s\n`);
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${String(v).padStart(7)}`);
+  const share = recovery.requests === 0 ? 0 : (100 * recovery.ok) / recovery.requests;
+  console.log(`\n  recovered: ${share.toFixed(1)}% of requests answered ok once the faults were over`);
+  if (recovery.failures.size > 0) {
+    console.log(`  failed then: ${[...recovery.failures].map(([why, n]) => `${why} ${n}`).join(', ')}`);
+  }
   if (duplicates > 0) process.exitCode = 1;
 }
 
