@@ -57,6 +57,7 @@ export {
   clockOption,
   durationOption,
   fnOption,
+  MAX_DELAY_MS,
   nameOption,
   parseOptions,
   policiesOption,

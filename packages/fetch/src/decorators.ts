@@ -13,6 +13,8 @@ import { idempotentOptionsOf, isPolicy, type WithIdempotencyOptions } from './wr
 
 type Method<This, A extends unknown[], R> = (this: This, ...args: A) => Promise<R>;
 type AnyMethod = (...args: never) => PromiseLike<unknown>;
+/** A method as the runtime sees it: any `this`, any arguments. */
+type Fn = (this: unknown, ...args: unknown[]) => unknown;
 
 /**
  * A method decorator from this module. TypeScript picks the signature of the mode the project
@@ -30,7 +32,7 @@ export interface MethodDecorator<A extends unknown[] = never> {
 }
 
 /** Builds a decorator that replaces a method with `wrap(method)`, in either mode. */
-function methodDecorator<A extends unknown[]>(name: string, wrap: (method: Function) => Function): MethodDecorator<A> {
+function methodDecorator<A extends unknown[]>(name: string, wrap: (method: Fn) => Fn): MethodDecorator<A> {
   return ((...args: unknown[]) => {
     const [first, second, third] = args;
     if (args.length === 2 && isTc39Context(second)) {
@@ -39,7 +41,7 @@ function methodDecorator<A extends unknown[]>(name: string, wrap: (method: Funct
           `@${name} decorates methods only (TC39 decorators): ${describe(second.name)} is a ${second.kind}`,
         );
       }
-      return wrap(first);
+      return wrap(first as Fn);
     }
     if (args.length === 3 && (typeof second === 'string' || typeof second === 'symbol')) {
       const descriptor = third as PropertyDescriptor | undefined;
@@ -103,8 +105,8 @@ export function idempotent<A extends unknown[]>(options: WithIdempotencyOptions<
   const settings = idempotentOptionsOf<unknown, A>('@idempotent', options);
   return methodDecorator<A>('idempotent', (method) => {
     const run = once<[unknown, A], unknown>(([self, args]) => method.apply(self, args), settings);
-    return function (this: unknown, ...args: A) {
-      return run([this, args]);
+    return function (this: unknown, ...args: unknown[]) {
+      return run([this, args as A]);
     };
   });
 }

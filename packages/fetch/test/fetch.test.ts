@@ -93,7 +93,12 @@ describe('resilientFetch: what is retried', () => {
     const { http, attempts } = client({ breaker: false });
     await expect(http(url)).rejects.toMatchObject({
       code: 'E_RETRY_EXHAUSTED',
-      cause: { name: 'TypeError', message: 'fetch failed' },
+      // The root cause is named, not hidden two causes down.
+      cause: {
+        name: 'TypeError',
+        message: expect.stringMatching(/^fetch failed: connect ECONNREFUSED 127\.0\.0\.1:\d+$/),
+        code: 'ECONNREFUSED',
+      },
     });
     expect(attempts).toHaveLength(2);
   });

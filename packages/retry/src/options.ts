@@ -1,4 +1,12 @@
-import { busOption, clockOption, durationOption, fnOption, nameOption, policiesOption } from '@holdfast/core';
+import {
+  busOption,
+  clockOption,
+  durationOption,
+  fnOption,
+  nameOption,
+  policiesOption,
+  positiveDurationOption,
+} from '@holdfast/core';
 import { z } from 'zod';
 import type { RetryBudget } from './budget.js';
 
@@ -70,7 +78,7 @@ export const retryOptionsSchema = z.strictObject({
    * wait would end past it is not made. An attempt in flight is not cut: put a timeout()
    * outside for that. @default no limit
    */
-  maxElapsed: z.number().positive().optional(),
+  maxElapsed: positiveDurationOption.optional(),
   /** Which failures are worth another try. */
   retryOn: z
     .strictObject({
