@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createBus, HoldfastConfigError, healthReport, policies } from '@holdfast/core';
+import { createBus, HoldfastConfigError, healthReport, ManualClock, policies } from '@holdfast/core';
 import { retry } from '@holdfast/retry';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
@@ -52,10 +52,15 @@ describe('resilientFetch matches fetch where it adds no resilience: the body', (
 
   it('timeout.total covers the body read', async () => {
     const s = await server(stalls);
-    const { http } = client({ timeout: { perTry: 5_000, total: 150 } });
-    const res = await http(s.url);
+    const clock = new ManualClock(0);
+    const { http } = client({ clock, timeout: { perTry: 5_000, total: 1_000 } });
+    const res = await http(s.url); // the headers arrive while the clock stands still
     expect(res.status).toBe(200);
-    await expect(res.text()).rejects.toMatchObject({ code: 'E_TIMEOUT', name: 'TimeoutError' });
+    const body = expect(res.text()).rejects.toMatchObject({ code: 'E_TIMEOUT', name: 'TimeoutError' });
+    await clock.advance(999);
+    expect(clock.pending).toBe(1); // the body deadline: what is left of the total
+    await clock.advance(1);
+    await body;
   });
 });
 
