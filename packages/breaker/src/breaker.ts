@@ -122,6 +122,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
    * `BrokenCircuitError` (or serves the `fallback`) without running it.
    */
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    // A call the caller already aborted is not run, nor counted. (A scope and a signal both say.)
+    const caller = options instanceof CallScope ? options : options?.signal;
+    if (caller?.aborted) return Promise.reject(caller.reason);
     if (this.#state === CLOSED) return this.#call(fn, options, this.#startTime(), this.#generation, false);
     return this.#gate(fn, options);
   }

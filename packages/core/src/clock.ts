@@ -108,7 +108,31 @@ export class ManualClock implements Clock {
   }
 }
 
-/** Lets every pending promise reaction run: setImmediate fires only after the microtask queue drains. */
-function settle(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
+/** Module loads in flight that time must wait for; shared by every copy of core in the process. */
+const loads: Set<Promise<unknown>> = ((globalThis as Record<symbol, unknown>)[Symbol.for('holdfast.core.loads')] ??=
+  new Set()) as Set<Promise<unknown>>;
+
+/**
+ * Marks a module that a policy loads on first use (retry's dynamic `import('p-retry')`). A
+ * {@link ManualClock} waits for such loads before it moves time: file reads are not promise
+ * reactions, so without this a fresh process would see timers set later than a warm one does.
+ * Returns `load`.
+ */
+export function whileLoading<T>(load: Promise<T>): Promise<T> {
+  loads.add(load);
+  const done = () => loads.delete(load);
+  load.then(done, done);
+  return load;
+}
+
+/**
+ * Lets every pending promise reaction run (setImmediate fires only after the microtask queue
+ * drains), and every module load in flight finish, with the reactions it causes.
+ */
+async function settle(): Promise<void> {
+  for (;;) {
+    await new Promise((resolve) => setImmediate(resolve));
+    if (loads.size === 0) return;
+    await Promise.allSettled(loads);
+  }
 }

@@ -13,7 +13,7 @@ export {
   type Listener,
   type Unsubscribe,
 } from './bus.js';
-export { type Clock, ManualClock, realClock, type TimerHandle, type TimerOptions } from './clock.js';
+export { type Clock, ManualClock, realClock, type TimerHandle, type TimerOptions, whileLoading } from './clock.js';
 export { attemptOf, CallScope } from './context.js';
 export {
   BrokenCircuitError,
@@ -67,6 +67,7 @@ export {
   clockOption,
   durationOption,
   fnOption,
+  MAX_DELAY_MS,
   nameOption,
   parseOptions,
   policiesOption,

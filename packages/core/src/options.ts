@@ -44,11 +44,16 @@ export function fnOption<F extends (...args: never[]) => unknown>(what = 'must b
   return z.custom<F>((v) => typeof v === 'function', { error: what });
 }
 
-/** A non-negative, finite duration in milliseconds. */
-export const durationOption = z.number().finite().nonnegative();
+/** The longest delay a timer can wait: Node fires a longer one at once (with a warning). */
+export const MAX_DELAY_MS = 2_147_483_647;
 
-/** A strictly positive, finite duration in milliseconds. */
-export const positiveDurationOption = z.number().finite().positive();
+const maxDelay = { error: `must be <= ${MAX_DELAY_MS} ms (about 24.8 days): a longer timer fires at once` };
+
+/** A non-negative, finite duration in milliseconds, short enough for a timer. */
+export const durationOption = z.number().finite().nonnegative().max(MAX_DELAY_MS, maxDelay);
+
+/** A strictly positive, finite duration in milliseconds, short enough for a timer. */
+export const positiveDurationOption = z.number().finite().positive().max(MAX_DELAY_MS, maxDelay);
 
 /** The `clock` option every time-based policy takes. */
 export const clockOption = z.custom<Clock>(

@@ -1,5 +1,5 @@
 import { BreakerRegistry, type BreakerRegistryOptions } from '@holdfast/breaker';
-import { busOption, clockOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
+import { busOption, clockOption, durationOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
 import type { Failover } from '@holdfast/failover';
 import type { RetryBudget } from '@holdfast/retry';
 import { z } from 'zod';
@@ -23,9 +23,9 @@ const retryOption = z.union([
     backoff: z
       .strictObject({
         type: z.enum(['exponential', 'linear', 'constant']).optional(),
-        initialDelay: z.number().nonnegative().optional(),
-        maxDelay: z.number().nonnegative().optional(),
-        factor: z.number().positive().optional(),
+        initialDelay: durationOption.optional(),
+        maxDelay: durationOption.optional(),
+        factor: z.number().finite().positive().optional(),
       })
       .optional(),
     jitter: z.enum(['full', 'equal', 'decorrelated', 'none']).optional(),
@@ -80,8 +80,19 @@ export const resilientFetchOptionsSchema = z
      * @default false
      */
     idempotencyKey: z.union([z.literal('auto'), z.literal(false)]).default(false),
-    /** The header the key travels in. @default 'Idempotency-Key' */
-    idempotencyHeader: z.string().min(1).default('Idempotency-Key'),
+    /** The header the key travels in: an HTTP header name (RFC 9110 token). @default 'Idempotency-Key' */
+    idempotencyHeader: z
+      .string()
+      .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, {
+        error: 'must be an HTTP header name (letters, digits, - and the like)',
+      })
+      .default('Idempotency-Key'),
+    /**
+     * Query parameters whose values never appear in error messages, events or snapshots (as
+     * `***`), besides the defaults. Credentials in a URL (`user:pass@`) never appear either.
+     * @default ['access_token', 'api_key', 'apikey', 'key', 'password', 'secret', 'sig', 'signature', 'token']
+     */
+    secretParams: z.array(z.string().min(1)).default([]),
     /**
      * `true`: a non-2xx response is thrown as an `HttpError` (its `response` attached).
      * `false`: it is returned, as fetch does. @default false

@@ -4,16 +4,19 @@ import {
   type CallContext,
   type Clock,
   bus as globalBus,
+  HoldfastConfigError,
   type JsonValue,
   type Policy,
   parseOptions,
   realClock,
+  TimeoutError,
   timeout,
 } from '@holdfast/core';
 import { type Failover, failover, neverReached } from '@holdfast/failover';
 import { isNonRetryable, isTransientError, nonRetryable, type RetryBudget, retry, retryBudget } from '@holdfast/retry';
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
+import { Redactor } from './redact.js';
 import { attemptInit, discard, type FetchInput, isSafeToRepeat, type Plan, planOf } from './request.js';
 
 /** `fetch`'s own signature. */
@@ -57,15 +60,23 @@ class Client {
   readonly #breakers: BreakerRegistry | undefined;
   readonly #set: Failover<string> | undefined;
   readonly #owned: { dispose(): void }[] = [];
+  readonly #redact: Redactor;
+  readonly #clock: Clock;
+  readonly #totalMs: number;
+  /** Our failover endpoints' real base URLs, by the redacted target their snapshots show. */
+  readonly #bases = new Map<string, string>();
 
   constructor(o: ParsedFetchOptions) {
     this.#o = o;
     const bus: Bus = o.bus ?? globalBus;
     const clock: Clock = o.clock ?? realClock;
+    this.#clock = clock;
+    this.#redact = new Redactor(o.secretParams);
     this.#send = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
     const limits = typeof o.timeout === 'number' ? { perTry: o.timeout } : (o.timeout ?? {});
     this.#perTry = timeout(limits.perTry ?? 10_000, { name: `${o.name}.perTry`, bus, clock });
-    this.#total = timeout(limits.total ?? 30_000, { name: `${o.name}.total`, bus, clock });
+    this.#totalMs = limits.total ?? 30_000;
+    this.#total = timeout(this.#totalMs, { name: `${o.name}.total`, bus, clock });
     const retryOptions = o.retry === false ? undefined : (o.retry ?? {});
     this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
 
@@ -82,7 +93,7 @@ class Client {
       this.#breakers =
         o.breaker instanceof BreakerRegistry
           ? o.breaker
-          : this.#own(breakerRegistry({ name: o.name, ...o.breaker, bus, clock }));
+          : this.#own(within('breaker', () => breakerRegistry({ name: o.name, ...o.breaker, bus, clock })));
     }
 
     if (o.failover !== undefined || o.baseUrls !== undefined) {
@@ -91,24 +102,33 @@ class Client {
         this.#own(
           failover<string>({
             name: o.name,
-            endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: url })),
+            endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
             bus,
             clock,
           }),
         );
     } else if (retryOptions) {
-      this.#retry = retry({
-        name: `${o.name}.retry`,
-        maxAttempts,
-        ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
-        ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
-        retryOn: { error: isRetryable, result: () => false },
-        budget: this.#budget ?? false,
-        bus,
-        clock,
-      });
+      this.#retry = within('retry', () =>
+        retry({
+          name: `${o.name}.retry`,
+          maxAttempts,
+          ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
+          ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
+          retryOn: { error: isRetryable, result: () => false },
+          budget: this.#budget ?? false,
+          bus,
+          clock,
+        }),
+      );
     }
+  }
+
+  /** A base URL as snapshots show it (redacted); the real one is kept here. */
+  #base(url: string): string {
+    const shown = this.#redact.url(url);
+    this.#bases.set(shown, url);
+    return shown;
   }
 
   #own<D extends { dispose(): void }>(thing: D): D {
@@ -126,23 +146,41 @@ class Client {
     ) {
       plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
     }
-    const call = new Call(this, plan, isSafeToRepeat(plan, header));
+    // After the headers, the caller's abort and the total deadline still stop the body read.
+    const deadline = new AbortController();
+    const reading = plan.signal ? AbortSignal.any([plan.signal, deadline.signal]) : deadline.signal;
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), reading);
+    const start = this.#clock.now();
     let response: Response;
     try {
       response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: plan.signal });
     } catch (error) {
       // A status worth retrying that was still failing when retries ran out: fetch returns it.
       const failed = httpErrorIn(error);
-      if (failed !== undefined && failed.response === call.last && !this.#o.throwOnHttpError) return failed.response;
-      throw error;
+      if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
+      response = failed.response;
     }
-    if (this.#o.throwOnHttpError && !response.ok) throw new HttpError(plan.method, call.lastUrl ?? plan.url, response);
+    this.#coverBody(deadline, start);
+    if (this.#o.throwOnHttpError && !response.ok) {
+      throw new HttpError(plan.method, this.#redact.url(call.lastUrl ?? plan.url), response);
+    }
     return response;
+  }
+
+  /** The total deadline goes on while the caller reads the body, as AbortSignal.timeout() would. */
+  #coverBody(deadline: AbortController, start: number): void {
+    const left = this.#totalMs - (this.#clock.now() - start);
+    const expire = () => deadline.abort(new TimeoutError(`${this.#o.name}.total`, this.#totalMs));
+    if (left <= 0) expire();
+    else this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
     if (this.#set !== undefined) {
-      return this.#set.execute((endpoint, c) => call.attempt(new URL(call.plan.url, endpoint.target).href, c), ctx);
+      return this.#set.execute((endpoint, c) => {
+        const base = this.#bases.get(endpoint.target) ?? endpoint.target;
+        return call.attempt(new URL(call.plan.url, base).href, c);
+      }, ctx);
     }
     const url = call.plan.url;
     if (this.#retry !== undefined && call.safe) return this.#retry.execute((c) => call.attempt(url, c), ctx);
@@ -157,10 +195,33 @@ class Client {
   }
 
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
-    const response = await this.#send(url, attemptInit(call.plan, ctx.signal));
+    let response: Response;
+    try {
+      response = await this.#send(url, attemptInit(call.plan, AbortSignal.any([ctx.signal, call.reading])));
+    } catch (error) {
+      throw this.#explain(error);
+    }
     call.remember(response, url);
-    if (this.#statuses.has(response.status)) throw new HttpError(call.plan.method, url, response);
+    if (this.#statuses.has(response.status)) throw new HttpError(call.plan.method, this.#redact.url(url), response);
     return response;
+  }
+
+  /**
+   * fetch's TypeError, made to say what happened: `fetch failed: connect ECONNREFUSED ...` with
+   * the root cause's `code`, and no credentials or secret parameters. A redirect that fetch
+   * refused (a loop, `redirect: 'error'`) is not retried: it would only loop again.
+   */
+  #explain(error: unknown): unknown {
+    if (!(error instanceof TypeError)) return error;
+    if (error.message === 'fetch failed' && error.cause !== undefined) {
+      const root = rootCause(error.cause);
+      const explained = new TypeError(`fetch failed: ${this.#redact.text(root.message)}`, { cause: error });
+      if (root.code !== undefined) Object.assign(explained, { code: root.code });
+      if (/redirect/i.test(root.message)) nonRetryable(explained);
+      return explained;
+    }
+    const message = this.#redact.text(error.message);
+    return message === error.message ? error : new TypeError(message);
   }
 
   snapshot(): JsonValue {
@@ -187,6 +248,8 @@ class Call {
     readonly client: Client,
     readonly plan: Plan,
     readonly safe: boolean,
+    /** Aborts when the caller aborts or the total deadline passes, the body read included. */
+    readonly reading: AbortSignal,
   ) {}
 
   async attempt(url: string, ctx: CallContext): Promise<Response> {
@@ -213,4 +276,35 @@ function httpErrorIn(error: unknown): HttpError | undefined {
     if (e instanceof HttpError) return e;
   }
   return undefined;
+}
+
+/** The deepest cause of a network failure, with its message and code (an AggregateError's first error). */
+function rootCause(error: unknown): { message: string; code: string | undefined } {
+  let e = error;
+  for (let depth = 0; depth < 5; depth++) {
+    const next = (e as { cause?: unknown } | null)?.cause;
+    const inner = (e as { errors?: unknown[] } | null)?.errors?.[0];
+    if (next === undefined && inner === undefined) break;
+    // An AggregateError (every address refused) has no message of its own: its first error says it.
+    e = next ?? inner;
+  }
+  const { message, code } = (e ?? {}) as { message?: unknown; code?: unknown };
+  const outer = (error ?? {}) as { code?: unknown };
+  return {
+    message: typeof message === 'string' && message !== '' ? message : String(e),
+    code: typeof code === 'string' ? code : typeof outer.code === 'string' ? outer.code : undefined,
+  };
+}
+
+/** Runs a factory we call for the user, naming a bad option by the path the user gave it under. */
+function within<T>(path: string, make: () => T): T {
+  try {
+    return make();
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    throw new HoldfastConfigError(
+      'resilientFetch',
+      error.issues.map((issue) => ({ ...issue, path: issue.path ? `${path}.${issue.path}` : path })),
+    );
+  }
 }

@@ -1,33 +1,42 @@
 import { type CircuitBreakerOptions, circuitBreaker } from '@holdfast/breaker';
-import { type ExecuteOptions, type Policy, type TimeoutOptions, timeout } from '@holdfast/core';
-import { type IdempotentOptions, idempotent } from '@holdfast/idempotency';
+import { type ExecuteOptions, fnOption, type Policy, parseOptions, type TimeoutOptions, timeout } from '@holdfast/core';
+import { fingerprintOf, type IdempotentOptions, idempotent } from '@holdfast/idempotency';
 import { type RetryOptions, retry } from '@holdfast/retry';
+import { z } from 'zod';
 
-type AsyncFn<A extends unknown[], R> = (...args: A) => R | PromiseLike<R>;
+/** A function to wrap: sync or async, with the `this` it is called with. */
+type AsyncFn<This, A extends unknown[], R> = (this: This, ...args: A) => R | PromiseLike<R>;
+/** The wrapper: the same `this` and parameters, always a promise. */
+type Wrapped<This, A extends unknown[], R> = (this: This, ...args: A) => Promise<Awaited<R>>;
 
 export function isPolicy(value: unknown): value is Policy {
   return typeof value === 'object' && value !== null && typeof (value as Policy).execute === 'function';
 }
 
-/** Wraps `fn` so every call runs through `policy`; the wrapper keeps `fn`'s parameters. */
-export function withPolicy<A extends unknown[], R>(
-  fn: AsyncFn<A, R>,
-  policy: Policy,
-): (...args: A) => Promise<Awaited<R>> {
+/**
+ * Wraps `fn` so every call runs through `policy`. The wrapper keeps `fn`'s parameters and the
+ * `this` it is called with, so a wrapped method still sees its instance.
+ */
+export function withPolicy<This, A extends unknown[], R>(fn: AsyncFn<This, A, R>, policy: Policy): Wrapped<This, A, R> {
   if (typeof fn !== 'function') throw new TypeError(`${policy.name}: the wrapped value must be a function`);
-  return (...args) => policy.execute(() => fn(...args)) as Promise<Awaited<R>>;
+  return function (this: This, ...args: A) {
+    return policy.execute(() => fn.apply(this, args)) as Promise<Awaited<R>>;
+  };
 }
 
 /**
  * `fn`, retried. Give retry options, or a `retry()` policy to share one (and its budget).
  * @example const getUser = withRetry((id: string) => api.users.get(id), { maxAttempts: 4 });
  */
-export function withRetry<A extends unknown[], R>(fn: AsyncFn<A, R>, options: RetryOptions | Policy = {}) {
+export function withRetry<This, A extends unknown[], R>(fn: AsyncFn<This, A, R>, options: RetryOptions | Policy = {}) {
   return withPolicy(fn, isPolicy(options) ? options : retry(options));
 }
 
 /** `fn` behind a circuit breaker. Give breaker options, or a `circuitBreaker()` to share one. */
-export function withBreaker<A extends unknown[], R>(fn: AsyncFn<A, R>, options: CircuitBreakerOptions | Policy = {}) {
+export function withBreaker<This, A extends unknown[], R>(
+  fn: AsyncFn<This, A, R>,
+  options: CircuitBreakerOptions | Policy = {},
+) {
   return withPolicy(fn, isPolicy(options) ? options : circuitBreaker(options));
 }
 
@@ -36,7 +45,11 @@ export function withBreaker<A extends unknown[], R>(fn: AsyncFn<A, R>, options: 
  * `aggressive` unless you say otherwise: the call rejects at the deadline and `fn` finishes in
  * the background. To cancel the work itself, use `timeout().execute(({ signal }) => ...)`.
  */
-export function withTimeout<A extends unknown[], R>(fn: AsyncFn<A, R>, ms: number, options: TimeoutOptions = {}) {
+export function withTimeout<This, A extends unknown[], R>(
+  fn: AsyncFn<This, A, R>,
+  ms: number,
+  options: TimeoutOptions = {},
+) {
   return withPolicy(fn, timeout(ms, { strategy: 'aggressive', ...options }));
 }
 
@@ -46,17 +59,45 @@ export type WithIdempotencyOptions<A extends unknown[]> = Omit<IdempotentOptions
   readonly fingerprint?: (...args: A) => string;
 };
 
+/** `key` and `fingerprint` take the arguments spread; the other options are idempotent()'s own. */
+const keyOptionsSchema = z.looseObject({
+  key: fnOption('must be a function of the arguments that returns the key'),
+  fingerprint: fnOption().optional(),
+});
+
+/**
+ * Checks the options of {@link withIdempotency} or `@idempotent` where they are given, and
+ * returns idempotent()'s options for input `[this, args]`: the instance travels with the
+ * arguments but is neither key nor fingerprint.
+ * @internal
+ */
+export function idempotentOptionsOf<This, A extends unknown[]>(
+  owner: string,
+  options: WithIdempotencyOptions<A>,
+): IdempotentOptions<[This, A]> {
+  parseOptions(owner, keyOptionsSchema, options);
+  const { key, fingerprint, ...rest } = options;
+  return {
+    ...rest,
+    key: ([, args]) => key(...args),
+    fingerprint: ([, args]) => (fingerprint ? fingerprint(...args) : fingerprintOf(args)),
+  } as IdempotentOptions<[This, A]>;
+}
+
 /**
  * `fn`, run once per key: a repeat with the same key returns the stored result.
  * @example const charge = withIdempotency(chargeCard, { store: memoryStore(), key: (order) => order.id });
  */
-export function withIdempotency<A extends unknown[], R>(fn: AsyncFn<A, R>, options: WithIdempotencyOptions<A>) {
+export function withIdempotency<This, A extends unknown[], R>(
+  fn: AsyncFn<This, A, R>,
+  options: WithIdempotencyOptions<A>,
+): Wrapped<This, A, R> {
   if (typeof fn !== 'function') throw new TypeError('withIdempotency: the wrapped value must be a function');
-  const { key, fingerprint, ...rest } = options;
-  const once = idempotent<A, R>((args) => fn(...args), {
-    ...rest,
-    key: (args) => key(...args),
-    ...(fingerprint ? { fingerprint: (args: A) => fingerprint(...args) } : {}),
-  } as IdempotentOptions<A>);
-  return (...args: A): Promise<Awaited<R>> => once(args, undefined as ExecuteOptions | undefined);
+  const once = idempotent<[This, A], R>(
+    ([self, args]) => fn.apply(self, args),
+    idempotentOptionsOf<This, A>('withIdempotency', options),
+  );
+  return function (this: This, ...args: A) {
+    return once([this, args], undefined as ExecuteOptions | undefined);
+  };
 }

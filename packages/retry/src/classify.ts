@@ -24,7 +24,10 @@ export function statusOf(error: unknown): number | undefined {
 
 /** True for the TypeError fetch throws when the network failed (not for a TypeError from a bug). */
 export function isNetworkError(error: unknown): boolean {
-  return error instanceof TypeError && networkMessages.has(error.message);
+  // `fetch failed: connect ECONNREFUSED ...` is @holdfast/fetch's, naming the root cause.
+  return (
+    error instanceof TypeError && (networkMessages.has(error.message) || error.message.startsWith('fetch failed: '))
+  );
 }
 
 /**

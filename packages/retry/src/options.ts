@@ -1,4 +1,12 @@
-import { busOption, clockOption, durationOption, fnOption, nameOption, policiesOption } from '@holdfast/core';
+import {
+  busOption,
+  clockOption,
+  durationOption,
+  fnOption,
+  nameOption,
+  policiesOption,
+  positiveDurationOption,
+} from '@holdfast/core';
 import { z } from 'zod';
 import type { RetryBudget } from './budget.js';
 
@@ -70,24 +78,28 @@ export const retryOptionsSchema = z.strictObject({
    * wait would end past it is not made. An attempt in flight is not cut: put a timeout()
    * outside for that. @default no limit
    */
-  maxElapsed: z.number().positive().optional(),
+  maxElapsed: positiveDurationOption.optional(),
   /** Which failures are worth another try. */
   retryOn: z
     .strictObject({
       /**
        * @default isTransientError: all but AbortError, BrokenCircuitError, 4xx other than
        * 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
-       * and the caller's abort are never retried, whatever this says.
+       * an `AbortError` (by name) and the caller's abort are never retried, whatever this
+       * says. May return a promise: it is awaited.
        */
-      error: fnOption<(error: unknown, attempt: number) => boolean>().optional(),
+      error: fnOption<(error: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
       /** @default isTransientResult: a Response with status 408, 429, 500, 502, 503 or 504 */
-      result: fnOption<(result: unknown, attempt: number) => boolean>().optional(),
+      result: fnOption<(result: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
     })
     .prefault({}),
   /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks, capped by maxDelay. @default true */
   retryAfter: z.boolean().default(true),
-  /** Called before each wait. If it throws, the call fails with that error. */
-  onRetry: fnOption<(info: RetryInfo) => void>().optional(),
+  /**
+   * Called before each wait, and awaited when it returns a promise. If it throws or rejects,
+   * the call fails with that error.
+   */
+  onRetry: fnOption<(info: RetryInfo) => unknown>().optional(),
   /**
    * The retry budget to draw retries from; share one between the policies of a downstream.
    * `false` for none (every retryable failure is retried up to maxAttempts).

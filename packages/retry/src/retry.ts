@@ -62,10 +62,10 @@ interface Settings {
   readonly maxAttempts: number;
   readonly maxElapsed: number;
   readonly backoff: Backoff;
-  readonly retryOnError: (error: unknown, attempt: number) => boolean;
-  readonly retryOnResult: (result: unknown, attempt: number) => boolean;
+  readonly retryOnError: (error: unknown, attempt: number) => boolean | PromiseLike<boolean>;
+  readonly retryOnResult: (result: unknown, attempt: number) => boolean | PromiseLike<boolean>;
   readonly retryAfter: boolean;
-  readonly onRetry: ((info: RetryInfo) => void) | undefined;
+  readonly onRetry: ((info: RetryInfo) => unknown) | undefined;
   readonly budget: RetryBudget | undefined;
   readonly random: () => number;
 }
@@ -73,7 +73,8 @@ interface Settings {
 /** One call that failed its first attempt: what the next decision needs. */
 interface Run<T> {
   readonly fn: Operation<T>;
-  readonly options: ExecuteOptions | undefined;
+  /** The call's link to the caller's signal, for as long as it retries. */
+  readonly scope: CallScope;
   /** When the call started (clock ms), for maxElapsed. */
   readonly start: number;
   /** The attempt that runs next, or that last ran. */
@@ -89,7 +90,6 @@ class Failure extends Error {
   constructor(
     readonly value: unknown,
     readonly isResult: boolean,
-    readonly aborted: boolean,
   ) {
     super('attempt failed');
   }
@@ -110,14 +110,10 @@ class RetryingPolicy implements RetryPolicy {
   readonly budget: RetryBudget | undefined;
   readonly #s: Settings;
 
-  /** Where a run stands after its first attempt. */
-  readonly #first: Pick<Run<unknown>, 'attempt' | 'delay' | 'waiting'>;
-
   constructor(settings: Settings) {
     this.name = settings.name;
     this.budget = settings.budget;
     this.#s = settings;
-    this.#first = { attempt: 1, delay: settings.backoff.initialDelay, waiting: resolved };
   }
 
   async execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
@@ -133,61 +129,87 @@ class RetryingPolicy implements RetryPolicy {
     try {
       value = await fn(scope);
     } catch (error) {
-      return this.#retry({ fn, options, start, ...this.#first }, error, false, scope.aborted);
+      return this.#retry(fn, options, start, error, false);
     } finally {
       scope.release();
     }
-    if (!this.#s.retryOnResult(value, 1)) return value;
-    return this.#retry({ fn, options, start, ...this.#first }, value, true, false);
+    // Once the caller has aborted, the call rejects with its reason, whatever the attempt did.
+    if (scope.aborted) return this.#retry(fn, options, start, value, true);
+    let retryable = this.#s.retryOnResult(value, 1);
+    if (isThenable(retryable)) retryable = await retryable;
+    if (!retryable) return value;
+    return this.#retry(fn, options, start, value, true);
   }
 
   /** After a failed first attempt: p-retry drives the loop, our decisions and waits run in it. */
-  async #retry<T>(run: Run<T>, value: unknown, isResult: boolean, aborted: boolean): Promise<T> {
+  async #retry<T>(
+    fn: Operation<T>,
+    options: ExecuteOptions | undefined,
+    start: number,
+    value: unknown,
+    isResult: boolean,
+  ): Promise<T> {
+    const run: Run<T> = {
+      fn,
+      scope: new CallScope(options),
+      start,
+      attempt: 1,
+      delay: this.#s.backoff.initialDelay,
+      waiting: resolved,
+    };
     try {
-      this.#decide(run, value, isResult, aborted);
+      await this.#decide(run, value, isResult);
       const pRetry = await loadPRetry();
       return await pRetry(() => this.#attempt(run), {
         retries: Number.POSITIVE_INFINITY, // we decide when to stop
         minTimeout: 0, // no timer of p-retry's: the wait, on our clock, opens each attempt
         onFailedAttempt: ({ error }) => {
           const failure = error as Failure;
-          this.#decide(run, failure.value, failure.isResult, failure.aborted);
+          return this.#decide(run, failure.value, failure.isResult);
         },
       });
     } catch (error) {
       if (!(error instanceof Stop)) throw error;
       if (error.isResult) return error.value as T;
       throw error.value;
+    } finally {
+      run.scope.release();
     }
   }
 
   async #attempt<T>(run: Run<T>): Promise<T> {
     await run.waiting;
-    const scope = new CallScope(run.options, run.attempt);
-    if (scope.aborted) {
-      scope.release();
+    if (run.scope.aborted) {
       run.attempt--; // aborted during the wait: this attempt never ran
-      throw new Failure(scope.reason, false, true);
+      throw new Failure(undefined, false);
     }
+    const scope = new CallScope(run.scope, run.attempt);
     let value: T;
     try {
       value = await run.fn(scope);
     } catch (error) {
-      throw new Failure(error, false, scope.aborted);
+      throw new Failure(error, false);
     } finally {
       scope.release();
     }
-    if (this.#s.retryOnResult(value, run.attempt)) throw new Failure(value, true, false);
+    if (run.scope.aborted || (await this.#s.retryOnResult(value, run.attempt))) throw new Failure(value, true);
     return value;
   }
 
-  /** After a failed attempt: sets up the wait before the next one, or throws a {@link Stop}. */
-  #decide(run: Run<unknown>, value: unknown, isResult: boolean, aborted: boolean): void {
+  /**
+   * After a failed attempt: sets up the wait before the next one, or throws a {@link Stop}.
+   * The caller's abort is checked first and again after every hook the user gave, which may
+   * be async and is awaited.
+   */
+  async #decide(run: Run<unknown>, value: unknown, isResult: boolean): Promise<void> {
     const s = this.#s;
     const attempts = run.attempt;
-    if (aborted) this.#giveUp(run, 'aborted', value, isResult);
-    if (!isResult && (isNonRetryable(value) || !s.retryOnError(value, attempts))) {
-      this.#giveUp(run, 'notRetryable', value, isResult);
+    this.#stopIfAborted(run, value, isResult);
+    if (!isResult) {
+      if (isNonRetryable(value) || isAbortError(value)) this.#giveUp(run, 'notRetryable', value, isResult);
+      const retryable = await s.retryOnError(value, attempts);
+      this.#stopIfAborted(run, value, isResult);
+      if (!retryable) this.#giveUp(run, 'notRetryable', value, isResult);
     }
     if (attempts >= s.maxAttempts) this.#giveUp(run, 'maxAttempts', value, isResult);
     const now = s.clock.now();
@@ -219,14 +241,27 @@ class RetryingPolicy implements RetryPolicy {
         code: label(value, isResult),
       });
     }
-    s.onRetry?.({
-      attempt: run.attempt,
-      delay,
-      error: isResult ? undefined : value,
-      result: isResult ? value : undefined,
-    });
+    try {
+      if (s.onRetry !== undefined) {
+        await s.onRetry({
+          attempt: run.attempt,
+          delay,
+          error: isResult ? undefined : value,
+          result: isResult ? value : undefined,
+        });
+      }
+    } finally {
+      if (isResult) discard(value);
+    }
+    // An abort during onRetry cuts the wait at once; the next attempt then gives up.
+    run.waiting = this.#wait(delay, run.scope);
+  }
+
+  /** The caller aborted: the call rejects with the caller's reason, whatever the attempt did. */
+  #stopIfAborted(run: Run<unknown>, value: unknown, isResult: boolean): void {
+    if (!run.scope.aborted) return;
     if (isResult) discard(value);
-    run.waiting = this.#wait(delay, run.options);
+    this.#giveUp(run, 'aborted', run.scope.reason, false);
   }
 
   #giveUp(run: Run<unknown>, reason: GiveUpReason, value: unknown, isResult: boolean): never {
@@ -251,26 +286,28 @@ class RetryingPolicy implements RetryPolicy {
   }
 
   /** Resolves after `ms` on our clock, or at once when the caller aborts. */
-  #wait(ms: number, options: ExecuteOptions | undefined): Promise<void> {
-    if (ms <= 0) return resolved;
+  #wait(ms: number, scope: CallScope): Promise<void> {
+    if (ms <= 0 || scope.aborted) return resolved;
     const { clock } = this.#s;
     return new Promise((resolve) => {
-      const scope = new CallScope(options);
-      if (scope.aborted) {
-        scope.release();
-        resolve();
-        return;
-      }
       const done = () => {
         clock.clearTimeout(timer);
         cancel();
-        scope.release();
         resolve();
       };
       const timer = clock.setTimeout(done, ms, { ref: true });
       const cancel = scope.onAbort(done);
     });
   }
+}
+
+/** p-retry's do-not-retry signal, fetch's abort, or anyone's: an error named `AbortError`. */
+function isAbortError(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError';
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }
 
 function label(value: unknown, isResult: boolean): string | undefined {

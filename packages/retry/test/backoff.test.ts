@@ -1,8 +1,6 @@
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { retry } from '../src/index.js';
-import { finish, seeded, setup, warmUp } from './support.js';
-
-beforeAll(warmUp);
+import { finish, seeded, setup } from './support.js';
 
 type Law = 'exponential' | 'linear' | 'constant';
 type Jitter = 'full' | 'equal' | 'decorrelated' | 'none';

@@ -1,9 +1,7 @@
 import { DisposedError, HoldfastConfigError, ManualClock } from '@holdfast/core';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { RetryBudgetExhaustedError, retry, retryBudget } from '../src/index.js';
-import { finish, setup, warmUp } from './support.js';
-
-beforeAll(warmUp);
+import { finish, setup } from './support.js';
 
 const down = () => Promise.reject(new Error('down'));
 

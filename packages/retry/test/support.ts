@@ -1,5 +1,4 @@
 import { createBus, type EventOf, type EventType, ManualClock } from '@holdfast/core';
-import { retry } from '../src/index.js';
 
 export { seeded } from '../../../test/support/seeded.js';
 
@@ -21,19 +20,6 @@ export function response(status: number, headers: Record<string, string> = {}): 
 /** An error an HTTP client would throw: `status` and a `response` with headers. */
 export function httpError(status: number, headers: Record<string, string> = {}): Error {
   return Object.assign(new Error(`HTTP ${status}`), { status, response: { status, headers: new Headers(headers) } });
-}
-
-/**
- * Loads p-retry the way the policy does (a dynamic import, on the first retry). That import
- * takes more than the one tick a ManualClock lets pass after a timer, so a test file warms it
- * up once before counting ticks.
- */
-export async function warmUp(): Promise<void> {
-  let n = 0;
-  const policy = retry({ backoff: { initialDelay: 0 }, budget: false, bus: createBus() });
-  await policy.execute(() => {
-    if (++n === 1) throw new Error('warm-up');
-  });
 }
 
 /** Lets pending work register its timers, then fires every timer until none is left. */
