@@ -42,14 +42,14 @@ describe('consistent-hash picks (property tests)', () => {
         const balancer = consistentHash();
         const before = keys.map((k) => balancer.pick(list, k, 0));
         // Twice per list, so each list gets its own memory of winners.
-        keys.forEach((k) => balancer.pick(rest, k, 0));
+        for (const k of keys) balancer.pick(rest, k, 0);
         const after = keys.map((k) => balancer.pick(rest, k, 0));
         for (let i = 0; i < keys.length; i++) {
           if (before[i] !== gone) expect(after[i]).toBe(before[i]);
           else expect(after[i]).not.toBe(gone);
         }
         const again = [...list]; // a fresh list: membership as before, memory made anew
-        keys.forEach((k) => balancer.pick(again, k, 0));
+        for (const k of keys) balancer.pick(again, k, 0);
         expect(keys.map((k) => balancer.pick(again, k, 0))).toEqual(before);
       }),
       { numRuns: 200 },
@@ -61,7 +61,7 @@ describe('consistent-hash picks (property tests)', () => {
       fc.property(endpointSets, keyLists, (list, keys) => {
         fc.pre(list.length >= 2);
         const balancer = consistentHash();
-        for (let i = 0; i < 3; i++) keys.forEach((k) => balancer.pick(list, k, 0));
+        for (let i = 0; i < 3; i++) for (const k of keys) balancer.pick(list, k, 0);
         const reordered = [...list].reverse();
         const shrunk = list.slice(1);
         for (const next of [shrunk, reordered, list]) {
