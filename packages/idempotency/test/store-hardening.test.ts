@@ -1,0 +1,149 @@
+import { randomUUID } from 'node:crypto';
+import { HoldfastConfigError } from '@holdfast/core';
+import fc from 'fast-check';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { type ClaimResult, memoryStore, redisStore } from '../src/index.js';
+import { claimScript } from '../src/redis-scripts.js';
+import { connect, disconnectAll } from './redis.js';
+
+function token(result: ClaimResult): string {
+  if (result.status !== 'claimed') throw new Error(`expected claimed, got ${result.status}`);
+  return result.token;
+}
+
+const response = (bytes: number) =>
+  ({ kind: 'response', status: 200, headers: {}, body: Buffer.alloc(bytes) }) as const;
+
+describe('memoryStore() bounded by bytes', () => {
+  it('keeps its records within maxBytes, evicting least recently used completed ones', async () => {
+    const store = memoryStore({ maxBytes: 10 * 1_048_576 });
+    const before = process.memoryUsage().rss;
+    for (let i = 0; i < 200; i++) {
+      const key = `big-${i}`;
+      await store.complete(key, token(await store.claim(key, 'fp', 60_000)), response(1_048_576), 3_600_000);
+      expect(store.bytes).toBeLessThanOrEqual(10 * 1_048_576);
+    }
+    // 200 MiB went through; at most 10 MiB of it is held.
+    expect(store.size).toBeLessThanOrEqual(10);
+    expect(store.snapshot()).toMatchObject({ maxBytes: 10 * 1_048_576 });
+    expect((await store.claim('big-199', 'fp', 60_000)).status).toBe('completed');
+    expect((await store.claim('big-0', 'fp', 60_000)).status).toBe('claimed'); // evicted
+    globalThis.gc?.();
+    expect(process.memoryUsage().rss - before).toBeLessThan(150 * 1_048_576);
+    store.dispose();
+  });
+
+  it('refuses one record larger than maxBytes, naming its size, and keeps the claim releasable', async () => {
+    const store = memoryStore({ maxBytes: 1_000 });
+    const t = token(await store.claim('k', 'fp', 60_000));
+    await expect(store.complete('k', t, response(5_000), 60_000)).rejects.toMatchObject({
+      code: 'E_IDEMPOTENCY_VALUE',
+      message: expect.stringContaining('maxBytes of 1000'),
+    });
+    expect(await store.release('k', t)).toBe(true);
+  });
+
+  it('has a sane default and refuses a bad one', () => {
+    expect(memoryStore().maxBytes).toBe(64 * 1_048_576);
+    expect(() => memoryStore({ maxBytes: 0 })).toThrow(HoldfastConfigError);
+  });
+});
+
+describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-server', () => {
+  let server: RedisServer;
+  let client: Redis;
+  beforeAll(async () => {
+    [server] = (await startRedis(1)) as [RedisServer];
+    client = connect(server);
+  });
+  afterAll(async () => {
+    disconnectAll();
+    await stopAllRedis();
+  });
+
+  it('refuses a prefix with braces, spaces or control characters', () => {
+    for (const prefix of ['a{', 'b}', 'with space', 'tab\t']) {
+      expect(() => redisStore({ client, prefix })).toThrow(/prefix/);
+    }
+    expect(() => redisStore({ client, prefix: 'app:idem:' })).not.toThrow();
+  });
+
+  it('property: any key maps to one Cluster-safe Redis key; distinct keys never share one', () => {
+    const store = redisStore({ client, prefix: 'p:' });
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary' }), fc.string({ unit: 'binary' }), (a, b) => {
+        const ka = store.keyOf(a);
+        expect(ka).toMatch(/^p:\{[\w-]{43}\}$/); // one hash tag, closed at the end
+        if (a !== b) expect(ka).not.toBe(store.keyOf(b));
+      }),
+    );
+    expect(store.keyOf('}{')).not.toBe(store.keyOf('{}'));
+  });
+
+  it('refuses a value over maxValueBytes before sending it, naming the size', async () => {
+    const store = redisStore({ client, prefix: `v:${randomUUID()}:`, maxValueBytes: 1_000 });
+    const t = token(await store.claim('k', 'fp', 60_000));
+    await expect(store.complete('k', t, response(5_000), 60_000)).rejects.toMatchObject({
+      code: 'E_IDEMPOTENCY_VALUE',
+      message: expect.stringMatching(/50\d\d bytes encoded, over .*maxValueBytes of 1000/),
+    });
+    expect(client.status).toBe('ready'); // nothing was sent, nothing to resend
+    expect(await store.release('k', t)).toBe(true);
+  });
+
+  it('a claim resent with its own token (as ioredis does after a reconnect) is claimed again, not in progress', async () => {
+    const store = redisStore({ client, prefix: `r:${randomUUID()}:` });
+    const t = token(await store.claim('k', 'fp', 60_000));
+    const resent = (await client.callBuffer(
+      'eval',
+      claimScript.source,
+      1,
+      store.keyOf('k'),
+      'fp',
+      60_000,
+      t,
+    )) as Buffer[];
+    expect(resent[0]?.toString()).toBe('claimed');
+    expect((await store.claim('k', 'fp', 60_000)).status).toBe('inProgress'); // another token still waits
+    expect(await store.complete('k', t, { kind: 'value', value: 1 }, 60_000)).toBe(true);
+    expect(await store.complete('k', t, { kind: 'value', value: 1 }, 60_000)).toBe(true); // resent completion
+  });
+
+  it('a completion whose claim was lost (failover, flushed) writes the record; one another token holds is refused', async () => {
+    const store = redisStore({ client, prefix: `f:${randomUUID()}:` });
+    const lost = token(await store.claim('lost', 'fp', 60_000));
+    await client.del(store.keyOf('lost'));
+    expect(await store.complete('lost', lost, { kind: 'value', value: 'ran once' }, 60_000)).toBe(true);
+    const replay = await store.claim('lost', 'fp', 60_000);
+    expect(replay.status === 'completed' && replay.record.outcome).toEqual({ kind: 'value', value: 'ran once' });
+
+    const first = token(await store.claim('taken', 'fp', 60_000));
+    await client.del(store.keyOf('taken'));
+    const second = token(await store.claim('taken', 'fp', 60_000));
+    expect(await store.complete('taken', first, { kind: 'value', value: 'late' }, 60_000)).toBe(false);
+    expect(await store.complete('taken', second, { kind: 'value', value: 'owner' }, 60_000)).toBe(true);
+  });
+
+  it('waitForReplicas: a write no replica acknowledges fails (and the claim is withdrawn); with a replica it passes', async () => {
+    const store = redisStore({
+      client,
+      prefix: `w:${randomUUID()}:`,
+      waitForReplicas: { replicas: 1, timeoutMs: 100 },
+    });
+    await expect(store.claim('k', 'fp', 60_000)).rejects.toMatchObject({
+      code: 'E_STORE_UNAVAILABLE',
+      message: expect.stringContaining('0 of 1 replicas'),
+    });
+    const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(server.port)])) as [RedisServer];
+    const admin = connect(replica);
+    for (let i = 0; i < 100 && !(await admin.info('replication')).includes('master_link_status:up'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const t = token(await store.claim('k', 'fp', 60_000)); // the refused claim was withdrawn
+    expect(await store.complete('k', t, { kind: 'value', value: 1 }, 60_000)).toBe(true);
+    expect(await admin.hget(store.keyOf('k'), 's')).toBe('c'); // on the replica before the answer
+    await replica.stop();
+  }, 30_000);
+});
