@@ -257,11 +257,12 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       result = await fn(scope);
     } catch (error) {
       this.#settle(false, error, start, generation, probe);
-      throw error;
+      throw scope.aborted ? scope.reason : error; // once the caller aborts, its reason is the outcome
     } finally {
       if (scope !== options) scope.release();
     }
     this.#settle(true, result, start, generation, probe);
+    if (scope.aborted) throw scope.reason;
     return result;
   }
 
