@@ -159,6 +159,12 @@ export class RoleDiscovery {
 
   #record(e: EndpointState, probe: Probe, outcome: RoleReport | { error: unknown }): void {
     if ('error' in outcome) {
+      // Calls succeeded since the last check: the server is slow to answer the check (a busy
+      // pool, a loaded machine), not gone. Its role cannot change without breaking those calls
+      // or refusing writes (which checks again at once).
+      const busy = e.calledOk && e.claim !== 'unknown';
+      e.calledOk = false;
+      if (busy) return;
       probe.fails++;
       e.roleError = outcome.error;
       // One lost answer is not proof: it takes `unreachableAfter` in a row (the first round decides at once).
@@ -172,6 +178,7 @@ export class RoleDiscovery {
     }
     probe.fails = 0;
     probe.answered = true;
+    e.calledOk = false;
     e.roleError = undefined;
     const previous = e.claim;
     const changed = previous !== outcome.role || !sameToken(e.token, outcome.token) || e.lag !== outcome.lag;
