@@ -45,6 +45,8 @@ export class EndpointState<T = unknown> {
   lag: number | undefined;
   /** Role discovery: the last check's error, while checks fail. */
   roleError: unknown;
+  /** A call on it succeeded since its last role check ended: it is reachable, whatever the next check says. */
+  calledOk = false;
   /** Claims primary, but another primary has the higher token (or ties with it): no writes. */
   fenced = false;
   /** The role last reported in a `failover.role` event. */

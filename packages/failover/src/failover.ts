@@ -312,7 +312,10 @@ class FailoverSet<T> implements Failover<T> {
   /** Whether a failed call counts against `e`; with roles, a failure or a read-only refusal rechecks its role now. */
   #judge(e: EndpointState<T>, error: unknown): boolean {
     const counts = this.#counts(error);
-    if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) this.#roles.recheck(e);
+    if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) {
+      e.calledOk = false; // a failed call undoes the proof of life of earlier ones
+      this.#roles.recheck(e);
+    }
     return counts;
   }
 
@@ -399,6 +402,7 @@ class FailoverSet<T> implements Failover<T> {
   #record(e: EndpointState<T>, failed: boolean | undefined, latency: number, probe: boolean): void {
     if (probe) e.probing = false;
     if (failed === undefined || this.#disposed) return;
+    if (!failed) e.calledOk = true;
     const now = this.#clock.now();
     const faded = fadedEwma(e, now, this.#o.decay);
     // Peak-sensitive: a slower sample takes over at once, a faster one blends in. A failure counts double.
@@ -453,7 +457,9 @@ class FailoverSet<T> implements Failover<T> {
     if (write) {
       const primary = this.#primary;
       if (primary === undefined || primary.drained) throw this.#noPrimary();
-      if (this.#isAvailable(primary) || (this.#panic && this.#o.panic === 'all')) return primary;
+      // The primary is the only place a write can go: ejected or unhealthy, it still takes writes
+      // unless panic is 'fail-fast' (Envoy's panic, applied to a tier of one).
+      if (this.#isAvailable(primary) || this.#o.panic === 'all') return primary;
       if (primary.ejection === 'probe' && !primary.probing) return primary;
       throw this.#noPrimary();
     }
@@ -629,10 +635,16 @@ class FailoverSet<T> implements Failover<T> {
       }
     }
     if (best !== undefined && best !== previous) this.#switch(best, 'failover', emit);
-    const pool = this.#panic && this.#o.panic === 'all' ? this.#inService() : this.#available;
-    const replicas = pool.filter((e) => e !== best && this.#readable(e));
-    const primary = best !== undefined && pool.includes(best) ? [best] : [];
-    this.#reads = this.#o.roles?.reads === 'primary' ? [primary, replicas] : [replicas, primary];
+    const tiers = (pool: readonly EndpointState<T>[]) => {
+      const replicas = pool.filter((e) => e !== best && this.#readable(e));
+      const primary = best !== undefined && pool.includes(best) ? [best] : [];
+      return this.#o.roles?.reads === 'primary' ? [primary, replicas] : [replicas, primary];
+    };
+    let [first = [], second = []] = tiers(this.#panic && this.#o.panic === 'all' ? this.#inService() : this.#available);
+    // No server a read may go to is available: with panic 'all', reads go to them anyway.
+    if (first.length + second.length === 0 && this.#o.panic === 'all')
+      [first = [], second = []] = tiers(this.#inService());
+    this.#reads = [first, second];
   }
 
   #onRole(e: EndpointState<T>, previous: EndpointState['claim']): void {

@@ -94,7 +94,10 @@ const rolesSchema = z.strictObject({
   timeout: timerDuration.default(1_000),
   /** Failed checks in a row that make an endpoint unreachable (the first check decides at once). @default 2 */
   unreachableAfter: z.number().int().positive().default(2),
-  /** How long a call made before every endpoint has been checked once waits for that. @default 5_000 */
+  /**
+   * How long a call made before every endpoint has answered once (or failed `unreachableAfter`
+   * checks) waits for that. @default 5_000
+   */
   wait: timerDuration.default(5_000),
   /** Reads go only to replicas at most this far behind (ms); others are skipped. @default no bound */
   maxLag: durationOption.optional(),

@@ -39,8 +39,8 @@ interface Probe {
   running: boolean;
   /** A recheck was asked for while a check ran: run another one when it ends. */
   again: boolean;
-  /** Checks finished, failed or passed. */
-  rounds: number;
+  /** Whether a check of it has passed yet. */
+  answered: boolean;
 }
 
 /**
@@ -62,15 +62,20 @@ export class RoleDiscovery {
     readonly onChange: (endpoint: EndpointState, previous: EndpointState['claim']) => void,
   ) {
     for (const e of endpoints) {
-      const probe: Probe = { fails: 0, timer: undefined, running: false, again: false, rounds: 0 };
+      const probe: Probe = { fails: 0, timer: undefined, running: false, again: false, answered: false };
       this.#probes.set(e, probe);
       void this.#run(e, probe);
     }
   }
 
-  /** True once every endpoint has answered, failed or timed out once. */
+  /**
+   * True once every endpoint has answered, or failed `unreachableAfter` checks in a row: a client
+   * still connecting at start-up gets a second chance before the first write is decided.
+   */
   get ready(): boolean {
-    for (const probe of this.#probes.values()) if (probe.rounds === 0) return false;
+    for (const probe of this.#probes.values()) {
+      if (!probe.answered && probe.fails < this.settings.unreachableAfter) return false;
+    }
     return true;
   }
 
@@ -139,7 +144,6 @@ export class RoleDiscovery {
       }
     });
     probe.running = false;
-    probe.rounds++;
     if (this.#stopped) return;
     this.#record(e, probe, outcome);
     if (this.ready && this.#waiters.length > 0) for (const wake of [...this.#waiters]) wake();
@@ -155,6 +159,12 @@ export class RoleDiscovery {
 
   #record(e: EndpointState, probe: Probe, outcome: RoleReport | { error: unknown }): void {
     if ('error' in outcome) {
+      // Calls succeeded since the last check: the server is slow to answer the check (a busy
+      // pool, a loaded machine), not gone. Its role cannot change without breaking those calls
+      // or refusing writes (which checks again at once).
+      const busy = e.calledOk && e.claim !== 'unknown';
+      e.calledOk = false;
+      if (busy) return;
       probe.fails++;
       e.roleError = outcome.error;
       // One lost answer is not proof: it takes `unreachableAfter` in a row (the first round decides at once).
@@ -167,6 +177,8 @@ export class RoleDiscovery {
       return;
     }
     probe.fails = 0;
+    probe.answered = true;
+    e.calledOk = false;
     e.roleError = undefined;
     const previous = e.claim;
     const changed = previous !== outcome.role || !sameToken(e.token, outcome.token) || e.lag !== outcome.lag;

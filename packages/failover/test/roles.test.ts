@@ -190,9 +190,59 @@ describe('roles: discovered, not configured', () => {
     await clock.advance(0);
     expect(await first).toBe('p');
     c.node('p').report = 'down';
-    await clock.advance(4_000);
+    await clock.advance(6_000); // the read it served counts as a sign of life for one check: three checks
     expect(await preferPrimary.execute(run('read'), { intent: 'read' })).toBe('r');
     preferPrimary.dispose();
+  });
+
+  it('keeps a primary whose role checks time out while its calls succeed (a busy server, not a dead one)', async () => {
+    const { clock, bus, of } = harness();
+    const c = cluster(['p', primary([1, 1n])], ['r', replica()]);
+    const db = failover({
+      clock,
+      bus,
+      endpoints: c.endpoints,
+      roles: { check: c.check, interval: 1_000, timeout: 500 },
+    });
+    await clock.advance(0);
+    c.node('p').report = 'hang';
+    for (let i = 0; i < 5; i++) {
+      expect(await db.execute(run('write'))).toBe('p');
+      await clock.advance(1_500);
+    }
+    expect(of('failover.role').filter((e) => e.role === 'unreachable')).toEqual([]);
+    // No call succeeds any more: two timed-out checks make it unreachable.
+    await clock.advance(3_000);
+    expect(db.snapshot().endpoints[0]).toMatchObject({ discovered: 'unreachable' });
+    await expect(db.execute(run('write'))).rejects.toThrow(NoPrimaryError);
+    db.dispose();
+  });
+
+  it("keeps writing to an ejected primary (there is nowhere else), unless panic is 'fail-fast'", async () => {
+    for (const panic of ['all', 'fail-fast'] as const) {
+      const { clock, bus, of } = harness();
+      const c = cluster(['p', primary([1, 1n])], ['r', replica()]);
+      const db = failover({
+        clock,
+        bus,
+        panic,
+        endpoints: c.endpoints,
+        roles: { check: c.check },
+        ejection: { consecutiveFailures: 2 },
+      });
+      await clock.advance(0);
+      c.node('p').fail = () => Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' });
+      for (let i = 0; i < 2; i++) await expect(db.execute(run('write'))).rejects.toThrow('timeout');
+      expect(of('failover.eject')).toMatchObject([{ endpoint: 'p' }]);
+      c.node('p').fail = undefined;
+      if (panic === 'all') expect(await db.execute(run('write'))).toBe('p');
+      else
+        await expect(db.execute(run('write'))).rejects.toMatchObject({
+          code: 'E_NO_PRIMARY',
+          roles: { p: 'primary, ejected' },
+        });
+      db.dispose();
+    }
   });
 
   it('retries a failed read on another endpoint, never a write', async () => {
@@ -266,7 +316,7 @@ describe('roles: discovered, not configured', () => {
       roles: { check: () => ({ role: 'leader' }) as unknown as RoleReport },
     });
     const write = db.execute(() => 'x').catch((e: unknown) => e);
-    await clock.advance(0);
+    await clock.advance(2_000); // a second failed check, and the write is decided
     expect(await write).toMatchObject({ code: 'E_NO_PRIMARY', roles: { a: 'unreachable' } });
     db.dispose();
   });
@@ -285,7 +335,7 @@ describe('roles: fencing, as a property', () => {
         const c = cluster(...claims.map((r, i): [string, Fake['report']] => [`n${i}`, r]));
         const db = failover({ clock, bus, endpoints: c.endpoints, roles: { check: c.check } });
         const write = db.execute(run('write')).catch((e: unknown) => e);
-        await clock.advance(0);
+        await clock.advance(2_000); // a server that is down gets a second check before the first write
         const outcome = await write;
         db.dispose();
         const tokens = claims.map((r) => (typeof r === 'object' && r.role === 'primary' ? r.token : undefined));
