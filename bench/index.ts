@@ -5,6 +5,7 @@ import { benchCore } from './core.js';
 import { benchFailover } from './failover.js';
 import { benchHttp } from './http.js';
 import { benchIdempotency } from './idempotency.js';
+import { benchLimit } from './limit.js';
 import { benchOtel } from './otel.js';
 import { benchPipeline } from './pipeline.js';
 import { benchRetry } from './retry.js';
@@ -19,6 +20,7 @@ const suites: Record<string, () => Promise<void>> = {
   http: benchHttp,
   breaker: benchBreaker,
   retry: benchRetry,
+  limit: benchLimit,
   otel: benchOtel,
   chaos: benchChaos,
   anomaly: benchAnomaly,

@@ -66,6 +66,7 @@ export interface HedgeExecuteOptions extends ExecuteOptions {
 
 /** What a hedge policy's `snapshot()` returns. */
 export type HedgeSnapshot = {
+  /** The policy's name. */
   readonly name: string;
   /** Calls made through the policy. */
   readonly calls: number;
@@ -111,7 +112,7 @@ type Parsed = z.output<typeof hedgeOptionsSchema>;
 
 class Hedger implements HedgePolicy {
   readonly name: string;
-  readonly #maxHedges: number;
+  readonly maxHedges: number;
   readonly #safe: boolean;
   readonly #delay: LatencyDelay | number;
   readonly #budget: ShareBudget | undefined;
@@ -130,7 +131,7 @@ class Hedger implements HedgePolicy {
     readonly bus: Bus,
   ) {
     this.name = o.name;
-    this.#maxHedges = o.maxHedges;
+    this.maxHedges = o.maxHedges;
     this.#safe = o.safe;
     this.#delay = typeof o.delay === 'number' ? o.delay : new LatencyDelay(o.delay);
     this.#budget = o.budget === false ? undefined : new ShareBudget(o.budget, clock);
@@ -146,7 +147,7 @@ class Hedger implements HedgePolicy {
       scope.release();
       return Promise.reject(scope.reason);
     }
-    return new Promise<T>((resolve, reject) => this.#race(fn, scope, resolve, reject));
+    return new Promise<T>((resolve, reject) => new HedgedCall(this, fn, scope, resolve, reject).launch('delay', 0));
   }
 
   #once<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
@@ -154,7 +155,7 @@ class Hedger implements HedgePolicy {
     return invoke(fn, scope).then(
       (value) => {
         scope.release();
-        if (typeof this.#delay !== 'number') this.#delay.record(this.clock.now() - start);
+        this.record(this.clock.now() - start);
         return value;
       },
       (error: unknown) => {
@@ -164,70 +165,19 @@ class Hedger implements HedgePolicy {
     );
   }
 
-  #race<T>(fn: Operation<T>, parent: CallScope, resolve: (v: T) => void, reject: (e: unknown) => void): void {
-    const running = new Set<CallScope>();
-    let sent = 0;
-    let settled = false;
-    let lastError: unknown;
-    let timer: TimerHandle | undefined;
-
-    const finish = () => {
-      settled = true;
-      if (timer !== undefined) this.clock.clearTimeout(timer);
-      stopOnAbort();
-      parent.release();
-    };
-    const schedule = () => {
-      if (sent > this.#maxHedges) return;
-      const delay = this.delay;
-      timer = this.clock.setTimeout(() => {
-        timer = undefined;
-        launch('delay', delay);
-      }, delay);
-    };
-    const launch = (trigger: 'delay' | 'failure', delay: number): boolean => {
-      if (settled || parent.aborted) return false;
-      if (sent > 0 && !this.#allowHedge(sent + 1, trigger, delay)) return false;
-      const scope = new CallScope(parent, parent.attempt + sent);
-      sent++;
-      running.add(scope);
-      const start = this.clock.now();
-      invoke(fn, scope).then(
-        (value) => {
-          running.delete(scope);
-          scope.release();
-          if (settled) return;
-          if (typeof this.#delay !== 'number') this.#delay.record(this.clock.now() - start);
-          if (scope.attempt !== parent.attempt) this.#hedgeWins++;
-          finish();
-          this.#abortLosers(running);
-          resolve(value);
-        },
-        (error: unknown) => {
-          running.delete(scope);
-          scope.release();
-          if (settled) return;
-          lastError = error;
-          if (timer !== undefined) this.clock.clearTimeout(timer);
-          timer = undefined;
-          // A failure need not wait out the delay: the next attempt goes at once.
-          if (sent <= this.#maxHedges && launch('failure', 0)) return;
-          if (running.size > 0) return;
-          finish();
-          reject(parent.aborted ? parent.reason : lastError);
-        },
-      );
-      schedule();
-      return true;
-    };
-    const stopOnAbort = parent.onAbort(() => {
-      if (timer !== undefined) this.clock.clearTimeout(timer);
-      timer = undefined;
-    });
-    launch('delay', 0);
+  /** Records the latency of a successful attempt, for a percentile delay. */
+  record(latency: number): void {
+    if (typeof this.#delay !== 'number') this.#delay.record(latency);
   }
 
-  #allowHedge(attempt: number, trigger: 'delay' | 'failure', delay: number): boolean {
+  /** Counts a call an extra attempt won, and aborts the attempts still running. */
+  won(byHedge: boolean, running: Set<CallScope>): void {
+    if (byHedge) this.#hedgeWins++;
+    this.#abortLosers(running);
+  }
+
+  /** Whether the budget lets attempt `attempt` go; counts and reports either way. */
+  allowHedge(attempt: number, trigger: 'delay' | 'failure', delay: number): boolean {
     if (this.#budget !== undefined && !this.#budget.tryWithdraw()) {
       this.#refused++;
       if (this.bus.wants('hedge.budgetExhausted')) {
@@ -271,6 +221,87 @@ class Hedger implements HedgePolicy {
   dispose(): void {
     this.#disposed = true;
     this.unregister();
+  }
+}
+
+/**
+ * One hedged call: its attempts race, the first success settles it. A class rather than
+ * closures: a call allocates one object, not one function per step.
+ */
+class HedgedCall<T> {
+  readonly running = new Set<CallScope>();
+  sent = 0;
+  settled = false;
+  lastError: unknown;
+  timer: TimerHandle | undefined;
+  readonly stopOnAbort: () => void;
+
+  constructor(
+    readonly policy: Hedger,
+    readonly fn: Operation<T>,
+    readonly parent: CallScope,
+    readonly resolve: (value: T) => void,
+    readonly reject: (error: unknown) => void,
+  ) {
+    this.stopOnAbort = parent.onAbort(() => this.#stopTimer());
+  }
+
+  /** Sends the next attempt (the first, or a hedge the budget allows); false when none went. */
+  launch(trigger: 'delay' | 'failure', delay: number): boolean {
+    const { policy, parent } = this;
+    if (this.settled || parent.aborted) return false;
+    if (this.sent > 0 && !policy.allowHedge(this.sent + 1, trigger, delay)) return false;
+    const scope = new CallScope(parent, parent.attempt + this.sent);
+    this.sent++;
+    this.running.add(scope);
+    const start = policy.clock.now();
+    invoke(this.fn, scope).then(
+      (value) => this.#succeeded(scope, start, value),
+      (error: unknown) => this.#failed(scope, error),
+    );
+    if (this.sent <= policy.maxHedges) {
+      const next = policy.delay;
+      this.timer = policy.clock.setTimeout(() => {
+        this.timer = undefined;
+        this.launch('delay', next);
+      }, next);
+    }
+    return true;
+  }
+
+  #succeeded(scope: CallScope, start: number, value: T): void {
+    this.running.delete(scope);
+    scope.release();
+    if (this.settled) return;
+    this.policy.record(this.policy.clock.now() - start);
+    this.#finish();
+    this.policy.won(scope.attempt !== this.parent.attempt, this.running);
+    this.resolve(value);
+  }
+
+  #failed(scope: CallScope, error: unknown): void {
+    this.running.delete(scope);
+    scope.release();
+    if (this.settled) return;
+    this.lastError = error;
+    this.#stopTimer();
+    // A failure need not wait out the delay: the next attempt goes at once.
+    if (this.sent <= this.policy.maxHedges && this.launch('failure', 0)) return;
+    if (this.running.size > 0) return;
+    this.#finish();
+    this.reject(this.parent.aborted ? this.parent.reason : this.lastError);
+  }
+
+  #finish(): void {
+    this.settled = true;
+    this.#stopTimer();
+    this.stopOnAbort();
+    this.parent.release();
+  }
+
+  #stopTimer(): void {
+    if (this.timer !== undefined) this.policy.clock.clearTimeout(this.timer);
+    this.timer = undefined;
   }
 }
 

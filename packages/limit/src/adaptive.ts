@@ -16,7 +16,9 @@ import { type Common, commonOf, list } from './shared.js';
 
 /** What an adaptive concurrency limiter's `snapshot()` returns. */
 export type AdaptiveConcurrencySnapshot = {
+  /** The limiter's name. */
   readonly name: string;
+  /** The algorithm that moves the limit. */
   readonly algorithm: 'gradient2' | 'aimd' | 'vegas';
   /** The learned limit, rounded down. */
   readonly limit: number;

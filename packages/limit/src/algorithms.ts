@@ -15,6 +15,7 @@ export interface Sample {
 
 /** A limit that moves with each sample. */
 export interface LimitAlgorithm {
+  /** The algorithm's name, as events report it. */
   readonly name: 'gradient2' | 'aimd' | 'vegas';
   /** The current limit (fractional; the limiter rounds down). */
   readonly limit: number;
@@ -37,12 +38,16 @@ const clamp = (b: Bounds, value: number) => Math.max(b.minLimit, Math.min(b.maxL
  * the limit recovers after a slow spell.
  */
 export class Gradient2 implements LimitAlgorithm {
+  /** The algorithm's name, as events report it. */
   readonly name = 'gradient2';
+  /** The current limit. */
   limit: number;
   #longRtt = 0;
   #samples = 0;
 
-  constructor(readonly o: Bounds & { tolerance: number; smoothing: number; longWindow: number; queueSize: number }) {
+  constructor(
+    private readonly o: Bounds & { tolerance: number; smoothing: number; longWindow: number; queueSize: number },
+  ) {
     this.limit = clamp(o, o.initialLimit);
   }
 
@@ -70,12 +75,14 @@ export class Gradient2 implements LimitAlgorithm {
  * the decrease answers).
  */
 export class Aimd implements LimitAlgorithm {
+  /** The algorithm's name, as events report it. */
   readonly name = 'aimd';
+  /** The current limit. */
   limit: number;
   /** Samples still to ignore after a decrease: calls sent before it report the old overload. */
   #cooldown = 0;
 
-  constructor(readonly o: Bounds & { backoffRatio: number; timeout: number }) {
+  constructor(private readonly o: Bounds & { backoffRatio: number; timeout: number }) {
     this.limit = clamp(o, o.initialLimit);
   }
 
@@ -98,13 +105,15 @@ export class Aimd implements LimitAlgorithm {
  * dependency whose baseline moved.
  */
 export class Vegas implements LimitAlgorithm {
+  /** The algorithm's name, as events report it. */
   readonly name = 'vegas';
+  /** The current limit. */
   limit: number;
   #noLoadRtt = Number.POSITIVE_INFINITY;
 
   constructor(
-    readonly o: Bounds & { probeRate: number },
-    readonly random: () => number,
+    private readonly o: Bounds & { probeRate: number },
+    private readonly random: () => number,
   ) {
     this.limit = clamp(o, o.initialLimit);
   }

@@ -2,7 +2,6 @@ import {
   CallScope,
   DisposedError,
   type ExecuteOptions,
-  invoke,
   type Operation,
   type Policy,
   parseOptions,
@@ -15,8 +14,11 @@ import { type Common, commonOf, list } from './shared.js';
 
 /** What a bulkhead's `snapshot()` returns. */
 export type BulkheadSnapshot = {
+  /** The bulkhead's name. */
   readonly name: string;
+  /** Calls that may run at once. */
   readonly maxConcurrent: number;
+  /** Calls that may wait for a slot. */
   readonly maxQueue: number;
   /** Calls running now. */
   readonly running: number;
@@ -92,27 +94,33 @@ class SlotBulkhead implements Bulkhead {
 
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     if (this.#disposed) return Promise.reject(new DisposedError(this.name));
-    const scope = new CallScope(options);
+    // Inside a pipeline, the outer policy's scope is our context as it is: nothing to allocate.
+    const owned = !(options instanceof CallScope);
+    const scope = owned ? new CallScope(options) : options;
     if (scope.aborted) {
-      scope.release();
+      if (owned) scope.release();
       return Promise.reject(scope.reason);
     }
     if (this.#running < this.maxConcurrent) {
       this.#running++;
-      return this.#run(fn, scope);
+      return this.#run(fn, scope, owned);
     }
     if (this.#queued >= this.maxQueue) {
-      scope.release();
+      if (owned) scope.release();
       return Promise.reject(this.#refuse('full'));
     }
-    return new Promise<void>((admit, refuse) => this.#enqueue(scope, admit, refuse)).then(() => this.#run(fn, scope));
+    return new Promise<void>((admit, refuse) => this.#enqueue(scope, owned, admit, refuse)).then(() =>
+      this.#run(fn, scope, owned),
+    );
   }
 
-  #run<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
-    return invoke(fn, scope).finally(() => {
-      scope.release();
+  async #run<T>(fn: Operation<T>, scope: CallScope, owned: boolean): Promise<T> {
+    try {
+      return await fn(scope);
+    } finally {
+      if (owned) scope.release();
       this.#handOver();
-    });
+    }
   }
 
   /** A finished call's slot goes to the first in the queue, else back to the pool. */
@@ -126,7 +134,7 @@ class SlotBulkhead implements Bulkhead {
     first.admit();
   }
 
-  #enqueue(scope: CallScope, admit: () => void, refuse: (error: unknown) => void): void {
+  #enqueue(scope: CallScope, owned: boolean, admit: () => void, refuse: (error: unknown) => void): void {
     const waiter: Waiter = { prev: this.#tail, next: undefined, admit, refuse, timer: undefined, stopAbort: undefined };
     if (this.#tail) this.#tail.next = waiter;
     else this.#head = waiter;
@@ -136,13 +144,13 @@ class SlotBulkhead implements Bulkhead {
       waiter.timer = this.common.clock.setTimeout(() => {
         waiter.timer = undefined;
         this.#unlink(waiter);
-        scope.release();
+        if (owned) scope.release();
         refuse(this.#refuse('queueTimeout'));
       }, this.queueTimeout);
     }
     waiter.stopAbort = scope.onAbort((reason) => {
       this.#unlink(waiter);
-      scope.release();
+      if (owned) scope.release();
       refuse(reason);
     });
   }

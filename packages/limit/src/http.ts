@@ -85,8 +85,16 @@ export class Shedder<Req> {
 
 /** The response to a shed request. */
 export interface Shed {
+  /** 429 for a rate limit, 503 for overload. */
   readonly status: 429 | 503;
-  readonly headers: { readonly 'content-type': string; readonly 'retry-after': string };
+  /** `content-type: application/problem+json` and `retry-after` in seconds. */
+  readonly headers: {
+    /** Always `application/problem+json`. */
+    readonly 'content-type': string;
+    /** Whole seconds, at least 1. */
+    readonly 'retry-after': string;
+  };
+  /** The problem+json body (RFC 9457). */
   readonly body: string;
 }
 

@@ -30,10 +30,13 @@ export interface RateLimitExecuteOptions extends ExecuteOptions {
 
 /** What a rate limiter's `snapshot()` returns. */
 export type RateLimiterSnapshot = {
+  /** The limiter's name. */
   readonly name: string;
+  /** How it counts. */
   readonly algorithm: 'tokenBucket' | 'slidingWindow' | 'gcra';
   /** Calls allowed per `interval`. */
   readonly limit: number;
+  /** The period `limit` is counted over, ms. */
   readonly interval: number;
   /** Keys tracked now (0 on Redis, where the keys live). */
   readonly keys: number;

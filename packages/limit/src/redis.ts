@@ -61,7 +61,7 @@ export const redisRateLimiterOptionsSchema = z.strictObject({
    * command after a reconnect does not count the call twice. @default 10000
    */
   resendWindow: z.number().int().min(1).max(3_600_000).default(10_000),
-  /** Makes a request id: unique per decision. @default 16 random bytes, base64url */
+  /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
   requestId: fnOption<() => string>().optional(),
   ...nameDefaults('redisRateLimiter'),
 });
@@ -124,6 +124,7 @@ class RedisGcra extends RateLimiterBase {
   readonly #burst: number;
   readonly #requestId: () => string;
   #storeErrors = 0;
+  readonly #keys = new Map<string, string>();
 
   constructor(
     common: Common,
@@ -133,12 +134,22 @@ class RedisGcra extends RateLimiterBase {
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
     this.#tolerance = this.#emission * this.#burst;
-    this.#requestId = o.requestId ?? (() => randomBytes(16).toString('base64url'));
+    // Unique across processes by the random prefix, within one by the counter: no randomness per call.
+    const prefix = randomBytes(12).toString('base64url');
+    let seq = 0;
+    this.#requestId = o.requestId ?? (() => `${prefix}${(++seq).toString(36)}`);
   }
 
   /** The Redis key of a limit key: hashed, so no user character can break the hash tag. */
   keyOf(key: string): string {
-    return `${this.o.prefix}{${createHash('sha1').update(key).digest('base64url')}}`;
+    let hashed = this.#keys.get(key);
+    if (hashed === undefined) {
+      hashed = `${this.o.prefix}{${createHash('sha1').update(key).digest('base64url')}}`;
+      // A small cache of recent keys: hashing is most of the client-side cost of a decision.
+      if (this.#keys.size >= 1_000) this.#keys.clear();
+      this.#keys.set(key, hashed);
+    }
+    return hashed;
   }
 
   async take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {

@@ -14,7 +14,9 @@ import { type Common, commonOf, list } from './shared.js';
 
 /** What an adaptive throttle's `snapshot()` returns. */
 export type AdaptiveThrottleSnapshot = {
+  /** The throttle's name. */
   readonly name: string;
+  /** Requests tolerated per accept. */
   readonly k: number;
   /** Requests in the window, those refused locally included. */
   readonly requests: number;

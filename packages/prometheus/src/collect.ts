@@ -74,6 +74,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'policy',
     'event',
   ]);
+  const limits = counter(
+    'limit_events_total',
+    'Bulkhead, rate limit, adaptive concurrency, throttle, hedge and fallback events, by event.',
+    ['policy', 'event'],
+  );
   const switches = counter('failover_switches_total', 'Traffic moves between endpoints of a failover set.', [
     'policy',
     'reason',
@@ -195,6 +200,26 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) =>
       idempotency.inc({ policy: e.source, event });
   }
+
+  // Every event of @holdfast/limit, hedge() and fallback() by name: `bulkhead_reject`, `hedge_attempt`...
+  for (const type of eventTypes) {
+    if (!/^(bulkhead|rateLimit|concurrency|throttle|hedge)\.|^fallback$/.test(type)) continue;
+    const event = type.replace('.', '_').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
+    (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) => limits.inc({ policy: e.source, event });
+  }
+  new Gauge({
+    name: name('concurrency_limit'),
+    help: 'The limit an adaptive concurrency limiter has learned.',
+    labelNames: ['policy'],
+    registers,
+    collect() {
+      this.reset();
+      for (const { name, snapshot } of policies.snapshots('concurrency')) {
+        const limit = (snapshot as { limit?: unknown } | null)?.limit;
+        if (typeof limit === 'number') this.set({ policy: name }, limit);
+      }
+    },
+  });
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
   const offs = Object.entries(handlers).map(([type, handler]) =>

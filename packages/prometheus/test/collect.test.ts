@@ -163,3 +163,24 @@ describe('collect()', () => {
     expect(() => collect({ registry: {} as never })).toThrow(/registry/);
   });
 });
+
+describe('collect() and @holdfast/limit', () => {
+  it('counts limit, hedge and fallback events by name, and reads learned concurrency limits', async () => {
+    const s = setup();
+    s.bus.emit(ev({ type: 'bulkhead.reject', reason: 'full', running: 4, queued: 0, code: 'E_BULKHEAD_FULL' }));
+    s.bus.emit(ev({ type: 'rateLimit.reject', retryAfter: 100, code: 'E_RATE_LIMITED' }));
+    s.bus.emit(ev({ type: 'rateLimit.storeError', code: 'ECONNREFUSED', failOpen: true }));
+    s.bus.emit(ev({ type: 'hedge.attempt', attempt: 2, delay: 10, trigger: 'delay' }));
+    s.bus.emit(ev({ type: 'fallback', reason: 'failure', code: 'E_TIMEOUT' }));
+    const limiter = { snapshot: (): JsonValue => ({ algorithm: 'gradient2', limit: 37, inFlight: 3 }) };
+    s.policies.register('concurrency', 'search', limiter);
+    const text = await s.scrape();
+    expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="bulkhead_reject"}')).toBe(1);
+    expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="rate_limit_reject"}')).toBe(1);
+    expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="rate_limit_store_error"}')).toBe(1);
+    expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="hedge_attempt"}')).toBe(1);
+    expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="fallback"}')).toBe(1);
+    expect(sample(text, 'holdfast_concurrency_limit{policy="search"}')).toBe(37);
+    s.stop();
+  });
+});

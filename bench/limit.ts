@@ -1,0 +1,119 @@
+import { fallback, hedge } from '@holdfast/core';
+import { adaptiveConcurrency, adaptiveThrottle, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
+import { redisRateLimiter } from '@holdfast/limit/redis';
+import Bottleneck from 'bottleneck';
+import { bulkhead as cockatielBulkhead } from 'cockatiel';
+import { Redis } from 'ioredis';
+import pLimit from 'p-limit';
+import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
+import { redisAvailable, startRedis, stopAllRedis } from '../test/support/redis.js';
+import { compare } from './harness.js';
+
+const bare = async () => 1;
+const BATCH = 100;
+
+/** Per-call cost of each limit against its nearest peer, in one process. */
+export async function benchLimit(): Promise<void> {
+  const opts = { policies: false } as const;
+
+  // Free slots: what a limit adds to a call that is let straight through.
+  const hfBulkhead = bulkhead({ maxConcurrent: 10, maxQueue: 1_000, ...opts });
+  const ckBulkhead = cockatielBulkhead(10, 1_000);
+  const plimit = pLimit(10);
+  const bottleneck = new Bottleneck({ maxConcurrent: 10 });
+  const adaptive = adaptiveConcurrency({ algorithm: 'gradient2', initialLimit: 1_000, ...opts });
+  const throttle = adaptiveThrottle(opts);
+  const hedged = hedge({ delay: 1_000, safe: true, ...opts });
+  const fb = fallback({ value: 0 });
+  await compare({
+    title: 'limit: one call through a limit with room (sequential)',
+    baseline: 'bare call',
+    calls: 1_000,
+    variants: [
+      { name: 'bare call', call: bare },
+      { name: 'holdfast bulkhead', call: () => hfBulkhead.execute(bare) },
+      { name: 'cockatiel bulkhead', call: () => ckBulkhead.execute(bare) },
+      { name: 'p-limit', call: () => plimit(bare) },
+      { name: 'holdfast adaptiveConcurrency', call: () => adaptive.execute(bare) },
+      { name: 'holdfast adaptiveThrottle', call: () => throttle.execute(bare) },
+      { name: 'holdfast hedge (not due)', call: () => hedged.execute(bare) },
+      { name: 'holdfast fallback (not used)', call: () => fb.execute(bare) },
+    ],
+  });
+
+  // Contention: 100 calls at once through 10 slots, 90 of them queued.
+  const batch = (run: (fn: () => Promise<number>) => Promise<number>) => () =>
+    Promise.all(Array.from({ length: BATCH }, () => run(bare)));
+  await compare({
+    title: `limit: ${BATCH} concurrent calls through 10 slots (figure per batch)`,
+    baseline: 'bare batch',
+    calls: 20,
+    variants: [
+      { name: 'bare batch', call: batch((fn) => fn()) },
+      { name: 'holdfast bulkhead', call: batch((fn) => hfBulkhead.execute(fn)) },
+      { name: 'cockatiel bulkhead', call: batch((fn) => ckBulkhead.execute(fn)) },
+      { name: 'p-limit', call: batch((fn) => plimit(fn)) },
+    ],
+  });
+
+  // Bottleneck schedules each job on a timer (about 10 ms a call here): compared on its own, few calls.
+  await compare({
+    title: 'limit: one call through a limit with room, against bottleneck (sequential)',
+    baseline: 'bare call',
+    calls: 10,
+    rounds: 3,
+    time: 300,
+    variants: [
+      { name: 'bare call', call: bare },
+      { name: 'holdfast bulkhead', call: () => hfBulkhead.execute(bare) },
+      { name: 'bottleneck', call: () => bottleneck.schedule(bare) },
+    ],
+  });
+
+  // In-process rate limits, every call allowed, 1,000 keys.
+  const huge = 1e9;
+  const bucket = tokenBucket({ limit: huge, ...opts });
+  const window = slidingWindow({ limit: huge, ...opts });
+  const rlf = new RateLimiterMemory({ points: huge, duration: 1 });
+  let k = 0;
+  const key = () => `user-${k++ % 1_000}`;
+  await compare({
+    title: 'limit: in-process rate limit decision, 1,000 keys',
+    baseline: 'bare call',
+    calls: 1_000,
+    variants: [
+      { name: 'bare call', call: bare },
+      { name: 'holdfast tokenBucket.execute', call: () => bucket.execute(bare, { key: key() }) },
+      { name: 'holdfast slidingWindow.execute', call: () => window.execute(bare, { key: key() }) },
+      { name: 'rate-limiter-flexible Memory', call: () => rlf.consume(key()).then(bare) },
+    ],
+  });
+  await bottleneck.stop();
+
+  if (!redisAvailable()) {
+    console.log('\n(redis-server not found: Redis rate limit comparison skipped)');
+    return;
+  }
+  const [server] = await startRedis(1);
+  if (server === undefined) return;
+  const client = new Redis(server.port, server.host);
+  try {
+    await client.ping();
+    const ours = redisRateLimiter({ client, limit: huge, ...opts });
+    const theirs = new RateLimiterRedis({ storeClient: client, points: huge, duration: 1, keyPrefix: 'rlf' });
+    await compare({
+      title: 'limit: Redis rate limit decision, same redis-server, 1,000 keys (sequential)',
+      baseline: 'redis PING',
+      calls: 200,
+      rounds: 5,
+      variants: [
+        { name: 'redis PING', call: () => client.ping() },
+        { name: 'holdfast redisRateLimiter (GCRA)', call: () => ours.take(key()) },
+        { name: 'rate-limiter-flexible Redis', call: () => theirs.consume(key()) },
+      ],
+    });
+  } finally {
+    client.disconnect();
+    await stopAllRedis();
+  }
+}

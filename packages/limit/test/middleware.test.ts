@@ -1,0 +1,172 @@
+import type { AddressInfo } from 'node:net';
+import { createPolicyRegistry } from '@holdfast/core';
+import express from 'express';
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadShedding as expressShedding } from '../src/express.js';
+import { loadShedding as fastifyShedding } from '../src/fastify.js';
+import { type Bulkhead, bulkhead, type LoadSheddingOptions, tokenBucket } from '../src/index.js';
+
+type Options = LoadSheddingOptions<{ headers: Record<string, unknown>; url: string }>;
+interface App {
+  readonly url: string;
+  readonly stats: { running: number; peak: number; served: number };
+  close(): Promise<void>;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const apps: App[] = [];
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((a) => a.close()));
+});
+
+/** An app whose GET /work takes `delay` ms and GET /cheap answers at once, behind the middleware. */
+const frameworks = {
+  async express(options: Options, delay: number): Promise<App> {
+    const stats = { running: 0, peak: 0, served: 0 };
+    const app = express();
+    app.use(expressShedding(options as never));
+    app.get('/work', async (_req, res) => {
+      stats.running++;
+      stats.peak = Math.max(stats.peak, stats.running);
+      await sleep(delay);
+      stats.running--;
+      stats.served++;
+      res.json({ ok: true });
+    });
+    app.get('/cheap', (_req, res) => void res.json({ ok: true }));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    const made: App = {
+      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      stats,
+      close: () =>
+        new Promise((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        }),
+    };
+    apps.push(made);
+    return made;
+  },
+  async fastify(options: Options, delay: number): Promise<App> {
+    const stats = { running: 0, peak: 0, served: 0 };
+    const app = Fastify({ forceCloseConnections: true });
+    await app.register(fastifyShedding, options as never);
+    app.get('/work', async () => {
+      stats.running++;
+      stats.peak = Math.max(stats.peak, stats.running);
+      await sleep(delay);
+      stats.running--;
+      stats.served++;
+      return { ok: true };
+    });
+    app.get('/cheap', async () => ({ ok: true }));
+    const address = await app.listen({ port: 0, host: '127.0.0.1' });
+    const made: App = { url: address, stats, close: () => app.close() };
+    apps.push(made);
+    return made;
+  },
+};
+
+for (const [framework, serve] of Object.entries(frameworks)) {
+  describe(`load shedding on ${framework}`, () => {
+    it('under 10x overload: never more than N run; the rest get 503 problem+json with Retry-After, without waiting', async () => {
+      const WORK = 1_000;
+      const b = bulkhead({ maxConcurrent: 4, policies: false });
+      const app = await serve({ policy: b, retryAfter: 2_000 }, WORK);
+      const responses = await Promise.all(
+        Array.from({ length: 40 }, async () => {
+          const start = performance.now();
+          const res = await fetch(`${app.url}/work`);
+          const body = await res.text();
+          const ms = performance.now() - start;
+          return {
+            status: res.status,
+            type: res.headers.get('content-type'),
+            retryAfter: res.headers.get('retry-after'),
+            body,
+            ms,
+          };
+        }),
+      );
+      const admitted = responses.filter((r) => r.status === 200);
+      const shed = responses.filter((r) => r.status !== 200);
+      expect(app.stats.peak).toBe(4);
+      expect(admitted.length).toBe(app.stats.served);
+      expect(admitted.length).toBeGreaterThanOrEqual(4);
+      expect(shed.length).toBeGreaterThanOrEqual(20);
+      for (const r of shed) {
+        expect(r.status).toBe(503);
+        expect(r.type).toMatch(/^application\/problem\+json/);
+        expect(r.retryAfter).toBe('2');
+        expect(JSON.parse(r.body)).toMatchObject({
+          type: 'urn:holdfast:problem:overloaded',
+          status: 503,
+          code: 'E_BULKHEAD_FULL',
+        });
+      }
+      expect(b.running).toBe(0);
+      const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]?.toFixed(0);
+      console.info(
+        `${framework}: 40 requests, bulkhead 4, handler ${WORK} ms: admitted ${admitted.length} ` +
+          `(median ${median(admitted.map((r) => r.ms))} ms), shed ${shed.length} (median ${median(shed.map((r) => r.ms))} ms)`,
+      );
+    });
+
+    it('per key: each user has its own rate limit; 429 with Retry-After; another user is not affected', async () => {
+      const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
+      const app = await serve({ policy: perUser, key: (req) => String(req.headers['x-user'] ?? 'anonymous') }, 0);
+      const get = (user: string) => fetch(`${app.url}/cheap`, { headers: { 'x-user': user } });
+      expect((await get('alice')).status).toBe(200);
+      expect((await get('alice')).status).toBe(200);
+      const limited = await get('alice');
+      expect(limited.status).toBe(429);
+      expect(Number(limited.headers.get('retry-after'))).toBe(30);
+      expect(await limited.json()).toMatchObject({
+        type: 'urn:holdfast:problem:rate-limited',
+        status: 429,
+        code: 'E_RATE_LIMITED',
+      });
+      expect((await get('bob')).status).toBe(200);
+    });
+
+    it('per route: a policy picked per request; undefined lets a route through', async () => {
+      const heavy = bulkhead({ maxConcurrent: 1, policies: false });
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, 200);
+      const work = [fetch(`${app.url}/work`), fetch(`${app.url}/work`)];
+      await sleep(50);
+      const cheap = await Promise.all(Array.from({ length: 10 }, () => fetch(`${app.url}/cheap`)));
+      expect(cheap.every((r) => r.status === 200)).toBe(true);
+      expect((await Promise.all(work)).map((r) => r.status).sort()).toEqual([200, 503]);
+    });
+
+    it('a client that hangs up while queued leaves the queue, and its request never runs', async () => {
+      const b: Bulkhead = bulkhead({ maxConcurrent: 1, maxQueue: 10, policies: createPolicyRegistry() });
+      const app = await serve({ policy: b }, 300);
+      const first = fetch(`${app.url}/work`);
+      await expect.poll(() => b.running).toBe(1);
+      const callers = Array.from({ length: 5 }, () => new AbortController());
+      const queued = callers.map((c) => fetch(`${app.url}/work`, { signal: c.signal }).catch(() => 'aborted'));
+      await expect.poll(() => b.queued).toBe(5);
+      for (const c of callers) c.abort();
+      await expect.poll(() => b.queued).toBe(0);
+      expect(await Promise.all(queued)).toEqual(Array(5).fill('aborted'));
+      expect((await first).status).toBe(200);
+      await sleep(50);
+      expect(app.stats.served).toBe(1);
+      expect(b.running).toBe(0);
+    });
+  });
+}
+
+describe('load shedding options', () => {
+  it('refuses a missing or bad policy when the middleware is made', async () => {
+    expect(() => expressShedding({} as never)).toThrow(/policy/);
+    expect(() => expressShedding({ policy: bulkhead({ maxConcurrent: 1, policies: false }), retryAfter: -1 })).toThrow(
+      /retryAfter/,
+    );
+    const app = Fastify();
+    await expect(app.register(fastifyShedding, { policy: 'nope' } as never).ready()).rejects.toThrow(/policy/);
+  });
+});
