@@ -17,4 +17,5 @@ export {
   toFastify,
 } from './health.js';
 export { type DashboardOptions, dashboardOptionsSchema } from './options.js';
+export type { AnomalyChart, AnomalyPoint } from './anomaly.js';
 export type { BreakerRow, DashboardSnapshot, IdempotencyCounters, RetryCounters } from './state.js';
