@@ -3,6 +3,8 @@
  * handlers.
  * @module @holdfast/dashboard
  */
+
+export type { AnomalyChart, AnomalyPoint } from './anomaly.js';
 export {
   type DashboardHandler,
   dashboard,
@@ -17,5 +19,4 @@ export {
   toFastify,
 } from './health.js';
 export { type DashboardOptions, dashboardOptionsSchema } from './options.js';
-export type { AnomalyChart, AnomalyPoint } from './anomaly.js';
 export type { BreakerRow, DashboardSnapshot, IdempotencyCounters, RetryCounters } from './state.js';
