@@ -220,6 +220,7 @@ export interface EventFields {
 
 /** One metric of an `anomaly.score` event. */
 export interface AnomalyMetric {
+  /** The metric: `latencyP50`, `latencyP99`, `errorRate`, `throughput` or `rejectRate`. */
   readonly name: string;
   /** Its value this interval (NaN when the interval had none, e.g. no successful call for latency). */
   readonly value: number;

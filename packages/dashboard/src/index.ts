@@ -3,6 +3,8 @@
  * handlers.
  * @module @holdfast/dashboard
  */
+
+export type { AnomalyChart, AnomalyPoint } from './anomaly.js';
 export {
   type DashboardHandler,
   dashboard,

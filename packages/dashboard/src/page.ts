@@ -51,6 +51,9 @@ table + h3, p + h3 { margin-top:1.25rem; }
 svg.spark { vertical-align:middle; overflow:visible; }
 svg.spark polyline { fill:none; stroke:var(--spark); stroke-width:1.5; }
 svg.spark circle { fill:var(--spark); }
+svg.chart polyline.value { fill:none; stroke:var(--spark); stroke-width:1.5; }
+svg.chart polyline.baseline { fill:none; stroke:var(--off); stroke-width:1; stroke-dasharray:3 2; }
+svg.chart circle { fill:var(--bad); }
 #log { margin:0; padding-left:1.25rem; max-height:12rem; overflow:auto; }
 #log li { margin:.15rem 0; } #log time { color:var(--muted); margin-right:.5rem; }
 .visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
@@ -81,6 +84,10 @@ svg.spark circle { fill:var(--spark); }
   <section aria-labelledby="h-failovers">
     <h2 id="h-failovers">Failover sets</h2>
     <div id="failovers"></div>
+  </section>
+  <section aria-labelledby="h-anomalies" id="anomaly-section" hidden>
+    <h2 id="h-anomalies">Anomalies</h2>
+    <div id="anomalies"></div>
   </section>
   <section aria-labelledby="h-counters">
     <h2 id="h-counters">Retries and idempotency</h2>
@@ -149,7 +156,50 @@ svg.spark circle { fill:var(--spark); }
     return svg;
   }
 
+  // A metric's last intervals: its value (solid), its baseline (dashed), anomalous intervals as dots.
+  function chart(name, points) {
+    var w = 160, h = 36, ns = 'http://www.w3.org/2000/svg';
+    var svg = document.createElementNS(ns, 'svg');
+    svg.setAttribute('class', 'chart'); svg.setAttribute('width', w); svg.setAttribute('height', h);
+    svg.setAttribute('viewBox', '0 0 ' + w + ' ' + h); svg.setAttribute('role', 'img');
+    var all = [];
+    points.forEach(function (p) { if (p.value != null) all.push(p.value); if (p.expected != null) all.push(p.expected); });
+    var marked = points.filter(function (p) { return p.anomalous; }).length;
+    svg.setAttribute('aria-label', name + ' over the last ' + points.length + ' intervals, ' + marked + ' anomalous');
+    if (!all.length) return svg;
+    var max = Math.max.apply(null, all), min = Math.min.apply(null, all), span = max - min || 1;
+    var step = points.length > 1 ? w / (points.length - 1) : 0;
+    var y = function (v) { return h - 2 - ((v - min) / span) * (h - 4); };
+    ['expected', 'value'].forEach(function (field) {
+      var line = document.createElementNS(ns, 'polyline');
+      line.setAttribute('class', field === 'value' ? 'value' : 'baseline');
+      line.setAttribute('points', points.map(function (p, i) {
+        return p[field] == null ? null : (i * step).toFixed(1) + ',' + y(p[field]).toFixed(1);
+      }).filter(Boolean).join(' '));
+      svg.appendChild(line);
+    });
+    points.forEach(function (p, i) {
+      if (!p.anomalous || p.value == null) return;
+      var dot = document.createElementNS(ns, 'circle');
+      dot.setAttribute('cx', i * step); dot.setAttribute('cy', y(p.value)); dot.setAttribute('r', 2.5);
+      svg.appendChild(dot);
+    });
+    return svg;
+  }
+  function renderAnomalies(list) {
+    $('anomaly-section').hidden = !list.length;
+    if (!list.length) return;
+    var names = list[0].metrics.map(function (m) { return m.name; });
+    fill('anomalies', table('Each metric per interval: value (solid), baseline (dashed), anomalies (dots)',
+      [{ label: 'Key' }, { label: 'Status' }].concat(names.map(function (n) { return { label: n }; })),
+      list.map(function (a) {
+        return [a.key, el('span', { 'class': 'state ' + (a.raised ? 's-fail' : 's-pass'), text: a.raised ? 'Anomaly' : 'Usual' })]
+          .concat(a.metrics.map(function (m) { return chart(m.name, m.points); }));
+      }), true));
+  }
+
   function render(s) {
+    if (s.anomalies) renderAnomalies(s.anomalies);
     var ready = s.health.ready, failing = s.health.checks.filter(function (c) { return c.status !== 'pass'; });
     var verdict = $('verdict');
     verdict.className = 'state s-' + s.health.status;

@@ -14,6 +14,7 @@ import {
   readBudget,
   readFailover,
 } from '@holdfast/core';
+import { type AnomalyChart, AnomalyCharts } from './anomaly.js';
 
 /** One breaker on the page. */
 export interface BreakerRow {
@@ -69,6 +70,8 @@ export interface DashboardSnapshot {
   readonly retries: readonly RetryCounters[];
   /** Idempotency counters, per source seen on the bus. */
   readonly idempotency: readonly IdempotencyCounters[];
+  /** Per key an anomaly watch scores: its metrics with their baselines, anomalies marked. */
+  readonly anomalies: readonly AnomalyChart[];
   /** Other registered policies, as their snapshots say. */
   readonly others: readonly { readonly kind: string; readonly name: string; readonly snapshot: unknown }[];
 }
@@ -112,9 +115,11 @@ export class DashboardState {
   readonly #retries = bounded(() => ({ attempts: 0, giveUps: 0, budgetRejections: 0 }));
   readonly #idempotency = bounded((): Record<string, number> => ({}));
   readonly #offs: (() => void)[];
+  readonly #anomalies: AnomalyCharts;
 
   constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
     this.#policies = policies;
+    this.#anomalies = new AnomalyCharts(bus);
     this.#now = now;
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
       const r = this.#breakers.get(e.source);
@@ -192,6 +197,7 @@ export class DashboardState {
       budgets,
       retries: counted(this.#retries),
       idempotency: [...this.#idempotency.entries()].map(([name, counts]) => ({ name, counts: { ...counts } })),
+      anomalies: this.#anomalies.charts(),
       others,
     };
   }
@@ -204,6 +210,7 @@ export class DashboardState {
   }
 
   dispose(): void {
+    this.#anomalies.dispose();
     for (const off of this.#offs.splice(0)) off();
   }
 }

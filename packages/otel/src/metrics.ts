@@ -94,6 +94,22 @@ export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers:
     description: 'Retries a retry budget would let through now.',
   });
 
+  // @holdfast/anomaly: each watched key's last scores (by metric, and `all`), and its alerts.
+  const anomalyScore = meter.createObservableGauge(M.anomalyScore, {
+    unit: '1',
+    description: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold).',
+  });
+  const detections = counter(M.anomalyDetections, '{anomaly}', 'Anomalies raised by an anomaly watch.');
+  const lastScores = new Map<string, { readonly attributes: Attributes; value: number }>();
+  const score = (key: string, metric: string, value: number) => {
+    const id = `${key}\u0000${metric}`;
+    const row = lastScores.get(id);
+    if (row !== undefined) row.value = value;
+    else if (lastScores.size < 5_000) {
+      lastScores.set(id, { attributes: { [A.anomalyKey]: key, [A.anomalyMetric]: metric }, value });
+    }
+  };
+
   // Breakers seen only on the bus (not registered): their state after the last transition.
   const lastState = new Map<string, string>();
   const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
@@ -130,6 +146,12 @@ export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers:
     'failover.switch': (e) =>
       switches.add(1, { [A.policy]: e.source, [A.failoverReason]: e.reason, [A.endpoint]: e.to }),
     'failover.eject': (e) => ejections.add(1, { [A.policy]: e.source, [A.endpoint]: e.endpoint }),
+    'anomaly.score': (e) => {
+      score(e.key, 'all', e.score);
+      for (const m of e.metrics) score(e.key, m.name, m.score);
+    },
+    'anomaly.detected': (e) =>
+      detections.add(1, { [A.anomalyKey]: e.key, [A.anomalyDetector]: e.detector, [A.anomalyMetric]: e.metric }),
   };
 
   // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...
@@ -140,9 +162,17 @@ export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers:
       idempotency.add(1, { [A.policy]: e.source, [A.idempotencyEvent]: outcome });
   }
 
-  const observables: Observable[] = [stateGauge, endpointUp, inFlight, budgetBalance, ...tallies.map((t) => t.counter)];
+  const observables: Observable[] = [
+    stateGauge,
+    endpointUp,
+    inFlight,
+    budgetBalance,
+    anomalyScore,
+    ...tallies.map((t) => t.counter),
+  ];
   const observe: BatchObservableCallback = (result) => {
     for (const tally of tallies) tally.report(result);
+    for (const row of lastScores.values()) result.observe(anomalyScore, row.value, row.attributes);
     const breakers = new Map<string, string>(lastState);
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'breaker') {

@@ -20,6 +20,8 @@ export const metricNames = {
   failoverEjections: 'holdfast.failover.ejections',
   failoverEndpointUp: 'holdfast.failover.endpoint.up',
   failoverEndpointInFlight: 'holdfast.failover.endpoint.in_flight',
+  anomalyScore: 'holdfast.anomaly.score',
+  anomalyDetections: 'holdfast.anomaly.detections',
 } as const;
 
 /** Attribute names on holdfast's metrics and span events. */
@@ -44,6 +46,12 @@ export const attributeNames = {
   failoverReason: 'holdfast.failover.reason',
   /** The name of the endpoint concerned. */
   endpoint: 'holdfast.endpoint.name',
+  /** What an anomaly watch watches: a breaker, endpoint or policy name. */
+  anomalyKey: 'holdfast.anomaly.key',
+  /** The metric an anomaly score is for (`all` for the key's highest), or that departed. */
+  anomalyMetric: 'holdfast.anomaly.metric',
+  /** Which detector raised an anomaly: `baseline` or `forest`. */
+  anomalyDetector: 'holdfast.anomaly.detector',
 } as const;
 
 /** Histogram buckets in seconds: 1 ms to 30 s. */

@@ -89,6 +89,19 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'endpoint',
   ]);
 
+  // @holdfast/anomaly: each watched key's scores per interval, and its alerts.
+  const anomalyScore = new Gauge({
+    name: name('anomaly_score'),
+    help: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold); metric "all" is the highest.',
+    labelNames: ['key', 'metric'],
+    registers,
+  });
+  const anomalies = counter('anomaly_detected_total', 'Anomalies raised by an anomaly watch.', [
+    'key',
+    'detector',
+    'metric',
+  ]);
+
   // Breakers seen only on the bus (not registered): their state after the last transition.
   const lastState = new Map<string, string>();
   new Gauge({
@@ -191,6 +204,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     timeout: (e) => timeouts.inc({ policy: e.source }),
     'failover.switch': (e) => switches.inc({ policy: e.source, reason: e.reason, to: e.to }),
     'failover.eject': (e) => ejections.inc({ policy: e.source, endpoint: e.endpoint }),
+    'anomaly.score': (e) => {
+      anomalyScore.set({ key: e.key, metric: 'all' }, e.score);
+      for (const m of e.metrics) anomalyScore.set({ key: e.key, metric: m.name }, m.score);
+    },
+    'anomaly.detected': (e) => anomalies.inc({ key: e.key, detector: e.detector, metric: e.metric }),
   };
 
   // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...

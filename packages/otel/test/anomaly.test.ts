@@ -1,0 +1,61 @@
+import { createBus, createPolicyRegistry } from '@holdfast/core';
+import {
+  AggregationTemporality,
+  type DataPoint,
+  InMemoryMetricExporter,
+  MeterProvider,
+  PeriodicExportingMetricReader,
+} from '@opentelemetry/sdk-metrics';
+import { describe, expect, it } from 'vitest';
+import { attributeNames as A, instrument, metricNames } from '../src/index.js';
+
+describe('instrument(): anomaly scores', () => {
+  it('reports each watched key’s last scores as a gauge and counts its alerts', async () => {
+    const bus = createBus();
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    try {
+      for (const top of [0.2, 0.8]) {
+        bus.emit({
+          type: 'anomaly.score',
+          source: 'anomaly',
+          time: 1,
+          key: 'db',
+          score: top,
+          raised: top >= 0.5,
+          metrics: [{ name: 'errorRate', value: 0.3, expected: 0.01, score: top }],
+        });
+      }
+      bus.emit({
+        type: 'anomaly.detected',
+        source: 'anomaly',
+        time: 1,
+        key: 'db',
+        detector: 'forest',
+        metric: 'errorRate',
+        score: 0.8,
+        value: 0.3,
+        expected: 0.01,
+      });
+      await reader.forceFlush();
+      const points = (name: string) =>
+        exporter
+          .getMetrics()
+          .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
+          .filter((m) => m.descriptor.name === name)
+          .flatMap((m) => m.dataPoints as DataPoint<number>[]);
+      const value = (name: string, attrs: Record<string, string>) =>
+        points(name).find((p) => Object.entries(attrs).every(([k, v]) => p.attributes[k] === v))?.value;
+      expect(value(metricNames.anomalyScore, { [A.anomalyKey]: 'db', [A.anomalyMetric]: 'all' })).toBe(0.8);
+      expect(value(metricNames.anomalyScore, { [A.anomalyKey]: 'db', [A.anomalyMetric]: 'errorRate' })).toBe(0.8);
+      expect(
+        value(metricNames.anomalyDetections, { [A.anomalyDetector]: 'forest', [A.anomalyMetric]: 'errorRate' }),
+      ).toBe(1);
+    } finally {
+      stop();
+      await meterProvider.shutdown();
+    }
+  });
+});

@@ -1,0 +1,53 @@
+import { createBus, createPolicyRegistry, type HoldfastEvent } from '@holdfast/core';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { collect } from '../src/index.js';
+
+const score = (key: string, top: number, p99: number): HoldfastEvent => ({
+  type: 'anomaly.score',
+  source: 'anomaly',
+  time: 1,
+  key,
+  score: top,
+  raised: top >= 0.5,
+  metrics: [
+    { name: 'latencyP99', value: 30, expected: 20, score: p99 },
+    { name: 'errorRate', value: Number.NaN, expected: 0, score: 0 },
+  ],
+});
+
+describe('collect(): anomaly scores', () => {
+  it('exports each watched key’s last scores and counts its alerts', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    const stop = collect({ bus, registry, policies: createPolicyRegistry() });
+    bus.emit(score('api/a', 0.2, 0.2));
+    bus.emit(score('api/a', 0.7, 0.7));
+    bus.emit(score('api/b', 0.1, 0.05));
+    bus.emit({
+      type: 'anomaly.detected',
+      source: 'anomaly',
+      time: 1,
+      key: 'api/a',
+      detector: 'baseline',
+      metric: 'latencyP99',
+      score: 0.7,
+      value: 300,
+      expected: 21,
+    });
+    const text = await registry.metrics();
+    const sample = (series: string) =>
+      Number(
+        text
+          .split('\n')
+          .find((l) => l.startsWith(`${series} `))
+          ?.split(' ')[1],
+      );
+    expect(sample('holdfast_anomaly_score{key="api/a",metric="all"}')).toBe(0.7);
+    expect(sample('holdfast_anomaly_score{key="api/a",metric="latencyP99"}')).toBe(0.7);
+    expect(sample('holdfast_anomaly_score{key="api/b",metric="latencyP99"}')).toBe(0.05);
+    expect(sample('holdfast_anomaly_detected_total{key="api/a",detector="baseline",metric="latencyP99"}')).toBe(1);
+    stop();
+    expect(await registry.metrics()).not.toContain('holdfast_anomaly');
+  });
+});
