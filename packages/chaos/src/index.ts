@@ -3,7 +3,16 @@
  * drills: test a setup before production does.
  * @module @holdfast/chaos
  */
-export { InjectedFaultError } from './errors.js';
+export {
+  assertDrill,
+  type DrillOptions,
+  type DrillRequest,
+  type DrillResult,
+  drill,
+  drillOptionsSchema,
+  type ObjectiveResult,
+} from './drill.js';
+export { DrillFailedError, InjectedFaultError } from './errors.js';
 export {
   type FaultyFetch,
   type FaultyFetchOptions,
