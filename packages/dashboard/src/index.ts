@@ -3,6 +3,7 @@
  * handlers.
  * @module @holdfast/dashboard
  */
+export type { ChaosView } from './chaos.js';
 export {
   type DashboardHandler,
   dashboard,

@@ -14,6 +14,7 @@ import {
   readBudget,
   readFailover,
 } from '@holdfast/core';
+import { type ChaosView, ChaosWatch } from './chaos.js';
 
 /** One breaker on the page. */
 export interface BreakerRow {
@@ -71,6 +72,8 @@ export interface DashboardSnapshot {
   readonly idempotency: readonly IdempotencyCounters[];
   /** Other registered policies, as their snapshots say. */
   readonly others: readonly { readonly kind: string; readonly name: string; readonly snapshot: unknown }[];
+  /** Faults injected on purpose (@holdfast/chaos): never to be mistaken for real ones. */
+  readonly chaos: ChaosView;
 }
 
 /** Calls per breaker kept for the sparkline. */
@@ -112,9 +115,11 @@ export class DashboardState {
   readonly #retries = bounded(() => ({ attempts: 0, giveUps: 0, budgetRejections: 0 }));
   readonly #idempotency = bounded((): Record<string, number> => ({}));
   readonly #offs: (() => void)[];
+  readonly #chaos: ChaosWatch;
 
   constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
     this.#policies = policies;
+    this.#chaos = new ChaosWatch(bus);
     this.#now = now;
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
       const r = this.#breakers.get(e.source);
@@ -193,6 +198,7 @@ export class DashboardState {
       retries: counted(this.#retries),
       idempotency: [...this.#idempotency.entries()].map(([name, counts]) => ({ name, counts: { ...counts } })),
       others,
+      chaos: this.#chaos.view(),
     };
   }
 
@@ -205,5 +211,6 @@ export class DashboardState {
 
   dispose(): void {
     for (const off of this.#offs.splice(0)) off();
+    this.#chaos.dispose();
   }
 }
