@@ -4,7 +4,7 @@ import type { Bus, EventOf } from '@holdfast/core';
 export interface ChaosView {
   /** True while a toxic is on or a drill runs: the page then says faults are being injected. */
   readonly active: boolean;
-  /** Injections counted per source, kind and detail (`chaos.inject` events). */
+  /** Injections counted per source and kind (`chaos.inject` events); `detail` is the last one's. */
   readonly injected: readonly {
     readonly source: string;
     readonly kind: string;
@@ -53,11 +53,12 @@ export class ChaosWatch {
   }
 
   #inject(e: EventOf<'chaos.inject'>): void {
-    const key = `${e.source}\u0000${e.kind}\u0000${e.detail}`;
+    const key = `${e.source}\u0000${e.kind}`;
     const row = this.#injected.get(key);
     if (row) {
       row.count++;
       row.last = e.time;
+      row.detail = e.detail;
       return;
     }
     this.#injected.set(key, { source: e.source, kind: e.kind, detail: e.detail, count: 1, last: e.time });

@@ -224,7 +224,7 @@ svg.spark circle { fill:var(--spark); }
         return [t.proxy, t.name, t.toxic, t.direction, t.target];
       }), true));
     if (c.injected.length) box.appendChild(table('Faults injected into calls', [{ label: 'Injected by' }, { label: 'Kind' },
-      { label: 'What' }, { label: 'Count', num: true }, { label: 'Last' }], c.injected.map(function (i) {
+      { label: 'Last injected' }, { label: 'Count', num: true }, { label: 'Last' }], c.injected.map(function (i) {
         return [i.source, i.kind, i.detail, num(i.count), new Date(i.last).toLocaleTimeString()];
       }), true));
   }

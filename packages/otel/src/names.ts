@@ -20,6 +20,8 @@ export const metricNames = {
   failoverEjections: 'holdfast.failover.ejections',
   failoverEndpointUp: 'holdfast.failover.endpoint.up',
   failoverEndpointInFlight: 'holdfast.failover.endpoint.in_flight',
+  chaosInjections: 'holdfast.chaos.injections',
+  chaosToxicsActive: 'holdfast.chaos.toxics.active',
 } as const;
 
 /** Attribute names on holdfast's metrics and span events. */
@@ -44,6 +46,10 @@ export const attributeNames = {
   failoverReason: 'holdfast.failover.reason',
   /** The name of the endpoint concerned. */
   endpoint: 'holdfast.endpoint.name',
+  /** What a chaos policy injected: `latency`, `fault`, `outcome`, `behavior`, `fetch`. */
+  chaosKind: 'holdfast.chaos.kind',
+  /** A fault proxy toxic's type: `latency`, `reset`, `blackhole`... */
+  chaosToxic: 'holdfast.chaos.toxic',
 } as const;
 
 /** Histogram buckets in seconds: 1 ms to 30 s. */
