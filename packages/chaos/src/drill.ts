@@ -59,51 +59,89 @@ export const drillOptionsSchema = z.strictObject({
 /** Options of {@link drill}. */
 export type DrillOptions = z.input<typeof drillOptionsSchema>;
 
-/** One objective's verdict. `by` is how far past its limit the actual figure went (0 if it held). */
+/** One objective's verdict. */
 export interface ObjectiveResult {
+  /** Which objective. */
   readonly objective: 'maxFailedShare' | 'maxP99' | 'maxDuplicates' | 'maxRecovery';
+  /** The limit it was given. */
   readonly limit: number;
+  /** What the drill measured. */
   readonly actual: number;
+  /** Whether `actual <= limit`. */
   readonly passed: boolean;
+  /** How far past its limit the actual figure went; 0 if it held. */
   readonly by: number;
+}
+
+/** The load a drill drove, as it went. Latencies in ms, over every request sent. */
+export interface DrillLoad {
+  /** Requests sent. */
+  readonly sent: number;
+  /** Requests that resolved (to anything but `false`). */
+  readonly succeeded: number;
+  /** Requests that threw, resolved `false`, or ran past the load's `timeout`. */
+  readonly failed: number;
+  /** Due while `concurrency` requests were out, so not sent. */
+  readonly skipped: number;
+  /** `failed / sent`, 0 to 1. */
+  readonly failedShare: number;
+  /** Median latency. */
+  readonly p50: number;
+  /** 90th percentile latency. */
+  readonly p90: number;
+  /** 99th percentile latency. */
+  readonly p99: number;
+  /** The slowest request. */
+  readonly max: number;
+}
+
+/** One step as it was played. */
+export interface DrillStep {
+  /** The step's name. */
+  readonly name: string;
+  /** When it was due, ms after the start. */
+  readonly at: number;
+  /** When it ran, ms after the start. */
+  readonly ranAt: number;
+  /** What it threw, if it threw. */
+  readonly error?: string;
 }
 
 /** What a drill found: plain JSON, for a CI job to gate on. */
 export interface DrillResult {
+  /** The drill's name. */
   readonly name: string;
   /** Whether every objective held. */
   readonly passed: boolean;
+  /** When it started, ISO 8601. */
   readonly startedAt: string;
   /** From the start to the last request settled, in ms. */
   readonly duration: number;
-  readonly load: {
-    readonly sent: number;
-    readonly succeeded: number;
-    readonly failed: number;
-    /** Due while `concurrency` requests were out, so not sent. */
-    readonly skipped: number;
-    readonly failedShare: number;
-    readonly p50: number;
-    readonly p90: number;
-    readonly p99: number;
-    readonly max: number;
-  };
-  /** Failures in time, ms after the start; all `null` when nothing failed. */
+  /** What the load saw. */
+  readonly load: DrillLoad;
+  /** Failures in time, ms after the start; `firstFailure` and `lastFailure` are null when nothing failed. */
   readonly recovery: {
+    /** When the first failed request started. */
     readonly firstFailure: number | null;
+    /** When the last failed request ended. */
     readonly lastFailure: number | null;
-    /** From the first failed request's start to the last one's end. */
+    /** From the first failed request's start to the last one's end: the time to recover. */
     readonly window: number;
   };
   /** Requests by when they started, in buckets of `bucket` ms: what failed when. */
-  readonly timeline: { readonly bucket: number; readonly sent: readonly number[]; readonly failed: readonly number[] };
+  readonly timeline: {
+    /** Bucket width, ms. */
+    readonly bucket: number;
+    /** Requests sent in each bucket. */
+    readonly sent: readonly number[];
+    /** Of those, the ones that failed. */
+    readonly failed: readonly number[];
+  };
+  /** What `duplicates()` counted; null without it. */
   readonly duplicates: number | null;
-  readonly steps: readonly {
-    readonly name: string;
-    readonly at: number;
-    readonly ranAt: number;
-    readonly error?: string;
-  }[];
+  /** Each step as it was played, in order. */
+  readonly steps: readonly DrillStep[];
+  /** Each objective given, with its verdict. */
   readonly objectives: readonly ObjectiveResult[];
   /** The readable report, as printed. */
   readonly report: string;
@@ -263,8 +301,8 @@ async function runSteps(
   steps: z.output<typeof drillOptionsSchema>['steps'],
   since: () => number,
   announce: (name: string) => void,
-): Promise<DrillResult['steps']> {
-  const played: { name: string; at: number; ranAt: number; error?: string }[] = [];
+): Promise<DrillStep[]> {
+  const played: DrillStep[] = [];
   for (const step of [...steps].sort((a, b) => a.at - b.at)) {
     const wait = step.at - since();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));

@@ -5,9 +5,11 @@
  */
 export {
   assertDrill,
+  type DrillLoad,
   type DrillOptions,
   type DrillRequest,
   type DrillResult,
+  type DrillStep,
   drill,
   drillOptionsSchema,
   type ObjectiveResult,
