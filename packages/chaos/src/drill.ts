@@ -103,6 +103,8 @@ export interface DrillStep {
   readonly at: number;
   /** When it ran, ms after the start. */
   readonly ranAt: number;
+  /** When it finished (its promise settled), ms after the start. */
+  readonly doneAt: number;
   /** What it threw, if it threw. */
   readonly error?: string;
 }
@@ -310,12 +312,13 @@ async function runSteps(
     announce(step.name);
     try {
       await step.run();
-      played.push({ name: step.name, at: step.at, ranAt });
+      played.push({ name: step.name, at: step.at, ranAt, doneAt: round(since()) });
     } catch (error) {
       played.push({
         name: step.name,
         at: step.at,
         ranAt,
+        doneAt: round(since()),
         error: error instanceof Error ? error.message : String(error),
       });
     }
