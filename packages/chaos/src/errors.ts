@@ -1,4 +1,5 @@
 import { HoldfastError } from '@holdfast/core';
+import type { DrillResult } from './drill.js';
 
 /** The fault `injectFault()` throws unless told otherwise: on purpose, not a real failure. */
 export class InjectedFaultError extends HoldfastError {
@@ -7,5 +8,21 @@ export class InjectedFaultError extends HoldfastError {
 
   constructor(source: string) {
     super('E_INJECTED_FAULT', `${source}: fault injected on purpose (chaos)`);
+  }
+}
+
+/** A drill whose objectives did not all hold, thrown by `assertDrill()`. The message names each miss. */
+export class DrillFailedError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.DrillFailedError');
+  override name = 'DrillFailedError';
+  /** The drill's whole result. */
+  readonly result: DrillResult;
+
+  constructor(result: DrillResult) {
+    const missed = result.objectives
+      .filter((o) => !o.passed)
+      .map((o) => `${o.objective} ${o.actual} > ${o.limit} (over by ${Math.round(o.by * 1000) / 1000})`);
+    super('E_DRILL_FAILED', `drill "${result.name}" failed: ${missed.join('; ')}`);
+    this.result = result;
   }
 }

@@ -3,7 +3,18 @@
  * drills: test a setup before production does.
  * @module @holdfast/chaos
  */
-export { InjectedFaultError } from './errors.js';
+export {
+  assertDrill,
+  type DrillLoad,
+  type DrillOptions,
+  type DrillRequest,
+  type DrillResult,
+  type DrillStep,
+  drill,
+  drillOptionsSchema,
+  type ObjectiveResult,
+} from './drill.js';
+export { DrillFailedError, InjectedFaultError } from './errors.js';
 export {
   type FaultyFetch,
   type FaultyFetchOptions,

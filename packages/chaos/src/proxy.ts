@@ -19,19 +19,34 @@ export interface ProxyConnection {
 
 /** What `proxy.snapshot()` returns: plain JSON. */
 export interface FaultProxySnapshot {
+  /** The proxy's name (its events' `source`). */
   readonly name: string;
+  /** Whether it accepts connections now (false after `refuse()` or `kill()`). */
   readonly listening: boolean;
+  /** `host:port` it listens on. */
   readonly address: string;
+  /** `host:port` it forwards to. */
   readonly target: string;
+  /** Connections open now. */
   readonly connections: number;
   /** Connections accepted since start. */
   readonly accepted: number;
-  readonly toxics: readonly { readonly name: string; readonly type: string; readonly direction: string }[];
+  /** The toxics on now, in the order they were added. */
+  readonly toxics: readonly {
+    /** Its name. */
+    readonly name: string;
+    /** Its type. */
+    readonly type: string;
+    /** Which way it acts. */
+    readonly direction: string;
+  }[];
 }
 
 /** A toxic in place; `remove()` takes it off. */
 export interface ToxicHandle {
+  /** The toxic's name on its proxy. */
   readonly name: string;
+  /** Takes the toxic off (harmless if it already is). */
   remove(): void;
 }
 
@@ -63,6 +78,7 @@ export interface FaultProxy {
   restore(): Promise<void>;
   /** The open connections. */
   connections(): ProxyConnection[];
+  /** What the proxy is doing now, as plain JSON. */
   snapshot(): FaultProxySnapshot;
   /** Destroys every socket and stops listening; resolves once all is closed. */
   close(): Promise<void>;

@@ -115,7 +115,10 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       }, SETTLE_MS);
     };
     const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-    const offs = stateChangeEvents.map((type) => on(type, onChange));
+    // Chaos toxics and drills go on the change log too: an injected fault is announced as one.
+    const offs = [...stateChangeEvents, 'chaos.toxic' as const, 'chaos.drill' as const].map((type) =>
+      on(type, onChange),
+    );
 
     let sinceBeat = 0;
     let tick: unknown;

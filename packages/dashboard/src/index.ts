@@ -5,6 +5,7 @@
  */
 
 export type { AnomalyChart, AnomalyPoint } from './anomaly.js';
+export type { ChaosView } from './chaos.js';
 export {
   type DashboardHandler,
   dashboard,

@@ -66,6 +66,11 @@ svg.chart circle { fill:var(--bad); }
   <p id="updated" class="empty"></p>
 </header>
 <main>
+  <section aria-labelledby="h-chaos" id="chaos-section" hidden>
+    <h2 id="h-chaos">Injected faults (chaos)</h2>
+    <p id="chaos-banner" class="state s-warn" hidden>Faults are being injected on purpose: failures below may be a drill, not an outage.</p>
+    <div id="chaos"></div>
+  </section>
   <section aria-labelledby="h-health">
     <h2 id="h-health">Health</h2>
     <p id="verdict" class="state s-other">Unknown</p>
@@ -252,7 +257,26 @@ svg.chart circle { fill:var(--bad); }
     })), s.idempotency.map(function (i) {
       return [i.name].concat(idemKeys.map(function (k) { return num(i.counts[k] || 0); }));
     }), true) : el('p', { 'class': 'empty', text: 'No idempotent requests yet.' }));
+    renderChaos(s.chaos);
     $('updated').textContent = 'Updated ' + new Date(s.time).toLocaleTimeString();
+  }
+
+  function renderChaos(c) {
+    if (!c) return;
+    var shown = c.active || c.injected.length > 0 || c.toxics.length > 0 || c.drill;
+    $('chaos-section').hidden = !shown;
+    $('chaos-banner').hidden = !c.active;
+    var box = $('chaos'); box.textContent = '';
+    if (c.drill) box.appendChild(el('p', { text: 'Drill ' + c.drill.name + ': ' + (c.drill.phase === 'end' ?
+      (c.drill.passed ? 'ended, objectives held' : 'ended, objectives missed') : c.drill.phase === 'step' ? 'step ' + c.drill.step : 'running') }));
+    if (c.toxics.length) box.appendChild(table('Fault proxy toxics on now', [{ label: 'Proxy' }, { label: 'Toxic' },
+      { label: 'Kind' }, { label: 'Direction' }, { label: 'Target' }], c.toxics.map(function (t) {
+        return [t.proxy, t.name, t.toxic, t.direction, t.target];
+      }), true));
+    if (c.injected.length) box.appendChild(table('Faults injected into calls', [{ label: 'Injected by' }, { label: 'Kind' },
+      { label: 'Last injected' }, { label: 'Count', num: true }, { label: 'Last' }], c.injected.map(function (i) {
+        return [i.source, i.kind, i.detail, num(i.count), new Date(i.last).toLocaleTimeString()];
+      }), true));
   }
 
   function describe(e) {
@@ -267,6 +291,8 @@ svg.chart circle { fill:var(--bad); }
       case 'failover.eject': return 'Failover ' + who + ' ejected ' + e.endpoint;
       case 'failover.restore': return 'Failover ' + who + ' restored ' + e.endpoint;
       case 'failover.panic': return 'Failover ' + who + (e.active ? ' is in panic: ' : ' left panic: ') + e.healthy + ' of ' + e.total + ' healthy';
+      case 'chaos.toxic': return 'Chaos: ' + who + (e.active ? ' put on ' : ' took off ') + e.toxic + ' (' + e.name + ') toward ' + e.target;
+      case 'chaos.drill': return 'Chaos: drill ' + who + (e.phase === 'start' ? ' started' : e.phase === 'step' ? ': ' + e.step : e.passed ? ' ended, objectives held' : ' ended, objectives missed');
       case 'health.change': return 'Endpoint ' + e.endpoint + ' of ' + who + ' is now ' + (e.healthy ? 'healthy' : 'unhealthy');
       default: return who + ': ' + e.type;
     }

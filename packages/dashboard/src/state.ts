@@ -15,6 +15,7 @@ import {
   readFailover,
 } from '@holdfast/core';
 import { type AnomalyChart, AnomalyCharts } from './anomaly.js';
+import { type ChaosView, ChaosWatch } from './chaos.js';
 
 /** One breaker on the page. */
 export interface BreakerRow {
@@ -74,6 +75,8 @@ export interface DashboardSnapshot {
   readonly anomalies: readonly AnomalyChart[];
   /** Other registered policies, as their snapshots say. */
   readonly others: readonly { readonly kind: string; readonly name: string; readonly snapshot: unknown }[];
+  /** Faults injected on purpose (@holdfast/chaos): never to be mistaken for real ones. */
+  readonly chaos: ChaosView;
 }
 
 /** Calls per breaker kept for the sparkline. */
@@ -116,10 +119,12 @@ export class DashboardState {
   readonly #idempotency = bounded((): Record<string, number> => ({}));
   readonly #offs: (() => void)[];
   readonly #anomalies: AnomalyCharts;
+  readonly #chaos: ChaosWatch;
 
   constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
     this.#policies = policies;
     this.#anomalies = new AnomalyCharts(bus);
+    this.#chaos = new ChaosWatch(bus);
     this.#now = now;
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
       const r = this.#breakers.get(e.source);
@@ -199,6 +204,7 @@ export class DashboardState {
       idempotency: [...this.#idempotency.entries()].map(([name, counts]) => ({ name, counts: { ...counts } })),
       anomalies: this.#anomalies.charts(),
       others,
+      chaos: this.#chaos.view(),
     };
   }
 
@@ -212,5 +218,6 @@ export class DashboardState {
   dispose(): void {
     this.#anomalies.dispose();
     for (const off of this.#offs.splice(0)) off();
+    this.#chaos.dispose();
   }
 }

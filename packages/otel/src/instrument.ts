@@ -7,6 +7,7 @@ import {
   stateChangeEvents,
 } from '@holdfast/core';
 import { metrics, trace } from '@opentelemetry/api';
+import { meterChaos } from './chaos.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
 import { annotate, callEvents } from './spans.js';
@@ -28,12 +29,19 @@ export type Uninstrument = () => void;
 export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const o = parseOptions('instrument', instrumentOptionsSchema, options);
   const bus = o.bus ?? globalBus;
-  const metered = o.metrics
-    ? meterEvents(
-        (o.meterProvider ?? metrics.getMeterProvider()).getMeter(scope.name, scope.version),
-        o.policies ?? globalPolicies,
-      )
-    : { handlers: {} as Handlers, dispose: () => {} };
+  const meter = o.metrics
+    ? (o.meterProvider ?? metrics.getMeterProvider()).getMeter(scope.name, scope.version)
+    : undefined;
+  const events = meter ? meterEvents(meter, o.policies ?? globalPolicies) : undefined;
+  // Faults injected on purpose, counted apart (see chaos.ts).
+  const chaos = meter ? meterChaos(meter) : undefined;
+  const metered = {
+    handlers: { ...events?.handlers, ...chaos?.handlers } as Handlers,
+    dispose: () => {
+      events?.dispose();
+      chaos?.dispose();
+    },
+  };
   const tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer(scope.name, scope.version);
   const spanTypes = new Set<EventType>(o.spans ? [...callEvents, ...stateChangeEvents] : []);
 

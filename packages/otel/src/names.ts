@@ -22,6 +22,8 @@ export const metricNames = {
   failoverEndpointInFlight: 'holdfast.failover.endpoint.in_flight',
   anomalyScore: 'holdfast.anomaly.score',
   anomalyDetections: 'holdfast.anomaly.detections',
+  chaosInjections: 'holdfast.chaos.injections',
+  chaosToxicsActive: 'holdfast.chaos.toxics.active',
 } as const;
 
 /** Attribute names on holdfast's metrics and span events. */
@@ -52,6 +54,10 @@ export const attributeNames = {
   anomalyMetric: 'holdfast.anomaly.metric',
   /** Which detector raised an anomaly: `baseline` or `forest`. */
   anomalyDetector: 'holdfast.anomaly.detector',
+  /** What a chaos policy injected: `latency`, `fault`, `outcome`, `behavior`, `fetch`. */
+  chaosKind: 'holdfast.chaos.kind',
+  /** A fault proxy toxic's type: `latency`, `reset`, `blackhole`... */
+  chaosToxic: 'holdfast.chaos.toxic',
 } as const;
 
 /** Histogram buckets in seconds: 1 ms to 30 s. */

@@ -238,6 +238,32 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       }
     },
   });
+  // Chaos (@holdfast/chaos): faults injected on purpose, counted apart so a drill is never taken
+  // for an outage. Injections by kind (no per-call detail: it would grow the label set), and the
+  // fault proxy toxics on now.
+  const injections = counter('chaos_injections_total', 'Faults injected into calls on purpose, by kind.', [
+    'policy',
+    'kind',
+  ]);
+  const toxicsOn = new Map<string, { proxy: string; toxic: string; names: Set<string> }>();
+  new Gauge({
+    name: name('chaos_toxics_active'),
+    help: 'Fault proxy toxics on now, by proxy and toxic type.',
+    labelNames: ['proxy', 'toxic'],
+    registers,
+    collect() {
+      this.reset();
+      for (const t of toxicsOn.values()) this.set({ proxy: t.proxy, toxic: t.toxic }, t.names.size);
+    },
+  });
+  handlers['chaos.inject'] = (e) => injections.inc({ policy: e.source, kind: e.kind });
+  handlers['chaos.toxic'] = (e) => {
+    const key = `${e.source}\u0000${e.toxic}`;
+    const row = toxicsOn.get(key) ?? { proxy: e.source, toxic: e.toxic, names: new Set<string>() };
+    toxicsOn.set(key, row);
+    if (e.active) row.names.add(e.name);
+    else row.names.delete(e.name);
+  };
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
   const offs = Object.entries(handlers).map(([type, handler]) =>

@@ -1,0 +1,377 @@
+import { busOption, durationOption, fnOption, bus as globalBus, nameOption, parseOptions } from '@holdfast/core';
+import { z } from 'zod';
+import { DrillFailedError } from './errors.js';
+
+/** One request of a drill's load. Resolving (to anything but `false`) is a success. */
+export type DrillRequest = (index: number, signal: AbortSignal) => unknown;
+
+/** Validates the options of {@link drill}; {@link DrillOptions} is inferred from it. */
+export const drillOptionsSchema = z.strictObject({
+  /** Names the drill in its report and its `chaos.drill` events. @default 'drill' */
+  name: nameOption.default('drill'),
+  /** The load driven while the steps play: bounded in rate, concurrency and time. */
+  load: z.strictObject({
+    /** Sends one request; resolves for a success, throws or resolves `false` for a failure. */
+    request: fnOption<DrillRequest>(),
+    /** Requests started per second (an open model: they do not wait for each other). */
+    rate: z.number().finite().positive().max(10_000),
+    /** How long the load runs, in ms. The drill ends once the last request settles. */
+    duration: z.number().finite().positive().max(600_000),
+    /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
+    concurrency: z.number().int().min(1).max(10_000).default(64),
+    /** A request still out after this many ms is aborted and counted failed. @default 5_000 */
+    timeout: z.number().finite().positive().max(600_000).default(5_000),
+  }),
+  /** The script: each step runs at `at` ms after the start (in order; a slow step delays the next). */
+  steps: z
+    .array(
+      z.strictObject({
+        /** When, in ms after the start. */
+        at: durationOption,
+        /** What the report calls it, e.g. `kill payments-2`. */
+        name: z.string().min(1).max(200),
+        /** Does it: kill, freeze, inject, restore. Awaited; a throw is recorded, not raised. */
+        run: fnOption<() => unknown>(),
+      }),
+    )
+    .default([]),
+  /** What must hold at the end. Each is optional; a drill with none always passes. */
+  objectives: z
+    .strictObject({
+      /** Failed requests / sent, at most (0 to 1). */
+      maxFailedShare: z.number().min(0).max(1).optional(),
+      /** The 99th percentile latency of all requests, at most, in ms. */
+      maxP99: durationOption.optional(),
+      /** Duplicate executions (what `duplicates()` counts), at most. */
+      maxDuplicates: z.number().int().nonnegative().optional(),
+      /** Time to recover, at most, in ms: from the first failed request to the end of the last one. */
+      maxRecovery: durationOption.optional(),
+    })
+    .default({}),
+  /** Counts duplicate executions once the load has settled (e.g. charges applied twice). */
+  duplicates: fnOption<() => number | Promise<number>>().optional(),
+  /** Where the readable report goes; `false` for nowhere. @default console.log */
+  print: z.union([z.literal(false), fnOption<(report: string) => void>()]).optional(),
+  /** The bus its `chaos.drill` events go to. @default the global bus */
+  bus: busOption.optional(),
+});
+
+/** Options of {@link drill}. */
+export type DrillOptions = z.input<typeof drillOptionsSchema>;
+
+/** One objective's verdict. */
+export interface ObjectiveResult {
+  /** Which objective. */
+  readonly objective: 'maxFailedShare' | 'maxP99' | 'maxDuplicates' | 'maxRecovery';
+  /** The limit it was given. */
+  readonly limit: number;
+  /** What the drill measured. */
+  readonly actual: number;
+  /** Whether `actual <= limit`. */
+  readonly passed: boolean;
+  /** How far past its limit the actual figure went; 0 if it held. */
+  readonly by: number;
+}
+
+/** The load a drill drove, as it went. Latencies in ms, over every request sent. */
+export interface DrillLoad {
+  /** Requests sent. */
+  readonly sent: number;
+  /** Requests that resolved (to anything but `false`). */
+  readonly succeeded: number;
+  /** Requests that threw, resolved `false`, or ran past the load's `timeout`. */
+  readonly failed: number;
+  /** Due while `concurrency` requests were out, so not sent. */
+  readonly skipped: number;
+  /** `failed / sent`, 0 to 1. */
+  readonly failedShare: number;
+  /** Median latency. */
+  readonly p50: number;
+  /** 90th percentile latency. */
+  readonly p90: number;
+  /** 99th percentile latency. */
+  readonly p99: number;
+  /** The slowest request. */
+  readonly max: number;
+}
+
+/** One step as it was played. */
+export interface DrillStep {
+  /** The step's name. */
+  readonly name: string;
+  /** When it was due, ms after the start. */
+  readonly at: number;
+  /** When it ran, ms after the start. */
+  readonly ranAt: number;
+  /** When it finished (its promise settled), ms after the start. */
+  readonly doneAt: number;
+  /** What it threw, if it threw. */
+  readonly error?: string;
+}
+
+/** What a drill found: plain JSON, for a CI job to gate on. */
+export interface DrillResult {
+  /** The drill's name. */
+  readonly name: string;
+  /** Whether every objective held. */
+  readonly passed: boolean;
+  /** When it started, ISO 8601. */
+  readonly startedAt: string;
+  /** From the start to the last request settled, in ms. */
+  readonly duration: number;
+  /** What the load saw. */
+  readonly load: DrillLoad;
+  /** Failures in time, ms after the start; `firstFailure` and `lastFailure` are null when nothing failed. */
+  readonly recovery: {
+    /** When the first failed request started. */
+    readonly firstFailure: number | null;
+    /** When the last failed request ended. */
+    readonly lastFailure: number | null;
+    /** From the first failed request's start to the last one's end: the time to recover. */
+    readonly window: number;
+  };
+  /** Requests by when they started, in buckets of `bucket` ms: what failed when. */
+  readonly timeline: {
+    /** Bucket width, ms. */
+    readonly bucket: number;
+    /** Requests sent in each bucket. */
+    readonly sent: readonly number[];
+    /** Of those, the ones that failed. */
+    readonly failed: readonly number[];
+  };
+  /** What `duplicates()` counted; null without it. */
+  readonly duplicates: number | null;
+  /** Each step as it was played, in order. */
+  readonly steps: readonly DrillStep[];
+  /** Each objective given, with its verdict. */
+  readonly objectives: readonly ObjectiveResult[];
+  /** The readable report, as printed. */
+  readonly report: string;
+}
+
+/**
+ * Plays a script of timed steps against a running service (kill or freeze an endpoint, inject
+ * faults, restore) while driving a bounded load, then checks the objectives. Returns a JSON
+ * result and prints a report that names each objective missed and by how much.
+ *
+ * @example
+ * const result = await drill({
+ *   load: { request: () => fetch(`${url}/orders`).then((r) => r.ok), rate: 100, duration: 3_000 },
+ *   steps: [
+ *     { at: 1_000, name: 'kill payments-2', run: () => proxy.kill() },
+ *     { at: 2_000, name: 'restore payments-2', run: () => proxy.restore() },
+ *   ],
+ *   objectives: { maxFailedShare: 0.01, maxP99: 500 },
+ * });
+ * assertDrill(result); // throws DrillFailedError when an objective failed
+ */
+export async function drill(options: DrillOptions): Promise<DrillResult> {
+  const o = parseOptions('drill', drillOptionsSchema, options);
+  const bus = o.bus ?? globalBus;
+  const emit = (phase: 'start' | 'step' | 'end', step?: string, passed?: boolean) => {
+    if (bus.wants('chaos.drill')) {
+      bus.emit({ type: 'chaos.drill', source: o.name, time: Date.now(), phase, step, passed });
+    }
+  };
+  const startedAt = new Date().toISOString();
+  const t0 = performance.now();
+  const since = () => performance.now() - t0;
+  emit('start');
+
+  const load = runLoad(o.load, since);
+  const steps = runSteps(o.steps, since, (name) => emit('step', name));
+  const [samples, played] = await Promise.all([load, steps]);
+  const duration = since();
+  const duplicates = o.duplicates ? await o.duplicates() : null;
+
+  const latencies = samples.requests.map((r) => r.end - r.start).sort((a, b) => a - b);
+  const failures = samples.requests.filter((r) => !r.ok);
+  const sent = samples.requests.length;
+  const firstFailure = failures.length ? Math.min(...failures.map((f) => f.start)) : null;
+  const lastFailure = failures.length ? Math.max(...failures.map((f) => f.end)) : null;
+  const loadResult = {
+    sent,
+    succeeded: sent - failures.length,
+    failed: failures.length,
+    skipped: samples.skipped,
+    failedShare: sent === 0 ? 0 : failures.length / sent,
+    p50: percentile(latencies, 0.5),
+    p90: percentile(latencies, 0.9),
+    p99: percentile(latencies, 0.99),
+    max: latencies.at(-1) ?? 0,
+  };
+  const recovery = {
+    firstFailure: round(firstFailure),
+    lastFailure: round(lastFailure),
+    window: firstFailure === null || lastFailure === null ? 0 : round(lastFailure - firstFailure),
+  };
+  const actuals = {
+    maxFailedShare: loadResult.failedShare,
+    maxP99: loadResult.p99,
+    maxDuplicates: duplicates ?? 0,
+    maxRecovery: recovery.window,
+  };
+  const bucket = Math.max(100, Math.ceil(o.load.duration / 20 / 100) * 100);
+  const slots = Math.ceil(duration / bucket);
+  const timeline = { bucket, sent: new Array<number>(slots).fill(0), failed: new Array<number>(slots).fill(0) };
+  for (const r of samples.requests) {
+    const at = Math.min(slots - 1, Math.floor(r.start / bucket));
+    timeline.sent[at] = (timeline.sent[at] ?? 0) + 1;
+    if (!r.ok) timeline.failed[at] = (timeline.failed[at] ?? 0) + 1;
+  }
+  const objectives: ObjectiveResult[] = [];
+  for (const key of ['maxFailedShare', 'maxP99', 'maxDuplicates', 'maxRecovery'] as const) {
+    const limit = o.objectives[key];
+    if (limit === undefined) continue;
+    const actual = actuals[key];
+    objectives.push({ objective: key, limit, actual, passed: actual <= limit, by: Math.max(0, actual - limit) });
+  }
+  const passed = objectives.every((r) => r.passed);
+  const partial = {
+    name: o.name,
+    passed,
+    startedAt,
+    duration: round(duration),
+    load: {
+      ...loadResult,
+      p50: round(loadResult.p50),
+      p90: round(loadResult.p90),
+      p99: round(loadResult.p99),
+      max: round(loadResult.max),
+    },
+    recovery,
+    timeline,
+    duplicates,
+    steps: played,
+    objectives,
+  };
+  const result: DrillResult = { ...partial, report: formatReport(partial) };
+  emit('end', undefined, passed);
+  if (o.print !== false) (o.print ?? console.log)(result.report);
+  return result;
+}
+
+/** Throws {@link DrillFailedError} (code `E_DRILL_FAILED`) when a drill's objectives did not all hold. */
+export function assertDrill(result: DrillResult): void {
+  if (!result.passed) throw new DrillFailedError(result);
+}
+
+interface Sample {
+  readonly start: number;
+  readonly end: number;
+  readonly ok: boolean;
+}
+
+async function runLoad(
+  load: z.output<typeof drillOptionsSchema>['load'],
+  since: () => number,
+): Promise<{ requests: Sample[]; skipped: number }> {
+  const requests: Sample[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let due = 0;
+  let skipped = 0;
+  const send = (index: number) => {
+    const start = since();
+    const signal = AbortSignal.timeout(load.timeout);
+    const settled = Promise.race([
+      Promise.resolve().then(() => load.request(index, signal)),
+      new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
+    ]).then(
+      (value) => value !== false,
+      () => false,
+    );
+    const done = settled.then((ok) => {
+      requests.push({ start, end: since(), ok });
+      inFlight.delete(done);
+    });
+    inFlight.add(done);
+  };
+  while (since() < load.duration) {
+    const target = Math.floor((since() * load.rate) / 1000) + 1;
+    for (; due < target; due++) {
+      if (inFlight.size >= load.concurrency) skipped++;
+      else send(due);
+    }
+    const next = (due * 1000) / load.rate - since();
+    await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.min(next, load.duration - since()))));
+  }
+  await Promise.all(inFlight);
+  return { requests, skipped };
+}
+
+async function runSteps(
+  steps: z.output<typeof drillOptionsSchema>['steps'],
+  since: () => number,
+  announce: (name: string) => void,
+): Promise<DrillStep[]> {
+  const played: DrillStep[] = [];
+  for (const step of [...steps].sort((a, b) => a.at - b.at)) {
+    const wait = step.at - since();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const ranAt = round(since());
+    announce(step.name);
+    try {
+      await step.run();
+      played.push({ name: step.name, at: step.at, ranAt, doneAt: round(since()) });
+    } catch (error) {
+      played.push({
+        name: step.name,
+        at: step.at,
+        ranAt,
+        doneAt: round(since()),
+        error: error instanceof Error ? error.message : String(error),
+      });
+    }
+  }
+  return played;
+}
+
+function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)] ?? 0;
+}
+
+function round(value: number): number;
+function round(value: number | null): number | null;
+function round(value: number | null): number | null {
+  return value === null ? null : Math.round(value * 10) / 10;
+}
+
+const labels: Record<ObjectiveResult['objective'], string> = {
+  maxFailedShare: 'failed share',
+  maxP99: 'p99',
+  maxDuplicates: 'duplicate executions',
+  maxRecovery: 'time to recover',
+};
+
+function show(objective: ObjectiveResult['objective'], value: number): string {
+  if (objective === 'maxFailedShare') return `${(value * 100).toFixed(2)}%`;
+  if (objective === 'maxDuplicates') return String(value);
+  return `${value.toFixed(1)} ms`;
+}
+
+function formatReport(r: Omit<DrillResult, 'report'>): string {
+  const missed = r.objectives.filter((o) => !o.passed);
+  const s = (ms: number) => `+${(ms / 1000).toFixed(2)} s`;
+  const lines = [
+    `drill "${r.name}": ${r.passed ? 'PASSED' : `FAILED (${missed.length} of ${r.objectives.length} objectives missed)`}`,
+    `  load: ${r.load.sent} sent over ${(r.duration / 1000).toFixed(1)} s, ${r.load.succeeded} ok, ${r.load.failed} failed (${(r.load.failedShare * 100).toFixed(2)}%), ${r.load.skipped} skipped; latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms`,
+    r.recovery.firstFailure === null
+      ? '  failures: none'
+      : `  failures: from ${s(r.recovery.firstFailure)} to ${s(r.recovery.lastFailure ?? 0)} (recovered in ${r.recovery.window} ms)`,
+  ];
+  const cells = r.timeline.sent.map((sent, i) => `${r.timeline.failed[i] ?? 0}/${sent}`);
+  lines.push(`  failed/sent per ${r.timeline.bucket} ms: ${cells.join(' ')}`);
+  if (r.duplicates !== null) lines.push(`  duplicate executions: ${r.duplicates}`);
+  if (r.steps.length > 0) lines.push('  steps:');
+  for (const step of r.steps)
+    lines.push(`    ${s(step.ranAt)}  ${step.name}${step.error ? `  (threw: ${step.error})` : ''}`);
+  if (r.objectives.length > 0) lines.push('  objectives:');
+  for (const o of r.objectives) {
+    const verdict = o.passed
+      ? `ok    ${labels[o.objective]} ${show(o.objective, o.actual)} <= ${show(o.objective, o.limit)}`
+      : `MISS  ${labels[o.objective]} ${show(o.objective, o.actual)} > ${show(o.objective, o.limit)}: over by ${show(o.objective, o.by)}`;
+    lines.push(`    ${verdict}`);
+  }
+  return lines.join('\n');
+}
