@@ -53,7 +53,13 @@ export class DeadlineQueue<S> {
 
   /** Starts a deadline `ms` from now; `onExpire(subject)` runs then unless it is cancelled first. */
   add(subject: S): Deadline<S> {
-    const deadline: Deadline<S> = { at: this.#now() + this.#ms, subject, prev: undefined, next: undefined, pending: true };
+    const deadline: Deadline<S> = {
+      at: this.#now() + this.#ms,
+      subject,
+      prev: undefined,
+      next: undefined,
+      pending: true,
+    };
     this.#size++;
     const tail = this.#tail;
     if (tail === undefined) {
