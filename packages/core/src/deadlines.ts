@@ -1,19 +1,14 @@
 import { type Clock, realClock, type TimerHandle } from './clock.js';
 
 /** One pending deadline: a node of the queue's list, unlinked when its call settles or it expires. */
-export class Deadline<S = unknown> {
+export interface Deadline<S = unknown> {
   /** When it expires, on the queue's time source. */
   readonly at: number;
   readonly subject: S;
   prev: Deadline<S> | undefined;
   next: Deadline<S> | undefined;
   /** In the queue: neither expired nor cancelled. */
-  pending = true;
-
-  constructor(at: number, subject: S) {
-    this.at = at;
-    this.subject = subject;
-  }
+  pending: boolean;
 }
 
 /**
@@ -40,8 +35,6 @@ export class DeadlineQueue<S> {
   #timer: TimerHandle | undefined;
   /** The timer is armed and has not fired. */
   #armed = false;
-  /** The real-clock timer holds the process open. */
-  #refed = false;
   #size = 0;
 
   constructor(ms: number, clock: Clock, onExpire: (subject: S) => void) {
@@ -60,17 +53,21 @@ export class DeadlineQueue<S> {
 
   /** Starts a deadline `ms` from now; `onExpire(subject)` runs then unless it is cancelled first. */
   add(subject: S): Deadline<S> {
-    const deadline = new Deadline(this.#now() + this.#ms, subject);
+    const deadline: Deadline<S> = {
+      at: this.#now() + this.#ms,
+      subject,
+      prev: undefined,
+      next: undefined,
+      pending: true,
+    };
     this.#size++;
     const tail = this.#tail;
     if (tail === undefined) {
       this.#head = deadline;
       this.#tail = deadline;
       if (!this.#armed) this.#arm(this.#ms);
-      else if (this.#real && !this.#refed) {
-        (this.#timer as NodeJS.Timeout).ref();
-        this.#refed = true;
-      }
+      // Node's ref() and unref() do nothing when already so.
+      else if (this.#real) (this.#timer as NodeJS.Timeout).ref();
     } else {
       tail.next = deadline;
       deadline.prev = tail;
@@ -102,10 +99,7 @@ export class DeadlineQueue<S> {
   #idle(): void {
     if (!this.#armed) return;
     if (this.#real) {
-      if (this.#refed) {
-        (this.#timer as NodeJS.Timeout).unref();
-        this.#refed = false;
-      }
+      (this.#timer as NodeJS.Timeout).unref();
       return;
     }
     this.#clock.clearTimeout(this.#timer);
@@ -115,30 +109,23 @@ export class DeadlineQueue<S> {
 
   #arm(delay: number): void {
     this.#armed = true;
-    if (this.#real) {
-      this.#timer = setTimeout(this.#fire, delay);
-      this.#refed = true;
-    } else {
-      this.#timer = this.#clock.setTimeout(this.#fire, delay, { ref: true });
-    }
+    this.#timer = this.#real ? setTimeout(this.#fire, delay) : this.#clock.setTimeout(this.#fire, delay, { ref: true });
   }
 
   #expireDue(): void {
     this.#armed = false;
     this.#timer = undefined;
     const now = this.#now();
-    try {
-      for (let head = this.#head; head !== undefined && head.at <= now; head = this.#head) {
-        this.#unlink(head);
-        this.#onExpire(head.subject);
-      }
-    } finally {
-      const head = this.#head;
-      if (head !== undefined && !this.#armed) {
-        const left = head.at - this.#now();
-        // Node's timers count whole milliseconds: round up, so the deadline is never early.
-        this.#arm(this.#real ? Math.max(1, Math.ceil(left)) : left);
-      }
+    // onExpire never throws: the bus catches its listeners' errors, and an AbortSignal reports its own.
+    for (let head = this.#head; head !== undefined && head.at <= now; head = this.#head) {
+      this.#unlink(head);
+      this.#onExpire(head.subject);
+    }
+    const head = this.#head;
+    if (head !== undefined && !this.#armed) {
+      const left = head.at - this.#now();
+      // Node's timers count whole milliseconds: round up, so the deadline is never early.
+      this.#arm(this.#real ? Math.max(1, Math.ceil(left)) : left);
     }
   }
 }
