@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type Server, Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type RedisServer,
   redisAvailable,
@@ -26,32 +26,23 @@ const WORKERS = 6;
 
 interface Service {
   readonly url: string;
+  readonly base: string;
   readonly child: ChildProcess;
   /** Every handler run, by key. */
   readonly execs: Map<string, number>;
 }
 
 const children = new Set<ChildProcess>();
-afterEach(() => {
+afterAll(async () => {
   for (const child of children) child.kill('SIGKILL');
   children.clear();
+  await stopAllRedis();
 });
-afterAll(stopAllRedis);
 
-async function startService(framework: 'express' | 'fastify', topology: unknown, durable: boolean): Promise<Service> {
-  const child = spawn(
-    process.execPath,
-    [
-      '--conditions=@holdfast/source',
-      '--import',
-      'tsx',
-      SERVICE,
-      framework,
-      JSON.stringify(topology),
-      durable ? 'durable' : '',
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
+async function startService(framework: 'express' | 'fastify'): Promise<Service> {
+  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', SERVICE, framework], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   children.add(child);
   const execs = new Map<string, number>();
   let buffered = '';
@@ -72,12 +63,26 @@ async function startService(framework: 'express' | 'fastify', topology: unknown,
   const exited = once(child, 'exit').then(() => {
     throw new Error(`${framework} service exited before listening`);
   });
-  const url = `http://127.0.0.1:${await Promise.race([port, exited])}/orders`;
-  // Ready once it stored a record: its Redis client found the master (through Sentinel, Cluster).
-  for (let i = 0; i < 100 && (await post(url, `warmup-${randomUUID()}`)).status !== 201; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { url, child, execs };
+  const base = `http://127.0.0.1:${await Promise.race([port, exited])}`;
+  return { url: `${base}/orders`, base, child, execs };
+}
+
+/** Points both services at a topology, and waits until each has stored a record through it. */
+async function useTopology(services: Service[], topology: unknown, durable: boolean): Promise<Service[]> {
+  await Promise.all(
+    services.map(async (service) => {
+      service.execs.clear();
+      await fetch(`${service.base}/topology`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ topology, durable }),
+      });
+      for (let i = 0; i < 100 && (await post(service.url, `warmup-${randomUUID()}`)).status !== 201; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }),
+  );
+  return services;
 }
 
 interface Outcome {
@@ -149,6 +154,7 @@ async function underLoad(services: Service[], fault: () => Promise<void>): Promi
     await fault();
   })();
   await Promise.all([...Array.from({ length: WORKERS }, (_, w) => worker(w)), faulted]);
+  const verifying = Date.now();
   figures.recoveryMs = lastFailure > faultAt ? lastFailure - faultAt : 0;
   // Verification: each key that succeeded must replay its first response from either service.
   const keys = [...first.keys(), ...pending.filter((k) => !first.has(k))];
@@ -156,13 +162,14 @@ async function underLoad(services: Service[], fault: () => Promise<void>): Promi
   for (const key of keys) {
     const service = services[i++ % services.length] as Service;
     let outcome = await post(service.url, key);
-    for (let tries = 0; tries < 80 && outcome.status !== 201; tries++) {
+    for (let tries = 0; tries < 40 && outcome.status !== 201; tries++) {
       await new Promise((r) => setTimeout(r, 100));
       outcome = await post(service.url, key);
     }
     const seen = first.get(key);
     if (seen !== undefined && !(outcome.replayed && outcome.body === seen)) figures.lost++;
   }
+  console.log(`load ${verifying - started} ms, verification of ${keys.length} keys ${Date.now() - verifying} ms`);
   for (const key of keys) {
     const runs = services.reduce((sum, s) => sum + (s.execs.get(key) ?? 0), 0);
     if (runs > 1) figures.duplicates += runs - 1;
@@ -227,6 +234,11 @@ async function replyDroppingProxy(target: number) {
 }
 
 describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two services under load', () => {
+  // One Express and one Fastify service for every scenario, started while the first topology starts.
+  let both: Promise<Service[]>;
+  beforeAll(() => {
+    both = Promise.all([startService('express'), startService('fastify')]);
+  });
   afterAll(() => {
     console.table(table);
   });
@@ -234,10 +246,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
   it('Sentinel, master SIGKILLed, waitForReplicas: no duplicate, no lost record', async () => {
     const setup = await startSentinel();
     const topology = { sentinels: setup.addresses, name: setup.name };
-    const services = await Promise.all([
-      startService('express', topology, true),
-      startService('fastify', topology, true),
-    ]);
+    const services = await useTopology(await both, topology, true);
     const figures = await underLoad(services, () => setup.master.kill());
     report('sentinel master SIGKILL (durable)', figures);
     expect(await setup.masterPort()).toBe(setup.replica.port);
@@ -249,10 +258,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
   it('Sentinel, master frozen (SIGSTOP) until failed over, waitForReplicas: no duplicate, no lost record', async () => {
     const setup = await startSentinel();
     const topology = { sentinels: setup.addresses, name: setup.name };
-    const services = await Promise.all([
-      startService('express', topology, true),
-      startService('fastify', topology, true),
-    ]);
+    const services = await useTopology(await both, topology, true);
     const figures = await underLoad(services, async () => {
       setup.master.pause();
       const deadline = Date.now() + 15_000;
@@ -271,10 +277,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     const [redis] = (await startRedis(1)) as [RedisServer];
     const proxy = await replyDroppingProxy(redis.port);
     const topology = { standalone: proxy.port };
-    const services = await Promise.all([
-      startService('express', topology, false),
-      startService('fastify', topology, false),
-    ]);
+    const services = await useTopology(await both, topology, false);
     const figures = await underLoad(services, async () => {
       for (let i = 0; i < 5; i++) {
         proxy.state.armed = true;
@@ -290,10 +293,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
 
   it('Redis restarted empty (no persistence): exactly the keys completed before it run again, once', async () => {
     const [redis] = (await startRedis(1)) as [RedisServer];
-    const services = await Promise.all([
-      startService('express', { standalone: redis.port }, false),
-      startService('fastify', { standalone: redis.port }, false),
-    ]);
+    const services = await useTopology(await both, { standalone: redis.port }, false);
     let forgotten = 0;
     const figures = await underLoad(services, async () => {
       forgotten = Number((await redisDbSize(redis)) ?? 0);
@@ -310,10 +310,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
   it('Cluster, a master SIGKILLed, waitForReplicas: no duplicate, no lost record', async () => {
     const cluster = await startCluster();
     const topology = { cluster: cluster.addresses };
-    const services = await Promise.all([
-      startService('express', topology, true),
-      startService('fastify', topology, true),
-    ]);
+    const services = await useTopology(await both, topology, true);
     const victim = await cluster.masterOf(0);
     const figures = await underLoad(services, () => victim.kill());
     report('cluster master SIGKILL (durable)', figures);

@@ -102,7 +102,9 @@ export function replayOf(stored: StoredResponse): HttpResponse {
   const headers: Record<string, string | readonly string[]> = { ...stored.headers };
   headers['idempotent-replayed'] = 'true';
   headers['content-length'] = String(stored.body.byteLength);
-  return { status: stored.status, headers, body: Buffer.from(stored.body) };
+  // The store hands out a fresh copy already (decodeOutcome): a view, not a second copy.
+  const { body } = stored;
+  return { status: stored.status, headers, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
 }
 
 /** A complete response the middleware sends itself: a replay or a problem. */
