@@ -10,6 +10,7 @@ import type { ErrorClass, RoleReport } from './roles.js';
 
 /** What `redisRoles()` needs of a target: an ioredis `Redis` client is one. */
 export interface RedisInfoSource {
+  /** `INFO replication`, as text. */
   info(section: 'replication'): Promise<string>;
 }
 

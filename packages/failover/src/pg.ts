@@ -10,11 +10,15 @@ import { compareTokens, type ErrorClass, type RoleReport } from './roles.js';
 
 /** What `pgRoles()` needs of a target: a `pg.Pool` or a `pg.Client` is one. */
 export interface PgQueryable {
+  /** Runs one query (pg's query-config form). */
   query(config: {
     text: string;
     /** pg's own per-query client-side timeout. */
     query_timeout?: number;
-  }): Promise<{ rows: unknown[] }>;
+  }): Promise<{
+    /** The rows of the result. */
+    rows: unknown[];
+  }>;
 }
 
 /** The `roles` option of a set of PostgreSQL servers, for `Endpoint<T>`s whose target is `T`. */
