@@ -56,7 +56,12 @@ export class Shedder<Req> {
         .execute(() => new Promise<void>((release) => resolve(() => release())), { signal, key } as {
           signal: AbortSignal;
         })
-        .then(undefined, (error: unknown) => (isRejection(error) ? resolve(this.#shed(error)) : reject(error)));
+        .then(undefined, (error: unknown) => {
+          // The client went away while queued: nobody to answer, and nothing went wrong.
+          if (signal.aborted) resolve(gone);
+          else if (isRejection(error)) resolve(this.#shed(error));
+          else reject(error);
+        });
     });
   }
 
@@ -99,3 +104,10 @@ export interface Shed {
 }
 
 function noop(): void {}
+
+/** What a request whose client hung up while it waited gets (the socket is closed: nobody reads it). */
+const gone: Shed = {
+  status: 503,
+  headers: { 'content-type': 'application/problem+json', 'retry-after': '1' },
+  body: '{"type":"urn:holdfast:problem:overloaded","title":"Client closed the request","status":503}',
+};

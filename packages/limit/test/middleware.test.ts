@@ -133,9 +133,10 @@ for (const [framework, serve] of Object.entries(frameworks)) {
 
     it('per route: a policy picked per request; undefined lets a route through', async () => {
       const heavy = bulkhead({ maxConcurrent: 1, policies: false });
-      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, 200);
-      const work = [fetch(`${app.url}/work`), fetch(`${app.url}/work`)];
-      await sleep(50);
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, 1_500);
+      const first = fetch(`${app.url}/work`);
+      await expect.poll(() => heavy.running).toBe(1);
+      const work = [first, fetch(`${app.url}/work`)];
       const cheap = await Promise.all(Array.from({ length: 10 }, () => fetch(`${app.url}/cheap`)));
       expect(cheap.every((r) => r.status === 200)).toBe(true);
       expect((await Promise.all(work)).map((r) => r.status).sort()).toEqual([200, 503]);
@@ -143,7 +144,7 @@ for (const [framework, serve] of Object.entries(frameworks)) {
 
     it('a client that hangs up while queued leaves the queue, and its request never runs', async () => {
       const b: Bulkhead = bulkhead({ maxConcurrent: 1, maxQueue: 10, policies: createPolicyRegistry() });
-      const app = await serve({ policy: b }, 300);
+      const app = await serve({ policy: b }, 1_500);
       const first = fetch(`${app.url}/work`);
       await expect.poll(() => b.running).toBe(1);
       const callers = Array.from({ length: 5 }, () => new AbortController());

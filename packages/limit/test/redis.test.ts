@@ -125,7 +125,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     const error = await rl.execute(() => 'c', { key: 'k' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RateLimitedError);
     expect((error as RateLimitedError).retryAfter).toBeGreaterThan(0);
-    expect((error as RateLimitedError).retryAfter).toBeLessThanOrEqual(500);
+    expect((error as RateLimitedError).retryAfter).toBeLessThanOrEqual(30_000);
     // 3 decisions, one EVALSHA each (plus one EVAL, the first time, to load the script).
     expect(sent).toBe(3);
     expect(rl.snapshot()).toMatchObject({ algorithm: 'gcra', allowed: 2, rejected: 1, storeErrors: 0 });
