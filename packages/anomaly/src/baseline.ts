@@ -77,6 +77,8 @@ class Baseline implements RobustBaseline {
     const spread = this.#spread();
     if (!Number.isFinite(value)) return { ...this.#labels.next(0), expected, spread };
     const residual = value - expected;
+    if (!Number.isFinite(residual))
+      return { ...this.#labels.next(departureScore(Number.POSITIVE_INFINITY, 1)), expected, spread };
     const warm = this.#n >= this.#o.warmup;
     const z = residual / spread;
     const d = this.#o.direction === 'up' ? z : this.#o.direction === 'down' ? -z : Math.abs(z);
@@ -102,8 +104,12 @@ class Baseline implements RobustBaseline {
     const alpha = warm ? this.#alpha : Math.max(this.#alpha, 1 / (n + 1));
     const limit = CLIP * spread;
     const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
-    this.#level += alpha * r;
-    this.#mad += alpha * (Math.abs(r) - this.#mad);
+    const level = this.#level + alpha * r;
+    const mad = this.#mad + alpha * (Math.abs(r) - this.#mad);
+    // A value near the float limits would overflow the state and poison every later score.
+    if (!Number.isFinite(level) || !Number.isFinite(mad)) return;
+    this.#level = level;
+    this.#mad = mad;
     const s = this.#o.season;
     if (s !== undefined && this.#seasonal !== undefined && n >= s.period) {
       const bin = Math.floor(((n % s.period) * s.bins) / s.period);

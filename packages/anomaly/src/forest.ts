@@ -159,11 +159,15 @@ class Forest implements HalfSpaceForest {
         worstZ = Math.abs(z);
         worst = q;
       }
-      this.#u[q] = 1 / (1 + Math.exp(-z / 2));
+      this.#u[q] = Number.isNaN(z) ? 0.5 : 1 / (1 + Math.exp(-z / 2));
       const limit = CLIP * spread;
       const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
-      this.#level[q] = level + alpha * r;
-      this.#mad[q] = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
+      const nextLevel = level + alpha * r;
+      const nextMad = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
+      // A value near the float limits would overflow the state and poison every later score.
+      if (!Number.isFinite(nextLevel) || !Number.isFinite(nextMad)) continue;
+      this.#level[q] = nextLevel;
+      this.#mad[q] = nextMad;
     }
     return worst;
   }

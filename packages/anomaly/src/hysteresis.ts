@@ -45,7 +45,11 @@ export class Hysteresis {
   }
 }
 
+/** The highest score: a departure too large to tell apart from larger ones. */
+const TOP = 1 - 1e-9;
+
 /** Maps a departure `d` (in estimated standard deviations, signed by direction) to a score in [0, 1). */
 export function departureScore(d: number, threshold: number): number {
-  return d <= 0 || Number.isNaN(d) ? 0 : d / (d + threshold);
+  if (!(d > 0)) return 0;
+  return d === Number.POSITIVE_INFINITY ? TOP : Math.min(TOP, d / (d + threshold));
 }

@@ -45,7 +45,7 @@ export interface NabResult {
 
 /** NAB's scaled sigmoid: 1 at a window's start (-1), 0 at its end, towards -1 well past it. */
 function scaledSigmoid(position: number): number {
-  if (position > 3) return -1;
+  if (position >= 3) return -1;
   return 2 / (1 + Math.exp(5 * position)) - 1;
 }
 
@@ -61,9 +61,10 @@ export function nabScore(input: NabInput, profile: NabProfile = nabProfiles.stan
   const labels = [...new Set(input.labels)].filter((i) => i >= 0 && i < length).sort((a, b) => a - b);
   const probation = Math.floor(Math.min(0.15 * length, 750));
   const width = labels.length === 0 ? 0 : Math.floor((0.1 * length) / labels.length);
+  // A window that ends inside the probation is not scored, as in NAB.
   const windows = mergeWindows(
     labels.map((i) => [Math.max(0, i - Math.floor(width / 2)), Math.min(length - 1, i + Math.floor(width / 2))]),
-  );
+  ).filter(([, right]) => right >= probation);
   const maxTp = scaledSigmoid(-1);
   const best = new Array<number>(windows.length).fill(Number.NaN);
   let raw = 0;
