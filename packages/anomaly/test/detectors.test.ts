@@ -196,8 +196,11 @@ describe('anomalyWatch', () => {
       drain: async (n: string) => {
         drained.push(n);
       },
-      undrain: () => {},
+      undrain: (n: string) => {
+        undrained.push(n);
+      },
     };
+    const undrained: string[] = [];
     const watch = anomalyWatch({ bus, clock, interval: 1000, actions: { eject: { failover: set } } });
     const refused: string[] = [];
     bus.on('anomaly.action', (e) => {
@@ -213,6 +216,32 @@ describe('anomalyWatch', () => {
     }
     expect(drained).toHaveLength(1);
     expect(refused.some((r) => r.endsWith(':maxShare'))).toBe(true);
+    expect(watch.snapshot().ejected).toEqual(drained);
+    // Disposing the watch puts back what it took out, and leaves no timer behind.
+    watch.dispose();
+    expect(undrained).toEqual(drained);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('puts an ejected endpoint back after `duration` even while its anomaly lasts', async () => {
+    const clock = new ManualClock(0);
+    const bus = createBus();
+    const log: string[] = [];
+    const set = {
+      name: 'api',
+      endpoints: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
+      drain: async (n: string) => void log.push(`drain ${n}@${clock.now()}`),
+      undrain: (n: string) => void log.push(`undrain ${n}@${clock.now()}`),
+    };
+    const watch = anomalyWatch({ bus, clock, interval: 1000, actions: { eject: { failover: set, duration: 5000 } } });
+    for (let s = 0; s < 50; s++) {
+      for (const n of ['a', 'b', 'c']) {
+        const latency = s >= 40 && n === 'b' ? 400 : 20 + (s % 3);
+        for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency });
+      }
+      await clock.advance(1000);
+    }
+    expect(log).toEqual(['drain b@41000', 'undrain b@46000']);
     watch.dispose();
   });
 
