@@ -77,10 +77,15 @@ class TimeoutPolicy implements Policy {
   async #cooperate<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     const deadline = this.#deadlines.add(scope);
     try {
-      return await fn(scope);
+      const value = await fn(scope);
+      // The caller aborted before it settled: the caller's reason decides, as it does everywhere.
+      if (deadline.pending && scope.aborted) throw scope.reason;
+      return value;
     } catch (error) {
-      // Not expired, or the function passed on the abort reason: the error stands.
-      if (deadline.pending || error === scope.reason) throw error;
+      // Not expired: the caller's abort, else the function's error, stands. Expired, and the
+      // function passed on the abort reason: that stands too.
+      if (deadline.pending) throw scope.aborted ? scope.reason : error;
+      if (error === scope.reason) throw error;
       throw new TimeoutError(this.name, this.ms, { cause: error });
     } finally {
       this.#deadlines.cancel(deadline);
