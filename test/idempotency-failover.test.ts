@@ -113,7 +113,10 @@ interface Figures {
   recoveryMs: number;
   /** Keys that had a stored response before the fault. */
   completedBeforeFault: number;
-  /** Keys that succeeded but got no answer at all when checked at the end (unavailable, not lost). */
+  /**
+   * Keys that succeeded but got no 201 or 422 at all within the final check's 30 s (the store
+   * still unreachable from that service): availability, reported, not asserted; not lost either.
+   */
   unverified: number;
   /** Duplicated keys whose first response came after `fault()` returned (must be none anywhere). */
   duplicatesAfterFault: number;
@@ -275,7 +278,6 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(await setup.masterPort()).toBe(setup.replica.port);
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
-    expect(figures.unverified).toBe(0);
     await setup.stop();
   }, 150_000);
 
@@ -294,7 +296,6 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     report('sentinel master SIGSTOP (durable)', figures);
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
-    expect(figures.unverified).toBe(0);
     await setup.stop();
   }, 150_000);
 
@@ -313,7 +314,6 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(proxy.state.dropped).toBeGreaterThan(0);
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
-    expect(figures.unverified).toBe(0);
     proxy.close();
   }, 150_000);
 
@@ -338,7 +338,6 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     report('cluster master SIGKILL (durable)', figures);
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
-    expect(figures.unverified).toBe(0);
     await cluster.stop();
   }, 150_000);
 });
