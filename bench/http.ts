@@ -29,8 +29,9 @@ async function expressApp(store: IdempotencyStore | undefined): Promise<Server> 
     json(): unknown;
   };
   const app = express();
-  app.use(express.json());
+  // The recommended order: the middleware reads the body's bytes, then the parser.
   if (store) app.use(expressIdempotency({ store, scope: 'global' }));
+  app.use(express.json());
   let n = 0;
   app.post('/orders', (_req, res) => {
     (res as { status(s: number): { json(b: unknown): void } }).status(201).json({ id: ++n, amount: 4200 });

@@ -111,8 +111,15 @@ interface Figures {
   duplicates: number;
   lost: number;
   recoveryMs: number;
-  /** Keys that had a stored response before the fault (for the restart-empty expectation). */
+  /** Keys that had a stored response before the fault. */
   completedBeforeFault: number;
+  /**
+   * Keys that succeeded but got no 201 or 422 at all within the final check's 30 s (the store
+   * still unreachable from that service): availability, reported, not asserted; not lost either.
+   */
+  unverified: number;
+  /** Duplicated keys whose first response came after `fault()` returned (must be none anywhere). */
+  duplicatesAfterFault: number;
 }
 
 /**
@@ -123,8 +130,19 @@ interface Figures {
  */
 async function underLoad(services: Service[], fault: () => Promise<void>): Promise<Figures> {
   const first = new Map<string, string>(); // key -> body of its first 2xx
+  const firstAt = new Map<string, number>();
   const pending: string[] = [];
-  const figures: Figures = { sent: 0, failed: 0, duplicates: 0, lost: 0, recoveryMs: 0, completedBeforeFault: 0 };
+  const figures: Figures = {
+    sent: 0,
+    failed: 0,
+    duplicates: 0,
+    lost: 0,
+    recoveryMs: 0,
+    completedBeforeFault: 0,
+    unverified: 0,
+    duplicatesAfterFault: 0,
+  };
+  let faultDone = Number.POSITIVE_INFINITY;
   const started = Date.now();
   let faultAt = Number.POSITIVE_INFINITY;
   let lastFailure = 0;
@@ -138,7 +156,10 @@ async function underLoad(services: Service[], fault: () => Promise<void>): Promi
       const outcome = await post(service.url, key);
       figures.sent++;
       if (outcome.status === 201) {
-        if (!first.has(key)) first.set(key, outcome.body);
+        if (!first.has(key)) {
+          first.set(key, outcome.body);
+          firstAt.set(key, Date.now());
+        }
       } else {
         figures.failed++;
         lastFailure = Date.now();
@@ -152,6 +173,7 @@ async function underLoad(services: Service[], fault: () => Promise<void>): Promi
     figures.completedBeforeFault = first.size;
     faultAt = Date.now();
     await fault();
+    faultDone = Date.now();
   })();
   await Promise.all([...Array.from({ length: WORKERS }, (_, w) => worker(w)), faulted]);
   const verifying = Date.now();
@@ -159,20 +181,24 @@ async function underLoad(services: Service[], fault: () => Promise<void>): Promi
   // Verification: each key that succeeded must replay its first response from either service.
   const keys = [...first.keys(), ...pending.filter((k) => !first.has(k))];
   let i = 0;
+  const deadline = Date.now() + 30_000; // the whole check, however many keys
   for (const key of keys) {
     const service = services[i++ % services.length] as Service;
     let outcome = await post(service.url, key);
-    for (let tries = 0; tries < 40 && outcome.status !== 201; tries++) {
+    while (![201, 422].includes(outcome.status) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
       outcome = await post(service.url, key);
     }
     const seen = first.get(key);
-    if (seen !== undefined && !(outcome.replayed && outcome.body === seen)) figures.lost++;
+    if (seen === undefined) continue;
+    if (![201, 422].includes(outcome.status)) figures.unverified++;
+    else if (!(outcome.replayed && outcome.body === seen)) figures.lost++;
   }
   console.log(`load ${verifying - started} ms, verification of ${keys.length} keys ${Date.now() - verifying} ms`);
   for (const key of keys) {
     const runs = services.reduce((sum, s) => sum + (s.execs.get(key) ?? 0), 0);
     if (runs > 1) figures.duplicates += runs - 1;
+    if (runs > 2 || (runs > 1 && (firstAt.get(key) ?? 0) > faultDone)) figures.duplicatesAfterFault++;
   }
   return figures;
 }
@@ -253,7 +279,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
     await setup.stop();
-  }, 90_000);
+  }, 150_000);
 
   it('Sentinel, master frozen (SIGSTOP) until failed over, waitForReplicas: no duplicate, no lost record', async () => {
     const setup = await startSentinel();
@@ -271,7 +297,7 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
     await setup.stop();
-  }, 90_000);
+  }, 150_000);
 
   it('a reply dropped mid-claim (connection closed, ioredis resends): no duplicate, no key blocked', async () => {
     const [redis] = (await startRedis(1)) as [RedisServer];
@@ -289,23 +315,19 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
     proxy.close();
-  }, 90_000);
+  }, 150_000);
 
   it('Redis restarted empty (no persistence): exactly the keys completed before it run again, once', async () => {
     const [redis] = (await startRedis(1)) as [RedisServer];
     const services = await useTopology(await both, { standalone: redis.port }, false);
-    let forgotten = 0;
-    const figures = await underLoad(services, async () => {
-      forgotten = Number((await redisDbSize(redis)) ?? 0);
-      await redis.restart();
-    });
+    const figures = await underLoad(services, () => redis.restart());
     report('redis restarted empty', figures);
-    // Documented: a restart without persistence forgets every record; each key sent again runs
-    // once more. So duplicates and lost records are the records Redis held, no more.
-    expect(figures.duplicates).toBeGreaterThan(0);
-    expect(figures.duplicates).toBeLessThanOrEqual(forgotten);
-    expect(figures.lost).toBeLessThanOrEqual(forgotten);
-  }, 90_000);
+    // Documented: a restart without persistence forgets every record; each key completed before
+    // it runs once more when sent again, and no other key does.
+    expect(figures.duplicates).toBeGreaterThanOrEqual(figures.completedBeforeFault);
+    expect(figures.duplicatesAfterFault).toBe(0);
+    expect(figures.lost).toBeLessThanOrEqual(figures.duplicates);
+  }, 150_000);
 
   it('Cluster, a master SIGKILLed, waitForReplicas: no duplicate, no lost record', async () => {
     const cluster = await startCluster();
@@ -317,11 +339,5 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
     await cluster.stop();
-  }, 90_000);
+  }, 150_000);
 });
-
-async function redisDbSize(server: RedisServer): Promise<number | undefined> {
-  const { redisCommand } = await import('./support/redis.js');
-  const reply = await redisCommand(server.port, ['DBSIZE']);
-  return Number(/:(\d+)/.exec(reply)?.[1]);
-}

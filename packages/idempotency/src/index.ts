@@ -17,6 +17,7 @@ export {
   type MemoryStoreOptions,
   memoryStoreOptionsSchema,
   type RedisClient,
+  type RedisPipeline,
   type RedisStoreOptions,
   redisStoreOptionsSchema,
 } from './options.js';

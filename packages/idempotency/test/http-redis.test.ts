@@ -63,7 +63,7 @@ describe.skipIf(!redisAvailable())('HTTP middleware on a real Redis', () => {
     const afterB = await send(`${b.url}/orders`, { key, body: { amount: 1 } });
     expect(after.headers.get('idempotent-replayed')).toBe('true');
     expect(afterB.json()).toEqual(after.json());
-  });
+  }, 30_000);
 
   it('takes two round trips for a first request and one for a replay', async () => {
     const { counter, client } = counting(connect());

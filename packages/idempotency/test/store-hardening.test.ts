@@ -127,11 +127,8 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
   });
 
   it('waitForReplicas: a write no replica acknowledges fails (and the claim is withdrawn); with a replica it passes', async () => {
-    const store = redisStore({
-      client,
-      prefix: `w:${randomUUID()}:`,
-      waitForReplicas: { replicas: 1, timeoutMs: 100 },
-    });
+    const prefix = `w:${randomUUID()}:`;
+    const store = redisStore({ client, prefix, waitForReplicas: { replicas: 1, timeoutMs: 100 } });
     await expect(store.claim('k', 'fp', 60_000)).rejects.toMatchObject({
       code: 'E_STORE_UNAVAILABLE',
       message: expect.stringContaining('0 of 1 replicas'),
@@ -141,9 +138,11 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     for (let i = 0; i < 100 && !(await admin.info('replication')).includes('master_link_status:up'); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    const t = token(await store.claim('k', 'fp', 60_000)); // the refused claim was withdrawn
-    expect(await store.complete('k', t, { kind: 'value', value: 1 }, 60_000)).toBe(true);
-    expect(await admin.hget(store.keyOf('k'), 's')).toBe('c'); // on the replica before the answer
+    // Same records, a WAIT long enough for a loaded machine.
+    const patient = redisStore({ client, prefix, waitForReplicas: { replicas: 1, timeoutMs: 1_500 } });
+    const t = token(await patient.claim('k', 'fp', 60_000)); // the refused claim was withdrawn
+    expect(await patient.complete('k', t, { kind: 'value', value: 1 }, 60_000)).toBe(true);
+    expect(await admin.hget(patient.keyOf('k'), 's')).toBe('c'); // on the replica before the answer
     await replica.stop();
   }, 30_000);
 });
