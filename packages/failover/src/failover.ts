@@ -149,6 +149,8 @@ function abortReason(options: ExecuteOptions | undefined): unknown {
 
 /** How far one faster sample pulls the latency average toward itself. */
 const blend = 0.3;
+/** The most a run of failures can raise an endpoint's latency average to, ms. */
+const MAX_FAILURE_EWMA = 60_000;
 
 class FailoverSet<T> implements Failover<T> {
   readonly name: string;
@@ -405,8 +407,9 @@ class FailoverSet<T> implements Failover<T> {
     if (!failed) e.calledOk = true;
     const now = this.#clock.now();
     const faded = fadedEwma(e, now, this.#o.decay);
-    // Peak-sensitive: a slower sample takes over at once, a faster one blends in. A failure counts double.
-    const sample = failed ? Math.max(latency, 2 * faded) : latency;
+    // Peak-sensitive: a slower sample takes over at once, a faster one blends in. A failure counts
+    // double, up to a minute: doubling without a bound grew to 1e15 over a run of failures.
+    const sample = failed ? Math.max(latency, Math.min(2 * faded, MAX_FAILURE_EWMA)) : latency;
     e.ewma = sample > faded ? sample : faded + (sample - faded) * blend;
     e.ewmaAt = now;
     const counter = this.#counters?.get(e);

@@ -74,6 +74,25 @@ describe('least-connections (power of two choices)', () => {
 });
 
 describe('p2c-ewma', () => {
+  it("keeps a failing endpoint's latency average bounded over a long run of failures", async () => {
+    const { clock, bus, random } = harness();
+    const set = failover({ clock, bus, random, balancer: 'p2c-ewma', endpoints: ['a'], ejection: false, retry: false });
+    for (let i = 0; i < 200; i++) {
+      const call = set
+        .execute(async () => {
+          await new Promise<void>((r) => clock.setTimeout(r, 10));
+          throw new Error('down');
+        })
+        .catch(() => undefined);
+      await clock.advance(10);
+      await call;
+    }
+    const ewmas = (set.snapshot() as { endpoints: { name: string; ewma: number }[] }).endpoints.map((e) => e.ewma);
+    // Each failure doubles the average; unbounded, 200 of them reached 1e15 and more.
+    for (const ewma of ewmas) expect(ewma).toBeLessThanOrEqual(60_000);
+    set.dispose();
+  });
+
   it('moves at least 80% of traffic off an endpoint made 10x slower, within 2 s', async () => {
     const { clock, bus, random } = harness();
     const latency: Record<string, number> = { a: 10, b: 10, c: 10 };
