@@ -9,6 +9,8 @@ export {
   type DrillOptions,
   type DrillRequest,
   type DrillResult,
+  type DrillDriver,
+  type DrillSend,
   type DrillStep,
   drill,
   drillOptionsSchema,
