@@ -36,10 +36,10 @@ export const drillOptionsSchema = z.strictObject({
       rate: z.number().finite().positive().max(10_000).optional(),
       /** Drives the load itself instead of `request` and `rate`: a fleet of clients, say. */
       drive: fnOption<DrillDriver>().optional(),
-    /** How long the load runs, in ms. The drill ends once the last request settles. */
-    duration: z.number().finite().positive().max(600_000),
-    /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
-    concurrency: z.number().int().min(1).max(10_000).default(64),
+      /** How long the load runs, in ms. The drill ends once the last request settles. */
+      duration: z.number().finite().positive().max(600_000),
+      /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
+      concurrency: z.number().int().min(1).max(10_000).default(64),
       /** A request still out after this many ms is aborted and counted failed. @default 5_000 */
       timeout: z.number().finite().positive().max(600_000).default(5_000),
     })

@@ -5,11 +5,11 @@
  */
 export {
   assertDrill,
+  type DrillDriver,
   type DrillLoad,
   type DrillOptions,
   type DrillRequest,
   type DrillResult,
-  type DrillDriver,
   type DrillSend,
   type DrillStep,
   drill,

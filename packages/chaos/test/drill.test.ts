@@ -189,9 +189,9 @@ describe('drill', () => {
 
   it('refuses bad options with HoldfastConfigError naming the option', async () => {
     await expect(drill({ load: { rate: 1, duration: 100 } })).rejects.toThrow(/load.request/);
-    await expect(
-      drill({ load: { drive: async () => {}, request: () => 1, rate: 1, duration: 100 } }),
-    ).rejects.toThrow(/load.drive/);
+    await expect(drill({ load: { drive: async () => {}, request: () => 1, rate: 1, duration: 100 } })).rejects.toThrow(
+      /load.drive/,
+    );
     await expect(drill({ load: { request: () => 1, rate: 0, duration: 100 } })).rejects.toThrow(/load.rate/);
     await expect(
       drill({ load: { request: () => 1, rate: 1, duration: 100 }, objectives: { maxFailedShare: 2 } }),
