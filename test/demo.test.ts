@@ -1,14 +1,19 @@
 import { spawn } from 'node:child_process';
-import { resolve } from 'node:path';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { DrillResult } from '@holdfast/chaos';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(import.meta.dirname, '..');
 
-/** Runs the demo as `pnpm run demo` does, its faults 3.3 times faster, and returns what it printed. */
-async function demo(seed: number): Promise<{ out: string; code: number | null }> {
+/** Runs the demo as `pnpm run demo` does, its faults 3.3 times faster: what it printed, and its drill's JSON result. */
+async function demo(seed: number): Promise<{ out: string; code: number | null; result: DrillResult }> {
+  const dir = await mkdtemp(join(tmpdir(), 'holdfast-demo-'));
+  const json = join(dir, 'drill.json');
   const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', 'examples/demo/main.ts'], {
     cwd: root,
-    env: { ...process.env, DEMO_SCALE: '0.3', DEMO_SEED: String(seed) },
+    env: { ...process.env, DEMO_SCALE: '0.3', DEMO_SEED: String(seed), DEMO_JSON: json },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -21,7 +26,11 @@ async function demo(seed: number): Promise<{ out: string; code: number | null }>
   const killer = setTimeout(() => child.kill('SIGKILL'), 50_000);
   const code = await new Promise<number | null>((done) => child.once('exit', done));
   clearTimeout(killer);
-  return { out, code };
+  try {
+    return { out, code, result: JSON.parse(await readFile(json, 'utf8')) as DrillResult };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 describe('the demo', () => {
@@ -30,7 +39,7 @@ describe('the demo', () => {
   it.each([1, 2, 3])(
     'recovers once the faults are over, stays within its request rate and creates no order twice (seed %i)',
     async (seed) => {
-      const { out, code } = await demo(seed);
+      const { out, code, result } = await demo(seed);
       expect(out).toMatch(/live dashboard at http:\/\/127\.0\.0\.1:\d+\/holdfast \(for the next [\d.]+ s\)/);
       const seconds = Number(/for the next ([\d.]+) s/.exec(out)?.[1]);
       const fleet = /(\d+) clients, each at most (\d+) orders and (\d+) stock checks a second/.exec(out);
@@ -40,14 +49,18 @@ describe('the demo', () => {
       const summary = out.slice(out.lastIndexOf('holdfast demo,'));
       const figure = (label: string) =>
         Number(new RegExp(`^\\s+${label.replace(/[().]/g, '\\$&')}\\s+(\\d+)$`, 'm').exec(summary)?.[1]);
-      const requests = figure('requests sent by clients (answered or failed)');
-      const final = figure('requests sent in the final 2 s (faults over)');
-      const finalOk = figure('of which answered ok');
+      // The drill's figures: its JSON result, and the summary table that shows the same load.
+      const requests = result.load.sent;
+      const final = result.final.sent;
+      const finalOk = result.final.sent - result.final.failed;
       console.log(
-        `demo seed ${seed}: ${requests} requests, ${figure('failed after retries')} failed, ` +
-          `final window ${finalOk}/${final} ok, ${figure('duplicate executions (orders created twice)')} duplicates, ` +
-          `event loop held up ${figure('longest the event loop was held up (ms)')} ms; ${/failed then: .*/.exec(out)?.[0] ?? ''}`,
+        `demo seed ${seed}: ${requests} requests, ${result.load.failed} failed (${(result.load.failedShare * 100).toFixed(1)}%), ` +
+          `${result.load.cut} cut off, final window ${finalOk}/${final} ok, ${result.duplicates} duplicates, ` +
+          `event loop held up ${figure('longest the event loop was held up (ms)')} ms, drill ${result.passed ? 'passed' : 'FAILED'}; ${/failed then: .*/.exec(out)?.[0] ?? ''}`,
       );
+      expect(figure('requests sent by clients (answered or failed)')).toBe(requests);
+      expect(figure('requests sent in the final 2 s (faults over)')).toBe(final);
+      expect(figure('of which answered ok')).toBe(finalOk);
 
       // Traffic flowed and the faults were felt.
       expect(figure('orders created')).toBeGreaterThan(10);
@@ -60,7 +73,20 @@ describe('the demo', () => {
       expect(final).toBeGreaterThanOrEqual(10);
       expect(finalOk / final).toBeGreaterThanOrEqual(0.95);
       expect(out).toMatch(/recovered: \d+\.\d% of requests answered ok once the faults were over/);
+      expect(result.duplicates).toBe(0);
       expect(figure('duplicate executions (orders created twice)')).toBe(0);
+      // The drill played the whole script, stated its objectives, and they held: the readable report says so.
+      expect(result.steps).toHaveLength(10);
+      expect(result.steps.filter((s) => s.error)).toEqual([]);
+      expect(result.objectives.map((o) => o.objective).sort()).toEqual([
+        'maxDuplicates',
+        'maxFailedShare',
+        'maxFinalFailedShare',
+      ]);
+      expect(result.objectives.filter((o) => !o.passed)).toEqual([]);
+      expect(result.passed).toBe(true);
+      expect(out).toContain(result.report);
+      expect(out).toMatch(/drill "holdfast demo": PASSED/);
       expect(code).toBe(0);
     },
     60_000,

@@ -1,12 +1,16 @@
 /**
- * The holdfast demo: local upstreams misbehave on a script while a fleet of well-behaved clients
- * drives traffic through resilientFetch and through an idempotent orders endpoint. One process,
- * the in-memory store, no Redis. About 20 seconds; `DEMO_SCALE=0.3` plays the faults 3.3 times
- * faster (the recovery after them keeps its length), `DEMO_SEED=n` replays the clients' jitter.
+ * The holdfast demo, run as a drill: local upstreams misbehave on a script (the drill's steps)
+ * while a fleet of well-behaved clients (the drill's load) drives traffic through resilientFetch
+ * and through an idempotent orders endpoint; at the end the drill checks its objectives. One
+ * process, the in-memory store, no Redis. About 20 seconds; `DEMO_SCALE=0.3` plays the faults 3.3
+ * times faster (the recovery after them keeps its length), `DEMO_SEED=n` replays the clients'
+ * jitter, `DEMO_JSON=path` writes the drill's JSON result there.
  */
 import { setMaxListeners } from 'node:events';
+import { writeFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { type DrillDriver, drill } from '@holdfast/chaos';
 import { bus, type EventType } from '@holdfast/core';
 import { dashboard } from '@holdfast/dashboard';
 import { resilientFetch } from '@holdfast/fetch';
@@ -18,6 +22,7 @@ import { type Step, Upstream } from './upstreams.js';
 
 const SCALE = Number(process.env.DEMO_SCALE ?? 1);
 const SEED = process.env.DEMO_SEED === undefined ? undefined : Number(process.env.DEMO_SEED);
+const JSON_PATH = process.env.DEMO_JSON || undefined;
 if (!(SCALE > 0 && SCALE <= 10))
   throw new Error(`DEMO_SCALE must be a number in (0, 10], got ${process.env.DEMO_SCALE}`);
 if (SEED !== undefined && !Number.isInteger(SEED)) throw new Error(`DEMO_SEED must be an integer, got ${SEED}`);
@@ -49,6 +54,23 @@ const FAULTS_END = Math.max(...script.map((step) => step.at));
 const TRAFFIC_MS = FAULTS_END + RECOVERY_MS;
 /** The final window: from here to the end no fault is playing and breakers have had time to probe. */
 const RECOVERED_FROM = FAULTS_END + RECOVERY_MS / 2;
+/** What the drill holds the demo to. */
+const OBJECTIVES = {
+  /** Recovered: once the faults are over, at most 5% of the requests sent in the final window fail. */
+  maxFinalFailedShare: 0.05,
+  /** The faults are felt, but most requests still get through (retries, failover, the idempotent replay). */
+  maxFailedShare: 0.25,
+  /** No order is created twice. */
+  maxDuplicates: 0,
+};
+const what = (step: Fault) =>
+  step.kind === 'error'
+    ? `${step.upstream} answers ${step.status}`
+    : step.kind === 'slow'
+      ? `${step.upstream} slows to ${step.ms} ms`
+      : step.kind === 'ok'
+        ? `${step.upstream} is fine again`
+        : `${step.upstream} goes ${step.kind}`;
 
 // ---- What the bus tells us --------------------------------------------------------------
 const seen = new Map<EventType, number>();
@@ -130,26 +152,18 @@ async function main() {
     `${CLIENTS} clients, each at most ${PER_SECOND} orders and ${PER_SECOND} stock checks a second, backing off on failures\n`,
   );
 
-  const t0 = Date.now();
   const lag = monitorEventLoopDelay({ resolution: 20 });
   lag.enable();
-  for (const upstream of [...payments, inventory]) upstream.play(script.filter((s) => s.upstream === upstream.name));
+  const upstreams = new Map([...payments, inventory].map((u) => [u.name, u]));
+  const steps = script.map((step) => ({
+    at: step.at,
+    name: what(step),
+    run: () => upstreams.get(step.upstream)?.apply(step),
+  }));
 
   // ---- A fleet of clients that retry, and back off when refused ------------------------
-  const totals = { requests: 0, ok: 0, failed: 0, replayed: 0 };
-  const recovery = { requests: 0, ok: 0, failures: new Map<string, number>() }; // sent in the final window
-  const tally = (sentAt: number, outcome: unknown) => {
-    const ok = outcome instanceof Response && outcome.ok;
-    if (ok) totals.ok++;
-    else totals.failed++;
-    if (sentAt - t0 < RECOVERED_FROM) return;
-    recovery.requests++;
-    if (ok) recovery.ok++;
-    else {
-      const why = outcome instanceof Response ? `HTTP ${outcome.status}` : String((outcome as Error)?.name ?? outcome);
-      recovery.failures.set(why, (recovery.failures.get(why) ?? 0) + 1);
-    }
-  };
+  const sofar = { requests: 0, ok: 0, failed: 0, replayed: 0 }; // for the progress line
+  const failures = new Map<string, number>(); // why requests sent in the final window failed
   const client = resilientFetch({
     name: 'client',
     // Longer than the orders endpoint takes to fail over between payments (2 s at most).
@@ -157,48 +171,60 @@ async function main() {
     retry: { maxAttempts: 4, statuses: [409, 429, 502, 503, 504] },
     breaker: { defaults: { openFor: 1_500, minimumCalls: 5, window: { duration: 2_000, buckets: 4 } } },
   });
-  const stopAt = t0 + TRAFFIC_MS;
-  const stop = AbortSignal.timeout(TRAFFIC_MS); // the run ends on time: calls still out are cut off
-  setMaxListeners(CLIENTS * 2 * 4, stop); // every call in flight listens to it, a few times over
-  let cut = 0;
   const pace = () => new Pace({ perSecond: PER_SECOND, backoff: 100, maxBackoff: 2_000, random });
-  /** One client's calls to one service: each on its turn, and the pace told how it went. */
-  const loop = async (call: (n: number) => Promise<Response>) => {
-    const manners = pace();
-    for (let n = 0; ; n++) {
-      await manners.turn();
-      if (Date.now() >= stopAt) return;
-      const sentAt = Date.now();
-      const outcome = await call(n).catch((error: unknown) => error);
-      if (stop.aborted && !(outcome instanceof Response && outcome.ok)) return void cut++;
-      totals.requests++;
-      tally(sentAt, outcome);
-      if (outcome instanceof Response && outcome.ok) manners.succeeded();
-      else manners.failed(outcome);
-      if (outcome instanceof Response) {
-        if (outcome.headers.get('idempotent-replayed') === 'true') totals.replayed++;
-        await outcome.arrayBuffer();
+  /** The drill's load: every client's calls, each on its turn, timed and counted by the drill's `send`. */
+  const fleet: DrillDriver = async (send, stop) => {
+    const t0 = Date.now();
+    setMaxListeners(CLIENTS * 2 * 4, stop); // every call in flight listens to it, a few times over
+    /** One client's calls to one service: each on its turn, and the pace told how it went. */
+    const loop = async (call: (n: number) => Promise<Response>) => {
+      const manners = pace();
+      for (let n = 0; ; n++) {
+        await manners.turn();
+        if (stop.aborted) return;
+        const sentAt = Date.now();
+        const outcome = await send(
+          () => call(n),
+          (r) => r.ok,
+        ).catch((error: unknown) => error);
+        const ok = outcome instanceof Response && outcome.ok;
+        if (stop.aborted && !ok) return; // cut off by the end of the run: the drill counts it apart
+        sofar.requests++;
+        if (ok) sofar.ok++;
+        else sofar.failed++;
+        if (ok) manners.succeeded();
+        else manners.failed(outcome);
+        if (!ok && sentAt - t0 >= RECOVERED_FROM) {
+          const why =
+            outcome instanceof Response ? `HTTP ${outcome.status}` : String((outcome as Error)?.name ?? outcome);
+          failures.set(why, (failures.get(why) ?? 0) + 1);
+        }
+        if (outcome instanceof Response) {
+          if (outcome.headers.get('idempotent-replayed') === 'true') sofar.replayed++;
+          await outcome.arrayBuffer();
+        }
       }
-    }
-  };
-  const clients = Array.from({ length: CLIENTS }, (_, c) => {
-    const order = (n: number) => {
-      // Orders 0, 0, 1, 2, ..., 9, 10, 10, 11, ...: one in ten is sent twice, as after a lost response.
-      const id = Math.floor((n * 10) / 11);
-      return client(`${api}/orders`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': `order-${id}`, 'x-client': `client-${c}` },
-        body: JSON.stringify({ sku: 'kettle', qty: 1 + (id % 3) }),
-        signal: stop,
-      });
     };
-    return Promise.all([loop(order), loop(() => client(`${inventory.url}/items/kettle`, { signal: stop }))]);
-  });
+    const clients = Array.from({ length: CLIENTS }, (_, c) => {
+      const order = (n: number) => {
+        // Orders 0, 0, 1, 2, ..., 9, 10, 10, 11, ...: one in ten is sent twice, as after a lost response.
+        const id = Math.floor((n * 10) / 11);
+        return client(`${api}/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': `order-${id}`, 'x-client': `client-${c}` },
+          body: JSON.stringify({ sku: 'kettle', qty: 1 + (id % 3) }),
+          signal: stop,
+        });
+      };
+      return Promise.all([loop(order), loop(() => client(`${inventory.url}/items/kettle`, { signal: stop }))]);
+    });
+    await Promise.all(clients);
+  };
 
   const tty = process.stdout.isTTY === true;
   const line = () =>
-    `t=${elapsed()}s  requests ${totals.requests}  ok ${totals.ok}  failed ${totals.failed}  retries ${count('retry.attempt')}  ` +
-    `breaker opens ${count('breaker.open')}  failovers ${count('failover.switch') + count('failover.eject')}  replays ${totals.replayed}  ` +
+    `t=${elapsed()}s  requests ${sofar.requests}  ok ${sofar.ok}  failed ${sofar.failed}  retries ${count('retry.attempt')}  ` +
+    `breaker opens ${count('breaker.open')}  failovers ${count('failover.switch') + count('failover.eject')}  replays ${sofar.replayed}  ` +
     `| ${[...payments, inventory].map((u) => `${u.name} ${u.state}`).join(', ')}`;
   const progress = setInterval(
     () => {
@@ -208,7 +234,15 @@ async function main() {
     tty ? 200 : 2_000,
   );
 
-  await Promise.all(clients);
+  const result = await drill({
+    name: 'holdfast demo',
+    load: { drive: fleet, duration: TRAFFIC_MS },
+    steps,
+    finalWindow: TRAFFIC_MS - RECOVERED_FROM,
+    objectives: OBJECTIVES,
+    duplicates: () => [...created.values()].reduce((sum, n) => sum + (n - 1), 0),
+    print: false, // printed below, beside the demo's own summary
+  });
   clearInterval(progress);
   lag.disable();
   if (tty) process.stdout.write('\n');
@@ -220,13 +254,13 @@ async function main() {
   toPayments.dispose();
   off();
 
-  const duplicates = [...created.values()].reduce((sum, n) => sum + (n - 1), 0);
+  const { load, final } = result;
   const reruns = [...executions.values()].reduce((sum, n) => sum + (n - 1), 0);
   const rows: [string, number][] = [
-    ['requests sent by clients (answered or failed)', totals.requests],
-    ['  answered ok', totals.ok],
-    ['  failed after retries', totals.failed],
-    ['requests cut off by the end of the run', cut],
+    ['requests sent by clients (answered or failed)', load.sent],
+    ['  answered ok', load.succeeded],
+    ['  failed after retries', load.failed],
+    ['requests cut off by the end of the run', load.cut],
     ['retries', count('retry.attempt')],
     ['retries refused by the budget', count('retry.budgetExhausted')],
     [
@@ -240,20 +274,23 @@ async function main() {
     ['orders created', created.size],
     ['handler re-runs after a failed first run', reruns],
     ['charges applied by payments', charges.size],
-    ['duplicate executions (orders created twice)', duplicates],
-    [`requests sent in the final ${(TRAFFIC_MS - RECOVERED_FROM) / 1000} s (faults over)`, recovery.requests],
-    ['  of which answered ok', recovery.ok],
+    ['duplicate executions (orders created twice)', result.duplicates ?? 0],
+    [`requests sent in the final ${(TRAFFIC_MS - RECOVERED_FROM) / 1000} s (faults over)`, final.sent],
+    ['  of which answered ok', final.sent - final.failed],
     ['longest the event loop was held up (ms)', Math.round(lag.max / 1e6)],
   ];
   console.log(`\nholdfast demo, ${elapsed()} s\n`);
   const width = Math.max(...rows.map(([k]) => k.length));
   for (const [k, v] of rows) console.log(`  ${k.padEnd(width)}  ${String(v).padStart(7)}`);
-  const share = recovery.requests === 0 ? 0 : (100 * recovery.ok) / recovery.requests;
+  const share = final.sent === 0 ? 0 : (100 * (final.sent - final.failed)) / final.sent;
   console.log(`\n  recovered: ${share.toFixed(1)}% of requests answered ok once the faults were over`);
-  if (recovery.failures.size > 0) {
-    console.log(`  failed then: ${[...recovery.failures].map(([why, n]) => `${why} ${n}`).join(', ')}`);
+  if (failures.size > 0) console.log(`  failed then: ${[...failures].map(([why, n]) => `${why} ${n}`).join(', ')}`);
+  console.log(`\n${result.report}`);
+  if (JSON_PATH) {
+    await writeFile(JSON_PATH, `${JSON.stringify(result, null, 2)}\n`);
+    console.log(`\nthe drill's JSON result: ${JSON_PATH}`);
   }
-  if (duplicates > 0) process.exitCode = 1;
+  if (!result.passed) process.exitCode = 1;
 }
 
 await main();

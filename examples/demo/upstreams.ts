@@ -23,7 +23,6 @@ export class Upstream {
   #server: Server | undefined;
   #port = 0;
   #behaviour: Behaviour = { kind: 'ok' };
-  #timers: NodeJS.Timeout[] = [];
   requests = 0;
 
   constructor(name: string, route: Route) {
@@ -67,21 +66,14 @@ export class Upstream {
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 
-  /** Plays the script; every step is a timer, cleared by `dispose()`. */
-  play(steps: readonly Step[]): void {
-    for (const step of steps) {
-      this.#timers.push(
-        setTimeout(() => {
-          if (step.kind === 'down') void this.stop();
-          else if (step.kind === 'up') void this.start();
-          else this.#behaviour = step;
-        }, step.at),
-      );
-    }
+  /** Does one step of the script now: behaves differently from here on, goes down, or comes back up. */
+  async apply(step: Step): Promise<void> {
+    if (step.kind === 'down') await this.stop();
+    else if (step.kind === 'up') await this.start();
+    else this.#behaviour = step;
   }
 
   async dispose(): Promise<void> {
-    for (const t of this.#timers) clearTimeout(t);
     await this.stop();
   }
 

@@ -5,23 +5,52 @@ import { DrillFailedError } from './errors.js';
 /** One request of a drill's load. Resolving (to anything but `false`) is a success. */
 export type DrillRequest = (index: number, signal: AbortSignal) => unknown;
 
+/**
+ * Times and counts one request of a load you drive yourself ({@link DrillDriver}), and hands back
+ * what `request` resolved to (or rejects with what it threw). It is a success when `request`
+ * resolves and `ok(value)` holds (default: the value is not `false`). A request that fails once
+ * the load's signal has aborted is counted `cut`, not failed: the run's end cut it off.
+ */
+export type DrillSend = <T>(request: () => Promise<T>, ok?: (value: T) => boolean) => Promise<T>;
+
+/**
+ * A load you drive yourself, such as a fleet of paced clients that back off when refused (a closed
+ * model: each waits for its answer). Send every request through `send`; stop sending once `signal`
+ * aborts (at the load's `duration`) and resolve once your requests have settled.
+ */
+export type DrillDriver = (send: DrillSend, signal: AbortSignal) => Promise<void>;
+
 /** Validates the options of {@link drill}; {@link DrillOptions} is inferred from it. */
 export const drillOptionsSchema = z.strictObject({
   /** Names the drill in its report and its `chaos.drill` events. @default 'drill' */
   name: nameOption.default('drill'),
-  /** The load driven while the steps play: bounded in rate, concurrency and time. */
-  load: z.strictObject({
-    /** Sends one request; resolves for a success, throws or resolves `false` for a failure. */
-    request: fnOption<DrillRequest>(),
-    /** Requests started per second (an open model: they do not wait for each other). */
-    rate: z.number().finite().positive().max(10_000),
-    /** How long the load runs, in ms. The drill ends once the last request settles. */
-    duration: z.number().finite().positive().max(600_000),
-    /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
-    concurrency: z.number().int().min(1).max(10_000).default(64),
-    /** A request still out after this many ms is aborted and counted failed. @default 5_000 */
-    timeout: z.number().finite().positive().max(600_000).default(5_000),
-  }),
+  /**
+   * The load driven while the steps play, bounded in time: either `request` at a `rate` (bounded in
+   * concurrency too), or your own `drive` (see {@link DrillDriver}).
+   */
+  load: z
+    .strictObject({
+      /** Sends one request; resolves for a success, throws or resolves `false` for a failure. */
+      request: fnOption<DrillRequest>().optional(),
+      /** Requests started per second (an open model: they do not wait for each other). */
+      rate: z.number().finite().positive().max(10_000).optional(),
+      /** Drives the load itself instead of `request` and `rate`: a fleet of clients, say. */
+      drive: fnOption<DrillDriver>().optional(),
+      /** How long the load runs, in ms. The drill ends once the last request settles. */
+      duration: z.number().finite().positive().max(600_000),
+      /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
+      concurrency: z.number().int().min(1).max(10_000).default(64),
+      /** A request still out after this many ms is aborted and counted failed. @default 5_000 */
+      timeout: z.number().finite().positive().max(600_000).default(5_000),
+    })
+    .superRefine((load, ctx) => {
+      const own = load.drive !== undefined;
+      if (own && (load.request !== undefined || load.rate !== undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['drive'], message: 'give either drive, or request and rate, not both' });
+      }
+      if (!own && load.request === undefined) ctx.addIssue({ code: 'custom', path: ['request'], message: 'required' });
+      if (!own && load.rate === undefined) ctx.addIssue({ code: 'custom', path: ['rate'], message: 'required' });
+    }),
   /** The script: each step runs at `at` ms after the start (in order; a slow step delays the next). */
   steps: z
     .array(
@@ -46,8 +75,15 @@ export const drillOptionsSchema = z.strictObject({
       maxDuplicates: z.number().int().nonnegative().optional(),
       /** Time to recover, at most, in ms: from the first failed request to the end of the last one. */
       maxRecovery: durationOption.optional(),
+      /** Failed / sent among the requests started in the final window (see `finalWindow`), at most (0 to 1). */
+      maxFinalFailedShare: z.number().min(0).max(1).optional(),
     })
     .default({}),
+  /**
+   * The final window, in ms before the load's end: requests started in it show whether the service
+   * recovered once the faults were over. @default from the last step's `at` to the end
+   */
+  finalWindow: durationOption.optional(),
   /** Counts duplicate executions once the load has settled (e.g. charges applied twice). */
   duplicates: fnOption<() => number | Promise<number>>().optional(),
   /** Where the readable report goes; `false` for nowhere. @default console.log */
@@ -62,7 +98,7 @@ export type DrillOptions = z.input<typeof drillOptionsSchema>;
 /** One objective's verdict. */
 export interface ObjectiveResult {
   /** Which objective. */
-  readonly objective: 'maxFailedShare' | 'maxP99' | 'maxDuplicates' | 'maxRecovery';
+  readonly objective: 'maxFailedShare' | 'maxP99' | 'maxDuplicates' | 'maxRecovery' | 'maxFinalFailedShare';
   /** The limit it was given. */
   readonly limit: number;
   /** What the drill measured. */
@@ -83,6 +119,8 @@ export interface DrillLoad {
   readonly failed: number;
   /** Due while `concurrency` requests were out, so not sent. */
   readonly skipped: number;
+  /** Failed once a driven load's signal had aborted: cut off by the end of the run, not counted in `sent`. */
+  readonly cut: number;
   /** `failed / sent`, 0 to 1. */
   readonly failedShare: number;
   /** Median latency. */
@@ -129,6 +167,17 @@ export interface DrillResult {
     readonly lastFailure: number | null;
     /** From the first failed request's start to the last one's end: the time to recover. */
     readonly window: number;
+  };
+  /** The requests started in the final window: whether the service recovered once the faults were over. */
+  readonly final: {
+    /** Where the window starts, ms after the start. */
+    readonly from: number;
+    /** Requests started in it. */
+    readonly sent: number;
+    /** Of those, the ones that failed. */
+    readonly failed: number;
+    /** `failed / sent`, 0 to 1; 0 when none were sent. */
+    readonly failedShare: number;
   };
   /** Requests by when they started, in buckets of `bucket` ms: what failed when. */
   readonly timeline: {
@@ -178,7 +227,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   const since = () => performance.now() - t0;
   emit('start');
 
-  const load = runLoad(o.load, since);
+  const load = o.load.drive ? driveLoad(o.load.drive, o.load.duration, since) : runLoad(o.load, since);
   const steps = runSteps(o.steps, since, (name) => emit('step', name));
   const [samples, played] = await Promise.all([load, steps]);
   const duration = since();
@@ -194,6 +243,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     succeeded: sent - failures.length,
     failed: failures.length,
     skipped: samples.skipped,
+    cut: samples.cut,
     failedShare: sent === 0 ? 0 : failures.length / sent,
     p50: percentile(latencies, 0.5),
     p90: percentile(latencies, 0.9),
@@ -205,11 +255,22 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     lastFailure: round(lastFailure),
     window: firstFailure === null || lastFailure === null ? 0 : round(lastFailure - firstFailure),
   };
+  const lastStep = Math.max(0, ...o.steps.map((step) => step.at));
+  const from = round(o.finalWindow === undefined ? lastStep : Math.max(0, o.load.duration - o.finalWindow));
+  const late = samples.requests.filter((r) => r.start >= from);
+  const lateFailed = late.filter((r) => !r.ok).length;
+  const final = {
+    from,
+    sent: late.length,
+    failed: lateFailed,
+    failedShare: late.length === 0 ? 0 : lateFailed / late.length,
+  };
   const actuals = {
     maxFailedShare: loadResult.failedShare,
     maxP99: loadResult.p99,
     maxDuplicates: duplicates ?? 0,
     maxRecovery: recovery.window,
+    maxFinalFailedShare: final.failedShare,
   };
   const bucket = Math.max(100, Math.ceil(o.load.duration / 20 / 100) * 100);
   const slots = Math.ceil(duration / bucket);
@@ -220,7 +281,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     if (!r.ok) timeline.failed[at] = (timeline.failed[at] ?? 0) + 1;
   }
   const objectives: ObjectiveResult[] = [];
-  for (const key of ['maxFailedShare', 'maxP99', 'maxDuplicates', 'maxRecovery'] as const) {
+  for (const key of ['maxFailedShare', 'maxP99', 'maxDuplicates', 'maxRecovery', 'maxFinalFailedShare'] as const) {
     const limit = o.objectives[key];
     if (limit === undefined) continue;
     const actual = actuals[key];
@@ -240,6 +301,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
       max: round(loadResult.max),
     },
     recovery,
+    final,
     timeline,
     duplicates,
     steps: played,
@@ -262,10 +324,37 @@ interface Sample {
   readonly ok: boolean;
 }
 
-async function runLoad(
-  load: z.output<typeof drillOptionsSchema>['load'],
-  since: () => number,
-): Promise<{ requests: Sample[]; skipped: number }> {
+interface Samples {
+  readonly requests: Sample[];
+  readonly skipped: number;
+  readonly cut: number;
+}
+
+async function driveLoad(drive: DrillDriver, duration: number, since: () => number): Promise<Samples> {
+  const requests: Sample[] = [];
+  const signal = AbortSignal.timeout(duration);
+  let cut = 0;
+  const send: DrillSend = async (request, ok = (value) => value !== false) => {
+    const start = since();
+    const record = (passed: boolean) => {
+      if (!passed && signal.aborted) cut++;
+      else requests.push({ start, end: since(), ok: passed });
+    };
+    try {
+      const value = await request();
+      record(ok(value));
+      return value;
+    } catch (error) {
+      record(false);
+      throw error;
+    }
+  };
+  await drive(send, signal);
+  return { requests, skipped: 0, cut };
+}
+
+async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since: () => number): Promise<Samples> {
+  const { request, rate } = load as { request: DrillRequest; rate: number }; // the schema requires both without drive
   const requests: Sample[] = [];
   const inFlight = new Set<Promise<void>>();
   let due = 0;
@@ -274,7 +363,7 @@ async function runLoad(
     const start = since();
     const signal = AbortSignal.timeout(load.timeout);
     const settled = Promise.race([
-      Promise.resolve().then(() => load.request(index, signal)),
+      Promise.resolve().then(() => request(index, signal)),
       new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
     ]).then(
       (value) => value !== false,
@@ -287,16 +376,16 @@ async function runLoad(
     inFlight.add(done);
   };
   while (since() < load.duration) {
-    const target = Math.floor((since() * load.rate) / 1000) + 1;
+    const target = Math.floor((since() * rate) / 1000) + 1;
     for (; due < target; due++) {
       if (inFlight.size >= load.concurrency) skipped++;
       else send(due);
     }
-    const next = (due * 1000) / load.rate - since();
+    const next = (due * 1000) / rate - since();
     await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.min(next, load.duration - since()))));
   }
   await Promise.all(inFlight);
-  return { requests, skipped };
+  return { requests, skipped, cut: 0 };
 }
 
 async function runSteps(
@@ -342,10 +431,11 @@ const labels: Record<ObjectiveResult['objective'], string> = {
   maxP99: 'p99',
   maxDuplicates: 'duplicate executions',
   maxRecovery: 'time to recover',
+  maxFinalFailedShare: 'failed share in the final window',
 };
 
 function show(objective: ObjectiveResult['objective'], value: number): string {
-  if (objective === 'maxFailedShare') return `${(value * 100).toFixed(2)}%`;
+  if (objective === 'maxFailedShare' || objective === 'maxFinalFailedShare') return `${(value * 100).toFixed(2)}%`;
   if (objective === 'maxDuplicates') return String(value);
   return `${value.toFixed(1)} ms`;
 }
@@ -355,10 +445,11 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
   const s = (ms: number) => `+${(ms / 1000).toFixed(2)} s`;
   const lines = [
     `drill "${r.name}": ${r.passed ? 'PASSED' : `FAILED (${missed.length} of ${r.objectives.length} objectives missed)`}`,
-    `  load: ${r.load.sent} sent over ${(r.duration / 1000).toFixed(1)} s, ${r.load.succeeded} ok, ${r.load.failed} failed (${(r.load.failedShare * 100).toFixed(2)}%), ${r.load.skipped} skipped; latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms`,
+    `  load: ${r.load.sent} sent over ${(r.duration / 1000).toFixed(1)} s, ${r.load.succeeded} ok, ${r.load.failed} failed (${(r.load.failedShare * 100).toFixed(2)}%), ${r.load.skipped} skipped${r.load.cut > 0 ? `, ${r.load.cut} cut off at the end` : ''}; latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms`,
     r.recovery.firstFailure === null
       ? '  failures: none'
       : `  failures: from ${s(r.recovery.firstFailure)} to ${s(r.recovery.lastFailure ?? 0)} (recovered in ${r.recovery.window} ms)`,
+    `  final window from ${s(r.final.from)}: ${r.final.sent - r.final.failed}/${r.final.sent} ok (${(r.final.failedShare * 100).toFixed(2)}% failed)`,
   ];
   const cells = r.timeline.sent.map((sent, i) => `${r.timeline.failed[i] ?? 0}/${sent}`);
   lines.push(`  failed/sent per ${r.timeline.bucket} ms: ${cells.join(' ')}`);

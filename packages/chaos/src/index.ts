@@ -5,10 +5,12 @@
  */
 export {
   assertDrill,
+  type DrillDriver,
   type DrillLoad,
   type DrillOptions,
   type DrillRequest,
   type DrillResult,
+  type DrillSend,
   type DrillStep,
   drill,
   drillOptionsSchema,

@@ -139,7 +139,59 @@ describe('drill', () => {
     expect(() => assertDrill(result)).not.toThrow();
   });
 
+  it('drives a load of its own: clients that wait for their answers, the final window judged, the end cut off', async () => {
+    const result = await drill({
+      name: 'a paced fleet',
+      print: false,
+      load: {
+        duration: 2_000,
+        // Three closed-loop clients, each one call at a time, 50 ms apart; the last call of each is
+        // still out (held 400 ms by a slow step) when the load's signal aborts.
+        drive: async (send, signal) => {
+          const client = async () => {
+            while (!signal.aborted) {
+              await send(() => get(proxy.port, signal)).catch(() => undefined);
+              await new Promise((resolve) => setTimeout(resolve, 50));
+            }
+          };
+          await Promise.all([client(), client(), client()]);
+        },
+      },
+      steps: [
+        { at: 400, name: 'kill upstream', run: () => proxy.kill() },
+        { at: 900, name: 'restore upstream', run: () => proxy.restore() },
+        { at: 1_700, name: 'freeze upstream', run: () => proxy.add({ type: 'latency', latency: 1_000 }) },
+      ],
+      finalWindow: 700,
+      objectives: { maxFinalFailedShare: 0.05, maxFailedShare: 0.01 },
+    });
+    proxy.clear();
+    const report = result.report;
+    // Bounded by the clients themselves: three at a time, about 2 s of 50 ms pauses at most.
+    expect(result.load.skipped, report).toBe(0);
+    expect(result.load.sent, report).toBeGreaterThan(15);
+    expect(result.load.sent, report).toBeLessThanOrEqual(3 * 40 + 3);
+    // The kill was felt, the calls frozen at the end were cut off (3 clients, one call each), not failed.
+    expect(result.load.failed, report).toBeGreaterThan(0);
+    expect(result.load.cut, report).toBe(3);
+    // The final window (from 1.3 s): the upstream was back, every call answered.
+    expect(result.final.from, report).toBe(1_300);
+    expect(result.final.sent, report).toBeGreaterThan(5);
+    expect(result.final.failed, report).toBe(0);
+    expect(result.objectives.map((o) => [o.objective, o.passed])).toEqual([
+      ['maxFailedShare', false],
+      ['maxFinalFailedShare', true],
+    ]);
+    expect(report).toMatch(/final window from \+1\.30 s: \d+\/\d+ ok \(0\.00% failed\)/);
+    expect(report).toMatch(/3 cut off at the end/);
+    expect(report).toMatch(/ok {4}failed share in the final window 0\.00% <= 5\.00%/);
+  });
+
   it('refuses bad options with HoldfastConfigError naming the option', async () => {
+    await expect(drill({ load: { rate: 1, duration: 100 } })).rejects.toThrow(/load.request/);
+    await expect(drill({ load: { drive: async () => {}, request: () => 1, rate: 1, duration: 100 } })).rejects.toThrow(
+      /load.drive/,
+    );
     await expect(drill({ load: { request: () => 1, rate: 0, duration: 100 } })).rejects.toThrow(/load.rate/);
     await expect(
       drill({ load: { request: () => 1, rate: 1, duration: 100 }, objectives: { maxFailedShare: 2 } }),
