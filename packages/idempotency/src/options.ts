@@ -59,7 +59,9 @@ export interface RedisClient {
 
 /** The part of an ioredis pipeline the Redis store uses. */
 export interface RedisPipeline {
+  /** Queues one command (its reply as Buffers); the store queues a script and a `WAIT`. */
   callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): RedisPipeline;
+  /** Sends the queued commands in one round trip; one `[error, reply]` per command. */
   exec(): Promise<[Error | null, unknown][] | null>;
 }
 
