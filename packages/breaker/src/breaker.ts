@@ -256,8 +256,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     try {
       result = await fn(scope);
     } catch (error) {
+      // A failure after the caller gave up says nothing of the dependency: it is not counted.
+      if (scope.aborted) {
+        this.#settle(false, error, start, generation, probe, true);
+        throw scope.reason; // once the caller aborts, its reason is the outcome
+      }
       this.#settle(false, error, start, generation, probe);
-      throw scope.aborted ? scope.reason : error; // once the caller aborts, its reason is the outcome
+      throw error;
     } finally {
       if (scope !== options) scope.release();
     }
@@ -275,8 +280,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     }
   }
 
-  #settle(ok: boolean, value: unknown, start: number, generation: number, probe: boolean): void {
-    const outcome = this.#judge(ok, value);
+  #settle(ok: boolean, value: unknown, start: number, generation: number, probe: boolean, gaveUp = false): void {
+    const outcome = gaveUp ? 'ignored' : this.#judge(ok, value);
     const current = generation === this.#generation;
     if (outcome === 'ignored') {
       if (probe && current) this.#probes--;

@@ -53,9 +53,16 @@ function run<T>(
 ): Promise<T> {
   const policy = policies[at];
   if (policy === undefined) {
-    // An empty pipeline still hands the function a context.
+    // An empty pipeline still hands the function a context, and follows the abort rules.
     const scope = new CallScope(options);
-    return invoke(fn, scope).finally(() => scope.release());
+    if (scope.aborted) {
+      scope.release();
+      return Promise.reject(scope.reason);
+    }
+    return invoke(fn, scope).then(
+      (value) => (scope.aborted ? Promise.reject(scope.reason) : value),
+      (error: unknown) => Promise.reject(scope.aborted ? scope.reason : error),
+    ).finally(() => scope.release());
   }
   if (at === policies.length - 1) return policy.execute(fn, options);
   // Each policy's context is the next one's options: its lazy signal links the chain.

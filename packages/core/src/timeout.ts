@@ -54,6 +54,8 @@ export function timeout(ms: number, options: TimeoutOptions = {}): Policy {
 class TimeoutPolicy implements Policy {
   /** Every pending deadline of this policy, behind one timer. */
   readonly #deadlines: DeadlineQueue<CallScope>;
+  /** The reasons this policy aborted calls with, to tell them from a caller's abort. */
+  readonly #expired = new WeakSet<object>();
 
   constructor(
     readonly ms: number,
@@ -79,13 +81,13 @@ class TimeoutPolicy implements Policy {
     try {
       const value = await fn(scope);
       // The caller aborted before it settled: the caller's reason decides, as it does everywhere.
-      if (deadline.pending && scope.aborted) throw scope.reason;
+      if (scope.aborted && !this.#expired.has(scope.reason as object)) throw scope.reason;
       return value;
     } catch (error) {
-      // Not expired: the caller's abort, else the function's error, stands. Expired, and the
-      // function passed on the abort reason: that stands too.
-      if (deadline.pending) throw scope.aborted ? scope.reason : error;
-      if (error === scope.reason) throw error;
+      // The caller aborted (before or after the deadline passed): its reason stands. Not expired:
+      // the function's error stands. Expired, and the function passed on the abort reason: that too.
+      if (scope.aborted && !this.#expired.has(scope.reason as object)) throw scope.reason;
+      if (deadline.pending || error === scope.reason) throw error;
       throw new TimeoutError(this.name, this.ms, { cause: error });
     } finally {
       this.#deadlines.cancel(deadline);
@@ -121,6 +123,7 @@ class TimeoutPolicy implements Policy {
 
   #expire(scope: CallScope): TimeoutError {
     const error = new TimeoutError(this.name, this.ms);
+    this.#expired.add(error);
     if (this.bus.wants('timeout')) {
       this.bus.emit({
         type: 'timeout',

@@ -136,7 +136,11 @@ class RetryingPolicy implements RetryPolicy {
     // Once the caller has aborted, the call rejects with its reason, whatever the attempt did.
     if (scope.aborted) return this.#retry(fn, options, start, value, true);
     let retryable = this.#s.retryOnResult(value, 1);
-    if (isThenable(retryable)) retryable = await retryable;
+    if (isThenable(retryable)) {
+      retryable = await retryable;
+      // The caller aborted while the hook decided: the abort wins.
+      if (callerAborted(options)) return this.#retry(fn, options, start, value, true);
+    }
     if (!retryable) return value;
     return this.#retry(fn, options, start, value, true);
   }
@@ -192,7 +196,10 @@ class RetryingPolicy implements RetryPolicy {
     } finally {
       scope.release();
     }
-    if (run.scope.aborted || (await this.#s.retryOnResult(value, run.attempt))) throw new Failure(value, true);
+    // Checked again after the hook: an abort while it ran wins too.
+    if (run.scope.aborted || (await this.#s.retryOnResult(value, run.attempt)) || run.scope.aborted) {
+      throw new Failure(value, true);
+    }
     return value;
   }
 
@@ -312,4 +319,10 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 function label(value: unknown, isResult: boolean): string | undefined {
   return isResult ? resultLabel(value) : errorLabel(value);
+}
+
+/** Whether the caller's signal (or the outer context) has aborted. */
+function callerAborted(options: ExecuteOptions | undefined): boolean {
+  const caller = options instanceof CallScope ? options : options?.signal;
+  return caller?.aborted === true;
 }
