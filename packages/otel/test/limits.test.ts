@@ -1,5 +1,7 @@
+import { createServer } from 'node:net';
 import { createBus, createPolicyRegistry, fallback, hedge } from '@holdfast/core';
 import { adaptiveConcurrency, adaptiveThrottle, bulkhead, tokenBucket } from '@holdfast/limit';
+import { redisRateLimiter } from '@holdfast/limit/redis';
 import {
   AggregationTemporality,
   type DataPoint,
@@ -7,6 +9,7 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { instrument, metricNames as M } from '../src/index.js';
 
@@ -200,6 +203,49 @@ describe('instrument(): bulkheads, rate limiters, adaptive limiters, throttles, 
         { attributes: { 'holdfast.policy.name': 'unlisted' }, value: limit },
       ]);
     } finally {
+      await close();
+    }
+  });
+});
+
+describe('instrument(): a Redis rate limiter that cannot reach Redis', () => {
+  it('counts its store errors, failing open, with the error type', async () => {
+    // A loopback port nobody listens on: every connection is refused.
+    const probe = createServer().listen(0, '127.0.0.1');
+    await new Promise((resolve) => probe.once('listening', resolve));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const client = new Redis(port, '127.0.0.1', {
+      lazyConnect: true,
+      maxRetriesPerRequest: 0,
+      enableOfflineQueue: false,
+      retryStrategy: () => null,
+    });
+    client.on('error', () => {}); // refused connections are the point here
+    const { bus, policies, points, close } = setup();
+    const limiter = redisRateLimiter({
+      client,
+      limit: 5,
+      interval: 1000,
+      onRedisError: 'open',
+      commandTimeout: 200,
+      bus,
+      policies,
+      name: 'shared-api',
+    });
+    try {
+      for (let i = 0; i < 3; i++) expect(await limiter.execute(() => 'through')).toBe('through');
+      const [p] = await points(M.rateLimitStoreErrors);
+      expect(p?.value).toBe(3);
+      expect(p?.attributes).toMatchObject({
+        'holdfast.policy.name': 'shared-api',
+        'holdfast.rate_limit.fail_open': true,
+      });
+      expect(typeof p?.attributes['error.type']).toBe('string');
+      expect(await points(M.limitRejections)).toEqual([]);
+    } finally {
+      limiter.dispose();
+      client.disconnect();
       await close();
     }
   });
