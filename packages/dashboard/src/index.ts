@@ -19,5 +19,14 @@ export {
   type NodeHandler,
   toFastify,
 } from './health.js';
+export type {
+  AdaptiveRow,
+  BulkheadRow,
+  HedgeRow,
+  LimitEventCount,
+  LimitsView,
+  RateLimiterRow,
+  ThrottleRow,
+} from './limits.js';
 export { type DashboardOptions, dashboardOptionsSchema } from './options.js';
 export type { BreakerRow, DashboardSnapshot, IdempotencyCounters, RetryCounters } from './state.js';

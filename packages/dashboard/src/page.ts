@@ -1,3 +1,5 @@
+import { limitsScript, limitsSection } from './limits.js';
+
 /** Escapes text for an HTML attribute value. */
 function attr(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -90,6 +92,7 @@ svg.chart circle { fill:var(--bad); }
     <h2 id="h-failovers">Failover sets</h2>
     <div id="failovers"></div>
   </section>
+  ${limitsSection}
   <section aria-labelledby="h-anomalies" id="anomaly-section" hidden>
     <h2 id="h-anomalies">Anomalies</h2>
     <div id="anomalies"></div>
@@ -203,8 +206,10 @@ svg.chart circle { fill:var(--bad); }
       }), true));
   }
 
+${limitsScript}
   function render(s) {
     if (s.anomalies) renderAnomalies(s.anomalies);
+    if (s.limits) renderLimits(s.limits);
     var ready = s.health.ready, failing = s.health.checks.filter(function (c) { return c.status !== 'pass'; });
     var verdict = $('verdict');
     verdict.className = 'state s-' + s.health.status;

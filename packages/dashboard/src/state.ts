@@ -16,6 +16,7 @@ import {
 } from '@holdfast/core';
 import { type AnomalyChart, AnomalyCharts } from './anomaly.js';
 import { type ChaosView, ChaosWatch } from './chaos.js';
+import { type LimitsView, LimitWatch } from './limits.js';
 
 /** One breaker on the page. */
 export interface BreakerRow {
@@ -77,6 +78,8 @@ export interface DashboardSnapshot {
   readonly others: readonly { readonly kind: string; readonly name: string; readonly snapshot: unknown }[];
   /** Faults injected on purpose (@holdfast/chaos): never to be mistaken for real ones. */
   readonly chaos: ChaosView;
+  /** Bulkheads, rate limiters, adaptive limiters, throttles and hedges, and their refusals on the bus. */
+  readonly limits: LimitsView;
 }
 
 /** Calls per breaker kept for the sparkline. */
@@ -120,11 +123,13 @@ export class DashboardState {
   readonly #offs: (() => void)[];
   readonly #anomalies: AnomalyCharts;
   readonly #chaos: ChaosWatch;
+  readonly #limits: LimitWatch;
 
   constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
     this.#policies = policies;
     this.#anomalies = new AnomalyCharts(bus);
     this.#chaos = new ChaosWatch(bus);
+    this.#limits = new LimitWatch(bus);
     this.#now = now;
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
       const r = this.#breakers.get(e.source);
@@ -170,6 +175,7 @@ export class DashboardState {
     const budgets: BudgetView[] = [];
     const others: { kind: string; name: string; snapshot: unknown }[] = [];
     const entries = this.#policies.snapshots();
+    this.#limits.begin();
     for (const entry of entries) {
       const { kind, name, snapshot } = entry;
       const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
@@ -178,6 +184,7 @@ export class DashboardState {
       if (b) breakers.set(name, { ...b, ...this.#recent(name, b.failureRate) });
       else if (f) failovers.push(f);
       else if (g) budgets.push(g);
+      else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
       else others.push({ kind, name, snapshot: entry.error === undefined ? snapshot : { error: entry.error } });
     }
     for (const [name, r] of this.#breakers.entries()) {
@@ -205,6 +212,7 @@ export class DashboardState {
       anomalies: this.#anomalies.charts(),
       others,
       chaos: this.#chaos.view(),
+      limits: this.#limits.view(),
     };
   }
 
@@ -219,5 +227,6 @@ export class DashboardState {
     this.#anomalies.dispose();
     for (const off of this.#offs.splice(0)) off();
     this.#chaos.dispose();
+    this.#limits.dispose();
   }
 }

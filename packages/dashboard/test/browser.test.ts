@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, type HoldfastEvent } from '@holdfast/core';
+import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dashboard } from '../src/index.js';
@@ -175,6 +176,50 @@ describe.skipIf(!available)('dashboard in headless Chromium', () => {
     clearInterval(timer);
     expect(budget.name).toBe('shared-retry-budget');
   }, 60_000);
+
+  it('shows a real bulkhead filling up and an adaptive limiter backing off, with their refusals', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const pool = bulkhead({ maxConcurrent: 2, maxQueue: 1, bus, policies, name: 'db-pool' });
+    const calls = Array.from({ length: 4 }, () => pool.execute(() => held).catch(() => {}));
+    const limiter = adaptiveConcurrency({
+      algorithm: 'aimd',
+      initialLimit: 3,
+      window: { minTime: 0, minSamples: 1 },
+      bus,
+      policies,
+      name: 'search-limit',
+    });
+    for (let i = 0; i < 4; i++) await limiter.execute(() => Promise.reject(new Error('overloaded'))).catch(() => {});
+    try {
+      await page.getByRole('heading', { name: /^Limits/ }).waitFor({ timeout: 5_000 });
+      const row = page.getByRole('table', { name: /waiting in each bulkhead/ }).locator('tr[data-name="db-pool"] td');
+      await row
+        .first()
+        .filter({ hasText: /^Warn$/ })
+        .waitFor({ timeout: 5_000 });
+      // State, running, queued, capacity, refused.
+      expect(await row.allTextContents()).toEqual(['Warn', '2', '1', '2 + 1 queued', '1']);
+      // The limit backed off from 3 on the drops; the sparkline says where to, in words.
+      const learned = limiter.snapshot().limit;
+      expect(learned).toBeLessThan(3);
+      const spark = page.locator('#limits tr[data-name="search-limit"] svg[role="img"]');
+      await page
+        .locator(`#limits tr[data-name="search-limit"] svg[aria-label$="from 3 to ${learned}"]`)
+        .waitFor({ timeout: 5_000 });
+      expect(await spark.getAttribute('aria-label')).toMatch(/^Limit over its last \d+ values: from 3 to \d+$/);
+      const refusals = page.getByRole('table', { name: /Counted on the bus/ }).locator('tr[data-name="db-pool"] td');
+      expect((await refusals.allTextContents()).slice(0, 2)).toEqual(['Bulkhead full', '1']);
+      await page.screenshot({ path: `${reports}dashboard-limits.png`, fullPage: true });
+    } finally {
+      release();
+      await Promise.all(calls);
+      pool.dispose();
+      limiter.dispose();
+    }
+  }, 30_000);
 
   it('the page stops following when it goes away: the stream and its listeners are released', async () => {
     expect(dash.clients).toBe(1);

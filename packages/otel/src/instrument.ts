@@ -8,6 +8,7 @@ import {
 } from '@holdfast/core';
 import { metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
+import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
 import { annotate, callEvents } from './spans.js';
@@ -35,11 +36,14 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const events = meter ? meterEvents(meter, o.policies ?? globalPolicies) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
+  // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
+  const limits = meter ? meterLimits(meter, o.policies ?? globalPolicies) : undefined;
   const metered = {
-    handlers: { ...events?.handlers, ...chaos?.handlers } as Handlers,
+    handlers: { ...events?.handlers, ...chaos?.handlers, ...limits?.handlers } as Handlers,
     dispose: () => {
       events?.dispose();
       chaos?.dispose();
+      limits?.dispose();
     },
   };
   const tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer(scope.name, scope.version);

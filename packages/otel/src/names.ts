@@ -24,6 +24,17 @@ export const metricNames = {
   anomalyDetections: 'holdfast.anomaly.detections',
   chaosInjections: 'holdfast.chaos.injections',
   chaosToxicsActive: 'holdfast.chaos.toxics.active',
+  limitRejections: 'holdfast.limit.rejections',
+  rateLimitStoreErrors: 'holdfast.rate_limit.store_errors',
+  bulkheadRunning: 'holdfast.bulkhead.running',
+  bulkheadQueued: 'holdfast.bulkhead.queued',
+  bulkheadCapacity: 'holdfast.bulkhead.capacity',
+  concurrencyLimit: 'holdfast.concurrency.limit',
+  concurrencyInFlight: 'holdfast.concurrency.in_flight',
+  throttleProbability: 'holdfast.throttle.probability',
+  hedgeAttempts: 'holdfast.hedge.attempts',
+  hedgeBudgetRejections: 'holdfast.hedge.budget.rejections',
+  fallbacks: 'holdfast.fallbacks',
 } as const;
 
 /** Attribute names on holdfast's metrics and span events. */
@@ -58,6 +69,19 @@ export const attributeNames = {
   chaosKind: 'holdfast.chaos.kind',
   /** A fault proxy toxic's type: `latency`, `reset`, `blackhole`... */
   chaosToxic: 'holdfast.chaos.toxic',
+  /** Which limit refused a call: `bulkhead`, `rate_limit`, `concurrency`, `throttle`. */
+  limitKind: 'holdfast.limit.kind',
+  /**
+   * Why it refused: `full` or `queue_timeout` (bulkhead), `rate_limited`, `concurrency_limit`,
+   * `throttled`.
+   */
+  limitReason: 'holdfast.limit.reason',
+  /** On a Redis rate limiter's store errors: whether the call went on without a decision. */
+  failOpen: 'holdfast.rate_limit.fail_open',
+  /** What sent a hedge: `delay` (the hedge delay ran out) or `failure` (an attempt failed). */
+  hedgeTrigger: 'holdfast.hedge.trigger',
+  /** What a fallback replaced: `failure` or `result`. */
+  fallbackReason: 'holdfast.fallback.reason',
 } as const;
 
 /** Histogram buckets in seconds: 1 ms to 30 s. */

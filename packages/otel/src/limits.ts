@@ -1,0 +1,160 @@
+import type { EventOf, PolicyRegistry } from '@holdfast/core';
+import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
+import type { Handlers } from './metrics.js';
+import { attributeNames as A, metricNames as M } from './names.js';
+
+/** Rows kept per counter: sources come from code, but a bound keeps memory flat anyway. */
+const MAX_ROWS = 5_000;
+
+/** A monotonic count per attribute set. */
+class Counts {
+  readonly rows = new Map<string, { readonly attributes: Attributes; value: number }>();
+
+  add(attributes: Attributes): void {
+    const key = Object.values(attributes).join('\u0000');
+    const row = this.rows.get(key);
+    if (row !== undefined) row.value++;
+    else if (this.rows.size < MAX_ROWS) this.rows.set(key, { attributes, value: 1 });
+  }
+}
+
+const num = (snapshot: unknown, field: string): number | undefined => {
+  const v = (snapshot as Record<string, unknown> | null | undefined)?.[field];
+  return typeof v === 'number' && Number.isFinite(v) ? v : undefined;
+};
+
+/**
+ * Metrics of @holdfast/limit and of core's hedge() and fallback(): rejections by kind and
+ * reason, store errors, hedges and fallbacks from the bus; bulkhead occupancy, the learned
+ * concurrency limit and the throttle's refusal probability from the registered snapshots (read
+ * structurally: otel does not depend on @holdfast/limit). A limiter nobody registered still
+ * reports its limit, from its last `concurrency.limit` event.
+ */
+export function meterLimits(meter: Meter, policies: PolicyRegistry): { handlers: Handlers; dispose: () => void } {
+  const rejections = meter.createObservableCounter(M.limitRejections, {
+    unit: '{call}',
+    description:
+      'Calls a bulkhead, rate limiter, adaptive concurrency limiter or throttle refused, by kind and reason.',
+  });
+  const storeErrors = meter.createObservableCounter(M.rateLimitStoreErrors, {
+    unit: '{error}',
+    description: 'Decisions a Redis rate limiter could not get from Redis.',
+  });
+  const hedgeAttempts = meter.createObservableCounter(M.hedgeAttempts, {
+    unit: '{attempt}',
+    description: 'Extra attempts a hedge policy sent, by trigger.',
+  });
+  const hedgeRefused = meter.createObservableCounter(M.hedgeBudgetRejections, {
+    unit: '{attempt}',
+    description: 'Hedges that were due but that the hedge budget refused.',
+  });
+  const fallbacks = meter.createObservableCounter(M.fallbacks, {
+    unit: '{call}',
+    description: 'Calls a fallback served in place of a failure or a refused result.',
+  });
+  const running = meter.createObservableUpDownCounter(M.bulkheadRunning, {
+    unit: '{call}',
+    description: 'Calls running in a bulkhead now.',
+  });
+  const queued = meter.createObservableUpDownCounter(M.bulkheadQueued, {
+    unit: '{call}',
+    description: 'Calls waiting for a bulkhead slot now.',
+  });
+  const capacity = meter.createObservableGauge(M.bulkheadCapacity, {
+    unit: '{call}',
+    description: 'Calls a bulkhead lets run at once (its maxConcurrent).',
+  });
+  const limit = meter.createObservableGauge(M.concurrencyLimit, {
+    unit: '{call}',
+    description: 'The concurrency limit an adaptive concurrency limiter has learned.',
+  });
+  const inFlight = meter.createObservableUpDownCounter(M.concurrencyInFlight, {
+    unit: '{call}',
+    description: 'Calls in flight through an adaptive concurrency limiter.',
+  });
+  const probability = meter.createObservableGauge(M.throttleProbability, {
+    unit: '1',
+    description: 'The probability an adaptive throttle refuses a call now, 0..1.',
+  });
+
+  const counts = {
+    rejections: new Counts(),
+    storeErrors: new Counts(),
+    hedgeAttempts: new Counts(),
+    hedgeRefused: new Counts(),
+    fallbacks: new Counts(),
+  };
+  // Limiters seen only on the bus: their limit after the last move.
+  const lastLimit = new Map<string, number>();
+  const reject = (kind: string, reason: string) => (e: { source: string; code: string }) =>
+    counts.rejections.add({
+      [A.policy]: e.source,
+      [A.limitKind]: kind,
+      [A.limitReason]: reason,
+      [A.errorType]: e.code,
+    });
+
+  const handlers: Handlers = {
+    'bulkhead.reject': (e: EventOf<'bulkhead.reject'>) =>
+      reject('bulkhead', e.reason === 'full' ? 'full' : 'queue_timeout')(e),
+    'rateLimit.reject': reject('rate_limit', 'rate_limited'),
+    'concurrency.reject': reject('concurrency', 'concurrency_limit'),
+    'throttle.reject': reject('throttle', 'throttled'),
+    'rateLimit.storeError': (e) =>
+      counts.storeErrors.add({ [A.policy]: e.source, [A.failOpen]: e.failOpen, [A.errorType]: e.code }),
+    'concurrency.limit': (e) => {
+      if (lastLimit.has(e.source) || lastLimit.size < MAX_ROWS) lastLimit.set(e.source, e.to);
+    },
+    'hedge.attempt': (e) => counts.hedgeAttempts.add({ [A.policy]: e.source, [A.hedgeTrigger]: e.trigger }),
+    'hedge.budgetExhausted': (e) => counts.hedgeRefused.add({ [A.policy]: e.source }),
+    fallback: (e) => {
+      const attributes: Attributes = { [A.policy]: e.source, [A.fallbackReason]: e.reason };
+      if (e.code !== undefined) attributes[A.errorType] = e.code;
+      counts.fallbacks.add(attributes);
+    },
+  };
+
+  const observables: Observable[] = [
+    rejections,
+    storeErrors,
+    hedgeAttempts,
+    hedgeRefused,
+    fallbacks,
+    running,
+    queued,
+    capacity,
+    limit,
+    inFlight,
+    probability,
+  ];
+  const observe = (result: BatchObservableResult) => {
+    const report = (counter: Observable, c: Counts) => {
+      for (const row of c.rows.values()) result.observe(counter, row.value, row.attributes);
+    };
+    report(rejections, counts.rejections);
+    report(storeErrors, counts.storeErrors);
+    report(hedgeAttempts, counts.hedgeAttempts);
+    report(hedgeRefused, counts.hedgeRefused);
+    report(fallbacks, counts.fallbacks);
+    const limits = new Map(lastLimit);
+    const gauge = (g: Observable, value: number | undefined, name: string) => {
+      if (value !== undefined) result.observe(g, value, { [A.policy]: name });
+    };
+    for (const { kind, name, snapshot } of policies.snapshots()) {
+      if (kind === 'bulkhead') {
+        gauge(running, num(snapshot, 'running'), name);
+        gauge(queued, num(snapshot, 'queued'), name);
+        gauge(capacity, num(snapshot, 'maxConcurrent'), name);
+      } else if (kind === 'concurrency') {
+        const l = num(snapshot, 'limit');
+        if (l !== undefined) limits.set(name, l);
+        gauge(inFlight, num(snapshot, 'inFlight'), name);
+      } else if (kind === 'throttle') {
+        gauge(probability, num(snapshot, 'probability'), name);
+      }
+    }
+    for (const [name, l] of limits) result.observe(limit, l, { [A.policy]: name });
+  };
+  meter.addBatchObservableCallback(observe, observables);
+  return { handlers, dispose: () => meter.removeBatchObservableCallback(observe, observables) };
+}
