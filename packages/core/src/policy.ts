@@ -59,10 +59,12 @@ function run<T>(
       scope.release();
       return Promise.reject(scope.reason);
     }
-    return invoke(fn, scope).then(
-      (value) => (scope.aborted ? Promise.reject(scope.reason) : value),
-      (error: unknown) => Promise.reject(scope.aborted ? scope.reason : error),
-    ).finally(() => scope.release());
+    return invoke(fn, scope)
+      .then(
+        (value) => (scope.aborted ? Promise.reject(scope.reason) : value),
+        (error: unknown) => Promise.reject(scope.aborted ? scope.reason : error),
+      )
+      .finally(() => scope.release());
   }
   if (at === policies.length - 1) return policy.execute(fn, options);
   // Each policy's context is the next one's options: its lazy signal links the chain.
