@@ -30,7 +30,10 @@ export interface BreakerView {
 export interface EndpointView {
   /** The endpoint's name. */
   readonly name: string;
-  /** From `role`: `active`, `standby`, `member`, `drained`. */
+  /**
+   * From `role`: `active`, `standby`, `member`, `drained`; with role discovery, what was
+   * discovered instead: `primary`, `replica`, `fenced` (claims primary, never written to), `unreachable`.
+   */
   readonly role: string | null;
   /** From `health`: the verdict of active health checks. */
   readonly health: string | null;
@@ -122,7 +125,11 @@ export function readFailover(name: string, snapshot: JsonValue): FailoverView | 
     const health = str(e.health);
     const ejection = str(e.ejection);
     const up = typeof e.available === 'boolean' ? e.available : health !== 'unhealthy' && ejection !== 'ejected';
-    endpoints.push({ name: endpointName, role: str(e.role), health, up, ejection, inFlight: num(e.inFlight) });
+    // A discovered role (primary, replica, fenced, unreachable) says more than the set's own, but
+    // a drained endpoint stays drained.
+    const setRole = str(e.role);
+    const role = setRole === 'drained' ? setRole : (str(e.discovered) ?? setRole);
+    endpoints.push({ name: endpointName, role, health, up, ejection, inFlight: num(e.inFlight) });
   }
   return { name, mode: str(s.mode), active: str(s.active), panic: s.panic === true, endpoints };
 }

@@ -43,8 +43,8 @@ table + h3, p + h3 { margin-top:1.25rem; }
 .state::before { display:inline-block; width:1.2em; }
 .s-closed, .s-pass, .s-up, .s-ok { color:var(--ok); }
 .s-closed::before, .s-pass::before, .s-up::before, .s-ok::before { content:"\\25CF"; }
-.s-open, .s-fail, .s-down, .s-isolated { color:var(--bad); }
-.s-open::before, .s-fail::before, .s-down::before { content:"\\2716"; } .s-isolated::before { content:"\\2298"; }
+.s-open, .s-fail, .s-down, .s-isolated, .s-fenced { color:var(--bad); }
+.s-open::before, .s-fail::before, .s-down::before, .s-fenced::before { content:"\\2716"; } .s-isolated::before { content:"\\2298"; }
 .s-halfOpen, .s-warn, .s-exhausted { color:var(--warn); }
 .s-halfOpen::before, .s-warn::before, .s-exhausted::before { content:"\\25D0"; }
 .s-disabled, .s-drained, .s-other { color:var(--off); } .s-disabled::before, .s-drained::before, .s-other::before { content:"\\25CB"; }
@@ -107,7 +107,7 @@ svg.chart circle { fill:var(--bad); }
   'use strict';
   var base = document.querySelector('meta[name="holdfast-base"]').content;
   var STATE_WORDS = { closed: 'Closed', open: 'Open', halfOpen: 'Half-open', isolated: 'Isolated', disabled: 'Disabled',
-    pass: 'Pass', warn: 'Warn', fail: 'Fail', up: 'Up', down: 'Down', drained: 'Drained', ok: 'OK', exhausted: 'Exhausted' };
+    pass: 'Pass', warn: 'Warn', fail: 'Fail', up: 'Up', down: 'Down', drained: 'Drained', fenced: 'Fenced', ok: 'OK', exhausted: 'Exhausted' };
   var IDEM_WORDS = { claim: 'Claimed', replay: 'Replayed', conflict: 'Conflicts', mismatch: 'Mismatches',
     release: 'Released', takeover: 'Taken over', staleCompletion: 'Stale completions', storeError: 'Store errors' };
   function idemOrder(k) { var i = Object.keys(IDEM_WORDS).indexOf(k); return i < 0 ? 99 : i; }
@@ -237,7 +237,7 @@ ${limitsScript}
       sets.appendChild(table('Endpoints of ' + f.name + (f.mode ? ' (' + f.mode + ')' : ''), [{ label: 'Endpoint' },
         { label: 'Available', cls: 'state-cell' }, { label: 'Health' }, { label: 'Role' }, { label: 'In flight', num: true },
         { label: 'Ejection' }], f.endpoints.map(function (e) {
-          return [e.name, badge(e.role === 'drained' ? 'drained' : e.up ? 'up' : 'down'), e.health || '\\u2014',
+          return [e.name, badge(e.role === 'drained' || e.role === 'fenced' ? e.role : e.up ? 'up' : 'down'), e.health || '\\u2014',
             e.role || '\\u2014', num(e.inFlight), e.ejection || '\\u2014'];
         }), true));
     });
