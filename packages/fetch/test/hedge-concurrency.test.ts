@@ -174,6 +174,34 @@ describe('resilientFetch: hedge', () => {
     expect(a.received + b.received).toBe(60 + snap.hedges);
   });
 
+  it('with one upstream killed and one slow, every hedged GET is answered, by the live fast one', async () => {
+    const dead = await counted('dead', 0);
+    const slow = await counted('slow', 300);
+    const fast = await counted('fast', 10);
+    const http = client({ baseUrls: [dead.url, slow.url, fast.url], hedge: { delay: 50, budget: { ratio: 1 } } });
+    await dead.close();
+    const results = await load(30, 3, () => http('/x').then((r) => r.text()));
+    await settle(slow, fast);
+    const fastAnswers = results.filter((r) => r.body === 'fast').length;
+    console.log(
+      `hedge with a killed and a slow upstream: 30 GETs, ${fastAnswers} answered by the fast one, slow saw ${slow.received}, ${slow.closedByClient} closed by the client`,
+    );
+    expect(results.every((r) => r.body === 'fast' || r.body === 'slow')).toBe(true);
+    expect(fastAnswers).toBeGreaterThanOrEqual(27);
+  });
+
+  it('the caller abort stops every hedged attempt at once', async () => {
+    const a = await counted('a', 2000);
+    const b = await counted('b', 2000);
+    const http = client({ baseUrls: [a.url, b.url], hedge: { delay: 20, budget: false } });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('caller gave up')), 150);
+    await expect(http('/x', { signal: controller.signal })).rejects.toThrow('caller gave up');
+    await settle(a, b);
+    expect(a.received + b.received).toBe(2); // the try and one hedge, on the other host
+    expect(a.closedByClient + b.closedByClient).toBe(2);
+  });
+
   it('without base URLs, hedges a GET to the same URL and the first answer wins', async () => {
     const a = await counted('a', (n) => (n === 1 ? 2000 : 10));
     const http = client({ hedge: { delay: 20, maxHedges: 1, budget: false } });
