@@ -36,6 +36,11 @@ export interface FailoverExecuteOptions extends ExecuteOptions {
    * `read` goes to replicas, or the primary when none is left.
    */
   readonly intent?: 'read' | 'write' | undefined;
+  /**
+   * Endpoint names this call must not go to, as if already tried there: e.g. those another
+   * hedged attempt of the same call is running on. Writes with `roles` ignore it.
+   */
+  readonly avoid?: readonly string[] | undefined;
 }
 
 /** The function a failover set runs: one try on one endpoint. */
@@ -245,7 +250,9 @@ class FailoverSet<T> implements Failover<T> {
     if (roles !== undefined && !roles.ready) await roles.whenReady(this.#o.roles?.wait ?? 0, options?.signal);
     const write = roles !== undefined && options?.intent !== 'read';
     this.#budget?.deposit();
-    let tried: EndpointState<T>[] | undefined;
+    const avoid = options?.avoid;
+    let tried: EndpointState<T>[] | undefined =
+      avoid !== undefined && avoid.length > 0 ? this.#all.filter((e) => avoid.includes(e.name)) : undefined;
     for (let attempt = 1; ; attempt++) {
       if (callerAborted(options)) throw abortReason(options);
       const endpoint =

@@ -7,6 +7,28 @@ import { harness, refused, tally } from './support.js';
 const ok = (e: { name: string }) => Promise.resolve(e.name);
 
 describe('retries on another endpoint', () => {
+  it('never picks an endpoint named in avoid, and fails when avoid leaves none', async () => {
+    const { clock, bus } = harness();
+    const set = failover({ clock, bus, endpoints: ['a', 'b', 'c'], ejection: false });
+    const picked = new Set<string>();
+    for (let i = 0; i < 30; i++) picked.add(await set.execute(ok, { avoid: ['a', 'c'] }));
+    expect([...picked]).toEqual(['b']);
+    const tried: string[] = [];
+    const result = await set.execute(
+      (e) => {
+        tried.push(e.name);
+        return e.name === 'b' ? Promise.reject(refused()) : ok(e);
+      },
+      { avoid: ['a'] },
+    );
+    expect(tried).toEqual(['b', 'c']); // a retry also keeps away from the avoided endpoint
+    expect(result).toBe('c');
+    await expect(set.execute(ok, { avoid: ['a', 'b', 'c'] })).rejects.toBeInstanceOf(NoHealthyEndpointError);
+    const all = new Set<string>();
+    for (let i = 0; i < 30; i++) all.add(await set.execute(ok, { avoid: [] }));
+    expect(all.size).toBe(3);
+  });
+
   it('retries an error that never reached the endpoint on a different one', async () => {
     const { clock, bus, of } = harness();
     const set = failover({ clock, bus, endpoints: ['a', 'b', 'c'], ejection: false });

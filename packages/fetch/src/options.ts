@@ -1,6 +1,15 @@
 import { BreakerRegistry, type BreakerRegistryOptions } from '@holdfast/breaker';
-import { busOption, clockOption, durationOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
+import {
+  busOption,
+  clockOption,
+  durationOption,
+  fnOption,
+  type HedgeOptions,
+  nameOption,
+  positiveDurationOption,
+} from '@holdfast/core';
 import type { Failover } from '@holdfast/failover';
+import type { AdaptiveConcurrencyOptions, BulkheadOptions } from '@holdfast/limit';
 import type { RetryBudget } from '@holdfast/retry';
 import { z } from 'zod';
 
@@ -52,6 +61,38 @@ const failoverOption = z.custom<Failover<string>>(
   { error: 'must be a failover() set whose targets are base URLs' },
 );
 
+const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** `hedge()` options, less what resilientFetch sets itself; checked by hedge() at construction. */
+export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'bus' | 'clock' | 'policies'>;
+
+const hedgeOption = z.union([
+  z.literal(false),
+  z.custom<FetchHedgeOptions>(plainObject, { error: 'must be false or hedge() options, e.g. { delay: 50 }' }),
+]);
+
+/** Per-host limiter options, less what resilientFetch sets itself; checked at construction. */
+export type FetchBulkheadOptions = Omit<BulkheadOptions, 'name' | 'bus' | 'clock' | 'policies'>;
+/** Per-host adaptive limiter options, less what resilientFetch sets itself; checked at construction. */
+export type FetchAdaptiveOptions = Omit<AdaptiveConcurrencyOptions, 'name' | 'bus' | 'clock' | 'policies'>;
+
+/** Most hosts a per-host limiter is kept for. @default 1000 */
+const maxHosts = z.number().int().min(1).max(1_000_000).default(1000);
+
+const concurrencyOption = z.union([
+  z.literal(false),
+  z.strictObject({
+    /** A fixed cap per host: `bulkhead()` options (`maxConcurrent`, `maxQueue`, `queueTimeout`). */
+    bulkhead: z.custom<FetchBulkheadOptions>(plainObject, { error: 'must be bulkhead() options' }),
+    maxHosts,
+  }),
+  z.strictObject({
+    /** A learned cap per host: `adaptiveConcurrency()` options (`algorithm`, limits). */
+    adaptive: z.custom<FetchAdaptiveOptions>(plainObject, { error: 'must be adaptiveConcurrency() options' }),
+    maxHosts,
+  }),
+]);
+
 /** Validates the options of {@link resilientFetch}; {@link ResilientFetchOptions} is inferred from it. */
 export const resilientFetchOptionsSchema = z
   .strictObject({
@@ -72,6 +113,20 @@ export const resilientFetchOptionsSchema = z
     retry: retryOption.optional(),
     /** Circuit breakers, one per host. `false` for none. @default breakerRegistry() with its defaults */
     breaker: breakerOption.optional(),
+    /**
+     * Hedged requests: when a try has not answered after `delay` (ms, or `{ percentile }`), the
+     * same request goes again (to another base URL when there are several); the first answer
+     * wins, the others are aborted. Only requests safe to repeat are hedged, within a budget
+     * (10% of calls by default). `false` for none. @default false
+     */
+    hedge: hedgeOption.default(false),
+    /**
+     * A cap on requests in flight per host: `{ bulkhead: { maxConcurrent, maxQueue? } }` or
+     * `{ adaptive: { algorithm, ... } }`, plus `maxHosts`. A refused request goes to another
+     * base URL, is never retried on the same host, and never counts against the host's breaker.
+     * `false` for none. @default false
+     */
+    concurrency: concurrencyOption.default(false),
     /** The retry budget every retry draws from. `false` for none. @default retryBudget() of its own */
     budget: budgetOption.optional(),
     /**

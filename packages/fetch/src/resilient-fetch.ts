@@ -4,7 +4,9 @@ import {
   type CallContext,
   type Clock,
   bus as globalBus,
+  type HedgePolicy,
   HoldfastConfigError,
+  hedge,
   type JsonValue,
   type Policy,
   parseOptions,
@@ -13,6 +15,7 @@ import {
   timeout,
 } from '@holdfast/core';
 import { type Failover, failover, neverReached } from '@holdfast/failover';
+import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
 import { isNonRetryable, isTransientError, nonRetryable, type RetryBudget, retry, retryBudget } from '@holdfast/retry';
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
@@ -24,13 +27,25 @@ export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<R
 
 /** What {@link resilientFetch} returns: a fetch, with the state behind it. */
 export interface ResilientFetch extends FetchFunction {
-  /** The per-host breakers, the failover set and the budget, as plain JSON. */
+  /** The per-host breakers and limiters, the failover set, the budget and the hedge, as plain JSON. */
   snapshot(): JsonValue;
-  /** Stops the timers of what this fetch made itself (breakers, failover set, budget). */
+  /** Stops the timers of what this fetch made itself (breakers, limiters, failover set, budget, hedge). */
   dispose(): void;
 }
 
 const defaultStatuses = [408, 429, 502, 503, 504];
+
+/** A per-host limiter: a bulkhead or an adaptive concurrency limiter. */
+interface Limiter extends Policy {
+  snapshot(): unknown;
+  dispose(): void;
+}
+
+/** A per-host limiter refused the request here, before it was sent: it may go to another host, never again to this one. */
+function refusedHere(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return code === 'E_BULKHEAD_FULL' || code === 'E_CONCURRENCY_LIMIT';
+}
 
 /**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
@@ -65,6 +80,12 @@ class Client {
   readonly #totalMs: number;
   /** Our failover endpoints' real base URLs, by the redacted target their snapshots show. */
   readonly #bases = new Map<string, string>();
+  readonly #hedge: HedgePolicy | undefined;
+  /** Makes a host's limiter; undefined without `concurrency`. */
+  readonly #makeLimiter: ((host: string) => Limiter) | undefined;
+  readonly #maxHosts: number;
+  /** The per-host limiters, least recently used first. */
+  readonly #limiters = new Map<string, Limiter>();
 
   constructor(o: ParsedFetchOptions) {
     this.#o = o;
@@ -84,10 +105,37 @@ class Client {
       this.#budget = o.budget ?? this.#own(retryBudget({ name: `${o.name}.budget`, clock }));
     }
     const maxAttempts = retryOptions?.maxAttempts ?? 3;
-    const isRetryable = (error: unknown) => !isNonRetryable(error) && isTransientError(error);
-    // A refused connection or an open breaker never reached the server: safe to try elsewhere.
+    // A limiter's refusal is about this host being busy: another host may take it, this one not now.
+    const isRetryable = (error: unknown) => !isNonRetryable(error) && !refusedHere(error) && isTransientError(error);
+    // A refused connection, an open breaker or a full limiter never reached the server: safe to try elsewhere.
     const isRetryableElsewhere = (error: unknown) =>
-      isRetryable(error) || (!isNonRetryable(error) && neverReached(error));
+      isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error)));
+
+    if (o.hedge !== false) {
+      const options = o.hedge;
+      this.#hedge = this.#own(
+        within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, policies: false, bus, clock })),
+      );
+    }
+    this.#maxHosts = o.concurrency === false ? 0 : o.concurrency.maxHosts;
+    if (o.concurrency !== false) {
+      const c = o.concurrency;
+      const make =
+        'bulkhead' in c
+          ? (host: string): Limiter =>
+              bulkhead({ ...c.bulkhead, name: `${o.name}.concurrency.${host}`, policies: false, bus, clock })
+          : (host: string): Limiter =>
+              adaptiveConcurrency({
+                ...c.adaptive,
+                name: `${o.name}.concurrency.${host}`,
+                policies: false,
+                bus,
+                clock,
+              });
+      // Bad limiter options fail here, at construction, not on the first request.
+      within(`concurrency.${'bulkhead' in c ? 'bulkhead' : 'adaptive'}`, () => make('check')).dispose();
+      this.#makeLimiter = make;
+    }
 
     if (o.breaker !== false) {
       this.#breakers =
@@ -104,6 +152,8 @@ class Client {
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
+            // A limiter of ours refusing says nothing about the endpoint: no ejection for it.
+            isFailure: (error) => !refusedHere(error),
             bus,
             clock,
           }),
@@ -176,22 +226,62 @@ class Client {
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
+    // Each hedged attempt runs the whole body: failover and retries included.
+    if (this.#hedge !== undefined) {
+      return this.#hedge.execute((c) => this.#body(call, c), { signal: ctx.signal, safe: call.safe });
+    }
+    return this.#body(call, ctx);
+  }
+
+  #body(call: Call, ctx: CallContext): Promise<Response> {
     if (this.#set !== undefined) {
-      return this.#set.execute((endpoint, c) => {
-        const base = this.#bases.get(endpoint.target) ?? endpoint.target;
-        return call.attempt(new URL(call.plan.url, base).href, c);
-      }, ctx);
+      // A hedge goes to an endpoint no other attempt of this call is running on.
+      const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
+      return this.#set.execute(
+        (endpoint, c) =>
+          call.on(endpoint.name, () => {
+            const base = this.#bases.get(endpoint.target) ?? endpoint.target;
+            return call.attempt(new URL(call.plan.url, base).href, c);
+          }),
+        avoid === undefined ? ctx : { signal: ctx.signal, avoid },
+      );
     }
     const url = call.plan.url;
     if (this.#retry !== undefined && call.safe) return this.#retry.execute((c) => call.attempt(url, c), ctx);
     return call.attempt(url, ctx);
   }
 
-  /** One try: the host's breaker around a per-try timeout around fetch. */
+  /** One try: the host's limiter around its breaker around a per-try timeout around fetch. */
   send(call: Call, url: string, ctx: CallContext): Promise<Response> {
     const once = (c: CallContext) => this.#perTry.execute((t) => this.#exchange(call, url, t), c);
-    if (this.#breakers === undefined) return once(ctx);
-    return this.#breakers.execute(new URL(url).host, once, ctx);
+    const host = new URL(url).host;
+    const breakers = this.#breakers;
+    const guarded = breakers === undefined ? once : (c: CallContext) => breakers.execute(host, once, c);
+    const limiter = this.#limiterFor(host);
+    return limiter === undefined ? guarded(ctx) : limiter.execute(guarded, ctx);
+  }
+
+  /** The host's limiter, made on first use; past `maxHosts`, the least recently used idle one goes. */
+  #limiterFor(host: string): Limiter | undefined {
+    if (this.#makeLimiter === undefined) return undefined;
+    let limiter = this.#limiters.get(host);
+    if (limiter !== undefined) {
+      this.#limiters.delete(host); // to the back: most recently used
+      this.#limiters.set(host, limiter);
+      return limiter;
+    }
+    if (this.#limiters.size >= this.#maxHosts) {
+      for (const [name, old] of this.#limiters) {
+        if (idle(old)) {
+          this.#limiters.delete(name);
+          old.dispose();
+          break;
+        }
+      }
+    }
+    limiter = this.#makeLimiter(host);
+    this.#limiters.set(host, limiter);
+    return limiter;
   }
 
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
@@ -201,8 +291,9 @@ class Client {
     } catch (error) {
       throw this.#explain(error);
     }
-    call.remember(response, url);
-    if (this.#statuses.has(response.status)) throw new HttpError(call.plan.method, this.#redact.url(url), response);
+    const failed = this.#statuses.has(response.status);
+    call.remember(response, url, failed);
+    if (failed) throw new HttpError(call.plan.method, this.#redact.url(url), response);
     return response;
   }
 
@@ -229,11 +320,18 @@ class Client {
       breakers: this.#breakers?.snapshot() ?? null,
       failover: this.#set?.snapshot() ?? null,
       budget: this.#budget?.snapshot() ?? null,
+      hedge: this.#hedge?.snapshot() ?? null,
+      concurrency:
+        this.#makeLimiter === undefined
+          ? null
+          : Object.fromEntries([...this.#limiters].map(([host, limiter]) => [host, limiter.snapshot()])),
     } as JsonValue;
   }
 
   dispose(): void {
     for (const thing of this.#owned.splice(0)) thing.dispose();
+    for (const limiter of this.#limiters.values()) limiter.dispose();
+    this.#limiters.clear();
   }
 }
 
@@ -243,6 +341,10 @@ class Call {
   last: Response | undefined;
   /** Where the latest response came from: with base URLs, not the path the caller gave. */
   lastUrl: string | undefined;
+  /** Whether `last` was refused (a retried status): only such a response is discarded by a later try. */
+  lastFailed = false;
+  /** Endpoints this call's attempts are running on now, with how many: hedges keep away from them. */
+  readonly endpoints = new Map<string, number>();
 
   constructor(
     readonly client: Client,
@@ -253,21 +355,45 @@ class Call {
   ) {}
 
   async attempt(url: string, ctx: CallContext): Promise<Response> {
-    discard(this.last); // the previous attempt's response will not be read
+    // The previous attempt's refused response will not be read. A hedged attempt's answer may
+    // be the one the caller gets: it is never discarded here.
+    if (this.lastFailed) discard(this.last);
     this.last = undefined;
+    this.lastFailed = false;
     try {
       return await this.client.send(this, url, ctx);
     } catch (error) {
       // Never repeat what is not safe to repeat, on this endpoint or another.
-      if (!this.safe && typeof error === 'object' && error !== null && !neverReached(error)) nonRetryable(error);
+      if (!this.safe && typeof error === 'object' && error !== null && !neverReached(error) && !refusedHere(error)) {
+        nonRetryable(error);
+      }
       throw error;
     }
   }
 
-  remember(response: Response, url: string): void {
+  /** Runs one try on an endpoint, counting it as in flight there meanwhile. */
+  async on<R>(endpoint: string, run: () => Promise<R>): Promise<R> {
+    this.endpoints.set(endpoint, (this.endpoints.get(endpoint) ?? 0) + 1);
+    try {
+      return await run();
+    } finally {
+      const left = (this.endpoints.get(endpoint) ?? 1) - 1;
+      if (left === 0) this.endpoints.delete(endpoint);
+      else this.endpoints.set(endpoint, left);
+    }
+  }
+
+  remember(response: Response, url: string, failed: boolean): void {
     this.last = response;
     this.lastUrl = url;
+    this.lastFailed = failed;
   }
+}
+
+/** Whether a limiter has nothing running or waiting: it may be dropped. */
+function idle(limiter: Limiter): boolean {
+  const s = limiter.snapshot() as { running?: number; queued?: number; inFlight?: number };
+  return (s.running ?? 0) === 0 && (s.queued ?? 0) === 0 && (s.inFlight ?? 0) === 0;
 }
 
 /** The HttpError itself, or the one a retry or failover error wraps as its cause. */
