@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
@@ -794,6 +794,231 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
       expect(app.calls()).toBe(2);
     } finally {
       await app.close();
+    }
+  });
+});
+
+/**
+ * A TCP proxy in front of Redis that, once armed, forwards the next script call, swallows its
+ * reply and cuts both connections: Redis ran the command, the client never heard back.
+ */
+async function lossyProxy(target: number): Promise<{ port: number; arm: () => void; dropped: () => number; close: () => void }> {
+  let armed = false;
+  let dropped = 0;
+  const sockets = new Set<Socket>();
+  const server = createNetServer((client) => {
+    const upstream = connect(target, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    let swallow = false;
+    client.on('data', (chunk: Buffer) => {
+      if (armed && /EVAL/i.test(chunk.toString('latin1'))) {
+        armed = false;
+        swallow = true;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      if (swallow) {
+        swallow = false;
+        dropped++;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      client.write(chunk);
+    });
+    const close = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', close).on('close', close);
+    upstream.on('error', close).on('close', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  return {
+    port: (server.address() as AddressInfo).port,
+    arm: () => {
+      armed = true;
+    },
+    dropped: () => dropped,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
+describe.runIf(redisAvailable())('review: Redis replies lost on the way back', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    [redis] = await startRedis(1);
+  });
+  afterAll(() => stopAllRedis());
+
+  for (const step of ['claim', 'completion'] as const) {
+    it(`a ${step} whose reply is lost: the handler runs once, the client gets its 201, the retry replays`, async () => {
+      const proxy = await lossyProxy(redis.port);
+      const client = new Redis(proxy.port, '127.0.0.1', { retryStrategy: () => 20, maxRetriesPerRequest: 3 });
+      client.on('error', () => {});
+      let armAt: 'claim' | 'completion' | undefined;
+      const app = await expressApp((a, counted) => {
+        a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global' }));
+        a.post('/pay', (_req, res) => {
+          const n = counted();
+          if (armAt === 'completion') proxy.arm();
+          res.status(201).json({ n });
+        });
+      });
+      try {
+        // Warm the script cache, so the armed call is the script itself, not a NOSCRIPT retry.
+        expect((await send(app.port, { path: '/pay', headers: [['idempotency-key', `warm-${randomUUID()}`]] })).status).toBe(201);
+        const key = randomUUID();
+        armAt = step;
+        if (step === 'claim') proxy.arm();
+        const first = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
+        armAt = undefined;
+        expect(proxy.dropped(), 'replies dropped').toBe(1);
+        expect(first.status, 'first status').toBe(201);
+        const retry = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
+        expect(retry.status).toBe(201);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        expect(app.calls(), 'handler runs').toBe(2); // warm-up + one run
+      } finally {
+        await app.close();
+        client.disconnect();
+        proxy.close();
+      }
+    });
+  }
+});
+
+describe('review: Fastify routes and streams', () => {
+  it('a streamed Fastify reply whose client leaves stops its source and frees the key at once', async () => {
+    const app = Fastify();
+    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global', leaseMs: 60_000 });
+    let produced = 0;
+    let calls = 0;
+    app.post('/export', async (_request, reply) => {
+      calls++;
+      async function* rows() {
+        for (let i = 0; i < 150; i++) {
+          produced++;
+          yield `row ${i}\n`;
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+      return reply.type('text/plain').send(Readable.from(rows()));
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const { port } = app.server.address() as AddressInfo;
+      const key = randomUUID();
+      await new Promise<void>((resolve) => {
+        const req = httpRequest(
+          { host: '127.0.0.1', port, method: 'POST', path: '/export', headers: { 'idempotency-key': key }, agent: false },
+          (res) => {
+            res.once('data', () => {
+              req.destroy();
+              resolve();
+            });
+          },
+        );
+        req.on('error', () => {});
+        req.end();
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const producedAfterLeave = produced;
+      await new Promise((r) => setTimeout(r, 200));
+      expect(produced, 'the source kept producing after the client left').toBe(producedAfterLeave);
+      const retry = await send(port, { path: '/export', headers: [['idempotency-key', key]] });
+      expect(retry.status).not.toBe(409);
+      expect(calls).toBe(2);
+    } finally {
+      await app.close();
+    }
+  });
+
+  for (const value of ['true', null, 1] as const) {
+    it(`a route's config.idempotency of ${JSON.stringify(value)} is refused when declared, never a silently unguarded route`, async () => {
+      const app = Fastify();
+      await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global' });
+      let calls = 0;
+      let declared: unknown;
+      try {
+        app.post('/pay', { config: { idempotency: value as never } }, async (_request, reply) => {
+          calls++;
+          return reply.code(201).send({ n: calls });
+        });
+        await app.ready();
+      } catch (error) {
+        declared = error;
+      }
+      try {
+        if (declared !== undefined) {
+          expect(declared).toBeInstanceOf(HoldfastConfigError);
+          return;
+        }
+        // Accepted: then it must guard the route (a repeat replays) rather than silently not.
+        const headers = { 'idempotency-key': 'k-1' };
+        await app.inject({ method: 'POST', url: '/pay', headers });
+        const retry = await app.inject({ method: 'POST', url: '/pay', headers });
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        expect(calls).toBe(1);
+      } finally {
+        await app.close();
+      }
+    });
+  }
+
+  it("a route's bad per-route option (leaseMs: -1) throws HoldfastConfigError naming it when declared", async () => {
+    const app = Fastify();
+    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global' });
+    let thrown: unknown;
+    try {
+      app.post('/pay', { config: { idempotency: { leaseMs: -1 } } }, async () => ({ ok: true }));
+      await app.ready();
+    } catch (error) {
+      thrown = error;
+    } finally {
+      await app.close().catch(() => {});
+    }
+    expect(thrown).toBeInstanceOf(HoldfastConfigError);
+    expect(String((thrown as Error).message)).toContain('leaseMs');
+  });
+});
+
+describe.runIf(redisAvailable())('review: a hung Redis', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    [redis] = await startRedis(1);
+  });
+  afterAll(() => stopAllRedis());
+
+  it('a claim sent to a frozen Redis gets a 503 problem, and once Redis is back the retry runs (the key is not held for the lease)', async () => {
+    const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    client.on('error', () => {});
+    const app = await expressApp((a, counted) => {
+      a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global', storeTimeoutMs: 300, leaseMs: 60_000 }));
+      a.post('/pay', (_req, res) => res.status(201).json({ n: counted() }));
+    });
+    try {
+      await send(app.port, { path: '/pay', headers: [['idempotency-key', randomUUID()]] }); // scripts loaded
+      const key = randomUUID();
+      redis.pause();
+      const hung = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
+      redis.resume();
+      expect(hung.status).toBe(503);
+      expect(String(hung.headers['content-type'])).toContain('application/problem+json');
+      await new Promise((r) => setTimeout(r, 200));
+      const retry = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
+      expect(retry.status).toBe(201);
+      expect(app.calls()).toBe(2);
+    } finally {
+      if (!redis.running) await redis.restart();
+      redis.resume();
+      await app.close();
+      client.disconnect();
     }
   });
 });
