@@ -396,10 +396,11 @@ describe('review: responses that are hard to store', () => {
     }
   });
 
-  it('a replay never sends a gzip body to a client that did not accept gzip (compression on the route)', async () => {
+  it('with compression() mounted first (as documented), a gzip first response replays as identity to a client that asks so', async () => {
     const app = await expressApp((a, counted) => {
-      const guard = expressIdempotency({ store: memoryStore(), scope: 'global' });
-      a.post('/report', guard, compression({ threshold: 0 }), (_req, res) => {
+      a.use(compression({ threshold: 0 }));
+      a.use(expressIdempotency({ store: memoryStore(), scope: 'global' }));
+      a.post('/report', (_req, res) => {
         res.status(201).type('text/plain').send(`report ${counted()} ${'x'.repeat(2000)}`);
       });
     });
@@ -421,6 +422,7 @@ describe('review: responses that are hard to store', () => {
         ],
       });
       expect(retry.status).toBe(201);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
       expect(retry.headers['content-encoding']).toBeUndefined();
       expect(retry.body.toString('utf8')).toMatch(/^report 1 /);
     } finally {
@@ -513,6 +515,14 @@ describe('review: responses that are hard to store', () => {
     } finally {
       await app.close();
     }
+  });
+});
+
+describe('review: the guides', () => {
+  it('docs/idempotency.md has its failover figures, not a placeholder', () => {
+    const guide = readFileSync(new URL('../docs/idempotency.md', import.meta.url), 'utf8');
+    expect(guide).not.toMatch(/^FIGURES_TABLE$/m);
+    expect(guide).toMatch(/\| *duplicates/i);
   });
 });
 
