@@ -1032,3 +1032,50 @@ describe.runIf(redisAvailable())('review: a hung Redis', () => {
     }
   });
 });
+
+describe('review: odd but legal responses', () => {
+  it('a response larger than memoryStore maxBytes is sent in full (not a 5xx) and its key released', async () => {
+    const store = memoryStore({ maxBytes: 100_000 });
+    const app = await expressApp((a, counted) => {
+      a.use(expressIdempotency({ store, scope: 'global' }));
+      a.post('/big', (_req, res) => {
+        counted();
+        res.status(201).type('application/octet-stream').send(Buffer.alloc(200_000, 7));
+      });
+    });
+    try {
+      const key = randomUUID();
+      const first = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
+      expect(first.status).toBe(201);
+      expect(first.body.length).toBe(200_000);
+      const retry = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
+      expect(retry.status).toBe(201);
+      expect(app.calls()).toBe(2);
+    } finally {
+      await app.close();
+      store.dispose();
+    }
+  });
+
+  it('a replayed 204 carries no Content-Length and no body (RFC 9110 8.6)', async () => {
+    const app = await expressApp((a, counted) => {
+      a.use(expressIdempotency({ store: memoryStore(), scope: 'global' }));
+      a.patch('/thing', (_req, res) => {
+        counted();
+        res.status(204).end();
+      });
+    });
+    try {
+      const key = randomUUID();
+      const first = await send(app.port, { method: 'PATCH', path: '/thing', headers: [['idempotency-key', key]] });
+      const retry = await send(app.port, { method: 'PATCH', path: '/thing', headers: [['idempotency-key', key]] });
+      expect([first.status, retry.status]).toEqual([204, 204]);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      expect(first.headers['content-length']).toBeUndefined();
+      expect(retry.headers['content-length']).toBeUndefined();
+      expect(app.calls()).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
