@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import { HoldfastConfigError } from '@holdfast/core';
 import { memoryStore, redisStore } from '@holdfast/idempotency';
-import { idempotency as expressIdempotency } from '@holdfast/idempotency/express';
+import { captureRawBody, idempotency as expressIdempotency } from '@holdfast/idempotency/express';
 import { idempotency as fastifyIdempotency } from '@holdfast/idempotency/fastify';
 import express from 'express';
 import Fastify from 'fastify';
@@ -1144,6 +1144,59 @@ describe('review: odd but legal responses', () => {
       expect(retry.headers['idempotent-replayed']).toBe('true');
       expect(first.headers['content-length']).toBeUndefined();
       expect(retry.headers['content-length']).toBeUndefined();
+      expect(app.calls()).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
+describe('review: the documented alternatives', () => {
+  it('mounted after express.json({ verify: captureRawBody }), bytes still decide: other whitespace is 422', async () => {
+    const app = await expressApp((a, counted) => {
+      a.use(express.json({ verify: captureRawBody }));
+      a.use(expressIdempotency({ store: memoryStore(), scope: 'global' }));
+      a.post('/orders', (req, res) => res.status(201).json({ n: counted(), body: req.body }));
+    });
+    try {
+      const headers: [string, string][] = [
+        ['idempotency-key', randomUUID()],
+        ['content-type', 'application/json'],
+      ];
+      const first = await send(app.port, { headers, body: '{"amount":4200}' });
+      const same = await send(app.port, { headers, body: '{"amount":4200}' });
+      const dup = await send(app.port, { headers, body: '{"amount":1,"amount":4200}' });
+      expect([first.status, same.status, dup.status]).toEqual([201, 201, 422]);
+      expect(app.calls()).toBe(1);
+    } finally {
+      await app.close();
+    }
+  });
+
+  it('with wait, five concurrent duplicates get one run and four identical replays', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const app = await expressApp((a, counted) => {
+      a.use(expressIdempotency({ store: memoryStore(), scope: 'global', wait: { timeout: 3_000, interval: 20 } }));
+      a.post('/pay', async (_req, res) => {
+        const n = counted();
+        await gate;
+        res.status(201).json({ n });
+      });
+    });
+    try {
+      const key = randomUUID();
+      const all = Array.from({ length: 5 }, () =>
+        send(app.port, { path: '/pay', headers: [['idempotency-key', key]] }),
+      );
+      await new Promise((r) => setTimeout(r, 200));
+      release();
+      const replies = await Promise.all(all);
+      expect(replies.map((r) => r.status)).toEqual([201, 201, 201, 201, 201]);
+      expect(replies.filter((r) => r.headers['idempotent-replayed'] === 'true')).toHaveLength(4);
+      expect(new Set(replies.map((r) => r.body.toString()))).toEqual(new Set(['{"n":1}']));
       expect(app.calls()).toBe(1);
     } finally {
       await app.close();
