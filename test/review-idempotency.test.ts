@@ -1203,3 +1203,52 @@ describe('review: the documented alternatives', () => {
     }
   });
 });
+
+describe.runIf(redisAvailable())('review: Redis killed', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    redis = (await startRedis(1))[0] as RedisServer;
+  });
+  afterAll(() => stopAllRedis());
+
+  it('killed mid-request: the client still gets its 201 within completeTimeoutMs; a new key gets 503 problem+json while it is down', async () => {
+    const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
+    client.on('error', () => {});
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const app = await expressApp((a, counted) => {
+      a.use(
+        expressIdempotency({
+          store: redisStore({ client }),
+          scope: 'global',
+          storeTimeoutMs: 300,
+          completeTimeoutMs: 800,
+        }),
+      );
+      a.post('/pay', async (_req, res) => {
+        const n = counted();
+        if (n === 1) await gate;
+        res.status(201).json({ n });
+      });
+    });
+    try {
+      const first = send(app.port, { path: '/pay', headers: [['idempotency-key', randomUUID()]] });
+      await new Promise((r) => setTimeout(r, 150));
+      await redis.kill();
+      release();
+      const reply = await first;
+      expect(reply.status).toBe(201);
+      expect(json(reply)).toEqual({ n: 1 });
+      const down = await send(app.port, { path: '/pay', headers: [['idempotency-key', randomUUID()]] });
+      expect(down.status).toBe(503);
+      expect(String(down.headers['content-type'])).toContain('application/problem+json');
+      expect(down.headers['retry-after']).toBe('1');
+      expect(app.calls()).toBe(1);
+    } finally {
+      await app.close();
+      client.disconnect();
+    }
+  });
+});
