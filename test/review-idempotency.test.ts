@@ -540,7 +540,7 @@ describe('review: the guides', () => {
   it('docs/idempotency.md has its failover figures, not a placeholder', () => {
     const guide = readFileSync(new URL('../docs/idempotency.md', import.meta.url), 'utf8');
     expect(/^FIGURES_TABLE$/m.test(guide), 'a literal FIGURES_TABLE line in the guide').toBe(false);
-    expect(guide).toMatch(/\| *duplicates/i);
+    expect(guide).toMatch(/\| *duplicate/i);
   });
 });
 
