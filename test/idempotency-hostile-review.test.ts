@@ -1,5 +1,5 @@
 /**
- * An outside review of @holdfast/idempotency (issue 13): each `it` is one promise of the README,
+ * An outside (hostile) review of @holdfast/idempotency (issue 13): each `it` is one promise of the README,
  * docs/idempotency.md or issue 13, attacked against real servers (Express and Fastify on port 0,
  * a redis-server of the test's own). A failing test is a finding; see the review report.
  */
