@@ -35,14 +35,30 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       .then((bytes) => {
         if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
         if (bytes === 'tooLarge') return sendRaw(res, problem('tooLarge'));
-        const view = { method: req.method, url: req.originalUrl, headers: req.headers, body: bytes };
+        const view = {
+          method: req.method,
+          url: req.originalUrl,
+          headers: req.headers,
+          headersDistinct: req.headersDistinct,
+          body: bytes,
+        };
         return core.decide(req, view).then((decision) => {
           if (decision.action === 'pass') return next();
           if (decision.action === 'respond') return sendRaw(res, decision.response);
-          captureNodeResponse(res, decision.run);
+          captureNodeResponse(res, decision.run, routerNotFound);
           next();
         });
       })
       .catch(next);
   };
+}
+
+/**
+ * Whether a response is Express's own 404 for a path no route served (its final handler,
+ * `finalhandler`, answers 404 with `Content-Security-Policy: default-src 'none'`). It is not
+ * stored: the key is released, so a retry once the route exists (a rolling deploy) runs it, as
+ * Fastify skips unmatched routes. A 404 your handler sends is stored like any other response.
+ */
+function routerNotFound(status: number, headers: Record<string, unknown>): boolean {
+  return status === 404 && headers['content-security-policy'] === "default-src 'none'";
 }

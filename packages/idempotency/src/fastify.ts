@@ -3,6 +3,7 @@
  * @module @holdfast/idempotency/fastify
  */
 import { Transform } from 'node:stream';
+import { HoldfastConfigError } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   HttpIdempotency,
@@ -49,9 +50,21 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   const bodies = new WeakMap<FastifyRequest, Buffer[]>();
 
   fastify.addHook('onRoute', (route) => {
-    const override = route.config?.idempotency;
-    if (typeof override !== 'object' || override === null || perRoute.has(override)) return;
+    const config = route.config as { idempotency?: unknown } | undefined;
+    const override = config?.idempotency;
     const owner = `${OWNER} (route ${route.method} ${route.url})`;
+    if (override === undefined || override === true || override === false) return;
+    // Anything else ("true", null, 1, a list) would leave the route silently unguarded: refuse it.
+    if (typeof override !== 'object' || override === null || Array.isArray(override)) {
+      throw new HoldfastConfigError(owner, [
+        {
+          path: 'config.idempotency',
+          message: 'must be true, false or an object of options for this route',
+          value: override,
+        },
+      ]);
+    }
+    if (perRoute.has(override)) return;
     perRoute.set(override, new HttpIdempotency<FastifyRequest>(owner, { ...base, ...override }));
   });
 
@@ -66,7 +79,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
   fastify.addHook('preParsing', async (request: FastifyRequest, _reply: FastifyReply, payload) => {
     const core = coreFor(request);
-    if (core === undefined || !core.guards(request.method) || core.key(request).status !== 'ok') return payload;
+    if (core === undefined || !core.guards(request.method) || core.key(request.raw).status !== 'ok') return payload;
     const chunks: Buffer[] = [];
     bodies.set(request, chunks);
     const tee = new Transform({
@@ -92,6 +105,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       method: request.method,
       url: request.url,
       headers: request.headers,
+      headersDistinct: request.raw.headersDistinct,
       body: bodyBytes(bodies.get(request), request.body),
     });
     if (decision.action === 'run') runs.set(request, decision.run);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { replayOf } from '../src/http/capture.js';
 import {
   type HttpResponse,
   pickHeaders,
@@ -62,6 +63,23 @@ describe('requestFingerprint', () => {
     expect(fp({ body: '{not json' })).not.toBe(fp({ body: '{not json ' }));
   });
 
+  it('covers Content-Encoding: the same bytes gzip-encoded and not are two requests', () => {
+    const gz = { contentType: 'application/octet-stream', body: Buffer.from([0x1f, 0x8b, 8, 0]) };
+    expect(fp(gz)).not.toBe(fp({ ...gz, contentEncoding: 'gzip' }));
+    expect(fp({ ...gz, contentEncoding: 'gzip' })).toBe(fp({ ...gz, contentEncoding: 'gzip' }));
+    expect(fp({ ...gz, contentEncoding: 'gzip' })).not.toBe(fp({ ...gz, contentEncoding: 'br' }));
+    // Absent is not the same as empty, and cannot be faked through the URL or a header.
+    expect(fp({ ...gz, contentEncoding: '' })).not.toBe(fp(gz));
+    expect(fp({ ...gz, headers: ['c1:x'] })).not.toBe(fp({ ...gz, headers: [''], contentEncoding: 'x' }));
+  });
+
+  it('takes an empty body as no body (Content-Length: 0 and a chunked body of zero bytes)', () => {
+    expect(fp({ body: Buffer.alloc(0) })).toBe(fp({ body: undefined }));
+    expect(fp({ body: '' })).toBe(fp({ body: undefined }));
+    expect(fp({ body: new Uint8Array(0) })).toBe(fp({ body: null }));
+    expect(fp({ body: Buffer.from(' ') })).not.toBe(fp({ body: undefined }));
+  });
+
   it('compares fingerprints for equality', () => {
     expect(sameFingerprint(fp({}), fp({}))).toBe(true);
     expect(sameFingerprint(fp({}), fp({ url: '/x' }))).toBe(false);
@@ -99,6 +117,26 @@ describe('response headers', () => {
       link: '</x>',
       'x-trace': 'abc',
     });
+  });
+});
+
+describe('credential headers and bodiless replays', () => {
+  it('never stores credential-bearing response headers, even when listed', () => {
+    const listed = ['authentication-info', 'proxy-authentication-info', 'authorization', 'proxy-authorization'];
+    const allowed = replayableHeaders([...listed, 'www-authenticate', 'x-kept']);
+    expect([...allowed].filter((name) => listed.includes(name) || name === 'www-authenticate')).toEqual([]);
+    expect(allowed.has('x-kept')).toBe(true);
+  });
+
+  it('replays a 204 and a 304 with no body and no Content-Length; a 200 with both', () => {
+    for (const status of [204, 304]) {
+      const replay = replayOf({ status, headers: { etag: '"1"' }, body: new Uint8Array(0) });
+      expect(replay.headers['content-length']).toBeUndefined();
+      expect(replay.body.byteLength).toBe(0);
+      expect(replay.headers.etag).toBe('"1"');
+    }
+    const ok = replayOf({ status: 200, headers: {}, body: new Uint8Array([1, 2]) });
+    expect(ok.headers['content-length']).toBe('2');
   });
 });
 

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { parseKeyHeader } from '../src/http/index.js';
 
@@ -38,6 +39,9 @@ describe('parseKeyHeader', () => {
     ['a bad escape', '"a\\nb"'],
     ['a space in a bare key', 'a b'],
     ['two keys joined by Node', 'one, two'],
+    ['a key and an empty copy joined by Node', 'abc, '],
+    ['two copies joined by a proxy without a space', 'k1,k1'],
+    ['a trailing comma', 'abc,'],
     ['a quote inside a bare key', 'a"b'],
     ['non-ASCII', 'caf\u00e9'],
     ['a control character', 'a\u0001b'],
@@ -50,5 +54,22 @@ describe('parseKeyHeader', () => {
     expect(parseKeyHeader(undefined)).toEqual({ status: 'missing' });
     expect(parseKeyHeader(['a', 'b'])).toMatchObject({ status: 'invalid' });
     expect(parseKeyHeader(['a'])).toEqual({ status: 'ok', key: 'a' });
+    // req.headersDistinct keeps an empty second copy that the joined value hides.
+    expect(parseKeyHeader(['abc', ''])).toMatchObject({ status: 'invalid' });
+  });
+
+  it('keeps a comma inside a quoted key: it is one sf-string, not a list', () => {
+    expect(parseKeyHeader('"a,b"')).toEqual({ status: 'ok', key: 'a,b' });
+    expect(parseKeyHeader('"a", "b"')).toMatchObject({ status: 'invalid' });
+  });
+
+  it('property: a bare key with a comma anywhere is refused', () => {
+    const printable = fc.string({ unit: fc.constantFrom(...'abcXYZ09-_.:~!'.split('')), maxLength: 20 });
+    fc.assert(
+      fc.property(printable, printable, (before, after) => {
+        expect(parseKeyHeader(`${before},${after}`).status).toBe('invalid');
+        expect(parseKeyHeader(`"${before},${after}"`)).toEqual({ status: 'ok', key: `${before},${after}` });
+      }),
+    );
   });
 });

@@ -23,6 +23,8 @@ const neverStored = new Set([
   'proxy-authenticate',
   'authorization',
   'proxy-authorization',
+  'authentication-info',
+  'proxy-authentication-info',
   'cookie',
   'connection',
   'keep-alive',
@@ -97,10 +99,16 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
   return Buffer.from(String(chunk));
 }
 
-/** The response a replay sends: the stored one, marked, with its length. */
+/**
+ * The response a replay sends: the stored one, marked, with its length. A 204 or 304 has
+ * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5).
+ */
 export function replayOf(stored: StoredResponse): HttpResponse {
   const headers: Record<string, string | readonly string[]> = { ...stored.headers };
   headers['idempotent-replayed'] = 'true';
+  if (stored.status === 204 || stored.status === 304) {
+    return { status: stored.status, headers, body: Buffer.alloc(0) };
+  }
   headers['content-length'] = String(stored.body.byteLength);
   // The store hands out a fresh copy already (decodeOutcome): a view, not a second copy.
   const { body } = stored;

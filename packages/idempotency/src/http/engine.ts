@@ -24,6 +24,8 @@ export interface RequestView {
   /** Path and query as the client sent them. */
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
+  /** Each header's copies as received, not joined (Node's `req.headersDistinct`), when known. */
+  readonly headersDistinct?: NodeJS.Dict<string[]>;
   /** The body's bytes as sent; its parsed value only when a parser consumed them; undefined for none. */
   readonly body: unknown;
 }
@@ -74,9 +76,14 @@ export class HttpIdempotency<Req> implements RunOwner {
     return this.#methods.has(method.toUpperCase());
   }
 
-  /** What the request's key header says (cheap: adapters call it before reading a body). */
-  key(view: Pick<RequestView, 'headers'>): ReturnType<typeof parseKeyHeader> {
-    return parseKeyHeader(view.headers[this.options.header]);
+  /**
+   * What the request's key header says (cheap: adapters call it before reading a body). Read
+   * from the copies as received when the view has them: a header sent twice is refused, even
+   * when one copy is empty (which Node's joined value hides).
+   */
+  key(view: Pick<RequestView, 'headers' | 'headersDistinct'>): ReturnType<typeof parseKeyHeader> {
+    const name = this.options.header;
+    return parseKeyHeader(view.headersDistinct?.[name] ?? view.headers[name]);
   }
 
   /**
@@ -93,6 +100,7 @@ export class HttpIdempotency<Req> implements RunOwner {
       method: view.method,
       url: view.url,
       contentType: headerValue(view.headers['content-type']),
+      contentEncoding: headerValue(view.headers['content-encoding']),
       body: view.body,
       headers: this.options.fingerprint.map((name) => view.headers[name]),
     });

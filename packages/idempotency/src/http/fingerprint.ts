@@ -8,6 +8,11 @@ export interface RequestShape {
   /** The `content-type` header, if any. */
   readonly contentType: string | undefined;
   /**
+   * The `content-encoding` header, if any: the same bytes sent gzip-encoded and not are two
+   * different payloads.
+   */
+  readonly contentEncoding?: string | undefined;
+  /**
    * The body's bytes as they came on the wire (a Buffer or Uint8Array; a string is taken as its
    * UTF-8 bytes), undefined for none, or, when a body parser consumed them, the parsed value.
    */
@@ -17,17 +22,21 @@ export interface RequestShape {
 }
 
 /**
- * SHA-256 of method, URL, content type, the selected headers and the body, base64url. The body
- * is hashed as the bytes the client sent, whatever its content type. Only a body that a parser
- * already consumed (its bytes gone) is hashed as its parsed value, in a canonical form.
+ * SHA-256 of method, URL, content type, content encoding, the selected headers and the body,
+ * base64url. The body is hashed as the bytes the client sent, whatever its content type; an
+ * empty body is no body (`Content-Length: 0` and a chunked body of zero bytes are one request).
+ * Only a body that a parser already consumed (its bytes gone) is hashed as its parsed value, in
+ * a canonical form.
  */
 export function requestFingerprint(shape: RequestShape): string {
   // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
   let head = `${field(shape.method.toUpperCase())}${field(shape.url)}${field(shape.contentType ?? '')}`;
   for (const value of shape.headers) head += field(value === undefined ? '' : [value].flat().join(', '));
+  // Only when sent, so a request without one hashes as it did before this field existed.
+  if (shape.contentEncoding !== undefined) head += `c${field(shape.contentEncoding)}`;
   const hash = createHash('sha256');
   const { body } = shape;
-  if (body === undefined || body === null) {
+  if (body === undefined || body === null || isEmpty(body)) {
     hash.update(`${head}e`);
   } else if (typeof body === 'string') {
     hash.update(`${head}b${Buffer.byteLength(body)}:`);
@@ -39,6 +48,10 @@ export function requestFingerprint(shape: RequestShape): string {
     hash.update(`${head}j${canonical(body)}`);
   }
   return hash.digest('base64url');
+}
+
+function isEmpty(body: unknown): boolean {
+  return body === '' || (body instanceof Uint8Array && body.byteLength === 0);
 }
 
 /** Compares two fingerprints in constant time (for equal lengths, which SHA-256 digests have). */

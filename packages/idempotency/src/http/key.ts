@@ -10,7 +10,10 @@ const MISSING: KeyHeader = { status: 'missing' };
 /**
  * Reads an `Idempotency-Key` field value: a structured-field string (`"abc"`, RFC 8941) or a bare
  * token (`abc`), which name the same key. A key is 1-255 printable ASCII characters; a bare one
- * has no spaces, so two keys that Node joined with ", " (a repeated header) are refused.
+ * has no spaces, quotes or commas, so a header sent twice and joined into one line (by Node with
+ * ", ", by a proxy with ",", RFC 9110 5.3) is refused, even when one copy is empty. A comma is
+ * only part of a key inside a quoted string. Pass the copies themselves (`req.headersDistinct`)
+ * when you have them: more than one copy is refused.
  */
 export function parseKeyHeader(value: string | readonly string[] | undefined): KeyHeader {
   if (value === undefined) return MISSING;
@@ -26,8 +29,12 @@ export function parseKeyHeader(value: string | readonly string[] | undefined): K
   for (let i = 0; i < key.length; i++) {
     const c = key.charCodeAt(i);
     if (c < 0x20 || c > 0x7e) return invalid('a key is made of printable ASCII characters only');
-    if (key === field && (c === 0x20 || c === 0x22)) {
-      return invalid('a bare key has no spaces or quotes; send a quoted string ("...") for those');
+    if (key === field && (c === 0x20 || c === 0x22 || c === 0x2c)) {
+      return invalid(
+        c === 0x2c
+          ? 'a bare key has no commas: the header was sent more than once, or send a quoted string ("...")'
+          : 'a bare key has no spaces or quotes; send a quoted string ("...") for those',
+      );
     }
   }
   return { status: 'ok', key };

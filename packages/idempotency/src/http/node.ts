@@ -21,11 +21,21 @@ type WriteHead = ServerResponse['writeHead'];
  *   before the middleware (compression) that adds `Content-Encoding` below us is not recorded
  *   with a body it has not encoded yet.
  * - A response closed before the handler ended it by the server itself (the handler threw after
- *   the headers and Express destroyed the socket, a stream failed) releases the key. A client
- *   that disconnects changes nothing: the handler still runs to its `end`, which stores the
- *   result. (A handler that never calls `end` keeps its key claimed until the lease runs out.)
+ *   the headers and Express destroyed the socket, a stream failed) releases the key.
+ * - A response closed by its client after it started (headers sent: a stream piped to it, a
+ *   file, a handler that stops when the client leaves) can never complete: its key is
+ *   released, nothing is stored, and a retry runs again.
+ * - A client that disconnects before the response started changes nothing: the handler still
+ *   runs to its `end`, which stores the result, so a retry gets 409 then the replay. (A handler
+ *   that stops there without calling `end` keeps its key claimed until the lease runs out.)
+ * - `unstored(status, headers)`, when true, releases the key of a finished response instead
+ *   of storing it (Express: the router's own 404 for a path no route served).
  */
-export function captureNodeResponse(res: ServerResponse, run: Run): void {
+export function captureNodeResponse(
+  res: ServerResponse,
+  run: Run,
+  unstored?: (status: number, headers: OutgoingHeaders) => boolean,
+): void {
   const write = res.write as (...args: unknown[]) => boolean;
   const end = res.end as (...args: unknown[]) => ServerResponse;
   const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
@@ -57,7 +67,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run): void {
     if (run.settled) return end.apply(this, args);
     const chunk = typeof args[0] === 'function' ? undefined : args[0];
     run.body.add(chunk, encodingOf(args[1]));
-    storing = run.finish(this.statusCode, snapshot()).then(() => end.apply(this, args));
+    const status = this.statusCode;
+    const settle = unstored?.(status, snapshot()) ? run.abandon(`HTTP_${status}`) : run.finish(status, snapshot());
+    storing = settle.then(() => end.apply(this, args));
     return this;
   } as End;
 
@@ -65,7 +77,7 @@ export function captureNodeResponse(res: ServerResponse, run: Run): void {
   res.once('close', () => {
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
-    if (!clientLeft) void run.abandon('E_INCOMPLETE');
+    if (!clientLeft || res.headersSent) void run.abandon('E_INCOMPLETE');
   });
 }
 

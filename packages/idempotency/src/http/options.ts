@@ -13,6 +13,7 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
   /** Methods the middleware guards; others pass through untouched, key or not. @default ['POST', 'PATCH'] */
   methods: z
     .array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method'))
+    .min(1, 'must name at least one method: an empty list guards nothing (leave the middleware out instead)')
     .default(['POST', 'PATCH'])
     .transform((methods) => methods.map((m) => m.toUpperCase())),
   /** The request header that carries the key. @default 'Idempotency-Key' */
@@ -34,8 +35,10 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
   fingerprint: z.array(headerName).default([]),
   /**
    * Response headers stored and replayed besides `content-type`, `location`, `etag`,
-   * `cache-control` and `link`. `set-cookie`, `www-authenticate` and hop-by-hop headers are
-   * never stored, even if listed.
+   * `cache-control` and `link`. Credentials (`set-cookie`, `authorization`,
+   * `proxy-authorization`, `authentication-info`, `proxy-authentication-info`), challenges
+   * (`www-authenticate`, `proxy-authenticate`) and hop-by-hop headers are never stored, even if
+   * listed.
    * @default []
    */
   replayHeaders: z.array(headerName).default([]),

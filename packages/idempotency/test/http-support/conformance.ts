@@ -382,7 +382,7 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
       expect(app.calls.get('slow')).toBe(1);
     });
 
-    it('a client leaving a streamed response: a stream source is stopped and not stored, handler writes are', async () => {
+    it('a client leaving a streamed response: it can never complete, so nothing is stored and the key is released', async () => {
       const { app, url } = await start();
       const key = newKey();
       const abort = new AbortController();
@@ -403,16 +403,11 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
         replay = await send(url('/gated-stream'), { key, body: {} });
         return replay.status !== 409;
       });
-      if (framework.name === 'fastify') {
-        // The reply was a Readable: the client left, so it was stopped, not stored; the key is free.
-        expect(replay?.headers.get('idempotent-replayed')).toBeNull();
-        expect(app.calls.get('gated-stream')).toBe(2);
-      } else {
-        // The handler wrote to the response itself and ended it normally: stored.
-        expect(replay?.headers.get('idempotent-replayed')).toBe('true');
-        expect(replay?.bytes.equals(Buffer.concat(streamChunks))).toBe(true);
-        expect(app.calls.get('gated-stream')).toBe(1);
-      }
+      // Fastify: the reply was a Readable, stopped when the client left. Express: the handler
+      // writes on after the client left, but the response it started can never reach that
+      // client, so nothing is stored and the key is released (a pipeline would never end it).
+      expect(replay?.headers.get('idempotent-replayed')).toBeNull();
+      expect(app.calls.get('gated-stream')).toBe(2);
     });
 
     it('lets no client header fake or skip a replay', async () => {
