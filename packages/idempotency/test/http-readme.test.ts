@@ -29,7 +29,8 @@ async function runExample(heading: string): Promise<string> {
   return stdout;
 }
 
-describe('README: HTTP middleware examples run as printed', () => {
+// Each starts a Node process under tsx: seconds on a busy 2-core machine, hence the longer limit.
+describe('README: HTTP middleware examples run as printed', { timeout: 40_000 }, () => {
   it('Express', async () => {
     const out = await runExample('Express');
     expect(out).toContain('201 { id: 1, amount: 4200 }');

@@ -41,7 +41,7 @@ function startWorker(...args: string[]) {
   return { child, nextLine };
 }
 
-describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Redis', () => {
+describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Redis', { timeout: 40_000 }, () => {
   let server: RedisServer;
   let client: Redis;
 
