@@ -7,11 +7,11 @@
 
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fallback, HoldfastConfigError, pipeline, timeout } from '@holdfast/core';
+import { fallback, HoldfastConfigError, hedge, pipeline, timeout } from '@holdfast/core';
 import { resilientFetch, withBreaker, withRetry, withTimeout } from '@holdfast/fetch';
 import { bulkhead } from '@holdfast/limit';
 import { retry } from '@holdfast/retry';
@@ -181,5 +181,153 @@ describe('wrappers: "The wrapper keeps fn\'s parameters and the this it is calle
     }
     const wrapped = [withRetry(loadUser), withBreaker(loadUser, { policies: false }), withTimeout(loadUser, 1_000)];
     expect(wrapped.map((f) => [f.name, f.length])).toEqual(wrapped.map(() => ['loadUser', 2]));
+  });
+});
+
+describe('hedge(): "Every policy follows the same rules when the caller\'s signal aborts"', () => {
+  it('hedge() with its default (safe: false) never runs the function for a signal aborted before the call', async () => {
+    let ran = 0;
+    const reason = new Error('already gone');
+    const got = await outcome(
+      pipeline(hedge({ delay: 10, policies: false })).execute(async () => ++ran, { signal: AbortSignal.abort(reason) }),
+    );
+    expect({ got, ran }).toEqual({ got: { ok: false, error: reason }, ran: 0 });
+  });
+});
+
+/** A loopback server; `hits` counts requests by path. */
+async function serve(handler: Parameters<typeof createServer>[1]) {
+  const hits = new Map<string, number>();
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0] ?? '/';
+    hits.set(path, (hits.get(path) ?? 0) + 1);
+    handler?.(req, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { server, url, hits };
+}
+
+describe('resilientFetch against a loopback server', () => {
+  let http: Awaited<ReturnType<typeof serve>>;
+  beforeAll(async () => {
+    http = await serve((req, res) => {
+      const { port } = http.server.address() as AddressInfo;
+      if (req.url === '/to-credentials') {
+        res.writeHead(302, { location: `http://user:pass@127.0.0.1:${port}/ok` }).end();
+      } else if (req.url === '/to-ftp') {
+        res.writeHead(302, { location: `ftp://127.0.0.1:${port}/file` }).end();
+      } else if (req.url === '/busy-for-an-hour') {
+        res.writeHead(503, { 'retry-after': '3600', 'content-type': 'text/plain' }).end('come back in an hour');
+      } else {
+        res.writeHead(200).end('ok');
+      }
+    });
+  });
+  afterAll(() => {
+    http.server.closeAllConnections();
+    http.server.close();
+  });
+
+  it('README: "a redirect fetch refuses ... is not retried" (Location with credentials, or not http)', async () => {
+    const f = resilientFetch({
+      breaker: false,
+      budget: false,
+      retry: { maxAttempts: 3, backoff: { initialDelay: 1 } },
+    });
+    for (const path of ['/to-credentials', '/to-ftp']) {
+      const got = await outcome(f(`${http.url}${path}`));
+      expect(got.ok, path).toBe(false);
+    }
+    f.dispose();
+    // fetch refuses both redirects every time: one request each, as with a redirect loop.
+    expect({ credentials: http.hits.get('/to-credentials'), ftp: http.hits.get('/to-ftp') }).toEqual({
+      credentials: 1,
+      ftp: 1,
+    });
+  });
+
+  it('README: "When retries run out on a status, the last response is returned as fetch would" (Retry-After past the deadline)', async () => {
+    // The server asks for an hour; the call has 300 ms. No retry can happen in time, and the
+    // 503 with its Retry-After is already here: fetch would return it. resilientFetch sits on
+    // it until the total deadline and then throws a TimeoutError instead.
+    const f = resilientFetch({ breaker: false, budget: false, timeout: { total: 300 } });
+    const got = await outcome(f(`${http.url}/busy-for-an-hour`));
+    f.dispose();
+    expect(
+      got.ok ? (got.value as Response).status : `${(got.error as Error).name}: ${(got.error as Error).message}`,
+    ).toBe(503);
+  });
+});
+
+describe('types: "Types resolve under node, node16 and bundler" (issue 15)', () => {
+  it('every subpath entry of every package has types under moduleResolution node (node10)', () => {
+    // A scratch install of each package as publishing packs it (package.json with publishConfig
+    // applied, a .d.ts/.d.cts wherever it points types), then tsc -moduleResolution node10.
+    const scratch = mkdtempSync(join(tmpdir(), 'review-faces-types-'));
+    const specifiers: string[] = [];
+    try {
+      for (const dir of readdirSync(join(root, 'packages'))) {
+        let manifest: Record<string, unknown>;
+        try {
+          manifest = JSON.parse(readFileSync(join(root, 'packages', dir, 'package.json'), 'utf8'));
+        } catch {
+          continue;
+        }
+        if (manifest.private) continue;
+        const published = { ...manifest, ...((manifest.publishConfig as object) ?? {}) } as Record<string, unknown>;
+        const target = join(scratch, 'node_modules', ...String(manifest.name).split('/'));
+        mkdirSync(target, { recursive: true });
+        writeFileSync(join(target, 'package.json'), JSON.stringify(published));
+        const typeFiles = new Set<string>();
+        const walk = (v: unknown): void => {
+          if (typeof v === 'string' && /\.d\.c?ts$/.test(v)) typeFiles.add(v);
+          else if (Array.isArray(v)) v.forEach(walk);
+          else if (typeof v === 'object' && v !== null) Object.values(v).forEach(walk);
+        };
+        walk(published.exports);
+        walk(published.typesVersions);
+        walk(published.types);
+        for (const file of typeFiles) {
+          mkdirSync(dirname(join(target, file)), { recursive: true });
+          writeFileSync(join(target, file), 'export declare const entry: true;\n');
+        }
+        for (const sub of Object.keys((published.exports as object) ?? {})) {
+          if (sub === '.' || sub.endsWith('.json')) continue;
+          specifiers.push(`${manifest.name}/${sub.slice(2)}`);
+        }
+      }
+      writeFileSync(
+        join(scratch, 'types.ts'),
+        `${specifiers.map((s, i) => `import { entry as e${i} } from '${s}';`).join('\n')}\nexport const all = [${specifiers.map((_, i) => `e${i}`).join(', ')}];\n`,
+      );
+      writeFileSync(
+        join(scratch, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: { noEmit: true, strict: true, module: 'commonjs', moduleResolution: 'node10', types: [] },
+          files: ['types.ts'],
+        }),
+      );
+      let output = '';
+      try {
+        execFileSync(
+          process.execPath,
+          [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
+          {
+            cwd: scratch,
+            encoding: 'utf8',
+          },
+        );
+      } catch (error) {
+        output = String((error as { stdout?: string }).stdout);
+      }
+      // Only "cannot find module" errors may appear, and only for the entries they name.
+      expect(output.split('\n').filter((l) => /error TS/.test(l) && !/TS2307/.test(l))).toEqual([]);
+      const unresolved = specifiers.filter((s) => output.includes(`'${s}'`));
+      expect(specifiers.length).toBeGreaterThan(3);
+      expect(unresolved, output).toEqual([]);
+    } finally {
+      rmSync(scratch, { recursive: true, force: true });
+    }
   });
 });
