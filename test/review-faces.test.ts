@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fallback, HoldfastConfigError, hedge, pipeline, timeout } from '@holdfast/core';
 import { resilientFetch, withBreaker, withRetry, withTimeout } from '@holdfast/fetch';
+import { retry as retryDecorator, timeout as timeoutDecorator } from '@holdfast/fetch/decorators';
 import { bulkhead } from '@holdfast/limit';
 import { retry } from '@holdfast/retry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -174,6 +175,25 @@ describe('options: "Bad options throw HoldfastConfigError naming the option path
   });
 });
 
+describe('resilientFetch options: "Every option is checked when resilientFetch() is called"', () => {
+  it('baseUrls with credentials (which fetch always refuses) are refused at creation, without echoing the password', async () => {
+    // The README: "fetch itself refuses a URL with credentials; put them in an Authorization header".
+    let error: unknown;
+    let f: ReturnType<typeof resilientFetch> | undefined;
+    try {
+      f = resilientFetch({ baseUrls: ['http://svc:hunter2@127.0.0.1:1'], breaker: false, budget: false });
+    } catch (e) {
+      error = e;
+    }
+    // Accepted: every call then fails, on every base URL, long after the config was read.
+    const call = f === undefined ? undefined : await outcome(f('/orders'));
+    f?.dispose();
+    expect({ error: error instanceof HoldfastConfigError, call }).toEqual({ error: true, call: undefined });
+    expect(String((error as Error).message)).toContain('baseUrls');
+    expect(String((error as Error).message)).not.toContain('hunter2');
+  });
+});
+
 describe('wrappers: "The wrapper keeps fn\'s parameters and the this it is called with"', () => {
   it("withRetry/withBreaker/withTimeout keep the wrapped function's name and length", () => {
     async function loadUser(id: string, tenant: string) {
@@ -181,6 +201,23 @@ describe('wrappers: "The wrapper keeps fn\'s parameters and the this it is calle
     }
     const wrapped = [withRetry(loadUser), withBreaker(loadUser, { policies: false }), withTimeout(loadUser, 1_000)];
     expect(wrapped.map((f) => [f.name, f.length])).toEqual(wrapped.map(() => ['loadUser', 2]));
+  });
+
+  it('a decorated method keeps its name (stack traces, NestJS reflection, logging by method name)', async () => {
+    class Inventory {
+      factor = 2;
+      @retryDecorator({ budget: false })
+      static async count(sku: string) {
+        return sku.length;
+      }
+      @timeoutDecorator(1_000)
+      async stock(sku: string) {
+        return this.factor * sku.length;
+      }
+    }
+    // Behaviour holds (this, static), the names do not.
+    expect([await Inventory.count('ab'), await new Inventory().stock('ab')]).toEqual([2, 4]);
+    expect([Inventory.count.name, Inventory.prototype.stock.name]).toEqual(['count', 'stock']);
   });
 });
 
