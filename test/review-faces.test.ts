@@ -11,6 +11,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
+import { circuitBreaker } from '@holdfast/breaker';
 import { fallback, HoldfastConfigError, hedge, pipeline, timeout } from '@holdfast/core';
 import { resilientFetch, withBreaker, withRetry, withTimeout } from '@holdfast/fetch';
 import { retry as retryDecorator, timeout as timeoutDecorator } from '@holdfast/fetch/decorators';
@@ -218,6 +219,36 @@ describe('wrappers: "The wrapper keeps fn\'s parameters and the this it is calle
     // Behaviour holds (this, static), the names do not.
     expect([await Inventory.count('ab'), await new Inventory().stock('ab')]).toEqual([2, 4]);
     expect([Inventory.count.name, Inventory.prototype.stock.name]).toEqual(['count', 'stock']);
+  });
+});
+
+describe('breaker: "an AbortError (the caller gave up) ... is ignored" (breaker README)', () => {
+  it('callers giving up (abort with a reason, or the function failing after the abort) never open the breaker', async () => {
+    const states: Record<string, string> = {};
+    const cases: [string, (c: AbortController) => void, boolean][] = [
+      // [what, how the caller gives up, whether the function honours its signal]
+      ['abort(new Error(...)), function honours the signal', (c) => c.abort(new Error('client disconnected')), true],
+      ["abort('shutdown'), function honours the signal", (c) => c.abort('shutdown'), true],
+      ['abort(), function fails on its own after the abort', (c) => c.abort(), false],
+    ];
+    for (const [what, giveUp, honours] of cases) {
+      const breaker = circuitBreaker({ consecutiveFailures: 2, policies: false });
+      for (let i = 0; i < 3; i++) {
+        const controller = new AbortController();
+        const call = breaker.execute(
+          ({ signal }) =>
+            new Promise((_resolve, reject) => {
+              if (honours) signal.addEventListener('abort', () => reject(signal.reason));
+              else setTimeout(() => reject(new Error('socket closed by our side')), 20);
+            }),
+          { signal: controller.signal },
+        );
+        setTimeout(() => giveUp(controller), 5);
+        await call.catch(() => {});
+      }
+      states[what] = breaker.state;
+    }
+    expect(states).toEqual(Object.fromEntries(cases.map(([what]) => [what, 'closed'])));
   });
 });
 
