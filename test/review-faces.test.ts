@@ -285,6 +285,8 @@ describe('resilientFetch against a loopback server', () => {
         res.writeHead(302, { location: `http://user:pass@127.0.0.1:${port}/ok` }).end();
       } else if (req.url === '/to-ftp') {
         res.writeHead(302, { location: `ftp://127.0.0.1:${port}/file` }).end();
+      } else if (req.url === '/slow') {
+        setTimeout(() => res.writeHead(200).end('slow'), 500).unref();
       } else if (req.url === '/busy-for-an-hour') {
         res.writeHead(503, { 'retry-after': '3600', 'content-type': 'text/plain' }).end('come back in an hour');
       } else {
@@ -295,6 +297,19 @@ describe('resilientFetch against a loopback server', () => {
   afterAll(() => {
     http.server.closeAllConnections();
     http.server.close();
+  });
+
+  it('callers who hang up (abort with a reason) do not open the host breaker for everyone else', async () => {
+    const f = resilientFetch({ budget: false });
+    for (let i = 0; i < 12; i++) {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new Error('client disconnected')), 20);
+      await f(`${http.url}/slow`, { signal: controller.signal }).catch(() => {});
+    }
+    // The server is healthy and answers at once; only the callers gave up.
+    const got = await outcome(f(`${http.url}/fast`));
+    f.dispose();
+    expect(got.ok ? (got.value as Response).status : (got.error as Error).name).toBe(200);
   });
 
   it('README: "a redirect fetch refuses ... is not retried" (Location with credentials, or not http)', async () => {
