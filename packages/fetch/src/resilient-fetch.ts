@@ -33,6 +33,15 @@ export interface ResilientFetch extends FetchFunction {
 const defaultStatuses = [408, 429, 502, 503, 504];
 
 /**
+ * undici's reasons for refusing a redirect: a loop or `redirect: 'error'` ("redirect count
+ * exceeded", "unexpected redirect"), a Location with credentials ("cross origin not allowed"),
+ * or one that is not http(s) ("URL scheme must be a HTTP(S) scheme").
+ */
+const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
+/** The errors {@link Client} made of refused redirects: never retried, never a breaker failure. */
+const refusedRedirects = new WeakSet<object>();
+
+/**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
  * safe to repeat (with jitter, Retry-After and a retry budget), a circuit breaker per host, and
  * failover over several base URLs.
@@ -42,11 +51,27 @@ const defaultStatuses = [408, 429, 502, 503, 504];
  * const res = await http('https://api.example.com/orders/42');
  */
 export function resilientFetch(options: ResilientFetchOptions = {}): ResilientFetch {
-  const client = new Client(parseOptions('resilientFetch', resilientFetchOptionsSchema, options));
+  const client = new Client(parse(options));
   const fetch = ((input: FetchInput, init?: RequestInit) => client.fetch(input, init)) as ResilientFetch;
   fetch.snapshot = () => client.snapshot();
   fetch.dispose = () => client.dispose();
   return fetch;
+}
+
+/** The options parsed; a refused URL is shown redacted, as everywhere else, never with its password. */
+function parse(options: ResilientFetchOptions): ParsedFetchOptions {
+  try {
+    return parseOptions('resilientFetch', resilientFetchOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    const redact = new Redactor([]);
+    const hide = (value: unknown): unknown =>
+      typeof value === 'string' ? redact.url(value) : Array.isArray(value) ? value.map(hide) : value;
+    throw new HoldfastConfigError(
+      'resilientFetch',
+      error.issues.map((issue) => ({ ...issue, value: hide(issue.value) })),
+    );
+  }
 }
 
 class Client {
@@ -78,6 +103,7 @@ class Client {
     this.#totalMs = limits.total ?? 30_000;
     this.#total = timeout(this.#totalMs, { name: `${o.name}.total`, bus, clock });
     const retryOptions = o.retry === false ? undefined : (o.retry ?? {});
+    if (retryOptions) checkRetry(o, retryOptions);
     this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
 
     if (o.budget !== false && retryOptions) {
@@ -191,7 +217,18 @@ class Client {
   send(call: Call, url: string, ctx: CallContext): Promise<Response> {
     const once = (c: CallContext) => this.#perTry.execute((t) => this.#exchange(call, url, t), c);
     if (this.#breakers === undefined) return once(ctx);
-    return this.#breakers.execute(new URL(url).host, once, ctx);
+    // A redirect fetch refused is an answer from the host, not a failure of it: the breaker sees it pass.
+    let refused: { error: unknown } | undefined;
+    const judged = (c: CallContext) =>
+      once(c).catch((error: unknown) => {
+        if (!refusedRedirects.has(error as object)) throw error;
+        refused = { error };
+        return undefined as unknown as Response;
+      });
+    return this.#breakers.execute(new URL(url).host, judged, ctx).then((response) => {
+      if (refused !== undefined) throw refused.error;
+      return response;
+    });
   }
 
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
@@ -209,7 +246,8 @@ class Client {
   /**
    * fetch's TypeError, made to say what happened: `fetch failed: connect ECONNREFUSED ...` with
    * the root cause's `code`, and no credentials or secret parameters. A redirect that fetch
-   * refused (a loop, `redirect: 'error'`) is not retried: it would only loop again.
+   * refused (a loop, `redirect: 'error'`, a Location with credentials or not http) is not
+   * retried, nor held against the host's breaker: it would only be refused again.
    */
   #explain(error: unknown): unknown {
     if (!(error instanceof TypeError)) return error;
@@ -217,7 +255,7 @@ class Client {
       const root = rootCause(error.cause);
       const explained = new TypeError(`fetch failed: ${this.#redact.text(root.message)}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (/redirect/i.test(root.message)) nonRetryable(explained);
+      if (refusedRedirect.test(root.message)) refusedRedirects.add(nonRetryable(explained));
       return explained;
     }
     const message = this.#redact.text(error.message);
@@ -294,6 +332,33 @@ function rootCause(error: unknown): { message: string; code: string | undefined 
     message: typeof message === 'string' && message !== '' ? message : String(e),
     code: typeof code === 'string' ? code : typeof outer.code === 'string' ? outer.code : undefined,
   };
+}
+
+/**
+ * `retry.backoff` and `retry.jitter` are checked as @holdfast/retry checks them, with or without
+ * base URLs. With base URLs (or a failover set) they are refused: a failed try moves at once to
+ * another endpoint, so a backoff would be silently ignored.
+ */
+function checkRetry(o: ParsedFetchOptions, r: Exclude<ParsedFetchOptions['retry'], false | undefined>): void {
+  within('retry', () =>
+    retry({
+      ...(r.backoff ? { backoff: r.backoff } : {}),
+      ...(r.jitter ? { jitter: r.jitter } : {}),
+      budget: false,
+    }),
+  );
+  if (o.failover === undefined && o.baseUrls === undefined) return;
+  const given = (['backoff', 'jitter'] as const).filter((k) => r[k] !== undefined);
+  if (given.length === 0) return;
+  const by = o.baseUrls ? 'baseUrls' : 'failover';
+  throw new HoldfastConfigError(
+    'resilientFetch',
+    given.map((k) => ({
+      path: `retry.${k}`,
+      message: `does not apply with ${by}: a failed try moves at once to another endpoint, without waiting`,
+      value: r[k],
+    })),
+  );
 }
 
 /** Runs a factory we call for the user, naming a bad option by the path the user gave it under. */
