@@ -41,7 +41,7 @@ function methodDecorator<A extends unknown[]>(name: string, wrap: (method: Fn) =
           `@${name} decorates methods only (TC39 decorators): ${describe(second.name)} is a ${second.kind}`,
         );
       }
-      return keepIdentity(wrap(first as Fn), first);
+      return keepIdentity(wrap(first as Fn), first as Fn);
     }
     if (args.length === 3 && (typeof second === 'string' || typeof second === 'symbol')) {
       const descriptor = third as PropertyDescriptor | undefined;
