@@ -139,6 +139,9 @@ class Client {
         retry({
           name: `${o.name}.retry`,
           maxAttempts,
+          // A wait (Retry-After included) that would end past the total deadline is not made:
+          // the last response is returned at once, as fetch would, instead of a TimeoutError later.
+          maxElapsed: this.#totalMs,
           ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
           ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
           retryOn: { error: isRetryable, result: () => false },
