@@ -189,19 +189,27 @@ class Client {
       if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
       response = failed.response;
     }
-    this.#coverBody(deadline, start);
+    response = this.#coverBody(response, deadline, start);
     if (this.#o.throwOnHttpError && !response.ok) {
       throw new HttpError(plan.method, this.#redact.url(call.lastUrl ?? plan.url), response);
     }
     return response;
   }
 
-  /** The total deadline goes on while the caller reads the body, as AbortSignal.timeout() would. */
-  #coverBody(deadline: AbortController, start: number): void {
+  /**
+   * The total deadline goes on while the caller reads the body, as AbortSignal.timeout() would;
+   * its timer is cleared once the body is read to the end, fails or is cancelled.
+   */
+  #coverBody(response: Response, deadline: AbortController, start: number): Response {
     const left = this.#totalMs - (this.#clock.now() - start);
     const expire = () => deadline.abort(new TimeoutError(`${this.#o.name}.total`, this.#totalMs));
-    if (left <= 0) expire();
-    else this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
+    if (left <= 0) {
+      expire();
+      return response;
+    }
+    if (response.body === null) return response; // nothing left to read
+    const timer = this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
+    return whenBodyEnds(response, () => this.#clock.clearTimeout(timer));
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
@@ -309,6 +317,48 @@ class Call {
     this.last = response;
     this.lastUrl = url;
   }
+}
+
+/**
+ * `response` with a body that calls `done` once it has been read to the end, has failed or has
+ * been cancelled. Status, headers, `url`, `redirected` and `type` are those of `response`.
+ */
+function whenBodyEnds(response: Response, done: () => void): Response {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          done();
+          controller.error(error);
+          return;
+        }
+        if (chunk.done) {
+          done();
+          controller.close();
+        } else {
+          controller.enqueue(chunk.value);
+        }
+      },
+      cancel(reason) {
+        done();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 }, // read from the network only as the caller reads
+  );
+  const watched = new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  for (const key of ['url', 'redirected', 'type'] as const) {
+    Object.defineProperty(watched, key, { value: response[key], enumerable: true, configurable: true });
+  }
+  return watched;
 }
 
 /** The HttpError itself, or the one a retry or failover error wraps as its cause. */
