@@ -9,7 +9,7 @@ import { type CircuitBreakerOptions, circuitBreaker } from '@holdfast/breaker';
 import { type Policy, type TimeoutOptions, timeout as timeoutPolicy } from '@holdfast/core';
 import { idempotent as once } from '@holdfast/idempotency';
 import { type RetryOptions, retry as retryPolicy } from '@holdfast/retry';
-import { idempotentOptionsOf, isPolicy, type WithIdempotencyOptions } from './wrappers.js';
+import { idempotentOptionsOf, isPolicy, keepIdentity, type WithIdempotencyOptions } from './wrappers.js';
 
 type Method<This, A extends unknown[], R> = (this: This, ...args: A) => Promise<R>;
 type AnyMethod = (...args: never) => PromiseLike<unknown>;
@@ -41,7 +41,7 @@ function methodDecorator<A extends unknown[]>(name: string, wrap: (method: Fn) =
           `@${name} decorates methods only (TC39 decorators): ${describe(second.name)} is a ${second.kind}`,
         );
       }
-      return wrap(first as Fn);
+      return keepIdentity(wrap(first as Fn), first as Fn);
     }
     if (args.length === 3 && (typeof second === 'string' || typeof second === 'symbol')) {
       const descriptor = third as PropertyDescriptor | undefined;
@@ -49,7 +49,7 @@ function methodDecorator<A extends unknown[]>(name: string, wrap: (method: Fn) =
         const what = descriptor === undefined ? 'a property' : 'an accessor';
         throw new TypeError(`@${name} decorates methods only (experimentalDecorators): ${describe(second)} is ${what}`);
       }
-      descriptor.value = wrap(descriptor.value);
+      descriptor.value = keepIdentity(wrap(descriptor.value), descriptor.value);
       return undefined;
     }
     throw new TypeError(

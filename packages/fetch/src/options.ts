@@ -93,12 +93,28 @@ const concurrencyOption = z.union([
   }),
 ]);
 
+function withoutCredentials(url: string): boolean {
+  try {
+    const parsed = new URL(url);
+    return parsed.username === '' && parsed.password === '';
+  } catch {
+    return true; // not a URL: z.url() says so
+  }
+}
+
 /** Validates the options of {@link resilientFetch}; {@link ResilientFetchOptions} is inferred from it. */
 export const resilientFetchOptionsSchema = z
   .strictObject({
-    /** Base URLs to spread calls over and fail over between; requests then take a path. */
+    /**
+     * Base URLs to spread calls over and fail over between; requests then take a path. No
+     * credentials (`user:pass@`): fetch refuses such URLs; send an `Authorization` header.
+     */
     baseUrls: z
-      .array(z.url({ protocol: /^https?$/ }))
+      .array(
+        z.url({ protocol: /^https?$/ }).refine(withoutCredentials, {
+          error: 'must not carry credentials (fetch refuses them): send an Authorization header instead',
+        }),
+      )
       .min(1)
       .optional(),
     /** A failover set of your own whose endpoint targets are base URLs, instead of `baseUrls`. */

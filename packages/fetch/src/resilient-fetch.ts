@@ -48,6 +48,15 @@ function refusedHere(error: unknown): boolean {
 }
 
 /**
+ * undici's reasons for refusing a redirect: a loop or `redirect: 'error'` ("redirect count
+ * exceeded", "unexpected redirect"), a Location with credentials ("cross origin not allowed"),
+ * or one that is not http(s) ("URL scheme must be a HTTP(S) scheme").
+ */
+const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
+/** The errors {@link Client} made of refused redirects: never retried, never a breaker failure. */
+const refusedRedirects = new WeakSet<object>();
+
+/**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
  * safe to repeat (with jitter, Retry-After and a retry budget), a circuit breaker per host, and
  * failover over several base URLs.
@@ -57,11 +66,27 @@ function refusedHere(error: unknown): boolean {
  * const res = await http('https://api.example.com/orders/42');
  */
 export function resilientFetch(options: ResilientFetchOptions = {}): ResilientFetch {
-  const client = new Client(parseOptions('resilientFetch', resilientFetchOptionsSchema, options));
+  const client = new Client(parse(options));
   const fetch = ((input: FetchInput, init?: RequestInit) => client.fetch(input, init)) as ResilientFetch;
   fetch.snapshot = () => client.snapshot();
   fetch.dispose = () => client.dispose();
   return fetch;
+}
+
+/** The options parsed; a refused URL is shown redacted, as everywhere else, never with its password. */
+function parse(options: ResilientFetchOptions): ParsedFetchOptions {
+  try {
+    return parseOptions('resilientFetch', resilientFetchOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    const redact = new Redactor([]);
+    const hide = (value: unknown): unknown =>
+      typeof value === 'string' ? redact.url(value) : Array.isArray(value) ? value.map(hide) : value;
+    throw new HoldfastConfigError(
+      'resilientFetch',
+      error.issues.map((issue) => ({ ...issue, value: hide(issue.value) })),
+    );
+  }
 }
 
 class Client {
@@ -99,6 +124,7 @@ class Client {
     this.#totalMs = limits.total ?? 30_000;
     this.#total = timeout(this.#totalMs, { name: `${o.name}.total`, bus, clock });
     const retryOptions = o.retry === false ? undefined : (o.retry ?? {});
+    if (retryOptions) checkRetry(o, retryOptions);
     this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
 
     if (o.budget !== false && retryOptions) {
@@ -167,6 +193,9 @@ class Client {
         retry({
           name: `${o.name}.retry`,
           maxAttempts,
+          // A wait (Retry-After included) that would end past the total deadline is not made:
+          // the last response is returned at once, as fetch would, instead of a TimeoutError later.
+          maxElapsed: this.#totalMs,
           ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
           ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
           retryOn: { error: isRetryable, result: () => false },
@@ -214,19 +243,27 @@ class Client {
       if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
       response = failed.response;
     }
-    this.#coverBody(deadline, start);
+    response = this.#coverBody(response, deadline, start);
     if (this.#o.throwOnHttpError && !response.ok) {
       throw new HttpError(plan.method, this.#redact.url(call.lastUrl ?? plan.url), response);
     }
     return response;
   }
 
-  /** The total deadline goes on while the caller reads the body, as AbortSignal.timeout() would. */
-  #coverBody(deadline: AbortController, start: number): void {
+  /**
+   * The total deadline goes on while the caller reads the body, as AbortSignal.timeout() would;
+   * its timer is cleared once the body is read to the end, fails or is cancelled.
+   */
+  #coverBody(response: Response, deadline: AbortController, start: number): Response {
     const left = this.#totalMs - (this.#clock.now() - start);
     const expire = () => deadline.abort(new TimeoutError(`${this.#o.name}.total`, this.#totalMs));
-    if (left <= 0) expire();
-    else this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
+    if (left <= 0) {
+      expire();
+      return response;
+    }
+    if (response.body === null) return response; // nothing left to read
+    const timer = this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
+    return whenBodyEnds(response, () => this.#clock.clearTimeout(timer));
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
@@ -260,7 +297,23 @@ class Client {
     const once = (c: CallContext) => this.#perTry.execute((t) => this.#exchange(call, url, t), c);
     const host = new URL(url).host;
     const breakers = this.#breakers;
-    const guarded = breakers === undefined ? once : (c: CallContext) => breakers.execute(host, once, c);
+    let guarded = once;
+    if (breakers !== undefined) {
+      // A redirect fetch refused is an answer from the host, not a failure of it: the breaker sees it pass.
+      guarded = (c: CallContext) => {
+        let refused: { error: unknown } | undefined;
+        const judged = (j: CallContext) =>
+          once(j).catch((error: unknown) => {
+            if (!refusedRedirects.has(error as object)) throw error;
+            refused = { error };
+            return undefined as unknown as Response;
+          });
+        return breakers.execute(host, judged, c).then((response) => {
+          if (refused !== undefined) throw refused.error;
+          return response;
+        });
+      };
+    }
     const limiter = this.#limiterFor(host);
     return limiter === undefined ? guarded(ctx) : limiter.execute(guarded, ctx);
   }
@@ -304,7 +357,8 @@ class Client {
   /**
    * fetch's TypeError, made to say what happened: `fetch failed: connect ECONNREFUSED ...` with
    * the root cause's `code`, and no credentials or secret parameters. A redirect that fetch
-   * refused (a loop, `redirect: 'error'`) is not retried: it would only loop again.
+   * refused (a loop, `redirect: 'error'`, a Location with credentials or not http) is not
+   * retried, nor held against the host's breaker: it would only be refused again.
    */
   #explain(error: unknown): unknown {
     if (!(error instanceof TypeError)) return error;
@@ -312,7 +366,7 @@ class Client {
       const root = rootCause(error.cause);
       const explained = new TypeError(`fetch failed: ${this.#redact.text(root.message)}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (/redirect/i.test(root.message)) nonRetryable(explained);
+      if (refusedRedirect.test(root.message)) refusedRedirects.add(nonRetryable(explained));
       return explained;
     }
     const message = this.#redact.text(error.message);
@@ -400,6 +454,48 @@ function idle(limiter: Limiter): boolean {
   return (s.running ?? 0) === 0 && (s.queued ?? 0) === 0 && (s.inFlight ?? 0) === 0;
 }
 
+/**
+ * `response` with a body that calls `done` once it has been read to the end, has failed or has
+ * been cancelled. Status, headers, `url`, `redirected` and `type` are those of `response`.
+ */
+function whenBodyEnds(response: Response, done: () => void): Response {
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          chunk = await reader.read();
+        } catch (error) {
+          done();
+          controller.error(error);
+          return;
+        }
+        if (chunk.done) {
+          done();
+          controller.close();
+        } else {
+          controller.enqueue(chunk.value);
+        }
+      },
+      cancel(reason) {
+        done();
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 }, // read from the network only as the caller reads
+  );
+  const watched = new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+  for (const key of ['url', 'redirected', 'type'] as const) {
+    Object.defineProperty(watched, key, { value: response[key], enumerable: true, configurable: true });
+  }
+  return watched;
+}
+
 /** The HttpError itself, or the one a retry or failover error wraps as its cause. */
 function httpErrorIn(error: unknown): HttpError | undefined {
   for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 4; e = (e as Error).cause, depth++) {
@@ -424,6 +520,33 @@ function rootCause(error: unknown): { message: string; code: string | undefined 
     message: typeof message === 'string' && message !== '' ? message : String(e),
     code: typeof code === 'string' ? code : typeof outer.code === 'string' ? outer.code : undefined,
   };
+}
+
+/**
+ * `retry.backoff` and `retry.jitter` are checked as @holdfast/retry checks them, with or without
+ * base URLs. With base URLs (or a failover set) they are refused: a failed try moves at once to
+ * another endpoint, so a backoff would be silently ignored.
+ */
+function checkRetry(o: ParsedFetchOptions, r: Exclude<ParsedFetchOptions['retry'], false | undefined>): void {
+  within('retry', () =>
+    retry({
+      ...(r.backoff ? { backoff: r.backoff } : {}),
+      ...(r.jitter ? { jitter: r.jitter } : {}),
+      budget: false,
+    }),
+  );
+  if (o.failover === undefined && o.baseUrls === undefined) return;
+  const given = (['backoff', 'jitter'] as const).filter((k) => r[k] !== undefined);
+  if (given.length === 0) return;
+  const by = o.baseUrls ? 'baseUrls' : 'failover';
+  throw new HoldfastConfigError(
+    'resilientFetch',
+    given.map((k) => ({
+      path: `retry.${k}`,
+      message: `does not apply with ${by}: a failed try moves at once to another endpoint, without waiting`,
+      value: r[k],
+    })),
+  );
 }
 
 /** Runs a factory we call for the user, naming a bad option by the path the user gave it under. */

@@ -19,9 +19,19 @@ export function isPolicy(value: unknown): value is Policy {
  */
 export function withPolicy<This, A extends unknown[], R>(fn: AsyncFn<This, A, R>, policy: Policy): Wrapped<This, A, R> {
   if (typeof fn !== 'function') throw new TypeError(`${policy.name}: the wrapped value must be a function`);
-  return function (this: This, ...args: A) {
+  return keepIdentity(function (this: This, ...args: A) {
     return policy.execute(() => fn.apply(this, args)) as Promise<Awaited<R>>;
-  };
+  }, fn);
+}
+
+/**
+ * Gives `wrapper` the `name` and `length` of `fn`, so stack traces, logs by function name and
+ * frameworks that read them (NestJS reflection) see the function that was wrapped.
+ */
+export function keepIdentity<W extends (...args: never) => unknown>(wrapper: W, fn: (...args: never) => unknown): W {
+  Object.defineProperty(wrapper, 'name', { value: fn.name, configurable: true });
+  Object.defineProperty(wrapper, 'length', { value: fn.length, configurable: true });
+  return wrapper;
 }
 
 /**
@@ -97,7 +107,7 @@ export function withIdempotency<This, A extends unknown[], R>(
     ([self, args]) => fn.apply(self, args),
     idempotentOptionsOf<This, A>('withIdempotency', options),
   );
-  return function (this: This, ...args: A) {
+  return keepIdentity(function (this: This, ...args: A) {
     return once([this, args], undefined as ExecuteOptions | undefined);
-  };
+  }, fn);
 }

@@ -135,7 +135,10 @@ describe('resilientFetch keeps secrets in the process', () => {
     await collect(http(`${s.url}/orders?token=abc123&session=s3ss10n&page=2`));
     // Credentials: fetch refuses them; the refusal must not repeat them.
     await collect(http(`http://admin:hunter2@127.0.0.1:${port}/orders`));
-    const withBase = client({ baseUrls: [`http://admin:hunter2@127.0.0.1:${port}`] });
+    // A base URL with credentials is refused at creation, and the refusal does not repeat them.
+    await collect(Promise.resolve().then(() => client({ baseUrls: [`http://admin:hunter2@127.0.0.1:${port}`] })));
+    expect(messages.at(-1)).toMatch(/^resilientFetch: baseUrls\.0 must not carry credentials/);
+    const withBase = client({ baseUrls: [`http://127.0.0.1:${port}`], retry: { maxAttempts: 2 } });
     await collect(withBase.http('/orders?api_key=abc123'));
     const everything = JSON.stringify({
       messages,
