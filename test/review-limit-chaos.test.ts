@@ -1,0 +1,89 @@
+/**
+ * An outside review of `@holdfast/limit`, `fallback()` / `hedge()` and `@holdfast/chaos`: each
+ * `it` is one promise of the READMEs / docs that does not hold. These tests fail until fixed.
+ */
+
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { fallback, hedge, ManualClock } from '@holdfast/core';
+import { bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
+import { describe, expect, it } from 'vitest';
+
+/** A function that ignores its signal and answers `value` after `ms` of real time. */
+const deaf =
+  <T>(value: T, ms: number) =>
+  () =>
+    new Promise<T>((resolve) => setTimeout(() => resolve(value), ms));
+
+describe('review: rate limiters', () => {
+  it('tokenBucket maxKeys forgets the least recently refilled key, not the hot key a client is still hammering', async () => {
+    // README/options: "Most distinct keys tracked; the least recently refilled are forgotten first."
+    const clock = new ManualClock(0);
+    const limiter = tokenBucket({ limit: 1, interval: 60_000, maxKeys: 3, clock, policies: false });
+    expect(limiter.take('abuser').allowed).toBe(true); // t=0: the abuser spends its one token
+    await clock.advance(1);
+    expect(limiter.take('a').allowed).toBe(true);
+    expect(limiter.take('b').allowed).toBe(true);
+    // The abuser keeps calling: each call refills (touches) its bucket, so it is the MOST recent.
+    expect(limiter.take('abuser').allowed).toBe(false);
+    // One new key arrives: the least recently refilled is 'a', not 'abuser'.
+    expect(limiter.take('c').allowed).toBe(true);
+    // Observed: 'abuser' was evicted (insertion order) and gets a fresh full bucket.
+    expect(limiter.take('abuser').allowed).toBe(false);
+  });
+
+  it('slidingWindow maxKeys: a client cycling maxKeys throwaway keys resets its own exhausted limit', () => {
+    const clock = new ManualClock(0);
+    const limiter = slidingWindow({ limit: 5, interval: 60_000, maxKeys: 100, clock, policies: false });
+    let allowed = 0;
+    // 10 rounds: 5 calls on the real key, then 100 calls on fresh throwaway keys.
+    for (let round = 0; round < 10; round++) {
+      for (let i = 0; i < 5; i++) if (limiter.take('victim-or-abuser').allowed) allowed++;
+      for (let i = 0; i < 100; i++) limiter.take(`junk-${round}-${i}`);
+    }
+    // The key was used every round, so it is never the least recently used: 5 in the window.
+    expect(allowed).toBe(5);
+  });
+});
+
+describe('review: abort rules (docs/concepts.md "Aborts: the rules")', () => {
+  // "during an attempt | rejects with `signal.reason`, whatever the attempt returns or throws after"
+  it('hedge: a caller abort during an attempt rejects with the reason even if the attempt resolves after', async () => {
+    const h = hedge({ delay: 10_000, safe: true, policies: false });
+    const ac = new AbortController();
+    const reason = new Error('caller gave up');
+    const call = h.execute(deaf('late value', 30), { signal: ac.signal });
+    setTimeout(() => ac.abort(reason), 5);
+    await expect(call).rejects.toBe(reason);
+  });
+
+  it('hedge: an unsafe (unhedged) call aborted by its caller rejects with the reason, not the late value', async () => {
+    const h = hedge({ delay: 10_000, policies: false });
+    const ac = new AbortController();
+    const reason = new Error('caller gave up');
+    const call = h.execute(deaf('late value', 30), { signal: ac.signal });
+    setTimeout(() => ac.abort(reason), 5);
+    await expect(call).rejects.toBe(reason);
+  });
+
+  it('fallback: a caller abort during the call rejects with the reason even if the function resolves after', async () => {
+    const f = fallback({ value: 'fallback value' });
+    const ac = new AbortController();
+    const reason = new Error('caller gave up');
+    const call = f.execute(deaf('late value', 30), { signal: ac.signal });
+    setTimeout(() => ac.abort(reason), 5);
+    await expect(call).rejects.toBe(reason);
+  });
+
+  it('bulkhead: a caller abort while running rejects with the reason even if the function resolves after', async () => {
+    const b = bulkhead({ maxConcurrent: 1, policies: false });
+    const ac = new AbortController();
+    const reason = new Error('caller gave up');
+    const call = b.execute(deaf('late value', 30), { signal: ac.signal });
+    setTimeout(() => ac.abort(reason), 5);
+    await expect(call).rejects.toBe(reason);
+  });
+});
+
+export type { AddressInfo, Server };
+export { createServer };
