@@ -5,8 +5,8 @@
 
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fallback, hedge, ManualClock } from '@holdfast/core';
-import { bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
+import { fallback, HoldfastConfigError, HoldfastError, hedge, ManualClock } from '@holdfast/core';
+import { adaptiveConcurrency, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
 import { describe, expect, it } from 'vitest';
 
 /** A function that ignores its signal and answers `value` after `ms` of real time. */
@@ -87,3 +87,70 @@ describe('review: abort rules (docs/concepts.md "Aborts: the rules")', () => {
 
 export type { AddressInfo, Server };
 export { createServer };
+
+
+describe('review: options (BRIEF: bad options throw HoldfastConfigError naming the option and value)', () => {
+  it('bulkhead queueTimeout past the timer range (3e9 ms, ~35 days) is refused or honoured, not turned into 1 ms', async () => {
+    let b: ReturnType<typeof bulkhead>;
+    try {
+      b = bulkhead({ maxConcurrent: 1, maxQueue: 1, queueTimeout: 3e9, policies: false });
+    } catch (error) {
+      // Refusing it is fine, as core's durationOption does for every other timer.
+      expect(error).toBeInstanceOf(HoldfastConfigError);
+      expect(String(error)).toMatch(/queueTimeout/);
+      return;
+    }
+    let release!: () => void;
+    const first = b.execute(() => new Promise<void>((r) => (release = r)));
+    const queued = b.execute(async () => 'second ran');
+    const outcome = await Promise.race([
+      queued.then(
+        (v) => v,
+        (e: Error) => `refused: ${e.name}`,
+      ),
+      new Promise((r) => setTimeout(() => r('still queued'), 100)),
+    ]);
+    release();
+    await first;
+    await queued.catch(() => undefined);
+    // Observed: 'refused: BulkheadRejectedError' after ~1 ms (setTimeout overflow, TimeoutOverflowWarning).
+    expect(outcome).toBe('still queued');
+  });
+
+  it('hedge percentile delay with min > max is refused (else "never hedge sooner than min" is broken)', () => {
+    expect(() => hedge({ delay: { percentile: 0.9, min: 500, max: 10 }, policies: false })).toThrow(HoldfastConfigError);
+  });
+
+  it('adaptiveConcurrency window.minTime > window.maxTime is refused', () => {
+    expect(() =>
+      adaptiveConcurrency({ algorithm: 'aimd', window: { minTime: 5_000, maxTime: 10 }, policies: false }),
+    ).toThrow(HoldfastConfigError);
+  });
+
+  it('adaptiveConcurrency minLimit > maxLimit names minLimit/maxLimit and their values, not "initialLimit (got undefined)"', () => {
+    let message = '';
+    try {
+      adaptiveConcurrency({ algorithm: 'aimd', minLimit: 50, maxLimit: 10, policies: false });
+    } catch (error) {
+      message = String((error as Error).message);
+    }
+    expect(message).toMatch(/minLimit|maxLimit/);
+    expect(message).not.toMatch(/got undefined/);
+  });
+
+  it('hedge budget.minPerSecond: Infinity names the option path budget.minPerSecond and the value', () => {
+    let message = '';
+    try {
+      hedge({ delay: 10, budget: { minPerSecond: Number.POSITIVE_INFINITY }, policies: false });
+    } catch (error) {
+      message = String((error as Error).message);
+    }
+    expect(message).toMatch(/budget\.minPerSecond/);
+  });
+
+  it('a per-call cost out of range rejects with a HoldfastError (stable code), not a bare RangeError', async () => {
+    const limiter = tokenBucket({ limit: 5, policies: false });
+    const error = await limiter.execute(async () => 'ran', { key: 'k', cost: 0 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(HoldfastError);
+  });
+});
