@@ -3,10 +3,14 @@
  * `it` is one promise of the READMEs / docs that does not hold. These tests fail until fixed.
  */
 
-import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { fallback, HoldfastConfigError, HoldfastError, hedge, ManualClock } from '@holdfast/core';
 import { adaptiveConcurrency, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
+import { loadShedding as expressShedding } from '@holdfast/limit/express';
+import { loadShedding as fastifyShedding } from '@holdfast/limit/fastify';
+import express from 'express';
+import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
 
 /** A function that ignores its signal and answers `value` after `ms` of real time. */
@@ -85,8 +89,6 @@ describe('review: abort rules (docs/concepts.md "Aborts: the rules")', () => {
   });
 });
 
-export type { AddressInfo, Server };
-export { createServer };
 
 
 describe('review: options (BRIEF: bad options throw HoldfastConfigError naming the option and value)', () => {
@@ -152,5 +154,55 @@ describe('review: options (BRIEF: bad options throw HoldfastConfigError naming t
     const limiter = tokenBucket({ limit: 5, policies: false });
     const error = await limiter.execute(async () => 'ran', { key: 'k', cost: 0 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(HoldfastError);
+  });
+});
+
+describe('review: load-shedding middleware against real servers', () => {
+  /** GET `url` on a real socket; resolves with status, content-type and retry-after. */
+  async function get(url: string) {
+    const res = await fetch(url);
+    await res.text();
+    return { status: res.status, type: res.headers.get('content-type'), retryAfter: res.headers.get('retry-after') };
+  }
+
+  it('express: a bulkhead disposed at shutdown sheds with 503 problem+json, never a 500', async () => {
+    const policy = bulkhead({ maxConcurrent: 2, policies: false });
+    const app = express();
+    app.use(expressShedding({ policy }));
+    app.get('/work', (_req, res) => void res.send('ok'));
+    const server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/work`;
+    try {
+      expect((await get(url)).status).toBe(200);
+      policy.dispose(); // graceful shutdown begins; the server still answers in-flight traffic
+      const shed = await get(url);
+      // Observed: 500 text/html (DisposedError E_DISPOSED reaches Express's error handler).
+      expect(shed.status).toBe(503);
+      expect(shed.type).toMatch(/application\/problem\+json/);
+      expect(shed.retryAfter).not.toBeNull();
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
+  });
+
+  it('fastify: a bulkhead disposed at shutdown sheds with 503 problem+json, never a 500', async () => {
+    const policy = bulkhead({ maxConcurrent: 2, policies: false });
+    const app = Fastify({ forceCloseConnections: true });
+    await app.register(fastifyShedding, { policy });
+    app.get('/work', async () => 'ok');
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/work`;
+    try {
+      expect((await get(url)).status).toBe(200);
+      policy.dispose();
+      const shed = await get(url);
+      // Observed: 500 application/json {"code":"E_DISPOSED",...}.
+      expect(shed.status).toBe(503);
+      expect(shed.type).toMatch(/application\/problem\+json/);
+    } finally {
+      await app.close();
+    }
   });
 });
