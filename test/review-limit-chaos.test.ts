@@ -8,7 +8,7 @@ import { createServer } from 'node:http';
 import { type AddressInfo, connect } from 'node:net';
 import { drill, faultProxy } from '@holdfast/chaos';
 import { fallback, HoldfastConfigError, HoldfastError, hedge, ManualClock } from '@holdfast/core';
-import { adaptiveConcurrency, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
+import { adaptiveConcurrency, adaptiveThrottle, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
 import { loadShedding as expressShedding } from '@holdfast/limit/express';
 import { loadShedding as fastifyShedding } from '@holdfast/limit/fastify';
 import express from 'express';
@@ -281,5 +281,28 @@ describe('review: chaos', () => {
       new Promise((r) => setTimeout(() => r('still running 2 s after its 300 ms duration'), 2_300)),
     ]);
     expect(outcome).toMatch(/^ended/);
+  });
+});
+
+describe('review: adaptiveThrottle', () => {
+  it('calls the caller aborted are not counted as backend refusals (README: "other failures count as accepts")', async () => {
+    const clock = new ManualClock(0);
+    const throttle = adaptiveThrottle({
+      clock,
+      policies: false,
+      isRejection: (e) => (e as { status?: number }).status === 503,
+    });
+    // Users hang up on 200 slow calls; the backend refused none of them.
+    for (let i = 0; i < 200; i++) {
+      const ac = new AbortController();
+      const call = throttle.execute(
+        ({ signal }) => new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+        { signal: ac.signal },
+      );
+      ac.abort(new Error('user left'));
+      await call.catch(() => undefined);
+    }
+    // Observed: probability ~0.995; the next healthy call is refused locally with ThrottledError.
+    expect(throttle.snapshot().probability).toBe(0);
   });
 });
