@@ -91,8 +91,6 @@ describe('review: abort rules (docs/concepts.md "Aborts: the rules")', () => {
   });
 });
 
-
-
 describe('review: options (BRIEF: bad options throw HoldfastConfigError naming the option and value)', () => {
   it('bulkhead queueTimeout past the timer range (3e9 ms, ~35 days) is refused or honoured, not turned into 1 ms', async () => {
     let b: ReturnType<typeof bulkhead>;
@@ -122,7 +120,9 @@ describe('review: options (BRIEF: bad options throw HoldfastConfigError naming t
   });
 
   it('hedge percentile delay with min > max is refused (else "never hedge sooner than min" is broken)', () => {
-    expect(() => hedge({ delay: { percentile: 0.9, min: 500, max: 10 }, policies: false })).toThrow(HoldfastConfigError);
+    expect(() => hedge({ delay: { percentile: 0.9, min: 500, max: 10 }, policies: false })).toThrow(
+      HoldfastConfigError,
+    );
   });
 
   it('adaptiveConcurrency window.minTime > window.maxTime is refused', () => {
