@@ -4,7 +4,7 @@ import { type Clock, realClock, type TimerHandle } from './clock.js';
 import { CallScope } from './context.js';
 import { DisposedError } from './errors.js';
 import { busOption, clockOption, durationOption, nameOption, parseOptions, policiesOption } from './options.js';
-import { type ExecuteOptions, invoke, type Operation, type Policy } from './policy.js';
+import { type ExecuteOptions, invokeIn, type Operation, type Policy } from './policy.js';
 import { policies as globalPolicies, type Unregister } from './registry.js';
 import type { Snapshottable } from './snapshot.js';
 
@@ -152,7 +152,7 @@ class Hedger implements HedgePolicy {
 
   #once<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     const start = this.clock.now();
-    return invoke(fn, scope).then(
+    return invokeIn(fn, scope).then(
       (value) => {
         scope.release();
         this.record(this.clock.now() - start);
@@ -255,7 +255,7 @@ class HedgedCall<T> {
     this.sent++;
     this.running.add(scope);
     const start = policy.clock.now();
-    invoke(this.fn, scope).then(
+    invokeIn(this.fn, scope).then(
       (value) => this.#succeeded(scope, start, value),
       (error: unknown) => this.#failed(scope, error),
     );

@@ -34,7 +34,11 @@ const rate = {
   limit: count,
   /** The period `limit` is counted over, ms. @default 1000 */
   interval: z.number().finite().positive().default(1000),
-  /** Most distinct keys tracked; the least recently refilled are forgotten first. @default 10000 */
+  /**
+   * Most distinct keys tracked. Past it, the least recently used key that would allow a call now
+   * is forgotten (a key still refusing calls is kept, so cycling new keys cannot reset it; of 16
+   * least recently used keys all refusing, the least recently used goes). @default 10000
+   */
   maxKeys: z.number().int().min(1).default(10_000),
   /** The key of calls that give none (`execute(fn, { key })`). @default '' */
   defaultKey: z.string().default(''),
