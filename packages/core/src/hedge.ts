@@ -8,20 +8,22 @@ import { type ExecuteOptions, invokeIn, type Operation, type Policy } from './po
 import { policies as globalPolicies, type Unregister } from './registry.js';
 import type { Snapshottable } from './snapshot.js';
 
-const percentileDelay = z.strictObject({
-  /** The share of observed latencies the delay waits out, e.g. 0.95: hedge the slowest 5%. */
-  percentile: z.number().gt(0).lt(1),
-  /** The delay until `minSamples` latencies were seen. @default 100 */
-  initial: durationOption.default(100),
-  /** Never hedge sooner than this. @default 0 */
-  min: durationOption.default(0),
-  /** Never wait longer than this. @default no bound */
-  max: durationOption.optional(),
-  /** How many recent successful latencies the percentile is taken over. @default 1000 */
-  samples: z.number().int().min(10).max(100_000).default(1000),
-  /** Latencies needed before the percentile replaces `initial`. @default 20 */
-  minSamples: z.number().int().min(1).default(20),
-});
+const percentileDelay = z
+  .strictObject({
+    /** The share of observed latencies the delay waits out, e.g. 0.95: hedge the slowest 5%. */
+    percentile: z.number().gt(0).lt(1),
+    /** The delay until `minSamples` latencies were seen. @default 100 */
+    initial: durationOption.default(100),
+    /** Never hedge sooner than this. @default 0 */
+    min: durationOption.default(0),
+    /** Never wait longer than this. @default no bound */
+    max: durationOption.optional(),
+    /** How many recent successful latencies the percentile is taken over. @default 1000 */
+    samples: z.number().int().min(10).max(100_000).default(1000),
+    /** Latencies needed before the percentile replaces `initial`. @default 20 */
+    minSamples: z.number().int().min(1).default(20),
+  })
+  .refine((o) => o.max === undefined || o.min <= o.max, { message: 'must be >= min', path: ['max'] });
 
 const budgetOption = z.strictObject({
   /** Hedges allowed as a share of the calls in the last `window`. @default 0.1 */

@@ -1,4 +1,4 @@
-import { DisposedError, fnOption, HoldfastError, type Policy, parseOptions } from '@holdfast/core';
+import { DisposedError, durationOption, fnOption, HoldfastError, type Policy, parseOptions } from '@holdfast/core';
 import { z } from 'zod';
 import { isRejection, type Rejection } from './errors.js';
 
@@ -24,7 +24,7 @@ const schema = z.strictObject({
     }),
   ]),
   key: fnOption<(req: never) => string | undefined>().optional(),
-  retryAfter: z.number().finite().nonnegative().default(1000),
+  retryAfter: durationOption.default(1000),
 });
 
 /** A shedding decision, made once per request. */

@@ -2,6 +2,7 @@ import {
   CallScope,
   DisposedError,
   type ExecuteOptions,
+  HoldfastConfigError,
   invokeIn,
   type Operation,
   type Policy,
@@ -182,9 +183,11 @@ export class KeyTable<S> {
   }
 }
 
-/** Checks a call's cost against what the limiter could ever allow. */
+/** Checks a call's cost against what the limiter could ever allow: a `HoldfastConfigError` (`E_CONFIG`) if not. */
 export function checkCost(name: string, cost: number, most: number): void {
   if (!(Number.isInteger(cost) && cost >= 1 && cost <= most)) {
-    throw new RangeError(`${name}: cost must be a whole number from 1 to ${most} (got ${cost})`);
+    throw new HoldfastConfigError(name, [
+      { path: 'cost', message: `must be a whole number from 1 to ${most}`, value: cost },
+    ]);
   }
 }
