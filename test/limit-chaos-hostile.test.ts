@@ -1,6 +1,6 @@
 /**
  * An outside review of `@holdfast/limit`, `fallback()` / `hedge()` and `@holdfast/chaos`: each
- * `it` is one promise of the READMEs / docs that does not hold. These tests fail until fixed.
+ * `it` is one promise of the READMEs / docs that the first version broke (each failed then; each holds now).
  */
 
 import { once } from 'node:events';
