@@ -68,6 +68,11 @@ class FallbackPolicy implements Policy {
 
   async execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     const scope = new CallScope(options);
+    // Aborted before it started: the function never runs, nothing is served in its place.
+    if (scope.aborted) {
+      scope.release();
+      throw scope.reason;
+    }
     try {
       const result = await invokeIn(fn, scope);
       if (this.onResult === undefined || !this.onResult(result)) return result;

@@ -144,11 +144,11 @@ class Hedger implements HedgePolicy {
     this.#calls++;
     this.#budget?.deposit();
     const scope = new CallScope(options);
-    if (!(options?.safe ?? this.#safe)) return this.#once(fn, scope);
     if (scope.aborted) {
       scope.release();
       return Promise.reject(scope.reason);
     }
+    if (!(options?.safe ?? this.#safe)) return this.#once(fn, scope);
     return new Promise<T>((resolve, reject) => new HedgedCall(this, fn, scope, resolve, reject).launch('delay', 0));
   }
 

@@ -95,6 +95,11 @@ class Throttle implements AdaptiveThrottle {
     if (p > 0 && this.random() < p) return Promise.reject(this.#refuse(p));
     const scope = new CallScope(options);
     const slice = this.#slice;
+    if (scope.aborted) {
+      scope.release();
+      this.#uncount(slice);
+      return Promise.reject(scope.reason);
+    }
     return invokeIn(fn, scope).then(
       (value) => {
         scope.release();
