@@ -12,9 +12,10 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { circuitBreaker } from '@holdfast/breaker';
-import { createBus, type EventOf, pipeline, timeout } from '@holdfast/core';
+import { createBus, type EventOf, fallback, hedge, pipeline, timeout } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { resilientFetch } from '@holdfast/fetch';
+import { adaptiveConcurrency, adaptiveThrottle, bulkhead, tokenBucket } from '@holdfast/limit';
 import { retry } from '@holdfast/retry';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
@@ -89,6 +90,46 @@ const subjects: Subject[] = [
         http.dispose();
       }
     },
+  },
+  {
+    name: 'hedge (unsafe: one attempt)',
+    waits: false,
+    run: (attempt, signal, bus) =>
+      hedge({ delay: 10_000, bus, policies: false }).execute((c) => attempt(c.attempt), { signal }),
+  },
+  {
+    // `on` leaves the 404 alone, so a failure after the call settled reaches the caller as it is.
+    name: 'fallback',
+    waits: false,
+    run: (attempt, signal, bus) =>
+      fallback({ value: 'fallback', on: (e) => (e as { status?: number }).status !== 404, bus }).execute(
+        (c) => attempt(c.attempt),
+        { signal },
+      ),
+  },
+  {
+    name: 'bulkhead',
+    waits: false,
+    run: (attempt, signal, bus) =>
+      bulkhead({ maxConcurrent: 1, bus, policies: false }).execute((c) => attempt(c.attempt), { signal }),
+  },
+  {
+    name: 'tokenBucket',
+    waits: false,
+    run: (attempt, signal, bus) =>
+      tokenBucket({ limit: 5, bus, policies: false }).execute((c) => attempt(c.attempt), { signal }),
+  },
+  {
+    name: 'adaptiveConcurrency',
+    waits: false,
+    run: (attempt, signal, bus) =>
+      adaptiveConcurrency({ algorithm: 'aimd', bus, policies: false }).execute((c) => attempt(c.attempt), { signal }),
+  },
+  {
+    name: 'adaptiveThrottle',
+    waits: false,
+    run: (attempt, signal, bus) =>
+      adaptiveThrottle({ bus, policies: false }).execute((c) => attempt(c.attempt), { signal }),
   },
 ];
 

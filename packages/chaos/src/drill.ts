@@ -67,13 +67,16 @@ export const drillOptionsSchema = z.strictObject({
   /** What must hold at the end. Each is optional; a drill with none always passes. */
   objectives: z
     .strictObject({
-      /** Failed requests / sent, at most (0 to 1). */
+      /** `load.failedShare` at most (0 to 1): requests failed or skipped over those planned. */
       maxFailedShare: z.number().min(0).max(1).optional(),
       /** The 99th percentile latency of all requests, at most, in ms. */
       maxP99: durationOption.optional(),
       /** Duplicate executions (what `duplicates()` counts), at most. */
       maxDuplicates: z.number().int().nonnegative().optional(),
-      /** Time to recover, at most, in ms: from the first failed request to the end of the last one. */
+      /**
+       * Time to recover, at most, in ms: from the first failed request to the end of the last one.
+       * A service that never recovered (no request succeeded after the last failure) misses it.
+       */
       maxRecovery: durationOption.optional(),
       /** Failed / sent among the requests started in the final window (see `finalWindow`), at most (0 to 1). */
       maxFinalFailedShare: z.number().min(0).max(1).optional(),
@@ -103,7 +106,7 @@ export interface ObjectiveResult {
   readonly limit: number;
   /** What the drill measured. */
   readonly actual: number;
-  /** Whether `actual <= limit`. */
+  /** Whether `actual <= limit` (for `maxRecovery`, also whether the service recovered at all). */
   readonly passed: boolean;
   /** How far past its limit the actual figure went; 0 if it held. */
   readonly by: number;
@@ -121,7 +124,11 @@ export interface DrillLoad {
   readonly skipped: number;
   /** Failed once a driven load's signal had aborted: cut off by the end of the run, not counted in `sent`. */
   readonly cut: number;
-  /** `failed / sent`, 0 to 1. */
+  /**
+   * `(failed + skipped) / (sent + skipped)`, 0 to 1: the share of the planned requests that did
+   * not succeed. A request the load could not send counts as failed (else a service so slow that
+   * the load cannot keep up would pass: coordinated omission).
+   */
   readonly failedShare: number;
   /** Median latency. */
   readonly p50: number;
@@ -143,15 +150,20 @@ export interface DrillStep {
   readonly ranAt: number;
   /** When it finished (its promise settled), ms after the start. */
   readonly doneAt: number;
-  /** What it threw, if it threw. */
+  /** What it threw, if it threw, or why it was given up on. */
   readonly error?: string;
+  /**
+   * True when it had not settled by the end of the load (or, for a step due after it, within the
+   * load's `timeout`): the drill stops waiting for it and does not pass.
+   */
+  readonly hung?: boolean;
 }
 
 /** What a drill found: plain JSON, for a CI job to gate on. */
 export interface DrillResult {
   /** The drill's name. */
   readonly name: string;
-  /** Whether every objective held. */
+  /** Whether every objective held and no step hung. */
   readonly passed: boolean;
   /** When it started, ISO 8601. */
   readonly startedAt: string;
@@ -167,6 +179,8 @@ export interface DrillResult {
     readonly lastFailure: number | null;
     /** From the first failed request's start to the last one's end: the time to recover. */
     readonly window: number;
+    /** False when requests failed and none succeeded after the last failure began (never recovered). */
+    readonly recovered: boolean;
   };
   /** The requests started in the final window: whether the service recovered once the faults were over. */
   readonly final: {
@@ -228,7 +242,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   emit('start');
 
   const load = o.load.drive ? driveLoad(o.load.drive, o.load.duration, since) : runLoad(o.load, since);
-  const steps = runSteps(o.steps, since, (name) => emit('step', name));
+  const steps = runSteps(o.steps, since, (name) => emit('step', name), o.load.duration, o.load.timeout);
   const [samples, played] = await Promise.all([load, steps]);
   const duration = since();
   const duplicates = o.duplicates ? await o.duplicates() : null;
@@ -244,7 +258,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     failed: failures.length,
     skipped: samples.skipped,
     cut: samples.cut,
-    failedShare: sent === 0 ? 0 : failures.length / sent,
+    failedShare: sent + samples.skipped === 0 ? 0 : (failures.length + samples.skipped) / (sent + samples.skipped),
     p50: percentile(latencies, 0.5),
     p90: percentile(latencies, 0.9),
     p99: percentile(latencies, 0.99),
@@ -254,6 +268,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     firstFailure: round(firstFailure),
     lastFailure: round(lastFailure),
     window: firstFailure === null || lastFailure === null ? 0 : round(lastFailure - firstFailure),
+    recovered: recoveredBy(samples.requests, failures),
   };
   const lastStep = Math.max(0, ...o.steps.map((step) => step.at));
   const from = round(o.finalWindow === undefined ? lastStep : Math.max(0, o.load.duration - o.finalWindow));
@@ -285,9 +300,10 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     const limit = o.objectives[key];
     if (limit === undefined) continue;
     const actual = actuals[key];
-    objectives.push({ objective: key, limit, actual, passed: actual <= limit, by: Math.max(0, actual - limit) });
+    const held = actual <= limit && (key !== 'maxRecovery' || recovery.recovered);
+    objectives.push({ objective: key, limit, actual, passed: held, by: Math.max(0, actual - limit) });
   }
-  const passed = objectives.every((r) => r.passed);
+  const passed = objectives.every((r) => r.passed) && played.every((step) => step.hung !== true);
   const partial = {
     name: o.name,
     passed,
@@ -388,10 +404,19 @@ async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since:
   return { requests, skipped, cut: 0 };
 }
 
+/** True when nothing failed, or a request that began after the last failure began succeeded. */
+function recoveredBy(requests: readonly Sample[], failures: readonly Sample[]): boolean {
+  if (failures.length === 0) return true;
+  const lastStart = Math.max(...failures.map((f) => f.start));
+  return requests.some((r) => r.ok && r.start > lastStart);
+}
+
 async function runSteps(
   steps: z.output<typeof drillOptionsSchema>['steps'],
   since: () => number,
   announce: (name: string) => void,
+  duration: number,
+  timeout: number,
 ): Promise<DrillStep[]> {
   const played: DrillStep[] = [];
   for (const step of [...steps].sort((a, b) => a.at - b.at)) {
@@ -399,8 +424,25 @@ async function runSteps(
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     const ranAt = round(since());
     announce(step.name);
+    // A step must settle by the end of the load (one due after it: within the load's timeout).
+    const limit = Math.max(duration - since(), ranAt >= duration ? timeout : 0);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const hung = new Promise<typeof HUNG>((resolve) => {
+      timer = setTimeout(() => resolve(HUNG), limit);
+    });
     try {
-      await step.run();
+      const outcome = await Promise.race([Promise.resolve().then(() => step.run()), hung]);
+      if (outcome === HUNG) {
+        played.push({
+          name: step.name,
+          at: step.at,
+          ranAt,
+          doneAt: round(since()),
+          error: `did not settle within ${Math.round(limit)} ms`,
+          hung: true,
+        });
+        continue;
+      }
       played.push({ name: step.name, at: step.at, ranAt, doneAt: round(since()) });
     } catch (error) {
       played.push({
@@ -410,10 +452,14 @@ async function runSteps(
         doneAt: round(since()),
         error: error instanceof Error ? error.message : String(error),
       });
+    } finally {
+      clearTimeout(timer);
     }
   }
   return played;
 }
+
+const HUNG = Symbol('hung');
 
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
@@ -448,7 +494,9 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
     `  load: ${r.load.sent} sent over ${(r.duration / 1000).toFixed(1)} s, ${r.load.succeeded} ok, ${r.load.failed} failed (${(r.load.failedShare * 100).toFixed(2)}%), ${r.load.skipped} skipped${r.load.cut > 0 ? `, ${r.load.cut} cut off at the end` : ''}; latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms`,
     r.recovery.firstFailure === null
       ? '  failures: none'
-      : `  failures: from ${s(r.recovery.firstFailure)} to ${s(r.recovery.lastFailure ?? 0)} (recovered in ${r.recovery.window} ms)`,
+      : r.recovery.recovered
+        ? `  failures: from ${s(r.recovery.firstFailure)} to ${s(r.recovery.lastFailure ?? 0)} (recovered in ${r.recovery.window} ms)`
+        : `  failures: from ${s(r.recovery.firstFailure)} to ${s(r.recovery.lastFailure ?? 0)} (NOT recovered by the end)`,
     `  final window from ${s(r.final.from)}: ${r.final.sent - r.final.failed}/${r.final.sent} ok (${(r.final.failedShare * 100).toFixed(2)}% failed)`,
   ];
   const cells = r.timeline.sent.map((sent, i) => `${r.timeline.failed[i] ?? 0}/${sent}`);
@@ -456,12 +504,17 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
   if (r.duplicates !== null) lines.push(`  duplicate executions: ${r.duplicates}`);
   if (r.steps.length > 0) lines.push('  steps:');
   for (const step of r.steps)
-    lines.push(`    ${s(step.ranAt)}  ${step.name}${step.error ? `  (threw: ${step.error})` : ''}`);
+    lines.push(
+      `    ${s(step.ranAt)}  ${step.name}${step.hung ? `  (HUNG: ${step.error})` : step.error ? `  (threw: ${step.error})` : ''}`,
+    );
   if (r.objectives.length > 0) lines.push('  objectives:');
   for (const o of r.objectives) {
-    const verdict = o.passed
-      ? `ok    ${labels[o.objective]} ${show(o.objective, o.actual)} <= ${show(o.objective, o.limit)}`
-      : `MISS  ${labels[o.objective]} ${show(o.objective, o.actual)} > ${show(o.objective, o.limit)}: over by ${show(o.objective, o.by)}`;
+    const never = o.objective === 'maxRecovery' && !r.recovery.recovered;
+    const verdict = never
+      ? `MISS  ${labels[o.objective]}: never recovered (failing still at the end, limit ${show(o.objective, o.limit)})`
+      : o.passed
+        ? `ok    ${labels[o.objective]} ${show(o.objective, o.actual)} <= ${show(o.objective, o.limit)}`
+        : `MISS  ${labels[o.objective]} ${show(o.objective, o.actual)} > ${show(o.objective, o.limit)}: over by ${show(o.objective, o.by)}`;
     lines.push(`    ${verdict}`);
   }
   return lines.join('\n');

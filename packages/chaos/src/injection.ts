@@ -7,6 +7,7 @@ import {
   errorLabel,
   bus as globalBus,
   invoke,
+  invokeIn,
   type Operation,
   type Policy,
   parseOptions,
@@ -98,9 +99,9 @@ abstract class Injection implements InjectionPolicy {
 /** Runs `fn` untouched, reusing the caller's context when an outer policy made one. */
 function passThrough<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
   if (options === undefined) return invoke(fn, new CallScope(undefined));
-  if (options instanceof CallScope) return invoke(fn, options);
+  if (options instanceof CallScope) return invokeIn(fn, options);
   const scope = new CallScope(options);
-  return invoke(fn, scope).finally(() => scope.release());
+  return invokeIn(fn, scope).finally(() => scope.release());
 }
 
 class LatencyInjection extends Injection {
@@ -132,7 +133,7 @@ class LatencyInjection extends Injection {
         reject(reason);
       });
     });
-    return invoke(fn, scope);
+    return invokeIn(fn, scope);
   }
 
   #delay(): number {
@@ -198,7 +199,7 @@ class BehaviorInjection extends Injection {
   protected async inject<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     this.report('behavior');
     await this.#behavior(scope);
-    return invoke(fn, scope);
+    return invokeIn(fn, scope);
   }
 }
 

@@ -1,10 +1,11 @@
+import { durationOption } from '@holdfast/core';
 import { z } from 'zod';
 
 /** Which way a toxic acts: client to server (`upstream`), server to client (`downstream`), or both. */
 export type Direction = 'upstream' | 'downstream' | 'both';
 
 const direction = z.enum(['upstream', 'downstream', 'both']);
-const ms = z.number().finite().nonnegative();
+const ms = durationOption;
 const bytes = z.number().int().positive();
 
 const common = {

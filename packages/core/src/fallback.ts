@@ -4,7 +4,7 @@ import { type Clock, realClock } from './clock.js';
 import { CallScope } from './context.js';
 import { errorLabel } from './events.js';
 import { busOption, clockOption, fnOption, nameOption, parseOptions } from './options.js';
-import { type CallContext, type ExecuteOptions, invoke, type Operation, type Policy } from './policy.js';
+import { type CallContext, type ExecuteOptions, invokeIn, type Operation, type Policy } from './policy.js';
 
 /** What a fallback replaces: the failure, or the result `onResult` refused. */
 export type FallbackCause =
@@ -68,8 +68,13 @@ class FallbackPolicy implements Policy {
 
   async execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     const scope = new CallScope(options);
+    // Aborted before it started: the function never runs, nothing is served in its place.
+    if (scope.aborted) {
+      scope.release();
+      throw scope.reason;
+    }
     try {
-      const result = await invoke(fn, scope);
+      const result = await invokeIn(fn, scope);
       if (this.onResult === undefined || !this.onResult(result)) return result;
       this.#emit('result', undefined);
       return (await this.replace({ reason: 'result', result, ctx: scope })) as T;

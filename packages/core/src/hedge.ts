@@ -4,24 +4,26 @@ import { type Clock, realClock, type TimerHandle } from './clock.js';
 import { CallScope } from './context.js';
 import { DisposedError } from './errors.js';
 import { busOption, clockOption, durationOption, nameOption, parseOptions, policiesOption } from './options.js';
-import { type ExecuteOptions, invoke, type Operation, type Policy } from './policy.js';
+import { type ExecuteOptions, invokeIn, type Operation, type Policy } from './policy.js';
 import { policies as globalPolicies, type Unregister } from './registry.js';
 import type { Snapshottable } from './snapshot.js';
 
-const percentileDelay = z.strictObject({
-  /** The share of observed latencies the delay waits out, e.g. 0.95: hedge the slowest 5%. */
-  percentile: z.number().gt(0).lt(1),
-  /** The delay until `minSamples` latencies were seen. @default 100 */
-  initial: durationOption.default(100),
-  /** Never hedge sooner than this. @default 0 */
-  min: durationOption.default(0),
-  /** Never wait longer than this. @default no bound */
-  max: durationOption.optional(),
-  /** How many recent successful latencies the percentile is taken over. @default 1000 */
-  samples: z.number().int().min(10).max(100_000).default(1000),
-  /** Latencies needed before the percentile replaces `initial`. @default 20 */
-  minSamples: z.number().int().min(1).default(20),
-});
+const percentileDelay = z
+  .strictObject({
+    /** The share of observed latencies the delay waits out, e.g. 0.95: hedge the slowest 5%. */
+    percentile: z.number().gt(0).lt(1),
+    /** The delay until `minSamples` latencies were seen. @default 100 */
+    initial: durationOption.default(100),
+    /** Never hedge sooner than this. @default 0 */
+    min: durationOption.default(0),
+    /** Never wait longer than this. @default no bound */
+    max: durationOption.optional(),
+    /** How many recent successful latencies the percentile is taken over. @default 1000 */
+    samples: z.number().int().min(10).max(100_000).default(1000),
+    /** Latencies needed before the percentile replaces `initial`. @default 20 */
+    minSamples: z.number().int().min(1).default(20),
+  })
+  .refine((o) => o.max === undefined || o.min <= o.max, { message: 'must be >= min', path: ['max'] });
 
 const budgetOption = z.strictObject({
   /** Hedges allowed as a share of the calls in the last `window`. @default 0.1 */
@@ -142,17 +144,17 @@ class Hedger implements HedgePolicy {
     this.#calls++;
     this.#budget?.deposit();
     const scope = new CallScope(options);
-    if (!(options?.safe ?? this.#safe)) return this.#once(fn, scope);
     if (scope.aborted) {
       scope.release();
       return Promise.reject(scope.reason);
     }
+    if (!(options?.safe ?? this.#safe)) return this.#once(fn, scope);
     return new Promise<T>((resolve, reject) => new HedgedCall(this, fn, scope, resolve, reject).launch('delay', 0));
   }
 
   #once<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     const start = this.clock.now();
-    return invoke(fn, scope).then(
+    return invokeIn(fn, scope).then(
       (value) => {
         scope.release();
         this.record(this.clock.now() - start);
@@ -255,7 +257,7 @@ class HedgedCall<T> {
     this.sent++;
     this.running.add(scope);
     const start = policy.clock.now();
-    invoke(this.fn, scope).then(
+    invokeIn(this.fn, scope).then(
       (value) => this.#succeeded(scope, start, value),
       (error: unknown) => this.#failed(scope, error),
     );

@@ -73,7 +73,15 @@ export {
   policiesOption,
   positiveDurationOption,
 } from './options.js';
-export { type CallContext, type ExecuteOptions, invoke, type Operation, type Policy, pipeline } from './policy.js';
+export {
+  type CallContext,
+  type ExecuteOptions,
+  invoke,
+  invokeIn,
+  type Operation,
+  type Policy,
+  pipeline,
+} from './policy.js';
 export {
   createPolicyRegistry,
   type PolicyRegistry,

@@ -24,6 +24,13 @@ function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
       return { path: path.join('.'), message: 'is not a known option', value: valueAt(input, path) };
     });
   }
+  if (issue.code === 'invalid_union') {
+    // The branch the value matched in shape (its issues lie deeper than the union) says what is wrong.
+    const inner = issue.errors.find((branch) => branch.length > 0 && branch.every((i) => i.path.length > 0));
+    if (inner !== undefined) {
+      return inner.flatMap((i) => toIssues({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue, input));
+    }
+  }
   return [{ path: issue.path.join('.'), message: issue.message, value: valueAt(input, issue.path) }];
 }
 

@@ -79,3 +79,15 @@ export function invoke<T>(fn: Operation<T>, ctx: CallContext): Promise<T> {
     return Promise.reject(error);
   }
 }
+
+/**
+ * Calls `fn` in `scope` like {@link invoke}, and keeps the abort rule (docs/concepts.md "Aborts:
+ * the rules"): if the scope was aborted before `fn` settled, the call rejects with the scope's
+ * reason, whatever `fn` returns or throws after.
+ */
+export function invokeIn<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
+  return invoke(fn, scope).then(
+    (value) => (scope.aborted ? Promise.reject(scope.reason) : value),
+    (error: unknown) => Promise.reject(scope.aborted ? scope.reason : error),
+  );
+}

@@ -2,7 +2,7 @@ import {
   CallScope,
   DisposedError,
   type ExecuteOptions,
-  invoke,
+  invokeIn,
   type Operation,
   type Policy,
   parseOptions,
@@ -104,7 +104,7 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
     }
     const inFlight = ++this.#inFlight;
     const start = this.#now();
-    return invoke(fn, scope).then(
+    return invokeIn(fn, scope).then(
       (value) => {
         this.#done(start, inFlight, false);
         scope.release();

@@ -2,6 +2,7 @@ import {
   CallScope,
   DisposedError,
   type ExecuteOptions,
+  invokeIn,
   type Operation,
   type Policy,
   parseOptions,
@@ -116,7 +117,7 @@ class SlotBulkhead implements Bulkhead {
 
   async #run<T>(fn: Operation<T>, scope: CallScope, owned: boolean): Promise<T> {
     try {
-      return await fn(scope);
+      return await invokeIn(fn, scope);
     } finally {
       if (owned) scope.release();
       this.#handOver();

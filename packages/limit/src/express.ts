@@ -3,7 +3,7 @@
  * @module @holdfast/limit/express
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { type LoadSheddingOptions, Shedder } from './http.js';
+import { type LoadSheddingOptions, type Release, Shedder } from './http.js';
 
 /** Options of the Express middleware. */
 export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
@@ -22,8 +22,10 @@ export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandle
   const shedder = new Shedder<Request>('limit/express', options);
   return (req: Request, res: Response, next: NextFunction) => {
     const gone = new AbortController();
-    let release: (() => void) | undefined;
+    let release: Release | undefined;
     res.once('close', () => {
+      // A response sent in full reports its status; a client that went away aborts the call.
+      if (release !== undefined && res.writableFinished) return release(res.statusCode);
       gone.abort();
       release?.();
     });

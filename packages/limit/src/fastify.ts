@@ -3,7 +3,7 @@
  * @module @holdfast/limit/fastify
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type LoadSheddingOptions, Shedder } from './http.js';
+import { type LoadSheddingOptions, type Release, Shedder } from './http.js';
 
 /** Options of the Fastify plugin. */
 export type FastifyLoadSheddingOptions = LoadSheddingOptions<FastifyRequest>;
@@ -28,8 +28,10 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   });
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const gone = new AbortController();
-    let release: (() => void) | undefined;
+    let release: Release | undefined;
     reply.raw.once('close', () => {
+      // A response sent in full reports its status; a client that went away aborts the call.
+      if (release !== undefined && reply.raw.writableFinished) return release(reply.raw.statusCode);
       gone.abort();
       release?.();
     });

@@ -1,5 +1,4 @@
-import type { Policy } from '@holdfast/core';
-import { fnOption, parseOptions } from '@holdfast/core';
+import { DisposedError, durationOption, fnOption, HoldfastError, type Policy, parseOptions } from '@holdfast/core';
 import { z } from 'zod';
 import { isRejection, type Rejection } from './errors.js';
 
@@ -25,7 +24,7 @@ const schema = z.strictObject({
     }),
   ]),
   key: fnOption<(req: never) => string | undefined>().optional(),
-  retryAfter: z.number().finite().nonnegative().default(1000),
+  retryAfter: durationOption.default(1000),
 });
 
 /** A shedding decision, made once per request. */
@@ -43,24 +42,37 @@ export class Shedder<Req> {
   }
 
   /**
-   * Admits `req` through its policy: resolves to the function that frees its place (call it when
-   * the response is over), or to a {@link Shed} response when the policy refused it. Another
-   * error (a bug in `key`, a policy failing) rejects.
+   * Admits `req` through its policy: resolves to the function that frees its place (call it with
+   * the response's status when the response is over), or to a {@link Shed} response when the
+   * policy refused it (or was disposed). Another error (a bug in `key`, a policy failing) rejects.
+   * A status of 5xx or 429 ends the held call with a failure (an `E_HTTP_STATUS` error carrying
+   * `status`), so that an adaptive throttle or limiter sees the service refusing; any other
+   * status ends it with success.
    */
-  admit(req: Req, signal: AbortSignal): Promise<(() => void) | Shed> {
+  admit(req: Req, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
     const key = this.#key?.(req);
     return new Promise((resolve, reject) => {
       policy
-        .execute(() => new Promise<void>((release) => resolve(() => release())), { signal, key } as {
-          signal: AbortSignal;
-        })
+        .execute(
+          () =>
+            new Promise<void>((done, fail) =>
+              resolve((status) => {
+                if (status !== undefined && (status >= 500 || status === 429)) fail(statusError(status));
+                else done();
+              }),
+            ),
+          { signal, key } as { signal: AbortSignal },
+        )
         .then(undefined, (error: unknown) => {
           // The client went away while queued: nobody to answer, and nothing went wrong.
           if (signal.aborted) resolve(gone);
           else if (isRejection(error)) resolve(this.#shed(error));
-          else reject(error);
+          // Shutting down: the policy takes no more calls, the client should come back later.
+          else if (error instanceof DisposedError) {
+            resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
+          } else reject(error);
         });
     });
   }
@@ -103,7 +115,15 @@ export interface Shed {
   readonly body: string;
 }
 
+/** Frees a request's place; `status` is the response's, when it was sent in full. */
+export type Release = (status?: number) => void;
+
 function noop(): void {}
+
+/** What the held call fails with when the response says the service refused (5xx, 429). */
+function statusError(status: number): HoldfastError & { status: number } {
+  return Object.assign(new HoldfastError('E_HTTP_STATUS', `the response was ${status}`), { status });
+}
 
 /** What a request whose client hung up while it waited gets (the socket is closed: nobody reads it). */
 const gone: Shed = {

@@ -1,4 +1,12 @@
-import { busOption, clockOption, fnOption, nameOption, policiesOption } from '@holdfast/core';
+import {
+  busOption,
+  clockOption,
+  durationOption,
+  fnOption,
+  nameOption,
+  policiesOption,
+  positiveDurationOption,
+} from '@holdfast/core';
 import { z } from 'zod';
 
 /** Options every policy of this package takes: name, bus, clock, policies. */
@@ -22,7 +30,7 @@ export const bulkheadOptionsSchema = z.strictObject({
   /** Calls that may wait for a slot; more are refused at once. @default 0 */
   maxQueue: z.number().int().min(0).max(1_000_000_000).default(0),
   /** How long a call may wait in the queue, ms. @default no limit */
-  queueTimeout: z.number().finite().positive().optional(),
+  queueTimeout: positiveDurationOption.optional(),
   ...nameDefaults('bulkhead'),
 });
 
@@ -34,7 +42,11 @@ const rate = {
   limit: count,
   /** The period `limit` is counted over, ms. @default 1000 */
   interval: z.number().finite().positive().default(1000),
-  /** Most distinct keys tracked; the least recently refilled are forgotten first. @default 10000 */
+  /**
+   * Most distinct keys tracked. Past it, the least recently used key that would allow a call now
+   * is forgotten (a key still refusing calls is kept, so cycling new keys cannot reset it; of 16
+   * least recently used keys all refusing, the least recently used goes). @default 10000
+   */
   maxKeys: z.number().int().min(1).default(10_000),
   /** The key of calls that give none (`execute(fn, { key })`). @default '' */
   defaultKey: z.string().default(''),
@@ -69,14 +81,16 @@ const limits = {
   maxLimit: count.default(1000),
 };
 
-const sampleWindow = z.strictObject({
-  /** A window closes no sooner than this, ms: a few latencies long. @default 100 */
-  minTime: z.number().finite().min(0).default(100),
-  /** A window closes by this time whatever it holds, ms. @default 1000 */
-  maxTime: z.number().finite().positive().default(1000),
-  /** Samples a window needs before it closes (before maxTime). @default 10 */
-  minSamples: z.number().int().min(1).default(10),
-});
+const sampleWindow = z
+  .strictObject({
+    /** A window closes no sooner than this, ms: a few latencies long. @default 100 */
+    minTime: durationOption.default(100),
+    /** A window closes by this time whatever it holds, ms. @default 1000 */
+    maxTime: positiveDurationOption.default(1000),
+    /** Samples a window needs before it closes (before maxTime). @default 10 */
+    minSamples: z.number().int().min(1).default(10),
+  })
+  .refine((w) => w.minTime <= w.maxTime, { message: 'must be >= minTime', path: ['maxTime'] });
 
 const gradient2 = z.strictObject({
   algorithm: z.literal('gradient2'),
@@ -97,7 +111,7 @@ const aimd = z.strictObject({
   /** Factor the limit is multiplied by after a drop (0.5..1). @default 0.9 */
   backoffRatio: z.number().min(0.5).lt(1).default(0.9),
   /** A success slower than this counts as a drop, ms. @default 5000 */
-  timeout: z.number().finite().positive().default(5000),
+  timeout: positiveDurationOption.default(5000),
 });
 
 const vegas = z.strictObject({
@@ -114,9 +128,16 @@ export const adaptiveConcurrencyOptionsSchema = z
     aimd.extend({ ...commonAdaptive() }),
     vegas.extend({ ...commonAdaptive() }),
   ])
-  .refine((o) => o.minLimit <= o.initialLimit && o.initialLimit <= o.maxLimit, {
-    message: 'must be between minLimit and maxLimit',
-    path: ['initialLimit'],
+  .superRefine((o, ctx) => {
+    if (o.minLimit > o.maxLimit) {
+      ctx.addIssue({ code: 'custom', message: `must be <= maxLimit (${o.maxLimit})`, path: ['minLimit'] });
+    } else if (o.initialLimit < o.minLimit || o.initialLimit > o.maxLimit) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `must be between minLimit (${o.minLimit}) and maxLimit (${o.maxLimit}); it is ${o.initialLimit}`,
+        path: ['initialLimit'],
+      });
+    }
   });
 
 function commonAdaptive() {
@@ -143,7 +164,7 @@ export const adaptiveThrottleOptionsSchema = z.strictObject({
   /** How many requests per accept are tolerated before throttling: 2 allows 50% refusals. @default 2 */
   k: z.number().min(1).default(2),
   /** The period requests and accepts are counted over, ms. @default 60000 */
-  window: z.number().finite().min(100).default(60_000),
+  window: durationOption.min(100).default(60_000),
   /** Which failures are the backend refusing (overload, 429, 503). @default every error */
   isRejection: fnOption<(error: unknown) => boolean>().optional(),
   /** Random numbers in [0, 1). @default Math.random */

@@ -2,7 +2,8 @@ import {
   CallScope,
   DisposedError,
   type ExecuteOptions,
-  invoke,
+  HoldfastConfigError,
+  invokeIn,
   type Operation,
   type Policy,
   type Snapshottable,
@@ -100,7 +101,7 @@ export abstract class RateLimiterBase implements RateLimiter {
       scope.release();
       return Promise.reject(scope.reason);
     }
-    return invoke(fn, scope).finally(() => scope.release());
+    return invokeIn(fn, scope).finally(() => scope.release());
   }
 
   /** Counts a refusal, emits `rateLimit.reject`, and returns the error to throw. */
@@ -128,24 +129,53 @@ export abstract class RateLimiterBase implements RateLimiter {
   }
 }
 
-/** The state of each key, forgetting the oldest past `maxKeys`. */
+/** How many of the least recently used keys a full table looks through for one to forget. */
+const EVICTION_SCAN = 16;
+
+/**
+ * The state of each key, in least recently used order. Past `maxKeys` it forgets the least
+ * recently used key that is not `limited`: a key still refusing calls is kept (moved to the
+ * recent end) so that a client cannot reset its own exhausted limit by cycling throwaway keys.
+ * It looks through at most 16 keys; when all of them are limited, it forgets the least recently used.
+ */
 export class KeyTable<S> {
   readonly #map = new Map<string, S>();
 
-  constructor(readonly maxKeys: number) {}
+  constructor(
+    readonly maxKeys: number,
+    /** Whether a key's state would refuse a call now (so forgetting it would lift its limit). */
+    readonly limited: (state: S) => boolean = () => false,
+  ) {}
 
   get size(): number {
     return this.#map.size;
   }
 
   get(key: string, make: () => S): S {
-    let state = this.#map.get(key);
-    if (state === undefined) {
-      state = make();
-      if (this.#map.size >= this.maxKeys) this.#map.delete(this.#map.keys().next().value as string);
-      this.#map.set(key, state);
+    const map = this.#map;
+    let state = map.get(key);
+    if (state !== undefined) {
+      // Touched: it becomes the most recently used.
+      map.delete(key);
+      map.set(key, state);
+      return state;
     }
+    state = make();
+    if (map.size >= this.maxKeys) this.#evict();
+    map.set(key, state);
     return state;
+  }
+
+  #evict(): void {
+    const map = this.#map;
+    for (let i = 0; i < EVICTION_SCAN && map.size > 0; i++) {
+      const [oldest, state] = map.entries().next().value as [string, S];
+      map.delete(oldest);
+      if (!this.limited(state)) return;
+      // Still limited: kept, as the most recently used.
+      map.set(oldest, state);
+    }
+    map.delete(map.keys().next().value as string);
   }
 
   clear(): void {
@@ -153,9 +183,11 @@ export class KeyTable<S> {
   }
 }
 
-/** Checks a call's cost against what the limiter could ever allow. */
+/** Checks a call's cost against what the limiter could ever allow: a `HoldfastConfigError` (`E_CONFIG`) if not. */
 export function checkCost(name: string, cost: number, most: number): void {
   if (!(Number.isInteger(cost) && cost >= 1 && cost <= most)) {
-    throw new RangeError(`${name}: cost must be a whole number from 1 to ${most} (got ${cost})`);
+    throw new HoldfastConfigError(name, [
+      { path: 'cost', message: `must be a whole number from 1 to ${most}`, value: cost },
+    ]);
   }
 }

@@ -45,7 +45,15 @@ class SlidingWindow extends RateLimiterBase {
     maxKeys: number,
   ) {
     super(common, defaultKey);
-    this.#table = new KeyTable(maxKeys);
+    // A window that would refuse one more call now still limits its key: forget others first.
+    this.#table = new KeyTable<Window>(maxKeys, (s) => {
+      const now = this.common.clock.now();
+      const index = Math.floor(now / interval);
+      if (index > s.index + 1) return false;
+      const previous = index === s.index ? s.previous : s.current;
+      const current = index === s.index ? s.current : 0;
+      return previous * ((interval - (now - index * interval)) / interval) + current + 1 > limit + 1e-9;
+    });
   }
 
   take(key: string = this.defaultKey, cost = 1): RateDecision {

@@ -2,7 +2,7 @@ import {
   CallScope,
   DisposedError,
   type ExecuteOptions,
-  invoke,
+  invokeIn,
   type Operation,
   type Policy,
   parseOptions,
@@ -94,7 +94,13 @@ class Throttle implements AdaptiveThrottle {
     this.#requestSum++;
     if (p > 0 && this.random() < p) return Promise.reject(this.#refuse(p));
     const scope = new CallScope(options);
-    return invoke(fn, scope).then(
+    const slice = this.#slice;
+    if (scope.aborted) {
+      scope.release();
+      this.#uncount(slice);
+      return Promise.reject(scope.reason);
+    }
+    return invokeIn(fn, scope).then(
       (value) => {
         scope.release();
         this.#accept();
@@ -102,11 +108,22 @@ class Throttle implements AdaptiveThrottle {
       },
       (error: unknown) => {
         scope.release();
+        // A call the caller gave up on is neither accepted nor refused: it is not counted.
+        if (scope.aborted) this.#uncount(slice);
         // The backend answered, just not with success: it accepted the request.
-        if (!scope.aborted && !this.isRejection(error)) this.#accept();
+        else if (!this.isRejection(error)) this.#accept();
         throw error;
       },
     );
+  }
+
+  /** Takes back a request counted in `slice`, if that slice is still in the window. */
+  #uncount(slice: number): void {
+    this.#advance();
+    if (slice <= this.#slice - SLICES) return;
+    const at = slice % SLICES;
+    this.#requests[at] = (this.#requests[at] as number) - 1;
+    this.#requestSum--;
   }
 
   #accept(): void {

@@ -44,8 +44,12 @@ class TokenBucket extends RateLimiterBase {
     maxKeys: number,
   ) {
     super(common, defaultKey);
-    this.#table = new KeyTable(maxKeys);
     this.#rate = limit / interval;
+    // A bucket short of one token, refill counted, still refuses calls: forget others first.
+    this.#table = new KeyTable<Bucket>(
+      maxKeys,
+      (b) => b.tokens + (this.common.clock.now() - b.at) * this.#rate + 1e-9 < 1,
+    );
   }
 
   take(key: string = this.defaultKey, cost = 1): RateDecision {
