@@ -145,7 +145,7 @@ class Watched {
       this.forest = halfSpaceForest({
         ...o.forest,
         dimensions: watchMetrics.length,
-        seed: (o.forest.seed ?? 1) + hash(key),
+        seed: ((o.forest.seed ?? 1) + hash(key)) >>> 0, // one forest per key, each its own structure
         directions: watchMetrics.map((m) => metricSettings[m].direction),
         minScales: watchMetrics.map((m) => metricSettings[m].minScale),
       });

@@ -1,7 +1,6 @@
-import { createBus, HoldfastConfigError, ManualClock } from '@holdfast/core';
+import { createBus, HoldfastConfigError, ManualClock, seededRandom } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { anomalyWatch, halfSpaceForest, nabScore, parseMetricsCsv, robustBaseline, scoreSeries } from '../src/index.js';
-import { seededRandom } from '../src/random.js';
 
 function noisy(seed: number, n: number, level = 100, sd = 5): number[] {
   const random = seededRandom(seed);
