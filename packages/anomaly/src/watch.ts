@@ -192,7 +192,17 @@ class Watch implements AnomalyWatch {
     this.name = o.name;
     this.#bus = o.bus;
     this.#clock = o.clock ?? realClock;
-    this.#actions = new Actions(o.actions, o.name, this.#bus, this.#clock, () => this.#lastMetrics());
+    this.#actions = new Actions(
+      o.actions,
+      o.name,
+      this.#bus,
+      this.#clock,
+      () => this.#lastMetrics(),
+      (key) => {
+        const w = this.#keys.get(key);
+        return { samples: w?.samples ?? 0, raised: w?.raised ?? false };
+      },
+    );
     this.#off = [
       this.#bus.on('breaker.success', (e) => this.observe(e.source, e.latency, 'success')),
       this.#bus.on('breaker.failure', (e) => this.observe(e.source, e.latency, 'failure')),
