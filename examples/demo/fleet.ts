@@ -34,8 +34,8 @@ export interface PaceOptions {
  * One client's manners toward one service, as a well-built client has them: a steady pace, and
  * after a failure a pause that grows (exponential, with jitter so a fleet does not return in
  * step) and lasts at least until the refusal said to come back (an open breaker's `retryAt`, a
- * `Retry-After`). A half-open breaker whose probe is out says "now"; the growing pause is what
- * keeps the fleet from asking again in a hot loop.
+ * `Retry-After`). A half-open breaker whose probe is out says when the probe is expected back; the
+ * growing pause and the jitter keep the fleet from returning all at that moment.
  */
 export class Pace {
   readonly #o: PaceOptions;

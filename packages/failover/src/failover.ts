@@ -838,7 +838,8 @@ class FailoverSet<T> implements Failover<T> {
     const share = this.#ejection?.maxShare ?? 0.5;
     if (out + 1 > Math.max(1, Math.floor(share * this.#all.length))) return false;
     const now = this.#clock.now();
-    if (e.ejection === 'none') {
+    // A new ejection in a row, unless it is one still running whose time starts over.
+    if (e.ejection !== 'ejected') {
       e.ejections = remainingEjections(e.ejections, e.restoredAt, now, this.#ejection?.baseTime ?? durationMs) + 1;
     }
     this.#ejectFor(e, now, durationMs, reason);

@@ -105,6 +105,21 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
     expect(of('failover.restore')).toMatchObject([{ endpoint: 'a' }]);
   });
 
+  it('counts ejections in a row: again from the probe is the next one, again while out only starts the time over', async () => {
+    const { api, clock, of } = set(['a', 'b', 'c']);
+    api.eject('b', { durationMs: 1_000 });
+    api.eject('b', { durationMs: 2_000 }); // still out: the same ejection, longer
+    await clock.advance(2_000);
+    expect(api.snapshot().endpoints[1]?.ejection).toBe('probe');
+    api.eject('b', { durationMs: 1_000 }); // its time was over, and it had not proved itself
+    expect(of('failover.eject').map((e) => [e.until - e.time, e.ejections])).toEqual([
+      [1_000, 1],
+      [2_000, 1],
+      [1_000, 2],
+    ]);
+    expect(api.snapshot().endpoints[1]).toMatchObject({ ejection: 'ejected', ejections: 2 });
+  });
+
   it('validates its options with zod, naming the path; an unknown name is a RangeError', () => {
     const { api } = set(['a', 'b']);
     const error = (options: unknown) => {
@@ -121,7 +136,10 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
     expect(error({ durationMs: Number.POSITIVE_INFINITY }).issues[0]?.path).toBe('durationMs');
     expect(error({ durationMs: 2 ** 31 }).issues[0]?.path).toBe('durationMs');
     expect(error({ durationMs: 10, reason: '' }).issues[0]?.path).toBe('reason');
-    expect(error({ durationMs: 10, why: 'x' }).issues[0]).toMatchObject({ path: 'why', message: 'is not a known option' });
+    expect(error({ durationMs: 10, why: 'x' }).issues[0]).toMatchObject({
+      path: 'why',
+      message: 'is not a known option',
+    });
     expect(error(undefined)).toBeInstanceOf(HoldfastConfigError);
     expect(() => api.eject('nope', { durationMs: 10 })).toThrow(RangeError);
     expect(() => api.restore('nope')).toThrow('no endpoint named "nope"');
