@@ -1,17 +1,8 @@
 import { BrokenCircuitError } from '@holdfast/core';
 import { parseRetryAfter } from '@holdfast/retry';
 
-/** mulberry32: a seeded source of numbers in [0, 1), so a run can be replayed with `DEMO_SEED`. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The clients' jitter source, seeded so a run can be replayed with `DEMO_SEED`. */
+export { seededRandom as seeded } from '@holdfast/core';
 
 /**
  * When a refusal says to come back (epoch ms): an open breaker's `retryAt`, anywhere in the
@@ -43,8 +34,8 @@ export interface PaceOptions {
  * One client's manners toward one service, as a well-built client has them: a steady pace, and
  * after a failure a pause that grows (exponential, with jitter so a fleet does not return in
  * step) and lasts at least until the refusal said to come back (an open breaker's `retryAt`, a
- * `Retry-After`). A half-open breaker whose probe is out says "now"; the growing pause is what
- * keeps the fleet from asking again in a hot loop.
+ * `Retry-After`). A half-open breaker whose probe is out says when the probe is expected back; the
+ * growing pause and the jitter keep the fleet from returning all at that moment.
  */
 export class Pace {
   readonly #o: PaceOptions;

@@ -146,7 +146,7 @@ export class TimeoutError extends HoldfastError {
 export class BrokenCircuitError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.BrokenCircuitError');
   override name = 'BrokenCircuitError';
-  /** When the breaker will next let a probe through (epoch ms), if known. */
+  /** When to call again (epoch ms): when an open breaker lets a probe through, or a half-open one expects its probe back. */
   readonly retryAt: number | undefined;
 
   constructor(source: string, retryAt: number | undefined, options?: { cause?: unknown }) {

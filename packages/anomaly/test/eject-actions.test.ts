@@ -1,0 +1,85 @@
+import { createBus, type EventOf, ManualClock } from '@holdfast/core';
+import { failover } from '@holdfast/failover';
+import { describe, expect, it } from 'vitest';
+import { anomalyWatch } from '../src/index.js';
+
+/** A watch on a real failover set, fed one interval at a time: 10 calls per endpoint at the latency given. */
+function rig(names: string[], duration = 5_000) {
+  const clock = new ManualClock(0);
+  const bus = createBus();
+  const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false });
+  const watch = anomalyWatch({ bus, clock, interval: 1_000, actions: { eject: { failover: api, duration } } });
+  const actions: string[] = [];
+  const ejects: EventOf<'failover.eject'>[] = [];
+  bus.on('anomaly.action', (e) =>
+    actions.push(`${e.action} ${e.target} ${e.reason}${e.taken ? '' : ' (refused)'}@${e.time}`),
+  );
+  bus.on('failover.eject', (e) => ejects.push(e));
+  /** One interval: each endpoint in `latency` gets 10 calls at that latency; the others none. */
+  const interval = async (latency: Record<string, number>) => {
+    for (const [n, ms] of Object.entries(latency)) {
+      for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency: ms });
+    }
+    await clock.advance(1_000);
+  };
+  const normal = (s: number) => 20 + (s % 3);
+  return { clock, api, watch, actions, ejects, interval, normal };
+}
+
+describe('early ejection through the set', () => {
+  it('is refused by the set when the endpoint is the last one available, and reported as such', async () => {
+    const { api, watch, actions, ejects, interval, normal } = rig(['a', 'b', 'c']);
+    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
+    // a and c go into maintenance: b is the only endpoint left, and then it turns slow.
+    await api.drain('a');
+    await api.drain('c');
+    for (let s = 40; s < 46; s++) await interval({ a: normal(s), b: 400, c: normal(s) });
+    expect(ejects).toEqual([]);
+    expect(actions).toContain('eject b failover (refused)@41000');
+    expect(actions.filter((a) => a.startsWith('eject b failover'))).toHaveLength(1); // told once, tried each interval
+    // Back from maintenance, b is still the slow one: now the set lets it go.
+    api.undrain('a');
+    api.undrain('c');
+    await interval({ a: 21, b: 400, c: 22 });
+    expect(ejects.map((e) => `${e.endpoint}:${e.reason}`)).toEqual(['b:anomaly']);
+    expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'ejected' });
+    watch.dispose();
+    expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'none' });
+    api.dispose();
+  });
+
+  it('after an ejection runs out, judges the endpoint again only on calls it took since, not on what it saw before', async () => {
+    const { watch, actions, ejects, interval, normal, clock, api } = rig(['a', 'b', 'c'], 3_000);
+    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
+    await interval({ a: 21, b: 400, c: 22 });
+    expect(ejects.map((e) => e.time)).toEqual([41_000]);
+    // Ejected, b takes no calls: nothing new is known of it, and the ejection runs out.
+    for (let s = 0; s < 6; s++) await interval({ a: 21, c: 22 });
+    expect(actions).toContain('restore b expired@44000');
+    expect(ejects).toHaveLength(1); // not ejected again on its old, slow samples
+    expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
+    // Its probe and the calls after it are still slow: ejected again, for the set's second time in a row.
+    await interval({ a: 21, b: 420, c: 22 });
+    expect(ejects.map((e) => [e.endpoint, e.time, e.ejections])).toEqual([
+      ['b', 41_000, 1],
+      ['b', clock.now(), 2],
+    ]);
+    expect(actions.at(-1)).toBe(`eject b stillRaised@${clock.now()}`);
+    watch.dispose();
+    api.dispose();
+  });
+
+  it('lets it back for good once it recovers: fast again after the ejection, it is not an outlier, and clears', async () => {
+    const { watch, actions, ejects, interval, normal, api } = rig(['a', 'b', 'c'], 3_000);
+    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
+    await interval({ a: 21, b: 400, c: 22 });
+    for (let s = 0; s < 3; s++) await interval({ a: 21, c: 22 });
+    for (let s = 0; s < 10; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
+    expect(ejects).toHaveLength(1);
+    expect(actions).toContain('eject b peers (refused)@45000');
+    expect(actions.some((a) => a.startsWith('eject b stillRaised'))).toBe(false);
+    expect(watch.snapshot().keys.find((k) => k.key === 'api/b')?.raised).toBe(false);
+    watch.dispose();
+    api.dispose();
+  });
+});
