@@ -21,12 +21,12 @@ import {
   createBus,
   createPolicyRegistry,
   type EventType,
-  type HoldfastEvent,
   HoldfastConfigError,
+  type HoldfastEvent,
   healthReport,
   type PolicyRegistry,
 } from '@holdfast/core';
-import { dashboard, fastifyDashboard } from '@holdfast/dashboard';
+import { dashboard, fastifyDashboard, healthHandler } from '@holdfast/dashboard';
 import { failover } from '@holdfast/failover';
 import { resilientFetch } from '@holdfast/fetch';
 import { instrument } from '@holdfast/otel';
@@ -46,7 +46,9 @@ afterEach(async () => {
 });
 
 /** A node:http server on a free loopback port, closed after the test. */
-async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ server: Server; base: string; port: number }> {
+async function listen(
+  handler: (req: IncomingMessage, res: ServerResponse) => void,
+): Promise<{ server: Server; base: string; port: number }> {
   const server = createServer(handler).listen(0, '127.0.0.1');
   await once(server, 'listening');
   cleanups.push(() => {
@@ -83,7 +85,11 @@ function raw(port: number, request: string): Promise<RawResponse> {
       socket.destroy();
       const at = text.indexOf('\r\n\r\n');
       const head = at === -1 ? text : text.slice(0, at);
-      done({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0), head, body: at === -1 ? '' : text.slice(at + 4) });
+      done({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(head)?.[1] ?? 0),
+        head,
+        body: at === -1 ? '' : text.slice(at + 4),
+      });
     };
     const timer = setTimeout(finish, 2000);
     socket.setEncoding('utf8');
@@ -129,7 +135,10 @@ function readStream(
 }
 
 /** Runs a scenario of test/support/observability-child.ts; kills it (by its pid) past `ms`. */
-function child(scenario: string, ms = 20_000): Promise<{ code: number | null; result: unknown; stderr: string; timedOut: boolean }> {
+function child(
+  scenario: string,
+  ms = 20_000,
+): Promise<{ code: number | null; result: unknown; stderr: string; timedOut: boolean }> {
   const proc = spawn(
     process.execPath,
     ['--conditions=@holdfast/source', '--import', 'tsx', 'test/support/observability-child.ts', scenario],
@@ -185,7 +194,8 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
     for (let i = 0; i < 20; i++) {
       await api
         .execute(async (endpoint) => {
-          if (endpoint.name.includes('a.example')) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+          if (endpoint.name.includes('a.example'))
+            throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
           return 'ok';
         })
         .catch(() => undefined);
@@ -206,7 +216,7 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
   it('FINDING: never appear in the dashboard event stream (change events)', async () => {
     // A user sees `event: change` `{"type":"failover.eject","endpoint":"https://alice:hunter2@...`.
     const { bus, policies, base, dash } = await mounted();
-    const reading = readStream(`${base}/holdfast/events`, 10_000, (t) => /event: change[^]*event: snapshot/.test(t));
+    const reading = readStream(`${base}/holdfast/events`, 10_000, (t) => /event: change[\s\S]*event: snapshot/.test(t));
     for (let i = 0; i < 100 && dash.clients === 0; i++) await sleep(20);
     await failingOver(bus, policies);
     const { text } = await reading;
@@ -256,6 +266,28 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
     expect(`${String(error)} ${JSON.stringify(error)}`.match(leaked)).toBeNull();
   });
 
+  it('FINDING: a snapshot() that throws with a connection URL in its message: /health does not show the password', async () => {
+    // registry.ts read() keeps error.message verbatim and health.ts judge() serves it as
+    // `reason: "snapshot failed: ..."`. /health is the endpoint meant for load balancers (often
+    // reachable without authentication, unlike the page); a driver or user error that names its
+    // URL ("redis://:s3cret@cache:6379 unreachable") is then served to anyone.
+    const policies = createPolicyRegistry();
+    const cache = {
+      snapshot: (): never => {
+        throw new Error('cache redis://default:hunter2@cache.internal:6379/0 unreachable (api_key=SEKRET)');
+      },
+    };
+    policies.register('cache', 'sessions', cache);
+    const { dash, base } = await mounted({ policies });
+    const health = healthHandler({ policies });
+    const { base: healthBase } = await listen((req, res) => health(req, res));
+    const served = await (await fetch(`${healthBase}/health`)).text();
+    expect(served).toContain('snapshot failed');
+    expect(served.match(leaked)).toBeNull();
+    expect((await (await fetch(`${base}/holdfast/snapshot`)).text()).match(leaked)).toBeNull();
+    expect(dash.clients).toBe(0);
+  });
+
   it('resilientFetch: a token in the query and an Authorization header never reach events, metrics, spans, the page or the error', async () => {
     const { base: upstream } = await listen((_req, res) => res.writeHead(503, { 'retry-after': '0' }).end('sick'));
     const bus = createBus();
@@ -268,7 +300,12 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
     const tracerProvider = new RecordingTracerProvider();
     cleanups.push(instrument({ bus, policies, meterProvider, tracerProvider }));
     const { base: page } = await mounted({ bus, policies });
-    const breakers = breakerRegistry({ name: 'api', bus, policies, defaults: { minimumCalls: 2, failureRateThreshold: 0.5 } });
+    const breakers = breakerRegistry({
+      name: 'api',
+      bus,
+      policies,
+      defaults: { minimumCalls: 2, failureRateThreshold: 0.5 },
+    });
     cleanups.push(() => breakers.dispose());
     const api = resilientFetch({
       name: 'api',
@@ -290,7 +327,9 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
     expect(events.some((e) => e.type === 'breaker.open')).toBe(true);
     const everything = [
       JSON.stringify(events),
-      ...errors.map((e) => `${String(e)} ${(e as Error).stack ?? ''} ${String((e as { cause?: unknown }).cause ?? '')}`),
+      ...errors.map(
+        (e) => `${String(e)} ${(e as Error).stack ?? ''} ${String((e as { cause?: unknown }).cause ?? '')}`,
+      ),
       await registry.metrics(),
       JSON.stringify(await meterProvider.collect()),
       JSON.stringify(tracerProvider.spans),
@@ -368,7 +407,9 @@ describe('dashboard: hostile HTTP', () => {
     app.use('/ops', dash);
     const { base } = await listen(app);
     expect((await fetch(`${base}/ops/holdfast`)).status).toBe(200);
-    expect(((await (await fetch(`${base}/ops/holdfast/snapshot`)).json()) as { breakers: unknown[] }).breakers).toEqual([]);
+    expect(((await (await fetch(`${base}/ops/holdfast/snapshot`)).json()) as { breakers: unknown[] }).breakers).toEqual(
+      [],
+    );
     const reading = readStream(`${base}/ops/holdfast/events`, 400);
     await sleep(100);
     bus.emit(transition('payments'));
@@ -404,7 +445,10 @@ describe('dashboard: hostile HTTP', () => {
     const reading = readStream(`http://127.0.0.1:${port}/holdfast/events`, 5000);
     await sleep(200);
     expect(dash.clients).toBe(1);
-    const closed = await Promise.race([app.close().then(() => 'closed'), sleep(5000).then(() => 'still open after 5 s')]);
+    const closed = await Promise.race([
+      app.close().then(() => 'closed'),
+      sleep(5000).then(() => 'still open after 5 s'),
+    ]);
     expect(closed).toBe('closed');
     const { text, ended } = await reading;
     expect(text).toContain('event: snapshot');
@@ -482,11 +526,36 @@ describe('dashboard: server-sent events under load', () => {
       await sleep(5);
     }
     const got = await all;
-    expect(got.every((p) => p.status === 200 && p.text.startsWith('retry: 2000') && p.text.includes('event: snapshot'))).toBe(true);
+    expect(
+      got.every((p) => p.status === 200 && p.text.startsWith('retry: 2000') && p.text.includes('event: snapshot')),
+    ).toBe(true);
     expect(got.every((p) => p.text.includes('event: change'))).toBe(true);
     for (let i = 0; i < 50 && dash.clients > 0; i++) await sleep(20);
     expect(dash.clients).toBe(0);
     expect(live()).toBe(idle);
+  });
+
+  it('FINDING: the cost of open pages does not multiply by their number (snapshot() read once per interval)', async () => {
+    // dashboard.ts follow(): every page builds its own snapshot (state.snapshot(), which calls
+    // every registered snapshot() and healthReport(), then JSON.stringify) on its own timer. 50
+    // pages at interval 200 ms read each policy's snapshot() ~500 times in 2 s instead of ~20:
+    // a user whose snapshot() is not free (a pool's stats, a Redis INFO) pays it per page, and
+    // anyone who can reach the page can multiply the service's CPU by opening tabs.
+    const policies = createPolicyRegistry();
+    let reads = 0;
+    const pool = { snapshot: () => ({ status: 'pass', reads: ++reads }) };
+    policies.register('pool', 'db', pool);
+    const { dash, base } = await mounted({ policies, interval: 200 });
+    const pages = Array.from({ length: 50 }, () => readStream(`${base}/holdfast/events`, 2_000));
+    for (let i = 0; i < 250 && dash.clients < 50; i++) await sleep(20);
+    expect(dash.clients).toBe(50);
+    reads = 0;
+    await sleep(2_000);
+    const during = reads;
+    await Promise.all(pages);
+    // 2 s at 200 ms: 10 snapshots; read twice each (the snapshot and its health report), and
+    // generous slack: 40. Measured: 878 (50 pages x 10 x 2, less timer drift).
+    expect(during).toBeLessThanOrEqual(40);
   });
 
   it('a page that never reads: what the server buffers for it stays about one snapshot, not a backlog', async () => {
@@ -494,7 +563,9 @@ describe('dashboard: server-sent events under load', () => {
     const policies = createPolicyRegistry();
     const held: { snapshot: () => never }[] = [];
     for (let i = 0; i < 300; i++) {
-      const source = { snapshot: () => ({ state: 'closed', window: { calls: i, failureRate: 0 }, note: 'x'.repeat(200) }) as never };
+      const source = {
+        snapshot: () => ({ state: 'closed', window: { calls: i, failureRate: 0 }, note: 'x'.repeat(200) }) as never,
+      };
       held.push(source);
       policies.register('breaker', `breaker-${i}-${'n'.repeat(150)}`, source);
     }
@@ -643,7 +714,9 @@ describe('cardinality: 10,000 hosts through per-host breakers', () => {
     expect(healthReport({ policies }).ready).toBe(true);
     const state = await registry.getSingleMetricAsString('holdfast_breaker_state');
     expect(state).not.toContain('policy="hooks:a.example",state="open"} 1');
-    const snap = (await (await fetch(`${base}/holdfast/snapshot`)).json()) as { breakers: { name: string; state: string }[] };
+    const snap = (await (await fetch(`${base}/holdfast/snapshot`)).json()) as {
+      breakers: { name: string; state: string }[];
+    };
     expect(snap.breakers.filter((b) => b.state === 'open').map((b) => b.name)).toEqual([]);
   });
 });
@@ -734,7 +807,9 @@ describe('Prometheus exposition: names and label values', () => {
     const api = failover({ name: 'api', bus, policies, endpoints: [{ name: 'e"1\\\n', target: 'x' }] });
     cleanups.push(() => api.dispose());
     const text = await registry.metrics();
-    expect(text).toContain('holdfast_breaker_calls_total{policy="pay\\"ments\\\\eu\\nwest} 1\\nholdfast_ready 0",outcome="success"} 1');
+    expect(text).toContain(
+      'holdfast_breaker_calls_total{policy="pay\\"ments\\\\eu\\nwest} 1\\nholdfast_ready 0",outcome="success"} 1',
+    );
     expect(text).toContain('holdfast_failover_endpoint_up{policy="api",endpoint="e\\"1\\\\\\n"} 1');
     // The injected "holdfast_ready 0" never becomes a sample of its own.
     expect(text.split('\n').filter((l) => l.startsWith('holdfast_ready '))).toEqual(['holdfast_ready 1']);

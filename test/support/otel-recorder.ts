@@ -47,7 +47,8 @@ export class RecordingMeterProvider implements MeterProvider {
     const histograms = this.histograms;
     const meter = {
       createHistogram: (name: string) => ({
-        record: (value: number, attributes: Attributes = {}) => histograms.push({ instrument: name, value, attributes }),
+        record: (value: number, attributes: Attributes = {}) =>
+          histograms.push({ instrument: name, value, attributes }),
       }),
       createObservableCounter: observable,
       createObservableGauge: observable,
@@ -70,7 +71,7 @@ export class RecordingMeterProvider implements MeterProvider {
   }
 }
 
-const noContext: SpanContext = { traceId: '0'.repeat(31) + '1', spanId: '0'.repeat(15) + '1', traceFlags: 1 };
+const noContext: SpanContext = { traceId: `${'0'.repeat(31)}1`, spanId: `${'0'.repeat(15)}1`, traceFlags: 1 };
 
 /** Records every span started on it (the root spans state changes get outside any call). */
 export class RecordingTracerProvider implements TracerProvider {
