@@ -31,11 +31,13 @@ import { failover } from '@holdfast/failover';
 import { resilientFetch } from '@holdfast/fetch';
 import { instrument } from '@holdfast/otel';
 import { collect } from '@holdfast/prometheus';
+import { retry } from '@holdfast/retry';
+import { context, trace } from '@opentelemetry/api';
 import express from 'express';
 import Fastify from 'fastify';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RecordingMeterProvider, RecordingTracerProvider } from './support/otel-recorder.js';
+import { AlsContextManager, RecordingMeterProvider, RecordingTracerProvider } from './support/otel-recorder.js';
 
 const root = resolve(import.meta.dirname, '..');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -695,6 +697,24 @@ describe('cardinality: 10,000 hosts through per-host breakers', () => {
     expect(text.length).toBeLessThan(500_000);
   });
 
+  it('FINDING: past 500 registered breakers, the page still shows the latest calls of those in use', async () => {
+    // state.ts bounded() drops the oldest *inserted* name past 500, and snapshot() itself looks
+    // up (and so inserts) every registered breaker in registration order: with 501 or more, each
+    // lookup evicts the entry the next lookup needs. Every sparkline on the page is empty, and a
+    // breakerRegistry (maxKeys 10,000 by default) gets there with its 501st host.
+    const { bus, policies, base } = await mounted();
+    const hosts = breakerRegistry({ name: 'hosts', bus, policies });
+    cleanups.push(() => hosts.dispose());
+    for (let i = 0; i < 600; i++) for (let k = 0; k < 3; k++) await hosts.execute(`h${i}.example`, async () => k);
+    const snap = (await (await fetch(`${base}/holdfast/snapshot`)).json()) as {
+      breakers: { name: string; recent: number[] }[];
+    };
+    expect(snap.breakers).toHaveLength(600);
+    const lastHundred = snap.breakers.filter((b) => Number(/h(\d+)\./.exec(b.name)?.[1]) >= 500);
+    expect(lastHundred).toHaveLength(100);
+    expect(lastHundred.filter((b) => b.recent.length === 3)).toHaveLength(100);
+  });
+
   it('FINDING: a breaker evicted while open is not reported open forever (Prometheus, dashboard)', async () => {
     // breakerRegistry({ maxKeys }) drops the least recently used breaker, open or not, and it
     // leaves the policy registry. But collect.ts `lastState` and the dashboard's event-tracked
@@ -747,6 +767,36 @@ describe('the bus under listeners that throw, re-enter or leave', () => {
     expect(calls?.value).toBe(5);
     const snap = (await (await fetch(`${base}/holdfast/snapshot`)).json()) as { breakers: { recent: number[] }[] };
     expect(snap.breakers[0]?.recent).toHaveLength(5);
+  });
+
+  it('FINDING: a meter that throws does not also cost the trace its span events', async () => {
+    // instrument.ts: one listener per type runs the meter, then annotate(); when the meter throws
+    // (the README's own "a meter whose instruments throw"), the bus catches it and the span
+    // event is never added: a broken metrics pipeline silently empties the traces too.
+    context.setGlobalContextManager(new AlsContextManager());
+    cleanups.push(() => context.disable());
+    const bus = createBus({ onListenerError: () => {} });
+    const tracerProvider = new RecordingTracerProvider();
+    const meterProvider = new RecordingMeterProvider({ throwOnRecord: true });
+    cleanups.push(instrument({ bus, policies: createPolicyRegistry(), meterProvider, tracerProvider }));
+    const policy = retry({
+      name: 'api',
+      bus,
+      budget: false,
+      maxAttempts: 3,
+      backoff: { type: 'constant', initialDelay: 1 },
+    });
+    const span = tracerProvider.getTracer().startSpan('GET /orders');
+    let calls = 0;
+    const result = await context.with(trace.setSpan(context.active(), span), () =>
+      policy.execute(async () => {
+        if (++calls < 3) throw Object.assign(new Error('reset'), { code: 'ECONNRESET' });
+        return 'ok';
+      }),
+    );
+    expect(result).toBe('ok'); // the call itself is fine, as promised
+    const recorded = tracerProvider.spans.find((s) => s.name === 'GET /orders');
+    expect(recorded?.events.map((e) => e.name)).toEqual(['holdfast.retry.attempt', 'holdfast.retry.attempt']);
   });
 
   it('a listener that emits during an emit: every listener gets both events, once() fires once', () => {

@@ -3,18 +3,22 @@
  * no SDK in between: what a collection observes is exactly what instrument() holds in memory
  * (the SDK would cap it at its own cardinality limit and hide the growth).
  */
-import type {
-  Attributes,
-  BatchObservableCallback,
-  BatchObservableResult,
-  Meter,
-  MeterProvider,
-  Observable,
-  Span,
-  SpanContext,
-  SpanOptions,
-  Tracer,
-  TracerProvider,
+import { AsyncLocalStorage } from 'node:async_hooks';
+import {
+  type Attributes,
+  type BatchObservableCallback,
+  type BatchObservableResult,
+  type Context,
+  type ContextManager,
+  type Meter,
+  type MeterProvider,
+  type Observable,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  type SpanOptions,
+  type Tracer,
+  type TracerProvider,
 } from '@opentelemetry/api';
 
 /** One value as an exporter would get it. */
@@ -38,6 +42,9 @@ export class RecordingMeterProvider implements MeterProvider {
   readonly histograms: Recorded[] = [];
   readonly #callbacks = new Set<BatchObservableCallback>();
 
+  /** `throwOnRecord`: every histogram.record() throws, as a broken SDK or View might. */
+  constructor(readonly options: { readonly throwOnRecord?: boolean } = {}) {}
+
   getMeter(): Meter {
     const observable = (name: string): Instrument => ({
       name,
@@ -47,8 +54,10 @@ export class RecordingMeterProvider implements MeterProvider {
     const histograms = this.histograms;
     const meter = {
       createHistogram: (name: string) => ({
-        record: (value: number, attributes: Attributes = {}) =>
-          histograms.push({ instrument: name, value, attributes }),
+        record: (value: number, attributes: Attributes = {}) => {
+          if (this.options.throwOnRecord) throw new Error('meter is broken');
+          histograms.push({ instrument: name, value, attributes });
+        },
       }),
       createObservableCounter: observable,
       createObservableGauge: observable,
@@ -112,5 +121,31 @@ export class RecordingTracerProvider implements TracerProvider {
         throw new Error('not used by @holdfast/otel');
       }) as Tracer['startActiveSpan'],
     };
+  }
+}
+
+/** The AsyncLocalStorage context manager of @opentelemetry/context-async-hooks, in a few lines. */
+export class AlsContextManager implements ContextManager {
+  readonly #als = new AsyncLocalStorage<Context>();
+  active(): Context {
+    return this.#als.getStore() ?? ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
+    ctx: Context,
+    fn: F,
+    thisArg?: ThisParameterType<F>,
+    ...args: A
+  ): ReturnType<F> {
+    return this.#als.run(ctx, () => fn.apply(thisArg, args));
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    this.#als.disable();
+    return this;
   }
 }
