@@ -662,7 +662,8 @@ describe('cardinality: 10,000 hosts through per-host breakers', () => {
     // The breaker README: "one breaker per host or tenant that stays bounded however many keys it
     // sees". The metrics do not: every host ever seen keeps its calls counter and 16 histogram
     // series forever (collect.ts: no cap, nothing dropped when a breaker is evicted). Measured:
-    // 10,000 policy label values, ~170,000 lines and ~17 MB per scrape, growing with each new host.
+    // 10,000 policy label values, 170,570 lines, 18.8 MB and 1.9 s of blocked event loop per
+    // scrape (1,000 hosts: 1.9 MB, 0.2 s), growing with each new host; 100 breakers held throughout.
     const bus = createBus();
     const policies = createPolicyRegistry();
     const registry = new Registry();
@@ -816,6 +817,38 @@ describe('the bus under listeners that throw, re-enter or leave', () => {
     expect(onceCalls).toBe(1);
     expect(seen.filter((s) => s === 'B:breaker.open')).toHaveLength(2);
     expect(seen.filter((s) => s === 'B:health.change')).toHaveLength(2);
+  });
+
+  it('FINDING (design question): every listener sees events in the order they were emitted', () => {
+    // Dispatch is depth-first: when a listener reacts to A by emitting B (an anomaly action that
+    // ejects an endpoint, a breaker opened from a listener), listeners subscribed after it see B
+    // before A. The page's change log, the SSE `change` feed and the span events then show the
+    // effect before its cause. Undocumented either way (docs/events.md says nothing of order).
+    const bus = createBus();
+    bus.on('anomaly.detected', (e) =>
+      bus.emit({
+        type: 'failover.eject',
+        source: 'api',
+        time: e.time,
+        endpoint: 'b',
+        until: e.time + 30_000,
+        ejections: 1,
+      }),
+    );
+    const seen: string[] = [];
+    bus.on('*', (e) => seen.push(e.type));
+    bus.emit({
+      type: 'anomaly.detected',
+      source: 'watch',
+      time: Date.now(),
+      key: 'api/b',
+      detector: 'baseline',
+      metric: 'latency',
+      score: 0.9,
+      value: 900,
+      expected: 100,
+    });
+    expect(seen).toEqual(['anomaly.detected', 'failover.eject']);
   });
 
   it('FINDING: a listener unsubscribed by an earlier listener of the same event is not called with it', () => {
