@@ -25,7 +25,8 @@ export interface Bus {
   wants(type: EventType): boolean;
   /**
    * Hands `event` to its listeners and its diagnostics_channel; a listener that throws never
-   * reaches the emitter.
+   * reaches the emitter. An event emitted by a listener is queued and dispatched once every
+   * listener has seen the event being dispatched, so all listeners see events in emit order.
    */
   emit(event: HoldfastEvent): void;
 }
@@ -42,7 +43,18 @@ export interface BusOptions {
 /** Prefix of the node:diagnostics_channel channel each event type is also published on. */
 export const channelPrefix = 'holdfast:';
 
-type Slot = readonly AnyListener[];
+/** One subscription; `live` turns false when it is removed, even in the middle of an emit. */
+interface Subscription {
+  readonly listener: AnyListener;
+  live: boolean;
+}
+
+type Slot = readonly Subscription[];
+
+/** Events emitted by listeners while one is dispatched wait here; past this many, they are dropped. */
+const MAX_QUEUED = 10_000;
+/** Stands for the listeners whose events overflowed the queue, so that is reported once. */
+const overflowing: AnyListener = () => {};
 
 /** One event type on one bus: its listeners and its diagnostics_channel, found by one lookup. */
 interface Topic {
@@ -56,6 +68,11 @@ class EventBus implements Bus {
   // Map lookup stays fast where an object that had keys deleted turns into a slow dictionary.
   readonly #topics = new Map<EventType, Topic>();
   #any: Slot = [];
+  /** Events emitted by listeners during a dispatch, in emit order (reused, so an emit allocates nothing). */
+  readonly #queue: HoldfastEvent[] = [];
+  #dispatching = false;
+  /** The queue overflowed in this dispatch: said once. */
+  #overflowed = false;
   readonly #onListenerError: (error: unknown, event: HoldfastEvent, listener: AnyListener) => void;
 
   constructor(options: BusOptions = {}) {
@@ -65,12 +82,12 @@ class EventBus implements Bus {
 
   on(type: EventType | '*', listener: AnyListener): Unsubscribe {
     if (typeof listener !== 'function') throw new TypeError(`bus.on("${type}"): listener must be a function`);
-    this.#add(type, listener);
-    let active = true;
+    const subscription: Subscription = { listener, live: true };
+    this.#add(type, subscription);
     return () => {
-      if (!active) return;
-      active = false;
-      this.#remove(type, listener);
+      if (!subscription.live) return;
+      subscription.live = false;
+      this.#remove(type, subscription);
     };
   }
 
@@ -89,23 +106,58 @@ class EventBus implements Bus {
 
   emit(event: HoldfastEvent): void {
     const topic = this.#topic(event.type);
+    if (topic.listeners === undefined && this.#any.length === 0 && !topic.channel.hasSubscribers) return;
+    const queue = this.#queue;
+    if (this.#dispatching) {
+      // A listener emits: its event waits until every listener has seen the current one, so
+      // nobody sees an effect before its cause (breadth-first, unlike EventEmitter).
+      if (queue.length < MAX_QUEUED) queue.push(event);
+      else if (!this.#overflowed) {
+        this.#overflowed = true;
+        this.#report(new Error(`bus: over ${MAX_QUEUED} events emitted by listeners in one emit, dropped`), event);
+      }
+      return;
+    }
+    // No try/finally: listeners and the error reporter are each caught, and publish() never throws.
+    this.#dispatching = true;
+    this.#dispatch(topic, event);
+    if (queue.length > 0) this.#drain(queue);
+    this.#dispatching = false;
+  }
+
+  #drain(queue: HoldfastEvent[]): void {
+    for (let i = 0; i < queue.length; i++) {
+      const next = queue[i] as HoldfastEvent;
+      this.#dispatch(this.#topic(next.type), next);
+    }
+    queue.length = 0;
+    this.#overflowed = false;
+  }
+
+  #dispatch(topic: Topic, event: HoldfastEvent): void {
     const typed = topic.listeners;
     if (typed !== undefined) this.#call(typed, event);
     if (this.#any.length > 0) this.#call(this.#any, event);
     if (topic.channel.hasSubscribers) topic.channel.publish(event);
   }
 
-  #call(listeners: Slot, event: HoldfastEvent): void {
-    for (const listener of listeners) {
+  #call(subscriptions: Slot, event: HoldfastEvent): void {
+    for (const subscription of subscriptions) {
+      // Removed by an earlier listener of this same event: it is gone, as off() promised.
+      if (!subscription.live) continue;
       try {
-        listener(event);
+        subscription.listener(event);
       } catch (error) {
-        try {
-          this.#onListenerError(error, event, listener);
-        } catch {
-          // The error reporter itself threw: nothing left to tell, and the call must go on.
-        }
+        this.#report(error, event, subscription.listener);
       }
+    }
+  }
+
+  #report(error: unknown, event: HoldfastEvent, listener: AnyListener = overflowing): void {
+    try {
+      this.#onListenerError(error, event, listener);
+    } catch {
+      // The error reporter itself threw: nothing left to tell, and the call must go on.
     }
   }
 
@@ -118,18 +170,18 @@ class EventBus implements Bus {
     return topic;
   }
 
-  #add(type: EventType | '*', listener: AnyListener): void {
-    if (type === '*') this.#any = [...this.#any, listener];
+  #add(type: EventType | '*', subscription: Subscription): void {
+    if (type === '*') this.#any = [...this.#any, subscription];
     else {
       const topic = this.#topic(type);
-      topic.listeners = [...(topic.listeners ?? []), listener];
+      topic.listeners = [...(topic.listeners ?? []), subscription];
     }
   }
 
-  #remove(type: EventType | '*', listener: AnyListener): void {
+  #remove(type: EventType | '*', subscription: Subscription): void {
     const current = type === '*' ? this.#any : this.#topic(type).listeners;
     if (current === undefined) return;
-    const at = current.indexOf(listener);
+    const at = current.indexOf(subscription);
     if (at === -1) return;
     const next = current.filter((_, i) => i !== at);
     if (type === '*') this.#any = next;

@@ -20,7 +20,10 @@ export interface PolicySnapshot {
   readonly name: string;
   /** What `snapshot()` returned, or null when it threw. */
   readonly snapshot: JsonValue;
-  /** The message of the error `snapshot()` threw, if it did. */
+  /**
+   * What `snapshot()` threw, if it did: the error's `code`, else its `name` (`ECONNREFUSED`,
+   * `TypeError`). Never its message, which may name a URL with a password in it.
+   */
   readonly error?: string;
 }
 
@@ -42,6 +45,11 @@ export interface PolicyRegistry {
   snapshots(kind?: SnapshotKind): PolicySnapshot[];
   /** How many policies are registered and not yet collected. */
   readonly size: number;
+  /**
+   * Calls `listener` when the last policy registered under a name leaves (disposed, evicted
+   * from a `breakerRegistry`, or collected), so metrics can drop that name's series.
+   */
+  onUnregister(listener: (kind: SnapshotKind, name: string) => void): Unregister;
 }
 
 interface Entry {
@@ -52,8 +60,11 @@ interface Entry {
 
 class WeakPolicyRegistry implements PolicyRegistry {
   readonly #entries = new Set<Entry>();
+  /** Live entries per name: a name leaves when its count does. */
+  readonly #names = new Map<string, number>();
+  #listeners: readonly ((kind: SnapshotKind, name: string) => void)[] = [];
   // Drops the entry of a policy that was collected without being disposed.
-  readonly #finalizer = new FinalizationRegistry<Entry>((entry) => this.#entries.delete(entry));
+  readonly #finalizer = new FinalizationRegistry<Entry>((entry) => this.#drop(entry));
 
   register(kind: SnapshotKind, name: string, source: SnapshotSource): Unregister {
     if (typeof source?.snapshot !== 'function') {
@@ -61,10 +72,37 @@ class WeakPolicyRegistry implements PolicyRegistry {
     }
     const entry: Entry = { kind, name, ref: new WeakRef(source) };
     this.#entries.add(entry);
+    this.#names.set(name, (this.#names.get(name) ?? 0) + 1);
     this.#finalizer.register(source, entry, entry);
     return () => {
-      if (this.#entries.delete(entry)) this.#finalizer.unregister(entry);
+      if (this.#drop(entry)) this.#finalizer.unregister(entry);
     };
+  }
+
+  onUnregister(listener: (kind: SnapshotKind, name: string) => void): Unregister {
+    this.#listeners = [...this.#listeners, listener];
+    return () => {
+      this.#listeners = this.#listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** Takes `entry` off the list; tells the listeners when it was the last of its name. */
+  #drop(entry: Entry): boolean {
+    if (!this.#entries.delete(entry)) return false;
+    const left = (this.#names.get(entry.name) ?? 1) - 1;
+    if (left > 0) {
+      this.#names.set(entry.name, left);
+      return true;
+    }
+    this.#names.delete(entry.name);
+    for (const listener of this.#listeners) {
+      try {
+        listener(entry.kind, entry.name);
+      } catch {
+        // A metrics exporter's bug must not break the dispose() that got here.
+      }
+    }
+    return true;
   }
 
   snapshots(kind?: SnapshotKind): PolicySnapshot[] {
@@ -73,7 +111,7 @@ class WeakPolicyRegistry implements PolicyRegistry {
       if (kind !== undefined && entry.kind !== kind) continue;
       const source = entry.ref.deref();
       if (source === undefined) {
-        this.#entries.delete(entry);
+        this.#drop(entry);
         continue;
       }
       out.push(read(entry, source));
@@ -93,9 +131,21 @@ function read(entry: Entry, source: SnapshotSource): PolicySnapshot {
     return { kind: entry.kind, name: entry.name, snapshot: source.snapshot() };
   } catch (error) {
     // One broken policy must not hide the others from /health or the dashboard.
-    const message = error instanceof Error ? error.message : String(error);
-    return { kind: entry.kind, name: entry.name, snapshot: null, error: message };
+    return { kind: entry.kind, name: entry.name, snapshot: null, error: errorLabel(error) };
   }
+}
+
+/**
+ * What an error is, without what it says: its `code`, else its `name`, if either is a short
+ * word. A message may carry a connection URL with its password, and /health is served to anyone.
+ */
+function errorLabel(error: unknown): string {
+  const { code, name } = (typeof error === 'object' && error !== null ? error : {}) as {
+    code?: unknown;
+    name?: unknown;
+  };
+  for (const word of [code, name]) if (typeof word === 'string' && /^[\w.:-]{1,64}$/.test(word)) return word;
+  return typeof error === 'object' && error !== null ? 'Error' : typeof error;
 }
 
 /** Makes a registry of its own, e.g. one per test. */

@@ -138,6 +138,71 @@ describe('bus', () => {
     expect(seen).toEqual([1, 2, 2]);
   });
 
+  it('a listener removed by an earlier listener during an emit is not called with it', () => {
+    const b = createBus();
+    const seen: string[] = [];
+    let offTyped = () => {};
+    let offAny = () => {};
+    b.on('breaker.open', () => {
+      seen.push('first');
+      offTyped();
+      offAny();
+    });
+    offTyped = b.on('breaker.open', () => seen.push('typed'));
+    offAny = b.on('*', () => seen.push('any'));
+    b.emit(open());
+    expect(seen).toEqual(['first']);
+  });
+
+  it('an event emitted by a listener goes out after every listener saw the current one, before emit() returns', () => {
+    const b = createBus();
+    const seen: string[] = [];
+    b.on('breaker.open', (e) => {
+      seen.push(`A:${e.source}`);
+      if (e.source === 'first') {
+        b.emit(open('second'));
+        b.emit(open('third'));
+        seen.push('A:emitted');
+      }
+    });
+    b.on('breaker.open', (e) => seen.push(`B:${e.source}`));
+    b.on('*', (e) => seen.push(`*:${e.source}`));
+    b.emit(open('first'));
+    seen.push('returned');
+    expect(seen).toEqual([
+      'A:first',
+      'A:emitted',
+      'B:first',
+      '*:first',
+      'A:second',
+      'B:second',
+      '*:second',
+      'A:third',
+      'B:third',
+      '*:third',
+      'returned',
+    ]);
+  });
+
+  it('a listener that re-emits every event it gets is cut off and reported, not an endless loop', () => {
+    const errors: unknown[] = [];
+    const b = createBus({ onListenerError: (error) => errors.push(error) });
+    let calls = 0;
+    b.on('breaker.open', (e) => {
+      calls++;
+      b.emit(e);
+    });
+    b.emit(open());
+    expect(calls).toBe(10_001); // the first event and 10,000 queued behind it
+    expect(errors).toHaveLength(1);
+    expect(String(errors[0])).toMatch(/over 10000 events emitted by listeners in one emit, dropped/);
+    // The bus is usable afterwards: nothing is left queued or marked as dispatching.
+    const later = vi.fn();
+    b.on('retry.attempt', later);
+    b.emit({ ...open(), type: 'retry.attempt' } as never);
+    expect(later).toHaveBeenCalledTimes(1);
+  });
+
   it('rejects a listener that is not a function, naming the event', () => {
     expect(() => createBus().on('breaker.open', 42 as never)).toThrow(
       'bus.on("breaker.open"): listener must be a function',

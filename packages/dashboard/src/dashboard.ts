@@ -1,5 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
+  type Bus,
+  type Clock,
   type EventType,
   bus as globalBus,
   policies as globalPolicies,
@@ -44,7 +46,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   const bus = o.bus ?? globalBus;
   const clock = o.clock ?? realClock;
   const state = new DashboardState(bus, o.policies ?? globalPolicies, () => clock.now());
-  const streams = new Set<() => void>();
+  const feed = new Feed(bus, clock, o.interval, () => `event: snapshot\ndata: ${state.json()}\n\n`);
   const html = page(o.path, o.title);
   let closed = false;
 
@@ -71,10 +73,10 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       return;
     }
     if (route === '/snapshot') {
-      sendJson(res, 200, state.snapshot(), req.method === 'HEAD');
+      sendText(res, state.json(), req.method === 'HEAD');
     } else if (route === '/events') {
       if (req.method === 'HEAD') res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' }).end();
-      else streams.add(follow(req, res));
+      else feed.follow(req, res);
     } else {
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
@@ -86,8 +88,66 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     }
   };
 
-  /** Streams snapshots and changes to one page; returns what ends the stream. */
-  function follow(req: IncomingMessage, res: ServerResponse): () => void {
+  // Object.assign would copy the getter's value once: define it instead.
+  return Object.defineProperties(handler, {
+    path: { value: o.path, enumerable: true },
+    clients: { get: () => feed.size, enumerable: true },
+    close: {
+      value: () => {
+        if (closed) return;
+        closed = true;
+        feed.close();
+        state.dispose();
+      },
+    },
+  }) as DashboardHandler;
+}
+
+/** Writes a JSON text, never cached. */
+function sendText(res: ServerResponse, text: string, headOnly: boolean): void {
+  res.writeHead(200, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': Buffer.byteLength(text),
+    'cache-control': 'no-store',
+  });
+  res.end(headOnly ? undefined : text);
+}
+
+/** One page following the events: its response, and what ends it. */
+interface Follower {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  write(chunk: string): void;
+  end(): void;
+}
+
+/**
+ * The server-sent events of every open page, from one set of bus listeners and one timer: a
+ * snapshot is built once per interval (or per settled change) and written to every page, so
+ * the cost of the page does not grow with the number of tabs open on it.
+ */
+class Feed {
+  readonly #pages = new Set<Follower>();
+  #offs: (() => void)[] = [];
+  #tick: unknown;
+  #settle: unknown;
+  #sinceBeat = 0;
+  /** The last snapshot written, and when: a page that opens within the interval gets it as it is. */
+  #latest: { readonly text: string; readonly at: number } | undefined;
+
+  constructor(
+    readonly bus: Bus,
+    readonly clock: Clock,
+    readonly interval: number,
+    readonly build: () => string,
+  ) {}
+
+  get size(): number {
+    return this.#pages.size;
+  }
+
+  /** Streams snapshots and changes to one page until it hangs up or the feed closes. */
+  follow(req: IncomingMessage, res: ServerResponse): void {
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
@@ -98,87 +158,112 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     // An open stream must not keep the process alive once everything else is done.
     req.socket.unref();
     let congested = false;
-    const write = (chunk: string) => {
-      if (!congested && !res.write(chunk)) congested = true;
+    let ended = false;
+    const server = serverOf(req);
+    const page: Follower = {
+      req,
+      res,
+      // A page that does not read gets nothing more until it drains: at most a snapshot buffered.
+      write: (chunk) => {
+        if (!ended && !congested && !res.write(chunk)) congested = true;
+      },
+      end: () => {
+        if (ended) return;
+        ended = true;
+        this.#pages.delete(page);
+        if (this.#pages.size === 0) this.#stop();
+        if (!res.writableEnded) res.end();
+        if (server?.listening === false) {
+          // Closing: the connection would sit idle and hold server.close() open. Let it go.
+          req.socket.destroySoon();
+        } else if (!req.socket.destroyed) {
+          // It may carry further requests (keep-alive): let it hold the process again.
+          req.socket.ref();
+        }
+      },
     };
     res.on('drain', () => {
       congested = false;
     });
-    const pushSnapshot = () => write(`event: snapshot\ndata: ${JSON.stringify(state.snapshot())}\n\n`);
-
-    let settle: unknown;
-    const onChange = (event: HoldfastEvent) => {
-      write(`event: change\ndata: ${JSON.stringify(event)}\n\n`);
-      settle ??= clock.setTimeout(() => {
-        settle = undefined;
-        pushSnapshot();
-      }, SETTLE_MS);
-    };
-    const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-    // Chaos toxics and drills go on the change log too: an injected fault is announced as one.
-    const offs = [...stateChangeEvents, 'chaos.toxic' as const, 'chaos.drill' as const].map((type) =>
-      on(type, onChange),
-    );
-
-    let sinceBeat = 0;
-    let tick: unknown;
-    const server = (req.socket as { server?: { listening?: boolean } }).server;
-    const loop = () => {
-      // server.close() waits for open connections: end ours so it can finish.
-      if (server?.listening === false) return end();
-      pushSnapshot();
-      sinceBeat += o.interval;
-      if (sinceBeat >= HEARTBEAT_MS) {
-        sinceBeat = 0;
-        write(': heartbeat\n\n');
-      }
-      tick = clock.setTimeout(loop, o.interval);
-    };
-
-    let ended = false;
-    function end(): void {
-      if (ended) return;
-      ended = true;
-      for (const off of offs) off();
-      clock.clearTimeout(tick);
-      if (settle !== undefined) clock.clearTimeout(settle);
-      streams.delete(end);
-      if (!res.writableEnded) res.end();
-      if (server?.listening === false) {
-        // Closing: the connection would sit idle and hold server.close() open. Let it go.
-        req.socket.destroySoon();
-      } else if (!req.socket.destroyed) {
-        // It may carry further requests (keep-alive): let it hold the process again.
-        req.socket.ref();
-      }
-    }
-    res.on('close', end);
-
-    write('retry: 2000\n\n');
-    pushSnapshot();
-    tick = clock.setTimeout(loop, o.interval);
-    return end;
+    res.on('close', page.end);
+    if (this.#pages.size === 0) this.#start();
+    this.#pages.add(page);
+    page.write('retry: 2000\n\n');
+    page.write(this.#snapshot(false));
   }
 
-  // Object.assign would copy the getter's value once: define it instead.
-  return Object.defineProperties(handler, {
-    path: { value: o.path, enumerable: true },
-    clients: { get: () => streams.size, enumerable: true },
-    close: {
-      value: () => {
-        if (closed) return;
-        closed = true;
-        for (const end of [...streams]) end();
-        state.dispose();
-      },
-    },
-  }) as DashboardHandler;
+  /** Ends every page's stream and stops following the bus. */
+  close(): void {
+    for (const page of [...this.#pages]) page.end();
+  }
+
+  /** A snapshot event: the one just built if `fresh` is false and it is recent, else a new one. */
+  #snapshot(fresh: boolean): string {
+    const now = this.clock.now();
+    if (!fresh && this.#latest !== undefined && now - this.#latest.at < this.interval) return this.#latest.text;
+    const text = this.build();
+    this.#latest = { text, at: now };
+    return text;
+  }
+
+  #broadcast(chunk: string): void {
+    for (const page of this.#pages) page.write(chunk);
+  }
+
+  #start(): void {
+    const on = this.bus.on.bind(this.bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
+    // Chaos toxics and drills go on the change log too: an injected fault is announced as one.
+    this.#offs = [...stateChangeEvents, 'chaos.toxic' as const, 'chaos.drill' as const].map((type) =>
+      on(type, this.#onChange),
+    );
+    this.#sinceBeat = 0;
+    this.#tick = this.clock.setTimeout(this.#loop, this.interval);
+  }
+
+  #stop(): void {
+    for (const off of this.#offs.splice(0)) off();
+    this.clock.clearTimeout(this.#tick);
+    if (this.#settle !== undefined) this.clock.clearTimeout(this.#settle);
+    this.#tick = undefined;
+    this.#settle = undefined;
+    this.#latest = undefined;
+  }
+
+  readonly #onChange = (event: HoldfastEvent): void => {
+    // The last page may have gone during this very dispatch (close() from another listener).
+    if (this.#pages.size === 0) return;
+    this.#broadcast(`event: change\ndata: ${JSON.stringify(event)}\n\n`);
+    // Changes within SETTLE_MS share one snapshot.
+    this.#settle ??= this.clock.setTimeout(() => {
+      this.#settle = undefined;
+      if (this.#pages.size > 0) this.#broadcast(this.#snapshot(true));
+    }, SETTLE_MS);
+  };
+
+  readonly #loop = (): void => {
+    this.#tick = undefined;
+    // server.close() waits for open connections: end ours so it can finish.
+    for (const page of [...this.#pages]) if (serverOf(page.req)?.listening === false) page.end();
+    if (this.#pages.size === 0) return;
+    this.#broadcast(this.#snapshot(true));
+    this.#sinceBeat += this.interval;
+    if (this.#sinceBeat >= HEARTBEAT_MS) {
+      this.#sinceBeat = 0;
+      this.#broadcast(': heartbeat\n\n');
+    }
+    this.#tick = this.clock.setTimeout(this.#loop, this.interval);
+  };
 }
+
+const serverOf = (req: IncomingMessage) => (req.socket as { server?: { listening?: boolean } }).server;
 
 /** The parts of a Fastify instance {@link fastifyDashboard} uses. */
 export interface FastifyLikeInstance {
-  /** Registers a GET route, as `fastify.get(path, handler)` does. */
-  get(
+  /**
+   * Registers a route for every method, as `fastify.all(path, handler)` does: the dashboard
+   * answers GET and HEAD, and 405 with `Allow: GET, HEAD` to the others.
+   */
+  all(
     path: string,
     handler: (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): unknown }) => void,
   ): unknown;
@@ -196,8 +281,8 @@ export function fastifyDashboard(handler: DashboardHandler) {
       reply.hijack();
       handler(request.raw, reply.raw);
     };
-    app.get(handler.path || '/', route);
-    app.get(`${handler.path}/*`, route);
+    app.all(handler.path || '/', route);
+    app.all(`${handler.path}/*`, route);
     done();
   };
 }

@@ -14,13 +14,10 @@ export function healthHandler(options: HealthReportOptions = {}): NodeHandler {
     let report: ReturnType<typeof healthReport>;
     try {
       report = healthReport(options);
-    } catch (error) {
-      // A health endpoint that throws reads as "down" to a load balancer anyway: say why.
-      sendJson(res, 500, {
-        status: 'fail',
-        ready: false,
-        error: error instanceof Error ? error.message : String(error),
-      });
+    } catch {
+      // A health endpoint that throws reads as "down" to a load balancer anyway. The error's
+      // message stays out: /health is often served to anyone, and a message may hold a password.
+      sendJson(res, 503, { status: 'fail', ready: false, error: 'health report failed' });
       return;
     }
     sendJson(res, report.ready ? 200 : 503, report, req.method === 'HEAD');

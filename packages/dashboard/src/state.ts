@@ -93,21 +93,41 @@ interface Recent {
   failures: boolean[];
 }
 
-/** Keeps, per policy name, `make()` until there are more than MAX_TRACKED. */
-function bounded<V>(make: () => V): { get(name: string): V; entries(): IterableIterator<[string, V]> } {
+interface Bounded<V> {
+  /** The value of `name`, made if need be; it becomes the most recently used. */
+  touch(name: string): V;
+  /** The value of `name` if it is kept; reading does not make it recent, nor make one. */
+  peek(name: string): V | undefined;
+  delete(name: string): void;
+  entries(): IterableIterator<[string, V]>;
+}
+
+/** Keeps, per policy name, `make()`; past MAX_TRACKED names the least recently touched goes. */
+function bounded<V>(make: () => V): Bounded<V> {
   const map = new Map<string, V>();
   return {
-    get(name) {
+    touch(name) {
       let v = map.get(name);
-      if (v === undefined) {
-        v = make();
-        map.set(name, v);
-        if (map.size > MAX_TRACKED) map.delete(map.keys().next().value as string);
-      }
+      if (v !== undefined) map.delete(name);
+      else v = make();
+      map.set(name, v);
+      if (map.size > MAX_TRACKED) map.delete(map.keys().next().value as string);
       return v;
     },
+    peek: (name) => map.get(name),
+    delete: (name) => void map.delete(name),
     entries: () => map.entries(),
   };
+}
+
+/** `snapshot` if JSON can write it, else an error entry: one odd snapshot must not take the page down. */
+function writable(snapshot: unknown): unknown {
+  try {
+    JSON.stringify(snapshot);
+    return snapshot;
+  } catch (error) {
+    return { error: `snapshot is not JSON (${error instanceof Error ? error.name : typeof error})` };
+  }
 }
 
 /**
@@ -132,7 +152,7 @@ export class DashboardState {
     this.#limits = new LimitWatch(bus);
     this.#now = now;
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
-      const r = this.#breakers.get(e.source);
+      const r = this.#breakers.touch(e.source);
       r.latencies.push(e.latency);
       r.failures.push(failed);
       if (r.latencies.length > SPARK_POINTS) {
@@ -141,7 +161,7 @@ export class DashboardState {
       }
     };
     const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
-      this.#breakers.get(e.source).state = breakerStateAfter[e.type];
+      this.#breakers.touch(e.source).state = breakerStateAfter[e.type];
     };
     const handlers: { [K in EventType]?: (event: EventOf<K>) => void } = {
       'breaker.success': call(false),
@@ -151,15 +171,15 @@ export class DashboardState {
       'breaker.close': transition,
       'breaker.isolate': transition,
       'breaker.disable': transition,
-      'retry.attempt': (e) => void this.#retries.get(e.source).attempts++,
-      'retry.giveUp': (e) => void this.#retries.get(e.source).giveUps++,
-      'retry.budgetExhausted': (e) => void this.#retries.get(e.source).budgetRejections++,
+      'retry.attempt': (e) => void this.#retries.touch(e.source).attempts++,
+      'retry.giveUp': (e) => void this.#retries.touch(e.source).giveUps++,
+      'retry.budgetExhausted': (e) => void this.#retries.touch(e.source).budgetRejections++,
     };
     for (const type of eventTypes) {
       if (!type.startsWith('idempotency.')) continue;
       const field = type.slice('idempotency.'.length);
       (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) => {
-        const counts = this.#idempotency.get(e.source);
+        const counts = this.#idempotency.touch(e.source);
         counts[field] = (counts[field] ?? 0) + 1;
       };
     }
@@ -167,6 +187,11 @@ export class DashboardState {
     this.#offs = Object.entries(handlers).map(([type, h]) =>
       on(type as EventType, h as (event: HoldfastEvent) => void),
     );
+    // A breaker that leaves the registry (disposed, evicted from a breakerRegistry) is gone:
+    // its last state must not keep it on the page, listed open forever.
+    if (typeof policies.onUnregister === 'function') {
+      this.#offs.push(policies.onUnregister((_kind, name) => this.#breakers.delete(name)));
+    }
   }
 
   snapshot(): DashboardSnapshot {
@@ -175,6 +200,10 @@ export class DashboardState {
     const budgets: BudgetView[] = [];
     const others: { kind: string; name: string; snapshot: unknown }[] = [];
     const entries = this.#policies.snapshots();
+    // The health report reads the same entries: each snapshot() is called once per build.
+    const health = healthReport({
+      policies: { snapshots: () => entries } as Partial<PolicyRegistry> as PolicyRegistry,
+    });
     this.#limits.begin();
     for (const entry of entries) {
       const { kind, name, snapshot } = entry;
@@ -185,7 +214,8 @@ export class DashboardState {
       else if (f) failovers.push(f);
       else if (g) budgets.push(g);
       else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
-      else others.push({ kind, name, snapshot: entry.error === undefined ? snapshot : { error: entry.error } });
+      else
+        others.push({ kind, name, snapshot: entry.error === undefined ? writable(snapshot) : { error: entry.error } });
     }
     for (const [name, r] of this.#breakers.entries()) {
       if (breakers.has(name) || r.state === undefined) continue;
@@ -203,7 +233,7 @@ export class DashboardState {
       [...m.entries()].map(([name, v]) => ({ name, ...v }));
     return {
       time: this.#now(),
-      health: healthReport({ policies: this.#policies }),
+      health,
       breakers: [...breakers.values()],
       failovers,
       budgets,
@@ -217,10 +247,22 @@ export class DashboardState {
   }
 
   #recent(name: string, failureRate: number | null): { recent: number[]; failureRate: number | null } {
-    const r = this.#breakers.get(name);
+    const r = this.#breakers.peek(name);
+    if (r === undefined) return { recent: [], failureRate };
     const failed = r.failures.filter(Boolean).length;
     const rate = failureRate ?? (r.failures.length > 0 ? failed / r.failures.length : null);
     return { recent: [...r.latencies], failureRate: rate };
+  }
+
+  /** The snapshot as JSON text; never throws, whatever a registered snapshot holds. */
+  json(): string {
+    try {
+      return JSON.stringify(this.snapshot());
+    } catch (error) {
+      // No message: it may quote what a snapshot holds.
+      const why = error instanceof Error ? error.name : typeof error;
+      return JSON.stringify({ time: this.#now(), error: `snapshot failed (${why})` });
+    }
   }
 
   dispose(): void {

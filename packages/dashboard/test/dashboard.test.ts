@@ -297,6 +297,40 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
+describe('dashboard(): what registered snapshots hold', () => {
+  it('a snapshot JSON cannot write (a bigint, a cycle) is an error entry; the rest is served', async () => {
+    const { policies, dash } = scenario();
+    const cyclic: Record<string, unknown> = { depth: 1 };
+    cyclic.self = cyclic;
+    const queue = { snapshot: () => ({ depth: 10n }) as never };
+    const loop = { snapshot: () => cyclic as never };
+    policies.register('queue', 'jobs', queue);
+    policies.register('queue', 'loop', loop);
+    const url = await listen(createServer(dash));
+    const res = await fetch(`${url}/ops/holdfast/snapshot`);
+    expect(res.status).toBe(200);
+    const snap = (await res.json()) as DashboardSnapshot;
+    expect(snap.breakers.map((b) => b.name)).toEqual(['payments']);
+    expect(snap.others).toEqual([
+      { kind: 'queue', name: 'jobs', snapshot: { error: 'snapshot is not JSON (TypeError)' } },
+      { kind: 'queue', name: 'loop', snapshot: { error: 'snapshot is not JSON (TypeError)' } },
+    ]);
+    expect([queue, loop]).toHaveLength(2); // held until here: the registry holds them weakly
+  });
+
+  it('a breaker that leaves the registry leaves the page, its last open state with it', async () => {
+    const { bus, policies, dash } = scenario();
+    const gone = new FakeBreaker('gone', bus, policies);
+    gone.open();
+    const url = await listen(createServer(dash));
+    const names = async () =>
+      ((await (await fetch(`${url}/ops/holdfast/snapshot`)).json()) as DashboardSnapshot).breakers.map((b) => b.name);
+    expect(await names()).toEqual(['payments', 'gone']);
+    gone.dispose();
+    expect(await names()).toEqual(['payments']);
+  });
+});
+
 describe('dashboard() and its budget', () => {
   it('shows an exhausted budget', async () => {
     const { dash, budget } = scenario();

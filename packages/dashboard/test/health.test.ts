@@ -50,17 +50,35 @@ describe('the policy registry', () => {
     expect(registry.snapshots().map((s) => s.name)).toEqual(['kept']);
   });
 
-  it('reports a snapshot that throws as an error entry, without hiding the others', () => {
+  it('reports a snapshot that throws as an error entry (its code or name, never its message), without hiding the others', () => {
     const registry = createPolicyRegistry();
     registry.register('breaker', 'broken', {
       snapshot: () => {
-        throw new Error('disposed');
+        throw new Error('redis://default:hunter2@cache:6379 unreachable');
+      },
+    });
+    registry.register('cache', 'coded', {
+      snapshot: () => {
+        throw Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:6379 (user:pw)'), { code: 'ECONNREFUSED' });
+      },
+    });
+    registry.register('queue', 'odd', {
+      snapshot: () => {
+        throw 'a string with a secret in it';
       },
     });
     registry.register('breaker', 'fine', { snapshot: (): JsonValue => ({ state: 'closed' }) });
     expect(registry.snapshots()).toEqual([
-      { kind: 'breaker', name: 'broken', snapshot: null, error: 'disposed' },
+      { kind: 'breaker', name: 'broken', snapshot: null, error: 'Error' },
+      { kind: 'cache', name: 'coded', snapshot: null, error: 'ECONNREFUSED' },
+      { kind: 'queue', name: 'odd', snapshot: null, error: 'string' },
       { kind: 'breaker', name: 'fine', snapshot: { state: 'closed' } },
+    ]);
+    expect(healthReport({ policies: registry }).checks.map((c) => c.reason)).toEqual([
+      'snapshot failed: Error',
+      'snapshot failed: ECONNREFUSED',
+      'snapshot failed: string',
+      'closed',
     ]);
     expect(() => registry.register('breaker', 'x', {} as never)).toThrow(/snapshot\(\) method/);
   });

@@ -7,6 +7,7 @@ import {
   stateChangeEvents,
 } from '@holdfast/core';
 import { metrics, trace } from '@opentelemetry/api';
+import { labelled, PolicyNames } from './cap.js';
 import { meterChaos } from './chaos.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
@@ -30,14 +31,17 @@ export type Uninstrument = () => void;
 export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const o = parseOptions('instrument', instrumentOptionsSchema, options);
   const bus = o.bus ?? globalBus;
+  const policies = o.policies ?? globalPolicies;
   const meter = o.metrics
     ? (o.meterProvider ?? metrics.getMeterProvider()).getMeter(scope.name, scope.version)
     : undefined;
-  const events = meter ? meterEvents(meter, o.policies ?? globalPolicies) : undefined;
+  const names = new PolicyNames(o.maxPolicies, 'instrument');
+  const label = (name: string) => names.label(name);
+  const events = meter ? meterEvents(meter, policies, label) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
   // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
-  const limits = meter ? meterLimits(meter, o.policies ?? globalPolicies) : undefined;
+  const limits = meter ? meterLimits(meter, policies) : undefined;
   const metered = {
     handlers: { ...events?.handlers, ...chaos?.handlers, ...limits?.handlers } as Handlers,
     dispose: () => {
@@ -49,16 +53,19 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer(scope.name, scope.version);
   const spanTypes = new Set<EventType>(o.spans ? [...callEvents, ...stateChangeEvents] : []);
 
-  const types = new Set<EventType>([...(Object.keys(metered.handlers) as EventType[]), ...spanTypes]);
-  const offs = [...types].map((type) => {
-    const meter = metered.handlers[type] as ((event: HoldfastEvent) => void) | undefined;
-    const span = spanTypes.has(type);
-    const listener = (event: HoldfastEvent) => {
-      meter?.(event);
-      if (span) annotate(tracer, event);
-    };
-    return (bus.on as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void)(type, listener);
-  });
+  const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
+  // The meter and the spans listen apart: a meter that throws must not cost the trace its events.
+  const offs = [
+    ...Object.entries(metered.handlers).map(([type, handler]) => {
+      const meter = handler as (event: HoldfastEvent) => void;
+      return on(type as EventType, (event) => meter(labelled(event, label)));
+    }),
+    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, event))),
+  ];
+  // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
+  if (typeof policies.onUnregister === 'function') {
+    offs.push(policies.onUnregister((_kind, name) => names.forget(name) && events?.forget(name)));
+  }
   let active = true;
   return () => {
     if (!active) return;

@@ -19,6 +19,7 @@ import type {
   Observable,
   ObservableCounter,
 } from '@opentelemetry/api';
+import { OTHER_POLICY } from './cap.js';
 import { attributeNames as A, durationBuckets, metricNames as M } from './names.js';
 
 /** What to do with each event type: at most one handler per type. */
@@ -30,21 +31,33 @@ export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.t
 const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
   code === undefined ? attrs : { ...attrs, [A.errorType]: code };
 
-/** A monotonic count per attribute set, reported through an observable counter. */
+type Row = { readonly attributes: Attributes; value: number };
+
+/** A monotonic count per attribute set, reported through an observable counter; rows grouped by policy. */
 class Tally {
-  readonly #rows = new Map<string, { readonly attributes: Attributes; value: number }>();
+  readonly #rows = new Map<unknown, Map<string, Row>>();
 
   constructor(readonly counter: ObservableCounter) {}
 
   add(value: number, attributes: Attributes): void {
+    const policy = attributes[A.policy];
+    let rows = this.#rows.get(policy);
+    if (rows === undefined) this.#rows.set(policy, (rows = new Map()));
     const key = Object.values(attributes).join('\u0000');
-    const row = this.#rows.get(key);
-    if (row === undefined) this.#rows.set(key, { attributes, value });
+    const row = rows.get(key);
+    if (row === undefined) rows.set(key, { attributes, value });
     else row.value += value;
   }
 
+  /** Drops every row of `policy`: it has left, and its counts go with it. */
+  forget(policy: string): void {
+    this.#rows.delete(policy);
+  }
+
   report(result: BatchObservableResult): void {
-    for (const row of this.#rows.values()) result.observe(this.counter, row.value, row.attributes);
+    for (const rows of this.#rows.values()) {
+      for (const row of rows.values()) result.observe(this.counter, row.value, row.attributes);
+    }
   }
 }
 
@@ -52,7 +65,11 @@ class Tally {
  * Counters and histograms fed by events, and gauges read from the registered snapshots (and,
  * for breakers nobody registered, from their last transition event) each time the SDK collects.
  */
-export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers: Handlers; dispose: () => void } {
+export function meterEvents(
+  meter: Meter,
+  policies: PolicyRegistry,
+  label: (name: string) => string,
+): { handlers: Handlers; forget: (name: string) => void; dispose: () => void } {
   // Counters are tallied here and reported at collection through observable counters: an event
   // then costs a map update instead of an SDK record (a few microseconds each, measured).
   const tallies: Tally[] = [];
@@ -114,7 +131,8 @@ export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers:
   const lastState = new Map<string, string>();
   const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
     const state = breakerStateAfter[e.type];
-    lastState.set(e.source, state);
+    // `_other` stands for many breakers: it has no one state.
+    if (e.source !== OTHER_POLICY) lastState.set(e.source, state);
     transitions.add(1, { [A.policy]: e.source, [A.breakerState]: state });
   };
 
@@ -180,25 +198,35 @@ export function meterEvents(meter: Meter, policies: PolicyRegistry): { handlers:
         if (b) breakers.set(name, b.state);
       } else if (kind === 'failover') {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          const attrs = { [A.policy]: name, [A.endpoint]: e.name };
+          const attrs = { [A.policy]: label(name), [A.endpoint]: e.name };
           result.observe(endpointUp, e.up ? 1 : 0, attrs);
           if (e.inFlight !== null) result.observe(inFlight, e.inFlight, attrs);
         }
       } else if (kind === 'budget') {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) result.observe(budgetBalance, balance, { [A.policy]: name });
+        if (balance != null) result.observe(budgetBalance, balance, { [A.policy]: label(name) });
       }
     }
+    // Per policy label, how many of its breakers are in each state: 1 and 0s for a breaker of
+    // its own, counts for `_other`.
+    const states = new Map<string, Map<string, number>>();
     for (const [name, current] of breakers) {
-      const states: readonly string[] = breakerStates.includes(current as never)
-        ? breakerStates
-        : [...breakerStates, current];
-      for (const state of states) {
-        result.observe(stateGauge, state === current ? 1 : 0, { [A.policy]: name, [A.breakerState]: state });
+      const policy = label(name);
+      let counts = states.get(policy);
+      if (counts === undefined) states.set(policy, (counts = new Map(breakerStates.map((s) => [s, 0]))));
+      counts.set(current, (counts.get(current) ?? 0) + 1);
+    }
+    for (const [policy, counts] of states) {
+      for (const [state, count] of counts) {
+        result.observe(stateGauge, count, { [A.policy]: policy, [A.breakerState]: state });
       }
     }
   };
   meter.addBatchObservableCallback(observe, observables);
 
-  return { handlers, dispose: () => meter.removeBatchObservableCallback(observe, observables) };
+  const forget = (name: string) => {
+    for (const tally of tallies) tally.forget(name);
+    lastState.delete(name);
+  };
+  return { handlers, forget, dispose: () => meter.removeBatchObservableCallback(observe, observables) };
 }

@@ -28,6 +28,13 @@ export const instrumentOptionsSchema = z.strictObject({
   spans: z.boolean().default(true),
   /** Whether to record metrics. @default true */
   metrics: z.boolean().default(true),
+  /**
+   * Most distinct policy names at once in metric attributes. Past it, new names are reported as
+   * `holdfast.policy.name="_other"` (one `HOLDFAST_METRICS_CARDINALITY` warning). A policy that
+   * leaves the registry (disposed, or evicted from a breakerRegistry) frees its place and drops its counts.
+   * @default 500
+   */
+  maxPolicies: z.number().int().min(1).max(100_000).default(500),
 });
 
 /** Options of {@link instrument}. */

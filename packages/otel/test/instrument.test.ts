@@ -77,7 +77,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0)) await c();
 });
 
-function setup(): Setup {
+function setup(options: { maxPolicies?: number } = {}): Setup {
   const bus = createBus();
   const policies = createPolicyRegistry();
   const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
@@ -85,7 +85,7 @@ function setup(): Setup {
   const meterProvider = new MeterProvider({ readers: [reader] });
   const spans = new InMemorySpanExporter();
   const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
-  const stop = instrument({ bus, meterProvider, tracerProvider, policies });
+  const stop = instrument({ bus, meterProvider, tracerProvider, policies, ...options });
   cleanups.push(
     stop,
     () => meterProvider.shutdown(),
@@ -207,6 +207,30 @@ describe('instrument(): metrics', () => {
     expect(s.bus.wants('breaker.reject')).toBe(false);
     s.bus.emit(ev({ type: 'breaker.reject', state: 'open', retryAt: undefined }));
     expect(pointValue(await s.points(metricNames.breakerCalls), { 'holdfast.outcome': 'rejected' })).toBe(1);
+  });
+});
+
+describe('instrument(): cardinality', () => {
+  const names = (points: DataPoint<unknown>[]) => new Set(points.map((p) => p.attributes['holdfast.policy.name']));
+
+  it('past maxPolicies names, the others share "_other"; a policy that leaves frees its place and drops its counts', async () => {
+    const s = setup({ maxPolicies: 2 });
+    const sources = ['a', 'b', 'c'].map((name) => ({ name, snapshot: (): JsonValue => ({ state: 'open' }) }));
+    const unregister = sources.map((source) => s.policies.register('breaker', source.name, source));
+    for (const source of ['a', 'b', 'c', 'd']) s.bus.emit(ev({ type: 'breaker.success', source, latency: 5 }));
+    let calls = await s.points(metricNames.breakerCalls);
+    expect(names(calls)).toEqual(new Set(['a', 'b', '_other']));
+    expect(pointValue(calls, { 'holdfast.policy.name': '_other' })).toBe(2);
+    // The state gauge of `_other` counts its breakers per state: c is registered and open.
+    const state = await s.points(metricNames.breakerState);
+    expect(pointValue(state, { 'holdfast.policy.name': '_other', 'holdfast.breaker.state': 'open' })).toBe(1);
+    unregister[0]?.();
+    s.bus.emit(ev({ type: 'breaker.success', source: 'e', latency: 5 }));
+    calls = await s.points(metricNames.breakerCalls);
+    // e got a's place. (The SDK itself keeps exporting a's last cumulative value: that is its
+    // memory; holdfast stops observing a, as test/observability-hostile-review.test.ts checks.)
+    expect(names(calls).has('e')).toBe(true);
+    expect(pointValue(calls, { 'holdfast.policy.name': '_other' })).toBe(2);
   });
 });
 

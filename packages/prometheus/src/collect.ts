@@ -14,12 +14,14 @@ import {
   readFailover,
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
+import { labelled, OTHER_POLICY, PolicyNames } from './cap.js';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
 
 type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
+type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 const seconds = (ms: number) => ms / 1000;
 
@@ -47,10 +49,36 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     return full;
   };
   const registers = [registry];
-  const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) =>
-    new Counter({ name: name(suffix), help, labelNames, registers });
-  const histogram = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) =>
-    new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers });
+  const policyNames = new PolicyNames(o.maxPolicies, 'collect');
+  const label = (policy: string) => policyNames.label(policy);
+  // Per policy label, what removes each of its series: a policy that leaves takes them along.
+  const series = new Map<string, Map<string, () => void>>();
+  const track = <L extends string>(id: string, metric: { remove(labels: Labels<L>): void }, labels: Labels<L>) => {
+    const policy = (labels as { policy?: unknown }).policy;
+    if (typeof policy !== 'string') return;
+    let mine = series.get(policy);
+    if (mine === undefined) series.set(policy, (mine = new Map()));
+    const key = `${id}\u0000${Object.values(labels).join('\u0000')}`;
+    if (!mine.has(key)) mine.set(key, () => metric.remove(labels));
+  };
+  const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
+    const metric = new Counter({ name: name(suffix), help, labelNames, registers });
+    return {
+      inc(labels: Labels<L>) {
+        track(suffix, metric, labels);
+        metric.inc(labels);
+      },
+    };
+  };
+  const histogram = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
+    const metric = new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers });
+    return {
+      observe(labels: Labels<L>, value: number) {
+        track(suffix, metric, labels);
+        metric.observe(labels, value);
+      },
+    };
+  };
 
   const calls = counter('breaker_calls_total', 'Calls through a circuit breaker, by outcome.', ['policy', 'outcome']);
   const slow = counter('breaker_slow_calls_total', 'Successful calls slower than the slow-call threshold.', ['policy']);
@@ -116,11 +144,13 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         const state = readBreaker(name, snapshot)?.state;
         if (state !== undefined) current.set(name, state);
       }
-      for (const [policy, state] of current) {
+      // Summed per label: 1 and 0s for a breaker of its own, counts per state for `_other`.
+      for (const [name, state] of current) {
+        const policy = label(name);
         const all: readonly string[] = breakerStates.includes(state as never)
           ? breakerStates
           : [...breakerStates, state];
-        for (const s of all) this.set({ policy, state: s }, s === state ? 1 : 0);
+        for (const s of all) this.inc({ policy, state: s }, s === state ? 1 : 0);
       }
     },
   });
@@ -133,7 +163,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          this.set({ policy: name, endpoint: e.name }, e.up ? 1 : 0);
+          this.inc({ policy: label(name), endpoint: e.name }, e.up ? 1 : 0);
         }
       }
     },
@@ -147,7 +177,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          if (e.inFlight !== null) this.set({ policy: name, endpoint: e.name }, e.inFlight);
+          if (e.inFlight !== null) this.inc({ policy: label(name), endpoint: e.name }, e.inFlight);
         }
       }
     },
@@ -161,7 +191,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('budget')) {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) this.set({ policy: name }, balance);
+        if (balance != null) this.inc({ policy: label(name) }, balance);
       }
     },
   });
@@ -176,7 +206,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
 
   const transition = (e: EventOf<keyof typeof breakerStateAfter>) => {
     const state = breakerStateAfter[e.type];
-    lastState.set(e.source, state);
+    // `_other` stands for many breakers: it has no one state.
+    if (e.source !== OTHER_POLICY) lastState.set(e.source, state);
     transitions.inc({ policy: e.source, state });
   };
   const handlers: Handlers = {
@@ -234,7 +265,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('concurrency')) {
         const limit = (snapshot as { limit?: unknown } | null)?.limit;
-        if (typeof limit === 'number') this.set({ policy: name }, limit);
+        if (typeof limit === 'number') this.inc({ policy: label(name) }, limit);
       }
     },
   });
@@ -266,9 +297,22 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   };
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-  const offs = Object.entries(handlers).map(([type, handler]) =>
-    on(type as EventType, handler as (event: HoldfastEvent) => void),
-  );
+  const offs = Object.entries(handlers).map(([type, handler]) => {
+    const h = handler as (event: HoldfastEvent) => void;
+    return on(type as EventType, (event) => h(labelled(event, label)));
+  });
+  // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
+  // and its last state: an evicted breaker is not open any more.
+  if (typeof policies.onUnregister === 'function') {
+    offs.push(
+      policies.onUnregister((_kind, policy) => {
+        if (!policyNames.forget(policy)) return;
+        for (const remove of series.get(policy)?.values() ?? []) remove();
+        series.delete(policy);
+        lastState.delete(policy);
+      }),
+    );
+  }
   let active = true;
   return () => {
     if (!active) return;

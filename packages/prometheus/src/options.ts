@@ -25,6 +25,13 @@ export const collectOptionsSchema = z.strictObject({
     .array(z.number().finite().positive())
     .min(1)
     .default([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
+  /**
+   * Most distinct `policy` label values at once. Past it, new names are reported as
+   * `policy="_other"` (one `HOLDFAST_METRICS_CARDINALITY` warning). A policy that leaves the
+   * registry (disposed, or evicted from a breakerRegistry) frees its place and drops its series.
+   * @default 500
+   */
+  maxPolicies: z.number().int().min(1).max(100_000).default(500),
 });
 
 /** Options of {@link collect}. */

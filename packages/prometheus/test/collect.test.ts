@@ -184,3 +184,52 @@ describe('collect() and @holdfast/limit', () => {
     s.stop();
   });
 });
+
+describe('collect(): cardinality', () => {
+  it('past maxPolicies names, the others share policy="_other" (states summed), with one warning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push(w.code ?? w.name);
+    process.on('warning', onWarning);
+    try {
+      const bus = createBus();
+      const registry = new Registry();
+      const stop = collect({ bus, registry, policies: createPolicyRegistry(), maxPolicies: 2 });
+      for (const source of ['a', 'b', 'c', 'd']) {
+        bus.emit(ev({ type: 'breaker.success', source, latency: 5 }));
+        bus.emit(ev({ type: 'breaker.open', source, reason: 'manual', failureRate: 0, slowCallRate: 0, opens: 1 }));
+      }
+      const text = await registry.metrics();
+      stop();
+      await new Promise((r) => setImmediate(r));
+      expect(new Set([...text.matchAll(/policy="([^"]*)"/g)].map((m) => m[1]))).toEqual(new Set(['a', 'b', '_other']));
+      expect(sample(text, 'holdfast_breaker_calls_total{policy="_other",outcome="success"}')).toBe(2);
+      expect(sample(text, 'holdfast_breaker_calls_total{policy="a",outcome="success"}')).toBe(1);
+      // `_other` has no state of its own from events: only named breakers are reported open.
+      expect(sample(text, 'holdfast_breaker_state{policy="a",state="open"}')).toBe(1);
+      expect(sample(text, 'holdfast_breaker_state{policy="_other",state="open"}')).toBeUndefined();
+      expect(warnings.filter((w) => w === 'HOLDFAST_METRICS_CARDINALITY')).toHaveLength(1);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('a disposed policy takes its series and its place under the cap along; registered ones past the cap are counted as _other', async () => {
+    const bus = createBus();
+    const policies = createPolicyRegistry();
+    const registry = new Registry();
+    const stop = collect({ bus, registry, policies, maxPolicies: 2 });
+    const sources = ['x', 'y', 'z'].map((name) => ({ name, snapshot: (): JsonValue => ({ state: 'open' }) }));
+    const unregister = sources.map((s) => policies.register('breaker', s.name, s));
+    bus.emit(ev({ type: 'breaker.failure', source: 'x', latency: 5, code: 'E' }));
+    let text = await registry.metrics();
+    expect(sample(text, 'holdfast_breaker_calls_total{policy="x",outcome="failure"}')).toBe(1);
+    expect(sample(text, 'holdfast_breaker_state{policy="y",state="open"}')).toBe(1);
+    expect(sample(text, 'holdfast_breaker_state{policy="_other",state="open"}')).toBe(1); // z
+    unregister[0]?.(); // x leaves: its series go, and z gets its place
+    text = await registry.metrics();
+    expect(text).not.toContain('policy="x"');
+    expect(sample(text, 'holdfast_breaker_state{policy="z",state="open"}')).toBe(1);
+    expect(text).not.toContain('policy="_other"');
+    stop();
+  });
+});
