@@ -119,6 +119,46 @@ describe('anomaly watch, hostile review: early ejection and the operator', () =>
     expect(drained()).toEqual(['c']);
   });
 
+  // A user maps keys to endpoints with `endpointOf: (key) => key.split('/')[1]!.trim()`, fine for
+  // `api/<endpoint>` keys. The bus also carries the breaker `db`; when an anomaly is raised on an
+  // endpoint, the peer comparison calls endpointOf('db'), which throws inside the watch's timer. On
+  // the real clock that is an uncaught exception: the process crashes. Even caught, the timer is
+  // never re-armed: the watch goes silent for good. Expected: a throwing callback is contained
+  // (treated as "no endpoint"), like a throwing listener. Likely cause:
+  // packages/anomaly/src/watch.ts #arm() calls flush() with no try/finally, and
+  // packages/anomaly/src/actions.ts endpointFor() calls the user's endpointOf unguarded.
+  it('an endpointOf that throws neither escapes the timer nor stops the watch', async () => {
+    const h = hostileHarness();
+    const api = failover({ name: 'api', clock: h.clock, bus: h.bus, policies: false, endpoints: ['a', 'b', 'c'] });
+    const endpointOf = (key: string) => {
+      const name = key.split('/')[1];
+      if (name === undefined) throw new TypeError(`not an endpoint key: ${key}`);
+      return name.trim();
+    };
+    const watch = anomalyWatch({
+      bus: h.bus,
+      clock: h.clock,
+      interval: 1_000,
+      actions: { eject: { failover: api, endpointOf } },
+    });
+    cleanups.push(
+      () => watch.dispose(),
+      () => api.dispose(),
+    );
+    const second = async (latency: Record<string, number>) => {
+      for (const [key, ms] of Object.entries(latency)) {
+        for (let i = 0; i < 20; i++) watch.observe(key, ms + (i % 3), 'success');
+      }
+      await h.clock.advance(1_000);
+    };
+    for (let i = 0; i < 40; i++) await second({ 'api/a': 20, 'api/b': 20, 'api/c': 20, db: 5 });
+    const anomalous = second({ 'api/a': 20, 'api/b': 20, 'api/c': 400, db: 5 });
+    await expect(anomalous).resolves.toBeUndefined();
+    const scored = h.of('anomaly.score').length;
+    await second({ 'api/a': 20, 'api/b': 20, 'api/c': 400, db: 5 }).catch(() => {});
+    expect(h.of('anomaly.score').length).toBeGreaterThan(scored);
+  });
+
   // Passing edge: listeners that throw on every anomaly event do not stop the watch or its actions.
   it('a listener that throws on every event stops neither scoring nor actions', () => {
     const { bus, interval, warm, drained } = watchedSet();
