@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { anomalyWatch, parseMetricsCsv, scoreSeries } from '@holdfast/anomaly';
+import { anomalyWatch, halfSpaceForest, parseMetricsCsv, robustBaseline, scoreSeries } from '@holdfast/anomaly';
 import { HoldfastConfigError } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import fc from 'fast-check';
@@ -210,6 +210,36 @@ describe('anomaly detectors, hostile review: a wild sample while warming up', ()
         },
       ),
       { numRuns: 200, seed: 4_242 },
+    );
+  });
+});
+
+describe('detectors, hostile review: the label is a state machine', () => {
+  // Passing edge, a property: whatever the input (doubles, NaN, infinities), a label is raised
+  // and cleared in turn: never `detected` twice without a `cleared` between, `raised` always says
+  // which, and scores stay in [0, 1).
+  it('detected and cleared alternate, and raised follows them, for any input', () => {
+    fc.assert(
+      fc.property(fc.array(fc.double(), { maxLength: 200 }), fc.integer({ min: 1, max: 3 }), (values, width) => {
+        const baseline = robustBaseline({ warmup: 4, halfLife: 4 });
+        const forest = halfSpaceForest({ dimensions: width, warmup: 4, window: 8, seed: 3 });
+        for (const detector of [
+          (v: number) => baseline.update(v),
+          (v: number) => forest.update(Array.from({ length: width }, (_, q) => (q === 0 ? v : 1))),
+        ]) {
+          let raised = false;
+          for (const v of values) {
+            const verdict = detector(v);
+            if (verdict.change === 'detected' && raised) return false;
+            if (verdict.change === 'cleared' && !raised) return false;
+            if (verdict.change !== undefined) raised = !raised;
+            if (verdict.raised !== raised) return false;
+            if (!(verdict.score >= 0 && verdict.score < 1)) return false;
+          }
+        }
+        return true;
+      }),
+      { numRuns: 200, seed: 99 },
     );
   });
 });
