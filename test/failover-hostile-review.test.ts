@@ -6,6 +6,7 @@
  */
 
 import { execFile } from 'node:child_process';
+import { createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { faultProxy } from '@holdfast/chaos';
@@ -143,6 +144,47 @@ describe('failover, hostile review: roles route reads to a replica the operator 
     reads.length = 0;
     for (let i = 0; i < 6; i++) await read();
     expect(reads).not.toContain('r1');
+  });
+});
+
+describe('failover, hostile review: avoid', () => {
+  // Passing edge: `avoid` as a hedge uses it. Reads avoid the named replica, then fall to the
+  // primary when every replica is avoided; avoiding everything is NoHealthyEndpointError, not a
+  // call on an avoided endpoint; writes ignore it (the primary is the only place); unknown names
+  // change nothing; a retry never lands on an avoided endpoint.
+  it('reads honour avoid down to the primary; writes ignore it; retries never land on an avoided endpoint', async () => {
+    const { clock, bus } = hostileHarness();
+    const db = failover({
+      clock,
+      bus,
+      policies: false,
+      endpoints: ['p', 'r1', 'r2'].map((name) => ({ name, target: name })),
+      roles: {
+        check: (e) =>
+          e.name === 'p' ? { role: 'primary', token: [1, 1] } : { role: 'replica', token: [1, 1], lag: 0 },
+      },
+      retry: { idempotent: true, maxAttempts: 3, budget: false },
+    });
+    cleanups.push(() => db.dispose());
+    await clock.advance(0);
+    const read = (avoid: string[]) => db.execute((e) => e.name, { intent: 'read', avoid });
+    for (let i = 0; i < 4; i++) expect(await read(['r1'])).toBe('r2');
+    expect(await read(['r1', 'r2'])).toBe('p');
+    expect(await read(['nope', 'r2'])).toBe('r1');
+    await expect(read(['p', 'r1', 'r2'])).rejects.toMatchObject({ code: 'E_NO_HEALTHY_ENDPOINT' });
+    expect(await db.execute((e) => e.name, { avoid: ['p'] })).toBe('p');
+    const tried: string[] = [];
+    const failing = await db
+      .execute(
+        (e) => {
+          tried.push(e.name);
+          throw new Error('read failed');
+        },
+        { intent: 'read', avoid: ['r2'] },
+      )
+      .catch((e: Error) => e.message);
+    expect(failing).toBe('read failed');
+    expect(tried).toEqual(['r1', 'p']);
   });
 });
 
@@ -453,6 +495,61 @@ describe.skipIf(!redisAvailable())('failover, hostile review: fencing on real Re
     await new Promise((r) => setTimeout(r, 500)); // five role rounds
     expect(db.snapshot().primary).toBe('m3');
     expect(await db.execute((e) => e.name)).toBe('m3');
+  });
+});
+
+describe.skipIf(!redisAvailable())('failover, hostile review: maxLag on a real Redis replica that never synced', () => {
+  // A replica restarts empty (no persistence) while its master is unreachable. Redis reports
+  // `master_link_status:down` and `master_link_down_since_seconds:-1` (never connected). The user
+  // set `roles.maxLag: 1_000` to keep reads fresh, yet every read goes to the empty replica and
+  // returns nothing (null for every key): its lag is "unknown", and unknown passes any bound.
+  // Likely cause: packages/failover/src/ioredis.ts redisRole() drops the lag when the link is down
+  // and down_since is -1, and packages/failover/src/failover.ts #readable() treats
+  // `e.lag === undefined` as within maxLag.
+  it('with maxLag, reads skip a replica whose link is down and lag unknown', async () => {
+    const [s1, s2] = await startRedis(2, ['--save', '', '--appendonly', 'no']);
+    if (s1 === undefined || s2 === undefined) throw new Error('no redis');
+    cleanups.push(() => stopAllRedis());
+    const client = (port: number) => {
+      const c = new Redis({
+        host: '127.0.0.1',
+        port,
+        maxRetriesPerRequest: 0,
+        enableOfflineQueue: false,
+        lazyConnect: true,
+      });
+      c.on('error', noop);
+      cleanups.push(() => c.disconnect());
+      return c;
+    };
+    const [master, empty] = [client(s1.port), client(s2.port)];
+    await Promise.all([master.connect(), empty.connect()]);
+    await master.set('cart:42', 'kettle');
+    // Its master is on a port where nothing listens: it never syncs.
+    const dead = await new Promise<number>((resolve) => {
+      const probe = createNetServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    await empty.replicaof('127.0.0.1', dead);
+    const db = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: [
+        { name: 'master', target: master },
+        { name: 'empty-replica', target: empty },
+      ],
+      roles: redisRoles({ interval: 100, timeout: 300, maxLag: 1_000 }),
+    });
+    cleanups.push(() => db.dispose());
+    const deadline = Date.now() + 5_000;
+    while (db.snapshot().endpoints.some((e) => e.discovered === 'unknown') && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    const answers: (string | null)[] = [];
+    for (let i = 0; i < 10; i++) answers.push(await db.execute((e) => e.target.get('cart:42'), { intent: 'read' }));
+    expect(answers).toEqual(Array(10).fill('kettle'));
   });
 });
 
