@@ -770,6 +770,68 @@ describe('failover, hostile review: timers', () => {
   }, 30_000);
 });
 
+describe('failover, hostile review: an isFailure that throws', () => {
+  const run = (mode: 'timeout' | 'none') =>
+    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        [
+          '--conditions=@holdfast/source',
+          '--import',
+          'tsx',
+          join(import.meta.dirname, 'support/hostile-isfailure.ts'),
+          mode,
+        ],
+        { cwd: import.meta.dirname, timeout: 20_000 },
+        (error, stdout, stderr) =>
+          resolve({ code: error === null ? 0 : (error.code as number | null), stdout, stderr }),
+      );
+    });
+
+  // The README's `isFailure(error)` is where users write `(err) => err.response.status >= 500`, as
+  // for an HTTP client. A refused connection has no `response`: with `timeout` set, the TypeError
+  // escapes as an UNHANDLED REJECTION and the process crashes (exit 1), and the call itself would
+  // never have settled (its timer and abort listener are already gone). `roles.classify` is
+  // guarded for exactly this; `isFailure` is not. Likely cause: packages/failover/src/failover.ts
+  // #try, the rejection handler of the timed path (`settle(... this.#judge(e, error))`) throws,
+  // and #counts() calls `isFailure` unguarded.
+  it('with a per-try timeout, a throwing isFailure neither crashes the process nor hangs the call', async () => {
+    const { code, stdout, stderr } = await run('timeout');
+    expect(stderr).not.toMatch(/TypeError/);
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe('rejected: connect ECONNREFUSED 10.0.0.1:443');
+  }, 30_000);
+
+  // Without a timeout the call settles, but with the isFailure's TypeError instead of the real
+  // ECONNREFUSED, and the refused call (safe to retry by default) is not retried on b.
+  it('without a timeout, a throwing isFailure still gives the real error, after the retry', async () => {
+    const { code, stdout } = await run('none');
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe('rejected: connect ECONNREFUSED 10.0.0.1:443');
+  }, 30_000);
+});
+
+describe('failover, hostile review: a roles.compare that throws', () => {
+  // Split brain: two servers claim primary and the user's `compare` throws on one token (a server
+  // that reports none: `(a, b) => a[0] - b[0]`). The TypeError escapes from the role check's
+  // promise as an UNHANDLED REJECTION: the process crashes, at the exact moment (two primaries)
+  // fencing exists for. Expected: a throwing compare is a tie (both fenced, E_NO_PRIMARY), as
+  // `classify` and `check` are guarded. Likely cause: packages/failover/src/failover.ts
+  // #electPrimary() calls `this.#compare` unguarded, from RoleDiscovery's `void this.#run(...)`.
+  it('does not crash the process; the write is refused or goes to the one primary with a token', async () => {
+    const { code, stdout } = await new Promise<{ code: number | null; stdout: string }>((resolve) => {
+      execFile(
+        process.execPath,
+        ['--conditions=@holdfast/source', '--import', 'tsx', join(import.meta.dirname, 'support/hostile-compare.ts')],
+        { cwd: import.meta.dirname, timeout: 20_000 },
+        (error, out) => resolve({ code: error === null ? 0 : (error.code as number | null), stdout: out }),
+      );
+    });
+    expect(code).toBe(0);
+    expect(stdout.trim()).toMatch(/^(wrote to a|rejected: E_NO_PRIMARY)$/);
+  }, 30_000);
+});
+
 describe('failover, hostile review: a property of the state machine', () => {
   // Any sequence of calls that pass or fail, time passing, drains and undrains: no call ever
   // reaches a drained endpoint, the ejected share never exceeds maxShare (one always allowed),
