@@ -159,6 +159,23 @@ describe('anomaly watch, hostile review: early ejection and the operator', () =>
     expect(h.of('anomaly.score').length).toBeGreaterThan(scored);
   });
 
+  // An endpoint goes bad, the watch raises an anomaly on it, and then its traffic stops (the
+  // failover set ejected it, or the watch drained it). With no calls it makes no samples, so the
+  // anomaly can never clear; after `idleAfter` intervals the key is silently forgotten. A user who
+  // opens an incident on `anomaly.detected` and closes it on `anomaly.cleared` has an incident
+  // that never closes, and snapshot() no longer lists the key. Likely cause:
+  // packages/anomaly/src/watch.ts #forget() calls actions.cleared() but emits no anomaly.cleared.
+  it('every anomaly.detected is matched by an anomaly.cleared when its key is forgotten', () => {
+    const { watch, interval, warm, of } = watchedSet();
+    warm();
+    interval({ a: 20, b: 20, c: 400 });
+    const detected = of('anomaly.detected').filter((e) => e.key === 'api/c');
+    expect(detected.length).toBeGreaterThan(0);
+    for (let i = 0; i < 61; i++) interval({ a: 20, b: 20 });
+    expect(watch.snapshot().keys.map((k) => k.key)).not.toContain('api/c');
+    expect(of('anomaly.cleared').filter((e) => e.key === 'api/c')).toHaveLength(detected.length);
+  });
+
   // Passing edge: listeners that throw on every anomaly event do not stop the watch or its actions.
   it('a listener that throws on every event stops neither scoring nor actions', () => {
     const { bus, interval, warm, drained } = watchedSet();
