@@ -348,6 +348,46 @@ describe('failover, hostile review: a probe that never settles', () => {
   });
 });
 
+describe('failover, hostile review: flapping', () => {
+  // Passing edge: active-passive, the primary's health flaps (5 s up, 5 s down) for two minutes.
+  // Traffic fails over once and never fails back while it flaps; once it is stable through the
+  // hold-down, traffic fails back once. No call ever goes to a standby while the primary is
+  // active and available.
+  it('a flapping primary gets traffic back only after it is stable through the hold-down', async () => {
+    const { clock, bus, of } = hostileHarness();
+    let up = true;
+    const api = failover({
+      clock,
+      bus,
+      policies: false,
+      mode: 'active-passive',
+      endpoints: [
+        { name: 'primary', target: 0, priority: 0 },
+        { name: 'standby', target: 1, priority: 1 },
+      ],
+      holdDown: 30_000,
+      health: {
+        check: (e) => e.name !== 'primary' || up,
+        interval: 1_000,
+        jitter: 0,
+        healthyAfter: 1,
+        unhealthyAfter: 1,
+      },
+    });
+    cleanups.push(() => api.dispose());
+    for (let t = 0; t < 120; t++) {
+      up = Math.floor(t / 5) % 2 === 0;
+      await clock.advance(1_000);
+    }
+    up = true;
+    const flapping = of('failover.switch').map((e) => `${e.reason}:${e.to}`);
+    expect(flapping).toEqual(['failover:standby']);
+    await clock.advance(32_000);
+    expect(of('failover.switch').map((e) => `${e.reason}:${e.to}`)).toEqual(['failover:standby', 'failback:primary']);
+    expect(await api.execute((e) => e.name)).toBe('primary');
+  });
+});
+
 describe('failover, hostile review: clocks and limits', () => {
   // The real clock is Date.now(): an NTP step backwards is an ordinary event. After one, an
   // endpoint restored long ago is treated as if it had been ejected thousands of times in a row:
