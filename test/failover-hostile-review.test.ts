@@ -348,6 +348,48 @@ describe('failover, hostile review: a probe that never settles', () => {
   });
 });
 
+describe('failover, hostile review: a drained endpoint holds the ejection slot', () => {
+  // a breaks and is ejected; the operator drains it for repair (days, perhaps). While it is
+  // drained its ejection runs out into `probe` and stays there (drained endpoints get no probe),
+  // so it keeps the one ejection maxShare allows. Then b dies: b is never ejected, and every
+  // other call fails on it until a is undrained. Expected: an endpoint that takes no traffic
+  // because the operator drained it does not use up the ejection budget of the ones that do.
+  // Likely cause: packages/failover/src/failover.ts #tryEject counts every endpoint with
+  // `ejection !== 'none'`, drained or not.
+  it('b is ejected when it dies, though a drained endpoint was ejected before', async () => {
+    const { clock, bus, of } = hostileHarness();
+    const api = failover({
+      clock,
+      bus,
+      policies: false,
+      endpoints: ['a', 'b', 'c'],
+      retry: false,
+      ejection: { consecutiveFailures: 2, baseTime: 1_000, maxTime: 1_000, maxShare: 0.5 },
+    });
+    cleanups.push(() => api.dispose());
+    const dead = new Set(['a']);
+    let failed = 0;
+    const call = () =>
+      api
+        .execute((e) => {
+          if (dead.has(e.name)) throw new Error(`${e.name} is down`);
+          return e.name;
+        })
+        .catch(() => {
+          failed++;
+        });
+    for (let i = 0; i < 6; i++) await call();
+    expect(of('failover.eject').map((e) => e.endpoint)).toEqual(['a']);
+    await api.drain('a');
+    await clock.advance(5_000);
+    dead.add('b');
+    failed = 0;
+    for (let i = 0; i < 30; i++) await call();
+    expect(of('failover.eject').map((e) => e.endpoint)).toEqual(['a', 'b']);
+    expect(failed).toBeLessThanOrEqual(2);
+  });
+});
+
 describe('failover, hostile review: flapping', () => {
   // Passing edge: active-passive, the primary's health flaps (5 s up, 5 s down) for two minutes.
   // Traffic fails over once and never fails back while it flaps; once it is stable through the
@@ -870,6 +912,51 @@ describe('failover, hostile review: a roles.compare that throws', () => {
     expect(code).toBe(0);
     expect(stdout.trim()).toMatch(/^(wrote to a|rejected: E_NO_PRIMARY)$/);
   }, 30_000);
+});
+
+describe('failover, hostile review: consistent hashing as the README promises', () => {
+  // Passing edge, a property: draining one endpoint moves only the keys it held; undraining it
+  // brings every key back where it was.
+  it("drain moves only the drained endpoint's keys, and undrain brings them all back", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 8 }),
+        fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }), { minLength: 20, maxLength: 60 }),
+        fc.nat(),
+        async (n, keys, which) => {
+          const names = Array.from({ length: n }, (_, i) => `e${i}`);
+          const api = failover({
+            bus: createBus(),
+            policies: false,
+            balancer: 'consistent-hash',
+            panicThreshold: 0,
+            endpoints: names,
+          });
+          try {
+            const where = async () => {
+              const out = new Map<string, string>();
+              for (const key of keys) out.set(key, await api.execute((e) => e.name, { key }));
+              return out;
+            };
+            const before = await where();
+            const gone = names[which % n] as string;
+            await api.drain(gone);
+            const during = await where();
+            for (const key of keys) {
+              if (before.get(key) !== gone && during.get(key) !== before.get(key)) return false;
+              if (during.get(key) === gone) return false;
+            }
+            api.undrain(gone);
+            const after = await where();
+            return keys.every((key) => after.get(key) === before.get(key));
+          } finally {
+            api.dispose();
+          }
+        },
+      ),
+      { numRuns: 60, seed: 77 },
+    );
+  });
 });
 
 describe('failover, hostile review: a property of the state machine', () => {
