@@ -959,6 +959,40 @@ describe('failover, hostile review: consistent hashing as the README promises', 
   });
 });
 
+describe('failover, hostile review: no retry storm in a total outage', () => {
+  // Passing edge: every endpoint refuses connections (retryable by default) for 10 s at 100
+  // calls a second: the default budget keeps the load at about 1.2 attempts per call, as the
+  // README promises, not maxAttempts per call.
+  it('a total outage costs at most about 1.2 attempts per call', async () => {
+    const { clock, bus } = hostileHarness();
+    const api = failover({
+      clock,
+      bus,
+      policies: false,
+      endpoints: ['a', 'b', 'c', 'd'],
+      retry: { maxAttempts: 4 },
+      ejection: false,
+    });
+    cleanups.push(() => api.dispose());
+    let attempts = 0;
+    let calls = 0;
+    for (let second = 0; second < 10; second++) {
+      for (let i = 0; i < 100; i++) {
+        calls++;
+        await api
+          .execute(() => {
+            attempts++;
+            throw refusedError();
+          })
+          .catch(noop);
+        await clock.advance(10);
+      }
+    }
+    expect(calls).toBe(1_000);
+    expect(attempts / calls).toBeLessThanOrEqual(1.25);
+  });
+});
+
 describe('failover, hostile review: a property of the state machine', () => {
   // Any sequence of calls that pass or fail, time passing, drains and undrains: no call ever
   // reaches a drained endpoint, the ejected share never exceeds maxShare (one always allowed),
