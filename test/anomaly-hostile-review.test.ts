@@ -51,20 +51,29 @@ function watchedSet(options: { maxKeys?: number; duration?: number } = {}) {
       .snapshot()
       .endpoints.filter((e) => e.role === 'drained')
       .map((e) => e.name);
-  return { ...h, api, watch, interval, warm, drained };
+  // Corrected after review (d8e3edd): the watch no longer drains an endpoint, it takes it out
+  // through the set's public eject(name, { durationMs, reason }) and puts it back with restore().
+  // "Taken out" is therefore drained (by the operator) or ejected; `drained()` alone would see
+  // none of the watch's actions. Tests about the operator's own drains still use `drained()`.
+  const out = () =>
+    api
+      .snapshot()
+      .endpoints.filter((e) => e.role === 'drained' || e.ejection === 'ejected')
+      .map((e) => e.name);
+  return { ...h, api, watch, interval, warm, drained, out };
 }
 
 describe('anomaly watch, hostile review: early ejection and the operator', () => {
   // Passing edge, the documented path: one endpoint's latency jumps ten-fold, the watch drains it,
   // and puts it back at dispose().
   it('drains the one slow endpoint and puts it back at dispose()', async () => {
-    const { api, watch, interval, warm, drained, of } = watchedSet();
+    const { api, watch, interval, warm, out, of } = watchedSet();
     warm();
     interval({ a: 20, b: 20, c: 400 });
-    expect(drained()).toEqual(['c']);
+    expect(out()).toEqual(['c']);
     expect(of('anomaly.action').filter((e) => e.taken && e.action === 'eject')).toHaveLength(1);
     watch.dispose();
-    expect(drained()).toEqual([]);
+    expect(out()).toEqual([]);
     expect(await api.execute((e) => e.name)).toMatch(/^[abc]$/);
   });
 
@@ -75,12 +84,12 @@ describe('anomaly watch, hostile review: early ejection and the operator', () =>
   // #eject counts only its own ejections (`allowed = min(names.length - 1, ...)` against
   // `this.#ejected.size`), never what is still in service in the set.
   it('never drains the last endpoint still in service', async () => {
-    const { api, interval, warm, drained } = watchedSet();
+    const { api, interval, warm, out } = watchedSet();
     warm();
     await api.drain('a');
     await api.drain('b');
     interval({ c: 400 });
-    expect(drained()).toEqual(['a', 'b']);
+    expect(out()).toEqual(['a', 'b']);
     expect(await api.execute((e) => e.name).catch((e: Error) => e.name)).toBe('c');
   });
 
@@ -109,14 +118,14 @@ describe('anomaly watch, hostile review: early ejection and the operator', () =>
   // service after one interval. Likely cause: packages/anomaly/src/watch.ts #evictIdlest picks any
   // key, raised or not, and #forget calls actions.cleared().
   it('a new key arriving at maxKeys does not put a sick, ejected endpoint back', () => {
-    const { watch, interval, warm, drained, of } = watchedSet({ maxKeys: 3 });
+    const { watch, interval, warm, out, of } = watchedSet({ maxKeys: 3 });
     warm();
     interval({ a: 20, b: 20, c: 400 });
-    expect(drained()).toEqual(['c']);
+    expect(out()).toEqual(['c']);
     interval({ a: 20, b: 20 });
     watch.observe('some-other-breaker', 5, 'success');
     expect(of('anomaly.action').filter((e) => e.action === 'restore')).toEqual([]);
-    expect(drained()).toEqual(['c']);
+    expect(out()).toEqual(['c']);
   });
 
   // A user maps keys to endpoints with `endpointOf: (key) => key.split('/')[1]!.trim()`, fine for
@@ -178,13 +187,13 @@ describe('anomaly watch, hostile review: early ejection and the operator', () =>
 
   // Passing edge: listeners that throw on every anomaly event do not stop the watch or its actions.
   it('a listener that throws on every event stops neither scoring nor actions', () => {
-    const { bus, interval, warm, drained } = watchedSet();
+    const { bus, interval, warm, out } = watchedSet();
     bus.on('*', () => {
       throw new Error('listener bug');
     });
     warm();
     interval({ a: 20, b: 20, c: 400 });
-    expect(drained()).toEqual(['c']);
+    expect(out()).toEqual(['c']);
   });
 });
 
