@@ -2,6 +2,7 @@ import { parseOptions, seededRandom } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
 import { type ForestOptions, forestOptionsSchema } from './options.js';
+import { WarmupSample } from './warmup.js';
 
 /** A forest's verdict on one sample. */
 export interface ForestVerdict extends Verdict {
@@ -59,10 +60,13 @@ class Forest implements HalfSpaceForest {
   readonly #level: Float64Array;
   readonly #mad: Float64Array;
   readonly #u: Float64Array;
+  /** Per dimension, the first samples: each normaliser starts from their median and deviation. */
+  readonly #first: WarmupSample[];
   readonly #labels: Hysteresis;
   /** Robust baseline of the isolation measure itself. */
   #isoLevel = 0;
   #isoMad = 0;
+  readonly #isoFirst: WarmupSample;
   #n = 0;
 
   constructor(o: Parsed) {
@@ -78,6 +82,8 @@ class Forest implements HalfSpaceForest {
     this.#level = new Float64Array(o.dimensions);
     this.#mad = new Float64Array(o.dimensions);
     this.#u = new Float64Array(o.dimensions);
+    this.#first = Array.from({ length: o.dimensions }, () => new WarmupSample(o.warmup));
+    this.#isoFirst = new WarmupSample(o.warmup);
     this.#labels = new Hysteresis(o.hysteresis);
     const random = seededRandom(o.seed);
     const lo = new Float64Array(o.dimensions);
@@ -159,10 +165,20 @@ class Forest implements HalfSpaceForest {
         worst = q;
       }
       this.#u[q] = Number.isNaN(z) ? 0.5 : 1 / (1 + Math.exp(-z / 2));
-      const limit = CLIP * spread;
-      const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
-      const nextLevel = level + alpha * r;
-      const nextMad = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
+      const first = this.#first[q] as WarmupSample;
+      let nextLevel: number;
+      let nextMad: number;
+      if (!first.full) {
+        // The first samples set the level and spread by their median: a wild one among them is left out.
+        if (x !== raw) continue; // no value this time: nothing to learn
+        ({ level: nextLevel, mad: nextMad } = first.add(x));
+      } else {
+        // Then exponentially weighted, residuals clipped (Huber).
+        const limit = CLIP * spread;
+        const r = Math.max(-limit, Math.min(limit, residual));
+        nextLevel = level + alpha * r;
+        nextMad = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
+      }
       // A value near the float limits would overflow the state and poison every later score.
       if (!Number.isFinite(nextLevel) || !Number.isFinite(nextMad)) continue;
       this.#level[q] = nextLevel;
@@ -214,9 +230,14 @@ class Forest implements HalfSpaceForest {
     const spread = Math.max(this.#isoMad * MAD_TO_SD, 0.05);
     const residual = iso - this.#isoLevel;
     const score = departureScore(residual / spread, this.#o.threshold);
+    if (!this.#isoFirst.full) {
+      // Its first values set its level and spread by their median, as each dimension's do.
+      ({ level: this.#isoLevel, mad: this.#isoMad } = this.#isoFirst.add(iso));
+      return score;
+    }
     const alpha = warm ? this.#alpha : Math.max(this.#alpha, 1 / this.#n);
     const limit = CLIP * spread;
-    const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
+    const r = Math.max(-limit, Math.min(limit, residual));
     this.#isoLevel += alpha * r;
     this.#isoMad += alpha * (Math.abs(r) - this.#isoMad);
     return score;
