@@ -26,6 +26,8 @@ type Parsed = z.output<typeof forestOptionsSchema>;
 
 const MAD_TO_SD = 1.2533;
 const CLIP = 3;
+/** While warming up, a value beyond this many deviations of the first samples' median is pulled in to it. */
+const FENCE = 10;
 
 /**
  * Streaming Half-Space Trees (Tan, Ting & Liu, 2011) over robustly normalised metrics: random
@@ -151,6 +153,9 @@ class Forest implements HalfSpaceForest {
     let worst = -1;
     let worstZ = Number.NEGATIVE_INFINITY;
     for (let q = 0; q < dimensions; q++) {
+      // Warm now: a level or spread beyond the fence of the first samples' median (a wild value
+      // among the very first, before there was a fence) starts over from that median instead.
+      if (this.#n === this.#o.warmup) this.#settle(q);
       const level = this.#level[q] as number;
       const spread = Math.max((this.#mad[q] as number) * MAD_TO_SD, minScales?.[q] ?? 0, 0.01 * Math.abs(level), 1e-12);
       const raw = values[q];
@@ -165,26 +170,39 @@ class Forest implements HalfSpaceForest {
         worst = q;
       }
       this.#u[q] = Number.isNaN(z) ? 0.5 : 1 / (1 + Math.exp(-z / 2));
-      const first = this.#first[q] as WarmupSample;
-      let nextLevel: number;
-      let nextMad: number;
-      if (!first.full) {
-        // The first samples set the level and spread by their median: a wild one among them is left out.
-        if (x !== raw) continue; // no value this time: nothing to learn
-        ({ level: nextLevel, mad: nextMad } = first.add(x));
-      } else {
-        // Then exponentially weighted, residuals clipped (Huber).
+      let r = residual;
+      if (warm) {
+        // Exponentially weighted, residuals clipped (Huber).
         const limit = CLIP * spread;
-        const r = Math.max(-limit, Math.min(limit, residual));
-        nextLevel = level + alpha * r;
-        nextMad = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
+        r = Math.max(-limit, Math.min(limit, residual));
+      } else if (x === raw) {
+        // Running means while warming up, but a value far outside what the first samples were (their
+        // median, their deviation) is pulled in to that fence before it is learnt: one wild value
+        // among them neither drags the level nor widens the spread for hundreds of samples.
+        const first = this.#first[q] as WarmupSample;
+        const fence = first.fence(FENCE, Math.max(minScales?.[q] ?? 0, 1e-12));
+        if (fence !== undefined) r = Math.max(fence[0], Math.min(fence[1], x)) - level;
+        first.add(x);
       }
+      const nextLevel = level + alpha * r;
+      const nextMad = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
       // A value near the float limits would overflow the state and poison every later score.
       if (!Number.isFinite(nextLevel) || !Number.isFinite(nextMad)) continue;
       this.#level[q] = nextLevel;
       this.#mad[q] = nextMad;
     }
     return worst;
+  }
+
+  #settle(q: number): void {
+    const first = this.#first[q] as WarmupSample;
+    const fence = first.fence(FENCE, Math.max(this.#o.minScales?.[q] ?? 0, 1e-12));
+    if (fence === undefined) return;
+    const level = this.#level[q] as number;
+    const mad = this.#mad[q] as number;
+    if (level >= fence[0] && level <= fence[1] && mad * MAD_TO_SD <= fence[1] - fence[0]) return;
+    this.#level[q] = first.estimate.level;
+    this.#mad[q] = first.estimate.mad;
   }
 
   /** Counts the sample into the latest profile of every tree; returns its mass score against the reference. */

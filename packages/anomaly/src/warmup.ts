@@ -14,6 +14,7 @@ export class WarmupSample {
   readonly #values: Float64Array;
   readonly #sorted: Float64Array;
   #n = 0;
+  #estimate = { level: 0, mad: 0 };
 
   constructor(warmup: number) {
     const size = Math.max(1, Math.min(warmup, KEPT));
@@ -26,12 +27,30 @@ export class WarmupSample {
     return this.#n === this.#values.length;
   }
 
+  /** The last estimate: the median of the values kept, and their trimmed deviation. */
+  get estimate(): { readonly level: number; readonly mad: number } {
+    return this.#estimate;
+  }
+
+  /**
+   * Where values stop being believable while warming up: the median of the values kept so far,
+   * plus or minus `k` of their deviations (at least `floor`, and 1% of the median); undefined
+   * before 3 values, too few to tell a wild one.
+   */
+  fence(k: number, floor: number): [number, number] | undefined {
+    if (this.#n < 3) return undefined;
+    const { level, mad } = this.#estimate;
+    const reach = k * Math.max(mad * 1.2533, 0.01 * Math.abs(level), floor);
+    return [level - reach, level + reach];
+  }
+
   /**
    * Adds a finite value and returns the estimate over every value kept: the median as the level,
    * and as the spread the mean absolute deviation from it with the largest eighth left out (at
    * least the median deviation's normal equivalent, so a handful of wild values cannot make it 0).
    */
   add(value: number): { level: number; mad: number } {
+    if (this.full || !Number.isFinite(value)) return this.#estimate;
     this.#values[this.#n++] = value;
     const n = this.#n;
     const sorted = this.#sorted.subarray(0, n);
@@ -44,7 +63,8 @@ export class WarmupSample {
     let sum = 0;
     for (let i = 0; i < kept; i++) sum += sorted[i] as number;
     const mad = Math.max(sum / kept, median(sorted) * MEDIAN_TO_MEAN_DEVIATION);
-    return { level, mad };
+    this.#estimate = { level, mad };
+    return this.#estimate;
   }
 }
 

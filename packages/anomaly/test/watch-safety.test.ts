@@ -166,7 +166,7 @@ describe('detectors: a wild value while warming up', () => {
     expect(found.map((a) => `${a.index}:${a.metric}`)).toContain('250:m0');
   });
 
-  it('starts from the median of the first samples, not from 0', () => {
+  it('starts near the first samples, neither from 0 nor dragged by a wild one among them', () => {
     const b = robustBaseline({ warmup: 8 });
     for (const x of [100, 101, 99, 1e6, 100, 102, 98, 100]) b.update(x);
     expect(b.expected).toBeCloseTo(100, 0);
@@ -176,7 +176,9 @@ describe('detectors: a wild value while warming up', () => {
     const f = halfSpaceForest({ dimensions: 1, warmup: 8, window: 8 });
     let expected: readonly number[] = [];
     for (const x of [100, 101, 99, 1e6, 100, 102, 98, 100, 101]) expected = f.update([x]).expected;
-    expect(expected[0]).toBeCloseTo(100, 0);
+    // The forest learns running means while warming up, the wild value pulled in to the fence of
+    // ten deviations around the first samples' median: near 100, not 1e5.
+    expect(Math.abs((expected[0] as number) - 100)).toBeLessThan(5);
   });
 });
 
