@@ -62,7 +62,7 @@ class Forest implements HalfSpaceForest {
   readonly #level: Float64Array;
   readonly #mad: Float64Array;
   readonly #u: Float64Array;
-  /** Per dimension, the first samples: each normaliser starts from their median and deviation. */
+  /** Per dimension, the first samples: their median and deviation fence what is learnt while warming up. */
   readonly #first: WarmupSample[];
   readonly #labels: Hysteresis;
   /** Robust baseline of the isolation measure itself. */
