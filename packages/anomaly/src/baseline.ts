@@ -46,6 +46,12 @@ export function robustBaseline(options: BaselineOptions = {}): RobustBaseline {
   return new Baseline(parseOptions('robustBaseline', baselineOptionsSchema, options));
 }
 
+/** Parses a baseline's options once, for a caller that makes many baselines alike (the watch, per key). */
+export function baselineFactory(owner: string, options: BaselineOptions): () => RobustBaseline {
+  const o = parseOptions(owner, baselineOptionsSchema, options);
+  return () => new Baseline(o);
+}
+
 class Baseline implements RobustBaseline {
   readonly #o: Parsed;
   readonly #alpha: number;

@@ -48,6 +48,12 @@ export function halfSpaceForest(options: ForestOptions): HalfSpaceForest {
   return new Forest(o);
 }
 
+/** Parses a forest's options once, for a caller that makes many forests alike but for their seed. */
+export function forestFactory(owner: string, options: ForestOptions): (seed: number) => HalfSpaceForest {
+  const o = parseOptions(owner, forestOptionsSchema, options);
+  return (seed) => new Forest({ ...o, seed });
+}
+
 class Forest implements HalfSpaceForest {
   readonly #o: Parsed;
   readonly #nodes: number;

@@ -11,20 +11,19 @@ const MEDIAN_TO_MEAN_DEVIATION = 1.183;
  * running means would.
  */
 export class WarmupSample {
-  readonly #values: Float64Array;
-  readonly #sorted: Float64Array;
+  readonly #size: number;
+  /** The values kept, made at the first one and let go once full (the estimate stays). */
+  #values: Float64Array | undefined;
   #n = 0;
   #estimate = { level: 0, mad: 0 };
 
   constructor(warmup: number) {
-    const size = Math.max(1, Math.min(warmup, KEPT));
-    this.#values = new Float64Array(size);
-    this.#sorted = new Float64Array(size);
+    this.#size = Math.max(1, Math.min(warmup, KEPT));
   }
 
   /** Whether every slot is taken: from then on the estimate goes on by clipped updates. */
   get full(): boolean {
-    return this.#n === this.#values.length;
+    return this.#n === this.#size;
   }
 
   /** The last estimate: the median of the values kept, and their trimmed deviation. */
@@ -51,9 +50,10 @@ export class WarmupSample {
    */
   add(value: number): { level: number; mad: number } {
     if (this.full || !Number.isFinite(value)) return this.#estimate;
+    this.#values ??= new Float64Array(this.#size);
     this.#values[this.#n++] = value;
     const n = this.#n;
-    const sorted = this.#sorted.subarray(0, n);
+    const sorted = scratch.subarray(0, n);
     sorted.set(this.#values.subarray(0, n));
     sorted.sort();
     const level = median(sorted);
@@ -64,9 +64,13 @@ export class WarmupSample {
     for (let i = 0; i < kept; i++) sum += sorted[i] as number;
     const mad = Math.max(sum / kept, median(sorted) * MEDIAN_TO_MEAN_DEVIATION);
     this.#estimate = { level, mad };
+    if (this.full) this.#values = undefined;
     return this.#estimate;
   }
 }
+
+/** One sort buffer for every sample: JavaScript runs one add() at a time. */
+const scratch = new Float64Array(KEPT);
 
 function median(sorted: Float64Array): number {
   const n = sorted.length;

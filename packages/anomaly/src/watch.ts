@@ -11,8 +11,8 @@ import {
 } from '@holdfast/core';
 import type { z } from 'zod';
 import { Actions } from './actions.js';
-import { type RobustBaseline, robustBaseline } from './baseline.js';
-import { type HalfSpaceForest, halfSpaceForest } from './forest.js';
+import { baselineFactory, type RobustBaseline } from './baseline.js';
+import { forestFactory, type HalfSpaceForest } from './forest.js';
 import { type AnomalyWatchOptions, watchMetrics, watchOptionsSchema } from './options.js';
 
 /** A metric the watch computes per key and interval. */
@@ -84,7 +84,8 @@ class Tally {
   failures = 0;
   rejects = 0;
   seen = 0;
-  readonly latencies = new Float64Array(LATENCY_SLOTS);
+  /** Grown as a key's intervals need it, up to LATENCY_SLOTS: a quiet key (or a churned one) holds little. */
+  latencies = new Float64Array(16);
 
   add(latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (outcome === 'reject') {
@@ -92,13 +93,21 @@ class Tally {
       return;
     }
     this.calls++;
-    if (outcome === 'failure') this.failures++;
-    else this.latencies[this.seen++ % LATENCY_SLOTS] = latency;
+    if (outcome === 'failure') {
+      this.failures++;
+      return;
+    }
+    if (this.seen === this.latencies.length && this.seen < LATENCY_SLOTS) {
+      const grown = new Float64Array(Math.min(LATENCY_SLOTS, this.seen * 2));
+      grown.set(this.latencies);
+      this.latencies = grown;
+    }
+    this.latencies[this.seen++ % this.latencies.length] = latency;
   }
 
   /** The interval's metrics, in `watchMetrics` order, then resets. */
   take(intervalMs: number): number[] {
-    const kept = Math.min(this.seen, LATENCY_SLOTS);
+    const kept = Math.min(this.seen, this.latencies.length);
     const sorted = this.latencies.subarray(0, kept).sort();
     const at = (p: number) => (kept === 0 ? Number.NaN : (sorted[Math.min(kept - 1, Math.floor(p * kept))] as number));
     const offered = this.calls + this.rejects;
@@ -129,6 +138,32 @@ const metricSettings: Record<
   rejectRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
 };
 
+/** Makes one key's detectors; options are parsed once per watch, not per key. */
+interface Detectors {
+  readonly baselines: (() => RobustBaseline)[] | undefined;
+  readonly forest: ((keyHash: number) => HalfSpaceForest) | undefined;
+}
+
+function detectors(o: Parsed): Detectors {
+  const forest =
+    o.detector === 'baseline'
+      ? undefined
+      : forestFactory('anomalyWatch.forest', {
+          ...o.forest,
+          dimensions: watchMetrics.length,
+          directions: watchMetrics.map((m) => metricSettings[m].direction),
+          minScales: watchMetrics.map((m) => metricSettings[m].minScale),
+        });
+  const seed = o.forest.seed ?? 1;
+  return {
+    baselines:
+      o.detector === 'forest'
+        ? undefined
+        : watchMetrics.map((m) => baselineFactory('anomalyWatch.baseline', { ...o.baseline, ...metricSettings[m] })),
+    forest: forest === undefined ? undefined : (keyHash) => forest((seed + keyHash) >>> 0),
+  };
+}
+
 /** One key's detectors and state. */
 class Watched {
   readonly tally = new Tally();
@@ -142,19 +177,9 @@ class Watched {
   samples = 0;
   last: readonly AnomalyMetric[] = [];
 
-  constructor(o: Parsed, key: string) {
-    if (o.detector !== 'forest') {
-      this.baselines = watchMetrics.map((m) => robustBaseline({ ...o.baseline, ...metricSettings[m] }));
-    }
-    if (o.detector !== 'baseline') {
-      this.forest = halfSpaceForest({
-        ...o.forest,
-        dimensions: watchMetrics.length,
-        seed: ((o.forest.seed ?? 1) + hash(key)) >>> 0, // one forest per key, each its own structure
-        directions: watchMetrics.map((m) => metricSettings[m].direction),
-        minScales: watchMetrics.map((m) => metricSettings[m].minScale),
-      });
-    }
+  constructor(make: Detectors, key: string) {
+    this.baselines = make.baselines?.map((m) => m());
+    this.forest = make.forest?.(hash(key)); // one forest per key, each its own structure
   }
 
   get raised(): boolean {
@@ -187,6 +212,7 @@ class Watch implements AnomalyWatch {
   readonly #bus: Bus;
   readonly #clock: Clock;
   readonly #keys = new Map<string, Watched>();
+  readonly #detectors: Detectors;
   readonly #actions: Actions;
   readonly #off: Unsubscribe[];
   /** Callbacks (and their owners) that threw, each reported once. */
@@ -199,6 +225,7 @@ class Watch implements AnomalyWatch {
     this.name = o.name;
     this.#bus = o.bus;
     this.#clock = o.clock ?? realClock;
+    this.#detectors = detectors(o);
     this.#actions = new Actions(
       o.actions,
       o.name,
@@ -224,7 +251,7 @@ class Watch implements AnomalyWatch {
     let w = this.#keys.get(key);
     if (w === undefined) {
       if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
-      w = new Watched(this.#o, key);
+      w = new Watched(this.#detectors, key);
       this.#keys.set(key, w);
     } else if (w.tally.calls + w.tally.rejects === 0) {
       // Its first call this interval: to the back of the map, which is so ordered idlest first.
