@@ -348,7 +348,9 @@ class Watch implements AnomalyWatch {
       return;
     }
     w.raisedAt[slot] = undefined;
-    this.#cleared(key, detector, metric, now - since, 'recovered', now);
+    // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
+    const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
+    this.#cleared(key, detector, raisedOn, now - since, 'recovered', now);
     if (!w.raised) this.#actions.cleared(key);
   }
 
