@@ -4,6 +4,19 @@ import type { watchOptionsSchema } from './options.js';
 
 type ActionOptions = z.output<typeof watchOptionsSchema>['actions'];
 type Action = 'eject' | 'restore' | 'openBreaker' | 'lowerBudget';
+type FailoverLike = NonNullable<ActionOptions['eject']>['failover'];
+
+/** Calls a user's callback or object; what it throws is reported (once per callback) and `fallback` returned. */
+export type Guard = <R>(what: string, fn: () => R, fallback: R) => R;
+
+/** An endpoint as the set's snapshot shows it, when the set has one. */
+interface EndpointState {
+  readonly name: string;
+  readonly role?: string;
+  readonly available?: boolean;
+  readonly ejection?: string;
+  readonly ejectedUntil?: number | null;
+}
 
 /** Metrics where higher is worse, and the least spread among peers that makes an outlier. */
 const peerFloor: Record<string, number> = { latencyP50: 0, latencyP99: 0, errorRate: 0.02, rejectRate: 0.02 };
@@ -23,8 +36,11 @@ interface Pending {
  * `open()`, a budget's `tryWithdraw()`.
  */
 export class Actions {
-  /** Endpoint name -> the key whose anomaly took it out, and the timer that ends the ejection here. */
-  readonly #ejected = new Map<string, { key: string; metric: string; timer: TimerHandle }>();
+  /**
+   * Endpoint name -> the key whose anomaly took it out, the timer that ends the ejection here, and
+   * when the set was told it ends (to tell this ejection from one the set made since).
+   */
+  readonly #ejected = new Map<string, { key: string; metric: string; timer: TimerHandle; until: number | undefined }>();
   readonly #opened = new Set<string>();
   readonly #pending = new Map<string, Pending>();
 
@@ -37,6 +53,7 @@ export class Actions {
     private readonly watched: () => Iterable<[string, readonly AnomalyMetric[]]>,
     /** Intervals scored on a key so far, and whether an anomaly is raised on it now. */
     private readonly state: (key: string) => { samples: number; raised: boolean },
+    private readonly guard: Guard,
   ) {}
 
   /** A key went from no anomaly to one, first seen on `metric`. */
@@ -55,14 +72,23 @@ export class Actions {
     for (const [endpoint, e] of this.#ejected) if (e.key === key) this.#restore(endpoint, 'cleared', true);
   }
 
+  /**
+   * The watch forgot `key` (idle, or evicted for a new key): that is no recovery, so nothing is
+   * put back. An ejection runs its course and the set's probe decides; nothing new is tried.
+   */
+  forgotten(key: string): void {
+    this.#pending.delete(key);
+    this.#opened.delete(key);
+  }
+
   /** Once per interval: while anything is raised, the budget gives up a share of its balance. */
   tick(anyRaised: boolean): void {
     for (const key of [...this.#pending.keys()]) this.#eject(key);
     const lower = this.o.lowerBudget;
     if (lower === undefined || !anyRaised) return;
-    const take = Math.floor(lower.budget.balance * lower.share);
+    const take = Math.floor(this.guard('lowerBudget.budget', () => lower.budget.balance, 0) * lower.share);
     let taken = 0;
-    while (taken < take && lower.budget.tryWithdraw()) taken++;
+    while (taken < take && this.guard('lowerBudget.budget', () => lower.budget.tryWithdraw(), false)) taken++;
     if (taken > 0) this.#report('*', 'lowerBudget', 'budget', true, `withdrew ${taken}`);
   }
 
@@ -87,7 +113,7 @@ export class Actions {
     };
     const set = eject.failover;
     const names = set.endpoints.map((e) => e.name);
-    const endpoint = endpointFor(key, names, eject.endpointOf);
+    const endpoint = this.#endpointFor(key, names);
     if (endpoint === undefined || this.#ejected.has(endpoint)) {
       this.#pending.delete(key);
       return;
@@ -97,7 +123,20 @@ export class Actions {
       refuse(endpoint, 'maxShare');
       return;
     }
-    if (!this.#outlier(key, endpoint, pending.metric, names)) {
+    // What the set says now: the operator's drains and the set's own ejections count too.
+    const states = this.#states(set);
+    const own = states?.find((e) => e.name === endpoint);
+    const out = own === undefined ? undefined : outOfService(own);
+    if (out !== undefined) {
+      // Already out, by the operator or by the set: not the watch's to take, nor to put back.
+      refuse(endpoint, out);
+      return;
+    }
+    if (states !== undefined && !states.some((e) => e.name !== endpoint && inService(e))) {
+      refuse(endpoint, 'lastEndpoint');
+      return;
+    }
+    if (!this.#outlier(key, endpoint, pending.metric, names, states)) {
       refuse(endpoint, 'peers');
       return;
     }
@@ -106,18 +145,32 @@ export class Actions {
       refuse(endpoint, 'failover');
       return;
     }
+    const until = this.#states(set)?.find((e) => e.name === endpoint)?.ejectedUntil ?? undefined;
     this.#pending.delete(key);
     const timer = this.clock.setTimeout(() => this.#expired(endpoint), eject.duration);
-    this.#ejected.set(endpoint, { key, metric: pending.metric, timer });
+    this.#ejected.set(endpoint, { key, metric: pending.metric, timer, until });
     this.#report(key, 'eject', endpoint, true, pending.after === undefined ? 'anomaly' : 'stillRaised');
   }
 
-  #ejectFrom(set: NonNullable<ActionOptions['eject']>['failover'], endpoint: string, durationMs: number): boolean {
-    try {
-      return set.eject(endpoint, { durationMs, reason: 'anomaly' });
-    } catch {
-      return false; // the set was disposed
-    }
+  #ejectFrom(set: FailoverLike, endpoint: string, durationMs: number): boolean {
+    // Throws when the set was disposed: nothing to take out.
+    return this.guard('eject.failover', () => set.eject(endpoint, { durationMs, reason: 'anomaly' }) === true, false);
+  }
+
+  /** The set's endpoints as its snapshot shows them, or undefined when it has no snapshot. */
+  #states(set: FailoverLike): readonly EndpointState[] | undefined {
+    if (typeof set.snapshot !== 'function') return undefined;
+    const states = this.guard('eject.failover', () => set.snapshot?.().endpoints, undefined);
+    return Array.isArray(states) ? states : undefined;
+  }
+
+  /** The endpoint a key stands for: `endpointOf(key)`, else the endpoint named `key` or ending it after a `/`. */
+  #endpointFor(key: string, names: readonly string[]): string | undefined {
+    const endpointOf = this.o.eject?.endpointOf;
+    if (endpointOf === undefined) return names.find((n) => n === key || key.endsWith(`/${n}`));
+    // A callback that throws (a key it was not written for) stands for no endpoint.
+    const name = this.guard('eject.endpointOf', () => endpointOf(key), undefined);
+    return typeof name === 'string' && names.includes(name) ? name : undefined;
   }
 
   /**
@@ -134,7 +187,13 @@ export class Actions {
   }
 
   /** Envoy-style: is `endpoint`'s `metric` beyond its peers' mean by `stdevFactor` deviations? */
-  #outlier(key: string, endpoint: string, metric: string, names: readonly string[]): boolean {
+  #outlier(
+    key: string,
+    endpoint: string,
+    metric: string,
+    names: readonly string[],
+    states: readonly EndpointState[] | undefined,
+  ): boolean {
     const eject = this.o.eject;
     if (eject === undefined) return false;
     // A departure in throughput says nothing about which endpoint is sick: judge it by latency.
@@ -144,9 +203,15 @@ export class Actions {
     for (const [k, metrics] of this.watched()) {
       const value = metrics.find((m) => m.name === judged)?.value;
       if (value === undefined || !Number.isFinite(value)) continue;
-      const e = endpointFor(k, names, eject.endpointOf);
-      if (k === key) own = value;
-      else if (e !== undefined && e !== endpoint && !this.#ejected.has(e)) peers.push(value);
+      if (k === key) {
+        own = value;
+        continue;
+      }
+      const e = this.#endpointFor(k, names);
+      // A peer out of service (drained, ejected) has stale metrics: it is no measure of the others.
+      if (e === undefined || e === endpoint || this.#ejected.has(e)) continue;
+      const state = states?.find((s) => s.name === e);
+      if (state === undefined || inService(state)) peers.push(value);
     }
     if (own === undefined || peers.length === 0) return false;
     const mean = peers.reduce((a, b) => a + b, 0) / peers.length;
@@ -155,18 +220,21 @@ export class Actions {
     return own > mean + eject.stdevFactor * spread;
   }
 
-  /** Forgets an ejection; `now` also takes the endpoint back at once (else the set's probe does). */
+  /**
+   * Forgets an ejection; `now` also takes the endpoint back at once (else the set's probe does),
+   * unless the set has ejected it again since, by its own rule: that is not the watch's to undo.
+   */
   #restore(endpoint: string, reason: string, now: boolean): void {
     const e = this.#ejected.get(endpoint);
-    if (e === undefined || this.o.eject === undefined) return;
+    const eject = this.o.eject;
+    if (e === undefined || eject === undefined) return;
     this.#ejected.delete(endpoint);
     this.clock.clearTimeout(e.timer);
     if (now) {
-      try {
-        this.o.eject.failover.restore(endpoint);
-      } catch {
-        // The set was disposed: nothing to put back.
-      }
+      const state = this.#states(eject.failover)?.find((s) => s.name === endpoint);
+      const ours = e.until === undefined || state === undefined || state.ejectedUntil === e.until;
+      // Throws when the set was disposed: nothing to put back.
+      if (ours) this.guard('eject.failover', () => eject.failover.restore(endpoint), false);
     }
     this.#report(e.key, 'restore', endpoint, true, reason);
   }
@@ -174,7 +242,7 @@ export class Actions {
   #openBreaker(key: string): void {
     const o = this.o.openBreaker;
     if (o === undefined || this.#opened.has(key)) return;
-    const breaker = o.breakerOf(key);
+    const breaker = this.guard('openBreaker.breakerOf', () => o.breakerOf(key), undefined);
     if (breaker === undefined) {
       this.#report(key, 'openBreaker', key, false, 'unknown');
       return;
@@ -186,8 +254,19 @@ export class Actions {
       this.#report(key, 'openBreaker', breaker.name, false, 'maxShare');
       return;
     }
+    const opened = this.guard(
+      'openBreaker.breakerOf',
+      () => {
+        breaker.open();
+        return true;
+      },
+      false,
+    );
+    if (!opened) {
+      this.#report(key, 'openBreaker', breaker.name, false, 'error');
+      return;
+    }
     this.#opened.add(key);
-    breaker.open();
     this.#report(key, 'openBreaker', breaker.name, true, 'anomaly');
   }
 
@@ -206,15 +285,15 @@ export class Actions {
   }
 }
 
-/** The endpoint a key stands for: `endpointOf(key)`, else the endpoint named `key` or ending it after a `/`. */
-function endpointFor(
-  key: string,
-  names: readonly string[],
-  endpointOf: ((key: string) => string | undefined) | undefined,
-): string | undefined {
-  if (endpointOf !== undefined) {
-    const name = endpointOf(key);
-    return name !== undefined && names.includes(name) ? name : undefined;
-  }
-  return names.find((n) => n === key || key.endsWith(`/${n}`));
+/** Whether an endpoint takes calls now (a probing one, back from an ejection, is not yet). */
+function inService(e: EndpointState): boolean {
+  return e.available ?? (e.role !== 'drained' && (e.ejection ?? 'none') === 'none');
+}
+
+/** Why an endpoint is out of service, by the operator or the set, or undefined if it is not (or is being probed). */
+function outOfService(e: EndpointState): 'drained' | 'ejected' | 'unhealthy' | undefined {
+  if (e.role === 'drained') return 'drained';
+  if (e.ejection === 'ejected') return 'ejected';
+  if (e.ejection === 'probe' || inService(e)) return undefined;
+  return 'unhealthy';
 }

@@ -2,6 +2,7 @@ import { parseOptions } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
 import { type BaselineOptions, baselineOptionsSchema } from './options.js';
+import { WarmupSample } from './warmup.js';
 
 /** A robust baseline's verdict on one sample: the score, the label, and what was expected. */
 export interface BaselineVerdict extends Verdict {
@@ -45,12 +46,20 @@ export function robustBaseline(options: BaselineOptions = {}): RobustBaseline {
   return new Baseline(parseOptions('robustBaseline', baselineOptionsSchema, options));
 }
 
+/** Parses a baseline's options once, for a caller that makes many baselines alike (the watch, per key). */
+export function baselineFactory(owner: string, options: BaselineOptions): () => RobustBaseline {
+  const o = parseOptions(owner, baselineOptionsSchema, options);
+  return () => new Baseline(o);
+}
+
 class Baseline implements RobustBaseline {
   readonly #o: Parsed;
   readonly #alpha: number;
   readonly #gamma: number;
   readonly #seasonal: Float64Array | undefined;
   readonly #labels: Hysteresis;
+  /** The first samples: the level and spread start from their median and deviation. */
+  readonly #first: WarmupSample;
   #level = 0;
   #mad = 0;
   #n = 0;
@@ -62,6 +71,7 @@ class Baseline implements RobustBaseline {
     this.#gamma = o.season === undefined ? 0 : Math.min(0.5, (this.#alpha * o.season.period) / o.season.bins / 4);
     this.#seasonal = o.season === undefined ? undefined : new Float64Array(o.season.bins);
     this.#labels = new Hysteresis(o.hysteresis);
+    this.#first = new WarmupSample(o.warmup);
   }
 
   get samples(): number {
@@ -100,16 +110,27 @@ class Baseline implements RobustBaseline {
 
   #learn(residual: number, spread: number, warm: boolean): void {
     const n = this.#n++;
-    // While warming up, plain running means: the first samples set the level and spread.
+    // Running means while warming up, then exponentially weighted.
     const alpha = warm ? this.#alpha : Math.max(this.#alpha, 1 / (n + 1));
+    // Residuals are clipped (Huber), so a spike barely moves what is learnt.
     const limit = CLIP * spread;
-    const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
-    const level = this.#level + alpha * r;
-    const mad = this.#mad + alpha * (Math.abs(r) - this.#mad);
-    // A value near the float limits would overflow the state and poison every later score.
-    if (!Number.isFinite(level) || !Number.isFinite(mad)) return;
-    this.#level = level;
-    this.#mad = mad;
+    const r = Math.max(-limit, Math.min(limit, residual));
+    if (!this.#first.full) {
+      // The first samples set the level and spread by their median: a wild one among them is left out.
+      const value = this.#level + residual;
+      if (!Number.isFinite(value)) return;
+      const { level, mad } = this.#first.add(value);
+      if (!Number.isFinite(level) || !Number.isFinite(mad)) return;
+      this.#level = level;
+      this.#mad = mad;
+    } else {
+      const level = this.#level + alpha * r;
+      const mad = this.#mad + alpha * (Math.abs(r) - this.#mad);
+      // A value near the float limits would overflow the state and poison every later score.
+      if (!Number.isFinite(level) || !Number.isFinite(mad)) return;
+      this.#level = level;
+      this.#mad = mad;
+    }
     const s = this.#o.season;
     if (s !== undefined && this.#seasonal !== undefined && n >= s.period) {
       const bin = Math.floor(((n % s.period) * s.bins) / s.period);

@@ -61,6 +61,12 @@ function round(x: number): string {
 
 // Run only as a program, not when a test imports main().
 if (process.argv[1] !== undefined && /holdfast-anomaly|cli\.(js|ts|cjs)$/.test(process.argv[1])) {
+  // `holdfast-anomaly score m.csv | head`: the reader has gone, so has the point of writing. Exit
+  // quietly, as a Unix filter does, instead of dying on an unhandled EPIPE with a stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+    process.exit();
+  });
   process.exitCode = main(
     process.argv.slice(2),
     (line) => process.stdout.write(`${line}\n`),

@@ -2,6 +2,7 @@ import { parseOptions, seededRandom } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
 import { type ForestOptions, forestOptionsSchema } from './options.js';
+import { WarmupSample } from './warmup.js';
 
 /** A forest's verdict on one sample. */
 export interface ForestVerdict extends Verdict {
@@ -25,6 +26,8 @@ type Parsed = z.output<typeof forestOptionsSchema>;
 
 const MAD_TO_SD = 1.2533;
 const CLIP = 3;
+/** While warming up, a value beyond this many deviations of the first samples' median is pulled in to it. */
+const FENCE = 10;
 
 /**
  * Streaming Half-Space Trees (Tan, Ting & Liu, 2011) over robustly normalised metrics: random
@@ -45,6 +48,12 @@ export function halfSpaceForest(options: ForestOptions): HalfSpaceForest {
   return new Forest(o);
 }
 
+/** Parses a forest's options once, for a caller that makes many forests alike but for their seed. */
+export function forestFactory(owner: string, options: ForestOptions): (seed: number) => HalfSpaceForest {
+  const o = parseOptions(owner, forestOptionsSchema, options);
+  return (seed) => new Forest({ ...o, seed });
+}
+
 class Forest implements HalfSpaceForest {
   readonly #o: Parsed;
   readonly #nodes: number;
@@ -59,10 +68,13 @@ class Forest implements HalfSpaceForest {
   readonly #level: Float64Array;
   readonly #mad: Float64Array;
   readonly #u: Float64Array;
+  /** Per dimension, the first samples: their median and deviation fence what is learnt while warming up. */
+  readonly #first: WarmupSample[];
   readonly #labels: Hysteresis;
   /** Robust baseline of the isolation measure itself. */
   #isoLevel = 0;
   #isoMad = 0;
+  readonly #isoFirst: WarmupSample;
   #n = 0;
 
   constructor(o: Parsed) {
@@ -78,6 +90,8 @@ class Forest implements HalfSpaceForest {
     this.#level = new Float64Array(o.dimensions);
     this.#mad = new Float64Array(o.dimensions);
     this.#u = new Float64Array(o.dimensions);
+    this.#first = Array.from({ length: o.dimensions }, () => new WarmupSample(o.warmup));
+    this.#isoFirst = new WarmupSample(o.warmup);
     this.#labels = new Hysteresis(o.hysteresis);
     const random = seededRandom(o.seed);
     const lo = new Float64Array(o.dimensions);
@@ -145,6 +159,9 @@ class Forest implements HalfSpaceForest {
     let worst = -1;
     let worstZ = Number.NEGATIVE_INFINITY;
     for (let q = 0; q < dimensions; q++) {
+      // Warm now: a level or spread beyond the fence of the first samples' median (a wild value
+      // among the very first, before there was a fence) starts over from that median instead.
+      if (this.#n === this.#o.warmup) this.#settle(q);
       const level = this.#level[q] as number;
       const spread = Math.max((this.#mad[q] as number) * MAD_TO_SD, minScales?.[q] ?? 0, 0.01 * Math.abs(level), 1e-12);
       const raw = values[q];
@@ -159,8 +176,20 @@ class Forest implements HalfSpaceForest {
         worst = q;
       }
       this.#u[q] = Number.isNaN(z) ? 0.5 : 1 / (1 + Math.exp(-z / 2));
-      const limit = CLIP * spread;
-      const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
+      let r = residual;
+      if (warm) {
+        // Exponentially weighted, residuals clipped (Huber).
+        const limit = CLIP * spread;
+        r = Math.max(-limit, Math.min(limit, residual));
+      } else if (x === raw) {
+        // Running means while warming up, but a value far outside what the first samples were (their
+        // median, their deviation) is pulled in to that fence before it is learnt: one wild value
+        // among them neither drags the level nor widens the spread for hundreds of samples.
+        const first = this.#first[q] as WarmupSample;
+        const fence = first.fence(FENCE, Math.max(minScales?.[q] ?? 0, 1e-12));
+        if (fence !== undefined) r = Math.max(fence[0], Math.min(fence[1], x)) - level;
+        first.add(x);
+      }
       const nextLevel = level + alpha * r;
       const nextMad = (this.#mad[q] as number) + alpha * (Math.abs(r) - (this.#mad[q] as number));
       // A value near the float limits would overflow the state and poison every later score.
@@ -169,6 +198,17 @@ class Forest implements HalfSpaceForest {
       this.#mad[q] = nextMad;
     }
     return worst;
+  }
+
+  #settle(q: number): void {
+    const first = this.#first[q] as WarmupSample;
+    const fence = first.fence(FENCE, Math.max(this.#o.minScales?.[q] ?? 0, 1e-12));
+    if (fence === undefined) return;
+    const level = this.#level[q] as number;
+    const mad = this.#mad[q] as number;
+    if (level >= fence[0] && level <= fence[1] && mad * MAD_TO_SD <= fence[1] - fence[0]) return;
+    this.#level[q] = first.estimate.level;
+    this.#mad[q] = first.estimate.mad;
   }
 
   /** Counts the sample into the latest profile of every tree; returns its mass score against the reference. */
@@ -214,9 +254,14 @@ class Forest implements HalfSpaceForest {
     const spread = Math.max(this.#isoMad * MAD_TO_SD, 0.05);
     const residual = iso - this.#isoLevel;
     const score = departureScore(residual / spread, this.#o.threshold);
+    if (!this.#isoFirst.full) {
+      // Its first values set its level and spread by their median, as each dimension's do.
+      ({ level: this.#isoLevel, mad: this.#isoMad } = this.#isoFirst.add(iso));
+      return score;
+    }
     const alpha = warm ? this.#alpha : Math.max(this.#alpha, 1 / this.#n);
     const limit = CLIP * spread;
-    const r = warm ? Math.max(-limit, Math.min(limit, residual)) : residual;
+    const r = Math.max(-limit, Math.min(limit, residual));
     this.#isoLevel += alpha * r;
     this.#isoMad += alpha * (Math.abs(r) - this.#isoMad);
     return score;

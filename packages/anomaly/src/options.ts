@@ -94,6 +94,16 @@ export const failoverLike = z.custom<{
   readonly endpoints: readonly { readonly name: string }[];
   eject(name: string, options: { durationMs: number; reason?: string }): boolean;
   restore(name: string): boolean;
+  /** When there: the watch reads which endpoints are drained or ejected, by the operator or the set. */
+  snapshot?(): {
+    readonly endpoints: readonly {
+      readonly name: string;
+      readonly role?: string;
+      readonly available?: boolean;
+      readonly ejection?: string;
+      readonly ejectedUntil?: number | null;
+    }[];
+  };
 }>(
   (v) =>
     typeof v === 'object' &&

@@ -1,8 +1,9 @@
-import { HoldfastConfigError } from '@holdfast/core';
+import { HoldfastConfigError, parseOptions } from '@holdfast/core';
+import { z } from 'zod';
 import { robustBaseline } from './baseline.js';
 import { halfSpaceForest } from './forest.js';
 import { Hysteresis } from './hysteresis.js';
-import type { BaselineOptions, ForestOptions } from './options.js';
+import { type BaselineOptions, baselineOptionsSchema, forestOptionsSchema } from './options.js';
 
 /** A parsed table of metrics: one numeric column per metric, an optional timestamp per row. */
 export interface MetricTable {
@@ -14,15 +15,20 @@ export interface MetricTable {
   readonly timestamps?: readonly string[];
 }
 
-/** Options of {@link scoreSeries}. */
-export interface ScoreSeriesOptions {
+/** The most columns the forest scores together (its `dimensions` limit). */
+const FOREST_MAX_COLUMNS = 64;
+
+const scoreSeriesOptionsSchema = z.strictObject({
   /** `baseline`: one robust baseline per column; `forest`: Half-Space Trees over all columns. @default 'baseline' for one column, 'forest' for more */
-  readonly detector?: 'baseline' | 'forest';
+  detector: z.enum(['baseline', 'forest']).optional(),
   /** Options of each column's baseline. */
-  readonly baseline?: BaselineOptions;
+  baseline: baselineOptionsSchema.optional(),
   /** Options of the forest (`dimensions` is the number of columns). */
-  readonly forest?: Omit<ForestOptions, 'dimensions'>;
-}
+  forest: forestOptionsSchema.omit({ dimensions: true }).optional(),
+});
+
+/** Options of {@link scoreSeries}. */
+export type ScoreSeriesOptions = z.input<typeof scoreSeriesOptionsSchema>;
 
 /** One point of a scored series. */
 export interface ScoredPoint {
@@ -69,10 +75,18 @@ export function scoreSeries(
   input: string | readonly number[] | readonly (readonly number[])[],
   options: ScoreSeriesOptions = {},
 ): ScoredSeries {
+  const o = parseOptions('scoreSeries', scoreSeriesOptionsSchema, options);
   const table = toTable(input);
   const width = table.columns.length;
-  const detector = options.detector ?? (width > 1 ? 'forest' : 'baseline');
-  const score = detector === 'forest' ? forestScorer(width, options.forest) : baselineScorer(width, options.baseline);
+  const detector = o.detector ?? (width > 1 ? 'forest' : 'baseline');
+  if (detector === 'forest' && width > FOREST_MAX_COLUMNS) {
+    throw bad(
+      typeof input === 'string' ? 'csv.header' : 'input[0]',
+      `has ${width} metric columns; the forest scores at most ${FOREST_MAX_COLUMNS} together (score fewer columns, or use detector 'baseline')`,
+      table.columns.slice(0, 4).join(','),
+    );
+  }
+  const score = detector === 'forest' ? forestScorer(width, o.forest) : baselineScorer(width, o.baseline);
   const points: ScoredPoint[] = [];
   const anomalies: SeriesAnomaly[] = [];
   table.rows.forEach((row, index) => {
@@ -123,7 +137,7 @@ function baselineScorer(width: number, options: BaselineOptions | undefined): Sc
   };
 }
 
-function forestScorer(width: number, options: ScoreSeriesOptions['forest']): Scorer {
+function forestScorer(width: number, options: z.output<typeof scoreSeriesOptionsSchema>['forest']): Scorer {
   const forest = halfSpaceForest({ ...options, dimensions: width });
   return (row) => forest.update(row);
 }
@@ -136,8 +150,12 @@ const timeColumn = /^(timestamp|time|date|datetime|ts)$/i;
  * Throws {@link HoldfastConfigError} naming the line and the cell when it is not.
  */
 export function parseMetricsCsv(text: string): MetricTable {
-  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== '');
-  const header = lines[0];
+  // Blank lines are skipped, but every error names the line's number in the file.
+  const lines: [line: string, number: number][] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (line.trim() !== '') lines.push([line, i + 1]);
+  });
+  const header = lines[0]?.[0];
   if (header === undefined) throw bad('csv', 'has no header row', text.slice(0, 40));
   const names = splitCsv(header);
   const timeAt = names.findIndex((n) => timeColumn.test(n));
@@ -146,13 +164,14 @@ export function parseMetricsCsv(text: string): MetricTable {
   const rows: number[][] = [];
   const timestamps: string[] = [];
   for (let l = 1; l < lines.length; l++) {
-    const cells = splitCsv(lines[l] as string);
+    const [line, number] = lines[l] as [string, number];
+    const cells = splitCsv(line);
     if (cells.length !== names.length)
-      throw bad(`csv.line ${l + 1}`, `has ${cells.length} cells, the header ${names.length}`, lines[l]);
+      throw bad(`csv.line ${number}`, `has ${cells.length} cells, the header ${names.length}`, line);
     const row: number[] = [];
     cells.forEach((cell, i) => {
       if (i === timeAt) timestamps.push(cell);
-      else row.push(toNumber(cell, l + 1, names[i] as string));
+      else row.push(toNumber(cell, number, names[i] as string));
     });
     rows.push(row);
   }
@@ -175,9 +194,12 @@ function toTable(input: string | readonly number[] | readonly (readonly number[]
   return { columns: Array.from({ length: width }, (_, i) => `m${i}`), rows };
 }
 
+/** A decimal number, as a metric is written: no hex, octal or binary literals, no `Infinity`. */
+const decimal = /^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i;
+
 function toNumber(cell: string, line: number, column: string): number {
   if (cell.trim() === '') return Number.NaN;
-  const n = Number(cell);
+  const n = decimal.test(cell) ? Number(cell) : Number.NaN;
   if (!Number.isFinite(n)) throw bad(`csv.line ${line}.${column}`, 'is not a number', cell);
   return n;
 }

@@ -11,8 +11,8 @@ import {
 } from '@holdfast/core';
 import type { z } from 'zod';
 import { Actions } from './actions.js';
-import { type RobustBaseline, robustBaseline } from './baseline.js';
-import { type HalfSpaceForest, halfSpaceForest } from './forest.js';
+import { baselineFactory, type RobustBaseline } from './baseline.js';
+import { forestFactory, type HalfSpaceForest } from './forest.js';
 import { type AnomalyWatchOptions, watchMetrics, watchOptionsSchema } from './options.js';
 
 /** A metric the watch computes per key and interval. */
@@ -72,6 +72,9 @@ export interface AnomalyWatch extends Snapshottable<AnomalyWatchSnapshot> {
 
 type Parsed = z.output<typeof watchOptionsSchema>;
 
+/** Raised keys passed over, at most, to find a quiet one to forget when `maxKeys` is reached. */
+const EVICTION_LOOKAHEAD = 8;
+
 /** Latencies kept per key and interval for the percentiles; later ones overwrite in a ring. */
 const LATENCY_SLOTS = 512;
 
@@ -81,7 +84,8 @@ class Tally {
   failures = 0;
   rejects = 0;
   seen = 0;
-  readonly latencies = new Float64Array(LATENCY_SLOTS);
+  /** Grown as a key's intervals need it, up to LATENCY_SLOTS: a quiet key (or a churned one) holds little. */
+  latencies = new Float64Array(16);
 
   add(latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (outcome === 'reject') {
@@ -89,13 +93,21 @@ class Tally {
       return;
     }
     this.calls++;
-    if (outcome === 'failure') this.failures++;
-    else this.latencies[this.seen++ % LATENCY_SLOTS] = latency;
+    if (outcome === 'failure') {
+      this.failures++;
+      return;
+    }
+    if (this.seen === this.latencies.length && this.seen < LATENCY_SLOTS) {
+      const grown = new Float64Array(Math.min(LATENCY_SLOTS, this.seen * 2));
+      grown.set(this.latencies);
+      this.latencies = grown;
+    }
+    this.latencies[this.seen++ % this.latencies.length] = latency;
   }
 
   /** The interval's metrics, in `watchMetrics` order, then resets. */
   take(intervalMs: number): number[] {
-    const kept = Math.min(this.seen, LATENCY_SLOTS);
+    const kept = Math.min(this.seen, this.latencies.length);
     const sorted = this.latencies.subarray(0, kept).sort();
     const at = (p: number) => (kept === 0 ? Number.NaN : (sorted[Math.min(kept - 1, Math.floor(p * kept))] as number));
     const offered = this.calls + this.rejects;
@@ -126,6 +138,32 @@ const metricSettings: Record<
   rejectRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
 };
 
+/** Makes one key's detectors; options are parsed once per watch, not per key. */
+interface Detectors {
+  readonly baselines: (() => RobustBaseline)[] | undefined;
+  readonly forest: ((keyHash: number) => HalfSpaceForest) | undefined;
+}
+
+function detectors(o: Parsed): Detectors {
+  const forest =
+    o.detector === 'baseline'
+      ? undefined
+      : forestFactory('anomalyWatch.forest', {
+          ...o.forest,
+          dimensions: watchMetrics.length,
+          directions: watchMetrics.map((m) => metricSettings[m].direction),
+          minScales: watchMetrics.map((m) => metricSettings[m].minScale),
+        });
+  const seed = o.forest.seed ?? 1;
+  return {
+    baselines:
+      o.detector === 'forest'
+        ? undefined
+        : watchMetrics.map((m) => baselineFactory('anomalyWatch.baseline', { ...o.baseline, ...metricSettings[m] })),
+    forest: forest === undefined ? undefined : (keyHash) => forest((seed + keyHash) >>> 0),
+  };
+}
+
 /** One key's detectors and state. */
 class Watched {
   readonly tally = new Tally();
@@ -133,23 +171,15 @@ class Watched {
   readonly forest: HalfSpaceForest | undefined;
   /** When each detector's anomaly was raised (baselines by metric index, the forest last). */
   readonly raisedAt: (number | undefined)[] = new Array(watchMetrics.length + 1).fill(undefined);
+  /** The metric the forest's anomaly was raised on. */
+  forestMetric: string | undefined;
   idle = 0;
   samples = 0;
   last: readonly AnomalyMetric[] = [];
 
-  constructor(o: Parsed, key: string) {
-    if (o.detector !== 'forest') {
-      this.baselines = watchMetrics.map((m) => robustBaseline({ ...o.baseline, ...metricSettings[m] }));
-    }
-    if (o.detector !== 'baseline') {
-      this.forest = halfSpaceForest({
-        ...o.forest,
-        dimensions: watchMetrics.length,
-        seed: ((o.forest.seed ?? 1) + hash(key)) >>> 0, // one forest per key, each its own structure
-        directions: watchMetrics.map((m) => metricSettings[m].direction),
-        minScales: watchMetrics.map((m) => metricSettings[m].minScale),
-      });
-    }
+  constructor(make: Detectors, key: string) {
+    this.baselines = make.baselines?.map((m) => m());
+    this.forest = make.forest?.(hash(key)); // one forest per key, each its own structure
   }
 
   get raised(): boolean {
@@ -182,8 +212,11 @@ class Watch implements AnomalyWatch {
   readonly #bus: Bus;
   readonly #clock: Clock;
   readonly #keys = new Map<string, Watched>();
+  readonly #detectors: Detectors;
   readonly #actions: Actions;
   readonly #off: Unsubscribe[];
+  /** Callbacks (and their owners) that threw, each reported once. */
+  readonly #warned = new Set<string>();
   #timer: TimerHandle | undefined;
   #disposed = false;
 
@@ -192,6 +225,7 @@ class Watch implements AnomalyWatch {
     this.name = o.name;
     this.#bus = o.bus;
     this.#clock = o.clock ?? realClock;
+    this.#detectors = detectors(o);
     this.#actions = new Actions(
       o.actions,
       o.name,
@@ -202,6 +236,7 @@ class Watch implements AnomalyWatch {
         const w = this.#keys.get(key);
         return { samples: w?.samples ?? 0, raised: w?.raised ?? false };
       },
+      (what, fn, fallback) => this.#guard(what, fn, fallback),
     );
     this.#off = [
       this.#bus.on('breaker.success', (e) => this.observe(e.source, e.latency, 'success')),
@@ -216,7 +251,11 @@ class Watch implements AnomalyWatch {
     let w = this.#keys.get(key);
     if (w === undefined) {
       if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
-      w = new Watched(this.#o, key);
+      w = new Watched(this.#detectors, key);
+      this.#keys.set(key, w);
+    } else if (w.tally.calls + w.tally.rejects === 0) {
+      // Its first call this interval: to the back of the map, which is so ordered idlest first.
+      this.#keys.delete(key);
       this.#keys.set(key, w);
     }
     w.tally.add(latency, outcome);
@@ -225,10 +264,11 @@ class Watch implements AnomalyWatch {
   flush(): void {
     if (this.#disposed) throw new DisposedError(this.name);
     const now = this.#clock.now();
-    for (const [key, w] of this.#keys) {
+    // A copy: a listener of the events below may observe() a call, which reorders the map.
+    for (const [key, w] of [...this.#keys]) {
       if (w.tally.calls + w.tally.rejects < Math.max(1, this.#o.minCalls)) {
         w.tally.take(this.#o.interval);
-        if (++w.idle >= this.#o.idleAfter) this.#forget(key, w);
+        if (++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
         continue;
       }
       w.idle = 0;
@@ -290,6 +330,7 @@ class Watch implements AnomalyWatch {
     const since = w.raisedAt[slot];
     if (since === undefined) {
       w.raisedAt[slot] = now;
+      if (detector === 'forest') w.forestMetric = metric;
       if (this.#bus.wants('anomaly.detected')) {
         this.#bus.emit({
           type: 'anomaly.detected',
@@ -307,18 +348,22 @@ class Watch implements AnomalyWatch {
       return;
     }
     w.raisedAt[slot] = undefined;
-    if (this.#bus.wants('anomaly.cleared')) {
-      this.#bus.emit({
-        type: 'anomaly.cleared',
-        source: this.name,
-        time: now,
-        key,
-        detector,
-        metric,
-        duration: now - since,
-      });
-    }
+    // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
+    const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
+    this.#cleared(key, detector, raisedOn, now - since, 'recovered', now);
     if (!w.raised) this.#actions.cleared(key);
+  }
+
+  #cleared(
+    key: string,
+    detector: 'baseline' | 'forest',
+    metric: string,
+    duration: number,
+    reason: 'recovered' | 'forgotten',
+    now: number,
+  ): void {
+    if (!this.#bus.wants('anomaly.cleared')) return;
+    this.#bus.emit({ type: 'anomaly.cleared', source: this.name, time: now, key, detector, metric, duration, reason });
   }
 
   *#lastMetrics(): Iterable<[string, readonly AnomalyMetric[]]> {
@@ -330,22 +375,80 @@ class Watch implements AnomalyWatch {
     return false;
   }
 
+  /**
+   * Makes room for a new key in O(1): the map is ordered by each key's first call in its latest
+   * interval, so the first key is the one that has gone longest without a call. Raised keys are
+   * passed over while a quiet one is near the front, so a sick endpoint taken out of traffic is
+   * not the first forgotten.
+   */
   #evictIdlest(): void {
-    let idlest: [string, Watched] | undefined;
-    for (const entry of this.#keys) if (idlest === undefined || entry[1].idle > idlest[1].idle) idlest = entry;
-    if (idlest !== undefined) this.#forget(idlest[0], idlest[1]);
+    let victim: [string, Watched] | undefined;
+    let looked = 0;
+    for (const entry of this.#keys) {
+      victim ??= entry;
+      if (!entry[1].raised) {
+        victim = entry;
+        break;
+      }
+      if (++looked >= EVICTION_LOOKAHEAD) break;
+    }
+    if (victim !== undefined) this.#forget(victim[0], victim[1], this.#clock.now());
   }
 
-  #forget(key: string, w: Watched): void {
+  /**
+   * Forgets a key, idle or evicted. That is no recovery: each anomaly still raised on it is
+   * cleared with `reason: 'forgotten'` (every `anomaly.detected` has its `anomaly.cleared`), and
+   * what the watch did about it is not undone (an ejection runs its course).
+   */
+  #forget(key: string, w: Watched, now: number): void {
     this.#keys.delete(key);
-    if (w.raised) this.#actions.cleared(key);
+    if (!w.raised) return;
+    w.raisedAt.forEach((since, slot) => {
+      if (since === undefined) return;
+      w.raisedAt[slot] = undefined;
+      const forest = slot === watchMetrics.length;
+      const metric = forest ? (w.forestMetric ?? 'latencyP99') : (watchMetrics[slot] as string);
+      this.#cleared(key, forest ? 'forest' : 'baseline', metric, now - since, 'forgotten', now);
+    });
+    this.#actions.forgotten(key);
+  }
+
+  /**
+   * Runs a user's callback, or a call on an object the user gave (a failover set, a breaker, a
+   * budget): what it throws is contained, `fallback` is used instead, and the first error of
+   * each (but a DisposedError) is reported as a process warning (code HOLDFAST_CALLBACK_ERROR).
+   */
+  #guard<R>(what: string, fn: () => R, fallback: R): R {
+    try {
+      return fn();
+    } catch (error) {
+      // A set or breaker disposed before the watch is no bug: there is nothing left to act on.
+      if (!(error instanceof DisposedError)) this.#warn(what, error);
+      return fallback;
+    }
+  }
+
+  #warn(what: string, error: unknown): void {
+    if (this.#warned.has(what)) return;
+    this.#warned.add(what);
+    const reason = error instanceof Error ? error.message : String(error);
+    process.emitWarning(
+      `anomalyWatch "${this.name}": ${what} threw (reported once; the watch carries on without it): ${reason}`,
+      { type: 'HoldfastWarning', code: 'HOLDFAST_CALLBACK_ERROR' },
+    );
   }
 
   #arm(): void {
     this.#timer = this.#clock.setTimeout(() => {
       if (this.#disposed) return;
-      this.flush();
-      this.#arm();
+      try {
+        this.flush();
+      } catch (error) {
+        // Never out of the timer (an uncaught exception), and never a watch gone silent.
+        this.#warn('flush', error);
+      } finally {
+        if (!this.#disposed) this.#arm();
+      }
     }, this.#o.interval);
   }
 

@@ -179,13 +179,19 @@ export interface EventFields {
     /** The baseline the value departed from. */
     readonly expected: number;
   };
-  /** A detector's anomaly on a key cleared (its score stayed low long enough). */
+  /** A detector's anomaly on a key cleared (its score stayed low long enough, or the key was forgotten). */
   'anomaly.cleared': {
     readonly key: string;
     readonly detector: 'baseline' | 'forest';
     readonly metric: string;
     /** How long the anomaly was raised, in ms. */
     readonly duration: number;
+    /**
+     * `recovered`: its score stayed low long enough. `forgotten`: the watch stopped watching the
+     * key (no calls for `idleAfter` intervals, or room made for a new key at `maxKeys`), which
+     * says nothing of its health.
+     */
+    readonly reason: 'recovered' | 'forgotten';
   };
   /**
    * An anomaly watch acted on what it saw, or declined to (`taken: false`, `reason` says why:
