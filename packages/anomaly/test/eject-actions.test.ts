@@ -27,7 +27,7 @@ function rig(names: string[], duration = 5_000) {
 }
 
 describe('early ejection through the set', () => {
-  it('is refused by the set when the endpoint is the last one available, and reported as such', async () => {
+  it('is refused when the endpoint is the last one in service (the operator drained the others), and reported as such', async () => {
     const { api, watch, actions, ejects, interval, normal } = rig(['a', 'b', 'c']);
     for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
     // a and c go into maintenance: b is the only endpoint left, and then it turns slow.
@@ -35,8 +35,8 @@ describe('early ejection through the set', () => {
     await api.drain('c');
     for (let s = 40; s < 46; s++) await interval({ a: normal(s), b: 400, c: normal(s) });
     expect(ejects).toEqual([]);
-    expect(actions).toContain('eject b failover (refused)@41000');
-    expect(actions.filter((a) => a.startsWith('eject b failover'))).toHaveLength(1); // told once, tried each interval
+    expect(actions).toContain('eject b lastEndpoint (refused)@41000');
+    expect(actions.filter((a) => a.startsWith('eject b lastEndpoint'))).toHaveLength(1); // told once, tried each interval
     // Back from maintenance, b is still the slow one: now the set lets it go.
     api.undrain('a');
     api.undrain('c');
