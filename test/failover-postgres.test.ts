@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type FaultProxy, faultProxy } from '@holdfast/chaos';
 import { createBus, type EventOf, type EventType } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
@@ -11,7 +12,8 @@ import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './supp
 /**
  * A real PostgreSQL streaming-replication pair, one set of pools over it, and a bounded load of
  * 200 reads/s and 20 writes/s through the set while the pair is killed, promoted, restarted
- * stale, rebuilt and frozen. One pair is reused across the scenarios, in order: each starts from
+ * stale, rebuilt, frozen and cut off from the app (a fault proxy between the app and the primary,
+ * replication untouched). One pair is reused across the scenarios, in order: each starts from
  * where the previous one left the pair. Figures are printed at the end.
  */
 
@@ -40,28 +42,38 @@ interface Figures {
   writesLost: number;
   onStale: number;
   switchMs: number | string;
+  /** From the end of the fault to the first acknowledged write after it. */
+  backMs?: number | string;
+  /** Writes that failed (not acknowledged) yet are on the primary: sent before the cut, applied after. */
+  appliedLate?: number;
   /** Failed calls by error code. */
   codes: string;
 }
 
 const figures: Figures[] = [];
 const pools: pg.Pool[] = [];
+const proxies: FaultProxy[] = [];
 
-function pool(node: PgNode): pg.Pool {
-  const p = new pg.Pool({ ...node.connection, max: 12, connectionTimeoutMillis: 3_000, idleTimeoutMillis: 5_000 });
+function pool(node: PgNode, port = node.port): pg.Pool {
+  const p = new pg.Pool({
+    ...node.connection,
+    port,
+    max: 12,
+    connectionTimeoutMillis: 3_000,
+    idleTimeoutMillis: 5_000,
+  });
   // Without an 'error' listener, an idle connection lost with its server crashes the process.
   p.on('error', () => {});
   pools.push(p);
   return p;
 }
 
-function makeSet(pair: PgPair, bus = createBus()) {
+/** The set over both servers; `via` reaches some of them through a fault proxy, by name. */
+function makeSet(pair: PgPair, bus = createBus(), via: Record<string, FaultProxy> = {}) {
+  const at = (node: PgNode) => ({ name: node.name, target: pool(node, via[node.name]?.port) });
   return failover({
     name: 'orders-db',
-    endpoints: [
-      { name: pair.primary.name, target: pool(pair.primary) },
-      { name: pair.replica.name, target: pool(pair.replica) },
-    ],
+    endpoints: [at(pair.primary), at(pair.replica)],
     roles: pgRoles({ interval, timeout: checkTimeout }),
     timeout: callTimeout,
     retry: { idempotent: true }, // reads may move to another endpoint; writes never do
@@ -212,6 +224,7 @@ describe.skipIf(!postgresAvailable())('failover on a real PostgreSQL streaming-r
   afterAll(async () => {
     db?.dispose();
     await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    await Promise.all(proxies.map((p) => p.close()));
     await pair?.stop();
     console.log(
       `\nfailover on PostgreSQL ${process.env.CI === 'true' ? '(CI)' : ''}: 200 reads/s + 20 writes/s, roles.interval ${interval} ms, timeout ${callTimeout} ms\n`,
@@ -434,4 +447,75 @@ describe.skipIf(!postgresAvailable())('failover on a real PostgreSQL streaming-r
     expect(faultFailures(after, 'write')).toEqual([]);
     expect(resumedAt).toBeLessThanOrEqual(backAt);
   });
+
+  // A partition, unlike SIGSTOP: the primary is alive and its replica still streams from it, but
+  // the app's connections to it hold every byte (blackhole) or are reset and refused.
+  for (const [n, cut] of [
+    [8, 'blackhole'],
+    [9, 'reset'],
+  ] as const) {
+    it(`(${n}) partition the app from the primary (${cut}) 5 s, replication untouched: calls settle, reads all succeed, 0 acknowledged writes lost, the primary is used again`, async () => {
+      const proxy = await faultProxy({ target: { port: b.port }, name: `app-to-${b.name}` });
+      proxies.push(proxy);
+      const setBus = createBus();
+      const roles: EventOf<'failover.role'>[] = [];
+      setBus.on('failover.role', (e) => void roles.push(e));
+      const cutOff = makeSet(pair, setBus, { [b.name]: proxy });
+      await cutOff.execute((e) => e.target.query('select 1'));
+      expect(cutOff.snapshot()).toMatchObject({ primary: b.name });
+      const run = load(cutOff, `cut-${cut}`);
+      await sleep(300);
+      const cutAt = Date.now();
+      const hole = cut === 'blackhole' ? proxy.freeze() : undefined;
+      if (cut === 'reset') await proxy.kill();
+      await sleep(2_500);
+      // The primary is alive and its replica still streams from it: a write made on it directly
+      // reaches the replica during the partition.
+      const direct = `direct-${cut}-${Date.now()}`;
+      b.sql(`insert into orders (id) values ('${direct}')`);
+      await until(() => a.sql(`select count(*) from orders where id = '${direct}'`) === '1', 5_000);
+      await sleep(Math.max(0, cutAt + 5_000 - Date.now()));
+      if (hole !== undefined) hole.remove();
+      else await proxy.restore();
+      const healedAt = Date.now();
+      await until(() => cutOff.snapshot().primary === b.name);
+      const backAt = Date.now();
+      await sleep(2_000);
+      const outcomes = await run.stop();
+      cutOff.dispose();
+      const { lost } = audit(outcomes, b);
+      const writes = outcomes.filter((o) => o.intent === 'write');
+      const refused = writes.filter((o) => o.code !== undefined && !o.reached).map((o) => o.id as string);
+      const failedReached = writes.filter((o) => o.code !== undefined && o.reached).map((o) => o.id as string);
+      const refusal = writes.find((o) => o.code === 'E_NO_PRIMARY' && o.started > cutAt);
+      const firstBack = writes.find((o) => o.code === undefined && o.started >= healedAt);
+      const appliedLate = ids(b, failedReached).size;
+      tally(`${n} partition app-primary (${cut}) 5 s`, outcomes, {
+        writesLost: lost,
+        switchMs: refusal === undefined ? 'never' : refusal.ended - cutAt,
+        backMs: firstBack === undefined ? 'never' : firstBack.ended - healedAt,
+        appliedLate,
+      });
+      // Every call settles within its timeout (plus slack for a starved machine).
+      expect(outcomes.filter((o) => o.ended - o.started > callTimeout + 1_000)).toEqual([]);
+      // Reads never needed the primary: all of them succeeded, from the replica.
+      expect(outcomes.filter((o) => o.intent === 'read' && o.code !== undefined)).toEqual([]);
+      expect(outcomes.filter((o) => o.intent === 'read' && o.endpoint !== a.name)).toEqual([]);
+      // The set saw the primary go and refused writes without sending them; none of those exists.
+      expect(refusal).toBeDefined();
+      expect(roles).toContainEqual(expect.objectContaining({ endpoint: b.name, role: 'unreachable' }));
+      expect(refused.length).toBeGreaterThan(20);
+      expect(ids(b, refused).size).toBe(0);
+      // No acknowledged write is lost, and none went to the replica.
+      expect(lost).toBe(0);
+      expect(writes.filter((o) => o.code === undefined && o.endpoint !== b.name)).toEqual([]);
+      // Healed: the primary is found again and takes every write.
+      expect(cutOff.snapshot().primary).toBe(b.name);
+      const after = writes.filter((o) => o.started > backAt);
+      expect(after.length).toBeGreaterThan(20);
+      expect(faultFailures(after, 'write')).toEqual([]);
+      expect(new Set(after.filter((o) => o.code === undefined).map((o) => o.endpoint))).toEqual(new Set([b.name]));
+      expect(proxy.snapshot().accepted).toBeGreaterThan(0);
+    });
+  }
 });

@@ -7,11 +7,11 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
-import { type AddressInfo, connect, createServer as createNetServer, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
-import { HoldfastConfigError } from '@holdfast/core';
+import { createBus, HoldfastConfigError } from '@holdfast/core';
 import { memoryStore, redisStore } from '@holdfast/idempotency';
 import { captureRawBody, idempotency as expressIdempotency } from '@holdfast/idempotency/express';
 import { idempotency as fastifyIdempotency } from '@holdfast/idempotency/fastify';
@@ -19,6 +19,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lossyProxy } from './support/lost-reply.js';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from './support/redis.js';
 
 // compression is a devDependency of the package under review, not of the root.
@@ -866,59 +867,6 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
   });
 });
 
-/**
- * A TCP proxy in front of Redis that, once armed, forwards the next script call, swallows its
- * reply and cuts both connections: Redis ran the command, the client never heard back.
- */
-async function lossyProxy(
-  target: number,
-): Promise<{ port: number; arm: () => void; dropped: () => number; close: () => void }> {
-  let armed = false;
-  let dropped = 0;
-  const sockets = new Set<Socket>();
-  const server = createNetServer((client) => {
-    const upstream = connect(target, '127.0.0.1');
-    sockets.add(client);
-    sockets.add(upstream);
-    let swallow = false;
-    client.on('data', (chunk: Buffer) => {
-      if (armed && /EVAL/i.test(chunk.toString('latin1'))) {
-        armed = false;
-        swallow = true;
-      }
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk: Buffer) => {
-      if (swallow) {
-        swallow = false;
-        dropped++;
-        client.destroy();
-        upstream.destroy();
-        return;
-      }
-      client.write(chunk);
-    });
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', close).on('close', close);
-    upstream.on('error', close).on('close', close);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  return {
-    port: (server.address() as AddressInfo).port,
-    arm: () => {
-      armed = true;
-    },
-    dropped: () => dropped,
-    close: () => {
-      for (const s of sockets) s.destroy();
-      server.close();
-    },
-  };
-}
-
 describe.runIf(redisAvailable())('review: Redis replies lost on the way back', () => {
   let redis: RedisServer;
   beforeAll(async () => {
@@ -928,38 +876,53 @@ describe.runIf(redisAvailable())('review: Redis replies lost on the way back', (
 
   for (const step of ['claim', 'completion'] as const) {
     it(`a ${step} whose reply is lost: the handler runs once, the client gets its 201, the retry replays`, async () => {
-      const proxy = await lossyProxy(redis.port);
-      const client = new Redis(proxy.port, '127.0.0.1', { retryStrategy: () => 20, maxRetriesPerRequest: 3 });
+      // A fault proxy loses the reply: the next chunk Redis sends is swallowed and the connection reset.
+      const lossy = await lossyProxy(redis.port);
+      const client = new Redis(lossy.proxy.port, '127.0.0.1', { retryStrategy: () => 20, maxRetriesPerRequest: 3 });
       client.on('error', () => {});
       let armAt: 'claim' | 'completion' | undefined;
+      const losses: Promise<boolean>[] = [];
+      const bus = createBus();
+      const seen: string[] = [];
+      bus.on('*', (e) => {
+        if ('key' in e && e.key === key) seen.push(e.type);
+      });
+      const key = randomUUID();
       const app = await expressApp((a, counted) => {
-        a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global' }));
+        a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global', bus }));
         a.post('/pay', (_req, res) => {
           const n = counted();
-          if (armAt === 'completion') proxy.arm();
+          // The claim's reply is in; the next one Redis sends is the completion's.
+          if (armAt === 'completion') losses.push(lossy.loseNextReply());
           res.status(201).json({ n });
         });
       });
       try {
-        // Warm the script cache, so the armed call is the script itself, not a NOSCRIPT retry.
+        // Warm the script cache, so the lost reply is the script's, not a NOSCRIPT error's.
         expect(
           (await send(app.port, { path: '/pay', headers: [['idempotency-key', `warm-${randomUUID()}`]] })).status,
         ).toBe(201);
-        const key = randomUUID();
         armAt = step;
-        if (step === 'claim') proxy.arm();
+        // Nothing else is in flight on the client: the next reply Redis sends is the claim's.
+        if (step === 'claim') losses.push(lossy.loseNextReply());
         const first = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
         armAt = undefined;
-        expect(proxy.dropped(), 'replies dropped').toBe(1);
+        expect(await Promise.all(losses), 'replies lost').toEqual([true]);
+        expect(lossy.lost(), 'replies lost').toBe(1);
+        expect(lossy.proxy.snapshot().accepted, 'connections (the first one was reset)').toBe(2);
         expect(first.status, 'first status').toBe(201);
+        expect(first.headers['idempotent-replayed'], 'first is not a replay').toBeUndefined();
         const retry = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
         expect(retry.status).toBe(201);
         expect(retry.headers['idempotent-replayed']).toBe('true');
+        expect(retry.body.toString()).toBe(first.body.toString());
         expect(app.calls(), 'handler runs').toBe(2); // warm-up + one run
+        // The resent claim or completion was taken as the same one: no conflict, no stale completion.
+        expect(seen, 'events of the key').toEqual(['idempotency.claim', 'idempotency.replay']);
       } finally {
         await app.close();
         client.disconnect();
-        proxy.close();
+        await lossy.close();
       }
     });
   }
