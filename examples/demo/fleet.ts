@@ -1,17 +1,8 @@
 import { BrokenCircuitError } from '@holdfast/core';
 import { parseRetryAfter } from '@holdfast/retry';
 
-/** mulberry32: a seeded source of numbers in [0, 1), so a run can be replayed with `DEMO_SEED`. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+/** The clients' jitter source, seeded so a run can be replayed with `DEMO_SEED`. */
+export { seededRandom as seeded } from '@holdfast/core';
 
 /**
  * When a refusal says to come back (epoch ms): an open breaker's `retryAt`, anywhere in the

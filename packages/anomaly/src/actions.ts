@@ -8,17 +8,25 @@ type Action = 'eject' | 'restore' | 'openBreaker' | 'lowerBudget';
 /** Metrics where higher is worse, and the least spread among peers that makes an outlier. */
 const peerFloor: Record<string, number> = { latencyP50: 0, latencyP99: 0, errorRate: 0.02, rejectRate: 0.02 };
 
+/** A raised key not ejected yet: tried again each interval, its refusals told once. */
+interface Pending {
+  /** The metric its anomaly was first seen on. */
+  readonly metric: string;
+  readonly told: Set<string>;
+  /** After an ejection ran out: the samples it had then; it waits for a newer one before it is judged. */
+  readonly after: number | undefined;
+}
+
 /**
  * What a watch does about an anomaly, each action behind its safety limit. Everything acts
- * through the public API of what it is given: a failover set's `drain`/`undrain`, a breaker's
+ * through the public API of what it is given: a failover set's `eject`/`restore`, a breaker's
  * `open()`, a budget's `tryWithdraw()`.
  */
 export class Actions {
-  /** Endpoint name -> the key whose anomaly took it out, and the timer that puts it back. */
-  readonly #ejected = new Map<string, { key: string; timer: TimerHandle }>();
+  /** Endpoint name -> the key whose anomaly took it out, and the timer that ends the ejection here. */
+  readonly #ejected = new Map<string, { key: string; metric: string; timer: TimerHandle }>();
   readonly #opened = new Set<string>();
-  /** Raised keys not ejected yet, by the metric first seen: tried again each interval, refusals told once. */
-  readonly #pending = new Map<string, { metric: string; told: Set<string> }>();
+  readonly #pending = new Map<string, Pending>();
 
   constructor(
     private readonly o: ActionOptions,
@@ -27,12 +35,14 @@ export class Actions {
     private readonly clock: Clock,
     /** Every watched key's last metrics. */
     private readonly watched: () => Iterable<[string, readonly AnomalyMetric[]]>,
+    /** Intervals scored on a key so far, and whether an anomaly is raised on it now. */
+    private readonly state: (key: string) => { samples: number; raised: boolean },
   ) {}
 
   /** A key went from no anomaly to one, first seen on `metric`. */
   detected(key: string, metric: string): void {
     if (this.o.eject !== undefined) {
-      this.#pending.set(key, { metric, told: new Set() });
+      this.#pending.set(key, { metric, told: new Set(), after: undefined });
       this.#eject(key);
     }
     if (this.o.openBreaker !== undefined) this.#openBreaker(key);
@@ -42,7 +52,7 @@ export class Actions {
   cleared(key: string): void {
     this.#pending.delete(key);
     this.#opened.delete(key);
-    for (const [endpoint, e] of this.#ejected) if (e.key === key) this.#restore(endpoint, 'cleared');
+    for (const [endpoint, e] of this.#ejected) if (e.key === key) this.#restore(endpoint, 'cleared', true);
   }
 
   /** Once per interval: while anything is raised, the budget gives up a share of its balance. */
@@ -61,13 +71,15 @@ export class Actions {
   }
 
   dispose(): void {
-    for (const endpoint of [...this.#ejected.keys()]) this.#restore(endpoint, 'disposed');
+    for (const endpoint of [...this.#ejected.keys()]) this.#restore(endpoint, 'disposed', true);
   }
 
   #eject(key: string): void {
     const eject = this.o.eject;
     const pending = this.#pending.get(key);
     if (eject === undefined || pending === undefined) return;
+    // Back from an ejection that ran out: judged again only on calls it took since.
+    if (pending.after !== undefined && this.state(key).samples <= pending.after) return;
     const refuse = (endpoint: string, reason: string) => {
       if (pending.told.has(reason)) return;
       pending.told.add(reason);
@@ -89,12 +101,36 @@ export class Actions {
       refuse(endpoint, 'peers');
       return;
     }
+    // The set keeps to its own share too, and never takes out its last available endpoint.
+    if (!this.#ejectFrom(set, endpoint, eject.duration)) {
+      refuse(endpoint, 'failover');
+      return;
+    }
     this.#pending.delete(key);
-    const timer = this.clock.setTimeout(() => this.#restore(endpoint, 'expired'), eject.duration);
-    this.#ejected.set(endpoint, { key, timer });
-    // drain() resolves when the endpoint's calls in flight have settled; nothing waits for that here.
-    set.drain(endpoint).catch(() => {});
-    this.#report(key, 'eject', endpoint, true, 'anomaly');
+    const timer = this.clock.setTimeout(() => this.#expired(endpoint), eject.duration);
+    this.#ejected.set(endpoint, { key, metric: pending.metric, timer });
+    this.#report(key, 'eject', endpoint, true, pending.after === undefined ? 'anomaly' : 'stillRaised');
+  }
+
+  #ejectFrom(set: NonNullable<ActionOptions['eject']>['failover'], endpoint: string, durationMs: number): boolean {
+    try {
+      return set.eject(endpoint, { durationMs, reason: 'anomaly' });
+    } catch {
+      return false; // the set was disposed
+    }
+  }
+
+  /**
+   * The ejection ran out: the set lets the endpoint back through a probe. If its anomaly is still
+   * raised, it is ejected again once an interval of its new calls has been scored and still says so.
+   */
+  #expired(endpoint: string): void {
+    const e = this.#ejected.get(endpoint);
+    if (e === undefined) return;
+    this.#restore(endpoint, 'expired', false);
+    const { samples, raised } = this.state(e.key);
+    if (raised && !this.#pending.has(e.key))
+      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples });
   }
 
   /** Envoy-style: is `endpoint`'s `metric` beyond its peers' mean by `stdevFactor` deviations? */
@@ -119,15 +155,18 @@ export class Actions {
     return own > mean + eject.stdevFactor * spread;
   }
 
-  #restore(endpoint: string, reason: string): void {
+  /** Forgets an ejection; `now` also takes the endpoint back at once (else the set's probe does). */
+  #restore(endpoint: string, reason: string, now: boolean): void {
     const e = this.#ejected.get(endpoint);
     if (e === undefined || this.o.eject === undefined) return;
     this.#ejected.delete(endpoint);
     this.clock.clearTimeout(e.timer);
-    try {
-      this.o.eject.failover.undrain(endpoint);
-    } catch {
-      // The set was disposed: nothing to put back.
+    if (now) {
+      try {
+        this.o.eject.failover.restore(endpoint);
+      } catch {
+        // The set was disposed: nothing to put back.
+      }
     }
     this.#report(e.key, 'restore', endpoint, true, reason);
   }

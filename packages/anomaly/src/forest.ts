@@ -1,8 +1,7 @@
-import { parseOptions } from '@holdfast/core';
+import { parseOptions, seededRandom } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
 import { type ForestOptions, forestOptionsSchema } from './options.js';
-import { seededRandom } from './random.js';
 
 /** A forest's verdict on one sample. */
 export interface ForestVerdict extends Verdict {

@@ -1,4 +1,4 @@
-import { seededRandom } from './random.js';
+import { seededRandom } from '@holdfast/core';
 
 /** The kinds of labelled series {@link syntheticSeries} makes. */
 export const syntheticProfiles = ['dailySpikes', 'levelShift', 'slowDrift', 'outageCreep', 'heavyTail'] as const;

@@ -92,16 +92,16 @@ export type ForestOptions = z.input<typeof forestOptionsSchema>;
 export const failoverLike = z.custom<{
   readonly name: string;
   readonly endpoints: readonly { readonly name: string }[];
-  drain(name: string): Promise<void>;
-  undrain(name: string): void;
+  eject(name: string, options: { durationMs: number; reason?: string }): boolean;
+  restore(name: string): boolean;
 }>(
   (v) =>
     typeof v === 'object' &&
     v !== null &&
     Array.isArray((v as { endpoints?: unknown }).endpoints) &&
-    typeof (v as { drain?: unknown }).drain === 'function' &&
-    typeof (v as { undrain?: unknown }).undrain === 'function',
-  { error: 'must be a failover set (endpoints, drain, undrain)' },
+    typeof (v as { eject?: unknown }).eject === 'function' &&
+    typeof (v as { restore?: unknown }).restore === 'function',
+  { error: 'must be a failover set (endpoints, eject, restore)' },
 );
 
 /** A breaker as the watch uses it: `open()` only. */
@@ -121,7 +121,10 @@ const ejectSchema = z.strictObject({
   failover: failoverLike,
   /** The endpoint a watched key stands for. @default the endpoint whose name is the key, or ends it after a `/` */
   endpointOf: fnOption<(key: string) => string | undefined>().optional(),
-  /** How long an early ejection lasts at most, in ms; it ends sooner when the anomaly clears. @default 30_000 */
+  /**
+   * How long an early ejection lasts, in ms; it ends sooner when the anomaly clears. If the anomaly
+   * is still raised once the endpoint is back and scored again, it is ejected again. @default 30_000
+   */
   duration: positiveDurationOption.default(30_000),
   /** The largest share of the set's endpoints taken out at once, by this watch. @default 0.34 */
   maxShare: share.default(0.34),
@@ -188,7 +191,7 @@ export const watchOptionsSchema = z.strictObject({
   /** What the watch may do; nothing unless asked. */
   actions: z
     .strictObject({
-      /** Take an anomalous endpoint out of its failover set early (through `drain`/`undrain`). */
+      /** Take an anomalous endpoint out of its failover set early (through `eject`/`restore`). */
       eject: ejectSchema.optional(),
       /** Open a key's breaker ahead of its own threshold (through `open()`). */
       openBreaker: openBreakerSchema.optional(),

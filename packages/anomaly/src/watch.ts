@@ -145,7 +145,7 @@ class Watched {
       this.forest = halfSpaceForest({
         ...o.forest,
         dimensions: watchMetrics.length,
-        seed: (o.forest.seed ?? 1) + hash(key),
+        seed: ((o.forest.seed ?? 1) + hash(key)) >>> 0, // one forest per key, each its own structure
         directions: watchMetrics.map((m) => metricSettings[m].direction),
         minScales: watchMetrics.map((m) => metricSettings[m].minScale),
       });
@@ -192,7 +192,17 @@ class Watch implements AnomalyWatch {
     this.name = o.name;
     this.#bus = o.bus;
     this.#clock = o.clock ?? realClock;
-    this.#actions = new Actions(o.actions, o.name, this.#bus, this.#clock, () => this.#lastMetrics());
+    this.#actions = new Actions(
+      o.actions,
+      o.name,
+      this.#bus,
+      this.#clock,
+      () => this.#lastMetrics(),
+      (key) => {
+        const w = this.#keys.get(key);
+        return { samples: w?.samples ?? 0, raised: w?.raised ?? false };
+      },
+    );
     this.#off = [
       this.#bus.on('breaker.success', (e) => this.observe(e.source, e.latency, 'success')),
       this.#bus.on('breaker.failure', (e) => this.observe(e.source, e.latency, 'failure')),

@@ -1,7 +1,6 @@
-import { createBus, HoldfastConfigError, ManualClock } from '@holdfast/core';
+import { createBus, HoldfastConfigError, ManualClock, seededRandom } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { anomalyWatch, halfSpaceForest, nabScore, parseMetricsCsv, robustBaseline, scoreSeries } from '../src/index.js';
-import { seededRandom } from '../src/random.js';
 
 function noisy(seed: number, n: number, level = 100, sd = 5): number[] {
   const random = seededRandom(seed);
@@ -190,17 +189,13 @@ describe('anomalyWatch', () => {
     const clock = new ManualClock(0);
     const bus = createBus();
     const drained: string[] = [];
+    const undrained: string[] = [];
     const set = {
       name: 'api',
       endpoints: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
-      drain: async (n: string) => {
-        drained.push(n);
-      },
-      undrain: (n: string) => {
-        undrained.push(n);
-      },
+      eject: (n: string) => drained.push(n) > 0,
+      restore: (n: string) => undrained.push(n) > 0,
     };
-    const undrained: string[] = [];
     const watch = anomalyWatch({ bus, clock, interval: 1000, actions: { eject: { failover: set } } });
     const refused: string[] = [];
     bus.on('anomaly.action', (e) => {
@@ -223,16 +218,19 @@ describe('anomalyWatch', () => {
     expect(clock.pending).toBe(0);
   });
 
-  it('puts an ejected endpoint back after `duration` even while its anomaly lasts', async () => {
+  it('lets an ejected endpoint back after `duration`, and ejects it again while its anomaly lasts', async () => {
     const clock = new ManualClock(0);
     const bus = createBus();
     const log: string[] = [];
     const set = {
       name: 'api',
       endpoints: [{ name: 'a' }, { name: 'b' }, { name: 'c' }],
-      drain: async (n: string) => void log.push(`drain ${n}@${clock.now()}`),
-      undrain: (n: string) => void log.push(`undrain ${n}@${clock.now()}`),
+      eject: (n: string, o: { durationMs: number; reason?: string }) =>
+        log.push(`eject ${n}@${clock.now()} for ${o.durationMs} (${o.reason})`) > 0,
+      restore: (n: string) => log.push(`restore ${n}@${clock.now()}`) > 0,
     };
+    const actions: string[] = [];
+    bus.on('anomaly.action', (e) => actions.push(`${e.action} ${e.target} ${e.reason}@${e.time}`));
     const watch = anomalyWatch({ bus, clock, interval: 1000, actions: { eject: { failover: set, duration: 5000 } } });
     for (let s = 0; s < 50; s++) {
       for (const n of ['a', 'b', 'c']) {
@@ -241,8 +239,11 @@ describe('anomalyWatch', () => {
       }
       await clock.advance(1000);
     }
-    expect(log).toEqual(['drain b@41000', 'undrain b@46000']);
+    // The set lets b back itself when the time is up (a probe): the watch only ejects it again.
+    expect(log).toEqual(['eject b@41000 for 5000 (anomaly)', 'eject b@46000 for 5000 (anomaly)']);
+    expect(actions).toEqual(['eject b anomaly@41000', 'restore b expired@46000', 'eject b stillRaised@46000']);
     watch.dispose();
+    expect(log.at(-1)).toBe('restore b@50000');
   });
 
   it('a throwing anomaly listener breaks neither the watch nor the calls', async () => {

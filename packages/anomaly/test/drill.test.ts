@@ -1,9 +1,8 @@
 import { circuitBreaker } from '@holdfast/breaker';
-import { createBus, ManualClock } from '@holdfast/core';
+import { createBus, ManualClock, seededRandom } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { describe, expect, it } from 'vitest';
 import { anomalyWatch } from '../src/index.js';
-import { seededRandom } from '../src/random.js';
 
 const CREEP_AT = 60_000;
 const FAIL_AT = CREEP_AT + 30_000;

@@ -44,6 +44,11 @@ const NO_FALLBACK: unique symbol = Symbol('no fallback');
 /** The start time of a call whose latency is not measured: every latency computed from it is NaN. */
 const UNTIMED = Number.NaN;
 const ResponseClass: typeof Response | undefined = globalThis.Response;
+/**
+ * The shortest wait a half-open breaker asks of a caller refused while its probes are out (ms),
+ * unless `openFor` is shorter: long enough that a caller who trusts `retryAt` does not spin.
+ */
+const PROBE_PAUSE_MS = 100;
 
 /**
  * A circuit breaker. Calls flow while it is closed; when failures (or slow calls) in the
@@ -79,6 +84,10 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #consecutive = 0;
   #probes = 0;
   #probeSuccesses = 0;
+  /** How long a probe is expected to take: the p99 latency when it opened, within [pause, openFor]. */
+  #probeWait = PROBE_PAUSE_MS;
+  /** When the oldest probe out is expected back: the `retryAt` of a call refused meanwhile. */
+  #probeDueAt = 0;
 
   /** `name` and `restore` default to the config's; a registry shares one config among its keys. */
   constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
@@ -225,11 +234,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     switch (this.#refresh(now)) {
       case HALF_OPEN:
         if (this.#probes < this.#config.halfOpen.maxProbes) {
-          this.#probes++;
+          if (this.#probes++ === 0) this.#probeDueAt = now + this.#probeWait;
           return this.#call(fn, options, now, this.#generation, true);
         }
-        // Probes are out: a caller may try again as soon as one settles.
-        return this.#reject(now, 'halfOpen', now);
+        // Probes are out: come back when one is expected to have settled; if one is overdue, a
+        // wait later again. Never "now", or a caller that trusts `retryAt` spins until it settles.
+        if (now >= this.#probeDueAt) this.#probeDueAt = now + this.#probeWait;
+        return this.#reject(now, 'halfOpen', this.#probeDueAt);
       case OPEN:
         return this.#reject(now, 'open', this.#retryAt);
       case ISOLATED:
@@ -400,7 +411,12 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #open(reason: OpenReason, now: number, code: ErrorLabel): void {
     this.#opens++;
     this.#enter(OPEN);
-    this.#retryAt = now + openDuration(this.#config.openFor, this.#opens);
+    const openFor = openDuration(this.#config.openFor, this.#opens);
+    this.#retryAt = now + openFor;
+    // The calls that opened it (timeouts among them) say how long a probe may take.
+    this.#window.advance(now);
+    const [p99] = this.#window.latency([0.99]);
+    this.#probeWait = Math.min(openFor, Math.max(PROBE_PAUSE_MS, p99 ?? 0));
     this.#emitOpen(reason, now, code);
   }
 
@@ -449,6 +465,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         // A half-open breaker restarts as one whose open time is over: its next call probes.
         this.#enter(OPEN);
         this.#retryAt = snapshot.state === 'open' && snapshot.retryAt !== null ? snapshot.retryAt : now;
+        this.#probeWait = Math.min(openDuration(this.#config.openFor, Math.max(1, this.#opens)), PROBE_PAUSE_MS);
         this.#emitOpen('restored', now, undefined);
         return;
       case 'isolated':

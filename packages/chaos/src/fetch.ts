@@ -66,7 +66,7 @@ export const faultyFetchOptionsSchema = z.strictObject({
   fetch: fnOption<typeof globalThis.fetch>().optional(),
   /** Whether it injects: a boolean, or a function read per request. Off unless enabled. @default false */
   enabled: z.union([z.boolean(), fnOption<() => boolean>()]).default(false),
-  /** Draws each fault's `rate`. @default Math.random */
+  /** Draws each fault's `rate`; pass `seededRandom(seed)` for repeatable runs. @default Math.random */
   random: randomOption.optional(),
   /** Shown as `source` on its `chaos.inject` events. @default 'faultyFetch' */
   name: nameOption.default('faultyFetch'),

@@ -1,7 +1,7 @@
 import { busOption, type CallContext, clockOption, durationOption, fnOption, nameOption } from '@holdfast/core';
 import { z } from 'zod';
 
-/** A source of numbers in [0, 1); pass a seeded one to make every draw repeatable. */
+/** A source of numbers in [0, 1); pass `seededRandom(seed)` from `@holdfast/core` to make every draw repeatable. */
 export type RandomSource = () => number;
 
 /** The `random` option every injector takes. @default Math.random */
@@ -21,7 +21,7 @@ export const faultProxyOptionsSchema = z.strictObject({
   name: nameOption.default('faultProxy'),
   /** The bus its events go to. @default the global bus */
   bus: busOption.optional(),
-  /** Draws the jitter of `latency` toxics. @default Math.random */
+  /** Draws the jitter of `latency` toxics; pass `seededRandom(seed)` for repeatable runs. @default Math.random */
   random: randomOption.default(() => Math.random),
 });
 
@@ -45,7 +45,7 @@ const injectionCommon = {
   enabled: z
     .union([z.boolean(), fnOption<() => boolean>('must be a boolean or a function returning one')])
     .default(false),
-  /** Draws whether a call is picked; pass a seeded source for repeatable runs. @default Math.random */
+  /** Draws whether a call is picked; pass `seededRandom(seed)` for repeatable runs. @default Math.random */
   random: randomOption.optional(),
   /** The bus its `chaos.inject` events go to. @default the global bus */
   bus: busOption.optional(),

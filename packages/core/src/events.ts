@@ -84,7 +84,13 @@ export interface EventFields {
   };
 
   /** An endpoint was ejected from its failover set until `until`. */
-  'failover.eject': { readonly endpoint: string; readonly until: number; readonly ejections: number };
+  'failover.eject': {
+    readonly endpoint: string;
+    readonly until: number;
+    readonly ejections: number;
+    /** `failures` (consecutive failed calls), or the reason given to `eject()` (`manual` by default). */
+    readonly reason?: string;
+  };
   /** An ejected endpoint was taken back into its set. */
   'failover.restore': { readonly endpoint: string };
   /** Traffic moved from one endpoint (or priority) to another. */

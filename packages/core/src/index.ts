@@ -82,6 +82,7 @@ export {
   type Policy,
   pipeline,
 } from './policy.js';
+export { seededRandom } from './random.js';
 export {
   createPolicyRegistry,
   type PolicyRegistry,

@@ -23,7 +23,13 @@ import { type Endpoint, EndpointState } from './endpoint.js';
 import { NoHealthyEndpointError, NoPrimaryError } from './errors.js';
 import { hashString } from './hash.js';
 import { HealthChecks } from './health.js';
-import { type FailoverOptions, failoverOptionsSchema, type ParsedFailoverOptions } from './options.js';
+import {
+  type EjectOptions,
+  ejectOptionsSchema,
+  type FailoverOptions,
+  failoverOptionsSchema,
+  type ParsedFailoverOptions,
+} from './options.js';
 import { neverReached } from './retryable.js';
 import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
 
@@ -117,6 +123,16 @@ export interface Failover<T = unknown> extends Snapshottable<FailoverSnapshot> {
   drain(name: string): Promise<void>;
   /** Takes a drained endpoint back. */
   undrain(name: string): void;
+  /**
+   * Takes an endpoint out for `durationMs`, as outlier ejection does (a `failover.eject` event
+   * with `reason`); then it takes one call at a time until one succeeds, and is back. Returns
+   * false, and changes nothing, when that would leave no other endpoint available or take out
+   * more than `ejection.maxShare` of the set (0.5 when ejection is off). Ejecting an endpoint
+   * already out sets its time anew.
+   */
+  eject(name: string, options: EjectOptions): boolean;
+  /** Takes an ejected endpoint back now (a `failover.restore` event). Returns whether it was out. */
+  restore(name: string): boolean;
   /**
    * Active-passive: moves traffic to the best available endpoint of the highest priority now,
    * without waiting for the hold-down. Returns whether traffic moved. The way back with
@@ -420,12 +436,13 @@ class FailoverSet<T> implements Failover<T> {
     e.ewma = sample > faded ? sample : faded + (sample - faded) * blend;
     e.ewmaAt = now;
     const counter = this.#counters?.get(e);
-    if (counter === undefined) return;
     if (!failed) {
-      counter.success();
+      counter?.success();
+      // Also with ejection off: an endpoint taken out by eject() comes back through its probe.
       if (probe && e.ejection === 'probe') this.#restore(e);
       return;
     }
+    if (counter === undefined) return;
     if (probe && e.ejection === 'probe') this.#eject(e, now);
     else if (e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
   }
@@ -726,11 +743,15 @@ class FailoverSet<T> implements Failover<T> {
     this.#eject(e, now);
   }
 
+  /** Ejects `e` for failures: for the backoff's next time. */
   #eject(e: EndpointState<T>, now: number): void {
     if (this.#ejection === undefined) return;
     const { baseTime, maxTime } = this.#ejection;
     e.ejections = remainingEjections(e.ejections, e.restoredAt, now, baseTime) + 1;
-    const duration = ejectionTime(e.ejections, baseTime, maxTime);
+    this.#ejectFor(e, now, ejectionTime(e.ejections, baseTime, maxTime), 'failures');
+  }
+
+  #ejectFor(e: EndpointState<T>, now: number, duration: number, reason: string): void {
     e.ejection = 'ejected';
     e.ejectedUntil = now + duration;
     this.#counters?.get(e)?.reset();
@@ -752,6 +773,7 @@ class FailoverSet<T> implements Failover<T> {
         endpoint: e.name,
         until: e.ejectedUntil,
         ejections: e.ejections,
+        reason,
       });
     }
     this.#refresh('failover');
@@ -804,6 +826,31 @@ class FailoverSet<T> implements Failover<T> {
     if (!e.drained) return;
     e.drained = false;
     this.#refresh('manual');
+  }
+
+  eject(name: string, options: EjectOptions): boolean {
+    if (this.#disposed) throw new DisposedError(this.name);
+    const { durationMs, reason } = parseOptions(`${this.name}.eject`, ejectOptionsSchema, options);
+    const e = this.#find(name);
+    // Never the last endpoint that takes calls, nor past the share the set's own ejection keeps to.
+    if (!this.#available.some((x) => x !== e)) return false;
+    const out = this.#all.filter((x) => x !== e && x.ejection !== 'none').length;
+    const share = this.#ejection?.maxShare ?? 0.5;
+    if (out + 1 > Math.max(1, Math.floor(share * this.#all.length))) return false;
+    const now = this.#clock.now();
+    if (e.ejection === 'none') {
+      e.ejections = remainingEjections(e.ejections, e.restoredAt, now, this.#ejection?.baseTime ?? durationMs) + 1;
+    }
+    this.#ejectFor(e, now, durationMs, reason);
+    return true;
+  }
+
+  restore(name: string): boolean {
+    if (this.#disposed) throw new DisposedError(this.name);
+    const e = this.#find(name);
+    if (e.ejection === 'none') return false;
+    this.#restore(e);
+    return true;
   }
 
   #wakeDrains(e: EndpointState<T>): void {

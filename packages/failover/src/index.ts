@@ -17,7 +17,9 @@ export {
 export {
   type BalancerName,
   type EjectionOptions,
+  type EjectOptions,
   type EndpointOptions,
+  ejectOptionsSchema,
   type FailoverOptions,
   type FailoverRetryOptions,
   failoverOptionsSchema,

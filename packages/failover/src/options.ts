@@ -247,6 +247,19 @@ export type FailoverOptions<T = unknown> = Omit<
     readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>;
   };
 };
+/** Validates the options of a set's `eject(name, options)`; {@link EjectOptions} is inferred from it. */
+export const ejectOptionsSchema = z.strictObject({
+  /**
+   * How long the endpoint stays out, in ms. Then, as after an ejection for failures, it takes one
+   * call at a time until one succeeds, and is back.
+   */
+  durationMs: timerDuration,
+  /** Why, as the `reason` of the `failover.eject` event (e.g. `anomaly`). @default 'manual' */
+  reason: z.string().min(1).max(100).default('manual'),
+});
+/** Options of a set's `eject(name, options)`. */
+export type EjectOptions = z.input<typeof ejectOptionsSchema>;
+
 /** One endpoint as given in the options. */
 export type EndpointOptions<T = unknown> = Omit<z.input<typeof endpointObject>, 'target'> & { readonly target: T };
 export type ParsedFailoverOptions = z.output<typeof failoverOptionsSchema>;
