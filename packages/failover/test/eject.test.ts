@@ -105,7 +105,7 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
     expect(of('failover.restore')).toMatchObject([{ endpoint: 'a' }]);
   });
 
-  it('validates its options with zod, naming the path; an unknown name is a RangeError', () => {
+  it('validates its options with zod, naming the path; an unknown name is a HoldfastConfigError naming it', () => {
     const { api } = set(['a', 'b']);
     const error = (options: unknown) => {
       try {
@@ -121,10 +121,13 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
     expect(error({ durationMs: Number.POSITIVE_INFINITY }).issues[0]?.path).toBe('durationMs');
     expect(error({ durationMs: 2 ** 31 }).issues[0]?.path).toBe('durationMs');
     expect(error({ durationMs: 10, reason: '' }).issues[0]?.path).toBe('reason');
-    expect(error({ durationMs: 10, why: 'x' }).issues[0]).toMatchObject({ path: 'why', message: 'is not a known option' });
+    expect(error({ durationMs: 10, why: 'x' }).issues[0]).toMatchObject({
+      path: 'why',
+      message: 'is not a known option',
+    });
     expect(error(undefined)).toBeInstanceOf(HoldfastConfigError);
-    expect(() => api.eject('nope', { durationMs: 10 })).toThrow(RangeError);
-    expect(() => api.restore('nope')).toThrow('no endpoint named "nope"');
+    expect(() => api.eject('nope', { durationMs: 10 })).toThrow(HoldfastConfigError);
+    expect(() => api.restore('nope')).toThrow('name is not an endpoint of this set (got "nope")');
     expect(api.snapshot().endpoints.every((e) => e.ejection === 'none')).toBe(true);
     api.dispose();
     expect(() => api.eject('a', { durationMs: 10 })).toThrow(DisposedError);
