@@ -904,9 +904,17 @@ class FailoverSet<T> implements Failover<T> {
   // ---- operator actions ----
 
   #find(name: string): EndpointState<T> {
-    const e = this.#all.find((x) => x.name === name);
+    const e = this.#lookup(name);
     if (e === undefined) throw this.#unknown(name);
     return e;
+  }
+
+  /** The endpoint of that name; a string endpoint is also found by the URL it was given as. */
+  #lookup(name: string): EndpointState<T> | undefined {
+    const e = this.#all.find((x) => x.name === name);
+    if (e !== undefined || typeof name !== 'string') return e;
+    const shown = redactor.url(name);
+    return this.#all.find((x) => x.name === shown && x.view.target === name);
   }
 
   /** A name that is no endpoint's: a config error naming it (redacted: it may be a URL with a password). */
@@ -920,7 +928,7 @@ class FailoverSet<T> implements Failover<T> {
   drain(name: string): Promise<void> {
     if (this.#disposed) return Promise.reject(new DisposedError(this.name));
     // Documented to settle later: a wrong name rejects the promise, never throws at the caller.
-    const e = this.#all.find((x) => x.name === name);
+    const e = this.#lookup(name);
     if (e === undefined) return Promise.reject(this.#unknown(name));
     if (!e.drained) {
       e.drained = true;

@@ -159,6 +159,11 @@ describe('secrets in string endpoints', () => {
       'http://10.0.0.2:8080', // a URL with nothing to hide keeps its exact name
     ]);
     expect(await api.execute((e) => e.target)).toBe(url);
+    // Operator calls take the name shown, or the URL as it was given.
+    await api.drain(url);
+    expect(api.snapshot().endpoints[0]).toMatchObject({ role: 'drained' });
+    api.undrain('https://***@orders.internal/?api_key=***&region=eu');
+    expect(api.snapshot().endpoints[0]).toMatchObject({ role: 'member' });
     const shown = JSON.stringify([api.snapshot(), events]);
     expect(shown).not.toContain('pa55w0rd');
     expect(shown).not.toContain('k3y-SECRET');
