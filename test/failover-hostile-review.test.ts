@@ -475,8 +475,20 @@ describe('failover, hostile review: clocks and limits', () => {
   // weight"); the running sums overflow to Infinity and NaN and one endpoint takes ~all calls.
   // Likely cause: packages/failover/src/balancer.ts smoothWeightedRoundRobin() sums weights
   // without normalising; options.ts accepts weights whose sum overflows.
+  //
+  // Corrected after the fix (finding 16): weights are now validated to at most 1,000,000 (shares are
+  // relative; larger ones overflowed the sums), so Number.MAX_VALUE is no longer in the accepted range
+  // and is refused with a HoldfastConfigError naming the path. The top of the range is 1,000,000; the
+  // assertion on the split is unchanged.
   it('round-robin shares traffic by weight even for weights at the top of the accepted range', async () => {
-    const big = Number.MAX_VALUE;
+    expect(() =>
+      failover({
+        bus: createBus(),
+        policies: false,
+        endpoints: [{ name: 'a', target: 'a', weight: Number.MAX_VALUE }],
+      }),
+    ).toThrow(/endpoints\.0\.weight/);
+    const big = 1_000_000;
     const api = failover({
       bus: createBus(),
       policies: false,

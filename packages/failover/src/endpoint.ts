@@ -32,6 +32,10 @@ export class EndpointState<T = unknown> {
   restoredAt: number | undefined;
   /** A probe call is in flight. */
   probing = false;
+  /** Counts probes, so that a probe given up for hanging cannot settle a later one. */
+  probeSerial = 0;
+  /** How long its current or last ejection lasts, ms: the longest a probe may hang after it. */
+  ejectedFor = 0;
   inFlight = 0;
   /** Smooth weighted round-robin's running weight. */
   current = 0;
@@ -49,6 +53,11 @@ export class EndpointState<T = unknown> {
   calledOk = false;
   /** Claims primary, but another primary has the higher token (or ties with it): no writes. */
   fenced = false;
+  /**
+   * The token of the primary it lost to: it stays fenced, even once that primary is gone, until it
+   * reports replica (rebuilt from the new history) or a token newer than this one.
+   */
+  fencedBy: { readonly token: unknown } | undefined;
   /** The role last reported in a `failover.role` event. */
   discovered: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced' = 'unknown';
 

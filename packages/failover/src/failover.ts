@@ -8,6 +8,7 @@ import {
   errorLabel,
   bus as globalBus,
   policies as globalPolicies,
+  HoldfastConfigError,
   invoke,
   parseOptions,
   realClock,
@@ -29,6 +30,7 @@ import {
   type FailoverOptions,
   failoverOptionsSchema,
   type ParsedFailoverOptions,
+  redactor,
 } from './options.js';
 import { neverReached } from './retryable.js';
 import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
@@ -57,7 +59,7 @@ export interface EndpointSnapshot {
   readonly [key: string]: string | number | boolean | null;
   /** The endpoint's name. */
   readonly name: string;
-  /** The target when it is a string (a URL); null for pools and clients. */
+  /** The target when it is a string (a URL, its credentials and secret parameters hidden); null for pools and clients. */
   readonly target: string | null;
   /** Its active-passive rank: 0 is the primary. */
   readonly priority: number;
@@ -152,7 +154,22 @@ export interface Failover<T = unknown> extends Snapshottable<FailoverSnapshot> {
  * const res = await api.execute((endpoint, { signal }) => fetch(`${endpoint.target}/orders`, { signal }));
  */
 export function failover<T = unknown>(options: FailoverOptions<T>): Failover<T> {
-  return new FailoverSet<T>(parseOptions('failover', failoverOptionsSchema, options));
+  return new FailoverSet<T>(parse(options));
+}
+
+/** The options parsed; a refused value is shown with any URL in it redacted, never with its password. */
+function parse(options: unknown): ParsedFailoverOptions {
+  try {
+    return parseOptions('failover', failoverOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    const hide = (value: unknown): unknown =>
+      typeof value === 'string' ? redactor.text(redactor.url(value)) : Array.isArray(value) ? value.map(hide) : value;
+    throw new HoldfastConfigError(
+      'failover',
+      error.issues.map((issue) => ({ ...issue, value: hide(issue.value) })),
+    );
+  }
 }
 
 /** Whether the caller's signal (or an outer policy's context) can abort the call. */
@@ -263,7 +280,11 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#disposed) throw new DisposedError(this.name);
     const roles = this.#roles;
     // A process that starts after a failover must know the roles before its first write.
-    if (roles !== undefined && !roles.ready) await roles.whenReady(this.#o.roles?.wait ?? 0, options?.signal);
+    if (roles !== undefined && !roles.ready) {
+      await roles.whenReady(this.#o.roles?.wait ?? 0, options?.signal);
+      // dispose() wakes the calls waiting: they must not run on clients being closed.
+      if (this.#disposed) throw new DisposedError(this.name);
+    }
     const write = roles !== undefined && options?.intent !== 'read';
     this.#budget?.deposit();
     const avoid = options?.avoid;
@@ -276,8 +297,8 @@ class FailoverSet<T> implements Failover<T> {
       try {
         return await this.#try(fn, endpoint, options, attempt);
       } catch (error) {
-        // A write has one place to go: the primary.
-        if (write || !this.#mayRetry(error, attempt, options)) throw error;
+        // A write has one place to go: the primary. After dispose(), no new try starts anywhere.
+        if (write || this.#disposed || !this.#mayRetry(error, attempt, options)) throw error;
         tried ??= [];
         tried.push(endpoint);
         if (!this.#hasCandidate(tried) || !this.#withdraw(error, attempt)) throw error;
@@ -300,7 +321,7 @@ class FailoverSet<T> implements Failover<T> {
     if (retry === false || attempt >= retry.maxAttempts || callerAborted(options)) return false;
     // An endpoint that answered with an error (a constraint, a syntax error) would answer the same elsewhere.
     if (this.#classOf(error) === 'alive') return false;
-    if (retry.retryOn !== undefined) return retry.retryOn(error, attempt);
+    if (retry.retryOn !== undefined) return this.#guarded(() => Boolean(retry.retryOn?.(error, attempt)), false);
     if (retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
     return neverReached(error);
   }
@@ -322,7 +343,18 @@ class FailoverSet<T> implements Failover<T> {
 
   #counts(error: unknown): boolean {
     if (this.#classify !== undefined && this.#classOf(error) !== 'failure') return false;
-    return this.#o.isFailure === undefined || this.#o.isFailure(error);
+    const isFailure = this.#o.isFailure;
+    // One that throws cannot clear the endpoint: the error counts (as a breaker's judge does).
+    return isFailure === undefined || this.#guarded(() => Boolean(isFailure(error)), true);
+  }
+
+  /** A user's function's answer, or `otherwise` when it throws: a bug in it never breaks the call. */
+  #guarded(decide: () => boolean, otherwise: boolean): boolean {
+    try {
+      return decide();
+    } catch {
+      return otherwise;
+    }
   }
 
   #classOf(error: unknown): ErrorClass {
@@ -354,8 +386,7 @@ class FailoverSet<T> implements Failover<T> {
     options: ExecuteOptions | undefined,
     attempt: number,
   ): Promise<R> {
-    const probe = e.ejection === 'probe';
-    if (probe) e.probing = true;
+    const probe = e.ejection === 'probe' ? this.#startProbe(e) : 0;
     const ctx = new CallScope(options, attempt);
     const started = this.#clock.now();
     const limit = this.#o.timeout;
@@ -423,9 +454,39 @@ class FailoverSet<T> implements Failover<T> {
     if (e.inFlight === 0 && e.drained) this.#wakeDrains(e);
   }
 
-  /** `failed` is undefined when the outcome says nothing about the endpoint (the caller aborted). */
-  #record(e: EndpointState<T>, failed: boolean | undefined, latency: number, probe: boolean): void {
-    if (probe) e.probing = false;
+  /**
+   * Marks `e`'s probe in flight; returns its serial. Without a per-try timeout nothing else bounds
+   * it: a probe that outlives the ejection it follows is given up as failed, so that a hung call
+   * cannot keep the endpoint out for good.
+   */
+  #startProbe(e: EndpointState<T>): number {
+    e.probing = true;
+    const serial = ++e.probeSerial;
+    if (this.#o.timeout !== undefined) return serial;
+    this.#clearTimer(e);
+    this.#timers.set(
+      e,
+      this.#clock.setTimeout(() => {
+        this.#timers.delete(e);
+        if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
+        e.probing = false;
+        if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#clock.now());
+      }, e.ejectedFor),
+    );
+    return serial;
+  }
+
+  /**
+   * `failed` is undefined when the outcome says nothing about the endpoint (the caller aborted).
+   * `probe` is the serial of the probe this call was, 0 for none.
+   */
+  #record(e: EndpointState<T>, failed: boolean | undefined, latency: number, probe: number): void {
+    // A probe given up for hanging settles nothing: a later probe may be in flight.
+    const current = probe !== 0 && probe === e.probeSerial && e.probing;
+    if (current) {
+      e.probing = false;
+      if (e.ejection === 'probe') this.#clearTimer(e); // its watchdog
+    }
     if (failed === undefined || this.#disposed) return;
     if (!failed) e.calledOk = true;
     const now = this.#clock.now();
@@ -439,11 +500,11 @@ class FailoverSet<T> implements Failover<T> {
     if (!failed) {
       counter?.success();
       // Also with ejection off: an endpoint taken out by eject() comes back through its probe.
-      if (probe && e.ejection === 'probe') this.#restore(e);
+      if (current && e.ejection === 'probe') this.#restore(e);
       return;
     }
     if (counter === undefined) return;
-    if (probe && e.ejection === 'probe') this.#eject(e, now);
+    if (current && e.ejection === 'probe') this.#eject(e, now);
     else if (e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
   }
 
@@ -487,11 +548,11 @@ class FailoverSet<T> implements Failover<T> {
       // The primary is the only place a write can go: ejected or unhealthy, it still takes writes
       // unless panic is 'fail-fast' (Envoy's panic, applied to a tier of one).
       if (this.#isAvailable(primary) || this.#o.panic === 'all') return primary;
-      if (primary.ejection === 'probe' && !primary.probing) return primary;
+      if (primary.ejection === 'probe' && this.#mayProbe(primary)) return primary;
       throw this.#noPrimary();
     }
     if (tried === undefined) {
-      for (const e of this.#probes) if (!e.probing && this.#readable(e)) return e;
+      for (const e of this.#probes) if (this.#mayProbe(e) && this.#readable(e)) return e;
     }
     const [first, second] = this.#reads;
     let candidates = tried === undefined && first.length > 0 ? first : second;
@@ -507,7 +568,8 @@ class FailoverSet<T> implements Failover<T> {
   #readable(e: EndpointState<T>): boolean {
     if (e === this.#primary) return true;
     const maxLag = this.#o.roles?.maxLag;
-    return e.claim === 'replica' && (maxLag === undefined || e.lag === undefined || e.lag <= maxLag);
+    // With a bound, an unknown lag (a replica that never synced, a check that gives none) is not fresh.
+    return e.claim === 'replica' && (maxLag === undefined || (e.lag !== undefined && e.lag <= maxLag));
   }
 
   #noPrimary(): NoPrimaryError {
@@ -526,11 +588,16 @@ class FailoverSet<T> implements Failover<T> {
     return new NoPrimaryError(this.name, roles, detail + parts.join('; '), { cause: this.#lostCause });
   }
 
+  /** Whether `e`, ejected and its time over, may take a probe now: one at a time, never drained or unhealthy. */
+  #mayProbe(e: EndpointState<T>): boolean {
+    return !e.probing && !e.drained && e.health !== 'unhealthy';
+  }
+
   /** An ejected endpoint whose time is over takes one call at a time, the probe. */
   #probeFor(key: string | number | undefined): EndpointState<T> | undefined {
     if (this.#probes.length === 0) return undefined;
     for (const e of this.#probes) {
-      if (e.probing || e.drained || e.health === 'unhealthy') continue;
+      if (!this.#mayProbe(e)) continue;
       if (this.#o.mode === 'active-passive') {
         // Only an endpoint that would outrank the active one is worth live traffic.
         if (this.#active === undefined || this.#better(e, this.#active)) return e;
@@ -610,20 +677,29 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   /**
-   * With roles: the primary is the endpoint claiming primary with the highest token; any other
-   * claimant is fenced. Claimants that tie are all fenced: a write to the wrong one is lost.
+   * With roles: the primary is the endpoint claiming primary whose token beats every other
+   * claimant's; any other claimant is fenced. Claimants that tie (or that `compare` cannot order)
+   * are all fenced: a write to the wrong one is lost. One that lost to a newer token stays fenced
+   * until it reports replica or a token newer than the one it lost to, even once the winner is
+   * gone: its history ended there, and writes to it would be lost when it is rebuilt.
    */
   #electPrimary(emit: boolean): void {
-    let best: EndpointState<T> | undefined;
     for (const e of this.#all) {
-      if (e.claim === 'primary' && (best === undefined || this.#compare(e.token, best.token) > 0)) best = e;
+      const lost = e.fencedBy;
+      if (lost === undefined) continue;
+      if (e.claim === 'replica' || (e.claim === 'primary' && this.#order(e.token, lost.token) > 0)) {
+        e.fencedBy = undefined;
+      }
+    }
+    const candidates = this.#all.filter((e) => e.claim === 'primary' && e.fencedBy === undefined);
+    let best: EndpointState<T> | undefined;
+    for (const e of candidates) if (best === undefined || this.#order(e.token, best.token) > 0) best = e;
+    const winner = best;
+    if (winner !== undefined && candidates.some((e) => e !== winner && !(this.#order(winner.token, e.token) > 0))) {
+      best = undefined;
     }
     if (best !== undefined) {
-      const winner = best;
-      const tie = this.#all.some(
-        (e) => e !== winner && e.claim === 'primary' && this.#compare(e.token, winner.token) === 0,
-      );
-      if (tie) best = undefined;
+      for (const e of candidates) if (e !== best) e.fencedBy = { token: best.token };
     }
     const previous = this.#primary;
     this.#primary = best;
@@ -674,6 +750,16 @@ class FailoverSet<T> implements Failover<T> {
     this.#reads = [first, second];
   }
 
+  /** `compare`, guarded: one that throws or answers NaN orders nothing (a tie, so no writes). */
+  #order(a: unknown, b: unknown): number {
+    try {
+      const c = this.#compare(a, b);
+      return typeof c === 'number' && !Number.isNaN(c) ? c : 0;
+    } catch {
+      return 0;
+    }
+  }
+
   #onRole(e: EndpointState<T>, previous: EndpointState['claim']): void {
     if (this.#disposed) return;
     // Its role check answers again after it was lost: that proves more than a probe would.
@@ -690,7 +776,9 @@ class FailoverSet<T> implements Failover<T> {
       if (best !== undefined) this.#switch(best, reason, emit);
       else this.#active = undefined;
     } else if (best !== undefined && best.priority < current.priority && this.#o.failback === 'auto') {
-      const due = (best.availableSince ?? now) + this.#o.holdDown;
+      // A wall clock stepped back must not stretch the hold-down past its length.
+      if (best.availableSince === undefined || best.availableSince > now) best.availableSince = now;
+      const due = best.availableSince + this.#o.holdDown;
       if (now >= due) this.#switch(best, 'failback', emit);
       else this.#armFailback(due - now);
     }
@@ -731,11 +819,25 @@ class FailoverSet<T> implements Failover<T> {
     else this.#refresh('failover');
   }
 
+  /**
+   * Whether ejecting `e` keeps the ejected within `share` of the endpoints in service (one always
+   * may be). Drained endpoints count on neither side: they take no calls, ejected or not, and one
+   * drained for days must not hold the ejection another needs.
+   */
+  #withinShare(e: EndpointState<T>, share: number): boolean {
+    let inService = 0;
+    let out = 0;
+    for (const x of this.#all) {
+      if (x.drained) continue;
+      inService++;
+      if (x !== e && x.ejection !== 'none') out++;
+    }
+    return out + 1 <= Math.max(1, Math.floor(share * inService));
+  }
+
   /** Ejects `e` unless that would take more than the allowed share of endpoints out. */
   #tryEject(e: EndpointState<T>, now: number): void {
-    const ejected = this.#all.filter((x) => x.ejection !== 'none').length;
-    const allowed = Math.max(1, Math.floor((this.#ejection?.maxShare ?? 0) * this.#all.length));
-    if (ejected >= allowed) {
+    if (!this.#withinShare(e, this.#ejection?.maxShare ?? 0)) {
       // Refused: the run starts over, so the next trip asks again.
       this.#counters?.get(e)?.reset();
       return;
@@ -754,6 +856,8 @@ class FailoverSet<T> implements Failover<T> {
   #ejectFor(e: EndpointState<T>, now: number, duration: number, reason: string): void {
     e.ejection = 'ejected';
     e.ejectedUntil = now + duration;
+    e.ejectedFor = duration;
+    e.probing = false; // a probe still in flight settles nothing now
     this.#counters?.get(e)?.reset();
     this.#clearTimer(e);
     this.#timers.set(
@@ -800,14 +904,32 @@ class FailoverSet<T> implements Failover<T> {
   // ---- operator actions ----
 
   #find(name: string): EndpointState<T> {
-    const e = this.#all.find((x) => x.name === name);
-    if (e === undefined) throw new RangeError(`${this.name}: no endpoint named "${name}"`);
+    const e = this.#lookup(name);
+    if (e === undefined) throw this.#unknown(name);
     return e;
+  }
+
+  /** The endpoint of that name; a string endpoint is also found by the URL it was given as. */
+  #lookup(name: string): EndpointState<T> | undefined {
+    const e = this.#all.find((x) => x.name === name);
+    if (e !== undefined || typeof name !== 'string') return e;
+    const shown = redactor.url(name);
+    return this.#all.find((x) => x.name === shown && x.view.target === name);
+  }
+
+  /** A name that is no endpoint's: a config error naming it (redacted: it may be a URL with a password). */
+  #unknown(name: unknown): HoldfastConfigError {
+    const shown = typeof name === 'string' ? redactor.url(name) : name;
+    return new HoldfastConfigError(this.name, [
+      { path: 'name', message: 'is not an endpoint of this set', value: shown },
+    ]);
   }
 
   drain(name: string): Promise<void> {
     if (this.#disposed) return Promise.reject(new DisposedError(this.name));
-    const e = this.#find(name);
+    // Documented to settle later: a wrong name rejects the promise, never throws at the caller.
+    const e = this.#lookup(name);
+    if (e === undefined) return Promise.reject(this.#unknown(name));
     if (!e.drained) {
       e.drained = true;
       this.#refresh('manual');
@@ -834,9 +956,7 @@ class FailoverSet<T> implements Failover<T> {
     const e = this.#find(name);
     // Never the last endpoint that takes calls, nor past the share the set's own ejection keeps to.
     if (!this.#available.some((x) => x !== e)) return false;
-    const out = this.#all.filter((x) => x !== e && x.ejection !== 'none').length;
-    const share = this.#ejection?.maxShare ?? 0.5;
-    if (out + 1 > Math.max(1, Math.floor(share * this.#all.length))) return false;
+    if (!this.#withinShare(e, this.#ejection?.maxShare ?? 0.5)) return false;
     const now = this.#clock.now();
     // A new ejection in a row, unless it is one still running whose time starts over.
     if (e.ejection !== 'ejected') {
@@ -885,7 +1005,7 @@ class FailoverSet<T> implements Failover<T> {
       panic: this.#panic,
       endpoints: this.#all.map((e) => ({
         name: e.name,
-        target: typeof e.view.target === 'string' ? e.view.target : null,
+        target: typeof e.view.target === 'string' ? redactor.url(e.view.target) : null,
         priority: e.priority,
         weight: e.weight,
         role: e.drained ? 'drained' : !passive ? 'member' : e === this.#active ? 'active' : 'standby',

@@ -1,4 +1,4 @@
-import { type Clock, TimeoutError, type TimerHandle } from '@holdfast/core';
+import { type Clock, MAX_DELAY_MS, TimeoutError, type TimerHandle } from '@holdfast/core';
 import type { Endpoint, EndpointState } from './endpoint.js';
 
 export interface HealthSettings {
@@ -62,7 +62,8 @@ export class HealthChecks {
 
   #nextDelay(): number {
     const { interval, jitter } = this.settings;
-    return Math.max(0, interval * (1 + jitter * (2 * this.random() - 1)));
+    // Jitter on top of an interval near the limit would pass it: Node then fires after 1 ms, in a loop.
+    return Math.min(MAX_DELAY_MS, Math.max(0, interval * (1 + jitter * (2 * this.random() - 1))));
   }
 
   async #run(e: EndpointState, probe: Probe): Promise<void> {

@@ -38,7 +38,7 @@ function field(info: string, name: string): string | undefined {
 /**
  * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
  * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
- * the link went down.
+ * the link went down; none (unknown, too stale for any `maxLag`) when it never synced.
  */
 export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
   const info = await client.info('replication');
@@ -57,13 +57,19 @@ export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
 
 /**
  * Orders two masters' tokens: the one that was promoted from the other's history (its `replid2`
- * is the other's `replid`) is newer; otherwise the higher replication offset.
+ * is the other's `replid`) is newer; within one history (the same `replid`), the higher offset.
+ * Offsets of unrelated histories are never compared: they say how much a master was written,
+ * not whether it is the one to write to (a stale master that took writes alone runs ahead of one
+ * promoted twice since). Of two unrelated histories, a master promoted from some history (its
+ * `replid2` set) outranks one never promoted (the old master, or a node restarted empty): a
+ * promotion is what a failover leaves behind. Otherwise they tie (0): neither is written to.
  */
 export function compareRedisTokens(a: unknown, b: unknown): number {
   const [ida, prevA, offA] = a as RedisToken;
   const [idb, prevB, offB] = b as RedisToken;
   if (prevA !== noId && prevA === idb) return 1;
   if (prevB !== noId && prevB === ida) return -1;
+  if (ida !== idb) return prevA === noId && prevB !== noId ? -1 : prevA !== noId && prevB === noId ? 1 : 0;
   return offA === offB ? 0 : offA < offB ? -1 : 1;
 }
 

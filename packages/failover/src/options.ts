@@ -6,6 +6,7 @@ import {
   nameOption,
   policiesOption,
   positiveDurationOption,
+  Redactor,
 } from '@holdfast/core';
 import { z } from 'zod';
 import type { BudgetLike } from './budget.js';
@@ -16,6 +17,10 @@ import type { ErrorClass, RoleReport } from './roles.js';
 const MAX_TIMER_MS = 2_147_483_647;
 const timerDuration = positiveDurationOption.max(MAX_TIMER_MS);
 const share = z.number().min(0).max(1);
+/** The largest endpoint weight: round-robin's running sums of weights stay exact far below 2^53. */
+export const MAX_WEIGHT = 1_000_000;
+/** Hides credentials and secret query parameters of string endpoints: their names are shown everywhere. */
+export const redactor = new Redactor();
 
 type InnerIssue = { path: PropertyKey[]; message: string; code: string; keys?: string[] };
 
@@ -39,18 +44,25 @@ const endpointObject = z.strictObject({
   name: nameOption,
   /** Anything the call needs to reach the endpoint: a base URL, a `pg.Pool`, an ioredis client. */
   target: z.unknown(),
-  /** Share of traffic relative to the others (round-robin, least-connections, consistent-hash). @default 1 */
-  weight: z.number().finite().positive().default(1),
+  /**
+   * Share of traffic relative to the others (round-robin, least-connections, consistent-hash), at
+   * most 1,000,000: shares are relative, and far larger weights overflow the balancers' sums.
+   * @default 1
+   */
+  weight: z.number().finite().positive().max(MAX_WEIGHT).default(1),
   /** Active-passive rank: 0 is the primary, 1 the first standby, and so on. @default 0 */
   priority: z.number().int().nonnegative().default(0),
 });
 
-/** An endpoint: an object, or a string that is both its name and its target (a base URL, say). */
+/**
+ * An endpoint: an object, or a string that is its target (a base URL, say) and, with any
+ * credentials and secret query parameters hidden, its name.
+ */
 const endpointOption = z.union([
   z
     .string()
     .min(1)
-    .transform((url) => ({ name: url, target: url as unknown, weight: 1, priority: 0 })),
+    .transform((url) => ({ name: redactor.url(url), target: url as unknown, weight: 1, priority: 0 })),
   endpointObject,
 ]);
 
@@ -79,7 +91,11 @@ const rolesSchema = z.strictObject({
    * from `@holdfast/failover/pg`, `redisRoles()` from `@holdfast/failover/ioredis`.
    */
   check: fnOption<(endpoint: Endpoint, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>>(),
-  /** Orders the tokens of two primaries (> 0: the first is newer). @default element by element */
+  /**
+   * Orders the tokens of two primaries (> 0: the first is newer). One that throws or answers
+   * NaN orders nothing: the two tie, so neither is written to.
+   * @default element by element
+   */
   compare: fnOption<(a: unknown, b: unknown) => number>().optional(),
   /**
    * What an error from a call says about its endpoint: `failure` (counts toward ejection),
@@ -99,7 +115,11 @@ const rolesSchema = z.strictObject({
    * checks) waits for that. @default 5_000
    */
   wait: timerDuration.default(5_000),
-  /** Reads go only to replicas at most this far behind (ms); others are skipped. @default no bound */
+  /**
+   * Reads go only to replicas at most this far behind (ms); others are skipped, and so are
+   * replicas whose lag is unknown (the check reported none, e.g. a link to the primary down).
+   * @default no bound
+   */
   maxLag: durationOption.optional(),
   /** `replicas`: reads go to replicas, the primary when none is left. `primary`: the other way round. @default 'replicas' */
   reads: z.enum(['replicas', 'primary']).default('replicas'),
@@ -138,12 +158,12 @@ const retrySchema = z.strictObject({
    * @default false
    */
   idempotent: z.boolean().default(false),
-  /** Decides, instead of `idempotent`, whether an error may be retried on another endpoint. */
+  /** Decides, instead of `idempotent`, whether an error may be retried on another endpoint. One that throws retries nothing. */
   retryOn: fnOption<(error: unknown, attempt: number) => boolean>().optional(),
   /**
    * The retry budget shared by every call of this set (or of several sets), so that a total
    * outage does not multiply load; `false` for none.
-   * @default a budget of its own: retries at most 10% of the calls of the last second, plus 5 a second
+   * @default a budget of its own: retries at most 20% of the calls of the last second, at least 5 a second
    */
   budget: budgetOption.optional(),
 });
@@ -195,7 +215,8 @@ export const failoverOptionsSchema = z
     timeout: timerDuration.optional(),
     /**
      * Whether an error counts against the endpoint (for ejection and latency). Errors after the
-     * caller aborted never count.
+     * caller aborted never count. One that throws counts the error; the call still fails with
+     * the error it got, never with this function's.
      * @default every error
      */
     isFailure: fnOption<(error: unknown) => boolean>().optional(),

@@ -120,7 +120,7 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
     expect(api.snapshot().endpoints[1]).toMatchObject({ ejection: 'ejected', ejections: 2 });
   });
 
-  it('validates its options with zod, naming the path; an unknown name is a RangeError', () => {
+  it('validates its options with zod, naming the path; an unknown name is a HoldfastConfigError naming it', () => {
     const { api } = set(['a', 'b']);
     const error = (options: unknown) => {
       try {
@@ -141,8 +141,8 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
       message: 'is not a known option',
     });
     expect(error(undefined)).toBeInstanceOf(HoldfastConfigError);
-    expect(() => api.eject('nope', { durationMs: 10 })).toThrow(RangeError);
-    expect(() => api.restore('nope')).toThrow('no endpoint named "nope"');
+    expect(() => api.eject('nope', { durationMs: 10 })).toThrow(HoldfastConfigError);
+    expect(() => api.restore('nope')).toThrow('name is not an endpoint of this set (got "nope")');
     expect(api.snapshot().endpoints.every((e) => e.ejection === 'none')).toBe(true);
     api.dispose();
     expect(() => api.eject('a', { durationMs: 10 })).toThrow(DisposedError);

@@ -263,7 +263,9 @@ describe('drain', () => {
     expect(drained).toBe(true);
     set.undrain('a');
     expect(tally([await set.execute(ok), await set.execute(ok)])).toEqual({ a: 1, b: 1 });
-    expect(() => set.undrain('nope')).toThrow('no endpoint named "nope"');
+    expect(() => set.undrain('nope')).toThrow('name is not an endpoint of this set (got "nope")');
+    // drain() settles later, as documented: a wrong name rejects its promise, never throws.
+    await expect(set.drain('nope')).rejects.toMatchObject({ code: 'E_CONFIG' });
   });
 });
 

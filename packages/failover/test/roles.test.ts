@@ -401,12 +401,22 @@ describe('ready-made classifiers and tokens', () => {
     );
   });
 
-  it('compareRedisTokens: a promoted master outranks the master it left, else the higher offset', () => {
-    const old = ['aaaa', '0000000000000000000000000000000000000000', 500] as const;
+  it('compareRedisTokens: a promoted master outranks the master it left; one history by offset; never offsets across histories', () => {
+    const none = '0000000000000000000000000000000000000000';
+    const old = ['aaaa', none, 500] as const;
     const promoted = ['bbbb', 'aaaa', 480] as const;
     expect(compareRedisTokens(promoted, old)).toBe(1);
     expect(compareRedisTokens(old, promoted)).toBe(-1);
-    expect(compareRedisTokens(['cccc', 'dddd', 10], ['eeee', 'ffff', 0])).toBe(1);
+    expect(compareRedisTokens(['aaaa', none, 10], ['aaaa', none, 0])).toBe(1);
+    expect(compareRedisTokens(['aaaa', none, 0], ['aaaa', none, 10])).toBe(-1);
+    // Offsets of unrelated histories say nothing about which master is current: never a win by offset.
+    expect(compareRedisTokens(['cccc', 'dddd', 10], ['eeee', 'ffff', 0])).toBe(0);
+    expect(compareRedisTokens(['cccc', none, 10], ['eeee', none, 0])).toBe(0);
+    // A master promoted (twice, here) outranks one never promoted, however far ahead its offset.
+    expect(compareRedisTokens(['aaaa', none, 9_000], ['cccc', 'bbbb', 7_000])).toBe(-1);
+    expect(compareRedisTokens(['cccc', 'bbbb', 7_000], ['aaaa', none, 9_000])).toBe(1);
+    // The old master restarted empty (a new id, no history) loses to the replica promoted from it.
+    expect(compareRedisTokens(['ffff', none, 0], ['bbbb', 'aaaa', 480])).toBe(-1);
   });
 });
 

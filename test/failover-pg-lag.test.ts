@@ -1,0 +1,97 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createBus } from '@holdfast/core';
+import { failover } from '@holdfast/failover';
+import { pgRole, pgRoles } from '@holdfast/failover/pg';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+
+/**
+ * `roles.maxLag` on a real PostgreSQL pair: an idle replica that streams from its primary is
+ * fresh (lag 0, though it replayed nothing lately); once its primary is gone its lag is unknown
+ * (having replayed all it received says nothing then), and with a bound no read goes to it.
+ */
+
+async function until(what: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await what())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and maxLag', () => {
+  let pair: PgPair;
+  const pools: pg.Pool[] = [];
+  const pool = (node: PgPair['primary']) => {
+    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 500 });
+    p.on('error', () => {});
+    pools.push(p);
+    return p;
+  };
+
+  beforeAll(async () => {
+    pair = await startPgPair();
+  }, 90_000);
+
+  afterAll(async () => {
+    await Promise.all(pools.map((p) => p.end().catch(() => {})));
+    await pair?.stop();
+  }, 30_000);
+
+  it('an idle streaming replica takes reads under maxLag; once its primary is gone, its unknown lag keeps reads off it', async () => {
+    const primary = pool(pair.primary);
+    const replica = pool(pair.replica);
+    // Idle and streaming: nothing to replay is not lag.
+    await until(async () => (await pgRole(replica, 1_000)).lag === 0);
+    const bounded = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: [
+        { name: 'primary', target: primary },
+        { name: 'replica', target: replica },
+      ],
+      roles: pgRoles({ interval: 200, timeout: 500, maxLag: 5_000 }),
+      retry: false,
+    });
+    const unbounded = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: [
+        { name: 'primary', target: primary },
+        { name: 'replica', target: replica },
+      ],
+      roles: pgRoles({ interval: 200, timeout: 500 }),
+      retry: false,
+    });
+    try {
+      const read = (set: typeof bounded) =>
+        set
+          .execute(async (e) => (await e.target.query('select 1')).rowCount && e.name, { intent: 'read' })
+          .then(
+            (name) => String(name),
+            (error: { code?: string }) => `failed: ${error.code}`,
+          );
+      await until(() => bounded.snapshot().endpoints.every((e) => e.discovered !== 'unknown'));
+      const before: string[] = [];
+      for (let i = 0; i < 5; i++) before.push(await read(bounded));
+      expect(before).toEqual(Array(5).fill('replica'));
+
+      await pair.primary.kill();
+      // Its WAL receiver is gone: the replica replayed all it received, yet its lag is unknown.
+      await until(async () => (await pgRole(replica, 1_000)).lag === undefined);
+      await until(() => bounded.snapshot().endpoints.find((e) => e.name === 'replica')?.lag === null);
+      await until(() => bounded.snapshot().endpoints.find((e) => e.name === 'primary')?.discovered === 'unreachable');
+      const after: string[] = [];
+      for (let i = 0; i < 5; i++) after.push(await read(bounded));
+      expect(after.filter((r) => r === 'replica')).toEqual([]);
+      expect(after).toEqual(Array(5).fill('failed: E_NO_HEALTHY_ENDPOINT'));
+      // Without a bound, the replica still serves reads: an unknown lag only matters under maxLag.
+      await until(() => unbounded.snapshot().endpoints.find((e) => e.name === 'replica')?.lag === null);
+      expect(await read(unbounded)).toBe('replica');
+    } finally {
+      bounded.dispose();
+      unbounded.dispose();
+    }
+  }, 60_000);
+});
