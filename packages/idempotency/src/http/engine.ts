@@ -95,7 +95,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     if (!this.guards(view.method)) return PASS;
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
-    const scope = await this.#scopeOf(req);
+    // 'global' is known at once: no tick spent awaiting it.
+    const scope = this.options.scope === 'global' ? undefined : await this.#scopeOf(req);
     const fingerprint = requestFingerprint({
       method: view.method,
       url: view.url,
