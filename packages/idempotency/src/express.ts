@@ -28,7 +28,8 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
   return (req: Request, res: Response, next: NextFunction) => {
     if (!core.guards(req.method)) return next();
     // A request without a valid key is passed or refused without reading its body.
-    const known = core.key(req).status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
+    const header = core.key(req);
+    const known = header.status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
     const body =
       known.status === 'unread' ? readAndRestore(req, limit) : Promise.resolve(known.body as Buffer | undefined);
     body
@@ -42,7 +43,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
           headersDistinct: req.headersDistinct,
           body: bytes,
         };
-        return core.decide(req, view).then((decision) => {
+        return core.decide(req, view, header).then((decision) => {
           if (decision.action === 'pass') return next();
           if (decision.action === 'respond') return sendRaw(res, decision.response);
           captureNodeResponse(res, decision.run, routerNotFound);

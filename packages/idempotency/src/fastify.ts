@@ -2,12 +2,13 @@
  * Idempotency-Key plugin for Fastify 5.
  * @module @holdfast/idempotency/fastify
  */
-import { Transform } from 'node:stream';
+import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   HttpIdempotency,
   type HttpIdempotencyOptions,
+  type KeyHeader,
   type OutgoingHeaders,
   type RouteIdempotencyOptions,
   type Run,
@@ -44,10 +45,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // One middleware per route that overrides options, made (and its options checked) when the
   // route is declared, so a bad route option fails app.ready(), not a request.
   const perRoute = new WeakMap<object, HttpIdempotency<FastifyRequest>>();
-  // Requests whose key this plugin claimed, until their response is stored or released.
-  const runs = new WeakMap<FastifyRequest, Run>();
-  // The body of each guarded request with a key, as the bytes came on the wire.
-  const bodies = new WeakMap<FastifyRequest, Buffer[]>();
+  // Each guarded request with a valid key: its middleware, the body's bytes as they came on the
+  // wire (teed on their way to the parser), and, once claimed, its run until stored or released.
+  const states = new WeakMap<FastifyRequest, RequestState>();
 
   fastify.addHook('onRoute', (route) => {
     const config = route.config as { idempotency?: unknown } | undefined;
@@ -76,67 +76,76 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     return override === false ? undefined : perRoute.get(override);
   };
 
+  // The hooks take callbacks, not promises: a request that is not ours passes each one without
+  // a promise or a tick.
+
   // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
-  fastify.addHook('preParsing', async (request: FastifyRequest, _reply: FastifyReply, payload) => {
+  fastify.addHook('preParsing', (request: FastifyRequest, _reply: FastifyReply, payload, done) => {
     const core = coreFor(request);
-    if (core === undefined || !core.guards(request.method) || core.key(request.raw).status !== 'ok') return payload;
+    if (core === undefined || !core.guards(request.method)) return done(null, payload);
+    const header = core.key(request.raw);
+    if (header.status !== 'ok') return done(null, payload);
     const chunks: Buffer[] = [];
-    bodies.set(request, chunks);
-    const tee = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        chunks.push(chunk);
-        callback(null, chunk);
-      },
-    });
+    states.set(request, { core, header, chunks, run: undefined });
+    const tee = new Tee(payload, chunks);
     payload.on('error', (error) => tee.destroy(error));
-    const out = payload.pipe(tee) as typeof tee & { receivedEncodedLength?: number };
-    // Fastify checks the length it received against Content-Length from this property.
-    Object.defineProperty(out, 'receivedEncodedLength', {
-      get: () => (payload as { receivedEncodedLength?: number }).receivedEncodedLength,
-    });
-    return out;
+    done(null, payload.pipe(tee));
   });
 
   // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
-  fastify.addHook('preHandler', async (request: FastifyRequest, reply: FastifyReply) => {
-    const core = coreFor(request);
-    if (core === undefined || !core.guards(request.method)) return;
-    const decision = await core.decide(request, {
+  fastify.addHook('preHandler', (request: FastifyRequest, reply: FastifyReply, done) => {
+    const state = states.get(request);
+    const core = state?.core ?? coreFor(request);
+    if (core === undefined || !core.guards(request.method)) return done();
+    const view = {
       method: request.method,
       url: request.url,
       headers: request.headers,
       headersDistinct: request.raw.headersDistinct,
-      body: bodyBytes(bodies.get(request), request.body),
-    });
-    if (decision.action === 'run') runs.set(request, decision.run);
-    else if (decision.action === 'respond') {
-      const { status, headers, body } = decision.response;
-      return reply
-        .code(status)
-        .headers(headers as Record<string, string | string[]>)
-        .send(body);
-    }
+      body: bodyBytes(state?.chunks, request.body),
+    };
+    core.decide(request, view, state?.header).then((decision) => {
+      if (decision.action === 'respond') {
+        const { status, headers, body } = decision.response;
+        // Sent from the hook: the handler does not run (no done()).
+        try {
+          reply
+            .code(status)
+            .headers(headers as Record<string, string | string[]>)
+            .send(body);
+        } catch (error) {
+          done(error as Error);
+        }
+        return;
+      }
+      if (decision.action === 'run') {
+        if (state === undefined) states.set(request, { core, header: undefined, chunks: undefined, run: decision.run });
+        else state.run = decision.run;
+      }
+      done();
+    }, done);
   });
 
   // Only a response to a request this plugin claimed is stored: never its own 409, 422 or replay.
-  fastify.addHook('onSend', async (request: FastifyRequest, reply: FastifyReply, payload: unknown) => {
-    const run = runs.get(request);
-    if (run === undefined) return payload;
-    runs.delete(request);
+  fastify.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload: unknown, done) => {
+    const state = states.get(request);
+    const run = state?.run;
+    if (state === undefined || run === undefined) return done(null, payload);
+    state.run = undefined;
     const headers = reply.getHeaders() as OutgoingHeaders;
     const stream = asNodeStream(payload);
-    if (stream !== undefined) return teeStream(stream, run, reply.statusCode, headers);
+    if (stream !== undefined) return done(null, teeStream(stream, run, reply.statusCode, headers));
     run.body.add(payload);
-    await run.finish(reply.statusCode, headers);
-    return payload;
+    run.finish(reply.statusCode, headers).then(() => done(null, payload), done);
   });
 
   // A claimed request that never reached onSend (a hijacked reply, an aborted request) frees its key.
-  fastify.addHook('onResponse', async (request: FastifyRequest) => {
-    const run = runs.get(request);
-    if (run === undefined) return;
-    runs.delete(request);
-    await run.abandon('E_INCOMPLETE');
+  fastify.addHook('onResponse', (request: FastifyRequest, _reply: FastifyReply, done) => {
+    const state = states.get(request);
+    const run = state?.run;
+    if (state === undefined || run === undefined) return done();
+    state.run = undefined;
+    run.abandon('E_INCOMPLETE').then(() => done(), done);
   });
 };
 
@@ -157,8 +166,40 @@ export const idempotency = Object.assign(plugin, {
   [Symbol.for('plugin-meta')]: { fastify: '5.x', name: '@holdfast/idempotency' },
 });
 
+/** What the plugin knows of a guarded request. */
+interface RequestState {
+  readonly core: HttpIdempotency<FastifyRequest>;
+  readonly header: KeyHeader | undefined;
+  readonly chunks: Buffer[] | undefined;
+  run: Run | undefined;
+}
+
+/** Passes the body's chunks on unchanged, keeping each. */
+class Tee extends Transform {
+  readonly #source: { receivedEncodedLength?: number };
+  readonly #chunks: Buffer[];
+
+  constructor(source: object, chunks: Buffer[]) {
+    super();
+    this.#source = source;
+    this.#chunks = chunks;
+  }
+
+  /** Fastify checks the length it received against Content-Length from this property. */
+  get receivedEncodedLength(): number | undefined {
+    return this.#source.receivedEncodedLength;
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.#chunks.push(chunk);
+    callback(null, chunk);
+  }
+}
+
 /** The bytes teed on the way in, or the parsed body when nothing was teed (no body was sent). */
 function bodyBytes(chunks: Buffer[] | undefined, parsed: unknown): unknown {
   if (chunks === undefined) return parsed;
-  return chunks.length === 0 ? undefined : Buffer.concat(chunks);
+  if (chunks.length === 0) return undefined;
+  // Hashed, never changed: one chunk needs no copy.
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
 }

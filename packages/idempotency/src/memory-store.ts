@@ -6,17 +6,26 @@ import {
   type Snapshottable,
   type TimerHandle,
 } from '@holdfast/core';
+import { decodeValue, encodeValue } from './codec.js';
 import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type MemoryStoreOptions, memoryStoreOptionsSchema } from './options.js';
 import {
   type ClaimResult,
   type CompletedRecord,
-  decodeOutcome,
-  type EncodedOutcome,
-  encodeOutcome,
+  checkResponse,
+  copyHeaders,
   type IdempotencyStore,
   type StoredOutcome,
+  type StoredResponse,
 } from './store.js';
+
+/**
+ * An outcome as this store keeps it: a value as its JSON text; a response as a checked copy (no
+ * JSON round trip: this process is the only reader). `bytes`: what it counts against `maxBytes`.
+ */
+type KeptOutcome =
+  | { readonly kind: 'value'; readonly text: string; readonly bytes: number }
+  | ({ readonly kind: 'response'; readonly bytes: number } & StoredResponse);
 
 interface Entry {
   readonly key: string;
@@ -26,7 +35,7 @@ interface Entry {
   leaseUntil: number;
   expiresAt: number;
   completedAt: number;
-  outcome: EncodedOutcome | undefined;
+  outcome: KeptOutcome | undefined;
   /** What this record counts against `maxBytes`. */
   bytes: number;
   // The recency list: `older` towards the least recently used end.
@@ -125,20 +134,20 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 
   async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
     this.#checkOpen();
-    const encoded = encodeOutcome(outcome);
+    const kept = keep(outcome);
     const now = this.clock.now();
     const entry = this.#live(key, now);
     // A completion resent by its own run (a retry after a lost reply) succeeds again, changing nothing.
     if (entry?.outcome !== undefined && entry.token === token) return true;
     if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
-    const bytes = entry.bytes + 2 * encoded.meta.length + encoded.body.byteLength;
+    const bytes = entry.bytes + kept.bytes;
     if (bytes > this.maxBytes) {
       throw new IdempotencyValueError(
         'outcome',
         `the record is ${bytes} bytes, over ${NAME}'s maxBytes of ${this.maxBytes}`,
       );
     }
-    entry.outcome = encoded;
+    entry.outcome = kept;
     entry.completedAt = now;
     entry.expiresAt = now + ttlMs;
     this.#bytes += bytes - entry.bytes;
@@ -280,7 +289,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 }
 
-function toRecord(key: string, entry: Entry, outcome: EncodedOutcome): CompletedRecord {
+function toRecord(key: string, entry: Entry, outcome: KeptOutcome): CompletedRecord {
   return {
     status: 'completed',
     key,
@@ -288,6 +297,36 @@ function toRecord(key: string, entry: Entry, outcome: EncodedOutcome): Completed
     createdAt: entry.createdAt,
     completedAt: entry.completedAt,
     expiresAt: entry.expiresAt,
-    outcome: decodeOutcome(outcome),
+    outcome: handOut(outcome),
+  };
+}
+
+/** Checks and copies an outcome before any state changes; throws {@link IdempotencyValueError}. */
+function keep(outcome: StoredOutcome): KeptOutcome {
+  if (outcome?.kind === 'value') {
+    const text = encodeValue(outcome.value);
+    return { kind: 'value', text, bytes: 2 * text.length };
+  }
+  const { status, headers, body } = checkResponse(outcome);
+  const copy = copyHeaders(headers);
+  // A copy of the body: the caller may reuse its buffer.
+  return {
+    kind: 'response',
+    status,
+    headers: copy.headers,
+    body: Buffer.from(body),
+    bytes: 2 * copy.chars + 16 + body.byteLength,
+  };
+}
+
+/** A fresh copy of a kept outcome: what the caller does with it never changes the record. */
+function handOut(outcome: KeptOutcome): StoredOutcome {
+  if (outcome.kind === 'value') return { kind: 'value', value: decodeValue(outcome.text) };
+  const { body } = outcome;
+  return {
+    kind: 'response',
+    status: outcome.status,
+    headers: copyHeaders(outcome.headers).headers,
+    body: Buffer.from(body),
   };
 }

@@ -85,18 +85,7 @@ const NO_BYTES = Buffer.alloc(0);
 /** Checks and encodes an outcome before any state changes; throws {@link IdempotencyValueError}. */
 export function encodeOutcome(outcome: StoredOutcome): EncodedOutcome {
   if (outcome?.kind === 'value') return { kind: 'value', meta: encodeValue(outcome.value), body: NO_BYTES };
-  if (outcome?.kind !== 'response') throw new IdempotencyValueError('outcome', "kind must be 'value' or 'response'");
-  const { status, headers, body } = outcome;
-  if (!Number.isInteger(status) || status < 100 || status > 599) {
-    throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);
-  }
-  if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
-  if (typeof headers !== 'object' || headers === null)
-    throw new IdempotencyValueError('response.headers', 'must be an object');
-  for (const [name, v] of Object.entries(headers)) {
-    const ok = typeof v === 'string' || (Array.isArray(v) && v.every((s) => typeof s === 'string'));
-    if (!ok) throw new IdempotencyValueError(`response.headers.${name}`, 'must be a string or an array of strings');
-  }
+  const { status, headers, body } = checkResponse(outcome);
   return {
     kind: 'response',
     meta: JSON.stringify({ status, headers }),
@@ -109,4 +98,56 @@ export function decodeOutcome(encoded: EncodedOutcome): StoredOutcome {
   if (encoded.kind === 'value') return { kind: 'value', value: decodeValue(encoded.meta) };
   const { status, headers } = JSON.parse(encoded.meta) as Pick<StoredResponse, 'status' | 'headers'>;
   return { kind: 'response', status, headers, body: Buffer.from(encoded.body) };
+}
+
+/**
+ * Checks that an outcome is a response a store can keep; throws {@link IdempotencyValueError}
+ * naming what is wrong.
+ */
+export function checkResponse(outcome: StoredOutcome): StoredResponse {
+  if (outcome?.kind !== 'response') throw new IdempotencyValueError('outcome', "kind must be 'value' or 'response'");
+  const { status, headers, body } = outcome;
+  if (!Number.isInteger(status) || status < 100 || status > 599) {
+    throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);
+  }
+  if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
+  if (typeof headers !== 'object' || headers === null)
+    throw new IdempotencyValueError('response.headers', 'must be an object');
+  for (const name of Object.keys(headers)) {
+    const v = headers[name];
+    if (typeof v === 'string') continue;
+    let ok = Array.isArray(v);
+    if (ok) for (const item of v as readonly unknown[]) ok &&= typeof item === 'string';
+    if (!ok) throw new IdempotencyValueError(`response.headers.${name}`, 'must be a string or an array of strings');
+  }
+  return outcome;
+}
+
+/**
+ * A copy of checked response headers, and the characters they take (names and values, with a
+ * few for punctuation, about what their JSON takes).
+ */
+export function copyHeaders(headers: StoredResponse['headers']): {
+  headers: Record<string, string | string[]>;
+  chars: number;
+} {
+  const copy: Record<string, string | string[]> = {};
+  let chars = 2;
+  for (const name of Object.keys(headers)) {
+    const v = headers[name] as string | readonly string[];
+    let value: string | string[];
+    if (typeof v === 'string') {
+      value = v;
+      chars += name.length + v.length + 6;
+    } else {
+      value = [...v];
+      chars += name.length + 6;
+      for (const item of value) chars += item.length + 3;
+    }
+    // A header named `__proto__` stays a header (JSON.parse made it an own property too).
+    if (name === '__proto__')
+      Object.defineProperty(copy, name, { value, enumerable: true, writable: true, configurable: true });
+    else copy[name] = value;
+  }
+  return { headers: copy, chars };
 }

@@ -65,7 +65,8 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
       }
       if (!req.complete) return;
       // The last read() scheduled 'end' for the next tick; data put back now cancels it.
-      const body = Buffer.concat(chunks, size);
+      // One chunk (most bodies) is handed back as it is: it is hashed before anyone reads it again.
+      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
       if (size > 0) req.unshift(body);
       done(body);
     }

@@ -88,7 +88,8 @@ export class BodyCollector {
   }
 
   bytes(): Buffer {
-    return Buffer.concat(this.#chunks, this.#size);
+    // The chunks are copies already: one needs no second.
+    return this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#size);
   }
 }
 

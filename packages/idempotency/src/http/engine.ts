@@ -88,14 +88,15 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   /**
    * Decides what to do with a request. Rejects only if `scope(req)` throws or returns anything
-   * but a non-empty string (a `HoldfastConfigError`): never a silent shared space.
+   * but a non-empty string (a `HoldfastConfigError`): never a silent shared space. `header`:
+   * what {@link key} said of this request's view, when the adapter asked already.
    */
-  async decide(req: Req, view: RequestView): Promise<Decision> {
+  async decide(req: Req, view: RequestView, header = this.key(view)): Promise<Decision> {
     if (!this.guards(view.method)) return PASS;
-    const header = this.key(view);
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
-    const scope = await this.#scopeOf(req);
+    // 'global' is known at once: no tick spent awaiting it.
+    const scope = this.options.scope === 'global' ? undefined : await this.#scopeOf(req);
     const fingerprint = requestFingerprint({
       method: view.method,
       url: view.url,

@@ -1,4 +1,4 @@
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
@@ -8,9 +8,12 @@ export function sendRaw(res: ServerResponse, response: HttpResponse): void {
   res.end(response.body);
 }
 
-type Write = ServerResponse['write'];
-type End = ServerResponse['end'];
-type WriteHead = ServerResponse['writeHead'];
+type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
+
+/** The capture of a response watched through its prototype (see {@link captureNodeResponse}). */
+const CAPTURE = Symbol('holdfast.idempotency.capture');
+
+type Captured = ServerResponse & { [CAPTURE]?: Capture };
 
 /**
  * Watches a Node response for `run`: every byte given to `write` and `end` is collected, and
@@ -30,55 +33,147 @@ type WriteHead = ServerResponse['writeHead'];
  *   that stops there without calling `end` keeps its key claimed until the lease runs out.)
  * - `unstored(status, headers)`, when true, releases the key of a finished response instead
  *   of storing it (Express: the router's own 404 for a path no route served).
+ *
+ * How: Express gives each response its app's prototype, whose chain ends in Express's own
+ * response object, then Node's. That object (the root) gets `writeHead`, `write` and `end`
+ * once, which watch the responses that carry a capture and pass the others straight through;
+ * each response then only gets its capture. Express swaps the prototype of a response that
+ * enters or leaves a mounted sub-app, but every app's chain holds the root, so the watch stays.
+ * (Methods set on each response instead cost several microseconds a response: Express has
+ * already swapped its prototype.) A response without such a root, one whose methods a layer
+ * before us replaced on the response itself, or one watched twice, gets its own methods.
  */
 export function captureNodeResponse(
   res: ServerResponse,
   run: Run,
   unstored?: (status: number, headers: OutgoingHeaders) => boolean,
 ): void {
-  const write = res.write as (...args: unknown[]) => boolean;
-  const end = res.end as (...args: unknown[]) => ServerResponse;
-  const writeHead = res.writeHead as (...args: unknown[]) => ServerResponse;
-  let headers: OutgoingHeaders | undefined;
-  const snapshot = (explicit?: OutgoingHeaders) => {
-    if (headers === undefined)
-      headers = explicit === undefined ? res.getHeaders() : { ...res.getHeaders(), ...explicit };
-    return headers;
-  };
-
-  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    // Headers given to writeHead() are not always visible to getHeaders(): keep them.
-    snapshot(headersOf(args.find((a) => typeof a === 'object' && a !== null)));
-    return writeHead.apply(this, args);
-  } as WriteHead;
-
-  res.write = function (this: ServerResponse, chunk: unknown, ...rest: unknown[]) {
-    run.body.add(chunk, encodingOf(rest[0]));
-    return write.call(this, chunk, ...rest);
-  } as Write;
-
-  // Set while the response is being stored: a second end() waits its turn behind the first.
-  let storing: Promise<unknown> | undefined;
-  res.end = function (this: ServerResponse, ...args: unknown[]) {
-    if (storing !== undefined) {
-      storing = storing.then(() => end.apply(this, args));
-      return this;
-    }
-    if (run.settled) return end.apply(this, args);
-    const chunk = typeof args[0] === 'function' ? undefined : args[0];
-    run.body.add(chunk, encodingOf(args[1]));
-    const status = this.statusCode;
-    const settle = unstored?.(status, snapshot()) ? run.abandon(`HTTP_${status}`) : run.finish(status, snapshot());
-    storing = settle.then(() => end.apply(this, args));
-    return this;
-  } as End;
-
+  const capture = new Capture(run, unstored);
+  const root = rootOf(res);
+  if (root !== undefined && (res as Captured)[CAPTURE] === undefined && !ownsMethods(res)) {
+    if (!patched.has(root)) patchRoot(root);
+    (res as Captured)[CAPTURE] = capture;
+  } else {
+    patchInstance(res, capture);
+  }
   const socket = res.socket;
   res.once('close', () => {
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
     if (!clientLeft || res.headersSent) void run.abandon('E_INCOMPLETE');
   });
+}
+
+/** One response's watch: its headers as first written, its body, and its (deferred) end. */
+class Capture {
+  #headers: OutgoingHeaders | undefined;
+  // Set while the response is being stored: a second end() waits its turn behind the first.
+  #storing: Promise<unknown> | undefined;
+
+  constructor(
+    readonly run: Run,
+    readonly unstored: ((status: number, headers: OutgoingHeaders) => boolean) | undefined,
+  ) {}
+
+  writeHead(res: ServerResponse, args: unknown[]): void {
+    // Headers given to writeHead() are not always visible to getHeaders(): keep them.
+    if (this.#headers === undefined)
+      this.#snapshot(res, headersOf(args.find((a) => typeof a === 'object' && a !== null)));
+  }
+
+  write(chunk: unknown, encoding: unknown): void {
+    this.run.body.add(chunk, encodingOf(encoding));
+  }
+
+  end(res: ServerResponse, args: unknown[], end: Method): unknown {
+    if (this.#storing !== undefined) {
+      this.#storing = this.#storing.then(() => end.apply(res, args));
+      return res;
+    }
+    const { run } = this;
+    if (run.settled) return end.apply(res, args);
+    const chunk = typeof args[0] === 'function' ? undefined : args[0];
+    run.body.add(chunk, encodingOf(args[1]));
+    const status = res.statusCode;
+    const headers = this.#snapshot(res);
+    const settle = this.unstored?.(status, headers) ? run.abandon(`HTTP_${status}`) : run.finish(status, headers);
+    this.#storing = settle.then(() => end.apply(res, args));
+    return res;
+  }
+
+  #snapshot(res: ServerResponse, explicit?: OutgoingHeaders): OutgoingHeaders {
+    if (this.#headers === undefined) {
+      this.#headers = explicit === undefined ? res.getHeaders() : { ...res.getHeaders(), ...explicit };
+    }
+    return this.#headers;
+  }
+}
+
+const NODE_RESPONSE = ServerResponse.prototype;
+const METHODS = ['writeHead', 'write', 'end'] as const;
+const patched = new WeakSet<object>();
+
+/** The last prototype before Node's in a response's chain (Express's response object), if any. */
+function rootOf(res: ServerResponse): object | undefined {
+  let proto: object | null = Object.getPrototypeOf(res);
+  if (proto === NODE_RESPONSE) return undefined;
+  while (proto !== null) {
+    const up: object | null = Object.getPrototypeOf(proto);
+    if (up === NODE_RESPONSE) return proto;
+    proto = up;
+  }
+  return undefined;
+}
+
+function ownsMethods(res: ServerResponse): boolean {
+  return Object.hasOwn(res, 'writeHead') || Object.hasOwn(res, 'write') || Object.hasOwn(res, 'end');
+}
+
+/** Gives `root` the watching methods; each calls what `root` had (its own or inherited) at call time. */
+function patchRoot(root: object): void {
+  patched.add(root);
+  const own = (name: (typeof METHODS)[number]): Method | undefined =>
+    Object.hasOwn(root, name) ? ((root as Record<string, unknown>)[name] as Method) : undefined;
+  const ownWriteHead = own('writeHead');
+  const ownWrite = own('write');
+  const ownEnd = own('end');
+  const parent = Object.getPrototypeOf(root) as Record<(typeof METHODS)[number], Method>;
+  const methods: Record<(typeof METHODS)[number], Method> = {
+    writeHead(...args) {
+      (this as Captured)[CAPTURE]?.writeHead(this, args);
+      return (ownWriteHead ?? parent.writeHead).apply(this, args);
+    },
+    write(...args) {
+      (this as Captured)[CAPTURE]?.write(args[0], args[1]);
+      return (ownWrite ?? parent.write).apply(this, args);
+    },
+    end(...args) {
+      const capture = (this as Captured)[CAPTURE];
+      const end = ownEnd ?? parent.end;
+      return capture === undefined ? end.apply(this, args) : capture.end(this, args, end);
+    },
+  };
+  for (const name of METHODS) {
+    Object.defineProperty(root, name, { value: methods[name], writable: true, configurable: true, enumerable: false });
+  }
+}
+
+/** Sets the watching methods on the response itself, around the ones it has now. */
+function patchInstance(res: ServerResponse, capture: Capture): void {
+  const writeHead = res.writeHead as Method;
+  const write = res.write as Method;
+  const end = res.end as Method;
+  res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
+    capture.writeHead(this, args);
+    return writeHead.apply(this, args);
+  } as ServerResponse['writeHead'];
+  res.write = function (this: ServerResponse, ...args: unknown[]) {
+    capture.write(args[0], args[1]);
+    return write.apply(this, args);
+  } as ServerResponse['write'];
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    return capture.end(this, args, end);
+  } as ServerResponse['end'];
 }
 
 function encodingOf(value: unknown): BufferEncoding | undefined {
