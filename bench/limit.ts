@@ -29,6 +29,10 @@ export async function benchLimit(): Promise<void> {
     title: 'limit: one call through a limit with room (sequential)',
     baseline: 'bare call',
     calls: 1_000,
+    pairs: [
+      ['holdfast bulkhead', 'cockatiel bulkhead'],
+      ['holdfast bulkhead', 'p-limit'],
+    ],
     variants: [
       { name: 'bare call', call: bare },
       { name: 'holdfast bulkhead', call: () => hfBulkhead.execute(bare) },
@@ -48,6 +52,10 @@ export async function benchLimit(): Promise<void> {
     title: `limit: ${BATCH} concurrent calls through 10 slots (figure per batch)`,
     baseline: 'bare batch',
     calls: 20,
+    pairs: [
+      ['holdfast bulkhead', 'cockatiel bulkhead'],
+      ['holdfast bulkhead', 'p-limit'],
+    ],
     variants: [
       { name: 'bare batch', call: batch((fn) => fn()) },
       { name: 'holdfast bulkhead', call: batch((fn) => hfBulkhead.execute(fn)) },
@@ -63,6 +71,7 @@ export async function benchLimit(): Promise<void> {
     calls: 10,
     rounds: 3,
     time: 300,
+    pairs: [['holdfast bulkhead', 'bottleneck']],
     variants: [
       { name: 'bare call', call: bare },
       { name: 'holdfast bulkhead', call: () => hfBulkhead.execute(bare) },
@@ -81,6 +90,10 @@ export async function benchLimit(): Promise<void> {
     title: 'limit: in-process rate limit decision, 1,000 keys',
     baseline: 'bare call',
     calls: 1_000,
+    pairs: [
+      ['holdfast tokenBucket.execute', 'rate-limiter-flexible Memory'],
+      ['holdfast slidingWindow.execute', 'rate-limiter-flexible Memory'],
+    ],
     variants: [
       { name: 'bare call', call: bare },
       { name: 'holdfast tokenBucket.execute', call: () => bucket.execute(bare, { key: key() }) },
@@ -106,6 +119,7 @@ export async function benchLimit(): Promise<void> {
       baseline: 'redis PING',
       calls: 200,
       rounds: 5,
+      pairs: [['holdfast redisRateLimiter (GCRA)', 'rate-limiter-flexible Redis']],
       variants: [
         { name: 'redis PING', call: () => client.ping() },
         { name: 'holdfast redisRateLimiter (GCRA)', call: () => ours.take(key()) },

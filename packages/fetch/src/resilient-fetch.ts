@@ -143,27 +143,21 @@ class Client {
 
     if (o.hedge !== false) {
       const options = o.hedge;
-      this.#hedge = this.#own(
-        within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, policies: false, bus, clock })),
-      );
+      this.#hedge = this.#own(within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, bus, clock })));
     }
     this.#maxHosts = o.concurrency === false ? 0 : o.concurrency.maxHosts;
     if (o.concurrency !== false) {
       const c = o.concurrency;
+      // Listed (as `<name>.concurrency.<host>`) while held: at most maxHosts idle ones, each
+      // unlisted by dispose() when evicted or when the client is disposed.
       const make =
         'bulkhead' in c
-          ? (host: string): Limiter =>
-              bulkhead({ ...c.bulkhead, name: `${o.name}.concurrency.${host}`, policies: false, bus, clock })
-          : (host: string): Limiter =>
-              adaptiveConcurrency({
-                ...c.adaptive,
-                name: `${o.name}.concurrency.${host}`,
-                policies: false,
-                bus,
-                clock,
-              });
+          ? (host: string, policies?: false): Limiter =>
+              bulkhead({ ...c.bulkhead, name: `${o.name}.concurrency.${host}`, policies, bus, clock })
+          : (host: string, policies?: false): Limiter =>
+              adaptiveConcurrency({ ...c.adaptive, name: `${o.name}.concurrency.${host}`, policies, bus, clock });
       // Bad limiter options fail here, at construction, not on the first request.
-      within(`concurrency.${'bulkhead' in c ? 'bulkhead' : 'adaptive'}`, () => make('check')).dispose();
+      within(`concurrency.${'bulkhead' in c ? 'bulkhead' : 'adaptive'}`, () => make('check', false)).dispose();
       this.#makeLimiter = make;
     }
 

@@ -94,6 +94,18 @@ class SlotBulkhead implements Bulkhead {
   }
 
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    // A free slot and no signal (none given, no outer scope): nothing can abort the call. Kept
+    // small so that it inlines; everything else takes #admit.
+    if (this.#running < this.maxConcurrent && !this.#disposed && !(options instanceof CallScope)) {
+      if (options?.signal === undefined) {
+        this.#running++;
+        return this.#runFree(fn, new CallScope(options));
+      }
+    }
+    return this.#admit(fn, options);
+  }
+
+  #admit<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     if (this.#disposed) return Promise.reject(new DisposedError(this.name));
     // Inside a pipeline, the outer policy's scope is our context as it is: nothing to allocate.
     const owned = !(options instanceof CallScope);
@@ -120,6 +132,18 @@ class SlotBulkhead implements Bulkhead {
       return await invokeIn(fn, scope);
     } finally {
       if (owned) scope.release();
+      this.#handOver();
+    }
+  }
+
+  /**
+   * A call given a free slot and no signal: nothing can abort its scope, so there is no abort
+   * rule to keep and nothing to detach from; only the slot to give back.
+   */
+  async #runFree<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
+    try {
+      return await fn(scope);
+    } finally {
       this.#handOver();
     }
   }

@@ -3,6 +3,7 @@ import {
   DisposedError,
   type ExecuteOptions,
   HoldfastConfigError,
+  invoke,
   invokeIn,
   type Operation,
   type Policy,
@@ -96,6 +97,10 @@ export abstract class RateLimiterBase implements RateLimiter {
 
   #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision): Promise<T> {
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
+    if (!(options instanceof CallScope) && options?.signal === undefined) {
+      // No signal and no outer scope: nothing can abort the call, nothing to detach from.
+      return invoke(fn, new CallScope(options));
+    }
     const scope = new CallScope(options);
     if (scope.aborted) {
       scope.release();
@@ -137,6 +142,7 @@ const EVICTION_SCAN = 16;
  * recently used key that is not `limited`: a key still refusing calls is kept (moved to the
  * recent end) so that a client cannot reset its own exhausted limit by cycling throwaway keys.
  * It looks through at most 16 keys; when all of them are limited, it forgets the least recently used.
+ * Use is recorded once the table is half full: before that, keys stay in the order they came.
  */
 export class KeyTable<S> {
   readonly #map = new Map<string, S>();
@@ -155,9 +161,12 @@ export class KeyTable<S> {
     const map = this.#map;
     let state = map.get(key);
     if (state !== undefined) {
-      // Touched: it becomes the most recently used.
-      map.delete(key);
-      map.set(key, state);
+      // Touched: it becomes the most recently used. Order matters only to eviction, so a table
+      // less than half full skips the two map writes (the keys used since then are in order).
+      if (map.size >= this.maxKeys >> 1) {
+        map.delete(key);
+        map.set(key, state);
+      }
       return state;
     }
     state = make();

@@ -3,7 +3,7 @@
  * @module @holdfast/limit/redis
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { errorLabel, fnOption, parseOptions } from '@holdfast/core';
+import { type Clock, errorLabel, fnOption, parseOptions, type TimerHandle } from '@holdfast/core';
 import { z } from 'zod';
 import { LimitStoreUnavailableError } from './errors.js';
 import { nameDefaults } from './options.js';
@@ -152,16 +152,22 @@ class RedisGcra extends RateLimiterBase {
     return hashed;
   }
 
-  async take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
-    checkCost(this.name, cost, this.#burst);
-    let reply: unknown;
+  take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
     try {
-      reply = await this.#send(key, cost);
+      checkCost(this.name, cost, this.#burst);
     } catch (error) {
-      return this.#unreachable(error);
+      return Promise.reject(error);
     }
-    const [allowed, retryAfter, remaining] = String(reply).split(':').map(Number) as [number, number, number];
-    return this.decided(allowed === 1, Math.max(1, retryAfter), remaining);
+    return this.#send(key, cost).then(
+      (reply) => {
+        // "allowed:retryAfter:remaining"
+        const text = String(reply);
+        const second = text.indexOf(':', 2);
+        const retryAfter = Number(text.slice(2, second));
+        return this.decided(text[0] === '1', Math.max(1, retryAfter), Number(text.slice(second + 1)));
+      },
+      (error: unknown) => this.#unreachable(error),
+    );
   }
 
   /**
@@ -173,42 +179,10 @@ class RedisGcra extends RateLimiterBase {
     const { client } = this.o;
     if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
     const tat = this.keyOf(key);
-    const keys = [tat, `${tat}:r:${this.#requestId()}`] as const;
-    const args = [this.#emission, this.#tolerance, cost, this.o.resendWindow] as const;
-    return new Promise((resolve, reject) => {
-      let settled = false;
-      const finish = (settle: () => void) => {
-        if (settled) return;
-        settled = true;
-        this.common.clock.clearTimeout(timer);
-        client.removeListener('ready', send);
-        settle();
-      };
-      const send = () => {
-        if (settled) return;
-        client
-          .call('evalsha', sha, 2, ...keys, ...args)
-          .catch((error: unknown) =>
-            error instanceof Error && error.message.startsWith('NOSCRIPT')
-              ? client.call('eval', source, 2, ...keys, ...args)
-              : Promise.reject(error),
-          )
-          .then(
-            (reply) => finish(() => resolve(reply)),
-            (error: unknown) => finish(() => reject(error)),
-          );
-      };
-      // Our own timer: a hung server or a reconnect loop must not hold the call.
-      const timer = this.common.clock.setTimeout(() => {
-        const why =
-          client.status === 'ready'
-            ? `Redis did not answer within ${this.o.commandTimeout} ms`
-            : `Redis is not connected (client status "${client.status}")`;
-        finish(() => reject(new Error(why)));
-      }, this.o.commandTimeout);
-      if (client.status === 'ready' || client.status === 'wait') send();
-      else client.once('ready', send);
-    });
+    const args = [tat, `${tat}:r:${this.#requestId()}`, this.#emission, this.#tolerance, cost, this.o.resendWindow];
+    return new Promise(
+      (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
+    );
   }
 
   #unreachable(error: unknown): RateDecision {
@@ -241,5 +215,72 @@ class RedisGcra extends RateLimiterBase {
       storeErrors: this.#storeErrors,
       status: this.o.client.status === 'ready' ? 'pass' : 'warn',
     };
+  }
+}
+
+/**
+ * One decision in flight: its EVALSHA, its timeout, and waiting for a connection if there is
+ * none. A class rather than closures: a decision allocates one object, not one function per step.
+ */
+class Decision {
+  #settled = false;
+  readonly #timer: TimerHandle;
+  /** Sends once the connection is ready; made only when it is not. */
+  #onReady: (() => void) | undefined;
+
+  constructor(
+    readonly client: RedisClient,
+    readonly clock: Clock,
+    readonly timeout: number,
+    /** KEYS (tat, request-id marker) then ARGV of the script. */
+    readonly args: (string | number)[],
+    readonly resolve: (reply: unknown) => void,
+    readonly reject: (error: unknown) => void,
+  ) {
+    // Our own timer: a hung server or a reconnect loop must not hold the call.
+    this.#timer = clock.setTimeout(() => this.expire(), timeout);
+    if (client.status === 'ready' || client.status === 'wait') this.send();
+    else {
+      this.#onReady = () => this.send();
+      client.once('ready', this.#onReady);
+    }
+  }
+
+  send(): void {
+    if (this.#settled) return;
+    const { client, args } = this;
+    client
+      .call('evalsha', sha, 2, ...args)
+      .catch((error: unknown) =>
+        error instanceof Error && error.message.startsWith('NOSCRIPT')
+          ? client.call('eval', source, 2, ...args)
+          : Promise.reject(error),
+      )
+      .then(
+        (reply) => {
+          if (this.#finish()) this.resolve(reply);
+        },
+        (error: unknown) => {
+          if (this.#finish()) this.reject(error);
+        },
+      );
+  }
+
+  expire(): void {
+    const { client } = this;
+    const why =
+      client.status === 'ready'
+        ? `Redis did not answer within ${this.timeout} ms`
+        : `Redis is not connected (client status "${client.status}")`;
+    if (this.#finish()) this.reject(new Error(why));
+  }
+
+  /** Settles once: true the first time. */
+  #finish(): boolean {
+    if (this.#settled) return false;
+    this.#settled = true;
+    this.clock.clearTimeout(this.#timer);
+    if (this.#onReady !== undefined) this.client.removeListener('ready', this.#onReady);
+    return true;
   }
 }

@@ -40,6 +40,15 @@ describe('tokenBucket()', () => {
     expect(rl.take('a').allowed).toBe(true);
   });
 
+  it('past maxKeys, forgets the least recently used key, not the first one made', () => {
+    const clock = new ManualClock();
+    const rl = tokenBucket({ limit: 3, interval: 60_000, maxKeys: 4, clock, policies: false });
+    for (const key of ['a', 'b', 'c', 'a', 'd', 'e']) expect(rl.take(key).allowed).toBe(true); // e forgets b
+    expect(rl.snapshot().keys).toBe(4);
+    expect(rl.take('a')).toMatchObject({ allowed: true, remaining: 0 }); // a kept its count
+    expect(rl.take('b')).toMatchObject({ allowed: true, remaining: 2 }); // b starts afresh
+  });
+
   it('property: allowed cost over any run ≤ burst + limit × elapsed / interval; retryAfter is exact', () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 20 }), fc.integer({ min: 3, max: 10 }), steps, (limit, burst, run) => {
