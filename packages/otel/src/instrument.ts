@@ -3,11 +3,12 @@ import {
   bus as globalBus,
   policies as globalPolicies,
   type HoldfastEvent,
+  labelled,
+  PolicyNames,
   parseOptions,
   stateChangeEvents,
 } from '@holdfast/core';
 import { metrics, trace } from '@opentelemetry/api';
-import { labelled, PolicyNames } from './cap.js';
 import { meterChaos } from './chaos.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';

@@ -6,6 +6,7 @@ import {
   type EventType,
   eventTypes,
   type HoldfastEvent,
+  OTHER_POLICY,
   type PolicyRegistry,
   readBreaker,
   readBudget,
@@ -19,7 +20,6 @@ import type {
   Observable,
   ObservableCounter,
 } from '@opentelemetry/api';
-import { OTHER_POLICY } from './cap.js';
 import { attributeNames as A, durationBuckets, metricNames as M } from './names.js';
 
 /** What to do with each event type: at most one handler per type. */

@@ -8,13 +8,15 @@ import {
   policies as globalPolicies,
   type HoldfastEvent,
   healthReport,
+  labelled,
+  OTHER_POLICY,
+  PolicyNames,
   parseOptions,
   readBreaker,
   readBudget,
   readFailover,
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
-import { labelled, OTHER_POLICY, PolicyNames } from './cap.js';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */

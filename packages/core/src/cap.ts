@@ -2,9 +2,10 @@
 export const OTHER_POLICY = '_other';
 
 /**
- * Policy names as metric labels: at most `max` at once, the rest share `_other`. A name leaves
- * when its policy leaves the registry (disposed, or evicted from a breakerRegistry), so per-host
- * breakers cost series for the hosts held now, not for every host ever seen.
+ * Policy names as metric labels, for exporters (@holdfast/prometheus and @holdfast/otel share
+ * it): at most `max` at once, the rest share `_other`. A name leaves when its policy leaves the
+ * registry (disposed, or evicted from a breakerRegistry), so per-host breakers cost series for
+ * the hosts held now, not for every host ever seen.
  */
 export class PolicyNames {
   readonly #live = new Set<string>();
