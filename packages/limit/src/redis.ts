@@ -58,9 +58,12 @@ export const redisRateLimiterOptionsSchema = z.strictObject({
   commandTimeout: z.number().finite().positive().max(60_000).default(250),
   /**
    * How long a decision is remembered under its request id, ms, so that ioredis resending a
-   * command after a reconnect does not count the call twice. @default 10000
+   * command after a reconnect does not count the call twice. `0` turns this off (opt-in, two
+   * fewer Redis calls per decision): a command resent after a dropped reply is then decided
+   * again, so one call may take twice from the limit: the limit errs on the strict side, it
+   * never lets more through. @default 10000
    */
-  resendWindow: z.number().int().min(1).max(3_600_000).default(10_000),
+  resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
   /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
   requestId: fnOption<() => string>().optional(),
   ...nameDefaults('redisRateLimiter'),
@@ -77,9 +80,14 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
 // clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot).
-// ARGV: emission interval, burst tolerance, cost, resend window. Replies "allowed:retryAfter:remaining".
-const source = `local marked = redis.call('GET', KEYS[2])
-if marked then return marked end
+// ARGV: emission interval, burst tolerance, cost, resend window (0: no marker, 3 redis.calls
+// instead of 5). Replies "allowed:retryAfter:remaining". The TAT goes to Redis as a Lua number,
+// which Redis writes out exactly (no string.format per decision).
+const source = `local W = tonumber(ARGV[4])
+if W > 0 then
+  local marked = redis.call('GET', KEYS[2])
+  if marked then return marked end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local T = tonumber(ARGV[1])
@@ -92,10 +100,10 @@ local reply
 if diff < 0 then
   reply = '0:' .. math.ceil(-diff) .. ':0'
 else
-  redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.max(1, math.ceil(new - now)))
+  redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
   reply = '1:0:' .. math.floor(diff / T)
 end
-redis.call('SET', KEYS[2], reply, 'PX', ARGV[4])
+if W > 0 then redis.call('SET', KEYS[2], reply, 'PX', W) end
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
@@ -103,7 +111,8 @@ const sha = createHash('sha1').update(source).digest('hex');
  * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
  * in one Lua script, one round trip per decision, on the server's clock. Keys are hashed and
  * wrapped in a Cluster hash tag, so any key is Cluster-safe. A resent command (ioredis resends
- * after a reconnect) is recognised by its request id and not counted twice.
+ * after a reconnect) is recognised by its request id and not counted twice (unless
+ * `resendWindow: 0`, where it may count twice: stricter, never looser).
  *
  * @example
  * const api = redisRateLimiter({ client: new Redis(process.env.REDIS_URL), limit: 100, interval: 1_000 });
@@ -179,7 +188,10 @@ class RedisGcra extends RateLimiterBase {
     const { client } = this.o;
     if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
     const tat = this.keyOf(key);
-    const args = [tat, `${tat}:r:${this.#requestId()}`, this.#emission, this.#tolerance, cost, this.o.resendWindow];
+    const window = this.o.resendWindow;
+    // Without a resend window there is no marker: the second key is the first one again (unused).
+    const marker = window === 0 ? tat : `${tat}:r:${this.#requestId()}`;
+    const args = [tat, marker, this.#emission, this.#tolerance, cost, window];
     return new Promise(
       (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
     );
