@@ -79,7 +79,8 @@ export interface RedisRateLimiter extends RateLimiter {
 export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSchema>;
 
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
-// clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot).
+// clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot;
+// absent when the resend window is 0).
 // ARGV: emission interval, burst tolerance, cost, resend window (0: no marker, 3 redis.calls
 // instead of 5). Replies "allowed:retryAfter:remaining". The TAT goes to Redis as a Lua number,
 // which Redis writes out exactly (no string.format per decision).
@@ -189,9 +190,11 @@ class RedisGcra extends RateLimiterBase {
     if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
     const tat = this.keyOf(key);
     const window = this.o.resendWindow;
-    // Without a resend window there is no marker: the second key is the first one again (unused).
-    const marker = window === 0 ? tat : `${tat}:r:${this.#requestId()}`;
-    const args = [tat, marker, this.#emission, this.#tolerance, cost, window];
+    // Without a resend window there is no marker key: one key, and ARGV keeps its positions.
+    const args =
+      window === 0
+        ? [1, tat, this.#emission, this.#tolerance, cost, 0]
+        : [2, tat, `${tat}:r:${this.#requestId()}`, this.#emission, this.#tolerance, cost, window];
     return new Promise(
       (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
     );
@@ -244,7 +247,7 @@ class Decision {
     readonly client: RedisClient,
     readonly clock: Clock,
     readonly timeout: number,
-    /** KEYS (tat, request-id marker) then ARGV of the script. */
+    /** The number of keys, KEYS (tat, request-id marker unless resendWindow is 0), then ARGV. */
     readonly args: (string | number)[],
     readonly resolve: (reply: unknown) => void,
     readonly reject: (error: unknown) => void,
@@ -262,10 +265,10 @@ class Decision {
     if (this.#settled) return;
     const { client, args } = this;
     client
-      .call('evalsha', sha, 2, ...args)
+      .call('evalsha', sha, ...args)
       .catch((error: unknown) =>
         error instanceof Error && error.message.startsWith('NOSCRIPT')
-          ? client.call('eval', source, 2, ...args)
+          ? client.call('eval', source, ...args)
           : Promise.reject(error),
       )
       .then(
