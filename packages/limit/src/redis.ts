@@ -82,8 +82,9 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot;
 // absent when the resend window is 0).
 // ARGV: emission interval, burst tolerance, cost, resend window (0: no marker, 3 redis.calls
-// instead of 5). Replies "allowed:retryAfter:remaining". The TAT goes to Redis as a Lua number,
-// which Redis writes out exactly (no string.format per decision).
+// instead of 5). Replies one integer: the units left when allowed (>= 0), minus the ms to wait
+// when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes out exactly
+// (no string.format per decision).
 const source = `local W = tonumber(ARGV[4])
 if W > 0 then
   local marked = redis.call('GET', KEYS[2])
@@ -99,10 +100,10 @@ local new = tat + T * tonumber(ARGV[3])
 local diff = now - (new - tau)
 local reply
 if diff < 0 then
-  reply = '0:' .. math.ceil(-diff) .. ':0'
+  reply = -math.ceil(-diff)
 else
   redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
-  reply = '1:0:' .. math.floor(diff / T)
+  reply = math.floor(diff / T)
 end
 if W > 0 then redis.call('SET', KEYS[2], reply, 'PX', W) end
 return reply`;
@@ -170,11 +171,9 @@ class RedisGcra extends RateLimiterBase {
     }
     return this.#send(key, cost).then(
       (reply) => {
-        // "allowed:retryAfter:remaining"
-        const text = String(reply);
-        const second = text.indexOf(':', 2);
-        const retryAfter = Number(text.slice(2, second));
-        return this.decided(text[0] === '1', Math.max(1, retryAfter), Number(text.slice(second + 1)));
+        // An integer (a string when it comes from the marker): remaining if >= 0, else -retryAfter.
+        const n = Number(reply);
+        return n >= 0 ? this.decided(true, 0, n) : this.decided(false, Math.max(1, -n), 0);
       },
       (error: unknown) => this.#unreachable(error),
     );
