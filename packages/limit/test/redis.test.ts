@@ -145,6 +145,11 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect((await rl.take('k')).allowed).toBe(true); // the same command again: the same answer, nothing taken
     id = 'second';
     expect((await rl.take('k')).allowed).toBe(false);
+    // A refusal read back from its marker is a refusal that says when to come back.
+    const again = await rl.take('k');
+    expect(again.allowed).toBe(false);
+    expect(again.retryAfter).toBeGreaterThan(50_000);
+    expect(again.retryAfter).toBeLessThanOrEqual(60_000);
   });
 
   /**
