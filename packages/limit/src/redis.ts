@@ -58,9 +58,12 @@ export const redisRateLimiterOptionsSchema = z.strictObject({
   commandTimeout: z.number().finite().positive().max(60_000).default(250),
   /**
    * How long a decision is remembered under its request id, ms, so that ioredis resending a
-   * command after a reconnect does not count the call twice. @default 10000
+   * command after a reconnect does not count the call twice. `0` turns this off (opt-in, two
+   * fewer Redis calls per decision): a command resent after a dropped reply is then decided
+   * again, so one call may take twice from the limit: the limit errs on the strict side, it
+   * never lets more through. @default 10000
    */
-  resendWindow: z.number().int().min(1).max(3_600_000).default(10_000),
+  resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
   /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
   requestId: fnOption<() => string>().optional(),
   ...nameDefaults('redisRateLimiter'),
@@ -76,10 +79,17 @@ export interface RedisRateLimiter extends RateLimiter {
 export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSchema>;
 
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
-// clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot).
-// ARGV: emission interval, burst tolerance, cost, resend window. Replies "allowed:retryAfter:remaining".
-const source = `local marked = redis.call('GET', KEYS[2])
-if marked then return marked end
+// clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot;
+// absent when the resend window is 0).
+// ARGV: emission interval, burst tolerance, cost, resend window (0: no marker, 3 redis.calls
+// instead of 5). Replies one integer: the units left when allowed (>= 0), minus the ms to wait
+// when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes out exactly
+// (no string.format per decision).
+const source = `local W = tonumber(ARGV[4])
+if W > 0 then
+  local marked = redis.call('GET', KEYS[2])
+  if marked then return marked end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local T = tonumber(ARGV[1])
@@ -90,12 +100,12 @@ local new = tat + T * tonumber(ARGV[3])
 local diff = now - (new - tau)
 local reply
 if diff < 0 then
-  reply = '0:' .. math.ceil(-diff) .. ':0'
+  reply = -math.ceil(-diff)
 else
-  redis.call('SET', KEYS[1], string.format('%.3f', new), 'PX', math.max(1, math.ceil(new - now)))
-  reply = '1:0:' .. math.floor(diff / T)
+  redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
+  reply = math.floor(diff / T)
 end
-redis.call('SET', KEYS[2], reply, 'PX', ARGV[4])
+if W > 0 then redis.call('SET', KEYS[2], reply, 'PX', W) end
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
@@ -103,7 +113,8 @@ const sha = createHash('sha1').update(source).digest('hex');
  * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
  * in one Lua script, one round trip per decision, on the server's clock. Keys are hashed and
  * wrapped in a Cluster hash tag, so any key is Cluster-safe. A resent command (ioredis resends
- * after a reconnect) is recognised by its request id and not counted twice.
+ * after a reconnect) is recognised by its request id and not counted twice (unless
+ * `resendWindow: 0`, where it may count twice: stricter, never looser).
  *
  * @example
  * const api = redisRateLimiter({ client: new Redis(process.env.REDIS_URL), limit: 100, interval: 1_000 });
@@ -160,11 +171,9 @@ class RedisGcra extends RateLimiterBase {
     }
     return this.#send(key, cost).then(
       (reply) => {
-        // "allowed:retryAfter:remaining"
-        const text = String(reply);
-        const second = text.indexOf(':', 2);
-        const retryAfter = Number(text.slice(2, second));
-        return this.decided(text[0] === '1', Math.max(1, retryAfter), Number(text.slice(second + 1)));
+        // An integer (a string when it comes from the marker): remaining if >= 0, else -retryAfter.
+        const n = Number(reply);
+        return n >= 0 ? this.decided(true, 0, n) : this.decided(false, Math.max(1, -n), 0);
       },
       (error: unknown) => this.#unreachable(error),
     );
@@ -179,7 +188,12 @@ class RedisGcra extends RateLimiterBase {
     const { client } = this.o;
     if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
     const tat = this.keyOf(key);
-    const args = [tat, `${tat}:r:${this.#requestId()}`, this.#emission, this.#tolerance, cost, this.o.resendWindow];
+    const window = this.o.resendWindow;
+    // Without a resend window there is no marker key: one key, and ARGV keeps its positions.
+    const args =
+      window === 0
+        ? [1, tat, this.#emission, this.#tolerance, cost, 0]
+        : [2, tat, `${tat}:r:${this.#requestId()}`, this.#emission, this.#tolerance, cost, window];
     return new Promise(
       (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
     );
@@ -232,7 +246,7 @@ class Decision {
     readonly client: RedisClient,
     readonly clock: Clock,
     readonly timeout: number,
-    /** KEYS (tat, request-id marker) then ARGV of the script. */
+    /** The number of keys, KEYS (tat, request-id marker unless resendWindow is 0), then ARGV. */
     readonly args: (string | number)[],
     readonly resolve: (reply: unknown) => void,
     readonly reject: (error: unknown) => void,
@@ -250,10 +264,10 @@ class Decision {
     if (this.#settled) return;
     const { client, args } = this;
     client
-      .call('evalsha', sha, 2, ...args)
+      .call('evalsha', sha, ...args)
       .catch((error: unknown) =>
         error instanceof Error && error.message.startsWith('NOSCRIPT')
-          ? client.call('eval', source, 2, ...args)
+          ? client.call('eval', source, ...args)
           : Promise.reject(error),
       )
       .then(

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
@@ -145,6 +145,87 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect((await rl.take('k')).allowed).toBe(true); // the same command again: the same answer, nothing taken
     id = 'second';
     expect((await rl.take('k')).allowed).toBe(false);
+    // A refusal read back from its marker is a refusal that says when to come back.
+    const again = await rl.take('k');
+    expect(again.allowed).toBe(false);
+    expect(again.retryAfter).toBeGreaterThan(50_000);
+    expect(again.retryAfter).toBeLessThanOrEqual(60_000);
+  });
+
+  /**
+   * A client that loses the reply of every script it sends and sends the same command again, as
+   * ioredis does after a reconnect: `gap` ms later. Counts what reached the server.
+   */
+  function droppingReplies(gap = 0) {
+    let executed = 0;
+    const dropping = {
+      get status() {
+        return client.status;
+      },
+      call: async (command: string, ...args: (string | number)[]) => {
+        await client.call(command, ...args); // reached the server, the reply is lost
+        executed++;
+        if (gap > 0) await new Promise((resolve) => setTimeout(resolve, gap));
+        const again = await client.call(command, ...args);
+        executed++;
+        return again;
+      },
+      once: (event: 'ready', listener: () => void) => client.once(event, listener),
+      removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
+    };
+    return { dropping, executed: () => executed };
+  }
+
+  it('a resent command after a dropped reply takes once (default resendWindow)', async () => {
+    const { dropping, executed } = droppingReplies();
+    const rl = redisRateLimiter({ client: dropping, limit: 2, interval: 60_000, prefix: 'drop:', policies: false });
+    expect((await rl.take('k')).allowed).toBe(true);
+    expect((await rl.take('k')).allowed).toBe(true);
+    expect(executed()).toBe(4); // each decision ran twice on the server...
+    const third = redisRateLimiter({ client, limit: 2, interval: 60_000, prefix: 'drop:', policies: false });
+    expect((await third.take('k')).allowed).toBe(false); // ...and took once: the limit of 2 is used, not 4
+  });
+
+  it('resendWindow 0: a resent command may take twice, so fewer calls pass, never more; no marker keys', async () => {
+    const { dropping, executed } = droppingReplies();
+    const rl = redisRateLimiter({
+      client: dropping,
+      limit: 2,
+      interval: 60_000,
+      prefix: 'nomark:',
+      resendWindow: 0,
+      policies: false,
+    });
+    // The first decision ran twice and took both units: its caller is let through, the next one is not.
+    expect((await rl.take('k')).allowed).toBe(true);
+    expect((await rl.take('k')).allowed).toBe(false);
+    expect(executed()).toBe(4);
+    expect(rl.snapshot()).toMatchObject({ allowed: 1, rejected: 1 });
+    const keys = await client.keys('nomark:*');
+    expect(keys).toHaveLength(1);
+    expect(keys[0]).toMatch(/^nomark:\{[A-Za-z0-9_-]{27}\}$/);
+  });
+
+  it('a resend arriving after resendWindow is decided again (counted twice: stricter, never looser)', async () => {
+    const { dropping } = droppingReplies(150);
+    const rl = redisRateLimiter({
+      client: dropping,
+      limit: 3,
+      interval: 60_000,
+      prefix: 'late:',
+      resendWindow: 50,
+      policies: false,
+    });
+    expect((await rl.take('k')).allowed).toBe(true); // ran twice, 150 ms apart: took 2 of 3
+    const other = redisRateLimiter({ client, limit: 3, interval: 60_000, prefix: 'late:', policies: false });
+    expect((await other.take('k')).allowed).toBe(true);
+    expect((await other.take('k')).allowed).toBe(false);
+  });
+
+  it('resendWindow must be a whole number of ms from 0', () => {
+    expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(HoldfastConfigError);
+    expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(/resendWindow/);
+    expect(() => redisRateLimiter({ client, limit: 1, resendWindow: 0.5 })).toThrow(/resendWindow/);
   });
 
   it('keys are hashed inside one hash tag, whatever characters a user key has', async () => {
