@@ -12,7 +12,9 @@ export class PolicyNames {
   #warned = false;
 
   constructor(
+    /** How many names may be labels at once. */
     readonly max: number,
+    /** Who caps (e.g. `@holdfast/prometheus`), for the one warning past the cap. */
     readonly what: string,
   ) {}
 
@@ -40,7 +42,12 @@ export class PolicyNames {
 }
 
 /** `event` with its source as `label` says: the event itself unless the name is past the cap. */
-export function labelled<E extends { readonly source: string }>(event: E, label: (name: string) => string): E {
+export function labelled<
+  E extends {
+    /** The policy's name. */
+    readonly source: string;
+  },
+>(event: E, label: (name: string) => string): E {
   const source = label(event.source);
   return source === event.source ? event : { ...event, source };
 }
