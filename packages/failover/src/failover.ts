@@ -35,6 +35,9 @@ import {
 import { neverReached } from './retryable.js';
 import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
 
+/** Without a per-try timeout, a probe unanswered this long (or its ejection time, if longer) is hung. */
+const HUNG_PROBE_MS = 10_000;
+
 /** Options of one call through a failover set. */
 export interface FailoverExecuteOptions extends ExecuteOptions {
   /** consistent-hash: what to hash (a client IP, a user id). Calls without one go anywhere. */
@@ -456,8 +459,9 @@ class FailoverSet<T> implements Failover<T> {
 
   /**
    * Marks `e`'s probe in flight; returns its serial. Without a per-try timeout nothing else bounds
-   * it: a probe that outlives the ejection it follows is given up as failed, so that a hung call
-   * cannot keep the endpoint out for good.
+   * it: a probe that outlives the ejection it follows, and at least {@link HUNG_PROBE_MS}, is given
+   * up as failed, so that a hung call cannot keep the endpoint out for good (a slow probe that
+   * answers is not hung: it brings the endpoint back, and whatever watches latency judges it).
    */
   #startProbe(e: EndpointState<T>): number {
     e.probing = true;
@@ -471,7 +475,7 @@ class FailoverSet<T> implements Failover<T> {
         if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
         e.probing = false;
         if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#clock.now());
-      }, e.ejectedFor),
+      }, Math.max(e.ejectedFor, HUNG_PROBE_MS)),
     );
     return serial;
   }

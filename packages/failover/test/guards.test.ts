@@ -194,7 +194,7 @@ describe('secrets in string endpoints', () => {
 });
 
 describe('a hung probe with ejection off', () => {
-  it('an endpoint taken out by eject() is probed again after a probe hung for its ejection time', async () => {
+  it('an endpoint taken out by eject() is probed again after a probe hung for its ejection time and at least 10 s', async () => {
     const { clock, bus } = harness();
     const api = failover({ clock, bus, endpoints: ['a', 'b'], ejection: false, retry: false });
     expect(api.eject('a', { durationMs: 1_000 })).toBe(true);
@@ -208,6 +208,8 @@ describe('a hung probe with ejection off', () => {
       });
     void call(); // the probe: hangs
     await clock.advance(1_000);
+    expect(api.snapshot().endpoints[0]).toMatchObject({ ejection: 'probe' }); // slow is not hung yet
+    await clock.advance(9_000); // unanswered for 10 s: hung
     hang = false;
     seen.length = 0;
     for (let i = 0; i < 3; i++) await call();
