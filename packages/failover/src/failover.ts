@@ -470,12 +470,15 @@ class FailoverSet<T> implements Failover<T> {
     this.#clearTimer(e);
     this.#timers.set(
       e,
-      this.#clock.setTimeout(() => {
-        this.#timers.delete(e);
-        if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
-        e.probing = false;
-        if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#clock.now());
-      }, Math.max(e.ejectedFor, HUNG_PROBE_MS)),
+      this.#clock.setTimeout(
+        () => {
+          this.#timers.delete(e);
+          if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
+          e.probing = false;
+          if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#clock.now());
+        },
+        Math.max(e.ejectedFor, HUNG_PROBE_MS),
+      ),
     );
     return serial;
   }
