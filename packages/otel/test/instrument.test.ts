@@ -1,4 +1,4 @@
-import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
+import { AsyncResource } from 'node:async_hooks';
 import {
   type Bus,
   createBus,
@@ -11,7 +11,7 @@ import {
   TimeoutError,
   timeout,
 } from '@holdfast/core';
-import { type Context, type ContextManager, context, ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
 import {
   AggregationTemporality,
   type DataPoint,
@@ -27,33 +27,8 @@ import {
   SimpleSpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AlsContextManager } from '../../../test/support/otel-recorder.js';
 import { instrument, metricNames } from '../src/index.js';
-
-/** The AsyncLocalStorage context manager of @opentelemetry/context-async-hooks, in a few lines. */
-class AlsContextManager implements ContextManager {
-  readonly #als = new AsyncLocalStorage<Context>();
-  active(): Context {
-    return this.#als.getStore() ?? ROOT_CONTEXT;
-  }
-  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(
-    ctx: Context,
-    fn: F,
-    thisArg?: ThisParameterType<F>,
-    ...args: A
-  ): ReturnType<F> {
-    return this.#als.run(ctx, () => fn.apply(thisArg, args));
-  }
-  bind<T>(_ctx: Context, target: T): T {
-    return target;
-  }
-  enable(): this {
-    return this;
-  }
-  disable(): this {
-    this.#als.disable();
-    return this;
-  }
-}
 
 beforeAll(() => {
   context.setGlobalContextManager(new AlsContextManager());
