@@ -3,7 +3,7 @@
  * @module @holdfast/idempotency/express
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { bodyOf, captureRawBody, readAndRestore } from './http/body.js';
+import { awaitBody, bodyOf, captureRawBody } from './http/body.js';
 import { HttpIdempotency, type HttpIdempotencyOptions, problem } from './http/index.js';
 import { captureNodeResponse, sendRaw } from './http/node.js';
 
@@ -30,8 +30,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     // A request without a valid key is passed or refused without reading its body.
     const header = core.key(req);
     const known = header.status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
-    const body =
-      known.status === 'unread' ? readAndRestore(req, limit) : Promise.resolve(known.body as Buffer | undefined);
+    const body = known.status === 'unread' ? awaitBody(req, limit) : Promise.resolve(known.body as Buffer | undefined);
     body
       .then((bytes) => {
         if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
@@ -40,7 +39,10 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
           method: req.method,
           url: req.originalUrl,
           headers: req.headers,
-          headersDistinct: req.headersDistinct,
+          // Built by Node on first read: only read when a key header came with a comma.
+          get headersDistinct() {
+            return req.headersDistinct;
+          },
           body: bytes,
         };
         return core.decide(req, view, header).then((decision) => {

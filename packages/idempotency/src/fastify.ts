@@ -13,7 +13,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
-import { asNodeStream, teeStream } from './http/stream.js';
+import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -46,8 +46,16 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // route is declared, so a bad route option fails app.ready(), not a request.
   const perRoute = new WeakMap<object, HttpIdempotency<FastifyRequest>>();
   // Each guarded request with a valid key: its middleware, the body's bytes as they came on the
-  // wire (teed on their way to the parser), and, once claimed, its run until stored or released.
-  const states = new WeakMap<FastifyRequest, RequestState>();
+  // wire, and, once claimed, its run until stored or released. Kept on the request under a
+  // property of this registration's own: a request decorator, so every request has the slot
+  // from its construction (a stable shape, and no WeakMap for the collector to trace).
+  const slot = Symbol('holdfast.idempotency.state');
+  fastify.decorateRequest(slot as unknown as string, null);
+  const stateOf = (request: FastifyRequest): RequestState | undefined =>
+    (request as unknown as Record<symbol, RequestState | null>)[slot] ?? undefined;
+  const keep = (request: FastifyRequest, state: RequestState): void => {
+    (request as unknown as Record<symbol, RequestState | null>)[slot] = state;
+  };
 
   fastify.addHook('onRoute', (route) => {
     const config = route.config as { idempotency?: unknown } | undefined;
@@ -86,7 +94,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const header = core.key(request.raw);
     if (header.status !== 'ok') return done(null, payload);
     const chunks: Buffer[] = [];
-    states.set(request, { core, header, chunks, run: undefined });
+    keep(request, { core, header, chunks, run: undefined });
+    // Most bodies: each chunk is kept as the stream is handed it, with no stream in between.
+    if (watchPushes(payload, chunks)) return done(null, payload);
+    // Bytes already buffered (an async hook ran first) are only seen by reading: tee them.
     const tee = new Tee(payload, chunks);
     payload.on('error', (error) => tee.destroy(error));
     done(null, payload.pipe(tee));
@@ -94,14 +105,17 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
 
   // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
   fastify.addHook('preHandler', (request: FastifyRequest, reply: FastifyReply, done) => {
-    const state = states.get(request);
+    const state = stateOf(request);
     const core = state?.core ?? coreFor(request);
     if (core === undefined || !core.guards(request.method)) return done();
     const view = {
       method: request.method,
       url: request.url,
       headers: request.headers,
-      headersDistinct: request.raw.headersDistinct,
+      // Built by Node on first read: only read when a key header came with a comma.
+      get headersDistinct() {
+        return request.raw.headersDistinct;
+      },
       body: bodyBytes(state?.chunks, request.body),
     };
     core.decide(request, view, state?.header).then((decision) => {
@@ -119,7 +133,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         return;
       }
       if (decision.action === 'run') {
-        if (state === undefined) states.set(request, { core, header: undefined, chunks: undefined, run: decision.run });
+        if (state === undefined) keep(request, { core, header: undefined, chunks: undefined, run: decision.run });
         else state.run = decision.run;
       }
       done();
@@ -128,7 +142,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
 
   // Only a response to a request this plugin claimed is stored: never its own 409, 422 or replay.
   fastify.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload: unknown, done) => {
-    const state = states.get(request);
+    const state = stateOf(request);
     const run = state?.run;
     if (state === undefined || run === undefined) return done(null, payload);
     state.run = undefined;
@@ -141,7 +155,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
 
   // A claimed request that never reached onSend (a hijacked reply, an aborted request) frees its key.
   fastify.addHook('onResponse', (request: FastifyRequest, _reply: FastifyReply, done) => {
-    const state = states.get(request);
+    const state = stateOf(request);
     const run = state?.run;
     if (state === undefined || run === undefined) return done();
     state.run = undefined;

@@ -65,8 +65,21 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   return new MemoryStore(parsed.maxEntries, parsed.sweepInterval, parsed.clock ?? realClock, parsed.maxBytes);
 }
 
+/**
+ * Marks a store that answers in this process (no timer is raced against it). A `Symbol.for`
+ * brand, not `instanceof`: the CommonJS build gives each entry point its own copy of the class.
+ */
+export const IN_PROCESS = Symbol.for('holdfast.idempotency.inProcessStore');
+
+/** Whether `store` answers in this process: a {@link MemoryStore}, from whichever copy of it. */
+export function inProcess(store: object): boolean {
+  return (store as { [IN_PROCESS]?: unknown })[IN_PROCESS] === true;
+}
+
 /** The store {@link memoryStore} returns. */
 export class MemoryStore implements IdempotencyStore, Snapshottable {
+  /** @internal It answers in this process. */
+  readonly [IN_PROCESS] = true;
   readonly #entries = new Map<string, Entry>();
   // A linked list in order of use, so that touching and evicting are O(1). (Using the Map's own
   // insertion order as the queue is not: V8 skips deleted slots when iterating from the front.)

@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { watchPushes } from './stream.js';
 
 /** Where `captureRawBody` keeps the bytes a body parser read. */
 const RAW = Symbol.for('holdfast.idempotency.rawBody');
@@ -74,4 +75,39 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
     req.once('error', onAbort);
     req.once('close', onAbort);
   });
+}
+
+/**
+ * The whole body of a request no one has read yet, leaving the stream unread for the parsers
+ * after the middleware. A body with a `Content-Length` that fits the stream's buffer is watched
+ * as it arrives, without reading it; any other is read and put back ({@link readAndRestore}).
+ */
+export function awaitBody(req: IncomingMessage, limit: number): Promise<Buffer | 'tooLarge' | 'aborted'> {
+  const length = req.headers['transfer-encoding'] === undefined ? contentLength(req) : undefined;
+  // Under the high-water mark, every push is buffered without pausing the socket: the body
+  // arrives whole without anyone reading it.
+  if (length === undefined || length > limit || length >= req.readableHighWaterMark) return readAndRestore(req, limit);
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    const onAbort = () => {
+      if (req.complete) return;
+      req.removeListener('error', onAbort);
+      req.removeListener('close', onAbort);
+      resolve('aborted');
+    };
+    const watched = watchPushes(req, chunks, () => {
+      req.removeListener('error', onAbort);
+      req.removeListener('close', onAbort);
+      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+    });
+    if (!watched) return resolve(readAndRestore(req, limit));
+    req.once('error', onAbort);
+    req.once('close', onAbort);
+  });
+}
+
+/** The `Content-Length` of a request, if it has one that is a plain decimal number. */
+function contentLength(req: IncomingMessage): number | undefined {
+  const value = req.headers['content-length'];
+  return value !== undefined && /^[0-9]{1,15}$/.test(value) ? Number(value) : undefined;
 }

@@ -10,7 +10,7 @@ import {
   realClock,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
-import { MemoryStore } from '../memory-store.js';
+import { inProcess } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import { BodyCollector, type HttpResponse, pickHeaders, replayableHeaders, replayOf } from './capture.js';
 import { requestFingerprint, sameFingerprint } from './fingerprint.js';
@@ -44,6 +44,32 @@ export type OutgoingHeaders = Record<string, number | string | readonly string[]
 const PASS: Decision = { action: 'pass' };
 
 /**
+ * Headers whose copies Node's `req.headers` does not join with ", " (node:_http_incoming): it
+ * keeps the first copy of most, and joins `cookie` with "; ".
+ */
+const FIRST_COPY_ONLY: ReadonlySet<string> = new Set([
+  'age',
+  'cookie',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+]);
+
+/**
  * The framework-free middleware: reads the key, claims it, and tells an adapter to pass, to
  * answer, or to run the handler and report its response. Adapters only translate.
  */
@@ -58,6 +84,9 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly #owner: string;
   // An in-process store answers at once: racing it against a timer costs a timer per call for nothing.
   readonly #timed: boolean;
+  // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
+  // counted from `headersDistinct` every time.
+  readonly #joinDrops: boolean;
 
   constructor(owner: string, input: HttpIdempotencyOptions<Req>) {
     this.#owner = owner;
@@ -68,7 +97,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
-    this.#timed = !(this.store instanceof MemoryStore);
+    this.#timed = !inProcess(this.store);
+    this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
   }
 
   /** Whether requests of this method are guarded at all. */
@@ -83,7 +113,11 @@ export class HttpIdempotency<Req> implements RunOwner {
    */
   key(view: Pick<RequestView, 'headers' | 'headersDistinct'>): ReturnType<typeof parseKeyHeader> {
     const name = this.options.header;
-    return parseKeyHeader(view.headersDistinct?.[name] ?? view.headers[name]);
+    const joined = view.headers[name];
+    // Node joins copies of a header with ", " (or keeps only the first, for the few it drops):
+    // one copy without a comma is the field as sent, with no need to build `headersDistinct`.
+    if (typeof joined === 'string' && !this.#joinDrops && !joined.includes(',')) return parseKeyHeader(joined);
+    return parseKeyHeader(view.headersDistinct?.[name] ?? joined);
   }
 
   /**
