@@ -42,6 +42,7 @@ export type Decision =
 export type OutgoingHeaders = Record<string, number | string | readonly string[] | undefined>;
 
 const PASS: Decision = { action: 'pass' };
+const NO_HEADERS: readonly string[] = [];
 
 /**
  * Headers whose copies Node's `req.headers` does not join with ", " (node:_http_incoming): it
@@ -87,6 +88,7 @@ export class HttpIdempotency<Req> implements RunOwner {
   // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
   // counted from `headersDistinct` every time.
   readonly #joinDrops: boolean;
+  readonly #fingerprinted: readonly string[];
 
   constructor(owner: string, input: HttpIdempotencyOptions<Req>) {
     this.#owner = owner;
@@ -99,6 +101,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#replayable = replayableHeaders(this.options.replayHeaders);
     this.#timed = !inProcess(this.store);
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
+    this.#fingerprinted = this.options.fingerprint;
   }
 
   /** Whether requests of this method are guarded at all. */
@@ -137,7 +140,7 @@ export class HttpIdempotency<Req> implements RunOwner {
       contentType: headerValue(view.headers['content-type']),
       contentEncoding: headerValue(view.headers['content-encoding']),
       body: view.body,
-      headers: this.options.fingerprint.map((name) => view.headers[name]),
+      headers: this.#fingerprinted.length === 0 ? NO_HEADERS : this.#fingerprinted.map((name) => view.headers[name]),
     });
     return this.#claim(header.key, storedKey(scope, header.key), fingerprint);
   }
@@ -164,15 +167,17 @@ export class HttpIdempotency<Req> implements RunOwner {
     for (;;) {
       let result: ClaimResult;
       try {
-        result = await this.#call(
-          'claim',
-          key,
-          () => this.store.claim(stored, fingerprint, this.options.leaseMs),
-          // A claim that wins after we gave up on it would hold the key for a whole lease: free it.
-          (late) => {
-            if (late.status === 'claimed') this.store.release(stored, late.token).catch(() => {});
-          },
-        );
+        result = !this.#timed
+          ? await this.store.claim(stored, fingerprint, this.options.leaseMs)
+          : await this.#call(
+              'claim',
+              key,
+              () => this.store.claim(stored, fingerprint, this.options.leaseMs),
+              // A claim that wins after we gave up on it would hold the key for a whole lease: free it.
+              (late) => {
+                if (late.status === 'claimed') this.store.release(stored, late.token).catch(() => {});
+              },
+            );
       } catch (error) {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
@@ -303,6 +308,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     const deadline = this.clock.now() + this.options.completeTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
+        if (!this.#timed) return await this.store.complete(stored, token, outcome, this.options.ttlMs);
         return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
       } catch (error) {
         const retry = error instanceof StoreUnavailableError && this.clock.now() + 100 < deadline;
