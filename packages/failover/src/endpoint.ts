@@ -36,6 +36,8 @@ export class EndpointState<T = unknown> {
   probeSerial = 0;
   /** How long its current or last ejection lasts, ms: the longest a probe may hang after it. */
   ejectedFor = 0;
+  /** Why it is out: `failures`, or the reason given to `eject()`; undefined when it is not. */
+  ejectionReason: string | undefined;
   inFlight = 0;
   /** Smooth weighted round-robin's running weight. */
   current = 0;

@@ -78,6 +78,8 @@ export interface EndpointSnapshot {
   readonly ejection: 'none' | 'ejected' | 'probe';
   /** When the current ejection ends (epoch ms), or null. */
   readonly ejectedUntil: number | null;
+  /** Why it is out (`failures`, or the reason given to `eject()`), while `ejection` is not `none`; else null. */
+  readonly ejectionReason: string | null;
   /** Ejections in a row, which set how long the next one lasts. */
   readonly ejections: number;
   /** Calls running on it now. */
@@ -132,8 +134,8 @@ export interface Failover<T = unknown> extends Snapshottable<FailoverSnapshot> {
    * Takes an endpoint out for `durationMs`, as outlier ejection does (a `failover.eject` event
    * with `reason`); then it takes one call at a time until one succeeds, and is back. Returns
    * false, and changes nothing, when that would leave no other endpoint available or take out
-   * more than `ejection.maxShare` of the set (0.5 when ejection is off). Ejecting an endpoint
-   * already out sets its time anew.
+   * more than `ejection.maxShare` of the set (0.5 when ejection is off), or when the endpoint is
+   * drained. Ejecting an endpoint already out sets its time anew (and its reason).
    */
   eject(name: string, options: EjectOptions): boolean;
   /** Takes an ejected endpoint back now (a `failover.restore` event). Returns whether it was out. */
@@ -864,6 +866,7 @@ class FailoverSet<T> implements Failover<T> {
     e.ejection = 'ejected';
     e.ejectedUntil = now + duration;
     e.ejectedFor = duration;
+    e.ejectionReason = reason;
     e.probing = false; // a probe still in flight settles nothing now
     this.#counters?.get(e)?.reset();
     this.#clearTimer(e);
@@ -894,6 +897,7 @@ class FailoverSet<T> implements Failover<T> {
     this.#clearTimer(e);
     e.ejection = 'none';
     e.ejectedUntil = undefined;
+    e.ejectionReason = undefined;
     e.restoredAt = this.#clock.now();
     if (this.#bus.wants('failover.restore')) {
       this.#bus.emit({ type: 'failover.restore', source: this.name, time: e.restoredAt, endpoint: e.name });
@@ -961,6 +965,8 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#disposed) throw new DisposedError(this.name);
     const { durationMs, reason } = parseOptions(`${this.name}.eject`, ejectOptionsSchema, options);
     const e = this.#find(name);
+    // A drained endpoint takes no calls already; an ejection would outlive the drain and probe it.
+    if (e.drained) return false;
     // Never the last endpoint that takes calls, nor past the share the set's own ejection keeps to.
     if (!this.#available.some((x) => x !== e)) return false;
     if (!this.#withinShare(e, this.#ejection?.maxShare ?? 0.5)) return false;
@@ -1020,6 +1026,7 @@ class FailoverSet<T> implements Failover<T> {
         available: this.#isAvailable(e),
         ejection: e.ejection,
         ejectedUntil: e.ejectedUntil ?? null,
+        ejectionReason: e.ejection === 'none' ? null : (e.ejectionReason ?? null),
         ejections: e.ejections,
         inFlight: e.inFlight,
         ewma: Math.round(fadedEwma(e, now, this.#o.decay) * 1000) / 1000,

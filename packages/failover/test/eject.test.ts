@@ -29,12 +29,19 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
         reason: 'anomaly',
       },
     ]);
-    expect(api.snapshot().endpoints[1]).toMatchObject({ ejection: 'ejected', ejectedUntil: 1_005_000, role: 'member' });
+    expect(api.snapshot().endpoints[1]).toMatchObject({
+      ejection: 'ejected',
+      ejectedUntil: 1_005_000,
+      ejectionReason: 'anomaly',
+      role: 'member',
+    });
     expect(await picks(30)).toEqual(['a', 'c']);
     await clock.advance(5_000);
-    expect(api.snapshot().endpoints[1]).toMatchObject({ ejection: 'probe' });
+    // Still out, for the same reason, until a probe passes.
+    expect(api.snapshot().endpoints[1]).toMatchObject({ ejection: 'probe', ejectionReason: 'anomaly' });
     // The first call after the time is up proves it, and it is back in the rotation.
     expect(await api.execute((e) => e.name)).toBe('b');
+    expect(api.snapshot().endpoints[1]).toMatchObject({ ejection: 'none', ejectionReason: null });
     expect(of('failover.restore')).toMatchObject([{ endpoint: 'b', time: 1_005_000 }]);
     expect(await picks(30)).toEqual(['a', 'b', 'c']);
   });
@@ -48,6 +55,23 @@ describe('eject(name, { durationMs, reason }) and restore(name)', () => {
     expect(api.restore('a')).toBe(false);
     expect(of('failover.restore')).toHaveLength(1);
     expect(await picks(10)).toEqual(['a', 'b']);
+  });
+
+  it('does not eject a drained endpoint: it takes no calls, and the drain stays the operator’s', async () => {
+    const { api, of, picks } = set(['a', 'b', 'c']);
+    await api.drain('b');
+    expect(api.eject('b', { durationMs: 5_000, reason: 'anomaly' })).toBe(false);
+    expect(of('failover.eject')).toEqual([]);
+    expect(api.snapshot().endpoints[1]).toMatchObject({ role: 'drained', ejection: 'none', ejectionReason: null });
+    api.undrain('b');
+    expect(await picks(30)).toEqual(['a', 'b', 'c']);
+  });
+
+  it('a later eject() of an endpoint out sets its reason anew', () => {
+    const { api } = set(['a', 'b', 'c']);
+    api.eject('a', { durationMs: 5_000, reason: 'anomaly' });
+    api.eject('a', { durationMs: 5_000, reason: 'maintenance' });
+    expect(api.snapshot().endpoints[0]).toMatchObject({ ejection: 'ejected', ejectionReason: 'maintenance' });
   });
 
   it('never ejects the last endpoint that takes calls, nor more than ejection.maxShare of the set', async () => {

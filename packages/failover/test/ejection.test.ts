@@ -50,6 +50,7 @@ describe('passive outlier ejection', () => {
     expect(set.snapshot().endpoints[0]).toMatchObject({
       ejection: 'ejected',
       ejectedUntil: 1_001_000,
+      ejectionReason: 'failures',
       available: false,
     });
   });
