@@ -66,7 +66,7 @@ function exchange(
 ): Promise<RawResponse[]> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
-    let buf = Buffer.alloc(0);
+    let buf: Buffer = Buffer.alloc(0);
     const out: RawResponse[] = [];
     let finals = 0;
     let settled = false;
@@ -720,4 +720,135 @@ describe('Fastify: a parser that hands the body stream to the handler', () => {
     expect(changed.map((r) => r.status)).toEqual([422]);
     expect(calls).toBe(1);
   });
+});
+
+describe('Express: keep-alive reuse after a body nobody read', () => {
+  it('a replay (body left unread) then a new keyed POST in the same TCP write: both answered right', async () => {
+    const app = await expressApp();
+    const a = newKey();
+    const b = newKey();
+    const bodyA = json({ who: 'a', pad: 'r'.repeat(4000) });
+    const bodyB = json({ who: 'b' });
+    const first = finals(await exchange(app.port, [head('/orders', keyed(a), bodyA.length), bodyA], { count: 1 }));
+    expect(first.map((r) => r.status)).toEqual([201]);
+    const wire = Buffer.concat([
+      Buffer.from(head('/orders', keyed(a), bodyA.length)),
+      bodyA,
+      Buffer.from(head('/orders', keyed(b), bodyB.length)),
+      bodyB,
+    ]);
+    const res = finals(await exchange(app.port, [wire], { count: 2 }));
+    expect(res.map((r) => r.status)).toEqual([201, 201]);
+    expect(res[0]?.body).toBe(first[0]?.body);
+    expect(app.calls()).toBe(2);
+    expect(app.bodies[1]).toEqual({ who: 'b' });
+  });
+
+  it('an unkeyed POST past the stream buffer that nobody reads, then a keyed POST pipelined behind it', async () => {
+    const app = express();
+    let calls = 0;
+    app.use(idempotency({ store: memoryStore(), scope: 'global' }));
+    app.post('/ignore', (_req, res) => {
+      res.status(202).end();
+    });
+    app.post('/orders', express.json(), (req, res) => {
+      calls++;
+      res.status(201).json(req.body);
+    });
+    const port = await listenNode(createServer(app));
+    const big = Buffer.alloc(200_000, 0x61);
+    const bodyB = json({ who: 'b' });
+    const wire = Buffer.concat([
+      Buffer.from(head('/ignore', ['Content-Type: application/octet-stream'], big.length)),
+      big,
+      Buffer.from(head('/orders', keyed(newKey()), bodyB.length)),
+      bodyB,
+    ]);
+    const res = finals(await exchange(port, [wire], { count: 2 }));
+    expect(res.map((r) => r.status)).toEqual([202, 201]);
+    expect(res[1]?.body).toBe('{"who":"b"}');
+    expect(calls).toBe(1);
+  });
+
+  it('Express with a checkContinue listener that hands the request to the app after writeContinue', async () => {
+    const app = express();
+    let calls = 0;
+    app.use(idempotency({ store: memoryStore(), scope: 'global' }));
+    app.use(express.json());
+    app.post('/orders', (req, res) => {
+      calls++;
+      res.status(201).json(req.body);
+    });
+    const server = createServer(app);
+    server.on('checkContinue', (req, res) => {
+      // e.g. checks the Content-Length or auth first, then lets the body come.
+      setTimeout(() => {
+        res.writeContinue();
+        app(req, res);
+      }, 20);
+    });
+    const port = await listenNode(server);
+    const key = newKey();
+    const body = json({ amount: 100 });
+    const h = [...keyed(key), 'Expect: 100-continue'];
+    const first = await exchange(port, [head('/orders', h, body.length), body], { count: 1, gap: 100 });
+    expect(first.map((r) => r.status)).toEqual([100, 201]);
+    const again = await exchange(port, [head('/orders', h, body.length), body], { count: 1, gap: 100 });
+    expect(finals(again)[0]?.body).toBe(first[1]?.body);
+    expect(calls).toBe(1);
+  });
+});
+
+describe('Fastify: framing', () => {
+  it('a chunked body and Expect: 100-continue: one run, then a replay', async () => {
+    const app = await fastifyApp();
+    const key = newKey();
+    const body = json({ amount: 8, pad: 'c'.repeat(3000) });
+    const chunked = (b: Buffer) =>
+      Buffer.concat([
+        Buffer.from(`${(1000).toString(16)}\r\n`),
+        b.subarray(0, 1000),
+        Buffer.from(`\r\n${(b.length - 1000).toString(16)}\r\n`),
+        b.subarray(1000),
+        Buffer.from('\r\n0\r\n\r\n'),
+      ]);
+    const h = [
+      'POST /orders HTTP/1.1',
+      'Host: localhost',
+      ...keyed(key),
+      'Expect: 100-continue',
+      'Transfer-Encoding: chunked',
+      '',
+      '',
+    ].join('\r\n');
+    const first = finals(await exchange(app.port, [h, chunked(body)], { count: 1, gap: 50 }));
+    expect(first.map((r) => r.status)).toEqual([201]);
+    const again = finals(await exchange(app.port, [h, chunked(body)], { count: 1, gap: 50 }));
+    expect(again[0]?.body).toBe(first[0]?.body);
+    expect(app.calls()).toBe(1);
+  });
+});
+
+describe('clients that leave once the whole body is sent', () => {
+  for (const [name, make] of [
+    ['Express', () => expressApp([(_req, _res, next) => next()])],
+    ['Fastify', () => fastifyApp()],
+  ] as const) {
+    it(`${name}: the client closes right after its body; the handler ran; the retry does not run it again`, async () => {
+      const app = await make();
+      const key = newKey();
+      const body = json({ amount: 13 });
+      await exchange(app.port, [Buffer.concat([Buffer.from(head('/orders', keyed(key), body.length)), body])], {
+        count: 1,
+        ms: 1,
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      const ranFirst = app.calls();
+      const retry = finals(await exchange(app.port, [head('/orders', keyed(key), body.length), body], { count: 1 }));
+      expect(retry.map((r) => r.status)).toEqual([201]);
+      // Either the first never ran (left before the decision) or it ran once and is replayed.
+      expect(app.calls()).toBe(1);
+      expect(ranFirst <= 1).toBe(true);
+    });
+  }
 });
