@@ -852,3 +852,48 @@ describe('clients that leave once the whole body is sent', () => {
     });
   }
 });
+
+describe('Fastify: watched and teed bodies hash alike', () => {
+  it('property: a body watched on one try and teed on the retry (an async hook let it buffer) replays', async () => {
+    const app = await fastifyApp((f) =>
+      f.addHook('onRequest', async (request) => {
+        const ms = Number(request.headers['x-delay'] ?? 0);
+        if (ms > 0) await new Promise((r) => setTimeout(r, ms));
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 70_000 }),
+        fc.integer({ min: 1, max: 4 }),
+        fc.constantFrom(0, 30),
+        fc.constantFrom(0, 30),
+        async (size, parts, delayFirst, delayRetry) => {
+          const key = newKey();
+          const body = json({ p: 'w'.repeat(size) });
+          const pieces = Array.from({ length: parts }, (_, i) =>
+            body.subarray(Math.floor((i * body.length) / parts), Math.floor(((i + 1) * body.length) / parts)),
+          );
+          const h = (ms: number) => [...keyed(key), `X-Delay: ${ms}`];
+          const before = app.calls();
+          const first = finals(
+            await exchange(app.port, [head('/orders', h(delayFirst), body.length), ...pieces], { count: 1, gap: 5 }),
+          );
+          expect(first.map((r) => r.status)).toEqual([201]);
+          const again = finals(
+            await exchange(
+              app.port,
+              [Buffer.concat([Buffer.from(head('/orders', h(delayRetry), body.length)), body])],
+              {
+                count: 1,
+              },
+            ),
+          );
+          expect(again[0]?.status).toBe(201);
+          expect(again[0]?.body).toBe(first[0]?.body);
+          expect(app.calls()).toBe(before + 1);
+        },
+      ),
+      { numRuns: 20 },
+    );
+  }, 60_000);
+});
