@@ -94,20 +94,72 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const header = core.key(request.raw);
     if (header.status !== 'ok') return done(null, payload);
     const chunks: Buffer[] = [];
-    keep(request, { core, header, chunks, run: undefined });
+    const state: RequestState = { core, header, chunks, run: undefined, complete: false, watched: false };
+    keep(request, state);
+    // No body (Fastify reads none): nothing to wait for.
+    const { 'content-length': length, 'transfer-encoding': chunked } = request.headers;
+    if (chunked === undefined && (length === undefined || length === '0')) {
+      state.complete = true;
+      return done(null, payload);
+    }
+    const ended = () => {
+      state.complete = true;
+      state.onComplete?.();
+    };
     // Most bodies: each chunk is kept as the stream is handed it, with no stream in between.
-    if (watchPushes(payload, chunks)) return done(null, payload);
+    if (watchPushes(payload, chunks, ended)) {
+      state.watched = true;
+      return done(null, payload);
+    }
     // Bytes already buffered (an async hook ran first) are only seen by reading: tee them.
-    const tee = new Tee(payload, chunks);
+    const tee = new Tee(payload, chunks, ended);
     payload.on('error', (error) => tee.destroy(error));
     done(null, payload.pipe(tee));
   });
+
+  // A content-type parser that hands the body stream to the handler leaves it unread when the
+  // key is claimed: a fingerprint then would cover part of the body, and a retry with another
+  // tail would get this request's response. A body that arrives without being read (its length
+  // under the stream's buffer) is waited for; any other is refused.
+  const whole = (request: FastifyRequest, state: RequestState, then: () => void, done: (error?: Error) => void) => {
+    const raw = request.raw;
+    const length = Number(raw.headers['content-length']);
+    if (!state.watched || !(length >= 0 && length < raw.readableHighWaterMark)) {
+      return done(
+        new HoldfastConfigError(OWNER, [
+          {
+            path: 'config.idempotency',
+            message: `${request.method} ${request.routeOptions.url}: the body was not read before the handler (a content-type parser that streams it): it cannot be fingerprinted; turn idempotency off for this route with config: { idempotency: false }`,
+            value: undefined,
+          },
+        ]),
+      );
+    }
+    const left = () => {
+      if (state.complete) return;
+      state.onComplete = undefined;
+      done(new Error('the client left before sending its whole body'));
+    };
+    raw.once('close', left);
+    state.onComplete = () => {
+      state.onComplete = undefined;
+      raw.removeListener('close', left);
+      then();
+    };
+  };
 
   // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
   fastify.addHook('preHandler', (request: FastifyRequest, reply: FastifyReply, done) => {
     const state = stateOf(request);
     const core = state?.core ?? coreFor(request);
     if (core === undefined || !core.guards(request.method)) return done();
+    if (state !== undefined && !state.complete) return whole(request, state, () => decide(request, reply, done), done);
+    decide(request, reply, done);
+  });
+
+  const decide = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
+    const state = stateOf(request);
+    const core = (state?.core ?? coreFor(request)) as HttpIdempotency<FastifyRequest>;
     const view = {
       method: request.method,
       url: request.url,
@@ -133,12 +185,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         return;
       }
       if (decision.action === 'run') {
-        if (state === undefined) keep(request, { core, header: undefined, chunks: undefined, run: decision.run });
-        else state.run = decision.run;
+        if (state === undefined) {
+          keep(request, {
+            core,
+            header: undefined,
+            chunks: undefined,
+            run: decision.run,
+            complete: true,
+            watched: false,
+          });
+        } else state.run = decision.run;
       }
       done();
     }, done);
-  });
+  };
 
   // Only a response to a request this plugin claimed is stored: never its own 409, 422 or replay.
   fastify.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload: unknown, done) => {
@@ -186,17 +246,30 @@ interface RequestState {
   readonly header: KeyHeader | undefined;
   readonly chunks: Buffer[] | undefined;
   run: Run | undefined;
+  /** The body has all come (its last chunk pushed, or teed). */
+  complete: boolean;
+  /** Its chunks are watched as pushed, not teed: it arrives without anyone reading it. */
+  watched: boolean;
+  /** Called once the body has all come. */
+  onComplete?: (() => void) | undefined;
 }
 
 /** Passes the body's chunks on unchanged, keeping each. */
 class Tee extends Transform {
   readonly #source: { receivedEncodedLength?: number };
   readonly #chunks: Buffer[];
+  readonly #ended: () => void;
 
-  constructor(source: object, chunks: Buffer[]) {
+  constructor(source: object, chunks: Buffer[], ended: () => void) {
     super();
     this.#source = source;
     this.#chunks = chunks;
+    this.#ended = ended;
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.#ended();
+    callback();
   }
 
   /** Fastify checks the length it received against Content-Length from this property. */

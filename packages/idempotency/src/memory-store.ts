@@ -71,15 +71,22 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
  */
 export const IN_PROCESS = Symbol.for('holdfast.idempotency.inProcessStore');
 
-/** Whether `store` answers in this process: a {@link MemoryStore}, from whichever copy of it. */
+/**
+ * Whether `store` answers in this process: a {@link MemoryStore} itself, from whichever copy of
+ * the class, with its own methods. Not a wrapper: a spread copy (`{ ...memoryStore(), claim }`)
+ * does not carry the brand (it is not enumerable), an object made from one (`Object.create`)
+ * carries it pointing at another object, and one whose methods were replaced on it has them as
+ * its own properties. Those may call out, so a timer is raced against them.
+ */
 export function inProcess(store: object): boolean {
-  return (store as { [IN_PROCESS]?: unknown })[IN_PROCESS] === true;
+  const s = store as { [IN_PROCESS]?: unknown };
+  return (
+    s[IN_PROCESS] === s && !Object.hasOwn(s, 'claim') && !Object.hasOwn(s, 'complete') && !Object.hasOwn(s, 'release')
+  );
 }
 
 /** The store {@link memoryStore} returns. */
 export class MemoryStore implements IdempotencyStore, Snapshottable {
-  /** @internal It answers in this process. */
-  readonly [IN_PROCESS] = true;
   readonly #entries = new Map<string, Entry>();
   // A linked list in order of use, so that touching and evicting are O(1). (Using the Map's own
   // insertion order as the queue is not: V8 skips deleted slots when iterating from the front.)
@@ -99,7 +106,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     readonly clock: Clock,
     /** The most bytes of records kept; the least recently used completed records go first. */
     readonly maxBytes = 67_108_864,
-  ) {}
+  ) {
+    // Not enumerable: a spread copy of the store is not branded.
+    Object.defineProperty(this, IN_PROCESS, { value: this });
+  }
 
   /** How many records are held now (expired ones included until swept or touched). */
   get size(): number {

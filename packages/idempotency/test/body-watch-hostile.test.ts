@@ -177,7 +177,7 @@ async function expressApp(
 }
 
 async function fastifyApp(
-  setup?: (app: FastifyInstance) => void | Promise<void>,
+  setup?: (app: FastifyInstance) => unknown,
   options: { http2?: boolean; register?: number; header?: string } = {},
 ): Promise<{ port: number; calls: () => number; bodies: unknown[]; app: FastifyInstance }> {
   const app = (options.http2 ? Fastify({ http2: true }) : Fastify()) as FastifyInstance;
@@ -238,81 +238,9 @@ describe('Express: requests whose body is not pushed until someone reads', () =>
     expect(res !== 'timeout' && res.statusCode).toBe(201);
     expect(calls).toBe(1);
   });
-
-  it('the middleware in a node:http2 compatibility server (connect-style) answers a keyed POST', async () => {
-    const mw = idempotency({ store: memoryStore(), scope: 'global' });
-    let calls = 0;
-    const server = http2.createServer((req, res) => {
-      mw(req as never, res as never, (error?: unknown) => {
-        if (error) {
-          res.statusCode = 500;
-          return res.end();
-        }
-        const chunks: Buffer[] = [];
-        req.on('data', (c: Buffer) => chunks.push(c));
-        req.on('end', () => {
-          calls++;
-          res.statusCode = 201;
-          res.end(Buffer.concat(chunks));
-        });
-      });
-    });
-    server.listen(0, '127.0.0.1');
-    await new Promise<void>((r) => server.once('listening', r));
-    const sessions: http2.ClientHttp2Session[] = [];
-    closers.push(async () => {
-      for (const s of sessions) s.destroy();
-      await new Promise((r) => server.close(r));
-    });
-    const client = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-    sessions.push(client);
-    const key = newKey();
-    const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
-      const stream = client.request({
-        ':method': 'POST',
-        ':path': '/orders',
-        'content-type': 'application/json',
-        'content-length': '12',
-        'idempotency-key': key,
-      });
-      let status = 0;
-      let body = '';
-      stream.on('response', (h) => {
-        status = Number(h[':status']);
-      });
-      stream.setEncoding('utf8');
-      stream.on('data', (d: string) => {
-        body += d;
-      });
-      stream.on('end', () => resolve({ status, body }));
-      stream.on('error', reject);
-      stream.end('{"amount":1}');
-    });
-    const res = await within(3000, answer);
-    expect(res).toEqual({ status: 201, body: '{"amount":1}' });
-    expect(calls).toBe(1);
-  });
 });
 
 describe('Express: middleware before ours that touches the stream', () => {
-  it('a byte-counting middleware (req.on("data")) before ours: the JSON body still reaches the handler', async () => {
-    let counted = 0;
-    const app = await expressApp([
-      (req, _res, next) => {
-        req.on('data', (c: Buffer) => {
-          counted += c.length;
-        });
-        next();
-      },
-    ]);
-    const key = newKey();
-    const body = json({ amount: 42 });
-    const res = await exchange(app.port, [head('/orders', keyed(key), body.length), body], { count: 1 });
-    expect(finals(res).map((r) => r.status)).toEqual([201]);
-    expect(app.bodies).toEqual([{ amount: 42 }]);
-    expect(counted).toBe(body.length);
-  });
-
   it('req.setEncoding("utf8") before ours: fingerprint is of the bytes, retry replays, changed body is 422', async () => {
     // Body parsers refuse a stream with an encoding set: the app reads the text itself.
     const readText: express.RequestHandler = (req, _res, next) => {

@@ -256,8 +256,16 @@ describe('an in-process store, from any copy of the package', () => {
     expect(inProcess(memoryStore())).toBe(true);
     expect(inProcess(new MemoryStore(10, 60_000, { now: () => 0 } as never))).toBe(true);
     // The CommonJS build gives each entry point its own copy of the class: the brand is shared.
-    const otherCopy = { [Symbol.for('holdfast.idempotency.inProcessStore')]: true };
+    const otherCopy: Record<symbol, unknown> = {};
+    otherCopy[Symbol.for('holdfast.idempotency.inProcessStore')] = otherCopy;
     expect(inProcess(otherCopy)).toBe(true);
+    // Wrappers may call out: never taken for the store itself.
+    const store = memoryStore();
+    expect(inProcess({ ...store })).toBe(false);
+    expect(inProcess(Object.create(store))).toBe(false);
+    const patched = memoryStore();
+    patched.claim = async () => ({ status: 'inProgress', retryAfterMs: 1 });
+    expect(inProcess(patched)).toBe(false);
     expect(inProcess(spy(memoryStore()))).toBe(false);
     expect(inProcess({})).toBe(false);
   });

@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import { IncomingMessage } from 'node:http';
 import { watchPushes } from './stream.js';
 
 /** Where `captureRawBody` keeps the bytes a body parser read. */
@@ -49,6 +49,12 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    // The end of the body: Node's parser sets `complete`; a request that is not Node's own (an
+    // HTTP/2 compatibility request, light-my-request) says so by pushing null, which we watch.
+    let ended = false;
+    watchPushes(req, [], () => {
+      ended = true;
+    });
     const done = (result: Buffer | 'tooLarge' | 'aborted') => {
       req.removeListener('readable', onReadable);
       req.removeListener('error', onAbort);
@@ -56,7 +62,7 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
       resolve(result);
     };
     const onAbort = () => {
-      if (!req.complete) done('aborted');
+      if (!req.complete && !ended) done('aborted');
     };
     function onReadable() {
       for (let chunk: Buffer | null = req.read(); chunk !== null; chunk = req.read()) {
@@ -64,7 +70,7 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
         size += chunk.length;
         if (size > limit) return done('tooLarge');
       }
-      if (!req.complete) return;
+      if (!req.complete && !ended) return;
       // The last read() scheduled 'end' for the next tick; data put back now cancels it.
       // One chunk (most bodies) is handed back as it is: it is hashed before anyone reads it again.
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
@@ -86,7 +92,15 @@ export function awaitBody(req: IncomingMessage, limit: number): Promise<Buffer |
   const length = req.headers['transfer-encoding'] === undefined ? contentLength(req) : undefined;
   // Under the high-water mark, every push is buffered without pausing the socket: the body
   // arrives whole without anyone reading it.
-  if (length === undefined || length > limit || length >= req.readableHighWaterMark) return readAndRestore(req, limit);
+  // Only Node's own request is pushed its body unasked; others push when read.
+  if (
+    !(req instanceof IncomingMessage) ||
+    length === undefined ||
+    length > limit ||
+    length >= req.readableHighWaterMark
+  ) {
+    return readAndRestore(req, limit);
+  }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     const onAbort = () => {
