@@ -58,10 +58,10 @@ export const redisRateLimiterOptionsSchema = z.strictObject({
   commandTimeout: z.number().finite().positive().max(60_000).default(250),
   /**
    * How long a decision is remembered under its request id, ms, so that ioredis resending a
-   * command after a reconnect does not count the call twice. `0` turns this off (opt-in, two
-   * fewer Redis calls per decision): a command resent after a dropped reply is then decided
-   * again, so one call may take twice from the limit: the limit errs on the strict side, it
-   * never lets more through. @default 10000
+   * command after a reconnect does not count the call twice. `0` turns this off (opt-in, one
+   * fewer Redis call and no key per decision): a command resent after a dropped reply is then
+   * decided again, so one call may take twice from the limit: the limit errs on the strict
+   * side, it never lets more through. @default 10000
    */
   resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
   /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
@@ -79,33 +79,26 @@ export interface RedisRateLimiter extends RateLimiter {
 export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSchema>;
 
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
-// clock, so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash slot;
-// absent when the resend window is 0).
-// ARGV: emission interval, burst tolerance, cost, resend window (0: no marker, 3 redis.calls
-// instead of 5). Replies one integer: the units left when allowed (>= 0), minus the ms to wait
-// when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes out exactly
-// (no string.format per decision).
-const source = `local W = tonumber(ARGV[4])
-if W > 0 then
-  local marked = redis.call('GET', KEYS[2])
-  if marked then return marked end
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local T = tonumber(ARGV[1])
-local tau = tonumber(ARGV[2])
+// clock (TIME), so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash
+// slot; absent when the resend window is 0). ARGV: the increment (emission interval x cost),
+// the burst tolerance, the emission interval, the resend window ('0': no marker). The marker is
+// written first and only if absent (SET NX): a resent command finds it, returns the first answer
+// and changes nothing; Redis stops a script for OOM only before its first write, so an allowed
+// decision never leaves a marker without its TAT. Replies one integer: the units left when
+// allowed (>= 0), minus the ms to wait when refused (<= -1). The TAT goes to Redis as a Lua
+// number, which Redis writes out exactly.
+const source = `local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
-local new = tat + T * tonumber(ARGV[3])
-local diff = now - (new - tau)
+local new = tat + ARGV[1]
+local diff = now + ARGV[2] - new
 local reply
-if diff < 0 then
-  reply = -math.ceil(-diff)
-else
-  redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
-  reply = math.floor(diff / T)
+if diff < 0 then reply = -math.ceil(-diff) else reply = math.floor(diff / ARGV[3]) end
+if ARGV[4] ~= '0' and not redis.call('SET', KEYS[2], reply, 'PX', ARGV[4], 'NX') then
+  return redis.call('GET', KEYS[2])
 end
-if W > 0 then redis.call('SET', KEYS[2], reply, 'PX', W) end
+if diff >= 0 then redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now))) end
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
@@ -131,8 +124,13 @@ type Parsed = z.output<typeof redisRateLimiterOptionsSchema>;
 
 class RedisGcra extends RateLimiterBase {
   readonly #emission: number;
-  readonly #tolerance: number;
   readonly #burst: number;
+  /** Script arguments sent on every decision, as strings once rather than converted per call. */
+  readonly #args: {
+    readonly tolerance: string;
+    readonly emission: string;
+    readonly window: string;
+  };
   readonly #requestId: () => string;
   #storeErrors = 0;
   readonly #keys = new Map<string, string>();
@@ -144,7 +142,11 @@ class RedisGcra extends RateLimiterBase {
     super(common, o.defaultKey);
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
-    this.#tolerance = this.#emission * this.#burst;
+    this.#args = {
+      tolerance: String(this.#emission * this.#burst),
+      emission: String(this.#emission),
+      window: String(o.resendWindow),
+    };
     // Unique across processes by the random prefix, within one by the counter: no randomness per call.
     const prefix = randomBytes(12).toString('base64url');
     let seq = 0;
@@ -188,12 +190,13 @@ class RedisGcra extends RateLimiterBase {
     const { client } = this.o;
     if (client.status === 'end') return Promise.reject(new Error('the Redis client was closed'));
     const tat = this.keyOf(key);
-    const window = this.o.resendWindow;
+    const a = this.#args;
+    const step = cost === 1 ? a.emission : String(this.#emission * cost);
     // Without a resend window there is no marker key: one key, and ARGV keeps its positions.
     const args =
-      window === 0
-        ? [1, tat, this.#emission, this.#tolerance, cost, 0]
-        : [2, tat, `${tat}:r:${this.#requestId()}`, this.#emission, this.#tolerance, cost, window];
+      a.window === '0'
+        ? ['1', tat, step, a.tolerance, a.emission, '0']
+        : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window];
     return new Promise(
       (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
     );

@@ -140,6 +140,36 @@ describe('bulkhead()', () => {
     expect(b.running).toBe(0);
   });
 
+  it('a call through a free slot gives the slot back however it settles, after it settles', async () => {
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 1, policies: false });
+    let finish: (value: string) => void = () => {};
+    const slow = b.execute(() => new Promise<string>((resolve) => (finish = resolve)));
+    // Held until the function settles: the next call waits.
+    const next = b.execute(() => 'next');
+    expect(b.running).toBe(1);
+    expect(b.queued).toBe(1);
+    finish('slow');
+    expect(await slow).toBe('slow');
+    expect(await next).toBe('next');
+    // A plain value, a thenable, a rejected promise and a synchronous throw each hand back the slot.
+    expect(await b.execute(() => 'plain')).toBe('plain');
+    // biome-ignore lint/suspicious/noThenProperty: a PromiseLike that is not a Promise is the point here.
+    const thenable = { then: (resolve: (value: string) => void) => resolve('thenable') } as PromiseLike<string>;
+    expect(await b.execute(() => thenable)).toBe('thenable');
+    const failed = new Error('rejected');
+    await expect(b.execute(() => Promise.reject(failed))).rejects.toBe(failed);
+    await expect(
+      b.execute(() => {
+        throw failed;
+      }),
+    ).rejects.toBe(failed);
+    expect(b.running).toBe(0);
+    expect(b.queued).toBe(0);
+    // The function gets a full call context: attempt 1 and a signal that is not aborted.
+    const ctx = await b.execute((c) => ({ attempt: c.attempt, aborted: c.signal.aborted }));
+    expect(ctx).toEqual({ attempt: 1, aborted: false });
+  });
+
   it('dispose() refuses queued and later calls, and leaves the registry', async () => {
     const policies = createPolicyRegistry();
     const b = bulkhead({ maxConcurrent: 1, maxQueue: 2, policies, name: 'pdf' });

@@ -131,6 +131,56 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(rl.snapshot()).toMatchObject({ algorithm: 'gcra', allowed: 2, rejected: 1, storeErrors: 0 });
   });
 
+  it('Redis calls per decision, counted on the server: the marker is one SET NX, no GET', async () => {
+    const [own] = (await startRedis(1)) as [RedisServer];
+    const c = connect(own);
+    const calls = async () => {
+      const stats = await c.info('commandstats');
+      const count: Record<string, number> = {};
+      for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) count[m[1] as string] = Number(m[2]);
+      return count;
+    };
+    const decide = async (resendWindow: number) => {
+      const rl = redisRateLimiter({ client: c, limit: 2, interval: 60_000, resendWindow, policies: false });
+      await rl.take('warm-up'); // loads the script (EVALSHA, then EVAL)
+      await c.config('RESETSTAT');
+      // A fresh key, the same key again, then a refusal.
+      const decisions = [await rl.take('k'), await rl.take('k'), await rl.take('k')];
+      expect(decisions.map((d) => d.allowed)).toEqual([true, true, false]);
+      const { evalsha, time, config: _config, ...inScript } = await calls();
+      expect(evalsha).toBe(3);
+      expect(time).toBe(3);
+      return inScript;
+    };
+    // Allowed: TIME, GET, marker SET NX, SET (was 5 calls: a GET of the marker too). Refused: TIME, GET, SET NX.
+    expect(await decide(10_000)).toEqual({ get: 3, set: 5 });
+    await c.flushall();
+    // Without the marker: TIME, GET, SET; TIME, GET, SET; TIME, GET.
+    expect(await decide(0)).toEqual({ get: 3, set: 2 });
+  });
+
+  it('a full burst at once is let through, and no more', async () => {
+    for (const burst of [1, 2, 5]) {
+      const rl = redisRateLimiter({ client, limit: burst, interval: 60_000, prefix: `edge${burst}:`, policies: false });
+      const all = await Promise.all(Array.from({ length: burst + 1 }, () => rl.take('k')));
+      expect(all.filter((d) => d.allowed)).toHaveLength(burst);
+    }
+  });
+
+  it('the TAT refills at the emission interval, on the server clock', async () => {
+    const rl = redisRateLimiter({ client, limit: 10, interval: 1000, burst: 1, prefix: 'refill:', policies: false });
+    expect((await rl.take('k')).allowed).toBe(true);
+    const refused = await rl.take('k');
+    expect(refused.allowed).toBe(false);
+    expect(refused.retryAfter).toBeGreaterThan(0);
+    expect(refused.retryAfter).toBeLessThanOrEqual(100);
+    await new Promise((resolve) => setTimeout(resolve, refused.retryAfter + 5));
+    expect((await rl.take('k')).allowed).toBe(true);
+    expect((await rl.take('k')).allowed).toBe(false);
+    // A cost of 3 at 100 ms a unit with a burst of 1 never fits.
+    await expect(rl.take('k', 3)).rejects.toThrow(HoldfastConfigError);
+  });
+
   it('a resent command (same request id) is counted once', async () => {
     let id = 'first';
     const rl = redisRateLimiter({
