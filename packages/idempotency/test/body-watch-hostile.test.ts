@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import * as http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
@@ -6,11 +6,12 @@ import { connect } from 'node:net';
 import { createGunzip, gzipSync } from 'node:zlib';
 import express from 'express';
 import fc from 'fast-check';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { captureRawBody, idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
+import { closeAll, closers, expressApp, fastifyApp, listenNode } from './http-support/body-apps.js';
 import { newKey } from './http-support/support.js';
 
 // Hostile review of the body watch (watchPushes/awaitBody): production setups where watching the
@@ -25,27 +26,11 @@ const { inject } = fromFastify('light-my-request') as {
   ) => Promise<{ statusCode: number; body: string }>;
 };
 
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
+afterEach(closeAll);
 
 /** Resolves to `value`, or to 'timeout' after `ms`: a hung request must not hang the suite. */
 function within<T>(ms: number, value: Promise<T>): Promise<T | 'timeout'> {
   return Promise.race([value, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
-}
-
-async function listenNode(server: Server): Promise<number> {
-  server.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  closers.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(resolve);
-      }),
-  );
-  return (server.address() as AddressInfo).port;
 }
 
 interface RawResponse {
@@ -149,56 +134,6 @@ function head(path: string, headers: string[], length: number): string {
 }
 
 const finals = (responses: RawResponse[]) => responses.filter((r) => r.status >= 200);
-
-/** An Express app: `before` middleware, then ours, then express.json, then a counting handler. */
-async function expressApp(
-  before: express.RequestHandler[] = [],
-  options: { maxRequestBytes?: number; header?: string; after?: express.RequestHandler[] } = {},
-): Promise<{ port: number; calls: () => number; bodies: unknown[]; app: express.Express }> {
-  const app = express();
-  let calls = 0;
-  const bodies: unknown[] = [];
-  for (const mw of before) app.use(mw);
-  app.use(
-    idempotency({
-      store: memoryStore(),
-      scope: 'global',
-      ...(options.maxRequestBytes === undefined ? {} : { maxRequestBytes: options.maxRequestBytes }),
-      ...(options.header === undefined ? {} : { header: options.header }),
-    }),
-  );
-  for (const mw of options.after ?? [express.json({ limit: '1mb' })]) app.use(mw);
-  app.post('/orders', (req, res) => {
-    bodies.push(req.body);
-    res.status(201).json({ n: ++calls });
-  });
-  const port = await listenNode(createServer(app));
-  return { port, calls: () => calls, bodies, app };
-}
-
-async function fastifyApp(
-  setup?: (app: FastifyInstance) => unknown,
-  options: { http2?: boolean; register?: number; header?: string } = {},
-): Promise<{ port: number; calls: () => number; bodies: unknown[]; app: FastifyInstance }> {
-  const app = (options.http2 ? Fastify({ http2: true }) : Fastify()) as FastifyInstance;
-  await setup?.(app);
-  for (let i = 0; i < (options.register ?? 1); i++) {
-    await app.register(fastifyIdempotency, {
-      store: memoryStore(),
-      scope: 'global',
-      ...(options.header === undefined ? {} : { header: options.header }),
-    });
-  }
-  let calls = 0;
-  const bodies: unknown[] = [];
-  app.post('/orders', async (req, reply) => {
-    bodies.push(req.body);
-    return reply.code(201).send({ n: ++calls });
-  });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  closers.push(() => app.close());
-  return { port: (app.server.address() as AddressInfo).port, calls: () => calls, bodies, app };
-}
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 const keyed = (key: string) => ['Content-Type: application/json', `Idempotency-Key: ${key}`];

@@ -1,65 +1,18 @@
-import type { Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
-import express from 'express';
 import fc from 'fast-check';
-import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { idempotency } from '../src/express.js';
-import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { HttpIdempotency } from '../src/http/engine.js';
 import { parseKeyHeader } from '../src/http/key.js';
 import { MemoryStore, memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
+import { closeAll, expressApp, fastifyApp } from './http-support/body-apps.js';
 import { newKey, spy } from './http-support/support.js';
 
 // The middleware sees a body's bytes without a stream in between: it watches what the socket
 // pushes into the request (Fastify's preParsing, Express before the parsers). These tests break
 // that: bodies in pieces, bodies already buffered, bodies past the buffer, clients that leave.
 
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
-
-async function expressApp(): Promise<{ url: string; calls: () => number; bodies: unknown[] }> {
-  const app = express();
-  let calls = 0;
-  const bodies: unknown[] = [];
-  app.use(idempotency({ store: memoryStore(), scope: 'global' }));
-  app.use(express.json({ limit: '1mb' }));
-  app.post('/orders', (req, res) => {
-    bodies.push(req.body);
-    res.status(201).json({ n: ++calls });
-  });
-  const server: Server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  closers.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(resolve);
-      }),
-  );
-  return { url: `127.0.0.1:${(server.address() as AddressInfo).port}`, calls: () => calls, bodies };
-}
-
-async function fastifyApp(
-  setup?: (app: FastifyInstance) => void,
-): Promise<{ url: string; calls: () => number; bodies: unknown[] }> {
-  const app = Fastify();
-  setup?.(app);
-  await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global' });
-  let calls = 0;
-  const bodies: unknown[] = [];
-  app.post('/orders', async (req, reply) => {
-    bodies.push(req.body);
-    return reply.code(201).send({ n: ++calls });
-  });
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  closers.push(() => app.close());
-  return { url: `127.0.0.1:${(app.server.address() as AddressInfo).port}`, calls: () => calls, bodies };
-}
+afterEach(closeAll);
 
 /**
  * One POST over a raw socket: the head, then each piece of the body after `gap` ms. `headers`
@@ -67,14 +20,14 @@ async function fastifyApp(
  * without answering; `abortAfter` closes the socket after that many pieces.
  */
 function post(
-  hostPort: string,
+  port: number,
   headers: string[],
   pieces: Buffer[],
   options: { gap?: number; abortAfter?: number } = {},
 ): Promise<{ status: number; body: string }> {
-  const [host, port] = hostPort.split(':') as [string, string];
+  const hostPort = `127.0.0.1:${port}`;
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), host);
+    const socket = connect(port, '127.0.0.1');
     let reply = '';
     socket.setEncoding('latin1');
     socket.on('data', (d: string) => {
@@ -118,17 +71,22 @@ for (const [name, make] of [
       const app = await make();
       const key = newKey();
       const body = json({ amount: 4200, note: 'x'.repeat(300) });
-      const first = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], split(body, 4), {
-        gap: 15,
-      });
+      const first = await post(
+        app.port,
+        ['Content-Type: application/json', `Idempotency-Key: ${key}`],
+        split(body, 4),
+        {
+          gap: 15,
+        },
+      );
       expect(first.status).toBe(201);
       // The handler got the whole body, parsed: nothing was taken from the stream on the way.
       expect(app.bodies[0]).toEqual({ amount: 4200, note: 'x'.repeat(300) });
-      const again = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body]);
+      const again = await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body]);
       expect(again).toEqual(first);
       const changed = Buffer.from(body);
       changed[changed.length - 3] = 0x79; // one 'x' becomes 'y'
-      const other = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [changed]);
+      const other = await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [changed]);
       expect(other.status).toBe(422);
       expect(app.calls()).toBe(1);
     });
@@ -137,16 +95,16 @@ for (const [name, make] of [
       const app = await make();
       const key = newKey();
       const big = json({ blob: 'b'.repeat(100_000) });
-      const first = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], split(big, 7));
+      const first = await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], split(big, 7));
       expect(first.status).toBe(201);
       expect((app.bodies[0] as { blob: string }).blob.length).toBe(100_000);
-      expect((await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [big])).body).toBe(
+      expect((await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [big])).body).toBe(
         first.body,
       );
       const changed = Buffer.from(big);
       changed[50_000] = 0x63;
       expect(
-        (await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [changed])).status,
+        (await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [changed])).status,
       ).toBe(422);
       expect(app.calls()).toBe(1);
     });
@@ -155,13 +113,13 @@ for (const [name, make] of [
       const app = await make();
       const key = newKey();
       const body = json({ amount: 1, note: 'z'.repeat(200) });
-      const left = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], split(body, 4), {
+      const left = await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], split(body, 4), {
         gap: 20,
         abortAfter: 2,
       });
       expect(left.status).toBe(0);
       await new Promise((r) => setTimeout(r, 50));
-      const retry = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body]);
+      const retry = await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body]);
       expect(retry.status).toBe(201);
       expect(app.calls()).toBe(1);
     });
@@ -173,7 +131,7 @@ for (const [name, make] of [
         ['Idempotency-Key: ', 'Idempotency-Key: abc'],
         ['Idempotency-Key: "a,b"', 'Idempotency-Key: "a,b"'],
       ]) {
-        const res = await post(app.url, ['Content-Type: application/json', ...copies], [json({ a: 1 })]);
+        const res = await post(app.port, ['Content-Type: application/json', ...copies], [json({ a: 1 })]);
         expect(res.status).toBe(400);
       }
       expect(app.calls()).toBe(0);
@@ -192,15 +150,15 @@ describe('Fastify: a body already buffered when the plugin first sees it', () =>
     );
     const key = newKey();
     const body = json({ amount: 7, note: 'q'.repeat(500) });
-    const first = await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body]);
+    const first = await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body]);
     expect(first.status).toBe(201);
     expect(app.bodies[0]).toEqual({ amount: 7, note: 'q'.repeat(500) });
-    expect(await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body])).toEqual(first);
+    expect(await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [body])).toEqual(first);
     const changed = Buffer.from(body);
     changed[20] = 0x72;
-    expect((await post(app.url, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [changed])).status).toBe(
-      422,
-    );
+    expect(
+      (await post(app.port, ['Content-Type: application/json', `Idempotency-Key: ${key}`], [changed])).status,
+    ).toBe(422);
     expect(app.calls()).toBe(1);
   });
 });
