@@ -153,13 +153,19 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const state = stateOf(request);
     const core = state?.core ?? coreFor(request);
     if (core === undefined || !core.guards(request.method)) return done();
-    if (state !== undefined && !state.complete) return whole(request, state, () => decide(request, reply, done), done);
-    decide(request, reply, done);
+    if (state !== undefined && !state.complete) {
+      return whole(request, state, () => decide(request, reply, core, state, done), done);
+    }
+    decide(request, reply, core, state, done);
   });
 
-  const decide = (request: FastifyRequest, reply: FastifyReply, done: (error?: Error) => void): void => {
-    const state = stateOf(request);
-    const core = (state?.core ?? coreFor(request)) as HttpIdempotency<FastifyRequest>;
+  const decide = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    core: HttpIdempotency<FastifyRequest>,
+    state: RequestState | undefined,
+    done: (error?: Error) => void,
+  ): void => {
     const view = {
       method: request.method,
       url: request.url,

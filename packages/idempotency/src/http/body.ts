@@ -52,9 +52,11 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
     // The end of the body: Node's parser sets `complete`; a request that is not Node's own (an
     // HTTP/2 compatibility request, light-my-request) says so by pushing null, which we watch.
     let ended = false;
-    watchPushes(req, [], () => {
-      ended = true;
-    });
+    if (!(req instanceof IncomingMessage)) {
+      watchPushes(req, undefined, () => {
+        ended = true;
+      });
+    }
     const done = (result: Buffer | 'tooLarge' | 'aborted') => {
       req.removeListener('readable', onReadable);
       req.removeListener('error', onAbort);

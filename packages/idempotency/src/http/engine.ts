@@ -88,7 +88,6 @@ export class HttpIdempotency<Req> implements RunOwner {
   // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
   // counted from `headersDistinct` every time.
   readonly #joinDrops: boolean;
-  readonly #fingerprinted: readonly string[];
 
   constructor(owner: string, input: HttpIdempotencyOptions<Req>) {
     this.#owner = owner;
@@ -101,7 +100,6 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#replayable = replayableHeaders(this.options.replayHeaders);
     this.#timed = !inProcess(this.store);
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
-    this.#fingerprinted = this.options.fingerprint;
   }
 
   /** Whether requests of this method are guarded at all. */
@@ -140,7 +138,8 @@ export class HttpIdempotency<Req> implements RunOwner {
       contentType: headerValue(view.headers['content-type']),
       contentEncoding: headerValue(view.headers['content-encoding']),
       body: view.body,
-      headers: this.#fingerprinted.length === 0 ? NO_HEADERS : this.#fingerprinted.map((name) => view.headers[name]),
+      headers:
+        this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
     });
     return this.#claim(header.key, storedKey(scope, header.key), fingerprint);
   }

@@ -46,20 +46,21 @@ export function asNodeStream(payload: unknown): Readable | undefined {
 }
 
 /**
- * Keeps every chunk `stream` is handed from now on, as its source pushes it (before any
- * decoder: the bytes as they came), without a stream in between or reading it; `onEnd` is
+ * Keeps every chunk `stream` is handed from now on in `chunks` (when given), as its source
+ * pushes it (before any decoder: the bytes as they came), without a stream in between or
+ * reading it; `onEnd` is
  * called once its source has pushed the last chunk. False, and nothing done, when
  * that would miss bytes: some are buffered already, or the stream has ended or is not a plain
  * Readable; the caller then reads through a tee.
  */
-export function watchPushes(stream: unknown, chunks: Buffer[], onEnd?: () => void): boolean {
+export function watchPushes(stream: unknown, chunks: Buffer[] | undefined, onEnd?: () => void): boolean {
   if (!(stream instanceof Readable) || Object.hasOwn(stream, 'push')) return false;
   if (stream.readableLength > 0 || stream.readableEnded || stream.destroyed || stream.readableObjectMode) return false;
   // An IncomingMessage whose body has all come was either empty or consumed by someone else.
   if ((stream as { complete?: boolean }).complete === true) return false;
   const push = stream.push;
   stream.push = function watched(this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
-    if (chunk !== null && chunk !== undefined) {
+    if (chunks !== undefined && chunk !== null && chunk !== undefined) {
       chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));
     }
     const more = push.call(this, chunk, encoding);
