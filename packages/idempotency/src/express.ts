@@ -4,7 +4,7 @@
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { awaitBody, bodyOf, captureRawBody } from './http/body.js';
-import { HttpIdempotency, type HttpIdempotencyOptions, problem } from './http/index.js';
+import { HttpIdempotency, type HttpIdempotencyOptions, NodeRequestView, problem } from './http/index.js';
 import { captureNodeResponse, sendRaw } from './http/node.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
@@ -35,16 +35,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       .then((bytes) => {
         if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
         if (bytes === 'tooLarge') return sendRaw(res, problem('tooLarge'));
-        const view = {
-          method: req.method,
-          url: req.originalUrl,
-          headers: req.headers,
-          // Built by Node on first read: only read when a key header came with a comma.
-          get headersDistinct() {
-            return req.headersDistinct;
-          },
-          body: bytes,
-        };
+        const view = new NodeRequestView(req.method, req.originalUrl, req.headers, bytes, req);
         return core.decide(req, view, header).then((decision) => {
           if (decision.action === 'pass') return next();
           if (decision.action === 'respond') return sendRaw(res, decision.response);

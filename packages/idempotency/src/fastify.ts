@@ -9,6 +9,7 @@ import {
   HttpIdempotency,
   type HttpIdempotencyOptions,
   type KeyHeader,
+  NodeRequestView,
   type OutgoingHeaders,
   type RouteIdempotencyOptions,
   type Run,
@@ -166,16 +167,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     state: RequestState | undefined,
     done: (error?: Error) => void,
   ): void => {
-    const view = {
-      method: request.method,
-      url: request.url,
-      headers: request.headers,
-      // Built by Node on first read: only read when a key header came with a comma.
-      get headersDistinct() {
-        return request.raw.headersDistinct;
-      },
-      body: bodyBytes(state?.chunks, request.body),
-    };
+    const view = new NodeRequestView(
+      request.method,
+      request.url,
+      request.headers,
+      bodyBytes(state?.chunks, request.body),
+      request.raw,
+    );
     core.decide(request, view, state?.header).then((decision) => {
       if (decision.action === 'respond') {
         const { status, headers, body } = decision.response;

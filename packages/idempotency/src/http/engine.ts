@@ -30,6 +30,26 @@ export interface RequestView {
   readonly body: unknown;
 }
 
+/**
+ * A {@link RequestView} of a Node request: `headersDistinct` is read from it only when asked
+ * (Node builds it on first read; the key header needs it only when it came with a comma). A
+ * class, not an object literal with a getter: V8 gives each such literal, with its own getter
+ * closure, a dictionary of its own, which costs the collector tens of µs a request under load.
+ */
+export class NodeRequestView implements RequestView {
+  constructor(
+    readonly method: string,
+    readonly url: string,
+    readonly headers: IncomingHttpHeaders,
+    readonly body: unknown,
+    readonly raw: { readonly headersDistinct: NodeJS.Dict<string[]> },
+  ) {}
+
+  get headersDistinct(): NodeJS.Dict<string[]> {
+    return this.raw.headersDistinct;
+  }
+}
+
 /** What to do with a request. */
 export type Decision =
   /** Not ours (no key, fail-open): let it through untouched. */

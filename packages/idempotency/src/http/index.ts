@@ -1,5 +1,12 @@
 export { BodyCollector, defaultReplayHeaders, type HttpResponse, pickHeaders, replayableHeaders } from './capture.js';
-export { type Decision, HttpIdempotency, type OutgoingHeaders, type RequestView, Run } from './engine.js';
+export {
+  type Decision,
+  HttpIdempotency,
+  NodeRequestView,
+  type OutgoingHeaders,
+  type RequestView,
+  Run,
+} from './engine.js';
 export { type RequestShape, requestFingerprint, sameFingerprint } from './fingerprint.js';
 export { type KeyHeader, parseKeyHeader } from './key.js';
 export {
