@@ -214,7 +214,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const stream = asNodeStream(payload);
     if (stream !== undefined) return done(null, teeStream(stream, run, reply.statusCode, headers));
     run.body.add(payload);
-    run.finish(reply.statusCode, headers).then(() => done(null, payload), done);
+    const settled = run.finish(reply.statusCode, headers);
+    // An in-process store has the record already: the reply goes now, and Fastify sends it
+    // without waiting a tick (a reply still unsent when the handler's promise settles costs a
+    // stream-finished watch).
+    if (run.atOnce) return done(null, payload);
+    settled.then(() => done(null, payload), done);
   });
 
   // A claimed request that never reached onSend (a hijacked reply, an aborted request) frees its key.

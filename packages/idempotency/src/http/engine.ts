@@ -206,7 +206,15 @@ export class HttpIdempotency<Req> implements RunOwner {
           this.#emitClaim(key, result.takeover);
           return {
             action: 'run',
-            run: new Run(this, key, stored, result.token, this.#replayable, this.options.maxResponseBytes),
+            run: new Run(
+              this,
+              key,
+              stored,
+              result.token,
+              this.#replayable,
+              this.options.maxResponseBytes,
+              !this.#timed,
+            ),
           };
         case 'completed': {
           const { record } = result;
@@ -374,6 +382,13 @@ export class Run {
     readonly token: string,
     readonly replayable: ReadonlySet<string>,
     maxResponseBytes: number,
+    /**
+     * The store answers in this process: `finish` and `abandon` have changed the record by the
+     * time they return (the store's calls run synchronously; what follows, an event or the
+     * release of an unstorable value, runs in microtasks, before any other request is read).
+     * An adapter need not hold the response back until they resolve.
+     */
+    readonly atOnce = false,
   ) {
     this.body = new BodyCollector(maxResponseBytes);
   }

@@ -97,6 +97,8 @@ class Capture {
     const status = res.statusCode;
     const headers = this.#snapshot(res);
     const settle = this.unstored?.(status, headers) ? run.abandon(`HTTP_${status}`) : run.finish(status, headers);
+    // An in-process store has the record already: the response ends now.
+    if (run.atOnce) return end.apply(res, args);
     this.#storing = settle.then(() => end.apply(res, args));
     return res;
   }
