@@ -261,10 +261,11 @@ export function breakerRegistry(options: BreakerRegistryOptions = {}): BreakerRe
 
 /** `over` laid on `base`; plain-object options (window, halfOpen, slowCall) merge one level down. */
 function mergeSettings(base: Record<string, unknown>, over: object): Record<string, unknown> {
-  const merged: Record<string, unknown> = { ...base };
+  // Object.assign, not spreads: V8 (Node 20) is slow to add properties to a spread copy.
+  const merged: Record<string, unknown> = Object.assign({}, base);
   for (const [key, value] of Object.entries(over)) {
     const under = merged[key];
-    merged[key] = isPlainObject(under) && isPlainObject(value) ? { ...under, ...value } : value;
+    merged[key] = isPlainObject(under) && isPlainObject(value) ? Object.assign({}, under, value) : value;
   }
   return merged;
 }

@@ -49,5 +49,9 @@ export function labelled<
   },
 >(event: E, label: (name: string) => string): E {
   const source = label(event.source);
-  return source === event.source ? event : { ...event, source };
+  if (source === event.source) return event;
+  // A copy whose one changed property it had already: V8 (Node 20) is slow to add to a spread copy.
+  const copy: { source: string } = { ...event };
+  copy.source = source;
+  return copy as E;
 }

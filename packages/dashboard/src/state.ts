@@ -210,7 +210,7 @@ export class DashboardState {
       const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
       const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
       const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
-      if (b) breakers.set(name, { ...b, ...this.#recent(name, b.failureRate) });
+      if (b) breakers.set(name, Object.assign({}, b, this.#recent(name, b.failureRate)));
       else if (f) failovers.push(f);
       else if (g) budgets.push(g);
       else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;

@@ -115,20 +115,20 @@ class Runner<I, R> {
           return this.#run(input, key, claim.token, claim.takeover);
         case 'completed': {
           if (this.bus.wants('idempotency.replay')) {
-            this.bus.emit({ ...this.#base('idempotency.replay'), key, createdAt: claim.record.createdAt });
+            this.bus.emit(this.#base('idempotency.replay', { key, createdAt: claim.record.createdAt }));
           }
           const { outcome } = claim.record;
           // A key completed by the HTTP middleware replays its response object.
           return (outcome.kind === 'value' ? outcome.value : outcome) as R;
         }
         case 'mismatch':
-          if (this.bus.wants('idempotency.mismatch')) this.bus.emit({ ...this.#base('idempotency.mismatch'), key });
+          if (this.bus.wants('idempotency.mismatch')) this.bus.emit(this.#base('idempotency.mismatch', { key }));
           throw new IdempotencyMismatchError(this.name, key);
         case 'inProgress': {
           const left = deadline === undefined ? 0 : deadline - this.clock.now();
           if (left <= 0) {
             if (this.bus.wants('idempotency.conflict')) {
-              this.bus.emit({ ...this.#base('idempotency.conflict'), key, waited: deadline !== undefined });
+              this.bus.emit(this.#base('idempotency.conflict', { key, waited: deadline !== undefined }));
             }
             throw new IdempotencyConflictError(this.name, key, claim.retryAfterMs);
           }
@@ -152,9 +152,9 @@ class Runner<I, R> {
   }
 
   async #run(input: I, key: string, token: string, takeover: boolean): Promise<R> {
-    if (this.bus.wants('idempotency.claim')) this.bus.emit({ ...this.#base('idempotency.claim'), key, takeover });
+    if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#base('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
-      this.bus.emit({ ...this.#base('idempotency.takeover'), key });
+      this.bus.emit(this.#base('idempotency.takeover', { key }));
     }
     let value: R;
     try {
@@ -178,7 +178,7 @@ class Runner<I, R> {
       return value;
     }
     if (!stored && this.bus.wants('idempotency.staleCompletion')) {
-      this.bus.emit({ ...this.#base('idempotency.staleCompletion'), key });
+      this.bus.emit(this.#base('idempotency.staleCompletion', { key }));
     }
     return value;
   }
@@ -188,7 +188,7 @@ class Runner<I, R> {
     try {
       const released = await this.store.release(key, token);
       if (released && this.bus.wants('idempotency.release')) {
-        this.bus.emit({ ...this.#base('idempotency.release'), key, code: errorLabel(cause) });
+        this.bus.emit(this.#base('idempotency.release', { key, code: errorLabel(cause) }));
       }
     } catch (error) {
       this.#storeError(key, 'release', error, false);
@@ -197,12 +197,17 @@ class Runner<I, R> {
 
   #storeError(key: string, operation: 'claim' | 'complete' | 'release', error: unknown, failOpen: boolean): void {
     if (this.bus.wants('idempotency.storeError')) {
-      this.bus.emit({ ...this.#base('idempotency.storeError'), key, operation, code: errorLabel(error), failOpen });
+      this.bus.emit(this.#base('idempotency.storeError', { key, operation, code: errorLabel(error), failOpen }));
     }
   }
 
-  #base<K extends string>(type: K) {
-    return { type, source: this.name, time: this.clock.now() } as const;
+  // Object.assign, not a spread: on Node 20, V8 gives an object spread into a literal with more
+  // properties a map of its own, about 1 µs and a collector's burden per event.
+  #base<K extends string, F extends object>(
+    type: K,
+    fields: F,
+  ): { readonly type: K; readonly source: string; readonly time: number } & F {
+    return Object.assign({ type, source: this.name, time: this.clock.now() } as const, fields);
   }
 
   #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

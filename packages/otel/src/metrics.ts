@@ -29,7 +29,7 @@ const seconds = (ms: number) => ms / 1000;
 /** `storeError` -> `store_error`. */
 export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
-  code === undefined ? attrs : { ...attrs, [A.errorType]: code };
+  code === undefined ? attrs : Object.assign({}, attrs, { [A.errorType]: code });
 
 type Row = { readonly attributes: Attributes; value: number };
 

@@ -105,7 +105,8 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
  * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5).
  */
 export function replayOf(stored: StoredResponse): HttpResponse {
-  const headers: Record<string, string | readonly string[]> = { ...stored.headers };
+  // A copy to extend: Object.assign, since V8 (Node 20) makes a spread copy that gains properties slow.
+  const headers: Record<string, string | readonly string[]> = Object.assign({}, stored.headers);
   headers['idempotent-replayed'] = 'true';
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };

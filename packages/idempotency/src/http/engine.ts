@@ -223,7 +223,7 @@ export class HttpIdempotency<Req> implements RunOwner {
             return this.#mismatch(key);
           }
           if (this.bus.wants('idempotency.replay')) {
-            this.bus.emit({ ...this.#event('idempotency.replay'), key, createdAt: record.createdAt });
+            this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
           }
           return respond(replayOf(record.outcome));
         }
@@ -233,7 +233,7 @@ export class HttpIdempotency<Req> implements RunOwner {
           const left = deadline - this.clock.now();
           if (wait === undefined || left <= 0) {
             if (this.bus.wants('idempotency.conflict')) {
-              this.bus.emit({ ...this.#event('idempotency.conflict'), key, waited: wait !== undefined });
+              this.bus.emit(this.#event('idempotency.conflict', { key, waited: wait !== undefined }));
             }
             return respond(problem('inProgress', { retryAfterSeconds: 1 }));
           }
@@ -244,14 +244,14 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   #mismatch(key: string): Decision {
-    if (this.bus.wants('idempotency.mismatch')) this.bus.emit({ ...this.#event('idempotency.mismatch'), key });
+    if (this.bus.wants('idempotency.mismatch')) this.bus.emit(this.#event('idempotency.mismatch', { key }));
     return respond(problem('mismatch'));
   }
 
   #emitClaim(key: string, takeover: boolean): void {
-    if (this.bus.wants('idempotency.claim')) this.bus.emit({ ...this.#event('idempotency.claim'), key, takeover });
+    if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#event('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
-      this.bus.emit({ ...this.#event('idempotency.takeover'), key });
+      this.bus.emit(this.#event('idempotency.takeover', { key }));
     }
   }
 
@@ -309,12 +309,12 @@ export class HttpIdempotency<Req> implements RunOwner {
       } as const;
       const saved = await this.#complete(run, outcome);
       if (saved === false && this.bus.wants('idempotency.staleCompletion')) {
-        this.bus.emit({ ...this.#event('idempotency.staleCompletion'), key });
+        this.bus.emit(this.#event('idempotency.staleCompletion', { key }));
       }
       if (saved !== 'unstorable') return;
       code = 'E_IDEMPOTENCY_VALUE';
     }
-    if (this.bus.wants('idempotency.release')) this.bus.emit({ ...this.#event('idempotency.release'), key, code });
+    if (this.bus.wants('idempotency.release')) this.bus.emit(this.#event('idempotency.release', { key, code }));
     try {
       await this.#call('release', key, () => this.store.release(stored, token));
     } catch (error) {
@@ -356,12 +356,14 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   #storeError(operation: 'claim' | 'complete' | 'release', key: string, error: unknown, failOpen: boolean): void {
     if (this.bus.wants('idempotency.storeError')) {
-      this.bus.emit({ ...this.#event('idempotency.storeError'), key, operation, code: errorLabel(error), failOpen });
+      this.bus.emit(this.#event('idempotency.storeError', { key, operation, code: errorLabel(error), failOpen }));
     }
   }
 
-  #event<T extends string>(type: T) {
-    return { type, source: this.options.name, time: this.clock.now() };
+  // Object.assign, not a spread: on Node 20, V8 gives an object spread into a literal with more
+  // properties a map of its own, about 1 µs and a collector's burden per event.
+  #event<T extends string, F extends object>(type: T, fields: F): { type: T; source: string; time: number } & F {
+    return Object.assign({ type, source: this.options.name, time: this.clock.now() }, fields);
   }
 }
 

@@ -105,7 +105,7 @@ class Capture {
 
   #snapshot(res: ServerResponse, explicit?: OutgoingHeaders): OutgoingHeaders {
     if (this.#headers === undefined) {
-      this.#headers = explicit === undefined ? res.getHeaders() : { ...res.getHeaders(), ...explicit };
+      this.#headers = explicit === undefined ? res.getHeaders() : Object.assign(res.getHeaders(), explicit);
     }
     return this.#headers;
   }
