@@ -3,8 +3,15 @@
  * @module @holdfast/idempotency/express
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { awaitBody, bodyOf, captureRawBody } from './http/body.js';
-import { HttpIdempotency, type HttpIdempotencyOptions, NodeRequestView, problem } from './http/index.js';
+import { awaitBody, type BodyRead, bodyOf, captureRawBody } from './http/body.js';
+import {
+  type Decision,
+  HttpIdempotency,
+  type HttpIdempotencyOptions,
+  type KeyHeader,
+  NodeRequestView,
+  problem,
+} from './http/index.js';
 import { captureNodeResponse, sendRaw } from './http/node.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
@@ -25,25 +32,42 @@ const OWNER = 'idempotency/express';
 export function idempotency(options: ExpressIdempotencyOptions): RequestHandler {
   const core = new HttpIdempotency<Request>(OWNER, options);
   const limit = core.options.maxRequestBytes;
+  // What to do once the body's bytes are known: answered at once when the store can.
+  const handle = (req: Request, res: Response, next: NextFunction, header: KeyHeader, bytes: BodyRead): void => {
+    if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
+    if (bytes === 'tooLarge') {
+      sendRaw(res, problem('tooLarge'));
+      return;
+    }
+    const view = new NodeRequestView(req.method, req.originalUrl, req.headers, bytes, req);
+    const act = (decision: Decision): void => {
+      if (decision.action === 'respond') sendRaw(res, decision.response);
+      else {
+        if (decision.action === 'run') captureNodeResponse(res, decision.run, routerNotFound);
+        next();
+      }
+    };
+    const decided = core.decideNow(req, view, header);
+    if (decided instanceof Promise) decided.then(act).catch(next);
+    else act(decided);
+  };
   return (req: Request, res: Response, next: NextFunction) => {
     if (!core.guards(req.method)) return next();
     // A request without a valid key is passed or refused without reading its body.
     const header = core.key(req);
+    if (core.passes(header)) return next();
     const known = header.status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
-    const body = known.status === 'unread' ? awaitBody(req, limit) : Promise.resolve(known.body as Buffer | undefined);
-    body
-      .then((bytes) => {
-        if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
-        if (bytes === 'tooLarge') return sendRaw(res, problem('tooLarge'));
-        const view = new NodeRequestView(req.method, req.originalUrl, req.headers, bytes, req);
-        return core.decide(req, view, header).then((decision) => {
-          if (decision.action === 'pass') return next();
-          if (decision.action === 'respond') return sendRaw(res, decision.response);
-          captureNodeResponse(res, decision.run, routerNotFound);
-          next();
-        });
-      })
-      .catch(next);
+    if (known.status === 'unread') {
+      awaitBody(req, limit)
+        .then((bytes) => handle(req, res, next, header, bytes))
+        .catch(next);
+      return;
+    }
+    try {
+      handle(req, res, next, header, known.body as Buffer | undefined);
+    } catch (error) {
+      next(error);
+    }
   };
 }
 

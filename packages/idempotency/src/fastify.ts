@@ -6,6 +6,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
+  type Decision,
   HttpIdempotency,
   type HttpIdempotencyOptions,
   type KeyHeader,
@@ -50,12 +51,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // wire, and, once claimed, its run until stored or released. Kept on the request under a
   // property of this registration's own: a request decorator, so every request has the slot
   // from its construction (a stable shape, and no WeakMap for the collector to trace).
+  // `false` once preParsing found the request is not guarded: the later hooks pass it at once.
   const slot = Symbol('holdfast.idempotency.state');
   fastify.decorateRequest(slot as unknown as string, null);
-  const stateOf = (request: FastifyRequest): RequestState | undefined =>
-    (request as unknown as Record<symbol, RequestState | null>)[slot] ?? undefined;
-  const keep = (request: FastifyRequest, state: RequestState): void => {
-    (request as unknown as Record<symbol, RequestState | null>)[slot] = state;
+  type Slot = RequestState | false | null;
+  const slotOf = (request: FastifyRequest): Slot => (request as unknown as Record<symbol, Slot>)[slot] as Slot;
+  const stateOf = (request: FastifyRequest): RequestState | undefined => slotOf(request) || undefined;
+  const keep = (request: FastifyRequest, state: RequestState | false): void => {
+    (request as unknown as Record<symbol, Slot>)[slot] = state;
   };
 
   fastify.addHook('onRoute', (route) => {
@@ -91,9 +94,15 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
   fastify.addHook('preParsing', (request: FastifyRequest, _reply: FastifyReply, payload, done) => {
     const core = coreFor(request);
-    if (core === undefined || !core.guards(request.method)) return done(null, payload);
+    if (core === undefined || !core.guards(request.method)) {
+      keep(request, false);
+      return done(null, payload);
+    }
     const header = core.key(request.raw);
-    if (header.status !== 'ok') return done(null, payload);
+    if (header.status !== 'ok') {
+      if (core.passes(header)) keep(request, false);
+      return done(null, payload);
+    }
     const chunks: Buffer[] = [];
     const state: RequestState = { core, header, chunks, run: undefined, complete: false, watched: false };
     keep(request, state);
@@ -151,7 +160,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
 
   // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
   fastify.addHook('preHandler', (request: FastifyRequest, reply: FastifyReply, done) => {
-    const state = stateOf(request);
+    const known = slotOf(request);
+    if (known === false) return done();
+    const state = known ?? undefined;
     const core = state?.core ?? coreFor(request);
     if (core === undefined || !core.guards(request.method)) return done();
     if (state !== undefined && !state.complete) {
@@ -174,34 +185,51 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       bodyBytes(state?.chunks, request.body),
       request.raw,
     );
-    core.decide(request, view, state?.header).then((decision) => {
-      if (decision.action === 'respond') {
-        const { status, headers, body } = decision.response;
-        // Sent from the hook: the handler does not run (no done()).
-        try {
-          reply
-            .code(status)
-            .headers(headers as Record<string, string | string[]>)
-            .send(body);
-        } catch (error) {
-          done(error as Error);
-        }
-        return;
+    let decided: Decision | Promise<Decision>;
+    try {
+      decided = core.decideNow(request, view, state?.header);
+    } catch (error) {
+      done(error as Error);
+      return;
+    }
+    if (decided instanceof Promise) decided.then((decision) => act(request, reply, core, state, done, decision), done);
+    else act(request, reply, core, state, done, decided);
+  };
+
+  const act = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    core: HttpIdempotency<FastifyRequest>,
+    state: RequestState | undefined,
+    done: (error?: Error) => void,
+    decision: Decision,
+  ): void => {
+    if (decision.action === 'respond') {
+      const { status, headers, body } = decision.response;
+      // Sent from the hook: the handler does not run (no done()).
+      try {
+        reply
+          .code(status)
+          .headers(headers as Record<string, string | string[]>)
+          .send(body);
+      } catch (error) {
+        done(error as Error);
       }
-      if (decision.action === 'run') {
-        if (state === undefined) {
-          keep(request, {
-            core,
-            header: undefined,
-            chunks: undefined,
-            run: decision.run,
-            complete: true,
-            watched: false,
-          });
-        } else state.run = decision.run;
-      }
-      done();
-    }, done);
+      return;
+    }
+    if (decision.action === 'run') {
+      if (state === undefined) {
+        keep(request, {
+          core,
+          header: undefined,
+          chunks: undefined,
+          run: decision.run,
+          complete: true,
+          watched: false,
+        });
+      } else state.run = decision.run;
+    }
+    done();
   };
 
   // Only a response to a request this plugin claimed is stored: never its own 409, 422 or replay.

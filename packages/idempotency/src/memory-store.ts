@@ -72,17 +72,36 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
 export const IN_PROCESS = Symbol.for('holdfast.idempotency.inProcessStore');
 
 /**
- * Whether `store` answers in this process: a {@link MemoryStore} itself, from whichever copy of
- * the class, with its own methods. Not a wrapper: a spread copy (`{ ...memoryStore(), claim }`)
- * does not carry the brand (it is not enumerable), an object made from one (`Object.create`)
- * carries it pointing at another object, and one whose methods were replaced on it has them as
- * its own properties. Those may call out, so a timer is raced against them.
+ * The calls without a promise of `store` when it answers in this process: a {@link MemoryStore}
+ * itself, from whichever copy of the class, with its class's own methods. Not a wrapper: a
+ * spread copy (`{ ...memoryStore(), claim }`) does not carry the brand (it is not enumerable),
+ * an object made from one (`Object.create`) carries it pointing at another object, and one whose
+ * methods were replaced (on it, or by a subclass) has methods its class did not define. Those
+ * may call out, so they are called, and a timer is raced against them.
  */
-export function inProcess(store: object): boolean {
-  const s = store as { [IN_PROCESS]?: unknown };
-  return (
-    s[IN_PROCESS] === s && !Object.hasOwn(s, 'claim') && !Object.hasOwn(s, 'complete') && !Object.hasOwn(s, 'release')
-  );
+export function inProcess(store: object): StoreNow | undefined {
+  const s = store as { [IN_PROCESS]?: unknown; [NOW]?: StoreNow };
+  if (s[IN_PROCESS] !== s) return undefined;
+  const now = s[NOW];
+  return now?.serves(s) ? now : undefined;
+}
+
+/**
+ * @internal Where a {@link MemoryStore} keeps its calls without a promise, for the HTTP
+ * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one).
+ */
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now');
+
+/**
+ * @internal A memory store's calls, answered at once; they throw where the store's methods
+ * reject. A completed record's outcome is the store's own, not a copy: read it, never change it.
+ */
+export interface StoreNow {
+  /** Whether `store`'s methods are the ones these calls stand for (not replaced or overridden). */
+  serves(store: object): boolean;
+  claim(key: string, fingerprint: string, leaseMs: number): ClaimResult;
+  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean;
+  release(key: string, token: string): boolean;
 }
 
 /** The store {@link memoryStore} returns. */
@@ -121,7 +140,32 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return this.#bytes;
   }
 
+  /** @internal */
+  readonly [NOW]: StoreNow = {
+    serves: (store) => {
+      const s = store as Partial<IdempotencyStore>;
+      const own = MemoryStore.prototype;
+      return s.claim === own.claim && s.complete === own.complete && s.release === own.release;
+    },
+    claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
+    complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
+    release: (key, token) => this.#release(key, token),
+  };
+
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
+    return this.#claim(key, fingerprint, leaseMs, true);
+  }
+
+  async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
+    return this.#complete(key, token, outcome, ttlMs);
+  }
+
+  async release(key: string, token: string): Promise<boolean> {
+    return this.#release(key, token);
+  }
+
+  /** `copy`: hand out a copy of a completed outcome (always, but to the middleware). */
+  #claim(key: string, fingerprint: string, leaseMs: number, copy: boolean): ClaimResult {
     this.#checkOpen();
     const now = this.clock.now();
     const entry = this.#touch(key, now);
@@ -146,7 +190,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       return { status: 'claimed', token, takeover: false };
     }
     if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
-    if (entry.outcome !== undefined) return { status: 'completed', record: toRecord(key, entry, entry.outcome) };
+    if (entry.outcome !== undefined) return { status: 'completed', record: toRecord(key, entry, entry.outcome, copy) };
     if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
@@ -155,7 +199,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
-  async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
+  #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean {
     this.#checkOpen();
     const kept = keep(outcome);
     const now = this.clock.now();
@@ -179,7 +223,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return true;
   }
 
-  async release(key: string, token: string): Promise<boolean> {
+  #release(key: string, token: string): boolean {
     this.#checkOpen();
     const entry = this.#live(key, this.clock.now());
     if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
@@ -312,7 +356,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 }
 
-function toRecord(key: string, entry: Entry, outcome: KeptOutcome): CompletedRecord {
+function toRecord(key: string, entry: Entry, outcome: KeptOutcome, copy: boolean): CompletedRecord {
   return {
     status: 'completed',
     key,
@@ -320,7 +364,7 @@ function toRecord(key: string, entry: Entry, outcome: KeptOutcome): CompletedRec
     createdAt: entry.createdAt,
     completedAt: entry.completedAt,
     expiresAt: entry.expiresAt,
-    outcome: handOut(outcome),
+    outcome: copy || outcome.kind === 'value' ? handOut(outcome) : outcome,
   };
 }
 

@@ -1,12 +1,16 @@
+import { createServer } from 'node:http';
 import { connect } from 'node:net';
+import { realClock } from '@holdfast/core';
+import express from 'express';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
+import { idempotency } from '../src/express.js';
 import { HttpIdempotency } from '../src/http/engine.js';
 import { parseKeyHeader } from '../src/http/key.js';
 import { MemoryStore, memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
-import { closeAll, expressApp, fastifyApp } from './http-support/body-apps.js';
-import { newKey, spy } from './http-support/support.js';
+import { closeAll, expressApp, fastifyApp, listenNode } from './http-support/body-apps.js';
+import { newKey, send, spy } from './http-support/support.js';
 
 // The middleware sees a body's bytes without a stream in between: it watches what the socket
 // pushes into the request (Fastify's preParsing, Express before the parsers). These tests break
@@ -211,20 +215,47 @@ describe('reading the key without building headersDistinct', () => {
 
 describe('an in-process store, from any copy of the package', () => {
   it('is known by its brand, not by its class: no timer is raced against it', async () => {
-    expect(inProcess(memoryStore())).toBe(true);
-    expect(inProcess(new MemoryStore(10, 60_000, { now: () => 0 } as never))).toBe(true);
+    expect(inProcess(memoryStore())).toBeDefined();
+    expect(inProcess(new MemoryStore(10, 60_000, { now: () => 0 } as never))).toBeDefined();
     // The CommonJS build gives each entry point its own copy of the class: the brand is shared.
-    const otherCopy: Record<symbol, unknown> = {};
-    otherCopy[Symbol.for('holdfast.idempotency.inProcessStore')] = otherCopy;
-    expect(inProcess(otherCopy)).toBe(true);
+    const another = '../src/memory-store.js?another-copy';
+    const copy = (await import(/* @vite-ignore */ another)) as typeof import('../src/memory-store.js');
+    expect(copy.MemoryStore).not.toBe(MemoryStore);
+    expect(inProcess(copy.memoryStore())).toBeDefined();
     // Wrappers may call out: never taken for the store itself.
     const store = memoryStore();
-    expect(inProcess({ ...store })).toBe(false);
-    expect(inProcess(Object.create(store))).toBe(false);
+    expect(inProcess({ ...store })).toBeUndefined();
+    expect(inProcess(Object.create(store))).toBeUndefined();
     const patched = memoryStore();
     patched.claim = async () => ({ status: 'inProgress', retryAfterMs: 1 });
-    expect(inProcess(patched)).toBe(false);
-    expect(inProcess(spy(memoryStore()))).toBe(false);
-    expect(inProcess({})).toBe(false);
+    expect(inProcess(patched)).toBeUndefined();
+    expect(inProcess(spy(memoryStore()))).toBeUndefined();
+    expect(inProcess({})).toBeUndefined();
+    // A brand alone, without the class's calls, is not enough.
+    const forged: Record<symbol, unknown> = {};
+    forged[Symbol.for('holdfast.idempotency.inProcessStore')] = forged;
+    expect(inProcess(forged)).toBeUndefined();
+  });
+
+  it('a subclass that overrides a method is called through it, not around it', async () => {
+    const claims: string[] = [];
+    class Audited extends MemoryStore {
+      override async claim(key: string, fingerprint: string, leaseMs: number) {
+        claims.push(key);
+        return super.claim(key, fingerprint, leaseMs);
+      }
+    }
+    const store = new Audited(100, 60_000, realClock);
+    expect(inProcess(store)).toBeUndefined();
+    const app = express();
+    app.use(idempotency({ store, scope: 'global' }));
+    app.post('/orders', (_req, res) => void res.status(201).json({ ok: true }));
+    const port = await listenNode(createServer(app));
+    const first = await send(`http://127.0.0.1:${port}/orders`, { key: 'k-audited', body: { a: 1 } });
+    const again = await send(`http://127.0.0.1:${port}/orders`, { key: 'k-audited', body: { a: 1 } });
+    expect([first.status, again.status]).toEqual([201, 201]);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(claims).toEqual(['http:*:k-audited', 'http:*:k-audited']);
+    store.dispose();
   });
 });

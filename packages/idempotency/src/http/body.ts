@@ -45,6 +45,9 @@ function hasBody(req: IncomingMessage): boolean {
  * parser or handler after the middleware reads it as if nobody had. 'tooLarge' past `limit`
  * (the stream is then left as it is: the caller answers 413), 'aborted' if the client left.
  */
+/** A request body as read: its bytes (none: undefined), or why it could not be. */
+export type BodyRead = Buffer | undefined | 'tooLarge' | 'aborted';
+
 export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buffer | 'tooLarge' | 'aborted'> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];

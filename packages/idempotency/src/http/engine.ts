@@ -10,11 +10,11 @@ import {
   realClock,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
-import { inProcess } from '../memory-store.js';
+import { inProcess, type StoreNow } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import { BodyCollector, type HttpResponse, pickHeaders, replayableHeaders, replayOf } from './capture.js';
 import { requestFingerprint, sameFingerprint } from './fingerprint.js';
-import { parseKeyHeader } from './key.js';
+import { type KeyHeader, parseKeyHeader } from './key.js';
 import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
 import { problem } from './problem.js';
 
@@ -62,6 +62,7 @@ export type Decision =
 export type OutgoingHeaders = Record<string, number | string | readonly string[] | undefined>;
 
 const PASS: Decision = { action: 'pass' };
+const SETTLED: Promise<void> = Promise.resolve();
 const NO_HEADERS: readonly string[] = [];
 
 /**
@@ -105,6 +106,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly #owner: string;
   // An in-process store answers at once: racing it against a timer costs a timer per call for nothing.
   readonly #timed: boolean;
+  // That store's calls without a promise: a request settled by them costs no tick and no promise.
+  readonly #now: StoreNow | undefined;
   // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
   // counted from `headersDistinct` every time.
   readonly #joinDrops: boolean;
@@ -118,7 +121,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
-    this.#timed = !inProcess(this.store);
+    this.#now = inProcess(this.store);
+    this.#timed = this.#now === undefined;
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
   }
 
@@ -142,16 +146,39 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   /**
+   * Whether a request with this key header passes untouched (no key, and none required), known
+   * without a store call or a tick: an adapter lets it through at once.
+   */
+  passes(header: KeyHeader): boolean {
+    return header.status === 'missing' && !this.options.required;
+  }
+
+  /**
    * Decides what to do with a request. Rejects only if `scope(req)` throws or returns anything
    * but a non-empty string (a `HoldfastConfigError`): never a silent shared space. `header`:
    * what {@link key} said of this request's view, when the adapter asked already.
    */
   async decide(req: Req, view: RequestView, header = this.key(view)): Promise<Decision> {
+    return this.decideNow(req, view, header);
+  }
+
+  /**
+   * {@link decide}, answered without a promise (or a tick) when it can be: a request without a
+   * valid key, and, on an in-process store with a global scope, every request that need not
+   * wait. Throws where `decide` rejects.
+   */
+  decideNow(req: Req, view: RequestView, header = this.key(view)): Decision | Promise<Decision> {
     if (!this.guards(view.method)) return PASS;
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
     // 'global' is known at once: no tick spent awaiting it.
-    const scope = this.options.scope === 'global' ? undefined : await this.#scopeOf(req);
+    if (this.options.scope !== 'global') {
+      return this.#scopeOf(req).then((scope) => this.#decideIn(scope, view, header.key));
+    }
+    return this.#decideIn(undefined, view, header.key);
+  }
+
+  #decideIn(scope: string | undefined, view: RequestView, key: string): Decision | Promise<Decision> {
     const fingerprint = requestFingerprint({
       method: view.method,
       url: view.url,
@@ -161,7 +188,22 @@ export class HttpIdempotency<Req> implements RunOwner {
       headers:
         this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
     });
-    return this.#claim(header.key, storedKey(scope, header.key), fingerprint);
+    const stored = storedKey(scope, key);
+    const now = this.#now;
+    if (now !== undefined) {
+      // The store answers at once. What it cannot settle now (a wait for a running claim, a
+      // failure) takes the general path, which asks again: a claim changes nothing then.
+      let result: ClaimResult | undefined;
+      try {
+        result = now.claim(stored, fingerprint, this.options.leaseMs);
+      } catch {
+        result = undefined;
+      }
+      if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
+        return this.#decided(key, stored, fingerprint, result);
+      }
+    }
+    return this.#claim(key, stored, fingerprint);
   }
 
   async #scopeOf(req: Req): Promise<string | undefined> {
@@ -201,46 +243,43 @@ export class HttpIdempotency<Req> implements RunOwner {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
-      switch (result.status) {
-        case 'claimed':
-          this.#emitClaim(key, result.takeover);
-          return {
-            action: 'run',
-            run: new Run(
-              this,
-              key,
-              stored,
-              result.token,
-              this.#replayable,
-              this.options.maxResponseBytes,
-              !this.#timed,
-            ),
-          };
-        case 'completed': {
-          const { record } = result;
-          // The store compared fingerprints already; compare again, in constant time, before replaying.
-          if (record.outcome.kind !== 'response' || !sameFingerprint(record.fingerprint, fingerprint)) {
-            return this.#mismatch(key);
-          }
-          if (this.bus.wants('idempotency.replay')) {
-            this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
-          }
-          return respond(replayOf(record.outcome));
-        }
-        case 'mismatch':
-          return this.#mismatch(key);
-        case 'inProgress': {
-          const left = deadline - this.clock.now();
-          if (wait === undefined || left <= 0) {
-            if (this.bus.wants('idempotency.conflict')) {
-              this.bus.emit(this.#event('idempotency.conflict', { key, waited: wait !== undefined }));
-            }
-            return respond(problem('inProgress', { retryAfterSeconds: 1 }));
-          }
-          await sleep(this.clock, Math.min(wait.interval, left));
-        }
-      }
+      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result);
+      const left = deadline - this.clock.now();
+      if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
+      await sleep(this.clock, Math.min(wait.interval, left));
     }
+  }
+
+  /** What a store's answer means for the request (a running claim: a conflict, not waited for). */
+  #decided(key: string, stored: string, fingerprint: string, result: ClaimResult): Decision {
+    switch (result.status) {
+      case 'claimed':
+        this.#emitClaim(key, result.takeover);
+        return {
+          action: 'run',
+          run: new Run(this, key, stored, result.token, this.#replayable, this.options.maxResponseBytes, !this.#timed),
+        };
+      case 'completed': {
+        const { record } = result;
+        // The store compared fingerprints already; compare again, in constant time, before replaying.
+        if (record.outcome.kind !== 'response' || !sameFingerprint(record.fingerprint, fingerprint)) {
+          return this.#mismatch(key);
+        }
+        if (this.bus.wants('idempotency.replay')) {
+          this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
+        }
+        return respond(replayOf(record.outcome));
+      }
+      case 'mismatch':
+        return this.#mismatch(key);
+      default:
+        return this.#conflict(key, false);
+    }
+  }
+
+  #conflict(key: string, waited: boolean): Decision {
+    if (this.bus.wants('idempotency.conflict')) this.bus.emit(this.#event('idempotency.conflict', { key, waited }));
+    return respond(problem('inProgress', { retryAfterSeconds: 1 }));
   }
 
   #mismatch(key: string): Decision {
@@ -298,16 +337,62 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   /** @internal Stores a finished response, or releases its key. Never rejects. */
-  async settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel) {
+  settle(
+    run: Run,
+    response: { status: number; headers: OutgoingHeaders } | undefined,
+    code: ErrorLabel,
+  ): Promise<void> {
+    return this.#now !== undefined && this.#settleNow(this.#now, run, response, code)
+      ? SETTLED
+      : this.#settle(run, response, code);
+  }
+
+  /**
+   * {@link settle} on an in-process store, at once. False, with nothing changed, when the store
+   * refused (a value it cannot keep, a disposed store): the general path then asks again and
+   * handles the refusal.
+   */
+  #settleNow(
+    now: StoreNow,
+    run: Run,
+    response: { status: number; headers: OutgoingHeaders } | undefined,
+    code: ErrorLabel,
+  ): boolean {
     const { stored, key, token } = run;
     if (response !== undefined && code === undefined) {
-      const outcome = {
-        kind: 'response',
-        status: response.status,
-        headers: pickHeaders(response.headers, run.replayable),
-        body: run.body.bytes(),
-      } as const;
-      const saved = await this.#complete(run, outcome);
+      let saved: boolean;
+      try {
+        saved = now.complete(stored, token, this.#outcome(run, response), this.options.ttlMs);
+      } catch {
+        return false;
+      }
+      if (!saved && this.bus.wants('idempotency.staleCompletion')) {
+        this.bus.emit(this.#event('idempotency.staleCompletion', { key }));
+      }
+      return true;
+    }
+    try {
+      now.release(stored, token);
+    } catch {
+      return false;
+    }
+    if (this.bus.wants('idempotency.release')) this.bus.emit(this.#event('idempotency.release', { key, code }));
+    return true;
+  }
+
+  #outcome(run: Run, response: { status: number; headers: OutgoingHeaders }) {
+    return {
+      kind: 'response',
+      status: response.status,
+      headers: pickHeaders(response.headers, run.replayable),
+      body: run.body.bytes(),
+    } as const;
+  }
+
+  async #settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel) {
+    const { stored, key, token } = run;
+    if (response !== undefined && code === undefined) {
+      const saved = await this.#complete(run, this.#outcome(run, response));
       if (saved === false && this.bus.wants('idempotency.staleCompletion')) {
         this.bus.emit(this.#event('idempotency.staleCompletion', { key }));
       }
