@@ -236,7 +236,19 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect((await third.take('k')).allowed).toBe(false); // ...and took once: the limit of 2 is used, not 4
   });
 
-  it('under load with every reply dropped and resent, callers get the whole limit once, never more (server clock)', async () => {
+  it('concurrent decisions whose replies are all dropped and resent take once each: exactly the limit passes', async () => {
+    const { dropping, executed } = droppingReplies();
+    const rl = redisRateLimiter({ client: dropping, limit: 100, interval: 60_000, prefix: 'many:', policies: false });
+    // 150 at once: each runs twice on the server, with other decisions between its two runs.
+    const all = await Promise.all(Array.from({ length: 150 }, () => rl.take('k')));
+    expect(executed()).toBe(300);
+    // Counted twice, 50 calls would have spent the limit; counted once, exactly 100 pass.
+    expect(all.filter((d) => d.allowed)).toHaveLength(100);
+    // One marker per allowed decision; the 50 refusals wrote nothing.
+    expect(await client.keys('many:*:r:*')).toHaveLength(100);
+  });
+
+  it('under load with every reply dropped and resent, never more than the limit on the server clock', async () => {
     const LIMIT = 1_000;
     const BURST = 5;
     const { dropping, executed } = droppingReplies();
@@ -273,13 +285,10 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     const most = BURST + (LIMIT * elapsed) / 1000;
     console.info(`every reply dropped: allowed ${allowed} of at most ${most.toFixed(1)}, refused ${refused}`);
     expect(allowed).toBeLessThanOrEqual(Math.floor(most));
-    // Each decision ran twice but took once: the limit is used, not halved.
-    expect(allowed).toBeGreaterThan(0.8 * most);
+    expect(allowed).toBeGreaterThan(0);
     expect(refused).toBeGreaterThan(0);
     expect(executed()).toBe(2 * (allowed + refused));
-    // Allowed decisions left a marker each; refusals wrote nothing.
-    const markers = await client.keys('load:*:r:*');
-    expect(markers).toHaveLength(allowed);
+    expect(await client.keys('load:*:r:*')).toHaveLength(allowed);
   }, 20_000);
 
   it('resendWindow 0: a resent command may take twice, so fewer calls pass, never more; no marker keys', async () => {
