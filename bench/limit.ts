@@ -132,6 +132,39 @@ export async function benchLimit(): Promise<void> {
         { name: 'rate-limiter-flexible Redis', call: () => theirs.consume(key()) },
       ],
     });
+    // Refusals: every key already spent (a limit of 1 a minute), so every decision is refused.
+    const spent = redisRateLimiter({ client, limit: 1, interval: 60_000, prefix: 'spent:', ...opts });
+    const spentUnmarked = redisRateLimiter({
+      client,
+      limit: 1,
+      interval: 60_000,
+      prefix: 'spent0:',
+      resendWindow: 0,
+      ...opts,
+    });
+    const theirsSpent = new RateLimiterRedis({ storeClient: client, points: 1, duration: 60, keyPrefix: 'rlfspent' });
+    const refuse = (take: () => Promise<unknown>) => () => take().catch(() => undefined);
+    for (let i = 0; i < 1_000; i++) {
+      await spent.take(key());
+      await spentUnmarked.take(key());
+      await refuse(() => theirsSpent.consume(key()))();
+    }
+    await compare({
+      title: 'limit: Redis rate limit decision, refused, same redis-server, 1,000 keys (sequential)',
+      baseline: 'redis PING',
+      calls: 200,
+      rounds: 5,
+      pairs: [
+        ['holdfast redisRateLimiter (GCRA), refused', 'rate-limiter-flexible Redis, refused'],
+        ['holdfast redisRateLimiter, resendWindow 0, refused', 'rate-limiter-flexible Redis, refused'],
+      ],
+      variants: [
+        { name: 'redis PING', call: () => client.ping() },
+        { name: 'holdfast redisRateLimiter (GCRA), refused', call: () => spent.take(key()) },
+        { name: 'holdfast redisRateLimiter, resendWindow 0, refused', call: () => spentUnmarked.take(key()) },
+        { name: 'rate-limiter-flexible Redis, refused', call: refuse(() => theirsSpent.consume(key())) },
+      ],
+    });
   } finally {
     client.disconnect();
     await stopAllRedis();

@@ -81,24 +81,27 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
 // clock (TIME), so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash
 // slot; absent when the resend window is 0). ARGV: the increment (emission interval x cost),
-// the burst tolerance, the emission interval, the resend window ('0': no marker). The marker is
-// written first and only if absent (SET NX): a resent command finds it, returns the first answer
+// the burst tolerance, the emission interval, the resend window. An allowed decision writes its
+// marker first and only if absent (SET NX): a resent command finds it, returns the first answer
 // and changes nothing; Redis stops a script for OOM only before its first write, so an allowed
-// decision never leaves a marker without its TAT. Replies one integer: the units left when
-// allowed (>= 0), minus the ms to wait when refused (<= -1). The TAT goes to Redis as a Lua
-// number, which Redis writes out exactly.
+// decision never leaves a marker without its TAT. A refused decision takes nothing and writes
+// nothing: it only reads the marker, in case it is the resend of a decision that was allowed
+// (then it answers as the first time); a resent refusal is decided again, and counted at most once
+// since a refusal is not counted. Replies one integer: the units left when allowed (>= 0), minus
+// the ms to wait when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes
+// out exactly.
 const source = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new = tat + ARGV[1]
 local diff = now + ARGV[2] - new
-local reply
-if diff < 0 then reply = -math.ceil(-diff) else reply = math.floor(diff / ARGV[3]) end
-if ARGV[4] ~= '0' and not redis.call('SET', KEYS[2], reply, 'PX', ARGV[4], 'NX') then
+if diff < 0 then return KEYS[2] and redis.call('GET', KEYS[2]) or -math.ceil(-diff) end
+local reply = math.floor(diff / ARGV[3])
+if KEYS[2] and not redis.call('SET', KEYS[2], reply, 'PX', ARGV[4], 'NX') then
   return redis.call('GET', KEYS[2])
 end
-if diff >= 0 then redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now))) end
+redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 

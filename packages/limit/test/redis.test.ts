@@ -131,7 +131,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(rl.snapshot()).toMatchObject({ algorithm: 'gcra', allowed: 2, rejected: 1, storeErrors: 0 });
   });
 
-  it('Redis calls per decision, counted on the server: the marker is one SET NX, no GET', async () => {
+  it('Redis calls per decision, counted on the server: the marker is one SET NX, a refusal writes nothing', async () => {
     const [own] = (await startRedis(1)) as [RedisServer];
     const c = connect(own);
     const calls = async () => {
@@ -152,8 +152,8 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
       expect(time).toBe(3);
       return inScript;
     };
-    // Allowed: TIME, GET, marker SET NX, SET (was 5 calls: a GET of the marker too). Refused: TIME, GET, SET NX.
-    expect(await decide(10_000)).toEqual({ get: 3, set: 5 });
+    // Allowed: TIME, GET, marker SET NX, SET. Refused: TIME, GET, a GET of the marker, no write.
+    expect(await decide(10_000)).toEqual({ get: 4, set: 4 });
     await c.flushall();
     // Without the marker: TIME, GET, SET; TIME, GET, SET; TIME, GET.
     expect(await decide(0)).toEqual({ get: 3, set: 2 });
@@ -235,6 +235,61 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     const third = redisRateLimiter({ client, limit: 2, interval: 60_000, prefix: 'drop:', policies: false });
     expect((await third.take('k')).allowed).toBe(false); // ...and took once: the limit of 2 is used, not 4
   });
+
+  it('concurrent decisions whose replies are all dropped and resent take once each: exactly the limit passes', async () => {
+    const { dropping, executed } = droppingReplies();
+    const rl = redisRateLimiter({ client: dropping, limit: 100, interval: 60_000, prefix: 'many:', policies: false });
+    // 150 at once: each runs twice on the server, with other decisions between its two runs.
+    const all = await Promise.all(Array.from({ length: 150 }, () => rl.take('k')));
+    expect(executed()).toBe(300);
+    // Counted twice, 50 calls would have spent the limit; counted once, exactly 100 pass.
+    expect(all.filter((d) => d.allowed)).toHaveLength(100);
+    // One marker per allowed decision; the 50 refusals wrote nothing.
+    expect(await client.keys('many:*:r:*')).toHaveLength(100);
+  });
+
+  it('under load with every reply dropped and resent, never more than the limit on the server clock', async () => {
+    const LIMIT = 1_000;
+    const BURST = 5;
+    const { dropping, executed } = droppingReplies();
+    const rl = redisRateLimiter({
+      client: dropping,
+      limit: LIMIT,
+      burst: BURST,
+      interval: 1000,
+      prefix: 'load:',
+      policies: false,
+    });
+    const serverMs = async () => {
+      const [s, us] = (await client.call('time')) as [string, string];
+      return Number(s) * 1000 + Number(us) / 1000;
+    };
+    const start = await serverMs();
+    const end = Date.now() + 1_500;
+    let allowed = 0;
+    let refused = 0;
+    const loop = async () => {
+      while (Date.now() < end) {
+        const d = await rl.take('k');
+        if (d.allowed) allowed++;
+        else {
+          refused++;
+          await new Promise((resolve) => setTimeout(resolve, Math.max(0, d.retryAfter - 2)));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 4 }, loop));
+    const elapsed = (await serverMs()) - start;
+    // Every decision ran on the server between the two TIME calls: GCRA lets through at most
+    // burst + elapsed / emission interval there, exactly (no tolerance: no client clocks involved).
+    const most = BURST + (LIMIT * elapsed) / 1000;
+    console.info(`every reply dropped: allowed ${allowed} of at most ${most.toFixed(1)}, refused ${refused}`);
+    expect(allowed).toBeLessThanOrEqual(Math.floor(most));
+    expect(allowed).toBeGreaterThan(0);
+    expect(refused).toBeGreaterThan(0);
+    expect(executed()).toBe(2 * (allowed + refused));
+    expect(await client.keys('load:*:r:*')).toHaveLength(allowed);
+  }, 20_000);
 
   it('resendWindow 0: a resent command may take twice, so fewer calls pass, never more; no marker keys', async () => {
     const { dropping, executed } = droppingReplies();
