@@ -75,7 +75,8 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     if (route === '/snapshot') {
       sendText(res, state.json(), req.method === 'HEAD');
     } else if (route === '/events') {
-      if (req.method === 'HEAD') res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' }).end();
+      if (req.method === 'HEAD')
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', ...SECURITY_HEADERS }).end();
       else feed.follow(req, res);
     } else {
       res.writeHead(200, {
