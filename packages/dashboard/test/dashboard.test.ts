@@ -200,6 +200,12 @@ describe('dashboard(): routes', () => {
     expect(() => dashboard({ path: 'no-slash' })).toThrow(HoldfastConfigError);
     expect(() => dashboard({ path: 'no-slash' })).toThrow(/path/);
     expect(() => dashboard({ interval: 5 })).toThrow(/interval/);
+    // The page fetches `<path>/snapshot` and `<path>/events`: a path a browser reads as another
+    // host (`//host`, and `/\host`, which browsers take for `//host`) is refused.
+    for (const path of ['//evil.example', '/\\evil.example', '/ops\\holdfast']) {
+      expect(() => dashboard({ path }), path).toThrow(HoldfastConfigError);
+    }
+    expect(dashboard({ path: '/ops/holdfast/' }).path).toBe('/ops/holdfast');
   });
 });
 
