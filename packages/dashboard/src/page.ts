@@ -27,6 +27,8 @@ th, td { text-align:left; padding:.4rem .6rem; border-bottom:1px solid var(--lin
 th { font-weight:600; color:var(--muted); font-size:.85rem; text-transform:uppercase; letter-spacing:.03em; }
 tbody th { font-weight:600; color:var(--fg); font-size:inherit; text-transform:none; letter-spacing:normal; }
 td.num, th.num { text-align:right; }
+/* A long name wraps anywhere: it must not push a table's state and numbers out of sight. */
+tbody th, h3, #log li { overflow-wrap:anywhere; }
 table + h3, p + h3 { margin-top:1.25rem; }
 .state { font-weight:700; white-space:nowrap; }
 .state::before { display:inline-block; width:1.2em; }
@@ -61,10 +63,17 @@ const SCRIPT = `
     release: 'Released', takeover: 'Taken over', staleCompletion: 'Stale completions', storeError: 'Store errors' };
   function idemOrder(k) { var i = Object.keys(IDEM_WORDS).indexOf(k); return i < 0 ? 99 : i; }
   function $(id) { return document.getElementById(id); }
+  // Bidirectional overrides and isolates in a name would reorder what the page shows (a name
+  // "\\u202Egnp.exe" reads "exe.png"): they are shown as their code points instead.
+  function shown(text) {
+    return String(text).replace(/[\u202A-\u202E\u2066-\u2069]/g, function (c) {
+      return '<U+' + c.charCodeAt(0).toString(16).toUpperCase() + '>';
+    });
+  }
   function el(tag, props, children) {
     var node = document.createElement(tag);
-    if (props) for (var k in props) { if (k === 'text') node.textContent = props[k]; else node.setAttribute(k, props[k]); }
-    (children || []).forEach(function (c) { if (c != null) node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    if (props) for (var k in props) { if (k === 'text') node.textContent = shown(props[k]); else node.setAttribute(k, props[k]); }
+    (children || []).forEach(function (c) { if (c != null) node.appendChild(typeof c === 'string' ? document.createTextNode(shown(c)) : c); });
     return node;
   }
   function word(state) { return STATE_WORDS[state] || String(state); }
@@ -84,7 +93,7 @@ const SCRIPT = `
         var h = heads[i];
         if (i === 0 && rowName) return el('th', { scope: 'row', text: c });
         var td = el('td', { 'class': (h.num ? 'num ' : '') + (h.cls || '') });
-        if (c instanceof Node) td.appendChild(c); else td.textContent = c;
+        if (c instanceof Node) td.appendChild(c); else td.textContent = shown(c);
         return td;
       }));
     }));
@@ -122,7 +131,7 @@ const SCRIPT = `
     var all = [];
     points.forEach(function (p) { if (p.value != null) all.push(p.value); if (p.expected != null) all.push(p.expected); });
     var marked = points.filter(function (p) { return p.anomalous; }).length;
-    svg.setAttribute('aria-label', name + ' over the last ' + points.length + ' intervals, ' + marked + ' anomalous');
+    svg.setAttribute('aria-label', shown(name) + ' over the last ' + points.length + ' intervals, ' + marked + ' anomalous');
     if (!all.length) return svg;
     var max = Math.max.apply(null, all), min = Math.min.apply(null, all), span = max - min || 1;
     var step = points.length > 1 ? w / (points.length - 1) : 0;
@@ -253,7 +262,7 @@ ${limitsScript}
   }
   function announce(e) {
     var text = describe(e), log = $('log');
-    $('live').textContent = text;
+    $('live').textContent = shown(text);
     // A time no Date holds (a custom clock's NaN) must not throw here and lose the entry.
     var at = new Date(e.time), valid = isFinite(at.getTime());
     log.insertBefore(el('li', null, [el('time', valid ? { datetime: at.toISOString(), text: at.toLocaleTimeString() }
