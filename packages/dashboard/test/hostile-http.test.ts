@@ -212,6 +212,24 @@ describe('dashboard: event stream clients that misbehave', () => {
     expect(built).toBeLessThanOrEqual(15);
   }, 20_000);
 
+  it('300 clients that hang up as they ask (destroy, half-close, reset) leave no stream behind', async () => {
+    const dash = dashboard({ bus: createBus(), policies: createPolicyRegistry(), interval: 50 });
+    cleanups.push(() => dash.close());
+    const port = await listen(createServer(dash));
+    for (let i = 0; i < 300; i++) {
+      const socket = connect(port, '127.0.0.1');
+      sockets.push(socket);
+      socket.on('error', () => {});
+      socket.write(get('/holdfast/events'));
+      if (i % 3 === 0) socket.destroy();
+      else if (i % 3 === 1) socket.end();
+      else setTimeout(() => socket.resetAndDestroy(), 1);
+    }
+    await sleep(200);
+    for (let i = 0; i < 200 && dash.clients > 0; i++) await sleep(10);
+    expect(dash.clients).toBe(0);
+  }, 20_000);
+
   it('1,000 pages that connect and drop at once leave no stream and no bus listener behind', async () => {
     const bus = countingBus();
     const dash = dashboard({ bus, policies: createPolicyRegistry(), interval: 50 });
