@@ -151,8 +151,8 @@ describe('collect(): limit metrics stay bounded', () => {
       // Each sample line is `name{labels} value`: nothing a name holds starts a line of its own.
       for (const line of lines) expect(line).toMatch(/^holdfast_[a-z_]+(\{.*\})? -?[0-9.e+]+$/);
       expect(lines.filter((l) => l.startsWith('holdfast_ready '))).toEqual(['holdfast_ready 1']);
-      const unescape = (v: string) => v.replace(/\\(["\\n])/g, (_m, c: string) => (c === 'n' ? '\n' : c));
-      const read = new Set([...policiesIn(text)].map((v) => unescape(v as string)));
+      const unescaped = (v: string) => v.replace(/\\(["\\n])/g, (_m, c: string) => (c === 'n' ? '\n' : c));
+      const read = new Set([...policiesIn(text)].map((v) => unescaped(v as string)));
       for (const name of hostile) {
         expect(read.has(name)).toBe(true);
         expect(read.has(`${name}-kept`)).toBe(true);
