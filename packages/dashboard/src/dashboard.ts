@@ -12,7 +12,7 @@ import {
 } from '@holdfast/core';
 import { type NodeHandler, sendJson } from './health.js';
 import { type DashboardOptions, dashboardOptionsSchema } from './options.js';
-import { page } from './page.js';
+import { PAGE_CSP, page } from './page.js';
 import { DashboardState } from './state.js';
 
 /** The dashboard: a `node:http` handler, plus what it serves at and a way to shut it. */
@@ -75,14 +75,17 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     if (route === '/snapshot') {
       sendText(res, state.json(), req.method === 'HEAD');
     } else if (route === '/events') {
-      if (req.method === 'HEAD') res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' }).end();
+      if (req.method === 'HEAD')
+        res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', ...SECURITY_HEADERS }).end();
       else feed.follow(req, res);
     } else {
       res.writeHead(200, {
         'content-type': 'text/html; charset=utf-8',
         'content-length': Buffer.byteLength(html),
         'cache-control': 'no-store',
-        'x-content-type-options': 'nosniff',
+        'content-security-policy': PAGE_CSP,
+        'x-frame-options': 'DENY',
+        ...SECURITY_HEADERS,
       });
       res.end(req.method === 'HEAD' ? undefined : html);
     }
@@ -103,12 +106,16 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   }) as DashboardHandler;
 }
 
+/** On every response of the dashboard: no sniffing a feed into a page, no URL passed on to another site. */
+const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' } as const;
+
 /** Writes a JSON text, never cached. */
 function sendText(res: ServerResponse, text: string, headOnly: boolean): void {
   res.writeHead(200, {
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
+    ...SECURITY_HEADERS,
   });
   res.end(headOnly ? undefined : text);
 }
@@ -153,6 +160,7 @@ class Feed {
       'cache-control': 'no-store',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
+      ...SECURITY_HEADERS,
     });
     res.flushHeaders();
     // An open stream must not keep the process alive once everything else is done.

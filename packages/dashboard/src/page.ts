@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { limitsScript, limitsSection } from './limits.js';
 
 /** Escapes text for an HTML attribute value. */
@@ -5,20 +6,8 @@ function attr(text: string): string {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-/**
- * The dashboard: one self-contained page (inline CSS and script, no build step, no network but
- * its own `<base>/snapshot` and `<base>/events`). Names are set with `textContent`, never parsed
- * as HTML. States are words with a symbol; colour only repeats them.
- */
-export function page(base: string, title: string): string {
-  return `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="holdfast-base" content="${attr(base)}">
-<title>${attr(title)}</title>
-<style>
+/** The page's style sheet (inline; the Content-Security-Policy allows it by its hash). */
+const STYLE = `
 :root { color-scheme: light dark; --bg:#f7f7f8; --card:#fff; --fg:#1b1d21; --muted:#5b6270; --line:#dfe2e7;
   --ok:#1a7f37; --warn:#9a6700; --bad:#c62828; --off:#6e7781; --spark:#3867d6; }
 @media (prefers-color-scheme: dark) { :root { --bg:#15171b; --card:#1e2127; --fg:#e8eaee; --muted:#a0a7b4;
@@ -38,6 +27,8 @@ th, td { text-align:left; padding:.4rem .6rem; border-bottom:1px solid var(--lin
 th { font-weight:600; color:var(--muted); font-size:.85rem; text-transform:uppercase; letter-spacing:.03em; }
 tbody th { font-weight:600; color:var(--fg); font-size:inherit; text-transform:none; letter-spacing:normal; }
 td.num, th.num { text-align:right; }
+/* A long name wraps anywhere: it must not push a table's state and numbers out of sight. */
+tbody th, h3, #log li { overflow-wrap:anywhere; }
 table + h3, p + h3 { margin-top:1.25rem; }
 .state { font-weight:700; white-space:nowrap; }
 .state::before { display:inline-block; width:1.2em; }
@@ -59,50 +50,10 @@ svg.chart circle { fill:var(--bad); }
 #log { margin:0; padding-left:1.25rem; max-height:12rem; overflow:auto; }
 #log li { margin:.15rem 0; } #log time { color:var(--muted); margin-right:.5rem; }
 .visually-hidden { position:absolute; width:1px; height:1px; overflow:hidden; clip:rect(0 0 0 0); white-space:nowrap; }
-</style>
-</head>
-<body>
-<header>
-  <h1>${attr(title)}</h1>
-  <p id="connection">Connecting&hellip;</p>
-  <p id="updated" class="empty"></p>
-</header>
-<main>
-  <section aria-labelledby="h-chaos" id="chaos-section" hidden>
-    <h2 id="h-chaos">Injected faults (chaos)</h2>
-    <p id="chaos-banner" class="state s-warn" hidden>Faults are being injected on purpose: failures below may be a drill, not an outage.</p>
-    <div id="chaos"></div>
-  </section>
-  <section aria-labelledby="h-health">
-    <h2 id="h-health">Health</h2>
-    <p id="verdict" class="state s-other">Unknown</p>
-    <div id="checks"></div>
-  </section>
-  <section aria-labelledby="h-changes">
-    <h2 id="h-changes">Recent changes</h2>
-    <div id="live" role="status" aria-live="polite" aria-atomic="true" class="visually-hidden"></div>
-    <ol id="log" reversed></ol>
-    <p id="log-empty" class="empty">No state changes yet.</p>
-  </section>
-  <section aria-labelledby="h-breakers">
-    <h2 id="h-breakers">Circuit breakers</h2>
-    <div id="breakers"></div>
-  </section>
-  <section aria-labelledby="h-failovers">
-    <h2 id="h-failovers">Failover sets</h2>
-    <div id="failovers"></div>
-  </section>
-  ${limitsSection}
-  <section aria-labelledby="h-anomalies" id="anomaly-section" hidden>
-    <h2 id="h-anomalies">Anomalies</h2>
-    <div id="anomalies"></div>
-  </section>
-  <section aria-labelledby="h-counters">
-    <h2 id="h-counters">Retries and idempotency</h2>
-    <div id="counters"></div>
-  </section>
-</main>
-<script>
+`;
+
+/** The page's script (inline; the Content-Security-Policy allows it by its hash). */
+const SCRIPT = `
 (function () {
   'use strict';
   var base = document.querySelector('meta[name="holdfast-base"]').content;
@@ -112,10 +63,17 @@ svg.chart circle { fill:var(--bad); }
     release: 'Released', takeover: 'Taken over', staleCompletion: 'Stale completions', storeError: 'Store errors' };
   function idemOrder(k) { var i = Object.keys(IDEM_WORDS).indexOf(k); return i < 0 ? 99 : i; }
   function $(id) { return document.getElementById(id); }
+  // Bidirectional overrides and isolates in a name would reorder what the page shows (a name
+  // "\\u202Egnp.exe" reads "exe.png"): they are shown as their code points instead.
+  function shown(text) {
+    return String(text).replace(/[\u202A-\u202E\u2066-\u2069]/g, function (c) {
+      return '<U+' + c.charCodeAt(0).toString(16).toUpperCase() + '>';
+    });
+  }
   function el(tag, props, children) {
     var node = document.createElement(tag);
-    if (props) for (var k in props) { if (k === 'text') node.textContent = props[k]; else node.setAttribute(k, props[k]); }
-    (children || []).forEach(function (c) { if (c != null) node.appendChild(typeof c === 'string' ? document.createTextNode(c) : c); });
+    if (props) for (var k in props) { if (k === 'text') node.textContent = shown(props[k]); else node.setAttribute(k, props[k]); }
+    (children || []).forEach(function (c) { if (c != null) node.appendChild(typeof c === 'string' ? document.createTextNode(shown(c)) : c); });
     return node;
   }
   function word(state) { return STATE_WORDS[state] || String(state); }
@@ -135,7 +93,7 @@ svg.chart circle { fill:var(--bad); }
         var h = heads[i];
         if (i === 0 && rowName) return el('th', { scope: 'row', text: c });
         var td = el('td', { 'class': (h.num ? 'num ' : '') + (h.cls || '') });
-        if (c instanceof Node) td.appendChild(c); else td.textContent = c;
+        if (c instanceof Node) td.appendChild(c); else td.textContent = shown(c);
         return td;
       }));
     }));
@@ -173,7 +131,7 @@ svg.chart circle { fill:var(--bad); }
     var all = [];
     points.forEach(function (p) { if (p.value != null) all.push(p.value); if (p.expected != null) all.push(p.expected); });
     var marked = points.filter(function (p) { return p.anomalous; }).length;
-    svg.setAttribute('aria-label', name + ' over the last ' + points.length + ' intervals, ' + marked + ' anomalous');
+    svg.setAttribute('aria-label', shown(name) + ' over the last ' + points.length + ' intervals, ' + marked + ' anomalous');
     if (!all.length) return svg;
     var max = Math.max.apply(null, all), min = Math.min.apply(null, all), span = max - min || 1;
     var step = points.length > 1 ? w / (points.length - 1) : 0;
@@ -304,9 +262,11 @@ ${limitsScript}
   }
   function announce(e) {
     var text = describe(e), log = $('log');
-    $('live').textContent = text;
-    log.insertBefore(el('li', null, [el('time', { datetime: new Date(e.time).toISOString(),
-      text: new Date(e.time).toLocaleTimeString() }), text]), log.firstChild);
+    $('live').textContent = shown(text);
+    // A time no Date holds (a custom clock's NaN) must not throw here and lose the entry.
+    var at = new Date(e.time), valid = isFinite(at.getTime());
+    log.insertBefore(el('li', null, [el('time', valid ? { datetime: at.toISOString(), text: at.toLocaleTimeString() }
+      : { text: 'unknown time' }), text]), log.firstChild);
     while (log.children.length > 20) log.removeChild(log.lastChild);
     $('log-empty').hidden = true;
   }
@@ -319,7 +279,84 @@ ${limitsScript}
   source.addEventListener('snapshot', function (m) { render(JSON.parse(m.data)); });
   source.addEventListener('change', function (m) { announce(JSON.parse(m.data)); });
 })();
-</script>
+`;
+
+const sha256 = (text: string) => `'sha256-${createHash('sha256').update(text).digest('base64')}'`;
+
+/**
+ * The page's Content-Security-Policy: its own inline script and style (by hash), requests to its
+ * own origin (the snapshot and the event stream), and nothing else: no other script, no markup
+ * from a name could run even if one were ever parsed as HTML; no plugin, form, base or frame.
+ */
+export const PAGE_CSP = [
+  "default-src 'none'",
+  `script-src ${sha256(SCRIPT)}`,
+  `style-src ${sha256(STYLE)}`,
+  "connect-src 'self'",
+  'img-src data:',
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+/**
+ * The dashboard: one self-contained page (inline CSS and script, no build step, no network but
+ * its own `<base>/snapshot` and `<base>/events`). Names are set with `textContent`, never parsed
+ * as HTML. States are words with a symbol; colour only repeats them.
+ */
+export function page(base: string, title: string): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<meta name="holdfast-base" content="${attr(base)}">
+<title>${attr(title)}</title>
+<style>${STYLE}</style>
+</head>
+<body>
+<header>
+  <h1>${attr(title)}</h1>
+  <p id="connection">Connecting&hellip;</p>
+  <p id="updated" class="empty"></p>
+</header>
+<main>
+  <section aria-labelledby="h-chaos" id="chaos-section" hidden>
+    <h2 id="h-chaos">Injected faults (chaos)</h2>
+    <p id="chaos-banner" class="state s-warn" hidden>Faults are being injected on purpose: failures below may be a drill, not an outage.</p>
+    <div id="chaos"></div>
+  </section>
+  <section aria-labelledby="h-health">
+    <h2 id="h-health">Health</h2>
+    <p id="verdict" class="state s-other">Unknown</p>
+    <div id="checks"></div>
+  </section>
+  <section aria-labelledby="h-changes">
+    <h2 id="h-changes">Recent changes</h2>
+    <div id="live" role="status" aria-live="polite" aria-atomic="true" class="visually-hidden"></div>
+    <ol id="log" reversed></ol>
+    <p id="log-empty" class="empty">No state changes yet.</p>
+  </section>
+  <section aria-labelledby="h-breakers">
+    <h2 id="h-breakers">Circuit breakers</h2>
+    <div id="breakers"></div>
+  </section>
+  <section aria-labelledby="h-failovers">
+    <h2 id="h-failovers">Failover sets</h2>
+    <div id="failovers"></div>
+  </section>
+  ${limitsSection}
+  <section aria-labelledby="h-anomalies" id="anomaly-section" hidden>
+    <h2 id="h-anomalies">Anomalies</h2>
+    <div id="anomalies"></div>
+  </section>
+  <section aria-labelledby="h-counters">
+    <h2 id="h-counters">Retries and idempotency</h2>
+    <div id="counters"></div>
+  </section>
+</main>
+<script>${SCRIPT}</script>
 </body>
 </html>
 `;

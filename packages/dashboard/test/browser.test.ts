@@ -4,7 +4,6 @@
  * the page must show a breaker go open and come back closed, in words. Screenshots go to
  * reports/ (a CI artifact).
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,9 +13,9 @@ import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { dashboard } from '../src/index.js';
+import { ensureChromium, executablePath } from './chromium.js';
 import { FakeBreaker, FakeBudget, FakeFailover } from './fakes.js';
 
-const executablePath = '/usr/bin/chromium';
 const args = [
   '--headless',
   '--no-sandbox',
@@ -26,23 +25,6 @@ const args = [
   '--disable-sync',
 ];
 const reports = fileURLToPath(new URL('../../../reports/', import.meta.url));
-
-/** Installs Debian's chromium when it is missing and we may; says loudly why not otherwise. */
-function ensureChromium(): boolean {
-  if (existsSync(executablePath)) return true;
-  const root = process.getuid?.() === 0;
-  if (root) {
-    console.warn(`${executablePath} is missing: installing Debian's chromium with apt-get (a few minutes)`);
-    const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-    execFileSync('apt-get', ['update'], { stdio: 'inherit', env, timeout: 300_000 });
-    execFileSync('apt-get', ['install', '-y', 'chromium'], { stdio: 'inherit', env, timeout: 600_000 });
-    return existsSync(executablePath);
-  }
-  const why = `${executablePath} is missing and this is not root, so it cannot be installed: run "apt-get install -y chromium" as root`;
-  if (process.env.CI === 'true') throw new Error(`browser test cannot run: ${why}`);
-  console.warn(`\n*** SKIPPING the dashboard browser test: ${why} ***\n`);
-  return false;
-}
 
 const available = ensureChromium();
 

@@ -96,8 +96,10 @@ describe('dashboard(): routes', () => {
     expect(html).toContain('<meta name="holdfast-base" content="/ops/holdfast">');
     expect(html).toMatch(/<h1>holdfast<\/h1>/);
     expect(html).toContain('aria-live="polite"');
-    // Self-contained: no external script, style sheet or image.
-    expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)=/);
+    // Self-contained: no external script, style sheet or image (the icon is an empty data: URL,
+    // so the browser asks for no /favicon.ico).
+    expect(html).not.toMatch(/<(script|link|img)[^>]+(src|href)="(?!data:)/);
+    expect(html).toContain('<link rel="icon" href="data:,">');
     // Its inline script is valid JavaScript (it is written by hand, with no build step).
     const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1] ?? '';
     expect(() => new Script(script)).not.toThrow();
@@ -198,6 +200,12 @@ describe('dashboard(): routes', () => {
     expect(() => dashboard({ path: 'no-slash' })).toThrow(HoldfastConfigError);
     expect(() => dashboard({ path: 'no-slash' })).toThrow(/path/);
     expect(() => dashboard({ interval: 5 })).toThrow(/interval/);
+    // The page fetches `<path>/snapshot` and `<path>/events`: a path a browser reads as another
+    // host (`//host`, and `/\host`, which browsers take for `//host`) is refused.
+    for (const path of ['//evil.example', '/\\evil.example', '/ops\\holdfast']) {
+      expect(() => dashboard({ path }), path).toThrow(HoldfastConfigError);
+    }
+    expect(dashboard({ path: '/ops/holdfast/' }).path).toBe('/ops/holdfast');
   });
 });
 

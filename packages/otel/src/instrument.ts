@@ -42,7 +42,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
   // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
-  const limits = meter ? meterLimits(meter, policies) : undefined;
+  const limits = meter ? meterLimits(meter, policies, label) : undefined;
   const metered = {
     handlers: { ...events?.handlers, ...chaos?.handlers, ...limits?.handlers } as Handlers,
     dispose: () => {
@@ -65,7 +65,13 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   ];
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
-    offs.push(policies.onUnregister((_kind, name) => names.forget(name) && events?.forget(name)));
+    offs.push(
+      policies.onUnregister((_kind, name) => {
+        if (!names.forget(name)) return;
+        events?.forget(name);
+        limits?.forget(name);
+      }),
+    );
   }
   let active = true;
   return () => {

@@ -3,7 +3,10 @@ import type { Attributes, BatchObservableResult, Meter, Observable } from '@open
 import type { Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
-/** Rows kept per counter: sources come from code, but a bound keeps memory flat anyway. */
+/**
+ * Rows kept per counter. Policy names are capped by `maxPolicies` and a policy that leaves takes
+ * its rows along, so this bound is only a last guard.
+ */
 const MAX_ROWS = 5_000;
 
 /** A monotonic count per attribute set. */
@@ -15,6 +18,11 @@ class Counts {
     const row = this.rows.get(key);
     if (row !== undefined) row.value++;
     else if (this.rows.size < MAX_ROWS) this.rows.set(key, { attributes, value: 1 });
+  }
+
+  /** Drops every row of `policy`: it has left, and its counts go with it. */
+  forget(policy: string): void {
+    for (const [key, row] of this.rows) if (row.attributes[A.policy] === policy) this.rows.delete(key);
   }
 }
 
@@ -30,7 +38,11 @@ const num = (snapshot: unknown, field: string): number | undefined => {
  * structurally: otel does not depend on @holdfast/limit). A limiter nobody registered still
  * reports its limit, from its last `concurrency.limit` event.
  */
-export function meterLimits(meter: Meter, policies: PolicyRegistry): { handlers: Handlers; dispose: () => void } {
+export function meterLimits(
+  meter: Meter,
+  policies: PolicyRegistry,
+  label: (name: string) => string,
+): { handlers: Handlers; forget: (name: string) => void; dispose: () => void } {
   const rejections = meter.createObservableCounter(M.limitRejections, {
     unit: '{call}',
     description:
@@ -136,10 +148,23 @@ export function meterLimits(meter: Meter, policies: PolicyRegistry): { handlers:
     report(hedgeAttempts, counts.hedgeAttempts);
     report(hedgeRefused, counts.hedgeRefused);
     report(fallbacks, counts.fallbacks);
-    const limits = new Map(lastLimit);
-    const gauge = (g: Observable, value: number | undefined, name: string) => {
-      if (value !== undefined) result.observe(g, value, { [A.policy]: name });
+    // Per gauge, a value per policy label: a policy's own, or for `_other` (past maxPolicies)
+    // the sum over the policies it stands for (the highest, for a probability).
+    const values = new Map<Observable, Map<string, number>>();
+    const gauge = (
+      g: Observable,
+      value: number | undefined,
+      name: string,
+      combine = (a: number, b: number) => a + b,
+    ) => {
+      if (value === undefined) return;
+      const policy = label(name);
+      let byPolicy = values.get(g);
+      if (byPolicy === undefined) values.set(g, (byPolicy = new Map()));
+      const had = byPolicy.get(policy);
+      byPolicy.set(policy, had === undefined ? value : combine(had, value));
     };
+    const limits = new Map(lastLimit);
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'bulkhead') {
         gauge(running, num(snapshot, 'running'), name);
@@ -150,11 +175,18 @@ export function meterLimits(meter: Meter, policies: PolicyRegistry): { handlers:
         if (l !== undefined) limits.set(name, l);
         gauge(inFlight, num(snapshot, 'inFlight'), name);
       } else if (kind === 'throttle') {
-        gauge(probability, num(snapshot, 'probability'), name);
+        gauge(probability, num(snapshot, 'probability'), name, Math.max);
       }
     }
-    for (const [name, l] of limits) result.observe(limit, l, { [A.policy]: name });
+    for (const [name, l] of limits) gauge(limit, l, name);
+    for (const [g, byPolicy] of values) {
+      for (const [policy, value] of byPolicy) result.observe(g, value, { [A.policy]: policy });
+    }
   };
   meter.addBatchObservableCallback(observe, observables);
-  return { handlers, dispose: () => meter.removeBatchObservableCallback(observe, observables) };
+  const forget = (name: string) => {
+    for (const c of Object.values(counts)) c.forget(name);
+    lastLimit.delete(name);
+  };
+  return { handlers, forget, dispose: () => meter.removeBatchObservableCallback(observe, observables) };
 }

@@ -117,14 +117,21 @@ export function meterEvents(
     description: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold).',
   });
   const detections = counter(M.anomalyDetections, '{anomaly}', 'Anomalies raised by an anomaly watch.');
+  // Least recently scored first. A watch scores each key it watches every interval; a key it
+  // forgot (idle, or evicted at its maxKeys) gets no more scores, so its rows go: at once when
+  // it is forgotten while raised (its stale high score would keep an alert firing), else once
+  // 5,000 newer rows came. A new key is always reported.
   const lastScores = new Map<string, { readonly attributes: Attributes; value: number }>();
   const score = (key: string, metric: string, value: number) => {
     const id = `${key}\u0000${metric}`;
-    const row = lastScores.get(id);
-    if (row !== undefined) row.value = value;
-    else if (lastScores.size < 5_000) {
-      lastScores.set(id, { attributes: { [A.anomalyKey]: key, [A.anomalyMetric]: metric }, value });
-    }
+    const row = lastScores.get(id) ?? { attributes: { [A.anomalyKey]: key, [A.anomalyMetric]: metric }, value };
+    row.value = value;
+    lastScores.delete(id);
+    lastScores.set(id, row);
+    if (lastScores.size > 5_000) lastScores.delete(lastScores.keys().next().value as string);
+  };
+  const dropScores = (key: string) => {
+    for (const [id, row] of lastScores) if (row.attributes[A.anomalyKey] === key) lastScores.delete(id);
   };
 
   // Breakers seen only on the bus (not registered): their state after the last transition.
@@ -170,6 +177,9 @@ export function meterEvents(
     },
     'anomaly.detected': (e) =>
       detections.add(1, { [A.anomalyKey]: e.key, [A.anomalyDetector]: e.detector, [A.anomalyMetric]: e.metric }),
+    'anomaly.cleared': (e) => {
+      if (e.reason === 'forgotten') dropScores(e.key);
+    },
   };
 
   // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...
@@ -190,7 +200,8 @@ export function meterEvents(
   ];
   const observe: BatchObservableCallback = (result) => {
     for (const tally of tallies) tally.report(result);
-    for (const row of lastScores.values()) result.observe(anomalyScore, row.value, row.attributes);
+    // Newest first: past the SDK's own cardinality limit (2,000 by default) the live keys win.
+    for (const row of [...lastScores.values()].reverse()) result.observe(anomalyScore, row.value, row.attributes);
     const breakers = new Map<string, string>(lastState);
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'breaker') {

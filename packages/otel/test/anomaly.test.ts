@@ -59,3 +59,54 @@ describe('instrument(): anomaly scores', () => {
     }
   });
 });
+
+describe('instrument(): anomaly scores of keys the watch forgot', () => {
+  it('a key forgotten while raised loses its scores at once; 20,000 keys in turn stay bounded and the newest is reported', async () => {
+    const bus = createBus();
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    const scoreOf = (key: string, value: number) =>
+      bus.emit({
+        type: 'anomaly.score',
+        source: 'anomaly',
+        time: 1,
+        key,
+        score: value,
+        raised: value >= 0.5,
+        metrics: [{ name: 'latencyP99', value: 30, expected: 20, score: value }],
+      });
+    const scores = async () => {
+      exporter.reset();
+      await reader.forceFlush();
+      return exporter
+        .getMetrics()
+        .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
+        .filter((m) => m.descriptor.name === metricNames.anomalyScore)
+        .flatMap((m) => m.dataPoints as DataPoint<number>[]);
+    };
+    try {
+      scoreOf('host-a', 0.9);
+      bus.emit({
+        type: 'anomaly.cleared',
+        source: 'anomaly',
+        time: 2,
+        key: 'host-a',
+        detector: 'baseline',
+        metric: 'latencyP99',
+        duration: 1,
+        reason: 'forgotten',
+      });
+      expect((await scores()).filter((p) => p.attributes[A.anomalyKey] === 'host-a')).toEqual([]);
+
+      for (let i = 0; i < 20_000; i++) scoreOf(`host-${i}`, 0.1);
+      const points = await scores();
+      expect(points.length).toBeLessThanOrEqual(5_000);
+      expect(points.some((p) => p.attributes[A.anomalyKey] === 'host-19999')).toBe(true);
+    } finally {
+      stop();
+      await meterProvider.shutdown();
+    }
+  });
+});

@@ -26,6 +26,8 @@ type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 const seconds = (ms: number) => ms / 1000;
+/** Anomaly score series kept at most: the least recently scored keys' go first. */
+const MAX_SCORE_SERIES = 5_000;
 
 /**
  * Registers holdfast's metrics on a prom-client registry: counters and histograms fed by bus
@@ -126,6 +128,19 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     labelNames: ['key', 'metric'],
     registers,
   });
+  // Per key, the metrics it has a score series for, least recently scored first. A watch scores
+  // each key it watches every interval; a key it forgot (idle, or evicted at its maxKeys) gets
+  // no more scores, so its series are dropped: at once when it is forgotten while raised (its
+  // stale high score would keep an alert firing), else once MAX_SCORE_SERIES newer ones came.
+  const scored = new Map<string, readonly string[]>();
+  let scoreSeries = 0;
+  const dropScores = (key: string) => {
+    const metrics = scored.get(key);
+    if (metrics === undefined) return;
+    for (const metric of metrics) anomalyScore.remove({ key, metric });
+    scoreSeries -= metrics.length;
+    scored.delete(key);
+  };
   const anomalies = counter('anomaly_detected_total', 'Anomalies raised by an anomaly watch.', [
     'key',
     'detector',
@@ -238,8 +253,17 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'failover.switch': (e) => switches.inc({ policy: e.source, reason: e.reason, to: e.to }),
     'failover.eject': (e) => ejections.inc({ policy: e.source, endpoint: e.endpoint }),
     'anomaly.score': (e) => {
+      const had = scored.get(e.key) ?? [];
+      scored.delete(e.key);
+      const metrics = [...new Set([...had, 'all', ...e.metrics.map((m) => m.name)])];
+      scored.set(e.key, metrics);
+      scoreSeries += metrics.length - had.length;
       anomalyScore.set({ key: e.key, metric: 'all' }, e.score);
       for (const m of e.metrics) anomalyScore.set({ key: e.key, metric: m.name }, m.score);
+      while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
+    },
+    'anomaly.cleared': (e) => {
+      if (e.reason === 'forgotten') dropScores(e.key);
     },
     'anomaly.detected': (e) => anomalies.inc({ key: e.key, detector: e.detector, metric: e.metric }),
   };

@@ -51,3 +51,44 @@ describe('collect(): anomaly scores', () => {
     expect(await registry.metrics()).not.toContain('holdfast_anomaly');
   });
 });
+
+describe('collect(): anomaly scores of keys the watch forgot', () => {
+  const cleared = (key: string, reason: 'recovered' | 'forgotten'): HoldfastEvent => ({
+    type: 'anomaly.cleared',
+    source: 'anomaly',
+    time: 2,
+    key,
+    detector: 'baseline',
+    metric: 'latencyP99',
+    duration: 1,
+    reason,
+  });
+
+  it('a key forgotten while raised loses its score series at once: no stale alert', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    const stop = collect({ bus, registry, policies: createPolicyRegistry() });
+    bus.emit(score('host-a', 0.9, 0.9));
+    bus.emit(score('host-b', 0.9, 0.9));
+    bus.emit(cleared('host-a', 'forgotten'));
+    bus.emit(cleared('host-b', 'recovered'));
+    const text = await registry.metrics();
+    expect(text).not.toContain('holdfast_anomaly_score{key="host-a"');
+    // Recovered is no forgetting: the watch goes on scoring it.
+    expect(text).toContain('holdfast_anomaly_score{key="host-b",metric="all"} 0.9');
+    stop();
+  });
+
+  it('20,000 keys watched in turn (per-host churn): score series stay bounded, the newest key is exported', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    const stop = collect({ bus, registry, policies: createPolicyRegistry() });
+    for (let i = 0; i < 20_000; i++) bus.emit(score(`host-${i}`, 0.1, 0.1));
+    const text = await registry.metrics();
+    const series = text.split('\n').filter((l) => l.startsWith('holdfast_anomaly_score{'));
+    expect(series.length).toBeLessThanOrEqual(5_000);
+    expect(text).toContain('holdfast_anomaly_score{key="host-19999",metric="all"} 0.1');
+    expect(text).not.toContain('key="host-0"');
+    stop();
+  });
+});

@@ -1,0 +1,254 @@
+/**
+ * The dashboard's HTTP edge under hostile clients: odd methods, paths and query strings get a
+ * 4xx (never a 500, never a hang); a page that never reads its event stream holds at most one
+ * snapshot in the server's buffer; many pages cost one snapshot per interval; pages that come
+ * and go leave no stream or listener behind.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { createBus, createPolicyRegistry, stateChangeEvents } from '@holdfast/core';
+import express from 'express';
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { dashboard } from '../src/index.js';
+import { countingBus, FakeBreaker } from './fakes.js';
+
+const servers: Server[] = [];
+const sockets: Socket[] = [];
+const cleanups: (() => void | Promise<void>)[] = [];
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  for (const c of cleanups.splice(0)) await c();
+  for (const s of servers.splice(0)) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function listen(server: Server): Promise<number> {
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as { port: number }).port;
+}
+
+/** Sends `raw` as it is on a new connection; resolves with the status line's code and the head. */
+function rawRequest(port: number, raw: string | Buffer): Promise<{ status: number; head: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    let text = '';
+    const timer = setTimeout(
+      () => reject(new Error(`no answer to ${JSON.stringify(String(raw).slice(0, 80))}`)),
+      5_000,
+    );
+    socket.on('data', (chunk) => {
+      text += chunk.toString('latin1');
+      const end = text.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0), head: text.slice(0, end) });
+    });
+    socket.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    socket.write(raw);
+  });
+}
+
+const get = (path: string, method = 'GET', extra = '') =>
+  `${method} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n${extra}\r\n`;
+
+/** Every hostile request and the one status it must get. */
+const attacks: [string, string, number][] = [
+  ['POST', get('/holdfast', 'POST', 'Content-Length: 0\r\n'), 405],
+  ['PUT on the snapshot', get('/holdfast/snapshot', 'PUT', 'Content-Length: 0\r\n'), 405],
+  ['DELETE on the events', get('/holdfast/events', 'DELETE'), 405],
+  ['OPTIONS', get('/holdfast', 'OPTIONS'), 405],
+  ['PATCH', get('/holdfast/', 'PATCH', 'Content-Length: 0\r\n'), 405],
+  ['TRACE', get('/holdfast', 'TRACE'), 405],
+  ['an unknown method', get('/holdfast', 'BREW'), 400],
+  ['.. out of the path', get('/holdfast/../../etc/passwd'), 404],
+  ['.. back into it', get('/holdfast/x/../snapshot'), 404],
+  ['encoded ..', get('/holdfast/%2e%2e/%2e%2e/etc/passwd'), 404],
+  ['an encoded slash', get('/holdfast%2Fsnapshot'), 404],
+  ['a double slash', get('/holdfast//snapshot'), 404],
+  ['a NUL', get('/holdfast/snapshot%00.json'), 404],
+  ['another case', get('/HOLDFAST'), 404],
+  ['a malformed query', get('/holdfast/snapshot?%zz=%&&==?#'), 200],
+  ['a 7 kB query', get(`/holdfast/snapshot?${'a=1&'.repeat(1_800)}`), 200],
+  ['a 100 kB query', get(`/holdfast/snapshot?${'q'.repeat(100_000)}`), 431],
+  ['an absolute URL', get('http://evil.example/holdfast/snapshot'), 404],
+  ['an asterisk', get('*', 'OPTIONS'), 404],
+  ['no path at all', 'GET  HTTP/1.1\r\nHost: x\r\n\r\n', 400],
+  ['a bare LF request', 'GET /holdfast HTTP/1.1\nHost: x\n\n', 400],
+];
+
+describe('dashboard: hostile requests', () => {
+  it.each(attacks)('%s: its 4xx (or 200 where the request is a fair GET), never 5xx', async (_name, raw, status) => {
+    const dash = dashboard({ bus: createBus(), policies: createPolicyRegistry(), interval: 100 });
+    cleanups.push(() => dash.close());
+    const port = await listen(createServer(dash));
+    const answer = await rawRequest(port, raw);
+    expect(answer.status).toBe(status);
+    if (status === 405) expect(answer.head).toMatch(/\r\nallow: GET, HEAD/i);
+    expect(dash.clients).toBe(0);
+  });
+
+  it('HEAD answers each route with its headers and no body; the event stream is not followed', async () => {
+    const dash = dashboard({ bus: createBus(), policies: createPolicyRegistry(), interval: 100 });
+    cleanups.push(() => dash.close());
+    const port = await listen(createServer(dash));
+    for (const [path, type] of [
+      ['/holdfast', 'text/html'],
+      ['/holdfast/snapshot', 'application/json'],
+      ['/holdfast/events', 'text/event-stream'],
+    ] as const) {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: 'HEAD' });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toContain(type);
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+      expect(await res.text()).toBe('');
+    }
+    expect(dash.clients).toBe(0);
+  });
+
+  it('Express and Fastify mounts answer the same attacks with a 4xx', async () => {
+    const dash = dashboard({ bus: createBus(), policies: createPolicyRegistry(), interval: 100 });
+    cleanups.push(() => dash.close());
+    const app = express();
+    app.use(dash);
+    const expressPort = await listen(createServer(app));
+    const fastify = Fastify();
+    const { fastifyDashboard } = await import('../src/index.js');
+    await fastify.register(fastifyDashboard(dash));
+    await fastify.listen({ port: 0, host: '127.0.0.1' });
+    cleanups.push(() => fastify.close());
+    const fastifyPort = (fastify.server.address() as { port: number }).port;
+    for (const port of [expressPort, fastifyPort]) {
+      for (const [name, raw] of attacks) {
+        const { status } = await rawRequest(port, raw);
+        expect(status, `${name} on ${port === expressPort ? 'Express' : 'Fastify'}`).toBeGreaterThanOrEqual(200);
+        expect(status, `${name} on ${port === expressPort ? 'Express' : 'Fastify'}`).toBeLessThan(500);
+      }
+    }
+  }, 30_000);
+});
+
+describe('dashboard: event stream clients that misbehave', () => {
+  it('a page that never reads holds at most one snapshot in the server, however long it lags', async () => {
+    const bus = createBus();
+    const policies = createPolicyRegistry();
+    // Snapshots of ~300 kB: 300 breakers with 1,000-character names.
+    const breakers = Array.from({ length: 300 }, (_, i) => new FakeBreaker(`${i}-${'n'.repeat(1_000)}`, bus, policies));
+    const dash = dashboard({ bus, policies, interval: 50 });
+    cleanups.push(() => dash.close());
+    const responses: ServerResponse[] = [];
+    const port = await listen(
+      createServer((req: IncomingMessage, res: ServerResponse) => {
+        if (req.url?.endsWith('/events')) responses.push(res);
+        dash(req, res);
+      }),
+    );
+    const snapshotBytes = Buffer.byteLength(await (await fetch(`http://127.0.0.1:${port}/holdfast/snapshot`)).text());
+    expect(snapshotBytes).toBeGreaterThan(300_000);
+    // A client that sends the request and never reads a byte of the answer.
+    const socket = connect({ port, host: '127.0.0.1' });
+    sockets.push(socket);
+    socket.pause();
+    socket.write(get('/holdfast/events'));
+    // 2 s of snapshots every 50 ms (12 MB sent, if it were all kept), state changes in between.
+    let peak = 0;
+    const deadline = Date.now() + 2_000;
+    let n = 0;
+    while (Date.now() < deadline) {
+      const b = breakers[n++ % breakers.length] as FakeBreaker;
+      if (b.state === 'open') b.close();
+      else b.open();
+      await sleep(10);
+      for (const r of responses) peak = Math.max(peak, r.writableLength);
+    }
+    expect(responses).toHaveLength(1);
+    expect(dash.clients).toBe(1);
+    // The kernel's socket buffers take what they take; in the process, one snapshot and what
+    // was being written with it at most.
+    expect(peak).toBeLessThan(2 * snapshotBytes);
+    socket.destroy();
+    for (let i = 0; i < 100 && dash.clients > 0; i++) await sleep(10);
+    expect(dash.clients).toBe(0);
+  }, 20_000);
+
+  it('100 pages open cost one snapshot per interval, not one per page', async () => {
+    const bus = createBus();
+    const policies = createPolicyRegistry();
+    let built = 0;
+    policies.register('counter', 'snapshots-built', {
+      snapshot: () => {
+        built++;
+        return { status: 'pass' };
+      },
+    });
+    const dash = dashboard({ bus, policies, interval: 100 });
+    cleanups.push(() => dash.close());
+    const port = await listen(createServer(dash));
+    const aborts = Array.from({ length: 100 }, () => new AbortController());
+    const streams = await Promise.all(
+      aborts.map((a) => fetch(`http://127.0.0.1:${port}/holdfast/events`, { signal: a.signal })),
+    );
+    cleanups.push(() => {
+      for (const a of aborts) a.abort();
+    });
+    for (let i = 0; i < 100 && dash.clients < 100; i++) await sleep(10);
+    expect(dash.clients).toBe(100);
+    // Keep each stream drained so none is held back by backpressure.
+    for (const s of streams) void s.body?.pipeTo(new WritableStream()).catch(() => {});
+    built = 0;
+    await sleep(1_000);
+    // 10 intervals in a second; a loaded machine may run fewer, never one per page.
+    expect(built).toBeGreaterThan(2);
+    expect(built).toBeLessThanOrEqual(15);
+  }, 20_000);
+
+  it('300 clients that hang up as they ask (destroy, half-close, reset) leave no stream behind', async () => {
+    const dash = dashboard({ bus: createBus(), policies: createPolicyRegistry(), interval: 50 });
+    cleanups.push(() => dash.close());
+    const port = await listen(createServer(dash));
+    for (let i = 0; i < 300; i++) {
+      const socket = connect(port, '127.0.0.1');
+      sockets.push(socket);
+      socket.on('error', () => {});
+      socket.write(get('/holdfast/events'));
+      if (i % 3 === 0) socket.destroy();
+      else if (i % 3 === 1) socket.end();
+      else setTimeout(() => socket.resetAndDestroy(), 1);
+    }
+    await sleep(200);
+    for (let i = 0; i < 200 && dash.clients > 0; i++) await sleep(10);
+    expect(dash.clients).toBe(0);
+  }, 20_000);
+
+  it('1,000 pages that connect and drop at once leave no stream and no bus listener behind', async () => {
+    const bus = countingBus();
+    const dash = dashboard({ bus, policies: createPolicyRegistry(), interval: 50 });
+    cleanups.push(() => dash.close());
+    const port = await listen(createServer(dash));
+    const before = stateChangeEvents.map((t) => bus.listeners(t));
+    for (let round = 0; round < 10; round++) {
+      await Promise.all(
+        Array.from({ length: 100 }, async (_, i) => {
+          const abort = new AbortController();
+          const res = await fetch(`http://127.0.0.1:${port}/holdfast/events`, { signal: abort.signal });
+          // Half read their first snapshot, half hang up at once.
+          if (i % 2 === 0) await res.body?.getReader().read();
+          abort.abort();
+        }),
+      );
+    }
+    for (let i = 0; i < 200 && dash.clients > 0; i++) await sleep(10);
+    expect(dash.clients).toBe(0);
+    expect(stateChangeEvents.map((t) => bus.listeners(t))).toEqual(before);
+  }, 30_000);
+});
