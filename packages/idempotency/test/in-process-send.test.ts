@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
@@ -5,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
+import { closeAll, closers, listenNode } from './http-support/body-apps.js';
 import { newKey, send, spy } from './http-support/support.js';
 
 // With an in-process store the record is written while the handler's response is being sent,
@@ -14,10 +16,7 @@ import { newKey, send, spy } from './http-support/support.js';
 // gets the replay. Either way a retry sent the moment the response arrives gets the replay, and
 // a response that cannot be stored frees its key before the retry is read.
 
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
+afterEach(closeAll);
 
 interface App {
   readonly url: string;
@@ -37,16 +36,8 @@ async function expressApp(store: IdempotencyStore, body: unknown = { ok: true })
     res.status(201).json(body);
     endedAtOnce.push(res.writableEnded);
   });
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  closers.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(resolve);
-      }),
-  );
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/orders`, endedAtOnce, calls: () => calls };
+  const port = await listenNode(createServer(app));
+  return { url: `http://127.0.0.1:${port}/orders`, endedAtOnce, calls: () => calls };
 }
 
 async function fastifyApp(store: IdempotencyStore, body: unknown = { ok: true }): Promise<App> {
