@@ -128,6 +128,19 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   ) {
     // Not enumerable: a spread copy of the store is not branded.
     Object.defineProperty(this, IN_PROCESS, { value: this });
+    // Set here, not as a class field: a computed class key counts as a side effect to bundlers,
+    // which would then pull this whole module into entry points that only ask `inProcess()`.
+    const calls: StoreNow = {
+      serves: (store) => {
+        const s = store as Partial<IdempotencyStore>;
+        const own = MemoryStore.prototype;
+        return s.claim === own.claim && s.complete === own.complete && s.release === own.release;
+      },
+      claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
+      complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
+      release: (key, token) => this.#release(key, token),
+    };
+    Object.defineProperty(this, NOW, { value: calls });
   }
 
   /** How many records are held now (expired ones included until swept or touched). */
@@ -139,18 +152,6 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   get bytes(): number {
     return this.#bytes;
   }
-
-  /** @internal */
-  readonly [NOW]: StoreNow = {
-    serves: (store) => {
-      const s = store as Partial<IdempotencyStore>;
-      const own = MemoryStore.prototype;
-      return s.claim === own.claim && s.complete === own.complete && s.release === own.release;
-    },
-    claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
-    complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
-    release: (key, token) => this.#release(key, token),
-  };
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
     return this.#claim(key, fingerprint, leaseMs, true);
