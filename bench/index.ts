@@ -4,6 +4,7 @@ import { benchChaos } from './chaos.js';
 import { benchCore } from './core.js';
 import { benchFailover } from './failover.js';
 import { benchHttp } from './http.js';
+import { benchHttpServer } from './http-server.js';
 import { benchIdempotency } from './idempotency.js';
 import { benchLimit } from './limit.js';
 import { benchOtel } from './otel.js';
@@ -18,6 +19,7 @@ const suites: Record<string, () => Promise<void>> = {
   failover: benchFailover,
   idempotency: benchIdempotency,
   http: benchHttp,
+  'http-server': benchHttpServer,
   breaker: benchBreaker,
   retry: benchRetry,
   limit: benchLimit,
