@@ -200,7 +200,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         result = undefined;
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
-        return this.#decided(key, stored, fingerprint, result);
+        return this.#decided(key, stored, fingerprint, result, true);
       }
     }
     return this.#claim(key, stored, fingerprint);
@@ -243,15 +243,18 @@ export class HttpIdempotency<Req> implements RunOwner {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
-      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result);
+      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false);
       const left = deadline - this.clock.now();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
     }
   }
 
-  /** What a store's answer means for the request (a running claim: a conflict, not waited for). */
-  #decided(key: string, stored: string, fingerprint: string, result: ClaimResult): Decision {
+  /**
+   * What a store's answer means for the request (a running claim: a conflict, not waited for).
+   * `shared`: a completed record is the store's own (its call without a promise), not a copy.
+   */
+  #decided(key: string, stored: string, fingerprint: string, result: ClaimResult, shared: boolean): Decision {
     switch (result.status) {
       case 'claimed':
         this.#emitClaim(key, result.takeover);
@@ -268,7 +271,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         if (this.bus.wants('idempotency.replay')) {
           this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
         }
-        return respond(replayOf(record.outcome));
+        return respond(replayOf(record.outcome, shared));
       }
       case 'mismatch':
         return this.#mismatch(key);
