@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { type Bus, createBus, ManualClock } from '@holdfast/core';
-import express from 'express';
+import type express from 'express';
 import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -98,7 +98,11 @@ describe('a replay shares nothing with the record it came from', () => {
     let calls = 0;
     app.post('/orders', (_req, reply) => {
       calls++;
-      reply.code(201).header('link', ['</a>; rel="a"', '</b>; rel="b"']).type('application/json').send('{"secret":"abc"}');
+      reply
+        .code(201)
+        .header('link', ['</a>; rel="a"', '</b>; rel="b"'])
+        .type('application/json')
+        .send('{"secret":"abc"}');
     });
     // A redaction hook, registered after the plugin, that works on the bytes it is handed.
     app.addHook('onSend', (_req, reply, payload, done) => {
@@ -142,3 +146,217 @@ async function listenExpress(app: express.Express, path = '/orders'): Promise<st
   );
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`;
 }
+
+/** What a user can observe of one step: the decision, and the events it fired (time left out). */
+function observe(d: Decision): unknown {
+  if (d.action !== 'respond') return d.action;
+  const { status, headers, body } = d.response;
+  return { status, headers: { ...headers }, body: body.toString() };
+}
+
+function eventsSince(events: Event[], from: number): unknown[] {
+  return events.slice(from).map(({ time: _time, source: _source, ...rest }) => rest);
+}
+
+const paths = (make: () => MemoryStore) =>
+  [
+    ['memoryStore (no promise)', () => make()],
+    ['spy(memoryStore()) (async)', () => spy(make())],
+  ] as const;
+
+describe('a store that refuses: the path without promises answers as the async one', () => {
+  it('a record over maxBytes frees its key (a retry runs again), one storeError, one release', async () => {
+    const seen: unknown[] = [];
+    for (const [, make] of paths(() => memoryStore({ maxBytes: 2_000 }))) {
+      const { core: c, events } = core(make());
+      const key = 'too-large';
+      const d = await decide(c, view(key));
+      if (d.action !== 'run') throw new Error('expected a run');
+      expect(d.run.atOnce).toBe(inProcess(c.store) !== undefined);
+      d.run.body.add('x'.repeat(3_000));
+      const settled = d.run.finish(201, { 'content-type': 'text/plain' });
+      // No macrotask: a retry read off the socket comes after these microtasks.
+      await Promise.resolve();
+      await settled;
+      const retry = await decide(c, view(key));
+      expect(retry.action).toBe('run');
+      seen.push(eventsSince(events, 0));
+    }
+    expect(seen[0]).toEqual(seen[1]);
+    expect(seen[0]).toEqual([
+      { type: 'idempotency.claim', key: 'too-large', takeover: false },
+      {
+        type: 'idempotency.storeError',
+        key: 'too-large',
+        operation: 'complete',
+        code: 'E_IDEMPOTENCY_VALUE',
+        failOpen: true,
+      },
+      { type: 'idempotency.release', key: 'too-large', code: 'E_IDEMPOTENCY_VALUE' },
+      { type: 'idempotency.claim', key: 'too-large', takeover: false },
+    ]);
+  });
+
+  it('a store disposed mid-request: the response settles, one storeError, then 503 or pass', async () => {
+    for (const onStoreError of ['fail-closed', 'fail-open'] as const) {
+      const seen: unknown[][] = [];
+      for (const wrap of [false, true]) {
+        const inner = memoryStore();
+        const { core: c, events } = core(wrap ? spy(inner) : inner, { onStoreError });
+        const d = await decide(c, view('k'));
+        if (d.action !== 'run') throw new Error('expected a run');
+        inner.dispose();
+        d.run.body.add('done');
+        await d.run.finish(201, {});
+        const after = observe(await decide(c, view('k')));
+        seen.push([after, eventsSince(events, 0)]);
+      }
+      expect(seen[0]).toEqual(seen[1]);
+      const [after, evs] = seen[0] as [unknown, unknown[]];
+      if (onStoreError === 'fail-closed') expect(after).toMatchObject({ status: 503 });
+      else expect(after).toBe('pass');
+      expect(evs).toEqual([
+        { type: 'idempotency.claim', key: 'k', takeover: false },
+        { type: 'idempotency.storeError', key: 'k', operation: 'complete', code: 'E_DISPOSED', failOpen: true },
+        {
+          type: 'idempotency.storeError',
+          key: 'k',
+          operation: 'claim',
+          code: 'E_DISPOSED',
+          failOpen: onStoreError === 'fail-open',
+        },
+      ]);
+    }
+  });
+
+  it('a store full of running claims: 503 (or pass when fail-open), one storeError; a finished one frees room', async () => {
+    for (const onStoreError of ['fail-closed', 'fail-open'] as const) {
+      const seen: unknown[][] = [];
+      for (const [, make] of paths(() => memoryStore({ maxEntries: 2 }))) {
+        const { core: c, events } = core(make(), { onStoreError });
+        const a = await decide(c, view('a'));
+        const b = await decide(c, view('b'));
+        const full = observe(await decide(c, view('c')));
+        if (a.action !== 'run' || b.action !== 'run') throw new Error('expected runs');
+        a.run.body.add('A');
+        await a.run.finish(201, {});
+        const room = observe(await decide(c, view('c')));
+        const replayA = observe(await decide(c, view('a')));
+        seen.push([full, room, replayA, eventsSince(events, 0)]);
+      }
+      expect(seen[0]).toEqual(seen[1]);
+      const [full, room, replayA] = seen[0] as unknown[];
+      if (onStoreError === 'fail-closed') expect(full).toMatchObject({ status: 503 });
+      else expect(full).toBe('pass');
+      // 'a' completed: evicted to make room for 'c'; then 'b' and 'c' run, and 'a' finds no room.
+      expect(room).toBe('run');
+      expect(replayA).toEqual(full);
+      const errors = (seen[0]?.[3] as Event[]).filter((e) => e.type === 'idempotency.storeError');
+      const failOpen = onStoreError === 'fail-open';
+      expect(errors).toEqual([
+        { type: 'idempotency.storeError', key: 'c', operation: 'claim', code: 'E_STORE_UNAVAILABLE', failOpen },
+        { type: 'idempotency.storeError', key: 'a', operation: 'claim', code: 'E_STORE_UNAVAILABLE', failOpen },
+      ]);
+    }
+  });
+});
+
+describe('stores whose methods are not the class own', () => {
+  it('a subclass that overrides claim, complete and release is called through them', async () => {
+    const calls: string[] = [];
+    class Audited extends MemoryStore {
+      override async claim(...args: Parameters<MemoryStore['claim']>) {
+        calls.push('claim');
+        return super.claim(...args);
+      }
+      override async complete(...args: Parameters<MemoryStore['complete']>) {
+        calls.push('complete');
+        return super.complete(...args);
+      }
+      override async release(...args: Parameters<MemoryStore['release']>) {
+        calls.push('release');
+        return super.release(...args);
+      }
+    }
+    const { core: c } = core(new Audited(100, 60_000, new ManualClock(0)));
+    await runAndFinish(c, view('a'), 201, {}, 'ok');
+    const d = await decide(c, view('b'));
+    if (d.action !== 'run') throw new Error('expected a run');
+    await d.run.finish(500, {});
+    expect(await decide(c, view('a'))).toMatchObject({ action: 'respond' });
+    expect(calls).toEqual(['claim', 'complete', 'claim', 'release', 'claim']);
+  });
+
+  it('a store patched after the middleware was made (a spy, a chaos wrapper) is called through its patch', async () => {
+    const store = memoryStore();
+    const { core: c } = core(store);
+    const calls: string[] = [];
+    const claim = store.claim.bind(store);
+    const complete = store.complete.bind(store);
+    store.claim = (...args) => {
+      calls.push('claim');
+      return claim(...args);
+    };
+    store.complete = (...args) => {
+      calls.push('complete');
+      return complete(...args);
+    };
+    await runAndFinish(c, view('a'), 201, {}, 'ok');
+    expect(calls).toEqual(['claim', 'complete']);
+    // A patch that fails every claim (an outage drill) is what the middleware sees.
+    store.claim = async () => {
+      throw Object.assign(new Error('drill'), { code: 'ECONNREFUSED' });
+    };
+    expect(observe(await decide(c, view('a')))).toMatchObject({ status: 503 });
+  });
+
+  it('a MemoryStore from another copy of the module takes the path without promises, and replays safely', async () => {
+    const another = '../src/memory-store.js?sync-path-hostile';
+    const copy = (await import(/* @vite-ignore */ another)) as typeof import('../src/memory-store.js');
+    expect(copy.MemoryStore).not.toBe(MemoryStore);
+    const { core: c } = core(copy.memoryStore());
+    await runAndFinish(c, view('a'), 201, { 'content-type': 'text/plain' }, 'ok');
+    // decideNow answers without a promise: the copy's calls were taken.
+    const replay = c.decideNow({}, view('a'));
+    expect(replay).not.toBeInstanceOf(Promise);
+    if (replay instanceof Promise || replay.action !== 'respond') throw new Error('expected a replay');
+    replay.response.body.fill(0);
+    expect(observe(c.decideNow({}, view('a')) as Decision)).toMatchObject({ status: 201, body: 'ok' });
+  });
+});
+
+describe('the wait option on the path without promises', () => {
+  it('a request that finds the key running waits, then gets the replay (one run, waited conflict none)', async () => {
+    const { bus, of } = recorder();
+    const c = new HttpIdempotency<unknown>('test', {
+      store: memoryStore(),
+      scope: 'global',
+      bus,
+      wait: { timeout: 2_000, interval: 10 },
+    });
+    const first = await decide(c, view('w'));
+    if (first.action !== 'run') throw new Error('expected a run');
+    const waiting = decide(c, view('w'));
+    await new Promise((r) => setTimeout(r, 30));
+    first.run.body.add('done');
+    await first.run.finish(201, { 'content-type': 'text/plain' });
+    expect(observe(await waiting)).toMatchObject({ status: 201, body: 'done' });
+    expect(of('claim')).toHaveLength(1);
+    expect(of('replay')).toHaveLength(1);
+    expect(of('conflict')).toHaveLength(0);
+  });
+
+  it('a wait that times out is one conflict with waited: true', async () => {
+    const { bus, of } = recorder();
+    const c = new HttpIdempotency<unknown>('test', {
+      store: memoryStore(),
+      scope: 'global',
+      bus,
+      wait: { timeout: 40, interval: 10 },
+    });
+    const first = await decide(c, view('w'));
+    expect(first.action).toBe('run');
+    expect(observe(await decide(c, view('w')))).toMatchObject({ status: 409 });
+    expect(of('conflict').map((e) => e.waited)).toEqual([true]);
+  });
+});
