@@ -1,6 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { type Bus, createBus, ManualClock } from '@holdfast/core';
-import type express from 'express';
+import express from 'express';
 import fc from 'fast-check';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -9,6 +9,7 @@ import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { type Decision, HttpIdempotency, type HttpIdempotencyOptions, type RequestView } from '../src/http/index.js';
 import { type IdempotencyStore, MemoryStore, memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
+import { expressFramework, fastifyFramework } from './http-support/apps.js';
 import { newKey, send, spy } from './http-support/support.js';
 
 // Hostile tests of the in-process store's path without promises (engine decideNow, settle
@@ -125,6 +126,25 @@ describe('a replay shares nothing with the record it came from', () => {
       expect(r.bytes.equals(Buffer.from(flipped))).toBe(true);
       expect(r.headers.get('link')).toBe('</a>; rel="a", </b>; rel="b", </hook>; rel="hook"');
     }
+  });
+});
+
+describe('a problem response shares nothing with the next one', () => {
+  it('changing the bytes of a 409 or 422 in place changes no later 409 or 422', async () => {
+    const { core: c } = core(memoryStore());
+    const run = await decide(c, view('p'));
+    expect(run.action).toBe('run');
+    const seen: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      for (const d of [await decide(c, view('p')), await decide(c, view('p', '{"other":true}'))]) {
+        if (d.action !== 'respond') throw new Error('expected a problem');
+        seen.push(`${d.response.status} ${d.response.body.toString()}`);
+        d.response.body.fill(0x21);
+      }
+    }
+    expect(seen[2]).toBe(seen[0]);
+    expect(seen[3]).toBe(seen[1]);
+    expect(seen[0]).toMatch(/^409 \{"type":"urn:holdfast:problem:/);
   });
 });
 
@@ -358,5 +378,254 @@ describe('the wait option on the path without promises', () => {
     expect(first.action).toBe('run');
     expect(observe(await decide(c, view('w')))).toMatchObject({ status: 409 });
     expect(of('conflict').map((e) => e.waited)).toEqual([true]);
+  });
+});
+
+describe.each([expressFramework, fastifyFramework])('over real HTTP, $name, on memoryStore()', (framework) => {
+  async function start(options: Parameters<typeof framework.start>[0]) {
+    const app = await framework.start(options);
+    closers.push(() => app.close());
+    return app;
+  }
+
+  it('40 concurrent requests with one key: exactly one run, the rest 409 or the replay', async () => {
+    const app = await start({ store: memoryStore() });
+    const key = newKey();
+    const all = await Promise.all(
+      Array.from({ length: 40 }, () => send(`${app.url}/orders`, { key, body: { amount: 5 } })),
+    );
+    expect(app.calls.get('orders')).toBe(1);
+    const ran = all.filter((r) => r.status === 201 && r.headers.get('idempotent-replayed') === null);
+    expect(ran).toHaveLength(1);
+    for (const r of all) {
+      if (r === ran[0]) continue;
+      if (r.status === 409) continue;
+      expect(r.status).toBe(201);
+      expect(r.headers.get('idempotent-replayed')).toBe('true');
+      expect(r.text).toBe(ran[0]?.text);
+    }
+  });
+
+  it('a retry sent the moment a response arrives gets the replay, 50 times in a row', async () => {
+    const app = await start({ store: memoryStore() });
+    for (let i = 0; i < 50; i++) {
+      const key = newKey();
+      const first = await send(`${app.url}/orders`, { key, body: { i } });
+      const retry = await send(`${app.url}/orders`, { key, body: { i } });
+      expect(first.status).toBe(201);
+      expect([retry.status, retry.headers.get('idempotent-replayed'), retry.text]).toEqual([201, 'true', first.text]);
+    }
+    expect(app.calls.get('orders')).toBe(50);
+  });
+
+  it('a response over the store maxBytes frees its key before a retry sent on receipt is read', async () => {
+    const { bus, of } = recorder();
+    const app = await start({ store: memoryStore({ maxBytes: 3_000 }), bus });
+    for (let i = 0; i < 10; i++) {
+      const key = newKey();
+      const first = await send(`${app.url}/big`, { key, body: { i } });
+      const retry = await send(`${app.url}/big`, { key, body: { i } });
+      expect([first.status, retry.status]).toEqual([200, 200]);
+      expect(retry.headers.get('idempotent-replayed')).toBeNull();
+    }
+    expect(app.calls.get('big')).toBe(20);
+    expect(of('release').map((e) => e.code)).toEqual(Array(20).fill('E_IDEMPOTENCY_VALUE'));
+    expect(of('storeError').map((e) => e.operation)).toEqual(Array(20).fill('complete'));
+    expect(of('claim')).toHaveLength(20);
+  });
+
+  it('scope: one key, two accounts, two runs; each replays only its own response', async () => {
+    const app = await start({ store: memoryStore(), scoped: true });
+    const key = newKey();
+    const a = await send(`${app.url}/orders`, { key, body: { x: 1 }, headers: { 'x-account': 'alice' } });
+    const b = await send(`${app.url}/orders`, { key, body: { x: 1 }, headers: { 'x-account': 'bob' } });
+    expect(app.calls.get('orders')).toBe(2);
+    expect(a.text).not.toBe(b.text);
+    const a2 = await send(`${app.url}/orders`, { key, body: { x: 1 }, headers: { 'x-account': 'alice' } });
+    const b2 = await send(`${app.url}/orders`, { key, body: { x: 1 }, headers: { 'x-account': 'bob' } });
+    expect([a2.text, b2.text]).toEqual([a.text, b.text]);
+    expect(a2.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('events: one claim, one replay, one conflict each, with the key', async () => {
+    const { bus, of } = recorder();
+    const app = await start({ store: memoryStore(), bus });
+    const key = newKey();
+    const slow = send(`${app.url}/slow`, { key, body: {} });
+    while (app.gate.entered === 0) await new Promise((r) => setTimeout(r, 5));
+    const conflict = await send(`${app.url}/slow`, { key, body: {} });
+    app.gate.open();
+    await slow;
+    const replay = await send(`${app.url}/slow`, { key, body: {} });
+    expect([conflict.status, replay.headers.get('idempotent-replayed')]).toEqual([409, 'true']);
+    expect(of('claim').map((e) => [e.key, e.takeover])).toEqual([[key, false]]);
+    expect(of('conflict').map((e) => [e.key, e.waited])).toEqual([[key, false]]);
+    expect(of('replay').map((e) => e.key)).toEqual([key]);
+    expect(of('release')).toEqual([]);
+    expect(of('storeError')).toEqual([]);
+  });
+});
+
+describe('Fastify: routes the plugin does not guard, or guards differently', () => {
+  it('config false, GET, HEAD and 404s pass untouched with a key (no claim); a per-route option applies', async () => {
+    const { bus, events } = recorder();
+    const app = Fastify();
+    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global', bus });
+    const calls = new Map<string, number>();
+    const hit = (name: string) => calls.set(name, (calls.get(name) ?? 0) + 1);
+    app.post('/off', { config: { idempotency: false } }, async () => {
+      hit('off');
+      return { n: calls.get('off') };
+    });
+    app.get('/orders', async () => {
+      hit('get');
+      return { n: calls.get('get') };
+    });
+    app.post('/strict', { config: { idempotency: { required: true } } }, async () => {
+      hit('strict');
+      return { n: calls.get('strict') };
+    });
+    app.post('/orders', async (_req, reply) => {
+      hit('post');
+      return reply.code(201).send({ n: calls.get('post') });
+    });
+    const url = await listen(app);
+    const base = url.replace(/\/orders$/, '');
+    const key = newKey();
+    for (let i = 0; i < 2; i++) {
+      expect((await send(`${base}/off`, { key, body: {} })).json()).toEqual({ n: i + 1 });
+      expect((await send(`${base}/orders`, { key, method: 'GET' })).json()).toEqual({ n: 2 * i + 1 });
+      const head = await send(`${base}/orders`, { key, method: 'HEAD' });
+      expect(head.status).toBe(200);
+      expect((await send(`${base}/nowhere`, { key, body: {} })).status).toBe(404);
+    }
+    expect(calls.get('get')).toBe(4); // HEAD runs the GET handler too
+    expect(events).toEqual([]);
+    // The per-route option: a key is required there, and nowhere else.
+    const missing = await send(`${base}/strict`, { body: {} });
+    expect(missing.status).toBe(400);
+    expect((await send(`${base}/orders`, { body: {} })).status).toBe(201);
+    expect(calls.get('strict')).toBeUndefined();
+    // And the same key, used now on a guarded route, is claimed there for the first time.
+    const posted = await send(`${base}/orders`, { key, body: {} });
+    const again = await send(`${base}/orders`, { key, body: {} });
+    expect([posted.status, again.headers.get('idempotent-replayed'), again.text]).toEqual([201, 'true', posted.text]);
+    expect(events.filter((e) => e.type === 'idempotency.claim')).toHaveLength(1);
+  });
+});
+
+describe('Express: a mounted sub-app', () => {
+  it('replays through a sub-app, retry on receipt; a path the sub-app does not serve frees its key', async () => {
+    const { bus, of } = recorder();
+    const app = express();
+    const api = express();
+    let calls = 0;
+    api.post('/orders', express.json(), (req, res) => {
+      calls++;
+      res.status(201).set('link', '</orders>; rel="collection"').json({ n: calls, body: req.body });
+    });
+    app.use(expressIdempotency({ store: memoryStore(), scope: 'global', bus }));
+    app.use('/api', api);
+    const url = await listenExpress(app, '/api/orders');
+    for (let i = 0; i < 20; i++) {
+      const key = newKey();
+      const first = await send(url, { key, body: { i } });
+      const retry = await send(url, { key, body: { i } });
+      expect([first.status, retry.status, retry.headers.get('idempotent-replayed'), retry.text]).toEqual([
+        201,
+        201,
+        'true',
+        first.text,
+      ]);
+    }
+    expect(calls).toBe(20);
+    const key = newKey();
+    const missing = url.replace('/orders', '/nothing');
+    expect((await send(missing, { key, body: {} })).status).toBe(404);
+    expect((await send(missing, { key, body: {} })).status).toBe(404);
+    expect(of('release').map((e) => [e.key, e.code])).toEqual([
+      [key, 'HTTP_404'],
+      [key, 'HTTP_404'],
+    ]);
+  });
+});
+
+describe('property: the path without promises decides as the async path', () => {
+  type Cmd =
+    | { t: 'decide'; key: number; body: number; user: number }
+    | { t: 'finish'; idx: number; status: number; size: number }
+    | { t: 'abandon'; idx: number }
+    | { t: 'advance'; ms: number };
+  const cmd: fc.Arbitrary<Cmd> = fc.oneof(
+    {
+      weight: 4,
+      arbitrary: fc.record({ t: fc.constant('decide' as const), key: fc.nat(2), body: fc.nat(1), user: fc.nat(1) }),
+    },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        t: fc.constant('finish' as const),
+        idx: fc.nat(5),
+        status: fc.constantFrom(200, 201, 204, 500),
+        size: fc.constantFrom(0, 10, 900, 3_000),
+      }),
+    },
+    { weight: 1, arbitrary: fc.record({ t: fc.constant('abandon' as const), idx: fc.nat(5) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({ t: fc.constant('advance' as const), ms: fc.constantFrom(0, 400, 1_001, 6_000) }),
+    },
+  );
+
+  async function play(cmds: readonly Cmd[], wrap: boolean, scoped: boolean): Promise<unknown[]> {
+    const clock = new ManualClock(1_000_000);
+    const inner = memoryStore({ clock, maxEntries: 3, maxBytes: 2_500 });
+    const { bus, events } = recorder();
+    const c = new HttpIdempotency<{ user: string }>('test', {
+      store: wrap ? spy(inner) : inner,
+      scope: scoped ? (req) => req.user : 'global',
+      bus,
+      clock,
+      leaseMs: 1_000,
+      ttlMs: 5_000,
+      replayHeaders: ['link'],
+    });
+    const runs: Extract<Decision, { action: 'run' }>['run'][] = [];
+    const log: unknown[] = [];
+    let n = 0;
+    for (const step of cmds) {
+      const from = events.length;
+      if (step.t === 'decide') {
+        const d = await c.decideNow({ user: `u${step.user}` }, view(`k${step.key}`, `{"b":${step.body}}`));
+        if (d.action === 'run') runs.push(d.run);
+        log.push(observe(d));
+        // Whatever a later layer does to a replay must not reach the record.
+        if (d.action === 'respond') {
+          d.response.body.fill(0x21);
+          const link = d.response.headers.link;
+          if (Array.isArray(link)) (link as string[]).push('changed');
+        }
+      } else if (step.t === 'finish' || step.t === 'abandon') {
+        const run = runs.splice(step.idx % Math.max(1, runs.length), 1)[0];
+        if (run === undefined) continue;
+        if (step.t === 'abandon') await run.abandon('E_TEST');
+        else {
+          n++;
+          if (step.size > 0) run.body.add(`${n}:`.padEnd(step.size, 'x'));
+          await run.finish(step.status, { 'content-type': 'text/plain', link: [`<${n}>`, '<x>'], 'set-cookie': 's=1' });
+        }
+      } else await clock.advance(step.ms);
+      log.push(eventsSince(events, from), inner.snapshot());
+    }
+    return log;
+  }
+
+  it('same decisions, events and store state for any sequence of requests', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(cmd, { minLength: 1, maxLength: 40 }), fc.boolean(), async (cmds, scoped) => {
+        expect(await play(cmds, false, scoped)).toEqual(await play(cmds, true, scoped));
+      }),
+      { numRuns: 300 },
+    );
   });
 });
