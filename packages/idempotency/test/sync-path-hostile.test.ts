@@ -265,13 +265,13 @@ describe('a store that refuses: the path without promises answers as the async o
         seen.push([full, room, replayA, eventsSince(events, 0)]);
       }
       expect(seen[0]).toEqual(seen[1]);
-      const [full, room, replayA] = seen[0] as unknown[];
+      const [full, room, replayA, evs] = seen[0] as [unknown, unknown, unknown, Event[]];
       if (onStoreError === 'fail-closed') expect(full).toMatchObject({ status: 503 });
       else expect(full).toBe('pass');
       // 'a' completed: evicted to make room for 'c'; then 'b' and 'c' run, and 'a' finds no room.
       expect(room).toBe('run');
       expect(replayA).toEqual(full);
-      const errors = (seen[0]?.[3] as Event[]).filter((e) => e.type === 'idempotency.storeError');
+      const errors = evs.filter((e) => e.type === 'idempotency.storeError');
       const failOpen = onStoreError === 'fail-open';
       expect(errors).toEqual([
         { type: 'idempotency.storeError', key: 'c', operation: 'claim', code: 'E_STORE_UNAVAILABLE', failOpen },

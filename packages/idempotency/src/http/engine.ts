@@ -131,7 +131,7 @@ export class HttpIdempotency<Req> implements RunOwner {
    */
   #inProcess(): StoreNow | undefined {
     const now = this.#now;
-    return now !== undefined && now.serves(this.store) ? now : undefined;
+    return now?.serves(this.store) ? now : undefined;
   }
 
   /** Whether requests of this method are guarded at all. */
