@@ -129,6 +129,34 @@ describe('a replay shares nothing with the record it came from', () => {
   });
 });
 
+describe('a listener that throws on the path without promises', () => {
+  it('breaks no decision and leaves no key claimed', async () => {
+    const bus = createBus({ onListenerError: () => {} });
+    for (const type of [
+      'idempotency.claim',
+      'idempotency.replay',
+      'idempotency.conflict',
+      'idempotency.release',
+    ] as const) {
+      bus.on(type, () => {
+        throw new Error(`listener of ${type}`);
+      });
+    }
+    const c = new HttpIdempotency<unknown>('test', { store: memoryStore(), scope: 'global', bus });
+    const run = await decide(c, view('t'));
+    expect(run.action).toBe('run');
+    expect(observe(await decide(c, view('t')))).toMatchObject({ status: 409 });
+    if (run.action !== 'run') throw new Error('expected a run');
+    await run.run.finish(500, {});
+    const again = await decide(c, view('t'));
+    expect(again.action).toBe('run');
+    if (again.action !== 'run') throw new Error('expected a run');
+    again.run.body.add('ok');
+    await again.run.finish(201, {});
+    expect(observe(await decide(c, view('t')))).toMatchObject({ status: 201, body: 'ok' });
+  });
+});
+
 describe('a problem response shares nothing with the next one', () => {
   it('changing the bytes of a 409 or 422 in place changes no later 409 or 422', async () => {
     const { core: c } = core(memoryStore());
@@ -445,6 +473,22 @@ describe.each([expressFramework, fastifyFramework])('over real HTTP, $name, on m
     const b2 = await send(`${app.url}/orders`, { key, body: { x: 1 }, headers: { 'x-account': 'bob' } });
     expect([a2.text, b2.text]).toEqual([a.text, b.text]);
     expect(a2.headers.get('set-cookie')).toBeNull();
+  });
+
+  it('wait: a request that finds the key running waits for it and gets the replay', async () => {
+    const { bus, of } = recorder();
+    const app = await start({ store: memoryStore(), bus, wait: { timeout: 5_000, interval: 10 } });
+    const key = newKey();
+    const first = send(`${app.url}/slow`, { key, body: {} });
+    while (app.gate.entered === 0) await new Promise((r) => setTimeout(r, 5));
+    const waiting = send(`${app.url}/slow`, { key, body: {} });
+    await new Promise((r) => setTimeout(r, 50));
+    app.gate.open();
+    const [a, b] = await Promise.all([first, waiting]);
+    expect(app.calls.get('slow')).toBe(1);
+    expect([b.status, b.headers.get('idempotent-replayed'), b.text]).toEqual([a.status, 'true', a.text]);
+    expect(of('conflict')).toEqual([]);
+    expect(of('replay')).toHaveLength(1);
   });
 
   it('events: one claim, one replay, one conflict each, with the key', async () => {
