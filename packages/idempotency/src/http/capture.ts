@@ -104,16 +104,26 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
  * The response a replay sends: the stored one, marked, with its length. A 204 or 304 has
  * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5).
  */
-export function replayOf(stored: StoredResponse): HttpResponse {
+export function replayOf(stored: StoredResponse, shared = false): HttpResponse {
   // A copy to extend: Object.assign, since V8 (Node 20) makes a spread copy that gains properties slow.
   const headers: Record<string, string | readonly string[]> = Object.assign({}, stored.headers);
+  // The store's own record (an in-process store's call without a promise): what a later layer
+  // does to the replay (a hook that pushes to a header's list, rewrites the body's bytes in
+  // place) must not reach it, so lists and bytes are copied.
+  if (shared) {
+    for (const name of Object.keys(headers)) {
+      const value = headers[name];
+      if (typeof value !== 'string' && value !== undefined) headers[name] = [...value];
+    }
+  }
   headers['idempotent-replayed'] = 'true';
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };
   }
   headers['content-length'] = String(stored.body.byteLength);
-  // The store hands out a fresh copy already (decodeOutcome): a view, not a second copy.
   const { body } = stored;
+  if (shared) return { status: stored.status, headers, body: Buffer.from(body) };
+  // A store's async calls hand out a fresh copy (decodeOutcome): a view, not a second copy.
   return { status: stored.status, headers, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
 }
 

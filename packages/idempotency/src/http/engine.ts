@@ -104,9 +104,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly #methods: ReadonlySet<string>;
   readonly #replayable: ReadonlySet<string>;
   readonly #owner: string;
-  // An in-process store answers at once: racing it against a timer costs a timer per call for nothing.
-  readonly #timed: boolean;
-  // That store's calls without a promise: a request settled by them costs no tick and no promise.
+  // An in-process store's calls without a promise: a request settled by them costs no tick and
+  // no promise, and no timer is raced against it. Asked again at each call (see #inProcess).
   readonly #now: StoreNow | undefined;
   // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
   // counted from `headersDistinct` every time.
@@ -122,8 +121,17 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
     this.#now = inProcess(this.store);
-    this.#timed = this.#now === undefined;
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
+  }
+
+  /**
+   * The store's calls without a promise, while its methods are still its class's own: a method
+   * patched on the store after this middleware was made (a spy, an outage drill) is called, and
+   * timed, like any store's.
+   */
+  #inProcess(): StoreNow | undefined {
+    const now = this.#now;
+    return now?.serves(this.store) ? now : undefined;
   }
 
   /** Whether requests of this method are guarded at all. */
@@ -189,7 +197,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
     });
     const stored = storedKey(scope, key);
-    const now = this.#now;
+    const now = this.#inProcess();
     if (now !== undefined) {
       // The store answers at once. What it cannot settle now (a wait for a running claim, a
       // failure) takes the general path, which asks again: a claim changes nothing then.
@@ -200,7 +208,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         result = undefined;
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
-        return this.#decided(key, stored, fingerprint, result);
+        return this.#decided(key, stored, fingerprint, result, true);
       }
     }
     return this.#claim(key, stored, fingerprint);
@@ -228,36 +236,48 @@ export class HttpIdempotency<Req> implements RunOwner {
     for (;;) {
       let result: ClaimResult;
       try {
-        result = !this.#timed
-          ? await this.store.claim(stored, fingerprint, this.options.leaseMs)
-          : await this.#call(
-              'claim',
-              key,
-              () => this.store.claim(stored, fingerprint, this.options.leaseMs),
-              // A claim that wins after we gave up on it would hold the key for a whole lease: free it.
-              (late) => {
-                if (late.status === 'claimed') this.store.release(stored, late.token).catch(() => {});
-              },
-            );
+        result =
+          this.#inProcess() !== undefined
+            ? await this.store.claim(stored, fingerprint, this.options.leaseMs)
+            : await this.#call(
+                'claim',
+                key,
+                () => this.store.claim(stored, fingerprint, this.options.leaseMs),
+                // A claim that wins after we gave up on it would hold the key for a whole lease: free it.
+                (late) => {
+                  if (late.status === 'claimed') this.store.release(stored, late.token).catch(() => {});
+                },
+              );
       } catch (error) {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
-      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result);
+      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false);
       const left = deadline - this.clock.now();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
     }
   }
 
-  /** What a store's answer means for the request (a running claim: a conflict, not waited for). */
-  #decided(key: string, stored: string, fingerprint: string, result: ClaimResult): Decision {
+  /**
+   * What a store's answer means for the request (a running claim: a conflict, not waited for).
+   * `shared`: a completed record is the store's own (its call without a promise), not a copy.
+   */
+  #decided(key: string, stored: string, fingerprint: string, result: ClaimResult, shared: boolean): Decision {
     switch (result.status) {
       case 'claimed':
         this.#emitClaim(key, result.takeover);
         return {
           action: 'run',
-          run: new Run(this, key, stored, result.token, this.#replayable, this.options.maxResponseBytes, !this.#timed),
+          run: new Run(
+            this,
+            key,
+            stored,
+            result.token,
+            this.#replayable,
+            this.options.maxResponseBytes,
+            this.#inProcess() !== undefined,
+          ),
         };
       case 'completed': {
         const { record } = result;
@@ -268,7 +288,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         if (this.bus.wants('idempotency.replay')) {
           this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
         }
-        return respond(replayOf(record.outcome));
+        return respond(replayOf(record.outcome, shared));
       }
       case 'mismatch':
         return this.#mismatch(key);
@@ -301,7 +321,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     fn: () => Promise<T>,
     onLate?: (value: T) => void,
   ): Promise<T> {
-    if (!this.#timed) {
+    if (this.#inProcess() !== undefined) {
       try {
         return fn();
       } catch (error) {
@@ -342,9 +362,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     response: { status: number; headers: OutgoingHeaders } | undefined,
     code: ErrorLabel,
   ): Promise<void> {
-    return this.#now !== undefined && this.#settleNow(this.#now, run, response, code)
-      ? SETTLED
-      : this.#settle(run, response, code);
+    const now = this.#inProcess();
+    return now !== undefined && this.#settleNow(now, run, response, code) ? SETTLED : this.#settle(run, response, code);
   }
 
   /**
@@ -420,7 +439,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     const deadline = this.clock.now() + this.options.completeTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        if (!this.#timed) return await this.store.complete(stored, token, outcome, this.options.ttlMs);
+        if (this.#inProcess() !== undefined)
+          return await this.store.complete(stored, token, outcome, this.options.ttlMs);
         return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
       } catch (error) {
         const retry = error instanceof StoreUnavailableError && this.clock.now() + 100 < deadline;

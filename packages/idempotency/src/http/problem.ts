@@ -60,7 +60,9 @@ export function problem(kind: ProblemKind, extra: { detail?: string; retryAfterS
   const p = problems[kind];
   const body =
     extra.detail === undefined
-      ? bodies[kind]
+      ? // A copy: a layer may change the bytes it sends in place (a Fastify onSend hook), and
+        // every later problem of this kind would carry the change.
+        Buffer.from(bodies[kind])
       : Buffer.from(JSON.stringify({ type: problemTypes[kind], ...p, detail: `${extra.detail}. ${p.detail}` }));
   const headers: Record<string, string> = {
     'content-type': 'application/problem+json',
