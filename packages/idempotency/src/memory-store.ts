@@ -88,9 +88,10 @@ export function inProcess(store: object): StoreNow | undefined {
 
 /**
  * @internal Where a {@link MemoryStore} keeps its calls without a promise, for the HTTP
- * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one).
+ * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
+ * versioned, so a copy with another contract for these calls is not trusted with it).
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v1');
 
 /**
  * @internal A memory store's calls, answered at once; they throw where the store's methods

@@ -13,7 +13,7 @@ import { expressFramework, fastifyFramework } from './http-support/apps.js';
 import { newKey, send, spy } from './http-support/support.js';
 
 // Hostile tests of the in-process store's path without promises (engine decideNow, settle
-// through the store's calls under Symbol.for('holdfast.idempotency.memoryStore.now'), Run.atOnce,
+// through the store's calls under Symbol.for('holdfast.idempotency.memoryStore.now.v1'), Run.atOnce,
 // replays that share the store's record): each checks a guarantee a user would, and the async
 // path (the same store behind a wrapper) must answer the same.
 
@@ -671,5 +671,26 @@ describe('property: the path without promises decides as the async path', () => 
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('replayOf', () => {
+  it('keeps a stored header named __proto__ a header, on both paths', async () => {
+    const { replayOf } = await import('../src/http/capture.js');
+    const { copyHeaders } = await import('../src/store.js');
+    const stored = {
+      kind: 'response' as const,
+      status: 200,
+      headers: copyHeaders(JSON.parse('{"__proto__":"kept","link":["<a>","<b>"]}')).headers,
+      body: Buffer.from('ok'),
+    };
+    for (const shared of [true, false]) {
+      const replay = replayOf(stored, shared);
+      expect(Object.hasOwn(replay.headers, '__proto__')).toBe(true);
+      expect(Object.getOwnPropertyDescriptor(replay.headers, '__proto__')?.value).toBe('kept');
+      expect(Object.getPrototypeOf(replay.headers)).toBe(Object.prototype);
+      expect(replay.headers.link).toEqual(['<a>', '<b>']);
+      expect(replay.headers.link).not.toBe(stored.headers.link);
+    }
   });
 });

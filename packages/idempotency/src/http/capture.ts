@@ -1,4 +1,4 @@
-import type { StoredResponse } from '../store.js';
+import { copyHeaders, type StoredResponse } from '../store.js';
 
 /**
  * Headers a replay carries by default: what describes the body and the resource it made.
@@ -105,17 +105,10 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
  * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5).
  */
 export function replayOf(stored: StoredResponse, shared = false): HttpResponse {
-  // A copy to extend: Object.assign, since V8 (Node 20) makes a spread copy that gains properties slow.
-  const headers: Record<string, string | readonly string[]> = Object.assign({}, stored.headers);
-  // The store's own record (an in-process store's call without a promise): what a later layer
-  // does to the replay (a hook that pushes to a header's list, rewrites the body's bytes in
-  // place) must not reach it, so lists and bytes are copied.
-  if (shared) {
-    for (const name of Object.keys(headers)) {
-      const value = headers[name];
-      if (typeof value !== 'string' && value !== undefined) headers[name] = [...value];
-    }
-  }
+  // A copy to extend, lists copied too: the store's own record (an in-process store's call
+  // without a promise) must not see what a later layer does to the replay (a hook that pushes to
+  // a header's list). copyHeaders keeps a header named `__proto__` a header.
+  const headers: Record<string, string | readonly string[]> = copyHeaders(stored.headers).headers;
   headers['idempotent-replayed'] = 'true';
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };
