@@ -56,12 +56,19 @@ interface Sample {
   readonly bytes: number;
 }
 
-async function serve(framework: string, guarded: boolean): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const child = spawn(process.execPath, ['--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'], {
-    cwd: fileURLToPath(new URL('.', import.meta.url)),
-    env: { ...process.env, NODE_OPTIONS: '' },
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-  });
+async function serve(
+  framework: string,
+  guarded: boolean,
+): Promise<{ child: ChildProcess; port: number; log: () => string }> {
+  const child = spawn(
+    process.execPath,
+    ['--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'],
+    {
+      cwd: fileURLToPath(new URL('.', import.meta.url)),
+      env: { ...process.env, NODE_OPTIONS: '' },
+      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    },
+  );
   let log = '';
   child.stdout?.on('data', (d: Buffer) => {
     log += d.toString();
