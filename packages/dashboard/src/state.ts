@@ -10,6 +10,7 @@ import {
   type HoldfastEvent,
   healthReport,
   type PolicyRegistry,
+  Redactor,
   readBreaker,
   readBudget,
   readFailover,
@@ -121,10 +122,22 @@ function bounded<V>(make: () => V): Bounded<V> {
 }
 
 /** `snapshot` if JSON can write it, else an error entry: one odd snapshot must not take the page down. */
+// A snapshot of a kind the page does not know is served as it is, but for secrets: a URL's
+// credentials and secret query parameters (any scheme: redis://, postgres://), and the values
+// under keys that name a credential.
+const redactor = new Redactor();
+const URLS = /\b[a-z][a-z0-9+.-]*:\/\/[^\s'"<>]+/gi;
+const SECRET_KEY =
+  /^(?:authorization|proxy-authorization|cookie|set-cookie|password|passwd|secret|client[-_]?secret|token|access[-_]?token|refresh[-_]?token|api[-_]?key)$/i;
+const hideSecrets = (key: string, value: unknown): unknown => {
+  if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
+  return typeof value === 'string' && value.includes('://') ? value.replace(URLS, (url) => redactor.url(url)) : value;
+};
+
 function writable(snapshot: unknown): unknown {
   try {
-    JSON.stringify(snapshot);
-    return snapshot;
+    const text = JSON.stringify(snapshot, hideSecrets);
+    return text === undefined ? null : JSON.parse(text);
   } catch (error) {
     return { error: `snapshot is not JSON (${error instanceof Error ? error.name : typeof error})` };
   }

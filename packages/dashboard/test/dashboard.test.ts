@@ -326,6 +326,45 @@ describe('dashboard(): what registered snapshots hold', () => {
     expect([queue, loop]).toHaveLength(2); // held until here: the registry holds them weakly
   });
 
+  it('a snapshot of an unknown kind is served without the secrets in it', async () => {
+    const { policies, dash } = scenario();
+    const pool = {
+      snapshot: () =>
+        ({
+          url: 'redis://admin:hunter2@cache.internal:6379/0',
+          replicas: ['postgres://app:pg-pass@10.0.0.2:5432/db', 'https://hooks.example/in?token=tok-123&page=2'],
+          headers: { Authorization: 'Bearer abc.def', accept: 'application/json' },
+          password: 'p4ss',
+          note: 'fell back to amqp://guest:guestpw@mq:5672 at 03:00',
+          depth: 3,
+          token: null,
+        }) as never,
+    };
+    policies.register('pool', 'primary', pool);
+    const url = await listen(createServer(dash));
+    const text = await (await fetch(`${url}/ops/holdfast/snapshot`)).text();
+    for (const secret of ['hunter2', 'pg-pass', 'tok-123', 'Bearer abc.def', 'p4ss', 'guestpw']) {
+      expect(text).not.toContain(secret);
+    }
+    const snap = JSON.parse(text) as DashboardSnapshot;
+    expect(snap.others).toEqual([
+      {
+        kind: 'pool',
+        name: 'primary',
+        snapshot: {
+          url: 'redis://***@cache.internal:6379/0',
+          replicas: ['postgres://***@10.0.0.2:5432/db', 'https://hooks.example/in?token=***&page=2'],
+          headers: { Authorization: '***', accept: 'application/json' },
+          password: '***',
+          note: 'fell back to amqp://***@mq:5672 at 03:00',
+          depth: 3,
+          token: null,
+        },
+      },
+    ]);
+    expect(pool).toBeDefined(); // held until here: the registry holds it weakly
+  });
+
   it('a breaker that leaves the registry leaves the page, its last open state with it', async () => {
     const { bus, policies, dash } = scenario();
     const gone = new FakeBreaker('gone', bus, policies);
