@@ -1,3 +1,4 @@
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { type Bus, createBus, ManualClock } from '@holdfast/core';
 import express from 'express';
@@ -10,6 +11,7 @@ import { type Decision, HttpIdempotency, type HttpIdempotencyOptions, type Reque
 import { type IdempotencyStore, MemoryStore, memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
 import { expressFramework, fastifyFramework } from './http-support/apps.js';
+import { closeAll, closers, listenNode } from './http-support/body-apps.js';
 import { newKey, send, spy } from './http-support/support.js';
 
 // Hostile tests of the in-process store's path without promises (engine decideNow, settle
@@ -17,10 +19,7 @@ import { newKey, send, spy } from './http-support/support.js';
 // replays that share the store's record): each checks a guarantee a user would, and the async
 // path (the same store behind a wrapper) must answer the same.
 
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
+afterEach(closeAll);
 
 type Event = { type: string } & Record<string, unknown>;
 
@@ -183,16 +182,8 @@ async function listen(app: FastifyInstance): Promise<string> {
 }
 
 async function listenExpress(app: express.Express, path = '/orders'): Promise<string> {
-  const server = app.listen(0, '127.0.0.1');
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  closers.push(
-    () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(resolve);
-      }),
-  );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}${path}`;
+  const port = await listenNode(createServer(app));
+  return `http://127.0.0.1:${port}${path}`;
 }
 
 /** What a user can observe of one step: the decision, and the events it fired (time left out). */
