@@ -28,6 +28,8 @@ interface Pending {
   readonly told: Set<string>;
   /** After an ejection ran out: the samples it had then; it waits for a newer one before it is judged. */
   readonly after: number | undefined;
+  /** After an ejection ran out, until the first call it took since (the set's probe) is judged: when it ran out. */
+  probeFrom: number | undefined;
 }
 
 /**
@@ -59,7 +61,7 @@ export class Actions {
   /** A key went from no anomaly to one, first seen on `metric`. */
   detected(key: string, metric: string): void {
     if (this.o.eject !== undefined) {
-      this.#pending.set(key, { metric, told: new Set(), after: undefined });
+      this.#pending.set(key, { metric, told: new Set(), after: undefined, probeFrom: undefined });
       this.#eject(key);
     }
     if (this.o.openBreaker !== undefined) this.#openBreaker(key);
@@ -81,6 +83,25 @@ export class Actions {
     this.#opened.delete(key);
   }
 
+  /**
+   * A call of `key` settled. The first one it took since its ejection ran out (the set's probe) is
+   * judged at once: still an outlier, the endpoint goes out again before the set lets it back,
+   * rather than after an interval of calls at its full share (a slow endpoint's calls are scored
+   * only once they answer).
+   */
+  settled(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
+    if (this.#pending.size === 0) return;
+    const pending = this.#pending.get(key);
+    // A rejected call never reached the endpoint: it says nothing of it.
+    if (pending?.probeFrom === undefined || outcome === 'reject' || !Number.isFinite(latency)) return;
+    // Taken before the ejection ran out: no news of how the endpoint is now.
+    if (this.clock.now() - latency < pending.probeFrom) return;
+    pending.probeFrom = undefined;
+    const metric = judged(pending.metric);
+    const value = metric === 'errorRate' ? Number(outcome === 'failure') : metric === 'rejectRate' ? 0 : latency;
+    this.#eject(key, value);
+  }
+
   /** Once per interval: while anything is raised, the budget gives up a share of its balance. */
   tick(anyRaised: boolean): void {
     for (const key of [...this.#pending.keys()]) this.#eject(key);
@@ -100,12 +121,13 @@ export class Actions {
     for (const endpoint of [...this.#ejected.keys()]) this.#restore(endpoint, 'disposed', true);
   }
 
-  #eject(key: string): void {
+  /** Tries to eject `key`'s endpoint; `probe` is the value of its probe's call, judged instead of its last interval. */
+  #eject(key: string, probe?: number): void {
     const eject = this.o.eject;
     const pending = this.#pending.get(key);
     if (eject === undefined || pending === undefined) return;
     // Back from an ejection that ran out: judged again only on calls it took since.
-    if (pending.after !== undefined && this.state(key).samples <= pending.after) return;
+    if (probe === undefined && pending.after !== undefined && this.state(key).samples <= pending.after) return;
     const refuse = (endpoint: string, reason: string) => {
       if (pending.told.has(reason)) return;
       pending.told.add(reason);
@@ -136,7 +158,7 @@ export class Actions {
       refuse(endpoint, 'lastEndpoint');
       return;
     }
-    if (!this.#outlier(key, endpoint, pending.metric, names, states)) {
+    if (!this.#outlier(key, endpoint, pending.metric, names, states, probe)) {
       refuse(endpoint, 'peers');
       return;
     }
@@ -175,7 +197,8 @@ export class Actions {
 
   /**
    * The ejection ran out: the set lets the endpoint back through a probe. If its anomaly is still
-   * raised, it is ejected again once an interval of its new calls has been scored and still says so.
+   * raised, it is ejected again when that probe, or a later interval of its new calls, says it is
+   * still an outlier.
    */
   #expired(endpoint: string): void {
     const e = this.#ejected.get(endpoint);
@@ -183,40 +206,43 @@ export class Actions {
     this.#restore(endpoint, 'expired', false);
     const { samples, raised } = this.state(e.key);
     if (raised && !this.#pending.has(e.key))
-      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples });
+      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom: this.clock.now() });
   }
 
-  /** Envoy-style: is `endpoint`'s `metric` beyond its peers' mean by `stdevFactor` deviations? */
+  /**
+   * Envoy-style: is `endpoint`'s `metric` (its last interval's, or `probe`) beyond its peers' mean
+   * by `stdevFactor` deviations?
+   */
   #outlier(
     key: string,
     endpoint: string,
     metric: string,
     names: readonly string[],
     states: readonly EndpointState[] | undefined,
+    probe: number | undefined,
   ): boolean {
     const eject = this.o.eject;
     if (eject === undefined) return false;
-    // A departure in throughput says nothing about which endpoint is sick: judge it by latency.
-    const judged = metric in peerFloor ? metric : 'latencyP99';
-    let own: number | undefined;
+    const by = judged(metric);
+    let own = probe;
     const peers: number[] = [];
     for (const [k, metrics] of this.watched()) {
-      const value = metrics.find((m) => m.name === judged)?.value;
-      if (value === undefined || !Number.isFinite(value)) continue;
       if (k === key) {
-        own = value;
+        own ??= metrics.find((m) => m.name === by)?.value;
         continue;
       }
+      const value = metrics.find((m) => m.name === by)?.value;
+      if (value === undefined || !Number.isFinite(value)) continue;
       const e = this.#endpointFor(k, names);
       // A peer out of service (drained, ejected) has stale metrics: it is no measure of the others.
       if (e === undefined || e === endpoint || this.#ejected.has(e)) continue;
       const state = states?.find((s) => s.name === e);
       if (state === undefined || inService(state)) peers.push(value);
     }
-    if (own === undefined || peers.length === 0) return false;
+    if (own === undefined || !Number.isFinite(own) || peers.length === 0) return false;
     const mean = peers.reduce((a, b) => a + b, 0) / peers.length;
     const sd = Math.sqrt(peers.reduce((a, b) => a + (b - mean) ** 2, 0) / peers.length);
-    const spread = Math.max(sd, 0.1 * Math.abs(mean), peerFloor[judged] ?? 0, 1e-9);
+    const spread = Math.max(sd, 0.1 * Math.abs(mean), peerFloor[by] ?? 0, 1e-9);
     return own > mean + eject.stdevFactor * spread;
   }
 
@@ -283,6 +309,11 @@ export class Actions {
       reason,
     });
   }
+}
+
+/** The metric an endpoint is compared with its peers on: a departure in throughput says nothing about which is sick, so latency. */
+function judged(metric: string): string {
+  return metric in peerFloor ? metric : 'latencyP99';
 }
 
 /** Whether an endpoint takes calls now (a probing one, back from an ejection, is not yet). */

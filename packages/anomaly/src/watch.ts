@@ -259,6 +259,7 @@ class Watch implements AnomalyWatch {
       this.#keys.set(key, w);
     }
     w.tally.add(latency, outcome);
+    this.#actions.settled(key, latency, outcome);
   }
 
   flush(): void {

@@ -15,6 +15,8 @@ function rig(names: string[], duration = 5_000) {
     actions.push(`${e.action} ${e.target} ${e.reason}${e.taken ? '' : ' (refused)'}@${e.time}`),
   );
   bus.on('failover.eject', (e) => ejects.push(e));
+  const restores: string[] = [];
+  bus.on('failover.restore', (e) => restores.push(`${e.endpoint}@${e.time}`));
   /** One interval: each endpoint in `latency` gets 10 calls at that latency; the others none. */
   const interval = async (latency: Record<string, number>) => {
     for (const [n, ms] of Object.entries(latency)) {
@@ -23,7 +25,7 @@ function rig(names: string[], duration = 5_000) {
     await clock.advance(1_000);
   };
   const normal = (s: number) => 20 + (s % 3);
-  return { clock, api, watch, actions, ejects, interval, normal };
+  return { clock, api, watch, actions, ejects, restores, interval, normal };
 }
 
 describe('early ejection through the set', () => {
@@ -58,15 +60,79 @@ describe('early ejection through the set', () => {
     expect(actions).toContain('restore b expired@44000');
     expect(ejects).toHaveLength(1); // not ejected again on its old, slow samples
     expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
-    // Its probe and the calls after it are still slow: ejected again, for the set's second time in a row.
+    // Its probe is still slow: ejected again as it answers, for the set's second time in a row.
+    const probed = clock.now();
     await interval({ a: 21, b: 420, c: 22 });
     expect(ejects.map((e) => [e.endpoint, e.time, e.ejections])).toEqual([
       ['b', 41_000, 1],
-      ['b', clock.now(), 2],
+      ['b', probed, 2],
     ]);
-    expect(actions.at(-1)).toBe(`eject b stillRaised@${clock.now()}`);
+    expect(actions.at(-1)).toBe(`eject b stillRaised@${probed}`);
     watch.dispose();
     api.dispose();
+  });
+
+  /** Ejects b (slow from the 41st interval) and runs the ejection out; the set then holds b for its probe. */
+  async function ejectedAndRunOut(r: ReturnType<typeof rig>) {
+    for (let s = 0; s < 40; s++) await r.interval({ a: r.normal(s), b: r.normal(s), c: r.normal(s) });
+    await r.interval({ a: 21, b: 400, c: 22 });
+    for (let s = 0; s < 3; s++) await r.interval({ a: 21, c: 22 });
+    expect(r.actions.at(-1)).toBe('restore b expired@44000');
+    expect(r.api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
+  }
+
+  /** One call through the set that takes `latency` ms, reported on the bus as its breaker would, before the set sees it. */
+  const call = (r: ReturnType<typeof rig>, latency: number) =>
+    r.api.execute(async (e) => {
+      await r.clock.advance(latency);
+      r.watch.observe(`api/${e.name}`, latency, 'success');
+      return e.name;
+    });
+
+  it('judges the probe as it answers: still slow, the endpoint goes out again before the set lets it back', async () => {
+    const r = rig(['a', 'b', 'c'], 3_000);
+    await ejectedAndRunOut(r);
+    expect(await call(r, 400)).toBe('b'); // the probe
+    expect(r.ejects.map((e) => [e.endpoint, e.time, e.ejections])).toEqual([
+      ['b', 41_000, 1],
+      ['b', 44_400, 2],
+    ]);
+    expect(r.actions.at(-1)).toBe('eject b stillRaised@44400');
+    expect(r.api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'ejected' });
+    // Out again: the next calls go to its peers, none to b at its full share.
+    for (let i = 0; i < 6; i++) expect(await call(r, 1)).not.toBe('b');
+    expect(r.restores).toEqual([]);
+    r.watch.dispose();
+    r.api.dispose();
+  });
+
+  it('judges the probe as it answers: recovered, the set lets it back and it stays', async () => {
+    const r = rig(['a', 'b', 'c'], 3_000);
+    await ejectedAndRunOut(r);
+    expect(await call(r, 21)).toBe('b');
+    expect(r.actions.at(-1)).toBe('eject b peers (refused)@44021');
+    expect(r.restores).toEqual(['b@44021']);
+    for (let s = 0; s < 6; s++) await r.interval({ a: r.normal(s), b: r.normal(s), c: r.normal(s) });
+    expect(r.ejects).toHaveLength(1);
+    expect(r.watch.snapshot().keys.find((k) => k.key === 'api/b')?.raised).toBe(false);
+    r.watch.dispose();
+    r.api.dispose();
+  });
+
+  it('takes no call sent before the ejection ran out for its probe: that says nothing of the endpoint now', async () => {
+    const r = rig(['a', 'b', 'c'], 3_000);
+    await ejectedAndRunOut(r);
+    // A slow call sent to b before it was ejected answers only now.
+    await r.clock.advance(100);
+    r.watch.observe('api/b', 3_200, 'success');
+    expect(r.ejects).toHaveLength(1);
+    expect(await call(r, 400)).toBe('b');
+    expect(r.ejects.map((e) => [e.endpoint, e.time])).toEqual([
+      ['b', 41_000],
+      ['b', 44_500],
+    ]);
+    r.watch.dispose();
+    r.api.dispose();
   });
 
   it('lets it back for good once it recovers: fast again after the ejection, it is not an outlier, and clears', async () => {
