@@ -14,6 +14,7 @@ import {
   type CompletedRecord,
   checkResponse,
   copyHeaders,
+  headerChars,
   type IdempotencyStore,
   type StoredOutcome,
   type StoredResponse,
@@ -38,6 +39,8 @@ interface Entry {
   outcome: KeptOutcome | undefined;
   /** What this record counts against `maxBytes`. */
   bytes: number;
+  /** The answer to a claim of this completed record by the middleware (made once, on its first replay). */
+  replay: ClaimResult | undefined;
   // The recency list: `older` towards the least recently used end.
   older: Entry | undefined;
   newer: Entry | undefined;
@@ -101,7 +104,11 @@ export interface StoreNow {
   /** Whether `store`'s methods are the ones these calls stand for (not replaced or overridden). */
   serves(store: object): boolean;
   claim(key: string, fingerprint: string, leaseMs: number): ClaimResult;
-  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean;
+  /**
+   * `owned`: the caller hands the outcome over (its headers object, lists and body are its own and
+   * it keeps no reference): the store keeps them without a copy.
+   */
+  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number, owned?: boolean): boolean;
   release(key: string, token: string): boolean;
 }
 
@@ -138,7 +145,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         return s.claim === own.claim && s.complete === own.complete && s.release === own.release;
       },
       claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
-      complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
+      complete: (key, token, outcome, ttlMs, owned) => this.#complete(key, token, outcome, ttlMs, owned === true),
       release: (key, token) => this.#release(key, token),
     };
     Object.defineProperty(this, NOW, { value: calls });
@@ -159,7 +166,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 
   async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
-    return this.#complete(key, token, outcome, ttlMs);
+    return this.#complete(key, token, outcome, ttlMs, false);
   }
 
   async release(key: string, token: string): Promise<boolean> {
@@ -184,6 +191,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         completedAt: 0,
         outcome: undefined,
         bytes: baseBytes(key, fingerprint),
+        replay: undefined,
         older: undefined,
         newer: undefined,
       });
@@ -192,7 +200,14 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       return { status: 'claimed', token, takeover: false };
     }
     if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
-    if (entry.outcome !== undefined) return { status: 'completed', record: toRecord(key, entry, entry.outcome, copy) };
+    if (entry.outcome !== undefined) {
+      // The middleware reads a record it is handed and never changes it: one answer serves every replay.
+      if (copy || entry.outcome.kind === 'value') {
+        return { status: 'completed', record: toRecord(key, entry, entry.outcome, copy) };
+      }
+      entry.replay ??= { status: 'completed', record: toRecord(key, entry, entry.outcome, false) };
+      return entry.replay;
+    }
     if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
@@ -201,9 +216,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
-  #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean {
+  #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number, owned: boolean): boolean {
     this.#checkOpen();
-    const kept = keep(outcome);
+    const kept = keep(outcome, owned);
     const now = this.clock.now();
     const entry = this.#live(key, now);
     // A completion resent by its own run (a retry after a lost reply) succeeds again, changing nothing.
@@ -370,21 +385,23 @@ function toRecord(key: string, entry: Entry, outcome: KeptOutcome, copy: boolean
   };
 }
 
-/** Checks and copies an outcome before any state changes; throws {@link IdempotencyValueError}. */
-function keep(outcome: StoredOutcome): KeptOutcome {
+/**
+ * Checks and copies an outcome before any state changes (`owned`: a response handed over is kept
+ * as it is); throws {@link IdempotencyValueError}.
+ */
+function keep(outcome: StoredOutcome, owned: boolean): KeptOutcome {
   if (outcome?.kind === 'value') {
     const text = encodeValue(outcome.value);
     return { kind: 'value', text, bytes: 2 * text.length };
   }
   const { status, headers, body } = checkResponse(outcome);
-  const copy = copyHeaders(headers);
-  // A copy of the body: the caller may reuse its buffer.
   return {
     kind: 'response',
     status,
-    headers: copy.headers,
-    body: Buffer.from(body),
-    bytes: 2 * copy.chars + 16 + body.byteLength,
+    headers: owned ? headers : copyHeaders(headers),
+    // A copy of the body: the caller may reuse its buffer.
+    body: owned && Buffer.isBuffer(body) ? body : Buffer.from(body),
+    bytes: 2 * headerChars(headers) + 16 + body.byteLength,
   };
 }
 
@@ -395,7 +412,7 @@ function handOut(outcome: KeptOutcome): StoredOutcome {
   return {
     kind: 'response',
     status: outcome.status,
-    headers: copyHeaders(outcome.headers).headers,
+    headers: copyHeaders(outcome.headers),
     body: Buffer.from(body),
   };
 }

@@ -123,31 +123,33 @@ export function checkResponse(outcome: StoredOutcome): StoredResponse {
   return outcome;
 }
 
-/**
- * A copy of checked response headers, and the characters they take (names and values, with a
- * few for punctuation, about what their JSON takes).
- */
-export function copyHeaders(headers: StoredResponse['headers']): {
-  headers: Record<string, string | string[]>;
-  chars: number;
-} {
+/** A copy of checked response headers, lists copied too. */
+export function copyHeaders(headers: StoredResponse['headers']): Record<string, string | string[]> {
   const copy: Record<string, string | string[]> = {};
+  for (const name of Object.keys(headers)) {
+    const v = headers[name] as string | readonly string[];
+    setHeader(copy, name, typeof v === 'string' ? v : [...v]);
+  }
+  return copy;
+}
+
+/** Sets a header; one named `__proto__` stays a header (JSON.parse makes it an own property too). */
+export function setHeader<V>(headers: Record<string, V>, name: string, value: V): void {
+  if (name === '__proto__') {
+    Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+  } else headers[name] = value;
+}
+
+/** The characters checked response headers take (names and values, with a few for punctuation, about what their JSON takes). */
+export function headerChars(headers: StoredResponse['headers']): number {
   let chars = 2;
   for (const name of Object.keys(headers)) {
     const v = headers[name] as string | readonly string[];
-    let value: string | string[];
-    if (typeof v === 'string') {
-      value = v;
-      chars += name.length + v.length + 6;
-    } else {
-      value = [...v];
+    if (typeof v === 'string') chars += name.length + v.length + 6;
+    else {
       chars += name.length + 6;
-      for (const item of value) chars += item.length + 3;
+      for (const item of v) chars += item.length + 3;
     }
-    // A header named `__proto__` stays a header (JSON.parse made it an own property too).
-    if (name === '__proto__')
-      Object.defineProperty(copy, name, { value, enumerable: true, writable: true, configurable: true });
-    else copy[name] = value;
   }
-  return { headers: copy, chars };
+  return chars;
 }

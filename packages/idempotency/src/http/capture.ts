@@ -1,4 +1,4 @@
-import { copyHeaders, type StoredResponse } from '../store.js';
+import { copyHeaders, type StoredResponse, setHeader } from '../store.js';
 
 /**
  * Headers a replay carries by default: what describes the body and the resource it made.
@@ -46,16 +46,18 @@ export function replayableHeaders(extra: readonly string[]): ReadonlySet<string>
 
 type OutgoingHeaders = Record<string, number | string | readonly string[] | undefined>;
 
-/** Picks the allowed headers from a response's headers (any case), as strings. */
+/** Picks the allowed headers from a response's headers (any case), as strings, in a new object. */
 export function pickHeaders(headers: OutgoingHeaders, allowed: ReadonlySet<string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   // Headers listed in `Connection` are hop-by-hop too (RFC 9110 7.6.1).
   const hopByHop = String(headers.connection ?? headers.Connection ?? '').toLowerCase();
-  for (const [rawName, value] of Object.entries(headers)) {
+  // Own names without an entries array per response.
+  for (const rawName of Object.keys(headers)) {
+    const value = headers[rawName];
     const name = rawName.toLowerCase();
     if (value === undefined || !allowed.has(name)) continue;
     if (hopByHop !== '' && hopByHop.split(',').some((h) => h.trim() === name)) continue;
-    out[name] = Array.isArray(value) ? value.map(String) : String(value);
+    setHeader(out, name, Array.isArray(value) ? value.map(String) : String(value));
   }
   return out;
 }
@@ -75,6 +77,9 @@ export class BodyCollector {
 
   add(chunk: unknown, encoding?: BufferEncoding): void {
     if (this.#overflow || chunk === undefined || chunk === null) return;
+    // Bytes of the caller's are copied (it may reuse its buffer after write() returns); a string
+    // is encoded into a buffer of our own.
+    const own = !(chunk instanceof Uint8Array);
     const bytes = toBuffer(chunk, encoding);
     if (bytes.length === 0) return;
     this.#size += bytes.length;
@@ -83,8 +88,7 @@ export class BodyCollector {
       this.#chunks = [];
       return;
     }
-    // Copy: a caller may reuse its buffer after write() returns.
-    this.#chunks.push(Buffer.from(bytes));
+    this.#chunks.push(own ? bytes : Buffer.from(bytes));
   }
 
   bytes(): Buffer {
@@ -108,7 +112,7 @@ export function replayOf(stored: StoredResponse, shared = false): HttpResponse {
   // A copy to extend, lists copied too: the store's own record (an in-process store's call
   // without a promise) must not see what a later layer does to the replay (a hook that pushes to
   // a header's list). copyHeaders keeps a header named `__proto__` a header.
-  const headers: Record<string, string | readonly string[]> = copyHeaders(stored.headers).headers;
+  const headers: Record<string, string | readonly string[]> = copyHeaders(stored.headers);
   headers['idempotent-replayed'] = 'true';
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };

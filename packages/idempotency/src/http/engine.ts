@@ -381,7 +381,9 @@ export class HttpIdempotency<Req> implements RunOwner {
     if (response !== undefined && code === undefined) {
       let saved: boolean;
       try {
-        saved = now.complete(stored, token, this.#outcome(run, response), this.options.ttlMs);
+        // Made for this call (headers picked into a new object, the body's bytes collected as
+        // copies): handed over, not copied again.
+        saved = now.complete(stored, token, this.#outcome(run, response), this.options.ttlMs, true);
       } catch {
         return false;
       }
