@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { replayOf } from '../src/http/capture.js';
 import {
@@ -84,6 +86,76 @@ describe('requestFingerprint', () => {
     expect(sameFingerprint(fp({}), fp({}))).toBe(true);
     expect(sameFingerprint(fp({}), fp({ url: '/x' }))).toBe(false);
     expect(sameFingerprint(fp({}), 'short')).toBe(false);
+  });
+});
+
+describe('requestFingerprint format (records outlive a release: a retry after an upgrade must match)', () => {
+  const shape = (body: unknown, extra: Partial<RequestShape> = {}): RequestShape => ({
+    method: 'post',
+    url: '/orders?x=1',
+    contentType: 'application/json',
+    headers: ['a', ['b', 'c'], undefined],
+    body,
+    ...extra,
+  });
+
+  it('gives the values it gave before (ASCII, UTF-8 and a view into a larger buffer, with an encoding)', () => {
+    const view = new Uint8Array(Uint8Array.from(Buffer.from('xx{"a":1}yy')).buffer, 2, 7);
+    expect(requestFingerprint(shape(Buffer.from('{"amount":4200,"currency":"eur"}')))).toBe(
+      'LeB7uwapNI-T_jVFLtpsyFMiXJ6Pf193hkMHtB9Bcvo',
+    );
+    expect(requestFingerprint(shape(Buffer.from('{"name":"Zoë 🚀"}')))).toBe(
+      'Vcmxay2itZ4L33quM8mEwz03whv_Sdo1Xryp9MHxHF4',
+    );
+    expect(requestFingerprint(shape(view, { contentEncoding: 'gzip' }))).toBe(
+      'KWLP-zJfoQPEpO7AJFBpH0DO9el0PORpKWDk3gcOxcE',
+    );
+  });
+
+  it('property: is SHA-256 of the length-prefixed head followed by the body bytes, for any bytes', () => {
+    const field = (v: string) => `${v.length}:${v}`;
+    const reference = (s: RequestShape, bytes: Uint8Array) => {
+      let head = field(s.method.toUpperCase()) + field(s.url) + field(s.contentType ?? '');
+      for (const v of s.headers) head += field(v === undefined ? '' : [v].flat().join(', '));
+      if (s.contentEncoding !== undefined) head += `c${field(s.contentEncoding)}`;
+      return createHash('sha256')
+        .update(Buffer.from(`${head}b${bytes.byteLength}:`))
+        .update(bytes)
+        .digest('base64url');
+    };
+    const bytes = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 300 }),
+      fc.uint8Array({ min: 0, max: 0x7f, minLength: 1, maxLength: 300 }),
+      fc.string({ minLength: 1, maxLength: 100 }).map((t) => new Uint8Array(Buffer.from(t))),
+      // Around the size where ASCII bodies stop being hashed as one string.
+      fc.integer({ min: 8_180, max: 8_200 }).map((n) => new Uint8Array(n).fill(0x61)),
+    );
+    fc.assert(
+      fc.property(
+        fc.string(),
+        fc.string(),
+        fc.option(fc.string(), { nil: undefined }),
+        fc.option(fc.string(), { nil: undefined }),
+        bytes,
+        fc.nat({ max: 3 }),
+        fc.boolean(),
+        (method, url, contentType, contentEncoding, body, offset, asBuffer) => {
+          const padded = new Uint8Array(body.byteLength + offset + 2);
+          padded.set(body, offset);
+          const view = new Uint8Array(padded.buffer, offset, body.byteLength);
+          const s: RequestShape = {
+            method: method || 'POST',
+            url,
+            contentType,
+            contentEncoding,
+            headers: [contentType],
+            body: asBuffer ? Buffer.from(view.buffer, view.byteOffset, view.byteLength) : view,
+          };
+          expect(requestFingerprint(s)).toBe(reference(s, view));
+        },
+      ),
+      { numRuns: 500 },
+    );
   });
 });
 

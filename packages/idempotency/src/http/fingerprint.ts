@@ -43,8 +43,30 @@ export function requestFingerprint(shape: RequestShape): string {
   const { body } = shape;
   if (body === undefined || body === null || isEmpty(body)) return sha256(`${head}e`);
   if (typeof body === 'string') return sha256(`${head}b${Buffer.byteLength(body)}:${body}`);
-  if (body instanceof Uint8Array) return sha256(`${head}b${body.byteLength}:`, body);
+  if (body instanceof Uint8Array) {
+    // ASCII bytes are their own UTF-8: hashed as one string with the head, they hash as the bytes
+    // behind it, with one native call instead of four (on a busy server, where little of the
+    // path is in cache, a fingerprint took 5.5-6.8 µs this way and 4.6-5.8 µs this one).
+    if (oneShot !== undefined && body.byteLength <= ASCII_STRING_BYTES && isAscii(body)) {
+      return oneShot('sha256', `${head}b${body.byteLength}:${latin1(body)}`, 'base64url');
+    }
+    return sha256(`${head}b${body.byteLength}:`, body);
+  }
   return sha256(`${head}j${canonical(body)}`);
+}
+
+/** ASCII bodies up to this size are hashed as one string with the head. */
+const ASCII_STRING_BYTES = 8_192;
+
+function isAscii(bytes: Uint8Array): boolean {
+  for (let i = 0; i < bytes.length; i++) if ((bytes[i] as number) > 0x7f) return false;
+  return true;
+}
+
+/** Each byte as one character (for ASCII, the text itself). */
+function latin1(bytes: Uint8Array): string {
+  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return buffer.toString('latin1');
 }
 
 /** Bodies up to this size are hashed in one call, copied behind the head; bigger ones are streamed. */
