@@ -52,7 +52,7 @@ export class Shedder<Req> {
   admit(req: Req, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
-    const key = this.#key?.(req);
+    const key = this.#key === undefined ? undefined : keyString(this.#key(req));
     return new Promise((resolve, reject) => {
       policy
         .execute(
@@ -119,6 +119,20 @@ export interface Shed {
 export type Release = (status?: number) => void;
 
 function noop(): void {}
+
+/**
+ * What `key(req)` returned, as the string a limiter counts it under. Not a string (an array from a
+ * repeated query parameter, a number, an object): its `String()`, so such requests share a limit
+ * rather than each getting a new one or failing with a 500.
+ */
+function keyString(key: unknown): string | undefined {
+  if (typeof key === 'string' || key === undefined || key === null) return key ?? undefined;
+  try {
+    return String(key);
+  } catch {
+    return Object.prototype.toString.call(key);
+  }
+}
 
 /** What the held call fails with when the response says the service refused (5xx, 429). */
 function statusError(status: number): HoldfastError & { status: number } {

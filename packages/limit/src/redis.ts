@@ -7,7 +7,14 @@ import { type Clock, errorLabel, fnOption, parseOptions, type TimerHandle } from
 import { z } from 'zod';
 import { LimitStoreUnavailableError } from './errors.js';
 import { nameDefaults } from './options.js';
-import { checkCost, type RateDecision, type RateLimiter, RateLimiterBase, type RateLimiterSnapshot } from './rate.js';
+import {
+  checkCost,
+  checkKey,
+  type RateDecision,
+  type RateLimiter,
+  RateLimiterBase,
+  type RateLimiterSnapshot,
+} from './rate.js';
 import { type Common, commonOf, list } from './shared.js';
 
 export type { RateDecision, RateLimitExecuteOptions, RateLimiter, RateLimiterSnapshot } from './rate.js';
@@ -171,6 +178,7 @@ class RedisGcra extends RateLimiterBase {
   take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
     try {
       checkCost(this.name, cost, this.#burst);
+      if (typeof key !== 'string') key = checkKey(this.name, key);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -131,6 +131,28 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect((await get('bob')).status).toBe(200);
     });
 
+    it('a key that is not a string (a repeated query parameter, a number, an object) is limited, never a 500', async () => {
+      const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
+      // A common shape: the key read from the query and cast; `?user=a&user=a` makes it an array.
+      const key = (req: { url: string }) => {
+        const all = new URL(req.url, 'http://x').searchParams.getAll('user');
+        const shape = new URL(req.url, 'http://x').searchParams.get('shape');
+        if (shape === 'number') return 7 as unknown as string;
+        if (shape === 'object') return Object.create(null) as string;
+        return (all.length > 1 ? all : all[0]) as string;
+      };
+      const app = await serve({ policy: perUser, key }, 0);
+      const statuses = async (query: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < 4; i++) out.push((await fetch(`${app.url}/cheap?${query}`)).status);
+        return out;
+      };
+      expect(await statuses('user=a&user=a')).toEqual([200, 200, 429, 429]);
+      expect(await statuses('shape=number')).toEqual([200, 200, 429, 429]);
+      expect(await statuses('shape=object')).toEqual([200, 200, 429, 429]);
+      expect(perUser.snapshot()).toMatchObject({ keys: 3, allowed: 6, rejected: 6 });
+    });
+
     it('per route: a policy picked per request; undefined lets a route through', async () => {
       const heavy = bulkhead({ maxConcurrent: 1, policies: false });
       const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, 1_500);

@@ -341,6 +341,22 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     for (const k of keys) expect(k).toMatch(/^tag:\{[A-Za-z0-9_-]{27}\}(:r:[A-Za-z0-9_-]+)?$/);
   });
 
+  it('a key that is not a string: a number is its digits; anything else rejects with E_CONFIG, never throws', async () => {
+    const rl = redisRateLimiter({ client, limit: 1, interval: 60_000, prefix: 'numkey:', policies: false });
+    expect((await rl.take(7 as never)).allowed).toBe(true);
+    expect((await rl.take('7')).allowed).toBe(false);
+    const taken = (() => {
+      try {
+        return rl.take(['7'] as never);
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(taken).toBeInstanceOf(Promise);
+    await expect(taken).rejects.toMatchObject({ code: 'E_CONFIG', issues: [expect.objectContaining({ path: 'key' })] });
+    await expect(rl.execute(() => 'ran', { key: 7 as never })).rejects.toBeInstanceOf(RateLimitedError);
+  });
+
   it("Redis down: 'open' lets calls through and reports it; 'closed' refuses with 503; both recover", async () => {
     const [own] = (await startRedis(1)) as [RedisServer];
     const c = connect(own);
