@@ -41,40 +41,56 @@ const redisClientOption = z.custom<RedisClient>(
   { error: 'must be an ioredis client (new Redis(), new Redis.Cluster() or a Sentinel-backed Redis)' },
 );
 
+/** The longest a key may be owed, ms: past about 1e17, Lua's numbers reach Redis in exponent form. */
+const MAX_OWED = 1e15;
+
 /** Validates the options of {@link redisRateLimiter}; {@link RedisRateLimiterOptions} is inferred from it. */
-export const redisRateLimiterOptionsSchema = z.strictObject({
-  /** An ioredis client. The limiter does not own it: close it yourself. */
-  client: redisClientOption,
-  /** Calls allowed per `interval`, across every instance. */
-  limit: z.number().int().min(1).max(1_000_000_000),
-  /** The period `limit` is counted over, ms. @default 1000 */
-  interval: z.number().finite().positive().default(1000),
-  /** Calls allowed at once after a quiet spell. @default `limit` */
-  burst: z.number().int().min(1).max(1_000_000_000).optional(),
-  /** Prefix of every Redis key. @default 'holdfast:rl:' */
-  prefix: z.string().max(200).default('holdfast:rl:'),
-  /** The key of calls that give none. @default '' */
-  defaultKey: z.string().default(''),
-  /**
-   * When Redis cannot be reached (down, not connected, slower than `commandTimeout`): `open`
-   * lets the call through (and emits `rateLimit.storeError`), `closed` refuses it with
-   * `LimitStoreUnavailableError` (503). @default 'open'
-   */
-  onRedisError: z.enum(['open', 'closed']).default('open'),
-  /** How long a decision may take before Redis counts as unreachable, ms. @default 250 */
-  commandTimeout: z.number().finite().positive().max(60_000).default(250),
-  /**
-   * How long a decision is remembered under its request id, ms, so that ioredis resending a
-   * command after a reconnect does not count the call twice. `0` turns this off (opt-in, one
-   * fewer Redis call and no key per decision): a command resent after a dropped reply is then
-   * decided again, so one call may take twice from the limit: the limit errs on the strict
-   * side, it never lets more through. @default 10000
-   */
-  resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
-  /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
-  requestId: fnOption<() => string>().optional(),
-  ...nameDefaults('redisRateLimiter'),
-});
+export const redisRateLimiterOptionsSchema = z
+  .strictObject({
+    /** An ioredis client. The limiter does not own it: close it yourself. */
+    client: redisClientOption,
+    /** Calls allowed per `interval`, across every instance. */
+    limit: z.number().int().min(1).max(1_000_000_000),
+    /** The period `limit` is counted over, ms. @default 1000 */
+    interval: z.number().finite().positive().default(1000),
+    /** Calls allowed at once after a quiet spell. @default `limit` */
+    burst: z.number().int().min(1).max(1_000_000_000).optional(),
+    /** Prefix of every Redis key. @default 'holdfast:rl:' */
+    prefix: z.string().max(200).default('holdfast:rl:'),
+    /** The key of calls that give none. @default '' */
+    defaultKey: z.string().default(''),
+    /**
+     * When Redis cannot be reached (down, not connected, slower than `commandTimeout`): `open`
+     * lets the call through (and emits `rateLimit.storeError`), `closed` refuses it with
+     * `LimitStoreUnavailableError` (503). @default 'open'
+     */
+    onRedisError: z.enum(['open', 'closed']).default('open'),
+    /** How long a decision may take before Redis counts as unreachable, ms. @default 250 */
+    commandTimeout: z.number().finite().positive().max(60_000).default(250),
+    /**
+     * How long a decision is remembered under its request id, ms, so that ioredis resending a
+     * command after a reconnect does not count the call twice. `0` turns this off (opt-in, one
+     * fewer Redis call and no key per decision): a command resent after a dropped reply is then
+     * decided again, so one call may take twice from the limit: the limit errs on the strict
+     * side, it never lets more through. @default 10000
+     */
+    resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
+    /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
+    requestId: fnOption<() => string>().optional(),
+    ...nameDefaults('redisRateLimiter'),
+  })
+  .superRefine((o, ctx) => {
+    // A key's TAT may run `interval x burst / limit` ahead of now: its expiry (PX) must stay a
+    // plain integer in the script (Redis prints 1e17 as "1e+17", and every decision would fail).
+    const owed = (o.interval * (o.burst ?? o.limit)) / o.limit;
+    if (owed > MAX_OWED) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['interval'],
+        message: `x burst / limit is ${owed} ms, more than Redis can keep (at most ${MAX_OWED} ms, about 31,700 years)`,
+      });
+    }
+  });
 
 /** A rate limiter on Redis: it decides in one round trip. */
 export interface RedisRateLimiter extends RateLimiter {

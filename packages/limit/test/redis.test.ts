@@ -327,6 +327,18 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect((await other.take('k')).allowed).toBe(false);
   });
 
+  it('a limit Redis cannot keep (interval x burst / limit past 1e15 ms) is refused when made, not failed open on every call', async () => {
+    // Before: accepted, and every decision failed in the script (PX 1e+17), so 'open' let every call through.
+    expect(() => redisRateLimiter({ client, limit: 1, interval: 1e17 })).toThrow(HoldfastConfigError);
+    expect(() => redisRateLimiter({ client, limit: 1, interval: 1e17 })).toThrow(/interval/);
+    expect(() => redisRateLimiter({ client, limit: 1, burst: 1e9, interval: 1e8 })).toThrow(/interval/);
+    // The longest it takes is kept, and limits.
+    const longest = redisRateLimiter({ client, limit: 1, interval: 1e15, prefix: 'longest:', policies: false });
+    expect((await longest.take('k')).allowed).toBe(true);
+    expect((await longest.take('k')).allowed).toBe(false);
+    expect(longest.snapshot()).toMatchObject({ storeErrors: 0 });
+  });
+
   it('resendWindow must be a whole number of ms from 0', () => {
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(HoldfastConfigError);
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(/resendWindow/);
