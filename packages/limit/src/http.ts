@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { DisposedError, durationOption, fnOption, HoldfastError, type Policy, parseOptions } from '@holdfast/core';
 import { z } from 'zod';
 import { isRejection, type Rejection } from './errors.js';
@@ -14,6 +15,12 @@ export interface LoadSheddingOptions<Req> {
   readonly key?: (req: Req) => string | undefined;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;
+  /**
+   * How long a request whose client hung up while its handler ran keeps its place, at most, ms:
+   * the handler still runs, so the place is held until it ends the response (to nobody), or for
+   * this long if it never does. `0` frees the place at the hang-up. @default 10000
+   */
+  readonly holdAfterHangUp?: number;
 }
 
 const schema = z.strictObject({
@@ -25,6 +32,7 @@ const schema = z.strictObject({
   ]),
   key: fnOption<(req: never) => string | undefined>().optional(),
   retryAfter: durationOption.default(1000),
+  holdAfterHangUp: durationOption.default(10_000),
 });
 
 /** A shedding decision, made once per request. */
@@ -32,6 +40,7 @@ export class Shedder<Req> {
   readonly #pick: (req: Req) => Policy | undefined;
   readonly #key: ((req: Req) => string | undefined) | undefined;
   readonly #retryAfter: number;
+  readonly #holdAfterHangUp: number;
 
   constructor(owner: string, options: LoadSheddingOptions<Req>) {
     const o = parseOptions(owner, schema, options);
@@ -39,6 +48,47 @@ export class Shedder<Req> {
     this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
     this.#key = o.key as ((req: Req) => string | undefined) | undefined;
     this.#retryAfter = o.retryAfter;
+    this.#holdAfterHangUp = o.holdAfterHangUp;
+  }
+
+  /**
+   * Admits `req` and keeps its place for as long as its response `res` is being made: resolves
+   * to `true` when the request may go on, or to the {@link Shed} response to send (`undefined`:
+   * its client already left, send nothing). The place is freed when the response is sent in full
+   * (with its status), when the client leaves while queued, or, when the client leaves while the
+   * handler runs, once the handler ends the response or `holdAfterHangUp` ran out: the handler
+   * still runs, and a client that hangs up must not make room for more of them than the policy allows.
+   */
+  async hold(req: Req, res: ServerResponse): Promise<true | Shed | undefined> {
+    const gone = new AbortController();
+    let release: Release | undefined;
+    res.once('close', () => {
+      if (release !== undefined && res.writableFinished) return release(res.statusCode);
+      gone.abort();
+      if (release !== undefined) this.#holdOn(res, release);
+    });
+    const outcome = await this.admit(req, gone.signal);
+    if (typeof outcome !== 'function') return gone.signal.aborted || res.headersSent ? undefined : outcome;
+    if (gone.signal.aborted) outcome();
+    else release = outcome;
+    return true;
+  }
+
+  /** The client left while the handler runs: free the place once the handler ends the response, or at most `holdAfterHangUp` later. */
+  #holdOn(res: ServerResponse, release: Release): void {
+    if (this.#holdAfterHangUp === 0 || res.writableEnded) {
+      release();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      res.removeListener('prefinish', done);
+      release();
+    };
+    // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
+    res.once('prefinish', done);
+    const timer = setTimeout(done, this.#holdAfterHangUp);
+    timer.unref();
   }
 
   /**

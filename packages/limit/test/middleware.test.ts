@@ -164,6 +164,37 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect((await Promise.all(work)).map((r) => r.status).sort()).toEqual([200, 503]);
     });
 
+    it('a client that hangs up while its handler runs does not free the place until the handler ends', async () => {
+      const b = bulkhead({ maxConcurrent: 1, policies: false });
+      const app = await serve({ policy: b }, 1_000);
+      // Before: each hang-up freed the place at once, and 20 such clients ran 12 handlers at once behind maxConcurrent 1.
+      const caller = new AbortController();
+      const first = fetch(`${app.url}/work`, { signal: caller.signal }).catch(() => 'aborted');
+      await expect.poll(() => app.stats.running).toBe(1);
+      caller.abort();
+      expect(await first).toBe('aborted');
+      await sleep(50);
+      expect(b.running).toBe(1);
+      expect((await fetch(`${app.url}/work`)).status).toBe(503);
+      expect(app.stats.peak).toBe(1);
+      // The handler ends its response (to nobody): the place is free again.
+      await expect.poll(() => app.stats.served, { timeout: 3_000 }).toBe(1);
+      await expect.poll(() => b.running).toBe(0);
+      expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+    });
+
+    it('holdAfterHangUp bounds how long a hung-up request keeps its place when its handler never ends', async () => {
+      const b = bulkhead({ maxConcurrent: 1, policies: false });
+      const app = await serve({ policy: b, holdAfterHangUp: 100 }, 1_500);
+      const caller = new AbortController();
+      const first = fetch(`${app.url}/work`, { signal: caller.signal }).catch(() => 'aborted');
+      await expect.poll(() => app.stats.running).toBe(1);
+      caller.abort();
+      await first;
+      await expect.poll(() => b.running).toBe(0);
+      expect(app.stats.running).toBe(1); // still running, past its hold
+    });
+
     it('a client that hangs up while queued leaves the queue, and its request never runs', async () => {
       const b: Bulkhead = bulkhead({ maxConcurrent: 1, maxQueue: 10, policies: createPolicyRegistry() });
       const app = await serve({ policy: b }, 1_500);
@@ -189,6 +220,9 @@ describe('load shedding options', () => {
     expect(() => expressShedding({ policy: bulkhead({ maxConcurrent: 1, policies: false }), retryAfter: -1 })).toThrow(
       /retryAfter/,
     );
+    expect(() =>
+      expressShedding({ policy: bulkhead({ maxConcurrent: 1, policies: false }), holdAfterHangUp: -1 }),
+    ).toThrow(/holdAfterHangUp/);
     const app = Fastify();
     await expect(app.register(fastifyShedding, { policy: 'nope' } as never).ready()).rejects.toThrow(/policy/);
   });
