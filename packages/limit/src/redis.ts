@@ -160,12 +160,14 @@ class RedisGcra extends RateLimiterBase {
   readonly #requestId: () => string;
   #storeErrors = 0;
   readonly #keys = new Map<string, string>();
+  readonly #ready: ReadyWait;
 
   constructor(
     common: Common,
     readonly o: Parsed,
   ) {
     super(common, o.defaultKey);
+    this.#ready = new ReadyWait(o.client);
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
     this.#args = {
@@ -225,7 +227,7 @@ class RedisGcra extends RateLimiterBase {
         ? ['1', tat, step, a.tolerance, a.emission, '0']
         : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window];
     return new Promise(
-      (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
+      (resolve, reject) => new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject),
     );
   }
 
@@ -263,17 +265,42 @@ class RedisGcra extends RateLimiterBase {
 }
 
 /**
+ * Decisions waiting for a ready connection: one `ready` listener per limiter however many wait
+ * (a listener each would pass Node's limit of 10 at the first busy outage and warn of a leak).
+ */
+class ReadyWait {
+  readonly #waiting = new Set<Decision>();
+
+  constructor(readonly client: RedisClient) {}
+
+  readonly #onReady = (): void => {
+    const all = [...this.#waiting];
+    this.#waiting.clear();
+    for (const d of all) d.send();
+  };
+
+  add(d: Decision): void {
+    if (this.#waiting.size === 0) this.client.once('ready', this.#onReady);
+    this.#waiting.add(d);
+  }
+
+  delete(d: Decision): void {
+    if (this.#waiting.delete(d) && this.#waiting.size === 0) this.client.removeListener('ready', this.#onReady);
+  }
+}
+
+/**
  * One decision in flight: its EVALSHA, its timeout, and waiting for a connection if there is
  * none. A class rather than closures: a decision allocates one object, not one function per step.
  */
 class Decision {
   #settled = false;
   readonly #timer: TimerHandle;
-  /** Sends once the connection is ready; made only when it is not. */
-  #onReady: (() => void) | undefined;
+  /** Waiting for a ready connection (only when there was none). */
+  #waits = false;
 
   constructor(
-    readonly client: RedisClient,
+    readonly ready: ReadyWait,
     readonly clock: Clock,
     readonly timeout: number,
     /** The number of keys, KEYS (tat, request-id marker unless resendWindow is 0), then ARGV. */
@@ -283,16 +310,19 @@ class Decision {
   ) {
     // Our own timer: a hung server or a reconnect loop must not hold the call.
     this.#timer = clock.setTimeout(() => this.expire(), timeout);
-    if (client.status === 'ready' || client.status === 'wait') this.send();
+    const { status } = ready.client;
+    if (status === 'ready' || status === 'wait') this.send();
     else {
-      this.#onReady = () => this.send();
-      client.once('ready', this.#onReady);
+      this.#waits = true;
+      ready.add(this);
     }
   }
 
   send(): void {
     if (this.#settled) return;
-    const { client, args } = this;
+    this.#waits = false;
+    const { args } = this;
+    const { client } = this.ready;
     client
       .call('evalsha', sha, ...args)
       .catch((error: unknown) =>
@@ -311,7 +341,7 @@ class Decision {
   }
 
   expire(): void {
-    const { client } = this;
+    const { client } = this.ready;
     const why =
       client.status === 'ready'
         ? `Redis did not answer within ${this.timeout} ms`
@@ -324,7 +354,7 @@ class Decision {
     if (this.#settled) return false;
     this.#settled = true;
     this.clock.clearTimeout(this.#timer);
-    if (this.#onReady !== undefined) this.client.removeListener('ready', this.#onReady);
+    if (this.#waits) this.ready.delete(this);
     return true;
   }
 }

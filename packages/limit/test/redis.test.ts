@@ -369,6 +369,22 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     await expect(rl.execute(() => 'ran', { key: 7 as never })).rejects.toBeInstanceOf(RateLimitedError);
   });
 
+  it('decisions waiting out an outage share one ready listener (no MaxListenersExceededWarning past 10)', async () => {
+    const [own] = (await startRedis(1)) as [RedisServer];
+    const c = connect(own);
+    await c.ping();
+    const rl = redisRateLimiter({ client: c, limit: 100, commandTimeout: 200, policies: false });
+    await own.kill();
+    await expect.poll(() => c.status).not.toBe('ready');
+    const before = c.listenerCount('ready');
+    const waiting = Array.from({ length: 50 }, () => rl.take('k'));
+    // Before: one listener per decision, and Node warned of a leak at the 11th.
+    expect(c.listenerCount('ready') - before).toBeLessThanOrEqual(1);
+    expect((await Promise.all(waiting)).every((d) => d.allowed)).toBe(true); // failed open
+    expect(c.listenerCount('ready')).toBe(before);
+    expect(rl.snapshot()).toMatchObject({ storeErrors: 50 });
+  });
+
   it("Redis down: 'open' lets calls through and reports it; 'closed' refuses with 503; both recover", async () => {
     const [own] = (await startRedis(1)) as [RedisServer];
     const c = connect(own);
