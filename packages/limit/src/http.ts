@@ -128,7 +128,7 @@ export class Shedder<Req> {
   }
 
   #shed(error: Rejection & { code: string; message: string }): Shed {
-    const wait = error.retryAfter ?? this.#retryAfter;
+    const wait = error.retryAfter === undefined || Number.isNaN(error.retryAfter) ? this.#retryAfter : error.retryAfter;
     const limited = error.status === 429;
     const body = {
       type: limited ? 'urn:holdfast:problem:rate-limited' : 'urn:holdfast:problem:overloaded',
@@ -143,7 +143,8 @@ export class Shedder<Req> {
       status: error.status,
       headers: {
         'content-type': 'application/problem+json',
-        'retry-after': String(Math.max(1, Math.ceil(wait / 1000))),
+        // Whole seconds (delay-seconds is digits only), at least 1; capped at 2^31 as RFC 9110 caps delta-seconds.
+        'retry-after': String(Math.min(2 ** 31, Math.max(1, Math.ceil(wait / 1000)))),
       },
       body: JSON.stringify(body),
     };
@@ -158,7 +159,7 @@ export interface Shed {
   readonly headers: {
     /** Always `application/problem+json`. */
     readonly 'content-type': string;
-    /** Whole seconds, at least 1. */
+    /** Whole seconds, from 1 to 2^31. */
     readonly 'retry-after': string;
   };
   /** The problem+json body (RFC 9457). */

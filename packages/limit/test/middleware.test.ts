@@ -1,11 +1,11 @@
 import type { AddressInfo } from 'node:net';
-import { createPolicyRegistry } from '@holdfast/core';
+import { createPolicyRegistry, type Policy } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { type Bulkhead, bulkhead, type LoadSheddingOptions, tokenBucket } from '../src/index.js';
+import { type Bulkhead, bulkhead, type LoadSheddingOptions, RateLimitedError, tokenBucket } from '../src/index.js';
 
 type Options = LoadSheddingOptions<{ headers: Record<string, unknown>; url: string }>;
 interface App {
@@ -151,6 +151,20 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect(await statuses('shape=number')).toEqual([200, 200, 429, 429]);
       expect(await statuses('shape=object')).toEqual([200, 200, 429, 429]);
       expect(perUser.snapshot()).toMatchObject({ keys: 3, allowed: 6, rejected: 6 });
+    });
+
+    it('Retry-After is always whole seconds: a wait past 2^31 s is capped, a NaN wait takes the retryAfter option', async () => {
+      const yearly = tokenBucket({ limit: 1, interval: 1e30, policies: false });
+      const odd: Policy = { name: 'odd', execute: () => Promise.reject(new RateLimitedError('odd', Number.NaN)) };
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? odd : yearly), retryAfter: 3_000 }, 0);
+      expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+      const far = await fetch(`${app.url}/cheap`);
+      expect(far.status).toBe(429);
+      // Before: "1e+27", which no client reads as a delay.
+      expect(far.headers.get('retry-after')).toBe('2147483648');
+      const nan = await fetch(`${app.url}/work`);
+      expect(nan.status).toBe(429);
+      expect(nan.headers.get('retry-after')).toBe('3');
     });
 
     it('per route: a policy picked per request; undefined lets a route through', async () => {
