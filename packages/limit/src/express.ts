@@ -23,7 +23,8 @@ export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandle
   return (req: Request, res: Response, next: NextFunction) => {
     shedder.hold(req, res).then((outcome) => {
       if (outcome === true) return next();
-      if (outcome !== undefined) res.status(outcome.status).set(outcome.headers).send(outcome.body);
+      // A client that left gets nothing: its socket is closed.
+      if (!res.destroyed && !res.headersSent) res.status(outcome.status).set(outcome.headers).send(outcome.body);
     }, next);
   };
 }

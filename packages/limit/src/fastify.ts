@@ -29,7 +29,8 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   });
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const outcome = await shedder.hold(request, reply.raw);
-    if (outcome === true || outcome === undefined) return;
+    if (outcome === true) return;
+    // Sent even to a client that left: a reply is what stops Fastify running the handler.
     return reply.code(outcome.status).headers(outcome.headers).send(outcome.body);
   });
 }

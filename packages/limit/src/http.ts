@@ -53,13 +53,13 @@ export class Shedder<Req> {
 
   /**
    * Admits `req` and keeps its place for as long as its response `res` is being made: resolves
-   * to `true` when the request may go on, or to the {@link Shed} response to send (`undefined`:
-   * its client already left, send nothing). The place is freed when the response is sent in full
+   * to `true` when the request may go on, else to the {@link Shed} response that ends it (sent to
+   * nobody if its client already left: the handler must not run). The place is freed when the response is sent in full
    * (with its status), when the client leaves while queued, or, when the client leaves while the
    * handler runs, once the handler ends the response or `holdAfterHangUp` ran out: the handler
    * still runs, and a client that hangs up must not make room for more of them than the policy allows.
    */
-  async hold(req: Req, res: ServerResponse): Promise<true | Shed | undefined> {
+  async hold(req: Req, res: ServerResponse): Promise<true | Shed> {
     const gone = new AbortController();
     let release: Release | undefined;
     res.once('close', () => {
@@ -68,9 +68,13 @@ export class Shedder<Req> {
       if (release !== undefined) this.#holdOn(res, release);
     });
     const outcome = await this.admit(req, gone.signal);
-    if (typeof outcome !== 'function') return gone.signal.aborted || res.headersSent ? undefined : outcome;
-    if (gone.signal.aborted) outcome();
-    else release = outcome;
+    if (typeof outcome !== 'function') return outcome;
+    // Admitted as its client left: its handler must not run (there is no place held for it).
+    if (gone.signal.aborted) {
+      outcome();
+      return goneShed;
+    }
+    release = outcome;
     return true;
   }
 
@@ -117,7 +121,7 @@ export class Shedder<Req> {
         )
         .then(undefined, (error: unknown) => {
           // The client went away while queued: nobody to answer, and nothing went wrong.
-          if (signal.aborted) resolve(gone);
+          if (signal.aborted) resolve(goneShed);
           else if (isRejection(error)) resolve(this.#shed(error));
           // Shutting down: the policy takes no more calls, the client should come back later.
           else if (error instanceof DisposedError) {
@@ -191,7 +195,7 @@ function statusError(status: number): HoldfastError & { status: number } {
 }
 
 /** What a request whose client hung up while it waited gets (the socket is closed: nobody reads it). */
-const gone: Shed = {
+const goneShed: Shed = {
   status: 503,
   headers: { 'content-type': 'application/problem+json', 'retry-after': '1' },
   body: '{"type":"urn:holdfast:problem:overloaded","title":"Client closed the request","status":503}',

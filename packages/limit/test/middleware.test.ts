@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { createPolicyRegistry, type Policy } from '@holdfast/core';
+import { createPolicyRegistry, type Policy, pipeline } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -165,6 +165,25 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       const nan = await fetch(`${app.url}/work`);
       expect(nan.status).toBe(429);
       expect(nan.headers.get('retry-after')).toBe('3');
+    });
+
+    it('200 requests hanging up at random (queued, running, never), HEAD among them: every place comes back', async () => {
+      const b = bulkhead({ maxConcurrent: 2, maxQueue: 5, policies: false });
+      const app = await serve({ policy: pipeline(tokenBucket({ limit: 10_000, policies: false }), b) }, 15);
+      const outcomes = await Promise.all(
+        Array.from({ length: 200 }, async (_, i) => {
+          const caller = new AbortController();
+          if (i % 4 !== 0) setTimeout(() => caller.abort(), (i * 7) % 40);
+          const method = i % 5 === 0 ? 'HEAD' : 'GET';
+          return fetch(`${app.url}/work`, { method, signal: caller.signal }).then(
+            (r) => r.status,
+            () => 'gone',
+          );
+        }),
+      );
+      expect(outcomes.filter((o) => o !== 200 && o !== 503 && o !== 'gone')).toEqual([]);
+      expect(app.stats.peak).toBeLessThanOrEqual(2);
+      await expect.poll(() => b.snapshot()).toMatchObject({ running: 0, queued: 0 });
     });
 
     it('per route: a policy picked per request; undefined lets a route through', async () => {
