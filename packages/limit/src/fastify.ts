@@ -20,13 +20,18 @@ export type FastifyLoadSheddingOptions = LoadSheddingOptions<FastifyRequest>;
  * await app.register(loadShedding, { policy: adaptiveConcurrency({ algorithm: 'gradient2' }) });
  */
 export async function loadShedding(fastify: FastifyInstance, options: FastifyLoadSheddingOptions): Promise<void> {
-  const { policy, key, retryAfter, holdAfterHangUp } = options;
-  const shedder = new Shedder<FastifyRequest>('limit/fastify', {
-    policy,
-    ...(key && { key }),
-    ...(retryAfter !== undefined && { retryAfter }),
-    ...(holdAfterHangUp !== undefined && { holdAfterHangUp }),
-  });
+  // What Fastify's register() itself reads is not ours to check; anything else is (a typo is an error).
+  const {
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logSerializers: _logSerializers,
+    ...ours
+  } = options as typeof options & {
+    prefix?: unknown;
+    logLevel?: unknown;
+    logSerializers?: unknown;
+  };
+  const shedder = new Shedder<FastifyRequest>('limit/fastify', ours);
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const outcome = await shedder.hold(request, reply.raw);
     if (outcome === true) return;

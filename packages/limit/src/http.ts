@@ -24,12 +24,10 @@ export interface LoadSheddingOptions<Req> {
 }
 
 const schema = z.strictObject({
-  policy: z.union([
-    fnOption<(req: never) => Policy | undefined>(),
-    z.custom<Policy>((v) => typeof (v as Policy | null)?.execute === 'function', {
-      error: 'must be a Policy or a function',
-    }),
-  ]),
+  policy: z.custom<Policy | ((req: never) => Policy | undefined)>(
+    (v) => typeof v === 'function' || typeof (v as Policy | null)?.execute === 'function',
+    { error: 'must be a Policy (a bulkhead, a limiter, a pipeline) or a function of the request that picks one' },
+  ),
   key: fnOption<(req: never) => string | undefined>().optional(),
   retryAfter: durationOption.default(1000),
   holdAfterHangUp: durationOption.default(10_000),

@@ -258,5 +258,15 @@ describe('load shedding options', () => {
     ).toThrow(/holdAfterHangUp/);
     const app = Fastify();
     await expect(app.register(fastifyShedding, { policy: 'nope' } as never).ready()).rejects.toThrow(/policy/);
+    // The message says what a policy is (it was "policy Invalid input").
+    expect(() => expressShedding({ policy: {} as never })).toThrow(/policy must be a Policy/);
+    // A misspelt option is refused on Fastify as on Express (it was silently dropped).
+    const typo = Fastify();
+    const policy = bulkhead({ maxConcurrent: 1, policies: false });
+    await expect(typo.register(fastifyShedding, { policy, retryafter: 5 } as never).ready()).rejects.toThrow(
+      /retryafter is not a known option/,
+    );
+    const prefixed = Fastify();
+    await expect(prefixed.register(fastifyShedding, { policy, prefix: '/api' }).ready()).resolves.toBeDefined();
   });
 });
