@@ -52,19 +52,28 @@ export class Shedder<Req> {
   /**
    * Admits `req` and keeps its place for as long as its response `res` is being made: resolves
    * to `true` when the request may go on, else to the {@link Shed} response that ends it (sent to
-   * nobody if its client already left: the handler must not run). The place is freed when the response is sent in full
-   * (with its status), when the client leaves while queued, or, when the client leaves while the
-   * handler runs, once the handler ends the response or `holdAfterHangUp` ran out: the handler
-   * still runs, and a client that hangs up must not make room for more of them than the policy allows.
+   * nobody if its client already left: the handler must not run). The place is freed when the
+   * handler ends the response (with its status, whether the client has read it yet or not), when
+   * the client leaves while queued, or, when the client leaves while the handler runs, once the
+   * handler ends the response or `holdAfterHangUp` ran out: the handler still runs, and a client
+   * that hangs up must not make room for more of them than the policy allows.
    */
   async hold(req: Req, res: ServerResponse): Promise<true | Shed> {
     const gone = new AbortController();
     let release: Release | undefined;
-    res.once('close', () => {
-      if (release !== undefined && res.writableFinished) return release(res.statusCode);
+    // The handler ended the response: the work is done and the place is free, read or not (a
+    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on.
+    const ended = () => {
+      res.removeListener('close', left);
+      release?.(res.statusCode);
+    };
+    const left = () => {
+      res.removeListener('prefinish', ended);
       gone.abort();
       if (release !== undefined) this.#holdOn(res, release);
-    });
+    };
+    res.once('prefinish', ended);
+    res.once('close', left);
     const outcome = await this.admit(req, gone.signal);
     if (typeof outcome !== 'function') return outcome;
     // Admitted as its client left: its handler must not run (there is no place held for it).

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, connect } from 'node:net';
 import { createPolicyRegistry, type Policy, pipeline } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
@@ -14,6 +14,8 @@ interface App {
   close(): Promise<void>;
 }
 
+/** More than loopback's socket buffers hold: a client that does not read leaves most of it unsent. */
+const big = Buffer.alloc(16 * 1024 * 1024, 97);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const apps: App[] = [];
 afterEach(async () => {
@@ -35,6 +37,10 @@ const frameworks = {
       res.json({ ok: true });
     });
     app.get('/cheap', (_req, res) => void res.json({ ok: true }));
+    app.get('/big', (_req, res) => {
+      stats.served++;
+      res.send(big);
+    });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     const made: App = {
@@ -62,6 +68,10 @@ const frameworks = {
       return { ok: true };
     });
     app.get('/cheap', async () => ({ ok: true }));
+    app.get('/big', async (_req, reply) => {
+      stats.served++;
+      return reply.type('application/octet-stream').send(big);
+    });
     const address = await app.listen({ port: 0, host: '127.0.0.1' });
     const made: App = { url: address, stats, close: () => app.close() };
     apps.push(made);
@@ -184,6 +194,26 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect(outcomes.filter((o) => o !== 200 && o !== 503 && o !== 'gone')).toEqual([]);
       expect(app.stats.peak).toBeLessThanOrEqual(2);
       await expect.poll(() => b.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    });
+
+    it('clients that never read their response do not keep a place once the handler has ended it', async () => {
+      const b = bulkhead({ maxConcurrent: 2, policies: false });
+      const app = await serve({ policy: b }, 0);
+      const { port } = new URL(app.url);
+      const readers = [0, 1].map(() => {
+        const s = connect(Number(port), '127.0.0.1', () => s.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n'));
+        s.pause(); // never reads
+        s.on('error', () => {});
+        return s;
+      });
+      try {
+        await expect.poll(() => app.stats.served).toBe(2);
+        // Before: both places stayed held until the bytes drained, and every other request got 503.
+        await expect.poll(() => b.running, { timeout: 3_000 }).toBe(0);
+        expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+      } finally {
+        for (const s of readers) s.destroy();
+      }
     });
 
     it('per route: a policy picked per request; undefined lets a route through', async () => {
