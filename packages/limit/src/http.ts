@@ -1,5 +1,14 @@
 import type { ServerResponse } from 'node:http';
-import { DisposedError, durationOption, fnOption, HoldfastError, type Policy, parseOptions } from '@holdfast/core';
+import {
+  BrokenCircuitError,
+  DisposedError,
+  durationOption,
+  fnOption,
+  HoldfastError,
+  type Policy,
+  parseOptions,
+  TimeoutError,
+} from '@holdfast/core';
 import { z } from 'zod';
 import { isRejection, type Rejection } from './errors.js';
 
@@ -130,9 +139,13 @@ export class Shedder<Req> {
           // The client went away while queued: nobody to answer, and nothing went wrong.
           if (signal.aborted) resolve(goneShed);
           else if (isRejection(error)) resolve(this.#shed(error));
-          // Shutting down: the policy takes no more calls, the client should come back later.
-          else if (error instanceof DisposedError) {
+          // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
+          // circuit open in it. The client should come back later; nothing went wrong here.
+          else if (error instanceof DisposedError || error instanceof TimeoutError) {
             resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
+          } else if (error instanceof BrokenCircuitError) {
+            const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
+            resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
           } else reject(error);
         });
     });

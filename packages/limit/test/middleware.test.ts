@@ -1,5 +1,5 @@
 import { type AddressInfo, connect } from 'node:net';
-import { createPolicyRegistry, type Policy, pipeline } from '@holdfast/core';
+import { BrokenCircuitError, createPolicyRegistry, type Policy, pipeline, timeout } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -214,6 +214,28 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       } finally {
         for (const s of readers) s.destroy();
       }
+    });
+
+    it('a pipeline that times out or finds its circuit open before admitting sheds with 503, not a 500', async () => {
+      const queue = pipeline(timeout(100), bulkhead({ maxConcurrent: 1, maxQueue: 5, policies: false }));
+      const broken: Policy = {
+        name: 'breaker',
+        execute: () => Promise.reject(new BrokenCircuitError('upstream', Date.now() + 4_500)),
+      };
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? queue : broken) }, 1_000);
+      const first = fetch(`${app.url}/work`);
+      await expect.poll(() => app.stats.running).toBe(1);
+      // Waited in the queue past the pipeline's timeout: overloaded, come back later.
+      const waited = await fetch(`${app.url}/work`);
+      expect(waited.status).toBe(503);
+      expect(waited.headers.get('retry-after')).toBe('1');
+      expect(await waited.json()).toMatchObject({ type: 'urn:holdfast:problem:overloaded', code: 'E_TIMEOUT' });
+      const open = await fetch(`${app.url}/cheap`);
+      expect(open.status).toBe(503);
+      expect(Number(open.headers.get('retry-after'))).toBeGreaterThanOrEqual(4);
+      expect(Number(open.headers.get('retry-after'))).toBeLessThanOrEqual(5);
+      expect(await open.json()).toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+      expect((await first).status).toBe(200);
     });
 
     it('per route: a policy picked per request; undefined lets a route through', async () => {
