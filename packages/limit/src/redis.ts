@@ -128,6 +128,18 @@ redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
+// Gives back what an allowed decision took (KEYS: tat; ARGV: its increment), for a decision whose
+// caller was already refused (`onRedisError: 'closed'`, Redis too slow) when Redis ran it: the TAT
+// moves back by the increment, or the key goes when that is before now (a missing key is now).
+const refundSource = `local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local back = tat - ARGV[1]
+if back <= now then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], back, 'PX', math.max(1, math.ceil(back - now)))
+return 1`;
+
 /**
  * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
  * in one Lua script, one round trip per decision, on the server's clock. Keys are hashed and
@@ -168,6 +180,7 @@ class RedisGcra extends RateLimiterBase {
   ) {
     super(common, o.defaultKey);
     this.#ready = new ReadyWait(o.client);
+    this.#late = o.onRedisError === 'closed' ? (args, reply) => this.#refund(args, reply) : undefined;
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
     this.#args = {
@@ -227,8 +240,21 @@ class RedisGcra extends RateLimiterBase {
         ? ['1', tat, step, a.tolerance, a.emission, '0']
         : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window];
     return new Promise(
-      (resolve, reject) => new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject),
+      (resolve, reject) =>
+        new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject, this.#late),
     );
+  }
+
+  /**
+   * A decision answered after its caller was refused (`closed`: it timed out): if it took from
+   * the limit, give it back, since the call never ran. (`open` let the call run: it counts.)
+   */
+  readonly #late: ((args: readonly (string | number)[], reply: unknown) => void) | undefined;
+
+  #refund(args: readonly (string | number)[], reply: unknown): void {
+    if (!(Number(reply) >= 0)) return;
+    const step = args[0] === '1' ? args[2] : args[3];
+    this.o.client.call('eval', refundSource, '1', args[1] as string, step as string).catch(() => {});
   }
 
   #unreachable(error: unknown): RateDecision {
@@ -307,6 +333,8 @@ class Decision {
     readonly args: (string | number)[],
     readonly resolve: (reply: unknown) => void,
     readonly reject: (error: unknown) => void,
+    /** Told of an answer that came after the decision gave up (timed out). */
+    readonly late: ((args: readonly (string | number)[], reply: unknown) => void) | undefined,
   ) {
     // Our own timer: a hung server or a reconnect loop must not hold the call.
     this.#timer = clock.setTimeout(() => this.expire(), timeout);
@@ -333,6 +361,7 @@ class Decision {
       .then(
         (reply) => {
           if (this.#finish()) this.resolve(reply);
+          else this.late?.(this.args, reply);
         },
         (error: unknown) => {
           if (this.#finish()) this.reject(error);

@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { Redis } from 'ioredis';
@@ -383,6 +384,34 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect((await Promise.all(waiting)).every((d) => d.allowed)).toBe(true); // failed open
     expect(c.listenerCount('ready')).toBe(before);
     expect(rl.snapshot()).toMatchObject({ storeErrors: 50 });
+  });
+
+  it("'closed': decisions refused while Redis was frozen do not spend the limit when it wakes and runs them", async () => {
+    const [own] = (await startRedis(1)) as [RedisServer];
+    const c = connect(own);
+    await c.ping();
+    const rl = redisRateLimiter({
+      client: c,
+      limit: 10,
+      interval: 600_000,
+      onRedisError: 'closed',
+      commandTimeout: 100,
+      policies: false,
+    });
+    await rl.take('warm-up'); // loads the script
+    own.pause();
+    const frozen = await Promise.all(
+      Array.from({ length: 20 }, () => rl.execute(() => 'ran', { key: 'k' }).catch((e) => e)),
+    );
+    expect(frozen.every((e) => e instanceof LimitStoreUnavailableError)).toBe(true); // none ran
+    own.resume();
+    // The 20 queued decisions run now (10 allowed by Redis, 10 not), and the 10 allowed are given back.
+    const tat = `holdfast:rl:{${createHash('sha1').update('k').digest('base64url')}}`;
+    await expect.poll(() => c.exists(tat)).toBe(0);
+    // Before: the 20 refused calls had spent all 10 units, and the key refused calls for 10 minutes.
+    const after = [];
+    for (let i = 0; i < 11; i++) after.push((await rl.take('k')).allowed);
+    expect(after).toEqual([...Array(10).fill(true), false]);
   });
 
   it("Redis down: 'open' lets calls through and reports it; 'closed' refuses with 503; both recover", async () => {
