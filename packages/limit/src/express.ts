@@ -3,7 +3,7 @@
  * @module @holdfast/limit/express
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { type LoadSheddingOptions, type Release, Shedder } from './http.js';
+import { type LoadSheddingOptions, Shedder } from './http.js';
 
 /** Options of the Express middleware. */
 export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
@@ -21,22 +21,10 @@ export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
 export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandler {
   const shedder = new Shedder<Request>('limit/express', options);
   return (req: Request, res: Response, next: NextFunction) => {
-    const gone = new AbortController();
-    let release: Release | undefined;
-    res.once('close', () => {
-      // A response sent in full reports its status; a client that went away aborts the call.
-      if (release !== undefined && res.writableFinished) return release(res.statusCode);
-      gone.abort();
-      release?.();
-    });
-    shedder.admit(req, gone.signal).then((outcome) => {
-      if (typeof outcome === 'function') {
-        if (gone.signal.aborted) return outcome();
-        release = outcome;
-        return next();
-      }
-      if (gone.signal.aborted || res.headersSent) return;
-      res.status(outcome.status).set(outcome.headers).send(outcome.body);
+    shedder.hold(req, res).then((outcome) => {
+      if (outcome === true) return next();
+      // A client that left gets nothing: its socket is closed.
+      if (!res.destroyed && !res.headersSent) res.status(outcome.status).set(outcome.headers).send(outcome.body);
     }, next);
   };
 }

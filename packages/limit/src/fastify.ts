@@ -3,7 +3,7 @@
  * @module @holdfast/limit/fastify
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { type LoadSheddingOptions, type Release, Shedder } from './http.js';
+import { type LoadSheddingOptions, Shedder } from './http.js';
 
 /** Options of the Fastify plugin. */
 export type FastifyLoadSheddingOptions = LoadSheddingOptions<FastifyRequest>;
@@ -20,27 +20,22 @@ export type FastifyLoadSheddingOptions = LoadSheddingOptions<FastifyRequest>;
  * await app.register(loadShedding, { policy: adaptiveConcurrency({ algorithm: 'gradient2' }) });
  */
 export async function loadShedding(fastify: FastifyInstance, options: FastifyLoadSheddingOptions): Promise<void> {
-  const { policy, key, retryAfter } = options;
-  const shedder = new Shedder<FastifyRequest>('limit/fastify', {
-    policy,
-    ...(key && { key }),
-    ...(retryAfter !== undefined && { retryAfter }),
-  });
+  // What Fastify's register() itself reads is not ours to check; anything else is (a typo is an error).
+  const {
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logSerializers: _logSerializers,
+    ...ours
+  } = options as typeof options & {
+    prefix?: unknown;
+    logLevel?: unknown;
+    logSerializers?: unknown;
+  };
+  const shedder = new Shedder<FastifyRequest>('limit/fastify', ours);
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
-    const gone = new AbortController();
-    let release: Release | undefined;
-    reply.raw.once('close', () => {
-      // A response sent in full reports its status; a client that went away aborts the call.
-      if (release !== undefined && reply.raw.writableFinished) return release(reply.raw.statusCode);
-      gone.abort();
-      release?.();
-    });
-    const outcome = await shedder.admit(request, gone.signal);
-    if (typeof outcome === 'function') {
-      if (gone.signal.aborted) outcome();
-      else release = outcome;
-      return;
-    }
+    const outcome = await shedder.hold(request, reply.raw);
+    if (outcome === true) return;
+    // Sent even to a client that left: a reply is what stops Fastify running the handler.
     return reply.code(outcome.status).headers(outcome.headers).send(outcome.body);
   });
 }

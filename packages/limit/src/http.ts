@@ -1,4 +1,14 @@
-import { DisposedError, durationOption, fnOption, HoldfastError, type Policy, parseOptions } from '@holdfast/core';
+import type { ServerResponse } from 'node:http';
+import {
+  BrokenCircuitError,
+  DisposedError,
+  durationOption,
+  fnOption,
+  HoldfastError,
+  type Policy,
+  parseOptions,
+  TimeoutError,
+} from '@holdfast/core';
 import { z } from 'zod';
 import { isRejection, type Rejection } from './errors.js';
 
@@ -14,17 +24,22 @@ export interface LoadSheddingOptions<Req> {
   readonly key?: (req: Req) => string | undefined;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;
+  /**
+   * How long a request whose client hung up while its handler ran keeps its place, at most, ms:
+   * the handler still runs, so the place is held until it ends the response (to nobody), or for
+   * this long if it never does. `0` frees the place at the hang-up. @default 10000
+   */
+  readonly holdAfterHangUp?: number;
 }
 
 const schema = z.strictObject({
-  policy: z.union([
-    fnOption<(req: never) => Policy | undefined>(),
-    z.custom<Policy>((v) => typeof (v as Policy | null)?.execute === 'function', {
-      error: 'must be a Policy or a function',
-    }),
-  ]),
+  policy: z.custom<Policy | ((req: never) => Policy | undefined)>(
+    (v) => typeof v === 'function' || typeof (v as Policy | null)?.execute === 'function',
+    { error: 'must be a Policy (a bulkhead, a limiter, a pipeline) or a function of the request that picks one' },
+  ),
   key: fnOption<(req: never) => string | undefined>().optional(),
   retryAfter: durationOption.default(1000),
+  holdAfterHangUp: durationOption.default(10_000),
 });
 
 /** A shedding decision, made once per request. */
@@ -32,6 +47,7 @@ export class Shedder<Req> {
   readonly #pick: (req: Req) => Policy | undefined;
   readonly #key: ((req: Req) => string | undefined) | undefined;
   readonly #retryAfter: number;
+  readonly #holdAfterHangUp: number;
 
   constructor(owner: string, options: LoadSheddingOptions<Req>) {
     const o = parseOptions(owner, schema, options);
@@ -39,6 +55,60 @@ export class Shedder<Req> {
     this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
     this.#key = o.key as ((req: Req) => string | undefined) | undefined;
     this.#retryAfter = o.retryAfter;
+    this.#holdAfterHangUp = o.holdAfterHangUp;
+  }
+
+  /**
+   * Admits `req` and keeps its place for as long as its response `res` is being made: resolves
+   * to `true` when the request may go on, else to the {@link Shed} response that ends it (sent to
+   * nobody if its client already left: the handler must not run). The place is freed when the
+   * handler ends the response (with its status, whether the client has read it yet or not), when
+   * the client leaves while queued, or, when the client leaves while the handler runs, once the
+   * handler ends the response or `holdAfterHangUp` ran out: the handler still runs, and a client
+   * that hangs up must not make room for more of them than the policy allows.
+   */
+  async hold(req: Req, res: ServerResponse): Promise<true | Shed> {
+    const gone = new AbortController();
+    let release: Release | undefined;
+    // The handler ended the response: the work is done and the place is free, read or not (a
+    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on.
+    const ended = () => {
+      res.removeListener('close', left);
+      release?.(res.statusCode);
+    };
+    const left = () => {
+      res.removeListener('prefinish', ended);
+      gone.abort();
+      if (release !== undefined) this.#holdOn(res, release);
+    };
+    res.once('prefinish', ended);
+    res.once('close', left);
+    const outcome = await this.admit(req, gone.signal);
+    if (typeof outcome !== 'function') return outcome;
+    // Admitted as its client left: its handler must not run (there is no place held for it).
+    if (gone.signal.aborted) {
+      outcome();
+      return goneShed;
+    }
+    release = outcome;
+    return true;
+  }
+
+  /** The client left while the handler runs: free the place once the handler ends the response, or at most `holdAfterHangUp` later. */
+  #holdOn(res: ServerResponse, release: Release): void {
+    if (this.#holdAfterHangUp === 0 || res.writableEnded) {
+      release();
+      return;
+    }
+    const done = () => {
+      clearTimeout(timer);
+      res.removeListener('prefinish', done);
+      release();
+    };
+    // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
+    res.once('prefinish', done);
+    const timer = setTimeout(done, this.#holdAfterHangUp);
+    timer.unref();
   }
 
   /**
@@ -52,7 +122,7 @@ export class Shedder<Req> {
   admit(req: Req, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
-    const key = this.#key?.(req);
+    const key = this.#key === undefined ? undefined : keyString(this.#key(req));
     return new Promise((resolve, reject) => {
       policy
         .execute(
@@ -67,18 +137,22 @@ export class Shedder<Req> {
         )
         .then(undefined, (error: unknown) => {
           // The client went away while queued: nobody to answer, and nothing went wrong.
-          if (signal.aborted) resolve(gone);
+          if (signal.aborted) resolve(goneShed);
           else if (isRejection(error)) resolve(this.#shed(error));
-          // Shutting down: the policy takes no more calls, the client should come back later.
-          else if (error instanceof DisposedError) {
+          // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
+          // circuit open in it. The client should come back later; nothing went wrong here.
+          else if (error instanceof DisposedError || error instanceof TimeoutError) {
             resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
+          } else if (error instanceof BrokenCircuitError) {
+            const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
+            resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
           } else reject(error);
         });
     });
   }
 
   #shed(error: Rejection & { code: string; message: string }): Shed {
-    const wait = error.retryAfter ?? this.#retryAfter;
+    const wait = error.retryAfter === undefined || Number.isNaN(error.retryAfter) ? this.#retryAfter : error.retryAfter;
     const limited = error.status === 429;
     const body = {
       type: limited ? 'urn:holdfast:problem:rate-limited' : 'urn:holdfast:problem:overloaded',
@@ -93,7 +167,8 @@ export class Shedder<Req> {
       status: error.status,
       headers: {
         'content-type': 'application/problem+json',
-        'retry-after': String(Math.max(1, Math.ceil(wait / 1000))),
+        // Whole seconds (delay-seconds is digits only), at least 1; capped at 2^31 as RFC 9110 caps delta-seconds.
+        'retry-after': String(Math.min(2 ** 31, Math.max(1, Math.ceil(wait / 1000)))),
       },
       body: JSON.stringify(body),
     };
@@ -108,7 +183,7 @@ export interface Shed {
   readonly headers: {
     /** Always `application/problem+json`. */
     readonly 'content-type': string;
-    /** Whole seconds, at least 1. */
+    /** Whole seconds, from 1 to 2^31. */
     readonly 'retry-after': string;
   };
   /** The problem+json body (RFC 9457). */
@@ -120,13 +195,27 @@ export type Release = (status?: number) => void;
 
 function noop(): void {}
 
+/**
+ * What `key(req)` returned, as the string a limiter counts it under. Not a string (an array from a
+ * repeated query parameter, a number, an object): its `String()`, so such requests share a limit
+ * rather than each getting a new one or failing with a 500.
+ */
+function keyString(key: unknown): string | undefined {
+  if (typeof key === 'string' || key === undefined || key === null) return key ?? undefined;
+  try {
+    return String(key);
+  } catch {
+    return Object.prototype.toString.call(key);
+  }
+}
+
 /** What the held call fails with when the response says the service refused (5xx, 429). */
 function statusError(status: number): HoldfastError & { status: number } {
   return Object.assign(new HoldfastError('E_HTTP_STATUS', `the response was ${status}`), { status });
 }
 
 /** What a request whose client hung up while it waited gets (the socket is closed: nobody reads it). */
-const gone: Shed = {
+const goneShed: Shed = {
   status: 503,
   headers: { 'content-type': 'application/problem+json', 'retry-after': '1' },
   body: '{"type":"urn:holdfast:problem:overloaded","title":"Client closed the request","status":503}',

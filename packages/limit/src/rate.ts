@@ -192,6 +192,17 @@ export class KeyTable<S> {
   }
 }
 
+/**
+ * A call's key as the string it is counted under: a number counts as its digits (so `7` and
+ * `'7'` share one limit); anything else (an array a repeated query parameter made, an object)
+ * is a `HoldfastConfigError` (`E_CONFIG`, path `key`), never a new limit per call.
+ */
+export function checkKey(name: string, key: unknown): string {
+  if (typeof key === 'string') return key;
+  if (typeof key === 'number' || typeof key === 'bigint') return String(key);
+  throw new HoldfastConfigError(name, [{ path: 'key', message: 'must be a string (or a number)', value: key }]);
+}
+
 /** Checks a call's cost against what the limiter could ever allow: a `HoldfastConfigError` (`E_CONFIG`) if not. */
 export function checkCost(name: string, cost: number, most: number): void {
   if (!(Number.isInteger(cost) && cost >= 1 && cost <= most)) {

@@ -7,7 +7,14 @@ import { type Clock, errorLabel, fnOption, parseOptions, type TimerHandle } from
 import { z } from 'zod';
 import { LimitStoreUnavailableError } from './errors.js';
 import { nameDefaults } from './options.js';
-import { checkCost, type RateDecision, type RateLimiter, RateLimiterBase, type RateLimiterSnapshot } from './rate.js';
+import {
+  checkCost,
+  checkKey,
+  type RateDecision,
+  type RateLimiter,
+  RateLimiterBase,
+  type RateLimiterSnapshot,
+} from './rate.js';
 import { type Common, commonOf, list } from './shared.js';
 
 export type { RateDecision, RateLimitExecuteOptions, RateLimiter, RateLimiterSnapshot } from './rate.js';
@@ -34,40 +41,56 @@ const redisClientOption = z.custom<RedisClient>(
   { error: 'must be an ioredis client (new Redis(), new Redis.Cluster() or a Sentinel-backed Redis)' },
 );
 
+/** The longest a key may be owed, ms: past about 1e17, Lua's numbers reach Redis in exponent form. */
+const MAX_OWED = 1e15;
+
 /** Validates the options of {@link redisRateLimiter}; {@link RedisRateLimiterOptions} is inferred from it. */
-export const redisRateLimiterOptionsSchema = z.strictObject({
-  /** An ioredis client. The limiter does not own it: close it yourself. */
-  client: redisClientOption,
-  /** Calls allowed per `interval`, across every instance. */
-  limit: z.number().int().min(1).max(1_000_000_000),
-  /** The period `limit` is counted over, ms. @default 1000 */
-  interval: z.number().finite().positive().default(1000),
-  /** Calls allowed at once after a quiet spell. @default `limit` */
-  burst: z.number().int().min(1).max(1_000_000_000).optional(),
-  /** Prefix of every Redis key. @default 'holdfast:rl:' */
-  prefix: z.string().max(200).default('holdfast:rl:'),
-  /** The key of calls that give none. @default '' */
-  defaultKey: z.string().default(''),
-  /**
-   * When Redis cannot be reached (down, not connected, slower than `commandTimeout`): `open`
-   * lets the call through (and emits `rateLimit.storeError`), `closed` refuses it with
-   * `LimitStoreUnavailableError` (503). @default 'open'
-   */
-  onRedisError: z.enum(['open', 'closed']).default('open'),
-  /** How long a decision may take before Redis counts as unreachable, ms. @default 250 */
-  commandTimeout: z.number().finite().positive().max(60_000).default(250),
-  /**
-   * How long a decision is remembered under its request id, ms, so that ioredis resending a
-   * command after a reconnect does not count the call twice. `0` turns this off (opt-in, one
-   * fewer Redis call and no key per decision): a command resent after a dropped reply is then
-   * decided again, so one call may take twice from the limit: the limit errs on the strict
-   * side, it never lets more through. @default 10000
-   */
-  resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
-  /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
-  requestId: fnOption<() => string>().optional(),
-  ...nameDefaults('redisRateLimiter'),
-});
+export const redisRateLimiterOptionsSchema = z
+  .strictObject({
+    /** An ioredis client. The limiter does not own it: close it yourself. */
+    client: redisClientOption,
+    /** Calls allowed per `interval`, across every instance. */
+    limit: z.number().int().min(1).max(1_000_000_000),
+    /** The period `limit` is counted over, ms. @default 1000 */
+    interval: z.number().finite().positive().default(1000),
+    /** Calls allowed at once after a quiet spell. @default `limit` */
+    burst: z.number().int().min(1).max(1_000_000_000).optional(),
+    /** Prefix of every Redis key. @default 'holdfast:rl:' */
+    prefix: z.string().max(200).default('holdfast:rl:'),
+    /** The key of calls that give none. @default '' */
+    defaultKey: z.string().default(''),
+    /**
+     * When Redis cannot be reached (down, not connected, slower than `commandTimeout`): `open`
+     * lets the call through (and emits `rateLimit.storeError`), `closed` refuses it with
+     * `LimitStoreUnavailableError` (503). @default 'open'
+     */
+    onRedisError: z.enum(['open', 'closed']).default('open'),
+    /** How long a decision may take before Redis counts as unreachable, ms. @default 250 */
+    commandTimeout: z.number().finite().positive().max(60_000).default(250),
+    /**
+     * How long a decision is remembered under its request id, ms, so that ioredis resending a
+     * command after a reconnect does not count the call twice. `0` turns this off (opt-in, one
+     * fewer Redis call and no key per decision): a command resent after a dropped reply is then
+     * decided again, so one call may take twice from the limit: the limit errs on the strict
+     * side, it never lets more through. @default 10000
+     */
+    resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
+    /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
+    requestId: fnOption<() => string>().optional(),
+    ...nameDefaults('redisRateLimiter'),
+  })
+  .superRefine((o, ctx) => {
+    // A key's TAT may run `interval x burst / limit` ahead of now: its expiry (PX) must stay a
+    // plain integer in the script (Redis prints 1e17 as "1e+17", and every decision would fail).
+    const owed = (o.interval * (o.burst ?? o.limit)) / o.limit;
+    if (owed > MAX_OWED) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['interval'],
+        message: `x burst / limit is ${owed} ms, more than Redis can keep (at most ${MAX_OWED} ms, about 31,700 years)`,
+      });
+    }
+  });
 
 /** A rate limiter on Redis: it decides in one round trip. */
 export interface RedisRateLimiter extends RateLimiter {
@@ -105,6 +128,18 @@ redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
+// Gives back what an allowed decision took (KEYS: tat; ARGV: its increment), for a decision whose
+// caller was already refused (`onRedisError: 'closed'`, Redis too slow) when Redis ran it: the TAT
+// moves back by the increment, or the key goes when that is before now (a missing key is now).
+const refundSource = `local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local back = tat - ARGV[1]
+if back <= now then return redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[1], back, 'PX', math.max(1, math.ceil(back - now)))
+return 1`;
+
 /**
  * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
  * in one Lua script, one round trip per decision, on the server's clock. Keys are hashed and
@@ -137,12 +172,15 @@ class RedisGcra extends RateLimiterBase {
   readonly #requestId: () => string;
   #storeErrors = 0;
   readonly #keys = new Map<string, string>();
+  readonly #ready: ReadyWait;
 
   constructor(
     common: Common,
     readonly o: Parsed,
   ) {
     super(common, o.defaultKey);
+    this.#ready = new ReadyWait(o.client);
+    this.#late = o.onRedisError === 'closed' ? (args, reply) => this.#refund(args, reply) : undefined;
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
     this.#args = {
@@ -171,6 +209,7 @@ class RedisGcra extends RateLimiterBase {
   take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
     try {
       checkCost(this.name, cost, this.#burst);
+      if (typeof key !== 'string') key = checkKey(this.name, key);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -201,8 +240,21 @@ class RedisGcra extends RateLimiterBase {
         ? ['1', tat, step, a.tolerance, a.emission, '0']
         : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window];
     return new Promise(
-      (resolve, reject) => new Decision(client, this.common.clock, this.o.commandTimeout, args, resolve, reject),
+      (resolve, reject) =>
+        new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject, this.#late),
     );
+  }
+
+  /**
+   * A decision answered after its caller was refused (`closed`: it timed out): if it took from
+   * the limit, give it back, since the call never ran. (`open` let the call run: it counts.)
+   */
+  readonly #late: ((args: readonly (string | number)[], reply: unknown) => void) | undefined;
+
+  #refund(args: readonly (string | number)[], reply: unknown): void {
+    if (!(Number(reply) >= 0)) return;
+    const step = args[0] === '1' ? args[2] : args[3];
+    this.o.client.call('eval', refundSource, '1', args[1] as string, step as string).catch(() => {});
   }
 
   #unreachable(error: unknown): RateDecision {
@@ -239,36 +291,66 @@ class RedisGcra extends RateLimiterBase {
 }
 
 /**
+ * Decisions waiting for a ready connection: one `ready` listener per limiter however many wait
+ * (a listener each would pass Node's limit of 10 at the first busy outage and warn of a leak).
+ */
+class ReadyWait {
+  readonly #waiting = new Set<Decision>();
+
+  constructor(readonly client: RedisClient) {}
+
+  readonly #onReady = (): void => {
+    const all = [...this.#waiting];
+    this.#waiting.clear();
+    for (const d of all) d.send();
+  };
+
+  add(d: Decision): void {
+    if (this.#waiting.size === 0) this.client.once('ready', this.#onReady);
+    this.#waiting.add(d);
+  }
+
+  delete(d: Decision): void {
+    if (this.#waiting.delete(d) && this.#waiting.size === 0) this.client.removeListener('ready', this.#onReady);
+  }
+}
+
+/**
  * One decision in flight: its EVALSHA, its timeout, and waiting for a connection if there is
  * none. A class rather than closures: a decision allocates one object, not one function per step.
  */
 class Decision {
   #settled = false;
   readonly #timer: TimerHandle;
-  /** Sends once the connection is ready; made only when it is not. */
-  #onReady: (() => void) | undefined;
+  /** Waiting for a ready connection (only when there was none). */
+  #waits = false;
 
   constructor(
-    readonly client: RedisClient,
+    readonly ready: ReadyWait,
     readonly clock: Clock,
     readonly timeout: number,
     /** The number of keys, KEYS (tat, request-id marker unless resendWindow is 0), then ARGV. */
     readonly args: (string | number)[],
     readonly resolve: (reply: unknown) => void,
     readonly reject: (error: unknown) => void,
+    /** Told of an answer that came after the decision gave up (timed out). */
+    readonly late: ((args: readonly (string | number)[], reply: unknown) => void) | undefined,
   ) {
     // Our own timer: a hung server or a reconnect loop must not hold the call.
     this.#timer = clock.setTimeout(() => this.expire(), timeout);
-    if (client.status === 'ready' || client.status === 'wait') this.send();
+    const { status } = ready.client;
+    if (status === 'ready' || status === 'wait') this.send();
     else {
-      this.#onReady = () => this.send();
-      client.once('ready', this.#onReady);
+      this.#waits = true;
+      ready.add(this);
     }
   }
 
   send(): void {
     if (this.#settled) return;
-    const { client, args } = this;
+    this.#waits = false;
+    const { args } = this;
+    const { client } = this.ready;
     client
       .call('evalsha', sha, ...args)
       .catch((error: unknown) =>
@@ -279,6 +361,7 @@ class Decision {
       .then(
         (reply) => {
           if (this.#finish()) this.resolve(reply);
+          else this.late?.(this.args, reply);
         },
         (error: unknown) => {
           if (this.#finish()) this.reject(error);
@@ -287,7 +370,7 @@ class Decision {
   }
 
   expire(): void {
-    const { client } = this;
+    const { client } = this.ready;
     const why =
       client.status === 'ready'
         ? `Redis did not answer within ${this.timeout} ms`
@@ -300,7 +383,7 @@ class Decision {
     if (this.#settled) return false;
     this.#settled = true;
     this.clock.clearTimeout(this.#timer);
-    if (this.#onReady !== undefined) this.client.removeListener('ready', this.#onReady);
+    if (this.#waits) this.ready.delete(this);
     return true;
   }
 }

@@ -2,6 +2,7 @@ import { parseOptions } from '@holdfast/core';
 import { type SlidingWindowOptions, slidingWindowOptionsSchema } from './options.js';
 import {
   checkCost,
+  checkKey,
   KeyTable,
   type LocalRateLimiter,
   type RateDecision,
@@ -58,6 +59,7 @@ class SlidingWindow extends RateLimiterBase {
 
   take(key: string = this.defaultKey, cost = 1): RateDecision {
     checkCost(this.name, cost, this.limit);
+    if (typeof key !== 'string') key = checkKey(this.name, key);
     const now = this.common.clock.now();
     const w = this.interval;
     const index = Math.floor(now / w);

@@ -2,6 +2,7 @@ import { parseOptions } from '@holdfast/core';
 import { type TokenBucketOptions, tokenBucketOptionsSchema } from './options.js';
 import {
   checkCost,
+  checkKey,
   KeyTable,
   type LocalRateLimiter,
   type RateDecision,
@@ -54,6 +55,7 @@ class TokenBucket extends RateLimiterBase {
 
   take(key: string = this.defaultKey, cost = 1): RateDecision {
     checkCost(this.name, cost, this.burst);
+    if (typeof key !== 'string') key = checkKey(this.name, key);
     const now = this.common.clock.now();
     const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
     if (now > b.at) {

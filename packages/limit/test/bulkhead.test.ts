@@ -8,8 +8,9 @@ import {
   pipeline,
   timeout,
 } from '@holdfast/core';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { BulkheadRejectedError, bulkhead } from '../src/index.js';
+import { adaptiveConcurrency, BulkheadRejectedError, bulkhead } from '../src/index.js';
 
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -36,6 +37,73 @@ describe('bulkhead()', () => {
     expect(ran).toBe(10_000);
     expect(results[9_999]).toBe(9_999);
     expect(b.snapshot()).toMatchObject({ running: 0, queued: 0, rejected: 0 });
+  });
+
+  it('property: 10,000 calls with random aborts (before, queued, running, late), throws and pipelines never leak a permit nor pass the limit', async () => {
+    const call = fc.record({
+      abortAt: fc.constantFrom('never', 'before', 'queued', 'running', 'late'),
+      how: fc.constantFrom('syncThrow', 'syncValue', 'asyncValue', 'asyncThrow', 'slow'),
+      piped: fc.boolean(),
+    });
+    let calls = 0;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 4 }),
+        fc.integer({ min: 0, max: 5 }),
+        fc.array(call, { minLength: 40, maxLength: 60 }),
+        async (maxConcurrent, maxQueue, plan) => {
+          const b = bulkhead({ maxConcurrent, maxQueue, policies: false });
+          const inner = adaptiveConcurrency({
+            algorithm: 'aimd',
+            initialLimit: 3,
+            minLimit: 3,
+            maxLimit: 3,
+            policies: false,
+          });
+          const piped = pipeline(b, inner);
+          let running = 0;
+          let peak = 0;
+          const queuedAborts: (() => void)[] = [];
+          const settled = plan.map((c) => {
+            calls++;
+            const caller = new AbortController();
+            if (c.abortAt === 'before') caller.abort(new Error('before'));
+            const fn = (): number | Promise<number> => {
+              running++;
+              peak = Math.max(peak, running);
+              if (c.abortAt === 'running') queueMicrotask(() => caller.abort(new Error('running')));
+              if (c.how === 'syncThrow' || c.how === 'syncValue') {
+                running--;
+                if (c.how === 'syncThrow') throw new Error('sync');
+                return 1;
+              }
+              return (async () => {
+                await (c.how === 'slow' ? tick() : Promise.resolve());
+                running--;
+                if (c.how === 'asyncThrow') throw new Error('async');
+                return 2;
+              })();
+            };
+            const signal = c.abortAt === 'never' ? undefined : { signal: caller.signal };
+            const p = (c.piped ? piped : b).execute(fn, signal);
+            if (c.abortAt === 'queued') queuedAborts.push(() => caller.abort(new Error('queued')));
+            if (c.abortAt === 'late') setImmediate(() => caller.abort(new Error('late')));
+            return p.then(
+              () => undefined,
+              () => undefined,
+            );
+          });
+          for (const abort of queuedAborts) abort();
+          await Promise.all(settled);
+          expect(peak).toBeLessThanOrEqual(maxConcurrent);
+          expect(running).toBe(0);
+          expect(b.snapshot()).toMatchObject({ running: 0, queued: 0 });
+          expect(inner.inFlight).toBe(0);
+        },
+      ),
+      { numRuns: 220, seed: 7 },
+    );
+    expect(calls).toBeGreaterThanOrEqual(10_000);
   });
 
   it('refuses at once with E_BULKHEAD_FULL when slots and queue are full, and says so on the bus', async () => {

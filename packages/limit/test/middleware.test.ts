@@ -1,11 +1,11 @@
-import type { AddressInfo } from 'node:net';
-import { createPolicyRegistry } from '@holdfast/core';
+import { type AddressInfo, connect } from 'node:net';
+import { BrokenCircuitError, createPolicyRegistry, type Policy, pipeline, timeout } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { type Bulkhead, bulkhead, type LoadSheddingOptions, tokenBucket } from '../src/index.js';
+import { type Bulkhead, bulkhead, type LoadSheddingOptions, RateLimitedError, tokenBucket } from '../src/index.js';
 
 type Options = LoadSheddingOptions<{ headers: Record<string, unknown>; url: string }>;
 interface App {
@@ -14,6 +14,8 @@ interface App {
   close(): Promise<void>;
 }
 
+/** More than loopback's socket buffers hold: a client that does not read leaves most of it unsent. */
+const big = Buffer.alloc(16 * 1024 * 1024, 97);
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const apps: App[] = [];
 afterEach(async () => {
@@ -35,6 +37,10 @@ const frameworks = {
       res.json({ ok: true });
     });
     app.get('/cheap', (_req, res) => void res.json({ ok: true }));
+    app.get('/big', (_req, res) => {
+      stats.served++;
+      res.send(big);
+    });
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
     const made: App = {
@@ -62,6 +68,10 @@ const frameworks = {
       return { ok: true };
     });
     app.get('/cheap', async () => ({ ok: true }));
+    app.get('/big', async (_req, reply) => {
+      stats.served++;
+      return reply.type('application/octet-stream').send(big);
+    });
     const address = await app.listen({ port: 0, host: '127.0.0.1' });
     const made: App = { url: address, stats, close: () => app.close() };
     apps.push(made);
@@ -131,6 +141,103 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect((await get('bob')).status).toBe(200);
     });
 
+    it('a key that is not a string (a repeated query parameter, a number, an object) is limited, never a 500', async () => {
+      const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
+      // A common shape: the key read from the query and cast; `?user=a&user=a` makes it an array.
+      const key = (req: { url: string }) => {
+        const all = new URL(req.url, 'http://x').searchParams.getAll('user');
+        const shape = new URL(req.url, 'http://x').searchParams.get('shape');
+        if (shape === 'number') return 7 as unknown as string;
+        if (shape === 'object') return Object.create(null) as string;
+        return (all.length > 1 ? all : all[0]) as string;
+      };
+      const app = await serve({ policy: perUser, key }, 0);
+      const statuses = async (query: string) => {
+        const out: number[] = [];
+        for (let i = 0; i < 4; i++) out.push((await fetch(`${app.url}/cheap?${query}`)).status);
+        return out;
+      };
+      expect(await statuses('user=a&user=a')).toEqual([200, 200, 429, 429]);
+      expect(await statuses('shape=number')).toEqual([200, 200, 429, 429]);
+      expect(await statuses('shape=object')).toEqual([200, 200, 429, 429]);
+      expect(perUser.snapshot()).toMatchObject({ keys: 3, allowed: 6, rejected: 6 });
+    });
+
+    it('Retry-After is always whole seconds: a wait past 2^31 s is capped, a NaN wait takes the retryAfter option', async () => {
+      const yearly = tokenBucket({ limit: 1, interval: 1e30, policies: false });
+      const odd: Policy = { name: 'odd', execute: () => Promise.reject(new RateLimitedError('odd', Number.NaN)) };
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? odd : yearly), retryAfter: 3_000 }, 0);
+      expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+      const far = await fetch(`${app.url}/cheap`);
+      expect(far.status).toBe(429);
+      // Before: "1e+27", which no client reads as a delay.
+      expect(far.headers.get('retry-after')).toBe('2147483648');
+      const nan = await fetch(`${app.url}/work`);
+      expect(nan.status).toBe(429);
+      expect(nan.headers.get('retry-after')).toBe('3');
+    });
+
+    it('200 requests hanging up at random (queued, running, never), HEAD among them: every place comes back', async () => {
+      const b = bulkhead({ maxConcurrent: 2, maxQueue: 5, policies: false });
+      const app = await serve({ policy: pipeline(tokenBucket({ limit: 10_000, policies: false }), b) }, 15);
+      const outcomes = await Promise.all(
+        Array.from({ length: 200 }, async (_, i) => {
+          const caller = new AbortController();
+          if (i % 4 !== 0) setTimeout(() => caller.abort(), (i * 7) % 40);
+          const method = i % 5 === 0 ? 'HEAD' : 'GET';
+          return fetch(`${app.url}/work`, { method, signal: caller.signal }).then(
+            (r) => r.status,
+            () => 'gone',
+          );
+        }),
+      );
+      expect(outcomes.filter((o) => o !== 200 && o !== 503 && o !== 'gone')).toEqual([]);
+      expect(app.stats.peak).toBeLessThanOrEqual(2);
+      await expect.poll(() => b.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    });
+
+    it('clients that never read their response do not keep a place once the handler has ended it', async () => {
+      const b = bulkhead({ maxConcurrent: 2, policies: false });
+      const app = await serve({ policy: b }, 0);
+      const { port } = new URL(app.url);
+      const readers = [0, 1].map(() => {
+        const s = connect(Number(port), '127.0.0.1', () => s.write('GET /big HTTP/1.1\r\nHost: x\r\n\r\n'));
+        s.pause(); // never reads
+        s.on('error', () => {});
+        return s;
+      });
+      try {
+        await expect.poll(() => app.stats.served).toBe(2);
+        // Before: both places stayed held until the bytes drained, and every other request got 503.
+        await expect.poll(() => b.running, { timeout: 3_000 }).toBe(0);
+        expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+      } finally {
+        for (const s of readers) s.destroy();
+      }
+    });
+
+    it('a pipeline that times out or finds its circuit open before admitting sheds with 503, not a 500', async () => {
+      const queue = pipeline(timeout(100), bulkhead({ maxConcurrent: 1, maxQueue: 5, policies: false }));
+      const broken: Policy = {
+        name: 'breaker',
+        execute: () => Promise.reject(new BrokenCircuitError('upstream', Date.now() + 4_500)),
+      };
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? queue : broken) }, 1_000);
+      const first = fetch(`${app.url}/work`);
+      await expect.poll(() => app.stats.running).toBe(1);
+      // Waited in the queue past the pipeline's timeout: overloaded, come back later.
+      const waited = await fetch(`${app.url}/work`);
+      expect(waited.status).toBe(503);
+      expect(waited.headers.get('retry-after')).toBe('1');
+      expect(await waited.json()).toMatchObject({ type: 'urn:holdfast:problem:overloaded', code: 'E_TIMEOUT' });
+      const open = await fetch(`${app.url}/cheap`);
+      expect(open.status).toBe(503);
+      expect(Number(open.headers.get('retry-after'))).toBeGreaterThanOrEqual(4);
+      expect(Number(open.headers.get('retry-after'))).toBeLessThanOrEqual(5);
+      expect(await open.json()).toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+      expect((await first).status).toBe(200);
+    });
+
     it('per route: a policy picked per request; undefined lets a route through', async () => {
       const heavy = bulkhead({ maxConcurrent: 1, policies: false });
       const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, 1_500);
@@ -140,6 +247,37 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       const cheap = await Promise.all(Array.from({ length: 10 }, () => fetch(`${app.url}/cheap`)));
       expect(cheap.every((r) => r.status === 200)).toBe(true);
       expect((await Promise.all(work)).map((r) => r.status).sort()).toEqual([200, 503]);
+    });
+
+    it('a client that hangs up while its handler runs does not free the place until the handler ends', async () => {
+      const b = bulkhead({ maxConcurrent: 1, policies: false });
+      const app = await serve({ policy: b }, 1_000);
+      // Before: each hang-up freed the place at once, and 20 such clients ran 12 handlers at once behind maxConcurrent 1.
+      const caller = new AbortController();
+      const first = fetch(`${app.url}/work`, { signal: caller.signal }).catch(() => 'aborted');
+      await expect.poll(() => app.stats.running).toBe(1);
+      caller.abort();
+      expect(await first).toBe('aborted');
+      await sleep(50);
+      expect(b.running).toBe(1);
+      expect((await fetch(`${app.url}/work`)).status).toBe(503);
+      expect(app.stats.peak).toBe(1);
+      // The handler ends its response (to nobody): the place is free again.
+      await expect.poll(() => app.stats.served, { timeout: 3_000 }).toBe(1);
+      await expect.poll(() => b.running).toBe(0);
+      expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+    });
+
+    it('holdAfterHangUp bounds how long a hung-up request keeps its place when its handler never ends', async () => {
+      const b = bulkhead({ maxConcurrent: 1, policies: false });
+      const app = await serve({ policy: b, holdAfterHangUp: 100 }, 1_500);
+      const caller = new AbortController();
+      const first = fetch(`${app.url}/work`, { signal: caller.signal }).catch(() => 'aborted');
+      await expect.poll(() => app.stats.running).toBe(1);
+      caller.abort();
+      await first;
+      await expect.poll(() => b.running).toBe(0);
+      expect(app.stats.running).toBe(1); // still running, past its hold
     });
 
     it('a client that hangs up while queued leaves the queue, and its request never runs', async () => {
@@ -167,7 +305,20 @@ describe('load shedding options', () => {
     expect(() => expressShedding({ policy: bulkhead({ maxConcurrent: 1, policies: false }), retryAfter: -1 })).toThrow(
       /retryAfter/,
     );
+    expect(() =>
+      expressShedding({ policy: bulkhead({ maxConcurrent: 1, policies: false }), holdAfterHangUp: -1 }),
+    ).toThrow(/holdAfterHangUp/);
     const app = Fastify();
     await expect(app.register(fastifyShedding, { policy: 'nope' } as never).ready()).rejects.toThrow(/policy/);
+    // The message says what a policy is (it was "policy Invalid input").
+    expect(() => expressShedding({ policy: {} as never })).toThrow(/policy must be a Policy/);
+    // A misspelt option is refused on Fastify as on Express (it was silently dropped).
+    const typo = Fastify();
+    const policy = bulkhead({ maxConcurrent: 1, policies: false });
+    await expect(typo.register(fastifyShedding, { policy, retryafter: 5 } as never).ready()).rejects.toThrow(
+      /retryafter is not a known option/,
+    );
+    const prefixed = Fastify();
+    await expect(prefixed.register(fastifyShedding, { policy, prefix: '/api' }).ready()).resolves.toBeDefined();
   });
 });

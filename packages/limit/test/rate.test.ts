@@ -128,6 +128,20 @@ describe('rate limiters as policies', () => {
     expect(() => tokenBucket({ limit: 0 })).toThrow(/limit/);
     expect(() => slidingWindow({ limit: 5, interval: -1 })).toThrow(/interval/);
   });
+
+  it('a key is a string: a number counts as its digits, anything else is a HoldfastConfigError (path key)', async () => {
+    for (const make of [tokenBucket, slidingWindow]) {
+      const rl = make({ limit: 1, interval: 60_000, policies: false });
+      expect(rl.take(42 as never).allowed).toBe(true);
+      // The same client, keyed by a number or by its digits, has one limit.
+      expect(rl.take('42').allowed).toBe(false);
+      // An array made per request (a repeated query parameter) must not be a new bucket each time.
+      expect(() => rl.take(['a'] as never)).toThrow(HoldfastConfigError);
+      expect(() => rl.take(['a'] as never)).toThrow(/key/);
+      await expect(rl.execute(() => 'ran', { key: {} as never })).rejects.toMatchObject({ code: 'E_CONFIG' });
+      expect(rl.snapshot()).toMatchObject({ keys: 1, allowed: 1 });
+    }
+  });
 });
 
 /**

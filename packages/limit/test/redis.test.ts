@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { Redis } from 'ioredis';
@@ -327,6 +328,18 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect((await other.take('k')).allowed).toBe(false);
   });
 
+  it('a limit Redis cannot keep (interval x burst / limit past 1e15 ms) is refused when made, not failed open on every call', async () => {
+    // Before: accepted, and every decision failed in the script (PX 1e+17), so 'open' let every call through.
+    expect(() => redisRateLimiter({ client, limit: 1, interval: 1e17 })).toThrow(HoldfastConfigError);
+    expect(() => redisRateLimiter({ client, limit: 1, interval: 1e17 })).toThrow(/interval/);
+    expect(() => redisRateLimiter({ client, limit: 1, burst: 1e9, interval: 1e8 })).toThrow(/interval/);
+    // The longest it takes is kept, and limits.
+    const longest = redisRateLimiter({ client, limit: 1, interval: 1e15, prefix: 'longest:', policies: false });
+    expect((await longest.take('k')).allowed).toBe(true);
+    expect((await longest.take('k')).allowed).toBe(false);
+    expect(longest.snapshot()).toMatchObject({ storeErrors: 0 });
+  });
+
   it('resendWindow must be a whole number of ms from 0', () => {
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(HoldfastConfigError);
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(/resendWindow/);
@@ -339,6 +352,66 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     const keys = await client.keys('tag:*');
     expect(keys.length).toBeGreaterThanOrEqual(6);
     for (const k of keys) expect(k).toMatch(/^tag:\{[A-Za-z0-9_-]{27}\}(:r:[A-Za-z0-9_-]+)?$/);
+  });
+
+  it('a key that is not a string: a number is its digits; anything else rejects with E_CONFIG, never throws', async () => {
+    const rl = redisRateLimiter({ client, limit: 1, interval: 60_000, prefix: 'numkey:', policies: false });
+    expect((await rl.take(7 as never)).allowed).toBe(true);
+    expect((await rl.take('7')).allowed).toBe(false);
+    const taken = (() => {
+      try {
+        return rl.take(['7'] as never);
+      } catch (error) {
+        return error;
+      }
+    })();
+    expect(taken).toBeInstanceOf(Promise);
+    await expect(taken).rejects.toMatchObject({ code: 'E_CONFIG', issues: [expect.objectContaining({ path: 'key' })] });
+    await expect(rl.execute(() => 'ran', { key: 7 as never })).rejects.toBeInstanceOf(RateLimitedError);
+  });
+
+  it('decisions waiting out an outage share one ready listener (no MaxListenersExceededWarning past 10)', async () => {
+    const [own] = (await startRedis(1)) as [RedisServer];
+    const c = connect(own);
+    await c.ping();
+    const rl = redisRateLimiter({ client: c, limit: 100, commandTimeout: 200, policies: false });
+    await own.kill();
+    await expect.poll(() => c.status).not.toBe('ready');
+    const before = c.listenerCount('ready');
+    const waiting = Array.from({ length: 50 }, () => rl.take('k'));
+    // Before: one listener per decision, and Node warned of a leak at the 11th.
+    expect(c.listenerCount('ready') - before).toBeLessThanOrEqual(1);
+    expect((await Promise.all(waiting)).every((d) => d.allowed)).toBe(true); // failed open
+    expect(c.listenerCount('ready')).toBe(before);
+    expect(rl.snapshot()).toMatchObject({ storeErrors: 50 });
+  });
+
+  it("'closed': decisions refused while Redis was frozen do not spend the limit when it wakes and runs them", async () => {
+    const [own] = (await startRedis(1)) as [RedisServer];
+    const c = connect(own);
+    await c.ping();
+    const rl = redisRateLimiter({
+      client: c,
+      limit: 10,
+      interval: 600_000,
+      onRedisError: 'closed',
+      commandTimeout: 100,
+      policies: false,
+    });
+    await rl.take('warm-up'); // loads the script
+    own.pause();
+    const frozen = await Promise.all(
+      Array.from({ length: 20 }, () => rl.execute(() => 'ran', { key: 'k' }).catch((e) => e)),
+    );
+    expect(frozen.every((e) => e instanceof LimitStoreUnavailableError)).toBe(true); // none ran
+    own.resume();
+    // The 20 queued decisions run now (10 allowed by Redis, 10 not), and the 10 allowed are given back.
+    const tat = `holdfast:rl:{${createHash('sha1').update('k').digest('base64url')}}`;
+    await expect.poll(() => c.exists(tat)).toBe(0);
+    // Before: the 20 refused calls had spent all 10 units, and the key refused calls for 10 minutes.
+    const after = [];
+    for (let i = 0; i < 11; i++) after.push((await rl.take('k')).allowed);
+    expect(after).toEqual([...Array(10).fill(true), false]);
   });
 
   it("Redis down: 'open' lets calls through and reports it; 'closed' refuses with 503; both recover", async () => {
