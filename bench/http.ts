@@ -9,6 +9,7 @@ import { idempotency as expressIdempotency } from '@holdfast/idempotency/express
 import { idempotency as fastifyIdempotency } from '@holdfast/idempotency/fastify';
 import { redisAvailable, startRedis, stopAllRedis } from '../test/support/redis.js';
 import { median, printRows } from './harness.js';
+import { floorPlugin } from './http-floor.js';
 
 // The load comes from a keep-alive node:http client in this process (bounded in time, like
 // autocannon -d); the frameworks are loaded lazily so `pnpm bench core` does not pay for them.
@@ -54,10 +55,11 @@ async function expressApp(store: IdempotencyStore | undefined): Promise<Server> 
   };
 }
 
-async function fastifyApp(store: IdempotencyStore | undefined): Promise<Server> {
+async function fastifyApp(store: IdempotencyStore | 'floor' | undefined): Promise<Server> {
   const Fastify = require('fastify') as () => FastifyLike;
   const app = Fastify();
-  if (store) await app.register(fastifyIdempotency, { store, scope: 'global' });
+  if (store === 'floor') await app.register(floorPlugin, {});
+  else if (store) await app.register(fastifyIdempotency, { store, scope: 'global' });
   let n = 0;
   app.post('/orders', async (_req, reply) => reply.code(201).send({ id: ++n, amount: 4200 }));
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -265,6 +267,15 @@ export async function benchHttp(): Promise<void> {
         { name: 'memoryStore, first requests', server: servers[1] as Server, key: unique },
         { name: 'memoryStore, replays', server: servers[1] as Server, key: same },
       ];
+      if (framework === 'fastify') {
+        // What the hooks cost with the least work in them (see http-floor.ts): the floor to read the rows against.
+        const server = await fastifyApp('floor');
+        servers.push(server);
+        cases.push(
+          { name: 'floor: Map only, first requests', server, key: unique },
+          { name: 'floor: Map only, replays', server, key: same },
+        );
+      }
       if (redis) {
         const server = await make(redis.store(`bench-http:${framework}:`));
         servers.push(server);
