@@ -1,4 +1,5 @@
 import {
+  BrokenCircuitError,
   CallScope,
   DisposedError,
   type ExecuteOptions,
@@ -8,7 +9,7 @@ import {
   parseOptions,
   type Snapshottable,
 } from '@holdfast/core';
-import { ThrottledError } from './errors.js';
+import { isRejection as refusedHere, ThrottledError } from './errors.js';
 import { type AdaptiveThrottleOptions, adaptiveThrottleOptionsSchema } from './options.js';
 import { type Common, commonOf, list } from './shared.js';
 
@@ -89,45 +90,44 @@ class Throttle implements AdaptiveThrottle {
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     if (this.#disposed) return Promise.reject(new DisposedError(this.name));
     const p = this.probability;
-    const at = this.#slice % SLICES;
-    this.#requests[at] = (this.#requests[at] as number) + 1;
-    this.#requestSum++;
-    if (p > 0 && this.random() < p) return Promise.reject(this.#refuse(p));
+    if (p > 0 && this.random() < p) {
+      // Refused here: a request the backend did not accept, as the SRE book counts it.
+      this.#count(false);
+      return Promise.reject(this.#refuse(p));
+    }
     const scope = new CallScope(options);
-    const slice = this.#slice;
     if (scope.aborted) {
       scope.release();
-      this.#uncount(slice);
       return Promise.reject(scope.reason);
     }
+    // A call is counted once it answers: calls in flight are no one's refusal (counted as they
+    // were sent, a burst of 20 at start-up saw 1 request in 2 unaccepted and 17 were refused).
     return invokeIn(fn, scope).then(
       (value) => {
         scope.release();
-        this.#accept();
+        this.#count(true);
         return value;
       },
       (error: unknown) => {
         scope.release();
-        // A call the caller gave up on is neither accepted nor refused: it is not counted.
-        if (scope.aborted) this.#uncount(slice);
-        // The backend answered, just not with success: it accepted the request.
-        else if (!this.isRejection(error)) this.#accept();
+        // A call the caller gave up on is not counted. Nor is one refused on this side of the
+        // backend (a bulkhead, limiter, throttle or open breaker inside this one): it never
+        // reached the backend, and says nothing of it. Any other error the backend answered
+        // with is an accept, unless `isRejection` says it refused.
+        if (!scope.aborted && !refusedHere(error) && !(error instanceof BrokenCircuitError)) {
+          this.#count(!this.isRejection(error));
+        }
         throw error;
       },
     );
   }
 
-  /** Takes back a request counted in `slice`, if that slice is still in the window. */
-  #uncount(slice: number): void {
-    this.#advance();
-    if (slice <= this.#slice - SLICES) return;
-    const at = slice % SLICES;
-    this.#requests[at] = (this.#requests[at] as number) - 1;
-    this.#requestSum--;
-  }
-
-  #accept(): void {
+  /** Counts a request in the current slice, and an accept too when `accepted`. */
+  #count(accepted: boolean): void {
     const at = this.#advance();
+    this.#requests[at] = (this.#requests[at] as number) + 1;
+    this.#requestSum++;
+    if (!accepted) return;
     this.#accepts[at] = (this.#accepts[at] as number) + 1;
     this.#acceptSum++;
   }

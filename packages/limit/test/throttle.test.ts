@@ -1,7 +1,7 @@
-import { createBus, createPolicyRegistry, type HoldfastEvent } from '@holdfast/core';
+import { BrokenCircuitError, createBus, createPolicyRegistry, type HoldfastEvent, pipeline } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { adaptiveThrottle, ThrottledError } from '../src/index.js';
+import { adaptiveThrottle, bulkhead, ThrottledError } from '../src/index.js';
 import { handClock } from './time.js';
 
 const overloaded = () => Promise.reject(Object.assign(new Error('503'), { status: 503 }));
@@ -53,6 +53,61 @@ describe('adaptiveThrottle() (Google SRE client-side throttling)', () => {
     const t = adaptiveThrottle({ policies: false, isRejection: (e) => (e as { status?: number }).status === 503 });
     for (let i = 0; i < 50; i++) await t.execute(() => Promise.reject(new Error('404'))).catch(() => {});
     expect(t.snapshot()).toMatchObject({ requests: 50, accepts: 50, probability: 0 });
+  });
+
+  it('refuses nothing of a burst at start-up that the backend accepts (calls in flight are not refusals)', async () => {
+    const t = adaptiveThrottle({ policies: false });
+    let reached = 0;
+    const results = await Promise.allSettled(
+      Array.from({ length: 50 }, () =>
+        t.execute(async () => {
+          reached++;
+          await new Promise((r) => setTimeout(r, 1));
+          return 'ok';
+        }),
+      ),
+    );
+    expect(results.filter((r) => r.status === 'rejected')).toHaveLength(0);
+    expect(reached).toBe(50);
+    expect(t.snapshot()).toMatchObject({ requests: 50, accepts: 50, rejected: 0, probability: 0 });
+    t.dispose();
+  });
+
+  it('counts no call refused on this side of the backend: a bulkhead or an open breaker inside it', async () => {
+    // The backend accepts everything that reaches it; a bulkhead of 1 in front of it refuses the rest.
+    const t = adaptiveThrottle({ policies: false, name: 'backend' });
+    const inner = bulkhead({ maxConcurrent: 1, maxQueue: 0, policies: false });
+    const both = pipeline(t, inner);
+    let reached = 0;
+    let throttled = 0;
+    let full = 0;
+    for (let round = 0; round < 20; round++) {
+      const calls = Array.from({ length: 20 }, () =>
+        both
+          .execute(async () => {
+            reached++;
+            await new Promise((r) => setTimeout(r, 1));
+            return 'ok';
+          })
+          .catch((e: unknown) => {
+            if (e instanceof ThrottledError) throttled++;
+            else full++;
+          }),
+      );
+      await Promise.all(calls);
+    }
+    // Were the bulkhead's refusals counted as the backend's, the throttle would refuse calls
+    // the backend never refused (k = 2: from about a third of refusals on).
+    expect(throttled).toBe(0);
+    expect(full).toBe(400 - reached);
+    expect(t.snapshot()).toMatchObject({ requests: reached, accepts: reached, probability: 0 });
+    // The same for a breaker that is open in front of the backend.
+    for (let i = 0; i < 100; i++) {
+      await t.execute(() => Promise.reject(new BrokenCircuitError('backend', undefined))).catch(() => {});
+    }
+    expect(t.snapshot()).toMatchObject({ requests: reached, accepts: reached, probability: 0 });
+    inner.dispose();
+    t.dispose();
   });
 
   it('property: probability = max(0, (requests - k x accepts) / (requests + 1)), always in [0, 1)', async () => {
