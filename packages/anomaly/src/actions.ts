@@ -21,6 +21,14 @@ interface EndpointState {
 /** Metrics where higher is worse, and the least spread among peers that makes an outlier. */
 const peerFloor: Record<string, number> = { latencyP50: 0, latencyP99: 0, errorRate: 0.02, rejectRate: 0.02 };
 
+/**
+ * The least spread among peers, as a share of their mean (10% for rates). Latency: half the
+ * mean, so with `stdevFactor` 1.9 an endpoint must be about twice as slow as its peers; one
+ * interval's latencies of identical endpoints differ by more than 19% (the old 10%) every few
+ * intervals.
+ */
+const relativeFloor: Record<string, number> = { latencyP50: 0.5, latencyP99: 0.5 };
+
 /** A raised key not ejected yet: tried again each interval, its refusals told once. */
 interface Pending {
   /** The metric its anomaly was first seen on. */
@@ -221,9 +229,28 @@ export class Actions {
     states: readonly EndpointState[] | undefined,
     probe: number | undefined,
   ): boolean {
+    const by = judged(metric);
+    if (by !== 'latencyP50' && by !== 'latencyP99') return this.#beyond(key, endpoint, by, names, states, probe);
+    // One call (the probe) is a sample of the endpoint's median: judged against the peers' medians.
+    if (probe !== undefined) return this.#beyond(key, endpoint, 'latencyP50', names, states, probe);
+    // A tail from one interval's calls is little more than its slowest call: a p99 outlier must
+    // stand out at the median too, or it is jitter (three identical endpoints were ejected a dozen
+    // times in 10 minutes on their p99 alone).
+    if (by === 'latencyP99' && !this.#beyond(key, endpoint, 'latencyP50', names, states, undefined)) return false;
+    return this.#beyond(key, endpoint, by, names, states, undefined);
+  }
+
+  /** Whether `endpoint`'s `by` (its last interval's, or `probe`) is beyond its peers' mean by `stdevFactor` deviations. */
+  #beyond(
+    key: string,
+    endpoint: string,
+    by: string,
+    names: readonly string[],
+    states: readonly EndpointState[] | undefined,
+    probe: number | undefined,
+  ): boolean {
     const eject = this.o.eject;
     if (eject === undefined) return false;
-    const by = judged(metric);
     let own = probe;
     const peers: number[] = [];
     for (const [k, metrics] of this.watched()) {
@@ -242,7 +269,7 @@ export class Actions {
     if (own === undefined || !Number.isFinite(own) || peers.length === 0) return false;
     const mean = peers.reduce((a, b) => a + b, 0) / peers.length;
     const sd = Math.sqrt(peers.reduce((a, b) => a + (b - mean) ** 2, 0) / peers.length);
-    const spread = Math.max(sd, 0.1 * Math.abs(mean), peerFloor[by] ?? 0, 1e-9);
+    const spread = Math.max(sd, (relativeFloor[by] ?? 0.1) * Math.abs(mean), peerFloor[by] ?? 0, 1e-9);
     return own > mean + eject.stdevFactor * spread;
   }
 

@@ -140,7 +140,8 @@ const ejectSchema = z.strictObject({
   maxShare: share.default(0.34),
   /**
    * Envoy-style: the endpoint's metric must sit this many standard deviations beyond its peers' mean
-   * (the spread is at least 10% of the mean, so a set of two or three can decide). @default 1.9
+   * (the spread is at least 10% of the mean for rates and half the mean for latencies, so a set of
+   * two or three can decide; a p99 outlier must stand out at the median too). @default 1.9
    */
   stdevFactor: z.number().finite().positive().default(1.9),
 });
