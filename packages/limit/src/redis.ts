@@ -55,8 +55,17 @@ export const redisRateLimiterOptionsSchema = z
     interval: z.number().finite().positive().default(1000),
     /** Calls allowed at once after a quiet spell. @default `limit` */
     burst: z.number().int().min(1).max(1_000_000_000).optional(),
-    /** Prefix of every Redis key. @default 'holdfast:rl:' */
-    prefix: z.string().max(200).default('holdfast:rl:'),
+    /**
+     * Prefix of every Redis key, without braces, spaces or control characters: the limiter puts
+     * each key's hash in a Cluster hash tag itself (braces in the prefix would end or move it: a
+     * `{}` made Cluster hash a decision's two keys apart, and every decision failed). @default 'holdfast:rl:'
+     */
+    prefix: z
+      .string()
+      .max(200)
+      // The rule of the idempotency store's prefix.
+      .regex(/^[^{}\s\p{Cc}]*$/u, 'must not contain braces, spaces or control characters')
+      .default('holdfast:rl:'),
     /** The key of calls that give none. @default '' */
     defaultKey: z.string().default(''),
     /**

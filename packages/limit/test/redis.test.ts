@@ -340,6 +340,13 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(longest.snapshot()).toMatchObject({ storeErrors: 0 });
   });
 
+  it('a prefix with { or } is refused when made (on a real Cluster, prefix x{}y: failed every decision open)', () => {
+    for (const prefix of ['x{}y:', '{rl}:', 'a{', '}b']) {
+      expect(() => redisRateLimiter({ client, limit: 1, prefix })).toThrow(HoldfastConfigError);
+      expect(() => redisRateLimiter({ client, limit: 1, prefix })).toThrow(/prefix/);
+    }
+  });
+
   it('resendWindow must be a whole number of ms from 0', () => {
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(HoldfastConfigError);
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(/resendWindow/);
