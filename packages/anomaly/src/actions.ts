@@ -18,16 +18,18 @@ interface EndpointState {
   readonly ejectedUntil?: number | null;
 }
 
-/** Metrics where higher is worse, and the least spread among peers that makes an outlier. */
-const peerFloor: Record<string, number> = { latencyP50: 0, latencyP99: 0, errorRate: 0.02, rejectRate: 0.02 };
-
 /**
- * The least spread among peers, as a share of their mean (10% for rates). Latency: half the
- * mean, so with `stdevFactor` 1.9 an endpoint must be about twice as slow as its peers; one
- * interval's latencies of identical endpoints differ by more than 19% (the old 10%) every few
- * intervals.
+ * Metrics where higher is worse, and the least spread among peers that makes an outlier: a share
+ * of the peers' mean and an absolute floor. Latency: half the mean, so with `stdevFactor` 1.9 an
+ * endpoint must be about twice as slow as its peers (one interval's latencies of identical
+ * endpoints differ by more than 19%, the old 10%, every few intervals). Rates: 10%, and 0.02.
  */
-const relativeFloor: Record<string, number> = { latencyP50: 0.5, latencyP99: 0.5 };
+const peerFloor: Record<string, { readonly share: number; readonly least: number }> = {
+  latencyP50: { share: 0.5, least: 0 },
+  latencyP99: { share: 0.5, least: 0 },
+  errorRate: { share: 0.1, least: 0.02 },
+  rejectRate: { share: 0.1, least: 0.02 },
+};
 
 /** A raised key not ejected yet: tried again each interval, its refusals told once. */
 interface Pending {
@@ -218,8 +220,8 @@ export class Actions {
   }
 
   /**
-   * Envoy-style: is `endpoint`'s `metric` (its last interval's, or `probe`) beyond its peers' mean
-   * by `stdevFactor` deviations?
+   * Envoy-style: does `endpoint` stand out from its peers on what `metric` is judged by? A latency
+   * outlier on p99 must stand out on p50 too; a probe (one call) is judged against the peers' medians.
    */
   #outlier(
     key: string,
@@ -269,7 +271,8 @@ export class Actions {
     if (own === undefined || !Number.isFinite(own) || peers.length === 0) return false;
     const mean = peers.reduce((a, b) => a + b, 0) / peers.length;
     const sd = Math.sqrt(peers.reduce((a, b) => a + (b - mean) ** 2, 0) / peers.length);
-    const spread = Math.max(sd, (relativeFloor[by] ?? 0.1) * Math.abs(mean), peerFloor[by] ?? 0, 1e-9);
+    const floor = peerFloor[by] ?? { share: 0.1, least: 0 };
+    const spread = Math.max(sd, floor.share * Math.abs(mean), floor.least, 1e-9);
     return own > mean + eject.stdevFactor * spread;
   }
 
