@@ -80,6 +80,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   /** Bumped on every transition: a call that settles in a later state is not counted. */
   #generation = 0;
   #retryAt = 0;
+  /** How long the current open period lasts: no `retryAt` is further from now than this. */
+  #openFor = 0;
   #opens = 0;
   #consecutive = 0;
   #probes = 0;
@@ -239,7 +241,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         }
         // Probes are out: come back when one is expected to have settled; if one is overdue, a
         // wait later again. Never "now", or a caller that trusts `retryAt` spins until it settles.
-        if (now >= this.#probeDueAt) this.#probeDueAt = now + this.#probeWait;
+        // (Also when it is further off than a wait: the clock stepped back.)
+        if (now >= this.#probeDueAt || this.#probeDueAt - now > this.#probeWait)
+          this.#probeDueAt = now + this.#probeWait;
         return this.#reject(now, 'halfOpen', this.#probeDueAt);
       case OPEN:
         return this.#reject(now, 'open', this.#retryAt);
@@ -340,17 +344,18 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
 
   #judge(ok: boolean, value: unknown): Outcome {
     const judge = this.#isFailure;
-    if (judge === undefined) {
-      // Only an object can be a Response: most results skip the instanceof.
-      if (ok && (typeof value !== 'object' || value === null || !(ResponseClass && value instanceof ResponseClass))) {
-        return 'success';
-      }
-      return defaultIsFailure(ok ? { ok, result: value } : { ok: false, error: value });
-    }
     try {
+      if (judge === undefined) {
+        // Only an object can be a Response: most results skip the instanceof.
+        if (ok && (typeof value !== 'object' || value === null || !(ResponseClass && value instanceof ResponseClass))) {
+          return 'success';
+        }
+        return defaultIsFailure(ok ? { ok, result: value } : { ok: false, error: value });
+      }
       return toOutcome(judge(ok ? { ok: true, result: value } : { ok: false, error: value }));
     } catch {
-      // A judge that throws (or answers nonsense) cannot clear the call: count it against the downstream.
+      // A judge that throws (or answers nonsense), or a value whose getters throw (a Proxy, a
+      // hostile `name`), cannot clear the call: count it against the downstream.
       return 'failure';
     }
   }
@@ -399,11 +404,16 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
 
   /** Turns an open breaker half-open once `openFor` has passed; returns the state. */
   #refresh(now: number): StateCode {
-    if (this.#state === OPEN && now >= this.#retryAt) {
+    if (this.#state !== OPEN) return this.#state;
+    if (now >= this.#retryAt) {
       this.#enter(HALF_OPEN);
       if (this.#bus.wants('breaker.halfOpen')) {
         this.#bus.emit({ type: 'breaker.halfOpen', source: this.name, time: now });
       }
+    } else if (this.#retryAt - now > this.#openFor) {
+      // The wall clock stepped back (NTP), or a restored retryAt came from a clock that ran
+      // ahead: wait openFor from now, not the hour the step added.
+      this.#retryAt = now + this.#openFor;
     }
     return this.#state;
   }
@@ -412,6 +422,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#opens++;
     this.#enter(OPEN);
     const openFor = openDuration(this.#config.openFor, this.#opens);
+    this.#openFor = openFor;
     this.#retryAt = now + openFor;
     // The calls that opened it (timeouts among them) say how long a probe may take.
     this.#window.advance(now);
@@ -465,6 +476,11 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         // A half-open breaker restarts as one whose open time is over: its next call probes.
         this.#enter(OPEN);
         this.#retryAt = snapshot.state === 'open' && snapshot.retryAt !== null ? snapshot.retryAt : now;
+        // No further off than openFor, or than the saved wait (a snapshot from a clock that ran ahead).
+        this.#openFor = Math.max(
+          openDuration(this.#config.openFor, Math.max(1, this.#opens)),
+          this.#retryAt - snapshot.time,
+        );
         this.#probeWait = Math.min(openDuration(this.#config.openFor, Math.max(1, this.#opens)), PROBE_PAUSE_MS);
         this.#emitOpen('restored', now, undefined);
         return;
@@ -507,12 +523,18 @@ function countsOf(snapshot: BreakerSnapshot): WindowCounts {
 
 /** The `code` an outcome event carries: the error's, or `HTTP_<status>` for a failed response. */
 function label(ok: boolean, value: unknown): ErrorLabel {
-  if (!ok) return errorLabel(value);
-  const status = (value as { status?: unknown } | null)?.status;
-  return typeof status === 'number' ? `HTTP_${status}` : undefined;
+  try {
+    if (!ok) return errorLabel(value);
+    const status = (value as { status?: unknown } | null)?.status;
+    return typeof status === 'number' ? `HTTP_${status}` : undefined;
+  } catch {
+    // A getter that throws: the call is still counted, without a code. Throwing here would
+    // leave a probe's slot taken for good and hand the caller the getter's error for its own.
+    return undefined;
+  }
 }
 
 function isTimeout(error: unknown): boolean {
-  const code = errorLabel(error);
+  const code = label(false, error);
   return code === 'E_TIMEOUT' || code === 'ETIMEDOUT';
 }

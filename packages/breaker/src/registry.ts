@@ -133,6 +133,17 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
       this.#overrides = (key) => byKey.get(key);
     }
     this.#restore = new Map(Object.entries(parsed.restore?.breakers ?? {}));
+    // zod's record drops an own `__proto__` key (assigning it would set a prototype): a
+    // tenant of that name would restart closed. Read it back, validated like the others.
+    const saved = options.restore?.breakers;
+    if (saved !== undefined && Object.hasOwn(saved, '__proto__')) {
+      const proto = parseOptions(
+        'breakerRegistry',
+        registrySnapshotSchema.shape.breakers.valueType,
+        Object.getOwnPropertyDescriptor(saved, '__proto__')?.value,
+      );
+      this.#restore.set('__proto__', proto);
+    }
   }
 
   /** Breakers held now. */
@@ -198,7 +209,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   }
 
   #create(key: string, now: number): CircuitBreakerPolicy {
-    while (this.#entries.size >= this.#maxKeys) this.#evictOldest();
+    while (this.#entries.size >= this.#maxKeys) this.#evictOldest(now);
     const override = this.#overrides?.(key);
     const base = override === undefined ? this.#shared : this.#config(`overrides("${key}")`, override);
     const restore = this.#restore.get(key);
@@ -239,14 +250,38 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     }
   }
 
-  #evictOldest(): void {
-    const oldest = this.#entries.entries().next();
+  /**
+   * Drops the least recently used breaker that holds no state. An open (not yet due), isolated
+   * or disabled one is passed over and moved to the back, up to {@link SPARE_AT_MOST} of them:
+   * dropping it would give its key a fresh closed breaker, so anyone who can send calls with
+   * keys of their choosing (a Host header, a tenant id) could close any breaker by cycling keys.
+   * Memory stays bounded: past that many, the oldest goes whatever its state.
+   */
+  #evictOldest(now: number): void {
+    const entries = this.#entries;
+    for (let spared = 0; spared < SPARE_AT_MOST; spared++) {
+      const oldest = entries.entries().next();
+      if (oldest.done === true) return;
+      const [key, entry] = oldest.value;
+      if (!CircuitBreakerPolicy.holdsState(entry.breaker, now)) {
+        entries.delete(key);
+        entry.breaker.dispose();
+        return;
+      }
+      // To the back, as if just used: the map stays in order of `movedAt`, which #sweep relies on.
+      entries.delete(key);
+      entry.movedAt = now;
+      entries.set(key, entry);
+    }
+    const oldest = entries.entries().next();
     if (oldest.done === true) return;
-    const [key, entry] = oldest.value;
-    this.#entries.delete(key);
-    entry.breaker.dispose();
+    entries.delete(oldest.value[0]);
+    oldest.value[1].breaker.dispose();
   }
 }
+
+/** Stateful breakers one eviction passes over before it drops the oldest whatever its state. */
+const SPARE_AT_MOST = 8;
 
 /**
  * Makes a registry of breakers, one per key.

@@ -81,7 +81,12 @@ export class RollingWindow {
   advance(now: number): void {
     this.#unread = 0;
     const elapsed = now - this.#headStart;
-    if (elapsed < this.#span) return;
+    if (elapsed < this.#span) {
+      // The wall clock stepped back: slide from now, or nothing would leave the window until
+      // the clock caught up (an hour of successes would hide an outage for that hour).
+      if (elapsed < 0) this.#headStart = now;
+      return;
+    }
     const steps = Math.floor(elapsed / this.#span);
     this.#headStart += steps * this.#span;
     const n = Math.min(steps, this.#buckets.length);

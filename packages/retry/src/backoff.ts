@@ -41,14 +41,23 @@ export function nextDelay(law: Backoff, n: number, previous: number, random: () 
     case 'none':
       return baseDelay(law, n);
     case 'full':
-      return random() * baseDelay(law, n);
+      return draw(random) * baseDelay(law, n);
     case 'equal': {
       const base = baseDelay(law, n);
-      return base / 2 + (random() * base) / 2;
+      return base / 2 + (draw(random) * base) / 2;
     }
     case 'decorrelated': {
       const high = Math.min(law.maxDelay, Math.max(law.initialDelay, previous * 3));
-      return law.initialDelay + random() * (high - law.initialDelay);
+      return law.initialDelay + draw(random) * (high - law.initialDelay);
     }
   }
+}
+
+/**
+ * A draw from the user's random source, held to [0, 1]: outside it a wait would pass maxDelay,
+ * go negative, or be NaN or Infinity, which Node's setTimeout fires after 1 ms. NaN reads as 1.
+ */
+function draw(random: () => number): number {
+  const u = random();
+  return u >= 0 ? Math.min(u, 1) : u < 0 ? 0 : 1;
 }

@@ -167,7 +167,17 @@ class TokenRetryBudget implements RetryBudget {
     this.#unread = 0;
     const slice = Math.floor(this.clock.now() / this.#sliceMs);
     const steps = slice - this.#slice;
-    if (steps > 0) {
+    if (steps < -SLICES) {
+      // The wall clock stepped back by more than the window: start over from now, or nothing
+      // would leave the window until the clock caught up, and an hour of calls would pay for
+      // an hour's worth of retries in an outage.
+      this.#calls.fill(0);
+      this.#retries.fill(0);
+      this.#callSum = 0;
+      this.#retrySum = 0;
+      this.#slice = slice;
+      this.#at = ring(slice);
+    } else if (steps > 0) {
       for (let i = 1; i <= Math.min(steps, SLICES); i++) {
         const at = ring(this.#slice + i);
         this.#callSum -= this.#calls[at] as number;

@@ -36,11 +36,17 @@ export function isNetworkError(error: unknown): boolean {
  * failure (a bug does not heal), or marked with `nonRetryable()`.
  */
 export function isTransientError(error: unknown): boolean {
-  if (isNonRetryable(error) || error instanceof BrokenCircuitError) return false;
-  if (error instanceof TypeError) return isNetworkError(error);
-  if (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError') return false;
-  const status = statusOf(error);
-  return status === undefined || status < 400 || status >= 500 || status === 408 || status === 429;
+  try {
+    if (isNonRetryable(error) || error instanceof BrokenCircuitError) return false;
+    if (error instanceof TypeError) return isNetworkError(error);
+    if (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError')
+      return false;
+    const status = statusOf(error);
+    return status === undefined || status < 400 || status >= 500 || status === 408 || status === 429;
+  } catch {
+    // An error whose getters throw is none of the exceptions above: retried, like anything else thrown.
+    return true;
+  }
 }
 
 /** A fetch `Response`, or anything shaped like one. */
@@ -53,12 +59,15 @@ export interface ResponseLike {
 
 /** True when `value` looks like a fetch Response: a numeric `status` and `headers.get()`. */
 export function isResponseLike(value: unknown): value is ResponseLike {
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as ResponseLike).status === 'number' &&
-    typeof (value as ResponseLike).headers?.get === 'function'
-  );
+  if (typeof value !== 'object' || value === null) return false;
+  try {
+    return (
+      typeof (value as ResponseLike).status === 'number' && typeof (value as ResponseLike).headers?.get === 'function'
+    );
+  } catch {
+    // A strict Proxy (an ORM row) that throws on unknown properties is a result, not a Response.
+    return false;
+  }
 }
 
 /** The default `retryOn.result`: a Response whose status is 408, 429, 500, 502, 503 or 504. */

@@ -65,6 +65,11 @@ function plural(attempts: number): string {
 }
 
 function messageOf(cause: unknown): string {
-  if (cause instanceof Error) return cause.message;
-  return String(cause);
+  try {
+    if (cause instanceof Error) return String(cause.message);
+    return String(cause);
+  } catch {
+    // A message getter that throws, an object with no toString: the error still carries `cause`.
+    return 'an error that cannot be read';
+  }
 }

@@ -9,13 +9,17 @@ type HeaderBag = { get?: (name: string) => unknown } & Record<string, unknown>;
  */
 export function retryAfterOf(value: unknown, isResult: boolean, now: number): number | undefined {
   if (typeof value !== 'object' || value === null) return undefined;
-  if (isResult) return isResponseLike(value) ? parseRetryAfter(value.headers.get('retry-after'), now) : undefined;
-  const e = value as { retryAfterMs?: unknown; response?: { headers?: unknown }; headers?: unknown };
-  if (typeof e.retryAfterMs === 'number' && Number.isFinite(e.retryAfterMs) && e.retryAfterMs >= 0) {
-    return e.retryAfterMs;
+  try {
+    if (isResult) return isResponseLike(value) ? parseRetryAfter(value.headers.get('retry-after'), now) : undefined;
+    const e = value as { retryAfterMs?: unknown; response?: { headers?: unknown }; headers?: unknown };
+    if (typeof e.retryAfterMs === 'number' && Number.isFinite(e.retryAfterMs) && e.retryAfterMs >= 0) {
+      return e.retryAfterMs;
+    }
+    const headers = e.response?.headers ?? e.headers;
+    return parseRetryAfter(headerOf(headers, 'retry-after'), now);
+  } catch {
+    return undefined; // a getter that throws is no hint: the backoff decides
   }
-  const headers = e.response?.headers ?? e.headers;
-  return parseRetryAfter(headerOf(headers, 'retry-after'), now);
 }
 
 /** Reads a header from a fetch `Headers` (or anything with `get`) or a plain object (got, axios). */

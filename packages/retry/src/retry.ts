@@ -213,7 +213,7 @@ class RetryingPolicy implements RetryPolicy {
     const attempts = run.attempt;
     this.#stopIfAborted(run, value, isResult);
     if (!isResult) {
-      if (isNonRetryable(value) || isAbortError(value)) this.#giveUp(run, 'notRetryable', value, isResult);
+      if (isMarkedNotRetryable(value)) this.#giveUp(run, 'notRetryable', value, isResult);
       const retryable = await s.retryOnError(value, attempts);
       this.#stopIfAborted(run, value, isResult);
       if (!retryable) this.#giveUp(run, 'notRetryable', value, isResult);
@@ -308,9 +308,14 @@ class RetryingPolicy implements RetryPolicy {
   }
 }
 
-/** p-retry's do-not-retry signal, fetch's abort, or anyone's: an error named `AbortError`. */
-function isAbortError(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError';
+/** Marked with `nonRetryable()`, or an abort (p-retry's signal, fetch's, anyone's: named `AbortError`). */
+function isMarkedNotRetryable(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  try {
+    return isNonRetryable(error) || (error as { name?: unknown }).name === 'AbortError';
+  } catch {
+    return false; // getters that throw: no mark can be read, so retryOn.error decides
+  }
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -318,7 +323,11 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function label(value: unknown, isResult: boolean): string | undefined {
-  return isResult ? resultLabel(value) : errorLabel(value);
+  try {
+    return isResult ? resultLabel(value) : errorLabel(value);
+  } catch {
+    return undefined; // a getter that throws: the event goes out without a code
+  }
 }
 
 /** Whether the caller's signal (or the outer context) has aborted. */
