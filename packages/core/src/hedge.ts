@@ -253,6 +253,8 @@ class HedgedCall<T> {
     const { policy, parent } = this;
     if (this.settled || parent.aborted) return false;
     if (this.sent > 0 && !policy.allowHedge(this.sent + 1, trigger, delay)) return false;
+    // A listener of the hedge's event may have aborted the caller: nothing more goes out.
+    if (parent.aborted) return false;
     const scope = new CallScope(parent, parent.attempt + this.sent);
     this.sent++;
     this.running.add(scope);

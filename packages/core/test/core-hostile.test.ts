@@ -17,8 +17,6 @@ import {
   timeout,
 } from '../src/index.js';
 
-const never = () => new Promise<never>(() => {});
-
 describe('fallback: the fallback itself fails', () => {
   it('a `to` that throws on a refused result is called once, and its error reaches the caller', async () => {
     const bus = createBus();
@@ -91,5 +89,319 @@ describe('fallback: the fallback itself fails', () => {
       ).rejects.toThrow('to failed');
       expect(calls).toBe(1);
     }
+  });
+});
+
+/** An attempt that settles only when told, and counts the aborts it was sent. */
+function attempts(options: { ignoreAbort?: boolean } = {}) {
+  const started: { ctx: CallContext; resolve: (v: string) => void; reject: (e: unknown) => void }[] = [];
+  let aborts = 0;
+  const fn = (ctx: CallContext) =>
+    new Promise<string>((resolve, reject) => {
+      started.push({ ctx, resolve, reject });
+      // As fetch does: a signal aborted already rejects at once.
+      if (ctx.signal.aborted) {
+        aborts++;
+        reject(ctx.signal.reason);
+        return;
+      }
+      ctx.signal.addEventListener('abort', () => {
+        aborts++;
+        if (!options.ignoreAbort) reject(ctx.signal.reason);
+      });
+    });
+  return {
+    fn,
+    started,
+    get aborts() {
+      return aborts;
+    },
+  };
+}
+
+describe('hedge: what is never sent twice', () => {
+  it('a call not marked safe runs once, however slow it is or however it fails', async () => {
+    const clock = new ManualClock();
+    const policy = hedge({ delay: 10, maxHedges: 3, budget: false, bus: createBus(), clock, policies: false });
+    const slow = attempts();
+    const call = policy.execute(slow.fn);
+    await clock.advance(1_000);
+    expect(slow.started).toHaveLength(1);
+    slow.started[0]?.resolve('ok');
+    await expect(call).resolves.toBe('ok');
+    let runs = 0;
+    await expect(
+      policy.execute(() => {
+        runs++;
+        throw new Error('sync failure');
+      }),
+    ).rejects.toThrow('sync failure');
+    expect(runs).toBe(1);
+    expect(policy.snapshot().hedges).toBe(0);
+  });
+
+  it('safe: false per call overrides a safe policy', async () => {
+    const clock = new ManualClock();
+    const policy = hedge({ delay: 10, safe: true, budget: false, bus: createBus(), clock, policies: false });
+    const slow = attempts();
+    const call = policy.execute(slow.fn, { safe: false });
+    await clock.advance(100);
+    expect(slow.started).toHaveLength(1);
+    slow.started[0]?.resolve('ok');
+    await call;
+  });
+});
+
+describe('hedge: losers', () => {
+  it('every loser is aborted once and counted; a loser that ignores its abort leaves no timer behind', async () => {
+    const clock = new ManualClock();
+    const policy = hedge({
+      delay: 10,
+      maxHedges: 3,
+      safe: true,
+      budget: false,
+      bus: createBus(),
+      clock,
+      policies: false,
+    });
+    const deaf = attempts({ ignoreAbort: true });
+    const call = policy.execute(deaf.fn);
+    await clock.advance(35);
+    expect(deaf.started).toHaveLength(4);
+    deaf.started[2]?.resolve('third');
+    await expect(call).resolves.toBe('third');
+    expect(deaf.aborts).toBe(3);
+    expect(policy.snapshot()).toMatchObject({ hedges: 3, hedgeWins: 1, losersAborted: 3 });
+    expect(clock.pending).toBe(0);
+    // The deaf losers settle late, one each way: nothing changes, nothing is counted twice.
+    deaf.started[0]?.resolve('late');
+    deaf.started[1]?.reject(new Error('late failure'));
+    await clock.advance(100);
+    expect(policy.snapshot()).toMatchObject({ calls: 1, hedges: 3, hedgeWins: 1, losersAborted: 3 });
+  });
+
+  it('the caller aborts mid-call: every running attempt is aborted, no hedge follows, the caller reason wins', async () => {
+    const clock = new ManualClock();
+    const policy = hedge({
+      delay: 10,
+      maxHedges: 3,
+      safe: true,
+      budget: false,
+      bus: createBus(),
+      clock,
+      policies: false,
+    });
+    const a = attempts();
+    const controller = new AbortController();
+    const reason = new Error('caller left');
+    const call = policy.execute(a.fn, { signal: controller.signal });
+    const settled = call.catch((e: unknown) => e);
+    await clock.advance(15);
+    expect(a.started).toHaveLength(2);
+    controller.abort(reason);
+    await clock.advance(1_000);
+    expect(await settled).toBe(reason);
+    expect(a.started).toHaveLength(2);
+    expect(a.aborts).toBe(2);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('aborted before it starts: the function never runs', async () => {
+    const policy = hedge({ delay: 10, safe: true, bus: createBus(), policies: false });
+    let runs = 0;
+    const reason = new Error('gone');
+    await expect(
+      policy.execute(
+        () => {
+          runs++;
+          return 'x';
+        },
+        { signal: AbortSignal.abort(reason) },
+      ),
+    ).rejects.toBe(reason);
+    expect(runs).toBe(0);
+  });
+
+  it('a listener that aborts the caller when a hedge goes out: the hedge is not run, no timer is left', async () => {
+    const clock = new ManualClock();
+    const bus = createBus();
+    const controller = new AbortController();
+    bus.on('hedge.attempt', () => controller.abort(new Error('listener aborted')));
+    const policy = hedge({ delay: 10, maxHedges: 3, safe: true, budget: false, bus, clock, policies: false });
+    const a = attempts();
+    const settled = policy.execute(a.fn, { signal: controller.signal }).catch((e: unknown) => e);
+    await clock.advance(10);
+    expect(((await settled) as Error).message).toBe('listener aborted');
+    expect(a.started).toHaveLength(1);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('listeners that throw on every event never break a hedged call', async () => {
+    const clock = new ManualClock();
+    const bus = createBus({ onListenerError: () => {} });
+    bus.on('*', () => {
+      throw new Error('listener bug');
+    });
+    const policy = hedge({
+      delay: 10,
+      maxHedges: 2,
+      safe: true,
+      budget: { ratio: 0, minPerSecond: 0 },
+      bus,
+      clock,
+      policies: false,
+    });
+    const a = attempts();
+    const call = policy.execute(a.fn);
+    await clock.advance(50);
+    expect(a.started).toHaveLength(1); // refused by the budget, reported to a throwing listener
+    a.started[0]?.resolve('ok');
+    await expect(call).resolves.toBe('ok');
+  });
+});
+
+describe('hedge: the budget under bursts (fast-check)', () => {
+  it('hedges in any span of window - window/10 never exceed ratio x calls of the window before, plus the floor', async () => {
+    const window = 10_000;
+    const slice = window / 10;
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({ wait: fc.integer({ min: 0, max: 3_000 }), calls: fc.integer({ min: 0, max: 40 }) }), {
+          minLength: 1,
+          maxLength: 30,
+        }),
+        fc.constantFrom(0, 0.1, 0.5),
+        fc.constantFrom(0, 1, 5),
+        async (steps, ratio, minPerSecond) => {
+          const clock = new ManualClock(1_000_000);
+          const bus = createBus();
+          const hedges: number[] = [];
+          const calls: number[] = [];
+          bus.on('hedge.attempt', (e) => hedges.push(e.time));
+          const policy = hedge({
+            delay: 5,
+            maxHedges: 3,
+            safe: true,
+            budget: { ratio, minPerSecond, window },
+            bus,
+            clock,
+            policies: false,
+          });
+          const release: (() => void)[] = [];
+          const running: Promise<unknown>[] = [];
+          for (const step of steps) {
+            await clock.advance(step.wait);
+            for (let i = 0; i < step.calls; i++) {
+              calls.push(clock.now());
+              running.push(policy.execute(() => new Promise<string>((resolve) => release.push(() => resolve('x')))));
+            }
+          }
+          await clock.advance(100);
+          for (const r of release) r();
+          await Promise.all(running);
+          const floor = (minPerSecond * window) / 1000;
+          for (const t of hedges) {
+            const spent = hedges.filter((x) => x > t - (window - slice) && x <= t).length;
+            const seen = calls.filter((x) => x > t - window && x <= t).length;
+            expect(spent).toBeLessThanOrEqual(ratio * seen + floor + 1e-9);
+          }
+          expect(policy.snapshot().hedges).toBe(hedges.length);
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+});
+
+describe('timeout: hostile functions', () => {
+  for (const strategy of ['cooperative', 'aggressive'] as const) {
+    it(`${strategy}: a function that throws synchronously rejects with its error; no deadline is left`, async () => {
+      const clock = new ManualClock();
+      const policy = timeout(100, { strategy, clock, bus: createBus() });
+      const boom = new Error('sync throw');
+      await expect(
+        policy.execute(() => {
+          throw boom;
+        }),
+      ).rejects.toBe(boom);
+      expect(clock.pending).toBe(0);
+    });
+
+    it(`${strategy}: a function that ignores its signal; the deadline aborts it; caller abort before, during, after`, async () => {
+      const clock = new ManualClock();
+      const policy = timeout(100, { strategy, clock, bus: createBus() });
+      // before
+      let runs = 0;
+      const before = new Error('before');
+      await expect(
+        policy.execute(
+          () => {
+            runs++;
+          },
+          { signal: AbortSignal.abort(before) },
+        ),
+      ).rejects.toBe(before);
+      expect(runs).toBe(0);
+      // during: the caller's reason wins over the function's late result
+      const controller = new AbortController();
+      let finish!: () => void;
+      const during = policy
+        .execute(() => new Promise<string>((resolve) => (finish = () => resolve('late'))), {
+          signal: controller.signal,
+        })
+        .catch((e: unknown) => e);
+      const reason = new Error('during');
+      controller.abort(reason);
+      finish();
+      expect(await during).toBe(reason);
+      // after: changes nothing
+      const after = new AbortController();
+      await expect(policy.execute(() => 'ok', { signal: after.signal })).resolves.toBe('ok');
+      after.abort(new Error('after'));
+      // the deadline: a deaf function still ends in a TimeoutError once it settles
+      let deafDone!: (e: unknown) => void;
+      const deaf = policy
+        .execute(() => new Promise<string>((_, reject) => (deafDone = reject)))
+        .catch((e: unknown) => e);
+      await clock.advance(100);
+      deafDone(new Error('late failure'));
+      expect(await deaf).toBeInstanceOf(TimeoutError);
+      expect(clock.pending).toBe(0);
+    });
+  }
+
+  it('pipeline(timeout, hedge): the deadline aborts every hedged attempt with the TimeoutError', async () => {
+    const clock = new ManualClock();
+    const bus = createBus();
+    const a = attempts();
+    const policy = pipeline(
+      timeout(100, { clock, bus }),
+      hedge({ delay: 30, maxHedges: 2, safe: true, budget: false, bus, clock, policies: false }),
+    );
+    const settled = policy.execute(a.fn).catch((e: unknown) => e);
+    await clock.advance(100);
+    expect(await settled).toBeInstanceOf(TimeoutError);
+    expect(a.started).toHaveLength(3);
+    expect(a.aborts).toBe(3);
+    expect(clock.pending).toBe(0);
+  });
+
+  it('listeners that throw on the timeout event never break the call, nor later deadlines', async () => {
+    const clock = new ManualClock();
+    const bus = createBus({ onListenerError: () => {} });
+    bus.on('timeout', () => {
+      throw new Error('listener bug');
+    });
+    const policy = timeout(100, { clock, bus });
+    const outcomes = [1, 2, 3].map(() =>
+      policy
+        .execute(
+          ({ signal }) =>
+            new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason))),
+        )
+        .catch((e: unknown) => e),
+    );
+    await clock.advance(100);
+    for (const o of outcomes) expect(await o).toBeInstanceOf(TimeoutError);
   });
 });
