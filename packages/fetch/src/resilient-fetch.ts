@@ -214,7 +214,11 @@ class Client {
   }
 
   async fetch(input: FetchInput, init: RequestInit | undefined): Promise<Response> {
-    const plan = await planOf(input, init);
+    const plan = await planOf(input, init, {
+      ms: this.#totalMs,
+      clock: this.#clock,
+      expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
+    });
     const header = this.#o.idempotencyHeader;
     if (
       this.#o.idempotencyKey === 'auto' &&
@@ -338,7 +342,10 @@ class Client {
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
     let response: Response;
     try {
-      response = await this.#send(url, attemptInit(call.plan, AbortSignal.any([ctx.signal, call.reading])));
+      response = await this.#send(
+        url,
+        attemptInit(call.plan, AbortSignal.any([ctx.signal, call.reading]), call.bodyRead),
+      );
     } catch (error) {
       throw this.#explain(error);
     }
@@ -395,6 +402,11 @@ class Call {
   lastUrl: string | undefined;
   /** Whether `last` was refused (a retried status): only such a response is discarded by a later try. */
   lastFailed = false;
+  /** fetch read from a stream body: it cannot be sent again, even where the connection failed. */
+  bodyGone = false;
+  readonly bodyRead = () => {
+    this.bodyGone = true;
+  };
   /** Endpoints this call's attempts are running on now, with how many: hedges keep away from them. */
   readonly endpoints = new Map<string, number>();
 
@@ -415,10 +427,10 @@ class Call {
     try {
       return await this.client.send(this, url, ctx);
     } catch (error) {
-      // Never repeat what is not safe to repeat, on this endpoint or another.
-      if (!this.safe && typeof error === 'object' && error !== null && !neverReached(error) && !refusedHere(error)) {
-        nonRetryable(error);
-      }
+      // Never repeat what is not safe to repeat, on this endpoint or another; a request that never
+      // reached a server may go to another, unless its stream body already went to fetch.
+      const untouched = !this.bodyGone && (neverReached(error) || refusedHere(error));
+      if (!this.safe && typeof error === 'object' && error !== null && !untouched) nonRetryable(error);
       throw error;
     }
   }

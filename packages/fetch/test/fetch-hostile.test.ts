@@ -1,0 +1,242 @@
+/**
+ * An outside hostile review of resilientFetch against real loopback servers: stream bodies
+ * with retries and hedges, hostile Retry-After, stalled bodies, credentials, per-host limits.
+ * Behaviour and counts are asserted, never timings.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { Readable } from 'node:stream';
+import { breakerRegistry } from '@holdfast/breaker';
+import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+
+interface Received {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: string;
+}
+
+interface Server2 {
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly seen: Received[];
+  inFlight: number;
+  maxInFlight: number;
+  /** Connections accepted. */
+  connections: number;
+  close(): Promise<void>;
+}
+
+const servers: Server2[] = [];
+const clients: ResilientFetch[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.dispose();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+type Handler = (req: Received, res: ServerResponse, n: number) => void;
+
+async function serve(handler: Handler): Promise<Server2> {
+  const sockets = new Set<Socket>();
+  const state = { seen: [] as Received[], inFlight: 0, maxInFlight: 0, connections: 0 };
+  const server: Server = createServer((req, res) => {
+    state.inFlight++;
+    state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+    res.on('close', () => state.inFlight--);
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const entry = {
+        method: req.method ?? '',
+        path: req.url ?? '',
+        headers: req.headers,
+        body: Buffer.concat(chunks).toString(),
+      };
+      state.seen.push(entry);
+      handler(entry, res, state.seen.length);
+    });
+  });
+  server.on('connection', (socket) => {
+    state.connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  const s = Object.assign(state, {
+    url: `http://127.0.0.1:${port}`,
+    host: `127.0.0.1:${port}`,
+    port,
+    close() {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  });
+  servers.push(s);
+  return s;
+}
+
+function client(options: ResilientFetchOptions = {}): ResilientFetch {
+  const http = resilientFetch({ bus: createBus(), ...options });
+  clients.push(http);
+  return http;
+}
+
+const status =
+  (code: number, headers: Record<string, string> = {}): Handler =>
+  (_, res) => {
+    res.writeHead(code, headers);
+    res.end(`status ${code}`);
+  };
+
+function streamOf(text: string): ReadableStream<Uint8Array> {
+  const bytes = new TextEncoder().encode(text);
+  return new ReadableStream({
+    start(controller) {
+      controller.enqueue(bytes);
+      controller.close();
+    },
+  });
+}
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<string> {
+  const s = await serve(() => {});
+  await s.close();
+  servers.splice(servers.indexOf(s), 1);
+  return s.url;
+}
+
+describe('request bodies that are streams', () => {
+  const bodies: [string, () => RequestInit['body']][] = [
+    ['ReadableStream', () => streamOf('payload')],
+    ['Node Readable', () => Readable.from([Buffer.from('pay'), Buffer.from('load')]) as unknown as RequestInit['body']],
+  ];
+  for (const [kind, make] of bodies) {
+    it(`${kind} POST with an idempotency key and a 503: sent once, the 503 returned, never hedged`, async () => {
+      const s = await serve(status(503));
+      const http = client({ idempotencyKey: 'auto', hedge: { delay: 5, budget: false } });
+      const res = await http(`${s.url}/upload`, { method: 'POST', body: make(), duplex: 'half' } as RequestInit);
+      expect(res.status).toBe(503);
+      expect(s.seen).toHaveLength(1);
+      expect(s.seen[0]?.body).toBe('payload');
+    });
+
+    it(`${kind} PUT (idempotent) and a 503: sent once, the 503 returned`, async () => {
+      const s = await serve(status(503));
+      const http = client({ hedge: { delay: 5, budget: false } });
+      const res = await http(`${s.url}/upload`, { method: 'PUT', body: make(), duplex: 'half' } as RequestInit);
+      expect(res.status).toBe(503);
+      expect(s.seen).toHaveLength(1);
+    });
+
+    it(`${kind} POST with base URLs, the first refusing connections: sent whole to the other, or the refusal itself`, async () => {
+      const dead = await deadPort();
+      const s = await serve(status(200));
+      const http = client({ baseUrls: [dead, s.url], breaker: false });
+      // The first try locked a ReadableStream: the other host was offered it again, and the caller
+      // got a TypeError about a "disturbed or locked" body. fetch (Node 20) reads a web stream's
+      // first chunk before it connects, so that one cannot go again; an async iterable can.
+      const outcome = await http('/upload', { method: 'POST', body: make(), duplex: 'half' } as RequestInit).then(
+        (r) => `status ${r.status}`,
+        (e: Error) => `error ${e.message}`,
+      );
+      if (kind === 'ReadableStream') {
+        expect(outcome).toMatch(/^error fetch failed: connect ECONNREFUSED/);
+        expect(s.seen).toHaveLength(0);
+      } else {
+        expect(outcome).toBe('status 200');
+        expect(s.seen.map((x) => x.body)).toEqual(['payload']);
+      }
+    });
+
+    it(`${kind} POST that reached a server which cut the connection: never sent again`, async () => {
+      const cut = await serve((_, res) => res.socket?.destroy());
+      const s = await serve(status(200));
+      const http = client({ baseUrls: [cut.url, s.url], breaker: false });
+      await expect(http('/upload', { method: 'POST', body: make(), duplex: 'half' } as RequestInit)).rejects.toThrow(
+        /fetch failed|socket|other side closed/,
+      );
+      expect(cut.seen.map((x) => x.body)).toEqual(['payload']);
+      expect(s.seen).toHaveLength(0);
+    });
+
+    it(`${kind} POST with base URLs, the first one's breaker open: goes to the other, whole`, async () => {
+      const dead = await deadPort();
+      const s = await serve(status(200));
+      const breakers = breakerRegistry({ name: 'hostile' });
+      breakers.get(new URL(dead).host).isolate(); // held open: calls to it are refused here
+      const http = client({ baseUrls: [dead, s.url], breaker: breakers });
+      const seenBefore = s.seen.length;
+      const res = await http('/upload', { method: 'POST', body: make(), duplex: 'half' } as RequestInit);
+      expect(res.status).toBe(200);
+      expect(s.seen.slice(seenBefore).map((x) => x.body)).toEqual(['payload']);
+    });
+  }
+
+  it('FormData and Blob bodies are replayed whole on a retry (with a key)', async () => {
+    const s = await serve((_, res, n) => status(n === 1 ? 503 : 200)(_, res, n));
+    const http = client({ idempotencyKey: 'auto', retry: { backoff: { initialDelay: 1, maxDelay: 1 } } });
+    const form = new FormData();
+    form.append('field', 'value');
+    form.append('file', new Blob(['file-bytes']), 'a.txt');
+    const res = await http(`${s.url}/form`, { method: 'POST', body: form });
+    expect(res.status).toBe(200);
+    expect(s.seen).toHaveLength(2);
+    for (const seen of s.seen) {
+      expect(seen.body).toContain('file-bytes');
+      expect(seen.body).toContain('value');
+    }
+    const blobServer = await serve((_, res, n) => status(n === 1 ? 503 : 200)(_, res, n));
+    const res2 = await http(`${blobServer.url}/blob`, { method: 'POST', body: new Blob(['blob-bytes']) });
+    expect(res2.status).toBe(200);
+    expect(blobServer.seen.map((x) => x.body)).toEqual(['blob-bytes', 'blob-bytes']);
+  });
+
+  it('a Request whose body stream stalls: the caller abort, or else the total deadline, ends the call', async () => {
+    const s = await serve(status(200));
+    const http = client({ timeout: { total: 300 } });
+    const stalled = () =>
+      new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('part'));
+        },
+      });
+    const outcome = (call: Promise<Response>) =>
+      Promise.race([
+        call.then(
+          (r) => `status ${r.status}`,
+          (e: Error) => `error ${e.name}`,
+        ),
+        new Promise((r) => setTimeout(() => r('still pending after 3 s'), 3_000)),
+      ]);
+    const controller = new AbortController();
+    const aborted = new Request(`${s.url}/upload`, {
+      method: 'POST',
+      body: stalled(),
+      duplex: 'half',
+      signal: controller.signal,
+    } as RequestInit);
+    const first = outcome(http(aborted));
+    setTimeout(() => controller.abort(), 50);
+    const timedOut = new Request(`${s.url}/upload`, { method: 'POST', body: stalled(), duplex: 'half' } as RequestInit);
+    const second = outcome(http(timedOut));
+    expect(await first).toBe('error AbortError');
+    expect(await second).toBe('error TimeoutError');
+    expect(s.seen).toHaveLength(0);
+  });
+
+  it('a Request with a body is still read whole and replayed on a retry', async () => {
+    const s = await serve((_, res, n) => status(n === 1 ? 503 : 200)(_, res, n));
+    const http = client({ retry: { backoff: { initialDelay: 1, maxDelay: 1 } } });
+    const res = await http(
+      new Request(`${s.url}/put`, { method: 'PUT', body: streamOf('whole body'), duplex: 'half' } as RequestInit),
+    );
+    expect(res.status).toBe(200);
+    expect(s.seen.map((x) => x.body)).toEqual(['whole body', 'whole body']);
+  });
+});
