@@ -280,7 +280,7 @@ class Client {
         (endpoint, c) =>
           call.on(endpoint.name, () => {
             const base = this.#bases.get(endpoint.target) ?? endpoint.target;
-            return call.attempt(new URL(call.plan.url, base).href, c);
+            return call.attempt(this.#parse(call.plan.url, base).href, c);
           }),
         avoid === undefined ? ctx : { signal: ctx.signal, avoid },
       );
@@ -290,10 +290,19 @@ class Client {
     return call.attempt(url, ctx);
   }
 
+  /** `new URL(url, base)`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
+  #parse(url: string, base?: string): URL {
+    try {
+      return new URL(url, base);
+    } catch {
+      throw Object.assign(new TypeError(`Invalid URL: ${this.#redact.url(url)}`), { code: 'ERR_INVALID_URL' });
+    }
+  }
+
   /** One try: the host's limiter around its breaker around a per-try timeout around fetch. */
   send(call: Call, url: string, ctx: CallContext): Promise<Response> {
     const once = (c: CallContext) => this.#perTry.execute((t) => this.#exchange(call, url, t), c);
-    const host = new URL(url).host;
+    const host = this.#parse(url).host;
     const breakers = this.#breakers;
     let guarded = once;
     if (breakers !== undefined) {

@@ -6,10 +6,11 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { inspect } from 'node:util';
 import { breakerRegistry } from '@holdfast/breaker';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { type HttpError, type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
 
 interface Received {
   readonly method: string;
@@ -238,5 +239,148 @@ describe('request bodies that are streams', () => {
     );
     expect(res.status).toBe(200);
     expect(s.seen.map((x) => x.body)).toEqual(['whole body', 'whole body']);
+  });
+});
+
+describe('hostile Retry-After', () => {
+  const cases: [string, string | string[]][] = [
+    ['negative', '-5'],
+    ['garbage', 'soon, please'],
+    ['a decimal', '0.5'],
+    ['an exponent', '1e9'],
+    ['huge', '99999999999999999999999'],
+    ['a date in the past', 'Wed, 21 Oct 2015 07:28:00 GMT'],
+    ['a date far in the future', 'Fri, 31 Dec 9999 23:59:59 GMT'],
+    ['two headers', ['1', '3600']],
+    ['a date-like lie', 'Mon, 99 Foo 2015 99:99:99 GMT'],
+    ['empty', ''],
+  ];
+  for (const [what, value] of cases) {
+    it(`${what}: retried within the total deadline or the 503 returned; never a wait past it`, async () => {
+      const s = await serve((_, res, n) => {
+        if (n === 1) {
+          res.setHeader('retry-after', value);
+          res.writeHead(503);
+          res.end('busy');
+        } else status(200)(_, res, n);
+      });
+      const http = client({
+        timeout: { perTry: 1_000, total: 1_500 },
+        retry: { maxAttempts: 2, backoff: { initialDelay: 1, maxDelay: 1_000 } },
+      });
+      const res = await http(`${s.url}/x`);
+      // Each hostile value reads as "no usable hint" (the backoff's 1 ms), as 0, or as a wait
+      // capped by maxDelay: the call never throws, nor waits into its total deadline.
+      expect([200, 503]).toContain(res.status);
+      if (res.status === 503) expect(s.seen).toHaveLength(1);
+      else expect(s.seen).toHaveLength(2);
+    });
+  }
+});
+
+describe('a body that stalls after the headers', () => {
+  it('timeout.total covers the body read: the read fails with a TimeoutError, the socket is freed', async () => {
+    let closed = 0;
+    const s = await serve((_, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('first chunk');
+      res.on('close', () => closed++);
+      // ...and nothing more, ever.
+    });
+    const http = client({ timeout: { perTry: 5_000, total: 300 } });
+    const res = await http(`${s.url}/stall`);
+    expect(res.status).toBe(200);
+    const read = await res.text().then(
+      () => 'read to the end',
+      (e: Error) => e.name,
+    );
+    expect(read).toBe('TimeoutError');
+    for (let i = 0; i < 50 && closed === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(closed).toBe(1);
+  });
+});
+
+/** Everything an error carries that a logger would print: messages, own properties, causes. */
+function dump(value: unknown, depth = 0, seen = new Set<unknown>()): string {
+  if (depth > 6 || value === null || value === undefined || seen.has(value)) return '';
+  if (typeof value !== 'object' && typeof value !== 'function') return String(value);
+  seen.add(value);
+  const parts: string[] = [];
+  if (value instanceof Error) parts.push(value.message, String(value.stack));
+  if (value instanceof Headers) for (const [k, v] of value) parts.push(`${k}: ${v}`);
+  if (value instanceof Response) parts.push(value.url);
+  for (const key of Object.getOwnPropertyNames(value)) {
+    const v = (value as Record<string, unknown>)[key];
+    parts.push(key, dump(v, depth + 1, seen));
+  }
+  if (value instanceof Error && value.cause !== undefined) parts.push(dump(value.cause, depth + 1, seen));
+  if (value instanceof AggregateError) for (const e of value.errors) parts.push(dump(e, depth + 1, seen));
+  return parts.join(' ');
+}
+
+describe('credentials never leave in errors, events or snapshots', () => {
+  const secrets = ['hunter2', 's3cr3t-token', 'Bearer-abc-123'];
+  const clean = (text: string) => {
+    for (const secret of secrets) expect(text).not.toContain(secret);
+  };
+
+  async function observe(run: (http: ResilientFetch) => Promise<unknown>, options: ResilientFetchOptions = {}) {
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('*', (e) => events.push(e));
+    const http = resilientFetch({
+      bus,
+      retry: { maxAttempts: 2, backoff: { initialDelay: 1, maxDelay: 1 } },
+      ...options,
+    });
+    clients.push(http);
+    const outcome = await run(http).then(
+      (r) => r,
+      (e: unknown) => e,
+    );
+    return { outcome, events: JSON.stringify(events), snapshot: JSON.stringify(http.snapshot()) };
+  }
+
+  it('a secret query parameter and an Authorization header, on a 503 thrown as HttpError', async () => {
+    const s = await serve(status(503));
+    const seen = await observe(
+      (http) => http(`${s.url}/x?token=s3cr3t-token&page=2`, { headers: { authorization: 'Bearer-abc-123' } }),
+      { throwOnHttpError: true },
+    );
+    // console.error(error) and loggers print an error's enumerable properties: the response's
+    // own url (with the token) was one of them, through `response`.
+    clean(inspect(seen.outcome, { depth: 6 }));
+    expect((seen.outcome as Error).message).toContain('token=***');
+    expect(((seen.outcome as Error).cause as HttpError).response.status).toBe(503);
+    clean(seen.events);
+    clean(seen.snapshot);
+  });
+
+  it('user:password in the URL (fetch refuses it): the refusal does not repeat the password', async () => {
+    const s = await serve(status(200));
+    const seen = await observe((http) => http(`http://user:hunter2@${s.host}/x?token=s3cr3t-token`));
+    expect(seen.outcome).toBeInstanceOf(Error);
+    clean(dump(seen.outcome));
+    clean(seen.events);
+    clean(seen.snapshot);
+  });
+
+  it('a refused connection to a URL with a secret parameter', async () => {
+    const dead = await deadPort();
+    const seen = await observe((http) => http(`${dead}/x?token=s3cr3t-token`));
+    expect(seen.outcome).toBeInstanceOf(Error);
+    clean(dump(seen.outcome));
+    clean(seen.events);
+  });
+
+  it('a malformed URL carrying a password (port out of range)', async () => {
+    const seen = await observe((http) => http('http://user:hunter2@127.0.0.1:99999/x'));
+    expect(seen.outcome).toBeInstanceOf(TypeError);
+    expect((seen.outcome as { code?: string }).code).toBe('ERR_INVALID_URL');
+    // Node's own error had the URL whole as `input`: console.error(error) printed the password.
+    clean(dump(seen.outcome));
+    clean(inspect(seen.outcome, { depth: 6 }));
+    clean(seen.events);
+    clean(seen.snapshot);
   });
 });
