@@ -265,10 +265,16 @@ class HedgedCall<T> {
     );
     if (this.sent <= policy.maxHedges) {
       const next = policy.delay;
-      this.timer = policy.clock.setTimeout(() => {
-        this.timer = undefined;
-        this.launch('delay', next);
-      }, next);
+      // Ref'd, as every wait a caller awaits: the attempt running may hold nothing that keeps
+      // the process alive (a promise-only queue or lock), and the hedge is what would answer.
+      this.timer = policy.clock.setTimeout(
+        () => {
+          this.timer = undefined;
+          this.launch('delay', next);
+        },
+        next,
+        { ref: true },
+      );
     }
     return true;
   }

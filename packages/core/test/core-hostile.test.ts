@@ -2,6 +2,8 @@
  * An outside hostile review of hedge(), fallback(), timeout(), pipeline() and the bus: each
  * test attacks one thing production would, and asserts behaviour and counts, never timings.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -404,4 +406,19 @@ describe('timeout: hostile functions', () => {
     await clock.advance(100);
     for (const o of outcomes) expect(await o).toBeInstanceOf(TimeoutError);
   });
+});
+
+describe('hedge: the process waits for the hedge a caller awaits', () => {
+  it('a first attempt that holds nothing open (a promise-only queue or lock): the process stays up for the hedge', () => {
+    // The hedge timer was unref'd: the process exited (code 13, "unsettled top-level await") before the hedge went.
+    const script = fileURLToPath(new URL('./fixtures/hedge-unref.ts', import.meta.url));
+    const child = spawnSync(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
+      cwd: fileURLToPath(new URL('..', import.meta.url)),
+      encoding: 'utf8',
+      timeout: 30_000,
+    });
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(child.stdout.trim()).toBe('hedge');
+  }, 40_000);
 });

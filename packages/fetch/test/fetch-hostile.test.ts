@@ -3,9 +3,11 @@
  * with retries and hedges, hostile Retry-After, stalled bodies, credentials, per-host limits.
  * Behaviour and counts are asserted, never timings.
  */
+import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
 import { breakerRegistry } from '@holdfast/breaker';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
@@ -383,4 +385,125 @@ describe('credentials never leave in errors, events or snapshots', () => {
     clean(seen.events);
     clean(seen.snapshot);
   });
+});
+
+describe('per-host concurrency', () => {
+  it('10,000 concurrent calls through a limit of 8: the host never sees more than 8 at once', async () => {
+    const s = await serve((_, res) => setTimeout(() => res.end('ok'), 1));
+    const http = client({ concurrency: { bulkhead: { maxConcurrent: 8, maxQueue: 10_000 } }, retry: false });
+    const results = await Promise.all(
+      Array.from({ length: 10_000 }, () =>
+        http(`${s.url}/x`).then(
+          (r) => r.text(),
+          (e: { code?: string }) => `error ${e.code}`,
+        ),
+      ),
+    );
+    const errors = results.filter((r) => r !== 'ok');
+    console.log(
+      `10,000 calls, limit 8: host saw at most ${s.maxInFlight} at once, ${s.seen.length} in all, ${errors.length} errors`,
+    );
+    expect(errors).toEqual([]);
+    expect(s.seen).toHaveLength(10_000);
+    expect(s.maxInFlight).toBeLessThanOrEqual(8);
+    const snap = http.snapshot() as { concurrency: Record<string, { running: number; queued: number }> };
+    expect(snap.concurrency[s.host]).toMatchObject({ running: 0, queued: 0 });
+  }, 60_000);
+
+  it('one limiter per host, whatever the case, userinfo or default port say', async () => {
+    const s = await serve((_, res) => setTimeout(() => res.end('ok'), 20));
+    const http = client({
+      concurrency: { bulkhead: { maxConcurrent: 2, maxQueue: 100 } },
+      retry: false,
+      breaker: false,
+    });
+    const spellings = [`http://localhost:${s.port}/a`, `http://LOCALHOST:${s.port}/b`, `HTTP://LocalHost:${s.port}/c`];
+    await Promise.all(Array.from({ length: 30 }, (_, i) => http(spellings[i % 3] as string).then((r) => r.text())));
+    expect(s.maxInFlight).toBeLessThanOrEqual(2);
+    const snap = http.snapshot() as { concurrency: Record<string, unknown> };
+    expect(Object.keys(snap.concurrency)).toEqual([`localhost:${s.port}`]);
+    // userinfo is not part of the key (and never shows in it); fetch refuses such URLs anyway.
+    await http(`http://user:hunter2@localhost:${s.port}/d`).catch(() => {});
+    expect(Object.keys((http.snapshot() as { concurrency: Record<string, unknown> }).concurrency)).toEqual([
+      `localhost:${s.port}`,
+    ]);
+    // IDN hosts are keyed by their ASCII form; the default port is dropped.
+    const idn = client({
+      concurrency: { bulkhead: { maxConcurrent: 1 } },
+      retry: false,
+      breaker: false,
+      fetch: async () => new Response('ok'),
+    });
+    await idn('http://BÜCHER.example:80/x');
+    await idn('http://bücher.example/y');
+    expect(Object.keys((idn.snapshot() as { concurrency: Record<string, unknown> }).concurrency)).toEqual([
+      'xn--bcher-kva.example',
+    ]);
+  });
+
+  it('hedges and retries go through the limit too: with hedging on, at most N at once', async () => {
+    const s = await serve((_, res, n) => setTimeout(() => res.end('ok'), n % 3 === 0 ? 200 : 5));
+    const http = client({
+      concurrency: { bulkhead: { maxConcurrent: 4, maxQueue: 5_000 } },
+      hedge: { delay: 20, maxHedges: 2, budget: false },
+    });
+    const results = await Promise.all(
+      Array.from({ length: 300 }, () =>
+        http(`${s.url}/x`).then(
+          (r) => r.text(),
+          (e: { code?: string; message: string }) => `error ${e.code ?? e.message}`,
+        ),
+      ),
+    );
+    const snap = http.snapshot() as { hedge: { hedges: number }; concurrency: Record<string, { running: number }> };
+    console.log(
+      `hedged through a limit of 4: host saw at most ${s.maxInFlight}, ${s.seen.length} requests for 300 calls; ${snap.hedge.hedges} hedges; ${results.filter((r) => r !== 'ok').length} errors`,
+    );
+    expect(results.filter((r) => r !== 'ok')).toEqual([]);
+    expect(snap.concurrency[s.host]?.running).toBe(0);
+    expect(s.maxInFlight).toBeLessThanOrEqual(4 + 1); // +1: a loser's close may reach the server after the next request
+  }, 60_000);
+});
+
+describe('process exit', () => {
+  it('with hedged calls whose losers never settle, aborted fetch losers and a client disposed mid-call, the process exits on its own', async () => {
+    const script = fileURLToPath(new URL('./fixtures/hedge-exit.ts', import.meta.url));
+    const result = await new Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }>(
+      (resolve, reject) => {
+        const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
+          cwd: fileURLToPath(new URL('..', import.meta.url)),
+          stdio: ['ignore', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        let killed = false;
+        child.stdout.on('data', (c) => {
+          stdout += c;
+        });
+        child.stderr.on('data', (c) => {
+          stderr += c;
+        });
+        // Everything in the script waits up to 60 s: a live timer or socket holds it until this kills it.
+        const guard = setTimeout(() => {
+          killed = true;
+          child.kill('SIGKILL');
+        }, 40_000);
+        child.on('error', reject);
+        child.on('exit', (code) => {
+          clearTimeout(guard);
+          resolve({ code, stdout, stderr, killed });
+        });
+      },
+    );
+    expect(result.stderr).toBe('');
+    expect(result.killed).toBe(false);
+    expect(result.code).toBe(0);
+    const report = JSON.parse(result.stdout.trim());
+    console.log(result.stdout.trim());
+    expect(report.core).toMatchObject({ winner: 'hedge 2', deafAborted: 1 });
+    expect(report.guarded).toBe('second');
+    expect(report.fetch.bodies).toBe(10);
+    expect(report.disposed).toBe('error AbortError');
+    expect(report.closedByClient).toBe(12); // 10 losers, the disposed call's try and its hedge
+  }, 60_000);
 });
