@@ -422,3 +422,37 @@ describe('hedge: the process waits for the hedge a caller awaits', () => {
     expect(child.stdout.trim()).toBe('hedge');
   }, 40_000);
 });
+
+describe('one caller signal shared by many calls (a shutdown signal)', () => {
+  it('50 concurrent calls through timeout, hedge, fallback and pipeline: no MaxListenersExceededWarning', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const shutdown = new AbortController();
+      const bus = createBus();
+      const policies = [
+        timeout(1_000, { bus }),
+        hedge({ delay: 1_000, safe: true, bus, policies: false }),
+        fallback({ value: 'x', bus }),
+        pipeline(timeout(1_000, { bus }), fallback({ value: 'x', bus })),
+      ];
+      for (const policy of policies) {
+        let release!: () => void;
+        const gate = new Promise<void>((resolve) => {
+          release = resolve;
+        });
+        const calls = Array.from({ length: 50 }, () =>
+          policy.execute(() => gate.then(() => 'ok'), { signal: shutdown.signal }),
+        );
+        release();
+        expect(await Promise.all(calls)).toHaveLength(50);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      // Plain fetch and timers/promises take one signal for any number of calls without a warning.
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});

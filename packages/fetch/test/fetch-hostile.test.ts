@@ -507,3 +507,24 @@ describe('process exit', () => {
     expect(report.closedByClient).toBe(12); // 10 losers, the disposed call's try and its hedge
   }, 60_000);
 });
+
+describe('one caller signal shared by many requests', () => {
+  it('50 concurrent requests with one shutdown signal: no MaxListenersExceededWarning (plain fetch gives none)', async () => {
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    try {
+      const s = await serve((_, res) => setTimeout(() => res.end('ok'), 20));
+      const http = client({ hedge: { delay: 1_000 }, concurrency: { bulkhead: { maxConcurrent: 100 } } });
+      const shutdown = new AbortController();
+      const bodies = await Promise.all(
+        Array.from({ length: 50 }, () => http(`${s.url}/x`, { signal: shutdown.signal }).then((r) => r.text())),
+      );
+      expect(bodies.every((b) => b === 'ok')).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning'))).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+});
