@@ -55,6 +55,8 @@ function refusedHere(error: unknown): boolean {
 const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
 /** The errors {@link Client} made of refused redirects: never retried, never a breaker failure. */
 const refusedRedirects = new WeakSet<object>();
+/** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
+const ownDuplicates = new WeakSet<object>();
 
 /**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
@@ -176,8 +178,8 @@ class Client {
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
-            // A limiter of ours refusing says nothing about the endpoint: no ejection for it.
-            isFailure: (error) => !refusedHere(error),
+            // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
+            isFailure: (error) => !refusedHere(error) && !ownDuplicates.has(error as object),
             bus,
             clock,
           }),
@@ -230,7 +232,7 @@ class Client {
     // After the headers, the caller's abort and the total deadline still stop the body read.
     const deadline = new AbortController();
     const reading = plan.signal ? AbortSignal.any([plan.signal, deadline.signal]) : deadline.signal;
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), reading);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), reading);
     const start = this.#clock.now();
     let response: Response;
     try {
@@ -350,6 +352,7 @@ class Client {
 
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
     let response: Response;
+    call.exchanges++;
     try {
       response = await this.#send(
         url,
@@ -357,6 +360,17 @@ class Client {
       );
     } catch (error) {
       throw this.#explain(error);
+    } finally {
+      call.exchanges--;
+    }
+    if (response.status === 409 && call.keyed && call.exchanges > 0) {
+      // Our own duplicate: a hedge of a keyed request found the key still running on another
+      // attempt of this call (a server that honours the key answers 409 then, as the IETF draft
+      // says). Not an answer: the other attempt's is. Never repeated.
+      discard(response);
+      const duplicate = nonRetryable(new HttpError(call.plan.method, this.#redact.url(url), response));
+      ownDuplicates.add(duplicate);
+      throw duplicate;
     }
     const failed = this.#statuses.has(response.status);
     call.remember(response, url, failed);
@@ -411,6 +425,8 @@ class Call {
   lastUrl: string | undefined;
   /** Whether `last` was refused (a retried status): only such a response is discarded by a later try. */
   lastFailed = false;
+  /** Attempts of this call waiting for their response headers now. */
+  exchanges = 0;
   /** fetch read from a stream body: it cannot be sent again, even where the connection failed. */
   bodyGone = false;
   readonly bodyRead = () => {
@@ -423,6 +439,8 @@ class Call {
     readonly client: Client,
     readonly plan: Plan,
     readonly safe: boolean,
+    /** The request carries an idempotency key. */
+    readonly keyed: boolean,
     /** Aborts when the caller aborts or the total deadline passes, the body read included. */
     readonly reading: AbortSignal,
   ) {}

@@ -528,3 +528,59 @@ describe('one caller signal shared by many requests', () => {
     }
   });
 });
+
+describe('hedging a POST that carries an idempotency key', () => {
+  /**
+   * A server that honours Idempotency-Key as the IETF draft says (and @holdfast/idempotency's
+   * middleware does): a duplicate that finds the key still running gets 409 Conflict at once.
+   */
+  async function keyedServer(ms: number) {
+    const running = new Set<string>();
+    const done = new Map<string, string>();
+    let created = 0;
+    const s = await serve((req, res) => {
+      const key = String(req.headers['idempotency-key']);
+      if (done.has(key)) return res.writeHead(201, { 'idempotent-replayed': 'true' }).end(done.get(key));
+      if (running.has(key)) return res.writeHead(409).end('request with this key is still being processed');
+      running.add(key);
+      setTimeout(() => {
+        created++;
+        done.set(key, `order ${created}`);
+        running.delete(key);
+        res.writeHead(201).end(`order ${created}`);
+      }, ms);
+    });
+    return Object.assign(s, { created: () => created });
+  }
+
+  it('a slow POST: the hedge finds the key running and gets 409; the 409 must not be the answer', async () => {
+    const s = await keyedServer(300);
+    const http = client({ idempotencyKey: 'auto', hedge: { delay: 50, budget: false } });
+    const res = await http(`${s.url}/orders`, { method: 'POST', body: '{"amount":42}' });
+    const body = await res.text();
+    expect(s.seen.length).toBeGreaterThanOrEqual(2); // it was hedged
+    expect(res.status).toBe(201);
+    expect(body).toBe('order 1');
+    expect(s.created()).toBe(1);
+  });
+
+  it('with base URLs sharing one key store, the same', async () => {
+    const s = await keyedServer(300);
+    const http = client({
+      baseUrls: [s.url, `http://localhost:${s.port}`],
+      idempotencyKey: 'auto',
+      hedge: { delay: 50, budget: false },
+    });
+    const res = await http('/orders', { method: 'POST', body: '{"amount":42}' });
+    expect(res.status).toBe(201);
+    expect(await res.text()).toBe('order 1');
+  });
+
+  it('a 409 that is not our own duplicate (no other attempt in flight) is still returned as it is', async () => {
+    const s = await serve(status(409));
+    const http = client({ idempotencyKey: 'auto', hedge: { delay: 50, budget: false } });
+    const res = await http(`${s.url}/orders`, { method: 'POST', body: '{}' });
+    expect(res.status).toBe(409);
+    expect(s.seen).toHaveLength(1);
+  });
+});
