@@ -456,3 +456,26 @@ describe('one caller signal shared by many calls (a shutdown signal)', () => {
     }
   });
 });
+
+describe('pipeline: a policy of the user that throws instead of rejecting', () => {
+  it('execute still returns a rejected promise, at any depth', async () => {
+    const broken = {
+      name: 'broken',
+      execute(): Promise<never> {
+        throw new Error('sync throw in execute');
+      },
+    };
+    const bus = createBus();
+    for (const p of [
+      pipeline(broken),
+      pipeline(broken, timeout(100, { bus })),
+      pipeline(timeout(100, { bus }), broken),
+    ]) {
+      let call: Promise<unknown> | undefined;
+      expect(() => {
+        call = p.execute(() => 'x');
+      }).not.toThrow();
+      await expect(call).rejects.toThrow('sync throw in execute');
+    }
+  });
+});
