@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  type Bus,
   type CallContext,
   createBus,
   type FallbackCause,
@@ -476,6 +477,40 @@ describe('pipeline: a policy of the user that throws instead of rejecting', () =
         call = p.execute(() => 'x');
       }).not.toThrow();
       await expect(call).rejects.toThrow('sync throw in execute');
+    }
+  });
+});
+
+describe('timeout: a bus of the user own that throws', () => {
+  it('the deadline still times the call out, and every later deadline of the policy still fires', async () => {
+    const inner = createBus();
+    const broken: Bus = {
+      on: inner.on.bind(inner) as Bus['on'],
+      once: inner.once.bind(inner) as Bus['once'],
+      wants: () => true,
+      emit: () => {
+        throw new Error('my bus adapter broke');
+      },
+    };
+    const warnings: string[] = [];
+    const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code));
+    process.on('warning', onWarning);
+    try {
+      const clock = new ManualClock();
+      const policy = timeout(100, { bus: broken, clock });
+      const hang = (signal: AbortSignal) =>
+        new Promise<never>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      const first = [1, 2].map(() => policy.execute(({ signal }) => hang(signal)).catch((e: unknown) => e));
+      // Was: the throw left the timer callback (an uncaught exception on the real clock), and
+      // the queue never re-armed: these calls, and every later one, hung past their deadline.
+      await clock.advance(100);
+      const later = policy.execute(({ signal }) => hang(signal)).catch((e: unknown) => e);
+      await clock.advance(100);
+      for (const outcome of [...first, later]) expect(await outcome).toBeInstanceOf(TimeoutError);
+      await new Promise((resolve) => setImmediate(resolve));
+      expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+    } finally {
+      process.off('warning', onWarning);
     }
   });
 });

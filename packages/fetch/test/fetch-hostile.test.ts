@@ -584,3 +584,53 @@ describe('hedging a POST that carries an idempotency key', () => {
     expect(s.seen).toHaveLength(1);
   });
 });
+
+describe('upstreams that misbehave on the wire', () => {
+  it('a body cut short (content-length 100, 10 bytes, then the socket dies): the read fails, the timer is cleared', async () => {
+    const s = await serve((_, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('0123456789');
+      setTimeout(() => res.socket?.destroy(), 20);
+    });
+    const http = client({ timeout: { total: 60_000 } });
+    const res = await http(`${s.url}/cut`);
+    const read = await res.text().then(
+      () => 'read',
+      (e: Error) => e.name,
+    );
+    expect(read).toBe('TypeError'); // "terminated", as plain fetch says
+  });
+
+  it('a frozen upstream (accepts, never answers): each GET try ends at perTry, retries stop at total', async () => {
+    const s = await serve(() => {});
+    const bus = createBus();
+    const timeouts: string[] = [];
+    bus.on('timeout', (e) => timeouts.push(e.source));
+    const http = resilientFetch({
+      bus,
+      timeout: { perTry: 100, total: 1_000 },
+      retry: { maxAttempts: 3, backoff: { initialDelay: 1, maxDelay: 1 } },
+    });
+    clients.push(http);
+    const error = await http(`${s.url}/frozen`).then(
+      () => undefined,
+      (e: Error & { code?: string }) => e,
+    );
+    expect(error?.code).toMatch(/E_TIMEOUT|E_RETRY_EXHAUSTED/);
+    expect(s.seen).toHaveLength(3);
+    expect(timeouts.filter((t) => t === 'fetch.perTry')).toHaveLength(3);
+    for (let i = 0; i < 50 && s.inFlight > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(s.inFlight).toBe(0); // every timed-out try closed its request
+  });
+
+  it('a POST without a key whose connection is reset after the request went: sent once, the error says so', async () => {
+    const s = await serve((_, res) => res.socket?.destroy());
+    const http = client({ retry: { maxAttempts: 5 } });
+    const error = await http(`${s.url}/pay`, { method: 'POST', body: 'charge 42' }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    expect(error?.message).toMatch(/^fetch failed: /);
+    expect(s.seen).toHaveLength(1);
+  });
+});
