@@ -1,3 +1,4 @@
+import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events';
 import type { CallContext, ExecuteOptions } from './policy.js';
 
 type AbortHook = (reason: unknown) => void;
@@ -40,6 +41,7 @@ export class CallScope implements CallContext {
       if (outer.aborted) this.abort(outer.reason);
       else {
         const relay = () => this.abort(outer.reason);
+        roomOn(outer);
         outer.addEventListener('abort', relay, { once: true });
         this.#unlink = () => outer.removeEventListener('abort', relay);
       }
@@ -127,6 +129,25 @@ export class CallScope implements CallContext {
 }
 
 function noop(): void {}
+
+/** Signals {@link roomOn} has seen: each is looked at once. */
+const roomy = new WeakSet<AbortSignal>();
+
+/**
+ * One caller signal often serves many calls at once (a shutdown or request signal): each call
+ * in flight holds one listener on it, removed when it settles. Past 10, Node warned of a leak
+ * ("MaxListenersExceededWarning") where there is none; plain fetch raises the limit of a signal
+ * still at Node's default to 1500 (undici, `new Request()`), and so do we.
+ */
+function roomOn(signal: AbortSignal): void {
+  if (roomy.has(signal)) return;
+  roomy.add(signal);
+  try {
+    if (getMaxListeners(signal) === defaultMaxListeners) setMaxListeners(1500, signal);
+  } catch {
+    // Not Node's AbortSignal (a polyfill): it does not count listeners.
+  }
+}
 
 /** The attempt number an outer policy passed down (its context is our options), else 1. */
 export function attemptOf(options: ExecuteOptions | undefined): number {

@@ -74,16 +74,21 @@ class FallbackPolicy implements Policy {
       throw scope.reason;
     }
     try {
-      const result = await invokeIn(fn, scope);
+      let result: T;
+      try {
+        result = await invokeIn(fn, scope);
+      } catch (error) {
+        // The caller (or an outer timeout) gave up: nobody is left to serve.
+        if (scope.aborted) throw error;
+        if (this.on !== undefined && !this.on(error)) throw error;
+        this.#emit('failure', error);
+        return (await this.replace({ reason: 'failure', error, ctx: scope })) as T;
+      }
+      // Outside the catch above: a predicate or a replacement that fails is not a failure of
+      // the call to replace again, it reaches the caller as it is (`to` runs once per call).
       if (this.onResult === undefined || !this.onResult(result)) return result;
       this.#emit('result', undefined);
       return (await this.replace({ reason: 'result', result, ctx: scope })) as T;
-    } catch (error) {
-      // The caller (or an outer timeout) gave up: nobody is left to serve.
-      if (scope.aborted) throw error;
-      if (this.on !== undefined && !this.on(error)) throw error;
-      this.#emit('failure', error);
-      return (await this.replace({ reason: 'failure', error, ctx: scope })) as T;
     } finally {
       scope.release();
     }

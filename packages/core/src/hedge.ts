@@ -253,6 +253,8 @@ class HedgedCall<T> {
     const { policy, parent } = this;
     if (this.settled || parent.aborted) return false;
     if (this.sent > 0 && !policy.allowHedge(this.sent + 1, trigger, delay)) return false;
+    // A listener of the hedge's event may have aborted the caller: nothing more goes out.
+    if (parent.aborted) return false;
     const scope = new CallScope(parent, parent.attempt + this.sent);
     this.sent++;
     this.running.add(scope);
@@ -263,10 +265,16 @@ class HedgedCall<T> {
     );
     if (this.sent <= policy.maxHedges) {
       const next = policy.delay;
-      this.timer = policy.clock.setTimeout(() => {
-        this.timer = undefined;
-        this.launch('delay', next);
-      }, next);
+      // Ref'd, as every wait a caller awaits: the attempt running may hold nothing that keeps
+      // the process alive (a promise-only queue or lock), and the hedge is what would answer.
+      this.timer = policy.clock.setTimeout(
+        () => {
+          this.timer = undefined;
+          this.launch('delay', next);
+        },
+        next,
+        { ref: true },
+      );
     }
     return true;
   }

@@ -40,7 +40,13 @@ export function pipeline(...policies: readonly Policy[]): Policy {
   return {
     name,
     execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-      return run(policies, 0, fn, options);
+      // A policy of the user's that throws instead of rejecting still gives a rejected promise
+      // (deeper ones throw inside the outer policy's function, which turns it into a rejection).
+      try {
+        return run(policies, 0, fn, options);
+      } catch (error) {
+        return Promise.reject(error);
+      }
     },
   };
 }

@@ -124,16 +124,35 @@ class TimeoutPolicy implements Policy {
   #expire(scope: CallScope): TimeoutError {
     const error = new TimeoutError(this.name, this.ms);
     this.#expired.add(error);
-    if (this.bus.wants('timeout')) {
-      this.bus.emit({
-        type: 'timeout',
-        source: this.name,
-        time: this.clock.now(),
-        timeout: this.ms,
-        strategy: this.aggressive ? 'aggressive' : 'cooperative',
-      });
+    try {
+      if (this.bus.wants('timeout')) {
+        this.bus.emit({
+          type: 'timeout',
+          source: this.name,
+          time: this.clock.now(),
+          timeout: this.ms,
+          strategy: this.aggressive ? 'aggressive' : 'cooperative',
+        });
+      }
+    } catch (thrown) {
+      // A bus of the user's own that throws (ours never does): this runs in a timer callback,
+      // where the throw would be uncaught, leave this call running past its deadline and stop
+      // every later deadline of the policy. The call is timed out all the same.
+      this.#busFailed(thrown);
     }
     scope.abort(error);
     return error;
+  }
+
+  #warned = false;
+
+  #busFailed(thrown: unknown): void {
+    if (this.#warned) return;
+    this.#warned = true;
+    const reason = thrown instanceof Error ? thrown.message : String(thrown);
+    process.emitWarning(`${this.name}: the bus threw on a timeout event (reported once): ${reason}`, {
+      type: 'HoldfastWarning',
+      code: 'HOLDFAST_BUS_ERROR',
+    });
   }
 }

@@ -14,8 +14,11 @@ export class HttpError extends HoldfastError {
   readonly method: string;
   /** The request's URL. */
   readonly url: string;
-  /** The response itself, its body unread. */
-  readonly response: Response;
+  /**
+   * The response itself, its body unread. Not enumerable: a logger or `console.error(error)`
+   * would print its `url`, secret query parameters included, which `url` above hides.
+   */
+  declare readonly response: Response;
 
   constructor(method: string, url: string, response: Response) {
     super(
@@ -25,7 +28,12 @@ export class HttpError extends HoldfastError {
     this.status = response.status;
     this.method = method;
     this.url = url;
-    this.response = response;
+    Object.defineProperty(this, 'response', {
+      value: response,
+      enumerable: false,
+      writable: false,
+      configurable: true,
+    });
   }
 
   /** Retry-After is read from here by @holdfast/retry. */

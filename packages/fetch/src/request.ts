@@ -1,3 +1,5 @@
+import type { Clock } from '@holdfast/core';
+
 /** What fetch takes as its first argument. */
 export type FetchInput = Parameters<typeof globalThis.fetch>[0];
 type Body = NonNullable<RequestInit['body']>;
@@ -23,10 +25,11 @@ export interface Plan {
  * Turns fetch's arguments into a plan that can be sent several times: a `Request`'s body is read
  * once into bytes; a stream body given in `init` cannot be replayed and is sent once.
  */
-export async function planOf(input: FetchInput, init: RequestInit | undefined): Promise<Plan> {
+export async function planOf(input: FetchInput, init: RequestInit | undefined, limit: ReadLimit): Promise<Plan> {
   if (typeof input === 'object' && 'method' in input && !(input instanceof URL)) {
     const request = input as Request;
-    const body = request.body === null ? null : new Uint8Array(await request.arrayBuffer());
+    const signal = init?.signal ?? request.signal;
+    const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, signal, limit);
     const merged: RequestInit = { ...init };
     const headers = new Headers(request.headers);
     if (init?.headers) {
@@ -39,7 +42,7 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined): 
       body: init?.body !== undefined ? init.body : body,
       replayable: init?.body === undefined || isReplayable(init.body),
       init: merged,
-      signal: init?.signal ?? request.signal,
+      signal,
     };
   }
   const body = init?.body ?? null;
@@ -52,6 +55,57 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined): 
     init: init ?? {},
     signal: init?.signal ?? undefined,
   };
+}
+
+/** How long reading a `Request`'s body may take, and the error it fails with then. */
+export interface ReadLimit {
+  readonly ms: number;
+  readonly clock: Clock;
+  readonly expired: () => unknown;
+}
+
+/**
+ * A `Request`'s body, read whole; the caller's abort and the time limit stop the read (a
+ * stalled upload stream would otherwise hold the call forever, before any timeout started).
+ */
+async function readAll(
+  stream: ReadableStream<Uint8Array>,
+  signal: AbortSignal | null | undefined,
+  limit: ReadLimit,
+): Promise<Uint8Array> {
+  const reader = stream.getReader();
+  let stop!: (reason: unknown) => void;
+  const stopped = new Promise<never>((_, reject) => {
+    stop = reject;
+  });
+  stopped.catch(() => {});
+  const onAbort = () => stop((signal as AbortSignal).reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  if (signal?.aborted) onAbort();
+  const timer = limit.clock.setTimeout(() => stop(limit.expired()), limit.ms);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const chunk = await Promise.race([reader.read(), stopped]);
+      if (chunk.done) break;
+      chunks.push(chunk.value);
+      size += chunk.value.byteLength;
+    }
+  } catch (error) {
+    reader.cancel(error).catch(() => {});
+    throw error;
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+    limit.clock.clearTimeout(timer);
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return bytes;
 }
 
 function isReplayable(body: Body | null): boolean {
@@ -67,10 +121,54 @@ export function isSafeToRepeat(plan: Plan, keyHeader: string): boolean {
   return plan.replayable && (idempotentMethods.has(plan.method) || plan.headers.has(keyHeader));
 }
 
-/** The init of one attempt: the plan's method, headers and body, and the attempt's signal. */
-export function attemptInit(plan: Plan, signal: AbortSignal): RequestInit {
+/**
+ * The init of one attempt: the plan's method, headers and body, and the attempt's signal. A
+ * stream body goes through a wrapper that calls `onRead` when fetch first reads from it: until
+ * then (a refused connection, a refusal here) it is untouched and may still go elsewhere.
+ */
+export function attemptInit(plan: Plan, signal: AbortSignal, onRead: () => void): RequestInit {
+  const body = plan.replayable || plan.body === null ? plan.body : watched(plan.body, onRead);
   // Object.assign: V8 (Node 20) makes a spread with more properties after it ~1 µs slower.
-  return Object.assign({}, plan.init, { method: plan.method, headers: plan.headers, body: plan.body, signal });
+  return Object.assign({}, plan.init, { method: plan.method, headers: plan.headers, body, signal });
+}
+
+/** `body` (a ReadableStream or an async iterable), read only when fetch reads, and said so on first read. */
+function watched(body: Body, onRead: () => void): Body {
+  if (body instanceof ReadableStream) {
+    const source = body as ReadableStream<Uint8Array>;
+    let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
+    return new ReadableStream<Uint8Array>(
+      {
+        async pull(controller) {
+          if (reader === undefined) {
+            onRead();
+            reader = source.getReader();
+          }
+          const chunk = await reader.read();
+          if (chunk.done) controller.close();
+          else controller.enqueue(chunk.value);
+        },
+        // Cancelled before any read (an attempt refused or aborted): the caller's stream stays whole.
+        cancel: (reason) => reader?.cancel(reason),
+      },
+      { highWaterMark: 0 },
+    );
+  }
+  const iterable = body as unknown as AsyncIterable<unknown>;
+  let inner: AsyncIterator<unknown> | undefined;
+  const started = () => {
+    if (inner === undefined) {
+      onRead();
+      inner = iterable[Symbol.asyncIterator]();
+    }
+    return inner;
+  };
+  const iterator: AsyncIterator<unknown> = {
+    next: () => started().next(),
+    return: async (value?: unknown) =>
+      inner?.return !== undefined ? inner.return(value) : { done: true as const, value: undefined },
+  };
+  return { [Symbol.asyncIterator]: () => iterator } as unknown as Body;
 }
 
 /** Frees the connection behind a response nobody will read. */

@@ -55,6 +55,8 @@ function refusedHere(error: unknown): boolean {
 const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
 /** The errors {@link Client} made of refused redirects: never retried, never a breaker failure. */
 const refusedRedirects = new WeakSet<object>();
+/** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
+const ownDuplicates = new WeakSet<object>();
 
 /**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
@@ -176,8 +178,8 @@ class Client {
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
-            // A limiter of ours refusing says nothing about the endpoint: no ejection for it.
-            isFailure: (error) => !refusedHere(error),
+            // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
+            isFailure: (error) => !refusedHere(error) && !ownDuplicates.has(error as object),
             bus,
             clock,
           }),
@@ -214,7 +216,11 @@ class Client {
   }
 
   async fetch(input: FetchInput, init: RequestInit | undefined): Promise<Response> {
-    const plan = await planOf(input, init);
+    const plan = await planOf(input, init, {
+      ms: this.#totalMs,
+      clock: this.#clock,
+      expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
+    });
     const header = this.#o.idempotencyHeader;
     if (
       this.#o.idempotencyKey === 'auto' &&
@@ -226,7 +232,7 @@ class Client {
     // After the headers, the caller's abort and the total deadline still stop the body read.
     const deadline = new AbortController();
     const reading = plan.signal ? AbortSignal.any([plan.signal, deadline.signal]) : deadline.signal;
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), reading);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), reading);
     const start = this.#clock.now();
     let response: Response;
     try {
@@ -276,7 +282,7 @@ class Client {
         (endpoint, c) =>
           call.on(endpoint.name, () => {
             const base = this.#bases.get(endpoint.target) ?? endpoint.target;
-            return call.attempt(new URL(call.plan.url, base).href, c);
+            return call.attempt(this.#parse(call.plan.url, base).href, c);
           }),
         avoid === undefined ? ctx : { signal: ctx.signal, avoid },
       );
@@ -286,10 +292,19 @@ class Client {
     return call.attempt(url, ctx);
   }
 
+  /** `new URL(url, base)`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
+  #parse(url: string, base?: string): URL {
+    try {
+      return new URL(url, base);
+    } catch {
+      throw Object.assign(new TypeError(`Invalid URL: ${this.#redact.url(url)}`), { code: 'ERR_INVALID_URL' });
+    }
+  }
+
   /** One try: the host's limiter around its breaker around a per-try timeout around fetch. */
   send(call: Call, url: string, ctx: CallContext): Promise<Response> {
     const once = (c: CallContext) => this.#perTry.execute((t) => this.#exchange(call, url, t), c);
-    const host = new URL(url).host;
+    const host = this.#parse(url).host;
     const breakers = this.#breakers;
     let guarded = once;
     if (breakers !== undefined) {
@@ -337,10 +352,25 @@ class Client {
 
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
     let response: Response;
+    call.exchanges++;
     try {
-      response = await this.#send(url, attemptInit(call.plan, AbortSignal.any([ctx.signal, call.reading])));
+      response = await this.#send(
+        url,
+        attemptInit(call.plan, AbortSignal.any([ctx.signal, call.reading]), call.bodyRead),
+      );
     } catch (error) {
       throw this.#explain(error);
+    } finally {
+      call.exchanges--;
+    }
+    if (response.status === 409 && call.keyed && call.exchanges > 0) {
+      // Our own duplicate: a hedge of a keyed request found the key still running on another
+      // attempt of this call (a server that honours the key answers 409 then, as the IETF draft
+      // says). Not an answer: the other attempt's is. Never repeated.
+      discard(response);
+      const duplicate = nonRetryable(new HttpError(call.plan.method, this.#redact.url(url), response));
+      ownDuplicates.add(duplicate);
+      throw duplicate;
     }
     const failed = this.#statuses.has(response.status);
     call.remember(response, url, failed);
@@ -395,6 +425,13 @@ class Call {
   lastUrl: string | undefined;
   /** Whether `last` was refused (a retried status): only such a response is discarded by a later try. */
   lastFailed = false;
+  /** Attempts of this call waiting for their response headers now. */
+  exchanges = 0;
+  /** fetch read from a stream body: it cannot be sent again, even where the connection failed. */
+  bodyGone = false;
+  readonly bodyRead = () => {
+    this.bodyGone = true;
+  };
   /** Endpoints this call's attempts are running on now, with how many: hedges keep away from them. */
   readonly endpoints = new Map<string, number>();
 
@@ -402,6 +439,8 @@ class Call {
     readonly client: Client,
     readonly plan: Plan,
     readonly safe: boolean,
+    /** The request carries an idempotency key. */
+    readonly keyed: boolean,
     /** Aborts when the caller aborts or the total deadline passes, the body read included. */
     readonly reading: AbortSignal,
   ) {}
@@ -415,10 +454,10 @@ class Call {
     try {
       return await this.client.send(this, url, ctx);
     } catch (error) {
-      // Never repeat what is not safe to repeat, on this endpoint or another.
-      if (!this.safe && typeof error === 'object' && error !== null && !neverReached(error) && !refusedHere(error)) {
-        nonRetryable(error);
-      }
+      // Never repeat what is not safe to repeat, on this endpoint or another; a request that never
+      // reached a server may go to another, unless its stream body already went to fetch.
+      const untouched = !this.bodyGone && (neverReached(error) || refusedHere(error));
+      if (!this.safe && typeof error === 'object' && error !== null && !untouched) nonRetryable(error);
       throw error;
     }
   }
