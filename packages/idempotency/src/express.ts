@@ -3,7 +3,7 @@
  * @module @holdfast/idempotency/express
  */
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { awaitBody, type BodyRead, bodyOf, captureRawBody } from './http/body.js';
+import { type BodyRead, bodyOf, captureRawBody, readBody } from './http/body.js';
 import {
   type Decision,
   HttpIdempotency,
@@ -58,9 +58,13 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     if (core.passes(header)) return next();
     const known = header.status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
     if (known.status === 'unread') {
-      awaitBody(req, limit)
-        .then((bytes) => handle(req, res, next, header, bytes))
-        .catch(next);
+      readBody(req, limit, (bytes) => {
+        try {
+          handle(req, res, next, header, bytes);
+        } catch (error) {
+          next(error);
+        }
+      });
       return;
     }
     try {

@@ -1,4 +1,5 @@
 import { IncomingMessage } from 'node:http';
+import { rootOf } from './node.js';
 import { watchPushes } from './stream.js';
 
 /** Where `captureRawBody` keeps the bytes a body parser read. */
@@ -26,15 +27,19 @@ export type BodyBytes =
 /** The bytes of a request's body, if anything kept them, or what a parser made of them. */
 export function bodyOf(req: IncomingMessage): BodyBytes {
   const r = req as WithRaw;
-  if (r[RAW] !== undefined) return { status: 'bytes', body: r[RAW] };
-  if (Buffer.isBuffer(r.rawBody)) return { status: 'bytes', body: r.rawBody };
-  if (Buffer.isBuffer(r.body)) return { status: 'bytes', body: r.body }; // express.raw()
+  // Each is set on the request itself. Asked with hasOwn: a property an Express request lacks is
+  // looked for along its whole prototype chain, slowly (every request has a map of its own).
+  if (has(r, RAW) && r[RAW] !== undefined) return { status: 'bytes', body: r[RAW] };
+  if (has(r, 'rawBody') && Buffer.isBuffer(r.rawBody)) return { status: 'bytes', body: r.rawBody };
+  if (has(r, 'body') && Buffer.isBuffer(r.body)) return { status: 'bytes', body: r.body }; // express.raw()
   // body-parser sets `_body` once it consumed the stream.
-  if (r._body === true) return { status: 'parsed', body: r.body };
+  if (has(r, '_body') && r._body === true) return { status: 'parsed', body: r.body };
   if (!hasBody(req)) return { status: 'bytes', body: undefined };
   if (req.readableEnded) return { status: 'parsed', body: r.body };
   return { status: 'unread' };
 }
+
+const has = Object.hasOwn;
 
 function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
@@ -88,12 +93,18 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
   });
 }
 
+/** What reading a request's body came to: its bytes, or why there are none to have. */
+export type BodyDone = (read: Buffer | 'tooLarge' | 'aborted') => void;
+
 /**
  * The whole body of a request no one has read yet, leaving the stream unread for the parsers
- * after the middleware. A body with a `Content-Length` that fits the stream's buffer is watched
- * as it arrives, without reading it; any other is read and put back ({@link readAndRestore}).
+ * after the middleware; `done` is called once with it. A body with a `Content-Length` that fits
+ * the stream's buffer is watched as it arrives, without reading it; any other is read and put
+ * back ({@link readAndRestore}).
  */
-export function awaitBody(req: IncomingMessage, limit: number): Promise<Buffer | 'tooLarge' | 'aborted'> {
+export function readBody(req: IncomingMessage, limit: number, then: BodyDone): void {
+  // Never from inside the stream's push or destroy: the middleware goes on from a microtask.
+  const done: BodyDone = (read) => queueMicrotask(() => then(read));
   const length = req.headers['transfer-encoding'] === undefined ? contentLength(req) : undefined;
   // Under the high-water mark, every push is buffered without pausing the socket: the body
   // arrives whole without anyone reading it.
@@ -104,25 +115,110 @@ export function awaitBody(req: IncomingMessage, limit: number): Promise<Buffer |
     length > limit ||
     length >= req.readableHighWaterMark
   ) {
-    return readAndRestore(req, limit);
+    readAndRestore(req, limit).then(then);
+    return;
   }
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    const onAbort = () => {
-      if (req.complete) return;
-      req.removeListener('error', onAbort);
-      req.removeListener('close', onAbort);
-      resolve('aborted');
-    };
-    const watched = watchPushes(req, chunks, () => {
-      req.removeListener('error', onAbort);
-      req.removeListener('close', onAbort);
-      resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
-    });
-    if (!watched) return resolve(readAndRestore(req, limit));
-    req.once('error', onAbort);
-    req.once('close', onAbort);
+  if (watchThroughRoot(req, done)) return;
+  const chunks: Buffer[] = [];
+  const onAbort = () => {
+    if (req.complete) return;
+    req.removeListener('error', onAbort);
+    req.removeListener('close', onAbort);
+    done('aborted');
+  };
+  const watched = watchPushes(req, chunks, () => {
+    req.removeListener('error', onAbort);
+    req.removeListener('close', onAbort);
+    done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
   });
+  if (!watched) {
+    readAndRestore(req, limit).then(then);
+    return;
+  }
+  req.once('error', onAbort);
+  req.once('close', onAbort);
+}
+
+/** {@link readBody} as a promise. */
+export function awaitBody(req: IncomingMessage, limit: number): Promise<Buffer | 'tooLarge' | 'aborted'> {
+  return new Promise((resolve) => readBody(req, limit, resolve));
+}
+
+/**
+ * The watch of one Express request's body, kept in a map rather than on the request: Express
+ * gives every request a map of its own (it swaps its prototype), so a property added to it, or
+ * a listener on a new event, copies all of its property descriptors (about 1.5 KB a request).
+ */
+class RootWatch {
+  readonly chunks: Buffer[] = [];
+  constructor(readonly done: BodyDone) {}
+}
+
+const rootWatches = new WeakMap<IncomingMessage, RootWatch>();
+const requestRoots = new WeakSet<object>();
+const NODE_REQUEST = IncomingMessage.prototype;
+
+/**
+ * Watches the body through the request's root prototype (Express's request object), which gets
+ * `push` and `_destroy` once: every chunk Node's parser pushes is kept, the last push (null)
+ * hands the body over, and a request destroyed before its body came whole (the client left) is
+ * 'aborted'. False when the request has no such root, or it (or a layer before us) set its own
+ * `push`, or something already buffered or read its body: {@link watchPushes} decides then.
+ */
+function watchThroughRoot(req: IncomingMessage, done: BodyDone): boolean {
+  const root = rootOf(req, NODE_REQUEST);
+  if (root === undefined || rootWatches.has(req) || has(req, 'push') || has(req, '_destroy')) return false;
+  // The stream's state, read once: its getters on an Express request are each a slow lookup.
+  const state = (req as { _readableState?: ReadableStateView })._readableState;
+  if (state === undefined || state.length > 0 || state.endEmitted || state.destroyed || req.complete) return false;
+  if (!requestRoots.has(root)) patchRequestRoot(root);
+  rootWatches.set(req, new RootWatch(done));
+  return true;
+}
+
+/** What {@link watchThroughRoot} reads of a Node stream's `_readableState` (public getters read the same). */
+interface ReadableStateView {
+  readonly length: number;
+  readonly endEmitted: boolean;
+  readonly destroyed: boolean;
+}
+
+type Push = (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) => boolean;
+type Destroy = (this: IncomingMessage, error: Error | null, callback: (error?: Error | null) => void) => void;
+
+/** Gives `root` the watching `push` and `_destroy`; each calls what `root` had (its own or inherited) at call time. */
+function patchRequestRoot(root: object): void {
+  requestRoots.add(root);
+  const r = root as { push: Push; _destroy: Destroy };
+  const ownPush = has(root, 'push') ? r.push : undefined;
+  const ownDestroy = has(root, '_destroy') ? r._destroy : undefined;
+  const parent = Object.getPrototypeOf(root) as { push: Push; _destroy: Destroy };
+  const methods = {
+    push(this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding): boolean {
+      const watch = rootWatches.get(this);
+      if (watch !== undefined && chunk !== null && chunk !== undefined) {
+        watch.chunks.push(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : (chunk as Buffer));
+      }
+      const more = (ownPush ?? parent.push).call(this, chunk, encoding);
+      if (watch !== undefined && chunk === null) {
+        rootWatches.delete(this);
+        const { chunks } = watch;
+        watch.done(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+      }
+      return more;
+    },
+    _destroy(this: IncomingMessage, error: Error | null, callback: (error?: Error | null) => void): void {
+      const watch = rootWatches.get(this);
+      if (watch !== undefined && !this.complete) {
+        rootWatches.delete(this);
+        watch.done('aborted');
+      }
+      (ownDestroy ?? parent._destroy).call(this, error, callback);
+    },
+  };
+  for (const name of ['push', '_destroy'] as const) {
+    Object.defineProperty(root, name, { value: methods[name], writable: true, configurable: true, enumerable: false });
+  }
 }
 
 /** The `Content-Length` of a request, if it has one that is a plain decimal number. */

@@ -136,7 +136,8 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   /** Whether requests of this method are guarded at all. */
   guards(method: string): boolean {
-    return this.#methods.has(method.toUpperCase());
+    // Node's parser gives the standard methods in capitals: no new string for them.
+    return this.#methods.has(method) || this.#methods.has(method.toUpperCase());
   }
 
   /**

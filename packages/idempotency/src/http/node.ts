@@ -10,10 +10,12 @@ export function sendRaw(res: ServerResponse, response: HttpResponse): void {
 
 type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
 
-/** The capture of a response watched through its prototype (see {@link captureNodeResponse}). */
-const CAPTURE = Symbol('holdfast.idempotency.capture');
-
-type Captured = ServerResponse & { [CAPTURE]?: Capture };
+/**
+ * The capture of each watched response. A map, not a property on the response: Express gives
+ * every request and response a map of its own (it swaps their prototypes), so adding a property
+ * copies all of the object's property descriptors (1.5 KB and a slow lookup per response).
+ */
+const captures = new WeakMap<ServerResponse, Capture>();
 
 /**
  * Watches a Node response for `run`: every byte given to `write` and `end` is collected, and
@@ -49,15 +51,16 @@ export function captureNodeResponse(
   unstored?: (status: number, headers: OutgoingHeaders) => boolean,
 ): void {
   const capture = new Capture(run, unstored);
-  const root = rootOf(res);
-  if (root !== undefined && (res as Captured)[CAPTURE] === undefined && !ownsMethods(res)) {
+  const root = rootOf(res, NODE_RESPONSE);
+  if (root !== undefined && !captures.has(res) && !ownsMethods(res)) {
     if (!patched.has(root)) patchRoot(root);
-    (res as Captured)[CAPTURE] = capture;
+    captures.set(res, capture);
   } else {
     patchInstance(res, capture);
   }
   const socket = res.socket;
-  res.once('close', () => {
+  // 'close' comes once: `on` spares the wrapper `once` makes per response.
+  res.on('close', () => {
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
     if (!clientLeft || res.headersSent) void run.abandon('E_INCOMPLETE');
@@ -115,13 +118,16 @@ const NODE_RESPONSE = ServerResponse.prototype;
 const METHODS = ['writeHead', 'write', 'end'] as const;
 const patched = new WeakSet<object>();
 
-/** The last prototype before Node's in a response's chain (Express's response object), if any. */
-function rootOf(res: ServerResponse): object | undefined {
-  let proto: object | null = Object.getPrototypeOf(res);
-  if (proto === NODE_RESPONSE) return undefined;
+/**
+ * The last prototype before Node's (`base`) in an object's chain: Express's own request or
+ * response object, if there is one.
+ */
+export function rootOf(object: object, base: object): object | undefined {
+  let proto: object | null = Object.getPrototypeOf(object);
+  if (proto === base) return undefined;
   while (proto !== null) {
     const up: object | null = Object.getPrototypeOf(proto);
-    if (up === NODE_RESPONSE) return proto;
+    if (up === base) return proto;
     proto = up;
   }
   return undefined;
@@ -142,15 +148,15 @@ function patchRoot(root: object): void {
   const parent = Object.getPrototypeOf(root) as Record<(typeof METHODS)[number], Method>;
   const methods: Record<(typeof METHODS)[number], Method> = {
     writeHead(...args) {
-      (this as Captured)[CAPTURE]?.writeHead(this, args);
+      captures.get(this)?.writeHead(this, args);
       return (ownWriteHead ?? parent.writeHead).apply(this, args);
     },
     write(...args) {
-      (this as Captured)[CAPTURE]?.write(args[0], args[1]);
+      captures.get(this)?.write(args[0], args[1]);
       return (ownWrite ?? parent.write).apply(this, args);
     },
     end(...args) {
-      const capture = (this as Captured)[CAPTURE];
+      const capture = captures.get(this);
       const end = ownEnd ?? parent.end;
       return capture === undefined ? end.apply(this, args) : capture.end(this, args, end);
     },
