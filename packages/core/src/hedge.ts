@@ -180,6 +180,8 @@ class Hedger implements HedgePolicy {
 
   /** Whether the budget lets attempt `attempt` go; counts and reports either way. */
   allowHedge(attempt: number, trigger: 'delay' | 'failure', delay: number): boolean {
+    // Disposed: calls already running finish on the attempts they have, and send no more.
+    if (this.#disposed) return false;
     if (this.#budget !== undefined && !this.#budget.tryWithdraw()) {
       this.#refused++;
       if (this.bus.wants('hedge.budgetExhausted')) {

@@ -51,6 +51,30 @@ async function drive(clock: ManualClock, n: number, run: (i: number) => Promise<
 }
 
 describe('hedge()', () => {
+  it('after dispose(), a call already running sends no more hedges and ends on its own attempt', async () => {
+    const clock = new ManualClock();
+    const h = hedge({ delay: 10, maxHedges: 2, safe: true, budget: false, clock, policies: false });
+    let attempts = 0;
+    const call = h.execute(
+      (ctx) =>
+        new Promise<number>((resolve, reject) => {
+          const n = ++attempts;
+          const timer = clock.setTimeout(() => resolve(n), 100);
+          ctx.signal.addEventListener('abort', () => {
+            clock.clearTimeout(timer);
+            reject(ctx.signal.reason);
+          });
+        }),
+    );
+    await clock.advance(5);
+    h.dispose();
+    await clock.runAll();
+    expect(await call).toBe(1);
+    expect(attempts).toBe(1);
+    expect(h.snapshot().hedges).toBe(0);
+    await expect(h.execute(async () => 1)).rejects.toThrow(/after dispose/);
+  });
+
   it('one upstream of three 10x slower: p99 drops to near the fast ones, within budget, losers aborted', async () => {
     const clock = new ManualClock();
     const fast = 5;
