@@ -57,6 +57,12 @@ const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
 const refusedRedirects = new WeakSet<object>();
 /** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
 const ownDuplicates = new WeakSet<object>();
+/**
+ * A retry's 409 with Retry-After for its own call's key, which an earlier attempt of the call
+ * (given up: a per-try timeout) still holds on the server: come back later for its response.
+ * Retried (as Retry-After says), never a failure of the endpoint.
+ */
+const ownStillRunning = new WeakSet<object>();
 
 /**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
@@ -138,7 +144,9 @@ class Client {
     }
     const maxAttempts = retryOptions?.maxAttempts ?? 3;
     // A limiter's refusal is about this host being busy: another host may take it, this one not now.
-    const isRetryable = (error: unknown) => !isNonRetryable(error) && !refusedHere(error) && isTransientError(error);
+    const isRetryable = (error: unknown) =>
+      ownStillRunning.has(error as object) ||
+      (!isNonRetryable(error) && !refusedHere(error) && isTransientError(error));
     // A refused connection, an open breaker or a full limiter never reached the server: safe to try elsewhere.
     const isRetryableElsewhere = (error: unknown) =>
       isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error)));
@@ -179,7 +187,8 @@ class Client {
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
             // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
-            isFailure: (error) => !refusedHere(error) && !ownDuplicates.has(error as object),
+            isFailure: (error) =>
+              !refusedHere(error) && !ownDuplicates.has(error as object) && !ownStillRunning.has(error as object),
             bus,
             clock,
           }),
@@ -313,7 +322,7 @@ class Client {
         let refused: { error: unknown } | undefined;
         const judged = (j: CallContext) =>
           once(j).catch((error: unknown) => {
-            if (!refusedRedirects.has(error as object)) throw error;
+            if (!refusedRedirects.has(error as object) && !ownStillRunning.has(error as object)) throw error;
             refused = { error };
             return undefined as unknown as Response;
           });
@@ -352,6 +361,8 @@ class Client {
 
   async #exchange(call: Call, url: string, ctx: CallContext): Promise<Response> {
     let response: Response;
+    // An attempt of this call went to a server before this one (it may still be running there).
+    const earlier = call.sent++ > 0;
     call.exchanges++;
     try {
       response = await this.#send(
@@ -371,6 +382,15 @@ class Client {
       const duplicate = nonRetryable(new HttpError(call.plan.method, this.#redact.url(url), response));
       ownDuplicates.add(duplicate);
       throw duplicate;
+    }
+    if (response.status === 409 && call.keyed && earlier && response.headers.has('retry-after')) {
+      // The server still runs this call's key for an attempt we gave up on (a per-try timeout):
+      // its response is what the caller wants, and the server says when to come back for it.
+      // Retried as it says; when retries run out, this 409 is what the caller gets.
+      call.remember(response, url, true);
+      const running = new HttpError(call.plan.method, this.#redact.url(url), response);
+      ownStillRunning.add(running);
+      throw running;
     }
     const failed = this.#statuses.has(response.status);
     call.remember(response, url, failed);
@@ -427,6 +447,8 @@ class Call {
   lastFailed = false;
   /** Attempts of this call waiting for their response headers now. */
   exchanges = 0;
+  /** Attempts of this call sent so far. */
+  sent = 0;
   /** fetch read from a stream body: it cannot be sent again, even where the connection failed. */
   bodyGone = false;
   readonly bodyRead = () => {
