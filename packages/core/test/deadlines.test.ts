@@ -1,7 +1,7 @@
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { runScript } from '../../../test/support/child.js';
 import { DeadlineQueue } from '../src/deadlines.js';
 import { ManualClock, realClock, TimeoutError, timeout } from '../src/index.js';
 
@@ -112,33 +112,8 @@ describe('deadline queue (one timer behind many deadlines)', () => {
   it('a process whose calls went through minute-long timeouts exits as soon as its work is done', async () => {
     const script = fileURLToPath(new URL('./fixtures/deadlines-exit.ts', import.meta.url));
     const started = performance.now();
-    const result = await new Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }>(
-      (resolve, reject) => {
-        const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
-          cwd: fileURLToPath(new URL('..', import.meta.url)),
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        let killed = false;
-        child.stdout.on('data', (c) => {
-          stdout += c;
-        });
-        child.stderr.on('data', (c) => {
-          stderr += c;
-        });
-        // Deadlines of 60 s: a live timer would hold the child until this guard kills it.
-        const guard = setTimeout(() => {
-          killed = true;
-          child.kill('SIGKILL');
-        }, 45_000);
-        child.on('error', reject);
-        child.on('exit', (code) => {
-          clearTimeout(guard);
-          resolve({ code, stdout, stderr, killed });
-        });
-      },
-    );
+    // Deadlines of 60 s: a live timer would hold the child until this guard kills it.
+    const result = await runScript(script, { cwd: fileURLToPath(new URL('..', import.meta.url)), killAfterMs: 45_000 });
     expect(result.stderr).toBe('');
     expect(result.killed).toBe(false);
     expect(result.code).toBe(0);

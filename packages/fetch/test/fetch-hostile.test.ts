@@ -3,7 +3,6 @@
  * with retries and hedges, hostile Retry-After, stalled bodies, credentials, per-host limits.
  * Behaviour and counts are asserted, never timings.
  */
-import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
@@ -12,6 +11,7 @@ import { inspect } from 'node:util';
 import { breakerRegistry } from '@holdfast/breaker';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
+import { runScript } from '../../../test/support/child.js';
 import { type HttpError, type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
 
 interface Received {
@@ -468,33 +468,8 @@ describe('per-host concurrency', () => {
 describe('process exit', () => {
   it('with hedged calls whose losers never settle, aborted fetch losers and a client disposed mid-call, the process exits on its own', async () => {
     const script = fileURLToPath(new URL('./fixtures/hedge-exit.ts', import.meta.url));
-    const result = await new Promise<{ code: number | null; stdout: string; stderr: string; killed: boolean }>(
-      (resolve, reject) => {
-        const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
-          cwd: fileURLToPath(new URL('..', import.meta.url)),
-          stdio: ['ignore', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        let killed = false;
-        child.stdout.on('data', (c) => {
-          stdout += c;
-        });
-        child.stderr.on('data', (c) => {
-          stderr += c;
-        });
-        // Everything in the script waits up to 60 s: a live timer or socket holds it until this kills it.
-        const guard = setTimeout(() => {
-          killed = true;
-          child.kill('SIGKILL');
-        }, 40_000);
-        child.on('error', reject);
-        child.on('exit', (code) => {
-          clearTimeout(guard);
-          resolve({ code, stdout, stderr, killed });
-        });
-      },
-    );
+    // Everything in the script waits up to 60 s: a live timer or socket holds it until this kills it.
+    const result = await runScript(script, { cwd: fileURLToPath(new URL('..', import.meta.url)), killAfterMs: 40_000 });
     expect(result.stderr).toBe('');
     expect(result.killed).toBe(false);
     expect(result.code).toBe(0);

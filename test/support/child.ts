@@ -1,0 +1,42 @@
+import { spawn } from 'node:child_process';
+
+/** How a script run by {@link runScript} ended. */
+export interface ScriptRun {
+  readonly code: number | null;
+  readonly stdout: string;
+  readonly stderr: string;
+  /** It was still running after `killAfterMs` and was killed: something held it open. */
+  readonly killed: boolean;
+}
+
+/**
+ * Runs a TypeScript script in a child Node process (the packages from source) and waits for it
+ * to exit; past `killAfterMs` it is killed (SIGKILL), and `killed` says so. For tests that a
+ * process exits on its own: a live timer or socket holds it until the guard.
+ */
+export function runScript(script: string, options: { cwd: string; killAfterMs: number }): Promise<ScriptRun> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
+      cwd: options.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let killed = false;
+    child.stdout.on('data', (c) => {
+      stdout += c;
+    });
+    child.stderr.on('data', (c) => {
+      stderr += c;
+    });
+    const guard = setTimeout(() => {
+      killed = true;
+      child.kill('SIGKILL');
+    }, options.killAfterMs);
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      clearTimeout(guard);
+      resolve({ code, stdout, stderr, killed });
+    });
+  });
+}
