@@ -1,10 +1,3 @@
-/**
- * An outside hostile review of resilientFetch against real loopback servers: stream bodies
- * with retries and hedges, hostile Retry-After, stalled bodies, credentials, per-host limits.
- * Behaviour and counts are asserted, never timings.
- */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { inspect } from 'node:util';
@@ -13,25 +6,9 @@ import { createBus, type HoldfastEvent } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runScript } from '../../../test/support/child.js';
 import { type HttpError, type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { type Handler, type Upstream, upstream } from './upstream.js';
 
-interface Received {
-  readonly method: string;
-  readonly path: string;
-  readonly headers: IncomingMessage['headers'];
-  readonly body: string;
-}
-
-interface Server2 {
-  readonly url: string;
-  readonly host: string;
-  readonly port: number;
-  readonly seen: Received[];
-  inFlight: number;
-  maxInFlight: number;
-  /** Connections accepted. */
-  connections: number;
-  close(): Promise<void>;
-}
+type Server2 = Upstream;
 
 const servers: Server2[] = [];
 const clients: ResilientFetch[] = [];
@@ -41,44 +18,8 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-type Handler = (req: Received, res: ServerResponse, n: number) => void;
-
 async function serve(handler: Handler): Promise<Server2> {
-  const sockets = new Set<Socket>();
-  const state = { seen: [] as Received[], inFlight: 0, maxInFlight: 0, connections: 0 };
-  const server: Server = createServer((req, res) => {
-    state.inFlight++;
-    state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
-    res.on('close', () => state.inFlight--);
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const entry = {
-        method: req.method ?? '',
-        path: req.url ?? '',
-        headers: req.headers,
-        body: Buffer.concat(chunks).toString(),
-      };
-      state.seen.push(entry);
-      handler(entry, res, state.seen.length);
-    });
-  });
-  server.on('connection', (socket) => {
-    state.connections++;
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  const s = Object.assign(state, {
-    url: `http://127.0.0.1:${port}`,
-    host: `127.0.0.1:${port}`,
-    port,
-    close() {
-      for (const socket of sockets) socket.destroy();
-      return new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  });
+  const s = await upstream(handler);
   servers.push(s);
   return s;
 }

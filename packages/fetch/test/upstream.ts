@@ -14,7 +14,13 @@ export type Handler = (req: Seen, res: ServerResponse, n: number) => void;
 export interface Upstream {
   readonly url: string;
   readonly host: string;
+  readonly port: number;
   readonly seen: Seen[];
+  /** Requests being answered now, and the most at once so far. */
+  readonly inFlight: number;
+  readonly maxInFlight: number;
+  /** Connections accepted. */
+  readonly connections: number;
   handle(handler: Handler): void;
   close(): Promise<void>;
 }
@@ -22,8 +28,12 @@ export interface Upstream {
 export async function upstream(handler: Handler = (_, res) => res.end('ok')): Promise<Upstream> {
   let current = handler;
   const seen: Seen[] = [];
+  const counts = { inFlight: 0, maxInFlight: 0, connections: 0 };
   const sockets = new Set<Socket>();
   const server: Server = createServer((req, res) => {
+    counts.inFlight++;
+    counts.maxInFlight = Math.max(counts.maxInFlight, counts.inFlight);
+    res.on('close', () => counts.inFlight--);
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -38,6 +48,7 @@ export async function upstream(handler: Handler = (_, res) => res.end('ok')): Pr
     });
   });
   server.on('connection', (socket) => {
+    counts.connections++;
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
   });
@@ -46,7 +57,17 @@ export async function upstream(handler: Handler = (_, res) => res.end('ok')): Pr
   return {
     url: `http://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
+    port,
     seen,
+    get inFlight() {
+      return counts.inFlight;
+    },
+    get maxInFlight() {
+      return counts.maxInFlight;
+    },
+    get connections() {
+      return counts.connections;
+    },
     handle(next) {
       current = next;
     },
