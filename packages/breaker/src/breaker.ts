@@ -90,6 +90,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #probeWait = PROBE_PAUSE_MS;
   /** When the oldest probe out is expected back: the `retryAt` of a call refused meanwhile. */
   #probeDueAt = 0;
+  /** When the probes now out began (the first of them). */
+  #probesSince = 0;
 
   /** `name` and `restore` default to the config's; a registry shares one config among its keys. */
   constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
@@ -234,10 +236,19 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #gate<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     const now = this.#clock.now();
     switch (this.#refresh(now)) {
-      case HALF_OPEN:
+      case HALF_OPEN: {
         if (this.#probes < this.#config.halfOpen.maxProbes) {
-          if (this.#probes++ === 0) this.#probeDueAt = now + this.#probeWait;
+          if (this.#probes++ === 0) {
+            this.#probeDueAt = now + this.#probeWait;
+            this.#probesSince = now;
+          }
           return this.#call(fn, options, now, this.#generation, true);
+        }
+        // Probes out past maxWait (hung, with nothing around them to time them out): given up.
+        const { maxWait } = this.#config.halfOpen;
+        if (maxWait !== false && now - this.#probesSince >= maxWait) {
+          this.#open('halfOpenFailure', now, 'E_PROBE_HUNG');
+          return this.#reject(now, 'open', this.#retryAt);
         }
         // Probes are out: come back when one is expected to have settled; if one is overdue, a
         // wait later again. Never "now", or a caller that trusts `retryAt` spins until it settles.
@@ -245,6 +256,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         if (now >= this.#probeDueAt || this.#probeDueAt - now > this.#probeWait)
           this.#probeDueAt = now + this.#probeWait;
         return this.#reject(now, 'halfOpen', this.#probeDueAt);
+      }
       case OPEN:
         return this.#reject(now, 'open', this.#retryAt);
       case ISOLATED:

@@ -97,6 +97,14 @@ export const breakerSettingsSchema = z.strictObject({
       maxProbes: z.number().int().positive().default(1),
       /** Successful probes, one after another, that close the breaker. @default 1 */
       successesToClose: z.number().int().positive().default(1),
+      /**
+       * How long probes may stay out, ms. A call that comes later gives them up: the breaker
+       * opens again (reason `halfOpenFailure`, code `E_PROBE_HUNG`) and their late answers are
+       * not counted. Without it, a probe that never settles (a frozen downstream, no timeout
+       * around it) would keep the breaker half-open, refusing every call, for good.
+       * `false` waits for them however long (an explicit opt-in). @default 60000
+       */
+      maxWait: z.union([z.number().positive(), z.literal(false)]).default(60_000),
     })
     .prefault({}),
   /**

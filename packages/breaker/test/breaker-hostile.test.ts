@@ -173,10 +173,32 @@ describe('half-open under load', () => {
 });
 
 describe('a probe that never settles', () => {
-  // A design question, not fixed here: with the default (cooperative) timeout, a probe that ignores
-  // its signal holds the slot as long as it hangs, and so does its caller.
-  it('alone holds the breaker half-open (as opossum without its timeout, and cockatiel); inside pipeline(breaker, aggressive timeout()) it fails and reopens', async () => {
-    const { breaker, clock, bus } = setup({ openFor: 1_000 });
+  it('is given up after halfOpen.maxWait: the next call reopens the breaker, the late answer is not counted, a later probe closes it', async () => {
+    const { breaker, clock, of } = setup({ openFor: 1_000 });
+    breaker.open();
+    await clock.advance(1_000);
+    let settle: (value: string) => void = () => {};
+    const hung = breaker.execute(() => new Promise<string>((resolve) => (settle = resolve)));
+    // Within maxWait (60 s by default), callers are refused half-open while the probe is out.
+    await clock.advance(59_000);
+    await expect(breaker.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(breaker.state).toBe('halfOpen');
+    await clock.advance(1_000);
+    const refused = (await breaker.execute(succeed).catch((e: unknown) => e)) as BrokenCircuitError;
+    expect(refused).toBeInstanceOf(BrokenCircuitError);
+    expect(breaker.state).toBe('open');
+    expect(of('breaker.open').at(-1)).toMatchObject({ reason: 'halfOpenFailure', code: 'E_PROBE_HUNG' });
+    // The hung probe answers at last: it does not close the breaker.
+    settle('late');
+    await expect(hung).resolves.toBe('late');
+    expect(breaker.state).toBe('open');
+    await clock.advance((refused.retryAt ?? 0) - clock.now());
+    await expect(breaker.execute(succeed)).resolves.toBe('ok');
+    expect(breaker.state).toBe('closed');
+  });
+
+  it('with halfOpen.maxWait: false it holds the breaker half-open (as opossum without its timeout, and cockatiel); inside pipeline(breaker, aggressive timeout()) it fails and reopens', async () => {
+    const { breaker, clock, bus } = setup({ openFor: 1_000, halfOpen: { maxWait: false } });
     breaker.open();
     await clock.advance(1_000);
     const hang = () => new Promise<never>(() => undefined);
