@@ -70,6 +70,7 @@ export {
   fnOption,
   MAX_DELAY_MS,
   nameOption,
+  ownPluginOptions,
   parseOptions,
   policiesOption,
   positiveDurationOption,

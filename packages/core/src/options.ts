@@ -97,3 +97,17 @@ export const policiesOption = z.union([
     error: 'must be a PolicyRegistry (from createPolicyRegistry()) or false',
   }),
 ]);
+
+/**
+ * A Fastify plugin's options without what Fastify's `register()` itself reads (`prefix`,
+ * `logLevel`, `logSerializers`): the rest is the plugin's to check (a typo is an error).
+ */
+export function ownPluginOptions<T extends object>(options: T): Omit<T, 'prefix' | 'logLevel' | 'logSerializers'> {
+  const {
+    prefix: _prefix,
+    logLevel: _logLevel,
+    logSerializers: _logSerializers,
+    ...own
+  } = options as T & { prefix?: unknown; logLevel?: unknown; logSerializers?: unknown };
+  return own;
+}

@@ -3,7 +3,7 @@
  * @module @holdfast/idempotency/fastify
  */
 import { Transform, type TransformCallback } from 'node:stream';
-import { HoldfastConfigError } from '@holdfast/core';
+import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   type Decision,
@@ -37,12 +37,7 @@ const OWNER = 'idempotency/fastify';
 
 const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: FastifyInstance, options) => {
   // Fastify hands a plugin its register options too; they are not ours.
-  const {
-    prefix: _prefix,
-    logLevel: _logLevel,
-    logSerializers: _logSerializers,
-    ...base
-  } = options as FastifyIdempotencyOptions & { prefix?: unknown; logLevel?: unknown; logSerializers?: unknown };
+  const base = ownPluginOptions(options);
   const shared = new HttpIdempotency<FastifyRequest>(OWNER, base);
   // One middleware per route that overrides options, made (and its options checked) when the
   // route is declared, so a bad route option fails app.ready(), not a request.

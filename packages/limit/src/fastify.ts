@@ -2,6 +2,7 @@
  * Load-shedding plugin for Fastify 5.
  * @module @holdfast/limit/fastify
  */
+import { ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { type LoadSheddingOptions, Shedder } from './http.js';
 
@@ -21,16 +22,7 @@ export type FastifyLoadSheddingOptions = LoadSheddingOptions<FastifyRequest>;
  */
 export async function loadShedding(fastify: FastifyInstance, options: FastifyLoadSheddingOptions): Promise<void> {
   // What Fastify's register() itself reads is not ours to check; anything else is (a typo is an error).
-  const {
-    prefix: _prefix,
-    logLevel: _logLevel,
-    logSerializers: _logSerializers,
-    ...ours
-  } = options as typeof options & {
-    prefix?: unknown;
-    logLevel?: unknown;
-    logSerializers?: unknown;
-  };
+  const ours = ownPluginOptions(options);
   const shedder = new Shedder<FastifyRequest>('limit/fastify', ours);
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const outcome = await shedder.hold(request, reply.raw);
