@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
-import { memoryStore } from '../src/index.js';
+import { type IdempotencyStore, memoryStore } from '../src/index.js';
 import { closeAll, expressApp, listenNode } from './http-support/body-apps.js';
 import { exchange, finals, head, json, keyed, within } from './http-support/raw.js';
 import { newKey } from './http-support/support.js';
@@ -309,4 +309,53 @@ describe('memory', () => {
     // No listener left on a keep-alive socket per request.
     expect(out.socketListeners.max).toBe(out.socketListeners.min);
   }, 180_000);
+});
+
+describe('a client that resets after its body, while the store answers', () => {
+  /** A store whose claim answers after `ms`, as Redis does after a round trip. */
+  function slowClaim(inner: IdempotencyStore, ms: number): IdempotencyStore {
+    return {
+      claim: async (...args) => {
+        await sleep(ms);
+        return inner.claim(...args);
+      },
+      complete: (...args) => inner.complete(...args),
+      release: (...args) => inner.release(...args),
+    };
+  }
+
+  it('the handler never runs without its body: the retry runs it with the body, once', async () => {
+    const app = express();
+    const seen: unknown[] = [];
+    app.use(idempotency({ store: slowClaim(memoryStore(), 40), scope: 'global' }));
+    app.use(express.json());
+    app.post('/orders', (req, res) => {
+      seen.push(req.body);
+      // A handler that validates: without a body this is a 400, stored and replayed for the key.
+      if (req.body?.amount === undefined) return void res.status(400).json({ error: 'amount required' });
+      res.status(201).json({ n: seen.length, amount: req.body.amount });
+    });
+    const port = await listenNode(createServer(app));
+    const key = newKey();
+    const body = json({ amount: 9 });
+    await new Promise<void>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        // The whole request, then a reset before the store has answered the claim.
+        socket.write(request(key, body), () =>
+          setTimeout(() => {
+            socket.resetAndDestroy();
+            resolve();
+          }, 5),
+        );
+      });
+      socket.on('error', () => {});
+    });
+    await sleep(150);
+    const retry = finals(await exchange(port, [request(key, body)], { count: 1, ms: 2000 }));
+    expect(retry.map((r) => r.status)).toEqual([201]);
+    expect(JSON.parse(retry[0]?.body ?? '{}')).toEqual({ n: 1, amount: 9 });
+    // Body parsers skip a request whose connection is gone (body-parser: on-finished): the
+    // handler saw either nothing (the first try released) or the body, never undefined.
+    expect(seen).toEqual([{ amount: 9 }]);
+  });
 });
