@@ -33,7 +33,15 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
   const core = new HttpIdempotency<Request>(OWNER, options);
   const limit = core.options.maxRequestBytes;
   // What to do once the body's bytes are known: answered at once when the store can.
-  const handle = (req: Request, res: Response, next: NextFunction, header: KeyHeader, bytes: BodyRead): void => {
+  // `unread`: the body was read here, and the parsers after us have yet to read it.
+  const handle = (
+    req: Request,
+    res: Response,
+    next: NextFunction,
+    header: KeyHeader,
+    bytes: BodyRead,
+    unread: boolean,
+  ): void => {
     if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
     if (bytes === 'tooLarge') {
       sendRaw(res, problem('tooLarge'));
@@ -43,7 +51,13 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     const act = (decision: Decision): void => {
       if (decision.action === 'respond') sendRaw(res, decision.response);
       else {
-        if (decision.action === 'run') captureNodeResponse(res, decision.run, routerNotFound);
+        if (decision.action === 'run') {
+          // The client left while the store answered: body parsers skip a request whose
+          // connection is gone, so the handler would run without the body and its answer be
+          // stored for the key. Nobody is there to answer: the key is released.
+          if (unread && connectionGone(req)) return void decision.run.abandon('E_INCOMPLETE');
+          captureNodeResponse(res, decision.run, routerNotFound);
+        }
         next();
       }
     };
@@ -60,7 +74,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     if (known.status === 'unread') {
       readBody(req, limit, (bytes) => {
         try {
-          handle(req, res, next, header, bytes);
+          handle(req, res, next, header, bytes, true);
         } catch (error) {
           next(error);
         }
@@ -68,11 +82,20 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       return;
     }
     try {
-      handle(req, res, next, header, known.body as Buffer | undefined);
+      handle(req, res, next, header, known.body as Buffer | undefined, false);
     } catch (error) {
       next(error);
     }
   };
+}
+
+/**
+ * Whether a request was destroyed (its client reset, a server timeout) before anyone read its
+ * body to the end: body parsers then skip it (body-parser asks `on-finished`), leaving `req.body`
+ * unset. (A body read to its end here, an empty one, is destroyed once it ended: not gone.)
+ */
+function connectionGone(req: Request): boolean {
+  return req.destroyed && !req.readableEnded;
 }
 
 /**

@@ -2,7 +2,6 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import * as http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
-import { connect } from 'node:net';
 import { createGunzip, gzipSync } from 'node:zlib';
 import express from 'express';
 import fc from 'fast-check';
@@ -12,6 +11,7 @@ import { captureRawBody, idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, expressApp, fastifyApp, listenNode } from './http-support/body-apps.js';
+import { exchange, finals, head, json, keyed, within } from './http-support/raw.js';
 import { newKey } from './http-support/support.js';
 
 // Hostile review of the body watch (watchPushes/awaitBody): production setups where watching the
@@ -27,116 +27,6 @@ const { inject } = fromFastify('light-my-request') as {
 };
 
 afterEach(closeAll);
-
-/** Resolves to `value`, or to 'timeout' after `ms`: a hung request must not hang the suite. */
-function within<T>(ms: number, value: Promise<T>): Promise<T | 'timeout'> {
-  return Promise.race([value, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), ms).unref())]);
-}
-
-interface RawResponse {
-  status: number;
-  headers: string;
-  body: string;
-}
-
-/**
- * Writes `data` (all of it, in the given writes, `gap` ms apart) to a fresh socket and parses every
- * HTTP/1.1 response that comes back (Content-Length or chunked), until `count` final responses
- * came, the socket closed, or `ms` passed. 1xx responses are kept too.
- */
-function exchange(
-  port: number,
-  writes: (string | Buffer)[],
-  options: { count: number; ms?: number; gap?: number; closeAfterWrites?: boolean },
-): Promise<RawResponse[]> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    let buf: Buffer = Buffer.alloc(0);
-    const out: RawResponse[] = [];
-    let finals = 0;
-    let settled = false;
-    const finish = () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(out);
-    };
-    const timer = setTimeout(finish, options.ms ?? 3000);
-    const parse = () => {
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end < 0) return;
-        const head = buf.subarray(0, end).toString('latin1');
-        const status = Number(head.slice(9, 12));
-        if (status >= 100 && status < 200) {
-          out.push({ status, headers: head, body: '' });
-          buf = buf.subarray(end + 4);
-          continue;
-        }
-        const cl = /\r\ncontent-length: *(\d+)/i.exec(head);
-        let body: string;
-        let rest: Buffer;
-        if (cl) {
-          const n = Number(cl[1]);
-          if (buf.length - end - 4 < n) return;
-          body = buf.subarray(end + 4, end + 4 + n).toString('utf8');
-          rest = buf.subarray(end + 4 + n);
-        } else if (/\r\ntransfer-encoding: *chunked/i.test(head)) {
-          let at = end + 4;
-          const parts: Buffer[] = [];
-          for (;;) {
-            const line = buf.indexOf('\r\n', at);
-            if (line < 0) return;
-            const size = Number.parseInt(buf.subarray(at, line).toString('latin1'), 16);
-            if (buf.length < line + 2 + size + 2) return;
-            if (size === 0) {
-              at = line + 4;
-              break;
-            }
-            parts.push(buf.subarray(line + 2, line + 2 + size));
-            at = line + 2 + size + 2;
-          }
-          body = Buffer.concat(parts).toString('utf8');
-          rest = buf.subarray(at);
-        } else {
-          body = '';
-          rest = buf.subarray(end + 4);
-        }
-        out.push({ status, headers: head, body });
-        buf = rest;
-        if (++finals >= options.count) return finish();
-      }
-    };
-    socket.on('data', (d: Buffer) => {
-      buf = Buffer.concat([buf, d]);
-      parse();
-    });
-    socket.on('close', finish);
-    socket.on('error', finish);
-    let i = 0;
-    const next = () => {
-      if (settled) return;
-      if (i >= writes.length) {
-        if (options.closeAfterWrites) socket.end();
-        return;
-      }
-      socket.write(writes[i++] as string | Buffer);
-      setTimeout(next, options.gap ?? 0);
-    };
-    socket.once('connect', next);
-  });
-}
-
-/** The head of a POST with a Content-Length body. */
-function head(path: string, headers: string[], length: number): string {
-  return [`POST ${path} HTTP/1.1`, 'Host: localhost', ...headers, `Content-Length: ${length}`, '', ''].join('\r\n');
-}
-
-const finals = (responses: RawResponse[]) => responses.filter((r) => r.status >= 200);
-
-const json = (value: unknown) => Buffer.from(JSON.stringify(value));
-const keyed = (key: string) => ['Content-Type: application/json', `Idempotency-Key: ${key}`];
 
 describe('Express: requests whose body is not pushed until someone reads', () => {
   it('an Express app driven by light-my-request (inject) answers a keyed POST instead of hanging', async () => {

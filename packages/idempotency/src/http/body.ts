@@ -155,23 +155,28 @@ class RootWatch {
 }
 
 const rootWatches = new WeakMap<IncomingMessage, RootWatch>();
-const requestRoots = new WeakSet<object>();
+/** The `push` and `_destroy` each patched root was given. */
+const requestRoots = new WeakMap<object, RootMethods>();
 const NODE_REQUEST = IncomingMessage.prototype;
 
 /**
  * Watches the body through the request's root prototype (Express's request object), which gets
  * `push` and `_destroy` once: every chunk Node's parser pushes is kept, the last push (null)
  * hands the body over, and a request destroyed before its body came whole (the client left) is
- * 'aborted'. False when the request has no such root, or it (or a layer before us) set its own
- * `push`, or something already buffered or read its body: {@link watchPushes} decides then.
+ * 'aborted'. False when the request has no such root, or the `push` or `_destroy` it calls is not
+ * the root's (a layer before us set its own on the request, on its app's request object or on
+ * the root), or something already buffered or read its body: {@link watchPushes} decides then.
  */
 function watchThroughRoot(req: IncomingMessage, done: BodyDone): boolean {
   const root = rootOf(req, NODE_REQUEST);
-  if (root === undefined || rootWatches.has(req) || has(req, 'push') || has(req, '_destroy')) return false;
+  if (root === undefined || rootWatches.has(req)) return false;
   // The stream's state, read once: its getters on an Express request are each a slow lookup.
   const state = (req as { _readableState?: ReadableStateView })._readableState;
   if (state === undefined || state.length > 0 || state.endEmitted || state.destroyed || req.complete) return false;
-  if (!requestRoots.has(root)) patchRequestRoot(root);
+  const methods = requestRoots.get(root) ?? patchRequestRoot(root);
+  // Anything in between that does not call on to the root's push would hide the body from us.
+  const r = req as unknown as RootMethods;
+  if (r.push !== methods.push || r._destroy !== methods._destroy) return false;
   rootWatches.set(req, new RootWatch(done));
   return true;
 }
@@ -185,15 +190,18 @@ interface ReadableStateView {
 
 type Push = (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) => boolean;
 type Destroy = (this: IncomingMessage, error: Error | null, callback: (error?: Error | null) => void) => void;
+interface RootMethods {
+  push: Push;
+  _destroy: Destroy;
+}
 
 /** Gives `root` the watching `push` and `_destroy`; each calls what `root` had (its own or inherited) at call time. */
-function patchRequestRoot(root: object): void {
-  requestRoots.add(root);
-  const r = root as { push: Push; _destroy: Destroy };
+function patchRequestRoot(root: object): RootMethods {
+  const r = root as RootMethods;
   const ownPush = has(root, 'push') ? r.push : undefined;
   const ownDestroy = has(root, '_destroy') ? r._destroy : undefined;
-  const parent = Object.getPrototypeOf(root) as { push: Push; _destroy: Destroy };
-  const methods = {
+  const parent = Object.getPrototypeOf(root) as RootMethods;
+  const methods: RootMethods = {
     push(this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding): boolean {
       const watch = rootWatches.get(this);
       if (watch !== undefined && chunk !== null && chunk !== undefined) {
@@ -219,6 +227,8 @@ function patchRequestRoot(root: object): void {
   for (const name of ['push', '_destroy'] as const) {
     Object.defineProperty(root, name, { value: methods[name], writable: true, configurable: true, enumerable: false });
   }
+  requestRoots.set(root, methods);
+  return methods;
 }
 
 /** The `Content-Length` of a request, if it has one that is a plain decimal number. */
