@@ -295,8 +295,10 @@ class Link {
     const fail = () => this.reset();
     client.on('error', fail);
     server.on('error', fail);
-    client.once('close', () => this.destroy());
-    server.once('close', () => this.destroy());
+    // A socket closed cleanly has ended both ways, but what it sent may still be in its pump
+    // (queued, held by a toxic): that pump ends the link once it has forwarded it all.
+    client.once('close', (hadError) => this.#gone(this.#up, hadError));
+    server.once('close', (hadError) => this.#gone(this.#down, hadError));
   }
 
   get signal(): AbortSignal {
@@ -345,9 +347,15 @@ class Link {
     this.server.destroy();
   }
 
-  /** Both ends done (FIN each way, all forwarded): the link can go. */
+  /** Both ends done (FIN each way, all forwarded): the link goes once what is written is flushed. */
   halfClosed(): void {
-    if (this.#up.finished && this.#down.finished) this.destroy();
+    if (!this.#up.finished || !this.#down.finished) return;
+    this.client.destroySoon();
+    this.server.destroySoon();
+  }
+
+  #gone(from: Pump, hadError: boolean): void {
+    if (hadError || from.finished) this.destroy();
   }
 
   #finish(): void {
