@@ -192,6 +192,91 @@ describe('faultProxy, hostile: bytes', () => {
   });
 });
 
+describe('faultProxy, hostile: toxics coming off while bytes are held', () => {
+  it('a bandwidth toxic removed part way through a chunk stops throttling it', async () => {
+    const port = await listen((s) => s.write(Buffer.alloc(60_000, 1)));
+    const p = await proxyTo(port);
+    const bw = p.add({ type: 'bandwidth', rate: 1_000 });
+    const c = client(p);
+    let n = 0;
+    c.on('data', (b: Buffer) => {
+      n += b.length;
+    });
+    while (n === 0) await tick(10);
+    bw.remove();
+    // At 1,000 bytes/s the rest of the chunk took a minute more; removed, it comes at once.
+    // Before the fix: 8,000 of 60,000 bytes 500 ms after the removal.
+    for (let i = 0; i < 300 && n < 60_000; i++) await tick(10);
+    expect(n).toBe(60_000);
+  }, 10_000);
+
+  it('restore() lifts a slicer for the bytes it holds now', async () => {
+    const port = await listen((s) => s.write(Buffer.alloc(10_000, 2)));
+    const p = await proxyTo(port);
+    p.add({ type: 'slicer', size: 100, delay: 1_000 });
+    const c = client(p);
+    let n = 0;
+    c.on('data', (b: Buffer) => {
+      n += b.length;
+    });
+    while (n === 0) await tick(10);
+    await p.restore();
+    for (let i = 0; i < 300 && n < 10_000; i++) await tick(10);
+    expect(n).toBe(10_000); // 99 pieces 1 s apart before the fix
+  }, 10_000);
+
+  it('a latency toxic removed lets the chunk it was holding through at once', async () => {
+    let got = '';
+    const port = await listen((s) => s.on('data', (b) => (got += b)));
+    const p = await proxyTo(port);
+    const lag = p.add({ type: 'latency', latency: 60_000, direction: 'upstream' });
+    const c = client(p);
+    await once(c, 'connect');
+    c.write('ping');
+    await tick(100);
+    expect(got).toBe('');
+    lag.remove();
+    for (let i = 0; i < 300 && got === ''; i++) await tick(10);
+    expect(got).toBe('ping'); // a minute later before the fix
+  }, 10_000);
+
+  it('a limit toxic taken off and added again under its name counts from zero', async () => {
+    const port = await listen((s) => s.on('data', (b) => s.write(b)));
+    const p = await proxyTo(port);
+    const c = client(p);
+    let n = 0;
+    c.on('data', (b: Buffer) => {
+      n += b.length;
+    });
+    p.add({ type: 'limit', bytes: 100, name: 'cap' }).remove();
+    p.add({ type: 'limit', bytes: 100, name: 'cap' });
+    c.write(Buffer.alloc(80));
+    while (n < 80) await tick(5);
+    p.add({ type: 'limit', bytes: 100, name: 'cap' }); // "since the toxic was added": 100 more
+    c.write(Buffer.alloc(80));
+    for (let i = 0; i < 100 && n < 160; i++) await tick(5);
+    expect(n).toBe(160); // 100, then closed, before the fix
+    expect(c.destroyed || c.readableEnded).toBe(false);
+  });
+
+  it('a bandwidth toxic on one connection: removing an unrelated toxic does not lift it', async () => {
+    const port = await listen((s) => s.write(Buffer.alloc(20_000, 1)));
+    const p = await proxyTo(port);
+    p.add({ type: 'bandwidth', rate: 10_000 });
+    const c = client(p);
+    let n = 0;
+    const started = performance.now();
+    c.on('data', (b: Buffer) => {
+      n += b.length;
+    });
+    while (n === 0) await tick(5);
+    for (let i = 0; i < 20; i++) p.add({ type: 'latency', latency: 1, connection: 999_999 }).remove();
+    await tick(300);
+    const elapsed = performance.now() - started;
+    expect(n).toBeLessThanOrEqual((10_000 * elapsed) / 1_000 + 1_000);
+  });
+});
+
 describe('faultProxy, hostile: many connections, close, and the process exits', () => {
   it('1,000 concurrent connections with toxics on, frozen, then close(): no link, no socket left', async () => {
     const port = await listen((s) => {
