@@ -125,6 +125,11 @@ export interface DrillLoad {
   /** Failed once a driven load's signal had aborted: cut off by the end of the run, not counted in `sent`. */
   readonly cut: number;
   /**
+   * True when a driven load had not settled by its `duration` + `timeout`: the drill stopped
+   * waiting for it and does not pass.
+   */
+  readonly hung?: boolean;
+  /**
    * `(failed + skipped) / (sent + skipped)`, 0 to 1: the share of the planned requests that did
    * not succeed. A request the load could not send counts as failed (else a service so slow that
    * the load cannot keep up would pass: coordinated omission).
@@ -241,9 +246,15 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   const since = () => performance.now() - t0;
   emit('start');
 
-  const load = o.load.drive ? driveLoad(o.load.drive, o.load.duration, since) : runLoad(o.load, since);
+  const load = o.load.drive ? driveLoad(o.load.drive, o.load.duration, o.load.timeout, since) : runLoad(o.load, since);
   const steps = runSteps(o.steps, since, (name) => emit('step', name), o.load.duration, o.load.timeout);
-  const [samples, played] = await Promise.all([load, steps]);
+  // A load that throws still lets the script play out (its restore step too): no step may run
+  // after the drill has settled.
+  const [loaded, playedOut] = await Promise.allSettled([load, steps]);
+  if (loaded.status === 'rejected') throw loaded.reason;
+  if (playedOut.status === 'rejected') throw playedOut.reason;
+  const samples = loaded.value;
+  const played = playedOut.value;
   const duration = since();
   const duplicates = o.duplicates ? await o.duplicates() : null;
 
@@ -258,6 +269,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     failed: failures.length,
     skipped: samples.skipped,
     cut: samples.cut,
+    ...(samples.hung ? { hung: true } : {}),
     failedShare: sent + samples.skipped === 0 ? 0 : (failures.length + samples.skipped) / (sent + samples.skipped),
     p50: percentile(latencies, 0.5),
     p90: percentile(latencies, 0.9),
@@ -303,7 +315,8 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     const held = actual <= limit && (key !== 'maxRecovery' || recovery.recovered);
     objectives.push({ objective: key, limit, actual, passed: held, by: Math.max(0, actual - limit) });
   }
-  const passed = objectives.every((r) => r.passed) && played.every((step) => step.hung !== true);
+  const passed =
+    objectives.every((r) => r.passed) && played.every((step) => step.hung !== true) && samples.hung !== true;
   const partial = {
     name: o.name,
     passed,
@@ -344,9 +357,10 @@ interface Samples {
   readonly requests: Sample[];
   readonly skipped: number;
   readonly cut: number;
+  readonly hung?: boolean;
 }
 
-async function driveLoad(drive: DrillDriver, duration: number, since: () => number): Promise<Samples> {
+async function driveLoad(drive: DrillDriver, duration: number, timeout: number, since: () => number): Promise<Samples> {
   const requests: Sample[] = [];
   const signal = AbortSignal.timeout(duration);
   let cut = 0;
@@ -357,7 +371,8 @@ async function driveLoad(drive: DrillDriver, duration: number, since: () => numb
       else requests.push({ start, end: since(), ok: passed });
     };
     try {
-      const value = await request();
+      // A request still out after the load's timeout fails (TimeoutError), as in a rate load.
+      const value = await within(timeout, () => request());
       record(ok(value));
       return value;
     } catch (error) {
@@ -365,8 +380,24 @@ async function driveLoad(drive: DrillDriver, duration: number, since: () => numb
       throw error;
     }
   };
-  await drive(send, signal);
-  return { requests, skipped: 0, cut };
+  // The driver must settle by the load's end plus one timeout; past that the drill stops waiting.
+  const settled = await within(duration + timeout, () => drive(send, signal), HUNG).then(
+    () => true,
+    (error: unknown) => {
+      if (error === HUNG) return false;
+      throw error;
+    },
+  );
+  return { requests, skipped: 0, cut, ...(settled ? {} : { hung: true }) };
+}
+
+/** `run()`'s outcome, or a rejection with `late` once `ms` have passed (a TimeoutError by default). */
+function within<T>(ms: number, run: () => Promise<T>, late: unknown = undefined): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(late ?? new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms);
+  });
+  return Promise.race([Promise.resolve().then(run), expired]).finally(() => clearTimeout(timer));
 }
 
 async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since: () => number): Promise<Samples> {
@@ -491,6 +522,9 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
   const s = (ms: number) => `+${(ms / 1000).toFixed(2)} s`;
   const lines = [
     `drill "${r.name}": ${r.passed ? 'PASSED' : `FAILED (${missed.length} of ${r.objectives.length} objectives missed)`}`,
+    ...(r.load.hung
+      ? [`  load: HUNG: the driver had not settled ${(r.duration / 1000).toFixed(1)} s in (duration + timeout)`]
+      : []),
     `  load: ${r.load.sent} sent over ${(r.duration / 1000).toFixed(1)} s, ${r.load.succeeded} ok, ${r.load.failed} failed (${(r.load.failedShare * 100).toFixed(2)}%), ${r.load.skipped} skipped${r.load.cut > 0 ? `, ${r.load.cut} cut off at the end` : ''}; latency p50 ${r.load.p50} ms, p99 ${r.load.p99} ms, max ${r.load.max} ms`,
     r.recovery.firstFailure === null
       ? '  failures: none'

@@ -1,10 +1,15 @@
-import { setTimeout as sleep } from 'node:timers/promises';
-import { type Bus, busOption, fnOption, bus as globalBus, nameOption, parseOptions } from '@holdfast/core';
+import {
+  type Bus,
+  busOption,
+  durationOption,
+  fnOption,
+  bus as globalBus,
+  nameOption,
+  parseOptions,
+} from '@holdfast/core';
 import { z } from 'zod';
 import { randomOption } from './options.js';
-import { state } from './switch.js';
-
-const ms = z.number().finite().nonnegative();
+import { onSwitchOff, state } from './switch.js';
 
 const faultCommon = {
   /** The share of matching requests (0 to 1) that get this fault. @default 1 */
@@ -28,7 +33,12 @@ export const fetchFaultSchema = z.discriminatedUnion('type', [
   /** Waits before the request goes out: ms, or `{ min, max }` drawn uniformly. Aborts end the wait. */
   z.strictObject({
     type: z.literal('delay'),
-    delay: z.union([ms, z.strictObject({ min: ms, max: ms })]),
+    delay: z.union([
+      durationOption,
+      z
+        .strictObject({ min: durationOption, max: durationOption })
+        .refine((r) => r.max >= r.min, { error: 'max must be >= min' }),
+    ]),
     ...faultCommon,
   }),
   /**
@@ -50,7 +60,7 @@ export const fetchFaultSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('slowBody'),
     chunkSize: z.number().int().positive().default(64),
-    delay: ms.default(50),
+    delay: durationOption.default(50),
     ...faultCommon,
   }),
 ]);
@@ -108,7 +118,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
   };
 
   const faulty = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    if (state.off || enabled === false || (enabled !== true && !enabled())) return inner(input, init);
+    if (state.off || enabled === false || (enabled !== true && !readFlag(enabled))) return inner(input, init);
     const request = new Request(input, init);
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
     let slow: Extract<Parsed, { type: 'slowBody' }> | undefined;
@@ -116,6 +126,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     let touched = false;
     let answer: Response | undefined;
     for (const [i, fault] of parsed.faults.entries()) {
+      if (state.off) return inner(input, init); // the kill switch went off during a delay
       if (fault.times !== undefined && (used[i] ?? 0) >= fault.times) continue;
       if (fault.match !== undefined && !fault.match(request)) continue;
       if (random() >= fault.rate) continue;
@@ -128,9 +139,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
             ? fault.delay
             : fault.delay.min + random() * (fault.delay.max - fault.delay.min);
         report(`+${Math.round(wait)} ms`);
-        await sleep(wait, undefined, signal ? { signal } : undefined).catch(() => {
-          throw signal?.reason;
-        });
+        await pause(wait, signal);
         continue;
       }
       if (fault.type === 'slowBody') {
@@ -153,7 +162,8 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
       }
       if (fault.type === 'hang') {
         report('hang');
-        return hang(signal);
+        await pause(undefined, signal);
+        return inner(input, init); // only the kill switch ends a hang but an abort
       }
       const code = fault.type === 'refuse' ? 'ECONNREFUSED' : 'ECONNRESET';
       report(code);
@@ -182,11 +192,32 @@ function fetchFailed(code: 'ECONNRESET' | 'ECONNREFUSED', url: string): TypeErro
   return new TypeError('fetch failed', { cause });
 }
 
-function hang(signal: AbortSignal | undefined): Promise<never> {
-  return new Promise((_, reject) => {
-    if (signal === undefined) return; // never settles, as a blackholed server; nothing holds the process
-    if (signal.aborted) reject(signal.reason);
-    else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
+/** A flag that throws reads as off: chaos never breaks a request. */
+function readFlag(flag: () => boolean): boolean {
+  try {
+    return Boolean(flag());
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits `ms` (forever without it: a hang, as a blackholed server; no timer holds the process),
+ * until `signal` aborts (rejects with its reason) or the kill switch goes off (resolves).
+ */
+function pause(ms: number | undefined, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = ms === undefined ? undefined : setTimeout(() => end(resolve), ms);
+    const unwatch = onSwitchOff(() => end(resolve));
+    const abort = () => end(() => reject(signal?.reason));
+    signal?.addEventListener('abort', abort, { once: true });
+    function end(settle: () => void): void {
+      clearTimeout(timer);
+      unwatch();
+      signal?.removeEventListener('abort', abort);
+      settle();
+    }
   });
 }
 
@@ -211,16 +242,18 @@ function alterBody(
         }
         pending = next.value;
       }
-      let size = slow ? Math.min(slow.chunkSize, pending.length) : pending.length;
-      if (reset !== undefined) size = Math.min(size, Math.max(0, reset.after - sent));
-      if (reset !== undefined && size === 0) {
+      // Once the kill switch is off, the rest of the body comes as the server sent it.
+      const on = !state.off;
+      let size = slow && on ? Math.min(slow.chunkSize, pending.length) : pending.length;
+      if (reset !== undefined && on) size = Math.min(size, Math.max(0, reset.after - sent));
+      if (reset !== undefined && on && size === 0) {
         void reader.cancel().catch(() => {});
         controller.error(
           new TypeError('terminated', { cause: fetchFailed('ECONNRESET', response.url || 'http://x').cause }),
         );
         return;
       }
-      if (slow && sent > 0) await sleep(slow.delay);
+      if (slow && on && sent > 0) await pause(slow.delay, undefined);
       controller.enqueue(pending.subarray(0, size));
       pending = pending.subarray(size);
       sent += size;

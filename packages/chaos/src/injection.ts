@@ -8,6 +8,7 @@ import {
   bus as globalBus,
   invoke,
   invokeIn,
+  MAX_DELAY_MS,
   type Operation,
   type Policy,
   parseOptions,
@@ -27,7 +28,7 @@ import {
   type LatencyInput,
   type RandomSource,
 } from './options.js';
-import { state } from './switch.js';
+import { onSwitchOff, state } from './switch.js';
 
 /** What an injection injects: the `kind` of its `chaos.inject` events. */
 export type InjectionKind = 'latency' | 'fault' | 'outcome' | 'behavior';
@@ -71,10 +72,7 @@ abstract class Injection implements InjectionPolicy {
 
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     // The switch first: a disabled injection left in production costs a few property reads.
-    const enabled = this.#enabled;
-    if (state.off || enabled === false || (enabled !== true && !enabled()) || this.#random() >= this.#rate) {
-      return passThrough(fn, options);
-    }
+    if (state.off || this.#enabled === false || !this.#picks()) return passThrough(fn, options);
     this.#injected++;
     const scope = new CallScope(options);
     if (scope.aborted) {
@@ -82,6 +80,16 @@ abstract class Injection implements InjectionPolicy {
       return Promise.reject(scope.reason);
     }
     return this.inject(fn, scope).finally(() => scope.release());
+  }
+
+  /** Whether this call gets the injection. A flag or random source that throws means no: chaos never breaks a call. */
+  #picks(): boolean {
+    try {
+      const enabled = this.#enabled;
+      return (enabled === true || (enabled !== false && Boolean(enabled()))) && this.#random() < this.#rate;
+    } catch {
+      return false;
+    }
   }
 
   protected abstract inject<T>(fn: Operation<T>, scope: CallScope): Promise<T>;
@@ -118,20 +126,18 @@ class LatencyInjection extends Injection {
   protected async inject<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     const ms = this.#delay();
     this.report(`+${Math.round(ms)} ms`);
+    const clock = this.#clock;
     await new Promise<void>((resolve, reject) => {
-      const timer = this.#clock.setTimeout(
-        () => {
-          stop();
-          resolve();
-        },
-        ms,
-        { ref: true },
-      );
-      // The caller's abort (or an outer timeout) ends the wait at once.
-      const stop = scope.onAbort((reason) => {
-        this.#clock.clearTimeout(timer);
-        reject(reason);
-      });
+      const timer = clock.setTimeout(() => end(resolve), ms, { ref: true });
+      // The kill switch ends the wait at once (the call runs), and so does the caller's abort.
+      const unwatch = onSwitchOff(() => end(resolve));
+      const stop = scope.onAbort((reason) => end(() => reject(reason)));
+      function end(settle: () => void): void {
+        clock.clearTimeout(timer);
+        unwatch();
+        stop(); // set by then: execute() turned an aborted call away before inject()
+        settle();
+      }
     });
     return invokeIn(fn, scope);
   }
@@ -139,7 +145,11 @@ class LatencyInjection extends Injection {
   #delay(): number {
     const latency = this.#latency;
     if (typeof latency === 'number') return latency;
-    if (typeof latency === 'function') return Math.max(0, Number(latency(() => this.draw())) || 0);
+    // A function's answer: NaN or negative is no wait; past what a timer holds (Infinity) is the longest
+    // wait a timer holds, not the 1 ms Node would make of it.
+    if (typeof latency === 'function') {
+      return Math.min(MAX_DELAY_MS, Math.max(0, Number(latency(() => this.draw())) || 0));
+    }
     return latency.min + this.draw() * (latency.max - latency.min);
   }
 }

@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { type Bus, bus as globalBus, parseOptions } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
@@ -228,6 +227,11 @@ class ToxicProxy implements FaultProxy {
     return found;
   }
 
+  /** Whether `toxic` is still on (not removed, nor replaced by another of its name). */
+  has(toxic: ActiveToxic): boolean {
+    return this.#toxics.get(toxic.name) === toxic;
+  }
+
   /** Takes up to `wanted` units from a drop toxic's budget; removes the toxic once it is spent. */
   takeDrop(name: string, wanted: number): number {
     const left = this.#dropsLeft.get(name) ?? 0;
@@ -295,8 +299,10 @@ class Link {
     const fail = () => this.reset();
     client.on('error', fail);
     server.on('error', fail);
-    client.once('close', () => this.destroy());
-    server.once('close', () => this.destroy());
+    // A socket closed cleanly has ended both ways, but what it sent may still be in its pump
+    // (queued, held by a toxic): that pump ends the link once it has forwarded it all.
+    client.once('close', (hadError) => this.#gone(this.#up, hadError));
+    server.once('close', (hadError) => this.#gone(this.#down, hadError));
   }
 
   get signal(): AbortSignal {
@@ -345,9 +351,15 @@ class Link {
     this.server.destroy();
   }
 
-  /** Both ends done (FIN each way, all forwarded): the link can go. */
+  /** Both ends done (FIN each way, all forwarded): the link goes once what is written is flushed. */
   halfClosed(): void {
-    if (this.#up.finished && this.#down.finished) this.destroy();
+    if (!this.#up.finished || !this.#down.finished) return;
+    this.client.destroySoon();
+    this.server.destroySoon();
+  }
+
+  #gone(from: Pump, hadError: boolean): void {
+    if (hadError || from.finished) this.destroy();
   }
 
   #finish(): void {
@@ -375,8 +387,8 @@ class Pump {
   #busy = false;
   #ended = false;
   #wake: (() => void) | undefined;
-  /** Bytes through since each `limit` toxic appeared, by toxic name. */
-  readonly #limits = new Map<string, number>();
+  /** Bytes through since each `limit` toxic appeared (one re-added under its name starts over). */
+  readonly #limits = new WeakMap<ActiveToxic, number>();
   forwarded = 0;
   finished = false;
 
@@ -438,11 +450,8 @@ class Pump {
       const toxics = proxy.toxicsFor(this.link.id, this.way);
       const hole = toxics.find((t) => t.type === 'blackhole');
       if (hole === undefined) break;
-      await this.#sleepUntilWoken();
+      await this.#nap();
     }
-    let pieceSize = chunk.length;
-    let pieceDelay = 0;
-    let rate = 0;
     for (const toxic of proxy.toxicsFor(this.link.id, this.way)) {
       switch (toxic.type) {
         case 'drop': {
@@ -455,53 +464,80 @@ class Pump {
         }
         case 'latency': {
           const jitter = toxic.jitter === 0 ? 0 : (proxy.random() * 2 - 1) * toxic.jitter;
-          const wait = arrived + Math.max(0, toxic.latency + jitter) - performance.now();
-          if (wait > 0) await sleep(wait, undefined, { signal: this.link.signal });
+          const due = arrived + Math.max(0, toxic.latency + jitter);
+          // Taken off meanwhile, it holds this chunk no longer.
+          while (performance.now() < due && proxy.has(toxic)) await this.#nap(due - performance.now());
           break;
         }
-        case 'slicer':
-          pieceSize = Math.min(pieceSize, toxic.size);
-          pieceDelay = Math.max(pieceDelay, toxic.delay);
-          break;
-        case 'bandwidth':
-          rate = rate === 0 ? toxic.rate : Math.min(rate, toxic.rate);
-          break;
         case 'limit': {
-          const through = this.#limits.get(toxic.name) ?? 0;
+          const through = this.#limits.get(toxic) ?? 0;
           const room = toxic.bytes - through;
           if (room < chunk.length) {
-            await this.#write(chunk.subarray(0, Math.max(0, room)), pieceSize, pieceDelay, rate);
+            await this.#write(chunk.subarray(0, Math.max(0, room)));
             this.link.destroy();
             return;
           }
-          this.#limits.set(toxic.name, through + chunk.length);
+          this.#limits.set(toxic, through + chunk.length);
           break;
         }
         default:
           break;
       }
     }
-    await this.#write(chunk, pieceSize, pieceDelay, rate);
+    await this.#write(chunk);
   }
 
-  async #write(chunk: Buffer, pieceSize: number, pieceDelay: number, rate: number): Promise<void> {
-    // Bandwidth: pieces of a tenth of a second's worth, each followed by its share of the second.
-    const size = rate > 0 ? Math.max(1, Math.min(pieceSize, Math.ceil(rate / 10))) : pieceSize;
-    for (let at = 0; at < chunk.length; at += size) {
+  async #write(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length; ) {
       if (this.link.signal.aborted || this.to.destroyed) return;
+      // Read per piece: a slicer or bandwidth toxic taken off stops shaping the rest of the chunk.
+      const shape = this.#shape();
+      // Bandwidth: pieces of a tenth of a second's worth, each followed by its share of the second.
+      const size = shape.rate > 0 ? Math.max(1, Math.min(shape.size, Math.ceil(shape.rate / 10))) : shape.size;
       const piece = chunk.subarray(at, at + size);
+      at += piece.length;
       this.forwarded += piece.length;
+      const written = performance.now();
       if (!this.to.write(piece)) await once(this.to, 'drain', { signal: this.link.signal });
-      const more = at + size < chunk.length;
-      const wait = Math.max(more ? pieceDelay : 0, rate > 0 ? (piece.length * 1000) / rate : 0);
-      if (wait > 0) await sleep(wait, undefined, { signal: this.link.signal });
+      for (;;) {
+        const now = this.#shape();
+        const due = Math.max(at < chunk.length ? now.delay : 0, now.rate > 0 ? (piece.length * 1000) / now.rate : 0);
+        const wait = written + due - performance.now();
+        if (wait <= 0) break;
+        await this.#nap(wait);
+      }
     }
   }
 
-  #sleepUntilWoken(): Promise<void> {
-    if (this.link.signal.aborted) return Promise.reject(this.link.signal.reason);
-    return new Promise((resolve) => {
-      this.#wake = resolve;
-    });
+  /** What the slicer and bandwidth toxics on this way ask for now. */
+  #shape(): { size: number; delay: number; rate: number } {
+    let size = Number.POSITIVE_INFINITY;
+    let delay = 0;
+    let rate = 0;
+    for (const toxic of this.link.proxy.toxicsFor(this.link.id, this.way)) {
+      if (toxic.type === 'slicer') {
+        size = Math.min(size, toxic.size);
+        delay = Math.max(delay, toxic.delay);
+      } else if (toxic.type === 'bandwidth') rate = rate === 0 ? toxic.rate : Math.min(rate, toxic.rate);
+    }
+    return { size, delay, rate };
+  }
+
+  /**
+   * Waits `ms` (or until woken, without `ms`); a toxic taken off wakes it early. Rejects once the
+   * link is done, so the pump stops.
+   */
+  async #nap(ms?: number): Promise<void> {
+    const signal = this.link.signal;
+    if (!signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const timer = ms === undefined ? undefined : setTimeout(() => this.wake(), ms);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    signal.throwIfAborted();
   }
 }

@@ -9,6 +9,8 @@ interface SwitchState {
   manualOff: boolean;
   /** Either of the above: what every injection reads per call. */
   off: boolean;
+  /** Injected waits in progress (latency, delay, hang); `off()` ends each at once. */
+  waits?: Set<() => void>;
 }
 
 const key = Symbol.for('holdfast.chaos.switch.v0');
@@ -28,15 +30,26 @@ function createState(): SwitchState {
 export const state: SwitchState = (holder[key] ??= createState());
 
 /**
+ * @internal Registers the end of an injected wait in progress: `chaosSwitch.off()` calls `release`.
+ * Returns the function that unregisters it, to call once the wait is over.
+ */
+export function onSwitchOff(release: () => void): () => void {
+  const waits = (state.waits ??= new Set());
+  waits.add(release);
+  return () => void waits.delete(release);
+}
+
+/**
  * Turns every injection of the process off, or lets them run again, at once. Each injection
  * still needs its own `enabled` to inject; this switch only ever takes injections away.
  * `HOLDFAST_CHAOS=off` in the environment holds the switch off whatever `on()` says.
  */
 export const chaosSwitch = {
-  /** Every injection passes calls through untouched from now on. */
+  /** Every injection passes calls through untouched from now on; injected waits in progress end now. */
   off(): void {
     state.manualOff = true;
     state.off = true;
+    for (const release of [...(state.waits ?? [])]) release();
   },
   /** Injections that are enabled inject again (unless HOLDFAST_CHAOS says off). */
   on(): void {
