@@ -155,18 +155,15 @@ describe('hedge: what is never sent twice', () => {
   });
 });
 
+/** A hedge of safe calls: up to 3 hedges, 10 ms apart, no budget, on `clock`. */
+function threeHedges(clock: ManualClock) {
+  return hedge({ delay: 10, maxHedges: 3, safe: true, budget: false, bus: createBus(), clock, policies: false });
+}
+
 describe('hedge: losers', () => {
   it('every loser is aborted once and counted; a loser that ignores its abort leaves no timer behind', async () => {
     const clock = new ManualClock();
-    const policy = hedge({
-      delay: 10,
-      maxHedges: 3,
-      safe: true,
-      budget: false,
-      bus: createBus(),
-      clock,
-      policies: false,
-    });
+    const policy = threeHedges(clock);
     const deaf = attempts({ ignoreAbort: true });
     const call = policy.execute(deaf.fn);
     await clock.advance(35);
@@ -185,15 +182,7 @@ describe('hedge: losers', () => {
 
   it('the caller aborts mid-call: every running attempt is aborted, no hedge follows, the caller reason wins', async () => {
     const clock = new ManualClock();
-    const policy = hedge({
-      delay: 10,
-      maxHedges: 3,
-      safe: true,
-      budget: false,
-      bus: createBus(),
-      clock,
-      policies: false,
-    });
+    const policy = threeHedges(clock);
     const a = attempts();
     const controller = new AbortController();
     const reason = new Error('caller left');

@@ -30,6 +30,21 @@ const settle = (p: Promise<unknown>) =>
     (error: unknown) => ({ ok: false as const, error }),
   );
 
+/** Runs a retry of `maxAttempts` whose every attempt rejects with `value`, to its end. */
+async function rejectEvery(value: unknown, maxAttempts: number) {
+  const { clock } = setup();
+  let calls = 0;
+  const policy = retry({ clock, bus: createBus(), budget: false, maxAttempts });
+  const call = settle(
+    policy.execute(() => {
+      calls++;
+      return Promise.reject(value);
+    }),
+  );
+  await finish(clock);
+  return { calls, outcome: await call };
+}
+
 describe('Retry-After: hostile values never make a negative, NaN or over-long timer', () => {
   const hostile: unknown[] = [
     '-5',
@@ -175,17 +190,7 @@ describe('what the retried function throws', () => {
 
   it('non-Error rejections (a string, undefined, null) are retried and end as the cause', async () => {
     for (const value of ['boom', undefined, null, 0]) {
-      const { clock } = setup();
-      let calls = 0;
-      const policy = retry({ clock, bus: createBus(), budget: false, maxAttempts: 3 });
-      const call = settle(
-        policy.execute(() => {
-          calls++;
-          return Promise.reject(value);
-        }),
-      );
-      await finish(clock);
-      const outcome = await call;
+      const { calls, outcome } = await rejectEvery(value, 3);
       expect(calls).toBe(3);
       expect(outcome.ok).toBe(false);
       const error = (outcome as { error: RetryExhaustedError }).error;
@@ -239,17 +244,7 @@ describe('what the retried function throws', () => {
       },
     );
     for (const value of [Object.create(null), proxy]) {
-      const { clock } = setup();
-      let calls = 0;
-      const policy = retry({ clock, bus: createBus(), budget: false, maxAttempts: 2 });
-      const call = settle(
-        policy.execute(() => {
-          calls++;
-          return Promise.reject(value);
-        }),
-      );
-      await finish(clock);
-      const outcome = await call;
+      const { calls, outcome } = await rejectEvery(value, 2);
       expect(calls).toBe(2);
       const error = (outcome as { error: unknown }).error;
       expect(outcome.ok === false && error instanceof RetryExhaustedError && error.cause === value).toBe(true);
