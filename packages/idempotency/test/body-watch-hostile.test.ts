@@ -14,7 +14,7 @@ import { closeAll, closers, expressApp, fastifyApp, listenNode } from './http-su
 import { exchange, finals, head, json, keyed, within } from './http-support/raw.js';
 import { newKey } from './http-support/support.js';
 
-// Hostile review of the body watch (watchPushes/awaitBody): production setups where watching the
+// Hostile review of the body watch (watchPushes/readBody): production setups where watching the
 // request's pushes instead of reading it gives a wrong answer, hangs, or runs a handler twice.
 
 // light-my-request is Fastify's own dependency (its `inject`), used by many to test Express apps too.

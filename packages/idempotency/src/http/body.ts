@@ -139,11 +139,6 @@ export function readBody(req: IncomingMessage, limit: number, then: BodyDone): v
   req.once('close', onAbort);
 }
 
-/** {@link readBody} as a promise. */
-export function awaitBody(req: IncomingMessage, limit: number): Promise<Buffer | 'tooLarge' | 'aborted'> {
-  return new Promise((resolve) => readBody(req, limit, resolve));
-}
-
 /**
  * The watch of one Express request's body, kept in a map rather than on the request: Express
  * gives every request a map of its own (it swaps its prototype), so a property added to it, or
