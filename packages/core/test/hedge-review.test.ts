@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { createBus, hedge, ManualClock, type OperationContext } from '../src/index.js';
+import { type CallContext, createBus, hedge, ManualClock } from '../src/index.js';
 
 /** An attempt that resolves `n` after `ms` on the manual clock, and rejects when aborted. */
 function slow(clock: ManualClock, ms: (n: number) => number, log: { started: number; aborted: number }) {
-  return (ctx: OperationContext) =>
+  return (ctx: CallContext) =>
     new Promise<number>((resolve, reject) => {
       const n = ++log.started;
       const timer = clock.setTimeout(() => resolve(n), ms(n));
