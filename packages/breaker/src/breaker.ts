@@ -246,6 +246,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         }
         // Probes out past maxWait (hung, with nothing around them to time them out): given up.
         const { maxWait } = this.#config.halfOpen;
+        // The wall clock stepped back (NTP): count maxWait from now, not the hour the step added.
+        if (now < this.#probesSince) this.#probesSince = now;
         if (maxWait !== false && now - this.#probesSince >= maxWait) {
           this.#open('halfOpenFailure', now, 'E_PROBE_HUNG');
           return this.#reject(now, 'open', this.#retryAt);

@@ -193,6 +193,24 @@ class Client {
             clock,
           }),
         );
+      // A failover try moves at once to another endpoint, never waiting; a keyed call's key still
+      // running on the server (409 + Retry-After) is waited for as Retry-After says, then the call
+      // runs again over the endpoints: without it, the caller got the 409 though the order was made.
+      // Its waits draw from the budget; the call was counted (deposited) by failover already.
+      if (retryOptions) {
+        const budget = this.#budget;
+        this.#retry = within('retry', () =>
+          retry({
+            name: `${o.name}.retry`,
+            maxAttempts,
+            maxElapsed: this.#totalMs,
+            retryOn: { error: (error) => ownStillRunning.has(error as object), result: () => false },
+            budget: budget === undefined ? false : withdrawOnly(budget),
+            bus,
+            clock,
+          }),
+        );
+      }
     } else if (retryOptions) {
       this.#retry = within('retry', () =>
         retry({
@@ -284,21 +302,30 @@ class Client {
   }
 
   #body(call: Call, ctx: CallContext): Promise<Response> {
-    if (this.#set !== undefined) {
-      // A hedge goes to an endpoint no other attempt of this call is running on.
-      const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
-      return this.#set.execute(
-        (endpoint, c) =>
-          call.on(endpoint.name, () => {
-            const base = this.#bases.get(endpoint.target) ?? endpoint.target;
-            return call.attempt(this.#parse(call.plan.url, base).href, c);
-          }),
-        avoid === undefined ? ctx : { signal: ctx.signal, avoid },
-      );
+    const set = this.#set;
+    if (set !== undefined) {
+      if (this.#retry !== undefined && call.keyed && call.safe) {
+        return this.#retry.execute((c) => this.#over(set, call, c), ctx);
+      }
+      return this.#over(set, call, ctx);
     }
     const url = call.plan.url;
     if (this.#retry !== undefined && call.safe) return this.#retry.execute((c) => call.attempt(url, c), ctx);
     return call.attempt(url, ctx);
+  }
+
+  /** One run of a call over the failover set's endpoints. */
+  #over(set: Failover<string>, call: Call, ctx: CallContext): Promise<Response> {
+    // A hedge goes to an endpoint no other attempt of this call is running on.
+    const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
+    return set.execute(
+      (endpoint, c) =>
+        call.on(endpoint.name, () => {
+          const base = this.#bases.get(endpoint.target) ?? endpoint.target;
+          return call.attempt(this.#parse(call.plan.url, base).href, c);
+        }),
+      avoid === undefined ? ctx : { signal: ctx.signal, avoid },
+    );
   }
 
   /** `new URL(url, base)`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
@@ -602,6 +629,20 @@ function checkRetry(o: ParsedFetchOptions, r: Exclude<ParsedFetchOptions['retry'
       value: r[k],
     })),
   );
+}
+
+/** `budget` for a policy around another that already counts the call: takes retries, counts no call. */
+function withdrawOnly(budget: RetryBudget): RetryBudget {
+  return {
+    name: budget.name,
+    deposit() {},
+    tryWithdraw: () => budget.tryWithdraw(),
+    get balance() {
+      return budget.balance;
+    },
+    snapshot: () => budget.snapshot(),
+    dispose() {}, // the budget is not ours to dispose
+  };
 }
 
 /** Runs a factory we call for the user, naming a bad option by the path the user gave it under. */

@@ -1,0 +1,114 @@
+import { BrokenCircuitError, type Clock, createBus, type HoldfastEvent } from '@holdfast/core';
+import { describe, expect, it } from 'vitest';
+import { breakerRegistry, circuitBreaker } from '../src/index.js';
+import { setup, succeed } from './support.js';
+
+/** A clock that only moves when told, backwards too: Date.now after an NTP step. */
+function steppingClock(start: number) {
+  let now = start;
+  const clock: Clock = { now: () => now, setTimeout: () => undefined, clearTimeout: () => undefined };
+  return { clock, set: (t: number) => (now = t), add: (ms: number) => (now += ms) };
+}
+const hang = () => new Promise<never>(() => undefined);
+
+describe('halfOpen.maxWait (review)', () => {
+  it('a clock stepped back while a probe hangs: the probe is still given up maxWait later, not maxWait plus the step', async () => {
+    const t = steppingClock(10_000_000);
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('*', (e) => events.push(e));
+    const breaker = circuitBreaker({ name: 'b', clock: t.clock, bus, openFor: 1_000 });
+    breaker.open();
+    t.add(1_000);
+    void breaker.execute(hang);
+    t.add(10_000);
+    t.add(-3_600_000); // NTP steps the wall clock back an hour
+    await breaker.execute(succeed).catch(() => undefined);
+    t.add(60_000);
+    await expect(breaker.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(breaker.state).toBe('open');
+    expect(events.filter((e) => e.type === 'breaker.open').at(-1)).toMatchObject({ code: 'E_PROBE_HUNG' });
+  });
+
+  it('maxProbes 2, successesToClose 2: one probe hung, the other slot keeps probing and closes it', async () => {
+    const { breaker, clock } = setup({ openFor: 1_000, halfOpen: { maxProbes: 2, successesToClose: 2 } });
+    breaker.open();
+    await clock.advance(1_000);
+    void breaker.execute(hang);
+    await expect(breaker.execute(succeed)).resolves.toBe('ok');
+    await clock.advance(30_000);
+    await expect(breaker.execute(succeed)).resolves.toBe('ok');
+    expect(breaker.state).toBe('closed');
+  });
+
+  it('maxProbes 2: the oldest probe hung past maxWait, a fresh one out: the next call reopens', async () => {
+    const { breaker, clock, of } = setup({ openFor: 1_000, halfOpen: { maxProbes: 2, successesToClose: 3 } });
+    breaker.open();
+    await clock.advance(1_000);
+    void breaker.execute(hang);
+    await clock.advance(59_000);
+    void breaker.execute(hang);
+    await clock.advance(1_000);
+    await expect(breaker.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(of('breaker.open').at(-1)).toMatchObject({ code: 'E_PROBE_HUNG' });
+  });
+
+  it('a probe that settled resets the clock for the next: a probe sent later is given maxWait of its own', async () => {
+    const { breaker, clock } = setup({ openFor: 1_000, halfOpen: { successesToClose: 2 } });
+    breaker.open();
+    await clock.advance(1_000);
+    await expect(breaker.execute(succeed)).resolves.toBe('ok');
+    await clock.advance(59_000);
+    void breaker.execute(hang);
+    await clock.advance(1_000);
+    await expect(breaker.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(breaker.state).toBe('halfOpen');
+  });
+
+  it('snapshot while a probe hangs, restored: the new breaker probes, and gives its own hung probe up', async () => {
+    const { breaker, clock } = setup({ openFor: 1_000 });
+    breaker.open();
+    await clock.advance(1_000);
+    void breaker.execute(hang);
+    const snap = breaker.snapshot();
+    expect(snap.state).toBe('halfOpen');
+    const again = circuitBreaker({
+      name: 'p2',
+      clock,
+      bus: createBus(),
+      openFor: 1_000,
+      restore: snap,
+      policies: false,
+    });
+    void again.execute(hang);
+    await clock.advance(60_000);
+    await expect(again.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(again.state).toBe('open');
+  });
+
+  it('registry: defaults.halfOpen.maxWait survives a key override of halfOpen.maxProbes', async () => {
+    const clock = setup().clock;
+    const reg = breakerRegistry({
+      clock,
+      bus: createBus(),
+      defaults: { openFor: 1_000, halfOpen: { maxWait: 5_000 } },
+      overrides: { a: { halfOpen: { maxProbes: 1 } } },
+    } as never);
+    const b = reg.get('a');
+    b.open();
+    await clock.advance(1_000);
+    void b.execute(hang);
+    await clock.advance(5_000);
+    await expect(b.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(b.state).toBe('open');
+  });
+
+  for (const bad of [0, -1, Number.NaN, '5000', null, true]) {
+    it(`rejects halfOpen.maxWait ${String(bad)} with an error naming it`, () => {
+      expect(() => circuitBreaker({ halfOpen: { maxWait: bad as never } })).toThrow(/halfOpen\.maxWait/);
+    });
+  }
+  it('rejects halfOpen.maxWait Infinity (false is the way to wait however long)', () => {
+    expect(() => circuitBreaker({ halfOpen: { maxWait: Number.POSITIVE_INFINITY } })).toThrow(/halfOpen\.maxWait/);
+  });
+});
