@@ -148,8 +148,11 @@ class Client {
       ownStillRunning.has(error as object) ||
       (!isNonRetryable(error) && !refusedHere(error) && isTransientError(error));
     // A refused connection, an open breaker or a full limiter never reached the server: safe to try elsewhere.
+    // A key still running (409 + Retry-After) is running for every host that shares its store:
+    // moving on only asks them all again at once; the retry around the failover run waits instead.
     const isRetryableElsewhere = (error: unknown) =>
-      isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error)));
+      !ownStillRunning.has(error as object) &&
+      (isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error))));
 
     if (o.hedge !== false) {
       const options = o.hedge;
