@@ -21,7 +21,7 @@ import {
 } from './support/redis.js';
 
 const SERVICE = fileURLToPath(new URL('./support/idempotency-service.ts', import.meta.url));
-const LOAD_MS = 4_000;
+const LOAD_MS = 3_000;
 const FAULT_AT_MS = 800;
 const WORKERS = 6;
 
@@ -130,12 +130,12 @@ interface Figures {
 }
 
 /**
- * Runs the load for LOAD_MS against both services: each worker sends new keys and, one time in
+ * Runs the load for `loadMs` (LOAD_MS unless given) against both services: each worker sends new keys and, one time in
  * three, a key that already succeeded; a key that failed is retried as a client would. The
  * fault is injected at FAULT_AT_MS. Then every key that succeeded is sent once more: it must
  * replay the first response (else the record was lost).
  */
-async function underLoad(services: Service[], fault: () => Promise<void>): Promise<Figures> {
+async function underLoad(services: Service[], fault: () => Promise<void>, loadMs = LOAD_MS): Promise<Figures> {
   const first = new Map<string, string>(); // key -> body of its first 2xx
   const firstAt = new Map<string, number>();
   const pending: string[] = [];
@@ -158,7 +158,7 @@ async function underLoad(services: Service[], fault: () => Promise<void>): Promi
   let faultAt = Number.POSITIVE_INFINITY;
   let lastFailure = 0;
   const worker = async (w: number) => {
-    for (let i = 0; Date.now() - started < LOAD_MS; i++) {
+    for (let i = 0; Date.now() - started < loadMs; i++) {
       const succeeded = [...first.keys()];
       const key =
         pending.shift() ??
@@ -298,13 +298,17 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     // both ways, and deliver them all when it heals (as TCP does once a link comes back).
     const proxy = await faultProxy({ target: { port: redis.port }, name: 'app-to-redis' });
     const services = await useTopology(await both, { standalone: proxy.port }, false);
-    const figures = await underLoad(services, async () => {
-      const hole = proxy.freeze();
-      // Well past the services' storeTimeoutMs (1 s): on a loaded machine their timers fire late,
-      // and a partition only a little longer than it could heal before any request gave up.
-      await new Promise((r) => setTimeout(r, 2_000));
-      hole.remove();
-    });
+    const figures = await underLoad(
+      services,
+      async () => {
+        const hole = proxy.freeze();
+        // Well past the services' storeTimeoutMs (1 s): on a loaded machine their timers fire late,
+        // and a partition only a little longer than it could heal before any request gave up.
+        await new Promise((r) => setTimeout(r, 2_000));
+        hole.remove();
+      },
+      4_000,
+    ); // a second of load after it heals (the others keep 3 s: their checks are slow after a failover)
     report('app-redis partition 2 s (blackhole)', figures);
     expect(figures.failed).toBeGreaterThan(0); // the partition was felt
     expect(figures.duplicates).toBe(0);
