@@ -7,7 +7,7 @@
  * that must not repeat).
  */
 import type { AddressInfo } from 'node:net';
-import { type IdempotencyStore, redisStore } from '@holdfast/idempotency';
+import { type IdempotencyStore, type RedisStore, redisStore } from '@holdfast/idempotency';
 import { idempotency as expressIdempotency } from '@holdfast/idempotency/express';
 import { idempotency as fastifyIdempotency } from '@holdfast/idempotency/fastify';
 import express from 'express';
@@ -36,13 +36,21 @@ function connect(topology: Topology): Redis | Cluster {
           })
         : new Cluster(topology.cluster, { clusterRetryStrategy: () => 50, redisOptions: fast });
   client.on('error', () => {});
+  // ioredis ends a Sentinel client for good when its failoverDetector fires while it is already
+  // reconnecting (ioredis#1683: "Connection is closed" on every command after a failover, for
+  // some processes only); docs/idempotency.md gives this workaround.
+  if ('sentinels' in topology) {
+    client.on('end', () => {
+      if (client === current?.client) client.connect().catch(() => {});
+    });
+  }
   return client;
 }
 
 // The test points the service at each scenario's Redis in turn (POST /topology), so one pair of
 // processes serves every scenario: the store the middleware holds delegates to the current one.
 let client: Redis | Cluster | undefined;
-let current: IdempotencyStore | undefined;
+let current: RedisStore | undefined;
 const unset = () => Promise.reject(new Error('no topology yet'));
 const store: IdempotencyStore = {
   claim: (...args) => current?.claim(...args) ?? unset(),
@@ -50,13 +58,14 @@ const store: IdempotencyStore = {
   release: (...args) => current?.release(...args) ?? unset(),
 };
 function useTopology(body: { topology: Topology; durable: boolean }): void {
-  client?.disconnect();
+  const previous = client;
   client = connect(body.topology);
   current = redisStore({
     client,
     commandTimeout: 500,
     ...(body.durable ? { waitForReplicas: { replicas: 1, timeoutMs: 300 } } : {}),
   });
+  previous?.disconnect(); // not current's any more: not revived
 }
 
 const options = {

@@ -57,6 +57,12 @@ export class RedisStore implements IdempotencyStore {
   readonly #pending = new Map<string, { readonly key: string; readonly fingerprint: string }>();
 
   /**
+   * Durability, per node: `true` once a WAIT there came back whole (its writes then send their
+   * WAIT behind their script), or the WAIT now confirming it. See {@link RedisStore.#evalAndWait}.
+   */
+  readonly #nodes = new Map<string, true | Promise<boolean>>();
+
+  /**
    * The Redis key of a record: the prefix, then the SHA-256 of the key as a Cluster hash tag.
    * Hashed, so whatever characters the key has (`}` included) it cannot end the tag early, and
    * two keys never share a record.
@@ -152,7 +158,7 @@ export class RedisStore implements IdempotencyStore {
         if (settled) return;
         sent = true;
         const call = this.waitForReplicas === undefined || operation === 'release' ? this.#eval : this.#evalAndWait;
-        call(lua, redisKey, args).then(
+        call(lua, redisKey, args, operation).then(
           (reply) => finish(() => resolve(reply)),
           (error: unknown) => {
             const reason = error instanceof Error ? error.message : String(error);
@@ -181,7 +187,11 @@ export class RedisStore implements IdempotencyStore {
       );
       // `wait`: a lazyConnect client connects on its first command.
       if (client.status === 'ready' || client.status === 'wait') send();
-      else client.once('ready', send);
+      else {
+        // A new connection, perhaps to a new master: its replicas are to be confirmed again.
+        this.#nodes.clear();
+        client.once('ready', send);
+      }
     });
   }
 
@@ -192,31 +202,90 @@ export class RedisStore implements IdempotencyStore {
         isNoScript(error) ? this.client.callBuffer('eval', lua.source, 1, redisKey, ...args) : Promise.reject(error),
       );
 
-  /** The script and a WAIT behind it in one pipeline, so that WAIT reaches the node of the write. */
-  readonly #evalAndWait = async (lua: Script, redisKey: string, args: (string | number | Buffer)[]) => {
+  /**
+   * A script whose write counts once `replicas` replicas have it (WAIT).
+   *
+   * WAIT holds every command behind it on the connection until its replicas answer or its
+   * timeout ends. Sent behind every script, it is one round trip while the replicas keep up; but
+   * once they do not (a replica died or fell behind, or the master is new after a failover and
+   * has none yet), each would hold the connection for `timeoutMs` in turn, and replays queued
+   * behind them would time out too. So that is done only on a node whose replicas answered the
+   * last WAIT. Elsewhere (at start, after a reconnect, after a WAIT came back short) a script
+   * runs alone: a replay or an "in progress" is answered at once; a write is confirmed by one
+   * WAIT at a time (its key's expiry set again, then WAIT), and writes made meanwhile wait for
+   * that one: whole, they confirm theirs; short, they fail (a claim is withdrawn).
+   */
+  readonly #evalAndWait = async (
+    lua: Script,
+    redisKey: string,
+    args: (string | number | Buffer)[],
+    operation: Operation,
+  ): Promise<unknown> => {
     const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
-    const pipelined = async (command: 'evalsha' | 'eval') => {
-      const pipeline = this.client.pipeline?.();
-      if (pipeline === undefined) throw new Error('waitForReplicas needs a client with pipeline()');
-      const replies = await pipeline
-        .callBuffer(command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args)
-        .callBuffer('wait', replicas, timeoutMs)
-        .exec();
-      const [script, wait] = replies ?? [];
-      if (script?.[0]) throw script[0];
-      if (wait?.[0]) throw wait[0];
-      return [script?.[1], Number(wait?.[1])] as const;
-    };
-    const [reply, acked] = await pipelined('evalsha').catch((error: unknown) =>
-      isNoScript(error) ? pipelined('eval') : Promise.reject(error),
-    );
-    // A claim that only reports what is there wrote nothing: no replica needs to have it.
-    const wrote = !Array.isArray(reply) || String(reply[0]) === 'claimed';
-    if (wrote && acked < replicas) {
-      throw new Error(`only ${acked} of ${replicas} replicas acknowledged the write within ${timeoutMs} ms (WAIT)`);
+    const node = nodeOf(this.client, redisKey);
+    if (this.#nodes.get(node) === true) {
+      const script = (command: 'evalsha' | 'eval') =>
+        this.#pipelined([command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args]);
+      const [reply, acked] = await script('evalsha').catch((error: unknown) => {
+        if (isNoScript(error)) return script('eval');
+        this.#nodes.delete(node);
+        throw error;
+      });
+      if (Number(acked) < replicas && this.#nodes.get(node) === true) this.#nodes.delete(node);
+      // A claim that only reports what is there wrote nothing: no replica needs to have it.
+      if (wrote(reply) && Number(acked) < replicas) throw this.#short(Number(acked));
+      return reply;
     }
+    const reply = await this.#eval(lua, redisKey, args);
+    if (!wrote(reply)) return reply;
+    const ttl = operation === 'claim' ? 2 * Number(args[1]) : Number(args[1]);
+    const waiting = this.#nodes.get(node);
+    if (waiting !== undefined && waiting !== true && !(await waiting)) {
+      throw new Error(
+        `not acknowledged: the last write on this node waited ${timeoutMs} ms for ${replicas} replicas (WAIT) in vain`,
+      );
+    }
+    // Ours is the one WAIT on this node now, or the one before it came back whole (then ours will too).
+    const confirming = this.#confirm(redisKey, ttl);
+    if (this.#nodes.get(node) !== true) {
+      const confirmed = confirming.then((acked) => acked >= replicas).catch(() => false);
+      this.#nodes.set(node, confirmed);
+      void confirmed.then((whole) => {
+        if (this.#nodes.get(node) !== confirmed) return;
+        if (whole) this.#nodes.set(node, true);
+        else this.#nodes.delete(node);
+      });
+    }
+    const acked = await confirming;
+    if (acked < replicas) throw this.#short(acked);
     return reply;
   };
+
+  /**
+   * Sets the record's expiry again, as its script just did: a write on this connection after the
+   * script's, so WAIT counts the replicas that have both. Resolves to WAIT's count; 0 when the
+   * record is not on the node this reached (a failover in between).
+   */
+  async #confirm(redisKey: string, ttl: number): Promise<number> {
+    const [found, acked] = await this.#pipelined(['pexpire', redisKey, ttl]);
+    return Number(found) === 1 ? Number(acked) : 0;
+  }
+
+  /** Commands and a WAIT behind them in one pipeline, so that WAIT reaches the node of their key. */
+  async #pipelined(...commands: (string | number | Buffer)[][]): Promise<unknown[]> {
+    const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
+    const pipeline = this.client.pipeline?.();
+    if (pipeline === undefined) throw new Error('waitForReplicas needs a client with pipeline()');
+    for (const [name, ...rest] of commands) pipeline.callBuffer(String(name), ...rest);
+    const replies = (await pipeline.callBuffer('wait', replicas, timeoutMs).exec()) ?? [];
+    for (const [error] of replies) if (error) throw error;
+    return replies.map(([, reply]) => reply);
+  }
+
+  #short(acked: number): Error {
+    const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
+    return new Error(`only ${acked} of ${replicas} replicas acknowledged the write within ${timeoutMs} ms (WAIT)`);
+  }
 
   /**
    * A claim we gave up on may still reach Redis: ioredis resends unanswered commands after a
@@ -237,6 +306,33 @@ export class RedisStore implements IdempotencyStore {
   #unavailable(operation: Operation, key: string, reason: string, cause?: unknown): StoreUnavailableError {
     return new StoreUnavailableError(this.name, operation, key, reason, { cause });
   }
+}
+
+/** Whether a script's reply says it wrote: a completion always does, a claim when it claimed. */
+function wrote(reply: unknown): boolean {
+  return !Array.isArray(reply) || String(reply[0]) === 'claimed';
+}
+
+/**
+ * The node a key lives on: for a Cluster client, the master of its slot as the client knows it
+ * (`host:port`); '' for a standalone or Sentinel client, which talks to one master.
+ */
+function nodeOf(client: RedisClient, redisKey: string): string {
+  const { slots } = client as { slots?: unknown };
+  return Array.isArray(slots) ? String((slots[keySlot(redisKey)] as unknown[] | undefined)?.[0] ?? '') : '';
+}
+
+/** The Cluster slot of a key: CRC16 (XMODEM) of its hash tag, or of the whole key without one. */
+export function keySlot(redisKey: string): number {
+  const open = redisKey.indexOf('{');
+  const close = open < 0 ? -1 : redisKey.indexOf('}', open + 1);
+  const hashed = close > open + 1 ? redisKey.slice(open + 1, close) : redisKey;
+  let crc = 0;
+  for (const byte of Buffer.from(hashed)) {
+    crc ^= byte << 8;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc & 16383;
 }
 
 function isNoScript(error: unknown): boolean {

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
 import { type ClaimResult, memoryStore, redisStore } from '../src/index.js';
 import { claimScript } from '../src/redis-scripts.js';
+import { keySlot } from '../src/redis-store.js';
 import { connect, disconnectAll } from './redis.js';
 
 function token(result: ClaimResult): string {
@@ -145,4 +146,71 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     expect(await admin.hget(patient.keyOf('k'), 's')).toBe('c'); // on the replica before the answer
     await replica.stop();
   }, 30_000);
+
+  it('waitForReplicas with the replica gone: replays still answered, new keys refused at once, not one WAIT after another', async () => {
+    // WAIT holds every command behind it on the connection. A master left without its replica (it
+    // died; or the master is new after a failover) must not turn each store call into a 300 ms WAIT
+    // queued behind the others: replays then time out too, and the whole service answers 503.
+    const [master] = (await startRedis(1)) as [RedisServer];
+    const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(master.port)])) as [RedisServer];
+    const admin = connect(replica);
+    const linked = async () => {
+      for (let i = 0; i < 200 && !(await admin.info('replication')).includes('master_link_status:up'); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    await linked();
+    const own = connect(master);
+    const store = redisStore({
+      client: own,
+      prefix: `g:${randomUUID()}:`,
+      commandTimeout: 1_000,
+      waitForReplicas: { replicas: 1, timeoutMs: 300 },
+    });
+    const keys = Array.from({ length: 20 }, (_, i) => `done-${i}`);
+    for (const key of keys) {
+      const t = token(await store.claim(key, 'fp', 60_000));
+      expect(await store.complete(key, t, { kind: 'value', value: key }, 60_000)).toBe(true);
+    }
+    await replica.kill();
+    // The first call after it learns it (its WAIT comes back short), and is answered after 300 ms.
+    expect(await store.claim('done-0', 'fp', 60_000)).toMatchObject({ status: 'completed' });
+    // Then 40 replays and 10 new keys at once, twice.
+    for (let round = 0; round < 2; round++) {
+      const replays = Promise.allSettled([...keys, ...keys].map((key) => store.claim(key, 'fp', 60_000)));
+      const fresh = Promise.allSettled(
+        Array.from({ length: 10 }, (_, i) => store.claim(`new-${round}-${i}`, 'fp', 60_000)),
+      );
+      const answered = (await replays).filter((r) => r.status === 'fulfilled' && r.value.status === 'completed');
+      expect(answered).toHaveLength(40);
+      for (const refused of await fresh) {
+        expect(refused).toMatchObject({ status: 'rejected', reason: { code: 'E_STORE_UNAVAILABLE' } });
+      }
+    }
+    // Refused claims were withdrawn: once the replica is back, the same keys are claimed.
+    await replica.restart();
+    await admin.call('replicaof', '127.0.0.1', String(master.port));
+    await linked();
+    let claimed: ClaimResult | undefined;
+    for (let i = 0; i < 20 && claimed?.status !== 'claimed'; i++) {
+      claimed = await store.claim('new-1-0', 'fp', 60_000).catch(() => undefined);
+      if (claimed?.status !== 'claimed') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(claimed?.status).toBe('claimed');
+    expect(await store.complete('new-1-0', token(claimed as ClaimResult), { kind: 'value', value: 1 }, 60_000)).toBe(
+      true,
+    );
+    expect(await admin.hget(store.keyOf('new-1-0'), 's')).toBe('c');
+    await replica.stop();
+    await master.stop();
+  }, 60_000);
+
+  it('knows the Cluster slot of its keys (CRC16 of the hash tag), as Redis computes it', () => {
+    // Values from the Redis Cluster specification (test/idempotency-wait-replicas.test.ts asks Redis).
+    expect(keySlot('123456789')).toBe(0x31c3 & 16383);
+    expect(keySlot('foo')).toBe(12182);
+    expect(keySlot('{user1000}.following')).toBe(keySlot('user1000'));
+    expect(keySlot('foo{{bar}}zap')).toBe(keySlot('{bar')); // the tag ends at the first }
+    expect(keySlot('foo{}{bar}')).not.toBe(keySlot('bar')); // an empty first tag: the whole key
+  });
 });

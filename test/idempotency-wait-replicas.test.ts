@@ -1,0 +1,168 @@
+/**
+ * The idempotency Redis store with `waitForReplicas` when replicas stop answering: WAIT holds
+ * every command behind it on the connection, so the store must not send one behind every script
+ * there. On a real Sentinel failover under load, and on a real Cluster whose one shard lost its
+ * replica: replays answered, new keys refused on that node only.
+ */
+import { type ClaimResult, redisStore } from '@holdfast/idempotency';
+import fc from 'fast-check';
+import { Cluster, Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { keySlot } from '../packages/idempotency/src/redis-store.js';
+import {
+  type ClusterSetup,
+  redisAvailable,
+  redisCommand,
+  startCluster,
+  startSentinel,
+  stopAllRedis,
+} from './support/redis.js';
+
+afterAll(() => stopAllRedis());
+
+const token = (result: ClaimResult) => {
+  if (result.status !== 'claimed') throw new Error(`expected a claim, got ${result.status}`);
+  return result.token;
+};
+
+describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas do not answer', () => {
+  it('Sentinel, master SIGKILLed under load: once failed over, stored responses are replayed again', async () => {
+    // The new master has no replica (the old master was it). Before, every claim still sent its
+    // WAIT behind its script; each held the connection 300 ms, and replays queued behind them
+    // timed out: 0 of 50 answered in the 10 s after the kill (4 of 4 runs).
+    const setup = await startSentinel();
+    const client = new Redis({
+      sentinels: setup.addresses,
+      name: setup.name,
+      failoverDetector: true,
+      sentinelRetryStrategy: () => 50,
+      retryStrategy: () => 50,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 500,
+    });
+    client.on('error', () => {});
+    let closing = false; // the workaround docs/idempotency.md gives for ioredis#1683
+    client.on('end', () => {
+      if (!closing) client.connect().catch(() => {});
+    });
+    try {
+      const store = redisStore({ client, commandTimeout: 500, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
+      for (let i = 0; i < 5; i++) {
+        const t = token(await store.claim(`k${i}`, 'fp', 60_000));
+        expect(await store.complete(`k${i}`, t, { kind: 'value', value: i }, 60_000)).toBe(true);
+      }
+      // Six calls in flight at all times, half of them new keys.
+      let stop = false;
+      const load = (async () => {
+        for (let n = 0; !stop; n++) {
+          const keys = Array.from({ length: 6 }, (_, j) => (j % 2 === 0 ? `new-${n}-${j}` : `k${j % 5}`));
+          await Promise.allSettled(keys.map((key) => store.claim(key, 'fp', 60_000)));
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      await setup.master.kill();
+      const answered: boolean[] = [];
+      for (let i = 0; i < 50; i++) {
+        answered.push(
+          await store.claim(`k${i % 5}`, 'fp', 60_000).then(
+            (r) => r.status === 'completed',
+            () => false,
+          ),
+        );
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      stop = true;
+      await load;
+      const first = answered.indexOf(true);
+      expect(first).toBeGreaterThanOrEqual(0); // failed over within the 10 s
+      expect(answered.slice(first).filter((ok) => !ok).length).toBeLessThanOrEqual(2);
+    } finally {
+      closing = true;
+      client.disconnect();
+      await setup.stop();
+    }
+  }, 60_000);
+
+  it('a shard without its replica: its new keys refused, its replays answered, other shards unaffected', async () => {
+    const cluster: ClusterSetup = await startCluster({ nodeTimeoutMs: 5_000 });
+    const client = new Cluster(cluster.addresses, { redisOptions: { maxRetriesPerRequest: 1 } });
+    client.on('error', () => {});
+    try {
+      await client.ping();
+      // Every master has its replica online before the first write.
+      for (let i = 0; i < 200; i++) {
+        const infos = await Promise.all(cluster.nodes.map((n) => redisCommand(n.port, ['INFO', 'replication'])));
+        const masters = infos.filter((info) => info.includes('role:master'));
+        if (masters.length === 3 && masters.every((info) => /slave0:.*state=online/.test(info))) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // The store finds a key's node from its slot, as Redis computes it.
+      await fc.assert(
+        fc.asyncProperty(fc.string({ unit: 'binary' }), async (key) => {
+          expect(await client.call('cluster', 'keyslot', key)).toBe(keySlot(key));
+        }),
+        { numRuns: 150 },
+      );
+      const store = redisStore({ client, commandTimeout: 1_500, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
+      // Keys on the shard of slot 0 (0-5460, "lonely") and on the others.
+      const lonelyMaster = await cluster.masterOf(0);
+      const onLonely = (key: string) => keySlot(store.keyOf(key)) <= 5460;
+      const pick = (lonely: boolean, tag: string, n: number) => {
+        const keys: string[] = [];
+        for (let i = 0; keys.length < n; i++) if (onLonely(`${tag}-${i}`) === lonely) keys.push(`${tag}-${i}`);
+        return keys;
+      };
+      const [lonelyDone, otherDone] = [pick(true, 'done', 10), pick(false, 'done', 10)];
+      for (const key of [...lonelyDone, ...otherDone]) {
+        // A replica just synced may take a moment to acknowledge its first WAIT.
+        for (let attempt = 1; ; attempt++) {
+          const done = await store.claim(key, 'fp', 60_000).then(
+            async (claimed) => store.complete(key, token(claimed), { kind: 'value', value: key }, 60_000),
+            (error: unknown) => {
+              if (attempt === 30) throw error;
+              return false;
+            },
+          );
+          if (done) break;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+      // Kill the replica of that shard.
+      const masterId = (await redisCommand(lonelyMaster.port, ['CLUSTER', 'MYID'])).match(/[0-9a-f]{40}/)?.[0];
+      const nodes = await redisCommand(lonelyMaster.port, ['CLUSTER', 'NODES']);
+      const replicaPort = Number(
+        nodes
+          .split('\n')
+          .find((line) => line.includes('slave') && line.includes(` ${masterId} `))
+          ?.match(/:(\d+)@/)?.[1],
+      );
+      const replica = cluster.nodes.find((n) => n.port === replicaPort);
+      expect(replica).toBeDefined();
+      await replica?.kill();
+      // The first call to that shard learns it (its WAIT comes back short).
+      expect(await store.claim(lonelyDone[0] as string, 'fp', 60_000)).toMatchObject({ status: 'completed' });
+      for (let round = 0; round < 2; round++) {
+        const replays = [...lonelyDone, ...lonelyDone, ...otherDone].map((key) => store.claim(key, 'fp', 60_000));
+        const lonelyNew = Promise.allSettled(
+          pick(true, `new-${round}`, 5).map((key) => store.claim(key, 'fp', 60_000)),
+        );
+        const otherNew = Promise.allSettled(
+          pick(false, `new-${round}`, 5).map((key) => store.claim(key, 'fp', 60_000)),
+        );
+        const answered = (await Promise.allSettled(replays)).filter(
+          (r) => r.status === 'fulfilled' && r.value.status === 'completed',
+        );
+        expect(answered).toHaveLength(30);
+        for (const refused of await lonelyNew) {
+          expect(refused).toMatchObject({ status: 'rejected', reason: { code: 'E_STORE_UNAVAILABLE' } });
+        }
+        for (const claimed of await otherNew) {
+          expect(claimed).toMatchObject({ status: 'fulfilled', value: { status: 'claimed' } });
+        }
+      }
+    } finally {
+      client.disconnect();
+      await cluster.stop();
+    }
+  }, 90_000);
+});
