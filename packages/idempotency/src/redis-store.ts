@@ -148,7 +148,13 @@ export class RedisStore implements IdempotencyStore {
   ): Promise<unknown> {
     const { client } = this;
     if (client.status === 'end') {
-      return Promise.reject(this.#unavailable(operation, key, 'the Redis client was closed (quit or disconnect)'));
+      return Promise.reject(
+        this.#unavailable(
+          operation,
+          key,
+          'the Redis client was closed (status "end": quit() or disconnect(), or ioredis gave up reconnecting)',
+        ),
+      );
     }
     const redisKey = this.keyOf(key);
     return new Promise((resolve, reject) => {
