@@ -83,6 +83,50 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
     }
   }, 60_000);
 
+  it('Sentinel, master SIGKILLed while the service is quiet: the first burst after it is answered', async () => {
+    // Nothing is sent during the failover, so no call sees the client reconnect; the first calls
+    // after it find the client ready on a new master without replicas.
+    const setup = await startSentinel();
+    const client = new Redis({
+      sentinels: setup.addresses,
+      name: setup.name,
+      sentinelRetryStrategy: () => 50,
+      retryStrategy: () => 50,
+      maxRetriesPerRequest: 1,
+    });
+    client.on('error', () => {});
+    let closing = false;
+    client.on('end', () => {
+      if (!closing) client.connect().catch(() => {});
+    });
+    try {
+      const store = redisStore({ client, commandTimeout: 500, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
+      for (let i = 0; i < 5; i++) {
+        const t = token(await store.claim(`k${i}`, 'fp', 60_000));
+        expect(await store.complete(`k${i}`, t, { kind: 'value', value: i }, 60_000)).toBe(true);
+      }
+      await setup.master.kill();
+      // Wait, without the store, until the client is ready on the new master.
+      for (let i = 0; i < 200; i++) {
+        const port = await client
+          .call('config', 'get', 'port')
+          .then((reply) => Number((reply as string[])[1]))
+          .catch(() => 0);
+        if (port === setup.replica.port) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const replays = Promise.allSettled(Array.from({ length: 20 }, (_, i) => store.claim(`k${i % 5}`, 'fp', 60_000)));
+      const fresh = Promise.allSettled(Array.from({ length: 5 }, (_, i) => store.claim(`new-${i}`, 'fp', 60_000)));
+      const answered = (await replays).filter((r) => r.status === 'fulfilled' && r.value.status === 'completed');
+      expect(answered).toHaveLength(20);
+      for (const refused of await fresh) expect(refused.status).toBe('rejected'); // no replica to confirm them
+    } finally {
+      closing = true;
+      client.disconnect();
+      await setup.stop();
+    }
+  }, 60_000);
+
   it('a shard without its replica: its new keys refused, its replays answered, other shards unaffected', async () => {
     const cluster: ClusterSetup = await startCluster({ nodeTimeoutMs: 5_000 });
     const client = new Cluster(cluster.addresses, { redisOptions: { maxRetriesPerRequest: 1 } });

@@ -61,6 +61,8 @@ export class RedisStore implements IdempotencyStore {
    * WAIT behind their script), or the WAIT now confirming it. See {@link RedisStore.#evalAndWait}.
    */
   readonly #nodes = new Map<string, true | Promise<boolean>>();
+  /** The socket of a standalone or Sentinel client when a node was last confirmed. */
+  #stream: unknown;
 
   /**
    * The Redis key of a record: the prefix, then the SHA-256 of the key as a Cluster hash tag.
@@ -228,6 +230,14 @@ export class RedisStore implements IdempotencyStore {
     operation: Operation,
   ): Promise<unknown> => {
     const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
+    // A new socket is a new connection, perhaps to a new master (a failover while nothing was
+    // sent): its replicas are to be confirmed again. (Cluster clients have no one socket; a
+    // failover there moves the slot to another node, which is confirmed on its own.)
+    const { stream } = this.client as { stream?: unknown };
+    if (stream !== this.#stream) {
+      this.#nodes.clear();
+      this.#stream = stream;
+    }
     const node = nodeOf(this.client, redisKey);
     if (this.#nodes.get(node) === true) {
       const script = (command: 'evalsha' | 'eval') =>
