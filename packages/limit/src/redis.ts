@@ -105,6 +105,15 @@ export const redisRateLimiterOptionsSchema = z
 export interface RedisRateLimiter extends RateLimiter {
   /** Takes `cost` units from `key` if it can, without running anything. */
   take(key?: string, cost?: number): Promise<RateDecision>;
+  snapshot(): RedisRateLimiterSnapshot;
+}
+
+/** A Redis limiter's counts, with the decisions Redis could not make. */
+export interface RedisRateLimiterSnapshot extends RateLimiterSnapshot {
+  /** Decisions Redis could not make (down, not connected, slower than `commandTimeout`). */
+  readonly storeErrors: number;
+  /** `warn` while the client is not connected (`status` other than `ready`). */
+  readonly status: 'pass' | 'warn';
 }
 
 /** Options of {@link redisRateLimiter}. */
@@ -289,7 +298,7 @@ class RedisGcra extends RateLimiterBase {
     throw new LimitStoreUnavailableError(this.name, reason, { cause: error });
   }
 
-  snapshot(): RateLimiterSnapshot & { readonly storeErrors: number; readonly status: 'pass' | 'warn' } {
+  snapshot(): RedisRateLimiterSnapshot {
     return {
       name: this.name,
       algorithm: 'gcra',

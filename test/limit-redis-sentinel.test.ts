@@ -1,0 +1,67 @@
+/**
+ * The Redis rate limiter through a real Sentinel failover (master SIGKILLed under load): it fails
+ * open while no master answers, as configured, and limits again on the new master.
+ */
+import { redisRateLimiter } from '@holdfast/limit/redis';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { redisAvailable, startSentinel, stopAllRedis } from './support/redis.js';
+
+afterAll(() => stopAllRedis());
+
+describe.skipIf(!redisAvailable())('redisRateLimiter through a Sentinel failover', () => {
+  it('fails open while the master is gone, then limits again on the new one', async () => {
+    const setup = await startSentinel();
+    const client = new Redis({
+      sentinels: setup.addresses,
+      name: setup.name,
+      failoverDetector: true,
+      sentinelRetryStrategy: () => 50,
+      retryStrategy: () => 50,
+      maxRetriesPerRequest: 1,
+    });
+    client.on('error', () => {});
+    let closing = false; // the workaround of docs/idempotency.md (ioredis#1683)
+    client.on('end', () => {
+      if (!closing) client.connect().catch(() => {});
+    });
+    const rl = redisRateLimiter({ client, limit: 5, interval: 600_000, policies: false });
+    try {
+      const takes = async (key: string, n: number) => {
+        const allowed: boolean[] = [];
+        for (let i = 0; i < n; i++) allowed.push((await rl.take(key)).allowed);
+        return allowed;
+      };
+      expect(await takes('before', 6)).toEqual([true, true, true, true, true, false]);
+      // Decisions on other keys go on through the failover, 20 ms apart.
+      let stop = false;
+      const load = (async () => {
+        for (let i = 0; !stop; i++) {
+          await rl.take(`load-${i % 50}`);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      })();
+      const errorsBefore = rl.snapshot().storeErrors;
+      await setup.master.kill();
+      // Until a fresh key is refused after its 5, Redis is not deciding (fail-open allows all).
+      let limited = false;
+      for (let round = 0; round < 100 && !limited; round++) {
+        const got = await takes(`after-${round}`, 6);
+        limited = got.filter(Boolean).length === 5 && got[5] === false;
+        if (!limited) await new Promise((r) => setTimeout(r, 200));
+      }
+      stop = true;
+      await load;
+      expect(limited).toBe(true);
+      expect(rl.snapshot().storeErrors).toBeGreaterThan(errorsBefore); // the outage was felt, and failed open
+      expect(await setup.masterPort()).toBe(setup.replica.port);
+      // Once limiting again, it keeps limiting: a new key, exactly 5 of 8.
+      expect((await takes('steady', 8)).filter(Boolean)).toHaveLength(5);
+    } finally {
+      closing = true;
+      rl.dispose();
+      client.disconnect();
+      await setup.stop();
+    }
+  }, 60_000);
+});
