@@ -238,7 +238,6 @@ export class RedisStore implements IdempotencyStore {
     }
     const reply = await this.#eval(lua, redisKey, args);
     if (!wrote(reply)) return reply;
-    const ttl = operation === 'claim' ? 2 * Number(args[1]) : Number(args[1]);
     const waiting = this.#nodes.get(node);
     if (waiting !== undefined && waiting !== true && !(await waiting)) {
       throw new Error(
@@ -246,7 +245,7 @@ export class RedisStore implements IdempotencyStore {
       );
     }
     // Ours is the one WAIT on this node now, or the one before it came back whole (then ours will too).
-    const confirming = this.#confirm(redisKey, ttl);
+    const confirming = this.#confirm(redisKey, operation, args);
     if (this.#nodes.get(node) !== true) {
       const confirmed = confirming.then((acked) => acked >= replicas).catch(() => false);
       this.#nodes.set(node, confirmed);
@@ -262,13 +261,17 @@ export class RedisStore implements IdempotencyStore {
   };
 
   /**
-   * Sets the record's expiry again, as its script just did: a write on this connection after the
-   * script's, so WAIT counts the replicas that have both. Resolves to WAIT's count; 0 when the
-   * record is not on the node this reached (a failover in between).
+   * Confirms a script's write made earlier on this connection: reads the record and sets its
+   * expiry again (a write, so WAIT counts the replicas that have everything up to it), then WAIT.
+   * Resolves to WAIT's count, or 0 when the record there is not the one the script wrote (a
+   * failover in between: ioredis resends unanswered commands to the new master).
    */
-  async #confirm(redisKey: string, ttl: number): Promise<number> {
-    const [found, acked] = await this.#pipelined(['pexpire', redisKey, ttl]);
-    return Number(found) === 1 ? Number(acked) : 0;
+  async #confirm(redisKey: string, operation: Operation, args: (string | number | Buffer)[]): Promise<number> {
+    const [status, token, ttl] =
+      operation === 'claim' ? ['p', args[2], 2 * Number(args[1])] : ['c', args[0], Number(args[1])];
+    const [record, , acked] = await this.#pipelined(['hmget', redisKey, 's', 't'], ['pexpire', redisKey, ttl]);
+    const [s, t] = (record ?? []) as (Buffer | null)[];
+    return String(s) === status && String(t) === String(token) ? Number(acked) : 0;
   }
 
   /** Commands and a WAIT behind them in one pipeline, so that WAIT reaches the node of their key. */
