@@ -245,11 +245,13 @@ export class RedisStore implements IdempotencyStore {
     }
     const reply = await this.#eval(lua, redisKey, args);
     if (!wrote(reply)) return reply;
-    const written: Written =
-      operation === 'claim'
-        ? { redisKey, status: 'p', token: String(args[2]), ttl: 2 * Number(args[1]) }
-        : { redisKey, status: 'c', token: String(args[0]), ttl: Number(args[1]) };
-    const acked = await this.#join(node, written);
+    const claim = operation === 'claim'; // args: fingerprint, lease, token; or token, ttl, ...
+    const acked = await this.#join(node, {
+      redisKey,
+      status: claim ? 'p' : 'c',
+      token: String(args[claim ? 2 : 0]),
+      ttl: (claim ? 2 : 1) * Number(args[1]),
+    });
     if (acked < replicas) throw this.#short(acked);
     return reply;
   };
@@ -264,23 +266,19 @@ export class RedisStore implements IdempotencyStore {
       const index = queued.written.push(written) - 1;
       return queued.acked.then((counts) => counts[index] as number);
     }
-    const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
     const previous = this.#nodes.get(node);
     const batch = [written];
     const acked = (async () => {
       const whole = previous === undefined || previous === true || (await previous);
       if (this.#queued.get(node)?.written === batch) this.#queued.delete(node);
-      if (!whole) {
-        throw new Error(
-          `not acknowledged: the last write on this node waited ${timeoutMs} ms for ${replicas} replicas (WAIT) in vain`,
-        );
-      }
+      if (!whole) throw this.#short(0); // the WAIT before it came back short: not one more
       return this.#confirm(batch);
     })();
     if (previous !== undefined && previous !== true) this.#queued.set(node, { written: batch, acked });
+    // WAIT's count, unless no record was found as written.
     this.#last(
       node,
-      acked.then((counts) => counts.reduce((a, b) => Math.max(a, b), 0)),
+      acked.then((counts) => counts.find((count) => count > 0) ?? 0),
     );
     return acked.then((counts) => counts[0] as number);
   }
