@@ -1,8 +1,9 @@
 /**
  * The idempotency Redis store with `waitForReplicas` when replicas stop answering: WAIT holds
  * every command behind it on the connection, so the store must not send one behind every script
- * there. On a real Sentinel failover under load, and on a real Cluster whose one shard lost its
- * replica: replays answered, new keys refused on that node only.
+ * there. On a real Sentinel failover under load, on a replica killed or frozen under load, and on
+ * a real Cluster whose one shard lost its replica: replays answered, new keys refused on that
+ * node only. And a write is reported durable only if the master it ends on has it as written.
  */
 import { type ClaimResult, redisStore } from '@holdfast/idempotency';
 import fc from 'fast-check';
@@ -11,14 +12,18 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { keySlot } from '../packages/idempotency/src/redis-store.js';
 import {
   type ClusterSetup,
+  type RedisServer,
   redisAvailable,
   redisCommand,
   startCluster,
+  startRedis,
   startSentinel,
   stopAllRedis,
 } from './support/redis.js';
 
 afterAll(() => stopAllRedis());
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const token = (result: ClaimResult) => {
   if (result.status !== 'claimed') throw new Error(`expected a claim, got ${result.status}`);
@@ -126,6 +131,156 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
       await setup.stop();
     }
   }, 60_000);
+
+  it.each(['SIGKILL', 'SIGSTOP'] as const)(
+    'a replica %s under steady load: every later replay answered, every later new key refused, not one WAIT after another',
+    async (signal) => {
+      // One call every 10 ms, half replays. The store had its replica: each write sent its WAIT
+      // behind its script. Every WAIT sent before the first came back short (within 300 ms) then
+      // held the connection 300 ms in turn: about 30 of them, 9 s in which replays queued behind
+      // them timed out too (1 of about 150 answered in the 3 s after the replica went, either way).
+      const [master] = (await startRedis(1)) as [RedisServer];
+      const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(master.port)])) as [RedisServer];
+      const client = new Redis(master.port, '127.0.0.1');
+      client.on('error', () => {});
+      try {
+        while (!(await redisCommand(replica.port, ['INFO', 'replication'])).includes('master_link_status:up')) {
+          await sleep(50);
+        }
+        const store = redisStore({ client, commandTimeout: 1_000, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
+        const done = Array.from({ length: 5 }, (_, i) => `done-${i}`);
+        for (const key of done) {
+          expect(
+            await store.complete(
+              key,
+              token(await store.claim(key, 'fp', 60_000)),
+              { kind: 'value', value: key },
+              60_000,
+            ),
+          ).toBe(true);
+        }
+        const after: { replay: boolean; status: string }[] = [];
+        let gone = false;
+        const calls: Promise<void>[] = [];
+        const send = (n: number) => {
+          const replay = n % 2 === 0;
+          const counted = gone;
+          const call = store.claim(replay ? (done[n % 5] as string) : `new-${n}`, 'fp', 60_000).then(
+            (r) => r.status,
+            (error: { code?: string }) => String(error.code),
+          );
+          calls.push(call.then((status) => void (counted && after.push({ replay, status }))));
+        };
+        let n = 0;
+        const load = setInterval(() => send(n++), 10);
+        await sleep(1_000); // the load runs with the replica first
+        if (signal === 'SIGKILL') await replica.kill();
+        else replica.pause();
+        gone = true;
+        const from = n;
+        while (n < from + 300) await sleep(20);
+        clearInterval(load);
+        await Promise.all(calls);
+        const replays = after.filter((r) => r.replay);
+        const fresh = after.filter((r) => !r.replay);
+        expect(replays.length).toBeGreaterThanOrEqual(150);
+        expect(replays.filter((r) => r.status !== 'completed').length).toBeLessThanOrEqual(2);
+        // No new key counts as claimed without its replica.
+        expect(fresh.filter((r) => r.status === 'claimed')).toEqual([]);
+        expect(new Set(fresh.map((r) => r.status))).toEqual(new Set(['E_STORE_UNAVAILABLE']));
+        if (signal === 'SIGSTOP') {
+          // Thawed, it catches up: new keys are claimed again, the refused ones included (withdrawn).
+          replica.resume();
+          let claimed: ClaimResult | undefined;
+          for (let i = 0; i < 50 && claimed?.status !== 'claimed'; i++) {
+            claimed = await store.claim(`new-${from + 1}`, 'fp', 60_000).catch(() => undefined);
+            if (claimed?.status !== 'claimed') await sleep(100);
+          }
+          expect(claimed?.status).toBe('claimed');
+        }
+      } finally {
+        replica.resume();
+        client.disconnect();
+        await Promise.all([master.kill(), replica.kill()]);
+      }
+    },
+    60_000,
+  );
+
+  it('Sentinel, the master hangs right after a completion ran, then fails over: the completion counts only where it is stored', async () => {
+    // The replicas had the claim, not the completion (cut from the master, as a partition cuts
+    // them). The completion's script ran; its confirmation (PEXPIRE, WAIT) reached the master
+    // but was not answered before it froze, and ioredis resent both to the new master. That one
+    // had the key, in progress, and a replica: the completion was reported stored. It was not:
+    // the retry got 409 until the lease ran out, then ran the handler again.
+    const setup = await startSentinel({ replicas: 2 });
+    const client = new Redis({ sentinels: setup.addresses, name: setup.name, sentinelRetryStrategy: () => 50 });
+    client.on('error', () => {});
+    let freezeAfterScript = false;
+    // The client as the store sees it: the master freezes as the reply of a script comes back.
+    const watched = new Proxy(client, {
+      get(target, property) {
+        if (property === 'callBuffer') {
+          return (...args: Parameters<Redis['callBuffer']>) => {
+            const sent = target.callBuffer(...args);
+            if (!freezeAfterScript || args[0] !== 'evalsha') return sent;
+            freezeAfterScript = false;
+            return sent.then((reply) => {
+              setup.master.pause();
+              return reply;
+            });
+          };
+        }
+        const value = Reflect.get(target, property, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
+    try {
+      const store = redisStore({
+        client: watched,
+        commandTimeout: 20_000, // longer than the failover: the resent confirmation is answered
+        waitForReplicas: { replicas: 1, timeoutMs: 2_000 },
+      });
+      const t = token(await store.claim('order-1', 'fp', 60_000));
+      const record = store.keyOf('order-1');
+      for (const replica of setup.replicas) {
+        while (!(await redisCommand(replica.port, ['HGET', record, 's'])).includes('\r\np\r\n')) await sleep(20);
+      }
+      // Replication cut: the replicas can no longer sync from the master.
+      for (const replica of setup.replicas) await redisCommand(replica.port, ['CONFIG', 'SET', 'masterauth', 'cut']);
+      await redisCommand(setup.master.port, ['CLIENT', 'KILL', 'TYPE', 'replica']);
+      const charged = { kind: 'value', value: 'charged' } as const;
+      // Not replicated: refused (the middleware retries it for completeTimeoutMs).
+      await expect(store.complete('order-1', t, charged, 60_000)).rejects.toMatchObject({
+        code: 'E_STORE_UNAVAILABLE',
+      });
+      freezeAfterScript = true;
+      const retried = store.complete('order-1', t, charged, 60_000).catch((error: unknown) => error);
+      await sleep(100);
+      for (const replica of setup.replicas) await redisCommand(replica.port, ['CONFIG', 'SET', 'masterauth', '']);
+      await setup.master.kill();
+      const answer = await retried;
+      const admin = new Redis(await setup.masterPort(), '127.0.0.1');
+      try {
+        expect(await admin.hget(record, 's')).toBe('p'); // the new master never got the completion
+        expect(answer).toMatchObject({ code: 'E_STORE_UNAVAILABLE' }); // so it is not stored
+        // The next retry stores it there, with its replica.
+        let stored: unknown;
+        for (let i = 0; i < 30 && stored !== true; i++) {
+          stored = await store.complete('order-1', t, charged, 60_000).catch((error: unknown) => error);
+          if (stored !== true) await sleep(200);
+        }
+        expect(stored).toBe(true);
+        expect(await admin.hget(record, 's')).toBe('c');
+        expect(await store.claim('order-1', 'fp', 60_000)).toMatchObject({ status: 'completed' });
+      } finally {
+        admin.disconnect();
+      }
+    } finally {
+      client.disconnect();
+      await setup.stop();
+    }
+  }, 90_000);
 
   it('a shard without its replica: its new keys refused, its replays answered, other shards unaffected', async () => {
     const cluster: ClusterSetup = await startCluster({ nodeTimeoutMs: 5_000 });

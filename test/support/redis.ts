@@ -179,12 +179,15 @@ function freePort(): Promise<number> {
   });
 }
 
-/** A master, its replica and three Sentinels watching them, each a process of its own. */
+/** A master, its replica (or replicas) and three Sentinels watching them, each a process of its own. */
 export interface SentinelSetup {
   /** The name the Sentinels know the master by. */
   readonly name: string;
   readonly master: RedisServer;
+  /** The first replica. */
   readonly replica: RedisServer;
+  /** Every replica, the first one included. */
+  readonly replicas: readonly RedisServer[];
   readonly sentinels: readonly RedisServer[];
   /** `{ host, port }` of each Sentinel, as ioredis' `sentinels` option takes them. */
   readonly addresses: { host: string; port: number }[];
@@ -195,15 +198,19 @@ export interface SentinelSetup {
 }
 
 /**
- * Starts a master, one replica and three Sentinels (quorum 2) on free loopback ports, and waits
- * until the Sentinels know the replica and each other, so a failover can happen. `downAfterMs`:
- * how long the master may be silent before it is judged down.
+ * Starts a master, `replicas` replicas (1) and three Sentinels (quorum 2) on free loopback ports,
+ * and waits until the Sentinels know the replicas and each other, so a failover can happen.
+ * `downAfterMs`: how long the master may be silent before it is judged down.
  */
-export async function startSentinel(options: { downAfterMs?: number; name?: string } = {}): Promise<SentinelSetup> {
+export async function startSentinel(
+  options: { downAfterMs?: number; name?: string; replicas?: number } = {},
+): Promise<SentinelSetup> {
   const name = options.name ?? 'holdfast';
   const downAfter = options.downAfterMs ?? 1_000;
+  const count = options.replicas ?? 1;
   const [master] = (await startRedis(1)) as [RedisServer];
-  const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(master.port)])) as [RedisServer];
+  const replicas = await startRedis(count, ['--replicaof', '127.0.0.1', String(master.port)]);
+  const replica = replicas[0] as RedisServer;
   const config = [
     `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
     `sentinel down-after-milliseconds ${name} ${downAfter}`,
@@ -213,11 +220,14 @@ export async function startSentinel(options: { downAfterMs?: number; name?: stri
   ].join('\n');
   const sentinels = await Promise.all([0, 1, 2].map(() => startOne([], () => config)));
   const ask = (port: number, ...command: string[]) => redisCommand(port, command);
-  await until(async () => (await ask(replica.port, 'INFO', 'replication')).includes('master_link_status:up'));
+  for (const r of replicas) {
+    await until(async () => (await ask(r.port, 'INFO', 'replication')).includes('master_link_status:up'));
+  }
+  const known = new RegExp(`num-slaves\\r\\n\\$\\d+\\r\\n${count}\\r\\n`);
   await until(async () => {
     for (const s of sentinels) {
       const state = await ask(s.port, 'SENTINEL', 'MASTER', name);
-      if (!/num-slaves\r\n\$1\r\n1\r\n/.test(state) || !/num-other-sentinels\r\n\$1\r\n2\r\n/.test(state)) return false;
+      if (!known.test(state) || !/num-other-sentinels\r\n\$1\r\n2\r\n/.test(state)) return false;
     }
     return true;
   });
@@ -225,6 +235,7 @@ export async function startSentinel(options: { downAfterMs?: number; name?: stri
     name,
     master,
     replica,
+    replicas,
     sentinels,
     addresses: sentinels.map((s) => ({ host: s.host, port: s.port })),
     async masterPort() {
@@ -236,7 +247,7 @@ export async function startSentinel(options: { downAfterMs?: number; name?: stri
       throw new Error('no Sentinel answered');
     },
     async stop() {
-      await Promise.all([master, replica, ...sentinels].map((server) => server.kill()));
+      await Promise.all([master, ...replicas, ...sentinels].map((server) => server.kill()));
     },
   };
 }

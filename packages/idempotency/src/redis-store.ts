@@ -57,12 +57,17 @@ export class RedisStore implements IdempotencyStore {
   readonly #pending = new Map<string, { readonly key: string; readonly fingerprint: string }>();
 
   /**
-   * Durability, per node: `true` once a WAIT there came back whole (its writes then send their
-   * WAIT behind their script), or the WAIT now confirming it. See {@link RedisStore.#evalAndWait}.
+   * Durability, per node: `true` once a WAIT there came back whole and none is on the wire, or
+   * the last WAIT sent or queued there (it settles to whether it came back whole). See
+   * {@link RedisStore.#evalAndWait}.
    */
   readonly #nodes = new Map<string, true | Promise<boolean>>();
+
   /** The socket of a standalone or Sentinel client when a node was last confirmed. */
   #stream: unknown;
+
+  /** Per node, the confirmation queued behind its last WAIT: writes made meanwhile join it. */
+  readonly #queued = new Map<string, { readonly written: Written[]; readonly acked: Promise<number[]> }>();
 
   /**
    * The Redis key of a record: the prefix, then the SHA-256 of the key as a Cluster hash tag.
@@ -151,11 +156,7 @@ export class RedisStore implements IdempotencyStore {
     const { client } = this;
     if (client.status === 'end') {
       return Promise.reject(
-        this.#unavailable(
-          operation,
-          key,
-          'the Redis client was closed (status "end": quit() or disconnect(), or ioredis gave up reconnecting)',
-        ),
+        this.#unavailable(operation, key, 'the Redis client ended (quit, disconnect, or ioredis gave up)'),
       );
     }
     const redisKey = this.keyOf(key);
@@ -214,14 +215,15 @@ export class RedisStore implements IdempotencyStore {
    * A script whose write counts once `replicas` replicas have it (WAIT).
    *
    * WAIT holds every command behind it on the connection until its replicas answer or its
-   * timeout ends. Sent behind every script, it is one round trip while the replicas keep up; but
-   * once they do not (a replica died or fell behind, or the master is new after a failover and
-   * has none yet), each would hold the connection for `timeoutMs` in turn, and replays queued
-   * behind them would time out too. So that is done only on a node whose replicas answered the
-   * last WAIT. Elsewhere (at start, after a reconnect, after a WAIT came back short) a script
-   * runs alone: a replay or an "in progress" is answered at once; a write is confirmed by one
-   * WAIT at a time (its key's expiry set again, then WAIT), and writes made meanwhile wait for
-   * that one: whole, they confirm theirs; short, they fail (a claim is withdrawn).
+   * timeout ends. So at most one WAIT is on the wire per node (per Cluster shard, by slot): were
+   * each write to send its own behind its script, then once the replicas stop answering (a
+   * replica died, froze or fell behind; the master is new after a failover and has none yet)
+   * every WAIT already sent would hold the connection for `timeoutMs` in turn, and replays
+   * queued behind them would time out too. On a node whose replicas answered the last WAIT and
+   * where none is on the wire, the script and its WAIT go in one pipeline. Elsewhere the script
+   * runs alone (a replay or an "in progress" is answered at once), and writes wait behind the
+   * node's last WAIT: whole, the next one confirms all of them; short, they fail at once (a
+   * claim is withdrawn).
    */
   readonly #evalAndWait = async (
     lua: Script,
@@ -229,7 +231,7 @@ export class RedisStore implements IdempotencyStore {
     args: (string | number | Buffer)[],
     operation: Operation,
   ): Promise<unknown> => {
-    const { replicas, timeoutMs } = this.waitForReplicas as { replicas: number; timeoutMs: number };
+    const { replicas } = this.waitForReplicas as { replicas: number };
     // A new socket is a new connection, perhaps to a new master (a failover while nothing was
     // sent): its replicas are to be confirmed again. (Cluster clients have no one socket; a
     // failover there moves the slot to another node, which is confirmed on its own.)
@@ -242,49 +244,91 @@ export class RedisStore implements IdempotencyStore {
     if (this.#nodes.get(node) === true) {
       const script = (command: 'evalsha' | 'eval') =>
         this.#pipelined([command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args]);
-      const [reply, acked] = await script('evalsha').catch((error: unknown) => {
-        if (isNoScript(error)) return script('eval');
-        this.#nodes.delete(node);
-        throw error;
-      });
-      if (Number(acked) < replicas && this.#nodes.get(node) === true) this.#nodes.delete(node);
+      const sent = script('evalsha').catch((error: unknown) =>
+        isNoScript(error) ? script('eval') : Promise.reject(error),
+      );
+      this.#last(
+        node,
+        sent.then(([, acked]) => Number(acked)),
+      );
+      const [reply, acked] = await sent;
       // A claim that only reports what is there wrote nothing: no replica needs to have it.
       if (wrote(reply) && Number(acked) < replicas) throw this.#short(Number(acked));
       return reply;
     }
     const reply = await this.#eval(lua, redisKey, args);
     if (!wrote(reply)) return reply;
-    const ttl = operation === 'claim' ? 2 * Number(args[1]) : Number(args[1]);
-    const waiting = this.#nodes.get(node);
-    if (waiting !== undefined && waiting !== true && !(await waiting)) {
-      throw new Error(
-        `not acknowledged: the last write on this node waited ${timeoutMs} ms for ${replicas} replicas (WAIT) in vain`,
-      );
-    }
-    // Ours is the one WAIT on this node now, or the one before it came back whole (then ours will too).
-    const confirming = this.#confirm(redisKey, ttl);
-    if (this.#nodes.get(node) !== true) {
-      const confirmed = confirming.then((acked) => acked >= replicas).catch(() => false);
-      this.#nodes.set(node, confirmed);
-      void confirmed.then((whole) => {
-        if (this.#nodes.get(node) !== confirmed) return;
-        if (whole) this.#nodes.set(node, true);
-        else this.#nodes.delete(node);
-      });
-    }
-    const acked = await confirming;
+    const claim = operation === 'claim'; // args: fingerprint, lease, token; or token, ttl, ...
+    const acked = await this.#join(node, {
+      redisKey,
+      status: claim ? 'p' : 'c',
+      token: String(args[claim ? 2 : 0]),
+      ttl: (claim ? 2 : 1) * Number(args[1]),
+    });
     if (acked < replicas) throw this.#short(acked);
     return reply;
   };
 
   /**
-   * Sets the record's expiry again, as its script just did: a write on this connection after the
-   * script's, so WAIT counts the replicas that have both. Resolves to WAIT's count; 0 when the
-   * record is not on the node this reached (a failover in between).
+   * Confirms a write behind the node's last WAIT: joins the confirmation queued there, or queues
+   * one (sent at once when no WAIT is on the wire). Resolves to what WAIT counted for this write.
    */
-  async #confirm(redisKey: string, ttl: number): Promise<number> {
-    const [found, acked] = await this.#pipelined(['pexpire', redisKey, ttl]);
-    return Number(found) === 1 ? Number(acked) : 0;
+  #join(node: string, written: Written): Promise<number> {
+    const queued = this.#queued.get(node);
+    if (queued) {
+      const index = queued.written.push(written) - 1;
+      return queued.acked.then((counts) => counts[index] as number);
+    }
+    const previous = this.#nodes.get(node);
+    const batch = [written];
+    const acked = (async () => {
+      const whole = previous === undefined || previous === true || (await previous);
+      if (this.#queued.get(node)?.written === batch) this.#queued.delete(node);
+      if (!whole) throw this.#short(0); // the WAIT before it came back short: not one more
+      return this.#confirm(batch);
+    })();
+    if (previous !== undefined && previous !== true) this.#queued.set(node, { written: batch, acked });
+    // WAIT's count, unless no record was found as written.
+    this.#last(
+      node,
+      acked.then((counts) => counts.find((count) => count > 0) ?? 0),
+    );
+    return acked.then((counts) => counts[0] as number);
+  }
+
+  /** Makes `wait` the node's last WAIT: settled, and still the last, it says whether the node is whole. */
+  #last(node: string, wait: Promise<number>): void {
+    const { replicas } = this.waitForReplicas as { replicas: number };
+    const whole = wait.then(
+      (acked) => acked >= replicas,
+      () => false,
+    );
+    this.#nodes.set(node, whole);
+    void whole.then((ok) => {
+      if (this.#nodes.get(node) !== whole) return;
+      if (ok) this.#nodes.set(node, true);
+      else this.#nodes.delete(node);
+    });
+  }
+
+  /**
+   * Confirms writes that scripts made earlier on this connection: reads each record and sets its
+   * expiry again (a write, so WAIT counts the replicas that have everything up to it), then WAIT.
+   * Resolves to WAIT's count for each, or 0 where the record there is not the one its script
+   * wrote (a failover in between: ioredis resends unanswered commands to the new master).
+   */
+  async #confirm(written: readonly Written[]): Promise<number[]> {
+    const replies = await this.#pipelined(
+      ...written.flatMap(({ redisKey, ttl }) => [
+        ['hmget', redisKey, 's', 't'],
+        ['pexpire', redisKey, ttl],
+      ]),
+    );
+    const acked = Number(replies.at(-1));
+    return written.map(({ status, token }, i) => {
+      const [s, t] = (replies[2 * i] ?? []) as (Buffer | null)[];
+      return String(s) === status && String(t) === token ? acked : 0;
+    });
   }
 
   /** Commands and a WAIT behind them in one pipeline, so that WAIT reaches the node of their key. */
@@ -322,6 +366,14 @@ export class RedisStore implements IdempotencyStore {
   #unavailable(operation: Operation, key: string, reason: string, cause?: unknown): StoreUnavailableError {
     return new StoreUnavailableError(this.name, operation, key, reason, { cause });
   }
+}
+
+/** A record a script wrote, as it left it: its status (p in progress, c completed) and token. */
+interface Written {
+  readonly redisKey: string;
+  readonly status: 'p' | 'c';
+  readonly token: string;
+  readonly ttl: number;
 }
 
 /** Whether a script's reply says it wrote: a completion always does, a claim when it claimed. */

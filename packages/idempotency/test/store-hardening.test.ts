@@ -7,7 +7,7 @@ import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../.
 import { type ClaimResult, memoryStore, redisStore } from '../src/index.js';
 import { claimScript } from '../src/redis-scripts.js';
 import { keySlot } from '../src/redis-store.js';
-import { connect, disconnectAll } from './redis.js';
+import { connect, disconnectAll, watchCommands } from './redis.js';
 
 function token(result: ClaimResult): string {
   if (result.status !== 'claimed') throw new Error(`expected claimed, got ${result.status}`);
@@ -144,6 +144,37 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     const t = token(await patient.claim('k', 'fp', 60_000)); // the refused claim was withdrawn
     expect(await patient.complete('k', t, { kind: 'value', value: 1 }, 60_000)).toBe(true);
     expect(await admin.hget(patient.keyOf('k'), 's')).toBe('c'); // on the replica before the answer
+    await replica.stop();
+  }, 30_000);
+
+  it('waitForReplicas: writes made while a WAIT is on the wire share the next one; each on the replica once counted', async () => {
+    // At most one WAIT is on the wire per node (each holds the connection until its replicas
+    // answer). So writes queue behind it, and one confirmation counts them all: 40 claims at once
+    // on a store that has not seen its replica yet send 2 WAITs, not 40.
+    const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(server.port)])) as [RedisServer];
+    const admin = connect(replica);
+    for (let i = 0; i < 100 && !(await admin.info('replication')).includes('master_link_status:up'); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const own = connect(server);
+    const store = redisStore({
+      client: own,
+      prefix: `b:${randomUUID()}:`,
+      waitForReplicas: { replicas: 1, timeoutMs: 1_500 },
+    });
+    const watch = await watchCommands(server);
+    const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
+    const [seen, commands] = await watch.commandsDuring(() =>
+      Promise.all(
+        keys.map(async (key) => {
+          const claimed = await store.claim(key, 'fp', 60_000);
+          return [claimed.status, await admin.hget(store.keyOf(key), 's')];
+        }),
+      ),
+    );
+    expect(seen).toEqual(keys.map(() => ['claimed', 'p']));
+    expect(commands.filter((c) => c === 'wait')).toHaveLength(2);
+    watch.close();
     await replica.stop();
   }, 30_000);
 
