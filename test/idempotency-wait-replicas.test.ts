@@ -15,6 +15,7 @@ import {
   type RedisServer,
   redisAvailable,
   redisCommand,
+  sentinelClient,
   startCluster,
   startRedis,
   startSentinel,
@@ -36,20 +37,7 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
     // WAIT behind its script; each held the connection 300 ms, and replays queued behind them
     // timed out: 0 of 50 answered in the 10 s after the kill (4 of 4 runs).
     const setup = await startSentinel();
-    const client = new Redis({
-      sentinels: setup.addresses,
-      name: setup.name,
-      failoverDetector: true,
-      sentinelRetryStrategy: () => 50,
-      retryStrategy: () => 50,
-      maxRetriesPerRequest: 1,
-      connectTimeout: 500,
-    });
-    client.on('error', () => {});
-    let closing = false; // the workaround docs/idempotency.md gives for ioredis#1683
-    client.on('end', () => {
-      if (!closing) client.connect().catch(() => {});
-    });
+    const { client, close } = sentinelClient(setup, { failoverDetector: true, connectTimeout: 500 });
     try {
       const store = redisStore({ client, commandTimeout: 500, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
       for (let i = 0; i < 5; i++) {
@@ -82,8 +70,7 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
       expect(first).toBeGreaterThanOrEqual(0); // failed over within the 10 s
       expect(answered.slice(first).filter((ok) => !ok).length).toBeLessThanOrEqual(2);
     } finally {
-      closing = true;
-      client.disconnect();
+      close();
       await setup.stop();
     }
   }, 60_000);
@@ -92,18 +79,7 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
     // Nothing is sent during the failover, so no call sees the client reconnect; the first calls
     // after it find the client ready on a new master without replicas.
     const setup = await startSentinel();
-    const client = new Redis({
-      sentinels: setup.addresses,
-      name: setup.name,
-      sentinelRetryStrategy: () => 50,
-      retryStrategy: () => 50,
-      maxRetriesPerRequest: 1,
-    });
-    client.on('error', () => {});
-    let closing = false;
-    client.on('end', () => {
-      if (!closing) client.connect().catch(() => {});
-    });
+    const { client, close } = sentinelClient(setup);
     try {
       const store = redisStore({ client, commandTimeout: 500, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
       for (let i = 0; i < 5; i++) {
@@ -126,8 +102,7 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
       expect(answered).toHaveLength(20);
       for (const refused of await fresh) expect(refused.status).toBe('rejected'); // no replica to confirm them
     } finally {
-      closing = true;
-      client.disconnect();
+      close();
       await setup.stop();
     }
   }, 60_000);

@@ -3,28 +3,15 @@
  * open while no master answers, as configured, and limits again on the new master.
  */
 import { redisRateLimiter } from '@holdfast/limit/redis';
-import { Redis } from 'ioredis';
 import { afterAll, describe, expect, it } from 'vitest';
-import { redisAvailable, startSentinel, stopAllRedis } from './support/redis.js';
+import { redisAvailable, sentinelClient, startSentinel, stopAllRedis } from './support/redis.js';
 
 afterAll(() => stopAllRedis());
 
 describe.skipIf(!redisAvailable())('redisRateLimiter through a Sentinel failover', () => {
   it('fails open while the master is gone, then limits again on the new one', async () => {
     const setup = await startSentinel();
-    const client = new Redis({
-      sentinels: setup.addresses,
-      name: setup.name,
-      failoverDetector: true,
-      sentinelRetryStrategy: () => 50,
-      retryStrategy: () => 50,
-      maxRetriesPerRequest: 1,
-    });
-    client.on('error', () => {});
-    let closing = false; // the workaround of docs/idempotency.md (ioredis#1683)
-    client.on('end', () => {
-      if (!closing) client.connect().catch(() => {});
-    });
+    const { client, close } = sentinelClient(setup, { failoverDetector: true });
     const rl = redisRateLimiter({ client, limit: 5, interval: 600_000, policies: false });
     try {
       const takes = async (key: string, n: number) => {
@@ -58,9 +45,8 @@ describe.skipIf(!redisAvailable())('redisRateLimiter through a Sentinel failover
       // Once limiting again, it keeps limiting: a new key, exactly 5 of 8.
       expect((await takes('steady', 8)).filter(Boolean)).toHaveLength(5);
     } finally {
-      closing = true;
       rl.dispose();
-      client.disconnect();
+      close();
       await setup.stop();
     }
   }, 60_000);

@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Redis, type RedisOptions } from 'ioredis';
 
 /** A redis-server process of a test's own, on a free loopback port. */
 export interface RedisServer {
@@ -248,6 +249,34 @@ export async function startSentinel(
     },
     async stop() {
       await Promise.all([master, ...replicas, ...sentinels].map((server) => server.kill()));
+    },
+  };
+}
+
+/**
+ * An ioredis client of a Sentinel setup that retries every 50 ms, and is connected again when
+ * ioredis ends it (with `failoverDetector`, a failover can: ioredis#1683; the workaround
+ * docs/idempotency.md gives). `close()` disconnects it for good.
+ */
+export function sentinelClient(setup: SentinelSetup, options: RedisOptions = {}): { client: Redis; close(): void } {
+  const client = new Redis({
+    sentinels: setup.addresses,
+    name: setup.name,
+    sentinelRetryStrategy: () => 50,
+    retryStrategy: () => 50,
+    maxRetriesPerRequest: 1,
+    ...options,
+  });
+  client.on('error', () => {});
+  let closing = false;
+  client.on('end', () => {
+    if (!closing) client.connect().catch(() => {});
+  });
+  return {
+    client,
+    close() {
+      closing = true;
+      client.disconnect();
     },
   };
 }
