@@ -249,11 +249,7 @@ class RedisGcra extends RateLimiterBase {
   #send(key: string, cost: number): Promise<unknown> {
     const { client } = this.o;
     if (client.status === 'end')
-      return Promise.reject(
-        new Error(
-          'the Redis client was closed (status "end": quit() or disconnect(), or ioredis gave up reconnecting)',
-        ),
-      );
+      return Promise.reject(new Error('the Redis client ended (quit, disconnect, or ioredis gave up)'));
     const tat = this.keyOf(key);
     const a = this.#args;
     const step = cost === 1 ? a.emission : String(this.#emission * cost);
