@@ -268,6 +268,61 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
     expect(`${String(error)} ${JSON.stringify(error)}`.match(leaked)).toBeNull();
   });
 
+  it('FINDING: a breakerRegistry() keyed by connection URLs: no password in events, errors, snapshots, healthReport, metrics, spans or the page', async () => {
+    // A registry's breakers were named `<name>:<key>` with the key as given: one breaker per
+    // database, keyed by its DSN, put `postgres://app:hunter2@...` in every event's source, the
+    // E_CIRCUIT_OPEN message, the snapshot's keys, Prometheus labels and span attributes.
+    const bus = createBus();
+    const policies = createPolicyRegistry();
+    const events: HoldfastEvent[] = [];
+    bus.on('*', (e) => events.push(e));
+    const registry = new Registry();
+    cleanups.push(collect({ registry, bus, policies }));
+    const meterProvider = new RecordingMeterProvider();
+    const tracerProvider = new RecordingTracerProvider();
+    cleanups.push(instrument({ bus, policies, meterProvider, tracerProvider }));
+    const { base } = await mounted({ bus, policies });
+    const dbs = breakerRegistry({ name: 'dbs', bus, policies, defaults: { consecutiveFailures: 2 } });
+    cleanups.push(() => dbs.dispose());
+    const keys = ['postgres://app:hunter2@db1.internal:5432/orders', 'https://b.example/v1?api_key=SEKRET'];
+    const errors: unknown[] = [];
+    for (const key of keys) {
+      for (let i = 0; i < 3; i++) {
+        errors.push(
+          await dbs
+            .execute(key, async () => {
+              throw new Error('connection refused');
+            })
+            .catch((e: unknown) => e),
+        );
+      }
+    }
+    expect(errors.map((e) => (e as { code?: string }).code)).toContain('E_CIRCUIT_OPEN');
+    const snapshot = dbs.snapshot();
+    expect(Object.keys(snapshot.breakers)).toEqual([
+      'postgres://***@db1.internal:5432/orders',
+      'https://b.example/v1?api_key=***',
+    ]);
+    expect(
+      events.some((e) => e.type === 'breaker.open' && e.source === 'dbs:postgres://***@db1.internal:5432/orders'),
+    ).toBe(true);
+    const exported = JSON.stringify({
+      events,
+      errors: errors.map((e) => `${String(e)} ${JSON.stringify(e)}`),
+      snapshot,
+      health: healthReport({ policies }),
+      metrics: await registry.metrics(),
+      otel: await meterProvider.collect(),
+      spans: tracerProvider.spans,
+      page: await (await fetch(`${base}/holdfast/snapshot`)).text(),
+    });
+    expect(exported).toContain('db1.internal');
+    expect(exported.match(leaked)).toBeNull();
+    // The key itself still works as given: the same breaker, open.
+    expect(dbs.get(keys[0] as string).state).toBe('open');
+    expect(dbs.has(keys[0] as string)).toBe(true);
+  });
+
   it('FINDING: a snapshot() that throws with a connection URL in its message: /health does not show the password', async () => {
     // registry.ts read() keeps error.message verbatim and health.ts judge() serves it as
     // `reason: "snapshot failed: ..."`. /health is the endpoint meant for load balancers (often

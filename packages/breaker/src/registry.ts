@@ -12,6 +12,7 @@ import {
   type PolicyRegistry,
   parseOptions,
   positiveDurationOption,
+  Redactor,
   realClock,
   type Snapshottable,
 } from '@holdfast/core';
@@ -43,7 +44,7 @@ export const registrySnapshotSchema = z.object({
   time: z.number(),
   /** Breakers held when it was taken. */
   size: z.number().int().nonnegative(),
-  /** Each breaker's snapshot, by key. */
+  /** Each breaker's snapshot, by key (a key that is a URL shown without its credentials and secret parameters). */
   breakers: z.record(z.string(), breakerSnapshotSchema),
 });
 
@@ -129,10 +130,13 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     else if (overrides !== undefined) {
       const byKey = new Map(Object.entries(overrides));
       // A bad override is reported now, not on the key's first call.
-      for (const [key, settings] of byKey) this.#config(`overrides.${key}`, settings);
+      for (const [key, settings] of byKey) this.#config(`overrides.${shown(key)}`, settings);
       this.#overrides = (key) => byKey.get(key);
     }
-    this.#restore = new Map(Object.entries(parsed.restore?.breakers ?? {}));
+    // By key as shown: a snapshot never holds a URL's password, so a key is found by its shown
+    // form (a snapshot taken before keys were shown so is read the same way).
+    this.#restore = new Map();
+    for (const [key, saved] of Object.entries(parsed.restore?.breakers ?? {})) this.#restore.set(shown(key), saved);
     // zod's record drops an own `__proto__` key (assigning it would set a prototype): a
     // tenant of that name would restart closed. Read it back, validated like the others.
     const saved = options.restore?.breakers;
@@ -196,7 +200,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     const now = this.#clock.now();
     if (!this.#disposed) this.#sweep(now);
     const breakers: [string, BreakerSnapshot][] = [];
-    for (const [key, entry] of this.#entries) breakers.push([key, entry.breaker.snapshot()]);
+    for (const [key, entry] of this.#entries) breakers.push([shown(key), entry.breaker.snapshot()]);
     return { name: this.name, time: now, size: this.#entries.size, breakers: Object.fromEntries(breakers) };
   }
 
@@ -211,10 +215,12 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   #create(key: string, now: number): CircuitBreakerPolicy {
     while (this.#entries.size >= this.#maxKeys) this.#evictOldest(now);
     const override = this.#overrides?.(key);
-    const base = override === undefined ? this.#shared : this.#config(`overrides("${key}")`, override);
-    const restore = this.#restore.get(key);
-    if (restore !== undefined) this.#restore.delete(key);
-    const breaker = new CircuitBreakerPolicy(base, `${this.name}:${key}`, restore);
+    // Named, reported and restored by the key as shown: a key may be a URL with a password.
+    const seen = shown(key);
+    const base = override === undefined ? this.#shared : this.#config(`overrides("${seen}")`, override);
+    const restore = this.#restore.get(seen);
+    if (restore !== undefined) this.#restore.delete(seen);
+    const breaker = new CircuitBreakerPolicy(base, `${this.name}:${seen}`, restore);
     this.#entries.set(key, { breaker, lastUsed: now, movedAt: now });
     return breaker;
   }
@@ -278,6 +284,16 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     entries.delete(oldest.value[0]);
     oldest.value[1].breaker.dispose();
   }
+}
+
+const redactor = new Redactor();
+
+/**
+ * A key as events, snapshots, errors and metrics show it: a key that is a URL (a DSN, an
+ * endpoint) without its credentials and the values of its secret query parameters.
+ */
+function shown(key: string): string {
+  return key.includes('://') ? redactor.url(key) : key;
 }
 
 /** Stateful breakers one eviction passes over before it drops the oldest whatever its state. */

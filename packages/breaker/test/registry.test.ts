@@ -101,6 +101,36 @@ describe('breakerRegistry()', () => {
     expect(restarted.get('up').state).toBe('closed');
   });
 
+  it('shows a key that is a URL without its password, and restores it from that snapshot by the key as given', async () => {
+    const dsn = 'postgres://app:hunter2@db1.internal:5432/orders';
+    const { hosts, clock, events } = registry({
+      defaults: { minimumCalls: 1 },
+      overrides: () => ({ openFor: 60_000 }),
+    });
+    await hosts.execute(dsn, fail()).catch(() => undefined);
+    await hosts.execute('https://api.example/v1?api_key=SEKRET', succeed);
+    const snap = JSON.parse(JSON.stringify(hosts.snapshot()));
+    expect(Object.keys(snap.breakers)).toEqual([
+      'postgres://***@db1.internal:5432/orders',
+      'https://api.example/v1?api_key=***',
+    ]);
+    expect(JSON.stringify({ snap, events })).not.toMatch(/hunter2|SEKRET/);
+    expect(events.find((e) => e.type === 'breaker.open')?.source).toBe('hosts:postgres://***@db1.internal:5432/orders');
+    hosts.dispose();
+
+    // The next process restores from that snapshot: the DSN it uses (with its password) finds it.
+    const restarted = breakerRegistry({ clock, restore: snap });
+    expect(restarted.get(dsn).state).toBe('open');
+    expect(restarted.get('https://api.example/v1?api_key=SEKRET').state).toBe('closed');
+    // A snapshot an older version took, with the key as given, is read the same way.
+    const older = { ...snap, breakers: { [dsn]: snap.breakers['postgres://***@db1.internal:5432/orders'] } };
+    expect(breakerRegistry({ clock, restore: older }).get(dsn).state).toBe('open');
+    // An override that is refused names the key as shown.
+    const lazy = breakerRegistry({ overrides: () => ({ openFor: -5 }) });
+    expect(() => lazy.get(dsn)).toThrow(/overrides\("postgres:\/\/\*\*\*@db1\.internal:5432\/orders"\)\.openFor/);
+    expect(() => lazy.get(dsn)).not.toThrow(/hunter2/);
+  });
+
   it('names the option path in its errors, for defaults and overrides alike', () => {
     expect(() => breakerRegistry({ maxKeys: 0 })).toThrow(/breakerRegistry: maxKeys .*\(got 0\)/);
     expect(() => breakerRegistry({ defaults: { halfOpen: { maxProbes: -1 } } })).toThrow(
