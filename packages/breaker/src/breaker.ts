@@ -257,7 +257,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         // (Also when it is further off than a wait: the clock stepped back.)
         if (now >= this.#probeDueAt || this.#probeDueAt - now > this.#probeWait)
           this.#probeDueAt = now + this.#probeWait;
-        return this.#reject(now, 'halfOpen', this.#probeDueAt);
+        // Or when the probes are given up, if that comes first (a maxWait under the probe time).
+        const givenUpAt = maxWait === false ? Number.POSITIVE_INFINITY : this.#probesSince + maxWait;
+        return this.#reject(now, 'halfOpen', Math.min(this.#probeDueAt, givenUpAt));
       }
       case OPEN:
         return this.#reject(now, 'open', this.#retryAt);

@@ -112,3 +112,33 @@ describe('halfOpen.maxWait (review)', () => {
     expect(() => circuitBreaker({ halfOpen: { maxWait: Number.POSITIVE_INFINITY } })).toThrow(/halfOpen\.maxWait/);
   });
 });
+
+describe('halfOpen.maxWait under the probe time', () => {
+  it('a call refused while the probe is out is told to come back when the probe is given up, if that is sooner than its expected answer', async () => {
+    const { breaker, clock, of } = setup({
+      minimumCalls: 3,
+      failureRateThreshold: 1,
+      openFor: 10_000,
+      halfOpen: { maxWait: 200 },
+    });
+    // Calls of 800 ms opened it: a probe is expected back in about 800 ms, but is given up at 200.
+    for (let i = 0; i < 3; i++) {
+      const call = breaker
+        .execute(() => new Promise((_, reject) => clock.setTimeout(() => reject(new Error('slow')), 800)))
+        .catch(() => undefined);
+      await clock.advance(800);
+      await call;
+    }
+    expect(breaker.state).toBe('open');
+    await clock.advance(10_000);
+    const probeAt = clock.now();
+    void breaker.execute(hang);
+    const refused = await breaker.execute(succeed).catch((e: unknown) => e as BrokenCircuitError);
+    expect(refused).toBeInstanceOf(BrokenCircuitError);
+    expect((refused as BrokenCircuitError).retryAt).toBe(probeAt + 200);
+    // A caller that comes back then finds the probe given up and the breaker open again.
+    await clock.advance(200);
+    await expect(breaker.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    expect(of('breaker.open').at(-1)).toMatchObject({ code: 'E_PROBE_HUNG' });
+  });
+});
