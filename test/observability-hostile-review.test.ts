@@ -71,6 +71,21 @@ async function mounted(options: { bus?: Bus; policies?: PolicyRegistry; interval
   return { bus, policies, dash, base, port, server };
 }
 
+/** A bus and policy registry watched every way a user would: events kept, Prometheus, OpenTelemetry and the page. */
+async function observed() {
+  const bus = createBus();
+  const policies = createPolicyRegistry();
+  const events: HoldfastEvent[] = [];
+  bus.on('*', (e) => events.push(e));
+  const registry = new Registry();
+  cleanups.push(collect({ registry, bus, policies }));
+  const meterProvider = new RecordingMeterProvider();
+  const tracerProvider = new RecordingTracerProvider();
+  cleanups.push(instrument({ bus, policies, meterProvider, tracerProvider }));
+  const { base } = await mounted({ bus, policies });
+  return { bus, policies, events, registry, meterProvider, tracerProvider, base };
+}
+
 interface RawResponse {
   readonly status: number;
   readonly head: string;
@@ -272,16 +287,7 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
     // A registry's breakers were named `<name>:<key>` with the key as given: one breaker per
     // database, keyed by its DSN, put `postgres://app:hunter2@...` in every event's source, the
     // E_CIRCUIT_OPEN message, the snapshot's keys, Prometheus labels and span attributes.
-    const bus = createBus();
-    const policies = createPolicyRegistry();
-    const events: HoldfastEvent[] = [];
-    bus.on('*', (e) => events.push(e));
-    const registry = new Registry();
-    cleanups.push(collect({ registry, bus, policies }));
-    const meterProvider = new RecordingMeterProvider();
-    const tracerProvider = new RecordingTracerProvider();
-    cleanups.push(instrument({ bus, policies, meterProvider, tracerProvider }));
-    const { base } = await mounted({ bus, policies });
+    const { bus, policies, events, registry, meterProvider, tracerProvider, base } = await observed();
     const dbs = breakerRegistry({ name: 'dbs', bus, policies, defaults: { consecutiveFailures: 2 } });
     cleanups.push(() => dbs.dispose());
     const keys = ['postgres://app:hunter2@db1.internal:5432/orders', 'https://b.example/v1?api_key=SEKRET'];
@@ -347,16 +353,7 @@ describe('secrets: endpoint URLs with credentials or secret query parameters', (
 
   it('resilientFetch: a token in the query and an Authorization header never reach events, metrics, spans, the page or the error', async () => {
     const { base: upstream } = await listen((_req, res) => res.writeHead(503, { 'retry-after': '0' }).end('sick'));
-    const bus = createBus();
-    const policies = createPolicyRegistry();
-    const events: HoldfastEvent[] = [];
-    bus.on('*', (e) => events.push(e));
-    const registry = new Registry();
-    cleanups.push(collect({ registry, bus, policies }));
-    const meterProvider = new RecordingMeterProvider();
-    const tracerProvider = new RecordingTracerProvider();
-    cleanups.push(instrument({ bus, policies, meterProvider, tracerProvider }));
-    const { base: page } = await mounted({ bus, policies });
+    const { bus, policies, events, registry, meterProvider, tracerProvider, base: page } = await observed();
     const breakers = breakerRegistry({
       name: 'api',
       bus,
