@@ -192,6 +192,13 @@ export const watchOptionsSchema = z.strictObject({
       warmup: z.number().int().min(2).optional(),
     })
     .default({}),
+  /**
+   * Intervals in a row a detector's score must stay at its threshold before an anomaly is raised
+   * (an interval with too few calls to make a sample neither counts nor breaks the run). One
+   * interval of a few calls is noisy (its p99 is little more than its slowest call); a fault lasts.
+   * 1 raises on the first interval. @default 3
+   */
+  raiseAfter: count.max(1_000).default(3),
   /** Fewer calls than this in an interval make no sample (a sample of 2 calls is noise). @default 5 */
   minCalls: z.number().int().nonnegative().default(5),
   /** What the watch may do; nothing unless asked. */
