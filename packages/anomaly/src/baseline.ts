@@ -14,8 +14,12 @@ export interface BaselineVerdict extends Verdict {
 
 /** A univariate online detector: one sample at a time, constant memory, no training phase. */
 export interface RobustBaseline {
-  /** Scores `value`, then learns it. A non-finite value scores 0 and is not learnt. */
-  update(value: number): BaselineVerdict;
+  /**
+   * Scores `value`, then learns it. A non-finite value scores 0 and is not learnt. `noise`, when the
+   * caller knows it, is the value's own standard error (a rate from few calls is noisier than the
+   * usual spread says): the sample is judged and learnt with a spread of at least that.
+   */
+  update(value: number, noise?: number): BaselineVerdict;
   /** The value expected next (level plus the season's offset for the next sample). */
   readonly expected: number;
   /** Samples learnt so far. */
@@ -82,9 +86,9 @@ class Baseline implements RobustBaseline {
     return this.#level + this.#offset(this.#n);
   }
 
-  update(value: number): BaselineVerdict {
+  update(value: number, noise = 0): BaselineVerdict {
     const expected = this.expected;
-    const spread = this.#spread();
+    const spread = Math.max(this.#spread(), noise);
     if (!Number.isFinite(value)) return { ...this.#labels.next(0), expected, spread };
     const residual = value - expected;
     if (!Number.isFinite(residual))

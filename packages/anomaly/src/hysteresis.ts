@@ -15,12 +15,14 @@ export interface Verdict {
 export type HysteresisSettings = z.output<typeof hysteresisSchema>;
 
 /**
- * Turns a score per sample into a label that does not flap: raised at once when the score reaches
- * `on`, lowered only after `clearAfter` samples in a row under `off`.
+ * Turns a score per sample into a label that does not flap: raised once the score has reached `on`
+ * for `raiseAfter` samples in a row (at once with 1), lowered only after `clearAfter` samples in a
+ * row under `off`.
  */
 export class Hysteresis {
   #raised = false;
-  #quiet = 0;
+  /** Samples in a row at `on` while lowered, under `off` while raised. */
+  #run = 0;
 
   constructor(private readonly settings: HysteresisSettings) {}
 
@@ -31,17 +33,13 @@ export class Hysteresis {
 
   /** Feeds one score; returns the verdict for it. */
   next(score: number): Verdict {
-    const { on, off, clearAfter } = this.settings;
-    if (!this.#raised) {
-      if (score < on) return { score, raised: false, change: undefined };
-      this.#raised = true;
-      this.#quiet = 0;
-      return { score, raised: true, change: 'detected' };
-    }
-    this.#quiet = score < off ? this.#quiet + 1 : 0;
-    if (this.#quiet < clearAfter) return { score, raised: true, change: undefined };
-    this.#raised = false;
-    return { score, raised: false, change: 'cleared' };
+    const { on, off, clearAfter, raiseAfter } = this.settings;
+    const raised = this.#raised;
+    this.#run = (raised ? score < off : score >= on) ? this.#run + 1 : 0;
+    if (this.#run < (raised ? clearAfter : raiseAfter)) return { score, raised, change: undefined };
+    this.#raised = !raised;
+    this.#run = 0;
+    return { score, raised: !raised, change: raised ? 'cleared' : 'detected' };
   }
 }
 

@@ -16,6 +16,8 @@ export const hysteresisSchema = z
     off: z.number().gt(0).lt(1).default(0.35),
     /** Samples in a row below `off` before the label clears. @default 3 */
     clearAfter: count.default(3),
+    /** Samples in a row at or above `on` before the label is raised: 1 raises it at once. @default 1 */
+    raiseAfter: count.default(1),
   })
   .refine((h) => h.off <= h.on, { message: 'must be <= on', path: ['off'] });
 
@@ -44,17 +46,10 @@ export const baselineOptionsSchema = z
     /** A seasonal cycle to learn (a daily one, say), in samples; none by default. */
     season: seasonSchema.optional(),
     /** Hysteresis of the label. */
-    hysteresis: hysteresisSchema.default({ on: 0.5, off: 0.35, clearAfter: 3 }),
+    hysteresis: hysteresisSchema.prefault({}),
   })
-  .default({
-    halfLife: 32,
-    threshold: 4,
-    direction: 'both',
-    warmup: 16,
-    minScale: 0,
-    relativeScale: 0.01,
-    hysteresis: { on: 0.5, off: 0.35, clearAfter: 3 },
-  });
+  // Parsed, so every default above applies.
+  .prefault({});
 
 /** Options of {@link robustBaseline}. */
 export type BaselineOptions = z.input<typeof baselineOptionsSchema>;
@@ -82,7 +77,7 @@ export const forestOptionsSchema = z.strictObject({
   /** Per dimension: the smallest spread assumed, in its unit. @default 0 each */
   minScales: z.array(z.number().finite().nonnegative()).optional(),
   /** Hysteresis of the label. */
-  hysteresis: hysteresisSchema.default({ on: 0.5, off: 0.35, clearAfter: 3 }),
+  hysteresis: hysteresisSchema.prefault({}),
 });
 
 /** Options of {@link halfSpaceForest}. */
@@ -197,6 +192,13 @@ export const watchOptionsSchema = z.strictObject({
       warmup: z.number().int().min(2).optional(),
     })
     .default({}),
+  /**
+   * Intervals in a row a detector's score must stay at its threshold before an anomaly is raised
+   * (an interval with too few calls to make a sample neither counts nor breaks the run). One
+   * interval of a few calls is noisy (its p99 is little more than its slowest call); a fault lasts.
+   * 1 raises on the first interval. @default 3
+   */
+  raiseAfter: count.max(1_000).default(3),
   /** Fewer calls than this in an interval make no sample (a sample of 2 calls is noise). @default 5 */
   minCalls: z.number().int().nonnegative().default(5),
   /** What the watch may do; nothing unless asked. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { robustBaseline } from './baseline.js';
 import { halfSpaceForest } from './forest.js';
 import { Hysteresis } from './hysteresis.js';
-import { type BaselineOptions, baselineOptionsSchema, forestOptionsSchema } from './options.js';
+import { baselineOptionsSchema, forestOptionsSchema } from './options.js';
 
 /** A parsed table of metrics: one numeric column per metric, an optional timestamp per row. */
 export interface MetricTable {
@@ -22,7 +22,7 @@ const scoreSeriesOptionsSchema = z.strictObject({
   /** `baseline`: one robust baseline per column; `forest`: Half-Space Trees over all columns. @default 'baseline' for one column, 'forest' for more */
   detector: z.enum(['baseline', 'forest']).optional(),
   /** Options of each column's baseline. */
-  baseline: baselineOptionsSchema.optional(),
+  baseline: baselineOptionsSchema,
   /** Options of the forest (`dimensions` is the number of columns). */
   forest: forestOptionsSchema.omit({ dimensions: true }).optional(),
 });
@@ -116,10 +116,9 @@ type Scorer = (row: readonly number[]) => {
   expected: readonly number[];
 };
 
-function baselineScorer(width: number, options: BaselineOptions | undefined): Scorer {
+function baselineScorer(width: number, options: z.output<typeof baselineOptionsSchema>): Scorer {
   const baselines = Array.from({ length: width }, () => robustBaseline(options));
-  const parsedHysteresis = { on: 0.5, off: 0.35, clearAfter: 3, ...options?.hysteresis };
-  const labels = new Hysteresis(parsedHysteresis);
+  const labels = new Hysteresis(options.hysteresis);
   return (row) => {
     let best = 0;
     let dimension = 0;

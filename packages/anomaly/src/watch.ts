@@ -126,17 +126,24 @@ class Tally {
   }
 }
 
-/** Per metric: the direction that matters, and the smallest spread worth an alarm. */
+/**
+ * Per metric: the direction that matters, and the smallest spread worth an alarm. A rate is judged
+ * against its own sampling noise too (`rateNoise`); at the default threshold, 4 spreads of 0.005
+ * are the 2 points a rate must move by.
+ */
 const metricSettings: Record<
   WatchMetric,
   { direction: 'up' | 'down' | 'both'; minScale: number; relativeScale: number }
 > = {
   latencyP50: { direction: 'up', minScale: 0, relativeScale: 0.05 },
   latencyP99: { direction: 'up', minScale: 0, relativeScale: 0.05 },
-  errorRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
+  errorRate: { direction: 'up', minScale: 0.005, relativeScale: 0 },
   throughput: { direction: 'down', minScale: 0, relativeScale: 0.1 },
-  rejectRate: { direction: 'up', minScale: 0.02, relativeScale: 0 },
+  rejectRate: { direction: 'up', minScale: 0.005, relativeScale: 0 },
 };
+
+/** The smallest spread of an error or reject rate in the forest, which is given no sampling noise. */
+const FOREST_RATE_FLOOR = 0.02;
 
 /** Makes one key's detectors; options are parsed once per watch, not per key. */
 interface Detectors {
@@ -145,6 +152,7 @@ interface Detectors {
 }
 
 function detectors(o: Parsed): Detectors {
+  const hysteresis = { raiseAfter: o.raiseAfter };
   const forest =
     o.detector === 'baseline'
       ? undefined
@@ -152,14 +160,18 @@ function detectors(o: Parsed): Detectors {
           ...o.forest,
           dimensions: watchMetrics.length,
           directions: watchMetrics.map((m) => metricSettings[m].direction),
-          minScales: watchMetrics.map((m) => metricSettings[m].minScale),
+          // The forest is given no sampling noise: a rate must move 2 points (it normalises by its own spread).
+          minScales: watchMetrics.map((m) => (metricSettings[m].minScale > 0 ? FOREST_RATE_FLOOR : 0)),
+          hysteresis,
         });
   const seed = o.forest.seed ?? 1;
   return {
     baselines:
       o.detector === 'forest'
         ? undefined
-        : watchMetrics.map((m) => baselineFactory('anomalyWatch.baseline', { ...o.baseline, ...metricSettings[m] })),
+        : watchMetrics.map((m) =>
+            baselineFactory('anomalyWatch.baseline', { ...o.baseline, ...metricSettings[m], hysteresis }),
+          ),
     forest: forest === undefined ? undefined : (keyHash) => forest((seed + keyHash) >>> 0),
   };
 }
@@ -273,20 +285,25 @@ class Watch implements AnomalyWatch {
         continue;
       }
       w.idle = 0;
-      this.#score(key, w, w.tally.take(this.#o.interval), now);
+      const { calls, rejects } = w.tally;
+      this.#score(key, w, w.tally.take(this.#o.interval), [calls, calls + rejects], now);
     }
     this.#actions.tick(this.#anyRaised());
   }
 
-  #score(key: string, w: Watched, sample: number[], now: number): void {
+  /** `calls` and `offered`: how many calls the error rate and the reject rate were taken from. */
+  #score(key: string, w: Watched, sample: number[], [calls, offered]: [number, number], now: number): void {
     w.samples++;
     const metrics: AnomalyMetric[] = [];
     const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
       [];
     let top = 0;
     watchMetrics.forEach((name, q) => {
-      const v = w.baselines?.[q]?.update(sample[q] as number);
-      metrics.push({ name, value: sample[q] as number, expected: v?.expected ?? Number.NaN, score: v?.score ?? 0 });
+      const b = w.baselines?.[q];
+      const value = sample[q] as number;
+      const n = name === 'errorRate' ? calls : name === 'rejectRate' ? offered : 0;
+      const v = b?.update(value, n ? rateNoise(value, b.expected, n) : 0);
+      metrics.push({ name, value, expected: v?.expected ?? Number.NaN, score: v?.score ?? 0 });
       if (v === undefined) return;
       top = Math.max(top, v.score);
       if (v.change !== undefined) changes.push([q, 'baseline', q, v.score, v.expected]);
@@ -475,6 +492,18 @@ class Watch implements AnomalyWatch {
     this.#actions.dispose();
     this.#keys.clear();
   }
+}
+
+/**
+ * The standard error of a rate `x` of `n` calls where `p` was expected, taken from the binomial
+ * likelihood ratio, whose signed root stays near normal for a handful of calls: one failure in five
+ * calls at 1% expected is 2 standard errors up (it happens 5% of the time), not the 4 that
+ * sqrt(p(1 - p) / n) would say.
+ */
+export function rateNoise(x: number, p: number, n: number): number {
+  const q = Math.max(p, 1e-6);
+  const deviance = x > q ? 2 * n * (x * Math.log(x / q) + (x < 1 ? (1 - x) * Math.log((1 - x) / (1 - q)) : 0)) : 0;
+  return deviance > 0 ? (x - q) / Math.sqrt(deviance) : Math.sqrt((q * (1 - q)) / n);
 }
 
 /** A small string hash, so each key's forest gets its own (still deterministic) trees. */

@@ -196,7 +196,7 @@ describe('anomalyWatch', () => {
       eject: (n: string) => drained.push(n) > 0,
       restore: (n: string) => undrained.push(n) > 0,
     };
-    const watch = anomalyWatch({ bus, clock, interval: 1000, actions: { eject: { failover: set } } });
+    const watch = anomalyWatch({ bus, clock, interval: 1000, raiseAfter: 1, actions: { eject: { failover: set } } });
     const refused: string[] = [];
     bus.on('anomaly.action', (e) => {
       if (!e.taken) refused.push(`${e.target}:${e.reason}`);
@@ -231,7 +231,14 @@ describe('anomalyWatch', () => {
     };
     const actions: string[] = [];
     bus.on('anomaly.action', (e) => actions.push(`${e.action} ${e.target} ${e.reason}@${e.time}`));
-    const watch = anomalyWatch({ bus, clock, interval: 1000, actions: { eject: { failover: set, duration: 5000 } } });
+    // One slow interval raises, so the times below are those of the actions alone.
+    const watch = anomalyWatch({
+      bus,
+      clock,
+      interval: 1000,
+      raiseAfter: 1,
+      actions: { eject: { failover: set, duration: 5000 } },
+    });
     for (let s = 0; s < 50; s++) {
       for (const n of ['a', 'b', 'c']) {
         const latency = s >= 40 && n === 'b' ? 400 : 20 + (s % 3);

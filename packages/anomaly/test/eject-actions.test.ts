@@ -8,7 +8,14 @@ function rig(names: string[], duration = 5_000) {
   const clock = new ManualClock(0);
   const bus = createBus();
   const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false });
-  const watch = anomalyWatch({ bus, clock, interval: 1_000, actions: { eject: { failover: api, duration } } });
+  // One slow interval raises: these tests are about what the watch does once an anomaly is raised.
+  const watch = anomalyWatch({
+    bus,
+    clock,
+    interval: 1_000,
+    raiseAfter: 1,
+    actions: { eject: { failover: api, duration } },
+  });
   const actions: string[] = [];
   const ejects: EventOf<'failover.eject'>[] = [];
   bus.on('anomaly.action', (e) =>

@@ -42,27 +42,36 @@ describe('properties', () => {
     );
   });
 
-  it('hysteresis: alerts alternate detected/cleared, raised needs a score at `on`, clearing needs `clearAfter` quiet samples', () => {
+  it('hysteresis: raised exactly when `raiseAfter` scores in a row since the last change reach `on`, cleared exactly after `clearAfter` under `off`', () => {
+    const settings = fc
+      .record({
+        on: fc.double({ min: 0.05, max: 0.95, noNaN: true }),
+        offShare: fc.double({ min: 0.1, max: 1, noNaN: true }),
+        clearAfter: fc.integer({ min: 1, max: 5 }),
+        raiseAfter: fc.integer({ min: 1, max: 5 }),
+      })
+      .map(({ on, offShare, ...rest }) => ({ on, off: on * offShare, ...rest }));
+    const scores = fc.array(fc.oneof(fc.double({ min: 0, max: 1, noNaN: true }), fc.constantFrom(0, 0.35, 0.5, 0.9)), {
+      maxLength: 200,
+    });
     fc.assert(
-      fc.property(fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { maxLength: 200 }), (scores) => {
-        const settings = { on: 0.5, off: 0.35, clearAfter: 3 };
+      fc.property(settings, scores, (settings, scores) => {
         const h = new Hysteresis(settings);
         let raised = false;
-        let quiet = 0;
-        for (const s of scores) {
+        let since = 0; // index of the first score after the last change
+        scores.forEach((s, i) => {
           const v = h.next(s);
-          if (v.change === 'detected') {
-            expect(raised).toBe(false);
-            expect(s).toBeGreaterThanOrEqual(settings.on);
+          const need = raised ? settings.clearAfter : settings.raiseAfter;
+          const run = scores.slice(Math.max(since, i + 1 - need), i + 1);
+          const due = run.length === need && run.every((x) => (raised ? x < settings.off : x >= settings.on));
+          expect(v.change).toBe(due ? (raised ? 'cleared' : 'detected') : undefined);
+          if (due) {
+            raised = !raised;
+            since = i + 1;
           }
-          if (v.change === 'cleared') {
-            expect(raised).toBe(true);
-            expect(quiet + 1).toBeGreaterThanOrEqual(settings.clearAfter);
-            expect(s).toBeLessThan(settings.off);
-          }
-          quiet = v.raised && s < settings.off ? quiet + 1 : 0;
-          raised = v.raised;
-        }
+          expect(v.raised).toBe(raised);
+          expect(v.score).toBe(s);
+        });
       }),
     );
   });

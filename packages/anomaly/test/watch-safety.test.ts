@@ -24,6 +24,8 @@ function setup(options: { maxKeys?: number; idleAfter?: number; duration?: numbe
     bus,
     clock,
     interval: 1_000,
+    // One slow interval raises: these tests are about what the watch does once an anomaly is raised.
+    raiseAfter: 1,
     ...(options.maxKeys === undefined ? {} : { maxKeys: options.maxKeys }),
     ...(options.idleAfter === undefined ? {} : { idleAfter: options.idleAfter }),
     actions: { eject: { failover: api, duration: options.duration ?? 30_000 } },
