@@ -6,8 +6,15 @@
  * npx vitest run test/soak-leaks.test.ts
  */
 
+import { once } from 'node:events';
+import type { Server } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
 import { breakerRegistry } from '@holdfast/breaker';
 import { createBus, createPolicyRegistry } from '@holdfast/core';
+import { memoryStore } from '@holdfast/idempotency';
+import { idempotency } from '@holdfast/idempotency/express';
+import { bulkhead } from '@holdfast/limit';
+import { loadShedding } from '@holdfast/limit/express';
 import { attributeNames, instrument, metricNames } from '@holdfast/otel';
 import { collect } from '@holdfast/prometheus';
 import {
@@ -16,6 +23,7 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
+import express from 'express';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 
@@ -78,5 +86,50 @@ describe('per-host breakers that come and go (breakerRegistry eviction), watched
     stop();
     hosts.dispose();
     await meterProvider.shutdown();
+  });
+});
+
+describe('Express: loadShedding() in front of idempotency(), clients that hang up mid-body', () => {
+  /**
+   * Soak: every client that left before its body was whole kept its place in the bulkhead (and its
+   * request in memory) for holdAfterHangUp, though no handler ran: idempotency() dropped the
+   * request without ending its response. 20 such clients filled 20 places for the full 10 s.
+   */
+  it('a request dropped because its client left frees its place at once', async () => {
+    const places = bulkhead({ maxConcurrent: 100, policies: false });
+    const app = express();
+    app.use(loadShedding({ policy: places, holdAfterHangUp: 60_000 }));
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus() }));
+    app.use(express.json());
+    let ran = 0;
+    app.post('/charges', (_req, res) => {
+      ran++;
+      res.status(201).json({ ok: true });
+    });
+    const closed: Promise<unknown>[] = [];
+    const server: Server = app.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    server.on('request', (_req, res) => closed.push(once(res, 'close')));
+    const { port } = server.address() as AddressInfo;
+    const body = '{"amount":4200}';
+    try {
+      for (let i = 0; i < 20; i++) {
+        const socket = connect(port, '127.0.0.1');
+        await once(socket, 'connect');
+        const head = `POST /charges HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: k-${i}\r\nContent-Length: ${body.length}\r\n\r\n`;
+        // Half the clients leave after the headers, half in the middle of the body.
+        socket.write(i % 2 ? head : head + body.slice(0, 6));
+        while (closed.length <= i) await new Promise((r) => setImmediate(r));
+        socket.destroy();
+      }
+      await Promise.all(closed);
+      for (let turn = 0; turn < 50 && places.running > 0; turn++) await new Promise((r) => setTimeout(r, 10));
+      expect(places.running).toBe(0);
+      expect(ran).toBe(0);
+    } finally {
+      server.closeAllConnections();
+      server.close();
+      places.dispose();
+    }
   });
 });
