@@ -374,8 +374,10 @@ class Link {
 
 function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;
-  // A socket still connecting has no handle to reset; destroying it is all there is.
-  if (socket.connecting) socket.destroy();
+  // A socket still connecting has no handle to reset; destroying it is all there is. Nor can one
+  // whose FIN is still on its way (ended, not finished): libuv refuses the RST (EINVAL), and Node
+  // then drops the handle unclosed, so 'close' never comes, the link stays for good and close() hangs.
+  if (socket.connecting || (socket.writableEnded && !socket.writableFinished)) socket.destroy();
   else socket.resetAndDestroy();
 }
 
