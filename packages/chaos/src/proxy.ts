@@ -214,6 +214,11 @@ class ToxicProxy implements FaultProxy {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
+    // otherwise show them on for good, one more for every proxy closed with a toxic on.
+    for (const toxic of this.#toxics.values()) this.#report(toxic, false);
+    this.#toxics.clear();
+    this.#dropsLeft.clear();
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
     for (const link of this.#links) link.destroy();
     await closed;

@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { seededRandom } from '@holdfast/core';
+import { createBus, seededRandom } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { faultProxy } from '../src/index.js';
 
@@ -66,4 +66,19 @@ describe('faultProxy, for a long time: connections opening and closing while res
     for (let wait = 0; wait < 20 && tcpHandles() > handlesBefore; wait++) await sleep(10);
     expect(tcpHandles()).toBe(handlesBefore);
   }, 30_000);
+
+  it('100 proxies closed with toxics on: every toxic is announced off, none shows on for good', async () => {
+    const bus = createBus();
+    const on = new Set<string>();
+    bus.on('chaos.toxic', (e) => (e.active ? on.add(`${e.source}/${e.name}`) : on.delete(`${e.source}/${e.name}`)));
+    for (let i = 0; i < 100; i++) {
+      const proxy = await faultProxy({ name: `drill-${i}`, bus, target: { host: '127.0.0.1', port: 1 } });
+      proxy.add({ type: 'latency', latency: 5 });
+      proxy.freeze();
+      // A drill that ends by closing its proxy, toxics still on.
+      await proxy.close();
+      expect(proxy.snapshot().toxics).toEqual([]);
+    }
+    expect(on.size).toBe(0);
+  });
 });
