@@ -79,7 +79,7 @@ describe('per-host breakers that come and go (breakerRegistry eviction), watched
       .getMetrics()
       .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
       .filter((m) => m.descriptor.name === metricNames.breakerCalls)
-      .flatMap((m) => m.dataPoints);
+      .flatMap((m) => m.dataPoints as { attributes: Record<string, unknown> }[]);
     const names = new Set(calls.map((p) => p.attributes[attributeNames.policy]));
     expect(names.has('_other')).toBe(false);
     expect(names.size).toBe(hosts.size);

@@ -42,7 +42,10 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     bytes: BodyRead,
     unread: boolean,
   ): void => {
-    if (bytes === 'aborted') return hangUp(res); // the client left before sending its body: nobody to answer
+    if (bytes === 'aborted') {
+      hangUp(res); // the client left before sending its body: nobody to answer
+      return;
+    }
     if (bytes === 'tooLarge') {
       sendRaw(res, problem('tooLarge'));
       return;
@@ -57,7 +60,8 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
           // stored for the key. Nobody is there to answer: the key is released.
           if (unread && connectionGone(req)) {
             decision.run.abandon('E_INCOMPLETE');
-            return hangUp(res);
+            hangUp(res);
+            return;
           }
           captureNodeResponse(res, decision.run, routerNotFound);
         }
