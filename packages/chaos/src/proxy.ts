@@ -216,9 +216,7 @@ class ToxicProxy implements FaultProxy {
     this.#closed = true;
     // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
     // otherwise show them on for good, one more for every proxy closed with a toxic on.
-    for (const toxic of this.#toxics.values()) this.#report(toxic, false);
-    this.#toxics.clear();
-    this.#dropsLeft.clear();
+    this.clear();
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
     for (const link of this.#links) link.destroy();
     await closed;
@@ -382,7 +380,8 @@ function resetSocket(socket: Socket): void {
   // A socket still connecting has no handle to reset; destroying it is all there is. Nor can one
   // whose FIN is still on its way (ended, not finished): libuv refuses the RST (EINVAL), and Node
   // then drops the handle unclosed, so 'close' never comes, the link stays for good and close() hangs.
-  if (socket.connecting || (socket.writableEnded && !socket.writableFinished)) socket.destroy();
+  // (Finished implies ended: they differ exactly while the FIN is on its way.)
+  if (socket.connecting || socket.writableEnded !== socket.writableFinished) socket.destroy();
   else socket.resetAndDestroy();
 }
 
