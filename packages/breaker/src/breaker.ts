@@ -312,6 +312,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   }
 
   #settle(ok: boolean, value: unknown, start: number, generation: number, probe: boolean, gaveUp = false): void {
+    // Disposed (a registry evicted it) while the call ran: unrecorded, and unannounced too. An
+    // event would bring its name back to the exporters, which dropped it when it left, for good.
+    if (this.#state === DISPOSED) return;
     const outcome = gaveUp ? 'ignored' : this.#judge(ok, value);
     const current = generation === this.#generation;
     if (outcome === 'ignored') {

@@ -142,4 +142,37 @@ describe('breakerRegistry()', () => {
     const lazy = breakerRegistry({ overrides: () => ({ openFor: -5 }) });
     expect(() => lazy.get('x')).toThrow(/overrides\("x"\)\.openFor/);
   });
+
+  it('a breaker evicted while its calls run emits nothing when they settle: its name, dropped by exporters, stays dropped', async () => {
+    const clock = new ManualClock(0);
+    const bus = createBus();
+    const hosts = breakerRegistry({ name: 'hosts', clock, bus, maxKeys: 10, policies: false });
+    const late: HoldfastEvent[] = [];
+    const settle: (() => void)[] = [];
+    const running: Promise<unknown>[] = [];
+    for (let i = 0; i < 200; i++) {
+      // One call a key still running when the key after next evicts its breaker.
+      const key = `tenant-${i}`;
+      running.push(
+        hosts
+          .execute(
+            key,
+            () =>
+              new Promise<string>((resolve, reject) =>
+                settle.push(() => (i % 2 ? resolve('ok') : reject(new Error('ECONNRESET')))),
+              ),
+          )
+          .catch(() => undefined),
+      );
+    }
+    expect(hosts.size).toBe(10);
+    const off = bus.on('*', (e) => late.push(e));
+    for (const done of settle) done();
+    await Promise.all(running);
+    off();
+    const evicted = new Set(Array.from({ length: 190 }, (_, i) => `hosts:tenant-${i}`));
+    expect(late.filter((e) => evicted.has(e.source))).toEqual([]);
+    // The breakers still held count and report their calls as before.
+    expect(late.filter((e) => e.type === 'breaker.success' || e.type === 'breaker.failure')).toHaveLength(10);
+  });
 });

@@ -214,6 +214,9 @@ class ToxicProxy implements FaultProxy {
 
   async close(): Promise<void> {
     this.#closed = true;
+    // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
+    // otherwise show them on for good, one more for every proxy closed with a toxic on.
+    this.clear();
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
     for (const link of this.#links) link.destroy();
     await closed;
@@ -374,8 +377,11 @@ class Link {
 
 function resetSocket(socket: Socket): void {
   if (socket.destroyed) return;
-  // A socket still connecting has no handle to reset; destroying it is all there is.
-  if (socket.connecting) socket.destroy();
+  // A socket still connecting has no handle to reset; destroying it is all there is. Nor can one
+  // whose FIN is still on its way (ended, not finished): libuv refuses the RST (EINVAL), and Node
+  // then drops the handle unclosed, so 'close' never comes, the link stays for good and close() hangs.
+  // (Finished implies ended: they differ exactly while the FIN is on its way.)
+  if (socket.connecting || socket.writableEnded !== socket.writableFinished) socket.destroy();
   else socket.resetAndDestroy();
 }
 

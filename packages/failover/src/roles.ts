@@ -1,4 +1,4 @@
-import { type Clock, TimeoutError, type TimerHandle } from '@holdfast/core';
+import { CallScope, type Clock, TimeoutError, type TimerHandle } from '@holdfast/core';
 import type { Endpoint, EndpointState } from './endpoint.js';
 
 /** What an endpoint says it is, as a role check reports it. */
@@ -83,17 +83,19 @@ export class RoleDiscovery {
   whenReady(ms: number, signal: AbortSignal | undefined): Promise<void> {
     if (this.ready || this.#stopped) return Promise.resolve();
     return new Promise((resolve) => {
-      let timer: TimerHandle | undefined;
+      // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
+      // shared by the calls waiting at start-up passed Node's 10 listeners and warned of a leak.
+      const caller = new CallScope({ signal });
       const done = () => {
-        if (timer !== undefined) this.clock.clearTimeout(timer);
-        signal?.removeEventListener('abort', done);
+        this.clock.clearTimeout(timer);
+        caller.release();
         const i = this.#waiters.indexOf(done);
         if (i >= 0) this.#waiters.splice(i, 1);
         resolve();
       };
-      timer = this.clock.setTimeout(done, ms);
-      signal?.addEventListener('abort', done, { once: true });
+      const timer: TimerHandle = this.clock.setTimeout(done, ms);
       this.#waiters.push(done);
+      caller.onAbort(done);
     });
   }
 

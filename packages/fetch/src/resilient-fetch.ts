@@ -260,20 +260,27 @@ class Client {
       plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
     }
     // After the headers, the caller's abort and the total deadline still stop the body read.
+    // Not AbortSignal.any(): on Node 20 each one leaves an entry on the caller's signal for
+    // good, and a service passes one long-lived signal (its shutdown signal) to every call.
     const deadline = new AbortController();
-    const reading = plan.signal ? AbortSignal.any([plan.signal, deadline.signal]) : deadline.signal;
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), reading);
+    const unfollow = follow(plan.signal, deadline);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), deadline.signal);
     const start = this.#clock.now();
     let response: Response;
     try {
-      response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: plan.signal });
+      try {
+        response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: plan.signal });
+      } catch (error) {
+        // A status worth retrying that was still failing when retries ran out: fetch returns it.
+        const failed = httpErrorIn(error);
+        if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
+        response = failed.response;
+      }
     } catch (error) {
-      // A status worth retrying that was still failing when retries ran out: fetch returns it.
-      const failed = httpErrorIn(error);
-      if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
-      response = failed.response;
+      unfollow();
+      throw error;
     }
-    response = this.#coverBody(response, deadline, start);
+    response = this.#coverBody(response, deadline, start, unfollow);
     if (this.#o.throwOnHttpError && !response.ok) {
       throw new HttpError(plan.method, this.#redact.url(call.lastUrl ?? plan.url), response);
     }
@@ -284,16 +291,26 @@ class Client {
    * The total deadline goes on while the caller reads the body, as AbortSignal.timeout() would;
    * its timer is cleared once the body is read to the end, fails or is cancelled.
    */
-  #coverBody(response: Response, deadline: AbortController, start: number): Response {
+  #coverBody(response: Response, deadline: AbortController, start: number, unfollow: () => void): Response {
     const left = this.#totalMs - (this.#clock.now() - start);
-    const expire = () => deadline.abort(new TimeoutError(`${this.#o.name}.total`, this.#totalMs));
+    // The caller's signal is followed until the body ends or the deadline passes, never longer.
+    const expire = () => {
+      unfollow();
+      deadline.abort(new TimeoutError(`${this.#o.name}.total`, this.#totalMs));
+    };
     if (left <= 0) {
       expire();
       return response;
     }
-    if (response.body === null) return response; // nothing left to read
+    if (response.body === null) {
+      unfollow();
+      return response; // nothing left to read
+    }
     const timer = this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
-    return whenBodyEnds(response, () => this.#clock.clearTimeout(timer));
+    return whenBodyEnds(response, () => {
+      this.#clock.clearTimeout(timer);
+      unfollow();
+    });
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
@@ -532,6 +549,20 @@ class Call {
     this.lastFailed = failed;
   }
 }
+
+/** Aborts `controller` when `signal` does, until the returned function is called. */
+function follow(signal: AbortSignal | undefined, controller: AbortController): () => void {
+  if (signal === undefined) return noop;
+  if (signal.aborted) {
+    controller.abort(signal.reason);
+    return noop;
+  }
+  const relay = () => controller.abort(signal.reason);
+  signal.addEventListener('abort', relay, { once: true });
+  return () => signal.removeEventListener('abort', relay);
+}
+
+function noop(): void {}
 
 /** Whether a limiter has nothing running or waiting: it may be dropped. */
 function idle(limiter: Limiter): boolean {

@@ -42,7 +42,10 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     bytes: BodyRead,
     unread: boolean,
   ): void => {
-    if (bytes === 'aborted') return; // the client left before sending its body: nobody to answer
+    if (bytes === 'aborted') {
+      hangUp(res); // the client left before sending its body: nobody to answer
+      return;
+    }
     if (bytes === 'tooLarge') {
       sendRaw(res, problem('tooLarge'));
       return;
@@ -55,7 +58,11 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
           // The client left while the store answered: body parsers skip a request whose
           // connection is gone, so the handler would run without the body and its answer be
           // stored for the key. Nobody is there to answer: the key is released.
-          if (unread && connectionGone(req)) return void decision.run.abandon('E_INCOMPLETE');
+          if (unread && connectionGone(req)) {
+            decision.run.abandon('E_INCOMPLETE');
+            hangUp(res);
+            return;
+          }
           captureNodeResponse(res, decision.run, routerNotFound);
         }
         next();
@@ -87,6 +94,15 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       next(error);
     }
   };
+}
+
+/**
+ * Ends the response of a request dropped because its client left. Nobody reads it, but whoever
+ * waits for it to end learns the request is over: a load shedder in front (`@holdfast/limit`)
+ * held the request's place until it did, for `holdAfterHangUp` (10 s), though nothing ran.
+ */
+function hangUp(res: Response): void {
+  if (!res.writableEnded) res.end();
 }
 
 /**

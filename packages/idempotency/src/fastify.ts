@@ -213,16 +213,19 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       return;
     }
     if (decision.action === 'run') {
+      const run = decision.run;
       if (state === undefined) {
-        keep(request, {
-          core,
-          header: undefined,
-          chunks: undefined,
-          run: decision.run,
-          complete: true,
-          watched: false,
-        });
-      } else state.run = decision.run;
+        keep(request, { core, header: undefined, chunks: undefined, run, complete: true, watched: false });
+      } else state.run = run;
+      // A hijacked reply whose client leaves reaches neither onSend nor onResponse (Fastify runs
+      // it on 'finish'): its key is freed when the response closes, not held for its lease. (A
+      // reply not hijacked is still the handler's to send, and stored then, client or not.)
+      reply.raw.once('close', () => {
+        const held = stateOf(request);
+        if (held?.run !== run || !reply.sent) return;
+        held.run = undefined;
+        void run.abandon('E_INCOMPLETE');
+      });
     }
     done();
   };

@@ -1,5 +1,6 @@
 import {
   type Bus,
+  CallScope,
   type Clock,
   type ExecuteOptions,
   errorLabel,
@@ -212,19 +213,22 @@ class Runner<I, R> {
 
   #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
+      // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
+      // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
+      const caller = new CallScope({ signal });
       const timer = this.clock.setTimeout(
         () => {
-          signal?.removeEventListener('abort', onAbort);
+          caller.release();
           resolve();
         },
         ms,
         { ref: true },
       );
-      const onAbort = () => {
+      caller.onAbort((reason) => {
         this.clock.clearTimeout(timer);
-        reject(signal?.reason);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
+        caller.release();
+        reject(reason);
+      });
     });
   }
 }

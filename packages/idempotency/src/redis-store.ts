@@ -63,6 +63,17 @@ export class RedisStore implements IdempotencyStore {
    */
   readonly #nodes = new Map<string, true | Promise<boolean>>();
 
+  /**
+   * Steps waiting for a ready connection, behind one `ready` listener however many wait: one
+   * each passed Node's limit of 10 at the first busy outage and warned of a leak where there is none.
+   */
+  readonly #waiting = new Set<() => void>();
+  readonly #onReady = (): void => {
+    const all = [...this.#waiting];
+    this.#waiting.clear();
+    for (const send of all) send();
+  };
+
   /** The socket of a standalone or Sentinel client when a node was last confirmed. */
   #stream: unknown;
 
@@ -179,7 +190,7 @@ export class RedisStore implements IdempotencyStore {
         if (settled) return;
         settled = true;
         this.clock.clearTimeout(timer);
-        client.removeListener('ready', send);
+        if (this.#waiting.delete(send) && this.#waiting.size === 0) client.removeListener('ready', this.#onReady);
         if (failed && sent) abandoned?.();
         settle();
       };
@@ -199,7 +210,8 @@ export class RedisStore implements IdempotencyStore {
       else {
         // A new connection, perhaps to a new master: its replicas are to be confirmed again.
         this.#nodes.clear();
-        client.once('ready', send);
+        if (this.#waiting.size === 0) client.once('ready', this.#onReady);
+        this.#waiting.add(send);
       }
     });
   }

@@ -310,7 +310,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     registers,
     collect() {
       this.reset();
-      for (const t of toxicsOn.values()) this.set({ proxy: t.proxy, toxic: t.toxic }, t.names.size);
+      for (const [key, t] of toxicsOn) {
+        this.set({ proxy: t.proxy, toxic: t.toxic }, t.names.size);
+        // Scraped at 0 once, then dropped: a row kept for every proxy ever seen would grow for good.
+        if (t.names.size === 0) toxicsOn.delete(key);
+      }
     },
   });
   handlers['chaos.inject'] = (e) => injections.inc({ policy: e.source, kind: e.kind });

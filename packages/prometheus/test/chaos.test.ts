@@ -27,4 +27,32 @@ describe('collect(): faults injected on purpose are counted apart', () => {
       await proxy.close();
     }
   });
+
+  it('a proxy whose toxics all went off is scraped at 0 once, then leaves: 100 drills leave no series', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    const stop = collect({ bus, registry, policies: createPolicyRegistry() });
+    const toxic = (source: string, active: boolean) =>
+      bus.emit({
+        type: 'chaos.toxic',
+        source,
+        time: 0,
+        toxic: 'latency',
+        name: 'lag',
+        direction: 'downstream',
+        active,
+        target: '127.0.0.1:5432',
+      });
+    for (let i = 0; i < 100; i++) toxic(`drill-${i}`, true);
+    const series = (text: string) => text.split('\n').filter((l) => l.startsWith('holdfast_chaos_toxics_active{'));
+    expect(series(await registry.metrics())).toHaveLength(100);
+    for (let i = 0; i < 100; i++) toxic(`drill-${i}`, false);
+    expect(series(await registry.metrics()).filter((l) => l.endsWith(' 0'))).toHaveLength(100);
+    expect(series(await registry.metrics())).toEqual([]);
+    toxic('drill-7', true); // a proxy of that name again: counted from the start
+    expect(series(await registry.metrics())).toEqual([
+      'holdfast_chaos_toxics_active{proxy="drill-7",toxic="latency"} 1',
+    ]);
+    stop();
+  });
 });
