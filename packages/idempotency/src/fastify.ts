@@ -220,7 +220,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       // A hijacked reply whose client leaves reaches neither onSend nor onResponse (Fastify runs
       // it on 'finish'): its key is freed when the response closes, not held for its lease. (A
       // reply not hijacked is still the handler's to send, and stored then, client or not.)
-      reply.raw.once('close', () => {
+      // 'close' comes once: `on` spares the wrapper `once` makes per request.
+      reply.raw.on('close', () => {
         const held = stateOf(request);
         if (held?.run !== run || !reply.sent) return;
         held.run = undefined;
