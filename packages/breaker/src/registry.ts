@@ -116,6 +116,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   /** How stale an entry's place in the LRU order may get: re-inserting on every call would cost more. */
   readonly #moveEvery: number;
   #nextSweep = 0;
+  /** Suffixes handed out past #9 (see #create). */
+  #made = 9;
   #disposed = false;
 
   constructor(options: BreakerRegistryOptions = {}) {
@@ -221,7 +223,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     const override = this.#overrides?.(key);
     // Named, reported and restored by the key as shown: a key may be a URL with a password.
     let seen = shown(key);
-    for (let n = 2, base = seen; this.#shown.has(seen); n++) seen = `${base} #${n}`;
+    // #2 to #9, then a number not yet used: keys chosen to show alike cost no more than others.
+    for (let n = 2, base = seen; this.#shown.has(seen); n++) seen = `${base} #${n < 10 ? n : ++this.#made}`;
     const base = override === undefined ? this.#shared : this.#config(`overrides("${seen}")`, override);
     const restore = this.#restore.get(seen);
     if (restore !== undefined) this.#restore.delete(seen);

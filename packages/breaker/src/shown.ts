@@ -1,9 +1,10 @@
 import { defaultSecretParams } from '@holdfast/core';
 
-const scheme = /[a-z][a-z\d+.-]*:\/\//gi;
 const secretParam = new RegExp(`([?&;](?:${defaultSecretParams.join('|')})=)[^&#\\s]*`, 'gi');
 /** A libpq or ODBC connection string's password (`password=...`, `Pwd='...'`). */
-const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'|"[^"]*"|[^\s;,&]*)/gi;
+// Linear whatever the key (a caller may choose it): no alternative here can fail after a long match.
+const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'?|"[^"]*"?|[^\s;,&]*)/gi;
+const schemeChar = /[a-z\d+.-]/i;
 
 /**
  * A key as events, snapshots, errors and metrics show it: each URL in it (a DSN, an endpoint)
@@ -12,8 +13,13 @@ const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('(?:[^'\\]|\\.)*'|"[^
  * shown key shows as itself.
  */
 export function shownKey(key: string): string {
-  const starts = [...key.matchAll(scheme)].map((m) => m.index);
-  if (starts.length === 0) return plain(key.replace(/^[^\s:/@]+:[^\s]*@/, '***@'));
+  const starts: number[] = [];
+  for (let i = key.indexOf('://'); i !== -1; i = key.indexOf('://', i + 3)) {
+    let start = i;
+    while (start > 0 && schemeChar.test(key[start - 1] as string)) start--;
+    starts.push(start);
+  }
+  if (starts.length === 0) return plain(key.replace(/^[^\s:/@]+:\S*@/, '***@'));
   let out = key.slice(0, starts[0]);
   starts.forEach((start, i) => {
     out += url(key.slice(start, starts[i + 1]));
