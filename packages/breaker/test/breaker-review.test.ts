@@ -141,7 +141,7 @@ describe('halfOpen.maxWait under the probe time', () => {
     await clock.advance(200);
     const reopened = await breaker.execute(succeed).catch((e: unknown) => e as BrokenCircuitError);
     expect(reopened).toBeInstanceOf(BrokenCircuitError);
-    expect(reopened.retryAt).toBe(probeAt + 200 + 10_000);
+    expect((reopened as BrokenCircuitError).retryAt).toBe(probeAt + 200 + 10_000);
     expect(of('breaker.open').at(-1)).toMatchObject({ code: 'E_PROBE_HUNG' });
   });
 });
