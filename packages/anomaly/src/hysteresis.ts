@@ -16,13 +16,17 @@ export type HysteresisSettings = z.output<typeof hysteresisSchema>;
 
 /**
  * Turns a score per sample into a label that does not flap: raised once the score has reached `on`
- * for `raiseAfter` samples in a row (at once with 1), lowered only after `clearAfter` samples in a
- * row under `off`.
+ * in `raiseAfter` of the last `2 * raiseAfter - 1` samples (at once with 1; three in a row, or a
+ * fault that flaps bad, good, bad, count alike), lowered only after `clearAfter` samples in a row
+ * under `off`.
  */
 export class Hysteresis {
   #raised = false;
-  /** Samples in a row at `on` while lowered, under `off` while raised. */
+  /** Samples in a row under `off` while raised. */
   #run = 0;
+  /** While lowered: the numbers of the latest samples at `on`, at most `raiseAfter`. */
+  #hits: number[] = [];
+  #n = 0;
 
   constructor(private readonly settings: HysteresisSettings) {}
 
@@ -34,11 +38,17 @@ export class Hysteresis {
   /** Feeds one score; returns the verdict for it. */
   next(score: number): Verdict {
     const { on, off, clearAfter, raiseAfter } = this.settings;
+    const n = this.#n++;
+    const hits = this.#hits;
     const raised = this.#raised;
-    this.#run = (raised ? score < off : score >= on) ? this.#run + 1 : 0;
-    if (this.#run < (raised ? clearAfter : raiseAfter)) return { score, raised, change: undefined };
+    if (!raised) {
+      if (score >= on) hits.push(n);
+      while (hits.length > 0 && n - (hits[0] as number) >= 2 * raiseAfter - 1) hits.shift();
+    } else this.#run = score < off ? this.#run + 1 : 0;
+    if (raised ? this.#run < clearAfter : hits.length < raiseAfter) return { score, raised, change: undefined };
     this.#raised = !raised;
     this.#run = 0;
+    hits.length = 0;
     return { score, raised: !raised, change: raised ? 'cleared' : 'detected' };
   }
 }

@@ -16,7 +16,7 @@ export const hysteresisSchema = z
     off: z.number().gt(0).lt(1).default(0.35),
     /** Samples in a row below `off` before the label clears. @default 3 */
     clearAfter: count.default(3),
-    /** Samples in a row at or above `on` before the label is raised: 1 raises it at once. @default 1 */
+    /** Samples at or above `on`, among the last `2 * raiseAfter - 1`, that raise the label: 1 raises it at once. @default 1 */
     raiseAfter: count.default(1),
   })
   .refine((h) => h.off <= h.on, { message: 'must be <= on', path: ['off'] });
@@ -193,10 +193,10 @@ export const watchOptionsSchema = z.strictObject({
     })
     .default({}),
   /**
-   * Intervals in a row a detector's score must stay at its threshold before an anomaly is raised
-   * (an interval with too few calls to make a sample neither counts nor breaks the run). One
-   * interval of a few calls is noisy (its p99 is little more than its slowest call); a fault lasts.
-   * 1 raises on the first interval. @default 3
+   * Intervals at its threshold, among a detector's last `2 * raiseAfter - 1`, that raise an anomaly
+   * (three in a row, or bad, good, bad, good, bad: a fault that flaps; an interval with too few
+   * calls to make a sample is not one of them). One interval of a few calls is noisy (its p99 is
+   * little more than its slowest call); a fault lasts. 1 raises on the first interval. @default 3
    */
   raiseAfter: count.max(1_000).default(3),
   /** Fewer calls than this in an interval make no sample (a sample of 2 calls is noise). @default 5 */

@@ -489,8 +489,10 @@ class Watch implements AnomalyWatch {
     this.#disposed = true;
     if (this.#timer !== undefined) this.#clock.clearTimeout(this.#timer);
     for (const off of this.#off) off();
+    // No recovery either: each anomaly still raised gets its anomaly.cleared (reason 'forgotten').
+    const now = this.#clock.now();
+    for (const [key, w] of [...this.#keys]) this.#forget(key, w, now);
     this.#actions.dispose();
-    this.#keys.clear();
   }
 }
 

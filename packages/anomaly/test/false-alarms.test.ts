@@ -132,6 +132,35 @@ describe('anomalyWatch on real faults, at the default interval', () => {
   }
 });
 
+describe('anomalyWatch on a fault that flaps (review)', () => {
+  // Every other interval bad (a crash loop, a sick pod in and out of rotation): three in a row never come.
+  const flapping: [string, (i: number) => [latency: number, errors: number]][] = [
+    ['every call failing', (i) => [20, i % 2 === 0 ? 1 : 0]],
+    ['half the calls failing', (i) => [20, i % 2 === 0 ? 0.5 : 0]],
+    ['latency x10', (i) => [i % 2 === 0 ? 200 : 20, 0]],
+  ];
+  for (const [what, fault] of flapping) {
+    it(`raises ${what} every other interval by its fifth interval`, () => {
+      const clock = new ManualClock(0);
+      const bus = createBus();
+      const watch = anomalyWatch({ bus, clock });
+      const random = seededRandom(11);
+      const raised: number[] = [];
+      let i = 0;
+      bus.on('anomaly.detected', () => raised.push(i));
+      for (i = -120; i < 20; i++) {
+        const [latency, errors] = i < 0 ? [20, 0] : fault(i);
+        for (let c = 0; c < 100; c++)
+          watch.observe('k', latency * Math.exp(0.3 * (random() - 0.5)), random() < errors ? 'failure' : 'success');
+        watch.flush();
+      }
+      watch.dispose();
+      expect(raised.length).toBeGreaterThan(0);
+      expect(raised[0]).toBe(4);
+    });
+  }
+});
+
 describe('rateNoise: the standard error of a rate from few calls', () => {
   // Under its expected rate, a rate of n calls is 4 standard errors up at most 1 time in 3,000 (the
   // worst cases are a handful of calls, all failing); by sqrt(p(1 - p) / n), up to 1 time in 20.

@@ -42,7 +42,7 @@ describe('properties', () => {
     );
   });
 
-  it('hysteresis: raised exactly when `raiseAfter` scores in a row since the last change reach `on`, cleared exactly after `clearAfter` under `off`', () => {
+  it('hysteresis: raised exactly when `raiseAfter` of the last 2 * raiseAfter - 1 scores since the last change reach `on`, cleared exactly after `clearAfter` under `off`', () => {
     const settings = fc
       .record({
         on: fc.double({ min: 0.05, max: 0.95, noNaN: true }),
@@ -61,9 +61,12 @@ describe('properties', () => {
         let since = 0; // index of the first score after the last change
         scores.forEach((s, i) => {
           const v = h.next(s);
-          const need = raised ? settings.clearAfter : settings.raiseAfter;
+          // Raised: `raiseAfter` at `on` among the last 2 * raiseAfter - 1 (since the last change).
+          const need = raised ? settings.clearAfter : 2 * settings.raiseAfter - 1;
           const run = scores.slice(Math.max(since, i + 1 - need), i + 1);
-          const due = run.length === need && run.every((x) => (raised ? x < settings.off : x >= settings.on));
+          const due = raised
+            ? run.length === need && run.every((x) => x < settings.off)
+            : run.filter((x) => x >= settings.on).length >= settings.raiseAfter;
           expect(v.change).toBe(due ? (raised ? 'cleared' : 'detected') : undefined);
           if (due) {
             raised = !raised;

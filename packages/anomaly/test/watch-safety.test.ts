@@ -198,3 +198,23 @@ describe('scoreSeries options', () => {
     expect(() => scoreSeries([[1, 2]], { forest: { trees: 0 } })).toThrow(/forest\.trees/);
   });
 });
+
+describe('dispose() closes what it raised (review)', () => {
+  it('every anomaly.detected gets its anomaly.cleared, reason forgotten, when the watch is disposed', () => {
+    const clock = new ManualClock(0);
+    const bus = createBus();
+    const watch = anomalyWatch({ bus, clock, raiseAfter: 1 });
+    const open = new Map<string, number>();
+    bus.on('anomaly.detected', (e) =>
+      open.set(`${e.key} ${e.detector}`, (open.get(`${e.key} ${e.detector}`) ?? 0) + 1),
+    );
+    bus.on('anomaly.cleared', (e) => open.set(`${e.key} ${e.detector}`, (open.get(`${e.key} ${e.detector}`) ?? 0) - 1));
+    for (let i = 0; i < 40; i++) {
+      for (let c = 0; c < 50; c++) watch.observe('db', 20 + (c % 5), i >= 38 ? 'failure' : 'success');
+      watch.flush();
+    }
+    expect([...open.values()].some((n) => n > 0)).toBe(true);
+    watch.dispose();
+    expect([...open.values()].every((n) => n === 0)).toBe(true);
+  });
+});

@@ -248,18 +248,26 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         const { maxWait } = this.#config.halfOpen;
         // The wall clock stepped back (NTP): count maxWait from now, not the hour the step added.
         if (now < this.#probesSince) this.#probesSince = now;
-        if (maxWait !== false && now - this.#probesSince >= maxWait) {
-          this.#open('halfOpenFailure', now, 'E_PROBE_HUNG');
-          return this.#reject(now, 'open', this.#retryAt);
+        const givenUpAt = maxWait === false ? Number.POSITIVE_INFINITY : this.#probesSince + maxWait;
+        if (now >= givenUpAt) {
+          // Given up when maxWait ran out, not when a call came to notice: the open time counts
+          // from then, so a caller told to come back at its end (below) is let through.
+          this.#open('halfOpenFailure', now, 'E_PROBE_HUNG', givenUpAt);
+          return this.#gate(fn, options);
         }
         // Probes are out: come back when one is expected to have settled; if one is overdue, a
         // wait later again. Never "now", or a caller that trusts `retryAt` spins until it settles.
         // (Also when it is further off than a wait: the clock stepped back.)
         if (now >= this.#probeDueAt || this.#probeDueAt - now > this.#probeWait)
           this.#probeDueAt = now + this.#probeWait;
-        // Or when the probes are given up, if that comes first (a maxWait under the probe time).
-        const givenUpAt = maxWait === false ? Number.POSITIVE_INFINITY : this.#probesSince + maxWait;
-        return this.#reject(now, 'halfOpen', Math.min(this.#probeDueAt, givenUpAt));
+        // If they will be given up first (a maxWait under the probe time): when the open time that
+        // follows ends. At the give-up itself the breaker opens again and lets nothing through.
+        const due = this.#probeDueAt;
+        return this.#reject(
+          now,
+          'halfOpen',
+          due < givenUpAt ? due : givenUpAt + openDuration(this.#config.openFor, this.#opens + 1),
+        );
       }
       case OPEN:
         return this.#reject(now, 'open', this.#retryAt);
@@ -343,6 +351,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     w.record(failure, slow, latency, failure && isTimeout(value));
     if (probe) {
       this.#probes--;
+      // A probe answered: the ones still out are hung only if none answers for maxWait from now.
+      this.#probesSince = now;
       if (failure || slow) this.#open('halfOpenFailure', now, failure ? label(ok, value) : undefined);
       else if (++this.#probeSuccesses >= this.#config.halfOpen.successesToClose) this.#close('probes', now);
       return;
@@ -437,12 +447,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     return this.#state;
   }
 
-  #open(reason: OpenReason, now: number, code: ErrorLabel): void {
+  /** Opens it; the open time counts from `since` (hung probes were given up when maxWait ran out). */
+  #open(reason: OpenReason, now: number, code: ErrorLabel, since = now): void {
     this.#opens++;
     this.#enter(OPEN);
     const openFor = openDuration(this.#config.openFor, this.#opens);
     this.#openFor = openFor;
-    this.#retryAt = now + openFor;
+    this.#retryAt = since + openFor;
     // The calls that opened it (timeouts among them) say how long a probe may take.
     this.#window.advance(now);
     const [p99] = this.#window.latency([0.99]);

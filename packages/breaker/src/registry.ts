@@ -12,7 +12,6 @@ import {
   type PolicyRegistry,
   parseOptions,
   positiveDurationOption,
-  Redactor,
   realClock,
   type Snapshottable,
 } from '@holdfast/core';
@@ -27,6 +26,7 @@ import {
   breakerSnapshotSchema,
   noRateWithConsecutive,
 } from './options.js';
+import { shownKey as shown } from './shown.js';
 
 /** Settings shared by a registry's breakers: a breaker's options less its name, bus and clock. */
 const sharedSettingsSchema = breakerSettingsSchema
@@ -86,6 +86,8 @@ export type BreakerRegistryOptions = Omit<z.input<typeof registryOptionsSchema>,
 
 interface Entry {
   readonly breaker: CircuitBreakerPolicy;
+  /** The key as shown: unique among the keys held (a second key that shows alike gets ` #2`). */
+  readonly shown: string;
   lastUsed: number;
   /** When the entry last moved to the back of the LRU order. */
   movedAt: number;
@@ -100,6 +102,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   /** The registry's name; its breakers are named `<name>:<key>`. */
   readonly name: string;
   readonly #entries = new Map<string, Entry>();
+  /** Shown forms taken by the keys held: two DSNs that differ only in their password show apart. */
+  readonly #shown = new Set<string>();
   readonly #defaults: Record<string, unknown>;
   readonly #shared: BreakerConfig;
   readonly #overrides: ((key: string) => KeySettings | undefined) | undefined;
@@ -112,6 +116,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   /** How stale an entry's place in the LRU order may get: re-inserting on every call would cost more. */
   readonly #moveEvery: number;
   #nextSweep = 0;
+  /** Suffixes handed out past #9 (see #create). */
+  #made = 9;
   #disposed = false;
 
   constructor(options: BreakerRegistryOptions = {}) {
@@ -186,8 +192,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   delete(key: string): boolean {
     const entry = this.#entries.get(key);
     if (entry === undefined) return false;
-    this.#entries.delete(key);
-    entry.breaker.dispose();
+    this.#drop(key, entry);
     return true;
   }
 
@@ -200,7 +205,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     const now = this.#clock.now();
     if (!this.#disposed) this.#sweep(now);
     const breakers: [string, BreakerSnapshot][] = [];
-    for (const [key, entry] of this.#entries) breakers.push([shown(key), entry.breaker.snapshot()]);
+    for (const entry of this.#entries.values()) breakers.push([entry.shown, entry.breaker.snapshot()]);
     return { name: this.name, time: now, size: this.#entries.size, breakers: Object.fromEntries(breakers) };
   }
 
@@ -209,6 +214,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     this.#disposed = true;
     for (const entry of this.#entries.values()) entry.breaker.dispose();
     this.#entries.clear();
+    this.#shown.clear();
     this.#restore.clear();
   }
 
@@ -216,13 +222,22 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     while (this.#entries.size >= this.#maxKeys) this.#evictOldest(now);
     const override = this.#overrides?.(key);
     // Named, reported and restored by the key as shown: a key may be a URL with a password.
-    const seen = shown(key);
+    let seen = shown(key);
+    // #2 to #9, then a number not yet used: keys chosen to show alike cost no more than others.
+    for (let n = 2, base = seen; this.#shown.has(seen); n++) seen = `${base} #${n < 10 ? n : ++this.#made}`;
     const base = override === undefined ? this.#shared : this.#config(`overrides("${seen}")`, override);
     const restore = this.#restore.get(seen);
     if (restore !== undefined) this.#restore.delete(seen);
     const breaker = new CircuitBreakerPolicy(base, `${this.name}:${seen}`, restore);
-    this.#entries.set(key, { breaker, lastUsed: now, movedAt: now });
+    this.#entries.set(key, { breaker, shown: seen, lastUsed: now, movedAt: now });
+    this.#shown.add(seen);
     return breaker;
+  }
+
+  #drop(key: string, entry: Entry): void {
+    this.#entries.delete(key);
+    this.#shown.delete(entry.shown);
+    entry.breaker.dispose();
   }
 
   /** Parses the defaults with `settings` laid over them; a bad value names where it came from. */
@@ -251,8 +266,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
       // The map is in order of `movedAt`: past this entry, everything was used within the TTL.
       if (now - entry.movedAt < this.#idleTtl) break;
       if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker, now)) continue;
-      this.#entries.delete(key);
-      entry.breaker.dispose();
+      this.#drop(key, entry);
     }
   }
 
@@ -270,8 +284,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
       if (oldest.done === true) return;
       const [key, entry] = oldest.value;
       if (!CircuitBreakerPolicy.holdsState(entry.breaker, now)) {
-        entries.delete(key);
-        entry.breaker.dispose();
+        this.#drop(key, entry);
         return;
       }
       // To the back, as if just used: the map stays in order of `movedAt`, which #sweep relies on.
@@ -281,19 +294,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     }
     const oldest = entries.entries().next();
     if (oldest.done === true) return;
-    entries.delete(oldest.value[0]);
-    oldest.value[1].breaker.dispose();
+    this.#drop(...oldest.value);
   }
-}
-
-const redactor = new Redactor();
-
-/**
- * A key as events, snapshots, errors and metrics show it: a key that is a URL (a DSN, an
- * endpoint) without its credentials and the values of its secret query parameters.
- */
-function shown(key: string): string {
-  return key.includes('://') ? redactor.url(key) : key;
 }
 
 /** Stateful breakers one eviction passes over before it drops the oldest whatever its state. */

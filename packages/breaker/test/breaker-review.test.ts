@@ -1,7 +1,7 @@
 import { BrokenCircuitError, type Clock, createBus, type HoldfastEvent } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { breakerRegistry, circuitBreaker } from '../src/index.js';
-import { setup, succeed } from './support.js';
+import { after, setup, succeed } from './support.js';
 
 /** A clock that only moves when told, backwards too: Date.now after an NTP step. */
 function steppingClock(start: number) {
@@ -114,7 +114,7 @@ describe('halfOpen.maxWait (review)', () => {
 });
 
 describe('halfOpen.maxWait under the probe time', () => {
-  it('a call refused while the probe is out is told to come back when the probe is given up, if that is sooner than its expected answer', async () => {
+  it('a call refused while the probe is out is told to come back when the open time after its give-up ends, if maxWait comes before its expected answer', async () => {
     const { breaker, clock, of } = setup({
       minimumCalls: 3,
       failureRateThreshold: 1,
@@ -135,10 +135,60 @@ describe('halfOpen.maxWait under the probe time', () => {
     void breaker.execute(hang);
     const refused = await breaker.execute(succeed).catch((e: unknown) => e as BrokenCircuitError);
     expect(refused).toBeInstanceOf(BrokenCircuitError);
-    expect((refused as BrokenCircuitError).retryAt).toBe(probeAt + 200);
-    // A caller that comes back then finds the probe given up and the breaker open again.
+    // Given up at probeAt + 200, the breaker opens again for openFor: that is when a probe goes through.
+    expect((refused as BrokenCircuitError).retryAt).toBe(probeAt + 200 + 10_000);
+    // A caller that comes at the give-up finds the breaker open again (the open time counting from it).
     await clock.advance(200);
-    await expect(breaker.execute(succeed)).rejects.toBeInstanceOf(BrokenCircuitError);
+    const reopened = await breaker.execute(succeed).catch((e: unknown) => e as BrokenCircuitError);
+    expect(reopened).toBeInstanceOf(BrokenCircuitError);
+    expect((reopened as BrokenCircuitError).retryAt).toBe(probeAt + 200 + 10_000);
     expect(of('breaker.open').at(-1)).toMatchObject({ code: 'E_PROBE_HUNG' });
+  });
+});
+
+describe('halfOpen.maxWait with probes that answer (review of 9e67c71)', () => {
+  it('maxProbes 2: probes that keep answering are not given up as hung maxWait after the first began', async () => {
+    const { breaker, clock, of } = setup({
+      openFor: 1_000,
+      halfOpen: { maxProbes: 2, successesToClose: 10, maxWait: 1_000 },
+    });
+    breaker.open();
+    await clock.advance(1_000);
+    const probe = () =>
+      breaker.execute(() => new Promise((resolve) => clock.setTimeout(() => resolve('ok'), 300))).catch((e) => e);
+    // Two slots, each probe 300 ms, a caller every 100 ms: a probe answers every 150 ms.
+    const calls: Promise<unknown>[] = [];
+    for (let t = 0; t < 2_000 && breaker.state === 'halfOpen'; t += 100) {
+      calls.push(probe());
+      await clock.advance(100);
+    }
+    await clock.advance(300);
+    await Promise.all(calls);
+    expect(of('breaker.open').filter((e) => e.code === 'E_PROBE_HUNG')).toEqual([]);
+    expect(breaker.state).toBe('closed');
+  });
+
+  it('a caller that comes back at the retryAt it was given while a probe hangs past maxWait is let through', async () => {
+    const { breaker, clock } = setup({
+      minimumCalls: 3,
+      failureRateThreshold: 1,
+      openFor: 10_000,
+      halfOpen: { maxWait: 200 },
+    });
+    // Calls of 800 ms opened it: a probe is expected back in about 800 ms, and given up at 200.
+    for (let i = 0; i < 3; i++) {
+      const call = breaker.execute(after(clock, 800, new Error('slow'), true)).catch(() => undefined);
+      await clock.advance(800);
+      await call;
+    }
+    await clock.advance(10_000);
+    void breaker.execute(hang);
+    // Nobody calls at the give-up: the caller's next call is the first to see it.
+    await clock.advance(100);
+    const refused = (await breaker.execute(succeed).catch((e: unknown) => e)) as BrokenCircuitError;
+    expect(refused).toBeInstanceOf(BrokenCircuitError);
+    await clock.advance((refused.retryAt as number) - clock.now());
+    // README: retryAt "says when the breaker next lets a probe through".
+    await expect(breaker.execute(succeed)).resolves.toBe('ok');
   });
 });
