@@ -29,6 +29,8 @@ function watchedSet(options: { maxKeys?: number; duration?: number } = {}) {
     bus: h.bus,
     clock: h.clock,
     interval: 1_000,
+    // These tests are of what follows an anomaly once raised: raised on its first interval.
+    raiseAfter: 1,
     ...(options.maxKeys === undefined ? {} : { maxKeys: options.maxKeys }),
     actions: { eject: { failover: api, duration: options.duration ?? 30_000 } },
   });
