@@ -38,7 +38,11 @@ interface Pending {
   readonly told: Set<string>;
   /** After an ejection ran out: the samples it had then; it waits for a newer one before it is judged. */
   readonly after: number | undefined;
-  /** After an ejection ran out, until the first call it took since (the set's probe) is judged: when it ran out. */
+  /**
+   * After an ejection ran out, until the first call it took since (the set's probe) is judged: when
+   * the ejection began. The set sends an ejected endpoint nothing, so a call taken since is the
+   * probe, even one the set sent before this side's timer fired (a busy event loop).
+   */
   probeFrom: number | undefined;
 }
 
@@ -49,10 +53,13 @@ interface Pending {
  */
 export class Actions {
   /**
-   * Endpoint name -> the key whose anomaly took it out, the timer that ends the ejection here, and
-   * when the set was told it ends (to tell this ejection from one the set made since).
+   * Endpoint name -> the key whose anomaly took it out, when, the timer that ends the ejection here,
+   * and when the set was told it ends (to tell this ejection from one the set made since).
    */
-  readonly #ejected = new Map<string, { key: string; metric: string; timer: TimerHandle; until: number | undefined }>();
+  readonly #ejected = new Map<
+    string,
+    { key: string; metric: string; from: number; timer: TimerHandle; until: number | undefined }
+  >();
   readonly #opened = new Set<string>();
   readonly #pending = new Map<string, Pending>();
 
@@ -104,7 +111,7 @@ export class Actions {
     const pending = this.#pending.get(key);
     // A rejected call never reached the endpoint: it says nothing of it.
     if (pending?.probeFrom === undefined || outcome === 'reject' || !Number.isFinite(latency)) return;
-    // Taken before the ejection ran out: no news of how the endpoint is now.
+    // Taken before the endpoint was ejected: no news of how it is now.
     if (this.clock.now() - latency < pending.probeFrom) return;
     pending.probeFrom = undefined;
     const metric = judged(pending.metric);
@@ -173,6 +180,7 @@ export class Actions {
       return;
     }
     // The set keeps to its own share too, and never takes out its last available endpoint.
+    const from = this.clock.now();
     if (!this.#ejectFrom(set, endpoint, eject.duration)) {
       refuse(endpoint, 'failover');
       return;
@@ -180,7 +188,7 @@ export class Actions {
     const until = this.#states(set)?.find((e) => e.name === endpoint)?.ejectedUntil ?? undefined;
     this.#pending.delete(key);
     const timer = this.clock.setTimeout(() => this.#expired(endpoint), eject.duration);
-    this.#ejected.set(endpoint, { key, metric: pending.metric, timer, until });
+    this.#ejected.set(endpoint, { key, metric: pending.metric, from, timer, until });
     this.#report(key, 'eject', endpoint, true, pending.after === undefined ? 'anomaly' : 'stillRaised');
   }
 
@@ -216,7 +224,7 @@ export class Actions {
     this.#restore(endpoint, 'expired', false);
     const { samples, raised } = this.state(e.key);
     if (raised && !this.#pending.has(e.key))
-      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom: this.clock.now() });
+      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom: e.from });
   }
 
   /**

@@ -142,6 +142,53 @@ describe('early ejection through the set', () => {
     r.api.dispose();
   });
 
+  it('judges the probe even when its own timer fires after the set took the probe (a loaded event loop)', async () => {
+    // CI once saw it: the set's ejection timer fired, its probe went out, and only then the watch's
+    // (a few ms later on a busy loop); the probe counted as "sent before the ejection ran out", so
+    // the set let b back at its full share. Here the watch's timers fire 5 ms late.
+    const clock = new ManualClock(0);
+    const late = {
+      now: () => clock.now(),
+      setTimeout: (callback: () => void, ms: number) => clock.setTimeout(callback, ms + 5),
+      clearTimeout: (handle: Parameters<ManualClock['clearTimeout']>[0]) => clock.clearTimeout(handle),
+    };
+    const bus = createBus();
+    const api = failover({ name: 'api', bus, clock, endpoints: ['a', 'b', 'c'], retry: false, policies: false });
+    const watch = anomalyWatch({
+      bus,
+      clock: late,
+      interval: 1_000,
+      raiseAfter: 1,
+      actions: { eject: { failover: api, duration: 3_000 } },
+    });
+    const ejects: EventOf<'failover.eject'>[] = [];
+    const restores: EventOf<'failover.restore'>[] = [];
+    bus.on('failover.eject', (e) => ejects.push(e));
+    bus.on('failover.restore', (e) => restores.push(e));
+    const interval = async (latency: Record<string, number>) => {
+      for (const [n, ms] of Object.entries(latency)) {
+        for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency: ms });
+      }
+      await clock.advance(1_000);
+    };
+    for (let s = 0; s < 40; s++) await interval({ a: 20 + (s % 3), b: 20 + (s % 3), c: 20 + (s % 3) });
+    await interval({ a: 21, b: 400, c: 22 });
+    expect(ejects).toHaveLength(1);
+    const ejectedAt = ejects[0]?.time ?? 0;
+    await clock.advance(ejectedAt + 3_000 - clock.now()); // the set's ejection ran out, not yet the watch's timer
+    expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
+    const probe = api.execute(async (e) => {
+      await clock.advance(400); // the watch's timer fires 5 ms into the probe
+      watch.observe(`api/${e.name}`, 400, 'success');
+      return e.name;
+    });
+    expect(await probe).toBe('b');
+    expect(ejects.map((e) => e.endpoint)).toEqual(['b', 'b']);
+    expect(restores).toEqual([]);
+    watch.dispose();
+    api.dispose();
+  });
+
   it('lets it back for good once it recovers: fast again after the ejection, it is not an outlier, and clears', async () => {
     const { watch, actions, ejects, interval, normal, api } = rig(['a', 'b', 'c'], 3_000);
     for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
@@ -149,7 +196,8 @@ describe('early ejection through the set', () => {
     for (let s = 0; s < 3; s++) await interval({ a: 21, c: 22 });
     for (let s = 0; s < 10; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
     expect(ejects).toHaveLength(1);
-    expect(actions).toContain('eject b peers (refused)@45000');
+    // Its first call since (the probe) is judged at once, and is no outlier.
+    expect(actions).toContain('eject b peers (refused)@44000');
     expect(actions.some((a) => a.startsWith('eject b stillRaised'))).toBe(false);
     expect(watch.snapshot().keys.find((k) => k.key === 'api/b')?.raised).toBe(false);
     watch.dispose();
