@@ -52,4 +52,69 @@ describe('fastify plugin: a hijacked reply whose client leaves part way', () => 
       await app.close();
     }
   });
+
+  // What the plugin's onResponse hook once covered (it has none now: the response's 'close' frees
+  // a claim that never reached the plugin's onSend). Each sends the same key twice.
+  async function twice(
+    setup: (app: ReturnType<typeof Fastify>, ran: () => void) => void,
+    before?: (app: ReturnType<typeof Fastify>) => void,
+  ) {
+    const store = memoryStore();
+    const app = Fastify();
+    let ran = 0;
+    before?.(app);
+    await app.register(idempotency, { store, scope: 'global', bus: createBus() });
+    setup(app, () => ran++);
+    const send = () =>
+      app.inject({
+        method: 'POST',
+        url: '/reports',
+        headers: { 'idempotency-key': 'k', 'content-type': 'text/plain' },
+        payload: 'hi',
+      });
+    try {
+      const first = await send();
+      for (let turn = 0; turn < 50 && store.snapshot().inProgress > 0; turn++) {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      const inProgress = store.snapshot().inProgress;
+      const second = await send();
+      return { first: first.statusCode, second: second.statusCode, inProgress, ran, entries: store.snapshot().entries };
+    } finally {
+      await app.close();
+    }
+  }
+
+  it('a hijacked reply that ends normally is not stored: its key is freed and a retry runs it again', async () => {
+    const result = await twice((app, ran) =>
+      app.post('/reports', async (_request, reply) => {
+        ran();
+        reply.hijack();
+        reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+        reply.raw.end('whole');
+      }),
+    );
+    expect(result).toEqual({ first: 201, second: 201, inProgress: 0, ran: 2, entries: 0 });
+  });
+
+  it('a response sent after an onSend hook ahead of the plugin failed: its key is not held for the lease', async () => {
+    let failed = 0;
+    const result = await twice(
+      (app, ran) =>
+        app.post('/reports', async (_request, reply) => {
+          ran();
+          return reply.code(201).send('made');
+        }),
+      // Added before the plugin: it runs ahead of the plugin's onSend, and fails once.
+      (app) =>
+        app.addHook('onSend', async (_request, _reply, payload) => {
+          if (failed++ === 0) throw new Error('an onSend hook of the application failed');
+          return payload;
+        }),
+    );
+    // The application's 500 reached the client (Fastify sends it through the onSend hooks again);
+    // a 5xx is not stored by default (store5xx), so the claim is freed, and the retry runs the
+    // route again at once rather than getting 409 for the lease (60 s).
+    expect(result).toEqual({ first: 500, second: 201, inProgress: 0, ran: 2, entries: 1 });
+  });
 });
