@@ -2,6 +2,7 @@
  * Idempotency-Key middleware for Express 4 and 5.
  * @module @holdfast/idempotency/express
  */
+import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { type BodyRead, bodyOf, captureRawBody, readBody } from './http/body.js';
 import {
@@ -123,6 +124,6 @@ function connectionGone(req: Request): boolean {
  * stored: the key is released, so a retry once the route exists (a rolling deploy) runs it, as
  * Fastify skips unmatched routes. A 404 your handler sends is stored like any other response.
  */
-function routerNotFound(status: number, headers: Record<string, unknown>): boolean {
-  return status === 404 && headers['content-security-policy'] === "default-src 'none'";
+function routerNotFound(status: number, res: ServerResponse): boolean {
+  return status === 404 && res.getHeader('content-security-policy') === "default-src 'none'";
 }

@@ -5,13 +5,13 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
   HttpIdempotency,
   type HttpIdempotencyOptions,
   type KeyHeader,
   NodeRequestView,
-  type OutgoingHeaders,
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
@@ -238,7 +238,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const run = state?.run;
     if (state === undefined || run === undefined) return done(null, payload);
     state.run = undefined;
-    const headers = reply.getHeaders() as OutgoingHeaders;
+    const headers = allowedHeaders(reply, run.replayable);
     const stream = asNodeStream(payload);
     if (stream !== undefined) return done(null, teeStream(stream, run, reply.statusCode, headers));
     run.body.add(payload);

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { type AddressInfo, connect } from 'node:net';
 import { createBus } from '@holdfast/core';
-import Fastify from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
@@ -56,8 +56,8 @@ describe('fastify plugin: a hijacked reply whose client leaves part way', () => 
   // What the plugin's onResponse hook once covered (it has none now: the response's 'close' frees
   // a claim that never reached the plugin's onSend). Each sends the same key twice.
   async function twice(
-    setup: (app: ReturnType<typeof Fastify>, ran: () => void) => void,
-    before?: (app: ReturnType<typeof Fastify>) => void,
+    setup: (app: FastifyInstance, ran: () => void) => void,
+    before?: (app: FastifyInstance) => void,
   ) {
     const store = memoryStore();
     const app = Fastify();

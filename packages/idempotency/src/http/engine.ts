@@ -12,7 +12,14 @@ import {
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
 import { inProcess, type StoreNow } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
-import { BodyCollector, type HttpResponse, pickHeaders, replayableHeaders, replayOf } from './capture.js';
+import {
+  BodyCollector,
+  type HttpResponse,
+  pickHeaders,
+  type ReplayableHeaders,
+  replayableHeaders,
+  replayOf,
+} from './capture.js';
 import { requestFingerprint, sameFingerprint } from './fingerprint.js';
 import { type KeyHeader, parseKeyHeader } from './key.js';
 import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
@@ -102,7 +109,7 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly clock: Clock;
   readonly failOpen: boolean;
   readonly #methods: ReadonlySet<string>;
-  readonly #replayable: ReadonlySet<string>;
+  readonly #replayable: ReplayableHeaders;
   readonly #owner: string;
   // An in-process store's calls without a promise: a request settled by them costs no tick and
   // no promise, and no timer is raced against it. Asked again at each call (see #inProcess).
@@ -490,7 +497,7 @@ export class Run {
     readonly key: string,
     readonly stored: string,
     readonly token: string,
-    readonly replayable: ReadonlySet<string>,
+    readonly replayable: ReplayableHeaders,
     maxResponseBytes: number,
     /**
      * The store answers in this process: `finish` and `abandon` have changed the record by the

@@ -1,5 +1,5 @@
 import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { HttpResponse } from './capture.js';
+import { allowedHeaders, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
@@ -33,8 +33,8 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * - A client that disconnects before the response started changes nothing: the handler still
  *   runs to its `end`, which stores the result, so a retry gets 409 then the replay. (A handler
  *   that stops there without calling `end` keeps its key claimed until the lease runs out.)
- * - `unstored(status, headers)`, when true, releases the key of a finished response instead
- *   of storing it (Express: the router's own 404 for a path no route served).
+ * - `unstored(status, res)`, when true, releases the key of a finished response instead of
+ *   storing it (Express: the router's own 404 for a path no route served).
  *
  * How: Express gives each response its app's prototype, whose chain ends in Express's own
  * response object, then Node's. That object (the root) gets `writeHead`, `write` and `end`
@@ -48,7 +48,7 @@ const captures = new WeakMap<ServerResponse, Capture>();
 export function captureNodeResponse(
   res: ServerResponse,
   run: Run,
-  unstored?: (status: number, headers: OutgoingHeaders) => boolean,
+  unstored?: (status: number, res: ServerResponse) => boolean,
 ): void {
   const capture = new Capture(run, unstored);
   const root = rootOf(res, NODE_RESPONSE);
@@ -75,7 +75,7 @@ class Capture {
 
   constructor(
     readonly run: Run,
-    readonly unstored: ((status: number, headers: OutgoingHeaders) => boolean) | undefined,
+    readonly unstored: ((status: number, res: ServerResponse) => boolean) | undefined,
   ) {}
 
   writeHead(res: ServerResponse, args: unknown[]): void {
@@ -99,17 +99,16 @@ class Capture {
     run.body.add(chunk, encodingOf(args[1]));
     const status = res.statusCode;
     const headers = this.#snapshot(res);
-    const settle = this.unstored?.(status, headers) ? run.abandon(`HTTP_${status}`) : run.finish(status, headers);
+    const settle = this.unstored?.(status, res) ? run.abandon(`HTTP_${status}`) : run.finish(status, headers);
     // An in-process store has the record already: the response ends now.
     if (run.atOnce) return end.apply(res, args);
     this.#storing = settle.then(() => end.apply(res, args));
     return res;
   }
 
-  #snapshot(res: ServerResponse, explicit?: OutgoingHeaders): OutgoingHeaders {
-    if (this.#headers === undefined) {
-      this.#headers = explicit === undefined ? res.getHeaders() : Object.assign(res.getHeaders(), explicit);
-    }
+  /** The headers a record may keep, as they are now, once: when first written, else at the end. */
+  #snapshot(res: ServerResponse, explicit?: Record<string, string | string[]>): OutgoingHeaders {
+    this.#headers ??= allowedHeaders(res, this.run.replayable, explicit);
     return this.#headers;
   }
 }

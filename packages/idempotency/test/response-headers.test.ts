@@ -1,0 +1,83 @@
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import Fastify from 'fastify';
+import { describe, expect, it } from 'vitest';
+import { idempotency as expressIdempotency } from '../src/express.js';
+import { idempotency as fastifyIdempotency } from '../src/fastify.js';
+import { memoryStore } from '../src/index.js';
+
+// The adapters read only the headers a record may keep off the response (and `Connection`,
+// whose list names more hop-by-hop headers): what a replay carries, through a real server.
+const options = { scope: 'global' as const, replayHeaders: ['x-trace', 'x-hop'] };
+const set = {
+  'content-type': 'application/json',
+  'x-trace': 'abc',
+  'x-hop': 'dropped',
+  'x-other': 'not listed',
+  connection: 'x-hop',
+};
+
+async function twice(url: string) {
+  const send = () =>
+    fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'idempotency-key': 'k', 'content-type': 'application/json' },
+      body: '{"a":1}',
+    });
+  const first = await send();
+  await first.text();
+  const replay = await send();
+  const body = await replay.text();
+  const picked = (r: Response) => ({
+    replayed: r.headers.get('idempotent-replayed'),
+    trace: r.headers.get('x-trace'),
+    hop: r.headers.get('x-hop'),
+    other: r.headers.get('x-other'),
+  });
+  const type = replay.headers.get('content-type');
+  return { first: picked(first), replay: picked(replay), body, sameType: type === first.headers.get('content-type') };
+}
+
+const expected = {
+  first: { replayed: null, trace: 'abc', hop: 'dropped', other: 'not listed' },
+  replay: { replayed: 'true', trace: 'abc', hop: null, other: null },
+  body: '{"id":1}',
+  sameType: true,
+};
+
+describe('response headers kept for a replay, through a real server', () => {
+  for (const how of ['setHeader', 'writeHead'] as const) {
+    it(`Express, headers given by ${how}: the listed ones, not those Connection names, nor unlisted ones`, async () => {
+      const app = express();
+      app.use(expressIdempotency({ store: memoryStore(), ...options }));
+      app.post('/orders', (_req, res) => {
+        if (how === 'writeHead') {
+          res.writeHead(201, set);
+        } else {
+          for (const [name, value] of Object.entries(set)) res.setHeader(name, value);
+          res.statusCode = 201;
+        }
+        res.end('{"id":1}');
+      });
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise((resolve) => server.once('listening', resolve));
+      try {
+        expect(await twice(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)).toEqual(expected);
+      } finally {
+        await new Promise((resolve) => server.close(resolve));
+      }
+    });
+  }
+
+  it('Fastify: the listed ones, not those Connection names, nor unlisted ones', async () => {
+    const app = Fastify();
+    await app.register(fastifyIdempotency, { store: memoryStore(), ...options });
+    app.post('/orders', async (_request, reply) => reply.code(201).headers(set).send('{"id":1}'));
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      expect(await twice(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`)).toEqual(expected);
+    } finally {
+      await app.close();
+    }
+  });
+});
