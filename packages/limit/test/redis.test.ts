@@ -384,12 +384,16 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     const rl = redisRateLimiter({ client: c, limit: 100, commandTimeout: 200, policies: false });
     await own.kill();
     await expect.poll(() => c.status).not.toBe('ready');
-    const before = c.listenerCount('ready');
+    // ioredis holds a 'ready' listener of its own while each reconnection attempt is under way, so
+    // counts alone were off by one when a check fell inside an attempt (1 of 30 runs). The
+    // limiter's listeners are those the decisions added, synchronously.
+    const before = new Set(c.listeners('ready'));
     const waiting = Array.from({ length: 50 }, () => rl.take('k'));
+    const added = c.listeners('ready').filter((l) => !before.has(l));
     // Before: one listener per decision, and Node warned of a leak at the 11th.
-    expect(c.listenerCount('ready') - before).toBeLessThanOrEqual(1);
+    expect(added.length).toBeLessThanOrEqual(1);
     expect((await Promise.all(waiting)).every((d) => d.allowed)).toBe(true); // failed open
-    expect(c.listenerCount('ready')).toBe(before);
+    for (const l of added) expect(c.listeners('ready')).not.toContain(l);
     expect(rl.snapshot()).toMatchObject({ storeErrors: 50 });
   });
 

@@ -443,20 +443,27 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
     it('frees a key whose claim succeeded only after the store timeout', async () => {
       const inner = await stores.make();
       let slow = true;
+      let released = 0;
       const store: IdempotencyStore = {
         claim: async (...args) => {
           if (slow) await new Promise((r) => setTimeout(r, 300));
           return inner.claim(...args);
         },
         complete: (...args) => inner.complete(...args),
-        release: (...args) => inner.release(...args),
+        release: async (...args) => {
+          const done = await inner.release(...args);
+          released++;
+          return done;
+        },
       };
       const { app, url } = await start({ store, storeTimeoutMs: 100 });
       const key = newKey();
       expectProblem(await send(url('/orders'), { key, body: {} }), 503, problemTypes.storeUnavailable);
       slow = false;
-      // The late claim lands at 300 ms and is released; without that, the key would stay claimed for a lease.
-      await new Promise((r) => setTimeout(r, 450));
+      // The late claim lands at 300 ms and is released; without that, the key would stay claimed for a
+      // lease. Waits for the release itself (bounded), not 450 ms: on a loaded machine the claim's
+      // 300 ms timer and the store's round trip can end later than that.
+      await eventually(() => released === 1, 100).catch(() => {});
       const retry = await send(url('/orders'), { key, body: {} });
       expect(retry.status).toBe(201);
       expect(app.calls.get('orders')).toBe(1);
