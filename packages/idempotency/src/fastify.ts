@@ -91,10 +91,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     };
 
   /**
-   * A claimed request whose client left before its response: once its async handler resolves with
-   * undefined, what Fastify would have sent (and did not, to no one) is sent (an empty body with
-   * the handler's status and headers): the plugin's onSend stores it, as it does for a handler that
-   * resolves with a value, client or not. Reacts after Fastify's own reaction to the same promise.
+   * A claimed request whose client left before its response, once its async handler settled
+   * (reacting after Fastify's own reaction to the same promise). Resolved with undefined: what
+   * Fastify would have sent (and did not, to no one) is sent, an empty body with the handler's
+   * status and headers, and the plugin's onSend stores it, as for a handler that resolves with a
+   * value, client or not. Hijacked (or its raw response written): its key is freed.
    */
   const sendUnsent = (
     request: FastifyRequest,
@@ -103,11 +104,17 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     handled: PromiseLike<unknown>,
   ) => {
     handled.then((payload) => {
-      if (payload !== undefined || run === undefined || stateOf(request)?.run !== run) return;
-      // Sent or being sent (by the handler, or by Fastify to a client it thinks is there).
-      if (reply.sent || reply.raw.headersSent) return;
+      const held = stateOf(request);
+      if (run === undefined || held?.run !== run) return;
+      // Hijacked, or written on the raw response, after its client left: it can never complete.
+      if (reply.sent || reply.raw.headersSent) {
+        held.run = undefined;
+        void run.abandon('E_INCOMPLETE');
+        return;
+      }
+      // A value: Fastify sends it. Nothing, to a client it thinks is there: Fastify sends that too.
       const socket = request.raw.socket;
-      if (!request.raw.aborted && socket !== null && !socket.destroyed) return;
+      if (payload !== undefined || (!request.raw.aborted && socket !== null && !socket.destroyed)) return;
       reply.send();
     }, noop);
   };
