@@ -116,8 +116,11 @@ export class Actions {
     if (pending?.probeFrom === undefined || outcome === 'reject' || !Number.isFinite(latency)) return;
     // Sent before the ejection ran out (in flight at it, or sent under panic): no news of the endpoint now.
     if (this.clock.now() - latency < pending.probeFrom) return;
-    pending.probeFrom = undefined;
     const metric = judged(pending.metric);
+    // A failed probe says nothing of a latency (a refused connection fails at once), and the set
+    // takes the endpoint out again for it itself: its next probe is the one judged.
+    if (outcome === 'failure' && metric !== 'errorRate' && metric !== 'rejectRate') return;
+    pending.probeFrom = undefined;
     const value = metric === 'errorRate' ? Number(outcome === 'failure') : metric === 'rejectRate' ? 0 : latency;
     this.#eject(key, value);
   }

@@ -4,10 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { anomalyWatch } from '../src/index.js';
 
 /** A watch on a real failover set, fed one interval at a time: 10 calls per endpoint at the latency given. */
-function rig(names: string[], duration = 5_000) {
+function rig(names: string[], duration = 5_000, ejection?: { baseTime: number }) {
   const clock = new ManualClock(0);
   const bus = createBus();
-  const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false });
+  const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false, ejection });
   // One slow interval raises: these tests are about what the watch does once an anomaly is raised.
   const watch = anomalyWatch({
     bus,
@@ -230,6 +230,34 @@ describe('early ejection through the set', () => {
     expect(restores).toEqual(['b@44031']);
     watch.dispose();
     api.dispose();
+  });
+
+  it('takes no fast failure for the probe of a latency anomaly: the set ejects b again, and its next probe is judged', async () => {
+    // The set's own ejection for the failed probe lasts 2 x 3 s (not 2 x 30 s: the watch forgets
+    // a key idle for 60 intervals).
+    const r = rig(['a', 'b', 'c'], 3_000, { baseTime: 3_000 });
+    await ejectedAndRunOut(r);
+    // The probe fails at once (a refused connection): it says nothing of b's latency, and the set
+    // itself takes b out again for it.
+    await expect(
+      r.api.execute(async (e) => {
+        await r.clock.advance(2);
+        r.watch.observe(`api/${e.name}`, 2, 'failure');
+        throw new Error(`${e.name} refused`);
+      }),
+    ).rejects.toThrow('b refused');
+    expect(r.ejects.map((e) => [e.endpoint, e.reason])).toEqual([
+      ['b', 'anomaly'],
+      ['b', 'failures'],
+    ]);
+    const out = r.api.snapshot().endpoints.find((e) => e.name === 'b')?.ejectedUntil ?? 0;
+    await r.clock.advance(out - r.clock.now());
+    // The set's next probe answers, as slow as ever: b goes out again before the set lets it back.
+    expect(await call(r, 400)).toBe('b');
+    expect(r.ejects.map((e) => e.reason)).toEqual(['anomaly', 'failures', 'anomaly']);
+    expect(r.restores).toEqual([]);
+    r.watch.dispose();
+    r.api.dispose();
   });
 
   it('judges the probe even when its own timer fires after the set took the probe (a loaded event loop)', async () => {
