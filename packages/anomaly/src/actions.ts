@@ -40,8 +40,10 @@ interface Pending {
   readonly after: number | undefined;
   /**
    * After an ejection ran out, until the first call it took since (the set's probe) is judged: when
-   * the ejection began. The set sends an ejected endpoint nothing, so a call taken since is the
-   * probe, even one the set sent before this side's timer fired (a busy event loop).
+   * the set's ejection ran out (it began no earlier than this side's, for the same time). The
+   * set's probe is sent no earlier, even when this side's timer fires after it (a busy event
+   * loop); a call sent before is no probe: one in flight at the ejection (sent in its very
+   * millisecond, too), or one the set sent while ejected (under panic it sends to every endpoint).
    */
   probeFrom: number | undefined;
 }
@@ -53,12 +55,13 @@ interface Pending {
  */
 export class Actions {
   /**
-   * Endpoint name -> the key whose anomaly took it out, when, the timer that ends the ejection here,
-   * and when the set was told it ends (to tell this ejection from one the set made since).
+   * Endpoint name -> the key whose anomaly took it out, when it runs out (`from` the ejection plus
+   * its duration), the timer that ends the ejection here, and when the set was told it ends (to
+   * tell this ejection from one the set made since).
    */
   readonly #ejected = new Map<
     string,
-    { key: string; metric: string; from: number; timer: TimerHandle; until: number | undefined }
+    { key: string; metric: string; runsOut: number; timer: TimerHandle; until: number | undefined }
   >();
   readonly #opened = new Set<string>();
   readonly #pending = new Map<string, Pending>();
@@ -111,10 +114,13 @@ export class Actions {
     const pending = this.#pending.get(key);
     // A rejected call never reached the endpoint: it says nothing of it.
     if (pending?.probeFrom === undefined || outcome === 'reject' || !Number.isFinite(latency)) return;
-    // Taken before the endpoint was ejected: no news of how it is now.
+    // Sent before the ejection ran out (in flight at it, or sent under panic): no news of the endpoint now.
     if (this.clock.now() - latency < pending.probeFrom) return;
-    pending.probeFrom = undefined;
     const metric = judged(pending.metric);
+    // A failed probe says nothing of a latency (a refused connection fails at once), and the set
+    // takes the endpoint out again for it itself: its next probe is the one judged.
+    if (outcome === 'failure' && metric !== 'errorRate' && metric !== 'rejectRate') return;
+    pending.probeFrom = undefined;
     const value = metric === 'errorRate' ? Number(outcome === 'failure') : metric === 'rejectRate' ? 0 : latency;
     this.#eject(key, value);
   }
@@ -180,7 +186,8 @@ export class Actions {
       return;
     }
     // The set keeps to its own share too, and never takes out its last available endpoint.
-    const from = this.clock.now();
+    // Read before the set's ejection begins: its probe goes no earlier than this plus the duration.
+    const runsOut = this.clock.now() + eject.duration;
     if (!this.#ejectFrom(set, endpoint, eject.duration)) {
       refuse(endpoint, 'failover');
       return;
@@ -188,7 +195,7 @@ export class Actions {
     const until = this.#states(set)?.find((e) => e.name === endpoint)?.ejectedUntil ?? undefined;
     this.#pending.delete(key);
     const timer = this.clock.setTimeout(() => this.#expired(endpoint), eject.duration);
-    this.#ejected.set(endpoint, { key, metric: pending.metric, from, timer, until });
+    this.#ejected.set(endpoint, { key, metric: pending.metric, runsOut, timer, until });
     this.#report(key, 'eject', endpoint, true, pending.after === undefined ? 'anomaly' : 'stillRaised');
   }
 
@@ -224,7 +231,7 @@ export class Actions {
     this.#restore(endpoint, 'expired', false);
     const { samples, raised } = this.state(e.key);
     if (raised && !this.#pending.has(e.key))
-      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom: e.from });
+      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom: e.runsOut });
   }
 
   /**

@@ -4,10 +4,10 @@ import { describe, expect, it } from 'vitest';
 import { anomalyWatch } from '../src/index.js';
 
 /** A watch on a real failover set, fed one interval at a time: 10 calls per endpoint at the latency given. */
-function rig(names: string[], duration = 5_000) {
+function rig(names: string[], duration = 5_000, ejection?: { baseTime: number }) {
   const clock = new ManualClock(0);
   const bus = createBus();
-  const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false });
+  const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false, ejection });
   // One slow interval raises: these tests are about what the watch does once an anomaly is raised.
   const watch = anomalyWatch({
     bus,
@@ -142,6 +142,124 @@ describe('early ejection through the set', () => {
     r.api.dispose();
   });
 
+  it('takes no call in flight at the ejection for its probe, even one sent in the same millisecond', async () => {
+    // On the process clock (whole ms) the set sends b calls up to the very tick the watch's
+    // interval ejects it: a call sent in that millisecond starts "at" the ejection. One that hangs
+    // through the ejection and answers after it ran out says nothing of b now.
+    const r = rig(['a', 'b', 'c'], 3_000);
+    await ejectedAndRunOut(r);
+    await r.clock.advance(10);
+    r.watch.observe('api/b', r.clock.now() - 41_000, 'success'); // sent at 41000, as b was ejected
+    expect(r.ejects).toHaveLength(1);
+    // The set's probe is what says how b is now: recovered, it is let back.
+    expect(await call(r, 21)).toBe('b');
+    expect(r.ejects).toHaveLength(1);
+    expect(r.restores).toEqual(['b@44031']);
+    r.watch.dispose();
+    r.api.dispose();
+  });
+
+  it('takes no call the set sent b while ejected (panic spreads calls over every endpoint) for its probe', async () => {
+    // Under panic (fewer than panicThreshold of the endpoints available) the set sends calls to
+    // every endpoint in service, an ejected one too: those calls are no probe.
+    const clock = new ManualClock(0);
+    const bus = createBus();
+    const api = failover({
+      name: 'api',
+      bus,
+      clock,
+      endpoints: ['a', 'b', 'c'],
+      retry: false,
+      policies: false,
+      panicThreshold: 0.7,
+    });
+    const watch = anomalyWatch({
+      bus,
+      clock,
+      interval: 1_000,
+      raiseAfter: 1,
+      actions: { eject: { failover: api, duration: 3_000 } },
+    });
+    const ejects: EventOf<'failover.eject'>[] = [];
+    const restores: string[] = [];
+    bus.on('failover.eject', (e) => ejects.push(e));
+    bus.on('failover.restore', (e) => restores.push(`${e.endpoint}@${e.time}`));
+    const interval = async (latency: Record<string, number>) => {
+      for (const [n, ms] of Object.entries(latency)) {
+        for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency: ms });
+      }
+      await clock.advance(1_000);
+    };
+    for (let s = 0; s < 40; s++) await interval({ a: 20 + (s % 3), b: 20 + (s % 3), c: 20 + (s % 3) });
+    await interval({ a: 21, b: 400, c: 22 });
+    expect(ejects.map((e) => [e.endpoint, e.time])).toEqual([['b', 41_000]]);
+    expect(api.snapshot().panic).toBe(true);
+    // A second into the ejection, the set sends b a call (panic): b, still slow then, holds it.
+    await clock.advance(1_000);
+    let answer: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      answer = resolve;
+    });
+    const sent: string[] = [];
+    const slow: Promise<unknown>[] = [];
+    for (let i = 0; i < 3; i++) {
+      const start = clock.now();
+      slow.push(
+        api.execute(async (e) => {
+          sent.push(e.name);
+          if (e.name === 'b') await held;
+          watch.observe(`api/${e.name}`, clock.now() - start, 'success');
+          return e.name;
+        }),
+      );
+    }
+    expect(sent).toContain('b');
+    // The ejection runs out; b has recovered, and its call of a second in answers just after.
+    await clock.advance(2_010);
+    answer();
+    await Promise.all(slow);
+    expect(ejects).toHaveLength(1);
+    // The set's probe is fast: b is let back.
+    const probe = await api.execute(async (e) => {
+      await clock.advance(21);
+      watch.observe(`api/${e.name}`, 21, 'success');
+      return e.name;
+    });
+    expect(probe).toBe('b');
+    expect(ejects).toHaveLength(1);
+    expect(restores).toEqual(['b@44031']);
+    watch.dispose();
+    api.dispose();
+  });
+
+  it('takes no fast failure for the probe of a latency anomaly: the set ejects b again, and its next probe is judged', async () => {
+    // The set's own ejection for the failed probe lasts 2 x 3 s (not 2 x 30 s: the watch forgets
+    // a key idle for 60 intervals).
+    const r = rig(['a', 'b', 'c'], 3_000, { baseTime: 3_000 });
+    await ejectedAndRunOut(r);
+    // The probe fails at once (a refused connection): it says nothing of b's latency, and the set
+    // itself takes b out again for it.
+    await expect(
+      r.api.execute(async (e) => {
+        await r.clock.advance(2);
+        r.watch.observe(`api/${e.name}`, 2, 'failure');
+        throw new Error(`${e.name} refused`);
+      }),
+    ).rejects.toThrow('b refused');
+    expect(r.ejects.map((e) => [e.endpoint, e.reason])).toEqual([
+      ['b', 'anomaly'],
+      ['b', 'failures'],
+    ]);
+    const out = r.api.snapshot().endpoints.find((e) => e.name === 'b')?.ejectedUntil ?? 0;
+    await r.clock.advance(out - r.clock.now());
+    // The set's next probe answers, as slow as ever: b goes out again before the set lets it back.
+    expect(await call(r, 400)).toBe('b');
+    expect(r.ejects.map((e) => e.reason)).toEqual(['anomaly', 'failures', 'anomaly']);
+    expect(r.restores).toEqual([]);
+    r.watch.dispose();
+    r.api.dispose();
+  });
+
   it('judges the probe even when its own timer fires after the set took the probe (a loaded event loop)', async () => {
     // CI once saw it: the set's ejection timer fired, its probe went out, and only then the watch's
     // (a few ms later on a busy loop); the probe counted as "sent before the ejection ran out", so
@@ -196,8 +314,9 @@ describe('early ejection through the set', () => {
     for (let s = 0; s < 3; s++) await interval({ a: 21, c: 22 });
     for (let s = 0; s < 10; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
     expect(ejects).toHaveLength(1);
-    // Its first call since (the probe) is judged at once, and is no outlier.
-    expect(actions).toContain('eject b peers (refused)@44000');
+    // The calls this rig reports at 44000 (20 ms each) were sent at 43980, before the ejection ran
+    // out: none is its probe. Its first interval back is judged, and is no outlier.
+    expect(actions).toContain('eject b peers (refused)@45000');
     expect(actions.some((a) => a.startsWith('eject b stillRaised'))).toBe(false);
     expect(watch.snapshot().keys.find((k) => k.key === 'api/b')?.raised).toBe(false);
     watch.dispose();

@@ -120,10 +120,15 @@ function connectionGone(req: Request): boolean {
 
 /**
  * Whether a response is Express's own 404 for a path no route served (its final handler,
- * `finalhandler`, answers 404 with `Content-Security-Policy: default-src 'none'`). It is not
- * stored: the key is released, so a retry once the route exists (a rolling deploy) runs it, as
- * Fastify skips unmatched routes. A 404 your handler sends is stored like any other response.
+ * `finalhandler`, answers 404 in HTML with `Content-Security-Policy: default-src 'none'`). It is
+ * not stored: the key is released, so a retry once the route exists (a rolling deploy) runs it,
+ * as Fastify skips unmatched routes. A 404 your handler sends is stored like any other response,
+ * also on an API that sends that policy on every response (its 404s are not finalhandler's HTML).
  */
 function routerNotFound(status: number, res: ServerResponse): boolean {
-  return status === 404 && res.getHeader('content-security-policy') === "default-src 'none'";
+  return (
+    status === 404 &&
+    res.getHeader('content-security-policy') === "default-src 'none'" &&
+    res.getHeader('content-type') === 'text/html; charset=utf-8'
+  );
 }

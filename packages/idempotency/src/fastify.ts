@@ -4,7 +4,7 @@
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
@@ -60,6 +60,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const config = route.config as { idempotency?: unknown } | undefined;
     const override = config?.idempotency;
     const owner = `${OWNER} (route ${route.method} ${route.url})`;
+    if (override !== false && typeof route.handler === 'function') route.handler = watched(route.handler);
     if (override === undefined || override === true || override === false) return;
     // Anything else ("true", null, 1, a list) would leave the route silently unguarded: refuse it.
     if (typeof override !== 'object' || override === null || Array.isArray(override)) {
@@ -74,6 +75,49 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (perRoute.has(override)) return;
     perRoute.set(override, new HttpIdempotency<FastifyRequest>(owner, { ...base, ...override }));
   });
+
+  // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
+  // resolves with undefined once its client has left (no onSend), though the handler ran.
+  const watched = (handler: RouteHandlerMethod): RouteHandlerMethod =>
+    function (this: FastifyInstance, request, reply) {
+      const result = handler.call(this, request, reply);
+      const state = stateOf(request);
+      if (state?.run !== undefined && isThenable(result)) {
+        state.handled = result;
+        // Its client left already: Fastify's own reaction to the promise comes first.
+        if (state.left) queueMicrotask(() => sendUnsent(request, reply, state.run, result));
+      }
+      return result;
+    };
+
+  /**
+   * A claimed request whose client left before its response, once its async handler settled
+   * (reacting after Fastify's own reaction to the same promise). Resolved with undefined: what
+   * Fastify would have sent (and did not, to no one) is sent, an empty body with the handler's
+   * status and headers, and the plugin's onSend stores it, as for a handler that resolves with a
+   * value, client or not. Hijacked (or its raw response written): its key is freed.
+   */
+  const sendUnsent = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    run: Run | undefined,
+    handled: PromiseLike<unknown>,
+  ) => {
+    handled.then((payload) => {
+      const held = stateOf(request);
+      if (run === undefined || held?.run !== run) return;
+      // Hijacked, or written on the raw response, after its client left: it can never complete.
+      if (reply.sent || reply.raw.headersSent) {
+        held.run = undefined;
+        void run.abandon('E_INCOMPLETE');
+        return;
+      }
+      // A value: Fastify sends it. Nothing, to a client it thinks is there: Fastify sends that too.
+      const socket = request.raw.socket;
+      if (payload !== undefined || (!request.raw.aborted && socket !== null && !socket.destroyed)) return;
+      reply.send();
+    }, noop);
+  };
 
   const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
     if (request.is404) return undefined;
@@ -99,7 +143,16 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       return done(null, payload);
     }
     const chunks: Buffer[] = [];
-    const state: RequestState = { core, header, chunks, run: undefined, complete: false, watched: false };
+    const state: RequestState = {
+      core,
+      header,
+      chunks,
+      run: undefined,
+      complete: false,
+      watched: false,
+      handled: undefined,
+      left: false,
+    };
     keep(request, state);
     // No body (Fastify reads none): nothing to wait for.
     const { 'content-length': length, 'transfer-encoding': chunked } = request.headers;
@@ -215,7 +268,16 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (decision.action === 'run') {
       const run = decision.run;
       if (state === undefined) {
-        keep(request, { core, header: undefined, chunks: undefined, run, complete: true, watched: false });
+        keep(request, {
+          core,
+          header: undefined,
+          chunks: undefined,
+          run,
+          complete: true,
+          watched: false,
+          handled: undefined,
+          left: false,
+        });
       } else state.run = run;
       // A response that closes without reaching onSend (a hijacked reply, ended or left by its
       // client) frees its key, not held for its lease. (A reply not hijacked is still the
@@ -224,9 +286,16 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       // never ran for a client that left). 'close' comes once: `on` spares `once`'s wrapper.
       reply.raw.on('close', () => {
         const held = stateOf(request);
-        if (held?.run !== run || !reply.sent) return;
-        held.run = undefined;
-        void run.abandon('E_INCOMPLETE');
+        if (held?.run !== run) return;
+        if (reply.sent) {
+          held.run = undefined;
+          void run.abandon('E_INCOMPLETE');
+          return;
+        }
+        // Its client left first: the handler's response is still stored when it comes, and an
+        // async handler's that Fastify drops (it resolved with nothing) is sent for it.
+        held.left = true;
+        if (held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
       });
     }
     done();
@@ -280,7 +349,17 @@ interface RequestState {
   watched: boolean;
   /** Called once the body has all come. */
   onComplete?: (() => void) | undefined;
+  /** Once claimed: the promise its async handler returned. */
+  handled: PromiseLike<unknown> | undefined;
+  /** Once claimed: its response closed unsent (its client left). */
+  left: boolean;
 }
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
+}
+
+function noop(): void {}
 
 /** Passes the body's chunks on unchanged, keeping each. */
 class Tee extends Transform {

@@ -80,4 +80,31 @@ describe('response headers kept for a replay, through a real server', () => {
       await app.close();
     }
   });
+
+  it('Express, a header given twice in a flat writeHead list: the replay carries what was sent', async () => {
+    // Once a header is set (Express sets X-Powered-By), Node applies writeHead's list with
+    // setHeader: on Node 20 the last value of a name wins, on Node 22 both are sent. The record
+    // took both values from the list, whatever Node sent: a replay unlike the response.
+    const app = express();
+    app.use(expressIdempotency({ store: memoryStore(), scope: 'global', replayHeaders: ['link'] }));
+    app.post('/orders', (_req, res) => {
+      res.writeHead(201, ['Content-Type', 'application/json', 'Link', '</a>', 'Link', '</b>']);
+      res.end('{"id":1}');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/orders`;
+    const send = () => fetch(url, { method: 'POST', headers: { 'idempotency-key': 'k' }, body: '{}' });
+    try {
+      const first = await send();
+      await first.text();
+      const replay = await send();
+      await replay.text();
+      expect(replay.headers.get('idempotent-replayed')).toBe('true');
+      expect(replay.headers.get('link')).toBe(first.headers.get('link'));
+      expect(replay.headers.get('content-type')).toBe('application/json');
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });

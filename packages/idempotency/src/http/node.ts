@@ -78,10 +78,24 @@ class Capture {
     readonly unstored: ((status: number, res: ServerResponse) => boolean) | undefined,
   ) {}
 
-  writeHead(res: ServerResponse, args: unknown[]): void {
-    // Headers given to writeHead() are not always visible to getHeaders(): keep them.
-    if (this.#headers === undefined)
-      this.#snapshot(res, headersOf(args.find((a) => typeof a === 'object' && a !== null)));
+  /** Runs the response's `writeHead` (the layers below and Node's), the headers taken before. */
+  writeHead(res: ServerResponse, args: unknown[], writeHead: Method): unknown {
+    if (this.#headers !== undefined) return writeHead.apply(res, args);
+    // Headers given to writeHead() are not always visible to getHeader(): keep them.
+    const explicit = headersOf(args.find((a) => typeof a === 'object' && a !== null));
+    const headers = this.#snapshot(res, explicit);
+    const result = writeHead.apply(res, args);
+    // Once a header was set, Node applies the ones given to writeHead() to the response's headers
+    // as it sends them, its own way (on Node 20 a name given twice in a flat list keeps its last
+    // value): for those names, what the response shows now is what was sent.
+    if (explicit !== undefined) {
+      for (const name of Object.keys(explicit)) {
+        if (!Object.hasOwn(headers, name)) continue;
+        const sent = res.getHeader(name);
+        if (sent !== undefined) headers[name] = sent;
+      }
+    }
+    return result;
   }
 
   write(chunk: unknown, encoding: unknown): void {
@@ -147,8 +161,9 @@ function patchRoot(root: object): void {
   const parent = Object.getPrototypeOf(root) as Record<(typeof METHODS)[number], Method>;
   const methods: Record<(typeof METHODS)[number], Method> = {
     writeHead(...args) {
-      captures.get(this)?.writeHead(this, args);
-      return (ownWriteHead ?? parent.writeHead).apply(this, args);
+      const capture = captures.get(this);
+      const writeHead = ownWriteHead ?? parent.writeHead;
+      return capture === undefined ? writeHead.apply(this, args) : capture.writeHead(this, args, writeHead);
     },
     write(...args) {
       captures.get(this)?.write(args[0], args[1]);
@@ -171,8 +186,7 @@ function patchInstance(res: ServerResponse, capture: Capture): void {
   const write = res.write as Method;
   const end = res.end as Method;
   res.writeHead = function (this: ServerResponse, ...args: unknown[]) {
-    capture.writeHead(this, args);
-    return writeHead.apply(this, args);
+    return capture.writeHead(this, args, writeHead);
   } as ServerResponse['writeHead'];
   res.write = function (this: ServerResponse, ...args: unknown[]) {
     capture.write(args[0], args[1]);
