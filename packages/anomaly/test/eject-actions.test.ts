@@ -1,17 +1,34 @@
-import { createBus, type EventOf, ManualClock } from '@holdfast/core';
+import { type Clock, createBus, type EventOf, ManualClock } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { describe, expect, it } from 'vitest';
 import { anomalyWatch } from '../src/index.js';
 
-/** A watch on a real failover set, fed one interval at a time: 10 calls per endpoint at the latency given. */
-function rig(names: string[], duration = 5_000, ejection?: { baseTime: number }) {
+/**
+ * A watch on a real failover set, fed one interval at a time: 10 calls per endpoint at the latency
+ * given. `set`: more options of the set; `watchClock`: the watch's own clock (made from the shared one).
+ */
+function rig(
+  names: string[],
+  duration = 5_000,
+  ejection?: { baseTime: number },
+  more: { set?: { panicThreshold?: number }; watchClock?: (clock: ManualClock) => Clock } = {},
+) {
   const clock = new ManualClock(0);
   const bus = createBus();
-  const api = failover({ name: 'api', bus, clock, endpoints: names, retry: false, policies: false, ejection });
+  const api = failover({
+    name: 'api',
+    bus,
+    clock,
+    endpoints: names,
+    retry: false,
+    policies: false,
+    ejection,
+    ...more.set,
+  });
   // One slow interval raises: these tests are about what the watch does once an anomaly is raised.
   const watch = anomalyWatch({
     bus,
-    clock,
+    clock: more.watchClock?.(clock) ?? clock,
     interval: 1_000,
     raiseAfter: 1,
     actions: { eject: { failover: api, duration } },
@@ -162,35 +179,10 @@ describe('early ejection through the set', () => {
   it('takes no call the set sent b while ejected (panic spreads calls over every endpoint) for its probe', async () => {
     // Under panic (fewer than panicThreshold of the endpoints available) the set sends calls to
     // every endpoint in service, an ejected one too: those calls are no probe.
-    const clock = new ManualClock(0);
-    const bus = createBus();
-    const api = failover({
-      name: 'api',
-      bus,
-      clock,
-      endpoints: ['a', 'b', 'c'],
-      retry: false,
-      policies: false,
-      panicThreshold: 0.7,
+    const { clock, api, watch, ejects, restores, interval, normal } = rig(['a', 'b', 'c'], 3_000, undefined, {
+      set: { panicThreshold: 0.7 },
     });
-    const watch = anomalyWatch({
-      bus,
-      clock,
-      interval: 1_000,
-      raiseAfter: 1,
-      actions: { eject: { failover: api, duration: 3_000 } },
-    });
-    const ejects: EventOf<'failover.eject'>[] = [];
-    const restores: string[] = [];
-    bus.on('failover.eject', (e) => ejects.push(e));
-    bus.on('failover.restore', (e) => restores.push(`${e.endpoint}@${e.time}`));
-    const interval = async (latency: Record<string, number>) => {
-      for (const [n, ms] of Object.entries(latency)) {
-        for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency: ms });
-      }
-      await clock.advance(1_000);
-    };
-    for (let s = 0; s < 40; s++) await interval({ a: 20 + (s % 3), b: 20 + (s % 3), c: 20 + (s % 3) });
+    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
     await interval({ a: 21, b: 400, c: 22 });
     expect(ejects.map((e) => [e.endpoint, e.time])).toEqual([['b', 41_000]]);
     expect(api.snapshot().panic).toBe(true);
@@ -264,32 +256,15 @@ describe('early ejection through the set', () => {
     // CI once saw it: the set's ejection timer fired, its probe went out, and only then the watch's
     // (a few ms later on a busy loop); the probe counted as "sent before the ejection ran out", so
     // the set let b back at its full share. Here the watch's timers fire 5 ms late.
-    const clock = new ManualClock(0);
-    const late = {
+    const late = (clock: ManualClock): Clock => ({
       now: () => clock.now(),
       setTimeout: (callback: () => void, ms: number) => clock.setTimeout(callback, ms + 5),
-      clearTimeout: (handle: Parameters<ManualClock['clearTimeout']>[0]) => clock.clearTimeout(handle),
-    };
-    const bus = createBus();
-    const api = failover({ name: 'api', bus, clock, endpoints: ['a', 'b', 'c'], retry: false, policies: false });
-    const watch = anomalyWatch({
-      bus,
-      clock: late,
-      interval: 1_000,
-      raiseAfter: 1,
-      actions: { eject: { failover: api, duration: 3_000 } },
+      clearTimeout: (handle) => clock.clearTimeout(handle),
     });
-    const ejects: EventOf<'failover.eject'>[] = [];
-    const restores: EventOf<'failover.restore'>[] = [];
-    bus.on('failover.eject', (e) => ejects.push(e));
-    bus.on('failover.restore', (e) => restores.push(e));
-    const interval = async (latency: Record<string, number>) => {
-      for (const [n, ms] of Object.entries(latency)) {
-        for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency: ms });
-      }
-      await clock.advance(1_000);
-    };
-    for (let s = 0; s < 40; s++) await interval({ a: 20 + (s % 3), b: 20 + (s % 3), c: 20 + (s % 3) });
+    const { clock, api, watch, ejects, restores, interval, normal } = rig(['a', 'b', 'c'], 3_000, undefined, {
+      watchClock: late,
+    });
+    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
     await interval({ a: 21, b: 400, c: 22 });
     expect(ejects).toHaveLength(1);
     const ejectedAt = ejects[0]?.time ?? 0;
