@@ -1,10 +1,14 @@
+import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
+import { closeAll, listenNode } from './http-support/body-apps.js';
+
+afterEach(closeAll);
 
 // The adapters read only the headers a record may keep off the response (and `Connection`,
 // whose list names more hop-by-hop headers): what a replay carries, through a real server.
@@ -59,13 +63,7 @@ describe('response headers kept for a replay, through a real server', () => {
         }
         res.end('{"id":1}');
       });
-      const server = app.listen(0, '127.0.0.1');
-      await new Promise((resolve) => server.once('listening', resolve));
-      try {
-        expect(await twice(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)).toEqual(expected);
-      } finally {
-        await new Promise((resolve) => server.close(resolve));
-      }
+      expect(await twice(`http://127.0.0.1:${await listenNode(createServer(app))}`)).toEqual(expected);
     });
   }
 
@@ -91,20 +89,14 @@ describe('response headers kept for a replay, through a real server', () => {
       res.writeHead(201, ['Content-Type', 'application/json', 'Link', '</a>', 'Link', '</b>']);
       res.end('{"id":1}');
     });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((resolve) => server.once('listening', resolve));
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/orders`;
+    const url = `http://127.0.0.1:${await listenNode(createServer(app))}/orders`;
     const send = () => fetch(url, { method: 'POST', headers: { 'idempotency-key': 'k' }, body: '{}' });
-    try {
-      const first = await send();
-      await first.text();
-      const replay = await send();
-      await replay.text();
-      expect(replay.headers.get('idempotent-replayed')).toBe('true');
-      expect(replay.headers.get('link')).toBe(first.headers.get('link'));
-      expect(replay.headers.get('content-type')).toBe('application/json');
-    } finally {
-      await new Promise((resolve) => server.close(resolve));
-    }
+    const first = await send();
+    await first.text();
+    const replay = await send();
+    await replay.text();
+    expect(replay.headers.get('idempotent-replayed')).toBe('true');
+    expect(replay.headers.get('link')).toBe(first.headers.get('link'));
+    expect(replay.headers.get('content-type')).toBe('application/json');
   });
 });
