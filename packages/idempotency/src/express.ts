@@ -13,7 +13,7 @@ import {
   NodeRequestView,
   problem,
 } from './http/index.js';
-import { captureNodeResponse, sendRaw } from './http/node.js';
+import { captureNodeResponse, type Ending, sendRaw } from './http/node.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
 export type ExpressIdempotencyOptions = HttpIdempotencyOptions<Request>;
@@ -64,7 +64,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
             hangUp(res);
             return;
           }
-          captureNodeResponse(res, decision.run, routerNotFound);
+          captureNodeResponse(res, decision.run, ending);
         }
         next();
       }
@@ -117,6 +117,20 @@ function hangUp(res: Response): void {
 function connectionGone(req: Request): boolean {
   return req.destroyed && !req.readableEnded;
 }
+
+/**
+ * What a finished response is when it is not the handler's own. A 5xx sent once a timeout
+ * middleware timed the request out (connect-timeout sets `req.timedout`) went out while the
+ * handler may still run, and Express gives no sign of its end: it is stored as the key's
+ * answer, whatever its status, so a retry never runs the handler beside the first or after it.
+ * The router's own 404 is released.
+ */
+const ending: Ending = (status, res) => {
+  if (status >= 500 && ((res as Response).req as { timedout?: unknown } | undefined)?.timedout === true) {
+    return 'outlived';
+  }
+  return routerNotFound(status, res) ? 'release' : undefined;
+};
 
 /**
  * Whether a response is Express's own 404 for a path no route served (its final handler,

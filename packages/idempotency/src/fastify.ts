@@ -311,6 +311,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const stream = asNodeStream(payload);
     if (stream !== undefined) return done(null, teeStream(stream, run, reply.statusCode, headers));
     run.body.add(payload);
+    // Fastify's handlerTimeout answers while the handler still runs (it aborts request.signal
+    // with its error first): the key waits for the handler, and a retry cannot run beside it.
+    if (reply.statusCode >= 500 && timedOut(request)) {
+      void run.finishAfter(reply.statusCode, headers, state.handled);
+      return done(null, payload);
+    }
     const settled = run.finish(reply.statusCode, headers);
     // An in-process store has the record already: the reply goes now, and Fastify sends it
     // without waiting a tick (a reply still unsent when the handler's promise settles costs a
@@ -360,6 +366,14 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function noop(): void {}
+
+/** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */
+function timedOut(request: FastifyRequest): boolean {
+  const signal = request.signal as AbortSignal | undefined; // none on an older Fastify 5
+  return (
+    signal?.aborted === true && (signal.reason as { code?: unknown } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT'
+  );
+}
 
 /** Passes the body's chunks on unchanged, keeping each. */
 class Tee extends Transform {

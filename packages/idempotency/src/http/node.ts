@@ -33,8 +33,10 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * - A client that disconnects before the response started changes nothing: the handler still
  *   runs to its `end`, which stores the result, so a retry gets 409 then the replay. (A handler
  *   that stops there without calling `end` keeps its key claimed until the lease runs out.)
- * - `unstored(status, res)`, when true, releases the key of a finished response instead of
- *   storing it (Express: the router's own 404 for a path no route served).
+ * - `ending(status, res)` says what a finished response is when it is not the handler's own:
+ *   `'release'` releases its key instead of storing it (Express: the router's own 404 for a path
+ *   no route served); `'outlived'`, an answer sent while the handler may still run (a timeout
+ *   middleware's 5xx), is stored whatever its status (see {@link Run.finishAfter}).
  *
  * How: Express gives each response its app's prototype, whose chain ends in Express's own
  * response object, then Node's. That object (the root) gets `writeHead`, `write` and `end`
@@ -45,12 +47,8 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * already swapped its prototype.) A response without such a root, one whose methods a layer
  * before us replaced on the response itself, or one watched twice, gets its own methods.
  */
-export function captureNodeResponse(
-  res: ServerResponse,
-  run: Run,
-  unstored?: (status: number, res: ServerResponse) => boolean,
-): void {
-  const capture = new Capture(run, unstored);
+export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Ending): void {
+  const capture = new Capture(run, ending);
   const root = rootOf(res, NODE_RESPONSE);
   if (root !== undefined && !captures.has(res) && !ownsMethods(res)) {
     if (!patched.has(root)) patchRoot(root);
@@ -75,7 +73,7 @@ class Capture {
 
   constructor(
     readonly run: Run,
-    readonly unstored: ((status: number, res: ServerResponse) => boolean) | undefined,
+    readonly ending: Ending | undefined,
   ) {}
 
   /** Runs the response's `writeHead` (the layers below and Node's), the headers taken before. */
@@ -113,7 +111,13 @@ class Capture {
     run.body.add(chunk, encodingOf(args[1]));
     const status = res.statusCode;
     const headers = this.#snapshot(res);
-    const settle = this.unstored?.(status, res) ? run.abandon(`HTTP_${status}`) : run.finish(status, headers);
+    const how = this.ending?.(status, res);
+    const settle =
+      how === 'release'
+        ? run.abandon(`HTTP_${status}`)
+        : how === 'outlived'
+          ? run.finishAfter(status, headers, undefined)
+          : run.finish(status, headers);
     // An in-process store has the record already: the response ends now.
     if (run.atOnce) return end.apply(res, args);
     this.#storing = settle.then(() => end.apply(res, args));
@@ -126,6 +130,9 @@ class Capture {
     return this.#headers;
   }
 }
+
+/** What a finished response is when it is not simply the handler's own: see {@link captureNodeResponse}. */
+export type Ending = (status: number, res: ServerResponse) => 'release' | 'outlived' | undefined;
 
 const NODE_RESPONSE = ServerResponse.prototype;
 const METHODS = ['writeHead', 'write', 'end'] as const;

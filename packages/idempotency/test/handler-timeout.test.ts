@@ -1,0 +1,200 @@
+import type { AddressInfo } from 'node:net';
+import { createBus } from '@holdfast/core';
+import timeout from 'connect-timeout';
+import express from 'express';
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import { afterAll, describe, expect, it } from 'vitest';
+import { idempotency as expressIdempotency } from '../src/express.js';
+import { idempotency } from '../src/fastify.js';
+import type { StoreFactory } from './http-support/conformance.js';
+import { memoryStores, redisStores } from './http-support/stores.js';
+
+/**
+ * A framework's timeout answers 503 while the handler still runs: Fastify's `handlerTimeout`,
+ * Express's connect-timeout. A 5xx frees its key by default, so a retry, sent as soon as the
+ * client read the 503, ran the handler a second time beside the first (two orders for one key).
+ */
+let apps = 0;
+/** A key of each app's own: the Redis suite's apps share one server. */
+const order = () => ({ 'idempotency-key': `k-${++apps}`, 'content-type': 'application/json' });
+
+function gate() {
+  let open: () => void = () => {};
+  let fail: (error: Error) => void = () => {};
+  const promise = new Promise<void>((resolve, reject) => {
+    open = resolve;
+    fail = reject;
+  });
+  return { promise, open, fail };
+}
+
+/** Sends the key again until it is no longer in progress (bounded): the handler's end settles it. */
+async function retryUntilSettled<R extends { statusCode: number }>(send: () => Promise<R>): Promise<R> {
+  let response = await send();
+  for (let turn = 0; turn < 200 && response.statusCode === 409; turn++) {
+    await new Promise((r) => setTimeout(r, 10));
+    response = await send();
+  }
+  return response;
+}
+
+function fastifySuite(stores: StoreFactory) {
+  describe(`fastify handlerTimeout (${stores.name})`, () => {
+    async function app(handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown) {
+      const store = await stores.make();
+      const server = Fastify({ handlerTimeout: 100 });
+      let ran = 0;
+      await server.register(idempotency, { store, scope: 'global', bus: createBus() });
+      server.post('/orders', (request, reply) => handler(++ran, request, reply) as never);
+      await server.ready();
+      const headers = order();
+      const send = () => server.inject({ method: 'POST', url: '/orders', headers, payload: '{"a":1}' });
+      return { server, send, ran: () => ran };
+    }
+
+    it('a handler that outlives the timeout and succeeds runs once: retries get 409 while it runs, then the first answer', async () => {
+      const made = gate();
+      const t = await app(async (n, _request, reply) => {
+        if (n === 1) await made.promise;
+        reply.code(201);
+        return { order: n };
+      });
+      try {
+        const first = await t.send();
+        expect(first.statusCode).toBe(503);
+        const during = await t.send();
+        expect(during.statusCode).toBe(409);
+        made.open();
+        const after = await retryUntilSettled(t.send);
+        expect(after.statusCode).toBe(503);
+        expect(after.headers['idempotent-replayed']).toBe('true');
+        expect(after.json()).toMatchObject({ code: 'FST_ERR_HANDLER_TIMEOUT' });
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
+
+    it('a handler that outlives the timeout and then fails frees its key once it failed: the retry runs', async () => {
+      const made = gate();
+      const t = await app(async (n, _request, reply) => {
+        if (n === 1) await made.promise;
+        reply.code(201);
+        return { order: n };
+      });
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        expect((await t.send()).statusCode).toBe(409);
+        made.fail(new Error('the payment service refused'));
+        const retry = await retryUntilSettled(t.send);
+        expect(retry.statusCode).toBe(201);
+        expect(retry.json()).toEqual({ order: 2 });
+        expect(t.ran()).toBe(2);
+      } finally {
+        await t.server.close();
+      }
+    });
+
+    it('a handler that answers later without a promise: the timeout answer is stored at once, it never runs twice', async () => {
+      const made = gate();
+      const t = await app((n, _request, reply) => {
+        void made.promise.then(() => reply.code(201).send({ order: n }));
+      });
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        const retry = await t.send();
+        expect(retry.statusCode).toBe(503);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        made.open();
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
+
+    it("a handler's own 503 before the timeout frees its key at once, as without handlerTimeout", async () => {
+      const t = await app(async (n, _request, reply) => {
+        reply.code(n === 1 ? 503 : 201);
+        return { order: n };
+      });
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        const retry = await t.send();
+        expect(retry.statusCode).toBe(201);
+        expect(t.ran()).toBe(2);
+      } finally {
+        await t.server.close();
+      }
+    });
+  });
+}
+
+fastifySuite(memoryStores);
+redisStores(fastifySuite);
+
+describe('express with connect-timeout', () => {
+  const servers: import('node:http').Server[] = [];
+  afterAll(async () => {
+    for (const server of servers) {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  async function app(handler: (n: number, res: express.Response) => Promise<void>) {
+    const store = await memoryStores.make();
+    const server = express();
+    let ran = 0;
+    server.post(
+      '/orders',
+      timeout('100ms'),
+      expressIdempotency({ store, scope: 'global', bus: createBus() }),
+      express.json(),
+      async (_req, res) => handler(++ran, res),
+    );
+    const listening = server.listen(0, '127.0.0.1');
+    servers.push(listening);
+    await new Promise((resolve) => listening.once('listening', resolve));
+    const { port } = listening.address() as AddressInfo;
+    const headers = order();
+    const send = async () => {
+      const response = await fetch(`http://127.0.0.1:${port}/orders`, {
+        method: 'POST',
+        headers,
+        body: '{"a":1}',
+      });
+      return {
+        status: response.status,
+        replayed: response.headers.get('idempotent-replayed'),
+        body: await response.text(),
+      };
+    };
+    return { send, ran: () => ran };
+  }
+
+  it('its 503 is stored as the answer: a retry gets it, and the handler, still running, ran once', async () => {
+    const made = gate();
+    const t = await app(async (n, res) => {
+      if (n === 1) await made.promise;
+      if (!res.headersSent) res.status(201).json({ order: n });
+    });
+    const first = await t.send();
+    expect(first.status).toBe(503);
+    const retry = await t.send();
+    expect(retry.status).toBe(503);
+    expect(retry.replayed).toBe('true');
+    made.open();
+    await new Promise((r) => setTimeout(r, 20));
+    expect((await t.send()).status).toBe(503);
+    expect(t.ran()).toBe(1);
+  });
+
+  it("a handler's own 503 (no timeout) frees its key: the retry runs", async () => {
+    const t = await app(async (n, res) => {
+      res.status(n === 1 ? 503 : 201).json({ order: n });
+    });
+    expect((await t.send()).status).toBe(503);
+    expect((await t.send()).status).toBe(201);
+    expect(t.ran()).toBe(2);
+  });
+});
