@@ -53,6 +53,11 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     }
     const view = new NodeRequestView(req.method, req.originalUrl, req.headers, bytes, req);
     const act = (decision: Decision): void => {
+      // A timeout middleware answered while the body was read or the store asked: nothing runs.
+      if (res.headersSent) {
+        if (decision.action === 'run') void decision.run.abandon('E_INCOMPLETE');
+        return;
+      }
       if (decision.action === 'respond') sendRaw(res, decision.response);
       else {
         if (decision.action === 'run') {

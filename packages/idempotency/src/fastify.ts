@@ -80,8 +80,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // resolves with undefined once its client has left (no onSend), though the handler ran.
   const watched = (handler: RouteHandlerMethod): RouteHandlerMethod =>
     function (this: FastifyInstance, request, reply) {
-      const result = handler.call(this, request, reply);
       const state = stateOf(request);
+      if (state?.run !== undefined) state.started = true;
+      const result = handler.call(this, request, reply);
       if (state?.run !== undefined && isThenable(result)) {
         state.handled = result;
         // Its client left already: Fastify's own reaction to the promise comes first.
@@ -150,6 +151,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       run: undefined,
       complete: false,
       watched: false,
+      started: false,
       handled: undefined,
       left: false,
     };
@@ -252,6 +254,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     done: (error?: Error) => void,
     decision: Decision,
   ): void => {
+    // Fastify's handlerTimeout answered while the store was asked: the handler will not run.
+    if (reply.sent) {
+      if (decision.action === 'run') void decision.run.abandon('E_INCOMPLETE');
+      return done();
+    }
     if (decision.action === 'respond') {
       const { status, headers, body } = decision.response;
       // Sent from the hook: the handler does not run (no done()).
@@ -275,6 +282,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           run,
           complete: true,
           watched: false,
+          started: false,
           handled: undefined,
           left: false,
         });
@@ -313,7 +321,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     run.body.add(payload);
     // Fastify's handlerTimeout answers while the handler still runs (it aborts request.signal
     // with its error first): the key waits for the handler, and a retry cannot run beside it.
-    if (reply.statusCode >= 500 && timedOut(request)) {
+    if (reply.statusCode >= 500 && state.started && timedOut(request)) {
       void run.finishAfter(reply.statusCode, headers, state.handled);
       return done(null, payload);
     }
@@ -355,6 +363,8 @@ interface RequestState {
   watched: boolean;
   /** Called once the body has all come. */
   onComplete?: (() => void) | undefined;
+  /** Once claimed: its handler was called (a later hook may answer first, and it never is). */
+  started: boolean;
   /** Once claimed: the promise its async handler returned. */
   handled: PromiseLike<unknown> | undefined;
   /** Once claimed: its response closed unsent (its client left). */

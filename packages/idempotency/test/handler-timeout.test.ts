@@ -1,4 +1,5 @@
-import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import { type AddressInfo, connect } from 'node:net';
 import { createBus } from '@holdfast/core';
 import timeout from 'connect-timeout';
 import express from 'express';
@@ -6,6 +7,7 @@ import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency } from '../src/fastify.js';
+import type { IdempotencyStore } from '../src/index.js';
 import type { StoreFactory } from './http-support/conformance.js';
 import { memoryStores, redisStores } from './http-support/stores.js';
 
@@ -14,6 +16,8 @@ import { memoryStores, redisStores } from './http-support/stores.js';
  * Express's connect-timeout. A 5xx frees its key by default, so a retry, sent as soon as the
  * client read the 503, ran the handler a second time beside the first (two orders for one key).
  */
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
 let apps = 0;
 /** A key of each app's own: the Redis suite's apps share one server. */
 const order = () => ({ 'idempotency-key': `k-${++apps}`, 'content-type': 'application/json' });
@@ -40,11 +44,27 @@ async function retryUntilSettled<R extends { statusCode: number }>(send: () => P
 
 function fastifySuite(stores: StoreFactory) {
   describe(`fastify handlerTimeout (${stores.name})`, () => {
-    async function app(handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown) {
-      const store = await stores.make();
+    async function app(
+      handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown,
+      { claimDelay = 0, laterHook = 0 } = {},
+    ) {
+      const made = await stores.make();
+      // A store slower than the timeout once (a Redis failover): its answer comes after the 503.
+      let claims = 0;
+      const store: IdempotencyStore =
+        claimDelay === 0
+          ? made
+          : {
+              claim: (...args) => sleep(claims++ === 0 ? claimDelay : 0).then(() => made.claim(...args)),
+              complete: (...args) => made.complete(...args),
+              release: (...args) => made.release(...args),
+            };
       const server = Fastify({ handlerTimeout: 100 });
       let ran = 0;
       await server.register(idempotency, { store, scope: 'global', bus: createBus() });
+      // A hook after the plugin's (authentication registered later), slower than the timeout once.
+      let hooked = 0;
+      if (laterHook > 0) server.addHook('preHandler', async () => (hooked++ === 0 ? sleep(laterHook) : undefined));
       server.post('/orders', (request, reply) => handler(++ran, request, reply) as never);
       await server.ready();
       const headers = order();
@@ -112,6 +132,46 @@ function fastifySuite(stores: StoreFactory) {
       }
     });
 
+    it('the timeout answers while the store is asked: the handler never runs, the key is freed, the retry runs it', async () => {
+      const t = await app(
+        async (n, _request, reply) => {
+          reply.code(201);
+          return { order: n };
+        },
+        { claimDelay: 150 },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        await sleep(100); // the claim's answer comes
+        expect(t.ran()).toBe(0);
+        const retry = await retryUntilSettled(t.send);
+        expect(retry.statusCode).toBe(201);
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
+
+    it('the timeout answers during a later hook, before the handler: its 503 is not stored, the retry runs it', async () => {
+      const t = await app(
+        async (n, _request, reply) => {
+          reply.code(201);
+          return { order: n };
+        },
+        { laterHook: 200 },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        await sleep(150); // the hook ends; Fastify does not call the handler of a sent reply
+        expect(t.ran()).toBe(0);
+        const retry = await retryUntilSettled(t.send);
+        expect(retry.statusCode).toBe(201);
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
+
     it("a handler's own 503 before the timeout frees its key at once, as without handlerTimeout", async () => {
       const t = await app(async (n, _request, reply) => {
         reply.code(n === 1 ? 503 : 201);
@@ -169,7 +229,7 @@ describe('express with connect-timeout', () => {
         body: await response.text(),
       };
     };
-    return { send, ran: () => ran };
+    return { send, ran: () => ran, port, headers };
   }
 
   it('its 503 is stored as the answer: a retry gets it, and the handler, still running, ran once', async () => {
@@ -186,6 +246,30 @@ describe('express with connect-timeout', () => {
     made.open();
     await new Promise((r) => setTimeout(r, 20));
     expect((await t.send()).status).toBe(503);
+    expect(t.ran()).toBe(1);
+  });
+
+  it('connect-timeout answers while the body is still coming: the handler never runs, the key is freed, the retry runs it', async () => {
+    const t = await app(async (n, res) => {
+      res.status(201).json({ order: n });
+    });
+    const socket = connect(t.port, '127.0.0.1');
+    await once(socket, 'connect');
+    const head = Object.entries(t.headers)
+      .map(([name, value]) => `${name}: ${value}\r\n`)
+      .join('');
+    let answer = '';
+    socket.on('data', (chunk: Buffer) => {
+      answer += chunk.toString();
+    });
+    socket.write(`POST /orders HTTP/1.1\r\nHost: x\r\n${head}Content-Length: 7\r\n\r\n{"a"`);
+    await sleep(200); // the timeout answers 503 meanwhile
+    socket.end(':1}');
+    await once(socket, 'close');
+    expect(answer).toMatch(/^HTTP\/1\.1 503/);
+    expect(t.ran()).toBe(0);
+    const retry = await t.send();
+    expect(retry.status).toBe(201);
     expect(t.ran()).toBe(1);
   });
 
