@@ -12,14 +12,21 @@ export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
  * Admits each request through a policy (a bulkhead, a rate limiter, an adaptive limiter, a
  * throttle, or a pipeline of them) and answers the ones it refuses at once: 429 for a rate
  * limit, 503 for overload, with `Retry-After` and an `application/problem+json` body. A request
- * holds its place until its response ends or its client goes away.
+ * holds its place until its response ends or its client goes away (while its handler may still
+ * run, at most `holdAfterHangUp` longer).
  *
  * @example
  * app.use('/api', loadShedding({ policy: tokenBucket({ limit: 50 }), key: (req) => req.ip }));
  * app.post('/reports', loadShedding({ policy: bulkhead({ maxConcurrent: 4, maxQueue: 10 }) }), render);
  */
 export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandler {
-  const shedder = new Shedder<Request>('limit/express', options);
+  // A timeout middleware answered while the handler runs (connect-timeout sets req.timedout):
+  // Express shows no end of the handler, so the place is held for holdAfterHangUp.
+  const shedder = new Shedder<Request>(
+    'limit/express',
+    options,
+    (req) => (req as { timedout?: unknown }).timedout === true,
+  );
   return (req: Request, res: Response, next: NextFunction) => {
     shedder.hold(req, res).then((outcome) => {
       if (outcome === true) return next();

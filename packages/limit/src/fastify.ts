@@ -23,13 +23,41 @@ export type FastifyLoadSheddingOptions = LoadSheddingOptions<FastifyRequest>;
 export async function loadShedding(fastify: FastifyInstance, options: FastifyLoadSheddingOptions): Promise<void> {
   // What Fastify's register() itself reads is not ours to check; anything else is (a typo is an error).
   const ours = ownPluginOptions(options);
-  const shedder = new Shedder<FastifyRequest>('limit/fastify', ours);
+  // Fastify's handlerTimeout answers while the handler runs: its place is held until the handler
+  // settles. Its handler's promise (true: none) is kept for routes with a handler timeout only: a
+  // request not in the map (another route, or a handler never called) has nothing running.
+  const handlers = new WeakMap<FastifyRequest, PromiseLike<unknown> | true>();
+  const shedder = new Shedder<FastifyRequest>('limit/fastify', ours, (request) => {
+    const running = handlers.get(request);
+    return running !== undefined && timedOut(request) && running;
+  });
+  const server = fastify.initialConfig as { handlerTimeout?: number };
+  fastify.addHook('onRoute', (route) => {
+    if (!((route.handlerTimeout ?? server.handlerTimeout ?? 0) > 0) || typeof route.handler !== 'function') return;
+    const handler = route.handler;
+    route.handler = function (this: FastifyInstance, request, reply) {
+      const result = handler.call(this, request, reply);
+      const thenable = typeof (result as PromiseLike<unknown> | undefined)?.then === 'function';
+      handlers.set(request, thenable ? (result as PromiseLike<unknown>) : true);
+      return result;
+    };
+  });
   fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const outcome = await shedder.hold(request, reply.raw);
     if (outcome === true) return;
+    // Answered while it waited (its handler timeout): the handler does not run.
+    if (reply.sent) return;
     // Sent even to a client that left: a reply is what stops Fastify running the handler.
     return reply.code(outcome.status).headers(outcome.headers).send(outcome.body);
   });
+}
+
+/** The response is Fastify's handlerTimeout answer. (`signal` is made on first read.) */
+function timedOut(request: FastifyRequest): boolean {
+  const signal = request.signal as AbortSignal | undefined; // none on an older Fastify 5
+  return (
+    signal?.aborted === true && (signal.reason as { code?: unknown } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT'
+  );
 }
 
 // What fastify-plugin does, without the dependency: the hooks reach every route of the instance.

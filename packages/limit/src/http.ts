@@ -25,9 +25,11 @@ export interface LoadSheddingOptions<Req> {
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;
   /**
-   * How long a request whose client hung up while its handler ran keeps its place, at most, ms:
-   * the handler still runs, so the place is held until it ends the response (to nobody), or for
-   * this long if it never does. `0` frees the place at the hang-up. @default 10000
+   * How long a request whose handler may still run keeps its place, at most, ms: one whose client
+   * hung up (the place is held until the handler ends the response, to nobody), and one that a
+   * timeout answered (Fastify's `handlerTimeout`: until the handler settles; Express's
+   * connect-timeout: the handler's end cannot be seen, so this long). `0` frees the place at once.
+   * @default 10000
    */
   readonly holdAfterHangUp?: number;
 }
@@ -42,14 +44,22 @@ const schema = z.strictObject({
   holdAfterHangUp: durationOption.default(10_000),
 });
 
+/**
+ * Whether a request's handler may still run once its response has ended (a timeout answered it):
+ * `false` or `undefined`, no; `true`, yes, and its end cannot be seen; a promise, until it settles.
+ */
+export type StillRunning<Req> = (req: Req) => PromiseLike<unknown> | boolean | undefined;
+
 /** A shedding decision, made once per request. */
 export class Shedder<Req> {
   readonly #pick: (req: Req) => Policy | undefined;
   readonly #key: ((req: Req) => string | undefined) | undefined;
   readonly #retryAfter: number;
   readonly #holdAfterHangUp: number;
+  readonly #running: StillRunning<Req> | undefined;
 
-  constructor(owner: string, options: LoadSheddingOptions<Req>) {
+  constructor(owner: string, options: LoadSheddingOptions<Req>, running?: StillRunning<Req>) {
+    this.#running = running;
     const o = parseOptions(owner, schema, options);
     const p = o.policy;
     this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
@@ -65,7 +75,11 @@ export class Shedder<Req> {
    * handler ends the response (with its status, whether the client has read it yet or not), when
    * the client leaves while queued, or, when the client leaves while the handler runs, once the
    * handler ends the response or `holdAfterHangUp` ran out: the handler still runs, and a client
-   * that hangs up must not make room for more of them than the policy allows.
+   * that hangs up must not make room for more of them than the policy allows. So with a timeout
+   * that answers while the handler runs: the place is held until the handler settles, or for
+   * `holdAfterHangUp` when that cannot be seen. A request whose response was sent while it
+   * waited (a timeout answered it in the queue) frees its place as it is admitted, and its
+   * handler must not run.
    */
   async hold(req: Req, res: ServerResponse): Promise<true | Shed> {
     const gone = new AbortController();
@@ -74,19 +88,33 @@ export class Shedder<Req> {
     // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on.
     const ended = () => {
       res.removeListener('close', left);
-      release?.(res.statusCode);
+      // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
+      if (release === undefined) return gone.abort();
+      const running = this.#running?.(req);
+      if (!running) return release(res.statusCode);
+      const free = release;
+      const status = res.statusCode;
+      this.#holdOn(() => free(status), running === true ? undefined : (done) => void running.then(done, done));
     };
     const left = () => {
       res.removeListener('prefinish', ended);
       gone.abort();
-      if (release !== undefined) this.#holdOn(res, release);
+      const free = release;
+      if (free === undefined) return;
+      if (res.writableEnded) return free();
+      // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
+      this.#holdOn(free, (done) => {
+        res.once('prefinish', done);
+        return () => res.removeListener('prefinish', done);
+      });
     };
     res.once('prefinish', ended);
     res.once('close', left);
     const outcome = await this.admit(req, gone.signal);
     if (typeof outcome !== 'function') return outcome;
-    // Admitted as its client left: its handler must not run (there is no place held for it).
-    if (gone.signal.aborted) {
+    // Admitted as its client left, or answered meanwhile: its handler must not run (there is no
+    // place held for it).
+    if (gone.signal.aborted || res.writableEnded) {
       outcome();
       return goneShed;
     }
@@ -94,21 +122,24 @@ export class Shedder<Req> {
     return true;
   }
 
-  /** The client left while the handler runs: free the place once the handler ends the response, or at most `holdAfterHangUp` later. */
-  #holdOn(res: ServerResponse, release: Release): void {
-    if (this.#holdAfterHangUp === 0 || res.writableEnded) {
-      release();
-      return;
-    }
+  /**
+   * The handler may still run: frees the place once `watch` calls its `done` (the handler ended),
+   * or `holdAfterHangUp` later at most. `watch` may return what stops watching.
+   */
+  #holdOn(release: () => void, watch: ((done: () => void) => (() => void) | undefined) | undefined): void {
+    if (this.#holdAfterHangUp === 0) return release();
+    let freed = false;
+    let stop: (() => void) | undefined;
     const done = () => {
+      if (freed) return;
+      freed = true;
       clearTimeout(timer);
-      res.removeListener('prefinish', done);
+      stop?.();
       release();
     };
-    // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
-    res.once('prefinish', done);
     const timer = setTimeout(done, this.#holdAfterHangUp);
     timer.unref();
+    stop = watch?.(done);
   }
 
   /**

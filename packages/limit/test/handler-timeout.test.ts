@@ -1,0 +1,148 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import timeout from 'connect-timeout';
+import express from 'express';
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadShedding as expressShedding } from '../src/express.js';
+import { loadShedding as fastifyShedding } from '../src/fastify.js';
+import { bulkhead } from '../src/index.js';
+
+/**
+ * A framework's timeout answers 503 while the handler still runs (Fastify's `handlerTimeout`,
+ * Express's connect-timeout). The place was freed when that answer ended the response, so under
+ * overload, the very moment timeouts fire, every timed-out handler made room for one more: more
+ * handlers ran at once than the policy allows, and the overload fed itself.
+ */
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await Promise.all(closers.splice(0).map((close) => close()));
+});
+
+interface Stats {
+  running: number;
+  peak: number;
+  ran: number;
+}
+
+async function get(base: string): Promise<{ status: number; type: string | undefined }> {
+  const response = await fetch(`${base}/work`);
+  // Express's final handler answers the timeout in HTML; the shed and Fastify's answers are JSON.
+  if (!response.headers.get('content-type')?.includes('json'))
+    return { status: response.status, type: await response.text() };
+  const body = (await response.json()) as { type?: string; code?: string };
+  return { status: response.status, type: body.type ?? body.code };
+}
+
+async function fastifyApp(
+  work: number,
+  options: { holdAfterHangUp?: number } = {},
+  policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 }),
+) {
+  const stats: Stats = { running: 0, peak: 0, ran: 0 };
+  const app = Fastify({ handlerTimeout: 50 });
+  await app.register(fastifyShedding, { policy, ...options });
+  app.get('/work', async () => {
+    stats.ran++;
+    stats.peak = Math.max(stats.peak, ++stats.running);
+    await sleep(work);
+    stats.running--;
+    return { ok: true };
+  });
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  closers.push(() => app.close());
+  return { base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, stats };
+}
+
+async function expressApp(
+  work: number,
+  options: { holdAfterHangUp?: number } = {},
+  policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 }),
+) {
+  const stats: Stats = { running: 0, peak: 0, ran: 0 };
+  const app = express();
+  app.use(timeout('50ms'));
+  app.use(expressShedding({ policy, ...options }));
+  app.get('/work', async (_req, res) => {
+    stats.ran++;
+    stats.peak = Math.max(stats.peak, ++stats.running);
+    await sleep(work);
+    stats.running--;
+    if (!res.headersSent) res.json({ ok: true });
+  });
+  const server: Server = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  closers.push(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+  return { base: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, stats };
+}
+
+describe('load shedding and a timeout that answers while the handler runs', () => {
+  it('fastify handlerTimeout: a timed-out handler keeps its place until it ends; then the place is free', async () => {
+    const { base, stats } = await fastifyApp(400);
+    const first = await Promise.all([get(base), get(base)]);
+    expect(first.map((r) => r.status)).toEqual([503, 503]);
+    expect(first.map((r) => r.type)).toEqual(['FST_ERR_HANDLER_TIMEOUT', 'FST_ERR_HANDLER_TIMEOUT']);
+    // Both handlers still run: these are shed at once, none runs.
+    const more = await Promise.all([get(base), get(base), get(base)]);
+    expect(more.map((r) => r.type)).toEqual(Array(3).fill('urn:holdfast:problem:overloaded'));
+    expect(stats.peak).toBe(2);
+    expect(stats.ran).toBe(2);
+    // The handlers end: their places are free again.
+    for (let turn = 0; turn < 100 && stats.running > 0; turn++) await sleep(10);
+    await sleep(20);
+    const later = await get(base);
+    expect(later.type).toBe('FST_ERR_HANDLER_TIMEOUT');
+    expect(stats.ran).toBe(3);
+  });
+
+  it('fastify handlerTimeout: a handler that never ends frees its place after holdAfterHangUp', async () => {
+    const { base, stats } = await fastifyApp(60_000, { holdAfterHangUp: 300 });
+    await Promise.all([get(base), get(base)]);
+    expect((await get(base)).type).toBe('urn:holdfast:problem:overloaded');
+    await sleep(400);
+    expect((await get(base)).type).toBe('FST_ERR_HANDLER_TIMEOUT');
+    expect(stats.ran).toBe(3);
+  });
+
+  it('fastify handlerTimeout answers a request waiting in the queue: it leaves the queue at once, never runs, and keeps no place', async () => {
+    const policy = bulkhead({ maxConcurrent: 1, maxQueue: 5 });
+    const { base, stats } = await fastifyApp(300, {}, policy);
+    const answers = await Promise.all([get(base), get(base)]);
+    expect(answers.map((r) => r.type)).toEqual(['FST_ERR_HANDLER_TIMEOUT', 'FST_ERR_HANDLER_TIMEOUT']);
+    expect(policy.snapshot()).toMatchObject({ running: 1, queued: 0 });
+    for (let turn = 0; turn < 100 && stats.running > 0; turn++) await sleep(10);
+    await sleep(20);
+    expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    expect(stats.ran).toBe(1);
+    await get(base);
+    expect(stats.ran).toBe(2);
+  });
+
+  it('express with connect-timeout: a timed-out handler keeps its place until holdAfterHangUp (its end cannot be seen)', async () => {
+    const { base, stats } = await expressApp(60_000, { holdAfterHangUp: 300 });
+    const first = await Promise.all([get(base), get(base)]);
+    expect(first.map((r) => r.status)).toEqual([503, 503]);
+    expect(first.every((r) => r.type?.includes('Response timeout'))).toBe(true);
+    const more = await Promise.all([get(base), get(base), get(base)]);
+    expect(more.map((r) => r.type)).toEqual(Array(3).fill('urn:holdfast:problem:overloaded'));
+    expect(stats.peak).toBe(2);
+    await sleep(400);
+    expect((await get(base)).type).toContain('Response timeout');
+    expect(stats.ran).toBe(3);
+  });
+
+  it('express with connect-timeout answering a request in the queue: it leaves the queue, never runs, keeps no place', async () => {
+    const policy = bulkhead({ maxConcurrent: 1, maxQueue: 5 });
+    const { base, stats } = await expressApp(300, { holdAfterHangUp: 100 }, policy);
+    const answers = await Promise.all([get(base), get(base)]);
+    expect(answers.map((r) => r.status)).toEqual([503, 503]);
+    expect(policy.snapshot()).toMatchObject({ running: 1, queued: 0 });
+    await sleep(150); // holdAfterHangUp for the one that ran
+    expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    expect(stats.ran).toBe(1);
+  });
+});
