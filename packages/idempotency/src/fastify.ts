@@ -56,12 +56,31 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     (request as unknown as Record<symbol, Slot>)[slot] = state;
   };
 
+  // The routes this registration's onRoute saw (their config carries it): their handlers are
+  // watched. A route declared before the plugin loaded (`app.register()` not awaited, then
+  // `app.post()`) is guarded by the hooks all the same, but its handler is not watched.
+  const seen = Symbol('holdfast.idempotency.route');
+
   fastify.addHook('onRoute', (route) => {
-    const config = route.config as { idempotency?: unknown } | undefined;
-    const override = config?.idempotency;
-    const owner = `${OWNER} (route ${route.method} ${route.url})`;
-    if (override !== false && typeof route.handler === 'function') route.handler = watched(route.handler);
+    const override = (route.config as { idempotency?: unknown } | undefined)?.idempotency;
+    if (override !== false && typeof route.handler === 'function') {
+      route.handler = watched(route.handler);
+      route.config = { ...route.config, [seen]: true } as typeof route.config;
+    }
     if (override === undefined || override === true || override === false) return;
+    coreOf(override, route.method, route.url);
+  });
+
+  /**
+   * A route's own middleware, made (and its options checked) once per `config.idempotency`
+   * object: when the route is declared, so a bad option fails app.ready(); for a route declared
+   * before the plugin loaded, at its first request (a bad option then fails that request, never
+   * leaves the route unguarded).
+   */
+  const coreOf = (override: unknown, method: unknown, url: unknown): HttpIdempotency<FastifyRequest> => {
+    const known = perRoute.get(override as object);
+    if (known !== undefined) return known;
+    const owner = `${OWNER} (route ${String(method)} ${String(url)})`;
     // Anything else ("true", null, 1, a list) would leave the route silently unguarded: refuse it.
     if (typeof override !== 'object' || override === null || Array.isArray(override)) {
       throw new HoldfastConfigError(owner, [
@@ -72,9 +91,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         },
       ]);
     }
-    if (perRoute.has(override)) return;
-    perRoute.set(override, new HttpIdempotency<FastifyRequest>(owner, { ...base, ...override }));
-  });
+    const core = new HttpIdempotency<FastifyRequest>(owner, { ...base, ...override });
+    perRoute.set(override, core);
+    return core;
+  };
+
+  /** A route onRoute did not see: whether its handler was called cannot be known, so it is taken as called. */
+  const unwatched = (route: { config?: unknown }): boolean =>
+    (route.config as Record<symbol, unknown>)?.[seen] !== true;
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
   // resolves with undefined once its client has left (no onSend), though the handler ran.
@@ -120,12 +144,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }, noop);
   };
 
-  const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
+  const coreFor = (
+    request: FastifyRequest,
+    route = request.routeOptions,
+  ): HttpIdempotency<FastifyRequest> | undefined => {
     if (request.is404) return undefined;
-    const override = request.routeOptions.config?.idempotency;
+    const override = route.config?.idempotency;
     if (override === undefined || override === true) return shared;
-    // A route declared outside this plugin's reach (no onRoute) has no entry: it is not guarded.
-    return override === false ? undefined : perRoute.get(override);
+    return override === false ? undefined : coreOf(override, route.method, route.url);
   };
 
   // The hooks take callbacks, not promises: a request that is not ours passes each one without
@@ -133,7 +159,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
 
   // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
   fastify.addHook('preParsing', (request: FastifyRequest, _reply: FastifyReply, payload, done) => {
-    const core = coreFor(request);
+    const route = request.routeOptions;
+    let core: HttpIdempotency<FastifyRequest> | undefined;
+    try {
+      core = coreFor(request, route);
+    } catch (error) {
+      return done(error as Error);
+    }
     if (core === undefined || !core.guards(request.method)) {
       keep(request, false);
       return done(null, payload);
@@ -151,7 +183,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       run: undefined,
       complete: false,
       watched: false,
-      started: false,
+      started: unwatched(route),
       handled: undefined,
       left: false,
     };
@@ -213,7 +245,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const known = slotOf(request);
     if (known === false) return done();
     const state = known ?? undefined;
-    const core = state?.core ?? coreFor(request);
+    let core: HttpIdempotency<FastifyRequest> | undefined;
+    try {
+      core = state?.core ?? coreFor(request);
+    } catch (error) {
+      return done(error as Error);
+    }
     if (core === undefined || !core.guards(request.method)) return done();
     if (state !== undefined && !state.complete) {
       return whole(request, state, () => decide(request, reply, core, state, done), done);
@@ -282,7 +319,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           run,
           complete: true,
           watched: false,
-          started: false,
+          started: unwatched(request.routeOptions),
           handled: undefined,
           left: false,
         });
@@ -363,7 +400,10 @@ interface RequestState {
   watched: boolean;
   /** Called once the body has all come. */
   onComplete?: (() => void) | undefined;
-  /** Once claimed: its handler was called (a later hook may answer first, and it never is). */
+  /**
+   * Once claimed: its handler was called (a later hook may answer first, and it never is). True
+   * from the start on a route whose handler is not watched: it may have been called.
+   */
   started: boolean;
   /** Once claimed: the promise its async handler returned. */
   handled: PromiseLike<unknown> | undefined;
