@@ -24,17 +24,23 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   // What Fastify's register() itself reads is not ours to check; anything else is (a typo is an error).
   const ours = ownPluginOptions(options);
   // Fastify's handlerTimeout answers while the handler runs: its place is held until the handler
-  // settles. Its handler's promise (true: none) is kept for routes with a handler timeout only: a
-  // request not in the map (another route, or a handler never called) has nothing running.
+  // settles. Its handler's promise (true: none) is kept for routes with a handler timeout that
+  // onRoute saw (marked in their config). A route declared before the plugin loaded (register not
+  // awaited) is not: its end cannot be seen, and its place is held for holdAfterHangUp.
   const handlers = new WeakMap<FastifyRequest, PromiseLike<unknown> | true>();
-  const shedder = new Shedder<FastifyRequest>('limit/fastify', ours, (request) => {
+  const seen = Symbol('holdfast.limit.route');
+  const shedder = new Shedder<FastifyRequest>('limit/fastify', ours, (request, res) => {
     const running = handlers.get(request);
-    return running !== undefined && timedOut(request) && running;
+    if (running !== undefined) return timedOut(request) && running;
+    // Not called (a later hook was answered first), or not watched.
+    if (res.statusCode < 500 || !timedOut(request)) return false;
+    return (request.routeOptions.config as unknown as Record<symbol, unknown> | undefined)?.[seen] !== true;
   });
   const server = fastify.initialConfig as { handlerTimeout?: number };
   fastify.addHook('onRoute', (route) => {
     if (!((route.handlerTimeout ?? server.handlerTimeout ?? 0) > 0) || typeof route.handler !== 'function') return;
     const handler = route.handler;
+    route.config = { ...route.config, [seen]: true } as typeof route.config;
     route.handler = function (this: FastifyInstance, request, reply) {
       const result = handler.call(this, request, reply);
       const thenable = typeof (result as PromiseLike<unknown> | undefined)?.then === 'function';

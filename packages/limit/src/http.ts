@@ -48,7 +48,7 @@ const schema = z.strictObject({
  * Whether a request's handler may still run once its response has ended (a timeout answered it):
  * `false` or `undefined`, no; `true`, yes, and its end cannot be seen; a promise, until it settles.
  */
-export type StillRunning<Req> = (req: Req) => PromiseLike<unknown> | boolean | undefined;
+export type StillRunning<Req> = (req: Req, res: ServerResponse) => PromiseLike<unknown> | boolean | undefined;
 
 /** A shedding decision, made once per request. */
 export class Shedder<Req> {
@@ -90,7 +90,7 @@ export class Shedder<Req> {
       res.removeListener('close', left);
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
       if (release === undefined) return gone.abort();
-      const running = this.#running?.(req);
+      const running = this.#running?.(req, res);
       if (!running) return release(res.statusCode);
       const free = release;
       const status = res.statusCode;

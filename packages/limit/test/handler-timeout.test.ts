@@ -39,10 +39,13 @@ async function fastifyApp(
   work: number,
   options: { holdAfterHangUp?: number } = {},
   policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 }),
+  { declaredFirst = false } = {},
 ) {
   const stats: Stats = { running: 0, peak: 0, ran: 0 };
   const app = Fastify({ handlerTimeout: 50 });
-  await app.register(fastifyShedding, { policy, ...options });
+  const plugin = app.register(fastifyShedding, { policy, ...options });
+  // Not awaited: the route is declared before the plugin has loaded, and onRoute never sees it.
+  if (!declaredFirst) await plugin;
   app.get('/work', async () => {
     stats.ran++;
     stats.peak = Math.max(stats.peak, ++stats.running);
@@ -103,6 +106,16 @@ describe('load shedding and a timeout that answers while the handler runs', () =
     const { base, stats } = await fastifyApp(60_000, { holdAfterHangUp: 300 });
     await Promise.all([get(base), get(base)]);
     expect((await get(base)).type).toBe('urn:holdfast:problem:overloaded');
+    await sleep(400);
+    expect((await get(base)).type).toBe('FST_ERR_HANDLER_TIMEOUT');
+    expect(stats.ran).toBe(3);
+  });
+
+  it('fastify handlerTimeout on a route declared before the plugin loaded: its place is held for holdAfterHangUp', async () => {
+    const { base, stats } = await fastifyApp(60_000, { holdAfterHangUp: 300 }, undefined, { declaredFirst: true });
+    await Promise.all([get(base), get(base)]);
+    expect((await get(base)).type).toBe('urn:holdfast:problem:overloaded');
+    expect(stats.peak).toBe(2);
     await sleep(400);
     expect((await get(base)).type).toBe('FST_ERR_HANDLER_TIMEOUT');
     expect(stats.ran).toBe(3);
