@@ -68,7 +68,7 @@ describe('fastify plugin: a route declared before the plugin loaded', () => {
         await gate;
         return { ok: true };
       },
-      { handlerTimeout: 50 },
+      { handlerTimeout: 150 },
     );
     expect((await send({ 'idempotency-key': 'k' })).statusCode).toBe(503);
     const retry = await send({ 'idempotency-key': 'k' });

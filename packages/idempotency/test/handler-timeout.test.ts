@@ -16,6 +16,11 @@ import { memoryStores, redisStores } from './http-support/stores.js';
  * Express's connect-timeout. A 5xx frees its key by default, so a retry, sent as soon as the
  * client read the 503, ran the handler a second time beside the first (two orders for one key).
  */
+/**
+ * Fastify's handlerTimeout in these apps: well above a store call on a loaded machine (a claim
+ * slower than it is a case of its own, below).
+ */
+const TIMEOUT = 250;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 let apps = 0;
@@ -59,7 +64,7 @@ function fastifySuite(stores: StoreFactory) {
               complete: (...args) => made.complete(...args),
               release: (...args) => made.release(...args),
             };
-      const server = Fastify({ handlerTimeout: 100 });
+      const server = Fastify({ handlerTimeout: TIMEOUT });
       let ran = 0;
       await server.register(idempotency, { store, scope: 'global', bus: createBus() });
       // A hook after the plugin's (authentication registered later), slower than the timeout once.
@@ -138,11 +143,11 @@ function fastifySuite(stores: StoreFactory) {
           reply.code(201);
           return { order: n };
         },
-        { claimDelay: 150 },
+        { claimDelay: TIMEOUT + 100 },
       );
       try {
         expect((await t.send()).statusCode).toBe(503);
-        await sleep(100); // the claim's answer comes
+        await sleep(200); // the claim's answer comes
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
@@ -158,11 +163,11 @@ function fastifySuite(stores: StoreFactory) {
           reply.code(201);
           return { order: n };
         },
-        { laterHook: 200 },
+        { laterHook: TIMEOUT + 100 },
       );
       try {
         expect((await t.send()).statusCode).toBe(503);
-        await sleep(150); // the hook ends; Fastify does not call the handler of a sent reply
+        await sleep(200); // the hook ends; Fastify does not call the handler of a sent reply
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
@@ -207,7 +212,7 @@ describe('express with connect-timeout', () => {
     let ran = 0;
     server.post(
       '/orders',
-      timeout('100ms'),
+      timeout(`${TIMEOUT}ms`),
       expressIdempotency({ store, scope: 'global', bus: createBus() }),
       express.json(),
       async (_req, res) => handler(++ran, res),
@@ -263,7 +268,7 @@ describe('express with connect-timeout', () => {
       answer += chunk.toString();
     });
     socket.write(`POST /orders HTTP/1.1\r\nHost: x\r\n${head}Content-Length: 7\r\n\r\n{"a"`);
-    await sleep(200); // the timeout answers 503 meanwhile
+    await sleep(TIMEOUT + 150); // the timeout answers 503 meanwhile
     socket.end(':1}');
     await once(socket, 'close');
     expect(answer).toMatch(/^HTTP\/1\.1 503/);

@@ -14,6 +14,8 @@ import { bulkhead } from '../src/index.js';
  * overload, the very moment timeouts fire, every timed-out handler made room for one more: more
  * handlers ran at once than the policy allows, and the overload fed itself.
  */
+/** The apps' timeout: well above the time a request takes to reach its handler on a loaded machine. */
+const TIMEOUT = 150;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -42,7 +44,7 @@ async function fastifyApp(
   { declaredFirst = false } = {},
 ) {
   const stats: Stats = { running: 0, peak: 0, ran: 0 };
-  const app = Fastify({ handlerTimeout: 50 });
+  const app = Fastify({ handlerTimeout: TIMEOUT });
   const plugin = app.register(fastifyShedding, { policy, ...options });
   // Not awaited: the route is declared before the plugin has loaded, and onRoute never sees it.
   if (!declaredFirst) await plugin;
@@ -65,7 +67,7 @@ async function expressApp(
 ) {
   const stats: Stats = { running: 0, peak: 0, ran: 0 };
   const app = express();
-  app.use(timeout('50ms'));
+  app.use(timeout(`${TIMEOUT}ms`));
   app.use(expressShedding({ policy, ...options }));
   app.get('/work', async (_req, res) => {
     stats.ran++;
@@ -154,7 +156,7 @@ describe('load shedding and a timeout that answers while the handler runs', () =
     const answers = await Promise.all([get(base), get(base)]);
     expect(answers.map((r) => r.status)).toEqual([503, 503]);
     expect(policy.snapshot()).toMatchObject({ running: 1, queued: 0 });
-    await sleep(150); // holdAfterHangUp for the one that ran
+    await sleep(250); // holdAfterHangUp for the one that ran
     expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
     expect(stats.ran).toBe(1);
   });
