@@ -137,17 +137,16 @@ function fastifySuite(stores: StoreFactory) {
       }
     });
 
-    it('the timeout answers while the store is asked: the handler never runs, the key is freed, the retry runs it', async () => {
-      const t = await app(
-        async (n, _request, reply) => {
-          reply.code(201);
-          return { order: n };
-        },
-        { claimDelay: TIMEOUT + 100 },
-      );
+    /** The timeout answers before the handler is called (`late`: the store's answer or a later hook). */
+    async function answeredBeforeTheHandler(late: { claimDelay?: number; laterHook?: number }) {
+      const t = await app(async (n, _request, reply) => {
+        reply.code(201);
+        return { order: n };
+      }, late);
       try {
         expect((await t.send()).statusCode).toBe(503);
-        await sleep(200); // the claim's answer comes
+        // The claim's answer comes, or the hook ends: Fastify does not call the handler of a sent reply.
+        await sleep(200);
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
@@ -155,27 +154,13 @@ function fastifySuite(stores: StoreFactory) {
       } finally {
         await t.server.close();
       }
-    });
+    }
 
-    it('the timeout answers during a later hook, before the handler: its 503 is not stored, the retry runs it', async () => {
-      const t = await app(
-        async (n, _request, reply) => {
-          reply.code(201);
-          return { order: n };
-        },
-        { laterHook: TIMEOUT + 100 },
-      );
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        await sleep(200); // the hook ends; Fastify does not call the handler of a sent reply
-        expect(t.ran()).toBe(0);
-        const retry = await retryUntilSettled(t.send);
-        expect(retry.statusCode).toBe(201);
-        expect(t.ran()).toBe(1);
-      } finally {
-        await t.server.close();
-      }
-    });
+    it('the timeout answers while the store is asked: the handler never runs, the key is freed, the retry runs it', () =>
+      answeredBeforeTheHandler({ claimDelay: TIMEOUT + 100 }));
+
+    it('the timeout answers during a later hook, before the handler: its 503 is not stored, the retry runs it', () =>
+      answeredBeforeTheHandler({ laterHook: TIMEOUT + 100 }));
 
     it("a handler's own 503 before the timeout frees its key at once, as without handlerTimeout", async () => {
       const t = await app(async (n, _request, reply) => {
