@@ -280,13 +280,20 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
       client.on('error', () => {});
       const admin = new Redis(replica.port, '127.0.0.1');
       try {
-        while (!(await admin.info('replication')).includes('master_link_status:up')) await sleep(50);
+        while (!/slave0:.*state=online/.test(await client.info('replication'))) await sleep(50);
         const store = redisStore({ client, commandTimeout: 10_000, waitForReplicas: { replicas: 1, timeoutMs: 500 } });
         const charged = { kind: 'value', value: 'charged' } as const;
         // Confirmed writes: the replica answers, so the next write sends its WAIT behind its script.
-        expect(await store.complete('warm', token(await store.claim('warm', 'fp', 60_000)), charged, 60_000)).toBe(
-          true,
-        );
+        // (A replica just synced may take a moment to acknowledge its first WAIT.)
+        for (let attempt = 1; ; attempt++) {
+          const claimed = await store.claim('warm', 'fp', 60_000).catch((error: unknown) => error);
+          if ((claimed as ClaimResult).status === 'claimed') {
+            expect(await store.complete('warm', token(claimed as ClaimResult), charged, 60_000)).toBe(true);
+            break;
+          }
+          if (attempt === 30) throw claimed;
+          await sleep(100);
+        }
         const t = step === 'complete' ? token(await store.claim('order-1', 'fp', 60_000)) : '';
         await new Promise((r) => setImmediate(r)); // the store has settled the node as confirmed
         const send = () =>

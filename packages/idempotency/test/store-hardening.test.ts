@@ -184,10 +184,11 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     // the middleware retries for completeTimeoutMs, then reports as a store error instead of a
     // stale completion.
     const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(server.port)])) as [RedisServer];
-    const admin = connect(replica);
-    for (let i = 0; i < 100 && !(await admin.info('replication')).includes('master_link_status:up'); i++) {
+    const online = new RegExp(`port=${replica.port},state=online`);
+    for (let i = 0; i < 200 && !online.test(await client.info('replication')); i++) {
       await new Promise((r) => setTimeout(r, 50));
     }
+    const admin = connect(replica);
     const prefix = `s:${randomUUID()}:`;
     const waitForReplicas = { replicas: 1, timeoutMs: 1_500 };
     const store = redisStore({ client, prefix, waitForReplicas });
