@@ -19,13 +19,19 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
 /**
  * KEYS: record. ARGV: fingerprint, leaseMs, token. One round trip claims, reports or replays.
  * Idempotent for its token: the same claim resent (ioredis does after a reconnect) is claimed again.
+ * Resent, it writes what it finds (the status, so the expiry stays): a WAIT behind it waits for
+ * the connection's last write, and a new connection (ioredis resends after a reconnect, perhaps to
+ * a new master) has none; WAIT would count every replica at once, whether it has the record or not.
  */
 export const claimScript = script(`${NOW}
 local lease = tonumber(ARGV[2])
 local r = redis.call('HMGET', KEYS[1], 's', 'f', 'l', 'c', 'd', 'x', 'k', 'v', 'b', 't')
 if r[1] then
   if r[2] ~= ARGV[1] then return {'mismatch'} end
-  if r[1] == 'p' and r[10] == ARGV[3] then return {'claimed', 0} end
+  if r[1] == 'p' and r[10] == ARGV[3] then
+    redis.call('HSET', KEYS[1], 's', 'p')
+    return {'claimed', 0}
+  end
   if r[1] == 'c' then
     return {'completed', r[2], tonumber(r[4]), tonumber(r[5]), tonumber(r[6]), r[7], r[8], r[9] or ''}
   end
@@ -41,12 +47,16 @@ return {'claimed', 0}`);
 
 /**
  * KEYS: record. ARGV: token, ttlMs, kind, meta, body, fingerprint. Stores the outcome only for the
- * token's owner; a completion resent after it succeeded answers 1 again. A record that is gone
- * (its claim lost in a failover, never replicated) is written from the fingerprint, since nobody
- * else holds the key; a record another token holds is never touched.
+ * token's owner; a completion resent after it succeeded answers 1 again (and writes what it
+ * finds, as a resent claim does, for the WAIT behind it). A record that is gone (its claim lost in
+ * a failover, never replicated) is written from the fingerprint, since nobody else holds the key;
+ * a record another token holds is never touched.
  */
 export const completeScript = script(`local r = redis.call('HMGET', KEYS[1], 's', 't')
-if r[2] == ARGV[1] and r[1] == 'c' then return 1 end
+if r[2] == ARGV[1] and r[1] == 'c' then
+  redis.call('HSET', KEYS[1], 's', 'c')
+  return 1
+end
 ${NOW}
 if not r[1] and ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[6], 't', ARGV[1], 'c', now)

@@ -388,9 +388,9 @@ interface Written {
   readonly ttl: number;
 }
 
-/** Whether a script's reply says it wrote: a completion always does, a claim when it claimed. */
+/** Whether a script's reply says it wrote: a claim when it claimed, a completion when it stored (1). */
 function wrote(reply: unknown): boolean {
-  return !Array.isArray(reply) || String(reply[0]) === 'claimed';
+  return Array.isArray(reply) ? String(reply[0]) === 'claimed' : reply === 1;
 }
 
 /**

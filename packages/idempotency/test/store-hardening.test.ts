@@ -178,6 +178,29 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     await replica.stop();
   }, 30_000);
 
+  it('waitForReplicas: a completion for a key another token holds answers false, not a failed write', async () => {
+    // Its script writes nothing, so nothing is to be confirmed. It was confirmed all the same, and
+    // the confirmation counts 0 for a record its script did not write: E_STORE_UNAVAILABLE, which
+    // the middleware retries for completeTimeoutMs, then reports as a store error instead of a
+    // stale completion.
+    const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(server.port)])) as [RedisServer];
+    const online = new RegExp(`port=${replica.port},state=online`);
+    for (let i = 0; i < 200 && !online.test(await client.info('replication')); i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const admin = connect(replica);
+    const prefix = `s:${randomUUID()}:`;
+    const waitForReplicas = { replicas: 1, timeoutMs: 1_500 };
+    const store = redisStore({ client, prefix, waitForReplicas });
+    const t = token(await store.claim('k', 'fp', 60_000));
+    // A store that has not confirmed this node yet runs the script alone, then confirms it.
+    const other = redisStore({ client, prefix, waitForReplicas });
+    expect(await other.complete('k', randomUUID(), { kind: 'value', value: 'stale' }, 60_000)).toBe(false);
+    expect(await store.complete('k', t, { kind: 'value', value: 'owner' }, 60_000)).toBe(true);
+    expect(await admin.hget(store.keyOf('k'), 's')).toBe('c');
+    await replica.stop();
+  }, 30_000);
+
   it('waitForReplicas with the replica gone: replays still answered, new keys refused at once, not one WAIT after another', async () => {
     // WAIT holds every command behind it on the connection. A master left without its replica (it
     // died; or the master is new after a failover) must not turn each store call into a 300 ms WAIT
