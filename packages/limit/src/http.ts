@@ -127,7 +127,10 @@ export class Shedder<Req> {
    * or `holdAfterHangUp` later at most. `watch` may return what stops watching.
    */
   #holdOn(release: () => void, watch: ((done: () => void) => (() => void) | undefined) | undefined): void {
-    if (this.#holdAfterHangUp === 0) return release();
+    if (this.#holdAfterHangUp === 0) {
+      release();
+      return;
+    }
     let freed = false;
     let stop: (() => void) | undefined;
     const done = () => {
