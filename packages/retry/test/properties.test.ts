@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { nextDelay, resolveBackoff } from '../src/backoff.js';
-import { parseRetryAfter, retry } from '../src/index.js';
+import { parseRetryAfter, retry, retryBudget } from '../src/index.js';
 import { retryOptionsSchema } from '../src/options.js';
 import { finish, httpError, setup } from './support.js';
 
@@ -177,6 +177,83 @@ describe('retry properties', () => {
         },
       ),
       { numRuns: 100 },
+    );
+  });
+});
+
+describe('retryBudget properties', () => {
+  type Op = { kind: 'deposit'; n: number } | { kind: 'withdraw'; n: number } | { kind: 'step'; ms: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('deposit' as const), n: fc.integer({ min: 1, max: 30 }) }),
+    fc.record({ kind: fc.constant('withdraw' as const), n: fc.integer({ min: 1, max: 10 }) }),
+    fc.record({
+      kind: fc.constant('step' as const),
+      ms: fc.oneof(
+        fc.integer({ min: 0, max: 300 }),
+        fc.integer({ min: 0, max: 5_000 }),
+        fc.constant(-1),
+        fc.integer({ min: -200_000, max: -1 }),
+      ),
+    }),
+  );
+
+  it('matches a model that keeps every call and retry with its time: each withdrawal decided alike', () => {
+    fc.assert(
+      fc.property(
+        fc.array(op, { minLength: 1, maxLength: 80 }),
+        fc.constantFrom(0, 0.1, 0.2, 1, 2.5),
+        fc.constantFrom(0, 1, 2, 10),
+        fc.constantFrom(1_000, 1_500, 10_000),
+        fc.integer({ min: 0, max: 2e12 }),
+        (ops, ratio, minPerSecond, ttl, start) => {
+          let now = start;
+          const clock = { now: () => now, setTimeout: () => 0 as never, clearTimeout: () => {} };
+          const budget = retryBudget({ ratio, minPerSecond, ttl, clock: clock as never, policies: false });
+          // The model: counts per slice of ttl/10 ms, a slice leaving the window whole; the
+          // clock stepping back by more than the window starts over, a smaller step back is
+          // counted in the latest slice seen.
+          const slice = ttl / 10;
+          let latest = Math.floor(now / slice);
+          let calls: number[] = [];
+          let retries: number[] = [];
+          const advance = () => {
+            const s = Math.floor(now / slice);
+            if (s < latest - 10) {
+              calls = [];
+              retries = [];
+              latest = s;
+            } else if (s > latest) latest = s;
+            calls = calls.filter((c) => c > latest - 10);
+            retries = retries.filter((c) => c > latest - 10);
+          };
+          const floor = (minPerSecond * ttl) / 1000;
+          for (const o of ops) {
+            if (o.kind === 'step') now = Math.max(0, now + o.ms);
+            else if (o.kind === 'deposit') {
+              for (let i = 0; i < o.n; i++) {
+                budget.deposit();
+                advance();
+                calls.push(latest);
+              }
+            } else {
+              for (let i = 0; i < o.n; i++) {
+                advance();
+                const want = Math.max(ratio * calls.length, floor) - retries.length + 1e-9 >= 1;
+                expect(budget.tryWithdraw()).toBe(want);
+                if (want) retries.push(latest);
+                // Never more retries in the window than the ratio or the floor allows.
+                expect(retries.length).toBeLessThanOrEqual(Math.max(ratio * calls.length, floor) + 1e-9);
+              }
+            }
+            advance();
+            expect(budget.balance).toBe(
+              Math.max(0, Math.floor(Math.max(ratio * calls.length, floor) - retries.length + 1e-9)),
+            );
+          }
+          budget.dispose();
+        },
+      ),
+      { numRuns: 1_000 },
     );
   });
 });
