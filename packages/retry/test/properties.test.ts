@@ -257,3 +257,70 @@ describe('retryBudget properties', () => {
     );
   });
 });
+
+describe('retry: the caller aborts at any moment', () => {
+  it('during an attempt or a wait: rejects with the caller reason, no attempt starts after, no timer is left', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 2, max: 6 }),
+        fc.constantFrom('full', 'equal', 'decorrelated', 'none'),
+        fc.integer({ min: 0, max: 3_000 }),
+        fc.integer({ min: 0, max: 30 }),
+        fc.boolean(),
+        async (maxAttempts, jitter, abortAt, attemptMs, slowAttempt) => {
+          const { clock, bus } = setup();
+          const policy = retry({
+            maxAttempts,
+            jitter: jitter as 'full',
+            backoff: { initialDelay: 100, maxDelay: 1_000 },
+            budget: false,
+            clock,
+            bus,
+            random: () => 0.5,
+          });
+          const controller = new AbortController();
+          const reason = new Error('caller left');
+          let attempts = 0;
+          let afterAbort = 0;
+          let inFlight = false;
+          const call = policy.execute(
+            async () => {
+              attempts++;
+              if (controller.signal.aborted) afterAbort++;
+              inFlight = true;
+              if (slowAttempt) await new Promise<void>((r) => clock.setTimeout(r, attemptMs));
+              inFlight = false;
+              throw new Error('down');
+            },
+            { signal: controller.signal },
+          );
+          const settled = call.then(
+            () => 'resolved',
+            (e: unknown) => e,
+          );
+          await clock.advance(abortAt);
+          const done = await Promise.race([settled, Promise.resolve('pending')]);
+          const waiting = done === 'pending' && !inFlight;
+          controller.abort(reason);
+          await clock.advance(0);
+          // In a wait: the abort ends it at once, the call rejects without the clock moving on.
+          if (waiting) expect(await Promise.race([settled, Promise.resolve('pending')])).toBe(reason);
+          // An attempt in flight that ignores its signal is waited for (retry does not cut it):
+          // its own timer runs out here.
+          await clock.runAll();
+          const outcome = done === 'pending' ? await settled : done;
+          if (done === 'pending') {
+            // Aborted before it gave up: the caller's reason, at once.
+            expect(outcome).toBe(reason);
+          } else {
+            expect(outcome).toMatchObject({ code: 'E_RETRY_EXHAUSTED' });
+          }
+          expect(afterAbort).toBe(0);
+          expect(attempts).toBeLessThanOrEqual(maxAttempts);
+          expect(clock.pending).toBe(0);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
