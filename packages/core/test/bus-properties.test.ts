@@ -65,7 +65,7 @@ function model(specs: readonly ListenerSpec[], emits: readonly T[], maxNested: n
       for (const [s, i] of order) {
         if (!live[i]) continue;
         seen.push(`${i}:${e.id}`);
-        const a = s.actions[calls[i]++ % s.actions.length] as Action;
+        const a = s.actions[(calls[i] = (calls[i] ?? 0) + 1) % s.actions.length] as Action;
         if (a.kind === 'throw') reported++;
         else if (a.kind === 'emit' && nested < maxNested) {
           nested++;
@@ -95,9 +95,9 @@ describe('bus properties', () => {
           const calls = specs.map(() => 0);
           specs.forEach((spec, i) => {
             offs.push(
-              bus.on(spec.on, (e) => {
+              bus.on(spec.on as '*', (e) => {
                 seen.push(`${i}:${(e as unknown as { id: number }).id}`);
-                const a = spec.actions[calls[i]++ % spec.actions.length] as Action;
+                const a = spec.actions[(calls[i] = (calls[i] ?? 0) + 1) % spec.actions.length] as Action;
                 if (a.kind === 'throw') throw a.value;
                 if (a.kind === 'emit' && nested < maxNested) {
                   nested++;
