@@ -32,8 +32,8 @@ export interface SyntheticOptions {
 const syntheticSchema = z.strictObject({
   profile: z.enum(syntheticProfiles),
   // Below 150 samples an outage's 30-sample creep would start before the series does.
-  length: z.number().int().min(150).max(1_000_000).default(2016),
-  day: z.number().finite().min(1).default(288),
+  length: z.number().int().min(150).max(1e6).default(2016),
+  day: z.number().min(1).default(288),
   seed: z.number().int().default(1),
 });
 
@@ -46,9 +46,8 @@ const syntheticSchema = z.strictObject({
  * `heavyTail` (heavy-tailed noise with rare large benign outliers, and two real incidents).
  */
 export function syntheticSeries(profile: SyntheticProfile, options: SyntheticOptions = {}): SyntheticSeries {
-  const o = parseOptions('syntheticSeries', syntheticSchema, { ...options, profile });
-  const { length, day } = o;
-  const random = seededRandom(o.seed);
+  const { length, day, seed } = parseOptions('syntheticSeries', syntheticSchema, { ...options, profile });
+  const random = seededRandom(seed);
   const gauss = () => {
     const u = Math.max(1e-12, random());
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());
