@@ -1,4 +1,5 @@
-import { seededRandom } from '@holdfast/core';
+import { parseOptions, seededRandom } from '@holdfast/core';
+import { z } from 'zod';
 
 /** The kinds of labelled series {@link syntheticSeries} makes. */
 export const syntheticProfiles = ['dailySpikes', 'levelShift', 'slowDrift', 'outageCreep', 'heavyTail'] as const;
@@ -20,13 +21,21 @@ export interface SyntheticSeries {
 
 /** Options of {@link syntheticSeries}. */
 export interface SyntheticOptions {
-  /** Samples. @default 2016 (a week of 5-minute intervals) */
+  /** Samples, 150 to 1,000,000. @default 2016 (a week of 5-minute intervals) */
   readonly length?: number;
-  /** Samples per day: the daily cycle's period. @default 288 */
+  /** Samples per day (at least 1): the daily cycle's period. @default 288 */
   readonly day?: number;
   /** Seed of the noise and of where anomalies fall. @default 1 */
   readonly seed?: number;
 }
+
+const syntheticSchema = z.strictObject({
+  profile: z.enum(syntheticProfiles),
+  // Below 150 samples an outage's 30-sample creep would start before the series does.
+  length: z.number().int().min(150).max(1e6).default(2016),
+  day: z.number().min(1).default(288),
+  seed: z.number().int().default(1),
+});
 
 /**
  * Labelled series that look like a service's metrics: a daily cycle in traffic and latency,
@@ -37,9 +46,8 @@ export interface SyntheticOptions {
  * `heavyTail` (heavy-tailed noise with rare large benign outliers, and two real incidents).
  */
 export function syntheticSeries(profile: SyntheticProfile, options: SyntheticOptions = {}): SyntheticSeries {
-  const length = options.length ?? 2016;
-  const day = options.day ?? 288;
-  const random = seededRandom(options.seed ?? 1);
+  const { length, day, seed } = parseOptions('syntheticSeries', syntheticSchema, { ...options, profile });
+  const random = seededRandom(seed);
   const gauss = () => {
     const u = Math.max(1e-12, random());
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * random());

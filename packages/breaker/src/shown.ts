@@ -35,7 +35,8 @@ function plain(text: string): string {
 function url(text: string): string {
   const from = text.indexOf('://') + 3;
   // A password may hold an unencoded `/` (or `?`, `#`) in a DSN; a web URL's path may hold an `@` (npm's /@scope).
-  const web = /^(?:https?|wss?):/i.test(text);
+  // A web URL the parser refuses (such a password makes its port bad) is read as a DSN: up to its last `@`.
+  const web = /^(?:https?|wss?):/i.test(text) && URL.canParse(text);
   const authority = web ? text.slice(from).search(/[/?#\\]/) : -1;
   const end = authority === -1 ? text.length : from + authority;
   const at = text.lastIndexOf('@', end - 1);

@@ -1,5 +1,7 @@
 import { type Channel, channel } from 'node:diagnostics_channel';
+import { z } from 'zod';
 import type { EventOf, EventType, HoldfastEvent } from './events.js';
+import { fnOption, parseOptions } from './options.js';
 
 /** A listener for one event type; it receives that type's event. */
 export type Listener<K extends EventType> = (event: EventOf<K>) => void;
@@ -39,6 +41,11 @@ export interface BusOptions {
    */
   readonly onListenerError?: (error: unknown, event: HoldfastEvent) => void;
 }
+
+// A listener error goes to `onListenerError`: checked here, not when a listener first throws.
+const busOptionsSchema = z
+  .strictObject({ onListenerError: fnOption<(error: unknown, event: HoldfastEvent) => void>().optional() })
+  .optional();
 
 /** Prefix of the node:diagnostics_channel channel each event type is also published on. */
 export const channelPrefix = 'holdfast:';
@@ -204,7 +211,7 @@ function warnOnce(): (error: unknown, event: HoldfastEvent, listener: AnyListene
 
 /** Makes a bus of its own, e.g. one per test or per tenant. */
 export function createBus(options?: BusOptions): Bus {
-  return new EventBus(options);
+  return new EventBus(parseOptions('createBus', busOptionsSchema, options));
 }
 
 const MAJOR = 0;

@@ -171,10 +171,17 @@ function describe(value: unknown): string {
   if (typeof value === 'function') return 'a function';
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
+  let text: string | undefined;
   try {
-    const text = JSON.stringify(value);
-    return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+    text = JSON.stringify(value);
   } catch {
-    return String(value);
+    // A BigInt or a cycle inside: String() below says what it can.
   }
+  try {
+    text ??= String(value);
+  } catch {
+    // A null-prototype object has no toString: describing the bad value must not throw instead.
+    text = Object.prototype.toString.call(value);
+  }
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

@@ -1,4 +1,6 @@
+import { z } from 'zod';
 import { type Clock, realClock } from './clock.js';
+import { clockOption, fnOption, parseOptions } from './options.js';
 import { policies as globalPolicies, type PolicyRegistry, type PolicySnapshot } from './registry.js';
 import type { JsonValue } from './snapshot.js';
 
@@ -184,6 +186,17 @@ export interface HealthReportOptions {
   readonly clock?: Clock;
 }
 
+/** Validates {@link HealthReportOptions}: a typo or a wrong registry is an error, not a report that always fails. */
+export const healthReportOptionsSchema = z.strictObject({
+  policies: z
+    .custom<PolicyRegistry>((v) => typeof (v as PolicyRegistry | null)?.snapshots === 'function', {
+      error: 'must be a PolicyRegistry (from createPolicyRegistry())',
+    })
+    .optional(),
+  critical: fnOption<(check: HealthCheck) => boolean>().optional(),
+  clock: clockOption.optional(),
+}) satisfies z.ZodType<HealthReportOptions>;
+
 const rank: Record<HealthStatus, number> = { pass: 0, warn: 1, fail: 2 };
 
 /**
@@ -193,6 +206,7 @@ const rank: Record<HealthStatus, number> = { pass: 0, warn: 1, fail: 2 };
  * `status: 'fail' | 'warn'` or `healthy: false` (which fails).
  */
 export function healthReport(options: HealthReportOptions = {}): HealthReport {
+  parseOptions('healthReport', healthReportOptionsSchema, options);
   const registry = options.policies ?? globalPolicies;
   const critical = options.critical ?? (() => true);
   const checks = registry.snapshots().map((entry) => {

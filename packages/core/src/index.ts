@@ -51,6 +51,7 @@ export {
   type HealthReportOptions,
   type HealthStatus,
   healthReport,
+  healthReportOptionsSchema,
   readBreaker,
   readBudget,
   readFailover,

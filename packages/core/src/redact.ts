@@ -17,9 +17,13 @@ export const defaultSecretParams = [
  */
 export class Redactor {
   readonly #secrets: ReadonlySet<string>;
+  /** A secret parameter and its value, in text that is no URL the parser takes. */
+  readonly #secretParam: RegExp;
 
   constructor(extra: readonly string[] = []) {
     this.#secrets = new Set([...defaultSecretParams, ...extra].map((p) => p.toLowerCase()));
+    const names = [...this.#secrets].map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+    this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#\\s]*`, 'gi');
   }
 
   /** `url` with `***` for its credentials and secret parameter values. */
@@ -29,7 +33,12 @@ export class Redactor {
     try {
       parsed = new URL(url);
     } catch {
-      return url.replace(/\/\/[^/@\s]*@/, '//***@');
+      // Not a URL (a bad port, a space in the host, a `/` in the password): hidden as text, the
+      // user info up to the last `@` (showing less of a bad URL is the safe way to be wrong).
+      const from = url.indexOf('://') + 3;
+      const at = url.lastIndexOf('@');
+      const shown = from > 2 && at >= from ? `${url.slice(0, from)}***${url.slice(at)}` : url;
+      return shown.replace(this.#secretParam, '$1***');
     }
     if (parsed.username !== '' || parsed.password !== '') {
       parsed.username = '***';
@@ -43,6 +52,10 @@ export class Redactor {
 
   /** `text` with every URL in it redacted. */
   text(text: string): string {
-    return text.replace(/\bhttps?:\/\/[^\s'"<>]+/g, (url) => this.url(url));
+    // Any scheme, any case: `HTTP://`, `redis://user:pass@...` in a driver's message.
+    // Then a secret parameter left outside any URL found (one cut by a space) is hidden too.
+    return text
+      .replace(/\b[a-z][a-z\d+.-]*:\/\/[^\s'"<>]+/gi, (url) => this.url(url))
+      .replace(this.#secretParam, '$1***');
   }
 }

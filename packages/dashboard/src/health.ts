@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type HealthReportOptions, healthReport } from '@holdfast/core';
+import { type HealthReportOptions, healthReport, healthReportOptionsSchema, parseOptions } from '@holdfast/core';
 
 /** A `node:http` request handler; Express mounts it as it is (`next` is its third argument). */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
@@ -10,6 +10,8 @@ export type NodeHandler = (req: IncomingMessage, res: ServerResponse, next?: (er
  * (`app.get('/health', toFastify(healthHandler()))`) or `node:http`.
  */
 export function healthHandler(options: HealthReportOptions = {}): NodeHandler {
+  // Checked once here: a bad option would otherwise serve 503 on every request, with no word why.
+  parseOptions('healthHandler', healthReportOptionsSchema, options);
   return (req, res) => {
     let report: ReturnType<typeof healthReport>;
     try {

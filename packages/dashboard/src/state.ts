@@ -126,12 +126,20 @@ function bounded<V>(make: () => V): Bounded<V> {
 // credentials and secret query parameters (any scheme: redis://, postgres://), and the values
 // under keys that name a credential.
 const redactor = new Redactor();
-const URLS = /\b[a-z][a-z0-9+.-]*:\/\/[^\s'"<>]+/gi;
 const SECRET_KEY =
   /^(?:authorization|proxy-authorization|cookie|set-cookie|password|passwd|secret|client[-_]?secret|token|access[-_]?token|refresh[-_]?token|api[-_]?key)$/i;
+const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
 const hideSecrets = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
-  return typeof value === 'string' && value.includes('://') ? value.replace(URLS, (url) => redactor.url(url)) : value;
+  if (typeof value === 'string') return hideUrls(value);
+  // A URL may be a key too (endpoints by their target): JSON.stringify shows keys as they are.
+  if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+    const keys = Object.keys(value);
+    if (keys.some((k) => k.includes('://'))) {
+      return Object.fromEntries(keys.map((k) => [hideUrls(k), (value as Record<string, unknown>)[k]]));
+    }
+  }
+  return value;
 };
 
 function writable(snapshot: unknown): unknown {

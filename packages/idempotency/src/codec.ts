@@ -73,7 +73,8 @@ function objectToStorable(value: object, seen: Set<object>): unknown {
     out = items;
   } else {
     if (!isPlainObject(value)) throw new Unsupported(`${describeObject(value)} is not supported; ${SUPPORTED}`);
-    const entries: Record<string, unknown> = {};
+    // No prototype: a `__proto__` key (JSON.parse makes one) stays a key, not a prototype.
+    const entries: Record<string, unknown> = Object.create(null);
     for (const k in value) {
       const v = (value as Record<string, unknown>)[k];
       if (v !== undefined) entries[k] = at(`.${k}`, () => toStorable(v, seen)); // JSON drops undefined properties too
@@ -96,9 +97,8 @@ function fromStorable(value: unknown): unknown {
 }
 
 function decodeEntries(record: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(record)) out[k] = fromStorable(v);
-  return out;
+  // fromEntries defines each key as its own: a stored `__proto__` key is not made a prototype.
+  return Object.fromEntries(Object.entries(record).map(([k, v]) => [k, fromStorable(v)]));
 }
 
 function isReservedShape(record: Record<string, unknown>): boolean {
@@ -146,7 +146,8 @@ function canonical(value: unknown, path: string, seen: Set<object>): string {
     case 'boolean':
       return JSON.stringify(value);
     case 'number':
-      return Number.isFinite(value) ? JSON.stringify(value) : `"#${value}"`;
+      // Unquoted: the string '#NaN' is quoted, and must not share NaN's fingerprint.
+      return Number.isFinite(value) ? JSON.stringify(value) : `#${value}`;
     default:
       throw new IdempotencyValueError(
         path,

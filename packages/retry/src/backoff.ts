@@ -22,6 +22,8 @@ export function resolveBackoff(options: ParsedRetryOptions): Backoff {
 
 /** The delay before retry `n` (1 for the first retry), before jitter. */
 export function baseDelay(law: Backoff, n: number): number {
+  // 0 × a growth that overflowed to Infinity is NaN: a wait that no maxElapsed could stop.
+  if (law.initialDelay === 0) return 0;
   switch (law.type) {
     case 'constant':
       return law.initialDelay;

@@ -39,6 +39,8 @@ export function parseRetryAfter(value: unknown, now: number): number | undefined
   if (/^\d+$/.test(text)) return Number(text) * 1000;
   // Every HTTP-date form (IMF-fixdate, RFC 850, asctime) opens with the day's name.
   if (!/^[A-Za-z]{3}/.test(text)) return undefined;
-  const date = Date.parse(text);
+  // HTTP-dates are GMT; asctime's form says no zone, and Date.parse would read it as local time.
+  const zoned = /(?:[A-Za-z]|[+-]\d\d:?\d\d)$/.test(text);
+  const date = Date.parse(zoned ? text : `${text} GMT`);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }

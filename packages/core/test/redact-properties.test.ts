@@ -1,0 +1,88 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { defaultSecretParams, Redactor } from '../src/index.js';
+
+/** A secret: distinctive enough that finding it in the output means it leaked. */
+const secret = fc.stringMatching(/^[A-Za-z0-9]{6,10}$/).map((s) => `S3CR${s}`);
+/** Characters a careless user leaves unencoded in a password. */
+const passwordOf = fc
+  .tuple(secret, fc.constantFrom('', '/', '@', '#', '?', ':', '%', ' ', '/x@', '&'), secret)
+  .map(([a, odd, b]) => `${a}${odd}${b}`);
+const host = fc.constantFrom('api.example.com', '127.0.0.1', 'localhost', '[::1]', 'exa mple.com', 'a_b.example');
+const port = fc.constantFrom('', ':8080', ':99999', ':x', ':');
+const path = fc.constantFrom('', '/', '/v1/items', '/a b', '/@scope/pkg');
+const scheme = fc.constantFrom('https', 'http', 'HTTPS', 'Http');
+const secretParam = fc.constantFrom(...defaultSecretParams, ...defaultSecretParams.map((p) => p.toUpperCase()));
+
+/** Every form in which a secret could show: as given, and percent-encoded. */
+function forms(value: string): string[] {
+  return [...new Set([value, encodeURIComponent(value), encodeURI(value)])];
+}
+
+function expectHidden(shown: string, secrets: readonly string[]): void {
+  for (const s of secrets)
+    for (const part of s.split(/[^A-Za-z0-9]+/).filter((p) => p.length >= 6)) {
+      expect(shown, `${part} leaked in ${shown}`).not.toContain(part);
+    }
+  for (const s of secrets) for (const f of forms(s)) expect(shown).not.toContain(f);
+}
+
+describe('Redactor properties', () => {
+  const redactor = new Redactor();
+
+  it('url(): any URL, valid or not, with credentials and secret parameters shows none of them', () => {
+    fc.assert(
+      fc.property(
+        scheme,
+        fc.option(fc.stringMatching(/^[a-z]{1,8}$/), { nil: undefined }),
+        passwordOf,
+        host,
+        port,
+        path,
+        secretParam,
+        secret,
+        (sch, user, password, h, p, pa, param, value) => {
+          const userinfo = user === undefined ? `:${password}@` : `${user}:${password}@`;
+          const url = `${sch}://${userinfo}${h}${p}${pa}?q=1&${param}=${value}`;
+          expectHidden(redactor.url(url), [password, value]);
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
+  it('text(): a message holding such a URL shows none of its secrets', () => {
+    fc.assert(
+      // In free text a space ends a URL: a password holding one cannot be told from the words after it.
+      fc.property(
+        scheme,
+        passwordOf.filter((p) => !p.includes(' ')),
+        host,
+        secretParam,
+        secret,
+        (sch, password, h, param, value) => {
+          const message = `connect ECONNREFUSED while fetching ${sch}://u:${password}@${h}/x?${param}=${value} (retrying)`;
+          expectHidden(redactor.text(message), [password, value]);
+        },
+      ),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it('regressions: an invalid URL hid its password only, and text() saw lower-case http(s) only', () => {
+    // A port out of range makes the URL invalid: its token showed in "Invalid URL: ..." messages.
+    expect(redactor.url('https://api.example.com:99999/v1?token=S3CRET&q=1')).toBe(
+      'https://api.example.com:99999/v1?token=***&q=1',
+    );
+    // An unencoded `/` in the password: the parser reads a bad port, the old fallback stopped at the `/`.
+    expect(redactor.url('https://user:pa/ssword@api.example.com/v1')).toBe('https://***@api.example.com/v1');
+    expect(redactor.text('fetch failed: HTTPS://user:S3CRET@api.example.com/x')).toBe(
+      'fetch failed: https://***@api.example.com/x',
+    );
+    expect(redactor.text('lost redis://default:S3CRET@10.0.0.1:6379/0')).toBe('lost redis://***@10.0.0.1:6379/0');
+    // Extra parameter names are taken as names, not as patterns.
+    expect(new Redactor(['x.sig']).url('https://h:99999/p?x.sig=S3CRET&xasig=shown')).toBe(
+      'https://h:99999/p?x.sig=***&xasig=shown',
+    );
+  });
+});
