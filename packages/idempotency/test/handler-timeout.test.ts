@@ -46,7 +46,7 @@ function fastifySuite(stores: StoreFactory) {
   describe(`fastify handlerTimeout (${stores.name})`, () => {
     async function app(
       handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown,
-      { claimDelay = 0, laterHook = 0 } = {},
+      { claimDelay = 0, laterHook = 0, store5xx = false } = {},
     ) {
       const made = await stores.make();
       // A store slower than the timeout once (a Redis failover): its answer comes after the 503.
@@ -61,7 +61,7 @@ function fastifySuite(stores: StoreFactory) {
             };
       const server = Fastify({ handlerTimeout: 100 });
       let ran = 0;
-      await server.register(idempotency, { store, scope: 'global', bus: createBus() });
+      await server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
       // A hook after the plugin's (authentication registered later), slower than the timeout once.
       let hooked = 0;
       if (laterHook > 0) server.addHook('preHandler', async () => (hooked++ === 0 ? sleep(laterHook) : undefined));
@@ -166,6 +166,28 @@ function fastifySuite(stores: StoreFactory) {
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
+
+    it('store5xx: a handler that outlives the timeout and then fails keeps the 503 as the answer, as its own 5xx would be: the retry does not run it', async () => {
+      const made = gate();
+      const t = await app(
+        async (n, _request, reply) => {
+          if (n === 1) await made.promise;
+          reply.code(201);
+          return { order: n };
+        },
+        { store5xx: true },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        made.fail(new Error('the payment service failed half-way'));
+        const retry = await retryUntilSettled(t.send);
+        expect(retry.statusCode).toBe(503);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
         expect(t.ran()).toBe(1);
       } finally {
         await t.server.close();
