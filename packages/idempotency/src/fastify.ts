@@ -60,7 +60,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const config = route.config as { idempotency?: unknown } | undefined;
     const override = config?.idempotency;
     const owner = `${OWNER} (route ${route.method} ${route.url})`;
-    if (override !== false && typeof route.handler === 'function') route.handler = watched(route.handler);
+    if (override !== false && typeof route.handler === 'function') {
+      route.handler = watched(route.handler);
+      // Fastify copies the config (and binds the handler): this mark tells its requests apart.
+      route.config = Object.assign({ [WATCHED]: true }, route.config);
+    }
     if (override === undefined || override === true || override === false) return;
     // Anything else ("true", null, 1, a list) would leave the route silently unguarded: refuse it.
     if (typeof override !== 'object' || override === null || Array.isArray(override)) {
@@ -321,7 +325,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     run.body.add(payload);
     // Fastify's handlerTimeout answers while the handler still runs (it aborts request.signal
     // with its error first): the key waits for the handler, and a retry cannot run beside it.
-    if (reply.statusCode >= 500 && state.started && timedOut(request)) {
+    // A route added before the plugin loaded (declared right after a register() not awaited)
+    // is not watched: its handler may run, and its answer is stored at once.
+    if (reply.statusCode >= 500 && (state.started || !watches(request)) && timedOut(request)) {
       void run.finishAfter(reply.statusCode, headers, state.handled);
       return done(null, payload);
     }
@@ -376,6 +382,13 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function noop(): void {}
+
+/** Marks, in its config, a route whose handler the plugin watches. */
+const WATCHED = Symbol('holdfast.idempotency.watched');
+
+function watches(request: FastifyRequest): boolean {
+  return (request.routeOptions.config as { [WATCHED]?: true } | undefined)?.[WATCHED] === true;
+}
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */
 function timedOut(request: FastifyRequest): boolean {

@@ -46,7 +46,7 @@ function fastifySuite(stores: StoreFactory) {
   describe(`fastify handlerTimeout (${stores.name})`, () => {
     async function app(
       handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown,
-      { claimDelay = 0, laterHook = 0, store5xx = false } = {},
+      { claimDelay = 0, laterHook = 0, store5xx = false, awaited = true } = {},
     ) {
       const made = await stores.make();
       // A store slower than the timeout once (a Redis failover): its answer comes after the 503.
@@ -61,7 +61,10 @@ function fastifySuite(stores: StoreFactory) {
             };
       const server = Fastify({ handlerTimeout: 100 });
       let ran = 0;
-      await server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
+      const registered = server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
+      // Fastify's own style: routes declared after register() without awaiting it (the plugin
+      // loads at ready(), after the route is added: its onRoute hook never sees the route).
+      if (awaited) await registered;
       // A hook after the plugin's (authentication registered later), slower than the timeout once.
       let hooked = 0;
       if (laterHook > 0) server.addHook('preHandler', async () => (hooked++ === 0 ? sleep(laterHook) : undefined));
@@ -190,6 +193,31 @@ function fastifySuite(stores: StoreFactory) {
         expect(retry.headers['idempotent-replayed']).toBe('true');
         expect(t.ran()).toBe(1);
       } finally {
+        await t.server.close();
+      }
+    });
+
+    it('routes declared right after register() without await (onRoute never sees them): the timeout answer still holds the key', async () => {
+      const made = gate();
+      const t = await app(
+        async (n, _request, reply) => {
+          if (n === 1) await made.promise;
+          reply.code(201);
+          return { order: n };
+        },
+        { awaited: false },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        const retry = await t.send();
+        expect(retry.statusCode).toBe(503);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        made.open();
+        await sleep(20);
+        expect((await t.send()).headers['idempotent-replayed']).toBe('true');
+        expect(t.ran()).toBe(1);
+      } finally {
+        made.open();
         await t.server.close();
       }
     });
