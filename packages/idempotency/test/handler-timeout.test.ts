@@ -251,13 +251,13 @@ describe('express with connect-timeout', () => {
     }
   });
 
-  async function app(handler: (n: number, res: express.Response) => Promise<void>) {
+  async function app(handler: (n: number, res: express.Response) => Promise<void>, respond = true) {
     const store = await memoryStores.make();
     const server = express();
     let ran = 0;
     server.post(
       '/orders',
-      timeout('100ms'),
+      timeout('100ms', { respond }),
       expressIdempotency({ store, scope: 'global', bus: createBus() }),
       express.json(),
       async (_req, res) => handler(++ran, res),
@@ -321,6 +321,18 @@ describe('express with connect-timeout', () => {
     const retry = await t.send();
     expect(retry.status).toBe(201);
     expect(t.ran()).toBe(1);
+  });
+
+  it("respond: false (the app answers, connect-timeout only sets req.timedout): the handler's own 5xx, sent once it ended, frees its key", async () => {
+    const t = await app(async (n, res) => {
+      if (n === 1) await sleep(150); // past the timeout: req.timedout is true
+      res.status(n === 1 ? 500 : 201).json({ order: n });
+    }, false);
+    expect((await t.send()).status).toBe(500);
+    const retry = await t.send();
+    expect(retry.status).toBe(201);
+    expect(retry.replayed).toBeNull();
+    expect(t.ran()).toBe(2);
   });
 
   it("a handler's own 503 (no timeout) frees its key: the retry runs", async () => {
