@@ -261,7 +261,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Fastify's handlerTimeout answered while the store was asked: the handler will not run.
     if (reply.sent) {
       if (decision.action === 'run') void decision.run.abandon('E_INCOMPLETE');
-      return done();
+      done();
+      return;
     }
     if (decision.action === 'respond') {
       const { status, headers, body } = decision.response;
