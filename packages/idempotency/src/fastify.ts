@@ -56,6 +56,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     (request as unknown as Record<symbol, Slot>)[slot] = state;
   };
 
+  // Marks, in its config, a route whose handler this registration watches.
+  const mark = Symbol('holdfast.idempotency.watched');
+  const watches = (request: FastifyRequest): boolean =>
+    (request.routeOptions.config as unknown as Record<symbol, unknown> | undefined)?.[mark] === true;
+
   fastify.addHook('onRoute', (route) => {
     const config = route.config as { idempotency?: unknown } | undefined;
     const override = config?.idempotency;
@@ -63,7 +68,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
       // Fastify copies the config (and binds the handler): this mark tells its requests apart.
-      route.config = Object.assign({ [WATCHED]: true }, route.config);
+      route.config = Object.assign({ [mark]: true }, route.config);
     }
     if (override === undefined || override === true || override === false) return;
     // Anything else ("true", null, 1, a list) would leave the route silently unguarded: refuse it.
@@ -383,13 +388,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function noop(): void {}
-
-/** Marks, in its config, a route whose handler the plugin watches. */
-const WATCHED = Symbol('holdfast.idempotency.watched');
-
-function watches(request: FastifyRequest): boolean {
-  return (request.routeOptions.config as { [WATCHED]?: true } | undefined)?.[WATCHED] === true;
-}
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */
 function timedOut(request: FastifyRequest): boolean {
