@@ -3,7 +3,7 @@ import { type AddressInfo, connect } from 'node:net';
 import { createBus } from '@holdfast/core';
 import timeout from 'connect-timeout';
 import express from 'express';
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency } from '../src/fastify.js';
@@ -46,7 +46,13 @@ function fastifySuite(stores: StoreFactory) {
   describe(`fastify handlerTimeout (${stores.name})`, () => {
     async function app(
       handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown,
-      { claimDelay = 0, laterHook = 0, store5xx = false, awaited = true } = {},
+      {
+        claimDelay = 0,
+        laterHook = 0,
+        store5xx = false,
+        awaited = true,
+        errorHandler = undefined as Parameters<FastifyInstance['setErrorHandler']>[0] | undefined,
+      } = {},
     ) {
       const made = await stores.make();
       // A store slower than the timeout once (a Redis failover): its answer comes after the 503.
@@ -60,6 +66,7 @@ function fastifySuite(stores: StoreFactory) {
               release: (...args) => made.release(...args),
             };
       const server = Fastify({ handlerTimeout: 100 });
+      if (errorHandler !== undefined) server.setErrorHandler(errorHandler);
       let ran = 0;
       const registered = server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
       // Fastify's own style: routes declared after register() without awaiting it (the plugin
@@ -216,6 +223,39 @@ function fastifySuite(stores: StoreFactory) {
         await sleep(20);
         expect((await t.send()).headers['idempotent-replayed']).toBe('true');
         expect(t.ran()).toBe(1);
+      } finally {
+        made.open();
+        await t.server.close();
+      }
+    });
+
+    it('an error handler that answers the timeout on the raw response (hijacked): the key waits for the handler, no retry runs beside it', async () => {
+      const made = gate();
+      const t = await app(
+        async (n, _request, reply) => {
+          if (n === 1) await made.promise;
+          reply.code(201);
+          return { order: n };
+        },
+        {
+          errorHandler: (error, _request, reply) => {
+            if ((error as { code?: unknown }).code !== 'FST_ERR_HANDLER_TIMEOUT') return reply.send(error);
+            reply.hijack();
+            reply.raw.writeHead(504, { 'content-type': 'text/plain' });
+            reply.raw.end('timed out');
+          },
+        },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(504);
+        const during = await t.send();
+        expect(during.statusCode).toBe(409);
+        expect(t.ran()).toBe(1);
+        // Nothing of a hijacked answer can be stored: once the handler ended, its key is freed.
+        made.open();
+        const after = await retryUntilSettled(t.send);
+        expect(after.statusCode).toBe(201);
+        expect(t.ran()).toBe(2);
       } finally {
         made.open();
         await t.server.close();
