@@ -47,25 +47,29 @@ function fastifySuite(stores: StoreFactory) {
     async function app(
       handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown,
       {
-        claimDelay = 0,
-        laterHook = 0,
+        held = undefined as 'claim' | 'hook' | undefined,
         store5xx = false,
         awaited = true,
         errorHandler = undefined as Parameters<FastifyInstance['setErrorHandler']>[0] | undefined,
       } = {},
     ) {
       const made = await stores.make();
-      // A store slower than the timeout once (a Redis failover): its answer comes after the 503.
+      // The first claim, or a later hook's first run, held until the test opens it (after the
+      // 503): a store slower than the timeout (a Redis failover), a slow authentication.
+      const hold = gate();
+      const passed = gate();
+      const slowly = <T>(work: () => Promise<T>) => hold.promise.then(work).finally(passed.open);
       let claims = 0;
       const store: IdempotencyStore =
-        claimDelay === 0
+        held !== 'claim'
           ? made
           : {
-              claim: (...args) => sleep(claims++ === 0 ? claimDelay : 0).then(() => made.claim(...args)),
+              claim: (...args) => (claims++ === 0 ? slowly(() => made.claim(...args)) : made.claim(...args)),
               complete: (...args) => made.complete(...args),
               release: (...args) => made.release(...args),
             };
-      const server = Fastify({ handlerTimeout: 100 });
+      // Long enough that a claim on a loaded machine comes before it: the handler outlives it.
+      const server = Fastify({ handlerTimeout: 300 });
       if (errorHandler !== undefined) server.setErrorHandler(errorHandler);
       let ran = 0;
       const registered = server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
@@ -74,12 +78,19 @@ function fastifySuite(stores: StoreFactory) {
       if (awaited) await registered;
       // A hook after the plugin's (authentication registered later), slower than the timeout once.
       let hooked = 0;
-      if (laterHook > 0) server.addHook('preHandler', async () => (hooked++ === 0 ? sleep(laterHook) : undefined));
+      if (held === 'hook')
+        server.addHook('preHandler', async () => (hooked++ === 0 ? slowly(async () => {}) : undefined));
       server.post('/orders', (request, reply) => handler(++ran, request, reply) as never);
       await server.ready();
       const headers = order();
       const send = () => server.inject({ method: 'POST', url: '/orders', headers, payload: '{"a":1}' });
-      return { server, send, ran: () => ran };
+      /** Lets the held claim or hook go on, and resolves once it has (and Fastify reacted). */
+      const open = async () => {
+        hold.open();
+        await passed.promise;
+        await sleep(20);
+      };
+      return { server, send, ran: () => ran, open };
     }
 
     it('a handler that outlives the timeout and succeeds runs once: retries get 409 while it runs, then the first answer', async () => {
@@ -148,11 +159,11 @@ function fastifySuite(stores: StoreFactory) {
           reply.code(201);
           return { order: n };
         },
-        { claimDelay: 150 },
+        { held: 'claim' },
       );
       try {
         expect((await t.send()).statusCode).toBe(503);
-        await sleep(100); // the claim's answer comes
+        await t.open(); // the claim's answer comes
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
@@ -168,11 +179,11 @@ function fastifySuite(stores: StoreFactory) {
           reply.code(201);
           return { order: n };
         },
-        { laterHook: 200 },
+        { held: 'hook' },
       );
       try {
         expect((await t.send()).statusCode).toBe(503);
-        await sleep(150); // the hook ends; Fastify does not call the handler of a sent reply
+        await t.open(); // the hook ends; Fastify does not call the handler of a sent reply
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
