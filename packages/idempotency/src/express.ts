@@ -125,13 +125,16 @@ function connectionGone(req: Request): boolean {
 
 /**
  * What a finished response is when it is not the handler's own. A 5xx sent once a timeout
- * middleware timed the request out (connect-timeout sets `req.timedout`) went out while the
- * handler may still run, and Express gives no sign of its end: it is stored as the key's
- * answer, whatever its status, so a retry never runs the handler beside the first or after it.
- * The router's own 404 is released.
+ * middleware timed the request out (connect-timeout sets `req.timedout`, and answers from its
+ * `timeout` event) went out while the handler may still run, and Express gives no sign of its
+ * end: it is stored as the key's answer, whatever its status, so a retry never runs the handler
+ * beside the first or after it. With nobody answering that event (connect-timeout's `respond:
+ * false`), the app's own answer is its handler's, stored or released as any. The router's own
+ * 404 is released.
  */
 const ending: Ending = (status, res) => {
-  if (status >= 500 && ((res as Response).req as { timedout?: unknown } | undefined)?.timedout === true) {
+  const req = (res as Response).req as (Request & { timedout?: unknown }) | undefined;
+  if (status >= 500 && req?.timedout === true && req.listenerCount('timeout') > 0) {
     return 'outlived';
   }
   return routerNotFound(status, res) ? 'release' : undefined;

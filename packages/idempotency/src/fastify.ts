@@ -335,7 +335,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         if (held?.run !== run) return;
         if (reply.sent) {
           held.run = undefined;
-          void run.abandon('E_INCOMPLETE');
+          // Hijacked to answer Fastify's handlerTimeout while the handler runs: a retry waits for it.
+          const handled = held.started && timedOut(request) ? held.handled : undefined;
+          if (handled === undefined) void run.abandon('E_INCOMPLETE');
+          else Promise.resolve(handled).then(abandonRun(run), abandonRun(run));
           return;
         }
         // Its client left first: the handler's response is still stored when it comes, and an
@@ -417,6 +420,10 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function noop(): void {}
+
+function abandonRun(run: Run): () => void {
+  return () => void run.abandon('E_INCOMPLETE');
+}
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */
 function timedOut(request: FastifyRequest): boolean {

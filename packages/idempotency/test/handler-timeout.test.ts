@@ -3,7 +3,7 @@ import { type AddressInfo, connect } from 'node:net';
 import { createBus } from '@holdfast/core';
 import timeout from 'connect-timeout';
 import express from 'express';
-import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { afterAll, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency } from '../src/fastify.js';
@@ -16,11 +16,6 @@ import { memoryStores, redisStores } from './http-support/stores.js';
  * Express's connect-timeout. A 5xx frees its key by default, so a retry, sent as soon as the
  * client read the 503, ran the handler a second time beside the first (two orders for one key).
  */
-/**
- * Fastify's handlerTimeout in these apps: well above a store call on a loaded machine (a claim
- * slower than it is a case of its own, below).
- */
-const TIMEOUT = 250;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 let apps = 0;
@@ -51,30 +46,51 @@ function fastifySuite(stores: StoreFactory) {
   describe(`fastify handlerTimeout (${stores.name})`, () => {
     async function app(
       handler: (n: number, request: FastifyRequest, reply: FastifyReply) => unknown,
-      { claimDelay = 0, laterHook = 0 } = {},
+      {
+        held = undefined as 'claim' | 'hook' | undefined,
+        store5xx = false,
+        awaited = true,
+        errorHandler = undefined as Parameters<FastifyInstance['setErrorHandler']>[0] | undefined,
+      } = {},
     ) {
       const made = await stores.make();
-      // A store slower than the timeout once (a Redis failover): its answer comes after the 503.
+      // The first claim, or a later hook's first run, held until the test opens it (after the
+      // 503): a store slower than the timeout (a Redis failover), a slow authentication.
+      const hold = gate();
+      const passed = gate();
+      const slowly = <T>(work: () => Promise<T>) => hold.promise.then(work).finally(passed.open);
       let claims = 0;
       const store: IdempotencyStore =
-        claimDelay === 0
+        held !== 'claim'
           ? made
           : {
-              claim: (...args) => sleep(claims++ === 0 ? claimDelay : 0).then(() => made.claim(...args)),
+              claim: (...args) => (claims++ === 0 ? slowly(() => made.claim(...args)) : made.claim(...args)),
               complete: (...args) => made.complete(...args),
               release: (...args) => made.release(...args),
             };
-      const server = Fastify({ handlerTimeout: TIMEOUT });
+      // Long enough that a claim on a loaded machine comes before it: the handler outlives it.
+      const server = Fastify({ handlerTimeout: 300 });
+      if (errorHandler !== undefined) server.setErrorHandler(errorHandler);
       let ran = 0;
-      await server.register(idempotency, { store, scope: 'global', bus: createBus() });
+      const registered = server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
+      // Fastify's own style: routes declared after register() without awaiting it (the plugin
+      // loads at ready(), after the route is added: its onRoute hook never sees the route).
+      if (awaited) await registered;
       // A hook after the plugin's (authentication registered later), slower than the timeout once.
       let hooked = 0;
-      if (laterHook > 0) server.addHook('preHandler', async () => (hooked++ === 0 ? sleep(laterHook) : undefined));
+      if (held === 'hook')
+        server.addHook('preHandler', async () => (hooked++ === 0 ? slowly(async () => {}) : undefined));
       server.post('/orders', (request, reply) => handler(++ran, request, reply) as never);
       await server.ready();
       const headers = order();
       const send = () => server.inject({ method: 'POST', url: '/orders', headers, payload: '{"a":1}' });
-      return { server, send, ran: () => ran };
+      /** Lets the held claim or hook go on, and resolves once it has (and Fastify reacted). */
+      const open = async () => {
+        hold.open();
+        await passed.promise;
+        await sleep(20);
+      };
+      return { server, send, ran: () => ran, open };
     }
 
     it('a handler that outlives the timeout and succeeds runs once: retries get 409 while it runs, then the first answer', async () => {
@@ -137,16 +153,17 @@ function fastifySuite(stores: StoreFactory) {
       }
     });
 
-    /** The timeout answers before the handler is called (`late`: the store's answer or a later hook). */
-    async function answeredBeforeTheHandler(late: { claimDelay?: number; laterHook?: number }) {
-      const t = await app(async (n, _request, reply) => {
-        reply.code(201);
-        return { order: n };
-      }, late);
+    it('the timeout answers while the store is asked: the handler never runs, the key is freed, the retry runs it', async () => {
+      const t = await app(
+        async (n, _request, reply) => {
+          reply.code(201);
+          return { order: n };
+        },
+        { held: 'claim' },
+      );
       try {
         expect((await t.send()).statusCode).toBe(503);
-        // The claim's answer comes, or the hook ends: Fastify does not call the handler of a sent reply.
-        await sleep(200);
+        await t.open(); // the claim's answer comes
         expect(t.ran()).toBe(0);
         const retry = await retryUntilSettled(t.send);
         expect(retry.statusCode).toBe(201);
@@ -154,13 +171,107 @@ function fastifySuite(stores: StoreFactory) {
       } finally {
         await t.server.close();
       }
-    }
+    });
 
-    it('the timeout answers while the store is asked: the handler never runs, the key is freed, the retry runs it', () =>
-      answeredBeforeTheHandler({ claimDelay: TIMEOUT + 100 }));
+    it('the timeout answers during a later hook, before the handler: its 503 is not stored, the retry runs it', async () => {
+      const t = await app(
+        async (n, _request, reply) => {
+          reply.code(201);
+          return { order: n };
+        },
+        { held: 'hook' },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        await t.open(); // the hook ends; Fastify does not call the handler of a sent reply
+        expect(t.ran()).toBe(0);
+        const retry = await retryUntilSettled(t.send);
+        expect(retry.statusCode).toBe(201);
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
 
-    it('the timeout answers during a later hook, before the handler: its 503 is not stored, the retry runs it', () =>
-      answeredBeforeTheHandler({ laterHook: TIMEOUT + 100 }));
+    it('store5xx: a handler that outlives the timeout and then fails keeps the 503 as the answer, as its own 5xx would be: the retry does not run it', async () => {
+      const made = gate();
+      const t = await app(
+        async (n, _request, reply) => {
+          if (n === 1) await made.promise;
+          reply.code(201);
+          return { order: n };
+        },
+        { store5xx: true },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        made.fail(new Error('the payment service failed half-way'));
+        const retry = await retryUntilSettled(t.send);
+        expect(retry.statusCode).toBe(503);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        expect(t.ran()).toBe(1);
+      } finally {
+        await t.server.close();
+      }
+    });
+
+    it('routes declared right after register() without await (onRoute never sees them): the timeout answer still holds the key', async () => {
+      const made = gate();
+      const t = await app(
+        async (n, _request, reply) => {
+          if (n === 1) await made.promise;
+          reply.code(201);
+          return { order: n };
+        },
+        { awaited: false },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(503);
+        const retry = await t.send();
+        expect(retry.statusCode).toBe(503);
+        expect(retry.headers['idempotent-replayed']).toBe('true');
+        made.open();
+        await sleep(20);
+        expect((await t.send()).headers['idempotent-replayed']).toBe('true');
+        expect(t.ran()).toBe(1);
+      } finally {
+        made.open();
+        await t.server.close();
+      }
+    });
+
+    it('an error handler that answers the timeout on the raw response (hijacked): the key waits for the handler, no retry runs beside it', async () => {
+      const made = gate();
+      const t = await app(
+        async (n, _request, reply) => {
+          if (n === 1) await made.promise;
+          reply.code(201);
+          return { order: n };
+        },
+        {
+          errorHandler: (error, _request, reply) => {
+            if ((error as { code?: unknown }).code !== 'FST_ERR_HANDLER_TIMEOUT') return reply.send(error);
+            reply.hijack();
+            reply.raw.writeHead(504, { 'content-type': 'text/plain' });
+            reply.raw.end('timed out');
+          },
+        },
+      );
+      try {
+        expect((await t.send()).statusCode).toBe(504);
+        const during = await t.send();
+        expect(during.statusCode).toBe(409);
+        expect(t.ran()).toBe(1);
+        // Nothing of a hijacked answer can be stored: once the handler ended, its key is freed.
+        made.open();
+        const after = await retryUntilSettled(t.send);
+        expect(after.statusCode).toBe(201);
+        expect(t.ran()).toBe(2);
+      } finally {
+        made.open();
+        await t.server.close();
+      }
+    });
 
     it("a handler's own 503 before the timeout frees its key at once, as without handlerTimeout", async () => {
       const t = await app(async (n, _request, reply) => {
@@ -191,13 +302,13 @@ describe('express with connect-timeout', () => {
     }
   });
 
-  async function app(handler: (n: number, res: express.Response) => Promise<void>) {
+  async function app(handler: (n: number, res: express.Response) => Promise<void>, respond = true) {
     const store = await memoryStores.make();
     const server = express();
     let ran = 0;
     server.post(
       '/orders',
-      timeout(`${TIMEOUT}ms`),
+      timeout('100ms', { respond }),
       expressIdempotency({ store, scope: 'global', bus: createBus() }),
       express.json(),
       async (_req, res) => handler(++ran, res),
@@ -253,7 +364,7 @@ describe('express with connect-timeout', () => {
       answer += chunk.toString();
     });
     socket.write(`POST /orders HTTP/1.1\r\nHost: x\r\n${head}Content-Length: 7\r\n\r\n{"a"`);
-    await sleep(TIMEOUT + 150); // the timeout answers 503 meanwhile
+    await sleep(200); // the timeout answers 503 meanwhile
     socket.end(':1}');
     await once(socket, 'close');
     expect(answer).toMatch(/^HTTP\/1\.1 503/);
@@ -261,6 +372,18 @@ describe('express with connect-timeout', () => {
     const retry = await t.send();
     expect(retry.status).toBe(201);
     expect(t.ran()).toBe(1);
+  });
+
+  it("respond: false (the app answers, connect-timeout only sets req.timedout): the handler's own 5xx, sent once it ended, frees its key", async () => {
+    const t = await app(async (n, res) => {
+      if (n === 1) await sleep(150); // past the timeout: req.timedout is true
+      res.status(n === 1 ? 500 : 201).json({ order: n });
+    }, false);
+    expect((await t.send()).status).toBe(500);
+    const retry = await t.send();
+    expect(retry.status).toBe(201);
+    expect(retry.replayed).toBeNull();
+    expect(t.ran()).toBe(2);
   });
 
   it("a handler's own 503 (no timeout) frees its key: the retry runs", async () => {

@@ -531,8 +531,9 @@ export class Run {
    * key stays claimed until the handler settles, so a retry cannot run alongside it. If the
    * handler then succeeds, its effect happened: this response is stored as the key's answer,
    * whatever its status, so a retry gets it instead of running the handler a second time. If
-   * it fails, the key is released, as for any failed handler. Without the handler's promise
-   * (a handler that returned none), its end cannot be known: the response is stored at once.
+   * it fails, this response is what a failed handler's would be: stored with `store5xx`, else
+   * the key is released. Without the handler's promise (a handler that returned none), its
+   * end cannot be known: the response is stored at once.
    */
   finishAfter(status: number, headers: OutgoingHeaders, handler: PromiseLike<unknown> | undefined): Promise<void> {
     if (this.#settled) return Promise.resolve();
@@ -540,7 +541,9 @@ export class Run {
     const store = () =>
       this.owner.settle(this, { status, headers }, this.body.storable ? undefined : 'E_RESPONSE_TOO_LARGE');
     if (handler === undefined) return store();
-    return Promise.resolve(handler).then(store, () => this.owner.settle(this, undefined, `HTTP_${status}`));
+    return Promise.resolve(handler).then(store, () =>
+      this.owner.settle(this, { status, headers }, this.owner.verdict(status, this.body)),
+    );
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */
