@@ -2,7 +2,7 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import timeout from 'connect-timeout';
 import express from 'express';
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
@@ -158,4 +158,46 @@ describe('load shedding and a timeout that answers while the handler runs', () =
     expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
     expect(stats.ran).toBe(1);
   });
+
+  it.each([
+    [
+      'an async handler',
+      async (reply: FastifyReply, later: () => void) => {
+        setTimeout(later, 60_000).unref();
+        return reply;
+      },
+    ],
+    [
+      'a handler',
+      (reply: FastifyReply, later: () => void) => {
+        setTimeout(later, 60_000).unref();
+        return reply;
+      },
+    ],
+  ])(
+    'fastify handlerTimeout: %s that returns the reply (sent later) keeps its place for holdAfterHangUp: its promise settles as the timeout answers',
+    async (_, handler) => {
+      const policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 });
+      const stats = { running: 0, peak: 0 };
+      const app = Fastify({ handlerTimeout: 50 });
+      await app.register(fastifyShedding, { policy, holdAfterHangUp: 300 });
+      // Fastify's way to send from a callback: the work goes on after the handler returned.
+      app.get('/work', (_request, reply) => {
+        stats.peak = Math.max(stats.peak, ++stats.running);
+        return handler(reply, () => reply.send({ ok: true }));
+      });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      closers.push(() => app.close());
+      const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+      const first = await Promise.all([get(base), get(base)]);
+      expect(first.map((r) => r.type)).toEqual(['FST_ERR_HANDLER_TIMEOUT', 'FST_ERR_HANDLER_TIMEOUT']);
+      // Their work still goes on: these are shed at once, none runs.
+      const more = await Promise.all([get(base), get(base), get(base)]);
+      expect(more.map((r) => r.type)).toEqual(Array(3).fill('urn:holdfast:problem:overloaded'));
+      expect(stats.peak).toBe(2);
+      expect(policy.snapshot()).toMatchObject({ running: 2, queued: 0 });
+      for (let turn = 0; turn < 100 && policy.snapshot().running > 0; turn++) await sleep(10);
+      expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    },
+  );
 });
