@@ -33,8 +33,9 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   const shedder = new Shedder<FastifyRequest>('limit/fastify', ours, (request, res) => {
     const running = handlers.get(request);
     if (running !== undefined) return timedOut(request) && (later.has(request) || running);
-    // Not called (a later hook was answered first), or not watched.
-    if (res.statusCode < 500 || !timedOut(request)) return false;
+    // Not called (a later hook was answered first), or not watched. (A response the timeout
+    // destroyed, its headers sent, has not ended: its status is the handler's.)
+    if ((res.writableEnded && res.statusCode < 500) || !timedOut(request)) return false;
     return (request.routeOptions.config as unknown as Record<symbol, unknown> | undefined)?.[seen] !== true;
   });
   const server = fastify.initialConfig as { handlerTimeout?: number };

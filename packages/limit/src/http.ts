@@ -94,12 +94,18 @@ export class Shedder<Req> {
       if (!running) return release(res.statusCode);
       const free = release;
       const status = res.statusCode;
-      this.#holdOn(() => free(status), running === true ? undefined : (done) => void running.then(done, done));
+      this.#holdWhile(running, () => free(status));
     };
     const left = () => {
       res.removeListener('prefinish', ended);
-      gone.abort();
       const free = release;
+      // A timeout that found the response under way (its headers sent) destroys it (Fastify's
+      // handlerTimeout): as for one it answered, the place is held while the handler may run,
+      // and the held call ends with the timeout's 503 (not aborted: an adaptive limiter must
+      // learn from it).
+      const running = free === undefined ? undefined : this.#running?.(req, res);
+      if (free !== undefined && running) return this.#holdWhile(running, () => free(503));
+      gone.abort();
       if (free === undefined) return;
       if (res.writableEnded) return free();
       // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
@@ -122,12 +128,20 @@ export class Shedder<Req> {
     return true;
   }
 
+  /** A timeout answered while the handler may run: frees the place once `running` settles (`true`: cannot be seen). */
+  #holdWhile(running: PromiseLike<unknown> | true, release: () => void): void {
+    this.#holdOn(release, running === true ? undefined : (done) => void running.then(done, done));
+  }
+
   /**
    * The handler may still run: frees the place once `watch` calls its `done` (the handler ended),
    * or `holdAfterHangUp` later at most. `watch` may return what stops watching.
    */
   #holdOn(release: () => void, watch: ((done: () => void) => (() => void) | undefined) | undefined): void {
-    if (this.#holdAfterHangUp === 0) return release();
+    if (this.#holdAfterHangUp === 0) {
+      release();
+      return;
+    }
     let freed = false;
     let stop: (() => void) | undefined;
     const done = () => {

@@ -1,5 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import type { Policy } from '@holdfast/core';
 import timeout from 'connect-timeout';
 import express from 'express';
 import Fastify, { type FastifyReply } from 'fastify';
@@ -200,4 +202,48 @@ describe('load shedding and a timeout that answers while the handler runs', () =
       expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
     },
   );
+
+  it('fastify handlerTimeout destroying a stream under way (its headers sent): the place comes back once the handler settled, and the held call fails with the 503', async () => {
+    const { policy, outcomes, inner } = recording(bulkhead({ maxConcurrent: 1, maxQueue: 0 }));
+    const app = Fastify({ handlerTimeout: 50 });
+    await app.register(fastifyShedding, { policy, holdAfterHangUp: 60_000 });
+    app.get('/work', async (_request, reply) => {
+      const body = new PassThrough();
+      body.write('first bytes');
+      reply.header('content-type', 'text/plain');
+      return body; // never ends
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const response = await fetch(`${base}/work`);
+    expect(response.status).toBe(200);
+    await expect(response.text()).rejects.toThrow(); // the timeout destroyed it
+    // The handler returned long ago: its place is not held for holdAfterHangUp.
+    for (let turn = 0; turn < 200 && inner.snapshot().running > 0; turn++) await sleep(10);
+    expect(inner.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    // A timeout, not a success (nor a hang-up that teaches an adaptive limiter nothing).
+    expect(outcomes).toEqual(['E_HTTP_STATUS 503']);
+  });
 });
+
+/** A policy around `inner` that records how each held call ended. */
+function recording<P extends Policy>(inner: P): { policy: Policy; outcomes: string[]; inner: P } {
+  const outcomes: string[] = [];
+  const policy: Policy = {
+    name: 'recording',
+    execute: (fn, options) =>
+      inner.execute(async (scope) => {
+        try {
+          const value = await fn(scope);
+          outcomes.push('ok');
+          return value;
+        } catch (error) {
+          const { code, status } = error as { code?: string; status?: number };
+          outcomes.push(`${code} ${status}`);
+          throw error;
+        }
+      }, options),
+  };
+  return { policy, outcomes, inner };
+}
