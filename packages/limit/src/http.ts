@@ -27,8 +27,9 @@ export interface LoadSheddingOptions<Req> {
   /**
    * How long a request whose handler may still run keeps its place, at most, ms: one whose client
    * hung up (the place is held until the handler ends the response, to nobody), and one that a
-   * timeout answered (Fastify's `handlerTimeout`: until the handler settles; Express's
-   * connect-timeout: the handler's end cannot be seen, so this long). `0` frees the place at once.
+   * timeout answered (Fastify's `handlerTimeout`: until the handler settles, or this long for a
+   * handler that returns or awaits `reply`; Express's connect-timeout: the handler's end cannot
+   * be seen, so this long). `0` frees the place at once.
    * @default 10000
    */
   readonly holdAfterHangUp?: number;
