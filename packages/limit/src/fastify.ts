@@ -28,12 +28,14 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   // onRoute saw (marked in their config). A route declared before the plugin loaded (register not
   // awaited) is not: its end cannot be seen, and its place is held for holdAfterHangUp.
   const handlers = new WeakMap<FastifyRequest, PromiseLike<unknown> | true>();
+  const later = new WeakSet<FastifyRequest>();
   const seen = Symbol('holdfast.limit.route');
   const shedder = new Shedder<FastifyRequest>('limit/fastify', ours, (request, res) => {
     const running = handlers.get(request);
-    if (running !== undefined) return timedOut(request) && running;
-    // Not called (a later hook was answered first), or not watched.
-    if (res.statusCode < 500 || !timedOut(request)) return false;
+    if (running !== undefined) return timedOut(request) && (later.has(request) || running);
+    // Not called (a later hook was answered first), or not watched. (A response the timeout
+    // destroyed, its headers sent, has not ended: its status is the handler's.)
+    if ((res.writableEnded && res.statusCode < 500) || !timedOut(request)) return false;
     return (request.routeOptions.config as unknown as Record<symbol, unknown> | undefined)?.[seen] !== true;
   });
   const server = fastify.initialConfig as { handlerTimeout?: number };
@@ -42,6 +44,14 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
     const handler = route.handler;
     route.config = { ...route.config, [seen]: true } as typeof route.config;
     route.handler = function (this: FastifyInstance, request, reply) {
+      // A handler that returns (or awaits) the reply sends it later, from work its promise does
+      // not cover (it settles as the response ends): its end cannot be seen.
+      const then = reply.then;
+      // biome-ignore lint/suspicious/noThenProperty: the reply is a thenable already; this one notes who awaits it
+      reply.then = function (this: FastifyReply, fulfilled, rejected) {
+        later.add(request);
+        return then.call(this, fulfilled, rejected);
+      };
       const result = handler.call(this, request, reply);
       const thenable = typeof (result as PromiseLike<unknown> | undefined)?.then === 'function';
       handlers.set(request, thenable ? (result as PromiseLike<unknown>) : true);

@@ -27,8 +27,9 @@ export interface LoadSheddingOptions<Req> {
   /**
    * How long a request whose handler may still run keeps its place, at most, ms: one whose client
    * hung up (the place is held until the handler ends the response, to nobody), and one that a
-   * timeout answered (Fastify's `handlerTimeout`: until the handler settles; Express's
-   * connect-timeout: the handler's end cannot be seen, so this long). `0` frees the place at once.
+   * timeout answered (Fastify's `handlerTimeout`: until the handler settles, or this long for a
+   * handler that returns or awaits `reply`; Express's connect-timeout: the handler's end cannot
+   * be seen, so this long). `0` frees the place at once.
    * @default 10000
    */
   readonly holdAfterHangUp?: number;
@@ -94,12 +95,18 @@ export class Shedder<Req> {
       if (!running) return release(res.statusCode);
       const free = release;
       const status = res.statusCode;
-      this.#holdOn(() => free(status), running === true ? undefined : (done) => void running.then(done, done));
+      this.#holdWhile(running, () => free(status));
     };
     const left = () => {
       res.removeListener('prefinish', ended);
-      gone.abort();
       const free = release;
+      // A timeout that found the response under way (its headers sent) destroys it (Fastify's
+      // handlerTimeout): as for one it answered, the place is held while the handler may run,
+      // and the held call ends with the timeout's 503 (not aborted: an adaptive limiter must
+      // learn from it).
+      const running = free === undefined ? undefined : this.#running?.(req, res);
+      if (free !== undefined && running) return this.#holdWhile(running, () => free(503));
+      gone.abort();
       if (free === undefined) return;
       if (res.writableEnded) return free();
       // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
@@ -120,6 +127,11 @@ export class Shedder<Req> {
     }
     release = outcome;
     return true;
+  }
+
+  /** A timeout answered while the handler may run: frees the place once `running` settles (`true`: cannot be seen). */
+  #holdWhile(running: PromiseLike<unknown> | true, release: () => void): void {
+    this.#holdOn(release, running === true ? undefined : (done) => void running.then(done, done));
   }
 
   /**

@@ -1,8 +1,10 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { PassThrough } from 'node:stream';
+import type { Policy } from '@holdfast/core';
 import timeout from 'connect-timeout';
 import express from 'express';
-import Fastify from 'fastify';
+import Fastify, { type FastifyReply } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
@@ -160,4 +162,90 @@ describe('load shedding and a timeout that answers while the handler runs', () =
     expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
     expect(stats.ran).toBe(1);
   });
+
+  it.each([
+    [
+      'an async handler',
+      async (reply: FastifyReply, later: () => void) => {
+        setTimeout(later, 60_000).unref();
+        return reply;
+      },
+    ],
+    [
+      'a handler',
+      (reply: FastifyReply, later: () => void) => {
+        setTimeout(later, 60_000).unref();
+        return reply;
+      },
+    ],
+  ])(
+    'fastify handlerTimeout: %s that returns the reply (sent later) keeps its place for holdAfterHangUp: its promise settles as the timeout answers',
+    async (_, handler) => {
+      const policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 });
+      const stats = { running: 0, peak: 0 };
+      const app = Fastify({ handlerTimeout: 50 });
+      await app.register(fastifyShedding, { policy, holdAfterHangUp: 300 });
+      // Fastify's way to send from a callback: the work goes on after the handler returned.
+      app.get('/work', (_request, reply) => {
+        stats.peak = Math.max(stats.peak, ++stats.running);
+        return handler(reply, () => reply.send({ ok: true }));
+      });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      closers.push(() => app.close());
+      const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+      const first = await Promise.all([get(base), get(base)]);
+      expect(first.map((r) => r.type)).toEqual(['FST_ERR_HANDLER_TIMEOUT', 'FST_ERR_HANDLER_TIMEOUT']);
+      // Their work still goes on: these are shed at once, none runs.
+      const more = await Promise.all([get(base), get(base), get(base)]);
+      expect(more.map((r) => r.type)).toEqual(Array(3).fill('urn:holdfast:problem:overloaded'));
+      expect(stats.peak).toBe(2);
+      expect(policy.snapshot()).toMatchObject({ running: 2, queued: 0 });
+      for (let turn = 0; turn < 100 && policy.snapshot().running > 0; turn++) await sleep(10);
+      expect(policy.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    },
+  );
+
+  it('fastify handlerTimeout destroying a stream under way (its headers sent): the place comes back once the handler settled, and the held call fails with the 503', async () => {
+    const { policy, outcomes, inner } = recording(bulkhead({ maxConcurrent: 1, maxQueue: 0 }));
+    const app = Fastify({ handlerTimeout: 50 });
+    await app.register(fastifyShedding, { policy, holdAfterHangUp: 60_000 });
+    app.get('/work', async (_request, reply) => {
+      const body = new PassThrough();
+      body.write('first bytes');
+      reply.header('content-type', 'text/plain');
+      return body; // never ends
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    const base = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
+    const response = await fetch(`${base}/work`);
+    expect(response.status).toBe(200);
+    await expect(response.text()).rejects.toThrow(); // the timeout destroyed it
+    // The handler returned long ago: its place is not held for holdAfterHangUp.
+    for (let turn = 0; turn < 200 && inner.snapshot().running > 0; turn++) await sleep(10);
+    expect(inner.snapshot()).toMatchObject({ running: 0, queued: 0 });
+    // A timeout, not a success (nor a hang-up that teaches an adaptive limiter nothing).
+    expect(outcomes).toEqual(['E_HTTP_STATUS 503']);
+  });
 });
+
+/** A policy around `inner` that records how each held call ended. */
+function recording<P extends Policy>(inner: P): { policy: Policy; outcomes: string[]; inner: P } {
+  const outcomes: string[] = [];
+  const policy: Policy = {
+    name: 'recording',
+    execute: (fn, options) =>
+      inner.execute(async (scope) => {
+        try {
+          const value = await fn(scope);
+          outcomes.push('ok');
+          return value;
+        } catch (error) {
+          const { code, status } = error as { code?: string; status?: number };
+          outcomes.push(`${code} ${status}`);
+          throw error;
+        }
+      }, options),
+  };
+  return { policy, outcomes, inner };
+}
