@@ -4,7 +4,7 @@ import { createBus } from '@holdfast/core';
 import timeout from 'connect-timeout';
 import express from 'express';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency } from '../src/fastify.js';
 import type { IdempotencyStore } from '../src/index.js';
@@ -22,6 +22,14 @@ let apps = 0;
 /** A key of each app's own: the Redis suite's apps share one server. */
 const order = () => ({ 'idempotency-key': `k-${++apps}`, 'content-type': 'application/json' });
 
+const opened: (() => void)[] = [];
+const servers: { close(): Promise<unknown> }[] = [];
+afterEach(async () => {
+  for (const open of opened.splice(0)) open();
+  await Promise.all(servers.splice(0).map((server) => server.close()));
+});
+
+/** A promise the test settles; left open, it is opened after the test (its handler ends). */
 function gate() {
   let open: () => void = () => {};
   let fail: (error: Error) => void = () => {};
@@ -29,6 +37,7 @@ function gate() {
     open = resolve;
     fail = reject;
   });
+  opened.push(open);
   return { promise, open, fail };
 }
 
@@ -40,6 +49,15 @@ async function retryUntilSettled<R extends { statusCode: number }>(send: () => P
     response = await send();
   }
   return response;
+}
+
+/** A handler that makes order n (201); the first waits for `first`, the work of an order. */
+function orders(first?: Promise<void>) {
+  return async (n: number, _request: FastifyRequest, reply: FastifyReply) => {
+    if (n === 1) await first;
+    reply.code(201);
+    return { order: n };
+  };
 }
 
 function fastifySuite(stores: StoreFactory) {
@@ -70,6 +88,7 @@ function fastifySuite(stores: StoreFactory) {
             };
       // Long enough that a claim on a loaded machine comes before it: the handler outlives it.
       const server = Fastify({ handlerTimeout: 300 });
+      servers.push(server);
       if (errorHandler !== undefined) server.setErrorHandler(errorHandler);
       let ran = 0;
       const registered = server.register(idempotency, { store, scope: 'global', store5xx, bus: createBus() });
@@ -95,45 +114,29 @@ function fastifySuite(stores: StoreFactory) {
 
     it('a handler that outlives the timeout and succeeds runs once: retries get 409 while it runs, then the first answer', async () => {
       const made = gate();
-      const t = await app(async (n, _request, reply) => {
-        if (n === 1) await made.promise;
-        reply.code(201);
-        return { order: n };
-      });
-      try {
-        const first = await t.send();
-        expect(first.statusCode).toBe(503);
-        const during = await t.send();
-        expect(during.statusCode).toBe(409);
-        made.open();
-        const after = await retryUntilSettled(t.send);
-        expect(after.statusCode).toBe(503);
-        expect(after.headers['idempotent-replayed']).toBe('true');
-        expect(after.json()).toMatchObject({ code: 'FST_ERR_HANDLER_TIMEOUT' });
-        expect(t.ran()).toBe(1);
-      } finally {
-        await t.server.close();
-      }
+      const t = await app(orders(made.promise));
+      const first = await t.send();
+      expect(first.statusCode).toBe(503);
+      const during = await t.send();
+      expect(during.statusCode).toBe(409);
+      made.open();
+      const after = await retryUntilSettled(t.send);
+      expect(after.statusCode).toBe(503);
+      expect(after.headers['idempotent-replayed']).toBe('true');
+      expect(after.json()).toMatchObject({ code: 'FST_ERR_HANDLER_TIMEOUT' });
+      expect(t.ran()).toBe(1);
     });
 
     it('a handler that outlives the timeout and then fails frees its key once it failed: the retry runs', async () => {
       const made = gate();
-      const t = await app(async (n, _request, reply) => {
-        if (n === 1) await made.promise;
-        reply.code(201);
-        return { order: n };
-      });
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        expect((await t.send()).statusCode).toBe(409);
-        made.fail(new Error('the payment service refused'));
-        const retry = await retryUntilSettled(t.send);
-        expect(retry.statusCode).toBe(201);
-        expect(retry.json()).toEqual({ order: 2 });
-        expect(t.ran()).toBe(2);
-      } finally {
-        await t.server.close();
-      }
+      const t = await app(orders(made.promise));
+      expect((await t.send()).statusCode).toBe(503);
+      expect((await t.send()).statusCode).toBe(409);
+      made.fail(new Error('the payment service refused'));
+      const retry = await retryUntilSettled(t.send);
+      expect(retry.statusCode).toBe(201);
+      expect(retry.json()).toEqual({ order: 2 });
+      expect(t.ran()).toBe(2);
     });
 
     it('a handler that answers later without a promise: the timeout answer is stored at once, it never runs twice', async () => {
@@ -141,136 +144,77 @@ function fastifySuite(stores: StoreFactory) {
       const t = await app((n, _request, reply) => {
         void made.promise.then(() => reply.code(201).send({ order: n }));
       });
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        const retry = await t.send();
-        expect(retry.statusCode).toBe(503);
-        expect(retry.headers['idempotent-replayed']).toBe('true');
-        made.open();
-        expect(t.ran()).toBe(1);
-      } finally {
-        await t.server.close();
-      }
+      expect((await t.send()).statusCode).toBe(503);
+      const retry = await t.send();
+      expect(retry.statusCode).toBe(503);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      made.open();
+      expect(t.ran()).toBe(1);
     });
 
     it('the timeout answers while the store is asked: the handler never runs, the key is freed, the retry runs it', async () => {
-      const t = await app(
-        async (n, _request, reply) => {
-          reply.code(201);
-          return { order: n };
-        },
-        { held: 'claim' },
-      );
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        await t.open(); // the claim's answer comes
-        expect(t.ran()).toBe(0);
-        const retry = await retryUntilSettled(t.send);
-        expect(retry.statusCode).toBe(201);
-        expect(t.ran()).toBe(1);
-      } finally {
-        await t.server.close();
-      }
+      const t = await app(orders(), { held: 'claim' });
+      expect((await t.send()).statusCode).toBe(503);
+      await t.open(); // the claim's answer comes
+      expect(t.ran()).toBe(0);
+      const retry = await retryUntilSettled(t.send);
+      expect(retry.statusCode).toBe(201);
+      expect(t.ran()).toBe(1);
     });
 
     it('the timeout answers during a later hook, before the handler: its 503 is not stored, the retry runs it', async () => {
-      const t = await app(
-        async (n, _request, reply) => {
-          reply.code(201);
-          return { order: n };
-        },
-        { held: 'hook' },
-      );
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        await t.open(); // the hook ends; Fastify does not call the handler of a sent reply
-        expect(t.ran()).toBe(0);
-        const retry = await retryUntilSettled(t.send);
-        expect(retry.statusCode).toBe(201);
-        expect(t.ran()).toBe(1);
-      } finally {
-        await t.server.close();
-      }
+      const t = await app(orders(), { held: 'hook' });
+      expect((await t.send()).statusCode).toBe(503);
+      await t.open(); // the hook ends; Fastify does not call the handler of a sent reply
+      expect(t.ran()).toBe(0);
+      const retry = await retryUntilSettled(t.send);
+      expect(retry.statusCode).toBe(201);
+      expect(t.ran()).toBe(1);
     });
 
     it('store5xx: a handler that outlives the timeout and then fails keeps the 503 as the answer, as its own 5xx would be: the retry does not run it', async () => {
       const made = gate();
-      const t = await app(
-        async (n, _request, reply) => {
-          if (n === 1) await made.promise;
-          reply.code(201);
-          return { order: n };
-        },
-        { store5xx: true },
-      );
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        made.fail(new Error('the payment service failed half-way'));
-        const retry = await retryUntilSettled(t.send);
-        expect(retry.statusCode).toBe(503);
-        expect(retry.headers['idempotent-replayed']).toBe('true');
-        expect(t.ran()).toBe(1);
-      } finally {
-        await t.server.close();
-      }
+      const t = await app(orders(made.promise), { store5xx: true });
+      expect((await t.send()).statusCode).toBe(503);
+      made.fail(new Error('the payment service failed half-way'));
+      const retry = await retryUntilSettled(t.send);
+      expect(retry.statusCode).toBe(503);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      expect(t.ran()).toBe(1);
     });
 
     it('routes declared right after register() without await (onRoute never sees them): the timeout answer still holds the key', async () => {
       const made = gate();
-      const t = await app(
-        async (n, _request, reply) => {
-          if (n === 1) await made.promise;
-          reply.code(201);
-          return { order: n };
-        },
-        { awaited: false },
-      );
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        const retry = await t.send();
-        expect(retry.statusCode).toBe(503);
-        expect(retry.headers['idempotent-replayed']).toBe('true');
-        made.open();
-        await sleep(20);
-        expect((await t.send()).headers['idempotent-replayed']).toBe('true');
-        expect(t.ran()).toBe(1);
-      } finally {
-        made.open();
-        await t.server.close();
-      }
+      const t = await app(orders(made.promise), { awaited: false });
+      expect((await t.send()).statusCode).toBe(503);
+      const retry = await t.send();
+      expect(retry.statusCode).toBe(503);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      made.open();
+      await sleep(20);
+      expect((await t.send()).headers['idempotent-replayed']).toBe('true');
+      expect(t.ran()).toBe(1);
     });
 
     it('an error handler that answers the timeout on the raw response (hijacked): the key waits for the handler, no retry runs beside it', async () => {
       const made = gate();
-      const t = await app(
-        async (n, _request, reply) => {
-          if (n === 1) await made.promise;
-          reply.code(201);
-          return { order: n };
+      const t = await app(orders(made.promise), {
+        errorHandler: (error, _request, reply) => {
+          if ((error as { code?: unknown }).code !== 'FST_ERR_HANDLER_TIMEOUT') return reply.send(error);
+          reply.hijack();
+          reply.raw.writeHead(504, { 'content-type': 'text/plain' });
+          reply.raw.end('timed out');
         },
-        {
-          errorHandler: (error, _request, reply) => {
-            if ((error as { code?: unknown }).code !== 'FST_ERR_HANDLER_TIMEOUT') return reply.send(error);
-            reply.hijack();
-            reply.raw.writeHead(504, { 'content-type': 'text/plain' });
-            reply.raw.end('timed out');
-          },
-        },
-      );
-      try {
-        expect((await t.send()).statusCode).toBe(504);
-        const during = await t.send();
-        expect(during.statusCode).toBe(409);
-        expect(t.ran()).toBe(1);
-        // Nothing of a hijacked answer can be stored: once the handler ended, its key is freed.
-        made.open();
-        const after = await retryUntilSettled(t.send);
-        expect(after.statusCode).toBe(201);
-        expect(t.ran()).toBe(2);
-      } finally {
-        made.open();
-        await t.server.close();
-      }
+      });
+      expect((await t.send()).statusCode).toBe(504);
+      const during = await t.send();
+      expect(during.statusCode).toBe(409);
+      expect(t.ran()).toBe(1);
+      // Nothing of a hijacked answer can be stored: once the handler ended, its key is freed.
+      made.open();
+      const after = await retryUntilSettled(t.send);
+      expect(after.statusCode).toBe(201);
+      expect(t.ran()).toBe(2);
     });
 
     it("a handler's own 503 before the timeout frees its key at once, as without handlerTimeout", async () => {
@@ -278,14 +222,10 @@ function fastifySuite(stores: StoreFactory) {
         reply.code(n === 1 ? 503 : 201);
         return { order: n };
       });
-      try {
-        expect((await t.send()).statusCode).toBe(503);
-        const retry = await t.send();
-        expect(retry.statusCode).toBe(201);
-        expect(t.ran()).toBe(2);
-      } finally {
-        await t.server.close();
-      }
+      expect((await t.send()).statusCode).toBe(503);
+      const retry = await t.send();
+      expect(retry.statusCode).toBe(201);
+      expect(t.ran()).toBe(2);
     });
   });
 }
