@@ -26,9 +26,9 @@ export class Redactor {
     this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#\\s]*`, 'gi');
   }
 
-  /** `url` with `***` for its credentials and secret parameter values. */
+  /** `url` with `***` for its credentials and secret parameter values, in its query or fragment. */
   url(url: string): string {
-    if (!url.includes('@') && !url.includes('?')) return url;
+    if (!/[@?#]/.test(url)) return url;
     let parsed: URL;
     try {
       parsed = new URL(url);
@@ -47,7 +47,8 @@ export class Redactor {
     for (const name of new Set(parsed.searchParams.keys())) {
       if (this.#secrets.has(name.toLowerCase())) parsed.searchParams.set(name, '***');
     }
-    return parsed.href;
+    // A fragment's parameters too: OAuth's implicit flow hands the token there (#access_token=).
+    return parsed.href.replace(this.#secretParam, '$1***');
   }
 
   /** `text` with every URL in it redacted. */

@@ -51,6 +51,19 @@ describe('Redactor properties', () => {
     );
   });
 
+  it("url(): a secret parameter in the fragment (OAuth's #access_token=) is hidden, the rest of the URL kept", () => {
+    fc.assert(
+      fc.property(scheme, host, path, fc.boolean(), secretParam, secret, (sch, h, pa, query, param, value) => {
+        const url = `${sch}://${h}${pa}${query ? '?page=2' : ''}#state=xyz&${param}=${value}&expires_in=3600`;
+        const shown = redactor.url(url);
+        expectHidden(shown, [value]);
+        expect(shown).toContain('state=xyz');
+        expect(shown).toContain('expires_in=3600');
+      }),
+      { numRuns: 500 },
+    );
+  });
+
   it('text(): a message holding such a URL shows none of its secrets', () => {
     fc.assert(
       // In free text a space ends a URL: a password holding one cannot be told from the words after it.
