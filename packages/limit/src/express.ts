@@ -20,12 +20,13 @@ export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
  * app.post('/reports', loadShedding({ policy: bulkhead({ maxConcurrent: 4, maxQueue: 10 }) }), render);
  */
 export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandler {
-  // A timeout middleware answered while the handler runs (connect-timeout sets req.timedout):
-  // Express shows no end of the handler, so the place is held for holdAfterHangUp.
+  // A timeout middleware answered while the handler runs (connect-timeout sets req.timedout and
+  // answers from its 'timeout' event; with `respond: false` nobody listens, and the app's answer
+  // is its handler's): Express shows no end of the handler, so the place is held for holdAfterHangUp.
   const shedder = new Shedder<Request>(
     'limit/express',
     options,
-    (req) => (req as { timedout?: unknown }).timedout === true,
+    (req) => (req as { timedout?: unknown }).timedout === true && req.listenerCount('timeout') > 0,
   );
   return (req: Request, res: Response, next: NextFunction) => {
     shedder.hold(req, res).then((outcome) => {

@@ -66,10 +66,11 @@ async function expressApp(
   work: number,
   options: { holdAfterHangUp?: number } = {},
   policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 }),
+  respond = true,
 ) {
   const stats: Stats = { running: 0, peak: 0, ran: 0 };
   const app = express();
-  app.use(timeout(`${TIMEOUT}ms`));
+  app.use(timeout(`${TIMEOUT}ms`, { respond }));
   app.use(expressShedding({ policy, ...options }));
   app.get('/work', async (_req, res) => {
     stats.ran++;
@@ -226,6 +227,15 @@ describe('load shedding and a timeout that answers while the handler runs', () =
     expect(inner.snapshot()).toMatchObject({ running: 0, queued: 0 });
     // A timeout, not a success (nor a hang-up that teaches an adaptive limiter nothing).
     expect(outcomes).toEqual(['E_HTTP_STATUS 503']);
+  });
+
+  it("express with connect-timeout's respond: false (the app answers when its handler ends): the place is freed then", async () => {
+    const policy = bulkhead({ maxConcurrent: 1, maxQueue: 0 });
+    const { base, stats } = await expressApp(TIMEOUT + 100, { holdAfterHangUp: 60_000 }, policy, false);
+    expect((await get(base)).status).toBe(200);
+    expect(policy.snapshot()).toMatchObject({ running: 0 });
+    expect((await get(base)).status).toBe(200);
+    expect(stats.ran).toBe(2);
   });
 });
 
