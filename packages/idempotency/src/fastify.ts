@@ -56,16 +56,17 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     (request as unknown as Record<symbol, Slot>)[slot] = state;
   };
 
-  // The routes this registration's onRoute saw (their config carries it): their handlers are
-  // watched. A route declared before the plugin loaded (`app.register()` not awaited, then
-  // `app.post()`) is guarded by the hooks all the same, but its handler is not watched.
-  const seen = Symbol('holdfast.idempotency.route');
+  // The routes this registration's onRoute saw (method and URL): their handlers are watched. A
+  // route declared before the plugin loaded (`app.register()` not awaited, then `app.post()`) is
+  // guarded by the hooks all the same, but its handler is not watched. Kept here, not as a mark
+  // in the route's config: one there cost about 100 bytes on every request.
+  const seen = new Set<string>();
 
   fastify.addHook('onRoute', (route) => {
     const override = (route.config as { idempotency?: unknown } | undefined)?.idempotency;
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
-      route.config = { ...route.config, [seen]: true } as typeof route.config;
+      for (const method of [route.method].flat()) seen.add(`${method} ${route.url}`);
     }
     if (override === undefined || override === true || override === false) return;
     coreOf(override, route.method, route.url);
@@ -97,8 +98,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   };
 
   /** A route onRoute did not see: whether its handler was called cannot be known, so it is taken as called. */
-  const unwatched = (route: { config?: unknown }): boolean =>
-    (route.config as Record<symbol, unknown>)?.[seen] !== true;
+  const unwatched = (request: FastifyRequest): boolean => !seen.has(`${request.method} ${request.routeOptions.url}`);
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
   // resolves with undefined once its client has left (no onSend), though the handler ran.
@@ -144,14 +144,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }, noop);
   };
 
-  const coreFor = (
-    request: FastifyRequest,
-    route = request.routeOptions,
-  ): HttpIdempotency<FastifyRequest> | undefined => {
+  // routeOptions is a new object on each read: only one property is read from it at once, so
+  // V8 need not make it.
+  const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
     if (request.is404) return undefined;
-    const override = route.config?.idempotency;
+    const override = request.routeOptions.config?.idempotency;
     if (override === undefined || override === true) return shared;
-    return override === false ? undefined : coreOf(override, route.method, route.url);
+    if (override === false) return undefined;
+    return perRoute.get(override as object) ?? coreOf(override, request.method, request.routeOptions.url);
   };
 
   // The hooks take callbacks, not promises: a request that is not ours passes each one without
@@ -159,10 +159,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
 
   // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
   fastify.addHook('preParsing', (request: FastifyRequest, _reply: FastifyReply, payload, done) => {
-    const route = request.routeOptions;
     let core: HttpIdempotency<FastifyRequest> | undefined;
     try {
-      core = coreFor(request, route);
+      core = coreFor(request);
     } catch (error) {
       return done(error as Error);
     }
@@ -183,7 +182,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       run: undefined,
       complete: false,
       watched: false,
-      started: unwatched(route),
+      started: false,
       handled: undefined,
       left: false,
     };
@@ -320,7 +319,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           run,
           complete: true,
           watched: false,
-          started: unwatched(request.routeOptions),
+          started: false,
           handled: undefined,
           left: false,
         });
@@ -362,7 +361,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     run.body.add(payload);
     // Fastify's handlerTimeout answers while the handler still runs (it aborts request.signal
     // with its error first): the key waits for the handler, and a retry cannot run beside it.
-    if (reply.statusCode >= 500 && state.started && timedOut(request)) {
+    if (reply.statusCode >= 500 && timedOut(request) && (state.started || unwatched(request))) {
       void run.finishAfter(reply.statusCode, headers, state.handled);
       return done(null, payload);
     }
@@ -405,8 +404,8 @@ interface RequestState {
   /** Called once the body has all come. */
   onComplete?: (() => void) | undefined;
   /**
-   * Once claimed: its handler was called (a later hook may answer first, and it never is). True
-   * from the start on a route whose handler is not watched: it may have been called.
+   * Once claimed: its handler was called (a later hook may answer first, and it never is). On a
+   * route whose handler is not watched it stays false: ask `unwatched()` then.
    */
   started: boolean;
   /** Once claimed: the promise its async handler returned. */
