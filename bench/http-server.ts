@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,23 @@ const WARMUP = 2_000;
 const ROUNDS = 3;
 const CONNECTIONS = 16;
 const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
+
+// With two or more CPUs (and Linux's taskset), the server runs on one CPU and this process (the
+// client) on another. Sharing CPUs, the server's CPU time counts the client's wake-ups its
+// writes cause whenever the client sleeps on the same CPU, and that grows with the server's own
+// cost: a bare Fastify server that spins 15 µs per request measured +26 µs of server CPU per
+// request unpinned, +17 µs pinned (scratch runs of this harness, 60,000 requests each).
+const PIN = pinnable();
+
+function pinnable(): boolean {
+  if (process.platform !== 'linux' || os.availableParallelism() < 2) return false;
+  try {
+    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 // The child: an app, bare or with the middleware on memoryStore(); 'start' and 'stop' bracket
 // the measured requests with a full collection each and answer with the CPU time between them.
@@ -60,15 +77,12 @@ async function serve(
   framework: string,
   guarded: boolean,
 ): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const child = spawn(
-    process.execPath,
-    ['--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'],
-    {
-      cwd: fileURLToPath(new URL('.', import.meta.url)),
-      env: { ...process.env, NODE_OPTIONS: '' },
-      stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    },
-  );
+  const args = ['--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'];
+  const child = spawn(PIN ? 'taskset' : process.execPath, PIN ? ['-c', '1', process.execPath, ...args] : args, {
+    cwd: fileURLToPath(new URL('.', import.meta.url)),
+    env: { ...process.env, NODE_OPTIONS: '' },
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+  });
   let log = '';
   child.stdout?.on('data', (d: Buffer) => {
     log += d.toString();
@@ -170,7 +184,8 @@ export async function benchHttpServer(): Promise<void> {
     );
     console.log(
       `(median of ${ROUNDS} rounds of ${REQUESTS} requests after ${WARMUP}, ${CONNECTIONS} keep-alive connections, ` +
-        `a fresh server per sample, order rotated; "× bare CPU" is bare's CPU per request over this row's; ` +
+        `a fresh server per sample, order rotated; ${PIN ? 'server on CPU 1, client on CPU 0' : 'CPUs not pinned'}; ` +
+        `"× bare CPU" is bare's CPU per request over this row's; ` +
         `load average ${os
           .loadavg()
           .map((l) => l.toFixed(2))
