@@ -135,7 +135,11 @@ interface Figures {
  * fault is injected at FAULT_AT_MS. Then every key that succeeded is sent once more: it must
  * replay the first response (else the record was lost).
  */
-async function underLoad(services: Service[], fault: () => Promise<void>, loadMs = LOAD_MS): Promise<Figures> {
+async function underLoad(
+  services: Service[],
+  fault: (figures: Readonly<Figures>) => Promise<void>,
+  loadMs = LOAD_MS,
+): Promise<Figures> {
   const first = new Map<string, string>(); // key -> body of its first 2xx
   const firstAt = new Map<string, number>();
   const pending: string[] = [];
@@ -188,7 +192,7 @@ async function underLoad(services: Service[], fault: () => Promise<void>, loadMs
     await new Promise((r) => setTimeout(r, FAULT_AT_MS));
     figures.completedBeforeFault = first.size;
     faultAt = Date.now();
-    await fault();
+    await fault(figures);
     faultDone = Date.now();
   })();
   await Promise.all([...Array.from({ length: WORKERS }, (_, w) => worker(w)), faulted]);
@@ -303,11 +307,15 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     const services = await useTopology(await both, { standalone: proxy.port }, false);
     const figures = await underLoad(
       services,
-      async () => {
+      async (felt) => {
         const hole = proxy.freeze();
         // Well past the services' storeTimeoutMs (1 s): on a loaded machine their timers fire late,
         // and a partition only a little longer than it could heal before any request gave up.
+        // It heals once the load has felt it (a request failed), so that late claims are sure to
+        // land: on a loaded machine the workers may have nothing in flight in the first 2 s.
+        const until = Date.now() + 6_000;
         await new Promise((r) => setTimeout(r, 2_000));
+        while (felt.failed === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
         hole.remove();
       },
       4_000,
