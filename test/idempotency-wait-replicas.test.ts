@@ -22,6 +22,7 @@ import {
   startRedis,
   startSentinel,
   stopAllRedis,
+  valkeyAvailable,
 } from './support/redis.js';
 
 afterAll(() => stopAllRedis());
@@ -259,80 +260,20 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
     }
   }, 90_000);
 
+  // Redis 7.0 (Debian 12's) passes with or without the fix; Valkey 8 (WAIT as in Redis 7.2+) fails without it.
   it.each(['claim', 'complete'] as const)(
-    'a %s resent after its reply was lost counts only once the replica has the record',
-    async (step) => {
-      // The script and its WAIT go in one pipeline. Its reply lost, ioredis resends both on a new
-      // connection (after a failover: to a new master that got the record by replication). The
-      // script found its own record and wrote nothing, and since Redis 7.2 WAIT waits for the
-      // connection's own last write only: a new connection has none, so WAIT counted the replica
-      // at once, though it lacked the record, and the write was reported durable. (Redis 7.0, as
-      // Debian 12 ships it, waits for the master's whole offset after any command: there this
-      // passes either way. REDIS_SERVER=<a 7.2+ redis-server> shows it.) Here the master is the
-      // same one, and the replica is online but gets nothing more (its link frozen).
-
-      // No delay before the replica's first sync (diskless by default: 5 s to gather replicas).
-      const [master] = (await startRedis(1, ['--repl-diskless-sync-delay', '0'])) as [RedisServer];
-      const link = await faultProxy({ target: { port: master.port }, name: 'replication' });
-      const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(link.port)])) as [RedisServer];
-      const lossy = await lossyProxy(master.port);
-      const client = new Redis(lossy.proxy.port, '127.0.0.1', { retryStrategy: () => 50 });
-      client.on('error', () => {});
-      const admin = new Redis(replica.port, '127.0.0.1');
-      try {
-        while (!/slave0:.*state=online/.test(await client.info('replication'))) await sleep(50);
-        const store = redisStore({ client, commandTimeout: 10_000, waitForReplicas: { replicas: 1, timeoutMs: 500 } });
-        const charged = { kind: 'value', value: 'charged' } as const;
-        // Confirmed writes: the replica answers, so the next write sends its WAIT behind its script.
-        // (A replica just synced may take a moment to acknowledge its first WAIT.)
-        for (let attempt = 1; ; attempt++) {
-          const claimed = await store.claim('warm', 'fp', 60_000).catch((error: unknown) => error);
-          if ((claimed as ClaimResult).status === 'claimed') {
-            expect(await store.complete('warm', token(claimed as ClaimResult), charged, 60_000)).toBe(true);
-            break;
-          }
-          if (attempt === 30) throw claimed;
-          await sleep(100);
-        }
-        const t = step === 'complete' ? token(await store.claim('order-1', 'fp', 60_000)) : '';
-        await new Promise((r) => setImmediate(r)); // the store has settled the node as confirmed
-        const send = () =>
-          (step === 'claim'
-            ? store.claim('order-1', 'fp', 60_000)
-            : store.complete('order-1', t, charged, 60_000)
-          ).catch((error: unknown) => error);
-        const record = store.keyOf('order-1');
-        const before = await admin.hget(record, 's');
-        const hole = link.freeze();
-        const lost = lossy.loseNextReply(undefined, 5_000);
-        const answer = send();
-        expect(await lost).toBe(true); // the script ran on the master; its reply never came back
-        const result = await answer;
-        expect(lossy.proxy.snapshot().accepted).toBeGreaterThanOrEqual(2); // resent on a new connection
-        expect(before).toBe(step === 'claim' ? null : 'p');
-        expect(await admin.hget(record, 's')).toBe(before); // the replica never got the write
-        expect(result).toMatchObject({ code: 'E_STORE_UNAVAILABLE', message: expect.stringContaining('0 of 1') });
-        if (step === 'complete') expect(await client.hget(record, 's')).toBe('c'); // the master has it
-        // Once the replica has it, the same step counts (the refused claim was withdrawn).
-        hole.remove();
-        let again: unknown;
-        for (let i = 0; i < 30; i++) {
-          again = await send();
-          if (again === true || (again as ClaimResult).status === 'claimed') break;
-          await sleep(100);
-        }
-        expect(again).toEqual(step === 'claim' ? expect.objectContaining({ status: 'claimed' }) : true);
-        expect(await admin.hget(record, 's')).toBe(step === 'claim' ? 'p' : 'c');
-      } finally {
-        client.disconnect();
-        admin.disconnect();
-        await lossy.close();
-        await link.close();
-        await Promise.all([master.kill(), replica.kill()]);
-      }
-    },
+    'a %s resent after its reply was lost counts only once the replica has the record (redis-server)',
+    (step) => resentWrite(step, 'redis'),
     30_000,
   );
+
+  describe.skipIf(!valkeyAvailable())('on Valkey 8', () => {
+    it.each(['claim', 'complete'] as const)(
+      'a %s resent after its reply was lost counts only once the replica has the record (valkey-server)',
+      (step) => resentWrite(step, 'valkey'),
+      30_000,
+    );
+  });
 
   it('a shard without its replica: its new keys refused, its replays answered, other shards unaffected', async () => {
     const cluster: ClusterSetup = await startCluster({ nodeTimeoutMs: 5_000 });
@@ -417,3 +358,77 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
     }
   }, 90_000);
 });
+
+/**
+ * A claim or completion whose reply is lost is resent by ioredis with its WAIT; it must count only
+ * once the replica has the record.
+ */
+async function resentWrite(step: 'claim' | 'complete', server: 'redis' | 'valkey'): Promise<void> {
+  // The script and its WAIT go in one pipeline. Its reply lost, ioredis resends both on a new
+  // connection (after a failover: to a new master that got the record by replication). The
+  // script found its own record and wrote nothing, and since Redis 7.2 WAIT waits for the
+  // connection's own last write only: a new connection has none, so WAIT counted the replica
+  // at once, though it lacked the record, and the write was reported durable. (Redis 7.0, as
+  // Debian 12 ships it, waits for the master's whole offset after any command: there this
+  // passes either way; Valkey 8 shows it, as would REDIS_SERVER=<a 7.2+ redis-server>.) Here the
+  // master is the same one, and the replica is online but gets nothing more (its link frozen).
+
+  // No delay before the replica's first sync (diskless by default: 5 s to gather replicas).
+  const [master] = (await startRedis(1, ['--repl-diskless-sync-delay', '0'], { server })) as [RedisServer];
+  const link = await faultProxy({ target: { port: master.port }, name: 'replication' });
+  const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(link.port)], { server })) as [RedisServer];
+  const lossy = await lossyProxy(master.port);
+  const client = new Redis(lossy.proxy.port, '127.0.0.1', { retryStrategy: () => 50 });
+  client.on('error', () => {});
+  const admin = new Redis(replica.port, '127.0.0.1');
+  try {
+    while (!/slave0:.*state=online/.test(await client.info('replication'))) await sleep(50);
+    const store = redisStore({ client, commandTimeout: 10_000, waitForReplicas: { replicas: 1, timeoutMs: 500 } });
+    const charged = { kind: 'value', value: 'charged' } as const;
+    // Confirmed writes: the replica answers, so the next write sends its WAIT behind its script.
+    // (A replica just synced may take a moment to acknowledge its first WAIT.)
+    for (let attempt = 1; ; attempt++) {
+      const claimed = await store.claim('warm', 'fp', 60_000).catch((error: unknown) => error);
+      if ((claimed as ClaimResult).status === 'claimed') {
+        expect(await store.complete('warm', token(claimed as ClaimResult), charged, 60_000)).toBe(true);
+        break;
+      }
+      if (attempt === 30) throw claimed;
+      await sleep(100);
+    }
+    const t = step === 'complete' ? token(await store.claim('order-1', 'fp', 60_000)) : '';
+    await new Promise((r) => setImmediate(r)); // the store has settled the node as confirmed
+    const send = () =>
+      (step === 'claim' ? store.claim('order-1', 'fp', 60_000) : store.complete('order-1', t, charged, 60_000)).catch(
+        (error: unknown) => error,
+      );
+    const record = store.keyOf('order-1');
+    const before = await admin.hget(record, 's');
+    const hole = link.freeze();
+    const lost = lossy.loseNextReply(undefined, 5_000);
+    const answer = send();
+    expect(await lost).toBe(true); // the script ran on the master; its reply never came back
+    const result = await answer;
+    expect(lossy.proxy.snapshot().accepted).toBeGreaterThanOrEqual(2); // resent on a new connection
+    expect(before).toBe(step === 'claim' ? null : 'p');
+    expect(await admin.hget(record, 's')).toBe(before); // the replica never got the write
+    expect(result).toMatchObject({ code: 'E_STORE_UNAVAILABLE', message: expect.stringContaining('0 of 1') });
+    if (step === 'complete') expect(await client.hget(record, 's')).toBe('c'); // the master has it
+    // Once the replica has it, the same step counts (the refused claim was withdrawn).
+    hole.remove();
+    let again: unknown;
+    for (let i = 0; i < 30; i++) {
+      again = await send();
+      if (again === true || (again as ClaimResult).status === 'claimed') break;
+      await sleep(100);
+    }
+    expect(again).toEqual(step === 'claim' ? expect.objectContaining({ status: 'claimed' }) : true);
+    expect(await admin.hget(record, 's')).toBe(step === 'claim' ? 'p' : 'c');
+  } finally {
+    client.disconnect();
+    admin.disconnect();
+    await lossy.close();
+    await link.close();
+    await Promise.all([master.kill(), replica.kill()]);
+  }
+}

@@ -29,6 +29,8 @@ export interface RedisServer {
 }
 
 const binary = process.env.REDIS_SERVER ?? 'redis-server';
+/** The valkey-server binary {@link startRedis} runs when asked for `server: 'valkey'`. */
+const VALKEY = process.env.VALKEY_SERVER ?? 'valkey-server';
 const live = new Set<ChildProcess>();
 
 let availability: boolean | undefined;
@@ -50,9 +52,37 @@ export function redisAvailable(): boolean {
   return availability;
 }
 
-/** Starts `count` redis-server processes, each on its own free loopback port. */
-export async function startRedis(count = 1, args: readonly string[] = []): Promise<RedisServer[]> {
-  return Promise.all(Array.from({ length: count }, () => startOne(args)));
+let valkey: boolean | undefined;
+
+/**
+ * Whether valkey-server (Valkey 8: since Redis 7.2, WAIT waits for the connection's own last write
+ * only, where Redis 7.0, the one Debian 12 ships, waits for the master's whole offset) can be run
+ * here. Without it, tests that need it skip with a loud message, except under CI=true, where they
+ * must run (.ci/run installs it from Debian's bookworm-backports).
+ */
+export function valkeyAvailable(): boolean {
+  if (valkey === undefined) {
+    valkey = spawnSync(VALKEY, ['--version'], { encoding: 'utf8' }).status === 0;
+    if (!valkey) {
+      const message = `valkey-server not found (tried "${VALKEY}"; set VALKEY_SERVER to its path, or install it: apt-get install -t bookworm-backports valkey-server)`;
+      if (process.env.CI === 'true') throw new Error(`${message}. CI=true: tests that need Valkey must run.`);
+      console.warn(`\n*** SKIPPING VALKEY TESTS: ${message} ***\n`);
+    }
+  }
+  return valkey;
+}
+
+/**
+ * Starts `count` redis-server processes (valkey-server with `server: 'valkey'`), each on its own
+ * free loopback port.
+ */
+export async function startRedis(
+  count = 1,
+  args: readonly string[] = [],
+  { server = 'redis' }: { server?: 'redis' | 'valkey' } = {},
+): Promise<RedisServer[]> {
+  const program = server === 'valkey' ? VALKEY : binary;
+  return Promise.all(Array.from({ length: count }, () => startOne(args, undefined, program)));
 }
 
 /** Stops every server the harness started that is still running. */
@@ -60,13 +90,17 @@ export async function stopAllRedis(): Promise<void> {
   await Promise.all([...live].map((child) => terminate(child, 'SIGKILL')));
 }
 
-async function startOne(args: readonly string[], sentinelConfig?: (port: number) => string): Promise<RedisServer> {
+async function startOne(
+  args: readonly string[],
+  sentinelConfig?: (port: number) => string,
+  program = binary,
+): Promise<RedisServer> {
   let lastError: unknown;
   for (let tries = 0; tries < 5; tries++) {
     const port = await freePort();
     try {
       const config = sentinelConfig?.(port);
-      const start = () => (config === undefined ? launch(port, args) : launchSentinel(port, config));
+      const start = () => (config === undefined ? launch(port, args, program) : launchSentinel(port, config));
       let child = await start();
       const server: RedisServer = {
         host: '127.0.0.1',
@@ -95,14 +129,14 @@ async function startOne(args: readonly string[], sentinelConfig?: (port: number)
   throw new Error(`could not start redis-server after 5 tries: ${String(lastError)}`);
 }
 
-function launch(port: number, args: readonly string[]): Promise<ChildProcess> {
+function launch(port: number, args: readonly string[], program: string): Promise<ChildProcess> {
   // A directory of its own: a replica writes the RDB of its full sync there, and a server loads
   // any dump.rdb it finds in its directory at start (it must start empty, and leave no file behind).
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'));
   const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
   return watch(
     port,
-    spawn(binary, [...argv, '--protected-mode', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
+    spawn(program, [...argv, '--protected-mode', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
   );
 }
 
