@@ -26,6 +26,13 @@ export const memoryStoreOptionsSchema = z.strictObject({
   sweepInterval: timerDuration.default(60_000),
   /** @default the real clock */
   clock: clockOption.optional(),
+  /**
+   * Opt-in, in a cluster worker (`node:cluster`, PM2's cluster mode): records stay in this
+   * worker, and a retry that another worker gets runs the effect again. Without it,
+   * `memoryStore()` refuses to be made in a cluster worker; use `redisStore()` to share records.
+   * @default false
+   */
+  processLocal: z.boolean().default(false),
 });
 
 /** Options of {@link memoryStore}. */

@@ -1,0 +1,26 @@
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { runScript } from '../../../test/support/child.js';
+
+const script = fileURLToPath(new URL('./fixtures/cluster.ts', import.meta.url));
+
+describe('memoryStore() in a node:cluster worker', () => {
+  it('is refused without processLocal (each worker keeps its own records); with it, each worker dedupes its own calls', async () => {
+    const run = await runScript(script, { cwd: fileURLToPath(new URL('.', import.meta.url)), killAfterMs: 30_000 });
+    expect(run.killed).toBe(false);
+    expect(run.stderr).toBe('');
+    const reports = JSON.parse(run.stdout.trim()) as {
+      refused?: { code: string; path: string; message: string };
+      runs: number;
+    }[];
+    expect(reports).toHaveLength(2);
+    for (const report of reports) {
+      expect(report.refused).toMatchObject({ code: 'E_CONFIG', path: 'processLocal' });
+      expect(report.refused?.message).toMatch(
+        /^memoryStore: processLocal must be true in a cluster worker .*redisStore\(\)/,
+      );
+      // processLocal: true, as documented: one run per worker for the same key, two in all.
+      expect(report.runs).toBe(1);
+    }
+  }, 40_000);
+});
