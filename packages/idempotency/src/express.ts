@@ -134,12 +134,15 @@ function connectionGone(req: Request): boolean {
  * 404 is released.
  */
 const ending: Ending = (status, res, body) => {
-  const req = (res as Response).req as (Request & { timedout?: unknown }) | undefined;
-  if (status >= 500 && req?.timedout === true && req.listenerCount('timeout') > 0) {
-    return 'outlived';
-  }
-  return status === 404 && routerNotFound(res, req, body) ? 'release' : undefined;
+  if (status >= 500) return timedOut(res) ? 'outlived' : undefined;
+  return status === 404 && routerNotFound(res, body) ? 'release' : undefined;
 };
+
+/** A timeout middleware timed the request out and answered (see {@link ending}). */
+function timedOut(res: ServerResponse): boolean {
+  const req = (res as Response).req as (Request & { timedout?: unknown }) | undefined;
+  return req?.timedout === true && req.listenerCount('timeout') > 0;
+}
 
 /**
  * Whether a 404 is Express's own for a path no route served: its final handler, `finalhandler`,
@@ -151,7 +154,8 @@ const ending: Ending = (status, res, body) => {
  * HTML), from an app whose own pages are HTML under that policy (not that page), and from a
  * route's handler that passed the request on to the final handler (a route was reached).
  */
-function routerNotFound(res: ServerResponse, req: Request | undefined, body: BodyCollector): boolean {
+function routerNotFound(res: ServerResponse, body: BodyCollector): boolean {
+  const req = (res as Response).req as Request | undefined;
   if (
     req === undefined ||
     req.route !== undefined ||
