@@ -5,6 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { type BodyRead, bodyOf, captureRawBody, readBody } from './http/body.js';
+import type { BodyCollector } from './http/capture.js';
 import {
   type Decision,
   HttpIdempotency,
@@ -132,25 +133,36 @@ function connectionGone(req: Request): boolean {
  * false`), the app's own answer is its handler's, stored or released as any. The router's own
  * 404 is released.
  */
-const ending: Ending = (status, res) => {
-  const req = (res as Response).req as (Request & { timedout?: unknown }) | undefined;
-  if (status >= 500 && req?.timedout === true && req.listenerCount('timeout') > 0) {
-    return 'outlived';
-  }
-  return routerNotFound(status, res) ? 'release' : undefined;
+const ending: Ending = (status, res, body) => {
+  if (status >= 500) return timedOut(res) ? 'outlived' : undefined;
+  return status === 404 && routerNotFound(res, body) ? 'release' : undefined;
 };
 
+/** A timeout middleware timed the request out and answered (see {@link ending}). */
+function timedOut(res: ServerResponse): boolean {
+  const req = (res as Response).req as (Request & { timedout?: unknown }) | undefined;
+  return req?.timedout === true && req.listenerCount('timeout') > 0;
+}
+
 /**
- * Whether a response is Express's own 404 for a path no route served (its final handler,
- * `finalhandler`, answers 404 in HTML with `Content-Security-Policy: default-src 'none'`). It is
- * not stored: the key is released, so a retry once the route exists (a rolling deploy) runs it,
- * as Fastify skips unmatched routes. A 404 your handler sends is stored like any other response,
- * also on an API that sends that policy on every response (its 404s are not finalhandler's HTML).
+ * Whether a 404 is Express's own for a path no route served: its final handler, `finalhandler`,
+ * answers in HTML with `Content-Security-Policy: default-src 'none'`, a page that says "Cannot
+ * POST /path", and the router reached no route (`req.route`, set as a route is entered, is
+ * unset). It is not stored: the key is released, so a retry once the route exists (a rolling
+ * deploy) runs it, as Fastify skips unmatched routes. A 404 your handler sends is stored like
+ * any other response: on an API that sends that policy on every response (its 404s are not
+ * HTML), from an app whose own pages are HTML under that policy (not that page), and from a
+ * route's handler that passed the request on to the final handler (a route was reached).
  */
-function routerNotFound(status: number, res: ServerResponse): boolean {
-  return (
-    status === 404 &&
-    res.getHeader('content-security-policy') === "default-src 'none'" &&
-    res.getHeader('content-type') === 'text/html; charset=utf-8'
-  );
+function routerNotFound(res: ServerResponse, body: BodyCollector): boolean {
+  const req = (res as Response).req as Request | undefined;
+  if (
+    req === undefined ||
+    req.route !== undefined ||
+    res.getHeader('content-security-policy') !== "default-src 'none'" ||
+    res.getHeader('content-type') !== 'text/html; charset=utf-8'
+  ) {
+    return false;
+  }
+  return body.bytes().includes(`<pre>Cannot ${req.method} `);
 }

@@ -97,8 +97,33 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     return core;
   };
 
-  /** A route onRoute did not see: whether its handler was called cannot be known, so it is taken as called. */
+  /**
+   * A route whose handler is not watched (onRoute did not see it, and it could not be watched
+   * late): whether its handler was called cannot be known, so it is taken as called.
+   */
   const unwatched = (request: FastifyRequest): boolean => !seen.has(`${request.method} ${request.routeOptions.url}`);
+
+  // The route contexts watchLate() has looked at: each route's is looked at once, on its first
+  // claimed request; later ones pay a WeakSet lookup, and make nothing.
+  const looked = new WeakSet<object>();
+
+  /**
+   * A claimed request on a route onRoute did not see (declared before the plugin loaded): its
+   * handler is watched from now on, this request's included. Fastify reads a route's handler
+   * from the route's context at each call, and has no public way to change it: the context is
+   * found under Fastify's own symbol, and its handler is replaced only when it is the one
+   * `routeOptions.handler` shows. Where that fails (another Fastify), the route stays unwatched.
+   */
+  const watchLate = (request: FastifyRequest): void => {
+    const context = routeContextOf(request);
+    if (context === undefined || looked.has(context)) return;
+    looked.add(context);
+    const route = `${request.method} ${request.routeOptions.url}`;
+    const handler = context.handler;
+    if (seen.has(route) || typeof handler !== 'function' || handler !== request.routeOptions.handler) return;
+    context.handler = watched(handler as RouteHandlerMethod);
+    seen.add(route);
+  };
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
   // resolves with undefined once its client has left (no onSend), though the handler ran.
@@ -311,6 +336,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }
     if (decision.action === 'run') {
       const run = decision.run;
+      watchLate(request);
       if (state === undefined) {
         keep(request, {
           core,
@@ -334,10 +360,16 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         if (held?.run !== run) return;
         if (reply.sent) {
           held.run = undefined;
-          // Hijacked to answer Fastify's handlerTimeout while the handler runs: a retry waits for it.
-          const handled = held.started && timedOut(request) ? held.handled : undefined;
-          if (handled === undefined) void run.abandon('E_INCOMPLETE');
-          else Promise.resolve(handled).then(abandonRun(run), abandonRun(run));
+          if (!timedOut(request) || !(held.started || unwatched(request))) {
+            void run.abandon('E_INCOMPLETE');
+            return;
+          }
+          // Hijacked to answer Fastify's handlerTimeout while the handler runs: a retry waits for
+          // it. Nothing of a hijacked answer can be stored: once the handler's promise settled,
+          // its key is freed. A handler that returned none (it answers later, from a timer or a
+          // callback) ends unseen, its late send a no-op: its key stays claimed for its lease.
+          const handled = held.handled;
+          if (handled !== undefined) Promise.resolve(handled).then(abandonRun(run), abandonRun(run));
           return;
         }
         // Its client left first: the handler's response is still stored when it comes, and an
@@ -422,6 +454,20 @@ function noop(): void {}
 
 function abandonRun(run: Run): () => void {
   return () => void run.abandon('E_INCOMPLETE');
+}
+
+/**
+ * Fastify's key of a request's route context (`kRouteContext`, its description
+ * 'fastify.context'), looked for on the first request that needs it: null if it is not there.
+ */
+let contextKey: symbol | null | undefined;
+
+/** A request's route context, whose `handler` Fastify calls; undefined if it cannot be found. */
+function routeContextOf(request: FastifyRequest): { handler: unknown } | undefined {
+  contextKey ??= Object.getOwnPropertySymbols(request).find((key) => key.description === 'fastify.context') ?? null;
+  if (contextKey === null) return undefined;
+  const context = (request as unknown as Record<symbol, unknown>)[contextKey];
+  return typeof context === 'object' && context !== null ? (context as { handler: unknown }) : undefined;
 }
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */

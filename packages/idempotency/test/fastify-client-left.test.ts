@@ -34,10 +34,31 @@ describe('fastify plugin: a client that leaves while an async handler runs', () 
     expect(retry.statusCode).toBe(201);
     expect(ran).toBe(2);
   });
+
+  /**
+   * `app.register()` not awaited, then `app.post()`: the plugin's onRoute never sees the route, so
+   * its handler's promise was not watched, and the key stayed claimed for its lease (a retry then
+   * ran the handler again). Its handler is watched from its first claimed request instead.
+   */
+  it('on a route declared before the plugin loaded: the same, the retry gets the replay, the handler ran once', async () => {
+    const { retry, ran, inProgress } = await leaveThenRetry(async (_request, reply) => {
+      reply.code(201).header('location', '/orders/1');
+    }, true);
+    expect(inProgress).toBe(0);
+    expect(retry.statusCode).toBe(201);
+    expect(retry.headers['idempotent-replayed']).toBe('true');
+    expect(ran).toBe(1);
+  });
 });
 
-/** A keyed POST whose client leaves while `after` waits; then `after` runs, and the same key is sent again. */
-async function leaveThenRetry(after: (request: FastifyRequest, reply: FastifyReply) => Promise<void>) {
+/**
+ * A keyed POST whose client leaves while `after` waits; then `after` runs, and the same key is sent again.
+ * `declaredFirst`: the route is declared before the plugin has loaded (its register() not awaited).
+ */
+async function leaveThenRetry(
+  after: (request: FastifyRequest, reply: FastifyReply) => Promise<void>,
+  declaredFirst = false,
+) {
   const store = memoryStore();
   const app = Fastify();
   let ran = 0;
@@ -49,7 +70,8 @@ async function leaveThenRetry(after: (request: FastifyRequest, reply: FastifyRep
   const running = new Promise<void>((resolve) => {
     started = resolve;
   });
-  await app.register(idempotency, { store, scope: 'global', bus: createBus() });
+  const registered = app.register(idempotency, { store, scope: 'global', bus: createBus() });
+  if (!declaredFirst) await registered;
   app.post('/orders', async (request, reply) => {
     ran++;
     started();
@@ -57,6 +79,7 @@ async function leaveThenRetry(after: (request: FastifyRequest, reply: FastifyRep
     if (ran === 1) await after(request, reply);
     else reply.code(201).send('again');
   });
+  await app.ready();
   await app.listen({ port: 0, host: '127.0.0.1' });
   const { port } = app.server.address() as AddressInfo;
   try {

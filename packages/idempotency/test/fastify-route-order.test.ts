@@ -55,7 +55,7 @@ describe('fastify plugin: a route declared before the plugin loaded', () => {
     expect(ran).toBe(0);
   });
 
-  it('under handlerTimeout: its handler is not watched, so the 503 is stored at once; the handler ran once', async () => {
+  it('under handlerTimeout: its handler is watched from its first claimed request, so the key waits for it (409), then the 503 is its answer; the handler ran once', async () => {
     let ran = 0;
     let finish: () => void = () => {};
     const gate = new Promise<void>((resolve) => {
@@ -71,10 +71,12 @@ describe('fastify plugin: a route declared before the plugin loaded', () => {
       { handlerTimeout: 150 },
     );
     expect((await send({ 'idempotency-key': 'k' })).statusCode).toBe(503);
+    expect((await send({ 'idempotency-key': 'k' })).statusCode).toBe(409);
+    finish();
+    await new Promise((resolve) => setTimeout(resolve, 20));
     const retry = await send({ 'idempotency-key': 'k' });
     expect(retry.statusCode).toBe(503);
     expect(retry.headers['idempotent-replayed']).toBe('true');
-    finish();
     expect(ran).toBe(1);
   });
 });

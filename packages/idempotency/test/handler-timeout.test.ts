@@ -183,16 +183,15 @@ function fastifySuite(stores: StoreFactory) {
       expect(t.ran()).toBe(1);
     });
 
-    it('routes declared right after register() without await (onRoute never sees them): the timeout answer still holds the key', async () => {
+    it('routes declared right after register() without await (onRoute never sees them): their handler is watched from the first claimed request, so the key waits for it as on any route', async () => {
       const made = gate();
       const t = await app(orders(made.promise), { awaited: false });
       expect((await t.send()).statusCode).toBe(503);
-      const retry = await t.send();
-      expect(retry.statusCode).toBe(503);
-      expect(retry.headers['idempotent-replayed']).toBe('true');
+      expect((await t.send()).statusCode).toBe(409);
       made.open();
-      await sleep(20);
-      expect((await t.send()).headers['idempotent-replayed']).toBe('true');
+      const after = await retryUntilSettled(t.send);
+      expect(after.statusCode).toBe(503);
+      expect(after.headers['idempotent-replayed']).toBe('true');
       expect(t.ran()).toBe(1);
     });
 
@@ -211,6 +210,42 @@ function fastifySuite(stores: StoreFactory) {
       expect(during.statusCode).toBe(409);
       expect(t.ran()).toBe(1);
       // Nothing of a hijacked answer can be stored: once the handler ended, its key is freed.
+      made.open();
+      const after = await retryUntilSettled(t.send);
+      expect(after.statusCode).toBe(201);
+      expect(t.ran()).toBe(2);
+    });
+
+    /** An error handler that answers the timeout on the raw response: a hijacked reply. */
+    const hijacking: Parameters<FastifyInstance['setErrorHandler']>[0] = (error, _request, reply) => {
+      if ((error as { code?: unknown }).code !== 'FST_ERR_HANDLER_TIMEOUT') return reply.send(error);
+      reply.hijack();
+      reply.raw.writeHead(504, { 'content-type': 'text/plain' });
+      reply.raw.end('timed out');
+    };
+
+    it('an error handler that hijacks the timeout answer of a handler that returned no promise (it answers later from a timer): its end cannot be seen, so the key stays held, no retry runs beside it', async () => {
+      const made = gate();
+      const t = await app(
+        (n, _request, reply) => {
+          void made.promise.then(() => reply.code(201).send({ order: n }));
+        },
+        { errorHandler: hijacking },
+      );
+      expect((await t.send()).statusCode).toBe(504);
+      expect((await t.send()).statusCode).toBe(409);
+      made.open(); // its reply.send() on the hijacked reply sends nothing, and no hook sees it
+      await sleep(20);
+      expect((await t.send()).statusCode).toBe(409); // held for its lease
+      expect(t.ran()).toBe(1);
+    });
+
+    it('routes declared right after register() without await, with an error handler that hijacks the timeout answer: the key waits for the handler, no retry runs beside it', async () => {
+      const made = gate();
+      const t = await app(orders(made.promise), { awaited: false, errorHandler: hijacking });
+      expect((await t.send()).statusCode).toBe(504);
+      expect((await t.send()).statusCode).toBe(409);
+      expect(t.ran()).toBe(1);
       made.open();
       const after = await retryUntilSettled(t.send);
       expect(after.statusCode).toBe(201);
@@ -324,6 +359,52 @@ describe('express with connect-timeout', () => {
     expect(retry.status).toBe(201);
     expect(retry.replayed).toBeNull();
     expect(t.ran()).toBe(2);
+  });
+
+  /**
+   * connect-timeout's documented pattern: `haltOnTimedout` after each slow middleware, so nothing
+   * after it runs once the 503 went out. A slow middleware between the idempotency middleware and
+   * the handler: its 503 is stored, though the handler never ran, and the key replays it for its
+   * TTL. Express gives no sign of which layer is the handler (a route's layers are run by a
+   * closure of the router's, and `req.route` is set before the first of them): see the README.
+   */
+  it('a slow middleware between it and the handler, halted on the timeout: the 503 is stored though the handler never ran (a known limit)', async () => {
+    const store = await memoryStores.make();
+    const server = express();
+    let ran = 0;
+    let slow = 0;
+    const halt: express.RequestHandler = (req, _res, next) => {
+      if (!(req as { timedout?: boolean }).timedout) next();
+    };
+    server.post(
+      '/orders',
+      timeout('100ms'),
+      expressIdempotency({ store, scope: 'global', bus: createBus() }),
+      express.json(),
+      (_req, _res, next) => {
+        if (slow++ === 0) setTimeout(next, 200);
+        else next();
+      },
+      halt,
+      (_req, res) => {
+        ran++;
+        res.status(201).json({ order: ran });
+      },
+    );
+    const listening = server.listen(0, '127.0.0.1');
+    servers.push(listening);
+    await once(listening, 'listening');
+    const { port } = listening.address() as AddressInfo;
+    const headers = order();
+    const send = () => fetch(`http://127.0.0.1:${port}/orders`, { method: 'POST', headers, body: '{"a":1}' });
+    const first = await send();
+    expect(first.status).toBe(503);
+    await first.text();
+    await sleep(200); // the slow middleware ends; haltOnTimedout stops there
+    const retry = await send();
+    expect(retry.status).toBe(503);
+    expect(retry.headers.get('idempotent-replayed')).toBe('true');
+    expect(ran).toBe(0);
   });
 
   it("a handler's own 503 (no timeout) frees its key: the retry runs", async () => {

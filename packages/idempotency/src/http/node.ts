@@ -1,5 +1,5 @@
 import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import { allowedHeaders, type HttpResponse } from './capture.js';
+import { allowedHeaders, type BodyCollector, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
@@ -33,7 +33,7 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * - A client that disconnects before the response started changes nothing: the handler still
  *   runs to its `end`, which stores the result, so a retry gets 409 then the replay. (A handler
  *   that stops there without calling `end` keeps its key claimed until the lease runs out.)
- * - `ending(status, res)` says what a finished response is when it is not the handler's own:
+ * - `ending(status, res, body)` says what a finished response is when it is not the handler's own:
  *   `'release'` releases its key instead of storing it (Express: the router's own 404 for a path
  *   no route served); `'outlived'`, an answer sent while the handler may still run (a timeout
  *   middleware's 5xx), is stored whatever its status (see {@link Run.finishAfter}).
@@ -111,7 +111,7 @@ class Capture {
     run.body.add(chunk, encodingOf(args[1]));
     const status = res.statusCode;
     const headers = this.#snapshot(res);
-    const how = this.ending?.(status, res);
+    const how = this.ending?.(status, res, run.body);
     const settle =
       how === 'release'
         ? run.abandon(`HTTP_${status}`)
@@ -132,7 +132,7 @@ class Capture {
 }
 
 /** What a finished response is when it is not simply the handler's own: see {@link captureNodeResponse}. */
-export type Ending = (status: number, res: ServerResponse) => 'release' | 'outlived' | undefined;
+export type Ending = (status: number, res: ServerResponse, body: BodyCollector) => 'release' | 'outlived' | undefined;
 
 const NODE_RESPONSE = ServerResponse.prototype;
 const METHODS = ['writeHead', 'write', 'end'] as const;
