@@ -20,15 +20,22 @@ const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123'
 // writes cause whenever the client sleeps on the same CPU, and that grows with the server's own
 // cost: a bare Fastify server that spins 15 µs per request measured +26 µs of server CPU per
 // request unpinned, +17 µs pinned (scratch runs of this harness, 60,000 requests each).
-const PIN = pinnable();
+// Pinned only while benchHttpServer() runs, then put back: bench/index.ts imports every suite
+// before it runs any, and the others (and the server child bench/http.ts spawns, which inherits
+// this process's CPUs) must not run on CPU 0 alone.
+let PIN = false;
 
-function pinnable(): boolean {
-  if (process.platform !== 'linux' || os.availableParallelism() < 2) return false;
+/** Pins this process (every thread) to CPU 0 when the server can have CPU 1; returns how to undo it. */
+function pin(): (() => void) | undefined {
+  if (process.platform !== 'linux' || os.availableParallelism() < 2) return undefined;
   try {
-    execFileSync('taskset', ['-a', '-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
-    return true;
+    const pid = String(process.pid);
+    const before = execFileSync('taskset', ['-p', pid], { encoding: 'utf8' }).trim().split(': ').pop() ?? '';
+    execFileSync('taskset', ['-c', '1', 'true'], { stdio: 'ignore' }); // CPU 1 is one this process may use
+    execFileSync('taskset', ['-a', '-p', '-c', '0', pid], { stdio: 'ignore' });
+    return () => execFileSync('taskset', ['-a', '-p', before, pid], { stdio: 'ignore' });
   } catch {
-    return false;
+    return undefined;
   }
 }
 
@@ -152,6 +159,17 @@ async function measure(framework: string, variant: Variant): Promise<Sample> {
 }
 
 export async function benchHttpServer(): Promise<void> {
+  const unpin = pin();
+  PIN = unpin !== undefined;
+  try {
+    await measureAll();
+  } finally {
+    PIN = false;
+    unpin?.();
+  }
+}
+
+async function measureAll(): Promise<void> {
   let fresh = 0;
   const variants: Variant[] = [
     { name: 'bare', guarded: false, key: undefined },

@@ -1,4 +1,6 @@
+import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { redisAvailable, startRedis, stopAllRedis } from './support/redis.js';
 
@@ -35,4 +37,36 @@ describe.skipIf(!redisAvailable())('test harness: redis-server processes', () =>
     await b.stop();
     expect(b.running).toBe(false);
   });
+});
+
+describe('test harness: valkey-server missing under CI=true', () => {
+  it('fails the tests that start it, naming what is missing, not the whole file at collection', () => {
+    // valkeyAvailable() is called while a file is collected (describe.skipIf): a throw there
+    // failed every test of test/idempotency-wait-replicas.test.ts, the Redis ones included.
+    const support = new URL('./support/redis.ts', import.meta.url).href;
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--conditions=@holdfast/source',
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const { valkeyAvailable, startRedis } = await import(${JSON.stringify(support)});
+        let available; try { available = valkeyAvailable(); } catch (e) { available = 'threw: ' + e.message; }
+        const started = await startRedis(1, [], { server: 'valkey' }).then(() => 'started', (e) => e.message);
+        console.log(JSON.stringify({ available, started }));`,
+      ],
+      {
+        cwd: fileURLToPath(new URL('.', import.meta.url)),
+        encoding: 'utf8',
+        env: { ...process.env, NODE_OPTIONS: '', CI: 'true', VALKEY_SERVER: '/nonexistent/valkey-server' },
+      },
+    );
+    const out = JSON.parse(run.stdout.trim()) as { available: unknown; started: string };
+    expect(out.available).toBe(true); // the tests run ...
+    expect(out.started).toMatch(
+      /valkey-server not found \(tried "\/nonexistent\/valkey-server"; set VALKEY_SERVER.*CI=true/,
+    ); // ... and fail
+  }, 60_000);
 });

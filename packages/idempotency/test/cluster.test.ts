@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { runScript } from '../../../test/support/child.js';
@@ -23,4 +24,23 @@ describe('memoryStore() in a node:cluster worker', () => {
       expect(report.runs).toBe(1);
     }
   }, 40_000);
+
+  it('is not looked for in a process without an IPC channel (no worker is one): node:cluster is not loaded', () => {
+    const index = new URL('../src/index.ts', import.meta.url).href;
+    const run = spawnSync(
+      process.execPath,
+      [
+        '--conditions=@holdfast/source',
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `const { memoryStore } = await import(${JSON.stringify(index)}); memoryStore().dispose();
+        console.log(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('cluster'))));`,
+      ],
+      { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout.trim())).toEqual([]);
+  }, 30_000);
 });
