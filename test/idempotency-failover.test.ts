@@ -309,13 +309,14 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
       services,
       async (felt) => {
         const hole = proxy.freeze();
+        const before = felt.failed;
         // Well past the services' storeTimeoutMs (1 s): on a loaded machine their timers fire late,
         // and a partition only a little longer than it could heal before any request gave up.
         // It heals once the load has felt it (a request failed), so that late claims are sure to
         // land: on a loaded machine the workers may have nothing in flight in the first 2 s.
         const until = Date.now() + 6_000;
         await new Promise((r) => setTimeout(r, 2_000));
-        while (felt.failed === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+        while (felt.failed === before && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
         hole.remove();
       },
       4_000,

@@ -71,7 +71,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       {
         path: 'processLocal',
         message:
-          "must be true in a cluster worker (node:cluster, PM2's cluster mode): records kept in one worker's memory are not seen by the others, so a retry another worker gets runs again; share records with redisStore(), or pass processLocal: true if each key only ever reaches one worker",
+          "is off, and this is a cluster worker (node:cluster, PM2's cluster mode): the other workers do not see records kept in its memory, so a retry another worker gets runs the effect again. Share records with redisStore(); processLocal: true is only for keys that reach this worker alone (sticky sessions: node:cluster's round-robin sends a retry to any worker)",
         value: false,
       },
     ]);

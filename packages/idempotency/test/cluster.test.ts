@@ -18,7 +18,7 @@ describe('memoryStore() in a node:cluster worker', () => {
     for (const report of reports) {
       expect(report.refused).toMatchObject({ code: 'E_CONFIG', path: 'processLocal' });
       expect(report.refused?.message).toMatch(
-        /^memoryStore: processLocal must be true in a cluster worker .*redisStore\(\)/,
+        /^memoryStore: processLocal is off, and this is a cluster worker .* Share records with redisStore\(\)/,
       );
       // processLocal: true, as documented: one run per worker for the same key, two in all.
       expect(report.runs).toBe(1);
