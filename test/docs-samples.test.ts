@@ -1,5 +1,17 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { runSample, samples, typecheck, writeSamples } from '../scripts/doc-samples.mjs';
+import {
+  fencedBlocks,
+  importedPackages,
+  installLines,
+  root,
+  runSample,
+  samples,
+  typecheck,
+  writeSamples,
+} from '../scripts/doc-samples.mjs';
 
 // Every ```ts sample in docs/ and the READMEs is type-checked as a module of its own, in one tsc
 // program; those marked ```ts run also run, and must exit 0. ```ts no-check opts a fragment out
@@ -35,5 +47,52 @@ describe('code samples in the docs and READMEs', () => {
     const result = await runSample(sample);
     const why = `${sample.file}:${sample.line} ${result.timedOut ? 'timed out' : `exited ${result.code}`}`;
     expect(result.ok, `${why}\n${result.output}`).toBe(true);
+  });
+});
+
+interface Manifest {
+  name: string;
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+}
+const manifests = readdirSync(join(root, 'packages'))
+  .sort()
+  .map((dir) => ({
+    readme: `packages/${dir}/README.md`,
+    manifest: JSON.parse(readFileSync(join(root, 'packages', dir, 'package.json'), 'utf8')) as Manifest,
+  }));
+const byName = new Map(manifests.map((m) => [m.manifest.name, m.manifest]));
+// The clients and frameworks holdfast integrates with (a peer of one of our packages): an app
+// that uses an integration has them already.
+const integrations = new Set(manifests.flatMap((m) => Object.keys(m.manifest.peerDependencies ?? {})));
+
+/** What `npm install <words>` puts in node_modules: the words, and our packages' dependencies. */
+function installed(words: readonly string[]): Set<string> {
+  const out = new Set<string>();
+  const add = (name: string) => {
+    if (out.has(name)) return;
+    out.add(name);
+    for (const dep of Object.keys(byName.get(name)?.dependencies ?? {})) add(dep);
+  };
+  for (const word of words) add(word);
+  return out;
+}
+
+describe('package READMEs, followed as written', () => {
+  // The samples above are checked in the workspace, where every package is at hand; a user who
+  // runs a README's install lines has only what they install. What a README's sample imports is a
+  // Node built-in, installed by one of its install lines (our packages' dependencies included),
+  // or a client or framework one of our packages integrates with.
+  it.for(manifests.map((m) => m.readme))('%s: its install lines install what its samples import', (readme) => {
+    const have = installed(installLines(readme).flat());
+    const missing = fencedBlocks(readme)
+      .filter((b) => ['ts', 'typescript', 'js', 'javascript'].includes(b.lang))
+      .flatMap((b) =>
+        importedPackages(b.code)
+          .filter((name) => !name.startsWith('node:') && !builtinModules.includes(name))
+          .filter((name) => !have.has(name) && !integrations.has(name))
+          .map((name) => `${readme}:${b.line} imports ${name}`),
+      );
+    expect(missing, `install lines: ${JSON.stringify(installLines(readme))}`).toEqual([]);
   });
 });
