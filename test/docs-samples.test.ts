@@ -6,6 +6,7 @@ import {
   fencedBlocks,
   importedPackages,
   installLines,
+  markdownFiles,
   root,
   runSample,
   samples,
@@ -78,6 +79,24 @@ function installed(words: readonly string[]): Set<string> {
   return out;
 }
 
+describe('how the docs tell a user to run a sample', () => {
+  // Samples use top-level await, which only an ES module has; in a project made by `npm install`
+  // (no "type": "module") tsx loads a `.ts` file as CommonJS and fails with "Top-level await is
+  // currently not supported with the "cjs" output format". A `.mts` file is an ES module anywhere.
+  const usesTopLevelAwait = samples().checked.filter((b) => /^(?!\s)(?!\/\/).*\bawait\b/m.test(b.code));
+
+  it('samples do use top-level await (else this check is moot)', () => {
+    expect(usesTopLevelAwait.length).toBeGreaterThan(0);
+  });
+
+  it.for(markdownFiles())('%s: names a .mts file where it says to run one with tsx', (file) => {
+    const commands = [...readFileSync(join(root, file), 'utf8').matchAll(/`([^`]*\btsx\b[^`]*)`/g)]
+      .map((m) => m[1] ?? '')
+      .filter((command) => !command.includes('@holdfast/source'));
+    expect(commands.filter((command) => /\btsx\s+\S+\.ts\b/.test(command))).toEqual([]);
+  });
+});
+
 describe('package READMEs, followed as written', () => {
   // The samples above are checked in the workspace, where every package is at hand; a user who
   // runs a README's install lines has only what they install. What a README's sample imports is a
@@ -95,4 +114,18 @@ describe('package READMEs, followed as written', () => {
       );
     expect(missing, `install lines: ${JSON.stringify(installLines(readme))}`).toEqual([]);
   });
+
+  it.for(manifests.map((m) => m.readme))(
+    '%s: a command it gives a user loads what its install lines install',
+    (readme) => {
+      // `node --import <loader> file.ts`; commands run in this repository (the source condition) aside.
+      const have = installed(installLines(readme).flat());
+      const commands = [...readFileSync(join(root, readme), 'utf8').matchAll(/`(node [^`]*)`/g)].map((m) => m[1] ?? '');
+      const missing = commands
+        .filter((command) => !command.includes('@holdfast/source'))
+        .flatMap((command) => [...command.matchAll(/--(?:import|require|loader)[= ](\S+)/g)].map((m) => m[1] ?? ''))
+        .filter((name) => !name.startsWith('.') && !have.has(name));
+      expect(missing, `install lines: ${JSON.stringify(installLines(readme))}`).toEqual([]);
+    },
+  );
 });
