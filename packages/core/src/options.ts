@@ -30,8 +30,21 @@ function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
     if (inner !== undefined) {
       return inner.flatMap((i) => toIssues({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue, input));
     }
+    // No branch came close: say what each would take, not zod's bare "Invalid input".
+    const expected = issue.errors.flatMap((branch) => branch.filter((i) => i.path.length === 0).map(expectation));
+    if (expected.length > 0 && expected.length === issue.errors.length) {
+      const message = `Invalid input: expected ${[...new Set(expected)].join(' or ')}`;
+      return [{ path: issue.path.join('.'), message, value: valueAt(input, issue.path) }];
+    }
   }
   return [{ path: issue.path.join('.'), message: issue.message, value: valueAt(input, issue.path) }];
+}
+
+/** What one union branch takes, from its issue: `number`, `"global"`, `a function`. */
+function expectation(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'invalid_type') return issue.expected;
+  if (issue.code === 'invalid_value') return issue.values.map((v) => JSON.stringify(v) ?? String(v)).join(' or ');
+  return issue.message.replace(/^must be /, '');
 }
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
