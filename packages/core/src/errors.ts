@@ -97,8 +97,11 @@ function brandsOf(ctor: object): symbol[] {
   return brands;
 }
 
-/** True when `error` is a holdfast error with the given code, from any installed copy. */
-export function hasCode(error: unknown, code: ErrorCode): boolean {
+/**
+ * True when `error` is a holdfast error with the given code, from any installed copy; in
+ * TypeScript it narrows `error` so that `error.cause` and `error.code` can be read.
+ */
+export function hasCode<C extends ErrorCode>(error: unknown, code: C): error is HoldfastError & { readonly code: C } {
   return error instanceof HoldfastError && error.code === code;
 }
 
