@@ -97,6 +97,25 @@ describe('how the docs tell a user to run a sample', () => {
   });
 });
 
+describe('the pnpm the docs tell a user to run', () => {
+  // The quick start needs nothing but Node and npm: pnpm comes from npx. A page that then says
+  // `pnpm test` must say where that pnpm comes from, else it is "pnpm: command not found".
+  const pinned = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { packageManager: string })
+    .packageManager;
+
+  it.for(['README.md', 'examples/README.md'])('%s: a bare pnpm command is explained', (file) => {
+    const text = readFileSync(join(root, file), 'utf8');
+    const bare = [...text.matchAll(/(?:^|`)pnpm (?!@)[a-z-]+/gm)].map((m) => m[0]);
+    if (bare.length > 0)
+      expect(text, `${file} runs ${bare[0]}`).toContain(`\`pnpm\` stands for \`npx --yes ${pinned}\``);
+  });
+
+  it.for(markdownFiles())('%s: names the pnpm package.json pins', (file) => {
+    const versions = [...readFileSync(join(root, file), 'utf8').matchAll(/\bpnpm@[0-9][\w.-]*/g)].map((m) => m[0]);
+    for (const version of versions) expect(version).toBe(pinned);
+  });
+});
+
 describe('package READMEs, followed as written', () => {
   // The samples above are checked in the workspace, where every package is at hand; a user who
   // runs a README's install lines has only what they install. What a README's sample imports is a
