@@ -111,8 +111,8 @@ export interface ConfigIssue {
   readonly path: string;
   /** Why the value at `path` was refused, e.g. `must be >= 1`. */
   readonly message: string;
-  /** The value that was given at that path. */
-  readonly value: unknown;
+  /** The value that was given at that path; absent when the input has no such path (a string given where the path reads a field of an object). */
+  readonly value?: unknown;
 }
 
 /** Bad options given to a factory. The message names the factory, the option path and the value. */
@@ -123,7 +123,9 @@ export class HoldfastConfigError extends HoldfastError {
   readonly issues: readonly ConfigIssue[];
 
   constructor(owner: string, issues: readonly ConfigIssue[]) {
-    const lines = issues.map((i) => `${i.path || '(options)'} ${i.message} (got ${describe(i.value)})`);
+    const lines = issues.map(
+      (i) => `${i.path || '(options)'} ${i.message}${'value' in i ? ` (got ${describe(i.value)})` : ''}`,
+    );
     super('E_CONFIG', `${owner}: ${lines.join('; ')}`);
     this.issues = issues;
   }

@@ -21,7 +21,7 @@ function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => {
       const path = [...issue.path, key];
-      return { path: path.join('.'), message: 'is not a known option', value: valueAt(input, path) };
+      return issueAt(path, 'is not a known option', input);
     });
   }
   if (issue.code === 'invalid_union') {
@@ -34,10 +34,10 @@ function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
     const expected = issue.errors.flatMap((branch) => branch.filter((i) => i.path.length === 0).map(expectation));
     if (expected.length > 0 && expected.length === issue.errors.length) {
       const message = `Invalid input: expected ${[...new Set(expected)].join(' or ')}`;
-      return [{ path: issue.path.join('.'), message, value: valueAt(input, issue.path) }];
+      return [issueAt(issue.path, message, input)];
     }
   }
-  return [{ path: issue.path.join('.'), message: issue.message, value: valueAt(input, issue.path) }];
+  return [issueAt(issue.path, issue.message, input)];
 }
 
 /** What one union branch takes, from its issue: `number`, `"global"`, `a function`. */
@@ -47,13 +47,19 @@ function expectation(issue: z.core.$ZodIssue): string {
   return issue.message.replace(/^must be /, '');
 }
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+/**
+ * The issue, with the value given at its path; without one when the path runs through a value
+ * that is not an object (a string endpoint whose `name` is checked): its `undefined` would mislead.
+ */
+function issueAt(path: readonly PropertyKey[], message: string, input: unknown): ConfigIssue {
   let value = input;
-  for (const key of path) {
-    if (typeof value !== 'object' || value === null) return undefined;
+  for (const [i, key] of path.entries()) {
+    if (typeof value !== 'object' || value === null) {
+      return i === 0 ? { path: path.join('.'), message, value: undefined } : { path: path.join('.'), message };
+    }
     value = (value as Record<PropertyKey, unknown>)[key];
   }
-  return value;
+  return { path: path.join('.'), message, value };
 }
 
 /**
