@@ -19,10 +19,7 @@ export function parseOptions<S extends z.ZodType>(owner: string, schema: S, inpu
 
 function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => {
-      const path = [...issue.path, key];
-      return issueAt(path, 'is not a known option', input);
-    });
+    return issue.keys.map((key) => issueAt([...issue.path, key], 'is not a known option', input));
   }
   if (issue.code === 'invalid_union') {
     // The branch the value matched in shape (its issues lie deeper than the union) says what is wrong.
@@ -30,21 +27,8 @@ function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
     if (inner !== undefined) {
       return inner.flatMap((i) => toIssues({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue, input));
     }
-    // No branch came close: say what each would take, not zod's bare "Invalid input".
-    const expected = issue.errors.flatMap((branch) => branch.filter((i) => i.path.length === 0).map(expectation));
-    if (expected.length > 0 && expected.length === issue.errors.length) {
-      const message = `Invalid input: expected ${[...new Set(expected)].join(' or ')}`;
-      return [issueAt(issue.path, message, input)];
-    }
   }
   return [issueAt(issue.path, issue.message, input)];
-}
-
-/** What one union branch takes, from its issue: `number`, `"global"`, `a function`. */
-function expectation(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'invalid_type') return issue.expected;
-  if (issue.code === 'invalid_value') return issue.values.map((v) => JSON.stringify(v) ?? String(v)).join(' or ');
-  return issue.message.replace(/^must be /, '');
 }
 
 /**
@@ -53,9 +37,9 @@ function expectation(issue: z.core.$ZodIssue): string {
  */
 function issueAt(path: readonly PropertyKey[], message: string, input: unknown): ConfigIssue {
   let value = input;
-  for (const [i, key] of path.entries()) {
+  for (const key of path) {
     if (typeof value !== 'object' || value === null) {
-      return i === 0 ? { path: path.join('.'), message, value: undefined } : { path: path.join('.'), message };
+      return value === input ? { path: path.join('.'), message, value: undefined } : { path: path.join('.'), message };
     }
     value = (value as Record<PropertyKey, unknown>)[key];
   }
