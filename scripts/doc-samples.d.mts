@@ -20,6 +20,8 @@ export const root: string;
 export const outDir: string;
 export function markdownFiles(): string[];
 export function fencedBlocks(file: string): Block[];
+export function installLines(file: string): string[][];
+export function importedPackages(code: string): string[];
 export function samples(): { checked: Sample[]; skipped: Block[] };
 export function writeSamples(list: Sample[]): void;
 export function typecheck(list: Sample[]): string[];

@@ -64,6 +64,35 @@ export function samples() {
   };
 }
 
+/** The words after `npm install` on every line of a markdown file's shell fences, comments and flags left out. */
+export function installLines(file) {
+  return fencedBlocks(file)
+    .filter((b) => ['sh', 'bash', 'shell'].includes(b.lang))
+    .flatMap((b) => b.code.split('\n'))
+    .map((line) => line.replace(/#.*$/, '').trim().split(/\s+/))
+    .filter((words) => words[0] === 'npm' && (words[1] === 'install' || words[1] === 'i'))
+    .map((words) => words.slice(2).filter((w) => !w.startsWith('-')));
+}
+
+/** The packages a sample imports (`import ... from 'x'`, `import 'x'`, `import('x')`), by package name. */
+export function importedPackages(code) {
+  const specifiers = code.matchAll(
+    /(?:^|[\s;])(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|\bimport\s*\(?\s*['"]([^'"]+)['"]/gm,
+  );
+  const names = new Set();
+  for (const m of specifiers) {
+    const specifier = m[1] ?? m[2] ?? '';
+    if (specifier.startsWith('.') || specifier.startsWith('/')) continue;
+    names.add(
+      specifier
+        .split('/')
+        .slice(0, specifier.startsWith('@') ? 2 : 1)
+        .join('/'),
+    );
+  }
+  return [...names].sort();
+}
+
 /** Writes the samples as modules, with a tsconfig that reads @holdfast/* from source. */
 export function writeSamples(list) {
   rmSync(outDir, { recursive: true, force: true });

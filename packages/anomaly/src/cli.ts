@@ -22,8 +22,12 @@ export function main(argv: readonly string[], out: (line: string) => void, err: 
     if (flag === '--json') json = true;
     else if (flag === '--detector' && (rest[i + 1] === 'baseline' || rest[i + 1] === 'forest')) {
       detector = rest[++i] as 'baseline' | 'forest';
+    } else if (flag === '--detector') {
+      const value = rest[i + 1] === undefined ? 'nothing' : JSON.stringify(rest[i + 1]);
+      err(`holdfast-anomaly: --detector must be baseline or forest (got ${value})\n${usage}`);
+      return 2;
     } else {
-      err(`holdfast-anomaly: unknown or incomplete option ${flag}\n${usage}`);
+      err(`holdfast-anomaly: unknown option ${flag}\n${usage}`);
       return 2;
     }
   }

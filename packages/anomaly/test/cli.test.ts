@@ -37,6 +37,12 @@ describe('holdfast-anomaly score', () => {
   it('exits 2 on usage errors and 1 on a malformed CSV, saying where', () => {
     expect(run([]).code).toBe(2);
     expect(run(['score', file, '--detector', 'magic']).code).toBe(2);
+    // The option is known: the message names the value that is wrong (it said "unknown or incomplete option --detector").
+    expect(run(['score', file, '--detector', 'magic']).err[0]).toMatch(
+      /^holdfast-anomaly: --detector must be baseline or forest \(got "magic"\)\n/,
+    );
+    expect(run(['score', file, '--detector']).err[0]).toMatch(/--detector must be baseline or forest \(got nothing\)/);
+    expect(run(['score', file, '--jsno']).err[0]).toMatch(/^holdfast-anomaly: unknown option --jsno\n/);
     expect(run(['score', join(dir, 'missing.csv')]).err[0]).toMatch(/cannot read/);
     const bad = join(dir, 'bad.csv');
     writeFileSync(bad, 'time,value\n1,2\n2,abc\n');

@@ -97,8 +97,11 @@ function brandsOf(ctor: object): symbol[] {
   return brands;
 }
 
-/** True when `error` is a holdfast error with the given code, from any installed copy. */
-export function hasCode(error: unknown, code: ErrorCode): boolean {
+/**
+ * True when `error` is a holdfast error with the given code, from any installed copy; in
+ * TypeScript it narrows `error` so that `error.cause` and `error.code` can be read.
+ */
+export function hasCode<C extends ErrorCode>(error: unknown, code: C): error is HoldfastError & { readonly code: C } {
   return error instanceof HoldfastError && error.code === code;
 }
 
@@ -108,8 +111,8 @@ export interface ConfigIssue {
   readonly path: string;
   /** Why the value at `path` was refused, e.g. `must be >= 1`. */
   readonly message: string;
-  /** The value that was given at that path. */
-  readonly value: unknown;
+  /** The value that was given at that path; absent when the input has no such path (a string given where the path reads a field of an object). */
+  readonly value?: unknown;
 }
 
 /** Bad options given to a factory. The message names the factory, the option path and the value. */
@@ -120,7 +123,9 @@ export class HoldfastConfigError extends HoldfastError {
   readonly issues: readonly ConfigIssue[];
 
   constructor(owner: string, issues: readonly ConfigIssue[]) {
-    const lines = issues.map((i) => `${i.path || '(options)'} ${i.message} (got ${describe(i.value)})`);
+    const lines = issues.map(
+      (i) => `${i.path || '(options)'} ${i.message}${'value' in i ? ` (got ${describe(i.value)})` : ''}`,
+    );
     super('E_CONFIG', `${owner}: ${lines.join('; ')}`);
     this.issues = issues;
   }

@@ -19,10 +19,7 @@ export function parseOptions<S extends z.ZodType>(owner: string, schema: S, inpu
 
 function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
   if (issue.code === 'unrecognized_keys') {
-    return issue.keys.map((key) => {
-      const path = [...issue.path, key];
-      return { path: path.join('.'), message: 'is not a known option', value: valueAt(input, path) };
-    });
+    return issue.keys.map((key) => issueAt([...issue.path, key], 'is not a known option', input));
   }
   if (issue.code === 'invalid_union') {
     // The branch the value matched in shape (its issues lie deeper than the union) says what is wrong.
@@ -31,16 +28,22 @@ function toIssues(issue: z.core.$ZodIssue, input: unknown): ConfigIssue[] {
       return inner.flatMap((i) => toIssues({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue, input));
     }
   }
-  return [{ path: issue.path.join('.'), message: issue.message, value: valueAt(input, issue.path) }];
+  return [issueAt(issue.path, issue.message, input)];
 }
 
-function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
+/**
+ * The issue, with the value given at its path; without one when the path runs through a value
+ * that is not an object (a string endpoint whose `name` is checked): its `undefined` would mislead.
+ */
+function issueAt(path: readonly PropertyKey[], message: string, input: unknown): ConfigIssue {
   let value = input;
   for (const key of path) {
-    if (typeof value !== 'object' || value === null) return undefined;
+    if (typeof value !== 'object' || value === null) {
+      return value === input ? { path: path.join('.'), message, value: undefined } : { path: path.join('.'), message };
+    }
     value = (value as Record<PropertyKey, unknown>)[key];
   }
-  return value;
+  return { path: path.join('.'), message, value };
 }
 
 /**

@@ -19,7 +19,7 @@ export const dashboardOptionsSchema = z.strictObject({
     .string()
     .regex(/^\/[^?#\s]*$/, { error: 'must be a URL path starting with "/"' })
     // The page asks `<path>/snapshot`: "//host" (or "/\\host", the same to a browser) is another host.
-    .regex(/^\/(?![/\\])[^\\]*$/, { error: 'must not start with "//" nor hold a backslash' })
+    .regex(/^(?!\/\/)[^\\]*$/, { error: 'must not start with "//" nor hold a backslash' })
     .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : ''))
     .default('/holdfast'),
   /** The page's title and heading. @default 'holdfast' */

@@ -199,6 +199,10 @@ describe('dashboard(): routes', () => {
   it('rejects bad options naming the option', () => {
     expect(() => dashboard({ path: 'no-slash' })).toThrow(HoldfastConfigError);
     expect(() => dashboard({ path: 'no-slash' })).toThrow(/path/);
+    // One message, the true one: it also said the path must not start with "//" nor hold a backslash.
+    expect(() => dashboard({ path: 'no-slash' })).toThrow(
+      /^dashboard: path must be a URL path starting with "\/" \(got "no-slash"\)$/,
+    );
     expect(() => dashboard({ interval: 5 })).toThrow(/interval/);
     // The page fetches `<path>/snapshot` and `<path>/events`: a path a browser reads as another
     // host (`//host`, and `/\host`, which browsers take for `//host`) is refused.

@@ -172,7 +172,7 @@ function parse(options: unknown): ParsedFailoverOptions {
       typeof value === 'string' ? redactor.text(redactor.url(value)) : Array.isArray(value) ? value.map(hide) : value;
     throw new HoldfastConfigError(
       'failover',
-      error.issues.map((issue) => ({ ...issue, value: hide(issue.value) })),
+      error.issues.map((issue) => ('value' in issue ? { ...issue, value: hide(issue.value) } : issue)),
     );
   }
 }

@@ -241,12 +241,13 @@ export const failoverOptionsSchema = z
         message: "must be 'active-active' (the default) with roles: the roles decide where calls go",
       });
     }
-    const seen = new Set<string>();
+    const seen = new Map<string, number>();
     for (const [i, endpoint] of options.endpoints.entries()) {
-      if (seen.has(endpoint.name)) {
-        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message: 'is not unique' });
-      }
-      seen.add(endpoint.name);
+      const first = seen.get(endpoint.name);
+      if (first !== undefined) {
+        const message = `is not unique: endpoint ${first} has the same name`;
+        ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message });
+      } else seen.set(endpoint.name, i);
     }
   });
 

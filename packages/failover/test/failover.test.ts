@@ -385,7 +385,11 @@ describe('options', () => {
   it('names the bad path and value', () => {
     expect(bad({ endpoints: [] })).toMatch(/^failover: endpoints .*\(got \[\]\)/);
     expect(bad({ endpoints: ['a', { name: 'a', target: 1 }] })).toBe(
-      'failover: endpoints.1.name is not unique (got "a")',
+      'failover: endpoints.1.name is not unique: endpoint 0 has the same name (got "a")',
+    );
+    // Two strings: there is no name field to show; it said "(got undefined)" of a name it had.
+    expect(bad({ endpoints: ['a', 'b', 'a'] })).toBe(
+      'failover: endpoints.2.name is not unique: endpoint 0 has the same name',
     );
     expect(bad({ endpoints: ['a'], ejection: { baseTime: 10_000, maxTime: 1_000 } })).toBe(
       'failover: ejection.maxTime must be >= ejection.baseTime (got 1000)',

@@ -13,15 +13,18 @@ import type { AdaptiveConcurrencyOptions, BulkheadOptions } from '@holdfast/limi
 import type { RetryBudget } from '@holdfast/retry';
 import { z } from 'zod';
 
-const timeoutOption = z.union([
-  positiveDurationOption,
-  z.strictObject({
-    /** Each try, in ms. @default 10_000 */
-    perTry: positiveDurationOption.optional(),
-    /** The whole call, retries and waits included, in ms. @default 30_000 */
-    total: positiveDurationOption.optional(),
-  }),
-]);
+const timeoutOption = z.union(
+  [
+    positiveDurationOption,
+    z.strictObject({
+      /** Each try, in ms. @default 10_000 */
+      perTry: positiveDurationOption.optional(),
+      /** The whole call, retries and waits included, in ms. @default 30_000 */
+      total: positiveDurationOption.optional(),
+    }),
+  ],
+  { error: 'must be ms (a number) or { perTry, total }' },
+);
 
 const retryOption = z.union([
   z.literal(false),

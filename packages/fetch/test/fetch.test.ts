@@ -218,6 +218,11 @@ describe('resilientFetch: baseUrls', () => {
 describe('resilientFetch: options', () => {
   it('names a bad option and its value', () => {
     expect(() => resilientFetch({ timeout: -1 })).toThrow(HoldfastConfigError);
+    // Of neither accepted shape: it said only "timeout Invalid input".
+    expect(() => resilientFetch({ timeout: '5s' as never })).toThrow(
+      'resilientFetch: timeout must be ms (a number) or { perTry, total } (got "5s")',
+    );
+    expect(() => resilientFetch({ timeout: { perTry: 0 } })).toThrow(/^resilientFetch: timeout\.perTry Too small/);
     expect(() => resilientFetch({ baseUrls: ['ftp://x'] })).toThrow(
       /resilientFetch: baseUrls\.0 .*\(got "ftp:\/\/x"\)/,
     );

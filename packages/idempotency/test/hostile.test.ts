@@ -50,6 +50,10 @@ describe('scope: no configuration serves one caller another caller’s response'
     expect(() => idempotency({ store: memoryStore() } as never)).toThrow(HoldfastConfigError);
     expect(() => idempotency({ store: memoryStore() } as never)).toThrow(/scope/);
     expect(() => idempotency({ store: memoryStore(), scope: 'everyone' as never })).toThrow(/scope/);
+    // Left out, the required scope was told only "scope Invalid input (got undefined)".
+    expect(() => idempotency({ store: memoryStore() } as never)).toThrow(
+      /scope must be a function of the request naming the caller, or 'global' \(got undefined\)/,
+    );
   });
 
   it('a scope returning an object, undefined or an empty string fails the request; it never collapses callers', async () => {

@@ -59,7 +59,7 @@ const DEPOSITS_PER_READ = 8;
  * A retry budget in the spirit of Finagle's RetryBudget: each call deposits, each retry
  * withdraws, and what is counted leaves the window after `ttl`. When many calls fail at once,
  * retries stay within `ratio` of the traffic instead of multiplying it. The floor is not
- * added to the ratio but stands in for it: above `minPerSecond / ratio` calls a second (50 by
+ * added to the ratio but stands in for it: above `minPerSecond / ratio` calls a second (10 by
  * default) an outage is amplified by at most `1 + ratio`, and below it a quiet service still
  * gets `minPerSecond` retries a second.
  *

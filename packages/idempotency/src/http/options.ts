@@ -27,10 +27,10 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
    * string for every guarded request (may return a promise), or `'global'` to opt in to one
    * key space shared by every caller (a single trusted client only).
    */
-  scope: z.union([
-    z.literal('global'),
-    fnOption<(req: never) => string | undefined | PromiseLike<string | undefined>>(),
-  ]),
+  scope: z.union(
+    [z.literal('global'), fnOption<(req: never) => string | undefined | PromiseLike<string | undefined>>()],
+    { error: "must be a function of the request naming the caller, or 'global'" },
+  ),
   /** Request headers that are part of the fingerprint, besides method, URL and body. @default [] */
   fingerprint: z.array(headerName).default([]),
   /**
