@@ -22,6 +22,7 @@ export function markdownFiles(): string[];
 export function fencedBlocks(file: string): Block[];
 export function installLines(file: string): string[][];
 export function importedPackages(code: string): string[];
+export function packageOf(specifier: string): string;
 export function samples(): { checked: Sample[]; skipped: Block[] };
 export function writeSamples(list: Sample[]): void;
 export function typecheck(list: Sample[]): string[];

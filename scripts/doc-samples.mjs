@@ -83,14 +83,17 @@ export function importedPackages(code) {
   for (const m of specifiers) {
     const specifier = m[1] ?? m[2] ?? '';
     if (specifier.startsWith('.') || specifier.startsWith('/')) continue;
-    names.add(
-      specifier
-        .split('/')
-        .slice(0, specifier.startsWith('@') ? 2 : 1)
-        .join('/'),
-    );
+    names.add(packageOf(specifier));
   }
   return [...names].sort();
+}
+
+/** The package an import specifier names: `@scope/name` or `name`, without a subpath. */
+export function packageOf(specifier) {
+  return specifier
+    .split('/')
+    .slice(0, specifier.startsWith('@') ? 2 : 1)
+    .join('/');
 }
 
 /** Writes the samples as modules, with a tsconfig that reads @holdfast/* from source. */

@@ -2,6 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { runModuleSync } from './support/child.js';
 
 const bench = fileURLToPath(new URL('../bench/', import.meta.url));
 const taskset = process.platform === 'linux' && spawnSync('taskset', ['-V']).status === 0;
@@ -20,17 +21,9 @@ function mask(pid: number): string {
 // imported.
 describe.skipIf(!taskset || os.availableParallelism() < 2)('bench/http-server.ts and CPU affinity', () => {
   it('importing it leaves the process on the CPUs it had', () => {
-    const run = spawnSync(
-      process.execPath,
-      [
-        '--conditions=@holdfast/source',
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        "await import('./http-server.ts'); const { execFileSync } = await import('node:child_process'); console.log(execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }).trim().split(': ').pop());",
-      ],
-      { cwd: bench, encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' } },
+    const run = runModuleSync(
+      "await import('./http-server.ts'); const { execFileSync } = await import('node:child_process'); console.log(execFileSync('taskset', ['-p', String(process.pid)], { encoding: 'utf8' }).trim().split(': ').pop());",
+      { cwd: bench },
     );
     expect(run.stderr).toBe('');
     expect(run.stdout.trim()).toBe(mask(process.pid));

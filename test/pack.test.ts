@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { packageOf } from '../scripts/doc-samples.mjs';
 import { pnpm } from './support/pnpm.js';
 
 // Every publishable package and every entry point in its exports, as a user gets them: packed as
@@ -144,12 +145,7 @@ function loadedPackages(entry: Entry): string[] {
       const specifier = m[1] ?? m[2] ?? m[3] ?? '';
       if (specifier.startsWith('.')) files.push(resolve(dirname(file), specifier));
       else if (!specifier.startsWith('node:') && !builtinModules.includes(specifier)) {
-        names.add(
-          specifier
-            .split('/')
-            .slice(0, specifier.startsWith('@') ? 2 : 1)
-            .join('/'),
-        );
+        names.add(packageOf(specifier));
       }
     }
   }

@@ -1,7 +1,7 @@
-import { spawnSync } from 'node:child_process';
 import { Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runModuleSync } from './support/child.js';
 import { redisAvailable, startRedis, stopAllRedis } from './support/redis.js';
 
 function ping(port: number): Promise<string> {
@@ -44,23 +44,14 @@ describe('test harness: valkey-server missing under CI=true', () => {
     // valkeyAvailable() is called while a file is collected (describe.skipIf): a throw there
     // failed every test of test/idempotency-wait-replicas.test.ts, the Redis ones included.
     const support = new URL('./support/redis.ts', import.meta.url).href;
-    const run = spawnSync(
-      process.execPath,
-      [
-        '--conditions=@holdfast/source',
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const { valkeyAvailable, startRedis } = await import(${JSON.stringify(support)});
+    const run = runModuleSync(
+      `const { valkeyAvailable, startRedis } = await import(${JSON.stringify(support)});
         let available; try { available = valkeyAvailable(); } catch (e) { available = 'threw: ' + e.message; }
         const started = await startRedis(1, [], { server: 'valkey' }).then(() => 'started', (e) => e.message);
         console.log(JSON.stringify({ available, started }));`,
-      ],
       {
         cwd: fileURLToPath(new URL('.', import.meta.url)),
-        encoding: 'utf8',
-        env: { ...process.env, NODE_OPTIONS: '', CI: 'true', VALKEY_SERVER: '/nonexistent/valkey-server' },
+        env: { CI: 'true', VALKEY_SERVER: '/nonexistent/valkey-server' },
       },
     );
     const out = JSON.parse(run.stdout.trim()) as { available: unknown; started: string };

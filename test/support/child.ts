@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
 
 /** How a script run by {@link runScript} ended. */
 export interface ScriptRun {
@@ -39,4 +39,25 @@ export function runScript(script: string, options: { cwd: string; killAfterMs: n
       resolve({ code, stdout, stderr, killed });
     });
   });
+}
+
+/**
+ * Runs `code` as an ES module in a child Node process (the packages from source, tsx for
+ * TypeScript imports) and waits for it: `env` is added to this process's own, NODE_OPTIONS
+ * cleared (vitest's would reach the child).
+ */
+export function runModuleSync(
+  code: string,
+  options: { cwd?: string; env?: Record<string, string> } = {},
+): SpawnSyncReturns<string> {
+  return spawnSync(
+    process.execPath,
+    ['--conditions=@holdfast/source', '--import', 'tsx', '--input-type=module', '-e', code],
+    {
+      cwd: options.cwd,
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '', ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
 }

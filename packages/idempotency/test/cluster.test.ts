@@ -1,7 +1,6 @@
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runScript } from '../../../test/support/child.js';
+import { runModuleSync, runScript } from '../../../test/support/child.js';
 
 const script = fileURLToPath(new URL('./fixtures/cluster.ts', import.meta.url));
 
@@ -27,18 +26,9 @@ describe('memoryStore() in a node:cluster worker', () => {
 
   it('is not looked for in a process without an IPC channel (no worker is one): node:cluster is not loaded', () => {
     const index = new URL('../src/index.ts', import.meta.url).href;
-    const run = spawnSync(
-      process.execPath,
-      [
-        '--conditions=@holdfast/source',
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `const { memoryStore } = await import(${JSON.stringify(index)}); memoryStore().dispose();
-        console.log(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('cluster'))));`,
-      ],
-      { encoding: 'utf8', env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    const run = runModuleSync(
+      `const { memoryStore } = await import(${JSON.stringify(index)}); memoryStore().dispose();
+      console.log(JSON.stringify(process.moduleLoadList.filter((m) => m.includes('cluster'))));`,
     );
     expect(run.stderr).toBe('');
     expect(JSON.parse(run.stdout.trim())).toEqual([]);
