@@ -515,19 +515,19 @@ describe('review: responses that are hard to store', () => {
   });
 
   it('a POST to a route that does not exist (yet) is not stored: the key works once the route is there', async () => {
-    let deployed = false;
+    // A rolling deploy: this instance does not serve the route yet, then does (the route is
+    // added to the running app). A route that is there but passes the request on (next()) is
+    // another case: its handler ran, so its 404 is stored (express-not-found.test.ts).
+    let deploy = () => {};
     const app = await expressApp((a, counted) => {
       a.use(expressIdempotency({ store: memoryStore(), scope: 'global' }));
-      a.post('/v2/orders', (_req, res, next) => {
-        if (!deployed) return next(); // a rolling deploy: this instance does not serve the route yet
-        res.status(201).json({ n: counted() });
-      });
+      deploy = () => void a.post('/v2/orders', (_req, res) => void res.status(201).json({ n: counted() }));
     });
     try {
       const key = randomUUID();
       const early = await send(app.port, { path: '/v2/orders', headers: [['idempotency-key', key]] });
       expect(early.status).toBe(404);
-      deployed = true;
+      deploy();
       const retry = await send(app.port, { path: '/v2/orders', headers: [['idempotency-key', key]] });
       // Fastify skips unmatched routes (request.is404); Express stores the router's 404 for 24 h.
       expect(retry.status).toBe(201);
