@@ -240,9 +240,13 @@ describe('retryBudget properties', () => {
                 advance();
                 const want = Math.max(ratio * calls.length, floor) - retries.length + 1e-9 >= 1;
                 expect(budget.tryWithdraw()).toBe(want);
-                if (want) retries.push(latest);
-                // Never more retries in the window than the ratio or the floor allows.
-                expect(retries.length).toBeLessThanOrEqual(Math.max(ratio * calls.length, floor) + 1e-9);
+                if (want) {
+                  retries.push(latest);
+                  // A retry granted never takes the window past what the ratio or the floor
+                  // allows. (Checked when granted: the calls that allowed it may leave the window
+                  // before it does.)
+                  expect(retries.length).toBeLessThanOrEqual(Math.max(ratio * calls.length, floor) + 1e-9);
+                }
               }
             }
             advance();
@@ -253,7 +257,27 @@ describe('retryBudget properties', () => {
           budget.dispose();
         },
       ),
-      { numRuns: 1_000 },
+      {
+        numRuns: 1_000,
+        // Found by CI (seed 235761485): the call that allowed a retry left the window before the
+        // retry did, and the test's own bound, checked after every withdrawal, failed.
+        examples: [
+          [
+            [
+              { kind: 'deposit', n: 1 },
+              { kind: 'step', ms: 1261 },
+              { kind: 'withdraw', n: 1 },
+              { kind: 'step', ms: 218 },
+              { kind: 'withdraw', n: 1 },
+              { kind: 'step', ms: 0 },
+            ],
+            2.5,
+            0,
+            1_500,
+            21,
+          ],
+        ],
+      },
     );
   });
 });
