@@ -56,17 +56,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     (request as unknown as Record<symbol, Slot>)[slot] = state;
   };
 
-  // The routes this registration's onRoute saw (method and URL): their handlers are watched. A
-  // route declared before the plugin loaded (`app.register()` not awaited, then `app.post()`) is
-  // guarded by the hooks all the same, but its handler is not watched. Kept here, not as a mark
-  // in the route's config: one there cost about 100 bytes on every request.
-  const seen = new Set<string>();
+  // Its watched handlers carry a name of this registration's own: Fastify calls a route's handler
+  // bound, and a bound function shows only its target's name. A route is known by its handler,
+  // never by its method and URL, which two routes share when a constraint (host, version) tells
+  // them apart. Random: two copies of this module (its ESM and CommonJS builds) count apart.
+  const mark = `holdfastIdempotencyWatched_${Math.random().toString(36).slice(2)}`;
+  const isWatched = (handler: unknown): boolean => {
+    const name = typeof handler === 'function' ? handler.name : undefined;
+    return name === mark || name?.endsWith(` ${mark}`) === true;
+  };
 
   fastify.addHook('onRoute', (route) => {
     const override = (route.config as { idempotency?: unknown } | undefined)?.idempotency;
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
-      for (const method of [route.method].flat()) seen.add(`${method} ${route.url}`);
     }
     if (override === undefined || override === true || override === false) return;
     coreOf(override, route.method, route.url);
@@ -101,7 +104,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * A route whose handler is not watched (onRoute did not see it, and it could not be watched
    * late): whether its handler was called cannot be known, so it is taken as called.
    */
-  const unwatched = (request: FastifyRequest): boolean => !seen.has(`${request.method} ${request.routeOptions.url}`);
+  const unwatched = (request: FastifyRequest): boolean => !isWatched(request.routeOptions.handler);
 
   // The route contexts watchLate() has looked at: each route's is looked at once, on its first
   // claimed request; later ones pay a WeakSet lookup, and make nothing.
@@ -118,27 +121,30 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const context = routeContextOf(request);
     if (context === undefined || looked.has(context)) return;
     looked.add(context);
-    const route = `${request.method} ${request.routeOptions.url}`;
     const handler = context.handler;
-    if (seen.has(route) || typeof handler !== 'function' || handler !== request.routeOptions.handler) return;
+    if (isWatched(handler) || typeof handler !== 'function' || handler !== request.routeOptions.handler) return;
     context.handler = watched(handler as RouteHandlerMethod);
-    seen.add(route);
   };
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
   // resolves with undefined once its client has left (no onSend), though the handler ran.
-  const watched = (handler: RouteHandlerMethod): RouteHandlerMethod =>
-    function (this: FastifyInstance, request, reply) {
+  // Only the outermost watch of a handler watched twice (another plugin wrapped it in between)
+  // keeps its promise.
+  const watched = (handler: RouteHandlerMethod): RouteHandlerMethod => {
+    const watch = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const state = stateOf(request);
-      if (state?.run !== undefined) state.started = true;
+      const first = state?.run !== undefined && !state.started;
+      if (first) state.started = true;
       const result = handler.call(this, request, reply);
-      if (state?.run !== undefined && isThenable(result)) {
+      if (first && isThenable(result)) {
         state.handled = result;
         // Its client left already: Fastify's own reaction to the promise comes first.
         if (state.left) queueMicrotask(() => sendUnsent(request, reply, state.run, result));
       }
       return result;
-    };
+    } as RouteHandlerMethod;
+    return Object.defineProperty(watch, 'name', { value: mark });
+  };
 
   /**
    * A claimed request whose client left before its response, once its async handler settled
