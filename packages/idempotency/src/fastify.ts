@@ -408,7 +408,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // without waiting a tick (a reply still unsent when the handler's promise settles costs a
     // stream-finished watch).
     if (run.atOnce) return done(null, payload);
-    settled.then(() => done(null, payload), done);
+    // Fastify's handlerTimeout may answer while the store keeps this response (the reply is not
+    // sent yet): that answer went, and sending this one too would throw in this promise.
+    settled.then(() => {
+      if (!reply.raw.headersSent) done(null, payload);
+    }, done);
   });
 };
 
