@@ -15,6 +15,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
+import { captureNodeResponse } from './http/node.js';
 import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
@@ -49,6 +50,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // `false` once preParsing found the request is not guarded: the later hooks pass it at once.
   const slot = Symbol('holdfast.idempotency.state');
   fastify.decorateRequest(slot as unknown as string, null);
+  if (!fastify.hasRequestDecorator(HIJACK as unknown as string))
+    fastify.decorateRequest(HIJACK as unknown as string, null);
   type Slot = RequestState | false | null;
   const slotOf = (request: FastifyRequest): Slot => (request as unknown as Record<symbol, Slot>)[slot] as Slot;
   const stateOf = (request: FastifyRequest): RequestState | undefined => slotOf(request) || undefined;
@@ -124,6 +127,17 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const handler = context.handler;
     if (isWatched(handler) || typeof handler !== 'function' || handler !== request.routeOptions.handler) return;
     context.handler = watched(handler as RouteHandlerMethod);
+  };
+
+  /**
+   * A claimed request's reply is hijacked: the handler answers on the raw response, which no
+   * onSend sees. That response is taken from the raw response as it is written, and stored when
+   * it ends (released if it never does), as the Express middleware takes one. Not one hijacked to
+   * answer Fastify's handlerTimeout while the handler runs: see the response's 'close' below.
+   */
+  const hijacked = (reply: FastifyReply): void => {
+    const run = stateOf(reply.request)?.run;
+    if (run !== undefined && !timedOut(reply.request)) captureNodeResponse(reply.raw, run);
   };
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
@@ -356,6 +370,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           left: false,
         });
       } else state.run = run;
+      watchHijack(request, reply, hijacked);
       // A response that closes without reaching onSend (a hijacked reply, ended or left by its
       // client) frees its key, not held for its lease. (A reply not hijacked is still the
       // handler's to send, and stored then, client or not.) This listener, on claimed requests
@@ -454,6 +469,44 @@ interface RequestState {
   handled: PromiseLike<unknown> | undefined;
   /** Once claimed: its response closed unsent (its client left). */
   left: boolean;
+}
+
+/**
+ * Who is told when a request's reply is hijacked: a request decorator (every request has the
+ * slot from its construction, a stable shape), set on claimed requests only.
+ */
+const HIJACK = Symbol('holdfast.idempotency.hijack');
+type HijackWatcher = ((reply: FastifyReply) => void) | null;
+/** The reply prototypes whose `hijack` tells the watcher. */
+const hijackPatched = new WeakSet<object>();
+
+/**
+ * Tells `watcher` when `request`'s reply is hijacked. Fastify has no hook for it: its replies'
+ * `hijack` (on Fastify's own reply prototype, which every context's reply inherits) is given,
+ * once, a version that first tells the request's watcher; a reply without one passes straight
+ * through.
+ */
+function watchHijack(request: FastifyRequest, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
+  (request as unknown as Record<symbol, HijackWatcher>)[HIJACK] = watcher;
+  let proto: object | null = Object.getPrototypeOf(reply);
+  while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
+  if (proto === null || hijackPatched.has(proto)) return;
+  hijackPatched.add(proto);
+  const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;
+  Object.defineProperty(proto, 'hijack', {
+    value: function (this: FastifyReply, ...args: unknown[]) {
+      const request = this.request as unknown as Record<symbol, HijackWatcher> | undefined;
+      const watcher = request?.[HIJACK];
+      if (typeof watcher === 'function') {
+        (request as Record<symbol, HijackWatcher>)[HIJACK] = null;
+        watcher(this);
+      }
+      return hijack.apply(this, args);
+    },
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
