@@ -157,7 +157,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       }
       return result;
     } as RouteHandlerMethod;
-    return Object.defineProperty(watch, 'name', { value: mark });
+    // Its own name kept first, for whoever shows a handler's name (a tracer's span).
+    return Object.defineProperty(watch, 'name', { value: handler.name === '' ? mark : `${handler.name} ${mark}` });
   };
 
   /**

@@ -64,3 +64,20 @@ describe('fastify plugin: late-watched routes that share a method and URL', () =
     expect({ ran: ran.b, retry: retry.statusCode }).toEqual({ ran: 1, retry: 409 });
   });
 });
+
+describe('fastify plugin: a watched handler', () => {
+  it('keeps its own name first (a tracer names its span after it)', async () => {
+    const app = Fastify();
+    apps.push(app);
+    await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
+    let name = '';
+    app.addHook('onRoute', (route) => {
+      name = route.handler.name;
+    });
+    app.post('/orders', async function createOrder() {
+      return {};
+    });
+    await app.ready();
+    expect(name).toMatch(/^createOrder /);
+  });
+});
