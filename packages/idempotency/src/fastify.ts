@@ -62,11 +62,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // Its watched handlers carry a name of this registration's own: Fastify calls a route's handler
   // bound, and a bound function shows only its target's name. A route is known by its handler,
   // never by its method and URL, which two routes share when a constraint (host, version) tells
-  // them apart. Random: two copies of this module (its ESM and CommonJS builds) count apart.
+  // them apart. Random, so no two registrations share one (nor two copies of this module, its ESM
+  // and CommonJS builds); a handler watched by two nested registrations shows both marks.
   const mark = `holdfastIdempotencyWatched_${Math.random().toString(36).slice(2)}`;
   const isWatched = (handler: unknown): boolean => {
     const name = typeof handler === 'function' ? handler.name : undefined;
-    return name === mark || name?.endsWith(` ${mark}`) === true;
+    return name === mark || name?.includes(` ${mark}`) === true;
   };
 
   fastify.addHook('onRoute', (route) => {
