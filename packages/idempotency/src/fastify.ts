@@ -15,6 +15,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
+import { captureNodeResponse } from './http/node.js';
 import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
@@ -49,6 +50,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // `false` once preParsing found the request is not guarded: the later hooks pass it at once.
   const slot = Symbol('holdfast.idempotency.state');
   fastify.decorateRequest(slot as unknown as string, null);
+  if (!fastify.hasRequestDecorator(HIJACK as unknown as string))
+    fastify.decorateRequest(HIJACK as unknown as string, null);
   type Slot = RequestState | false | null;
   const slotOf = (request: FastifyRequest): Slot => (request as unknown as Record<symbol, Slot>)[slot] as Slot;
   const stateOf = (request: FastifyRequest): RequestState | undefined => slotOf(request) || undefined;
@@ -56,17 +59,21 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     (request as unknown as Record<symbol, Slot>)[slot] = state;
   };
 
-  // The routes this registration's onRoute saw (method and URL): their handlers are watched. A
-  // route declared before the plugin loaded (`app.register()` not awaited, then `app.post()`) is
-  // guarded by the hooks all the same, but its handler is not watched. Kept here, not as a mark
-  // in the route's config: one there cost about 100 bytes on every request.
-  const seen = new Set<string>();
+  // Its watched handlers carry a name of this registration's own: Fastify calls a route's handler
+  // bound, and a bound function shows only its target's name. A route is known by its handler,
+  // never by its method and URL, which two routes share when a constraint (host, version) tells
+  // them apart. Random, so no two registrations share one (nor two copies of this module, its ESM
+  // and CommonJS builds); a handler watched by two nested registrations shows both marks.
+  const mark = `holdfastIdempotencyWatched_${Math.random().toString(36).slice(2)}`;
+  const isWatched = (handler: unknown): boolean => {
+    const name = typeof handler === 'function' ? handler.name : undefined;
+    return name === mark || name?.includes(` ${mark}`) === true;
+  };
 
   fastify.addHook('onRoute', (route) => {
     const override = (route.config as { idempotency?: unknown } | undefined)?.idempotency;
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
-      for (const method of [route.method].flat()) seen.add(`${method} ${route.url}`);
     }
     if (override === undefined || override === true || override === false) return;
     coreOf(override, route.method, route.url);
@@ -101,7 +108,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * A route whose handler is not watched (onRoute did not see it, and it could not be watched
    * late): whether its handler was called cannot be known, so it is taken as called.
    */
-  const unwatched = (request: FastifyRequest): boolean => !seen.has(`${request.method} ${request.routeOptions.url}`);
+  const unwatched = (request: FastifyRequest): boolean => !isWatched(request.routeOptions.handler);
 
   // The route contexts watchLate() has looked at: each route's is looked at once, on its first
   // claimed request; later ones pay a WeakSet lookup, and make nothing.
@@ -118,27 +125,42 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const context = routeContextOf(request);
     if (context === undefined || looked.has(context)) return;
     looked.add(context);
-    const route = `${request.method} ${request.routeOptions.url}`;
     const handler = context.handler;
-    if (seen.has(route) || typeof handler !== 'function' || handler !== request.routeOptions.handler) return;
+    if (isWatched(handler) || typeof handler !== 'function' || handler !== request.routeOptions.handler) return;
     context.handler = watched(handler as RouteHandlerMethod);
-    seen.add(route);
+  };
+
+  /**
+   * A claimed request's reply is hijacked: the handler answers on the raw response, which no
+   * onSend sees. That response is taken from the raw response as it is written, and stored when
+   * it ends (released if it never does), as the Express middleware takes one. Not one hijacked to
+   * answer Fastify's handlerTimeout while the handler runs: see the response's 'close' below.
+   */
+  const hijacked = (reply: FastifyReply): void => {
+    const run = stateOf(reply.request)?.run;
+    if (run !== undefined && !timedOut(reply.request)) captureNodeResponse(reply.raw, run);
   };
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
   // resolves with undefined once its client has left (no onSend), though the handler ran.
-  const watched = (handler: RouteHandlerMethod): RouteHandlerMethod =>
-    function (this: FastifyInstance, request, reply) {
+  // Only the outermost watch of a handler watched twice (another plugin wrapped it in between)
+  // keeps its promise.
+  const watched = (handler: RouteHandlerMethod): RouteHandlerMethod => {
+    const watch = function (this: FastifyInstance, request: FastifyRequest, reply: FastifyReply) {
       const state = stateOf(request);
-      if (state?.run !== undefined) state.started = true;
+      const first = state?.run !== undefined && !state.started;
+      if (first) state.started = true;
       const result = handler.call(this, request, reply);
-      if (state?.run !== undefined && isThenable(result)) {
+      if (first && isThenable(result)) {
         state.handled = result;
         // Its client left already: Fastify's own reaction to the promise comes first.
         if (state.left) queueMicrotask(() => sendUnsent(request, reply, state.run, result));
       }
       return result;
-    };
+    } as RouteHandlerMethod;
+    // Its own name kept first, for whoever shows a handler's name (a tracer's span).
+    return Object.defineProperty(watch, 'name', { value: handler.name === '' ? mark : `${handler.name} ${mark}` });
+  };
 
   /**
    * A claimed request whose client left before its response, once its async handler settled
@@ -350,6 +372,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           left: false,
         });
       } else state.run = run;
+      watchHijack(request, reply, hijacked);
       // A response that closes without reaching onSend (a hijacked reply, ended or left by its
       // client) frees its key, not held for its lease. (A reply not hijacked is still the
       // handler's to send, and stored then, client or not.) This listener, on claimed requests
@@ -402,7 +425,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // without waiting a tick (a reply still unsent when the handler's promise settles costs a
     // stream-finished watch).
     if (run.atOnce) return done(null, payload);
-    settled.then(() => done(null, payload), done);
+    // Fastify's handlerTimeout may answer while the store keeps this response (the reply is not
+    // sent yet): that answer went, and sending this one too would throw in this promise.
+    settled.then(() => {
+      if (!reply.raw.headersSent) done(null, payload);
+    }, done);
   });
 };
 
@@ -444,6 +471,44 @@ interface RequestState {
   handled: PromiseLike<unknown> | undefined;
   /** Once claimed: its response closed unsent (its client left). */
   left: boolean;
+}
+
+/**
+ * Who is told when a request's reply is hijacked: a request decorator (every request has the
+ * slot from its construction, a stable shape), set on claimed requests only.
+ */
+const HIJACK = Symbol('holdfast.idempotency.hijack');
+type HijackWatcher = ((reply: FastifyReply) => void) | null;
+/** The reply prototypes whose `hijack` tells the watcher. */
+const hijackPatched = new WeakSet<object>();
+
+/**
+ * Tells `watcher` when `request`'s reply is hijacked. Fastify has no hook for it: its replies'
+ * `hijack` (on Fastify's own reply prototype, which every context's reply inherits) is given,
+ * once, a version that first tells the request's watcher; a reply without one passes straight
+ * through.
+ */
+function watchHijack(request: FastifyRequest, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
+  (request as unknown as Record<symbol, HijackWatcher>)[HIJACK] = watcher;
+  let proto: object | null = Object.getPrototypeOf(reply);
+  while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
+  if (proto === null || hijackPatched.has(proto)) return;
+  hijackPatched.add(proto);
+  const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;
+  Object.defineProperty(proto, 'hijack', {
+    value: function (this: FastifyReply, ...args: unknown[]) {
+      const request = this.request as unknown as Record<symbol, HijackWatcher> | undefined;
+      const watcher = request?.[HIJACK];
+      if (typeof watcher === 'function') {
+        (request as Record<symbol, HijackWatcher>)[HIJACK] = null;
+        watcher(this);
+      }
+      return hijack.apply(this, args);
+    },
+    writable: true,
+    configurable: true,
+    enumerable: false,
+  });
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -24,6 +24,14 @@ describe('memoryStore() in a node:cluster worker', () => {
     }
   }, 40_000);
 
+  it('is made in a child forked with an IPC channel that is no cluster worker (child_process.fork)', async () => {
+    const forked = fileURLToPath(new URL('./fixtures/forked-child.ts', import.meta.url));
+    const run = await runScript(forked, { cwd: fileURLToPath(new URL('.', import.meta.url)), killAfterMs: 30_000 });
+    expect(run.killed).toBe(false);
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout.trim())).toEqual({ ipc: true, made: 'made' });
+  }, 40_000);
+
   it('is not looked for in a process without an IPC channel (no worker is one): node:cluster is not loaded', () => {
     const index = new URL('../src/index.ts', import.meta.url).href;
     const run = runModuleSync(

@@ -85,7 +85,9 @@ describe('fastify plugin: a hijacked reply whose client leaves part way', () => 
     }
   }
 
-  it('a hijacked reply that ends normally is not stored: its key is freed and a retry runs it again', async () => {
+  // Its response is taken from the raw response (fastify-hijack-stored.test.ts): it was released, and
+  // the retry ran the handler a second time.
+  it('a hijacked reply that ends normally is stored: the retry gets the replay, the handler ran once', async () => {
     const result = await twice((app, ran) =>
       app.post('/reports', async (_request, reply) => {
         ran();
@@ -94,7 +96,7 @@ describe('fastify plugin: a hijacked reply whose client leaves part way', () => 
         reply.raw.end('whole');
       }),
     );
-    expect(result).toEqual({ first: 201, second: 201, inProgress: 0, ran: 2, entries: 0 });
+    expect(result).toEqual({ first: 201, second: 201, inProgress: 0, ran: 1, entries: 1 });
   });
 
   it('a response sent after an onSend hook ahead of the plugin failed: its key is not held for the lease', async () => {

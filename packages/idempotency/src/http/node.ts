@@ -68,8 +68,12 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
 /** One response's watch: its headers as first written, its body, and its (deferred) end. */
 class Capture {
   #headers: OutgoingHeaders | undefined;
-  // Set while the response is being stored: a second end() waits its turn behind the first.
-  #storing: Promise<unknown> | undefined;
+  // Set once the response has ended and its end waits while it is stored. Until then it shows no
+  // headers sent, and another layer may answer it too (a timeout middleware's 503): that answer
+  // is dropped, and the response goes as the handler ended it, status and headers included.
+  // (Sent as well, the second answer's body was written after the end: an error no one
+  // listens to, which ends the process.)
+  #held = false;
 
   constructor(
     readonly run: Run,
@@ -78,6 +82,7 @@ class Capture {
 
   /** Runs the response's `writeHead` (the layers below and Node's), the headers taken before. */
   writeHead(res: ServerResponse, args: unknown[], writeHead: Method): unknown {
+    if (this.#held) return res;
     if (this.#headers !== undefined) return writeHead.apply(res, args);
     // Headers given to writeHead() are not always visible to getHeader(): keep them.
     const explicit = headersOf(args.find((a) => typeof a === 'object' && a !== null));
@@ -96,15 +101,14 @@ class Capture {
     return result;
   }
 
-  write(chunk: unknown, encoding: unknown): void {
-    this.run.body.add(chunk, encodingOf(encoding));
+  write(res: ServerResponse, args: unknown[], write: Method): unknown {
+    if (this.#held) return true;
+    this.run.body.add(args[0], encodingOf(args[1]));
+    return write.apply(res, args);
   }
 
   end(res: ServerResponse, args: unknown[], end: Method): unknown {
-    if (this.#storing !== undefined) {
-      this.#storing = this.#storing.then(() => end.apply(res, args));
-      return res;
-    }
+    if (this.#held) return res;
     const { run } = this;
     if (run.settled) return end.apply(res, args);
     const chunk = typeof args[0] === 'function' ? undefined : args[0];
@@ -120,7 +124,13 @@ class Capture {
           : run.finish(status, headers);
     // An in-process store has the record already: the response ends now.
     if (run.atOnce) return end.apply(res, args);
-    this.#storing = settle.then(() => end.apply(res, args));
+    const head = res.headersSent ? undefined : headOf(res);
+    this.#held = true;
+    settle.then(() => {
+      this.#held = false;
+      if (head !== undefined && !res.headersSent) restoreHead(res, head);
+      end.apply(res, args);
+    });
     return res;
   }
 
@@ -129,6 +139,31 @@ class Capture {
     this.#headers ??= allowedHeaders(res, this.run.replayable, explicit);
     return this.#headers;
   }
+}
+
+/** A response's status and headers (their names as set) before they are sent. */
+interface Head {
+  readonly status: number;
+  readonly message: string;
+  readonly headers: readonly (readonly [string, number | string | string[]])[];
+}
+
+function headOf(res: ServerResponse): Head {
+  const headers: [string, number | string | string[]][] = [];
+  // Node 15.13 has it; the types this package builds with do not show it.
+  for (const name of (res as ServerResponse & { getRawHeaderNames(): string[] }).getRawHeaderNames()) {
+    const value = res.getHeader(name);
+    if (value !== undefined) headers.push([name, value]);
+  }
+  return { status: res.statusCode, message: res.statusMessage, headers };
+}
+
+/** Puts back a response's status and headers as {@link headOf} took them. */
+function restoreHead(res: ServerResponse, head: Head): void {
+  for (const name of res.getHeaderNames()) res.removeHeader(name);
+  for (const [name, value] of head.headers) res.setHeader(name, value);
+  res.statusCode = head.status;
+  res.statusMessage = head.message;
 }
 
 /** What a finished response is when it is not simply the handler's own: see {@link captureNodeResponse}. */
@@ -173,8 +208,9 @@ function patchRoot(root: object): void {
       return capture === undefined ? writeHead.apply(this, args) : capture.writeHead(this, args, writeHead);
     },
     write(...args) {
-      captures.get(this)?.write(args[0], args[1]);
-      return (ownWrite ?? parent.write).apply(this, args);
+      const capture = captures.get(this);
+      const write = ownWrite ?? parent.write;
+      return capture === undefined ? write.apply(this, args) : capture.write(this, args, write);
     },
     end(...args) {
       const capture = captures.get(this);
@@ -196,8 +232,7 @@ function patchInstance(res: ServerResponse, capture: Capture): void {
     return capture.writeHead(this, args, writeHead);
   } as ServerResponse['writeHead'];
   res.write = function (this: ServerResponse, ...args: unknown[]) {
-    capture.write(args[0], args[1]);
-    return write.apply(this, args);
+    return capture.write(this, args, write);
   } as ServerResponse['write'];
   res.end = function (this: ServerResponse, ...args: unknown[]) {
     return capture.end(this, args, end);
