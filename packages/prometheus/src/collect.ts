@@ -18,6 +18,7 @@ import {
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
+import { wireLabel } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
@@ -26,6 +27,17 @@ type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 const seconds = (ms: number) => ms / 1000;
+/** `labels` with each value as it goes on the wire (see wireLabel): the same object when none changes. */
+function wire<L extends string>(labels: Labels<L>): Labels<L> {
+  let out: Labels<L> | undefined;
+  for (const k in labels) {
+    const v = labels[k];
+    if (typeof v !== 'string') continue;
+    const w = wireLabel(v);
+    if (w !== v) (out ??= { ...labels })[k] = w;
+  }
+  return out ?? labels;
+}
 /** Anomaly score series kept at most: the least recently scored keys' go first. */
 const MAX_SCORE_SERIES = 5_000;
 
@@ -63,14 +75,14 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     let mine = series.get(policy);
     if (mine === undefined) series.set(policy, (mine = new Map()));
     const key = `${id}\u0000${Object.values(labels).join('\u0000')}`;
-    if (!mine.has(key)) mine.set(key, () => metric.remove(labels));
+    if (!mine.has(key)) mine.set(key, () => metric.remove(wire(labels)));
   };
   const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
     const metric = new Counter({ name: name(suffix), help, labelNames, registers });
     return {
       inc(labels: Labels<L>) {
         track(suffix, metric, labels);
-        metric.inc(labels);
+        metric.inc(wire(labels));
       },
     };
   };
@@ -79,7 +91,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     return {
       observe(labels: Labels<L>, value: number) {
         track(suffix, metric, labels);
-        metric.observe(labels, value);
+        metric.observe(wire(labels), value);
       },
     };
   };
@@ -137,7 +149,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const dropScores = (key: string) => {
     const metrics = scored.get(key);
     if (metrics === undefined) return;
-    for (const metric of metrics) anomalyScore.remove({ key, metric });
+    for (const metric of metrics) anomalyScore.remove(wire({ key, metric }));
     scoreSeries -= metrics.length;
     scored.delete(key);
   };
@@ -167,7 +179,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         const all: readonly string[] = breakerStates.includes(state as never)
           ? breakerStates
           : [...breakerStates, state];
-        for (const s of all) this.inc({ policy, state: s }, s === state ? 1 : 0);
+        for (const s of all) this.inc(wire({ policy, state: s }), s === state ? 1 : 0);
       }
     },
   });
@@ -180,7 +192,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          this.inc({ policy: label(name), endpoint: e.name }, e.up ? 1 : 0);
+          this.inc(wire({ policy: label(name), endpoint: e.name }), e.up ? 1 : 0);
         }
       }
     },
@@ -194,7 +206,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          if (e.inFlight !== null) this.inc({ policy: label(name), endpoint: e.name }, e.inFlight);
+          if (e.inFlight !== null) this.inc(wire({ policy: label(name), endpoint: e.name }), e.inFlight);
         }
       }
     },
@@ -208,7 +220,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('budget')) {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) this.inc({ policy: label(name) }, balance);
+        if (balance != null) this.inc(wire({ policy: label(name) }), balance);
       }
     },
   });
@@ -258,8 +270,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       const metrics = [...new Set([...had, 'all', ...e.metrics.map((m) => m.name)])];
       scored.set(e.key, metrics);
       scoreSeries += metrics.length - had.length;
-      anomalyScore.set({ key: e.key, metric: 'all' }, e.score);
-      for (const m of e.metrics) anomalyScore.set({ key: e.key, metric: m.name }, m.score);
+      anomalyScore.set(wire({ key: e.key, metric: 'all' }), e.score);
+      for (const m of e.metrics) anomalyScore.set(wire({ key: e.key, metric: m.name }), m.score);
       while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
     },
     'anomaly.cleared': (e) => {
@@ -291,7 +303,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('concurrency')) {
         const limit = (snapshot as { limit?: unknown } | null)?.limit;
-        if (typeof limit === 'number') this.inc({ policy: label(name) }, limit);
+        if (typeof limit === 'number') this.inc(wire({ policy: label(name) }), limit);
       }
     },
   });
@@ -311,7 +323,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     collect() {
       this.reset();
       for (const [key, t] of toxicsOn) {
-        this.set({ proxy: t.proxy, toxic: t.toxic }, t.names.size);
+        this.set(wire({ proxy: t.proxy, toxic: t.toxic }), t.names.size);
         // Scraped at 0 once, then dropped: a row kept for every proxy ever seen would grow for good.
         if (t.names.size === 0) toxicsOn.delete(key);
       }
