@@ -26,7 +26,8 @@ export type StopCollecting = () => void;
 type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 type Labels<L extends string> = Partial<Record<L, string | number>>;
 
-const seconds = (ms: number) => ms / 1000;
+/** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
 /** `labels` with each value as it goes on the wire (see wireLabel): the same object when none changes. */
 function wire<L extends string>(labels: Labels<L>): Labels<L> {
   let out: Labels<L> | undefined;
