@@ -141,24 +141,36 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     labelNames: ['key', 'metric'],
     registers,
   });
-  // Per key, the metrics it has a score series for, least recently scored first. A watch scores
-  // each key it watches every interval; a key it forgot (idle, or evicted at its maxKeys) gets
-  // no more scores, so its series are dropped: at once when it is forgotten while raised (its
-  // stale high score would keep an alert firing), else once MAX_SCORE_SERIES newer ones came.
-  const scored = new Map<string, readonly string[]>();
+  const anomalies = new Counter({
+    name: name('anomaly_detected_total'),
+    help: 'Anomalies raised by an anomaly watch.',
+    labelNames: ['key', 'detector', 'metric'],
+    registers,
+  });
+  // Per key, its score series (by metric) and detection series (by detector and metric), least
+  // recently scored first. A watch scores each key it watches every interval; a key it forgot
+  // (idle, or evicted at its maxKeys) gets no more scores, so its series are dropped: at once when
+  // it is forgotten while raised (its stale high score would keep an alert firing), else once
+  // MAX_SCORE_SERIES newer ones came. Its detection counts go with them: per-host keys churn.
+  const scored = new Map<string, { metrics: readonly string[]; detected: Map<string, Labels<string>> }>();
   let scoreSeries = 0;
+  const touch = (key: string) => {
+    const entry = scored.get(key) ?? { metrics: [], detected: new Map() };
+    scored.delete(key);
+    scored.set(key, entry);
+    return entry;
+  };
   const dropScores = (key: string) => {
-    const metrics = scored.get(key);
-    if (metrics === undefined) return;
-    for (const metric of metrics) anomalyScore.remove(wire({ key, metric }));
-    scoreSeries -= metrics.length;
+    const entry = scored.get(key);
+    if (entry === undefined) return;
+    for (const metric of entry.metrics) anomalyScore.remove(wire({ key, metric }));
+    for (const labels of entry.detected.values()) anomalies.remove(wire(labels));
+    scoreSeries -= entry.metrics.length + entry.detected.size;
     scored.delete(key);
   };
-  const anomalies = counter('anomaly_detected_total', 'Anomalies raised by an anomaly watch.', [
-    'key',
-    'detector',
-    'metric',
-  ]);
+  const bound = () => {
+    while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
+  };
 
   // Breakers seen only on the bus (not registered): their state after the last transition.
   const lastState = new Map<string, string>();
@@ -266,19 +278,28 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'failover.switch': (e) => switches.inc({ policy: e.source, reason: e.reason, to: e.to }),
     'failover.eject': (e) => ejections.inc({ policy: e.source, endpoint: e.endpoint }),
     'anomaly.score': (e) => {
-      const had = scored.get(e.key) ?? [];
-      scored.delete(e.key);
-      const metrics = [...new Set([...had, 'all', ...e.metrics.map((m) => m.name)])];
-      scored.set(e.key, metrics);
-      scoreSeries += metrics.length - had.length;
+      const entry = touch(e.key);
+      const had = entry.metrics.length;
+      entry.metrics = [...new Set([...entry.metrics, 'all', ...e.metrics.map((m) => m.name)])];
+      scoreSeries += entry.metrics.length - had;
       anomalyScore.set(wire({ key: e.key, metric: 'all' }), e.score);
       for (const m of e.metrics) anomalyScore.set(wire({ key: e.key, metric: m.name }), m.score);
-      while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
+      bound();
     },
     'anomaly.cleared': (e) => {
       if (e.reason === 'forgotten') dropScores(e.key);
     },
-    'anomaly.detected': (e) => anomalies.inc({ key: e.key, detector: e.detector, metric: e.metric }),
+    'anomaly.detected': (e) => {
+      const labels = { key: e.key, detector: e.detector, metric: e.metric };
+      const entry = touch(e.key);
+      const id = `${e.detector}\u0000${e.metric}`;
+      if (!entry.detected.has(id)) {
+        entry.detected.set(id, labels);
+        scoreSeries++;
+      }
+      anomalies.inc(wire(labels));
+      bound();
+    },
   };
 
   // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...
