@@ -211,10 +211,18 @@ export class Actions {
     return Array.isArray(states) ? states : undefined;
   }
 
-  /** The endpoint a key stands for: `endpointOf(key)`, else the endpoint named `key` or ending it after a `/`. */
+  /**
+   * The endpoint a key stands for: `endpointOf(key)`, else the endpoint named `key`, else the
+   * longest name ending it after a `/` ('api/backup/east' is 'backup/east', not 'east').
+   */
   #endpointFor(key: string, names: readonly string[]): string | undefined {
     const endpointOf = this.o.eject?.endpointOf;
-    if (endpointOf === undefined) return names.find((n) => n === key || key.endsWith(`/${n}`));
+    if (endpointOf === undefined) {
+      if (names.includes(key)) return key;
+      let found: string | undefined;
+      for (const n of names) if (key.endsWith(`/${n}`) && n.length > (found?.length ?? -1)) found = n;
+      return found;
+    }
     // A callback that throws (a key it was not written for) stands for no endpoint.
     const name = this.guard('eject.endpointOf', () => endpointOf(key), undefined);
     return typeof name === 'string' && names.includes(name) ? name : undefined;

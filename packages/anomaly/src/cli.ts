@@ -10,27 +10,40 @@ is a metric) one row at a time, as a live detector would, and prints the alerts.
 
 /** Runs the command line; returns the exit code. */
 export function main(argv: readonly string[], out: (line: string) => void, err: (line: string) => void): number {
-  const [command, file, ...rest] = argv;
-  if (command !== 'score' || file === undefined) {
+  const [command, ...rest] = argv;
+  if (command !== 'score') {
     err(usage);
     return command === '--help' || command === '-h' ? 0 : 2;
   }
+  const fail = (message: string) => {
+    err(`holdfast-anomaly: ${message}\n${usage}`);
+    return 2;
+  };
+  let file: string | undefined;
   let detector: 'baseline' | 'forest' | undefined;
   let json = false;
+  // Options before or after the file, as most commands take them; `--detector=forest` too.
   for (let i = 0; i < rest.length; i++) {
-    const flag = rest[i];
-    if (flag === '--json') json = true;
-    else if (flag === '--detector' && (rest[i + 1] === 'baseline' || rest[i + 1] === 'forest')) {
-      detector = rest[++i] as 'baseline' | 'forest';
-    } else if (flag === '--detector') {
-      const value = rest[i + 1] === undefined ? 'nothing' : JSON.stringify(rest[i + 1]);
-      err(`holdfast-anomaly: --detector must be baseline or forest (got ${value})\n${usage}`);
-      return 2;
-    } else {
-      err(`holdfast-anomaly: unknown option ${flag}\n${usage}`);
-      return 2;
-    }
+    const arg = rest[i] as string;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? arg.split(/=(.*)/s, 2) : [arg, undefined];
+    if (flag === '--json' && inline === undefined) json = true;
+    else if (flag === '--detector') {
+      const value = inline ?? rest[++i];
+      if (value !== 'baseline' && value !== 'forest') {
+        return fail(
+          `--detector must be baseline or forest (got ${value === undefined ? 'nothing' : JSON.stringify(value)})`,
+        );
+      }
+      detector = value;
+    } else if (arg === '-h' || arg === '--help') {
+      err(usage);
+      return 0;
+    } else if (arg.startsWith('-') && arg !== '-') return fail(`unknown option ${arg}`);
+    else if (file !== undefined)
+      return fail(`one file at a time (got ${JSON.stringify(arg)} after ${JSON.stringify(file)})`);
+    else file = arg;
   }
+  if (file === undefined) return fail('no file to score (a path, or - for stdin)');
   let text: string;
   try {
     text = readFileSync(file === '-' ? 0 : file, 'utf8');

@@ -124,7 +124,7 @@ const budgetLike = z.custom<{ tryWithdraw(): boolean; readonly balance: number }
 const ejectSchema = z.strictObject({
   /** The failover set whose endpoints may be taken out early. */
   failover: failoverLike,
-  /** The endpoint a watched key stands for. @default the endpoint whose name is the key, or ends it after a `/` */
+  /** The endpoint a watched key stands for. @default the endpoint whose name is the key, else the longest that ends it after a `/` */
   endpointOf: fnOption<(key: string) => string | undefined>().optional(),
   /**
    * How long an early ejection lasts, in ms; it ends sooner when the anomaly clears. If the anomaly

@@ -51,6 +51,21 @@ describe('holdfast-anomaly score', () => {
     expect(r.err[0]).toMatch(/csv\.line 3\.value is not a number \(got "abc"\)/);
   });
 
+  it('takes its options before the file too, and --detector=forest; a second file is named as such', () => {
+    const after = run(['score', file, '--detector', 'forest', '--json']);
+    expect(after.code).toBe(0);
+    // It read "--json" as the file and said "unknown option <file>" of the file.
+    expect(run(['score', '--json', '--detector', 'forest', file])).toEqual(after);
+    expect(run(['score', '--detector=forest', file, '--json'])).toEqual(after);
+    expect(run(['score', file, '--detector=tree']).err[0]).toMatch(
+      /--detector must be baseline or forest \(got "tree"\)/,
+    );
+    const extra = run(['score', file, 'other.csv']);
+    expect(extra.code).toBe(2);
+    expect(extra.err[0]).toMatch(/^holdfast-anomaly: one file at a time \(got "other\.csv" after/);
+    expect(run(['score', '--json']).err[0]).toMatch(/^holdfast-anomaly: no file to score \(a path, or - for stdin\)\n/);
+  });
+
   it('runs as a program', async () => {
     const { stdout } = await promisify(execFile)(
       process.execPath,

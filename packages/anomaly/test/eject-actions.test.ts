@@ -53,6 +53,18 @@ function rig(
 }
 
 describe('early ejection through the set', () => {
+  it('takes out the endpoint a key names exactly or most closely, never the first whose name ends the key', async () => {
+    // Key 'api/backup/east' ends with '/east' too: it stood for 'east', which is healthy, and that went out.
+    const { watch, actions, ejects, interval, normal, api } = rig(['east', 'west', 'north', 'backup/east']);
+    const all = (ms: (n: string) => number) => Object.fromEntries(api.endpoints.map((e) => [e.name, ms(e.name)]));
+    for (let s = 0; s < 40; s++) await interval(all(() => normal(s)));
+    await interval(all((n) => (n === 'backup/east' ? 400 : 21)));
+    expect(ejects.map((e) => e.endpoint)).toEqual(['backup/east']);
+    expect(actions).toEqual(['eject backup/east anomaly@41000']);
+    watch.dispose();
+    api.dispose();
+  });
+
   it('is refused when the endpoint is the last one in service (the operator drained the others), and reported as such', async () => {
     const { api, watch, actions, ejects, interval, normal } = rig(['a', 'b', 'c']);
     for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });

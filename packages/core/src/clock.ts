@@ -23,7 +23,8 @@ export interface Clock {
 
 /** The clock of the running process: `Date.now()` and Node's timers. */
 export const realClock: Clock = {
-  now: Date.now,
+  // Read at each call, not captured at load: fake timers (vitest, sinon) swap Date.now later.
+  now: () => Date.now(),
   setTimeout(callback, ms, options) {
     const timer = setTimeout(callback, ms);
     if (options?.ref !== true) timer.unref();

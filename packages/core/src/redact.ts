@@ -3,12 +3,22 @@ export const defaultSecretParams = [
   'access_token',
   'api_key',
   'apikey',
+  'auth', // Firebase's REST API
+  'client_secret',
+  'id_token',
+  'jwt',
   'key',
+  'passwd',
   'password',
+  'private_token', // GitLab
+  'refresh_token',
   'secret',
   'sig',
   'signature',
   'token',
+  'x-amz-security-token', // signed S3 URLs
+  'x-amz-signature',
+  'x-goog-signature', // signed GCS URLs
 ];
 
 /**

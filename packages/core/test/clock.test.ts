@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ManualClock, realClock } from '../src/index.js';
 
 describe('ManualClock', () => {
@@ -39,5 +39,19 @@ describe('realClock', () => {
     expect(awaited.hasRef()).toBe(true);
     realClock.clearTimeout(background);
     realClock.clearTimeout(awaited);
+  });
+
+  it('reads the Date.now() of the moment, so fake timers move it as they move its timers', () => {
+    vi.useFakeTimers({ now: 1_000_000 });
+    try {
+      const fired: number[] = [];
+      realClock.setTimeout(() => fired.push(realClock.now()), 30_000);
+      vi.advanceTimersByTime(30_000);
+      // It read the Date.now captured when the module loaded: real time, while its timers were fake.
+      expect(fired).toEqual([1_030_000]);
+      expect(realClock.now()).toBe(1_030_000);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 });

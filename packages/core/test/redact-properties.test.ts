@@ -98,4 +98,15 @@ describe('Redactor properties', () => {
       'https://h:99999/p?x.sig=***&xasig=shown',
     );
   });
+
+  it('hides the query credentials of OAuth, GitLab, Firebase and signed S3/GCS URLs, not only the plain names', () => {
+    const url =
+      'https://api.example.com/v1?client_secret=S3CRcs1234&refresh_token=S3CRrt1234&id_token=S3CRit1234' +
+      '&private_token=S3CRpt1234&auth=S3CRau1234&jwt=S3CRjw1234&passwd=S3CRpw1234' +
+      '&X-Amz-Signature=S3CRas1234&X-Amz-Security-Token=S3CRat1234&X-Goog-Signature=S3CRgs1234&page=2';
+    const shown = redactor.url(url);
+    expect(shown).not.toMatch(/S3CR/);
+    expect(shown).toContain('page=2');
+    expect(redactor.text(`failed over to ${url.replace('https://', 'https//')} now`)).not.toMatch(/S3CR/);
+  });
 });

@@ -2,7 +2,7 @@ import type { Bus, EventOf } from '@holdfast/core';
 
 /** Intervals kept per chart. */
 export const ANOMALY_POINTS = 60;
-/** Keys charted at most; past this the oldest is dropped. */
+/** Keys charted at most (see AnomalyCharts for which wait). */
 const MAX_KEYS = 50;
 
 /** One interval of one metric on an anomaly chart. */
@@ -17,6 +17,8 @@ export interface AnomalyPoint {
 
 /** The charts of one key an `anomalyWatch()` watches: one per metric. */
 export interface AnomalyChart {
+  /** The watch that scores it (its `name`): two watches on one bus chart a key apart. */
+  readonly watch: string;
   /** The breaker, endpoint or policy. */
   readonly key: string;
   /** Whether an anomaly is raised on it now. */
@@ -25,22 +27,46 @@ export interface AnomalyChart {
   readonly metrics: readonly { readonly name: string; readonly points: readonly AnomalyPoint[] }[];
 }
 
-/** Keeps the last intervals of every key an anomaly watch scores (`anomaly.score` events). */
+interface Kept {
+  readonly watch: string;
+  readonly key: string;
+  raised: boolean;
+  /** Its watch's interval (see #interval) when it was last scored: to find one it stopped scoring. */
+  seen: number;
+  readonly metrics: Map<string, AnomalyPoint[]>;
+}
+
+/**
+ * Keeps the last intervals of every key an anomaly watch scores (`anomaly.score` events), by
+ * watch and key, in the order first charted. A key the watch forgot while raised leaves at once.
+ * At MAX_KEYS a new key takes the place of one its watch stopped scoring (a whole interval of
+ * that watch went by without it), or, when the new one is raised, of the calm one scored longest
+ * ago; else it waits: keys scored in turn keep their history rather than each remaking the next.
+ */
 export class AnomalyCharts {
-  readonly #keys = new Map<string, { raised: boolean; metrics: Map<string, AnomalyPoint[]> }>();
-  readonly #off: () => void;
+  readonly #keys = new Map<string, Kept>();
+  readonly #offs: (() => void)[];
+  /** Per watch: the time of its latest scores, and how many intervals it has scored (a watch scores every key at once). */
+  readonly #intervals = new Map<string, { time: number; count: number }>();
 
   constructor(bus: Bus) {
-    this.#off = bus.on('anomaly.score', (e) => this.#add(e));
+    this.#offs = [
+      bus.on('anomaly.score', (e) => this.#add(e)),
+      bus.on('anomaly.cleared', (e) => {
+        if (e.reason === 'forgotten') this.#keys.delete(id(e));
+      }),
+    ];
   }
 
   #add(e: EventOf<'anomaly.score'>): void {
-    let k = this.#keys.get(e.key);
+    const interval = this.#interval(e.source, e.time);
+    let k = this.#keys.get(id(e));
     if (k === undefined) {
-      k = { raised: false, metrics: new Map() };
-      this.#keys.set(e.key, k);
-      if (this.#keys.size > MAX_KEYS) this.#keys.delete(this.#keys.keys().next().value as string);
+      if (this.#keys.size >= MAX_KEYS && !this.#makeRoom(e.raised)) return;
+      k = { watch: e.source, key: e.key, raised: false, seen: interval, metrics: new Map() };
+      this.#keys.set(id(e), k);
     }
+    k.seen = interval;
     k.raised = e.raised;
     for (const m of e.metrics) {
       let points = k.metrics.get(m.name);
@@ -53,18 +79,47 @@ export class AnomalyCharts {
     }
   }
 
+  #interval(watch: string, time: number): number {
+    const w = this.#intervals.get(watch);
+    if (w === undefined) this.#intervals.set(watch, { time, count: 0 });
+    else if (w.time !== time) {
+      w.time = time;
+      w.count++;
+    }
+    return w?.count ?? 0;
+  }
+
+  #makeRoom(raised: boolean): boolean {
+    const age = (k: Kept) => (this.#intervals.get(k.watch)?.count ?? 0) - k.seen;
+    let calmest: [string, Kept] | undefined;
+    for (const entry of this.#keys) {
+      // Its watch has scored a whole interval (all its keys at one time) without it.
+      if (age(entry[1]) >= 2) {
+        this.#keys.delete(entry[0]);
+        return true;
+      }
+      if (!entry[1].raised && (calmest === undefined || age(entry[1]) > age(calmest[1]))) calmest = entry;
+    }
+    if (!raised || calmest === undefined) return false;
+    this.#keys.delete(calmest[0]);
+    return true;
+  }
+
   charts(): AnomalyChart[] {
-    return [...this.#keys].map(([key, k]) => ({
-      key,
+    return [...this.#keys.values()].map((k) => ({
+      watch: k.watch,
+      key: k.key,
       raised: k.raised,
       metrics: [...k.metrics].map(([name, points]) => ({ name, points: [...points] })),
     }));
   }
 
   dispose(): void {
-    this.#off();
+    for (const off of this.#offs) off();
   }
 }
+
+const id = (e: { source: string; key: string }) => `${e.source}\u0000${e.key}`;
 
 function finite(x: number): number | null {
   return Number.isFinite(x) ? x : null;

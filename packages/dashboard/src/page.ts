@@ -156,10 +156,12 @@ const SCRIPT = `
     $('anomaly-section').hidden = !list.length;
     if (!list.length) return;
     var names = list[0].metrics.map(function (m) { return m.name; });
+    // Two watches on one bus chart a key apart: name the watch then.
+    var many = list.some(function (a) { return a.watch !== list[0].watch; });
     fill('anomalies', table('Each metric per interval: value (solid), baseline (dashed), anomalies (dots)',
       [{ label: 'Key' }, { label: 'Status' }].concat(names.map(function (n) { return { label: n }; })),
       list.map(function (a) {
-        return [a.key, el('span', { 'class': 'state ' + (a.raised ? 's-fail' : 's-pass'), text: a.raised ? 'Anomaly' : 'Usual' })]
+        return [many ? a.key + ' (' + a.watch + ')' : a.key, el('span', { 'class': 'state ' + (a.raised ? 's-fail' : 's-pass'), text: a.raised ? 'Anomaly' : 'Usual' })]
           .concat(a.metrics.map(function (m) { return chart(m.name, m.points); }));
       }), true));
   }

@@ -128,9 +128,23 @@ function bounded<V>(make: () => V): Bounded<V> {
 const redactor = new Redactor();
 const SECRET_KEY =
   /^(?:authorization|proxy-authorization|cookie|set-cookie|password|passwd|secret|client[-_]?secret|token|access[-_]?token|refresh[-_]?token|api[-_]?key)$/i;
+/** Words of a key that name a credential, and pairs of words that do: `redisPassword`, `x-api-key`, `secretAccessKey`. */
+const SECRET_WORD =
+  /^(?:password|passwd|pwd|pass|passphrase|secret|token|authorization|auth|cookie|credentials?|apikey)$/;
+const SECRET_PAIR = /^(?:api key|private key|access key)$/;
+/** Whether a key names a credential in any of its words (camelCase, snake_case, kebab-case). */
+const namesSecret = (key: string): boolean => {
+  const words = key
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .toLowerCase()
+    .split(/[^a-z0-9]+/);
+  return words.some((w, i) => SECRET_WORD.test(w) || SECRET_PAIR.test(`${w} ${words[i + 1]}`));
+};
 const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
 const hideSecrets = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
+  // A text under a key that names a credential among other words; numbers (`maxTokens`) are no secret.
+  if (typeof value === 'string' && value !== '' && namesSecret(key)) return '***';
   if (typeof value === 'string') return hideUrls(value);
   // A URL may be a key too (endpoints by their target): JSON.stringify shows keys as they are.
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {

@@ -17,7 +17,23 @@ const odd = fc.constantFrom('', '/', '#', '?', '@');
 const secretUrl = fc
   .tuple(scheme, secret, odd, host, fc.constantFrom('token', 'api_key', 'sig'), secret)
   .map(([s, pw, o, h, p, v]) => ({ text: `${s}://app:${pw}${o}x@${h}/p?${p}=${v}&a=1`, secrets: [pw, v] }));
-const credentialKey = fc.constantFrom('password', 'Authorization', 'api_key', 'client_secret', 'token', 'cookie');
+const credentialKey = fc.constantFrom(
+  'password',
+  'Authorization',
+  'api_key',
+  'client_secret',
+  'token',
+  'cookie',
+  // Keys that name a credential in more than one word: a config's, a header's, a cloud SDK's.
+  'redisPassword',
+  'db_password',
+  'x-api-key',
+  'X-Auth-Token',
+  'secretAccessKey',
+  'privateKey',
+  'sessionToken',
+  'credentials',
+);
 const hostileName = fc.oneof(
   fc.string({ maxLength: 12 }),
   fc.constantFrom('</script><script>alert(1)</script>', '"\\\n\u2028\u2029', '<!--', '\u0000', '😀'),

@@ -25,7 +25,8 @@ import { attributeNames as A, durationBuckets, metricNames as M } from './names.
 /** What to do with each event type: at most one handler per type. */
 export type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 
-const seconds = (ms: number) => ms / 1000;
+/** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
 /** `storeError` -> `store_error`. */
 export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 const withCode = (attrs: Attributes, code: string | undefined): Attributes =>

@@ -105,6 +105,17 @@ describe('instrument(): metrics', () => {
     expect(ok.sum).toBeCloseTo(0.2);
   });
 
+  it('a call whose wall-clock latency is negative (the clock stepped back during it) is recorded at 0, not dropped', async () => {
+    const s = setup();
+    s.bus.emit(ev({ type: 'breaker.success', latency: 40 }));
+    // What a breaker on the real clock emits when NTP steps the clock back an hour mid-call.
+    s.bus.emit(ev({ type: 'breaker.success', latency: -3_599_999 }));
+    const latency = await s.points(metricNames.breakerCallDuration);
+    const ok = pointValue(latency, { 'holdfast.outcome': 'success' }) as Histogram;
+    expect(ok.count).toBe(2);
+    expect(ok.sum).toBeCloseTo(0.04);
+  });
+
   it('counts retries and records their backoff delay; counts give-ups by reason and idempotency events', async () => {
     const s = setup();
     s.bus.emit(ev({ type: 'retry.attempt', source: 'api', attempt: 1, delay: 100, code: 'E_TIMEOUT' }));

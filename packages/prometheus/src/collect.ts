@@ -18,6 +18,7 @@ import {
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
+import { wireLabel } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
@@ -25,7 +26,19 @@ export type StopCollecting = () => void;
 type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 type Labels<L extends string> = Partial<Record<L, string | number>>;
 
-const seconds = (ms: number) => ms / 1000;
+/** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
+const seconds = (ms: number) => Math.max(0, ms) / 1000;
+/** `labels` with each value as it goes on the wire (see wireLabel): the same object when none changes. */
+function wire<L extends string>(labels: Labels<L>): Labels<L> {
+  let out: Labels<L> | undefined;
+  for (const k in labels) {
+    const v = labels[k];
+    if (typeof v !== 'string') continue;
+    const w = wireLabel(v);
+    if (w !== v) (out ??= { ...labels })[k] = w;
+  }
+  return out ?? labels;
+}
 /** Anomaly score series kept at most: the least recently scored keys' go first. */
 const MAX_SCORE_SERIES = 5_000;
 
@@ -63,14 +76,14 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     let mine = series.get(policy);
     if (mine === undefined) series.set(policy, (mine = new Map()));
     const key = `${id}\u0000${Object.values(labels).join('\u0000')}`;
-    if (!mine.has(key)) mine.set(key, () => metric.remove(labels));
+    if (!mine.has(key)) mine.set(key, () => metric.remove(wire(labels)));
   };
   const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
     const metric = new Counter({ name: name(suffix), help, labelNames, registers });
     return {
       inc(labels: Labels<L>) {
         track(suffix, metric, labels);
-        metric.inc(labels);
+        metric.inc(wire(labels));
       },
     };
   };
@@ -79,7 +92,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     return {
       observe(labels: Labels<L>, value: number) {
         track(suffix, metric, labels);
-        metric.observe(labels, value);
+        metric.observe(wire(labels), value);
       },
     };
   };
@@ -128,24 +141,36 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     labelNames: ['key', 'metric'],
     registers,
   });
-  // Per key, the metrics it has a score series for, least recently scored first. A watch scores
-  // each key it watches every interval; a key it forgot (idle, or evicted at its maxKeys) gets
-  // no more scores, so its series are dropped: at once when it is forgotten while raised (its
-  // stale high score would keep an alert firing), else once MAX_SCORE_SERIES newer ones came.
-  const scored = new Map<string, readonly string[]>();
+  const anomalies = new Counter({
+    name: name('anomaly_detected_total'),
+    help: 'Anomalies raised by an anomaly watch.',
+    labelNames: ['key', 'detector', 'metric'],
+    registers,
+  });
+  // Per key, its score series (by metric) and detection series (by detector and metric), least
+  // recently scored first. A watch scores each key it watches every interval; a key it forgot
+  // (idle, or evicted at its maxKeys) gets no more scores, so its series are dropped: at once when
+  // it is forgotten while raised (its stale high score would keep an alert firing), else once
+  // MAX_SCORE_SERIES newer ones came. Its detection counts go with them: per-host keys churn.
+  const scored = new Map<string, { metrics: readonly string[]; detected: Map<string, Labels<string>> }>();
   let scoreSeries = 0;
+  const touch = (key: string) => {
+    const entry = scored.get(key) ?? { metrics: [], detected: new Map() };
+    scored.delete(key);
+    scored.set(key, entry);
+    return entry;
+  };
   const dropScores = (key: string) => {
-    const metrics = scored.get(key);
-    if (metrics === undefined) return;
-    for (const metric of metrics) anomalyScore.remove({ key, metric });
-    scoreSeries -= metrics.length;
+    const entry = scored.get(key);
+    if (entry === undefined) return;
+    for (const metric of entry.metrics) anomalyScore.remove(wire({ key, metric }));
+    for (const labels of entry.detected.values()) anomalies.remove(wire(labels));
+    scoreSeries -= entry.metrics.length + entry.detected.size;
     scored.delete(key);
   };
-  const anomalies = counter('anomaly_detected_total', 'Anomalies raised by an anomaly watch.', [
-    'key',
-    'detector',
-    'metric',
-  ]);
+  const bound = () => {
+    while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
+  };
 
   // Breakers seen only on the bus (not registered): their state after the last transition.
   const lastState = new Map<string, string>();
@@ -167,7 +192,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         const all: readonly string[] = breakerStates.includes(state as never)
           ? breakerStates
           : [...breakerStates, state];
-        for (const s of all) this.inc({ policy, state: s }, s === state ? 1 : 0);
+        for (const s of all) this.inc(wire({ policy, state: s }), s === state ? 1 : 0);
       }
     },
   });
@@ -180,7 +205,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          this.inc({ policy: label(name), endpoint: e.name }, e.up ? 1 : 0);
+          this.inc(wire({ policy: label(name), endpoint: e.name }), e.up ? 1 : 0);
         }
       }
     },
@@ -194,7 +219,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          if (e.inFlight !== null) this.inc({ policy: label(name), endpoint: e.name }, e.inFlight);
+          if (e.inFlight !== null) this.inc(wire({ policy: label(name), endpoint: e.name }), e.inFlight);
         }
       }
     },
@@ -208,7 +233,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('budget')) {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) this.inc({ policy: label(name) }, balance);
+        if (balance != null) this.inc(wire({ policy: label(name) }), balance);
       }
     },
   });
@@ -253,19 +278,28 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'failover.switch': (e) => switches.inc({ policy: e.source, reason: e.reason, to: e.to }),
     'failover.eject': (e) => ejections.inc({ policy: e.source, endpoint: e.endpoint }),
     'anomaly.score': (e) => {
-      const had = scored.get(e.key) ?? [];
-      scored.delete(e.key);
-      const metrics = [...new Set([...had, 'all', ...e.metrics.map((m) => m.name)])];
-      scored.set(e.key, metrics);
-      scoreSeries += metrics.length - had.length;
-      anomalyScore.set({ key: e.key, metric: 'all' }, e.score);
-      for (const m of e.metrics) anomalyScore.set({ key: e.key, metric: m.name }, m.score);
-      while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
+      const entry = touch(e.key);
+      const had = entry.metrics.length;
+      entry.metrics = [...new Set([...entry.metrics, 'all', ...e.metrics.map((m) => m.name)])];
+      scoreSeries += entry.metrics.length - had;
+      anomalyScore.set(wire({ key: e.key, metric: 'all' }), e.score);
+      for (const m of e.metrics) anomalyScore.set(wire({ key: e.key, metric: m.name }), m.score);
+      bound();
     },
     'anomaly.cleared': (e) => {
       if (e.reason === 'forgotten') dropScores(e.key);
     },
-    'anomaly.detected': (e) => anomalies.inc({ key: e.key, detector: e.detector, metric: e.metric }),
+    'anomaly.detected': (e) => {
+      const labels = { key: e.key, detector: e.detector, metric: e.metric };
+      const entry = touch(e.key);
+      const id = `${e.detector}\u0000${e.metric}`;
+      if (!entry.detected.has(id)) {
+        entry.detected.set(id, labels);
+        scoreSeries++;
+      }
+      anomalies.inc(wire(labels));
+      bound();
+    },
   };
 
   // Every idempotency event by name: `claim`, `replay`, `conflict`, `store_error`...
@@ -291,7 +325,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('concurrency')) {
         const limit = (snapshot as { limit?: unknown } | null)?.limit;
-        if (typeof limit === 'number') this.inc({ policy: label(name) }, limit);
+        if (typeof limit === 'number') this.inc(wire({ policy: label(name) }), limit);
       }
     },
   });
@@ -311,7 +345,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     collect() {
       this.reset();
       for (const [key, t] of toxicsOn) {
-        this.set({ proxy: t.proxy, toxic: t.toxic }, t.names.size);
+        this.set(wire({ proxy: t.proxy, toxic: t.toxic }), t.names.size);
         // Scraped at 0 once, then dropped: a row kept for every proxy ever seen would grow for good.
         if (t.names.size === 0) toxicsOn.delete(key);
       }

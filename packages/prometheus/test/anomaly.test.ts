@@ -91,4 +91,39 @@ describe('collect(): anomaly scores of keys the watch forgot', () => {
     expect(text).not.toContain('key="host-0"');
     stop();
   });
+
+  const detected = (key: string): HoldfastEvent => ({
+    type: 'anomaly.detected',
+    source: 'anomaly',
+    time: 1,
+    key,
+    detector: 'baseline',
+    metric: 'latencyP99',
+    score: 0.9,
+    value: 300,
+    expected: 21,
+  });
+
+  it('20,000 keys that each raised once in turn: their detection counters go with their scores', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    const stop = collect({ bus, registry, policies: createPolicyRegistry() });
+    for (let i = 0; i < 20_000; i++) {
+      bus.emit(detected(`host-${i}`));
+      bus.emit(score(`host-${i}`, 0.9, 0.9));
+    }
+    bus.emit(detected('host-a'));
+    bus.emit(score('host-a', 0.9, 0.9));
+    bus.emit(cleared('host-a', 'forgotten'));
+    const text = await registry.metrics();
+    const series = text.split('\n').filter((l) => /^holdfast_anomaly_(score|detected_total)\{/.test(l));
+    // It kept one detection series per key that ever raised: 20,000 here, and growing for good.
+    expect(series.length).toBeLessThanOrEqual(5_000);
+    expect(text).toContain(
+      'holdfast_anomaly_detected_total{key="host-19999",detector="baseline",metric="latencyP99"} 1',
+    );
+    expect(text).not.toContain('key="host-0"');
+    expect(text).not.toContain('key="host-a"');
+    stop();
+  });
 });

@@ -44,6 +44,22 @@ describe('collect()', () => {
     );
   });
 
+  it('a call whose wall-clock latency is negative (the clock stepped back during it) is bucketed at 0: the _sum never falls', async () => {
+    const s = setup();
+    const sum = (text: string) =>
+      sample(text, 'holdfast_breaker_call_duration_seconds_sum{policy="payments",outcome="success"}');
+    s.bus.emit(ev({ type: 'breaker.success', latency: 40 }));
+    const before = sum(await s.scrape()) as number;
+    // What a breaker on the real clock emits when NTP steps the clock back an hour mid-call.
+    s.bus.emit(ev({ type: 'breaker.success', latency: -3_599_999 }));
+    const text = await s.scrape();
+    expect(sum(text)).toBeGreaterThanOrEqual(before);
+    expect(sample(text, 'holdfast_breaker_call_duration_seconds_count{policy="payments",outcome="success"}')).toBe(2);
+    expect(
+      sample(text, 'holdfast_breaker_call_duration_seconds_bucket{le="0.001",policy="payments",outcome="success"}'),
+    ).toBe(1);
+  });
+
   it('counts retries, their delay, give-ups, budget refusals, timeouts, idempotency and failover events', async () => {
     const s = setup();
     s.bus.emit(ev({ type: 'retry.attempt', source: 'api', attempt: 1, delay: 100, code: 'E_TIMEOUT' }));
