@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { pnpm } from './pnpm.js';
@@ -65,6 +65,30 @@ function needsBuild(): boolean {
   });
 }
 
+/**
+ * Builds when {@link needsBuild}, one build at a time across vitest's workers (test files that
+ * pack run at once, and two builds writing the same dist would break each other): a lock
+ * directory, taken over when older than 15 minutes (a run that died holding it).
+ */
+function buildIfNeeded(): void {
+  const lock = join(root, 'node_modules', '.holdfast-build.lock');
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch {
+      if (existsSync(lock) && Date.now() - statSync(lock).mtimeMs > 15 * 60_000)
+        rmSync(lock, { force: true, recursive: true });
+      else Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+    }
+  }
+  try {
+    if (needsBuild()) pnpm(['run', 'build'], root);
+  } finally {
+    rmSync(lock, { force: true, recursive: true });
+  }
+}
+
 /** What {@link packWorkspace} made, and how long it took. */
 export interface Packed {
   /** Package name -> its tarball. */
@@ -74,13 +98,13 @@ export interface Packed {
 }
 
 /**
- * Builds the packages when a dist is missing or older than its source, then packs every one
+ * Builds the packages when a dist is missing or older than its source (one build at a time), then packs every one
  * into `into` with `pnpm pack`, as publishing does: it applies publishConfig (no source
  * condition in the tarball) and turns `workspace:^` into versions.
  */
 export function packWorkspace(into: string): Packed {
   const started = Date.now();
-  if (needsBuild()) pnpm(['run', 'build'], root);
+  buildIfNeeded();
   const builtAt = Date.now();
   mkdirSync(into, { recursive: true });
   pnpm(['-r', '--filter', './packages/**', 'pack', '--pack-destination', into], root);
