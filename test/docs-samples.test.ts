@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   fencedBlocks,
   importedPackages,
@@ -13,6 +13,7 @@ import {
   typecheck,
   writeSamples,
 } from '../scripts/doc-samples.mjs';
+import { type RedisServer, redisAvailable, startRedis } from './support/redis.js';
 
 // Every ```ts sample in docs/ and the READMEs is type-checked as a module of its own, in one tsc
 // program; those marked ```ts run also run, and must exit 0. ```ts no-check opts a fragment out
@@ -24,10 +25,20 @@ const runnable = checked.filter((s) => s.run);
 
 describe('code samples in the docs and READMEs', () => {
   let errors: string[] = [];
-  beforeAll(() => {
+  let redis: RedisServer | undefined;
+  beforeAll(async () => {
     writeSamples(checked);
     errors = typecheck(checked);
+    // Samples that use Redis read REDIS_URL (else 127.0.0.1:6379): a redis-server of this test's own.
+    if (runnable.some((s) => /\bREDIS_URL\b/.test(s.code))) {
+      if (redisAvailable()) [redis] = await startRedis(1);
+      if (redis !== undefined) process.env.REDIS_URL = redis.url;
+    }
   }, 60_000);
+  afterAll(async () => {
+    delete process.env.REDIS_URL;
+    await redis?.stop();
+  });
 
   it.for(files)('%s: its samples type-check', (file) => {
     expect(errors.filter((e) => e.startsWith(`${file}:`)).join('\n')).toBe('');

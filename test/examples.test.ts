@@ -20,6 +20,31 @@ describe.skipIf(!redisAvailable())('examples/orders-*: POST /orders on Redis, pa
   });
   afterAll(stopAllRedis);
 
+  it('the two fingerprint a request alike: a key used on the Express service replays on the Fastify one (a move between them, one Redis)', async () => {
+    const [onExpress, onFastify] = [
+      await startExpress({ redisUrl: redis.url, port: 0 }),
+      await startFastify({ redisUrl: redis.url, port: 0 }),
+    ];
+    try {
+      const post = (url: string) =>
+        fetch(`${url}/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': 'moved-1', 'x-account': 'acme' },
+          body: JSON.stringify({ sku: 'kettle', amount: 4200 }),
+        });
+      const first = await post(onExpress.url);
+      expect(first.status).toBe(201);
+      const created = await first.json();
+      const again = await post(onFastify.url);
+      expect(again.status).toBe(201);
+      expect(again.headers.get('idempotent-replayed')).toBe('true');
+      expect(await again.json()).toEqual(created);
+    } finally {
+      await onExpress.close();
+      await onFastify.close();
+    }
+  });
+
   for (const [name, start] of [
     ['express', startExpress],
     ['fastify', startFastify],

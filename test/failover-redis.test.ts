@@ -184,6 +184,33 @@ describe.skipIf(!redisAvailable())('failover on a real Redis master and replica'
     carts.close();
   });
 
+  it('clients still making their first connection: the first role check waits for it, and finds the roles', async () => {
+    // Without an offline queue, a command sent before the connection is ready fails at once: the
+    // first check called both servers unreachable, and roles were known only an interval later.
+    const local = createBus();
+    const roles: string[] = [];
+    local.on('failover.role', (e) => roles.push(`${e.endpoint} ${e.role}`));
+    const started = Date.now();
+    const set = failover({
+      name: 'fresh',
+      endpoints: [
+        { name: 'redis-a', target: client(a) },
+        { name: 'redis-b', target: client(b) },
+      ],
+      roles: redisRoles({ interval: 5_000, timeout: 2_000 }),
+      timeout: 2_000,
+      bus: local,
+      policies: false,
+    });
+    try {
+      expect(await set.execute(async (e) => e.name)).toBe('redis-a');
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(roles.sort()).toEqual(['redis-a primary', 'redis-b replica']);
+    } finally {
+      set.dispose();
+    }
+  });
+
   it('master killed, then REPLICAOF NO ONE on the replica: reads never fail, writes move to the new master', async () => {
     const run = load(db, 'failover');
     await sleep(300);

@@ -1,21 +1,12 @@
 import { execFile, spawnSync } from 'node:child_process';
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { packageOf } from '../scripts/doc-samples.mjs';
-import { pnpm } from './support/pnpm.js';
+import { installLines, packageOf } from '../scripts/doc-samples.mjs';
+import { type Manifest, npmInstallPacked, packWorkspace, root, workspacePackages } from './support/packed.js';
 
 // Every publishable package and every entry point in its exports, as a user gets them: packed as
 // publishing packs them, installed with exactly the install line its README gives, imported from
@@ -23,21 +14,10 @@ import { pnpm } from './support/pnpm.js';
 // bundler; what each entry loads must be declared. Packages and entries are read from
 // packages/*/package.json: a new package is covered by itself. Needs `pnpm build` (else builds).
 
-const root = resolve(import.meta.dirname, '..');
 const scratch = mkdtempSync(join(tmpdir(), 'holdfast-pack-'));
 const tarballs = join(scratch, 'tarballs');
 const project = join(scratch, 'project');
 const run = promisify(execFile);
-
-interface Manifest {
-  name: string;
-  version: string;
-  private?: boolean;
-  dependencies?: Record<string, string>;
-  peerDependencies?: Record<string, string>;
-  exports?: Record<string, unknown>;
-  publishConfig?: { exports?: Record<string, unknown> };
-}
 
 interface Package {
   readonly dir: string;
@@ -56,32 +36,10 @@ interface Entry {
   readonly specifier: string;
 }
 
-const packages: Package[] = readdirSync(join(root, 'packages'))
-  .filter((name) => existsSync(join(root, 'packages', name, 'package.json')))
-  .sort()
-  .map((name) => {
-    const dir = join(root, 'packages', name);
-    const manifest = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as Manifest;
-    const exports = manifest.publishConfig?.exports ?? manifest.exports ?? { '.': {} };
-    const subpaths = Object.keys(exports).filter((key) => !key.endsWith('.json'));
-    return { dir, manifest, subpaths, installLines: installLines(join(dir, 'README.md')) };
-  })
-  .filter((pkg) => !pkg.manifest.private);
-
-/** The `npm install` commands in the README's shell fences: their arguments, without comments. */
-function installLines(readme: string): string[][] {
-  if (!existsSync(readme)) return [];
-  const lines: string[][] = [];
-  for (const fence of readFileSync(readme, 'utf8').matchAll(/^```(?:sh|bash|shell)\n([\s\S]*?)^```/gm)) {
-    for (const line of (fence[1] ?? '').split('\n')) {
-      const words = line.replace(/#.*$/, '').trim().split(/\s+/);
-      if (words[0] === 'npm' && (words[1] === 'install' || words[1] === 'i')) {
-        lines.push(words.slice(2).filter((w) => !w.startsWith('-')));
-      }
-    }
-  }
-  return lines;
-}
+const packages: Package[] = workspacePackages.map((pkg) => ({
+  ...pkg,
+  installLines: existsSync(join(root, pkg.readme)) ? installLines(pkg.readme) : [],
+}));
 
 /**
  * The install line an entry needs: the README's first line that names the package; for a subpath
@@ -103,27 +61,6 @@ const entries: Entry[] = packages.flatMap((pkg) =>
     specifier: pkg.manifest.name + subpath.slice(1),
   })),
 );
-
-/** The dist files the exports point at, newer than every source file: else build. */
-function needsBuild(): boolean {
-  const newest = (dir: string): number =>
-    existsSync(dir)
-      ? Math.max(
-          0,
-          ...readdirSync(dir, { withFileTypes: true }).map((d) =>
-            d.isDirectory() ? newest(join(dir, d.name)) : statSync(join(dir, d.name)).mtimeMs,
-          ),
-        )
-      : 0;
-  return packages.some((pkg) => {
-    const dist = join(pkg.dir, 'dist');
-    if (!existsSync(dist)) return true;
-    const built = Math.min(...readdirSync(dist).map((f) => statSync(join(dist, f)).mtimeMs));
-    const exported = JSON.stringify(pkg.manifest.publishConfig?.exports ?? pkg.manifest.exports ?? {});
-    const missing = [...exported.matchAll(/"\.\/(dist\/[^"]+)"/g)].some((m) => !existsSync(join(pkg.dir, m[1] ?? '')));
-    return missing || newest(join(pkg.dir, 'src')) > built;
-  });
-}
 
 /**
  * The packages an entry's built files import when they load, ESM and CommonJS, following its
@@ -192,43 +129,16 @@ const modes = {
 } as const;
 
 beforeAll(async () => {
-  const started = Date.now();
-  if (needsBuild()) pnpm(['run', 'build'], root);
-  const builtAt = Date.now();
-  // pnpm pack, as publishing does: it applies publishConfig (no source condition in the tarball).
-  mkdirSync(tarballs);
   mkdirSync(project);
-  pnpm(['-r', '--filter', './packages/**', 'pack', '--pack-destination', tarballs], root);
+  const { tarball, buildMs, packMs } = packWorkspace(tarballs);
   const packedAt = Date.now();
-  const tarball = new Map(
-    packages.map((pkg) => [
-      pkg.manifest.name,
-      join(tarballs, `${pkg.manifest.name.replace('@', '').replace('/', '-')}-${pkg.manifest.version}.tgz`),
-    ]),
-  );
 
-  // One scratch project, one npm install: every entry's install line together, our packages as
-  // tarballs wherever they are asked for (as if the registry held them), the rest from the
-  // registry. What one line installs could hide what another line lacks: the test of declared
-  // dependencies below is what catches that.
+  // One scratch project, one npm install: every entry's install line together. What one line
+  // installs could hide what another line lacks: the test of declared dependencies below is what
+  // catches that.
   const words = [...new Set(entries.flatMap((e) => installFor(e.pkg, e.subpath)))];
-  const overrides = Object.fromEntries(
-    [...tarball].filter(([name]) => !words.includes(name)).map(([name, file]) => [name, `file:${file}`]),
-  );
-  writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'scratch', private: true, overrides }));
   try {
-    await run(
-      'npm',
-      [
-        'install',
-        '--no-audit',
-        '--no-fund',
-        '--prefer-offline',
-        '--loglevel=error',
-        ...words.map((w) => tarball.get(w) ?? w),
-      ],
-      { cwd: project },
-    );
+    await npmInstallPacked(project, words, tarball);
   } catch (error) {
     installError = String(error);
     return;
@@ -269,7 +179,7 @@ beforeAll(async () => {
   ]);
   const seconds = (from: number, to: number) => `${((to - from) / 1000).toFixed(1)} s`;
   console.log(
-    `pack test: build ${seconds(started, builtAt)}, pack ${seconds(builtAt, packedAt)}, ` +
+    `pack test: build ${seconds(0, buildMs)}, pack ${seconds(0, packMs)}, ` +
       `npm install ${seconds(packedAt, installedAt)}, imports and tsc ${seconds(installedAt, Date.now())}`,
   );
 }, 900_000);

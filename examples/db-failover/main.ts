@@ -13,8 +13,9 @@ if (pgServers.length > 0) {
   const orders = ordersDb({
     servers: pgServers.map((url, i) => ({ name: `db-${i + 1}`, connection: { connectionString: url } })),
   });
+  await orders.createSchema();
   await orders.placeOrder(`order-${Date.now()}`, 4200);
-  console.log(`orders: ${await orders.countOrders()}`, orders.db.snapshot().primary);
+  console.log(`orders: ${await afterReplication(() => orders.countOrders())}`, orders.db.snapshot().primary);
   await orders.close();
 }
 const redisServers = list('REDIS_SERVERS');
@@ -26,6 +27,21 @@ if (redisServers.length > 0) {
 }
 if (pgServers.length + redisServers.length === 0)
   console.log('Set PG_SERVERS and/or REDIS_SERVERS (comma-separated URLs).');
+
+/**
+ * A read from a replica, retried while the table just created has not reached it (replication
+ * takes milliseconds; `relation does not exist` meanwhile), for up to 5 s.
+ */
+async function afterReplication<T>(read: () => Promise<T>): Promise<T> {
+  for (const started = Date.now(); ; ) {
+    try {
+      return await read();
+    } catch (error) {
+      if ((error as { code?: string }).code !== '42P01' || Date.now() - started > 5_000) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
 
 function redisOptions(url: string) {
   const u = new URL(url);

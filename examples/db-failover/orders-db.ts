@@ -29,6 +29,13 @@ export function ordersDb(config: OrdersDbConfig) {
   });
   return {
     db,
+    /** Creates the orders table on the primary if it is not there (replicas get it by replication). */
+    createSchema: () =>
+      db.execute((e) =>
+        e.target.query(
+          'create table if not exists orders (id text primary key, total int, at timestamptz not null default now())',
+        ),
+      ),
     /** A write: to the primary, or NoPrimaryError (E_NO_PRIMARY) at once when none is known. */
     placeOrder: (id: string, totalCents: number) =>
       db.execute((e) => e.target.query('insert into orders (id, total) values ($1, $2)', [id, totalCents])),

@@ -108,11 +108,12 @@ app.use((_req, res, next) => {
 });
 app.post(
   '/orders',
-  express.json(),
+  // Before the body parser: the fingerprint covers the body's bytes.
   idempotency({
     store: memoryStore({ maxEntries: 100_000 }),
     scope: (req) => String(req.headers['x-client'] ?? 'anonymous'),
   }),
+  express.json(),
   async (req, res) => {
     const key = `${req.headers['x-client']}/${req.headers['idempotency-key']}`;
     executions.set(key, (executions.get(key) ?? 0) + 1);

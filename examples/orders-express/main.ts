@@ -16,9 +16,10 @@ export async function start(options: OrdersOptions) {
   const app = express();
   app.post(
     '/orders',
-    express.json(),
-    // After authentication in a real service: the account scopes the keys.
+    // After authentication in a real service: the account scopes the keys. Before the body parser,
+    // so the fingerprint covers the body's bytes (as on Fastify), not its parsed value.
     idempotency({ store: deps.store, required: true, scope: (req) => req.get('x-account') ?? 'anonymous' }),
+    express.json(),
     async (req, res) => {
       const { sku, amount } = req.body as { sku?: unknown; amount?: unknown };
       if (typeof sku !== 'string' || typeof amount !== 'number') {

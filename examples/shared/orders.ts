@@ -24,6 +24,17 @@ export interface OrdersDeps {
 export async function ordersDeps(options: OrdersOptions): Promise<OrdersDeps> {
   const payments = options.paymentsUrls ? undefined : await startPayments(2);
   const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: 1 });
+  // Without an 'error' listener ioredis prints "Unhandled error event" at every reconnect attempt
+  // while Redis is down; the store answers 503 meanwhile. Said once per outage.
+  let down = false;
+  redis.on('error', (error) => {
+    if (!down) console.warn(`redis: ${error.message} (requests get 503 until it is back)`);
+    down = true;
+  });
+  redis.on('ready', () => {
+    if (down) console.warn('redis: back');
+    down = false;
+  });
   const pay: ResilientFetch = resilientFetch({
     name: 'payments',
     baseUrls: [...(options.paymentsUrls ?? payments?.urls ?? [])],

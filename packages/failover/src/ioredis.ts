@@ -91,6 +91,36 @@ export function redisClassify(error: unknown): ErrorClass {
   return failingReplies.has(word) ? 'failure' : 'alive';
 }
 
+/** What an ioredis client says of its connection; other targets have none of it. */
+interface Connection {
+  readonly status?: unknown;
+  once?(event: string, listener: () => void): unknown;
+  removeListener?(event: string, listener: () => void): unknown;
+}
+
+/**
+ * Waits while an ioredis client makes its first connection ('connecting', or connected and not yet
+ * ready): without an offline queue (`enableOfflineQueue: false`, as a failover set wants) a command
+ * sent then fails at once, and a new set would call every server unreachable. Ends when it is
+ * ready, when that connection closes (refused: the check then fails as before), or at the check's
+ * timeout.
+ */
+function firstConnection(target: unknown, signal: AbortSignal): Promise<void> | undefined {
+  const client = target as Connection;
+  if ((client.status !== 'connecting' && client.status !== 'connect') || typeof client.once !== 'function') return;
+  return new Promise<void>((resolve) => {
+    const done = () => {
+      client.removeListener?.('ready', done);
+      client.removeListener?.('close', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    client.once?.('ready', done);
+    client.once?.('close', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
 /**
  * The `roles` option for Redis servers reached through ioredis clients: `redisRole`,
  * `compareRedisTokens` and `redisClassify`. Other role settings pass through.
@@ -105,7 +135,10 @@ export function redisRoles<T extends RedisInfoSource>(
 ): RedisRolesOptions<T> {
   return {
     ...options,
-    check: (endpoint) => redisRole(endpoint.target),
+    check: async (endpoint, signal) => {
+      await firstConnection(endpoint.target, signal);
+      return redisRole(endpoint.target);
+    },
     compare: compareRedisTokens,
     classify: redisClassify,
   };

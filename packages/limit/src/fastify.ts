@@ -30,6 +30,12 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   const handlers = new WeakMap<FastifyRequest, PromiseLike<unknown> | true>();
   const later = new WeakSet<FastifyRequest>();
   const seen = Symbol('holdfast.limit.route');
+  const server = fastify.initialConfig as { handlerTimeout?: number };
+  // Only a route with a handler timeout can have been answered by one; Fastify makes request.signal
+  // (an AbortController and a listener) on first read for a route without, so it is not read there.
+  const everyRoute = (server.handlerTimeout ?? 0) > 0;
+  const timedOut = (request: FastifyRequest) =>
+    (everyRoute || ((request.routeOptions as { handlerTimeout?: number }).handlerTimeout ?? 0) > 0) && aborted(request);
   const shedder = new Shedder<FastifyRequest>('limit/fastify', ours, (request, res) => {
     const running = handlers.get(request);
     if (running !== undefined) return timedOut(request) && (later.has(request) || running);
@@ -38,7 +44,6 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
     if ((res.writableEnded && res.statusCode < 500) || !timedOut(request)) return false;
     return (request.routeOptions.config as unknown as Record<symbol, unknown> | undefined)?.[seen] !== true;
   });
-  const server = fastify.initialConfig as { handlerTimeout?: number };
   fastify.addHook('onRoute', (route) => {
     if (!((route.handlerTimeout ?? server.handlerTimeout ?? 0) > 0) || typeof route.handler !== 'function') return;
     const handler = route.handler;
@@ -68,8 +73,8 @@ export async function loadShedding(fastify: FastifyInstance, options: FastifyLoa
   });
 }
 
-/** The response is Fastify's handlerTimeout answer. (`signal` is made on first read.) */
-function timedOut(request: FastifyRequest): boolean {
+/** The request's signal was aborted by Fastify's handlerTimeout. (`signal` is made on first read.) */
+function aborted(request: FastifyRequest): boolean {
   const signal = request.signal as AbortSignal | undefined; // none on an older Fastify 5
   return (
     signal?.aborted === true && (signal.reason as { code?: unknown } | undefined)?.code === 'FST_ERR_HANDLER_TIMEOUT'

@@ -30,8 +30,8 @@ interface Stats {
   ran: number;
 }
 
-async function get(base: string): Promise<{ status: number; type: string | undefined }> {
-  const response = await fetch(`${base}/work`);
+async function get(base: string, path = '/work'): Promise<{ status: number; type: string | undefined }> {
+  const response = await fetch(`${base}${path}`);
   // Express's final handler answers the timeout in HTML; the shed and Fastify's answers are JSON.
   if (!response.headers.get('content-type')?.includes('json'))
     return { status: response.status, type: await response.text() };
@@ -259,3 +259,68 @@ function recording<P extends Policy>(inner: P): { policy: Policy; outcomes: stri
   };
   return { policy, outcomes, inner };
 }
+
+describe('fastify: request.signal is read only where a handler timeout can have aborted it', () => {
+  // Fastify makes request.signal on first read when the route has no handlerTimeout: an
+  // AbortController and a 'close' listener on the request, per request. The plugin reads it to
+  // tell a handlerTimeout answer from the handler's own; a route with no timeout has none to tell.
+  async function spiedApp(serverTimeout?: number) {
+    const app = Fastify({
+      forceCloseConnections: true,
+      ...(serverTimeout === undefined ? {} : { handlerTimeout: serverTimeout }),
+    });
+    const reads: string[] = [];
+    app.addHook('onRequest', async (request) => {
+      // Fastify's getter, from the request's prototype chain; an own getter in front counts reads.
+      let get: (() => unknown) | undefined;
+      for (let p = Object.getPrototypeOf(request); p !== null && get === undefined; p = Object.getPrototypeOf(p))
+        get = Object.getOwnPropertyDescriptor(p, 'signal')?.get;
+      Object.defineProperty(request, 'signal', {
+        get() {
+          reads.push(request.url);
+          return get?.call(this);
+        },
+      });
+    });
+    const policy = bulkhead({ maxConcurrent: 4, maxQueue: 0 });
+    await app.register(fastifyShedding, { policy, holdAfterHangUp: 60_000 });
+    app.get('/fail', async (_req, reply) => reply.code(500).send({ failed: true }));
+    app.get('/slow', async () => {
+      await sleep(100);
+      return { ok: true };
+    });
+    app.get('/timed', { handlerTimeout: 50 }, async () => {
+      await sleep(150);
+      return { ok: true };
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    return { base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, reads, policy };
+  }
+
+  it('reads no signal on a 5xx answer or a hang-up of a route with no handler timeout', async () => {
+    const { base, reads, policy } = await spiedApp();
+    expect((await get(base, '/fail')).status).toBe(500);
+    const leaving = new AbortController();
+    const hangUp = fetch(`${base}/slow`, { signal: leaving.signal }).catch(() => 'left');
+    await sleep(30);
+    leaving.abort();
+    expect(await hangUp).toBe('left');
+    // The hung-up handler still runs; its place comes back when it ends.
+    for (let turn = 0; turn < 100 && policy.snapshot().running > 0; turn++) await sleep(10);
+    expect(policy.snapshot()).toMatchObject({ running: 0 });
+    expect(reads).toEqual([]);
+    // The same app still tells a handlerTimeout answer on a route that has one (it reads the signal there).
+    expect(await get(base, '/timed')).toEqual({ status: 503, type: 'FST_ERR_HANDLER_TIMEOUT' });
+    expect(reads).toContain('/timed');
+    expect(policy.snapshot()).toMatchObject({ running: 1 }); // held until its handler ends
+  });
+
+  it('with a server-wide handlerTimeout every route has one, and a timeout answer is still told', async () => {
+    const { base, policy } = await spiedApp(50);
+    expect(await get(base, '/slow')).toEqual({ status: 503, type: 'FST_ERR_HANDLER_TIMEOUT' });
+    expect(policy.snapshot()).toMatchObject({ running: 1 });
+    for (let turn = 0; turn < 100 && policy.snapshot().running > 0; turn++) await sleep(10);
+    expect(policy.snapshot()).toMatchObject({ running: 0 });
+  });
+});
