@@ -40,7 +40,7 @@ async function get(base: string, path = '/work'): Promise<{ status: number; type
 }
 
 async function fastifyApp(
-  work: number,
+  work: number | Promise<void>,
   options: { holdAfterHangUp?: number } = {},
   policy = bulkhead({ maxConcurrent: 2, maxQueue: 0 }),
   { declaredFirst = false } = {},
@@ -53,7 +53,7 @@ async function fastifyApp(
   app.get('/work', async () => {
     stats.ran++;
     stats.peak = Math.max(stats.peak, ++stats.running);
-    await sleep(work);
+    await (typeof work === 'number' ? sleep(work) : work);
     stats.running--;
     return { ok: true };
   });
@@ -90,7 +90,10 @@ async function expressApp(
 
 describe('load shedding and a timeout that answers while the handler runs', () => {
   it('fastify handlerTimeout: a timed-out handler keeps its place until it ends; then the place is free', async () => {
-    const { base, stats } = await fastifyApp(400);
+    // The handlers end when the test says (a 400 ms sleep ended before the next requests came on
+    // a loaded machine, and they were let in).
+    let end = () => {};
+    const { base, stats } = await fastifyApp(new Promise<void>((resolve) => (end = resolve)));
     const first = await Promise.all([get(base), get(base)]);
     expect(first.map((r) => r.status)).toEqual([503, 503]);
     expect(first.map((r) => r.type)).toEqual(['FST_ERR_HANDLER_TIMEOUT', 'FST_ERR_HANDLER_TIMEOUT']);
@@ -100,10 +103,11 @@ describe('load shedding and a timeout that answers while the handler runs', () =
     expect(stats.peak).toBe(2);
     expect(stats.ran).toBe(2);
     // The handlers end: their places are free again.
+    end();
     for (let turn = 0; turn < 100 && stats.running > 0; turn++) await sleep(10);
     await sleep(20);
     const later = await get(base);
-    expect(later.type).toBe('FST_ERR_HANDLER_TIMEOUT');
+    expect(later.status).toBe(200);
     expect(stats.ran).toBe(3);
   });
 
