@@ -387,8 +387,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         const held = stateOf(request);
         if (held?.run !== run) return;
         // Hijacked and taken from the raw response: that watch says when it is complete, and a
-        // client that left before it started changes nothing (the handler still ends it).
-        if (held.captured) return;
+        // client that left before it started changes nothing (the handler still ends it). One
+        // whose handler threw will never be ended (Fastify leaves a hijacked reply to it): as for
+        // a handler that throws unhijacked, its key is freed.
+        if (held.captured) {
+          if (held.handled !== undefined) Promise.resolve(held.handled).then(noop, abandonRun(run));
+          return;
+        }
         if (reply.sent) {
           held.run = undefined;
           if (!timedOut(request) || !(held.started || unwatched(request))) {

@@ -83,6 +83,32 @@ describe('fastify plugin: hostile review of hijacked replies', () => {
     expect(ran).toBe(1);
   });
 
+  // Fastify leaves a hijacked reply whose handler then threw to the handler: nothing ends it.
+  it('hijacked, then the handler throws and its client leaves: the key is freed, the retry runs', async () => {
+    const store = memoryStore();
+    const app = Fastify({ logger: false });
+    apps.push(app);
+    await app.register(idempotency, { store, scope: 'global', bus: createBus() });
+    let ran = 0;
+    const started = gate();
+    app.post('/reports', async (_request, reply) => {
+      ran++;
+      if (ran > 1) return reply.code(201).send('again');
+      reply.hijack();
+      started.open();
+      throw new Error('upstream refused');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    await leaveWhile((app.server.address() as AddressInfo).port, started.opened);
+    for (let turn = 0; turn < 50 && store.snapshot().inProgress > 0; turn++) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(store.snapshot().inProgress).toBe(0);
+    const second = await retry(app);
+    expect({ status: second.statusCode, body: second.body }).toEqual({ status: 201, body: 'again' });
+    expect(ran).toBe(2);
+  });
+
   /**
    * Two registrations of the plugin on one route (an outer one, and one in the route's own
    * context), each with its own store: each must be told of the hijack, and store the answer.
