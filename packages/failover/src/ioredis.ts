@@ -94,6 +94,7 @@ export function redisClassify(error: unknown): ErrorClass {
 /** What an ioredis client says of its connection; other targets have none of it. */
 interface Connection {
   readonly status?: unknown;
+  connect?(): Promise<unknown>;
   once?(event: string, listener: () => void): unknown;
   removeListener?(event: string, listener: () => void): unknown;
 }
@@ -103,11 +104,18 @@ interface Connection {
  * ready): without an offline queue (`enableOfflineQueue: false`, as a failover set wants) a command
  * sent then fails at once, and a new set would call every server unreachable. Ends when it is
  * ready, when that connection closes (refused: the check then fails as before), or at the check's
- * timeout.
+ * timeout. A client made with `lazyConnect` (status 'wait') is connected first, as its first
+ * command would: sent at once, that command was refused while it connected. A check whose signal
+ * was aborted already does not wait (nor leaves its listeners on the client).
  */
 function firstConnection(target: unknown, signal: AbortSignal): Promise<void> | undefined {
   const client = target as Connection;
-  if ((client.status !== 'connecting' && client.status !== 'connect') || typeof client.once !== 'function') return;
+  if (signal.aborted || typeof client.once !== 'function') return;
+  if (client.status === 'wait' && typeof client.connect === 'function') {
+    // Its failure is the 'close' waited for below, and the check's own error after it.
+    client.connect().catch(() => {});
+  }
+  if (client.status !== 'connecting' && client.status !== 'connect') return;
   return new Promise<void>((resolve) => {
     const done = () => {
       client.removeListener?.('ready', done);

@@ -137,8 +137,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * answer Fastify's handlerTimeout while the handler runs: see the response's 'close' below.
    */
   const hijacked = (reply: FastifyReply): void => {
-    const run = stateOf(reply.request)?.run;
-    if (run !== undefined && !timedOut(reply.request)) captureNodeResponse(reply.raw, run);
+    const state = stateOf(reply.request);
+    const run = state?.run;
+    if (state === undefined || run === undefined || timedOut(reply.request)) return;
+    state.captured = true;
+    captureNodeResponse(reply.raw, run);
   };
 
   // An async handler's promise, kept on a claimed request: Fastify sends nothing for one that
@@ -232,6 +235,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       started: false,
       handled: undefined,
       left: false,
+      captured: false,
     };
     keep(request, state);
     // No body (Fastify reads none): nothing to wait for.
@@ -370,6 +374,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           started: false,
           handled: undefined,
           left: false,
+          captured: false,
         });
       } else state.run = run;
       watchHijack(request, reply, hijacked);
@@ -381,6 +386,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       reply.raw.on('close', () => {
         const held = stateOf(request);
         if (held?.run !== run) return;
+        // Hijacked and taken from the raw response: that watch says when it is complete, and a
+        // client that left before it started changes nothing (the handler still ends it). One
+        // whose handler threw will never be ended (Fastify leaves a hijacked reply to it): as for
+        // a handler that throws unhijacked, its key is freed.
+        if (held.captured) {
+          if (held.handled !== undefined) Promise.resolve(held.handled).then(noop, abandonRun(run));
+          return;
+        }
         if (reply.sent) {
           held.run = undefined;
           if (!timedOut(request) || !(held.started || unwatched(request))) {
@@ -471,6 +484,8 @@ interface RequestState {
   handled: PromiseLike<unknown> | undefined;
   /** Once claimed: its response closed unsent (its client left). */
   left: boolean;
+  /** Once claimed: its reply was hijacked, and its response is taken from the raw response. */
+  captured: boolean;
 }
 
 /**
@@ -489,7 +504,16 @@ const hijackPatched = new WeakSet<object>();
  * through.
  */
 function watchHijack(request: FastifyRequest, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
-  (request as unknown as Record<symbol, HijackWatcher>)[HIJACK] = watcher;
+  const slots = request as unknown as Record<symbol, HijackWatcher>;
+  // Another registration of this module (nested) watches this request too: both are told.
+  const before = slots[HIJACK];
+  slots[HIJACK] =
+    typeof before === 'function'
+      ? (hijacked) => {
+          before(hijacked);
+          watcher(hijacked);
+        }
+      : watcher;
   let proto: object | null = Object.getPrototypeOf(reply);
   while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
   if (proto === null || hijackPatched.has(proto)) return;
