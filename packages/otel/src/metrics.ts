@@ -112,27 +112,34 @@ export function meterEvents(
     description: 'Retries a retry budget would let through now.',
   });
 
-  // @holdfast/anomaly: each watched key's last scores (by metric, and `all`), and its alerts.
+  // @holdfast/anomaly: each watched key's last scores (by metric, and `all`), and its alerts, per
+  // watch (its name as the policy: two watches on one bus may watch the same key).
   const anomalyScore = meter.createObservableGauge(M.anomalyScore, {
     unit: '1',
     description: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold).',
   });
   const detections = counter(M.anomalyDetections, '{anomaly}', 'Anomalies raised by an anomaly watch.');
   // Least recently scored first. A watch scores each key it watches every interval; a key it
-  // forgot (idle, or evicted at its maxKeys) gets no more scores, so its rows go: at once when
-  // it is forgotten while raised (its stale high score would keep an alert firing), else once
-  // 5,000 newer rows came. A new key is always reported.
+  // forgot (idle, or evicted at its maxKeys) gets no more scores from it, so its rows go: at once
+  // when it is forgotten while raised (its stale high score would keep an alert firing), else
+  // once 5,000 newer rows came. A new key is always reported.
   const lastScores = new Map<string, { readonly attributes: Attributes; value: number }>();
-  const score = (key: string, metric: string, value: number) => {
-    const id = `${key}\u0000${metric}`;
-    const row = lastScores.get(id) ?? { attributes: { [A.anomalyKey]: key, [A.anomalyMetric]: metric }, value };
+  const score = (policy: string, key: string, metric: string, value: number) => {
+    // Exact for any strings, lone surrogates included (JSON spells them out).
+    const id = JSON.stringify([policy, key, metric]);
+    const row = lastScores.get(id) ?? {
+      attributes: { [A.policy]: policy, [A.anomalyKey]: key, [A.anomalyMetric]: metric },
+      value,
+    };
     row.value = value;
     lastScores.delete(id);
     lastScores.set(id, row);
     if (lastScores.size > 5_000) lastScores.delete(lastScores.keys().next().value as string);
   };
-  const dropScores = (key: string) => {
-    for (const [id, row] of lastScores) if (row.attributes[A.anomalyKey] === key) lastScores.delete(id);
+  const dropScores = (policy: string, key: string) => {
+    for (const [id, { attributes }] of lastScores) {
+      if (attributes[A.policy] === policy && attributes[A.anomalyKey] === key) lastScores.delete(id);
+    }
   };
 
   // Breakers seen only on the bus (not registered): their state after the last transition.
@@ -173,13 +180,18 @@ export function meterEvents(
       switches.add(1, { [A.policy]: e.source, [A.failoverReason]: e.reason, [A.endpoint]: e.to }),
     'failover.eject': (e) => ejections.add(1, { [A.policy]: e.source, [A.endpoint]: e.endpoint }),
     'anomaly.score': (e) => {
-      score(e.key, 'all', e.score);
-      for (const m of e.metrics) score(e.key, m.name, m.score);
+      score(e.source, e.key, 'all', e.score);
+      for (const m of e.metrics) score(e.source, e.key, m.name, m.score);
     },
     'anomaly.detected': (e) =>
-      detections.add(1, { [A.anomalyKey]: e.key, [A.anomalyDetector]: e.detector, [A.anomalyMetric]: e.metric }),
+      detections.add(1, {
+        [A.policy]: e.source,
+        [A.anomalyKey]: e.key,
+        [A.anomalyDetector]: e.detector,
+        [A.anomalyMetric]: e.metric,
+      }),
     'anomaly.cleared': (e) => {
-      if (e.reason === 'forgotten') dropScores(e.key);
+      if (e.reason === 'forgotten') dropScores(e.source, e.key);
     },
   };
 

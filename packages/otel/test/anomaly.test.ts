@@ -110,3 +110,79 @@ describe('instrument(): anomaly scores of keys the watch forgot', () => {
     }
   });
 });
+
+describe('instrument(): two anomaly watches on one bus', () => {
+  it('watching the same key, each watch has its own score and detection rows, by policy name', async () => {
+    const bus = createBus();
+    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+    const meterProvider = new MeterProvider({ readers: [reader] });
+    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    const scoreOf = (source: string, value: number) =>
+      bus.emit({
+        type: 'anomaly.score',
+        source,
+        time: 1,
+        key: 'db',
+        score: value,
+        raised: value >= 0.5,
+        metrics: [{ name: 'latencyP99', value: 30, expected: 20, score: value }],
+      });
+    const detect = (source: string) =>
+      bus.emit({
+        type: 'anomaly.detected',
+        source,
+        time: 1,
+        key: 'db',
+        detector: 'baseline',
+        metric: 'latencyP99',
+        score: 0.9,
+        value: 300,
+        expected: 21,
+      });
+    const points = async (name: string) => {
+      exporter.reset();
+      await reader.forceFlush();
+      return exporter
+        .getMetrics()
+        .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
+        .filter((m) => m.descriptor.name === name)
+        .flatMap((m) => m.dataPoints as DataPoint<number>[]);
+    };
+    const value = async (name: string, policy: string, metric: string) =>
+      (await points(name)).find(
+        (p) =>
+          p.attributes[A.policy] === policy &&
+          p.attributes[A.anomalyKey] === 'db' &&
+          p.attributes[A.anomalyMetric] === metric,
+      )?.value;
+    try {
+      scoreOf('fast', 0.9);
+      scoreOf('slow', 0.1);
+      detect('fast');
+      detect('fast');
+      detect('slow');
+      // A third watch forgetting the key drops its own scores only: the others still score it.
+      scoreOf('gone', 0.7);
+      bus.emit({
+        type: 'anomaly.cleared',
+        source: 'gone',
+        time: 2,
+        key: 'db',
+        detector: 'baseline',
+        metric: 'latencyP99',
+        duration: 1,
+        reason: 'forgotten',
+      });
+      expect((await points(metricNames.anomalyScore)).filter((p) => p.attributes[A.policy] === 'gone')).toEqual([]);
+      expect(await value(metricNames.anomalyScore, 'fast', 'all')).toBe(0.9);
+      expect(await value(metricNames.anomalyScore, 'fast', 'latencyP99')).toBe(0.9);
+      expect(await value(metricNames.anomalyScore, 'slow', 'all')).toBe(0.1);
+      expect(await value(metricNames.anomalyDetections, 'fast', 'latencyP99')).toBe(2);
+      expect(await value(metricNames.anomalyDetections, 'slow', 'latencyP99')).toBe(1);
+    } finally {
+      stop();
+      await meterProvider.shutdown();
+    }
+  });
+});

@@ -134,39 +134,45 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'endpoint',
   ]);
 
-  // @holdfast/anomaly: each watched key's scores per interval, and its alerts.
+  // @holdfast/anomaly: each watched key's scores per interval, and its alerts, per watch (`policy`:
+  // two watches on one bus may watch the same key).
   const anomalyScore = new Gauge({
     name: name('anomaly_score'),
     help: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold); metric "all" is the highest.',
-    labelNames: ['key', 'metric'],
+    labelNames: ['policy', 'key', 'metric'],
     registers,
   });
   const anomalies = new Counter({
     name: name('anomaly_detected_total'),
     help: 'Anomalies raised by an anomaly watch.',
-    labelNames: ['key', 'detector', 'metric'],
+    labelNames: ['policy', 'key', 'detector', 'metric'],
     registers,
   });
-  // Per key, its score series (by metric) and detection series (by detector and metric), least
-  // recently scored first. A watch scores each key it watches every interval; a key it forgot
-  // (idle, or evicted at its maxKeys) gets no more scores, so its series are dropped: at once when
-  // it is forgotten while raised (its stale high score would keep an alert firing), else once
-  // MAX_SCORE_SERIES newer ones came. Its detection counts go with them: per-host keys churn.
-  const scored = new Map<string, { metrics: readonly string[]; detected: Map<string, Labels<string>> }>();
+  // Per watch and key, its score series (by metric) and detection series (by detector and metric),
+  // least recently scored first. A watch scores each key it watches every interval; a key it forgot
+  // (idle, or evicted at its maxKeys) gets no more scores from it, so its series are dropped: at
+  // once when it is forgotten while raised (its stale high score would keep an alert firing), else
+  // once MAX_SCORE_SERIES newer ones came. Its detection counts go with them: per-host keys churn.
+  type Scored = { policy: string; key: string; metrics: readonly string[]; detected: Map<string, Labels<string>> };
+  const scored = new Map<string, Scored>();
   let scoreSeries = 0;
-  const touch = (key: string) => {
-    const entry = scored.get(key) ?? { metrics: [], detected: new Map() };
-    scored.delete(key);
-    scored.set(key, entry);
+  // Exact for any two strings, lone surrogates included (JSON spells them out).
+  const idOf = (policy: string, key: string) => JSON.stringify([policy, key]);
+  const touch = (policy: string, key: string) => {
+    const id = idOf(policy, key);
+    const entry = scored.get(id) ?? { policy, key, metrics: [], detected: new Map() };
+    scored.delete(id);
+    scored.set(id, entry);
     return entry;
   };
-  const dropScores = (key: string) => {
-    const entry = scored.get(key);
+  const dropScores = (id: string) => {
+    const entry = scored.get(id);
     if (entry === undefined) return;
-    for (const metric of entry.metrics) anomalyScore.remove(wire({ key, metric }));
+    const { policy, key } = entry;
+    for (const metric of entry.metrics) anomalyScore.remove(wire({ policy, key, metric }));
     for (const labels of entry.detected.values()) anomalies.remove(wire(labels));
     scoreSeries -= entry.metrics.length + entry.detected.size;
-    scored.delete(key);
+    scored.delete(id);
   };
   const bound = () => {
     while (scoreSeries > MAX_SCORE_SERIES && scored.size > 1) dropScores(scored.keys().next().value as string);
@@ -278,20 +284,21 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'failover.switch': (e) => switches.inc({ policy: e.source, reason: e.reason, to: e.to }),
     'failover.eject': (e) => ejections.inc({ policy: e.source, endpoint: e.endpoint }),
     'anomaly.score': (e) => {
-      const entry = touch(e.key);
+      const { source: policy, key } = e;
+      const entry = touch(policy, key);
       const had = entry.metrics.length;
       entry.metrics = [...new Set([...entry.metrics, 'all', ...e.metrics.map((m) => m.name)])];
       scoreSeries += entry.metrics.length - had;
-      anomalyScore.set(wire({ key: e.key, metric: 'all' }), e.score);
-      for (const m of e.metrics) anomalyScore.set(wire({ key: e.key, metric: m.name }), m.score);
+      anomalyScore.set(wire({ policy, key, metric: 'all' }), e.score);
+      for (const m of e.metrics) anomalyScore.set(wire({ policy, key, metric: m.name }), m.score);
       bound();
     },
     'anomaly.cleared': (e) => {
-      if (e.reason === 'forgotten') dropScores(e.key);
+      if (e.reason === 'forgotten') dropScores(idOf(e.source, e.key));
     },
     'anomaly.detected': (e) => {
-      const labels = { key: e.key, detector: e.detector, metric: e.metric };
-      const entry = touch(e.key);
+      const labels = { policy: e.source, key: e.key, detector: e.detector, metric: e.metric };
+      const entry = touch(e.source, e.key);
       const id = `${e.detector}\u0000${e.metric}`;
       if (!entry.detected.has(id)) {
         entry.detected.set(id, labels);
