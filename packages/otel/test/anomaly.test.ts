@@ -111,6 +111,58 @@ describe('instrument(): anomaly scores of keys the watch forgot', () => {
   });
 });
 
+describe('instrument(): a forgotten key after a collection, by temporality (the README says which drops it)', () => {
+  for (const [temporality, kept] of [
+    [AggregationTemporality.DELTA, false],
+    [AggregationTemporality.CUMULATIVE, true],
+  ] as const) {
+    it(`${temporality === AggregationTemporality.DELTA ? 'delta: dropped' : 'cumulative: the SDK keeps exporting its last score'}`, async () => {
+      const bus = createBus();
+      const exporter = new InMemoryMetricExporter(temporality);
+      const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+      const meterProvider = new MeterProvider({ readers: [reader] });
+      const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+      const hostA = async () => {
+        exporter.reset();
+        await reader.forceFlush();
+        return exporter
+          .getMetrics()
+          .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
+          .filter((m) => m.descriptor.name === metricNames.anomalyScore)
+          .flatMap((m) => m.dataPoints as DataPoint<number>[])
+          .filter((p) => p.attributes[A.anomalyKey] === 'host-a' && p.attributes[A.anomalyMetric] === 'all')
+          .map((p) => p.value);
+      };
+      try {
+        bus.emit({
+          type: 'anomaly.score',
+          source: 'anomaly',
+          time: 1,
+          key: 'host-a',
+          score: 0.9,
+          raised: true,
+          metrics: [{ name: 'latencyP99', value: 30, expected: 20, score: 0.9 }],
+        });
+        expect(await hostA()).toEqual([0.9]);
+        bus.emit({
+          type: 'anomaly.cleared',
+          source: 'anomaly',
+          time: 2,
+          key: 'host-a',
+          detector: 'baseline',
+          metric: 'latencyP99',
+          duration: 1,
+          reason: 'forgotten',
+        });
+        expect(await hostA()).toEqual(kept ? [0.9] : []);
+      } finally {
+        stop();
+        await meterProvider.shutdown();
+      }
+    });
+  }
+});
+
 describe('instrument(): two anomaly watches on one bus', () => {
   it('watching the same key, each watch has its own score and detection rows, by policy name', async () => {
     const bus = createBus();
