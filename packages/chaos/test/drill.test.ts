@@ -61,9 +61,11 @@ describe('drill', () => {
     expect(result.load.sent + result.load.skipped, report).toBeGreaterThanOrEqual(110);
     expect(result.load.sent + result.load.skipped, report).toBeLessThanOrEqual(121);
     expect(result.load.failed, report).toBeGreaterThan(0);
-    // Nothing failed before the kill; requests sent once the restore was done succeeded.
+    // Nothing failed before the kill; requests sent once the restore was done succeeded. The first
+    // failed request may have started just before the kill and been in flight when it landed (CI at
+    // 336f1dc: one started 1.2 ms before it), so no earlier than the longest request before it.
     const [kill, restore] = result.steps;
-    expect(result.recovery.firstFailure, report).toBeGreaterThanOrEqual((kill?.ranAt ?? 0) - 1);
+    expect(result.recovery.firstFailure, report).toBeGreaterThanOrEqual((kill?.ranAt ?? 0) - result.load.max - 1);
     const { bucket, sent, failed } = result.timeline;
     const afterRestore = Math.ceil(((restore?.doneAt ?? 0) + 1) / bucket);
     expect(
