@@ -36,18 +36,20 @@ describe('Clock.monotonic and elapsedTime()', () => {
   });
 
   it('a user clock with monotonic() is read through it, with its own `this`', () => {
-    const own = {
-      wall: 1e12,
-      mono: 7,
+    class OwnClock implements Clock {
+      mono = 7;
       now() {
-        return this.wall;
-      },
+        return 1e12;
+      }
       monotonic() {
         return this.mono;
-      },
-      setTimeout: () => undefined,
-      clearTimeout: () => {},
-    } satisfies Clock;
+      }
+      setTimeout() {
+        return undefined;
+      }
+      clearTimeout() {}
+    }
+    const own = new OwnClock();
     const elapsed = elapsedTime(own);
     own.mono = 9;
     expect(elapsed()).toBe(9);
