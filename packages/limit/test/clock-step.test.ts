@@ -66,3 +66,19 @@ describe('wall-clock steps, real clock', () => {
     await expect(throttle.execute(() => 'ok')).resolves.toBe('ok');
   });
 });
+
+describe('wall-clock steps, real clock (held before: its queue timer was already monotonic)', () => {
+  it('a bulkhead queue times out on time across a step back, and not early across a step forward', async () => {
+    const { bulkhead } = await import('../src/index.js');
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 1, queueTimeout: 100, policies: false });
+    let release: () => void = () => {};
+    const holder = b.execute(() => new Promise<void>((r) => (release = r)));
+    stepWallClock(-HOUR);
+    await expect(b.execute(() => 'queued')).rejects.toMatchObject({ code: 'E_BULKHEAD_FULL', reason: 'queueTimeout' });
+    const queued = b.execute(() => 'queued');
+    stepWallClock(2 * HOUR);
+    release();
+    await holder;
+    await expect(queued).resolves.toBe('queued');
+  });
+});

@@ -60,3 +60,23 @@ describe('hedge(): wall-clock steps, real clock', () => {
     expect(events.map((e) => e.type)).toEqual(['hedge.attempt']);
   });
 });
+
+describe('timeout(): wall-clock steps, real clock (held before: its deadlines were already monotonic)', () => {
+  it('times out on time though the wall clock steps back an hour mid-call, and not early when it steps forward', async () => {
+    const { timeout } = await import('../src/index.js');
+    const policy = timeout(100);
+    await expect(
+      policy.execute(({ signal }) => {
+        stepWallClock(-HOUR);
+        return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      }),
+    ).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+    await expect(
+      policy.execute(async () => {
+        stepWallClock(2 * HOUR);
+        await sleep(10);
+        return 'in time';
+      }),
+    ).resolves.toBe('in time');
+  });
+});
