@@ -1,24 +1,11 @@
 import { createBus, type EventOf, type HoldfastEvent } from '@holdfast/core';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { breakerRegistry, circuitBreaker } from '../src/index.js';
 import { fail } from './support.js';
 
-// The wall clock steps (NTP, a VM resume, a hand-set date) while Node's timers and
-// performance.now() run on: a breaker on the real clock must not follow the step.
-let offset = 0;
-function stepWallClock(ms: number): void {
-  if (!vi.isMockFunction(Date.now)) {
-    const real = Date.now.bind(Date);
-    vi.spyOn(Date, 'now').mockImplementation(() => real() + offset);
-  }
-  offset += ms;
-}
-afterEach(() => {
-  offset = 0;
-  vi.restoreAllMocks();
-});
-
-const HOUR = 3_600_000;
+// Date.now() steps (stepWallClock) while Node's timers and performance.now() run on:
+// a breaker on the real clock must not follow the step.
 
 function setup(options: Parameters<typeof circuitBreaker>[0] = {}) {
   const bus = createBus();

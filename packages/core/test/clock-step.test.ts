@@ -1,22 +1,10 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { createBus, type HoldfastEvent, hedge } from '../src/index.js';
 
-// The wall clock steps (NTP, a VM resume, a hand-set date) while Node's timers and
-// performance.now() run on: a hedge on the real clock must not follow the step.
-let offset = 0;
-function stepWallClock(ms: number): void {
-  if (!vi.isMockFunction(Date.now)) {
-    const real = Date.now.bind(Date);
-    vi.spyOn(Date, 'now').mockImplementation(() => real() + offset);
-  }
-  offset += ms;
-}
-afterEach(() => {
-  offset = 0;
-  vi.restoreAllMocks();
-});
+// Date.now() steps (stepWallClock) while Node's timers and performance.now() run on:
+// a hedge on the real clock must not follow the step.
 
-const HOUR = 3_600_000;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('hedge(): wall-clock steps, real clock', () => {

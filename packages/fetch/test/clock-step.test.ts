@@ -1,25 +1,15 @@
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
+import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { type ResilientFetch, resilientFetch } from '../src/index.js';
 import { type Handler, type Upstream, upstream } from './upstream.js';
 
-// The wall clock steps (NTP, a VM resume, a hand-set date) while Node's timers and
-// performance.now() run on: the total deadline on the real clock must not follow the step.
-let offset = 0;
-function stepWallClock(ms: number): void {
-  if (!vi.isMockFunction(Date.now)) {
-    const real = Date.now.bind(Date);
-    vi.spyOn(Date, 'now').mockImplementation(() => real() + offset);
-  }
-  offset += ms;
-}
+// Date.now() steps (stepWallClock) while Node's timers and performance.now() run on:
+// the total deadline on the real clock must not follow the step.
 
-const HOUR = 3_600_000;
 const open: Upstream[] = [];
 const made: ResilientFetch[] = [];
 
 afterEach(async () => {
-  offset = 0;
-  vi.restoreAllMocks();
   for (const http of made.splice(0)) http.dispose();
   await Promise.all(open.splice(0).map((s) => s.close()));
 });
