@@ -1,4 +1,4 @@
-import type { AnomalyMetric, Bus, Clock, TimerHandle } from '@holdfast/core';
+import { type AnomalyMetric, type Bus, type Clock, elapsedTime, type TimerHandle } from '@holdfast/core';
 import type { z } from 'zod';
 import type { watchOptionsSchema } from './options.js';
 
@@ -65,6 +65,11 @@ export class Actions {
   >();
   readonly #opened = new Set<string>();
   readonly #pending = new Map<string, Pending>();
+  /**
+   * The clock's monotonic time, on which latencies are measured: when an ejection runs out, and
+   * so which call is its probe, must not move with a wall-clock step.
+   */
+  readonly #elapsed: () => number;
 
   constructor(
     private readonly o: ActionOptions,
@@ -76,7 +81,9 @@ export class Actions {
     /** Intervals scored on a key so far, and whether an anomaly is raised on it now. */
     private readonly state: (key: string) => { samples: number; raised: boolean },
     private readonly guard: Guard,
-  ) {}
+  ) {
+    this.#elapsed = elapsedTime(clock);
+  }
 
   /** A key went from no anomaly to one, first seen on `metric`. */
   detected(key: string, metric: string): void {
@@ -115,7 +122,7 @@ export class Actions {
     // A rejected call never reached the endpoint: it says nothing of it.
     if (pending?.probeFrom === undefined || outcome === 'reject' || !Number.isFinite(latency)) return;
     // Sent before the ejection ran out (in flight at it, or sent under panic): no news of the endpoint now.
-    if (this.clock.now() - latency < pending.probeFrom) return;
+    if (this.#elapsed() - latency < pending.probeFrom) return;
     const metric = judged(pending.metric);
     // A failed probe says nothing of a latency (a refused connection fails at once), and the set
     // takes the endpoint out again for it itself: its next probe is the one judged.
@@ -187,7 +194,7 @@ export class Actions {
     }
     // The set keeps to its own share too, and never takes out its last available endpoint.
     // Read before the set's ejection begins: its probe goes no earlier than this plus the duration.
-    const runsOut = this.clock.now() + eject.duration;
+    const runsOut = this.#elapsed() + eject.duration;
     if (!this.#ejectFrom(set, endpoint, eject.duration)) {
       refuse(endpoint, 'failover');
       return;

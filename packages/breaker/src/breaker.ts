@@ -6,6 +6,7 @@ import {
   DisposedError,
   type ErrorLabel,
   type ExecuteOptions,
+  elapsedTime,
   errorLabel,
   bus as globalBus,
   policies as globalPolicies,
@@ -60,6 +61,12 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   readonly name: string;
   readonly #bus: Bus;
   readonly #clock: Clock;
+  /**
+   * The clock's monotonic time: every duration, deadline and window of the breaker is on it,
+   * so a wall-clock step (NTP, a VM resume) neither opens nor closes anything. Epoch ms from
+   * `now()` are for what it shows: event times, `retryAt`.
+   */
+  readonly #elapsed: () => number;
   readonly #config: BreakerConfig;
   readonly #isFailure: IsFailure | undefined;
   readonly #fallback: unknown;
@@ -99,6 +106,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#config = config;
     this.#bus = config.bus ?? globalBus;
     this.#clock = config.clock ?? realClock;
+    this.#elapsed = elapsedTime(this.#clock);
     this.#isFailure = config.isFailure;
     this.#fallback = config.fallback === undefined ? NO_FALLBACK : config.fallback;
     const consecutive = config.consecutiveFailures;
@@ -107,10 +115,11 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#slowAfter = config.slowCall?.duration ?? Number.POSITIVE_INFINITY;
     this.#slowRate = config.slowCall?.rateThreshold ?? Number.POSITIVE_INFINITY;
     this.#timeAll = config.slowCall !== undefined || this.#clock !== realClock;
-    const now = this.#clock.now();
-    const prime = restore && now - restore.time < config.window.duration ? countsOf(restore) : undefined;
+    const now = this.#elapsed();
+    const wall = this.#clock.now();
+    const prime = restore && wall - restore.time < config.window.duration ? countsOf(restore) : undefined;
     this.#window = new RollingWindow(config.window.duration, config.window.buckets, now, prime);
-    if (restore) this.#restore(restore, now);
+    if (restore) this.#restore(restore, now, wall);
     const listing = config.policies ?? globalPolicies;
     if (listing !== false) this.#unregister = listing.register('breaker', name, this);
   }
@@ -119,15 +128,15 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
    * Whether a registry should keep this breaker though it is idle: it is open and not yet
    * due to probe, isolated or disabled. @internal
    */
-  static holdsState(breaker: CircuitBreakerPolicy, now: number): boolean {
+  static holdsState(breaker: CircuitBreakerPolicy): boolean {
     const state = breaker.#state;
-    return state === ISOLATED || state === DISABLED || (state === OPEN && now < breaker.#retryAt);
+    return state === ISOLATED || state === DISABLED || (state === OPEN && breaker.#elapsed() < breaker.#retryAt);
   }
 
   /** The current state. An open breaker whose `openFor` has passed turns half-open here. */
   get state(): BreakerState {
     if (this.#state === DISPOSED) return stateNames[this.#lastState] as BreakerState;
-    return stateNames[this.#refresh(this.#clock.now())] as BreakerState;
+    return stateNames[this.#refresh(this.#elapsed())] as BreakerState;
   }
 
   /**
@@ -153,7 +162,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       this.#bus.wants('breaker.success') ||
       this.#bus.wants('breaker.failure')
     ) {
-      return this.#clock.now();
+      return this.#elapsed();
     }
     return UNTIMED;
   }
@@ -161,13 +170,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   /** Opens the breaker by hand, for `openFor`; then it probes as usual. */
   open(): void {
     this.#live();
-    if (this.#state !== OPEN) this.#open('manual', this.#clock.now(), undefined);
+    if (this.#state !== OPEN) this.#open('manual', this.#elapsed(), undefined);
   }
 
   /** Closes the breaker by hand and empties its window. */
   close(): void {
     this.#live();
-    if (this.#state !== CLOSED) this.#close('manual', this.#clock.now());
+    if (this.#state !== CLOSED) this.#close('manual', this.#elapsed());
   }
 
   /** Holds the breaker open until `close()` or `open()`: every call is refused. */
@@ -191,19 +200,20 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   }
 
   snapshot(): BreakerSnapshot {
-    const now = this.#clock.now();
+    const now = this.#elapsed();
+    const wall = this.#clock.now();
     const state = this.#state === DISPOSED ? this.#lastState : this.#refresh(now);
     const w = this.#window;
     w.advance(now);
     const totals = w.totals;
     const [p50, p95, p99] = w.latency([0.5, 0.95, 0.99]);
-    const retryAt = state === OPEN ? this.#retryAt : null;
+    const retryAt = state === OPEN ? this.#shown(this.#retryAt, now, wall) : null;
     return {
       name: this.name,
       state: stateNames[state] as BreakerState,
-      time: now,
+      time: wall,
       retryAt,
-      retryIn: retryAt === null ? null : Math.max(0, retryAt - now),
+      retryIn: retryAt === null ? null : Math.max(0, retryAt - wall),
       opens: this.#opens,
       consecutiveFailures: this.#consecutive,
       probes: { inFlight: this.#probes, succeeded: this.#probeSuccesses },
@@ -234,7 +244,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   }
 
   #gate<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     switch (this.#refresh(now)) {
       case HALF_OPEN: {
         if (this.#probes < this.#config.halfOpen.maxProbes) {
@@ -246,7 +256,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         }
         // Probes out past maxWait (hung, with nothing around them to time them out): given up.
         const { maxWait } = this.#config.halfOpen;
-        // The wall clock stepped back (NTP): count maxWait from now, not the hour the step added.
+        // A clock without monotonic() stepped back (NTP): count maxWait from now, not the hour the step added.
         if (now < this.#probesSince) this.#probesSince = now;
         const givenUpAt = maxWait === false ? Number.POSITIVE_INFINITY : this.#probesSince + maxWait;
         if (now >= givenUpAt) {
@@ -257,7 +267,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         }
         // Probes are out: come back when one is expected to have settled; if one is overdue, a
         // wait later again. Never "now", or a caller that trusts `retryAt` spins until it settles.
-        // (Also when it is further off than a wait: the clock stepped back.)
+        // (Also when it is further off than a wait: a clock without monotonic() stepped back.)
         if (now >= this.#probeDueAt || this.#probeDueAt - now > this.#probeWait)
           this.#probeDueAt = now + this.#probeWait;
         // If they will be given up first (a maxWait under the probe time): when the open time that
@@ -339,11 +349,11 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       }
       return;
     }
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     const latency = now - start;
     const slow = !failure && latency > this.#slowAfter;
     // A listener that came while an untimed call ran misses that call: there is no latency to give.
-    if (!Number.isNaN(latency)) this.#emitOutcome(failure, slow, latency, now, ok, value);
+    if (!Number.isNaN(latency)) this.#emitOutcome(failure, slow, latency, ok, value);
     // The state moved on while the call ran (opened, closed by hand, disposed): not counted.
     if (!current) return;
     const w = this.#window;
@@ -389,30 +399,35 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     }
   }
 
-  #emitOutcome(failure: boolean, slow: boolean, latency: number, now: number, ok: boolean, value: unknown): void {
+  #emitOutcome(failure: boolean, slow: boolean, latency: number, ok: boolean, value: unknown): void {
     const bus = this.#bus;
+    const clock = this.#clock;
     if (failure) {
       if (bus.wants('breaker.failure')) {
-        bus.emit({ type: 'breaker.failure', source: this.name, time: now, latency, code: label(ok, value) });
+        bus.emit({ type: 'breaker.failure', source: this.name, time: clock.now(), latency, code: label(ok, value) });
       }
       return;
     }
-    if (bus.wants('breaker.success')) bus.emit({ type: 'breaker.success', source: this.name, time: now, latency });
+    if (bus.wants('breaker.success')) {
+      bus.emit({ type: 'breaker.success', source: this.name, time: clock.now(), latency });
+    }
     if (slow && bus.wants('breaker.slow')) {
-      bus.emit({ type: 'breaker.slow', source: this.name, time: now, latency, threshold: this.#slowAfter });
+      bus.emit({ type: 'breaker.slow', source: this.name, time: clock.now(), latency, threshold: this.#slowAfter });
     }
   }
 
-  #reject<T>(now: number, state: 'open' | 'halfOpen' | 'isolated', retryAt: number | undefined): Promise<T> {
+  #reject<T>(now: number, state: 'open' | 'halfOpen' | 'isolated', due: number | undefined): Promise<T> {
     const fallback = this.#fallback;
     const served = fallback !== NO_FALLBACK;
     this.#window.advance(now);
     this.#window.reject(served);
+    const wall = this.#clock.now();
+    const retryAt = due === undefined ? undefined : this.#shown(due, now, wall);
     if (this.#bus.wants('breaker.reject')) {
       this.#bus.emit({
         type: 'breaker.reject',
         source: this.name,
-        time: now,
+        time: wall,
         state,
         retryAt,
         code: 'E_CIRCUIT_OPEN',
@@ -437,11 +452,11 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     if (now >= this.#retryAt) {
       this.#enter(HALF_OPEN);
       if (this.#bus.wants('breaker.halfOpen')) {
-        this.#bus.emit({ type: 'breaker.halfOpen', source: this.name, time: now });
+        this.#bus.emit({ type: 'breaker.halfOpen', source: this.name, time: this.#clock.now() });
       }
     } else if (this.#retryAt - now > this.#openFor) {
-      // The wall clock stepped back (NTP), or a restored retryAt came from a clock that ran
-      // ahead: wait openFor from now, not the hour the step added.
+      // A clock without monotonic() stepped back (NTP), or a restored retryAt came from a clock
+      // that ran ahead: wait openFor from now, not the hour the step added.
       this.#retryAt = now + this.#openFor;
     }
     return this.#state;
@@ -464,14 +479,15 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #emitOpen(reason: OpenReason, now: number, code: ErrorLabel): void {
     if (!this.#bus.wants('breaker.open')) return;
     const w = this.#window;
+    const wall = this.#clock.now();
     this.#bus.emit({
       type: 'breaker.open',
       source: this.name,
-      time: now,
+      time: wall,
       reason,
       failureRate: w.calls === 0 ? 0 : w.failures / w.calls,
       slowCallRate: w.calls === 0 ? 0 : w.slow / w.calls,
-      retryAt: this.#retryAt,
+      retryAt: this.#shown(this.#retryAt, now, wall),
       opens: this.#opens,
       code,
     });
@@ -482,7 +498,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#opens = 0;
     this.#window.reset(now);
     if (this.#bus.wants('breaker.close')) {
-      this.#bus.emit({ type: 'breaker.close', source: this.name, time: now, reason });
+      this.#bus.emit({ type: 'breaker.close', source: this.name, time: this.#clock.now(), reason });
     }
   }
 
@@ -495,25 +511,30 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#consecutive = 0;
   }
 
-  #restore(snapshot: BreakerSnapshot, now: number): void {
+  /** A time `t` of the monotonic line (read as `now`) in epoch ms (read as `wall`), whole. */
+  #shown(t: number, now: number, wall: number): number {
+    return Math.round(wall + (t - now));
+  }
+
+  /** `now` is monotonic, `wall` epoch ms read with it: the snapshot's times are epoch ms. */
+  #restore(snapshot: BreakerSnapshot, now: number, wall: number): void {
     this.#opens = snapshot.opens;
     switch (snapshot.state) {
       case 'closed':
         this.#consecutive = snapshot.consecutiveFailures;
         return;
       case 'open':
-      case 'halfOpen':
+      case 'halfOpen': {
         // A half-open breaker restarts as one whose open time is over: its next call probes.
         this.#enter(OPEN);
-        this.#retryAt = snapshot.state === 'open' && snapshot.retryAt !== null ? snapshot.retryAt : now;
+        const retryAt = snapshot.state === 'open' && snapshot.retryAt !== null ? snapshot.retryAt : wall;
+        this.#retryAt = now + (retryAt - wall);
         // No further off than openFor, or than the saved wait (a snapshot from a clock that ran ahead).
-        this.#openFor = Math.max(
-          openDuration(this.#config.openFor, Math.max(1, this.#opens)),
-          this.#retryAt - snapshot.time,
-        );
+        this.#openFor = Math.max(openDuration(this.#config.openFor, Math.max(1, this.#opens)), retryAt - snapshot.time);
         this.#probeWait = Math.min(openDuration(this.#config.openFor, Math.max(1, this.#opens)), PROBE_PAUSE_MS);
         this.#emitOpen('restored', now, undefined);
         return;
+      }
       case 'isolated':
         this.isolate();
         return;

@@ -5,6 +5,7 @@ import {
   clockOption,
   DisposedError,
   type ExecuteOptions,
+  elapsedTime,
   fnOption,
   HoldfastConfigError,
   nameOption,
@@ -111,6 +112,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   readonly #idleTtl: number;
   readonly #bus: Bus | undefined;
   readonly #clock: Clock;
+  /** The clock's monotonic time, for idle times: a wall-clock step neither evicts nor keeps every breaker. */
+  readonly #elapsed: () => number;
   readonly #policies: PolicyRegistry | false | undefined;
   readonly #restore: Map<string, BreakerSnapshot>;
   /** How stale an entry's place in the LRU order may get: re-inserting on every call would cost more. */
@@ -127,6 +130,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     this.#idleTtl = parsed.idleTtl;
     this.#bus = parsed.bus;
     this.#clock = parsed.clock ?? realClock;
+    this.#elapsed = elapsedTime(this.#clock);
     this.#policies = parsed.policies;
     this.#moveEvery = Math.min(1_000, parsed.idleTtl / 4);
     this.#defaults = { ...(options.defaults ?? {}) };
@@ -169,7 +173,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   /** The breaker for `key`, made with the shared defaults and the key's overrides if it has none yet. */
   get(key: string): CircuitBreakerPolicy {
     if (this.#disposed) throw new DisposedError(this.name);
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     if (now >= this.#nextSweep) this.#sweep(now);
     const entry = this.#entries.get(key);
     if (entry === undefined) return this.#create(key, now);
@@ -198,15 +202,19 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
 
   /** Drops breakers idle for `idleTtl`. Runs by itself on use; call it to trim at a time of your choosing. */
   prune(): void {
-    this.#sweep(this.#clock.now());
+    this.#sweep(this.#elapsed());
   }
 
   snapshot(): RegistrySnapshot {
-    const now = this.#clock.now();
-    if (!this.#disposed) this.#sweep(now);
+    if (!this.#disposed) this.#sweep(this.#elapsed());
     const breakers: [string, BreakerSnapshot][] = [];
     for (const entry of this.#entries.values()) breakers.push([entry.shown, entry.breaker.snapshot()]);
-    return { name: this.name, time: now, size: this.#entries.size, breakers: Object.fromEntries(breakers) };
+    return {
+      name: this.name,
+      time: this.#clock.now(),
+      size: this.#entries.size,
+      breakers: Object.fromEntries(breakers),
+    };
   }
 
   dispose(): void {
@@ -265,7 +273,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     for (const [key, entry] of this.#entries) {
       // The map is in order of `movedAt`: past this entry, everything was used within the TTL.
       if (now - entry.movedAt < this.#idleTtl) break;
-      if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker, now)) continue;
+      if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker)) continue;
       this.#drop(key, entry);
     }
   }
@@ -283,7 +291,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
       const oldest = entries.entries().next();
       if (oldest.done === true) return;
       const [key, entry] = oldest.value;
-      if (!CircuitBreakerPolicy.holdsState(entry.breaker, now)) {
+      if (!CircuitBreakerPolicy.holdsState(entry.breaker)) {
         this.#drop(key, entry);
         return;
       }

@@ -13,8 +13,14 @@ export interface TimerOptions {
 
 /** The source of time for every time-based policy. Tests pass a {@link ManualClock}. */
 export interface Clock {
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch: for timestamps (events, snapshots, `retryAt`). */
   now(): number;
+  /**
+   * Milliseconds on a line that never steps (NTP, a VM resume, a hand-set clock move `now()`
+   * by hours): for elapsed times and deadlines. Only differences mean anything. Optional: a
+   * clock without it has its durations measured on `now()`. See {@link elapsedTime}.
+   */
+  monotonic?(): number;
   /** Calls `callback` once, after `ms` milliseconds; the handle cancels it. */
   setTimeout(callback: () => void, ms: number, options?: TimerOptions): TimerHandle;
   /** Cancels a timer that has not fired yet; a handle that already fired is ignored. */
@@ -25,6 +31,7 @@ export interface Clock {
 export const realClock: Clock = {
   // Read at each call, not captured at load: fake timers (vitest, sinon) swap Date.now later.
   now: () => Date.now(),
+  monotonic: () => performance.now(),
   setTimeout(callback, ms, options) {
     const timer = setTimeout(callback, ms);
     if (options?.ref !== true) timer.unref();
@@ -34,6 +41,14 @@ export const realClock: Clock = {
     clearTimeout(handle as NodeJS.Timeout);
   },
 };
+
+/**
+ * The reader a policy measures elapsed times and deadlines with: `clock.monotonic()`, or
+ * `clock.now()` for a clock that has none (a user's own, written before it existed).
+ */
+export function elapsedTime(clock: Clock): () => number {
+  return clock.monotonic === undefined ? () => clock.now() : () => (clock.monotonic as () => number).call(clock);
+}
 
 interface ManualTimer {
   readonly due: number;
@@ -55,6 +70,11 @@ export class ManualClock implements Clock {
   }
 
   now(): number {
+    return this.#now;
+  }
+
+  /** The same time line as `now()`: a test moves both with `advance()`. */
+  monotonic(): number {
     return this.#now;
   }
 

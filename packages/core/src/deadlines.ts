@@ -1,4 +1,4 @@
-import { type Clock, realClock, type TimerHandle } from './clock.js';
+import { type Clock, elapsedTime, realClock, type TimerHandle } from './clock.js';
 
 /** One pending deadline: a node of the queue's list, unlinked when its call settles or it expires. */
 export interface Deadline<S = unknown> {
@@ -42,8 +42,8 @@ export class DeadlineQueue<S> {
     this.#clock = clock;
     this.#onExpire = onExpire;
     this.#real = clock === realClock;
-    // The real clock measures deadlines on the monotonic clock: a wall-clock step cannot stall them.
-    this.#now = this.#real ? performance.now.bind(performance) : () => clock.now();
+    // Deadlines on the clock's monotonic time: a wall-clock step cannot stall them.
+    this.#now = elapsedTime(clock);
   }
 
   /** Deadlines pending now. */

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { type Bus, bus as globalBus } from './bus.js';
-import { type Clock, realClock, type TimerHandle } from './clock.js';
+import { type Clock, elapsedTime, realClock, type TimerHandle } from './clock.js';
 import { CallScope } from './context.js';
 import { DisposedError } from './errors.js';
 import { busOption, clockOption, durationOption, nameOption, parseOptions, policiesOption } from './options.js';
@@ -126,6 +126,8 @@ class Hedger implements HedgePolicy {
   #disposed = false;
   /** Takes the policy off the registry it listed itself in. */
   unregister: Unregister = () => {};
+  /** The clock's monotonic time, for latencies: a wall-clock step is not an hour-long call. */
+  readonly elapsed: () => number;
 
   constructor(
     o: Parsed,
@@ -133,6 +135,7 @@ class Hedger implements HedgePolicy {
     readonly bus: Bus,
   ) {
     this.name = o.name;
+    this.elapsed = elapsedTime(clock);
     this.maxHedges = o.maxHedges;
     this.#safe = o.safe;
     this.#delay = typeof o.delay === 'number' ? o.delay : new LatencyDelay(o.delay);
@@ -153,11 +156,11 @@ class Hedger implements HedgePolicy {
   }
 
   #once<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
-    const start = this.clock.now();
+    const start = this.elapsed();
     return invokeIn(fn, scope).then(
       (value) => {
         scope.release();
-        this.record(this.clock.now() - start);
+        this.record(this.elapsed() - start);
         return value;
       },
       (error: unknown) => {
@@ -260,7 +263,7 @@ class HedgedCall<T> {
     const scope = new CallScope(parent, parent.attempt + this.sent);
     this.sent++;
     this.running.add(scope);
-    const start = policy.clock.now();
+    const start = policy.elapsed();
     invokeIn(this.fn, scope).then(
       (value) => this.#succeeded(scope, start, value),
       (error: unknown) => this.#failed(scope, error),
@@ -285,7 +288,7 @@ class HedgedCall<T> {
     this.running.delete(scope);
     scope.release();
     if (this.settled) return;
-    this.policy.record(this.policy.clock.now() - start);
+    this.policy.record(this.policy.elapsed() - start);
     this.#finish();
     this.policy.won(scope.attempt !== this.parent.attempt, this.running);
     this.resolve(value);
@@ -357,6 +360,8 @@ class ShareBudget {
   readonly #spent = new Float64Array(SLICES);
   readonly #sliceMs: number;
   readonly #floor: number;
+  /** The clock's monotonic time: the window slides with real time, whatever the wall clock does. */
+  readonly #elapsed: () => number;
   #slice: number;
   #callSum = 0;
   #spentSum = 0;
@@ -367,7 +372,8 @@ class ShareBudget {
   ) {
     this.#sliceMs = o.window / SLICES;
     this.#floor = (o.minPerSecond * o.window) / 1000;
-    this.#slice = Math.floor(clock.now() / this.#sliceMs);
+    this.#elapsed = elapsedTime(clock);
+    this.#slice = Math.floor(this.#elapsed() / this.#sliceMs);
   }
 
   deposit(): void {
@@ -385,7 +391,7 @@ class ShareBudget {
   }
 
   #advance(): number {
-    const slice = Math.floor(this.clock.now() / this.#sliceMs);
+    const slice = Math.floor(this.#elapsed() / this.#sliceMs);
     const steps = Math.min(slice - this.#slice, SLICES);
     for (let i = 1; i <= steps; i++) {
       const at = (this.#slice + i) % SLICES;

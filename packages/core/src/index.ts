@@ -14,7 +14,15 @@ export {
   type Unsubscribe,
 } from './bus.js';
 export { labelled, OTHER_POLICY, PolicyNames } from './cap.js';
-export { type Clock, ManualClock, realClock, type TimerHandle, type TimerOptions, whileLoading } from './clock.js';
+export {
+  type Clock,
+  elapsedTime,
+  ManualClock,
+  realClock,
+  type TimerHandle,
+  type TimerOptions,
+  whileLoading,
+} from './clock.js';
 export { attemptOf, CallScope } from './context.js';
 export {
   BrokenCircuitError,

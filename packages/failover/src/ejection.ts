@@ -77,6 +77,6 @@ export function ejectionTime(ejections: number, baseTime: number, maxTime: numbe
  */
 export function remainingEjections(ejections: number, restoredAt: number | undefined, now: number, baseTime: number) {
   if (restoredAt === undefined) return ejections;
-  // A wall clock stepped back (NTP) forgives nothing, and adds nothing either.
+  // A clock without monotonic() stepped back (NTP) forgives nothing, and adds nothing either.
   return Math.max(0, ejections - Math.floor(Math.max(0, now - restoredAt) / baseTime));
 }

@@ -5,6 +5,7 @@ import {
   type Clock,
   DisposedError,
   type ExecuteOptions,
+  elapsedTime,
   errorLabel,
   bus as globalBus,
   policies as globalPolicies,
@@ -204,6 +205,11 @@ class FailoverSet<T> implements Failover<T> {
   readonly #counters: Map<EndpointState<T>, FailureCounter> | undefined;
   readonly #bus: Bus;
   readonly #clock: Clock;
+  /**
+   * The clock's monotonic time: latencies and their fading, hold-downs, ejection counts. A
+   * wall-clock step (NTP, a VM resume) is not an hour-long call. Event times are `now()`.
+   */
+  readonly #elapsed: () => number;
   readonly #random: () => number;
   readonly #balancer: Balancer;
   readonly #budget: BudgetLike | undefined;
@@ -237,10 +243,11 @@ class FailoverSet<T> implements Failover<T> {
     if (listing !== false) this.#unregister = listing.register('failover', o.name, this);
     this.#bus = o.bus ?? globalBus;
     this.#clock = o.clock ?? realClock;
+    this.#elapsed = elapsedTime(this.#clock);
     this.#random = o.random ?? Math.random;
     const ejection = o.ejection === false ? undefined : o.ejection;
     this.#ejection = ejection;
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     this.#all = o.endpoints.map((e, i) => {
       const view = Object.freeze({ name: e.name, target: e.target as T, weight: e.weight, priority: e.priority });
       const state = new EndpointState<T>(view, i, hashString(e.name));
@@ -393,7 +400,7 @@ class FailoverSet<T> implements Failover<T> {
   ): Promise<R> {
     const probe = e.ejection === 'probe' ? this.#startProbe(e) : 0;
     const ctx = new CallScope(options, attempt);
-    const started = this.#clock.now();
+    const started = this.#elapsed();
     const limit = this.#o.timeout;
     e.inFlight++;
     if (limit === undefined && !abortable(options)) {
@@ -401,12 +408,12 @@ class FailoverSet<T> implements Failover<T> {
       return invoke((c) => fn(e.view, c), ctx).then(
         (value) => {
           this.#callSettled(e, ctx, undefined, undefined);
-          this.#record(e, false, this.#clock.now() - started, probe);
+          this.#record(e, false, this.#elapsed() - started, probe);
           return value;
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, undefined, undefined);
-          this.#record(e, this.#judge(e, error), this.#clock.now() - started, probe);
+          this.#record(e, this.#judge(e, error), this.#elapsed() - started, probe);
           throw error;
         },
       );
@@ -416,7 +423,7 @@ class FailoverSet<T> implements Failover<T> {
     const settle = (failed: boolean | undefined) => {
       if (done) return false;
       done = true;
-      this.#record(e, failed, this.#clock.now() - started, probe);
+      this.#record(e, failed, this.#elapsed() - started, probe);
       return true;
     };
     return new Promise<R>((resolve, reject) => {
@@ -477,7 +484,7 @@ class FailoverSet<T> implements Failover<T> {
           this.#timers.delete(e);
           if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
           e.probing = false;
-          if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#clock.now());
+          if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#elapsed());
         },
         Math.max(e.ejectedFor, HUNG_PROBE_MS),
       ),
@@ -498,7 +505,7 @@ class FailoverSet<T> implements Failover<T> {
     }
     if (failed === undefined || this.#disposed) return;
     if (!failed) e.calledOk = true;
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     const faded = fadedEwma(e, now, this.#o.decay);
     // Peak-sensitive: a slower sample takes over at once, a faster one blends in. A failure counts
     // double, up to a minute: doubling without a bound grew to 1e15 over a run of failures.
@@ -529,7 +536,7 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#panic && this.#o.panic === 'fail-fast') throw this.#noHealthy();
     if (tried !== undefined) candidates = candidates.filter((e) => !tried.includes(e));
     if (candidates.length === 0) throw this.#noHealthy();
-    return this.#balancer.pick(candidates, key, this.#clock.now());
+    return this.#balancer.pick(candidates, key, this.#elapsed());
   }
 
   #pickPassive(tried: readonly EndpointState<T>[] | undefined): EndpointState<T> {
@@ -570,7 +577,7 @@ class FailoverSet<T> implements Failover<T> {
       if (candidates.length === 0) candidates = second.filter((e) => !tried.includes(e));
     }
     if (candidates.length === 0) throw this.#noHealthy();
-    return this.#balancer.pick(candidates, key, this.#clock.now());
+    return this.#balancer.pick(candidates, key, this.#elapsed());
   }
 
   /** Whether a read may go to `e` by its role: a replica within the lag bound, or the primary. */
@@ -649,7 +656,7 @@ class FailoverSet<T> implements Failover<T> {
 
   /** Recomputes everything derived from endpoint states: the lists, panic, the active endpoint. */
   #refresh(reason: 'failover' | 'manual', emit = true): void {
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     const available: EndpointState<T>[] = [];
     const probes: EndpointState<T>[] = [];
     for (const e of this.#all) {
@@ -674,7 +681,7 @@ class FailoverSet<T> implements Failover<T> {
         this.#bus.emit({
           type: 'failover.panic',
           source: this.name,
-          time: now,
+          time: this.#clock.now(),
           healthy: available.length,
           total,
           active: panic,
@@ -785,7 +792,7 @@ class FailoverSet<T> implements Failover<T> {
       if (best !== undefined) this.#switch(best, reason, emit);
       else this.#active = undefined;
     } else if (best !== undefined && best.priority < current.priority && this.#o.failback === 'auto') {
-      // A wall clock stepped back must not stretch the hold-down past its length.
+      // A clock without monotonic() stepped back must not stretch the hold-down past its length.
       if (best.availableSince === undefined || best.availableSince > now) best.availableSince = now;
       const due = best.availableSince + this.#o.holdDown;
       if (now >= due) this.#switch(best, 'failback', emit);
@@ -859,12 +866,14 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#ejection === undefined) return;
     const { baseTime, maxTime } = this.#ejection;
     e.ejections = remainingEjections(e.ejections, e.restoredAt, now, baseTime) + 1;
-    this.#ejectFor(e, now, ejectionTime(e.ejections, baseTime, maxTime), 'failures');
+    this.#ejectFor(e, ejectionTime(e.ejections, baseTime, maxTime), 'failures');
   }
 
-  #ejectFor(e: EndpointState<T>, now: number, duration: number, reason: string): void {
+  #ejectFor(e: EndpointState<T>, duration: number, reason: string): void {
+    const wall = this.#clock.now();
     e.ejection = 'ejected';
-    e.ejectedUntil = now + duration;
+    // Shown only (events, snapshots): epoch ms. The timer below is what ends it.
+    e.ejectedUntil = wall + duration;
     e.ejectedFor = duration;
     e.ejectionReason = reason;
     e.probing = false; // a probe still in flight settles nothing now
@@ -883,7 +892,7 @@ class FailoverSet<T> implements Failover<T> {
       this.#bus.emit({
         type: 'failover.eject',
         source: this.name,
-        time: now,
+        time: wall,
         endpoint: e.name,
         until: e.ejectedUntil,
         ejections: e.ejections,
@@ -898,9 +907,9 @@ class FailoverSet<T> implements Failover<T> {
     e.ejection = 'none';
     e.ejectedUntil = undefined;
     e.ejectionReason = undefined;
-    e.restoredAt = this.#clock.now();
+    e.restoredAt = this.#elapsed();
     if (this.#bus.wants('failover.restore')) {
-      this.#bus.emit({ type: 'failover.restore', source: this.name, time: e.restoredAt, endpoint: e.name });
+      this.#bus.emit({ type: 'failover.restore', source: this.name, time: this.#clock.now(), endpoint: e.name });
     }
     this.#refresh('failover');
   }
@@ -970,12 +979,12 @@ class FailoverSet<T> implements Failover<T> {
     // Never the last endpoint that takes calls, nor past the share the set's own ejection keeps to.
     if (!this.#available.some((x) => x !== e)) return false;
     if (!this.#withinShare(e, this.#ejection?.maxShare ?? 0.5)) return false;
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     // A new ejection in a row, unless it is one still running whose time starts over.
     if (e.ejection !== 'ejected') {
       e.ejections = remainingEjections(e.ejections, e.restoredAt, now, this.#ejection?.baseTime ?? durationMs) + 1;
     }
-    this.#ejectFor(e, now, durationMs, reason);
+    this.#ejectFor(e, durationMs, reason);
     return true;
   }
 
@@ -1007,7 +1016,7 @@ class FailoverSet<T> implements Failover<T> {
   // ---- observability ----
 
   snapshot(): FailoverSnapshot {
-    const now = this.#clock.now();
+    const now = this.#elapsed();
     const passive = this.#o.mode === 'active-passive';
     return {
       name: this.name,

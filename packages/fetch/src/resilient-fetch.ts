@@ -3,6 +3,7 @@ import {
   type Bus,
   type CallContext,
   type Clock,
+  elapsedTime,
   bus as globalBus,
   type HedgePolicy,
   HoldfastConfigError,
@@ -110,6 +111,8 @@ class Client {
   readonly #owned: { dispose(): void }[] = [];
   readonly #redact: Redactor;
   readonly #clock: Clock;
+  /** The clock's monotonic time, for the total deadline: a wall-clock step neither ends nor extends it. */
+  readonly #elapsed: () => number;
   readonly #totalMs: number;
   /** Our failover endpoints' real base URLs, by the redacted target their snapshots show. */
   readonly #bases = new Map<string, string>();
@@ -125,6 +128,7 @@ class Client {
     const bus: Bus = o.bus ?? globalBus;
     const clock: Clock = o.clock ?? realClock;
     this.#clock = clock;
+    this.#elapsed = elapsedTime(clock);
     this.#redact = new Redactor(o.secretParams);
     this.#send = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
     const limits = typeof o.timeout === 'number' ? { perTry: o.timeout } : (o.timeout ?? {});
@@ -265,7 +269,7 @@ class Client {
     const deadline = new AbortController();
     const unfollow = follow(plan.signal, deadline);
     const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), deadline.signal);
-    const start = this.#clock.now();
+    const start = this.#elapsed();
     let response: Response;
     try {
       try {
@@ -292,7 +296,7 @@ class Client {
    * its timer is cleared once the body is read to the end, fails or is cancelled.
    */
   #coverBody(response: Response, deadline: AbortController, start: number, unfollow: () => void): Response {
-    const left = this.#totalMs - (this.#clock.now() - start);
+    const left = this.#totalMs - (this.#elapsed() - start);
     // The caller's signal is followed until the body ends or the deadline passes, never longer.
     const expire = () => {
       unfollow();

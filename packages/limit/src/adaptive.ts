@@ -6,7 +6,6 @@ import {
   type Operation,
   type Policy,
   parseOptions,
-  realClock,
   type Snapshottable,
 } from '@holdfast/core';
 import { Aimd, Gradient2, type LimitAlgorithm, Vegas } from './algorithms.js';
@@ -82,8 +81,8 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
   ) {
     this.name = common.name;
     this.#limit = Math.floor(algorithm.limit);
-    // Latency needs sub-millisecond resolution; a test's own clock is used as it is.
-    this.#now = common.clock === realClock ? () => performance.now() : () => common.clock.now();
+    // Latency needs sub-millisecond resolution and no wall-clock steps: the clock's monotonic time.
+    this.#now = common.elapsed;
   }
 
   get limit(): number {

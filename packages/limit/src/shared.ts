@@ -1,6 +1,7 @@
 import {
   type Bus,
   type Clock,
+  elapsedTime,
   bus as globalBus,
   policies as globalPolicies,
   type PolicyRegistry,
@@ -12,11 +13,14 @@ export interface Common {
   readonly name: string;
   readonly bus: Bus;
   readonly clock: Clock;
+  /** The clock's monotonic time: windows, refills and latencies, which a wall-clock step must not move. */
+  readonly elapsed: () => number;
 }
 
 /** Resolves the common options' defaults. */
 export function commonOf(o: { name: string; bus?: Bus | undefined; clock?: Clock | undefined }): Common {
-  return { name: o.name, bus: o.bus ?? globalBus, clock: o.clock ?? realClock };
+  const clock = o.clock ?? realClock;
+  return { name: o.name, bus: o.bus ?? globalBus, clock, elapsed: elapsedTime(clock) };
 }
 
 /** Lists `policy` on its registry (unless `false`); returns the function that takes it off. */

@@ -48,7 +48,7 @@ class SlidingWindow extends RateLimiterBase {
     super(common, defaultKey);
     // A window that would refuse one more call now still limits its key: forget others first.
     this.#table = new KeyTable<Window>(maxKeys, (s) => {
-      const now = this.common.clock.now();
+      const now = this.common.elapsed();
       const index = Math.floor(now / interval);
       if (index > s.index + 1) return false;
       const previous = index === s.index ? s.previous : s.current;
@@ -60,7 +60,7 @@ class SlidingWindow extends RateLimiterBase {
   take(key: string = this.defaultKey, cost = 1): RateDecision {
     checkCost(this.name, cost, this.limit);
     if (typeof key !== 'string') key = checkKey(this.name, key);
-    const now = this.common.clock.now();
+    const now = this.common.elapsed();
     const w = this.interval;
     const index = Math.floor(now / w);
     const s = this.#table.get(key, () => ({ index, previous: 0, current: 0 }));

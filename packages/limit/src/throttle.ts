@@ -79,7 +79,7 @@ class Throttle implements AdaptiveThrottle {
   ) {
     this.name = common.name;
     this.#sliceMs = window / SLICES;
-    this.#slice = Math.floor(common.clock.now() / this.#sliceMs);
+    this.#slice = Math.floor(common.elapsed() / this.#sliceMs);
   }
 
   get probability(): number {
@@ -133,7 +133,7 @@ class Throttle implements AdaptiveThrottle {
   }
 
   #advance(): number {
-    const slice = Math.floor(this.common.clock.now() / this.#sliceMs);
+    const slice = Math.floor(this.common.elapsed() / this.#sliceMs);
     const steps = Math.min(slice - this.#slice, SLICES);
     for (let i = 1; i <= steps; i++) {
       const at = (this.#slice + i) % SLICES;

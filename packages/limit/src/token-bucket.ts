@@ -49,14 +49,14 @@ class TokenBucket extends RateLimiterBase {
     // A bucket short of one token, refill counted, still refuses calls: forget others first.
     this.#table = new KeyTable<Bucket>(
       maxKeys,
-      (b) => b.tokens + (this.common.clock.now() - b.at) * this.#rate + 1e-9 < 1,
+      (b) => b.tokens + (this.common.elapsed() - b.at) * this.#rate + 1e-9 < 1,
     );
   }
 
   take(key: string = this.defaultKey, cost = 1): RateDecision {
     checkCost(this.name, cost, this.burst);
     if (typeof key !== 'string') key = checkKey(this.name, key);
-    const now = this.common.clock.now();
+    const now = this.common.elapsed();
     const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
     if (now > b.at) {
       b.tokens = Math.min(this.burst, b.tokens + (now - b.at) * this.#rate);

@@ -1,21 +1,11 @@
-import { createBus, createPolicyRegistry } from '@holdfast/core';
-import {
-  AggregationTemporality,
-  type DataPoint,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
+import { AggregationTemporality } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
-import { attributeNames as A, instrument, metricNames } from '../src/index.js';
+import { attributeNames as A, metricNames } from '../src/index.js';
+import { collectPoints } from './collect.js';
 
 describe('instrument(): anomaly scores', () => {
   it('reports each watched key’s last scores as a gauge and counts its alerts', async () => {
-    const bus = createBus();
-    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-    const meterProvider = new MeterProvider({ readers: [reader] });
-    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    const { bus, value, close } = collectPoints();
     try {
       for (const top of [0.2, 0.8]) {
         bus.emit({
@@ -39,34 +29,20 @@ describe('instrument(): anomaly scores', () => {
         value: 0.3,
         expected: 0.01,
       });
-      await reader.forceFlush();
-      const points = (name: string) =>
-        exporter
-          .getMetrics()
-          .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-          .filter((m) => m.descriptor.name === name)
-          .flatMap((m) => m.dataPoints as DataPoint<number>[]);
-      const value = (name: string, attrs: Record<string, string>) =>
-        points(name).find((p) => Object.entries(attrs).every(([k, v]) => p.attributes[k] === v))?.value;
-      expect(value(metricNames.anomalyScore, { [A.anomalyKey]: 'db', [A.anomalyMetric]: 'all' })).toBe(0.8);
-      expect(value(metricNames.anomalyScore, { [A.anomalyKey]: 'db', [A.anomalyMetric]: 'errorRate' })).toBe(0.8);
+      expect(await value(metricNames.anomalyScore, { [A.anomalyKey]: 'db', [A.anomalyMetric]: 'all' })).toBe(0.8);
+      expect(await value(metricNames.anomalyScore, { [A.anomalyKey]: 'db', [A.anomalyMetric]: 'errorRate' })).toBe(0.8);
       expect(
-        value(metricNames.anomalyDetections, { [A.anomalyDetector]: 'forest', [A.anomalyMetric]: 'errorRate' }),
+        await value(metricNames.anomalyDetections, { [A.anomalyDetector]: 'forest', [A.anomalyMetric]: 'errorRate' }),
       ).toBe(1);
     } finally {
-      stop();
-      await meterProvider.shutdown();
+      await close();
     }
   });
 });
 
 describe('instrument(): anomaly scores of keys the watch forgot', () => {
   it('a key forgotten while raised loses its scores at once; 20,000 keys in turn stay bounded and the newest is reported', async () => {
-    const bus = createBus();
-    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-    const meterProvider = new MeterProvider({ readers: [reader] });
-    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    const { bus, points, close } = collectPoints();
     const scoreOf = (key: string, value: number) =>
       bus.emit({
         type: 'anomaly.score',
@@ -77,15 +53,7 @@ describe('instrument(): anomaly scores of keys the watch forgot', () => {
         raised: value >= 0.5,
         metrics: [{ name: 'latencyP99', value: 30, expected: 20, score: value }],
       });
-    const scores = async () => {
-      exporter.reset();
-      await reader.forceFlush();
-      return exporter
-        .getMetrics()
-        .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-        .filter((m) => m.descriptor.name === metricNames.anomalyScore)
-        .flatMap((m) => m.dataPoints as DataPoint<number>[]);
-    };
+    const scores = () => points(metricNames.anomalyScore);
     try {
       scoreOf('host-a', 0.9);
       bus.emit({
@@ -101,12 +69,11 @@ describe('instrument(): anomaly scores of keys the watch forgot', () => {
       expect((await scores()).filter((p) => p.attributes[A.anomalyKey] === 'host-a')).toEqual([]);
 
       for (let i = 0; i < 20_000; i++) scoreOf(`host-${i}`, 0.1);
-      const points = await scores();
-      expect(points.length).toBeLessThanOrEqual(5_000);
-      expect(points.some((p) => p.attributes[A.anomalyKey] === 'host-19999')).toBe(true);
+      const all = await scores();
+      expect(all.length).toBeLessThanOrEqual(5_000);
+      expect(all.some((p) => p.attributes[A.anomalyKey] === 'host-19999')).toBe(true);
     } finally {
-      stop();
-      await meterProvider.shutdown();
+      await close();
     }
   });
 });
@@ -117,22 +84,11 @@ describe('instrument(): a forgotten key after a collection, by temporality (the 
     [AggregationTemporality.CUMULATIVE, true],
   ] as const) {
     it(`${temporality === AggregationTemporality.DELTA ? 'delta: dropped' : 'cumulative: the SDK keeps exporting its last score'}`, async () => {
-      const bus = createBus();
-      const exporter = new InMemoryMetricExporter(temporality);
-      const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-      const meterProvider = new MeterProvider({ readers: [reader] });
-      const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
-      const hostA = async () => {
-        exporter.reset();
-        await reader.forceFlush();
-        return exporter
-          .getMetrics()
-          .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-          .filter((m) => m.descriptor.name === metricNames.anomalyScore)
-          .flatMap((m) => m.dataPoints as DataPoint<number>[])
+      const { bus, points, close } = collectPoints({ temporality });
+      const hostA = async () =>
+        (await points(metricNames.anomalyScore))
           .filter((p) => p.attributes[A.anomalyKey] === 'host-a' && p.attributes[A.anomalyMetric] === 'all')
           .map((p) => p.value);
-      };
       try {
         bus.emit({
           type: 'anomaly.score',
@@ -156,8 +112,7 @@ describe('instrument(): a forgotten key after a collection, by temporality (the 
         });
         expect(await hostA()).toEqual(kept ? [0.9] : []);
       } finally {
-        stop();
-        await meterProvider.shutdown();
+        await close();
       }
     });
   }
@@ -165,11 +120,7 @@ describe('instrument(): a forgotten key after a collection, by temporality (the 
 
 describe('instrument(): two anomaly watches on one bus', () => {
   it('watching the same key, each watch has its own score and detection rows, by policy name', async () => {
-    const bus = createBus();
-    const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-    const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-    const meterProvider = new MeterProvider({ readers: [reader] });
-    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    const { bus, points, value: valueWith, close } = collectPoints();
     const scoreOf = (source: string, value: number) =>
       bus.emit({
         type: 'anomaly.score',
@@ -192,22 +143,8 @@ describe('instrument(): two anomaly watches on one bus', () => {
         value: 300,
         expected: 21,
       });
-    const points = async (name: string) => {
-      exporter.reset();
-      await reader.forceFlush();
-      return exporter
-        .getMetrics()
-        .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-        .filter((m) => m.descriptor.name === name)
-        .flatMap((m) => m.dataPoints as DataPoint<number>[]);
-    };
-    const value = async (name: string, policy: string, metric: string) =>
-      (await points(name)).find(
-        (p) =>
-          p.attributes[A.policy] === policy &&
-          p.attributes[A.anomalyKey] === 'db' &&
-          p.attributes[A.anomalyMetric] === metric,
-      )?.value;
+    const value = (name: string, policy: string, metric: string) =>
+      valueWith(name, { [A.policy]: policy, [A.anomalyKey]: 'db', [A.anomalyMetric]: metric });
     try {
       scoreOf('fast', 0.9);
       scoreOf('slow', 0.1);
@@ -233,8 +170,7 @@ describe('instrument(): two anomaly watches on one bus', () => {
       expect(await value(metricNames.anomalyDetections, 'fast', 'latencyP99')).toBe(2);
       expect(await value(metricNames.anomalyDetections, 'slow', 'latencyP99')).toBe(1);
     } finally {
-      stop();
-      await meterProvider.shutdown();
+      await close();
     }
   });
 });

@@ -1,41 +1,11 @@
 import { createServer } from 'node:net';
-import { createBus, createPolicyRegistry, fallback, hedge } from '@holdfast/core';
+import { fallback, hedge } from '@holdfast/core';
 import { adaptiveConcurrency, adaptiveThrottle, bulkhead, tokenBucket } from '@holdfast/limit';
 import { redisRateLimiter } from '@holdfast/limit/redis';
-import {
-  AggregationTemporality,
-  type DataPoint,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
 import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { instrument, metricNames as M } from '../src/index.js';
-
-function setup() {
-  const bus = createBus();
-  const policies = createPolicyRegistry();
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-  const meterProvider = new MeterProvider({ readers: [reader] });
-  const stop = instrument({ bus, meterProvider, policies, spans: false });
-  const points = async (name: string) => {
-    exporter.reset();
-    await reader.forceFlush();
-    return exporter
-      .getMetrics()
-      .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-      .filter((m) => m.descriptor.name === name)
-      .flatMap((m) => m.dataPoints as DataPoint<number>[])
-      .map((p) => ({ attributes: p.attributes, value: p.value }));
-  };
-  const close = async () => {
-    stop();
-    await meterProvider.shutdown();
-  };
-  return { bus, policies, points, close };
-}
+import { metricNames as M } from '../src/index.js';
+import { collectPoints } from './collect.js';
 
 const gate = () => {
   let open!: () => void;
@@ -47,7 +17,7 @@ const gate = () => {
 
 describe('instrument(): bulkheads, rate limiters, adaptive limiters, throttles, hedges, fallbacks', () => {
   it('counts real rejections by kind and reason and reads occupancy from the snapshots', async () => {
-    const { bus, policies, points, close } = setup();
+    const { bus, policies, points, close } = collectPoints();
     try {
       // A bulkhead of 2 with a queue of 1: 2 run, 1 waits, the next 3 are refused as full.
       const pool = bulkhead({ maxConcurrent: 2, maxQueue: 1, bus, policies, name: 'db-pool' });
@@ -113,7 +83,7 @@ describe('instrument(): bulkheads, rate limiters, adaptive limiters, throttles, 
   });
 
   it('reports a throttle refusal probability, throttle refusals, hedges and fallbacks', async () => {
-    const { bus, policies, points, close } = setup();
+    const { bus, policies, points, close } = collectPoints();
     try {
       let seed = 7;
       const random = () => {
@@ -185,7 +155,7 @@ describe('instrument(): bulkheads, rate limiters, adaptive limiters, throttles, 
   });
 
   it('reports the limit of a limiter nobody registered from its concurrency.limit events', async () => {
-    const { bus, points, close } = setup();
+    const { bus, points, close } = collectPoints();
     try {
       const adaptive = adaptiveConcurrency({
         algorithm: 'aimd',
@@ -222,7 +192,7 @@ describe('instrument(): a Redis rate limiter that cannot reach Redis', () => {
       retryStrategy: () => null,
     });
     client.on('error', () => {}); // refused connections are the point here
-    const { bus, policies, points, close } = setup();
+    const { bus, policies, points, close } = collectPoints();
     const limiter = redisRateLimiter({
       client,
       limit: 5,

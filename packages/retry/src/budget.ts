@@ -1,6 +1,7 @@
 import {
   type Clock,
   DisposedError,
+  elapsedTime,
   policies as globalPolicies,
   parseOptions,
   realClock,
@@ -80,6 +81,8 @@ class TokenRetryBudget implements RetryBudget {
   readonly #calls = new Array<number>(SLICES).fill(0);
   readonly #retries = new Array<number>(SLICES).fill(0);
   readonly #sliceMs: number;
+  /** The clock's monotonic time: the window slides with real time, whatever the wall clock does. */
+  readonly #elapsed: () => number;
   /** Retries allowed in any window, whatever the traffic. */
   readonly #floor: number;
   #slice: number;
@@ -104,7 +107,8 @@ class TokenRetryBudget implements RetryBudget {
   ) {
     this.#sliceMs = ttl / SLICES;
     this.#floor = (minPerSecond * ttl) / 1000;
-    this.#slice = Math.floor(clock.now() / this.#sliceMs);
+    this.#elapsed = elapsedTime(clock);
+    this.#slice = Math.floor(this.#elapsed() / this.#sliceMs);
     this.#at = ring(this.#slice);
     this.#readEvery = clock === realClock ? DEPOSITS_PER_READ : 1;
   }
@@ -165,10 +169,10 @@ class TokenRetryBudget implements RetryBudget {
   #advance(): number {
     if (this.#disposed) throw new DisposedError(this.name);
     this.#unread = 0;
-    const slice = Math.floor(this.clock.now() / this.#sliceMs);
+    const slice = Math.floor(this.#elapsed() / this.#sliceMs);
     const steps = slice - this.#slice;
     if (steps < -SLICES) {
-      // The wall clock stepped back by more than the window: start over from now, or nothing
+      // A clock without monotonic() stepped back by more than the window: start over from now, or nothing
       // would leave the window until the clock caught up, and an hour of calls would pay for
       // an hour's worth of retries in an outage.
       this.#calls.fill(0);

@@ -3,6 +3,7 @@ import {
   CallScope,
   type Clock,
   type ExecuteOptions,
+  elapsedTime,
   errorLabel,
   bus as globalBus,
   type Operation,
@@ -43,6 +44,7 @@ export function retry(options: RetryOptions = {}): RetryPolicy {
     name: o.name,
     bus: o.bus ?? globalBus,
     clock,
+    elapsed: elapsedTime(clock),
     maxAttempts: o.maxAttempts,
     maxElapsed: o.maxElapsed ?? Number.POSITIVE_INFINITY,
     backoff: resolveBackoff(o),
@@ -59,6 +61,8 @@ interface Settings {
   readonly name: string;
   readonly bus: Bus;
   readonly clock: Clock;
+  /** The clock's monotonic time, for maxElapsed: a wall-clock step must not end or extend a call. */
+  readonly elapsed: () => number;
   readonly maxAttempts: number;
   readonly maxElapsed: number;
   readonly backoff: Backoff;
@@ -75,7 +79,7 @@ interface Run<T> {
   readonly fn: Operation<T>;
   /** The call's link to the caller's signal, for as long as it retries. */
   readonly scope: CallScope;
-  /** When the call started (clock ms), for maxElapsed. */
+  /** When the call started (the clock's monotonic ms), for maxElapsed. */
   readonly start: number;
   /** The attempt that runs next, or that last ran. */
   attempt: number;
@@ -122,7 +126,7 @@ class RetryingPolicy implements RetryPolicy {
       scope.release();
       throw scope.reason;
     }
-    const start = this.#s.maxElapsed === Number.POSITIVE_INFINITY ? 0 : this.#s.clock.now();
+    const start = this.#s.maxElapsed === Number.POSITIVE_INFINITY ? 0 : this.#s.elapsed();
     this.budget?.deposit();
     // The first attempt runs here, outside p-retry: a first-try success pays for nothing else.
     let value: T;
@@ -223,7 +227,8 @@ class RetryingPolicy implements RetryPolicy {
     const hinted = s.retryAfter ? retryAfterOf(value, isResult, now) : undefined;
     const delay =
       hinted === undefined ? nextDelay(s.backoff, attempts, run.delay, s.random) : Math.min(hinted, s.backoff.maxDelay);
-    if (now + delay - run.start > s.maxElapsed) this.#giveUp(run, 'maxElapsed', value, isResult);
+    if (s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed)
+      this.#giveUp(run, 'maxElapsed', value, isResult);
     if (s.budget !== undefined && !s.budget.tryWithdraw()) {
       if (s.bus.wants('retry.budgetExhausted')) {
         s.bus.emit({
