@@ -181,10 +181,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     handled.then((payload) => {
       const held = stateOf(request);
       if (run === undefined || held?.run !== run) return;
-      // Hijacked, or written on the raw response, after its client left: it can never complete.
+      // Hijacked, or written on the raw response, after its client left: it can never complete,
+      // and the handler ran (released, a retry ran it again).
       if (reply.sent || reply.raw.headersSent) {
         held.run = undefined;
-        void run.abandon('E_INCOMPLETE');
+        void run.lost();
         return;
       }
       // A value: Fastify sends it. Nothing, to a client it thinks is there: Fastify sends that too.
@@ -387,11 +388,19 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         const held = stateOf(request);
         if (held?.run !== run) return;
         // Hijacked and taken from the raw response: that watch says when it is complete, and a
-        // client that left before it started changes nothing (the handler still ends it). One
-        // whose handler threw will never be ended (Fastify leaves a hijacked reply to it): as for
-        // a handler that throws unhijacked, its key is freed.
+        // client that left before it ended changes nothing while the handler runs (an end then is
+        // stored whole). One whose handler threw will never be ended (Fastify leaves a hijacked
+        // reply to it): as for a handler that throws unhijacked, its key is freed. One whose
+        // handler returned, its client gone, is not ended by it: the response is lost.
         if (held.captured) {
-          if (held.handled !== undefined) Promise.resolve(held.handled).then(noop, abandonRun(run));
+          if (held.handled !== undefined) Promise.resolve(held.handled).then(loseRun(run), abandonRun(run));
+          return;
+        }
+        // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
+        // watch saw its bytes, and the handler ran (released, a retry ran it again).
+        if (reply.raw.headersSent && !timedOut(request)) {
+          held.run = undefined;
+          void run.lost();
           return;
         }
         if (reply.sent) {
@@ -540,6 +549,10 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function noop(): void {}
+
+function loseRun(run: Run): () => void {
+  return () => void run.lost();
+}
 
 function abandonRun(run: Run): () => void {
   return () => void run.abandon('E_INCOMPLETE');
