@@ -418,9 +418,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           return;
         }
         // Its client left first: the handler's response is still stored when it comes, and an
-        // async handler's that Fastify drops (it resolved with nothing) is sent for it.
+        // async handler's that Fastify drops (it resolved with nothing) is sent for it. One that
+        // never comes gets the response-lost problem before the lease runs out (a takeover ran
+        // the handler again).
         held.left = true;
         if (held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
+        run.lostUnlessEnded();
       });
     }
     done();

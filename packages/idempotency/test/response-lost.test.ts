@@ -190,6 +190,30 @@ describe('fastify: a response the plugin cannot store whole', () => {
     },
   );
 
+  it.each([
+    ['a sync handler that never answers', false],
+    ['an async handler whose promise never settles', true],
+  ])('%s once its client left: the response-lost problem at its lease end, not a takeover', async (_, isAsync) => {
+    const running = gate();
+    const { port, ran } = await fastifyApp((app, ran) => {
+      if (isAsync) {
+        app.post('/orders', async () => {
+          ran.count++;
+          running.open();
+          await new Promise(() => {}); // waits on a lock that is never freed
+        });
+      } else {
+        app.post('/orders', () => {
+          ran.count++;
+          running.open(); // answers from a callback that never comes
+        });
+      }
+    }, 400);
+    await leaveWhile(port, keyedPost('/orders'), running.opened);
+    expectLost(await settledRetry(port));
+    expect(ran.count).toBe(1);
+  });
+
   it('a reply.send(stream) whose client leaves part way: the response-lost problem, the handler ran once', async () => {
     const wrote = gate();
     const { port, ran } = await fastifyApp((app, ran) => {
