@@ -28,10 +28,11 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * - A response closed before the handler ended it by the server itself (the handler threw after
  *   the headers and Express destroyed the socket, a stream failed) releases the key.
  * - A response closed by its client before its end (started or not) is stored whole if the
- *   handler still ends it, so a retry gets 409 then the replay. One it never ends (a stream piped
- *   to it, a file, a handler that stops when the client leaves) gets the response-lost problem
- *   shortly before its lease runs out ({@link Run.lostUnlessEnded}): the handler ran, and a
- *   retry must not run it again (the key was released, and it did).
+ *   handler still ends it, so a retry gets 409 then the replay. One it never ends (a handler that
+ *   stops when the client leaves) gets the response-lost problem shortly before its lease runs
+ *   out ({@link Run.lostUnlessEnded}); one a stream was piped to (a pipeline, a file), which
+ *   nothing will end, at once: the handler ran, and a retry must not run it again (the key was
+ *   released, and it did).
  * - `ending(status, res, body)` says what a finished response is when it is not the handler's own:
  *   `'release'` releases its key instead of storing it (Express: the router's own 404 for a path
  *   no route served); `'outlived'`, an answer sent while the handler may still run (a timeout
@@ -62,6 +63,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
     // Closed by the server (the handler threw after its headers, a stream failed): released.
     if (!clientLeft) void run.abandon('E_INCOMPLETE');
+    // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
+    // is unpiped or destroyed now, and will never end it.
+    else if (res.listenerCount('unpipe') > 0) void run.lost();
     // By its client: the handler may have made its effect, and may still end the response.
     else run.lostUnlessEnded();
   });
