@@ -393,7 +393,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         // reply to it): as for a handler that throws unhijacked, its key is freed. One whose
         // handler returned, its client gone, is not ended by it: the response is lost.
         if (held.captured) {
-          if (held.handled !== undefined) Promise.resolve(held.handled).then(loseRun(run), abandonRun(run));
+          if (held.handled !== undefined) Promise.resolve(held.handled).then(() => run.lost(), abandonRun(run));
           return;
         }
         // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
@@ -552,10 +552,6 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 }
 
 function noop(): void {}
-
-function loseRun(run: Run): () => void {
-  return () => void run.lost();
-}
 
 function abandonRun(run: Run): () => void {
   return () => void run.abandon('E_INCOMPLETE');

@@ -46,9 +46,9 @@ const problems: Record<ProblemKind, { status: number; title: string; detail: str
   // few times and then give up on, never a 409 they would retry until the record expires.
   responseLost: {
     status: 500,
-    title: 'The request with this Idempotency-Key was processed, and its response lost',
+    title: 'The request was processed; its response was lost',
     detail:
-      'Its response was cut off before it was complete (the client left, or it was written where it could not be recorded), and cannot be replayed. The request is not run again with this key: check whether it took effect before sending it again with a new key.',
+      'Its response was cut off and cannot be replayed; the request is not run again with this key. Check its effect before sending it with a new key.',
   },
   storeUnavailable: {
     status: 503,
