@@ -15,7 +15,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
-import { captureNodeResponse } from './http/node.js';
+import { captureNodeResponse, sentStatus } from './http/node.js';
 import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
@@ -185,7 +185,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       // and the handler ran (released, a retry ran it again).
       if (reply.sent || reply.raw.headersSent) {
         held.run = undefined;
-        void run.lost();
+        void run.lost(sentStatus(reply.raw));
         return;
       }
       // A value: Fastify sends it. Nothing, to a client it thinks is there: Fastify sends that too.
@@ -393,14 +393,15 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         // reply to it): as for a handler that throws unhijacked, its key is freed. One whose
         // handler returned, its client gone, is not ended by it: the response is lost.
         if (held.captured) {
-          if (held.handled !== undefined) Promise.resolve(held.handled).then(() => run.lost(), abandonRun(run));
+          if (held.handled !== undefined)
+            Promise.resolve(held.handled).then(() => run.lost(sentStatus(reply.raw)), abandonRun(run));
           return;
         }
         // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
         // watch saw its bytes, and the handler ran (released, a retry ran it again).
         if (reply.raw.headersSent && !timedOut(request)) {
           held.run = undefined;
-          void run.lost();
+          void run.lost(reply.raw.statusCode);
           return;
         }
         if (reply.sent) {
@@ -423,7 +424,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         // the handler again).
         held.left = true;
         if (held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
-        run.lostUnlessEnded();
+        run.lostUnlessEnded(() => sentStatus(reply.raw));
       });
     }
     done();

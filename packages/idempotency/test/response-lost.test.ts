@@ -66,9 +66,14 @@ function expectLost(answer: Awaited<ReturnType<typeof retry>>) {
   expect(JSON.parse(answer.body)).toMatchObject({ type: problemTypes.responseLost, status: 500 });
 }
 
-async function expressApp(store: IdempotencyStore, handler: express.RequestHandler, leaseMs = 60_000) {
+async function expressApp(
+  store: IdempotencyStore,
+  handler: express.RequestHandler,
+  leaseMs = 60_000,
+  store5xx = false,
+) {
   const app = express();
-  app.use(idempotency({ store, scope: 'global', bus: createBus(), leaseMs }));
+  app.use(idempotency({ store, scope: 'global', bus: createBus(), leaseMs, store5xx }));
   const ran = { count: 0 };
   app.post('/orders', (req, res, next) => {
     ran.count++;
@@ -77,10 +82,20 @@ async function expressApp(store: IdempotencyStore, handler: express.RequestHandl
   return { port: await listenNode(createServer(app)), ran };
 }
 
-async function fastifyApp(setup: (app: FastifyInstance, ran: { count: number }) => void, leaseMs = 60_000) {
+async function fastifyApp(
+  setup: (app: FastifyInstance, ran: { count: number }) => void,
+  leaseMs = 60_000,
+  store5xx = false,
+) {
   const app = Fastify();
   closers.push(() => app.close());
-  await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global', bus: createBus(), leaseMs });
+  await app.register(fastifyIdempotency, {
+    store: memoryStore(),
+    scope: 'global',
+    bus: createBus(),
+    leaseMs,
+    store5xx,
+  });
   const ran = { count: 0 };
   setup(app, ran);
   await app.listen({ port: 0, host: '127.0.0.1' });
@@ -271,5 +286,63 @@ describe('fastify: a response the plugin cannot store whole', () => {
       body: 'part one, part two',
     });
     expect(ran.count).toBe(1);
+  });
+
+  /**
+   * A 5xx the handler sent is its failure, whether or not its client got all of it: released by
+   * default (store5xx off), as a whole one is, so the retry runs; the response-lost problem with
+   * store5xx. (The response-lost problem made it the key's answer, and the retry never ran.)
+   */
+  it.each([
+    [false, 2],
+    [true, 1],
+  ])('written on reply.raw unhijacked with a 502, store5xx %s: the handler ran %i times', async (store5xx, runs) => {
+    const { port, ran } = await fastifyApp(
+      (app, ran) => {
+        app.post('/orders', async (_request, reply) => {
+          ran.count++;
+          reply.raw.writeHead(502, { 'content-type': 'text/plain' });
+          reply.raw.end('upstream failed');
+        });
+      },
+      60_000,
+      store5xx,
+    );
+    expect((await retry(port)).status).toBe(502);
+    const second = await settledRetry(port);
+    if (store5xx) expectLost(second);
+    else expect(second).toMatchObject({ status: 502, replayed: null });
+    expect(ran.count).toBe(runs);
+  });
+});
+
+describe('express: a streamed 5xx whose client leaves part way', () => {
+  it.each([
+    [false, 2],
+    [true, 1],
+  ])('a stream piped under a 503, store5xx %s: the handler ran %i times', async (store5xx, runs) => {
+    const wrote = gate();
+    const { port, ran } = await expressApp(
+      memoryStore(),
+      (_req, res) => {
+        const source = new Readable({ read() {} });
+        res.status(503).type('text/plain');
+        source.pipe(res);
+        source.push('partial failure report\n');
+        if (ran.count === 1) wrote.open();
+        else source.push(null);
+      },
+      60_000,
+      store5xx,
+    );
+    await leaveWhile(
+      port,
+      keyedPost('/orders'),
+      wrote.opened.then(() => tick(20)),
+    );
+    const second = await settledRetry(port);
+    if (store5xx) expectLost(second);
+    else expect(second).toMatchObject({ status: 503, replayed: null });
+    expect(ran.count).toBe(runs);
   });
 });

@@ -484,7 +484,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 
 interface RunOwner {
   readonly clock: Clock;
-  readonly options: { readonly leaseMs: number };
+  readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
   verdict(status: number, body: BodyCollector): ErrorLabel;
   settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
 }
@@ -556,9 +556,12 @@ export class Run {
    * The handler ran, so its effect may have happened, and its response can never be stored whole
    * (cut off when its client left, or written where it was not seen). A problem that says so
    * (500, `idempotency-response-lost`) is stored for the key, whatever `store5xx` says: a retry
-   * gets it, never a second run. Releasing the key instead ran the handler again.
+   * gets it, never a second run. Releasing the key instead ran the handler again. `sent`: the
+   * status already sent, if it was: a 5xx is the handler's failure, released (unless `store5xx`)
+   * as a whole one is.
    */
-  lost(): Promise<void> {
+  lost(sent?: number): Promise<void> {
+    if (sent !== undefined && sent >= 500 && !this.owner.options.store5xx) return this.abandon(`HTTP_${sent}`);
     if (this.#settled) return Promise.resolve();
     this.#settled = true;
     const { status, headers, body } = problem('responseLost');
@@ -571,13 +574,14 @@ export class Run {
    * Its client left before the response ended: the handler may still end it, and it is then
    * stored whole. If it has not shortly before the lease runs out (after which a retry would take
    * the key over and run the handler again), {@link lost} is stored. The timer holds nothing open.
+   * `sent`: the status sent by then, if any (see {@link lost}).
    */
-  lostUnlessEnded(): void {
+  lostUnlessEnded(sent: () => number | undefined): void {
     if (this.#settled) return;
     const { clock, options } = this.owner;
     const margin = Math.min(1_000, options.leaseMs / 10);
     const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - clock.now());
-    clock.setTimeout(() => void this.lost(), ms);
+    clock.setTimeout(() => void this.lost(sent()), ms);
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */

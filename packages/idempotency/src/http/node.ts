@@ -2,6 +2,11 @@ import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { allowedHeaders, type BodyCollector, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
+/** The status a response has sent, once its headers went. */
+export function sentStatus(res: ServerResponse): number | undefined {
+  return res.headersSent ? res.statusCode : undefined;
+}
+
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
 export function sendRaw(res: ServerResponse, response: HttpResponse): void {
   res.writeHead(response.status, response.headers as OutgoingHttpHeaders);
@@ -65,9 +70,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     if (!clientLeft) void run.abandon('E_INCOMPLETE');
     // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
     // is unpiped or destroyed now, and will never end it.
-    else if (res.listenerCount('unpipe') > 0) void run.lost();
+    else if (res.listenerCount('unpipe') > 0) void run.lost(sentStatus(res));
     // By its client: the handler may have made its effect, and may still end the response.
-    else run.lostUnlessEnded();
+    else run.lostUnlessEnded(() => sentStatus(res));
   });
 }
 

@@ -33,7 +33,7 @@ export function teeStream(source: Readable, run: Run, status: number, headers: O
   });
   source.once('close', () => {
     if (ended) return;
-    if (out.destroyed) void run.lost();
+    if (out.destroyed) void run.lost(status);
     else void run.abandon('E_INCOMPLETE');
   });
   return out;
