@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, leaveWhile } from './http-support/leave.js';
+import { gate, keyedPost, leaveWhile, sendKeyed } from './http-support/leave.js';
 
 /**
  * The middleware on Express 4 (a peer range it claims: `^4.21.0 || ^5.0.0`) as on Express 5:
@@ -29,17 +29,8 @@ async function serve(express: typeof express5, setup: (app: express5.Express, ra
   setup(app, ran);
   const port = await listenNode(createServer(app));
   const send = async (path = '/orders') => {
-    const response = await fetch(`http://127.0.0.1:${port}${path}`, {
-      method: 'POST',
-      headers: { 'idempotency-key': 'k', 'content-type': 'text/plain' },
-      body: 'hi',
-      signal: AbortSignal.timeout(3_000),
-    });
-    return {
-      status: response.status,
-      replayed: response.headers.get('idempotent-replayed'),
-      body: await response.text(),
-    };
+    const { type: _, ...answer } = await sendKeyed(`http://127.0.0.1:${port}${path}`);
+    return answer;
   };
   return { port, send, ran };
 }

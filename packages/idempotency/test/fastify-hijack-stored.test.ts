@@ -4,6 +4,7 @@ import Fastify, { type FastifyReply } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
+import { sendKeyed } from './http-support/leave.js';
 import { slowStore } from './http-support/slow-store.js';
 
 /**
@@ -29,20 +30,7 @@ async function hijacking(answer: (reply: FastifyReply) => void, store: Idempoten
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/reports`;
-  const send = async () => {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: { 'idempotency-key': 'k', 'content-type': 'text/plain' },
-      body: 'hi',
-      signal: AbortSignal.timeout(3_000),
-    });
-    return {
-      status: response.status,
-      type: response.headers.get('content-type'),
-      replayed: response.headers.get('idempotent-replayed'),
-      body: await response.text(),
-    };
-  };
+  const send = () => sendKeyed(url);
   return { send, ran };
 }
 

@@ -11,7 +11,7 @@ import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { problemTypes } from '../src/http/index.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, leaveWhile } from './http-support/leave.js';
+import { gate, keyedPost, leaveWhile, sendKeyed } from './http-support/leave.js';
 import { slowStore } from './http-support/slow-store.js';
 
 /**
@@ -31,20 +31,7 @@ const stores: [string, () => IdempotencyStore][] = [
   ['a store in another process', () => slowStore({ completeMs: 20 })],
 ];
 
-async function retry(port: number) {
-  const response = await fetch(`http://127.0.0.1:${port}/orders`, {
-    method: 'POST',
-    headers: { 'idempotency-key': 'k', 'content-type': 'text/plain' },
-    body: 'hi',
-    signal: AbortSignal.timeout(3_000),
-  });
-  return {
-    status: response.status,
-    replayed: response.headers.get('idempotent-replayed'),
-    type: response.headers.get('content-type'),
-    body: await response.text(),
-  };
-}
+const retry = (port: number) => sendKeyed(`http://127.0.0.1:${port}/orders`);
 
 /** Retries until the key is no longer in progress (bounded): what the retry then gets. */
 async function settledRetry(port: number) {

@@ -34,3 +34,22 @@ export async function leaveWhile(port: number, request: string, when: Promise<un
 export function keyedPost(path: string, key = 'k'): string {
   return `POST ${path} HTTP/1.1\r\nHost: x\r\nIdempotency-Key: ${key}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi`;
 }
+
+/**
+ * What {@link keyedPost} sends, over fetch: its status, `Idempotent-Replayed`, content type and
+ * body. Bounded: a request that hangs fails the test.
+ */
+export async function sendKeyed(url: string, key = 'k') {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'idempotency-key': key, 'content-type': 'text/plain' },
+    body: 'hi',
+    signal: AbortSignal.timeout(3_000),
+  });
+  return {
+    status: response.status,
+    replayed: response.headers.get('idempotent-replayed'),
+    type: response.headers.get('content-type'),
+    body: await response.text(),
+  };
+}
