@@ -15,7 +15,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
-import { captureNodeResponse } from './http/node.js';
+import { captureNodeResponse, sentStatus } from './http/node.js';
 import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
@@ -181,10 +181,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     handled.then((payload) => {
       const held = stateOf(request);
       if (run === undefined || held?.run !== run) return;
-      // Hijacked, or written on the raw response, after its client left: it can never complete.
+      // Hijacked, or written on the raw response, after its client left: it can never complete,
+      // and the handler ran (released, a retry ran it again).
       if (reply.sent || reply.raw.headersSent) {
         held.run = undefined;
-        void run.abandon('E_INCOMPLETE');
+        void run.lost(sentStatus(reply.raw));
         return;
       }
       // A value: Fastify sends it. Nothing, to a client it thinks is there: Fastify sends that too.
@@ -387,11 +388,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         const held = stateOf(request);
         if (held?.run !== run) return;
         // Hijacked and taken from the raw response: that watch says when it is complete, and a
-        // client that left before it started changes nothing (the handler still ends it). One
-        // whose handler threw will never be ended (Fastify leaves a hijacked reply to it): as for
-        // a handler that throws unhijacked, its key is freed.
+        // client that left before it ended changes nothing while the handler runs (an end then is
+        // stored whole). One whose handler threw will never be ended (Fastify leaves a hijacked
+        // reply to it): as for a handler that throws unhijacked, its key is freed. One whose
+        // handler returned, its client gone, is not ended by it: the response is lost.
         if (held.captured) {
-          if (held.handled !== undefined) Promise.resolve(held.handled).then(noop, abandonRun(run));
+          if (held.handled !== undefined)
+            Promise.resolve(held.handled).then(() => run.lost(sentStatus(reply.raw)), abandonRun(run));
+          return;
+        }
+        // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
+        // watch saw its bytes, and the handler ran (released, a retry ran it again).
+        if (reply.raw.headersSent && !timedOut(request)) {
+          held.run = undefined;
+          void run.lost(reply.raw.statusCode);
           return;
         }
         if (reply.sent) {
@@ -409,9 +419,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           return;
         }
         // Its client left first: the handler's response is still stored when it comes, and an
-        // async handler's that Fastify drops (it resolved with nothing) is sent for it.
+        // async handler's that Fastify drops (it resolved with nothing) is sent for it. One that
+        // never comes gets the response-lost problem before the lease runs out (a takeover ran
+        // the handler again).
         held.left = true;
         if (held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
+        run.lostUnlessEnded(() => sentStatus(reply.raw));
       });
     }
     done();

@@ -1,35 +1,19 @@
-import { once } from 'node:events';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
+import { gate, keyedPost, leaveWhile as leave } from './http-support/leave.js';
 
 const apps: ReturnType<typeof Fastify>[] = [];
 afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
 
-function gate() {
-  let open: () => void = () => {};
-  const opened = new Promise<void>((resolve) => {
-    open = resolve;
-  });
-  return { open, opened };
-}
-
-/** A keyed POST sent on a raw socket, which the client closes once `running` resolves. */
+/** A keyed POST whose client leaves once `running` resolves; then a moment for the server to see it. */
 async function leaveWhile(port: number, running: Promise<void>) {
-  const socket = connect(port, '127.0.0.1');
-  await once(socket, 'connect');
-  socket.write(
-    'POST /reports HTTP/1.1\r\nHost: x\r\nIdempotency-Key: k\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi',
-  );
-  await running;
-  const closed = once(socket, 'close');
-  socket.destroy();
-  await closed;
+  await leave(port, keyedPost('/reports'), running);
   await new Promise((resolve) => setTimeout(resolve, 20));
 }
 

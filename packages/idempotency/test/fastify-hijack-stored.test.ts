@@ -4,6 +4,8 @@ import Fastify, { type FastifyReply } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
+import { sendKeyed } from './http-support/leave.js';
+import { slowStore } from './http-support/slow-store.js';
 
 /**
  * A handler that hijacks its reply (`reply.hijack()`) and answers on the raw response (a proxy,
@@ -15,19 +17,6 @@ const apps: ReturnType<typeof Fastify>[] = [];
 afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
-
-/** A store in another process, in effect (its calls are not the in-process store's): the response's end waits for it. */
-function remote(): IdempotencyStore {
-  const inner = memoryStore();
-  return {
-    claim: (key, fingerprint, leaseMs) => inner.claim(key, fingerprint, leaseMs),
-    complete: async (key, token, outcome, ttlMs) => {
-      await new Promise((resolve) => setTimeout(resolve, 20));
-      return inner.complete(key, token, outcome, ttlMs);
-    },
-    release: (key, token) => inner.release(key, token),
-  };
-}
 
 async function hijacking(answer: (reply: FastifyReply) => void, store: IdempotencyStore = memoryStore()) {
   const app = Fastify();
@@ -41,27 +30,14 @@ async function hijacking(answer: (reply: FastifyReply) => void, store: Idempoten
   });
   await app.listen({ port: 0, host: '127.0.0.1' });
   const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/reports`;
-  const send = async () => {
-    const response = await fetch(url, {
-      method: 'POST',
-      headers: { 'idempotency-key': 'k', 'content-type': 'text/plain' },
-      body: 'hi',
-      signal: AbortSignal.timeout(3_000),
-    });
-    return {
-      status: response.status,
-      type: response.headers.get('content-type'),
-      replayed: response.headers.get('idempotent-replayed'),
-      body: await response.text(),
-    };
-  };
+  const send = () => sendKeyed(url);
   return { send, ran };
 }
 
 describe('fastify plugin: a hijacked reply that ends', () => {
   it.each([
     ['memoryStore()', memoryStore],
-    ['a store in another process', remote],
+    ['a store in another process', () => slowStore({ completeMs: 20 })],
   ])('is stored (%s): the retry gets the replay, the handler ran once', async (_, store) => {
     const { send, ran } = await hijacking((reply) => {
       reply.raw.writeHead(201, { 'content-type': 'text/plain' });

@@ -4,8 +4,9 @@ import compression from 'compression';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
-import { type IdempotencyStore, memoryStore } from '../src/index.js';
+import type { IdempotencyStore } from '../src/index.js';
 import { closeAll, listenNode } from './http-support/body-apps.js';
+import { slowStore } from './http-support/slow-store.js';
 
 /**
  * A response held while a store outside the process keeps it (ed357cd): what happens when the
@@ -21,19 +22,6 @@ afterEach(async () => {
 });
 
 const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A store whose completions fail as `complete` says; its claims and releases are memoryStore()'s. */
-function failingComplete(
-  complete: () => Promise<boolean>,
-): IdempotencyStore & { inner: ReturnType<typeof memoryStore> } {
-  const inner = memoryStore();
-  return {
-    inner,
-    claim: (key, fingerprint, leaseMs) => inner.claim(key, fingerprint, leaseMs),
-    complete: () => complete(),
-    release: (key, token) => inner.release(key, token),
-  };
-}
 
 async function serve(store: IdempotencyStore, handler: express.RequestHandler, between: express.RequestHandler[] = []) {
   const events: HoldfastEvent[] = [];
@@ -73,7 +61,7 @@ describe('a held response whose store fails', () => {
   ])(
     'its completion %s: the client gets its answer, the key stays claimed (409), nothing unhandled',
     async (_, complete) => {
-      const store = failingComplete(complete);
+      const store = slowStore({ complete });
       const { post, ran, events } = await serve(store, (_req, res) => {
         res.status(201).setHeader('x-order', '1');
         res.end('made');
@@ -93,22 +81,9 @@ describe('a held response whose store fails', () => {
   );
 });
 
-/** A store outside the process, slow: every completion takes 60 ms. */
-function slow(): IdempotencyStore {
-  const inner = memoryStore();
-  return {
-    claim: (key, fingerprint, leaseMs) => inner.claim(key, fingerprint, leaseMs),
-    complete: async (key, token, outcome, ttlMs) => {
-      await tick(60);
-      return inner.complete(key, token, outcome, ttlMs);
-    },
-    release: (key, token) => inner.release(key, token),
-  };
-}
-
 describe('a held response and a handler that misbehaves', () => {
   it('res.end twice and res.write after end: one answer, nothing unhandled, the first is stored', async () => {
-    const { post, ran } = await serve(slow(), (_req, res) => {
+    const { post, ran } = await serve(slowStore({ completeMs: 60 }), (_req, res) => {
       res.status(201);
       res.end('first');
       res.write('late');
@@ -130,7 +105,7 @@ describe('a held response and a handler that misbehaves', () => {
   it('compression between the middleware and the handler: the client and the replay both read the body', async () => {
     const big = 'order made '.repeat(500);
     const { post, ran } = await serve(
-      slow(),
+      slowStore({ completeMs: 60 }),
       (_req, res) => {
         res.status(201).type('text/plain');
         res.write(big.slice(0, 1000));
@@ -151,7 +126,7 @@ describe('a held response and a handler that misbehaves', () => {
   });
 
   it.each([204, 304])('a %i with a body: one answer, nothing unhandled', async (status) => {
-    const { post, ran } = await serve(slow(), (_req, res) => {
+    const { post, ran } = await serve(slowStore({ completeMs: 60 }), (_req, res) => {
       res.status(status).end('ignored');
     });
     const first = await post();

@@ -10,6 +10,7 @@ import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { captureRawBody, idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
+import { problemTypes } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
 import { eventually, newKey, send, spy } from './http-support/support.js';
 
@@ -273,7 +274,7 @@ describe('Fastify: per-route config and streams', () => {
     await app.close();
   });
 
-  it('a client leaving a streamed reply stops its source, stores nothing and frees the key', async () => {
+  it('a client leaving a streamed reply stops its source and stores the response-lost problem (it was released: a retry ran the handler again)', async () => {
     const app = Fastify({ forceCloseConnections: true });
     const store = memoryStore();
     await app.register(fastifyIdempotency, { store, scope: 'global' });
@@ -302,7 +303,13 @@ describe('Fastify: per-route config and streams', () => {
     const at = produced;
     await new Promise((r) => setTimeout(r, 100));
     expect(produced - at).toBeLessThanOrEqual(1);
-    await eventually(() => store.snapshot().entries === 0);
+    await eventually(() => store.snapshot().inProgress === 0);
+    const retry = await fetch(url, { method: 'POST', headers: { 'idempotency-key': 'k' } });
+    expect({ status: retry.status, replayed: retry.headers.get('idempotent-replayed') }).toEqual({
+      status: 500,
+      replayed: 'true',
+    });
+    expect(await retry.json()).toMatchObject({ type: problemTypes.responseLost });
     await app.close();
   });
 });

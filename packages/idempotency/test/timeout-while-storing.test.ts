@@ -7,8 +7,8 @@ import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
-import { type IdempotencyStore, memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
+import { slowStore } from './http-support/slow-store.js';
 
 /**
  * The handler answered, and its response waits for the store to keep it (a Redis that is slow or
@@ -20,19 +20,6 @@ import { closeAll, closers, listenNode } from './http-support/body-apps.js';
  * status and Content-Length, and hung.
  */
 const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A store in another process, in effect: its completions take `ms`. */
-function slowToComplete(ms: number): IdempotencyStore {
-  const inner = memoryStore();
-  return {
-    claim: (key, fingerprint, leaseMs) => inner.claim(key, fingerprint, leaseMs),
-    complete: async (key, token, outcome, ttlMs) => {
-      await tick(ms);
-      return inner.complete(key, token, outcome, ttlMs);
-    },
-    release: (key, token) => inner.release(key, token),
-  };
-}
 
 // Errors nobody handled: each would end a real server's process.
 const unhandled: unknown[] = [];
@@ -63,7 +50,7 @@ describe('a timeout that fires while the response is being stored', () => {
   it('express + connect-timeout: the handler answer goes whole, no error is left unhandled; the retry replays it; one run', async () => {
     const app = express();
     app.use(timeout('150ms'));
-    app.use(expressIdempotency({ store: slowToComplete(400), scope: 'global', bus: createBus() }));
+    app.use(expressIdempotency({ store: slowStore({ completeMs: 400 }), scope: 'global', bus: createBus() }));
     let ran = 0;
     app.post('/orders', async (_req, res) => {
       ran++;
@@ -84,7 +71,11 @@ describe('a timeout that fires while the response is being stored', () => {
   it('fastify handlerTimeout: one answer goes, no error is left unhandled; the retry replays what the handler made; one run', async () => {
     const app = Fastify({ handlerTimeout: 150 });
     closers.push(() => app.close());
-    await app.register(fastifyIdempotency, { store: slowToComplete(400), scope: 'global', bus: createBus() });
+    await app.register(fastifyIdempotency, {
+      store: slowStore({ completeMs: 400 }),
+      scope: 'global',
+      bus: createBus(),
+    });
     let ran = 0;
     app.post('/orders', async (_request, reply) => {
       ran++;

@@ -483,14 +483,19 @@ export class HttpIdempotency<Req> implements RunOwner {
 }
 
 interface RunOwner {
+  readonly clock: Clock;
+  readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
   verdict(status: number, body: BodyCollector): ErrorLabel;
   settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
 }
 
 /** One claimed key: the handler runs, and its response is stored or its key released, once. */
 export class Run {
-  readonly body: BodyCollector;
+  // Replaced once, by the response-lost problem (see lost()).
+  body: BodyCollector;
   #settled = false;
+  /** When the key was claimed (the owner's clock): its lease runs out `leaseMs` later. */
+  readonly claimedAt: number;
 
   constructor(
     readonly owner: RunOwner,
@@ -508,6 +513,7 @@ export class Run {
     readonly atOnce = false,
   ) {
     this.body = new BodyCollector(maxResponseBytes);
+    this.claimedAt = owner.clock.now();
   }
 
   /** Whether `finish` or `abandon` was called. */
@@ -544,6 +550,38 @@ export class Run {
     return Promise.resolve(handler).then(store, () =>
       this.owner.settle(this, { status, headers }, this.owner.verdict(status, this.body)),
     );
+  }
+
+  /**
+   * The handler ran, so its effect may have happened, and its response can never be stored whole
+   * (cut off when its client left, or written where it was not seen). A problem that says so
+   * (500, `idempotency-response-lost`) is stored for the key, whatever `store5xx` says: a retry
+   * gets it, never a second run. Releasing the key instead ran the handler again. `sent`: the
+   * status already sent, if it was: a 5xx is the handler's failure, released (unless `store5xx`)
+   * as a whole one is.
+   */
+  lost(sent?: number): Promise<void> {
+    if (sent !== undefined && sent >= 500 && !this.owner.options.store5xx) return this.abandon(`HTTP_${sent}`);
+    if (this.#settled) return Promise.resolve();
+    this.#settled = true;
+    const { status, headers, body } = problem('responseLost');
+    this.body = new BodyCollector(body.length);
+    this.body.add(body);
+    return this.owner.settle(this, { status, headers }, undefined);
+  }
+
+  /**
+   * Its client left before the response ended: the handler may still end it, and it is then
+   * stored whole. If it has not shortly before the lease runs out (after which a retry would take
+   * the key over and run the handler again), {@link lost} is stored. The timer holds nothing open.
+   * `sent`: the status sent by then, if any (see {@link lost}).
+   */
+  lostUnlessEnded(sent: () => number | undefined): void {
+    if (this.#settled) return;
+    const { clock, options } = this.owner;
+    const margin = Math.min(1_000, options.leaseMs / 10);
+    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - clock.now());
+    clock.setTimeout(() => void this.lost(sent()), ms);
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */

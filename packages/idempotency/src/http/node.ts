@@ -2,6 +2,11 @@ import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import { allowedHeaders, type BodyCollector, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
+/** The status a response has sent, once its headers went. */
+export function sentStatus(res: ServerResponse): number | undefined {
+  return res.headersSent ? res.statusCode : undefined;
+}
+
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
 export function sendRaw(res: ServerResponse, response: HttpResponse): void {
   res.writeHead(response.status, response.headers as OutgoingHttpHeaders);
@@ -27,12 +32,12 @@ const captures = new WeakMap<ServerResponse, Capture>();
  *   with a body it has not encoded yet.
  * - A response closed before the handler ended it by the server itself (the handler threw after
  *   the headers and Express destroyed the socket, a stream failed) releases the key.
- * - A response closed by its client after it started (headers sent: a stream piped to it, a
- *   file, a handler that stops when the client leaves) can never complete: its key is
- *   released, nothing is stored, and a retry runs again.
- * - A client that disconnects before the response started changes nothing: the handler still
- *   runs to its `end`, which stores the result, so a retry gets 409 then the replay. (A handler
- *   that stops there without calling `end` keeps its key claimed until the lease runs out.)
+ * - A response closed by its client before its end (started or not) is stored whole if the
+ *   handler still ends it, so a retry gets 409 then the replay. One it never ends (a handler that
+ *   stops when the client leaves) gets the response-lost problem shortly before its lease runs
+ *   out ({@link Run.lostUnlessEnded}); one a stream was piped to (a pipeline, a file), which
+ *   nothing will end, at once: the handler ran, and a retry must not run it again (the key was
+ *   released, and it did).
  * - `ending(status, res, body)` says what a finished response is when it is not the handler's own:
  *   `'release'` releases its key instead of storing it (Express: the router's own 404 for a path
  *   no route served); `'outlived'`, an answer sent while the handler may still run (a timeout
@@ -61,7 +66,13 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   res.on('close', () => {
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
-    if (!clientLeft || res.headersSent) void run.abandon('E_INCOMPLETE');
+    // Closed by the server (the handler threw after its headers, a stream failed): released.
+    if (!clientLeft) void run.abandon('E_INCOMPLETE');
+    // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
+    // is unpiped or destroyed now, and will never end it.
+    else if (res.listenerCount('unpipe') > 0) void run.lost(sentStatus(res));
+    // By its client: the handler may have made its effect, and may still end the response.
+    else run.lostUnlessEnded(() => sentStatus(res));
   });
 }
 

@@ -8,6 +8,7 @@ export const problemTypes = {
   mismatch: 'urn:holdfast:problem:idempotency-key-reused',
   storeUnavailable: 'urn:holdfast:problem:idempotency-store-unavailable',
   tooLarge: 'urn:holdfast:problem:idempotency-request-too-large',
+  responseLost: 'urn:holdfast:problem:idempotency-response-lost',
 } as const;
 
 export type ProblemKind = keyof typeof problemTypes;
@@ -40,6 +41,14 @@ const problems: Record<ProblemKind, { status: number; title: string; detail: str
     title: 'Request too large for an Idempotency-Key',
     detail:
       'The body of a request with an Idempotency-Key is read whole to fingerprint it, and this one is larger than the server allows. Send a smaller body.',
+  },
+  // Stored for a key whose response was cut off (see Run.lost): a 5xx, which clients retry a
+  // few times and then give up on, never a 409 they would retry until the record expires.
+  responseLost: {
+    status: 500,
+    title: 'The request was processed; its response was lost',
+    detail:
+      'Its response was cut off and cannot be replayed; the request is not run again with this key. Check its effect before sending it with a new key.',
   },
   storeUnavailable: {
     status: 503,

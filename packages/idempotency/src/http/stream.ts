@@ -4,8 +4,9 @@ import type { OutgoingHeaders, Run } from './engine.js';
 
 /**
  * Passes a streamed body through while `run` collects it; the stream ends for the client only
- * once the response is stored. A stream that did not end normally (it failed, was destroyed,
- * or the client went away, which stops the source) is not stored: its key is released.
+ * once the response is stored. A stream that failed or was destroyed is not stored: its key is
+ * released. One whose client went away (which stops the source) can never complete, and the
+ * handler ran: the response-lost problem is stored (see {@link Run.lost}), never a second run.
  */
 export function teeStream(source: Readable, run: Run, status: number, headers: OutgoingHeaders): Readable {
   const out = new PassThrough();
@@ -21,7 +22,8 @@ export function teeStream(source: Readable, run: Run, status: number, headers: O
   });
   source.once('end', () => {
     ended = true;
-    if (out.destroyed) return void run.abandon('E_INCOMPLETE');
+    // Its client left as it ended: the body was collected whole all the same.
+    if (out.destroyed) return void run.finish(status, headers);
     void run.finish(status, headers).then(() => out.end());
   });
   source.once('error', (error) => {
@@ -30,7 +32,9 @@ export function teeStream(source: Readable, run: Run, status: number, headers: O
     out.destroy(error);
   });
   source.once('close', () => {
-    if (!ended) void run.abandon('E_INCOMPLETE');
+    if (ended) return;
+    if (out.destroyed) void run.lost(status);
+    else void run.abandon('E_INCOMPLETE');
   });
   return out;
 }

@@ -1,0 +1,55 @@
+import { once } from 'node:events';
+import { connect } from 'node:net';
+
+/** A promise the test opens. */
+export function gate(): { open: () => void; opened: Promise<void> } {
+  let open: () => void = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { open, opened };
+}
+
+/**
+ * Sends `request` (raw HTTP/1.1) on a socket of its own, and closes the socket once `when`
+ * resolves: a client that leaves while the handler runs. Resolves once the socket is closed,
+ * and returns what the client had read by then.
+ */
+export async function leaveWhile(port: number, request: string, when: Promise<unknown>): Promise<string> {
+  const socket = connect(port, '127.0.0.1');
+  let read = '';
+  socket.on('data', (chunk: Buffer) => {
+    read += chunk.toString('latin1');
+  });
+  await once(socket, 'connect');
+  socket.write(request);
+  await when;
+  const closed = once(socket, 'close');
+  socket.destroy();
+  await closed;
+  return read;
+}
+
+/** A keyed POST with a 2-byte body, as raw HTTP/1.1. */
+export function keyedPost(path: string, key = 'k'): string {
+  return `POST ${path} HTTP/1.1\r\nHost: x\r\nIdempotency-Key: ${key}\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi`;
+}
+
+/**
+ * What {@link keyedPost} sends, over fetch: its status, `Idempotent-Replayed`, content type and
+ * body. Bounded: a request that hangs fails the test.
+ */
+export async function sendKeyed(url: string, key = 'k') {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'idempotency-key': key, 'content-type': 'text/plain' },
+    body: 'hi',
+    signal: AbortSignal.timeout(3_000),
+  });
+  return {
+    status: response.status,
+    replayed: response.headers.get('idempotent-replayed'),
+    type: response.headers.get('content-type'),
+    body: await response.text(),
+  };
+}
