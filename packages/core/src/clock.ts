@@ -31,7 +31,12 @@ export interface Clock {
 export const realClock: Clock = {
   // Read at each call, not captured at load: fake timers (vitest, sinon) swap Date.now later.
   now: () => Date.now(),
-  monotonic: () => performance.now(),
+  // Under fake timers (@sinonjs/fake-timers, as vitest and jest install them: the faked
+  // setTimeout carries its `clock`), elapsed time is the faked Date's, which moves with the fake
+  // timers: vitest 3's default fakes Date but leaves performance.now() real, and a test's
+  // advanceTimersByTime() would move no policy's elapsed time (a bucket never refilled, a
+  // breaker stayed open, a timeout never fired).
+  monotonic: () => ((setTimeout as { clock?: unknown }).clock === undefined ? performance.now() : Date.now()),
   setTimeout(callback, ms, options) {
     const timer = setTimeout(callback, ms);
     if (options?.ref !== true) timer.unref();
