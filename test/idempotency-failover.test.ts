@@ -4,12 +4,12 @@
  * kills, freezes, restarts Redis or drops one reply. Reported per scenario: requests sent,
  * failed, duplicate executions, lost records, recovery time. See docs/idempotency.md.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { faultProxy } from '@holdfast/chaos';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLineService } from './support/child.js';
 import { lossyProxy } from './support/lost-reply.js';
 import {
   type RedisServer,
@@ -41,30 +41,12 @@ afterAll(async () => {
 });
 
 async function startService(framework: 'express' | 'fastify'): Promise<Service> {
-  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', SERVICE, framework], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.add(child);
   const execs = new Map<string, number>();
-  let buffered = '';
-  let resolvePort: (port: number) => void = () => {};
-  const port = new Promise<number>((resolve) => {
-    resolvePort = resolve;
-  });
-  child.stdout?.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) {
-      const [word, value = ''] = line.split(' ');
-      if (word === 'listening') resolvePort(Number(value));
-      if (word === 'exec') execs.set(value, (execs.get(value) ?? 0) + 1);
-    }
-  });
-  const exited = once(child, 'exit').then(() => {
-    throw new Error(`${framework} service exited before listening`);
-  });
-  const base = `http://127.0.0.1:${await Promise.race([port, exited])}`;
+  const { child, port } = await startLineService(SERVICE, [framework], (key) =>
+    execs.set(key, (execs.get(key) ?? 0) + 1),
+  );
+  children.add(child);
+  const base = `http://127.0.0.1:${port}`;
   return { url: `${base}/orders`, base, child, execs };
 }
 

@@ -4,10 +4,10 @@
  * each get their own run and their own replay, from either process; one user sending one key to
  * both processes at once gets one run. Reported: runs per (user, key), and answers by status.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startLineService } from './support/child.js';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from './support/redis.js';
 
 const SERVICE = fileURLToPath(new URL('./support/idempotency-scoped-service.ts', import.meta.url));
@@ -22,31 +22,11 @@ const runs = new Map<string, number>();
 const children: ChildProcess[] = [];
 
 async function startService(framework: 'express' | 'fastify', redisPort: number): Promise<Service> {
-  const child = spawn(
-    process.execPath,
-    ['--conditions=@holdfast/source', '--import', 'tsx', SERVICE, framework, String(redisPort)],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
+  const { child, port } = await startLineService(SERVICE, [framework, String(redisPort)], (what) =>
+    runs.set(what, (runs.get(what) ?? 0) + 1),
   );
   children.push(child);
-  let buffered = '';
-  let resolvePort: (port: number) => void = () => {};
-  const port = new Promise<number>((resolve) => {
-    resolvePort = resolve;
-  });
-  child.stdout?.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    const lines = buffered.split('\n');
-    buffered = lines.pop() ?? '';
-    for (const line of lines) {
-      const [word, ...rest] = line.split(' ');
-      if (word === 'listening') resolvePort(Number(rest[0]));
-      if (word === 'exec') runs.set(rest.join(' '), (runs.get(rest.join(' ')) ?? 0) + 1);
-    }
-  });
-  const exited = once(child, 'exit').then(() => {
-    throw new Error(`${framework} service exited before listening`);
-  });
-  return { url: `http://127.0.0.1:${await Promise.race([port, exited])}/orders`, child };
+  return { url: `http://127.0.0.1:${port}/orders`, child };
 }
 
 async function post(service: Service, user: string, key: string) {

@@ -1,4 +1,5 @@
-import { type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, type SpawnSyncReturns, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 
 /** How a script run by {@link runScript} ended. */
 export interface ScriptRun {
@@ -60,4 +61,39 @@ export function runModuleSync(
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+}
+
+/**
+ * Starts a TypeScript service (the packages from source) in a child process that prints
+ * `listening <port>` once it listens and `exec <what>` each time its handler runs; `exec` is
+ * called with `<what>` for each. Resolves with the port, or rejects if it exits first. The
+ * caller kills the child.
+ */
+export async function startLineService(
+  script: string,
+  args: readonly string[],
+  exec: (what: string) => void,
+): Promise<{ readonly child: ChildProcess; readonly port: number }> {
+  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script, ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let buffered = '';
+  let resolvePort: (port: number) => void = () => {};
+  const listening = new Promise<number>((resolve) => {
+    resolvePort = resolve;
+  });
+  child.stdout?.on('data', (chunk: Buffer) => {
+    buffered += chunk.toString();
+    const lines = buffered.split('\n');
+    buffered = lines.pop() ?? '';
+    for (const line of lines) {
+      const [word, ...rest] = line.split(' ');
+      if (word === 'listening') resolvePort(Number(rest[0]));
+      if (word === 'exec') exec(rest.join(' '));
+    }
+  });
+  const exited = once(child, 'exit').then(() => {
+    throw new Error(`${script} ${args.join(' ')} exited before listening`);
+  });
+  return { child, port: await Promise.race([listening, exited]) };
 }
