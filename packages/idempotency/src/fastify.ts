@@ -5,7 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import { allowedHeaders, asciiText } from './http/capture.js';
+import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
   HttpIdempotency,
@@ -354,7 +354,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         reply
           .code(status)
           .headers(headers as Record<string, string | string[]>)
-          .send(asciiText(body) ?? body);
+          .send(body);
       } catch (error) {
         done(error as Error);
       }

@@ -154,24 +154,6 @@ export function replayOf(stored: StoredResponse, shared = false): HttpResponse {
   return { status: stored.status, headers, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
 }
 
-/** ASCII bodies up to this size are sent as text. */
-const ASCII_TEXT_BYTES = 8_192;
-
-/**
- * A small body of ASCII bytes as the string that encodes to exactly those bytes (ASCII is its own
- * UTF-8 and Latin-1), or undefined. Node writes a string body in one call with the head, a
- * Buffer as a second chunk (a writev): a replay of a JSON body sent as text costs the server
- * less, and is the same bytes on the wire. A string also needs no copy: no later layer can
- * change it, or the record behind it.
- */
-export function asciiText(body: Uint8Array): string | undefined {
-  const length = body.byteLength;
-  if (length === 0 || length > ASCII_TEXT_BYTES) return undefined;
-  for (let i = 0; i < length; i++) if ((body[i] as number) > 0x7f) return undefined;
-  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, length);
-  return bytes.toString('latin1', 0, length);
-}
-
 /** A complete response the middleware sends itself: a replay or a problem. */
 export interface HttpResponse {
   readonly status: number;
