@@ -188,8 +188,11 @@ async function measureAll(): Promise<void> {
       }
     }
     const bare = samples.get('bare') ?? [];
-    const bareCpu = median(bare.map((s) => s.cpu));
     const bareBytes = median(bare.map((s) => s.bytes));
+    // Each round's ratio to that round's bare server, then their median: on a shared machine the
+    // load drifts between rounds (one configuration measured 175 to 230 µs/req within minutes),
+    // and a ratio of two medians taken from different rounds swung by up to 0.5 between runs.
+    const ratio = (list: readonly Sample[]) => median(list.map((s, round) => (bare[round] as Sample).cpu / s.cpu));
     printRows(
       `${framework === 'express' ? 'Express 5' : 'Fastify 5'} server alone in a child process, POST /orders, memoryStore()`,
       ['variant', 'server CPU µs/req', '× bare CPU', 'bytes allocated/req', 'over bare'],
@@ -197,13 +200,13 @@ async function measureAll(): Promise<void> {
         const list = samples.get(v.name) ?? [];
         const cpu = median(list.map((s) => s.cpu));
         const bytes = median(list.map((s) => s.bytes));
-        return [v.name, cpu.toFixed(1), (bareCpu / cpu).toFixed(2), bytes.toFixed(0), (bytes - bareBytes).toFixed(0)];
+        return [v.name, cpu.toFixed(1), ratio(list).toFixed(2), bytes.toFixed(0), (bytes - bareBytes).toFixed(0)];
       }),
     );
     console.log(
       `(median of ${ROUNDS} rounds of ${REQUESTS} requests after ${WARMUP}, ${CONNECTIONS} keep-alive connections, ` +
         `a fresh server per sample, order rotated; ${PIN ? 'server on CPU 1, client on CPU 0' : 'CPUs not pinned'}; ` +
-        `"× bare CPU" is bare's CPU per request over this row's; ` +
+        `"× bare CPU" is the median over rounds of bare's CPU per request over this row's, both from one round; ` +
         `load average ${os
           .loadavg()
           .map((l) => l.toFixed(2))

@@ -211,6 +211,15 @@ describe('reading the key without building headersDistinct', () => {
     expect(core.key(two).status).toBe('invalid');
     expect(two.built()).toBe(true);
   });
+
+  it('builds nothing for a request without the header (every request without a key pays it otherwise)', () => {
+    for (const header of ['idempotency-key', 'from']) {
+      const core = new HttpIdempotency('test', { store: memoryStore(), scope: 'global', header });
+      const none = view([], header);
+      expect(core.key(none)).toEqual({ status: 'missing' });
+      expect(none.built()).toBe(false);
+    }
+  });
 });
 
 describe('an in-process store, from any copy of the package', () => {

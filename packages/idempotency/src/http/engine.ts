@@ -158,6 +158,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     // Node joins copies of a header with ", " (or keeps only the first, for the few it drops):
     // one copy without a comma is the field as sent, with no need to build `headersDistinct`.
     if (typeof joined === 'string' && !this.#joinDrops && !joined.includes(',')) return parseKeyHeader(joined);
+    // Not sent at all (every copy lands in `headers`, joined or the first kept): nothing to count.
+    if (joined === undefined) return parseKeyHeader(undefined);
     return parseKeyHeader(view.headersDistinct?.[name] ?? joined);
   }
 
