@@ -511,9 +511,15 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#consecutive = 0;
   }
 
-  /** A time `t` of the monotonic line (read as `now`) in epoch ms (read as `wall`), whole. */
+  /**
+   * A time `t` of the monotonic line (read as `now`) in epoch ms (read as `wall`), whole, and
+   * never before `t`: a caller that waits until `Date.now()` reaches it finds the breaker past
+   * `t` too (rounded, it could be refused there with a retryAt of now, and spin). On two lines
+   * (the real clock: `wall` is whole ms, truncated, `now` fractional) the epoch's lost fraction
+   * is up to 1 ms more; on one (a ManualClock, a clock without monotonic()) there is none.
+   */
   #shown(t: number, now: number, wall: number): number {
-    return Math.round(wall + (t - now));
+    return Math.ceil(wall + (t - now)) + (now === wall ? 0 : 1);
   }
 
   /** `now` is monotonic, `wall` epoch ms read with it: the snapshot's times are epoch ms. */
