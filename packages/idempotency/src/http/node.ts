@@ -1,4 +1,5 @@
-import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { type IncomingMessage, type OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { allowedHeaders, type BodyCollector, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
@@ -62,8 +63,12 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     patchInstance(res, capture);
   }
   const socket = res.socket;
+  // A pipelined response queued behind another on its connection has no socket yet, and gets
+  // no 'close' if the connection goes first: its connection's close says its client left.
+  if (socket === null) queueBehind(res, run);
   // 'close' comes once: `on` spares the wrapper `once` makes per response.
   res.on('close', () => {
+    if (socket === null) queued.get(connectionOf(res) as Socket)?.delete(run);
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
     // Closed by the server (the handler threw after its headers, a stream failed): released.
@@ -74,6 +79,37 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     // By its client: the handler may have made its effect, and may still end the response.
     else run.lostUnlessEnded(() => sentStatus(res));
   });
+}
+
+/** Per connection, the runs of its pipelined responses that have no socket yet, and their responses. */
+const queued = new WeakMap<Socket, Map<Run, ServerResponse>>();
+
+function connectionOf(res: ServerResponse): Socket | undefined {
+  return (res as { req?: IncomingMessage }).req?.socket ?? undefined;
+}
+
+/**
+ * Watches the connection of a response Node has queued (HTTP/1.1 pipelining): if it closes
+ * before the response got it, the client left while the handler ran, as for a response of its
+ * own ({@link Run.lostUnlessEnded}). One listener a connection, however deep the queue.
+ */
+function queueBehind(res: ServerResponse, run: Run): void {
+  const connection = connectionOf(res);
+  if (connection === undefined || connection.destroyed) return;
+  let runs = queued.get(connection);
+  if (runs === undefined) {
+    const pending = new Map<Run, ServerResponse>();
+    runs = pending;
+    queued.set(connection, pending);
+    connection.once('close', () => {
+      queued.delete(connection);
+      for (const [waiting, response] of pending) {
+        // Given the socket since (its own 'close' decides), or settled: nothing to do.
+        if (response.socket === null && !waiting.settled) waiting.lostUnlessEnded(() => sentStatus(response));
+      }
+    });
+  }
+  runs.set(run, res);
 }
 
 /** One response's watch: its headers as first written, its body, and its (deferred) end. */
