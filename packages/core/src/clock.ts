@@ -38,10 +38,7 @@ export const realClock: Clock = {
   // breaker stayed open, a timeout never fired).
   // The fake clock's own time (`clock.now`), not the faked Date's: a toFake that leaves Date
   // real (timers only, or timers and performance) still moves it with the timers.
-  monotonic: () => {
-    const fake = (setTimeout as { clock?: { now?: unknown } }).clock;
-    return fake === undefined ? performance.now() : typeof fake.now === 'number' ? fake.now : Date.now();
-  },
+  monotonic: () => (setTimeout as { clock?: { now: number } }).clock?.now ?? performance.now(),
   setTimeout(callback, ms, options) {
     const timer = setTimeout(callback, ms);
     if (options?.ref !== true) timer.unref();
