@@ -65,10 +65,10 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   const socket = res.socket;
   // A pipelined response queued behind another on its connection has no socket yet, and gets
   // no 'close' if the connection goes first: its connection's close says its client left.
-  if (socket === null) queueBehind(res, run);
+  const runs = socket === null ? queueBehind(res, run) : undefined;
   // 'close' comes once: `on` spares the wrapper `once` makes per response.
   res.on('close', () => {
-    if (socket === null) queued.get(connectionOf(res) as Socket)?.delete(run);
+    runs?.delete(run);
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
     // Closed by the server (the handler threw after its headers, a stream failed): released.
@@ -81,35 +81,27 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   });
 }
 
-/** Per connection, the runs of its pipelined responses that have no socket yet, and their responses. */
+/** Per connection, its pipelined responses that have no socket yet, and their runs. */
 const queued = new WeakMap<Socket, Map<Run, ServerResponse>>();
-
-function connectionOf(res: ServerResponse): Socket | undefined {
-  return (res as { req?: IncomingMessage }).req?.socket ?? undefined;
-}
 
 /**
  * Watches the connection of a response Node has queued (HTTP/1.1 pipelining): if it closes
  * before the response got it, the client left while the handler ran, as for a response of its
  * own ({@link Run.lostUnlessEnded}). One listener a connection, however deep the queue.
  */
-function queueBehind(res: ServerResponse, run: Run): void {
-  const connection = connectionOf(res);
-  if (connection === undefined || connection.destroyed) return;
+function queueBehind(res: ServerResponse, run: Run): Map<Run, ServerResponse> | undefined {
+  const connection = (res as { req?: IncomingMessage }).req?.socket;
+  if (!connection) return;
   let runs = queued.get(connection);
-  if (runs === undefined) {
-    const pending = new Map<Run, ServerResponse>();
-    runs = pending;
-    queued.set(connection, pending);
+  if (!runs) {
+    const all = new Map<Run, ServerResponse>();
+    queued.set(connection, (runs = all));
+    // Given the socket since (its own 'close' decides), or settled (lostUnlessEnded does nothing).
     connection.once('close', () => {
-      queued.delete(connection);
-      for (const [waiting, response] of pending) {
-        // Given the socket since (its own 'close' decides), or settled: nothing to do.
-        if (response.socket === null && !waiting.settled) waiting.lostUnlessEnded(() => sentStatus(response));
-      }
+      for (const [waiting, response] of all) if (!response.socket) waiting.lostUnlessEnded(() => sentStatus(response));
     });
   }
-  runs.set(run, res);
+  return runs.set(run, res);
 }
 
 /** One response's watch: its headers as first written, its body, and its (deferred) end. */
