@@ -32,11 +32,13 @@ export const realClock: Clock = {
   // Read at each call, not captured at load: fake timers (vitest, sinon) swap Date.now later.
   now: () => Date.now(),
   // Under fake timers (@sinonjs/fake-timers, as vitest and jest install them: the faked
-  // setTimeout carries its `clock`), elapsed time is the faked Date's, which moves with the fake
+  // setTimeout carries its `clock`), elapsed time is the fake clock's, which moves with the fake
   // timers: vitest 3's default fakes Date but leaves performance.now() real, and a test's
   // advanceTimersByTime() would move no policy's elapsed time (a bucket never refilled, a
   // breaker stayed open, a timeout never fired).
-  monotonic: () => ((setTimeout as { clock?: unknown }).clock === undefined ? performance.now() : Date.now()),
+  // The fake clock's own time (`clock.now`), not the faked Date's: a toFake that leaves Date
+  // real (timers only, or timers and performance) still moves it with the timers.
+  monotonic: () => (setTimeout as { clock?: { now: number } }).clock?.now ?? performance.now(),
   setTimeout(callback, ms, options) {
     const timer = setTimeout(callback, ms);
     if (options?.ref !== true) timer.unref();

@@ -61,6 +61,10 @@ class TokenBucket extends RateLimiterBase {
     if (now > b.at) {
       b.tokens = Math.min(this.burst, b.tokens + (now - b.at) * this.#rate);
       b.at = now;
+    } else if (now < b.at) {
+      // The line went back (a clock without monotonic() stepped back; realClock left fake
+      // timers for real ones): refill from now, or a drained bucket waits until it is back.
+      b.at = now;
     }
     // The epsilon keeps 0.1 + 0.2 + ... a whole token despite floating point.
     if (b.tokens + 1e-9 >= cost) {

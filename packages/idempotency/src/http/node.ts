@@ -1,4 +1,5 @@
-import { type OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { type IncomingMessage, type OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { allowedHeaders, type BodyCollector, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
@@ -62,8 +63,12 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     patchInstance(res, capture);
   }
   const socket = res.socket;
+  // A pipelined response queued behind another on its connection has no socket yet, and gets
+  // no 'close' if the connection goes first: its connection's close says its client left.
+  const runs = socket === null ? queueBehind(res, run) : undefined;
   // 'close' comes once: `on` spares the wrapper `once` makes per response.
   res.on('close', () => {
+    runs?.delete(run);
     if (run.settled) return;
     const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
     // Closed by the server (the handler threw after its headers, a stream failed): released.
@@ -74,6 +79,29 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     // By its client: the handler may have made its effect, and may still end the response.
     else run.lostUnlessEnded(() => sentStatus(res));
   });
+}
+
+/** Per connection, its pipelined responses that have no socket yet, and their runs. */
+const queued = new WeakMap<Socket, Map<Run, ServerResponse>>();
+
+/**
+ * Watches the connection of a response Node has queued (HTTP/1.1 pipelining): if it closes
+ * before the response got it, the client left while the handler ran, as for a response of its
+ * own ({@link Run.lostUnlessEnded}). One listener a connection, however deep the queue.
+ */
+function queueBehind(res: ServerResponse, run: Run): Map<Run, ServerResponse> | undefined {
+  const connection = (res as { req?: IncomingMessage }).req?.socket;
+  if (!connection) return;
+  let runs = queued.get(connection);
+  if (!runs) {
+    const all = new Map<Run, ServerResponse>();
+    queued.set(connection, (runs = all));
+    // Given the socket since (its own 'close' decides), or settled (lostUnlessEnded does nothing).
+    connection.once('close', () => {
+      for (const [waiting, response] of all) if (!response.socket) waiting.lostUnlessEnded(() => sentStatus(response));
+    });
+  }
+  return runs.set(run, res);
 }
 
 /** One response's watch: its headers as first written, its body, and its (deferred) end. */

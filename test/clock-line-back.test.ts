@@ -1,0 +1,49 @@
+import { type Clock, ManualClock } from '@holdfast/core';
+import { tokenBucket } from '@holdfast/limit';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+
+// A token bucket's elapsed-time line can go back: a user's Clock without monotonic() (its
+// durations are measured on now()) stepped back by NTP, or realClock moving from fake timers
+// (the fake clock's time, epoch ms) back to real ones (performance.now()) when a test calls
+// vi.useRealTimers() on a limiter made at module load. The bucket refilled only while time was
+// past its last refill: drained, it stayed drained until the line came back there (an hour;
+// on performance.now(), decades).
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** A clock with now() only (no monotonic()): a ManualClock's time and timers, and a wall-clock step. */
+function wallOnlyClock(): { clock: Clock; manual: ManualClock; step: (ms: number) => void } {
+  const manual = new ManualClock(10_000_000);
+  let offset = 0;
+  const clock: Clock = {
+    now: () => manual.now() + offset,
+    setTimeout: (callback, ms) => manual.setTimeout(callback, ms),
+    clearTimeout: (handle) => manual.clearTimeout(handle),
+  };
+  return { clock, manual, step: (ms) => (offset += ms) };
+}
+
+describe('a drained token bucket whose time line went back', () => {
+  it('refills from then on: a clock without monotonic() stepped back an hour', async () => {
+    const { clock, manual, step } = wallOnlyClock();
+    const limiter = tokenBucket({ limit: 1, interval: 1_000, burst: 1, clock, policies: false });
+    expect(limiter.take().allowed).toBe(true);
+    expect(limiter.take().allowed).toBe(false);
+    step(-3_600_000);
+    expect(limiter.take().allowed).toBe(false); // refills from here
+    await manual.advance(1_000);
+    expect(limiter.take().allowed).toBe(true);
+  });
+
+  it('refills on real timers after it was drained under fake timers', async () => {
+    vi.useFakeTimers();
+    const limiter = tokenBucket({ limit: 1, interval: 20, burst: 1, policies: false });
+    expect(limiter.take().allowed).toBe(true);
+    expect(limiter.take().allowed).toBe(false);
+    vi.useRealTimers();
+    expect(limiter.take().allowed).toBe(false); // on the real line now: refills from here
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(limiter.take().allowed).toBe(true);
+  });
+});
