@@ -265,3 +265,54 @@ describe('memoryStore() under the HTTP middleware: wall-clock steps, real clock'
     expect(ran.count).toBe(1);
   });
 });
+
+describe('idempotent() wait: wall-clock steps, real clock', () => {
+  it('a caller waiting up to 5 s gets the replay when the wall clock steps forward an hour while it waits, not a conflict', async () => {
+    const timers = countingClock();
+    const store = memoryStore();
+    const done = gate();
+    let runs = 0;
+    const charge = idempotent(
+      async (_id: string) => {
+        runs++;
+        await done.opened;
+        return 'charged';
+      },
+      { store, key: (id) => id, wait: { timeout: 5_000, interval: 10 }, clock: timers.clock, bus: createBus() },
+    );
+    const first = charge('order-1');
+    const second = charge('order-1');
+    await until(() => timers.set() > 0); // the second is waiting
+    stepWallClock(HOUR);
+    await tick(30);
+    done.open();
+    expect(await first).toBe('charged');
+    expect(await second).toBe('charged');
+    expect(runs).toBe(1);
+    store.dispose();
+  });
+
+  it('a caller waiting up to 200 ms gets its conflict then when the wall clock steps back an hour while it waits, not an hour later', async () => {
+    const timers = countingClock();
+    const store = memoryStore();
+    const stop = new AbortController();
+    const charge = idempotent(async (_id: string) => new Promise<string>(() => {}), {
+      store,
+      key: (id) => id,
+      wait: { timeout: 200, interval: 10 },
+      clock: timers.clock,
+      bus: createBus(),
+    });
+    void charge('order-1');
+    const second = charge('order-1', { signal: stop.signal }).then(
+      () => 'ran',
+      (error: { code?: string }) => error.code,
+    );
+    await until(() => timers.set() > 0);
+    stepWallClock(-HOUR);
+    const answer = await Promise.race([second, tick(2_000).then(() => 'still waiting after 2 s')]);
+    stop.abort();
+    expect(answer).toBe('E_IDEMPOTENCY_CONFLICT');
+    store.dispose();
+  });
+});
