@@ -316,3 +316,93 @@ describe('idempotent() wait: wall-clock steps, real clock', () => {
     store.dispose();
   });
 });
+
+/** A store in another process whose completions fail with E_STORE_UNAVAILABLE `failures` times (then reach `inner`). */
+function failingStore(failures: number, onFailure: () => void) {
+  const inner = memoryStore();
+  let completes = 0;
+  const store: IdempotencyStore = {
+    claim: (key, fingerprint, leaseMs) => inner.claim(key, fingerprint, leaseMs),
+    complete: async (key, token, outcome, ttlMs) => {
+      if (++completes <= failures) {
+        onFailure();
+        throw new StoreUnavailableError('failing', 'complete', key, 'a failover');
+      }
+      return inner.complete(key, token, outcome, ttlMs);
+    },
+    release: (key, token) => inner.release(key, token),
+  };
+  return { store, completes: () => completes };
+}
+
+describe('HTTP middleware waits and completion retries: wall-clock steps, real clock', () => {
+  it('express wait: a retry waiting up to 5 s gets the replay when the wall clock steps forward an hour while it waits, not a 409', async () => {
+    const timers = countingClock();
+    const running = gate();
+    const done = gate();
+    const { port, ran } = await expressApp(
+      async (_req, res) => {
+        running.open();
+        await done.opened;
+        res.status(201).send('made');
+      },
+      { wait: { timeout: 5_000, interval: 10 }, clock: timers.clock },
+    );
+    const first = retry(port);
+    await running.opened;
+    const second = retry(port);
+    await until(() => timers.set() > 0); // the second is waiting
+    stepWallClock(HOUR);
+    await tick(30);
+    done.open();
+    expect((await first).status).toBe(201);
+    expect(await second).toMatchObject({ status: 201, replayed: 'true', body: 'made' });
+    expect(ran.count).toBe(1);
+  });
+
+  it('express wait: a retry waiting up to 200 ms gets its 409 then when the wall clock steps back an hour while it waits', async () => {
+    const timers = countingClock();
+    const running = gate();
+    const { port, ran } = await expressApp(
+      () => {
+        running.open(); // never answers
+      },
+      { wait: { timeout: 200, interval: 10 }, clock: timers.clock },
+    );
+    void retry(port).catch(() => {});
+    await running.opened;
+    const second = retry(port).catch((error: Error) => error.name);
+    await until(() => timers.set() > 0);
+    stepWallClock(-HOUR);
+    expect(await second).toMatchObject({ status: 409 });
+    expect(ran.count).toBe(1);
+  });
+
+  it('express: a completion that fails twice is still retried when the wall clock steps forward an hour: the retry gets the replay', async () => {
+    let stepped = false;
+    const { store, completes } = failingStore(2, () => {
+      if (!stepped) stepWallClock(HOUR);
+      stepped = true;
+    });
+    const { port, ran } = await expressApp((_req, res) => void res.status(201).send('made'), { store });
+    expect((await retry(port)).status).toBe(201);
+    expect(completes()).toBe(3);
+    expect(await retry(port)).toMatchObject({ status: 201, replayed: 'true' });
+    expect(ran.count).toBe(1);
+  });
+
+  it('express: completions failing for good are given up after completeTimeoutMs (300 ms), not an hour, when the wall clock steps back an hour', async () => {
+    let stepped = false;
+    const { store, completes } = failingStore(Number.POSITIVE_INFINITY, () => {
+      if (!stepped) stepWallClock(-HOUR);
+      stepped = true;
+    });
+    const { port } = await expressApp((_req, res) => void res.status(201).send('made'), {
+      store,
+      completeTimeoutMs: 300,
+    });
+    // Bounded (3 s): the response waits for its completion.
+    expect((await retry(port)).status).toBe(201);
+    expect(completes()).toBeLessThanOrEqual(5);
+  });
+});

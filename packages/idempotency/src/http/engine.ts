@@ -3,6 +3,7 @@ import {
   type Bus,
   type Clock,
   type ErrorLabel,
+  elapsedTime,
   errorLabel,
   bus as globalBus,
   HoldfastConfigError,
@@ -107,6 +108,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly store: IdempotencyStore;
   readonly bus: Bus;
   readonly clock: Clock;
+  /** The clock's monotonic time: waits, completion retries and leases are measured on it, not on `now()`. */
+  readonly elapsed: () => number;
   readonly failOpen: boolean;
   readonly #methods: ReadonlySet<string>;
   readonly #replayable: ReplayableHeaders;
@@ -124,6 +127,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.store = this.options.store;
     this.bus = this.options.bus ?? globalBus;
     this.clock = this.options.clock ?? realClock;
+    this.elapsed = elapsedTime(this.clock);
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
@@ -240,7 +244,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   async #claim(key: string, stored: string, fingerprint: string): Promise<Decision> {
     const wait = this.options.wait;
-    const deadline = wait === undefined ? 0 : this.clock.now() + wait.timeout;
+    const deadline = wait === undefined ? 0 : this.elapsed() + wait.timeout;
     for (;;) {
       let result: ClaimResult;
       try {
@@ -261,7 +265,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
       if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false);
-      const left = deadline - this.clock.now();
+      const left = deadline - this.elapsed();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
     }
@@ -446,18 +450,18 @@ export class HttpIdempotency<Req> implements RunOwner {
     outcome: Parameters<IdempotencyStore['complete']>[2],
   ): Promise<boolean | 'failed' | 'unstorable'> {
     const { stored, key, token } = run;
-    const deadline = this.clock.now() + this.options.completeTimeoutMs;
+    const deadline = this.elapsed() + this.options.completeTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
         if (this.#inProcess() !== undefined)
           return await this.store.complete(stored, token, outcome, this.options.ttlMs);
         return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
       } catch (error) {
-        const retry = error instanceof StoreUnavailableError && this.clock.now() + 100 < deadline;
+        const retry = error instanceof StoreUnavailableError && this.elapsed() + 100 < deadline;
         this.#storeError('complete', key, error, true);
         if (error instanceof IdempotencyValueError) return 'unstorable';
         if (!retry) return 'failed';
-        await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, deadline - this.clock.now()));
+        await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, deadline - this.elapsed()));
       }
     }
   }
