@@ -406,3 +406,119 @@ describe('HTTP middleware waits and completion retries: wall-clock steps, real c
     expect(completes()).toBeLessThanOrEqual(5);
   });
 });
+
+describe('HTTP middleware: the response-lost timer of a run whose client left', () => {
+  it('express: a handler that never answers once its client left gets the response-lost problem at its 400 ms lease end across a step back of an hour: no second run', async () => {
+    const running = gate();
+    const { port, ran } = await expressApp(
+      (req, res) => {
+        if (ran.count > 1) return void res.status(201).send('ran again');
+        stepWallClock(-HOUR);
+        running.open();
+        req.once('close', () => {}); // the charge was made; nobody to answer
+      },
+      { leaseMs: 400 },
+    );
+    await leaveWhile(port, keyedPost('/orders'), running.opened);
+    expectLost(await settledRetry(port));
+    expect(ran.count).toBe(1);
+  });
+
+  it('fastify: an async handler whose promise never settles once its client left gets the response-lost problem at its 400 ms lease end across a step back of an hour: no second run', async () => {
+    const running = gate();
+    const { port, ran } = await fastifyApp((app, ran) => {
+      app.post('/orders', async (_request, reply) => {
+        if (++ran.count > 1) return reply.code(201).send('ran again');
+        stepWallClock(-HOUR);
+        running.open();
+        await new Promise(() => {});
+      });
+    }, 400);
+    await leaveWhile(port, keyedPost('/orders'), running.opened);
+    expectLost(await settledRetry(port));
+    expect(ran.count).toBe(1);
+  });
+
+  it('express: a response its client left, then ended by the handler, is stored whole across a step forward of an hour (not the response-lost problem at once)', async () => {
+    const wrote = gate();
+    const more = gate();
+    const { port, ran } = await expressApp(async (_req, res) => {
+      res.status(201).type('text/plain');
+      res.write('part one, ');
+      stepWallClock(HOUR);
+      wrote.open();
+      await more.opened;
+      res.end('part two');
+    });
+    await leaveWhile(
+      port,
+      keyedPost('/orders'),
+      wrote.opened.then(() => tick(20)),
+    );
+    await tick(20);
+    more.open();
+    expect(await settledRetry(port)).toMatchObject({ status: 201, replayed: 'true', body: 'part one, part two' });
+    expect(ran.count).toBe(1);
+  });
+  it('express: is cleared when the handler ends the response first (it held the run for the 60 s lease)', async () => {
+    const timers = countingClock();
+    const wrote = gate();
+    const more = gate();
+    const { port, ran } = await expressApp(
+      async (_req, res) => {
+        res.status(201).type('text/plain');
+        res.write('part one, ');
+        wrote.open();
+        await more.opened;
+        res.end('part two');
+      },
+      { clock: timers.clock },
+    );
+    await leaveWhile(
+      port,
+      keyedPost('/orders'),
+      wrote.opened.then(() => tick(20)),
+    );
+    await until(() => timers.set() === 1); // the response-lost timer
+    more.open();
+    expect(await settledRetry(port)).toMatchObject({ status: 201, replayed: 'true', body: 'part one, part two' });
+    expect(ran.count).toBe(1);
+    expect(timers.live.size).toBe(0);
+  });
+
+  it('fastify: is cleared when the hijacked handler ends the response first', async () => {
+    const timers = countingClock();
+    const wrote = gate();
+    const more = gate();
+    const app = Fastify();
+    closers.push(() => app.close());
+    await app.register(fastifyIdempotency, {
+      store: memoryStore(),
+      scope: 'global',
+      bus: createBus(),
+      clock: timers.clock,
+    });
+    let ran = 0;
+    app.post('/orders', async (_request, reply) => {
+      ran++;
+      reply.hijack();
+      reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+      reply.raw.write('part one, ');
+      wrote.open();
+      await more.opened;
+      reply.raw.end('part two');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    await leaveWhile(
+      port,
+      keyedPost('/orders'),
+      wrote.opened.then(() => tick(20)),
+    );
+    await until(() => timers.set() === 1);
+    more.open();
+    expect(await settledRetry(port)).toMatchObject({ status: 201, replayed: 'true', body: 'part one, part two' });
+    expect(ran).toBe(1);
+    expect(timers.live.size).toBe(0);
+  });
+});

@@ -9,6 +9,7 @@ import {
   HoldfastConfigError,
   parseOptions,
   realClock,
+  type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
 import { inProcess, type StoreNow } from '../memory-store.js';
@@ -488,6 +489,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 
 interface RunOwner {
   readonly clock: Clock;
+  readonly elapsed: () => number;
   readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
   verdict(status: number, body: BodyCollector): ErrorLabel;
   settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
@@ -498,8 +500,10 @@ export class Run {
   // Replaced once, by the response-lost problem (see lost()).
   body: BodyCollector;
   #settled = false;
-  /** When the key was claimed (the owner's clock): its lease runs out `leaseMs` later. */
+  /** When the key was claimed, on the owner's monotonic line (`elapsed()`): its lease runs out `leaseMs` later. */
   readonly claimedAt: number;
+  // Set while its client is gone and the handler may still end the response (see lostUnlessEnded).
+  #lostTimer: TimerHandle | undefined;
 
   constructor(
     readonly owner: RunOwner,
@@ -517,7 +521,7 @@ export class Run {
     readonly atOnce = false,
   ) {
     this.body = new BodyCollector(maxResponseBytes);
-    this.claimedAt = owner.clock.now();
+    this.claimedAt = owner.elapsed();
   }
 
   /** Whether `finish` or `abandon` was called. */
@@ -531,7 +535,7 @@ export class Run {
    */
   finish(status: number, headers: OutgoingHeaders): Promise<void> {
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     const code = this.owner.verdict(status, this.body);
     return this.owner.settle(this, { status, headers }, code);
   }
@@ -547,7 +551,7 @@ export class Run {
    */
   finishAfter(status: number, headers: OutgoingHeaders, handler: PromiseLike<unknown> | undefined): Promise<void> {
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     const store = () =>
       this.owner.settle(this, { status, headers }, this.body.storable ? undefined : 'E_RESPONSE_TOO_LARGE');
     if (handler === undefined) return store();
@@ -567,7 +571,7 @@ export class Run {
   lost(sent?: number): Promise<void> {
     if (sent !== undefined && sent >= 500 && !this.owner.options.store5xx) return this.abandon(`HTTP_${sent}`);
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     const { status, headers, body } = problem('responseLost');
     this.body = new BodyCollector(body.length);
     this.body.add(body);
@@ -581,17 +585,23 @@ export class Run {
    * `sent`: the status sent by then, if any (see {@link lost}).
    */
   lostUnlessEnded(sent: () => number | undefined): void {
-    if (this.#settled) return;
-    const { clock, options } = this.owner;
+    if (this.#settled || this.#lostTimer !== undefined) return;
+    const { clock, options, elapsed } = this.owner;
     const margin = Math.min(1_000, options.leaseMs / 10);
-    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - clock.now());
-    clock.setTimeout(() => void this.lost(sent()), ms);
+    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - elapsed());
+    this.#lostTimer = clock.setTimeout(() => void this.lost(sent()), ms);
+  }
+
+  /** Marks the run settled, and stops its response-lost timer: a run that ended first is not held for the lease. */
+  #settle(): void {
+    this.#settled = true;
+    if (this.#lostTimer !== undefined) this.owner.clock.clearTimeout(this.#lostTimer);
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */
   abandon(code: ErrorLabel): Promise<void> {
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     return this.owner.settle(this, undefined, code ?? 'E_INCOMPLETE');
   }
 }
