@@ -3,6 +3,7 @@ import {
   CallScope,
   type Clock,
   type ExecuteOptions,
+  elapsedTime,
   errorLabel,
   bus as globalBus,
   parseOptions,
@@ -79,6 +80,9 @@ export function idempotent<I, R>(
 }
 
 class Runner<I, R> {
+  // Waits are measured on it: a step of the wall clock neither ends one at once nor adds an hour to it.
+  readonly #elapsed: () => number;
+
   constructor(
     readonly fn: (input: I, ctx: IdempotentContext) => R | PromiseLike<R>,
     readonly store: IdempotencyStore,
@@ -90,7 +94,9 @@ class Runner<I, R> {
     readonly name: string,
     readonly bus: Bus,
     readonly clock: Clock,
-  ) {}
+  ) {
+    this.#elapsed = elapsedTime(clock);
+  }
 
   async call(input: I, signal: AbortSignal | undefined): Promise<R> {
     // Key and fingerprint are fixed now, from the input as it arrived: whatever fn does to its
@@ -106,7 +112,7 @@ class Runner<I, R> {
         `fingerprint(input) must return a string (got ${typeof fingerprint})`,
       );
     }
-    const deadline = this.wait === undefined ? undefined : this.clock.now() + this.wait.timeout;
+    const deadline = this.wait === undefined ? undefined : this.#elapsed() + this.wait.timeout;
     for (;;) {
       signal?.throwIfAborted();
       const claim = await this.#claim(key, fingerprint);
@@ -126,7 +132,7 @@ class Runner<I, R> {
           if (this.bus.wants('idempotency.mismatch')) this.bus.emit(this.#base('idempotency.mismatch', { key }));
           throw new IdempotencyMismatchError(this.name, key);
         case 'inProgress': {
-          const left = deadline === undefined ? 0 : deadline - this.clock.now();
+          const left = deadline === undefined ? 0 : deadline - this.#elapsed();
           if (left <= 0) {
             if (this.bus.wants('idempotency.conflict')) {
               this.bus.emit(this.#base('idempotency.conflict', { key, waited: deadline !== undefined }));

@@ -1,6 +1,7 @@
 import {
   type Clock,
   DisposedError,
+  elapsedTime,
   HoldfastConfigError,
   parseOptions,
   realClock,
@@ -32,10 +33,14 @@ type KeptOutcome =
 interface Entry {
   readonly key: string;
   readonly fingerprint: string;
+  /** Epoch ms, as records show them. */
   readonly createdAt: number;
   token: string;
+  /** On the clock's monotonic line (see elapsedTime): a step of the wall clock moves no deadline. */
   leaseUntil: number;
+  /** On the monotonic line, as `leaseUntil`. */
   expiresAt: number;
+  /** Epoch ms. */
   completedAt: number;
   outcome: KeptOutcome | undefined;
   /** What this record counts against `maxBytes`. */
@@ -147,6 +152,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #sweep: TimerHandle | undefined;
   #disposed = false;
   #bytes = 0;
+  // Leases, expiries and the sweep are measured on it; records' times are epoch ms (clock.now()).
+  readonly #elapsed: () => number;
 
   constructor(
     /** The most records kept; when full, the least recently used that is not running goes first. */
@@ -158,6 +165,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     /** The most bytes of records kept; the least recently used completed records go first. */
     readonly maxBytes = 67_108_864,
   ) {
+    this.#elapsed = elapsedTime(clock);
     // Not enumerable: a spread copy of the store is not branded.
     Object.defineProperty(this, IN_PROCESS, { value: this });
     // Set here, not as a class field: a computed class key counts as a side effect to bundlers,
@@ -200,7 +208,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   /** `copy`: hand out a copy of a completed outcome (always, but to the middleware). */
   #claim(key: string, fingerprint: string, leaseMs: number, copy: boolean): ClaimResult {
     this.#checkOpen();
-    const now = this.clock.now();
+    const now = this.#elapsed();
     const entry = this.#touch(key, now);
     if (entry === undefined) {
       this.#makeRoom(key, now);
@@ -208,7 +216,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       this.#add({
         key,
         fingerprint,
-        createdAt: now,
+        createdAt: this.clock.now(),
         token,
         leaseUntil: now + leaseMs,
         expiresAt: now + 2 * leaseMs,
@@ -227,9 +235,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (entry.outcome !== undefined) {
       // The middleware reads a record it is handed and never changes it: one answer serves every replay.
       if (copy || entry.outcome.kind === 'value') {
-        return { status: 'completed', record: toRecord(key, entry, entry.outcome, copy) };
+        return { status: 'completed', record: this.#record(key, entry, entry.outcome, copy, now) };
       }
-      entry.replay ??= { status: 'completed', record: toRecord(key, entry, entry.outcome, false) };
+      entry.replay ??= { status: 'completed', record: this.#record(key, entry, entry.outcome, false, now) };
       return entry.replay;
     }
     if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
@@ -243,7 +251,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number, owned: boolean): boolean {
     this.#checkOpen();
     const kept = keep(outcome, owned);
-    const now = this.clock.now();
+    const now = this.#elapsed();
     const entry = this.#live(key, now);
     // A completion resent by its own run (a retry after a lost reply) succeeds again, changing nothing.
     if (entry?.outcome !== undefined && entry.token === token) return true;
@@ -256,7 +264,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       );
     }
     entry.outcome = kept;
-    entry.completedAt = now;
+    entry.completedAt = this.clock.now();
     entry.expiresAt = now + ttlMs;
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
@@ -266,7 +274,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 
   #release(key: string, token: string): boolean {
     this.#checkOpen();
-    const entry = this.#live(key, this.clock.now());
+    const entry = this.#live(key, this.#elapsed());
     if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
     this.#remove(entry);
     return true;
@@ -380,7 +388,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (this.#sweep !== undefined) return;
     this.#sweep = this.clock.setTimeout(() => {
       this.#sweep = undefined;
-      const now = this.clock.now();
+      const now = this.#elapsed();
       for (const entry of this.#entries.values()) if (entry.expiresAt <= now) this.#remove(entry);
       if (this.#entries.size > 0) this.#startSweep();
     }, this.sweepInterval);
@@ -395,18 +403,19 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #checkOpen(): void {
     if (this.#disposed) throw new DisposedError(NAME);
   }
-}
 
-function toRecord(key: string, entry: Entry, outcome: KeptOutcome, copy: boolean): CompletedRecord {
-  return {
-    status: 'completed',
-    key,
-    fingerprint: entry.fingerprint,
-    createdAt: entry.createdAt,
-    completedAt: entry.completedAt,
-    expiresAt: entry.expiresAt,
-    outcome: copy || outcome.kind === 'value' ? handOut(outcome) : outcome,
-  };
+  /** `now`: the monotonic time; the record's `expiresAt` is when it is forgotten, in epoch ms read now. */
+  #record(key: string, entry: Entry, outcome: KeptOutcome, copy: boolean, now: number): CompletedRecord {
+    return {
+      status: 'completed',
+      key,
+      fingerprint: entry.fingerprint,
+      createdAt: entry.createdAt,
+      completedAt: entry.completedAt,
+      expiresAt: this.clock.now() + (entry.expiresAt - now),
+      outcome: copy || outcome.kind === 'value' ? handOut(outcome) : outcome,
+    };
+  }
 }
 
 /**

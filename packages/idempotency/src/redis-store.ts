@@ -44,7 +44,7 @@ export class RedisStore implements IdempotencyStore {
     readonly onStoreError: 'fail-closed' | 'fail-open',
     /** Shown as `source` on the store's events. */
     readonly name: string,
-    /** The clock that dates records and leases. */
+    /** Times each step's `commandTimeout`. Records and leases are dated by the Redis server (`TIME`). */
     readonly clock: Clock,
     /** The largest encoded record sent to Redis, in bytes. */
     readonly maxValueBytes = 4_194_304,

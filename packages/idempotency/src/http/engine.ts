@@ -3,11 +3,13 @@ import {
   type Bus,
   type Clock,
   type ErrorLabel,
+  elapsedTime,
   errorLabel,
   bus as globalBus,
   HoldfastConfigError,
   parseOptions,
   realClock,
+  type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
 import { inProcess, type StoreNow } from '../memory-store.js';
@@ -107,6 +109,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly store: IdempotencyStore;
   readonly bus: Bus;
   readonly clock: Clock;
+  /** The clock's monotonic time: waits, completion retries and leases are measured on it, not on `now()`. */
+  readonly elapsed: () => number;
   readonly failOpen: boolean;
   readonly #methods: ReadonlySet<string>;
   readonly #replayable: ReplayableHeaders;
@@ -124,6 +128,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.store = this.options.store;
     this.bus = this.options.bus ?? globalBus;
     this.clock = this.options.clock ?? realClock;
+    this.elapsed = elapsedTime(this.clock);
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
@@ -242,7 +247,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   async #claim(key: string, stored: string, fingerprint: string): Promise<Decision> {
     const wait = this.options.wait;
-    const deadline = wait === undefined ? 0 : this.clock.now() + wait.timeout;
+    const deadline = wait === undefined ? 0 : this.elapsed() + wait.timeout;
     for (;;) {
       let result: ClaimResult;
       try {
@@ -263,7 +268,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
       if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false);
-      const left = deadline - this.clock.now();
+      const left = deadline - this.elapsed();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
     }
@@ -448,18 +453,18 @@ export class HttpIdempotency<Req> implements RunOwner {
     outcome: Parameters<IdempotencyStore['complete']>[2],
   ): Promise<boolean | 'failed' | 'unstorable'> {
     const { stored, key, token } = run;
-    const deadline = this.clock.now() + this.options.completeTimeoutMs;
+    const deadline = this.elapsed() + this.options.completeTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
         if (this.#inProcess() !== undefined)
           return await this.store.complete(stored, token, outcome, this.options.ttlMs);
         return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
       } catch (error) {
-        const retry = error instanceof StoreUnavailableError && this.clock.now() + 100 < deadline;
+        const retry = error instanceof StoreUnavailableError && this.elapsed() + 100 < deadline;
         this.#storeError('complete', key, error, true);
         if (error instanceof IdempotencyValueError) return 'unstorable';
         if (!retry) return 'failed';
-        await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, deadline - this.clock.now()));
+        await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, deadline - this.elapsed()));
       }
     }
   }
@@ -486,6 +491,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 
 interface RunOwner {
   readonly clock: Clock;
+  readonly elapsed: () => number;
   readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
   verdict(status: number, body: BodyCollector): ErrorLabel;
   settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
@@ -496,8 +502,10 @@ export class Run {
   // Replaced once, by the response-lost problem (see lost()).
   body: BodyCollector;
   #settled = false;
-  /** When the key was claimed (the owner's clock): its lease runs out `leaseMs` later. */
+  /** When the key was claimed, on the owner's monotonic line (`elapsed()`): its lease runs out `leaseMs` later. */
   readonly claimedAt: number;
+  // Set while its client is gone and the handler may still end the response (see lostUnlessEnded).
+  #lostTimer: TimerHandle | undefined;
 
   constructor(
     readonly owner: RunOwner,
@@ -515,7 +523,7 @@ export class Run {
     readonly atOnce = false,
   ) {
     this.body = new BodyCollector(maxResponseBytes);
-    this.claimedAt = owner.clock.now();
+    this.claimedAt = owner.elapsed();
   }
 
   /** Whether `finish` or `abandon` was called. */
@@ -529,7 +537,7 @@ export class Run {
    */
   finish(status: number, headers: OutgoingHeaders): Promise<void> {
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     const code = this.owner.verdict(status, this.body);
     return this.owner.settle(this, { status, headers }, code);
   }
@@ -545,7 +553,7 @@ export class Run {
    */
   finishAfter(status: number, headers: OutgoingHeaders, handler: PromiseLike<unknown> | undefined): Promise<void> {
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     const store = () =>
       this.owner.settle(this, { status, headers }, this.body.storable ? undefined : 'E_RESPONSE_TOO_LARGE');
     if (handler === undefined) return store();
@@ -565,7 +573,7 @@ export class Run {
   lost(sent?: number): Promise<void> {
     if (sent !== undefined && sent >= 500 && !this.owner.options.store5xx) return this.abandon(`HTTP_${sent}`);
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     const { status, headers, body } = problem('responseLost');
     this.body = new BodyCollector(body.length);
     this.body.add(body);
@@ -579,17 +587,23 @@ export class Run {
    * `sent`: the status sent by then, if any (see {@link lost}).
    */
   lostUnlessEnded(sent: () => number | undefined): void {
-    if (this.#settled) return;
-    const { clock, options } = this.owner;
+    if (this.#settled || this.#lostTimer !== undefined) return;
+    const { clock, options, elapsed } = this.owner;
     const margin = Math.min(1_000, options.leaseMs / 10);
-    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - clock.now());
-    clock.setTimeout(() => void this.lost(sent()), ms);
+    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - elapsed());
+    this.#lostTimer = clock.setTimeout(() => void this.lost(sent()), ms);
+  }
+
+  /** Marks the run settled, and stops its response-lost timer: a run that ended first is not held for the lease. */
+  #settle(): void {
+    this.#settled = true;
+    if (this.#lostTimer !== undefined) this.owner.clock.clearTimeout(this.#lostTimer);
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */
   abandon(code: ErrorLabel): Promise<void> {
     if (this.#settled) return Promise.resolve();
-    this.#settled = true;
+    this.#settle();
     return this.owner.settle(this, undefined, code ?? 'E_INCOMPLETE');
   }
 }
