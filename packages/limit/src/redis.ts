@@ -122,28 +122,26 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
 // clock (TIME), so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash
 // slot; absent when the resend window is 0). ARGV: the increment (emission interval x cost),
-// the burst tolerance, the emission interval, the resend window, the key's expiry when it owed
-// nothing (the increment, rounded up, sent as a string: Redis prints a Lua number with
-// snprintf("%.17g"), about a tenth of the script's server time per number). An allowed decision
-// writes its marker first and only if absent (SET NX): a resent command finds it, is answered
-// allowed and changes nothing; Redis stops a script for OOM only before its first write, so an
-// allowed decision never leaves a marker without its TAT. A refused decision takes nothing and
-// writes nothing: it only looks for the marker, in case it is the resend of a decision that was
-// allowed (then it answers allowed); a resent refusal is decided again, and counted at most once
-// since a refusal is not counted. Replies one integer: the units left when allowed (>= 0), minus
+// the burst tolerance, the emission interval, the resend window. An allowed decision writes its
+// marker first and only if absent (SET NX): a resent command finds it, is answered allowed and
+// changes nothing; Redis stops a script for OOM only before its first write, so an allowed
+// decision never leaves a marker without its TAT. The marker holds '1', not the reply: Redis
+// prints every Lua number passed to a command with snprintf("%.17g"), about 3k instructions. A
+// refused decision takes nothing and writes nothing: it only looks for the marker, in case it is
+// the resend of a decision that was allowed (then it answers allowed, 0 left); a resent refusal
+// is decided again, and counted at most once since a refusal is not counted. Replies one integer: the units left when allowed (>= 0), minus
 // the ms to wait when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes
 // out exactly.
 const source = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-local px = ARGV[5]
-if tat > now then px = nil else tat = now end
+if tat < now then tat = now end
 local new = tat + ARGV[1]
 local diff = now + ARGV[2] - new
 if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end
 local reply = math.floor(diff / ARGV[3])
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then return reply end
-redis.call('SET', KEYS[1], new, 'PX', px or math.max(1, math.ceil(new - now)))
+redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
@@ -179,9 +177,6 @@ export function redisRateLimiter(options: RedisRateLimiterOptions): RedisRateLim
 
 type Parsed = z.output<typeof redisRateLimiterOptionsSchema>;
 
-/** The PX of a key that owed nothing before a decision of this increment: what the script would compute. */
-const expiryOf = (increment: number): string => String(Math.max(1, Math.ceil(increment)));
-
 class RedisGcra extends RateLimiterBase {
   readonly #emission: number;
   readonly #burst: number;
@@ -190,7 +185,6 @@ class RedisGcra extends RateLimiterBase {
     readonly tolerance: string;
     readonly emission: string;
     readonly window: string;
-    readonly expiry: string;
   };
   readonly #requestId: () => string;
   #storeErrors = 0;
@@ -210,7 +204,6 @@ class RedisGcra extends RateLimiterBase {
       tolerance: String(this.#emission * this.#burst),
       emission: String(this.#emission),
       window: String(o.resendWindow),
-      expiry: expiryOf(this.#emission),
     };
     // Unique across processes by the random prefix, within one by the counter: no randomness per call.
     const prefix = randomBytes(12).toString('base64url');
@@ -239,7 +232,7 @@ class RedisGcra extends RateLimiterBase {
     }
     return this.#send(key, cost).then(
       (reply) => {
-        // An integer (a string when it comes from the marker): remaining if >= 0, else -retryAfter.
+        // An integer: remaining if >= 0, else -retryAfter.
         const n = Number(reply);
         return n >= 0 ? this.decided(true, 0, n) : this.decided(false, Math.max(1, -n), 0);
       },
@@ -258,14 +251,12 @@ class RedisGcra extends RateLimiterBase {
       return Promise.reject(new Error('the Redis client ended (quit, disconnect, or ioredis gave up)'));
     const tat = this.keyOf(key);
     const a = this.#args;
-    const one = cost === 1;
-    const step = one ? a.emission : String(this.#emission * cost);
-    const expiry = one ? a.expiry : expiryOf(this.#emission * cost);
+    const step = cost === 1 ? a.emission : String(this.#emission * cost);
     // Without a resend window there is no marker key: one key, and ARGV keeps its positions.
     const args =
       a.window === '0'
-        ? ['1', tat, step, a.tolerance, a.emission, '0', expiry]
-        : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window, expiry];
+        ? ['1', tat, step, a.tolerance, a.emission, '0']
+        : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window];
     return new Promise(
       (resolve, reject) =>
         new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject, this.#late),
