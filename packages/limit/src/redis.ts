@@ -123,12 +123,13 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // clock (TIME), so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash
 // slot; absent when the resend window is 0). ARGV: the increment (emission interval x cost),
 // the burst tolerance, the emission interval, the resend window. An allowed decision writes its
-// marker first and only if absent (SET NX): a resent command finds it, returns the first answer
-// and changes nothing; Redis stops a script for OOM only before its first write, so an allowed
-// decision never leaves a marker without its TAT. A refused decision takes nothing and writes
-// nothing: it only reads the marker, in case it is the resend of a decision that was allowed
-// (then it answers as the first time); a resent refusal is decided again, and counted at most once
-// since a refusal is not counted. Replies one integer: the units left when allowed (>= 0), minus
+// marker first and only if absent (SET NX): a resent command finds it, is answered allowed and
+// changes nothing; Redis stops a script for OOM only before its first write, so an allowed
+// decision never leaves a marker without its TAT. The marker holds '1', not the reply: Redis
+// prints every Lua number passed to a command with snprintf("%.17g"), about 3k instructions. A
+// refused decision takes nothing and writes nothing: it only looks for the marker, in case it is
+// the resend of a decision that was allowed (then it answers allowed, 0 left); a resent refusal
+// is decided again, and counted at most once since a refusal is not counted. Replies one integer: the units left when allowed (>= 0), minus
 // the ms to wait when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes
 // out exactly.
 const source = `local t = redis.call('TIME')
@@ -137,11 +138,9 @@ local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local new = tat + ARGV[1]
 local diff = now + ARGV[2] - new
-if diff < 0 then return KEYS[2] and redis.call('GET', KEYS[2]) or -math.ceil(-diff) end
+if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end
 local reply = math.floor(diff / ARGV[3])
-if KEYS[2] and not redis.call('SET', KEYS[2], reply, 'PX', ARGV[4], 'NX') then
-  return redis.call('GET', KEYS[2])
-end
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then return reply end
 redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
@@ -233,7 +232,7 @@ class RedisGcra extends RateLimiterBase {
     }
     return this.#send(key, cost).then(
       (reply) => {
-        // An integer (a string when it comes from the marker): remaining if >= 0, else -retryAfter.
+        // An integer: remaining if >= 0, else -retryAfter.
         const n = Number(reply);
         return n >= 0 ? this.decided(true, 0, n) : this.decided(false, Math.max(1, -n), 0);
       },

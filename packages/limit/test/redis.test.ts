@@ -132,7 +132,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(rl.snapshot()).toMatchObject({ algorithm: 'gcra', allowed: 2, rejected: 1, storeErrors: 0 });
   });
 
-  it('Redis calls per decision, counted on the server: the marker is one SET NX, a refusal writes nothing', async () => {
+  it('Redis calls per decision, counted on the server: the marker is one SET NX, a refusal writes nothing and looks the marker up with EXISTS', async () => {
     const [own] = (await startRedis(1)) as [RedisServer];
     const c = connect(own);
     const calls = async () => {
@@ -153,11 +153,27 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
       expect(time).toBe(3);
       return inScript;
     };
-    // Allowed: TIME, GET, marker SET NX, SET. Refused: TIME, GET, a GET of the marker, no write.
-    expect(await decide(10_000)).toEqual({ get: 4, set: 4 });
+    // Allowed: TIME, GET, marker SET NX, SET. Refused: TIME, GET, EXISTS of the marker, no write.
+    expect(await decide(10_000)).toEqual({ get: 3, set: 4, exists: 1 });
     await c.flushall();
     // Without the marker: TIME, GET, SET; TIME, GET, SET; TIME, GET.
     expect(await decide(0)).toEqual({ get: 3, set: 2 });
+  });
+
+  it('a key that owed nothing expires when its new TAT is due: the PX sent for it is the increment, rounded up', async () => {
+    const rl = redisRateLimiter({ client, limit: 10, interval: 1000, prefix: 'px:', policies: false });
+    const tat = (key: string) => `px:{${createHash('sha1').update(key).digest('base64url')}}`;
+    await rl.take('one');
+    await rl.take('three', 3);
+    const one = await client.pttl(tat('one'));
+    const three = await client.pttl(tat('three'));
+    expect(one).toBeGreaterThan(0);
+    expect(one).toBeLessThanOrEqual(100);
+    expect(three).toBeGreaterThan(200);
+    expect(three).toBeLessThanOrEqual(300);
+    // A key that still owes: its expiry is computed in the script, as before.
+    await rl.take('one');
+    expect(await client.pttl(tat('one'))).toBeGreaterThan(100);
   });
 
   it('a full burst at once is let through, and no more', async () => {
