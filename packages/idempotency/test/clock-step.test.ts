@@ -7,10 +7,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
-import { problemTypes } from '../src/http/index.js';
 import { type IdempotencyStore, idempotent, memoryStore, StoreUnavailableError } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, leaveWhile, sendKeyed } from './http-support/leave.js';
+import { expectLost, gate, keyedPost, leaveWhile, sendKeyed, settledRetry } from './http-support/leave.js';
 
 // Date.now() steps (stepWallClock) as NTP, a VM resume or a hand-set date step it, while Node's
 // timers and performance.now() run on: no lease, TTL, sweep, wait or response-lost timer may
@@ -91,25 +90,6 @@ async function fastifyApp(setup: (app: FastifyInstance, ran: { count: number }) 
 }
 
 const retry = (port: number) => sendKeyed(`http://127.0.0.1:${port}/orders`);
-
-/** Retries while the key is in progress (bounded): what the retry then gets. */
-async function settledRetry(port: number) {
-  let answer = await retry(port);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await retry(port);
-  }
-  return answer;
-}
-
-function expectLost(answer: Awaited<ReturnType<typeof retry>>) {
-  expect({ status: answer.status, replayed: answer.replayed, type: answer.type }).toEqual({
-    status: 500,
-    replayed: 'true',
-    type: 'application/problem+json',
-  });
-  expect(JSON.parse(answer.body)).toMatchObject({ type: problemTypes.responseLost, status: 500 });
-}
 
 describe('memoryStore() through idempotent(): wall-clock steps, real clock', () => {
   it('a completed key under a 60 s TTL still replays after the wall clock steps forward an hour: the function ran once', async () => {

@@ -8,10 +8,9 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
-import { problemTypes } from '../src/http/index.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, leaveWhile, sendKeyed } from './http-support/leave.js';
+import { expectLost, gate, keyedPost, leaveWhile, sendKeyed, settledRetry } from './http-support/leave.js';
 import { slowStore } from './http-support/slow-store.js';
 
 /**
@@ -32,26 +31,6 @@ const stores: [string, () => IdempotencyStore][] = [
 ];
 
 const retry = (port: number) => sendKeyed(`http://127.0.0.1:${port}/orders`);
-
-/** Retries until the key is no longer in progress (bounded): what the retry then gets. */
-async function settledRetry(port: number) {
-  let answer = await retry(port);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await retry(port);
-  }
-  return answer;
-}
-
-/** The response-lost problem, as a replay. */
-function expectLost(answer: Awaited<ReturnType<typeof retry>>) {
-  expect({ status: answer.status, replayed: answer.replayed, type: answer.type }).toEqual({
-    status: 500,
-    replayed: 'true',
-    type: 'application/problem+json',
-  });
-  expect(JSON.parse(answer.body)).toMatchObject({ type: problemTypes.responseLost, status: 500 });
-}
 
 async function expressApp(
   store: IdempotencyStore,

@@ -1,5 +1,7 @@
 import { once } from 'node:events';
 import { connect } from 'node:net';
+import { expect } from 'vitest';
+import { problemTypes } from '../../src/http/index.js';
 
 /** A promise the test opens. */
 export function gate(): { open: () => void; opened: Promise<void> } {
@@ -52,4 +54,28 @@ export async function sendKeyed(url: string, key = 'k') {
     type: response.headers.get('content-type'),
     body: await response.text(),
   };
+}
+
+/**
+ * Sends {@link sendKeyed} to `/orders` on `port`, and again every 20 ms while the key is in
+ * progress (409; at most 150 more): what the retry finally gets.
+ */
+export async function settledRetry(port: number) {
+  const url = `http://127.0.0.1:${port}/orders`;
+  let answer = await sendKeyed(url);
+  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    answer = await sendKeyed(url);
+  }
+  return answer;
+}
+
+/** Expects the response-lost problem, as a replay. */
+export function expectLost(answer: Awaited<ReturnType<typeof sendKeyed>>): void {
+  expect({ status: answer.status, replayed: answer.replayed, type: answer.type }).toEqual({
+    status: 500,
+    replayed: 'true',
+    type: 'application/problem+json',
+  });
+  expect(JSON.parse(answer.body)).toMatchObject({ type: problemTypes.responseLost, status: 500 });
 }
