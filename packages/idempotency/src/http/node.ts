@@ -70,7 +70,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   res.on('close', () => {
     runs?.delete(run);
     if (run.settled) return;
-    const clientLeft = socket !== null && (socket.readableEnded || socket.errored !== null);
+    // A pipelined response's socket is the one it got after it was queued.
+    const own = socket ?? res.socket;
+    const clientLeft = own !== null && (own.readableEnded || own.errored !== null);
     // Closed by the server (the handler threw after its headers, a stream failed): released.
     if (!clientLeft) void run.abandon('E_INCOMPLETE');
     // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
