@@ -40,10 +40,11 @@ interface Pending {
   readonly after: number | undefined;
   /**
    * After an ejection ran out, until the first call it took since (the set's probe) is judged: when
-   * the set's ejection ran out (it began no earlier than this side's, for the same time). The
-   * set's probe is sent no earlier, even when this side's timer fires after it (a busy event
-   * loop); a call sent before is no probe: one in flight at the ejection (sent in its very
-   * millisecond, too), or one the set sent while ejected (under panic it sends to every endpoint).
+   * the set's ejection ran out (it began no earlier than this side's, for the same time), or when
+   * this side's timer for it fired, if that was earlier (both timers fire early alike). The set's
+   * probe is sent no earlier, even when this side's timer fires after it (a busy event loop); a
+   * call sent before is no probe: one in flight at the ejection (sent in its very millisecond,
+   * too), or one the set sent while ejected (under panic it sends to every endpoint).
    */
   probeFrom: number | undefined;
 }
@@ -245,8 +246,12 @@ export class Actions {
     if (e === undefined) return;
     this.#restore(endpoint, 'expired', false);
     const { samples, raised } = this.state(e.key);
+    // Node counts a timer from the event loop's time, read when its turn began: the set's timer and
+    // this one, set in the same turn, fire together up to that turn's age (and a truncated
+    // millisecond) before `runsOut`, and the set's probe may be sent then.
+    const probeFrom = Math.min(e.runsOut, this.#elapsed());
     if (raised && !this.#pending.has(e.key))
-      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom: e.runsOut });
+      this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom });
   }
 
   /**

@@ -11,14 +11,29 @@ function rig(
   names: string[],
   duration = 5_000,
   ejection?: { baseTime: number },
-  more: { set?: { panicThreshold?: number }; watchClock?: (clock: ManualClock) => Clock } = {},
+  more: {
+    set?: { panicThreshold?: number };
+    watchClock?: (clock: ManualClock) => Clock;
+    /** Timers of the set and the watch count from `lag.ms` before now, as Node's do from the loop's time. */
+    lag?: { ms: number };
+  } = {},
 ) {
   const clock = new ManualClock(0);
   const bus = createBus();
+  const lag = more.lag;
+  const timers: Clock =
+    lag === undefined
+      ? clock
+      : {
+          now: () => clock.now(),
+          monotonic: () => clock.monotonic(),
+          setTimeout: (callback, ms) => clock.setTimeout(callback, Math.max(0, ms - lag.ms)),
+          clearTimeout: (handle) => clock.clearTimeout(handle),
+        };
   const api = failover({
     name: 'api',
     bus,
-    clock,
+    clock: timers,
     endpoints: names,
     retry: false,
     policies: false,
@@ -28,7 +43,7 @@ function rig(
   // One slow interval raises: these tests are about what the watch does once an anomaly is raised.
   const watch = anomalyWatch({
     bus,
-    clock: more.watchClock?.(clock) ?? clock,
+    clock: more.watchClock?.(clock) ?? timers,
     interval: 1_000,
     raiseAfter: 1,
     actions: { eject: { failover: api, duration } },
@@ -137,6 +152,31 @@ describe('early ejection through the set', () => {
     expect(r.api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'ejected' });
     // Out again: the next calls go to its peers, none to b at its full share.
     for (let i = 0; i < 6; i++) expect(await call(r, 1)).not.toBe('b');
+    expect(r.restores).toEqual([]);
+    r.watch.dispose();
+    r.api.dispose();
+  });
+
+  it("judges the set's probe sent as its timer fired, before the ejection's time: Node counts timers from the loop's time", async () => {
+    // The tick that ejects b had been running half a millisecond when it set the ejection's timers
+    // (the set's and the watch's): both fire that much before the ejection's own 3 s are up, and a
+    // call sent then is the set's probe. It was taken for one sent before, so a slow b was let back.
+    const lag = { ms: 0 };
+    const r = rig(['a', 'b', 'c'], 3_000, undefined, { lag });
+    for (let s = 0; s < 40; s++) await r.interval({ a: r.normal(s), b: r.normal(s), c: r.normal(s) });
+    lag.ms = 0.5;
+    await r.interval({ a: 21, b: 400, c: 22 });
+    lag.ms = 0;
+    expect(r.ejects.map((e) => [e.endpoint, e.time])).toEqual([['b', 41_000]]);
+    await r.clock.advance(43_999.5 - r.clock.now());
+    expect(r.actions.at(-1)).toBe('restore b expired@43999.5');
+    expect(r.api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
+    expect(await call(r, 400)).toBe('b'); // the probe, still slow
+    expect(r.ejects.map((e) => [e.endpoint, e.reason, e.ejections])).toEqual([
+      ['b', 'anomaly', 1],
+      ['b', 'anomaly', 2],
+    ]);
+    expect(r.actions.at(-1)).toBe('eject b stillRaised@44399.5');
     expect(r.restores).toEqual([]);
     r.watch.dispose();
     r.api.dispose();
