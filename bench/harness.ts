@@ -19,7 +19,8 @@ export interface CompareOptions {
   readonly time?: number;
   /**
    * [holdfast variant, peer variant] pairs: each is printed with its ratio, the median of the
-   * ratios measured within each round (both ran in the same round, so drift cancels).
+   * ratios measured within each round (both ran in the same round, so drift cancels), and both
+   * per-call figures of that median round, so the figures divide to the ratio shown.
    */
   readonly pairs?: readonly (readonly [string, string])[];
 }
@@ -40,7 +41,8 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
   const rounds = options.rounds ?? 5;
   const perRound: Record<string, number[]> = {};
   const ratios: Record<string, number[]> = {};
-  const pairRatios: number[][] = (options.pairs ?? []).map(() => []);
+  /** Per pair, each round's [holdfast ns, peer ns]. */
+  const pairRounds: [number, number][][] = (options.pairs ?? []).map(() => []);
   for (let round = 0; round < rounds; round++) {
     const order = variants.map((_, i) => variants[(i + round) % variants.length] as Variant);
     const bench = new Bench({ time: options.time ?? 150, warmup: true, warmupTime: 30 });
@@ -64,7 +66,7 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
       (ratios[name] ??= []).push(value / base);
     }
     for (const [i, [ours, peer]] of (options.pairs ?? []).entries()) {
-      pairRatios[i]?.push((ns[ours] ?? Number.NaN) / (ns[peer] ?? Number.NaN));
+      pairRounds[i]?.push([ns[ours] ?? Number.NaN, ns[peer] ?? Number.NaN]);
     }
   }
   const rows = variants.map((v) => ({
@@ -76,17 +78,16 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
   console.log(`(median of ${rounds} rounds, ${calls} calls a sample, order rotated each round)`);
   const pairs = options.pairs ?? [];
   if (pairs.length > 0) {
-    const at = (name: string) => rows.find((r) => r.name === name)?.nsPerCall ?? Number.NaN;
     printRows(
-      `${options.title}: holdfast against the peer, same rounds`,
+      `${options.title}: holdfast against the peer, each pair from its median round`,
       ['holdfast', 'per call', 'peer', 'per call', 'holdfast / peer'],
-      pairs.map(([ours, peer], i) => [
-        ours,
-        format(at(ours)),
-        peer,
-        format(at(peer)),
-        ratioText(median(pairRatios[i] ?? [])),
-      ]),
+      pairs.map(([ours, peer], i) => {
+        // The round whose ratio is the median (the lower middle of an even count): both figures
+        // from it. Each variant's own median (the table above) may come from another round.
+        const byRatio = [...(pairRounds[i] ?? [])].sort((a, b) => a[0] / a[1] - b[0] / b[1]);
+        const [o, p] = byRatio[(byRatio.length - 1) >> 1] ?? [Number.NaN, Number.NaN];
+        return [ours, format(o), peer, format(p), ratioText(o / p)];
+      }),
     );
   }
   return rows;
