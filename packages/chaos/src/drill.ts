@@ -451,8 +451,10 @@ async function runSteps(
 ): Promise<DrillStep[]> {
   const played: DrillStep[] = [];
   for (const step of [...steps].sort((a, b) => a.at - b.at)) {
-    const wait = step.at - since();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    // Node counts a timer in whole ms of the loop's time: it can fire before performance.now() has
+    // moved its delay. Waited again for what is left, a step never runs before its `at` (one at the
+    // load's end run early was given the sliver of load left, and reported hung).
+    while (since() < step.at) await new Promise((resolve) => setTimeout(resolve, step.at - since()));
     const ranAt = round(since());
     announce(step.name);
     // A step must settle by the end of the load (one due after it: within the load's timeout).

@@ -10,6 +10,7 @@ import {
   type Policy,
   parseOptions,
   realClock,
+  type TimerHandle,
 } from '@holdfast/core';
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
 import { type RetryBudget, retryBudget } from './budget.js';
@@ -297,17 +298,27 @@ class RetryingPolicy implements RetryPolicy {
     throw new Stop(value, false);
   }
 
-  /** Resolves after `ms` on our clock, or at once when the caller aborts. */
+  /** Resolves after `ms` on our clock's elapsed time, or at once when the caller aborts. */
   #wait(ms: number, scope: CallScope): Promise<void> {
     if (ms <= 0 || scope.aborted) return resolved;
-    const { clock } = this.#s;
+    const { clock, elapsed } = this.#s;
+    const until = elapsed() + ms;
     return new Promise((resolve) => {
+      let timer: TimerHandle;
       const done = () => {
         clock.clearTimeout(timer);
         cancel();
         resolve();
       };
-      const timer = clock.setTimeout(done, ms, { ref: true });
+      // Node counts a timer in whole ms of the loop's time: it can fire before elapsed() has moved
+      // `ms`, and a wait for a lease's retryAfterMs would find it still held and spend an attempt.
+      // What is left is waited again (not past `ms`: a clock without monotonic() may step back).
+      const fired = () => {
+        const left = until - elapsed();
+        if (left > 0 && left < ms) timer = clock.setTimeout(fired, left, { ref: true });
+        else done();
+      };
+      timer = clock.setTimeout(fired, ms, { ref: true });
       const cancel = scope.onAbort(done);
     });
   }
