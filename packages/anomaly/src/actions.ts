@@ -246,9 +246,9 @@ export class Actions {
     if (e === undefined) return;
     this.#restore(endpoint, 'expired', false);
     const { samples, raised } = this.state(e.key);
-    // Node counts a timer from the event loop's time, read when its turn began: the set's timer and
-    // this one, set in the same turn, fire together up to that turn's age (and a truncated
-    // millisecond) before `runsOut`, and the set's probe may be sent then.
+    // Node counts a timer in whole ms of the loop's time: the set's timer and this one, set in the
+    // same turn, fire together up to a millisecond before `runsOut`, and the set's probe may be
+    // sent then.
     const probeFrom = Math.min(e.runsOut, this.#elapsed());
     if (raised && !this.#pending.has(e.key))
       this.#pending.set(e.key, { metric: e.metric, told: new Set(), after: samples, probeFrom });

@@ -14,7 +14,7 @@ function rig(
   more: {
     set?: { panicThreshold?: number };
     watchClock?: (clock: ManualClock) => Clock;
-    /** Timers of the set and the watch count from `lag.ms` before now, as Node's do from the loop's time. */
+    /** Timers of the set and the watch fire `lag.ms` early, as Node's do (it counts them in whole ms). */
     lag?: { ms: number };
   } = {},
 ) {
@@ -157,10 +157,10 @@ describe('early ejection through the set', () => {
     r.api.dispose();
   });
 
-  it("judges the set's probe sent as its timer fired, before the ejection's time: Node counts timers from the loop's time", async () => {
-    // The tick that ejects b had been running half a millisecond when it set the ejection's timers
-    // (the set's and the watch's): both fire that much before the ejection's own 3 s are up, and a
-    // call sent then is the set's probe. It was taken for one sent before, so a slow b was let back.
+  it("judges the set's probe sent as its timer fired, before the ejection's time: Node counts timers in whole ms", async () => {
+    // Node counts timers in whole ms: the ejection's timers (the set's and the watch's), set at the
+    // tick that ejects b, fire up to a millisecond before the ejection's own 3 s are up, and a call
+    // sent then is the set's probe. It was taken for one sent before, so a slow b was let back.
     const lag = { ms: 0 };
     const r = rig(['a', 'b', 'c'], 3_000, undefined, { lag });
     for (let s = 0; s < 40; s++) await r.interval({ a: r.normal(s), b: r.normal(s), c: r.normal(s) });
