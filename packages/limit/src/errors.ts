@@ -49,6 +49,11 @@ export class RateLimitedError extends HoldfastError implements Rejection {
   ) {
     super('E_RATE_LIMITED', `${source}: rate limit reached, retry after ${retryAfter} ms`, options);
   }
+
+  /** `retryAfter` under the name `retry()` reads a wait from: a retry around the limiter waits it out. */
+  get retryAfterMs(): number {
+    return this.retryAfter;
+  }
 }
 
 /** An adaptive concurrency limiter already runs as many calls as it has learned the dependency takes. */
