@@ -121,27 +121,31 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
 // clock (TIME), so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash
-// slot; absent when the resend window is 0). ARGV: the increment (emission interval x cost),
-// the burst tolerance, the emission interval, the resend window. An allowed decision writes its
-// marker first and only if absent (SET NX): a resent command finds it, is answered allowed and
-// changes nothing; Redis stops a script for OOM only before its first write, so an allowed
-// decision never leaves a marker without its TAT. The marker holds '1', not the reply: Redis
-// prints every Lua number passed to a command with snprintf("%.17g"), about 3k instructions. A
-// refused decision takes nothing and writes nothing: it only looks for the marker, in case it is
-// the resend of a decision that was allowed (then it answers allowed, 0 left); a resent refusal
-// is decided again, and counted at most once since a refusal is not counted. Replies one integer: the units left when allowed (>= 0), minus
-// the ms to wait when refused (<= -1). The TAT goes to Redis as a Lua number, which Redis writes
-// out exactly.
+// slot; absent when the resend window is 0). ARGV: the increment (emission interval x cost), the
+// burst tolerance, the expiry of a key that owed nothing (the increment rounded up, made by the
+// client: every Lua number passed to a command costs Redis a snprintf("%.17g"), about 3k
+// instructions), the resend window, then the emission interval only when the cost is not 1 (it
+// is the increment otherwise). An allowed decision writes its marker first and only if absent
+// (SET NX): a resent command finds it, is answered allowed and changes nothing; Redis stops a
+// script for OOM only before its first write, so an allowed decision never leaves a marker
+// without its TAT. The marker holds '1', not the reply (that snprintf again). A refused decision
+// takes nothing and writes nothing: it only looks for the marker, in case it is the resend of a
+// decision that was allowed (then it answers allowed, 0 left); a resent refusal is decided
+// again, and counted at most once since a refusal is not counted. Replies one integer: the units
+// left when allowed (>= 0), minus the ms to wait when refused (<= -1). The TAT goes to Redis as a
+// Lua number, which Redis writes out exactly. The key layout (a decimal TAT, an expiry when it is
+// due) is the previous version's: both versions decide on the same keys during a rolling upgrade.
 const source = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
+local px
+if tat <= now then tat = now px = ARGV[3] end
 local new = tat + ARGV[1]
 local diff = now + ARGV[2] - new
 if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end
-local reply = math.floor(diff / ARGV[3])
+local reply = math.floor(diff / (ARGV[5] or ARGV[1]))
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then return reply end
-redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
+redis.call('SET', KEYS[1], new, 'PX', px or math.max(1, math.ceil(new - now)))
 return reply`;
 const sha = createHash('sha1').update(source).digest('hex');
 
@@ -183,6 +187,7 @@ class RedisGcra extends RateLimiterBase {
   /** Script arguments sent on every decision, as strings once rather than converted per call. */
   readonly #args: {
     readonly tolerance: string;
+    readonly px: string;
     readonly emission: string;
     readonly window: string;
   };
@@ -202,6 +207,7 @@ class RedisGcra extends RateLimiterBase {
     this.#emission = o.interval / o.limit;
     this.#args = {
       tolerance: String(this.#emission * this.#burst),
+      px: String(Math.max(1, Math.ceil(this.#emission))),
       emission: String(this.#emission),
       window: String(o.resendWindow),
     };
@@ -251,12 +257,15 @@ class RedisGcra extends RateLimiterBase {
       return Promise.reject(new Error('the Redis client ended (quit, disconnect, or ioredis gave up)'));
     const tat = this.keyOf(key);
     const a = this.#args;
-    const step = cost === 1 ? a.emission : String(this.#emission * cost);
-    // Without a resend window there is no marker key: one key, and ARGV keeps its positions.
+    const one = cost === 1;
+    const step = one ? a.emission : String(this.#emission * cost);
+    const px = one ? a.px : String(Math.max(1, Math.ceil(this.#emission * cost)));
+    // Without a resend window: no marker key, and no window unless the emission interval follows.
     const args =
       a.window === '0'
-        ? ['1', tat, step, a.tolerance, a.emission, '0']
-        : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, a.emission, a.window];
+        ? ['1', tat, step, a.tolerance, px]
+        : ['2', tat, `${tat}:r:${this.#requestId()}`, step, a.tolerance, px, a.window];
+    if (!one) args.push(...(a.window === '0' ? ['0', a.emission] : [a.emission]));
     return new Promise(
       (resolve, reject) =>
         new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject, this.#late),

@@ -198,6 +198,91 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     await expect(rl.take('k', 3)).rejects.toThrow(HoldfastConfigError);
   });
 
+  it('the arguments of a decision: the expiry of a key that owed nothing is sent as a string, the emission interval only for a cost other than 1', async () => {
+    const sent: (string | number)[][] = [];
+    const recording = {
+      get status() {
+        return client.status;
+      },
+      call: (command: string, ...args: (string | number)[]) => {
+        if (command === 'evalsha') sent.push(args.slice(1));
+        return client.call(command, ...args);
+      },
+      once: (event: 'ready', listener: () => void) => client.once(event, listener),
+      removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
+    };
+    const tat = `args:{${createHash('sha1').update('k').digest('base64url')}}`;
+    for (const resendWindow of [10_000, 0]) {
+      await client.del(tat);
+      sent.length = 0;
+      const rl = redisRateLimiter({
+        client: recording,
+        limit: 8,
+        interval: 60_000,
+        resendWindow,
+        prefix: 'args:',
+        requestId: () => `id${sent.length}`,
+        policies: false,
+      });
+      // The units left come from the emission interval (7.5 s) in both cases.
+      expect(await rl.take('k', 3)).toMatchObject({ allowed: true, remaining: 5 });
+      expect(await rl.take('k')).toMatchObject({ allowed: true, remaining: 4 });
+      const keys = (n: number) => (resendWindow === 0 ? ['1', tat] : ['2', tat, `${tat}:r:id${n}`]);
+      const window = String(resendWindow);
+      // ARGV: increment, tolerance, expiry of a key that owed nothing, window, [emission interval].
+      expect(sent).toEqual([
+        [...keys(0), '22500', '60000', '22500', window, '7500'],
+        resendWindow === 0 ? [...keys(1), '7500', '60000', '7500'] : [...keys(1), '7500', '60000', '7500', window],
+      ]);
+      // The second decision found the key owing (22.5 s): its expiry (30 s) was computed in the script.
+      expect(await client.pttl(tat)).toBeGreaterThan(22_500);
+    }
+  });
+
+  it('a rolling upgrade: the previous script and this one decide on the same keys, and neither exceeds the limit nor fails', async () => {
+    // The script before this version's (main at f2771bd), verbatim, with its arguments (KEYS: tat,
+    // marker; ARGV: increment, tolerance, emission interval, resend window).
+    const previous = `local t = redis.call('TIME')
+local now = t[1] * 1000 + t[2] / 1000
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new = tat + ARGV[1]
+local diff = now + ARGV[2] - new
+if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end
+local reply = math.floor(diff / ARGV[3])
+if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then return reply end
+redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
+return reply`;
+    const LIMIT = 10;
+    const tat = (key: string) => `upgrade:{${createHash('sha1').update(key).digest('base64url')}}`;
+    let seq = 0;
+    const old = async (key: string, cost = 1) => {
+      const k = tat(key);
+      const step = String(60_000 * cost);
+      const reply = Number(await client.eval(previous, 2, k, `${k}:r:old${++seq}`, step, '600000', '60000', '10000'));
+      return reply >= 0;
+    };
+    const current = redisRateLimiter({ client, limit: LIMIT, interval: 600_000, prefix: 'upgrade:', policies: false });
+    const now = (key: string, cost = 1) => current.take(key, cost).then((d) => d.allowed);
+    // Taking turns on one key (each finds the other's TAT, owing or not), then costs of 3.
+    const turns: boolean[] = [];
+    for (let i = 0; i < LIMIT + 4; i++) turns.push(await (i % 2 === 0 ? old('a') : now('a')));
+    expect(turns).toEqual([...Array(LIMIT).fill(true), false, false, false, false]);
+    const costly = [await now('b', 3), await old('b', 3), await now('b', 3), await old('b', 3), await now('b', 1)];
+    expect(costly).toEqual([true, true, true, false, true]);
+    expect(await old('b')).toBe(false);
+    // At once, from both: exactly the limit passes.
+    const both = await Promise.all(Array.from({ length: 2 * LIMIT }, (_, i) => (i % 2 === 0 ? old('c') : now('c'))));
+    expect(both.filter(Boolean)).toHaveLength(LIMIT);
+    expect(current.snapshot()).toMatchObject({ storeErrors: 0 });
+    // Either version's key expires when its TAT is due (10 units of 60 s: 600 s from the first).
+    for (const key of ['a', 'b', 'c']) {
+      const pttl = await client.pttl(tat(key));
+      expect(pttl).toBeGreaterThan(590_000);
+      expect(pttl).toBeLessThanOrEqual(600_000);
+    }
+  });
+
   it('a resent command (same request id) is counted once', async () => {
     let id = 'first';
     const rl = redisRateLimiter({
