@@ -3,6 +3,7 @@ import {
   type Bus,
   type Clock,
   DisposedError,
+  elapsedTime,
   parseOptions,
   realClock,
   type Snapshottable,
@@ -181,7 +182,7 @@ class Watched {
   readonly tally = new Tally();
   readonly baselines: RobustBaseline[] | undefined;
   readonly forest: HalfSpaceForest | undefined;
-  /** When each detector's anomaly was raised (baselines by metric index, the forest last). */
+  /** When each detector's anomaly was raised, on the clock's monotonic time (baselines by metric index, the forest last). */
   readonly raisedAt: (number | undefined)[] = new Array(watchMetrics.length + 1).fill(undefined);
   /** The metric the forest's anomaly was raised on. */
   forestMetric: string | undefined;
@@ -223,6 +224,8 @@ class Watch implements AnomalyWatch {
   readonly #o: Parsed;
   readonly #bus: Bus;
   readonly #clock: Clock;
+  /** Monotonic: how long an anomaly lasted must not move with a wall-clock step. */
+  readonly #elapsed: () => number;
   readonly #keys = new Map<string, Watched>();
   readonly #detectors: Detectors;
   readonly #actions: Actions;
@@ -237,6 +240,7 @@ class Watch implements AnomalyWatch {
     this.name = o.name;
     this.#bus = o.bus;
     this.#clock = o.clock ?? realClock;
+    this.#elapsed = elapsedTime(this.#clock);
     this.#detectors = detectors(o);
     this.#actions = new Actions(
       o.actions,
@@ -347,7 +351,7 @@ class Watch implements AnomalyWatch {
     const was = w.raised;
     const since = w.raisedAt[slot];
     if (since === undefined) {
-      w.raisedAt[slot] = now;
+      w.raisedAt[slot] = this.#elapsed();
       if (detector === 'forest') w.forestMetric = metric;
       if (this.#bus.wants('anomaly.detected')) {
         this.#bus.emit({
@@ -368,7 +372,7 @@ class Watch implements AnomalyWatch {
     w.raisedAt[slot] = undefined;
     // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
     const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
-    this.#cleared(key, detector, raisedOn, now - since, 'recovered', now);
+    this.#cleared(key, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
     if (!w.raised) this.#actions.cleared(key);
   }
 
@@ -426,7 +430,7 @@ class Watch implements AnomalyWatch {
       w.raisedAt[slot] = undefined;
       const forest = slot === watchMetrics.length;
       const metric = forest ? (w.forestMetric ?? 'latencyP99') : (watchMetrics[slot] as string);
-      this.#cleared(key, forest ? 'forest' : 'baseline', metric, now - since, 'forgotten', now);
+      this.#cleared(key, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
     });
     this.#actions.forgotten(key);
   }

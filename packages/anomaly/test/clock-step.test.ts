@@ -37,6 +37,16 @@ function rig() {
   bus.on('failover.eject', (e) => ejects.push(e));
   const restores: string[] = [];
   bus.on('failover.restore', (e) => restores.push(e.endpoint));
+  /** b's anomalies, each with the ManualClock's time it was told at. */
+  const told: { type: string; metric: string; duration?: number; at: number }[] = [];
+  bus.on(
+    'anomaly.detected',
+    (e) => e.key === 'api/b' && told.push({ type: e.type, metric: e.metric, at: manual.now() }),
+  );
+  bus.on(
+    'anomaly.cleared',
+    (e) => e.key === 'api/b' && told.push({ type: e.type, metric: e.metric, duration: e.duration, at: manual.now() }),
+  );
   const interval = async (latency: Record<string, number>) => {
     for (const [n, ms] of Object.entries(latency)) {
       for (let i = 0; i < 10; i++) bus.emit({ type: 'breaker.success', source: `api/${n}`, time: 0, latency: ms });
@@ -50,7 +60,7 @@ function rig() {
       watch.observe(`api/${e.name}`, latency, 'success');
       return e.name;
     });
-  return { api, watch, ejects, restores, interval, call, step };
+  return { api, watch, ejects, restores, told, interval, call, step };
 }
 
 describe('anomalyWatch() eject: wall-clock steps', () => {
@@ -72,6 +82,25 @@ describe('anomalyWatch() eject: wall-clock steps', () => {
       ['b', 2],
     ]);
     expect(r.restores).toEqual([]);
+    r.watch.dispose();
+    r.api.dispose();
+  });
+
+  it.each([
+    ['back', -HOUR],
+    ['forward', HOUR],
+  ])('tells how long an anomaly lasted though the wall clock stepped %s an hour while it was raised', async (_, ms) => {
+    const r = rig();
+    for (let s = 0; s < 40; s++) await r.interval({ a: 20 + (s % 3), b: 20 + (s % 3), c: 20 + (s % 3) });
+    await r.interval({ a: 21, b: 400, c: 22 });
+    r.step(ms);
+    const cleared = () => r.told.filter((t) => t.type === 'anomaly.cleared');
+    for (let s = 0; s < 20 && cleared().length === 0; s++) await r.interval({ a: 21, b: 20 + (s % 3), c: 22 });
+    const [first] = cleared();
+    const detected = r.told.find((t) => t.type === 'anomaly.detected' && t.metric === first?.metric);
+    expect(detected).toBeDefined();
+    // What passed between the two, not the step: it was about -3,600,000 (back) or +3,600,000 ms.
+    expect(first?.duration).toBe((first?.at ?? 0) - (detected?.at ?? 0));
     r.watch.dispose();
     r.api.dispose();
   });
