@@ -65,10 +65,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   const socket = res.socket;
   // A pipelined response queued behind another on its connection has no socket yet, and gets
   // no 'close' if the connection goes first: its connection's close says its client left.
-  const runs = socket === null ? queueBehind(res, run) : undefined;
+  if (socket === null) queueBehind(res, () => run.lostUnlessEnded(() => sentStatus(res)));
   // 'close' comes once: `on` spares the wrapper `once` makes per response.
   res.on('close', () => {
-    runs?.delete(run);
     if (run.settled) return;
     // A pipelined response's socket is the one it got after it was queued.
     const own = socket ?? res.socket;
@@ -83,27 +82,28 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   });
 }
 
-/** Per connection, its pipelined responses that have no socket yet, and their runs. */
-const queued = new WeakMap<Socket, Map<Run, ServerResponse>>();
+/** Per connection, its pipelined responses that have no socket yet: what to do if it closes first. */
+const queued = new WeakMap<Socket, Map<() => void, ServerResponse>>();
 
 /**
- * Watches the connection of a response Node has queued (HTTP/1.1 pipelining): if it closes
- * before the response got it, the client left while the handler ran, as for a response of its
- * own ({@link Run.lostUnlessEnded}). One listener a connection, however deep the queue.
+ * Calls `left` if the connection of a response Node has queued (HTTP/1.1 pipelining) closes
+ * before the response got it: the client left while its handler ran, as for a response of its
+ * own. One listener a connection, however deep the queue; a response that closes first (it got
+ * the socket, whose own 'close' decides) is forgotten.
  */
-function queueBehind(res: ServerResponse, run: Run): Map<Run, ServerResponse> | undefined {
+export function queueBehind(res: ServerResponse, left: () => void): void {
   const connection = (res as { req?: IncomingMessage }).req?.socket;
   if (!connection) return;
-  let runs = queued.get(connection);
-  if (!runs) {
-    const all = new Map<Run, ServerResponse>();
-    queued.set(connection, (runs = all));
-    // Given the socket since (its own 'close' decides), or settled (lostUnlessEnded does nothing).
+  let waiting = queued.get(connection);
+  if (!waiting) {
+    const all = new Map<() => void, ServerResponse>();
+    queued.set(connection, (waiting = all));
     connection.once('close', () => {
-      for (const [waiting, response] of all) if (!response.socket) waiting.lostUnlessEnded(() => sentStatus(response));
+      for (const [call, response] of all) if (!response.socket) call();
     });
   }
-  return runs.set(run, res);
+  waiting.set(left, res);
+  res.once('close', () => waiting.delete(left));
 }
 
 /** One response's watch: its headers as first written, its body, and its (deferred) end. */
