@@ -31,8 +31,9 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * - Headers are taken as the handler set them, when they are first written: a layer mounted
  *   before the middleware (compression) that adds `Content-Encoding` below us is not recorded
  *   with a body it has not encoded yet.
- * - A response closed before the handler ended it by the server itself (the handler threw after
- *   the headers and Express destroyed the socket, a stream failed) releases the key.
+ * - A response closed by the server itself once it began (the handler threw after the headers
+ *   and Express destroyed the socket, a stream failed) releases the key; one closed before it
+ *   began (a socket timeout, a pipelined neighbour's failure) is taken as its client leaving.
  * - A response closed by its client before its end (started or not) is stored whole if the
  *   handler still ends it, so a retry gets 409 then the replay. One it never ends (a handler that
  *   stops when the client leaves) gets the response-lost problem shortly before its lease runs
@@ -72,8 +73,10 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     // A pipelined response's socket is the one it got after it was queued.
     const own = socket ?? res.socket;
     const clientLeft = own !== null && (own.readableEnded || own.errored !== null);
-    // Closed by the server (the handler threw after its headers, a stream failed): released.
-    if (!clientLeft) void run.abandon('E_INCOMPLETE');
+    // Closed by the server once the response began (the handler threw after its headers, a
+    // stream failed): released. Before it began, the handler may still run (a socket timeout, a
+    // pipelined request's failure that took the connection): as if its client left.
+    if (!clientLeft && res.headersSent) void run.abandon('E_INCOMPLETE');
     // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
     // is unpiped or destroyed now, and will never end it.
     else if (res.listenerCount('unpipe') > 0) void run.lost(sentStatus(res));
