@@ -127,4 +127,38 @@ describe('the server closes the connection while a handler still runs', () => {
       after: 201,
     });
   });
+  it('Express, server.setTimeout once the response began (headers and a first chunk sent): the same', async () => {
+    const app = express();
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
+    let ran = 0;
+    const finished = gate();
+    app.post('/orders', async (_req, res) => {
+      ran++;
+      res.status(201).write('started ');
+      await tick(300); // idle longer than the server's socket timeout
+      res.end('done');
+      finished.open();
+    });
+    const server = createServer(app);
+    server.setTimeout(100);
+    const port = await listenNode(server);
+    const socket = connect(port, '127.0.0.1');
+    socket.on('data', () => {});
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    socket.write(keyedPost('/orders', 'k'));
+    await once(socket, 'close');
+    const retry = connect(port, '127.0.0.1');
+    let read = '';
+    retry.on('data', (c: Buffer) => {
+      read += c.toString('latin1');
+    });
+    retry.on('error', () => {});
+    await once(retry, 'connect');
+    retry.write(keyedPost('/orders', 'k'));
+    await finished.opened;
+    await tick(50);
+    retry.destroy();
+    expect({ ran, retry: read.slice(0, 12) }).toEqual({ ran: 1, retry: 'HTTP/1.1 409' });
+  });
 });

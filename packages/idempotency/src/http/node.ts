@@ -64,6 +64,7 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     patchInstance(res, capture);
   }
   const socket = res.socket;
+  watchTimeout((res as { req?: IncomingMessage }).req?.socket);
   // A pipelined response queued behind another on its connection has no socket yet, and gets
   // no 'close' if the connection goes first: its connection's close says its client left.
   if (socket === null) queueBehind(res, () => run.lostUnlessEnded(() => sentStatus(res)));
@@ -72,7 +73,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     if (run.settled) return;
     // A pipelined response's socket is the one it got after it was queued.
     const own = socket ?? res.socket;
-    const clientLeft = own !== null && (own.readableEnded || own.errored !== null);
+    // A connection the server timed out (server.setTimeout) was closed under a
+    // handler that may still run, as when its client leaves.
+    const clientLeft = own !== null && (own.readableEnded || own.errored !== null || timedOut.has(own));
     // Closed by the server once the response began (the handler threw after its headers, a
     // stream failed): released. Before it began, the handler may still run (a socket timeout, a
     // pipelined request's failure that took the connection): as if its client left.
@@ -83,6 +86,20 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     // By its client: the handler may have made its effect, and may still end the response.
     else run.lostUnlessEnded(() => sentStatus(res));
   });
+}
+
+/** Connections watched for their idle timeout, and those whose timeout fired (Node then destroys them). */
+const timeoutWatched = new WeakSet<Socket>();
+const timedOut = new WeakSet<Socket>();
+
+/**
+ * Notes when a connection with an idle timeout (`server.setTimeout()`) times out: one listener a
+ * connection, on its first watched response; none on a connection without a timeout.
+ */
+function watchTimeout(connection: Socket | undefined): void {
+  if (!connection?.timeout || timeoutWatched.has(connection)) return;
+  timeoutWatched.add(connection);
+  connection.once('timeout', () => timedOut.add(connection));
 }
 
 /** Per connection, its pipelined responses that have no socket yet: what to do if it closes first. */
