@@ -154,4 +154,30 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
     expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
     expect([b.status, b.type]).toEqual([500, 'application/problem+json']);
   });
+  for (const ends of [true, false]) {
+    it(`hijacked, client leaves while both run, handler ${ends ? 'ends' : 'never ends'} the raw response: ${ends ? 'stored' : 'response-lost'}, each ran once`, async () => {
+      const both = gate();
+      const release = gate();
+      const { port, ran } = await app(async (request, reply, ran) => {
+        reply.hijack();
+        if (ran.size === 2) both.open();
+        await release.opened;
+        if (!ends) return;
+        reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+        reply.raw.end(`made ${request.headers['idempotency-key']}`);
+      });
+      const socket = connect(port, '127.0.0.1');
+      socket.on('data', () => {});
+      await once(socket, 'connect');
+      socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
+      await both.opened;
+      socket.destroy();
+      await tick(50);
+      release.open();
+      const a = await settled(port, 'a');
+      const b = await settled(port, 'b');
+      expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
+      expect([a.status, b.status]).toEqual(ends ? [201, 201] : [500, 500]);
+    }, 10_000);
+  }
 });
