@@ -15,7 +15,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
-import { captureNodeResponse, sentStatus } from './http/node.js';
+import { captureNodeResponse, queueBehind, sentStatus } from './http/node.js';
 import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
@@ -384,7 +384,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       // handler's to send, and stored then, client or not.) This listener, on claimed requests
       // only, replaces an onResponse hook that ran on every request (~600 bytes each, and it
       // never ran for a client that left). 'close' comes once: `on` spares `once`'s wrapper.
-      reply.raw.on('close', () => {
+      const closed = () => {
         const held = stateOf(request);
         if (held?.run !== run) return;
         // Hijacked and taken from the raw response: that watch says when it is complete, and a
@@ -425,7 +425,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         held.left = true;
         if (held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
         run.lostUnlessEnded(() => sentStatus(reply.raw));
-      });
+      };
+      reply.raw.on('close', closed);
+      // Pipelined behind another response on its connection (no socket yet): no 'close' comes
+      // if the connection goes first, and its client left all the same.
+      if (reply.raw.socket === null) queueBehind(reply.raw, closed);
     }
     done();
   };

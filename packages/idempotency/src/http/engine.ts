@@ -250,6 +250,9 @@ export class HttpIdempotency<Req> implements RunOwner {
     const deadline = wait === undefined ? 0 : this.elapsed() + wait.timeout;
     for (;;) {
       let result: ClaimResult;
+      // A lease starts when the store runs the claim, which is after it was sent, not when its
+      // answer came (a slow reply): the run's timers count from here.
+      const sentAt = this.elapsed();
       try {
         result =
           this.#inProcess() !== undefined
@@ -267,7 +270,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
-      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false);
+      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false, sentAt);
       const left = deadline - this.elapsed();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
@@ -277,8 +280,16 @@ export class HttpIdempotency<Req> implements RunOwner {
   /**
    * What a store's answer means for the request (a running claim: a conflict, not waited for).
    * `shared`: a completed record is the store's own (its call without a promise), not a copy.
+   * `sentAt`: when the claim was sent, on `elapsed()` (by default, now).
    */
-  #decided(key: string, stored: string, fingerprint: string, result: ClaimResult, shared: boolean): Decision {
+  #decided(
+    key: string,
+    stored: string,
+    fingerprint: string,
+    result: ClaimResult,
+    shared: boolean,
+    sentAt?: number,
+  ): Decision {
     switch (result.status) {
       case 'claimed':
         this.#emitClaim(key, result.takeover);
@@ -292,6 +303,7 @@ export class HttpIdempotency<Req> implements RunOwner {
             this.#replayable,
             this.options.maxResponseBytes,
             this.#inProcess() !== undefined,
+            sentAt,
           ),
         };
       case 'completed': {
@@ -502,7 +514,10 @@ export class Run {
   // Replaced once, by the response-lost problem (see lost()).
   body: BodyCollector;
   #settled = false;
-  /** When the key was claimed, on the owner's monotonic line (`elapsed()`): its lease runs out `leaseMs` later. */
+  /**
+   * When the key was claimed (its claim sent), on the owner's monotonic line (`elapsed()`): its
+   * lease runs out `leaseMs` later at the latest.
+   */
   readonly claimedAt: number;
   // Set while its client is gone and the handler may still end the response (see lostUnlessEnded).
   #lostTimer: TimerHandle | undefined;
@@ -521,9 +536,11 @@ export class Run {
      * An adapter need not hold the response back until they resolve.
      */
     readonly atOnce = false,
+    /** When its claim was sent, on `elapsed()`; by default, now. */
+    claimedAt?: number,
   ) {
     this.body = new BodyCollector(maxResponseBytes);
-    this.claimedAt = owner.elapsed();
+    this.claimedAt = claimedAt ?? owner.elapsed();
   }
 
   /** Whether `finish` or `abandon` was called. */

@@ -31,8 +31,9 @@ const captures = new WeakMap<ServerResponse, Capture>();
  * - Headers are taken as the handler set them, when they are first written: a layer mounted
  *   before the middleware (compression) that adds `Content-Encoding` below us is not recorded
  *   with a body it has not encoded yet.
- * - A response closed before the handler ended it by the server itself (the handler threw after
- *   the headers and Express destroyed the socket, a stream failed) releases the key.
+ * - A response closed by the server itself once it began (the handler threw after the headers
+ *   and Express destroyed the socket, a stream failed) releases the key; one closed before it
+ *   began (a socket timeout, a pipelined neighbour's failure) is taken as its client leaving.
  * - A response closed by its client before its end (started or not) is stored whole if the
  *   handler still ends it, so a retry gets 409 then the replay. One it never ends (a handler that
  *   stops when the client leaves) gets the response-lost problem shortly before its lease runs
@@ -63,18 +64,22 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     patchInstance(res, capture);
   }
   const socket = res.socket;
+  watchTimeout((res as { req?: IncomingMessage }).req?.socket);
   // A pipelined response queued behind another on its connection has no socket yet, and gets
   // no 'close' if the connection goes first: its connection's close says its client left.
-  const runs = socket === null ? queueBehind(res, run) : undefined;
+  if (socket === null) queueBehind(res, () => run.lostUnlessEnded(() => sentStatus(res)));
   // 'close' comes once: `on` spares the wrapper `once` makes per response.
   res.on('close', () => {
-    runs?.delete(run);
     if (run.settled) return;
     // A pipelined response's socket is the one it got after it was queued.
     const own = socket ?? res.socket;
-    const clientLeft = own !== null && (own.readableEnded || own.errored !== null);
-    // Closed by the server (the handler threw after its headers, a stream failed): released.
-    if (!clientLeft) void run.abandon('E_INCOMPLETE');
+    // A connection the server timed out (server.setTimeout) was closed under a
+    // handler that may still run, as when its client leaves.
+    const clientLeft = own !== null && (own.readableEnded || own.errored !== null || timedOut.has(own));
+    // Closed by the server once the response began (the handler threw after its headers, a
+    // stream failed): released. Before it began, the handler may still run (a socket timeout, a
+    // pipelined request's failure that took the connection): as if its client left.
+    if (!clientLeft && res.headersSent) void run.abandon('E_INCOMPLETE');
     // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
     // is unpiped or destroyed now, and will never end it.
     else if (res.listenerCount('unpipe') > 0) void run.lost(sentStatus(res));
@@ -83,27 +88,42 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   });
 }
 
-/** Per connection, its pipelined responses that have no socket yet, and their runs. */
-const queued = new WeakMap<Socket, Map<Run, ServerResponse>>();
+/** Connections watched for their idle timeout, and those whose timeout fired (Node then destroys them). */
+const timeoutWatched = new WeakSet<Socket>();
+const timedOut = new WeakSet<Socket>();
 
 /**
- * Watches the connection of a response Node has queued (HTTP/1.1 pipelining): if it closes
- * before the response got it, the client left while the handler ran, as for a response of its
- * own ({@link Run.lostUnlessEnded}). One listener a connection, however deep the queue.
+ * Notes when a connection with an idle timeout (`server.setTimeout()`) times out: one listener a
+ * connection, on its first watched response; none on a connection without a timeout.
  */
-function queueBehind(res: ServerResponse, run: Run): Map<Run, ServerResponse> | undefined {
+function watchTimeout(connection: Socket | undefined): void {
+  if (!connection?.timeout || timeoutWatched.has(connection)) return;
+  timeoutWatched.add(connection);
+  connection.once('timeout', () => timedOut.add(connection));
+}
+
+/** Per connection, its pipelined responses that have no socket yet: what to do if it closes first. */
+const queued = new WeakMap<Socket, Map<() => void, ServerResponse>>();
+
+/**
+ * Calls `left` if the connection of a response Node has queued (HTTP/1.1 pipelining) closes
+ * before the response got it: the client left while its handler ran, as for a response of its
+ * own. One listener a connection, however deep the queue; a response that closes first (it got
+ * the socket, whose own 'close' decides) is forgotten.
+ */
+export function queueBehind(res: ServerResponse, left: () => void): void {
   const connection = (res as { req?: IncomingMessage }).req?.socket;
   if (!connection) return;
-  let runs = queued.get(connection);
-  if (!runs) {
-    const all = new Map<Run, ServerResponse>();
-    queued.set(connection, (runs = all));
-    // Given the socket since (its own 'close' decides), or settled (lostUnlessEnded does nothing).
+  let waiting = queued.get(connection);
+  if (!waiting) {
+    const all = new Map<() => void, ServerResponse>();
+    queued.set(connection, (waiting = all));
     connection.once('close', () => {
-      for (const [waiting, response] of all) if (!response.socket) waiting.lostUnlessEnded(() => sentStatus(response));
+      for (const [call, response] of all) if (!response.socket) call();
     });
   }
-  return runs.set(run, res);
+  waiting.set(left, res);
+  res.once('close', () => waiting.delete(left));
 }
 
 /** One response's watch: its headers as first written, its body, and its (deferred) end. */
