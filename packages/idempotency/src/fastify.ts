@@ -16,7 +16,7 @@ import {
   type Run,
 } from './http/index.js';
 import { captureNodeResponse, queueBehind, sentStatus } from './http/node.js';
-import { asNodeStream, teeStream, watchPushes } from './http/stream.js';
+import { asNodeStream, Chunks, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -225,7 +225,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       if (core.passes(header)) keep(request, false);
       return done(null, payload);
     }
-    const chunks: Buffer[] = [];
+    const chunks = new Chunks();
     const state: RequestState = {
       core,
       header,
@@ -484,7 +484,7 @@ export const idempotency = Object.assign(plugin, {
 interface RequestState {
   readonly core: HttpIdempotency<FastifyRequest>;
   readonly header: KeyHeader | undefined;
-  readonly chunks: Buffer[] | undefined;
+  readonly chunks: Chunks | undefined;
   run: Run | undefined;
   /** The body has all come (its last chunk pushed, or teed). */
   complete: boolean;
@@ -587,10 +587,10 @@ function timedOut(request: FastifyRequest): boolean {
 /** Passes the body's chunks on unchanged, keeping each. */
 class Tee extends Transform {
   readonly #source: { receivedEncodedLength?: number };
-  readonly #chunks: Buffer[];
+  readonly #chunks: Chunks;
   readonly #ended: () => void;
 
-  constructor(source: object, chunks: Buffer[], ended: () => void) {
+  constructor(source: object, chunks: Chunks, ended: () => void) {
     super();
     this.#source = source;
     this.#chunks = chunks;
@@ -614,9 +614,7 @@ class Tee extends Transform {
 }
 
 /** The bytes teed on the way in, or the parsed body when nothing was teed (no body was sent). */
-function bodyBytes(chunks: Buffer[] | undefined, parsed: unknown): unknown {
-  if (chunks === undefined) return parsed;
-  if (chunks.length === 0) return undefined;
+function bodyBytes(chunks: Chunks | undefined, parsed: unknown): unknown {
   // Hashed, never changed: one chunk needs no copy.
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+  return chunks === undefined ? parsed : chunks.concat();
 }

@@ -24,11 +24,15 @@ import {
 
 /**
  * An outcome as this store keeps it: a value as its JSON text; a response as a checked copy (no
- * JSON round trip: this process is the only reader). `bytes`: what it counts against `maxBytes`.
+ * JSON round trip: this process is the only reader), a short body as a string of its bytes (see
+ * {@link keptBody}). `bytes`: what it counts against `maxBytes`.
  */
 type KeptOutcome =
   | { readonly kind: 'value'; readonly text: string; readonly bytes: number }
-  | ({ readonly kind: 'response'; readonly bytes: number } & StoredResponse);
+  | ({ readonly kind: 'response'; readonly bytes: number; readonly body: Uint8Array | string } & Omit<
+      StoredResponse,
+      'body'
+    >);
 
 interface Entry {
   readonly key: string;
@@ -36,7 +40,10 @@ interface Entry {
   /** Epoch ms, as records show them. */
   readonly createdAt: number;
   token: string;
-  /** On the clock's monotonic line (see elapsedTime): a step of the wall clock moves no deadline. */
+  /**
+   * On the clock's monotonic line (see elapsedTime): a step of the wall clock moves no deadline.
+   * Whole ms (see {@link leaseEnd}).
+   */
   leaseUntil: number;
   /** On the monotonic line, as `leaseUntil`. */
   expiresAt: number;
@@ -218,8 +225,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         fingerprint,
         createdAt: this.clock.now(),
         token,
-        leaseUntil: now + leaseMs,
-        expiresAt: now + 2 * leaseMs,
+        leaseUntil: leaseEnd(now, leaseMs),
+        expiresAt: expiry(now, 2 * leaseMs),
         completedAt: 0,
         outcome: undefined,
         bytes: baseBytes(key, fingerprint),
@@ -243,8 +250,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
-    entry.leaseUntil = now + leaseMs;
-    entry.expiresAt = now + 2 * leaseMs;
+    entry.leaseUntil = leaseEnd(now, leaseMs);
+    entry.expiresAt = expiry(now, 2 * leaseMs);
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
@@ -265,7 +272,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     entry.outcome = kept;
     entry.completedAt = this.clock.now();
-    entry.expiresAt = now + ttlMs;
+    entry.expiresAt = expiry(now, ttlMs);
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
     this.#evictBytes(entry, now);
@@ -413,9 +420,51 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       createdAt: entry.createdAt,
       completedAt: entry.completedAt,
       expiresAt: this.clock.now() + (entry.expiresAt - now),
-      outcome: copy || outcome.kind === 'value' ? handOut(outcome) : outcome,
+      outcome: copy || outcome.kind === 'value' ? handOut(outcome) : shared(outcome),
     };
   }
+}
+
+/*
+ * Deadlines are whole ms: a small integer is kept in the entry itself, a fraction (the monotonic
+ * clock's) in a number object of its own, one more for the collector to copy per record. A lease
+ * is rounded up (it never ends early: no takeover while its owner may run), an expiry down (a
+ * record is never kept past its TTL).
+ */
+function leaseEnd(now: number, ms: number): number {
+  return Math.ceil(now + ms);
+}
+
+function expiry(now: number, ms: number): number {
+  return Math.floor(now + ms);
+}
+
+/**
+ * Bodies up to this size are kept as a string of their bytes (one character a byte): a Buffer is
+ * an object of about 100 bytes of its own, and keeps the 8 KB slab it was cut from alive.
+ */
+const STRING_BODY_BYTES = 96;
+
+/** The body as the record keeps it: a copy (`owned`: the caller's Buffer, handed over, as it is). */
+function keptBody(body: Uint8Array, owned: boolean): Uint8Array | string {
+  if (body.byteLength <= STRING_BODY_BYTES) return asBuffer(body).toString('latin1');
+  return owned && Buffer.isBuffer(body) ? body : Buffer.from(body);
+}
+
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** A kept body's bytes: a fresh Buffer of a string, or (`copy` false) the record's own Buffer. */
+function bodyBytes(body: Uint8Array | string, copy: boolean): Uint8Array {
+  if (typeof body === 'string') return Buffer.from(body, 'latin1');
+  return copy ? Buffer.from(body) : body;
+}
+
+/** A kept response as the middleware reads it (never changes it): its own objects, its body as bytes. */
+function shared(outcome: Extract<KeptOutcome, { kind: 'response' }>): StoredOutcome {
+  if (typeof outcome.body !== 'string') return outcome as StoredOutcome;
+  return { kind: 'response', status: outcome.status, headers: outcome.headers, body: bodyBytes(outcome.body, false) };
 }
 
 /**
@@ -433,7 +482,7 @@ function keep(outcome: StoredOutcome, owned: boolean): KeptOutcome {
     status,
     headers: owned ? headers : copyHeaders(headers),
     // A copy of the body: the caller may reuse its buffer.
-    body: owned && Buffer.isBuffer(body) ? body : Buffer.from(body),
+    body: keptBody(body, owned),
     bytes: 2 * headerChars(headers) + 16 + body.byteLength,
   };
 }
@@ -441,11 +490,10 @@ function keep(outcome: StoredOutcome, owned: boolean): KeptOutcome {
 /** A fresh copy of a kept outcome: what the caller does with it never changes the record. */
 function handOut(outcome: KeptOutcome): StoredOutcome {
   if (outcome.kind === 'value') return { kind: 'value', value: decodeValue(outcome.text) };
-  const { body } = outcome;
   return {
     kind: 'response',
     status: outcome.status,
     headers: copyHeaders(outcome.headers),
-    body: Buffer.from(body),
+    body: bodyBytes(outcome.body, true),
   };
 }

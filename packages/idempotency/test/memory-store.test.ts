@@ -3,6 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { type ClaimResult, memoryStore } from '../src/index.js';
+import { inProcess } from '../src/memory-store.js';
 import { storeContract } from './contract.js';
 
 storeContract('memoryStore', () => {
@@ -103,5 +104,74 @@ describe('memoryStore()', () => {
     expect(() => memoryStore({ maxEntries: 0 })).toThrow(/memoryStore: maxEntries .*\(got 0\)/);
     expect(() => memoryStore({ sweepInterval: -5 })).toThrow(/sweepInterval/);
     expect(() => memoryStore({ maxEntry: 5 } as never)).toThrow('memoryStore: maxEntry is not a known option (got 5)');
+  });
+});
+
+describe('memoryStore() records', () => {
+  // Every byte value, in bodies on both sides of the size under which a body is kept as a string.
+  const bodies = [0, 1, 95, 96, 97, 256, 300].map((n) =>
+    Buffer.from(Array.from({ length: n }, (_, i) => (i * 97 + n) % 256)),
+  );
+
+  it('replays every byte of a response body, short or long, and hands out copies its reader may change', async () => {
+    const store = memoryStore({ clock: new ManualClock() });
+    const now = inProcess(store);
+    if (now === undefined) throw new Error('a memoryStore answers in this process');
+    for (const [i, body] of bodies.entries()) {
+      const headers = { 'content-type': 'application/octet-stream' };
+      // As the middleware hands a response over (owned), and as any caller completes one (copied).
+      const owned = Buffer.from(body);
+      now.complete(
+        `o${i}`,
+        token(now.claim(`o${i}`, 'fp', 1_000)),
+        { kind: 'response', status: 201, headers, body: owned },
+        60_000,
+        true,
+      );
+      const given = new Uint8Array(body);
+      await store.complete(
+        `c${i}`,
+        token(await store.claim(`c${i}`, 'fp', 1_000)),
+        { kind: 'response', status: 201, headers, body: given },
+        60_000,
+      );
+      given.fill(0); // the caller reuses its buffer: the record keeps its own copy
+      for (const key of [`o${i}`, `c${i}`]) {
+        const copy = await store.claim(key, 'fp', 1_000);
+        const shared = now.claim(key, 'fp', 1_000);
+        for (const result of [copy, shared]) {
+          if (result.status !== 'completed' || result.record.outcome.kind !== 'response')
+            throw new Error(result.status);
+          expect(Buffer.from(result.record.outcome.body).equals(body)).toBe(true);
+          expect(result.record.outcome.status).toBe(201);
+        }
+        // A copy handed out by claim() is the caller's to change: the record is not.
+        if (copy.status === 'completed' && copy.record.outcome.kind === 'response')
+          (copy.record.outcome.body as Uint8Array).fill(1);
+        const again = await store.claim(key, 'fp', 1_000);
+        if (again.status !== 'completed' || again.record.outcome.kind !== 'response') throw new Error(again.status);
+        expect(Buffer.from(again.record.outcome.body).equals(body)).toBe(true);
+      }
+    }
+    store.dispose();
+  });
+
+  it('keeps deadlines in whole ms on a monotonic clock with fractions of a ms: a lease ends at most 1 ms late, never early; a record is forgotten at most 1 ms early, never late', async () => {
+    const clock = new ManualClock(1_000_000);
+    let mono = 0.5;
+    const store = memoryStore({ clock: Object.assign(clock, { monotonic: () => mono }) });
+    token(await store.claim('k', 'fp', 1_000));
+    mono = 1_000.4;
+    expect((await store.claim('k', 'fp', 1_000)).status).toBe('inProgress');
+    mono = 1_000.7; // 1,000.2 ms later: the lease (1,000 ms) still holds
+    expect((await store.claim('k', 'fp', 1_000)).status).toBe('inProgress');
+    mono = 1_001.6;
+    const taken = token(await store.claim('k', 'fp', 1_000));
+    await store.complete('k', taken, { kind: 'value', value: 1 }, 1_000);
+    mono = 2_000.9; // 999.3 ms into its 1,000 ms TTL
+    expect((await store.claim('k', 'fp', 1_000)).status).toBe('completed');
+    mono = 2_001; // 999.4 ms: its TTL, rounded down, has run out
+    expect((await store.claim('k', 'fp', 1_000)).status).toBe('claimed');
+    store.dispose();
   });
 });

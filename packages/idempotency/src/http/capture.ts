@@ -1,4 +1,5 @@
 import { copyHeaders, type StoredResponse, setHeader } from '../store.js';
+import { Chunks } from './stream.js';
 
 /**
  * Headers a replay carries by default: what describes the body and the resource it made.
@@ -94,8 +95,7 @@ export function allowedHeaders(
 
 /** Collects a response body, chunk by chunk, until it passes `limit` bytes. */
 export class BodyCollector {
-  #chunks: Buffer[] = [];
-  #size = 0;
+  #chunks = new Chunks();
   #overflow = false;
 
   constructor(readonly limit: number) {}
@@ -112,10 +112,9 @@ export class BodyCollector {
     const own = !(chunk instanceof Uint8Array);
     const bytes = toBuffer(chunk, encoding);
     if (bytes.length === 0) return;
-    this.#size += bytes.length;
-    if (this.#size > this.limit) {
+    if (this.#chunks.size + bytes.length > this.limit) {
       this.#overflow = true;
-      this.#chunks = [];
+      this.#chunks = new Chunks();
       return;
     }
     this.#chunks.push(own ? bytes : Buffer.from(bytes));
@@ -123,7 +122,7 @@ export class BodyCollector {
 
   bytes(): Buffer {
     // The chunks are copies already: one needs no second.
-    return this.#chunks.length === 1 ? (this.#chunks[0] as Buffer) : Buffer.concat(this.#chunks, this.#size);
+    return this.#chunks.concat() ?? Buffer.alloc(0);
   }
 }
 

@@ -22,7 +22,7 @@ import {
   replayableHeaders,
   replayOf,
 } from './capture.js';
-import { requestFingerprint, sameFingerprint } from './fingerprint.js';
+import { fingerprintOf, sameFingerprint } from './fingerprint.js';
 import { type KeyHeader, parseKeyHeader } from './key.js';
 import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
 import { problem } from './problem.js';
@@ -202,15 +202,14 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   #decideIn(scope: string | undefined, view: RequestView, key: string): Decision | Promise<Decision> {
-    const fingerprint = requestFingerprint({
-      method: view.method,
-      url: view.url,
-      contentType: headerValue(view.headers['content-type']),
-      contentEncoding: headerValue(view.headers['content-encoding']),
-      body: view.body,
-      headers:
-        this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
-    });
+    const fingerprint = fingerprintOf(
+      view.method,
+      view.url,
+      headerValue(view.headers['content-type']),
+      headerValue(view.headers['content-encoding']),
+      view.body,
+      this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
+    );
     const stored = storedKey(scope, key);
     const now = this.#inProcess();
     if (now !== undefined) {

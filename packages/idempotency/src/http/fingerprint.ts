@@ -32,15 +32,26 @@ export interface RequestShape {
  * a canonical form.
  */
 export function requestFingerprint(shape: RequestShape): string {
+  return fingerprintOf(shape.method, shape.url, shape.contentType, shape.contentEncoding, shape.body, shape.headers);
+}
+
+/** {@link requestFingerprint} of a shape's fields: the middleware's call, without a shape object per request. */
+export function fingerprintOf(
+  anyMethod: string,
+  url: string,
+  contentType: string | undefined,
+  contentEncoding: string | undefined,
+  body: unknown,
+  headers: RequestShape['headers'],
+): string {
   // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
-  const method = shape.method.toUpperCase();
-  const type = shape.contentType ?? '';
+  const method = anyMethod.toUpperCase();
+  const type = contentType ?? '';
   // One template, not a string per field (the same text as three `field()`s).
-  let head = `${method.length}:${method}${shape.url.length}:${shape.url}${type.length}:${type}`;
-  for (const value of shape.headers) head += field(value === undefined ? '' : [value].flat().join(', '));
+  let head = `${method.length}:${method}${url.length}:${url}${type.length}:${type}`;
+  for (const value of headers) head += field(value === undefined ? '' : [value].flat().join(', '));
   // Only when sent, so a request without one hashes as it did before this field existed.
-  if (shape.contentEncoding !== undefined) head += `c${field(shape.contentEncoding)}`;
-  const { body } = shape;
+  if (contentEncoding !== undefined) head += `c${field(contentEncoding)}`;
   if (body === undefined || body === null || isEmpty(body)) return sha256(`${head}e`);
   if (typeof body === 'string') return sha256(`${head}b${Buffer.byteLength(body)}:${body}`);
   if (body instanceof Uint8Array) {

@@ -57,7 +57,11 @@ export function asNodeStream(payload: unknown): Readable | undefined {
  * that would miss bytes: some are buffered already, or the stream has ended or is not a plain
  * Readable; the caller then reads through a tee.
  */
-export function watchPushes(stream: unknown, chunks: Buffer[] | undefined, onEnd?: () => void): boolean {
+export function watchPushes(
+  stream: unknown,
+  chunks: { push(chunk: Buffer): unknown } | undefined,
+  onEnd?: () => void,
+): boolean {
   if (!(stream instanceof Readable) || Object.hasOwn(stream, 'push')) return false;
   if (stream.readableLength > 0 || stream.readableEnded || stream.destroyed || stream.readableObjectMode) return false;
   // An IncomingMessage whose body has all come was either empty or consumed by someone else.
@@ -72,4 +76,32 @@ export function watchPushes(stream: unknown, chunks: Buffer[] | undefined, onEnd
     return more;
   };
   return true;
+}
+
+/**
+ * Chunks kept in order. One (most bodies) is kept without an array: an array's first push gives
+ * it room for 17, about 150 bytes a request.
+ */
+export class Chunks {
+  #first: Buffer | undefined;
+  #rest: Buffer[] | undefined;
+  #size = 0;
+
+  /** Their bytes, all told. */
+  get size(): number {
+    return this.#size;
+  }
+
+  push(chunk: Buffer): void {
+    this.#size += chunk.length;
+    if (this.#first === undefined) this.#first = chunk;
+    else (this.#rest ??= []).push(chunk);
+  }
+
+  /** All of them as one Buffer (a single chunk as it is, not copied); undefined for none. */
+  concat(): Buffer | undefined {
+    const first = this.#first;
+    const rest = this.#rest;
+    return first === undefined || rest === undefined ? first : Buffer.concat([first, ...rest], this.#size);
+  }
 }
