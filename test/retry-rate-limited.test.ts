@@ -1,4 +1,5 @@
-import { createBus, type EventOf, pipeline } from '@holdfast/core';
+import { circuitBreaker } from '@holdfast/breaker';
+import { createBus, type EventOf, ManualClock, pipeline } from '@holdfast/core';
 import { RateLimitedError, tokenBucket } from '@holdfast/limit';
 import { retry } from '@holdfast/retry';
 import { describe, expect, it } from 'vitest';
@@ -22,5 +23,27 @@ describe('retry() around a rate limiter', () => {
     // One retry, after the limiter's hint (what was left of its 400 ms), not before it.
     expect(waits).toHaveLength(1);
     expect(waits[0]).toBeGreaterThan(300);
+  });
+
+  it("a breaker around the limiter does not count its refusals against the dependency: it stays closed and the caller sees the limiter's error", async () => {
+    const clock = new ManualClock(0);
+    const bus = createBus();
+    const opened: string[] = [];
+    bus.on('breaker.open', (e: EventOf<'breaker.open'>) => opened.push(e.source));
+    const breaker = circuitBreaker({ name: 'payments', clock, bus, consecutiveFailures: 3 });
+    const limiter = tokenBucket({ name: 'per-user', limit: 1, interval: 60_000, clock, bus });
+    const policy = pipeline(breaker, limiter);
+    let calls = 0;
+    await policy.execute(async () => ++calls);
+    // Five refusals of the user's quota: the dependency was called once and answered.
+    const refusals = await Promise.all(
+      Array.from({ length: 5 }, () => policy.execute(async () => ++calls).catch((e: unknown) => e)),
+    );
+    expect(refusals.map((e) => (e as Error).name)).toEqual(Array(5).fill('RateLimitedError'));
+    expect(calls).toBe(1);
+    expect(opened).toEqual([]);
+    // Its quota back, the user's next call reaches the dependency.
+    await clock.advance(60_000);
+    await expect(policy.execute(async () => ++calls)).resolves.toBe(2);
   });
 });
