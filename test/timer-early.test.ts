@@ -57,4 +57,26 @@ describe('retry, when its timer fires early', () => {
     expect(attempts).toEqual([1, 2]);
     expect(runs).toBe(2);
   });
+
+  it('an abort while it waits out what is left ends the call at once and leaves no timer', async () => {
+    const manual = new ManualClock(0);
+    const clock = nodeLikeTimers(manual, 0.5);
+    const caller = new AbortController();
+    let calls = 0;
+    const outcome = retry({ clock, maxAttempts: 3, backoff: { initialDelay: 100 }, jitter: 'none', budget: false })
+      .execute(
+        () => {
+          calls++;
+          throw new Error('reset');
+        },
+        { signal: caller.signal },
+      )
+      .catch((error: unknown) => error);
+    await manual.advance(99.6); // the wait's timer fired at 99.5 and re-armed for what was left
+    expect(manual.pending).toBe(1);
+    caller.abort(new Error('caller left'));
+    expect(((await outcome) as Error).message).toBe('caller left');
+    expect(manual.pending).toBe(0);
+    expect(calls).toBe(1);
+  });
 });

@@ -312,11 +312,14 @@ class RetryingPolicy implements RetryPolicy {
       };
       // Node counts a timer in whole ms of the loop's time: it can fire before elapsed() has moved
       // `ms`, and a wait for a lease's retryAfterMs would find it still held and spend an attempt.
-      // What is left is waited again (not past `ms`: a clock without monotonic() may step back).
+      // What is left is waited again, each time less than the time before: a clock without
+      // monotonic() that keeps stepping back would otherwise re-arm forever.
+      let bound = ms;
       const fired = () => {
         const left = until - elapsed();
-        if (left > 0 && left < ms) timer = clock.setTimeout(fired, left, { ref: true });
-        else done();
+        if (left <= 0 || left >= bound) return done();
+        bound = left;
+        timer = clock.setTimeout(fired, left, { ref: true });
       };
       timer = clock.setTimeout(fired, ms, { ref: true });
       const cancel = scope.onAbort(done);

@@ -1,4 +1,4 @@
-import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { type Clock, createBus, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { retry, retryBudget } from '../src/index.js';
@@ -74,5 +74,33 @@ describe('wall-clock steps, real clock', () => {
     expect(budget.tryWithdraw()).toBe(true);
     stepWallClock(HOUR);
     expect(budget.tryWithdraw()).toBe(false);
+  });
+});
+
+describe("a user's clock without monotonic(), stepped back while retry waits", () => {
+  it('ends the wait: a clock stepped back 60 ms each time a timer fires does not hold the retry forever', async () => {
+    const manual = new ManualClock(0);
+    let step = 0;
+    // Its own timers, its now() set back 60 ms as each fires (a wait of 100 ms wakes with 60 left).
+    const clock: Clock = {
+      now: () => manual.now() - step,
+      setTimeout: (callback, ms) =>
+        manual.setTimeout(() => {
+          step += 60;
+          callback();
+        }, ms),
+      clearTimeout: (handle) => manual.clearTimeout(handle),
+    };
+    const policy = retry({ clock, maxAttempts: 2, backoff: { initialDelay: 100 }, jitter: 'none', budget: false });
+    let calls = 0;
+    const result = policy.execute(() => {
+      if (++calls === 1) throw transient();
+      return 'ok';
+    });
+    await manual.advance(1_000);
+    // Before: each wake found 60 ms left and waited again, the second attempt never ran.
+    expect(calls).toBe(2);
+    await expect(result).resolves.toBe('ok');
+    expect(manual.pending).toBe(0);
   });
 });
