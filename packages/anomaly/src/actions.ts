@@ -118,7 +118,11 @@ export class Actions {
    * only once they answer).
    */
   settled(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
-    if (this.#pending.size === 0) return;
+    if (this.#pending.size === 0 && this.#ejected.size === 0) return;
+    // Sent once the ejection ran out, before our timer for it fired (late, or on another clock than
+    // the set's): it is the set's probe, and must not settle unjudged.
+    for (const [endpoint, e] of this.#ejected)
+      if (e.key === key && this.#elapsed() - latency >= e.runsOut) this.#expired(endpoint);
     const pending = this.#pending.get(key);
     // A rejected call never reached the endpoint: it says nothing of it.
     if (pending?.probeFrom === undefined || outcome === 'reject' || !Number.isFinite(latency)) return;

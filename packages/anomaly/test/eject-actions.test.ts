@@ -334,6 +334,34 @@ describe('early ejection through the set', () => {
     api.dispose();
   });
 
+  it("judges the probe though the watch's timer fires only after the probe answered (the set on another clock)", async () => {
+    // The watch's timers fire 500 ms late, the set's on time: the set's probe (400 ms, still slow)
+    // answered before the watch knew the ejection had run out, went unjudged, and b was let back.
+    const late = (clock: ManualClock): Clock => ({
+      now: () => clock.now(),
+      setTimeout: (callback: () => void, ms: number) => clock.setTimeout(callback, ms + 500),
+      clearTimeout: (handle) => clock.clearTimeout(handle),
+    });
+    const { clock, api, watch, ejects, restores, interval, normal } = rig(['a', 'b', 'c'], 3_000, undefined, {
+      watchClock: late,
+    });
+    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
+    await interval({ a: 21, b: 400, c: 22 });
+    expect(ejects).toHaveLength(1);
+    await clock.advance((ejects[0]?.time ?? 0) + 3_000 - clock.now());
+    expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
+    const probe = api.execute(async (e) => {
+      await clock.advance(400); // answers 100 ms before the watch's timer fires
+      watch.observe(`api/${e.name}`, 400, 'success');
+      return e.name;
+    });
+    expect(await probe).toBe('b');
+    expect(ejects.map((e) => e.endpoint)).toEqual(['b', 'b']);
+    expect(restores).toEqual([]);
+    watch.dispose();
+    api.dispose();
+  });
+
   it('lets it back for good once it recovers: fast again after the ejection, it is not an outlier, and clears', async () => {
     const { watch, actions, ejects, interval, normal, api } = rig(['a', 'b', 'c'], 3_000);
     for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
