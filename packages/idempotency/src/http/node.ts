@@ -88,18 +88,21 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   });
 }
 
-/** Connections watched for their idle timeout, and those whose timeout fired (Node then destroys them). */
+/** Connections watched for their idle timeout, and those Node destroyed when it fired. */
 const timeoutWatched = new WeakSet<Socket>();
 const timedOut = new WeakSet<Socket>();
 
 /**
- * Notes when a connection with an idle timeout (`server.setTimeout()`) times out: one listener a
- * connection, on its first watched response; none on a connection without a timeout.
+ * Notes when a connection is destroyed by its idle timeout (`server.setTimeout()`, or
+ * `res.setTimeout()` set later by the handler): one listener a connection, on its first watched
+ * response. Node's own listener, called first, destroyed it unless a listener of the request,
+ * response or server took the timeout: the connection then stays, and what closes it later is
+ * not the timeout.
  */
 function watchTimeout(connection: Socket | undefined): void {
-  if (!connection?.timeout || timeoutWatched.has(connection)) return;
+  if (!connection || timeoutWatched.has(connection)) return;
   timeoutWatched.add(connection);
-  connection.once('timeout', () => timedOut.add(connection));
+  connection.on('timeout', () => connection.destroyed && timedOut.add(connection));
 }
 
 /** Per connection, its pipelined responses that have no socket yet: what to do if it closes first. */
