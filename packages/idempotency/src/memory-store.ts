@@ -226,7 +226,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         createdAt: this.clock.now(),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
-        expiresAt: expiry(now, 2 * leaseMs),
+        expiresAt: leaseEnd(now, 2 * leaseMs),
         completedAt: 0,
         outcome: undefined,
         bytes: baseBytes(key, fingerprint),
@@ -251,7 +251,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
     entry.leaseUntil = leaseEnd(now, leaseMs);
-    entry.expiresAt = expiry(now, 2 * leaseMs);
+    entry.expiresAt = leaseEnd(now, 2 * leaseMs);
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
@@ -428,8 +428,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 /*
  * Deadlines are whole ms: a small integer is kept in the entry itself, a fraction (the monotonic
  * clock's) in a number object of its own, one more for the collector to copy per record. A lease
- * is rounded up (it never ends early: no takeover while its owner may run), an expiry down (a
- * record is never kept past its TTL).
+ * is rounded up (it never ends early: no takeover while its owner may run), and so is a running
+ * claim's expiry (rounded down, a lease under 1 ms outlived it: a fresh claim beside the owner);
+ * a completed record's expiry down (it is never kept past its TTL).
  */
 function leaseEnd(now: number, ms: number): number {
   return Math.ceil(now + ms);
