@@ -240,9 +240,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
     if (entry.outcome !== undefined) {
-      // The middleware reads a record it is handed and never changes it: one answer serves every replay.
-      if (copy || entry.outcome.kind === 'value') {
-        return { status: 'completed', record: this.#record(key, entry, entry.outcome, copy, now) };
+      // The middleware reads a record it is handed and never changes it: one answer serves every
+      // replay. Not for a body kept as a string: the answer's Buffer of it would be kept beside it.
+      if (copy || entry.outcome.kind === 'value' || typeof entry.outcome.body === 'string') {
+        return { status: 'completed', record: this.#record(key, entry, entry.outcome, true, now) };
       }
       entry.replay ??= { status: 'completed', record: this.#record(key, entry, entry.outcome, false, now) };
       return entry.replay;
@@ -420,7 +421,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       createdAt: entry.createdAt,
       completedAt: entry.completedAt,
       expiresAt: this.clock.now() + (entry.expiresAt - now),
-      outcome: copy || outcome.kind === 'value' ? handOut(outcome) : shared(outcome),
+      outcome: copy ? handOut(outcome) : (outcome as StoredOutcome),
     };
   }
 }
@@ -456,18 +457,6 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** A kept body's bytes: a fresh Buffer of a string, or (`copy` false) the record's own Buffer. */
-function bodyBytes(body: Uint8Array | string, copy: boolean): Uint8Array {
-  if (typeof body === 'string') return Buffer.from(body, 'latin1');
-  return copy ? Buffer.from(body) : body;
-}
-
-/** A kept response as the middleware reads it (never changes it): its own objects, its body as bytes. */
-function shared(outcome: Extract<KeptOutcome, { kind: 'response' }>): StoredOutcome {
-  if (typeof outcome.body !== 'string') return outcome as StoredOutcome;
-  return { kind: 'response', status: outcome.status, headers: outcome.headers, body: bodyBytes(outcome.body, false) };
-}
-
 /**
  * Checks and copies an outcome before any state changes (`owned`: a response handed over is kept
  * as it is); throws {@link IdempotencyValueError}.
@@ -495,6 +484,7 @@ function handOut(outcome: KeptOutcome): StoredOutcome {
     kind: 'response',
     status: outcome.status,
     headers: copyHeaders(outcome.headers),
-    body: bodyBytes(outcome.body, true),
+    // A fresh Buffer of a body kept as a string, or a copy of one kept as a Buffer.
+    body: typeof outcome.body === 'string' ? Buffer.from(outcome.body, 'latin1') : Buffer.from(outcome.body),
   };
 }
