@@ -72,10 +72,7 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   res.on('close', () => {
     if (run.settled) return;
     // A pipelined response's socket is the one it got after it was queued.
-    const own = socket ?? res.socket;
-    // A connection the server timed out (server.setTimeout) was closed under a
-    // handler that may still run, as when its client leaves.
-    const clientLeft = own !== null && (own.readableEnded || own.errored !== null || timedOut.has(own));
+    const clientLeft = leftOrTimedOut(socket ?? res.socket);
     // Closed by the server once the response began (the handler threw after its headers, a
     // stream failed): released. Before it began, the handler may still run (a socket timeout, a
     // pipelined request's failure that took the connection): as if its client left.
@@ -86,6 +83,14 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     // By its client: the handler may have made its effect, and may still end the response.
     else run.lostUnlessEnded(() => sentStatus(res));
   });
+}
+
+/**
+ * Whether a connection closed under a handler that may still run: its client left, or its idle
+ * timeout destroyed it (see {@link watchTimeout}), not the handler or the server otherwise.
+ */
+export function leftOrTimedOut(socket: Socket | null): boolean {
+  return socket !== null && (socket.readableEnded || socket.errored !== null || timedOut.has(socket));
 }
 
 /** Connections watched for their idle timeout, and those Node destroyed when it fired. */
