@@ -15,7 +15,7 @@ import {
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
-import { captureNodeResponse, queueBehind, sentStatus } from './http/node.js';
+import { captureNodeResponse, leftOrTimedOut, queueBehind, sentStatus } from './http/node.js';
 import { asNodeStream, Chunks, teeStream, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
@@ -421,9 +421,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         // Its client left first: the handler's response is still stored when it comes, and an
         // async handler's that Fastify drops (it resolved with nothing) is sent for it. One that
         // never comes gets the response-lost problem before the lease runs out (a takeover ran
-        // the handler again).
-        held.left = true;
-        if (held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
+        // the handler again). Closed by the handler or the server (reply.raw.destroy() to refuse
+        // it): nothing is sent for it (an empty 200 was stored, a success it never answered).
+        held.left = leftOrTimedOut(request.raw.socket);
+        if (held.left && held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
         run.lostUnlessEnded(() => sentStatus(reply.raw));
       };
       reply.raw.on('close', closed);

@@ -226,7 +226,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         createdAt: this.clock.now(),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
-        expiresAt: expiry(now, 2 * leaseMs),
+        expiresAt: leaseEnd(now, 2 * leaseMs),
         completedAt: 0,
         outcome: undefined,
         bytes: baseBytes(key, fingerprint),
@@ -240,9 +240,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
     if (entry.outcome !== undefined) {
-      // The middleware reads a record it is handed and never changes it: one answer serves every replay.
-      if (copy || entry.outcome.kind === 'value') {
-        return { status: 'completed', record: this.#record(key, entry, entry.outcome, copy, now) };
+      // The middleware reads a record it is handed and never changes it: one answer serves every
+      // replay. Not for a body kept as a string: the answer's Buffer of it would be kept beside it.
+      if (copy || entry.outcome.kind === 'value' || typeof entry.outcome.body === 'string') {
+        return { status: 'completed', record: this.#record(key, entry, entry.outcome, true, now) };
       }
       entry.replay ??= { status: 'completed', record: this.#record(key, entry, entry.outcome, false, now) };
       return entry.replay;
@@ -251,7 +252,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
     entry.leaseUntil = leaseEnd(now, leaseMs);
-    entry.expiresAt = expiry(now, 2 * leaseMs);
+    entry.expiresAt = leaseEnd(now, 2 * leaseMs);
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
@@ -420,7 +421,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       createdAt: entry.createdAt,
       completedAt: entry.completedAt,
       expiresAt: this.clock.now() + (entry.expiresAt - now),
-      outcome: copy || outcome.kind === 'value' ? handOut(outcome) : shared(outcome),
+      outcome: copy ? handOut(outcome) : (outcome as StoredOutcome),
     };
   }
 }
@@ -428,8 +429,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 /*
  * Deadlines are whole ms: a small integer is kept in the entry itself, a fraction (the monotonic
  * clock's) in a number object of its own, one more for the collector to copy per record. A lease
- * is rounded up (it never ends early: no takeover while its owner may run), an expiry down (a
- * record is never kept past its TTL).
+ * is rounded up (it never ends early: no takeover while its owner may run), and so is a running
+ * claim's expiry (rounded down, a lease under 1 ms outlived it: a fresh claim beside the owner);
+ * a completed record's expiry down (it is never kept past its TTL).
  */
 function leaseEnd(now: number, ms: number): number {
   return Math.ceil(now + ms);
@@ -453,18 +455,6 @@ function keptBody(body: Uint8Array, owned: boolean): Uint8Array | string {
 
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-/** A kept body's bytes: a fresh Buffer of a string, or (`copy` false) the record's own Buffer. */
-function bodyBytes(body: Uint8Array | string, copy: boolean): Uint8Array {
-  if (typeof body === 'string') return Buffer.from(body, 'latin1');
-  return copy ? Buffer.from(body) : body;
-}
-
-/** A kept response as the middleware reads it (never changes it): its own objects, its body as bytes. */
-function shared(outcome: Extract<KeptOutcome, { kind: 'response' }>): StoredOutcome {
-  if (typeof outcome.body !== 'string') return outcome as StoredOutcome;
-  return { kind: 'response', status: outcome.status, headers: outcome.headers, body: bodyBytes(outcome.body, false) };
 }
 
 /**
@@ -494,6 +484,7 @@ function handOut(outcome: KeptOutcome): StoredOutcome {
     kind: 'response',
     status: outcome.status,
     headers: copyHeaders(outcome.headers),
-    body: bodyBytes(outcome.body, true),
+    // A fresh Buffer of a body kept as a string, or a copy of one kept as a Buffer.
+    body: typeof outcome.body === 'string' ? Buffer.from(outcome.body, 'latin1') : Buffer.from(outcome.body),
   };
 }

@@ -298,6 +298,7 @@ describe('memory', () => {
       registered: number;
       collected: number;
       socketListeners: { min: number; max: number };
+      timeoutListeners: number;
     };
     // Every request answered: 201 (run or replay) or 422 (another body), none hung.
     expect((out.statuses['201'] ?? 0) + (out.statuses['422'] ?? 0)).toBe(50_000);
@@ -308,6 +309,8 @@ describe('memory', () => {
     expect(out.growth).toBeLessThan(8 * 1024 * 1024);
     // No listener left on a keep-alive socket per request.
     expect(out.socketListeners.max).toBe(out.socketListeners.min);
+    // 'timeout': Node's own, and ours (one a connection, on its first watched response).
+    expect(out.timeoutListeners).toBe(2);
   }, 180_000);
 });
 

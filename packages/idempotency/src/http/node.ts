@@ -72,10 +72,7 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   res.on('close', () => {
     if (run.settled) return;
     // A pipelined response's socket is the one it got after it was queued.
-    const own = socket ?? res.socket;
-    // A connection the server timed out (server.setTimeout) was closed under a
-    // handler that may still run, as when its client leaves.
-    const clientLeft = own !== null && (own.readableEnded || own.errored !== null || timedOut.has(own));
+    const clientLeft = leftOrTimedOut(socket ?? res.socket);
     // Closed by the server once the response began (the handler threw after its headers, a
     // stream failed): released. Before it began, the handler may still run (a socket timeout, a
     // pipelined request's failure that took the connection): as if its client left.
@@ -88,18 +85,29 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
   });
 }
 
-/** Connections watched for their idle timeout, and those whose timeout fired (Node then destroys them). */
+/**
+ * Whether a connection closed under a handler that may still run: its client left, or its idle
+ * timeout destroyed it (see {@link watchTimeout}), not the handler or the server otherwise.
+ */
+export function leftOrTimedOut(socket: Socket | null): boolean {
+  return socket !== null && (socket.readableEnded || socket.errored !== null || timedOut.has(socket));
+}
+
+/** Connections watched for their idle timeout, and those Node destroyed when it fired. */
 const timeoutWatched = new WeakSet<Socket>();
 const timedOut = new WeakSet<Socket>();
 
 /**
- * Notes when a connection with an idle timeout (`server.setTimeout()`) times out: one listener a
- * connection, on its first watched response; none on a connection without a timeout.
+ * Notes when a connection is destroyed by its idle timeout (`server.setTimeout()`, or
+ * `res.setTimeout()` set later by the handler): one listener a connection, on its first watched
+ * response. Node's own listener, called first, destroyed it unless a listener of the request,
+ * response or server took the timeout: the connection then stays, and what closes it later is
+ * not the timeout.
  */
 function watchTimeout(connection: Socket | undefined): void {
-  if (!connection?.timeout || timeoutWatched.has(connection)) return;
+  if (!connection || timeoutWatched.has(connection)) return;
   timeoutWatched.add(connection);
-  connection.once('timeout', () => timedOut.add(connection));
+  connection.on('timeout', () => connection.destroyed && timedOut.add(connection));
 }
 
 /** Per connection, its pipelined responses that have no socket yet: what to do if it closes first. */

@@ -1,0 +1,105 @@
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import { type AddressInfo, connect } from 'node:net';
+import { createBus } from '@holdfast/core';
+import express from 'express';
+import Fastify from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { idempotency } from '../src/express.js';
+import { idempotency as fastifyIdempotency } from '../src/fastify.js';
+import { memoryStore } from '../src/index.js';
+import { closeAll, closers, listenNode } from './http-support/body-apps.js';
+import { expectLost, gate, keyedPost, sendKeyed } from './http-support/leave.js';
+
+afterEach(closeAll);
+const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function settled(port: number, key: string) {
+  let answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
+  let conflicts = 0;
+  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
+    conflicts++;
+    await tick(20);
+    answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
+  }
+  return { answer, conflicts };
+}
+
+describe('review5: a handler that destroys its response before any header (README: as its client leaving)', () => {
+  it('Express: the retry gets 409 while the lease runs, then the response-lost problem; the handler ran once', async () => {
+    const app = express();
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 600 }));
+    let ran = 0;
+    app.post('/orders', (_req, res) => {
+      ran++;
+      res.destroy(); // refuses the request
+    });
+    const port = await listenNode(createServer(app));
+    await expect(sendKeyed(`http://127.0.0.1:${port}/orders`, 'k')).rejects.toThrow();
+    const { answer, conflicts } = await settled(port, 'k');
+    expectLost(answer);
+    expect({ ran, waited: conflicts > 0 }).toEqual({ ran: 1, waited: true });
+  });
+
+  it('Fastify: the same', async () => {
+    const app = Fastify();
+    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 600 });
+    let ran = 0;
+    app.post('/orders', async (_req, reply) => {
+      ran++;
+      reply.raw.destroy();
+      return reply;
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    const port = (app.server.address() as AddressInfo).port;
+    await expect(sendKeyed(`http://127.0.0.1:${port}/orders`, 'k')).rejects.toThrow();
+    const { answer, conflicts } = await settled(port, 'k');
+    expectLost(answer);
+    expect({ ran, waited: conflicts > 0 }).toEqual({ ran: 1, waited: true });
+  });
+});
+
+describe('review5: server.setTimeout() set at runtime, on a connection already kept alive', () => {
+  it('Express: its second request, timed out once its response began, is not run again by the retry', async () => {
+    const app = express();
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
+    let ran = 0;
+    const finished = gate();
+    app.post('/orders', async (req, res) => {
+      ran++;
+      if (req.get('idempotency-key') === 'first') {
+        res.status(201).send('first');
+        return;
+      }
+      res.status(201).write('part 1;');
+      await tick(400);
+      res.end('part 2');
+      finished.open();
+    });
+    const server = createServer(app);
+    const port = await listenNode(server);
+    const socket = connect(port, '127.0.0.1');
+    let read = '';
+    socket.on('data', (chunk: Buffer) => {
+      read += chunk.toString('latin1');
+    });
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    socket.write(keyedPost('/orders', 'first'));
+    for (let turn = 0; turn < 100 && !read.endsWith('first'); turn++) await tick(10);
+    server.setTimeout(100); // changed while the connection is open
+    socket.write(keyedPost('/orders', 'k'));
+    await once(socket, 'close');
+    const retry = await sendKeyed(`http://127.0.0.1:${port}/orders`, 'k').then(
+      (answer) => answer.status,
+      () => 'no answer',
+    );
+    await finished.opened;
+    const after = await settled(port, 'k').then(
+      ({ answer }) => [answer.status, answer.replayed],
+      () => 'no answer',
+    );
+    expect({ ran, retry, after }).toEqual({ ran: 2, retry: 409, after: [201, 'true'] });
+  });
+});
