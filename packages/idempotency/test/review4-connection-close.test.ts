@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
@@ -9,10 +9,9 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { sendKeyed } from './http-support/leave.js';
+import { rawClient, sendKeyed, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const opts = () => ({ store: memoryStore(), scope: 'global' as const, bus: createBus(), leaseMs: 2_000 });
 type Start = (answer: 'send' | 'nothing') => Promise<{ port: number; ran: Map<string, number> }>;
 
@@ -65,16 +64,10 @@ const post = (key: string, close = false) =>
 describe.each(starts)('%s: bytes pipelined behind a request that asked Connection: close', (_, start) => {
   it('the server answers 400 and closes the connection under the first handler: it is stored when it ends, the retry replays it, it ran once', async () => {
     const { port, ran } = await start('send');
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (c: Buffer) => {
-      read += c.toString('latin1');
-    });
-    socket.on('error', () => {});
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(post('a', true) + post('b'));
     await once(socket, 'close');
-    expect(read).toMatch(/^HTTP\/1\.1 400 /);
+    expect(read()).toMatch(/^HTTP\/1\.1 400 /);
     let retry = await sendKeyed(`http://127.0.0.1:${port}/orders`, 'a');
     for (let turn = 0; turn < 150 && retry.status === 409; turn++) {
       await tick(20);

@@ -1,14 +1,12 @@
-import { once } from 'node:events';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
-import { connect } from 'node:net';
 import { createBus } from '@holdfast/core';
 import express5 from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, sendKeyed } from './http-support/leave.js';
+import { gate, keyedPost, pipelinedAndLeft, rawClient, settledRetry, tick } from './http-support/leave.js';
 
 const express4 = createRequire(import.meta.url)('express4') as typeof express5;
 const versions: [string, typeof express5][] = [
@@ -16,16 +14,11 @@ const versions: [string, typeof express5][] = [
   ['Express 4', express4],
 ];
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function settled(port: number, key: string) {
-  let answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  }
-  return { status: answer.status, body: answer.body, type: answer.type };
-}
+const _settled = async (port: number, key: string) => {
+  const { status, body, type } = await settledRetry(port, key);
+  return { status, body, type };
+};
 
 describe.each(versions)('%s pipelined', (_, express) => {
   async function serve(
@@ -64,16 +57,11 @@ describe.each(versions)('%s pipelined', (_, express) => {
       await tick(30);
       res.status(201).send('made');
     });
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (c: Buffer) => {
-      read += c.toString('latin1');
-    });
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(keyedPost('/orders', 'k').repeat(3));
-    for (let i = 0; i < 100 && (read.match(/HTTP\/1\.1 /g) ?? []).length < 3; i++) await tick(10);
+    for (let i = 0; i < 100 && (read().match(/HTTP\/1\.1 /g) ?? []).length < 3; i++) await tick(10);
     socket.destroy();
-    expect([...read.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['201', '409', '409']);
+    expect([...read().matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['201', '409', '409']);
     expect(Object.fromEntries(ran)).toEqual({ k: 1 });
   });
 
@@ -85,17 +73,12 @@ describe.each(versions)('%s pipelined', (_, express) => {
       },
       { wait: { timeout: 2_000, interval: 10 } },
     );
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (c: Buffer) => {
-      read += c.toString('latin1');
-    });
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(keyedPost('/orders', 'k').repeat(3));
-    for (let i = 0; i < 200 && (read.match(/HTTP\/1\.1 /g) ?? []).length < 3; i++) await tick(10);
+    for (let i = 0; i < 200 && (read().match(/HTTP\/1\.1 /g) ?? []).length < 3; i++) await tick(10);
     socket.destroy();
-    expect([...read.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['201', '201', '201']);
-    expect((read.match(/idempotent-replayed: true/gi) ?? []).length).toBe(2);
+    expect([...read().matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['201', '201', '201']);
+    expect((read().match(/idempotent-replayed: true/gi) ?? []).length).toBe(2);
     expect(Object.fromEntries(ran)).toEqual({ k: 1 });
   });
 
@@ -109,16 +92,7 @@ describe.each(versions)('%s pipelined', (_, express) => {
       if (req.socket.destroyed) return;
       res.status(201).send('made');
     });
-    const socket = connect(port, '127.0.0.1');
-    socket.on('data', () => {});
-    await once(socket, 'connect');
-    socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
-    await both.opened;
-    socket.destroy();
-    await tick(50);
-    release.open();
-    const a = await settled(port, 'a');
-    const b = await settled(port, 'b');
+    const [a, b] = await pipelinedAndLeft(port, both.opened, release.open);
     expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
     expect([a.status, b.status]).toEqual([500, 500]);
   }, 10_000);

@@ -1,5 +1,4 @@
-import { once } from 'node:events';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { createBus } from '@holdfast/core';
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify';
@@ -7,10 +6,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers } from './http-support/body-apps.js';
-import { gate, keyedPost, sendKeyed } from './http-support/leave.js';
+import { gate, keyedPost, pipelinedAndLeft, rawClient, settledRetry, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function app(
   handler: (request: FastifyRequest, reply: FastifyReply, ran: Map<string, number>) => unknown,
@@ -30,14 +28,10 @@ async function app(
   return { port: (fastify.server.address() as AddressInfo).port, ran };
 }
 
-async function settled(port: number, key: string) {
-  let answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  }
-  return { status: answer.status, body: answer.body, type: answer.type };
-}
+const settled = async (port: number, key: string) => {
+  const { status, body, type } = await settledRetry(port, key);
+  return { status, body, type };
+};
 
 describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
   it('client leaves while both run; the handlers answer after: stored, each ran once', async () => {
@@ -48,16 +42,7 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
       await release.opened;
       return reply.code(201).send(`made ${request.headers['idempotency-key']}`);
     });
-    const socket = connect(port, '127.0.0.1');
-    socket.on('data', () => {});
-    await once(socket, 'connect');
-    socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
-    await both.opened;
-    socket.destroy();
-    await tick(50);
-    release.open();
-    const a = await settled(port, 'a');
-    const b = await settled(port, 'b');
+    const [a, b] = await pipelinedAndLeft(port, both.opened, release.open);
     expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
     expect([a.status, a.body, b.status, b.body]).toEqual([201, 'made a', 201, 'made b']);
   });
@@ -70,16 +55,7 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
       await release.opened;
       reply.code(201);
     });
-    const socket = connect(port, '127.0.0.1');
-    socket.on('data', () => {});
-    await once(socket, 'connect');
-    socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
-    await both.opened;
-    socket.destroy();
-    await tick(50);
-    release.open();
-    const a = await settled(port, 'a');
-    const b = await settled(port, 'b');
+    const [a, b] = await pipelinedAndLeft(port, both.opened, release.open);
     expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
     expect([a.status, b.status]).toEqual([201, 201]);
   }, 10_000);
@@ -89,16 +65,11 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
       await tick(30);
       return reply.code(201).send(`made ${request.headers['idempotency-key']}`);
     });
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (c: Buffer) => {
-      read += c.toString('latin1');
-    });
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(keyedPost('/orders', 'k') + keyedPost('/orders', 'k') + keyedPost('/orders', 'k'));
-    for (let i = 0; i < 100 && (read.match(/HTTP\/1\.1 /g) ?? []).length < 3; i++) await tick(10);
+    for (let i = 0; i < 100 && (read().match(/HTTP\/1\.1 /g) ?? []).length < 3; i++) await tick(10);
     socket.destroy();
-    const statuses = [...read.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
+    const statuses = [...read().matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1]);
     expect(statuses).toEqual(['201', '409', '409']);
     expect(Object.fromEntries(ran)).toEqual({ k: 1 });
   });
@@ -111,15 +82,10 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
       await release.opened;
       reply.code(201);
     });
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (c: Buffer) => {
-      read += c.toString('latin1');
-    });
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
     await bRuns.opened;
-    for (let i = 0; i < 100 && !read.includes('made a'); i++) await tick(10);
+    for (let i = 0; i < 100 && !read().includes('made a'); i++) await tick(10);
     socket.destroy();
     await tick(50);
     release.open();
@@ -139,15 +105,10 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
       });
       return reply.code(201).type('text/plain').send(source);
     });
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (c: Buffer) => {
-      read += c.toString('latin1');
-    });
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
-    for (let i = 0; i < 100 && !read.includes('part 2'); i++) await tick(10);
-    expect(read).toContain('made a');
+    for (let i = 0; i < 100 && !read().includes('part 2'); i++) await tick(10);
+    expect(read()).toContain('made a');
     socket.destroy();
     await tick(50);
     const b = await settled(port, 'b');
@@ -166,16 +127,7 @@ describe('fastify, pipelined keyed requests on one socket, no hijack', () => {
         reply.raw.writeHead(201, { 'content-type': 'text/plain' });
         reply.raw.end(`made ${request.headers['idempotency-key']}`);
       });
-      const socket = connect(port, '127.0.0.1');
-      socket.on('data', () => {});
-      await once(socket, 'connect');
-      socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
-      await both.opened;
-      socket.destroy();
-      await tick(50);
-      release.open();
-      const a = await settled(port, 'a');
-      const b = await settled(port, 'b');
+      const [a, b] = await pipelinedAndLeft(port, both.opened, release.open);
       expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
       expect([a.status, b.status]).toEqual(ends ? [201, 201] : [500, 500]);
     }, 10_000);

@@ -1,6 +1,5 @@
-import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
@@ -11,18 +10,12 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { redisStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, sendKeyed } from './http-support/leave.js';
+import { gate, keyedPost, rawClient, settledRetry, tick } from './http-support/leave.js';
 
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function settled(port: number, key: string) {
-  let answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  }
-  return { status: answer.status, replayed: answer.replayed, body: answer.body };
-}
+const settled = async (port: number, key: string) => {
+  const { status, replayed, body } = await settledRetry(port, key);
+  return { status, replayed, body };
+};
 
 describe.skipIf(!redisAvailable())('Redis freezing while pipelined keyed requests run', () => {
   let server: RedisServer;
@@ -99,12 +92,7 @@ describe.skipIf(!redisAvailable())('Redis freezing while pipelined keyed request
         if (++started === 2) both.open();
         await release.opened;
       });
-      const socket = connect(port, '127.0.0.1');
-      let read = '';
-      socket.on('data', (c: Buffer) => {
-        read += c.toString('latin1');
-      });
-      await once(socket, 'connect');
+      const { socket, read } = await rawClient(port);
       socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
       await both.opened;
       server.pause();
@@ -116,7 +104,7 @@ describe.skipIf(!redisAvailable())('Redis freezing while pipelined keyed request
       await tick(300);
       const a = await settled(port, 'a');
       const b = await settled(port, 'b');
-      expect(read).toBe(''); // nothing went before it was stored
+      expect(read()).toBe(''); // nothing went before it was stored
       expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
       expect([a, b]).toEqual([
         { status: 201, replayed: 'true', body: 'made a' },
@@ -127,16 +115,11 @@ describe.skipIf(!redisAvailable())('Redis freezing while pipelined keyed request
     it('frozen while both are claimed: 503 for both, nothing ran, and the retries run each once', async () => {
       const { port, ran } = await start(async () => {});
       server.pause();
-      const socket = connect(port, '127.0.0.1');
-      let read = '';
-      socket.on('data', (c: Buffer) => {
-        read += c.toString('latin1');
-      });
-      await once(socket, 'connect');
+      const { socket, read } = await rawClient(port);
       socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
-      for (let i = 0; i < 100 && (read.match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await tick(20);
+      for (let i = 0; i < 100 && (read().match(/HTTP\/1\.1 /g) ?? []).length < 2; i++) await tick(20);
       socket.destroy();
-      expect([...read.matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['503', '503']);
+      expect([...read().matchAll(/HTTP\/1\.1 (\d+)/g)].map((m) => m[1])).toEqual(['503', '503']);
       server.resume();
       await tick(300);
       const a = await settled(port, 'a');

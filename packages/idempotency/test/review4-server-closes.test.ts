@@ -9,19 +9,14 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, sendKeyed } from './http-support/leave.js';
+import { gate, keyedPost, sendKeyed, settledRetry, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function settled(port: number, key: string) {
-  let answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  }
-  return { status: answer.status, body: answer.body };
-}
+const settled = async (port: number, key: string) => {
+  const { status, body } = await settledRetry(port, key);
+  return { status, body };
+};
 
 describe('the server closes the connection while a handler still runs', () => {
   it('Express, server.setTimeout: the handler that still runs is not run again by the retry', async () => {

@@ -10,10 +10,10 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
+import { tick } from './http-support/leave.js';
 
 const express4 = createRequire(import.meta.url)('express4') as typeof express5;
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Start = () => Promise<{ port: number; ran: Map<string, number>; bodies: string[] }>;
 

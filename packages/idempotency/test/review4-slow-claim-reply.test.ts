@@ -7,10 +7,9 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, leaveWhile, sendKeyed } from './http-support/leave.js';
+import { gate, keyedPost, leaveWhile, sendKeyed, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * A store whose claim takes effect at once but whose answer comes `replyMs` later (a Redis that

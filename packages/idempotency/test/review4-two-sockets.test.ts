@@ -9,10 +9,9 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { keyedPost, sendKeyed } from './http-support/leave.js';
+import { keyedPost, sendKeyed, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 type Start = (wait: boolean) => Promise<{ port: number; ran: Map<string, number> }>;
 const handle = async (key: string, ran: Map<string, number>) => {

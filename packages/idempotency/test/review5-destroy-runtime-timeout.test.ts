@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
@@ -9,21 +9,14 @@ import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
-import { expectLost, gate, keyedPost, sendKeyed } from './http-support/leave.js';
+import { expectLost, gate, keyedPost, rawClient, sendKeyed, settledRetry, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-async function settled(port: number, key: string) {
-  let answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  let conflicts = 0;
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    conflicts++;
-    await tick(20);
-    answer = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
-  }
+const settled = async (port: number, key: string) => {
+  const { conflicts, ...answer } = await settledRetry(port, key);
   return { answer, conflicts };
-}
+};
 
 describe('review5: a handler that destroys its response before any header (README: as its client leaving)', () => {
   it('Express: the retry gets 409 while the lease runs, then the response-lost problem; the handler ran once', async () => {
@@ -79,15 +72,9 @@ describe('review5: server.setTimeout() set at runtime, on a connection already k
     });
     const server = createServer(app);
     const port = await listenNode(server);
-    const socket = connect(port, '127.0.0.1');
-    let read = '';
-    socket.on('data', (chunk: Buffer) => {
-      read += chunk.toString('latin1');
-    });
-    socket.on('error', () => {});
-    await once(socket, 'connect');
+    const { socket, read } = await rawClient(port);
     socket.write(keyedPost('/orders', 'first'));
-    for (let turn = 0; turn < 100 && !read.endsWith('first'); turn++) await tick(10);
+    for (let turn = 0; turn < 100 && !read().endsWith('first'); turn++) await tick(10);
     server.setTimeout(100); // changed while the connection is open
     socket.write(keyedPost('/orders', 'k'));
     await once(socket, 'close');

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { type AddressInfo, connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -7,19 +7,13 @@ import { idempotency } from '../src/fastify.js';
 import { requestFingerprint } from '../src/http/fingerprint.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers } from './http-support/body-apps.js';
+import { rawClient, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Sends a keyed text/plain POST whose body goes in `parts` (chunked, a pause between), or whole with a length. */
 async function send(port: number, key: string, parts: Buffer[] | Buffer): Promise<string> {
-  const socket = connect(port, '127.0.0.1');
-  let read = '';
-  socket.on('data', (chunk: Buffer) => {
-    read += chunk.toString('latin1');
-  });
-  socket.on('error', () => {});
-  await once(socket, 'connect');
+  const { socket, read } = await rawClient(port);
   const head = `POST /orders HTTP/1.1\r\nHost: x\r\nIdempotency-Key: ${key}\r\nContent-Type: text/plain\r\nConnection: close\r\n`;
   if (Buffer.isBuffer(parts)) {
     socket.write(Buffer.concat([Buffer.from(`${head}Content-Length: ${parts.length}\r\n\r\n`), parts]));
@@ -32,7 +26,7 @@ async function send(port: number, key: string, parts: Buffer[] | Buffer): Promis
     socket.write('0\r\n\r\n');
   }
   await once(socket, 'close');
-  return read.split('\r\n')[0] as string;
+  return read().split('\r\n')[0] as string;
 }
 
 describe('review5: Fastify fingerprints of bodies teed in 0, 1 and many chunks (Chunks)', () => {

@@ -1,37 +1,20 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
-import { connect, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { createBus } from '@holdfast/core';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, listenNode } from './http-support/body-apps.js';
-import { gate, keyedPost, sendKeyed } from './http-support/leave.js';
+import { gate, keyedPost, rawClient, sendKeyed, settledRetry, tick } from './http-support/leave.js';
 
 afterEach(closeAll);
-const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** What a retry of `path` finally gets: asked again every 20 ms while the key is in progress (409). */
-async function settled(port: number, path: string, key: string) {
-  let answer = await sendKeyed(`http://127.0.0.1:${port}${path}`, key);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await tick(20);
-    answer = await sendKeyed(`http://127.0.0.1:${port}${path}`, key);
-  }
-  return [answer.status, answer.replayed];
-}
-
-async function rawClient(port: number): Promise<{ socket: Socket; read: () => string }> {
-  const socket = connect(port, '127.0.0.1');
-  let read = '';
-  socket.on('data', (chunk: Buffer) => {
-    read += chunk.toString('latin1');
-  });
-  socket.on('error', () => {});
-  await once(socket, 'connect');
-  return { socket, read: () => read };
-}
+const settled = async (port: number, path: string, key: string) => {
+  const { status, replayed } = await settledRetry(port, key, path);
+  return [status, replayed];
+};
 
 describe('review5: socket timeouts set on the response, or that do not close the connection', () => {
   it('res.setTimeout() once the response began: the handler that still runs is not run again by the retry', async () => {

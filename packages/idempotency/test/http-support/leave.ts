@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { expect } from 'vitest';
 import { problemTypes } from '../../src/http/index.js';
 
@@ -56,18 +56,34 @@ export async function sendKeyed(url: string, key = 'k') {
   };
 }
 
+/** Resolves after `ms`. */
+export const tick = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
 /**
- * Sends {@link sendKeyed} to `/orders` on `port`, and again every 20 ms while the key is in
- * progress (409; at most 150 more): what the retry finally gets.
+ * Sends {@link sendKeyed} to `path` on `port`, and again every 20 ms while the key is in
+ * progress (409; at most 150 more): what the retry finally gets, and how many 409s came first.
  */
-export async function settledRetry(port: number) {
-  const url = `http://127.0.0.1:${port}/orders`;
-  let answer = await sendKeyed(url);
-  for (let turn = 0; turn < 150 && answer.status === 409; turn++) {
-    await new Promise((resolve) => setTimeout(resolve, 20));
-    answer = await sendKeyed(url);
+export async function settledRetry(port: number, key = 'k', path = '/orders') {
+  const url = `http://127.0.0.1:${port}${path}`;
+  let answer = await sendKeyed(url, key);
+  let conflicts = 0;
+  for (; conflicts < 150 && answer.status === 409; conflicts++) {
+    await tick(20);
+    answer = await sendKeyed(url, key);
   }
-  return answer;
+  return { ...answer, conflicts };
+}
+
+/** A raw TCP client of `port` (for pipelining): its socket, and everything read so far as latin1. */
+export async function rawClient(port: number): Promise<{ socket: Socket; read: () => string }> {
+  const socket = connect(port, '127.0.0.1');
+  let read = '';
+  socket.on('data', (chunk: Buffer) => {
+    read += chunk.toString('latin1');
+  });
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  return { socket, read: () => read };
 }
 
 /** Expects the response-lost problem, as a replay. */
@@ -78,4 +94,18 @@ export function expectLost(answer: Awaited<ReturnType<typeof sendKeyed>>): void 
     type: 'application/problem+json',
   });
   expect(JSON.parse(answer.body)).toMatchObject({ type: problemTypes.responseLost, status: 500 });
+}
+
+/**
+ * Pipelines keyed POSTs `a` and `b` to `/orders` on one socket; once `running` resolves, the
+ * client leaves; then `release()`. What retries of a and b finally get ({@link settledRetry}).
+ */
+export async function pipelinedAndLeft(port: number, running: Promise<unknown>, release: () => void) {
+  const { socket } = await rawClient(port);
+  socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
+  await running;
+  socket.destroy();
+  await tick(50);
+  release();
+  return [await settledRetry(port, 'a'), await settledRetry(port, 'b')] as const;
 }
