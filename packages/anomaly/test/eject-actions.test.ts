@@ -304,13 +304,18 @@ describe('early ejection through the set', () => {
     r.api.dispose();
   });
 
-  it('judges the probe even when its own timer fires after the set took the probe (a loaded event loop)', async () => {
-    // CI once saw it: the set's ejection timer fired, its probe went out, and only then the watch's
-    // (a few ms later on a busy loop); the probe counted as "sent before the ejection ran out", so
-    // the set let b back at its full share. Here the watch's timers fire 5 ms late.
+  // CI once saw the first: the set's ejection timer fired, its probe went out, and only then the
+  // watch's (a few ms later on a busy loop); the probe counted as "sent before the ejection ran
+  // out", so the set let b back at its full share. In the second, the watch's timer fires only
+  // after the set's probe (400 ms, still slow) answered: it went unjudged, and b was let back.
+  it.each([
+    ['even when its own timer fires after the set took the probe (a loaded event loop)', 5],
+    ["though the watch's timer fires only after the probe answered (the set on another clock)", 500],
+  ])('judges the probe %s', async (_, lateMs) => {
+    // The watch's timers fire `lateMs` late, the set's on time.
     const late = (clock: ManualClock): Clock => ({
       now: () => clock.now(),
-      setTimeout: (callback: () => void, ms: number) => clock.setTimeout(callback, ms + 5),
+      setTimeout: (callback: () => void, ms: number) => clock.setTimeout(callback, ms + lateMs),
       clearTimeout: (handle) => clock.clearTimeout(handle),
     });
     const { clock, api, watch, ejects, restores, interval, normal } = rig(['a', 'b', 'c'], 3_000, undefined, {
@@ -319,39 +324,10 @@ describe('early ejection through the set', () => {
     for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
     await interval({ a: 21, b: 400, c: 22 });
     expect(ejects).toHaveLength(1);
-    const ejectedAt = ejects[0]?.time ?? 0;
-    await clock.advance(ejectedAt + 3_000 - clock.now()); // the set's ejection ran out, not yet the watch's timer
+    await clock.advance((ejects[0]?.time ?? 0) + 3_000 - clock.now()); // the set's ejection ran out, not yet the watch's timer
     expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
     const probe = api.execute(async (e) => {
-      await clock.advance(400); // the watch's timer fires 5 ms into the probe
-      watch.observe(`api/${e.name}`, 400, 'success');
-      return e.name;
-    });
-    expect(await probe).toBe('b');
-    expect(ejects.map((e) => e.endpoint)).toEqual(['b', 'b']);
-    expect(restores).toEqual([]);
-    watch.dispose();
-    api.dispose();
-  });
-
-  it("judges the probe though the watch's timer fires only after the probe answered (the set on another clock)", async () => {
-    // The watch's timers fire 500 ms late, the set's on time: the set's probe (400 ms, still slow)
-    // answered before the watch knew the ejection had run out, went unjudged, and b was let back.
-    const late = (clock: ManualClock): Clock => ({
-      now: () => clock.now(),
-      setTimeout: (callback: () => void, ms: number) => clock.setTimeout(callback, ms + 500),
-      clearTimeout: (handle) => clock.clearTimeout(handle),
-    });
-    const { clock, api, watch, ejects, restores, interval, normal } = rig(['a', 'b', 'c'], 3_000, undefined, {
-      watchClock: late,
-    });
-    for (let s = 0; s < 40; s++) await interval({ a: normal(s), b: normal(s), c: normal(s) });
-    await interval({ a: 21, b: 400, c: 22 });
-    expect(ejects).toHaveLength(1);
-    await clock.advance((ejects[0]?.time ?? 0) + 3_000 - clock.now());
-    expect(api.snapshot().endpoints.find((e) => e.name === 'b')).toMatchObject({ ejection: 'probe' });
-    const probe = api.execute(async (e) => {
-      await clock.advance(400); // answers 100 ms before the watch's timer fires
+      await clock.advance(400);
       watch.observe(`api/${e.name}`, 400, 'success');
       return e.name;
     });
