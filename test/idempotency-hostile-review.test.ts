@@ -114,6 +114,29 @@ async function expressApp(setup: (app: express.Express, counted: () => number) =
 
 const account = (req: express.Request) => req.get('x-account');
 
+/**
+ * An app whose `/pay` runs behind `expressIdempotency(options)` and holds its answer (201 `{ n }`)
+ * until `release()`; with `firstOnly`, only the first run waits.
+ */
+async function gatedPay(
+  options: Parameters<typeof expressIdempotency>[0],
+  firstOnly = false,
+): Promise<ExpressApp & { release: () => void }> {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const app = await expressApp((a, counted) => {
+    a.use(expressIdempotency(options));
+    a.post('/pay', async (_req, res) => {
+      const n = counted();
+      if (!firstOnly || n === 1) await gate;
+      res.status(201).json({ n });
+    });
+  });
+  return { ...app, release };
+}
+
 describe('review: keys from hostile clients', () => {
   let app: ExpressApp;
   beforeAll(async () => {
@@ -740,25 +763,14 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
   });
 
   it('20 concurrent identical requests: exactly one runs, the others get 409 or the replay', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const app = await expressApp((a, counted) => {
-      a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global' }));
-      a.post('/pay', async (_req, res) => {
-        const n = counted();
-        await gate;
-        res.status(201).json({ n });
-      });
-    });
+    const app = await gatedPay({ store: redisStore({ client }), scope: 'global' });
     try {
       const key = randomUUID();
       const all = Array.from({ length: 20 }, () =>
         send(app.port, { path: '/pay', headers: [['idempotency-key', key]] }),
       );
       await new Promise((r) => setTimeout(r, 300));
-      release();
+      app.release();
       const replies = await Promise.all(all);
       expect(app.calls()).toBe(1);
       const ran = replies.filter((r) => r.status === 201 && r.headers['idempotent-replayed'] === undefined);
@@ -773,24 +785,13 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
   });
 
   it('Redis restarted empty while a request runs: its response is still stored, the retry replays', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const app = await expressApp((a, counted) => {
-      a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global', completeTimeoutMs: 5_000 }));
-      a.post('/pay', async (_req, res) => {
-        const n = counted();
-        await gate;
-        res.status(201).json({ n });
-      });
-    });
+    const app = await gatedPay({ store: redisStore({ client }), scope: 'global', completeTimeoutMs: 5_000 });
     try {
       const key = randomUUID();
       const first = send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
       await new Promise((r) => setTimeout(r, 200));
       await redis.restart();
-      release();
+      app.release();
       expect((await first).status).toBe(201);
       const retry = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
       expect(retry.headers['idempotent-replayed']).toBe('true');
@@ -801,18 +802,7 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
   });
 
   it('a client that disconnects mid-request and retries at once: one run, the retry gets 409 then the replay', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const app = await expressApp((a, counted) => {
-      a.use(expressIdempotency({ store: redisStore({ client }), scope: 'global' }));
-      a.post('/pay', async (_req, res) => {
-        const n = counted();
-        await gate;
-        res.status(201).json({ n });
-      });
-    });
+    const app = await gatedPay({ store: redisStore({ client }), scope: 'global' });
     try {
       const key = randomUUID();
       const req = httpRequest({
@@ -829,7 +819,7 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
       req.destroy();
       const during = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
       expect(during.status).toBe(409);
-      release();
+      app.release();
       await new Promise((r) => setTimeout(r, 150));
       const after = await send(app.port, { path: '/pay', headers: [['idempotency-key', key]] });
       expect(after.headers['idempotent-replayed']).toBe('true');
@@ -1142,25 +1132,14 @@ describe('review: the documented alternatives', () => {
   });
 
   it('with wait, five concurrent duplicates get one run and four identical replays', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const app = await expressApp((a, counted) => {
-      a.use(expressIdempotency({ store: memoryStore(), scope: 'global', wait: { timeout: 3_000, interval: 20 } }));
-      a.post('/pay', async (_req, res) => {
-        const n = counted();
-        await gate;
-        res.status(201).json({ n });
-      });
-    });
+    const app = await gatedPay({ store: memoryStore(), scope: 'global', wait: { timeout: 3_000, interval: 20 } });
     try {
       const key = randomUUID();
       const all = Array.from({ length: 5 }, () =>
         send(app.port, { path: '/pay', headers: [['idempotency-key', key]] }),
       );
       await new Promise((r) => setTimeout(r, 200));
-      release();
+      app.release();
       const replies = await Promise.all(all);
       expect(replies.map((r) => r.status)).toEqual([201, 201, 201, 201, 201]);
       expect(replies.filter((r) => r.headers['idempotent-replayed'] === 'true')).toHaveLength(4);
@@ -1182,30 +1161,15 @@ describe.runIf(redisAvailable())('review: Redis killed', () => {
   it('killed mid-request: the client still gets its 201 within completeTimeoutMs; a new key gets 503 problem+json while it is down', async () => {
     const client = new Redis(redis.port, '127.0.0.1', { maxRetriesPerRequest: 1, retryStrategy: () => 50 });
     client.on('error', () => {});
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    const app = await expressApp((a, counted) => {
-      a.use(
-        expressIdempotency({
-          store: redisStore({ client }),
-          scope: 'global',
-          storeTimeoutMs: 300,
-          completeTimeoutMs: 800,
-        }),
-      );
-      a.post('/pay', async (_req, res) => {
-        const n = counted();
-        if (n === 1) await gate;
-        res.status(201).json({ n });
-      });
-    });
+    const app = await gatedPay(
+      { store: redisStore({ client }), scope: 'global', storeTimeoutMs: 300, completeTimeoutMs: 800 },
+      true,
+    );
     try {
       const first = send(app.port, { path: '/pay', headers: [['idempotency-key', randomUUID()]] });
       await new Promise((r) => setTimeout(r, 150));
       await redis.kill();
-      release();
+      app.release();
       const reply = await first;
       expect(reply.status).toBe(201);
       expect(json(reply)).toEqual({ n: 1 });
