@@ -12,7 +12,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { gzipSync } from 'node:zlib';
 import { createBus, HoldfastConfigError } from '@holdfast/core';
-import { memoryStore, redisStore } from '@holdfast/idempotency';
+import { type IdempotencyStore, memoryStore, redisStore } from '@holdfast/idempotency';
 import { captureRawBody, idempotency as expressIdempotency } from '@holdfast/idempotency/express';
 import { idempotency as fastifyIdempotency } from '@holdfast/idempotency/fastify';
 import express from 'express';
@@ -113,6 +113,31 @@ async function expressApp(setup: (app: express.Express, counted: () => number) =
 }
 
 const account = (req: express.Request) => req.get('x-account');
+
+/** A 200,000-byte answer the store cannot keep: sent in full, not a 5xx, and the retry runs again. */
+async function bigResponseSentAndReleased(
+  store: IdempotencyStore,
+  options: Partial<Parameters<typeof expressIdempotency>[0]> = {},
+): Promise<void> {
+  const app = await expressApp((a, counted) => {
+    a.use(expressIdempotency({ store, scope: 'global', ...options }));
+    a.post('/big', (_req, res) => {
+      counted();
+      res.status(201).type('application/octet-stream').send(Buffer.alloc(200_000, 7));
+    });
+  });
+  try {
+    const key = randomUUID();
+    const first = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
+    expect(first.status).toBe(201);
+    expect(first.body.length).toBe(200_000);
+    const retry = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
+    expect(retry.status).toBe(201);
+    expect(app.calls()).toBe(2);
+  } finally {
+    await app.close();
+  }
+}
 
 /**
  * An app whose `/pay` runs behind `expressIdempotency(options)` and holds its answer (201 `{ n }`)
@@ -829,32 +854,8 @@ describe.runIf(redisAvailable())('review: against a real redis-server', () => {
     }
   });
 
-  it('a response over maxValueBytes is sent in full, released, and not a 5xx', async () => {
-    const app = await expressApp((a, counted) => {
-      a.use(
-        expressIdempotency({
-          store: redisStore({ client, maxValueBytes: 100_000 }),
-          scope: 'global',
-          maxResponseBytes: 1_000_000,
-        }),
-      );
-      a.post('/big', (_req, res) => {
-        counted();
-        res.status(201).type('application/octet-stream').send(Buffer.alloc(200_000, 1));
-      });
-    });
-    try {
-      const key = randomUUID();
-      const first = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
-      expect(first.status).toBe(201);
-      expect(first.body.length).toBe(200_000);
-      const retry = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
-      expect(retry.status).toBe(201);
-      expect(app.calls()).toBe(2);
-    } finally {
-      await app.close();
-    }
-  });
+  it('a response over maxValueBytes is sent in full, released, and not a 5xx', () =>
+    bigResponseSentAndReleased(redisStore({ client, maxValueBytes: 100_000 }), { maxResponseBytes: 1_000_000 }));
 });
 
 describe.runIf(redisAvailable())('review: Redis replies lost on the way back', () => {
@@ -1065,23 +1066,9 @@ describe.runIf(redisAvailable())('review: a hung Redis', () => {
 describe('review: odd but legal responses', () => {
   it('a response larger than memoryStore maxBytes is sent in full (not a 5xx) and its key released', async () => {
     const store = memoryStore({ maxBytes: 100_000 });
-    const app = await expressApp((a, counted) => {
-      a.use(expressIdempotency({ store, scope: 'global' }));
-      a.post('/big', (_req, res) => {
-        counted();
-        res.status(201).type('application/octet-stream').send(Buffer.alloc(200_000, 7));
-      });
-    });
     try {
-      const key = randomUUID();
-      const first = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
-      expect(first.status).toBe(201);
-      expect(first.body.length).toBe(200_000);
-      const retry = await send(app.port, { path: '/big', headers: [['idempotency-key', key]] });
-      expect(retry.status).toBe(201);
-      expect(app.calls()).toBe(2);
+      await bigResponseSentAndReleased(store);
     } finally {
-      await app.close();
       store.dispose();
     }
   });
