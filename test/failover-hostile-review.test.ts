@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { faultProxy } from '@holdfast/chaos';
 import { createBus, DisposedError, HoldfastError, TimeoutError } from '@holdfast/core';
-import { type Endpoint, failover } from '@holdfast/failover';
+import { type Endpoint, type FailoverOptions, failover } from '@holdfast/failover';
 import { compareRedisTokens, redisRoles } from '@holdfast/failover/ioredis';
 import fc from 'fast-check';
 import { Redis } from 'ioredis';
@@ -26,24 +26,27 @@ afterEach(async () => {
 
 const noop = () => {};
 
+/** A set on a manual clock and a private bus, without the shared policy registry; disposed after the test. */
+function hostileSet<T>(options: Omit<FailoverOptions<T>, 'clock' | 'bus' | 'policies'>, start?: number) {
+  const h = hostileHarness(start);
+  const api = failover<T>({ clock: h.clock, bus: h.bus, policies: false, ...options });
+  cleanups.push(() => api.dispose());
+  return { ...h, api };
+}
+
 describe('failover, hostile review: secrets', () => {
   // A user configures `endpoints: ['https://svc:PASSWORD@db.internal']` (basic auth in the URL, as
   // many HTTP clients accept). They then see the password in `snapshot()` (served by the dashboard
   // and /health), in every `failover.eject` event (shipped to logs and metrics) and in the message of
   // the TimeoutError the call rejects with. The brief: secrets never reach messages/events/snapshots.
   it('never shows the password of an endpoint URL in snapshots, events or error messages', async () => {
-    const { clock, bus, events } = hostileHarness();
     const secret = 'hunter2-S3CRET';
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api, clock, events } = hostileSet({
       endpoints: [`http://svc:${secret}@10.0.0.1:8080`, `http://svc:${secret}@10.0.0.2:8080`],
       timeout: 100,
       retry: { idempotent: true },
       ejection: { consecutiveFailures: 1, baseTime: 1_000 },
     });
-    cleanups.push(() => api.dispose());
     const call = api.execute(() => new Promise<never>(noop)).catch((e: unknown) => e);
     await clock.advance(100);
     await clock.advance(100);
@@ -153,11 +156,7 @@ describe('failover, hostile review: avoid', () => {
   // call on an avoided endpoint; writes ignore it (the primary is the only place); unknown names
   // change nothing; a retry never lands on an avoided endpoint.
   it('reads honour avoid down to the primary; writes ignore it; retries never land on an avoided endpoint', async () => {
-    const { clock, bus } = hostileHarness();
-    const db = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api: db, clock } = hostileSet({
       endpoints: ['p', 'r1', 'r2'].map((name) => ({ name, target: name })),
       roles: {
         check: (e) =>
@@ -165,7 +164,6 @@ describe('failover, hostile review: avoid', () => {
       },
       retry: { idempotent: true, maxAttempts: 3, budget: false },
     });
-    cleanups.push(() => db.dispose());
     await clock.advance(0);
     const read = (avoid: string[]) => db.execute((e) => e.name, { intent: 'read', avoid });
     for (let i = 0; i < 4; i++) expect(await read(['r1'])).toBe('r2');
@@ -278,9 +276,7 @@ describe('failover, hostile review: operator calls and dispose', () => {
   // Passing edge: drain while calls are in flight resolves only when they settle; every endpoint
   // drained rejects calls at once instead of hanging; undrain brings traffic back.
   it('drain waits for calls in flight; all drained fails fast; undrain takes calls again', async () => {
-    const { clock, bus } = hostileHarness();
-    const api = failover({ clock, bus, policies: false, endpoints: ['a', 'b'] });
-    cleanups.push(() => api.dispose());
+    const { api, clock } = hostileSet({ endpoints: ['a', 'b'] });
     const release: (() => void)[] = [];
     const inFlight = [0, 1, 2, 3].map(() =>
       api.execute((e) => new Promise<string>((resolve) => release.push(() => resolve(e.name)))),
@@ -313,16 +309,11 @@ describe('failover, hostile review: a probe that never settles', () => {
   // Likely cause: packages/failover/src/failover.ts #try sets `e.probing = true` and only #record,
   // on settlement, clears it; #probeFor skips endpoints with `probing` set.
   it('an endpoint whose probe hung is tried again once the server recovers', async () => {
-    const { clock, bus } = hostileHarness();
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api, clock } = hostileSet({
       endpoints: ['a', 'b', 'c'],
       retry: false,
       ejection: { consecutiveFailures: 1, baseTime: 1_000, maxTime: 4_000 },
     });
-    cleanups.push(() => api.dispose());
     let state: 'failing' | 'frozen' | 'fine' = 'failing';
     const seen: string[] = [];
     const call = () =>
@@ -357,16 +348,11 @@ describe('failover, hostile review: a drained endpoint holds the ejection slot',
   // Likely cause: packages/failover/src/failover.ts #tryEject counts every endpoint with
   // `ejection !== 'none'`, drained or not.
   it('b is ejected when it dies, though a drained endpoint was ejected before', async () => {
-    const { clock, bus, of } = hostileHarness();
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api, clock, of } = hostileSet({
       endpoints: ['a', 'b', 'c'],
       retry: false,
       ejection: { consecutiveFailures: 2, baseTime: 1_000, maxTime: 1_000, maxShare: 0.5 },
     });
-    cleanups.push(() => api.dispose());
     const dead = new Set(['a']);
     let failed = 0;
     const call = () =>
@@ -396,12 +382,8 @@ describe('failover, hostile review: flapping', () => {
   // hold-down, traffic fails back once. No call ever goes to a standby while the primary is
   // active and available.
   it('a flapping primary gets traffic back only after it is stable through the hold-down', async () => {
-    const { clock, bus, of } = hostileHarness();
     let up = true;
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api, clock, of } = hostileSet({
       mode: 'active-passive',
       endpoints: [
         { name: 'primary', target: 0, priority: 0 },
@@ -416,7 +398,6 @@ describe('failover, hostile review: flapping', () => {
         unhealthyAfter: 1,
       },
     });
-    cleanups.push(() => api.dispose());
     for (let t = 0; t < 120; t++) {
       up = Math.floor(t / 5) % 2 === 0;
       await clock.advance(1_000);
@@ -437,16 +418,14 @@ describe('failover, hostile review: clocks and limits', () => {
   // shows `ejections: 3602`. Likely cause: packages/failover/src/ejection.ts remainingEjections()
   // floors a negative (now - restoredAt) and subtracts it, adding ejections.
   it('a clock that steps backwards does not lengthen the next ejection', async () => {
-    const { clock, bus, of } = hostileHarness(10_000_000);
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
-      endpoints: ['a', 'b', 'c'],
-      retry: false,
-      ejection: { consecutiveFailures: 1, baseTime: 1_000, maxTime: 64_000 },
-    });
-    cleanups.push(() => api.dispose());
+    const { api, clock, of } = hostileSet(
+      {
+        endpoints: ['a', 'b', 'c'],
+        retry: false,
+        ejection: { consecutiveFailures: 1, baseTime: 1_000, maxTime: 64_000 },
+      },
+      10_000_000,
+    );
     let aFails = true;
     const call = () =>
       api
@@ -766,11 +745,7 @@ describe('failover, hostile review: checks and listeners that misbehave', () => 
   // Passing edge: a health check that throws synchronously and one that hangs and ignores its
   // signal both mark their endpoint unhealthy; calls keep flowing to the healthy one.
   it('health checks that throw synchronously or hang make endpoints unhealthy, nothing else', async () => {
-    const { clock, bus, of } = hostileHarness();
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api, clock, of } = hostileSet({
       panicThreshold: 0,
       endpoints: ['a', 'b', 'c'],
       health: {
@@ -785,7 +760,6 @@ describe('failover, hostile review: checks and listeners that misbehave', () => 
         unhealthyAfter: 2,
       },
     });
-    cleanups.push(() => api.dispose());
     await clock.advance(3_000);
     expect(of('health.change').map((e) => [e.endpoint, e.healthy])).toEqual([
       ['a', false],
@@ -976,16 +950,11 @@ describe('failover, hostile review: no retry storm in a total outage', () => {
   // calls a second: the default budget keeps the load at about 1.2 attempts per call, as the
   // README promises, not maxAttempts per call.
   it('a total outage costs at most about 1.2 attempts per call', async () => {
-    const { clock, bus } = hostileHarness();
-    const api = failover({
-      clock,
-      bus,
-      policies: false,
+    const { api, clock } = hostileSet({
       endpoints: ['a', 'b', 'c', 'd'],
       retry: { maxAttempts: 4 },
       ejection: false,
     });
-    cleanups.push(() => api.dispose());
     let attempts = 0;
     let calls = 0;
     for (let second = 0; second < 10; second++) {
