@@ -70,6 +70,12 @@ export interface EventFields {
   'idempotency.release': { readonly key: string; readonly code: ErrorLabel };
   /** A key whose owner's lease had run out (a crash, a hang) was taken over by a new run. */
   'idempotency.takeover': { readonly key: string };
+  /**
+   * HTTP: the handler ran but its response was lost (its client left before it ended, or it was
+   * written where it was not seen): the response-lost problem (500) is stored for the key, so a
+   * retry gets that, never a second run. `sent`: the status the client was sent, if any.
+   */
+  'idempotency.lost': { readonly key: string; readonly sent: number | undefined };
   /** An owner finished after its key was taken over (or expired): its result was not stored. */
   'idempotency.staleCompletion': { readonly key: string };
   /**
@@ -276,6 +282,7 @@ export const eventTypes = [
   'idempotency.mismatch',
   'idempotency.release',
   'idempotency.takeover',
+  'idempotency.lost',
   'idempotency.staleCompletion',
   'idempotency.storeError',
   'failover.eject',

@@ -60,7 +60,7 @@ const SCRIPT = `
   var STATE_WORDS = { closed: 'Closed', open: 'Open', halfOpen: 'Half-open', isolated: 'Isolated', disabled: 'Disabled',
     pass: 'Pass', warn: 'Warn', fail: 'Fail', up: 'Up', down: 'Down', drained: 'Drained', fenced: 'Fenced', ok: 'OK', exhausted: 'Exhausted' };
   var IDEM_WORDS = { claim: 'Claimed', replay: 'Replayed', conflict: 'Conflicts', mismatch: 'Mismatches',
-    release: 'Released', takeover: 'Taken over', staleCompletion: 'Stale completions', storeError: 'Store errors' };
+    release: 'Released', takeover: 'Taken over', lost: 'Responses lost', staleCompletion: 'Stale completions', storeError: 'Store errors' };
   function idemOrder(k) { var i = Object.keys(IDEM_WORDS).indexOf(k); return i < 0 ? 99 : i; }
   function $(id) { return document.getElementById(id); }
   // Bidirectional overrides and isolates in a name would reorder what the page shows (a name

@@ -2,7 +2,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createBus } from '@holdfast/core';
+import { createBus, type EventOf } from '@holdfast/core';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -30,6 +30,14 @@ const stores: [string, () => IdempotencyStore][] = [
   ['a store in another process', () => slowStore({ completeMs: 20 })],
 ];
 
+/** A bus, and the `idempotency.lost` events it carried: each run whose response was lost, once. */
+function watchLost() {
+  const bus = createBus();
+  const lost: EventOf<'idempotency.lost'>[] = [];
+  bus.on('idempotency.lost', (e) => lost.push(e));
+  return { bus, lost };
+}
+
 const retry = (port: number) => sendKeyed(`http://127.0.0.1:${port}/orders`);
 
 async function expressApp(
@@ -39,8 +47,9 @@ async function expressApp(
   store5xx = false,
 ) {
   const app = express();
-  app.use(idempotency({ store, scope: 'global', bus: createBus(), leaseMs, store5xx }));
-  const ran = { count: 0 };
+  const { bus, lost } = watchLost();
+  app.use(idempotency({ store, scope: 'global', bus, leaseMs, store5xx }));
+  const ran = { count: 0, lost };
   app.post('/orders', (req, res, next) => {
     ran.count++;
     handler(req, res, next);
@@ -55,14 +64,15 @@ async function fastifyApp(
 ) {
   const app = Fastify();
   closers.push(() => app.close());
+  const { bus, lost } = watchLost();
   await app.register(fastifyIdempotency, {
     store: memoryStore(),
     scope: 'global',
-    bus: createBus(),
+    bus,
     leaseMs,
     store5xx,
   });
-  const ran = { count: 0 };
+  const ran = { count: 0, lost };
   setup(app, ran);
   await app.listen({ port: 0, host: '127.0.0.1' });
   return { port: (app.server.address() as AddressInfo).port, ran };
@@ -98,6 +108,7 @@ describe('express: a streamed response whose client leaves part way', () => {
         body: 'part one, part two',
       });
       expect(ran.count).toBe(1);
+      expect(ran.lost).toEqual([]);
     },
   );
 
@@ -131,6 +142,7 @@ describe('express: a streamed response whose client leaves part way', () => {
       await tick(450); // past the lease: no takeover
       expectLost(await retry(port));
       expect(ran.count).toBe(1);
+      expect(ran.lost.map((e) => [e.type, e.sent])).toEqual([['idempotency.lost', 201]]);
     },
   );
 
@@ -147,6 +159,7 @@ describe('express: a streamed response whose client leaves part way', () => {
     await leaveWhile(port, keyedPost('/orders'), running.opened);
     expectLost(await settledRetry(port));
     expect(ran.count).toBe(1);
+    expect(ran.lost.map((e) => e.sent)).toEqual([undefined]);
   });
 });
 
@@ -177,6 +190,7 @@ describe('fastify: a response the plugin cannot store whole', () => {
       expect({ status: first.status, body: first.body }).toEqual({ status: 201, body: 'made' });
       expectLost(await settledRetry(port));
       expect(ran.count).toBe(1);
+      expect(ran.lost.map((e) => e.sent)).toEqual([201]);
     },
   );
 
@@ -202,6 +216,7 @@ describe('fastify: a response the plugin cannot store whole', () => {
     await leaveWhile(port, keyedPost('/orders'), running.opened);
     expectLost(await settledRetry(port));
     expect(ran.count).toBe(1);
+    expect(ran.lost.map((e) => e.sent)).toEqual([undefined]);
   });
 
   it('a reply.send(stream) whose client leaves part way: the response-lost problem, the handler ran once', async () => {
@@ -222,6 +237,7 @@ describe('fastify: a response the plugin cannot store whole', () => {
     );
     expectLost(await settledRetry(port));
     expect(ran.count).toBe(1);
+    expect(ran.lost.map((e) => e.sent)).toEqual([201]);
   });
 
   it('hijacked, its client leaves part way, then the handler ends it: stored whole, the handler ran once', async () => {
@@ -252,6 +268,7 @@ describe('fastify: a response the plugin cannot store whole', () => {
       body: 'part one, part two',
     });
     expect(ran.count).toBe(1);
+    expect(ran.lost).toEqual([]);
   });
 
   /**
@@ -279,6 +296,7 @@ describe('fastify: a response the plugin cannot store whole', () => {
     if (store5xx) expectLost(second);
     else expect(second).toMatchObject({ status: 502, replayed: null });
     expect(ran.count).toBe(runs);
+    expect(ran.lost.map((e) => e.sent)).toEqual(store5xx ? [502] : []);
   });
 });
 

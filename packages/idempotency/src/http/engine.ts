@@ -382,6 +382,11 @@ export class HttpIdempotency<Req> implements RunOwner {
     });
   }
 
+  /** @internal Says on the bus that a run's response was lost (see {@link Run.lost}). */
+  lost(key: string, sent: number | undefined): void {
+    if (this.bus.wants('idempotency.lost')) this.bus.emit(this.#event('idempotency.lost', { key, sent }));
+  }
+
   /** @internal Stores a finished response, or releases its key. Never rejects. */
   settle(
     run: Run,
@@ -505,6 +510,7 @@ interface RunOwner {
   readonly elapsed: () => number;
   readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
   verdict(status: number, body: BodyCollector): ErrorLabel;
+  lost(key: string, sent: number | undefined): void;
   settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
 }
 
@@ -593,6 +599,7 @@ export class Run {
     const { status, headers, body } = problem('responseLost');
     this.body = new BodyCollector(body.length);
     this.body.add(body);
+    this.owner.lost(this.key, sent);
     return this.owner.settle(this, { status, headers }, undefined);
   }
 
