@@ -198,6 +198,22 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     await expect(rl.take('k', 3)).rejects.toThrow(HoldfastConfigError);
   });
 
+  it('the Redis host clock stepped back an hour: keys wait at most one emission interval, not the hour', async () => {
+    const rl = redisRateLimiter({ client, limit: 10, interval: 1000, burst: 2, prefix: 'stepback:', policies: false });
+    expect((await rl.take('k')).allowed).toBe(true);
+    const key = (await client.keys('stepback:*')).find((k) => !k.includes(':r:')); // the TAT, not a marker
+    // What a step back of the server's clock leaves: the TAT an hour ahead of TIME, and the
+    // key's expiry (kept on the wall clock) an hour further off.
+    const hour = 3_600_000;
+    const [tat, ttl] = await Promise.all([client.get(key as string), client.pttl(key as string)]);
+    await client.set(key as string, String(Number(tat) + hour), 'PX', ttl + hour);
+    const refused = await rl.take('k');
+    expect(refused.allowed).toBe(false);
+    expect(refused.retryAfter).toBeLessThanOrEqual(100);
+    await new Promise((resolve) => setTimeout(resolve, refused.retryAfter + 5));
+    expect((await rl.take('k')).allowed).toBe(true);
+  });
+
   it('the arguments of a decision: the expiry of a key that owed nothing is sent as a string, the emission interval only for a cost other than 1', async () => {
     const sent: (string | number)[][] = [];
     const recording = {
