@@ -1,6 +1,7 @@
 /**
  * A refusal by one of our own policies (a bulkhead, a limiter, a throttle, a breaker) is not the
- * dependency's failure: the call never reached it. A breaker outside does not count it.
+ * dependency's failure: the call never reached it. A breaker outside does not count it, and a
+ * retry does not come back before the refusal's hint when that hint is longer than it may wait.
  */
 
 import { circuitBreaker, defaultIsFailure } from '@holdfast/breaker';
@@ -26,8 +27,9 @@ import {
   LimitStoreUnavailableError,
   RateLimitedError,
   ThrottledError,
+  tokenBucket,
 } from '@holdfast/limit';
-import { RetryBudgetExhaustedError, RetryExhaustedError } from '@holdfast/retry';
+import { RetryBudgetExhaustedError, RetryExhaustedError, retry } from '@holdfast/retry';
 import { describe, expect, it } from 'vitest';
 
 function setup() {
@@ -144,5 +146,43 @@ describe('a breaker does not count a refusal by a holdfast policy inside it', ()
       expect([error.code, defaultIsFailure({ ok: false, error })]).toEqual([error.code, 'failure']);
       expect([error.code, isLocalRefusal(error)]).toEqual([error.code, false]);
     }
+  });
+});
+
+describe('retry() and a refusal that asks for a longer wait than it may take', () => {
+  it('a limiter of 1 call a minute: the refused call gives up at once, the refusal its cause, no attempt wasted', async () => {
+    const { clock, bus, of } = setup();
+    const limiter = tokenBucket({ limit: 1, interval: 60_000, clock, bus, policies: false });
+    const policy = pipeline(retry({ maxAttempts: 3, budget: false, clock, bus }), limiter);
+    let ran = 0;
+    const call = async () => ++ran;
+    expect(await policy.execute(call)).toBe(1);
+    const start = clock.now();
+    const second = policy.execute(call).catch((e: unknown) => e);
+    await clock.runAll();
+    const error = await second;
+    expect(clock.now() - start).toBe(0); // no wait of maxDelay (10 s) that ends refused again
+    expect(of('rateLimit.reject')).toHaveLength(1);
+    expect(ran).toBe(1);
+    expect(error).toBeInstanceOf(RetryExhaustedError);
+    expect(error).toMatchObject({ reason: 'retryAfter', attempts: 1, retryAfter: 60_000 });
+    expect((error as RetryExhaustedError).cause).toBeInstanceOf(RateLimitedError);
+    expect((error as Error).message).toMatch(/asked to wait 60000 ms, longer than maxDelay \(10000 ms\)/);
+    expect(of('retry.giveUp')).toMatchObject([{ reason: 'retryAfter', attempts: 1, code: 'E_RATE_LIMITED' }]);
+    expect(of('retry.attempt')).toEqual([]);
+  });
+
+  it('a hint within maxDelay is still waited out, and the retry then runs', async () => {
+    const { clock, bus } = setup();
+    const limiter = tokenBucket({ limit: 1, interval: 5_000, clock, bus, policies: false });
+    const policy = pipeline(retry({ maxAttempts: 3, budget: false, clock, bus }), limiter);
+    let ran = 0;
+    const call = async () => ++ran;
+    await policy.execute(call);
+    const start = clock.now();
+    const second = policy.execute(call);
+    await clock.runAll();
+    expect(await second).toBe(2);
+    expect(clock.now() - start).toBe(5_000);
   });
 });
