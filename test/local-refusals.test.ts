@@ -1,7 +1,8 @@
 /**
  * A refusal by one of our own policies (a bulkhead, a limiter, a throttle, a breaker) is not the
- * dependency's failure: the call never reached it. A breaker outside does not count it, and a
- * retry does not come back before the refusal's hint when that hint is longer than it may wait.
+ * dependency's failure: the call never reached it. A breaker outside does not count it, a retry
+ * after it draws nothing from the retry budget, and a retry does not come back before the
+ * refusal's hint when that hint is longer than it may wait.
  */
 
 import { circuitBreaker, defaultIsFailure } from '@holdfast/breaker';
@@ -29,7 +30,7 @@ import {
   ThrottledError,
   tokenBucket,
 } from '@holdfast/limit';
-import { RetryBudgetExhaustedError, RetryExhaustedError, retry } from '@holdfast/retry';
+import { RetryBudgetExhaustedError, RetryExhaustedError, retry, retryBudget } from '@holdfast/retry';
 import { describe, expect, it } from 'vitest';
 
 function setup() {
@@ -184,5 +185,38 @@ describe('retry() and a refusal that asks for a longer wait than it may take', (
     await clock.runAll();
     expect(await second).toBe(2);
     expect(clock.now() - start).toBe(5_000);
+  });
+});
+
+describe('a retry after a local refusal draws nothing from the retry budget', () => {
+  it('30 calls refused by a full bulkhead: each retried up to maxAttempts, none a budget error, the budget untouched', async () => {
+    const { clock, bus, of } = setup();
+    const budget = retryBudget({ clock, policies: false });
+    const slots = bulkhead({ maxConcurrent: 1, clock, bus, policies: false });
+    const held = gate();
+    const holder = slots.execute(held.call); // the one slot, busy for the whole test
+    const policy = pipeline(retry({ maxAttempts: 2, jitter: 'none', budget, clock, bus }), slots);
+    const calls = Array.from({ length: 30 }, () => policy.execute(async () => 'never runs').catch((e: unknown) => e));
+    await clock.runAll();
+    const errors = await Promise.all(calls);
+    expect(errors.filter((e) => e instanceof RetryBudgetExhaustedError)).toHaveLength(0);
+    expect(errors.filter((e) => e instanceof RetryExhaustedError)).toHaveLength(30);
+    expect((errors[0] as RetryExhaustedError).cause).toBeInstanceOf(BulkheadRejectedError);
+    expect(of('retry.attempt')).toHaveLength(30);
+    expect(of('retry.budgetExhausted')).toEqual([]);
+    expect(budget.snapshot()).toMatchObject({ retries: 0, refused: 0 });
+    held.release();
+    await holder;
+
+    // A real failure of the downstream right after still gets its retry from the budget.
+    let tries = 0;
+    const flaky = async () => {
+      if (++tries === 1) throw Object.assign(new Error('ECONNRESET'), { code: 'ECONNRESET' });
+      return 'recovered';
+    };
+    const recovered = policy.execute(flaky);
+    await clock.runAll();
+    expect(await recovered).toBe('recovered');
+    expect(budget.snapshot()).toMatchObject({ retries: 1, refused: 0 });
   });
 });

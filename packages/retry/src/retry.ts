@@ -6,6 +6,7 @@ import {
   elapsedTime,
   errorLabel,
   bus as globalBus,
+  isLocalRefusal,
   type Operation,
   type Policy,
   parseOptions,
@@ -231,7 +232,8 @@ class RetryingPolicy implements RetryPolicy {
     const delay = hinted ?? nextDelay(s.backoff, attempts, run.delay, s.random);
     if (s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed)
       this.#giveUp(run, 'maxElapsed', value, isResult);
-    if (s.budget !== undefined && !s.budget.tryWithdraw()) {
+    // A retry after our own policy refused the call is not amplification: nothing was sent.
+    if (s.budget !== undefined && !refusedLocally(value, isResult) && !s.budget.tryWithdraw()) {
       if (s.bus.wants('retry.budgetExhausted')) {
         s.bus.emit({
           type: 'retry.budgetExhausted',
@@ -339,6 +341,16 @@ function isMarkedNotRetryable(error: unknown): boolean {
     return isNonRetryable(error) || (error as { name?: unknown }).name === 'AbortError';
   } catch {
     return false; // getters that throw: no mark can be read, so retryOn.error decides
+  }
+}
+
+/** The failed attempt was refused by one of our policies before it reached the downstream. */
+function refusedLocally(value: unknown, isResult: boolean): boolean {
+  if (isResult) return false;
+  try {
+    return isLocalRefusal(value);
+  } catch {
+    return false; // a Proxy whose getters throw is no refusal of ours
   }
 }
 
