@@ -1,4 +1,4 @@
-import { BrokenCircuitError, HoldfastError } from '@holdfast/core';
+import { isLocalRefusal } from '@holdfast/core';
 
 /** What a breaker makes of a call: it counts against the downstream, for it, or not at all. */
 export type Outcome = 'success' | 'failure' | 'ignored';
@@ -15,8 +15,11 @@ export type IsFailure = (settled: Settled) => Outcome | boolean;
 /**
  * The default judge. Not the downstream's fault, so not a failure: a 4xx answer (a `Response`,
  * or an error carrying `status`, `statusCode` or `response.status`), except 408 and 429, which
- * say the downstream is overloaded. Ignored: the caller's own abort, a rejection by an
- * inner breaker, and an inner rate limiter's `E_RATE_LIMITED` (the call never reached the downstream). Everything else that throws, and a 5xx `Response`, is a failure.
+ * say the downstream is overloaded. Ignored: the caller's own abort, and a refusal by one of
+ * our policies inside the breaker (`isLocalRefusal`: a bulkhead, rate or concurrency limiter,
+ * throttle, inner breaker or idempotency key that refused the call before it reached the
+ * downstream). Everything else that throws, and a 5xx `Response`, is a failure: timeouts and
+ * exhausted retries or budgets included.
  */
 export function defaultIsFailure(settled: Settled): Outcome {
   if (settled.ok) {
@@ -25,9 +28,9 @@ export function defaultIsFailure(settled: Settled): Outcome {
     return 'success';
   }
   const error = settled.error;
-  if (error instanceof BrokenCircuitError) return 'ignored';
-  // A limiter's 429 is our own quota, not the downstream's answer: counted, it opened the breaker.
-  if (error instanceof HoldfastError && error.code === 'E_RATE_LIMITED') return 'ignored';
+  // Refused by one of our policies (a bulkhead, limiter, throttle, inner breaker) before it
+  // reached the downstream: counted, a burst that filled a bulkhead opened the breaker.
+  if (isLocalRefusal(error)) return 'ignored';
   if (typeof error === 'object' && error !== null) {
     if ((error as { name?: unknown }).name === 'AbortError') return 'ignored';
     const status = statusOf(error);

@@ -145,10 +145,29 @@ export class TimeoutError extends HoldfastError {
 }
 
 /**
+ * A call one of our policies refused before it reached the downstream: a full bulkhead, a rate
+ * or concurrency limit, client-side throttling, an open breaker, an idempotency key another call
+ * holds. It says nothing of the downstream's health, so a breaker outside does not count it
+ * (`'ignored'`), and a retry after it draws nothing from the retry budget: the refused call sent
+ * nothing. Every such error extends this class; {@link isLocalRefusal} tells them apart.
+ */
+export abstract class LocalRefusalError extends HoldfastError {
+  static override readonly brand: symbol = Symbol.for('holdfast.error.LocalRefusalError');
+}
+
+/**
+ * True for a {@link LocalRefusalError} (from any installed copy): the call was refused by one
+ * of our policies before it reached the downstream. The one definition the breaker and retry use.
+ */
+export function isLocalRefusal(error: unknown): error is LocalRefusalError {
+  return error instanceof LocalRefusalError;
+}
+
+/**
  * A circuit breaker refused the call. Declared here, not in @holdfast/breaker, so that
  * retry and failover recognise it without importing the breaker.
  */
-export class BrokenCircuitError extends HoldfastError {
+export class BrokenCircuitError extends LocalRefusalError {
   static override readonly brand = Symbol.for('holdfast.error.BrokenCircuitError');
   override name = 'BrokenCircuitError';
   /** When to call again (epoch ms): when an open breaker lets a probe through, or a half-open one expects its probe back. */

@@ -33,6 +33,8 @@ export {
   HoldfastConfigError,
   HoldfastError,
   hasCode,
+  isLocalRefusal,
+  LocalRefusalError,
   TimeoutError,
 } from './errors.js';
 export {

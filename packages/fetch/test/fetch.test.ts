@@ -127,9 +127,10 @@ describe('resilientFetch: Retry-After', () => {
     const at = new Date(Date.now() + 60_000).toUTCString();
     const s = await server(reply(503, { 'retry-after': at }), reply(200));
     const { http, attempts } = client({ retry: { backoff: { initialDelay: 1, maxDelay: 30 } } });
-    expect((await http(s.url)).status).toBe(200);
-    // A minute away, capped by maxDelay.
-    expect(attempts.map((e) => e.delay)).toEqual([30]);
+    // A minute away, longer than maxDelay: no retry sooner (it would be refused too), the 503 returned.
+    expect((await http(s.url)).status).toBe(503);
+    expect(attempts).toEqual([]);
+    expect(s.seen).toHaveLength(1);
   });
 });
 

@@ -1,7 +1,7 @@
-import { HoldfastError } from '@holdfast/core';
+import { HoldfastError, LocalRefusalError } from '@holdfast/core';
 
 /** The key is claimed by a call that is still running (HTTP: 409). */
-export class IdempotencyConflictError extends HoldfastError {
+export class IdempotencyConflictError extends LocalRefusalError {
   static override readonly brand = Symbol.for('holdfast.error.IdempotencyConflictError');
   override name = 'IdempotencyConflictError';
   /** The idempotency key. */
@@ -17,7 +17,7 @@ export class IdempotencyConflictError extends HoldfastError {
 }
 
 /** The key was first used with a different payload (HTTP: 422). */
-export class IdempotencyMismatchError extends HoldfastError {
+export class IdempotencyMismatchError extends LocalRefusalError {
   static override readonly brand = Symbol.for('holdfast.error.IdempotencyMismatchError');
   override name = 'IdempotencyMismatchError';
   /** The idempotency key. */

@@ -1,4 +1,4 @@
-import { HoldfastError } from '@holdfast/core';
+import { type HoldfastError, LocalRefusalError } from '@holdfast/core';
 
 /**
  * A call this package refused to protect a dependency or a service: what load-shedding
@@ -12,7 +12,7 @@ export interface Rejection {
 }
 
 /** A bulkhead had no free slot and its queue was full, or the call waited past `queueTimeout`. */
-export class BulkheadRejectedError extends HoldfastError implements Rejection {
+export class BulkheadRejectedError extends LocalRefusalError implements Rejection {
   static override readonly brand = Symbol.for('holdfast.error.BulkheadRejectedError');
   override name = 'BulkheadRejectedError';
   readonly status = 503 as const;
@@ -36,7 +36,7 @@ export class BulkheadRejectedError extends HoldfastError implements Rejection {
 }
 
 /** A rate limiter refused the call: come back after `retryAfter` ms. */
-export class RateLimitedError extends HoldfastError implements Rejection {
+export class RateLimitedError extends LocalRefusalError implements Rejection {
   static override readonly brand = Symbol.for('holdfast.error.RateLimitedError');
   override name = 'RateLimitedError';
   readonly status = 429 as const;
@@ -57,7 +57,7 @@ export class RateLimitedError extends HoldfastError implements Rejection {
 }
 
 /** An adaptive concurrency limiter already runs as many calls as it has learned the dependency takes. */
-export class ConcurrencyLimitError extends HoldfastError implements Rejection {
+export class ConcurrencyLimitError extends LocalRefusalError implements Rejection {
   static override readonly brand = Symbol.for('holdfast.error.ConcurrencyLimitError');
   override name = 'ConcurrencyLimitError';
   readonly status = 503 as const;
@@ -73,7 +73,7 @@ export class ConcurrencyLimitError extends HoldfastError implements Rejection {
 }
 
 /** Client-side adaptive throttling refused the call locally: the backend has been refusing calls. */
-export class ThrottledError extends HoldfastError implements Rejection {
+export class ThrottledError extends LocalRefusalError implements Rejection {
   static override readonly brand = Symbol.for('holdfast.error.ThrottledError');
   override name = 'ThrottledError';
   readonly status = 503 as const;
@@ -89,7 +89,7 @@ export class ThrottledError extends HoldfastError implements Rejection {
 }
 
 /** A Redis rate limiter could not reach Redis and is configured to fail closed (`onRedisError: 'closed'`). */
-export class LimitStoreUnavailableError extends HoldfastError implements Rejection {
+export class LimitStoreUnavailableError extends LocalRefusalError implements Rejection {
   static override readonly brand = Symbol.for('holdfast.error.LimitStoreUnavailableError');
   override name = 'LimitStoreUnavailableError';
   readonly status = 503 as const;

@@ -1,11 +1,14 @@
 import { HoldfastError } from '@holdfast/core';
 
-/** Why a retry policy gave up on a retryable failure. */
-export type ExhaustedReason = 'maxAttempts' | 'maxElapsed';
+/**
+ * Why a retry policy gave up on a retryable failure: `maxAttempts` or `maxElapsed` ran out, or
+ * `retryAfter`: the failure asked for a wait (`Retry-After`, `retryAfterMs`) longer than `maxDelay`.
+ */
+export type ExhaustedReason = 'maxAttempts' | 'maxElapsed' | 'retryAfter';
 
 /**
- * A retryable failure outlived the policy's limits: `maxAttempts` attempts, or `maxElapsed`.
- * `cause` is the last attempt's error.
+ * A retryable failure outlived the policy's limits: `maxAttempts` attempts, `maxElapsed`, or a
+ * `Retry-After` longer than `maxDelay`. `cause` is the last attempt's error.
  */
 export class RetryExhaustedError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.RetryExhaustedError');
@@ -14,12 +17,23 @@ export class RetryExhaustedError extends HoldfastError {
   readonly attempts: number;
   /** Which limit ended the retries. */
   readonly reason: ExhaustedReason;
+  /** With reason `retryAfter`: the wait the failure asked for, ms. */
+  readonly retryAfter: number | undefined;
 
-  constructor(source: string, attempts: number, reason: ExhaustedReason, cause: unknown) {
-    const limit = reason === 'maxAttempts' ? `${attempts} attempts` : `${attempts} attempts (maxElapsed reached)`;
-    super('E_RETRY_EXHAUSTED', `${source}: gave up after ${limit}: ${messageOf(cause)}`, { cause });
+  constructor(
+    source: string,
+    attempts: number,
+    reason: ExhaustedReason,
+    cause: unknown,
+    /** With reason `retryAfter`: the wait asked for and the policy's `maxDelay`, ms. */
+    wait?: { readonly retryAfter: number; readonly maxDelay: number },
+  ) {
+    super('E_RETRY_EXHAUSTED', `${source}: gave up after ${why(attempts, reason, wait)}: ${messageOf(cause)}`, {
+      cause,
+    });
     this.attempts = attempts;
     this.reason = reason;
+    this.retryAfter = wait?.retryAfter;
   }
 }
 
@@ -58,6 +72,13 @@ export function nonRetryable<E extends object>(error: E): E {
 /** True for an error marked with {@link nonRetryable} (by any installed copy). */
 export function isNonRetryable(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[kNonRetryable] === true;
+}
+
+function why(attempts: number, reason: ExhaustedReason, wait: { retryAfter: number; maxDelay: number } | undefined) {
+  if (reason === 'maxAttempts') return `${attempts} attempts`;
+  if (reason === 'maxElapsed') return `${attempts} attempts (maxElapsed reached)`;
+  const asked = wait === undefined ? 'a wait' : `${wait.retryAfter} ms, longer than maxDelay (${wait.maxDelay} ms)`;
+  return `${plural(attempts)}: asked to wait ${asked}`;
 }
 
 function plural(attempts: number): string {

@@ -6,6 +6,7 @@ import {
   elapsedTime,
   errorLabel,
   bus as globalBus,
+  isLocalRefusal,
   type Operation,
   type Policy,
   parseOptions,
@@ -26,7 +27,7 @@ export interface RetryPolicy extends Policy {
   readonly budget: RetryBudget | undefined;
 }
 
-type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'notRetryable' | 'aborted' | 'budget';
+type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget';
 
 /**
  * Retries a call that fails for a reason that may pass: with backoff and jitter, honouring
@@ -226,11 +227,13 @@ class RetryingPolicy implements RetryPolicy {
     if (attempts >= s.maxAttempts) this.#giveUp(run, 'maxAttempts', value, isResult);
     const now = s.clock.now();
     const hinted = s.retryAfter ? retryAfterOf(value, isResult, now) : undefined;
-    const delay =
-      hinted === undefined ? nextDelay(s.backoff, attempts, run.delay, s.random) : Math.min(hinted, s.backoff.maxDelay);
+    // Asked to wait longer than we may: a retry sooner is refused again, and spends an attempt.
+    if (hinted !== undefined && hinted > s.backoff.maxDelay) this.#giveUp(run, 'retryAfter', value, isResult, hinted);
+    const delay = hinted ?? nextDelay(s.backoff, attempts, run.delay, s.random);
     if (s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed)
       this.#giveUp(run, 'maxElapsed', value, isResult);
-    if (s.budget !== undefined && !s.budget.tryWithdraw()) {
+    // A retry after our own policy refused the call is not amplification: nothing was sent.
+    if (s.budget !== undefined && !refusedLocally(value, isResult) && !s.budget.tryWithdraw()) {
       if (s.bus.wants('retry.budgetExhausted')) {
         s.bus.emit({
           type: 'retry.budgetExhausted',
@@ -277,8 +280,8 @@ class RetryingPolicy implements RetryPolicy {
     this.#giveUp(run, 'aborted', run.scope.reason, false);
   }
 
-  #giveUp(run: Run<unknown>, reason: GiveUpReason, value: unknown, isResult: boolean): never {
-    const { bus, clock } = this.#s;
+  #giveUp(run: Run<unknown>, reason: GiveUpReason, value: unknown, isResult: boolean, hinted = 0): never {
+    const { bus, clock, backoff } = this.#s;
     if (bus.wants('retry.giveUp')) {
       bus.emit({
         type: 'retry.giveUp',
@@ -292,6 +295,10 @@ class RetryingPolicy implements RetryPolicy {
     // A retried result that runs out is returned: the caller sees the last Response.
     if (isResult) throw new Stop(value, true);
     if (reason === 'budget') throw new Stop(new RetryBudgetExhaustedError(this.name, run.attempt, value), false);
+    if (reason === 'retryAfter') {
+      const wait = { retryAfter: hinted, maxDelay: backoff.maxDelay };
+      throw new Stop(new RetryExhaustedError(this.name, run.attempt, reason, value, wait), false);
+    }
     if (reason === 'maxAttempts' || reason === 'maxElapsed') {
       throw new Stop(new RetryExhaustedError(this.name, run.attempt, reason, value), false);
     }
@@ -334,6 +341,16 @@ function isMarkedNotRetryable(error: unknown): boolean {
     return isNonRetryable(error) || (error as { name?: unknown }).name === 'AbortError';
   } catch {
     return false; // getters that throw: no mark can be read, so retryOn.error decides
+  }
+}
+
+/** The failed attempt was refused by one of our policies before it reached the downstream. */
+function refusedLocally(value: unknown, isResult: boolean): boolean {
+  if (isResult) return false;
+  try {
+    return isLocalRefusal(value);
+  } catch {
+    return false; // a Proxy whose getters throw is no refusal of ours
   }
 }
 

@@ -289,12 +289,16 @@ describe('retry() and Retry-After', () => {
     expect(of('retry.attempt').map((e) => e.delay)).toEqual([2_000, 750]);
   });
 
-  it('caps a Retry-After by maxDelay, and ignores it with retryAfter: false', async () => {
+  it('gives up at once on a Retry-After longer than maxDelay, and ignores it with retryAfter: false', async () => {
     const { clock, policy: p, of } = policy({ backoff: { maxDelay: 1_000 } });
-    const call = p.execute(failing(httpError(503, { 'retry-after': '120' })).fn);
-    await clock.advance(1_000);
-    await expect(call).resolves.toBe('ok');
-    expect(of('retry.attempt')[0]?.delay).toBe(1_000);
+    const asked = httpError(503, { 'retry-after': '120' });
+    const call = p.execute(failing(asked).fn).catch((e: unknown) => e);
+    await clock.advance(0);
+    const error = await call;
+    expect(error).toBeInstanceOf(RetryExhaustedError);
+    expect(error).toMatchObject({ reason: 'retryAfter', attempts: 1, retryAfter: 120_000, cause: asked });
+    expect(of('retry.attempt')).toEqual([]);
+    expect(of('retry.giveUp')).toEqual([expect.objectContaining({ attempts: 1, reason: 'retryAfter' })]);
 
     const off = policy({ retryAfter: false });
     const ignored = off.policy.execute(failing(httpError(503, { 'retry-after': '120' })).fn);
