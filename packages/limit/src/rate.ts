@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   CallScope,
   DisposedError,
@@ -134,6 +135,12 @@ export abstract class RateLimiterBase implements RateLimiter {
   }
 }
 
+/**
+ * Keys longer than this are kept as their SHA-256 digest (44 characters): `maxKeys` then bounds
+ * memory, not only the count (10,000 keys a client sent in 16 kB headers held 162 MB).
+ */
+const LONG_KEY = 64;
+
 /** How many of the least recently used keys a full table looks through for one to forget. */
 const EVICTION_SCAN = 16;
 
@@ -142,6 +149,7 @@ const EVICTION_SCAN = 16;
  * recently used key that is not `limited`: a key still refusing calls is kept (moved to the
  * recent end) so that a client cannot reset its own exhausted limit by cycling throwaway keys.
  * It looks through at most 16 keys; when all of them are limited, it forgets the least recently used.
+ * A key longer than 64 characters is kept as its digest.
  * Use is recorded once the table is half full: before that, keys stay in the order they came.
  */
 export class KeyTable<S> {
@@ -158,6 +166,7 @@ export class KeyTable<S> {
   }
 
   get(key: string, make: () => S): S {
+    if (key.length > LONG_KEY) key = createHash('sha256').update(key).digest('base64');
     const map = this.#map;
     let state = map.get(key);
     if (state !== undefined) {

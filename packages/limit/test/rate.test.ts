@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -103,6 +105,48 @@ describe('slidingWindow()', () => {
       }),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('keys a client picks (a header, a query parameter)', () => {
+  const source = fileURLToPath(new URL('../src/index.ts', import.meta.url));
+  it.each(['tokenBucket', 'slidingWindow'])(
+    "%s: maxKeys bounds memory whatever the keys' length: 10,000 keys of 16,000 characters hold under 8 MB",
+    (factory) => {
+      // Each key as a header value arrives: a fresh string per request, up to Node's 16 kB header limit.
+      const code = `
+        const limit = await import(${JSON.stringify(source)});
+        const l = limit.${factory}({ limit: 1, interval: 60_000, policies: false });
+        globalThis.gc();
+        const before = process.memoryUsage().heapUsed;
+        for (let i = 0; i < 10_000; i++) l.take(Buffer.from(String(i).padEnd(16_000, 'x')).toString('latin1'));
+        globalThis.gc();
+        console.log(JSON.stringify({ keys: l.snapshot().keys, heap: process.memoryUsage().heapUsed - before }));`;
+      const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', code], {
+        encoding: 'utf8',
+        env: { ...process.env, NODE_OPTIONS: '' },
+      });
+      expect(run.stderr).toBe('');
+      const { keys, heap } = JSON.parse(run.stdout) as { keys: number; heap: number };
+      expect(keys).toBe(10_000);
+      // Before: every key was kept whole, 162 MB.
+      expect(heap).toBeLessThan(8e6);
+    },
+  );
+
+  it('a long key keeps a limit of its own: keys that differ in their last character do not share one', () => {
+    for (const rl of [
+      tokenBucket({ limit: 1, interval: 60_000, policies: false }),
+      slidingWindow({ limit: 1, interval: 60_000, policies: false }),
+    ]) {
+      const long = 'k'.repeat(5_000);
+      expect(rl.take(`${long}a`).allowed).toBe(true);
+      expect(rl.take(`${long}a`).allowed).toBe(false);
+      expect(rl.take(`${long}b`).allowed).toBe(true);
+      expect(rl.take(`${long}b`).allowed).toBe(false);
+      expect(rl.take('k'.repeat(64)).allowed).toBe(true);
+      expect(rl.snapshot().keys).toBe(3);
+    }
   });
 });
 
