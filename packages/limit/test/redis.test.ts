@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
@@ -49,6 +49,31 @@ async function startWorker(...args: string[]) {
     report: async () => JSON.parse(await nextLine()) as { allowed: number[]; refused: number; errors: number },
   };
 }
+
+describe('redisRateLimiter() keys a client picks', () => {
+  it('its cache of hashed keys bounds memory whatever their length: 1,000 keys of 16,000 characters hold under 1 MB', () => {
+    const source = fileURLToPath(new URL('../src/redis.ts', import.meta.url));
+    // A client that answers every decision at once (allowed, 0 left): only the limiter's own memory is measured.
+    const code = `
+      const { redisRateLimiter } = await import(${JSON.stringify(source)});
+      const client = { status: 'ready', call: async () => 0, once() {}, removeListener() {} };
+      const rl = redisRateLimiter({ client, limit: 10, policies: false });
+      globalThis.gc();
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 1_000; i++) await rl.take(Buffer.from(String(i).padEnd(16_000, 'x')).toString('latin1'));
+      globalThis.gc();
+      console.log(JSON.stringify({ allowed: rl.snapshot().allowed, heap: process.memoryUsage().heapUsed - before }));`;
+    const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    expect(run.stderr).toBe('');
+    const { allowed, heap } = JSON.parse(run.stdout) as { allowed: number; heap: number };
+    expect(allowed).toBe(1_000);
+    // Before: the cache kept each key whole, 16 MB.
+    expect(heap).toBeLessThan(1e6);
+  });
+});
 
 describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', () => {
   let server: RedisServer;
