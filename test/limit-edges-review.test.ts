@@ -2,8 +2,9 @@
  * Hostile review of @holdfast/limit at its edges, against real HTTP servers: what a user's
  * predicate, a client's key or a request's shape does to the load-shedding middleware.
  */
+import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { adaptiveConcurrency } from '@holdfast/limit';
+import { adaptiveConcurrency, ipKey, tokenBucket } from '@holdfast/limit';
 import { loadShedding as expressShedding } from '@holdfast/limit/express';
 import { loadShedding as fastifyShedding } from '@holdfast/limit/fastify';
 import express from 'express';
@@ -19,6 +20,8 @@ afterEach(async () => {
 const apps = {
   async express(options: object): Promise<string> {
     const app = express();
+    // Behind one reverse proxy on this host: it writes the client's address into X-Forwarded-For.
+    app.set('trust proxy', 'loopback');
     app.use(expressShedding(options as never));
     app.get('/boom', (_req, res) => void res.status(500).json({ error: 'boom' }));
     app.get('/ok', (_req, res) => void res.json({ ok: true }));
@@ -34,7 +37,7 @@ const apps = {
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   },
   async fastify(options: object): Promise<string> {
-    const app = Fastify({ forceCloseConnections: true });
+    const app = Fastify({ forceCloseConnections: true, trustProxy: '127.0.0.1' });
     await app.register(fastifyShedding, options as never);
     app.get('/boom', async (_req, reply) => reply.code(500).send({ error: 'boom' }));
     app.get('/ok', async () => ({ ok: true }));
@@ -44,7 +47,54 @@ const apps = {
   },
 };
 
+/** GET `path` as the reverse proxy would send it for a client at `client`: its status. */
+function viaProxy(url: string, path: string, client: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}${path}`, { headers: { 'x-forwarded-for': client }, agent: false }, (res) => {
+      res.resume();
+      res.once('end', () => resolve(res.statusCode as number));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
+
 describe.each(['express', 'fastify'] as const)('load shedding on %s, hostile review', (framework) => {
+  it('keyed by ipKey(req.ip): one client rotating through its IPv6 network, or respelling its address, gets one limit', async () => {
+    const limit = 5;
+    const policy = () => tokenBucket({ limit, interval: 60_000, policies: false });
+    // 100 addresses of one customer's /56 (2001:db8:7:ab00::/56), spelled as a client may write them.
+    const addresses = Array.from({ length: 100 }, (_, i) =>
+      i % 2 === 0
+        ? `2001:db8:7:ab${(i % 256).toString(16).padStart(2, '0')}::${i.toString(16)}`
+        : `2001:0DB8:0007:AB00:0:0:0:${i.toString(16)}`,
+    );
+    const admitted = async (url: string) => {
+      let ok = 0;
+      for (const a of addresses) if ((await viaProxy(url, '/ok', a)) === 200) ok++;
+      return ok;
+    };
+    // The README's key, the full address: a fresh limit per address.
+    const byAddress = await admitted(
+      await apps[framework]({ policy: policy(), key: (req: { ip?: string }) => req.ip }),
+    );
+    expect(byAddress).toBe(100);
+    const byNetwork = await admitted(
+      await apps[framework]({ policy: policy(), key: (req: { ip?: string }) => ipKey(req.ip) }),
+    );
+    expect(byNetwork).toBe(limit);
+    // IPv4 and its IPv4-mapped IPv6 spelling are one client; another network keeps its own limit.
+    const url = await apps[framework]({ policy: policy(), key: (req: { ip?: string }) => ipKey(req.ip) });
+    const v4 = [];
+    for (let i = 0; i < 2 * limit; i++)
+      v4.push(await viaProxy(url, '/ok', i % 2 ? '203.0.113.7' : '::ffff:203.0.113.7'));
+    expect(v4).toEqual([...Array(limit).fill(200), ...Array(limit).fill(429)]);
+    expect(await viaProxy(url, '/ok', '2001:db8:7:ac00::1')).toBe(200);
+    console.info(
+      `${framework}: 100 addresses of one /56 behind a proxy, limit ${limit}: key req.ip admitted ${byAddress}, ipKey(req.ip) ${byNetwork}`,
+    );
+  });
+
   it('an isDrop that throws on a 5xx (written for an HTTP client: err.response.status) keeps no place', async () => {
     const limiter = adaptiveConcurrency({
       algorithm: 'aimd',

@@ -20,7 +20,10 @@ export interface LoadSheddingOptions<Req> {
    * `undefined` lets the request through.
    */
   readonly policy: Policy | ((req: Req) => Policy | undefined);
-  /** Whose limit a request counts against (user, IP, API key), for rate limiters. @default the limiter's `defaultKey` */
+  /**
+   * Whose limit a request counts against (user, IP, API key), for rate limiters: `ipKey(req.ip)`
+   * for a client's address. @default the limiter's `defaultKey`: one limit shared by every client
+   */
   readonly key?: (req: Req) => string | undefined;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type LocalRateLimiter, RateLimitedError, slidingWindow, tokenBucket } from '../src/index.js';
+import { ipKey, type LocalRateLimiter, RateLimitedError, slidingWindow, tokenBucket } from '../src/index.js';
 import { handClock } from './time.js';
 
 /** Time steps (ms) and costs, as fast-check draws them. */
@@ -222,3 +222,40 @@ function exercise(
     expect(bound(allowed, clock.t - start)).toBe(true);
   }
 }
+
+describe('ipKey()', () => {
+  it('keys IPv4 as it is, IPv4-mapped IPv6 as IPv4, IPv6 as its network whatever its spelling', () => {
+    expect(ipKey('203.0.113.7')).toBe('203.0.113.7');
+    expect(ipKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(ipKey('::FFFF:cb00:7107')).toBe('203.0.113.7');
+    const net56 = '2001:db8:7:ab00:0:0:0:0/56';
+    for (const ip of [
+      '2001:db8:7:ab00::1',
+      '2001:0DB8:0007:AB12:ffff::',
+      '2001:db8:7:abff:1:2:3.4.5.6',
+      'fe80::1%eth0',
+    ])
+      expect(ipKey(ip)).toBe(ip.startsWith('fe80') ? 'fe80:0:0:0:0:0:0:0/56' : net56);
+    expect(ipKey('2001:db8:7:ab00::1', 64)).toBe('2001:db8:7:ab00:0:0:0:0/64');
+    expect(ipKey('2001:db8:7:ab00::1', 128)).toBe('2001:db8:7:ab00:0:0:0:1/128');
+    expect(ipKey('2001:db8:7:ab00::1', 0)).toBe('0:0:0:0:0:0:0:0/0');
+    expect(ipKey('::1')).toBe('0:0:0:0:0:0:0:0/56');
+    expect(ipKey('::')).toBe('0:0:0:0:0:0:0:0/56');
+    // Not an IP address: as it is.
+    expect(ipKey(undefined)).toBeUndefined();
+    expect(ipKey('')).toBe('');
+    expect(ipKey('not an address')).toBe('not an address');
+    expect(() => ipKey('::1', 129)).toThrow(HoldfastConfigError);
+    expect(() => ipKey('::1', 56.5)).toThrow(/ipv6Prefix must be a whole number from 0 to 128 \(got 56.5\)/);
+  });
+
+  it('property: every spelling of an IPv6 address has the key of its canonical form', () => {
+    fc.assert(
+      fc.property(fc.ipV6(), fc.integer({ min: 0, max: 128 }), (ip, prefix) => {
+        const upper = ip.toUpperCase();
+        expect(ipKey(upper, prefix)).toBe(ipKey(ip, prefix));
+        expect(ipKey(ip, prefix)).toMatch(/^(\d+\.\d+\.\d+\.\d+|([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\/\d+)$/);
+      }),
+    );
+  });
+});
