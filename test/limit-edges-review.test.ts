@@ -2,14 +2,19 @@
  * Hostile review of @holdfast/limit at its edges, against real HTTP servers: what a user's
  * predicate, a client's key or a request's shape does to the load-shedding middleware.
  */
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
 import { adaptiveConcurrency, ipKey, tokenBucket } from '@holdfast/limit';
 import { loadShedding as expressShedding } from '@holdfast/limit/express';
 import { loadShedding as fastifyShedding } from '@holdfast/limit/fastify';
 import express from 'express';
 import Fastify from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from './support/redis.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -115,3 +120,90 @@ describe.each(['express', 'fastify'] as const)('load shedding on %s, hostile rev
     expect(limiter.snapshot()).toMatchObject({ inFlight: 0, samples: 20, rejected: 0 });
   });
 });
+
+const worker = fileURLToPath(new URL('./support/limit-redis-worker.ts', import.meta.url));
+interface WorkerReport {
+  allowed: number[];
+  refused: number;
+  unavailable: number;
+  otherErrors: number;
+  storeErrors: number;
+  longest: number;
+}
+
+/** Starts a worker process; resolves once it is connected. */
+async function startWorker(args: string[]) {
+  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', worker, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  closers.push(async () => void child.kill('SIGKILL'));
+  const lines = createInterface({ input: child.stdout });
+  const read = lines[Symbol.asyncIterator]();
+  expect((await read.next()).value).toBe('ready');
+  return {
+    go: () => child.stdin.write('go\n'),
+    stop: async () => {
+      child.stdin.write('stop\n');
+      return JSON.parse((await read.next()).value as string) as WorkerReport;
+    },
+  };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe.skipIf(!redisAvailable())(
+  'redisRateLimiter shared by two processes while Redis is frozen, killed and restarted empty',
+  () => {
+    afterAll(stopAllRedis);
+
+    it.each(['open', 'closed'] as const)(
+      '%s: no decision outlives its timeout; afterwards the limit holds within the tolerance',
+      async (mode) => {
+        const LIMIT = 100;
+        const BURST = 10;
+        const TIMEOUT = 200;
+        const [server] = (await startRedis(1)) as [RedisServer];
+        const args = [server.url, mode, String(LIMIT), String(BURST), String(TIMEOUT), '4'];
+        const workers = await Promise.all([startWorker(args), startWorker(args)]);
+        for (const w of workers) w.go();
+        await sleep(1_000);
+        server.pause(); // frozen: connections open, nothing answered
+        await sleep(1_000);
+        server.resume();
+        await sleep(1_000);
+        await server.kill();
+        await sleep(1_000);
+        await server.restart(); // empty: every key, script and resend marker gone
+        const probe = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 });
+        await probe.ping();
+        const back = Date.now();
+        await sleep(2_500);
+        const [a, b] = await Promise.all(workers.map((w) => w.stop()));
+        probe.disconnect();
+        const reports = [a, b] as WorkerReport[];
+        const end = Date.now();
+        const total = (f: (r: WorkerReport) => number) => reports.reduce((n, r) => n + f(r), 0);
+
+        // No decision outlived commandTimeout by more than a busy event loop's delay.
+        for (const r of reports) expect(r.longest).toBeLessThan(TIMEOUT + 500);
+        expect(total((r) => r.otherErrors)).toBe(0);
+        if (mode === 'closed') expect(total((r) => r.unavailable)).toBeGreaterThan(0);
+        else expect(total((r) => r.unavailable)).toBe(0);
+        expect(total((r) => r.storeErrors)).toBeGreaterThan(0);
+        // Once the clients reconnected to the empty server (commandTimeout after it was back, at most),
+        // every answer is Redis's: at most burst + limit x elapsed since it came back, +5%.
+        const settled = back + TIMEOUT;
+        const after = total((r) => r.allowed.filter((t) => t >= settled).length);
+        const bound = BURST + (LIMIT * (end - back)) / 1000;
+        expect(after).toBeLessThanOrEqual(Math.ceil(bound * 1.05));
+        console.info(
+          `${mode}: 2 processes, limit ${LIMIT}/s burst ${BURST}, frozen 1 s, killed 1 s, restarted empty: ` +
+            `longest decision ${Math.max(a?.longest ?? 0, b?.longest ?? 0)} ms (timeout ${TIMEOUT}), ` +
+            `store errors ${total((r) => r.storeErrors)}, refused as unavailable ${total((r) => r.unavailable)}, ` +
+            `allowed after the restart ${after} (bound ${Math.floor(bound)})`,
+        );
+      },
+      30_000,
+    );
+  },
+);
