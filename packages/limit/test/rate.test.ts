@@ -241,6 +241,11 @@ describe('ipKey()', () => {
     expect(ipKey('2001:db8:7:ab00::1', 0)).toBe('0:0:0:0:0:0:0:0/0');
     expect(ipKey('::1')).toBe('0:0:0:0:0:0:0:0/56');
     expect(ipKey('::')).toBe('0:0:0:0:0:0:0:0/56');
+    // With a port (Azure's X-Forwarded-For, some proxies): the port changes with each connection.
+    expect(ipKey('203.0.113.7:50123')).toBe('203.0.113.7');
+    expect(ipKey('[2001:db8:7:ab00::1]:443')).toBe(net56);
+    expect(ipKey('[::ffff:203.0.113.7]:8080')).toBe('203.0.113.7');
+    expect(ipKey('example.com:80')).toBe('example.com:80');
     // Not an IP address: as it is.
     expect(ipKey(undefined)).toBeUndefined();
     expect(ipKey('')).toBe('');
