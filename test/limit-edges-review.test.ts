@@ -65,6 +65,39 @@ function viaProxy(url: string, path: string, client: string): Promise<number> {
 }
 
 describe.each(['express', 'fastify'] as const)('load shedding on %s, hostile review', (framework) => {
+  it('an async key (the user looked up from a token) keys each user, not one limit for all', async () => {
+    const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
+    const users: Record<string, string> = { 'token-a': 'alice', 'token-b': 'bob' };
+    const key = async (req: { headers: Record<string, string | string[] | undefined> }) => {
+      await new Promise((r) => setImmediate(r)); // a session store
+      return users[String(req.headers.authorization)];
+    };
+    const url = await apps[framework]({ policy: perUser, key });
+    const as = async (token: string) => {
+      const out: number[] = [];
+      for (let i = 0; i < 3; i++) out.push((await fetch(`${url}/ok`, { headers: { authorization: token } })).status);
+      return out;
+    };
+    expect(await as('token-a')).toEqual([200, 200, 429]);
+    // Before: the promise's String(), '[object Promise]', was every user's key: bob got [429, 429, 429].
+    expect(await as('token-b')).toEqual([200, 200, 429]);
+    expect(perUser.snapshot()).toMatchObject({ keys: 2, allowed: 4, rejected: 2 });
+  });
+
+  it('an async key that rejects fails the request as a key that throws does (the app answers 500), keeping no place', async () => {
+    const gate = tokenBucket({ limit: 1, interval: 60_000, policies: false });
+    const url = await apps[framework]({
+      policy: gate,
+      key: async (req: { url: string }) => {
+        if (req.url.includes('fail')) throw new Error('session store down');
+        return 'k';
+      },
+    });
+    expect((await fetch(`${url}/ok?fail`)).status).toBe(500);
+    expect((await fetch(`${url}/ok`)).status).toBe(200);
+    expect(gate.snapshot()).toMatchObject({ keys: 1, allowed: 1, rejected: 0 });
+  });
+
   it('keyed by ipKey(req.ip): one client rotating through its IPv6 network, or respelling its address, gets one limit', async () => {
     const limit = 5;
     const policy = () => tokenBucket({ limit, interval: 60_000, policies: false });
