@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import {
   CallScope,
   DisposedError,
@@ -141,6 +141,17 @@ export abstract class RateLimiterBase implements RateLimiter {
  */
 const LONG_KEY = 64;
 
+/**
+ * Feeds a key to `hash`. As UTF-8 a lone surrogate reads as U+FFFD, so keys that differ only in one
+ * (a JSON string may hold it) would share a limit: a key that is not well-formed goes in as its
+ * UTF-16 code units after a 0xff byte, which no UTF-8 holds. A well-formed key is its UTF-8, as before.
+ */
+export function hashKey(hash: Hash, key: string): Hash {
+  return (key as unknown as { isWellFormed(): boolean }).isWellFormed()
+    ? hash.update(key)
+    : hash.update('\xff', 'latin1').update(key, 'utf16le');
+}
+
 /** How many of the least recently used keys a full table looks through for one to forget. */
 const EVICTION_SCAN = 16;
 
@@ -166,7 +177,7 @@ export class KeyTable<S> {
   }
 
   get(key: string, make: () => S): S {
-    if (key.length > LONG_KEY) key = createHash('sha256').update(key).digest('base64');
+    if (key.length > LONG_KEY) key = hashKey(createHash('sha256'), key).digest('base64');
     const map = this.#map;
     let state = map.get(key);
     if (state !== undefined) {

@@ -487,6 +487,17 @@ return reply`;
     for (const k of keys) expect(k).toMatch(/^tag:\{[A-Za-z0-9_-]{27}\}(:r:[A-Za-z0-9_-]+)?$/);
   });
 
+  it('keys that differ only in a lone surrogate (JSON allows one: "\\ud800") keep limits of their own', async () => {
+    const rl = redisRateLimiter({ client, limit: 1, interval: 60_000, prefix: 'lone:', policies: false });
+    // Hashed as UTF-8, a lone surrogate was U+FFFD: these four shared one limit.
+    const keys = ['user-\ufffd', 'user-\ud800', 'user-\udfff', 'user-\udc00\ud800'];
+    for (const key of keys) expect((await rl.take(key)).allowed).toBe(true);
+    for (const key of keys) expect((await rl.take(key)).allowed).toBe(false);
+    // A well-formed key keeps the Redis key the previous version gave it (a rolling upgrade).
+    const plain = `lone:{${createHash('sha1').update('user-\ufffd').digest('base64url')}}`;
+    expect(await client.exists(plain)).toBe(1);
+  });
+
   it('a key that is not a string: a number is its digits; anything else rejects with E_CONFIG, never throws', async () => {
     const rl = redisRateLimiter({ client, limit: 1, interval: 60_000, prefix: 'numkey:', policies: false });
     expect((await rl.take(7 as never)).allowed).toBe(true);
