@@ -111,7 +111,7 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
       },
       (error: unknown) => {
         // A call the caller gave up on says nothing about the dependency.
-        this.#done(start, inFlight, !scope.aborted && this.isDrop(error), scope.aborted);
+        this.#done(start, inFlight, !scope.aborted && dropped(this.isDrop, error), scope.aborted);
         scope.release();
         throw error;
       },
@@ -184,5 +184,17 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
   dispose(): void {
     this.#disposed = true;
     this.unregister();
+  }
+}
+
+/**
+ * Whether `error` is a drop. An `isDrop` that throws (`err.response.status` on an error with no
+ * response) counts it as one: it must neither keep the call's place nor replace its error.
+ */
+function dropped(isDrop: (error: unknown) => boolean, error: unknown): boolean {
+  try {
+    return isDrop(error);
+  } catch {
+    return true;
   }
 }

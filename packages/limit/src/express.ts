@@ -16,7 +16,7 @@ export type ExpressLoadSheddingOptions = LoadSheddingOptions<Request>;
  * run, at most `holdAfterHangUp` longer).
  *
  * @example
- * app.use('/api', loadShedding({ policy: tokenBucket({ limit: 50 }), key: (req) => req.ip }));
+ * app.use('/api', loadShedding({ policy: tokenBucket({ limit: 50 }), key: (req) => ipKey(req.ip) }));
  * app.post('/reports', loadShedding({ policy: bulkhead({ maxConcurrent: 4, maxQueue: 10 }) }), render);
  */
 export function loadShedding(options: ExpressLoadSheddingOptions): RequestHandler {

@@ -20,8 +20,12 @@ export interface LoadSheddingOptions<Req> {
    * `undefined` lets the request through.
    */
   readonly policy: Policy | ((req: Req) => Policy | undefined);
-  /** Whose limit a request counts against (user, IP, API key), for rate limiters. @default the limiter's `defaultKey` */
-  readonly key?: (req: Req) => string | undefined;
+  /**
+   * Whose limit a request counts against (user, IP, API key), for rate limiters: `ipKey(req.ip)`
+   * for a client's address. It may be async (a session looked up). @default the limiter's
+   * `defaultKey`: one limit shared by every client
+   */
+  readonly key?: (req: Req) => string | undefined | PromiseLike<string | undefined>;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;
   /**
@@ -40,7 +44,7 @@ const schema = z.strictObject({
     (v) => typeof v === 'function' || typeof (v as Policy | null)?.execute === 'function',
     { error: 'must be a Policy (a bulkhead, a limiter, a pipeline) or a function of the request that picks one' },
   ),
-  key: fnOption<(req: never) => string | undefined>().optional(),
+  key: fnOption<(req: never) => unknown>().optional(),
   retryAfter: durationOption.default(1000),
   holdAfterHangUp: durationOption.default(10_000),
 });
@@ -54,7 +58,7 @@ export type StillRunning<Req> = (req: Req, res: ServerResponse) => PromiseLike<u
 /** A shedding decision, made once per request. */
 export class Shedder<Req> {
   readonly #pick: (req: Req) => Policy | undefined;
-  readonly #key: ((req: Req) => string | undefined) | undefined;
+  readonly #key: ((req: Req) => unknown) | undefined;
   readonly #retryAfter: number;
   readonly #holdAfterHangUp: number;
   readonly #running: StillRunning<Req> | undefined;
@@ -64,7 +68,7 @@ export class Shedder<Req> {
     const o = parseOptions(owner, schema, options);
     const p = o.policy;
     this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
-    this.#key = o.key as ((req: Req) => string | undefined) | undefined;
+    this.#key = o.key as ((req: Req) => unknown) | undefined;
     this.#retryAfter = o.retryAfter;
     this.#holdAfterHangUp = o.holdAfterHangUp;
   }
@@ -168,7 +172,16 @@ export class Shedder<Req> {
   admit(req: Req, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
-    const key = this.#key === undefined ? undefined : keyString(this.#key(req));
+    const key = this.#key?.(req);
+    // An async key (a session looked up): its String() was every request's key, and its
+    // rejection went unhandled.
+    if (typeof (key as PromiseLike<unknown> | undefined)?.then === 'function') {
+      return Promise.resolve(key).then((k) => this.#admit(policy, keyString(k), signal));
+    }
+    return this.#admit(policy, keyString(key), signal);
+  }
+
+  #admit(policy: Policy, key: string | undefined, signal: AbortSignal): Promise<Release | Shed> {
     return new Promise((resolve, reject) => {
       policy
         .execute(

@@ -17,6 +17,7 @@ export {
   ThrottledError,
 } from './errors.js';
 export type { LoadSheddingOptions, Shed } from './http.js';
+export { ipKey } from './ip-key.js';
 export {
   type AdaptiveConcurrencyOptions,
   type AdaptiveThrottleOptions,

@@ -115,7 +115,7 @@ class Throttle implements AdaptiveThrottle {
         // reached the backend, and says nothing of it. Any other error the backend answered
         // with is an accept, unless `isRejection` says it refused.
         if (!scope.aborted && !refusedHere(error) && !(error instanceof BrokenCircuitError)) {
-          this.#count(!this.isRejection(error));
+          this.#count(!rejected(this.isRejection, error));
         }
         throw error;
       },
@@ -171,5 +171,14 @@ class Throttle implements AdaptiveThrottle {
   dispose(): void {
     this.#disposed = true;
     this.unregister();
+  }
+}
+
+/** Whether the backend refused: an `isRejection` that throws counts a refusal, and the call keeps its own error. */
+function rejected(isRejection: (error: unknown) => boolean, error: unknown): boolean {
+  try {
+    return isRejection(error);
+  } catch {
+    return true;
   }
 }

@@ -99,6 +99,23 @@ describe('adaptiveConcurrency() as a policy', () => {
     expect(l.snapshot()).toMatchObject({ limit: 9, samples: 2, inFlight: 0 });
   });
 
+  it('an isDrop that throws counts a drop and frees the place; the call fails with its own error', async () => {
+    // Written as users write it for HTTP clients; a refused connection has no response.
+    const l = adaptiveConcurrency({
+      algorithm: 'aimd',
+      initialLimit: 2,
+      policies: false,
+      isDrop: (e) => (e as { response: { status: number } }).response.status >= 500,
+      window: { minTime: 0, minSamples: 1 },
+    });
+    const refused = Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' });
+    for (let i = 0; i < 3; i++) await expect(l.execute(() => Promise.reject(refused))).rejects.toBe(refused);
+    // Before: each call failed with isDrop's TypeError and kept its place: after 2, every call was refused.
+    expect(l.snapshot()).toMatchObject({ inFlight: 0, samples: 3, rejected: 0 });
+    expect(l.limit).toBe(1); // counted as drops: 2 x 0.9 = 1.8, rounded down
+    expect(await l.execute(() => 'ok')).toBe('ok');
+  });
+
   it('lists itself in the registry, and refuses bad options', () => {
     const policies = createPolicyRegistry();
     const l = adaptiveConcurrency({ algorithm: 'gradient2', policies, name: 'search' });

@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { type LocalRateLimiter, RateLimitedError, slidingWindow, tokenBucket } from '../src/index.js';
+import { ipKey, type LocalRateLimiter, RateLimitedError, slidingWindow, tokenBucket } from '../src/index.js';
 import { handClock } from './time.js';
 
 /** Time steps (ms) and costs, as fast-check draws them. */
@@ -106,6 +108,51 @@ describe('slidingWindow()', () => {
   });
 });
 
+describe('keys a client picks (a header, a query parameter)', () => {
+  const source = fileURLToPath(new URL('../src/index.ts', import.meta.url));
+  it.each(['tokenBucket', 'slidingWindow'])(
+    "%s: maxKeys bounds memory whatever the keys' length: 10,000 keys of 16,000 characters hold under 8 MB",
+    (factory) => {
+      // Each key as a header value arrives: a fresh string per request, up to Node's 16 kB header limit.
+      const code = `
+        const limit = await import(${JSON.stringify(source)});
+        const l = limit.${factory}({ limit: 1, interval: 60_000, policies: false });
+        globalThis.gc();
+        const before = process.memoryUsage().heapUsed;
+        for (let i = 0; i < 10_000; i++) l.take(Buffer.from(String(i).padEnd(16_000, 'x')).toString('latin1'));
+        globalThis.gc();
+        console.log(JSON.stringify({ keys: l.snapshot().keys, heap: process.memoryUsage().heapUsed - before }));`;
+      const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', code], {
+        encoding: 'utf8',
+        env: { ...process.env, NODE_OPTIONS: '' },
+      });
+      expect(run.stderr).toBe('');
+      const { keys, heap } = JSON.parse(run.stdout) as { keys: number; heap: number };
+      expect(keys).toBe(10_000);
+      // Before: every key was kept whole, 162 MB.
+      expect(heap).toBeLessThan(8e6);
+    },
+  );
+
+  it('a long key keeps a limit of its own: keys that differ in their last character do not share one', () => {
+    for (const rl of [
+      tokenBucket({ limit: 1, interval: 60_000, policies: false }),
+      slidingWindow({ limit: 1, interval: 60_000, policies: false }),
+    ]) {
+      const long = 'k'.repeat(5_000);
+      expect(rl.take(`${long}a`).allowed).toBe(true);
+      expect(rl.take(`${long}a`).allowed).toBe(false);
+      expect(rl.take(`${long}b`).allowed).toBe(true);
+      expect(rl.take(`${long}b`).allowed).toBe(false);
+      expect(rl.take('k'.repeat(64)).allowed).toBe(true);
+      // Digested, a lone surrogate must not read as U+FFFD (a JSON string may hold one).
+      expect(rl.take(`${long}\ufffd`).allowed).toBe(true);
+      expect(rl.take(`${long}\ud800`).allowed).toBe(true);
+      expect(rl.snapshot().keys).toBe(5);
+    }
+  });
+});
+
 describe('rate limiters as policies', () => {
   it('keys calls by execute(fn, { key }), and list themselves in the registry', async () => {
     const policies = createPolicyRegistry();
@@ -178,3 +225,45 @@ function exercise(
     expect(bound(allowed, clock.t - start)).toBe(true);
   }
 }
+
+describe('ipKey()', () => {
+  it('keys IPv4 as it is, IPv4-mapped IPv6 as IPv4, IPv6 as its network whatever its spelling', () => {
+    expect(ipKey('203.0.113.7')).toBe('203.0.113.7');
+    expect(ipKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(ipKey('::FFFF:cb00:7107')).toBe('203.0.113.7');
+    const net56 = '2001:db8:7:ab00:0:0:0:0/56';
+    for (const ip of [
+      '2001:db8:7:ab00::1',
+      '2001:0DB8:0007:AB12:ffff::',
+      '2001:db8:7:abff:1:2:3.4.5.6',
+      'fe80::1%eth0',
+    ])
+      expect(ipKey(ip)).toBe(ip.startsWith('fe80') ? 'fe80:0:0:0:0:0:0:0/56' : net56);
+    expect(ipKey('2001:db8:7:ab00::1', 64)).toBe('2001:db8:7:ab00:0:0:0:0/64');
+    expect(ipKey('2001:db8:7:ab00::1', 128)).toBe('2001:db8:7:ab00:0:0:0:1/128');
+    expect(ipKey('2001:db8:7:ab00::1', 0)).toBe('0:0:0:0:0:0:0:0/0');
+    expect(ipKey('::1')).toBe('0:0:0:0:0:0:0:0/56');
+    expect(ipKey('::')).toBe('0:0:0:0:0:0:0:0/56');
+    // With a port (Azure's X-Forwarded-For, some proxies): the port changes with each connection.
+    expect(ipKey('203.0.113.7:50123')).toBe('203.0.113.7');
+    expect(ipKey('[2001:db8:7:ab00::1]:443')).toBe(net56);
+    expect(ipKey('[::ffff:203.0.113.7]:8080')).toBe('203.0.113.7');
+    expect(ipKey('example.com:80')).toBe('example.com:80');
+    // Not an IP address: as it is.
+    expect(ipKey(undefined)).toBeUndefined();
+    expect(ipKey('')).toBe('');
+    expect(ipKey('not an address')).toBe('not an address');
+    expect(() => ipKey('::1', 129)).toThrow(HoldfastConfigError);
+    expect(() => ipKey('::1', 56.5)).toThrow(/ipv6Prefix must be a whole number from 0 to 128 \(got 56.5\)/);
+  });
+
+  it('property: every spelling of an IPv6 address has the key of its canonical form', () => {
+    fc.assert(
+      fc.property(fc.ipV6(), fc.integer({ min: 0, max: 128 }), (ip, prefix) => {
+        const upper = ip.toUpperCase();
+        expect(ipKey(upper, prefix)).toBe(ipKey(ip, prefix));
+        expect(ipKey(ip, prefix)).toMatch(/^(\d+\.\d+\.\d+\.\d+|([0-9a-f]{1,4}:){7}[0-9a-f]{1,4}\/\d+)$/);
+      }),
+    );
+  });
+});

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
@@ -49,6 +49,31 @@ async function startWorker(...args: string[]) {
     report: async () => JSON.parse(await nextLine()) as { allowed: number[]; refused: number; errors: number },
   };
 }
+
+describe('redisRateLimiter() keys a client picks', () => {
+  it('its cache of hashed keys bounds memory whatever their length: 1,000 keys of 16,000 characters hold under 1 MB', () => {
+    const source = fileURLToPath(new URL('../src/redis.ts', import.meta.url));
+    // A client that answers every decision at once (allowed, 0 left): only the limiter's own memory is measured.
+    const code = `
+      const { redisRateLimiter } = await import(${JSON.stringify(source)});
+      const client = { status: 'ready', call: async () => 0, once() {}, removeListener() {} };
+      const rl = redisRateLimiter({ client, limit: 10, policies: false });
+      globalThis.gc();
+      const before = process.memoryUsage().heapUsed;
+      for (let i = 0; i < 1_000; i++) await rl.take(Buffer.from(String(i).padEnd(16_000, 'x')).toString('latin1'));
+      globalThis.gc();
+      console.log(JSON.stringify({ allowed: rl.snapshot().allowed, heap: process.memoryUsage().heapUsed - before }));`;
+    const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', '--input-type=module', '-e', code], {
+      encoding: 'utf8',
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
+    expect(run.stderr).toBe('');
+    const { allowed, heap } = JSON.parse(run.stdout) as { allowed: number; heap: number };
+    expect(allowed).toBe(1_000);
+    // Before: the cache kept each key whole, 16 MB.
+    expect(heap).toBeLessThan(1e6);
+  });
+});
 
 describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', () => {
   let server: RedisServer;
@@ -476,6 +501,17 @@ return reply`;
     const keys = await client.keys('tag:*');
     expect(keys.length).toBeGreaterThanOrEqual(6);
     for (const k of keys) expect(k).toMatch(/^tag:\{[A-Za-z0-9_-]{27}\}(:r:[A-Za-z0-9_-]+)?$/);
+  });
+
+  it('keys that differ only in a lone surrogate (JSON allows one: "\\ud800") keep limits of their own', async () => {
+    const rl = redisRateLimiter({ client, limit: 1, interval: 60_000, prefix: 'lone:', policies: false });
+    // Hashed as UTF-8, a lone surrogate was U+FFFD: these four shared one limit.
+    const keys = ['user-\ufffd', 'user-\ud800', 'user-\udfff', 'user-\udc00\ud800'];
+    for (const key of keys) expect((await rl.take(key)).allowed).toBe(true);
+    for (const key of keys) expect((await rl.take(key)).allowed).toBe(false);
+    // A well-formed key keeps the Redis key the previous version gave it (a rolling upgrade).
+    const plain = `lone:{${createHash('sha1').update('user-\ufffd').digest('base64url')}}`;
+    expect(await client.exists(plain)).toBe(1);
   });
 
   it('a key that is not a string: a number is its digits; anything else rejects with E_CONFIG, never throws', async () => {

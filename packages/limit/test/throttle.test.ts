@@ -55,6 +55,18 @@ describe('adaptiveThrottle() (Google SRE client-side throttling)', () => {
     expect(t.snapshot()).toMatchObject({ requests: 50, accepts: 50, probability: 0 });
   });
 
+  it('an isRejection that throws counts a refusal; the call fails with its own error', async () => {
+    const t = adaptiveThrottle({
+      policies: false,
+      random: () => 1, // never refuses locally: every call reaches the backend
+      isRejection: (e) => (e as { response: { status: number } }).response.status === 503,
+    });
+    const refused = Object.assign(new Error('connect ECONNREFUSED 10.0.0.1:443'), { code: 'ECONNREFUSED' });
+    for (let i = 0; i < 5; i++) await expect(t.execute(() => Promise.reject(refused))).rejects.toBe(refused);
+    // Before: each call failed with isRejection's TypeError, and counted nothing.
+    expect(t.snapshot()).toMatchObject({ requests: 5, accepts: 0, probability: 5 / 6 });
+  });
+
   it('refuses nothing of a burst at start-up that the backend accepts (calls in flight are not refusals)', async () => {
     const t = adaptiveThrottle({ policies: false });
     let reached = 0;

@@ -1,0 +1,50 @@
+import { isIP } from 'node:net';
+import { HoldfastConfigError } from '@holdfast/core';
+
+/**
+ * The key of a client's IP address for a rate limit: an IPv4 address as it is (an IPv4-mapped
+ * IPv6 one, `::ffff:203.0.113.7`, as its IPv4 form), an IPv6 address as its network of
+ * `ipv6Prefix` bits (`2001:db8:0:100:0:0:0:0/56`), whatever its spelling; a port after it
+ * (`203.0.113.7:50123`, `[2001:db8::1]:443`, as some proxies write it) is left out. A client is
+ * given a whole IPv6 network (a /64 at least, usually a /56 or a /48), and keyed by its full
+ * address it would get a fresh limit with each of them. Anything that is not an IP address
+ * (undefined, a Unix socket's '') is returned as it is. `ipv6Prefix` is a whole number from 0
+ * to 128, or a `HoldfastConfigError` (`E_CONFIG`).
+ *
+ * @example
+ * app.use(loadShedding({ policy: tokenBucket({ limit: 50 }), key: (req) => ipKey(req.ip) }));
+ */
+export function ipKey(ip: string | undefined, ipv6Prefix = 56): string | undefined {
+  if (!(Number.isInteger(ipv6Prefix) && ipv6Prefix >= 0 && ipv6Prefix <= 128)) {
+    throw new HoldfastConfigError('ipKey', [
+      { path: 'ipv6Prefix', message: 'must be a whole number from 0 to 128', value: ipv6Prefix },
+    ]);
+  }
+  if (typeof ip !== 'string') return ip;
+  // With a port ('203.0.113.7:50123', '[2001:db8::1]:443': some proxies write it), which changes
+  // with each connection: the address alone.
+  const bare = /^\[(.+)\]:\d+$|^([\d.]+):\d+$/.exec(ip);
+  if (bare !== null && isIP((bare[1] ?? bare[2]) as string)) ip = (bare[1] ?? bare[2]) as string;
+  if (isIP(ip) !== 6) return ip;
+  // The eight 16-bit groups: the zone id dropped, a dotted IPv4 tail read as two groups.
+  const [head = '', tail = ''] = (ip.split('%')[0] as string)
+    .replace(
+      /(\d+)\.(\d+)\.(\d+)\.(\d+)$/,
+      (_, a, b, c, d) => `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`,
+    )
+    .split('::');
+  const first = head ? head.split(':') : [];
+  const last = tail ? tail.split(':') : [];
+  const g = [...first, ...Array(8 - first.length - last.length).fill('0'), ...last].map((x) => Number.parseInt(x, 16));
+  if (g[5] === 0xffff && !g.slice(0, 5).some(Boolean)) {
+    const [hi, lo] = [g[6] as number, g[7] as number];
+    return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
+  }
+  let bits = ipv6Prefix;
+  const masked = g.map((x) => {
+    const drop = 16 - Math.min(16, Math.max(0, bits));
+    bits -= 16;
+    return ((x >> drop) << drop).toString(16);
+  });
+  return `${masked.join(':')}/${ipv6Prefix}`;
+}
