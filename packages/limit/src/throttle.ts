@@ -1,15 +1,15 @@
 import {
-  BrokenCircuitError,
   CallScope,
   DisposedError,
   type ExecuteOptions,
   invokeIn,
+  isLocalRefusal,
   type Operation,
   type Policy,
   parseOptions,
   type Snapshottable,
 } from '@holdfast/core';
-import { isRejection as refusedHere, ThrottledError } from './errors.js';
+import { ThrottledError } from './errors.js';
 import { type AdaptiveThrottleOptions, adaptiveThrottleOptionsSchema } from './options.js';
 import { type Common, commonOf, list } from './shared.js';
 
@@ -111,10 +111,11 @@ class Throttle implements AdaptiveThrottle {
       (error: unknown) => {
         scope.release();
         // A call the caller gave up on is not counted. Nor is one refused on this side of the
-        // backend (a bulkhead, limiter, throttle or open breaker inside this one): it never
+        // backend (isLocalRefusal: a bulkhead, limiter, throttle, open breaker or held idempotency
+        // key inside this one): it never
         // reached the backend, and says nothing of it. Any other error the backend answered
         // with is an accept, unless `isRejection` says it refused.
-        if (!scope.aborted && !refusedHere(error) && !(error instanceof BrokenCircuitError)) {
+        if (!scope.aborted && !isLocalRefusal(error)) {
           this.#count(!rejected(this.isRejection, error));
         }
         throw error;
