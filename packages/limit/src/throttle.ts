@@ -111,10 +111,10 @@ class Throttle implements AdaptiveThrottle {
       (error: unknown) => {
         scope.release();
         // A call the caller gave up on is not counted. Nor is one refused on this side of the
-        // backend (isLocalRefusal: a bulkhead, limiter, throttle, open breaker or held idempotency
-        // key inside this one): it never
-        // reached the backend, and says nothing of it. Any other error the backend answered
-        // with is an accept, unless `isRejection` says it refused.
+        // backend (isLocalRefusal: a bulkhead, limiter, throttle, open breaker or held
+        // idempotency key inside this one): it never reached the backend, and says nothing of
+        // it. Any other error the backend answered with is an accept, unless `isRejection` says
+        // it refused.
         if (!scope.aborted && !isLocalRefusal(error)) {
           this.#count(!rejected(this.isRejection, error));
         }
