@@ -101,10 +101,13 @@ interface Connection {
 
 /**
  * Waits while an ioredis client makes its first connection ('connecting', or connected and not yet
- * ready): without an offline queue (`enableOfflineQueue: false`, as a failover set wants) a command
- * sent then fails at once, and a new set would call every server unreachable. Ends when it is
- * ready, when that connection closes (refused: the check then fails as before), or at the check's
- * timeout. A client made with `lazyConnect` (status 'wait') is connected first, as its first
+ * ready), or connects again after losing one ('reconnecting'): without an offline queue
+ * (`enableOfflineQueue: false`, as a failover set wants) a command sent then fails at once, and a
+ * new set would call every server unreachable. Sentinel closes every client connection of each
+ * server it promotes or reconfigures (`CLIENT KILL TYPE normal`): checks sent while the clients
+ * reconnected failed at once, and the new master and its replicas were called unreachable for an
+ * interval. Ends when it is ready, when that connection attempt closes (refused: the check then
+ * fails as before), when the client gives up ('end'), or at the check's timeout. A client made with `lazyConnect` (status 'wait') is connected first, as its first
  * command would: sent at once, that command was refused while it connected. A check whose signal
  * was aborted already does not wait (nor leaves its listeners on the client).
  */
@@ -115,16 +118,19 @@ function firstConnection(target: unknown, signal: AbortSignal): Promise<void> | 
     // Its failure is the 'close' waited for below, and the check's own error after it.
     client.connect().catch(() => {});
   }
-  if (client.status !== 'connecting' && client.status !== 'connect') return;
+  const status = client.status;
+  if (status !== 'connecting' && status !== 'connect' && status !== 'reconnecting') return;
   return new Promise<void>((resolve) => {
     const done = () => {
       client.removeListener?.('ready', done);
       client.removeListener?.('close', done);
+      client.removeListener?.('end', done);
       signal.removeEventListener('abort', done);
       resolve();
     };
     client.once?.('ready', done);
     client.once?.('close', done);
+    client.once?.('end', done);
     signal.addEventListener('abort', done, { once: true });
   });
 }

@@ -1,0 +1,84 @@
+import { once } from 'node:events';
+import { createBus, type EventOf } from '@holdfast/core';
+import { failover } from '@holdfast/failover';
+import { redisRoles } from '@holdfast/failover/ioredis';
+import { Redis } from 'ioredis';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, redisCommand, startRedis, stopAllRedis } from './support/redis.js';
+
+/**
+ * What a Sentinel failover leaves behind for a failover set. Sentinel does to every server it
+ * promotes or reconfigures
+ * `CLIENT KILL TYPE normal`, which closes every client connection (ioredis reconnects 50 ms
+ * later). With `enableOfflineQueue: false`, as a failover set wants, a command sent meanwhile
+ * fails at once without being written.
+ */
+
+const clients: Redis[] = [];
+afterAll(async () => {
+  for (const c of clients) c.disconnect();
+  await stopAllRedis();
+});
+
+async function client(server: RedisServer): Promise<Redis> {
+  const c = new Redis({ host: server.host, port: server.port, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  c.on('error', () => {});
+  clients.push(c);
+  await once(c, 'ready');
+  return c;
+}
+
+/** Closes every client connection of `server`, as Sentinel does, and waits until `c` saw it. */
+async function killClients(server: RedisServer, c: Redis): Promise<void> {
+  const closed = once(c, 'close');
+  await redisCommand(server.port, ['CLIENT', 'KILL', 'TYPE', 'normal']);
+  await closed;
+  expect(c.status).toBe('reconnecting');
+}
+
+describe.skipIf(!redisAvailable())("Sentinel's CLIENT KILL on a failover set's servers", () => {
+  it('a role check sent while the client reconnects waits for it, and answers', async () => {
+    const [server] = (await startRedis(1)) as [RedisServer];
+    const c = await client(server);
+    const { check } = redisRoles<Redis>({ timeout: 1_000 });
+    await killClients(server, c);
+    const report = await check({ name: 'r', target: c, weight: 1, priority: 0 }, new AbortController().signal);
+    expect(report).toMatchObject({ role: 'primary' });
+  });
+
+  it('the new master and a replica keep their roles through it: no endpoint is called unreachable', async () => {
+    const [m, r] = (await startRedis(2, ['--repl-diskless-sync-delay', '0'])) as [RedisServer, RedisServer];
+    const [cm, cr] = [await client(m), await client(r)];
+    await cr.replicaof(m.host, m.port);
+    const bus = createBus();
+    const roles: EventOf<'failover.role'>[] = [];
+    bus.on('failover.role', (e) => roles.push(e));
+    const db = failover({
+      endpoints: [
+        { name: 'm', target: cm },
+        { name: 'r', target: cr },
+      ],
+      roles: redisRoles({ interval: 5_000, timeout: 1_000 }),
+      bus,
+      policies: false,
+    });
+    try {
+      expect(await db.execute((e) => e.name)).toBe('m');
+      const before = roles.length;
+      await killClients(m, cm);
+      await killClients(r, cr);
+      // A failed call asks the role again at once (twice is unreachable): it must wait for the reconnection.
+      await db.execute((e) => e.target.set('k', '1')).catch(() => {});
+      await db.execute((e) => e.target.get('k'), { intent: 'read' }).catch(() => {});
+      await db.execute((e) => e.target.set('k', '2')).catch(() => {});
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(roles.slice(before).map((e) => `${e.endpoint} ${e.role}`)).toEqual([]);
+      expect(db.snapshot()).toMatchObject({
+        primary: 'm',
+        endpoints: [{ discovered: 'primary' }, { discovered: 'replica' }],
+      });
+    } finally {
+      db.dispose();
+    }
+  });
+});
