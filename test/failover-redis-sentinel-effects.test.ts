@@ -81,4 +81,31 @@ describe.skipIf(!redisAvailable())("Sentinel's CLIENT KILL on a failover set's s
       db.dispose();
     }
   });
+
+  it('a read the client refused to send (its connection closed) is retried on another server', async () => {
+    const [m, r] = (await startRedis(2, ['--repl-diskless-sync-delay', '0'])) as [RedisServer, RedisServer];
+    const [cm, cr] = [await client(m), await client(r)];
+    await cr.replicaof(m.host, m.port);
+    await cm.set('cart', 'kettle');
+    while (!(await cr.info('replication')).includes('master_link_status:up'))
+      await new Promise((r) => setTimeout(r, 20));
+    const db = failover({
+      endpoints: [
+        { name: 'm', target: cm },
+        { name: 'r', target: cr },
+      ],
+      roles: redisRoles({ interval: 5_000, timeout: 1_000 }),
+      bus: createBus(),
+      policies: false,
+    });
+    try {
+      expect(await db.execute((e) => e.name)).toBe('m');
+      expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('r');
+      await killClients(r, cr);
+      const read = await db.execute(async (e) => `${e.name}:${await e.target.get('cart')}`, { intent: 'read' });
+      expect(read).toBe('m:kettle');
+    } finally {
+      db.dispose();
+    }
+  });
 });
