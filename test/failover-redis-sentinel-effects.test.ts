@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { createBus, type EventOf } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { redisRoles } from '@holdfast/failover/ioredis';
@@ -104,6 +105,42 @@ describe.skipIf(!redisAvailable())("Sentinel's CLIENT KILL on a failover set's s
       await killClients(r, cr);
       const read = await db.execute(async (e) => `${e.name}:${await e.target.get('cart')}`, { intent: 'read' });
       expect(read).toBe('m:kettle');
+    } finally {
+      db.dispose();
+    }
+  });
+});
+
+describe.skipIf(!redisAvailable())('a replica that has not synced since it started', () => {
+  // The old master restarted empty, demoted by the Sentinels, or a replica restarted without
+  // persistence: until its first sync ends it answers reads from what it holds (nothing).
+  it('takes no reads, with the default settings: they go to the master', async () => {
+    const [m, r] = (await startRedis(2)) as [RedisServer, RedisServer];
+    const [cm, cr] = [await client(m), await client(r)];
+    await cm.set('cart', 'kettle');
+    const dead = await new Promise<number>((resolve) => {
+      const probe = createServer().listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as { port: number };
+        probe.close(() => resolve(port));
+      });
+    });
+    await cr.replicaof('127.0.0.1', dead); // its master never answers: it never syncs
+    const db = failover({
+      endpoints: [
+        { name: 'm', target: cm },
+        { name: 'r', target: cr },
+      ],
+      roles: redisRoles({ interval: 5_000, timeout: 1_000 }),
+      bus: createBus(),
+      policies: false,
+    });
+    try {
+      const reads: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        reads.push(await db.execute(async (e) => `${e.name}:${await e.target.get('cart')}`, { intent: 'read' }));
+      }
+      expect(reads).toEqual(Array(5).fill('m:kettle'));
+      expect(db.snapshot().endpoints[1]).toMatchObject({ discovered: 'replica', lag: null });
     } finally {
       db.dispose();
     }

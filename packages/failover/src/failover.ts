@@ -91,7 +91,7 @@ export interface EndpointSnapshot {
   readonly discovered: DiscoveredRole | null;
   /** With `roles`: its ordering token as text (PostgreSQL: timeline/LSN). */
   readonly token: string | null;
-  /** With `roles`: a replica's replication lag in ms, as last reported. */
+  /** With `roles`: a replica's replication lag in ms, as last reported; null when unknown or when it has not synced (never read). */
   readonly lag: number | null;
 }
 
@@ -585,7 +585,8 @@ class FailoverSet<T> implements Failover<T> {
     if (e === this.#primary) return true;
     const maxLag = this.#o.roles?.maxLag;
     // With a bound, an unknown lag (a replica that never synced, a check that gives none) is not fresh.
-    return e.claim === 'replica' && (maxLag === undefined || (e.lag !== undefined && e.lag <= maxLag));
+    if (e.claim !== 'replica' || e.lag === Number.POSITIVE_INFINITY) return false;
+    return maxLag === undefined || (e.lag !== undefined && e.lag <= maxLag);
   }
 
   #noPrimary(): NoPrimaryError {
@@ -1041,7 +1042,7 @@ class FailoverSet<T> implements Failover<T> {
         ewma: Math.round(fadedEwma(e, now, this.#o.decay) * 1000) / 1000,
         discovered: this.#roles === undefined ? null : e.discovered,
         token: tokenText(e.token) ?? null,
-        lag: e.lag ?? null,
+        lag: e.lag !== undefined && Number.isFinite(e.lag) ? e.lag : null,
       })),
     };
   }

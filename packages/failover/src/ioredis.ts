@@ -38,7 +38,10 @@ function field(info: string, name: string): string | undefined {
 /**
  * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
  * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
- * the link went down; none (unknown, too stale for any `maxLag`) when it never synced.
+ * the link went down. `Infinity` (never read) when its link has not been up since it started or
+ * stopped being a master (`master_link_down_since_seconds:-1`): restarted without persistence it
+ * is empty; an old master the Sentinels demoted holds writes its new master never had. Either
+ * serves what it holds until its first sync ends.
  */
 export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
   const info = await client.info('replication');
@@ -52,6 +55,7 @@ export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
   if (role === 'master') return { role: 'primary', token };
   if (field(info, 'master_link_status') === 'up') return { role: 'replica', token, lag: 0 };
   const down = Number(field(info, 'master_link_down_since_seconds'));
+  if (down === -1) return { role: 'replica', token, lag: Number.POSITIVE_INFINITY };
   return Number.isFinite(down) && down >= 0 ? { role: 'replica', token, lag: down * 1000 } : { role: 'replica', token };
 }
 

@@ -10,7 +10,10 @@ export interface RoleReport {
    * `[timeline, lsn]`. Compared by the `compare` option; by default element by element.
    */
   readonly token?: unknown;
-  /** A replica's replication lag in ms, for `roles.maxLag`. */
+  /**
+   * A replica's replication lag in ms, for `roles.maxLag`. `Infinity`: it holds none of the
+   * primary's data yet (restarted empty, or a demoted primary before its first sync): never read.
+   */
   readonly lag?: number;
 }
 
