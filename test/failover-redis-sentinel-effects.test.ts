@@ -146,3 +146,53 @@ describe.skipIf(!redisAvailable())('a replica that has not synced since it start
     }
   });
 });
+
+describe.skipIf(!redisAvailable())('min-replicas-to-write on the master', () => {
+  // The server's own fence: with its replicas gone it refuses writes (NOREPLICAS). That is an
+  // answer, not a failure: the master is not ejected, nor the write sent anywhere else.
+  it('writes fail with NOREPLICAS while no replica is linked; the master stays primary and is not ejected', async () => {
+    const [m, r] = (await startRedis(2, ['--repl-diskless-sync-delay', '0'])) as [RedisServer, RedisServer];
+    const [cm, cr] = [await client(m), await client(r)];
+    await cm.config('SET', 'min-replicas-to-write', '1');
+    await cm.config('SET', 'min-replicas-max-lag', '1');
+    await cr.replicaof(m.host, m.port);
+    while (!(await cr.info('replication')).includes('master_link_status:up'))
+      await new Promise((x) => setTimeout(x, 20));
+    const db = failover({
+      endpoints: [
+        { name: 'm', target: cm },
+        { name: 'r', target: cr },
+      ],
+      roles: redisRoles({ interval: 200, timeout: 500 }),
+      bus: createBus(),
+      policies: false,
+    });
+    try {
+      expect(await db.execute((e) => e.target.set('k', '1').then(() => e.name))).toBe('m');
+      await r.kill();
+      // The master counts a replica good for min-replicas-max-lag (1 s) after its last ack.
+      let refusal: unknown;
+      const deadline = Date.now() + 5_000;
+      while (refusal === undefined && Date.now() < deadline) {
+        refusal = await db
+          .execute((e) => e.target.set('k', '2'))
+          .then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+        await new Promise((x) => setTimeout(x, 100));
+      }
+      expect(String((refusal as Error).message)).toMatch(/^NOREPLICAS/);
+      const errors: string[] = [];
+      for (let i = 0; i < 10; i++) {
+        errors.push(
+          await db.execute((e) => e.target.set('k', '3')).catch((e: Error) => e.message.split(' ')[0] as string),
+        );
+      }
+      expect(errors).toEqual(Array(10).fill('NOREPLICAS'));
+      expect(db.snapshot()).toMatchObject({ primary: 'm', endpoints: [{ ejection: 'none' }, {}] });
+    } finally {
+      db.dispose();
+    }
+  });
+});
