@@ -36,3 +36,28 @@ export class NoPrimaryError extends HoldfastError {
     this.roles = roles;
   }
 }
+
+/**
+ * A write was answered by an endpoint after the set stopped taking it for the primary (its role
+ * checks went unanswered, or another endpoint's promotion outranked it), and asking its role
+ * again did not show it primary: the write may have been applied there and be lost when it is
+ * turned into a replica. Treat it as a timeout: the outcome is unknown.
+ */
+export class UnconfirmedWriteError extends HoldfastError {
+  static override readonly brand = Symbol.for('holdfast.error.UnconfirmedWriteError');
+  override name = 'UnconfirmedWriteError';
+  /** The endpoint that answered. */
+  readonly endpoint: string;
+  /** Its discovered role when the write failed: `fenced`, `replica`, `unreachable`... */
+  readonly role: string;
+
+  constructor(source: string, endpoint: string, role: string, options?: { cause?: unknown }) {
+    super(
+      'E_UNCONFIRMED_WRITE',
+      `${source}: ${endpoint} answered the write after it stopped being the primary (now ${role}): it may be lost`,
+      options,
+    );
+    this.endpoint = endpoint;
+    this.role = role;
+  }
+}

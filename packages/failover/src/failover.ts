@@ -22,7 +22,7 @@ import { type Balancer, fadedEwma, makeBalancer, rendezvous } from './balancer.j
 import { type BudgetLike, defaultBudget } from './budget.js';
 import { breakerCounter, ejectionTime, type FailureCounter, remainingEjections } from './ejection.js';
 import { type Endpoint, EndpointState } from './endpoint.js';
-import { NoHealthyEndpointError, NoPrimaryError } from './errors.js';
+import { NoHealthyEndpointError, NoPrimaryError, UnconfirmedWriteError } from './errors.js';
 import { hashString } from './hash.js';
 import { HealthChecks } from './health.js';
 import {
@@ -91,7 +91,7 @@ export interface EndpointSnapshot {
   readonly discovered: DiscoveredRole | null;
   /** With `roles`: its ordering token as text (PostgreSQL: timeline/LSN). */
   readonly token: string | null;
-  /** With `roles`: a replica's replication lag in ms, as last reported. */
+  /** With `roles`: a replica's replication lag in ms, as last reported; null when unknown or when it has not synced (never read). */
   readonly lag: number | null;
 }
 
@@ -234,6 +234,8 @@ class FailoverSet<T> implements Failover<T> {
   #reads: readonly [EndpointState<T>[], EndpointState<T>[]] = [[], []];
   /** Why the last primary was lost: the cause of `NoPrimaryError`. */
   #lostCause: unknown;
+  /** Writes answered by an endpoint no longer the primary, told whenever roles are elected again. */
+  readonly #roleWaiters = new Set<() => void>();
   readonly #unregister: Unregister | undefined;
 
   constructor(o: ParsedFailoverOptions) {
@@ -307,7 +309,9 @@ class FailoverSet<T> implements Failover<T> {
       const endpoint =
         roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
       try {
-        return await this.#try(fn, endpoint, options, attempt);
+        const value = await this.#try(fn, endpoint, options, attempt);
+        if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint);
+        return value;
       } catch (error) {
         // A write has one place to go: the primary. After dispose(), no new try starts anywhere.
         if (write || this.#disposed || !this.#mayRetry(error, attempt, options)) throw error;
@@ -326,6 +330,33 @@ class FailoverSet<T> implements Failover<T> {
         }
       }
     }
+  }
+
+  /**
+   * A write `e` answered after the set stopped taking it for the primary (its checks went silent,
+   * another claims primary): its answer proves nothing, the write is lost if `e` is demoted. It
+   * succeeds once `e`'s role is asked again and it is the primary still; otherwise it fails with
+   * `UnconfirmedWriteError`, as a timeout would.
+   */
+  #stillPrimary(e: EndpointState<T>): Promise<void> {
+    const roles = this.#roles as RoleDiscovery;
+    roles.recheck(e);
+    return new Promise((resolve, reject) => {
+      const done = (ok: boolean) => {
+        this.#clock.clearTimeout(timer);
+        this.#roleWaiters.delete(wake);
+        if (ok) resolve();
+        else reject(new UnconfirmedWriteError(this.name, e.name, e.discovered, { cause: e.roleError }));
+      };
+      const wake = () => {
+        if (this.#primary === e) done(true);
+        else if (this.#disposed || (e.discovered !== 'unreachable' && e.discovered !== 'unknown')) done(false);
+      };
+      // A check that is running already, then the one asked for: each ends within `timeout`.
+      const timer = this.#clock.setTimeout(() => done(false), 2 * roles.settings.timeout);
+      this.#roleWaiters.add(wake);
+      wake(); // already fenced, or back as a replica: no need to wait
+    });
   }
 
   #mayRetry(error: unknown, attempt: number, options: FailoverExecuteOptions | undefined): boolean {
@@ -585,7 +616,8 @@ class FailoverSet<T> implements Failover<T> {
     if (e === this.#primary) return true;
     const maxLag = this.#o.roles?.maxLag;
     // With a bound, an unknown lag (a replica that never synced, a check that gives none) is not fresh.
-    return e.claim === 'replica' && (maxLag === undefined || (e.lag !== undefined && e.lag <= maxLag));
+    if (e.claim !== 'replica' || e.lag === Number.POSITIVE_INFINITY) return false;
+    return maxLag === undefined || (e.lag !== undefined && e.lag <= maxLag);
   }
 
   #noPrimary(): NoPrimaryError {
@@ -754,6 +786,7 @@ class FailoverSet<T> implements Failover<T> {
       }
     }
     if (best !== undefined && best !== previous) this.#switch(best, 'failover', emit);
+    for (const wake of [...this.#roleWaiters]) wake();
     const tiers = (pool: readonly EndpointState<T>[]) => {
       const replicas = pool.filter((e) => e !== best && this.#readable(e));
       const primary = best !== undefined && pool.includes(best) ? [best] : [];
@@ -1041,7 +1074,7 @@ class FailoverSet<T> implements Failover<T> {
         ewma: Math.round(fadedEwma(e, now, this.#o.decay) * 1000) / 1000,
         discovered: this.#roles === undefined ? null : e.discovered,
         token: tokenText(e.token) ?? null,
-        lag: e.lag ?? null,
+        lag: e.lag !== undefined && Number.isFinite(e.lag) ? e.lag : null,
       })),
     };
   }
@@ -1057,5 +1090,6 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);
     this.#failbackTimer = undefined;
     for (const e of this.#all) this.#wakeDrains(e);
+    for (const wake of [...this.#roleWaiters]) wake();
   }
 }

@@ -5,7 +5,7 @@
  */
 export type { BudgetLike } from './budget.js';
 export type { Endpoint, Health } from './endpoint.js';
-export { NoHealthyEndpointError, NoPrimaryError } from './errors.js';
+export { NoHealthyEndpointError, NoPrimaryError, UnconfirmedWriteError } from './errors.js';
 export {
   type EndpointCall,
   type EndpointSnapshot,

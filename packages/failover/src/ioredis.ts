@@ -38,7 +38,10 @@ function field(info: string, name: string): string | undefined {
 /**
  * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
  * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
- * the link went down; none (unknown, too stale for any `maxLag`) when it never synced.
+ * the link went down. `Infinity` (never read) when its link has not been up since it started or
+ * stopped being a master (`master_link_down_since_seconds:-1`): restarted without persistence it
+ * is empty; an old master the Sentinels demoted holds writes its new master never had. Either
+ * serves what it holds until its first sync ends.
  */
 export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
   const info = await client.info('replication');
@@ -52,6 +55,7 @@ export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
   if (role === 'master') return { role: 'primary', token };
   if (field(info, 'master_link_status') === 'up') return { role: 'replica', token, lag: 0 };
   const down = Number(field(info, 'master_link_down_since_seconds'));
+  if (down === -1) return { role: 'replica', token, lag: Number.POSITIVE_INFINITY };
   return Number.isFinite(down) && down >= 0 ? { role: 'replica', token, lag: down * 1000 } : { role: 'replica', token };
 }
 
@@ -101,10 +105,13 @@ interface Connection {
 
 /**
  * Waits while an ioredis client makes its first connection ('connecting', or connected and not yet
- * ready): without an offline queue (`enableOfflineQueue: false`, as a failover set wants) a command
- * sent then fails at once, and a new set would call every server unreachable. Ends when it is
- * ready, when that connection closes (refused: the check then fails as before), or at the check's
- * timeout. A client made with `lazyConnect` (status 'wait') is connected first, as its first
+ * ready), or connects again after losing one ('reconnecting'): without an offline queue
+ * (`enableOfflineQueue: false`, as a failover set wants) a command sent then fails at once, and a
+ * new set would call every server unreachable. Sentinel closes every client connection of each
+ * server it promotes or reconfigures (`CLIENT KILL TYPE normal`): checks sent while the clients
+ * reconnected failed at once, and the new master and its replicas were called unreachable for an
+ * interval. Ends when it is ready, when that connection attempt closes (refused: the check then
+ * fails as before), when the client gives up ('end'), or at the check's timeout. A client made with `lazyConnect` (status 'wait') is connected first, as its first
  * command would: sent at once, that command was refused while it connected. A check whose signal
  * was aborted already does not wait (nor leaves its listeners on the client).
  */
@@ -115,16 +122,19 @@ function firstConnection(target: unknown, signal: AbortSignal): Promise<void> | 
     // Its failure is the 'close' waited for below, and the check's own error after it.
     client.connect().catch(() => {});
   }
-  if (client.status !== 'connecting' && client.status !== 'connect') return;
+  const status = client.status;
+  if (status !== 'connecting' && status !== 'connect' && status !== 'reconnecting') return;
   return new Promise<void>((resolve) => {
     const done = () => {
       client.removeListener?.('ready', done);
       client.removeListener?.('close', done);
+      client.removeListener?.('end', done);
       signal.removeEventListener('abort', done);
       resolve();
     };
     client.once?.('ready', done);
     client.once?.('close', done);
+    client.once?.('end', done);
     signal.addEventListener('abort', done, { once: true });
   });
 }

@@ -10,7 +10,10 @@ export interface RoleReport {
    * `[timeline, lsn]`. Compared by the `compare` option; by default element by element.
    */
   readonly token?: unknown;
-  /** A replica's replication lag in ms, for `roles.maxLag`. */
+  /**
+   * A replica's replication lag in ms, for `roles.maxLag`. `Infinity`: it holds none of the
+   * primary's data yet (restarted empty, or a demoted primary before its first sync): never read.
+   */
   readonly lag?: number;
 }
 
@@ -41,6 +44,13 @@ interface Probe {
   again: boolean;
   /** Whether a check of it has passed yet. */
   answered: boolean;
+  /** The number of the last check of it that ended (checks are numbered as they start). */
+  done: number;
+  /**
+   * A primary claim from an endpoint that was unreachable, held until every other endpoint has
+   * ended a check started after it (`after`): while it was silent another may have been promoted.
+   */
+  held: { report: RoleReport; after: number } | undefined;
 }
 
 /**
@@ -52,6 +62,8 @@ export class RoleDiscovery {
   readonly #probes = new Map<EndpointState, Probe>();
   readonly #waiters: (() => void)[] = [];
   #stopped = false;
+  /** Checks started so far, of every endpoint: numbers them. */
+  #started = 0;
 
   constructor(
     readonly endpoints: readonly EndpointState[],
@@ -62,7 +74,15 @@ export class RoleDiscovery {
     readonly onChange: (endpoint: EndpointState, previous: EndpointState['claim']) => void,
   ) {
     for (const e of endpoints) {
-      const probe: Probe = { fails: 0, timer: undefined, running: false, again: false, answered: false };
+      const probe: Probe = {
+        fails: 0,
+        timer: undefined,
+        running: false,
+        again: false,
+        answered: false,
+        done: 0,
+        held: undefined,
+      };
       this.#probes.set(e, probe);
       void this.#run(e, probe);
     }
@@ -124,6 +144,7 @@ export class RoleDiscovery {
   async #run(e: EndpointState, probe: Probe): Promise<void> {
     probe.running = true;
     probe.again = false;
+    const number = ++this.#started;
     const controller = new AbortController();
     const outcome = await new Promise<RoleReport | { error: unknown }>((resolve) => {
       const deadline = this.clock.setTimeout(() => {
@@ -146,8 +167,10 @@ export class RoleDiscovery {
       }
     });
     probe.running = false;
+    probe.done = number;
     if (this.#stopped) return;
     this.#record(e, probe, outcome);
+    this.#release();
     if (this.ready && this.#waiters.length > 0) for (const wake of [...this.#waiters]) wake();
     if (probe.again) {
       void this.#run(e, probe);
@@ -168,6 +191,7 @@ export class RoleDiscovery {
       e.calledOk = false;
       if (busy) return;
       probe.fails++;
+      probe.held = undefined;
       e.roleError = outcome.error;
       // One lost answer is not proof: it takes `unreachableAfter` in a row (the first round decides at once).
       if (e.claim === 'unreachable' || (probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')) return;
@@ -181,6 +205,33 @@ export class RoleDiscovery {
     probe.fails = 0;
     probe.answered = true;
     e.calledOk = false;
+    const held = probe.held;
+    probe.held = undefined;
+    if (outcome.role === 'primary' && e.claim === 'unreachable' && this.#probes.size > 1) {
+      // Back from silence claiming primary (a frozen master resumed, a partition healed): the
+      // others may have promoted one meanwhile, and what the set knows of them is up to an
+      // interval old. Writes to it now would be lost when it is demoted. Ask them first.
+      probe.held = { report: outcome, after: held?.after ?? this.#started };
+      if (held === undefined) for (const other of this.endpoints) if (other !== e) this.recheck(other);
+      return;
+    }
+    this.#apply(e, outcome);
+  }
+
+  /** Applies the held claims every other endpoint has been checked since. */
+  #release(): void {
+    for (const [e, probe] of this.#probes) {
+      const held = probe.held;
+      if (held === undefined) continue;
+      let checked = true;
+      for (const other of this.#probes.values()) if (other !== probe && other.done <= held.after) checked = false;
+      if (!checked) continue;
+      probe.held = undefined;
+      this.#apply(e, held.report);
+    }
+  }
+
+  #apply(e: EndpointState, outcome: RoleReport): void {
     e.roleError = undefined;
     const previous = e.claim;
     const changed = previous !== outcome.role || !sameToken(e.token, outcome.token) || e.lag !== outcome.lag;

@@ -1,0 +1,48 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { redisAvailable, stopAllRedis } from './support/redis.js';
+import { figures, load, lostOn, type Rig, rig, role, settled, tally, unrig, until } from './support/sentinel-load.js';
+
+/**
+ * `redisRoles()` under a real Redis Sentinel (3 Sentinels, quorum 2, down-after 1 s) watching a
+ * master and 2 replicas, one ioredis client per server, under 80 reads/s and 20 writes/s. The
+ * Sentinels, not the test, promote and demote. Every acknowledged write is looked for on the
+ * master the Sentinels name at the end.
+ */
+
+let current: Rig | undefined;
+afterEach(async () => {
+  await unrig(current);
+  current = undefined;
+});
+afterAll(async () => {
+  await stopAllRedis();
+  console.log('\nredisRoles() under Sentinel: 80 reads/s + 20 writes/s, roles.interval 1 s, down-after 1 s\n');
+  console.table(figures);
+});
+
+describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel', () => {
+  it('master frozen, resumed the moment a replica is promoted: no acknowledged write lands on it', async () => {
+    const r = (current = await rig());
+    const run = load(r.db, 'race');
+    await sleep(500);
+    r.setup.master.pause();
+    await until(async () => {
+      for (const s of r.setup.replicas) if ((await role(s)) === 'master') return true;
+      return false;
+    });
+    r.setup.master.resume();
+    const resumedAt = Date.now();
+    const master = await settled(r.setup, r.servers);
+    await sleep(1_000);
+    const outcomes = await run.stop();
+    const lost = await lostOn(master, outcomes);
+    const onStale = outcomes.filter(
+      (o) => o.intent === 'write' && o.code === undefined && o.endpoint === 'redis-0' && o.started >= resumedAt - 600,
+    ).length;
+    const f = tally('S3 master SIGSTOP, SIGCONT at promotion', outcomes, { writesLost: lost, ackedByStale: onStale });
+    expect(lost).toBe(0);
+    expect(onStale).toBe(0);
+    expect(f.readsMissing).toBe(0);
+  }, 60_000);
+});

@@ -1,0 +1,67 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, stopAllRedis } from './support/redis.js';
+import { figures, load, lostOn, type Rig, rig, settled, tally, unrig, until } from './support/sentinel-load.js';
+
+/**
+ * `redisRoles()` under a real Redis Sentinel (3 Sentinels, quorum 2, down-after 1 s) watching a
+ * master and 2 replicas, one ioredis client per server, under 80 reads/s and 20 writes/s. The
+ * Sentinels, not the test, promote and demote. Every acknowledged write is looked for on the
+ * master the Sentinels name at the end.
+ */
+
+let current: Rig | undefined;
+afterEach(async () => {
+  await unrig(current);
+  current = undefined;
+});
+afterAll(async () => {
+  await stopAllRedis();
+  console.log('\nredisRoles() under Sentinel: 80 reads/s + 20 writes/s, roles.interval 1 s, down-after 1 s\n');
+  console.table(figures);
+});
+
+describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel', () => {
+  it('master killed: the Sentinels promote a replica, writes move there, no acknowledged write is lost', async () => {
+    const r = (current = await rig());
+    let run = load(r.db, 'kill');
+    await sleep(500);
+    await r.setup.master.kill();
+    const master = await settled(r.setup, r.servers.slice(1));
+    await until(() => r.db.snapshot().primary === r.names.get(master));
+    await sleep(1_000);
+    let outcomes = await run.stop();
+    const s1 = tally('S1 master SIGKILL', outcomes, { writesLost: await lostOn(master, outcomes) });
+    expect(s1.writesLost).toBe(0);
+
+    // The old master comes back empty, a master of a history of its own, until the Sentinels
+    // turn it into a replica of the new one.
+    run = load(r.db, 'back');
+    await sleep(300);
+    await r.setup.master.restart();
+    const restartedAt = Date.now();
+    await settled(r.setup, r.servers);
+    await sleep(500);
+    outcomes = await run.stop();
+    const onOld = outcomes.filter(
+      (o) => o.intent === 'write' && o.code === undefined && o.endpoint === 'redis-0' && o.started >= restartedAt - 600,
+    ).length;
+    const s4 = tally('S4 old master restarted empty', outcomes, {
+      writesLost: await lostOn(master, outcomes),
+      ackedByStale: onOld,
+    });
+    expect(s4.writesLost).toBe(0);
+    expect(onOld).toBe(0);
+
+    // A replica restarted empty: it loads the master's data again before it serves reads.
+    const other = r.servers.slice(1).find((s) => s !== master) as RedisServer;
+    run = load(r.db, 'replica');
+    await sleep(300);
+    await other.restart();
+    await settled(r.setup, r.servers);
+    await sleep(1_000);
+    outcomes = await run.stop();
+    const s5 = tally('S5 replica restarted empty', outcomes, { writesLost: await lostOn(master, outcomes) });
+    expect(s5.writesLost).toBe(0);
+  }, 60_000);
+});

@@ -1,0 +1,185 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createBus, type EventOf, type EventType } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import { redisRoles } from '@holdfast/failover/ioredis';
+import { Redis } from 'ioredis';
+import { type RedisServer, redisCommand, type SentinelSetup, startSentinel } from './redis.js';
+
+/**
+ * A failover set with `redisRoles()` over a real Sentinel setup (3 Sentinels, quorum 2,
+ * down-after 1 s, a master and 2 replicas), one ioredis client per server, under 80 reads/s and
+ * 20 writes/s, and the figures a user asks for: acknowledged, failed, lost, seconds unavailable.
+ */
+
+export interface Outcome {
+  readonly intent: 'read' | 'write';
+  readonly started: number;
+  readonly endpoint: string | undefined;
+  readonly code: string | undefined;
+  readonly key: string | undefined;
+  readonly message?: string;
+}
+
+/** Every scenario's figures, for the table a test file prints at the end. */
+export const figures: Record<string, string | number>[] = [];
+const clients: Redis[] = [];
+
+function client(server: RedisServer): Redis {
+  const c = new Redis({ host: server.host, port: server.port, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+  c.on('error', () => {});
+  clients.push(c);
+  return c;
+}
+
+let seq = 0;
+
+export function load(db: Failover<Redis>, phase: string) {
+  const outcomes: Outcome[] = [];
+  const pending = new Set<Promise<void>>();
+  const call = (intent: 'read' | 'write') => {
+    const key = intent === 'write' ? `${phase}:${++seq}` : undefined;
+    const started = Date.now();
+    const p = db
+      .execute(
+        async (e) => {
+          if (key !== undefined) await e.target.set(key, '1');
+          else if ((await e.target.get('probe')) !== 'x') return `${e.name} missing`;
+          return e.name;
+        },
+        { intent },
+      )
+      .then(
+        (endpoint) => void outcomes.push({ intent, started, endpoint, code: undefined, key }),
+        (error: { code?: string; name?: string; message?: string }) =>
+          void outcomes.push({
+            intent,
+            started,
+            endpoint: undefined,
+            code: error.code ?? error.name,
+            key,
+            message: error.message,
+          }),
+      )
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  };
+  const tick = setInterval(() => {
+    for (let i = 0; i < 4; i++) call('read');
+    call('write');
+  }, 50);
+  return {
+    async stop(): Promise<Outcome[]> {
+      clearInterval(tick);
+      await Promise.all(pending);
+      return outcomes;
+    },
+  };
+}
+
+export async function until(what: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (
+    !(await Promise.resolve()
+      .then(what)
+      .catch(() => false))
+  ) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(50);
+  }
+}
+
+export async function role(server: RedisServer): Promise<string> {
+  const info = await redisCommand(server.port, ['INFO', 'replication']);
+  const link = /master_link_status:(\w+)/.exec(info)?.[1];
+  return `${/role:(\w+)/.exec(info)?.[1]}${link === undefined ? '' : `/${link}`}`;
+}
+
+/** Waits until the Sentinels' master is not `old`, every other server replicates from it with its link up. */
+export async function settled(setup: SentinelSetup, servers: readonly RedisServer[]): Promise<RedisServer> {
+  let master: RedisServer | undefined;
+  await until(async () => {
+    const port = await setup.masterPort();
+    master = servers.find((s) => s.port === port);
+    if (master === undefined || (await role(master)) !== 'master') return false;
+    for (const s of servers) if (s !== master && (await role(s)) !== 'slave/up') return false;
+    return true;
+  }, 30_000);
+  return master as RedisServer;
+}
+
+/** Acknowledged writes missing from `master` once everything replicates from it. */
+export async function lostOn(master: RedisServer, outcomes: readonly Outcome[]): Promise<number> {
+  const keys = outcomes.filter((o) => o.intent === 'write' && o.code === undefined).map((o) => o.key as string);
+  const c = new Redis({ host: master.host, port: master.port, lazyConnect: true });
+  try {
+    let present = 0;
+    for (let i = 0; i < keys.length; i += 500) present += await c.exists(...keys.slice(i, i + 500));
+    return keys.length - present;
+  } finally {
+    c.disconnect();
+  }
+}
+
+export function tally<E extends Record<string, string | number>>(
+  scenario: string,
+  outcomes: readonly Outcome[],
+  extra = {} as E,
+) {
+  const reads = outcomes.filter((o) => o.intent === 'read');
+  const writes = outcomes.filter((o) => o.intent === 'write');
+  const failed = writes.filter((o) => o.code !== undefined);
+  const span = failed.length === 0 ? 0 : (failed.at(-1) as Outcome).started - (failed[0] as Outcome).started;
+  const f = {
+    scenario,
+    reads: reads.length,
+    readsFailed: reads.filter((o) => o.code !== undefined).length,
+    readsMissing: reads.filter((o) => o.endpoint?.endsWith('missing')).length,
+    writes: writes.length,
+    writesAcked: writes.length - failed.length,
+    writesFailed: failed.length,
+    writesUnavailableS: Math.round(span / 100) / 10,
+    codes: [...new Set(failed.map((o) => o.code))].join(' '),
+    ...extra,
+  };
+  figures.push(f);
+  return f;
+}
+
+export interface Rig {
+  setup: SentinelSetup;
+  servers: RedisServer[];
+  db: Failover<Redis>;
+  events: EventOf<EventType>[];
+  names: Map<RedisServer, string>;
+}
+
+export async function rig(): Promise<Rig> {
+  const setup = await startSentinel({ replicas: 2, downAfterMs: 1_000 });
+  const servers = [setup.master, ...setup.replicas];
+  const names = new Map(servers.map((s, i) => [s, `redis-${i}`]));
+  const bus = createBus();
+  const events: EventOf<EventType>[] = [];
+  bus.on('*', (e) => void events.push(e as EventOf<EventType>));
+  const db = failover({
+    name: 'sentinel-set',
+    endpoints: servers.map((s) => ({ name: names.get(s) as string, target: client(s) })),
+    roles: redisRoles({ interval: 1_000, timeout: 500 }),
+    timeout: 500,
+    bus,
+    policies: false,
+  });
+  await until(() => db.snapshot().primary === 'redis-0');
+  await db.execute((e) => e.target.set('probe', 'x'));
+  await until(async () => {
+    for (const s of setup.replicas) if ((await redisCommand(s.port, ['GET', 'probe'])) !== '$1\r\nx\r\n') return false;
+    return true;
+  });
+  return { setup, servers, db, events, names };
+}
+
+/** Stops the rig's set, clients and processes. */
+export async function unrig(r: Rig | undefined): Promise<void> {
+  r?.db.dispose();
+  for (const c of clients.splice(0)) c.disconnect();
+  await r?.setup.stop();
+}
