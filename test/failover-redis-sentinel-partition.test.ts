@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { redisAvailable, stopAllRedis } from './support/redis.js';
-import { figures, load, lostOn, type Rig, rig, role, settled, tally, unrig, until } from './support/sentinel-load.js';
+import { describe, expect, it } from 'vitest';
+import { redisAvailable } from './support/redis.js';
+import { load, lostOn, rigPerTest, role, settled, tally, until } from './support/sentinel-load.js';
 
 /**
  * The master cut off from the Sentinels while the set's clients still reach it: the Sentinels
@@ -12,20 +12,11 @@ import { figures, load, lostOn, type Rig, rig, role, settled, tally, unrig, unti
  * into `NOAUTH`. Healed by turning the user on again: the Sentinels demote the old master.
  */
 
-let current: Rig | undefined;
-afterEach(async () => {
-  await unrig(current);
-  current = undefined;
-});
-afterAll(async () => {
-  await stopAllRedis();
-  console.log('\nredisRoles() under Sentinel: 80 reads/s + 20 writes/s, roles.interval 1 s, down-after 1 s\n');
-  console.table(figures);
-});
+const startRig = rigPerTest();
 
 describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel, master cut off from the Sentinels', () => {
   it('writes move to the promoted replica within one roles.interval; what the old master took meanwhile is lost', async () => {
-    const r = (current = await rig());
+    const r = await startRig();
     const master = r.db.endpoints[0]?.target as Redis; // authenticated already: keeps working
     const run = load(r.db, 'cut');
     await sleep(500);

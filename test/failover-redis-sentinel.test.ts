@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, stopAllRedis } from './support/redis.js';
-import { figures, load, lostOn, type Rig, rig, settled, tally, unrig, until } from './support/sentinel-load.js';
+import { describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable } from './support/redis.js';
+import { load, lostOn, rigPerTest, settled, tally, until } from './support/sentinel-load.js';
 
 /**
  * `redisRoles()` under a real Redis Sentinel (3 Sentinels, quorum 2, down-after 1 s) watching a
@@ -10,20 +10,11 @@ import { figures, load, lostOn, type Rig, rig, settled, tally, unrig, until } fr
  * master the Sentinels name at the end.
  */
 
-let current: Rig | undefined;
-afterEach(async () => {
-  await unrig(current);
-  current = undefined;
-});
-afterAll(async () => {
-  await stopAllRedis();
-  console.log('\nredisRoles() under Sentinel: 80 reads/s + 20 writes/s, roles.interval 1 s, down-after 1 s\n');
-  console.table(figures);
-});
+const startRig = rigPerTest();
 
 describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel', () => {
   it('master killed: the Sentinels promote a replica, writes move there, no acknowledged write is lost', async () => {
-    const r = (current = await rig());
+    const r = await startRig();
     let run = load(r.db, 'kill');
     await sleep(500);
     await r.setup.master.kill();
