@@ -37,6 +37,19 @@ async function killClients(server: RedisServer, c: Redis): Promise<void> {
   expect(c.status).toBe('reconnecting');
 }
 
+/** A set over a master's client (m) and a replica's (r), on a private bus. */
+function pair(cm: Redis, cr: Redis, interval: number, timeout: number) {
+  return failover({
+    endpoints: [
+      { name: 'm', target: cm },
+      { name: 'r', target: cr },
+    ],
+    roles: redisRoles({ interval, timeout }),
+    bus: createBus(),
+    policies: false,
+  });
+}
+
 describe.skipIf(!redisAvailable())("Sentinel's CLIENT KILL on a failover set's servers", () => {
   it('a role check sent while the client reconnects waits for it, and answers', async () => {
     const [server] = (await startRedis(1)) as [RedisServer];
@@ -90,15 +103,7 @@ describe.skipIf(!redisAvailable())("Sentinel's CLIENT KILL on a failover set's s
     await cm.set('cart', 'kettle');
     while (!(await cr.info('replication')).includes('master_link_status:up'))
       await new Promise((r) => setTimeout(r, 20));
-    const db = failover({
-      endpoints: [
-        { name: 'm', target: cm },
-        { name: 'r', target: cr },
-      ],
-      roles: redisRoles({ interval: 5_000, timeout: 1_000 }),
-      bus: createBus(),
-      policies: false,
-    });
+    const db = pair(cm, cr, 5_000, 1_000);
     try {
       expect(await db.execute((e) => e.name)).toBe('m');
       expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('r');
@@ -125,15 +130,7 @@ describe.skipIf(!redisAvailable())('a replica that has not synced since it start
       });
     });
     await cr.replicaof('127.0.0.1', dead); // its master never answers: it never syncs
-    const db = failover({
-      endpoints: [
-        { name: 'm', target: cm },
-        { name: 'r', target: cr },
-      ],
-      roles: redisRoles({ interval: 5_000, timeout: 1_000 }),
-      bus: createBus(),
-      policies: false,
-    });
+    const db = pair(cm, cr, 5_000, 1_000);
     try {
       const reads: string[] = [];
       for (let i = 0; i < 5; i++) {
@@ -158,15 +155,7 @@ describe.skipIf(!redisAvailable())('min-replicas-to-write on the master', () => 
     await cr.replicaof(m.host, m.port);
     while (!(await cr.info('replication')).includes('master_link_status:up'))
       await new Promise((x) => setTimeout(x, 20));
-    const db = failover({
-      endpoints: [
-        { name: 'm', target: cm },
-        { name: 'r', target: cr },
-      ],
-      roles: redisRoles({ interval: 200, timeout: 500 }),
-      bus: createBus(),
-      policies: false,
-    });
+    const db = pair(cm, cr, 200, 500);
     try {
       expect(await db.execute((e) => e.target.set('k', '1').then(() => e.name))).toBe('m');
       await r.kill();
