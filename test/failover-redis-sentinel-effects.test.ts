@@ -153,7 +153,8 @@ describe.skipIf(!redisAvailable())('min-replicas-to-write on the master', () => 
     await cm.config('SET', 'min-replicas-to-write', '1');
     await cm.config('SET', 'min-replicas-max-lag', '1');
     await cr.replicaof(m.host, m.port);
-    while (!(await cr.info('replication')).includes('master_link_status:up'))
+    // Linked is not enough: the master takes writes once it counts the replica good (an ack).
+    while (!(await cm.info('replication')).includes('min_slaves_good_slaves:1'))
       await new Promise((x) => setTimeout(x, 20));
     const db = pair(cm, cr, 200, 500);
     try {
