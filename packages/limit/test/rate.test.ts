@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
@@ -149,6 +150,25 @@ describe('keys a client picks (a header, a query parameter)', () => {
       expect(rl.take(`${long}\ufffd`).allowed).toBe(true);
       expect(rl.take(`${long}\ud800`).allowed).toBe(true);
       expect(rl.snapshot().keys).toBe(5);
+    }
+  });
+
+  it("a short key that spells a long key's digest keeps a limit of its own", () => {
+    for (const rl of [
+      tokenBucket({ limit: 1, interval: 60_000, policies: false }),
+      slidingWindow({ limit: 1, interval: 60_000, policies: false }),
+    ]) {
+      const long = `session-${'x'.repeat(100)}`;
+      // Whatever spelling the table keeps a long key as, a client can send it as a key.
+      for (const spelling of [
+        createHash('sha256').update(long).digest('base64'),
+        createHash('sha256').update(long).digest('base64url'),
+        createHash('sha256').update(long).digest('hex'),
+      ]) {
+        expect(rl.take(spelling).allowed).toBe(true);
+      }
+      expect(rl.take(long).allowed).toBe(true);
+      expect(rl.snapshot().keys).toBe(4);
     }
   });
 });
