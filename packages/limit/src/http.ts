@@ -174,9 +174,23 @@ export class Shedder<Req> {
     if (policy === undefined) return Promise.resolve(noop);
     const key = this.#key?.(req);
     // An async key (a session looked up): its String() was every request's key, and its
-    // rejection went unhandled.
+    // rejection went unhandled. A client that leaves while it is looked up left while queued:
+    // nobody to answer, and nothing taken from the limit when the key comes (before, a token).
     if (typeof (key as PromiseLike<unknown> | undefined)?.then === 'function') {
-      return Promise.resolve(key).then((k) => this.#admit(policy, keyString(k), signal));
+      return new Promise((resolve, reject) => {
+        const left = () => resolve(goneShed);
+        signal.addEventListener('abort', left, { once: true });
+        Promise.resolve(key).then(
+          (k) => {
+            signal.removeEventListener('abort', left);
+            if (!signal.aborted) this.#admit(policy, keyString(k), signal).then(resolve, reject);
+          },
+          (error: unknown) => {
+            signal.removeEventListener('abort', left);
+            reject(error);
+          },
+        );
+      });
     }
     return this.#admit(policy, keyString(key), signal);
   }

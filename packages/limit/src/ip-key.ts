@@ -5,9 +5,10 @@ import { HoldfastConfigError } from '@holdfast/core';
  * The key of a client's IP address for a rate limit: an IPv4 address as it is (an IPv4-mapped
  * IPv6 one, `::ffff:203.0.113.7`, as its IPv4 form), an IPv6 address as its network of
  * `ipv6Prefix` bits (`2001:db8:0:100:0:0:0:0/56`), whatever its spelling; a port after it
- * (`203.0.113.7:50123`, `[2001:db8::1]:443`, as some proxies write it) is left out. A client is
- * given a whole IPv6 network (a /64 at least, usually a /56 or a /48), and keyed by its full
- * address it would get a fresh limit with each of them. Anything that is not an IP address
+ * (`203.0.113.7:50123`, `[2001:db8::1]:443`, as some proxies write it) is left out, and so are
+ * brackets without one (`[2001:db8::1]`, a Forwarded header's). A client is given a whole IPv6
+ * network (a /64 at least, usually a /56 or a /48), and keyed by its full address it would get a
+ * fresh limit with each of them. Anything that is not an IP address
  * (undefined, a Unix socket's '') is returned as it is. `ipv6Prefix` is a whole number from 0
  * to 128, or a `HoldfastConfigError` (`E_CONFIG`).
  *
@@ -22,8 +23,9 @@ export function ipKey(ip: string | undefined, ipv6Prefix = 56): string | undefin
   }
   if (typeof ip !== 'string') return ip;
   // With a port ('203.0.113.7:50123', '[2001:db8::1]:443': some proxies write it), which changes
-  // with each connection: the address alone.
-  const bare = /^\[(.+)\]:\d+$|^([\d.]+):\d+$/.exec(ip);
+  // with each connection, or in brackets without one (a Forwarded header's for="[2001:db8::1]"):
+  // the address alone.
+  const bare = /^\[(.+)\](?::\d+)?$|^([\d.]+):\d+$/.exec(ip);
   if (bare !== null && isIP((bare[1] ?? bare[2]) as string)) ip = (bare[1] ?? bare[2]) as string;
   if (isIP(ip) !== 6) return ip;
   // The eight 16-bit groups: the zone id dropped, a dotted IPv4 tail read as two groups.

@@ -136,7 +136,8 @@ export abstract class RateLimiterBase implements RateLimiter {
 }
 
 /**
- * Keys longer than this are kept as their SHA-256 digest (44 characters): `maxKeys` then bounds
+ * Keys longer than this are kept as their SHA-256 digest (65 characters: '#' and its hex, longer
+ * than any key kept as it is, so no short key shares its limit): `maxKeys` then bounds
  * memory, not only the count (10,000 keys a client sent in 16 kB headers held 162 MB).
  */
 const LONG_KEY = 64;
@@ -177,7 +178,8 @@ export class KeyTable<S> {
   }
 
   get(key: string, make: () => S): S {
-    if (key.length > LONG_KEY) key = hashKey(createHash('sha256'), key).digest('base64');
+    // Kept longer than any key kept as it is: a short key that spells the digest is another key.
+    if (key.length > LONG_KEY) key = `#${hashKey(createHash('sha256'), key).digest('hex')}`;
     const map = this.#map;
     let state = map.get(key);
     if (state !== undefined) {

@@ -134,21 +134,18 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // decision that was allowed (then it answers allowed, 0 left); a resent refusal is decided
 // again, and counted at most once since a refusal is not counted. Replies one integer: the units
 // left when allowed (>= 0), minus the ms to wait when refused (<= -1). The TAT goes to Redis as a
-// Lua number, which Redis writes out exactly. A TAT further ahead than the burst tolerance no
-// decision can have written (each allowed one leaves it at most that far ahead): the server's
-// clock stepped back since. It is taken as the tolerance, and written so (the only write a refusal
-// can make, and a resend makes it again to no effect): a step back of an hour makes a key wait at
-// most one emission interval, not the hour. The key layout (a decimal TAT, an expiry when it is
+// Lua number, which Redis writes out exactly. A TAT further ahead than this limiter's burst
+// tolerance is kept as it is: a step back of the server's clock leaves one, but so does another
+// limiter with a longer tolerance on the same key (a shared prefix, a rolling upgrade that changes
+// the burst), and lowering it on a refusal gave that one a fresh burst each time. The key layout (a decimal TAT, an expiry when it is
 // due) is the previous version's: both versions decide on the same keys during a rolling upgrade.
 const source = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 local px
 if tat <= now then tat = now px = ARGV[3] end
-local top = now + ARGV[2]
-if tat > top then tat = top redis.call('SET', KEYS[1], tat, 'PX', math.max(1, math.ceil(ARGV[2]))) end
 local new = tat + ARGV[1]
-local diff = top - new
+local diff = now + ARGV[2] - new
 if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end
 local reply = math.floor(diff / (ARGV[5] or ARGV[1]))
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then return reply end

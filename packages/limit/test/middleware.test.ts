@@ -141,6 +141,40 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect((await get('bob')).status).toBe(200);
     });
 
+    it('an async key still looked up when the client hangs up takes nothing from the limit (the client left while queued)', async () => {
+      const gate = tokenBucket({ limit: 1, interval: 60_000, policies: false });
+      let lookedUp = () => {};
+      const started = new Promise<void>((r) => (lookedUp = r));
+      let hungUp: Promise<unknown> = Promise.resolve();
+      let answer = () => {};
+      const slowStore = new Promise<void>((r) => (answer = r));
+      const app = await serve(
+        {
+          policy: gate,
+          key: async (req) => {
+            if (req.url.includes('slow')) {
+              const socket = (req as unknown as { socket: NodeJS.EventEmitter }).socket;
+              hungUp = new Promise((r) => socket.once('close', r));
+              lookedUp();
+              await slowStore; // a session store that answers late
+            }
+            return 'user';
+          },
+        },
+        0,
+      );
+      const client = new AbortController();
+      const leaving = fetch(`${app.url}/cheap?slow`, { signal: client.signal }).catch((error: Error) => error.name);
+      await started;
+      client.abort();
+      expect(await leaving).toBe('AbortError');
+      await hungUp;
+      answer();
+      // Before: the late key took the only token for nobody, and the client's next request got 429.
+      expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
+      expect(gate.snapshot()).toMatchObject({ allowed: 1, rejected: 0 });
+    });
+
     it('a key that is not a string (a repeated query parameter, a number, an object) is limited, never a 500', async () => {
       const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
       // A common shape: the key read from the query and cast; `?user=a&user=a` makes it an array.

@@ -1,4 +1,6 @@
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { BlockList, isIP } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent, ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
@@ -151,6 +153,25 @@ describe('keys a client picks (a header, a query parameter)', () => {
       expect(rl.snapshot().keys).toBe(5);
     }
   });
+
+  it("a short key that spells a long key's digest keeps a limit of its own", () => {
+    for (const rl of [
+      tokenBucket({ limit: 1, interval: 60_000, policies: false }),
+      slidingWindow({ limit: 1, interval: 60_000, policies: false }),
+    ]) {
+      const long = `session-${'x'.repeat(100)}`;
+      // Whatever spelling the table keeps a long key as, a client can send it as a key.
+      for (const spelling of [
+        createHash('sha256').update(long).digest('base64'),
+        createHash('sha256').update(long).digest('base64url'),
+        createHash('sha256').update(long).digest('hex'),
+      ]) {
+        expect(rl.take(spelling).allowed).toBe(true);
+      }
+      expect(rl.take(long).allowed).toBe(true);
+      expect(rl.snapshot().keys).toBe(4);
+    }
+  });
 });
 
 describe('rate limiters as policies', () => {
@@ -255,6 +276,73 @@ describe('ipKey()', () => {
     expect(ipKey('not an address')).toBe('not an address');
     expect(() => ipKey('::1', 129)).toThrow(HoldfastConfigError);
     expect(() => ipKey('::1', 56.5)).toThrow(/ipv6Prefix must be a whole number from 0 to 128 \(got 56.5\)/);
+  });
+
+  it('any spelling of an address, bracketed (Forwarded: for="[2001:db8::1]") or not, with a port or not, gives the key of its network (checked against net.BlockList); nothing throws', () => {
+    // Its eight groups, each spelled with leading zeros or not, in either case, and '::' for one
+    // run of zero groups, or a dotted IPv4 tail.
+    const spellings = (g: number[]) => {
+      const hex = g.map((x) => x.toString(16));
+      const out = [hex.join(':'), g.map((x) => x.toString(16).padStart(4, '0').toUpperCase()).join(':')];
+      const z = g.indexOf(0);
+      if (z >= 0) {
+        let end = z;
+        while (end < 8 && g[end] === 0) end++;
+        out.push(`${hex.slice(0, z).join(':')}::${hex.slice(end).join(':')}`);
+      }
+      const [a, b] = [g[6] as number, g[7] as number];
+      out.push(`${hex.slice(0, 6).join(':')}:${a >> 8}.${a & 255}.${b >> 8}.${b & 255}`);
+      return out;
+    };
+    const group = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 0xffff }));
+    fc.assert(
+      fc.property(
+        fc.array(group, { minLength: 8, maxLength: 8 }),
+        fc.array(group, { minLength: 8, maxLength: 8 }),
+        fc.integer({ min: 0, max: 128 }),
+        (g, h, prefix) => {
+          if (g[5] === 0xffff && g.slice(0, 5).every((x) => x === 0)) return; // IPv4-mapped: below
+          const keys = new Set(
+            spellings(g).flatMap((ip) => {
+              expect(isIP(ip)).toBe(6);
+              return [ip, `[${ip}]`, `[${ip}]:443`, `${ip}%eth0`, `[${ip}%eth0]:1`].map((s) => ipKey(s, prefix));
+            }),
+          );
+          expect([...keys]).toHaveLength(1);
+          const key = [...keys][0] as string;
+          expect(key).toMatch(new RegExp(`/${prefix}$`));
+          // Another address: the same key exactly when it is in the same network.
+          const other = spellings(h)[0] as string;
+          if (h[5] === 0xffff && h.slice(0, 5).every((x) => x === 0)) return;
+          const net = new BlockList();
+          net.addSubnet(key.split('/')[0] as string, prefix, 'ipv6');
+          expect(ipKey(other, prefix) === key).toBe(net.check(other, 'ipv6'));
+        },
+      ),
+      { numRuns: 2000 },
+    );
+    // IPv4, and IPv4-mapped IPv6 in any spelling: the IPv4 address.
+    fc.assert(
+      fc.property(fc.ipV4(), (ip) => {
+        const [a, b, c, d] = ip.split('.').map(Number) as [number, number, number, number];
+        const hex = `${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`;
+        for (const s of [ip, `${ip}:80`, `[${ip}]:80`, `::ffff:${ip}`, `[::FFFF:${ip}]`, `0:0:0:0:0:ffff:${hex}`])
+          expect(ipKey(s)).toBe(ip);
+      }),
+      { numRuns: 500 },
+    );
+    // Not an address (garbage, huge): as it is, and never a throw.
+    fc.assert(
+      fc.property(fc.string({ unit: 'binary', maxLength: 80 }), (s) => {
+        for (const x of [s, `[${s}]`, `[${s}]:1`, `${s}:1`, `::${s}`]) {
+          const k = ipKey(x);
+          if (isIP(x) === 0 && !/^\[.*\]|:\d+$/.test(x)) expect(k).toBe(x);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+    const huge = `[${'1'.repeat(1_000_000)}]:${'2'.repeat(1_000_000)}`;
+    expect(ipKey(huge)).toBe(huge);
   });
 
   it('property: every spelling of an IPv6 address has the key of its canonical form', () => {
