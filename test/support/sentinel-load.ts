@@ -84,7 +84,8 @@ export async function until(what: () => boolean | Promise<boolean>, ms = 20_000)
       .then(what)
       .catch(() => false))
   ) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
+    if (Date.now() > deadline)
+      throw new Error(`not met in ${ms} ms: ${String(what).replace(/\s+/g, ' ').slice(0, 160)}`);
     await sleep(50);
   }
 }
