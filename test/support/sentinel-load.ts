@@ -111,12 +111,23 @@ export async function settled(setup: SentinelSetup, servers: readonly RedisServe
 
 /** Acknowledged writes missing from `master` once everything replicates from it. */
 export async function lostOn(master: RedisServer, outcomes: readonly Outcome[]): Promise<number> {
-  const keys = outcomes.filter((o) => o.intent === 'write' && o.code === undefined).map((o) => o.key as string);
+  return (await missingOn(master, outcomes)).length;
+}
+
+/** The acknowledged writes missing from `master` once everything replicates from it. */
+export async function missingOn(master: RedisServer, outcomes: readonly Outcome[]): Promise<Outcome[]> {
+  const acked = outcomes.filter((o) => o.intent === 'write' && o.code === undefined);
   const c = new Redis({ host: master.host, port: master.port, lazyConnect: true });
   try {
-    let present = 0;
-    for (let i = 0; i < keys.length; i += 500) present += await c.exists(...keys.slice(i, i + 500));
-    return keys.length - present;
+    const missing: Outcome[] = [];
+    for (let i = 0; i < acked.length; i += 500) {
+      const batch = acked.slice(i, i + 500);
+      const found = await Promise.all(batch.map((o) => c.exists(o.key as string)));
+      batch.forEach((o, j) => {
+        if (found[j] === 0) missing.push(o);
+      });
+    }
+    return missing;
   } finally {
     c.disconnect();
   }
