@@ -310,7 +310,7 @@ class FailoverSet<T> implements Failover<T> {
         roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
       try {
         const value = await this.#try(fn, endpoint, options, attempt);
-        if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint);
+        if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint, options);
         return value;
       } catch (error) {
         // A write has one place to go: the primary. After dispose(), no new try starts anywhere.
@@ -336,16 +336,19 @@ class FailoverSet<T> implements Failover<T> {
    * A write `e` answered after the set stopped taking it for the primary (its checks went silent,
    * another claims primary): its answer proves nothing, the write is lost if `e` is demoted. It
    * succeeds once `e`'s role is asked again and it is the primary still; otherwise it fails with
-   * `UnconfirmedWriteError`, as a timeout would.
+   * `UnconfirmedWriteError`, as a timeout would. The caller's signal ends the wait with its reason.
    */
-  #stillPrimary(e: EndpointState<T>): Promise<void> {
+  #stillPrimary(e: EndpointState<T>, options: FailoverExecuteOptions | undefined): Promise<void> {
     const roles = this.#roles as RoleDiscovery;
     roles.recheck(e);
     return new Promise((resolve, reject) => {
+      const caller = new CallScope(options);
       const done = (ok: boolean) => {
         this.#clock.clearTimeout(timer);
         this.#roleWaiters.delete(wake);
-        if (ok) resolve();
+        caller.release();
+        if (caller.aborted) reject(caller.reason);
+        else if (ok) resolve();
         else reject(new UnconfirmedWriteError(this.name, e.name, e.discovered, { cause: e.roleError }));
       };
       const wake = () => {
@@ -355,6 +358,7 @@ class FailoverSet<T> implements Failover<T> {
       // A check that is running already, then the one asked for: each ends within `timeout`.
       const timer = this.#clock.setTimeout(() => done(false), 2 * roles.settings.timeout);
       this.#roleWaiters.add(wake);
+      caller.onAbort(() => done(false));
       wake(); // already fenced, or back as a replica: no need to wait
     });
   }

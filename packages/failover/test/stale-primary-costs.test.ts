@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { failover, type RoleReport, UnconfirmedWriteError } from '../src/index.js';
+import { harness } from './support.js';
+
+/**
+ * What the rule for a primary back from silence costs in normal operation: a write the real
+ * primary acknowledged must not be reported as possibly lost, a caller must not wait past its own
+ * signal, and a claim older than a primary elected while it was silent must not take writes.
+ */
+
+interface Fake {
+  name: string;
+  report: RoleReport | 'hang';
+  writes: number;
+  gate?: Promise<void>;
+}
+
+function servers(...specs: [string, Fake['report']][]) {
+  const nodes = new Map<string, Fake>(specs.map(([name, report]) => [name, { name, report, writes: 0 }]));
+  const node = (name: string) => nodes.get(name) as Fake;
+  const check = async (e: { target: Fake }) => {
+    const r = e.target.report;
+    return r === 'hang' ? new Promise<RoleReport>(() => {}) : r;
+  };
+  const endpoints = [...nodes.values()].map((n) => ({ name: n.name, target: n }));
+  return { node, check, endpoints };
+}
+
+const write = async (e: { target: Fake }) => {
+  await e.target.gate;
+  e.target.writes++;
+  return e.target.name;
+};
+
+const primary = (token: unknown): RoleReport => ({ role: 'primary', token });
+const replica: RoleReport = { role: 'replica', token: [1, 0], lag: 0 };
+const settle = <R>(p: Promise<R>) =>
+  p.then(
+    (value) => ({ value }),
+    (error: unknown) => ({ error }),
+  );
+
+function gated(node: Fake): () => void {
+  let open = () => {};
+  node.gate = new Promise((resolve) => {
+    open = resolve;
+  });
+  return open;
+}
+
+describe('the confirmation of a late write', () => {
+  async function waiting() {
+    const { clock, bus } = harness();
+    const c = servers(['a', primary([1, 5])], ['b', replica]);
+    const roles = { check: c.check, interval: 1_000, timeout: 300 };
+    const db = failover({ clock, bus, endpoints: c.endpoints, roles, policies: false });
+    await clock.advance(0);
+    const open = gated(c.node('a'));
+    const controller = new AbortController();
+    const outcome = settle(db.execute(write, { signal: controller.signal }));
+    c.node('a').report = 'hang';
+    await clock.advance(2_600);
+    open(); // a answers the write; its role checks still hang: the set waits for one
+    await clock.advance(0);
+    return { clock, db, controller, outcome, node: c.node };
+  }
+
+  it("ends when the caller's signal aborts, with its reason", async () => {
+    const { clock, db, controller, outcome, node } = await waiting();
+    expect(node('a').writes).toBe(1);
+    const reason = new Error('caller gave up');
+    controller.abort(reason);
+    await clock.advance(1);
+    const settled = await Promise.race([outcome, Promise.resolve('still waiting')]);
+    expect(settled).toEqual({ error: reason });
+    db.dispose();
+  });
+
+  it('ends at dispose() with UnconfirmedWriteError', async () => {
+    const { clock, db, outcome } = await waiting();
+    db.dispose();
+    await clock.advance(1);
+    const settled = await Promise.race([outcome, Promise.resolve('still waiting')]);
+    expect((settled as { error: unknown }).error).toBeInstanceOf(UnconfirmedWriteError);
+  });
+});
