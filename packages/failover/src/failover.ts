@@ -355,8 +355,9 @@ class FailoverSet<T> implements Failover<T> {
         if (this.#primary === e) done(true);
         else if (this.#disposed || (e.discovered !== 'unreachable' && e.discovered !== 'unknown')) done(false);
       };
-      // A check that is running already, then the one asked for: each ends within `timeout`.
-      const timer = this.#clock.setTimeout(() => done(false), 2 * roles.settings.timeout);
+      // A check of it running already, then the one asked for; back from silence, its claim waits
+      // for the others' running checks and then the ones asked for: each ends within `timeout`.
+      const timer = this.#clock.setTimeout(() => done(false), 4 * roles.settings.timeout);
       this.#roleWaiters.add(wake);
       caller.onAbort(() => done(false));
       wake(); // already fenced, or back as a replica: no need to wait

@@ -48,6 +48,39 @@ function gated(node: Fake): () => void {
   return open;
 }
 
+describe('a write the primary answers while its checks are slow, a replica hanging', () => {
+  it('is confirmed when the primary answers its checks again, not failed as possibly lost', async () => {
+    const { clock, bus } = harness();
+    const c = servers(['a', primary([1, 5])], ['b', replica], ['c', replica]);
+    // c's first check answers late: its checks then run out of step with a's, as they do in life.
+    let first = true;
+    const check = async (e: { target: Fake }) => {
+      if (e.target.name === 'c' && first) {
+        first = false;
+        await new Promise<void>((resolve) => clock.setTimeout(() => resolve(), 450));
+      }
+      return c.check(e);
+    };
+    const roles = { check, interval: 1_000, timeout: 300 };
+    const db = failover({ clock, bus, endpoints: c.endpoints, roles, policies: false });
+    await clock.advance(500);
+    c.node('c').report = 'hang'; // a replica gone behind a black hole: every check of it times out
+    const open = gated(c.node('a')); // a long write on a loaded primary...
+    const outcome = settle(db.execute(write));
+    c.node('a').report = 'hang'; // ...whose role checks time out meanwhile
+    await clock.advance(3_110);
+    expect(db.snapshot()).toMatchObject({ primary: null, endpoints: [{ discovered: 'unreachable' }, {}, {}] });
+    c.node('a').report = primary([1, 6]); // the load passes: a answers the write, then its checks
+    open();
+    await clock.advance(0);
+    await clock.advance(2_000);
+    expect(c.node('a').writes).toBe(1);
+    expect(db.snapshot()).toMatchObject({ primary: 'a' }); // a was the primary all along...
+    expect(await outcome).toEqual({ value: 'a' }); // ...so its write is done, not possibly lost
+    db.dispose();
+  });
+});
+
 describe('the confirmation of a late write', () => {
   async function waiting() {
     const { clock, bus } = harness();
