@@ -117,3 +117,34 @@ describe('the confirmation of a late write', () => {
     expect((settled as { error: unknown }).error).toBeInstanceOf(UnconfirmedWriteError);
   });
 });
+
+describe('two primaries claiming, the newer one silent', () => {
+  it('takes no write on the older claim of one back from silence', async () => {
+    const { clock, bus, of } = harness();
+    const c = servers(['a', primary([1, 5])], ['b', replica]);
+    const roles = { check: c.check, interval: 1_000, timeout: 300 };
+    const db = failover({ clock, bus, endpoints: c.endpoints, roles, policies: false });
+    await clock.advance(0);
+    c.node('a').report = 'hang'; // the primary freezes
+    await clock.advance(2_600);
+    c.node('b').report = primary([2, 6]); // b is promoted: the set sees it and writes there
+    await clock.advance(1_000);
+    expect(db.snapshot()).toMatchObject({ primary: 'b' });
+    expect(await db.execute(write)).toBe('b');
+    // b is cut off from the clients (or dies): no primary. Then a resumes, claiming the old history.
+    c.node('b').report = 'hang';
+    await clock.advance(4_000);
+    expect(db.snapshot()).toMatchObject({ primary: null, endpoints: [{}, { discovered: 'unreachable' }] });
+    c.node('a').report = primary([1, 5]);
+    await clock.advance(3_000);
+    expect(db.snapshot()).toMatchObject({ primary: null, endpoints: [{ discovered: 'fenced' }, {}] });
+    expect(await settle(db.execute(write))).toMatchObject({ error: { code: 'E_NO_PRIMARY' } });
+    expect(c.node('a').writes).toBe(0);
+    // Once a reports a replica, or a history newer than b's, it is written to again.
+    c.node('a').report = primary([2, 9]);
+    await clock.advance(1_000);
+    expect(await db.execute(write)).toBe('a');
+    expect(of('failover.fence').map((e) => e.endpoint)).toContain('a');
+    db.dispose();
+  });
+});
