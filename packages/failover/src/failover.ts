@@ -734,8 +734,8 @@ class FailoverSet<T> implements Failover<T> {
    * claimant's; any other claimant is fenced. Claimants that tie (or that `compare` cannot order)
    * are all fenced: a write to the wrong one is lost. One that lost to a newer token stays fenced
    * until it reports replica or a token newer than the one it lost to, even once the winner is
-   * gone: its history ended there, and writes to it would be lost when it is rebuilt. One that was
-   * unreachable when another was elected lost to it too.
+   * gone: its history ended there, and writes to it would be lost when it is rebuilt. A primary
+   * whose checks went unanswered lost to any other elected while it was silent.
    */
   #electPrimary(emit: boolean): void {
     for (const e of this.#all) {
@@ -754,10 +754,10 @@ class FailoverSet<T> implements Failover<T> {
     }
     if (best !== undefined) {
       for (const e of candidates) if (e !== best) e.fencedBy = { token: best.token };
-      // One silent while another was elected lost to it too: back claiming an older history (a
-      // frozen primary resumed after the new one went silent in turn), it takes no write.
+      // A primary silent while another was elected lost to it too: back claiming an older history
+      // (frozen, resumed after the new one went silent in turn), it takes no write.
       for (const e of this.#all) {
-        if (e.claim !== 'unreachable') continue;
+        if (e.claim !== 'unreachable' || !e.silentPrimary) continue;
         if (e.fencedBy === undefined || this.#order(best.token, e.fencedBy.token) > 0)
           e.fencedBy = { token: best.token };
       }

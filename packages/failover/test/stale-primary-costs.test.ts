@@ -147,4 +147,23 @@ describe('two primaries claiming, the newer one silent', () => {
     expect(of('failover.fence').map((e) => e.endpoint)).toContain('a');
     db.dispose();
   });
+
+  it('does not fence a replica that was silent while the primary was elected: promoted meanwhile, it is written to', async () => {
+    const { clock, bus } = harness();
+    // Role checks without tokens (a check of your own): only claims to go by.
+    const c = servers(['a', { role: 'primary' }], ['b', { role: 'replica' }]);
+    const roles = { check: c.check, interval: 1_000, timeout: 300 };
+    const db = failover({ clock, bus, endpoints: c.endpoints, roles, policies: false });
+    await clock.advance(0);
+    c.node('b').report = 'hang'; // the replica goes silent; the set keeps writing to a
+    await clock.advance(2_600);
+    expect(await db.execute(write)).toBe('a');
+    // Switched over while b was out of sight: b promoted, a demoted.
+    c.node('b').report = { role: 'primary' };
+    c.node('a').report = { role: 'replica' };
+    await clock.advance(2_000);
+    expect(db.snapshot()).toMatchObject({ primary: 'b' });
+    expect(await db.execute(write)).toBe('b');
+    db.dispose();
+  });
 });
