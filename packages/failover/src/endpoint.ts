@@ -60,6 +60,8 @@ export class EndpointState<T = unknown> {
    * reports replica (rebuilt from the new history) or a token newer than this one.
    */
   fencedBy: { readonly token: unknown } | undefined;
+  /** Claimed primary when its checks went unanswered: one elected meanwhile fences it. */
+  silentPrimary = false;
   /** The role last reported in a `failover.role` event. */
   discovered: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced' = 'unknown';
 

@@ -310,7 +310,7 @@ class FailoverSet<T> implements Failover<T> {
         roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
       try {
         const value = await this.#try(fn, endpoint, options, attempt);
-        if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint);
+        if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint, options);
         return value;
       } catch (error) {
         // A write has one place to go: the primary. After dispose(), no new try starts anywhere.
@@ -336,25 +336,30 @@ class FailoverSet<T> implements Failover<T> {
    * A write `e` answered after the set stopped taking it for the primary (its checks went silent,
    * another claims primary): its answer proves nothing, the write is lost if `e` is demoted. It
    * succeeds once `e`'s role is asked again and it is the primary still; otherwise it fails with
-   * `UnconfirmedWriteError`, as a timeout would.
+   * `UnconfirmedWriteError`, as a timeout would. The caller's signal ends the wait with its reason.
    */
-  #stillPrimary(e: EndpointState<T>): Promise<void> {
+  #stillPrimary(e: EndpointState<T>, options: FailoverExecuteOptions | undefined): Promise<void> {
     const roles = this.#roles as RoleDiscovery;
     roles.recheck(e);
     return new Promise((resolve, reject) => {
+      const caller = new CallScope(options);
       const done = (ok: boolean) => {
         this.#clock.clearTimeout(timer);
         this.#roleWaiters.delete(wake);
-        if (ok) resolve();
+        caller.release();
+        if (caller.aborted) reject(caller.reason);
+        else if (ok) resolve();
         else reject(new UnconfirmedWriteError(this.name, e.name, e.discovered, { cause: e.roleError }));
       };
       const wake = () => {
         if (this.#primary === e) done(true);
         else if (this.#disposed || (e.discovered !== 'unreachable' && e.discovered !== 'unknown')) done(false);
       };
-      // A check that is running already, then the one asked for: each ends within `timeout`.
-      const timer = this.#clock.setTimeout(() => done(false), 2 * roles.settings.timeout);
+      // A check of it running already, then the one asked for; back from silence, its claim waits
+      // for the others' running checks and then the ones asked for: each ends within `timeout`.
+      const timer = this.#clock.setTimeout(() => done(false), 4 * roles.settings.timeout);
       this.#roleWaiters.add(wake);
+      caller.onAbort(() => done(false));
       wake(); // already fenced, or back as a replica: no need to wait
     });
   }
@@ -729,7 +734,8 @@ class FailoverSet<T> implements Failover<T> {
    * claimant's; any other claimant is fenced. Claimants that tie (or that `compare` cannot order)
    * are all fenced: a write to the wrong one is lost. One that lost to a newer token stays fenced
    * until it reports replica or a token newer than the one it lost to, even once the winner is
-   * gone: its history ended there, and writes to it would be lost when it is rebuilt.
+   * gone: its history ended there, and writes to it would be lost when it is rebuilt. A primary
+   * whose checks went unanswered lost to any other elected while it was silent.
    */
   #electPrimary(emit: boolean): void {
     for (const e of this.#all) {
@@ -748,6 +754,13 @@ class FailoverSet<T> implements Failover<T> {
     }
     if (best !== undefined) {
       for (const e of candidates) if (e !== best) e.fencedBy = { token: best.token };
+      // A primary silent while another was elected lost to it too: back claiming an older history
+      // (frozen, resumed after the new one went silent in turn), it takes no write.
+      for (const e of this.#all) {
+        if (e.claim !== 'unreachable' || !e.silentPrimary) continue;
+        if (e.fencedBy === undefined || this.#order(best.token, e.fencedBy.token) > 0)
+          e.fencedBy = { token: best.token };
+      }
     }
     const previous = this.#primary;
     this.#primary = best;

@@ -196,6 +196,7 @@ export class RoleDiscovery {
       // One lost answer is not proof: it takes `unreachableAfter` in a row (the first round decides at once).
       if (e.claim === 'unreachable' || (probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')) return;
       const previous = e.claim;
+      e.silentPrimary = previous === 'primary';
       e.claim = 'unreachable';
       e.token = undefined;
       e.lag = undefined;
