@@ -168,12 +168,15 @@ const olderRefusals = new Set<string>([
 
 /**
  * True for a {@link LocalRefusalError} (from any installed copy; an older one's refusals, from
- * before this class, by their codes): the call was refused by one of our policies before it
- * reached the downstream. The one definition the breaker and retry use.
+ * before this class, by their codes), and for a holdfast error whose `refusedLocally` is true
+ * (a retry that gave up when every attempt had been refused): the call was refused by one of our
+ * policies before it reached the downstream. The one definition the breaker and retry use.
  */
 export function isLocalRefusal(error: unknown): error is LocalRefusalError {
   if (error instanceof LocalRefusalError) return true;
   if (!(error instanceof HoldfastError)) return false;
+  // A give-up after nothing but refusals (retry's RetryExhaustedError): nothing was sent.
+  if ((error as { refusedLocally?: unknown }).refusedLocally === true) return true;
   // An older copy's refusal: by its code, and E_STORE_UNAVAILABLE only from a Redis limiter.
   return error.code === 'E_STORE_UNAVAILABLE'
     ? (error as Branded)[kBrands]?.includes(Symbol.for('holdfast.error.LimitStoreUnavailableError')) === true

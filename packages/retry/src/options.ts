@@ -93,7 +93,7 @@ export const retryOptionsSchema = z.strictObject({
       result: fnOption<(result: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
     })
     .prefault({}),
-  /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks, capped by maxDelay. @default true */
+  /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks; longer than maxDelay: gives up at once. @default true */
   retryAfter: z.boolean().default(true),
   /**
    * Called before each wait, and awaited when it returns a promise. If it throws or rejects,
