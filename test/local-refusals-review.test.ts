@@ -5,6 +5,7 @@
 
 import { circuitBreaker, defaultIsFailure } from '@holdfast/breaker';
 import { createBus, isLocalRefusal, ManualClock, pipeline } from '@holdfast/core';
+import { idempotent, memoryStore } from '@holdfast/idempotency';
 import { bulkhead, tokenBucket } from '@holdfast/limit';
 import { type RetryExhaustedError, retry, retryBudget } from '@holdfast/retry';
 import { describe, expect, it } from 'vitest';
@@ -122,5 +123,28 @@ describe('pipeline(breaker, retry, refusing policy): a retry that only met refus
     expect(budget.snapshot()).toMatchObject({ retries: 0, refused: 0 });
     release();
     await holder;
+  });
+});
+
+describe('retry() around idempotent(): a key reused with another payload', () => {
+  it('is not retried: one attempt, the E_IDEMPOTENCY_MISMATCH thrown as is, no wait', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const bus = createBus();
+    const attempts: number[] = [];
+    bus.on('retry.attempt', (e) => attempts.push(e.attempt));
+    let ran = 0;
+    const charge = idempotent(async (_order: { id: string; amount: number }) => ++ran, {
+      store: memoryStore({ clock }),
+      key: (order) => order.id,
+      clock,
+      bus,
+    });
+    const policy = retry({ maxAttempts: 3, budget: false, clock, bus });
+    expect(await policy.execute(() => charge({ id: 'order-1', amount: 10 }))).toBe(1);
+    const call = policy.execute(() => charge({ id: 'order-1', amount: 99 })).catch((e: unknown) => e);
+    await clock.runAll();
+    const error = await call;
+    expect((error as { code?: unknown }).code).toBe('E_IDEMPOTENCY_MISMATCH');
+    expect({ ran, retries: attempts.length }).toEqual({ ran: 1, retries: 0 });
   });
 });

@@ -83,8 +83,8 @@ export const retryOptionsSchema = z.strictObject({
   retryOn: z
     .strictObject({
       /**
-       * @default isTransientError: all but AbortError, BrokenCircuitError, 4xx other than
-       * 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
+       * @default isTransientError: all but AbortError, BrokenCircuitError,
+       * E_IDEMPOTENCY_MISMATCH, 4xx other than 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
        * an `AbortError` (by name) and the caller's abort are never retried, whatever this
        * says. May return a promise: it is awaited.
        */
