@@ -18,8 +18,8 @@ export type IsFailure = (settled: Settled) => Outcome | boolean;
  * say the downstream is overloaded. Ignored: the caller's own abort, and a refusal by one of
  * our policies inside the breaker (`isLocalRefusal`: a bulkhead, rate or concurrency limiter,
  * throttle, inner breaker or idempotency key that refused the call before it reached the
- * downstream). Everything else that throws, and a 5xx `Response`, is a failure: timeouts and
- * exhausted retries or budgets included.
+ * downstream; a retry that met nothing else, `refusedLocally`). Everything else that throws,
+ * and a 5xx `Response`, is a failure: timeouts and exhausted retries or budgets included.
  */
 export function defaultIsFailure(settled: Settled): Outcome {
   if (settled.ok) {

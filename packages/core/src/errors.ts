@@ -157,12 +157,32 @@ export abstract class LocalRefusalError extends HoldfastError {
   static override readonly brand: symbol = Symbol.for('holdfast.error.LocalRefusalError');
 }
 
+/** The codes of the refusals an older copy of @holdfast/core made, before LocalRefusalError. */
+const olderRefusals = new Set<string>([
+  'E_CIRCUIT_OPEN',
+  'E_BULKHEAD_FULL',
+  'E_RATE_LIMITED',
+  'E_CONCURRENCY_LIMIT',
+  'E_THROTTLED',
+  'E_IDEMPOTENCY_CONFLICT',
+  'E_IDEMPOTENCY_MISMATCH',
+]);
+
 /**
- * True for a {@link LocalRefusalError} (from any installed copy): the call was refused by one
- * of our policies before it reached the downstream. The one definition the breaker and retry use.
+ * True for a {@link LocalRefusalError} (from any installed copy; an older one's refusals, from
+ * before this class, by their codes), and for a holdfast error whose `refusedLocally` is true
+ * (a retry that gave up when every attempt had been refused): the call was refused by one of our
+ * policies before it reached the downstream. The one definition the breaker and retry use.
  */
 export function isLocalRefusal(error: unknown): error is LocalRefusalError {
-  return error instanceof LocalRefusalError;
+  if (error instanceof LocalRefusalError) return true;
+  if (!(error instanceof HoldfastError)) return false;
+  // A give-up after nothing but refusals (retry's RetryExhaustedError): nothing was sent.
+  if ((error as { refusedLocally?: unknown }).refusedLocally === true) return true;
+  // An older copy's refusal: by its code, and E_STORE_UNAVAILABLE only from a Redis limiter.
+  return error.code === 'E_STORE_UNAVAILABLE'
+    ? (error as Branded)[kBrands]?.includes(Symbol.for('holdfast.error.LimitStoreUnavailableError')) === true
+    : olderRefusals.has(error.code);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { BrokenCircuitError } from '@holdfast/core';
+import { BrokenCircuitError, hasCode } from '@holdfast/core';
 import { isNonRetryable } from './errors.js';
 
 /** The messages fetch implementations give the TypeError of a network failure. */
@@ -32,12 +32,14 @@ export function isNetworkError(error: unknown): boolean {
 
 /**
  * The default `retryOn.error`: true unless the error is an `AbortError`, a
- * `BrokenCircuitError`, a 4xx other than 408 and 429, a TypeError that is not a network
- * failure (a bug does not heal), or marked with `nonRetryable()`.
+ * `BrokenCircuitError`, an idempotency key reused with another payload
+ * (`E_IDEMPOTENCY_MISMATCH`: it mismatches again), a 4xx other than 408 and 429, a TypeError
+ * that is not a network failure (a bug does not heal), or marked with `nonRetryable()`.
  */
 export function isTransientError(error: unknown): boolean {
   try {
-    if (isNonRetryable(error) || error instanceof BrokenCircuitError) return false;
+    if (isNonRetryable(error) || error instanceof BrokenCircuitError || hasCode(error, 'E_IDEMPOTENCY_MISMATCH'))
+      return false;
     if (error instanceof TypeError) return isNetworkError(error);
     if (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError')
       return false;

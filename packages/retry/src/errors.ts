@@ -19,6 +19,12 @@ export class RetryExhaustedError extends HoldfastError {
   readonly reason: ExhaustedReason;
   /** With reason `retryAfter`: the wait the failure asked for, ms. */
   readonly retryAfter: number | undefined;
+  /**
+   * True when every attempt was refused by one of our policies (`isLocalRefusal`) before it
+   * reached the downstream: `isLocalRefusal()` is then true of this error too, so a breaker
+   * outside does not count it, nor an outer retry charge its budget for it.
+   */
+  readonly refusedLocally: boolean;
 
   constructor(
     source: string,
@@ -27,6 +33,7 @@ export class RetryExhaustedError extends HoldfastError {
     cause: unknown,
     /** With reason `retryAfter`: the wait asked for and the policy's `maxDelay`, ms. */
     wait?: { readonly retryAfter: number; readonly maxDelay: number },
+    refusedLocally = false,
   ) {
     super('E_RETRY_EXHAUSTED', `${source}: gave up after ${why(attempts, reason, wait)}: ${messageOf(cause)}`, {
       cause,
@@ -34,6 +41,7 @@ export class RetryExhaustedError extends HoldfastError {
     this.attempts = attempts;
     this.reason = reason;
     this.retryAfter = wait?.retryAfter;
+    this.refusedLocally = refusedLocally;
   }
 }
 

@@ -83,8 +83,8 @@ export const retryOptionsSchema = z.strictObject({
   retryOn: z
     .strictObject({
       /**
-       * @default isTransientError: all but AbortError, BrokenCircuitError, 4xx other than
-       * 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
+       * @default isTransientError: all but AbortError, BrokenCircuitError,
+       * E_IDEMPOTENCY_MISMATCH, 4xx other than 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
        * an `AbortError` (by name) and the caller's abort are never retried, whatever this
        * says. May return a promise: it is awaited.
        */
@@ -93,7 +93,7 @@ export const retryOptionsSchema = z.strictObject({
       result: fnOption<(result: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
     })
     .prefault({}),
-  /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks, capped by maxDelay. @default true */
+  /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks; longer than maxDelay: gives up at once. @default true */
   retryAfter: z.boolean().default(true),
   /**
    * Called before each wait, and awaited when it returns a promise. If it throws or rejects,

@@ -89,6 +89,8 @@ interface Run<T> {
   delay: number;
   /** The wait before the next attempt. It resolves early when the caller aborts. */
   waiting: Promise<void>;
+  /** An attempt reached the downstream: it failed other than by one of our policies' refusals. */
+  reached?: true;
 }
 
 /** A failed attempt inside p-retry (which wants an Error): its error or rejected result. */
@@ -218,6 +220,7 @@ class RetryingPolicy implements RetryPolicy {
     const s = this.#s;
     const attempts = run.attempt;
     this.#stopIfAborted(run, value, isResult);
+    if (!refusedLocally(value, isResult)) run.reached = true;
     if (!isResult) {
       if (isMarkedNotRetryable(value)) this.#giveUp(run, 'notRetryable', value, isResult);
       const retryable = await s.retryOnError(value, attempts);
@@ -295,12 +298,12 @@ class RetryingPolicy implements RetryPolicy {
     // A retried result that runs out is returned: the caller sees the last Response.
     if (isResult) throw new Stop(value, true);
     if (reason === 'budget') throw new Stop(new RetryBudgetExhaustedError(this.name, run.attempt, value), false);
-    if (reason === 'retryAfter') {
-      const wait = { retryAfter: hinted, maxDelay: backoff.maxDelay };
-      throw new Stop(new RetryExhaustedError(this.name, run.attempt, reason, value, wait), false);
-    }
-    if (reason === 'maxAttempts' || reason === 'maxElapsed') {
-      throw new Stop(new RetryExhaustedError(this.name, run.attempt, reason, value), false);
+    if (reason === 'retryAfter' || reason === 'maxAttempts' || reason === 'maxElapsed') {
+      const wait = reason === 'retryAfter' ? { retryAfter: hinted, maxDelay: backoff.maxDelay } : undefined;
+      // Every attempt refused by our own policies: nothing reached the downstream, and the
+      // error says so, so that a breaker outside does not count it (isLocalRefusal).
+      const refused = run.reached === undefined;
+      throw new Stop(new RetryExhaustedError(this.name, run.attempt, reason, value, wait, refused), false);
     }
     throw new Stop(value, false);
   }
