@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { failover, type RoleReport, UnconfirmedWriteError } from '../src/index.js';
+import { failover, UnconfirmedWriteError } from '../src/index.js';
+import { type Fake, primary, replica, servers, write } from './fake-roles.js';
 import { harness } from './support.js';
 
 /**
@@ -8,32 +9,6 @@ import { harness } from './support.js';
  * signal, and a claim older than a primary elected while it was silent must not take writes.
  */
 
-interface Fake {
-  name: string;
-  report: RoleReport | 'hang';
-  writes: number;
-  gate?: Promise<void>;
-}
-
-function servers(...specs: [string, Fake['report']][]) {
-  const nodes = new Map<string, Fake>(specs.map(([name, report]) => [name, { name, report, writes: 0 }]));
-  const node = (name: string) => nodes.get(name) as Fake;
-  const check = async (e: { target: Fake }) => {
-    const r = e.target.report;
-    return r === 'hang' ? new Promise<RoleReport>(() => {}) : r;
-  };
-  const endpoints = [...nodes.values()].map((n) => ({ name: n.name, target: n }));
-  return { node, check, endpoints };
-}
-
-const write = async (e: { target: Fake }) => {
-  await e.target.gate;
-  e.target.writes++;
-  return e.target.name;
-};
-
-const primary = (token: unknown): RoleReport => ({ role: 'primary', token });
-const replica: RoleReport = { role: 'replica', token: [1, 0], lag: 0 };
 const settle = <R>(p: Promise<R>) =>
   p.then(
     (value) => ({ value }),

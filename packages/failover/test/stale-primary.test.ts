@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { failover, type RoleReport, UnconfirmedWriteError } from '../src/index.js';
+import { primary, replica, servers, write } from './fake-roles.js';
 import { harness } from './support.js';
 
 /**
@@ -7,34 +8,6 @@ import { harness } from './support.js';
  * another server may have been promoted in between (what Redis Sentinel or Patroni do): it must
  * not take writes on the strength of what the set knew of the others before.
  */
-
-interface Fake {
-  name: string;
-  report: RoleReport | 'hang';
-  writes: number;
-  /** When set, a write waits for it. */
-  gate?: Promise<void>;
-}
-
-function servers(...specs: [string, Fake['report']][]) {
-  const nodes = new Map<string, Fake>(specs.map(([name, report]) => [name, { name, report, writes: 0 }]));
-  const node = (name: string) => nodes.get(name) as Fake;
-  const check = async (e: { target: Fake }) => {
-    const r = e.target.report;
-    return r === 'hang' ? new Promise<RoleReport>(() => {}) : r;
-  };
-  const endpoints = [...nodes.values()].map((n) => ({ name: n.name, target: n }));
-  return { node, check, endpoints };
-}
-
-const write = async (e: { target: Fake }) => {
-  await e.target.gate;
-  e.target.writes++;
-  return e.target.name;
-};
-
-const primary = (token: unknown): RoleReport => ({ role: 'primary', token });
-const replica: RoleReport = { role: 'replica', token: [1, 0], lag: 0 };
 
 describe('a primary back from silence', () => {
   it('takes no write until the others were asked again: one promoted meanwhile fences it', async () => {
