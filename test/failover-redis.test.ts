@@ -10,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cartRedis } from '../examples/db-failover/cart-redis.js';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from './support/redis.js';
+import { load } from './support/sentinel-load.js';
 
 /**
  * A Redis master and replica started by the test, one ioredis client per server, and a set with
@@ -39,43 +40,8 @@ function client(server: RedisServer): Redis {
   return c;
 }
 
-let seq = 0;
-
-function load(db: Failover<Redis>, phase: string) {
-  const outcomes: Outcome[] = [];
-  const pending = new Set<Promise<void>>();
-  const call = (intent: 'read' | 'write') => {
-    const key = intent === 'write' ? `${phase}:${++seq}` : undefined;
-    const started = Date.now();
-    const p = db
-      .execute(
-        async (e) => {
-          if (key !== undefined) await e.target.set(key, '1');
-          else await e.target.get('probe');
-          return e.name;
-        },
-        { intent },
-      )
-      .then(
-        (endpoint) => void outcomes.push({ intent, started, endpoint, code: undefined, key }),
-        (error: { code?: string; name?: string }) =>
-          void outcomes.push({ intent, started, endpoint: undefined, code: error.code ?? error.name, key }),
-      )
-      .finally(() => pending.delete(p));
-    pending.add(p);
-  };
-  const tick = setInterval(() => {
-    for (let i = 0; i < 10; i++) call('read');
-    call('write');
-  }, 50);
-  return {
-    async stop(): Promise<Outcome[]> {
-      clearInterval(tick);
-      await Promise.all(pending);
-      return outcomes;
-    },
-  };
-}
+/** Ten reads and a write every 50 ms; the pair holds no `probe` key. */
+const load10 = (db: Failover<Redis>, phase: string) => load(db, phase, { reads: 10, probe: false });
 
 async function present(c: Redis, keys: readonly string[]): Promise<number> {
   if (keys.length === 0) return 0;
@@ -159,7 +125,7 @@ describe.skipIf(!redisAvailable())('failover on a real Redis master and replica'
   });
 
   it('discovers the master and the replica: writes to the master, reads to the replica', async () => {
-    const run = load(db, 'discover');
+    const run = load10(db, 'discover');
     await sleep(1_000);
     const outcomes = await run.stop();
     const f = tally('R1 discovery', outcomes);
@@ -212,7 +178,7 @@ describe.skipIf(!redisAvailable())('failover on a real Redis master and replica'
   });
 
   it('master killed, then REPLICAOF NO ONE on the replica: reads never fail, writes move to the new master', async () => {
-    const run = load(db, 'failover');
+    const run = load10(db, 'failover');
     await sleep(300);
     const killedAt = Date.now();
     await a.kill();
@@ -238,7 +204,7 @@ describe.skipIf(!redisAvailable())('failover on a real Redis master and replica'
   });
 
   it('the old master comes back empty: it is fenced, 0 acknowledged writes land on it', async () => {
-    const run = load(db, 'stale');
+    const run = load10(db, 'stale');
     await sleep(200);
     await a.restart();
     await until(() => db.snapshot().endpoints[0]?.discovered === 'fenced');
@@ -255,7 +221,7 @@ describe.skipIf(!redisAvailable())('failover on a real Redis master and replica'
   });
 
   it('the old master rejoins as a replica (REPLICAOF) and takes reads again', async () => {
-    const run = load(db, 'rejoin');
+    const run = load10(db, 'rejoin');
     await sleep(200);
     await ca.replicaof(b.host, b.port);
     await until(() => linkUp(ca));
@@ -269,7 +235,7 @@ describe.skipIf(!redisAvailable())('failover on a real Redis master and replica'
   });
 
   it('split brain: a replica promoted while the master runs wins by its history; the old master is fenced', async () => {
-    const run = load(db, 'split');
+    const run = load10(db, 'split');
     await sleep(200);
     await ca.replicaof('NO', 'ONE'); // both are masters now; a's replid2 is b's replid
     await until(() => db.snapshot().primary === 'redis-a');

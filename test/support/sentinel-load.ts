@@ -34,7 +34,11 @@ function client(server: RedisServer): Redis {
 
 let seq = 0;
 
-export function load(db: Failover<Redis>, phase: string) {
+/**
+ * Every 50 ms, `reads` reads (each checks the `probe` key the rig wrote, unless `probe` is false)
+ * and one write of a new key, until `stop()`; each call's outcome.
+ */
+export function load(db: Failover<Redis>, phase: string, { reads = 4, probe = true } = {}) {
   const outcomes: Outcome[] = [];
   const pending = new Set<Promise<void>>();
   const call = (intent: 'read' | 'write') => {
@@ -44,7 +48,7 @@ export function load(db: Failover<Redis>, phase: string) {
       .execute(
         async (e) => {
           if (key !== undefined) await e.target.set(key, '1');
-          else if ((await e.target.get('probe')) !== 'x') return `${e.name} missing`;
+          else if ((await e.target.get('probe')) !== 'x' && probe) return `${e.name} missing`;
           return e.name;
         },
         { intent },
@@ -65,7 +69,7 @@ export function load(db: Failover<Redis>, phase: string) {
     pending.add(p);
   };
   const tick = setInterval(() => {
-    for (let i = 0; i < 4; i++) call('read');
+    for (let i = 0; i < reads; i++) call('read');
     call('write');
   }, 50);
   return {
