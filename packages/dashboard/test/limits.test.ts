@@ -140,10 +140,12 @@ describe('the dashboard shows bulkheads, rate limiters, adaptive limiters, throt
     const policies = createPolicyRegistry();
     const dash = dashboard({ bus, policies, path: '/ops', interval: 100 });
     cleanups.push(() => dash.close());
-    policies.register('bulkhead', 'home-made', { snapshot: () => ({ running: 'many' }) });
+    // Held to the end: the registry holds what it lists weakly.
+    const homeMade = { snapshot: () => ({ running: 'many' }) };
+    policies.register('bulkhead', 'home-made', homeMade);
     const url = await serve(createServer(dash));
     const s = (await (await fetch(`${url}/ops/snapshot`)).json()) as DashboardSnapshot;
     expect(s.limits.bulkheads).toEqual([]);
-    expect(s.others).toEqual([{ kind: 'bulkhead', name: 'home-made', snapshot: { running: 'many' } }]);
+    expect(s.others).toEqual([{ kind: 'bulkhead', name: 'home-made', snapshot: homeMade.snapshot() }]);
   });
 });

@@ -206,11 +206,13 @@ describe('instrument(): limit metrics never break a call', () => {
     const meterProvider = new MeterProvider({ readers: [reader] });
     const stop = instrument({ bus, meterProvider, policies, spans: false });
     try {
-      policies.register('bulkhead', 'broken-pool', {
+      // Held to the end: the registry holds what it lists weakly.
+      const brokenPool = {
         snapshot: () => {
           throw new Error('snapshot failed: redis://admin:hunter2@cache:6379');
         },
-      });
+      };
+      policies.register('bulkhead', 'broken-pool', brokenPool);
       const pool = bulkhead({ maxConcurrent: 1, maxQueue: 0, bus, policies, name: 'pool' });
       const api = tokenBucket({ limit: 1, interval: 60_000, bus, policies, name: 'api' });
       // The SDK swallows the exporter's error; holdfast's part is that nothing reaches a call.
@@ -228,6 +230,13 @@ describe('instrument(): limit metrics never break a call', () => {
       expect(of(M.limitRejections).map((p) => [p.attributes[POLICY], p.value])).toEqual([['api', 1]]);
       expect(of(M.bulkheadCapacity).map((p) => [p.attributes[POLICY], p.value])).toEqual([['pool', 1]]);
       expect(JSON.stringify(metrics)).not.toContain('hunter2');
+      expect(policies.snapshots().find((e) => e.name === 'broken-pool')).toEqual({
+        kind: 'bulkhead',
+        name: 'broken-pool',
+        snapshot: null,
+        error: 'Error',
+      });
+      expect(brokenPool.snapshot).toThrow('hunter2');
       pool.dispose();
       api.dispose();
     } finally {
