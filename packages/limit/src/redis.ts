@@ -59,14 +59,17 @@ export const redisRateLimiterOptionsSchema = z
     /**
      * Prefix of every Redis key, without braces, spaces or control characters: the limiter puts
      * each key's hash in a Cluster hash tag itself (braces in the prefix would end or move it: a
-     * `{}` made Cluster hash a decision's two keys apart, and every decision failed). @default 'holdfast:rl:'
+     * `{}` made Cluster hash a decision's two keys apart, and every decision failed). Limiters
+     * given the same prefix share one count per key, whatever their settings.
+     * @default `holdfast:rl:gcra:<limit>:<interval>:<burst>:<name>:` (the name as `escape()` spells
+     * it): limiters with other settings or names never share a key, the same limit in every process does
      */
     prefix: z
       .string()
       .max(200)
       // The rule of the idempotency store's prefix.
       .regex(/^[^{}\s\p{Cc}]*$/u, 'must not contain braces, spaces or control characters')
-      .default('holdfast:rl:'),
+      .optional(),
     /** The key of calls that give none. @default '' */
     defaultKey: z.string().default(''),
     /**
@@ -199,6 +202,7 @@ class RedisGcra extends RateLimiterBase {
   #storeErrors = 0;
   readonly #keys = new Map<string, string>();
   readonly #ready: ReadyWait;
+  readonly #prefix: string;
 
   constructor(
     common: Common,
@@ -209,6 +213,11 @@ class RedisGcra extends RateLimiterBase {
     this.#late = o.onRedisError === 'closed' ? (args, reply) => this.#refund(args, reply) : undefined;
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
+    // Each limit its own keys unless the user names a prefix: a login limit and an API limit on
+    // the same user id shared one key (five logins refused the user's API calls for a minute).
+    // The name as escape() spells it (letters, digits, @*_+-./ and %XX or %uXXXX: one-to-one, a
+    // lone surrogate too), so no two names share a prefix and none opens a Cluster hash tag.
+    this.#prefix = o.prefix ?? `holdfast:rl:gcra:${o.limit}:${o.interval}:${this.#burst}:${escape(o.name)}:`;
     this.#args = {
       tolerance: String(this.#emission * this.#burst),
       px: String(Math.max(1, Math.ceil(this.#emission))),
@@ -225,7 +234,7 @@ class RedisGcra extends RateLimiterBase {
   keyOf(key: string): string {
     let hashed = this.#keys.get(key);
     if (hashed === undefined) {
-      hashed = `${this.o.prefix}{${hashKey(createHash('sha1'), key).digest('base64url')}}`;
+      hashed = `${this.#prefix}{${hashKey(createHash('sha1'), key).digest('base64url')}}`;
       // A small cache of recent keys: hashing is most of the client-side cost of a decision. Not
       // of long ones: 1,000 keys a client sent in 16 kB headers held 16 MB.
       if (key.length > 64) return hashed;

@@ -239,9 +239,9 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(await client.get(key as string)).toBe(String(Number(tat) + hour));
   });
 
-  it('two limiters on one key (the default prefix, or a rolling upgrade that changes the burst): the stricter one never hands out more than its limit', async () => {
+  it('two limiters on one key (one prefix given to both, or a rolling upgrade that changes the burst): the stricter one never hands out more than its limit', async () => {
     // A login limit (5 a minute) and an API limit (100 a second), both keyed by the client and
-    // on the same prefix: the API limiter's refusals must not forgive what the login limit owes.
+    // given the same prefix: the API limiter's refusals must not forgive what the login limit owes.
     const login = redisRateLimiter({ client, limit: 5, interval: 60_000, prefix: 'mixed:', policies: false });
     const api = redisRateLimiter({ client, limit: 100, interval: 1000, prefix: 'mixed:', policies: false });
     let logins = 0;
@@ -583,7 +583,9 @@ return reply`;
     expect(frozen.every((e) => e instanceof LimitStoreUnavailableError)).toBe(true); // none ran
     own.resume();
     // The 20 queued decisions run now (10 allowed by Redis, 10 not), and the 10 allowed are given back.
-    const tat = `holdfast:rl:{${createHash('sha1').update('k').digest('base64url')}}`;
+    // The default prefix: the algorithm, limit, interval, burst and name.
+    const tat = `holdfast:rl:gcra:10:600000:10:redisRateLimiter:{${createHash('sha1').update('k').digest('base64url')}}`;
+    expect(await c.exists(tat)).toBe(1); // the allowed decisions' TAT, not yet given back
     await expect.poll(() => c.exists(tat)).toBe(0);
     // Before: the 20 refused calls had spent all 10 units, and the key refused calls for 10 minutes.
     const after = [];
@@ -637,4 +639,91 @@ return reply`;
     expect((await closed.take('b')).allowed).toBe(true);
     expect(open.snapshot()).toMatchObject({ storeErrors: 2, status: 'pass' });
   }, 30_000);
+
+  describe('the default prefix: limiters with different settings never share a key; the same limit elsewhere does', () => {
+    it('a login limit (5 a minute) and an API limit (1,000 a minute) keyed by the same user keep their own counts', async () => {
+      const login = redisRateLimiter({ client, limit: 5, interval: 60_000, policies: false });
+      const api = redisRateLimiter({ client, limit: 1000, interval: 60_000, policies: false });
+      for (let i = 0; i < 5; i++) expect((await login.take('user-1')).allowed).toBe(true);
+      expect((await login.take('user-1')).allowed).toBe(false);
+      // Before: one key, which the five logins had put a minute ahead: the API refused the user.
+      expect(await api.take('user-1')).toMatchObject({ allowed: true, remaining: 999 });
+      // ...and the other way: API calls do not spend logins.
+      expect((await api.take('user-2', 100)).allowed).toBe(true);
+      expect(await login.take('user-2')).toMatchObject({ allowed: true, remaining: 4 });
+    });
+
+    it('two limiters with the same settings but different names keep their own counts', async () => {
+      const login = redisRateLimiter({ client, name: 'login', limit: 2, interval: 60_000, policies: false });
+      const reset = redisRateLimiter({ client, name: 'password-reset', limit: 2, interval: 60_000, policies: false });
+      for (let i = 0; i < 2; i++) expect((await login.take('user-3')).allowed).toBe(true);
+      expect(await reset.take('user-3')).toMatchObject({ allowed: true, remaining: 1 });
+    });
+
+    it('two instances with the same settings, on two connections, share one limit (an omitted burst is the limit)', async () => {
+      const other = connect(server);
+      const a = redisRateLimiter({ client, name: 'api', limit: 5, interval: 60_000, policies: false });
+      const b = redisRateLimiter({ client: other, name: 'api', limit: 5, burst: 5, interval: 60_000, policies: false });
+      for (let i = 0; i < 3; i++) expect((await a.take('user-4')).allowed).toBe(true);
+      expect((await b.take('user-4')).remaining).toBe(1);
+      expect((await b.take('user-4')).remaining).toBe(0);
+      expect((await a.take('user-4')).allowed).toBe(false);
+    });
+
+    it('two processes with the same settings share one limit', async () => {
+      const source = fileURLToPath(new URL('../src/redis.ts', import.meta.url));
+      const options = (name: string) =>
+        `{ client, name: ${JSON.stringify(name)}, limit: 5, interval: 60_000, policies: false }`;
+      const takeIn = (name: string, n: number) => {
+        const code = `
+          const { Redis } = await import('ioredis');
+          const { redisRateLimiter } = await import(${JSON.stringify(source)});
+          const client = new Redis(${JSON.stringify(server.url)});
+          const rl = redisRateLimiter(${options(name)});
+          let allowed = 0;
+          for (let i = 0; i < ${n}; i++) if ((await rl.take('user-5')).allowed) allowed++;
+          console.log(allowed);
+          client.disconnect();`;
+        const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+          encoding: 'utf8',
+          cwd: fileURLToPath(new URL('..', import.meta.url)),
+          env: { ...process.env, NODE_OPTIONS: '' },
+        });
+        expect(run.stderr).toBe('');
+        return Number(run.stdout);
+      };
+      expect(takeIn('shared', 3)).toBe(3);
+      expect(takeIn('shared', 5)).toBe(2);
+      // ...and this process, the same limit, finds it spent; another name does not.
+      const here = redisRateLimiter({ client, name: 'shared', limit: 5, interval: 60_000, policies: false });
+      expect((await here.take('user-5')).allowed).toBe(false);
+      expect(takeIn('other', 5)).toBe(5);
+    }, 30_000);
+
+    it('an explicit prefix keeps the exact keys of before, shared by every limiter given it', async () => {
+      const a = redisRateLimiter({ client, prefix: 'holdfast:rl:', limit: 5, interval: 60_000, policies: false });
+      const b = redisRateLimiter({ client, prefix: 'holdfast:rl:', limit: 50, interval: 60_000, policies: false });
+      await a.take('user-6');
+      expect(await client.exists(`holdfast:rl:{${createHash('sha1').update('user-6').digest('base64url')}}`)).toBe(1);
+      // The user said so: one key.
+      expect((await b.take('user-6')).remaining).toBeLessThan(48);
+    });
+
+    it('a name with braces, spaces, control characters or a lone surrogate stays inside the prefix: one hash tag, no two names alike', async () => {
+      const names = ['a{b}c', 'a b', 'a\nb', '{', '}', 'a%7Bb', 'x\ud800', 'x\ud801', 'x\ufffd', 'x:5:60000:5:y'];
+      for (const name of names) {
+        const rl = redisRateLimiter({ client, name, limit: 1, interval: 60_000, resendWindow: 0, policies: false });
+        expect((await rl.take('user-7')).allowed).toBe(true);
+        expect((await rl.take('user-7')).allowed).toBe(false);
+      }
+      const tag = createHash('sha1').update('user-7').digest('base64url');
+      const keys = (await client.keys('*')).filter((k) => k.includes(tag));
+      expect(keys).toHaveLength(names.length);
+      for (const k of keys) {
+        expect(k.indexOf('{')).toBe(k.lastIndexOf('{'));
+        expect(k.endsWith(`{${tag}}`)).toBe(true);
+        expect(k).not.toMatch(/[\s\p{Cc}]/u);
+      }
+    });
+  });
 });
