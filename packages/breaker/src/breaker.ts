@@ -7,6 +7,7 @@ import {
   type ErrorLabel,
   type ExecuteOptions,
   elapsedTime,
+  invokeIn,
   errorLabel,
   bus as globalBus,
   policies as globalPolicies,
@@ -323,7 +324,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   async #passThrough<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     const scope = options instanceof CallScope ? options : new CallScope(options);
     try {
-      return await fn(scope);
+      // Nothing recorded, but the abort rules hold: a caller that aborted gets its reason.
+      return await invokeIn(fn, scope);
     } finally {
       if (scope !== options) scope.release();
     }
