@@ -171,7 +171,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   /** Opens the breaker by hand, for `openFor`; then it probes as usual. */
   open(): void {
     this.#live();
-    if (this.#state !== OPEN) this.#open('manual', this.#elapsed(), undefined);
+    // An open time that ran out is over whether or not anyone looked: it opens again.
+    const now = this.#elapsed();
+    if (this.#refresh(now) !== OPEN) this.#open('manual', now, undefined);
   }
 
   /** Closes the breaker by hand and empties its window. */
