@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { circuitBreaker } from '@holdfast/breaker';
 import { type CallContext, createBus, fallback, hedge, ManualClock, pipeline, timeout } from '@holdfast/core';
-import { bulkhead } from '@holdfast/limit';
+import { bulkhead, tokenBucket } from '@holdfast/limit';
 import { retry } from '@holdfast/retry';
 import { describe, expect, it } from 'vitest';
 
@@ -230,5 +230,68 @@ describe('composition (review)', () => {
     expect(await f.execute(() => Promise.reject(new Error('x')))).toBe(1);
     await new Promise((r) => setImmediate(r));
     expect(seen).toEqual(['a', 'a', 'a', 'a']);
+  });
+});
+
+describe('hedge over a limiter (review)', () => {
+  const reset = () => Object.assign(new Error('down'), { code: 'ECONNRESET' });
+
+  it('a downstream failure is not hidden behind the limiter refusing the next attempt: the breaker outside opens', async () => {
+    const clock = new ManualClock();
+    const bus = createBus();
+    const breaker = circuitBreaker({ bus, clock, policies: false, consecutiveFailures: 3 });
+    const p = pipeline(
+      breaker,
+      hedge({ delay: 1_000, safe: true, bus, clock, policies: false, budget: false }),
+      tokenBucket({ limit: 1, interval: 60_000, burst: 1, bus, clock, policies: false }),
+    );
+    const codes: unknown[] = [];
+    let sent = 0;
+    for (let i = 0; i < 3; i++) {
+      await clock.advance(60_000); // one token again
+      const call = p.execute(() => {
+        sent++;
+        return Promise.reject(reset());
+      });
+      codes.push(await call.catch((e: { code?: string }) => e.code));
+    }
+    expect({ sent, codes, state: breaker.state }).toEqual({
+      sent: 3,
+      codes: ['ECONNRESET', 'ECONNRESET', 'ECONNRESET'],
+      state: 'open',
+    });
+  });
+
+  it('every attempt refused: the refusal is what the caller gets', async () => {
+    const clock = new ManualClock();
+    const bus = createBus();
+    const limiter = tokenBucket({ limit: 1, interval: 60_000, burst: 1, bus, clock, policies: false });
+    await limiter.execute(() => 'spent');
+    const h = hedge({ delay: 1_000, safe: true, bus, clock, policies: false, budget: false });
+    const code = await h.execute((ctx) => limiter.execute(() => 'never', ctx)).catch((e: { code?: string }) => e.code);
+    expect(code).toBe('E_RATE_LIMITED');
+  });
+
+  it('an attempt that rejects with a Proxy whose every property throws sends the next one at once, and the call settles', async () => {
+    const proxy = new Proxy(
+      {},
+      {
+        get() {
+          throw new Error('no property');
+        },
+      },
+    );
+    const clock = new ManualClock();
+    const h = hedge({ delay: 1_000, safe: true, bus: createBus(), clock, policies: false, budget: false });
+    let n = 0;
+    let got: unknown = 'pending';
+    void h
+      .execute(() => (++n === 1 ? Promise.reject(proxy) : Promise.reject(reset())))
+      .catch((e: unknown) => {
+        got = e;
+      });
+    for (let i = 0; i < 10; i++) await Promise.resolve(); // no time passes: a failure does not wait out the delay
+    expect(n).toBe(2);
+    expect((got as { code?: string }).code).toBe('ECONNRESET');
   });
 });
