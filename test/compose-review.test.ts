@@ -135,10 +135,9 @@ describe('composition (review)', () => {
     );
     const call = p
       .execute(({ signal }) => new Promise((_, rej) => signal.addEventListener('abort', () => rej(signal.reason))))
-      .catch((e) => e);
+      .catch((e: { code?: string }) => e.code);
     await clock.runAll();
-    const e = await call;
-    expect(e.code).toBe('E_RETRY_EXHAUSTED');
+    expect(await call).toBe('E_RETRY_EXHAUSTED');
     expect(b.snapshot().window).toMatchObject({ failures: 3, timeouts: 3 });
     expect(counts).toMatchObject({ timeout: 3, 'retry.attempt': 2, 'retry.giveUp': 1, 'breaker.failure': 3 });
     expect(clock.pending).toBe(0);
