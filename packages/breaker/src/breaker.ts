@@ -10,6 +10,7 @@ import {
   errorLabel,
   bus as globalBus,
   policies as globalPolicies,
+  invokeIn,
   type Operation,
   type Policy,
   parseOptions,
@@ -170,7 +171,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   /** Opens the breaker by hand, for `openFor`; then it probes as usual. */
   open(): void {
     this.#live();
-    if (this.#state !== OPEN) this.#open('manual', this.#elapsed(), undefined);
+    // An open time that ran out is over whether or not anyone looked: it opens again.
+    const now = this.#elapsed();
+    if (this.#refresh(now) !== OPEN) this.#open('manual', now, undefined);
   }
 
   /** Closes the breaker by hand and empties its window. */
@@ -323,7 +326,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   async #passThrough<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     const scope = options instanceof CallScope ? options : new CallScope(options);
     try {
-      return await fn(scope);
+      // Nothing recorded, but the abort rules hold: a caller that aborted gets its reason.
+      return await invokeIn(fn, scope);
     } finally {
       if (scope !== options) scope.release();
     }

@@ -175,14 +175,18 @@ const olderRefusals = new Set<string>([
  * policies before it reached the downstream. The one definition the breaker and retry use.
  */
 export function isLocalRefusal(error: unknown): error is LocalRefusalError {
-  if (error instanceof LocalRefusalError) return true;
-  if (!(error instanceof HoldfastError)) return false;
-  // A give-up after nothing but refusals (retry's RetryExhaustedError): nothing was sent.
-  if ((error as { refusedLocally?: unknown }).refusedLocally === true) return true;
-  // An older copy's refusal: by its code, and E_STORE_UNAVAILABLE only from a Redis limiter.
-  return error.code === 'E_STORE_UNAVAILABLE'
-    ? (error as Branded)[kBrands]?.includes(Symbol.for('holdfast.error.LimitStoreUnavailableError')) === true
-    : olderRefusals.has(error.code);
+  try {
+    if (error instanceof LocalRefusalError) return true;
+    if (!(error instanceof HoldfastError)) return false;
+    // A give-up after nothing but refusals (retry's RetryExhaustedError): nothing was sent.
+    if ((error as { refusedLocally?: unknown }).refusedLocally === true) return true;
+    // An older copy's refusal: by its code, and E_STORE_UNAVAILABLE only from a Redis limiter.
+    return error.code === 'E_STORE_UNAVAILABLE'
+      ? (error as Branded)[kBrands]?.includes(Symbol.for('holdfast.error.LimitStoreUnavailableError')) === true
+      : olderRefusals.has(error.code);
+  } catch {
+    return false; // a Proxy whose getters throw is no refusal of ours
+  }
 }
 
 /**

@@ -331,10 +331,15 @@ export const stateChangeEvents = [
   'failover.fence',
 ] as const satisfies readonly EventType[];
 
-/** The label an event gives an error: its holdfast or system `code`, else its `name`. */
+/** The label an event gives an error: its holdfast or system `code`, else its `name`; never throws. */
 export function errorLabel(error: unknown): ErrorLabel {
   if (typeof error !== 'object' || error === null) return undefined;
-  const { code, name } = error as { code?: unknown; name?: unknown };
-  if (typeof code === 'string') return code;
-  return typeof name === 'string' ? name : undefined;
+  try {
+    const { code, name } = error as { code?: unknown; name?: unknown };
+    if (typeof code === 'string') return code;
+    return typeof name === 'string' ? name : undefined;
+  } catch {
+    // A getter that throws (a Proxy): no label. An emit must never turn into the call's error.
+    return undefined;
+  }
 }

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { type Bus, bus as globalBus } from './bus.js';
 import { type Clock, elapsedTime, realClock, type TimerHandle } from './clock.js';
 import { CallScope } from './context.js';
-import { DisposedError } from './errors.js';
+import { DisposedError, isLocalRefusal } from './errors.js';
 import { busOption, clockOption, durationOption, nameOption, parseOptions, policiesOption } from './options.js';
 import { type ExecuteOptions, invokeIn, type Operation, type Policy } from './policy.js';
 import { policies as globalPolicies, type Unregister } from './registry.js';
@@ -240,6 +240,8 @@ class HedgedCall<T> {
   sent = 0;
   settled = false;
   lastError: unknown;
+  /** An attempt failed after reaching the downstream: its error is the one to report. */
+  reached = false;
   timer: TimerHandle | undefined;
   readonly stopOnAbort: () => void;
 
@@ -298,7 +300,11 @@ class HedgedCall<T> {
     this.running.delete(scope);
     scope.release();
     if (this.settled) return;
-    this.lastError = error;
+    // A later attempt refused by a policy of ours inside (a limiter) must not hide a failure of
+    // the downstream: a breaker outside would not count the call, nor a retry its budget.
+    const refused = isLocalRefusal(error);
+    if (!refused || !this.reached) this.lastError = error;
+    this.reached ||= !refused;
     this.#stopTimer();
     // A failure need not wait out the delay: the next attempt goes at once.
     if (this.sent <= this.policy.maxHedges && this.launch('failure', 0)) return;

@@ -82,13 +82,15 @@ export function resultLabel(result: unknown): string {
   return isResponseLike(result) ? `HTTP ${result.status}` : 'result';
 }
 
-/** Frees the connection behind a Response that is dropped for a retry. */
+/** Frees the connection behind a Response (or anything with a cancellable `body`) dropped for a retry. */
 export function discard(result: unknown): void {
-  const body = (result as { body?: { cancel?: () => Promise<void> } | null; bodyUsed?: boolean }).body;
-  if (typeof body?.cancel !== 'function' || (result as { bodyUsed?: boolean }).bodyUsed === true) return;
+  // null, undefined, a number: a poll's "not yet", nothing to free (reading `.body` would throw).
+  if (typeof result !== 'object' || result === null) return;
   try {
+    const body = (result as { body?: { cancel?: () => Promise<void> } | null }).body;
+    if (typeof body?.cancel !== 'function' || (result as { bodyUsed?: boolean }).bodyUsed === true) return;
     body.cancel().catch(() => {});
   } catch {
-    // A locked stream: whoever holds the reader frees it.
+    // A locked stream (whoever holds the reader frees it), or a getter that throws.
   }
 }
