@@ -251,8 +251,11 @@ export async function startSentinel(
   const name = options.name ?? 'holdfast';
   const downAfter = options.downAfterMs ?? 1_000;
   const count = options.replicas ?? 1;
-  const [master] = (await startRedis(1)) as [RedisServer];
-  const replicas = await startRedis(count, ['--replicaof', '127.0.0.1', String(master.port)]);
+  // Every server (each may become the master) starts a replica's full sync at once: diskless by
+  // default, a master waits 5 s (repl-diskless-sync-delay) for more replicas to share the transfer.
+  const noDelay = ['--repl-diskless-sync-delay', '0'];
+  const [master] = (await startRedis(1, noDelay)) as [RedisServer];
+  const replicas = await startRedis(count, [...noDelay, '--replicaof', '127.0.0.1', String(master.port)]);
   const replica = replicas[0] as RedisServer;
   const config = [
     `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
@@ -349,6 +352,9 @@ export async function startCluster(options: { nodeTimeoutMs?: number } = {}): Pr
         timeout,
         '--cluster-announce-ip',
         '127.0.0.1',
+        // A replica's full sync starts at once, not after the 5 s a diskless master waits for more.
+        '--repl-diskless-sync-delay',
+        '0',
         '--cluster-config-file',
         join(tmpdir(), `holdfast-cluster-${randomUUID()}.conf`),
       ]),
