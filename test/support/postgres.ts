@@ -166,7 +166,10 @@ export async function startPgPair(): Promise<PgPair> {
 function template(who: Identity | undefined): string {
   const key = `${bindir}-${who?.uid ?? process.getuid?.()}`.replace(/[^A-Za-z0-9]+/g, '-');
   const dir = join(tmpdir(), `holdfast-pg-template-${key}`);
-  if (existsSync(join(dir, 'PG_VERSION'))) return dir;
+  const whole = () => existsSync(join(dir, 'PG_VERSION')) && existsSync(join(dir, 'global', 'pg_control'));
+  if (whole()) return dir;
+  // One a temp cleaner emptied in part: built again.
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
   const building = mkdtempSync(join(tmpdir(), 'holdfast-pg-template-building-'));
   chmodSync(building, 0o755);
   if (who) chownSync(building, who.uid, who.gid);
@@ -176,7 +179,7 @@ function template(who: Identity | undefined): string {
     renameSync(data, dir);
   } catch (error) {
     // Another test file renamed its own first: use that one.
-    if (!existsSync(join(dir, 'PG_VERSION'))) throw error;
+    if (!whole()) throw error;
   }
   rmSync(building, { recursive: true, force: true });
   return dir;
