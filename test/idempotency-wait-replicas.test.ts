@@ -117,7 +117,8 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
       // behind its script. Every WAIT sent before the first came back short (within 300 ms) then
       // held the connection 300 ms in turn: about 30 of them, 9 s in which replays queued behind
       // them timed out too (1 of about 150 answered in the 3 s after the replica went, either way).
-      const [master] = (await startRedis(1)) as [RedisServer];
+      // No delay before the replica's first sync (diskless by default: 5 s to gather replicas).
+      const [master] = (await startRedis(1, ['--repl-diskless-sync-delay', '0'])) as [RedisServer];
       const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(master.port)])) as [RedisServer];
       const client = new Redis(master.port, '127.0.0.1');
       client.on('error', () => {});
@@ -125,6 +126,12 @@ describe.skipIf(!redisAvailable())('redisStore waitForReplicas when the replicas
         while (!(await redisCommand(replica.port, ['INFO', 'replication'])).includes('master_link_status:up')) {
           await sleep(50);
         }
+        // A replica just synced may take a moment to acknowledge its first WAIT: it does before the load.
+        const acknowledged = async () => {
+          await client.set('warm', '1');
+          return Number(await client.call('wait', '1', '300')) >= 1;
+        };
+        for (let i = 0; i < 100 && !(await acknowledged()); i++) await sleep(50);
         const store = redisStore({ client, commandTimeout: 1_000, waitForReplicas: { replicas: 1, timeoutMs: 300 } });
         const done = Array.from({ length: 5 }, (_, i) => `done-${i}`);
         for (const key of done) {

@@ -1,13 +1,13 @@
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 /**
  * A PostgreSQL streaming-replication pair built from the machine's binaries (`pg_config --bindir`):
- * initdb, pg_basebackup -R, postgres. The binaries refuse to run as root, so under root the
+ * initdb (once, a template each pair copies), pg_basebackup -R, postgres. The binaries refuse to run as root, so under root the
  * harness runs them as an unprivileged user of its own (`holdfast-pg`), created on first use.
  * Data and unix sockets live under a temp dir; TCP only on 127.0.0.1, on free ports. Every process
  * is stopped by PID at the end.
@@ -142,9 +142,8 @@ export async function startPgPair(): Promise<PgPair> {
   chmodSync(root, 0o755);
   if (who) chownSync(root, who.uid, who.gid);
   const primary = await makeNode('pg-a', root, who);
-  run(who, 'initdb', ['-D', primary.dir, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'], {
-    LC_ALL: 'C',
-  });
+  // A copy of a cluster initdb made once (for every test file of the run): initdb takes seconds.
+  execFileSync('cp', ['-a', template(who), primary.dir]);
   await primary.start();
   const replica = await makeNode('pg-b', root, who);
   await replica.rebuildAsReplicaOf(primary);
@@ -156,6 +155,34 @@ export async function startPgPair(): Promise<PgPair> {
       rmSync(root, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * A data directory fresh from initdb, never started, shared by every pair the machine's test
+ * files start: each copies it (`cp -a`, owner and modes kept). Built once per binaries and user,
+ * in a directory of its own renamed into place when complete, so concurrent test files either
+ * find a whole one or build their own (the loser of the rename removes its copy).
+ */
+function template(who: Identity | undefined): string {
+  const key = `${bindir}-${who?.uid ?? process.getuid?.()}`.replace(/[^A-Za-z0-9]+/g, '-');
+  const dir = join(tmpdir(), `holdfast-pg-template-${key}`);
+  const whole = () => existsSync(join(dir, 'PG_VERSION')) && existsSync(join(dir, 'global', 'pg_control'));
+  if (whole()) return dir;
+  // One a temp cleaner emptied in part: built again.
+  if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+  const building = mkdtempSync(join(tmpdir(), 'holdfast-pg-template-building-'));
+  chmodSync(building, 0o755);
+  if (who) chownSync(building, who.uid, who.gid);
+  const data = join(building, 'data');
+  run(who, 'initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '--no-sync', '-E', 'UTF8'], { LC_ALL: 'C' });
+  try {
+    renameSync(data, dir);
+  } catch (error) {
+    // Another test file renamed its own first: use that one.
+    if (!whole()) throw error;
+  }
+  rmSync(building, { recursive: true, force: true });
+  return dir;
 }
 
 interface NodeImpl extends PgNode {

@@ -243,16 +243,20 @@ export interface SentinelSetup {
 /**
  * Starts a master, `replicas` replicas (1) and three Sentinels (quorum 2) on free loopback ports,
  * and waits until the Sentinels know the replicas and each other, so a failover can happen.
- * `downAfterMs`: how long the master may be silent before it is judged down.
+ * `downAfterMs`: how long the master may be silent before it is judged down. `syncDelayMs` (0,
+ * whole seconds): how long a master waits before a replica's full sync (Redis' default is 5 s).
  */
 export async function startSentinel(
-  options: { downAfterMs?: number; name?: string; replicas?: number } = {},
+  options: { downAfterMs?: number; name?: string; replicas?: number; syncDelayMs?: number } = {},
 ): Promise<SentinelSetup> {
   const name = options.name ?? 'holdfast';
   const downAfter = options.downAfterMs ?? 1_000;
   const count = options.replicas ?? 1;
-  const [master] = (await startRedis(1)) as [RedisServer];
-  const replicas = await startRedis(count, ['--replicaof', '127.0.0.1', String(master.port)]);
+  // Every server (each may become the master) starts a replica's full sync after `syncDelayMs`
+  // (0: at once). Redis' own default, diskless, waits 5 s for more replicas to share the transfer.
+  const syncDelay = ['--repl-diskless-sync-delay', String(Math.ceil((options.syncDelayMs ?? 0) / 1_000))];
+  const [master] = (await startRedis(1, syncDelay)) as [RedisServer];
+  const replicas = await startRedis(count, [...syncDelay, '--replicaof', '127.0.0.1', String(master.port)]);
   const replica = replicas[0] as RedisServer;
   const config = [
     `sentinel monitor ${name} 127.0.0.1 ${master.port} 2`,
@@ -349,6 +353,9 @@ export async function startCluster(options: { nodeTimeoutMs?: number } = {}): Pr
         timeout,
         '--cluster-announce-ip',
         '127.0.0.1',
+        // A replica's full sync starts at once, not after the 5 s a diskless master waits for more.
+        '--repl-diskless-sync-delay',
+        '0',
         '--cluster-config-file',
         join(tmpdir(), `holdfast-cluster-${randomUUID()}.conf`),
       ]),

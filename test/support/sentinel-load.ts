@@ -171,7 +171,10 @@ export interface Rig {
 }
 
 export async function rig(): Promise<Rig> {
-  const setup = await startSentinel({ replicas: 2, downAfterMs: 1_000 });
+  // Redis' own 5 s before a replica's full sync, as these scenarios were measured with: synced at
+  // once, the freeze scenario saw acknowledged writes land on the resumed master and get lost in
+  // 2 of 5 runs (0 of 4 with the delay). Not understood yet; kept until it is.
+  const setup = await startSentinel({ replicas: 2, downAfterMs: 1_000, syncDelayMs: 5_000 });
   const servers = [setup.master, ...setup.replicas];
   const names = new Map(servers.map((s, i) => [s, `redis-${i}`]));
   const bus = createBus();

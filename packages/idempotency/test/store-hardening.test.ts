@@ -56,7 +56,8 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
   let server: RedisServer;
   let client: Redis;
   beforeAll(async () => {
-    [server] = (await startRedis(1)) as [RedisServer];
+    // A replica's full sync starts at once, not after the 5 s a diskless master waits for more replicas.
+    [server] = (await startRedis(1, ['--repl-diskless-sync-delay', '0'])) as [RedisServer];
     client = connect(server);
   });
   afterAll(async () => {
@@ -205,7 +206,7 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     // WAIT holds every command behind it on the connection. A master left without its replica (it
     // died; or the master is new after a failover) must not turn each store call into a 300 ms WAIT
     // queued behind the others: replays then time out too, and the whole service answers 503.
-    const [master] = (await startRedis(1)) as [RedisServer];
+    const [master] = (await startRedis(1, ['--repl-diskless-sync-delay', '0'])) as [RedisServer];
     const [replica] = (await startRedis(1, ['--replicaof', '127.0.0.1', String(master.port)])) as [RedisServer];
     const admin = connect(replica);
     const linked = async () => {
@@ -215,6 +216,12 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
     };
     await linked();
     const own = connect(master);
+    // A replica just synced may take a moment to acknowledge its first WAIT: it does before the writes.
+    const acknowledged = async () => {
+      await own.set('warm', '1');
+      return Number(await own.call('wait', '1', '300')) >= 1;
+    };
+    for (let i = 0; i < 100 && !(await acknowledged()); i++) await new Promise((r) => setTimeout(r, 50));
     const store = redisStore({
       client: own,
       prefix: `g:${randomUUID()}:`,
