@@ -4,6 +4,7 @@ import {
   type Clock,
   DisposedError,
   elapsedTime,
+  HoldfastConfigError,
   parseOptions,
   realClock,
   type Snapshottable,
@@ -98,6 +99,8 @@ class Tally {
       this.failures++;
       return;
     }
+    // No duration (NaN, negative, infinite): the call counts, but is no value of the percentiles.
+    if (Number.isNaN(latency)) return;
     if (this.seen === this.latencies.length && this.seen < LATENCY_SLOTS) {
       const grown = new Float64Array(Math.min(LATENCY_SLOTS, this.seen * 2));
       grown.set(this.latencies);
@@ -264,6 +267,14 @@ class Watch implements AnomalyWatch {
 
   observe(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (this.#disposed) return;
+    if (outcome !== 'success' && outcome !== 'failure' && outcome !== 'reject') {
+      throw new HoldfastConfigError(`${this.name}.observe`, [
+        { path: 'outcome', message: "must be 'success', 'failure' or 'reject'", value: outcome },
+      ]);
+    }
+    // A stopwatch read across a clock step (negative) or a call never timed is no latency: counted,
+    // not measured, and never taken for the probe of an ejection (nor for its end).
+    const ms = latency >= 0 && latency < Number.POSITIVE_INFINITY ? latency : Number.NaN;
     let w = this.#keys.get(key);
     if (w === undefined) {
       if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
@@ -274,8 +285,8 @@ class Watch implements AnomalyWatch {
       this.#keys.delete(key);
       this.#keys.set(key, w);
     }
-    w.tally.add(latency, outcome);
-    this.#actions.settled(key, latency, outcome);
+    w.tally.add(ms, outcome);
+    this.#actions.settled(key, ms, outcome);
   }
 
   flush(): void {
@@ -283,6 +294,8 @@ class Watch implements AnomalyWatch {
     const now = this.#clock.now();
     // A copy: a listener of the events below may observe() a call, which reorders the map.
     for (const [key, w] of [...this.#keys]) {
+      // A listener of the events below may dispose the watch: then nothing more is scored or done.
+      if (this.#disposed) return;
       if (w.tally.calls + w.tally.rejects < Math.max(1, this.#o.minCalls)) {
         w.tally.take(this.#o.interval);
         if (++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
@@ -292,7 +305,7 @@ class Watch implements AnomalyWatch {
       const { calls, rejects } = w.tally;
       this.#score(key, w, w.tally.take(this.#o.interval), [calls, calls + rejects], now);
     }
-    this.#actions.tick(this.#anyRaised());
+    if (!this.#disposed) this.#actions.tick(this.#anyRaised());
   }
 
   /** `calls` and `offered`: how many calls the error rate and the reject rate were taken from. */
@@ -322,9 +335,10 @@ class Watch implements AnomalyWatch {
     // The actions compare this interval's values with the peers': they must be in place first.
     w.last = metrics;
     for (const [slot, detector, q, score, expected] of changes) {
+      if (this.#disposed) return;
       this.#changed(key, w, slot, detector, watchMetrics[q] as string, score, sample[q] as number, expected, now);
     }
-    if (this.#bus.wants('anomaly.score')) {
+    if (!this.#disposed && this.#bus.wants('anomaly.score')) {
       this.#bus.emit({
         type: 'anomaly.score',
         source: this.name,
@@ -366,14 +380,15 @@ class Watch implements AnomalyWatch {
           expected,
         });
       }
-      if (!was) this.#actions.detected(key, metric);
+      // Disposed by a listener of that event: what it raised was closed, and nothing is acted on.
+      if (!was && !this.#disposed) this.#actions.detected(key, metric);
       return;
     }
     w.raisedAt[slot] = undefined;
     // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
     const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
     this.#cleared(key, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
-    if (!w.raised) this.#actions.cleared(key);
+    if (!w.raised && !this.#disposed) this.#actions.cleared(key);
   }
 
   #cleared(
