@@ -16,6 +16,7 @@ import { Actions } from './actions.js';
 import { baselineFactory, type RobustBaseline } from './baseline.js';
 import { forestFactory, type HalfSpaceForest } from './forest.js';
 import { type AnomalyWatchOptions, watchMetrics, watchOptionsSchema } from './options.js';
+import { shown } from './shown.js';
 
 /** A metric the watch computes per key and interval. */
 export type WatchMetric = (typeof watchMetrics)[number];
@@ -192,8 +193,11 @@ class Watched {
   idle = 0;
   samples = 0;
   last: readonly AnomalyMetric[] = [];
+  /** The key as events and snapshots show it: without a password it may carry. */
+  readonly shown: string;
 
   constructor(make: Detectors, key: string) {
+    this.shown = shown(key);
     this.baselines = make.baselines?.map((m) => m());
     this.forest = make.forest?.(hash(key)); // one forest per key, each its own structure
   }
@@ -343,7 +347,7 @@ class Watch implements AnomalyWatch {
         type: 'anomaly.score',
         source: this.name,
         time: now,
-        key,
+        key: w.shown,
         score: top,
         raised: w.raised,
         metrics,
@@ -372,7 +376,7 @@ class Watch implements AnomalyWatch {
           type: 'anomaly.detected',
           source: this.name,
           time: now,
-          key,
+          key: w.shown,
           detector,
           metric,
           score,
@@ -387,7 +391,7 @@ class Watch implements AnomalyWatch {
     w.raisedAt[slot] = undefined;
     // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
     const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
-    this.#cleared(key, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
+    this.#cleared(w.shown, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
     if (!w.raised && !this.#disposed) this.#actions.cleared(key);
   }
 
@@ -445,7 +449,7 @@ class Watch implements AnomalyWatch {
       w.raisedAt[slot] = undefined;
       const forest = slot === watchMetrics.length;
       const metric = forest ? (w.forestMetric ?? 'latencyP99') : (watchMetrics[slot] as string);
-      this.#cleared(key, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
+      this.#cleared(w.shown, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
     });
     this.#actions.forgotten(key);
   }
@@ -468,7 +472,8 @@ class Watch implements AnomalyWatch {
   #warn(what: string, error: unknown): void {
     if (this.#warned.has(what)) return;
     this.#warned.add(what);
-    const reason = error instanceof Error ? error.message : String(error);
+    // A callback's message may name a URL with its password: warnings reach the logs.
+    const reason = shown(error instanceof Error ? error.message : String(error));
     process.emitWarning(
       `anomalyWatch "${this.name}": ${what} threw (reported once; the watch carries on without it): ${reason}`,
       { type: 'HoldfastWarning', code: 'HOLDFAST_CALLBACK_ERROR' },
@@ -493,8 +498,8 @@ class Watch implements AnomalyWatch {
     return {
       name: this.name,
       interval: this.#o.interval,
-      keys: [...this.#keys].map(([key, w]) => ({
-        key,
+      keys: [...this.#keys.values()].map((w) => ({
+        key: w.shown,
         samples: w.samples,
         raised: w.raised,
         metrics: w.last.map(json),

@@ -110,3 +110,51 @@ describe('anomalyWatch disposed by a listener in the middle of a flush (review)'
     expect(events.slice(last + 1).filter((e) => e.type.startsWith('anomaly.'))).toEqual([]);
   });
 });
+
+describe('anomalyWatch keys that carry a password (review)', () => {
+  it('shows no password in its events, its snapshot or its warnings, and a shown key as itself', async () => {
+    const clock = new ManualClock(1_000_000);
+    const bus = createBus({ onListenerError: () => {} });
+    const events: unknown[] = [];
+    bus.on('*', (e) => events.push(e));
+    const warnings: string[] = [];
+    const warned = (w: Error) => warnings.push(w.message);
+    process.on('warning', warned);
+    const watch = anomalyWatch({
+      bus,
+      clock,
+      interval: 1_000,
+      raiseAfter: 1,
+      actions: {
+        openBreaker: {
+          breakerOf: () => {
+            throw new Error('no breaker for postgres://admin:hunter2@db:5432/orders');
+          },
+        },
+      },
+    });
+    cleanups.push(() => watch.dispose(), () => process.off('warning', warned));
+    const keys = [
+      'postgres://admin:hunter2@db:5432/orders',
+      'https://api.example.com/v1?api_key=hunter2',
+      'host=db user=admin password=hunter2 dbname=orders',
+      'admin:hunter2@cache:6379',
+      'postgres://***@db:5432/shown',
+      'api/plain',
+    ];
+    for (let i = 0; i < 41; i++) {
+      for (const key of keys) for (let j = 0; j < 20; j++) watch.observe(key, i === 40 ? 2_000 : 20 + (j % 3), 'success');
+      watch.flush();
+    }
+    const snapshot = watch.snapshot();
+    watch.dispose();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events.filter((e) => (e as { type: string }).type === 'anomaly.detected').length).toBeGreaterThan(0);
+    expect(JSON.stringify(events)).not.toContain('hunter2');
+    expect(JSON.stringify(snapshot)).not.toContain('hunter2');
+    expect(warnings.some((w) => w.includes('breakerOf'))).toBe(true);
+    expect(warnings.join('\n')).not.toContain('hunter2');
+    expect(snapshot.keys.map((k) => k.key)).toContain('postgres://***@db:5432/shown');
+    expect(snapshot.keys.map((k) => k.key)).toContain('api/plain');
+  });
+});
