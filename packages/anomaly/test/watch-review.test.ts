@@ -23,7 +23,12 @@ function setup(actions: { budget?: boolean; breakers?: boolean } = {}) {
   const of = <K extends EventType>(type: K) => events.filter((e) => e.type === type) as unknown as EventOf<K>[];
   const api = failover({ name: 'api', clock, bus, policies: false, endpoints: [...names] });
   let balance = 1_000;
-  const budget = { tryWithdraw: () => balance > 0 && balance-- > 0, get balance() { return balance; } };
+  const budget = {
+    tryWithdraw: () => balance > 0 && balance-- > 0,
+    get balance() {
+      return balance;
+    },
+  };
   const opened: string[] = [];
   const watch = anomalyWatch({
     bus,
@@ -49,7 +54,11 @@ function setup(actions: { budget?: boolean; breakers?: boolean } = {}) {
     watch.flush();
   };
   for (let i = 0; i < 40; i++) interval();
-  const out = () => api.snapshot().endpoints.filter((e) => e.ejection !== 'none').map((e) => e.name);
+  const out = () =>
+    api
+      .snapshot()
+      .endpoints.filter((e) => e.ejection !== 'none')
+      .map((e) => e.name);
   return { clock, bus, events, of, api, watch, interval, out, opened, balance: () => balance };
 }
 
@@ -133,7 +142,10 @@ describe('anomalyWatch keys that carry a password (review)', () => {
         },
       },
     });
-    cleanups.push(() => watch.dispose(), () => process.off('warning', warned));
+    cleanups.push(
+      () => watch.dispose(),
+      () => process.off('warning', warned),
+    );
     const keys = [
       'postgres://admin:hunter2@db:5432/orders',
       'https://api.example.com/v1?api_key=hunter2',
@@ -143,7 +155,8 @@ describe('anomalyWatch keys that carry a password (review)', () => {
       'api/plain',
     ];
     for (let i = 0; i < 41; i++) {
-      for (const key of keys) for (let j = 0; j < 20; j++) watch.observe(key, i === 40 ? 2_000 : 20 + (j % 3), 'success');
+      for (const key of keys)
+        for (let j = 0; j < 20; j++) watch.observe(key, i === 40 ? 2_000 : 20 + (j % 3), 'success');
       watch.flush();
     }
     const snapshot = watch.snapshot();
