@@ -184,8 +184,11 @@ function detectors(o: Parsed): Detectors {
 /** One key's detectors and state. */
 class Watched {
   readonly tally = new Tally();
-  readonly baselines: RobustBaseline[] | undefined;
-  readonly forest: HalfSpaceForest | undefined;
+  /**
+   * Its detectors, made at its first sample: a key that never makes one (a key per request path,
+   * churned at `maxKeys`) costs no forest (about 92 kB and a millisecond to build).
+   */
+  #detectors: { baselines: RobustBaseline[] | undefined; forest: HalfSpaceForest | undefined } | undefined;
   /** When each detector's anomaly was raised, on the clock's monotonic time (baselines by metric index, the forest last). */
   readonly raisedAt: (number | undefined)[] = new Array(watchMetrics.length + 1).fill(undefined);
   /** The metric the forest's anomaly was raised on. */
@@ -196,10 +199,19 @@ class Watched {
   /** The key as events and snapshots show it: without a password it may carry. */
   readonly shown: string;
 
-  constructor(make: Detectors, key: string) {
+  constructor(
+    private readonly make: Detectors,
+    private readonly key: string,
+  ) {
     this.shown = shown(key);
-    this.baselines = make.baselines?.map((m) => m());
-    this.forest = make.forest?.(hash(key)); // one forest per key, each its own structure
+  }
+
+  get detectors(): { baselines: RobustBaseline[] | undefined; forest: HalfSpaceForest | undefined } {
+    this.#detectors ??= {
+      baselines: this.make.baselines?.map((m) => m()),
+      forest: this.make.forest?.(hash(this.key)), // one forest per key, each its own structure
+    };
+    return this.#detectors;
   }
 
   get raised(): boolean {
@@ -319,8 +331,9 @@ class Watch implements AnomalyWatch {
     const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
       [];
     let top = 0;
+    const { baselines, forest } = w.detectors;
     watchMetrics.forEach((name, q) => {
-      const b = w.baselines?.[q];
+      const b = baselines?.[q];
       const value = sample[q] as number;
       const n = name === 'errorRate' ? calls : name === 'rejectRate' ? offered : 0;
       const v = b?.update(value, n ? rateNoise(value, b.expected, n) : 0);
@@ -329,7 +342,7 @@ class Watch implements AnomalyWatch {
       top = Math.max(top, v.score);
       if (v.change !== undefined) changes.push([q, 'baseline', q, v.score, v.expected]);
     });
-    const f = w.forest?.update(sample);
+    const f = forest?.update(sample);
     if (f !== undefined) {
       top = Math.max(top, f.score);
       const q = Math.max(0, f.dimension);

@@ -171,3 +171,25 @@ describe('anomalyWatch keys that carry a password (review)', () => {
     expect(snapshot.keys.map((k) => k.key)).toContain('api/plain');
   });
 });
+
+describe('anomalyWatch with a key per request (review)', () => {
+  it('holds no detectors for keys that never made a sample: 200 one-call keys take well under 4 MB, not 200 forests', () => {
+    const bus = createBus({ onListenerError: () => {} });
+    const clock = new ManualClock(1_000_000);
+    const watch = anomalyWatch({ bus, clock, interval: 1_000 });
+    cleanups.push(() => watch.dispose());
+    const before = process.memoryUsage().arrayBuffers;
+    // A key per request path: each one call, the watch full at its maxKeys (200) and churning.
+    for (let i = 0; i < 2_000; i++) watch.observe(`GET /users/${i}`, 20, 'success');
+    const held = process.memoryUsage().arrayBuffers - before;
+    expect(watch.snapshot().keys.length).toBe(200);
+    // A forest with the default settings is about 92 kB: 200 of them held would be 18 MB.
+    expect(held).toBeLessThan(4_000_000);
+    // A key that makes a sample still gets its detectors and is scored.
+    for (let i = 0; i < 20; i++) {
+      for (let j = 0; j < 10; j++) watch.observe('GET /users/7', 20, 'success');
+      watch.flush();
+    }
+    expect(watch.snapshot().keys.find((k) => k.key === 'GET /users/7')?.samples).toBe(20);
+  });
+});
