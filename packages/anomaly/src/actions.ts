@@ -1,6 +1,7 @@
 import { type AnomalyMetric, type Bus, type Clock, elapsedTime, type TimerHandle } from '@holdfast/core';
 import type { z } from 'zod';
 import type { watchOptionsSchema } from './options.js';
+import { shown } from './shown.js';
 
 type ActionOptions = z.output<typeof watchOptionsSchema>['actions'];
 type Action = 'eject' | 'restore' | 'openBreaker' | 'lowerBudget';
@@ -371,9 +372,9 @@ export class Actions {
       type: 'anomaly.action',
       source: this.source,
       time: this.clock.now(),
-      key,
+      key: shown(key),
       action,
-      target,
+      target: shown(target),
       taken,
       reason,
     });

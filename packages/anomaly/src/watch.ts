@@ -4,6 +4,7 @@ import {
   type Clock,
   DisposedError,
   elapsedTime,
+  HoldfastConfigError,
   parseOptions,
   realClock,
   type Snapshottable,
@@ -15,6 +16,7 @@ import { Actions } from './actions.js';
 import { baselineFactory, type RobustBaseline } from './baseline.js';
 import { forestFactory, type HalfSpaceForest } from './forest.js';
 import { type AnomalyWatchOptions, watchMetrics, watchOptionsSchema } from './options.js';
+import { shown } from './shown.js';
 
 /** A metric the watch computes per key and interval. */
 export type WatchMetric = (typeof watchMetrics)[number];
@@ -98,6 +100,8 @@ class Tally {
       this.failures++;
       return;
     }
+    // No duration (NaN, negative, infinite): the call counts, but is no value of the percentiles.
+    if (Number.isNaN(latency)) return;
     if (this.seen === this.latencies.length && this.seen < LATENCY_SLOTS) {
       const grown = new Float64Array(Math.min(LATENCY_SLOTS, this.seen * 2));
       grown.set(this.latencies);
@@ -180,8 +184,11 @@ function detectors(o: Parsed): Detectors {
 /** One key's detectors and state. */
 class Watched {
   readonly tally = new Tally();
-  readonly baselines: RobustBaseline[] | undefined;
-  readonly forest: HalfSpaceForest | undefined;
+  /**
+   * Its detectors, made at its first sample: a key that never makes one (a key per request path,
+   * churned at `maxKeys`) costs no forest (about 92 kB and a millisecond to build).
+   */
+  #detectors: { baselines: RobustBaseline[] | undefined; forest: HalfSpaceForest | undefined } | undefined;
   /** When each detector's anomaly was raised, on the clock's monotonic time (baselines by metric index, the forest last). */
   readonly raisedAt: (number | undefined)[] = new Array(watchMetrics.length + 1).fill(undefined);
   /** The metric the forest's anomaly was raised on. */
@@ -189,10 +196,22 @@ class Watched {
   idle = 0;
   samples = 0;
   last: readonly AnomalyMetric[] = [];
+  /** The key as events and snapshots show it: without a password it may carry. */
+  readonly shown: string;
 
-  constructor(make: Detectors, key: string) {
-    this.baselines = make.baselines?.map((m) => m());
-    this.forest = make.forest?.(hash(key)); // one forest per key, each its own structure
+  constructor(
+    private readonly make: Detectors,
+    private readonly key: string,
+  ) {
+    this.shown = shown(key);
+  }
+
+  get detectors(): { baselines: RobustBaseline[] | undefined; forest: HalfSpaceForest | undefined } {
+    this.#detectors ??= {
+      baselines: this.make.baselines?.map((m) => m()),
+      forest: this.make.forest?.(hash(this.key)), // one forest per key, each its own structure
+    };
+    return this.#detectors;
   }
 
   get raised(): boolean {
@@ -264,6 +283,14 @@ class Watch implements AnomalyWatch {
 
   observe(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (this.#disposed) return;
+    if (outcome !== 'success' && outcome !== 'failure' && outcome !== 'reject') {
+      throw new HoldfastConfigError(`${this.name}.observe`, [
+        { path: 'outcome', message: "must be 'success', 'failure' or 'reject'", value: outcome },
+      ]);
+    }
+    // A stopwatch read across a clock step (negative) or a call never timed is no latency: counted,
+    // not measured, and never taken for the probe of an ejection (nor for its end).
+    const ms = latency >= 0 && latency < Number.POSITIVE_INFINITY ? latency : Number.NaN;
     let w = this.#keys.get(key);
     if (w === undefined) {
       if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
@@ -274,8 +301,8 @@ class Watch implements AnomalyWatch {
       this.#keys.delete(key);
       this.#keys.set(key, w);
     }
-    w.tally.add(latency, outcome);
-    this.#actions.settled(key, latency, outcome);
+    w.tally.add(ms, outcome);
+    this.#actions.settled(key, ms, outcome);
   }
 
   flush(): void {
@@ -283,6 +310,8 @@ class Watch implements AnomalyWatch {
     const now = this.#clock.now();
     // A copy: a listener of the events below may observe() a call, which reorders the map.
     for (const [key, w] of [...this.#keys]) {
+      // A listener of the events below may dispose the watch: then nothing more is scored or done.
+      if (this.#disposed) return;
       if (w.tally.calls + w.tally.rejects < Math.max(1, this.#o.minCalls)) {
         w.tally.take(this.#o.interval);
         if (++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
@@ -292,7 +321,7 @@ class Watch implements AnomalyWatch {
       const { calls, rejects } = w.tally;
       this.#score(key, w, w.tally.take(this.#o.interval), [calls, calls + rejects], now);
     }
-    this.#actions.tick(this.#anyRaised());
+    if (!this.#disposed) this.#actions.tick(this.#anyRaised());
   }
 
   /** `calls` and `offered`: how many calls the error rate and the reject rate were taken from. */
@@ -302,8 +331,9 @@ class Watch implements AnomalyWatch {
     const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
       [];
     let top = 0;
+    const { baselines, forest } = w.detectors;
     watchMetrics.forEach((name, q) => {
-      const b = w.baselines?.[q];
+      const b = baselines?.[q];
       const value = sample[q] as number;
       const n = name === 'errorRate' ? calls : name === 'rejectRate' ? offered : 0;
       const v = b?.update(value, n ? rateNoise(value, b.expected, n) : 0);
@@ -312,7 +342,7 @@ class Watch implements AnomalyWatch {
       top = Math.max(top, v.score);
       if (v.change !== undefined) changes.push([q, 'baseline', q, v.score, v.expected]);
     });
-    const f = w.forest?.update(sample);
+    const f = forest?.update(sample);
     if (f !== undefined) {
       top = Math.max(top, f.score);
       const q = Math.max(0, f.dimension);
@@ -322,14 +352,15 @@ class Watch implements AnomalyWatch {
     // The actions compare this interval's values with the peers': they must be in place first.
     w.last = metrics;
     for (const [slot, detector, q, score, expected] of changes) {
+      if (this.#disposed) return;
       this.#changed(key, w, slot, detector, watchMetrics[q] as string, score, sample[q] as number, expected, now);
     }
-    if (this.#bus.wants('anomaly.score')) {
+    if (!this.#disposed && this.#bus.wants('anomaly.score')) {
       this.#bus.emit({
         type: 'anomaly.score',
         source: this.name,
         time: now,
-        key,
+        key: w.shown,
         score: top,
         raised: w.raised,
         metrics,
@@ -358,7 +389,7 @@ class Watch implements AnomalyWatch {
           type: 'anomaly.detected',
           source: this.name,
           time: now,
-          key,
+          key: w.shown,
           detector,
           metric,
           score,
@@ -366,14 +397,15 @@ class Watch implements AnomalyWatch {
           expected,
         });
       }
-      if (!was) this.#actions.detected(key, metric);
+      // Disposed by a listener of that event: what it raised was closed, and nothing is acted on.
+      if (!was && !this.#disposed) this.#actions.detected(key, metric);
       return;
     }
     w.raisedAt[slot] = undefined;
     // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
     const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
-    this.#cleared(key, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
-    if (!w.raised) this.#actions.cleared(key);
+    this.#cleared(w.shown, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
+    if (!w.raised && !this.#disposed) this.#actions.cleared(key);
   }
 
   #cleared(
@@ -430,7 +462,7 @@ class Watch implements AnomalyWatch {
       w.raisedAt[slot] = undefined;
       const forest = slot === watchMetrics.length;
       const metric = forest ? (w.forestMetric ?? 'latencyP99') : (watchMetrics[slot] as string);
-      this.#cleared(key, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
+      this.#cleared(w.shown, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
     });
     this.#actions.forgotten(key);
   }
@@ -453,7 +485,8 @@ class Watch implements AnomalyWatch {
   #warn(what: string, error: unknown): void {
     if (this.#warned.has(what)) return;
     this.#warned.add(what);
-    const reason = error instanceof Error ? error.message : String(error);
+    // A callback's message may name a URL with its password: warnings reach the logs.
+    const reason = shown(error instanceof Error ? error.message : String(error));
     process.emitWarning(
       `anomalyWatch "${this.name}": ${what} threw (reported once; the watch carries on without it): ${reason}`,
       { type: 'HoldfastWarning', code: 'HOLDFAST_CALLBACK_ERROR' },
@@ -478,8 +511,8 @@ class Watch implements AnomalyWatch {
     return {
       name: this.name,
       interval: this.#o.interval,
-      keys: [...this.#keys].map(([key, w]) => ({
-        key,
+      keys: [...this.#keys.values()].map((w) => ({
+        key: w.shown,
         samples: w.samples,
         raised: w.raised,
         metrics: w.last.map(json),
