@@ -21,7 +21,10 @@ const ev = (e: Record<string, unknown>) => ({ time: 1, ...e }) as unknown as Hol
 
 const servers: Server[] = [];
 const cleanups: (() => void)[] = [];
+/** What a test registered, held to its end: the registry holds what it lists weakly. */
+const held: object[] = [];
 afterEach(async () => {
+  held.length = 0;
   for (const c of cleanups.splice(0)) c();
   for (const s of servers.splice(0)) {
     s.closeAllConnections();
@@ -39,14 +42,12 @@ function scenario(bus = createBus()) {
   const policies = createPolicyRegistry();
   const dash = dashboard({ bus, policies, path: '/ops/holdfast', interval: 100 });
   cleanups.push(() => dash.close());
-  return {
-    bus,
-    policies,
-    dash,
-    breaker: new FakeBreaker('payments', bus, policies),
-    set: new FakeFailover('db', ['primary', 'replica'], policies),
-    budget: new FakeBudget('shared', policies),
-  };
+  const breaker = new FakeBreaker('payments', bus, policies);
+  const set = new FakeFailover('db', ['primary', 'replica'], policies);
+  const budget = new FakeBudget('shared', policies);
+  // A test that reads only some of them across an await must still see all three listed.
+  held.push(breaker, set, budget);
+  return { bus, policies, dash, breaker, set, budget };
 }
 
 interface SseEvent {

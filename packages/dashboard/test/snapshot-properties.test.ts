@@ -87,12 +87,16 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
+/** What a test has registered, held until it unregisters: the registry holds what it lists weakly. */
+const held = new Set<object>();
+
 describe('dashboard snapshot properties', () => {
   it('any hostile snapshot of a kind it does not know: the JSON parses and no secret shows', async () => {
     await fc.assert(
       fc.asyncProperty(caseArb, hostileName, async ({ snapshot, secrets }, name) => {
         const source = { snapshot: () => snapshot as never };
         const unregister = policies.register('pool', name === '' ? 'p' : name, source);
+        held.add(source);
         try {
           const text = await (await fetch(`${base}/d/snapshot`)).text();
           const parsed = JSON.parse(text) as { others: { name: string }[] };
@@ -100,6 +104,7 @@ describe('dashboard snapshot properties', () => {
           for (const s of secrets) expect(text, `${s} shown`).not.toContain(s);
         } finally {
           unregister();
+          held.delete(source);
         }
       }),
       { numRuns: 150 },
@@ -112,6 +117,7 @@ describe('dashboard snapshot properties', () => {
         ({ endpoints: { 'postgres://app:pg-S3CRET@10.0.0.2:5432/db?sig=S1GNED': { up: true } } }) as never,
     };
     const unregister = policies.register('pool', 'keyed', source);
+    held.add(source);
     try {
       const text = await (await fetch(`${base}/d/snapshot`)).text();
       expect(text).not.toContain('pg-S3CRET');
@@ -125,6 +131,7 @@ describe('dashboard snapshot properties', () => {
       ]);
     } finally {
       unregister();
+      held.delete(source);
     }
   });
 });
