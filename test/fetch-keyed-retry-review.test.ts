@@ -92,7 +92,7 @@ describe('resilientFetch: keyed 409 + Retry-After (review)', () => {
     const url = await serve(k.handler);
     const http = resilientFetch({
       idempotencyKey: 'auto',
-      timeout: { perTry: 100, total: 3_000 },
+      timeout: { perTry: 100, total: 20_000 },
       retry: { maxAttempts: 5, backoff: { initialDelay: 10, maxDelay: 60_000 } },
       hedge: false,
     });
@@ -100,7 +100,8 @@ describe('resilientFetch: keyed 409 + Retry-After (review)', () => {
       const t0 = Date.now();
       const res = await http(`${url}/orders`, { method: 'POST' });
       expect(res.status).toBe(409);
-      expect(Date.now() - t0).toBeLessThan(2_500);
+      // Waiting for the deadline would take 20 s; half of that leaves a loaded machine its room.
+      expect(Date.now() - t0).toBeLessThan(10_000);
       expect(k.log).toEqual([409]);
     } finally {
       http.dispose();
