@@ -261,8 +261,14 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   const latencies = samples.requests.map((r) => r.end - r.start).sort((a, b) => a - b);
   const failures = samples.requests.filter((r) => !r.ok);
   const sent = samples.requests.length;
-  const firstFailure = failures.length ? Math.min(...failures.map((f) => f.start)) : null;
-  const lastFailure = failures.length ? Math.max(...failures.map((f) => f.end)) : null;
+  // Loops, not Math.min(...spread): a long drill against a service that stays down fails some
+  // 130,000 requests or more, past what a spread call can take (RangeError).
+  let firstFailure: number | null = null;
+  let lastFailure: number | null = null;
+  for (const f of failures) {
+    if (firstFailure === null || f.start < firstFailure) firstFailure = f.start;
+    if (lastFailure === null || f.end > lastFailure) lastFailure = f.end;
+  }
   const loadResult = {
     sent,
     succeeded: sent - failures.length,
@@ -438,7 +444,8 @@ async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since:
 /** True when nothing failed, or a request that began after the last failure began succeeded. */
 function recoveredBy(requests: readonly Sample[], failures: readonly Sample[]): boolean {
   if (failures.length === 0) return true;
-  const lastStart = Math.max(...failures.map((f) => f.start));
+  let lastStart = Number.NEGATIVE_INFINITY;
+  for (const f of failures) if (f.start > lastStart) lastStart = f.start;
   return requests.some((r) => r.ok && r.start > lastStart);
 }
 
