@@ -452,12 +452,7 @@ class Pump {
   async #deliver(input: Buffer, arrived: number): Promise<void> {
     const proxy = this.link.proxy;
     let chunk = input;
-    for (;;) {
-      const toxics = proxy.toxicsFor(this.link.id, this.way);
-      const hole = toxics.find((t) => t.type === 'blackhole');
-      if (hole === undefined) break;
-      await this.#nap();
-    }
+    await this.#hold();
     for (const toxic of proxy.toxicsFor(this.link.id, this.way)) {
       switch (toxic.type) {
         case 'drop': {
@@ -496,6 +491,10 @@ class Pump {
   async #write(chunk: Buffer): Promise<void> {
     for (let at = 0; at < chunk.length; ) {
       if (this.link.signal.aborted || this.to.destroyed) return;
+      // A blackhole (a freeze) put on part way through a chunk, or while it waited out a latency,
+      // holds the rest of it: a frozen peer sends nothing more, however the bytes were shaped.
+      await this.#hold();
+      if (this.to.destroyed) return;
       // Read per piece: a slicer or bandwidth toxic taken off stops shaping the rest of the chunk.
       const shape = this.#shape();
       // Bandwidth: pieces of a tenth of a second's worth, each followed by its share of the second.
@@ -513,6 +512,11 @@ class Pump {
         await this.#nap(wait);
       }
     }
+  }
+
+  /** Waits while a blackhole acts on this way (a toxic taken off wakes the pump). */
+  async #hold(): Promise<void> {
+    while (this.link.proxy.toxicsFor(this.link.id, this.way).some((t) => t.type === 'blackhole')) await this.#nap();
   }
 
   /** What the slicer and bandwidth toxics on this way ask for now. */
