@@ -452,6 +452,8 @@ class Pump {
   async #deliver(input: Buffer, arrived: number): Promise<void> {
     const proxy = this.link.proxy;
     let chunk = input;
+    /** A limit toxic's last bytes are in this chunk. */
+    let last = false;
     await this.#hold();
     for (const toxic of proxy.toxicsFor(this.link.id, this.way)) {
       switch (toxic.type) {
@@ -472,13 +474,15 @@ class Pump {
         }
         case 'limit': {
           const through = this.#limits.get(toxic) ?? 0;
-          const room = toxic.bytes - through;
-          if (room < chunk.length) {
-            await this.#write(chunk.subarray(0, Math.max(0, room)));
+          const room = Math.max(0, toxic.bytes - through);
+          if (room === 0) {
             this.link.destroy();
             return;
           }
+          if (room < chunk.length) chunk = chunk.subarray(0, room);
           this.#limits.set(toxic, through + chunk.length);
+          // Its last byte: the connection closes once the chunk is through, not at the next one.
+          if (room === chunk.length) last = true;
           break;
         }
         default:
@@ -486,6 +490,8 @@ class Pump {
       }
     }
     await this.#write(chunk);
+    // Closed even if the limit came off while the chunk was shaped: the bytes past it are gone.
+    if (last) this.link.destroy();
   }
 
   async #write(chunk: Buffer): Promise<void> {
