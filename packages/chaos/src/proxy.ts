@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { type Bus, bus as globalBus, parseOptions } from '@holdfast/core';
+import { type Bus, bus as globalBus, HoldfastConfigError, parseOptions, Redactor } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -95,10 +95,34 @@ export interface FaultProxy {
  * await proxy.close();
  */
 export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
-  const parsed = parseOptions('faultProxy', faultProxyOptionsSchema, options);
+  const parsed = parse(options);
   const proxy = new ToxicProxy(parsed.name, parsed.host, parsed.target, parsed.bus ?? globalBus, parsed.random);
   await proxy.listen(parsed.port);
   return proxy;
+}
+
+const redactor = new Redactor();
+
+/** A refused value as the error shows it: a URL's credentials, or what comes before a `@`, hidden. */
+function hide(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const shown = redactor.text(redactor.url(value));
+  // A URL's were hidden above; `user:password@host` is no URL, its user info goes here.
+  const at = shown.lastIndexOf('@');
+  return at < 0 || shown.includes('://') ? shown : `***${shown.slice(at)}`;
+}
+
+/** The options parsed; a refused value is shown without a password it may hold (a target given as a URL). */
+function parse(options: unknown): ReturnType<typeof parseOptions<typeof faultProxyOptionsSchema>> {
+  try {
+    return parseOptions('faultProxy', faultProxyOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    throw new HoldfastConfigError(
+      'faultProxy',
+      error.issues.map((issue) => ('value' in issue ? { ...issue, value: hide(issue.value) } : issue)),
+    );
+  }
 }
 
 class ToxicProxy implements FaultProxy {
