@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { type Bus, bus as globalBus, HoldfastConfigError, parseOptions, Redactor } from '@holdfast/core';
+import { type Bus, DisposedError, bus as globalBus, HoldfastConfigError, parseOptions, Redactor } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -157,12 +157,26 @@ class ToxicProxy implements FaultProxy {
 
   async listen(port: number): Promise<void> {
     this.#server.listen(port, this.host);
-    await once(this.#server, 'listening');
+    try {
+      await once(this.#server, 'listening');
+    } catch (error) {
+      // Node's own says `listen EADDRINUSE ... 127.0.0.1:6380`: which proxy, and why, said here.
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'EADDRINUSE' ? ': the port is in use' : code === 'EACCES' ? ': not allowed' : '';
+      throw Object.assign(
+        new Error(`${this.name}: cannot listen on ${this.host}:${port}${why} (${code})`, { cause: error }),
+        {
+          code,
+        },
+      );
+    }
     const address = this.#server.address();
     this.#port = typeof address === 'object' && address !== null ? address.port : port;
   }
 
   add(toxic: Toxic): ToxicHandle {
+    // Closed, it would be announced on and never off: shown on for good by the dashboard and metrics.
+    if (this.#closed) throw new DisposedError(this.name);
     const parsed = parseOptions('faultProxy.add', toxicSchema, toxic);
     const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
     const direction = parsed.direction ?? (parsed.type === 'blackhole' ? 'both' : 'downstream');
