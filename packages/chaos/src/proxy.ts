@@ -71,7 +71,7 @@ export interface FaultProxy {
   accept(): Promise<void>;
   /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
   kill(): Promise<void>;
-  /** A hung server: accepts connections and holds every byte both ways. `restore()` undoes it. */
+  /** A hung server: accepts connections and holds every byte, and a close, both ways. `restore()` undoes it. */
   freeze(): ToxicHandle;
   /** Removes every toxic and listens again if it had stopped. */
   restore(): Promise<void>;
@@ -445,7 +445,7 @@ class Pump {
     from.on('data', (chunk: Buffer) => this.#push(chunk));
     from.once('end', () => {
       this.#ended = true;
-      if (!this.#busy) this.#end();
+      if (!this.#busy) void this.#pump();
     });
   }
 
@@ -470,13 +470,16 @@ class Pump {
         await this.#deliver(item.chunk, item.at);
         if (signal.aborted) return;
       }
+      if (this.from.isPaused()) this.from.resume();
+      // The FIN waits behind a blackhole as the bytes before it did, queued or not: a frozen peer
+      // does not close either.
+      if (this.#ended) await this.#hold();
     } catch {
       // Aborted by a closed connection: nothing more to forward.
       return;
     } finally {
       this.#busy = false;
     }
-    if (this.from.isPaused()) this.from.resume();
     if (this.#ended) this.#end();
   }
 

@@ -3,6 +3,8 @@
  * chunk, or while a latency toxic holds it, holds the rest: a frozen peer sends nothing more.
  * Real bytes over loopback, counted and checksummed.
  */
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { Toxic } from '../src/index.js';
 import { client, listen, proxyTo, sha, tick } from './support/review.js';
@@ -58,4 +60,58 @@ describe('faultProxy review: a freeze holds bytes a shaping toxic is part way th
     while (bytes < 100) await tick(5);
     expect(bytes).toBe(100);
   }, 20_000);
+});
+
+describe('faultProxy review: a freeze holds a close (FIN) as it holds bytes', () => {
+  it('the server closes while frozen: the client sees no end until the freeze is lifted, then its end', async () => {
+    let serverSide: Socket | undefined;
+    const port = await listen((s) => (serverSide = s));
+    const p = await proxyTo(port);
+    const c = client(p);
+    await once(c, 'connect');
+    while (serverSide === undefined) await tick(5);
+    const freeze = p.freeze();
+    let ended = false;
+    c.on('end', () => (ended = true));
+    serverSide.end(); // nothing queued ahead of the FIN
+    await tick(300);
+    expect(ended, 'a FIN went through a freeze').toBe(false);
+    freeze.remove();
+    while (!ended) await tick(5);
+  }, 10_000);
+
+  it('the client half-closes while frozen: the server sees no end until lifted; bytes sent before it arrive first', async () => {
+    let got = '';
+    let serverEnded = false;
+    const port = await listen((s) => {
+      s.on('data', (b) => (got += b));
+      s.on('end', () => (serverEnded = true));
+    });
+    const p = await proxyTo(port);
+    const c = client(p);
+    await once(c, 'connect');
+    const freeze = p.freeze();
+    c.end('last words');
+    await tick(300);
+    expect({ got, serverEnded }).toEqual({ got: '', serverEnded: false });
+    freeze.remove();
+    while (!serverEnded) await tick(5);
+    expect(got).toBe('last words');
+  }, 10_000);
+
+  it('an empty close and one behind held bytes are held alike: with nothing queued the FIN waits too', async () => {
+    let serverSide: Socket | undefined;
+    const port = await listen((s) => (serverSide = s));
+    const p = await proxyTo(port);
+    const c = client(p);
+    await once(c, 'connect');
+    while (serverSide === undefined) await tick(5);
+    p.add({ type: 'blackhole', direction: 'downstream' });
+    let ended = false;
+    c.on('end', () => (ended = true));
+    serverSide.end();
+    await tick(300);
+    expect(ended).toBe(false);
+    await p.close();
+  }, 10_000);
 });
