@@ -136,6 +136,10 @@ class ToxicProxy implements FaultProxy {
   #accepted = 0;
   #port = 0;
   #closed = false;
+  /** Whether the last call asked it to listen (`accept()`, `restore()`) or not (`refuse()`, `kill()`). */
+  #wanted = true;
+  /** The listen or stop under way: the next waits for it. */
+  #settling: Promise<void> = Promise.resolve();
 
   constructor(
     readonly name: string,
@@ -207,16 +211,31 @@ class ToxicProxy implements FaultProxy {
     for (const link of this.#links) link.reset();
   }
 
-  async refuse(): Promise<void> {
-    if (!this.#server.listening) return;
-    // Stops listening at once. Not awaited: the server's close waits for the open connections,
-    // which carry on by design (a pooled client keeps its socket).
-    this.#server.close();
+  refuse(): Promise<void> {
+    this.#wanted = false;
+    return this.#settle();
   }
 
-  async accept(): Promise<void> {
-    if (this.#closed || this.#server.listening) return;
-    await this.listen(this.#port);
+  accept(): Promise<void> {
+    this.#wanted = true;
+    return this.#settle();
+  }
+
+  /**
+   * Listens or stops as the last of `accept()`, `refuse()`, `kill()`, `restore()` and `close()`
+   * asked, once any listen under way has ended: one of them racing another (a drill's restore
+   * step and the test's close()) can no more leave it listening after close().
+   */
+  #settle(): Promise<void> {
+    const next = this.#settling.then(async () => {
+      const wanted = this.#wanted && !this.#closed;
+      if (wanted && !this.#server.listening) await this.listen(this.#port);
+      // Not awaited: the server's close waits for the open connections, which carry on by design
+      // (a pooled client keeps its socket).
+      else if (!wanted && this.#server.listening) this.#server.close();
+    });
+    this.#settling = next.catch(() => {});
+    return next;
   }
 
   async kill(): Promise<void> {
@@ -255,6 +274,8 @@ class ToxicProxy implements FaultProxy {
     // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
     // otherwise show them on for good, one more for every proxy closed with a toxic on.
     this.clear();
+    // A listen under way (a restore() not yet done) ends first, then the server closes.
+    await this.#settling;
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
     for (const link of this.#links) link.destroy();
     await closed;
@@ -540,10 +561,13 @@ class Pump {
       if (this.link.signal.aborted || this.to.destroyed) return;
       // A blackhole (a freeze) put on part way through a chunk, or while it waited out a latency,
       // holds the rest of it: a frozen peer sends nothing more, however the bytes were shaped.
-      await this.#hold();
-      if (this.to.destroyed) return;
       // Read per piece: a slicer or bandwidth toxic taken off stops shaping the rest of the chunk.
-      const shape = this.#shape();
+      let shape = this.#shape();
+      if (shape.held) {
+        await this.#hold();
+        if (this.to.destroyed) return;
+        shape = this.#shape();
+      }
       // Bandwidth: pieces of a tenth of a second's worth, each followed by its share of the second.
       const size = shape.rate > 0 ? Math.max(1, Math.min(shape.size, Math.ceil(shape.rate / 10))) : shape.size;
       const piece = chunk.subarray(at, at + size);
@@ -566,18 +590,20 @@ class Pump {
     while (this.link.proxy.toxicsFor(this.link.id, this.way).some((t) => t.type === 'blackhole')) await this.#nap();
   }
 
-  /** What the slicer and bandwidth toxics on this way ask for now. */
-  #shape(): { size: number; delay: number; rate: number } {
+  /** What the slicer and bandwidth toxics on this way ask for now, and whether a blackhole holds it. */
+  #shape(): { size: number; delay: number; rate: number; held: boolean } {
     let size = Number.POSITIVE_INFINITY;
     let delay = 0;
     let rate = 0;
+    let held = false;
     for (const toxic of this.link.proxy.toxicsFor(this.link.id, this.way)) {
-      if (toxic.type === 'slicer') {
+      if (toxic.type === 'blackhole') held = true;
+      else if (toxic.type === 'slicer') {
         size = Math.min(size, toxic.size);
         delay = Math.max(delay, toxic.delay);
       } else if (toxic.type === 'bandwidth') rate = rate === 0 ? toxic.rate : Math.min(rate, toxic.rate);
     }
-    return { size, delay, rate };
+    return { size, delay, rate, held };
   }
 
   /**

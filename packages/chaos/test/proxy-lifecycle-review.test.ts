@@ -2,6 +2,8 @@
  * Review: add() after close(), a drop given two budgets, the port taken, a bus listener that
  * throws on every toxic event.
  */
+
+import { connect } from 'node:net';
 import { createBus, DisposedError, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { faultProxy } from '../src/index.js';
@@ -61,5 +63,47 @@ describe('faultProxy review: lifecycle', () => {
     c.write('b');
     while (!got.includes('reply-2;')) await tick(5);
     expect(got).toBe('reply-2;');
+  });
+});
+
+describe('faultProxy review: listening again raced by close() or kill()', () => {
+  async function refused(port: number): Promise<string> {
+    const s = connect({ port, host: '127.0.0.1' });
+    return new Promise((resolve) => {
+      s.once('connect', () => {
+        s.destroy();
+        resolve('connected');
+      });
+      s.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    });
+  }
+
+  it('close() while restore() is listening again: closed, not left listening (which would hold the process open)', async () => {
+    const port = await listen((s) => s.end('hi'));
+    const p = await proxyTo(port);
+    await p.kill();
+    await Promise.all([p.restore(), p.close()]);
+    expect(p.snapshot().listening).toBe(false);
+    expect(await refused(p.port)).toBe('ECONNREFUSED');
+  });
+
+  it('kill() while accept() is listening again: refused at the end, as the last call said', async () => {
+    const port = await listen((s) => s.end('hi'));
+    const p = await proxyTo(port);
+    await p.refuse();
+    await Promise.all([p.accept(), p.kill()]);
+    expect(p.snapshot().listening).toBe(false);
+    expect(await refused(p.port)).toBe('ECONNREFUSED');
+    await p.restore();
+    expect(await refused(p.port)).toBe('connected');
+  });
+
+  it('two restore() at once: both resolve, listening once', async () => {
+    const port = await listen((s) => s.end('hi'));
+    const p = await proxyTo(port);
+    await p.kill();
+    await Promise.all([p.restore(), p.restore(), p.accept()]);
+    expect(p.snapshot().listening).toBe(true);
+    expect(await refused(p.port)).toBe('connected');
   });
 });
