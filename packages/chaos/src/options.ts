@@ -19,8 +19,7 @@ const host = z
   .min(1)
   .max(253)
   .refine((h) => isIP(h) !== 0 || /^[\w-]+(?:\.[\w-]+)*\.?$/.test(h), {
-    error:
-      'must be a host name or an IP address, not a URL (no scheme, credentials nor port: the port is its own option)',
+    error: 'must be a host name or an IP address: no scheme, credentials nor port',
   });
 
 /** Validates the options of `faultProxy()`; {@link FaultProxyOptions} is inferred from it. */

@@ -166,7 +166,7 @@ class ToxicProxy implements FaultProxy {
     } catch (error) {
       // Node's own says `listen EADDRINUSE ... 127.0.0.1:6380`: which proxy, and why, said here.
       const code = (error as NodeJS.ErrnoException).code;
-      const why = code === 'EADDRINUSE' ? ': the port is in use' : code === 'EACCES' ? ': not allowed' : '';
+      const why = code === 'EADDRINUSE' ? ': the port is in use' : '';
       throw Object.assign(
         new Error(`${this.name}: cannot listen on ${this.host}:${port}${why} (${code})`, { cause: error }),
         {
