@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { busOption, type CallContext, clockOption, durationOption, fnOption, nameOption } from '@holdfast/core';
 import { z } from 'zod';
 
@@ -9,12 +10,24 @@ export const randomOption = fnOption<RandomSource>('must be a function returning
 
 const port = z.number().int().min(0).max(65_535);
 
+/**
+ * A host name or an IP literal: not a URL nor `user:password@host` (whose password would then
+ * show in every event and snapshot), nor `host:port`.
+ */
+const host = z
+  .string()
+  .min(1)
+  .max(253)
+  .refine((h) => isIP(h) !== 0 || /^[\w-]+(?:\.[\w-]+)*\.?$/.test(h), {
+    error: 'must be a host name or an IP address: no scheme, credentials nor port',
+  });
+
 /** Validates the options of `faultProxy()`; {@link FaultProxyOptions} is inferred from it. */
 export const faultProxyOptionsSchema = z.strictObject({
   /** The server the proxy forwards to. */
-  target: z.strictObject({ host: z.string().min(1).default('127.0.0.1'), port: port.min(1) }),
+  target: z.strictObject({ host: host.default('127.0.0.1'), port: port.min(1) }),
   /** The address it listens on. @default '127.0.0.1' */
-  host: z.string().min(1).default('127.0.0.1'),
+  host: host.default('127.0.0.1'),
   /** The port it listens on. @default 0 (a free port) */
   port: port.default(0),
   /** Shown as `source` on its `chaos.toxic` events. @default 'faultProxy' */

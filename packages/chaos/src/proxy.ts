@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { type Bus, bus as globalBus, parseOptions } from '@holdfast/core';
+import { type Bus, DisposedError, bus as globalBus, HoldfastConfigError, parseOptions, Redactor } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -71,7 +71,7 @@ export interface FaultProxy {
   accept(): Promise<void>;
   /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
   kill(): Promise<void>;
-  /** A hung server: accepts connections and holds every byte both ways. `restore()` undoes it. */
+  /** A hung server: accepts connections and holds every byte, and a close, both ways. `restore()` undoes it. */
   freeze(): ToxicHandle;
   /** Removes every toxic and listens again if it had stopped. */
   restore(): Promise<void>;
@@ -95,10 +95,34 @@ export interface FaultProxy {
  * await proxy.close();
  */
 export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
-  const parsed = parseOptions('faultProxy', faultProxyOptionsSchema, options);
+  const parsed = parse(options);
   const proxy = new ToxicProxy(parsed.name, parsed.host, parsed.target, parsed.bus ?? globalBus, parsed.random);
   await proxy.listen(parsed.port);
   return proxy;
+}
+
+const redactor = new Redactor();
+
+/** A refused value as the error shows it: a URL's credentials, or what comes before a `@`, hidden. */
+function hide(value: unknown): unknown {
+  if (typeof value !== 'string') return value;
+  const shown = redactor.text(redactor.url(value));
+  // A URL's were hidden above; `user:password@host` is no URL, its user info goes here.
+  const at = shown.lastIndexOf('@');
+  return at < 0 || shown.includes('://') ? shown : `***${shown.slice(at)}`;
+}
+
+/** The options parsed; a refused value is shown without a password it may hold (a target given as a URL). */
+function parse(options: unknown): ReturnType<typeof parseOptions<typeof faultProxyOptionsSchema>> {
+  try {
+    return parseOptions('faultProxy', faultProxyOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    throw new HoldfastConfigError(
+      'faultProxy',
+      error.issues.map((issue) => ('value' in issue ? { ...issue, value: hide(issue.value) } : issue)),
+    );
+  }
 }
 
 class ToxicProxy implements FaultProxy {
@@ -112,6 +136,10 @@ class ToxicProxy implements FaultProxy {
   #accepted = 0;
   #port = 0;
   #closed = false;
+  /** Whether the last call asked it to listen (`accept()`, `restore()`) or not (`refuse()`, `kill()`). */
+  #wanted = true;
+  /** The listen or stop under way: the next waits for it. */
+  #settling: Promise<void> = Promise.resolve();
 
   constructor(
     readonly name: string,
@@ -133,12 +161,26 @@ class ToxicProxy implements FaultProxy {
 
   async listen(port: number): Promise<void> {
     this.#server.listen(port, this.host);
-    await once(this.#server, 'listening');
+    try {
+      await once(this.#server, 'listening');
+    } catch (error) {
+      // Node's own says `listen EADDRINUSE ... 127.0.0.1:6380`: which proxy, and why, said here.
+      const code = (error as NodeJS.ErrnoException).code;
+      const why = code === 'EADDRINUSE' ? ': the port is in use' : '';
+      throw Object.assign(
+        new Error(`${this.name}: cannot listen on ${this.host}:${port}${why} (${code})`, { cause: error }),
+        {
+          code,
+        },
+      );
+    }
     const address = this.#server.address();
     this.#port = typeof address === 'object' && address !== null ? address.port : port;
   }
 
   add(toxic: Toxic): ToxicHandle {
+    // Closed, it would be announced on and never off: shown on for good by the dashboard and metrics.
+    if (this.#closed) throw new DisposedError(this.name);
     const parsed = parseOptions('faultProxy.add', toxicSchema, toxic);
     const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
     const direction = parsed.direction ?? (parsed.type === 'blackhole' ? 'both' : 'downstream');
@@ -169,16 +211,31 @@ class ToxicProxy implements FaultProxy {
     for (const link of this.#links) link.reset();
   }
 
-  async refuse(): Promise<void> {
-    if (!this.#server.listening) return;
-    // Stops listening at once. Not awaited: the server's close waits for the open connections,
-    // which carry on by design (a pooled client keeps its socket).
-    this.#server.close();
+  refuse(): Promise<void> {
+    this.#wanted = false;
+    return this.#settle();
   }
 
-  async accept(): Promise<void> {
-    if (this.#closed || this.#server.listening) return;
-    await this.listen(this.#port);
+  accept(): Promise<void> {
+    this.#wanted = true;
+    return this.#settle();
+  }
+
+  /**
+   * Listens or stops as the last of `accept()`, `refuse()`, `kill()`, `restore()` and `close()`
+   * asked, once any listen under way has ended: one of them racing another (a drill's restore
+   * step and the test's close()) can no more leave it listening after close().
+   */
+  #settle(): Promise<void> {
+    const next = this.#settling.then(async () => {
+      const wanted = this.#wanted && !this.#closed;
+      if (wanted && !this.#server.listening) await this.listen(this.#port);
+      // Not awaited: the server's close waits for the open connections, which carry on by design
+      // (a pooled client keeps its socket).
+      else if (!wanted && this.#server.listening) this.#server.close();
+    });
+    this.#settling = next.catch(() => {});
+    return next;
   }
 
   async kill(): Promise<void> {
@@ -217,6 +274,8 @@ class ToxicProxy implements FaultProxy {
     // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
     // otherwise show them on for good, one more for every proxy closed with a toxic on.
     this.clear();
+    // A listen under way (a restore() not yet done) ends first, then the server closes.
+    await this.#settling;
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
     for (const link of this.#links) link.destroy();
     await closed;
@@ -407,7 +466,7 @@ class Pump {
     from.on('data', (chunk: Buffer) => this.#push(chunk));
     from.once('end', () => {
       this.#ended = true;
-      if (!this.#busy) this.#end();
+      if (!this.#busy) void this.#pump();
     });
   }
 
@@ -432,13 +491,16 @@ class Pump {
         await this.#deliver(item.chunk, item.at);
         if (signal.aborted) return;
       }
+      if (this.from.isPaused()) this.from.resume();
+      // The FIN waits behind a blackhole as the bytes before it did, queued or not: a frozen peer
+      // does not close either.
+      if (this.#ended) await this.#hold();
     } catch {
       // Aborted by a closed connection: nothing more to forward.
       return;
     } finally {
       this.#busy = false;
     }
-    if (this.from.isPaused()) this.from.resume();
     if (this.#ended) this.#end();
   }
 
@@ -452,12 +514,9 @@ class Pump {
   async #deliver(input: Buffer, arrived: number): Promise<void> {
     const proxy = this.link.proxy;
     let chunk = input;
-    for (;;) {
-      const toxics = proxy.toxicsFor(this.link.id, this.way);
-      const hole = toxics.find((t) => t.type === 'blackhole');
-      if (hole === undefined) break;
-      await this.#nap();
-    }
+    /** A limit toxic's last bytes are in this chunk. */
+    let last = false;
+    await this.#hold();
     for (const toxic of proxy.toxicsFor(this.link.id, this.way)) {
       switch (toxic.type) {
         case 'drop': {
@@ -477,13 +536,15 @@ class Pump {
         }
         case 'limit': {
           const through = this.#limits.get(toxic) ?? 0;
-          const room = toxic.bytes - through;
-          if (room < chunk.length) {
-            await this.#write(chunk.subarray(0, Math.max(0, room)));
+          const room = Math.max(0, toxic.bytes - through);
+          if (room === 0) {
             this.link.destroy();
             return;
           }
+          if (room < chunk.length) chunk = chunk.subarray(0, room);
           this.#limits.set(toxic, through + chunk.length);
+          // Its last byte: the connection closes once the chunk is through, not at the next one.
+          if (room === chunk.length) last = true;
           break;
         }
         default:
@@ -491,13 +552,22 @@ class Pump {
       }
     }
     await this.#write(chunk);
+    // Closed even if the limit came off while the chunk was shaped: the bytes past it are gone.
+    if (last) this.link.destroy();
   }
 
   async #write(chunk: Buffer): Promise<void> {
     for (let at = 0; at < chunk.length; ) {
       if (this.link.signal.aborted || this.to.destroyed) return;
+      // A blackhole (a freeze) put on part way through a chunk, or while it waited out a latency,
+      // holds the rest of it: a frozen peer sends nothing more, however the bytes were shaped.
       // Read per piece: a slicer or bandwidth toxic taken off stops shaping the rest of the chunk.
-      const shape = this.#shape();
+      let shape = this.#shape();
+      if (shape.held) {
+        await this.#hold();
+        if (this.to.destroyed) return;
+        shape = this.#shape();
+      }
       // Bandwidth: pieces of a tenth of a second's worth, each followed by its share of the second.
       const size = shape.rate > 0 ? Math.max(1, Math.min(shape.size, Math.ceil(shape.rate / 10))) : shape.size;
       const piece = chunk.subarray(at, at + size);
@@ -515,18 +585,25 @@ class Pump {
     }
   }
 
-  /** What the slicer and bandwidth toxics on this way ask for now. */
-  #shape(): { size: number; delay: number; rate: number } {
+  /** Waits while a blackhole acts on this way (a toxic taken off wakes the pump). */
+  async #hold(): Promise<void> {
+    while (this.link.proxy.toxicsFor(this.link.id, this.way).some((t) => t.type === 'blackhole')) await this.#nap();
+  }
+
+  /** What the slicer and bandwidth toxics on this way ask for now, and whether a blackhole holds it. */
+  #shape(): { size: number; delay: number; rate: number; held: boolean } {
     let size = Number.POSITIVE_INFINITY;
     let delay = 0;
     let rate = 0;
+    let held = false;
     for (const toxic of this.link.proxy.toxicsFor(this.link.id, this.way)) {
-      if (toxic.type === 'slicer') {
+      if (toxic.type === 'blackhole') held = true;
+      else if (toxic.type === 'slicer') {
         size = Math.min(size, toxic.size);
         delay = Math.max(delay, toxic.delay);
       } else if (toxic.type === 'bandwidth') rate = rate === 0 ? toxic.rate : Math.min(rate, toxic.rate);
     }
-    return { size, delay, rate };
+    return { size, delay, rate, held };
   }
 
   /**

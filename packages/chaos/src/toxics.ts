@@ -31,7 +31,12 @@ export const toxicSchema = z.discriminatedUnion('type', [
    * Swallows the next `bytes` bytes, or the next `chunks` chunks (a lost reply), across the
    * matching connections, then removes itself. @default chunks: 1
    */
-  z.strictObject({ type: z.literal('drop'), bytes: bytes.optional(), chunks: bytes.optional(), ...common }),
+  z
+    .strictObject({ type: z.literal('drop'), bytes: bytes.optional(), chunks: bytes.optional(), ...common })
+    .refine((t) => t.bytes === undefined || t.chunks === undefined, {
+      error: 'bytes and chunks: give one of them, not both',
+      path: ['chunks'],
+    }),
   /** Cuts each chunk into pieces of `size` bytes, `delay` ms apart. */
   z.strictObject({ type: z.literal('slicer'), size: bytes, delay: ms.default(0), ...common }),
   /** Closes the connection once `bytes` bytes have gone through (since the toxic was added). */
