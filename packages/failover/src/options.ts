@@ -108,7 +108,11 @@ const rolesSchema = z.strictObject({
   interval: timerDuration.default(2_000),
   /** A role check still running after this long has failed. @default 1_000 */
   timeout: timerDuration.default(1_000),
-  /** Failed checks in a row that make an endpoint unreachable (the first check decides at once). @default 2 */
+  /**
+   * Failed checks in a row that make a replica unreachable (the first check decides at once). A
+   * primary's first failed check does, in a set of two or more: frozen, it may be deposed before a
+   * second one ends. @default 2
+   */
   unreachableAfter: z.number().int().positive().default(2),
   /**
    * How long a call made before every endpoint has answered once (or failed `unreachableAfter`

@@ -144,6 +144,9 @@ export class RoleDiscovery {
   async #run(e: EndpointState, probe: Probe): Promise<void> {
     probe.running = true;
     probe.again = false;
+    // Only a call that ends while this check runs proves the server answers meanwhile: calls that
+    // ended before it (a master's last writes before it froze) say nothing of it.
+    e.calledOk = false;
     const number = ++this.#started;
     const controller = new AbortController();
     const outcome = await new Promise<RoleReport | { error: unknown }>((resolve) => {
@@ -184,7 +187,7 @@ export class RoleDiscovery {
 
   #record(e: EndpointState, probe: Probe, outcome: RoleReport | { error: unknown }): void {
     if ('error' in outcome) {
-      // Calls succeeded since the last check: the server is slow to answer the check (a busy
+      // Calls succeeded while the check ran: the server is slow to answer the check (a busy
       // pool, a loaded machine), not gone. Its role cannot change without breaking those calls
       // or refusing writes (which checks again at once).
       const busy = e.calledOk && e.claim !== 'unknown';
@@ -193,8 +196,18 @@ export class RoleDiscovery {
       probe.fails++;
       probe.held = undefined;
       e.roleError = outcome.error;
-      // One lost answer is not proof: it takes `unreachableAfter` in a row (the first round decides at once).
-      if (e.claim === 'unreachable' || (probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')) return;
+      // One lost answer is not proof of a replica's death: it takes `unreachableAfter` in a row
+      // (the first round decides at once). A primary takes no write from its first: frozen, it
+      // may be deposed before a second check ends, and on waking it answers the writes it held
+      // and new ones before anything shows the promotion: all lost when it is demoted. Asked again
+      // at once, it is back as soon as it answers and the others have been asked.
+      const primary = e.claim === 'primary' && this.#probes.size > 1;
+      if (primary && probe.fails === 1) probe.again = true;
+      if (
+        e.claim === 'unreachable' ||
+        (!primary && probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')
+      )
+        return;
       const previous = e.claim;
       e.silentPrimary = previous === 'primary';
       e.claim = 'unreachable';

@@ -38,7 +38,7 @@ describe('a write the primary answers while its checks are slow, a replica hangi
     };
     const roles = { check, interval: 1_000, timeout: 300 };
     const db = failover({ clock, bus, endpoints: c.endpoints, roles, policies: false });
-    await clock.advance(500);
+    await clock.advance(1_700); // every server has answered (or failed) its first checks: writes are sent at once
     c.node('c').report = 'hang'; // a replica gone behind a black hole: every check of it times out
     const open = gated(c.node('a')); // a long write on a loaded primary...
     const outcome = settle(db.execute(write));

@@ -18,13 +18,13 @@ describe('a primary back from silence', () => {
     const db = failover({ clock, bus, endpoints: c.endpoints, roles, policies: false });
     await clock.advance(0);
     c.node('a').report = 'hang';
-    await clock.advance(2_600); // a's checks at 1000 and 2300 timed out: unreachable
+    await clock.advance(2_600); // a's check at 1000 timed out: unreachable; it was asked again at 1300 and 2600
     expect(db.snapshot()).toMatchObject({ primary: null, endpoints: [{ discovered: 'unreachable' }, {}] });
-    // b is promoted after its check at 3000; a answers again at 3600, as a primary of the old history.
+    // b is promoted after its check at 3000; a answers again at 3900, as a primary of the old history.
     await clock.advance(500);
     c.node('b').report = primary([2, 6]);
     c.node('a').report = primary([1, 5]);
-    await clock.advance(500);
+    await clock.advance(1_000);
     expect(await db.execute(write)).toBe('b');
     expect(c.node('a').writes).toBe(0);
     expect(of('failover.fence').map((e) => [e.endpoint, e.primary])).toEqual([['a', 'b']]);
@@ -43,8 +43,8 @@ describe('a primary back from silence', () => {
     await clock.advance(0);
     c.node('a').report = 'hang';
     await clock.advance(3_100);
-    c.node('a').report = primary([1, 9]);
-    await clock.advance(500);
+    c.node('a').report = primary([1, 9]); // asked at 3900 (its checks at 1000 and 1300, then 2600, timed out)
+    await clock.advance(1_000);
     expect(await db.execute(write)).toBe('a');
     db.dispose();
   });
