@@ -202,8 +202,12 @@ class Watched {
   constructor(
     private readonly make: Detectors,
     private readonly key: string,
+    taken: Set<string>,
   ) {
-    this.shown = shown(key);
+    // Two keys redaction shows alike (two users on one host) are shown apart: `#2`, `#3`...
+    let as = shown(key);
+    for (let n = 1; taken.has(as); ) as = `${shown(key)}#${++n}`;
+    taken.add((this.shown = as));
   }
 
   get detectors(): { baselines: RobustBaseline[] | undefined; forest: HalfSpaceForest | undefined } {
@@ -246,6 +250,8 @@ class Watch implements AnomalyWatch {
   /** Monotonic: how long an anomaly lasted must not move with a wall-clock step. */
   readonly #elapsed: () => number;
   readonly #keys = new Map<string, Watched>();
+  /** The shown keys in use (see Watched): each names one key. */
+  readonly #shown = new Set<string>();
   readonly #detectors: Detectors;
   readonly #actions: Actions;
   readonly #off: Unsubscribe[];
@@ -294,7 +300,7 @@ class Watch implements AnomalyWatch {
     let w = this.#keys.get(key);
     if (w === undefined) {
       if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
-      w = new Watched(this.#detectors, key);
+      w = new Watched(this.#detectors, key, this.#shown);
       this.#keys.set(key, w);
     } else if (w.tally.calls + w.tally.rejects === 0) {
       // Its first call this interval: to the back of the map, which is so ordered idlest first.
@@ -456,6 +462,7 @@ class Watch implements AnomalyWatch {
    */
   #forget(key: string, w: Watched, now: number): void {
     this.#keys.delete(key);
+    this.#shown.delete(w.shown);
     if (!w.raised) return;
     w.raisedAt.forEach((since, slot) => {
       if (since === undefined) return;

@@ -193,3 +193,24 @@ describe('anomalyWatch with a key per request (review)', () => {
     expect(watch.snapshot().keys.find((k) => k.key === 'GET /users/7')?.samples).toBe(20);
   });
 });
+
+describe('anomalyWatch keys that show alike once redacted (review)', () => {
+  it('shows two users behind one host as two keys: their scores are not merged under one shown key', async () => {
+    const clock = new ManualClock(1_000_000);
+    const bus = createBus({ onListenerError: () => {} });
+    const scored: string[] = [];
+    bus.on('anomaly.score', (e) => scored.push(e.key));
+    const watch = anomalyWatch({ bus, clock, interval: 1_000 });
+    cleanups.push(() => watch.dispose());
+    const keys = ['alice:s3cret@cache:6379', 'bob:other@cache:6379', 'postgres://u:a@db/x', 'postgres://u:b@db/x'];
+    for (let i = 0; i < 41; i++) {
+      for (const key of keys) for (let j = 0; j < 20; j++) watch.observe(key, 20 + (j % 3), 'success');
+      watch.flush();
+    }
+    const shownKeys = watch.snapshot().keys.map((k) => k.key);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(new Set(shownKeys).size).toBe(4);
+    expect(new Set(scored).size).toBe(4);
+    expect(JSON.stringify({ shownKeys, scored })).not.toMatch(/s3cret|other|u:a@|u:b@/);
+  });
+});

@@ -171,9 +171,10 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   /** Opens the breaker by hand, for `openFor`; then it probes as usual. */
   open(): void {
     this.#live();
-    // An open time that ran out is over whether or not anyone looked: it opens again.
+    // An open time that ran out is over whether or not anyone looked: it opens again, straight
+    // from open (through #refresh it told of a half-open state no call saw: breaker.halfOpen).
     const now = this.#elapsed();
-    if (this.#refresh(now) !== OPEN) this.#open('manual', now, undefined);
+    if (this.#state !== OPEN || now >= this.#retryAt) this.#open('manual', now, undefined);
   }
 
   /** Closes the breaker by hand and empties its window. */

@@ -62,7 +62,7 @@ export const redisRateLimiterOptionsSchema = z
      * `{}` made Cluster hash a decision's two keys apart, and every decision failed). Limiters
      * given the same prefix share one count per key, whatever their settings.
      * @default `holdfast:rl:gcra:<limit>:<interval>:<burst>:<name>:` (the name as `escape()` spells
-     * it): limiters with other settings or names never share a key, the same limit in every process does
+     * it, or `~` and its SHA-1 when that is longer than 100): limiters with other settings or names never share a key, the same limit in every process does
      */
     prefix: z
       .string()
@@ -217,7 +217,12 @@ class RedisGcra extends RateLimiterBase {
     // the same user id shared one key (five logins refused the user's API calls for a minute).
     // The name as escape() spells it (letters, digits, @*_+-./ and %XX or %uXXXX: one-to-one, a
     // lone surrogate too), so no two names share a prefix and none opens a Cluster hash tag.
-    this.#prefix = o.prefix ?? `holdfast:rl:gcra:${o.limit}:${o.interval}:${this.#burst}:${escape(o.name)}:`;
+    // A name escape() spells longer than 100 (a 200-character CJK name is 1,200) goes as '~' and
+    // the SHA-1 of that spelling (not of the name: UTF-8 makes every lone surrogate U+FFFD): the
+    // prefix stays within the 200 of an explicit one, and escape() never writes '~'.
+    let name = escape(o.name);
+    if (name.length > 100) name = `~${createHash('sha1').update(name).digest('base64url')}`;
+    this.#prefix = o.prefix ?? `holdfast:rl:gcra:${o.limit}:${o.interval}:${this.#burst}:${name}:`;
     this.#args = {
       tolerance: String(this.#emission * this.#burst),
       px: String(Math.max(1, Math.ceil(this.#emission))),

@@ -725,5 +725,31 @@ return reply`;
         expect(k).not.toMatch(/[\s\p{Cc}]/u);
       }
     });
+
+    it('a long name keeps the prefix within the 200 characters an explicit one may have: 200 CJK characters, escaped, were 1,200', async () => {
+      // The last two differ only in lone surrogates, which UTF-8 spells alike (U+FFFD).
+      const names = [
+        '限'.repeat(200),
+        `${'限'.repeat(199)}制`,
+        'é'.repeat(200),
+        'x'.repeat(200),
+        '\ud800'.repeat(20),
+        '\ud801'.repeat(20),
+      ];
+      const take = (name: string) =>
+        redisRateLimiter({ client, name, limit: 1, interval: 60_000, resendWindow: 0, policies: false }).take('user-8');
+      for (const name of names) {
+        expect((await take(name)).allowed).toBe(true);
+        // The same long name again (another instance): one count.
+        expect((await take(name)).allowed).toBe(false);
+      }
+      const tag = createHash('sha1').update('user-8').digest('base64url');
+      const keys = (await client.keys('*')).filter((k) => k.includes(tag));
+      expect(keys).toHaveLength(names.length); // no two long names alike
+      for (const k of keys) {
+        expect(k.length - `{${tag}}`.length).toBeLessThanOrEqual(200);
+        expect(k.indexOf('{')).toBe(k.lastIndexOf('{'));
+      }
+    });
   });
 });
