@@ -147,7 +147,8 @@ describe('composition (review)', () => {
     const clock = new ManualClock();
     const bus = createBus();
     const ac = new AbortController();
-    const r = retry({ bus, clock, budget: false, maxAttempts: 5, backoff: { initialDelay: 1_000 } });
+    // No jitter: a full-jitter delay under 10 ms (1 in 100) would run a second attempt before the abort.
+    const r = retry({ bus, clock, budget: false, jitter: 'none', maxAttempts: 5, backoff: { initialDelay: 1_000 } });
     let runs = 0;
     const c1 = r
       .execute(
