@@ -5,47 +5,20 @@
  * before it fires, thousands of one-byte round trips, and a limit on one of two clients.
  * Loopback only; counted and checksummed, not timed.
  */
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
-import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
-import { type FaultProxy, faultProxy } from '../src/index.js';
+import type { FaultProxy } from '../src/index.js';
+import { listen, client as proxyClient, proxyTo, sha, tick } from './support/review.js';
 
-const servers: Server[] = [];
-const proxies: FaultProxy[] = [];
-const sockets: Socket[] = [];
 const redises: Redis[] = [];
-afterEach(async () => {
+afterEach(() => {
   for (const r of redises.splice(0)) r.disconnect();
-  for (const s of sockets.splice(0)) s.destroy();
-  await Promise.all(proxies.splice(0).map((p) => p.close()));
-  for (const s of servers.splice(0)) s.close();
 });
-async function listen(handler: (s: Socket) => void): Promise<number> {
-  const server = createServer({ allowHalfOpen: true }, (s) => {
-    s.on('error', () => {});
-    handler(s);
-  });
-  servers.push(server);
-  server.listen({ port: 0, host: '127.0.0.1' });
-  await once(server, 'listening');
-  return (server.address() as AddressInfo).port;
-}
-async function proxyTo(port: number): Promise<FaultProxy> {
-  const p = await faultProxy({ target: { port } });
-  proxies.push(p);
-  return p;
-}
-function client(p: FaultProxy, allowHalfOpen = true): Socket {
-  const s = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen });
-  s.on('error', () => {});
-  sockets.push(s);
-  return s;
-}
-const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+/** A client of the proxy, half-open by default: these tests half-close on purpose. */
+const client = (p: FaultProxy, allowHalfOpen = true): Socket => proxyClient(p, allowHalfOpen);
 function pattern(n: number, seed: number): Buffer {
   const b = Buffer.alloc(n);
   for (let i = 0; i < n; i++) b[i] = (i * 131 + seed + (i >> 9)) & 0xff;

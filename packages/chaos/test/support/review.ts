@@ -37,9 +37,9 @@ export async function proxyTo(port: number, options: Partial<FaultProxyOptions> 
   return p;
 }
 
-/** A client of the proxy. */
-export function client(p: FaultProxy): Socket {
-  const s = connect({ port: p.port, host: '127.0.0.1' });
+/** A client of the proxy; `allowHalfOpen` keeps its side open after the other side's FIN. */
+export function client(p: FaultProxy, allowHalfOpen = false): Socket {
+  const s = connect({ port: p.port, host: '127.0.0.1', allowHalfOpen });
   s.on('error', () => {});
   sockets.push(s);
   return s;
