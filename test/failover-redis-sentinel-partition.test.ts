@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { redisAvailable } from './support/redis.js';
-import { load, missingOn, rigPerTest, role, settled, tally, until } from './support/sentinel-load.js';
+import { explainLost, load, missingOn, rigPerTest, role, settled, tally, until } from './support/sentinel-load.js';
 
 /**
  * The master cut off from the Sentinels while the set's clients still reach it: the Sentinels
@@ -40,18 +40,21 @@ describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel, master c
     await sleep(500);
     const outcomes = await run.stop();
     const missing = await missingOn(final, outcomes);
+    const { explained, unexplained } = explainLost(r, missing);
     const onOld = outcomes.filter(
       (o) => o.intent === 'write' && o.code === undefined && o.endpoint === 'redis-0' && o.started >= promotedAt,
     );
     const f = tally('S6 master cut off from the Sentinels', outcomes, {
       writesLost: missing.length,
+      lostToLaterFailover: explained.length,
       ackedByStale: onOld.length,
       fencedAfterMs: fencedAt - promotedAt,
     });
     // How many depends on how soon the set's next role check sees the promotion (one
     // roles.interval, more on a loaded machine); which ones does not: only writes the old master
-    // took after it was cut off, and none the set sent once it had fenced it.
-    for (const o of missing)
+    // took after it was cut off, and none the set sent once it had fenced it. (Or what a
+    // failover of the new master, under load, explains: see explainLost.)
+    for (const o of unexplained)
       expect({ endpoint: o.endpoint, afterCut: o.started >= cutAt }).toEqual({ endpoint: 'redis-0', afterCut: true });
     expect(onOld.filter((o) => o.started > fencedAt)).toEqual([]);
     expect(f.readsMissing).toBe(0);
