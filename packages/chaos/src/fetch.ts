@@ -119,6 +119,8 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
 
   const faulty = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
     if (state.off || enabled === false || (enabled !== true && !readFlag(enabled))) return inner(input, init);
+    // From here on the request goes out as this Request: building it took the body of a
+    // Request passed in (sending that `input` again fails: its body is used).
     const request = new Request(input, init);
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
     let slow: Extract<Parsed, { type: 'slowBody' }> | undefined;
@@ -126,7 +128,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     let touched = false;
     let answer: Response | undefined;
     for (const [i, fault] of parsed.faults.entries()) {
-      if (state.off) return inner(input, init); // the kill switch went off during a delay
+      if (state.off) return inner(request); // the kill switch went off during a delay
       if (fault.times !== undefined && (used[i] ?? 0) >= fault.times) continue;
       if (fault.match !== undefined && !fault.match(request)) continue;
       if (random() >= fault.rate) continue;
@@ -163,7 +165,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
       if (fault.type === 'hang') {
         report('hang');
         await pause(undefined, signal);
-        return inner(input, init); // only the kill switch ends a hang but an abort
+        return inner(request); // only the kill switch ends a hang but an abort
       }
       const code = fault.type === 'refuse' ? 'ECONNREFUSED' : 'ECONNRESET';
       report(code);
