@@ -22,9 +22,9 @@ export interface FaultProxySnapshot {
   readonly name: string;
   /** Whether it accepts connections now (false after `refuse()` or `kill()`). */
   readonly listening: boolean;
-  /** `host:port` it listens on. */
+  /** `host:port` it listens on (an IPv6 host in brackets: `[::1]:6379`). */
   readonly address: string;
-  /** `host:port` it forwards to. */
+  /** `host:port` it forwards to (an IPv6 host in brackets). */
   readonly target: string;
   /** Connections open now. */
   readonly connections: number;
@@ -156,7 +156,7 @@ class ToxicProxy implements FaultProxy {
   }
 
   get url(): string {
-    return `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.#port}`;
+    return `http://${hostPort(this.host, this.#port)}`;
   }
 
   async listen(port: number): Promise<void> {
@@ -168,7 +168,7 @@ class ToxicProxy implements FaultProxy {
       const code = (error as NodeJS.ErrnoException).code;
       const why = code === 'EADDRINUSE' ? ': the port is in use' : '';
       throw Object.assign(
-        new Error(`${this.name}: cannot listen on ${this.host}:${port}${why} (${code})`, { cause: error }),
+        new Error(`${this.name}: cannot listen on ${hostPort(this.host, port)}${why} (${code})`, { cause: error }),
         {
           code,
         },
@@ -261,8 +261,8 @@ class ToxicProxy implements FaultProxy {
     return {
       name: this.name,
       listening: this.#server.listening,
-      address: `${this.host}:${this.#port}`,
-      target: `${this.target.host}:${this.target.port}`,
+      address: hostPort(this.host, this.#port),
+      target: hostPort(this.target.host, this.target.port),
       connections: this.#links.size,
       accepted: this.#accepted,
       toxics: [...this.#toxics.values()].map((t) => ({ name: t.name, type: t.type, direction: t.direction })),
@@ -327,9 +327,14 @@ class ToxicProxy implements FaultProxy {
       name: toxic.name,
       direction: toxic.direction,
       active,
-      target: `${this.target.host}:${this.target.port}`,
+      target: hostPort(this.target.host, this.target.port),
     });
   }
+}
+
+/** `host:port`, an IPv6 host in brackets (`[::1]:6379`), as URLs and Node's own messages write it. */
+function hostPort(host: string, port: number): string {
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** One client connection and its connection to the target, with a pump each way. */

@@ -45,6 +45,6 @@ describe('faultProxy review: credentials in a target', () => {
     }
     // An IPv6 literal is a host, not a host:port (nothing need listen there for the check).
     const p6 = await proxyTo(port, { target: { host: '::1', port } });
-    expect(p6.snapshot().target).toBe('::1:' + port);
+    expect(p6.snapshot().target).toBe(`[::1]:${port}`);
   });
 });
