@@ -182,8 +182,15 @@ class ToxicProxy implements FaultProxy {
     // Closed, it would be announced on and never off: shown on for good by the dashboard and metrics.
     if (this.#closed) throw new DisposedError(this.name);
     const parsed = parseOptions('faultProxy.add', toxicSchema, toxic);
+    // Connection ids are never reused: a toxic for one that is not open would never act, yet be shown on.
+    const id = parsed.connection;
+    if (id !== undefined && ![...this.#links].some((link) => link.id === id))
+      throw new HoldfastConfigError('faultProxy.add', [
+        { path: 'connection', message: 'is not the id of an open connection (see proxy.connections())', value: id },
+      ]);
     const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
-    const direction = parsed.direction ?? (parsed.type === 'blackhole' ? 'both' : 'downstream');
+    const direction =
+      parsed.direction ?? (parsed.type === 'blackhole' || parsed.type === 'reset' ? 'both' : 'downstream');
     const active = { ...parsed, name, direction } as ActiveToxic;
     this.remove(name);
     this.#toxics.set(name, active);
@@ -313,7 +320,11 @@ class ToxicProxy implements FaultProxy {
     server.setNoDelay(true);
     const link = new Link(this, ++this.#ids, client, server);
     this.#links.add(link);
-    void link.closed.then(() => this.#links.delete(link));
+    void link.closed.then(() => {
+      this.#links.delete(link);
+      // Its own toxics can act on no other connection: taken off, and announced off.
+      for (const toxic of [...this.#toxics.values()]) if (toxic.connection === link.id) this.remove(toxic.name);
+    });
     for (const toxic of this.#toxics.values()) link.toxicAdded(toxic);
   }
 

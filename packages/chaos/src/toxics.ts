@@ -11,9 +11,12 @@ const bytes = z.number().int().positive();
 const common = {
   /** A name to remove it by. @default the type and a counter, e.g. `latency-1` */
   name: z.string().min(1).max(200).optional(),
-  /** Which way it acts. @default 'downstream' (`both` for `blackhole`) */
+  /** Which way it acts. @default 'downstream' (`both` for `blackhole` and `reset`) */
   direction: direction.optional(),
-  /** Only this connection (an id from `proxy.connections()`). @default every connection, new ones too */
+  /**
+   * Only this connection (an id from `proxy.connections()`, open now): taken off when it closes.
+   * @default every connection, new ones too
+   */
   connection: z.number().int().nonnegative().optional(),
 };
 
@@ -23,8 +26,16 @@ export const toxicSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('latency'), latency: ms, jitter: ms.default(0), ...common }),
   /** Lets through at most `rate` bytes per second. */
   z.strictObject({ type: z.literal('bandwidth'), rate: bytes, ...common }),
-  /** Resets (TCP RST) each matching connection `after` ms after it opens or the toxic is added. */
-  z.strictObject({ type: z.literal('reset'), after: ms.default(0), ...common }),
+  /**
+   * Resets (TCP RST) each matching connection `after` ms after it opens or the toxic is added.
+   * It acts on the whole connection: `direction` is `both` (the default) or left out.
+   */
+  z
+    .strictObject({ type: z.literal('reset'), after: ms.default(0), ...common })
+    .refine((t) => t.direction === undefined || t.direction === 'both', {
+      error: "a reset acts on the whole connection: direction must be 'both' or left out",
+      path: ['direction'],
+    }),
   /** Holds every byte: nothing gets through until the toxic is removed (a frozen peer). */
   z.strictObject({ type: z.literal('blackhole'), ...common }),
   /**

@@ -270,7 +270,7 @@ describe('faultProxy, hostile: toxics coming off while bytes are held', () => {
       n += b.length;
     });
     while (n === 0) await tick(5);
-    for (let i = 0; i < 20; i++) p.add({ type: 'latency', latency: 1, connection: 999_999 }).remove();
+    for (let i = 0; i < 20; i++) p.add({ type: 'latency', latency: 1, direction: 'upstream' }).remove();
     await tick(300);
     const elapsed = performance.now() - started;
     expect(n).toBeLessThanOrEqual((10_000 * elapsed) / 1_000 + 1_000);

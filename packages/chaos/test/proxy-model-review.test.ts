@@ -70,7 +70,7 @@ describe('faultProxy review: properties', () => {
               expect(h.name).toBe(name);
               handles.push(h);
               model.delete(name);
-              const dir = t.direction ?? (t.type === 'blackhole' ? 'both' : 'downstream');
+              const dir = t.direction ?? (t.type === 'blackhole' || t.type === 'reset' ? 'both' : 'downstream');
               model.set(name, { name, type: t.type, direction: dir });
             } else if (c.kind === 'remove') {
               expect(p.remove(c.name)).toBe(model.delete(c.name));
