@@ -21,79 +21,90 @@ export type DrillSend = <T>(request: () => Promise<T>, ok?: (value: T) => boolea
 export type DrillDriver = (send: DrillSend, signal: AbortSignal) => Promise<void>;
 
 /** Validates the options of {@link drill}; {@link DrillOptions} is inferred from it. */
-export const drillOptionsSchema = z.strictObject({
-  /** Names the drill in its report and its `chaos.drill` events. @default 'drill' */
-  name: nameOption.default('drill'),
-  /**
-   * The load driven while the steps play, bounded in time: either `request` at a `rate` (bounded in
-   * concurrency too), or your own `drive` (see {@link DrillDriver}).
-   */
-  load: z
-    .strictObject({
-      /** Sends one request; resolves for a success, throws or resolves `false` for a failure. */
-      request: fnOption<DrillRequest>().optional(),
-      /** Requests started per second (an open model: they do not wait for each other). */
-      rate: z.number().finite().positive().max(10_000).optional(),
-      /** Drives the load itself instead of `request` and `rate`: a fleet of clients, say. */
-      drive: fnOption<DrillDriver>().optional(),
-      /** How long the load runs, in ms. The drill ends once the last request settles. */
-      duration: z.number().finite().positive().max(600_000),
-      /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
-      concurrency: z.number().int().min(1).max(10_000).default(64),
-      /** A request still out after this many ms is aborted and counted failed. @default 5_000 */
-      timeout: z.number().finite().positive().max(600_000).default(5_000),
-    })
-    .superRefine((load, ctx) => {
-      const own = load.drive !== undefined;
-      if (own && (load.request !== undefined || load.rate !== undefined)) {
-        ctx.addIssue({ code: 'custom', path: ['drive'], message: 'give either drive, or request and rate, not both' });
-      }
-      if (!own && load.request === undefined) ctx.addIssue({ code: 'custom', path: ['request'], message: 'required' });
-      if (!own && load.rate === undefined) ctx.addIssue({ code: 'custom', path: ['rate'], message: 'required' });
-    }),
-  /** The script: each step runs at `at` ms after the start (in order; a slow step delays the next). */
-  steps: z
-    .array(
-      z.strictObject({
-        /** When, in ms after the start. */
-        at: durationOption,
-        /** What the report calls it, e.g. `kill payments-2`. */
-        name: z.string().min(1).max(200),
-        /** Does it: kill, freeze, inject, restore. Awaited; a throw is recorded, not raised. */
-        run: fnOption<() => unknown>(),
+export const drillOptionsSchema = z
+  .strictObject({
+    /** Names the drill in its report and its `chaos.drill` events. @default 'drill' */
+    name: nameOption.default('drill'),
+    /**
+     * The load driven while the steps play, bounded in time: either `request` at a `rate` (bounded in
+     * concurrency too), or your own `drive` (see {@link DrillDriver}).
+     */
+    load: z
+      .strictObject({
+        /** Sends one request; resolves for a success, throws or resolves `false` for a failure. */
+        request: fnOption<DrillRequest>().optional(),
+        /** Requests started per second (an open model: they do not wait for each other). */
+        rate: z.number().finite().positive().max(10_000).optional(),
+        /** Drives the load itself instead of `request` and `rate`: a fleet of clients, say. */
+        drive: fnOption<DrillDriver>().optional(),
+        /** How long the load runs, in ms. The drill ends once the last request settles. */
+        duration: z.number().finite().positive().max(600_000),
+        /** Requests in flight at most; a request due while this many are out is counted `skipped`. @default 64 */
+        concurrency: z.number().int().min(1).max(10_000).default(64),
+        /** A request still out after this many ms is aborted and counted failed. @default 5_000 */
+        timeout: z.number().finite().positive().max(600_000).default(5_000),
+      })
+      .superRefine((load, ctx) => {
+        const own = load.drive !== undefined;
+        if (own && (load.request !== undefined || load.rate !== undefined)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['drive'],
+            message: 'give either drive, or request and rate, not both',
+          });
+        }
+        if (!own && load.request === undefined)
+          ctx.addIssue({ code: 'custom', path: ['request'], message: 'required' });
+        if (!own && load.rate === undefined) ctx.addIssue({ code: 'custom', path: ['rate'], message: 'required' });
       }),
-    )
-    .default([]),
-  /** What must hold at the end. Each is optional; a drill with none always passes. */
-  objectives: z
-    .strictObject({
-      /** `load.failedShare` at most (0 to 1): requests failed or skipped over those planned. */
-      maxFailedShare: z.number().min(0).max(1).optional(),
-      /** The 99th percentile latency of all requests, at most, in ms. */
-      maxP99: durationOption.optional(),
-      /** Duplicate executions (what `duplicates()` counts), at most. */
-      maxDuplicates: z.number().int().nonnegative().optional(),
-      /**
-       * Time to recover, at most, in ms: from the first failed request to the end of the last one.
-       * A service that never recovered (no request succeeded after the last failure) misses it.
-       */
-      maxRecovery: durationOption.optional(),
-      /** Failed / sent among the requests started in the final window (see `finalWindow`), at most (0 to 1). */
-      maxFinalFailedShare: z.number().min(0).max(1).optional(),
-    })
-    .default({}),
-  /**
-   * The final window, in ms before the load's end: requests started in it show whether the service
-   * recovered once the faults were over. @default from the last step's `at` to the end
-   */
-  finalWindow: durationOption.optional(),
-  /** Counts duplicate executions once the load has settled (e.g. charges applied twice). */
-  duplicates: fnOption<() => number | Promise<number>>().optional(),
-  /** Where the readable report goes; `false` for nowhere. @default console.log */
-  print: z.union([z.literal(false), fnOption<(report: string) => void>()]).optional(),
-  /** The bus its `chaos.drill` events go to. @default the global bus */
-  bus: busOption.optional(),
-});
+    /** The script: each step runs at `at` ms after the start (in order; a slow step delays the next). */
+    steps: z
+      .array(
+        z.strictObject({
+          /** When, in ms after the start. */
+          at: durationOption,
+          /** What the report calls it, e.g. `kill payments-2`. */
+          name: z.string().min(1).max(200),
+          /** Does it: kill, freeze, inject, restore. Awaited; a throw is recorded, not raised. */
+          run: fnOption<() => unknown>(),
+        }),
+      )
+      .default([]),
+    /** What must hold at the end. Each is optional; a drill with none always passes. */
+    objectives: z
+      .strictObject({
+        /** `load.failedShare` at most (0 to 1): requests failed or skipped over those planned. */
+        maxFailedShare: z.number().min(0).max(1).optional(),
+        /** The 99th percentile latency of all requests, at most, in ms. */
+        maxP99: durationOption.optional(),
+        /** Duplicate executions (what `duplicates()` counts), at most. */
+        maxDuplicates: z.number().int().nonnegative().optional(),
+        /**
+         * Time to recover, at most, in ms: from the first failed request to the end of the last one.
+         * A service that never recovered (no request succeeded after the last failure) misses it.
+         */
+        maxRecovery: durationOption.optional(),
+        /** Failed / sent among the requests started in the final window (see `finalWindow`), at most (0 to 1). */
+        maxFinalFailedShare: z.number().min(0).max(1).optional(),
+      })
+      .default({}),
+    /**
+     * The final window, in ms before the load's end: requests started in it show whether the service
+     * recovered once the faults were over. @default from the last step's `at` to the end
+     */
+    finalWindow: durationOption.optional(),
+    /** Counts duplicate executions once the load has settled (e.g. charges applied twice). */
+    duplicates: fnOption<() => number | Promise<number>>().optional(),
+    /** Where the readable report goes; `false` for nowhere. @default console.log */
+    print: z.union([z.literal(false), fnOption<(report: string) => void>()]).optional(),
+    /** The bus its `chaos.drill` events go to. @default the global bus */
+    bus: busOption.optional(),
+  })
+  .refine((o) => o.objectives.maxDuplicates === undefined || o.duplicates !== undefined, {
+    // Nothing counted would read as none: the objective would pass on no evidence.
+    error: 'needs the duplicates option, a counter of duplicate executions',
+    path: ['objectives', 'maxDuplicates'],
+  });
 
 /** Options of {@link drill}. */
 export type DrillOptions = z.input<typeof drillOptionsSchema>;
@@ -207,8 +218,10 @@ export interface DrillResult {
     /** Of those, the ones that failed. */
     readonly failed: readonly number[];
   };
-  /** What `duplicates()` counted; null without it. */
+  /** What `duplicates()` counted; null without it, or when it threw (see `duplicatesError`). */
   readonly duplicates: number | null;
+  /** The message of what `duplicates()` threw; `maxDuplicates` is then missed (actual `NaN`). */
+  readonly duplicatesError?: string;
   /** Each step as it was played, in order. */
   readonly steps: readonly DrillStep[];
   /** Each objective given, with its verdict. */
@@ -256,7 +269,16 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   const samples = loaded.value;
   const played = playedOut.value;
   const duration = since();
-  const duplicates = o.duplicates ? await o.duplicates() : null;
+  // A counter that throws (its database gone in the drill) loses the count, not the drill's result.
+  let duplicates: number | null = null;
+  let duplicatesError: string | undefined;
+  if (o.duplicates) {
+    try {
+      duplicates = await o.duplicates();
+    } catch (error) {
+      duplicatesError = error instanceof Error ? error.message : String(error);
+    }
+  }
 
   const latencies = samples.requests.map((r) => r.end - r.start).sort((a, b) => a - b);
   const failures = samples.requests.filter((r) => !r.ok);
@@ -301,7 +323,7 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   const actuals = {
     maxFailedShare: loadResult.failedShare,
     maxP99: loadResult.p99,
-    maxDuplicates: duplicates ?? 0,
+    maxDuplicates: duplicates ?? Number.NaN, // not counted: missed, never passed
     maxRecovery: recovery.window,
     maxFinalFailedShare: final.failedShare,
   };
@@ -319,7 +341,13 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     if (limit === undefined) continue;
     const actual = actuals[key];
     const held = actual <= limit && (key !== 'maxRecovery' || recovery.recovered);
-    objectives.push({ objective: key, limit, actual, passed: held, by: Math.max(0, actual - limit) });
+    objectives.push({
+      objective: key,
+      limit,
+      actual,
+      passed: held,
+      by: Number.isNaN(actual) ? actual : Math.max(0, actual - limit),
+    });
   }
   const passed =
     objectives.every((r) => r.passed) && played.every((step) => step.hung !== true) && samples.hung !== true;
@@ -339,12 +367,19 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     final,
     timeline,
     duplicates,
+    ...(duplicatesError === undefined ? {} : { duplicatesError }),
     steps: played,
     objectives,
   };
   const result: DrillResult = { ...partial, report: formatReport(partial) };
   emit('end', undefined, passed);
-  if (o.print !== false) (o.print ?? console.log)(result.report);
+  if (o.print !== false) {
+    try {
+      (o.print ?? console.log)(result.report);
+    } catch {
+      // Where the report goes is not the drill: its result is returned, report included.
+    }
+  }
   return result;
 }
 
@@ -545,6 +580,8 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
   const cells = r.timeline.sent.map((sent, i) => `${r.timeline.failed[i] ?? 0}/${sent}`);
   lines.push(`  failed/sent per ${r.timeline.bucket} ms: ${cells.join(' ')}`);
   if (r.duplicates !== null) lines.push(`  duplicate executions: ${r.duplicates}`);
+  if (r.duplicatesError !== undefined)
+    lines.push(`  duplicate executions: not counted (duplicates() threw: ${r.duplicatesError})`);
   if (r.steps.length > 0) lines.push('  steps:');
   for (const step of r.steps)
     lines.push(
@@ -555,9 +592,11 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
     const never = o.objective === 'maxRecovery' && !r.recovery.recovered;
     const verdict = never
       ? `MISS  ${labels[o.objective]}: never recovered (failing still at the end, limit ${show(o.objective, o.limit)})`
-      : o.passed
-        ? `ok    ${labels[o.objective]} ${show(o.objective, o.actual)} <= ${show(o.objective, o.limit)}`
-        : `MISS  ${labels[o.objective]} ${show(o.objective, o.actual)} > ${show(o.objective, o.limit)}: over by ${show(o.objective, o.by)}`;
+      : Number.isNaN(o.actual)
+        ? `MISS  ${labels[o.objective]}: not counted (limit ${show(o.objective, o.limit)})`
+        : o.passed
+          ? `ok    ${labels[o.objective]} ${show(o.objective, o.actual)} <= ${show(o.objective, o.limit)}`
+          : `MISS  ${labels[o.objective]} ${show(o.objective, o.actual)} > ${show(o.objective, o.limit)}: over by ${show(o.objective, o.by)}`;
     lines.push(`    ${verdict}`);
   }
   return lines.join('\n');

@@ -21,7 +21,11 @@ export class DrillFailedError extends HoldfastError {
   constructor(result: DrillResult) {
     const missed = result.objectives
       .filter((o) => !o.passed)
-      .map((o) => `${o.objective} ${o.actual} > ${o.limit} (over by ${Math.round(o.by * 1000) / 1000})`);
+      .map((o) =>
+        Number.isNaN(o.actual)
+          ? `${o.objective} not counted`
+          : `${o.objective} ${o.actual} > ${o.limit} (over by ${Math.round(o.by * 1000) / 1000})`,
+      );
     super('E_DRILL_FAILED', `drill "${result.name}" failed: ${missed.join('; ')}`);
     this.result = result;
   }
