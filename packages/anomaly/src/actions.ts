@@ -176,7 +176,7 @@ export class Actions {
       this.#pending.delete(key);
       return;
     }
-    const allowed = Math.min(names.length - 1, Math.max(1, Math.floor(eject.maxShare * names.length)));
+    const allowed = Math.min(names.length - 1, atLeastOne(eject.maxShare, names.length));
     if (this.#ejected.size >= allowed) {
       refuse(endpoint, 'maxShare');
       return;
@@ -345,7 +345,7 @@ export class Actions {
     }
     let watched = 0;
     for (const _ of this.watched()) watched++;
-    const allowed = Math.max(1, Math.floor(o.maxShare * watched));
+    const allowed = atLeastOne(o.maxShare, watched);
     if (this.#opened.size >= allowed) {
       this.#report(key, 'openBreaker', breaker.name, false, 'maxShare');
       return;
@@ -397,4 +397,9 @@ function outOfService(e: EndpointState): 'drained' | 'ejected' | 'unhealthy' | u
   if (e.ejection === 'ejected') return 'ejected';
   if (e.ejection === 'probe' || inService(e)) return undefined;
   return 'unhealthy';
+}
+
+/** `share` of `n`, rounded down but at least one, so a small set can act at all; none for a share of 0. */
+function atLeastOne(share: number, n: number): number {
+  return share === 0 ? 0 : Math.max(1, Math.floor(share * n));
 }

@@ -131,7 +131,10 @@ const ejectSchema = z.strictObject({
    * is still raised once the endpoint is back and scored again, it is ejected again. @default 30_000
    */
   duration: positiveDurationOption.default(30_000),
-  /** The largest share of the set's endpoints taken out at once, by this watch. @default 0.34 */
+  /**
+   * The largest share of the set's endpoints taken out at once, by this watch: at least one
+   * (never the last in service), none for 0. @default 0.34
+   */
   maxShare: share.default(0.34),
   /**
    * Envoy-style: the endpoint's metric must sit this many standard deviations beyond its peers' mean
@@ -144,7 +147,7 @@ const ejectSchema = z.strictObject({
 const openBreakerSchema = z.strictObject({
   /** The breaker a watched key stands for, or undefined to leave it alone. */
   breakerOf: fnOption<(key: string) => BreakerLike | undefined>(),
-  /** The largest share of the watched keys whose breakers this watch opens at once. @default 0.34 */
+  /** The largest share of the watched keys whose breakers this watch opens at once: at least one, none for 0. @default 0.34 */
   maxShare: share.default(0.34),
 });
 
