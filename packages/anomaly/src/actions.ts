@@ -401,5 +401,5 @@ function outOfService(e: EndpointState): 'drained' | 'ejected' | 'unhealthy' | u
 
 /** `share` of `n`, rounded down but at least one, so a small set can act at all; none for a share of 0. */
 function atLeastOne(share: number, n: number): number {
-  return share === 0 ? 0 : Math.max(1, Math.floor(share * n));
+  return share && Math.max(1, Math.floor(share * n));
 }
