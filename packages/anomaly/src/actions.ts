@@ -80,8 +80,8 @@ export class Actions {
     private readonly clock: Clock,
     /** Every watched key's last metrics. */
     private readonly watched: () => Iterable<[string, readonly AnomalyMetric[]]>,
-    /** Intervals scored on a key so far, and whether an anomaly is raised on it now. */
-    private readonly state: (key: string) => { samples: number; raised: boolean },
+    /** Intervals scored on a key so far, whether an anomaly is raised on it now, and how it is shown (undefined once forgotten). */
+    private readonly state: (key: string) => { samples: number; raised: boolean; shown: string | undefined },
     private readonly guard: Guard,
   ) {
     this.#elapsed = elapsedTime(clock);
@@ -368,13 +368,15 @@ export class Actions {
 
   #report(key: string, action: Action, target: string, taken: boolean, reason: string): void {
     if (!this.bus.wants('anomaly.action')) return;
+    // As the watch's other events show it: two keys redaction shows alike are `#2` apart there.
+    const as = this.state(key).shown ?? shown(key);
     this.bus.emit({
       type: 'anomaly.action',
       source: this.source,
       time: this.clock.now(),
-      key: shown(key),
+      key: as,
       action,
-      target: shown(target),
+      target: target === key ? as : shown(target),
       taken,
       reason,
     });

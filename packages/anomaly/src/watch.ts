@@ -275,7 +275,7 @@ class Watch implements AnomalyWatch {
       () => this.#lastMetrics(),
       (key) => {
         const w = this.#keys.get(key);
-        return { samples: w?.samples ?? 0, raised: w?.raised ?? false };
+        return { samples: w?.samples ?? 0, raised: w?.raised ?? false, shown: w?.shown };
       },
       (what, fn, fallback) => this.#guard(what, fn, fallback),
     );

@@ -214,3 +214,34 @@ describe('anomalyWatch keys that show alike once redacted (review)', () => {
     expect(JSON.stringify({ shownKeys, scored })).not.toMatch(/s3cret|other|u:a@|u:b@/);
   });
 });
+
+describe('anomalyWatch actions on keys that show alike once redacted (review)', () => {
+  it("each anomaly.action names its key as the watch's other events and snapshot show it", async () => {
+    const clock = new ManualClock(1_000_000);
+    const bus = createBus({ onListenerError: () => {} });
+    const detected: string[] = [];
+    const acted: string[] = [];
+    bus.on('anomaly.detected', (e) => void detected.push(e.key));
+    bus.on('anomaly.action', (e) => void acted.push(`${e.key} -> ${e.target}`));
+    const keys = ['postgres://u:a@db/x', 'postgres://u:b@db/x'];
+    const watch = anomalyWatch({
+      bus,
+      clock,
+      interval: 1_000,
+      raiseAfter: 1,
+      // No breaker for either: each refusal names the key as the target too.
+      actions: { openBreaker: { breakerOf: () => undefined } },
+    });
+    cleanups.push(() => watch.dispose());
+    for (let i = 0; i < 60; i++) {
+      const sick = i >= 40;
+      for (const key of keys) for (let j = 0; j < 20; j++) watch.observe(key, sick ? 900 : 20 + (j % 3), 'success');
+      watch.flush();
+    }
+    await new Promise((resolve) => setImmediate(resolve));
+    const shownKeys = watch.snapshot().keys.map((k) => k.key);
+    expect(new Set(detected)).toEqual(new Set(shownKeys));
+    expect(new Set(acted)).toEqual(new Set(shownKeys.map((k) => `${k} -> ${k}`)));
+    expect(JSON.stringify(acted)).not.toMatch(/u:a@|u:b@/);
+  });
+});
