@@ -32,6 +32,7 @@ import {
   failoverOptionsSchema,
   type ParsedFailoverOptions,
   redactor,
+  shownName,
 } from './options.js';
 import { neverReached } from './retryable.js';
 import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
@@ -252,7 +253,7 @@ class FailoverSet<T> implements Failover<T> {
     const now = this.#elapsed();
     this.#all = o.endpoints.map((e, i) => {
       const view = Object.freeze({ name: e.name, target: e.target as T, weight: e.weight, priority: e.priority });
-      const state = new EndpointState<T>(view, i, hashString(e.name));
+      const state = new EndpointState<T>(view, i, hashString(e.name), e.given);
       state.availableSince = now;
       return state;
     });
@@ -975,17 +976,14 @@ class FailoverSet<T> implements Failover<T> {
     return e;
   }
 
-  /** The endpoint of that name; a string endpoint is also found by the URL it was given as. */
+  /** The endpoint of that name, as shown or as given (a URL with its password, say). */
   #lookup(name: string): EndpointState<T> | undefined {
-    const e = this.#all.find((x) => x.name === name);
-    if (e !== undefined || typeof name !== 'string') return e;
-    const shown = redactor.url(name);
-    return this.#all.find((x) => x.name === shown && x.view.target === name);
+    return this.#all.find((x) => x.name === name) ?? this.#all.find((x) => x.given === name);
   }
 
   /** A name that is no endpoint's: a config error naming it (redacted: it may be a URL with a password). */
   #unknown(name: unknown): HoldfastConfigError {
-    const shown = typeof name === 'string' ? redactor.url(name) : name;
+    const shown = typeof name === 'string' ? shownName(name) : name;
     return new HoldfastConfigError(this.name, [
       { path: 'name', message: 'is not an endpoint of this set', value: shown },
     ]);
