@@ -79,3 +79,82 @@ describe('secrets in object-form endpoint names', () => {
     expect(() => twins()).not.toThrow(secret);
   });
 });
+
+/** An HTTP server on a free loopback port that answers its name, and counts what it served. */
+async function upstream(name: string, handler?: (path: string) => number) {
+  let served = 0;
+  const server: Server = createServer((req, res) => {
+    served++;
+    req.resume();
+    res.statusCode = handler?.(req.url ?? '/') ?? 200;
+    res.end(name);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get served() {
+      return served;
+    },
+  };
+}
+
+async function proxied(name: string, handler?: (path: string) => number) {
+  const up = await upstream(name, handler);
+  const proxy = await faultProxy({ target: { port: up.port }, bus: createBus() });
+  cleanups.push(() => proxy.close());
+  return { up, proxy };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('health checks against a frozen server', () => {
+  it('a check that ignores its signal (fetch without it) never has two in flight on one endpoint', async () => {
+    const { proxy } = await proxied('a');
+    let running = 0;
+    let most = 0;
+    const set = failover({
+      policies: false,
+      bus: createBus(),
+      endpoints: [proxy.url],
+      health: {
+        interval: 50,
+        timeout: 50,
+        jitter: 0,
+        unhealthyAfter: 2,
+        check: async (e) => {
+          running++;
+          most = Math.max(most, running);
+          try {
+            // A common slip: the signal is not passed on, so a frozen server holds the check.
+            return (await fetch(`${e.target}/health`)).ok;
+          } finally {
+            running--;
+          }
+        },
+      },
+    });
+    cleanups.push(() => set.dispose());
+    await sleep(300);
+    proxy.freeze();
+    await sleep(1_500);
+    expect(set.snapshot().endpoints[0]?.health).toBe('unhealthy');
+    const connections = proxy.snapshot().connections;
+    expect({ most, connections }).toEqual({ most: 1, connections: 1 });
+    // The server thaws: the held check answers, the next ones pass, the endpoint is back.
+    await proxy.restore();
+    const deadline = Date.now() + 5_000;
+    while (set.snapshot().endpoints[0]?.health !== 'healthy' && Date.now() < deadline) await sleep(20);
+    expect(set.snapshot().endpoints[0]?.health).toBe('healthy');
+    expect(most).toBe(1);
+  });
+});
