@@ -158,3 +158,56 @@ describe('health checks against a frozen server', () => {
     expect(most).toBe(1);
   });
 });
+
+describe('a breaker around a set that refuses every call', () => {
+  // An operator drains every endpoint of a set for a deploy; calls meanwhile are refused by the set
+  // with E_NO_HEALTHY_ENDPOINT, nothing sent. A breaker around the set counted those refusals as the
+  // downstream's failures: it opened, and after undrain it refused calls for `openFor` (30 s) to
+  // servers that were back. An inner breaker's E_CIRCUIT_OPEN, refused the same way, is not counted.
+  it('does not count E_NO_HEALTHY_ENDPOINT: it sent nothing; calls go through at once after undrain', async () => {
+    const { api, clock, bus } = hostileSet({ endpoints: ['a', 'b'] });
+    const guard = circuitBreaker({ name: 'orders', consecutiveFailures: 3, clock, bus, policies: false });
+    await Promise.all([api.drain('a'), api.drain('b')]);
+    const refused: unknown[] = [];
+    for (let i = 0; i < 5; i++)
+      refused.push(await guard.execute(() => api.execute((e) => e.name)).catch((e: unknown) => e));
+    expect(refused.map((e) => (e as { code?: string }).code)).toEqual(Array(5).fill('E_NO_HEALTHY_ENDPOINT'));
+    expect(refused[0]).toBeInstanceOf(NoHealthyEndpointError);
+    api.undrain('a');
+    api.undrain('b');
+    expect(guard.state).toBe('closed');
+    expect(await guard.execute(() => api.execute((e) => e.name))).toBe('a');
+  });
+
+  it('panic fail-fast: refusals are not counted either, only the failures that led to them', async () => {
+    const { api, clock, bus } = hostileSet({
+      endpoints: ['a', 'b'],
+      panic: 'fail-fast',
+      retry: false,
+      ejection: { consecutiveFailures: 1, baseTime: 1_000, maxShare: 1 },
+    });
+    const guard = circuitBreaker({ name: 'orders', consecutiveFailures: 3, clock, bus, policies: false });
+    const down = () =>
+      guard.execute(() => api.execute(() => Promise.reject(new Error('HTTP 503')))).catch((e: unknown) => e);
+    // Two real failures eject both endpoints (b's ejection panics the set); the next calls are refused.
+    const outcomes = [await down(), await down(), await down(), await down()];
+    expect(outcomes.map((e) => (e as { code?: string }).code ?? (e as Error).message)).toEqual([
+      'HTTP 503',
+      'HTTP 503',
+      'E_NO_HEALTHY_ENDPOINT',
+      'E_NO_HEALTHY_ENDPOINT',
+    ]);
+    expect(guard.state).toBe('closed');
+  });
+});
+
+describe('a retry whose last endpoint goes away', () => {
+  it('fails with the error the endpoint gave, not a refusal, when a listener drains the rest', async () => {
+    const { api, bus } = hostileSet({ endpoints: ['a', 'b'], retry: { idempotent: true } });
+    bus.on('retry.attempt', () => void api.drain('b'));
+    const error = await api
+      .execute((e) => Promise.reject(Object.assign(new Error(`HTTP 503 from ${e.name}`), { status: 503 })))
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toBe('HTTP 503 from a');
+  });
+});

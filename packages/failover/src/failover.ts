@@ -305,10 +305,17 @@ class FailoverSet<T> implements Failover<T> {
     const avoid = options?.avoid;
     let tried: EndpointState<T>[] | undefined =
       avoid !== undefined && avoid.length > 0 ? this.#all.filter((e) => avoid.includes(e.name)) : undefined;
+    let last: { error: unknown } | undefined;
     for (let attempt = 1; ; attempt++) {
       if (callerAborted(options)) throw abortReason(options);
-      const endpoint =
-        roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
+      let endpoint: EndpointState<T>;
+      try {
+        endpoint = roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
+      } catch (error) {
+        // Every endpoint left went away while a retry was decided on (a listener drained them): the
+        // call did reach one, and its error says more than a refusal, which a breaker would not count.
+        throw last === undefined ? error : last.error;
+      }
       try {
         const value = await this.#try(fn, endpoint, options, attempt);
         if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint, options);
@@ -318,6 +325,7 @@ class FailoverSet<T> implements Failover<T> {
         if (write || this.#disposed || !this.#mayRetry(error, attempt, options)) throw error;
         tried ??= [];
         tried.push(endpoint);
+        last = { error };
         if (!this.#hasCandidate(tried) || !this.#withdraw(error, attempt)) throw error;
         if (this.#bus.wants('retry.attempt')) {
           this.#bus.emit({
