@@ -7,8 +7,10 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { circuitBreaker } from '@holdfast/breaker';
 import { faultProxy } from '@holdfast/chaos';
-import { createBus, type EventOf, type EventType, HoldfastConfigError, pipeline } from '@holdfast/core';
+import { createBus, HoldfastConfigError } from '@holdfast/core';
 import { type FailoverOptions, failover, NoHealthyEndpointError } from '@holdfast/failover';
+import { retryBudget } from '@holdfast/retry';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { hostileHarness } from './support/hostile.js';
 
@@ -210,4 +212,270 @@ describe('a retry whose last endpoint goes away', () => {
       .catch((e: unknown) => e);
     expect((error as Error).message).toBe('HTTP 503 from a');
   });
+});
+
+const getText = async (url: string, signal: AbortSignal) => {
+  const res = await fetch(url, { signal });
+  const body = await res.text();
+  if (!res.ok) throw Object.assign(new Error(`HTTP ${res.status}`), { status: res.status });
+  return body;
+};
+
+/** Sends `rate` calls a second for `ms`, each on its own; resolves with every outcome. */
+async function openLoop(rate: number, ms: number, send: () => Promise<string>) {
+  const outcomes: { body?: string; error?: unknown }[] = [];
+  const pending: Promise<void>[] = [];
+  const start = performance.now();
+  for (let i = 0; i < (rate * ms) / 1000; i++) {
+    const wait = (i * 1000) / rate - (performance.now() - start);
+    if (wait > 0) await sleep(wait);
+    pending.push(
+      send().then(
+        (body) => void outcomes.push({ body }),
+        (error: unknown) => void outcomes.push({ error }),
+      ),
+    );
+  }
+  await Promise.all(pending);
+  return outcomes;
+}
+
+const codes = (outcomes: { error?: unknown }[]) => {
+  const out: Record<string, number> = {};
+  for (const o of outcomes) {
+    const k = o.error === undefined ? 'ok' : ((o.error as { code?: string }).code ?? (o.error as Error).message);
+    out[k] = (out[k] ?? 0) + 1;
+  }
+  return out;
+};
+
+describe('real HTTP upstreams behind the fault proxy', () => {
+  it('one of three flaps (killed and restored every 200 ms): idempotent GETs all succeed', async () => {
+    const servers = await Promise.all(['a', 'b', 'c'].map((n) => proxied(n)));
+    const bus = createBus();
+    const set = failover({
+      bus,
+      policies: false,
+      endpoints: servers.map((s, i) => ({ name: 'abc'[i] as string, target: s.proxy.url })),
+      timeout: 2_000,
+      // The default budget (20% of the last second's calls) let 2 of 100 fail in one run of four:
+      // each kill resets c's calls in flight at once. Failover is under test here, not the budget.
+      retry: { idempotent: true, maxAttempts: 3, budget: retryBudget({ ratio: 0.5, minPerSecond: 10, ttl: 10_000 }) },
+      ejection: { consecutiveFailures: 3, baseTime: 300, maxTime: 2_000 },
+    });
+    cleanups.push(() => set.dispose());
+    const flapper = servers[2]?.proxy;
+    let up = true;
+    const flap = setInterval(() => {
+      up = !up;
+      void (up ? flapper?.restore() : flapper?.kill());
+    }, 200);
+    cleanups.push(() => clearInterval(flap));
+    const outcomes = await openLoop(25, 4_000, () => set.execute((e, { signal }) => getText(`${e.target}/`, signal)));
+    clearInterval(flap);
+    expect(codes(outcomes)).toEqual({ ok: 100 });
+  }, 30_000);
+});
+
+describe('thousands of calls when no endpoint can take them', () => {
+  it('fail-fast: 5,000 concurrent calls are refused at once with a clear error, none reaches a server, nothing waits', async () => {
+    const [a, b] = await Promise.all([proxied('a'), proxied('b')]);
+    if (!a || !b) throw new Error('no upstreams');
+    const set = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: [a.proxy.url, b.proxy.url],
+      panic: 'fail-fast',
+      health: {
+        interval: 50,
+        timeout: 200,
+        jitter: 0,
+        unhealthyAfter: 1,
+        check: (e, signal) => getText(`${e.target}/`, signal),
+      },
+    });
+    cleanups.push(() => set.dispose());
+    await Promise.all([a.proxy.kill(), b.proxy.kill()]);
+    const deadline = Date.now() + 5_000;
+    while (!set.snapshot().panic && Date.now() < deadline) await sleep(20);
+    const served = a.up.served + b.up.served;
+    let ran = 0;
+    const outcomes = await Promise.all(
+      Array.from({ length: 5_000 }, () =>
+        set
+          .execute((e, { signal }) => {
+            ran++;
+            return getText(`${e.target}/`, signal);
+          })
+          .then(
+            () => 'ok',
+            (e: unknown) => (e as Error).message,
+          ),
+      ),
+    );
+    expect(ran).toBe(0);
+    expect(new Set(outcomes)).toEqual(new Set(['failover: no healthy endpoint can take the call (0 of 2 available)']));
+    expect(a.up.served + b.up.served).toBe(served);
+    expect(set.snapshot().endpoints.map((e) => e.inFlight)).toEqual([0, 0]);
+  }, 30_000);
+
+  it("panic 'all', every server dead: 2,000 concurrent calls each settle, at most two tries each, none in flight after", async () => {
+    const [a, b] = await Promise.all([proxied('a'), proxied('b')]);
+    if (!a || !b) throw new Error('no upstreams');
+    const set = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: [a.proxy.url, b.proxy.url],
+      timeout: 5_000,
+      retry: { idempotent: true },
+      ejection: { consecutiveFailures: 2, baseTime: 60_000 },
+    });
+    cleanups.push(() => set.dispose());
+    await Promise.all([a.proxy.kill(), b.proxy.kill()]);
+    let tries = 0;
+    const outcomes = await Promise.all(
+      Array.from({ length: 2_000 }, () =>
+        set
+          .execute((e, { signal }) => {
+            tries++;
+            return getText(`${e.target}/`, signal);
+          })
+          .then(
+            () => 'ok',
+            (e: unknown) => (e as { code?: string }).code ?? (e as Error).message,
+          ),
+      ),
+    );
+    expect(outcomes.filter((o) => o === 'ok')).toEqual([]);
+    expect(tries).toBeLessThanOrEqual(2 * 2_000);
+    // A try cut by its timeout settles its fetch a moment later: nothing stays in flight.
+    const deadline = Date.now() + 5_000;
+    while (set.snapshot().endpoints.some((e) => e.inFlight > 0) && Date.now() < deadline) await sleep(20);
+    expect(set.snapshot().endpoints.map((e) => e.inFlight)).toEqual([0, 0]);
+  }, 60_000);
+});
+
+describe('hostile weights and keys', () => {
+  it('weights of 0, NaN, Infinity, negative or past 1e6 are refused naming the endpoint; accepted ones share by weight', () => {
+    for (const weight of [0, Number.NaN, Number.POSITIVE_INFINITY, -1, 1_000_001]) {
+      const make = () => failover({ policies: false, endpoints: [{ name: 'a', target: 1, weight }] });
+      expect(make).toThrow(HoldfastConfigError);
+      expect(make).toThrow(/endpoints\.0\.weight/);
+    }
+    fc.assert(
+      fc.property(
+        fc.array(fc.oneof(fc.integer({ min: 1, max: 1_000_000 }), fc.constantFrom(1e-9, 0.5, 999_999.5)), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        (weights) => {
+          const set = failover({
+            policies: false,
+            bus: createBus(),
+            endpoints: weights.map((weight, i) => ({ name: `e${i}`, target: i, weight })),
+          });
+          const picks = new Map<string, number>();
+          const rounds = 200;
+          for (let i = 0; i < rounds; i++) {
+            void set.execute((e) => {
+              picks.set(e.name, (picks.get(e.name) ?? 0) + 1);
+              return e.name;
+            });
+          }
+          set.dispose();
+          // The heaviest endpoint gets at least its share, rounded down.
+          const total = weights.reduce((s, w) => s + w, 0);
+          const top = weights.indexOf(Math.max(...weights));
+          expect(picks.get(`e${top}`) ?? 0).toBeGreaterThanOrEqual(
+            Math.floor((rounds * (weights[top] as number)) / total) - 1,
+          );
+          expect([...picks.values()].reduce((s, n) => s + n, 0)).toBe(rounds);
+        },
+      ),
+      { numRuns: 100 },
+    );
+  });
+
+  it('consistent-hash: any key (empty, unicode, lone surrogates, 1 MB) goes to one endpoint, the same every time', async () => {
+    const set = failover({
+      policies: false,
+      bus: createBus(),
+      balancer: 'consistent-hash',
+      endpoints: ['a', 'b', 'c', 'd'].map((name, i) => ({ name, target: i, weight: i + 1 })),
+    });
+    cleanups.push(() => set.dispose());
+    const where = (key: string | number) => set.execute((e) => e.name, { key });
+    const special = ['', '\u0000', '\uD800', '🦀'.repeat(1000), 'x'.repeat(1 << 20), -0, 0, Number.NaN, 2 ** 60];
+    for (const key of special) expect(await where(key)).toBe(await where(key));
+    await fc.assert(
+      fc.asyncProperty(
+        fc.oneof(fc.string({ unit: 'binary' }), fc.string({ unit: 'grapheme' }), fc.double()),
+        async (key) => {
+          const first = await where(key);
+          expect(['a', 'b', 'c', 'd']).toContain(first);
+          expect(await where(key)).toBe(first);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
+
+describe('active-passive over real servers: all down, then one back, then the primary', () => {
+  it('panics while both are down, takes the standby when it is back, fails back to the primary after the hold-down', async () => {
+    const [p, s] = await Promise.all([proxied('primary'), proxied('standby')]);
+    if (!p || !s) throw new Error('no upstreams');
+    const bus = createBus();
+    const seen: string[] = [];
+    bus.on('failover.switch', (e) => seen.push(`switch ${e.from}->${e.to} ${e.reason}`));
+    bus.on('failover.panic', (e) => seen.push(`panic ${e.active}`));
+    const set = failover({
+      bus,
+      policies: false,
+      mode: 'active-passive',
+      holdDown: 500,
+      timeout: 2_000,
+      retry: { idempotent: true },
+      endpoints: [
+        { name: 'primary', target: p.proxy.url },
+        { name: 'standby', target: s.proxy.url, priority: 1 },
+      ],
+      health: {
+        interval: 50,
+        timeout: 1_000,
+        jitter: 0,
+        unhealthyAfter: 1,
+        healthyAfter: 2,
+        check: (e, signal) => getText(`${e.target}/`, signal),
+      },
+    });
+    cleanups.push(() => set.dispose());
+    const get = () =>
+      set
+        .execute((e, { signal }) => getText(`${e.target}/`, signal))
+        .catch((e: unknown) => `failed: ${(e as Error).message}`);
+    const until = async (ok: () => boolean) => {
+      const deadline = Date.now() + 10_000;
+      while (!ok() && Date.now() < deadline) await sleep(20);
+      return ok();
+    };
+    expect(await get()).toBe('primary');
+    await Promise.all([p.proxy.kill(), s.proxy.kill()]);
+    expect(await until(() => set.snapshot().panic)).toBe(true);
+    expect(await get()).toMatch(/^failed: /); // both dead: the call fails, it does not hang
+    await s.proxy.restore();
+    expect(await until(() => set.active?.name === 'standby')).toBe(true);
+    expect(await get()).toBe('standby');
+    await p.proxy.restore();
+    expect(await until(() => set.active?.name === 'primary')).toBe(true);
+    expect(await get()).toBe('primary');
+    // In panic no endpoint is active (calls go to the best in service): the standby is taken from none.
+    expect(seen).toEqual([
+      'switch primary->standby failover',
+      'panic true',
+      'panic false',
+      'switch undefined->standby failover',
+      'switch standby->primary failback',
+    ]);
+  }, 30_000);
 });
