@@ -131,6 +131,8 @@ describe('a breaker does not count a refusal by a holdfast policy inside it', ()
       new BrokenCircuitError('inner', 0),
       new IdempotencyConflictError('idempotent', 'order-1', 5_000),
       new IdempotencyMismatchError('idempotent', 'order-1'),
+      // The set refused the call before any endpoint: the failures behind its verdict were counted.
+      new NoHealthyEndpointError('failover', 0, 3),
     ];
     for (const error of ignored) {
       expect([error.code, defaultIsFailure({ ok: false, error })]).toEqual([error.code, 'ignored']);
@@ -141,7 +143,6 @@ describe('a breaker does not count a refusal by a holdfast policy inside it', ()
       new TimeoutError('timeout', 1_000),
       new RetryExhaustedError('retry', 3, 'maxAttempts', down),
       new RetryBudgetExhaustedError('retry', 2, down),
-      new NoHealthyEndpointError('failover', 0, 3),
     ];
     for (const error of failures) {
       expect([error.code, defaultIsFailure({ ok: false, error })]).toEqual([error.code, 'failure']);

@@ -65,10 +65,14 @@ export class EndpointState<T = unknown> {
   /** The role last reported in a `failover.role` event. */
   discovered: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced' = 'unknown';
 
-  constructor(view: Endpoint<T>, index: number, seed: number) {
+  /** The name as the options gave it, secrets and all: `drain()` and the others find it by either. */
+  readonly given: string;
+
+  constructor(view: Endpoint<T>, index: number, seed: number, given = view.name) {
     this.view = view;
     this.index = index;
     this.seed = seed;
+    this.given = given;
   }
 
   get name(): string {

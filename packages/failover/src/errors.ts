@@ -1,7 +1,12 @@
-import { HoldfastError } from '@holdfast/core';
+import { HoldfastError, LocalRefusalError } from '@holdfast/core';
 
-/** No endpoint could take the call: all are down, drained or tried, or panic is `fail-fast`. */
-export class NoHealthyEndpointError extends HoldfastError {
+/**
+ * No endpoint could take the call: all are drained or avoided, or panic is `fail-fast`. The set
+ * refused it before it reached any endpoint, so it is a local refusal (`isLocalRefusal()`): a
+ * breaker around the set does not count it (the failures that led to it were counted when they
+ * happened), and a retry after it draws nothing from its budget.
+ */
+export class NoHealthyEndpointError extends LocalRefusalError {
   static override readonly brand = Symbol.for('holdfast.error.NoHealthyEndpointError');
   override name = 'NoHealthyEndpointError';
   /** How many endpoints were available. */

@@ -32,6 +32,7 @@ import {
   failoverOptionsSchema,
   type ParsedFailoverOptions,
   redactor,
+  shownName,
 } from './options.js';
 import { neverReached } from './retryable.js';
 import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
@@ -252,7 +253,7 @@ class FailoverSet<T> implements Failover<T> {
     const now = this.#elapsed();
     this.#all = o.endpoints.map((e, i) => {
       const view = Object.freeze({ name: e.name, target: e.target as T, weight: e.weight, priority: e.priority });
-      const state = new EndpointState<T>(view, i, hashString(e.name));
+      const state = new EndpointState<T>(view, i, hashString(e.name), e.given);
       state.availableSince = now;
       return state;
     });
@@ -304,10 +305,17 @@ class FailoverSet<T> implements Failover<T> {
     const avoid = options?.avoid;
     let tried: EndpointState<T>[] | undefined =
       avoid !== undefined && avoid.length > 0 ? this.#all.filter((e) => avoid.includes(e.name)) : undefined;
+    let last: { error: unknown } | undefined;
     for (let attempt = 1; ; attempt++) {
       if (callerAborted(options)) throw abortReason(options);
-      const endpoint =
-        roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
+      let endpoint: EndpointState<T>;
+      try {
+        endpoint = roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
+      } catch (error) {
+        // Every endpoint left went away while a retry was decided on (a listener drained them): the
+        // call did reach one, and its error says more than a refusal, which a breaker would not count.
+        throw last === undefined ? error : last.error;
+      }
       try {
         const value = await this.#try(fn, endpoint, options, attempt);
         if (write && endpoint !== this.#primary) await this.#stillPrimary(endpoint, options);
@@ -317,6 +325,7 @@ class FailoverSet<T> implements Failover<T> {
         if (write || this.#disposed || !this.#mayRetry(error, attempt, options)) throw error;
         tried ??= [];
         tried.push(endpoint);
+        last = { error };
         if (!this.#hasCandidate(tried) || !this.#withdraw(error, attempt)) throw error;
         if (this.#bus.wants('retry.attempt')) {
           this.#bus.emit({
@@ -975,17 +984,14 @@ class FailoverSet<T> implements Failover<T> {
     return e;
   }
 
-  /** The endpoint of that name; a string endpoint is also found by the URL it was given as. */
+  /** The endpoint of that name, as shown or as given (a URL with its password, say). */
   #lookup(name: string): EndpointState<T> | undefined {
-    const e = this.#all.find((x) => x.name === name);
-    if (e !== undefined || typeof name !== 'string') return e;
-    const shown = redactor.url(name);
-    return this.#all.find((x) => x.name === shown && x.view.target === name);
+    return this.#all.find((x) => x.name === name) ?? this.#all.find((x) => x.given === name);
   }
 
   /** A name that is no endpoint's: a config error naming it (redacted: it may be a URL with a password). */
   #unknown(name: unknown): HoldfastConfigError {
-    const shown = typeof name === 'string' ? redactor.url(name) : name;
+    const shown = typeof name === 'string' ? shownName(name) : name;
     return new HoldfastConfigError(this.name, [
       { path: 'name', message: 'is not an endpoint of this set', value: shown },
     ]);

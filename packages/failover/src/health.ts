@@ -15,6 +15,10 @@ interface Probe {
   fails: number;
   timer: TimerHandle | undefined;
   controller: AbortController | undefined;
+  /** The check's own promise has not settled (past its timeout: it ignored its signal). */
+  running: boolean;
+  /** Ends the turn in progress now, its deadline cleared: dispose() must not wait for it. */
+  end: ((ok: boolean) => void) | undefined;
 }
 
 /**
@@ -36,7 +40,14 @@ export class HealthChecks {
     readonly onChange: (endpoint: EndpointState, healthy: boolean) => void,
   ) {
     for (const e of endpoints) {
-      const probe: Probe = { passes: 0, fails: 0, timer: undefined, controller: undefined };
+      const probe: Probe = {
+        passes: 0,
+        fails: 0,
+        timer: undefined,
+        controller: undefined,
+        running: false,
+        end: undefined,
+      };
       this.#probes.set(e, probe);
       // The first round is spread over one jitter's width so that sets built together do not beat in step.
       this.#schedule(e, probe, this.settings.interval * this.settings.jitter * this.random());
@@ -49,6 +60,7 @@ export class HealthChecks {
       if (probe.timer !== undefined) this.clock.clearTimeout(probe.timer);
       probe.timer = undefined;
       probe.controller?.abort(new Error(`${this.source}: disposed`));
+      probe.end?.(false); // a check that ignores its signal leaves no deadline timer behind
     }
   }
 
@@ -67,6 +79,14 @@ export class HealthChecks {
   }
 
   async #run(e: EndpointState, probe: Probe): Promise<void> {
+    if (probe.running) {
+      // The last check outlived its timeout and still runs (its signal ignored, e.g. a fetch not
+      // given it, held by a frozen server): a second one would pile another connection on it.
+      // This turn fails, as that check did, and the next comes after the interval.
+      this.#record(e, probe, false);
+      this.#schedule(e, probe, this.#nextDelay());
+      return;
+    }
     const controller = new AbortController();
     probe.controller = controller;
     const passed = await new Promise<boolean>((resolve) => {
@@ -78,16 +98,24 @@ export class HealthChecks {
         this.clock.clearTimeout(deadline);
         resolve(ok);
       };
+      probe.end = settle;
       try {
-        Promise.resolve(this.settings.check(e.view, controller.signal)).then(
-          (result) => settle(result !== false && !controller.signal.aborted),
-          () => settle(false),
-        );
+        probe.running = true;
+        Promise.resolve(this.settings.check(e.view, controller.signal))
+          .then(
+            (result) => settle(result !== false && !controller.signal.aborted),
+            () => settle(false),
+          )
+          .finally(() => {
+            probe.running = false;
+          });
       } catch {
+        probe.running = false;
         settle(false);
       }
     });
     probe.controller = undefined;
+    probe.end = undefined;
     if (this.#stopped) return;
     this.#record(e, probe, passed);
     this.#schedule(e, probe, this.#nextDelay());

@@ -39,8 +39,14 @@ function offOr<S extends z.ZodType>(schema: S) {
   });
 }
 
+/** A name as shown everywhere: any URL in it without credentials, secret parameters hidden. */
+export const shownName = (name: string): string => redactor.text(redactor.url(name));
+
 const endpointObject = z.strictObject({
-  /** A unique name: what events, snapshots and `drain(name)` use. */
+  /**
+   * A unique name: what events, snapshots and `drain(name)` use. Credentials and secret query
+   * parameters in it are shown as `***` (it is logged and served); `drain()` takes it either way.
+   */
   name: nameOption,
   /** Anything the call needs to reach the endpoint: a base URL, a `pg.Pool`, an ioredis client. */
   target: z.unknown(),
@@ -62,8 +68,8 @@ const endpointOption = z.union([
   z
     .string()
     .min(1)
-    .transform((url) => ({ name: redactor.url(url), target: url as unknown, weight: 1, priority: 0 })),
-  endpointObject,
+    .transform((url) => ({ name: shownName(url), given: url, target: url as unknown, weight: 1, priority: 0 })),
+  endpointObject.transform((e) => ({ ...e, name: shownName(e.name), given: e.name })),
 ]);
 
 const healthSchema = z.strictObject({
@@ -249,7 +255,9 @@ export const failoverOptionsSchema = z
     for (const [i, endpoint] of options.endpoints.entries()) {
       const first = seen.get(endpoint.name);
       if (first !== undefined) {
-        const message = `is not unique: endpoint ${first} has the same name`;
+        // Two names that differ only in a password: shown alike, events could not tell them apart.
+        const hidden = endpoint.given !== options.endpoints[first]?.given ? ' once its secrets are hidden as ***' : '';
+        const message = `is not unique${hidden}: endpoint ${first} has the same name`;
         ctx.addIssue({ code: 'custom', path: ['endpoints', i, 'name'], message });
       } else seen.set(endpoint.name, i);
     }

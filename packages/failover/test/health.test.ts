@@ -173,3 +173,55 @@ describe('active health checks', () => {
     set.dispose();
   });
 });
+
+describe('a check that ignores its signal', () => {
+  it('is not started again while it runs past its timeout: each turn meanwhile fails, then checks resume', async () => {
+    const h = harness();
+    let release = (_ok: boolean) => {};
+    let started = 0;
+    const set = failover({
+      clock: h.clock,
+      bus: h.bus,
+      endpoints: ['a', 'b'],
+      health: {
+        interval: 1_000,
+        jitter: 0,
+        timeout: 100,
+        unhealthyAfter: 3,
+        healthyAfter: 1,
+        check: (e) => {
+          if (e.name === 'b') return true;
+          // The first check of a never looks at its signal: it settles only when the test says so.
+          if (++started > 1) return true;
+          return new Promise<boolean>((resolve) => {
+            release = resolve;
+          });
+        },
+      },
+    });
+    await h.clock.advance(10_000);
+    expect(started).toBe(1);
+    expect(h.of('health.change').map((e) => [e.endpoint, e.healthy])).toEqual([['a', false]]);
+    release(true); // late: its verdict was the timeout's; the next turn starts a check again
+    await h.clock.advance(500);
+    expect(started).toBe(2);
+    expect(h.of('health.change').map((e) => [e.endpoint, e.healthy])).toEqual([
+      ['a', false],
+      ['a', true],
+    ]);
+    set.dispose();
+  });
+
+  it('dispose() while it hangs leaves no timer', async () => {
+    const h = harness();
+    const set = failover({
+      clock: h.clock,
+      bus: h.bus,
+      endpoints: ['a'],
+      health: { interval: 1_000, jitter: 0, timeout: 5_000, check: () => new Promise(() => {}) },
+    });
+    await h.clock.advance(1_500);
+    set.dispose();
+    expect(h.clock.pending).toBe(0);
+  });
+});
