@@ -311,10 +311,16 @@ class Client {
       return response; // nothing left to read
     }
     const timer = this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
-    return whenBodyEnds(response, () => {
-      this.#clock.clearTimeout(timer);
-      unfollow();
-    });
+    try {
+      return whenBodyEnds(response, () => {
+        this.#clock.clearTimeout(timer);
+        unfollow();
+      });
+    } catch {
+      // A status or reason phrase fetch takes from the wire but Response() refuses (600, a control
+      // character): fetch's own response, its body still cut at the deadline, which unfollows.
+      return response;
+    }
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
@@ -579,12 +585,15 @@ function idle(limiter: Limiter): boolean {
  * been cancelled. Status, headers, `url`, `redirected` and `type` are those of `response`.
  */
 function whenBodyEnds(response: Response, done: () => void): Response {
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const source = response.body as ReadableStream<Uint8Array>;
+  // Taken on first read: until then the response is untouched, should Response() refuse it below.
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        let chunk: ReadableStreamReadResult<Uint8Array>;
         try {
+          reader ??= source.getReader();
           chunk = await reader.read();
         } catch (error) {
           done();
@@ -600,7 +609,7 @@ function whenBodyEnds(response: Response, done: () => void): Response {
       },
       cancel(reason) {
         done();
-        return reader.cancel(reason);
+        return (reader ?? source).cancel(reason);
       },
     },
     { highWaterMark: 0 }, // read from the network only as the caller reads

@@ -1,0 +1,76 @@
+/**
+ * Hostile review of resilientFetch (review-fetch): what a server may put on the wire, what a
+ * `Request` carries besides its URL, paths that lead away from the base URLs, and base URLs
+ * that lose part of themselves. Each case failed before its fix.
+ */
+import { getEventListeners } from 'node:events';
+import { createServer, type Server } from 'node:net';
+import { createBus, HoldfastConfigError } from '@holdfast/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { type Handler, type Upstream, upstream } from './upstream.js';
+
+const open: Upstream[] = [];
+const raw: Server[] = [];
+const made: ResilientFetch[] = [];
+
+afterEach(async () => {
+  for (const http of made.splice(0)) http.dispose();
+  for (const s of raw.splice(0)) s.close();
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function server(handler: Handler): Promise<Upstream> {
+  const s = await upstream(handler);
+  open.push(s);
+  return s;
+}
+
+function client(options: ResilientFetchOptions = {}): ResilientFetch {
+  const http = resilientFetch({ bus: createBus(), ...options });
+  made.push(http);
+  return http;
+}
+
+/** A TCP server that answers every request with `statusLine`, then `body` (or stalls after the headers). */
+async function wire(statusLine: string, body: string | 'stall'): Promise<string> {
+  const s = createServer((socket) => {
+    socket.on('error', () => {});
+    socket.once('data', () => {
+      if (body === 'stall') socket.write(`${statusLine}\r\nContent-Length: 100\r\n\r\nfirst`);
+      else socket.end(`${statusLine}\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+    });
+  });
+  raw.push(s);
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  return `http://127.0.0.1:${port}/`;
+}
+
+const seen = (r: Response) => r.text().then((text) => ({ status: r.status, statusText: r.statusText, ok: r.ok, text }));
+
+describe('responses fetch accepts from the wire are returned as fetch returns them', () => {
+  const lines = ['HTTP/1.1 600 Custom', 'HTTP/1.1 999 Odd', 'HTTP/1.1 200 O\u0001K', 'HTTP/1.1 503 Busy\u007f'];
+  for (const line of lines) {
+    it(`${JSON.stringify(line)}: the same status, reason and body as fetch`, async () => {
+      const url = await wire(line, 'hi');
+      const http = client({ retry: false });
+      const caller = new AbortController();
+      const plain = await seen(await fetch(url));
+      // Before the fix: RangeError 'init["status"] must be in the range of 200 to 599, inclusive.'
+      // or TypeError 'Invalid statusText', for a response fetch itself returns.
+      const ours = await seen(await http(url, { signal: caller.signal }));
+      expect(ours).toEqual(plain);
+    });
+  }
+
+  it('such a response whose body stalls is still cut by timeout.total, with nothing left on the signal', async () => {
+    const url = await wire('HTTP/1.1 600 Custom', 'stall');
+    const http = client({ retry: false, timeout: { perTry: 2_000, total: 300 } });
+    const caller = new AbortController();
+    const res = await http(url, { signal: caller.signal });
+    expect(res.status).toBe(600);
+    await expect(res.text()).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+    expect(getEventListeners(caller.signal, 'abort')).toHaveLength(0);
+  });
+});
