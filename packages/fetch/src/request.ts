@@ -30,7 +30,8 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     const request = input as Request;
     const signal = init?.signal ?? request.signal;
     const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, signal, limit);
-    const merged: RequestInit = { ...init };
+    // What fetch honours of a Request besides URL, method, headers and body; init's own win.
+    const merged: RequestInit = Object.assign(ownOptions(request), init);
     const headers = new Headers(request.headers);
     if (init?.headers) {
       for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
@@ -55,6 +56,12 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     init: init ?? {},
     signal: init?.signal ?? undefined,
   };
+}
+
+/** A Request's own fetch options (`redirect: 'manual'` above all: a guard against following redirects). */
+function ownOptions(r: Request): RequestInit {
+  const { cache, credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy } = r;
+  return { cache, credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy };
 }
 
 /** How long reading a `Request`'s body may take, and the error it fails with then. */

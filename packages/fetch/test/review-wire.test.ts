@@ -74,3 +74,32 @@ describe('responses fetch accepts from the wire are returned as fetch returns th
     expect(getEventListeners(caller.signal, 'abort')).toHaveLength(0);
   });
 });
+
+describe("a Request's own options are kept, as fetch keeps them", () => {
+  const moved: Handler = (req, res) => {
+    if (req.path === '/moved') res.writeHead(302, { location: '/internal' }).end();
+    else res.end('internal');
+  };
+
+  it("redirect: 'manual' on the Request returns the 302; the Location is not requested", async () => {
+    const s = await server(moved);
+    const http = client();
+    // Before the fix: 200 from /internal, the redirect followed.
+    const res = await http(new Request(`${s.url}/moved`, { redirect: 'manual' }));
+    expect([res.status, s.seen.map((x) => x.path)]).toEqual([302, ['/moved']]);
+  });
+
+  it("redirect: 'error' on the Request rejects; the Location is not requested", async () => {
+    const s = await server(moved);
+    const http = client();
+    await expect(http(new Request(`${s.url}/moved`, { redirect: 'error' }))).rejects.toThrow(/redirect/);
+    expect(s.seen.map((x) => x.path)).toEqual(['/moved']);
+  });
+
+  it('the init given beside the Request still wins, as in fetch', async () => {
+    const s = await server(moved);
+    const http = client();
+    const res = await http(new Request(`${s.url}/moved`, { redirect: 'manual' }), { redirect: 'follow' });
+    expect([res.status, await res.text()]).toEqual([200, 'internal']);
+  });
+});
