@@ -123,6 +123,23 @@ function isAsyncIterable(value: unknown): boolean {
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
 }
 
+/**
+ * The host a path names of its own though it names no scheme (`//host/x`, `/\\host/x`, a tab
+ * between the slashes), or undefined. Joined to a base URL it would take the request, headers
+ * and all, to that host; a path built from input (`/${tenant}/orders`) must not. An absolute URL
+ * (one that reads the same whatever the base) goes where it says.
+ */
+export function hostOfPath(url: string): string | undefined {
+  try {
+    const a = new URL(url, 'http://a.invalid');
+    const b = new URL(url, 'https://b.invalid');
+    if (a.href === b.href || (a.host === 'a.invalid' && b.host === 'b.invalid')) return undefined;
+    return a.host === 'a.invalid' ? b.host : a.host;
+  } catch {
+    return undefined; // not a URL: joining it fails with its own error
+  }
+}
+
 /** Whether sending the request twice is safe: an idempotent method, or a key the server dedupes on. */
 export function isSafeToRepeat(plan: Plan, keyHeader: string): boolean {
   return plan.replayable && (idempotentMethods.has(plan.method) || plan.headers.has(keyHeader));

@@ -21,7 +21,7 @@ import { isNonRetryable, isTransientError, nonRetryable, type RetryBudget, retry
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
-import { attemptInit, discard, type FetchInput, isSafeToRepeat, type Plan, planOf } from './request.js';
+import { attemptInit, discard, type FetchInput, hostOfPath, isSafeToRepeat, type Plan, planOf } from './request.js';
 
 /** `fetch`'s own signature. */
 export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<Response>;
@@ -255,6 +255,12 @@ class Client {
       clock: this.#clock,
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
     });
+    const elsewhere = this.#set === undefined ? undefined : hostOfPath(plan.url);
+    if (elsewhere !== undefined) {
+      throw new TypeError(
+        `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
+      );
+    }
     const header = this.#o.idempotencyHeader;
     if (
       this.#o.idempotencyKey === 'auto' &&

@@ -6,8 +6,10 @@
 import { getEventListeners } from 'node:events';
 import { createServer, type Server } from 'node:net';
 import { createBus, HoldfastConfigError } from '@holdfast/core';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { hostOfPath } from '../src/request.js';
 import { type Handler, type Upstream, upstream } from './upstream.js';
 
 const open: Upstream[] = [];
@@ -101,5 +103,61 @@ describe("a Request's own options are kept, as fetch keeps them", () => {
     const http = client();
     const res = await http(new Request(`${s.url}/moved`, { redirect: 'manual' }), { redirect: 'follow' });
     expect([res.status, await res.text()]).toEqual([200, 'internal']);
+  });
+});
+
+describe('with base URLs, a path that names another host is refused, never sent there', () => {
+  it('//host/x, /\\host/x, a tab between the slashes and http:host: no request leaves, the error names it', async () => {
+    const api = await server((_, res) => res.end('api'));
+    const other = await server((_, res) => res.end('other'));
+    const http = client({ baseUrls: [api.url] });
+    const elsewhere = `localhost:${other.port}`;
+    const paths = [`//${elsewhere}/steal`, `/\\${elsewhere}/steal`, `/\t/${elsewhere}/steal`, `\\\\${elsewhere}/steal`];
+    const outcomes: string[] = [];
+    for (const path of paths) {
+      // Before the fix: each went to the other host, Authorization header and all.
+      outcomes.push(
+        await http(path, { headers: { authorization: 'Bearer s3cret' } }).then(
+          async (r) => `sent: ${await r.text()}`,
+          (e: Error) => `${e.name}: ${/names a host .* leads to /.test(e.message)} ${e.message.includes('s3cret')}`,
+        ),
+      );
+    }
+    expect(outcomes).toEqual(paths.map(() => 'TypeError: true false'));
+    expect([api.seen.length, other.seen.length]).toEqual([0, 0]);
+  });
+
+  it('an http: path against an https base URL is refused too', async () => {
+    const http = client({ baseUrls: ['https://127.0.0.1:1'], retry: false });
+    await expect(http('http:127.0.0.1:1/x')).rejects.toThrow(/names a host .* leads to /);
+  });
+
+  it('a path, a relative path and an absolute URL still go where they did', async () => {
+    const api = await server((req, res) => res.end(req.path));
+    const http = client({ baseUrls: [`${api.url}/v1/`] });
+    const got = await Promise.all(['/orders', 'orders?x=1', `${api.url}/abs`].map(async (p) => (await http(p)).text()));
+    expect(got).toEqual(['/orders', '/v1/orders?x=1', '/abs']);
+  });
+});
+
+describe('hostOfPath, property', () => {
+  it('whatever the path, one it lets through joins onto the base host, or is an absolute URL that goes where it says', () => {
+    const char = fc.constantFrom('/', '\\', '\t', '\n', ' ', ':', '@', '.', '?', '#', '%', 'h', 'x', '1', 'http', 'https');
+    const path = fc.array(char, { maxLength: 12 }).map((parts) => parts.join(''));
+    const bases = ['http://base.example:8080/api/', 'https://base.example/', 'http://10.0.0.1/v1'];
+    fc.assert(
+      fc.property(path, fc.constantFrom(...bases), (p, base) => {
+        let joined: URL;
+        try {
+          joined = new URL(p, base);
+        } catch {
+          return; // refused by URL itself
+        }
+        if (hostOfPath(p) !== undefined) return;
+        const absolute = URL.canParse(p) && new URL(p).href === joined.href;
+        expect(joined.host === new URL(base).host || absolute).toBe(true);
+      }),
+      { numRuns: 5_000 },
+    );
   });
 });
