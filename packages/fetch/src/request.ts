@@ -60,8 +60,8 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
 
 /** A Request's own fetch options (`redirect: 'manual'` above all: a guard against following redirects). */
 function ownOptions(r: Request): RequestInit {
-  const { cache, credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy } = r;
-  return { cache, credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy };
+  const { credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy } = r;
+  return { credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy };
 }
 
 /** How long reading a `Request`'s body may take, and the error it fails with then. */

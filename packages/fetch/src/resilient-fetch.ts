@@ -597,7 +597,7 @@ function whenBodyEnds(response: Response, done: () => void): Response {
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        let chunk: ReadableStreamReadResult<Uint8Array>;
+        let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
         try {
           reader ??= source.getReader();
           chunk = await reader.read();
