@@ -161,3 +161,30 @@ describe('hostOfPath, property', () => {
     );
   });
 });
+
+describe('base URLs are refused where joining a path would lose part of them', () => {
+  const refusal = (options: ResilientFetchOptions) => {
+    try {
+      resilientFetch({ bus: createBus(), ...options }).dispose();
+      return 'accepted';
+    } catch (error) {
+      return error instanceof HoldfastConfigError ? error.message : `not a config error: ${String(error)}`;
+    }
+  };
+
+  it('a query or a fragment (joining a path drops it: an api_key there was never sent)', () => {
+    expect(refusal({ baseUrls: ['http://127.0.0.1:1/?api_key=abc'] })).toMatch(
+      /^resilientFetch: baseUrls\.0 must not carry a query or a fragment.*\(got "http:\/\/127\.0\.0\.1:1\/\?api_key=\*\*\*"\)$/,
+    );
+    expect(refusal({ baseUrls: ['http://127.0.0.1:1', 'http://127.0.0.1:2/#x'] })).toMatch(
+      /^resilientFetch: baseUrls\.1 must not carry a query or a fragment/,
+    );
+  });
+
+  it('two base URLs on one host are named as baseUrls, not as failover endpoints', () => {
+    // Before the fix: 'failover: endpoints.1.name is not unique: endpoint 0 has the same name (got "a:1")'.
+    expect(refusal({ baseUrls: ['http://a:1/x', 'http://A:1/y'] })).toMatch(
+      /^resilientFetch: baseUrls\.1 must be on another host than baseUrls\.0 \(a:1\)/,
+    );
+  });
+});
