@@ -17,7 +17,15 @@ import {
 } from '@holdfast/core';
 import { type Failover, failover, neverReached } from '@holdfast/failover';
 import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
-import { isNonRetryable, isTransientError, nonRetryable, type RetryBudget, retry, retryBudget } from '@holdfast/retry';
+import {
+  isNetworkError,
+  isNonRetryable,
+  isTransientError,
+  nonRetryable,
+  type RetryBudget,
+  retry,
+  retryBudget,
+} from '@holdfast/retry';
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
@@ -54,8 +62,11 @@ function refusedHere(error: unknown): boolean {
  * or one that is not http(s) ("URL scheme must be a HTTP(S) scheme").
  */
 const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
-/** The errors {@link Client} made of refused redirects: never retried, never a breaker failure. */
-const refusedRedirects = new WeakSet<object>();
+/**
+ * Requests fetch refused: a redirect it would not follow, or a request it would not send (a GET
+ * with a body, TRACE, a stream body without duplex). Never retried, never a failure of the host.
+ */
+const refusedByFetch = new WeakSet<object>();
 /** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
 const ownDuplicates = new WeakSet<object>();
 /**
@@ -195,7 +206,10 @@ class Client {
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
             // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
             isFailure: (error) =>
-              !refusedHere(error) && !ownDuplicates.has(error as object) && !ownStillRunning.has(error as object),
+              !refusedHere(error) &&
+              !ownDuplicates.has(error as object) &&
+              !ownStillRunning.has(error as object) &&
+              !refusedByFetch.has(error as object),
             bus,
             clock,
           }),
@@ -380,12 +394,12 @@ class Client {
     const breakers = this.#breakers;
     let guarded = once;
     if (breakers !== undefined) {
-      // A redirect fetch refused is an answer from the host, not a failure of it: the breaker sees it pass.
+      // A request fetch refused (a redirect it would not follow, one it would not send) is no failure of the host: the breaker sees it pass.
       guarded = (c: CallContext) => {
         let refused: { error: unknown } | undefined;
         const judged = (j: CallContext) =>
           once(j).catch((error: unknown) => {
-            if (!refusedRedirects.has(error as object) && !ownStillRunning.has(error as object)) throw error;
+            if (!refusedByFetch.has(error as object) && !ownStillRunning.has(error as object)) throw error;
             refused = { error };
             return undefined as unknown as Response;
           });
@@ -473,11 +487,14 @@ class Client {
       const root = rootCause(error.cause);
       const explained = new TypeError(`fetch failed: ${this.#redact.text(root.message)}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (refusedRedirect.test(root.message)) refusedRedirects.add(nonRetryable(explained));
+      if (refusedRedirect.test(root.message)) refusedByFetch.add(nonRetryable(explained));
       return explained;
     }
     const message = this.#redact.text(error.message);
-    return message === error.message ? error : new TypeError(message);
+    const refused = message === error.message ? error : new TypeError(message);
+    // No network failure: fetch would not send this request. The caller's to fix, not the host's.
+    if (!isNetworkError(refused)) refusedByFetch.add(nonRetryable(refused));
+    return refused;
   }
 
   snapshot(): JsonValue {

@@ -188,3 +188,41 @@ describe('base URLs are refused where joining a path would lose part of them', (
     );
   });
 });
+
+describe('a request fetch refuses before sending it is the caller’s mistake, not the host’s', () => {
+  const mistakes: [string, RequestInit][] = [
+    ['a GET with a body', { method: 'GET', body: 'oops' }],
+    ['TRACE', { method: 'TRACE' }],
+    ['a method that is no token', { method: 'bad method' }],
+    ['a stream body without duplex', { method: 'PUT', body: new Blob(['x']).stream() }],
+  ];
+
+  it('30 of each: rejected with fetch’s TypeError, never retried; the host’s breaker stays closed for everyone', async () => {
+    const s = await server((_, res) => res.end('ok'));
+    const http = client();
+    const outcomes = new Set<string>();
+    for (const [what, init] of mistakes) {
+      for (let i = 0; i < 30; i++) {
+        const fresh = init.body instanceof ReadableStream ? { ...init, body: new Blob(['x']).stream() } : init;
+        outcomes.add(await http(s.url, fresh).then(() => `${what}: sent`, (e: Error) => `${what}: ${e.name}`));
+      }
+    }
+    expect([...outcomes]).toEqual(mistakes.map(([what]) => `${what}: TypeError`));
+    // Before the fix: 'E_CIRCUIT_OPEN: fetch:127.0.0.1:…: circuit is open', for a host that never saw a request.
+    const good = await http(s.url).then((r) => r.text(), (e: { code?: string }) => e.code);
+    expect([good, s.seen.length]).toEqual(['ok', 1]);
+  });
+
+  it('with base URLs: no endpoint is held to blame, the next good call goes through', async () => {
+    const a = await server((_, res) => res.end('a'));
+    const b = await server((_, res) => res.end('b'));
+    const http = client({ baseUrls: [a.url, b.url] });
+    for (let i = 0; i < 30; i++) await http('/x', { method: 'GET', body: 'oops' }).catch(() => {});
+    const endpoints = (http.snapshot() as { failover: { endpoints: { ejections: number }[] } }).failover.endpoints;
+    const breakers = (http.snapshot() as { breakers: { breakers: Record<string, { state: string }> } }).breakers;
+    expect(endpoints.map((e) => e.ejections)).toEqual([0, 0]);
+    expect(Object.values(breakers.breakers).map((b) => b.state)).toEqual(['closed', 'closed']);
+    expect((await http('/x')).status).toBe(200);
+    expect(a.seen.length + b.seen.length).toBe(1);
+  });
+});
