@@ -142,7 +142,24 @@ describe('with base URLs, a path that names another host is refused, never sent 
 
 describe('hostOfPath, property', () => {
   it('whatever the path, one it lets through joins onto the base host, or is an absolute URL that goes where it says', () => {
-    const char = fc.constantFrom('/', '\\', '\t', '\n', ' ', ':', '@', '.', '?', '#', '%', 'h', 'x', '1', 'http', 'https');
+    const char = fc.constantFrom(
+      '/',
+      '\\',
+      '\t',
+      '\n',
+      ' ',
+      ':',
+      '@',
+      '.',
+      '?',
+      '#',
+      '%',
+      'h',
+      'x',
+      '1',
+      'http',
+      'https',
+    );
     const path = fc.array(char, { maxLength: 12 }).map((parts) => parts.join(''));
     const bases = ['http://base.example:8080/api/', 'https://base.example/', 'http://10.0.0.1/v1'];
     fc.assert(
@@ -204,12 +221,20 @@ describe('a request fetch refuses before sending it is the caller’s mistake, n
     for (const [what, init] of mistakes) {
       for (let i = 0; i < 30; i++) {
         const fresh = init.body instanceof ReadableStream ? { ...init, body: new Blob(['x']).stream() } : init;
-        outcomes.add(await http(s.url, fresh).then(() => `${what}: sent`, (e: Error) => `${what}: ${e.name}`));
+        outcomes.add(
+          await http(s.url, fresh).then(
+            () => `${what}: sent`,
+            (e: Error) => `${what}: ${e.name}`,
+          ),
+        );
       }
     }
     expect([...outcomes]).toEqual(mistakes.map(([what]) => `${what}: TypeError`));
     // Before the fix: 'E_CIRCUIT_OPEN: fetch:127.0.0.1:…: circuit is open', for a host that never saw a request.
-    const good = await http(s.url).then((r) => r.text(), (e: { code?: string }) => e.code);
+    const good = await http(s.url).then(
+      (r) => r.text(),
+      (e: { code?: string }) => e.code,
+    );
     expect([good, s.seen.length]).toEqual(['ok', 1]);
   });
 
