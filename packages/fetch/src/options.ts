@@ -105,6 +105,18 @@ function withoutCredentials(url: string): boolean {
   }
 }
 
+/** Base URLs on one host would share its breaker and limiter, and failover names endpoints by host. */
+function oneEachHost(urls: string[], ctx: z.RefinementCtx): void {
+  const first = new Map<string, number>();
+  urls.forEach((url, i) => {
+    const host = URL.canParse(url) ? new URL(url).host : undefined;
+    const at = host === undefined ? undefined : first.get(host);
+    if (at !== undefined) {
+      ctx.addIssue({ code: 'custom', path: [i], message: `must be on another host than baseUrls.${at} (${host})` });
+    } else if (host !== undefined) first.set(host, i);
+  });
+}
+
 /** Validates the options of {@link resilientFetch}; {@link ResilientFetchOptions} is inferred from it. */
 export const resilientFetchOptionsSchema = z
   .strictObject({
@@ -114,11 +126,17 @@ export const resilientFetchOptionsSchema = z
      */
     baseUrls: z
       .array(
-        z.url({ protocol: /^https?$/ }).refine(withoutCredentials, {
-          error: 'must not carry credentials (fetch refuses them): send an Authorization header instead',
-        }),
+        z
+          .url({ protocol: /^https?$/ })
+          .refine(withoutCredentials, {
+            error: 'must not carry credentials (fetch refuses them): send an Authorization header instead',
+          })
+          .refine((url) => !URL.canParse(url) || !/[?#]/.test(new URL(url).href), {
+            error: 'must not carry a query or a fragment: joining a path to it drops them',
+          }),
       )
       .min(1)
+      .superRefine(oneEachHost)
       .optional(),
     /** A failover set of your own whose endpoint targets are base URLs, instead of `baseUrls`. */
     failover: failoverOption.optional(),

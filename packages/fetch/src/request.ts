@@ -30,7 +30,8 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     const request = input as Request;
     const signal = init?.signal ?? request.signal;
     const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, signal, limit);
-    const merged: RequestInit = { ...init };
+    // What fetch honours of a Request besides URL, method, headers and body; init's own win.
+    const merged: RequestInit = Object.assign(ownOptions(request), init);
     const headers = new Headers(request.headers);
     if (init?.headers) {
       for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
@@ -55,6 +56,12 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     init: init ?? {},
     signal: init?.signal ?? undefined,
   };
+}
+
+/** A Request's own fetch options (`redirect: 'manual'` above all: a guard against following redirects). */
+function ownOptions(r: Request): RequestInit {
+  const { credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy } = r;
+  return { credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy };
 }
 
 /** How long reading a `Request`'s body may take, and the error it fails with then. */
@@ -114,6 +121,23 @@ function isReplayable(body: Body | null): boolean {
 
 function isAsyncIterable(value: unknown): boolean {
   return typeof value === 'object' && value !== null && Symbol.asyncIterator in value;
+}
+
+/**
+ * The host a path names of its own though it names no scheme (`//host/x`, `/\\host/x`, a tab
+ * between the slashes), or undefined. Joined to a base URL it would take the request, headers
+ * and all, to that host; a path built from input (`/${tenant}/orders`) must not. An absolute URL
+ * (one that reads the same whatever the base) goes where it says.
+ */
+export function hostOfPath(url: string): string | undefined {
+  try {
+    const a = new URL(url, 'http://a.invalid');
+    const b = new URL(url, 'https://b.invalid');
+    if (a.href === b.href || (a.host === 'a.invalid' && b.host === 'b.invalid')) return undefined;
+    return a.host === 'a.invalid' ? b.host : a.host;
+  } catch {
+    return undefined; // not a URL: joining it fails with its own error
+  }
 }
 
 /** Whether sending the request twice is safe: an idempotent method, or a key the server dedupes on. */

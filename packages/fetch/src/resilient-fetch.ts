@@ -17,11 +17,19 @@ import {
 } from '@holdfast/core';
 import { type Failover, failover, neverReached } from '@holdfast/failover';
 import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
-import { isNonRetryable, isTransientError, nonRetryable, type RetryBudget, retry, retryBudget } from '@holdfast/retry';
+import {
+  isNetworkError,
+  isNonRetryable,
+  isTransientError,
+  nonRetryable,
+  type RetryBudget,
+  retry,
+  retryBudget,
+} from '@holdfast/retry';
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
-import { attemptInit, discard, type FetchInput, isSafeToRepeat, type Plan, planOf } from './request.js';
+import { attemptInit, discard, type FetchInput, hostOfPath, isSafeToRepeat, type Plan, planOf } from './request.js';
 
 /** `fetch`'s own signature. */
 export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<Response>;
@@ -54,8 +62,11 @@ function refusedHere(error: unknown): boolean {
  * or one that is not http(s) ("URL scheme must be a HTTP(S) scheme").
  */
 const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
-/** The errors {@link Client} made of refused redirects: never retried, never a breaker failure. */
-const refusedRedirects = new WeakSet<object>();
+/**
+ * Requests fetch refused: a redirect it would not follow, or a request it would not send (a GET
+ * with a body, TRACE, a stream body without duplex). Never retried, never a failure of the host.
+ */
+const refusedByFetch = new WeakSet<object>();
 /** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
 const ownDuplicates = new WeakSet<object>();
 /**
@@ -195,7 +206,10 @@ class Client {
             retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
             // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
             isFailure: (error) =>
-              !refusedHere(error) && !ownDuplicates.has(error as object) && !ownStillRunning.has(error as object),
+              !refusedHere(error) &&
+              !ownDuplicates.has(error as object) &&
+              !ownStillRunning.has(error as object) &&
+              !refusedByFetch.has(error as object),
             bus,
             clock,
           }),
@@ -255,6 +269,12 @@ class Client {
       clock: this.#clock,
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
     });
+    const elsewhere = this.#set === undefined ? undefined : hostOfPath(plan.url);
+    if (elsewhere !== undefined) {
+      throw new TypeError(
+        `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
+      );
+    }
     const header = this.#o.idempotencyHeader;
     if (
       this.#o.idempotencyKey === 'auto' &&
@@ -311,10 +331,16 @@ class Client {
       return response; // nothing left to read
     }
     const timer = this.#clock.setTimeout(expire, left); // unref'd: never holds the process open
-    return whenBodyEnds(response, () => {
-      this.#clock.clearTimeout(timer);
-      unfollow();
-    });
+    try {
+      return whenBodyEnds(response, () => {
+        this.#clock.clearTimeout(timer);
+        unfollow();
+      });
+    } catch {
+      // A status or reason phrase fetch takes from the wire but Response() refuses (600, a control
+      // character): fetch's own response, its body still cut at the deadline, which unfollows.
+      return response;
+    }
   }
 
   #run(call: Call, ctx: CallContext): Promise<Response> {
@@ -368,12 +394,12 @@ class Client {
     const breakers = this.#breakers;
     let guarded = once;
     if (breakers !== undefined) {
-      // A redirect fetch refused is an answer from the host, not a failure of it: the breaker sees it pass.
+      // A request fetch refused (a redirect it would not follow, one it would not send) is no failure of the host: the breaker sees it pass.
       guarded = (c: CallContext) => {
         let refused: { error: unknown } | undefined;
         const judged = (j: CallContext) =>
           once(j).catch((error: unknown) => {
-            if (!refusedRedirects.has(error as object) && !ownStillRunning.has(error as object)) throw error;
+            if (!refusedByFetch.has(error as object) && !ownStillRunning.has(error as object)) throw error;
             refused = { error };
             return undefined as unknown as Response;
           });
@@ -461,11 +487,14 @@ class Client {
       const root = rootCause(error.cause);
       const explained = new TypeError(`fetch failed: ${this.#redact.text(root.message)}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (refusedRedirect.test(root.message)) refusedRedirects.add(nonRetryable(explained));
+      if (refusedRedirect.test(root.message)) refusedByFetch.add(nonRetryable(explained));
       return explained;
     }
     const message = this.#redact.text(error.message);
-    return message === error.message ? error : new TypeError(message);
+    const refused = message === error.message ? error : new TypeError(message);
+    // No network failure: fetch would not send this request. The caller's to fix, not the host's.
+    if (!isNetworkError(refused)) refusedByFetch.add(nonRetryable(refused));
+    return refused;
   }
 
   snapshot(): JsonValue {
@@ -579,12 +608,15 @@ function idle(limiter: Limiter): boolean {
  * been cancelled. Status, headers, `url`, `redirected` and `type` are those of `response`.
  */
 function whenBodyEnds(response: Response, done: () => void): Response {
-  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const source = response.body as ReadableStream<Uint8Array>;
+  // Taken on first read: until then the response is untouched, should Response() refuse it below.
+  let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
   const body = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        let chunk: Awaited<ReturnType<typeof reader.read>>;
+        let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
         try {
+          reader ??= source.getReader();
           chunk = await reader.read();
         } catch (error) {
           done();
@@ -600,7 +632,7 @@ function whenBodyEnds(response: Response, done: () => void): Response {
       },
       cancel(reason) {
         done();
-        return reader.cancel(reason);
+        return (reader ?? source).cancel(reason);
       },
     },
     { highWaterMark: 0 }, // read from the network only as the caller reads
