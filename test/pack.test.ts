@@ -1,12 +1,19 @@
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { installLines, packageOf } from '../scripts/doc-samples.mjs';
-import { type Manifest, npmInstallPacked, packWorkspace, root, workspacePackages } from './support/packed.js';
+import {
+  type Manifest,
+  npmInstallPacked,
+  packedWorkspace,
+  removeLater,
+  root,
+  workspacePackages,
+} from './support/packed.js';
 
 // Every publishable package and every entry point in its exports, as a user gets them: packed as
 // publishing packs them, installed with exactly the install line its README gives, imported from
@@ -15,7 +22,6 @@ import { type Manifest, npmInstallPacked, packWorkspace, root, workspacePackages
 // packages/*/package.json: a new package is covered by itself. Needs `pnpm build` (else builds).
 
 const scratch = mkdtempSync(join(tmpdir(), 'holdfast-pack-'));
-const tarballs = join(scratch, 'tarballs');
 const project = join(scratch, 'project');
 const run = promisify(execFile);
 
@@ -130,7 +136,7 @@ const modes = {
 
 beforeAll(async () => {
   mkdirSync(project);
-  const { tarball, buildMs, packMs } = packWorkspace(tarballs);
+  const { tarball, buildMs, packMs, cached } = packedWorkspace();
   const packedAt = Date.now();
 
   // One scratch project, one npm install: every entry's install line together. What one line
@@ -179,12 +185,12 @@ beforeAll(async () => {
   ]);
   const seconds = (from: number, to: number) => `${((to - from) / 1000).toFixed(1)} s`;
   console.log(
-    `pack test: build ${seconds(0, buildMs)}, pack ${seconds(0, packMs)}, ` +
+    `pack test: build ${seconds(0, buildMs)}, pack ${seconds(0, packMs)}${cached ? ' (packed already)' : ''}, ` +
       `npm install ${seconds(packedAt, installedAt)}, imports and tsc ${seconds(installedAt, Date.now())}`,
   );
 }, 900_000);
 
-afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+afterAll(() => removeLater(scratch));
 
 describe.each(entries)('$specifier, packed and installed with its README install line', (entry) => {
   const line = () => `npm install ${installFor(entry.pkg, entry.subpath).join(' ')}`;

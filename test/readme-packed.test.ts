@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -7,7 +7,14 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Block, fencedBlocks, importedPackages, installLines } from '../scripts/doc-samples.mjs';
-import { type Manifest, npmInstallPacked, packWorkspace, root, workspacePackages } from './support/packed.js';
+import {
+  type Manifest,
+  npmInstallPacked,
+  packedWorkspace,
+  removeLater,
+  root,
+  workspacePackages,
+} from './support/packed.js';
 import { type RedisServer, redisAvailable, startRedis } from './support/redis.js';
 
 // Each package README followed as a user follows it, against the packed packages: a scratch
@@ -211,14 +218,14 @@ async function typecheck(): Promise<void> {
   }
 }
 
-let packed: ReturnType<typeof packWorkspace>;
+let packed: ReturnType<typeof packedWorkspace>;
 
 beforeAll(async () => {
   const started = Date.now();
   if (readmes.some((r) => r.samples.some((s) => s.run && /\bREDIS_URL\b|ioredis/.test(s.code)))) {
     if (redisAvailable()) [redis] = await startRedis(1);
   }
-  packed = packWorkspace(join(scratch, 'tarballs'));
+  packed = packedWorkspace();
   const packedAt = Date.now();
   // Two projects at a time: npm, tsc and the samples each want a CPU.
   await pool(readmes, 2, follow);
@@ -226,7 +233,7 @@ beforeAll(async () => {
   await typecheck();
   const checkedAt = Date.now();
   console.log(
-    `README samples, packed: build ${(packed.buildMs / 1000).toFixed(1)} s, pack ${(packed.packMs / 1000).toFixed(1)} s, ` +
+    `README samples, packed: build ${(packed.buildMs / 1000).toFixed(1)} s, pack ${(packed.packMs / 1000).toFixed(1)} s${packed.cached ? ' (packed already)' : ''}, ` +
       `${readmes.length} projects installed and run in ${((ranAt - packedAt) / 1000).toFixed(1)} s, ` +
       `tsc ${((checkedAt - ranAt) / 1000).toFixed(1)} s ` +
       `(total ${((Date.now() - started) / 1000).toFixed(1)} s): ${readmes
@@ -240,7 +247,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await redis?.stop();
-  rmSync(scratch, { recursive: true, force: true });
+  removeLater(scratch);
 });
 
 describe.each(readmes)('$readme, followed in a scratch project with the packed packages', (r) => {

@@ -1,5 +1,16 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { pnpm } from './pnpm.js';
@@ -95,6 +106,8 @@ export interface Packed {
   readonly tarball: ReadonlyMap<string, string>;
   readonly buildMs: number;
   readonly packMs: number;
+  /** Whether {@link packedWorkspace} found the tarballs of these very files packed already. */
+  readonly cached?: boolean;
 }
 
 /**
@@ -108,13 +121,70 @@ export function packWorkspace(into: string): Packed {
   const builtAt = Date.now();
   mkdirSync(into, { recursive: true });
   pnpm(['-r', '--filter', './packages/**', 'pack', '--pack-destination', into], root);
-  const tarball = new Map(
+  return { tarball: tarballsIn(into), buildMs: builtAt - started, packMs: Date.now() - builtAt };
+}
+
+/**
+ * What goes into the tarballs: every file of every package folder but its node_modules (dist,
+ * package.json, README, and its source and tests too, which only makes a new pack more often),
+ * and the root package.json (the pnpm that packs). A hash of paths and contents.
+ */
+function packInputs(): string {
+  const hash = createHash('sha256');
+  const walk = (dir: string): void => {
+    for (const d of readdirSync(dir, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      if (d.name === 'node_modules') continue;
+      const path = join(dir, d.name);
+      if (d.isDirectory()) walk(path);
+      else if (d.isFile()) hash.update(`${path}\0`).update(readFileSync(path)).update('\0');
+    }
+  };
+  for (const name of readdirSync(join(root, 'packages')).sort()) walk(join(root, 'packages', name));
+  hash.update(readFileSync(join(root, 'package.json')));
+  return hash.digest('hex').slice(0, 24);
+}
+
+/**
+ * {@link packWorkspace} once for the same files, not once per test file: test/pack.test.ts and
+ * test/readme-packed.test.ts each install from the same tarballs, packed (after a build when a
+ * dist is older than its source) into node_modules/.cache/holdfast-packed/<hash of
+ * {@link packInputs}>. A change to any package file packs again. Written to a folder of its own
+ * and renamed into place whole: a run killed while packing leaves no half a cache.
+ */
+export function packedWorkspace(): Packed {
+  const started = Date.now();
+  buildIfNeeded();
+  const builtAt = Date.now();
+  const cache = join(root, 'node_modules', '.cache', 'holdfast-packed');
+  const dir = join(cache, packInputs());
+  const tarball = tarballsIn(dir);
+  if ([...tarball.values()].every((file) => existsSync(file))) {
+    return { tarball, buildMs: builtAt - started, packMs: Date.now() - builtAt, cached: true };
+  }
+  mkdirSync(cache, { recursive: true });
+  // Earlier packs, of files that changed since, and packings a killed run left: not needed again.
+  for (const old of readdirSync(cache)) {
+    const stale = !old.startsWith('.') || Date.now() - statSync(join(cache, old)).mtimeMs > 15 * 60_000;
+    if (stale) rmSync(join(cache, old), { recursive: true, force: true });
+  }
+  const fresh = mkdtempSync(join(cache, '.packing-'));
+  packWorkspace(fresh);
+  try {
+    renameSync(fresh, dir);
+  } catch {
+    rmSync(fresh, { recursive: true, force: true }); // another test file packed the same files at once
+  }
+  return { tarball, buildMs: builtAt - started, packMs: Date.now() - builtAt, cached: false };
+}
+
+/** Package name -> where `pnpm pack` puts its tarball in `dir`. */
+function tarballsIn(dir: string): Map<string, string> {
+  return new Map(
     workspacePackages.map((pkg) => [
       pkg.manifest.name,
-      join(into, `${pkg.manifest.name.replace('@', '').replace('/', '-')}-${pkg.manifest.version}.tgz`),
+      join(dir, `${pkg.manifest.name.replace('@', '').replace('/', '-')}-${pkg.manifest.version}.tgz`),
     ]),
   );
-  return { tarball, buildMs: builtAt - started, packMs: Date.now() - builtAt };
 }
 
 /**
@@ -146,4 +216,22 @@ export async function npmInstallPacked(
     ],
     { cwd: project, timeout: options.timeoutMs ?? 300_000 },
   );
+}
+
+/**
+ * Deletes a scratch folder of installed projects without waiting for it: thousands of files in
+ * their node_modules took rmSync 66 s at the end of test/readme-packed.test.ts on a loaded
+ * machine, time in which the next test file could run. A detached `rm -rf` deletes it while the
+ * run goes on (vitest runs one file at a time on two cores: the other core has time for it); where
+ * there is no rm, rmSync does it at once.
+ */
+export function removeLater(dir: string): void {
+  const now = () => rmSync(dir, { recursive: true, force: true });
+  if (process.platform === 'win32') {
+    now();
+    return;
+  }
+  const rm = spawn('rm', ['-rf', dir], { detached: true, stdio: 'ignore' });
+  rm.once('error', now);
+  rm.unref();
 }
