@@ -406,7 +406,6 @@ export async function startCluster(options: { nodeTimeoutMs?: number } = {}): Pr
 export function redisCommand(port: number, command: readonly string[]): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = new Socket();
-    let reply = '';
     const timer = setTimeout(() => {
       socket.destroy();
       reject(new Error(`no reply from port ${port}`));
@@ -418,16 +417,48 @@ export function redisCommand(port: number, command: readonly string[]): Promise<
     socket.connect(port, '127.0.0.1', () => {
       socket.write(`*${command.length}\r\n${command.map((c) => `$${Buffer.byteLength(c)}\r\n${c}\r\n`).join('')}`);
     });
-    socket.on('data', (data) => {
-      reply += data.toString();
-      // Good enough for the replies the harness reads: complete once a pause follows.
+    let received = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      received = Buffer.concat([received, data]);
+      // Complete once one whole RESP reply is in: a big one (INFO, CLUSTER NODES) can come in
+      // chunks far apart on a loaded machine (a 20 ms pause after the first cut one short).
+      let end: number;
+      try {
+        end = replyEnd(received, 0);
+      } catch (error) {
+        end = 0;
+        reject(error);
+      }
+      if (end === -1) return;
       clearTimeout(timer);
-      setTimeout(() => {
-        socket.destroy();
-        resolve(reply);
-      }, 20);
+      socket.destroy();
+      resolve(received.toString());
     });
   });
+}
+
+/** Where the RESP reply starting at `at` ends (the offset after it), or -1 while it is incomplete. */
+function replyEnd(buffer: Buffer, at: number): number {
+  const line = buffer.indexOf('\r\n', at);
+  if (line === -1) return -1;
+  const type = String.fromCharCode(buffer[at] as number);
+  const head = buffer.toString('utf8', at + 1, line);
+  if (type === '+' || type === '-' || type === ':') return line + 2;
+  if (type === '$') {
+    const length = Number(head);
+    if (length < 0) return line + 2;
+    const end = line + 2 + length + 2;
+    return buffer.length >= end ? end : -1;
+  }
+  if (type === '*') {
+    let next = line + 2;
+    for (let i = 0; i < Number(head); i++) {
+      next = replyEnd(buffer, next);
+      if (next === -1) return -1;
+    }
+    return next;
+  }
+  throw new Error(`redisCommand: not a RESP reply: ${JSON.stringify(buffer.toString('utf8', at, at + 40))}`);
 }
 
 async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
