@@ -26,7 +26,11 @@ const tick = () => new Promise((resolve) => setImmediate(resolve));
 describe('retryOn predicates that throw (review)', () => {
   it('retryOn.error that throws: no retry, the call fails with its own error as is, retry.giveUp says notRetryable', async () => {
     // A predicate written for HTTP errors, met by a network error without `response`.
-    const { clock, of, policy: p } = policy({
+    const {
+      clock,
+      of,
+      policy: p,
+    } = policy({
       retryOn: { error: (e) => (e as { response: { status: number } }).response.status >= 500 },
     });
     const original = reset();
@@ -48,7 +52,11 @@ describe('retryOn predicates that throw (review)', () => {
 
   it('retryOn.error that rejects on a later attempt: the same, after that attempt', async () => {
     const broke = new Error('lookup failed');
-    const { clock, of, policy: p } = policy({
+    const {
+      clock,
+      of,
+      policy: p,
+    } = policy({
       retryOn: { error: async (_e, attempt) => (attempt < 2 ? true : Promise.reject(broke)) },
     });
     const last = reset();
@@ -86,7 +94,11 @@ describe('retryOn predicates that throw (review)', () => {
   });
 
   it('retryOn.result that throws on the first attempt: the result is returned as is, not retried', async () => {
-    const { clock, of, policy: p } = policy({
+    const {
+      clock,
+      of,
+      policy: p,
+    } = policy({
       retryOn: {
         result: () => {
           throw new Error('result predicate bug');
@@ -107,7 +119,11 @@ describe('retryOn predicates that throw (review)', () => {
 
   it('retryOn.result that throws on a later attempt: that result is returned, nothing more runs', async () => {
     // Inside p-retry's loop the predicate's error was taken for the attempt's: retried as `undefined`.
-    const { clock, of, policy: p } = policy({
+    const {
+      clock,
+      of,
+      policy: p,
+    } = policy({
       maxAttempts: 5,
       retryOn: {
         result: (r) => {
@@ -117,10 +133,12 @@ describe('retryOn predicates that throw (review)', () => {
       },
     });
     let attempts = 0;
-    const call = p.execute(() => ({ n: ++attempts })).then(
-      (value) => ({ value }),
-      (error: unknown) => ({ error }),
-    );
+    const call = p
+      .execute(() => ({ n: ++attempts }))
+      .then(
+        (value) => ({ value }),
+        (error: unknown) => ({ error }),
+      );
     await finish(clock);
     expect(await call).toEqual({ value: { n: 2 } });
     expect(attempts).toBe(2);
