@@ -16,6 +16,7 @@ import {
   parseOptions,
   realClock,
   type Snapshottable,
+  shieldBus,
   type Unregister,
 } from '@holdfast/core';
 import { Rejections } from './errors.js';
@@ -105,7 +106,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
     this.name = name;
     this.#config = config;
-    this.#bus = config.bus ?? globalBus;
+    this.#bus = config.bus === undefined ? globalBus : shieldBus(config.bus, name);
     this.#clock = config.clock ?? realClock;
     this.#elapsed = elapsedTime(this.#clock);
     this.#isFailure = config.isFailure;

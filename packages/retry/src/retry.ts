@@ -11,6 +11,7 @@ import {
   type Policy,
   parseOptions,
   realClock,
+  shieldBus,
   type TimerHandle,
 } from '@holdfast/core';
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
@@ -44,7 +45,7 @@ export function retry(options: RetryOptions = {}): RetryPolicy {
   const clock = o.clock ?? realClock;
   return new RetryingPolicy({
     name: o.name,
-    bus: o.bus ?? globalBus,
+    bus: o.bus === undefined ? globalBus : shieldBus(o.bus, o.name),
     clock,
     elapsed: elapsedTime(clock),
     maxAttempts: o.maxAttempts,
