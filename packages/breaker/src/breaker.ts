@@ -16,6 +16,7 @@ import {
   parseOptions,
   realClock,
   type Snapshottable,
+  shieldBus,
   type Unregister,
 } from '@holdfast/core';
 import { Rejections } from './errors.js';
@@ -105,7 +106,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
     this.name = name;
     this.#config = config;
-    this.#bus = config.bus ?? globalBus;
+    this.#bus = config.bus === undefined ? globalBus : shieldBus(config.bus, name);
     this.#clock = config.clock ?? realClock;
     this.#elapsed = elapsedTime(this.#clock);
     this.#isFailure = config.isFailure;
@@ -397,9 +398,11 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         return defaultIsFailure(ok ? { ok, result: value } : { ok: false, error: value });
       }
       return toOutcome(judge(ok ? { ok: true, result: value } : { ok: false, error: value }));
-    } catch {
+    } catch (error) {
       // A judge that throws (or answers nonsense), or a value whose getters throw (a Proxy, a
-      // hostile `name`), cannot clear the call: count it against the downstream.
+      // hostile `name`), cannot clear the call: count it against the downstream. A judge of
+      // the user's is told, or an async one silently opens the breaker on healthy calls.
+      if (judge !== undefined) tellBrokenJudge(judge, this.name, error);
       return 'failure';
     }
   }
@@ -594,6 +597,24 @@ function label(ok: boolean, value: unknown): ErrorLabel {
     // leave a probe's slot taken for good and hand the caller the getter's error for its own.
     return undefined;
   }
+}
+
+/** isFailure functions already told: once per function, however many breakers of a registry share it. */
+const toldJudges = new WeakSet<IsFailure>();
+
+function tellBrokenJudge(judge: IsFailure, name: string, error: unknown): void {
+  if (toldJudges.has(judge)) return;
+  toldJudges.add(judge);
+  let reason: string;
+  try {
+    reason = error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    reason = 'an error that cannot be read';
+  }
+  process.emitWarning(
+    `${name}: isFailure threw or answered no outcome (reported once per function); the call counts as a failure: ${reason}`,
+    { type: 'HoldfastWarning', code: 'HOLDFAST_PREDICATE_ERROR' },
+  );
 }
 
 function isTimeout(error: unknown): boolean {

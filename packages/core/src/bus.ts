@@ -70,7 +70,11 @@ interface Topic {
   readonly channel: Channel;
 }
 
+/** Marks a bus of ours (of any installed copy): its emit and wants never throw. */
+const kSafe = Symbol.for('holdfast.bus.safe');
+
 class EventBus implements Bus {
+  readonly [kSafe] = true;
   // A Map, not an object keyed by type: `wants()` runs on every call of every policy, and a
   // Map lookup stays fast where an object that had keys deleted turns into a slow dictionary.
   readonly #topics = new Map<EventType, Topic>();
@@ -206,6 +210,56 @@ function warnOnce(): (error: unknown, event: HoldfastEvent, listener: AnyListene
       type: 'HoldfastWarning',
       code: 'HOLDFAST_LISTENER_ERROR',
     });
+  };
+}
+
+/** User buses whose throw was told already: once per bus, however many policies share it. */
+const toldBuses = new WeakSet<Bus>();
+
+/**
+ * A bus of the user's own (an adapter to their logger) whose `emit` or `wants` may throw: a
+ * policy given one uses this wrapper, so that a throw breaks no call (it turned successes into
+ * the bus's error and left breakers uncounted) and is told once per bus as a process warning
+ * (`HOLDFAST_BUS_ERROR`). A bus of ours is returned as is: it never throws.
+ */
+export function shieldBus(bus: Bus, owner: string): Bus {
+  try {
+    if ((bus as { [kSafe]?: unknown })[kSafe] === true) return bus;
+  } catch {
+    // A Proxy that throws on reads: shielded like any other.
+  }
+  const failed = (error: unknown): void => {
+    if (toldBuses.has(bus)) return;
+    toldBuses.add(bus);
+    let reason: string;
+    try {
+      reason = error instanceof Error ? String(error.message) : String(error);
+    } catch {
+      reason = 'an error that cannot be read';
+    }
+    process.emitWarning(`${owner}: the bus threw (reported once per bus); the call went on: ${reason}`, {
+      type: 'HoldfastWarning',
+      code: 'HOLDFAST_BUS_ERROR',
+    });
+  };
+  return {
+    on: ((type: '*', listener: AnyListener) => bus.on(type, listener)) as Bus['on'],
+    once: ((type: '*', listener: AnyListener) => bus.once(type, listener)) as Bus['once'],
+    wants(type) {
+      try {
+        return Boolean(bus.wants(type));
+      } catch (error) {
+        failed(error);
+        return false;
+      }
+    },
+    emit(event) {
+      try {
+        bus.emit(event);
+      } catch (error) {
+        failed(error);
+      }
+    },
   };
 }
 

@@ -20,32 +20,56 @@ export class CallScope implements CallContext {
   #prev: CallScope | undefined;
   #next: CallScope | undefined;
   #children: CallScope | undefined;
-  /** Detaches from a caller's plain AbortSignal. */
+  /** A signal's relay only (see {@link relayOf}): takes its one listener off the signal. */
   #unlink: (() => void) | undefined;
 
   constructor(parent: ExecuteOptions | undefined, attempt?: number) {
     this.attempt = attempt ?? attemptOf(parent);
     if (parent instanceof CallScope) {
       if (parent.#aborted) this.abort(parent.#reason);
-      else {
-        this.#parent = parent;
-        const first = parent.#children;
-        if (first !== undefined) {
-          first.#prev = this;
-          this.#next = first;
-        }
-        parent.#children = this;
-      }
+      else this.#linkTo(parent);
     } else if (parent?.signal !== undefined) {
       const outer = parent.signal;
       if (outer.aborted) this.abort(outer.reason);
-      else {
-        const relay = () => this.abort(outer.reason);
-        roomOn(outer);
-        outer.addEventListener('abort', relay, { once: true });
-        this.#unlink = () => outer.removeEventListener('abort', relay);
-      }
+      // Linked to the signal's relay, not listening on the signal itself: one listener for all.
+      else this.#linkTo(CallScope.#relayOf(outer));
     }
+  }
+
+  /**
+   * The scope that stands for a caller's plain AbortSignal while calls hold it: one abort
+   * listener on the signal, however many calls share it (a shutdown or request signal). With
+   * one listener per call, 1,501 calls in flight printed a MaxListenersExceededWarning, and each
+   * call paid for an addEventListener and a removeEventListener. It takes its listener off
+   * when its last call settles.
+   */
+  static #relayOf(signal: AbortSignal): CallScope {
+    const known = relays.get(signal);
+    if (known !== undefined) return known;
+    const relay = new CallScope(undefined);
+    const relayAbort = () => {
+      relays.delete(signal);
+      relay.#unlink = undefined;
+      relay.abort(signal.reason);
+    };
+    roomOn(signal);
+    signal.addEventListener('abort', relayAbort, { once: true });
+    relay.#unlink = () => {
+      relays.delete(signal);
+      signal.removeEventListener('abort', relayAbort);
+    };
+    relays.set(signal, relay);
+    return relay;
+  }
+
+  #linkTo(parent: CallScope): void {
+    this.#parent = parent;
+    const first = parent.#children;
+    if (first !== undefined) {
+      first.#prev = this;
+      this.#next = first;
+    }
+    parent.#children = this;
   }
 
   get signal(): AbortSignal {
@@ -107,10 +131,6 @@ export class CallScope implements CallContext {
   /** Detaches from the caller's signal or outer scope. Call once the call has settled. */
   release(): void {
     this.#detach();
-    const unlink = this.#unlink;
-    if (unlink === undefined) return;
-    this.#unlink = undefined;
-    unlink();
   }
 
   /** Leaves the outer scope's list of inner scopes. */
@@ -125,8 +145,17 @@ export class CallScope implements CallContext {
     if (next !== undefined) next.#prev = prev;
     this.#prev = undefined;
     this.#next = undefined;
+    // The last call on a signal's relay settled: its listener leaves the signal.
+    const unlink = parent.#unlink;
+    if (unlink !== undefined && parent.#children === undefined) {
+      parent.#unlink = undefined;
+      unlink();
+    }
   }
 }
+
+/** The relay of each caller signal that calls hold now. */
+const relays = new WeakMap<AbortSignal, CallScope>();
 
 function noop(): void {}
 
@@ -134,10 +163,11 @@ function noop(): void {}
 const roomy = new WeakSet<AbortSignal>();
 
 /**
- * One caller signal often serves many calls at once (a shutdown or request signal): each call
- * in flight holds one listener on it, removed when it settles. Past 10, Node warned of a leak
- * ("MaxListenersExceededWarning") where there is none; plain fetch raises the limit of a signal
- * still at Node's default to 1500 (undici, `new Request()`), and so do we.
+ * One caller signal often serves many calls at once (a shutdown or request signal). Our scopes
+ * share one listener on it, but a function that passes it on (fetch, a driver) adds its own per
+ * call: past 10, Node warned of a leak ("MaxListenersExceededWarning") where there is none;
+ * plain fetch raises the limit of a signal still at Node's default to 1500 (undici,
+ * `new Request()`), and so do we.
  */
 function roomOn(signal: AbortSignal): void {
   if (roomy.has(signal)) return;

@@ -11,6 +11,7 @@ export {
   channelPrefix,
   createBus,
   type Listener,
+  shieldBus,
   type Unsubscribe,
 } from './bus.js';
 export { labelled, OTHER_POLICY, PolicyNames } from './cap.js';

@@ -86,10 +86,14 @@ export const retryOptionsSchema = z.strictObject({
        * @default isTransientError: all but AbortError, BrokenCircuitError,
        * E_IDEMPOTENCY_MISMATCH, 4xx other than 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
        * an `AbortError` (by name) and the caller's abort are never retried, whatever this
-       * says. May return a promise: it is awaited.
+       * says. May return a promise: it is awaited. One that throws or rejects retries nothing:
+       * the call fails with the attempt's error as is, and a process warning tells it once.
        */
       error: fnOption<(error: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
-      /** @default isTransientResult: a Response with status 408, 429, 500, 502, 503 or 504 */
+      /**
+       * @default isTransientResult: a Response with status 408, 429, 500, 502, 503 or 504.
+       * One that throws or rejects retries nothing: that result is returned.
+       */
       result: fnOption<(result: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
     })
     .prefault({}),

@@ -11,6 +11,7 @@ import {
   type Policy,
   parseOptions,
   realClock,
+  shieldBus,
   type TimerHandle,
 } from '@holdfast/core';
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
@@ -44,7 +45,7 @@ export function retry(options: RetryOptions = {}): RetryPolicy {
   const clock = o.clock ?? realClock;
   return new RetryingPolicy({
     name: o.name,
-    bus: o.bus ?? globalBus,
+    bus: o.bus === undefined ? globalBus : shieldBus(o.bus, o.name),
     clock,
     elapsed: elapsedTime(clock),
     maxAttempts: o.maxAttempts,
@@ -98,10 +99,16 @@ class Failure extends Error {
   constructor(
     readonly value: unknown,
     readonly isResult: boolean,
+    /** `retryOn.result` threw on it: it is kept, not retried. */
+    readonly broken = false,
   ) {
     super('attempt failed');
   }
 }
+
+/** What a `retryOn` predicate that threw (or rejected) answers: nothing is retried on its word. */
+const BROKEN: unique symbol = Symbol('retryOn threw');
+type Verdict = boolean | typeof BROKEN;
 
 /** Thrown by a decision to stop: p-retry rethrows it as is, and `#retry` unwraps it. */
 class Stop {
@@ -117,6 +124,8 @@ class RetryingPolicy implements RetryPolicy {
   readonly name: string;
   readonly budget: RetryBudget | undefined;
   readonly #s: Settings;
+  /** A predicate of this policy threw: told once, as a process warning. */
+  #toldBroken = false;
 
   constructor(settings: Settings) {
     this.name = settings.name;
@@ -143,12 +152,13 @@ class RetryingPolicy implements RetryPolicy {
     }
     // Once the caller has aborted, the call rejects with its reason, whatever the attempt did.
     if (scope.aborted) return this.#retry(fn, options, start, value, true);
-    let retryable = this.#s.retryOnResult(value, 1);
+    let retryable = this.#ask('result', value, 1);
     if (isThenable(retryable)) {
       retryable = await retryable;
       // The caller aborted while the hook decided: the abort wins.
       if (callerAborted(options)) return this.#retry(fn, options, start, value, true);
     }
+    if (retryable === BROKEN) return this.#retry(fn, options, start, value, true, true);
     if (!retryable) return value;
     return this.#retry(fn, options, start, value, true);
   }
@@ -160,6 +170,7 @@ class RetryingPolicy implements RetryPolicy {
     start: number,
     value: unknown,
     isResult: boolean,
+    broken = false,
   ): Promise<T> {
     const run: Run<T> = {
       fn,
@@ -170,14 +181,14 @@ class RetryingPolicy implements RetryPolicy {
       waiting: resolved,
     };
     try {
-      await this.#decide(run, value, isResult);
+      await this.#decide(run, value, isResult, broken);
       const pRetry = await loadPRetry();
       return await pRetry(() => this.#attempt(run), {
         retries: Number.POSITIVE_INFINITY, // we decide when to stop
         minTimeout: 0, // no timer of p-retry's: the wait, on our clock, opens each attempt
         onFailedAttempt: ({ error }) => {
           const failure = error as Failure;
-          return this.#decide(run, failure.value, failure.isResult);
+          return this.#decide(run, failure.value, failure.isResult, failure.broken);
         },
       });
     } catch (error) {
@@ -204,10 +215,10 @@ class RetryingPolicy implements RetryPolicy {
     } finally {
       scope.release();
     }
+    if (run.scope.aborted) throw new Failure(value, true);
+    const retryable = await this.#ask('result', value, run.attempt);
     // Checked again after the hook: an abort while it ran wins too.
-    if (run.scope.aborted || (await this.#s.retryOnResult(value, run.attempt)) || run.scope.aborted) {
-      throw new Failure(value, true);
-    }
+    if (retryable === BROKEN || retryable || run.scope.aborted) throw new Failure(value, true, retryable === BROKEN);
     return value;
   }
 
@@ -216,16 +227,17 @@ class RetryingPolicy implements RetryPolicy {
    * The caller's abort is checked first and again after every hook the user gave, which may
    * be async and is awaited.
    */
-  async #decide(run: Run<unknown>, value: unknown, isResult: boolean): Promise<void> {
+  async #decide(run: Run<unknown>, value: unknown, isResult: boolean, broken = false): Promise<void> {
     const s = this.#s;
     const attempts = run.attempt;
     this.#stopIfAborted(run, value, isResult);
     if (!refusedLocally(value, isResult)) run.reached = true;
+    if (broken) this.#giveUp(run, 'notRetryable', value, isResult);
     if (!isResult) {
       if (isMarkedNotRetryable(value)) this.#giveUp(run, 'notRetryable', value, isResult);
-      const retryable = await s.retryOnError(value, attempts);
+      const retryable = await this.#ask('error', value, attempts);
       this.#stopIfAborted(run, value, isResult);
-      if (!retryable) this.#giveUp(run, 'notRetryable', value, isResult);
+      if (retryable === BROKEN || !retryable) this.#giveUp(run, 'notRetryable', value, isResult);
     }
     if (attempts >= s.maxAttempts) this.#giveUp(run, 'maxAttempts', value, isResult);
     const now = s.clock.now();
@@ -274,6 +286,37 @@ class RetryingPolicy implements RetryPolicy {
     }
     // An abort during onRetry cuts the wait at once; the next attempt then gives up.
     run.waiting = this.#wait(delay, run.scope);
+  }
+
+  /**
+   * Asks `retryOn.error` or `retryOn.result`. One that throws or rejects (a predicate written
+   * for HTTP errors meets a network error with no `response`) retries nothing: the call ends
+   * with the attempt's own error or result, as failover's `retryOn` does, never with the
+   * predicate's, and the bug is told once as a process warning.
+   */
+  #ask(which: 'error' | 'result', value: unknown, attempt: number): Verdict | Promise<Verdict> {
+    const predicate = which === 'error' ? this.#s.retryOnError : this.#s.retryOnResult;
+    try {
+      const answer = predicate(value, attempt);
+      if (!isThenable(answer)) return answer;
+      return Promise.resolve(answer).then(
+        (verdict) => verdict,
+        (error: unknown) => this.#broken(which, error),
+      );
+    } catch (error) {
+      return this.#broken(which, error);
+    }
+  }
+
+  #broken(which: 'error' | 'result', error: unknown): typeof BROKEN {
+    if (!this.#toldBroken) {
+      this.#toldBroken = true;
+      process.emitWarning(
+        `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried: ${reasonOf(error)}`,
+        { type: 'HoldfastWarning', code: 'HOLDFAST_PREDICATE_ERROR' },
+      );
+    }
+    return BROKEN;
   }
 
   /** The caller aborted: the call rejects with the caller's reason, whatever the attempt did. */
@@ -354,6 +397,15 @@ function refusedLocally(value: unknown, isResult: boolean): boolean {
     return isLocalRefusal(value);
   } catch {
     return false; // a Proxy whose getters throw is no refusal of ours
+  }
+}
+
+/** What a warning says of an error, whatever it is: its message, or its String(). */
+function reasonOf(error: unknown): string {
+  try {
+    return error instanceof Error ? String(error.message) : String(error);
+  } catch {
+    return 'an error that cannot be read';
   }
 }
 
