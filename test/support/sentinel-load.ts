@@ -183,7 +183,8 @@ export interface Promotion {
  * servers can close that. A write is explained when a promotion after the first one (the
  * test's own, and its retries) failed over the server that acknowledged it, the write started no earlier than
  * `slackMs` before that promotion (earlier ones had streamed to the replica), and no later than the
- * set's first event after it calling that server anything but primary (fenced, replica, unreachable).
+ * set's first event after it showing it knew: that server called anything but primary (fenced,
+ * replica, unreachable), another one called primary, or a switch away from it.
  */
 export function explainLost(
   r: Rig,
@@ -192,12 +193,15 @@ export function explainLost(
 ): { explained: Outcome[]; unexplained: Outcome[] } {
   // Another try at the test's own failover fails over the same master: not a later failover.
   const later = r.promotions.filter((p) => p.from !== r.promotions[0]?.from);
+  // The set's first sign it knew: the old master called anything but primary, another server
+  // elected primary, or a switch away from it. A write it sent later the set could have refused.
   const fencedAfter = (endpoint: string, at: number): number => {
     const e = (r.events as HoldfastEvent[]).find(
       (e) =>
         e.time >= at &&
         ((e.type === 'failover.fence' && e.endpoint === endpoint) ||
-          (e.type === 'failover.role' && e.endpoint === endpoint && e.role !== 'primary')),
+          (e.type === 'failover.role' && (e.endpoint === endpoint) !== (e.role === 'primary')) ||
+          (e.type === 'failover.switch' && e.from === endpoint)),
     );
     return e === undefined ? Number.NEGATIVE_INFINITY : e.time;
   };

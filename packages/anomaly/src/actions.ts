@@ -63,7 +63,8 @@ export class Actions {
    */
   readonly #ejected = new Map<
     string,
-    { key: string; metric: string; runsOut: number; timer: TimerHandle; until: number | undefined }
+    // `shown`: the key as its eject named it; its restore names it so, the key forgotten since or not.
+    { key: string; shown: string; metric: string; runsOut: number; timer: TimerHandle; until: number | undefined }
   >();
   readonly #opened = new Set<string>();
   readonly #pending = new Map<string, Pending>();
@@ -208,7 +209,7 @@ export class Actions {
     const until = this.#states(set)?.find((e) => e.name === endpoint)?.ejectedUntil ?? undefined;
     this.#pending.delete(key);
     const timer = this.clock.setTimeout(() => this.#expired(endpoint), eject.duration);
-    this.#ejected.set(endpoint, { key, metric: pending.metric, runsOut, timer, until });
+    this.#ejected.set(endpoint, { key, shown: this.#shown(key), metric: pending.metric, runsOut, timer, until });
     this.#report(key, 'eject', endpoint, true, pending.after === undefined ? 'anomaly' : 'stillRaised');
   }
 
@@ -332,7 +333,7 @@ export class Actions {
       // Throws when the set was disposed: nothing to put back.
       if (ours) this.guard('eject.failover', () => eject.failover.restore(endpoint), false);
     }
-    this.#report(e.key, 'restore', endpoint, true, reason);
+    this.#report(e.key, 'restore', endpoint, true, reason, e.shown);
   }
 
   #openBreaker(key: string): void {
@@ -366,10 +367,13 @@ export class Actions {
     this.#report(key, 'openBreaker', breaker.name, true, 'anomaly');
   }
 
-  #report(key: string, action: Action, target: string, taken: boolean, reason: string): void {
+  /** As the watch's other events show it: two keys redaction shows alike are `#2` apart there. */
+  #shown(key: string): string {
+    return this.state(key).shown ?? shown(key);
+  }
+
+  #report(key: string, action: Action, target: string, taken: boolean, reason: string, as = this.#shown(key)): void {
     if (!this.bus.wants('anomaly.action')) return;
-    // As the watch's other events show it: two keys redaction shows alike are `#2` apart there.
-    const as = this.state(key).shown ?? shown(key);
     this.bus.emit({
       type: 'anomaly.action',
       source: this.source,

@@ -93,7 +93,10 @@ export const drillOptionsSchema = z
      * recovered once the faults were over. @default from the last step's `at` to the end
      */
     finalWindow: durationOption.optional(),
-    /** Counts duplicate executions once the load has settled (e.g. charges applied twice). */
+    /**
+     * Counts duplicate executions once the load has settled (e.g. charges applied twice): a
+     * non-negative integer within `load.timeout`, else not counted (`maxDuplicates` missed).
+     */
     duplicates: fnOption<() => number | Promise<number>>().optional(),
     /** Where the readable report goes; `false` for nowhere. @default console.log */
     print: z.union([z.literal(false), fnOption<(report: string) => void>()]).optional(),
@@ -274,7 +277,11 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   let duplicatesError: string | undefined;
   if (o.duplicates) {
     try {
-      duplicates = await o.duplicates();
+      // A counter whose database is frozen must not hold the drill: it gets load.timeout.
+      const n: unknown = await within(o.load.timeout, o.duplicates as () => Promise<unknown>);
+      // Redis GET's '0', a negative difference, NaN: nothing counted, never a pass.
+      if (!Number.isSafeInteger(n) || (n as number) < 0) throw new Error(`answered ${String(n)}, not a count`);
+      duplicates = n as number;
     } catch (error) {
       duplicatesError = error instanceof Error ? error.message : String(error);
     }

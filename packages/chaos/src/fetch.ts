@@ -123,6 +123,8 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     // Request passed in (sending that `input` again fails: its body is used).
     const request = new Request(input, init);
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
+    // As fetch: aborted already, it never goes out; no fault answers it, nor spends a `times` on it.
+    if (signal?.aborted) throw signal.reason;
     let slow: Extract<Parsed, { type: 'slowBody' }> | undefined;
     let bodyReset: Extract<Parsed, { type: 'reset' }> | undefined;
     let touched = false;

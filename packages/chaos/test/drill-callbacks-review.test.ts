@@ -52,4 +52,39 @@ describe('drill: its callbacks after the load', () => {
       /objectives\.maxDuplicates.*duplicates/,
     );
   });
+
+  // A counter is a query: `before - after` the wrong way round, Redis GET's string, NaN from a
+  // parse. None of them counted anything, so maxDuplicates must be missed, never passed.
+  for (const [what, counted] of [
+    ['a negative count', -3],
+    ['NaN', Number.NaN],
+    ['a string (Redis GET)', '0'],
+    ['null (key not set)', null],
+    ['a fraction', 0.5],
+  ] as const) {
+    it(`duplicates() answers ${what}: maxDuplicates is missed as not counted`, async () => {
+      const result = await drill({
+        print: false,
+        load,
+        duplicates: (async () => counted) as () => Promise<number>,
+        objectives: { maxDuplicates: 0 },
+      });
+      expect(result.duplicates).toBeNull();
+      expect(result.duplicatesError).toMatch(/not a count/);
+      expect(result.objectives.map((o) => [o.objective, o.passed])).toEqual([['maxDuplicates', false]]);
+      expect(result.passed).toBe(false);
+    });
+  }
+
+  it('duplicates() never settles (its database frozen): the drill ends, maxDuplicates missed', async () => {
+    const result = await drill({
+      print: false,
+      load: { ...load, timeout: 300 },
+      duplicates: () => new Promise<number>(() => {}),
+      objectives: { maxDuplicates: 0 },
+    });
+    expect(result.duplicates).toBeNull();
+    expect(result.duplicatesError).toMatch(/no answer within 300 ms/);
+    expect(result.passed).toBe(false);
+  }, 10_000);
 });
