@@ -103,13 +103,20 @@ export async function role(server: RedisServer): Promise<string> {
 /** Waits until the Sentinels' master is not `old`, every other server replicates from it with its link up. */
 export async function settled(setup: SentinelSetup, servers: readonly RedisServer[]): Promise<RedisServer> {
   let master: RedisServer | undefined;
-  await until(async () => {
-    const port = await setup.masterPort();
-    master = servers.find((s) => s.port === port);
-    if (master === undefined || (await role(master)) !== 'master') return false;
-    for (const s of servers) if (s !== master && (await role(s)) !== 'slave/up') return false;
-    return true;
-  }, 30_000);
+  let seen = '';
+  try {
+    await until(async () => {
+      const port = await setup.masterPort();
+      master = servers.find((s) => s.port === port);
+      const roles = await Promise.all(servers.map((s) => role(s).catch((e: Error) => e.message)));
+      seen = `Sentinels' master ${port}; ${servers.map((s, i) => `${s.port}: ${roles[i]}`).join(', ')}`;
+      if (master === undefined || roles[servers.indexOf(master)] !== 'master') return false;
+      return servers.every((s, i) => s === master || roles[i] === 'slave/up');
+    }, 30_000);
+  } catch (error) {
+    // What it waited on, last seen: which server never came round, and as what.
+    throw new Error(`${(error as Error).message}; last seen: ${seen}`);
+  }
   return master as RedisServer;
 }
 
