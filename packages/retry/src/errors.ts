@@ -93,7 +93,8 @@ function plural(attempts: number): string {
   return attempts === 1 ? '1 attempt' : `${attempts} attempts`;
 }
 
-function messageOf(cause: unknown): string {
+/** What a message says of an error, whatever it is: its message, or its String(). */
+export function messageOf(cause: unknown): string {
   try {
     if (cause instanceof Error) return String(cause.message);
     return String(cause);

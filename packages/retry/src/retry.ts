@@ -17,7 +17,7 @@ import {
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
 import { type RetryBudget, retryBudget } from './budget.js';
 import { discard, isTransientError, isTransientResult, resultLabel } from './classify.js';
-import { isNonRetryable, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
+import { isNonRetryable, messageOf, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
 import { type RetryInfo, type RetryOptions, retryOptionsSchema } from './options.js';
 import { loadPRetry } from './p-retry.js';
 import { retryAfterOf } from './retry-after.js';
@@ -312,7 +312,7 @@ class RetryingPolicy implements RetryPolicy {
     if (!this.#toldBroken) {
       this.#toldBroken = true;
       process.emitWarning(
-        `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried: ${reasonOf(error)}`,
+        `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried: ${messageOf(error)}`,
         { type: 'HoldfastWarning', code: 'HOLDFAST_PREDICATE_ERROR' },
       );
     }
@@ -397,15 +397,6 @@ function refusedLocally(value: unknown, isResult: boolean): boolean {
     return isLocalRefusal(value);
   } catch {
     return false; // a Proxy whose getters throw is no refusal of ours
-  }
-}
-
-/** What a warning says of an error, whatever it is: its message, or its String(). */
-function reasonOf(error: unknown): string {
-  try {
-    return error instanceof Error ? String(error.message) : String(error);
-  } catch {
-    return 'an error that cannot be read';
   }
 }
 
