@@ -42,7 +42,12 @@ const HUNG_PROBE_MS = 10_000;
 
 /** Options of one call through a failover set. */
 export interface FailoverExecuteOptions extends ExecuteOptions {
-  /** consistent-hash: what to hash (a client IP, a user id). Calls without one go anywhere. */
+  /**
+   * consistent-hash: what to hash (a client IP, a user id); a number hashes as its digits (`7`
+   * and `'7'` go to the same endpoint). Calls without one go anywhere. Anything else (an object,
+   * `null`, `NaN`) is refused with a `HoldfastConfigError` naming `key`, no endpoint touched:
+   * hashed as text, every such key would land on one endpoint.
+   */
   readonly key?: string | number | undefined;
   /**
    * With `roles`: `write` (the default) goes to the primary only, never retried elsewhere;
@@ -179,6 +184,22 @@ function parse(options: unknown): ParsedFailoverOptions {
   }
 }
 
+/**
+ * A call's consistent-hash key: a string, or a number (a bigint from plain JavaScript too) as its
+ * digits. Anything else is refused: hashed as text, every object is `[object Object]`, and every
+ * caller that passes one would land on one endpoint.
+ */
+function keyOf(name: string, key: unknown): string | undefined {
+  if (key === undefined || typeof key === 'string') return key;
+  if ((typeof key === 'number' && Number.isFinite(key)) || typeof key === 'bigint') return String(key);
+  const message = 'must be a string or a finite number, hashed to pick the endpoint';
+  // An object's contents are not shown: a whole user or request object may carry a token.
+  if (typeof key !== 'object' || key === null)
+    throw new HoldfastConfigError(name, [{ path: 'key', message, value: key }]);
+  const kind = Array.isArray(key) ? 'an array' : 'an object';
+  throw new HoldfastConfigError(name, [{ path: 'key', message: `${message} (got ${kind}, not shown)` }]);
+}
+
 /** Whether the caller's signal (or an outer policy's context) can abort the call. */
 function abortable(options: ExecuteOptions | undefined): boolean {
   return options instanceof CallScope || options?.signal !== undefined;
@@ -293,6 +314,7 @@ class FailoverSet<T> implements Failover<T> {
 
   async execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R> {
     if (this.#disposed) throw new DisposedError(this.name);
+    const key = this.#o.balancer === 'consistent-hash' ? keyOf(this.name, options?.key) : undefined;
     const roles = this.#roles;
     // A process that starts after a failover must know the roles before its first write.
     if (roles !== undefined && !roles.ready) {
@@ -310,7 +332,7 @@ class FailoverSet<T> implements Failover<T> {
       if (callerAborted(options)) throw abortReason(options);
       let endpoint: EndpointState<T>;
       try {
-        endpoint = roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
+        endpoint = roles === undefined ? this.#pick(key, tried) : this.#pickByRole(write, key, tried);
       } catch (error) {
         // Every endpoint left went away while a retry was decided on (a listener drained them): the
         // call did reach one, and its error says more than a refusal, which a breaker would not count.
