@@ -85,7 +85,7 @@ export interface EndpointSnapshot {
   readonly ejection: 'none' | 'ejected' | 'probe';
   /** When the current ejection ends (epoch ms), or null. */
   readonly ejectedUntil: number | null;
-  /** Why it is out (`failures`, or the reason given to `eject()`), while `ejection` is not `none`; else null. */
+  /** Why it is out (`failures`, `failureRate`, or the reason given to `eject()`), while `ejection` is not `none`; else null. */
   readonly ejectionReason: string | null;
   /** Ejections in a row, which set how long the next one lasts. */
   readonly ejections: number;
@@ -213,6 +213,9 @@ function abortReason(options: ExecuteOptions | undefined): unknown {
   return options instanceof CallScope ? options.reason : options?.signal?.reason;
 }
 
+/** The `ejection.failureRate` settings, parsed. */
+type FailureRate = Exclude<Exclude<ParsedFailoverOptions['ejection'], false>['failureRate'], false>;
+
 /** How far one faster sample pulls the latency average toward itself. */
 const blend = 0.3;
 /** The most a run of failures can raise an endpoint's latency average to, ms. */
@@ -238,6 +241,10 @@ class FailoverSet<T> implements Failover<T> {
   readonly #checks: HealthChecks | undefined;
   /** Ejection settings; undefined when ejection is off. */
   readonly #ejection: Exclude<ParsedFailoverOptions['ejection'], false> | undefined;
+  /** Failure-rate ejection settings; undefined when it is off. */
+  readonly #rate: FailureRate | undefined;
+  /** When the failure-rate interval being counted began (monotonic ms). */
+  #rateSince = 0;
   readonly #timers = new Map<EndpointState<T>, TimerHandle>();
   readonly #drains = new Map<EndpointState<T>, (() => void)[]>();
   /** Endpoints that take new calls now, in the order of the options. */
@@ -271,7 +278,9 @@ class FailoverSet<T> implements Failover<T> {
     this.#random = o.random ?? Math.random;
     const ejection = o.ejection === false ? undefined : o.ejection;
     this.#ejection = ejection;
+    this.#rate = ejection === undefined || ejection.failureRate === false ? undefined : ejection.failureRate;
     const now = this.#elapsed();
+    this.#rateSince = now;
     this.#all = o.endpoints.map((e, i) => {
       const view = Object.freeze({ name: e.name, target: e.target as T, weight: e.weight, priority: e.priority });
       const state = new EndpointState<T>(view, i, hashString(e.name), e.given);
@@ -579,6 +588,7 @@ class FailoverSet<T> implements Failover<T> {
     const sample = failed ? Math.max(latency, Math.min(2 * faded, MAX_FAILURE_EWMA)) : latency;
     e.ewma = sample > faded ? sample : faded + (sample - faded) * blend;
     e.ewmaAt = now;
+    if (this.#rate !== undefined && !current && e.ejection === 'none') this.#countRate(e, failed, now);
     const counter = this.#counters?.get(e);
     if (!failed) {
       counter?.success();
@@ -589,6 +599,41 @@ class FailoverSet<T> implements Failover<T> {
     if (counter === undefined) return;
     if (current && e.ejection === 'probe') this.#eject(e, now);
     else if (e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
+  }
+
+  /**
+   * Failure-rate ejection: counts a call of `e`, an endpoint in service, after judging the interval
+   * before it if that is over (at the first call after it: no timer runs for it). An interval that
+   * ended more than an interval ago is dropped unjudged: its calls say little of the endpoints now.
+   */
+  #countRate(e: EndpointState<T>, failed: boolean, now: number): void {
+    const rate = this.#rate as FailureRate;
+    // A clock without monotonic() stepped back: start the interval over, judging nothing.
+    if (now < this.#rateSince) this.#rateSince = now;
+    if (now - this.#rateSince >= rate.interval) {
+      if (now - this.#rateSince < 2 * rate.interval) this.#judgeRates(now);
+      for (const x of this.#all) x.rateCalls = x.rateFailures = 0;
+      this.#rateSince = now;
+    }
+    e.rateCalls++;
+    if (failed) e.rateFailures++;
+  }
+
+  /**
+   * Ejects, worst first, the endpoints that failed `threshold` of at least `requestVolume` calls
+   * in the interval just over, when at least `minimumHosts` took that many; within `maxShare`.
+   */
+  #judgeRates(now: number): void {
+    const rate = this.#rate as FailureRate;
+    const judged = this.#all.filter((x) => !x.drained && x.ejection === 'none' && x.rateCalls >= rate.requestVolume);
+    if (judged.length < rate.minimumHosts) return;
+    const share = (x: EndpointState<T>) => x.rateFailures / x.rateCalls;
+    const outliers = judged.filter((x) => share(x) >= rate.threshold).sort((x, y) => share(y) - share(x));
+    for (const x of outliers) {
+      // An earlier ejection here (or a listener of its event) may have changed it.
+      if (x.drained || x.ejection !== 'none') continue;
+      if (this.#withinShare(x, this.#ejection?.maxShare ?? 0)) this.#eject(x, now, 'failureRate');
+    }
   }
 
   // ---- picking ----
@@ -938,12 +983,12 @@ class FailoverSet<T> implements Failover<T> {
     this.#eject(e, now);
   }
 
-  /** Ejects `e` for failures: for the backoff's next time. */
-  #eject(e: EndpointState<T>, now: number): void {
+  /** Ejects `e` for failures (or its failure rate): for the backoff's next time. */
+  #eject(e: EndpointState<T>, now: number, reason = 'failures'): void {
     if (this.#ejection === undefined) return;
     const { baseTime, maxTime } = this.#ejection;
     e.ejections = remainingEjections(e.ejections, e.restoredAt, now, baseTime) + 1;
-    this.#ejectFor(e, ejectionTime(e.ejections, baseTime, maxTime), 'failures');
+    this.#ejectFor(e, ejectionTime(e.ejections, baseTime, maxTime), reason);
   }
 
   #ejectFor(e: EndpointState<T>, duration: number, reason: string): void {
@@ -955,6 +1000,7 @@ class FailoverSet<T> implements Failover<T> {
     e.ejectionReason = reason;
     e.probing = false; // a probe still in flight settles nothing now
     this.#counters?.get(e)?.reset();
+    e.rateCalls = e.rateFailures = 0; // back in service, it is judged on new calls only
     this.#clearTimer(e);
     this.#timers.set(
       e,
