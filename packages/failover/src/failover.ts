@@ -614,6 +614,7 @@ class FailoverSet<T> implements Failover<T> {
       if (now - this.#rateSince < 2 * rate.interval) this.#judgeRates(now);
       for (const x of this.#all) x.rateCalls = x.rateFailures = 0;
       this.#rateSince = now;
+      if (e.ejection !== 'none') return; // ejected just now: back in service, it starts from nothing
     }
     e.rateCalls++;
     if (failed) e.rateFailures++;

@@ -56,6 +56,17 @@ describe('failure-rate ejection (opt-in)', () => {
     expect(of('failover.eject').map((e) => e.endpoint)).toEqual(['b']);
   });
 
+  it('judges an interval at the first call after it, and drops one that ended more than an interval ago', async () => {
+    const { clock, run, of } = rig(['a', 'b', 'c'], ['b'], { failureRate: rate });
+    expect(await run(100)).toBe(16);
+    await clock.advance(2_000); // idle: the interval with b's failures ended 1.01 s before the next call
+    await run(1);
+    expect(of('failover.eject')).toEqual([]);
+    await run(100);
+    await run(1);
+    expect(of('failover.eject').map((e) => e.endpoint)).toEqual(['b']);
+  });
+
   it('without it (the default), the same endpoint is never ejected: 5 failures never come in a row', async () => {
     const { run, of } = rig(['a', 'b', 'c'], ['b'], {});
     expect(await run(1_000)).toBe(166);
