@@ -45,7 +45,7 @@ export interface FailoverExecuteOptions extends ExecuteOptions {
   /**
    * consistent-hash: what to hash (a client IP, a user id); a number hashes as its digits (`7`
    * and `'7'` go to the same endpoint). Calls without one go anywhere. Anything else (an object,
-   * `null`, `NaN`) is refused with a `HoldfastConfigError` naming `key`, no endpoint touched:
+   * an array, `null`) is refused with a `HoldfastConfigError` naming `key`, no endpoint touched:
    * hashed as text, every such key would land on one endpoint.
    */
   readonly key?: string | number | undefined;
@@ -186,13 +186,14 @@ function parse(options: unknown): ParsedFailoverOptions {
 
 /**
  * A call's consistent-hash key: a string, or a number (a bigint from plain JavaScript too) as its
- * digits. Anything else is refused: hashed as text, every object is `[object Object]`, and every
- * caller that passes one would land on one endpoint.
+ * text (`NaN` included: its type allows it, and it always went to one endpoint). Anything else is
+ * refused: hashed as text, every object is `[object Object]`, and every caller that passes one
+ * would land on one endpoint.
  */
 function keyOf(name: string, key: unknown): string | undefined {
   if (key === undefined || typeof key === 'string') return key;
-  if ((typeof key === 'number' && Number.isFinite(key)) || typeof key === 'bigint') return String(key);
-  const message = 'must be a string or a finite number, hashed to pick the endpoint';
+  if (typeof key === 'number' || typeof key === 'bigint') return String(key);
+  const message = 'must be a string or a number, hashed to pick the endpoint';
   // An object's contents are not shown: a whole user or request object may carry a token.
   if (typeof key !== 'object' || key === null)
     throw new HoldfastConfigError(name, [{ path: 'key', message, value: key }]);
