@@ -30,6 +30,9 @@ describe('a refusal made by an older installed copy of @holdfast/core', () => {
       fromOlderCopy('E_STORE_UNAVAILABLE', 'LimitStoreUnavailableError'),
       fromOlderCopy('E_IDEMPOTENCY_CONFLICT', 'IdempotencyConflictError'),
       fromOlderCopy('E_IDEMPOTENCY_MISMATCH', 'IdempotencyMismatchError'),
+      // A failover set of an older copy refused these before any endpoint, as this copy's does.
+      fromOlderCopy('E_NO_HEALTHY_ENDPOINT', 'NoHealthyEndpointError'),
+      fromOlderCopy('E_NO_PRIMARY', 'NoPrimaryError'),
     ];
     const judged = refusals.map((error) => [
       error.message,

@@ -17,7 +17,7 @@ import {
   pipeline,
   TimeoutError,
 } from '@holdfast/core';
-import { NoHealthyEndpointError } from '@holdfast/failover';
+import { NoHealthyEndpointError, NoPrimaryError } from '@holdfast/failover';
 import { IdempotencyConflictError, IdempotencyMismatchError } from '@holdfast/idempotency';
 import {
   adaptiveConcurrency,
@@ -133,10 +133,19 @@ describe('a breaker does not count a refusal by a holdfast policy inside it', ()
       new IdempotencyMismatchError('idempotent', 'order-1'),
       // The set refused the call before any endpoint: the failures behind its verdict were counted.
       new NoHealthyEndpointError('failover', 0, 3),
+      new NoPrimaryError('failover', { a: 'unreachable' }, 'a: unreachable'),
     ];
+    const brands = Symbol.for('holdfast.error.brands');
+    const refusal = Symbol.for('holdfast.error.LocalRefusalError');
     for (const error of ignored) {
       expect([error.code, defaultIsFailure({ ok: false, error })]).toEqual([error.code, 'ignored']);
       expect([error.code, isLocalRefusal(error)]).toEqual([error.code, true]);
+      // The same refusal from an older copy of @holdfast/core, whose class did not extend
+      // LocalRefusalError yet: core must know it by its code (or brand), or a breaker counts it.
+      const own = (error as unknown as Record<symbol, symbol[]>)[brands] ?? [];
+      const older = Object.assign(new Error(error.message), { code: error.code });
+      Object.defineProperty(older, brands, { value: own.filter((b) => b !== refusal) });
+      expect([error.code, isLocalRefusal(older)]).toEqual([error.code, true]);
     }
     const down = new Error('ECONNRESET');
     const failures = [

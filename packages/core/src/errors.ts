@@ -157,7 +157,12 @@ export abstract class LocalRefusalError extends HoldfastError {
   static override readonly brand: symbol = Symbol.for('holdfast.error.LocalRefusalError');
 }
 
-/** The codes of the refusals an older copy of @holdfast/core made, before LocalRefusalError. */
+/**
+ * The codes of the refusals an older copy made without LocalRefusalError's brand: those from
+ * before that class, and a failover set's, which extended it later. A code added here is one
+ * that only a refusal ever carried (every class that makes a local refusal must be listed by its
+ * code, or by its brand for a shared code, or an older copy's is counted as a failure).
+ */
 const olderRefusals = new Set<string>([
   'E_CIRCUIT_OPEN',
   'E_BULKHEAD_FULL',
@@ -166,6 +171,8 @@ const olderRefusals = new Set<string>([
   'E_THROTTLED',
   'E_IDEMPOTENCY_CONFLICT',
   'E_IDEMPOTENCY_MISMATCH',
+  'E_NO_HEALTHY_ENDPOINT',
+  'E_NO_PRIMARY',
 ]);
 
 /**

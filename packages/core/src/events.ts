@@ -94,7 +94,7 @@ export interface EventFields {
     readonly endpoint: string;
     readonly until: number;
     readonly ejections: number;
-    /** `failures` (consecutive failed calls), or the reason given to `eject()` (`manual` by default). */
+    /** `failures` (consecutive failed calls), `failureRate` (`ejection.failureRate`), or the reason given to `eject()` (`manual` by default). */
     readonly reason?: string;
   };
   /** An ejected endpoint was taken back into its set. */

@@ -36,8 +36,11 @@ export class EndpointState<T = unknown> {
   probeSerial = 0;
   /** How long its current or last ejection lasts, ms: the longest a probe may hang after it. */
   ejectedFor = 0;
-  /** Why it is out: `failures`, or the reason given to `eject()`; undefined when it is not. */
+  /** Why it is out: `failures`, `failureRate`, or the reason given to `eject()`; undefined when it is not. */
   ejectionReason: string | undefined;
+  /** Failure-rate ejection: calls settled in the current interval, and how many of them failed. */
+  rateCalls = 0;
+  rateFailures = 0;
   inFlight = 0;
   /** Smooth weighted round-robin's running weight. */
   current = 0;

@@ -28,9 +28,12 @@ export class NoHealthyEndpointError extends LocalRefusalError {
 /**
  * A write found no primary to go to, so it was not sent: none discovered yet, the primary
  * unreachable, ejected or drained, or two primaries tied. `cause` is why the last primary was
- * lost, when that is known; `roles` says what each endpoint was.
+ * lost, when that is known; `roles` says what each endpoint was. A local refusal
+ * (`isLocalRefusal()`), as {@link NoHealthyEndpointError} is: a breaker around the set does not
+ * count it (the writes that failed on the lost primary were counted when they failed), so it
+ * takes writes again as soon as a primary is found.
  */
-export class NoPrimaryError extends HoldfastError {
+export class NoPrimaryError extends LocalRefusalError {
   static override readonly brand = Symbol.for('holdfast.error.NoPrimaryError');
   override name = 'NoPrimaryError';
   /** Each endpoint's discovered role when the write was refused, e.g. `{ 'db-1': 'unreachable' }`. */

@@ -42,7 +42,12 @@ const HUNG_PROBE_MS = 10_000;
 
 /** Options of one call through a failover set. */
 export interface FailoverExecuteOptions extends ExecuteOptions {
-  /** consistent-hash: what to hash (a client IP, a user id). Calls without one go anywhere. */
+  /**
+   * consistent-hash: what to hash (a client IP, a user id); a number hashes as its digits (`7`
+   * and `'7'` go to the same endpoint). Calls without one go anywhere. Anything else (an object,
+   * an array, `null`) is refused with a `HoldfastConfigError` naming `key`, no endpoint touched:
+   * hashed as text, every such key would land on one endpoint.
+   */
   readonly key?: string | number | undefined;
   /**
    * With `roles`: `write` (the default) goes to the primary only, never retried elsewhere;
@@ -80,7 +85,7 @@ export interface EndpointSnapshot {
   readonly ejection: 'none' | 'ejected' | 'probe';
   /** When the current ejection ends (epoch ms), or null. */
   readonly ejectedUntil: number | null;
-  /** Why it is out (`failures`, or the reason given to `eject()`), while `ejection` is not `none`; else null. */
+  /** Why it is out (`failures`, `failureRate`, or the reason given to `eject()`), while `ejection` is not `none`; else null. */
   readonly ejectionReason: string | null;
   /** Ejections in a row, which set how long the next one lasts. */
   readonly ejections: number;
@@ -179,6 +184,23 @@ function parse(options: unknown): ParsedFailoverOptions {
   }
 }
 
+/**
+ * A call's consistent-hash key: a string, or a number (a bigint from plain JavaScript too) as its
+ * text (`NaN` included: its type allows it, and it always went to one endpoint). Anything else is
+ * refused: hashed as text, every object is `[object Object]`, and every caller that passes one
+ * would land on one endpoint.
+ */
+function keyOf(name: string, key: unknown): string | undefined {
+  if (key === undefined || typeof key === 'string') return key;
+  if (typeof key === 'number' || typeof key === 'bigint') return String(key);
+  const message = 'must be a string or a number, hashed to pick the endpoint';
+  // An object's contents are not shown: a whole user or request object may carry a token.
+  if (typeof key !== 'object' || key === null)
+    throw new HoldfastConfigError(name, [{ path: 'key', message, value: key }]);
+  const kind = Array.isArray(key) ? 'an array' : 'an object';
+  throw new HoldfastConfigError(name, [{ path: 'key', message: `${message} (got ${kind}, not shown)` }]);
+}
+
 /** Whether the caller's signal (or an outer policy's context) can abort the call. */
 function abortable(options: ExecuteOptions | undefined): boolean {
   return options instanceof CallScope || options?.signal !== undefined;
@@ -191,6 +213,9 @@ function callerAborted(options: ExecuteOptions | undefined): boolean {
 function abortReason(options: ExecuteOptions | undefined): unknown {
   return options instanceof CallScope ? options.reason : options?.signal?.reason;
 }
+
+/** The `ejection.failureRate` settings, parsed. */
+type FailureRate = Exclude<Exclude<ParsedFailoverOptions['ejection'], false>['failureRate'], false>;
 
 /** How far one faster sample pulls the latency average toward itself. */
 const blend = 0.3;
@@ -217,6 +242,10 @@ class FailoverSet<T> implements Failover<T> {
   readonly #checks: HealthChecks | undefined;
   /** Ejection settings; undefined when ejection is off. */
   readonly #ejection: Exclude<ParsedFailoverOptions['ejection'], false> | undefined;
+  /** Failure-rate ejection settings; undefined when it is off. */
+  readonly #rate: FailureRate | undefined;
+  /** When the failure-rate interval being counted began (monotonic ms). */
+  #rateSince = 0;
   readonly #timers = new Map<EndpointState<T>, TimerHandle>();
   readonly #drains = new Map<EndpointState<T>, (() => void)[]>();
   /** Endpoints that take new calls now, in the order of the options. */
@@ -250,7 +279,9 @@ class FailoverSet<T> implements Failover<T> {
     this.#random = o.random ?? Math.random;
     const ejection = o.ejection === false ? undefined : o.ejection;
     this.#ejection = ejection;
+    this.#rate = ejection === undefined || ejection.failureRate === false ? undefined : ejection.failureRate;
     const now = this.#elapsed();
+    this.#rateSince = now;
     this.#all = o.endpoints.map((e, i) => {
       const view = Object.freeze({ name: e.name, target: e.target as T, weight: e.weight, priority: e.priority });
       const state = new EndpointState<T>(view, i, hashString(e.name), e.given);
@@ -293,6 +324,7 @@ class FailoverSet<T> implements Failover<T> {
 
   async execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R> {
     if (this.#disposed) throw new DisposedError(this.name);
+    const key = this.#o.balancer === 'consistent-hash' ? keyOf(this.name, options?.key) : undefined;
     const roles = this.#roles;
     // A process that starts after a failover must know the roles before its first write.
     if (roles !== undefined && !roles.ready) {
@@ -310,7 +342,7 @@ class FailoverSet<T> implements Failover<T> {
       if (callerAborted(options)) throw abortReason(options);
       let endpoint: EndpointState<T>;
       try {
-        endpoint = roles === undefined ? this.#pick(options?.key, tried) : this.#pickByRole(write, options?.key, tried);
+        endpoint = roles === undefined ? this.#pick(key, tried) : this.#pickByRole(write, key, tried);
       } catch (error) {
         // Every endpoint left went away while a retry was decided on (a listener drained them): the
         // call did reach one, and its error says more than a refusal, which a breaker would not count.
@@ -557,6 +589,7 @@ class FailoverSet<T> implements Failover<T> {
     const sample = failed ? Math.max(latency, Math.min(2 * faded, MAX_FAILURE_EWMA)) : latency;
     e.ewma = sample > faded ? sample : faded + (sample - faded) * blend;
     e.ewmaAt = now;
+    if (this.#rate !== undefined && !current && e.ejection === 'none') this.#countRate(e, failed, now);
     const counter = this.#counters?.get(e);
     if (!failed) {
       counter?.success();
@@ -567,6 +600,42 @@ class FailoverSet<T> implements Failover<T> {
     if (counter === undefined) return;
     if (current && e.ejection === 'probe') this.#eject(e, now);
     else if (e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
+  }
+
+  /**
+   * Failure-rate ejection: counts a call of `e`, an endpoint in service, after judging the interval
+   * before it if that is over (at the first call after it: no timer runs for it). An interval that
+   * ended more than an interval ago is dropped unjudged: its calls say little of the endpoints now.
+   */
+  #countRate(e: EndpointState<T>, failed: boolean, now: number): void {
+    const rate = this.#rate as FailureRate;
+    // A clock without monotonic() stepped back: start the interval over, judging nothing.
+    if (now < this.#rateSince) this.#rateSince = now;
+    if (now - this.#rateSince >= rate.interval) {
+      if (now - this.#rateSince < 2 * rate.interval) this.#judgeRates(now);
+      for (const x of this.#all) x.rateCalls = x.rateFailures = 0;
+      this.#rateSince = now;
+      if (e.ejection !== 'none') return; // ejected just now: back in service, it starts from nothing
+    }
+    e.rateCalls++;
+    if (failed) e.rateFailures++;
+  }
+
+  /**
+   * Ejects, worst first, the endpoints that failed `threshold` of at least `requestVolume` calls
+   * in the interval just over, when at least `minimumHosts` took that many; within `maxShare`.
+   */
+  #judgeRates(now: number): void {
+    const rate = this.#rate as FailureRate;
+    const judged = this.#all.filter((x) => !x.drained && x.ejection === 'none' && x.rateCalls >= rate.requestVolume);
+    if (judged.length < rate.minimumHosts) return;
+    const share = (x: EndpointState<T>) => x.rateFailures / x.rateCalls;
+    const outliers = judged.filter((x) => share(x) >= rate.threshold).sort((x, y) => share(y) - share(x));
+    for (const x of outliers) {
+      // An earlier ejection here (or a listener of its event) may have changed it.
+      if (x.drained || x.ejection !== 'none') continue;
+      if (this.#withinShare(x, this.#ejection?.maxShare ?? 0)) this.#eject(x, now, 'failureRate');
+    }
   }
 
   // ---- picking ----
@@ -916,12 +985,12 @@ class FailoverSet<T> implements Failover<T> {
     this.#eject(e, now);
   }
 
-  /** Ejects `e` for failures: for the backoff's next time. */
-  #eject(e: EndpointState<T>, now: number): void {
+  /** Ejects `e` for failures (or its failure rate): for the backoff's next time. */
+  #eject(e: EndpointState<T>, now: number, reason = 'failures'): void {
     if (this.#ejection === undefined) return;
     const { baseTime, maxTime } = this.#ejection;
     e.ejections = remainingEjections(e.ejections, e.restoredAt, now, baseTime) + 1;
-    this.#ejectFor(e, ejectionTime(e.ejections, baseTime, maxTime), 'failures');
+    this.#ejectFor(e, ejectionTime(e.ejections, baseTime, maxTime), reason);
   }
 
   #ejectFor(e: EndpointState<T>, duration: number, reason: string): void {
@@ -933,6 +1002,7 @@ class FailoverSet<T> implements Failover<T> {
     e.ejectionReason = reason;
     e.probing = false; // a probe still in flight settles nothing now
     this.#counters?.get(e)?.reset();
+    e.rateCalls = e.rateFailures = 0; // back in service, it is judged on new calls only
     this.#clearTimer(e);
     this.#timers.set(
       e,

@@ -22,6 +22,7 @@ export {
   ejectOptionsSchema,
   type FailoverOptions,
   type FailoverRetryOptions,
+  type FailureRateOptions,
   failoverOptionsSchema,
   type HealthOptions,
   type Mode,

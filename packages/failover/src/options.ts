@@ -135,10 +135,41 @@ const rolesSchema = z.strictObject({
   reads: z.enum(['replicas', 'primary']).default('replicas'),
 });
 
+/**
+ * Failure-rate ejection (Envoy's failure-percentage ejection): catches an endpoint that fails
+ * often but not `consecutiveFailures` times in a row (one call in two, say). Its calls are counted
+ * over each `interval`; when the interval is over, an endpoint that took at least `requestVolume`
+ * calls in it and failed at least `threshold` of them is ejected, if at least `minimumHosts`
+ * endpoints took that many calls. The defaults are Envoy's.
+ */
+const failureRateSchema = z.strictObject({
+  /** The share of an endpoint's calls in one interval that, failed, ejects it (Envoy: 85%). @default 0.85 */
+  threshold: z
+    .number()
+    .gt(0, 'must be a share of the calls, above 0 and at most 1')
+    .max(1, 'must be a share of the calls, above 0 and at most 1')
+    .default(0.85),
+  /** The calls an endpoint must take in one interval to be judged; fewer, it is not. @default 50 */
+  requestVolume: z.number().int().positive().default(50),
+  /**
+   * How many endpoints must have taken `requestVolume` calls in the interval for any to be
+   * judged: with fewer, no endpoint is ejected for its failure rate. @default 5
+   */
+  minimumHosts: z.number().int().positive().default(5),
+  /** The time over which calls are counted, in ms; each interval is judged on its own. @default 10_000 */
+  interval: timerDuration.default(10_000),
+});
+
 const ejectionSchema = z
   .strictObject({
     /** Consecutive failed calls that eject an endpoint. @default 5 */
     consecutiveFailures: z.number().int().positive().default(5),
+    /**
+     * Also eject an endpoint that fails `threshold` of its calls over an `interval` (Envoy's
+     * failure-percentage ejection); `false` (the default) for none. `{}` takes Envoy's defaults.
+     * @default false
+     */
+    failureRate: offOr(failureRateSchema).default(false),
     /** How long the first ejection lasts; each further one doubles it. @default 30_000 */
     baseTime: timerDuration.default(30_000),
     /** The longest an ejection lasts. @default 300_000 */
@@ -203,9 +234,10 @@ export const failoverOptionsSchema = z
      * which they are with `execute(fn, { intent: 'read' })`; a call that does not say is a write.
      */
     roles: rolesSchema.optional(),
-    /** Passive outlier ejection, on consecutive failed calls; `false` to turn it off. */
+    /** Passive outlier ejection, on consecutive failed calls (and, opted in, a failure rate); `false` to turn it off. */
     ejection: offOr(ejectionSchema).default({
       consecutiveFailures: 5,
+      failureRate: false,
       baseTime: 30_000,
       maxTime: 300_000,
       maxShare: 0.5,
@@ -303,6 +335,8 @@ export type HealthOptions = z.input<typeof healthSchema>;
 export type RolesOptions = z.input<typeof rolesSchema>;
 /** The `ejection` option: outlier ejection. */
 export type EjectionOptions = z.input<typeof ejectionSchema>;
+/** The `ejection.failureRate` option: ejection for a share of failed calls over an interval. */
+export type FailureRateOptions = z.input<typeof failureRateSchema>;
 /** The `retry` option: retries on another endpoint. */
 export type FailoverRetryOptions = z.input<typeof retrySchema>;
 /** `active-active` spreads calls over endpoints; `active-passive` sends them all to one. */

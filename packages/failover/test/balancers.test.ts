@@ -198,6 +198,32 @@ describe('consistent-hash', () => {
     expect(share).toBeLessThan(0.77);
   });
 
+  // From plain JavaScript (no type check), a key given as an object hashed as '[object Object]':
+  // every such caller landed on one endpoint. It is refused, no endpoint touched.
+  it('refuses a key that is not a string or a number, naming the option; numbers hash as their digits', async () => {
+    const { clock, bus } = harness();
+    const set = failover({ clock, bus, balancer: 'consistent-hash', endpoints: names });
+    let calls = 0;
+    const counted = async (e: { name: string }) => {
+      calls++;
+      return e.name;
+    };
+    const bad: unknown[] = [{ id: 1 }, { id: 2 }, ['u1'], null, true, Symbol('u1'), () => 'u1'];
+    const outcomes = [];
+    for (const key of bad) outcomes.push(await set.execute(counted, { key: key as string }).catch((e: unknown) => e));
+    expect(outcomes.map((e) => (e as { code?: unknown }).code)).toEqual(bad.map(() => 'E_CONFIG'));
+    // An object is not shown: a whole user or request object may carry a token.
+    expect((outcomes[0] as Error).message).toBe(
+      'failover: key must be a string or a number, hashed to pick the endpoint (got an object, not shown)',
+    );
+    expect((outcomes[3] as Error).message).toMatch(/key must be .* \(got null\)$/);
+    expect(calls).toBe(0);
+    // A number, a bigint (from plain JavaScript) and their digits go to the same endpoint.
+    const seven = await set.execute(ok, { key: '7' });
+    expect(await set.execute(ok, { key: 7 })).toBe(seven);
+    expect(await set.execute(ok, { key: 7n as unknown as string })).toBe(seven);
+  });
+
   it('spreads calls without a key at random', async () => {
     const { clock, bus } = harness();
     const set = failover({ clock, bus, balancer: 'consistent-hash', endpoints: ['a', 'b'], random: seeded(7) });
