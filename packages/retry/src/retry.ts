@@ -13,11 +13,12 @@ import {
   realClock,
   shieldBus,
   type TimerHandle,
+  warnOnce,
 } from '@holdfast/core';
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
 import { type RetryBudget, retryBudget } from './budget.js';
 import { discard, isTransientError, isTransientResult, resultLabel } from './classify.js';
-import { isNonRetryable, messageOf, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
+import { isNonRetryable, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
 import { type RetryInfo, type RetryOptions, retryOptionsSchema } from './options.js';
 import { loadPRetry } from './p-retry.js';
 import { retryAfterOf } from './retry-after.js';
@@ -120,12 +121,13 @@ class Stop {
 
 const resolved = Promise.resolve();
 
+/** Policies whose `retryOn` threw: told once per policy, as a process warning. */
+const toldPredicates = new WeakSet<RetryPolicy>();
+
 class RetryingPolicy implements RetryPolicy {
   readonly name: string;
   readonly budget: RetryBudget | undefined;
   readonly #s: Settings;
-  /** A predicate of this policy threw: told once, as a process warning. */
-  #toldBroken = false;
 
   constructor(settings: Settings) {
     this.name = settings.name;
@@ -309,13 +311,8 @@ class RetryingPolicy implements RetryPolicy {
   }
 
   #broken(which: 'error' | 'result', error: unknown): typeof BROKEN {
-    if (!this.#toldBroken) {
-      this.#toldBroken = true;
-      process.emitWarning(
-        `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried: ${messageOf(error)}`,
-        { type: 'HoldfastWarning', code: 'HOLDFAST_PREDICATE_ERROR' },
-      );
-    }
+    const text = `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried`;
+    warnOnce(toldPredicates, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
     return BROKEN;
   }
 
