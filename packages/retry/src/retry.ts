@@ -29,7 +29,7 @@ export interface RetryPolicy extends Policy {
   readonly budget: RetryBudget | undefined;
 }
 
-type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget';
+type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget' | 'disposed';
 
 /**
  * Retries a call that fails for a reason that may pass: with backoff and jitter, honouring
@@ -250,7 +250,7 @@ class RetryingPolicy implements RetryPolicy {
     if (s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed)
       this.#giveUp(run, 'maxElapsed', value, isResult);
     // A retry after our own policy refused the call is not amplification: nothing was sent.
-    if (s.budget !== undefined && !refusedLocally(value, isResult) && !s.budget.tryWithdraw()) {
+    if (s.budget !== undefined && !refusedLocally(value, isResult) && !this.#withdraw(s.budget, run, value, isResult)) {
       if (s.bus.wants('retry.budgetExhausted')) {
         s.bus.emit({
           type: 'retry.budgetExhausted',
@@ -288,6 +288,19 @@ class RetryingPolicy implements RetryPolicy {
     }
     // An abort during onRetry cuts the wait at once; the next attempt then gives up.
     run.waiting = this.#wait(delay, run.scope);
+  }
+
+  /**
+   * Takes a retry from the budget. One disposed while the call ran (its `tryWithdraw()` throws)
+   * grants none: the call ends with its last failure as is, as a breaker disposed mid-call lets
+   * its calls settle, never with the budget's DisposedError for the downstream's.
+   */
+  #withdraw(budget: RetryBudget, run: Run<unknown>, value: unknown, isResult: boolean): boolean {
+    try {
+      return budget.tryWithdraw();
+    } catch {
+      this.#giveUp(run, 'disposed', value, isResult);
+    }
   }
 
   /**
