@@ -123,6 +123,8 @@ const resolved = Promise.resolve();
 
 /** Policies whose `retryOn` threw: told once per policy, as a process warning. */
 const toldPredicates = new WeakSet<RetryPolicy>();
+/** Policies whose `onRetry` threw: told once per policy. */
+const toldHooks = new WeakSet<RetryPolicy>();
 
 class RetryingPolicy implements RetryPolicy {
   readonly name: string;
@@ -283,6 +285,10 @@ class RetryingPolicy implements RetryPolicy {
           result: isResult ? value : undefined,
         });
       }
+    } catch (error) {
+      // A hook that throws (a log sink gone) must not change the call: the retry decided goes on.
+      const text = `${this.name}: onRetry threw (reported once per policy); the retry went on`;
+      warnOnce(toldHooks, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
     } finally {
       if (isResult) discard(value);
     }

@@ -79,3 +79,79 @@ describe('a retry budget disposed while a call waits between attempts (review)',
     expect(env.events).toEqual([]);
   });
 });
+
+describe('onRetry that throws or rejects (review)', () => {
+  for (const [how, hook] of [
+    [
+      'throws',
+      () => {
+        throw new TypeError('log sink closed');
+      },
+    ],
+    ['rejects', () => Promise.reject(new TypeError('log sink closed'))],
+  ] as const) {
+    it(`${how}: the retry goes on as planned, and the call ends as it would have without the hook`, async () => {
+      const { clock, of, policy: p } = policy({ onRetry: hook, maxAttempts: 3 });
+      const { fn } = downstream(3);
+      const call = p.execute(fn);
+      await finish(clock);
+      await expect(call).resolves.toBe('ok');
+      expect(of('retry.attempt').map((e) => [e.attempt, e.delay])).toEqual([
+        [2, 100],
+        [3, 200],
+      ]);
+      expect(of('retry.giveUp')).toEqual([]);
+    });
+
+    it(`${how}: a call that runs out ends with RetryExhaustedError, every retry.attempt followed by its giveUp`, async () => {
+      const { clock, of, policy: p } = policy({ onRetry: hook, maxAttempts: 3 });
+      const { fn, errors } = downstream();
+      const call = p.execute(fn).catch((e: unknown) => e);
+      await finish(clock);
+      expect(await call).toMatchObject({ code: 'E_RETRY_EXHAUSTED', attempts: 3, cause: errors[2] });
+      expect(of('retry.attempt').map((e) => e.attempt)).toEqual([2, 3]);
+      expect(of('retry.giveUp').map((e) => [e.attempts, e.reason])).toEqual([[3, 'maxAttempts']]);
+    });
+  }
+
+  it('is told once per policy, as a process warning (HOLDFAST_PREDICATE_ERROR) naming the policy and the hook', async () => {
+    let calls = 0;
+    const { clock, policy: p } = policy({
+      onRetry: () => {
+        calls++;
+        throw new TypeError('log sink closed');
+      },
+    });
+    for (let i = 0; i < 3; i++) {
+      const call = p.execute(downstream(2).fn);
+      await finish(clock);
+      await call;
+    }
+    await tick();
+    expect(calls).toBe(3);
+    const told = warnings.filter((w) => w.code === 'HOLDFAST_PREDICATE_ERROR');
+    expect(told).toHaveLength(1);
+    expect(told[0]?.message).toMatch(/^orders: onRetry threw .*log sink closed$/);
+  });
+
+  it('a throw whose message cannot be read is still told, and still breaks nothing', async () => {
+    const unreadable = new Proxy(new Error('x'), {
+      get() {
+        throw new Error('no reading me');
+      },
+      getPrototypeOf() {
+        throw new Error('no reading me');
+      },
+    });
+    const { clock, policy: p } = policy({
+      onRetry: () => {
+        throw unreadable;
+      },
+    });
+    const call = p.execute(downstream(2).fn);
+    await finish(clock);
+    await expect(call).resolves.toBe('ok');
+    await tick();
+    expect(warnings.filter((w) => w.code === 'HOLDFAST_PREDICATE_ERROR')).toHaveLength(1);
+  });
+});
