@@ -144,7 +144,12 @@ class RetryingPolicy implements RetryPolicy {
       throw scope.reason;
     }
     const start = this.#s.maxElapsed === Number.POSITIVE_INFINITY ? 0 : this.#s.elapsed();
-    this.budget?.deposit();
+    try {
+      this.budget?.deposit();
+    } catch (error) {
+      scope.release(); // disposed: the scope must not keep its link to the caller's signal
+      throw error;
+    }
     // The first attempt runs here, outside p-retry: a first-try success pays for nothing else.
     let value: T;
     try {

@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events';
 import { type CallContext, DisposedError } from '@holdfast/core';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { retry, retryBudget } from '../src/index.js';
@@ -77,6 +78,17 @@ describe('a retry budget disposed while a call waits between attempts (review)',
     await expect(p.execute(() => ++ran)).rejects.toBeInstanceOf(DisposedError);
     expect(ran).toBe(0);
     expect(env.events).toEqual([]);
+  });
+
+  it("a call refused for it lets go of the caller's signal: no listener is left on it", async () => {
+    const budget = retryBudget({ policies: false });
+    const { policy: p } = policy({ budget });
+    budget.dispose();
+    const shutdown = new AbortController(); // one long-lived signal, as a server's
+    for (let i = 0; i < 3; i++) {
+      await expect(p.execute(() => 'ok', { signal: shutdown.signal })).rejects.toBeInstanceOf(DisposedError);
+    }
+    expect(getEventListeners(shutdown.signal, 'abort')).toHaveLength(0);
   });
 });
 
