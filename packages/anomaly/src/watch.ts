@@ -5,11 +5,13 @@ import {
   DisposedError,
   elapsedTime,
   HoldfastConfigError,
+  messageOf,
   parseOptions,
   realClock,
   type Snapshottable,
   type TimerHandle,
   type Unsubscribe,
+  warnOnce,
 } from '@holdfast/core';
 import type { z } from 'zod';
 import { Actions } from './actions.js';
@@ -484,20 +486,15 @@ class Watch implements AnomalyWatch {
       return fn();
     } catch (error) {
       // A set or breaker disposed before the watch is no bug: there is nothing left to act on.
-      if (!(error instanceof DisposedError)) this.#warn(what, error);
+      if (!isDisposed(error)) this.#warn(what, error);
       return fallback;
     }
   }
 
   #warn(what: string, error: unknown): void {
-    if (this.#warned.has(what)) return;
-    this.#warned.add(what);
+    const text = `anomalyWatch "${this.name}": ${what} threw (reported once; the watch carries on without it)`;
     // A callback's message may name a URL with its password: warnings reach the logs.
-    const reason = shown(error instanceof Error ? error.message : String(error));
-    process.emitWarning(
-      `anomalyWatch "${this.name}": ${what} threw (reported once; the watch carries on without it): ${reason}`,
-      { type: 'HoldfastWarning', code: 'HOLDFAST_CALLBACK_ERROR' },
-    );
+    warnOnce(this.#warned, what, 'HOLDFAST_CALLBACK_ERROR', text, shown(messageOf(error)));
   }
 
   #arm(): void {
@@ -562,4 +559,13 @@ function hash(key: string): number {
 function json(m: AnomalyMetric): WatchedMetric {
   const finite = (x: number) => (Number.isFinite(x) ? x : null);
   return { name: m.name, value: finite(m.value), expected: finite(m.expected), score: m.score };
+}
+
+/** A DisposedError, of any installed copy; a value whose reads throw (a Proxy) is none. */
+function isDisposed(error: unknown): boolean {
+  try {
+    return error instanceof DisposedError;
+  } catch {
+    return false;
+  }
 }

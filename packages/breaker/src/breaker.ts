@@ -18,6 +18,7 @@ import {
   type Snapshottable,
   shieldBus,
   type Unregister,
+  warnOnce,
 } from '@holdfast/core';
 import { Rejections } from './errors.js';
 import {
@@ -402,7 +403,10 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       // A judge that throws (or answers nonsense), or a value whose getters throw (a Proxy, a
       // hostile `name`), cannot clear the call: count it against the downstream. A judge of
       // the user's is told, or an async one silently opens the breaker on healthy calls.
-      if (judge !== undefined) tellBrokenJudge(judge, this.name, error);
+      if (judge !== undefined) {
+        const text = `${this.name}: isFailure threw or answered no outcome (reported once per function); the call counts as a failure`;
+        warnOnce(toldJudges, judge, 'HOLDFAST_PREDICATE_ERROR', text, error);
+      }
       return 'failure';
     }
   }
@@ -601,21 +605,6 @@ function label(ok: boolean, value: unknown): ErrorLabel {
 
 /** isFailure functions already told: once per function, however many breakers of a registry share it. */
 const toldJudges = new WeakSet<IsFailure>();
-
-function tellBrokenJudge(judge: IsFailure, name: string, error: unknown): void {
-  if (toldJudges.has(judge)) return;
-  toldJudges.add(judge);
-  let reason: string;
-  try {
-    reason = error instanceof Error ? String(error.message) : String(error);
-  } catch {
-    reason = 'an error that cannot be read';
-  }
-  process.emitWarning(
-    `${name}: isFailure threw or answered no outcome (reported once per function); the call counts as a failure: ${reason}`,
-    { type: 'HoldfastWarning', code: 'HOLDFAST_PREDICATE_ERROR' },
-  );
-}
 
 function isTimeout(error: unknown): boolean {
   const code = label(false, error);

@@ -6,6 +6,7 @@ import {
   bus as globalBus,
   nameOption,
   parseOptions,
+  warnOnce,
 } from '@holdfast/core';
 import { z } from 'zod';
 import { randomOption } from './options.js';
@@ -16,7 +17,10 @@ const faultCommon = {
   rate: z.number().min(0).max(1).default(1),
   /** At most this many requests get it, then it stops. @default no limit */
   times: z.number().int().positive().optional(),
-  /** Only requests this returns true for (by URL, method, header...). @default every request */
+  /**
+   * Only requests this returns true for (by URL, method, header...). One that throws reads as
+   * false, told once as a process warning (HOLDFAST_PREDICATE_ERROR). @default every request
+   */
   match: fnOption<(request: Request) => boolean>().optional(),
 };
 
@@ -132,7 +136,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     for (const [i, fault] of parsed.faults.entries()) {
       if (state.off) return inner(request); // the kill switch went off during a delay
       if (fault.times !== undefined && (used[i] ?? 0) >= fault.times) continue;
-      if (fault.match !== undefined && !fault.match(request)) continue;
+      if (fault.match !== undefined && !matches(fault.match, request, parsed.name)) continue;
       if (random() >= fault.rate) continue;
       used[i] = (used[i] ?? 0) + 1;
       if (!touched) injected++;
@@ -194,6 +198,20 @@ function fetchFailed(code: 'ECONNRESET' | 'ECONNREFUSED', url: string): TypeErro
       : { code, errno: -111, syscall: 'connect', address: new URL(url).hostname },
   );
   return new TypeError('fetch failed', { cause });
+}
+
+/** `match` functions whose throw was told: once per function, however many faults share it. */
+const toldMatches = new WeakSet<object>();
+
+/** A `match` that throws reads as no match (chaos never breaks a request), told once per function. */
+function matches(match: (request: Request) => boolean, request: Request, name: string): boolean {
+  try {
+    return Boolean(match(request));
+  } catch (error) {
+    const text = `${name}: a fault's match threw (reported once per function); the fault was not applied`;
+    warnOnce(toldMatches, match, 'HOLDFAST_PREDICATE_ERROR', text, error);
+    return false;
+  }
 }
 
 /** A flag that throws reads as off: chaos never breaks a request. */

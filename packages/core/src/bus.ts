@@ -2,6 +2,7 @@ import { type Channel, channel } from 'node:diagnostics_channel';
 import { z } from 'zod';
 import type { EventOf, EventType, HoldfastEvent } from './events.js';
 import { fnOption, parseOptions } from './options.js';
+import { warnOnce } from './warn.js';
 
 /** A listener for one event type; it receives that type's event. */
 export type Listener<K extends EventType> = (event: EventOf<K>) => void;
@@ -88,7 +89,17 @@ class EventBus implements Bus {
 
   constructor(options: BusOptions = {}) {
     const custom = options.onListenerError;
-    this.#onListenerError = custom ? (error, event) => custom(error, event) : warnOnce();
+    const told = new WeakSet<AnyListener>();
+    this.#onListenerError = custom
+      ? (error, event) => custom(error, event)
+      : (error, event, listener) =>
+          warnOnce(
+            told,
+            listener,
+            'HOLDFAST_LISTENER_ERROR',
+            `a listener for "${event.type}" threw (reported once per listener)`,
+            error,
+          );
   }
 
   on(type: EventType | '*', listener: AnyListener): Unsubscribe {
@@ -200,19 +211,6 @@ class EventBus implements Bus {
   }
 }
 
-function warnOnce(): (error: unknown, event: HoldfastEvent, listener: AnyListener) => void {
-  const warned = new WeakSet<AnyListener>();
-  return (error, event, listener) => {
-    if (warned.has(listener)) return;
-    warned.add(listener);
-    const reason = error instanceof Error ? error.message : String(error);
-    process.emitWarning(`a listener for "${event.type}" threw (reported once per listener): ${reason}`, {
-      type: 'HoldfastWarning',
-      code: 'HOLDFAST_LISTENER_ERROR',
-    });
-  };
-}
-
 /** User buses whose throw was told already: once per bus, however many policies share it. */
 const toldBuses = new WeakSet<Bus>();
 
@@ -228,20 +226,14 @@ export function shieldBus(bus: Bus, owner: string): Bus {
   } catch {
     // A Proxy that throws on reads: shielded like any other.
   }
-  const failed = (error: unknown): void => {
-    if (toldBuses.has(bus)) return;
-    toldBuses.add(bus);
-    let reason: string;
-    try {
-      reason = error instanceof Error ? String(error.message) : String(error);
-    } catch {
-      reason = 'an error that cannot be read';
-    }
-    process.emitWarning(`${owner}: the bus threw (reported once per bus); the call went on: ${reason}`, {
-      type: 'HoldfastWarning',
-      code: 'HOLDFAST_BUS_ERROR',
-    });
-  };
+  const failed = (error: unknown): void =>
+    warnOnce(
+      toldBuses,
+      bus,
+      'HOLDFAST_BUS_ERROR',
+      `${owner}: the bus threw (reported once per bus); the call went on`,
+      error,
+    );
   return {
     on: ((type: '*', listener: AnyListener) => bus.on(type, listener)) as Bus['on'],
     once: ((type: '*', listener: AnyListener) => bus.once(type, listener)) as Bus['once'],

@@ -52,7 +52,7 @@ export interface EventFields {
   /** A retry policy stopped trying: it passes the last error on, or returns the last result. */
   'retry.giveUp': {
     readonly attempts: number;
-    readonly reason: 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget';
+    readonly reason: 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget' | 'disposed';
     readonly code: ErrorLabel;
   };
   /** The retry budget refused attempt `attempt`; a `retry.giveUp` (reason `budget`) follows. */

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { bus as globalBus } from './bus.js';
+import { bus as globalBus, shieldBus } from './bus.js';
 import { type Clock, realClock } from './clock.js';
 import { CallScope } from './context.js';
 import { errorLabel } from './events.js';
@@ -53,7 +53,14 @@ export type FallbackOptions = z.input<typeof fallbackOptionsSchema>;
 export function fallback(options: FallbackOptions): Policy {
   const o = parseOptions('fallback', fallbackOptionsSchema, options);
   const replace = o.to ?? (() => o.value);
-  return new FallbackPolicy(o.name, replace, o.on, o.onResult, o.bus ?? globalBus, o.clock ?? realClock);
+  return new FallbackPolicy(
+    o.name,
+    replace,
+    o.on,
+    o.onResult,
+    o.bus === undefined ? globalBus : shieldBus(o.bus, o.name),
+    o.clock ?? realClock,
+  );
 }
 
 class FallbackPolicy implements Policy {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { type Bus, bus as globalBus } from './bus.js';
+import { type Bus, bus as globalBus, shieldBus } from './bus.js';
 import { type Clock, elapsedTime, realClock, type TimerHandle } from './clock.js';
 import { CallScope } from './context.js';
 import { DisposedError, isLocalRefusal } from './errors.js';
@@ -104,7 +104,7 @@ export interface HedgePolicy extends Policy, Snapshottable<HedgeSnapshot> {
 export function hedge(options: HedgeOptions): HedgePolicy {
   const o = parseOptions('hedge', hedgeOptionsSchema, options);
   const clock = o.clock ?? realClock;
-  const policy = new Hedger(o, clock, o.bus ?? globalBus);
+  const policy = new Hedger(o, clock, o.bus === undefined ? globalBus : shieldBus(o.bus, o.name));
   const listing = o.policies ?? globalPolicies;
   if (listing !== false) policy.unregister = listing.register('hedge', o.name, policy);
   return policy;

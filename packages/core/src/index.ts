@@ -111,3 +111,4 @@ export {
 } from './registry.js';
 export type { JsonValue, Snapshottable } from './snapshot.js';
 export { type TimeoutOptions, timeout, timeoutOptionsSchema } from './timeout.js';
+export { messageOf, warnOnce } from './warn.js';

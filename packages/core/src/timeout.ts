@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { type Bus, bus as globalBus } from './bus.js';
+import { type Bus, bus as globalBus, shieldBus } from './bus.js';
 import { type Clock, realClock } from './clock.js';
 import { CallScope } from './context.js';
 import { type Deadline, DeadlineQueue } from './deadlines.js';
@@ -46,7 +46,9 @@ export function timeout(ms: number, options: TimeoutOptions = {}): Policy {
     parsed.ms,
     parsed.strategy === 'aggressive',
     parsed.name,
-    parsed.bus ?? globalBus,
+    // A bus of the user's own may throw: this emits in a timer callback, where a throw would be
+    // uncaught, leave the call running past its deadline and stop every later deadline.
+    parsed.bus === undefined ? globalBus : shieldBus(parsed.bus, parsed.name),
     parsed.clock ?? realClock,
   );
 }
@@ -124,35 +126,16 @@ class TimeoutPolicy implements Policy {
   #expire(scope: CallScope): TimeoutError {
     const error = new TimeoutError(this.name, this.ms);
     this.#expired.add(error);
-    try {
-      if (this.bus.wants('timeout')) {
-        this.bus.emit({
-          type: 'timeout',
-          source: this.name,
-          time: this.clock.now(),
-          timeout: this.ms,
-          strategy: this.aggressive ? 'aggressive' : 'cooperative',
-        });
-      }
-    } catch (thrown) {
-      // A bus of the user's own that throws (ours never does): this runs in a timer callback,
-      // where the throw would be uncaught, leave this call running past its deadline and stop
-      // every later deadline of the policy. The call is timed out all the same.
-      this.#busFailed(thrown);
+    if (this.bus.wants('timeout')) {
+      this.bus.emit({
+        type: 'timeout',
+        source: this.name,
+        time: this.clock.now(),
+        timeout: this.ms,
+        strategy: this.aggressive ? 'aggressive' : 'cooperative',
+      });
     }
     scope.abort(error);
     return error;
-  }
-
-  #warned = false;
-
-  #busFailed(thrown: unknown): void {
-    if (this.#warned) return;
-    this.#warned = true;
-    const reason = thrown instanceof Error ? thrown.message : String(thrown);
-    process.emitWarning(`${this.name}: the bus threw on a timeout event (reported once): ${reason}`, {
-      type: 'HoldfastWarning',
-      code: 'HOLDFAST_BUS_ERROR',
-    });
   }
 }

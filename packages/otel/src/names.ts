@@ -49,7 +49,7 @@ export const attributeNames = {
   errorType: 'error.type',
   /** A breaker state: `closed`, `open`, `halfOpen`, `isolated`, `disabled`. */
   breakerState: 'holdfast.breaker.state',
-  /** Why a retry policy gave up: `maxAttempts`, `maxElapsed`, `retryAfter`, `notRetryable`, `aborted`, `budget`. */
+  /** Why a retry policy gave up: `maxAttempts`, `maxElapsed`, `retryAfter`, `notRetryable`, `aborted`, `budget`, `disposed`. */
   retryReason: 'holdfast.retry.reason',
   /** On a span: the last attempt a retry policy scheduled (2 for the first retry). */
   retryAttempt: 'holdfast.retry.attempt',

@@ -33,12 +33,18 @@ export function isNetworkError(error: unknown): boolean {
 /**
  * The default `retryOn.error`: true unless the error is an `AbortError`, a
  * `BrokenCircuitError`, an idempotency key reused with another payload
- * (`E_IDEMPOTENCY_MISMATCH`: it mismatches again), a 4xx other than 408 and 429, a TypeError
+ * (`E_IDEMPOTENCY_MISMATCH`: it mismatches again), a policy used after `dispose()` (`E_DISPOSED`:
+ * it stays disposed), a 4xx other than 408 and 429, a TypeError
  * that is not a network failure (a bug does not heal), or marked with `nonRetryable()`.
  */
 export function isTransientError(error: unknown): boolean {
   try {
-    if (isNonRetryable(error) || error instanceof BrokenCircuitError || hasCode(error, 'E_IDEMPOTENCY_MISMATCH'))
+    if (
+      isNonRetryable(error) ||
+      error instanceof BrokenCircuitError ||
+      hasCode(error, 'E_IDEMPOTENCY_MISMATCH') ||
+      hasCode(error, 'E_DISPOSED')
+    )
       return false;
     if (error instanceof TypeError) return isNetworkError(error);
     if (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError')

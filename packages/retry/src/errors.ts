@@ -1,4 +1,4 @@
-import { HoldfastError } from '@holdfast/core';
+import { HoldfastError, messageOf } from '@holdfast/core';
 
 /**
  * Why a retry policy gave up on a retryable failure: `maxAttempts` or `maxElapsed` ran out, or
@@ -91,15 +91,4 @@ function why(attempts: number, reason: ExhaustedReason, wait: { retryAfter: numb
 
 function plural(attempts: number): string {
   return attempts === 1 ? '1 attempt' : `${attempts} attempts`;
-}
-
-/** What a message says of an error, whatever it is: its message, or its String(). */
-export function messageOf(cause: unknown): string {
-  try {
-    if (cause instanceof Error) return String(cause.message);
-    return String(cause);
-  } catch {
-    // A message getter that throws, an object with no toString: the error still carries `cause`.
-    return 'an error that cannot be read';
-  }
 }

@@ -100,8 +100,8 @@ export const retryOptionsSchema = z.strictObject({
   /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks; longer than maxDelay: gives up at once. @default true */
   retryAfter: z.boolean().default(true),
   /**
-   * Called before each wait, and awaited when it returns a promise. If it throws or rejects,
-   * the call fails with that error.
+   * Called before each wait, and awaited when it returns a promise. If it throws or rejects, the
+   * retry goes on as if it had not, and a process warning (HOLDFAST_PREDICATE_ERROR) tells it once.
    */
   onRetry: fnOption<(info: RetryInfo) => unknown>().optional(),
   /**

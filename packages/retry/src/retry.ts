@@ -13,11 +13,12 @@ import {
   realClock,
   shieldBus,
   type TimerHandle,
+  warnOnce,
 } from '@holdfast/core';
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
 import { type RetryBudget, retryBudget } from './budget.js';
 import { discard, isTransientError, isTransientResult, resultLabel } from './classify.js';
-import { isNonRetryable, messageOf, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
+import { isNonRetryable, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
 import { type RetryInfo, type RetryOptions, retryOptionsSchema } from './options.js';
 import { loadPRetry } from './p-retry.js';
 import { retryAfterOf } from './retry-after.js';
@@ -28,7 +29,7 @@ export interface RetryPolicy extends Policy {
   readonly budget: RetryBudget | undefined;
 }
 
-type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget';
+type GiveUpReason = 'maxAttempts' | 'maxElapsed' | 'retryAfter' | 'notRetryable' | 'aborted' | 'budget' | 'disposed';
 
 /**
  * Retries a call that fails for a reason that may pass: with backoff and jitter, honouring
@@ -120,12 +121,15 @@ class Stop {
 
 const resolved = Promise.resolve();
 
+/** Policies whose `retryOn` threw: told once per policy, as a process warning. */
+const toldPredicates = new WeakSet<RetryPolicy>();
+/** Policies whose `onRetry` threw: told once per policy. */
+const toldHooks = new WeakSet<RetryPolicy>();
+
 class RetryingPolicy implements RetryPolicy {
   readonly name: string;
   readonly budget: RetryBudget | undefined;
   readonly #s: Settings;
-  /** A predicate of this policy threw: told once, as a process warning. */
-  #toldBroken = false;
 
   constructor(settings: Settings) {
     this.name = settings.name;
@@ -140,7 +144,12 @@ class RetryingPolicy implements RetryPolicy {
       throw scope.reason;
     }
     const start = this.#s.maxElapsed === Number.POSITIVE_INFINITY ? 0 : this.#s.elapsed();
-    this.budget?.deposit();
+    try {
+      this.budget?.deposit();
+    } catch (error) {
+      scope.release(); // disposed: the scope must not keep its link to the caller's signal
+      throw error;
+    }
     // The first attempt runs here, outside p-retry: a first-try success pays for nothing else.
     let value: T;
     try {
@@ -248,7 +257,7 @@ class RetryingPolicy implements RetryPolicy {
     if (s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed)
       this.#giveUp(run, 'maxElapsed', value, isResult);
     // A retry after our own policy refused the call is not amplification: nothing was sent.
-    if (s.budget !== undefined && !refusedLocally(value, isResult) && !s.budget.tryWithdraw()) {
+    if (s.budget !== undefined && !refusedLocally(value, isResult) && !this.#withdraw(s.budget, run, value, isResult)) {
       if (s.bus.wants('retry.budgetExhausted')) {
         s.bus.emit({
           type: 'retry.budgetExhausted',
@@ -281,11 +290,28 @@ class RetryingPolicy implements RetryPolicy {
           result: isResult ? value : undefined,
         });
       }
+    } catch (error) {
+      // A hook that throws (a log sink gone) must not change the call: the retry decided goes on.
+      const text = `${this.name}: onRetry threw (reported once per policy); the retry went on`;
+      warnOnce(toldHooks, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
     } finally {
       if (isResult) discard(value);
     }
     // An abort during onRetry cuts the wait at once; the next attempt then gives up.
     run.waiting = this.#wait(delay, run.scope);
+  }
+
+  /**
+   * Takes a retry from the budget. One disposed while the call ran (its `tryWithdraw()` throws)
+   * grants none: the call ends with its last failure as is, as a breaker disposed mid-call lets
+   * its calls settle, never with the budget's DisposedError for the downstream's.
+   */
+  #withdraw(budget: RetryBudget, run: Run<unknown>, value: unknown, isResult: boolean): boolean {
+    try {
+      return budget.tryWithdraw();
+    } catch {
+      this.#giveUp(run, 'disposed', value, isResult);
+    }
   }
 
   /**
@@ -309,13 +335,8 @@ class RetryingPolicy implements RetryPolicy {
   }
 
   #broken(which: 'error' | 'result', error: unknown): typeof BROKEN {
-    if (!this.#toldBroken) {
-      this.#toldBroken = true;
-      process.emitWarning(
-        `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried: ${messageOf(error)}`,
-        { type: 'HoldfastWarning', code: 'HOLDFAST_PREDICATE_ERROR' },
-      );
-    }
+    const text = `${this.name}: retryOn.${which} threw (reported once per policy); the failure was not retried`;
+    warnOnce(toldPredicates, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
     return BROKEN;
   }
 

@@ -1,0 +1,53 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { type Bus, createBus, fallback, hedge, ManualClock } from '../src/index.js';
+
+/** A bus of the user's own (an adapter to their logger) whose emit throws. */
+function brokenBus(): Bus {
+  const inner = createBus();
+  return {
+    on: inner.on.bind(inner) as Bus['on'],
+    once: inner.once.bind(inner) as Bus['once'],
+    wants: () => true,
+    emit: () => {
+      throw new Error('my bus adapter broke');
+    },
+  };
+}
+
+let warnings: string[] = [];
+const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code));
+beforeEach(() => {
+  warnings = [];
+  process.on('warning', onWarning);
+});
+afterEach(() => {
+  process.off('warning', onWarning);
+});
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+describe('a { bus } of the user own that throws (review)', () => {
+  it('fallback(): the call still falls back, and the throw is told once per bus', async () => {
+    const bus = brokenBus();
+    const policy = fallback({ value: 'cached', bus });
+    for (let i = 0; i < 2; i++)
+      await expect(policy.execute(() => Promise.reject(new Error('down')))).resolves.toBe('cached');
+    await tick();
+    expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+  });
+
+  it('hedge(): the hedge still goes out from its timer, and the first answer wins', async () => {
+    const clock = new ManualClock();
+    const policy = hedge({ delay: 50, safe: true, budget: false, bus: brokenBus(), clock, policies: false });
+    let n = 0;
+    const call = policy.execute(({ signal }) => {
+      const mine = ++n;
+      if (mine === 1)
+        return new Promise<string>((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      return `attempt ${mine}`;
+    });
+    await clock.advance(50);
+    await expect(call).resolves.toBe('attempt 2');
+    await tick();
+    expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+  });
+});
