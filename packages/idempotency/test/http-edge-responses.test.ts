@@ -66,7 +66,7 @@ describe('express: 1xx, trailers and HEAD', () => {
     expect(ran.count).toBe(1);
   });
 
-  it('HEAD guarded by choice (methods): replayed once run, with the Content-Length the first said (10), not its empty body\'s', async () => {
+  it("HEAD guarded by choice (methods): replayed once run, with the Content-Length the first said (10), not its empty body's", async () => {
     const { port, ran } = await expressApp();
     const head = () =>
       fetch(`http://127.0.0.1:${port}/thing`, { method: 'HEAD', headers: { 'idempotency-key': 'head' } });

@@ -647,7 +647,7 @@ function storedKey(scope: string | undefined, key: string): string {
 }
 
 function isHead(method: string): boolean {
-  return method === 'HEAD' || method.toUpperCase() === 'HEAD';
+  return method.toUpperCase() === 'HEAD';
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
