@@ -148,8 +148,9 @@ function timedOut(res: ServerResponse): boolean {
  * Whether a 404 is Express's own for a path no route served: its final handler, `finalhandler`,
  * answers in HTML with `Content-Security-Policy: default-src 'none'`, a page that says "Cannot
  * POST /path", and the router reached no route (`req.route`, set as a route is entered, is
- * unset). It is not stored: the key is released, so a retry once the route exists (a rolling
- * deploy) runs it, as Fastify skips unmatched routes. A 404 your handler sends is stored like
+ * unset; a HEAD's page is not sent, so its headers alone). It is not stored: the key is
+ * released, so a retry once the route exists (a rolling deploy) runs it, as Fastify skips
+ * unmatched routes. A 404 your handler sends is stored like
  * any other response: on an API that sends that policy on every response (its 404s are not
  * HTML), from an app whose own pages are HTML under that policy (not that page), and from a
  * route's handler that passed the request on to the final handler (a route was reached).
@@ -164,5 +165,7 @@ function routerNotFound(res: ServerResponse, body: BodyCollector): boolean {
   ) {
     return false;
   }
-  return body.bytes().includes(`<pre>Cannot ${req.method} `);
+  // A HEAD's page is not sent (finalhandler ends it empty): its headers are all there is. A
+  // HEAD is safe to run again, so an app's own such page released costs nothing.
+  return req.method === 'HEAD' || body.bytes().includes(`<pre>Cannot ${req.method} `);
 }

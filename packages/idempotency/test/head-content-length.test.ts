@@ -105,3 +105,30 @@ describe('express: a HEAD whose length is not known', () => {
     expect(replay.headers.get('content-length')).toBe(first.headers.get('content-length'));
   });
 });
+
+describe('express: a guarded HEAD no route serves', () => {
+  /**
+   * The router's own 404 is told apart by its page, "Cannot POST /path"; a HEAD's has no body
+   * (finalhandler ends it empty), so it was stored for the key: the same HEAD, once the route
+   * was deployed, got that 404 replayed for ttlMs.
+   */
+  it('is not stored: the same key, once the route exists, runs it', async () => {
+    const app = express();
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), methods: ['HEAD'] }));
+    let deployed = false;
+    let ran = 0;
+    const routes = express.Router();
+    routes.head('/late', (_req, res) => {
+      ran++;
+      res.type('text/plain').set('content-length', '3').end();
+    });
+    app.use((req, res, next) => (deployed ? routes(req, res, next) : next())); // deployed later
+    const port = await listenNode(createServer(app));
+    const first = await call(port, 'HEAD', 'late', '/late');
+    expect(first.status).toBe(404);
+    deployed = true;
+    const retry = await seen(await call(port, 'HEAD', 'late', '/late'));
+    expect(retry).toEqual({ status: 200, length: '3', replayed: null, body: '' });
+    expect(ran).toBe(1);
+  });
+});
