@@ -3,6 +3,7 @@
  * @module @holdfast/idempotency/express
  */
 import type { ServerResponse } from 'node:http';
+import { HoldfastConfigError } from '@holdfast/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { type BodyRead, bodyOf, captureRawBody, readBody } from './http/body.js';
 import type { BodyCollector } from './http/capture.js';
@@ -85,6 +86,17 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     const header = core.key(req);
     if (core.passes(header)) return next();
     const known = header.status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
+    if (known.status === 'gone') {
+      return next(
+        new HoldfastConfigError(OWNER, [
+          {
+            path: 'body',
+            message:
+              'was read by a middleware before this one and kept nowhere it can see (req.body): it cannot be fingerprinted. Mount idempotency() before that middleware, or have it keep the bytes (verify: captureRawBody)',
+          },
+        ]),
+      );
+    }
     if (known.status === 'unread') {
       readBody(req, limit, (bytes) => {
         try {
