@@ -364,8 +364,10 @@ export class RedisStore implements IdempotencyStore {
    * reconnect, and a hung server runs what it already read. Queued behind it on the same
    * connection, a release by its token withdraws it, so it cannot hold the key for a lease.
    * Sent again once the claim itself has settled, until Redis answers it (for at most the
-   * claim's lease): the first may be lost where the claim is not. ioredis flushes its offline
-   * queue (with the release) when a reconnection fails, and still resends the claim later; a
+   * claim's lease): the first may be lost where the claim is not. When a reconnection attempt
+   * fails (`maxRetriesPerRequest`), ioredis fails the commands it holds, the release among them,
+   * though the claim ran before the connection dropped (or is resent later, once a reconnection
+   * that connected failed before it was ready); a
    * claim sent again as EVAL after NOSCRIPT goes behind a release already queued.
    */
   #withdraw(key: string, token: string, claim: Promise<unknown>, leaseMs: number): void {

@@ -1,7 +1,7 @@
 /**
  * A claim whose reply was lost with its connection (Redis ran it; the store gave up on it after
- * `commandTimeout`): ioredis resends it once it reconnects, and the store's withdrawal of it
- * must land behind it, whatever the reconnection went through.
+ * `commandTimeout`): the store's withdrawal of it must land, whatever the reconnection went
+ * through, or the key is held for the claim's lease with nothing running.
  */
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +16,7 @@ describe.skipIf(!redisAvailable())('a claim whose reply was lost, its connection
   });
   afterAll(stopAllRedis);
 
-  it('a first reconnection refused (ioredis flushes its offline queue, keeps the claim to resend): the claim is still withdrawn, the key not held for its lease', async () => {
+  it('a first reconnection refused (ioredis then fails the commands it holds, the withdrawal among them): the claim is still withdrawn, the key not held for its lease', async () => {
     const lossy = await lossyProxy(server.port);
     // Another instance's client, straight to Redis: where the client's retry lands.
     const other = new Redis(server.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
@@ -32,7 +32,7 @@ describe.skipIf(!redisAvailable())('a claim whose reply was lost, its connection
       expect(await lost).toBe(true);
       await lossy.proxy.refuse(); // its first reconnection is refused: ioredis' second attempt
       expect(await claim).toBe('E_STORE_UNAVAILABLE'); // given up on; the request answers 503
-      // The refused attempt failing: with maxRetriesPerRequest 1, ioredis flushes its offline queue.
+      // The refused attempt failing: with maxRetriesPerRequest 1, ioredis fails what it holds.
       const refused = new Promise((resolve) => client.once('reconnecting', resolve));
       // Redis ran it: until its withdrawal lands, the key is in progress for everyone else (a 409,
       // documented). The window this test is about is how long that lasts.
