@@ -95,6 +95,8 @@ interface Figures {
   conflicts: number;
   /** The most 409s one key got under load (each retry 50 ms after the last). */
   worstKey409s: number;
+  /** 409s on a key none of whose earlier tries had failed otherwise (a 503, no answer): none expected anywhere. */
+  unexplained409s: number;
   /** Keys the final check found in progress (409) at least once: held by a claim nobody runs. */
   blockedAtCheck: number;
   duplicates: number;
@@ -126,12 +128,14 @@ async function underLoad(
   const firstAt = new Map<string, number>();
   const pending: string[] = [];
   const conflictsOf = new Map<string, number>();
+  const failedOtherwise = new Set<string>(); // keys a try of which got a 503 or no answer
   const figures: Figures = {
     sent: 0,
     failed: 0,
     conflicts: 0,
     blockedAtCheck: 0,
     worstKey409s: 0,
+    unexplained409s: 0,
     duplicates: 0,
     lost: 0,
     recoveryMs: 0,
@@ -163,7 +167,8 @@ async function underLoad(
           figures.conflicts++;
           conflictsOf.set(key, (conflictsOf.get(key) ?? 0) + 1);
           figures.worstKey409s = Math.max(figures.worstKey409s, conflictsOf.get(key) ?? 0);
-        }
+          if (!failedOtherwise.has(key)) figures.unexplained409s++;
+        } else failedOtherwise.add(key);
         lastFailure = Date.now();
         pending.push(key);
         await new Promise((r) => setTimeout(r, 50));
@@ -290,8 +295,15 @@ describe.skipIf(!redisAvailable())('idempotency under real Redis failures, two s
     expect(lossy.proxy.snapshot().accepted).toBeGreaterThan(lossy.lost()); // each loss cost a connection
     expect(figures.duplicates).toBe(0);
     expect(figures.lost).toBe(0);
-    // A lost claim reply, resent, is the same claim: no request is told its own key is in progress.
-    expect(figures.conflicts).toBe(0);
+    // A lost claim reply, resent, is the same claim: a request is told its own key is in progress
+    // only after a try of it failed. On a loaded machine the resend may come after commandTimeout:
+    // that try answered 503 and its claim is withdrawn once its connection is back, so a retry
+    // sent to the other service meanwhile gets a 409 (3-5 a run under load 12-17; none when quiet).
+    // Never a key held for its lease: the withdrawal is sent again until Redis answers it
+    // (packages/idempotency/test/lost-claim-reply-slow-reconnect.test.ts).
+    expect(figures.unexplained409s).toBe(0);
+    expect(figures.worstKey409s).toBeLessThanOrEqual(2); // the moment a connection takes to come back, never a lease
+    expect(figures.blockedAtCheck).toBe(0);
     await lossy.close();
   }, 150_000);
 

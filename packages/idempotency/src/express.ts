@@ -3,6 +3,7 @@
  * @module @holdfast/idempotency/express
  */
 import type { ServerResponse } from 'node:http';
+import { HoldfastConfigError } from '@holdfast/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { type BodyRead, bodyOf, captureRawBody, readBody } from './http/body.js';
 import type { BodyCollector } from './http/capture.js';
@@ -85,6 +86,17 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     const header = core.key(req);
     if (core.passes(header)) return next();
     const known = header.status === 'ok' ? bodyOf(req) : ({ status: 'bytes', body: undefined } as const);
+    if (known.status === 'gone') {
+      return next(
+        new HoldfastConfigError(OWNER, [
+          {
+            path: 'body',
+            message:
+              'was read by a middleware before this one and kept nowhere it can see (req.body): it cannot be fingerprinted. Mount idempotency() before that middleware, or have it keep the bytes (verify: captureRawBody)',
+          },
+        ]),
+      );
+    }
     if (known.status === 'unread') {
       readBody(req, limit, (bytes) => {
         try {
@@ -148,8 +160,9 @@ function timedOut(res: ServerResponse): boolean {
  * Whether a 404 is Express's own for a path no route served: its final handler, `finalhandler`,
  * answers in HTML with `Content-Security-Policy: default-src 'none'`, a page that says "Cannot
  * POST /path", and the router reached no route (`req.route`, set as a route is entered, is
- * unset). It is not stored: the key is released, so a retry once the route exists (a rolling
- * deploy) runs it, as Fastify skips unmatched routes. A 404 your handler sends is stored like
+ * unset; a HEAD's page is not sent, so its headers alone). It is not stored: the key is
+ * released, so a retry once the route exists (a rolling deploy) runs it, as Fastify skips
+ * unmatched routes. A 404 your handler sends is stored like
  * any other response: on an API that sends that policy on every response (its 404s are not
  * HTML), from an app whose own pages are HTML under that policy (not that page), and from a
  * route's handler that passed the request on to the final handler (a route was reached).
@@ -164,5 +177,7 @@ function routerNotFound(res: ServerResponse, body: BodyCollector): boolean {
   ) {
     return false;
   }
-  return body.bytes().includes(`<pre>Cannot ${req.method} `);
+  // A HEAD's page is not sent (finalhandler ends it empty): its headers are all there is. A
+  // HEAD is safe to run again, so an app's own such page released costs nothing.
+  return req.method === 'HEAD' || body.bytes().includes(`<pre>Cannot ${req.method} `);
 }

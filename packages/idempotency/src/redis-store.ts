@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { type Clock, parseOptions, realClock } from '@holdfast/core';
+import { type Clock, elapsedTime, parseOptions, realClock } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type RedisClient, type RedisStoreOptions, redisStoreOptionsSchema } from './options.js';
 import { claimScript, completeScript, releaseScript, type Script } from './redis-scripts.js';
@@ -92,10 +92,9 @@ export class RedisStore implements IdempotencyStore {
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
     const token = randomUUID();
     const args = [fingerprint, Math.ceil(leaseMs), token];
-    const reply = (await this.#run('claim', key, claimScript, args, () => this.#withdraw(key, token))) as [
-      Buffer,
-      ...unknown[],
-    ];
+    const reply = (await this.#run('claim', key, claimScript, args, (sent) =>
+      this.#withdraw(key, token, sent, leaseMs),
+    )) as [Buffer, ...unknown[]];
     switch (reply[0].toString()) {
       case 'claimed':
         if (this.#pending.size >= MAX_PENDING) this.#pending.delete(this.#pending.keys().next().value as string);
@@ -155,14 +154,14 @@ export class RedisStore implements IdempotencyStore {
    * Runs a script in one round trip (two after a restart flushed it), bounded by `commandTimeout`.
    * A command is sent only on a ready connection: queued in ioredis' offline queue during an
    * outage, a claim we already reported as failed would land after reconnecting and hold its key.
-   * `abandoned` runs when we give up on a command that was sent.
+   * `abandoned` runs when we give up on a command that was sent, with the command's own promise.
    */
   #run(
     operation: Operation,
     key: string,
     lua: Script,
     args: (string | number | Buffer)[],
-    abandoned?: () => void,
+    abandoned?: (sent: Promise<unknown>) => void,
   ): Promise<unknown> {
     const { client } = this;
     if (client.status === 'end') {
@@ -172,13 +171,13 @@ export class RedisStore implements IdempotencyStore {
     }
     const redisKey = this.keyOf(key);
     return new Promise((resolve, reject) => {
-      let sent = false;
+      let sent: Promise<unknown> | undefined;
       let settled = false;
       const send = () => {
         if (settled) return;
-        sent = true;
         const call = this.waitForReplicas === undefined || operation === 'release' ? this.#eval : this.#evalAndWait;
-        call(lua, redisKey, args, operation).then(
+        sent = call(lua, redisKey, args, operation);
+        sent.then(
           (reply) => finish(() => resolve(reply)),
           (error: unknown) => {
             const reason = error instanceof Error ? error.message : String(error);
@@ -191,15 +190,16 @@ export class RedisStore implements IdempotencyStore {
         settled = true;
         this.clock.clearTimeout(timer);
         if (this.#waiting.delete(send) && this.#waiting.size === 0) client.removeListener('ready', this.#onReady);
-        if (failed && sent) abandoned?.();
+        if (failed && sent !== undefined) abandoned?.(sent);
         settle();
       };
       // Our own timer: a reconnect loop or a hung server must not hold the caller.
       const timer = this.clock.setTimeout(
         () => {
-          const reason = sent
-            ? `Redis did not answer within ${this.commandTimeout} ms`
-            : `Redis is not connected (client status "${client.status}") and did not reconnect within ${this.commandTimeout} ms`;
+          const reason =
+            sent !== undefined
+              ? `Redis did not answer within ${this.commandTimeout} ms`
+              : `Redis is not connected (client status "${client.status}") and did not reconnect within ${this.commandTimeout} ms`;
           finish(() => reject(this.#unavailable(operation, key, reason)), true);
         },
         this.commandTimeout,
@@ -363,16 +363,35 @@ export class RedisStore implements IdempotencyStore {
    * A claim we gave up on may still reach Redis: ioredis resends unanswered commands after a
    * reconnect, and a hung server runs what it already read. Queued behind it on the same
    * connection, a release by its token withdraws it, so it cannot hold the key for a lease.
+   * Sent again once the claim itself has settled, until Redis answers it (for at most the
+   * claim's lease): the first may be lost where the claim is not. When a reconnection attempt
+   * fails (`maxRetriesPerRequest`), ioredis fails the commands it holds, the release among them,
+   * though the claim ran before the connection dropped (or is resent later, once a reconnection
+   * that connected failed before it was ready); a
+   * claim sent again as EVAL after NOSCRIPT goes behind a release already queued.
    */
-  #withdraw(key: string, token: string): void {
-    if (this.client.status === 'end') return;
-    const args = [releaseScript.sha, 1, this.keyOf(key), token] as const;
-    this.client
-      .callBuffer('evalsha', ...args)
-      .catch((error: unknown) => {
-        if (isNoScript(error)) return this.client.callBuffer('eval', releaseScript.source, 1, this.keyOf(key), token);
-      })
-      .catch(() => {}); // best effort: at worst the key is held until the lease ends
+  #withdraw(key: string, token: string, claim: Promise<unknown>, leaseMs: number): void {
+    const redisKey = this.keyOf(key);
+    const release = (): Promise<unknown> =>
+      this.client.status === 'end'
+        ? Promise.resolve()
+        : this.client
+            .callBuffer('evalsha', releaseScript.sha, 1, redisKey, token)
+            .catch((error: unknown) =>
+              isNoScript(error)
+                ? this.client.callBuffer('eval', releaseScript.source, 1, redisKey, token)
+                : Promise.reject(error),
+            );
+    const behind = release().catch(() => {});
+    const elapsed = elapsedTime(this.clock);
+    const until = elapsed() + leaseMs;
+    const again = (): void => {
+      release().catch(() => {
+        // Past its lease the claim holds the key no longer. The timer holds nothing open.
+        if (elapsed() + 100 < until) this.clock.setTimeout(again, 100);
+      });
+    };
+    void Promise.allSettled([claim, behind]).then(again);
   }
 
   #unavailable(operation: Operation, key: string, reason: string, cause?: unknown): StoreUnavailableError {

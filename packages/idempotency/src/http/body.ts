@@ -22,7 +22,9 @@ export type BodyBytes =
   /** A parser consumed the bytes and kept none: only its parsed value is left. */
   | { readonly status: 'parsed'; readonly body: unknown }
   /** Not read yet: the caller must read it (see {@link readAndRestore}). */
-  | { readonly status: 'unread' };
+  | { readonly status: 'unread' }
+  /** Read before the middleware, and kept nowhere it can see: nothing to fingerprint. */
+  | { readonly status: 'gone' };
 
 /** The bytes of a request's body, if anything kept them, or what a parser made of them. */
 export function bodyOf(req: IncomingMessage): BodyBytes {
@@ -35,11 +37,14 @@ export function bodyOf(req: IncomingMessage): BodyBytes {
   // body-parser sets `_body` once it consumed the stream.
   if (has(r, '_body') && r._body === true) return { status: 'parsed', body: r.body };
   if (!hasBody(req)) return { status: 'bytes', body: undefined };
-  if (req.readableEnded) return { status: 'parsed', body: r.body };
+  // Read by a layer before us that kept it elsewhere (not `req.body`): every body would look
+  // like none, and another body with the same key replay the first's response.
+  if (req.readableEnded) return r.body === undefined ? GONE : { status: 'parsed', body: r.body };
   return { status: 'unread' };
 }
 
 const has = Object.hasOwn;
+const GONE: BodyBytes = { status: 'gone' };
 
 function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;

@@ -49,6 +49,13 @@ export function replayableHeaders(extra: readonly string[]): ReplayableHeaders {
   return Object.assign(names, { read: ['connection', ...names] });
 }
 
+/** The same names and `content-length`: what a HEAD's record keeps (its length is the GET body's). */
+export function withLength(replayable: ReplayableHeaders): ReplayableHeaders {
+  const names = new Set<string>(replayable);
+  names.add('content-length');
+  return Object.assign(names, { read: [...replayable.read, 'content-length'] });
+}
+
 /** The names of the headers a record keeps, and (`read`) the names read off a response for it. */
 export type ReplayableHeaders = ReadonlySet<string> & { readonly read: readonly string[] };
 
@@ -135,9 +142,11 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
 
 /**
  * The response a replay sends: the stored one, marked, with its length. A 204 or 304 has
- * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5).
+ * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5). A HEAD's has the
+ * `Content-Length` its first response sent (what a GET would send), or its stored body's length
+ * where the framework kept the GET body, or none: never 0 for a resource that is not empty.
  */
-export function replayOf(stored: StoredResponse, shared = false): HttpResponse {
+export function replayOf(stored: StoredResponse, shared = false, head = false): HttpResponse {
   // A copy to extend, lists copied too: the store's own record (an in-process store's call
   // without a promise) must not see what a later layer does to the replay (a hook that pushes to
   // a header's list). copyHeaders keeps a header named `__proto__` a header.
@@ -146,7 +155,15 @@ export function replayOf(stored: StoredResponse, shared = false): HttpResponse {
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };
   }
-  headers['content-length'] = String(stored.body.byteLength);
+  if (!head) headers['content-length'] = String(stored.body.byteLength);
+  else {
+    // A HEAD's record: the length its first response sent, else its stored body's (the body is
+    // kept: Fastify's HEAD route counts it and sends none), else none.
+    const sent = headers['content-length'];
+    if (Array.isArray(sent)) headers['content-length'] = sent[0] as string;
+    else if (sent === undefined && stored.body.byteLength > 0)
+      headers['content-length'] = String(stored.body.byteLength);
+  }
   const { body } = stored;
   if (shared) return { status: stored.status, headers, body: Buffer.from(body) };
   // A store's async calls hand out a fresh copy (decodeOutcome): a view, not a second copy.

@@ -21,6 +21,7 @@ import {
   type ReplayableHeaders,
   replayableHeaders,
   replayOf,
+  withLength,
 } from './capture.js';
 import { fingerprintOf, sameFingerprint } from './fingerprint.js';
 import { type KeyHeader, parseKeyHeader } from './key.js';
@@ -114,6 +115,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   readonly failOpen: boolean;
   readonly #methods: ReadonlySet<string>;
   readonly #replayable: ReplayableHeaders;
+  // A HEAD response's Content-Length is the GET body's, not its own empty body's: kept for its replay.
+  readonly #replayableHead: ReplayableHeaders;
   readonly #owner: string;
   // An in-process store's calls without a promise: a request settled by them costs no tick and
   // no promise, and no timer is raced against it. Asked again at each call (see #inProcess).
@@ -132,6 +135,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
     this.#methods = new Set(this.options.methods);
     this.#replayable = replayableHeaders(this.options.replayHeaders);
+    this.#replayableHead = withLength(this.#replayable);
     this.#now = inProcess(this.store);
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
   }
@@ -222,10 +226,10 @@ export class HttpIdempotency<Req> implements RunOwner {
         result = undefined;
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
-        return this.#decided(key, stored, fingerprint, result, true);
+        return this.#decided(key, stored, fingerprint, result, true, isHead(view.method));
       }
     }
-    return this.#claim(key, stored, fingerprint);
+    return this.#claim(key, stored, fingerprint, isHead(view.method));
   }
 
   async #scopeOf(req: Req): Promise<string | undefined> {
@@ -244,7 +248,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     ]);
   }
 
-  async #claim(key: string, stored: string, fingerprint: string): Promise<Decision> {
+  async #claim(key: string, stored: string, fingerprint: string, head: boolean): Promise<Decision> {
     const wait = this.options.wait;
     const deadline = wait === undefined ? 0 : this.elapsed() + wait.timeout;
     for (;;) {
@@ -269,7 +273,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
-      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false, sentAt);
+      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false, head, sentAt);
       const left = deadline - this.elapsed();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
@@ -279,6 +283,7 @@ export class HttpIdempotency<Req> implements RunOwner {
   /**
    * What a store's answer means for the request (a running claim: a conflict, not waited for).
    * `shared`: a completed record is the store's own (its call without a promise), not a copy.
+   * `head`: the request is a HEAD.
    * `sentAt`: when the claim was sent, on `elapsed()` (by default, now).
    */
   #decided(
@@ -287,6 +292,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     fingerprint: string,
     result: ClaimResult,
     shared: boolean,
+    head: boolean,
     sentAt?: number,
   ): Decision {
     switch (result.status) {
@@ -299,7 +305,7 @@ export class HttpIdempotency<Req> implements RunOwner {
             key,
             stored,
             result.token,
-            this.#replayable,
+            head ? this.#replayableHead : this.#replayable,
             this.options.maxResponseBytes,
             this.#inProcess() !== undefined,
             sentAt,
@@ -314,7 +320,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         if (this.bus.wants('idempotency.replay')) {
           this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
         }
-        return respond(replayOf(record.outcome, shared));
+        return respond(replayOf(record.outcome, shared, head));
       }
       case 'mismatch':
         return this.#mismatch(key);
@@ -638,6 +644,10 @@ function respond(response: HttpResponse): Decision {
 /** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
 function storedKey(scope: string | undefined, key: string): string {
   return scope === undefined ? `http:*:${key}` : `http:${scope.length}:${scope}:${key}`;
+}
+
+function isHead(method: string): boolean {
+  return method.toUpperCase() === 'HEAD';
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {
