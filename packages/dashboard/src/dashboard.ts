@@ -155,6 +155,8 @@ class Feed {
 
   /** Streams snapshots and changes to one page until it hangs up or the feed closes. */
   follow(req: IncomingMessage, res: ServerResponse): void {
+    // Gone before it got here (an async middleware in front): its 'close' came and will not again.
+    if (res.destroyed) return;
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-store',
