@@ -1,6 +1,6 @@
 import type { EventOf, PolicyRegistry } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
-import type { Handlers } from './metrics.js';
+import { errorTypes, type Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
 /**
@@ -96,6 +96,7 @@ export function meterLimits(
     hedgeRefused: new Counts(),
     fallbacks: new Counts(),
   };
+  const errorType = errorTypes();
   // Limiters seen only on the bus: their limit after the last move.
   const lastLimit = new Map<string, number>();
   const reject = (kind: string, reason: string) => (e: { source: string; code: string }) =>
@@ -113,7 +114,11 @@ export function meterLimits(
     'concurrency.reject': reject('concurrency', 'concurrency_limit'),
     'throttle.reject': reject('throttle', 'throttled'),
     'rateLimit.storeError': (e) =>
-      counts.storeErrors.add({ [A.policy]: e.source, [A.failOpen]: e.failOpen, [A.errorType]: e.code }),
+      counts.storeErrors.add({
+        [A.policy]: e.source,
+        [A.failOpen]: e.failOpen,
+        [A.errorType]: e.code === undefined ? undefined : errorType(e.code),
+      }),
     'concurrency.limit': (e) => {
       if (lastLimit.has(e.source) || lastLimit.size < MAX_ROWS) lastLimit.set(e.source, e.to);
     },
@@ -121,7 +126,7 @@ export function meterLimits(
     'hedge.budgetExhausted': (e) => counts.hedgeRefused.add({ [A.policy]: e.source }),
     fallback: (e) => {
       const attributes: Attributes = { [A.policy]: e.source, [A.fallbackReason]: e.reason };
-      if (e.code !== undefined) attributes[A.errorType] = e.code;
+      if (e.code !== undefined) attributes[A.errorType] = errorType(e.code);
       counts.fallbacks.add(attributes);
     },
   };

@@ -29,8 +29,24 @@ export type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
 /** `storeError` -> `store_error`. */
 export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
-  code === undefined ? attrs : Object.assign({}, attrs, { [A.errorType]: code });
+/** A code that can be an `error.type`: a short word (`ECONNRESET`, `E_TIMEOUT`, `23505`), never a message. */
+export const shortCode = (code: string): string => (/^[\w.:-]{1,64}$/.test(code) ? code : '_OTHER');
+/** Distinct `error.type` values per instrument() at most; past them a new code is `_OTHER`. */
+const MAX_ERROR_TYPES = 100;
+/**
+ * Error codes as `error.type` values. Codes come from what calls throw: one made per call (an id
+ * in it) must not make a series per call, nor a message (a URL with its password) an attribute.
+ * `_OTHER` is OpenTelemetry's value for an error it has no type for.
+ */
+export function errorTypes(): (code: string) => string {
+  const seen = new Set<string>();
+  return (code) => {
+    if (seen.has(code)) return code;
+    const type = seen.size < MAX_ERROR_TYPES ? shortCode(code) : '_OTHER';
+    if (type === code) seen.add(code);
+    return type;
+  };
+}
 
 type Row = { readonly attributes: Attributes; value: number };
 
@@ -73,6 +89,9 @@ export function meterEvents(
 ): { handlers: Handlers; forget: (name: string) => void; dispose: () => void } {
   // Counters are tallied here and reported at collection through observable counters: an event
   // then costs a map update instead of an SDK record (a few microseconds each, measured).
+  const errorType = errorTypes();
+  const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
+    code === undefined ? attrs : Object.assign({}, attrs, { [A.errorType]: errorType(code) });
   const tallies: Tally[] = [];
   const counter = (name: string, unit: string, description: string) => {
     const tally = new Tally(meter.createObservableCounter(name, { unit, description }));

@@ -264,6 +264,19 @@ describe('instrument(): spans', () => {
     });
   });
 
+  it('a code that is no short word (a message, with a URL and its password) goes on the span as _OTHER', () => {
+    const s = setup();
+    const code = 'connect failed: postgres://app:hunter2@db:5432/app';
+    s.tracerProvider.getTracer('test').startActiveSpan('GET /pay', (span) => {
+      s.bus.emit(ev({ type: 'retry.attempt', source: 'api', attempt: 2, delay: 200, code }));
+      s.bus.emit(ev({ type: 'retry.giveUp', source: 'api', attempts: 2, reason: 'maxAttempts', code }));
+      span.end();
+    });
+    const span = only(s.spans.getFinishedSpans(), 'GET /pay');
+    expect(span.events.map((e) => e.attributes?.['error.type'])).toEqual(['_OTHER', '_OTHER']);
+    expect(JSON.stringify([span.attributes, span.events])).not.toContain('hunter2');
+  });
+
   it('sees a real policy: core timeout() counted, and put on the span of the call it cut short', async () => {
     const s = setup();
     // Node's timers run their callback in the async context they were set in; ManualClock's do not.
