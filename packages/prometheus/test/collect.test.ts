@@ -112,6 +112,26 @@ describe('collect()', () => {
     expect(sample(text, 'holdfast_ready')).toBe(0);
   });
 
+  it('two live copies of one policy name (re-created before the old one was disposed): the newest is reported, not their sum', async () => {
+    const s = setup();
+    const set = (up: boolean, inFlight: number) => ({
+      snapshot: (): JsonValue => ({ name: 'db', endpoints: [{ name: 'primary', available: up, inFlight }] }),
+    });
+    // Held to the end: the registry holds what it lists weakly.
+    const stale = [set(true, 0), { snapshot: () => ({ balance: 5 }) }, { snapshot: () => ({ limit: 37 }) }] as const;
+    const live = [set(false, 3), { snapshot: () => ({ balance: 8 }) }, { snapshot: () => ({ limit: 40 }) }] as const;
+    for (const [set, budget, limiter] of [stale, live]) {
+      s.policies.register('failover', 'db', set);
+      s.policies.register('budget', 'api', budget);
+      s.policies.register('concurrency', 'search', limiter);
+    }
+    const text = await s.scrape();
+    expect(sample(text, 'holdfast_failover_endpoint_up{policy="db",endpoint="primary"}')).toBe(0);
+    expect(sample(text, 'holdfast_failover_endpoint_in_flight{policy="db",endpoint="primary"}')).toBe(3);
+    expect(sample(text, 'holdfast_retry_budget_balance{policy="api"}')).toBe(8);
+    expect(sample(text, 'holdfast_concurrency_limit{policy="search"}')).toBe(40);
+  });
+
   it('falls back to the last transition event for breakers nobody registered', async () => {
     const s = setup();
     s.bus.emit(ev({ type: 'breaker.open', source: 'search', reason: 'failureRate', failureRate: 0.8, retryAt: at }));
