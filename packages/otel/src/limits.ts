@@ -1,4 +1,4 @@
-import type { EventOf, PolicyRegistry } from '@holdfast/core';
+import { type EventOf, OTHER_POLICY, type PolicyRegistry } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { errorTypes, type Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
@@ -153,8 +153,9 @@ export function meterLimits(
     report(hedgeAttempts, counts.hedgeAttempts);
     report(hedgeRefused, counts.hedgeRefused);
     report(fallbacks, counts.fallbacks);
-    // Per gauge, a value per policy label: a policy's own, or for `_other` (past maxPolicies)
-    // the sum over the policies it stands for (the highest, for a probability).
+    // Per gauge, a value per policy label: a policy's own (its newest copy's: one re-created
+    // before the old was disposed), or for `_other` (past maxPolicies) the sum over the policies
+    // it stands for (the highest, for a probability).
     const values = new Map<Observable, Map<string, number>>();
     const gauge = (
       g: Observable,
@@ -167,7 +168,7 @@ export function meterLimits(
       let byPolicy = values.get(g);
       if (byPolicy === undefined) values.set(g, (byPolicy = new Map()));
       const had = byPolicy.get(policy);
-      byPolicy.set(policy, had === undefined ? value : combine(had, value));
+      byPolicy.set(policy, had === undefined || policy !== OTHER_POLICY ? value : combine(had, value));
     };
     const limits = new Map(lastLimit);
     for (const { kind, name, snapshot } of policies.snapshots()) {
