@@ -42,6 +42,7 @@ interface Setup {
   policies: PolicyRegistry;
   spans: InMemorySpanExporter;
   tracerProvider: BasicTracerProvider;
+  meterProvider: MeterProvider;
   /** Collects now and returns the data points of one metric. */
   points(name: string): Promise<DataPoint<unknown>[]>;
   stop(): void;
@@ -71,6 +72,7 @@ function setup(options: { maxPolicies?: number } = {}): Setup {
     policies,
     spans,
     tracerProvider,
+    meterProvider,
     stop,
     async points(name) {
       exporter.reset();
@@ -193,6 +195,20 @@ describe('instrument(): metrics', () => {
     expect(s.bus.wants('breaker.reject')).toBe(false);
     s.bus.emit(ev({ type: 'breaker.reject', state: 'open', retryAt: undefined }));
     expect(pointValue(await s.points(metricNames.breakerCalls), { 'holdfast.outcome': 'rejected' })).toBe(1);
+  });
+});
+
+describe('instrument(): one per MeterProvider', () => {
+  it('a second instrument() on a MeterProvider already instrumented throws, naming it: the histograms would count every call twice', async () => {
+    const s = setup();
+    const again = () => instrument({ bus: s.bus, meterProvider: s.meterProvider, spans: false });
+    expect(again).toThrow('instrument: meterProvider already has holdfast metrics; stop the other instrument() first');
+    s.bus.emit(ev({ type: 'breaker.success', latency: 5 }));
+    const duration = (await s.points(metricNames.breakerCallDuration))[0] as DataPoint<Histogram> | undefined;
+    expect(duration?.value.count).toBe(1);
+    // Once the first is stopped, the provider takes another.
+    s.stop();
+    again()();
   });
 });
 
