@@ -159,7 +159,8 @@ class Feed {
     if (res.destroyed) return;
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
+      // no-transform: compression middleware (and proxies) would hold each event until a window fills.
+      'cache-control': 'no-store, no-transform',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
       ...SECURITY_HEADERS,
