@@ -1,6 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createBus, createPolicyRegistry, type HoldfastEvent, type JsonValue } from '@holdfast/core';
+import {
+  createBus,
+  createPolicyRegistry,
+  HoldfastConfigError,
+  type HoldfastEvent,
+  type JsonValue,
+} from '@holdfast/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { collect } from '../src/index.js';
@@ -218,6 +224,28 @@ describe('collect() and @holdfast/limit', () => {
     expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="fallback"}')).toBe(1);
     expect(sample(text, 'holdfast_concurrency_limit{policy="search"}')).toBe(37);
     s.stop();
+  });
+});
+
+describe('collect(): buckets', () => {
+  it('buckets out of order or repeated are refused, named: they would make a histogram whose buckets go down, or a series twice', async () => {
+    for (const buckets of [
+      [1, 0.5],
+      [0.1, 0.5, 0.5, 1],
+    ]) {
+      const registry = new Registry();
+      let thrown: unknown;
+      try {
+        collect({ bus: createBus(), registry, policies: createPolicyRegistry(), buckets })();
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(HoldfastConfigError);
+      expect((thrown as Error).message).toBe(
+        `collect: buckets must be in increasing order, each once (got [${buckets.join(',')}])`,
+      );
+      expect(registry.getMetricsAsArray()).toEqual([]);
+    }
   });
 });
 
