@@ -155,9 +155,12 @@ class Feed {
 
   /** Streams snapshots and changes to one page until it hangs up or the feed closes. */
   follow(req: IncomingMessage, res: ServerResponse): void {
+    // Gone before it got here (an async middleware in front): its 'close' came and will not again.
+    if (res.destroyed) return;
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-store',
+      // no-transform: compression middleware (and proxies) would hold each event until a window fills.
+      'cache-control': 'no-store, no-transform',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
       ...SECURITY_HEADERS,

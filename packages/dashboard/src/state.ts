@@ -140,12 +140,20 @@ const namesSecret = (key: string): boolean => {
     .split(/[^a-z0-9]+/);
   return words.some((w, i) => SECRET_WORD.test(w) || SECRET_PAIR.test(`${w} ${words[i + 1]}`));
 };
+/** A libpq or ODBC connection string's password (`password=...`, `Pwd='...'`): linear, whatever the text. */
+const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'?|"[^"]*"?|[^\s;,&]*)/gi;
 const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
+/** Text with its URLs redacted, or a DSN's leading `user:password@` hidden; and a connection string's password. */
+const hideText = (text: string): string =>
+  (text.includes('://') ? redactor.text(text) : text.replace(/^[^\s:/@]+:\S*@/, '***@')).replace(
+    keywordPassword,
+    '$1$2***',
+  );
 const hideSecrets = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
   // A text under a key that names a credential among other words; numbers (`maxTokens`) are no secret.
   if (typeof value === 'string' && value !== '' && namesSecret(key)) return '***';
-  if (typeof value === 'string') return hideUrls(value);
+  if (typeof value === 'string') return hideText(value);
   // A URL may be a key too (endpoints by their target): JSON.stringify shows keys as they are.
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const keys = Object.keys(value);

@@ -373,6 +373,30 @@ describe('dashboard(): what registered snapshots hold', () => {
     expect(pool).toBeDefined(); // held until here: the registry holds it weakly
   });
 
+  it('a connection string in keyword form (libpq, ODBC) is served without its password', async () => {
+    const { policies, dash } = scenario();
+    const pool = {
+      snapshot: () => ({
+        connectionString: 'host=db.internal user=app password=hunter2 dbname=orders',
+        odbc: "Driver={PostgreSQL};Server=db;Uid=app;Pwd='s3 cret';",
+        dsn: 'app:pg-pass@db.internal:5432/orders',
+        note: 'retrying with passwd = guestpw',
+      }),
+    };
+    policies.register('pool', 'orders', pool);
+    const url = await listen(createServer(dash));
+    const text = await (await fetch(`${url}/ops/holdfast/snapshot`)).text();
+    const snap = JSON.parse(text) as DashboardSnapshot;
+    expect(snap.others[0]?.snapshot).toEqual({
+      connectionString: 'host=db.internal user=app password=*** dbname=orders',
+      odbc: 'Driver={PostgreSQL};Server=db;Uid=app;Pwd=***;',
+      dsn: '***@db.internal:5432/orders',
+      note: 'retrying with passwd = ***',
+    });
+    for (const secret of ['hunter2', 's3 cret', 'pg-pass', 'guestpw']) expect(text).not.toContain(secret);
+    expect(pool).toBeDefined(); // held until here: the registry holds it weakly
+  });
+
   it('a breaker that leaves the registry leaves the page, its last open state with it', async () => {
     const { bus, policies, dash } = scenario();
     const gone = new FakeBreaker('gone', bus, policies);

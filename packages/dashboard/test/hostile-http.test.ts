@@ -273,6 +273,39 @@ describe('dashboard: event stream clients that misbehave', () => {
     expect(dash.clients).toBe(0);
   }, 20_000);
 
+  it('a page that hangs up before an async middleware hands its request over leaves no stream behind', async () => {
+    const bus = countingBus();
+    const dash = dashboard({ bus, policies: createPolicyRegistry(), interval: 50 });
+    cleanups.push(() => dash.close());
+    const before = stateChangeEvents.map((t) => bus.listeners(t));
+    // An auth check in front of the dashboard: the request reaches it only once the client has gone.
+    let arrived = () => {};
+    let handedOver = () => {};
+    const asked = new Promise<void>((r) => {
+      arrived = r;
+    });
+    const handled = new Promise<void>((r) => {
+      handedOver = r;
+    });
+    const port = await listen(
+      createServer((req, res) => {
+        arrived();
+        req.socket.once('close', () => {
+          dash(req, res);
+          handedOver();
+        });
+      }),
+    );
+    const socket = connect(port, '127.0.0.1');
+    sockets.push(socket);
+    socket.write(get('/holdfast/events'));
+    await asked;
+    socket.destroy();
+    await handled;
+    expect(dash.clients).toBe(0);
+    expect(stateChangeEvents.map((t) => bus.listeners(t))).toEqual(before);
+  });
+
   it('1,000 pages that connect and drop at once leave no stream and no bus listener behind', async () => {
     const bus = countingBus();
     const dash = dashboard({ bus, policies: createPolicyRegistry(), interval: 50 });

@@ -2,13 +2,14 @@ import {
   type EventType,
   bus as globalBus,
   policies as globalPolicies,
+  HoldfastConfigError,
   type HoldfastEvent,
   labelled,
   PolicyNames,
   parseOptions,
   stateChangeEvents,
 } from '@holdfast/core';
-import { metrics, trace } from '@opentelemetry/api';
+import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
@@ -16,6 +17,9 @@ import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
 import { annotate, callEvents } from './spans.js';
 
 const scope = { name: '@holdfast/otel', version: '0.1.0' };
+
+/** Meter providers an instrument() reports to now: a second one would record every histogram twice. */
+const metered = new WeakSet<MeterProvider>();
 
 /** Stops the instrumentation: unsubscribes from the bus and drops the gauges' callback. */
 export type Uninstrument = () => void;
@@ -33,9 +37,12 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const o = parseOptions('instrument', instrumentOptionsSchema, options);
   const bus = o.bus ?? globalBus;
   const policies = o.policies ?? globalPolicies;
-  const meter = o.metrics
-    ? (o.meterProvider ?? metrics.getMeterProvider()).getMeter(scope.name, scope.version)
-    : undefined;
+  const provider = o.metrics ? (o.meterProvider ?? metrics.getMeterProvider()) : undefined;
+  if (provider && metered.has(provider)) {
+    const message = 'already has holdfast metrics; stop the other instrument() first';
+    throw new HoldfastConfigError('instrument', [{ path: 'meterProvider', message }]);
+  }
+  const meter = provider?.getMeter(scope.name, scope.version);
   const names = new PolicyNames(o.maxPolicies, 'instrument');
   const label = (name: string) => names.label(name);
   const events = meter ? meterEvents(meter, policies, label) : undefined;
@@ -43,7 +50,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const chaos = meter ? meterChaos(meter) : undefined;
   // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
   const limits = meter ? meterLimits(meter, policies, label) : undefined;
-  const metered = {
+  const metering = {
     handlers: { ...events?.handlers, ...chaos?.handlers, ...limits?.handlers } as Handlers,
     dispose: () => {
       events?.dispose();
@@ -57,7 +64,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
   // The meter and the spans listen apart: a meter that throws must not cost the trace its events.
   const offs = [
-    ...Object.entries(metered.handlers).map(([type, handler]) => {
+    ...Object.entries(metering.handlers).map(([type, handler]) => {
       const meter = handler as (event: HoldfastEvent) => void;
       return on(type as EventType, (event) => meter(labelled(event, label)));
     }),
@@ -73,11 +80,13 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
       }),
     );
   }
+  if (provider) metered.add(provider);
   let active = true;
   return () => {
     if (!active) return;
     active = false;
     for (const off of offs) off();
-    metered.dispose();
+    metering.dispose();
+    if (provider) metered.delete(provider);
   };
 }

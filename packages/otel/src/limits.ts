@@ -1,6 +1,6 @@
-import type { EventOf, PolicyRegistry } from '@holdfast/core';
+import { type EventOf, OTHER_POLICY, type PolicyRegistry } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
-import type { Handlers } from './metrics.js';
+import { errorTypes, type Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
 /**
@@ -96,6 +96,7 @@ export function meterLimits(
     hedgeRefused: new Counts(),
     fallbacks: new Counts(),
   };
+  const errorType = errorTypes();
   // Limiters seen only on the bus: their limit after the last move.
   const lastLimit = new Map<string, number>();
   const reject = (kind: string, reason: string) => (e: { source: string; code: string }) =>
@@ -113,7 +114,11 @@ export function meterLimits(
     'concurrency.reject': reject('concurrency', 'concurrency_limit'),
     'throttle.reject': reject('throttle', 'throttled'),
     'rateLimit.storeError': (e) =>
-      counts.storeErrors.add({ [A.policy]: e.source, [A.failOpen]: e.failOpen, [A.errorType]: e.code }),
+      counts.storeErrors.add({
+        [A.policy]: e.source,
+        [A.failOpen]: e.failOpen,
+        [A.errorType]: e.code === undefined ? undefined : errorType(e.code),
+      }),
     'concurrency.limit': (e) => {
       if (lastLimit.has(e.source) || lastLimit.size < MAX_ROWS) lastLimit.set(e.source, e.to);
     },
@@ -121,7 +126,7 @@ export function meterLimits(
     'hedge.budgetExhausted': (e) => counts.hedgeRefused.add({ [A.policy]: e.source }),
     fallback: (e) => {
       const attributes: Attributes = { [A.policy]: e.source, [A.fallbackReason]: e.reason };
-      if (e.code !== undefined) attributes[A.errorType] = e.code;
+      if (e.code !== undefined) attributes[A.errorType] = errorType(e.code);
       counts.fallbacks.add(attributes);
     },
   };
@@ -148,8 +153,9 @@ export function meterLimits(
     report(hedgeAttempts, counts.hedgeAttempts);
     report(hedgeRefused, counts.hedgeRefused);
     report(fallbacks, counts.fallbacks);
-    // Per gauge, a value per policy label: a policy's own, or for `_other` (past maxPolicies)
-    // the sum over the policies it stands for (the highest, for a probability).
+    // Per gauge, a value per policy label: a policy's own (its newest copy's: one re-created
+    // before the old was disposed), or for `_other` (past maxPolicies) the sum over the policies
+    // it stands for (the highest, for a probability).
     const values = new Map<Observable, Map<string, number>>();
     const gauge = (
       g: Observable,
@@ -162,7 +168,7 @@ export function meterLimits(
       let byPolicy = values.get(g);
       if (byPolicy === undefined) values.set(g, (byPolicy = new Map()));
       const had = byPolicy.get(policy);
-      byPolicy.set(policy, had === undefined ? value : combine(had, value));
+      byPolicy.set(policy, had === undefined || policy !== OTHER_POLICY ? value : combine(had, value));
     };
     const limits = new Map(lastLimit);
     for (const { kind, name, snapshot } of policies.snapshots()) {

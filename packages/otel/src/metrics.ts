@@ -29,8 +29,24 @@ export type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
 /** `storeError` -> `store_error`. */
 export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
-const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
-  code === undefined ? attrs : Object.assign({}, attrs, { [A.errorType]: code });
+/** A code that can be an `error.type`: a short word (`ECONNRESET`, `E_TIMEOUT`, `23505`), never a message. */
+export const shortCode = (code: string): string => (/^[\w.:-]{1,64}$/.test(code) ? code : '_OTHER');
+/** Distinct `error.type` values per instrument() at most; past them a new code is `_OTHER`. */
+const MAX_ERROR_TYPES = 100;
+/**
+ * Error codes as `error.type` values. Codes come from what calls throw: one made per call (an id
+ * in it) must not make a series per call, nor a message (a URL with its password) an attribute.
+ * `_OTHER` is OpenTelemetry's value for an error it has no type for.
+ */
+export function errorTypes(): (code: string) => string {
+  const seen = new Set<string>();
+  return (code) => {
+    if (seen.has(code)) return code;
+    const type = seen.size < MAX_ERROR_TYPES ? shortCode(code) : '_OTHER';
+    if (type === code) seen.add(code);
+    return type;
+  };
+}
 
 type Row = { readonly attributes: Attributes; value: number };
 
@@ -73,6 +89,9 @@ export function meterEvents(
 ): { handlers: Handlers; forget: (name: string) => void; dispose: () => void } {
   // Counters are tallied here and reported at collection through observable counters: an event
   // then costs a map update instead of an SDK record (a few microseconds each, measured).
+  const errorType = errorTypes();
+  const withCode = (attrs: Attributes, code: string | undefined): Attributes =>
+    code === undefined ? attrs : Object.assign({}, attrs, { [A.errorType]: errorType(code) });
   const tallies: Tally[] = [];
   const counter = (name: string, unit: string, description: string) => {
     const tally = new Tally(meter.createObservableCounter(name, { unit, description }));
@@ -118,12 +137,33 @@ export function meterEvents(
     unit: '1',
     description: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold).',
   });
-  const detections = counter(M.anomalyDetections, '{anomaly}', 'Anomalies raised by an anomaly watch.');
+  const detections = meter.createObservableCounter(M.anomalyDetections, {
+    unit: '{anomaly}',
+    description: 'Anomalies raised by an anomaly watch.',
+  });
   // Least recently scored first. A watch scores each key it watches every interval; a key it
   // forgot (idle, or evicted at its maxKeys) gets no more scores from it, so its rows go: at once
   // when it is forgotten while raised (its stale high score would keep an alert firing), else
   // once 5,000 newer rows came. A new key is always reported.
   const lastScores = new Map<string, { readonly attributes: Attributes; value: number }>();
+  // Detection counts per watch and key (by detector and metric), least recently raised first: a
+  // key's go with its scores (forgotten while raised), or once 5,000 newer keys were raised.
+  // Per-host keys churn: counts for every host ever seen would grow for good.
+  const detected = new Map<string, Map<string, Row>>();
+  const detect = (e: EventOf<'anomaly.detected'>) => {
+    const id = JSON.stringify([e.source, e.key]);
+    const rows = detected.get(id) ?? new Map<string, Row>();
+    detected.delete(id);
+    detected.set(id, rows);
+    if (detected.size > 5_000) detected.delete(detected.keys().next().value as string);
+    const which = `${e.detector}\u0000${e.metric}`;
+    const row = rows.get(which);
+    if (row !== undefined) row.value++;
+    else {
+      const attributes = { [A.policy]: e.source, [A.anomalyKey]: e.key, [A.anomalyDetector]: e.detector };
+      rows.set(which, { attributes: { ...attributes, [A.anomalyMetric]: e.metric }, value: 1 });
+    }
+  };
   const score = (policy: string, key: string, metric: string, value: number) => {
     // Exact for any strings, lone surrogates included (JSON spells them out).
     const id = JSON.stringify([policy, key, metric]);
@@ -140,6 +180,7 @@ export function meterEvents(
     for (const [id, { attributes }] of lastScores) {
       if (attributes[A.policy] === policy && attributes[A.anomalyKey] === key) lastScores.delete(id);
     }
+    detected.delete(JSON.stringify([policy, key]));
   };
 
   // Breakers seen only on the bus (not registered): their state after the last transition.
@@ -183,13 +224,7 @@ export function meterEvents(
       score(e.source, e.key, 'all', e.score);
       for (const m of e.metrics) score(e.source, e.key, m.name, m.score);
     },
-    'anomaly.detected': (e) =>
-      detections.add(1, {
-        [A.policy]: e.source,
-        [A.anomalyKey]: e.key,
-        [A.anomalyDetector]: e.detector,
-        [A.anomalyMetric]: e.metric,
-      }),
+    'anomaly.detected': detect,
     'anomaly.cleared': (e) => {
       if (e.reason === 'forgotten') dropScores(e.source, e.key);
     },
@@ -209,12 +244,16 @@ export function meterEvents(
     inFlight,
     budgetBalance,
     anomalyScore,
+    detections,
     ...tallies.map((t) => t.counter),
   ];
   const observe: BatchObservableCallback = (result) => {
     for (const tally of tallies) tally.report(result);
     // Newest first: past the SDK's own cardinality limit (2,000 by default) the live keys win.
     for (const row of [...lastScores.values()].reverse()) result.observe(anomalyScore, row.value, row.attributes);
+    for (const rows of detected.values()) {
+      for (const row of rows.values()) result.observe(detections, row.value, row.attributes);
+    }
     const breakers = new Map<string, string>(lastState);
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'breaker') {

@@ -1,5 +1,6 @@
 import { type EventType, eventTypes, type HoldfastEvent, stateChangeEvents } from '@holdfast/core';
 import { type Attributes, type Span, type Tracer, trace } from '@opentelemetry/api';
+import { shortCode } from './metrics.js';
 import { attributeNames as A } from './names.js';
 
 /** Events that describe a call: they go on the span of the call that is active. */
@@ -31,7 +32,7 @@ function attributesOf(event: HoldfastEvent): Attributes {
       attrs[`${prefix}.${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = value;
     }
   }
-  if ('code' in event && event.code !== undefined) attrs[A.errorType] = event.code;
+  if ('code' in event && event.code !== undefined) attrs[A.errorType] = shortCode(event.code);
   return attrs;
 }
 

@@ -1,6 +1,8 @@
+import { createBus, createPolicyRegistry } from '@holdfast/core';
 import { AggregationTemporality } from '@opentelemetry/sdk-metrics';
 import { describe, expect, it } from 'vitest';
-import { attributeNames as A, metricNames } from '../src/index.js';
+import { RecordingMeterProvider } from '../../../test/support/otel-recorder.js';
+import { attributeNames as A, instrument, metricNames } from '../src/index.js';
 import { collectPoints } from './collect.js';
 
 describe('instrument(): anomaly scores', () => {
@@ -171,6 +173,32 @@ describe('instrument(): two anomaly watches on one bus', () => {
       expect(await value(metricNames.anomalyDetections, 'slow', 'latencyP99')).toBe(1);
     } finally {
       await close();
+    }
+  });
+});
+
+describe('instrument(): anomaly detections of keys that churn', () => {
+  it('12,000 per-host keys detected in turn: a key forgotten while raised takes its detection counts along, and at most 5,000 keys are held', async () => {
+    const bus = createBus();
+    const meterProvider = new RecordingMeterProvider();
+    const stop = instrument({ bus, meterProvider, policies: createPolicyRegistry(), spans: false });
+    const event = { source: 'anomaly', time: 1, detector: 'baseline', metric: 'errorRate' } as const;
+    try {
+      for (let i = 0; i < 12_000; i++) {
+        const key = `host-${i}`;
+        bus.emit({ ...event, type: 'anomaly.detected', key, score: 0.9, value: 0.5, expected: 0.01 });
+        // Half are forgotten while raised (their host went away), half recover.
+        const reason = i % 2 === 0 ? 'forgotten' : 'recovered';
+        bus.emit({ ...event, type: 'anomaly.cleared', key, duration: 1_000, reason });
+      }
+      const rows = (await meterProvider.collect()).filter((r) => r.instrument === metricNames.anomalyDetections);
+      const hosts = rows.map((r) => Number(String(r.attributes[A.anomalyKey]).slice('host-'.length)));
+      expect(hosts.filter((i) => i % 2 === 0)).toEqual([]);
+      expect(rows.length).toBeLessThanOrEqual(5_000);
+      // The latest are the ones held.
+      expect(hosts).toContain(11_999);
+    } finally {
+      stop();
     }
   });
 });

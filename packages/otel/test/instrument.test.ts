@@ -42,6 +42,7 @@ interface Setup {
   policies: PolicyRegistry;
   spans: InMemorySpanExporter;
   tracerProvider: BasicTracerProvider;
+  meterProvider: MeterProvider;
   /** Collects now and returns the data points of one metric. */
   points(name: string): Promise<DataPoint<unknown>[]>;
   stop(): void;
@@ -71,6 +72,7 @@ function setup(options: { maxPolicies?: number } = {}): Setup {
     policies,
     spans,
     tracerProvider,
+    meterProvider,
     stop,
     async points(name) {
       exporter.reset();
@@ -196,6 +198,20 @@ describe('instrument(): metrics', () => {
   });
 });
 
+describe('instrument(): one per MeterProvider', () => {
+  it('a second instrument() on a MeterProvider already instrumented throws, naming it: the histograms would count every call twice', async () => {
+    const s = setup();
+    const again = () => instrument({ bus: s.bus, meterProvider: s.meterProvider, spans: false });
+    expect(again).toThrow('instrument: meterProvider already has holdfast metrics; stop the other instrument() first');
+    s.bus.emit(ev({ type: 'breaker.success', latency: 5 }));
+    const duration = (await s.points(metricNames.breakerCallDuration))[0] as DataPoint<Histogram> | undefined;
+    expect(duration?.value.count).toBe(1);
+    // Once the first is stopped, the provider takes another.
+    s.stop();
+    again()();
+  });
+});
+
 describe('instrument(): cardinality', () => {
   const names = (points: DataPoint<unknown>[]) => new Set(points.map((p) => p.attributes['holdfast.policy.name']));
 
@@ -262,6 +278,19 @@ describe('instrument(): spans', () => {
       'holdfast.breaker.state': 'open',
       'holdfast.endpoint.name': 'replica',
     });
+  });
+
+  it('a code that is no short word (a message, with a URL and its password) goes on the span as _OTHER', () => {
+    const s = setup();
+    const code = 'connect failed: postgres://app:hunter2@db:5432/app';
+    s.tracerProvider.getTracer('test').startActiveSpan('GET /pay', (span) => {
+      s.bus.emit(ev({ type: 'retry.attempt', source: 'api', attempt: 2, delay: 200, code }));
+      s.bus.emit(ev({ type: 'retry.giveUp', source: 'api', attempts: 2, reason: 'maxAttempts', code }));
+      span.end();
+    });
+    const span = only(s.spans.getFinishedSpans(), 'GET /pay');
+    expect(span.events.map((e) => e.attributes?.['error.type'])).toEqual(['_OTHER', '_OTHER']);
+    expect(JSON.stringify([span.attributes, span.events])).not.toContain('hunter2');
   });
 
   it('sees a real policy: core timeout() counted, and put on the span of the call it cut short', async () => {

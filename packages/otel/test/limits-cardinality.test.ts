@@ -4,7 +4,7 @@
  * (the rest are `_other`) in every metric, gauges read from snapshots included. Limiters that
  * come and go (a tenant's, disposed) must not fill a table until new ones go uncounted.
  */
-import { createBus, createPolicyRegistry } from '@holdfast/core';
+import { createBus, createPolicyRegistry, fallback } from '@holdfast/core';
 import { adaptiveConcurrency, adaptiveThrottle, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
 import {
   AggregationTemporality,
@@ -242,6 +242,47 @@ describe('instrument(): limit metrics never break a call', () => {
     } finally {
       stop();
       await meterProvider.shutdown();
+    }
+  });
+});
+
+describe('instrument(): error.type stays bounded', () => {
+  const ERROR_TYPE = 'error.type';
+  const sum = (points: { value: number }[]) => points.reduce((n, p) => n + p.value, 0);
+
+  it('error codes made per call (an id in them) make no series per call, and nothing goes uncounted', async () => {
+    const s = setup();
+    try {
+      const quotes = fallback({ value: 'cached', name: 'quotes', bus: s.bus });
+      for (let i = 0; i < 5_000; i++) {
+        const code = `E_UPSTREAM_${i}`;
+        await quotes.execute(() => {
+          throw Object.assign(new Error('upstream failed'), { code });
+        });
+        s.bus.emit({ type: 'breaker.failure', source: 'payments', time: Date.now(), latency: 1, code });
+      }
+      // A message for a code, with a URL and its password in it.
+      const leaky = 'connect failed: postgres://app:hunter2@db:5432/app';
+      s.bus.emit({ type: 'breaker.failure', source: 'ledger', time: Date.now(), latency: 1, code: leaky });
+      // A policy that comes after them still gets its series.
+      await fallback({ value: 1, name: 'late', bus: s.bus }).execute(() => {
+        throw new TypeError('bad');
+      });
+      const points = await s.points();
+      const calls = points.get(M.breakerCalls) ?? [];
+      const fallbacks = points.get(M.fallbacks) ?? [];
+      expect(calls.filter((p) => p.attributes[POLICY] === 'payments').length).toBeLessThanOrEqual(101);
+      expect(fallbacks.filter((p) => p.attributes[POLICY] === 'quotes').length).toBeLessThanOrEqual(101);
+      expect(sum(calls.filter((p) => p.attributes[POLICY] === 'payments'))).toBe(5_000);
+      expect(sum(fallbacks.filter((p) => p.attributes[POLICY] === 'quotes'))).toBe(5_000);
+      expect(calls.find((p) => p.attributes[ERROR_TYPE] === 'E_UPSTREAM_0')?.value).toBe(1);
+      // Past 100 distinct codes, a new one is `_OTHER`, whichever policy it comes from.
+      expect(fallbacks.find((p) => p.attributes[POLICY] === 'late')?.attributes[ERROR_TYPE]).toBe('_OTHER');
+      expect(calls.find((p) => p.attributes[POLICY] === 'ledger')?.attributes[ERROR_TYPE]).toBe('_OTHER');
+      const all = [...points.values()].flat();
+      expect(all.filter((p) => Object.values(p.attributes).some((v) => String(v).includes('hunter2')))).toEqual([]);
+    } finally {
+      await s.close();
     }
   });
 });

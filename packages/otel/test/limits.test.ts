@@ -154,6 +154,23 @@ describe('instrument(): bulkheads, rate limiters, adaptive limiters, throttles, 
     }
   });
 
+  it('two live bulkheads of one name (re-created before the old one was disposed): the newest is reported, not their sum', async () => {
+    const { bus, policies, points, close } = collectPoints();
+    try {
+      const old = bulkhead({ maxConcurrent: 10, bus, policies, name: 'pool' });
+      const made = bulkhead({ maxConcurrent: 4, bus, policies, name: 'pool' });
+      const held = gate();
+      const running = made.execute(() => held.opened);
+      expect(await points(M.bulkheadCapacity)).toEqual([{ attributes: { 'holdfast.policy.name': 'pool' }, value: 4 }]);
+      expect(await points(M.bulkheadRunning)).toEqual([{ attributes: { 'holdfast.policy.name': 'pool' }, value: 1 }]);
+      held.open();
+      await running;
+      old.dispose();
+    } finally {
+      await close();
+    }
+  });
+
   it('reports the limit of a limiter nobody registered from its concurrency.limit events', async () => {
     const { bus, points, close } = collectPoints();
     try {

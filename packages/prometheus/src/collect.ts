@@ -39,6 +39,14 @@ function wire<L extends string>(labels: Labels<L>): Labels<L> {
   }
   return out ?? labels;
 }
+/**
+ * Sets a scrape-time gauge for one policy label: summed under `_other` (it stands for many), else
+ * the value of the newest copy of that name (one re-created before the old was disposed: the old
+ * one's value is stale).
+ */
+function put(gauge: Gauge, labels: Labels<string> & { policy: string }, value: number): void {
+  gauge[labels.policy === OTHER_POLICY ? 'inc' : 'set'](wire(labels), value);
+}
 /** Anomaly score series kept at most: the least recently scored keys' go first. */
 const MAX_SCORE_SERIES = 5_000;
 
@@ -211,7 +219,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          this.inc(wire({ policy: label(name), endpoint: e.name }), e.up ? 1 : 0);
+          put(this, { policy: label(name), endpoint: e.name }, e.up ? 1 : 0);
         }
       }
     },
@@ -225,7 +233,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          if (e.inFlight !== null) this.inc(wire({ policy: label(name), endpoint: e.name }), e.inFlight);
+          if (e.inFlight !== null) put(this, { policy: label(name), endpoint: e.name }, e.inFlight);
         }
       }
     },
@@ -239,7 +247,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('budget')) {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) this.inc(wire({ policy: label(name) }), balance);
+        if (balance != null) put(this, { policy: label(name) }, balance);
       }
     },
   });
@@ -332,7 +340,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('concurrency')) {
         const limit = (snapshot as { limit?: unknown } | null)?.limit;
-        if (typeof limit === 'number') this.inc(wire({ policy: label(name) }), limit);
+        if (typeof limit === 'number') put(this, { policy: label(name) }, limit);
       }
     },
   });

@@ -24,6 +24,10 @@ export const collectOptionsSchema = z.strictObject({
   buckets: z
     .array(z.number().finite().positive())
     .min(1)
+    // prom-client takes them as given: out of order, a bucket counts less than the one before; repeated, a series twice.
+    .refine((b) => b.every((x, i) => i === 0 || x > (b[i - 1] as number)), {
+      error: 'must be in increasing order, each once',
+    })
     .default([0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]),
   /**
    * Most distinct `policy` label values at once. Past it, new names are reported as

@@ -1,6 +1,12 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createBus, createPolicyRegistry, type HoldfastEvent, type JsonValue } from '@holdfast/core';
+import {
+  createBus,
+  createPolicyRegistry,
+  HoldfastConfigError,
+  type HoldfastEvent,
+  type JsonValue,
+} from '@holdfast/core';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import { collect } from '../src/index.js';
@@ -112,6 +118,26 @@ describe('collect()', () => {
     expect(sample(text, 'holdfast_ready')).toBe(0);
   });
 
+  it('two live copies of one policy name (re-created before the old one was disposed): the newest is reported, not their sum', async () => {
+    const s = setup();
+    const set = (up: boolean, inFlight: number) => ({
+      snapshot: (): JsonValue => ({ name: 'db', endpoints: [{ name: 'primary', available: up, inFlight }] }),
+    });
+    // Held to the end: the registry holds what it lists weakly.
+    const stale = [set(true, 0), { snapshot: () => ({ balance: 5 }) }, { snapshot: () => ({ limit: 37 }) }] as const;
+    const live = [set(false, 3), { snapshot: () => ({ balance: 8 }) }, { snapshot: () => ({ limit: 40 }) }] as const;
+    for (const [set, budget, limiter] of [stale, live]) {
+      s.policies.register('failover', 'db', set);
+      s.policies.register('budget', 'api', budget);
+      s.policies.register('concurrency', 'search', limiter);
+    }
+    const text = await s.scrape();
+    expect(sample(text, 'holdfast_failover_endpoint_up{policy="db",endpoint="primary"}')).toBe(0);
+    expect(sample(text, 'holdfast_failover_endpoint_in_flight{policy="db",endpoint="primary"}')).toBe(3);
+    expect(sample(text, 'holdfast_retry_budget_balance{policy="api"}')).toBe(8);
+    expect(sample(text, 'holdfast_concurrency_limit{policy="search"}')).toBe(40);
+  });
+
   it('falls back to the last transition event for breakers nobody registered', async () => {
     const s = setup();
     s.bus.emit(ev({ type: 'breaker.open', source: 'search', reason: 'failureRate', failureRate: 0.8, retryAt: at }));
@@ -198,6 +224,28 @@ describe('collect() and @holdfast/limit', () => {
     expect(sample(text, 'holdfast_limit_events_total{policy="payments",event="fallback"}')).toBe(1);
     expect(sample(text, 'holdfast_concurrency_limit{policy="search"}')).toBe(37);
     s.stop();
+  });
+});
+
+describe('collect(): buckets', () => {
+  it('buckets out of order or repeated are refused, named: they would make a histogram whose buckets go down, or a series twice', async () => {
+    for (const buckets of [
+      [1, 0.5],
+      [0.1, 0.5, 0.5, 1],
+    ]) {
+      const registry = new Registry();
+      let thrown: unknown;
+      try {
+        collect({ bus: createBus(), registry, policies: createPolicyRegistry(), buckets })();
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(HoldfastConfigError);
+      expect((thrown as Error).message).toBe(
+        `collect: buckets must be in increasing order, each once (got [${buckets.join(',')}])`,
+      );
+      expect(registry.getMetricsAsArray()).toEqual([]);
+    }
   });
 });
 
