@@ -25,5 +25,5 @@ export function importedPackages(code: string): string[];
 export function packageOf(specifier: string): string;
 export function samples(): { checked: Sample[]; skipped: Block[] };
 export function writeSamples(list: Sample[]): void;
-export function typecheck(list: Sample[]): string[];
+export function typecheck(list: Sample[]): Promise<string[]>;
 export function runSample(sample: Sample, timeoutMs?: number): Promise<RunResult>;

@@ -3,7 +3,7 @@
 // fence, so an error at module line n is at markdown line fence + n). Info strings: `ts` is
 // type-checked, `ts run` also runs, `ts no-check` is neither. Other languages are not TypeScript.
 // Run directly (`node scripts/doc-samples.mjs`) for the same check as test/docs-samples.test.ts.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join, relative, resolve } from 'node:path';
@@ -107,25 +107,37 @@ export function writeSamples(list) {
   );
 }
 
-/** One tsc program over every sample; each error is given at its markdown file and line. */
+/**
+ * One tsc program over every sample; each error is given at its markdown file and line. A child
+ * process, not spawnSync: the caller's event loop goes on (test/docs-samples.test.ts runs the
+ * samples meanwhile, where a blocked worker left one of two cores idle for the whole tsc run).
+ */
 export function typecheck(list) {
   const byModule = new Map(list.map((s) => [s.module, s]));
-  const tsc = spawnSync(
+  const tsc = spawn(
     process.execPath,
     [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(outDir, 'tsconfig.json'), '--pretty', 'false'],
-    { cwd: root, encoding: 'utf8' },
+    { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  const errors = [];
-  for (const line of `${tsc.stdout}${tsc.stderr}`.split('\n')) {
-    if (!line.trim()) continue;
-    const m = /^(.*?)\((\d+),(\d+)\): (.*)$/.exec(line);
-    const sample = m && byModule.get(relative(outDir, resolve(root, m[1])));
-    if (sample) errors.push(`${sample.file}:${sample.line + Number(m[2])}:${m[3]} ${m[4]}`);
-    else if (/^\s/.test(line) && errors.length > 0) errors[errors.length - 1] += `\n${line}`;
-    else errors.push(line);
-  }
-  if (tsc.status !== 0 && errors.length === 0) errors.push(`tsc exited with ${tsc.status}`);
-  return errors;
+  let output = '';
+  tsc.stdout.on('data', (d) => (output += d));
+  tsc.stderr.on('data', (d) => (output += d));
+  return new Promise((done) => {
+    tsc.on('error', (error) => done([`tsc did not start: ${error.message}`]));
+    tsc.on('close', (status, signal) => {
+      const errors = [];
+      for (const line of output.split('\n')) {
+        if (!line.trim()) continue;
+        const m = /^(.*?)\((\d+),(\d+)\): (.*)$/.exec(line);
+        const sample = m && byModule.get(relative(outDir, resolve(root, m[1])));
+        if (sample) errors.push(`${sample.file}:${sample.line + Number(m[2])}:${m[3]} ${m[4]}`);
+        else if (/^\s/.test(line) && errors.length > 0) errors[errors.length - 1] += `\n${line}`;
+        else errors.push(line);
+      }
+      if (status !== 0 && errors.length === 0) errors.push(`tsc exited with ${status ?? signal}`);
+      done(errors);
+    });
+  });
 }
 
 /** Runs one sample with Node, workspace packages read from source; resolves to its outcome. */
@@ -152,7 +164,7 @@ if (process.argv[1] && resolve(process.argv[1]) === resolve(import.meta.filename
   const { checked, skipped } = samples();
   writeSamples(checked);
   const started = Date.now();
-  const errors = typecheck(checked);
+  const errors = await typecheck(checked);
   console.log(`${checked.length} samples type-checked in ${Date.now() - started} ms (${skipped.length} no-check)`);
   for (const e of errors) console.error(e);
   // As many at a time as there are CPUs: each is a Node process of its own.

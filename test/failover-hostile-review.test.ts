@@ -512,7 +512,9 @@ describe.skipIf(!redisAvailable())('failover, hostile review: fencing on real Re
   // packages/failover/src/ioredis.ts compareRedisTokens() (offsets compared across unrelated
   // replication ids), and the set forgetting that it had fenced m1 for good.
   it('after a second promotion, writes never go back to the master fenced after the first', async () => {
-    const [s1, s2, s3] = await startRedis(3, ['--save', '', '--appendonly', 'no']);
+    // A replica's full sync starts at once, not after the 5 s a diskless master waits for more:
+    // the test waits for each link to be up, and nothing in it depends on when that happens.
+    const [s1, s2, s3] = await startRedis(3, ['--save', '', '--appendonly', 'no', '--repl-diskless-sync-delay', '0']);
     if (s1 === undefined || s2 === undefined || s3 === undefined) throw new Error('no redis');
     cleanups.push(() => stopAllRedis());
     const client = (port: number) => {

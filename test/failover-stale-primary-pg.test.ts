@@ -104,7 +104,12 @@ describe.skipIf(!postgresAvailable())('a primary frozen and resumed, nothing pro
     await sleep(freezeMs);
     a.resume();
     const resumedAt = Date.now();
-    await sleep(3_000);
+    // The load runs until a write sent after the resume is acknowledged, then 1 s more; 3 s at
+    // most (the bound asserted below, reached only when writes do not come back in it). Writes
+    // still in flight are awaited below, so the first one back is the one a 3 s window finds.
+    const writesBack = () => outcomes.some((o) => o.code === undefined && o.started >= resumedAt);
+    while (!writesBack() && Date.now() - resumedAt < 3_000) await sleep(20);
+    await sleep(Math.min(1_000, Math.max(0, resumedAt + 3_000 - Date.now())));
     clearInterval(tick);
     await Promise.all(pending);
     db.dispose();

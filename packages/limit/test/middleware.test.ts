@@ -22,16 +22,29 @@ afterEach(async () => {
   await Promise.all(apps.splice(0).map((a) => a.close()));
 });
 
-/** An app whose GET /work takes `delay` ms and GET /cheap answers at once, behind the middleware. */
+/**
+ * A handler's work: `ms` milliseconds, or until the test opens a gate (see {@link gate}), where a
+ * fixed time only stood for "until the test has seen what it needs while the handler runs".
+ */
+type Work = number | Promise<void>;
+const work = (delay: Work) => (typeof delay === 'number' ? sleep(delay) : delay);
+/** A handler that runs until `open()`. */
+function gate(): { closed: Promise<void>; open(): void } {
+  let open = () => {};
+  const closed = new Promise<void>((r) => (open = r));
+  return { closed, open };
+}
+
+/** An app whose GET /work takes `delay` (ms, or a gate) and GET /cheap answers at once, behind the middleware. */
 const frameworks = {
-  async express(options: Options, delay: number): Promise<App> {
+  async express(options: Options, delay: Work): Promise<App> {
     const stats = { running: 0, peak: 0, served: 0 };
     const app = express();
     app.use(expressShedding(options as never));
     app.get('/work', async (_req, res) => {
       stats.running++;
       stats.peak = Math.max(stats.peak, stats.running);
-      await sleep(delay);
+      await work(delay);
       stats.running--;
       stats.served++;
       res.json({ ok: true });
@@ -55,14 +68,14 @@ const frameworks = {
     apps.push(made);
     return made;
   },
-  async fastify(options: Options, delay: number): Promise<App> {
+  async fastify(options: Options, delay: Work): Promise<App> {
     const stats = { running: 0, peak: 0, served: 0 };
     const app = Fastify({ forceCloseConnections: true });
     await app.register(fastifyShedding, options as never);
     app.get('/work', async () => {
       stats.running++;
       stats.peak = Math.max(stats.peak, stats.running);
-      await sleep(delay);
+      await work(delay);
       stats.running--;
       stats.served++;
       return { ok: true };
@@ -82,15 +95,18 @@ const frameworks = {
 for (const [framework, serve] of Object.entries(frameworks)) {
   describe(`load shedding on ${framework}`, () => {
     it('under 10x overload: never more than N run; the rest get 503 problem+json with Retry-After, without waiting', async () => {
-      const WORK = 1_000;
+      // The handlers run until every request is running or answered (a fixed 1 s stood for that).
+      const held = gate();
       const b = bulkhead({ maxConcurrent: 4, policies: false });
-      const app = await serve({ policy: b, retryAfter: 2_000 }, WORK);
-      const responses = await Promise.all(
+      const app = await serve({ policy: b, retryAfter: 2_000 }, held.closed);
+      let answered = 0;
+      const all = Promise.all(
         Array.from({ length: 40 }, async () => {
           const start = performance.now();
           const res = await fetch(`${app.url}/work`);
           const body = await res.text();
           const ms = performance.now() - start;
+          answered++;
           return {
             status: res.status,
             type: res.headers.get('content-type'),
@@ -100,6 +116,9 @@ for (const [framework, serve] of Object.entries(frameworks)) {
           };
         }),
       );
+      await expect.poll(() => answered + app.stats.running, { timeout: 10_000 }).toBe(40);
+      held.open();
+      const responses = await all;
       const admitted = responses.filter((r) => r.status === 200);
       const shed = responses.filter((r) => r.status !== 200);
       expect(app.stats.peak).toBe(4);
@@ -119,7 +138,7 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect(b.running).toBe(0);
       const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)]?.toFixed(0);
       console.info(
-        `${framework}: 40 requests, bulkhead 4, handler ${WORK} ms: admitted ${admitted.length} ` +
+        `${framework}: 40 requests, bulkhead 4, handlers held until the others were answered: admitted ${admitted.length} ` +
           `(median ${median(admitted.map((r) => r.ms))} ms), shed ${shed.length} (median ${median(shed.map((r) => r.ms))} ms)`,
       );
     });
@@ -256,7 +275,8 @@ for (const [framework, serve] of Object.entries(frameworks)) {
         name: 'breaker',
         execute: () => Promise.reject(new BrokenCircuitError('upstream', Date.now() + 4_500)),
       };
-      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? queue : broken) }, 1_000);
+      const held = gate();
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? queue : broken) }, held.closed);
       const first = fetch(`${app.url}/work`);
       await expect.poll(() => app.stats.running).toBe(1);
       // Waited in the queue past the pipeline's timeout: overloaded, come back later.
@@ -269,23 +289,29 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect(Number(open.headers.get('retry-after'))).toBeGreaterThanOrEqual(4);
       expect(Number(open.headers.get('retry-after'))).toBeLessThanOrEqual(5);
       expect(await open.json()).toMatchObject({ code: 'E_CIRCUIT_OPEN' });
+      expect(app.stats.running).toBe(1); // all of it while the first ran
+      held.open();
       expect((await first).status).toBe(200);
     });
 
     it('per route: a policy picked per request; undefined lets a route through', async () => {
       const heavy = bulkhead({ maxConcurrent: 1, policies: false });
-      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, 1_500);
+      const held = gate();
+      const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? heavy : undefined) }, held.closed);
       const first = fetch(`${app.url}/work`);
       await expect.poll(() => heavy.running).toBe(1);
-      const work = [first, fetch(`${app.url}/work`)];
+      const both = [first, fetch(`${app.url}/work`)];
       const cheap = await Promise.all(Array.from({ length: 10 }, () => fetch(`${app.url}/cheap`)));
       expect(cheap.every((r) => r.status === 200)).toBe(true);
-      expect((await Promise.all(work)).map((r) => r.status).sort()).toEqual([200, 503]);
+      expect(heavy.running).toBe(1); // the cheap ones went through while /work held its only place
+      held.open();
+      expect((await Promise.all(both)).map((r) => r.status).sort()).toEqual([200, 503]);
     });
 
     it('a client that hangs up while its handler runs does not free the place until the handler ends', async () => {
       const b = bulkhead({ maxConcurrent: 1, policies: false });
-      const app = await serve({ policy: b }, 1_000);
+      const held = gate();
+      const app = await serve({ policy: b }, held.closed);
       // Before: each hang-up freed the place at once, and 20 such clients ran 12 handlers at once behind maxConcurrent 1.
       const caller = new AbortController();
       const first = fetch(`${app.url}/work`, { signal: caller.signal }).catch(() => 'aborted');
@@ -297,6 +323,7 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       expect((await fetch(`${app.url}/work`)).status).toBe(503);
       expect(app.stats.peak).toBe(1);
       // The handler ends its response (to nobody): the place is free again.
+      held.open();
       await expect.poll(() => app.stats.served, { timeout: 3_000 }).toBe(1);
       await expect.poll(() => b.running).toBe(0);
       expect((await fetch(`${app.url}/cheap`)).status).toBe(200);
@@ -316,7 +343,8 @@ for (const [framework, serve] of Object.entries(frameworks)) {
 
     it('a client that hangs up while queued leaves the queue, and its request never runs', async () => {
       const b: Bulkhead = bulkhead({ maxConcurrent: 1, maxQueue: 10, policies: createPolicyRegistry() });
-      const app = await serve({ policy: b }, 1_500);
+      const held = gate();
+      const app = await serve({ policy: b }, held.closed);
       const first = fetch(`${app.url}/work`);
       await expect.poll(() => b.running).toBe(1);
       const callers = Array.from({ length: 5 }, () => new AbortController());
@@ -325,6 +353,8 @@ for (const [framework, serve] of Object.entries(frameworks)) {
       for (const c of callers) c.abort();
       await expect.poll(() => b.queued).toBe(0);
       expect(await Promise.all(queued)).toEqual(Array(5).fill('aborted'));
+      expect(app.stats.running).toBe(1); // they left while the first still ran
+      held.open();
       expect((await first).status).toBe(200);
       await sleep(50);
       expect(app.stats.served).toBe(1);
