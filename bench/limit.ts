@@ -132,9 +132,8 @@ export async function benchLimitRedis(): Promise<void> {
     await compare({
       title: 'limit: Redis rate limit decision, same redis-server, 1,000 keys (sequential)',
       baseline: 'redis PING',
-      calls: 500,
+      calls: 100,
       rounds: 7,
-      time: 1000,
       pairs: [
         ['holdfast redisRateLimiter (GCRA)', 'rate-limiter-flexible Redis'],
         ['holdfast redisRateLimiter, resendWindow 0', 'rate-limiter-flexible Redis'],
@@ -166,9 +165,8 @@ export async function benchLimitRedis(): Promise<void> {
     await compare({
       title: 'limit: Redis rate limit decision, refused, same redis-server, 1,000 keys (sequential)',
       baseline: 'redis PING',
-      calls: 500,
+      calls: 100,
       rounds: 7,
-      time: 1000,
       pairs: [
         ['holdfast redisRateLimiter (GCRA), refused', 'rate-limiter-flexible Redis, refused'],
         ['holdfast redisRateLimiter, resendWindow 0, refused', 'rate-limiter-flexible Redis, refused'],
