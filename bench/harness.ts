@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { Bench } from 'tinybench';
 
 /** One thing to measure: `call()` is one call of the variant, awaited. */
@@ -135,5 +137,25 @@ export function printRows(
       row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c] ?? 0) : cell.padStart(widths[c] ?? 0))).join('  '),
     );
     if (i === 0) console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  }
+}
+
+/**
+ * Pins this process (every thread) to CPU 0 when a server can have CPU 1 (Linux, taskset, two
+ * CPUs or more), and `server` (a process id) to CPU 1 when given; returns how to undo this
+ * process' pinning, or undefined when nothing was pinned. Sharing CPUs, a server's work counts
+ * the client's wake-ups its writes cause whenever the client sleeps on the same CPU.
+ */
+export function pin(server?: number): (() => void) | undefined {
+  if (process.platform !== 'linux' || os.availableParallelism() < 2) return undefined;
+  try {
+    const pid = String(process.pid);
+    const before = execFileSync('taskset', ['-p', pid], { encoding: 'utf8' }).trim().split(': ').pop() ?? '';
+    execFileSync('taskset', ['-c', '1', 'true'], { stdio: 'ignore' }); // CPU 1 is one this process may use
+    execFileSync('taskset', ['-a', '-p', '-c', '0', pid], { stdio: 'ignore' });
+    if (server !== undefined) execFileSync('taskset', ['-a', '-p', '-c', '1', String(server)], { stdio: 'ignore' });
+    return () => execFileSync('taskset', ['-a', '-p', before, pid], { stdio: 'ignore' });
+  } catch {
+    return undefined;
   }
 }

@@ -1,8 +1,8 @@
-import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { Agent, request } from 'node:http';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { median, printRows } from './harness.js';
+import { median, pin, printRows } from './harness.js';
 
 // The server's own cost per request, with the server alone in a child process: its CPU time and
 // the bytes it allocates per request (summed from V8's --trace-gc-nvp between two forced
@@ -24,20 +24,6 @@ const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123'
 // before it runs any, and the others (and the server child bench/http.ts spawns, which inherits
 // this process's CPUs) must not run on CPU 0 alone.
 let PIN = false;
-
-/** Pins this process (every thread) to CPU 0 when the server can have CPU 1; returns how to undo it. */
-function pin(): (() => void) | undefined {
-  if (process.platform !== 'linux' || os.availableParallelism() < 2) return undefined;
-  try {
-    const pid = String(process.pid);
-    const before = execFileSync('taskset', ['-p', pid], { encoding: 'utf8' }).trim().split(': ').pop() ?? '';
-    execFileSync('taskset', ['-c', '1', 'true'], { stdio: 'ignore' }); // CPU 1 is one this process may use
-    execFileSync('taskset', ['-a', '-p', '-c', '0', pid], { stdio: 'ignore' });
-    return () => execFileSync('taskset', ['-a', '-p', before, pid], { stdio: 'ignore' });
-  } catch {
-    return undefined;
-  }
-}
 
 // The child: an app, bare or with the middleware on memoryStore(); 'start' and 'stop' bracket
 // the measured requests with a full collection each and answer with the CPU time between them.

@@ -6,7 +6,7 @@ import { benchFailover } from './failover.js';
 import { benchHttp } from './http.js';
 import { benchHttpServer } from './http-server.js';
 import { benchIdempotency } from './idempotency.js';
-import { benchLimit } from './limit.js';
+import { benchLimit, benchLimitRedis } from './limit.js';
 import { benchOtel } from './otel.js';
 import { benchPipeline } from './pipeline.js';
 import { benchRetry } from './retry.js';
@@ -23,6 +23,7 @@ const suites: Record<string, () => Promise<void>> = {
   breaker: benchBreaker,
   retry: benchRetry,
   limit: benchLimit,
+  'limit-redis': benchLimitRedis,
   otel: benchOtel,
   chaos: benchChaos,
   anomaly: benchAnomaly,

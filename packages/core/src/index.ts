@@ -25,6 +25,7 @@ export {
   whileLoading,
 } from './clock.js';
 export { attemptOf, CallScope } from './context.js';
+export { type Deadline, DeadlineQueue } from './deadlines.js';
 export {
   BrokenCircuitError,
   type ConfigIssue,

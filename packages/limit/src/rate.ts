@@ -222,7 +222,12 @@ export class KeyTable<S> {
 export function checkKey(name: string, key: unknown): string {
   if (typeof key === 'string') return key;
   if (typeof key === 'number' || typeof key === 'bigint') return String(key);
-  throw new HoldfastConfigError(name, [{ path: 'key', message: 'must be a string (or a number)', value: key }]);
+  const message = 'must be a string (or a number)';
+  if (typeof key !== 'object' || key === null)
+    throw new HoldfastConfigError(name, [{ path: 'key', message, value: key }]);
+  // An object's contents are not shown: a whole request or user object may carry a token.
+  const kind = Array.isArray(key) ? 'an array' : 'an object';
+  throw new HoldfastConfigError(name, [{ path: 'key', message: `${message} (got ${kind}, not shown)` }]);
 }
 
 /** Checks a call's cost against what the limiter could ever allow: a `HoldfastConfigError` (`E_CONFIG`) if not. */

@@ -3,7 +3,7 @@
  * @module @holdfast/limit/redis
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { type Clock, errorLabel, fnOption, parseOptions, type TimerHandle } from '@holdfast/core';
+import { type Deadline, DeadlineQueue, errorLabel, fnOption, parseOptions } from '@holdfast/core';
 import { z } from 'zod';
 import { LimitStoreUnavailableError } from './errors.js';
 import { nameDefaults } from './options.js';
@@ -202,6 +202,8 @@ class RedisGcra extends RateLimiterBase {
   #storeErrors = 0;
   readonly #keys = new Map<string, string>();
   readonly #ready: ReadyWait;
+  /** Every decision's `commandTimeout` behind one timer, not a timer each. */
+  readonly #deadlines: DeadlineQueue<Decision>;
   readonly #prefix: string;
 
   constructor(
@@ -210,6 +212,7 @@ class RedisGcra extends RateLimiterBase {
   ) {
     super(common, o.defaultKey);
     this.#ready = new ReadyWait(o.client);
+    this.#deadlines = new DeadlineQueue(o.commandTimeout, common.clock, (d) => d.expire());
     this.#late = o.onRedisError === 'closed' ? (args, reply) => this.#refund(args, reply) : undefined;
     this.#burst = o.burst ?? o.limit;
     this.#emission = o.interval / o.limit;
@@ -288,7 +291,7 @@ class RedisGcra extends RateLimiterBase {
     if (!one) args.push(...(a.window === '0' ? ['0', a.emission] : [a.emission]));
     return new Promise(
       (resolve, reject) =>
-        new Decision(this.#ready, this.common.clock, this.o.commandTimeout, args, resolve, reject, this.#late),
+        new Decision(this.#ready, this.#deadlines, this.o.commandTimeout, args, resolve, reject, this.#late),
     );
   }
 
@@ -368,13 +371,13 @@ class ReadyWait {
  */
 class Decision {
   #settled = false;
-  readonly #timer: TimerHandle;
+  readonly #deadline: Deadline<Decision>;
   /** Waiting for a ready connection (only when there was none). */
   #waits = false;
 
   constructor(
     readonly ready: ReadyWait,
-    readonly clock: Clock,
+    readonly deadlines: DeadlineQueue<Decision>,
     readonly timeout: number,
     /** The number of keys, KEYS (tat, request-id marker unless resendWindow is 0), then ARGV. */
     readonly args: (string | number)[],
@@ -383,8 +386,8 @@ class Decision {
     /** Told of an answer that came after the decision gave up (timed out). */
     readonly late: ((args: readonly (string | number)[], reply: unknown) => void) | undefined,
   ) {
-    // Our own timer: a hung server or a reconnect loop must not hold the call.
-    this.#timer = clock.setTimeout(() => this.expire(), timeout);
+    // Our own deadline: a hung server or a reconnect loop must not hold the call.
+    this.#deadline = deadlines.add(this);
     const { status } = ready.client;
     if (status === 'ready' || status === 'wait') this.send();
     else {
@@ -398,22 +401,26 @@ class Decision {
     this.#waits = false;
     const { args } = this;
     const { client } = this.ready;
-    client
-      .call('evalsha', sha, ...args)
-      .catch((error: unknown) =>
-        error instanceof Error && error.message.startsWith('NOSCRIPT')
-          ? client.call('eval', source, ...args)
-          : Promise.reject(error),
-      )
-      .then(
-        (reply) => {
-          if (this.#finish()) this.resolve(reply);
-          else this.late?.(this.args, reply);
-        },
-        (error: unknown) => {
-          if (this.#finish()) this.reject(error);
-        },
-      );
+    client.call('evalsha', sha, ...args).then(
+      (reply) => this.#answer(reply),
+      (error: unknown) => {
+        if (error instanceof Error && error.message.startsWith('NOSCRIPT'))
+          client.call('eval', source, ...args).then(
+            (reply) => this.#answer(reply),
+            (e: unknown) => this.#fail(e),
+          );
+        else this.#fail(error);
+      },
+    );
+  }
+
+  #answer(reply: unknown): void {
+    if (this.#finish()) this.resolve(reply);
+    else this.late?.(this.args, reply);
+  }
+
+  #fail(error: unknown): void {
+    if (this.#finish()) this.reject(error);
   }
 
   expire(): void {
@@ -429,7 +436,7 @@ class Decision {
   #finish(): boolean {
     if (this.#settled) return false;
     this.#settled = true;
-    this.clock.clearTimeout(this.#timer);
+    this.deadlines.cancel(this.#deadline);
     if (this.#waits) this.ready.delete(this);
     return true;
   }

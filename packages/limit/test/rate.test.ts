@@ -210,6 +210,27 @@ describe('rate limiters as policies', () => {
       expect(rl.snapshot()).toMatchObject({ keys: 1, allowed: 1 });
     }
   });
+
+  it("a refused key's contents stay out of the message: a whole request or user object may carry a token", async () => {
+    const token = 'Bearer sk_live_51Hsecret';
+    for (const make of [tokenBucket, slidingWindow]) {
+      const rl = make({ limit: 1, interval: 60_000, policies: false });
+      for (const key of [{ authorization: token }, [token], new Map([['a', token]])]) {
+        let error: unknown;
+        try {
+          rl.take(key as never);
+        } catch (e) {
+          error = e;
+        }
+        expect(error).toBeInstanceOf(HoldfastConfigError);
+        expect(String((error as Error).message)).not.toContain('sk_live');
+        expect(JSON.stringify((error as HoldfastConfigError).issues)).not.toContain('sk_live');
+        expect((error as Error).message).toMatch(
+          /key must be a string \(or a number\) \(got an? (object|array), not shown\)/,
+        );
+      }
+    }
+  });
 });
 
 /**
