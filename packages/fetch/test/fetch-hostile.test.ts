@@ -120,6 +120,40 @@ describe('request bodies that are streams', () => {
       expect(res.status).toBe(200);
       expect(s.seen.slice(seenBefore).map((x) => x.body)).toEqual(['payload']);
     });
+    it(`${kind} POST or PUT answered 301, 307 or 308: the error says why, names the URL redacted; not repeated, breaker closed`, async () => {
+      const s = await serve((req, res) => {
+        if (req.path.startsWith('/moved')) res.writeHead(Number(req.path.slice(6, 9)), { location: '/new' });
+        res.end();
+      });
+      const http = client({ breaker: { defaults: { consecutiveFailures: 1 } } });
+      const outcomes: string[] = [];
+      for (const [method, code] of [
+        ['POST', 307],
+        ['PUT', 308],
+        ['POST', 301],
+      ] as const) {
+        const url = `${s.url}/moved${code}?token=t0ps3cret`;
+        // Before the fix: "fetch failed: Error" (undici gives no reason).
+        const e = await http(url, { method, body: make(), duplex: 'half' } as RequestInit).then(
+          () => new Error('resolved'),
+          (error: Error) => error,
+        );
+        outcomes.push(`${e.name}: ${e.message}`);
+      }
+      const shown = (code: number) => `${s.url}/moved${code}?token=***`;
+      expect(outcomes).toEqual([
+        `TypeError: fetch failed: POST ${shown(307)} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`,
+        `TypeError: fetch failed: PUT ${shown(308)} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`,
+        `TypeError: fetch failed: POST ${shown(301)} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`,
+      ]);
+      // One request each, the Location never asked, and the host (which answered) not held against.
+      expect(s.seen.map((x) => `${x.method} ${x.path.slice(0, 9)} ${x.body}`)).toEqual([
+        'POST /moved307 payload',
+        'PUT /moved308 payload',
+        'POST /moved301 payload',
+      ]);
+      expect((await http(`${s.url}/ok`)).status).toBe(200);
+    });
   }
 
   it('FormData and Blob bodies are replayed whole on a retry (with a key)', async () => {
@@ -182,6 +216,21 @@ describe('request bodies that are streams', () => {
     );
     expect(res.status).toBe(200);
     expect(s.seen.map((x) => x.body)).toEqual(['whole body', 'whole body']);
+  });
+});
+
+describe('a 407 Proxy Authentication Required (fetch turns it into an error with no reason)', () => {
+  it('says so, names the URL redacted, is not retried and does not open the breaker', async () => {
+    const s = await serve(status(407, { 'proxy-authenticate': 'Basic' }));
+    const http = client({ breaker: { defaults: { consecutiveFailures: 1 } }, retry: { backoff: { initialDelay: 0 } } });
+    const messages: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      // Before the fix: "fetch failed: Error", retried, and the breaker open after the first call.
+      messages.push(await http(`${s.url}/p?sig=abc`).then(String, (e: Error) => `${e.name}: ${e.message}`));
+    }
+    const line = `TypeError: fetch failed: GET ${s.url}/p?sig=***: answered 407 Proxy Authentication Required, which fetch does not return`;
+    expect(messages).toEqual([line, line]);
+    expect(s.seen).toHaveLength(2);
   });
 });
 
