@@ -37,7 +37,7 @@ const budgetOption = z.strictObject({
 /** Validates the options of {@link hedge}; {@link HedgeOptions} is inferred from it. */
 export const hedgeOptionsSchema = z.strictObject({
   /** How long to wait for an attempt before sending another: ms, or a percentile of observed latency. */
-  delay: z.union([durationOption, percentileDelay]),
+  delay: z.union([durationOption, percentileDelay], { error: 'must be ms (a number) or { percentile }' }),
   /** Extra attempts a call may send, besides the first. @default 1 */
   maxHedges: z.number().int().min(1).max(10).default(1),
   /**

@@ -26,33 +26,35 @@ const timeoutOption = z.union(
   { error: 'must be ms (a number) or { perTry, total }' },
 );
 
-const retryOption = z.union([
-  z.literal(false),
-  z.strictObject({
-    /** Attempts in all, the first included. @default 3 */
-    maxAttempts: z.number().int().min(1).max(20).optional(),
-    /** Backoff before each retry (see @holdfast/retry). @default exponential from 100 ms, full jitter */
-    backoff: z
-      .strictObject({
-        type: z.enum(['exponential', 'linear', 'constant']).optional(),
-        initialDelay: durationOption.optional(),
-        maxDelay: durationOption.optional(),
-        factor: z.number().finite().positive().optional(),
-      })
-      .optional(),
-    jitter: z.enum(['full', 'equal', 'decorrelated', 'none']).optional(),
-    /** Statuses that are retried. @default [408, 429, 502, 503, 504] */
-    statuses: z.array(z.number().int().min(400).max(599)).optional(),
-  }),
-]);
+const retryOption = z.union(
+  [
+    z.literal(false),
+    z.strictObject({
+      /** Attempts in all, the first included. @default 3 */
+      maxAttempts: z.number().int().min(1).max(20).optional(),
+      /** Backoff before each retry (see @holdfast/retry). @default exponential from 100 ms, full jitter */
+      backoff: z
+        .strictObject({
+          type: z.enum(['exponential', 'linear', 'constant']).optional(),
+          initialDelay: durationOption.optional(),
+          maxDelay: durationOption.optional(),
+          factor: z.number().finite().positive().optional(),
+        })
+        .optional(),
+      jitter: z.enum(['full', 'equal', 'decorrelated', 'none']).optional(),
+      /** Statuses that are retried. @default [408, 429, 502, 503, 504] */
+      statuses: z.array(z.number().int().min(400).max(599)).optional(),
+    }),
+  ],
+  { error: 'must be false or { maxAttempts, backoff, jitter, statuses }' },
+);
 
-const breakerOption = z.union([
-  z.literal(false),
-  z.instanceof(BreakerRegistry),
-  z.custom<BreakerRegistryOptions>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), {
-    error: 'must be false, a breakerRegistry(), or breakerRegistry options',
-  }),
-]);
+const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+const breakerOption = z.union(
+  [z.literal(false), z.instanceof(BreakerRegistry), z.custom<BreakerRegistryOptions>(plainObject)],
+  { error: 'must be false, a breakerRegistry(), or breakerRegistry options' },
+);
 
 const budgetOption = z.custom<RetryBudget | false>(
   (v) => v === false || (typeof v === 'object' && v !== null && typeof (v as RetryBudget).tryWithdraw === 'function'),
@@ -64,15 +66,12 @@ const failoverOption = z.custom<Failover<string>>(
   { error: 'must be a failover() set whose targets are base URLs' },
 );
 
-const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** `hedge()` options, less what resilientFetch sets itself; checked by hedge() at construction. */
 export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'bus' | 'clock' | 'policies'>;
 
-const hedgeOption = z.union([
-  z.literal(false),
-  z.custom<FetchHedgeOptions>(plainObject, { error: 'must be false or hedge() options, e.g. { delay: 50 }' }),
-]);
+const hedgeOption = z.union([z.literal(false), z.custom<FetchHedgeOptions>(plainObject)], {
+  error: 'must be false or hedge() options, e.g. { delay: 50 }',
+});
 
 /** Per-host limiter options, less what resilientFetch sets itself; checked at construction. */
 export type FetchBulkheadOptions = Omit<BulkheadOptions, 'name' | 'bus' | 'clock' | 'policies'>;
@@ -82,19 +81,22 @@ export type FetchAdaptiveOptions = Omit<AdaptiveConcurrencyOptions, 'name' | 'bu
 /** Most hosts a per-host limiter is kept for. @default 1000 */
 const maxHosts = z.number().int().min(1).max(1_000_000).default(1000);
 
-const concurrencyOption = z.union([
-  z.literal(false),
-  z.strictObject({
-    /** A fixed cap per host: `bulkhead()` options (`maxConcurrent`, `maxQueue`, `queueTimeout`). */
-    bulkhead: z.custom<FetchBulkheadOptions>(plainObject, { error: 'must be bulkhead() options' }),
-    maxHosts,
-  }),
-  z.strictObject({
-    /** A learned cap per host: `adaptiveConcurrency()` options (`algorithm`, limits). */
-    adaptive: z.custom<FetchAdaptiveOptions>(plainObject, { error: 'must be adaptiveConcurrency() options' }),
-    maxHosts,
-  }),
-]);
+const concurrencyOption = z.union(
+  [
+    z.literal(false),
+    z.strictObject({
+      /** A fixed cap per host: `bulkhead()` options (`maxConcurrent`, `maxQueue`, `queueTimeout`). */
+      bulkhead: z.custom<FetchBulkheadOptions>(plainObject, { error: 'must be bulkhead() options' }),
+      maxHosts,
+    }),
+    z.strictObject({
+      /** A learned cap per host: `adaptiveConcurrency()` options (`algorithm`, limits). */
+      adaptive: z.custom<FetchAdaptiveOptions>(plainObject, { error: 'must be adaptiveConcurrency() options' }),
+      maxHosts,
+    }),
+  ],
+  { error: 'must be false, { bulkhead } or { adaptive }' },
+);
 
 function withoutCredentials(url: string): boolean {
   try {
