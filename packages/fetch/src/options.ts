@@ -51,8 +51,27 @@ const retryOption = z.union(
 
 const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/**
+ * Another policy's options, checked by it when resilientFetch makes it. What resilientFetch sets
+ * itself (its `bus` and `clock`, a limiter's `name`, whether a request may be hedged) is refused
+ * there, not ignored.
+ */
+const optionsOf = <T extends object>(keys: string[], error?: string) =>
+  z.custom<T>(plainObject, { error }).superRefine((v, ctx) => {
+    for (const key of keys.filter((k) => k in v)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message:
+          key === 'safe'
+            ? 'is decided per request: one safe to repeat (an idempotent method, or an idempotency key) is hedged, no other'
+            : "is resilientFetch's own option: give it there",
+      });
+    }
+  });
+
 const breakerOption = z.union(
-  [z.literal(false), z.instanceof(BreakerRegistry), z.custom<BreakerRegistryOptions>(plainObject)],
+  [z.literal(false), z.instanceof(BreakerRegistry), optionsOf<BreakerRegistryOptions>(['bus', 'clock'])],
   { error: 'must be false, a breakerRegistry(), or breakerRegistry options' },
 );
 
@@ -69,7 +88,7 @@ const failoverOption = z.custom<Failover<string>>(
 /** `hedge()` options, less what resilientFetch sets itself; checked by hedge() at construction. */
 export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'bus' | 'clock' | 'policies'>;
 
-const hedgeOption = z.union([z.literal(false), z.custom<FetchHedgeOptions>(plainObject)], {
+const hedgeOption = z.union([z.literal(false), optionsOf<FetchHedgeOptions>(['safe', 'bus', 'clock'])], {
   error: 'must be false or hedge() options, e.g. { delay: 50 }',
 });
 
@@ -86,12 +105,12 @@ const concurrencyOption = z.union(
     z.literal(false),
     z.strictObject({
       /** A fixed cap per host: `bulkhead()` options (`maxConcurrent`, `maxQueue`, `queueTimeout`). */
-      bulkhead: z.custom<FetchBulkheadOptions>(plainObject, { error: 'must be bulkhead() options' }),
+      bulkhead: optionsOf<FetchBulkheadOptions>(['name', 'bus', 'clock'], 'must be bulkhead() options'),
       maxHosts,
     }),
     z.strictObject({
       /** A learned cap per host: `adaptiveConcurrency()` options (`algorithm`, limits). */
-      adaptive: z.custom<FetchAdaptiveOptions>(plainObject, { error: 'must be adaptiveConcurrency() options' }),
+      adaptive: optionsOf<FetchAdaptiveOptions>(['name', 'bus', 'clock'], 'must be adaptiveConcurrency() options'),
       maxHosts,
     }),
   ],

@@ -351,4 +351,22 @@ describe('resilientFetch: a bad retry, breaker, hedge or concurrency option says
       'resilientFetch: concurrency.bulkhead must be bulkhead() options (got 3)',
     ]);
   });
+
+  it('an option resilientFetch decides itself is refused where it would be ignored', () => {
+    const bus = createBus();
+    expect(
+      [
+        // Before the fix: accepted, and a POST without a key still never hedged.
+        { hedge: { delay: 50, safe: true } },
+        { hedge: { delay: 50, bus } },
+        { breaker: { clock: {} } },
+        { concurrency: { bulkhead: { maxConcurrent: 1, name: 'mine' } } },
+      ].map(refusal),
+    ).toEqual([
+      'resilientFetch: hedge.safe is decided per request: one safe to repeat (an idempotent method, or an idempotency key) is hedged, no other (got true)',
+      "resilientFetch: hedge.bus is resilientFetch's own option: give it there (got {})",
+      "resilientFetch: breaker.clock is resilientFetch's own option: give it there (got {})",
+      'resilientFetch: concurrency.bulkhead.name is resilientFetch\'s own option: give it there (got "mine")',
+    ]);
+  });
 });
