@@ -142,7 +142,8 @@ function oneEachHost(urls: string[], ctx: z.RefinementCtx): void {
 export const resilientFetchOptionsSchema = z
   .strictObject({
     /**
-     * Base URLs to spread calls over and fail over between; requests then take a path. No
+     * Base URLs to spread calls over and fail over between; requests then take a path, joined
+     * under the base URL's path (`http://h/v1` and `/users` make `http://h/v1/users`). No
      * credentials (`user:pass@`): fetch refuses such URLs; send an `Authorization` header.
      */
     baseUrls: z

@@ -140,6 +140,18 @@ export function hostOfPath(url: string): string | undefined {
   }
 }
 
+/**
+ * `path` under `base`'s path, as axios joins a path to its baseURL: `http://h/v1` and `/users`
+ * make `http://h/v1/users` (URL's own rules make `http://h/users`). An absolute URL is itself.
+ */
+export function joinPath(path: string, base: string): URL {
+  if (URL.canParse(path)) return new URL(path);
+  const dir = new URL(base);
+  if (!dir.pathname.endsWith('/')) dir.pathname += '/';
+  // `./` first: what follows the slashes is a path, never a scheme of its own (`/https:evil/x`).
+  return new URL(`./${path.replace(/^[\0- ]+/, '').replace(/^[\\/]+/, '')}`, dir);
+}
+
 /** Whether sending the request twice is safe: an idempotent method, or a key the server dedupes on. */
 export function isSafeToRepeat(plan: Plan, keyHeader: string): boolean {
   return plan.replayable && (idempotentMethods.has(plan.method) || plan.headers.has(keyHeader));

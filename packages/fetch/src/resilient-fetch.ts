@@ -29,7 +29,16 @@ import {
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
-import { attemptInit, discard, type FetchInput, hostOfPath, isSafeToRepeat, type Plan, planOf } from './request.js';
+import {
+  attemptInit,
+  discard,
+  type FetchInput,
+  hostOfPath,
+  isSafeToRepeat,
+  joinPath,
+  type Plan,
+  planOf,
+} from './request.js';
 
 /** `fetch`'s own signature. */
 export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<Response>;
@@ -378,10 +387,10 @@ class Client {
     );
   }
 
-  /** `new URL(url, base)`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
+  /** `url`, joined under `base`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
   #parse(url: string, base?: string): URL {
     try {
-      return new URL(url, base);
+      return base === undefined ? new URL(url) : joinPath(url, base);
     } catch {
       throw Object.assign(new TypeError(`Invalid URL: ${this.#redact.url(url)}`), { code: 'ERR_INVALID_URL' });
     }
