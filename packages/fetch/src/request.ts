@@ -152,9 +152,9 @@ export function joinPath(path: string, base: string): URL {
   return new URL(`./${path.replace(/^[\0- ]+/, '').replace(/^[\\/]+/, '')}`, dir);
 }
 
-/** Whether sending the request twice is safe: an idempotent method, or a key the server dedupes on. */
+/** Whether sending the request twice is safe: an idempotent method, or a key (not blank) the server dedupes on. */
 export function isSafeToRepeat(plan: Plan, keyHeader: string): boolean {
-  return plan.replayable && (idempotentMethods.has(plan.method) || plan.headers.has(keyHeader));
+  return plan.replayable && (idempotentMethods.has(plan.method) || !!plan.headers.get(keyHeader));
 }
 
 /**

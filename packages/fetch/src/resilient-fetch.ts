@@ -288,7 +288,7 @@ class Client {
     if (
       this.#o.idempotencyKey === 'auto' &&
       (plan.method === 'POST' || plan.method === 'PATCH') &&
-      !plan.headers.has(header)
+      !plan.headers.get(header) // a blank key is no key (Headers trims it to '')
     ) {
       plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
     }
@@ -297,7 +297,7 @@ class Client {
     // good, and a service passes one long-lived signal (its shutdown signal) to every call.
     const deadline = new AbortController();
     const unfollow = follow(plan.signal, deadline);
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), deadline.signal);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal);
     const start = this.#elapsed();
     let response: Response;
     try {

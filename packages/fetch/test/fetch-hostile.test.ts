@@ -234,6 +234,31 @@ describe('a 407 Proxy Authentication Required (fetch turns it into an error with
   });
 });
 
+describe('a blank Idempotency-Key is no key', () => {
+  it('a POST with an empty or blank key, answered 503, is sent once; with auto keys it gets a real one', async () => {
+    const s = await serve(status(503));
+    const http = client({ retry: { backoff: { initialDelay: 0 } }, hedge: { delay: 0, budget: false } });
+    const outcomes: number[] = [];
+    for (const key of ['', '  ']) {
+      const seenBefore = s.seen.length;
+      // Before the fix: retried (and hedged) as if keyed: the server got the POST twice.
+      const res = await http(`${s.url}/pay`, { method: 'POST', headers: { 'Idempotency-Key': key }, body: 'x' });
+      outcomes.push(res.status, s.seen.length - seenBefore);
+    }
+    expect(outcomes).toEqual([503, 1, 503, 1]);
+    const once = await serve((_, res, n) => status(n === 1 ? 503 : 200)(_, res, n));
+    const auto = client({ idempotencyKey: 'auto', retry: { backoff: { initialDelay: 0 } } });
+    const res = await auto(`${once.url}/pay`, { method: 'POST', headers: { 'Idempotency-Key': '' }, body: 'x' });
+    const keys = once.seen.map((x) => x.headers['idempotency-key']);
+    expect([res.status, keys.length, new Set(keys).size, keys[0]]).toEqual([
+      200,
+      2,
+      1,
+      expect.stringMatching(/^[\w-]{36}$/),
+    ]);
+  });
+});
+
 describe('hostile Retry-After', () => {
   const cases: [string, string | string[]][] = [
     ['negative', '-5'],
