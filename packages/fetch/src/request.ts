@@ -34,7 +34,7 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     const merged: RequestInit = Object.assign(ownOptions(request), init);
     const headers = new Headers(request.headers);
     if (init?.headers) {
-      for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
+      for (const [name, value] of headersOf(init.headers)) headers.set(name, value);
     }
     return {
       method: (init?.method ?? request.method).toUpperCase(),
@@ -50,12 +50,21 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
   return {
     method: (init?.method ?? 'GET').toUpperCase(),
     url: input instanceof URL ? input.href : String(input),
-    headers: new Headers(init?.headers),
+    headers: headersOf(init?.headers),
     body,
     replayable: isReplayable(body),
     init: init ?? {},
     signal: init?.signal ?? undefined,
   };
+}
+
+/** `new Headers(init)`; its error for a value it refuses quotes the value (a token with a newline in it): ours shows `***`. */
+function headersOf(init: RequestInit['headers']): Headers {
+  try {
+    return new Headers(init);
+  } catch (error) {
+    throw error instanceof TypeError ? new TypeError(error.message.replace(/".*"/s, '***')) : error;
+  }
 }
 
 /** A Request's own fetch options (`redirect: 'manual'` above all: a guard against following redirects). */

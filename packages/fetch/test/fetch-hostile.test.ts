@@ -390,6 +390,20 @@ describe('credentials never leave in errors, events or snapshots', () => {
     clean(seen.events);
   });
 
+  it('an Authorization header whose value fetch refuses (a newline in it): the refusal does not quote it', async () => {
+    const s = await serve(status(200));
+    for (const headers of [
+      { authorization: 'Bearer-abc-123\nX-Injected: 1' },
+      [['authorization', 'hunter2\r\nX: 1']],
+    ]) {
+      const seen = await observe((http) => http(`${s.url}/x`, { headers } as RequestInit));
+      // Before the fix: "Headers.append: \"Bearer-abc-123\nX-Injected: 1\" is an invalid header value."
+      expect(String(seen.outcome)).toBe('TypeError: Headers.append: *** is an invalid header value.');
+      clean(dump(seen.outcome));
+    }
+    expect(s.seen).toHaveLength(0);
+  });
+
   it('a malformed URL carrying a password (port out of range)', async () => {
     const seen = await observe((http) => http('http://user:hunter2@127.0.0.1:99999/x'));
     expect(seen.outcome).toBeInstanceOf(TypeError);
