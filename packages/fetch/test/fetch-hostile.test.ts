@@ -231,6 +231,15 @@ describe('a 407 Proxy Authentication Required (fetch turns it into an error with
     const line = `TypeError: fetch failed: GET ${s.url}/p?sig=***: answered 407 Proxy Authentication Required, which fetch does not return`;
     expect(messages).toEqual([line, line]);
     expect(s.seen).toHaveLength(2);
+    // With a stream body too: a 407, not taken for a redirect.
+    const upload = await http(`${s.url}/p`, {
+      method: 'POST',
+      body: streamOf('x'),
+      duplex: 'half',
+    } as RequestInit).then(String, (e: Error) => e.message);
+    expect(upload).toBe(
+      `fetch failed: POST ${s.url}/p: answered 407 Proxy Authentication Required, which fetch does not return`,
+    );
   });
 });
 
