@@ -53,7 +53,7 @@ const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Arra
 
 /**
  * Another policy's options, checked by it when resilientFetch makes it. What resilientFetch sets
- * itself (its `bus` and `clock`, a limiter's `name`, whether a request may be hedged) is refused
+ * itself (its `bus` and `clock`, a limiter's `name`, whether a request may be hedged and when) is refused
  * there, not ignored.
  */
 const optionsOf = <T extends object>(keys: string[], error?: string) =>
@@ -65,7 +65,9 @@ const optionsOf = <T extends object>(keys: string[], error?: string) =>
         message:
           key === 'safe'
             ? 'is decided per request: one safe to repeat (an idempotent method, or an idempotency key) is hedged, no other'
-            : "is resilientFetch's own option: give it there",
+            : key === 'onFailure'
+              ? 'is off here: a failed try is retried as `retry` says, never hedged at once'
+              : "is resilientFetch's own option: give it there",
       });
     }
   });
@@ -86,9 +88,9 @@ const failoverOption = z.custom<Failover<string>>(
 );
 
 /** `hedge()` options, less what resilientFetch sets itself; checked by hedge() at construction. */
-export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'bus' | 'clock' | 'policies'>;
+export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'onFailure' | 'bus' | 'clock' | 'policies'>;
 
-const hedgeOption = z.union([z.literal(false), optionsOf<FetchHedgeOptions>(['safe', 'bus', 'clock'])], {
+const hedgeOption = z.union([z.literal(false), optionsOf<FetchHedgeOptions>(['safe', 'onFailure', 'bus', 'clock'])], {
   error: 'must be false or hedge() options, e.g. { delay: 50 }',
 });
 

@@ -180,7 +180,10 @@ class Client {
 
     if (o.hedge !== false) {
       const options = o.hedge;
-      this.#hedge = this.#own(within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, bus, clock })));
+      // A failed try is the retry's (Retry-After, backoff, budget, `retry: false`): only the delay hedges.
+      this.#hedge = this.#own(
+        within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, onFailure: false, bus, clock })),
+      );
     }
     this.#maxHosts = o.concurrency === false ? 0 : o.concurrency.maxHosts;
     if (o.concurrency !== false) {

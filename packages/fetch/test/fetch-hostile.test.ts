@@ -268,6 +268,29 @@ describe('a blank Idempotency-Key is no key', () => {
   });
 });
 
+describe('a hedge goes out when a request has not answered after the delay, never on its failure', () => {
+  it('a 429 with Retry-After, retry off: sent once and returned; with retries, sent maxAttempts times, no more', async () => {
+    const s = await serve(status(429, { 'retry-after': '0' }));
+    const noRetry = client({ hedge: { delay: 1_000, budget: false }, retry: false });
+    // Before the fix: sent twice (the hedge went at once on the failure), Retry-After and retry: false aside.
+    expect([(await noRetry(`${s.url}/x`)).status, s.seen.length]).toEqual([429, 1]);
+    const retried = client({ hedge: { delay: 1_000, budget: false }, budget: false, retry: { maxAttempts: 2 } });
+    expect([(await retried(`${s.url}/y`)).status, s.seen.length - 1]).toEqual([429, 2]);
+  });
+
+  it("the host's breaker opening on that failure: the 429 is returned whole, not thrown with its body thrown away", async () => {
+    const s = await serve(status(429, { 'retry-after': '30' }));
+    const http = client({ hedge: { delay: 1_000 }, retry: false, breaker: { defaults: { consecutiveFailures: 1 } } });
+    // Before the fix: the hedge's at-once attempt was refused by the open breaker, the 429's body
+    // discarded as it started, and the call threw an HttpError though throwOnHttpError is off.
+    const outcome = await http(`${s.url}/x`).then(
+      async (r) => `${r.status} ${await r.text()}`,
+      (e: Error) => `${e.name}: ${e.message}`,
+    );
+    expect([outcome, s.seen.length]).toEqual(['429 status 429', 1]);
+  });
+});
+
 describe('hostile Retry-After', () => {
   const cases: [string, string | string[]][] = [
     ['negative', '-5'],

@@ -359,12 +359,14 @@ describe('resilientFetch: a bad retry, breaker, hedge or concurrency option says
         // Before the fix: accepted, and a POST without a key still never hedged.
         { hedge: { delay: 50, safe: true } },
         { hedge: { delay: 50, bus } },
+        { hedge: { delay: 50, onFailure: true } },
         { breaker: { clock: {} } },
         { concurrency: { bulkhead: { maxConcurrent: 1, name: 'mine' } } },
       ].map(refusal),
     ).toEqual([
       'resilientFetch: hedge.safe is decided per request: one safe to repeat (an idempotent method, or an idempotency key) is hedged, no other (got true)',
       "resilientFetch: hedge.bus is resilientFetch's own option: give it there (got {})",
+      'resilientFetch: hedge.onFailure is off here: a failed try is retried as `retry` says, never hedged at once (got true)',
       "resilientFetch: breaker.clock is resilientFetch's own option: give it there (got {})",
       'resilientFetch: concurrency.bulkhead.name is resilientFetch\'s own option: give it there (got "mine")',
     ]);
