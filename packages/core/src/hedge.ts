@@ -37,7 +37,7 @@ const budgetOption = z.strictObject({
 /** Validates the options of {@link hedge}; {@link HedgeOptions} is inferred from it. */
 export const hedgeOptionsSchema = z.strictObject({
   /** How long to wait for an attempt before sending another: ms, or a percentile of observed latency. */
-  delay: z.union([durationOption, percentileDelay]),
+  delay: z.union([durationOption, percentileDelay], { error: 'must be ms (a number) or { percentile }' }),
   /** Extra attempts a call may send, besides the first. @default 1 */
   maxHedges: z.number().int().min(1).max(10).default(1),
   /**
@@ -45,6 +45,11 @@ export const hedgeOptionsSchema = z.strictObject({
    * once, unhedged; `execute(fn, { safe: true })` marks one call. @default false
    */
   safe: z.boolean().default(false),
+  /**
+   * Whether a failed attempt sends the next one at once, before the delay. `false`: only the
+   * delay hedges (a caller that retries failures itself, as resilientFetch does). @default true
+   */
+  onFailure: z.boolean().default(true),
   /** Caps hedges to a share of traffic; `false` removes the cap (an explicit opt-in). @default {} */
   budget: z.union([z.literal(false), budgetOption]).prefault({}),
   /** Shown as `source` on its events and in its snapshot. @default 'hedge' */
@@ -115,6 +120,7 @@ type Parsed = z.output<typeof hedgeOptionsSchema>;
 class Hedger implements HedgePolicy {
   readonly name: string;
   readonly maxHedges: number;
+  readonly onFailure: boolean;
   readonly #safe: boolean;
   readonly #delay: LatencyDelay | number;
   readonly #budget: ShareBudget | undefined;
@@ -137,6 +143,7 @@ class Hedger implements HedgePolicy {
     this.name = o.name;
     this.elapsed = elapsedTime(clock);
     this.maxHedges = o.maxHedges;
+    this.onFailure = o.onFailure;
     this.#safe = o.safe;
     this.#delay = typeof o.delay === 'number' ? o.delay : new LatencyDelay(o.delay);
     this.#budget = o.budget === false ? undefined : new ShareBudget(o.budget, clock);
@@ -306,8 +313,8 @@ class HedgedCall<T> {
     if (!refused || !this.reached) this.lastError = error;
     this.reached ||= !refused;
     this.#stopTimer();
-    // A failure need not wait out the delay: the next attempt goes at once.
-    if (this.sent <= this.policy.maxHedges && this.launch('failure', 0)) return;
+    // A failure need not wait out the delay: the next attempt goes at once (unless onFailure is off).
+    if (this.policy.onFailure && this.sent <= this.policy.maxHedges && this.launch('failure', 0)) return;
     if (this.running.size > 0) return;
     this.#finish();
     this.reject(this.parent.aborted ? this.parent.reason : this.lastError);

@@ -248,3 +248,24 @@ describe('hedge() against real HTTP servers', () => {
     expect(h.snapshot()).toMatchObject({ calls: 20, hedges: 20, hedgeWins: 20, losersAborted: 20 });
   });
 });
+
+describe('hedge onFailure', () => {
+  it('false: a failed attempt sends no other at once, and fails the call; true (the default) sends one', async () => {
+    const calls: number[] = [];
+    for (const onFailure of [false, true]) {
+      const h = hedge({ delay: 10_000, safe: true, onFailure, budget: false, bus: createBus(), policies: false });
+      let n = 0;
+      const outcome = await h
+        .execute(async () => {
+          n++;
+          if (n === 1) throw new Error('first failed');
+          return 'second';
+        })
+        .then(String, (e: Error) => e.message);
+      calls.push(n);
+      expect(outcome).toBe(onFailure ? 'second' : 'first failed');
+      h.dispose();
+    }
+    expect(calls).toEqual([1, 2]);
+  });
+});

@@ -26,33 +26,56 @@ const timeoutOption = z.union(
   { error: 'must be ms (a number) or { perTry, total }' },
 );
 
-const retryOption = z.union([
-  z.literal(false),
-  z.strictObject({
-    /** Attempts in all, the first included. @default 3 */
-    maxAttempts: z.number().int().min(1).max(20).optional(),
-    /** Backoff before each retry (see @holdfast/retry). @default exponential from 100 ms, full jitter */
-    backoff: z
-      .strictObject({
-        type: z.enum(['exponential', 'linear', 'constant']).optional(),
-        initialDelay: durationOption.optional(),
-        maxDelay: durationOption.optional(),
-        factor: z.number().finite().positive().optional(),
-      })
-      .optional(),
-    jitter: z.enum(['full', 'equal', 'decorrelated', 'none']).optional(),
-    /** Statuses that are retried. @default [408, 429, 502, 503, 504] */
-    statuses: z.array(z.number().int().min(400).max(599)).optional(),
-  }),
-]);
+const retryOption = z.union(
+  [
+    z.literal(false),
+    z.strictObject({
+      /** Attempts in all, the first included. @default 3 */
+      maxAttempts: z.number().int().min(1).max(20).optional(),
+      /** Backoff before each retry (see @holdfast/retry). @default exponential from 100 ms, full jitter */
+      backoff: z
+        .strictObject({
+          type: z.enum(['exponential', 'linear', 'constant']).optional(),
+          initialDelay: durationOption.optional(),
+          maxDelay: durationOption.optional(),
+          factor: z.number().finite().positive().optional(),
+        })
+        .optional(),
+      jitter: z.enum(['full', 'equal', 'decorrelated', 'none']).optional(),
+      /** Statuses that are retried. @default [408, 429, 502, 503, 504] */
+      statuses: z.array(z.number().int().min(400).max(599)).optional(),
+    }),
+  ],
+  { error: 'must be false or { maxAttempts, backoff, jitter, statuses }' },
+);
 
-const breakerOption = z.union([
-  z.literal(false),
-  z.instanceof(BreakerRegistry),
-  z.custom<BreakerRegistryOptions>((v) => typeof v === 'object' && v !== null && !Array.isArray(v), {
-    error: 'must be false, a breakerRegistry(), or breakerRegistry options',
-  }),
-]);
+const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Another policy's options, checked by it when resilientFetch makes it. What resilientFetch sets
+ * itself (its `bus` and `clock`, a limiter's `name`, whether a request may be hedged and when) is refused
+ * there, not ignored.
+ */
+const optionsOf = <T extends object>(keys: string[], error?: string) =>
+  z.custom<T>(plainObject, { error }).superRefine((v, ctx) => {
+    for (const key of keys.filter((k) => k in v)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [key],
+        message:
+          key === 'safe'
+            ? 'is decided per request: one safe to repeat (an idempotent method, or an idempotency key) is hedged, no other'
+            : key === 'onFailure'
+              ? 'is off here: a failed try is retried as `retry` says, never hedged at once'
+              : "is resilientFetch's own option: give it there",
+      });
+    }
+  });
+
+const breakerOption = z.union(
+  [z.literal(false), z.instanceof(BreakerRegistry), optionsOf<BreakerRegistryOptions>(['bus', 'clock'])],
+  { error: 'must be false, a breakerRegistry(), or breakerRegistry options' },
+);
 
 const budgetOption = z.custom<RetryBudget | false>(
   (v) => v === false || (typeof v === 'object' && v !== null && typeof (v as RetryBudget).tryWithdraw === 'function'),
@@ -64,15 +87,12 @@ const failoverOption = z.custom<Failover<string>>(
   { error: 'must be a failover() set whose targets are base URLs' },
 );
 
-const plainObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** `hedge()` options, less what resilientFetch sets itself; checked by hedge() at construction. */
-export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'bus' | 'clock' | 'policies'>;
+export type FetchHedgeOptions = Omit<HedgeOptions, 'safe' | 'onFailure' | 'bus' | 'clock' | 'policies'>;
 
-const hedgeOption = z.union([
-  z.literal(false),
-  z.custom<FetchHedgeOptions>(plainObject, { error: 'must be false or hedge() options, e.g. { delay: 50 }' }),
-]);
+const hedgeOption = z.union([z.literal(false), optionsOf<FetchHedgeOptions>(['safe', 'onFailure', 'bus', 'clock'])], {
+  error: 'must be false or hedge() options, e.g. { delay: 50 }',
+});
 
 /** Per-host limiter options, less what resilientFetch sets itself; checked at construction. */
 export type FetchBulkheadOptions = Omit<BulkheadOptions, 'name' | 'bus' | 'clock' | 'policies'>;
@@ -82,19 +102,22 @@ export type FetchAdaptiveOptions = Omit<AdaptiveConcurrencyOptions, 'name' | 'bu
 /** Most hosts a per-host limiter is kept for. @default 1000 */
 const maxHosts = z.number().int().min(1).max(1_000_000).default(1000);
 
-const concurrencyOption = z.union([
-  z.literal(false),
-  z.strictObject({
-    /** A fixed cap per host: `bulkhead()` options (`maxConcurrent`, `maxQueue`, `queueTimeout`). */
-    bulkhead: z.custom<FetchBulkheadOptions>(plainObject, { error: 'must be bulkhead() options' }),
-    maxHosts,
-  }),
-  z.strictObject({
-    /** A learned cap per host: `adaptiveConcurrency()` options (`algorithm`, limits). */
-    adaptive: z.custom<FetchAdaptiveOptions>(plainObject, { error: 'must be adaptiveConcurrency() options' }),
-    maxHosts,
-  }),
-]);
+const concurrencyOption = z.union(
+  [
+    z.literal(false),
+    z.strictObject({
+      /** A fixed cap per host: `bulkhead()` options (`maxConcurrent`, `maxQueue`, `queueTimeout`). */
+      bulkhead: optionsOf<FetchBulkheadOptions>(['name', 'bus', 'clock'], 'must be bulkhead() options'),
+      maxHosts,
+    }),
+    z.strictObject({
+      /** A learned cap per host: `adaptiveConcurrency()` options (`algorithm`, limits). */
+      adaptive: optionsOf<FetchAdaptiveOptions>(['name', 'bus', 'clock'], 'must be adaptiveConcurrency() options'),
+      maxHosts,
+    }),
+  ],
+  { error: 'must be false, { bulkhead } or { adaptive }' },
+);
 
 function withoutCredentials(url: string): boolean {
   try {
@@ -121,7 +144,8 @@ function oneEachHost(urls: string[], ctx: z.RefinementCtx): void {
 export const resilientFetchOptionsSchema = z
   .strictObject({
     /**
-     * Base URLs to spread calls over and fail over between; requests then take a path. No
+     * Base URLs to spread calls over and fail over between; requests then take a path, joined
+     * under the base URL's path (`http://h/v1` and `/users` make `http://h/v1/users`). No
      * credentials (`user:pass@`): fetch refuses such URLs; send an `Authorization` header.
      */
     baseUrls: z

@@ -34,7 +34,7 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     const merged: RequestInit = Object.assign(ownOptions(request), init);
     const headers = new Headers(request.headers);
     if (init?.headers) {
-      for (const [name, value] of new Headers(init.headers)) headers.set(name, value);
+      for (const [name, value] of headersOf(init.headers)) headers.set(name, value);
     }
     return {
       method: (init?.method ?? request.method).toUpperCase(),
@@ -50,12 +50,21 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
   return {
     method: (init?.method ?? 'GET').toUpperCase(),
     url: input instanceof URL ? input.href : String(input),
-    headers: new Headers(init?.headers),
+    headers: headersOf(init?.headers),
     body,
     replayable: isReplayable(body),
     init: init ?? {},
     signal: init?.signal ?? undefined,
   };
+}
+
+/** `new Headers(init)`; its error for a value it refuses quotes the value (a token with a newline in it): ours shows `***`. */
+function headersOf(init: RequestInit['headers']): Headers {
+  try {
+    return new Headers(init);
+  } catch (error) {
+    throw error instanceof TypeError ? new TypeError(error.message.replace(/".*"/s, '***')) : error;
+  }
 }
 
 /** A Request's own fetch options (`redirect: 'manual'` above all: a guard against following redirects). */
@@ -140,9 +149,21 @@ export function hostOfPath(url: string): string | undefined {
   }
 }
 
-/** Whether sending the request twice is safe: an idempotent method, or a key the server dedupes on. */
+/**
+ * `path` under `base`'s path, as axios joins a path to its baseURL: `http://h/v1` and `/users`
+ * make `http://h/v1/users` (URL's own rules make `http://h/users`). An absolute URL is itself.
+ */
+export function joinPath(path: string, base: string): URL {
+  if (URL.canParse(path)) return new URL(path);
+  const dir = new URL(base);
+  if (!dir.pathname.endsWith('/')) dir.pathname += '/';
+  // `./` first: what follows the slashes is a path, never a scheme of its own (`/https:evil/x`).
+  return new URL(`./${path.replace(/^[\0- ]+/, '').replace(/^[\\/]+/, '')}`, dir);
+}
+
+/** Whether sending the request twice is safe: an idempotent method, or a key (not blank) the server dedupes on. */
 export function isSafeToRepeat(plan: Plan, keyHeader: string): boolean {
-  return plan.replayable && (idempotentMethods.has(plan.method) || plan.headers.has(keyHeader));
+  return plan.replayable && (idempotentMethods.has(plan.method) || !!plan.headers.get(keyHeader));
 }
 
 /**

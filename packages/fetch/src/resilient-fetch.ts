@@ -29,7 +29,16 @@ import {
 import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
-import { attemptInit, discard, type FetchInput, hostOfPath, isSafeToRepeat, type Plan, planOf } from './request.js';
+import {
+  attemptInit,
+  discard,
+  type FetchInput,
+  hostOfPath,
+  isSafeToRepeat,
+  joinPath,
+  type Plan,
+  planOf,
+} from './request.js';
 
 /** `fetch`'s own signature. */
 export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<Response>;
@@ -171,7 +180,10 @@ class Client {
 
     if (o.hedge !== false) {
       const options = o.hedge;
-      this.#hedge = this.#own(within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, bus, clock })));
+      // A failed try is the retry's (Retry-After, backoff, budget, `retry: false`): only the delay hedges.
+      this.#hedge = this.#own(
+        within('hedge', () => hedge({ name: `${o.name}.hedge`, ...options, onFailure: false, bus, clock })),
+      );
     }
     this.#maxHosts = o.concurrency === false ? 0 : o.concurrency.maxHosts;
     if (o.concurrency !== false) {
@@ -279,7 +291,7 @@ class Client {
     if (
       this.#o.idempotencyKey === 'auto' &&
       (plan.method === 'POST' || plan.method === 'PATCH') &&
-      !plan.headers.has(header)
+      !plan.headers.get(header) // a blank key is no key (Headers trims it to '')
     ) {
       plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
     }
@@ -288,7 +300,7 @@ class Client {
     // good, and a service passes one long-lived signal (its shutdown signal) to every call.
     const deadline = new AbortController();
     const unfollow = follow(plan.signal, deadline);
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), plan.headers.has(header), deadline.signal);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal);
     const start = this.#elapsed();
     let response: Response;
     try {
@@ -378,10 +390,10 @@ class Client {
     );
   }
 
-  /** `new URL(url, base)`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
+  /** `url`, joined under `base`; Node's error for a bad one carries it whole as `input`, password included: ours does not. */
   #parse(url: string, base?: string): URL {
     try {
-      return new URL(url, base);
+      return base === undefined ? new URL(url) : joinPath(url, base);
     } catch {
       throw Object.assign(new TypeError(`Invalid URL: ${this.#redact.url(url)}`), { code: 'ERR_INVALID_URL' });
     }
@@ -447,7 +459,7 @@ class Client {
         attemptInit(call.plan, AbortSignal.any([ctx.signal, call.reading]), call.bodyRead),
       );
     } catch (error) {
-      throw this.#explain(error);
+      throw this.#explain(error, call, url);
     } finally {
       call.exchanges--;
     }
@@ -479,15 +491,24 @@ class Client {
    * fetch's TypeError, made to say what happened: `fetch failed: connect ECONNREFUSED ...` with
    * the root cause's `code`, and no credentials or secret parameters. A redirect that fetch
    * refused (a loop, `redirect: 'error'`, a Location with credentials or not http) is not
-   * retried, nor held against the host's breaker: it would only be refused again.
+   * retried, nor held against the host's breaker: it would only be refused again. So are the two
+   * answers undici refuses without a reason: a redirect that a stream body cannot follow (it
+   * would be sent again) and a 407.
    */
-  #explain(error: unknown): unknown {
+  #explain(error: unknown, call: Call, url: string): unknown {
     if (!(error instanceof TypeError)) return error;
     if (error.message === 'fetch failed' && error.cause !== undefined) {
       const root = rootCause(error.cause);
-      const explained = new TypeError(`fetch failed: ${this.#redact.text(root.message)}`, { cause: error });
+      const why = root.message
+        ? this.#redact.text(root.message)
+        : `${call.plan.method} ${this.#redact.url(url)}${
+            !call.plan.replayable && !/OrCache/.test(root.stack)
+              ? " was redirected, which would send its stream body again: send bytes, or redirect: 'manual'"
+              : ': answered 407 Proxy Authentication Required, which fetch does not return'
+          }`;
+      const explained = new TypeError(`fetch failed: ${why}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (refusedRedirect.test(root.message)) refusedByFetch.add(nonRetryable(explained));
+      if (!root.message || refusedRedirect.test(root.message)) refusedByFetch.add(nonRetryable(explained));
       return explained;
     }
     const message = this.#redact.text(error.message);
@@ -656,8 +677,11 @@ function httpErrorIn(error: unknown): HttpError | undefined {
   return undefined;
 }
 
-/** The deepest cause of a network failure, with its message and code (an AggregateError's first error). */
-function rootCause(error: unknown): { message: string; code: string | undefined } {
+/**
+ * The deepest cause of a network failure, with its message (empty for an Error without one),
+ * stack and code (an AggregateError's first error).
+ */
+function rootCause(error: unknown): { message: string; code: string | undefined; stack: string } {
   let e = error;
   for (let depth = 0; depth < 5; depth++) {
     const next = (e as { cause?: unknown } | null)?.cause;
@@ -666,10 +690,11 @@ function rootCause(error: unknown): { message: string; code: string | undefined 
     // An AggregateError (every address refused) has no message of its own: its first error says it.
     e = next ?? inner;
   }
-  const { message, code } = (e ?? {}) as { message?: unknown; code?: unknown };
+  const { message, code, stack } = (e ?? {}) as { message?: unknown; code?: unknown; stack?: unknown };
   const outer = (error ?? {}) as { code?: unknown };
   return {
-    message: typeof message === 'string' && message !== '' ? message : String(e),
+    message: typeof message === 'string' && (message !== '' || e instanceof Error) ? message : String(e),
+    stack: String(stack),
     code: typeof code === 'string' ? code : typeof outer.code === 'string' ? outer.code : undefined,
   };
 }

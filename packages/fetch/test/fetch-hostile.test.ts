@@ -120,6 +120,40 @@ describe('request bodies that are streams', () => {
       expect(res.status).toBe(200);
       expect(s.seen.slice(seenBefore).map((x) => x.body)).toEqual(['payload']);
     });
+    it(`${kind} POST or PUT answered 301, 307 or 308: the error says why, names the URL redacted; not repeated, breaker closed`, async () => {
+      const s = await serve((req, res) => {
+        if (req.path.startsWith('/moved')) res.writeHead(Number(req.path.slice(6, 9)), { location: '/new' });
+        res.end();
+      });
+      const http = client({ breaker: { defaults: { consecutiveFailures: 1 } } });
+      const outcomes: string[] = [];
+      for (const [method, code] of [
+        ['POST', 307],
+        ['PUT', 308],
+        ['POST', 301],
+      ] as const) {
+        const url = `${s.url}/moved${code}?token=t0ps3cret`;
+        // Before the fix: "fetch failed: Error" (undici gives no reason).
+        const e = await http(url, { method, body: make(), duplex: 'half' } as RequestInit).then(
+          () => new Error('resolved'),
+          (error: Error) => error,
+        );
+        outcomes.push(`${e.name}: ${e.message}`);
+      }
+      const shown = (code: number) => `${s.url}/moved${code}?token=***`;
+      expect(outcomes).toEqual([
+        `TypeError: fetch failed: POST ${shown(307)} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`,
+        `TypeError: fetch failed: PUT ${shown(308)} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`,
+        `TypeError: fetch failed: POST ${shown(301)} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`,
+      ]);
+      // One request each, the Location never asked, and the host (which answered) not held against.
+      expect(s.seen.map((x) => `${x.method} ${x.path.slice(0, 9)} ${x.body}`)).toEqual([
+        'POST /moved307 payload',
+        'PUT /moved308 payload',
+        'POST /moved301 payload',
+      ]);
+      expect((await http(`${s.url}/ok`)).status).toBe(200);
+    });
   }
 
   it('FormData and Blob bodies are replayed whole on a retry (with a key)', async () => {
@@ -182,6 +216,78 @@ describe('request bodies that are streams', () => {
     );
     expect(res.status).toBe(200);
     expect(s.seen.map((x) => x.body)).toEqual(['whole body', 'whole body']);
+  });
+});
+
+describe('a 407 Proxy Authentication Required (fetch turns it into an error with no reason)', () => {
+  it('says so, names the URL redacted, is not retried and does not open the breaker', async () => {
+    const s = await serve(status(407, { 'proxy-authenticate': 'Basic' }));
+    const http = client({ breaker: { defaults: { consecutiveFailures: 1 } }, retry: { backoff: { initialDelay: 0 } } });
+    const messages: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      // Before the fix: "fetch failed: Error", retried, and the breaker open after the first call.
+      messages.push(await http(`${s.url}/p?sig=abc`).then(String, (e: Error) => `${e.name}: ${e.message}`));
+    }
+    const line = `TypeError: fetch failed: GET ${s.url}/p?sig=***: answered 407 Proxy Authentication Required, which fetch does not return`;
+    expect(messages).toEqual([line, line]);
+    expect(s.seen).toHaveLength(2);
+    // With a stream body too: a 407, not taken for a redirect.
+    const upload = await http(`${s.url}/p`, {
+      method: 'POST',
+      body: streamOf('x'),
+      duplex: 'half',
+    } as RequestInit).then(String, (e: Error) => e.message);
+    expect(upload).toBe(
+      `fetch failed: POST ${s.url}/p: answered 407 Proxy Authentication Required, which fetch does not return`,
+    );
+  });
+});
+
+describe('a blank Idempotency-Key is no key', () => {
+  it('a POST with an empty or blank key, answered 503, is sent once; with auto keys it gets a real one', async () => {
+    const s = await serve(status(503));
+    const http = client({ retry: { backoff: { initialDelay: 0 } }, hedge: { delay: 0, budget: false } });
+    const outcomes: number[] = [];
+    for (const key of ['', '  ']) {
+      const seenBefore = s.seen.length;
+      // Before the fix: retried (and hedged) as if keyed: the server got the POST twice.
+      const res = await http(`${s.url}/pay`, { method: 'POST', headers: { 'Idempotency-Key': key }, body: 'x' });
+      outcomes.push(res.status, s.seen.length - seenBefore);
+    }
+    expect(outcomes).toEqual([503, 1, 503, 1]);
+    const once = await serve((_, res, n) => status(n === 1 ? 503 : 200)(_, res, n));
+    const auto = client({ idempotencyKey: 'auto', retry: { backoff: { initialDelay: 0 } } });
+    const res = await auto(`${once.url}/pay`, { method: 'POST', headers: { 'Idempotency-Key': '' }, body: 'x' });
+    const keys = once.seen.map((x) => x.headers['idempotency-key']);
+    expect([res.status, keys.length, new Set(keys).size, keys[0]]).toEqual([
+      200,
+      2,
+      1,
+      expect.stringMatching(/^[\w-]{36}$/),
+    ]);
+  });
+});
+
+describe('a hedge goes out when a request has not answered after the delay, never on its failure', () => {
+  it('a 429 with Retry-After, retry off: sent once and returned; with retries, sent maxAttempts times, no more', async () => {
+    const s = await serve(status(429, { 'retry-after': '0' }));
+    const noRetry = client({ hedge: { delay: 1_000, budget: false }, retry: false });
+    // Before the fix: sent twice (the hedge went at once on the failure), Retry-After and retry: false aside.
+    expect([(await noRetry(`${s.url}/x`)).status, s.seen.length]).toEqual([429, 1]);
+    const retried = client({ hedge: { delay: 1_000, budget: false }, budget: false, retry: { maxAttempts: 2 } });
+    expect([(await retried(`${s.url}/y`)).status, s.seen.length - 1]).toEqual([429, 2]);
+  });
+
+  it("the host's breaker opening on that failure: the 429 is returned whole, not thrown with its body thrown away", async () => {
+    const s = await serve(status(429, { 'retry-after': '30' }));
+    const http = client({ hedge: { delay: 1_000 }, retry: false, breaker: { defaults: { consecutiveFailures: 1 } } });
+    // Before the fix: the hedge's at-once attempt was refused by the open breaker, the 429's body
+    // discarded as it started, and the call threw an HttpError though throwOnHttpError is off.
+    const outcome = await http(`${s.url}/x`).then(
+      async (r) => `${r.status} ${await r.text()}`,
+      (e: Error) => `${e.name}: ${e.message}`,
+    );
+    expect([outcome, s.seen.length]).toEqual(['429 status 429', 1]);
   });
 });
 
@@ -314,6 +420,20 @@ describe('credentials never leave in errors, events or snapshots', () => {
     expect(seen.outcome).toBeInstanceOf(Error);
     clean(dump(seen.outcome));
     clean(seen.events);
+  });
+
+  it('an Authorization header whose value fetch refuses (a newline in it): the refusal does not quote it', async () => {
+    const s = await serve(status(200));
+    for (const headers of [
+      { authorization: 'Bearer-abc-123\nX-Injected: 1' },
+      [['authorization', 'hunter2\r\nX: 1']],
+    ]) {
+      const seen = await observe((http) => http(`${s.url}/x`, { headers } as RequestInit));
+      // Before the fix: "Headers.append: \"Bearer-abc-123\nX-Injected: 1\" is an invalid header value."
+      expect(String(seen.outcome)).toBe('TypeError: Headers.append: *** is an invalid header value.');
+      clean(dump(seen.outcome));
+    }
+    expect(s.seen).toHaveLength(0);
   });
 
   it('a malformed URL carrying a password (port out of range)', async () => {

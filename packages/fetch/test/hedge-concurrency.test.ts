@@ -313,3 +313,62 @@ describe('resilientFetch: hedge and concurrency options', () => {
     expect(() => resilientFetch({ concurrency: { limit: 3 } as never })).toThrow(/resilientFetch: concurrency/);
   });
 });
+
+describe('resilientFetch: a bad retry, breaker, hedge or concurrency option says what was expected', () => {
+  const refusal = (options: unknown) => {
+    try {
+      resilientFetch({ bus: createBus(), ...(options as ResilientFetchOptions) }).dispose();
+      return 'accepted';
+    } catch (error) {
+      return error instanceof HoldfastConfigError ? error.message : `not a config error: ${String(error)}`;
+    }
+  };
+
+  it('the wrong kind of value: named, with what it must be (not "Invalid input")', () => {
+    expect(
+      [
+        { retry: 'yes' },
+        { retry: true },
+        { breaker: true },
+        { breaker: [] },
+        { hedge: 5 },
+        { hedge: true },
+        { hedge: {} },
+        { hedge: { delay: 'soon' } },
+        { concurrency: true },
+        { concurrency: { bulkhead: 3 } },
+      ].map(refusal),
+    ).toEqual([
+      'resilientFetch: retry must be false or { maxAttempts, backoff, jitter, statuses } (got "yes")',
+      'resilientFetch: retry must be false or { maxAttempts, backoff, jitter, statuses } (got true)',
+      'resilientFetch: breaker must be false, a breakerRegistry(), or breakerRegistry options (got true)',
+      'resilientFetch: breaker must be false, a breakerRegistry(), or breakerRegistry options (got [])',
+      'resilientFetch: hedge must be false or hedge() options, e.g. { delay: 50 } (got 5)',
+      'resilientFetch: hedge must be false or hedge() options, e.g. { delay: 50 } (got true)',
+      'resilientFetch: hedge.delay must be ms (a number) or { percentile } (got undefined)',
+      'resilientFetch: hedge.delay must be ms (a number) or { percentile } (got "soon")',
+      'resilientFetch: concurrency must be false, { bulkhead } or { adaptive } (got true)',
+      'resilientFetch: concurrency.bulkhead must be bulkhead() options (got 3)',
+    ]);
+  });
+
+  it('an option resilientFetch decides itself is refused where it would be ignored', () => {
+    const bus = createBus();
+    expect(
+      [
+        // Before the fix: accepted, and a POST without a key still never hedged.
+        { hedge: { delay: 50, safe: true } },
+        { hedge: { delay: 50, bus } },
+        { hedge: { delay: 50, onFailure: true } },
+        { breaker: { clock: {} } },
+        { concurrency: { bulkhead: { maxConcurrent: 1, name: 'mine' } } },
+      ].map(refusal),
+    ).toEqual([
+      'resilientFetch: hedge.safe is decided per request: one safe to repeat (an idempotent method, or an idempotency key) is hedged, no other (got true)',
+      "resilientFetch: hedge.bus is resilientFetch's own option: give it there (got {})",
+      'resilientFetch: hedge.onFailure is off here: a failed try is retried as `retry` says, never hedged at once (got true)',
+      "resilientFetch: breaker.clock is resilientFetch's own option: give it there (got {})",
+      'resilientFetch: concurrency.bulkhead.name is resilientFetch\'s own option: give it there (got "mine")',
+    ]);
+  });
+});

@@ -132,11 +132,11 @@ describe('with base URLs, a path that names another host is refused, never sent 
     await expect(http('http:127.0.0.1:1/x')).rejects.toThrow(/names a host .* leads to /);
   });
 
-  it('a path, a relative path and an absolute URL still go where they did', async () => {
+  it('a path and a relative path go under the base path (base-path.test.ts), an absolute URL where it says', async () => {
     const api = await server((req, res) => res.end(req.path));
     const http = client({ baseUrls: [`${api.url}/v1/`] });
     const got = await Promise.all(['/orders', 'orders?x=1', `${api.url}/abs`].map(async (p) => (await http(p)).text()));
-    expect(got).toEqual(['/orders', '/v1/orders?x=1', '/abs']);
+    expect(got).toEqual(['/v1/orders', '/v1/orders?x=1', '/abs']);
   });
 });
 

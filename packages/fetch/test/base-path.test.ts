@@ -1,0 +1,153 @@
+/**
+ * A path joined to a base URL keeps the base URL's path, as axios joins a path to its baseURL:
+ * `http://h/v1` and `/users` make `http://h/v1/users` (URL's own rules make `http://h/users`),
+ * for every base URL of the set, while a path that names another host is still refused.
+ */
+import { createBus } from '@holdfast/core';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { type Handler, type Upstream, upstream } from './upstream.js';
+
+const open: Upstream[] = [];
+const made: ResilientFetch[] = [];
+
+afterEach(async () => {
+  for (const http of made.splice(0)) http.dispose();
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function server(handler: Handler): Promise<Upstream> {
+  const s = await upstream(handler);
+  open.push(s);
+  return s;
+}
+
+function client(options: ResilientFetchOptions = {}): ResilientFetch {
+  const http = resilientFetch({ bus: createBus(), ...options });
+  made.push(http);
+  return http;
+}
+
+describe('a path joined to a base URL with a path of its own', () => {
+  it('keeps the base path, on every base URL, the one a call fails over to included', async () => {
+    const down = await server((_, res) => {
+      res.writeHead(503);
+      res.end();
+    });
+    const up = await server((req, res) => res.end(req.path));
+    const http = client({ baseUrls: [`${down.url}/v1`, `${up.url}/api/v2/`], budget: false, breaker: false });
+    const cases: [string, string][] = [
+      ['/users', '/users'],
+      ['users', '/users'],
+      ['/users/7?expand=1', '/users/7?expand=1'],
+      ['\\users', '/users'],
+      ['', '/'],
+      ['/', '/'],
+      ['?q=1', '/?q=1'],
+      [' /padded', '/padded'],
+    ];
+    const got: string[] = [];
+    for (const [p] of cases) got.push(await (await http(p)).text());
+    // Before the fix: "/users" went to /users on each host, the base path dropped.
+    expect(got).toEqual(cases.map(([, rest]) => `/api/v2${rest}`));
+    expect(down.seen.length).toBeGreaterThan(0);
+    for (const seen of down.seen) expect(cases.map(([, rest]) => `/v1${rest}`)).toContain(seen.path);
+  });
+
+  it('a path that names another host is still refused; an absolute URL still goes where it says', async () => {
+    const api = await server((req, res) => res.end(`api ${req.path}`));
+    const other = await server((req, res) => res.end(`other ${req.path}`));
+    const http = client({ baseUrls: [`${api.url}/v1`] });
+    const elsewhere = `localhost:${other.port}`;
+    for (const p of [`//${elsewhere}/x`, `/\\${elsewhere}/x`, ` //${elsewhere}/x`, `http:${elsewhere}/x`]) {
+      await expect(http(p), p).rejects.toThrow(/names a host .* leads to /);
+    }
+    expect(await (await http(`${other.url}/abs`)).text()).toBe('other /abs');
+    // What follows the slashes is a path, never a scheme of its own.
+    expect(await (await http('/https:evil.example/x')).text()).toBe('api /v1/https:evil.example/x');
+    expect(other.seen.map((s) => s.path)).toEqual(['/abs']);
+  });
+});
+
+describe('the join, property', () => {
+  /** A client over `bases` whose fetch records the URL it is given; calls spread over the bases. */
+  function recorder(bases: string[]) {
+    const sent: string[] = [];
+    const http = client({
+      baseUrls: bases,
+      fetch: async (input) => {
+        sent.push(String(input));
+        return new Response(null, { status: 204 });
+      },
+    });
+    return { http, sent };
+  }
+  /** The base URL a sent URL went to, by its origin. */
+  const baseOf = (url: string) => bases.find((b) => new URL(b).origin === new URL(url).origin) ?? 'none';
+  const bases = ['http://a.example:8080/api/', 'https://b.example', 'http://10.0.0.1/v1/x'];
+  const basePath = (base: string) => new URL(base).pathname.replace(/\/$/, '');
+
+  it('whatever the path, it is refused or sent to the base host, or is an absolute URL sent as it is', async () => {
+    const char = fc.constantFrom(
+      '/',
+      '\\',
+      '\t',
+      '\n',
+      ' ',
+      ':',
+      '@',
+      '.',
+      '?',
+      '#',
+      '%',
+      'h',
+      'x',
+      '1',
+      'http',
+      'https',
+    );
+    const path = fc.array(char, { maxLength: 12 }).map((parts) => parts.join(''));
+    const { http, sent } = recorder(bases);
+    await fc.assert(
+      fc.asyncProperty(path, async (p) => {
+        sent.length = 0;
+        const refused = await http(p).then(
+          () => false,
+          (e: Error) => /names a host|Invalid URL/.test(e.message) || e.message,
+        );
+        if (refused === true) {
+          expect(sent).toEqual([]);
+          return;
+        }
+        expect(refused).toBe(false);
+        expect(sent).toHaveLength(1);
+        const to = URL.canParse(p) ? new URL(p).origin : new URL(baseOf(sent[0] as string)).origin;
+        expect(new URL(sent[0] as string).origin).toBe(to);
+      }),
+      { numRuns: 400 },
+    );
+  });
+
+  it('a path from the root: the base path, then the path as it reads from the root', async () => {
+    const char = fc.constantFrom('/', '\\', ' ', ':', '@', '?', '#', '%', '-', 'a', 'x', '1', 'é');
+    const path = fc.array(char, { maxLength: 12 }).map((parts) => `/${parts.join('')}`);
+    const { http, sent } = recorder(bases);
+    await fc.assert(
+      fc.asyncProperty(path, async (p) => {
+        sent.length = 0;
+        const refused = await http(p).then(
+          () => false,
+          () => true,
+        );
+        if (refused || !URL.canParse(p, 'http://o')) return; // names a host, or no path URL reads
+        const alone = new URL(p, 'http://o');
+        const base = baseOf(sent[0] as string);
+        expect(sent.map((u) => new URL(u).href)).toEqual([
+          new URL(`${basePath(base)}${alone.href.slice(alone.origin.length)}`, base).href,
+        ]);
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
