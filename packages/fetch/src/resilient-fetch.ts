@@ -84,6 +84,8 @@ const ownDuplicates = new WeakSet<object>();
  * Retried (as Retry-After says), never a failure of the endpoint.
  */
 const ownStillRunning = new WeakSet<object>();
+/** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
+const sentBy = new WeakMap<object, number>();
 
 /**
  * `fetch` with the defaults a service wants: a per-try and a total timeout, retries of what is
@@ -156,7 +158,7 @@ class Client {
     this.#totalMs = limits.total ?? 30_000;
     this.#total = timeout(this.#totalMs, { name: `${o.name}.total`, bus, clock });
     const retryOptions = o.retry === false ? undefined : (o.retry ?? {});
-    if (retryOptions) checkRetry(o, retryOptions);
+    if (retryOptions) checkRetry(retryOptions);
     this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
 
     if (o.budget !== false && retryOptions) {
@@ -177,6 +179,8 @@ class Client {
     const isRetryableElsewhere = (error: unknown) =>
       !ownStillRunning.has(error as object) &&
       (isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error))));
+    // Every try of a call counts against maxAttempts, over however many runs of the set it takes.
+    const attemptsLeft = (error: unknown) => (sentBy.get(error as object) ?? 0) < maxAttempts;
 
     if (o.hedge !== false) {
       const options = o.hedge;
@@ -215,7 +219,13 @@ class Client {
           failover<string>({
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
-            retry: retryOptions ? { maxAttempts, retryOn: isRetryableElsewhere, budget: this.#budget ?? false } : false,
+            retry: retryOptions
+              ? {
+                  maxAttempts,
+                  retryOn: (e) => isRetryableElsewhere(e) && attemptsLeft(e),
+                  budget: this.#budget ?? false,
+                }
+              : false,
             // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
             isFailure: (error) =>
               !refusedHere(error) &&
@@ -226,10 +236,11 @@ class Client {
             clock,
           }),
         );
-      // A failover try moves at once to another endpoint, never waiting; a keyed call's key still
-      // running on the server (409 + Retry-After) is waited for as Retry-After says, then the call
-      // runs again over the endpoints: without it, the caller got the 409 though the order was made.
-      // Its waits draw from the budget; the call was counted (deposited) by failover already.
+      // A failover try moves at once to another endpoint, never waiting. Once every endpoint was
+      // tried (fewer than maxAttempts: one base URL, say), the set runs again after a backoff, as
+      // a call without base URLs is retried; and a keyed call's key still running on the server
+      // (409 + Retry-After) is waited for as Retry-After says: without it, the caller got the 409
+      // though the order was made. Its waits draw from the budget; failover counted the call.
       if (retryOptions) {
         const budget = this.#budget;
         this.#retry = within('retry', () =>
@@ -237,7 +248,12 @@ class Client {
             name: `${o.name}.retry`,
             maxAttempts,
             maxElapsed: this.#totalMs,
-            retryOn: { error: (error) => ownStillRunning.has(error as object), result: () => false },
+            ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
+            ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
+            retryOn: {
+              error: (error) => ownStillRunning.has(error as object) || (isRetryable(error) && attemptsLeft(error)),
+              result: () => false,
+            },
             budget: budget === undefined ? false : withdrawOnly(budget),
             bus,
             clock,
@@ -366,7 +382,7 @@ class Client {
   #body(call: Call, ctx: CallContext): Promise<Response> {
     const set = this.#set;
     if (set !== undefined) {
-      if (this.#retry !== undefined && call.keyed && call.safe) {
+      if (this.#retry !== undefined && call.safe) {
         return this.#retry.execute((c) => this.#over(set, call, c), ctx);
       }
       return this.#over(set, call, ctx);
@@ -580,7 +596,10 @@ class Call {
       // Never repeat what is not safe to repeat, on this endpoint or another; a request that never
       // reached a server may go to another, unless its stream body already went to fetch.
       const untouched = !this.bodyGone && (neverReached(error) || refusedHere(error));
-      if (!this.safe && typeof error === 'object' && error !== null && !untouched) nonRetryable(error);
+      if (typeof error === 'object' && error !== null) {
+        sentBy.set(error, this.sent);
+        if (!this.safe && !untouched) nonRetryable(error);
+      }
       throw error;
     }
   }
@@ -704,25 +723,13 @@ function rootCause(error: unknown): { message: string; code: string | undefined;
  * base URLs. With base URLs (or a failover set) they are refused: a failed try moves at once to
  * another endpoint, so a backoff would be silently ignored.
  */
-function checkRetry(o: ParsedFetchOptions, r: Exclude<ParsedFetchOptions['retry'], false | undefined>): void {
+function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>): void {
   within('retry', () =>
     retry({
       ...(r.backoff ? { backoff: r.backoff } : {}),
       ...(r.jitter ? { jitter: r.jitter } : {}),
       budget: false,
     }),
-  );
-  if (o.failover === undefined && o.baseUrls === undefined) return;
-  const given = (['backoff', 'jitter'] as const).filter((k) => r[k] !== undefined);
-  if (given.length === 0) return;
-  const by = o.baseUrls ? 'baseUrls' : 'failover';
-  throw new HoldfastConfigError(
-    'resilientFetch',
-    given.map((k) => ({
-      path: `retry.${k}`,
-      message: `does not apply with ${by}: a failed try moves at once to another endpoint, without waiting`,
-      value: r[k],
-    })),
   );
 }
 
