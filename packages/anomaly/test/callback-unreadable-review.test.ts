@@ -1,17 +1,9 @@
 import { createBus, ManualClock } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings, tick } from '../../../test/support/warnings.js';
 import { anomalyWatch } from '../src/index.js';
 
-let warnings: { code?: string; message: string }[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
-const tick = () => new Promise((resolve) => setImmediate(resolve));
+const warnings = recordWarnings();
 
 /** An Error whose every read throws: its message, its prototype, its properties. */
 function unreadable(): Error {

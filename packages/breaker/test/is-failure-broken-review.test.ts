@@ -1,16 +1,9 @@
 import { createBus } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings } from '../../../test/support/warnings.js';
 import { breakerRegistry, circuitBreaker } from '../src/index.js';
 
-let warnings: { code?: string; message: string }[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
+const warnings = recordWarnings();
 const told = async () => {
   await new Promise((resolve) => setImmediate(resolve));
   return warnings.filter((w) => w.code === 'HOLDFAST_PREDICATE_ERROR');

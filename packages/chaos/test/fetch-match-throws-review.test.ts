@@ -1,4 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings, tick } from '../../../test/support/warnings.js';
 import { faultyFetch } from '../src/index.js';
 
 /** The fetch underneath: it counts what reaches it and answers 200. */
@@ -11,16 +12,7 @@ function backend() {
   return { urls, fetch: fetch as typeof globalThis.fetch };
 }
 
-let warnings: { code?: string; message: string }[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
-const tick = () => new Promise((resolve) => setImmediate(resolve));
+const warnings = recordWarnings();
 
 describe("faultyFetch: a fault's match that throws (review)", () => {
   it('reads as no match: the request goes on, to the next fault or the server, told once', async () => {

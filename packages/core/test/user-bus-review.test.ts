@@ -1,4 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings, tick } from '../../../test/support/warnings.js';
 import { type Bus, createBus, fallback, hedge, ManualClock } from '../src/index.js';
 
 /** A bus of the user's own (an adapter to their logger) whose emit throws. */
@@ -14,16 +15,7 @@ function brokenBus(): Bus {
   };
 }
 
-let warnings: string[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code));
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
-const tick = () => new Promise((resolve) => setImmediate(resolve));
+const warnings = recordWarnings();
 
 describe('a { bus } of the user own that throws (review)', () => {
   it('fallback(): the call still falls back, and the throw is told once per bus', async () => {
@@ -32,7 +24,7 @@ describe('a { bus } of the user own that throws (review)', () => {
     for (let i = 0; i < 2; i++)
       await expect(policy.execute(() => Promise.reject(new Error('down')))).resolves.toBe('cached');
     await tick();
-    expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+    expect(warnings.filter((w) => w.code === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
   });
 
   it('hedge(): the hedge still goes out from its timer, and the first answer wins', async () => {
@@ -48,6 +40,6 @@ describe('a { bus } of the user own that throws (review)', () => {
     await clock.advance(50);
     await expect(call).resolves.toBe('attempt 2');
     await tick();
-    expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+    expect(warnings.filter((w) => w.code === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
   });
 });

@@ -1,4 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings, tick } from '../../../test/support/warnings.js';
 import {
   type Bus,
   createBus,
@@ -18,16 +19,7 @@ function unreadable(): Error {
   return new Proxy(new Error('hidden'), { get: trap, getPrototypeOf: trap, has: trap, ownKeys: trap });
 }
 
-let warnings: { code?: string; message: string }[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
-const tick = () => new Promise((resolve) => setImmediate(resolve));
+const warnings = recordWarnings();
 
 describe('messageOf and warnOnce (review)', () => {
   it('messageOf reads what it can and never throws', () => {

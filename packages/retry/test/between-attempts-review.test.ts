@@ -1,6 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { type CallContext, DisposedError } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings, tick } from '../../../test/support/warnings.js';
 import { retry, retryBudget } from '../src/index.js';
 import { finish, response, setup } from './support.js';
 
@@ -23,16 +24,7 @@ function downstream(okFrom = Number.POSITIVE_INFINITY) {
   return { fn, errors };
 }
 
-let warnings: { code?: string; message: string }[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push({ code: w.code, message: w.message });
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
-const tick = () => new Promise((resolve) => setImmediate(resolve));
+const warnings = recordWarnings();
 
 describe('a retry budget disposed while a call waits between attempts (review)', () => {
   it('the call ends with the last attempt error as is, and retry.giveUp says disposed', async () => {
