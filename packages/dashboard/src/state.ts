@@ -146,7 +146,7 @@ const namesSecret = (key: string): boolean => {
  * space or `;` (a `,` or `&` may be in it), or at an `&` that starts another `name=`. Linear.
  */
 const keywordPassword =
-  /\b(\w*?passw(?:or)?d|pass|pwd)(\s*=\s*)('(?:[^'\\]|\\[\s\S]|'')*'?|"(?:[^"\\]|\\[\s\S]|"")*"?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\]|\\[\s\S]|&(?![\w.-]+=))*)/gi;
+  /\b(\w*?passw(?:or)?d|pass|pwd)(\s*=\s*)('(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.|"")*"?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\]|\\.|&(?![\w.-]+=))*)/gis;
 const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
 /**
  * Text with its URLs redacted, or a DSN's leading `user:password@` hidden; secret parameters of a
