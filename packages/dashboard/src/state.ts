@@ -140,15 +140,24 @@ const namesSecret = (key: string): boolean => {
     .split(/[^a-z0-9]+/);
   return words.some((w, i) => SECRET_WORD.test(w) || SECRET_PAIR.test(`${w} ${words[i + 1]}`));
 };
-/** A libpq or ODBC connection string's password (`password=...`, `Pwd='...'`): linear, whatever the text. */
-const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'?|"[^"]*"?|[^\s;,&]*)/gi;
+/**
+ * A libpq or ODBC connection string's password (`password=...`, `sslpassword=`, `Pwd='...'`,
+ * `Pwd={...}`, `DB_PASSWORD=`), quotes and escapes as they write them: unquoted, it ends at a
+ * space or `;` (a `,` or `&` may be in it), or at an `&` that starts another `name=`. Linear.
+ */
+const keywordPassword =
+  /\b(\w*?passw(?:or)?d|pass|pwd)(\s*=\s*)('(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.|"")*"?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\]|\\.|&(?![\w.-]+=))*)/gis;
 const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
-/** Text with its URLs redacted, or a DSN's leading `user:password@` hidden; and a connection string's password. */
+/**
+ * Text with its URLs redacted, or a DSN's leading `user:password@` hidden; secret parameters of a
+ * URL with no scheme (`/callback?access_token=`); and a connection string's password.
+ */
 const hideText = (text: string): string =>
-  (text.includes('://') ? redactor.text(text) : text.replace(/^[^\s:/@]+:\S*@/, '***@')).replace(
-    keywordPassword,
-    '$1$2***',
-  );
+  (text.includes('://')
+    ? redactor.text(text)
+    : // A query only: a connection string's `;Password=` would take the rest of the string with it.
+      text.replace(/^[^\s:/@]+:\S*@/, '***@').replace(/\?\S*/g, (query) => redactor.text(query))
+  ).replace(keywordPassword, '$1$2***');
 const hideSecrets = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
   // A text under a key that names a credential among other words; numbers (`maxTokens`) are no secret.

@@ -397,6 +397,39 @@ describe('dashboard(): what registered snapshots hold', () => {
     expect(pool).toBeDefined(); // held until here: the registry holds it weakly
   });
 
+  it('a password with , & ; or a space in it, in braces, after a backslash, or under sslpassword, and a token in a URL with no scheme are served hidden', async () => {
+    const { policies, dash } = scenario();
+    const pool = {
+      snapshot: () => ({
+        ado: 'Server=db;User ID=app;Password=ab,cd&ef-leak1;Encrypt=yes',
+        ado2: 'Server=db;Password=plain-leak8;Database=orders',
+        odbc: 'Driver={ODBC Driver 18};Uid=app;Pwd={gh;ij kl-leak2};Encrypt=yes',
+        libpq: "host=db password='mn\\'op qr-leak3' sslkey=/k sslpassword=st-leak4 dbname=x",
+        env: 'DB_PASSWORD=uv-leak5',
+        callback: '/oauth/callback?code=1&access_token=wx-leak6',
+        // Ordinary values stay as they are.
+        plain: 'bypass=true compass=north passwordless=true',
+        url: 'https://api.example/items?password=yz-leak7&page=2',
+      }),
+    };
+    policies.register('pool', 'orders', pool);
+    const url = await listen(createServer(dash));
+    const text = await (await fetch(`${url}/ops/holdfast/snapshot`)).text();
+    const snap = JSON.parse(text) as DashboardSnapshot;
+    expect(snap.others[0]?.snapshot).toEqual({
+      ado: 'Server=db;User ID=app;Password=***;Encrypt=yes',
+      ado2: 'Server=db;Password=***;Database=orders',
+      odbc: 'Driver={ODBC Driver 18};Uid=app;Pwd=***;Encrypt=yes',
+      libpq: 'host=db password=*** sslkey=/k sslpassword=*** dbname=x',
+      env: 'DB_PASSWORD=***',
+      callback: '/oauth/callback?code=1&access_token=***',
+      plain: 'bypass=true compass=north passwordless=true',
+      url: 'https://api.example/items?password=***&page=2',
+    });
+    expect(text).not.toMatch(/leak/);
+    expect(pool).toBeDefined(); // held until here: the registry holds it weakly
+  });
+
   it('a breaker that leaves the registry leaves the page, its last open state with it', async () => {
     const { bus, policies, dash } = scenario();
     const gone = new FakeBreaker('gone', bus, policies);

@@ -18,8 +18,11 @@ import { annotate, callEvents } from './spans.js';
 
 const scope = { name: '@holdfast/otel', version: '0.1.0' };
 
-/** Meter providers an instrument() reports to now: a second one would record every histogram twice. */
-const metered = new WeakSet<MeterProvider>();
+/**
+ * Per meter provider, the buses an instrument() reports from now: a second one of the same bus
+ * would record every histogram twice (another bus's events are its own: counted once).
+ */
+const metered = new WeakMap<MeterProvider, WeakSet<object>>();
 
 /** Stops the instrumentation: unsubscribes from the bus and drops the gauges' callback. */
 export type Uninstrument = () => void;
@@ -38,8 +41,9 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const bus = o.bus ?? globalBus;
   const policies = o.policies ?? globalPolicies;
   const provider = o.metrics ? (o.meterProvider ?? metrics.getMeterProvider()) : undefined;
-  if (provider && metered.has(provider)) {
-    const message = 'already has holdfast metrics; stop the other instrument() first';
+  const buses = provider && (metered.get(provider) ?? metered.set(provider, new WeakSet()).get(provider));
+  if (buses?.has(bus)) {
+    const message = 'already has holdfast metrics of this bus; stop the other instrument() first';
     throw new HoldfastConfigError('instrument', [{ path: 'meterProvider', message }]);
   }
   const meter = provider?.getMeter(scope.name, scope.version);
@@ -80,13 +84,13 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
       }),
     );
   }
-  if (provider) metered.add(provider);
+  buses?.add(bus);
   let active = true;
   return () => {
     if (!active) return;
     active = false;
     for (const off of offs) off();
     metering.dispose();
-    if (provider) metered.delete(provider);
+    buses?.delete(bus);
   };
 }

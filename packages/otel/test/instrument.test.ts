@@ -202,13 +202,28 @@ describe('instrument(): one per MeterProvider', () => {
   it('a second instrument() on a MeterProvider already instrumented throws, naming it: the histograms would count every call twice', async () => {
     const s = setup();
     const again = () => instrument({ bus: s.bus, meterProvider: s.meterProvider, spans: false });
-    expect(again).toThrow('instrument: meterProvider already has holdfast metrics; stop the other instrument() first');
+    expect(again).toThrow(
+      'instrument: meterProvider already has holdfast metrics of this bus; stop the other instrument() first',
+    );
     s.bus.emit(ev({ type: 'breaker.success', latency: 5 }));
     const duration = (await s.points(metricNames.breakerCallDuration))[0] as DataPoint<Histogram> | undefined;
     expect(duration?.value.count).toBe(1);
     // Once the first is stopped, the provider takes another.
     s.stop();
     again()();
+  });
+
+  it('a second instrument() of another bus on the same MeterProvider is taken: each bus is counted once', async () => {
+    const s = setup();
+    const other = createBus();
+    cleanups.push(instrument({ bus: other, meterProvider: s.meterProvider, spans: false }));
+    s.bus.emit(ev({ type: 'breaker.success', latency: 5 }));
+    other.emit(ev({ type: 'breaker.success', source: 'search', latency: 5 }));
+    const calls = await s.points(metricNames.breakerCalls);
+    expect(pointValue(calls, { 'holdfast.policy.name': 'payments' })).toBe(1);
+    expect(pointValue(calls, { 'holdfast.policy.name': 'search' })).toBe(1);
+    const duration = await s.points(metricNames.breakerCallDuration);
+    expect(duration.map((p) => (p as DataPoint<Histogram>).value.count)).toEqual([1, 1]);
   });
 });
 
