@@ -9,16 +9,16 @@ import { ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { type RedisClient, redisStore } from '../src/index.js';
 
-const BUSY = Object.assign(
-  new Error('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.'),
-  {
-    name: 'ReplyError',
-  },
-);
+const BUSY = new Error('BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSCRIPT.');
 
-/** A connected client whose claims hang until `settleClaims`, and whose withdrawals Redis refuses with BUSY. */
+interface Pending {
+  resolve: (reply: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+/** A connected client whose claims hang until the test settles them, and whose withdrawals Redis refuses with BUSY. */
 function busyRedis() {
-  const claims: { resolve: (reply: unknown) => void; reject: (error: unknown) => void }[] = [];
+  const claims: Pending[] = [];
   let withdrawals = 0;
   const client: RedisClient = {
     status: 'ready',
@@ -39,11 +39,8 @@ function busyRedis() {
 describe('a claim given up on, withdrawn against a Redis that answers with errors (review)', () => {
   // Refused too (BUSY): it may still be a resent copy of a claim that ran before a reconnection.
   for (const [how, settle] of [
-    [
-      'ran (its reply came late)',
-      (c: ReturnType<typeof busyRedis>['claims'][0]) => c?.resolve([Buffer.from('claimed'), 0]),
-    ],
-    ['was refused too', (c: ReturnType<typeof busyRedis>['claims'][0]) => c?.reject(BUSY)],
+    ['ran (its reply came late)', (c?: Pending) => c?.resolve([Buffer.from('claimed'), 0])],
+    ['was refused too', (c?: Pending) => c?.reject(BUSY)],
   ] as const) {
     it(`a claim that ${how} is withdrawn again at a slowing pace, not every 100 ms of its lease`, async () => {
       const clock = new ManualClock();
