@@ -18,8 +18,9 @@ const faultCommon = {
   /** At most this many requests get it, then it stops. @default no limit */
   times: z.number().int().positive().optional(),
   /**
-   * Only requests this returns true for (by URL, method, header...). One that throws reads as
-   * false, told once as a process warning (HOLDFAST_PREDICATE_ERROR). @default every request
+   * Only requests this returns true for (by URL, method, header...), answered at once. One that
+   * throws or returns a promise reads as false, told once as a process warning
+   * (HOLDFAST_PREDICATE_ERROR). @default every request
    */
   match: fnOption<(request: Request) => boolean>().optional(),
 };
@@ -206,7 +207,11 @@ const toldMatches = new WeakSet<object>();
 /** A `match` that throws reads as no match (chaos never breaks a request), told once per function. */
 function matches(match: (request: Request) => boolean, request: Request, name: string): boolean {
   try {
-    return Boolean(match(request));
+    const answer = match(request) as unknown as PromiseLike<unknown> | null;
+    if (typeof answer?.then !== 'function') return Boolean(answer);
+    // A promise (an async match) is no answer, and truthy: every request would get the fault.
+    answer.then(undefined, () => {}); // its rejection is no unhandled one
+    throw new TypeError('it returned a promise, not true or false');
   } catch (error) {
     const text = `${name}: a fault's match threw (reported once per function); the fault was not applied`;
     warnOnce(toldMatches, match, 'HOLDFAST_PREDICATE_ERROR', text, error);

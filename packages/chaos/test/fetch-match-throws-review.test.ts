@@ -70,4 +70,30 @@ describe("faultyFetch: a fault's match that throws (review)", () => {
       "faultyFetch: a fault's match threw (reported once per function); the fault was not applied: an error that cannot be read",
     ]);
   });
+
+  it('an async match (a promise is no boolean) reads as no match, told once; its rejection is no unhandled rejection', async () => {
+    const real = backend();
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      // Meant for POST /pay alone: a body read is async, and a GET's body is no JSON.
+      const match = async (r: Request) => ((await r.clone().json()) as { op?: string }).op === 'pay';
+      const f = faultyFetch({
+        enabled: true,
+        fetch: real.fetch,
+        faults: [{ type: 'status', status: 500, match: match as unknown as (r: Request) => boolean }],
+      });
+      const get = await f('http://api.test/orders');
+      const list = await f('http://api.test/orders', { method: 'POST', body: '{"op":"list"}' });
+      await tick();
+      expect([get.status, list.status, f.injected, unhandled]).toEqual([200, 200, 0, []]);
+      const told = warnings.filter((w) => w.code === 'HOLDFAST_PREDICATE_ERROR').map((w) => w.message);
+      expect(told).toEqual([
+        "faultyFetch: a fault's match threw (reported once per function); the fault was not applied: it returned a promise, not true or false",
+      ]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
 });

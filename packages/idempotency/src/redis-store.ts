@@ -363,8 +363,8 @@ export class RedisStore implements IdempotencyStore {
    * A claim we gave up on may still reach Redis: ioredis resends unanswered commands after a
    * reconnect, and a hung server runs what it already read. Queued behind it on the same
    * connection, a release by its token withdraws it, so it cannot hold the key for a lease.
-   * Sent again once the claim itself has settled, until Redis answers it (for at most the
-   * claim's lease): the first may be lost where the claim is not. When a reconnection attempt
+   * Sent again once the claim itself has settled, until Redis answers it (ever more slowly, for
+   * at most the claim's lease): the first may be lost where the claim is not. When a reconnection attempt
    * fails (`maxRetriesPerRequest`), ioredis fails the commands it holds, the release among them,
    * though the claim ran before the connection dropped (or is resent later, once a reconnection
    * that connected failed before it was ready); a
@@ -385,10 +385,13 @@ export class RedisStore implements IdempotencyStore {
     const behind = release().catch(() => {});
     const elapsed = elapsedTime(this.clock);
     const until = elapsed() + leaseMs;
+    // Slower each time (100, 200, 400 ... ms): a Redis that answers with errors (BUSY) is not
+    // sent one per claim given up on every 100 ms for its lease.
+    let wait = 50;
     const again = (): void => {
       release().catch(() => {
         // Past its lease the claim holds the key no longer. The timer holds nothing open.
-        if (elapsed() + 100 < until) this.clock.setTimeout(again, 100);
+        if (elapsed() + (wait *= 2) < until) this.clock.setTimeout(again, wait);
       });
     };
     void Promise.allSettled([claim, behind]).then(again);

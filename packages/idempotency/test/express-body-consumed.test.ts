@@ -1,4 +1,4 @@
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import { HoldfastConfigError } from '@holdfast/core';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -54,5 +54,36 @@ describe('express: a body consumed before the middleware, kept nowhere it can re
     // Without a body the middleware has nothing to miss: such a request is served.
     const empty = await fetch(`http://127.0.0.1:${port}/pay`, { method: 'POST', headers: { 'idempotency-key': 'e' } });
     expect(empty.status).toBe(201);
+  });
+
+  it('an empty chunked body a first idempotency() read (a global one and a route one) is no body for the second: served, not E_CONFIG', async () => {
+    const app = express();
+    app.use(idempotency({ store: memoryStore(), scope: 'global' }));
+    let runs = 0;
+    app.post('/pay', idempotency({ store: memoryStore(), scope: () => 'payments' }), (_req, res) => {
+      runs++;
+      res.status(201).json({ runs });
+    });
+    const seen: unknown[] = [];
+    app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      seen.push(error);
+      res.status(500).end();
+    });
+    const port = await listenNode(createServer(app));
+    // Transfer-Encoding: chunked with no chunk: the first middleware reads the stream to its end.
+    const send = () =>
+      new Promise<number>((resolve, reject) => {
+        const req = request(
+          { port, host: '127.0.0.1', method: 'POST', path: '/pay', headers: { 'idempotency-key': 'chunked-empty' } },
+          (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          },
+        );
+        req.on('error', reject);
+        req.flushHeaders();
+        req.end();
+      });
+    expect([await send(), await send(), runs, seen]).toEqual([201, 201, 1, []]);
   });
 });

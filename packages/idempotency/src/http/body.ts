@@ -39,12 +39,17 @@ export function bodyOf(req: IncomingMessage): BodyBytes {
   if (!hasBody(req)) return { status: 'bytes', body: undefined };
   // Read by a layer before us that kept it elsewhere (not `req.body`): every body would look
   // like none, and another body with the same key replay the first's response.
-  if (req.readableEnded) return r.body === undefined ? GONE : { status: 'parsed', body: r.body };
+  // An empty body we read ourselves (an idempotency() mounted before this one) ended the stream.
+  if (req.readableEnded)
+    return r.body !== undefined ? { status: 'parsed', body: r.body } : readEmpty.has(req) ? NONE : GONE;
   return { status: 'unread' };
 }
 
 const has = Object.hasOwn;
 const GONE: BodyBytes = { status: 'gone' };
+const NONE: BodyBytes = { status: 'bytes', body: undefined };
+/** Requests whose empty body (chunked, no chunk) {@link readAndRestore} read to its end: nothing to put back. */
+const readEmpty = new WeakSet<IncomingMessage>();
 
 function hasBody(req: IncomingMessage): boolean {
   return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
@@ -90,6 +95,7 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
       // One chunk (most bodies) is handed back as it is: it is hashed before anyone reads it again.
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
       if (size > 0) req.unshift(body);
+      else readEmpty.add(req);
       done(body);
     }
     req.on('readable', onReadable);
