@@ -2,8 +2,8 @@ import { type Clock, elapsedTime, realClock, type TimerHandle } from './clock.js
 
 /** One pending deadline: a node of the queue's list, unlinked when its call settles or it expires. */
 export interface Deadline<S = unknown> {
-  /** When it expires, on the queue's time source. */
-  readonly at: number;
+  /** When it expires, on the queue's time source (brought forward if that source goes back). */
+  at: number;
   readonly subject: S;
   prev: Deadline<S> | undefined;
   next: Deadline<S> | undefined;
@@ -22,6 +22,11 @@ export interface Deadline<S = unknown> {
  * it is unref'd when the queue empties (and left to fire, harmlessly); on any other clock it
  * is cleared then. A deadline never fires early: the timer re-arms for what is left of the
  * head's time when it wakes before it.
+ *
+ * The time source can go back (a clock without `monotonic()` stepped back by NTP, realClock
+ * leaving fake timers for real ones): then no pending deadline is left more than `ms` ahead, so
+ * each still ends within twice its length instead of when the source comes back to it (an hour
+ * later, or on performance.now() after a fake clock's epoch time, never).
  */
 export class DeadlineQueue<S> {
   readonly #ms: number;
@@ -116,6 +121,12 @@ export class DeadlineQueue<S> {
     this.#armed = false;
     this.#timer = undefined;
     const now = this.#now();
+    // More than `ms` ahead: the time source went back (a deadline is `ms` long on a line that
+    // does not). Each is brought within `ms` of now; order is kept (min with one bound).
+    if (this.#head !== undefined && this.#head.at - now > this.#ms) {
+      const bound = now + this.#ms;
+      for (let d: Deadline<S> | undefined = this.#head; d !== undefined; d = d.next) if (d.at > bound) d.at = bound;
+    }
     // onExpire never throws: the bus catches its listeners' errors, and an AbortSignal reports its own.
     for (let head = this.#head; head !== undefined && head.at <= now; head = this.#head) {
       this.#unlink(head);
