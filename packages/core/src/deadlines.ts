@@ -40,6 +40,9 @@ export class DeadlineQueue<S> {
   #timer: TimerHandle | undefined;
   /** The timer is armed and has not fired. */
   #armed = false;
+  /** On realClock: the global setTimeout and clearTimeout the timer was armed with. */
+  #armedOn: typeof setTimeout | undefined;
+  #armedClear: typeof clearTimeout | undefined;
   #size = 0;
 
   constructor(ms: number, clock: Clock, onExpire: (subject: S) => void) {
@@ -66,6 +69,15 @@ export class DeadlineQueue<S> {
       pending: true,
     };
     this.#size++;
+    // realClock's timers are the globals of the moment: a test runner's fake timers, installed
+    // or removed since the timer was armed, dropped it (it would never fire) or would never fire
+    // it. Armed again on the timers of now, for what is left of the head's time.
+    if (this.#armed && this.#real && this.#armedOn !== setTimeout) {
+      (this.#armedClear as typeof clearTimeout)(this.#timer as NodeJS.Timeout);
+      this.#armed = false;
+      const head = this.#head;
+      if (head !== undefined) this.#arm(Math.max(1, Math.ceil(Math.min(head.at - deadline.at + this.#ms, this.#ms))));
+    }
     const tail = this.#tail;
     if (tail === undefined) {
       this.#head = deadline;
@@ -114,7 +126,11 @@ export class DeadlineQueue<S> {
 
   #arm(delay: number): void {
     this.#armed = true;
-    this.#timer = this.#real ? setTimeout(this.#fire, delay) : this.#clock.setTimeout(this.#fire, delay, { ref: true });
+    if (this.#real) {
+      this.#armedOn = setTimeout;
+      this.#armedClear = clearTimeout;
+      this.#timer = setTimeout(this.#fire, delay);
+    } else this.#timer = this.#clock.setTimeout(this.#fire, delay, { ref: true });
   }
 
   #expireDue(): void {
