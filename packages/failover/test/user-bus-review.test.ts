@@ -44,9 +44,10 @@ describe('failover with a { bus } of the user own that throws on failover.eject 
       },
     });
     const taken: Record<string, number> = { a: 0, b: 0, c: 0 };
+    const count = (name: string) => (taken[name] = (taken[name] ?? 0) + 1);
     const call = () =>
       set.execute(async (e) => {
-        const n = ++taken[e.name];
+        const n = count(e.name);
         if (e.name === 'b' && n % 2 === 0) throw new Error('b: HTTP 503');
         return e.name;
       });
