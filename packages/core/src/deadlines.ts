@@ -2,10 +2,13 @@ import { type Clock, elapsedTime, realClock, type TimerHandle } from './clock.js
 
 /** One pending deadline: a node of the queue's list, unlinked when its call settles or it expires. */
 export interface Deadline<S = unknown> {
-  /** When it expires, on the queue's time source. */
-  readonly at: number;
+  /** When it expires, on the queue's time source (brought forward if that source goes back). */
+  at: number;
+  /** What `onExpire` is given when it expires. */
   readonly subject: S;
+  /** The deadline before it in the queue (sooner), if any. */
   prev: Deadline<S> | undefined;
+  /** The deadline after it in the queue (later), if any. */
   next: Deadline<S> | undefined;
   /** In the queue: neither expired nor cancelled. */
   pending: boolean;
@@ -22,6 +25,11 @@ export interface Deadline<S = unknown> {
  * it is unref'd when the queue empties (and left to fire, harmlessly); on any other clock it
  * is cleared then. A deadline never fires early: the timer re-arms for what is left of the
  * head's time when it wakes before it.
+ *
+ * The time source can go back (a clock without `monotonic()` stepped back by NTP, realClock
+ * leaving fake timers for real ones): then no pending deadline is left more than `ms` ahead, so
+ * each still ends within twice its length instead of when the source comes back to it (an hour
+ * later, or on performance.now() after a fake clock's epoch time, never).
  */
 export class DeadlineQueue<S> {
   readonly #ms: number;
@@ -35,6 +43,9 @@ export class DeadlineQueue<S> {
   #timer: TimerHandle | undefined;
   /** The timer is armed and has not fired. */
   #armed = false;
+  /** On realClock: the global setTimeout and clearTimeout the timer was armed with. */
+  #armedOn: typeof setTimeout | undefined;
+  #armedClear: typeof clearTimeout | undefined;
   #size = 0;
 
   constructor(ms: number, clock: Clock, onExpire: (subject: S) => void) {
@@ -61,6 +72,15 @@ export class DeadlineQueue<S> {
       pending: true,
     };
     this.#size++;
+    // realClock's timers are the globals of the moment: a test runner's fake timers, installed
+    // or removed since the timer was armed, dropped it (it would never fire) or would never fire
+    // it. Armed again on the timers of now, for what is left of the head's time.
+    if (this.#armed && this.#real && this.#armedOn !== setTimeout) {
+      (this.#armedClear as typeof clearTimeout)(this.#timer as NodeJS.Timeout);
+      this.#armed = false;
+      const head = this.#head;
+      if (head !== undefined) this.#arm(Math.max(1, Math.ceil(Math.min(head.at - deadline.at + this.#ms, this.#ms))));
+    }
     const tail = this.#tail;
     if (tail === undefined) {
       this.#head = deadline;
@@ -109,13 +129,23 @@ export class DeadlineQueue<S> {
 
   #arm(delay: number): void {
     this.#armed = true;
-    this.#timer = this.#real ? setTimeout(this.#fire, delay) : this.#clock.setTimeout(this.#fire, delay, { ref: true });
+    if (this.#real) {
+      this.#armedOn = setTimeout;
+      this.#armedClear = clearTimeout;
+      this.#timer = setTimeout(this.#fire, delay);
+    } else this.#timer = this.#clock.setTimeout(this.#fire, delay, { ref: true });
   }
 
   #expireDue(): void {
     this.#armed = false;
     this.#timer = undefined;
     const now = this.#now();
+    // More than `ms` ahead: the time source went back (a deadline is `ms` long on a line that
+    // does not). Each is brought within `ms` of now; order is kept (min with one bound).
+    if (this.#head !== undefined && this.#head.at - now > this.#ms) {
+      const bound = now + this.#ms;
+      for (let d: Deadline<S> | undefined = this.#head; d !== undefined; d = d.next) if (d.at > bound) d.at = bound;
+    }
     // onExpire never throws: the bus catches its listeners' errors, and an AbortSignal reports its own.
     for (let head = this.#head; head !== undefined && head.at <= now; head = this.#head) {
       this.#unlink(head);

@@ -14,6 +14,7 @@ import {
   parseOptions,
   realClock,
   type Snapshottable,
+  shieldBus,
   TimeoutError,
   type TimerHandle,
   type Unregister,
@@ -273,7 +274,9 @@ class FailoverSet<T> implements Failover<T> {
     this.name = o.name;
     const listing = o.policies ?? globalPolicies;
     if (listing !== false) this.#unregister = listing.register('failover', o.name, this);
-    this.#bus = o.bus ?? globalBus;
+    // A bus of the user's own may throw: an ejection, a switch or a panic must still take effect,
+    // and the call that set it off keep its outcome.
+    this.#bus = o.bus === undefined ? globalBus : shieldBus(o.bus, o.name);
     this.#clock = o.clock ?? realClock;
     this.#elapsed = elapsedTime(this.#clock);
     this.#random = o.random ?? Math.random;
