@@ -14,6 +14,7 @@ import {
   parseOptions,
   realClock,
   type Snapshottable,
+  shieldBus,
   TimeoutError,
   type TimerHandle,
   type Unregister,
@@ -273,7 +274,7 @@ class FailoverSet<T> implements Failover<T> {
     this.name = o.name;
     const listing = o.policies ?? globalPolicies;
     if (listing !== false) this.#unregister = listing.register('failover', o.name, this);
-    this.#bus = o.bus ?? globalBus;
+    this.#bus = shieldBus(o.bus ?? globalBus, o.name);
     this.#clock = o.clock ?? realClock;
     this.#elapsed = elapsedTime(this.#clock);
     this.#random = o.random ?? Math.random;

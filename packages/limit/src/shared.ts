@@ -6,6 +6,7 @@ import {
   policies as globalPolicies,
   type PolicyRegistry,
   realClock,
+  shieldBus,
 } from '@holdfast/core';
 
 /** What every policy of this package keeps from its common options. */
@@ -20,7 +21,7 @@ export interface Common {
 /** Resolves the common options' defaults. */
 export function commonOf(o: { name: string; bus?: Bus | undefined; clock?: Clock | undefined }): Common {
   const clock = o.clock ?? realClock;
-  return { name: o.name, bus: o.bus ?? globalBus, clock, elapsed: elapsedTime(clock) };
+  return { name: o.name, bus: shieldBus(o.bus ?? globalBus, o.name), clock, elapsed: elapsedTime(clock) };
 }
 
 /** Lists `policy` on its registry (unless `false`); returns the function that takes it off. */
