@@ -9,6 +9,7 @@ import {
   parseOptions,
   realClock,
   type Snapshottable,
+  shieldBus,
   type TimerHandle,
   type Unsubscribe,
   warnOnce,
@@ -265,7 +266,7 @@ class Watch implements AnomalyWatch {
   constructor(o: Parsed) {
     this.#o = o;
     this.name = o.name;
-    this.#bus = o.bus;
+    this.#bus = shieldBus(o.bus, o.name);
     this.#clock = o.clock ?? realClock;
     this.#elapsed = elapsedTime(this.#clock);
     this.#detectors = detectors(o);

@@ -1,4 +1,12 @@
-import { busOption, durationOption, fnOption, bus as globalBus, nameOption, parseOptions } from '@holdfast/core';
+import {
+  busOption,
+  durationOption,
+  fnOption,
+  bus as globalBus,
+  nameOption,
+  parseOptions,
+  shieldBus,
+} from '@holdfast/core';
 import { z } from 'zod';
 import { DrillFailedError } from './errors.js';
 
@@ -251,7 +259,7 @@ export interface DrillResult {
  */
 export async function drill(options: DrillOptions): Promise<DrillResult> {
   const o = parseOptions('drill', drillOptionsSchema, options);
-  const bus = o.bus ?? globalBus;
+  const bus = shieldBus(o.bus ?? globalBus, o.name);
   const emit = (phase: 'start' | 'step' | 'end', step?: string, passed?: boolean) => {
     if (bus.wants('chaos.drill')) {
       bus.emit({ type: 'chaos.drill', source: o.name, time: Date.now(), phase, step, passed });

@@ -6,6 +6,7 @@ import {
   bus as globalBus,
   nameOption,
   parseOptions,
+  shieldBus,
   warnOnce,
 } from '@holdfast/core';
 import { z } from 'zod';
@@ -113,7 +114,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
   const parsed = parseOptions('faultyFetch', faultyFetchOptionsSchema, options);
   const inner = parsed.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const random = parsed.random ?? Math.random;
-  const bus = parsed.bus ?? globalBus;
+  const bus = shieldBus(parsed.bus ?? globalBus, parsed.name);
   const used = parsed.faults.map(() => 0);
   const enabled = parsed.enabled;
   let injected = 0;

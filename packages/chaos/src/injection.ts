@@ -13,6 +13,7 @@ import {
   type Policy,
   parseOptions,
   realClock,
+  shieldBus,
 } from '@holdfast/core';
 import { InjectedFaultError } from './errors.js';
 import {
@@ -63,7 +64,7 @@ abstract class Injection implements InjectionPolicy {
     this.#rate = options.rate;
     this.#enabled = options.enabled;
     this.#random = options.random ?? Math.random;
-    this.bus = options.bus ?? globalBus;
+    this.bus = shieldBus(options.bus ?? globalBus, options.name);
   }
 
   get injected(): number {

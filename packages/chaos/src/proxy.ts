@@ -1,6 +1,14 @@
 import { once } from 'node:events';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { type Bus, DisposedError, bus as globalBus, HoldfastConfigError, parseOptions, Redactor } from '@holdfast/core';
+import {
+  type Bus,
+  DisposedError,
+  bus as globalBus,
+  HoldfastConfigError,
+  parseOptions,
+  Redactor,
+  shieldBus,
+} from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -96,7 +104,13 @@ export interface FaultProxy {
  */
 export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy> {
   const parsed = parse(options);
-  const proxy = new ToxicProxy(parsed.name, parsed.host, parsed.target, parsed.bus ?? globalBus, parsed.random);
+  const proxy = new ToxicProxy(
+    parsed.name,
+    parsed.host,
+    parsed.target,
+    shieldBus(parsed.bus ?? globalBus, parsed.name),
+    parsed.random,
+  );
   await proxy.listen(parsed.port);
   return proxy;
 }

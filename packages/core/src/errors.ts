@@ -1,3 +1,5 @@
+import { hideSecrets } from './redact.js';
+
 /**
  * Every error holdfast throws extends {@link HoldfastError} and carries a stable `code`.
  * The catalogue of codes is docs/errors.md.
@@ -240,5 +242,7 @@ function describe(value: unknown): string {
     // A null-prototype object has no toString: describing the bad value must not throw instead.
     text = Object.prototype.toString.call(value);
   }
+  // Hidden before cut: a cut that falls in a password leaves no `@` to find it by.
+  text = hideSecrets(text);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

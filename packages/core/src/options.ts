@@ -2,6 +2,7 @@ import { z } from 'zod';
 import type { Bus } from './bus.js';
 import type { Clock } from './clock.js';
 import { type ConfigIssue, HoldfastConfigError } from './errors.js';
+import { hideSecrets } from './redact.js';
 import type { PolicyRegistry } from './registry.js';
 
 /**
@@ -87,8 +88,12 @@ export const busOption = z.custom<Bus>(
   { error: 'must be a Bus (from createBus())' },
 );
 
-/** A policy name: what its events carry as `source`. */
-export const nameOption = z.string().min(1).max(200);
+/**
+ * A policy name: what its events carry as `source`, and how snapshots, `healthReport()`, metrics
+ * and error messages name it. A URL in it (a DSN from `process.env`) is shown without its
+ * credentials and secret query parameters (`***`), like a failover endpoint's name.
+ */
+export const nameOption = z.string().min(1).max(200).transform(hideSecrets);
 
 /**
  * Where a stateful policy lists itself for `healthReport()`, the dashboard and the metrics

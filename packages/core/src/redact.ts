@@ -70,3 +70,11 @@ export class Redactor {
       .replace(this.#secretParam, '$1***');
   }
 }
+
+const redactor = new Redactor();
+
+/**
+ * `text` as shown: a URL that is all of it, or any URL in it, without credentials and secret
+ * parameter values (the whole text first: a password with a space or a `/` is no URL to find).
+ */
+export const hideSecrets = (text: string): string => redactor.text(redactor.url(text));

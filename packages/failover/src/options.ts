@@ -47,7 +47,7 @@ const endpointObject = z.strictObject({
    * A unique name: what events, snapshots and `drain(name)` use. Credentials and secret query
    * parameters in it are shown as `***` (it is logged and served); `drain()` takes it either way.
    */
-  name: nameOption,
+  name: z.string().min(1).max(200), // as given, for drain(name): shownName() hides its secrets below
   /** Anything the call needs to reach the endpoint: a base URL, a `pg.Pool`, an ioredis client. */
   target: z.unknown(),
   /**

@@ -8,6 +8,7 @@ import {
   bus as globalBus,
   parseOptions,
   realClock,
+  shieldBus,
 } from '@holdfast/core';
 import type { z } from 'zod';
 import { fingerprintOf } from './codec.js';
@@ -73,7 +74,7 @@ export function idempotent<I, R>(
     o.ttlMs,
     o.wait,
     o.name,
-    o.bus ?? globalBus,
+    shieldBus(o.bus ?? globalBus, o.name),
     o.clock ?? realClock,
   );
   return (input, callOptions) => runner.call(input, callOptions?.signal);

@@ -9,6 +9,7 @@ import {
   HoldfastConfigError,
   parseOptions,
   realClock,
+  shieldBus,
   type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
@@ -129,7 +130,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#owner = owner;
     this.options = parseOptions(owner, httpIdempotencyOptionsSchema, input);
     this.store = this.options.store;
-    this.bus = this.options.bus ?? globalBus;
+    this.bus = shieldBus(this.options.bus ?? globalBus, this.options.name);
     this.clock = this.options.clock ?? realClock;
     this.elapsed = elapsedTime(this.clock);
     this.failOpen = (this.options.onStoreError ?? this.store.onStoreError ?? 'fail-closed') === 'fail-open';
