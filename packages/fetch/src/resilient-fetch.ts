@@ -251,7 +251,8 @@ class Client {
             ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
             ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
             retryOn: {
-              error: (error) => ownStillRunning.has(error as object) || (isRetryable(error) && attemptsLeft(error)),
+              // A key still running (isRetryable) is waited for too, within maxAttempts tries.
+              error: (error) => isRetryable(error) && attemptsLeft(error),
               result: () => false,
             },
             budget: budget === undefined ? false : withdrawOnly(budget),

@@ -1,0 +1,38 @@
+/**
+ * maxAttempts counts every try of a call: a key still running on the server (409 + Retry-After)
+ * is waited for, but never past maxAttempts tries.
+ */
+import { createBus } from '@holdfast/core';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+
+const made: ResilientFetch[] = [];
+
+afterEach(() => {
+  for (const http of made.splice(0)) http.dispose();
+});
+
+function client(options: ResilientFetchOptions): ResilientFetch {
+  const http = resilientFetch({ bus: createBus(), breaker: false, budget: false, ...options });
+  made.push(http);
+  return http;
+}
+
+describe('a keyed call whose key is still running on the server, with base URLs', () => {
+  it('is waited for as Retry-After says, but sends no more than maxAttempts tries in all', async () => {
+    const sent: string[] = [];
+    const http = client({
+      baseUrls: ['http://a.test', 'http://b.test'],
+      retry: { maxAttempts: 3, backoff: { type: 'constant', initialDelay: 1 } },
+      fetch: async (input) => {
+        sent.push(String(input));
+        // The first try fails (its key left running there); every later one finds the key running.
+        if (sent.length === 1) return new Response(null, { status: 503 });
+        return new Response(null, { status: 409, headers: { 'retry-after': '0' } });
+      },
+    });
+    const res = await http('/orders', { method: 'POST', headers: { 'Idempotency-Key': 'k1' }, body: '{}' });
+    expect(res.status).toBe(409);
+    expect(sent.length).toBe(3);
+  });
+});
