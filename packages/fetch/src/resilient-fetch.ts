@@ -271,7 +271,12 @@ class Client {
           maxElapsed: this.#totalMs,
           ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
           ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
-          retryOn: { error: isRetryable, result: () => false },
+          // Hedges run retries of their own: every try of the call counts, theirs included (a
+          // runner's own last try is left to retry, which gives up with E_RETRY_EXHAUSTED).
+          retryOn: {
+            error: (error, n) => isRetryable(error) && (n >= maxAttempts || attemptsLeft(error)),
+            result: () => false,
+          },
           budget: this.#budget ?? false,
           bus,
           clock,

@@ -1,6 +1,6 @@
 /**
  * maxAttempts counts every try of a call: a key still running on the server (409 + Retry-After)
- * is waited for, but never past maxAttempts tries.
+ * is waited for, but never past maxAttempts tries; a hedge brings no maxAttempts of its own.
  */
 import { createBus } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -34,5 +34,29 @@ describe('a keyed call whose key is still running on the server, with base URLs'
     const res = await http('/orders', { method: 'POST', headers: { 'Idempotency-Key': 'k1' }, body: '{}' });
     expect(res.status).toBe(409);
     expect(sent.length).toBe(3);
+  });
+});
+
+describe('a hedged call without base URLs', () => {
+  it('sends no more than maxAttempts tries plus its hedges: each hedge does not bring maxAttempts of its own', async () => {
+    const sent: string[] = [];
+    let hedged: () => void = () => {};
+    const second = new Promise<void>((resolve) => {
+      hedged = resolve;
+    });
+    const http = client({
+      hedge: { delay: 1, maxHedges: 1, budget: false },
+      retry: { maxAttempts: 3, backoff: { type: 'constant', initialDelay: 1 } },
+      fetch: async (input) => {
+        sent.push(String(input));
+        if (sent.length === 2) hedged();
+        // The first try answers once its hedge has gone out; both fail, as every later try does.
+        if (sent.length === 1) await second;
+        return new Response(null, { status: 503 });
+      },
+    });
+    const res = await http('http://a.test/x');
+    expect(res.status).toBe(503);
+    expect(sent.length).toBe(3 + 1);
   });
 });
