@@ -1,6 +1,7 @@
 /**
- * maxAttempts counts every try of a call: a key still running on the server (409 + Retry-After)
- * is waited for, but never past maxAttempts tries; a hedge brings no maxAttempts of its own.
+ * Review of the base-URL retries and the base-path join: a key still running on the server
+ * (409 + Retry-After) is waited for, but never past maxAttempts tries of the call; a path left
+ * empty asks for the base URL itself, as before the join and as axios does.
  */
 import { createBus } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -58,5 +59,21 @@ describe('a hedged call without base URLs', () => {
     const res = await http('http://a.test/x');
     expect(res.status).toBe(503);
     expect(sent.length).toBe(3 + 1);
+  });
+});
+
+describe('an empty path', () => {
+  it('asks for the base URL itself, its path unchanged', async () => {
+    const sent: string[] = [];
+    const http = client({
+      baseUrls: ['http://a.test/graphql'],
+      fetch: async (input) => {
+        sent.push(String(input));
+        return new Response('ok');
+      },
+    });
+    await http('');
+    await http('?q=1');
+    expect(sent).toEqual(['http://a.test/graphql', 'http://a.test/graphql/?q=1']);
   });
 });
