@@ -180,7 +180,9 @@ class Client {
       !ownStillRunning.has(error as object) &&
       (isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error))));
     // Every try of a call counts against maxAttempts, over however many runs of the set it takes.
-    const attemptsLeft = (error: unknown) => (sentBy.get(error as object) ?? 0) < maxAttempts;
+    // An error no try of ours failed with (the set took no call: NoHealthyEndpointError) sent
+    // nothing: the set is not run again for it, as an open breaker is not retried.
+    const attemptsLeft = (error: unknown) => (sentBy.get(error as object) ?? maxAttempts) < maxAttempts;
 
     if (o.hedge !== false) {
       const options = o.hedge;

@@ -1,13 +1,14 @@
 /**
- * Review of the base-URL retries and the base-path join: a key still running on the server
- * (409 + Retry-After) is waited for, but never past maxAttempts tries of the call; a path left
- * empty asks for the base URL itself, as before the join and as axios does.
+ * maxAttempts counts every try of a call: a key still running on the server (409 + Retry-After)
+ * is waited for, but never past maxAttempts tries; a hedge brings no maxAttempts of its own; a
+ * run of the set that sent nothing is not run again. An empty path asks for the base URL itself.
  */
-import { createBus } from '@holdfast/core';
+import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { failover } from '@holdfast/failover';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
 
-const made: ResilientFetch[] = [];
+const made: { dispose(): void }[] = [];
 
 afterEach(() => {
   for (const http of made.splice(0)) http.dispose();
@@ -59,6 +60,30 @@ describe('a hedged call without base URLs', () => {
     const res = await http('http://a.test/x');
     expect(res.status).toBe(503);
     expect(sent.length).toBe(3 + 1);
+  });
+});
+
+describe('a set that can take no call', () => {
+  it('refuses it once: nothing was sent, so nothing is retried, and the set says why', async () => {
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('*', (e) => events.push(e));
+    const set = failover<string>({ endpoints: ['http://a.test'], bus, policies: false });
+    made.push(set);
+    await set.drain('http://a.test');
+    let sent = 0;
+    const http = client({
+      bus,
+      failover: set,
+      retry: { backoff: { type: 'constant', initialDelay: 1 } },
+      fetch: async () => {
+        sent++;
+        return new Response('ok');
+      },
+    });
+    await expect(http('/x')).rejects.toMatchObject({ code: 'E_NO_HEALTHY_ENDPOINT' });
+    expect(events.filter((e) => e.type === 'retry.attempt' && e.source === 'fetch.retry')).toEqual([]);
+    expect(sent).toBe(0);
   });
 });
 
