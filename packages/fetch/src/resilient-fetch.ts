@@ -728,8 +728,7 @@ function rootCause(error: unknown): { message: string; code: string | undefined;
 
 /**
  * `retry.backoff` and `retry.jitter` are checked as @holdfast/retry checks them, with or without
- * base URLs. With base URLs (or a failover set) they are refused: a failed try moves at once to
- * another endpoint, so a backoff would be silently ignored.
+ * base URLs (with them, they are the wait before the set runs again).
  */
 function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>): void {
   within('retry', () =>
