@@ -523,12 +523,14 @@ class Client {
     if (!(error instanceof TypeError)) return error;
     if (error.message === 'fetch failed' && error.cause !== undefined) {
       const root = rootCause(error.cause);
+      // Told apart by undici's function names; a stack without them (Error.stackTraceLimit = 0, a
+      // minified undici) says neither, and a stream body may have met either.
       const why = root.message
         ? this.#redact.text(root.message)
         : `${call.plan.method} ${this.#redact.url(url)}${
-            !call.plan.replayable && !/OrCache/.test(root.stack)
-              ? " was redirected, which would send its stream body again: send bytes, or redirect: 'manual'"
-              : ': answered 407 Proxy Authentication Required, which fetch does not return'
+            call.plan.replayable || /OrCache/.test(root.stack)
+              ? ': answered 407 Proxy Authentication Required, which fetch does not return'
+              : `${/Redirect/.test(root.stack) ? '' : ' answered 407, or'} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`
           }`;
       const explained = new TypeError(`fetch failed: ${why}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });

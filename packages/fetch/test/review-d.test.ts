@@ -7,6 +7,7 @@ import { createBus, type HoldfastEvent } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { upstream } from './upstream.js';
 
 const made: { dispose(): void }[] = [];
 
@@ -100,5 +101,33 @@ describe('an empty path', () => {
     await http('');
     await http('?q=1');
     expect(sent).toEqual(['http://a.test/graphql', 'http://a.test/graphql/?q=1']);
+  });
+});
+
+describe('a 407 answering a stream body, with no stack to tell it by', () => {
+  it('is not called a redirect: the message names the 407 it may be', async () => {
+    const proxy = await upstream((_, res) => {
+      res.writeHead(407, { 'proxy-authenticate': 'Basic' });
+      res.end();
+    });
+    made.push({ dispose: () => void proxy.close() });
+    const http = client({ retry: false });
+    const limit = Error.stackTraceLimit;
+    // Set by services that skip stack traces for speed: undici's errors then name no function.
+    Error.stackTraceLimit = 0;
+    try {
+      const body = new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('x'));
+          c.close();
+        },
+      });
+      const failed = await http(`${proxy.url}/up`, { method: 'POST', body, duplex: 'half' } as RequestInit).catch(
+        (e: Error) => e,
+      );
+      expect(String((failed as Error).message)).toMatch(/407/);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   });
 });
