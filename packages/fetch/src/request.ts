@@ -151,10 +151,13 @@ export function hostOfPath(url: string): string | undefined {
 
 /**
  * `path` under `base`'s path, as axios joins a path to its baseURL: `http://h/v1` and `/users`
- * make `http://h/v1/users` (URL's own rules make `http://h/users`). An absolute URL is itself.
+ * make `http://h/v1/users` (URL's own rules make `http://h/users`); an empty path, the base URL
+ * itself. An absolute URL is itself.
  */
 export function joinPath(path: string, base: string): URL {
   if (URL.canParse(path)) return new URL(path);
+  // No path at all: the base URL itself (`http://h/graphql`), as axios and URL's own rules have it.
+  if (/^[\0- ]*$/.test(path)) return new URL(base);
   const dir = new URL(base);
   if (!dir.pathname.endsWith('/')) dir.pathname += '/';
   // `./` first: what follows the slashes is a path, never a scheme of its own (`/https:evil/x`).

@@ -180,7 +180,9 @@ class Client {
       !ownStillRunning.has(error as object) &&
       (isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error))));
     // Every try of a call counts against maxAttempts, over however many runs of the set it takes.
-    const attemptsLeft = (error: unknown) => (sentBy.get(error as object) ?? 0) < maxAttempts;
+    // An error no try of ours failed with (the set took no call: NoHealthyEndpointError) sent
+    // nothing: the set is not run again for it, as an open breaker is not retried.
+    const attemptsLeft = (error: unknown) => (sentBy.get(error as object) ?? maxAttempts) < maxAttempts;
 
     if (o.hedge !== false) {
       const options = o.hedge;
@@ -251,7 +253,8 @@ class Client {
             ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
             ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
             retryOn: {
-              error: (error) => ownStillRunning.has(error as object) || (isRetryable(error) && attemptsLeft(error)),
+              // A key still running (isRetryable) is waited for too, within maxAttempts tries.
+              error: (error) => isRetryable(error) && attemptsLeft(error),
               result: () => false,
             },
             budget: budget === undefined ? false : withdrawOnly(budget),
@@ -270,7 +273,12 @@ class Client {
           maxElapsed: this.#totalMs,
           ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
           ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
-          retryOn: { error: isRetryable, result: () => false },
+          // Hedges run retries of their own: every try of the call counts, theirs included (a
+          // runner's own last try is left to retry, which gives up with E_RETRY_EXHAUSTED).
+          retryOn: {
+            error: (error, n) => isRetryable(error) && (n >= maxAttempts || attemptsLeft(error)),
+            result: () => false,
+          },
           budget: this.#budget ?? false,
           bus,
           clock,
@@ -515,12 +523,14 @@ class Client {
     if (!(error instanceof TypeError)) return error;
     if (error.message === 'fetch failed' && error.cause !== undefined) {
       const root = rootCause(error.cause);
+      // Told apart by undici's function names; a stack without them (Error.stackTraceLimit = 0, a
+      // minified undici) says neither, and a stream body may have met either.
       const why = root.message
         ? this.#redact.text(root.message)
         : `${call.plan.method} ${this.#redact.url(url)}${
-            !call.plan.replayable && !/OrCache/.test(root.stack)
-              ? " was redirected, which would send its stream body again: send bytes, or redirect: 'manual'"
-              : ': answered 407 Proxy Authentication Required, which fetch does not return'
+            call.plan.replayable || /OrCache/.test(root.stack)
+              ? ': answered 407 Proxy Authentication Required, which fetch does not return'
+              : `${/Redirect/.test(root.stack) ? '' : ' answered 407, or'} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`
           }`;
       const explained = new TypeError(`fetch failed: ${why}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
@@ -720,8 +730,7 @@ function rootCause(error: unknown): { message: string; code: string | undefined;
 
 /**
  * `retry.backoff` and `retry.jitter` are checked as @holdfast/retry checks them, with or without
- * base URLs. With base URLs (or a failover set) they are refused: a failed try moves at once to
- * another endpoint, so a backoff would be silently ignored.
+ * base URLs (with them, they are the wait before the set runs again).
  */
 function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>): void {
   within('retry', () =>
