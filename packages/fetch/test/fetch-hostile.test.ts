@@ -527,7 +527,9 @@ describe('per-host concurrency', () => {
     );
     expect(results.filter((r) => r !== 'ok')).toEqual([]);
     expect(snap.concurrency[s.host]?.running).toBe(0);
-    expect(s.maxInFlight).toBeLessThanOrEqual(4 + 1); // +1: a loser's close may reach the server after the next request
+    // + maxHedges: the closes of a call's aborted losers (up to 2) may reach the server after the
+    // next requests (seen 6 once under load); hedges past the limit would show dozens at once.
+    expect(s.maxInFlight).toBeLessThanOrEqual(4 + 2);
   }, 60_000);
 });
 
