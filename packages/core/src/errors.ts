@@ -231,10 +231,8 @@ function describe(value: unknown): string {
   if (typeof value === 'bigint') return `${value}n`;
   if (typeof value === 'number' && !Number.isFinite(value)) return String(value);
   let text: string | undefined;
-  // A string is hidden before it is quoted: a secret parameter's value would run into the quote.
-  const raw = typeof value === 'string';
   try {
-    text = JSON.stringify(raw ? hideSecrets(value) : value);
+    text = JSON.stringify(value);
   } catch {
     // A BigInt or a cycle inside: String() below says what it can.
   }
@@ -245,6 +243,6 @@ function describe(value: unknown): string {
     text = Object.prototype.toString.call(value);
   }
   // Hidden before cut: a cut that falls in a password leaves no `@` to find it by.
-  if (!raw) text = hideSecrets(text);
+  text = hideSecrets(text);
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }

@@ -33,7 +33,7 @@ export class Redactor {
   constructor(extra: readonly string[] = []) {
     this.#secrets = new Set([...defaultSecretParams, ...extra].map((p) => p.toLowerCase()));
     const names = [...this.#secrets].map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-    this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#\\s]*`, 'gi');
+    this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#\\s"]*`, 'gi');
   }
 
   /** `url` with `***` for its credentials and secret parameter values, in its query or fragment. */
