@@ -1,5 +1,6 @@
 import { type Bus, hasCode, ManualClock } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings } from '../../../test/support/warnings.js';
 import { circuitBreaker } from '../src/index.js';
 
 /** A bus of the user's own (an adapter to their logger) whose emit, or wants, throws. */
@@ -17,15 +18,7 @@ function throwingBus(where: 'emit' | 'wants'): Bus {
   };
 }
 
-let codes: string[] = [];
-const onWarning = (w: Error & { code?: string }) => codes.push(w.code ?? w.name);
-beforeEach(() => {
-  codes = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
+const codes = recordWarnings();
 
 describe('circuitBreaker() on a bus of the user’s own that throws (review)', () => {
   for (const where of ['emit', 'wants'] as const) {
@@ -54,7 +47,7 @@ describe('circuitBreaker() on a bus of the user’s own that throws (review)', (
       seen.push(await outcome(breaker.execute(() => 'probe')), breaker.snapshot().state);
       await new Promise((resolve) => setImmediate(resolve));
       expect(seen).toEqual(['ok', 'down', 'down', 'open', 'refused', 'probe', 'closed']);
-      expect(codes.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+      expect(codes.filter((w) => w.code === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
     });
   }
 });

@@ -1,19 +1,7 @@
 import { describe, expect, it } from 'vitest';
+import { brokenBus } from '../../../test/support/buses.js';
 import { recordWarnings, tick } from '../../../test/support/warnings.js';
-import { type Bus, createBus, fallback, hedge, ManualClock } from '../src/index.js';
-
-/** A bus of the user's own (an adapter to their logger) whose emit throws. */
-function brokenBus(): Bus {
-  const inner = createBus();
-  return {
-    on: inner.on.bind(inner) as Bus['on'],
-    once: inner.once.bind(inner) as Bus['once'],
-    wants: () => true,
-    emit: () => {
-      throw new Error('my bus adapter broke');
-    },
-  };
-}
+import { fallback, hedge, ManualClock } from '../src/index.js';
 
 const warnings = recordWarnings();
 

@@ -1,5 +1,6 @@
 import { type Bus, createBus, ManualClock } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings } from '../../../test/support/warnings.js';
 import { failover } from '../src/index.js';
 
 /** A bus of the user's own (an adapter to their logger) whose emit throws on failover.eject. */
@@ -16,15 +17,7 @@ function brokenBus(seen: string[]): Bus {
   };
 }
 
-let warnings: string[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code));
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
+const warnings = recordWarnings();
 
 describe('failover with a { bus } of the user own that throws on failover.eject (review)', () => {
   it('the call whose settling judged the failure rate keeps its answer, and the ejected endpoint takes no more calls', async () => {
@@ -67,7 +60,7 @@ describe('failover with a { bus } of the user own that throws on failover.eject 
     for (let i = 0; i < 20; i++) await call();
     expect(taken.b).toBe(b);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+    expect(warnings.filter((w) => w.code === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
     set.dispose();
   });
 });

@@ -1,30 +1,10 @@
-import { type Bus, createBus } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { brokenBus } from '../../../test/support/buses.js';
+import { recordWarnings } from '../../../test/support/warnings.js';
 import { bulkhead, tokenBucket } from '../src/index.js';
 import { redisRateLimiter } from '../src/redis.js';
 
-/** A bus of the user's own (an adapter to their logger) whose emit throws. */
-function brokenBus(): Bus {
-  const inner = createBus();
-  return {
-    on: inner.on.bind(inner) as Bus['on'],
-    once: inner.once.bind(inner) as Bus['once'],
-    wants: () => true,
-    emit: () => {
-      throw new Error('my bus adapter broke');
-    },
-  };
-}
-
-let warnings: string[] = [];
-const onWarning = (w: Error & { code?: string }) => warnings.push(String(w.code));
-beforeEach(() => {
-  warnings = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
+const warnings = recordWarnings();
 
 describe('limit policies with a { bus } of the user own that throws (review)', () => {
   it('a Redis limiter failing open still runs the call when Redis errs, and the throw is told once', async () => {
@@ -45,7 +25,7 @@ describe('limit policies with a { bus } of the user own that throws (review)', (
     let ran = 0;
     for (let i = 0; i < 3; i++) await expect(limiter.execute(() => ++ran)).resolves.toBe(i + 1);
     await new Promise((resolve) => setImmediate(resolve));
-    expect(warnings.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+    expect(warnings.filter((w) => w.code === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
     limiter.dispose();
   });
 

@@ -1,5 +1,6 @@
 import type { Bus } from '@holdfast/core';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { recordWarnings } from '../../../test/support/warnings.js';
 import { RetryExhaustedError, retry } from '../src/index.js';
 import { finish, setup } from './support.js';
 
@@ -12,15 +13,7 @@ const throwingBus: Bus = {
   },
 };
 
-let codes: string[] = [];
-const onWarning = (w: Error & { code?: string }) => codes.push(w.code ?? w.name);
-beforeEach(() => {
-  codes = [];
-  process.on('warning', onWarning);
-});
-afterEach(() => {
-  process.off('warning', onWarning);
-});
+const codes = recordWarnings();
 
 describe('retry() on a bus of the user’s own that throws (review)', () => {
   it('still retries to maxAttempts and gives up with RetryExhaustedError; the bus error is told once', async () => {
@@ -41,6 +34,6 @@ describe('retry() on a bus of the user’s own that throws (review)', () => {
       exhausted: true,
       message: 'retry: gave up after 3 attempts: down',
     });
-    expect(codes.filter((c) => c === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
+    expect(codes.filter((w) => w.code === 'HOLDFAST_BUS_ERROR')).toHaveLength(1);
   });
 });
