@@ -15,7 +15,7 @@ import {
   TimeoutError,
   timeout,
 } from '@holdfast/core';
-import { type Failover, failover, neverReached } from '@holdfast/failover';
+import { type Failover, type FailoverCallRetry, failover, neverReached } from '@holdfast/failover';
 import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
 import {
   isNetworkError,
@@ -130,6 +130,8 @@ class Client {
   readonly #retry: Policy | undefined;
   readonly #breakers: BreakerRegistry | undefined;
   readonly #set: Failover<string> | undefined;
+  /** A call's retries through the set: on its first run (which pays into the budget), on later ones. */
+  #runs: readonly [FailoverCallRetry | false, FailoverCallRetry | false] = [false, false];
   readonly #owned: { dispose(): void }[] = [];
   readonly #redact: Redactor;
   readonly #clock: Clock;
@@ -221,13 +223,7 @@ class Client {
           failover<string>({
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
-            retry: retryOptions
-              ? {
-                  maxAttempts,
-                  retryOn: (e) => isRetryableElsewhere(e) && attemptsLeft(e),
-                  budget: this.#budget ?? false,
-                }
-              : false,
+            retry: false, // every call brings its own (#runs)
             // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
             isFailure: (error) =>
               !refusedHere(error) &&
@@ -238,6 +234,17 @@ class Client {
             clock,
           }),
         );
+      // Each call through the set, ours or the user's, tries as `retry` says, whatever the set's
+      // own retry options: maxAttempts counts every try, an unsafe request moves on only when it
+      // never reached the server, and the budget is paid into once a call, as without a set.
+      const retryOn = (e: unknown) => isRetryableElsewhere(e) && attemptsLeft(e);
+      const budget = this.#budget ?? false;
+      this.#runs = retryOptions
+        ? [
+            { maxAttempts, retryOn, budget },
+            { maxAttempts, retryOn, budget: budget && withdrawOnly(budget) },
+          ]
+        : [false, false];
       // A failover try moves at once to another endpoint, never waiting. Once every endpoint was
       // tried (fewer than maxAttempts: one base URL, say), the set runs again after a backoff, as
       // a call without base URLs is retried; and a keyed call's key still running on the server
@@ -404,13 +411,14 @@ class Client {
   #over(set: Failover<string>, call: Call, ctx: CallContext): Promise<Response> {
     // A hedge goes to an endpoint no other attempt of this call is running on.
     const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
+    const retry = this.#runs[ctx.attempt > 1 ? 1 : 0];
     return set.execute(
       (endpoint, c) =>
         call.on(endpoint.name, () => {
           const base = this.#bases.get(endpoint.target) ?? endpoint.target;
           return call.attempt(this.#parse(call.plan.url, base).href, c);
         }),
-      avoid === undefined ? ctx : { signal: ctx.signal, avoid },
+      { signal: ctx.signal, avoid, retry },
     );
   }
 
