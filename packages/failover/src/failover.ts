@@ -67,6 +67,12 @@ export interface FailoverExecuteOptions extends ExecuteOptions {
    * set of yours): the set's options would try more often than it says, or repeat what it may not.
    */
   readonly retry?: false | FailoverCallRetry | undefined;
+  /**
+   * Errors of this call that say nothing of the endpoint (the caller's own refusals: a request
+   * its client would not send, a local limit): counted neither against it nor for it, whatever
+   * the set's `isFailure`. Retried as the call's `retry` says. One that throws ignores nothing.
+   */
+  readonly ignore?: ((error: unknown) => boolean) | undefined;
 }
 
 /** A call's own retries through a failover set (see {@link FailoverExecuteOptions.retry}). */
@@ -506,7 +512,9 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   /** Whether a failed call counts against `e`; with roles, a failure or a read-only refusal rechecks its role now. */
-  #judge(e: EndpointState<T>, error: unknown): boolean {
+  #judge(e: EndpointState<T>, error: unknown, options: FailoverExecuteOptions | undefined): boolean | undefined {
+    const ignore = options?.ignore;
+    if (ignore !== undefined && this.#guarded(() => Boolean(ignore(error)), false)) return undefined;
     const counts = this.#counts(error);
     if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) {
       e.calledOk = false; // a failed call undoes the proof of life of earlier ones
@@ -522,7 +530,7 @@ class FailoverSet<T> implements Failover<T> {
   #try<R>(
     fn: EndpointCall<T, R>,
     e: EndpointState<T>,
-    options: ExecuteOptions | undefined,
+    options: FailoverExecuteOptions | undefined,
     attempt: number,
   ): Promise<R> {
     const probe = e.ejection === 'probe' ? this.#startProbe(e) : 0;
@@ -540,7 +548,7 @@ class FailoverSet<T> implements Failover<T> {
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, undefined, undefined);
-          this.#record(e, this.#judge(e, error), this.#elapsed() - started, probe);
+          this.#record(e, this.#judge(e, error, options), this.#elapsed() - started, probe);
           throw error;
         },
       );
@@ -574,7 +582,7 @@ class FailoverSet<T> implements Failover<T> {
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, timer, stop);
-          if (settle(callerAborted(options) ? undefined : this.#judge(e, error))) reject(error);
+          if (settle(callerAborted(options) ? undefined : this.#judge(e, error, options))) reject(error);
         },
       );
     });

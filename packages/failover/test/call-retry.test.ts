@@ -53,3 +53,23 @@ describe("a call's own retry", () => {
     set.dispose();
   });
 });
+
+describe("a call's own ignore", () => {
+  it('keeps what it names from counting against the endpoint, whatever isFailure says; a throwing one ignores nothing', async () => {
+    const { clock, bus } = harness();
+    const set = failover({ clock, bus, endpoints: ['a', 'b'], ejection: { consecutiveFailures: 2 }, retry: false });
+    const mine = new Error('refused here, never sent');
+    for (let i = 0; i < 6; i++) {
+      await expect(set.execute(() => Promise.reject(mine), { ignore: (e) => e === mine })).rejects.toBe(mine);
+    }
+    expect(set.snapshot().endpoints.map((e) => e.ejection)).toEqual(['none', 'none']);
+    const broken = () => {
+      throw new Error('judge bug');
+    };
+    for (let i = 0; i < 4; i++) {
+      await expect(set.execute(() => Promise.reject(mine), { ignore: broken })).rejects.toBe(mine);
+    }
+    expect(set.snapshot().endpoints.some((e) => e.ejection === 'ejected')).toBe(true);
+    set.dispose();
+  });
+});

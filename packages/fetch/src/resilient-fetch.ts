@@ -84,6 +84,14 @@ const ownDuplicates = new WeakSet<object>();
  * Retried (as Retry-After says), never a failure of the endpoint.
  */
 const ownStillRunning = new WeakSet<object>();
+/**
+ * A limiter of ours refusing, a request fetch would not send, a hedge finding its own key running:
+ * nothing said of the endpoint, whatever a failover set's `isFailure` would make of it.
+ */
+function saysNothingOfHost(error: unknown): boolean {
+  const e = error as object;
+  return refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e);
+}
 /** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
 const sentBy = new WeakMap<object, number>();
 
@@ -164,10 +172,11 @@ class Client {
     this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
 
     if (o.budget !== false && retryOptions) {
-      // With base URLs a retry goes to another host, often after a refused connection that cost the
-      // first nothing: 5 a second (failover's own floor) keeps a quiet client's retries; 20% of calls
-      // still caps an outage of every host at 1.2 attempts a call once traffic is past 25 a second.
-      const floor = o.baseUrls === undefined ? {} : { minPerSecond: 5 };
+      // With base URLs (or a set of the user's) a retry goes to another host, often after a refused
+      // connection that cost the first nothing: 5 a second (failover's own floor) keeps a quiet
+      // client's retries; 20% of calls still caps an outage of every host at 1.2 attempts a call
+      // once traffic is past 25 a second.
+      const floor = o.baseUrls === undefined && o.failover === undefined ? {} : { minPerSecond: 5 };
       this.#budget = o.budget ?? this.#own(retryBudget({ name: `${o.name}.budget`, clock, ...floor }));
     }
     const maxAttempts = retryOptions?.maxAttempts ?? 3;
@@ -223,13 +232,7 @@ class Client {
           failover<string>({
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
-            retry: false, // every call brings its own (#runs)
-            // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
-            isFailure: (error) =>
-              !refusedHere(error) &&
-              !ownDuplicates.has(error as object) &&
-              !ownStillRunning.has(error as object) &&
-              !refusedByFetch.has(error as object),
+            retry: false, // every call brings its own (#runs), and what says nothing of the endpoint
             bus,
             clock,
           }),
@@ -412,13 +415,14 @@ class Client {
     // A hedge goes to an endpoint no other attempt of this call is running on.
     const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
     const retry = this.#runs[ctx.attempt > 1 ? 1 : 0];
+    const options = { signal: ctx.signal, avoid, retry, ignore: saysNothingOfHost };
     return set.execute(
       (endpoint, c) =>
         call.on(endpoint.name, () => {
           const base = this.#bases.get(endpoint.target) ?? endpoint.target;
           return call.attempt(this.#parse(call.plan.url, base).href, c);
         }),
-      { signal: ctx.signal, avoid, retry },
+      options,
     );
   }
 

@@ -167,3 +167,19 @@ describe("a user's failover set: the retry budget", () => {
     expect(own).toBeLessThanOrEqual(calls * 1.2 + 2);
   });
 });
+
+describe("a user's failover set: what says nothing of an endpoint is not held against it", () => {
+  const ejections = (set: Failover<string>) => set.snapshot().endpoints.map((e) => `${e.ejection} ${e.ejections}`);
+
+  it("a caller's mistake (a GET with a body, which fetch refuses) ejects no endpoint, as over baseUrls", async () => {
+    const list = await failing(2, 200);
+    const set = failover<string>({ endpoints: list.map((s) => s.url), bus: createBus() }); // ejection on
+    made.push(set);
+    const http = client({ failover: set, retry: quick });
+    for (let i = 0; i < 12; i++) {
+      await expect(http('/x', { method: 'GET', body: 'oops' })).rejects.toThrow(TypeError);
+    }
+    expect(ejections(set)).toEqual(['none 0', 'none 0']);
+    expect(sum(hits(list))).toBe(0);
+  });
+});
