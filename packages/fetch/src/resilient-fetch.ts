@@ -66,11 +66,12 @@ function refusedHere(error: unknown): boolean {
 }
 
 /**
- * undici's reasons for refusing a redirect: a loop or `redirect: 'error'` ("redirect count
- * exceeded", "unexpected redirect"), a Location with credentials ("cross origin not allowed"),
- * or one that is not http(s) ("URL scheme must be a HTTP(S) scheme").
+ * undici's reasons for refusing a request: a redirect in a loop or with `redirect: 'error'`
+ * ("redirect count exceeded", "unexpected redirect"), a Location with credentials ("cross origin
+ * not allowed") or not http(s) ("URL scheme must be a HTTP(S) scheme"), or a URL of a scheme it
+ * does not fetch (`user:42`, `ftp://h/x`: "unknown scheme"). Nothing was sent, nothing will be.
  */
-const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
+const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be|^unknown scheme$/i;
 /**
  * Requests fetch refused: a redirect it would not follow, or a request it would not send (a GET
  * with a body, TRACE, a stream body without duplex). Never retried, never a failure of the host.

@@ -84,6 +84,22 @@ describe('a path with a colon before any slash', () => {
   });
 });
 
+describe('a URL of a scheme fetch does not speak, without base URLs', () => {
+  it('is refused as fetch refuses it: tried once, no breaker failure, no retry budget spent', async () => {
+    const bus = createBus();
+    const seen: string[] = [];
+    bus.on('*', (e) => seen.push(e.type));
+    const http = client({ bus });
+    for (const url of ['user:42', 'c:/x', 'ftp://127.0.0.1:1/x']) {
+      const error = await http(url).catch((e: unknown) => e);
+      expect(error, url).toBeInstanceOf(TypeError);
+      expect((error as Error).message).toBe('fetch failed: unknown scheme');
+    }
+    const wasted = ['retry.attempt', 'retry.budgetExhausted', 'breaker.failure'];
+    expect(seen.filter((t) => wasted.includes(t))).toEqual([]);
+  });
+});
+
 describe('the join, property', () => {
   /** A client over `bases` whose fetch records the URL it is given; calls spread over the bases. */
   function recorder(bases: string[]) {
