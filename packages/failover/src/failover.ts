@@ -60,6 +60,29 @@ export interface FailoverExecuteOptions extends ExecuteOptions {
    * hedged attempt of the same call is running on. Writes with `roles` ignore it.
    */
   readonly avoid?: readonly string[] | undefined;
+  /**
+   * This call's retries, instead of the set's `retry` option: `false` for one try, or how many
+   * tries in all, which errors move on to another endpoint, and the budget the call is paid into
+   * and each retry drawn from. For a caller that decides its own retries (resilientFetch with a
+   * set of yours): the set's options would try more often than it says, or repeat what it may not.
+   */
+  readonly retry?: false | FailoverCallRetry | undefined;
+  /**
+   * Errors of this call that say nothing of the endpoint (the caller's own refusals: a request
+   * its client would not send, a local limit): counted neither against it nor for it, whatever
+   * the set's `isFailure`. Retried as the call's `retry` says. One that throws ignores nothing.
+   */
+  readonly ignore?: ((error: unknown) => boolean) | undefined;
+}
+
+/** A call's own retries through a failover set (see {@link FailoverExecuteOptions.retry}). */
+export interface FailoverCallRetry {
+  /** Tries in all, each on another endpoint: an integer from 1. */
+  readonly maxAttempts: number;
+  /** Whether a failed try may go to another endpoint. One that throws retries nothing. */
+  readonly retryOn: (error: unknown, attempt: number) => boolean;
+  /** Paid into once by the call, drawn from by each retry; `false` for none. */
+  readonly budget: BudgetLike | false;
 }
 
 /** The function a failover set runs: one try on one endpoint. */
@@ -202,6 +225,29 @@ function keyOf(name: string, key: unknown): string | undefined {
   throw new HoldfastConfigError(name, [{ path: 'key', message: `${message} (got ${kind}, not shown)` }]);
 }
 
+/** A call's own `retry`, checked: one try for `false`; a bad one is a `HoldfastConfigError` naming it. */
+function callRetry(
+  name: string,
+  retry: false | FailoverCallRetry,
+): { maxAttempts: number; retryOn: FailoverCallRetry['retryOn']; budget: BudgetLike | undefined } {
+  if (retry === false) return { maxAttempts: 1, retryOn: () => false, budget: undefined };
+  const { maxAttempts, retryOn, budget } = (retry ?? {}) as Partial<FailoverCallRetry>;
+  const bad = (path: string, message: string, value: unknown) => {
+    throw new HoldfastConfigError(name, [{ path: `retry.${path}`, message, value }]);
+  };
+  if (!Number.isInteger(maxAttempts) || (maxAttempts as number) < 1)
+    bad('maxAttempts', 'must be an integer >= 1', maxAttempts);
+  if (typeof retryOn !== 'function') bad('retryOn', 'must be a function', retryOn);
+  const budgetLike =
+    budget === false || (typeof budget?.deposit === 'function' && typeof budget.tryWithdraw === 'function');
+  if (!budgetLike) bad('budget', 'must be a retryBudget() from @holdfast/retry, or false', undefined);
+  return {
+    maxAttempts: maxAttempts as number,
+    retryOn: retryOn as FailoverCallRetry['retryOn'],
+    budget: budget === false ? undefined : budget,
+  };
+}
+
 /** Whether the caller's signal (or an outer policy's context) can abort the call. */
 function abortable(options: ExecuteOptions | undefined): boolean {
   return options instanceof CallScope || options?.signal !== undefined;
@@ -336,7 +382,9 @@ class FailoverSet<T> implements Failover<T> {
       if (this.#disposed) throw new DisposedError(this.name);
     }
     const write = roles !== undefined && options?.intent !== 'read';
-    this.#budget?.deposit();
+    const own = options?.retry === undefined ? undefined : callRetry(this.name, options.retry);
+    const budget = own === undefined ? this.#budget : own.budget;
+    budget?.deposit();
     const avoid = options?.avoid;
     let tried: EndpointState<T>[] | undefined =
       avoid !== undefined && avoid.length > 0 ? this.#all.filter((e) => avoid.includes(e.name)) : undefined;
@@ -357,11 +405,11 @@ class FailoverSet<T> implements Failover<T> {
         return value;
       } catch (error) {
         // A write has one place to go: the primary. After dispose(), no new try starts anywhere.
-        if (write || this.#disposed || !this.#mayRetry(error, attempt, options)) throw error;
+        if (write || this.#disposed || !this.#mayRetry(error, attempt, options, own)) throw error;
         tried ??= [];
         tried.push(endpoint);
         last = { error };
-        if (!this.#hasCandidate(tried) || !this.#withdraw(error, attempt)) throw error;
+        if (!this.#hasCandidate(tried) || !this.#withdraw(budget, error, attempt)) throw error;
         if (this.#bus.wants('retry.attempt')) {
           this.#bus.emit({
             type: 'retry.attempt',
@@ -408,19 +456,24 @@ class FailoverSet<T> implements Failover<T> {
     });
   }
 
-  #mayRetry(error: unknown, attempt: number, options: FailoverExecuteOptions | undefined): boolean {
-    const retry = this.#o.retry;
+  #mayRetry(
+    error: unknown,
+    attempt: number,
+    options: FailoverExecuteOptions | undefined,
+    own: { maxAttempts: number; retryOn: FailoverCallRetry['retryOn'] } | undefined,
+  ): boolean {
+    const retry = own ?? this.#o.retry;
     if (retry === false || attempt >= retry.maxAttempts || callerAborted(options)) return false;
     // An endpoint that answered with an error (a constraint, a syntax error) would answer the same elsewhere.
     if (this.#classOf(error) === 'alive') return false;
     if (retry.retryOn !== undefined) return this.#guarded(() => Boolean(retry.retryOn?.(error, attempt)), false);
-    if (retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
+    if ('idempotent' in retry && retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
     return neverReached(error);
   }
 
   /** Takes a retry from the budget; false, and an event, when it is spent. */
-  #withdraw(error: unknown, attempt: number): boolean {
-    if (this.#budget === undefined || this.#budget.tryWithdraw()) return true;
+  #withdraw(budget: BudgetLike | undefined, error: unknown, attempt: number): boolean {
+    if (budget === undefined || budget.tryWithdraw()) return true;
     if (this.#bus.wants('retry.budgetExhausted')) {
       this.#bus.emit({
         type: 'retry.budgetExhausted',
@@ -459,7 +512,9 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   /** Whether a failed call counts against `e`; with roles, a failure or a read-only refusal rechecks its role now. */
-  #judge(e: EndpointState<T>, error: unknown): boolean {
+  #judge(e: EndpointState<T>, error: unknown, options: FailoverExecuteOptions | undefined): boolean | undefined {
+    const ignore = options?.ignore;
+    if (ignore !== undefined && this.#guarded(() => Boolean(ignore(error)), false)) return undefined;
     const counts = this.#counts(error);
     if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) {
       e.calledOk = false; // a failed call undoes the proof of life of earlier ones
@@ -475,7 +530,7 @@ class FailoverSet<T> implements Failover<T> {
   #try<R>(
     fn: EndpointCall<T, R>,
     e: EndpointState<T>,
-    options: ExecuteOptions | undefined,
+    options: FailoverExecuteOptions | undefined,
     attempt: number,
   ): Promise<R> {
     const probe = e.ejection === 'probe' ? this.#startProbe(e) : 0;
@@ -493,7 +548,7 @@ class FailoverSet<T> implements Failover<T> {
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, undefined, undefined);
-          this.#record(e, this.#judge(e, error), this.#elapsed() - started, probe);
+          this.#record(e, this.#judge(e, error, options), this.#elapsed() - started, probe);
           throw error;
         },
       );
@@ -527,7 +582,7 @@ class FailoverSet<T> implements Failover<T> {
         },
         (error: unknown) => {
           this.#callSettled(e, ctx, timer, stop);
-          if (settle(callerAborted(options) ? undefined : this.#judge(e, error))) reject(error);
+          if (settle(callerAborted(options) ? undefined : this.#judge(e, error, options))) reject(error);
         },
       );
     });

@@ -10,6 +10,7 @@ export {
   type EndpointCall,
   type EndpointSnapshot,
   type Failover,
+  type FailoverCallRetry,
   type FailoverExecuteOptions,
   type FailoverSnapshot,
   failover,

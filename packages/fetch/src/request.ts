@@ -150,12 +150,20 @@ export function hostOfPath(url: string): string | undefined {
 }
 
 /**
+ * An absolute URL as axios tells one: a scheme, then two slashes (URL's own rules, read with
+ * the tabs and newlines they drop, take `\\` for them too). URL's rules alone also read
+ * `user:42` or `c:/x` as a URL of scheme `user:` or `c:`: joined to a base URL, they are paths.
+ */
+const absolute = /^[a-z][a-z\d+\-.]*:[\\/]{2}/i;
+
+/**
  * `path` under `base`'s path, as axios joins a path to its baseURL: `http://h/v1` and `/users`
- * make `http://h/v1/users` (URL's own rules make `http://h/users`); an empty path, the base URL
- * itself. An absolute URL is itself.
+ * make `http://h/v1/users` (URL's own rules make `http://h/users`), `user:42` makes
+ * `http://h/v1/user:42`; an empty path, the base URL itself. An absolute URL
+ * (`https://other/x`) is itself.
  */
 export function joinPath(path: string, base: string): URL {
-  if (URL.canParse(path)) return new URL(path);
+  if (absolute.test(path.replace(/[\t\n\r]/g, '').replace(/^[\0- ]+/, '')) && URL.canParse(path)) return new URL(path);
   // No path at all: the base URL itself (`http://h/graphql`), as axios and URL's own rules have it.
   if (/^[\0- ]*$/.test(path)) return new URL(base);
   const dir = new URL(base);

@@ -15,7 +15,7 @@ import {
   TimeoutError,
   timeout,
 } from '@holdfast/core';
-import { type Failover, failover, neverReached } from '@holdfast/failover';
+import { type Failover, type FailoverCallRetry, failover, neverReached } from '@holdfast/failover';
 import { adaptiveConcurrency, bulkhead } from '@holdfast/limit';
 import {
   isNetworkError,
@@ -66,11 +66,12 @@ function refusedHere(error: unknown): boolean {
 }
 
 /**
- * undici's reasons for refusing a redirect: a loop or `redirect: 'error'` ("redirect count
- * exceeded", "unexpected redirect"), a Location with credentials ("cross origin not allowed"),
- * or one that is not http(s) ("URL scheme must be a HTTP(S) scheme").
+ * undici's reasons for refusing a request: a redirect in a loop or with `redirect: 'error'`
+ * ("redirect count exceeded", "unexpected redirect"), a Location with credentials ("cross origin
+ * not allowed") or not http(s) ("URL scheme must be a HTTP(S) scheme"), or a URL of a scheme it
+ * does not fetch (`user:42`, `ftp://h/x`: "unknown scheme"). Nothing was sent, nothing will be.
  */
-const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be/i;
+const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be|^unknown scheme$/i;
 /**
  * Requests fetch refused: a redirect it would not follow, or a request it would not send (a GET
  * with a body, TRACE, a stream body without duplex). Never retried, never a failure of the host.
@@ -84,6 +85,14 @@ const ownDuplicates = new WeakSet<object>();
  * Retried (as Retry-After says), never a failure of the endpoint.
  */
 const ownStillRunning = new WeakSet<object>();
+/**
+ * A limiter of ours refusing, a request fetch would not send, a hedge finding its own key running:
+ * nothing said of the endpoint, whatever a failover set's `isFailure` would make of it.
+ */
+function saysNothingOfHost(error: unknown): boolean {
+  const e = error as object;
+  return refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e);
+}
 /** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
 const sentBy = new WeakMap<object, number>();
 
@@ -130,6 +139,8 @@ class Client {
   readonly #retry: Policy | undefined;
   readonly #breakers: BreakerRegistry | undefined;
   readonly #set: Failover<string> | undefined;
+  /** A call's retries through the set: on its first run (which pays into the budget), on later ones. */
+  #runs: readonly [FailoverCallRetry | false, FailoverCallRetry | false] = [false, false];
   readonly #owned: { dispose(): void }[] = [];
   readonly #redact: Redactor;
   readonly #clock: Clock;
@@ -162,10 +173,11 @@ class Client {
     this.#statuses = new Set(retryOptions?.statuses ?? defaultStatuses);
 
     if (o.budget !== false && retryOptions) {
-      // With base URLs a retry goes to another host, often after a refused connection that cost the
-      // first nothing: 5 a second (failover's own floor) keeps a quiet client's retries; 20% of calls
-      // still caps an outage of every host at 1.2 attempts a call once traffic is past 25 a second.
-      const floor = o.baseUrls === undefined ? {} : { minPerSecond: 5 };
+      // With base URLs (or a set of the user's) a retry goes to another host, often after a refused
+      // connection that cost the first nothing: 5 a second (failover's own floor) keeps a quiet
+      // client's retries; 20% of calls still caps an outage of every host at 1.2 attempts a call
+      // once traffic is past 25 a second.
+      const floor = o.baseUrls === undefined && o.failover === undefined ? {} : { minPerSecond: 5 };
       this.#budget = o.budget ?? this.#own(retryBudget({ name: `${o.name}.budget`, clock, ...floor }));
     }
     const maxAttempts = retryOptions?.maxAttempts ?? 3;
@@ -221,23 +233,22 @@ class Client {
           failover<string>({
             name: o.name,
             endpoints: (o.baseUrls ?? []).map((url) => ({ name: new URL(url).host, target: this.#base(url) })),
-            retry: retryOptions
-              ? {
-                  maxAttempts,
-                  retryOn: (e) => isRetryableElsewhere(e) && attemptsLeft(e),
-                  budget: this.#budget ?? false,
-                }
-              : false,
-            // A limiter of ours refusing, or a hedge finding its own key running, says nothing about the endpoint.
-            isFailure: (error) =>
-              !refusedHere(error) &&
-              !ownDuplicates.has(error as object) &&
-              !ownStillRunning.has(error as object) &&
-              !refusedByFetch.has(error as object),
+            retry: false, // every call brings its own (#runs), and what says nothing of the endpoint
             bus,
             clock,
           }),
         );
+      // Each call through the set, ours or the user's, tries as `retry` says, whatever the set's
+      // own retry options: maxAttempts counts every try, an unsafe request moves on only when it
+      // never reached the server, and the budget is paid into once a call, as without a set.
+      const retryOn = (e: unknown) => isRetryableElsewhere(e) && attemptsLeft(e);
+      const budget = this.#budget ?? false;
+      this.#runs = retryOptions
+        ? [
+            { maxAttempts, retryOn, budget },
+            { maxAttempts, retryOn, budget: budget && withdrawOnly(budget) },
+          ]
+        : [false, false];
       // A failover try moves at once to another endpoint, never waiting. Once every endpoint was
       // tried (fewer than maxAttempts: one base URL, say), the set runs again after a backoff, as
       // a call without base URLs is retried; and a keyed call's key still running on the server
@@ -404,13 +415,15 @@ class Client {
   #over(set: Failover<string>, call: Call, ctx: CallContext): Promise<Response> {
     // A hedge goes to an endpoint no other attempt of this call is running on.
     const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
+    const retry = this.#runs[ctx.attempt > 1 ? 1 : 0];
+    const options = { signal: ctx.signal, avoid, retry, ignore: saysNothingOfHost };
     return set.execute(
       (endpoint, c) =>
         call.on(endpoint.name, () => {
           const base = this.#bases.get(endpoint.target) ?? endpoint.target;
           return call.attempt(this.#parse(call.plan.url, base).href, c);
         }),
-      avoid === undefined ? ctx : { signal: ctx.signal, avoid },
+      options,
     );
   }
 
