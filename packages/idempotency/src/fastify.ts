@@ -397,7 +397,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           if (held.handled !== undefined) {
             const lost = () => run.lost(sentStatus(reply.raw));
             // Thrown once its response began: its effect may have happened, lost as above.
-            Promise.resolve(held.handled).then(lost, () => (reply.raw.headersSent ? lost() : run.abandon('E_INCOMPLETE')));
+            Promise.resolve(held.handled).then(lost, () =>
+              reply.raw.headersSent ? lost() : run.abandon('E_INCOMPLETE'),
+            );
           }
           return;
         }
@@ -448,7 +450,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const headers = allowedHeaders(reply, run.replayable);
     const stream = asNodeStream(payload);
     if (stream !== undefined) {
-      return done(null, teeStream(stream, run, reply.statusCode, headers, () => reply.raw.headersSent));
+      return done(
+        null,
+        teeStream(stream, run, reply.statusCode, headers, () => reply.raw.headersSent),
+      );
     }
     // Written on the raw response before this reply (the handler then threw, or sent a value):
     // Fastify cannot send this one, and what went can never be stored whole, while the handler's
