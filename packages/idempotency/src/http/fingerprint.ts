@@ -46,7 +46,14 @@ export function fingerprintOf(
 ): string {
   // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
   const method = anyMethod.toUpperCase();
-  const type = contentType ?? '';
+  let type = contentType ?? '';
+  // A multipart body is hashed without its boundary, which a client draws afresh for every send
+  // (fetch's FormData, browsers, curl): the same upload retried is the same request.
+  // (Parsed by an upload parser before us, it is hashed as its fields and files: the type alone.)
+  if ((type.charCodeAt(0) | 0x20) === 0x6d) {
+    const parts = withoutBoundary(type, body);
+    if (parts !== undefined) [type, body] = parts;
+  }
   // One template, not a string per field (the same text as three `field()`s).
   let head = `${method.length}:${method}${url.length}:${url}${type.length}:${type}`;
   for (const value of headers) head += field(value === undefined ? '' : [value].flat().join(', '));
@@ -64,6 +71,37 @@ export function fingerprintOf(
     return sha256(`${head}b${body.byteLength}:`, body);
   }
   return sha256(`${head}j${canonical(body)}`);
+}
+
+/**
+ * A multipart body and its content type without their boundary: the type without its boundary
+ * parameter (marked with a line break, which no header value holds, so no type sent matches it),
+ * and the body's bytes as the length-prefixed runs between its delimiters (`--boundary` at its
+ * start or after a CRLF, the CRLF with it), so two bodies match only when they split into the
+ * same parts. A body that is not bytes (a parser's value) is kept. Undefined when the type is
+ * not multipart or names no boundary.
+ */
+function withoutBoundary(type: string, body: unknown): [string, unknown] | undefined {
+  if (!/^multipart\//i.test(type)) return undefined;
+  const found = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(type);
+  const boundary = found?.[1] ?? found?.[2];
+  if (found === null || boundary === undefined || boundary === '') return undefined;
+  const bare = `${type.slice(0, found.index)}${type.slice(found.index + found[0].length)}\n`;
+  if (!(body instanceof Uint8Array)) return [bare, body];
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  const delimiter = Buffer.from(`--${boundary}`, 'latin1');
+  const runs: Buffer[] = [];
+  let from = 0;
+  for (let at = bytes.indexOf(delimiter); at !== -1; at = bytes.indexOf(delimiter, at + delimiter.length)) {
+    const crlf = at >= 2 && bytes[at - 2] === 0x0d && bytes[at - 1] === 0x0a;
+    if (at !== 0 && !crlf) continue;
+    const end = at === 0 ? 0 : at - 2;
+    if (end < from) continue;
+    runs.push(Buffer.from(`${end - from}:`), bytes.subarray(from, end));
+    from = at + delimiter.length;
+  }
+  runs.push(Buffer.from(`${bytes.length - from}:`), bytes.subarray(from));
+  return [bare, Buffer.concat(runs)];
 }
 
 /** ASCII bodies up to this size are hashed as one string with the head. */
