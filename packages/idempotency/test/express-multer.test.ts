@@ -65,7 +65,9 @@ async function uploadApp(before: express.RequestHandler[], after: express.Reques
     ...after,
     (req, res, next) => {
       try {
-        const files = (req.files as Express.Multer.File[] | undefined) ?? (req.file ? [req.file] : []);
+        const uploaded = req.files ?? (req.file ? [req.file] : []);
+        // fields() groups them by field, in an object without a prototype.
+        const files = Array.isArray(uploaded) ? uploaded : Object.values(uploaded).flat();
         const got = files.map((f) => `${f.fieldname}=${f.size}`).join(',');
         ran.push(got);
         res.status(201).json({ files: got, note: (req.body as { note?: string }).note });
@@ -131,6 +133,16 @@ describe.each(['memory', 'disk'] as const)('multer (%s storage) mounted before i
     expect((await upload(port, 'k', { b: 'x' })).status).toBe(422);
     expect((await upload(port, 'k', { a: 'x' }, { note: 'other' })).status).toBe(422);
     expect((await upload(port, 'k', { a: 'x', b: 'y' })).status).toBe(422);
+    expect(ran).toHaveLength(1);
+  });
+});
+
+describe('multer fields(): files grouped by field', () => {
+  it('another file in a group named __proto__: 422', async () => {
+    const fields = multer({ storage: multer.memoryStorage() }).fields([{ name: '__proto__' }, { name: 'doc' }]);
+    const { port, ran } = await uploadApp([fields]);
+    expect((await upload(port, 'k', { ['__proto__']: 'one', doc: 'x' })).status).toBe(201);
+    expect((await upload(port, 'k', { ['__proto__']: 'two', doc: 'x' })).status).toBe(422);
     expect(ran).toHaveLength(1);
   });
 });

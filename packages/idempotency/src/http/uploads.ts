@@ -43,7 +43,8 @@ async function described(value: unknown, what: (field: string) => Error): Promis
     if (content === undefined) throw what(file.fieldname);
     return { field: file.fieldname, name: file.originalname, type: file.mimetype, content };
   }
-  const out: Record<string, unknown> = {};
+  // No prototype: a group named `__proto__` (multer's `fields()`) is kept as a key, not dropped.
+  const out: Record<string, unknown> = Object.create(null);
   for (const [name, item] of Object.entries(value)) out[name] = await described(item, what);
   return out;
 }
