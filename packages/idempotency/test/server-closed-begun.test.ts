@@ -5,10 +5,12 @@ import { pipeline } from 'node:stream/promises';
 import { createBus, type EventOf } from '@holdfast/core';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
-import { type IdempotencyStore, memoryStore } from '../src/index.js';
+import { type IdempotencyStore, memoryStore, redisStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
 import { expectLost, sendKeyed, tick } from './http-support/leave.js';
 import { slowStore } from './http-support/slow-store.js';
@@ -284,6 +286,60 @@ describe.each(stores)('Fastify, %s: a response the server closes once it began',
     await tick(50);
     const retry = await post(port);
     expect(ran.count).toBe(1);
+    expectLost(retry as Exclude<typeof retry, string>);
+  });
+});
+
+describe.skipIf(!redisAvailable())('two instances on one Redis: a response cut off by one', () => {
+  let server: RedisServer;
+  const clients: Redis[] = [];
+  beforeAll(async () => {
+    [server] = (await startRedis(1)) as [RedisServer];
+  });
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    await server?.stop();
+  });
+  // Each test's key 'k' starts unused.
+  afterEach(async () => {
+    await clients[0]?.flushall();
+  });
+  const store = () => {
+    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
+    client.on('error', () => {});
+    clients.push(client);
+    return redisStore({ client });
+  };
+
+  it('Express: the 201 cut off on instance A; the retry on instance B gets the response-lost problem, one run in all', async () => {
+    let runs = 0;
+    const handler: express.RequestHandler = (_req, res, next) => {
+      runs++;
+      res.status(201).type('text/plain').write('payment made; ');
+      next(new Error('the receipt renderer broke'));
+    };
+    const a = await expressApp(store(), handler);
+    const b = await expressApp(store(), handler);
+    expect(await post(a.port)).toBe('cut off');
+    await tick(100);
+    const retry = await post(b.port);
+    expect(runs).toBe(1);
+    expectLost(retry as Exclude<typeof retry, string>);
+  });
+
+  it('Fastify: a stream reply that fails midway on A; the retry on B gets the problem', async () => {
+    let runs = 0;
+    const setup = (app: FastifyInstance) =>
+      app.post('/orders', async (_req, reply) => {
+        runs++;
+        return reply.code(201).type('text/plain').send(failsAfter('first chunk;'));
+      });
+    const a = await fastifyApp(store(), setup);
+    const b = await fastifyApp(store(), setup);
+    expect(await post(a.port)).toBe('cut off');
+    await tick(100);
+    const retry = await post(b.port);
+    expect(runs).toBe(1);
     expectLost(retry as Exclude<typeof retry, string>);
   });
 });
