@@ -16,6 +16,7 @@ import {
   problem,
 } from './http/index.js';
 import { captureNodeResponse, type Ending, sendRaw } from './http/node.js';
+import { uploadsFingerprinted, uploadsOf } from './http/uploads.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
 export type ExpressIdempotencyOptions = HttpIdempotencyOptions<Request>;
@@ -107,12 +108,31 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       });
       return;
     }
+    // An upload parser before us (multer) took the files out of the body: their content is part
+    // of it, or another file under the same key would replay this one's response.
+    const uploads = known.status === 'parsed' ? uploadsOf(req) : undefined;
+    if (uploads !== undefined) {
+      uploadsFingerprinted(known.body, uploads, unreadableUpload)
+        .then((body) => handle(req, res, next, header, body as Buffer, false))
+        .catch(next);
+      return;
+    }
     try {
       handle(req, res, next, header, known.body as Buffer | undefined, false);
     } catch (error) {
       next(error);
     }
   };
+}
+
+/** A file an upload parser before us kept neither in memory nor on disk: its content cannot be compared. */
+function unreadableUpload(field: string): HoldfastConfigError {
+  return new HoldfastConfigError(OWNER, [
+    {
+      path: 'body',
+      message: `has a file (field ${JSON.stringify(field.slice(0, 100))}) that a middleware before this one stored neither in memory (buffer) nor on disk (path): its content cannot be fingerprinted. Mount idempotency() before that middleware, or give it multer's memoryStorage() or diskStorage()`,
+    },
+  ]);
 }
 
 /**

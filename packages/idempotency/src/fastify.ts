@@ -390,18 +390,24 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         // Hijacked and taken from the raw response: that watch says when it is complete, and a
         // client that left before it ended changes nothing while the handler runs (an end then is
         // stored whole). One whose handler threw will never be ended (Fastify leaves a hijacked
-        // reply to it): as for a handler that throws unhijacked, its key is freed. One whose
-        // handler returned, its client gone, is not ended by it: the response is lost.
+        // reply to it): as for a handler that throws unhijacked, its key is freed, unless its
+        // response began (then lost). One whose handler returned, its client gone, is not ended
+        // by it: the response is lost.
         if (held.captured) {
-          if (held.handled !== undefined)
-            Promise.resolve(held.handled).then(() => run.lost(sentStatus(reply.raw)), abandonRun(run));
+          if (held.handled !== undefined) {
+            const lost = () => run.lost(sentStatus(reply.raw));
+            // Thrown once its response began: its effect may have happened, lost as above.
+            Promise.resolve(held.handled).then(lost, () =>
+              reply.raw.headersSent ? lost() : run.abandon('E_INCOMPLETE'),
+            );
+          }
           return;
         }
         // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
         // watch saw its bytes, and the handler ran (released, a retry ran it again).
         if (reply.raw.headersSent && !timedOut(request)) {
           held.run = undefined;
-          void run.lost(reply.raw.statusCode);
+          void run.lost(sentStatus(reply.raw));
           return;
         }
         if (reply.sent) {
@@ -443,7 +449,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     state.run = undefined;
     const headers = allowedHeaders(reply, run.replayable);
     const stream = asNodeStream(payload);
-    if (stream !== undefined) return done(null, teeStream(stream, run, reply.statusCode, headers));
+    if (stream !== undefined) {
+      return done(
+        null,
+        teeStream(stream, run, reply.statusCode, headers, () => reply.raw.headersSent),
+      );
+    }
+    // Written on the raw response before this reply (the handler then threw, or sent a value):
+    // Fastify cannot send this one, and what went can never be stored whole, while the handler's
+    // effect may have happened. (Storing this reply replayed what the client never got, and
+    // releasing its error's 500 ran the handler again.)
+    if (reply.raw.headersSent) {
+      void run.lost(sentStatus(reply.raw));
+      return done(null, payload);
+    }
     run.body.add(payload);
     // Fastify's handlerTimeout answers while the handler still runs (it aborts request.signal
     // with its error first): the key waits for the handler, and a retry cannot run beside it.

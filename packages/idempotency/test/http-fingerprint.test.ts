@@ -232,3 +232,65 @@ describe('problems', () => {
     });
   });
 });
+
+describe('requestFingerprint of a multipart body: without its boundary, which each send draws afresh', () => {
+  const form = (boundary: string, parts: string[]) =>
+    Buffer.from(`${parts.map((p) => `--${boundary}\r\n${p}\r\n`).join('')}--${boundary}--\r\n`, 'latin1');
+  const part = (name: string, value: string) => `Content-Disposition: form-data; name="${name}"\r\n\r\n${value}`;
+  const multipart = (boundary: string, parts: string[], type = `multipart/form-data; boundary=${boundary}`) =>
+    fp({ contentType: type, body: form(boundary, parts) });
+
+  it('the same parts under two boundaries (quoted or not, the parameter in any case) are one request', () => {
+    const parts = [part('a', 'x'), part('file', 'bytes')];
+    expect(multipart('AaB03x', parts)).toBe(multipart('----formdata-undici-0123', parts));
+    expect(multipart('AaB03x', parts)).toBe(multipart('q', parts, 'multipart/form-data; Boundary="q"'));
+  });
+
+  it('other parts, another value, another type or subtype: another request', () => {
+    const parts = [part('a', 'x'), part('file', 'bytes')];
+    expect(multipart('b', parts)).not.toBe(multipart('b', [part('a', 'x'), part('file', 'bytez')]));
+    expect(multipart('b', parts)).not.toBe(multipart('b', [part('a', 'x')]));
+    expect(multipart('b', parts)).not.toBe(multipart('b', parts, 'multipart/mixed; boundary=b'));
+    // The bytes as sent, with no boundary parameter: not the same as a multipart body without one.
+    expect(multipart('b', parts)).not.toBe(fp({ contentType: 'multipart/form-data\n', body: form('b', parts) }));
+  });
+
+  it('property: a value that holds the other boundary still splits as its own body does', () => {
+    fc.assert(
+      fc.property(fc.array(fc.string({ maxLength: 12 }), { minLength: 1, maxLength: 4 }), (values) => {
+        const parts = values.map((v, i) => part(`f${i}`, v));
+        expect(multipart('one', parts)).toBe(multipart('two', parts));
+        // Joining two values into one is another request, whatever they hold.
+        if (values.length >= 2) {
+          const joined = [part('f0', `${values[0]}\r\n--one\r\n${values[1]}`), ...parts.slice(2)];
+          expect(multipart('one', parts)).not.toBe(multipart('two', joined));
+        }
+      }),
+    );
+  });
+});
+
+describe('requestFingerprint of a hostile multipart body', () => {
+  it('a megabyte of delimiters is hashed about as fast as a megabyte of text (it took seconds); past 1,000 parts the boundary counts', () => {
+    const hostile = (boundary: string) => Buffer.from(`\r\n--${boundary}`.repeat(200_000));
+    const timed = (contentType: string, body: Buffer) => {
+      const started = performance.now();
+      const fingerprint = fp({ contentType, body });
+      return { fingerprint, ms: performance.now() - started };
+    };
+    const text = timed('text/plain', Buffer.alloc(1_000_000, 'x'));
+    const a = timed('multipart/form-data; boundary=a', hostile('a'));
+    const b = timed('multipart/form-data; boundary=b', hostile('b'));
+    expect(Math.max(a.ms, b.ms)).toBeLessThan(Math.max(250, text.ms * 20));
+    expect(a.fingerprint).not.toBe(b.fingerprint);
+    const form = (boundary: string, parts: number) =>
+      fp({
+        contentType: `multipart/form-data; boundary=${boundary}`,
+        body: Buffer.from(
+          `${`--${boundary}\r\nContent-Disposition: form-data; name="f"\r\n\r\nv\r\n`.repeat(parts)}--${boundary}--\r\n`,
+        ),
+      });
+    expect(form('one', 999)).toBe(form('two', 999));
+    expect(form('one', 1_001)).not.toBe(form('two', 1_001));
+  });
+});

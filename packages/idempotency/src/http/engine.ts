@@ -227,10 +227,10 @@ export class HttpIdempotency<Req> implements RunOwner {
         result = undefined;
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
-        return this.#decided(key, stored, fingerprint, result, true, isHead(view.method));
+        return this.#decided(key, stored, fingerprint, result, true, view.method);
       }
     }
-    return this.#claim(key, stored, fingerprint, isHead(view.method));
+    return this.#claim(key, stored, fingerprint, view.method);
   }
 
   async #scopeOf(req: Req): Promise<string | undefined> {
@@ -249,7 +249,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     ]);
   }
 
-  async #claim(key: string, stored: string, fingerprint: string, head: boolean): Promise<Decision> {
+  async #claim(key: string, stored: string, fingerprint: string, method: string): Promise<Decision> {
     const wait = this.options.wait;
     const deadline = wait === undefined ? 0 : this.elapsed() + wait.timeout;
     for (;;) {
@@ -274,7 +274,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         this.#storeError('claim', key, error, this.failOpen);
         return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
-      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false, head, sentAt);
+      if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false, method, sentAt);
       const left = deadline - this.elapsed();
       if (wait === undefined || left <= 0) return this.#conflict(key, wait !== undefined);
       await sleep(this.clock, Math.min(wait.interval, left));
@@ -284,7 +284,7 @@ export class HttpIdempotency<Req> implements RunOwner {
   /**
    * What a store's answer means for the request (a running claim: a conflict, not waited for).
    * `shared`: a completed record is the store's own (its call without a promise), not a copy.
-   * `head`: the request is a HEAD.
+   * `method`: the request's.
    * `sentAt`: when the claim was sent, on `elapsed()` (by default, now).
    */
   #decided(
@@ -293,9 +293,10 @@ export class HttpIdempotency<Req> implements RunOwner {
     fingerprint: string,
     result: ClaimResult,
     shared: boolean,
-    head: boolean,
+    method: string,
     sentAt?: number,
   ): Decision {
+    const head = isHead(method);
     switch (result.status) {
       case 'claimed':
         this.#emitClaim(key, result.takeover);
@@ -310,6 +311,7 @@ export class HttpIdempotency<Req> implements RunOwner {
             this.options.maxResponseBytes,
             this.#inProcess() !== undefined,
             sentAt,
+            isSafe(method),
           ),
         };
       case 'completed': {
@@ -550,6 +552,8 @@ export class Run {
     readonly atOnce = false,
     /** When its claim was sent, on `elapsed()`; by default, now. */
     claimedAt?: number,
+    /** Its method is safe (GET, HEAD, OPTIONS, TRACE): running it again does no harm. */
+    readonly safe = false,
   ) {
     this.body = new BodyCollector(maxResponseBytes);
     this.claimedAt = claimedAt ?? owner.elapsed();
@@ -597,10 +601,12 @@ export class Run {
    * (500, `idempotency-response-lost`) is stored for the key, whatever `store5xx` says: a retry
    * gets it, never a second run. Releasing the key instead ran the handler again. `sent`: the
    * status already sent, if it was: a 5xx is the handler's failure, released (unless `store5xx`)
-   * as a whole one is.
+   * as a whole one is. A safe method's key is released: it has no effect to guard, and its retry
+   * gets a real answer instead of the problem.
    */
   lost(sent?: number): Promise<void> {
     if (sent !== undefined && sent >= 500 && !this.owner.options.store5xx) return this.abandon(`HTTP_${sent}`);
+    if (this.safe) return this.abandon('E_INCOMPLETE');
     if (this.#settled) return Promise.resolve();
     this.#settle();
     const { status, headers, body } = problem('responseLost');
@@ -649,6 +655,13 @@ function storedKey(scope: string | undefined, key: string): string {
 
 function isHead(method: string): boolean {
   return method.toUpperCase() === 'HEAD';
+}
+
+/** RFC 9110 9.2.1: a request of these methods asks for nothing to change. */
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
+
+function isSafe(method: string): boolean {
+  return SAFE_METHODS.has(method) || SAFE_METHODS.has(method.toUpperCase());
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

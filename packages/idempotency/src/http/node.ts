@@ -3,9 +3,15 @@ import type { Socket } from 'node:net';
 import { allowedHeaders, type BodyCollector, type HttpResponse } from './capture.js';
 import type { OutgoingHeaders, Run } from './engine.js';
 
-/** The status a response has sent, once its headers went. */
+/**
+ * The status a response has sent, once its headers went: read from its status line as sent
+ * (Node keeps it as `_header`), as `statusCode` may have been set since (Fastify's error handler
+ * sets 500 on a response whose handler wrote its 201 and threw).
+ */
 export function sentStatus(res: ServerResponse): number | undefined {
-  return res.headersSent ? res.statusCode : undefined;
+  if (!res.headersSent) return undefined;
+  const head = (res as { _header?: unknown })._header;
+  return typeof head === 'string' && /^HTTP\/\d\.\d \d{3} /.test(head) ? Number(head.slice(9, 12)) : res.statusCode;
 }
 
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
@@ -32,8 +38,10 @@ const captures = new WeakMap<ServerResponse, Capture>();
  *   before the middleware (compression) that adds `Content-Encoding` below us is not recorded
  *   with a body it has not encoded yet.
  * - A response closed by the server itself once it began (the handler threw after the headers
- *   and Express destroyed the socket, a stream failed) releases the key; one closed before it
- *   began (a socket timeout, a pipelined neighbour's failure) is taken as its client leaving.
+ *   and Express destroyed the socket, a stream failed) will never end, and its handler's effect
+ *   may have happened: the response-lost problem is stored at once ({@link Run.lost}: a 5xx
+ *   sent, or a safe method, is released). One closed before it began (a socket timeout, a
+ *   pipelined neighbour's failure) is taken as its client leaving.
  * - A response closed by its client before its end (started or not) is stored whole if the
  *   handler still ends it, so a retry gets 409 then the replay. One it never ends (a handler that
  *   stops when the client leaves) gets the response-lost problem shortly before its lease runs
@@ -74,9 +82,10 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     // A pipelined response's socket is the one it got after it was queued.
     const clientLeft = leftOrTimedOut(socket ?? res.socket);
     // Closed by the server once the response began (the handler threw after its headers, a
-    // stream failed): released. Before it began, the handler may still run (a socket timeout, a
-    // pipelined request's failure that took the connection): as if its client left.
-    if (!clientLeft && res.headersSent) void run.abandon('E_INCOMPLETE');
+    // stream failed): its effect may have happened, and it will never end: lost (a retry ran the
+    // handler again). Before it began, the handler may still run (a socket timeout, a pipelined
+    // request's failure that took the connection): as if its client left.
+    if (!clientLeft && res.headersSent) void run.lost(sentStatus(res));
     // By its client, with a stream piped to it (`pipe`, `pipeline`, `res.sendFile`): the stream
     // is unpiped or destroyed now, and will never end it.
     else if (res.listenerCount('unpipe') > 0) void run.lost(sentStatus(res));

@@ -4,11 +4,19 @@ import type { OutgoingHeaders, Run } from './engine.js';
 
 /**
  * Passes a streamed body through while `run` collects it; the stream ends for the client only
- * once the response is stored. A stream that failed or was destroyed is not stored: its key is
- * released. One whose client went away (which stops the source) can never complete, and the
- * handler ran: the response-lost problem is stored (see {@link Run.lost}), never a second run.
+ * once the response is stored. A stream that failed or was destroyed before any byte went (the
+ * framework then answers with its error handler) is not stored: its key is released, as for a
+ * handler that throws. One that failed once the response began (`began()`: its headers went),
+ * and one whose client went away (which stops the source), can never complete, and the handler
+ * ran: the response-lost problem is stored (see {@link Run.lost}), never a second run.
  */
-export function teeStream(source: Readable, run: Run, status: number, headers: OutgoingHeaders): Readable {
+export function teeStream(
+  source: Readable,
+  run: Run,
+  status: number,
+  headers: OutgoingHeaders,
+  began: () => boolean,
+): Readable {
   const out = new PassThrough();
   let ended = false;
   source.on('data', (chunk: unknown) => {
@@ -17,7 +25,7 @@ export function teeStream(source: Readable, run: Run, status: number, headers: O
   });
   out.on('drain', () => source.resume());
   out.once('close', () => {
-    // The client went away: stop the source (its 'close' releases the key).
+    // The client went away: stop the source (its 'close' says the response is lost).
     if (!ended) source.destroy();
   });
   source.once('end', () => {
@@ -26,15 +34,18 @@ export function teeStream(source: Readable, run: Run, status: number, headers: O
     if (out.destroyed) return void run.finish(status, headers);
     void run.finish(status, headers).then(() => out.end());
   });
-  source.once('error', (error) => {
+  const failed = (error: Error) => {
     ended = true;
-    void run.abandon(errorLabel(error));
+    // Asked before `out` is destroyed: no byte passes after, and the framework decides the same.
+    void (began() ? run.lost(status) : run.abandon(errorLabel(error)));
     out.destroy(error);
-  });
+  };
+  source.once('error', failed);
   source.once('close', () => {
     if (ended) return;
     if (out.destroyed) void run.lost(status);
-    else void run.abandon('E_INCOMPLETE');
+    // Destroyed without an error part way: nothing would end the response (it hung open).
+    else failed(Object.assign(new Error('the stream closed before its end'), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
   });
   return out;
 }
