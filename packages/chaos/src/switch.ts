@@ -9,7 +9,7 @@ interface SwitchState {
   manualOff: boolean;
   /** Either of the above: what every injection reads per call. */
   off: boolean;
-  /** Injected waits in progress (latency, delay, hang); `off()` ends each at once. */
+  /** Injected waits in progress (latency, delay, hang) and open fault proxies; `off()` ends or restores each at once. */
   waits?: Set<() => void>;
 }
 
@@ -30,8 +30,9 @@ function createState(): SwitchState {
 export const state: SwitchState = (holder[key] ??= createState());
 
 /**
- * @internal Registers the end of an injected wait in progress: `chaosSwitch.off()` calls `release`.
- * Returns the function that unregisters it, to call once the wait is over.
+ * @internal Registers the end of an injected wait in progress (or a proxy's restore):
+ * `chaosSwitch.off()` calls `release`. Returns the function that unregisters it, to call once the
+ * wait is over (the proxy closed).
  */
 export function onSwitchOff(release: () => void): () => void {
   const waits = (state.waits ??= new Set());
@@ -45,7 +46,10 @@ export function onSwitchOff(release: () => void): () => void {
  * `HOLDFAST_CHAOS=off` in the environment holds the switch off whatever `on()` says.
  */
 export const chaosSwitch = {
-  /** Every injection passes calls through untouched from now on; injected waits in progress end now. */
+  /**
+   * Every injection passes calls through untouched from now on; injected waits in progress end now,
+   * and every fault proxy is restored (toxics off, listening) and puts on no fault while off.
+   */
   off(): void {
     state.manualOff = true;
     state.off = true;
