@@ -4,6 +4,7 @@ import {
   durationOption,
   fnOption,
   bus as globalBus,
+  HoldfastConfigError,
   nameOption,
   parseOptions,
   shieldBus,
@@ -29,13 +30,30 @@ const faultCommon = {
 /** Validates one fault of `faultyFetch()`; {@link FetchFault} is inferred from it. */
 export const fetchFaultSchema = z.discriminatedUnion('type', [
   /** Answers with this status instead of calling the server, e.g. a 503 with `Retry-After`. */
-  z.strictObject({
-    type: z.literal('status'),
-    status: z.number().int().min(200).max(599),
-    headers: z.record(z.string(), z.string()).default({}),
-    body: z.string().default(''),
-    ...faultCommon,
-  }),
+  z
+    .strictObject({
+      type: z.literal('status'),
+      status: z.number().int().min(200).max(599),
+      // Checked here as a Response would: else every request it picked failed with undici's message.
+      headers: z
+        .record(z.string(), z.string())
+        .default({})
+        .superRefine((headers, ctx) => {
+          for (const [name, value] of Object.entries(headers)) {
+            try {
+              new Headers([[name, value]]);
+            } catch {
+              ctx.addIssue({ code: 'custom', path: [name], message: 'is no valid HTTP header' });
+            }
+          }
+        }),
+      body: z.string().default(''),
+      ...faultCommon,
+    })
+    .refine((f) => f.body === '' || !noBody(f.status), {
+      error: 'a 204, 205 or 304 response has no body',
+      path: ['body'],
+    }),
   /** Waits before the request goes out: ms, or `{ min, max }` drawn uniformly. Aborts end the wait. */
   z.strictObject({
     type: z.literal('delay'),
@@ -111,7 +129,7 @@ type Parsed = z.output<typeof fetchFaultSchema>;
  * });
  */
 export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
-  const parsed = parseOptions('faultyFetch', faultyFetchOptionsSchema, options);
+  const parsed = parse(options);
   const inner = parsed.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const random = parsed.random ?? Math.random;
   const bus = shieldBus(parsed.bus ?? globalBus, parsed.name);
@@ -164,10 +182,10 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
       }
       if (fault.type === 'status') {
         report(String(fault.status));
-        answer = new Response(fault.status === 204 || fault.status === 304 ? null : fault.body, {
-          status: fault.status,
-          headers: fault.headers,
-        });
+        answer = answeredBy(
+          new Response(noBody(fault.status) ? null : fault.body, { status: fault.status, headers: fault.headers }),
+          request.url,
+        );
         break;
       }
       if (fault.type === 'hang') {
@@ -185,6 +203,21 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
   };
   Object.defineProperty(faulty, 'injected', { get: () => injected, enumerable: true });
   return faulty as FaultyFetch;
+}
+
+/** The options parsed; a header's issue names the header, not its value (which may be a token). */
+function parse(options: unknown): z.output<typeof faultyFetchOptionsSchema> {
+  try {
+    return parseOptions('faultyFetch', faultyFetchOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    throw new HoldfastConfigError(
+      'faultyFetch',
+      error.issues.map((issue) =>
+        /\.headers\./.test(issue.path) ? { path: issue.path, message: issue.message } : issue,
+      ),
+    );
+  }
 }
 
 function report0(bus: Bus, source: string, detail: string): void {
@@ -288,5 +321,19 @@ function alterBody(
     },
     cancel: (reason) => reader.cancel(reason),
   });
-  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  return answeredBy(
+    new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers }),
+    response.url,
+    response.redirected,
+  );
+}
+
+/** Statuses whose response has no body (a Response with one cannot be made). */
+function noBody(status: number): boolean {
+  return status === 204 || status === 205 || status === 304;
+}
+
+/** A made-up response says which URL answered, as fetch's own does (`new Response()` has none). */
+function answeredBy(response: Response, url: string, redirected = false): Response {
+  return Object.defineProperties(response, { url: { value: url }, redirected: { value: redirected } });
 }
