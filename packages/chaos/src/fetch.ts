@@ -12,7 +12,7 @@ import {
 } from '@holdfast/core';
 import { z } from 'zod';
 import { randomOption } from './options.js';
-import { onSwitchOff, state } from './switch.js';
+import { flagOn, onSwitchOff, state } from './switch.js';
 
 const faultCommon = {
   /** The share of matching requests (0 to 1) that get this fault. @default 1 */
@@ -142,7 +142,9 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
   };
 
   const faulty = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    if (state.off || enabled === false || (enabled !== true && !readFlag(enabled))) return inner(input, init);
+    if (state.off || enabled === false || (enabled !== true && !flagOn(enabled, parsed.name, faulty))) {
+      return inner(input, init);
+    }
     // From here on the request goes out as this Request: building it took the body of a
     // Request passed in (sending that `input` again fails: its body is used).
     const request = new Request(input, init);
@@ -249,15 +251,6 @@ function matches(match: (request: Request) => boolean, request: Request, name: s
   } catch (error) {
     const text = `${name}: a fault's match threw (reported once per function); the fault was not applied`;
     warnOnce(toldMatches, match, 'HOLDFAST_PREDICATE_ERROR', text, error);
-    return false;
-  }
-}
-
-/** A flag that throws reads as off: chaos never breaks a request. */
-function readFlag(flag: () => boolean): boolean {
-  try {
-    return Boolean(flag());
-  } catch {
     return false;
   }
 }

@@ -1,3 +1,5 @@
+import { warnOnce } from '@holdfast/core';
+
 /**
  * The process-wide kill switch of every injection. It lives on `globalThis` under a `Symbol.for`
  * key, so two installed copies of @holdfast/chaos obey the same switch.
@@ -65,3 +67,25 @@ export const chaosSwitch = {
     return !state.off;
   },
 };
+
+const toldFlags = new WeakSet<object>();
+
+/**
+ * @internal Reads an `enabled` flag: on only for `true`. One that throws, or answers anything else,
+ * is off: a promise (an async flag client) and the string "false" are truthy, and read so they
+ * turned chaos on whatever the flag said. Such an answer is told once per `owner`.
+ */
+export function flagOn(flag: () => boolean, name: string, owner: object): boolean {
+  try {
+    const on: unknown = flag();
+    if (typeof on === 'boolean') return on;
+    const then = (on as PromiseLike<unknown> | null)?.then;
+    if (typeof then === 'function') then.call(on, undefined, () => {}); // its rejection is no unhandled one
+    const got = typeof then === 'function' ? 'a promise' : typeof on === 'string' ? JSON.stringify(on) : typeof on;
+    const text = `${name}: its enabled flag answered ${got}, not true or false`;
+    warnOnce(toldFlags, owner, 'HOLDFAST_PREDICATE_ERROR', text, 'read as off');
+  } catch {
+    // A flag that throws (its service down) reads as off: chaos never breaks a call.
+  }
+  return false;
+}
