@@ -8,8 +8,9 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { createBus } from '@holdfast/core';
+import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
-import { chaosSwitch, drill } from '../src/index.js';
+import { chaosSwitch, drill, type Toxic } from '../src/index.js';
 import { client, listen, proxyTo, tick } from './support/review.js';
 
 afterEach(() => chaosSwitch.on());
@@ -150,4 +151,105 @@ describe('faultProxy review: the kill switch', () => {
     expect(child.stderr).toBe('');
     expect(JSON.parse(child.stdout)).toEqual({ got: 'x' });
   }, 30_000);
+});
+
+const toxic: fc.Arbitrary<Toxic> = fc
+  .oneof(
+    fc.record({ type: fc.constant('latency' as const), latency: fc.integer({ min: 0, max: 50 }) }),
+    fc.record({ type: fc.constant('bandwidth' as const), rate: fc.integer({ min: 1_000, max: 100_000 }) }),
+    fc.record({ type: fc.constant('blackhole' as const) }),
+    fc.record({ type: fc.constant('slicer' as const), size: fc.integer({ min: 1, max: 64 }) }),
+  )
+  .chain((t) => fc.constantFrom('a', 'b', 'c').map((name) => ({ ...t, name }) as Toxic));
+
+const op = fc.oneof(
+  fc.record({ kind: fc.constant('add' as const), toxic }),
+  fc.record({ kind: fc.constant('remove' as const), name: fc.constantFrom('a', 'b', 'c', 'freeze') }),
+  fc.record({
+    kind: fc.constantFrom(
+      'freeze' as const,
+      'kill' as const,
+      'refuse' as const,
+      'accept' as const,
+      'restore' as const,
+      'off' as const,
+      'on' as const,
+    ),
+  }),
+);
+
+describe('faultProxy review: the kill switch as a state machine', () => {
+  it('property: while off, no toxic is on and the proxy listens; every toxic announced on is announced off', async () => {
+    const port = await echo();
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 16 }), async (ops) => {
+        chaosSwitch.on();
+        const bus = createBus();
+        const active = new Map<string, boolean>();
+        bus.on('chaos.toxic', (e) => {
+          expect(active.get(e.name) ?? false, `${e.name} announced ${e.active ? 'on' : 'off'} twice`).toBe(!e.active);
+          active.set(e.name, e.active);
+        });
+        const p = await proxyTo(port, { bus });
+        const on = new Map<string, string>();
+        // Added again under its name, a toxic goes to the end of the list.
+        const put = (name: string, type: string) => {
+          on.delete(name);
+          on.set(name, type);
+        };
+        let listening = true;
+        let off = false;
+        for (const o of ops) {
+          switch (o.kind) {
+            case 'add':
+              p.add(o.toxic);
+              if (!off) put(o.toxic.name as string, o.toxic.type);
+              break;
+            case 'remove':
+              expect(p.remove(o.name)).toBe(on.delete(o.name));
+              break;
+            case 'freeze':
+              p.freeze();
+              if (!off) put('freeze', 'blackhole');
+              break;
+            case 'kill':
+            case 'refuse':
+              await p[o.kind]();
+              if (!off) listening = false;
+              break;
+            case 'accept':
+              await p.accept();
+              listening = true;
+              break;
+            case 'restore':
+              await p.restore();
+              on.clear();
+              listening = true;
+              break;
+            case 'off':
+              chaosSwitch.off();
+              await p.accept(); // in turn after the restore the switch began
+              off = true;
+              on.clear();
+              listening = true;
+              break;
+            case 'on':
+              chaosSwitch.on();
+              off = false;
+              break;
+          }
+          expect(p.snapshot().listening).toBe(listening);
+          expect(p.snapshot().toxics.map((t) => `${t.name}:${t.type}`)).toEqual(
+            [...on].map(([name, type]) => `${name}:${type}`),
+          );
+          expect((await connects(p.port)) === 'connected').toBe(listening);
+          if (off) expect(p.snapshot()).toMatchObject({ listening: true, toxics: [] });
+        }
+        await p.close();
+        expect([...active].filter(([, a]) => a)).toEqual([]);
+      }),
+      { numRuns: 40, seed: Number(process.env.FC_SEED ?? 20261204) },
+    );
+    chaosSwitch.on();
+  }, 120_000);
 });
