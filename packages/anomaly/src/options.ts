@@ -1,4 +1,11 @@
-import { busOption, clockOption, fnOption, HoldfastConfigError, nameOption, positiveDurationOption } from '@holdfast/core';
+import {
+  busOption,
+  clockOption,
+  fnOption,
+  HoldfastConfigError,
+  nameOption,
+  positiveDurationOption,
+} from '@holdfast/core';
 import { z } from 'zod';
 
 const share = z.number().min(0).max(1);

@@ -45,7 +45,9 @@ describe('injection review: a flag that answers neither true nor false', () => {
       expect(fetch.injected).toBe(0);
       await tick();
       expect(warnings.filter((w) => w.code === 'HOLDFAST_PREDICATE_ERROR').map((w) => w.message)).toEqual([
-        expect.stringMatching(/^faultyFetch: its enabled flag answered (a promise|"false"), not true or false: read as off$/),
+        expect.stringMatching(
+          /^faultyFetch: its enabled flag answered (a promise|"false"), not true or false: read as off$/,
+        ),
       ]);
     });
   }
