@@ -1,7 +1,7 @@
 import { parseOptions } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
-import { type BaselineOptions, baselineOptionsSchema } from './options.js';
+import { type BaselineOptions, baselineOptionsSchema, notNumber } from './options.js';
 import { WarmupSample } from './warmup.js';
 
 /** A robust baseline's verdict on one sample: the score, the label, and what was expected. */
@@ -87,6 +87,7 @@ class Baseline implements RobustBaseline {
   }
 
   update(value: number, noise = 0): BaselineVerdict {
+    if (typeof value !== 'number') throw notNumber('robustBaseline.update', 'value', value);
     const expected = this.expected;
     const spread = Math.max(this.#spread(), noise);
     if (!Number.isFinite(value)) return { ...this.#labels.next(0), expected, spread };

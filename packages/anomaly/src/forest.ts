@@ -1,7 +1,7 @@
-import { parseOptions, seededRandom } from '@holdfast/core';
+import { HoldfastConfigError, parseOptions, seededRandom } from '@holdfast/core';
 import type { z } from 'zod';
 import { departureScore, Hysteresis, type Verdict } from './hysteresis.js';
-import { type ForestOptions, forestOptionsSchema } from './options.js';
+import { type ForestOptions, forestOptionsSchema, notNumber } from './options.js';
 import { WarmupSample } from './warmup.js';
 
 /** A forest's verdict on one sample. */
@@ -133,6 +133,15 @@ class Forest implements HalfSpaceForest {
   }
 
   update(values: ArrayLike<number>): ForestVerdict {
+    // A row missing a metric (or one too many) would be scored as if whole.
+    const width = this.#o.dimensions;
+    if (values?.length !== width) {
+      throw new HoldfastConfigError('halfSpaceForest.update', [
+        { path: 'values', message: `must hold ${width} numbers (got ${values?.length})`, value: values },
+      ]);
+    }
+    for (let d = 0; d < width; d++)
+      if (typeof values[d] !== 'number') throw notNumber('halfSpaceForest.update', `values[${d}]`, values[d]);
     const expected = Array.from(this.#level);
     const dimension = this.#normalise(values);
     const mass = this.#scoreAndCount();

@@ -1,4 +1,11 @@
-import { busOption, clockOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
+import {
+  busOption,
+  clockOption,
+  fnOption,
+  HoldfastConfigError,
+  nameOption,
+  positiveDurationOption,
+} from '@holdfast/core';
 import { z } from 'zod';
 
 const share = z.number().min(0).max(1);
@@ -219,3 +226,8 @@ export const watchOptionsSchema = z.strictObject({
 
 /** Options of {@link anomalyWatch}. */
 export type AnomalyWatchOptions = z.input<typeof watchOptionsSchema>;
+
+/** What a detector says of a value given where a number goes: NaN is no value, a string is a bug to name. */
+export function notNumber(owner: string, path: string, value: unknown): HoldfastConfigError {
+  return new HoldfastConfigError(owner, [{ path, message: 'must be a number (NaN for no value)', value }]);
+}

@@ -181,14 +181,21 @@ function toTable(input: string | readonly number[] | readonly (readonly number[]
   if (typeof input === 'string') return parseMetricsCsv(input);
   if (!Array.isArray(input)) throw bad('input', 'must be CSV text, an array of numbers or an array of rows', input);
   if (input.length === 0) return { columns: ['value'], rows: [] };
-  if (typeof input[0] === 'number') {
-    return { columns: ['value'], rows: (input as readonly number[]).map((v) => [v]) };
+  // A number, or null for a gap (JSON has no NaN); a string (Prometheus answers so) is named, not read as no value.
+  const cell = (v: unknown, path: string): number => {
+    if (v === null) return Number.NaN;
+    if (typeof v !== 'number') throw bad(path, 'must be a number (NaN or null for no value)', v);
+    return v;
+  };
+  if (!Array.isArray(input[0])) {
+    return { columns: ['value'], rows: (input as readonly unknown[]).map((v, i) => [cell(v, `input[${i}]`)]) };
   }
-  const rows = input as readonly (readonly number[])[];
-  const width = rows[0]?.length ?? 0;
-  if (width === 0) throw bad('input[0]', 'must be a non-empty row of numbers', rows[0]);
-  rows.forEach((row, i) => {
+  const first = input[0] as readonly unknown[];
+  const width = first.length;
+  if (width === 0) throw bad('input[0]', 'must be a non-empty row of numbers', first);
+  const rows = (input as readonly unknown[]).map((row, i) => {
     if (!Array.isArray(row) || row.length !== width) throw bad(`input[${i}]`, `must be a row of ${width} numbers`, row);
+    return row.map((v, q) => cell(v, `input[${i}][${q}]`));
   });
   return { columns: Array.from({ length: width }, (_, i) => `m${i}`), rows };
 }

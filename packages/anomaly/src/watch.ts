@@ -81,7 +81,7 @@ type Parsed = z.output<typeof watchOptionsSchema>;
 /** Raised keys passed over, at most, to find a quiet one to forget when `maxKeys` is reached. */
 const EVICTION_LOOKAHEAD = 8;
 
-/** Latencies kept per key and interval for the percentiles; later ones overwrite in a ring. */
+/** Latencies kept per key and interval for the percentiles: a uniform sample of the interval's calls past that. */
 const LATENCY_SLOTS = 512;
 
 /** What one key's calls add up to in the current interval. */
@@ -92,6 +92,8 @@ class Tally {
   seen = 0;
   /** Grown as a key's intervals need it, up to LATENCY_SLOTS: a quiet key (or a churned one) holds little. */
   latencies = new Float64Array(16);
+  /** xorshift32 state of the reservoir's draws: the same calls give the same figures. */
+  #draw = 0x9e3779b9;
 
   add(latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (outcome === 'reject') {
@@ -110,7 +112,20 @@ class Tally {
       grown.set(this.latencies);
       this.latencies = grown;
     }
-    this.latencies[this.seen++ % this.latencies.length] = latency;
+    const n = this.seen++;
+    if (n < this.latencies.length) {
+      this.latencies[n] = latency;
+      return;
+    }
+    // Full: each call of the interval is kept with the same chance (Algorithm R), not only the last
+    // 512, which left a slowdown over the interval's first seconds out of its figures.
+    let x = this.#draw;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#draw = x;
+    const slot = (x >>> 0) % (n + 1);
+    if (slot < LATENCY_SLOTS) this.latencies[slot] = latency;
   }
 
   /** The interval's metrics, in `watchMetrics` order, then resets. */

@@ -8,7 +8,7 @@ import {
   shieldBus,
 } from '@holdfast/core';
 import { z } from 'zod';
-import { DrillFailedError } from './errors.js';
+import { DrillFailedError, unjudged } from './errors.js';
 
 /** One request of a drill's load. Resolving (to anything but `false`) is a success. */
 export type DrillRequest = (index: number, signal: AbortSignal) => unknown;
@@ -126,7 +126,10 @@ export interface ObjectiveResult {
   readonly objective: 'maxFailedShare' | 'maxP99' | 'maxDuplicates' | 'maxRecovery' | 'maxFinalFailedShare';
   /** The limit it was given. */
   readonly limit: number;
-  /** What the drill measured. */
+  /**
+   * What the drill measured; `NaN` (missed) when there was nothing to measure: no request sent (or
+   * none in the final window), duplicates not counted.
+   */
   readonly actual: number;
   /** Whether `actual <= limit` (for `maxRecovery`, also whether the service recovered at all). */
   readonly passed: boolean;
@@ -335,12 +338,15 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
     failed: lateFailed,
     failedShare: late.length === 0 ? 0 : lateFailed / late.length,
   };
+  // Judged on no request (a driver that never sent, an empty final window), an objective is
+  // missed, never passed on zero of zero; so is one whose duplicates were not counted.
+  const none = sent === 0 ? Number.NaN : 0;
   const actuals = {
-    maxFailedShare: loadResult.failedShare,
-    maxP99: loadResult.p99,
-    maxDuplicates: duplicates ?? Number.NaN, // not counted: missed, never passed
-    maxRecovery: recovery.window,
-    maxFinalFailedShare: final.failedShare,
+    maxFailedShare: loadResult.failedShare + none,
+    maxP99: loadResult.p99 + none,
+    maxDuplicates: duplicates ?? Number.NaN,
+    maxRecovery: recovery.window + none,
+    maxFinalFailedShare: late.length === 0 ? Number.NaN : final.failedShare,
   };
   const bucket = Math.max(100, Math.ceil(o.load.duration / 20 / 100) * 100);
   const slots = Math.ceil(duration / bucket);
@@ -608,7 +614,7 @@ function formatReport(r: Omit<DrillResult, 'report'>): string {
     const verdict = never
       ? `MISS  ${labels[o.objective]}: never recovered (failing still at the end, limit ${show(o.objective, o.limit)})`
       : Number.isNaN(o.actual)
-        ? `MISS  ${labels[o.objective]}: not counted (limit ${show(o.objective, o.limit)})`
+        ? `MISS  ${labels[o.objective]}: ${unjudged(o)} (limit ${show(o.objective, o.limit)})`
         : o.passed
           ? `ok    ${labels[o.objective]} ${show(o.objective, o.actual)} <= ${show(o.objective, o.limit)}`
           : `MISS  ${labels[o.objective]} ${show(o.objective, o.actual)} > ${show(o.objective, o.limit)}: over by ${show(o.objective, o.by)}`;

@@ -1,5 +1,10 @@
 import { HoldfastError } from '@holdfast/core';
-import type { DrillResult } from './drill.js';
+import type { DrillResult, ObjectiveResult } from './drill.js';
+
+/** Why an objective has no figure: duplicates not counted, or no request to judge it by. */
+export function unjudged(o: ObjectiveResult): string {
+  return o.objective === 'maxDuplicates' ? 'not counted' : 'no requests';
+}
 
 /** The fault `injectFault()` throws unless told otherwise: on purpose, not a real failure. */
 export class InjectedFaultError extends HoldfastError {
@@ -23,7 +28,7 @@ export class DrillFailedError extends HoldfastError {
       .filter((o) => !o.passed)
       .map((o) =>
         Number.isNaN(o.actual)
-          ? `${o.objective} not counted`
+          ? `${o.objective} ${unjudged(o)}`
           : `${o.objective} ${o.actual} > ${o.limit} (over by ${Math.round(o.by * 1000) / 1000})`,
       );
     super('E_DRILL_FAILED', `drill "${result.name}" failed: ${missed.join('; ')}`);

@@ -4,6 +4,7 @@ import {
   durationOption,
   fnOption,
   bus as globalBus,
+  HoldfastConfigError,
   nameOption,
   parseOptions,
   shieldBus,
@@ -11,7 +12,7 @@ import {
 } from '@holdfast/core';
 import { z } from 'zod';
 import { randomOption } from './options.js';
-import { onSwitchOff, state } from './switch.js';
+import { flagOn, onSwitchOff, state } from './switch.js';
 
 const faultCommon = {
   /** The share of matching requests (0 to 1) that get this fault. @default 1 */
@@ -29,13 +30,30 @@ const faultCommon = {
 /** Validates one fault of `faultyFetch()`; {@link FetchFault} is inferred from it. */
 export const fetchFaultSchema = z.discriminatedUnion('type', [
   /** Answers with this status instead of calling the server, e.g. a 503 with `Retry-After`. */
-  z.strictObject({
-    type: z.literal('status'),
-    status: z.number().int().min(200).max(599),
-    headers: z.record(z.string(), z.string()).default({}),
-    body: z.string().default(''),
-    ...faultCommon,
-  }),
+  z
+    .strictObject({
+      type: z.literal('status'),
+      status: z.number().int().min(200).max(599),
+      // Checked here as a Response would: else every request it picked failed with undici's message.
+      headers: z
+        .record(z.string(), z.string())
+        .default({})
+        .superRefine((headers, ctx) => {
+          for (const [name, value] of Object.entries(headers)) {
+            try {
+              new Headers([[name, value]]);
+            } catch {
+              ctx.addIssue({ code: 'custom', path: [name], message: 'is no valid HTTP header' });
+            }
+          }
+        }),
+      body: z.string().default(''),
+      ...faultCommon,
+    })
+    .refine((f) => f.body === '' || !noBody(f.status), {
+      error: 'a 204, 205 or 304 response has no body',
+      path: ['body'],
+    }),
   /** Waits before the request goes out: ms, or `{ min, max }` drawn uniformly. Aborts end the wait. */
   z.strictObject({
     type: z.literal('delay'),
@@ -111,7 +129,7 @@ type Parsed = z.output<typeof fetchFaultSchema>;
  * });
  */
 export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
-  const parsed = parseOptions('faultyFetch', faultyFetchOptionsSchema, options);
+  const parsed = parse(options);
   const inner = parsed.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const random = parsed.random ?? Math.random;
   const bus = shieldBus(parsed.bus ?? globalBus, parsed.name);
@@ -124,7 +142,9 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
   };
 
   const faulty = async (input: string | URL | Request, init?: RequestInit): Promise<Response> => {
-    if (state.off || enabled === false || (enabled !== true && !readFlag(enabled))) return inner(input, init);
+    if (state.off || enabled === false || (enabled !== true && !flagOn(enabled, parsed.name, faulty))) {
+      return inner(input, init);
+    }
     // From here on the request goes out as this Request: building it took the body of a
     // Request passed in (sending that `input` again fails: its body is used).
     const request = new Request(input, init);
@@ -164,10 +184,10 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
       }
       if (fault.type === 'status') {
         report(String(fault.status));
-        answer = new Response(fault.status === 204 || fault.status === 304 ? null : fault.body, {
-          status: fault.status,
-          headers: fault.headers,
-        });
+        answer = answeredBy(
+          new Response(noBody(fault.status) ? null : fault.body, { status: fault.status, headers: fault.headers }),
+          request.url,
+        );
         break;
       }
       if (fault.type === 'hang') {
@@ -185,6 +205,21 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
   };
   Object.defineProperty(faulty, 'injected', { get: () => injected, enumerable: true });
   return faulty as FaultyFetch;
+}
+
+/** The options parsed; a header's issue names the header, not its value (which may be a token). */
+function parse(options: unknown): z.output<typeof faultyFetchOptionsSchema> {
+  try {
+    return parseOptions('faultyFetch', faultyFetchOptionsSchema, options);
+  } catch (error) {
+    if (!(error instanceof HoldfastConfigError)) throw error;
+    throw new HoldfastConfigError(
+      'faultyFetch',
+      error.issues.map((issue) =>
+        /\.headers\./.test(issue.path) ? { path: issue.path, message: issue.message } : issue,
+      ),
+    );
+  }
 }
 
 function report0(bus: Bus, source: string, detail: string): void {
@@ -216,15 +251,6 @@ function matches(match: (request: Request) => boolean, request: Request, name: s
   } catch (error) {
     const text = `${name}: a fault's match threw (reported once per function); the fault was not applied`;
     warnOnce(toldMatches, match, 'HOLDFAST_PREDICATE_ERROR', text, error);
-    return false;
-  }
-}
-
-/** A flag that throws reads as off: chaos never breaks a request. */
-function readFlag(flag: () => boolean): boolean {
-  try {
-    return Boolean(flag());
-  } catch {
     return false;
   }
 }
@@ -288,5 +314,19 @@ function alterBody(
     },
     cancel: (reason) => reader.cancel(reason),
   });
-  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+  return answeredBy(
+    new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers }),
+    response.url,
+    response.redirected,
+  );
+}
+
+/** Statuses whose response has no body (a Response with one cannot be made). */
+function noBody(status: number): boolean {
+  return status === 204 || status === 205 || status === 304;
+}
+
+/** A made-up response says which URL answered, as fetch's own does (`new Response()` has none). */
+function answeredBy(response: Response, url: string, redirected = false): Response {
+  return Object.defineProperties(response, { url: { value: url }, redirected: { value: redirected } });
 }

@@ -29,7 +29,7 @@ import {
   type LatencyInput,
   type RandomSource,
 } from './options.js';
-import { onSwitchOff, state } from './switch.js';
+import { flagOn, onSwitchOff, state } from './switch.js';
 
 /** What an injection injects: the `kind` of its `chaos.inject` events. */
 export type InjectionKind = 'latency' | 'fault' | 'outcome' | 'behavior';
@@ -87,7 +87,9 @@ abstract class Injection implements InjectionPolicy {
   #picks(): boolean {
     try {
       const enabled = this.#enabled;
-      return (enabled === true || (enabled !== false && Boolean(enabled()))) && this.#random() < this.#rate;
+      return (
+        (enabled === true || (enabled !== false && flagOn(enabled, this.name, this))) && this.#random() < this.#rate
+      );
     } catch {
       return false;
     }

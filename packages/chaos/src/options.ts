@@ -53,7 +53,8 @@ const injectionCommon = {
   rate: z.number().min(0).max(1).default(1),
   /**
    * Whether it injects at all: `true`, or a function read on every call (a feature flag, a
-   * header, a drill in progress). Off unless enabled on purpose. @default false
+   * header, a drill in progress). Off unless enabled on purpose: only `true` turns it on (a promise
+   * or the string "false" is off, told once). @default false
    */
   enabled: z
     .union([z.boolean(), fnOption<() => boolean>('must be a boolean or a function returning one')])

@@ -10,6 +10,7 @@ import {
   shieldBus,
 } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
+import { onSwitchOff, state } from './switch.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
 /** One connection through the proxy, as `proxy.connections()` lists it. */
@@ -112,6 +113,7 @@ export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy
     parsed.random,
   );
   await proxy.listen(parsed.port);
+  proxy.obeySwitch();
   return proxy;
 }
 
@@ -154,6 +156,8 @@ class ToxicProxy implements FaultProxy {
   #wanted = true;
   /** The listen or stop under way: the next waits for it. */
   #settling: Promise<void> = Promise.resolve();
+  /** Stops `chaosSwitch.off()` restoring this proxy (at close). */
+  #unswitch: (() => void) | undefined;
 
   constructor(
     readonly name: string,
@@ -192,6 +196,14 @@ class ToxicProxy implements FaultProxy {
     this.#port = typeof address === 'object' && address !== null ? address.port : port;
   }
 
+  /**
+   * The kill switch turns a proxy's faults off too: `chaosSwitch.off()` restores it (every toxic
+   * off, announced, held bytes let through, listening again), and while off it injects nothing.
+   */
+  obeySwitch(): void {
+    this.#unswitch = onSwitchOff(() => void this.restore().catch(() => {}));
+  }
+
   add(toxic: Toxic): ToxicHandle {
     // Closed, it would be announced on and never off: shown on for good by the dashboard and metrics.
     if (this.#closed) throw new DisposedError(this.name);
@@ -205,6 +217,8 @@ class ToxicProxy implements FaultProxy {
     const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
     const direction =
       parsed.direction ?? (parsed.type === 'blackhole' || parsed.type === 'reset' ? 'both' : 'downstream');
+    // The kill switch is off: validated, and put on nowhere, as an injection passes calls through.
+    if (state.off) return { name, remove: () => {} };
     const active = { ...parsed, name, direction } as ActiveToxic;
     this.remove(name);
     this.#toxics.set(name, active);
@@ -229,11 +243,12 @@ class ToxicProxy implements FaultProxy {
   }
 
   resetAll(): void {
+    if (state.off) return;
     for (const link of this.#links) link.reset();
   }
 
   refuse(): Promise<void> {
-    this.#wanted = false;
+    if (!state.off) this.#wanted = false;
     return this.#settle();
   }
 
@@ -292,6 +307,7 @@ class ToxicProxy implements FaultProxy {
 
   async close(): Promise<void> {
     this.#closed = true;
+    this.#unswitch?.();
     // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
     // otherwise show them on for good, one more for every proxy closed with a toxic on.
     this.clear();

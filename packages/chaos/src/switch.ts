@@ -1,3 +1,5 @@
+import { warnOnce } from '@holdfast/core';
+
 /**
  * The process-wide kill switch of every injection. It lives on `globalThis` under a `Symbol.for`
  * key, so two installed copies of @holdfast/chaos obey the same switch.
@@ -9,7 +11,7 @@ interface SwitchState {
   manualOff: boolean;
   /** Either of the above: what every injection reads per call. */
   off: boolean;
-  /** Injected waits in progress (latency, delay, hang); `off()` ends each at once. */
+  /** Injected waits in progress (latency, delay, hang) and open fault proxies; `off()` ends or restores each at once. */
   waits?: Set<() => void>;
 }
 
@@ -30,8 +32,9 @@ function createState(): SwitchState {
 export const state: SwitchState = (holder[key] ??= createState());
 
 /**
- * @internal Registers the end of an injected wait in progress: `chaosSwitch.off()` calls `release`.
- * Returns the function that unregisters it, to call once the wait is over.
+ * @internal Registers the end of an injected wait in progress (or a proxy's restore):
+ * `chaosSwitch.off()` calls `release`. Returns the function that unregisters it, to call once the
+ * wait is over (the proxy closed).
  */
 export function onSwitchOff(release: () => void): () => void {
   const waits = (state.waits ??= new Set());
@@ -45,7 +48,10 @@ export function onSwitchOff(release: () => void): () => void {
  * `HOLDFAST_CHAOS=off` in the environment holds the switch off whatever `on()` says.
  */
 export const chaosSwitch = {
-  /** Every injection passes calls through untouched from now on; injected waits in progress end now. */
+  /**
+   * Every injection passes calls through untouched from now on; injected waits in progress end now,
+   * and every fault proxy is restored (toxics off, listening) and puts on no fault while off.
+   */
   off(): void {
     state.manualOff = true;
     state.off = true;
@@ -61,3 +67,25 @@ export const chaosSwitch = {
     return !state.off;
   },
 };
+
+const toldFlags = new WeakSet<object>();
+
+/**
+ * @internal Reads an `enabled` flag: on only for `true`. One that throws, or answers anything else,
+ * is off: a promise (an async flag client) and the string "false" are truthy, and read so they
+ * turned chaos on whatever the flag said. Such an answer is told once per `owner`.
+ */
+export function flagOn(flag: () => boolean, name: string, owner: object): boolean {
+  try {
+    const on: unknown = flag();
+    if (typeof on === 'boolean') return on;
+    const then = (on as PromiseLike<unknown> | null)?.then;
+    if (typeof then === 'function') then.call(on, undefined, () => {}); // its rejection is no unhandled one
+    const got = typeof then === 'function' ? 'a promise' : typeof on === 'string' ? JSON.stringify(on) : typeof on;
+    const text = `${name}: its enabled flag answered ${got}, not true or false`;
+    warnOnce(toldFlags, owner, 'HOLDFAST_PREDICATE_ERROR', text, 'read as off');
+  } catch {
+    // A flag that throws (its service down) reads as off: chaos never breaks a call.
+  }
+  return false;
+}
