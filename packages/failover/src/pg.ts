@@ -6,7 +6,7 @@
  */
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
-import { compareTokens, type ErrorClass, type RoleReport } from './roles.js';
+import type { ErrorClass, RoleReport } from './roles.js';
 
 /** What `pgRoles()` needs of a target: a `pg.Pool` or a `pg.Client` is one. */
 export interface PgQueryable {
@@ -103,9 +103,20 @@ export function pgClassify(error: unknown): ErrorClass {
 }
 
 /**
+ * Orders two primaries' `[timeline, lsn]` tokens by timeline alone. A promotion starts a new
+ * timeline, so one timeline has one primary: two on it were promoted apart (a split brain) and
+ * tie, whatever their LSNs (an idle one's WAL switch or checkpoint moved writes to it).
+ */
+function comparePgTokens(a: unknown, b: unknown): number {
+  const ta = Array.isArray(a) ? a[0] : undefined;
+  const tb = Array.isArray(b) ? b[0] : undefined;
+  return typeof ta === 'number' && typeof tb === 'number' ? Math.sign(ta - tb) : 0;
+}
+
+/**
  * The `roles` option for PostgreSQL servers reached through `pg` pools or clients: the role
- * check (`pgRole`), the order of tokens (the higher timeline, then the higher LSN) and
- * `pgClassify`. Other role settings pass through.
+ * check (`pgRole`), the order of tokens (the higher timeline; two primaries on one timeline tie)
+ * and `pgClassify`. Other role settings pass through.
  *
  * @example
  * const db = failover({ endpoints: [{ name: 'db-1', target: pool1 }, { name: 'db-2', target: pool2 }], roles: pgRoles() });
@@ -119,7 +130,7 @@ export function pgRoles<T extends PgQueryable>(
   return {
     ...options,
     check: (endpoint) => pgRole(endpoint.target, timeout),
-    compare: compareTokens,
+    compare: comparePgTokens,
     classify: pgClassify,
   };
 }

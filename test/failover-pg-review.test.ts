@@ -1,0 +1,162 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createBus, type EventOf } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import { pgRoles } from '@holdfast/failover/pg';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+
+/**
+ * A hostile review of `failover({ roles: pgRoles() })` on real PostgreSQL clusters: two servers
+ * promoted apart (a split brain on one timeline), a promotion while the old primary still takes
+ * writes, a third server that never answers. Each counts acknowledged writes against the rows on
+ * each server, and which server each write reached.
+ */
+
+const figures: Record<string, string | number>[] = [];
+const pools: pg.Pool[] = [];
+const pairs: PgPair[] = [];
+
+function pool(node: PgNode): pg.Pool {
+  const p = new pg.Pool({ ...node.connection, max: 8, connectionTimeoutMillis: 3_000, idleTimeoutMillis: 5_000 });
+  p.on('error', () => {});
+  pools.push(p);
+  return p;
+}
+
+async function until(what: () => boolean, ms = 20_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!what()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+interface Write {
+  readonly id: string;
+  readonly started: number;
+  readonly ended: number;
+  /** The server that acknowledged it; undefined when it failed. */
+  readonly endpoint: string | undefined;
+  readonly code: string | undefined;
+  readonly message: string | undefined;
+}
+
+let seq = 0;
+
+/** One insert every `every` ms through `db` until stopped. */
+function writes(db: Failover<pg.Pool>, label: string, every = 50) {
+  const out: Write[] = [];
+  const pending = new Set<Promise<void>>();
+  const tick = setInterval(() => {
+    const id = `${label}-${++seq}`;
+    const started = Date.now();
+    const p = db
+      .execute(async (e) => {
+        await e.target.query('insert into orders (id) values ($1)', [id]);
+        return e.name;
+      })
+      .then(
+        (endpoint) => void out.push({ id, started, ended: Date.now(), endpoint, code: undefined, message: undefined }),
+        (error: { code?: string; name?: string; message?: string }) =>
+          void out.push({
+            id,
+            started,
+            ended: Date.now(),
+            endpoint: undefined,
+            code: error.code ?? error.name,
+            message: error.message,
+          }),
+      )
+      .finally(() => pending.delete(p));
+    pending.add(p);
+  }, every);
+  return {
+    out,
+    async stop() {
+      clearInterval(tick);
+      await Promise.all(pending);
+      return out;
+    },
+  };
+}
+
+function rows(node: PgNode, label: string): Set<string> {
+  if (!node.running) return new Set();
+  return new Set(node.sql(`select id from orders where id like '${label}-%'`).split('\n').filter(Boolean));
+}
+
+function byCode(list: readonly Write[]): string {
+  const m = new Map<string, number>();
+  for (const w of list) if (w.code !== undefined) m.set(w.code, (m.get(w.code) ?? 0) + 1);
+  return [...m].map(([k, n]) => `${k}=${n}`).join(' ');
+}
+
+afterAll(async () => {
+  await Promise.all(pools.map((p) => p.end().catch(() => {})));
+  await Promise.all(pairs.map((p) => p.stop()));
+  console.table(figures);
+}, 30_000);
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review', () => {
+  it('two replicas promoted apart (a split brain on one timeline): writes never reach both', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const a = pair.primary;
+    a.sql('create table orders (id text primary key)');
+    const b = pair.replica;
+    const c = await pair.addReplica('pg-c', a);
+    await until(() => c.sql("select to_regclass('orders') is not null") === 't');
+    await a.kill();
+    // Two failover managers each promote "their" replica: both start timeline 2, apart.
+    await b.promote();
+    await c.promote();
+    const timeline = 'select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)';
+    expect(b.sql(timeline)).toBe('00000002');
+    expect(c.sql(timeline)).toBe('00000002');
+    const bus = createBus();
+    const fences: EventOf<'failover.fence'>[] = [];
+    bus.on('failover.fence', (e) => void fences.push(e));
+    const db = failover({
+      name: 'orders-db',
+      endpoints: [
+        { name: 'pg-a', target: pool(a) },
+        { name: 'pg-b', target: pool(b) },
+        { name: 'pg-c', target: pool(c) },
+      ],
+      roles: pgRoles({ interval: 200, timeout: 500 }),
+      timeout: 2_000,
+      bus,
+      policies: false,
+    });
+    const run = writes(db, 'split');
+    await sleep(1_500);
+    // An idle server switches WAL files (archive_timeout, a base backup, a checkpoint): its LSN
+    // jumps ahead while it takes no writes. Here on both, in turn.
+    for (const node of [b, c]) {
+      node.sql('select pg_switch_wal()');
+      await sleep(1_500);
+    }
+    const out = await run.stop();
+    db.dispose();
+    const acked = out.filter((w) => w.code === undefined);
+    const onB = rows(b, 'split');
+    const onC = rows(c, 'split');
+    const reached = new Set(acked.map((w) => w.endpoint));
+    figures.push({
+      scenario: 'split brain, one timeline',
+      writes: out.length,
+      acknowledged: acked.length,
+      'acked on pg-b': acked.filter((w) => onB.has(w.id)).length,
+      'acked on pg-c': acked.filter((w) => onC.has(w.id)).length,
+      failed: byCode(out),
+    });
+    // Whichever of the two the operator keeps, the writes acknowledged by the other are lost.
+    expect(Math.min(acked.filter((w) => onB.has(w.id)).length, acked.filter((w) => onC.has(w.id)).length)).toBe(0);
+    expect([...reached]).toEqual([]);
+    // The user is told: writes are refused, saying two primaries tie.
+    expect(out.length).toBeGreaterThan(40);
+    expect(out.every((w) => w.code === 'E_NO_PRIMARY')).toBe(true);
+    expect(out[0]?.message).toMatch(/primaries tie/);
+  }, 120_000);
+});
