@@ -160,3 +160,129 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review', 
     expect(out[0]?.message).toMatch(/primaries tie/);
   }, 120_000);
 });
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a promotion, a silent server', () => {
+  it('a replica promoted while the old primary still takes writes: only writes acknowledged before the set saw it are lost', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const { primary: a, replica: b } = pair;
+    a.sql('create table orders (id text primary key)');
+    await until(() => b.sql("select to_regclass('orders') is not null") === 't');
+    const bus = createBus();
+    let fencedAt = 0;
+    bus.on('failover.fence', (e) => {
+      if (e.endpoint === 'pg-a' && fencedAt === 0) fencedAt = Date.now();
+    });
+    const interval = 500;
+    const db = failover({
+      name: 'orders-db',
+      endpoints: [
+        { name: 'pg-a', target: pool(a) },
+        { name: 'pg-b', target: pool(b) },
+      ],
+      roles: pgRoles({ interval, timeout: 500 }),
+      timeout: 2_000,
+      bus,
+      policies: false,
+    });
+    await until(() => db.snapshot().primary === 'pg-a');
+    const run = writes(db, 'race', 20);
+    await sleep(1_000);
+    const promoting = Date.now();
+    await b.promote(); // the old primary is not fenced at the database: it goes on taking writes
+    const promoted = Date.now();
+    await sleep(2_000);
+    const out = await run.stop();
+    db.dispose();
+    const onA = rows(a, 'race');
+    const onB = rows(b, 'race');
+    const acked = out.filter((w) => w.code === undefined);
+    const lost = acked.filter((w) => !onB.has(w.id));
+    const unconfirmed = out.filter((w) => w.code === 'E_UNCONFIRMED_WRITE');
+    figures.push({
+      scenario: 'promote, old primary running',
+      writes: out.length,
+      acknowledged: acked.length,
+      'acked by pg-a after the promotion': acked.filter((w) => w.endpoint === 'pg-a' && w.ended >= promoted).length,
+      'acked, lost (not on pg-b)': lost.length,
+      'promotion seen (ms)': fencedAt - promoted,
+      'E_UNCONFIRMED_WRITE on pg-a': unconfirmed.filter((w) => onA.has(w.id)).length,
+      'E_UNCONFIRMED_WRITE on pg-b': unconfirmed.filter((w) => onB.has(w.id)).length,
+      failed: byCode(out),
+    });
+    expect(fencedAt).toBeGreaterThan(0);
+    // Lost: acknowledged by pg-a after the promotion, before the set's next check of pg-b saw it.
+    for (const w of lost) {
+      expect(w.endpoint).toBe('pg-a');
+      expect(w.started).toBeGreaterThanOrEqual(promoting - 1_000);
+      expect(w.started).toBeLessThanOrEqual(fencedAt);
+    }
+    expect(fencedAt - promoted).toBeLessThan(interval + 1_000);
+    // Once the set saw it, every write went to pg-b and none was refused for nothing.
+    const after = out.filter((w) => w.started > fencedAt);
+    expect(after.length).toBeGreaterThan(40);
+    expect(after.filter((w) => w.endpoint !== 'pg-b')).toEqual([]);
+    // A write reported unconfirmed was never one pg-b, the primary kept, holds.
+    expect(unconfirmed.filter((w) => onB.has(w.id))).toEqual([]);
+  }, 120_000);
+
+  it('a third server frozen (SIGSTOP): a new app instance writes to the primary without waiting on it', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const { primary: a, replica: b } = pair;
+    a.sql('create table orders (id text primary key)');
+    const c = await pair.addReplica('pg-c', a);
+    const startup = async (label: string, withThird: boolean) => {
+      const db = failover({
+        name: 'orders-db',
+        endpoints: [
+          { name: 'pg-a', target: pool(a) },
+          { name: 'pg-b', target: pool(b) },
+          ...(withThird ? [{ name: 'pg-c', target: pool(c) }] : []),
+        ],
+        roles: pgRoles(), // the defaults: interval 2 s, timeout 1 s, wait 5 s
+        policies: false,
+      });
+      const started = Date.now();
+      const endpoint = await db.execute(async (e) => {
+        await e.target.query('insert into orders (id) values ($1)', [`${label}-${++seq}`]);
+        return e.name;
+      });
+      const firstWrite = Date.now() - started;
+      // Then 20 writes one after another: each as fast as without the silent server.
+      const each: number[] = [];
+      for (let i = 0; i < 20; i++) {
+        const t = Date.now();
+        await db.execute((e) => e.target.query('insert into orders (id) values ($1)', [`${label}-${++seq}`]));
+        each.push(Date.now() - t);
+      }
+      db.dispose();
+      each.sort((x, y) => x - y);
+      return { endpoint, firstWrite, slowest: each[each.length - 1] ?? 0 };
+    };
+    const quiet = await startup('two', false);
+    c.freeze();
+    let frozen: Awaited<ReturnType<typeof startup>>;
+    try {
+      frozen = await startup('frozen', true);
+    } finally {
+      c.resume();
+    }
+    await c.kill(); // now it refuses connections
+    const refused = await startup('refused', true);
+    figures.push({
+      scenario: 'new instance, third server frozen / refusing',
+      'first write, 2 servers (ms)': quiet.firstWrite,
+      'first write, + frozen 3rd (ms)': frozen.firstWrite,
+      'first write, + refusing 3rd (ms)': refused.firstWrite,
+      'slowest of 20 next writes (ms)': Math.max(frozen.slowest, refused.slowest),
+    });
+    expect([frozen.endpoint, refused.endpoint]).toEqual(['pg-a', 'pg-a']);
+    expect(frozen.slowest).toBeLessThan(500);
+    expect(refused.slowest).toBeLessThan(500);
+    // A server that refuses is asked twice in a row, not an interval (2 s) apart.
+    expect(refused.firstWrite).toBeLessThan(1_000);
+    // A frozen server: two checks that time out (1 s each), not two with an interval between.
+    expect(frozen.firstWrite).toBeLessThan(2_700);
+  }, 120_000);
+});
