@@ -286,3 +286,49 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a
     expect(frozen.firstWrite).toBeLessThan(2_700);
   }, 120_000);
 });
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a server restarted empty', () => {
+  it('a server restarted empty (initdb) claims primary on timeline 1 beside the real one: no write reaches it', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const { primary: a, replica: b } = pair;
+    a.sql('create table orders (id text primary key)');
+    const empty = await pair.addEmpty('pg-empty');
+    empty.sql('create table orders (id text primary key)'); // so a write that reaches it succeeds
+    const bus = createBus();
+    const fenced = new Set<string>();
+    bus.on('failover.fence', (e) => void fenced.add(e.endpoint));
+    const db = failover({
+      name: 'orders-db',
+      endpoints: [
+        { name: 'pg-a', target: pool(a) },
+        { name: 'pg-b', target: pool(b) },
+        { name: 'pg-empty', target: pool(empty) },
+      ],
+      roles: pgRoles({ interval: 200, timeout: 500 }),
+      timeout: 2_000,
+      bus,
+      policies: false,
+    });
+    const run = writes(db, 'empty');
+    await sleep(1_000);
+    // Idle, it switches WAL files (archive_timeout, a backup): its LSN jumps a segment each time.
+    for (let i = 0; i < 4; i++) empty.sql(`create table t${i} (); select pg_switch_wal()`);
+    await sleep(1_500);
+    const out = await run.stop();
+    db.dispose();
+    const onEmpty = rows(empty, 'empty');
+    figures.push({
+      scenario: 'a server restarted empty, timeline 1',
+      writes: out.length,
+      acknowledged: out.filter((w) => w.code === undefined).length,
+      'on the empty server': onEmpty.size,
+      failed: byCode(out),
+    });
+    expect(onEmpty.size).toBe(0);
+    expect(out.filter((w) => w.endpoint === 'pg-empty')).toEqual([]);
+    // Told: both claimants fenced, writes refused naming the tie.
+    expect(fenced).toEqual(new Set(['pg-a', 'pg-empty']));
+    expect(out.filter((w) => w.code !== 'E_NO_PRIMARY')).toEqual([]);
+  }, 120_000);
+});

@@ -42,6 +42,8 @@ export interface PgPair {
   readonly replica: PgNode;
   /** Starts one more server, a streaming replica of `of` (a cluster of three and more). */
   addReplica(name: string, of: PgNode): Promise<PgNode>;
+  /** Starts one more server fresh from initdb: a primary of its own, empty (a server restarted empty). */
+  addEmpty(name: string): Promise<PgNode>;
   /** Stops every server (SIGKILL by PID) and removes the temp dir. */
   stop(): Promise<void>;
 }
@@ -157,6 +159,13 @@ export async function startPgPair(): Promise<PgPair> {
       const node = await makeNode(name, root, who);
       nodes.push(node);
       await node.rebuildAsReplicaOf(of);
+      return node;
+    },
+    async addEmpty(name) {
+      const node = await makeNode(name, root, who);
+      nodes.push(node);
+      execFileSync('cp', ['-a', template(who), node.dir]);
+      await node.start();
       return node;
     },
     async stop() {
