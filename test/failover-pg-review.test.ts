@@ -332,3 +332,85 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a
     expect(out.filter((w) => w.code !== 'E_NO_PRIMARY')).toEqual([]);
   }, 120_000);
 });
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: lag, a busy pool, dispose', () => {
+  it('a replica whose replay is paused falls behind: past maxLag it takes no reads, and no read sees stale data', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const { primary: a, replica: b } = pair;
+    a.sql('create table orders (id text primary key)');
+    await until(() => b.sql("select to_regclass('orders') is not null") === 't');
+    const db = failover({
+      name: 'orders-db',
+      endpoints: [
+        { name: 'pg-a', target: pool(a) },
+        { name: 'pg-b', target: pool(b) },
+      ],
+      roles: pgRoles({ interval: 200, timeout: 500, maxLag: 1_000 }),
+      timeout: 2_000,
+      policies: false,
+    });
+    const run = writes(db, 'lag');
+    await sleep(500);
+    b.sql('select pg_wal_replay_pause()');
+    const pausedAt = Date.now();
+    await sleep(2_000); // past maxLag, plus a check
+    // Read-your-writes through the set: the count of acknowledged writes vs what a read sees.
+    const stale: { endpoint: string; seen: number; acked: number }[] = [];
+    for (let i = 0; i < 20; i++) {
+      const acked = run.out.filter((w) => w.code === undefined).length;
+      const { endpoint, seen } = await db.execute(
+        async (e) => {
+          const r = await e.target.query<{ n: number }>("select count(*)::int as n from orders where id like 'lag-%'");
+          return { endpoint: e.name, seen: r.rows[0]?.n ?? 0 };
+        },
+        { intent: 'read' },
+      );
+      if (seen < acked - 5) stale.push({ endpoint, seen, acked }); // a few in flight may land between
+      await sleep(50);
+    }
+    b.sql('select pg_wal_replay_resume()');
+    const out = await run.stop();
+    db.dispose();
+    figures.push({
+      scenario: 'replay paused, maxLag 1 s',
+      writes: out.length,
+      'stale reads': stale.length,
+      'lag seen (ms)': Date.now() - pausedAt,
+    });
+    expect(stale).toEqual([]);
+  }, 120_000);
+
+  it('a pool busy with long queries: the primary is not called unreachable, writes wait for the pool', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const { primary: a, replica: b } = pair;
+    a.sql('create table orders (id text primary key)');
+    const small = new pg.Pool({ ...a.connection, max: 2 });
+    small.on('error', () => {});
+    pools.push(small);
+    const db = failover({
+      name: 'orders-db',
+      endpoints: [
+        { name: 'pg-a', target: small },
+        { name: 'pg-b', target: pool(b) },
+      ],
+      roles: pgRoles({ interval: 200, timeout: 500 }),
+      policies: false,
+    });
+    await until(() => db.snapshot().primary === 'pg-a');
+    // Two reports (written to the primary: the default intent) fill the pool for 3 s.
+    const reports = [1, 2].map(() => db.execute((e) => e.target.query('select pg_sleep(3)')));
+    await sleep(1_500);
+    const result = await db
+      .execute((e) => e.target.query('insert into orders (id) values ($1)', ['busy-1']))
+      .then(
+        () => 'ok',
+        (error: { code?: string }) => error.code,
+      );
+    await Promise.all(reports);
+    db.dispose();
+    figures.push({ scenario: 'pool busy 3 s with 2 of 2 connections', 'write during it': String(result) });
+    expect(result).toBe('ok');
+  }, 120_000);
+});
