@@ -414,3 +414,51 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: l
     expect(result).toBe('ok');
   }, 120_000);
 });
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: dispose, abort, two sets', () => {
+  it('two sets on one pair of pools, one disposed mid-check, a caller aborting a write: each call settles as its caller sees it', async () => {
+    const pair = await startPgPair();
+    pairs.push(pair);
+    const { primary: a, replica: b } = pair;
+    a.sql('create table orders (id text primary key)');
+    const endpoints = [
+      { name: 'pg-a', target: pool(a) },
+      { name: 'pg-b', target: pool(b) },
+    ];
+    const make = () => failover({ endpoints, roles: pgRoles({ interval: 100, timeout: 500 }), policies: false });
+    const first = make();
+    const second = make();
+    // Disposed while its first checks run: a call waiting for them is refused at once.
+    const waiting = second.execute((e) => e.target.query('select 1'));
+    second.dispose();
+    await expect(waiting).rejects.toMatchObject({ code: 'E_DISPOSED' });
+    // The other set over the same pools goes on: writes to the primary, reads to the replica.
+    const where = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        first.execute(async (e) => {
+          await e.target.query('insert into orders (id) values ($1)', [`two-${i}`]);
+          return e.name;
+        }),
+      ),
+    );
+    expect(new Set(where)).toEqual(new Set(['pg-a']));
+    const read = await first.execute(async (e) => e.name, { intent: 'read' });
+    expect(read).toBe('pg-b');
+    // A caller's abort settles the call at once with its reason, and says nothing of the server.
+    const controller = new AbortController();
+    const started = Date.now();
+    const aborted = first.execute((e) => e.target.query("select pg_sleep(0.5); insert into orders values ('abort-1')"), {
+      signal: controller.signal,
+    });
+    setTimeout(() => controller.abort(new Error('user went away')), 50);
+    await expect(aborted).rejects.toThrow('user went away');
+    expect(Date.now() - started).toBeLessThan(400);
+    await sleep(800);
+    expect(first.snapshot()).toMatchObject({ primary: 'pg-a', endpoints: [{ ejection: 'none' }, { ejection: 'none' }] });
+    // The statement ran on: an aborted write's outcome is unknown, as a timeout's is.
+    expect(a.sql("select count(*) from orders where id = 'abort-1'")).toBe('1');
+    first.dispose();
+    const pgA = endpoints[0]?.target as pg.Pool;
+    expect(pgA.waitingCount).toBe(0);
+  }, 120_000);
+});
