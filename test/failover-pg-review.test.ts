@@ -447,14 +447,20 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: d
     // A caller's abort settles the call at once with its reason, and says nothing of the server.
     const controller = new AbortController();
     const started = Date.now();
-    const aborted = first.execute((e) => e.target.query("select pg_sleep(0.5); insert into orders values ('abort-1')"), {
-      signal: controller.signal,
-    });
+    const aborted = first.execute(
+      (e) => e.target.query("select pg_sleep(0.5); insert into orders values ('abort-1')"),
+      {
+        signal: controller.signal,
+      },
+    );
     setTimeout(() => controller.abort(new Error('user went away')), 50);
     await expect(aborted).rejects.toThrow('user went away');
     expect(Date.now() - started).toBeLessThan(400);
     await sleep(800);
-    expect(first.snapshot()).toMatchObject({ primary: 'pg-a', endpoints: [{ ejection: 'none' }, { ejection: 'none' }] });
+    expect(first.snapshot()).toMatchObject({
+      primary: 'pg-a',
+      endpoints: [{ ejection: 'none' }, { ejection: 'none' }],
+    });
     // The statement ran on: an aborted write's outcome is unknown, as a timeout's is.
     expect(a.sql("select count(*) from orders where id = 'abort-1'")).toBe('1');
     first.dispose();

@@ -64,7 +64,9 @@ export function parseLsn(lsn: string): bigint {
 
 /** What a full `pg.Pool` shows of itself: enough to open one connection beside it. */
 interface FullPool {
-  readonly Client: new (options: object) => PgQueryable & {
+  readonly Client: new (
+    options: object,
+  ) => PgQueryable & {
     on(event: 'error', listener: () => void): unknown;
     connect(): Promise<unknown>;
     end(): Promise<unknown>;
