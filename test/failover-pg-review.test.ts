@@ -3,8 +3,8 @@ import { createBus, type EventOf } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import pg from 'pg';
-import { afterAll, describe, expect, it } from 'vitest';
-import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { type PgNode, postgresAvailable, startPgPair } from './support/postgres.js';
 
 /**
  * A hostile review of `failover({ roles: pgRoles() })` on real PostgreSQL clusters: two servers
@@ -15,7 +15,6 @@ import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './supp
 
 const figures: Record<string, string | number>[] = [];
 const pools: pg.Pool[] = [];
-const pairs: PgPair[] = [];
 
 function pool(node: PgNode): pg.Pool {
   const p = new pg.Pool({ ...node.connection, max: 8, connectionTimeoutMillis: 3_000, idleTimeoutMillis: 5_000 });
@@ -94,14 +93,13 @@ function byCode(list: readonly Write[]): string {
 
 afterAll(async () => {
   await Promise.all(pools.map((p) => p.end().catch(() => {})));
-  await Promise.all(pairs.map((p) => p.stop()));
   console.table(figures);
 }, 30_000);
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review', () => {
   it('two replicas promoted apart (a split brain on one timeline): writes never reach both', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const a = pair.primary;
     a.sql('create table orders (id text primary key)');
     const b = pair.replica;
@@ -164,7 +162,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review', 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a promotion, a silent server', () => {
   it('a replica promoted while the old primary still takes writes: only writes acknowledged before the set saw it are lost', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const { primary: a, replica: b } = pair;
     a.sql('create table orders (id text primary key)');
     await until(() => b.sql("select to_regclass('orders') is not null") === 't');
@@ -228,7 +226,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a
 
   it('a third server frozen (SIGSTOP): a new app instance writes to the primary without waiting on it', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const { primary: a, replica: b } = pair;
     a.sql('create table orders (id text primary key)');
     const c = await pair.addReplica('pg-c', a);
@@ -290,7 +288,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a server restarted empty', () => {
   it('a server restarted empty (initdb) claims primary on timeline 1 beside the real one: no write reaches it', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const { primary: a, replica: b } = pair;
     a.sql('create table orders (id text primary key)');
     const empty = await pair.addEmpty('pg-empty');
@@ -336,7 +334,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: a
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: lag, a busy pool, dispose', () => {
   it('a replica whose replay is paused falls behind: past maxLag it takes no reads, and no read sees stale data', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const { primary: a, replica: b } = pair;
     a.sql('create table orders (id text primary key)');
     await until(() => b.sql("select to_regclass('orders') is not null") === 't');
@@ -383,7 +381,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: l
 
   it('a pool busy with long queries: the primary is not called unreachable, writes wait for the pool', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const { primary: a, replica: b } = pair;
     a.sql('create table orders (id text primary key)');
     const small = new pg.Pool({ ...a.connection, max: 2 });
@@ -418,7 +416,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: l
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review: dispose, abort, two sets', () => {
   it('two sets on one pair of pools, one disposed mid-check, a caller aborting a write: each call settles as its caller sees it', async () => {
     const pair = await startPgPair();
-    pairs.push(pair);
+    onTestFinished(() => pair.stop(), 60_000); // each test's servers go with it, by PID
     const { primary: a, replica: b } = pair;
     a.sql('create table orders (id text primary key)');
     const endpoints = [
