@@ -16,7 +16,7 @@ function pool(name: string, connection: pg.PoolConfig): pg.Pool {
 
 /**
  * One set over every server: which one is primary is asked, not configured. Writes go to the
- * primary with the highest timeline/LSN (a stale primary that comes back is fenced); reads go to
+ * primary with the highest timeline (a stale primary that comes back is fenced); reads go to
  * replicas, and to the primary when no replica is left.
  */
 export function ordersDb(config: OrdersDbConfig) {

@@ -40,7 +40,11 @@ export interface PgNode {
 export interface PgPair {
   readonly primary: PgNode;
   readonly replica: PgNode;
-  /** Stops both servers (SIGKILL by PID) and removes the temp dir. */
+  /** Starts one more server, a streaming replica of `of` (a cluster of three and more). */
+  addReplica(name: string, of: PgNode): Promise<PgNode>;
+  /** Starts one more server fresh from initdb: a primary of its own, empty (a server restarted empty). */
+  addEmpty(name: string): Promise<PgNode>;
+  /** Stops every server (SIGKILL by PID) and removes the temp dir. */
   stop(): Promise<void>;
 }
 
@@ -147,11 +151,25 @@ export async function startPgPair(): Promise<PgPair> {
   await primary.start();
   const replica = await makeNode('pg-b', root, who);
   await replica.rebuildAsReplicaOf(primary);
+  const nodes = [primary, replica];
   return {
     primary,
     replica,
+    async addReplica(name, of) {
+      const node = await makeNode(name, root, who);
+      nodes.push(node);
+      await node.rebuildAsReplicaOf(of);
+      return node;
+    },
+    async addEmpty(name) {
+      const node = await makeNode(name, root, who);
+      nodes.push(node);
+      execFileSync('cp', ['-a', template(who), node.dir]);
+      await node.start();
+      return node;
+    },
     async stop() {
-      await Promise.all([primary.halt(), replica.halt()]);
+      await Promise.all(nodes.map((n) => n.halt()));
       rmSync(root, { recursive: true, force: true });
     },
   };

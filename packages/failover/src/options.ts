@@ -122,7 +122,7 @@ const rolesSchema = z.strictObject({
   unreachableAfter: z.number().int().positive().default(2),
   /**
    * How long a call made before every endpoint has answered once (or failed `unreachableAfter`
-   * checks) waits for that. @default 5_000
+   * checks, asked again at once until it has) waits for that. @default 5_000
    */
   wait: timerDuration.default(5_000),
   /**

@@ -6,7 +6,7 @@
  */
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
-import { compareTokens, type ErrorClass, type RoleReport } from './roles.js';
+import type { ErrorClass, RoleReport } from './roles.js';
 
 /** What `pgRoles()` needs of a target: a `pg.Pool` or a `pg.Client` is one. */
 export interface PgQueryable {
@@ -62,11 +62,47 @@ export function parseLsn(lsn: string): bigint {
   return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
 }
 
+/** What a full `pg.Pool` shows of itself: enough to open one connection beside it. */
+interface FullPool {
+  readonly Client: new (
+    options: object,
+  ) => PgQueryable & {
+    on(event: 'error', listener: () => void): unknown;
+    connect(): Promise<unknown>;
+    end(): Promise<unknown>;
+  };
+  readonly options: object;
+}
+
+/** A `pg.Pool` whose every connection runs a call: a query through it waits behind them. */
+function fullPool(db: PgQueryable): FullPool | undefined {
+  const p = db as Partial<FullPool> & { idleCount?: unknown; totalCount?: unknown; ending?: unknown };
+  const max = (p.options as { max?: unknown } | undefined)?.max;
+  if (typeof p.Client !== 'function' || typeof max !== 'number' || p.ending === true) return undefined;
+  return p.idleCount === 0 && typeof p.totalCount === 'number' && p.totalCount >= max ? (p as FullPool) : undefined;
+}
+
 /**
  * Asks one PostgreSQL server its role: `{ role, token: [timeline, lsn], lag }`. `timeout` (ms)
- * is sent as pg's `query_timeout`, so a hung server does not keep a pooled connection.
+ * is sent as pg's `query_timeout`, so a hung server does not keep a pooled connection. A
+ * `pg.Pool` whose every connection runs a call is asked on a connection of its own, closed
+ * after: queued behind long queries, the check failed as if the server were gone, and writes to
+ * a live primary were refused.
  */
 export async function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
+  const pool = fullPool(db);
+  if (pool === undefined) return readRole(db, timeout);
+  const client = new pool.Client({ ...pool.options, connectionTimeoutMillis: timeout ?? 0 });
+  client.on('error', () => {}); // a connection lost while idle must not crash the process
+  try {
+    await client.connect();
+    return await readRole(client, timeout);
+  } finally {
+    client.end().catch(() => {});
+  }
+}
+
+async function readRole(db: PgQueryable, timeout: number | undefined): Promise<RoleReport> {
   const { rows } = await db.query(
     timeout === undefined ? { text: roleQuery } : { text: roleQuery, query_timeout: timeout },
   );
@@ -103,9 +139,20 @@ export function pgClassify(error: unknown): ErrorClass {
 }
 
 /**
+ * Orders two primaries' `[timeline, lsn]` tokens by timeline alone. A promotion starts a new
+ * timeline, so one timeline has one primary: two on it were promoted apart (a split brain) and
+ * tie, whatever their LSNs (an idle one's WAL switch or checkpoint moved writes to it).
+ */
+function comparePgTokens(a: unknown, b: unknown): number {
+  const ta = Array.isArray(a) ? a[0] : undefined;
+  const tb = Array.isArray(b) ? b[0] : undefined;
+  return typeof ta === 'number' && typeof tb === 'number' ? Math.sign(ta - tb) : 0;
+}
+
+/**
  * The `roles` option for PostgreSQL servers reached through `pg` pools or clients: the role
- * check (`pgRole`), the order of tokens (the higher timeline, then the higher LSN) and
- * `pgClassify`. Other role settings pass through.
+ * check (`pgRole`), the order of tokens (the higher timeline; two primaries on one timeline tie)
+ * and `pgClassify`. Other role settings pass through.
  *
  * @example
  * const db = failover({ endpoints: [{ name: 'db-1', target: pool1 }, { name: 'db-2', target: pool2 }], roles: pgRoles() });
@@ -119,7 +166,7 @@ export function pgRoles<T extends PgQueryable>(
   return {
     ...options,
     check: (endpoint) => pgRole(endpoint.target, timeout),
-    compare: compareTokens,
+    compare: comparePgTokens,
     classify: pgClassify,
   };
 }

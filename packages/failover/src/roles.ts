@@ -203,6 +203,9 @@ export class RoleDiscovery {
       // at once, it is back as soon as it answers and the others have been asked.
       const primary = e.claim === 'primary' && this.#probes.size > 1;
       if (primary && probe.fails === 1) probe.again = true;
+      // Never answered yet: its second chance comes at once, not an interval later. Calls wait
+      // for it at start-up (`ready`): a server down delayed every new process's first calls.
+      if (!probe.answered && probe.fails < this.settings.unreachableAfter) probe.again = true;
       if (
         e.claim === 'unreachable' ||
         (!primary && probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')
