@@ -6,6 +6,7 @@ import {
   bus as globalBus,
   policies as globalPolicies,
   type HoldfastEvent,
+  hideSecrets,
   parseOptions,
   realClock,
   stateChangeEvents,
@@ -243,7 +244,8 @@ class Feed {
   readonly #onChange = (event: HoldfastEvent): void => {
     // The last page may have gone during this very dispatch (close() from another listener).
     if (this.#pages.size === 0) return;
-    this.#broadcast(`event: change\ndata: ${JSON.stringify(event)}\n\n`);
+    // An event's text may hold what its emitter did not hide (a reason a user wrote, a user's own policy).
+    this.#broadcast(`event: change\ndata: ${JSON.stringify(event, shownText)}\n\n`);
     // Changes within SETTLE_MS share one snapshot.
     this.#settle ??= this.clock.setTimeout(() => {
       this.#settle = undefined;
@@ -265,6 +267,8 @@ class Feed {
     this.#tick = this.clock.setTimeout(this.#loop, this.interval);
   };
 }
+
+const shownText = (_key: string, value: unknown) => (typeof value === 'string' ? hideSecrets(value) : value);
 
 const serverOf = (req: IncomingMessage) => (req.socket as { server?: { listening?: boolean } }).server;
 
