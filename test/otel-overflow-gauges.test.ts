@@ -33,7 +33,11 @@ function setup() {
       .filter((m) => m.descriptor.name === name)
       .flatMap((m) => m.dataPoints as DataPoint<number>[]);
   };
-  return { bus, policies, points, close: () => (stop(), meterProvider.shutdown()) };
+  const close = async () => {
+    stop();
+    await meterProvider.shutdown();
+  };
+  return { bus, policies, points, close };
 }
 
 describe('otel: gauges of the `_other` series', () => {
