@@ -202,6 +202,20 @@ describe('dashboard over HTTP: secrets in names, messages and events', () => {
     expect(held.length).toBeGreaterThan(0);
   });
 
+  it("a user's own policy that emits on the bus with a name it did not hide: the page does not show the secret", async () => {
+    const bus = createBus();
+    const dash = dashboard({ bus, policies: createPolicyRegistry(), path: '/d', interval: 60_000 });
+    closes.push(() => dash.close());
+    const base = await serve(dash);
+    const source = 'orders-db password: S3CRownpolicy';
+    bus.emit({ type: 'breaker.success', source, time: 1, latency: 5 } as HoldfastEvent);
+    bus.emit({ type: 'breaker.open', source, time: 2, reason: 'manual' } as unknown as HoldfastEvent);
+    bus.emit({ type: 'retry.attempt', source, time: 3, attempt: 2, delay: 0, code: undefined } as HoldfastEvent);
+    const snapshot = await (await fetch(`${base}/d/snapshot`)).text();
+    expect(snapshot).not.toContain('S3CRownpolicy');
+    expect(JSON.parse(snapshot).breakers.map((b: { name: string }) => b.name)).toEqual(['orders-db password: ***']);
+  });
+
   it('a name or a message holding an image digest, a plain URL or an e-mail address is served as it is', async () => {
     const bus = createBus();
     const policies = createPolicyRegistry();

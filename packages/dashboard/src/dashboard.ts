@@ -6,7 +6,6 @@ import {
   bus as globalBus,
   policies as globalPolicies,
   type HoldfastEvent,
-  hideSecrets,
   parseOptions,
   realClock,
   stateChangeEvents,
@@ -14,7 +13,7 @@ import {
 import { type NodeHandler, sendJson } from './health.js';
 import { type DashboardOptions, dashboardOptionsSchema } from './options.js';
 import { PAGE_CSP, page } from './page.js';
-import { DashboardState } from './state.js';
+import { DashboardState, shownText } from './state.js';
 
 /** The dashboard: a `node:http` handler, plus what it serves at and a way to shut it. */
 export interface DashboardHandler extends NodeHandler {
@@ -267,8 +266,6 @@ class Feed {
     this.#tick = this.clock.setTimeout(this.#loop, this.interval);
   };
 }
-
-const shownText = (_key: string, value: unknown) => (typeof value === 'string' ? hideSecrets(value) : value);
 
 const serverOf = (req: IncomingMessage) => (req.socket as { server?: { listening?: boolean } }).server;
 

@@ -157,6 +157,21 @@ const hideValues = (key: string, value: unknown): unknown => {
   return value;
 };
 
+/** A JSON replacer: every text as core shows it, for what its emitter may not have hidden (a user's own policy on the bus). */
+export const shownText = (_key: string, value: unknown): unknown => (typeof value === 'string' ? shown(value) : value);
+// The same names come back every interval: each is hidden once (a URL is parsed: ~20 µs).
+const seen = new Map<string, string>();
+const shown = (text: string): string => {
+  let out = seen.get(text);
+  if (out === undefined) {
+    out = hideSecrets(text);
+    if (seen.size >= 5_000) seen.clear();
+    // Long texts (a message) are not kept: 5,000 of them would hold megabytes.
+    if (text.length <= 256) seen.set(text, out);
+  }
+  return out;
+};
+
 function writable(snapshot: unknown): unknown {
   try {
     const text = JSON.stringify(snapshot, hideValues);
@@ -293,7 +308,7 @@ export class DashboardState {
   /** The snapshot as JSON text; never throws, whatever a registered snapshot holds. */
   json(): string {
     try {
-      return JSON.stringify(this.snapshot());
+      return JSON.stringify(this.snapshot(), shownText);
     } catch (error) {
       // No message: it may quote what a snapshot holds.
       const why = error instanceof Error ? error.name : typeof error;
