@@ -1,16 +1,13 @@
-import { defaultSecretParams } from '@holdfast/core';
+import { defaultSecretParams, hideCredentials } from '@holdfast/core';
 
 const secretParam = new RegExp(`([?&;](?:${defaultSecretParams.join('|')})=)[^&#\\s]*`, 'gi');
-/** A libpq or ODBC connection string's password (`password=...`, `Pwd='...'`). */
-// Linear whatever the key (a caller may choose it): no alternative here can fail after a long match.
-const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'?|"[^"]*"?|[^\s;,&]*)/gi;
 const schemeChar = /[a-z\d+.-]/i;
 
 /**
  * A key as events, snapshots, errors and metrics show it: each URL in it (a DSN, an endpoint)
- * without its credentials and the values of its secret query parameters, a connection string's
- * `password=` and a leading `user:password@`. Text in, text out (no URL parser normalises it), so a
- * shown key shows as itself.
+ * without its credentials and the values of its secret query parameters, and what core's
+ * `hideCredentials` finds (`password=`, `token: x`, a leading `user:password@`). Text in, text out
+ * (no URL parser normalises it), so a shown key shows as itself.
  */
 export function shownKey(key: string): string {
   const starts: number[] = [];
@@ -19,16 +16,12 @@ export function shownKey(key: string): string {
     while (start > 0 && schemeChar.test(key[start - 1] as string)) start--;
     starts.push(start);
   }
-  if (starts.length === 0) return plain(key.replace(/^[^\s:/@]+:\S*@/, '***@'));
+  if (starts.length === 0) return hideCredentials(key);
   let out = key.slice(0, starts[0]);
   starts.forEach((start, i) => {
     out += url(key.slice(start, starts[i + 1]));
   });
-  return plain(out);
-}
-
-function plain(text: string): string {
-  return text.replace(keywordPassword, '$1$2***');
+  return hideCredentials(out);
 }
 
 /** One URL and what follows it up to the next: its user info up to the last `@` (for a web URL, in its authority). */

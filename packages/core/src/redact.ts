@@ -33,7 +33,8 @@ export class Redactor {
   constructor(extra: readonly string[] = []) {
     this.#secrets = new Set([...defaultSecretParams, ...extra].map((p) => p.toLowerCase()));
     const names = [...this.#secrets].map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-    this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#\\s"]*`, 'gi');
+    // Its value ends where a connection string's does too (`;Password=x;Database=y`).
+    this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#;\\s"]*`, 'gi');
   }
 
   /** `url` with `***` for its credentials and secret parameter values, in its query or fragment. */
@@ -61,20 +62,58 @@ export class Redactor {
     return parsed.href.replace(this.#secretParam, '$1***');
   }
 
-  /** `text` with every URL in it redacted. */
+  /** `text` with every URL in it redacted, and the credentials {@link hideCredentials} finds. */
   text(text: string): string {
     // Any scheme, any case: `HTTP://`, `redis://user:pass@...` in a driver's message.
     // Then a secret parameter left outside any URL found (one cut by a space) is hidden too.
-    return text
-      .replace(/\b[a-z][a-z\d+.-]*:\/\/[^\s'"<>]+/gi, (url) => this.url(url))
-      .replace(this.#secretParam, '$1***');
+    return hideCredentials(
+      text
+        // Tried where a run of scheme characters starts, not at each word in it: `a-a-a-…` is linear.
+        .replace(/(?<![a-z\d+.-])[a-z][a-z\d+.-]*:\/\/[^\s'"<>]+/gi, (url) => this.url(url))
+        .replace(this.#secretParam, '$1***'),
+    );
   }
+}
+
+/**
+ * A credential written as `key=value` or `key: value` outside a URL: a libpq/ODBC connection
+ * string's `password=`, YAML's `password: x`, JSON's `"password":"x"`, `aws_secret_access_key=`,
+ * Azure's `AccountKey=`, `SharedAccessKey=` and `SharedAccessSignature=`, `Authorization: Bearer x`.
+ * The key is a whole word ending in a credential's name (`DB_PASSWORD`, `clientSecret`, not
+ * `maxTokens`, `SharedAccessKeyName` or `aws_access_key_id`). A quoted value ends at its quote;
+ * an unquoted one at a space, a `;`, an `&` that starts another `name=`, or a `,` `}` `)` `]`
+ * that ends it. Linear: every part after the key is optional, so nothing backtracks.
+ */
+const credential =
+  /(?<![\w.-])((?:[\w.-]*?(?:passw(?:or)?d|pwd|secret|token|signature|cookie|authorization|(?:api|access|account|private)[_-]?key)|pass)\\?["']?\s*[:=]\s*(?:(?:bearer|basic|digest|negotiate|token)\s+)?)(?:"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\,})\]]|\\.|&(?![\w.-]+=)|[,})\]](?=[^\s;,})\]]))*)/gi;
+/** A bearer token anywhere in text (a logged header, a curl line). */
+const bearer = /\b(bearer\s+)[\w.~+/-]+=*/gi;
+/** A DSN's leading `user:password@` with no scheme (not a URL's `scheme://`), nor an image's `name:tag@sha256:...`. */
+const leadingUserInfo = /^[^\s:/@]+:(?!\/\/)\S*@(?!sha(?:256|384|512):)/;
+
+/**
+ * `text` with credentials outside URLs hidden: values of `key=value` and `key: value` pairs whose
+ * key names a credential (`"password":***`), bearer tokens, and a DSN's leading
+ * `user:password@`. Text in, text out: nothing is parsed or normalised, and hiding twice changes
+ * nothing more.
+ *
+ * @example
+ * hideCredentials('AccountName=a;AccountKey=abc==;EndpointSuffix=core.windows.net')
+ * // 'AccountName=a;AccountKey=***;EndpointSuffix=core.windows.net'
+ */
+export function hideCredentials(text: string): string {
+  return text.replace(leadingUserInfo, '***@').replace(credential, '$1***').replace(bearer, '$1***');
 }
 
 const redactor = new Redactor();
 
 /**
- * `text` as shown: a URL that is all of it, or any URL in it, without credentials and secret
- * parameter values (the whole text first: a password with a space or a `/` is no URL to find).
+ * `text` as shown in messages, events and snapshots: a URL that is all of it, or any URL in it,
+ * without credentials and secret parameter values (the whole text first: a password with a space
+ * or a `/` is no URL to find), and the credentials {@link hideCredentials} finds.
+ *
+ * @example
+ * hideSecrets('postgres://app:pw@db/orders') // 'postgres://***@db/orders'
+ * hideSecrets('login failed: password: hunter2') // 'login failed: password: ***'
  */
 export const hideSecrets = (text: string): string => redactor.text(redactor.url(text));

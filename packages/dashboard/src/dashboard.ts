@@ -13,7 +13,7 @@ import {
 import { type NodeHandler, sendJson } from './health.js';
 import { type DashboardOptions, dashboardOptionsSchema } from './options.js';
 import { PAGE_CSP, page } from './page.js';
-import { DashboardState } from './state.js';
+import { DashboardState, shownText } from './state.js';
 
 /** The dashboard: a `node:http` handler, plus what it serves at and a way to shut it. */
 export interface DashboardHandler extends NodeHandler {
@@ -243,7 +243,8 @@ class Feed {
   readonly #onChange = (event: HoldfastEvent): void => {
     // The last page may have gone during this very dispatch (close() from another listener).
     if (this.#pages.size === 0) return;
-    this.#broadcast(`event: change\ndata: ${JSON.stringify(event)}\n\n`);
+    // An event's text may hold what its emitter did not hide (a reason a user wrote, a user's own policy).
+    this.#broadcast(`event: change\ndata: ${JSON.stringify(event, shownText)}\n\n`);
     // Changes within SETTLE_MS share one snapshot.
     this.#settle ??= this.clock.setTimeout(() => {
       this.#settle = undefined;

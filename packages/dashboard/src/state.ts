@@ -9,6 +9,7 @@ import {
   type HealthReport,
   type HoldfastEvent,
   healthReport,
+  hideSecrets,
   type PolicyRegistry,
   Redactor,
   readBreaker,
@@ -140,29 +141,12 @@ const namesSecret = (key: string): boolean => {
     .split(/[^a-z0-9]+/);
   return words.some((w, i) => SECRET_WORD.test(w) || SECRET_PAIR.test(`${w} ${words[i + 1]}`));
 };
-/**
- * A libpq or ODBC connection string's password (`password=...`, `sslpassword=`, `Pwd='...'`,
- * `Pwd={...}`, `DB_PASSWORD=`), quotes and escapes as they write them: unquoted, it ends at a
- * space or `;` (a `,` or `&` may be in it), or at an `&` that starts another `name=`. Linear.
- */
-const keywordPassword =
-  /\b(\w*?passw(?:or)?d|pass|pwd)(\s*=\s*)('(?:[^'\\]|\\.|'')*'?|"(?:[^"\\]|\\.|"")*"?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\]|\\.|&(?![\w.-]+=))*)/gis;
 const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
-/**
- * Text with its URLs redacted, or a DSN's leading `user:password@` hidden; secret parameters of a
- * URL with no scheme (`/callback?access_token=`); and a connection string's password.
- */
-const hideText = (text: string): string =>
-  (text.includes('://')
-    ? redactor.text(text)
-    : // A query only: a connection string's `;Password=` would take the rest of the string with it.
-      text.replace(/^[^\s:/@]+:\S*@/, '***@').replace(/\?\S*/g, (query) => redactor.text(query))
-  ).replace(keywordPassword, '$1$2***');
-const hideSecrets = (key: string, value: unknown): unknown => {
+const hideValues = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
   // A text under a key that names a credential among other words; numbers (`maxTokens`) are no secret.
   if (typeof value === 'string' && value !== '' && namesSecret(key)) return '***';
-  if (typeof value === 'string') return hideText(value);
+  if (typeof value === 'string') return hideSecrets(value);
   // A URL may be a key too (endpoints by their target): JSON.stringify shows keys as they are.
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const keys = Object.keys(value);
@@ -173,9 +157,24 @@ const hideSecrets = (key: string, value: unknown): unknown => {
   return value;
 };
 
+/** A JSON replacer: every text as core shows it, for what its emitter may not have hidden (a user's own policy on the bus). */
+export const shownText = (_key: string, value: unknown): unknown => (typeof value === 'string' ? shown(value) : value);
+// The same names come back every interval: each is hidden once (a URL is parsed: ~20 µs).
+const seen = new Map<string, string>();
+const shown = (text: string): string => {
+  let out = seen.get(text);
+  if (out === undefined) {
+    out = hideSecrets(text);
+    if (seen.size >= 5_000) seen.clear();
+    // Long texts (a message) are not kept: 5,000 of them would hold megabytes.
+    if (text.length <= 256) seen.set(text, out);
+  }
+  return out;
+};
+
 function writable(snapshot: unknown): unknown {
   try {
-    const text = JSON.stringify(snapshot, hideSecrets);
+    const text = JSON.stringify(snapshot, hideValues);
     return text === undefined ? null : JSON.parse(text);
   } catch (error) {
     return { error: `snapshot is not JSON (${error instanceof Error ? error.name : typeof error})` };
@@ -309,7 +308,7 @@ export class DashboardState {
   /** The snapshot as JSON text; never throws, whatever a registered snapshot holds. */
   json(): string {
     try {
-      return JSON.stringify(this.snapshot());
+      return JSON.stringify(this.snapshot(), shownText);
     } catch (error) {
       // No message: it may quote what a snapshot holds.
       const why = error instanceof Error ? error.name : typeof error;

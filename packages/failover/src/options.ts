@@ -3,6 +3,7 @@ import {
   clockOption,
   durationOption,
   fnOption,
+  hideSecrets,
   nameOption,
   policiesOption,
   positiveDurationOption,
@@ -320,8 +321,8 @@ export const ejectOptionsSchema = z.strictObject({
    * call at a time until one succeeds, and is back.
    */
   durationMs: timerDuration,
-  /** Why, as the `reason` of the `failover.eject` event (e.g. `anomaly`). @default 'manual' */
-  reason: z.string().min(1).max(100).default('manual'),
+  /** Why, as the `reason` of the `failover.eject` event (e.g. `anomaly`), credentials hidden. @default 'manual' */
+  reason: z.string().min(1).max(100).transform(hideSecrets).default('manual'),
 });
 /** Options of a set's `eject(name, options)`. */
 export type EjectOptions = z.input<typeof ejectOptionsSchema>;

@@ -62,7 +62,8 @@ export const redisRateLimiterOptionsSchema = z
      * `{}` made Cluster hash a decision's two keys apart, and every decision failed). Limiters
      * given the same prefix share one count per key, whatever their settings.
      * @default `holdfast:rl:gcra:<limit>:<interval>:<burst>:<name>:` (the name as `escape()` spells
-     * it, or `~` and its SHA-1 when that is longer than 100): limiters with other settings or names never share a key, the same limit in every process does
+     * it, or `~` and its SHA-1 when that is longer than 100 or the name had a secret hidden from it):
+     * limiters with other settings or names never share a key, the same limit in every process does
      */
     prefix: z
       .string()
@@ -181,7 +182,8 @@ return 1`;
  */
 export function redisRateLimiter(options: RedisRateLimiterOptions): RedisRateLimiter {
   const o = parseOptions('redisRateLimiter', redisRateLimiterOptionsSchema, options);
-  const limiter = new RedisGcra(commonOf(o), o);
+  // The name as given: two names that show alike once a password is hidden are two limits.
+  const limiter = new RedisGcra(commonOf(o), o, typeof options.name === 'string' ? options.name : o.name);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);
   return limiter;
 }
@@ -209,6 +211,7 @@ class RedisGcra extends RateLimiterBase {
   constructor(
     common: Common,
     readonly o: Parsed,
+    given: string,
   ) {
     super(common, o.defaultKey);
     this.#ready = new ReadyWait(o.client);
@@ -222,9 +225,10 @@ class RedisGcra extends RateLimiterBase {
     // lone surrogate too), so no two names share a prefix and none opens a Cluster hash tag.
     // A name escape() spells longer than 100 (a 200-character CJK name is 1,200) goes as '~' and
     // the SHA-1 of that spelling (not of the name: UTF-8 makes every lone surrogate U+FFFD): the
-    // prefix stays within the 200 of an explicit one, and escape() never writes '~'.
-    let name = escape(o.name);
-    if (name.length > 100) name = `~${createHash('sha1').update(name).digest('base64url')}`;
+    // prefix stays within the 200 of an explicit one, and escape() never writes '~'. A name with
+    // a secret hidden goes the same way, from the name as given: its own keys, not its secret.
+    let name = escape(given);
+    if (name.length > 100 || given !== o.name) name = `~${createHash('sha1').update(name).digest('base64url')}`;
     this.#prefix = o.prefix ?? `holdfast:rl:gcra:${o.limit}:${o.interval}:${this.#burst}:${name}:`;
     this.#args = {
       tolerance: String(this.#emission * this.#burst),

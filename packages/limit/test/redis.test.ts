@@ -700,6 +700,25 @@ return reply`;
       expect(takeIn('other', 5)).toBe(5);
     }, 30_000);
 
+    it('two limiters named by URLs that differ only in their hidden password keep their own counts, and no key holds it', async () => {
+      // A limit per upstream account: the names show alike (`…?api_key=***`), the limits are not one.
+      const names = [
+        'https://api.example.com/v1?api_key=S3CRtenantA',
+        'https://api.example.com/v1?api_key=S3CRtenantB',
+      ];
+      const [a, b] = names.map((name) =>
+        redisRateLimiter({ client, name, limit: 2, interval: 60_000, resendWindow: 0, policies: false }),
+      ) as [ReturnType<typeof redisRateLimiter>, ReturnType<typeof redisRateLimiter>];
+      expect(a.name).toBe(b.name);
+      for (let i = 0; i < 2; i++) expect((await a.take('user-tenant')).allowed).toBe(true);
+      expect((await a.take('user-tenant')).allowed).toBe(false);
+      expect(await b.take('user-tenant')).toMatchObject({ allowed: true, remaining: 1 });
+      // The same name in another instance still shares its limit.
+      const again = redisRateLimiter({ client, name: names[0], limit: 2, interval: 60_000, policies: false });
+      expect((await again.take('user-tenant')).allowed).toBe(false);
+      expect((await client.keys('*')).filter((k) => k.includes('S3CR'))).toEqual([]);
+    });
+
     it('an explicit prefix keeps the exact keys of before, shared by every limiter given it', async () => {
       const a = redisRateLimiter({ client, prefix: 'holdfast:rl:', limit: 5, interval: 60_000, policies: false });
       const b = redisRateLimiter({ client, prefix: 'holdfast:rl:', limit: 50, interval: 60_000, policies: false });

@@ -255,6 +255,18 @@ export function meterEvents(
       for (const row of rows.values()) result.observe(detections, row.value, row.attributes);
     }
     const breakers = new Map<string, string>(lastState);
+    // A policy's own value (its newest copy's), or for `_other` the sum over the policies it
+    // stands for: endpoints of that name up, calls in flight, retries the budgets allow. The
+    // last one read would say nothing of the others.
+    const gauges = new Map<Observable, Map<string, { readonly attributes: Attributes; value: number }>>();
+    const gauge = (g: Observable, value: number, attributes: Attributes) => {
+      let rows = gauges.get(g);
+      if (rows === undefined) gauges.set(g, (rows = new Map()));
+      const key = Object.values(attributes).join('\u0000');
+      const row = rows.get(key);
+      if (row !== undefined && attributes[A.policy] === OTHER_POLICY) row.value += value;
+      else rows.set(key, { attributes, value });
+    };
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'breaker') {
         const b: BreakerView | undefined = readBreaker(name, snapshot);
@@ -262,14 +274,15 @@ export function meterEvents(
       } else if (kind === 'failover') {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
           const attrs = { [A.policy]: label(name), [A.endpoint]: e.name };
-          result.observe(endpointUp, e.up ? 1 : 0, attrs);
-          if (e.inFlight !== null) result.observe(inFlight, e.inFlight, attrs);
+          gauge(endpointUp, e.up ? 1 : 0, attrs);
+          if (e.inFlight !== null) gauge(inFlight, e.inFlight, attrs);
         }
       } else if (kind === 'budget') {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) result.observe(budgetBalance, balance, { [A.policy]: label(name) });
+        if (balance != null) gauge(budgetBalance, balance, { [A.policy]: label(name) });
       }
     }
+    for (const [g, rows] of gauges) for (const row of rows.values()) result.observe(g, row.value, row.attributes);
     // Per policy label, how many of its breakers are in each state: 1 and 0s for a breaker of
     // its own, counts for `_other`.
     const states = new Map<string, Map<string, number>>();
