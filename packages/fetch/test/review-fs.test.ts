@@ -1,0 +1,84 @@
+/**
+ * A hostile review of resilientFetch with a failover set of the user's own (and over baseUrls),
+ * against real local HTTP servers, each try counted where it lands: what fetch refuses to send
+ * is never retried nor held against an endpoint, `maxAttempts` bounds every try (hedges, an
+ * active-passive set in panic, a caller's abort), and a path joined to a base URL reaches no
+ * other host unless it is an absolute http(s) URL.
+ */
+import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { type Handler, type Upstream, upstream } from './upstream.js';
+
+const made: { dispose(): void }[] = [];
+const servers: Upstream[] = [];
+
+afterEach(async () => {
+  for (const thing of made.splice(0)) thing.dispose();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function server(handler?: Handler): Promise<Upstream> {
+  const s = await upstream(handler);
+  servers.push(s);
+  return s;
+}
+
+function client(options: ResilientFetchOptions): ResilientFetch {
+  const http = resilientFetch({ bus: createBus(), ...options });
+  made.push(http);
+  return http;
+}
+
+function userSet(urls: string[], extra: Partial<Parameters<typeof failover<string>>[0]> = {}): Failover<string> {
+  const set = failover<string>({ endpoints: urls, bus: createBus(), ...extra });
+  made.push(set);
+  return set;
+}
+
+const sum = (list: Upstream[]) => list.reduce((n, s) => n + s.seen.length, 0);
+const quick = { backoff: { type: 'constant' as const, initialDelay: 1 } };
+const down: Handler = (_, res) => {
+  res.statusCode = 503;
+  res.end('down');
+};
+
+describe('a URL of a scheme fetch will not fetch (file:, about:, blob:) is refused once, held against nothing', () => {
+  const refused = ['file:///etc/hostname', 'file://h/x', 'about://x/', 'blob://x/y'];
+
+  it('without base URLs: one try, no retry, no breaker failure', async () => {
+    const bus = createBus();
+    const seen: string[] = [];
+    bus.on('*', (e: HoldfastEvent) => seen.push(e.type));
+    const http = client({ bus, retry: quick });
+    for (const url of refused) {
+      const error = await http(url).catch((e: unknown) => e);
+      expect(error, url).toBeInstanceOf(TypeError);
+      expect((error as Error).message, url).toMatch(/^fetch failed: /);
+    }
+    const wasted = ['retry.attempt', 'retry.budgetExhausted', 'breaker.failure'];
+    expect(seen.filter((t) => wasted.includes(t))).toEqual([]);
+  });
+
+  for (const via of ['baseUrls', 'a set of the user'] as const) {
+    it(`over ${via}: ejects no healthy endpoint, and no healthy endpoint is asked for it`, async () => {
+      const list = [await server(), await server()];
+      const urls = list.map((s) => s.url);
+      const set = userSet(urls); // ejection on: 5 consecutive failures
+      const http = client(via === 'baseUrls' ? { baseUrls: urls, retry: quick } : { failover: set, retry: quick });
+      for (let i = 0; i < 12; i++) {
+        const url = refused[i % refused.length] as string;
+        await expect(http(url), url).rejects.toThrow(TypeError);
+      }
+      const snap =
+        via === 'baseUrls'
+          ? (http.snapshot() as { failover: ReturnType<Failover<string>['snapshot']> }).failover
+          : set.snapshot();
+      expect(snap.endpoints.map((e) => `${e.ejection} ${e.ejections}`)).toEqual(['none 0', 'none 0']);
+      expect(sum(list)).toBe(0);
+      for (let i = 0; i < 4; i++) expect((await http('/ok')).status).toBe(200);
+    });
+  }
+});
