@@ -82,3 +82,87 @@ describe('a URL of a scheme fetch will not fetch (file:, about:, blob:) is refus
     });
   }
 });
+
+describe('a set whose retryOn answers with a promise', () => {
+  it('is not read as "retry": an async retryOn that says no sends a failed POST to one endpoint only', async () => {
+    const list = [await server(down), await server(down), await server(down)];
+    const set = userSet(
+      list.map((s) => s.url),
+      { ejection: false, retry: { maxAttempts: 3, retryOn: (async () => false) as never, budget: false } },
+    );
+    const tried: string[] = [];
+    const error = await set
+      .execute(async (e) => {
+        tried.push(e.name);
+        const res = await fetch(`${e.target}/charges`, { method: 'POST', body: '{"amount":42}' });
+        throw new Error(`charge failed: ${res.status}`);
+      })
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toBe('charge failed: 503');
+    expect(sum(list)).toBe(1); // one charge attempted, as retryOn said
+  });
+
+  it("a call's own async retryOn that rejects retries nothing and leaves no unhandled rejection", async () => {
+    const list = [await server(down), await server(down)];
+    const set = userSet(
+      list.map((s) => s.url),
+      { ejection: false },
+    );
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const retryOn = (async () => {
+        throw new Error('retryOn bug');
+      }) as never;
+      const error = await set
+        .execute(
+          async (e) => {
+            const res = await fetch(`${e.target}/x`);
+            throw new Error(`failed: ${res.status}`);
+          },
+          { retry: { maxAttempts: 2, retryOn, budget: false } },
+        )
+        .catch((e: unknown) => e);
+      expect((error as Error).message).toBe('failed: 503');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+      expect(sum(list)).toBe(1);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('an async ignore (or isFailure) decides nothing it cannot answer at once, and never goes unhandled', async () => {
+    const list = [await server(down), await server(down)];
+    const set = userSet(
+      list.map((s) => s.url),
+      { retry: false, ejection: { consecutiveFailures: 2 }, isFailure: (async () => false) as never },
+    );
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const ignore = (async () => {
+        throw new Error('ignore bug');
+      }) as never;
+      for (let i = 0; i < 6; i++) {
+        await expect(
+          set.execute(
+            async (e) => {
+              const res = await fetch(`${e.target}/x`);
+              throw new Error(`failed: ${res.status}`);
+            },
+            { ignore },
+          ),
+        ).rejects.toThrow('failed: 503');
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+      // Neither said "this says nothing of the endpoint": the 503s count, and eject.
+      expect(set.snapshot().endpoints.some((e) => e.ejection === 'ejected')).toBe(true);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+});
