@@ -232,21 +232,36 @@ function callRetry(
   retry: false | FailoverCallRetry,
 ): { maxAttempts: number; retryOn: FailoverCallRetry['retryOn']; budget: BudgetLike | undefined } {
   if (retry === false) return { maxAttempts: 1, retryOn: () => false, budget: undefined };
-  const { maxAttempts, retryOn, budget } = (retry ?? {}) as Partial<FailoverCallRetry>;
-  const bad = (path: string, message: string, value: unknown) => {
-    throw new HoldfastConfigError(name, [{ path: `retry.${path}`, message, value }]);
+  const bad = (path: string, message: string, value: unknown): never => {
+    throw new HoldfastConfigError(name, [{ path: path ? `retry.${path}` : 'retry', message, value }]);
   };
+  let read: Partial<FailoverCallRetry>;
+  try {
+    const { maxAttempts, retryOn, budget } = (retry ?? {}) as Partial<FailoverCallRetry>;
+    read = { maxAttempts, retryOn, budget };
+  } catch {
+    read = bad('', 'could not be read (a getter threw)', undefined);
+  }
+  const { maxAttempts, retryOn, budget } = read;
   if (!Number.isInteger(maxAttempts) || (maxAttempts as number) < 1)
     bad('maxAttempts', 'must be an integer >= 1', maxAttempts);
   if (typeof retryOn !== 'function') bad('retryOn', 'must be a function', retryOn);
-  const budgetLike =
-    budget === false || (typeof budget?.deposit === 'function' && typeof budget.tryWithdraw === 'function');
-  if (!budgetLike) bad('budget', 'must be a retryBudget() from @holdfast/retry, or false', undefined);
+  if (!isBudget(budget)) bad('budget', 'must be a retryBudget() from @holdfast/retry, or false', undefined);
   return {
     maxAttempts: maxAttempts as number,
     retryOn: retryOn as FailoverCallRetry['retryOn'],
     budget: budget === false ? undefined : budget,
   };
+}
+
+/** Whether `budget` is one (or `false`); a getter that throws makes it none, never breaks the call. */
+function isBudget(budget: unknown): boolean {
+  try {
+    const b = budget as Partial<BudgetLike> | null | undefined;
+    return budget === false || (typeof b?.deposit === 'function' && typeof b.tryWithdraw === 'function');
+  } catch {
+    return false;
+  }
 }
 
 /** Whether the caller's signal (or an outer policy's context) can abort the call. */

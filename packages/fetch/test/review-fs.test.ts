@@ -5,7 +5,7 @@
  * active-passive set in panic, a caller's abort), and a path joined to a base URL reaches no
  * other host unless it is an absolute http(s) URL.
  */
-import { createBus, type HoldfastEvent } from '@holdfast/core';
+import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -164,5 +164,127 @@ describe('a set whose retryOn answers with a promise', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled);
     }
+  });
+});
+
+describe("maxAttempts bounds every try through a user's set, as over baseUrls", () => {
+  const slowDown: Handler = (_, res) => {
+    setTimeout(() => {
+      res.statusCode = 503;
+      res.end('down');
+    }, 30);
+  };
+
+  it('with hedges and idempotency keys: a keyed POST failing everywhere is sent as often as over baseUrls, hedges on top', async () => {
+    for (const maxAttempts of [1, 2, 3]) {
+      const counts: Record<string, number> = {};
+      for (const via of ['baseUrls', 'set'] as const) {
+        const list = [await server(slowDown), await server(slowDown), await server(slowDown)];
+        const urls = list.map((s) => s.url);
+        const options: ResilientFetchOptions = {
+          retry: { maxAttempts, ...quick },
+          hedge: { delay: 5, maxHedges: 2, budget: false },
+          idempotencyKey: 'auto',
+          budget: false,
+          breaker: false,
+        };
+        const http = client(
+          via === 'baseUrls'
+            ? { ...options, baseUrls: urls }
+            : {
+                ...options,
+                failover: userSet(urls, { ejection: false, retry: { maxAttempts: 10, idempotent: true } }),
+              },
+        );
+        for (let i = 0; i < 5; i++) {
+          const res = await http('/charges', { method: 'POST', body: '{"amount":42}' });
+          expect(res.status).toBe(503);
+        }
+        await new Promise((r) => setTimeout(r, 60)); // hedges aborted late still land
+        counts[via] = sum(list);
+        const keys = new Set(list.flatMap((s) => s.seen.map((r) => r.headers['idempotency-key'])));
+        expect(keys.size).toBe(5); // one key per call, on every try of it
+      }
+      expect({ maxAttempts, set: counts.set }).toEqual({ maxAttempts, set: counts.baseUrls });
+      // As documented: maxAttempts counts every try of a call, its hedges' retries included; a hedge itself is on top.
+      expect(counts.set, `maxAttempts ${maxAttempts}`).toBeLessThanOrEqual(5 * (maxAttempts + 2));
+    }
+  });
+
+  it('active-passive with every endpoint ejected (panic): each GET still tries at most maxAttempts times', async () => {
+    const list = [await server(down), await server(down), await server(down)];
+    const set = userSet(
+      list.map((s) => s.url),
+      {
+        mode: 'active-passive',
+        ejection: { consecutiveFailures: 1, maxShare: 1 },
+        retry: { maxAttempts: 10, idempotent: true },
+      },
+    );
+    const http = client({ failover: set, retry: { maxAttempts: 2, ...quick }, budget: false, breaker: false });
+    for (let i = 0; i < 20; i++) expect((await http('/x')).status).toBe(503);
+    expect(sum(list)).toBeLessThanOrEqual(40);
+    expect(sum(list)).toBeGreaterThanOrEqual(20);
+  });
+
+  it("a caller's abort stops the call at once: no try is sent after it", async () => {
+    const hitAt: number[] = [];
+    const timed: Handler = (_, res) => {
+      hitAt.push(performance.now());
+      slowDown(_, res, 0);
+    };
+    const list = [await server(timed), await server(timed)];
+    const set = userSet(
+      list.map((s) => s.url),
+      { ejection: false, retry: { maxAttempts: 10, idempotent: true } },
+    );
+    const http = client({ failover: set, retry: { maxAttempts: 5, ...quick }, budget: false, breaker: false });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('caller gave up')), 45);
+    const error = await http('/x', { signal: controller.signal }).catch((e: unknown) => e);
+    const abortedAt = performance.now();
+    expect((error as Error).message).toBe('caller gave up');
+    await new Promise((r) => setTimeout(r, 150));
+    expect(hitAt.filter((t) => t > abortedAt + 5)).toEqual([]);
+    expect(sum(list)).toBeLessThanOrEqual(2);
+  });
+});
+
+describe("a call's own retry with odd values", () => {
+  it('is a HoldfastConfigError naming the option, before any endpoint is asked', async () => {
+    const list = [await server(down)];
+    const set = userSet(list.map((s) => s.url));
+    const throwing = Object.defineProperty({}, 'deposit', {
+      get() {
+        throw new Error('budget getter bug');
+      },
+    });
+    const cases: [unknown, string][] = [
+      [{ maxAttempts: 0, retryOn: () => true, budget: false }, 'retry.maxAttempts'],
+      [{ maxAttempts: Number.NaN, retryOn: () => true, budget: false }, 'retry.maxAttempts'],
+      [{ maxAttempts: Number.POSITIVE_INFINITY, retryOn: () => true, budget: false }, 'retry.maxAttempts'],
+      [{ maxAttempts: 1.5, retryOn: () => true, budget: false }, 'retry.maxAttempts'],
+      [{ maxAttempts: '2', retryOn: () => true, budget: false }, 'retry.maxAttempts'],
+      [{ maxAttempts: 2, retryOn: true, budget: false }, 'retry.retryOn'],
+      [{ maxAttempts: 2, retryOn: () => true }, 'retry.budget'],
+      [{ maxAttempts: 2, retryOn: () => true, budget: null }, 'retry.budget'],
+      [{ maxAttempts: 2, retryOn: () => true, budget: throwing }, 'retry.budget'],
+      [null, 'retry.maxAttempts'],
+      [true, 'retry.maxAttempts'],
+      [
+        Object.defineProperty({}, 'retryOn', {
+          get() {
+            throw new Error('retry getter bug');
+          },
+        }),
+        'retry',
+      ],
+    ];
+    for (const [retry, path] of cases) {
+      const error = await set.execute((e) => fetch(e.target), { retry: retry as never }).catch((e: unknown) => e);
+      expect(error, JSON.stringify(retry)).toBeInstanceOf(HoldfastConfigError);
+      expect((error as Error).message, String(retry)).toContain(path);
+    }
+    expect(sum(list)).toBe(0);
   });
 });
