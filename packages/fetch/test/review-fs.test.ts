@@ -7,6 +7,7 @@
  */
 import { createBus, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
+import { retryBudget } from '@holdfast/retry';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
@@ -287,4 +288,97 @@ describe("a call's own retry with odd values", () => {
     }
     expect(sum(list)).toBe(0);
   });
+});
+
+describe('a path joined to a base URL, property, against real servers', () => {
+  it("reaches no host but the base URL's unless it is an absolute http(s) URL, and fails only with a clear error", async () => {
+    const api = await server((req, res) => res.end(`api ${req.path}`));
+    const evil = await server((req, res) => res.end(`evil ${req.path}`));
+    const evilHost = `127.0.0.1:${evil.port}`;
+    const piece = fc.constantFrom(
+      '/',
+      '//',
+      '\\',
+      '/\\',
+      '\t',
+      '\n',
+      ' ',
+      '\0',
+      '..',
+      '.',
+      '%2e%2e',
+      '%2f',
+      '%5c',
+      '%00',
+      '@',
+      '?',
+      '#',
+      ':',
+      'é',
+      '／',
+      '\u3002',
+      'x',
+      evilHost,
+      `localhost:${evil.port}`,
+      'http:',
+      'https:',
+      'HTTP:',
+      'javascript:',
+      'data:',
+      'file:',
+      'user:42',
+    );
+    const path = fc.oneof(
+      fc.array(piece, { maxLength: 8 }).map((parts) => parts.join('')),
+      fc
+        .array(fc.oneof(piece, fc.string({ unit: 'binary', maxLength: 3 })), { maxLength: 6 })
+        .map((parts) => parts.join('')),
+    );
+    const http = client({ baseUrls: [`${api.url}/v1`], retry: false, breaker: false });
+    const clear = /^(fetch: a path that names a host|Invalid URL: |fetch failed: )/;
+    await fc.assert(
+      fc.asyncProperty(path, async (p) => {
+        const before = evil.seen.length;
+        const bare = p.replace(/[\t\n\r]/g, '').replace(/^[\0- ]+/, '');
+        const absolute = /^[a-z][a-z\d+.-]*:[/\\]{2}/i.test(bare);
+        let body: string | undefined;
+        try {
+          body = await (await http(p)).text();
+        } catch (error) {
+          expect(error, p).toBeInstanceOf(TypeError);
+          expect((error as Error).message, JSON.stringify(p)).toMatch(clear);
+        }
+        if (evil.seen.length > before) {
+          expect(/^https?:[/\\]{2}/i.test(bare), `${JSON.stringify(p)} reached ${evilHost}`).toBe(true);
+        } else if (body !== undefined && !absolute) {
+          // Dot segments may leave the base path (as in any URL), never its host.
+          expect(body.startsWith('api /'), `${JSON.stringify(p)} answered ${body}`).toBe(true);
+        }
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
+
+describe('the retry budget is paid into once a call, however many runs of the set it takes', () => {
+  for (const endpoints of [1, 3]) {
+    it(`a 100%-down outage over ${endpoints} endpoint(s): tries stay within 1 + ratio a call, as over baseUrls`, async () => {
+      const calls = 100;
+      const tries: Record<string, number> = {};
+      for (const via of ['baseUrls', 'set'] as const) {
+        const list = await Promise.all(Array.from({ length: endpoints }, () => server(down)));
+        const urls = list.map((s) => s.url);
+        const budget = retryBudget({ ratio: 0.2, minPerSecond: 0, ttl: 60_000 });
+        made.push(budget);
+        const options: ResilientFetchOptions = { retry: { maxAttempts: 4, ...quick }, budget, breaker: false };
+        const set = userSet(urls, { ejection: false, retry: { maxAttempts: 10, idempotent: true } });
+        const http = client(via === 'baseUrls' ? { ...options, baseUrls: urls } : { ...options, failover: set });
+        for (let i = 0; i < calls; i++) expect((await http('/x')).status).toBe(503);
+        tries[via] = sum(list);
+        expect((budget.snapshot() as { calls: number }).calls, via).toBe(calls);
+      }
+      expect(tries.set).toBe(tries.baseUrls);
+      expect(tries.set).toBeLessThanOrEqual(calls * 1.2 + 1);
+    });
+  }
 });
