@@ -499,9 +499,17 @@ class FailoverSet<T> implements Failover<T> {
     return neverReached(error);
   }
 
-  /** Takes a retry from the budget; false, and an event, when it is spent. */
+  /**
+   * Takes a retry from the budget; false, and an event, when it is spent. One disposed while the
+   * call ran (its `tryWithdraw()` throws) grants none: the call ends with its own error, as in retry().
+   */
   #withdraw(budget: BudgetLike | undefined, error: unknown, attempt: number): boolean {
-    if (budget === undefined || budget.tryWithdraw()) return true;
+    if (budget === undefined) return true;
+    try {
+      if (budget.tryWithdraw()) return true;
+    } catch {
+      return false;
+    }
     if (this.#bus.wants('retry.budgetExhausted')) {
       this.#bus.emit({
         type: 'retry.budgetExhausted',

@@ -382,3 +382,27 @@ describe('the retry budget is paid into once a call, however many runs of the se
     });
   }
 });
+
+describe("a call's own budget disposed while the call runs", () => {
+  it("ends the call with its last failure, as retry() does, never with the budget's DisposedError", async () => {
+    const list = [await server(down), await server(down)];
+    const set = userSet(
+      list.map((s) => s.url),
+      { ejection: false },
+    );
+    const budget = retryBudget({ ratio: 1, minPerSecond: 10 });
+    made.push(budget);
+    const error = await set
+      .execute(
+        async (e) => {
+          const res = await fetch(`${e.target}/x`);
+          budget.dispose(); // another part of the service shuts down the shared budget
+          throw new Error(`failed: ${res.status}`);
+        },
+        { retry: { maxAttempts: 2, retryOn: () => true, budget } },
+      )
+      .catch((e: unknown) => e);
+    expect((error as Error).message).toBe('failed: 503');
+    expect(sum(list)).toBe(1);
+  });
+});
