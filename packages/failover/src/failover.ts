@@ -232,35 +232,26 @@ function callRetry(
   retry: false | FailoverCallRetry,
 ): { maxAttempts: number; retryOn: FailoverCallRetry['retryOn']; budget: BudgetLike | undefined } {
   if (retry === false) return { maxAttempts: 1, retryOn: () => false, budget: undefined };
-  const bad = (path: string, message: string, value: unknown): never => {
-    throw new HoldfastConfigError(name, [{ path: path ? `retry.${path}` : 'retry', message, value }]);
+  const bad = (path: string, message: string, value?: unknown): never => {
+    throw new HoldfastConfigError(name, [{ path: `retry${path}`, message, value }]);
   };
-  let read: Partial<FailoverCallRetry>;
   try {
     const { maxAttempts, retryOn, budget } = (retry ?? {}) as Partial<FailoverCallRetry>;
-    read = { maxAttempts, retryOn, budget };
-  } catch {
-    read = bad('', 'could not be read (a getter threw)', undefined);
-  }
-  const { maxAttempts, retryOn, budget } = read;
-  if (!Number.isInteger(maxAttempts) || (maxAttempts as number) < 1)
-    bad('maxAttempts', 'must be an integer >= 1', maxAttempts);
-  if (typeof retryOn !== 'function') bad('retryOn', 'must be a function', retryOn);
-  if (!isBudget(budget)) bad('budget', 'must be a retryBudget() from @holdfast/retry, or false', undefined);
-  return {
-    maxAttempts: maxAttempts as number,
-    retryOn: retryOn as FailoverCallRetry['retryOn'],
-    budget: budget === false ? undefined : budget,
-  };
-}
-
-/** Whether `budget` is one (or `false`); a getter that throws makes it none, never breaks the call. */
-function isBudget(budget: unknown): boolean {
-  try {
-    const b = budget as Partial<BudgetLike> | null | undefined;
-    return budget === false || (typeof b?.deposit === 'function' && typeof b.tryWithdraw === 'function');
-  } catch {
-    return false;
+    if (!Number.isInteger(maxAttempts) || (maxAttempts as number) < 1)
+      bad('.maxAttempts', 'must be an integer >= 1', maxAttempts);
+    if (typeof retryOn !== 'function') bad('.retryOn', 'must be a function', retryOn);
+    const budgetLike =
+      budget === false || (typeof budget?.deposit === 'function' && typeof budget.tryWithdraw === 'function');
+    if (!budgetLike) bad('.budget', 'must be a retryBudget() from @holdfast/retry, or false');
+    return {
+      maxAttempts: maxAttempts as number,
+      retryOn: retryOn as FailoverCallRetry['retryOn'],
+      budget: budget === false ? undefined : budget,
+    };
+  } catch (error) {
+    // A getter that throws (a proxy, a budget object) is a bad option too, never the call's error.
+    if (error instanceof HoldfastConfigError) throw error;
+    return bad('', 'could not be read: a getter threw');
   }
 }
 
@@ -486,14 +477,13 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#classOf(error) === 'alive') return false;
     const retryOn = retry.retryOn;
     if (retryOn !== undefined) {
-      // An async retryOn is awaited (a pending promise is no "yes"); one that rejects retries nothing.
-      let answer: unknown;
+      // An async retryOn is awaited (a pending promise is no "yes"); one that throws or rejects retries nothing.
       try {
-        answer = retryOn(error, attempt);
+        const answer = retryOn(error, attempt);
+        return isThenable(answer) ? Promise.resolve(answer).then(Boolean, () => false) : Boolean(answer);
       } catch {
         return false;
       }
-      return isThenable(answer) ? Promise.resolve(answer).then(Boolean, () => false) : Boolean(answer);
     }
     if ('idempotent' in retry && retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
     return neverReached(error);

@@ -269,7 +269,7 @@ describe("a call's own retry with odd values", () => {
       [{ maxAttempts: 2, retryOn: true, budget: false }, 'retry.retryOn'],
       [{ maxAttempts: 2, retryOn: () => true }, 'retry.budget'],
       [{ maxAttempts: 2, retryOn: () => true, budget: null }, 'retry.budget'],
-      [{ maxAttempts: 2, retryOn: () => true, budget: throwing }, 'retry.budget'],
+      [{ maxAttempts: 2, retryOn: () => true, budget: throwing }, 'retry could not be read: a getter threw'],
       [null, 'retry.maxAttempts'],
       [true, 'retry.maxAttempts'],
       [
