@@ -70,7 +70,8 @@ export interface FailoverExecuteOptions extends ExecuteOptions {
   /**
    * Errors of this call that say nothing of the endpoint (the caller's own refusals: a request
    * its client would not send, a local limit): counted neither against it nor for it, whatever
-   * the set's `isFailure`. Retried as the call's `retry` says. One that throws ignores nothing.
+   * the set's `isFailure`. Retried as the call's `retry` says. One that throws, or answers with a
+   * promise (it is needed at once), ignores nothing.
    */
   readonly ignore?: ((error: unknown) => boolean) | undefined;
 }
@@ -79,8 +80,8 @@ export interface FailoverExecuteOptions extends ExecuteOptions {
 export interface FailoverCallRetry {
   /** Tries in all, each on another endpoint: an integer from 1. */
   readonly maxAttempts: number;
-  /** Whether a failed try may go to another endpoint. One that throws retries nothing. */
-  readonly retryOn: (error: unknown, attempt: number) => boolean;
+  /** Whether a failed try may go to another endpoint; a promise is awaited. One that throws or rejects retries nothing. */
+  readonly retryOn: (error: unknown, attempt: number) => boolean | PromiseLike<boolean>;
   /** Paid into once by the call, drawn from by each retry; `false` for none. */
   readonly budget: BudgetLike | false;
 }
@@ -231,21 +232,27 @@ function callRetry(
   retry: false | FailoverCallRetry,
 ): { maxAttempts: number; retryOn: FailoverCallRetry['retryOn']; budget: BudgetLike | undefined } {
   if (retry === false) return { maxAttempts: 1, retryOn: () => false, budget: undefined };
-  const { maxAttempts, retryOn, budget } = (retry ?? {}) as Partial<FailoverCallRetry>;
-  const bad = (path: string, message: string, value: unknown) => {
-    throw new HoldfastConfigError(name, [{ path: `retry.${path}`, message, value }]);
+  const bad = (path: string, message: string, value?: unknown): never => {
+    throw new HoldfastConfigError(name, [{ path: `retry${path}`, message, value }]);
   };
-  if (!Number.isInteger(maxAttempts) || (maxAttempts as number) < 1)
-    bad('maxAttempts', 'must be an integer >= 1', maxAttempts);
-  if (typeof retryOn !== 'function') bad('retryOn', 'must be a function', retryOn);
-  const budgetLike =
-    budget === false || (typeof budget?.deposit === 'function' && typeof budget.tryWithdraw === 'function');
-  if (!budgetLike) bad('budget', 'must be a retryBudget() from @holdfast/retry, or false', undefined);
-  return {
-    maxAttempts: maxAttempts as number,
-    retryOn: retryOn as FailoverCallRetry['retryOn'],
-    budget: budget === false ? undefined : budget,
-  };
+  try {
+    const { maxAttempts, retryOn, budget } = (retry ?? {}) as Partial<FailoverCallRetry>;
+    if (!Number.isInteger(maxAttempts) || (maxAttempts as number) < 1)
+      bad('.maxAttempts', 'must be an integer >= 1', maxAttempts);
+    if (typeof retryOn !== 'function') bad('.retryOn', 'must be a function', retryOn);
+    const budgetLike =
+      budget === false || (typeof budget?.deposit === 'function' && typeof budget.tryWithdraw === 'function');
+    if (!budgetLike) bad('.budget', 'must be a retryBudget() from @holdfast/retry, or false');
+    return {
+      maxAttempts: maxAttempts as number,
+      retryOn: retryOn as FailoverCallRetry['retryOn'],
+      budget: budget === false ? undefined : budget,
+    };
+  } catch (error) {
+    // A getter that throws (a proxy, a budget object) is a bad option too, never the call's error.
+    if (error instanceof HoldfastConfigError) throw error;
+    return bad('', 'could not be read: a getter threw');
+  }
 }
 
 /** Whether the caller's signal (or an outer policy's context) can abort the call. */
@@ -405,7 +412,9 @@ class FailoverSet<T> implements Failover<T> {
         return value;
       } catch (error) {
         // A write has one place to go: the primary. After dispose(), no new try starts anywhere.
-        if (write || this.#disposed || !this.#mayRetry(error, attempt, options, own)) throw error;
+        let may = !write && !this.#disposed && this.#mayRetry(error, attempt, options, own);
+        if (typeof may !== 'boolean') may = (await may) && !this.#disposed;
+        if (!may) throw error;
         tried ??= [];
         tried.push(endpoint);
         last = { error };
@@ -461,19 +470,36 @@ class FailoverSet<T> implements Failover<T> {
     attempt: number,
     options: FailoverExecuteOptions | undefined,
     own: { maxAttempts: number; retryOn: FailoverCallRetry['retryOn'] } | undefined,
-  ): boolean {
+  ): boolean | Promise<boolean> {
     const retry = own ?? this.#o.retry;
     if (retry === false || attempt >= retry.maxAttempts || callerAborted(options)) return false;
     // An endpoint that answered with an error (a constraint, a syntax error) would answer the same elsewhere.
     if (this.#classOf(error) === 'alive') return false;
-    if (retry.retryOn !== undefined) return this.#guarded(() => Boolean(retry.retryOn?.(error, attempt)), false);
+    const retryOn = retry.retryOn;
+    if (retryOn !== undefined) {
+      // An async retryOn is awaited (a pending promise is no "yes"); one that throws or rejects retries nothing.
+      try {
+        const answer = retryOn(error, attempt);
+        return isThenable(answer) ? Promise.resolve(answer).then(Boolean, () => false) : Boolean(answer);
+      } catch {
+        return false;
+      }
+    }
     if ('idempotent' in retry && retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
     return neverReached(error);
   }
 
-  /** Takes a retry from the budget; false, and an event, when it is spent. */
+  /**
+   * Takes a retry from the budget; false, and an event, when it is spent. One disposed while the
+   * call ran (its `tryWithdraw()` throws) grants none: the call ends with its own error, as in retry().
+   */
   #withdraw(budget: BudgetLike | undefined, error: unknown, attempt: number): boolean {
-    if (budget === undefined || budget.tryWithdraw()) return true;
+    if (budget === undefined) return true;
+    try {
+      if (budget.tryWithdraw()) return true;
+    } catch {
+      return false;
+    }
     if (this.#bus.wants('retry.budgetExhausted')) {
       this.#bus.emit({
         type: 'retry.budgetExhausted',
@@ -490,13 +516,17 @@ class FailoverSet<T> implements Failover<T> {
     if (this.#classify !== undefined && this.#classOf(error) !== 'failure') return false;
     const isFailure = this.#o.isFailure;
     // One that throws cannot clear the endpoint: the error counts (as a breaker's judge does).
-    return isFailure === undefined || this.#guarded(() => Boolean(isFailure(error)), true);
+    return isFailure === undefined || this.#guarded(() => isFailure(error), true);
   }
 
   /** A user's function's answer, or `otherwise` when it throws: a bug in it never breaks the call. */
-  #guarded(decide: () => boolean, otherwise: boolean): boolean {
+  #guarded(decide: () => unknown, otherwise: boolean): boolean {
     try {
-      return decide();
+      const answer = decide();
+      if (!isThenable(answer)) return Boolean(answer);
+      // A verdict needed now cannot wait: a promise answers as a throw would, and never goes unhandled.
+      Promise.resolve(answer).catch(() => {});
+      return otherwise;
     } catch {
       return otherwise;
     }
@@ -514,7 +544,7 @@ class FailoverSet<T> implements Failover<T> {
   /** Whether a failed call counts against `e`; with roles, a failure or a read-only refusal rechecks its role now. */
   #judge(e: EndpointState<T>, error: unknown, options: FailoverExecuteOptions | undefined): boolean | undefined {
     const ignore = options?.ignore;
-    if (ignore !== undefined && this.#guarded(() => Boolean(ignore(error)), false)) return undefined;
+    if (ignore !== undefined && this.#guarded(() => ignore(error), false)) return undefined;
     const counts = this.#counts(error);
     if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) {
       e.calledOk = false; // a failed call undoes the proof of life of earlier ones
@@ -1239,4 +1269,9 @@ class FailoverSet<T> implements Failover<T> {
     for (const e of this.#all) this.#wakeDrains(e);
     for (const wake of [...this.#roleWaiters]) wake();
   }
+}
+
+/** Whether a predicate answered with a promise (an `async` one) rather than a verdict. */
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return typeof (value as PromiseLike<unknown> | null)?.then === 'function';
 }

@@ -200,8 +200,11 @@ const retrySchema = z.strictObject({
    * @default false
    */
   idempotent: z.boolean().default(false),
-  /** Decides, instead of `idempotent`, whether an error may be retried on another endpoint. One that throws retries nothing. */
-  retryOn: fnOption<(error: unknown, attempt: number) => boolean>().optional(),
+  /**
+   * Decides, instead of `idempotent`, whether an error may be retried on another endpoint; a
+   * promise is awaited. One that throws or rejects retries nothing.
+   */
+  retryOn: fnOption<(error: unknown, attempt: number) => boolean | PromiseLike<boolean>>().optional(),
   /**
    * The retry budget shared by every call of this set (or of several sets), so that a total
    * outage does not multiply load; `false` for none.
@@ -258,8 +261,8 @@ export const failoverOptionsSchema = z
     timeout: timerDuration.optional(),
     /**
      * Whether an error counts against the endpoint (for ejection and latency). Errors after the
-     * caller aborted never count. One that throws counts the error; the call still fails with
-     * the error it got, never with this function's.
+     * caller aborted never count. One that throws (or answers with a promise: the verdict is
+     * needed at once) counts the error; the call still fails with the error it got, never with this function's.
      * @default every error
      */
     isFailure: fnOption<(error: unknown) => boolean>().optional(),

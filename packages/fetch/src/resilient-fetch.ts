@@ -547,7 +547,10 @@ class Client {
           }`;
       const explained = new TypeError(`fetch failed: ${why}`, { cause: error });
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (!root.message || refusedRedirect.test(root.message)) refusedByFetch.add(nonRetryable(explained));
+      // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
+      if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
+        refusedByFetch.add(nonRetryable(explained));
+      }
       return explained;
     }
     const message = this.#redact.text(error.message);
@@ -753,6 +756,11 @@ function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>):
       budget: false,
     }),
   );
+}
+
+/** Whether `url` (one fetch parsed: it failed sending it) is http(s), the only schemes that reach a host. */
+function speaksHttp(url: string): boolean {
+  return URL.canParse(url) && /^https?:$/.test(new URL(url).protocol);
 }
 
 /** `budget` for a policy around another that already counts the call: takes retries, counts no call. */
