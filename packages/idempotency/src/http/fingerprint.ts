@@ -82,11 +82,10 @@ export function fingerprintOf(
  * when the type is not multipart or names no boundary, or the body has over {@link MAX_PARTS}.
  */
 function withoutBoundary(type: string, body: unknown): [string, unknown] | undefined {
-  if (!/^multipart\//i.test(type)) return undefined;
-  const found = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(type);
-  const boundary = found?.[1] ?? found?.[2];
-  if (found === null || boundary === undefined || boundary === '') return undefined;
-  const bare = `${type.slice(0, found.index)}${type.slice(found.index + found[0].length)}\n`;
+  const found = boundaryOf(type);
+  if (found === undefined) return undefined;
+  const { boundary, start, end } = found;
+  const bare = `${type.slice(0, start)}${type.slice(end)}\n`;
   if (!(body instanceof Uint8Array)) return [bare, body];
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const delimiter = Buffer.from(`--${boundary}`, 'latin1');
@@ -109,6 +108,35 @@ function withoutBoundary(type: string, body: unknown): [string, unknown] | undef
   const hash = crypto.createHash('sha256').update(`${lengths}${bytes.length - from}:`);
   for (let i = 0; i < runs.length; i += 2) hash.update(bytes.subarray(runs[i], runs[i + 1]));
   return [bare, `m${hash.digest('base64url')}`];
+}
+
+/** A token (RFC 9110 5.6.2), as busboy (multer's parser) reads type, subtype and parameters. */
+const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
+const MEDIA_TYPE = new RegExp(`^multipart/${TOKEN}`, 'i');
+/** One parameter; a quoted value with no escape (whose reading parsers disagree on). */
+const PARAMETER = new RegExp(`[ \\t]*(;[ \\t]*(${TOKEN})=(?:"([^"\\\\\\r\\n]*)"|(${TOKEN})))`, 'y');
+
+/**
+ * The boundary of a multipart type, as the parser that splits the body reads it (busboy: the first
+ * `boundary` parameter, its name in any case), and where its parameter is in the type.
+ * Undefined for a type whose parameters do not all parse (a `boundary=` inside another quoted
+ * value is no boundary; an escaped quote may be read two ways): its body is hashed as sent, for
+ * a scan on another boundary than the parser's split two different uploads into the same runs.
+ */
+function boundaryOf(type: string): { boundary: string; start: number; end: number } | undefined {
+  const media = MEDIA_TYPE.exec(type);
+  if (media === null) return undefined;
+  let found: { boundary: string; start: number; end: number } | undefined;
+  let at = media[0].length;
+  for (PARAMETER.lastIndex = at; ; ) {
+    const parameter = PARAMETER.exec(type);
+    if (parameter === null) break;
+    at = PARAMETER.lastIndex;
+    if (found === undefined && parameter[2]?.toLowerCase() === 'boundary') {
+      found = { boundary: parameter[3] ?? parameter[4] ?? '', start: at - (parameter[1] as string).length, end: at };
+    }
+  }
+  return found !== undefined && found.boundary !== '' && /^[ \t]*$/.test(type.slice(at)) ? found : undefined;
 }
 
 /** The most delimiters a multipart body is hashed without its boundary through. */
