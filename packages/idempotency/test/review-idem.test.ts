@@ -192,3 +192,48 @@ describe('response-lost stored only where the response began', () => {
     expect(count).toBe(2);
   });
 });
+
+describe('Fastify: a `boundary=` inside another quoted parameter of a multipart type', () => {
+  it('two different files under the same key: the second gets 422, the handler runs once', async () => {
+    const app = Fastify({ logger: false });
+    closers.push(() => app.close());
+    // The app reads uploads itself, from the bytes (busboy, as @fastify/multipart does).
+    app.addContentTypeParser('multipart/form-data', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
+    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global' });
+    const ran: string[] = [];
+    app.post('/upload', async (request, reply) => {
+      const content = await new Promise<string>((resolve, reject) => {
+        const parser = busboy({ headers: request.headers });
+        let got = '';
+        parser.on('file', (_field, stream) => {
+          stream.on('data', (c: Buffer) => {
+            got += c.toString('latin1');
+          });
+        });
+        parser.on('close', () => resolve(got));
+        parser.on('error', reject);
+        parser.end(request.body as Buffer);
+      });
+      ran.push(content);
+      return reply.code(201).send({ stored: content.length });
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const send = async (decoy: string) => {
+      const response = await fetch(`http://127.0.0.1:${port}/upload`, {
+        method: 'POST',
+        headers: {
+          'idempotency-key': 'k',
+          'content-type': `multipart/form-data; x="; boundary=${decoy}"; boundary=REAL`,
+        },
+        body:
+          `--REAL\r\nContent-Disposition: form-data; name="doc"; filename="d.txt"\r\n\r\n` +
+          `pay\r\n--${decoy}"to\r\n--REAL--\r\n`,
+        signal: AbortSignal.timeout(5_000),
+      });
+      return response.status;
+    };
+    expect([await send('alice'), await send('bobby')]).toEqual([201, 422]);
+    expect(ran).toEqual(['pay\r\n--alice"to']);
+  });
+});
