@@ -1,5 +1,6 @@
 import { mkdtempSync, rmSync, unlinkSync } from 'node:fs';
 import { createServer } from 'node:http';
+import * as http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import multer from 'multer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
+import { problemTypes } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
 import { expectLost, sendKeyed, tick } from './http-support/leave.js';
@@ -235,5 +237,57 @@ describe('Fastify: a `boundary=` inside another quoted parameter of a multipart 
     };
     expect([await send('alice'), await send('bobby')]).toEqual([201, 422]);
     expect(ran).toEqual(['pay\r\n--alice"to']);
+  });
+});
+
+describe('Fastify over HTTP/2 (no status line kept): a response cut off once it began', () => {
+  /** A keyed POST on an HTTP/2 session: its status and body, or 'cut off' if its stream was reset. */
+  function post(client: http2.ClientHttp2Session) {
+    return new Promise<{ status: number; body: string } | 'cut off'>((resolve) => {
+      const stream = client.request({
+        ':method': 'POST',
+        ':path': '/orders',
+        'idempotency-key': 'k',
+        'content-type': 'text/plain',
+      });
+      let status = 0;
+      let body = '';
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+      });
+      stream.setEncoding('utf8');
+      stream.on('data', (d: string) => {
+        body += d;
+      });
+      stream.on('end', () => resolve(status >= 500 && body.startsWith('paid') ? 'cut off' : { status, body }));
+      stream.on('error', () => resolve('cut off'));
+      stream.setTimeout(3_000, () => stream.close());
+      stream.end('hi');
+    });
+  }
+
+  it('reply.raw written (201), then the handler throws: the retry gets the response-lost problem, not a second run', async () => {
+    const app = Fastify({ logger: false, http2: true });
+    closers.push(() => app.close());
+    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global' });
+    let count = 0;
+    app.post('/orders', async (_request, reply) => {
+      count++;
+      reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+      reply.raw.write('paid; receipt: ');
+      await tick(5);
+      throw new Error('the receipt renderer broke');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const client = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
+    closers.unshift(async () => client.destroy());
+    await post(client);
+    await tick(50);
+    const retry = await post(client);
+    expect(count).toBe(1);
+    expect(retry !== 'cut off' && [retry.status, JSON.parse(retry.body).type]).toEqual([
+      500,
+      problemTypes.responseLost,
+    ]);
   });
 });
