@@ -9,12 +9,14 @@ import type { Readable, Writable } from 'node:stream';
 import { createBus, type EventOf } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
+import { Redis } from 'ioredis';
 import multer from 'multer';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { problemTypes } from '../src/http/index.js';
-import { memoryStore } from '../src/index.js';
+import { type IdempotencyStore, memoryStore, redisStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
 import { expectLost, sendKeyed, tick } from './http-support/leave.js';
 
@@ -241,6 +243,28 @@ describe('Fastify: a `boundary=` inside another quoted parameter of a multipart 
 });
 
 describe('Fastify over HTTP/2 (no status line kept): a response cut off once it began', () => {
+  let server: RedisServer | undefined;
+  const clients: Redis[] = [];
+  beforeAll(async () => {
+    if (redisAvailable()) [server] = (await startRedis(1)) as [RedisServer];
+  });
+  afterAll(async () => {
+    for (const client of clients) client.disconnect();
+    await server?.stop();
+  });
+  const onRedis = () => {
+    const client = new Redis((server as RedisServer).url, { maxRetriesPerRequest: 1 });
+    client.on('error', () => {});
+    clients.push(client);
+    return redisStore({ client });
+  };
+  const storeKinds: [string, () => IdempotencyStore][] = [
+    ['memoryStore()', () => memoryStore()],
+    ...(redisAvailable()
+      ? ([['redisStore() on a redis-server of its own', onRedis]] as [string, () => IdempotencyStore][])
+      : []),
+  ];
+
   /** A keyed POST on an HTTP/2 session: its status and body, or 'cut off' if its stream was reset. */
   function post(client: http2.ClientHttp2Session) {
     return new Promise<{ status: number; body: string } | 'cut off'>((resolve) => {
@@ -266,28 +290,31 @@ describe('Fastify over HTTP/2 (no status line kept): a response cut off once it 
     });
   }
 
-  it('reply.raw written (201), then the handler throws: the retry gets the response-lost problem, not a second run', async () => {
-    const app = Fastify({ logger: false, http2: true });
-    closers.push(() => app.close());
-    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global' });
-    let count = 0;
-    app.post('/orders', async (_request, reply) => {
-      count++;
-      reply.raw.writeHead(201, { 'content-type': 'text/plain' });
-      reply.raw.write('paid; receipt: ');
-      await tick(5);
-      throw new Error('the receipt renderer broke');
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const client = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
-    closers.unshift(async () => client.destroy());
-    await post(client);
-    await tick(50);
-    const retry = await post(client);
-    expect(count).toBe(1);
-    expect(retry !== 'cut off' && [retry.status, JSON.parse(retry.body).type]).toEqual([
-      500,
-      problemTypes.responseLost,
-    ]);
-  });
+  it.each(storeKinds)(
+    '%s: reply.raw written (201), then the handler throws: the retry gets the response-lost problem, not a second run',
+    async (_name, makeStore) => {
+      const app = Fastify({ logger: false, http2: true });
+      closers.push(() => app.close());
+      await app.register(fastifyIdempotency, { store: makeStore(), scope: 'global' });
+      let count = 0;
+      app.post('/orders', async (_request, reply) => {
+        count++;
+        reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+        reply.raw.write('paid; receipt: ');
+        await tick(5);
+        throw new Error('the receipt renderer broke');
+      });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const client = http2.connect(`http://127.0.0.1:${(app.server.address() as AddressInfo).port}`);
+      closers.unshift(async () => client.destroy());
+      await post(client);
+      await tick(50);
+      const retry = await post(client);
+      expect(count).toBe(1);
+      expect(retry !== 'cut off' && [retry.status, JSON.parse(retry.body).type]).toEqual([
+        500,
+        problemTypes.responseLost,
+      ]);
+    },
+  );
 });
