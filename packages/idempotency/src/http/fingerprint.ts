@@ -110,11 +110,10 @@ function withoutBoundary(type: string, body: unknown): [string, unknown] | undef
   return [bare, `m${hash.digest('base64url')}`];
 }
 
-/** A token (RFC 9110 5.6.2), as busboy (multer's parser) reads type, subtype and parameters. */
-const TOKEN = "[!#$%&'*+.^_`|~0-9A-Za-z-]+";
-const MEDIA_TYPE = new RegExp(`^multipart/${TOKEN}`, 'i');
-/** One parameter; a quoted value with no escape (whose reading parsers disagree on). */
-const PARAMETER = new RegExp(`[ \\t]*(;[ \\t]*(${TOKEN})=(?:"([^"\\\\\\r\\n]*)"|(${TOKEN})))`, 'y');
+/** A type whose subtype is a token (RFC 9110 5.6.2: `\w` and these), as busboy (multer's parser) reads it. */
+const MEDIA_TYPE = /^multipart\/[!#$%&'*+.^`|~\w-]+/i;
+/** One parameter of token name and value, or a quoted value with no escape (parsers read those two ways). */
+const PARAMETER = /[ \t]*(;[ \t]*([!#$%&'*+.^`|~\w-]+)=(?:"([^"\\\r\n]*)"|([!#$%&'*+.^`|~\w-]+)))/y;
 
 /**
  * The boundary of a multipart type, as the parser that splits the body reads it (busboy: the first
@@ -128,15 +127,13 @@ function boundaryOf(type: string): { boundary: string; start: number; end: numbe
   if (media === null) return undefined;
   let found: { boundary: string; start: number; end: number } | undefined;
   let at = media[0].length;
-  for (PARAMETER.lastIndex = at; ; ) {
-    const parameter = PARAMETER.exec(type);
-    if (parameter === null) break;
+  PARAMETER.lastIndex = at;
+  for (let p = PARAMETER.exec(type); p !== null; p = PARAMETER.exec(type)) {
     at = PARAMETER.lastIndex;
-    if (found === undefined && parameter[2]?.toLowerCase() === 'boundary') {
-      found = { boundary: parameter[3] ?? parameter[4] ?? '', start: at - (parameter[1] as string).length, end: at };
-    }
+    if (!found && p[2]?.toLowerCase() === 'boundary')
+      found = { boundary: p[3] ?? p[4] ?? '', start: at - (p[1] as string).length, end: at };
   }
-  return found !== undefined && found.boundary !== '' && /^[ \t]*$/.test(type.slice(at)) ? found : undefined;
+  return found?.boundary && /^[ \t]*$/.test(type.slice(at)) ? found : undefined;
 }
 
 /** The most delimiters a multipart body is hashed without its boundary through. */
