@@ -363,6 +363,16 @@ describe('requestFingerprint of a multipart body, against the parser that reads 
     expect(multipartFp(a, body)).not.toBe(multipartFp(c, body));
   });
 
+  it('a body given as a string (a text parser took it) splits as its bytes do: one text under two boundaries is two requests', async () => {
+    const text = bodyOf('X', ['one', 'two']).toString('latin1');
+    const [x, y] = ['multipart/form-data; boundary=X', 'multipart/form-data; boundary=Y'];
+    expect(await parsed(x, Buffer.from(text, 'latin1'))).not.toEqual(await parsed(y, Buffer.from(text, 'latin1')));
+    expect(multipartFp(y, Buffer.from(text))).not.toBe(multipartFp(x, Buffer.from(text)));
+    expect(fp({ contentType: y, body: text })).not.toBe(fp({ contentType: x, body: text }));
+    // And as bytes: the same parts under another boundary are the same request.
+    expect(fp({ contentType: x, body: text })).toBe(fp({ contentType: y, body: bodyOf('Y', ['one', 'two']) }));
+  });
+
   it('property: two requests hash equal only when busboy reads the same parts from them', async () => {
     // Few letters, so that values hold the delimiters of the other boundaries named in the type.
     const name = fc.constantFrom('D', 'E', 'F');

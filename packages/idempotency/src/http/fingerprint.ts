@@ -86,6 +86,9 @@ function withoutBoundary(type: string, body: unknown): [string, unknown] | undef
   if (found === undefined) return undefined;
   const { boundary, start, end } = found;
   const bare = `${type.slice(0, start)}${type.slice(end)}\n`;
+  // Text (a text parser took the body) is its bytes: kept whole, one text under two boundaries
+  // (two different uploads) hashed the same.
+  if (typeof body === 'string') body = Buffer.from(body);
   if (!(body instanceof Uint8Array)) return [bare, body];
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const delimiter = Buffer.from(`--${boundary}`, 'latin1');
