@@ -181,3 +181,40 @@ describe('idempotency() mounted before multer', () => {
     expect(readdirSync(dir)).toHaveLength(1);
   });
 });
+
+describe('a multipart type whose boundary the parser reads otherwise than a naive scan (review-idem)', () => {
+  /**
+   * `boundary=` inside another parameter's quoted value is not the boundary: multer (busboy)
+   * splits on the real one, named after it. The fingerprint took the decoy's text out of the body
+   * as if it were the delimiter: two uploads of different files hashed the same.
+   */
+  async function decoyUpload(port: number, decoy: string) {
+    const body =
+      `--REAL\r\nContent-Disposition: form-data; name="doc"; filename="doc.txt"\r\nContent-Type: text/plain\r\n\r\n` +
+      `pay\r\n--${decoy}"to\r\n--REAL--\r\n`;
+    const response = await fetch(`http://127.0.0.1:${port}/upload`, {
+      method: 'POST',
+      headers: {
+        'idempotency-key': 'k',
+        'content-type': `multipart/form-data; x="; boundary=${decoy}"; boundary=REAL`,
+      },
+      body,
+      signal: AbortSignal.timeout(5_000),
+    });
+    return {
+      status: response.status,
+      replayed: response.headers.get('idempotent-replayed'),
+      text: await response.text(),
+    };
+  }
+
+  it('idempotency() before multer: two different files under the same key, the second gets 422, the handler runs once', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'holdfast-multer-'));
+    closers.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const { port, ran } = await uploadApp([], [multer({ dest: dir }).single('doc')]);
+    const first = await decoyUpload(port, 'alice');
+    const second = await decoyUpload(port, 'bobby'); // same size, another file
+    expect(ran).toEqual(['doc=15']);
+    expect([first.status, second.status, second.replayed]).toEqual([201, 422, null]);
+  });
+});

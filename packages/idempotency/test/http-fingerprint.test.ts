@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { replayOf } from '../src/http/capture.js';
@@ -292,5 +293,143 @@ describe('requestFingerprint of a hostile multipart body', () => {
       });
     expect(form('one', 999)).toBe(form('two', 999));
     expect(form('one', 1_001)).not.toBe(form('two', 1_001));
+  });
+});
+
+/** busboy, the parser multer reads uploads with: the one whose reading the fingerprint must agree with. */
+type Busboy = (config: { headers: Record<string, string> }) => import('node:stream').Writable & {
+  on(event: 'field', listener: (name: string, value: string) => void): unknown;
+  on(
+    event: 'file',
+    listener: (name: string, stream: import('node:stream').Readable, info: { filename: string }) => void,
+  ): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'close', listener: () => void): unknown;
+};
+const busboy = createRequire(createRequire(import.meta.url).resolve('multer'))('busboy') as Busboy;
+
+describe('requestFingerprint of a multipart body, against the parser that reads it (busboy, as multer) (review-idem)', () => {
+  /** The parts busboy reads from a body under a content type: what a handler gets. */
+  function parsed(contentType: string, body: Buffer): Promise<string[]> {
+    return new Promise((resolve) => {
+      const out: string[] = [];
+      let parser: ReturnType<typeof busboy>;
+      try {
+        parser = busboy({ headers: { 'content-type': contentType } });
+      } catch (error) {
+        return resolve([`refused: ${(error as Error).message}`]);
+      }
+      parser.on('field', (name, value) => out.push(`field ${JSON.stringify(name)}=${JSON.stringify(value)}`));
+      parser.on('file', (name, stream, info) => {
+        const chunks: Buffer[] = [];
+        stream.on('data', (c: Buffer) => chunks.push(c));
+        stream.on('end', () =>
+          out.push(
+            `file ${JSON.stringify(name)} ${JSON.stringify(info.filename)}=${Buffer.concat(chunks).toString('latin1')}`,
+          ),
+        );
+      });
+      parser.on('error', (error: Error) => resolve([...out, `error: ${error.message}`]));
+      parser.on('close', () => resolve(out));
+      parser.end(body);
+    });
+  }
+  const multipartFp = (contentType: string, body: Buffer) => fp({ contentType, body });
+  // RFC 2046 bchars (no space): what fetch, browsers and curl draw boundaries from.
+  const bchar = fc.constantFrom(
+    ...`0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'()+_,-./:=?`.split(''),
+  );
+  const boundaryArb = fc.string({ unit: bchar, minLength: 1, maxLength: 12 });
+  const valueArb = fc.string({ unit: fc.constantFrom('a', '-', '\r', '\n', '"', 'x', '\\', ';'), maxLength: 10 });
+  const bodyOf = (boundary: string, values: string[]) =>
+    Buffer.from(
+      `${values.map((v, i) => `--${boundary}\r\nContent-Disposition: form-data; name="f${i}"\r\n\r\n${v}\r\n`).join('')}--${boundary}--\r\n`,
+      'latin1',
+    );
+
+  it('a `boundary=` inside another quoted parameter is not the boundary: two different files never hash equal', async () => {
+    const type = (decoy: string) => `multipart/form-data; x="; boundary=${decoy}"; boundary=REAL`;
+    const body = (decoy: string) =>
+      Buffer.from(`--REAL\r\nContent-Disposition: form-data; name="f"\r\n\r\npay\r\n--${decoy}"to\r\n--REAL--\r\n`);
+    expect(await parsed(type('alice'), body('alice'))).not.toEqual(await parsed(type('bobby'), body('bobby')));
+    expect(multipartFp(type('alice'), body('alice'))).not.toBe(multipartFp(type('bobby'), body('bobby')));
+  });
+
+  it('a quoted boundary with a backslash escape (busboy unescapes it): hashed as sent, never equal for different parts', async () => {
+    const a = 'multipart/form-data; boundary="a\\"b"';
+    const c = 'multipart/form-data; boundary="c\\"b"';
+    const body = bodyOf('a"b', ['one']);
+    expect(await parsed(a, body)).not.toEqual(await parsed(c, body));
+    expect(multipartFp(a, body)).not.toBe(multipartFp(c, body));
+  });
+
+  it('a body given as a string (a text parser took it) splits as its bytes do: one text under two boundaries is two requests', async () => {
+    const text = bodyOf('X', ['one', 'two']).toString('latin1');
+    const [x, y] = ['multipart/form-data; boundary=X', 'multipart/form-data; boundary=Y'];
+    expect(await parsed(x, Buffer.from(text, 'latin1'))).not.toEqual(await parsed(y, Buffer.from(text, 'latin1')));
+    expect(multipartFp(y, Buffer.from(text))).not.toBe(multipartFp(x, Buffer.from(text)));
+    expect(fp({ contentType: y, body: text })).not.toBe(fp({ contentType: x, body: text }));
+    // And as bytes: the same parts under another boundary are the same request.
+    expect(fp({ contentType: x, body: text })).toBe(fp({ contentType: y, body: bodyOf('Y', ['one', 'two']) }));
+  });
+
+  it('property: two requests hash equal only when busboy reads the same parts from them', async () => {
+    // Few letters, so that values hold the delimiters of the other boundaries named in the type.
+    const name = fc.constantFrom('D', 'E', 'F');
+    const typeArb = fc.record({
+      boundary: name,
+      // A decoy `boundary=` in another parameter's quoted value, and the boundary named twice.
+      decoy: fc.option(name, { nil: undefined }),
+      second: fc.option(name, { nil: undefined }),
+      quoted: fc.boolean(),
+    });
+    const typeOf = (t: { boundary: string; decoy?: string; second?: string; quoted: boolean }) =>
+      `multipart/form-data${t.decoy === undefined ? '' : `; x="; boundary=${t.decoy}"`}; boundary=${t.quoted ? `"${t.boundary}"` : t.boundary}${t.second === undefined ? '' : `; boundary=${t.second}`}`;
+    const fragment = fc.constantFrom('a', '\r\n--', '\r\n', 'D', 'E', 'F', '"', '--', '\r\n--D"', '\r\n--E"');
+    const requestArb = fc.record({
+      type: typeArb,
+      values: fc.array(
+        fc.array(fragment, { maxLength: 6 }).map((f) => f.join('')),
+        { minLength: 1, maxLength: 3 },
+      ),
+    });
+    await fc.assert(
+      fc.asyncProperty(requestArb, requestArb, fc.boolean(), async (one, random, renamed) => {
+        // The other: a request of its own, or the same with another name for every boundary named
+        // in the type but the real one (in the type and in the values), as a second upload would be.
+        const rename = (text: string) => text.replace(/[DEF](?=")/g, (c) => ({ D: 'E', E: 'F', F: 'D' })[c] as string);
+        const two =
+          renamed && one.type.decoy !== undefined
+            ? { type: { ...one.type, decoy: rename(`${one.type.decoy}"`).slice(0, 1) }, values: one.values.map(rename) }
+            : random;
+        const a = { contentType: typeOf(one.type), body: bodyOf(one.type.boundary, one.values) };
+        const b = { contentType: typeOf(two.type), body: bodyOf(two.type.boundary, two.values) };
+        if (multipartFp(a.contentType, a.body) === multipartFp(b.contentType, b.body)) {
+          expect(await parsed(a.contentType, a.body)).toEqual(await parsed(b.contentType, b.body));
+        }
+      }),
+      { numRuns: 5_000 },
+    );
+  });
+
+  it('property: the same parts under any two boundaries (quoted or not, any case of the name) hash equal', () => {
+    fc.assert(
+      fc.property(
+        boundaryArb,
+        boundaryArb,
+        fc.boolean(),
+        fc.array(valueArb, { minLength: 1, maxLength: 4 }),
+        (x, y, quoted, values) => {
+          // A client draws a boundary its parts do not hold.
+          fc.pre(values.every((v) => !`\r\n${v}\r\n`.includes(`\r\n--${x}`) && !`\r\n${v}\r\n`.includes(`\r\n--${y}`)));
+          // Quoted when it must be (a boundary of other than token characters), as a client sends it.
+          const token = (b: string) => /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(b);
+          const typeX = `multipart/form-data; boundary=${token(x) ? x : `"${x}"`}`;
+          const typeY = `multipart/form-data; Boundary=${quoted || !token(y) ? `"${y}"` : y}`;
+          expect(multipartFp(typeX, bodyOf(x, values))).toBe(multipartFp(typeY, bodyOf(y, values)));
+        },
+      ),
+      { numRuns: 2_000 },
+    );
   });
 });

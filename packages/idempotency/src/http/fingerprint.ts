@@ -82,11 +82,13 @@ export function fingerprintOf(
  * when the type is not multipart or names no boundary, or the body has over {@link MAX_PARTS}.
  */
 function withoutBoundary(type: string, body: unknown): [string, unknown] | undefined {
-  if (!/^multipart\//i.test(type)) return undefined;
-  const found = /;\s*boundary\s*=\s*(?:"([^"]*)"|([^;\s]*))/i.exec(type);
-  const boundary = found?.[1] ?? found?.[2];
-  if (found === null || boundary === undefined || boundary === '') return undefined;
-  const bare = `${type.slice(0, found.index)}${type.slice(found.index + found[0].length)}\n`;
+  const found = boundaryOf(type);
+  if (found === undefined) return undefined;
+  const { boundary, start, end } = found;
+  const bare = `${type.slice(0, start)}${type.slice(end)}\n`;
+  // Text (a text parser took the body) is its bytes: kept whole, one text under two boundaries
+  // (two different uploads) hashed the same.
+  if (typeof body === 'string') body = Buffer.from(body);
   if (!(body instanceof Uint8Array)) return [bare, body];
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const delimiter = Buffer.from(`--${boundary}`, 'latin1');
@@ -109,6 +111,32 @@ function withoutBoundary(type: string, body: unknown): [string, unknown] | undef
   const hash = crypto.createHash('sha256').update(`${lengths}${bytes.length - from}:`);
   for (let i = 0; i < runs.length; i += 2) hash.update(bytes.subarray(runs[i], runs[i + 1]));
   return [bare, `m${hash.digest('base64url')}`];
+}
+
+/** A type whose subtype is a token (RFC 9110 5.6.2: `\w` and these), as busboy (multer's parser) reads it. */
+const MEDIA_TYPE = /^multipart\/[!#$%&'*+.^`|~\w-]+/i;
+/** One parameter of token name and value, or a quoted value with no escape (parsers read those two ways). */
+const PARAMETER = /[ \t]*(;[ \t]*([!#$%&'*+.^`|~\w-]+)=(?:"([^"\\\r\n]*)"|([!#$%&'*+.^`|~\w-]+)))/y;
+
+/**
+ * The boundary of a multipart type, as the parser that splits the body reads it (busboy: the first
+ * `boundary` parameter, its name in any case), and where its parameter is in the type.
+ * Undefined for a type whose parameters do not all parse (a `boundary=` inside another quoted
+ * value is no boundary; an escaped quote may be read two ways): its body is hashed as sent, for
+ * a scan on another boundary than the parser's split two different uploads into the same runs.
+ */
+function boundaryOf(type: string): { boundary: string; start: number; end: number } | undefined {
+  const media = MEDIA_TYPE.exec(type);
+  if (media === null) return undefined;
+  let found: { boundary: string; start: number; end: number } | undefined;
+  let at = media[0].length;
+  PARAMETER.lastIndex = at;
+  for (let p = PARAMETER.exec(type); p !== null; p = PARAMETER.exec(type)) {
+    at = PARAMETER.lastIndex;
+    if (!found && p[2]?.toLowerCase() === 'boundary')
+      found = { boundary: p[3] ?? p[4] ?? '', start: at - (p[1] as string).length, end: at };
+  }
+  return found?.boundary && /^[ \t]*$/.test(type.slice(at)) ? found : undefined;
 }
 
 /** The most delimiters a multipart body is hashed without its boundary through. */

@@ -5,13 +5,16 @@ import type { OutgoingHeaders, Run } from './engine.js';
 
 /**
  * The status a response has sent, once its headers went: read from its status line as sent
- * (Node keeps it as `_header`), as `statusCode` may have been set since (Fastify's error handler
- * sets 500 on a response whose handler wrote its 201 and threw).
+ * (Node keeps it as `_header`), or on HTTP/2 from the headers its stream sent (`:status`), as
+ * `statusCode` may have been set since (Fastify's error handler sets 500 on a response whose
+ * handler wrote its 201 and threw: over HTTP/2 the key was released, and the retry ran again).
  */
 export function sentStatus(res: ServerResponse): number | undefined {
   if (!res.headersSent) return undefined;
   const head = (res as { _header?: unknown })._header;
-  return typeof head === 'string' && /^HTTP\/\d\.\d \d{3} /.test(head) ? Number(head.slice(9, 12)) : res.statusCode;
+  if (typeof head === 'string' && /^HTTP\/\d\.\d \d{3} /.test(head)) return Number(head.slice(9, 12));
+  const sent = Number((res as { stream?: { sentHeaders?: Record<string, unknown> } }).stream?.sentHeaders?.[':status']);
+  return sent >= 100 && sent <= 999 ? sent : res.statusCode;
 }
 
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */

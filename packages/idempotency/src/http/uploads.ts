@@ -31,7 +31,9 @@ export async function uploadsFingerprinted(
 }
 
 async function described(value: unknown, what: (field: string) => Error): Promise<unknown> {
-  if (value === undefined || value === null || typeof value !== 'object') return value;
+  // Bytes (a file another parser kept as a Buffer) are hashed as bytes: walked as an object, each
+  // byte became a key, and a 4 MB file held the event loop for seconds.
+  if (value === undefined || value === null || typeof value !== 'object' || value instanceof Uint8Array) return value;
   if (Array.isArray(value)) return Promise.all(value.map((item) => described(item, what)));
   const file = value as UploadedFile;
   if (typeof file.fieldname === 'string') {
