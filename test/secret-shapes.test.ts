@@ -84,6 +84,21 @@ describe('core: secrets outside URLs are hidden at their source', () => {
     );
   });
 
+  it('a secret quoted in a message keeps its closing quote (a config error\'s `(got "…")`)', () => {
+    // The unquoted value ran through the closing quote: `(got "http://h/?api_key=***)`.
+    expect(redactor.text('(got "http://127.0.0.1:1/?api_key=abc")')).toBe('(got "http://127.0.0.1:1/?api_key=***")');
+    expect(redactor.text('(got "password=abc") and more')).toBe('(got "password=***") and more');
+    expect(redactor.text("(got 'token: abc'), next")).toBe("(got 'token: ***'), next");
+    // A quote inside the value is still part of it: nothing after it shows.
+    expect(redactor.text('password=ab"cd;x=1')).toBe('password=***;x=1');
+    fc.assert(
+      fc.property(fc.stringMatching(/^[A-Za-z0-9]{1,12}$/), fc.constantFrom('"', "'"), (secret, q) => {
+        const shown = redactor.text(`(got ${q}password=${secret}${q})`);
+        expect(shown).toBe(`(got ${q}password=***${q})`);
+      }),
+    );
+  });
+
   it('hostile text is hidden in linear time, and a URL glued to a word is still found', () => {
     // Was 15.8 s for 100,000 characters: the URL pattern was tried at each word of `a-a-a-…`.
     for (const text of ['a-'.repeat(50_000), 'password'.repeat(20_000), `pwd={${'}}'.repeat(50_000)}`]) {

@@ -82,10 +82,10 @@ export class Redactor {
  * The key is a whole word ending in a credential's name (`DB_PASSWORD`, `clientSecret`, not
  * `maxTokens`, `SharedAccessKeyName` or `aws_access_key_id`). A quoted value ends at its quote;
  * an unquoted one at a space, a `;`, an `&` that starts another `name=`, or a `,` `}` `)` `]`
- * that ends it. Linear: every part after the key is optional, so nothing backtracks.
+ * `"` `'` that ends it (the quote around a message's `(got "…")` stays). Linear: every part after the key is optional, so nothing backtracks.
  */
 const credential =
-  /(?<![\w.-])((?:[\w.-]*?(?:passw(?:or)?d|pwd|secret|token|signature|cookie|authorization|(?:api|access|account|private)[_-]?key)|pass)\\?["']?\s*[:=]\s*(?:(?:bearer|basic|digest|negotiate|token)\s+)?)(?:"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\,})\]]|\\.|&(?![\w.-]+=)|[,})\]](?=[^\s;,})\]]))*)/gi;
+  /(?<![\w.-])((?:[\w.-]*?(?:passw(?:or)?d|pwd|secret|token|signature|cookie|authorization|(?:api|access|account|private)[_-]?key)|pass)\\?["']?\s*[:=]\s*(?:(?:bearer|basic|digest|negotiate|token)\s+)?)(?:"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\,})\]"']|\\.|&(?![\w.-]+=)|[,})\]"'](?=[^\s;,})\]"']))*)/gi;
 /** A bearer token anywhere in text (a logged header, a curl line). */
 const bearer = /\b(bearer\s+)[\w.~+/-]+=*/gi;
 /** A DSN's leading `user:password@` with no scheme (not a URL's `scheme://`), nor an image's `name:tag@sha256:...`. */
