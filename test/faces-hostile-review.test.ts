@@ -85,7 +85,9 @@ describe('aborts: "rejects with signal.reason, whatever the attempt returns or t
       },
       { signal: controller.signal },
     );
-    setTimeout(() => controller.abort(reason), 5);
+    // Before any timer of the call can fire, whatever the event loop's lag: a 5 ms timer of its own
+    // ran after the 30 ms deadline once under load (Node runs a late list's due timers together).
+    setImmediate(() => controller.abort(reason));
     expect(await outcome(call)).toEqual({ ok: false, error: reason });
   });
 
@@ -99,7 +101,9 @@ describe('aborts: "rejects with signal.reason, whatever the attempt returns or t
       },
       { signal: controller.signal },
     );
-    setTimeout(() => controller.abort(reason), 5);
+    // Before any timer of the call can fire, whatever the event loop's lag: a 5 ms timer of its own
+    // ran after the 30 ms deadline once under load (Node runs a late list's due timers together).
+    setImmediate(() => controller.abort(reason));
     expect(await outcome(call)).toEqual({ ok: false, error: reason });
   });
 
@@ -131,7 +135,9 @@ describe('aborts: "rejects with signal.reason, whatever the attempt returns or t
       },
       { signal: controller.signal },
     );
-    setTimeout(() => controller.abort(reason), 5);
+    // Before any timer of the call can fire, whatever the event loop's lag: a 5 ms timer of its own
+    // ran after the 30 ms deadline once under load (Node runs a late list's due timers together).
+    setImmediate(() => controller.abort(reason));
     expect(await outcome(call)).toEqual({ ok: false, error: reason });
   });
 });
