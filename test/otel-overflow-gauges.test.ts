@@ -3,42 +3,15 @@
  * then say something of all of them, as OpenTelemetry's own overflow series does for sums (the
  * total stays right), not the value of whichever policy happened to be read last.
  */
-import { createBus, createPolicyRegistry } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
-import { instrument, metricNames as M } from '@holdfast/otel';
-import {
-  AggregationTemporality,
-  type DataPoint,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
+import { metricNames as M } from '@holdfast/otel';
 import { describe, expect, it } from 'vitest';
+import { collectPoints } from '../packages/otel/test/collect.js';
 
 const POLICY = 'holdfast.policy.name';
 
-function setup() {
-  const bus = createBus();
-  const policies = createPolicyRegistry();
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-  const meterProvider = new MeterProvider({ readers: [reader] });
-  const stop = instrument({ bus, meterProvider, policies, spans: false, maxPolicies: 1 });
-  const points = async (name: string) => {
-    exporter.reset();
-    await reader.forceFlush();
-    return exporter
-      .getMetrics()
-      .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-      .filter((m) => m.descriptor.name === name)
-      .flatMap((m) => m.dataPoints as DataPoint<number>[]);
-  };
-  const close = async () => {
-    stop();
-    await meterProvider.shutdown();
-  };
-  return { bus, policies, points, close };
-}
+/** Instrumented with one policy label of its own: every policy after the first is `_other`. */
+const setup = () => collectPoints({ maxPolicies: 1 });
 
 describe('otel: gauges of the `_other` series', () => {
   it('retry budgets past maxPolicies: `_other` is the balance of all of them, whatever order they are read in', async () => {

@@ -22,14 +22,14 @@ export interface Point {
  * whose attributes include those given. `close()` uninstruments and shuts the provider down.
  */
 export function collectPoints(
-  options: { bus?: Bus; policies?: PolicyRegistry; temporality?: AggregationTemporality } = {},
+  options: { bus?: Bus; policies?: PolicyRegistry; temporality?: AggregationTemporality; maxPolicies?: number } = {},
 ) {
   const bus = options.bus ?? createBus();
   const policies = options.policies ?? createPolicyRegistry();
   const exporter = new InMemoryMetricExporter(options.temporality ?? AggregationTemporality.CUMULATIVE);
   const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
   const meterProvider = new MeterProvider({ readers: [reader] });
-  const stop = instrument({ bus, meterProvider, policies, spans: false });
+  const stop = instrument({ bus, meterProvider, policies, spans: false, maxPolicies: options.maxPolicies });
   const points = async (name: string): Promise<Point[]> => {
     exporter.reset();
     await reader.forceFlush();
