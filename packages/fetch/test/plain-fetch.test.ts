@@ -94,6 +94,44 @@ describe('resilientFetch and redirects', () => {
   });
 });
 
+describe('resilientFetch and credentials on a redirect to another origin', () => {
+  const headers = { authorization: 'Bearer hunter2', cookie: 'sid=hunter2', 'x-api-key': 'hunter2' };
+  async function twoOrigins() {
+    const other = await server((_req, res) => res.end('other'));
+    // 127.0.0.1 and localhost: another origin, the same machine.
+    const otherUrl = `http://localhost:${other.port}/landing`;
+    const first = await server((_req, res) => {
+      res.writeHead(302, { location: otherUrl });
+      res.end();
+    });
+    return { first, other };
+  }
+
+  it('follow: as fetch, authorization and cookie are dropped and a custom credential header goes along (the README says so)', async () => {
+    const { first, other } = await twoOrigins();
+    const { http } = client();
+    expect(await (await http(`${first.url}/start`, { headers })).text()).toBe('other');
+    await (await globalThis.fetch(`${first.url}/start`, { headers })).text();
+    const [ours, plain] = other.seen.map((r) => r.headers);
+    for (const seen of [ours, plain]) {
+      expect(seen?.authorization).toBeUndefined();
+      expect(seen?.cookie).toBeUndefined();
+      expect(seen?.['x-api-key']).toBe('hunter2');
+    }
+  });
+
+  it("redirect: 'error' and 'manual' send nothing to the other origin and are not retried", async () => {
+    const { first, other } = await twoOrigins();
+    const { http } = client();
+    await expect(http(`${first.url}/start`, { headers, redirect: 'error' })).rejects.toMatchObject({
+      name: 'TypeError',
+    });
+    expect((await http(`${first.url}/start`, { headers, redirect: 'manual' })).status).toBe(302);
+    expect(other.seen).toHaveLength(0);
+    expect(first.seen).toHaveLength(2);
+  });
+});
+
 describe('resilientFetch errors name their root cause', () => {
   it('a refused connection says ECONNREFUSED in its message and code', async () => {
     const probe: Server = createServer();
