@@ -36,6 +36,9 @@ export default defineConfig({
   // 'import' there makes a CommonJS require() load a dual package's ESM file (express breaks on is-promise).
   ssr: { resolve: { conditions: ['@holdfast/source', 'node'], externalConditions: ['@holdfast/source'] } },
   test: {
+    // Most files wait on servers, child processes and timers, not on the CPU: two at a time on
+    // the two cores CI has (Vitest's default there is one). The timing project stays at one.
+    maxWorkers: 2,
     projects: [
       ...packages.map((name) => ({
         extends: true as const,
