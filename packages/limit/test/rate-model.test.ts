@@ -21,8 +21,6 @@ function wallOnlyClock(): { clock: Clock; timers: ManualClock; step: (ms: number
   return { clock, timers, step: (ms) => (offset += ms) };
 }
 
-type Op = { kind: 'take'; cost: number } | { kind: 'wait'; ms: number } | { kind: 'back'; ms: number };
-
 const ops = (maxCost: number, back: boolean) =>
   fc.array(
     fc.oneof(
@@ -180,7 +178,6 @@ describe('slidingWindow (model)', () => {
 });
 
 describe('adaptiveThrottle (model)', () => {
-  type TOp = { kind: 'call'; ok: boolean } | { kind: 'wait'; ms: number } | { kind: 'back'; ms: number };
   const tops = fc.array(
     fc.oneof(
       { arbitrary: fc.record({ kind: fc.constant('call' as const), ok: fc.boolean() }), weight: 5 },
