@@ -343,3 +343,78 @@ describe('breaker failure-rate window against a reference model', () => {
     );
   });
 });
+
+describe('breaker on a clock without monotonic() that steps (invariants)', () => {
+  type Op =
+    | { kind: 'call'; ok: boolean }
+    | { kind: 'hold' }
+    | { kind: 'release'; pick: number; ok: boolean }
+    | { kind: 'wait'; ms: number }
+    | { kind: 'step'; ms: number };
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    fc.record({ kind: fc.constant('call' as const), ok: fc.boolean() }),
+    fc.constant({ kind: 'hold' as const }),
+    fc.record({ kind: fc.constant('release' as const), pick: fc.nat(), ok: fc.boolean() }),
+    fc.record({ kind: fc.constant('wait' as const), ms: fc.constantFrom(1, 100, 500, 1_000, 2_000) }),
+    fc.record({ kind: fc.constant('step' as const), ms: fc.constantFrom(-3_600_000, -700, -1, 1, 700, 3_600_000) }),
+  );
+
+  it('never more probes than maxProbes, no count below zero, and a window and an open time that end on the true time line', async () => {
+    await fc.assert(
+      fc.asyncProperty(configs, fc.array(op, { maxLength: 60 }), async (c, ops) => {
+        const timers = new ManualClock(50_000_000);
+        let offset = 0;
+        const breaker = circuitBreaker({
+          bus: createBus(),
+          clock: {
+            now: () => timers.now() + offset,
+            setTimeout: (cb, ms) => timers.setTimeout(cb, ms),
+            clearTimeout: (h) => timers.clearTimeout(h),
+          },
+          policies: false,
+          failureRateThreshold: c.rate,
+          minimumCalls: c.minimumCalls,
+          window: { duration: c.duration, buckets: c.buckets },
+          openFor: c.openFor,
+          halfOpen: { maxProbes: c.maxProbes, successesToClose: c.successesToClose, maxWait: false },
+        });
+        const held: ((ok: boolean) => void)[] = [];
+        const done: Promise<unknown>[] = [];
+        const check = () => {
+          const s = breaker.snapshot();
+          expect(s.probes.inFlight).toBeLessThanOrEqual(c.maxProbes);
+          expect(s.probes.inFlight).toBeGreaterThanOrEqual(0);
+          expect(s.window.calls).toBeGreaterThanOrEqual(s.window.failures);
+          expect(s.window.failures).toBeGreaterThanOrEqual(0);
+          if (s.state === 'open') expect(s.retryIn as number).toBeLessThanOrEqual(c.openFor);
+        };
+        for (const o of ops) {
+          if (o.kind === 'call') {
+            await breaker.execute(() => (o.ok ? 'v' : Promise.reject(new Error('down')))).catch(() => {});
+          } else if (o.kind === 'hold') {
+            const p = breaker.execute(
+              () =>
+                new Promise((resolve, reject) => held.push((ok) => (ok ? resolve('v') : reject(new Error('down'))))),
+            );
+            done.push(p.catch(() => {}));
+          } else if (o.kind === 'release') {
+            if (held.length > 0) (held.splice(o.pick % held.length, 1)[0] as (ok: boolean) => void)(o.ok);
+          } else if (o.kind === 'wait') await timers.advance(o.ms);
+          else offset += o.ms;
+          await timers.advance(0);
+          check();
+        }
+        for (const settle of held) settle(true);
+        await Promise.all(done);
+        // Looked at, then an open time and a window of true time later: neither open nor counting the past.
+        breaker.snapshot();
+        await timers.advance(Math.max(c.openFor, c.duration));
+        const end = breaker.snapshot();
+        expect(end.state).not.toBe('open');
+        expect(end.window.calls, 'calls of the past still in the window').toBe(0);
+        breaker.dispose();
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
