@@ -1,5 +1,5 @@
 import { getEventListeners } from 'node:events';
-import { createBus, ManualClock } from '@holdfast/core';
+import { createBus, fallback, ManualClock, type Policy, pipeline } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Bulkhead, bulkhead } from '../src/index.js';
@@ -40,6 +40,8 @@ interface Call {
 
 interface Real {
   readonly bh: Bulkhead;
+  /** The bulkhead inside a pipeline: it is handed the outer policy's scope, not a signal. */
+  readonly piped: Policy;
   readonly clock: ManualClock;
   readonly calls: Map<number, Call>;
   readonly signals: AbortSignal[];
@@ -75,7 +77,10 @@ function handOver(m: Model): void {
 }
 
 class Start implements fc.AsyncCommand<Model, Real> {
-  constructor(readonly withSignal: boolean) {}
+  constructor(
+    readonly withSignal: boolean,
+    readonly piped = false,
+  ) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
     const id = m.next++;
@@ -94,7 +99,7 @@ class Start implements fc.AsyncCommand<Model, Real> {
     if (controller) r.signals.push(controller.signal);
     const call = { started: false, settled: undefined, controller } as unknown as Call;
     r.calls.set(id, call);
-    r.bh
+    (this.piped ? r.piped : r.bh)
       .execute(
         () =>
           new Promise<string>((resolve, reject) => {
@@ -126,7 +131,7 @@ class Start implements fc.AsyncCommand<Model, Real> {
     await settle(r);
     compare(m, r);
   }
-  toString = () => `start(${this.withSignal ? 'signal' : ''})`;
+  toString = () => `start(${this.withSignal ? 'signal' : ''}${this.piped ? ', piped' : ''})`;
 }
 
 /** Finishes `picks.length` running calls in the same tick, before any promise reaction runs. */
@@ -209,7 +214,7 @@ class Dispose implements fc.AsyncCommand<Model, Real> {
 function command(disposeWeight: number): fc.Arbitrary<fc.AsyncCommand<Model, Real>> {
   return fc.oneof(
     fc.boolean().map((s) => new Start(s)),
-    fc.boolean().map((s) => new Start(s)),
+    fc.tuple(fc.boolean(), fc.boolean()).map(([s, p]) => new Start(s, p)),
     fc.tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 3 }), fc.boolean()).map(([p, ok]) => new Finish(p, ok)),
     fc.nat().map((p) => new Abort(p)),
     fc.integer({ min: 0, max: 60 }).map((ms) => new Advance(ms)),
@@ -241,7 +246,9 @@ async function runModel(c: Config, cmds: Iterable<fc.AsyncCommand<Model, Real>>)
     aborted: new Set(),
     next: 0,
   };
-  const real: Real = { bh, clock, calls: new Map(), signals: [] };
+  // A fallback that serves nothing of its own (it passes every error on) as the outer policy.
+  const outer = fallback({ value: 'never', on: () => false, bus, clock });
+  const real: Real = { bh, piped: pipeline(outer, bh), clock, calls: new Map(), signals: [] };
   await fc.asyncModelRun(() => ({ model, real }), cmds);
   ops.push(model.next);
   // Everything settles: every running call finishes, every queued one times out.
