@@ -339,7 +339,7 @@ describe('breaker failure-rate window against a reference model', () => {
           breaker.dispose();
         }
       }),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 });
@@ -414,7 +414,7 @@ describe('breaker on a clock without monotonic() that steps (invariants)', () =>
         expect(end.window.calls, 'calls of the past still in the window').toBe(0);
         breaker.dispose();
       }),
-      { numRuns: 300 },
+      { numRuns: 200 },
     );
   });
 });
