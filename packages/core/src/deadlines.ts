@@ -26,10 +26,16 @@ export interface Deadline<S = unknown> {
  * is cleared then. A deadline never fires early: the timer re-arms for what is left of the
  * head's time when it wakes before it.
  *
- * The time source can go back (a clock without `monotonic()` stepped back by NTP, realClock
- * leaving fake timers for real ones): then no pending deadline is left more than `ms` ahead, so
- * each still ends within twice its length instead of when the source comes back to it (an hour
- * later, or on performance.now() after a fake clock's epoch time, never).
+ * Time is the clock's `monotonic()` line. A clock without one has no line that never steps but
+ * its timers: the queue keeps its own line, moved by how long its timer ran, and reads `now()`
+ * only to place a start within the timer's current run. A step of the wall clock (NTP, a VM
+ * resume) cannot expire deadlines early: a reading outside that run counts as the whole run, so
+ * a start it cannot place ends at most one length late; only a step back smaller than the run
+ * so far goes unseen, and makes a deadline early by at most that step.
+ *
+ * The monotonic line can go back (realClock leaving fake timers for real ones): then no pending
+ * deadline is left more than `ms` ahead, so each still ends within twice its length instead of
+ * when the line comes back to it (on performance.now() after a fake clock's epoch time, never).
  */
 export class DeadlineQueue<S> {
   readonly #ms: number;
@@ -47,6 +53,13 @@ export class DeadlineQueue<S> {
   #armedOn: typeof setTimeout | undefined;
   #armedClear: typeof clearTimeout | undefined;
   #size = 0;
+  /** A clock without monotonic(): the queue's own line (see #line). */
+  readonly #ownLine: boolean;
+  /** On its own line: the line's time and the clock's now() when the timer was armed or fired. */
+  #lineAt = 0;
+  #wallAt = 0;
+  /** On its own line: how long the armed timer runs. */
+  #armedFor = 0;
 
   constructor(ms: number, clock: Clock, onExpire: (subject: S) => void) {
     this.#ms = ms;
@@ -54,7 +67,15 @@ export class DeadlineQueue<S> {
     this.#onExpire = onExpire;
     this.#real = clock === realClock;
     // Deadlines on the clock's monotonic time: a wall-clock step cannot stall them.
-    this.#now = elapsedTime(clock);
+    this.#ownLine = clock.monotonic === undefined;
+    this.#now = this.#ownLine ? () => this.#line() : elapsedTime(clock);
+  }
+
+  /** The queue's own line: where it was when the timer was armed, plus what `now()` says ran since, within the run. */
+  #line(): number {
+    if (!this.#armed) return this.#lineAt;
+    const ran = this.#clock.now() - this.#wallAt;
+    return this.#lineAt + (ran >= 0 && ran <= this.#armedFor ? ran : this.#armedFor);
   }
 
   /** Deadlines pending now. */
@@ -124,10 +145,16 @@ export class DeadlineQueue<S> {
     }
     this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#ownLine) this.#lineAt = this.#line();
     this.#armed = false;
   }
 
   #arm(delay: number): void {
+    if (this.#ownLine) {
+      this.#lineAt = this.#line();
+      this.#wallAt = this.#clock.now();
+      this.#armedFor = delay;
+    }
     this.#armed = true;
     if (this.#real) {
       this.#armedOn = setTimeout;
@@ -137,6 +164,8 @@ export class DeadlineQueue<S> {
   }
 
   #expireDue(): void {
+    // The timer ran its whole run, whatever now() says (a step either way).
+    if (this.#ownLine) this.#lineAt += this.#armedFor;
     this.#armed = false;
     this.#timer = undefined;
     const now = this.#now();

@@ -405,15 +405,27 @@ class ShareBudget {
 
   #advance(): number {
     const slice = Math.floor(this.#elapsed() / this.#sliceMs);
+    if (slice < this.#slice) {
+      // The line went back (a clock without monotonic() stepped back): what the window holds
+      // moves to the slice of now and leaves one window later, not when the line is back.
+      this.#calls.fill(0);
+      this.#spent.fill(0);
+      this.#slice = slice;
+      this.#calls[ring(slice)] = this.#callSum;
+      this.#spent[ring(slice)] = this.#spentSum;
+    }
     const steps = Math.min(slice - this.#slice, SLICES);
     for (let i = 1; i <= steps; i++) {
-      const at = (this.#slice + i) % SLICES;
+      const at = ring(this.#slice + i);
       this.#callSum -= this.#calls[at] as number;
       this.#spentSum -= this.#spent[at] as number;
       this.#calls[at] = 0;
       this.#spent[at] = 0;
     }
-    if (slice > this.#slice) this.#slice = slice;
-    return this.#slice % SLICES;
+    this.#slice = slice;
+    return ring(slice);
   }
 }
+
+/** A slice's place in the ring; a line below zero (a clock set back past its origin) included. */
+const ring = (slice: number) => ((slice % SLICES) + SLICES) % SLICES;

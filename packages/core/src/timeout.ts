@@ -7,6 +7,9 @@ import { TimeoutError } from './errors.js';
 import { busOption, clockOption, nameOption, parseOptions } from './options.js';
 import { type ExecuteOptions, invoke, type Operation, type Policy } from './policy.js';
 
+/** Whoever may abort a call from outside: a caller's signal, or an outer policy's scope. */
+type Caller = { readonly aborted: boolean; readonly reason: unknown } | undefined;
+
 /** Node's timers overflow past this many milliseconds. */
 const MAX_TIMER_MS = 2_147_483_647;
 
@@ -75,20 +78,25 @@ class TimeoutPolicy implements Policy {
       scope.release();
       return Promise.reject(scope.reason);
     }
-    return this.aggressive ? this.#race(fn, scope) : this.#cooperate(fn, scope);
+    return this.aggressive
+      ? this.#race(fn, scope)
+      : this.#cooperate(fn, scope, options instanceof CallScope ? options : options?.signal);
   }
 
-  async #cooperate<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
+  async #cooperate<T>(fn: Operation<T>, scope: CallScope, caller: Caller): Promise<T> {
     const deadline = this.#deadlines.add(scope);
     try {
       const value = await fn(scope);
       // The caller aborted before it settled: the caller's reason decides, as it does everywhere.
       if (scope.aborted && !this.#expired.has(scope.reason as object)) throw scope.reason;
+      // After the deadline (the scope, aborted then, no longer hears the caller): the same.
+      if (caller?.aborted) throw caller.reason;
       return value;
     } catch (error) {
       // The caller aborted (before or after the deadline passed): its reason stands. Not expired:
       // the function's error stands. Expired, and the function passed on the abort reason: that too.
       if (scope.aborted && !this.#expired.has(scope.reason as object)) throw scope.reason;
+      if (caller?.aborted) throw caller.reason;
       if (deadline.pending || error === scope.reason) throw error;
       throw new TimeoutError(this.name, this.ms, { cause: error });
     } finally {

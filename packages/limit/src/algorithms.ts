@@ -52,7 +52,8 @@ export class Gradient2 implements LimitAlgorithm {
   }
 
   update({ rtt, inFlight, didDrop }: Sample): number {
-    const shortRtt = Math.max(rtt, 1e-3);
+    // Finite: an infinite latency (a window's sum past Number.MAX_VALUE) made the gradient NaN.
+    const shortRtt = Math.min(Math.max(rtt, 1e-3), Number.MAX_VALUE);
     this.#samples++;
     // An exponential average whose first `warmup` samples are a plain mean.
     const warmup = 10;

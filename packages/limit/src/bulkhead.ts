@@ -60,6 +60,7 @@ interface Waiter {
   prev: Waiter | undefined;
   next: Waiter | undefined;
   readonly admit: () => void;
+  /** Ends the call with `error` and detaches its scope. */
   readonly refuse: (error: unknown) => void;
   timer: TimerHandle | undefined;
   stopAbort: (() => void) | undefined;
@@ -175,7 +176,13 @@ class SlotBulkhead implements Bulkhead {
     first.admit();
   }
 
-  #enqueue(scope: CallScope, owned: boolean, admit: () => void, refuse: (error: unknown) => void): void {
+  #enqueue(scope: CallScope, owned: boolean, admit: () => void, reject: (error: unknown) => void): void {
+    // Every way out of the queue but a slot (a timeout, an abort, dispose()) ends the call here:
+    // its scope leaves the caller's signal, or the signal keeps a listener for each such call.
+    const refuse = (error: unknown) => {
+      if (owned) scope.release();
+      reject(error);
+    };
     const waiter: Waiter = { prev: this.#tail, next: undefined, admit, refuse, timer: undefined, stopAbort: undefined };
     if (this.#tail) this.#tail.next = waiter;
     else this.#head = waiter;
@@ -185,13 +192,11 @@ class SlotBulkhead implements Bulkhead {
       waiter.timer = this.common.clock.setTimeout(() => {
         waiter.timer = undefined;
         this.#unlink(waiter);
-        if (owned) scope.release();
         refuse(this.#refuse('queueTimeout'));
       }, this.queueTimeout);
     }
     waiter.stopAbort = scope.onAbort((reason) => {
       this.#unlink(waiter);
-      if (owned) scope.release();
       refuse(reason);
     });
   }

@@ -51,8 +51,9 @@ class SlidingWindow extends RateLimiterBase {
       const now = this.common.elapsed();
       const index = Math.floor(now / interval);
       if (index > s.index + 1) return false;
-      const previous = index === s.index ? s.previous : s.current;
-      const current = index === s.index ? s.current : 0;
+      // At or behind its window (the line went back): its counts stand, as take() keeps them.
+      const previous = index <= s.index ? s.previous : s.current;
+      const current = index <= s.index ? s.current : 0;
       return previous * ((interval - (now - index * interval)) / interval) + current + 1 > limit + 1e-9;
     });
   }
@@ -67,6 +68,11 @@ class SlidingWindow extends RateLimiterBase {
     if (index > s.index) {
       s.previous = index === s.index + 1 ? s.current : 0;
       s.current = 0;
+      s.index = index;
+    } else if (index < s.index) {
+      // The line went back (a clock without monotonic() stepped back; realClock left fake timers
+      // for real ones): its counts stand in the window of now, or it stays full until the line
+      // is back where it was (an hour after a one-hour step).
       s.index = index;
     }
     const elapsed = now - index * w;

@@ -39,6 +39,9 @@ export interface AdaptiveThrottle extends Policy, Snapshottable<AdaptiveThrottle
 
 const SLICES = 10;
 
+/** A slice's place in the ring; a line below zero (a clock set back past its origin) included. */
+const ring = (slice: number) => ((slice % SLICES) + SLICES) % SLICES;
+
 /**
  * Client-side adaptive throttling from Google's SRE book ("Handling Overload"): over the last
  * `window`, each call is refused locally with probability
@@ -135,16 +138,30 @@ class Throttle implements AdaptiveThrottle {
 
   #advance(): number {
     const slice = Math.floor(this.common.elapsed() / this.#sliceMs);
+    if (slice < this.#slice) this.#lineBack(slice);
     const steps = Math.min(slice - this.#slice, SLICES);
     for (let i = 1; i <= steps; i++) {
-      const at = (this.#slice + i) % SLICES;
+      const at = ring(this.#slice + i);
       this.#requestSum -= this.#requests[at] as number;
       this.#acceptSum -= this.#accepts[at] as number;
       this.#requests[at] = 0;
       this.#accepts[at] = 0;
     }
     if (slice > this.#slice) this.#slice = slice;
-    return this.#slice % SLICES;
+    return ring(this.#slice);
+  }
+
+  /**
+   * The line went back (a clock without monotonic() stepped back; realClock left fake timers for
+   * real ones): the window's counts move to the slice of now and leave one window later, not when
+   * the line is back where it was (an hour after a one-hour step, refusing calls all along).
+   */
+  #lineBack(slice: number): void {
+    this.#requests.fill(0);
+    this.#accepts.fill(0);
+    this.#slice = slice;
+    this.#requests[ring(slice)] = this.#requestSum;
+    this.#accepts[ring(slice)] = this.#acceptSum;
   }
 
   #refuse(probability: number): ThrottledError {

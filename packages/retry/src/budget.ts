@@ -172,15 +172,16 @@ class TokenRetryBudget implements RetryBudget {
     const slice = Math.floor(this.#elapsed() / this.#sliceMs);
     const steps = slice - this.#slice;
     if (steps < -SLICES) {
-      // A clock without monotonic() stepped back by more than the window: start over from now, or nothing
-      // would leave the window until the clock caught up, and an hour of calls would pay for
-      // an hour's worth of retries in an outage.
+      // A clock without monotonic() stepped back by more than the window: what it counts moves to
+      // the slice of now and leaves one ttl later. Kept where it was, nothing would leave until the
+      // clock caught up (an hour of calls paying for an hour's worth of retries in an outage);
+      // dropped, the retries just spent would be spent again at once.
       this.#calls.fill(0);
       this.#retries.fill(0);
-      this.#callSum = 0;
-      this.#retrySum = 0;
       this.#slice = slice;
       this.#at = ring(slice);
+      this.#calls[this.#at] = this.#callSum;
+      this.#retries[this.#at] = this.#retrySum;
     } else if (steps > 0) {
       for (let i = 1; i <= Math.min(steps, SLICES); i++) {
         const at = ring(this.#slice + i);

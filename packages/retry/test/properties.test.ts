@@ -215,8 +215,8 @@ describe('retryBudget properties', () => {
           const clock = { now: () => now, setTimeout: () => 0 as never, clearTimeout: () => {} };
           const budget = retryBudget({ ratio, minPerSecond, ttl, clock: clock as never, policies: false });
           // The model: counts per slice of ttl/10 ms, a slice leaving the window whole; the
-          // clock stepping back by more than the window starts over, a smaller step back is
-          // counted in the latest slice seen.
+          // clock stepping back by more than the window moves what is counted to the slice of
+          // now (it leaves one ttl later), a smaller step back is counted in the latest slice seen.
           const slice = ttl / 10;
           let latest = Math.floor(now / slice);
           let calls: number[] = [];
@@ -224,8 +224,8 @@ describe('retryBudget properties', () => {
           const advance = () => {
             const s = Math.floor(now / slice);
             if (s < latest - 10) {
-              calls = [];
-              retries = [];
+              calls = calls.map(() => s);
+              retries = retries.map(() => s);
               latest = s;
             } else if (s > latest) latest = s;
             calls = calls.filter((c) => c > latest - 10);
