@@ -16,7 +16,7 @@ import {
   problem,
 } from './http/index.js';
 import { captureNodeResponse, type Ending, sendRaw } from './http/node.js';
-import { uploadsFingerprinted, uploadsOf } from './http/uploads.js';
+import { UnreadableUploadError, uploadsFingerprinted, uploadsOf } from './http/uploads.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
 export type ExpressIdempotencyOptions = HttpIdempotencyOptions<Request>;
@@ -114,7 +114,12 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     if (uploads !== undefined) {
       uploadsFingerprinted(known.body, uploads, unreadableUpload)
         .then((body) => handle(req, res, next, header, body as Buffer, false))
-        .catch(next);
+        .catch((error: unknown) => {
+          // A file on disk gone before it was read (a tmp cleaner): the server's fault, answered
+          // as such, without its path; nothing was claimed or run.
+          if (!(error instanceof UnreadableUploadError)) return next(error);
+          sendRaw(res, problem('uploadUnreadable', { detail: `The file of field ${JSON.stringify(error.field.slice(0, 100))} could not be read back` }));
+        });
       return;
     }
     try {

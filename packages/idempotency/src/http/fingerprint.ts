@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import { HoldfastConfigError } from '@holdfast/core';
 
 // One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.
 const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer | string, encoding: 'base64url') => string }).hash;
@@ -208,23 +209,69 @@ function field(value: string): string {
   return `${value.length}:${value}`;
 }
 
-/** Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged. */
-function canonical(value: unknown): string {
-  if (typeof value === 'bigint') return `n${value}`;
-  // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (value instanceof Uint8Array) return `b${field(Buffer.from(value).toString('base64'))}`;
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (const item of value) out += `${canonical(item)},`;
-    return `${out}]`;
+/**
+ * Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged.
+ * Walked with a stack of its own, not by recursion: a parsed body nested a hundred thousand deep
+ * (`[[[…]]]`, 100 kB that express.json() parses) overflowed the call stack, a 500 any client
+ * could cause. A value that holds itself (another parser's object with a cycle) is refused.
+ */
+function canonical(root: unknown): string {
+  let out = '';
+  // Values to write, last first, and the text between them (a Text, leaving its object).
+  const todo: unknown[] = [root];
+  const path = new Set<object>();
+  while (todo.length > 0) {
+    const value = todo.pop();
+    if (value instanceof Text) {
+      out += value.text;
+      if (value.leaves !== undefined) path.delete(value.leaves);
+      continue;
+    }
+    if (typeof value === 'bigint') out += `n${value}`;
+    // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
+    else if (value === null || typeof value !== 'object') out += JSON.stringify(value) ?? 'null';
+    else if (value instanceof Uint8Array) out += `b${field(Buffer.from(value).toString('base64'))}`;
+    else {
+      if (path.has(value)) throw cyclic();
+      path.add(value);
+      const json = (value as { toJSON?: () => unknown }).toJSON;
+      if (Array.isArray(value)) {
+        out += '[';
+        todo.push(new Text(']', value));
+        for (let i = value.length - 1; i >= 0; i--) todo.push(COMMA, value[i]);
+      } else if (typeof json === 'function') {
+        todo.push(new Text('', value), json.call(value));
+      } else {
+        out += '{';
+        todo.push(new Text('}', value));
+        const keys = Object.keys(value).sort();
+        for (let i = keys.length - 1; i >= 0; i--) {
+          const key = keys[i] as string;
+          const item = (value as Record<string, unknown>)[key];
+          if (item !== undefined) todo.push(COMMA, item, new Text(`${JSON.stringify(key)}:`));
+        }
+      }
+    }
   }
-  const json = (value as { toJSON?: () => unknown }).toJSON;
-  if (typeof json === 'function') return canonical(json.call(value));
-  let out = '{';
-  for (const key of Object.keys(value).sort()) {
-    const item = (value as Record<string, unknown>)[key];
-    if (item !== undefined) out += `${JSON.stringify(key)}:${canonical(item)},`;
-  }
-  return `${out}}`;
+  return out;
+}
+
+/** Text written between the values of {@link canonical}; once written, `leaves` is no longer on the path. */
+class Text {
+  constructor(
+    readonly text: string,
+    readonly leaves?: object,
+  ) {}
+}
+
+const COMMA = new Text(',');
+
+function cyclic(): HoldfastConfigError {
+  return new HoldfastConfigError('idempotency', [
+    {
+      path: 'body',
+      message:
+        'holds itself (a cycle): a middleware before this one parsed it into a value that cannot be fingerprinted. Mount idempotency() before that middleware, or have it keep the bytes (verify: captureRawBody)',
+    },
+  ]);
 }
