@@ -53,7 +53,13 @@ async function described(value: unknown, elsewhere: (field: string) => Error, pa
   // An object that holds itself (another parser's) was walked until the stack overflowed.
   if (path.includes(value)) throw cyclic();
   const within = [...path, value];
-  if (Array.isArray(value)) return Promise.all(value.map((item) => described(item, elsewhere, within)));
+  if (Array.isArray(value)) {
+    // One file at a time: opened all at once, the 20,000 small files of one request (multer
+    // sets no limit on files) ran the process out of file descriptors (EMFILE, a 500).
+    const out: unknown[] = [];
+    for (const item of value) out.push(await described(item, elsewhere, within));
+    return out;
+  }
   const file = value as UploadedFile;
   if (typeof file.fieldname === 'string') {
     const content = Buffer.isBuffer(file.buffer)
