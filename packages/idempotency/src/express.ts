@@ -51,6 +51,9 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       return;
     }
     if (bytes === 'tooLarge') {
+      // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
+      // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
+      req.resume();
       sendRaw(res, problem('tooLarge'));
       return;
     }

@@ -284,6 +284,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       readAndRestore(raw, state.core.options.maxRequestBytes).then((read) => {
         if (read === 'aborted') return done(new Error('the client left before sending its whole body'));
         if (read !== 'tooLarge') return then();
+        // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
+        // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
+        raw.resume();
         const { status, headers, body } = problem('tooLarge');
         reply
           .code(status)

@@ -8,7 +8,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { problemTypes } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
-import { closeAll, listenNode } from './http-support/body-apps.js';
+import { closeAll, expressApp, listenNode } from './http-support/body-apps.js';
+import { exchange, head, keyed } from './http-support/raw.js';
 
 /**
  * Uploads at the edges, on Express with multer: a content type in another case, a file on disk
@@ -142,5 +143,22 @@ describe('values that hold themselves, from a parser before the middleware', () 
     const other = await json(port, 'k', `${'['.repeat(49_999)}1${']'.repeat(49_999)}`);
     expect([first.status, retry.status, retry.replayed, other.status]).toEqual([201, 201, 'true', 422]);
     expect(ran).toHaveLength(1);
+  });
+});
+
+describe('a body over maxRequestBytes (the middleware reads it itself)', () => {
+  // The rest of its body is left unread on the connection: kept alive, the next request on it
+  // hung (Node's parser was still in the refused body, paused).
+  it('the request after a 413 on its connection is answered (it hung: the refused body was left unread)', async () => {
+    const { port, calls } = await expressApp([], { maxRequestBytes: 1_000 });
+    const big = JSON.stringify({ pad: 'x'.repeat(200_000) });
+    const small = JSON.stringify({ a: 1 });
+    const responses = await exchange(
+      port,
+      [head('/orders', keyed('k1'), big.length) + big, head('/orders', keyed('k2'), small.length) + small],
+      { count: 2, ms: 2_000 },
+    );
+    expect(responses.map((r) => r.status)).toEqual([413, 201]);
+    expect(calls()).toBe(1);
   });
 });
