@@ -121,7 +121,12 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
           // A file on disk gone before it was read (a tmp cleaner): the server's fault, answered
           // as such, without its path; nothing was claimed or run.
           if (!(error instanceof UnreadableUploadError)) return next(error);
-          sendRaw(res, problem('uploadUnreadable', { detail: `The file of field ${JSON.stringify(error.field.slice(0, 100))} could not be read back` }));
+          sendRaw(
+            res,
+            problem('uploadUnreadable', {
+              detail: `The file of field ${JSON.stringify(error.field.slice(0, 100))} could not be read back`,
+            }),
+          );
         });
       return;
     }

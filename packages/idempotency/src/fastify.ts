@@ -5,6 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import { readAndRestore } from './http/body.js';
 import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
@@ -12,11 +13,10 @@ import {
   type HttpIdempotencyOptions,
   type KeyHeader,
   NodeRequestView,
-  type RouteIdempotencyOptions,
   problem,
+  type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
-import { readAndRestore } from './http/body.js';
 import { captureNodeResponse, leftOrTimedOut, queueBehind, sentStatus } from './http/node.js';
 import { asNodeStream, Chunks, teeStream, watchBuffered, watchPushes } from './http/stream.js';
 

@@ -29,15 +29,28 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 async function app(before: express.RequestHandler[], after: express.RequestHandler[] = []) {
   const application = express();
   const ran: string[] = [];
-  application.post('/upload', ...before, idempotency({ store: memoryStore(), scope: 'global' }), ...after, (req, res) => {
-    const files = req.file ? [req.file] : Array.isArray(req.files) ? req.files : [];
-    ran.push(files.map((f) => `${f.fieldname}=${f.size}`).join(','));
-    res.status(201).json({ ran: ran.length });
-  });
-  application.use((error: Error & { status?: number; code?: string }, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-    const status = typeof error.status === 'number' && error.status < 500 ? error.status : 500;
-    res.status(status).json({ error: error.message, code: error.code });
-  });
+  application.post(
+    '/upload',
+    ...before,
+    idempotency({ store: memoryStore(), scope: 'global' }),
+    ...after,
+    (req, res) => {
+      const files = req.file ? [req.file] : Array.isArray(req.files) ? req.files : [];
+      ran.push(files.map((f) => `${f.fieldname}=${f.size}`).join(','));
+      res.status(201).json({ ran: ran.length });
+    },
+  );
+  application.use(
+    (
+      error: Error & { status?: number; code?: string },
+      _req: express.Request,
+      res: express.Response,
+      _next: express.NextFunction,
+    ) => {
+      const status = typeof error.status === 'number' && error.status < 500 ? error.status : 500;
+      res.status(status).json({ error: error.message, code: error.code });
+    },
+  );
   return { port: await listenNode(createServer(application)), ran };
 }
 
@@ -66,15 +79,18 @@ describe('a multipart type in another case (media types are case-insensitive, RF
   it.each([
     ['multer before idempotency()', 'before'],
     ['idempotency() before multer', 'after'],
-  ] as const)('%s: sent as Multipart/Form-Data, retried as multipart/form-data under a new boundary: the replay', async (_, where) => {
-    const parse = multer({ storage: multer.memoryStorage() }).single('doc');
-    const { port, ran } = where === 'before' ? await app([parse]) : await app([], [parse]);
-    const first = await post(port, 'k', 'Multipart/Form-Data; Boundary=AaB03x', form('AaB03x', 'invoice'));
-    const retry = await post(port, 'k', 'multipart/form-data; boundary=----x9', form('----x9', 'invoice'));
-    const other = await post(port, 'k', 'MULTIPART/FORM-DATA; BOUNDARY=q', form('q', 'invoicf'));
-    expect([first.status, retry.status, retry.replayed, other.status]).toEqual([201, 201, 'true', 422]);
-    expect(ran).toEqual(['doc=7']);
-  });
+  ] as const)(
+    '%s: sent as Multipart/Form-Data, retried as multipart/form-data under a new boundary: the replay',
+    async (_, where) => {
+      const parse = multer({ storage: multer.memoryStorage() }).single('doc');
+      const { port, ran } = where === 'before' ? await app([parse]) : await app([], [parse]);
+      const first = await post(port, 'k', 'Multipart/Form-Data; Boundary=AaB03x', form('AaB03x', 'invoice'));
+      const retry = await post(port, 'k', 'multipart/form-data; boundary=----x9', form('----x9', 'invoice'));
+      const other = await post(port, 'k', 'MULTIPART/FORM-DATA; BOUNDARY=q', form('q', 'invoicf'));
+      expect([first.status, retry.status, retry.replayed, other.status]).toEqual([201, 201, 'true', 422]);
+      expect(ran).toEqual(['doc=7']);
+    },
+  );
 });
 
 describe('multer diskStorage: the file is gone before the middleware reads it (a tmp cleaner)', () => {
@@ -116,7 +132,10 @@ describe('values that hold themselves, from a parser before the middleware', () 
     const { port, ran } = await app([cyclic]);
     const answer = await json(port, 'k', '{}');
     expect(answer.status).toBe(500);
-    expect(JSON.parse(answer.text)).toMatchObject({ code: 'E_CONFIG', error: expect.stringContaining('req.files holds itself') });
+    expect(JSON.parse(answer.text)).toMatchObject({
+      code: 'E_CONFIG',
+      error: expect.stringContaining('req.files holds itself'),
+    });
     expect(ran).toEqual([]);
   });
 
@@ -131,7 +150,10 @@ describe('values that hold themselves, from a parser before the middleware', () 
     const { port, ran } = await app([cyclic]);
     const answer = await json(port, 'k', '{}');
     expect(answer.status).toBe(500);
-    expect(JSON.parse(answer.text)).toMatchObject({ code: 'E_CONFIG', error: expect.stringContaining('body holds itself') });
+    expect(JSON.parse(answer.text)).toMatchObject({
+      code: 'E_CONFIG',
+      error: expect.stringContaining('body holds itself'),
+    });
     expect(ran).toEqual([]);
   });
 

@@ -24,7 +24,8 @@ const modes = [
 
 const apps = new Map<string, { port: number; ran: number[] }>();
 const opened: FastifyInstance[] = [];
-const name = (m: (typeof modes)[number]) => `attachFieldsToBody ${m.attachFieldsToBody}, ${m.awaits ? 'an awaiting' : 'a sync'} hook`;
+const name = (m: (typeof modes)[number]) =>
+  `attachFieldsToBody ${m.attachFieldsToBody}, ${m.awaits ? 'an awaiting' : 'a sync'} hook`;
 
 async function fileSize(request: FastifyRequest, attached: boolean): Promise<number> {
   if (attached) {
@@ -69,7 +70,11 @@ async function post(port: number, key: string, contentType: string, body: string
     body,
     signal: AbortSignal.timeout(5_000),
   });
-  return { status: response.status, replayed: response.headers.get('idempotent-replayed'), text: await response.text() };
+  return {
+    status: response.status,
+    replayed: response.headers.get('idempotent-replayed'),
+    text: await response.text(),
+  };
 }
 
 const upload = (port: number, key: string, boundary: string, content: string, type = 'multipart/form-data') =>
@@ -79,18 +84,21 @@ describe.each(modes.map((m) => [name(m)] as const))('@fastify/multipart, %s', (m
   it.each([
     ['a small file', 10],
     ['a 100 kB file', 100_000],
-  ])('%s retried under a new boundary: the replay; another file under the key: 422; the handler runs once', async (_, size) => {
-    const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
-    const before = ran.length;
-    const key = newKey();
-    const content = 'x'.repeat(size);
-    const first = await upload(port, key, 'AaB03x', content);
-    const retry = await upload(port, key, '----formdata-undici-1', content);
-    const other = await upload(port, key, 'q', `y${content.slice(1)}`);
-    expect([first.status, retry.status, retry.replayed, other.status]).toEqual([201, 201, 'true', 422]);
-    expect(JSON.parse(other.text).type).toBe(problemTypes.mismatch);
-    expect(ran.slice(before)).toEqual([size]);
-  });
+  ])(
+    '%s retried under a new boundary: the replay; another file under the key: 422; the handler runs once',
+    async (_, size) => {
+      const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
+      const before = ran.length;
+      const key = newKey();
+      const content = 'x'.repeat(size);
+      const first = await upload(port, key, 'AaB03x', content);
+      const retry = await upload(port, key, '----formdata-undici-1', content);
+      const other = await upload(port, key, 'q', `y${content.slice(1)}`);
+      expect([first.status, retry.status, retry.replayed, other.status]).toEqual([201, 201, 'true', 422]);
+      expect(JSON.parse(other.text).type).toBe(problemTypes.mismatch);
+      expect(ran.slice(before)).toEqual([size]);
+    },
+  );
 
   it('sent as Multipart/Form-Data, retried as multipart/form-data: the replay', async () => {
     const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
@@ -104,29 +112,39 @@ describe.each(modes.map((m) => [name(m)] as const))('@fastify/multipart, %s', (m
 
   // Read by the middleware itself only when the handler streams it (attached, it is the plugin's
   // to read, within its own limits).
-  it.runIf(mode.startsWith('attachFieldsToBody false'))('a file over maxRequestBytes: 413, the handler does not run', async () => {
-    const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
-    const before = ran.length;
-    const answer = await upload(port, newKey(), 'big', 'x'.repeat(300_000));
-    expect(answer.status).toBe(413);
-    expect(JSON.parse(answer.text).type).toBe(problemTypes.tooLarge);
-    expect(ran.length).toBe(before);
-  });
+  it.runIf(mode.startsWith('attachFieldsToBody false'))(
+    'a file over maxRequestBytes: 413, the handler does not run',
+    async () => {
+      const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
+      const before = ran.length;
+      const answer = await upload(port, newKey(), 'big', 'x'.repeat(300_000));
+      expect(answer.status).toBe(413);
+      expect(JSON.parse(answer.text).type).toBe(problemTypes.tooLarge);
+      expect(ran.length).toBe(before);
+    },
+  );
 
   // The rest of its body is left unread on the connection: kept alive, the next request on it
   // hung (Node's parser was still in the refused body, paused).
-  it.runIf(mode.startsWith('attachFieldsToBody false'))('the request after a 413 on its connection is answered (it hung: the refused body was left unread)', async () => {
-    const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
-    const before = ran.length;
-    const big = form('big', 'x'.repeat(300_000));
-    const small = form('s', 'ok');
-    const headers = (length: number) => ['Content-Type: multipart/form-data; boundary=big', `Idempotency-Key: ${newKey()}`, `Content-Length: ${length}`];
-    const request = (body: string, boundary: string) =>
-      `POST /upload HTTP/1.1\r\nHost: localhost\r\n${headers(Buffer.byteLength(body)).join('\r\n').replace('boundary=big', `boundary=${boundary}`)}\r\n\r\n${body}`;
-    const responses = await exchange(port, [request(big, 'big'), request(small, 's')], { count: 2, ms: 2_000 });
-    expect(responses.map((r) => r.status)).toEqual([413, 201]);
-    expect(ran.slice(before)).toEqual([2]);
-  });
+  it.runIf(mode.startsWith('attachFieldsToBody false'))(
+    'the request after a 413 on its connection is answered (it hung: the refused body was left unread)',
+    async () => {
+      const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
+      const before = ran.length;
+      const big = form('big', 'x'.repeat(300_000));
+      const small = form('s', 'ok');
+      const headers = (length: number) => [
+        'Content-Type: multipart/form-data; boundary=big',
+        `Idempotency-Key: ${newKey()}`,
+        `Content-Length: ${length}`,
+      ];
+      const request = (body: string, boundary: string) =>
+        `POST /upload HTTP/1.1\r\nHost: localhost\r\n${headers(Buffer.byteLength(body)).join('\r\n').replace('boundary=big', `boundary=${boundary}`)}\r\n\r\n${body}`;
+      const responses = await exchange(port, [request(big, 'big'), request(small, 's')], { count: 2, ms: 2_000 });
+      expect(responses.map((r) => r.status)).toEqual([413, 201]);
+      expect(ran.slice(before)).toEqual([2]);
+    },
+  );
 });
 
 describe.each(modes.map((m) => [name(m)] as const))('@fastify/multipart, %s: hostile bodies', (mode) => {
@@ -135,10 +153,26 @@ describe.each(modes.map((m) => [name(m)] as const))('@fastify/multipart, %s: hos
     part(boundary, `Content-Disposition: form-data; name="doc"; filename="${filename}"`, 'x');
   const hostile: [string, string, string | Buffer][] = [
     ['an empty body', 'multipart/form-data; boundary=B', ''],
-    ['a part without a name', 'multipart/form-data; boundary=B', `${part('B', 'Content-Disposition: form-data; filename="a"', 'x')}--B--\r\n`],
-    ['two boundary parameters, the body split on the first', 'multipart/form-data; boundary=A; boundary=B', `${file('A')}--A--\r\n`],
-    ['two boundary parameters, the body split on the second', 'multipart/form-data; boundary=A; boundary=B', `${file('B')}--B--\r\n`],
-    ['a filename that is not UTF-8', 'multipart/form-data; boundary=B', Buffer.from(`${file('B', '\xff\xfe\xe9.txt')}--B--\r\n`, 'latin1')],
+    [
+      'a part without a name',
+      'multipart/form-data; boundary=B',
+      `${part('B', 'Content-Disposition: form-data; filename="a"', 'x')}--B--\r\n`,
+    ],
+    [
+      'two boundary parameters, the body split on the first',
+      'multipart/form-data; boundary=A; boundary=B',
+      `${file('A')}--A--\r\n`,
+    ],
+    [
+      'two boundary parameters, the body split on the second',
+      'multipart/form-data; boundary=A; boundary=B',
+      `${file('B')}--B--\r\n`,
+    ],
+    [
+      'a filename that is not UTF-8',
+      'multipart/form-data; boundary=B',
+      Buffer.from(`${file('B', '\xff\xfe\xe9.txt')}--B--\r\n`, 'latin1'),
+    ],
     [
       '5,000 parts',
       'multipart/form-data; boundary=B',

@@ -16,7 +16,9 @@ describe('memoryStore() in a worker thread (node:worker_threads)', () => {
     expect(reports).toHaveLength(2);
     for (const { refused } of reports) {
       expect(refused).toMatchObject({ code: 'E_CONFIG', path: 'processLocal' });
-      expect(refused?.message).toMatch(/^memoryStore: processLocal is off, and this is a worker thread .* Share records with redisStore\(\)/);
+      expect(refused?.message).toMatch(
+        /^memoryStore: processLocal is off, and this is a worker thread .* Share records with redisStore\(\)/,
+      );
     }
     // What processLocal: true opts into, as documented: one run per thread for the same key.
     expect(effects).toBe(2);

@@ -56,7 +56,8 @@ const problems: Record<ProblemKind, { status: number; title: string; detail: str
   uploadUnreadable: {
     status: 500,
     title: 'An uploaded file could not be read',
-    detail: 'The request was not processed: a file it uploaded could not be read back on the server. Retry with the same key.',
+    detail:
+      'The request was not processed: a file it uploaded could not be read back on the server. Retry with the same key.',
   },
   storeUnavailable: {
     status: 503,

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
-import { HoldfastConfigError } from '@holdfast/core';
 import { createReadStream } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import { HoldfastConfigError } from '@holdfast/core';
 
 /**
  * The files an upload parser mounted before the middleware took from the body (multer's
