@@ -184,3 +184,38 @@ describe('a body over maxRequestBytes (the middleware reads it itself)', () => {
     expect(calls()).toBe(1);
   });
 });
+
+describe('hostile multipart bodies, idempotency() before multer and after it', () => {
+  const part = (boundary: string, head: string, body: string) => `--${boundary}\r\n${head}\r\n\r\n${body}\r\n`;
+  const file = (boundary: string, filename = 'a.txt') =>
+    part(boundary, `Content-Disposition: form-data; name="doc"; filename="${filename}"`, 'x');
+  const hostile: [string, string, string | Buffer][] = [
+    [
+      'two boundary parameters (split on the first, as busboy reads it)',
+      'multipart/form-data; boundary=A; boundary=B',
+      `${file('A')}--A--\r\n`,
+    ],
+    [
+      'a filename that is not UTF-8',
+      'multipart/form-data; boundary=B',
+      Buffer.from(`${file('B', '\xff\xfe\xe9.txt')}--B--\r\n`, 'latin1'),
+    ],
+    [
+      '5,000 parts (past the 1,000 a body is split into: hashed as sent)',
+      'multipart/form-data; boundary=B',
+      `${Array.from({ length: 5_000 }, (_, i) => part('B', `Content-Disposition: form-data; name="f${i}"`, 'v')).join('')}${file('B')}--B--\r\n`,
+    ],
+  ];
+
+  it.each(['before', 'after'] as const)('idempotency() %s multer: each runs once, its retry replays', async (where) => {
+    const parse = multer({ storage: multer.memoryStorage() }).any();
+    const { port, ran } = where === 'before' ? await app([], [parse]) : await app([parse]);
+    for (const [, type, body] of hostile) {
+      const key = `k-${ran.length}`;
+      const first = await post(port, key, type, body);
+      const retry = await post(port, key, type, body);
+      expect([first.status, retry.status, retry.replayed]).toEqual([201, 201, 'true']);
+    }
+    expect(ran).toEqual(['doc=1', 'doc=1', 'doc=1']);
+  });
+});
