@@ -16,7 +16,7 @@ import {
   problem,
 } from './http/index.js';
 import { captureNodeResponse, type Ending, sendRaw } from './http/node.js';
-import { uploadsFingerprinted, uploadsOf } from './http/uploads.js';
+import { UnreadableUploadError, uploadsFingerprinted, uploadsOf } from './http/uploads.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
 export type ExpressIdempotencyOptions = HttpIdempotencyOptions<Request>;
@@ -51,6 +51,9 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       return;
     }
     if (bytes === 'tooLarge') {
+      // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
+      // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
+      req.resume();
       sendRaw(res, problem('tooLarge'));
       return;
     }
@@ -114,7 +117,17 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     if (uploads !== undefined) {
       uploadsFingerprinted(known.body, uploads, unreadableUpload)
         .then((body) => handle(req, res, next, header, body as Buffer, false))
-        .catch(next);
+        .catch((error: unknown) => {
+          // A file on disk gone before it was read (a tmp cleaner): the server's fault, answered
+          // as such, without its path; nothing was claimed or run.
+          if (!(error instanceof UnreadableUploadError)) return next(error);
+          sendRaw(
+            res,
+            problem('uploadUnreadable', {
+              detail: `The file of field ${JSON.stringify(error.field.slice(0, 100))} could not be read back`,
+            }),
+          );
+        });
       return;
     }
     try {

@@ -5,6 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import { readAndRestore } from './http/body.js';
 import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
@@ -12,11 +13,12 @@ import {
   type HttpIdempotencyOptions,
   type KeyHeader,
   NodeRequestView,
+  problem,
   type RouteIdempotencyOptions,
   type Run,
 } from './http/index.js';
 import { captureNodeResponse, leftOrTimedOut, queueBehind, sentStatus } from './http/node.js';
-import { asNodeStream, Chunks, teeStream, watchPushes } from './http/stream.js';
+import { asNodeStream, Chunks, teeStream, watchBuffered, watchPushes } from './http/stream.js';
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -254,18 +256,45 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       state.watched = true;
       return done(null, payload);
     }
-    // Bytes already buffered (an async hook ran first) are only seen by reading: tee them.
+    // Bytes already buffered (an async hook ran first): read and put back, then watched.
+    if (payload === request.raw && watchBuffered(payload, chunks, ended)) {
+      state.watched = true;
+      return done(null, payload);
+    }
+    // Another stream (a preParsing hook's) is only seen by reading: tee it.
     const tee = new Tee(payload, chunks, ended);
     payload.on('error', (error) => tee.destroy(error));
     done(null, payload.pipe(tee));
   });
 
-  // A content-type parser that hands the body stream to the handler leaves it unread when the
-  // key is claimed: a fingerprint then would cover part of the body, and a retry with another
-  // tail would get this request's response. A body that arrives without being read (its length
-  // under the stream's buffer) is waited for; any other is refused.
-  const whole = (request: FastifyRequest, state: RequestState, then: () => void, done: (error?: Error) => void) => {
+  // A content-type parser that hands the body stream to the handler (@fastify/multipart's
+  // request.file()) leaves it unread when the key is claimed: a fingerprint then would cover
+  // part of the body, and a retry with another tail would get this request's response. The rest
+  // is read here (up to maxRequestBytes) and put back for the handler. A body someone is reading
+  // (flowing) is waited for if it fits the stream's buffer; any other is refused.
+  const whole = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    state: RequestState,
+    then: () => void,
+    done: (error?: Error) => void,
+  ) => {
     const raw = request.raw;
+    if (state.watched && raw.readableFlowing !== true && !raw.readableEnded) {
+      readAndRestore(raw, state.core.options.maxRequestBytes).then((read) => {
+        if (read === 'aborted') return done(new Error('the client left before sending its whole body'));
+        if (read !== 'tooLarge') return then();
+        // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
+        // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
+        raw.resume();
+        const { status, headers, body } = problem('tooLarge');
+        reply
+          .code(status)
+          .headers(headers as Record<string, string | string[]>)
+          .send(body);
+      });
+      return;
+    }
     const length = Number(raw.headers['content-length']);
     if (!state.watched || !(length >= 0 && length < raw.readableHighWaterMark)) {
       return done(
@@ -304,7 +333,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }
     if (core === undefined || !core.guards(request.method)) return done();
     if (state !== undefined && !state.complete) {
-      return whole(request, state, () => decide(request, reply, core, state, done), done);
+      return whole(request, reply, state, () => decide(request, reply, core, state, done), done);
     }
     decide(request, reply, core, state, done);
   });

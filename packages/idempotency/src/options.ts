@@ -27,9 +27,10 @@ export const memoryStoreOptionsSchema = z.strictObject({
   /** @default the real clock */
   clock: clockOption.optional(),
   /**
-   * Opt-in, in a cluster worker (`node:cluster`, PM2's cluster mode): records stay in this
-   * worker, and a retry that another worker gets runs the effect again. Without it,
-   * `memoryStore()` refuses to be made in a cluster worker; use `redisStore()` to share records.
+   * Opt-in, in a cluster worker (`node:cluster`, PM2's cluster mode) or a worker thread
+   * (`node:worker_threads`): records stay in this worker, and a retry that another worker gets
+   * runs the effect again. Without it, `memoryStore()` refuses to be made in either; use
+   * `redisStore()` to share records.
    * @default false
    */
   processLocal: z.boolean().default(false),

@@ -135,7 +135,11 @@ describe('requestFingerprint format (records outlive a release: a retry after an
       fc.property(
         fc.string(),
         fc.string(),
-        fc.option(fc.string(), { nil: undefined }),
+        // A type in its canonical form (see the media-type tests below for the others).
+        fc.option(
+          fc.string().filter((t) => !/[A-Z;\s"]/.test(t)),
+          { nil: undefined },
+        ),
         fc.option(fc.string(), { nil: undefined }),
         bytes,
         fc.nat({ max: 3 }),
@@ -231,6 +235,40 @@ describe('problems', () => {
       status,
       detail: expect.any(String),
     });
+  });
+});
+
+describe('requestFingerprint of a media type: case-insensitive, as every parser reads it (RFC 9110 8.3.1)', () => {
+  const form = (boundary: string) =>
+    Buffer.from(`--${boundary}\r\nContent-Disposition: form-data; name="a"\r\n\r\nx\r\n--${boundary}--\r\n`);
+  const upload = (type: string, boundary: string) => fp({ contentType: type, body: form(boundary) });
+  const json = (type: string) => fp({ contentType: type, body: Buffer.from('{"a":1}') });
+
+  it('an upload sent as Multipart/Form-Data and retried as multipart/form-data (a new boundary) is one request', () => {
+    const first = upload('Multipart/Form-Data; Boundary=AaB03x', 'AaB03x');
+    expect(first).toBe(upload('multipart/form-data; boundary=xyz', 'xyz'));
+    expect(first).toBe(upload('MULTIPART/FORM-DATA;BOUNDARY="q1"', 'q1'));
+    // Another subtype, another field, another value: still another request.
+    expect(first).not.toBe(upload('multipart/mixed; boundary=xyz', 'xyz'));
+    expect(first).not.toBe(fp({ contentType: 'multipart/form-data; boundary=b', body: form('b').subarray(1) }));
+  });
+
+  it('JSON and urlencoded types in any case, charset in any case, spaces around `;`: one request each', () => {
+    expect(json('Application/JSON')).toBe(json('application/json'));
+    expect(json('application/json;Charset=UTF-8')).toBe(json('application/json; charset=utf-8'));
+    expect(json('application/json; charset="utf-8"')).toBe(json('application/json; charset=utf-8'));
+    const form = (type: string) => fp({ contentType: type, body: Buffer.from('a=1') });
+    expect(form('Application/X-WWW-Form-Urlencoded')).toBe(form('application/x-www-form-urlencoded'));
+    // A parameter's value other than a charset is kept as sent; another type is another request.
+    expect(json('application/json; profile=A')).not.toBe(json('application/json; profile=a'));
+    expect(json('application/json')).not.toBe(json('text/json'));
+  });
+
+  it('a type already canonical hashes as it did before (records outlive a release)', () => {
+    const sent = (type: string) => fp({ contentType: type, body: Buffer.from('{"a":1}') });
+    const head = (type: string) => `4:POST7:/orders${type.length}:${type}b7:{"a":1}`;
+    for (const type of ['application/json', 'application/json; charset=utf-8', 'text/plain'])
+      expect(sent(type)).toBe(createHash('sha256').update(head(type)).digest('base64url'));
   });
 });
 

@@ -1,4 +1,5 @@
 import * as crypto from 'node:crypto';
+import { HoldfastConfigError } from '@holdfast/core';
 
 // One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.
 const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer | string, encoding: 'base64url') => string }).hash;
@@ -47,12 +48,19 @@ export function fingerprintOf(
   // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
   const method = anyMethod.toUpperCase();
   let type = contentType ?? '';
+  // Media types and parameter names are case-insensitive, and spaces around `;` optional (RFC
+  // 9110 8.3.1): a type that is not all lower case and bare is hashed in one canonical form.
   // A multipart body is hashed without its boundary, which a client draws afresh for every send
   // (fetch's FormData, browsers, curl): the same upload retried is the same request.
   // (Parsed by an upload parser before us, it is hashed as its fields and files: the type alone.)
-  if ((type.charCodeAt(0) | 0x20) === 0x6d) {
-    const parts = withoutBoundary(type, body);
-    if (parts !== undefined) [type, body] = parts;
+  if (NOT_CANONICAL.test(type)) {
+    const media = mediaTypeOf(type);
+    if (media !== undefined) {
+      const split = media.boundary === undefined ? undefined : withoutBoundary(media.boundary, body);
+      // Past MAX_PARTS: hashed as sent, boundary and all (its retry under a new boundary gets 422).
+      if (split !== undefined) [type, body] = [`${media.type}\n`, split];
+      else if (media.boundary === undefined) type = media.type;
+    }
   }
   // One template, not a string per field (the same text as three `field()`s).
   let head = `${method.length}:${method}${url.length}:${url}${type.length}:${type}`;
@@ -74,22 +82,16 @@ export function fingerprintOf(
 }
 
 /**
- * A multipart body and its content type without their boundary: the type without its boundary
- * parameter (marked with a line break, which no header value holds, so no type sent matches it),
- * and, for the body's bytes, the SHA-256 of the runs between its delimiters (`--boundary` at its
- * start or after a CRLF, the CRLF with it) behind their lengths, so two bodies match only when
- * they split into the same parts. A body that is not bytes (a parser's value) is kept. Undefined
- * when the type is not multipart or names no boundary, or the body has over {@link MAX_PARTS}.
+ * A multipart body without its boundary: for its bytes, the SHA-256 of the runs between its
+ * delimiters (`--boundary` at its start or after a CRLF, the CRLF with it) behind their lengths,
+ * so two bodies match only when they split into the same parts. A body that is not bytes (a
+ * parser's value) is kept. Undefined when the body has over {@link MAX_PARTS}.
  */
-function withoutBoundary(type: string, body: unknown): [string, unknown] | undefined {
-  const found = boundaryOf(type);
-  if (found === undefined) return undefined;
-  const { boundary, start, end } = found;
-  const bare = `${type.slice(0, start)}${type.slice(end)}\n`;
+function withoutBoundary(boundary: string, body: unknown): unknown {
   // Text (a text parser took the body) is its bytes: kept whole, one text under two boundaries
   // (two different uploads) hashed the same.
   if (typeof body === 'string') body = Buffer.from(body);
-  if (!(body instanceof Uint8Array)) return [bare, body];
+  if (!(body instanceof Uint8Array)) return body;
   const bytes = Buffer.isBuffer(body) ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   const delimiter = Buffer.from(`--${boundary}`, 'latin1');
   // Where each run starts and ends: hashed in place, never copied (a copy of a megabyte is
@@ -100,8 +102,7 @@ function withoutBoundary(type: string, body: unknown): [string, unknown] | undef
   for (let at = bytes.indexOf(delimiter); at !== -1; at = bytes.indexOf(delimiter, at + delimiter.length)) {
     const end = at === 0 ? 0 : at - 2;
     if (at !== 0 && (end < from || bytes[end] !== 0x0d || bytes[end + 1] !== 0x0a)) continue;
-    // Past a thousand parts, hashed as sent, boundary and all (its retry under a new boundary
-    // gets 422): a body made of delimiters would cost a few calls each.
+    // A body made of delimiters would cost a few calls each.
     if (runs.length >= MAX_PARTS * 2) return undefined;
     runs.push(from, end);
     lengths += `${end - from},`;
@@ -110,33 +111,49 @@ function withoutBoundary(type: string, body: unknown): [string, unknown] | undef
   runs.push(from, bytes.length);
   const hash = crypto.createHash('sha256').update(`${lengths}${bytes.length - from}:`);
   for (let i = 0; i < runs.length; i += 2) hash.update(bytes.subarray(runs[i], runs[i + 1]));
-  return [bare, `m${hash.digest('base64url')}`];
+  return `m${hash.digest('base64url')}`;
 }
 
-/** A type whose subtype is a token (RFC 9110 5.6.2: `\w` and these), as busboy (multer's parser) reads it. */
-const MEDIA_TYPE = /^multipart\/[!#$%&'*+.^`|~\w-]+/i;
+/** A type that may differ from its canonical form: upper case, parameters, spaces or quotes. */
+const NOT_CANONICAL = /[A-Z;\s"]/;
+/** A token (RFC 9110 5.6.2: `\w` and these), as busboy (multer's parser) reads it. */
+const TOKEN = /^[!#$%&'*+.^`|~\w-]+$/;
+/** A type and subtype, each a token. */
+const MEDIA_TYPE = /^([!#$%&'*+.^`|~\w-]+)\/[!#$%&'*+.^`|~\w-]+/;
 /** One parameter of token name and value, or a quoted value with no escape (parsers read those two ways). */
-const PARAMETER = /[ \t]*(;[ \t]*([!#$%&'*+.^`|~\w-]+)=(?:"([^"\\\r\n]*)"|([!#$%&'*+.^`|~\w-]+)))/y;
+const PARAMETER = /[ \t]*;[ \t]*([!#$%&'*+.^`|~\w-]+)=(?:"([^"\\\r\n]*)"|([!#$%&'*+.^`|~\w-]+))/y;
 
 /**
- * The boundary of a multipart type, as the parser that splits the body reads it (busboy: the first
- * `boundary` parameter, its name in any case), and where its parameter is in the type.
- * Undefined for a type whose parameters do not all parse (a `boundary=` inside another quoted
- * value is no boundary; an escaped quote may be read two ways): its body is hashed as sent, for
- * a scan on another boundary than the parser's split two different uploads into the same runs.
+ * A content type in canonical form (type, subtype and parameter names in lower case, a charset's
+ * value too; each parameter behind `; `, its value quoted only if it must be) and, for a
+ * multipart type, its boundary as the parser that splits the body reads it (busboy: the first
+ * `boundary` parameter, its name in any case), left out of the canonical form. Undefined for a
+ * type whose parameters do not all parse (a `boundary=` inside another quoted value is no
+ * boundary; an escaped quote may be read two ways): it is hashed as sent, body and all, for a
+ * scan on another boundary than the parser's split two different uploads into the same runs.
  */
-function boundaryOf(type: string): { boundary: string; start: number; end: number } | undefined {
-  const media = MEDIA_TYPE.exec(type);
+function mediaTypeOf(sent: string): { type: string; boundary: string | undefined } | undefined {
+  const media = MEDIA_TYPE.exec(sent);
   if (media === null) return undefined;
-  let found: { boundary: string; start: number; end: number } | undefined;
+  const multipart = (media[1] as string).toLowerCase() === 'multipart';
+  let type = media[0].toLowerCase();
+  let boundary: string | undefined;
   let at = media[0].length;
   PARAMETER.lastIndex = at;
-  for (let p = PARAMETER.exec(type); p !== null; p = PARAMETER.exec(type)) {
+  for (let p = PARAMETER.exec(sent); p !== null; p = PARAMETER.exec(sent)) {
     at = PARAMETER.lastIndex;
-    if (!found && p[2]?.toLowerCase() === 'boundary')
-      found = { boundary: p[3] ?? p[4] ?? '', start: at - (p[1] as string).length, end: at };
+    const name = (p[1] as string).toLowerCase();
+    let value = p[2] ?? (p[3] as string);
+    if (multipart && boundary === undefined && name === 'boundary') {
+      boundary = value;
+      continue;
+    }
+    if (name === 'charset') value = value.toLowerCase();
+    type += `; ${name}=${TOKEN.test(value) ? value : `"${value}"`}`;
   }
-  return found?.boundary && /^[ \t]*$/.test(type.slice(at)) ? found : undefined;
+  if (!/^[ \t]*$/.test(sent.slice(at))) return undefined;
+  // An empty boundary splits nothing (parsers refuse it): hashed as sent.
+  return boundary === '' ? undefined : { type, boundary };
 }
 
 /** The most delimiters a multipart body is hashed without its boundary through. */
@@ -192,23 +209,69 @@ function field(value: string): string {
   return `${value.length}:${value}`;
 }
 
-/** Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged. */
-function canonical(value: unknown): string {
-  if (typeof value === 'bigint') return `n${value}`;
-  // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (value instanceof Uint8Array) return `b${field(Buffer.from(value).toString('base64'))}`;
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (const item of value) out += `${canonical(item)},`;
-    return `${out}]`;
+/**
+ * Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged.
+ * Walked with a stack of its own, not by recursion: a parsed body nested a hundred thousand deep
+ * (`[[[…]]]`, 100 kB that express.json() parses) overflowed the call stack, a 500 any client
+ * could cause. A value that holds itself (another parser's object with a cycle) is refused.
+ */
+function canonical(root: unknown): string {
+  let out = '';
+  // Values to write, last first, and the text between them (a Text, leaving its object).
+  const todo: unknown[] = [root];
+  const path = new Set<object>();
+  while (todo.length > 0) {
+    const value = todo.pop();
+    if (value instanceof Text) {
+      out += value.text;
+      if (value.leaves !== undefined) path.delete(value.leaves);
+      continue;
+    }
+    if (typeof value === 'bigint') out += `n${value}`;
+    // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
+    else if (value === null || typeof value !== 'object') out += JSON.stringify(value) ?? 'null';
+    else if (value instanceof Uint8Array) out += `b${field(Buffer.from(value).toString('base64'))}`;
+    else {
+      if (path.has(value)) throw cyclic();
+      path.add(value);
+      const json = (value as { toJSON?: () => unknown }).toJSON;
+      if (Array.isArray(value)) {
+        out += '[';
+        todo.push(new Text(']', value));
+        for (let i = value.length - 1; i >= 0; i--) todo.push(COMMA, value[i]);
+      } else if (typeof json === 'function') {
+        todo.push(new Text('', value), json.call(value));
+      } else {
+        out += '{';
+        todo.push(new Text('}', value));
+        const keys = Object.keys(value).sort();
+        for (let i = keys.length - 1; i >= 0; i--) {
+          const key = keys[i] as string;
+          const item = (value as Record<string, unknown>)[key];
+          if (item !== undefined) todo.push(COMMA, item, new Text(`${JSON.stringify(key)}:`));
+        }
+      }
+    }
   }
-  const json = (value as { toJSON?: () => unknown }).toJSON;
-  if (typeof json === 'function') return canonical(json.call(value));
-  let out = '{';
-  for (const key of Object.keys(value).sort()) {
-    const item = (value as Record<string, unknown>)[key];
-    if (item !== undefined) out += `${JSON.stringify(key)}:${canonical(item)},`;
-  }
-  return `${out}}`;
+  return out;
+}
+
+/** Text written between the values of {@link canonical}; once written, `leaves` is no longer on the path. */
+class Text {
+  constructor(
+    readonly text: string,
+    readonly leaves?: object,
+  ) {}
+}
+
+const COMMA = new Text(',');
+
+function cyclic(): HoldfastConfigError {
+  return new HoldfastConfigError('idempotency', [
+    {
+      path: 'body',
+      message:
+        'holds itself (a cycle): a middleware before this one parsed it into a value that cannot be fingerprinted. Mount idempotency() before that middleware, or have it keep the bytes (verify: captureRawBody)',
+    },
+  ]);
 }

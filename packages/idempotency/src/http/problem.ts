@@ -9,6 +9,7 @@ export const problemTypes = {
   storeUnavailable: 'urn:holdfast:problem:idempotency-store-unavailable',
   tooLarge: 'urn:holdfast:problem:idempotency-request-too-large',
   responseLost: 'urn:holdfast:problem:idempotency-response-lost',
+  uploadUnreadable: 'urn:holdfast:problem:idempotency-upload-unreadable',
 } as const;
 
 export type ProblemKind = keyof typeof problemTypes;
@@ -49,6 +50,14 @@ const problems: Record<ProblemKind, { status: number; title: string; detail: str
     title: 'The request was processed; its response was lost',
     detail:
       'Its response was cut off and cannot be replayed; the request is not run again with this key. Check its effect before sending it with a new key.',
+  },
+  // An uploaded file the server stored (multer's diskStorage) and lost before it was read: the
+  // server's fault, not the client's; nothing ran and no key was claimed.
+  uploadUnreadable: {
+    status: 500,
+    title: 'An uploaded file could not be read',
+    detail:
+      'The request was not processed: a file it uploaded could not be read back on the server. Retry with the same key.',
   },
   storeUnavailable: {
     status: 503,

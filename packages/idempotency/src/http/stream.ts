@@ -1,3 +1,4 @@
+import { IncomingMessage } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { errorLabel } from '@holdfast/core';
 import type { OutgoingHeaders, Run } from './engine.js';
@@ -77,6 +78,35 @@ export function watchPushes(
   if (stream.readableLength > 0 || stream.readableEnded || stream.destroyed || stream.readableObjectMode) return false;
   // An IncomingMessage whose body has all come was either empty or consumed by someone else.
   if ((stream as { complete?: boolean }).complete === true) return false;
+  patchPush(stream, chunks, onEnd);
+  return true;
+}
+
+/**
+ * {@link watchPushes} for a Node request some of whose bytes came before anyone watched (a hook
+ * that awaited let them in): those are read, kept first and put back in front, as they were, so
+ * whoever reads the request later (a parser that reads the request itself, not the payload
+ * handed to it: @fastify/multipart) reads every byte. `onEnd` is called at once if the body is
+ * all here. False, and nothing done, for a stream someone reads or has read, or that is not a
+ * Node request.
+ */
+export function watchBuffered(stream: unknown, chunks: { push(chunk: Buffer): unknown }, onEnd: () => void): boolean {
+  if (!(stream instanceof IncomingMessage) || Object.hasOwn(stream, 'push')) return false;
+  if (stream.readableFlowing === true || stream.readableEnded || stream.destroyed || stream.readableEncoding !== null)
+    return false;
+  // Read whole from the buffer (paused, no size: all of it); the 'end' a drained, complete
+  // stream schedules is cancelled by the bytes put back.
+  const buffered = stream.read() as Buffer | null;
+  if (buffered !== null) {
+    chunks.push(buffered);
+    stream.unshift(buffered);
+  }
+  if (stream.complete) onEnd();
+  else patchPush(stream, chunks, onEnd);
+  return true;
+}
+
+function patchPush(stream: Readable, chunks: { push(chunk: Buffer): unknown } | undefined, onEnd?: () => void): void {
   const push = stream.push;
   stream.push = function watched(this: Readable, chunk: unknown, encoding?: BufferEncoding): boolean {
     if (chunks !== undefined && chunk !== null && chunk !== undefined) {
@@ -86,7 +116,6 @@ export function watchPushes(
     if (chunk === null) onEnd?.();
     return more;
   };
-  return true;
 }
 
 /**
