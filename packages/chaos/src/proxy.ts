@@ -10,6 +10,7 @@ import {
   shieldBus,
 } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
+import { faultScope } from './scope.js';
 import { onSwitchOff, state } from './switch.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -217,11 +218,14 @@ class ToxicProxy implements FaultProxy {
     const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
     const direction =
       parsed.direction ?? (parsed.type === 'blackhole' || parsed.type === 'reset' ? 'both' : 'downstream');
-    // The kill switch is off: validated, and put on nowhere, as an injection passes calls through.
-    if (state.off) return { name, remove: () => {} };
+    // The kill switch is off, or the drill whose step this is has ended: validated, and put on
+    // nowhere, as an injection passes calls through.
+    const scope = faultScope.getStore();
+    if (state.off || scope?.ended) return { name, remove: () => {} };
     const active = { ...parsed, name, direction } as ActiveToxic;
     this.remove(name);
     this.#toxics.set(name, active);
+    scope?.opened(() => this.has(active) && this.remove(name));
     if (active.type === 'drop') this.#dropsLeft.set(name, active.bytes ?? active.chunks ?? 1);
     this.#report(active, true);
     for (const link of this.#links) link.toxicAdded(active);
@@ -243,12 +247,17 @@ class ToxicProxy implements FaultProxy {
   }
 
   resetAll(): void {
-    if (state.off) return;
+    if (state.off || faultScope.getStore()?.ended) return;
     for (const link of this.#links) link.reset();
   }
 
   refuse(): Promise<void> {
-    if (!state.off) this.#wanted = false;
+    const scope = faultScope.getStore();
+    if (!state.off && !scope?.ended) {
+      this.#wanted = false;
+      // A drill's step refused: the drill's end listens again, however it ends.
+      scope?.opened(() => this.accept());
+    }
     return this.#settle();
   }
 
