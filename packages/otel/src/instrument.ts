@@ -11,6 +11,7 @@ import {
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
+import { hiddenEvent, hiddenName } from './hide.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
@@ -48,7 +49,8 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   }
   const meter = provider?.getMeter(scope.name, scope.version);
   const names = new PolicyNames(o.maxPolicies, 'instrument');
-  const label = (name: string) => names.label(name);
+  // A user's own policy named by its URL keeps its password out of every attribute and span.
+  const label = (name: string) => names.label(hiddenName(name));
   const events = meter ? meterEvents(meter, policies, label) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
@@ -70,14 +72,15 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const offs = [
     ...Object.entries(metering.handlers).map(([type, handler]) => {
       const meter = handler as (event: HoldfastEvent) => void;
-      return on(type as EventType, (event) => meter(labelled(event, label)));
+      return on(type as EventType, (event) => meter(labelled(hiddenEvent(event), label)));
     }),
-    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, event))),
+    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, hiddenEvent(event)))),
   ];
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
     offs.push(
-      policies.onUnregister((_kind, name) => {
+      policies.onUnregister((_kind, registered) => {
+        const name = hiddenName(registered);
         if (!names.forget(name)) return;
         events?.forget(name);
         limits?.forget(name);

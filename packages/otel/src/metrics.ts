@@ -20,6 +20,7 @@ import type {
   Observable,
   ObservableCounter,
 } from '@opentelemetry/api';
+import { hiddenName } from './hide.js';
 import { attributeNames as A, durationBuckets, metricNames as M } from './names.js';
 
 /** What to do with each event type: at most one handler per type. */
@@ -273,7 +274,7 @@ export function meterEvents(
         if (b) breakers.set(name, b.state);
       } else if (kind === 'failover') {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          const attrs = { [A.policy]: label(name), [A.endpoint]: e.name };
+          const attrs = { [A.policy]: label(name), [A.endpoint]: hiddenName(e.name) };
           gauge(endpointUp, e.up ? 1 : 0, attrs);
           if (e.inFlight !== null) gauge(inFlight, e.inFlight, attrs);
         }

@@ -18,7 +18,7 @@ import {
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
-import { wireLabel } from './wire.js';
+import { hiddenLabel, wireLabel } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
@@ -28,13 +28,16 @@ type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 /** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
-/** `labels` with each value as it goes on the wire (see wireLabel): the same object when none changes. */
+/**
+ * `labels` with each value as it goes on the wire (see wireLabel), without the credentials it
+ * may carry (see hiddenLabel): the same object when none changes.
+ */
 function wire<L extends string>(labels: Labels<L>): Labels<L> {
   let out: Labels<L> | undefined;
   for (const k in labels) {
     const v = labels[k];
     if (typeof v !== 'string') continue;
-    const w = wireLabel(v);
+    const w = wireLabel(hiddenLabel(v));
     if (w !== v) (out ??= { ...labels })[k] = w;
   }
   return out ?? labels;
