@@ -436,7 +436,9 @@ class Link {
   }
 
   toxicAdded(toxic: ActiveToxic): void {
-    if (toxic.type !== 'reset' || (toxic.connection !== undefined && toxic.connection !== this.id)) return;
+    // A one-way reset waits for data that way (see Pump); this is the reset of a whole connection.
+    if (toxic.type !== 'reset' || toxic.direction !== 'both') return;
+    if (toxic.connection !== undefined && toxic.connection !== this.id) return;
     if (toxic.after === 0) {
       this.reset();
       return;
@@ -588,6 +590,16 @@ class Pump {
           // Taken off meanwhile, it holds this chunk no longer.
           while (performance.now() < due && proxy.has(toxic)) await this.#nap(due - performance.now());
           break;
+        }
+        case 'reset': {
+          // Both ways: acted on at open (Link.toxicAdded). One way, as Toxiproxy's reset_peer: this
+          // chunk is held, and the link reset `after` ms on; taken off before, the chunk goes on.
+          if (toxic.direction === 'both') break;
+          const due = performance.now() + toxic.after;
+          while (performance.now() < due && proxy.has(toxic)) await this.#nap(due - performance.now());
+          if (!proxy.has(toxic)) break;
+          this.link.reset();
+          return;
         }
         case 'limit': {
           const through = this.#limits.get(toxic) ?? 0;
