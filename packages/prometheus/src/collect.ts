@@ -102,6 +102,9 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const metric = new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers });
     return {
       observe(labels: Labels<L>, value: number) {
+        // NaN (a stopwatch never started) or Infinity (a policy of a user's own): prom-client
+        // throws on it; the call is counted by its counter, its duration is no figure.
+        if (!Number.isFinite(value)) return;
         track(suffix, metric, labels);
         metric.observe(wire(labels), value);
       },
