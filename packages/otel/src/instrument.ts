@@ -15,6 +15,7 @@ import { hiddenEvent, hiddenName } from './hide.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
+import { plainPolicies } from './plain.js';
 import { annotate, callEvents } from './spans.js';
 
 const scope = { name: '@holdfast/otel', version: '0.1.0' };
@@ -40,7 +41,7 @@ export type Uninstrument = () => void;
 export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const o = parseOptions('instrument', instrumentOptionsSchema, options);
   const bus = o.bus ?? globalBus;
-  const policies = o.policies ?? globalPolicies;
+  const policies = plainPolicies(o.policies ?? globalPolicies);
   const provider = o.metrics ? (o.meterProvider ?? metrics.getMeterProvider()) : undefined;
   const buses = provider && (metered.get(provider) ?? metered.set(provider, new WeakSet()).get(provider));
   if (buses?.has(bus)) {

@@ -18,6 +18,7 @@ import {
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
+import { plainPolicies } from './plain.js';
 import { hiddenLabel, wireLabel } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
@@ -64,7 +65,7 @@ const MAX_SCORE_SERIES = 5_000;
 export function collect(options: CollectOptions = {}): StopCollecting {
   const o = parseOptions('collect', collectOptionsSchema, options);
   const registry: Registry = o.registry ?? register;
-  const policies = o.policies ?? globalPolicies;
+  const policies = plainPolicies(o.policies ?? globalPolicies);
   const bus = o.bus ?? globalBus;
   const names: string[] = [];
   const name = (suffix: string) => {
