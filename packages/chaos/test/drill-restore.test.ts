@@ -47,7 +47,7 @@ describe('drill, interrupted, restores what it put on', () => {
       () => 'resolved',
       (e: unknown) => e,
     );
-    await tick(300);
+    for (let i = 0; i < 200 && proxy.snapshot().listening; i++) await tick(10);
     expect(await reachable()).toBe(false); // killed, as the step said
     const reason = new Error('deploy cancelled');
     stop.abort(reason);
@@ -113,6 +113,7 @@ describe('drill, interrupted, restores what it put on', () => {
   });
 
   it('a hung step that kills after the drill has settled puts no fault on', async () => {
+    let late: Promise<void> | undefined;
     const result = await drill({
       print: false,
       load: { request: () => true, rate: 20, duration: 200, timeout: 100 },
@@ -120,16 +121,17 @@ describe('drill, interrupted, restores what it put on', () => {
         {
           at: 50,
           name: 'kill, late',
-          run: async () => {
-            await tick(500);
-            await proxy.kill();
-            proxy.add({ type: 'latency', latency: 5_000 });
-          },
+          run: () =>
+            (late = (async () => {
+              await tick(500);
+              await proxy.kill();
+              proxy.add({ type: 'latency', latency: 5_000 });
+            })()),
         },
       ],
     });
     expect(result.steps[0]?.hung).toBe(true);
-    await tick(600);
+    await late; // the step goes on after the drill, and ends
     expect(proxy.snapshot()).toMatchObject({ listening: true, toxics: [] });
     expect(await reachable()).toBe(true);
   });
