@@ -46,7 +46,7 @@ export function main(argv: readonly string[], out: (line: string) => void, err: 
   if (file === undefined) return fail('no file to score (a path, or - for stdin)');
   let text: string;
   try {
-    text = readFileSync(file === '-' ? 0 : file, 'utf8');
+    text = decode(readFileSync(file === '-' ? 0 : file));
   } catch (error) {
     err(`holdfast-anomaly: cannot read ${file}: ${(error as Error).message}`);
     return 2;
@@ -70,6 +70,26 @@ export function main(argv: readonly string[], out: (line: string) => void, err: 
     err(`holdfast-anomaly: ${error.message}`);
     return 1;
   }
+}
+
+/**
+ * The text of a file as its byte order mark says: UTF-8 (with or without one), UTF-16 LE or BE, as
+ * Excel and PowerShell save a CSV. UTF-32 is refused by name; UTF-16 without a mark is refused
+ * by the parser (its NULs), also by name.
+ */
+function decode(bytes: Buffer): string {
+  const [a, b, c, d] = bytes;
+  if ((a === 0xff && b === 0xfe && c === 0 && d === 0) || (a === 0 && b === 0 && c === 0xfe && d === 0xff)) {
+    throw new Error('it is UTF-32, which is not read: save it as UTF-8 or UTF-16');
+  }
+  if (a === 0xef && b === 0xbb && c === 0xbf) return bytes.toString('utf8', 3);
+  if (a === 0xff && b === 0xfe) return bytes.toString('utf16le', 2);
+  // UTF-16 BE: swapped to LE, a last odd byte dropped (swap16 needs pairs).
+  if (a === 0xfe && b === 0xff)
+    return Buffer.from(bytes.subarray(2, bytes.length - (bytes.length % 2)))
+      .swap16()
+      .toString('utf16le');
+  return bytes.toString('utf8');
 }
 
 function round(x: number): string {

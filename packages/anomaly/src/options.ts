@@ -177,7 +177,7 @@ export const watchOptionsSchema = z.strictObject({
   clock: clockOption.optional(),
   /** How often each key's calls are summed into one sample, in ms. @default 5_000 */
   interval: positiveDurationOption.default(5_000),
-  /** Keys (breakers, endpoints, policies) watched at most; the idlest is forgotten first. @default 200 */
+  /** Keys (breakers, endpoints, policies) watched at most; past it, new keys share `_other` (see the README). @default 200 */
   maxKeys: count.max(100_000).default(200),
   /** Intervals without a call after which a key is forgotten. @default 60 */
   idleAfter: count.default(60),

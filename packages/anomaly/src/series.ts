@@ -148,7 +148,16 @@ const timeColumn = /^(timestamp|time|date|datetime|ts)$/i;
  * timestamp/time/date is kept as text, every other cell must be a number (empty is NaN).
  * Throws {@link HoldfastConfigError} naming the line and the cell when it is not.
  */
-export function parseMetricsCsv(text: string): MetricTable {
+export function parseMetricsCsv(input: string): MetricTable {
+  // A UTF-16 file read as UTF-8 has a NUL in every other character: refused, its encoding named,
+  // never read as garbage (nor its NULs echoed to a terminal in the error).
+  if (input.includes('\u0000')) {
+    throw new HoldfastConfigError('scoreSeries', [
+      { path: 'csv', message: 'holds NUL characters: it looks like UTF-16 or UTF-32; save it as UTF-8' },
+    ]);
+  }
+  // A byte order mark (Excel's UTF-8 CSV) is no part of the first column's name.
+  const text = input.startsWith('\uFEFF') ? input.slice(1) : input;
   // Blank lines are skipped, but every error names the line's number in the file.
   const lines: [line: string, number: number][] = [];
   text.split(/\r?\n/).forEach((line, i) => {

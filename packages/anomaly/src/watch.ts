@@ -6,6 +6,7 @@ import {
   elapsedTime,
   HoldfastConfigError,
   messageOf,
+  OTHER_POLICY,
   parseOptions,
   realClock,
   type Snapshottable,
@@ -80,6 +81,29 @@ type Parsed = z.output<typeof watchOptionsSchema>;
 
 /** Raised keys passed over, at most, to find a quiet one to forget when `maxKeys` is reached. */
 const EVICTION_LOOKAHEAD = 8;
+
+/** Characters of a key kept at most: a longer one is cut, and told apart from others by a hash of it. */
+const MAX_KEY_LENGTH = 200;
+
+/**
+ * `key` as the watch holds it: itself, or when longer than MAX_KEY_LENGTH its start, `…` and a
+ * 64-bit FNV-1a hash of the whole of it (a 1 MB key must not be held, nor shown, whole).
+ */
+function capKey(key: string): string {
+  if (key.length <= MAX_KEY_LENGTH) return key;
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 0x01000193);
+    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
+  }
+  const hex = (h: number) => (h >>> 0).toString(16).padStart(8, '0');
+  // Not cut between the halves of a surrogate pair.
+  let end = MAX_KEY_LENGTH - 17;
+  if (/[\uD800-\uDBFF]/.test(key[end - 1] ?? '')) end--;
+  return `${key.slice(0, end)}…${hex(h1)}${hex(h2)}`;
+}
 
 /** Latencies kept per key and interval for the percentiles: a uniform sample of the interval's calls past that. */
 const LATENCY_SLOTS = 512;
@@ -268,6 +292,8 @@ class Watch implements AnomalyWatch {
   /** Monotonic: how long an anomaly lasted must not move with a wall-clock step. */
   readonly #elapsed: () => number;
   readonly #keys = new Map<string, Watched>();
+  /** Keys not yet scored, oldest first: what a new key takes the place of first (see #makeRoom). */
+  readonly #fresh = new Set<string>();
   /** The shown keys in use (see Watched): each names one key. */
   readonly #shown = new Set<string>();
   readonly #detectors: Detectors;
@@ -305,28 +331,40 @@ class Watch implements AnomalyWatch {
     this.#arm();
   }
 
-  observe(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
+  observe(name: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (this.#disposed) return;
     if (outcome !== 'success' && outcome !== 'failure' && outcome !== 'reject') {
       throw new HoldfastConfigError(`${this.name}.observe`, [
         { path: 'outcome', message: "must be 'success', 'failure' or 'reject'", value: outcome },
       ]);
     }
+    if (typeof name !== 'string') {
+      throw new HoldfastConfigError(`${this.name}.observe`, [
+        { path: 'key', message: 'must be a string', value: typeof name },
+      ]);
+    }
+    let key = capKey(name);
     // A stopwatch read across a clock step (negative) or a call never timed is no latency: counted,
     // not measured, and never taken for the probe of an ejection (nor for its end).
     const ms = latency >= 0 && latency < Number.POSITIVE_INFINITY ? latency : Number.NaN;
     let w = this.#keys.get(key);
     if (w === undefined) {
-      if (this.#keys.size >= this.#o.maxKeys) this.#evictIdlest();
+      // No room, and no key to give it up: counted under `_other` with the other keys past the cap.
+      if (key !== OTHER_POLICY && this.#watched() >= this.#o.maxKeys && !this.#makeRoom()) key = OTHER_POLICY;
+      w = this.#keys.get(key);
+    }
+    if (w === undefined) {
       w = new Watched(this.#detectors, key, this.#shown);
       this.#keys.set(key, w);
+      if (key !== OTHER_POLICY) this.#fresh.add(key);
     } else if (w.tally.calls + w.tally.rejects === 0) {
       // Its first call this interval: to the back of the map, which is so ordered idlest first.
       this.#keys.delete(key);
       this.#keys.set(key, w);
     }
     w.tally.add(ms, outcome);
-    this.#actions.settled(key, ms, outcome);
+    // `_other` stands for many keys: no endpoint nor breaker of its own to act on.
+    if (key !== OTHER_POLICY) this.#actions.settled(key, ms, outcome);
   }
 
   flush(): void {
@@ -350,7 +388,7 @@ class Watch implements AnomalyWatch {
 
   /** `calls` and `offered`: how many calls the error rate and the reject rate were taken from. */
   #score(key: string, w: Watched, sample: number[], [calls, offered]: [number, number], now: number): void {
-    w.samples++;
+    if (w.samples++ === 0) this.#fresh.delete(key);
     const metrics: AnomalyMetric[] = [];
     const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
       [];
@@ -422,14 +460,14 @@ class Watch implements AnomalyWatch {
         });
       }
       // Disposed by a listener of that event: what it raised was closed, and nothing is acted on.
-      if (!was && !this.#disposed) this.#actions.detected(key, metric);
+      if (!was && !this.#disposed && key !== OTHER_POLICY) this.#actions.detected(key, metric);
       return;
     }
     w.raisedAt[slot] = undefined;
     // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
     const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
     this.#cleared(w.shown, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
-    if (!w.raised && !this.#disposed) this.#actions.cleared(key);
+    if (!w.raised && !this.#disposed && key !== OTHER_POLICY) this.#actions.cleared(key);
   }
 
   #cleared(
@@ -445,7 +483,7 @@ class Watch implements AnomalyWatch {
   }
 
   *#lastMetrics(): Iterable<[string, readonly AnomalyMetric[]]> {
-    for (const [key, w] of this.#keys) yield [key, w.last];
+    for (const [key, w] of this.#keys) if (key !== OTHER_POLICY) yield [key, w.last];
   }
 
   #anyRaised(): boolean {
@@ -453,24 +491,37 @@ class Watch implements AnomalyWatch {
     return false;
   }
 
+  /** Keys watched, `_other` aside. */
+  #watched(): number {
+    return this.#keys.size - (this.#keys.has(OTHER_POLICY) ? 1 : 0);
+  }
+
   /**
-   * Makes room for a new key in O(1): the map is ordered by each key's first call in its latest
-   * interval, so the first key is the one that has gone longest without a call. Raised keys are
-   * passed over while a quiet one is near the front, so a sick endpoint taken out of traffic is
-   * not the first forgotten.
+   * Makes room for a new key in O(1), or says there is none. A key never scored (it has learned
+   * nothing) goes first, the oldest: a flood of new keys (one per user id) churns among itself,
+   * not through the keys the watch has learned. Else a learned key that was idle the last interval
+   * and has had no call in this one: the map is ordered by each key's first call in its latest
+   * interval, so such keys are at the front. Raised keys are passed over, so a sick endpoint taken
+   * out of traffic is not the first forgotten. Every key learned and busy: no room.
    */
-  #evictIdlest(): void {
-    let victim: [string, Watched] | undefined;
+  #makeRoom(): boolean {
+    for (const key of this.#fresh) {
+      const w = this.#keys.get(key);
+      if (w === undefined) this.#fresh.delete(key);
+      else {
+        this.#forget(key, w, this.#clock.now());
+        return true;
+      }
+    }
     let looked = 0;
-    for (const entry of this.#keys) {
-      victim ??= entry;
-      if (!entry[1].raised) {
-        victim = entry;
-        break;
+    for (const [key, w] of this.#keys) {
+      if (key !== OTHER_POLICY && !w.raised && w.idle > 0 && w.tally.calls + w.tally.rejects === 0) {
+        this.#forget(key, w, this.#clock.now());
+        return true;
       }
       if (++looked >= EVICTION_LOOKAHEAD) break;
     }
-    if (victim !== undefined) this.#forget(victim[0], victim[1], this.#clock.now());
+    return false;
   }
 
   /**
@@ -480,6 +531,7 @@ class Watch implements AnomalyWatch {
    */
   #forget(key: string, w: Watched, now: number): void {
     this.#keys.delete(key);
+    this.#fresh.delete(key);
     this.#shown.delete(w.shown);
     if (!w.raised) return;
     w.raisedAt.forEach((since, slot) => {
@@ -489,7 +541,7 @@ class Watch implements AnomalyWatch {
       const metric = forest ? (w.forestMetric ?? 'latencyP99') : (watchMetrics[slot] as string);
       this.#cleared(w.shown, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
     });
-    this.#actions.forgotten(key);
+    if (key !== OTHER_POLICY) this.#actions.forgotten(key);
   }
 
   /**

@@ -109,10 +109,16 @@ describe('anomalyWatch with a real failover set', () => {
     interval({ a: 20, b: 20, c: 400 });
     interval({ b: 20, a: 20 }); // c (ejected) has no calls; b then a had their first calls
     expect(watch.snapshot().keys.map((k) => k.key)).toEqual(['api/c', 'api/b', 'api/a']);
+    // b and a were busy the last interval: a new key takes neither's place (each has learned its
+    // baseline), it is counted under _other.
     watch.observe('db', 5, 'success');
-    expect(watch.snapshot().keys.map((k) => k.key)).toEqual(['api/c', 'api/a', 'db']);
+    expect(watch.snapshot().keys.map((k) => k.key)).toEqual(['api/c', 'api/b', 'api/a', '_other']);
+    interval({ a: 20 }); // b idle a whole interval now
     watch.observe('cache', 5, 'success');
-    expect(watch.snapshot().keys.map((k) => k.key)).toEqual(['api/c', 'db', 'cache']);
+    expect(watch.snapshot().keys.map((k) => k.key)).toEqual(['api/c', '_other', 'api/a', 'cache']);
+    // A key never scored goes before any learned one: new keys churn among themselves.
+    watch.observe('db', 5, 'success');
+    expect(watch.snapshot().keys.map((k) => k.key)).toEqual(['api/c', '_other', 'api/a', 'db']);
     expect(of('anomaly.cleared')).toEqual([]);
     expect(of('anomaly.action').filter((e) => e.action === 'restore')).toEqual([]);
   });

@@ -9,6 +9,7 @@ import {
 } from '@holdfast/core';
 import { z } from 'zod';
 import { DrillFailedError, unjudged } from './errors.js';
+import { FaultScope, faultScope } from './scope.js';
 
 /** One request of a drill's load. Resolving (to anything but `false`) is a success. */
 export type DrillRequest = (index: number, signal: AbortSignal) => unknown;
@@ -110,6 +111,11 @@ export const drillOptionsSchema = z
     print: z.union([z.literal(false), fnOption<(report: string) => void>()]).optional(),
     /** The bus its `chaos.drill` events go to. @default the global bus */
     bus: busOption.optional(),
+    /**
+     * Ends the drill early: the load stops, no further step runs, the faults its steps put on are
+     * taken off, and the drill rejects with the signal's reason.
+     */
+    signal: z.custom<AbortSignal>((v) => v instanceof AbortSignal, 'must be an AbortSignal').optional(),
   })
   .refine((o) => o.objectives.maxDuplicates === undefined || o.duplicates !== undefined, {
     // Nothing counted would read as none: the objective would pass on no evidence.
@@ -262,6 +268,7 @@ export interface DrillResult {
  */
 export async function drill(options: DrillOptions): Promise<DrillResult> {
   const o = parseOptions('drill', drillOptionsSchema, options);
+  o.signal?.throwIfAborted();
   const bus = shieldBus(o.bus ?? globalBus, o.name);
   const emit = (phase: 'start' | 'step' | 'end', step?: string, passed?: boolean) => {
     if (bus.wants('chaos.drill')) {
@@ -271,13 +278,31 @@ export async function drill(options: DrillOptions): Promise<DrillResult> {
   const startedAt = new Date().toISOString();
   const t0 = performance.now();
   const since = () => performance.now() - t0;
+  // The caller's abort ends the load and the script at once; a listener of our own, taken off at
+  // the end, so a long-lived signal (a process's shutdown) does not collect one per drill.
+  const stop = new AbortController();
+  const abort = () => stop.abort(o.signal?.reason);
+  o.signal?.addEventListener('abort', abort, { once: true });
+  // Every fault the steps put on a fault proxy is taken off at the end, however the drill ends:
+  // a restore step that threw or never ran, an abort, a load that threw, a step still hung.
+  const scope = new FaultScope();
   emit('start');
 
-  const load = o.load.drive ? driveLoad(o.load.drive, o.load.duration, o.load.timeout, since) : runLoad(o.load, since);
-  const steps = runSteps(o.steps, since, (name) => emit('step', name), o.load.duration, o.load.timeout);
-  // A load that throws still lets the script play out (its restore step too): no step may run
-  // after the drill has settled.
-  const [loaded, playedOut] = await Promise.allSettled([load, steps]);
+  let loaded: PromiseSettledResult<Samples>;
+  let playedOut: PromiseSettledResult<DrillStep[]>;
+  try {
+    const load = o.load.drive
+      ? driveLoad(o.load.drive, o.load.duration, o.load.timeout, since, stop.signal)
+      : runLoad(o.load, since, stop.signal);
+    const steps = runSteps(o.steps, since, (name) => emit('step', name), o.load, stop.signal, scope);
+    // A load that throws still lets the script play out (its restore step too): no step may run
+    // after the drill has settled.
+    [loaded, playedOut] = await Promise.allSettled([load, steps]);
+  } finally {
+    o.signal?.removeEventListener('abort', abort);
+    await scope.restore();
+  }
+  if (stop.signal.aborted) throw stop.signal.reason;
   if (loaded.status === 'rejected') throw loaded.reason;
   if (playedOut.status === 'rejected') throw playedOut.reason;
   const samples = loaded.value;
@@ -422,9 +447,19 @@ interface Samples {
   readonly hung?: boolean;
 }
 
-async function driveLoad(drive: DrillDriver, duration: number, timeout: number, since: () => number): Promise<Samples> {
+async function driveLoad(
+  drive: DrillDriver,
+  duration: number,
+  timeout: number,
+  since: () => number,
+  stop: AbortSignal,
+): Promise<Samples> {
   const requests: Sample[] = [];
-  const signal = AbortSignal.timeout(duration);
+  const ends = new AbortController();
+  const end = () => ends.abort(stop.reason);
+  stop.addEventListener('abort', end, { once: true });
+  const timer = setTimeout(() => ends.abort(new DOMException('the load ended', 'TimeoutError')), duration);
+  const signal = ends.signal;
   let cut = 0;
   const send: DrillSend = async (request, ok = (value) => value !== false) => {
     const start = since();
@@ -443,26 +478,61 @@ async function driveLoad(drive: DrillDriver, duration: number, timeout: number, 
     }
   };
   // The driver must settle by the load's end plus one timeout; past that the drill stops waiting.
-  const settled = await within(duration + timeout, () => drive(send, signal), HUNG).then(
-    () => true,
-    (error: unknown) => {
-      if (error === HUNG) return false;
-      throw error;
-    },
-  );
+  // Aborted by the caller, the drill waits for it no more.
+  const settled = await within(duration + timeout, () => drive(send, signal), HUNG, stop)
+    .then(
+      () => true,
+      (error: unknown) => {
+        if (error === HUNG) return false;
+        throw error;
+      },
+    )
+    .finally(() => {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', end);
+    });
   return { requests, skipped: 0, cut, ...(settled ? {} : { hung: true }) };
 }
 
-/** `run()`'s outcome, or a rejection with `late` once `ms` have passed (a TimeoutError by default). */
-function within<T>(ms: number, run: () => Promise<T>, late: unknown = undefined): Promise<T> {
+/**
+ * `run()`'s outcome, or a rejection with `late` once `ms` have passed (a TimeoutError by default),
+ * or with `stop`'s reason once it aborts.
+ */
+function within<T>(ms: number, run: () => Promise<T>, late: unknown = undefined, stop?: AbortSignal): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let off = () => {};
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(late ?? new DOMException(`no answer within ${ms} ms`, 'TimeoutError')), ms);
+    if (stop === undefined) return;
+    const aborted = () => reject(stop.reason);
+    stop.addEventListener('abort', aborted, { once: true });
+    off = () => stop.removeEventListener('abort', aborted);
   });
-  return Promise.race([Promise.resolve().then(run), expired]).finally(() => clearTimeout(timer));
+  return Promise.race([Promise.resolve().then(run), expired]).finally(() => {
+    clearTimeout(timer);
+    off();
+  });
 }
 
-async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since: () => number): Promise<Samples> {
+/** Resolves after `ms`, or at once when `stop` aborts. */
+function sleep(ms: number, stop: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (stop.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    stop.addEventListener('abort', done, { once: true });
+  });
+}
+
+async function runLoad(
+  load: z.output<typeof drillOptionsSchema>['load'],
+  since: () => number,
+  stop: AbortSignal,
+): Promise<Samples> {
   const { request, rate } = load as { request: DrillRequest; rate: number }; // the schema requires both without drive
   const requests: Sample[] = [];
   const inFlight = new Set<Promise<void>>();
@@ -470,7 +540,12 @@ async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since:
   let skipped = 0;
   const send = (index: number) => {
     const start = since();
-    const signal = AbortSignal.timeout(load.timeout);
+    // Aborted after the load's timeout, or at once when the caller aborts the drill.
+    const ends = new AbortController();
+    const signal = ends.signal;
+    const timer = setTimeout(() => ends.abort(new DOMException('the request timed out', 'TimeoutError')), load.timeout);
+    const end = () => ends.abort(stop.reason);
+    stop.addEventListener('abort', end, { once: true });
     const settled = Promise.race([
       Promise.resolve().then(() => request(index, signal)),
       new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
@@ -479,19 +554,21 @@ async function runLoad(load: z.output<typeof drillOptionsSchema>['load'], since:
       () => false,
     );
     const done = settled.then((ok) => {
+      clearTimeout(timer);
+      stop.removeEventListener('abort', end);
       requests.push({ start, end: since(), ok });
       inFlight.delete(done);
     });
     inFlight.add(done);
   };
-  while (since() < load.duration) {
+  while (since() < load.duration && !stop.aborted) {
     const target = Math.floor((since() * rate) / 1000) + 1;
     for (; due < target; due++) {
       if (inFlight.size >= load.concurrency) skipped++;
       else send(due);
     }
     const next = (due * 1000) / rate - since();
-    await new Promise((resolve) => setTimeout(resolve, Math.max(1, Math.min(next, load.duration - since()))));
+    await sleep(Math.max(1, Math.min(next, load.duration - since())), stop);
   }
   await Promise.all(inFlight);
   return { requests, skipped, cut: 0 };
@@ -509,25 +586,33 @@ async function runSteps(
   steps: z.output<typeof drillOptionsSchema>['steps'],
   since: () => number,
   announce: (name: string) => void,
-  duration: number,
-  timeout: number,
+  { duration, timeout }: { readonly duration: number; readonly timeout: number },
+  stop: AbortSignal,
+  scope: FaultScope,
 ): Promise<DrillStep[]> {
   const played: DrillStep[] = [];
   for (const step of [...steps].sort((a, b) => a.at - b.at)) {
     // Node counts a timer in whole ms of the loop's time: it can fire before performance.now() has
     // moved its delay. Waited again for what is left, a step never runs before its `at` (one at the
     // load's end run early was given the sliver of load left, and reported hung).
-    while (since() < step.at) await new Promise((resolve) => setTimeout(resolve, step.at - since()));
+    while (since() < step.at && !stop.aborted) await sleep(step.at - since(), stop);
+    if (stop.aborted) break;
     const ranAt = round(since());
     announce(step.name);
     // A step must settle by the end of the load (one due after it: within the load's timeout).
     const limit = Math.max(duration - since(), ranAt >= duration ? timeout : 0);
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let gaveUp = () => {};
+    // Given up on past its limit, or at once when the caller aborts the drill.
     const hung = new Promise<typeof HUNG>((resolve) => {
-      timer = setTimeout(() => resolve(HUNG), limit);
+      gaveUp = () => resolve(HUNG);
+      timer = setTimeout(gaveUp, limit);
+      stop.addEventListener('abort', gaveUp, { once: true });
     });
     try {
-      const outcome = await Promise.race([Promise.resolve().then(() => step.run()), hung]);
+      // Run in the drill's scope: the faults it puts on are taken off at the drill's end.
+      const ran = faultScope.run(scope, () => Promise.resolve().then(() => step.run()));
+      const outcome = await Promise.race([ran, hung]);
       if (outcome === HUNG) {
         played.push({
           name: step.name,
@@ -550,6 +635,7 @@ async function runSteps(
       });
     } finally {
       clearTimeout(timer);
+      stop.removeEventListener('abort', gaveUp);
     }
   }
   return played;

@@ -10,6 +10,7 @@ import {
   shieldBus,
 } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
+import { faultScope } from './scope.js';
 import { onSwitchOff, state } from './switch.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -217,11 +218,14 @@ class ToxicProxy implements FaultProxy {
     const name = parsed.name ?? `${parsed.type}-${++this.#counter}`;
     const direction =
       parsed.direction ?? (parsed.type === 'blackhole' || parsed.type === 'reset' ? 'both' : 'downstream');
-    // The kill switch is off: validated, and put on nowhere, as an injection passes calls through.
-    if (state.off) return { name, remove: () => {} };
+    // The kill switch is off, or the drill whose step this is has ended: validated, and put on
+    // nowhere, as an injection passes calls through.
+    const scope = faultScope.getStore();
+    if (state.off || scope?.ended) return { name, remove: () => {} };
     const active = { ...parsed, name, direction } as ActiveToxic;
     this.remove(name);
     this.#toxics.set(name, active);
+    scope?.opened(() => this.has(active) && this.remove(name));
     if (active.type === 'drop') this.#dropsLeft.set(name, active.bytes ?? active.chunks ?? 1);
     this.#report(active, true);
     for (const link of this.#links) link.toxicAdded(active);
@@ -243,12 +247,17 @@ class ToxicProxy implements FaultProxy {
   }
 
   resetAll(): void {
-    if (state.off) return;
+    if (state.off || faultScope.getStore()?.ended) return;
     for (const link of this.#links) link.reset();
   }
 
   refuse(): Promise<void> {
-    if (!state.off) this.#wanted = false;
+    const scope = faultScope.getStore();
+    if (!state.off && !scope?.ended) {
+      this.#wanted = false;
+      // A drill's step refused: the drill's end listens again, however it ends.
+      scope?.opened(() => this.accept());
+    }
     return this.#settle();
   }
 
@@ -427,7 +436,9 @@ class Link {
   }
 
   toxicAdded(toxic: ActiveToxic): void {
-    if (toxic.type !== 'reset' || (toxic.connection !== undefined && toxic.connection !== this.id)) return;
+    // A one-way reset waits for data that way (see Pump); this is the reset of a whole connection.
+    if (toxic.type !== 'reset' || toxic.direction !== 'both') return;
+    if (toxic.connection !== undefined && toxic.connection !== this.id) return;
     if (toxic.after === 0) {
       this.reset();
       return;
@@ -579,6 +590,16 @@ class Pump {
           // Taken off meanwhile, it holds this chunk no longer.
           while (performance.now() < due && proxy.has(toxic)) await this.#nap(due - performance.now());
           break;
+        }
+        case 'reset': {
+          // Both ways: acted on at open (Link.toxicAdded). One way, as Toxiproxy's reset_peer: this
+          // chunk is held, and the link reset `after` ms on; taken off before, the chunk goes on.
+          if (toxic.direction === 'both') break;
+          const due = performance.now() + toxic.after;
+          while (performance.now() < due && proxy.has(toxic)) await this.#nap(due - performance.now());
+          if (!proxy.has(toxic)) break;
+          this.link.reset();
+          return;
         }
         case 'limit': {
           const through = this.#limits.get(toxic) ?? 0;

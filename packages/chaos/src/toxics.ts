@@ -27,15 +27,12 @@ export const toxicSchema = z.discriminatedUnion('type', [
   /** Lets through at most `rate` bytes per second. */
   z.strictObject({ type: z.literal('bandwidth'), rate: bytes, ...common }),
   /**
-   * Resets (TCP RST) each matching connection `after` ms after it opens or the toxic is added.
-   * It acts on the whole connection: `direction` is `both` (the default) or left out.
+   * Resets (TCP RST) each matching connection. On `both` (the default): `after` ms after it opens
+   * or the toxic is added. One way (`upstream` or `downstream`), as Toxiproxy's `reset_peer`:
+   * `after` ms after the first chunk that way, which is not forwarded (downstream, the request is
+   * served and its reply lost to the reset).
    */
-  z
-    .strictObject({ type: z.literal('reset'), after: ms.default(0), ...common })
-    .refine((t) => t.direction === undefined || t.direction === 'both', {
-      error: "a reset acts on the whole connection: direction must be 'both' or left out",
-      path: ['direction'],
-    }),
+  z.strictObject({ type: z.literal('reset'), after: ms.default(0), ...common }),
   /** Holds every byte: nothing gets through until the toxic is removed (a frozen peer). */
   z.strictObject({ type: z.literal('blackhole'), ...common }),
   /**

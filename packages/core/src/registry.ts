@@ -1,3 +1,4 @@
+import { hideSecrets } from './redact.js';
 import type { JsonValue } from './snapshot.js';
 
 /**
@@ -68,7 +69,9 @@ class WeakPolicyRegistry implements PolicyRegistry {
 
   register(kind: SnapshotKind, name: string, source: SnapshotSource): Unregister {
     if (typeof source?.snapshot !== 'function') {
-      throw new TypeError(`registerSnapshot("${kind}", "${name}"): source must have a snapshot() method`);
+      // A policy named by its URL (a DSN, `?api_key=`): its password stays out of the message.
+      const shown = (text: unknown) => (typeof text === 'string' ? hideSecrets(text) : String(text));
+      throw new TypeError(`registerSnapshot("${shown(kind)}", "${shown(name)}"): source must have a snapshot() method`);
     }
     const entry: Entry = { kind, name, ref: new WeakRef(source) };
     this.#entries.add(entry);

@@ -11,9 +11,11 @@ import {
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
+import { hiddenEvent, hiddenName } from './hide.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
+import { plainPolicies } from './plain.js';
 import { annotate, callEvents } from './spans.js';
 
 const scope = { name: '@holdfast/otel', version: '0.1.0' };
@@ -39,7 +41,7 @@ export type Uninstrument = () => void;
 export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const o = parseOptions('instrument', instrumentOptionsSchema, options);
   const bus = o.bus ?? globalBus;
-  const policies = o.policies ?? globalPolicies;
+  const policies = plainPolicies(o.policies ?? globalPolicies);
   const provider = o.metrics ? (o.meterProvider ?? metrics.getMeterProvider()) : undefined;
   const buses = provider && (metered.get(provider) ?? metered.set(provider, new WeakSet()).get(provider));
   if (buses?.has(bus)) {
@@ -48,7 +50,8 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   }
   const meter = provider?.getMeter(scope.name, scope.version);
   const names = new PolicyNames(o.maxPolicies, 'instrument');
-  const label = (name: string) => names.label(name);
+  // A user's own policy named by its URL keeps its password out of every attribute and span.
+  const label = (name: string) => names.label(hiddenName(name));
   const events = meter ? meterEvents(meter, policies, label) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
@@ -70,14 +73,15 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const offs = [
     ...Object.entries(metering.handlers).map(([type, handler]) => {
       const meter = handler as (event: HoldfastEvent) => void;
-      return on(type as EventType, (event) => meter(labelled(event, label)));
+      return on(type as EventType, (event) => meter(labelled(hiddenEvent(event), label)));
     }),
-    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, event))),
+    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, hiddenEvent(event)))),
   ];
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
     offs.push(
-      policies.onUnregister((_kind, name) => {
+      policies.onUnregister((_kind, registered) => {
+        const name = hiddenName(registered);
         if (!names.forget(name)) return;
         events?.forget(name);
         limits?.forget(name);

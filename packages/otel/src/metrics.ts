@@ -16,10 +16,12 @@ import type {
   Attributes,
   BatchObservableCallback,
   BatchObservableResult,
+  Histogram,
   Meter,
   Observable,
   ObservableCounter,
 } from '@opentelemetry/api';
+import { hiddenName } from './hide.js';
 import { attributeNames as A, durationBuckets, metricNames as M } from './names.js';
 
 /** What to do with each event type: at most one handler per type. */
@@ -27,6 +29,14 @@ export type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 
 /** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
+/**
+ * Records a duration given in ms. One that is no number (NaN: a stopwatch never started;
+ * Infinity from a policy of a user's own) is left out: the call is counted, but an infinite or
+ * NaN sum would stay in the histogram for good.
+ */
+const recordMs = (histogram: Histogram, ms: number, attributes: Attributes) => {
+  if (Number.isFinite(ms)) histogram.record(seconds(ms), attributes);
+};
 /** `storeError` -> `store_error`. */
 export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 /** A code that can be an `error.type`: a short word (`ECONNRESET`, `E_TIMEOUT`, `23505`), never a message. */
@@ -196,12 +206,12 @@ export function meterEvents(
     'breaker.success': (e) => {
       const attrs = { [A.policy]: e.source, [A.outcome]: 'success' };
       calls.add(1, attrs);
-      callDuration.record(seconds(e.latency), attrs);
+      recordMs(callDuration, e.latency, attrs);
     },
     'breaker.failure': (e) => {
       const attrs = withCode({ [A.policy]: e.source, [A.outcome]: 'failure' }, e.code);
       calls.add(1, attrs);
-      callDuration.record(seconds(e.latency), attrs);
+      recordMs(callDuration, e.latency, attrs);
     },
     'breaker.reject': (e) => calls.add(1, { [A.policy]: e.source, [A.outcome]: 'rejected' }),
     'breaker.slow': (e) => slowCalls.add(1, { [A.policy]: e.source }),
@@ -212,7 +222,7 @@ export function meterEvents(
     'breaker.disable': transition,
     'retry.attempt': (e) => {
       attempts.add(1, withCode({ [A.policy]: e.source }, e.code));
-      retryDelay.record(seconds(e.delay), { [A.policy]: e.source });
+      recordMs(retryDelay, e.delay, { [A.policy]: e.source });
     },
     'retry.giveUp': (e) => giveUps.add(1, withCode({ [A.policy]: e.source, [A.retryReason]: e.reason }, e.code)),
     'retry.budgetExhausted': (e) => budgetRejections.add(1, { [A.policy]: e.source }),
@@ -273,7 +283,7 @@ export function meterEvents(
         if (b) breakers.set(name, b.state);
       } else if (kind === 'failover') {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          const attrs = { [A.policy]: label(name), [A.endpoint]: e.name };
+          const attrs = { [A.policy]: label(name), [A.endpoint]: hiddenName(e.name) };
           gauge(endpointUp, e.up ? 1 : 0, attrs);
           if (e.inFlight !== null) gauge(inFlight, e.inFlight, attrs);
         }

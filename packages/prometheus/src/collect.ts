@@ -18,7 +18,8 @@ import {
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
-import { wireLabel } from './wire.js';
+import { plainPolicies } from './plain.js';
+import { hiddenLabel, wireLabel } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
@@ -28,13 +29,16 @@ type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 /** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
-/** `labels` with each value as it goes on the wire (see wireLabel): the same object when none changes. */
+/**
+ * `labels` with each value as it goes on the wire (see wireLabel), without the credentials it
+ * may carry (see hiddenLabel): the same object when none changes.
+ */
 function wire<L extends string>(labels: Labels<L>): Labels<L> {
   let out: Labels<L> | undefined;
   for (const k in labels) {
     const v = labels[k];
     if (typeof v !== 'string') continue;
-    const w = wireLabel(v);
+    const w = wireLabel(hiddenLabel(v));
     if (w !== v) (out ??= { ...labels })[k] = w;
   }
   return out ?? labels;
@@ -61,7 +65,7 @@ const MAX_SCORE_SERIES = 5_000;
 export function collect(options: CollectOptions = {}): StopCollecting {
   const o = parseOptions('collect', collectOptionsSchema, options);
   const registry: Registry = o.registry ?? register;
-  const policies = o.policies ?? globalPolicies;
+  const policies = plainPolicies(o.policies ?? globalPolicies);
   const bus = o.bus ?? globalBus;
   const names: string[] = [];
   const name = (suffix: string) => {
@@ -99,6 +103,9 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const metric = new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers });
     return {
       observe(labels: Labels<L>, value: number) {
+        // NaN (a stopwatch never started) or Infinity (a policy of a user's own): prom-client
+        // throws on it; the call is counted by its counter, its duration is no figure.
+        if (!Number.isFinite(value)) return;
         track(suffix, metric, labels);
         metric.observe(wire(labels), value);
       },

@@ -1,3 +1,5 @@
+import { hideSecrets } from '@holdfast/core';
+
 /** A lone surrogate, and a backslash run before one or before text spelled like its escape. */
 const escapes =
   /(\\+)(?=u[dD][89a-fA-F][0-9a-fA-F]{2}|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|[\uDC00-\uDFFF])|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -13,4 +15,26 @@ export function wireLabel(value: string): string {
   return value.replace(escapes, (match, backslashes?: string) =>
     backslashes === undefined ? `\\u${match.charCodeAt(0).toString(16)}` : backslashes + backslashes,
   );
+}
+
+/** What may hold a credential: a URL, `user:password@`, `key=value`, `key: value`, a bearer token. */
+const maybeSecret = /[:=@]|bearer/i;
+/** Values hidden so far: a label value is one of few, and the hot path pays one lookup. */
+const hidden = new Map<string, string>();
+
+/**
+ * A label value without the credentials it may carry, as the dashboard shows it (core's
+ * hideSecrets): a user's own policy named by its URL (`https://u:pw@host`, `?api_key=`), or a
+ * snapshot registered under one. Our own policies hide their names already; theirs reach us as given.
+ */
+export function hiddenLabel(value: string): string {
+  if (!maybeSecret.test(value)) return value;
+  let shown = hidden.get(value);
+  if (shown === undefined) {
+    shown = hideSecrets(value);
+    // A bound, not an LRU: values past it are hidden again, which costs time, never memory.
+    if (hidden.size >= 1_000) hidden.clear();
+    hidden.set(value, shown);
+  }
+  return shown;
 }
