@@ -169,18 +169,23 @@ describe('a set whose retryOn answers with a promise', () => {
 });
 
 describe("maxAttempts bounds every try through a user's set, as over baseUrls", () => {
-  const slowDown: Handler = (_, res) => {
-    setTimeout(() => {
-      res.statusCode = 503;
-      res.end('down');
-    }, 30);
-  };
+  const downAfter =
+    (ms: number): Handler =>
+    (_, res) => {
+      setTimeout(() => {
+        res.statusCode = 503;
+        res.end('down');
+      }, ms);
+    };
+  const slowDown = downAfter(30);
 
   it('with hedges and idempotency keys: a keyed POST failing everywhere is sent as often as over baseUrls, hedges on top', async () => {
     for (const maxAttempts of [1, 2, 3]) {
       const counts: Record<string, number> = {};
       for (const via of ['baseUrls', 'set'] as const) {
-        const list = [await server(slowDown), await server(slowDown), await server(slowDown)];
+        // 100 ms: every hedge (5 ms, 10 ms) is sent before its attempt's 503 arrives, on a loaded
+        // machine too (at 30 ms, a late event loop let some 503s in first: 15 tries against 14).
+        const list = [await server(downAfter(100)), await server(downAfter(100)), await server(downAfter(100))];
         const urls = list.map((s) => s.url);
         const options: ResilientFetchOptions = {
           retry: { maxAttempts, ...quick },
@@ -197,11 +202,9 @@ describe("maxAttempts bounds every try through a user's set, as over baseUrls", 
                 failover: userSet(urls, { ejection: false, retry: { maxAttempts: 10, idempotent: true } }),
               },
         );
-        for (let i = 0; i < 5; i++) {
-          const res = await http('/charges', { method: 'POST', body: '{"amount":42}' });
-          expect(res.status).toBe(503);
-        }
-        await new Promise((r) => setTimeout(r, 60)); // hedges aborted late still land
+        const calls = Array.from({ length: 5 }, () => http('/charges', { method: 'POST', body: '{"amount":42}' }));
+        for (const res of await Promise.all(calls)) expect(res.status).toBe(503);
+        await new Promise((r) => setTimeout(r, 150)); // hedges aborted late still land
         counts[via] = sum(list);
         const keys = new Set(list.flatMap((s) => s.seen.map((r) => r.headers['idempotency-key'])));
         expect(keys.size).toBe(5); // one key per call, on every try of it
