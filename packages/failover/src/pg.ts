@@ -4,6 +4,7 @@
  * of `pg` are used: nothing is imported at load.
  * @module @holdfast/failover/pg
  */
+import { TimeoutError } from '@holdfast/core';
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
 import type { ErrorClass, RoleReport } from './roles.js';
@@ -62,37 +63,116 @@ export function parseLsn(lsn: string): bigint {
   return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
 }
 
-/** What a full `pg.Pool` shows of itself: enough to open one connection beside it. */
-interface FullPool {
-  readonly Client: new (
-    options: object,
-  ) => PgQueryable & {
-    on(event: 'error', listener: () => void): unknown;
-    connect(): Promise<unknown>;
-    end(): Promise<unknown>;
-  };
-  readonly options: object;
+/** A client `pg` can open beside a target: a `pg.Client`. */
+type Standalone = PgQueryable & {
+  on(event: 'error', listener: () => void): unknown;
+  connect(): Promise<unknown>;
+  end(): Promise<unknown>;
+};
+
+/** What a `pg.Pool` shows of itself: enough to open one connection beside it. */
+interface PoolShape {
+  readonly Client?: unknown;
+  readonly options?: { max?: unknown; password?: unknown };
+  readonly idleCount?: unknown;
+  readonly totalCount?: unknown;
+  readonly ending?: unknown;
 }
 
-/** A `pg.Pool` whose every connection runs a call: a query through it waits behind them. */
-function fullPool(db: PgQueryable): FullPool | undefined {
-  const p = db as Partial<FullPool> & { idleCount?: unknown; totalCount?: unknown; ending?: unknown };
-  const max = (p.options as { max?: unknown } | undefined)?.max;
-  if (typeof p.Client !== 'function' || typeof max !== 'number' || p.ending === true) return undefined;
-  return p.idleCount === 0 && typeof p.totalCount === 'number' && p.totalCount >= max ? (p as FullPool) : undefined;
+/** What a `pg.Client` shows of itself: its settings, whether a query runs, its transaction. */
+interface ClientShape {
+  readonly connectionParameters?: { password?: unknown };
+  readonly readyForQuery?: unknown;
+  getTransactionStatus?: () => unknown;
 }
 
 /**
- * Asks one PostgreSQL server its role: `{ role, token: [timeline, lsn], lag }`. `timeout` (ms)
- * is sent as pg's `query_timeout`, so a hung server does not keep a pooled connection. A
- * `pg.Pool` whose every connection runs a call is asked on a connection of its own, closed
- * after: queued behind long queries, the check failed as if the server were gone, and writes to
- * a live primary were refused.
+ * How to open a connection of its own to `db`'s server with `db`'s settings (the password too:
+ * pg keeps it out of enumerable properties), or undefined when `db` is not a `pg.Pool` or a
+ * `pg.Client`.
  */
-export async function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
-  const pool = fullPool(db);
-  if (pool === undefined) return readRole(db, timeout);
-  const client = new pool.Client({ ...pool.options, connectionTimeoutMillis: timeout ?? 0 });
+function beside(db: PgQueryable): ((connectionTimeoutMillis: number) => Standalone) | undefined {
+  const pool = db as PoolShape;
+  if (typeof pool.Client === 'function' && typeof pool.options === 'object' && pool.options !== null) {
+    const { options } = pool;
+    const make = pool.Client as new (options: object) => Standalone;
+    return (ms) => new make({ ...options, password: options.password, connectionTimeoutMillis: ms });
+  }
+  const client = db as ClientShape;
+  const params = client.connectionParameters;
+  if (typeof params === 'object' && params !== null && typeof client.getTransactionStatus === 'function') {
+    const make = db.constructor as new (options: object) => Standalone;
+    return (ms) => new make({ ...params, password: params.password, connectionTimeoutMillis: ms });
+  }
+  return undefined;
+}
+
+/**
+ * Whether a check sent through `db` would wait behind its user's calls, or run inside them: a
+ * `pg.Pool` whose every connection runs a call, a `pg.Client` running a query (pg queues the
+ * check behind it) or inside a transaction (a failed one would fail the check).
+ */
+function busy(db: PgQueryable): boolean {
+  const pool = db as PoolShape;
+  const max = pool.options?.max;
+  if (typeof pool.Client === 'function' && typeof max === 'number') {
+    if (pool.ending === true) return false;
+    return pool.idleCount === 0 && typeof pool.totalCount === 'number' && pool.totalCount >= max;
+  }
+  const client = db as ClientShape;
+  if (typeof client.getTransactionStatus !== 'function') return false;
+  return client.readyForQuery !== true || client.getTransactionStatus() !== 'I';
+}
+
+/** The checks of one target under way: one through it, one on a connection of its own. */
+interface Flight {
+  through?: Promise<RoleReport>;
+  own?: Promise<RoleReport>;
+}
+
+const flights = new WeakMap<object, Flight>();
+
+/**
+ * Asks one PostgreSQL server its role: `{ role, token: [timeline, lsn], lag }`. `timeout` (ms)
+ * bounds the answer whatever the pool's settings, and is sent as pg's `query_timeout`, so a hung
+ * server does not keep a pooled connection. At most one check runs through a target: while one
+ * waits (a frozen server, a pool without `connectionTimeoutMillis` whose connect never ends),
+ * the next ones share it, or, for a `pg.Pool` or `pg.Client`, ask on a connection of their own
+ * (one at a time), connected within `timeout` and closed after. So does a check of a `pg.Pool`
+ * whose every connection runs a call, and of a `pg.Client` running a query or in a transaction:
+ * queued behind long queries, the check failed as if the server were gone, and writes to a live
+ * primary were refused.
+ */
+export function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
+  let flight = flights.get(db);
+  if (flight === undefined) {
+    flight = {};
+    flights.set(db, flight);
+  }
+  const f = flight;
+  const open = beside(db);
+  let check: Promise<RoleReport>;
+  if (f.through === undefined && (open === undefined || !busy(db))) {
+    check = readRole(db, timeout);
+    f.through = check;
+    const done = () => {
+      if (f.through === check) f.through = undefined;
+    };
+    check.then(done, done);
+  } else if (f.own === undefined && open !== undefined) {
+    check = ownConnection(open(timeout ?? 0), timeout);
+    f.own = check;
+    const done = () => {
+      if (f.own === check) f.own = undefined;
+    };
+    check.then(done, done);
+  } else {
+    check = (f.own ?? f.through) as Promise<RoleReport>;
+  }
+  return timeout === undefined ? check : within(check, timeout);
+}
+
+async function ownConnection(client: Standalone, timeout: number | undefined): Promise<RoleReport> {
   client.on('error', () => {}); // a connection lost while idle must not crash the process
   try {
     await client.connect();
@@ -100,6 +180,23 @@ export async function pgRole(db: PgQueryable, timeout?: number): Promise<RoleRep
   } finally {
     client.end().catch(() => {});
   }
+}
+
+/** `check`, or a `TimeoutError` after `ms`. */
+function within(check: Promise<RoleReport>, ms: number): Promise<RoleReport> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError('role check', ms)), ms);
+    check.then(
+      (report) => {
+        clearTimeout(timer);
+        resolve(report);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
 }
 
 async function readRole(db: PgQueryable, timeout: number | undefined): Promise<RoleReport> {
