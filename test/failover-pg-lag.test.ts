@@ -39,6 +39,18 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and m
     await pair?.stop();
   }, 30_000);
 
+  it('a replica restarted while its primary is idle: it streams, replayed all it has, its lag is 0 again', async () => {
+    const replica = pool(pair.replica);
+    await until(async () => (await pgRole(replica, 1_000)).lag === 0);
+    // Restarted, it replays its own WAL to the end, then streams from the start of that segment:
+    // it has received less than it replayed, and its idle primary sends nothing new.
+    await pair.replica.kill();
+    await pair.replica.start();
+    await until(() => pair.replica.sql('select status from pg_stat_wal_receiver') === 'streaming');
+    const report = await pgRole(replica, 1_000);
+    expect(report).toMatchObject({ role: 'replica', lag: 0 });
+  }, 30_000);
+
   it('an idle streaming replica takes reads under maxLag; once its primary is gone, its unknown lag keeps reads off it', async () => {
     const primary = pool(pair.primary);
     const replica = pool(pair.replica);

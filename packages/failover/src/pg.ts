@@ -33,8 +33,9 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * One query tells role, timeline, LSN and lag. The primary's timeline is that of the WAL it
  * writes now (the first 8 hex digits of its WAL file name), which a promotion raises at once;
  * a replica's is its last checkpoint's. Lag, while its WAL receiver streams from the primary: 0
- * when it has replayed all it received (an idle replica too), else the age of its last replayed
- * transaction. Unknown (null) when no WAL receiver streams (never connected, or its primary is
+ * when it has replayed all it received (an idle replica too; a restarted one replayed its own WAL
+ * past the start of the segment it streams from, so it received less than it replayed), else the
+ * age of its last replayed transaction. Unknown (null) when no WAL receiver streams (never connected, or its primary is
  * gone: having replayed all it received then says nothing) or nothing was replayed yet. The
  * receiver's `status` is hidden from roles without pg_read_all_stats; its row still shows
  * that a receiver runs.
@@ -45,7 +46,7 @@ const roleQuery = `select pg_is_in_recovery() as replica,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
-       when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0
+       when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() then 0
        else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;
 
 interface RoleRow {
