@@ -38,11 +38,15 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * age of its last replayed transaction. Unknown (null) when no WAL receiver streams (never connected, or its primary is
  * gone: having replayed all it received then says nothing) or nothing was replayed yet. The
  * receiver's `status` is hidden from roles without pg_read_all_stats; its row still shows
- * that a receiver runs.
+ * that a receiver runs. A replica's own figures cannot see a stalled link (it replayed all it
+ * received): `pgRoles()` raises its lag to the time since its cluster's primary (same system
+ * identifier) was seen with WAL flushed past the replica's replay LSN.
  */
 const roleQuery = `select pg_is_in_recovery() as replica,
   case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as walfile,
   (select timeline_id from pg_control_checkpoint()) as checkpoint_timeline,
+  (select system_identifier from pg_control_system())::text as system,
+  case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn() end::text as flushed,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
@@ -53,6 +57,8 @@ interface RoleRow {
   replica: boolean;
   walfile: string | null;
   checkpoint_timeline: number | string | null;
+  system: string | null;
+  flushed: string | null;
   lsn: string | null;
   lag: number | string | null;
 }
@@ -127,8 +133,16 @@ function busy(db: PgQueryable): boolean {
 
 /** The checks of one target under way: one through it, one on a connection of its own. */
 interface Flight {
-  through?: Promise<RoleReport>;
-  own?: Promise<RoleReport>;
+  through?: Promise<Answer>;
+  own?: Promise<Answer>;
+}
+
+/** A role report, and the cluster it came from (`pg_control_system()`'s system identifier). */
+interface Answer {
+  readonly report: RoleReport;
+  readonly system: string;
+  /** A primary's WAL flushed: what its replicas can have received. */
+  readonly flushed?: bigint;
 }
 
 const flights = new WeakMap<object, Flight>();
@@ -145,6 +159,10 @@ const flights = new WeakMap<object, Flight>();
  * primary were refused.
  */
 export function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
+  return ask(db, timeout).then((answer) => answer.report);
+}
+
+function ask(db: PgQueryable, timeout: number | undefined): Promise<Answer> {
   let flight = flights.get(db);
   if (flight === undefined) {
     flight = {};
@@ -152,7 +170,7 @@ export function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
   }
   const f = flight;
   const open = beside(db);
-  let check: Promise<RoleReport>;
+  let check: Promise<Answer>;
   if (f.through === undefined && (open === undefined || !busy(db))) {
     check = readRole(db, timeout);
     f.through = check;
@@ -168,12 +186,12 @@ export function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
     };
     check.then(done, done);
   } else {
-    check = (f.own ?? f.through) as Promise<RoleReport>;
+    check = (f.own ?? f.through) as Promise<Answer>;
   }
   return timeout === undefined ? check : within(check, timeout);
 }
 
-async function ownConnection(client: Standalone, timeout: number | undefined): Promise<RoleReport> {
+async function ownConnection(client: Standalone, timeout: number | undefined): Promise<Answer> {
   client.on('error', () => {}); // a connection lost while idle must not crash the process
   try {
     await client.connect();
@@ -184,13 +202,13 @@ async function ownConnection(client: Standalone, timeout: number | undefined): P
 }
 
 /** `check`, or a `TimeoutError` after `ms`. */
-function within(check: Promise<RoleReport>, ms: number): Promise<RoleReport> {
+function within(check: Promise<Answer>, ms: number): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new TimeoutError('role check', ms)), ms);
     check.then(
-      (report) => {
+      (answer) => {
         clearTimeout(timer);
-        resolve(report);
+        resolve(answer);
       },
       (error: unknown) => {
         clearTimeout(timer);
@@ -200,7 +218,7 @@ function within(check: Promise<RoleReport>, ms: number): Promise<RoleReport> {
   });
 }
 
-async function readRole(db: PgQueryable, timeout: number | undefined): Promise<RoleReport> {
+async function readRole(db: PgQueryable, timeout: number | undefined): Promise<Answer> {
   const { rows } = await db.query(
     timeout === undefined ? { text: roleQuery } : { text: roleQuery, query_timeout: timeout },
   );
@@ -209,9 +227,15 @@ async function readRole(db: PgQueryable, timeout: number | undefined): Promise<R
   const timeline =
     row.walfile === null ? Number(row.checkpoint_timeline) : Number.parseInt(row.walfile.slice(0, 8), 16);
   const token = [timeline, parseLsn(row.lsn)];
-  if (!row.replica) return { role: 'primary', token };
+  const system = String(row.system);
+  if (!row.replica) {
+    const flushed = row.flushed === null ? undefined : parseLsn(row.flushed);
+    return flushed === undefined
+      ? { report: { role: 'primary', token }, system }
+      : { report: { role: 'primary', token }, system, flushed };
+  }
   const lag = row.lag === null ? undefined : Math.max(0, Math.round(Number(row.lag)));
-  return lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag };
+  return { report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag }, system };
 }
 
 /**
@@ -261,10 +285,56 @@ export function pgRoles<T extends PgQueryable>(
   options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
 ): PgRolesOptions<T> {
   const timeout = options.timeout ?? 1_000;
+  const primaries = new PrimaryWal();
   return {
     ...options,
-    check: (endpoint) => pgRole(endpoint.target, timeout),
+    check: async (endpoint) => {
+      const started = Date.now();
+      const { report, system, flushed } = await ask(endpoint.target, timeout);
+      const [timeline, lsn] = report.token as [number, bigint];
+      if (report.role === 'primary') {
+        primaries.saw(system, timeline, flushed ?? lsn, Date.now());
+        return report;
+      }
+      const behind = primaries.since(system, lsn, started);
+      return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
+    },
     compare: comparePgTokens,
     classify: pgClassify,
   };
+}
+
+/**
+ * The WAL positions the primaries of each cluster were seen at, and when. A replica whose WAL
+ * receiver stalls (a slow or stuck link) has replayed all it received, so its own figures say
+ * lag 0 while the primary writes on; it lags at least since the primary was seen with WAL it has
+ * not replayed.
+ */
+class PrimaryWal {
+  readonly #seen = new Map<string, { timeline: number; lsn: bigint; at: number }[]>();
+
+  saw(system: string, timeline: number, lsn: bigint, at: number): void {
+    let list = this.#seen.get(system);
+    if (list === undefined) {
+      // A few clusters at most: a server restarted empty is one more.
+      if (this.#seen.size >= 8) this.#seen.delete(this.#seen.keys().next().value as string);
+      list = [];
+      this.#seen.set(system, list);
+    }
+    list.push({ timeline, lsn, at });
+    if (list.length > 64) list.shift();
+  }
+
+  /**
+   * Ms since the primary of `system` (on its highest timeline seen: a deposed primary writes on an
+   * older one) was first seen past `replayed`, as of `now`; 0 when it never was.
+   */
+  since(system: string, replayed: bigint, now: number): number {
+    const list = this.#seen.get(system);
+    if (list === undefined) return 0;
+    let top = 0;
+    for (const s of list) top = Math.max(top, s.timeline);
+    const first = list.find((s) => s.timeline === top && s.lsn > replayed);
+    return first === undefined ? 0 : Math.max(0, now - first.at);
+  }
 }
