@@ -393,8 +393,25 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL, hostile review', 
         expect(roles.filter((e) => e.endpoint === 'pg-a' && e.role !== 'primary')).toEqual([]);
         expect(db.snapshot().primary).toBe('pg-a');
         // Every connection of its own was closed: the server holds the user's one again.
-        db.dispose();
         await until(() => backends(a, app) === 1);
+        // Its connection ended by the server mid-query: pg never reconnects a Client, so the
+        // target is gone for good, and is called so (not checked beside it, as if usable).
+        const lost = db
+          .execute((e) => e.target.query('select pg_sleep(5)'))
+          .then(
+            () => 'done',
+            () => 'lost',
+          );
+        await until(
+          () =>
+            backends(a, app) === 1 &&
+            a.sql(
+              `select count(*) from pg_stat_activity where application_name = '${app}' and query like '%pg_sleep(5)%'`,
+            ) === '1',
+        );
+        a.sql(`select pg_terminate_backend(pid) from pg_stat_activity where application_name = '${app}'`);
+        expect(await lost).toBe('lost');
+        await until(() => db.snapshot().endpoints.find((e) => e.name === 'pg-a')?.discovered === 'unreachable', 3_000);
       } finally {
         db.dispose();
       }

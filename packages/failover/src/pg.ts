@@ -90,6 +90,9 @@ interface PoolShape {
 interface ClientShape {
   readonly connectionParameters?: { password?: unknown };
   readonly readyForQuery?: unknown;
+  /** pg's own flags (no public ones): false once its connection was lost; true once ended. */
+  readonly _queryable?: unknown;
+  readonly _ending?: unknown;
   getTransactionStatus?: () => unknown;
 }
 
@@ -127,7 +130,10 @@ function busy(db: PgQueryable): boolean {
     return pool.idleCount === 0 && typeof pool.totalCount === 'number' && pool.totalCount >= max;
   }
   const client = db as ClientShape;
-  if (typeof client.getTransactionStatus !== 'function') return false;
+  // A client whose connection was lost or that was ended is never usable again (pg does not
+  // reconnect a Client): asked through it, the check fails as its calls do.
+  if (typeof client.getTransactionStatus !== 'function' || client._queryable === false || client._ending === true)
+    return false;
   return client.readyForQuery !== true || client.getTransactionStatus() !== 'I';
 }
 
