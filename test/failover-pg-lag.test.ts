@@ -39,6 +39,66 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and m
     await pair?.stop();
   }, 30_000);
 
+  it('a replica restarted while its primary is idle: it streams, replayed all it has, its lag is 0 again', async () => {
+    const replica = pool(pair.replica);
+    await until(async () => (await pgRole(replica, 1_000)).lag === 0);
+    // Restarted, it replays its own WAL to the end, then streams from the start of that segment:
+    // it has received less than it replayed, and its idle primary sends nothing new.
+    await pair.replica.kill();
+    await pair.replica.start();
+    await until(() => pair.replica.sql('select status from pg_stat_wal_receiver') === 'streaming');
+    const report = await pgRole(replica, 1_000);
+    expect(report).toMatchObject({ role: 'replica', lag: 0 });
+  }, 30_000);
+
+  it('a replica whose WAL receiver is frozen while the primary writes: it has replayed all it received, yet past maxLag it takes no reads, none stale', async () => {
+    const primary = pool(pair.primary);
+    const replica = pool(pair.replica);
+    pair.primary.sql('create table frozen_link (id int primary key)');
+    await until(() => pair.replica.sql("select to_regclass('frozen_link') is not null") === 't');
+    const db = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: [
+        { name: 'primary', target: primary },
+        { name: 'replica', target: replica },
+      ],
+      roles: pgRoles({ interval: 100, timeout: 500, maxLag: 500 }),
+      retry: false,
+    });
+    // A slow link, at its worst: the replica's WAL receiver stops taking WAL (SIGSTOP), it
+    // still shows as streaming and has replayed all it received.
+    const receiver = Number(pair.replica.sql('select pid from pg_stat_wal_receiver'));
+    let acked = 0;
+    const stale: { endpoint: string; seen: number; acked: number }[] = [];
+    try {
+      await until(() => db.snapshot().endpoints.every((e) => e.discovered !== 'unknown'));
+      process.kill(receiver, 'SIGSTOP');
+      for (let i = 1; i <= 30; i++) {
+        await db.execute((e) => e.target.query('insert into frozen_link (id) values ($1)', [i]));
+        acked = i;
+        await sleep(30);
+      }
+      // Past maxLag (500 ms) since the first write it did not get: reads see every write.
+      for (let i = 0; i < 10; i++) {
+        const { endpoint, seen } = await db.execute(
+          async (e) => {
+            const r = await e.target.query<{ n: number }>('select count(*)::int as n from frozen_link');
+            return { endpoint: e.name, seen: r.rows[0]?.n ?? 0 };
+          },
+          { intent: 'read' },
+        );
+        if (seen < acked) stale.push({ endpoint, seen, acked });
+      }
+    } finally {
+      process.kill(receiver, 'SIGCONT');
+      db.dispose();
+    }
+    expect(stale).toEqual([]);
+    // Its link back, it catches up and takes reads again.
+    await until(async () => (await pgRole(replica, 1_000)).lag === 0);
+  }, 30_000);
+
   it('an idle streaming replica takes reads under maxLag; once its primary is gone, its unknown lag keeps reads off it', async () => {
     const primary = pool(pair.primary);
     const replica = pool(pair.replica);

@@ -4,6 +4,7 @@
  * of `pg` are used: nothing is imported at load.
  * @module @holdfast/failover/pg
  */
+import { TimeoutError } from '@holdfast/core';
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
 import type { ErrorClass, RoleReport } from './roles.js';
@@ -32,25 +33,32 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * One query tells role, timeline, LSN and lag. The primary's timeline is that of the WAL it
  * writes now (the first 8 hex digits of its WAL file name), which a promotion raises at once;
  * a replica's is its last checkpoint's. Lag, while its WAL receiver streams from the primary: 0
- * when it has replayed all it received (an idle replica too), else the age of its last replayed
- * transaction. Unknown (null) when no WAL receiver streams (never connected, or its primary is
+ * when it has replayed all it received (an idle replica too; a restarted one replayed its own WAL
+ * past the start of the segment it streams from, so it received less than it replayed), else the
+ * age of its last replayed transaction. Unknown (null) when no WAL receiver streams (never connected, or its primary is
  * gone: having replayed all it received then says nothing) or nothing was replayed yet. The
  * receiver's `status` is hidden from roles without pg_read_all_stats; its row still shows
- * that a receiver runs.
+ * that a receiver runs. A replica's own figures cannot see a stalled link (it replayed all it
+ * received): `pgRoles()` raises its lag to the time since its cluster's primary (same system
+ * identifier) was seen with WAL flushed past the replica's replay LSN.
  */
 const roleQuery = `select pg_is_in_recovery() as replica,
   case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as walfile,
   (select timeline_id from pg_control_checkpoint()) as checkpoint_timeline,
+  (select system_identifier from pg_control_system())::text as system,
+  case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn() end::text as flushed,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
-       when pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() then 0
+       when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() then 0
        else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;
 
 interface RoleRow {
   replica: boolean;
   walfile: string | null;
   checkpoint_timeline: number | string | null;
+  system: string | null;
+  flushed: string | null;
   lsn: string | null;
   lag: number | string | null;
 }
@@ -62,37 +70,134 @@ export function parseLsn(lsn: string): bigint {
   return (BigInt(`0x${match[1]}`) << 32n) | BigInt(`0x${match[2]}`);
 }
 
-/** What a full `pg.Pool` shows of itself: enough to open one connection beside it. */
-interface FullPool {
-  readonly Client: new (
-    options: object,
-  ) => PgQueryable & {
-    on(event: 'error', listener: () => void): unknown;
-    connect(): Promise<unknown>;
-    end(): Promise<unknown>;
-  };
-  readonly options: object;
+/** A client `pg` can open beside a target: a `pg.Client`. */
+type Standalone = PgQueryable & {
+  on(event: 'error', listener: () => void): unknown;
+  connect(): Promise<unknown>;
+  end(): Promise<unknown>;
+};
+
+/** What a `pg.Pool` shows of itself: enough to open one connection beside it. */
+interface PoolShape {
+  readonly Client?: unknown;
+  readonly options?: { max?: unknown; password?: unknown };
+  readonly idleCount?: unknown;
+  readonly totalCount?: unknown;
+  readonly ending?: unknown;
 }
 
-/** A `pg.Pool` whose every connection runs a call: a query through it waits behind them. */
-function fullPool(db: PgQueryable): FullPool | undefined {
-  const p = db as Partial<FullPool> & { idleCount?: unknown; totalCount?: unknown; ending?: unknown };
-  const max = (p.options as { max?: unknown } | undefined)?.max;
-  if (typeof p.Client !== 'function' || typeof max !== 'number' || p.ending === true) return undefined;
-  return p.idleCount === 0 && typeof p.totalCount === 'number' && p.totalCount >= max ? (p as FullPool) : undefined;
+/** What a `pg.Client` shows of itself: its settings, whether a query runs, its transaction. */
+interface ClientShape {
+  readonly connectionParameters?: { password?: unknown };
+  readonly readyForQuery?: unknown;
+  /** pg's own flags (no public ones): false once its connection was lost; true once ended. */
+  readonly _queryable?: unknown;
+  readonly _ending?: unknown;
+  getTransactionStatus?: () => unknown;
 }
 
 /**
- * Asks one PostgreSQL server its role: `{ role, token: [timeline, lsn], lag }`. `timeout` (ms)
- * is sent as pg's `query_timeout`, so a hung server does not keep a pooled connection. A
- * `pg.Pool` whose every connection runs a call is asked on a connection of its own, closed
- * after: queued behind long queries, the check failed as if the server were gone, and writes to
- * a live primary were refused.
+ * How to open a connection of its own to `db`'s server with `db`'s settings (the password too:
+ * pg keeps it out of enumerable properties), or undefined when `db` is not a `pg.Pool` or a
+ * `pg.Client`.
  */
-export async function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
-  const pool = fullPool(db);
-  if (pool === undefined) return readRole(db, timeout);
-  const client = new pool.Client({ ...pool.options, connectionTimeoutMillis: timeout ?? 0 });
+function beside(db: PgQueryable): ((connectionTimeoutMillis: number) => Standalone) | undefined {
+  const pool = db as PoolShape;
+  if (typeof pool.Client === 'function' && typeof pool.options === 'object' && pool.options !== null) {
+    const { options } = pool;
+    const make = pool.Client as new (options: object) => Standalone;
+    return (ms) => new make({ ...options, password: options.password, connectionTimeoutMillis: ms });
+  }
+  const client = db as ClientShape;
+  const params = client.connectionParameters;
+  if (typeof params === 'object' && params !== null && typeof client.getTransactionStatus === 'function') {
+    const make = db.constructor as new (options: object) => Standalone;
+    return (ms) => new make({ ...params, password: params.password, connectionTimeoutMillis: ms });
+  }
+  return undefined;
+}
+
+/**
+ * Whether a check sent through `db` would wait behind its user's calls, or run inside them: a
+ * `pg.Pool` whose every connection runs a call, a `pg.Client` running a query (pg queues the
+ * check behind it) or inside a transaction (a failed one would fail the check).
+ */
+function busy(db: PgQueryable): boolean {
+  const pool = db as PoolShape;
+  const max = pool.options?.max;
+  if (typeof pool.Client === 'function' && typeof max === 'number') {
+    if (pool.ending === true) return false;
+    return pool.idleCount === 0 && typeof pool.totalCount === 'number' && pool.totalCount >= max;
+  }
+  const client = db as ClientShape;
+  // A client whose connection was lost or that was ended is never usable again (pg does not
+  // reconnect a Client): asked through it, the check fails as its calls do.
+  if (typeof client.getTransactionStatus !== 'function' || client._queryable === false || client._ending === true)
+    return false;
+  return client.readyForQuery !== true || client.getTransactionStatus() !== 'I';
+}
+
+/** The checks of one target under way: one through it, one on a connection of its own. */
+interface Flight {
+  through?: Promise<Answer>;
+  own?: Promise<Answer>;
+}
+
+/** A role report, and the cluster it came from (`pg_control_system()`'s system identifier). */
+interface Answer {
+  readonly report: RoleReport;
+  readonly system: string;
+  /** A primary's WAL flushed: what its replicas can have received. */
+  readonly flushed?: bigint;
+}
+
+const flights = new WeakMap<object, Flight>();
+
+/**
+ * Asks one PostgreSQL server its role: `{ role, token: [timeline, lsn], lag }`. `timeout` (ms)
+ * bounds the answer whatever the pool's settings, and is sent as pg's `query_timeout`, so a hung
+ * server does not keep a pooled connection. At most one check runs through a target: while one
+ * waits (a frozen server, a pool without `connectionTimeoutMillis` whose connect never ends),
+ * the next ones share it, or, for a `pg.Pool` or `pg.Client`, ask on a connection of their own
+ * (one at a time), connected within `timeout` and closed after. So does a check of a `pg.Pool`
+ * whose every connection runs a call, and of a `pg.Client` running a query or in a transaction:
+ * queued behind long queries, the check failed as if the server were gone, and writes to a live
+ * primary were refused.
+ */
+export function pgRole(db: PgQueryable, timeout?: number): Promise<RoleReport> {
+  return ask(db, timeout).then((answer) => answer.report);
+}
+
+function ask(db: PgQueryable, timeout: number | undefined): Promise<Answer> {
+  let flight = flights.get(db);
+  if (flight === undefined) {
+    flight = {};
+    flights.set(db, flight);
+  }
+  const f = flight;
+  const open = beside(db);
+  let check: Promise<Answer>;
+  if (f.through === undefined && (open === undefined || !busy(db))) {
+    check = readRole(db, timeout);
+    f.through = check;
+    const done = () => {
+      if (f.through === check) f.through = undefined;
+    };
+    check.then(done, done);
+  } else if (f.own === undefined && open !== undefined) {
+    check = ownConnection(open(timeout ?? 0), timeout);
+    f.own = check;
+    const done = () => {
+      if (f.own === check) f.own = undefined;
+    };
+    check.then(done, done);
+  } else {
+    check = (f.own ?? f.through) as Promise<Answer>;
+  }
+  return timeout === undefined ? check : within(check, timeout);
+}
+
+async function ownConnection(client: Standalone, timeout: number | undefined): Promise<Answer> {
   client.on('error', () => {}); // a connection lost while idle must not crash the process
   try {
     await client.connect();
@@ -102,7 +207,24 @@ export async function pgRole(db: PgQueryable, timeout?: number): Promise<RoleRep
   }
 }
 
-async function readRole(db: PgQueryable, timeout: number | undefined): Promise<RoleReport> {
+/** `check`, or a `TimeoutError` after `ms`. */
+function within(check: Promise<Answer>, ms: number): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError('role check', ms)), ms);
+    check.then(
+      (answer) => {
+        clearTimeout(timer);
+        resolve(answer);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+async function readRole(db: PgQueryable, timeout: number | undefined): Promise<Answer> {
   const { rows } = await db.query(
     timeout === undefined ? { text: roleQuery } : { text: roleQuery, query_timeout: timeout },
   );
@@ -111,9 +233,15 @@ async function readRole(db: PgQueryable, timeout: number | undefined): Promise<R
   const timeline =
     row.walfile === null ? Number(row.checkpoint_timeline) : Number.parseInt(row.walfile.slice(0, 8), 16);
   const token = [timeline, parseLsn(row.lsn)];
-  if (!row.replica) return { role: 'primary', token };
+  const system = String(row.system);
+  if (!row.replica) {
+    const flushed = row.flushed === null ? undefined : parseLsn(row.flushed);
+    return flushed === undefined
+      ? { report: { role: 'primary', token }, system }
+      : { report: { role: 'primary', token }, system, flushed };
+  }
   const lag = row.lag === null ? undefined : Math.max(0, Math.round(Number(row.lag)));
-  return lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag };
+  return { report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag }, system };
 }
 
 /**
@@ -163,10 +291,56 @@ export function pgRoles<T extends PgQueryable>(
   options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
 ): PgRolesOptions<T> {
   const timeout = options.timeout ?? 1_000;
+  const primaries = new PrimaryWal();
   return {
     ...options,
-    check: (endpoint) => pgRole(endpoint.target, timeout),
+    check: async (endpoint) => {
+      const started = Date.now();
+      const { report, system, flushed } = await ask(endpoint.target, timeout);
+      const [timeline, lsn] = report.token as [number, bigint];
+      if (report.role === 'primary') {
+        primaries.saw(system, timeline, flushed ?? lsn, Date.now());
+        return report;
+      }
+      const behind = primaries.since(system, lsn, started);
+      return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
+    },
     compare: comparePgTokens,
     classify: pgClassify,
   };
+}
+
+/**
+ * The WAL positions the primaries of each cluster were seen at, and when. A replica whose WAL
+ * receiver stalls (a slow or stuck link) has replayed all it received, so its own figures say
+ * lag 0 while the primary writes on; it lags at least since the primary was seen with WAL it has
+ * not replayed.
+ */
+class PrimaryWal {
+  readonly #seen = new Map<string, { timeline: number; lsn: bigint; at: number }[]>();
+
+  saw(system: string, timeline: number, lsn: bigint, at: number): void {
+    let list = this.#seen.get(system);
+    if (list === undefined) {
+      // A few clusters at most: a server restarted empty is one more.
+      if (this.#seen.size >= 8) this.#seen.delete(this.#seen.keys().next().value as string);
+      list = [];
+      this.#seen.set(system, list);
+    }
+    list.push({ timeline, lsn, at });
+    if (list.length > 64) list.shift();
+  }
+
+  /**
+   * Ms since the primary of `system` (on its highest timeline seen: a deposed primary writes on an
+   * older one) was first seen past `replayed`, as of `now`; 0 when it never was.
+   */
+  since(system: string, replayed: bigint, now: number): number {
+    const list = this.#seen.get(system);
+    if (list === undefined) return 0;
+    let top = 0;
+    for (const s of list) top = Math.max(top, s.timeline);
+    const first = list.find((s) => s.timeline === top && s.lsn > replayed);
+    return first === undefined ? 0 : Math.max(0, now - first.at);
+  }
 }
