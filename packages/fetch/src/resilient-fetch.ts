@@ -30,6 +30,7 @@ import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
 import {
+  absoluteUrl,
   attemptInit,
   discard,
   type FetchInput,
@@ -38,6 +39,8 @@ import {
   joinPath,
   type Plan,
   planOf,
+  rebase,
+  restUnder,
 } from './request.js';
 
 /** `fetch`'s own signature. */
@@ -316,12 +319,7 @@ class Client {
       clock: this.#clock,
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
     });
-    const elsewhere = this.#set === undefined ? undefined : hostOfPath(plan.url);
-    if (elsewhere !== undefined) {
-      throw new TypeError(
-        `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
-      );
-    }
+    const at = this.#set === undefined ? undefined : this.#route(plan.url);
     const header = this.#o.idempotencyHeader;
     if (
       this.#o.idempotencyKey === 'auto' &&
@@ -335,7 +333,7 @@ class Client {
     // good, and a service passes one long-lived signal (its shutdown signal) to every call.
     const deadline = new AbortController();
     const unfollow = follow(plan.signal, deadline);
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal, at);
     const start = this.#elapsed();
     let response: Response;
     try {
@@ -411,6 +409,38 @@ class Client {
     return call.attempt(url, ctx);
   }
 
+  /**
+   * Where a call's `url` goes on each base URL, or a TypeError: a path that names a host of its
+   * own, or an absolute URL under none of the base URLs (a URL from a user would take the
+   * caller's headers and body there: axios' CVE-2025-27152), unless `allowAbsoluteUrls`. One
+   * under a base URL (a next link one of them returned) is the path under it, on every base URL.
+   */
+  #route(url: string): (base: string) => string {
+    const absolute = absoluteUrl(url);
+    if (absolute === undefined || this.#o.allowAbsoluteUrls) {
+      const elsewhere = absolute === undefined ? hostOfPath(url) : undefined;
+      if (elsewhere !== undefined) {
+        throw new TypeError(
+          `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
+        );
+      }
+      return (base) => this.#parse(url, base).href;
+    }
+    for (const base of this.#baseUrls()) {
+      const rest = restUnder(absolute, base);
+      if (rest !== undefined) return (other) => rebase(rest, other);
+    }
+    throw new TypeError(
+      `${this.#o.name}: an absolute URL (${this.#redact.url(url)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
+    );
+  }
+
+  /** The base URLs: ours, or the targets of the user's set. */
+  #baseUrls(): readonly string[] {
+    if (this.#o.baseUrls !== undefined) return this.#o.baseUrls;
+    return (this.#set?.endpoints ?? []).map((e) => e.target).filter((t) => typeof t === 'string');
+  }
+
   /** One run of a call over the failover set's endpoints. */
   #over(set: Failover<string>, call: Call, ctx: CallContext): Promise<Response> {
     // A hedge goes to an endpoint no other attempt of this call is running on.
@@ -421,7 +451,7 @@ class Client {
       (endpoint, c) =>
         call.on(endpoint.name, () => {
           const base = this.#bases.get(endpoint.target) ?? endpoint.target;
-          return call.attempt(this.#parse(call.plan.url, base).href, c);
+          return call.attempt((call.at as (base: string) => string)(base), c);
         }),
       options,
     );
@@ -608,6 +638,8 @@ class Call {
     readonly keyed: boolean,
     /** Aborts when the caller aborts or the total deadline passes, the body read included. */
     readonly reading: AbortSignal,
+    /** With base URLs: where the call goes on each. */
+    readonly at: ((base: string) => string) | undefined,
   ) {}
 
   async attempt(url: string, ctx: CallContext): Promise<Response> {
