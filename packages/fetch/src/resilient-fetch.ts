@@ -575,10 +575,16 @@ class Client {
               ? ': answered 407 Proxy Authentication Required, which fetch does not return'
               : `${/Redirect/.test(root.stack) ? '' : ' answered 407, or'} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`
           }`;
-      const explained = new TypeError(`fetch failed: ${why}`, { cause: error });
+      // Headers past undici's limit: the host answered, and answers this request so again. Not
+      // retried (it would be sent again) nor held against a host that is up, as a 500 is not.
+      const overflow = root.code === 'UND_ERR_HEADERS_OVERFLOW';
+      const explained = new TypeError(
+        `fetch failed: ${why}${overflow ? ": the response's headers are larger than fetch takes (--max-http-header-size, 16 KiB by default)" : ''}`,
+        { cause: error },
+      );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
-      if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
+      if (!root.message || overflow || refusedRedirect.test(root.message) || !speaksHttp(url)) {
         refusedByFetch.add(nonRetryable(explained));
       }
       return explained;
