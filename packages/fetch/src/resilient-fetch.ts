@@ -139,7 +139,10 @@ class Client {
   readonly #total: Policy;
   readonly #statuses: ReadonlySet<number>;
   readonly #budget: RetryBudget | undefined;
+  /** With a set: the retry around its runs (the set pays into the budget). */
   readonly #retry: Policy | undefined;
+  /** The retry of a call sent to one URL, not over a set. */
+  readonly #plainRetry: Policy | undefined;
   readonly #breakers: BreakerRegistry | undefined;
   readonly #set: Failover<string> | undefined;
   /** A call's retries through the set: on its first run (which pays into the budget), on later ones. */
@@ -277,8 +280,10 @@ class Client {
           }),
         );
       }
-    } else if (retryOptions) {
-      this.#retry = within('retry', () =>
+    }
+    // Without a set, and with one for a URL sent where it says (allowAbsoluteUrls): it pays into the budget.
+    if (retryOptions && (this.#set === undefined || o.allowAbsoluteUrls)) {
+      this.#plainRetry = within('retry', () =>
         retry({
           name: `${o.name}.retry`,
           maxAttempts,
@@ -398,14 +403,15 @@ class Client {
 
   #body(call: Call, ctx: CallContext): Promise<Response> {
     const set = this.#set;
-    if (set !== undefined) {
+    if (set !== undefined && call.at !== undefined) {
       if (this.#retry !== undefined && call.safe) {
         return this.#retry.execute((c) => this.#over(set, call, c), ctx);
       }
       return this.#over(set, call, ctx);
     }
     const url = call.plan.url;
-    if (this.#retry !== undefined && call.safe) return this.#retry.execute((c) => call.attempt(url, c), ctx);
+    const retry = this.#plainRetry;
+    if (retry !== undefined && call.safe) return retry.execute((c) => call.attempt(url, c), ctx);
     return call.attempt(url, ctx);
   }
 
@@ -413,12 +419,13 @@ class Client {
    * Where a call's `url` goes on each base URL, or a TypeError: a path that names a host of its
    * own, or an absolute URL under none of the base URLs (a URL from a user would take the
    * caller's headers and body there: axios' CVE-2025-27152), unless `allowAbsoluteUrls`. One
-   * under a base URL (a next link one of them returned) is the path under it, on every base URL.
+   * under a base URL (a next link one of them returned) is the path under it, on every base URL;
+   * undefined for one sent where it says, outside the set.
    */
-  #route(url: string): (base: string) => string {
+  #route(url: string): ((base: string) => string) | undefined {
     const absolute = absoluteUrl(url);
-    if (absolute === undefined || this.#o.allowAbsoluteUrls) {
-      const elsewhere = absolute === undefined ? hostOfPath(url) : undefined;
+    if (absolute === undefined) {
+      const elsewhere = hostOfPath(url);
       if (elsewhere !== undefined) {
         throw new TypeError(
           `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
@@ -430,6 +437,8 @@ class Client {
       const rest = restUnder(absolute, base);
       if (rest !== undefined) return (other) => rebase(rest, other);
     }
+    // Sent as without base URLs: a host outside the set says nothing of the set's endpoints.
+    if (this.#o.allowAbsoluteUrls) return undefined;
     throw new TypeError(
       `${this.#o.name}: an absolute URL (${this.#redact.url(url)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
     );
@@ -644,7 +653,7 @@ class Call {
     readonly keyed: boolean,
     /** Aborts when the caller aborts or the total deadline passes, the body read included. */
     readonly reading: AbortSignal,
-    /** With base URLs: where the call goes on each. */
+    /** With base URLs: where the call goes on each; undefined for a URL sent where it says. */
     readonly at: ((base: string) => string) | undefined,
   ) {}
 
