@@ -164,6 +164,16 @@ export const resilientFetchOptionsSchema = z
       .optional(),
     /** A failover set of your own whose endpoint targets are base URLs, instead of `baseUrls`. */
     failover: failoverOption.optional(),
+    /**
+     * With `baseUrls` or `failover`: `true` sends an absolute URL where it says, the caller's
+     * headers and body with it. By default one under a base URL is the path under it (on every
+     * base URL) and any other is refused with a TypeError, as a URL from a user must not pick
+     * the host (axios' CVE-2025-27152). @default false
+     */
+    allowAbsoluteUrls: z
+      .boolean()
+      .default(false)
+      .describe('with baseUrls or failover: send an absolute URL not under a base URL where it says'),
     /** A number is the per-try limit. @default { perTry: 10_000, total: 30_000 } */
     timeout: timeoutOption.optional(),
     /**

@@ -136,7 +136,7 @@ function isAsyncIterable(value: unknown): boolean {
  * The host a path names of its own though it names no scheme (`//host/x`, `/\\host/x`, a tab
  * between the slashes), or undefined. Joined to a base URL it would take the request, headers
  * and all, to that host; a path built from input (`/${tenant}/orders`) must not. An absolute URL
- * (one that reads the same whatever the base) goes where it says.
+ * (one that reads the same whatever the base) is not a path: resilientFetch decides on it.
  */
 export function hostOfPath(url: string): string | undefined {
   try {
@@ -156,6 +156,39 @@ export function hostOfPath(url: string): string | undefined {
  */
 const absolute = /^[a-z][a-z\d+\-.]*:[\\/]{2}/i;
 
+/** `path` read as an absolute URL, if it is one (a scheme and two slashes, as axios tells one). */
+export function absoluteUrl(path: string): URL | undefined {
+  return absolute.test(path.replace(/[\t\n\r]/g, '').replace(/^[\0- ]+/, '')) && URL.canParse(path)
+    ? new URL(path)
+    : undefined;
+}
+
+/**
+ * What follows `base` in `url` (`/charges?page=2` for `http://h/v1/charges?page=2` under
+ * `http://h/v1`), or undefined when `url` is not under it: another origin as URL reads origins
+ * (scheme and host case, default ports and IPv6 forms do not matter; `h.` or another port is
+ * another), credentials (fetch refuses them), or a path outside the base path (`/v10`, and
+ * `/v1/../x` or `/v1/%2e%2e/x`, which URL resolves to `/x`).
+ */
+export function restUnder(url: URL, base: string): string | undefined {
+  if (!URL.canParse(base)) return undefined;
+  const b = new URL(base);
+  if (url.origin === 'null' || url.origin !== b.origin || url.username !== '' || url.password !== '') return undefined;
+  const dir = b.pathname.replace(/\/$/, '');
+  const rest = url.pathname.slice(dir.length);
+  if (!url.pathname.startsWith(dir) || (rest !== '' && !rest.startsWith('/'))) return undefined;
+  return rest + url.search;
+}
+
+/** `rest` (from {@link restUnder}) put back under `base`'s path, byte for byte: `//x` stays a path. */
+export function rebase(rest: string, base: string): string {
+  const url = new URL(base);
+  const query = rest.indexOf('?');
+  url.pathname = url.pathname.replace(/\/$/, '') + (query < 0 ? rest : rest.slice(0, query));
+  url.search = query < 0 ? '' : rest.slice(query);
+  return url.href;
+}
+
 /**
  * `path` under `base`'s path, as axios joins a path to its baseURL: `http://h/v1` and `/users`
  * make `http://h/v1/users` (URL's own rules make `http://h/users`), `user:42` makes
@@ -163,7 +196,8 @@ const absolute = /^[a-z][a-z\d+\-.]*:[\\/]{2}/i;
  * (`https://other/x`) is itself.
  */
 export function joinPath(path: string, base: string): URL {
-  if (absolute.test(path.replace(/[\t\n\r]/g, '').replace(/^[\0- ]+/, '')) && URL.canParse(path)) return new URL(path);
+  const url = absoluteUrl(path);
+  if (url !== undefined) return url;
   // No path at all: the base URL itself (`http://h/graphql`), as axios and URL's own rules have it.
   if (/^[\0- ]*$/.test(path)) return new URL(base);
   const dir = new URL(base);

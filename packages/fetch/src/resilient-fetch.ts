@@ -30,6 +30,7 @@ import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
 import {
+  absoluteUrl,
   attemptInit,
   discard,
   type FetchInput,
@@ -38,6 +39,8 @@ import {
   joinPath,
   type Plan,
   planOf,
+  rebase,
+  restUnder,
 } from './request.js';
 
 /** `fetch`'s own signature. */
@@ -136,7 +139,10 @@ class Client {
   readonly #total: Policy;
   readonly #statuses: ReadonlySet<number>;
   readonly #budget: RetryBudget | undefined;
+  /** With a set: the retry around its runs (the set pays into the budget). */
   readonly #retry: Policy | undefined;
+  /** The retry of a call sent to one URL, not over a set. */
+  readonly #plainRetry: Policy | undefined;
   readonly #breakers: BreakerRegistry | undefined;
   readonly #set: Failover<string> | undefined;
   /** A call's retries through the set: on its first run (which pays into the budget), on later ones. */
@@ -274,8 +280,10 @@ class Client {
           }),
         );
       }
-    } else if (retryOptions) {
-      this.#retry = within('retry', () =>
+    }
+    // Without a set, and with one for a URL sent where it says (allowAbsoluteUrls): it pays into the budget.
+    if (retryOptions && (this.#set === undefined || o.allowAbsoluteUrls)) {
+      this.#plainRetry = within('retry', () =>
         retry({
           name: `${o.name}.retry`,
           maxAttempts,
@@ -316,12 +324,7 @@ class Client {
       clock: this.#clock,
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
     });
-    const elsewhere = this.#set === undefined ? undefined : hostOfPath(plan.url);
-    if (elsewhere !== undefined) {
-      throw new TypeError(
-        `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
-      );
-    }
+    const at = this.#set === undefined ? undefined : this.#route(plan.url);
     const header = this.#o.idempotencyHeader;
     if (
       this.#o.idempotencyKey === 'auto' &&
@@ -335,7 +338,7 @@ class Client {
     // good, and a service passes one long-lived signal (its shutdown signal) to every call.
     const deadline = new AbortController();
     const unfollow = follow(plan.signal, deadline);
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal);
+    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal, at);
     const start = this.#elapsed();
     let response: Response;
     try {
@@ -400,15 +403,51 @@ class Client {
 
   #body(call: Call, ctx: CallContext): Promise<Response> {
     const set = this.#set;
-    if (set !== undefined) {
+    if (set !== undefined && call.at !== undefined) {
       if (this.#retry !== undefined && call.safe) {
         return this.#retry.execute((c) => this.#over(set, call, c), ctx);
       }
       return this.#over(set, call, ctx);
     }
     const url = call.plan.url;
-    if (this.#retry !== undefined && call.safe) return this.#retry.execute((c) => call.attempt(url, c), ctx);
+    const retry = this.#plainRetry;
+    if (retry !== undefined && call.safe) return retry.execute((c) => call.attempt(url, c), ctx);
     return call.attempt(url, ctx);
+  }
+
+  /**
+   * Where a call's `url` goes on each base URL, or a TypeError: a path that names a host of its
+   * own, or an absolute URL under none of the base URLs (a URL from a user would take the
+   * caller's headers and body there: axios' CVE-2025-27152), unless `allowAbsoluteUrls`. One
+   * under a base URL (a next link one of them returned) is the path under it, on every base URL;
+   * undefined for one sent where it says, outside the set.
+   */
+  #route(url: string): ((base: string) => string) | undefined {
+    const absolute = absoluteUrl(url);
+    if (absolute === undefined) {
+      const elsewhere = hostOfPath(url);
+      if (elsewhere !== undefined) {
+        throw new TypeError(
+          `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
+        );
+      }
+      return (base) => this.#parse(url, base).href;
+    }
+    for (const base of this.#baseUrls()) {
+      const rest = restUnder(absolute, base);
+      if (rest !== undefined) return (other) => rebase(rest, other);
+    }
+    // Sent as without base URLs: a host outside the set says nothing of the set's endpoints.
+    if (this.#o.allowAbsoluteUrls) return undefined;
+    throw new TypeError(
+      `${this.#o.name}: an absolute URL (${this.#redact.url(url)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
+    );
+  }
+
+  /** The base URLs: ours, or the targets of the user's set. */
+  #baseUrls(): readonly string[] {
+    if (this.#o.baseUrls !== undefined) return this.#o.baseUrls;
+    return (this.#set?.endpoints ?? []).map((e) => e.target).filter((t) => typeof t === 'string');
   }
 
   /** One run of a call over the failover set's endpoints. */
@@ -421,7 +460,7 @@ class Client {
       (endpoint, c) =>
         call.on(endpoint.name, () => {
           const base = this.#bases.get(endpoint.target) ?? endpoint.target;
-          return call.attempt(this.#parse(call.plan.url, base).href, c);
+          return call.attempt((call.at as (base: string) => string)(base), c);
         }),
       options,
     );
@@ -545,10 +584,16 @@ class Client {
               ? ': answered 407 Proxy Authentication Required, which fetch does not return'
               : `${/Redirect/.test(root.stack) ? '' : ' answered 407, or'} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`
           }`;
-      const explained = new TypeError(`fetch failed: ${why}`, { cause: error });
+      // Headers past undici's limit: the host answered, and answers this request so again. Not
+      // retried (it would be sent again) nor held against a host that is up, as a 500 is not.
+      const overflow = root.code === 'UND_ERR_HEADERS_OVERFLOW';
+      const explained = new TypeError(
+        `fetch failed: ${why}${overflow ? ": the response's headers are larger than fetch takes (--max-http-header-size, 16 KiB by default)" : ''}`,
+        { cause: error },
+      );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
-      if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
+      if (!root.message || overflow || refusedRedirect.test(root.message) || !speaksHttp(url)) {
         refusedByFetch.add(nonRetryable(explained));
       }
       return explained;
@@ -608,6 +653,8 @@ class Call {
     readonly keyed: boolean,
     /** Aborts when the caller aborts or the total deadline passes, the body read included. */
     readonly reading: AbortSignal,
+    /** With base URLs: where the call goes on each; undefined for a URL sent where it says. */
+    readonly at: ((base: string) => string) | undefined,
   ) {}
 
   async attempt(url: string, ctx: CallContext): Promise<Response> {

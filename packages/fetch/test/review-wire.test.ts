@@ -132,11 +132,13 @@ describe('with base URLs, a path that names another host is refused, never sent 
     await expect(http('http:127.0.0.1:1/x')).rejects.toThrow(/names a host .* leads to /);
   });
 
-  it('a path and a relative path go under the base path (base-path.test.ts), an absolute URL where it says', async () => {
+  it('a path and a relative path go under the base path (base-path.test.ts), an absolute URL only under it', async () => {
     const api = await server((req, res) => res.end(req.path));
     const http = client({ baseUrls: [`${api.url}/v1/`] });
-    const got = await Promise.all(['/orders', 'orders?x=1', `${api.url}/abs`].map(async (p) => (await http(p)).text()));
-    expect(got).toEqual(['/v1/orders', '/v1/orders?x=1', '/abs']);
+    const paths = ['/orders', 'orders?x=1', `${api.url}/v1/abs`];
+    const got = await Promise.all(paths.map(async (p) => (await http(p)).text()));
+    expect(got).toEqual(['/v1/orders', '/v1/orders?x=1', '/v1/abs']);
+    await expect(http(`${api.url}/abs`)).rejects.toThrow(/absolute URL .* is not under the base URLs; refused/);
   });
 });
 
