@@ -51,15 +51,21 @@ export class Redactor {
       const shown = from > 2 && at >= from ? `${url.slice(0, from)}***${url.slice(at)}` : url;
       return shown.replace(this.#secretParam, '$1***');
     }
+    let hidden = false;
     if (parsed.username !== '' || parsed.password !== '') {
       parsed.username = '***';
       parsed.password = '';
+      hidden = true;
     }
     for (const name of new Set(parsed.searchParams.keys())) {
-      if (this.#secrets.has(name.toLowerCase())) parsed.searchParams.set(name, '***');
+      if (this.#secrets.has(name.toLowerCase())) {
+        parsed.searchParams.set(name, '***');
+        hidden = true;
+      }
     }
+    // Nothing hidden: the text as given, not as URL writes it (`A:?` stays `A:?`, not `a:?`).
     // A fragment's parameters too: OAuth's implicit flow hands the token there (#access_token=).
-    return parsed.href.replace(this.#secretParam, '$1***');
+    return (hidden ? parsed.href : url).replace(this.#secretParam, '$1***');
   }
 
   /** `text` with every URL in it redacted, and the credentials {@link hideCredentials} finds. */

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { defaultSecretParams, Redactor } from '../src/index.js';
+import { defaultSecretParams, hideSecrets, Redactor } from '../src/index.js';
 
 /** A secret: distinctive enough that finding it in the output means it leaked. */
 const secret = fc.stringMatching(/^[A-Za-z0-9]{6,10}$/).map((s) => `S3CR${s}`);
@@ -62,6 +62,28 @@ describe('Redactor properties', () => {
       }),
       { numRuns: 500 },
     );
+  });
+
+  it('url() and hideSecrets(): a URL without credentials or secret parameters comes back as given, not as URL writes it', () => {
+    // Found by the dashboard's property test: a policy named `A:?` was shown as `a:?`.
+    const word = fc.stringMatching(/^[A-Za-z][A-Za-z0-9]{0,5}$/);
+    const plain = fc
+      .tuple(
+        word,
+        fc.constantFrom(':', '://'),
+        fc.constantFrom('', 'Host.Example', 'EXA.mple:80', '127.0.0.1:443', '[::1]'),
+        fc.constantFrom('', '/', '/A/./b', '/x/../Y', '/a%7eb'),
+        fc.constantFrom('', '?', '?q=1', '?Page=2&x', '#', '#Frag'),
+      )
+      .map((parts) => parts.join(''));
+    fc.assert(
+      fc.property(plain, (text) => {
+        expect(redactor.url(text)).toBe(text);
+        expect(hideSecrets(text)).toBe(text);
+      }),
+      { numRuns: 500 },
+    );
+    expect(hideSecrets('A:?')).toBe('A:?');
   });
 
   it('text(): a message holding such a URL shows none of its secrets', () => {
