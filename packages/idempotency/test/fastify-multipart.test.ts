@@ -111,22 +111,21 @@ describe.each(modes.map((m) => [name(m)] as const))('@fastify/multipart, %s', (m
   });
 
   // Read by the middleware itself only when the handler streams it (attached, it is the plugin's
-  // to read, within its own limits).
-  it.runIf(mode.startsWith('attachFieldsToBody false'))(
-    'a file over maxRequestBytes: 413, the handler does not run',
-    async () => {
-      const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
-      const before = ran.length;
-      const answer = await upload(port, newKey(), 'big', 'x'.repeat(300_000));
-      expect(answer.status).toBe(413);
-      expect(JSON.parse(answer.text).type).toBe(problemTypes.tooLarge);
-      expect(ran.length).toBe(before);
-    },
-  );
+  // to read, within its own limits). Registered in those modes only: a skipped test in the
+  // others would read as a test that did not run.
+  const whenStreamed = mode.startsWith('attachFieldsToBody false') ? it : () => {};
+  whenStreamed('a file over maxRequestBytes: 413, the handler does not run', async () => {
+    const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
+    const before = ran.length;
+    const answer = await upload(port, newKey(), 'big', 'x'.repeat(300_000));
+    expect(answer.status).toBe(413);
+    expect(JSON.parse(answer.text).type).toBe(problemTypes.tooLarge);
+    expect(ran.length).toBe(before);
+  });
 
   // The rest of its body is left unread on the connection: kept alive, the next request on it
   // hung (Node's parser was still in the refused body, paused).
-  it.runIf(mode.startsWith('attachFieldsToBody false'))(
+  whenStreamed(
     'the request after a 413 on its connection is answered (it hung: the refused body was left unread)',
     async () => {
       const { port, ran } = apps.get(mode) as { port: number; ran: number[] };
