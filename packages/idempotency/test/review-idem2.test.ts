@@ -1,0 +1,172 @@
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Writable } from 'node:stream';
+import express from 'express';
+import fc from 'fast-check';
+import multer from 'multer';
+import { afterEach, describe, expect, it } from 'vitest';
+import { idempotency } from '../src/express.js';
+import { problemTypes, requestFingerprint } from '../src/http/index.js';
+import { memoryStore } from '../src/index.js';
+import { closeAll, listenNode } from './http-support/body-apps.js';
+import { exchange } from './http-support/raw.js';
+
+/**
+ * A hostile review of the canonical content type and of the multipart boundary left out of the
+ * fingerprint: two requests that the parser reads as two different uploads must never hash equal
+ * (the second would get the first's stored response: another user's, for another body).
+ */
+afterEach(closeAll);
+
+type Parser = Writable & {
+  on(event: 'field', listener: (name: string, value: string) => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  on(event: 'close' | 'finish', listener: () => void): unknown;
+};
+const local = createRequire(import.meta.url);
+/** busboy, as multer (Express) reads uploads. */
+const busboy = createRequire(local.resolve('multer'))('busboy') as (config: object) => Parser;
+/** @fastify/busboy, as @fastify/multipart reads them. */
+const FastifyBusboy = createRequire(local.resolve('@fastify/multipart'))('@fastify/busboy') as new (
+  config: object,
+) => Parser;
+
+/** The fields a parser reads from a body under a content type: what a handler gets. */
+function fields(parser: 'busboy' | '@fastify/busboy', contentType: string, body: Buffer): Promise<string[]> {
+  return new Promise((resolve) => {
+    const out: string[] = [];
+    let p: Parser;
+    try {
+      const config = { headers: { 'content-type': contentType } };
+      p = parser === 'busboy' ? busboy(config) : new FastifyBusboy(config);
+    } catch (error) {
+      return resolve([`refused: ${(error as Error).message}`]);
+    }
+    p.on('field', (name, value) => out.push(`${name}=${JSON.stringify(value)}`));
+    p.on('error', (error) => resolve([...out, `error: ${error.message}`]));
+    p.on(parser === 'busboy' ? 'close' : 'finish', () => resolve(out));
+    p.end(body);
+  });
+}
+
+const fp = (contentType: string, body: Buffer) =>
+  requestFingerprint({ method: 'POST', url: '/pay', contentType, body, headers: [] });
+
+/** One part, field `to`, under the delimiter bytes given. */
+const payTo = (delimiter: Buffer, to: string) =>
+  Buffer.concat([
+    Buffer.from('--'),
+    delimiter,
+    Buffer.from(`\r\nContent-Disposition: form-data; name="to"\r\n\r\n${to}\r\n--`),
+    delimiter,
+    Buffer.from('--\r\n'),
+  ]);
+
+/**
+ * Two forms in one body: the parts under boundary "é" (as busboy looks for it: its UTF-8 bytes)
+ * pay alice, those under "è" pay mallory. Each type reads its own parts, the other's are preamble
+ * or epilogue.
+ */
+const twoForms = Buffer.concat([payTo(Buffer.from('é', 'utf8'), 'alice'), payTo(Buffer.from('è', 'utf8'), 'mallory')]);
+// The header as Node hands it over: one character per byte (latin1).
+const acute = 'multipart/form-data; boundary="\xe9"';
+const grave = 'multipart/form-data; boundary="\xe8"';
+
+describe('a boundary outside ASCII: busboy splits on its UTF-8 bytes, the fingerprint on its latin1 bytes', () => {
+  it('two uploads busboy reads as two payees never hash equal', async () => {
+    expect(await fields('busboy', acute, twoForms)).toEqual(['to="alice"']);
+    expect(await fields('busboy', grave, twoForms)).toEqual(['to="mallory"']);
+    expect(fp(acute, twoForms)).not.toBe(fp(grave, twoForms));
+  });
+
+  it('Express + multer: the second payee under the first payee key gets 422, not the first one replayed', async () => {
+    const application = express();
+    const paid: string[] = [];
+    application.post('/pay', idempotency({ store: memoryStore(), scope: 'global' }), multer().none(), (req, res) => {
+      paid.push(String(req.body.to));
+      res.status(201).json({ paid: req.body.to });
+    });
+    const port = await listenNode(createServer(application));
+    const send = (type: string) =>
+      exchange(
+        port,
+        [
+          Buffer.concat([
+            Buffer.from(
+              `POST /pay HTTP/1.1\r\nHost: localhost\r\nIdempotency-Key: k-pay\r\nContent-Type: ${type}\r\nContent-Length: ${twoForms.length}\r\n\r\n`,
+              'latin1',
+            ),
+            twoForms,
+          ]),
+        ],
+        { count: 1, ms: 3_000 },
+      );
+    const [alice] = await send(acute);
+    const [mallory] = await send(grave);
+    expect(alice?.status).toBe(201);
+    expect(JSON.parse(alice?.body ?? '{}')).toEqual({ paid: 'alice' });
+    expect({ status: mallory?.status, type: JSON.parse(mallory?.body ?? '{}').type }).toEqual({
+      status: 422,
+      type: problemTypes.mismatch,
+    });
+    expect(paid).toEqual(['alice']);
+  });
+});
+
+describe('a parameter a parser takes for the boundary that the fingerprint does not', () => {
+  // @fastify/busboy reads RFC 2231's `boundary*=utf-8''E` as the boundary E; the fingerprint
+  // split on `boundary=X`, so bodies that differ only where X stands hashed equal.
+  it("`boundary*=utf-8''E` before `boundary=`: two uploads @fastify/busboy reads differently never hash equal", async () => {
+    const body = (x: string) =>
+      Buffer.from(`--E\r\nContent-Disposition: form-data; name="to"\r\n\r\nalice\r\n--${x}\r\nmallory\r\n--E--\r\n`);
+    const type = (x: string) => `multipart/form-data; boundary*=utf-8''E; boundary=${x}`;
+    const [a, b] = [
+      await fields('@fastify/busboy', type('X'), body('X')),
+      await fields('@fastify/busboy', type('Y'), body('Y')),
+    ];
+    expect(a).not.toEqual(b);
+    expect(fp(type('X'), body('X'))).not.toBe(fp(type('Y'), body('Y')));
+  });
+
+  it('property: two requests hash equal only when busboy and @fastify/busboy each read the same fields from them', async () => {
+    // Boundaries from a few characters, in and out of ASCII; delimiters in the body in either
+    // encoding, so that each request holds the other's.
+    const name = fc.constantFrom('D', 'E', '\xe9', '\xe8', '\xc3\xa9');
+    const typeArb = fc.record({
+      boundary: name,
+      // Another parameter that names a boundary: RFC 2231's, or one whose name ends in it.
+      other: fc.option(fc.tuple(fc.constantFrom('boundary*', 'xboundary', 'Boundary*0'), name), { nil: undefined }),
+    });
+    const typeOf = (t: { boundary: string; other?: [string, string] }) =>
+      `multipart/form-data${t.other === undefined ? '' : `; ${t.other[0]}="${t.other[1]}"`}; boundary="${t.boundary}"`;
+    const encoded = (text: string, utf8: boolean) => Buffer.from(text, utf8 ? 'utf8' : 'latin1');
+    // A body of parts under several boundaries at once, each delimiter in either encoding, so
+    // that one body is read differently under each type.
+    const partArb = fc.record({ delimiter: name, utf8: fc.boolean(), value: fc.constantFrom('a', 'b') });
+    const bodyArb = fc.array(partArb, { minLength: 1, maxLength: 4 }).map((parts) =>
+      Buffer.concat(
+        parts.map((p) => {
+          const d = encoded(p.delimiter, p.utf8);
+          return Buffer.concat([
+            Buffer.from('--'),
+            d,
+            Buffer.from(`\r\nContent-Disposition: form-data; name="f"\r\n\r\n${p.value}\r\n--`),
+            d,
+            Buffer.from('--\r\n'),
+          ]);
+        }),
+      ),
+    );
+    await fc.assert(
+      fc.asyncProperty(typeArb, bodyArb, typeArb, bodyArb, fc.boolean(), async (typeA, bodyA, typeB, other, same) => {
+        const a = { type: typeOf(typeA), body: bodyA };
+        // The same body under another type, or another body.
+        const b = { type: typeOf(typeB), body: same ? bodyA : other };
+        if (fp(a.type, a.body) !== fp(b.type, b.body)) return;
+        for (const parser of ['busboy', '@fastify/busboy'] as const)
+          expect(await fields(parser, a.type, a.body)).toEqual(await fields(parser, b.type, b.body));
+      }),
+      { numRuns: 1_500 },
+    );
+  });
+});
