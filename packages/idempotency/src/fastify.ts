@@ -5,7 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import { readAndRestore } from './http/body.js';
+import { discardRest, readAndRestore } from './http/body.js';
 import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
@@ -284,9 +284,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       readAndRestore(raw, state.core.options.maxRequestBytes).then((read) => {
         if (read === 'aborted') return done(new Error('the client left before sending its whole body'));
         if (read !== 'tooLarge') return then();
-        // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
-        // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
-        raw.resume();
+        discardRest(raw, state.core.options.maxRequestBytes);
         const { status, headers, body } = problem('tooLarge');
         reply
           .code(status)

@@ -1,14 +1,19 @@
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { connect } from 'node:net';
 import type { Writable } from 'node:stream';
+import multipart from '@fastify/multipart';
 import express from 'express';
 import fc from 'fast-check';
+import Fastify from 'fastify';
 import multer from 'multer';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
+import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { problemTypes, requestFingerprint } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
-import { closeAll, listenNode } from './http-support/body-apps.js';
+import { closeAll, closers, expressApp, listenNode } from './http-support/body-apps.js';
 import { exchange } from './http-support/raw.js';
 
 /**
@@ -168,5 +173,82 @@ describe('a parameter a parser takes for the boundary that the fingerprint does 
       }),
       { numRuns: 1_500 },
     );
+  });
+});
+
+/**
+ * A client that, refused with 413, keeps sending its body (a Content-Length of a terabyte): what
+ * the server reads of it before it closes the connection. Writes as fast as the server reads,
+ * up to `most` bytes; `closed` if the server closed the connection before that.
+ */
+function sendForever(
+  port: number,
+  head: string,
+  most: number,
+): Promise<{ status: number | undefined; closed: boolean; written: number }> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunk = Buffer.alloc(65_536, 'x');
+    let answer = '';
+    let written = 0;
+    let settled = false;
+    const finish = (closed: boolean) => {
+      if (settled) return;
+      settled = true;
+      socket.destroy();
+      resolve({
+        status: /^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1] ? Number(answer.slice(9, 12)) : undefined,
+        closed,
+        written,
+      });
+    };
+    socket.on('data', (d: Buffer) => {
+      answer += d.toString('latin1');
+    });
+    socket.on('close', () => finish(true));
+    socket.on('error', () => finish(true));
+    const pump = () => {
+      while (!settled) {
+        if (written >= most) return finish(false);
+        written += chunk.length;
+        if (!socket.write(chunk)) return void socket.once('drain', pump);
+      }
+    };
+    socket.once('connect', () => {
+      socket.write(head);
+      pump();
+    });
+  });
+}
+
+const forever = (type: string) =>
+  `POST /orders HTTP/1.1\r\nHost: localhost\r\nIdempotency-Key: k-forever\r\nContent-Type: ${type}\r\nContent-Length: 1000000000000\r\n\r\n`;
+
+describe('a body refused with 413 that never ends (a client that keeps sending)', () => {
+  // The rest of a refused body was discarded as it came, with no end: the server read whatever
+  // the client sent, for as long as it sent it, on one socket.
+  it('Express: the 413, then the connection closed after a bounded number of bytes', async () => {
+    const { port, calls } = await expressApp([], { maxRequestBytes: 1_000 });
+    const sent = await sendForever(port, forever('application/json'), 32 * 1_048_576);
+    expect({ status: sent.status, closed: sent.closed }).toEqual({ status: 413, closed: true });
+    expect(calls()).toBe(0);
+  });
+
+  it('Fastify, a file the handler streams (@fastify/multipart): the 413, then the connection closed after a bounded number of bytes', async () => {
+    const app = Fastify({ forceCloseConnections: true });
+    closers.push(() => app.close());
+    await app.register(multipart);
+    await app.register(fastifyIdempotency, { scope: 'global', store: memoryStore(), maxRequestBytes: 1_000 });
+    let runs = 0;
+    app.post('/orders', async (request, reply) => {
+      runs++;
+      await (await request.file())?.toBuffer();
+      return reply.code(201).send({});
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const sent = await sendForever(port, forever('multipart/form-data; boundary=B'), 32 * 1_048_576);
+    expect({ status: sent.status, closed: sent.closed }).toEqual({ status: 413, closed: true });
+    expect(runs).toBe(0);
   });
 });

@@ -104,6 +104,28 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
   });
 }
 
+/** The least of a refused body {@link discardRest} reads before it closes the connection. */
+const DISCARD_AT_LEAST = 1_048_576;
+
+/**
+ * The rest of a body refused with 413, discarded as it comes (as Node does for a body nobody
+ * reads): left unread, the connection's next request hung; closed at once, a client still
+ * sending lost the 413 to a reset. Past as much again as the middleware reads (`limit`, at
+ * least 1 MiB), the request is destroyed (its connection; its stream alone on HTTP/2): a client
+ * that never stops sending was read for as long as it sent.
+ */
+export function discardRest(req: IncomingMessage, limit: number): void {
+  let left = Math.max(limit, DISCARD_AT_LEAST);
+  const onData = (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left >= 0) return;
+    req.removeListener('data', onData);
+    req.destroy();
+  };
+  req.on('data', onData);
+  req.resume();
+}
+
 /** What reading a request's body came to: its bytes, or why there are none to have. */
 export type BodyDone = (read: Buffer | 'tooLarge' | 'aborted') => void;
 
