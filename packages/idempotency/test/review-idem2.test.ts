@@ -1,4 +1,5 @@
 import { createServer } from 'node:http';
+import { connect as connectHttp2 } from 'node:http2';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
 import { connect } from 'node:net';
@@ -250,5 +251,136 @@ describe('a body refused with 413 that never ends (a client that keeps sending)'
     const sent = await sendForever(port, forever('multipart/form-data; boundary=B'), 32 * 1_048_576);
     expect({ status: sent.status, closed: sent.closed }).toEqual({ status: 413, closed: true });
     expect(runs).toBe(0);
+  });
+});
+
+describe('HTTP/2: a file the handler streams (@fastify/multipart, request.file())', () => {
+  // Read whole before the handler: the end of an HTTP/2 request's body was only seen when its
+  // push(null) came after the read began, so a body already in (any small one) was waited for
+  // forever: no answer, the handler never ran.
+  it.each([
+    ['a sync', false],
+    ['an awaiting', true],
+  ])(
+    'behind %s hook: the upload runs once, its retry under a new boundary replays, another file gets 422',
+    async (_, awaits) => {
+      const app = Fastify({ http2: true, forceCloseConnections: true });
+      closers.push(() => app.close());
+      await app.register(multipart);
+      if (awaits) app.addHook('onRequest', () => new Promise<void>((resolve) => setTimeout(resolve, 30)));
+      await app.register(fastifyIdempotency, { scope: 'global', store: memoryStore(), maxRequestBytes: 200_000 });
+      const ran: number[] = [];
+      app.post('/upload', async (request, reply) => {
+        const size = (await (await request.file())?.toBuffer())?.length ?? -1;
+        ran.push(size);
+        return reply.code(201).send({ size });
+      });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      const port = (app.server.address() as AddressInfo).port;
+      const upload = (boundary: string, content: string) =>
+        new Promise<string>((resolve) => {
+          const client = connectHttp2(`http://127.0.0.1:${port}`);
+          const body = `--${boundary}\r\nContent-Disposition: form-data; name="doc"; filename="d.bin"\r\n\r\n${content}\r\n--${boundary}--\r\n`;
+          const stream = client.request({
+            ':method': 'POST',
+            ':path': '/upload',
+            'content-type': `multipart/form-data; boundary=${boundary}`,
+            'content-length': String(body.length),
+            'idempotency-key': 'k-h2',
+          });
+          let status = 0;
+          stream.on('response', (headers) => {
+            status = Number(headers[':status']);
+          });
+          stream.resume();
+          const done = (answer: string) => {
+            client.destroy();
+            resolve(answer);
+          };
+          stream.on('end', () => done(String(status)));
+          stream.on('error', () => done('error'));
+          setTimeout(() => done('no answer'), 2_000).unref();
+          stream.end(body);
+        });
+      const answers = [
+        await upload('AA', 'x'.repeat(50_000)),
+        await upload('BB', 'x'.repeat(50_000)),
+        await upload('CC', 'y'),
+      ];
+      expect(answers).toEqual(['201', '201', '422']);
+      expect(ran).toEqual([50_000]);
+    },
+  );
+});
+
+describe('HTTP/2: a body sent without Content-Length (a streamed body: fetch, browsers)', () => {
+  // HTTP/2 has no Transfer-Encoding: a body of unknown length comes with neither header, and
+  // the plugin took it for no body. Every body under a key hashed as none: mallory's request
+  // got alice's stored response, and never ran.
+  it('two different bodies under one key: the second gets 422, not the first one replayed (JSON and a streamed upload)', async () => {
+    const app = Fastify({ http2: true, forceCloseConnections: true });
+    closers.push(() => app.close());
+    await app.register(multipart);
+    await app.register(fastifyIdempotency, { scope: 'global', store: memoryStore() });
+    const ran: unknown[] = [];
+    app.post('/json', async (request, reply) => {
+      ran.push(request.body);
+      return reply.code(201).send({ got: request.body });
+    });
+    app.post('/file', async (request, reply) => {
+      const got = (await (await request.file())?.toBuffer())?.toString();
+      ran.push(got);
+      return reply.code(201).send({ got });
+    });
+    app.post('/none', async (_request, reply) => {
+      ran.push('none');
+      return reply.code(201).send({});
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const send = (path: string, type: string | undefined, body: string | undefined) =>
+      new Promise<number>((resolve) => {
+        const client = connectHttp2(`http://127.0.0.1:${port}`);
+        const stream = client.request(
+          {
+            ':method': 'POST',
+            ':path': path,
+            'idempotency-key': `k${path.replace('/', '-')}`,
+            ...(type === undefined ? {} : { 'content-type': type }),
+          },
+          { endStream: body === undefined },
+        );
+        let status = 0;
+        stream.on('response', (headers) => {
+          status = Number(headers[':status']);
+        });
+        stream.resume();
+        const done = (answer: number) => {
+          client.destroy();
+          resolve(answer);
+        };
+        stream.on('close', () => done(status));
+        setTimeout(() => done(-1), 2_000).unref();
+        // Written in two pieces, ended after: no Content-Length, as a streamed body is sent.
+        if (body !== undefined) {
+          stream.write(body.slice(0, 5));
+          stream.end(body.slice(5));
+        }
+      });
+    const form = (to: string) =>
+      `--B\r\nContent-Disposition: form-data; name="doc"; filename="d"\r\n\r\n${to}\r\n--B--\r\n`;
+    const json = [
+      await send('/json', 'application/json', '{"to":"alice"}'),
+      await send('/json', 'application/json', '{"to":"mallory"}'),
+    ];
+    const multipartType = 'multipart/form-data; boundary=B';
+    const file = [
+      await send('/file', multipartType, form('alice')),
+      await send('/file', multipartType, form('mallory')),
+    ];
+    // A request with no body at all (END_STREAM on its headers) is still one: its retry replays.
+    const none = [await send('/none', undefined, undefined), await send('/none', undefined, undefined)];
+    expect({ json, file, none }).toEqual({ json: [201, 422], file: [201, 422], none: [201, 201] });
+    expect(ran).toEqual([{ to: 'alice' }, 'alice', 'none']);
   });
 });

@@ -81,8 +81,12 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
       req.removeListener('close', onAbort);
       resolve(result);
     };
+    // A body that had all come before we watched (its null pushed already: an HTTP/2 request
+    // read in a preHandler hook) says so only in its stream's state: it was waited for forever.
+    const state = (req as { _readableState?: { ended?: boolean } })._readableState;
+    const all = () => req.complete || ended || state?.ended === true;
     const onAbort = () => {
-      if (!req.complete && !ended) done('aborted');
+      if (!all()) done('aborted');
     };
     function onReadable() {
       for (let chunk: Buffer | null = req.read(); chunk !== null; chunk = req.read()) {
@@ -90,7 +94,7 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
         size += chunk.length;
         if (size > limit) return done('tooLarge');
       }
-      if (!req.complete && !ended) return;
+      if (!all()) return;
       // The last read() scheduled 'end' for the next tick; data put back now cancels it.
       // One chunk (most bodies) is handed back as it is: it is hashed before anyone reads it again.
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
