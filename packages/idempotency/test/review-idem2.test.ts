@@ -134,6 +134,13 @@ describe('a parameter a parser takes for the boundary that the fingerprint does 
     expect(fp(type('X'), body('X'))).not.toBe(fp(type('Y'), body('Y')));
   });
 
+  it("a browser's boundary (WebKit's names itself a boundary) is still left out: the same form retried is one request", () => {
+    const form = (boundary: string) => payTo(Buffer.from(boundary), 'alice');
+    const sent = (boundary: string) => fp(`multipart/form-data; boundary=${boundary}`, form(boundary));
+    expect(sent('----WebKitFormBoundary7MA4YWxkTrZu0gW')).toBe(sent('----WebKitFormBoundaryQ2x9Tc0aBdE1fGh4'));
+    expect(sent('----WebKitFormBoundary7MA4YWxkTrZu0gW')).toBe(sent('----formdata-undici-026385948161'));
+  });
+
   it('property: two requests hash equal only when busboy and @fastify/busboy each read the same fields from them', async () => {
     // Boundaries from a few characters, in and out of ASCII; delimiters in the body in either
     // encoding, so that each request holds the other's.
