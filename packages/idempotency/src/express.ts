@@ -5,7 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import { HoldfastConfigError } from '@holdfast/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { type BodyRead, bodyOf, captureRawBody, readBody } from './http/body.js';
+import { type BodyRead, bodyOf, captureRawBody, discardRest, readBody } from './http/body.js';
 import type { BodyCollector } from './http/capture.js';
 import {
   type Decision,
@@ -51,9 +51,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       return;
     }
     if (bytes === 'tooLarge') {
-      // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
-      // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
-      req.resume();
+      discardRest(req, limit);
       sendRaw(res, problem('tooLarge'));
       return;
     }

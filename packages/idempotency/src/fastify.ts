@@ -5,7 +5,7 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import { readAndRestore } from './http/body.js';
+import { discardRest, readAndRestore } from './http/body.js';
 import { allowedHeaders } from './http/capture.js';
 import {
   type Decision,
@@ -19,6 +19,17 @@ import {
 } from './http/index.js';
 import { captureNodeResponse, leftOrTimedOut, queueBehind, sentStatus } from './http/node.js';
 import { asNodeStream, Chunks, teeStream, watchBuffered, watchPushes } from './http/stream.js';
+
+/**
+ * Whether an HTTP/2 request has a body though it sent no `Content-Length`: HTTP/2 has no
+ * Transfer-Encoding, so a body of unknown length (a stream: fetch, browsers) comes with neither
+ * header. Only its headers' END_STREAM flag says there is none; taken for none, every body under
+ * a key hashed alike, and another body got the first one's response.
+ */
+function http2Body(raw: FastifyRequest['raw']): boolean {
+  if (raw.httpVersionMajor !== 2) return false;
+  return (raw as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders !== true;
+}
 
 /** Options of the Fastify plugin: see the README for each, with its default. */
 export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
@@ -243,7 +254,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     keep(request, state);
     // No body (Fastify reads none): nothing to wait for.
     const { 'content-length': length, 'transfer-encoding': chunked } = request.headers;
-    if (chunked === undefined && (length === undefined || length === '0')) {
+    if (chunked === undefined && (length === '0' || (length === undefined && !http2Body(request.raw)))) {
       state.complete = true;
       return done(null, payload);
     }
@@ -284,9 +295,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       readAndRestore(raw, state.core.options.maxRequestBytes).then((read) => {
         if (read === 'aborted') return done(new Error('the client left before sending its whole body'));
         if (read !== 'tooLarge') return then();
-        // The rest of the body is discarded as it comes (as Node does for a body nobody reads): left
-        // unread, the connection's next request hung; closed, the client lost the 413 to a reset.
-        raw.resume();
+        discardRest(raw, state.core.options.maxRequestBytes);
         const { status, headers, body } = problem('tooLarge');
         reply
           .code(status)

@@ -81,8 +81,12 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
       req.removeListener('close', onAbort);
       resolve(result);
     };
+    // A body that had all come before we watched (its null pushed already: an HTTP/2 request
+    // read in a preHandler hook) says so only in its stream's state: it was waited for forever.
+    const state = (req as { _readableState?: { ended?: boolean } })._readableState;
+    const all = () => req.complete || ended || state?.ended === true;
     const onAbort = () => {
-      if (!req.complete && !ended) done('aborted');
+      if (!all()) done('aborted');
     };
     function onReadable() {
       for (let chunk: Buffer | null = req.read(); chunk !== null; chunk = req.read()) {
@@ -90,7 +94,7 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
         size += chunk.length;
         if (size > limit) return done('tooLarge');
       }
-      if (!req.complete && !ended) return;
+      if (!all()) return;
       // The last read() scheduled 'end' for the next tick; data put back now cancels it.
       // One chunk (most bodies) is handed back as it is: it is hashed before anyone reads it again.
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
@@ -102,6 +106,28 @@ export function readAndRestore(req: IncomingMessage, limit: number): Promise<Buf
     req.once('error', onAbort);
     req.once('close', onAbort);
   });
+}
+
+/** The least of a refused body {@link discardRest} reads before it closes the connection. */
+const DISCARD_AT_LEAST = 1_048_576;
+
+/**
+ * The rest of a body refused with 413, discarded as it comes (as Node does for a body nobody
+ * reads): left unread, the connection's next request hung; closed at once, a client still
+ * sending lost the 413 to a reset. Past as much again as the middleware reads (`limit`, at
+ * least 1 MiB), the request is destroyed (its connection; its stream alone on HTTP/2): a client
+ * that never stops sending was read for as long as it sent.
+ */
+export function discardRest(req: IncomingMessage, limit: number): void {
+  let left = Math.max(limit, DISCARD_AT_LEAST);
+  const onData = (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left >= 0) return;
+    req.removeListener('data', onData);
+    req.destroy();
+  };
+  req.on('data', onData);
+  req.resume();
 }
 
 /** What reading a request's body came to: its bytes, or why there are none to have. */

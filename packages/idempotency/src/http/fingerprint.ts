@@ -138,6 +138,9 @@ function mediaTypeOf(sent: string): { type: string; boundary: string | undefined
   const multipart = (media[1] as string).toLowerCase() === 'multipart';
   let type = media[0].toLowerCase();
   let boundary: string | undefined;
+  // Where the boundary parameter is in what was sent.
+  let start = 0;
+  let end = 0;
   let at = media[0].length;
   PARAMETER.lastIndex = at;
   for (let p = PARAMETER.exec(sent); p !== null; p = PARAMETER.exec(sent)) {
@@ -145,16 +148,28 @@ function mediaTypeOf(sent: string): { type: string; boundary: string | undefined
     const name = (p[1] as string).toLowerCase();
     let value = p[2] ?? (p[3] as string);
     if (multipart && boundary === undefined && name === 'boundary') {
-      boundary = value;
+      [boundary, start, end] = [value, p.index, at];
       continue;
     }
     if (name === 'charset') value = value.toLowerCase();
     type += `; ${name}=${TOKEN.test(value) ? value : `"${value}"`}`;
   }
   if (!/^[ \t]*$/.test(sent.slice(at))) return undefined;
-  // An empty boundary splits nothing (parsers refuse it): hashed as sent.
-  return boundary === '' ? undefined : { type, boundary };
+  if (boundary === undefined) return { type, boundary };
+  // Hashed as sent, body and all, unless every parser splits the body where the hash does:
+  // - an empty boundary splits nothing (parsers refuse it);
+  // - one outside printable ASCII is split on its UTF-8 bytes by busboy and @fastify/busboy (a
+  //   header's byte 0xE9 is "é", looked for as C3 A9), on one byte per character here: two
+  //   boundaries whose delimiters a body holds neither of hashed equal, read as two uploads;
+  // - "boundary" anywhere else in the type is a boundary to some parser: RFC 2231's
+  //   `boundary*=utf-8''E` to @fastify/busboy, the `boundary=` in `xboundary=` or in another
+  //   parameter's quoted value to formidable (a regular expression over the header).
+  if (!PRINTABLE.test(boundary) || /boundary/i.test(`${sent.slice(0, start)} ${sent.slice(end)}`)) return undefined;
+  return { type, boundary };
 }
+
+/** Printable ASCII: one byte per character in latin1 and UTF-8 alike. */
+const PRINTABLE = /^[\x20-\x7e]+$/;
 
 /** The most delimiters a multipart body is hashed without its boundary through. */
 const MAX_PARTS = 1_000;
