@@ -22,15 +22,50 @@ export function hiddenName(value: string): string {
   return shown;
 }
 
-/** `event` with each string field hidden (see hiddenName): the event itself when none changes. */
-export function hiddenEvent<E extends object>(event: E): E {
+/**
+ * `event` with each string field hidden (see hiddenName) but `keep`, one already shown as it
+ * should be: the event itself when none changes.
+ */
+export function hiddenEvent<E extends object>(event: E, keep?: string): E {
   const fields = event as Record<string, unknown>;
   let copy: Record<string, unknown> | undefined;
   for (const field in fields) {
     const value = fields[field];
-    if (typeof value !== 'string') continue;
+    if (typeof value !== 'string' || field === keep) continue;
     const shown = hiddenName(value);
     if (shown !== value) (copy ??= { ...fields })[field] = shown;
   }
   return (copy ?? event) as E;
+}
+
+/**
+ * Policy names as one instrument()'s attributes show them: hidden (see hiddenName), and two that
+ * hide alike (one breaker per tenant, named by a URL that differs in its API key) kept apart as
+ * `#2`, `#3`..., as the anomaly watch shows such keys. Merged, an open breaker's state was summed
+ * with a closed one's, and one leaving took the other's counts along. A name keeps what it shows
+ * until it is forgotten (it left the registry).
+ */
+export class ShownNames {
+  readonly #shown = new Map<string, string>();
+  readonly #taken = new Set<string>();
+
+  get(name: string): string {
+    const hidden = hiddenName(name);
+    if (hidden === name) return name;
+    let shown = this.#shown.get(name);
+    if (shown === undefined) {
+      shown = hidden;
+      for (let n = 1; this.#taken.has(shown); ) shown = `${hidden}#${++n}`;
+      this.#taken.add(shown);
+      this.#shown.set(name, shown);
+    }
+    return shown;
+  }
+
+  forget(name: string): void {
+    const shown = this.#shown.get(name);
+    if (shown === undefined) return;
+    this.#shown.delete(name);
+    this.#taken.delete(shown);
+  }
 }
