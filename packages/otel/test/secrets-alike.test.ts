@@ -37,7 +37,11 @@ describe('instrument(), names that hide alike', () => {
 
     const rows = await meterProvider.collect();
     expect(JSON.stringify(rows)).not.toMatch(/KEY-OF/);
-    expect(of(rows, 'holdfast.breaker.calls').map((r) => r.value).sort()).toEqual([2, 3]);
+    expect(
+      of(rows, 'holdfast.breaker.calls')
+        .map((r) => r.value)
+        .sort(),
+    ).toEqual([2, 3]);
     const inState = of(rows, 'holdfast.breaker.state').filter((r) => r.value === 1);
     // One breaker open, one closed: never one series open and closed at once.
     expect(inState.map((r) => r.attributes['holdfast.breaker.state']).sort()).toEqual(['closed', 'open']);
@@ -59,5 +63,19 @@ describe('instrument(), names that hide alike', () => {
     // One breaker: in one state, once.
     expect(rows.reduce((sum, r) => sum + r.value, 0)).toBe(1);
     expect(rows.filter((r) => r.value === 1).map((r) => r.attributes['holdfast.breaker.state'])).toEqual(['open']);
+  });
+});
+
+describe('instrument(), keys the anomaly watch showed apart', () => {
+  it('two keys hidden alike, `#2` apart as the watch shows them, stay two series', async () => {
+    const { bus, meterProvider } = setup();
+    // What watch() shows for tenantA's and tenantB's keys: hidden, and apart.
+    const keys = ['https://api.example/v1?api_key=***', 'https://api.example/v1?api_key=***#2'];
+    keys.forEach((key, i) =>
+      bus.emit(ev({ type: 'anomaly.score', source: 'anomaly', key, score: i, raised: false, metrics: [] })),
+    );
+    const scores = of(await meterProvider.collect(), 'holdfast.anomaly.score');
+    const shown = new Map(scores.map((s) => [s.attributes['holdfast.anomaly.key'], s.value]));
+    expect(shown).toEqual(new Map(keys.map((key, i) => [key, i])));
   });
 });

@@ -32,6 +32,10 @@ export function hiddenLabel(value: string): string {
   let shown = hidden.get(value);
   if (shown === undefined) {
     shown = hideSecrets(value);
+    // Shown already, `#2` apart from another hidden alike (an anomaly watch's key): hiding it again
+    // ate the `#2` of a query value (`?api_key=***#2`), and merged the two.
+    const apart = /^(.*\*\*\*.*)#\d+$/s.exec(value)?.[1];
+    if (shown !== value && apart !== undefined && hideSecrets(apart) === apart) shown = value;
     // A bound, not an LRU: values past it are hidden again, which costs time, never memory.
     if (hidden.size >= 1_000) hidden.clear();
     hidden.set(value, shown);

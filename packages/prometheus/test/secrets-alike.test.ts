@@ -50,3 +50,18 @@ describe('collect(), two names that hide alike', () => {
     expect(left.map((c) => c.value)).toEqual([3]);
   });
 });
+
+describe('collect(), keys the anomaly watch showed apart', () => {
+  it('two keys hidden alike, `#2` apart as the watch shows them, stay two series', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    cleanups.push(collect({ bus, policies: createPolicyRegistry(), registry }));
+    // What watch() shows for tenantA's and tenantB's keys: hidden, and apart.
+    const keys = ['https://api.example/v1?api_key=***', 'https://api.example/v1?api_key=***#2'];
+    keys.forEach((key, i) =>
+      bus.emit(ev({ type: 'anomaly.score', source: 'anomaly', key, score: i, raised: false, metrics: [] })),
+    );
+    const scores = await samples(registry, 'holdfast_anomaly_score');
+    expect(scores.map((s) => [s.key, s.value])).toEqual(keys.map((key, i) => [key, i]));
+  });
+});
