@@ -71,9 +71,9 @@ describe('instrument(), keys the anomaly watch showed apart', () => {
     const { bus, meterProvider } = setup();
     // What watch() shows for tenantA's and tenantB's keys: hidden, and apart.
     const keys = ['https://api.example/v1?api_key=***', 'https://api.example/v1?api_key=***#2'];
-    keys.forEach((key, i) =>
-      bus.emit(ev({ type: 'anomaly.score', source: 'anomaly', key, score: i, raised: false, metrics: [] })),
-    );
+    for (const [i, key] of keys.entries()) {
+      bus.emit(ev({ type: 'anomaly.score', source: 'anomaly', key, score: i, raised: false, metrics: [] }));
+    }
     const scores = of(await meterProvider.collect(), 'holdfast.anomaly.score');
     const shown = new Map(scores.map((s) => [s.attributes['holdfast.anomaly.key'], s.value]));
     expect(shown).toEqual(new Map(keys.map((key, i) => [key, i])));

@@ -58,9 +58,9 @@ describe('collect(), keys the anomaly watch showed apart', () => {
     cleanups.push(collect({ bus, policies: createPolicyRegistry(), registry }));
     // What watch() shows for tenantA's and tenantB's keys: hidden, and apart.
     const keys = ['https://api.example/v1?api_key=***', 'https://api.example/v1?api_key=***#2'];
-    keys.forEach((key, i) =>
-      bus.emit(ev({ type: 'anomaly.score', source: 'anomaly', key, score: i, raised: false, metrics: [] })),
-    );
+    for (const [i, key] of keys.entries()) {
+      bus.emit(ev({ type: 'anomaly.score', source: 'anomaly', key, score: i, raised: false, metrics: [] }));
+    }
     const scores = await samples(registry, 'holdfast_anomaly_score');
     expect(scores.map((s) => [s.key, s.value])).toEqual(keys.map((key, i) => [key, i]));
   });
