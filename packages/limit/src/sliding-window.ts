@@ -18,14 +18,14 @@ interface Window {
   current: number;
   /**
    * Set by a step back of the line: the furthest window its counts were in. The line coming back
-   * over it (the step undone) is no time passing: the counts stand, once per step back.
+   * to it (the step undone) is no time passing: the counts stand, once per step back.
    */
   high?: number | undefined;
 }
 
-/** Whether `s`'s counts stand at window `index`: at or behind its window, or the line coming back. */
+/** Whether `s`'s counts stand at window `index`: at or behind its window, or the line come back to them. */
 const standing = (s: Window, index: number) =>
-  index <= s.index || (index > s.index + 1 && s.high !== undefined && index <= s.high + 1);
+  index <= s.index || (index > s.index + 1 && s.high !== undefined && Math.abs(index - s.high) <= 1);
 
 /**
  * A sliding window per key, in this process: the calls of the current fixed window plus those
@@ -76,10 +76,10 @@ class SlidingWindow extends RateLimiterBase {
     const index = Math.floor(now / w);
     const s = this.#table.get(key, () => ({ index, previous: 0, current: 0 }));
     if (index > s.index && standing(s, index)) {
-      // The line came back over windows it counted (a clock stepped back, then set right; or
+      // The line came back to the window it counted in (a clock stepped back, then set right; or
       // flapping between two times): no time passed, the counts stand. Forgotten, a clock
       // flapping every few ms granted a full limit per flap. Once per step back: a quiet spell
-      // after it is told from a return only by that, and holds the key at most one window more.
+      // ending just there is told from a return by nothing, and holds the key a window more.
       s.index = index;
       s.high = undefined;
     } else if (index > s.index) {

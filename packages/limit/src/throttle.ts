@@ -143,10 +143,10 @@ class Throttle implements AdaptiveThrottle {
     if (slice < this.#slice) {
       this.#high = Math.max(this.#high ?? this.#slice, this.#slice);
       this.#lineBack(slice);
-    } else if (slice > this.#slice + 1 && this.#high !== undefined && slice <= this.#high + 1) {
-      // The line came back over slices it counted (a clock set back, then set right): no time
+    } else if (slice > this.#slice + 1 && this.#high !== undefined && Math.abs(slice - this.#high) <= 1) {
+      // The line came back to where it counted (a clock set back, then set right): no time
       // passed, the window stands. Forgotten, a flapping clock wiped the backend's refusals at
-      // each return. Once per step back: a quiet spell after it ends a slice later at most.
+      // each return. Once per step back: a quiet spell ending just there holds it a window more.
       this.#high = undefined;
       this.#lineBack(slice);
     } else if (this.#high !== undefined && slice > this.#high) this.#high = undefined;
