@@ -223,13 +223,24 @@ class ToxicProxy implements FaultProxy {
     const scope = faultScope.getStore();
     if (state.off || scope?.ended) return { name, remove: () => {} };
     const active = { ...parsed, name, direction } as ActiveToxic;
+    // One of the same name put on before the drill (the user's setup) is back on at its end.
+    const before = this.#toxics.get(name);
+    const beforeLeft = this.#dropsLeft.get(name);
     this.remove(name);
-    this.#toxics.set(name, active);
-    scope?.opened(() => this.has(active) && this.remove(name));
-    if (active.type === 'drop') this.#dropsLeft.set(name, active.bytes ?? active.chunks ?? 1);
+    this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
+    scope?.opened(() => {
+      if (!this.has(active)) return;
+      this.remove(name);
+      if (before !== undefined && !this.#closed) this.#put(before, beforeLeft);
+    });
+    return { name, remove: () => void this.remove(name) };
+  }
+
+  #put(active: ActiveToxic, dropsLeft: number | undefined): void {
+    this.#toxics.set(active.name, active);
+    if (dropsLeft !== undefined) this.#dropsLeft.set(active.name, dropsLeft);
     this.#report(active, true);
     for (const link of this.#links) link.toxicAdded(active);
-    return { name, remove: () => void this.remove(name) };
   }
 
   remove(name: string): boolean {
@@ -254,9 +265,10 @@ class ToxicProxy implements FaultProxy {
   refuse(): Promise<void> {
     const scope = faultScope.getStore();
     if (!state.off && !scope?.ended) {
+      // A drill's step refused: the drill's end listens again, however it ends; unless it was
+      // refusing before (the user's setup), which the drill leaves as it found it.
+      if (this.#wanted) scope?.opened(() => this.accept());
       this.#wanted = false;
-      // A drill's step refused: the drill's end listens again, however it ends.
-      scope?.opened(() => this.accept());
     }
     return this.#settle();
   }

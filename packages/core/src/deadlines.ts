@@ -164,8 +164,15 @@ export class DeadlineQueue<S> {
   }
 
   #expireDue(): void {
-    // The timer ran its whole run, whatever now() says (a step either way).
-    if (this.#ownLine) this.#lineAt += this.#armedFor;
+    // The timer ran its whole run, whatever now() says (a step either way). Late by now() (a
+    // loaded loop, or a step forward), the next run is at least an eighth of a length: the line
+    // misses each firing's lateness, and one firing per deadline due (many calls in flight, a
+    // fraction of a ms apart) added it up past one length. Never early: it only waits longer.
+    let late = false;
+    if (this.#ownLine) {
+      late = this.#clock.now() - this.#wallAt > this.#armedFor;
+      this.#lineAt += this.#armedFor;
+    }
     this.#armed = false;
     this.#timer = undefined;
     const now = this.#now();
@@ -184,7 +191,7 @@ export class DeadlineQueue<S> {
     if (head !== undefined && !this.#armed) {
       const left = head.at - this.#now();
       // Node's timers count whole milliseconds: round up, so the deadline is never early.
-      this.#arm(this.#real ? Math.max(1, Math.ceil(left)) : left);
+      this.#arm(this.#real ? Math.max(1, Math.ceil(left)) : late ? Math.max(left, this.#ms / 8) : left);
     }
   }
 }

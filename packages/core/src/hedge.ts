@@ -376,6 +376,8 @@ class ShareBudget {
   /** The clock's monotonic time: the window slides with real time, whatever the wall clock does. */
   readonly #elapsed: () => number;
   #slice: number;
+  /** Set by a step back of the line: the furthest slice counted (see #advance). */
+  #high: number | undefined;
   #callSum = 0;
   #spentSum = 0;
 
@@ -405,9 +407,15 @@ class ShareBudget {
 
   #advance(): number {
     const slice = Math.floor(this.#elapsed() / this.#sliceMs);
-    if (slice < this.#slice) {
-      // The line went back (a clock without monotonic() stepped back): what the window holds
-      // moves to the slice of now and leaves one window later, not when the line is back.
+    const high = this.#high;
+    // The line went back (a clock without monotonic() stepped back): what the window holds moves
+    // to the slice of now and leaves one window later, not when the line is back. The line coming
+    // back to where it counted (the step undone, once per step) is no time passing either:
+    // forgotten, a flapping clock gave the full budget again at each return.
+    const back = slice < this.#slice;
+    const returning = !back && slice > this.#slice + 1 && high !== undefined && Math.abs(slice - high) <= 1;
+    this.#high = back ? Math.max(high ?? slice, this.#slice) : returning || slice > (high ?? slice) ? undefined : high;
+    if (back || returning) {
       this.#calls.fill(0);
       this.#spent.fill(0);
       this.#slice = slice;

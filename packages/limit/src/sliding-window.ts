@@ -16,7 +16,16 @@ interface Window {
   index: number;
   previous: number;
   current: number;
+  /**
+   * Set by a step back of the line: the furthest window its counts were in. The line coming back
+   * to it (the step undone) is no time passing: the counts stand, once per step back.
+   */
+  high?: number | undefined;
 }
+
+/** Whether `s`'s counts stand at window `index`: at or behind its window, or the line come back to them. */
+const standing = (s: Window, index: number) =>
+  index <= s.index || (index > s.index + 1 && s.high !== undefined && Math.abs(index - s.high) <= 1);
 
 /**
  * A sliding window per key, in this process: the calls of the current fixed window plus those
@@ -50,10 +59,11 @@ class SlidingWindow extends RateLimiterBase {
     this.#table = new KeyTable<Window>(maxKeys, (s) => {
       const now = this.common.elapsed();
       const index = Math.floor(now / interval);
-      if (index > s.index + 1) return false;
-      // At or behind its window (the line went back): its counts stand, as take() keeps them.
-      const previous = index <= s.index ? s.previous : s.current;
-      const current = index <= s.index ? s.current : 0;
+      // At or behind its window (the line went back), or coming back: its counts stand, as take() keeps them.
+      const stand = standing(s, index);
+      if (index > s.index + 1 && !stand) return false;
+      const previous = stand ? s.previous : s.current;
+      const current = stand ? s.current : 0;
       return previous * ((interval - (now - index * interval)) / interval) + current + 1 > limit + 1e-9;
     });
   }
@@ -65,14 +75,23 @@ class SlidingWindow extends RateLimiterBase {
     const w = this.interval;
     const index = Math.floor(now / w);
     const s = this.#table.get(key, () => ({ index, previous: 0, current: 0 }));
-    if (index > s.index) {
+    if (index > s.index && standing(s, index)) {
+      // The line came back to the window it counted in (a clock stepped back, then set right; or
+      // flapping between two times): no time passed, the counts stand. Forgotten, a clock
+      // flapping every few ms granted a full limit per flap. Once per step back: a quiet spell
+      // ending just there is told from a return by nothing, and holds the key a window more.
+      s.index = index;
+      s.high = undefined;
+    } else if (index > s.index) {
       s.previous = index === s.index + 1 ? s.current : 0;
       s.current = 0;
       s.index = index;
+      if (s.high !== undefined && index > s.high) s.high = undefined;
     } else if (index < s.index) {
       // The line went back (a clock without monotonic() stepped back; realClock left fake timers
       // for real ones): its counts stand in the window of now, or it stays full until the line
       // is back where it was (an hour after a one-hour step).
+      s.high = Math.max(s.high ?? s.index, s.index);
       s.index = index;
     }
     const elapsed = now - index * w;

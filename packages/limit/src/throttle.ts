@@ -66,6 +66,8 @@ class Throttle implements AdaptiveThrottle {
   readonly #accepts = new Float64Array(SLICES);
   readonly #sliceMs: number;
   #slice: number;
+  /** Set by a step back of the line: the furthest slice counted (see #advance). */
+  #high: number | undefined;
   #requestSum = 0;
   #acceptSum = 0;
   #rejected = 0;
@@ -138,7 +140,16 @@ class Throttle implements AdaptiveThrottle {
 
   #advance(): number {
     const slice = Math.floor(this.common.elapsed() / this.#sliceMs);
-    if (slice < this.#slice) this.#lineBack(slice);
+    if (slice < this.#slice) {
+      this.#high = Math.max(this.#high ?? this.#slice, this.#slice);
+      this.#lineBack(slice);
+    } else if (slice > this.#slice + 1 && this.#high !== undefined && Math.abs(slice - this.#high) <= 1) {
+      // The line came back to where it counted (a clock set back, then set right): no time
+      // passed, the window stands. Forgotten, a flapping clock wiped the backend's refusals at
+      // each return. Once per step back: a quiet spell ending just there holds it a window more.
+      this.#high = undefined;
+      this.#lineBack(slice);
+    } else if (this.#high !== undefined && slice > this.#high) this.#high = undefined;
     const steps = Math.min(slice - this.#slice, SLICES);
     for (let i = 1; i <= steps; i++) {
       const at = ring(this.#slice + i);

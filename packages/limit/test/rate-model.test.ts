@@ -167,10 +167,15 @@ describe('slidingWindow (model)', () => {
         }
         checkSpans(allowed, (span) => (span < interval ? 2 * limit : Number.POSITIVE_INFINITY));
         // Two quiet intervals after it was last looked at (it cannot know how long ago a step
-        // back came before that), the window is empty, whatever the clock did.
+        // back came before that), the window is empty, whatever the clock did; except that once
+        // per step back a quiet spell reads as the clock coming back (no time passed: see
+        // rate-clock-return.test.ts), which holds it two intervals more at worst.
         limiter.take('k', limit);
         await timers.advance(2 * interval);
-        expect(limiter.take('k', limit).allowed, 'a full take two intervals later').toBe(true);
+        if (!limiter.take('k', limit).allowed) {
+          await timers.advance(2 * interval);
+          expect(limiter.take('k', limit).allowed, 'a full take four intervals later').toBe(true);
+        }
       }),
       { numRuns: 200 },
     );
@@ -210,6 +215,9 @@ describe('adaptiveThrottle (model)', () => {
             expect(t.probability).toBeLessThan(1);
           }
           await timers.advance(window + window / 10);
+          // Once per step back, a quiet spell reads as the clock coming back (no time passed:
+          // see rate-clock-return.test.ts), which holds the window one more at worst.
+          if (t.probability !== 0) await timers.advance(window + window / 10);
           expect(t.probability, 'probability a window after the last call').toBe(0);
         },
       ),

@@ -11,7 +11,7 @@ import {
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
-import { hiddenEvent, hiddenName } from './hide.js';
+import { hiddenEvent, ShownNames } from './hide.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
@@ -50,8 +50,10 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   }
   const meter = provider?.getMeter(scope.name, scope.version);
   const names = new PolicyNames(o.maxPolicies, 'instrument');
-  // A user's own policy named by its URL keeps its password out of every attribute and span.
-  const label = (name: string) => names.label(hiddenName(name));
+  // A user's own policy named by its URL keeps its password out of every attribute and span;
+  const shown = new ShownNames();
+  // two named alike but for it stay two policies. Capped first: past maxPolicies, none is held.
+  const label = (name: string) => shown.get(names.label(name));
   const events = meter ? meterEvents(meter, policies, label) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
@@ -73,7 +75,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const offs = [
     ...Object.entries(metering.handlers).map(([type, handler]) => {
       const meter = handler as (event: HoldfastEvent) => void;
-      return on(type as EventType, (event) => meter(labelled(hiddenEvent(event), label)));
+      return on(type as EventType, (event) => meter(hiddenEvent(labelled(event, label), 'source')));
     }),
     ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, hiddenEvent(event)))),
   ];
@@ -81,8 +83,9 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   if (typeof policies.onUnregister === 'function') {
     offs.push(
       policies.onUnregister((_kind, registered) => {
-        const name = hiddenName(registered);
-        if (!names.forget(name)) return;
+        if (!names.forget(registered)) return;
+        const name = shown.get(registered);
+        shown.forget(registered);
         events?.forget(name);
         limits?.forget(name);
       }),

@@ -264,7 +264,11 @@ export function meterEvents(
     for (const rows of detected.values()) {
       for (const row of rows.values()) result.observe(detections, row.value, row.attributes);
     }
+    // By policy label: a breaker registered and on the bus under a name with a password (its
+    // label hidden) is one breaker, its snapshot's state standing, not two. Those under `_other`
+    // are each counted there.
     const breakers = new Map<string, string>(lastState);
+    const others: string[] = [];
     // A policy's own value (its newest copy's), or for `_other` the sum over the policies it
     // stands for: endpoints of that name up, calls in flight, retries the budgets allow. The
     // last one read would say nothing of the others.
@@ -280,7 +284,9 @@ export function meterEvents(
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'breaker') {
         const b: BreakerView | undefined = readBreaker(name, snapshot);
-        if (b) breakers.set(name, b.state);
+        const policy = b && label(name);
+        if (policy === OTHER_POLICY) others.push((b as BreakerView).state);
+        else if (policy) breakers.set(policy, (b as BreakerView).state);
       } else if (kind === 'failover') {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
           const attrs = { [A.policy]: label(name), [A.endpoint]: hiddenName(e.name) };
@@ -296,8 +302,7 @@ export function meterEvents(
     // Per policy label, how many of its breakers are in each state: 1 and 0s for a breaker of
     // its own, counts for `_other`.
     const states = new Map<string, Map<string, number>>();
-    for (const [name, current] of breakers) {
-      const policy = label(name);
+    for (const [policy, current] of [...breakers, ...others.map((state) => [OTHER_POLICY, state] as const)]) {
       let counts = states.get(policy);
       if (counts === undefined) states.set(policy, (counts = new Map(breakerStates.map((s) => [s, 0]))));
       counts.set(current, (counts.get(current) ?? 0) + 1);

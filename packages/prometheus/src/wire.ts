@@ -32,9 +32,45 @@ export function hiddenLabel(value: string): string {
   let shown = hidden.get(value);
   if (shown === undefined) {
     shown = hideSecrets(value);
+    // Shown already, `#2` apart from another hidden alike (an anomaly watch's key): hiding it again
+    // ate the `#2` of a query value (`?api_key=***#2`), and merged the two.
+    const apart = /^(.*\*\*\*.*)#\d+$/s.exec(value)?.[1];
+    if (shown !== value && apart !== undefined && hideSecrets(apart) === apart) shown = value;
     // A bound, not an LRU: values past it are hidden again, which costs time, never memory.
     if (hidden.size >= 1_000) hidden.clear();
     hidden.set(value, shown);
   }
   return shown;
+}
+
+/**
+ * Policy names as one collector's labels show them: hidden (see hiddenLabel), and two that hide
+ * alike (one breaker per tenant, named by a URL that differs in its API key) kept apart as `#2`,
+ * `#3`..., as the anomaly watch shows such keys. Merged, an open breaker's state was summed with a
+ * closed one's, and one leaving took the other's series along. A name keeps its label until it
+ * is forgotten (it left the registry).
+ */
+export class ShownNames {
+  readonly #shown = new Map<string, string>();
+  readonly #taken = new Set<string>();
+
+  get(name: string): string {
+    const hidden = hiddenLabel(name);
+    if (hidden === name) return name;
+    let shown = this.#shown.get(name);
+    if (shown === undefined) {
+      shown = hidden;
+      for (let n = 1; this.#taken.has(shown); ) shown = `${hidden}#${++n}`;
+      this.#taken.add(shown);
+      this.#shown.set(name, shown);
+    }
+    return shown;
+  }
+
+  forget(name: string): void {
+    const shown = this.#shown.get(name);
+    if (shown === undefined) return;
+    this.#shown.delete(name);
+    this.#taken.delete(shown);
+  }
 }
