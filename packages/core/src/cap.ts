@@ -1,3 +1,7 @@
+import { hideSecrets } from './redact.js';
+import type { PolicyRegistry, PolicySnapshot } from './registry.js';
+import type { JsonValue } from './snapshot.js';
+
 /** The policy label value every name past the cap shares. */
 export const OTHER_POLICY = '_other';
 
@@ -54,4 +58,94 @@ export function labelled<
   const copy: { source: string } = { ...event };
   copy.source = source;
   return copy as E;
+}
+
+/** What may hold a credential: a URL, `user:password@`, `key=value`, `key: value`, a bearer token. */
+const maybeSecret = /[:=@]|bearer/i;
+/** Values hidden so far: a policy or endpoint name is one of few, and the hot path pays one lookup. */
+const hidden = new Map<string, string>();
+
+/**
+ * A name or label value without the credentials it may carry, as the dashboard shows it
+ * (hideSecrets): a user's own policy named by its URL (`https://u:pw@host`, `?api_key=`), or a
+ * snapshot registered under one. Our own policies hide their names already; theirs reach
+ * exporters as given.
+ */
+export function hiddenName(value: string): string {
+  if (!maybeSecret.test(value)) return value;
+  let shown = hidden.get(value);
+  if (shown === undefined) {
+    shown = hideSecrets(value);
+    // Shown already, `#2` apart from another hidden alike (an anomaly watch's key): hiding it again
+    // ate the `#2` of a query value (`?api_key=***#2`), and merged the two.
+    const apart = /^(.*\*\*\*.*)#\d+$/s.exec(value)?.[1];
+    if (shown !== value && apart !== undefined && hideSecrets(apart) === apart) shown = value;
+    // A bound, not an LRU: values past it are hidden again, which costs time, never memory.
+    if (hidden.size >= 1_000) hidden.clear();
+    hidden.set(value, shown);
+  }
+  return shown;
+}
+
+/**
+ * Policy names as one exporter's labels show them (@holdfast/prometheus and @holdfast/otel share
+ * it): hidden (see hiddenName), and two that hide alike (one breaker per tenant, named by a URL
+ * that differs in its API key) kept apart as `#2`, `#3`..., as the anomaly watch shows such keys.
+ * Merged, an open breaker's state was summed with a closed one's, and one leaving took the
+ * other's series along. A name keeps what it shows until it is forgotten (it left the registry).
+ */
+export class ShownNames {
+  readonly #shown = new Map<string, string>();
+  readonly #taken = new Set<string>();
+
+  /** What `name` shows: hidden, with `#2`, `#3`... when another name hides alike. */
+  get(name: string): string {
+    const hidden = hiddenName(name);
+    if (hidden === name) return name;
+    let shown = this.#shown.get(name);
+    if (shown === undefined) {
+      shown = hidden;
+      for (let n = 1; this.#taken.has(shown); ) shown = `${hidden}#${++n}`;
+      this.#taken.add(shown);
+      this.#shown.set(name, shown);
+    }
+    return shown;
+  }
+
+  /** Frees what `name` showed (its policy left the registry), for another name to show. */
+  forget(name: string): void {
+    const shown = this.#shown.get(name);
+    if (shown === undefined) return;
+    this.#shown.delete(name);
+    this.#taken.delete(shown);
+  }
+}
+
+/**
+ * `policies` as an exporter's gauges read it: each snapshot made plain JSON first, so one whose reading
+ * throws (a user's own snapshot with a getter on a pool closed meanwhile) is read as one whose
+ * snapshot() threw (null, its error's name), not a throw out of the scrape, which left every
+ * metric unserved.
+ */
+export function plainPolicies(policies: PolicyRegistry): PolicyRegistry {
+  return {
+    register: (kind, name, source) => policies.register(kind, name, source),
+    // A registry of an older copy may have none: nothing to be told then.
+    onUnregister: (listener) =>
+      typeof policies.onUnregister === 'function' ? policies.onUnregister(listener) : () => {},
+    get size() {
+      return policies.size;
+    },
+    snapshots: (kind) => policies.snapshots(kind).map(plain),
+  };
+}
+
+function plain(entry: PolicySnapshot): PolicySnapshot {
+  try {
+    const text = JSON.stringify(entry.snapshot);
+    return { ...entry, snapshot: text === undefined ? null : (JSON.parse(text) as JsonValue) };
+  } catch (error) {
+    const name = error instanceof Error && /^\w{1,64}$/.test(error.name) ? error.name : 'Error';
+    return { kind: entry.kind, name: entry.name, snapshot: null, error: name };
+  }
 }

@@ -14,7 +14,7 @@ export {
   shieldBus,
   type Unsubscribe,
 } from './bus.js';
-export { labelled, OTHER_POLICY, PolicyNames } from './cap.js';
+export { hiddenName, labelled, OTHER_POLICY, PolicyNames, plainPolicies, ShownNames } from './cap.js';
 export {
   type Clock,
   elapsedTime,

@@ -7,15 +7,16 @@ import {
   labelled,
   PolicyNames,
   parseOptions,
+  plainPolicies,
+  ShownNames,
   stateChangeEvents,
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
-import { hiddenEvent, ShownNames } from './hide.js';
+import { hiddenEvent } from './hide.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
-import { plainPolicies } from './plain.js';
 import { annotate, callEvents } from './spans.js';
 
 const scope = { name: '@holdfast/otel', version: '0.1.0' };

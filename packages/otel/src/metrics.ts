@@ -6,6 +6,7 @@ import {
   type EventType,
   eventTypes,
   type HoldfastEvent,
+  hiddenName,
   OTHER_POLICY,
   type PolicyRegistry,
   readBreaker,
@@ -21,7 +22,6 @@ import type {
   Observable,
   ObservableCounter,
 } from '@opentelemetry/api';
-import { hiddenName } from './hide.js';
 import { attributeNames as A, durationBuckets, metricNames as M } from './names.js';
 
 /** What to do with each event type: at most one handler per type. */

@@ -8,18 +8,20 @@ import {
   policies as globalPolicies,
   type HoldfastEvent,
   healthReport,
+  hiddenName,
   labelled,
   OTHER_POLICY,
   PolicyNames,
   parseOptions,
+  plainPolicies,
   readBreaker,
   readBudget,
   readFailover,
+  ShownNames,
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
-import { plainPolicies } from './plain.js';
-import { hiddenLabel, ShownNames, wireLabel } from './wire.js';
+import { wireLabel } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
@@ -31,14 +33,14 @@ type Labels<L extends string> = Partial<Record<L, string | number>>;
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
 /**
  * `labels` with each value as it goes on the wire (see wireLabel), without the credentials it
- * may carry (see hiddenLabel; a policy's as `policies` shows it): the same object when none changes.
+ * may carry (see hiddenName; a policy's as `policies` shows it): the same object when none changes.
  */
 function wire<L extends string>(labels: Labels<L>, policies: ShownNames): Labels<L> {
   let out: Labels<L> | undefined;
   for (const k in labels) {
     const v = labels[k];
     if (typeof v !== 'string') continue;
-    const w = wireLabel(k === 'policy' ? policies.get(v) : hiddenLabel(v));
+    const w = wireLabel(k === 'policy' ? policies.get(v) : hiddenName(v));
     if (w !== v) (out ??= { ...labels })[k] = w;
   }
   return out ?? labels;
