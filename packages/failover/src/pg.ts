@@ -327,6 +327,10 @@ class PrimaryWal {
       list = [];
       this.#seen.set(system, list);
     }
+    // A primary's flushed WAL never goes back on its timeline: one seen behind an earlier sighting
+    // is another history of the cluster (restored from a backup, which keeps the identifier and,
+    // without archive recovery, the timeline). The old one's WAL says nothing of its replicas.
+    if (list.some((s) => s.timeline === timeline && s.lsn > lsn)) list.length = 0;
     list.push({ timeline, lsn, at });
     if (list.length > 64) list.shift();
   }
