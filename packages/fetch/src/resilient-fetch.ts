@@ -444,10 +444,12 @@ class Client {
     );
   }
 
-  /** The base URLs: ours, or the targets of the user's set. */
+  /** The base URLs: ours, or the targets of the user's set (a URL object too: a path is joined under it). */
   #baseUrls(): readonly string[] {
     if (this.#o.baseUrls !== undefined) return this.#o.baseUrls;
-    return (this.#set?.endpoints ?? []).map((e) => e.target).filter((t) => typeof t === 'string');
+    return (this.#set?.endpoints ?? [])
+      .map((e) => e.target as unknown)
+      .flatMap((t) => (typeof t === 'string' || t instanceof URL ? [`${t}`] : []));
   }
 
   /** One run of a call over the failover set's endpoints. */

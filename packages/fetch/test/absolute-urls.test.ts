@@ -175,6 +175,20 @@ describe('an absolute URL under one of the base URLs', () => {
     expect(await (await http(`${api.url}/v1/orders/7?expand=1`)).text()).toBe('api GET /v1/orders/7?expand=1');
   });
 
+  it('is a path under a user’s set whose targets are URL objects, as a path is', async () => {
+    const set = failover<string>({
+      endpoints: [{ name: 'api', target: new URL(`${api.url}/v1`) as unknown as string }],
+      bus: createBus(),
+      ejection: false,
+    });
+    made.push(set);
+    const http = client({ failover: set });
+    expect(await (await http('/orders/7')).text()).toBe('api GET /v1/orders/7');
+    expect(await (await http(`${api.url}/v1/orders/8`)).text()).toBe('api GET /v1/orders/8');
+    await expect(http(`${evil.url}/v1/orders/9`)).rejects.toThrow(refusal);
+    expect(evil.seen).toEqual([]);
+  });
+
   it('same origin: scheme and host case, default ports, IPv6 forms and trailing slashes do not matter', async () => {
     const bases = ['http://pay.internal/v1', 'https://[::1]:8443/api/', 'https://b.example:443/b'];
     const { http, sent } = recorder({ baseUrls: bases });
