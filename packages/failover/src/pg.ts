@@ -295,11 +295,12 @@ export function pgRoles<T extends PgQueryable>(
   return {
     ...options,
     check: async (endpoint) => {
-      const started = Date.now();
+      // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
+      const started = performance.now();
       const { report, system, flushed } = await ask(endpoint.target, timeout);
       const [timeline, lsn] = report.token as [number, bigint];
       if (report.role === 'primary') {
-        primaries.saw(system, timeline, flushed ?? lsn, Date.now());
+        primaries.saw(system, timeline, flushed ?? lsn, performance.now());
         return report;
       }
       const behind = primaries.since(system, lsn, started);

@@ -40,8 +40,7 @@ afterEach(() => {
 });
 
 it('a replica of a primary restored from a backup (same system identifier, same timeline, older LSN) is not held behind the old primary', async () => {
-  vi.useFakeTimers({ toFake: ['Date'] });
-  vi.setSystemTime(new Date('2026-01-01T00:00:00Z'));
+  vi.useFakeTimers({ toFake: ['Date', 'performance'] });
   const roles = pgRoles<PgQueryable>({ timeout: 1_000 });
   const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
 
@@ -51,12 +50,12 @@ it('a replica of a primary restored from a backup (same system identifier, same 
   for (let i = 0; i < 6; i++) {
     await check(old);
     lsn += 0x100;
-    vi.setSystemTime(Date.now() + 10_000);
+    vi.advanceTimersByTime(10_000);
   }
 
   // Restored from a base backup taken at 0/3000000: a primary again, on timeline 1, with a
   // freshly built replica that has replayed all its primary flushed.
-  vi.setSystemTime(Date.now() + 60_000);
+  vi.advanceTimersByTime(60_000);
   const restored = server(() => primaryAt('0/3000100', '00000003'));
   const replica = server(() => ({
     replica: true,
@@ -68,8 +67,37 @@ it('a replica of a primary restored from a backup (same system identifier, same 
     lag: 0,
   }));
   expect((await check(restored)).role).toBe('primary');
-  vi.setSystemTime(Date.now() + 1_000);
+  vi.advanceTimersByTime(1_000);
   const seen = await check(replica);
   expect(seen.role).toBe('replica');
   expect(seen.lag).toBe(0);
+});
+
+it('a wall-clock step (NTP, a VM resumed) neither raises nor hides a replica’s lag: it is measured on monotonic time', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance'] });
+  vi.setSystemTime(new Date('2026-01-01T00:00:00Z'));
+  const roles = pgRoles<PgQueryable>({ timeout: 1_000 });
+  const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
+  const replicaAt = (lsn: string, lag: number) =>
+    server(() => ({
+      replica: true,
+      walfile: null,
+      checkpoint_timeline: 1,
+      system: '7400000000000000001',
+      flushed: null,
+      lsn,
+      lag,
+    }));
+  // The primary seen at 0/5000100; a second later the replica has replayed 0/5000000 and says it
+  // lags 0 (it replayed all it received: a stalled link): it lags a second.
+  await check(server(() => primaryAt('0/5000100', '00000005')));
+  vi.advanceTimersByTime(1_000);
+  expect((await check(replicaAt('0/5000000', 0))).lag).toBe(1_000);
+  // The wall clock steps 10 minutes on (or back) meanwhile: still a second more.
+  vi.setSystemTime(Date.now() + 600_000);
+  vi.advanceTimersByTime(1_000);
+  expect((await check(replicaAt('0/5000000', 0))).lag).toBe(2_000);
+  vi.setSystemTime(Date.now() - 1_200_000);
+  vi.advanceTimersByTime(1_000);
+  expect((await check(replicaAt('0/5000000', 0))).lag).toBe(3_000);
 });
