@@ -134,7 +134,10 @@ function busy(db: PgQueryable): boolean {
   // reconnect a Client): asked through it, the check fails as its calls do.
   if (typeof client.getTransactionStatus !== 'function' || client._queryable === false || client._ending === true)
     return false;
-  return client.readyForQuery !== true || client.getTransactionStatus() !== 'I';
+  // pg-native's Client shows no `readyForQuery`: asked through it, as before, never on a new
+  // connection at every check.
+  if (typeof client.readyForQuery !== 'boolean') return false;
+  return !client.readyForQuery || client.getTransactionStatus() !== 'I';
 }
 
 /** The checks of one target under way: one through it, one on a connection of its own. */

@@ -101,3 +101,47 @@ it('a wall-clock step (NTP, a VM resumed) neither raises nor hides a replica’s
   vi.advanceTimersByTime(1_000);
   expect((await check(replicaAt('0/5000000', 0))).lag).toBe(3_000);
 });
+
+/**
+ * A pg-native `Client` as pg 8.23.1 makes it (lib/native/client.js): `connectionParameters`,
+ * `getTransactionStatus()` and the `_queryable`/`_ending` flags as pg's own Client, but no
+ * `readyForQuery`. Its queries are answered here; every instance made is counted.
+ */
+let made = 0;
+class NativeLikeClient {
+  readonly connectionParameters = { host: '127.0.0.1', port: 5432, user: 'u', database: 'd' };
+  _queryable = true;
+  _ending = false;
+  queries = 0;
+  constructor(_options?: object) {
+    made++;
+  }
+  getTransactionStatus() {
+    return 'I';
+  }
+  on() {
+    return this;
+  }
+  async connect() {}
+  async end() {}
+  async query() {
+    this.queries++;
+    return { rows: [primaryAt('0/5000100', '00000005')] };
+  }
+}
+
+it('an idle pg-native Client is checked through itself, not on a new connection each check', async () => {
+  const roles = pgRoles<PgQueryable>({ timeout: 1_000 });
+  const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string }>;
+  const client = new NativeLikeClient();
+  made = 0;
+  for (let i = 0; i < 5; i++) {
+    expect((await check({ name: 'db', target: client as unknown as PgQueryable } as Endpoint<PgQueryable>)).role).toBe(
+      'primary',
+    );
+  }
+  expect({ connectionsOpened: made, queriesThroughIt: client.queries }).toEqual({
+    connectionsOpened: 0,
+    queriesThroughIt: 5,
+  });
+});
