@@ -440,7 +440,8 @@ class Client {
     // Sent as without base URLs: a host outside the set says nothing of the set's endpoints.
     if (this.#o.allowAbsoluteUrls) return undefined;
     throw new TypeError(
-      `${this.#o.name}: an absolute URL (${this.#redact.url(url)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
+      // Shown as URL reads it (what fetch would send): no newline or escape of the input's forges a log line.
+      `${this.#o.name}: an absolute URL (${this.#redact.url(absolute.href)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
     );
   }
 
