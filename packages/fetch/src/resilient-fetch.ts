@@ -445,12 +445,12 @@ class Client {
     );
   }
 
-  /** The base URLs: ours, or the targets of the user's set (a URL object too: a path is joined under it). */
+  /**
+   * The base URLs: ours, or the targets of the user's set as strings (a URL object too: a path is
+   * joined under it; one that is no URL is under nothing).
+   */
   #baseUrls(): readonly string[] {
-    if (this.#o.baseUrls !== undefined) return this.#o.baseUrls;
-    return (this.#set?.endpoints ?? [])
-      .map((e) => e.target as unknown)
-      .flatMap((t) => (typeof t === 'string' || t instanceof URL ? [`${t}`] : []));
+    return this.#o.baseUrls ?? (this.#set?.endpoints ?? []).map((e) => `${e.target}`);
   }
 
   /** One run of a call over the failover set's endpoints. */
