@@ -406,9 +406,29 @@ async function makeNode(name: string, root: string, who: Identity | undefined): 
   return node;
 }
 
-// A test run that dies must not leave servers behind.
-process.once('exit', () => {
+/** Kills every server of this process's pairs and removes their data (in memory, under /dev/shm). */
+function cleanUp(): void {
   for (const child of live) if (child.pid !== undefined) signalTree(child.pid, 'SIGKILL');
-  // Nor data in memory (/dev/shm).
-  for (const root of roots) rmSync(root, { recursive: true, force: true });
-});
+  for (const root of roots) {
+    try {
+      // Retried: a backend killed a moment ago may still be writing in it.
+      rmSync(root, { recursive: true, force: true, maxRetries: 5, retryDelay: 20 });
+    } catch {
+      // what is left is in the temp dir; never an error at exit
+    }
+  }
+  live.clear();
+  roots.clear();
+}
+
+// A test run that dies must not leave servers behind, nor their data in memory: on exit, and on
+// the signals that end a process without an 'exit' event (Vitest ends its workers with SIGTERM:
+// a file whose beforeAll timed out while its pair was starting never stopped it).
+process.once('exit', cleanUp);
+for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    cleanUp();
+    // Ended by the signal as it would have been, unless someone else handles it.
+    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+  });
+}

@@ -134,7 +134,10 @@ function busy(db: PgQueryable): boolean {
   // reconnect a Client): asked through it, the check fails as its calls do.
   if (typeof client.getTransactionStatus !== 'function' || client._queryable === false || client._ending === true)
     return false;
-  return client.readyForQuery !== true || client.getTransactionStatus() !== 'I';
+  // pg-native's Client shows no `readyForQuery`: asked through it, as before, never on a new
+  // connection at every check.
+  if (typeof client.readyForQuery !== 'boolean') return false;
+  return !client.readyForQuery || client.getTransactionStatus() !== 'I';
 }
 
 /** The checks of one target under way: one through it, one on a connection of its own. */
@@ -295,11 +298,12 @@ export function pgRoles<T extends PgQueryable>(
   return {
     ...options,
     check: async (endpoint) => {
-      const started = Date.now();
+      // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
+      const started = performance.now();
       const { report, system, flushed } = await ask(endpoint.target, timeout);
       const [timeline, lsn] = report.token as [number, bigint];
       if (report.role === 'primary') {
-        primaries.saw(system, timeline, flushed ?? lsn, Date.now());
+        primaries.saw(system, timeline, flushed ?? lsn, performance.now());
         return report;
       }
       const behind = primaries.since(system, lsn, started);
@@ -327,6 +331,10 @@ class PrimaryWal {
       list = [];
       this.#seen.set(system, list);
     }
+    // A primary's flushed WAL never goes back on its timeline: one seen behind an earlier sighting
+    // is another history of the cluster (restored from a backup, which keeps the identifier and,
+    // without archive recovery, the timeline). The old one's WAL says nothing of its replicas.
+    if (list.some((s) => s.timeline === timeline && s.lsn > lsn)) list.length = 0;
     list.push({ timeline, lsn, at });
     if (list.length > 64) list.shift();
   }

@@ -440,14 +440,17 @@ class Client {
     // Sent as without base URLs: a host outside the set says nothing of the set's endpoints.
     if (this.#o.allowAbsoluteUrls) return undefined;
     throw new TypeError(
-      `${this.#o.name}: an absolute URL (${this.#redact.url(url)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
+      // Shown as URL reads it (what fetch would send): no newline or escape of the input's forges a log line.
+      `${this.#o.name}: an absolute URL (${this.#redact.url(absolute.href)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
     );
   }
 
-  /** The base URLs: ours, or the targets of the user's set. */
+  /**
+   * The base URLs: ours, or the targets of the user's set as strings (a URL object too: a path is
+   * joined under it; one that is no URL is under nothing).
+   */
   #baseUrls(): readonly string[] {
-    if (this.#o.baseUrls !== undefined) return this.#o.baseUrls;
-    return (this.#set?.endpoints ?? []).map((e) => e.target).filter((t) => typeof t === 'string');
+    return this.#o.baseUrls ?? (this.#set?.endpoints ?? []).map((e) => `${e.target}`);
   }
 
   /** One run of a call over the failover set's endpoints. */

@@ -124,6 +124,22 @@ describe('an absolute URL to another host, with base URLs', () => {
     expect((error as Error).message).not.toMatch(/hunter2|abc123/);
   });
 
+  it('names it as URL reads it: no newline, carriage return, NUL or escape of the input forges a log line', async () => {
+    const { http, sent } = recorder({ baseUrls: ['https://pay.internal/v1'] });
+    for (const url of [
+      'http://evil.example/\n[ERROR] payment 42 refunded',
+      'foo://x/\r\nforged\u0000',
+      'x://h/\u001b[31mred',
+      'javascript:/\\\n',
+    ]) {
+      const error = await http(url).catch((e: Error) => e);
+      expect((error as Error).message, JSON.stringify(url)).toMatch(refusal);
+      const controls = [...(error as Error).message].filter((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+      expect(controls, JSON.stringify(url)).toEqual([]);
+    }
+    expect(sent).toEqual([]);
+  });
+
   it('`allowAbsoluteUrls: true` sends it where it says, for callers who mean it', async () => {
     const http = client({ baseUrls: [`${down.url}/v1`, `${api.url}/v1`], allowAbsoluteUrls: true, breaker: false });
     expect(await (await http(`${evil.url}/meant`)).text()).toBe('evil /meant');
@@ -173,6 +189,20 @@ describe('an absolute URL under one of the base URLs', () => {
   it('is a path under a failover set of the user’s too', async () => {
     const http = client({ failover: userSet([`${api.url}/v1`]) });
     expect(await (await http(`${api.url}/v1/orders/7?expand=1`)).text()).toBe('api GET /v1/orders/7?expand=1');
+  });
+
+  it('is a path under a user’s set whose targets are URL objects, as a path is', async () => {
+    const set = failover<string>({
+      endpoints: [{ name: 'api', target: new URL(`${api.url}/v1`) as unknown as string }],
+      bus: createBus(),
+      ejection: false,
+    });
+    made.push(set);
+    const http = client({ failover: set });
+    expect(await (await http('/orders/7')).text()).toBe('api GET /v1/orders/7');
+    expect(await (await http(`${api.url}/v1/orders/8`)).text()).toBe('api GET /v1/orders/8');
+    await expect(http(`${evil.url}/v1/orders/9`)).rejects.toThrow(refusal);
+    expect(evil.seen).toEqual([]);
   });
 
   it('same origin: scheme and host case, default ports, IPv6 forms and trailing slashes do not matter', async () => {
