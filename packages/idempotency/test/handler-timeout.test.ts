@@ -277,13 +277,13 @@ describe('express with connect-timeout', () => {
     }
   });
 
-  async function app(handler: (n: number, res: express.Response) => Promise<void>, respond = true) {
+  async function app(handler: (n: number, res: express.Response) => Promise<void>, respond = true, ms = 100) {
     const store = await memoryStores.make();
     const server = express();
     let ran = 0;
     server.post(
       '/orders',
-      timeout('100ms', { respond }),
+      timeout(`${ms}ms`, { respond }),
       expressIdempotency({ store, scope: 'global', bus: createBus() }),
       express.json(),
       async (_req, res) => handler(++ran, res),
@@ -326,9 +326,15 @@ describe('express with connect-timeout', () => {
   });
 
   it('connect-timeout answers while the body is still coming: the handler never runs, the key is freed, the retry runs it', async () => {
-    const t = await app(async (n, res) => {
-      res.status(201).json({ order: n });
-    });
+    // 400 ms: the retry, answered at once, comes in under it on a loaded machine too (at 100 ms
+    // CI under load saw it time out: 503).
+    const t = await app(
+      async (n, res) => {
+        res.status(201).json({ order: n });
+      },
+      true,
+      400,
+    );
     const socket = connect(t.port, '127.0.0.1');
     await once(socket, 'connect');
     const head = Object.entries(t.headers)
@@ -339,7 +345,7 @@ describe('express with connect-timeout', () => {
       answer += chunk.toString();
     });
     socket.write(`POST /orders HTTP/1.1\r\nHost: x\r\n${head}Content-Length: 7\r\n\r\n{"a"`);
-    await sleep(200); // the timeout answers 503 meanwhile
+    await sleep(700); // the timeout answers 503 meanwhile
     socket.end(':1}');
     await once(socket, 'close');
     expect(answer).toMatch(/^HTTP\/1\.1 503/);
