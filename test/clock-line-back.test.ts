@@ -1,6 +1,6 @@
-import { type Clock, ManualClock } from '@holdfast/core';
 import { tokenBucket } from '@holdfast/limit';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { wallOnlyClock } from './support/wall-only-clock.js';
 
 // A token bucket's elapsed-time line can go back: a user's Clock without monotonic() (its
 // durations are measured on now()) stepped back by NTP, or realClock moving from fake timers
@@ -12,21 +12,9 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-/** A clock with now() only (no monotonic()): a ManualClock's time and timers, and a wall-clock step. */
-function wallOnlyClock(): { clock: Clock; manual: ManualClock; step: (ms: number) => void } {
-  const manual = new ManualClock(10_000_000);
-  let offset = 0;
-  const clock: Clock = {
-    now: () => manual.now() + offset,
-    setTimeout: (callback, ms) => manual.setTimeout(callback, ms),
-    clearTimeout: (handle) => manual.clearTimeout(handle),
-  };
-  return { clock, manual, step: (ms) => (offset += ms) };
-}
-
 describe('a drained token bucket whose time line went back', () => {
   it('refills from then on: a clock without monotonic() stepped back an hour', async () => {
-    const { clock, manual, step } = wallOnlyClock();
+    const { clock, timers: manual, step } = wallOnlyClock();
     const limiter = tokenBucket({ limit: 1, interval: 1_000, burst: 1, clock, policies: false });
     expect(limiter.take().allowed).toBe(true);
     expect(limiter.take().allowed).toBe(false);

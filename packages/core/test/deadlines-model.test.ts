@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { wallOnlyClock } from '../../../test/support/wall-only-clock.js';
 import { DeadlineQueue } from '../src/deadlines.js';
-import { type Clock, ManualClock } from '../src/index.js';
 
 /**
  * A model-based test of DeadlineQueue on a user's clock without monotonic(): its timers are a
@@ -12,17 +12,6 @@ import { type Clock, ManualClock } from '../src/index.js';
  */
 
 const HOUR = 3_600_000;
-
-function wallOnlyClock(): { clock: Clock; timers: ManualClock; step: (ms: number) => void } {
-  const timers = new ManualClock(50_000_000);
-  let offset = 0;
-  const clock: Clock = {
-    now: () => timers.now() + offset,
-    setTimeout: (callback, ms) => timers.setTimeout(callback, ms),
-    clearTimeout: (handle) => timers.clearTimeout(handle),
-  };
-  return { clock, timers, step: (ms) => (offset += ms) };
-}
 
 type Op =
   | { kind: 'add' }
@@ -47,7 +36,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 describe('DeadlineQueue on a clock without monotonic() (model)', () => {
   it('a wall-clock step forward expires nothing early: a deadline is measured on the clock timers', async () => {
-    const { clock, timers, step } = wallOnlyClock();
+    const { clock, timers, step } = wallOnlyClock(50_000_000);
     const fired: number[] = [];
     const queue = new DeadlineQueue<number>(100, clock, () => fired.push(timers.now()));
     const start = timers.now();
@@ -66,7 +55,7 @@ describe('DeadlineQueue on a clock without monotonic() (model)', () => {
   it('every deadline fires once, never early, at most one length late, whatever the wall clock does', async () => {
     await fc.assert(
       fc.asyncProperty(fc.integer({ min: 1, max: 200 }), fc.array(op, { maxLength: 50 }), async (ms, ops) => {
-        const { clock, timers, step } = wallOnlyClock();
+        const { clock, timers, step } = wallOnlyClock(50_000_000);
         let stepped = false;
         const backSteps: { at: number; ms: number }[] = []; // timer time and size of each step back
         const added = new Map<number, number>(); // id -> timer time it was added at

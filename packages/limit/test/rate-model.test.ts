@@ -1,6 +1,7 @@
-import { type Clock, ManualClock } from '@holdfast/core';
+import { ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { wallOnlyClock } from '../../../test/support/wall-only-clock.js';
 import { adaptiveThrottle, slidingWindow, tokenBucket } from '../src/index.js';
 
 /**
@@ -8,18 +9,6 @@ import { adaptiveThrottle, slidingWindow, tokenBucket } from '../src/index.js';
  * without monotonic() (its durations are measured on now(), which NTP may step back), checked
  * against a reference model on the true time line (the clock's timers).
  */
-
-/** A clock with now() only (no monotonic()): a ManualClock's time and timers, and a wall-clock step. */
-function wallOnlyClock(): { clock: Clock; timers: ManualClock; step: (ms: number) => void } {
-  const timers = new ManualClock(10_000_000);
-  let offset = 0;
-  const clock: Clock = {
-    now: () => timers.now() + offset,
-    setTimeout: (callback, ms) => timers.setTimeout(callback, ms),
-    clearTimeout: (handle) => timers.clearTimeout(handle),
-  };
-  return { clock, timers, step: (ms) => (offset += ms) };
-}
 
 const ops = (maxCost: number, back: boolean) =>
   fc.array(

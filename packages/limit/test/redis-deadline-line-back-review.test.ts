@@ -1,18 +1,6 @@
-import { type Clock, ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
+import { wallOnlyClock } from '../../../test/support/wall-only-clock.js';
 import { redisRateLimiter } from '../src/redis.js';
-
-/** A clock with now() only (no monotonic()): a ManualClock's time and timers, and a wall-clock step. */
-function wallOnlyClock(): { clock: Clock; manual: ManualClock; step: (ms: number) => void } {
-  const manual = new ManualClock(10_000_000);
-  let offset = 0;
-  const clock: Clock = {
-    now: () => manual.now() + offset,
-    setTimeout: (callback, ms) => manual.setTimeout(callback, ms),
-    clearTimeout: (handle) => manual.clearTimeout(handle),
-  };
-  return { clock, manual, step: (ms) => (offset += ms) };
-}
 
 /** A connected client of a server that never answers (SIGSTOPped). */
 function hungClient() {
@@ -26,7 +14,7 @@ function hungClient() {
 
 describe('redisRateLimiter: commandTimeout when the clock line goes back (review)', () => {
   it('a decision in flight gives up within two commandTimeouts, not an hour, after a clock without monotonic() steps back an hour', async () => {
-    const { clock, manual, step } = wallOnlyClock();
+    const { clock, timers: manual, step } = wallOnlyClock();
     const limiter = redisRateLimiter({
       client: hungClient(),
       limit: 10,

@@ -1,6 +1,7 @@
-import { type Clock, ManualClock } from '@holdfast/core';
+import { ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { wallOnlyClock } from '../../../test/support/wall-only-clock.js';
 import { retry, retryBudget } from '../src/index.js';
 
 /**
@@ -44,17 +45,6 @@ const op: fc.Arbitrary<Op> = fc.oneof(
     weight: 1,
   },
 );
-
-function wallOnlyClock(): { clock: Clock; timers: ManualClock; step: (ms: number) => void } {
-  const timers = new ManualClock(10_000_000);
-  let offset = 0;
-  const clock: Clock = {
-    now: () => timers.now() + offset,
-    setTimeout: (callback, ms) => timers.setTimeout(callback, ms),
-    clearTimeout: (handle) => timers.clearTimeout(handle),
-  };
-  return { clock, timers, step: (ms) => (offset += ms) };
-}
 
 describe('retryBudget (model)', () => {
   it('two callers interleaved, a clock stepped back: never negative, never more than the cap on the true time line', async () => {
