@@ -119,6 +119,47 @@ describe('multer diskStorage: the file is gone before the middleware reads it (a
   });
 });
 
+describe('values JSON does not write, from a parser before the middleware', () => {
+  const json = (port: number, key: string, text: string) => post(port, key, 'application/json', text);
+  // A parser that gives Maps, Sets and bytes (superjson, devalue, a reviver): each was hashed as
+  // `{}`, so another body under the same key replayed the first one's response.
+  const rich: express.RequestHandler = (req, _res, next) => {
+    let text = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => {
+      text += chunk;
+    });
+    req.on('end', () => {
+      const { to, tags, bytes } = JSON.parse(text) as { to: string; tags: string[]; bytes: number[] };
+      const body = {
+        to: new Map([['account', to]]),
+        tags: new Set(tags),
+        bytes: new Uint16Array(bytes).buffer,
+        view: new DataView(new Uint8Array(bytes).buffer),
+      };
+      Object.assign(req, { body, _body: true });
+      next();
+    });
+  };
+
+  it("a Map, a Set, an ArrayBuffer or a DataView that differ: 422, not the first body's response", async () => {
+    const { port, ran } = await app([rich]);
+    const alice = '{"to":"alice","tags":["a"],"bytes":[1]}';
+    const first = await json(port, 'k', alice);
+    const same = await json(port, 'k', alice);
+    expect([first.status, same.status, same.replayed]).toEqual([201, 201, 'true']);
+    for (const other of [
+      '{"to":"mallory","tags":["a"],"bytes":[1]}',
+      '{"to":"alice","tags":["b"],"bytes":[1]}',
+      '{"to":"alice","tags":["a"],"bytes":[2]}',
+    ]) {
+      const answer = await json(port, 'k', other);
+      expect([other, answer.status, answer.replayed]).toEqual([other, 422, null]);
+    }
+    expect(ran).toHaveLength(1);
+  });
+});
+
 describe('values that hold themselves, from a parser before the middleware', () => {
   const json = (port: number, key: string, text: string) => post(port, key, 'application/json', text);
 

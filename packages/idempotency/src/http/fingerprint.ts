@@ -225,7 +225,8 @@ function field(value: string): string {
 }
 
 /**
- * Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged.
+ * Canonical JSON: object keys sorted, undefined properties left out, bytes and bigints tagged,
+ * a Map's entries and a Set's values in their order, tagged.
  * Walked with a stack of its own, not by recursion: a parsed body nested a hundred thousand deep
  * (`[[[…]]]`, 100 kB that express.json() parses) overflowed the call stack, a 500 any client
  * could cause. A value that holds itself (another parser's object with a cycle) is refused.
@@ -246,14 +247,24 @@ function canonical(root: unknown): string {
     // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
     else if (value === null || typeof value !== 'object') out += JSON.stringify(value) ?? 'null';
     else if (value instanceof Uint8Array) out += `b${field(Buffer.from(value).toString('base64'))}`;
-    else {
+    // Bytes in another view or none (a DataView, an ArrayBuffer): Object.keys() sees none of them.
+    else if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+      const bytes = ArrayBuffer.isView(value)
+        ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+        : Buffer.from(value);
+      out += `b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`;
+    } else {
       if (path.has(value)) throw cyclic();
       path.add(value);
       const json = (value as { toJSON?: () => unknown }).toJSON;
-      if (Array.isArray(value)) {
-        out += '[';
+      // A Map or a Set (superjson, devalue, a reviver) holds its entries where Object.keys() sees
+      // none: each was `{}`, and another body replayed the first one's response. In their order.
+      const entries = value instanceof Map ? [...value] : value instanceof Set ? [...value] : undefined;
+      if (Array.isArray(value) || entries !== undefined) {
+        const items = entries ?? (value as unknown[]);
+        out += entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[';
         todo.push(new Text(']', value));
-        for (let i = value.length - 1; i >= 0; i--) todo.push(COMMA, value[i]);
+        for (let i = items.length - 1; i >= 0; i--) todo.push(COMMA, items[i]);
       } else if (typeof json === 'function') {
         todo.push(new Text('', value), json.call(value));
       } else {
