@@ -81,8 +81,8 @@ export class Actions {
     private readonly clock: Clock,
     /** Every watched key's last metrics. */
     private readonly watched: () => Iterable<[string, readonly AnomalyMetric[]]>,
-    /** Intervals scored on a key so far, whether an anomaly is raised on it now, and how it is shown (undefined once forgotten). */
-    private readonly state: (key: string) => { samples: number; raised: boolean; shown: string | undefined },
+    /** Intervals scored on a key so far, whether an anomaly is raised on it now, and how it is shown (cut, redacted). */
+    private readonly state: (key: string) => { samples: number; raised: boolean; shown: string },
     private readonly guard: Guard,
   ) {
     this.#elapsed = elapsedTime(clock);
@@ -369,7 +369,7 @@ export class Actions {
 
   /** As the watch's other events show it: two keys redaction shows alike are `#2` apart there. */
   #shown(key: string): string {
-    return this.state(key).shown ?? shown(key);
+    return this.state(key).shown;
   }
 
   #report(key: string, action: Action, target: string, taken: boolean, reason: string, as = this.#shown(key)): void {

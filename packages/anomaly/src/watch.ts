@@ -105,6 +105,9 @@ function capKey(key: string): string {
   return `${key.slice(0, end)}…${hex(h1)}${hex(h2)}`;
 }
 
+/** The overflow's key in the map (shown `_other`): a symbol, so that no key of the user's is it. */
+const OVERFLOW = Symbol(OTHER_POLICY);
+
 /** Latencies kept per key and interval for the percentiles: a uniform sample of the interval's calls past that. */
 const LATENCY_SLOTS = 512;
 
@@ -238,24 +241,28 @@ class Watched {
   idle = 0;
   samples = 0;
   last: readonly AnomalyMetric[] = [];
-  /** The key as events and snapshots show it: without a password it may carry. */
+  /** The key as events and snapshots show it: cut, and without a password it may carry. */
   readonly shown: string;
 
   constructor(
     private readonly make: Detectors,
-    private readonly key: string,
+    /** As held: cut (see capKey); `_other` for the overflow. */
+    private readonly held: string,
+    /** As the user gave it, for the actions; undefined for the overflow, which stands for many keys. */
+    readonly key: string | undefined,
     taken: Set<string>,
   ) {
-    // Two keys redaction shows alike (two users on one host) are shown apart: `#2`, `#3`...
-    let as = shown(key);
-    for (let n = 1; taken.has(as); ) as = `${shown(key)}#${++n}`;
+    // Two keys redaction shows alike (two users on one host) are shown apart: `#2`, `#3`...; and
+    // `_other` is the overflow's alone: a key of the user's so named is `_other#2`.
+    let as = key === undefined ? OTHER_POLICY : shown(held);
+    for (let n = 1; key !== undefined && (taken.has(as) || as === OTHER_POLICY); ) as = `${shown(held)}#${++n}`;
     taken.add((this.shown = as));
   }
 
   get detectors(): { baselines: RobustBaseline[] | undefined; forest: HalfSpaceForest | undefined } {
     this.#detectors ??= {
       baselines: this.make.baselines?.map((m) => m()),
-      forest: this.make.forest?.(hash(this.key)), // one forest per key, each its own structure
+      forest: this.make.forest?.(hash(this.held)), // one forest per key, each its own structure
     };
     return this.#detectors;
   }
@@ -291,7 +298,8 @@ class Watch implements AnomalyWatch {
   readonly #clock: Clock;
   /** Monotonic: how long an anomaly lasted must not move with a wall-clock step. */
   readonly #elapsed: () => number;
-  readonly #keys = new Map<string, Watched>();
+  /** By the key as held (see capKey), the overflow by OVERFLOW. */
+  readonly #keys = new Map<string | typeof OVERFLOW, Watched>();
   /** Keys not yet scored, oldest first: what a new key takes the place of first (see #makeRoom). */
   readonly #fresh = new Set<string>();
   /** The shown keys in use (see Watched): each names one key. */
@@ -318,8 +326,9 @@ class Watch implements AnomalyWatch {
       this.#clock,
       () => this.#lastMetrics(),
       (key) => {
-        const w = this.#keys.get(key);
-        return { samples: w?.samples ?? 0, raised: w?.raised ?? false, shown: w?.shown };
+        const held = capKey(key);
+        const w = this.#keys.get(held);
+        return { samples: w?.samples ?? 0, raised: w?.raised ?? false, shown: w?.shown ?? shown(held) };
       },
       (what, fn, fallback) => this.#guard(what, fn, fallback),
     );
@@ -343,28 +352,31 @@ class Watch implements AnomalyWatch {
         { path: 'key', message: 'must be a string', value: typeof name },
       ]);
     }
-    let key = capKey(name);
+    const held = capKey(name);
+    let key: string | typeof OVERFLOW = held;
     // A stopwatch read across a clock step (negative) or a call never timed is no latency: counted,
     // not measured, and never taken for the probe of an ejection (nor for its end).
     const ms = latency >= 0 && latency < Number.POSITIVE_INFINITY ? latency : Number.NaN;
     let w = this.#keys.get(key);
     if (w === undefined) {
       // No room, and no key to give it up: counted under `_other` with the other keys past the cap.
-      if (key !== OTHER_POLICY && this.#watched() >= this.#o.maxKeys && !this.#makeRoom()) key = OTHER_POLICY;
+      if (this.#watched() >= this.#o.maxKeys && !this.#makeRoom()) key = OVERFLOW;
       w = this.#keys.get(key);
     }
     if (w === undefined) {
-      w = new Watched(this.#detectors, key, this.#shown);
+      const overflow = key === OVERFLOW;
+      // The user's key is kept whole, for the actions, only while it is watched.
+      w = new Watched(this.#detectors, overflow ? OTHER_POLICY : held, overflow ? undefined : name, this.#shown);
       this.#keys.set(key, w);
-      if (key !== OTHER_POLICY) this.#fresh.add(key);
+      if (!overflow) this.#fresh.add(held);
     } else if (w.tally.calls + w.tally.rejects === 0) {
       // Its first call this interval: to the back of the map, which is so ordered idlest first.
       this.#keys.delete(key);
       this.#keys.set(key, w);
     }
     w.tally.add(ms, outcome);
-    // `_other` stands for many keys: no endpoint nor breaker of its own to act on.
-    if (key !== OTHER_POLICY) this.#actions.settled(key, ms, outcome);
+    // The overflow stands for many keys: no endpoint nor breaker of its own to act on.
+    if (w.key !== undefined) this.#actions.settled(w.key, ms, outcome);
   }
 
   flush(): void {
@@ -387,8 +399,14 @@ class Watch implements AnomalyWatch {
   }
 
   /** `calls` and `offered`: how many calls the error rate and the reject rate were taken from. */
-  #score(key: string, w: Watched, sample: number[], [calls, offered]: [number, number], now: number): void {
-    if (w.samples++ === 0) this.#fresh.delete(key);
+  #score(
+    key: string | typeof OVERFLOW,
+    w: Watched,
+    sample: number[],
+    [calls, offered]: [number, number],
+    now: number,
+  ): void {
+    if (w.samples++ === 0 && key !== OVERFLOW) this.#fresh.delete(key);
     const metrics: AnomalyMetric[] = [];
     const changes: [slot: number, detector: 'baseline' | 'forest', metric: number, score: number, expected: number][] =
       [];
@@ -415,7 +433,7 @@ class Watch implements AnomalyWatch {
     w.last = metrics;
     for (const [slot, detector, q, score, expected] of changes) {
       if (this.#disposed) return;
-      this.#changed(key, w, slot, detector, watchMetrics[q] as string, score, sample[q] as number, expected, now);
+      this.#changed(w, slot, detector, watchMetrics[q] as string, score, sample[q] as number, expected, now);
     }
     if (!this.#disposed && this.#bus.wants('anomaly.score')) {
       this.#bus.emit({
@@ -431,7 +449,6 @@ class Watch implements AnomalyWatch {
   }
 
   #changed(
-    key: string,
     w: Watched,
     slot: number,
     detector: 'baseline' | 'forest',
@@ -460,14 +477,14 @@ class Watch implements AnomalyWatch {
         });
       }
       // Disposed by a listener of that event: what it raised was closed, and nothing is acted on.
-      if (!was && !this.#disposed && key !== OTHER_POLICY) this.#actions.detected(key, metric);
+      if (!was && !this.#disposed && w.key !== undefined) this.#actions.detected(w.key, metric);
       return;
     }
     w.raisedAt[slot] = undefined;
     // Cleared on the metric it was raised on: the forest's most departed metric may have moved since.
     const raisedOn = detector === 'forest' ? (w.forestMetric ?? metric) : metric;
     this.#cleared(w.shown, detector, raisedOn, this.#elapsed() - since, 'recovered', now);
-    if (!w.raised && !this.#disposed && key !== OTHER_POLICY) this.#actions.cleared(key);
+    if (!w.raised && !this.#disposed && w.key !== undefined) this.#actions.cleared(w.key);
   }
 
   #cleared(
@@ -483,7 +500,7 @@ class Watch implements AnomalyWatch {
   }
 
   *#lastMetrics(): Iterable<[string, readonly AnomalyMetric[]]> {
-    for (const [key, w] of this.#keys) if (key !== OTHER_POLICY) yield [key, w.last];
+    for (const w of this.#keys.values()) if (w.key !== undefined) yield [w.key, w.last];
   }
 
   #anyRaised(): boolean {
@@ -491,9 +508,9 @@ class Watch implements AnomalyWatch {
     return false;
   }
 
-  /** Keys watched, `_other` aside. */
+  /** Keys watched, the overflow aside. */
   #watched(): number {
-    return this.#keys.size - (this.#keys.has(OTHER_POLICY) ? 1 : 0);
+    return this.#keys.size - (this.#keys.has(OVERFLOW) ? 1 : 0);
   }
 
   /**
@@ -515,7 +532,7 @@ class Watch implements AnomalyWatch {
     }
     let looked = 0;
     for (const [key, w] of this.#keys) {
-      if (key !== OTHER_POLICY && !w.raised && w.idle > 0 && w.tally.calls + w.tally.rejects === 0) {
+      if (key !== OVERFLOW && !w.raised && w.idle > 0 && w.tally.calls + w.tally.rejects === 0) {
         this.#forget(key, w, this.#clock.now());
         return true;
       }
@@ -529,9 +546,9 @@ class Watch implements AnomalyWatch {
    * cleared with `reason: 'forgotten'` (every `anomaly.detected` has its `anomaly.cleared`), and
    * what the watch did about it is not undone (an ejection runs its course).
    */
-  #forget(key: string, w: Watched, now: number): void {
+  #forget(key: string | typeof OVERFLOW, w: Watched, now: number): void {
     this.#keys.delete(key);
-    this.#fresh.delete(key);
+    if (key !== OVERFLOW) this.#fresh.delete(key);
     this.#shown.delete(w.shown);
     if (!w.raised) return;
     w.raisedAt.forEach((since, slot) => {
@@ -541,7 +558,7 @@ class Watch implements AnomalyWatch {
       const metric = forest ? (w.forestMetric ?? 'latencyP99') : (watchMetrics[slot] as string);
       this.#cleared(w.shown, forest ? 'forest' : 'baseline', metric, this.#elapsed() - since, 'forgotten', now);
     });
-    if (key !== OTHER_POLICY) this.#actions.forgotten(key);
+    if (w.key !== undefined) this.#actions.forgotten(w.key);
   }
 
   /**
