@@ -128,20 +128,121 @@ function describeObject(value: object): string {
  * so a handler that mutates its input cannot change it.
  */
 export function fingerprintOf(value: unknown): string {
-  return createHash('sha256')
-    .update(canonical(value, 'input', new Set()))
-    .digest('base64url');
+  return createHash('sha256').update(canonical(value)).digest('base64url');
 }
 
-function canonical(value: unknown, path: string, seen: Set<object>): string {
+/** The longest canonical form {@link fingerprintOf} hashes. */
+const MAX_CANONICAL = 64 * 1_048_576;
+
+/** Text written between the values of {@link canonical}; once written, `leaves` is off the path. */
+class Text {
+  constructor(
+    readonly text: string,
+    readonly leaves?: object,
+  ) {}
+}
+
+const COMMA = new Text(',');
+
+/** Where an object's canonical form is in the one being written. */
+class Written {
+  end = -1;
+  constructor(readonly start: number) {}
+}
+
+/** A value to write, and where it is in the input (for errors). */
+class Item {
+  constructor(
+    readonly value: unknown,
+    readonly path: string,
+  ) {}
+}
+
+/**
+ * The canonical form. Walked with a stack of its own, not by recursion: an input nested a
+ * hundred thousand deep overflowed the call stack. An object met again (a value shared: parsers
+ * with references, devalue, superjson, YAML's aliases) is written again as a copy of its first
+ * writing: it hashes as the same value copied, in time that grows with the form's length, which
+ * stops at {@link MAX_CANONICAL}. Walked again instead, 300 bytes of such a value held 2^40 paths,
+ * and fingerprinting it ran for 40 s until the string could grow no more.
+ */
+function canonical(root: unknown): string {
+  let out = '';
+  const todo: (Item | Text)[] = [new Item(root, 'input')];
+  // Where each object met is written in `out`: its end is -1 while it is being written (met
+  // again then, it holds itself).
+  const written = new Map<object, Written>();
+  while (todo.length > 0) {
+    if (out.length > MAX_CANONICAL) {
+      throw new IdempotencyValueError(
+        'input',
+        `its canonical form is over ${MAX_CANONICAL} characters; pass a \`fingerprint\` function that picks the fields that matter`,
+      );
+    }
+    const next = todo.pop() as Item | Text;
+    if (next instanceof Text) {
+      out += next.text;
+      if (next.leaves !== undefined) (written.get(next.leaves) as Written).end = out.length;
+      continue;
+    }
+    const { value, path: at } = next;
+    if (typeof value !== 'object' || value === null) {
+      out += scalar(value, at);
+      continue;
+    }
+    const seen = written.get(value);
+    if (seen !== undefined) {
+      if (seen.end === -1) throw new IdempotencyValueError(at, 'a circular reference cannot be fingerprinted');
+      out += out.slice(seen.start, seen.end);
+      continue;
+    }
+    const place = new Written(out.length);
+    written.set(value, place);
+    if (value instanceof Uint8Array) {
+      out += `b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`;
+      place.end = out.length;
+    } else if (value instanceof Date) {
+      out += `d${value.getTime()}`;
+      place.end = out.length;
+    } else if (Array.isArray(value)) {
+      out += '[';
+      todo.push(new Text(']', value));
+      for (let i = value.length - 1; i >= 0; i--) {
+        todo.push(new Item(value[i], `${at}[${i}]`));
+        if (i > 0) todo.push(COMMA);
+      }
+    } else if (!isPlainObject(value)) {
+      throw new IdempotencyValueError(
+        at,
+        `${describeObject(value)} cannot be fingerprinted; pass a \`fingerprint\` function that picks the fields that matter`,
+      );
+    } else {
+      out += '{';
+      todo.push(new Text('}', value));
+      const keys = Object.keys(value).sort();
+      let first = true;
+      for (let i = keys.length - 1; i >= 0; i--) {
+        const k = keys[i] as string;
+        const v = (value as Record<string, unknown>)[k];
+        if (v === undefined) continue;
+        if (!first) todo.push(COMMA);
+        first = false;
+        todo.push(new Item(v, `${at}.${k}`), new Text(`${JSON.stringify(k)}:`));
+      }
+    }
+  }
+  return out;
+}
+
+/** The canonical form of a value that is not an object. */
+function scalar(value: unknown, path: string): string {
   switch (typeof value) {
     case 'undefined':
       return 'u';
     case 'bigint':
       return `n${value}`;
     case 'object':
-      if (value === null) return 'null';
-      return canonicalObject(value, path, seen);
+      return 'null';
     case 'string':
     case 'boolean':
       return JSON.stringify(value);
@@ -153,31 +254,5 @@ function canonical(value: unknown, path: string, seen: Set<object>): string {
         path,
         `a ${typeof value} cannot be fingerprinted; pass a \`fingerprint\` function that picks the fields that matter`,
       );
-  }
-}
-
-function canonicalObject(value: object, path: string, seen: Set<object>): string {
-  if (value instanceof Uint8Array)
-    return `b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`;
-  if (value instanceof Date) return `d${value.getTime()}`;
-  if (seen.has(value)) throw new IdempotencyValueError(path, 'a circular reference cannot be fingerprinted');
-  seen.add(value);
-  try {
-    if (Array.isArray(value)) return `[${value.map((v, i) => canonical(v, `${path}[${i}]`, seen)).join(',')}]`;
-    if (!isPlainObject(value)) {
-      throw new IdempotencyValueError(
-        path,
-        `${describeObject(value)} cannot be fingerprinted; pass a \`fingerprint\` function that picks the fields that matter`,
-      );
-    }
-    const keys = Object.keys(value).sort();
-    const parts: string[] = [];
-    for (const k of keys) {
-      const v = (value as Record<string, unknown>)[k];
-      if (v !== undefined) parts.push(`${JSON.stringify(k)}:${canonical(v, `${path}.${k}`, seen)}`);
-    }
-    return `{${parts.join(',')}}`;
-  } finally {
-    seen.delete(value);
   }
 }

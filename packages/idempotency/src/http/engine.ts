@@ -24,7 +24,7 @@ import {
   replayOf,
   withLength,
 } from './capture.js';
-import { fingerprintOf, sameFingerprint } from './fingerprint.js';
+import { CanonicalTooLarge, canonicalLimit, fingerprintOf, sameFingerprint } from './fingerprint.js';
 import { type KeyHeader, parseKeyHeader } from './key.js';
 import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
 import { problem } from './problem.js';
@@ -119,6 +119,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   // A HEAD response's Content-Length is the GET body's, not its own empty body's: kept for its replay.
   readonly #replayableHead: ReplayableHeaders;
   readonly #owner: string;
+  /** The longest canonical form of a parsed body fingerprinted (see canonicalLimit). */
+  readonly #canonicalLimit: number;
   // An in-process store's calls without a promise: a request settled by them costs no tick and
   // no promise, and no timer is raced against it. Asked again at each call (see #inProcess).
   readonly #now: StoreNow | undefined;
@@ -139,6 +141,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#replayableHead = withLength(this.#replayable);
     this.#now = inProcess(this.store);
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
+    this.#canonicalLimit = canonicalLimit(this.options.maxRequestBytes);
   }
 
   /**
@@ -207,14 +210,22 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   #decideIn(scope: string | undefined, view: RequestView, key: string): Decision | Promise<Decision> {
-    const fingerprint = fingerprintOf(
-      view.method,
-      view.url,
-      headerValue(view.headers['content-type']),
-      headerValue(view.headers['content-encoding']),
-      view.body,
-      this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
-    );
+    let fingerprint: string;
+    try {
+      fingerprint = fingerprintOf(
+        view.method,
+        view.url,
+        headerValue(view.headers['content-type']),
+        headerValue(view.headers['content-encoding']),
+        view.body,
+        this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
+        this.#canonicalLimit,
+      );
+    } catch (error) {
+      // A parsed body (a parser before us) whose references make it too long to fingerprint.
+      if (error instanceof CanonicalTooLarge) return respond(problem('tooLarge'));
+      throw error;
+    }
     const stored = storedKey(scope, key);
     const now = this.#inProcess();
     if (now !== undefined) {

@@ -4,6 +4,9 @@ import { HoldfastConfigError } from '@holdfast/core';
 // One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.
 const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer | string, encoding: 'base64url') => string }).hash;
 
+/** `maxRequestBytes`'s default, for {@link requestFingerprint}'s bound on a parsed body. */
+const DEFAULT_MAX_REQUEST_BYTES = 1_048_576;
+
 /** The parts of a request that must match for a retry to replay. */
 export interface RequestShape {
   readonly method: string;
@@ -44,6 +47,7 @@ export function fingerprintOf(
   contentEncoding: string | undefined,
   body: unknown,
   headers: RequestShape['headers'],
+  limit = canonicalLimit(DEFAULT_MAX_REQUEST_BYTES),
 ): string {
   // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
   const method = anyMethod.toUpperCase();
@@ -78,7 +82,7 @@ export function fingerprintOf(
     }
     return sha256(`${head}b${body.byteLength}:`, body);
   }
-  return sha256(`${head}j${canonical(body)}`);
+  return sha256(`${head}j${canonical(body, limit)}`);
 }
 
 /**
@@ -230,56 +234,103 @@ function field(value: string): string {
  * Walked with a stack of its own, not by recursion: a parsed body nested a hundred thousand deep
  * (`[[[…]]]`, 100 kB that express.json() parses) overflowed the call stack, a 500 any client
  * could cause. A value that holds itself (another parser's object with a cycle) is refused.
+ * An object met again (parsers with references: devalue, superjson, YAML's aliases) is written
+ * again as a copy of its first writing: a value shared hashes as the same value copied, in time
+ * that grows with the form's length, which stops at `limit` ({@link CanonicalTooLarge}).
+ * Walked again instead, 300 bytes of such a body held 2^40 paths, and one request took the
+ * process's whole heap.
  */
-function canonical(root: unknown): string {
+function canonical(root: unknown, limit: number): string {
   let out = '';
   // Values to write, last first, and the text between them (a Text, leaving its object).
   const todo: unknown[] = [root];
-  const path = new Set<object>();
+  // Where each object met is written in `out`: its end is -1 while it is being written (it is
+  // on the path: met again then, it holds itself).
+  const written = new Map<object, Written>();
   while (todo.length > 0) {
+    if (out.length > limit) throw new CanonicalTooLarge(limit);
     const value = todo.pop();
     if (value instanceof Text) {
       out += value.text;
-      if (value.leaves !== undefined) path.delete(value.leaves);
+      if (value.leaves !== undefined) (written.get(value.leaves) as Written).end = out.length;
       continue;
     }
     if (typeof value === 'bigint') out += `n${value}`;
     // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
     else if (value === null || typeof value !== 'object') out += JSON.stringify(value) ?? 'null';
-    else if (value instanceof Uint8Array) out += `b${field(Buffer.from(value).toString('base64'))}`;
-    // Bytes in another view or none (a DataView, an ArrayBuffer): Object.keys() sees none of them.
-    else if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
-      const bytes = ArrayBuffer.isView(value)
-        ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-        : Buffer.from(value);
-      out += `b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`;
-    } else {
-      if (path.has(value)) throw cyclic();
-      path.add(value);
-      const json = (value as { toJSON?: () => unknown }).toJSON;
-      // A Map or a Set (superjson, devalue, a reviver) holds its entries where Object.keys() sees
-      // none: each was `{}`, and another body replayed the first one's response. In their order.
-      const entries = value instanceof Map ? [...value] : value instanceof Set ? [...value] : undefined;
-      if (Array.isArray(value) || entries !== undefined) {
-        const items = entries ?? (value as unknown[]);
-        out += entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[';
-        todo.push(new Text(']', value));
-        for (let i = items.length - 1; i >= 0; i--) todo.push(COMMA, items[i]);
-      } else if (typeof json === 'function') {
-        todo.push(new Text('', value), json.call(value));
+    else {
+      const seen = written.get(value);
+      if (seen !== undefined) {
+        if (seen.end === -1) throw cyclic();
+        out += out.slice(seen.start, seen.end);
+        continue;
+      }
+      const at = new Written(out.length);
+      written.set(value, at);
+      if (value instanceof Uint8Array) {
+        out += `b${field(Buffer.from(value).toString('base64'))}`;
+        at.end = out.length;
+      }
+      // Bytes in another view or none (a DataView, an ArrayBuffer): Object.keys() sees none of them.
+      else if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+        const bytes = ArrayBuffer.isView(value)
+          ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+          : Buffer.from(value);
+        out += `b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`;
+        at.end = out.length;
       } else {
-        out += '{';
-        todo.push(new Text('}', value));
-        const keys = Object.keys(value).sort();
-        for (let i = keys.length - 1; i >= 0; i--) {
-          const key = keys[i] as string;
-          const item = (value as Record<string, unknown>)[key];
-          if (item !== undefined) todo.push(COMMA, item, new Text(`${JSON.stringify(key)}:`));
+        const json = (value as { toJSON?: () => unknown }).toJSON;
+        // A Map or a Set (superjson, devalue, a reviver) holds its entries where Object.keys() sees
+        // none: each was `{}`, and another body replayed the first one's response. In their order.
+        const entries = value instanceof Map ? [...value] : value instanceof Set ? [...value] : undefined;
+        if (Array.isArray(value) || entries !== undefined) {
+          const items = entries ?? (value as unknown[]);
+          out += entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[';
+          todo.push(new Text(']', value));
+          for (let i = items.length - 1; i >= 0; i--) todo.push(COMMA, items[i]);
+        } else if (typeof json === 'function') {
+          todo.push(new Text('', value), json.call(value));
+        } else {
+          out += '{';
+          todo.push(new Text('}', value));
+          const keys = Object.keys(value).sort();
+          for (let i = keys.length - 1; i >= 0; i--) {
+            const key = keys[i] as string;
+            const item = (value as Record<string, unknown>)[key];
+            if (item !== undefined) todo.push(COMMA, item, new Text(`${JSON.stringify(key)}:`));
+          }
         }
       }
     }
   }
+  if (out.length > limit) throw new CanonicalTooLarge(limit);
   return out;
+}
+
+/** Where an object's canonical form is in the one being written. */
+class Written {
+  end = -1;
+  constructor(readonly start: number) {}
+}
+
+/**
+ * A parsed body whose canonical form is longer than the middleware fingerprints: answered 413,
+ * as a body over `maxRequestBytes` is.
+ */
+export class CanonicalTooLarge extends Error {
+  constructor(readonly limit: number) {
+    super(`the parsed body's canonical form is over ${limit} characters`);
+  }
+}
+
+/**
+ * The longest canonical form of a parsed body fingerprinted, for a middleware that reads up to
+ * `maxRequestBytes` itself: 8 times that, and at least 16 MiB. JSON parsed and written again
+ * grows by at most about 6 times (`1e20` is written `100000000000000000000`); only references
+ * (a value shared by many places, many times over) go past that.
+ */
+export function canonicalLimit(maxRequestBytes: number): number {
+  return Math.max(8 * maxRequestBytes, 16 * 1_048_576);
 }
 
 /** Text written between the values of {@link canonical}; once written, `leaves` is no longer on the path. */
