@@ -44,6 +44,12 @@ export interface PgNode {
   start(): Promise<void>;
   /** Stops it if running, wipes its data and clones `from` with pg_basebackup -R: a replica of `from`. */
   rebuildAsReplicaOf(from: PgNode): Promise<void>;
+  /**
+   * Stops it if running and starts it again without its standby.signal: a primary on the timeline
+   * and at the WAL it had, as a base backup restored without archive recovery is (same system
+   * identifier, same timeline).
+   */
+  restoreAsPrimary(): Promise<void>;
   /** Runs SQL with psql over the unix socket; returns stdout (tuples only, unaligned). */
   sql(query: string): string;
 }
@@ -400,6 +406,12 @@ async function makeNode(name: string, root: string, who: Identity | undefined): 
       ]);
       await node.start();
       await ready(30_000, () => psql('select status from pg_stat_wal_receiver') === 'streaming');
+    },
+    async restoreAsPrimary() {
+      await halt();
+      rmSync(join(dir, 'standby.signal'), { force: true });
+      await node.start();
+      await ready(30_000, () => psql('select pg_is_in_recovery()') === 'f');
     },
     sql: (query: string) => psql(query),
   };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   type AnomalyMetric,
   type Bus,
@@ -82,27 +83,32 @@ type Parsed = z.output<typeof watchOptionsSchema>;
 /** Raised keys passed over, at most, to find a quiet one to forget when `maxKeys` is reached. */
 const EVICTION_LOOKAHEAD = 8;
 
-/** Characters of a key kept at most: a longer one is cut, and told apart from others by a hash of it. */
+/** Characters of a key held at most: a longer one is cut, and told apart from others by a hash of it. */
 const MAX_KEY_LENGTH = 200;
 
 /**
+ * Characters of a key kept whole, for the actions, at most: a longer key is watched and shown (cut)
+ * but never acted on, so that a watch holds at most `maxKeys` × 4,096 characters of whole keys
+ * (a client that picks keys cannot make it hold `maxKeys` keys of a megabyte each).
+ */
+const MAX_ACTED_KEY_LENGTH = 4_096;
+
+/** base64url characters of a cut key's hash: 132 bits, beyond any birthday search (2^66 tries). */
+const HASH_LENGTH = 22;
+
+/**
  * `key` as the watch holds it: itself, or when longer than MAX_KEY_LENGTH its start, `…` and a
- * 64-bit FNV-1a hash of the whole of it (a 1 MB key must not be held, nor shown, whole).
+ * SHA-256 of the whole of it (a 1 MB key must not be held, nor shown, whole). Collision-resistant:
+ * a client that picks keys cannot craft two that share a slot (and each other's series and actions).
  */
 function capKey(key: string): string {
   if (key.length <= MAX_KEY_LENGTH) return key;
-  let h1 = 0x811c9dc5;
-  let h2 = 0x01000193;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    h1 = Math.imul(h1 ^ c, 0x01000193);
-    h2 = Math.imul(h2 ^ c, 0x5bd1e995);
-  }
-  const hex = (h: number) => (h >>> 0).toString(16).padStart(8, '0');
+  // Of the UTF-16 code units: UTF-8 would turn every lone surrogate into the same U+FFFD.
+  const digest = createHash('sha256').update(key, 'utf16le').digest('base64url').slice(0, HASH_LENGTH);
   // Not cut between the halves of a surrogate pair.
-  let end = MAX_KEY_LENGTH - 17;
+  let end = MAX_KEY_LENGTH - HASH_LENGTH - 1;
   if (/[\uD800-\uDBFF]/.test(key[end - 1] ?? '')) end--;
-  return `${key.slice(0, end)}…${hex(h1)}${hex(h2)}`;
+  return `${key.slice(0, end)}…${digest}`;
 }
 
 /** The overflow's key in the map (shown `_other`): a symbol, so that no key of the user's is it. */
@@ -248,14 +254,18 @@ class Watched {
     private readonly make: Detectors,
     /** As held: cut (see capKey); `_other` for the overflow. */
     private readonly held: string,
-    /** As the user gave it, for the actions; undefined for the overflow, which stands for many keys. */
+    /**
+     * As the user gave it, for the actions; undefined for the overflow, which stands for many keys,
+     * and for a key longer than MAX_ACTED_KEY_LENGTH, which is not kept whole.
+     */
     readonly key: string | undefined,
+    overflow: boolean,
     taken: Set<string>,
   ) {
     // Two keys redaction shows alike (two users on one host) are shown apart: `#2`, `#3`...; and
     // `_other` is the overflow's alone: a key of the user's so named is `_other#2`.
-    let as = key === undefined ? OTHER_POLICY : shown(held);
-    for (let n = 1; key !== undefined && (taken.has(as) || as === OTHER_POLICY); ) as = `${shown(held)}#${++n}`;
+    let as = overflow ? OTHER_POLICY : shown(held);
+    for (let n = 1; !overflow && (taken.has(as) || as === OTHER_POLICY); ) as = `${shown(held)}#${++n}`;
     taken.add((this.shown = as));
   }
 
@@ -365,8 +375,9 @@ class Watch implements AnomalyWatch {
     }
     if (w === undefined) {
       const overflow = key === OVERFLOW;
-      // The user's key is kept whole, for the actions, only while it is watched.
-      w = new Watched(this.#detectors, overflow ? OTHER_POLICY : held, overflow ? undefined : name, this.#shown);
+      // The user's key is kept whole, for the actions, only while it is watched, and only up to a length.
+      const whole = overflow || name.length > MAX_ACTED_KEY_LENGTH ? undefined : name;
+      w = new Watched(this.#detectors, overflow ? OTHER_POLICY : held, whole, overflow, this.#shown);
       this.#keys.set(key, w);
       if (!overflow) this.#fresh.add(held);
     } else if (w.tally.calls + w.tally.rejects === 0) {
@@ -375,7 +386,7 @@ class Watch implements AnomalyWatch {
       this.#keys.set(key, w);
     }
     w.tally.add(ms, outcome);
-    // The overflow stands for many keys: no endpoint nor breaker of its own to act on.
+    // The overflow stands for many keys: no endpoint nor breaker of its own to act on (nor a key too long to keep).
     if (w.key !== undefined) this.#actions.settled(w.key, ms, outcome);
   }
 

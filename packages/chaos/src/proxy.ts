@@ -10,7 +10,7 @@ import {
   shieldBus,
 } from '@holdfast/core';
 import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
-import { faultScope } from './scope.js';
+import { type FaultScope, faultScope } from './scope.js';
 import { onSwitchOff, state } from './switch.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
 
@@ -71,19 +71,19 @@ export interface FaultProxy {
   add(toxic: Toxic): ToxicHandle;
   /** Removes the toxic of that name; false if there was none. */
   remove(name: string): boolean;
-  /** Removes every toxic. */
+  /** Removes every toxic (in a drill's step, but another running drill's). */
   clear(): void;
   /** Resets (TCP RST) every open connection now. */
   resetAll(): void;
   /** Stops listening: new connections are refused (ECONNREFUSED). Open ones carry on. */
   refuse(): Promise<void>;
-  /** Listens again on the same port. */
+  /** Listens again on the same port (once no other running drill's step refuses it). */
   accept(): Promise<void>;
   /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
   kill(): Promise<void>;
   /** A hung server: accepts connections and holds every byte, and a close, both ways. `restore()` undoes it. */
   freeze(): ToxicHandle;
-  /** Removes every toxic and listens again if it had stopped. */
+  /** Removes every toxic and listens again if it had stopped (in a drill's step: but another running drill's faults). */
   restore(): Promise<void>;
   /** The open connections. */
   connections(): ProxyConnection[];
@@ -153,8 +153,15 @@ class ToxicProxy implements FaultProxy {
   #accepted = 0;
   #port = 0;
   #closed = false;
-  /** Whether the last call asked it to listen (`accept()`, `restore()`) or not (`refuse()`, `kill()`). */
+  /** Whether the last call outside a drill's steps asked it to listen (`accept()`, `restore()`) or not (`refuse()`, `kill()`). */
   #wanted = true;
+  /** The drills whose steps refused it (or killed it) and have not ended nor accepted since: it listens once none is left. */
+  readonly #refusedBy = new Set<FaultScope>();
+  /** Of each toxic a drill's step put on: the drill, and the toxic of its name it replaced (and that one's drops left). */
+  readonly #owners = new WeakMap<
+    ActiveToxic,
+    { readonly scope: FaultScope; readonly under: ActiveToxic | undefined; readonly left: number | undefined }
+  >();
   /** The listen or stop under way: the next waits for it. */
   #settling: Promise<void> = Promise.resolve();
   /** Stops `chaosSwitch.off()` restoring this proxy (at close). */
@@ -202,7 +209,8 @@ class ToxicProxy implements FaultProxy {
    * off, announced, held bytes let through, listening again), and while off it injects nothing.
    */
   obeySwitch(): void {
-    this.#unswitch = onSwitchOff(() => void this.restore().catch(() => {}));
+    // Every fault off, whatever context (a drill's step) turned the switch off.
+    this.#unswitch = onSwitchOff(() => void faultScope.exit(() => this.restore()).catch(() => {}));
   }
 
   add(toxic: Toxic): ToxicHandle {
@@ -223,15 +231,19 @@ class ToxicProxy implements FaultProxy {
     const scope = faultScope.getStore();
     if (state.off || scope?.ended) return { name, remove: () => {} };
     const active = { ...parsed, name, direction } as ActiveToxic;
-    // One of the same name put on before the drill (the user's setup) is back on at its end.
-    const before = this.#toxics.get(name);
-    const beforeLeft = this.#dropsLeft.get(name);
+    const under = this.#toxics.get(name);
+    if (scope !== undefined) this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
     this.remove(name);
     this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
     scope?.opened(() => {
       if (!this.has(active)) return;
       this.remove(name);
-      if (before !== undefined && !this.#closed) this.#put(before, beforeLeft);
+      // The one of its name it replaced is back on: the user's setup, or another drill's still on;
+      // never one of a drill that has ended (its end found this one on, and left it).
+      let back = this.#owners.get(active);
+      while (back?.under !== undefined && this.#owners.get(back.under)?.scope.ended)
+        back = this.#owners.get(back.under);
+      if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
     });
     return { name, remove: () => void this.remove(name) };
   }
@@ -254,7 +266,12 @@ class ToxicProxy implements FaultProxy {
   }
 
   clear(): void {
-    for (const name of [...this.#toxics.keys()]) this.remove(name);
+    // In a drill's step, another drill's toxics still on are that drill's to take off.
+    const scope = faultScope.getStore();
+    for (const toxic of [...this.#toxics.values()]) {
+      const owner = this.#owners.get(toxic)?.scope;
+      if (scope === undefined || owner === undefined || owner === scope || owner.ended) this.remove(toxic.name);
+    }
   }
 
   resetAll(): void {
@@ -264,16 +281,26 @@ class ToxicProxy implements FaultProxy {
 
   refuse(): Promise<void> {
     const scope = faultScope.getStore();
-    if (!state.off && !scope?.ended) {
-      // A drill's step refused: the drill's end listens again, however it ends; unless it was
-      // refusing before (the user's setup), which the drill leaves as it found it.
-      if (this.#wanted) scope?.opened(() => this.accept());
-      this.#wanted = false;
+    if (state.off || scope?.ended) return this.#settle();
+    if (scope === undefined) this.#wanted = false;
+    else if (!this.#refusedBy.has(scope)) {
+      // A drill's step refused: its end takes its refusal off, however it ends. It listens again
+      // once no other drill refuses it, unless it was refusing before (the user's setup), which
+      // the drill leaves as it found it.
+      this.#refusedBy.add(scope);
+      scope.opened(() => {
+        this.#refusedBy.delete(scope);
+        return this.#settle();
+      });
     }
     return this.#settle();
   }
 
   accept(): Promise<void> {
+    const scope = faultScope.getStore();
+    // A drill's step takes off its own refusal (and the user's), not another drill's still on.
+    if (scope === undefined) this.#refusedBy.clear();
+    else this.#refusedBy.delete(scope);
     this.#wanted = true;
     return this.#settle();
   }
@@ -285,7 +312,7 @@ class ToxicProxy implements FaultProxy {
    */
   #settle(): Promise<void> {
     const next = this.#settling.then(async () => {
-      const wanted = this.#wanted && !this.#closed;
+      const wanted = this.#wanted && this.#refusedBy.size === 0 && !this.#closed;
       if (wanted && !this.#server.listening) await this.listen(this.#port);
       // Not awaited: the server's close waits for the open connections, which carry on by design
       // (a pooled client keeps its socket).
@@ -331,7 +358,7 @@ class ToxicProxy implements FaultProxy {
     this.#unswitch?.();
     // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
     // otherwise show them on for good, one more for every proxy closed with a toxic on.
-    this.clear();
+    faultScope.exit(() => this.clear());
     // A listen under way (a restore() not yet done) ends first, then the server closes.
     await this.#settling;
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;

@@ -300,12 +300,20 @@ export function pgRoles<T extends PgQueryable>(
     check: async (endpoint) => {
       // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
       const started = performance.now();
-      const { report, system, flushed } = await ask(endpoint.target, timeout);
+      let answer: Answer;
+      try {
+        answer = await ask(endpoint.target, timeout);
+      } catch (error) {
+        primaries.lost(endpoint.target);
+        throw error;
+      }
+      const { report, system, flushed } = answer;
       const [timeline, lsn] = report.token as [number, bigint];
       if (report.role === 'primary') {
-        primaries.saw(system, timeline, flushed ?? lsn, performance.now());
+        primaries.saw(endpoint.target, system, timeline, flushed ?? lsn, performance.now());
         return report;
       }
+      primaries.lost(endpoint.target);
       const behind = primaries.since(system, lsn, started);
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
     },
@@ -314,41 +322,76 @@ export function pgRoles<T extends PgQueryable>(
   };
 }
 
+/** A primary seen: its WAL flushed, and when. */
+interface Sighting {
+  readonly lsn: bigint;
+  readonly at: number;
+}
+
 /**
  * The WAL positions the primaries of each cluster were seen at, and when. A replica whose WAL
  * receiver stalls (a slow or stuck link) has replayed all it received, so its own figures say
  * lag 0 while the primary writes on; it lags at least since the primary was seen with WAL it has
  * not replayed.
+ *
+ * Sightings are kept by system identifier and timeline, and judged on the highest timeline a
+ * target is a primary on now (a deposed primary writes on a lower one beside the new primary).
+ * A timeline no target is a primary on any more is forgotten once another one's primary is seen:
+ * a cluster restored from an older backup writes on a lower timeline than the one it replaced, and
+ * the old primary's WAL, which it never reaches, says nothing of its replicas.
  */
 class PrimaryWal {
-  readonly #seen = new Map<string, { timeline: number; lsn: bigint; at: number }[]>();
+  /** System identifier -> timeline -> sightings, oldest first. */
+  readonly #seen = new Map<string, Map<number, Sighting[]>>();
+  /** Each target whose last check said primary: its system and timeline. */
+  readonly #now = new Map<object, { system: string; timeline: number }>();
 
-  saw(system: string, timeline: number, lsn: bigint, at: number): void {
-    let list = this.#seen.get(system);
-    if (list === undefined) {
+  saw(target: object, system: string, timeline: number, lsn: bigint, at: number): void {
+    this.#now.delete(target); // to the back: the most recent last
+    this.#now.set(target, { system, timeline });
+    // A few targets: a set's endpoints.
+    if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
+    let timelines = this.#seen.get(system);
+    if (timelines === undefined) {
       // A few clusters at most: a server restarted empty is one more.
       if (this.#seen.size >= 8) this.#seen.delete(this.#seen.keys().next().value as string);
-      list = [];
-      this.#seen.set(system, list);
+      timelines = new Map();
+      this.#seen.set(system, timelines);
     }
+    // Timelines no target is a primary on now: an old history (restored over, or promoted past).
+    const current = this.#current(system);
+    for (const t of timelines.keys()) if (!current.has(t)) timelines.delete(t);
+    let list = timelines.get(timeline);
     // A primary's flushed WAL never goes back on its timeline: one seen behind an earlier sighting
     // is another history of the cluster (restored from a backup, which keeps the identifier and,
-    // without archive recovery, the timeline). The old one's WAL says nothing of its replicas.
-    if (list.some((s) => s.timeline === timeline && s.lsn > lsn)) list.length = 0;
-    list.push({ timeline, lsn, at });
+    // without archive recovery, the timeline).
+    if (list === undefined || list.some((s) => s.lsn > lsn)) timelines.set(timeline, (list = []));
+    list.push({ lsn, at });
     if (list.length > 64) list.shift();
   }
 
+  /** `target`'s last check did not say primary (a replica now, or no answer). */
+  lost(target: object): void {
+    this.#now.delete(target);
+  }
+
   /**
-   * Ms since the primary of `system` (on its highest timeline seen: a deposed primary writes on an
-   * older one) was first seen past `replayed`, as of `now`; 0 when it never was.
+   * Ms since the primary of `system` (on the highest timeline a target is a primary on now; with
+   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was.
    */
   since(system: string, replayed: bigint, now: number): number {
-    const list = this.#seen.get(system);
-    if (list === undefined) return 0;
-    let top = 0;
-    for (const s of list) top = Math.max(top, s.timeline);
-    const first = list.find((s) => s.timeline === top && s.lsn > replayed);
+    const timelines = this.#seen.get(system);
+    if (timelines === undefined) return 0;
+    const current = this.#current(system);
+    const top = Math.max(...(current.size > 0 ? current : timelines.keys()));
+    const first = timelines.get(top)?.find((s) => s.lsn > replayed);
     return first === undefined ? 0 : Math.max(0, now - first.at);
+  }
+
+  /** The timelines targets of `system` are primaries on now. */
+  #current(system: string): Set<number> {
+    const out = new Set<number>();
+    for (const p of this.#now.values()) if (p.system === system) out.add(p.timeline);
+    return out;
   }
 }
