@@ -298,7 +298,8 @@ class Client {
             error: (error, n) => isRetryable(error) && (n >= maxAttempts || attemptsLeft(error)),
             result: () => false,
           },
-          budget: this.#budget ?? false,
+          // The call is paid into once, by #body: a hedge of it is the hedge budget's, no call of its own.
+          budget: this.#budget === undefined ? false : withdrawOnly(this.#budget),
           bus,
           clock,
         }),
@@ -396,23 +397,28 @@ class Client {
   #run(call: Call, ctx: CallContext): Promise<Response> {
     // Each hedged attempt runs the whole body: failover and retries included.
     if (this.#hedge !== undefined) {
-      return this.#hedge.execute((c) => this.#body(call, c), { signal: ctx.signal, safe: call.safe });
+      return this.#hedge.execute((c) => this.#body(call, c, c.attempt > 1), { signal: ctx.signal, safe: call.safe });
     }
-    return this.#body(call, ctx);
+    return this.#body(call, ctx, false);
   }
 
-  #body(call: Call, ctx: CallContext): Promise<Response> {
+  /**
+   * One attempt of the call: its retries, over the set if there is one. A hedge (`hedged`) is paid
+   * for by the hedge budget: it counts no call in the retry budget, which its retries still draw from.
+   */
+  #body(call: Call, ctx: CallContext, hedged: boolean): Promise<Response> {
     const set = this.#set;
     if (set !== undefined && call.at !== undefined) {
       if (this.#retry !== undefined && call.safe) {
-        return this.#retry.execute((c) => this.#over(set, call, c), ctx);
+        return this.#retry.execute((c) => this.#over(set, call, c, hedged), ctx);
       }
-      return this.#over(set, call, ctx);
+      return this.#over(set, call, ctx, hedged);
     }
     const url = call.plan.url;
     const retry = this.#plainRetry;
-    if (retry !== undefined && call.safe) return retry.execute((c) => call.attempt(url, c), ctx);
-    return call.attempt(url, ctx);
+    if (retry === undefined || !call.safe) return call.attempt(url, ctx);
+    if (!hedged) this.#budget?.deposit();
+    return retry.execute((c) => call.attempt(url, c), ctx);
   }
 
   /**
@@ -453,11 +459,11 @@ class Client {
     return this.#o.baseUrls ?? (this.#set?.endpoints ?? []).map((e) => `${e.target}`);
   }
 
-  /** One run of a call over the failover set's endpoints. */
-  #over(set: Failover<string>, call: Call, ctx: CallContext): Promise<Response> {
+  /** One run of a call over the failover set's endpoints; the call's first run pays into the budget. */
+  #over(set: Failover<string>, call: Call, ctx: CallContext, hedged: boolean): Promise<Response> {
     // A hedge goes to an endpoint no other attempt of this call is running on.
     const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
-    const retry = this.#runs[ctx.attempt > 1 ? 1 : 0];
+    const retry = this.#runs[hedged || ctx.attempt > 1 ? 1 : 0];
     const options = { signal: ctx.signal, avoid, retry, ignore: saysNothingOfHost };
     return set.execute(
       (endpoint, c) =>
