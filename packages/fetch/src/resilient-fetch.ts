@@ -433,7 +433,8 @@ class Client {
     if (absolute === undefined) {
       const elsewhere = hostOfPath(url);
       if (elsewhere !== undefined) {
-        throw new TypeError(
+        throw refusal(
+          'E_PATH_NAMES_HOST',
           `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
         );
       }
@@ -445,7 +446,8 @@ class Client {
     }
     // Sent as without base URLs: a host outside the set says nothing of the set's endpoints.
     if (this.#o.allowAbsoluteUrls) return undefined;
-    throw new TypeError(
+    throw refusal(
+      'E_ABSOLUTE_URL',
       // Shown as URL reads it (what fetch would send): no newline or escape of the input's forges a log line.
       `${this.#o.name}: an absolute URL (${this.#redact.url(absolute.href)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
     );
@@ -812,6 +814,14 @@ function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>):
       budget: false,
     }),
   );
+}
+
+/**
+ * A request refused here, before anything was sent: a `TypeError`, as fetch's own refusals are,
+ * with a `code` to tell it by.
+ */
+function refusal(code: 'E_ABSOLUTE_URL' | 'E_PATH_NAMES_HOST', message: string): TypeError & { code: string } {
+  return Object.assign(new TypeError(message), { code });
 }
 
 /** Whether `url` (one fetch parsed: it failed sending it) is http(s), the only schemes that reach a host. */
