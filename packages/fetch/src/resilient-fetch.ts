@@ -80,6 +80,12 @@ const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be|^u
  * with a body, TRACE, a stream body without duplex). Never retried, never a failure of the host.
  */
 const refusedByFetch = new WeakSet<object>();
+/**
+ * Answers fetch could not take (headers past its limit): the host answered, and would answer
+ * this request so again. As a 500 is: never retried, held against the host's breaker, not
+ * counted by a failover set (which never sees a 500 as a failure).
+ */
+const overflowed = new WeakSet<object>();
 /** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
 const ownDuplicates = new WeakSet<object>();
 /**
@@ -90,11 +96,14 @@ const ownDuplicates = new WeakSet<object>();
 const ownStillRunning = new WeakSet<object>();
 /**
  * A limiter of ours refusing, a request fetch would not send, a hedge finding its own key running:
- * nothing said of the endpoint, whatever a failover set's `isFailure` would make of it.
+ * nothing said of the endpoint, whatever a failover set's `isFailure` would make of it. Nor is an
+ * answer fetch could not take its to count, as a 500 is not: the host's breaker counts both.
  */
 function saysNothingOfHost(error: unknown): boolean {
   const e = error as object;
-  return refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e);
+  return (
+    refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e) || overflowed.has(e)
+  );
 }
 /** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
 const sentBy = new WeakMap<object, number>();
@@ -595,8 +604,8 @@ class Client {
               ? ': answered 407 Proxy Authentication Required, which fetch does not return'
               : `${/Redirect/.test(root.stack) ? '' : ' answered 407, or'} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`
           }`;
-      // Headers past undici's limit: the host answered, and answers this request so again. Not
-      // retried (it would be sent again) nor held against a host that is up, as a 500 is not.
+      // Headers past undici's limit: the host answered, and answers this request so again. As a
+      // 500: not retried (it would be sent again), held against the host's breaker.
       const overflow = root.code === 'UND_ERR_HEADERS_OVERFLOW';
       const explained = new TypeError(
         `fetch failed: ${why}${overflow ? ": the response's headers are larger than fetch takes (--max-http-header-size, 16 KiB by default)" : ''}`,
@@ -604,7 +613,8 @@ class Client {
       );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
-      if (!root.message || overflow || refusedRedirect.test(root.message) || !speaksHttp(url)) {
+      if (overflow) overflowed.add(nonRetryable(explained));
+      else if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
         refusedByFetch.add(nonRetryable(explained));
       }
       return explained;
