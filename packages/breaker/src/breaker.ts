@@ -240,12 +240,17 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     };
   }
 
-  /** Drops the window. Calls afterwards reject with `E_DISPOSED`; calls in flight settle unrecorded. */
+  /**
+   * Calls afterwards reject with `E_DISPOSED`; calls in flight settle unrecorded. Its snapshot
+   * still shows it as it was (state, failures in a row, probes that succeeded, a window that ages
+   * as time passes): one saved at shutdown restores the breaker it was, not a fresh one.
+   */
   dispose(): void {
     if (this.#state === DISPOSED) return;
     this.#lastState = this.#state;
-    this.#enter(DISPOSED);
-    this.#window.dispose();
+    this.#state = DISPOSED;
+    this.#generation++;
+    this.#probes = 0; // none is waited for: they settle unrecorded
     this.#unregister?.();
   }
 

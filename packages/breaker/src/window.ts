@@ -174,10 +174,6 @@ export class RollingWindow {
     return quantiles(sum, qs);
   }
 
-  dispose(): void {
-    this.#buckets.fill(undefined);
-  }
-
   #head(): Uint32Array {
     let head = this.#buckets[this.#at];
     if (head === undefined) {

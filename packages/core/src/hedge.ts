@@ -47,7 +47,9 @@ export const hedgeOptionsSchema = z.strictObject({
   safe: z.boolean().default(false),
   /**
    * Whether a failed attempt sends the next one at once, before the delay. `false`: only the
-   * delay hedges (a caller that retries failures itself, as resilientFetch does). @default true
+   * delay hedges (a caller that retries failures itself, as resilientFetch does); a failed
+   * attempt leaves the next hedge due while another is still out, and fails the call once none
+   * is. @default true
    */
   onFailure: z.boolean().default(true),
   /** Caps hedges to a share of traffic; `false` removes the cap (an explicit opt-in). @default {} */
@@ -312,9 +314,13 @@ class HedgedCall<T> {
     const refused = isLocalRefusal(error);
     if (!refused || !this.reached) this.lastError = error;
     this.reached ||= !refused;
-    this.#stopTimer();
-    // A failure need not wait out the delay: the next attempt goes at once (unless onFailure is off).
-    if (this.policy.onFailure && this.sent <= this.policy.maxHedges && this.launch('failure', 0)) return;
+    // A failure need not wait out the delay: the next attempt goes at once, its own delay after it.
+    if (this.policy.onFailure && this.sent <= this.policy.maxHedges) {
+      this.#stopTimer();
+      if (this.launch('failure', 0)) return;
+    }
+    // Attempts still out: the delay's next hedge (if any) still goes when due, as onFailure: false
+    // says (only the delay hedges); a failure calls it off only with nothing left running.
     if (this.running.size > 0) return;
     this.#finish();
     this.reject(this.parent.aborted ? this.parent.reason : this.lastError);

@@ -6,7 +6,8 @@ import { type Clock, createBus, hedge, ManualClock } from '../src/index.js';
  * A model-based test of hedge() (fixed delay, no budget): calls started safe or not, attempts
  * settled one by one (ok or failing), callers aborting, time passing, dispose() in the middle,
  * a bus listener that throws; checked against a model of when each attempt goes out, which
- * attempt wins, and which losers are aborted. Then the budget on a clock stepped back.
+ * attempt wins, and which losers are aborted (with `onFailure: false`, a failed attempt leaves
+ * the next delay hedge due while another attempt is still out). Then the budget on a clock stepped back.
  */
 
 interface ModelCall {
@@ -160,7 +161,9 @@ describe('hedge (model)', () => {
                 m.nextDue = undefined;
                 m.state = m.state.map((s) => (s === 'running' ? 'aborted' : s));
               } else {
-                m.nextDue = undefined;
+                // onFailure: the next attempt goes now, its delay after it. Off: only the delay
+                // hedges, so the next hedge stays due while another attempt is still out.
+                if (onFailure) m.nextDue = undefined;
                 if (onFailure && m.safe && m.sent.length <= maxHedges && !disposed) launch(m, clock.now());
                 finishIfIdle(m);
               }
@@ -179,7 +182,24 @@ describe('hedge (model)', () => {
           expect(clock.pending, 'timers left behind').toBe(0);
         },
       ),
-      { numRuns: 300 },
+      {
+        numRuns: 1000,
+        // Rare among random runs: onFailure off, a hedge failing while the first attempt is still
+        // out, then time reaching the next hedge (which must go).
+        examples: [
+          [
+            2,
+            2,
+            false,
+            [
+              { kind: 'start', safe: true },
+              { kind: 'wait', ms: 2 },
+              { kind: 'settle', call: 0, attempt: 1, ok: false },
+              { kind: 'wait', ms: 2 },
+            ],
+          ],
+        ],
+      },
     );
   });
 

@@ -168,7 +168,8 @@ export function absoluteUrl(path: string): URL | undefined {
  * `http://h/v1`), or undefined when `url` is not under it: another origin as URL reads origins
  * (scheme and host case, default ports and IPv6 forms do not matter; `h.` or another port is
  * another), credentials (fetch refuses them), or a path outside the base path (`/v10`, and
- * `/v1/../x` or `/v1/%2e%2e/x`, which URL resolves to `/x`).
+ * `/v1/../x` or `/v1/%2e%2e/x`, which URL resolves to `/x`), as URL reads it or as a server that
+ * decodes reads it (`/v1/..%2Fx`).
  */
 export function restUnder(url: URL, base: string): string | undefined {
   if (!URL.canParse(base)) return undefined;
@@ -177,7 +178,27 @@ export function restUnder(url: URL, base: string): string | undefined {
   const dir = b.pathname.replace(/\/$/, '');
   const rest = url.pathname.slice(dir.length);
   if (!url.pathname.startsWith(dir) || (rest !== '' && !rest.startsWith('/'))) return undefined;
-  return rest + url.search;
+  return dir !== '' && climbs(rest) ? undefined : rest + url.search;
+}
+
+/**
+ * Whether `rest` climbs above where it starts as a server may read it: many servers and proxies
+ * decode `%2F` and `%5C` before they resolve dot segments (twice, `%252F`, through a proxy chain),
+ * merge slashes, and drop `;params` (`..;x` is `..` to Tomcat). URL keeps `..%2Fx` as one segment.
+ */
+function climbs(rest: string): boolean {
+  let p = rest;
+  for (let last = ''; last !== p; ) {
+    last = p;
+    p = p.replace(/%[0-7][\da-f]/gi, decodeURIComponent);
+  }
+  let depth = 0;
+  for (const segment of p.split(/[\\/]/)) {
+    const dots = segment.split(';')[0];
+    if (dots !== '..') depth += dots !== '.' && segment !== '' ? 1 : 0;
+    else if (--depth < 0) return true;
+  }
+  return false;
 }
 
 /** `rest` (from {@link restUnder}) put back under `base`'s path, byte for byte: `//x` stays a path. */

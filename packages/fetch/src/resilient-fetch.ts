@@ -80,6 +80,12 @@ const refusedRedirect = /redirect|cross origin not allowed|URL scheme must be|^u
  * with a body, TRACE, a stream body without duplex). Never retried, never a failure of the host.
  */
 const refusedByFetch = new WeakSet<object>();
+/**
+ * Answers fetch could not take (headers past its limit): the host answered, and would answer
+ * this request so again. As a 500 is: never retried, held against the host's breaker, not
+ * counted by a failover set (which never sees a 500 as a failure).
+ */
+const overflowed = new WeakSet<object>();
 /** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
 const ownDuplicates = new WeakSet<object>();
 /**
@@ -90,11 +96,14 @@ const ownDuplicates = new WeakSet<object>();
 const ownStillRunning = new WeakSet<object>();
 /**
  * A limiter of ours refusing, a request fetch would not send, a hedge finding its own key running:
- * nothing said of the endpoint, whatever a failover set's `isFailure` would make of it.
+ * nothing said of the endpoint, whatever a failover set's `isFailure` would make of it. Nor is an
+ * answer fetch could not take its to count, as a 500 is not: the host's breaker counts both.
  */
 function saysNothingOfHost(error: unknown): boolean {
   const e = error as object;
-  return refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e);
+  return (
+    refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e) || overflowed.has(e)
+  );
 }
 /** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
 const sentBy = new WeakMap<object, number>();
@@ -298,7 +307,8 @@ class Client {
             error: (error, n) => isRetryable(error) && (n >= maxAttempts || attemptsLeft(error)),
             result: () => false,
           },
-          budget: this.#budget ?? false,
+          // The call is paid into once, by #body: a hedge of it is the hedge budget's, no call of its own.
+          budget: this.#budget === undefined ? false : withdrawOnly(this.#budget),
           bus,
           clock,
         }),
@@ -396,23 +406,28 @@ class Client {
   #run(call: Call, ctx: CallContext): Promise<Response> {
     // Each hedged attempt runs the whole body: failover and retries included.
     if (this.#hedge !== undefined) {
-      return this.#hedge.execute((c) => this.#body(call, c), { signal: ctx.signal, safe: call.safe });
+      return this.#hedge.execute((c) => this.#body(call, c, c.attempt > 1), { signal: ctx.signal, safe: call.safe });
     }
-    return this.#body(call, ctx);
+    return this.#body(call, ctx, false);
   }
 
-  #body(call: Call, ctx: CallContext): Promise<Response> {
+  /**
+   * One attempt of the call: its retries, over the set if there is one. A hedge (`hedged`) is paid
+   * for by the hedge budget: it counts no call in the retry budget, which its retries still draw from.
+   */
+  #body(call: Call, ctx: CallContext, hedged: boolean): Promise<Response> {
     const set = this.#set;
     if (set !== undefined && call.at !== undefined) {
       if (this.#retry !== undefined && call.safe) {
-        return this.#retry.execute((c) => this.#over(set, call, c), ctx);
+        return this.#retry.execute((c) => this.#over(set, call, c, hedged), ctx);
       }
-      return this.#over(set, call, ctx);
+      return this.#over(set, call, ctx, hedged);
     }
     const url = call.plan.url;
     const retry = this.#plainRetry;
-    if (retry !== undefined && call.safe) return retry.execute((c) => call.attempt(url, c), ctx);
-    return call.attempt(url, ctx);
+    if (retry === undefined || !call.safe) return call.attempt(url, ctx);
+    if (!hedged) this.#budget?.deposit();
+    return retry.execute((c) => call.attempt(url, c), ctx);
   }
 
   /**
@@ -427,7 +442,8 @@ class Client {
     if (absolute === undefined) {
       const elsewhere = hostOfPath(url);
       if (elsewhere !== undefined) {
-        throw new TypeError(
+        throw refusal(
+          'E_PATH_NAMES_HOST',
           `${this.#o.name}: a path that names a host (// or /\\ first) leads to ${elsewhere}, away from the base URLs; refused`,
         );
       }
@@ -439,7 +455,8 @@ class Client {
     }
     // Sent as without base URLs: a host outside the set says nothing of the set's endpoints.
     if (this.#o.allowAbsoluteUrls) return undefined;
-    throw new TypeError(
+    throw refusal(
+      'E_ABSOLUTE_URL',
       // Shown as URL reads it (what fetch would send): no newline or escape of the input's forges a log line.
       `${this.#o.name}: an absolute URL (${this.#redact.url(absolute.href)}) is not under the base URLs; refused: give a path, or allowAbsoluteUrls: true to send it where it says`,
     );
@@ -453,11 +470,11 @@ class Client {
     return this.#o.baseUrls ?? (this.#set?.endpoints ?? []).map((e) => `${e.target}`);
   }
 
-  /** One run of a call over the failover set's endpoints. */
-  #over(set: Failover<string>, call: Call, ctx: CallContext): Promise<Response> {
+  /** One run of a call over the failover set's endpoints; the call's first run pays into the budget. */
+  #over(set: Failover<string>, call: Call, ctx: CallContext, hedged: boolean): Promise<Response> {
     // A hedge goes to an endpoint no other attempt of this call is running on.
     const avoid = call.endpoints.size > 0 ? [...call.endpoints.keys()] : undefined;
-    const retry = this.#runs[ctx.attempt > 1 ? 1 : 0];
+    const retry = this.#runs[hedged || ctx.attempt > 1 ? 1 : 0];
     const options = { signal: ctx.signal, avoid, retry, ignore: saysNothingOfHost };
     return set.execute(
       (endpoint, c) =>
@@ -587,8 +604,8 @@ class Client {
               ? ': answered 407 Proxy Authentication Required, which fetch does not return'
               : `${/Redirect/.test(root.stack) ? '' : ' answered 407, or'} was redirected, which would send its stream body again: send bytes, or redirect: 'manual'`
           }`;
-      // Headers past undici's limit: the host answered, and answers this request so again. Not
-      // retried (it would be sent again) nor held against a host that is up, as a 500 is not.
+      // Headers past undici's limit: the host answered, and answers this request so again. As a
+      // 500: not retried (it would be sent again), held against the host's breaker.
       const overflow = root.code === 'UND_ERR_HEADERS_OVERFLOW';
       const explained = new TypeError(
         `fetch failed: ${why}${overflow ? ": the response's headers are larger than fetch takes (--max-http-header-size, 16 KiB by default)" : ''}`,
@@ -596,7 +613,8 @@ class Client {
       );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
-      if (!root.message || overflow || refusedRedirect.test(root.message) || !speaksHttp(url)) {
+      if (overflow) overflowed.add(nonRetryable(explained));
+      else if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
         refusedByFetch.add(nonRetryable(explained));
       }
       return explained;
@@ -806,6 +824,14 @@ function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>):
       budget: false,
     }),
   );
+}
+
+/**
+ * A request refused here, before anything was sent: a `TypeError`, as fetch's own refusals are,
+ * with a `code` to tell it by.
+ */
+function refusal(code: 'E_ABSOLUTE_URL' | 'E_PATH_NAMES_HOST', message: string): TypeError & { code: string } {
+  return Object.assign(new TypeError(message), { code });
 }
 
 /** Whether `url` (one fetch parsed: it failed sending it) is http(s), the only schemes that reach a host. */

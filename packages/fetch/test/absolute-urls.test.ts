@@ -74,6 +74,7 @@ describe('an absolute URL to another host, with base URLs', () => {
         const error = await http(url, secretInit()).catch((e: unknown) => e);
         expect(error, url).toBeInstanceOf(TypeError);
         expect((error as Error).message, url).toMatch(refusal);
+        expect((error as { code?: string }).code, url).toBe('E_ABSOLUTE_URL');
       }
       expect(evil.seen.map((s) => `${s.path} ${s.headers['x-api-key']}`)).toEqual([]);
       expect(api.seen).toEqual([]);

@@ -64,8 +64,11 @@ describe('a path joined to a base URL with a path of its own', () => {
     const elsewhere = `localhost:${other.port}`;
     for (const p of [`//${elsewhere}/x`, `/\\${elsewhere}/x`, ` //${elsewhere}/x`, `http:${elsewhere}/x`]) {
       await expect(http(p), p).rejects.toThrow(/names a host .* leads to /);
+      // A TypeError, as fetch's refusals are, with a code to tell it by.
+      await expect(http(p), p).rejects.toMatchObject({ name: 'TypeError', code: 'E_PATH_NAMES_HOST' });
     }
     await expect(http(`${other.url}/abs`)).rejects.toThrow(/absolute URL .* is not under the base URLs; refused/);
+    await expect(http(`${other.url}/abs`)).rejects.toMatchObject({ name: 'TypeError', code: 'E_ABSOLUTE_URL' });
     // What follows the slashes is a path, never a scheme of its own.
     expect(await (await http('/https:evil.example/x')).text()).toBe('api /v1/https:evil.example/x');
     expect(other.seen.map((s) => s.path)).toEqual([]);

@@ -1,0 +1,64 @@
+import type { ServerResponse } from 'node:http';
+import { createBus } from '@holdfast/core';
+import { retryBudget } from '@holdfast/retry';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, resilientFetch } from '../src/index.js';
+import { type Upstream, upstream } from './upstream.js';
+
+/**
+ * The retry budget counts calls and the retries drawn against them ("20% of calls"; "every call
+ * pays into resilientFetch's budget", once a call). A hedge is paid for by the hedge budget: it
+ * is no call of its own, so it must not count as one in the retry budget (which would let a
+ * hedging client retry twice as much as it says), nor take a retry from it.
+ */
+const servers: Upstream[] = [];
+const clients: ResilientFetch[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.dispose();
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+/** Each call's first request (by `?call=`) is held until the client gives it up; its others answer. */
+function firstHangs() {
+  const arrivals = new Map<string, number>();
+  return (req: { path: string }, res: ServerResponse) => {
+    const id = new URL(req.path, 'http://x').searchParams.get('call') ?? '';
+    const n = (arrivals.get(id) ?? 0) + 1;
+    arrivals.set(id, n);
+    if (n > 1) res.end(`call ${id}`);
+  };
+}
+
+describe('hedges and the retry budget', () => {
+  it('without base URLs: a hedged call counts once in the retry budget and takes no retry', async () => {
+    const server = await upstream(firstHangs());
+    servers.push(server);
+    const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, policies: false });
+    const http = resilientFetch({ hedge: { delay: 20, budget: false }, budget, bus: createBus() });
+    clients.push(http);
+    for (let i = 0; i < 4; i++) expect(await (await http(`${server.url}/x?call=${i}`)).text()).toBe(`call ${i}`);
+    expect((http.snapshot() as { hedge: { hedges: number } }).hedge.hedges).toBe(4);
+    expect(budget.snapshot(), 'calls counted by the retry budget').toMatchObject({ calls: 4, retries: 0 });
+    budget.dispose();
+  });
+
+  it('with base URLs: a hedged call counts once in the retry budget and takes no retry', async () => {
+    const hang = firstHangs(); // one count for both hosts: a hedge goes to the other
+    const a = await upstream(hang);
+    const b = await upstream(hang);
+    servers.push(a, b);
+    const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, policies: false });
+    const http = resilientFetch({
+      baseUrls: [a.url, b.url],
+      hedge: { delay: 20, budget: false },
+      budget,
+      bus: createBus(),
+    });
+    clients.push(http);
+    for (let i = 0; i < 4; i++) expect(await (await http(`/x?call=${i}`)).text()).toBe(`call ${i}`);
+    expect((http.snapshot() as { hedge: { hedges: number } }).hedge.hedges).toBe(4);
+    expect(a.seen.length + b.seen.length).toBe(8);
+    expect(budget.snapshot(), 'calls counted by the retry budget').toMatchObject({ calls: 4, retries: 0 });
+    budget.dispose();
+  });
+});
