@@ -37,28 +37,21 @@ export function wiring(shown: ShownNames): {
 } {
   const values = new Map<string, string>();
   const policies = new Map<string, string>();
-  const value = (v: string) => {
-    let w = values.get(v);
-    if (w === undefined) {
-      w = wireLabel(hiddenName(v));
-      if (v.length > MAX_CACHED_LENGTH) return w;
-      if (values.size >= MAX_VALUES) values.clear();
-      values.set(v, w);
-    }
-    return w;
-  };
-  const policy = (v: string) => {
-    let w = policies.get(v);
-    if (w === undefined) policies.set(v, (w = wireLabel(shown.get(v))));
-    return w;
-  };
   return {
     labels<L extends string>(labels: Labels<L>): Labels<L> {
       let out: Labels<L> | undefined;
       for (const k in labels) {
         const v = labels[k];
         if (typeof v !== 'string') continue;
-        const w = k === 'policy' ? policy(v) : value(v);
+        const policy = k === 'policy';
+        const cache = policy ? policies : values;
+        let w = cache.get(v);
+        if (w === undefined) {
+          w = wireLabel(policy ? shown.get(v) : hiddenName(v));
+          if (values.size >= MAX_VALUES) values.clear();
+          // A policy's is held while it has its place; another only if short.
+          if (policy || v.length <= MAX_CACHED_LENGTH) cache.set(v, w);
+        }
         if (w !== v) (out ??= { ...labels })[k] = w;
       }
       return out ?? labels;
