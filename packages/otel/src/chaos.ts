@@ -1,3 +1,4 @@
+import { hiddenName } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter } from '@opentelemetry/api';
 import type { Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
@@ -20,16 +21,18 @@ export function meterChaos(meter: Meter): { handlers: Handlers; dispose: () => v
 
   const handlers: Handlers = {
     'chaos.inject': (e) => {
-      const key = `${e.source}\u0000${e.kind}`;
+      const kind = hiddenName(e.kind);
+      const key = `${e.source}\u0000${kind}`;
       const row = injected.get(key);
       if (row) row.value++;
-      else injected.set(key, { attributes: { [A.policy]: e.source, [A.chaosKind]: e.kind }, value: 1 });
+      else injected.set(key, { attributes: { [A.policy]: e.source, [A.chaosKind]: kind }, value: 1 });
     },
     'chaos.toxic': (e) => {
-      const key = `${e.source}\u0000${e.toxic}`;
+      const toxic = hiddenName(e.toxic);
+      const key = `${e.source}\u0000${toxic}`;
       let row = active.get(key);
       if (row === undefined) {
-        row = { attributes: { [A.policy]: e.source, [A.chaosToxic]: e.toxic }, names: new Set() };
+        row = { attributes: { [A.policy]: e.source, [A.chaosToxic]: toxic }, names: new Set() };
         active.set(key, row);
       }
       if (e.active) row.names.add(e.name);

@@ -5,6 +5,7 @@ import {
   HoldfastConfigError,
   type HoldfastEvent,
   labelled,
+  OTHER_POLICY,
   PolicyNames,
   parseOptions,
   plainPolicies,
@@ -13,7 +14,6 @@ import {
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
-import { hiddenEvent } from './hide.js';
 import { meterLimits } from './limits.js';
 import { type Handlers, meterEvents } from './metrics.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
@@ -54,7 +54,19 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   // A user's own policy named by its URL keeps its password out of every attribute and span;
   const shown = new ShownNames();
   // two named alike but for it stay two policies. Capped first: past maxPolicies, none is held.
-  const label = (name: string) => shown.get(names.label(name));
+  // Each name with a place is labelled once: the hot path pays one lookup. Held as long as the
+  // place (maxPolicies at most), so a stream of new names grows nothing.
+  const labels = new Map<string, string>();
+  const label = (name: string) => {
+    let shownAs = labels.get(name);
+    if (shownAs === undefined) {
+      const capped = names.label(name);
+      if (capped === OTHER_POLICY) return capped;
+      shownAs = shown.get(capped);
+      labels.set(name, shownAs);
+    }
+    return shownAs;
+  };
   const events = meter ? meterEvents(meter, policies, label) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
@@ -73,12 +85,13 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
   // The meter and the spans listen apart: a meter that throws must not cost the trace its events.
+  // Each hides what it exports as it exports it (the source here, the rest in its handler).
   const offs = [
     ...Object.entries(metering.handlers).map(([type, handler]) => {
       const meter = handler as (event: HoldfastEvent) => void;
-      return on(type as EventType, (event) => meter(hiddenEvent(labelled(event, label), 'source')));
+      return on(type as EventType, (event) => meter(labelled(event, label)));
     }),
-    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, hiddenEvent(event)))),
+    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, event))),
   ];
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
@@ -87,6 +100,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
         if (!names.forget(registered)) return;
         const name = shown.get(registered);
         shown.forget(registered);
+        labels.delete(registered);
         events?.forget(name);
         limits?.forget(name);
       }),

@@ -1,4 +1,4 @@
-import { type EventOf, OTHER_POLICY, type PolicyRegistry } from '@holdfast/core';
+import { type EventOf, hiddenName, OTHER_POLICY, type PolicyRegistry } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import { errorTypes, type Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
@@ -104,7 +104,7 @@ export function meterLimits(
       [A.policy]: e.source,
       [A.limitKind]: kind,
       [A.limitReason]: reason,
-      [A.errorType]: e.code,
+      [A.errorType]: errorType(e.code),
     });
 
   const handlers: Handlers = {
@@ -122,10 +122,10 @@ export function meterLimits(
     'concurrency.limit': (e) => {
       if (lastLimit.has(e.source) || lastLimit.size < MAX_ROWS) lastLimit.set(e.source, e.to);
     },
-    'hedge.attempt': (e) => counts.hedgeAttempts.add({ [A.policy]: e.source, [A.hedgeTrigger]: e.trigger }),
+    'hedge.attempt': (e) => counts.hedgeAttempts.add({ [A.policy]: e.source, [A.hedgeTrigger]: hiddenName(e.trigger) }),
     'hedge.budgetExhausted': (e) => counts.hedgeRefused.add({ [A.policy]: e.source }),
     fallback: (e) => {
-      const attributes: Attributes = { [A.policy]: e.source, [A.fallbackReason]: e.reason };
+      const attributes: Attributes = { [A.policy]: e.source, [A.fallbackReason]: hiddenName(e.reason) };
       if (e.code !== undefined) attributes[A.errorType] = errorType(e.code);
       counts.fallbacks.add(attributes);
     },

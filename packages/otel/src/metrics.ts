@@ -45,16 +45,19 @@ export const shortCode = (code: string): string => (/^[\w.:-]{1,64}$/.test(code)
 const MAX_ERROR_TYPES = 100;
 /**
  * Error codes as `error.type` values. Codes come from what calls throw: one made per call (an id
- * in it) must not make a series per call, nor a message (a URL with its password) an attribute.
- * `_OTHER` is OpenTelemetry's value for an error it has no type for.
+ * in it) must not make a series per call, nor a message (a URL with its password) an attribute,
+ * nor a short one with a credential in it (`password:x`). `_OTHER` is OpenTelemetry's value for
+ * an error it has no type for. A code seen is checked once.
  */
 export function errorTypes(): (code: string) => string {
   const seen = new Set<string>();
   return (code) => {
     if (seen.has(code)) return code;
     const type = seen.size < MAX_ERROR_TYPES ? shortCode(code) : '_OTHER';
-    if (type === code) seen.add(code);
-    return type;
+    if (type !== code) return type;
+    if (hiddenName(code) !== code) return '_OTHER';
+    seen.add(code);
+    return code;
   };
 }
 
@@ -161,17 +164,20 @@ export function meterEvents(
   // Per-host keys churn: counts for every host ever seen would grow for good.
   const detected = new Map<string, Map<string, Row>>();
   const detect = (e: EventOf<'anomaly.detected'>) => {
-    const id = JSON.stringify([e.source, e.key]);
+    const key = hiddenName(e.key);
+    const id = JSON.stringify([e.source, key]);
     const rows = detected.get(id) ?? new Map<string, Row>();
     detected.delete(id);
     detected.set(id, rows);
     if (detected.size > 5_000) detected.delete(detected.keys().next().value as string);
-    const which = `${e.detector}\u0000${e.metric}`;
+    const detector = hiddenName(e.detector);
+    const metric = hiddenName(e.metric);
+    const which = `${detector}\u0000${metric}`;
     const row = rows.get(which);
     if (row !== undefined) row.value++;
     else {
-      const attributes = { [A.policy]: e.source, [A.anomalyKey]: e.key, [A.anomalyDetector]: e.detector };
-      rows.set(which, { attributes: { ...attributes, [A.anomalyMetric]: e.metric }, value: 1 });
+      const attributes = { [A.policy]: e.source, [A.anomalyKey]: key, [A.anomalyDetector]: detector };
+      rows.set(which, { attributes: { ...attributes, [A.anomalyMetric]: metric }, value: 1 });
     }
   };
   const score = (policy: string, key: string, metric: string, value: number) => {
@@ -224,19 +230,25 @@ export function meterEvents(
       attempts.add(1, withCode({ [A.policy]: e.source }, e.code));
       recordMs(retryDelay, e.delay, { [A.policy]: e.source });
     },
-    'retry.giveUp': (e) => giveUps.add(1, withCode({ [A.policy]: e.source, [A.retryReason]: e.reason }, e.code)),
+    'retry.giveUp': (e) =>
+      giveUps.add(1, withCode({ [A.policy]: e.source, [A.retryReason]: hiddenName(e.reason) }, e.code)),
     'retry.budgetExhausted': (e) => budgetRejections.add(1, { [A.policy]: e.source }),
-    timeout: (e) => timeouts.add(1, { [A.policy]: e.source, [A.timeoutStrategy]: e.strategy }),
+    timeout: (e) => timeouts.add(1, { [A.policy]: e.source, [A.timeoutStrategy]: hiddenName(e.strategy) }),
     'failover.switch': (e) =>
-      switches.add(1, { [A.policy]: e.source, [A.failoverReason]: e.reason, [A.endpoint]: e.to }),
-    'failover.eject': (e) => ejections.add(1, { [A.policy]: e.source, [A.endpoint]: e.endpoint }),
+      switches.add(1, {
+        [A.policy]: e.source,
+        [A.failoverReason]: hiddenName(e.reason),
+        [A.endpoint]: hiddenName(e.to),
+      }),
+    'failover.eject': (e) => ejections.add(1, { [A.policy]: e.source, [A.endpoint]: hiddenName(e.endpoint) }),
     'anomaly.score': (e) => {
-      score(e.source, e.key, 'all', e.score);
-      for (const m of e.metrics) score(e.source, e.key, m.name, m.score);
+      const key = hiddenName(e.key);
+      score(e.source, key, 'all', e.score);
+      for (const m of e.metrics) score(e.source, key, hiddenName(m.name), m.score);
     },
     'anomaly.detected': detect,
     'anomaly.cleared': (e) => {
-      if (e.reason === 'forgotten') dropScores(e.source, e.key);
+      if (e.reason === 'forgotten') dropScores(e.source, hiddenName(e.key));
     },
   };
 
@@ -285,8 +297,10 @@ export function meterEvents(
       if (kind === 'breaker') {
         const b: BreakerView | undefined = readBreaker(name, snapshot);
         const policy = b && label(name);
-        if (policy === OTHER_POLICY) others.push((b as BreakerView).state);
-        else if (policy) breakers.set(policy, (b as BreakerView).state);
+        // A state of a user's own snapshot is whatever it says.
+        const state = b && hiddenName(b.state);
+        if (policy === OTHER_POLICY) others.push(state as string);
+        else if (policy) breakers.set(policy, state as string);
       } else if (kind === 'failover') {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
           const attrs = { [A.policy]: label(name), [A.endpoint]: hiddenName(e.name) };

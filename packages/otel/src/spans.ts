@@ -1,4 +1,4 @@
-import { type EventType, eventTypes, type HoldfastEvent, stateChangeEvents } from '@holdfast/core';
+import { type EventType, eventTypes, type HoldfastEvent, hiddenName, stateChangeEvents } from '@holdfast/core';
 import { type Attributes, type Span, type Tracer, trace } from '@opentelemetry/api';
 import { shortCode } from './metrics.js';
 import { attributeNames as A } from './names.js';
@@ -22,17 +22,23 @@ export function spanEventName(type: EventType): string {
   return `holdfast.${type.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
 }
 
-/** The event's own fields as attributes: `holdfast.<type>.<field>`, and `code` as `error.type`. */
+/**
+ * The event's own fields as attributes: `holdfast.<type>.<field>`, and `code` as `error.type`.
+ * Every string without the credentials it may carry (see hiddenName): a user's own policy emits
+ * what it likes, a URL with its password as an endpoint's name.
+ */
 function attributesOf(event: HoldfastEvent): Attributes {
   const prefix = spanEventName(event.type);
-  const attrs: Attributes = { [A.policy]: event.source };
+  const attrs: Attributes = { [A.policy]: hiddenName(event.source) };
   for (const [field, value] of Object.entries(event)) {
     if (skipped.has(field) || value === undefined || value === null) continue;
     if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-      attrs[`${prefix}.${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`] = value;
+      const name = `${prefix}.${field.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)}`;
+      attrs[name] = typeof value === 'string' ? hiddenName(value) : value;
     }
   }
-  if ('code' in event && event.code !== undefined) attrs[A.errorType] = shortCode(event.code);
+  // One that hides differently had a credential in it: no short code then (`***` is none).
+  if ('code' in event && event.code !== undefined) attrs[A.errorType] = shortCode(hiddenName(event.code));
   return attrs;
 }
 
@@ -43,14 +49,14 @@ function summarize(span: Span, event: HoldfastEvent): void {
       span.setAttribute(A.retryAttempt, event.attempt);
       break;
     case 'retry.giveUp':
-      span.setAttribute(A.retryReason, event.reason);
+      span.setAttribute(A.retryReason, hiddenName(event.reason));
       break;
     case 'breaker.reject':
-      span.setAttribute(A.breakerState, event.state);
+      span.setAttribute(A.breakerState, hiddenName(event.state));
       span.setAttribute('holdfast.breaker.rejected', true);
       break;
     case 'failover.switch':
-      span.setAttribute(A.endpoint, event.to);
+      span.setAttribute(A.endpoint, hiddenName(event.to));
       break;
     case 'idempotency.replay':
       span.setAttribute('holdfast.idempotency.replayed', true);

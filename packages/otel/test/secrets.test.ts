@@ -41,4 +41,28 @@ describe('instrument(), secrets in names it did not make', () => {
     // Before the fix: [ 'hunter2', 'SEKRET', ... ] (the names as emitted and registered).
     expect(exported.match(leaked)).toBeNull();
   });
+
+  it("an anomaly metric's name or a registered breaker's state with credentials reaches no attribute", async () => {
+    const bus = createBus();
+    const policies = createPolicyRegistry();
+    const meterProvider = new RecordingMeterProvider();
+    cleanups.push(instrument({ bus, policies, meterProvider, tracerProvider: new RecordingTracerProvider() }));
+    const metric = 'https://alice:hunter2@pay.example/v1';
+    bus.emit(
+      ev({
+        type: 'anomaly.score',
+        source: 'watch',
+        key: 'api',
+        score: 1,
+        raised: true,
+        metrics: [{ name: metric, value: 1, expected: 0, score: 1 }],
+      }),
+    );
+    policies.register('breaker', 'mine', { snapshot: () => ({ state: 'redis://default:SEKRET@cache:6379' }) });
+    const exported = JSON.stringify(await meterProvider.collect());
+    expect(exported).toContain('pay.example');
+    expect(exported).toContain('cache:6379');
+    // Before: [ 'hunter2', 'SEKRET' ] (the metric's name and the state as given).
+    expect(exported.match(leaked)).toBeNull();
+  });
 });

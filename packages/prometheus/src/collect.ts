@@ -8,7 +8,6 @@ import {
   policies as globalPolicies,
   type HoldfastEvent,
   healthReport,
-  hiddenName,
   labelled,
   OTHER_POLICY,
   PolicyNames,
@@ -21,38 +20,24 @@ import {
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
-import { wireLabel } from './wire.js';
+import { type Labels, wiring } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
 
 type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
-type Labels<L extends string> = Partial<Record<L, string | number>>;
 
 /** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
-/**
- * `labels` with each value as it goes on the wire (see wireLabel), without the credentials it
- * may carry (see hiddenName; a policy's as `policies` shows it): the same object when none changes.
- */
-function wire<L extends string>(labels: Labels<L>, policies: ShownNames): Labels<L> {
-  let out: Labels<L> | undefined;
-  for (const k in labels) {
-    const v = labels[k];
-    if (typeof v !== 'string') continue;
-    const w = wireLabel(k === 'policy' ? policies.get(v) : hiddenName(v));
-    if (w !== v) (out ??= { ...labels })[k] = w;
-  }
-  return out ?? labels;
-}
 /**
  * Sets a scrape-time gauge for one policy label: summed under `_other` (it stands for many), else
  * the value of the newest copy of that name (one re-created before the old was disposed: the old
  * one's value is stale).
  */
-function put(gauge: Gauge, labels: Labels<string> & { policy: string }, value: number, shown: ShownNames): void {
-  gauge[labels.policy === OTHER_POLICY ? 'inc' : 'set'](wire(labels, shown), value);
+function put(gauge: Gauge, labels: Labels<string> & { policy: string }, value: number, wire: Wire): void {
+  gauge[labels.policy === OTHER_POLICY ? 'inc' : 'set'](wire(labels), value);
 }
+type Wire = ReturnType<typeof wiring>['labels'];
 /** Anomaly score series kept at most: the least recently scored keys' go first. */
 const MAX_SCORE_SERIES = 5_000;
 
@@ -83,6 +68,9 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const policyNames = new PolicyNames(o.maxPolicies, 'collect');
   // Policy labels without the credentials their names may carry, two that hide alike apart.
   const shown = new ShownNames();
+  // Every label value as it goes on the wire, hidden (see wiring).
+  const wired = wiring(shown);
+  const wire = wired.labels;
   const label = (policy: string) => policyNames.label(policy);
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
@@ -92,14 +80,14 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     let mine = series.get(policy);
     if (mine === undefined) series.set(policy, (mine = new Map()));
     const key = `${id}\u0000${Object.values(labels).join('\u0000')}`;
-    if (!mine.has(key)) mine.set(key, () => metric.remove(wire(labels, shown)));
+    if (!mine.has(key)) mine.set(key, () => metric.remove(wire(labels)));
   };
   const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
     const metric = new Counter({ name: name(suffix), help, labelNames, registers });
     return {
       inc(labels: Labels<L>) {
         track(suffix, metric, labels);
-        metric.inc(wire(labels, shown));
+        metric.inc(wire(labels));
       },
     };
   };
@@ -111,7 +99,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         // throws on it; the call is counted by its counter, its duration is no figure.
         if (!Number.isFinite(value)) return;
         track(suffix, metric, labels);
-        metric.observe(wire(labels, shown), value);
+        metric.observe(wire(labels), value);
       },
     };
   };
@@ -188,8 +176,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const entry = scored.get(id);
     if (entry === undefined) return;
     const { policy, key } = entry;
-    for (const metric of entry.metrics) anomalyScore.remove(wire({ policy, key, metric }, shown));
-    for (const labels of entry.detected.values()) anomalies.remove(wire(labels, shown));
+    for (const metric of entry.metrics) anomalyScore.remove(wire({ policy, key, metric }));
+    for (const labels of entry.detected.values()) anomalies.remove(wire(labels));
     scoreSeries -= entry.metrics.length + entry.detected.size;
     scored.delete(id);
   };
@@ -217,7 +205,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         const all: readonly string[] = breakerStates.includes(state as never)
           ? breakerStates
           : [...breakerStates, state];
-        for (const s of all) this.inc(wire({ policy, state: s }, shown), s === state ? 1 : 0);
+        for (const s of all) this.inc(wire({ policy, state: s }), s === state ? 1 : 0);
       }
     },
   });
@@ -230,7 +218,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          put(this, { policy: label(name), endpoint: e.name }, e.up ? 1 : 0, shown);
+          put(this, { policy: label(name), endpoint: e.name }, e.up ? 1 : 0, wire);
         }
       }
     },
@@ -244,7 +232,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
         for (const e of readFailover(name, snapshot)?.endpoints ?? []) {
-          if (e.inFlight !== null) put(this, { policy: label(name), endpoint: e.name }, e.inFlight, shown);
+          if (e.inFlight !== null) put(this, { policy: label(name), endpoint: e.name }, e.inFlight, wire);
         }
       }
     },
@@ -258,7 +246,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('budget')) {
         const balance = readBudget(name, snapshot)?.balance;
-        if (balance != null) put(this, { policy: label(name) }, balance, shown);
+        if (balance != null) put(this, { policy: label(name) }, balance, wire);
       }
     },
   });
@@ -308,8 +296,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       const had = entry.metrics.length;
       entry.metrics = [...new Set([...entry.metrics, 'all', ...e.metrics.map((m) => m.name)])];
       scoreSeries += entry.metrics.length - had;
-      anomalyScore.set(wire({ policy, key, metric: 'all' }, shown), e.score);
-      for (const m of e.metrics) anomalyScore.set(wire({ policy, key, metric: m.name }, shown), m.score);
+      anomalyScore.set(wire({ policy, key, metric: 'all' }), e.score);
+      for (const m of e.metrics) anomalyScore.set(wire({ policy, key, metric: m.name }), m.score);
       bound();
     },
     'anomaly.cleared': (e) => {
@@ -323,7 +311,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         entry.detected.set(id, labels);
         scoreSeries++;
       }
-      anomalies.inc(wire(labels, shown));
+      anomalies.inc(wire(labels));
       bound();
     },
   };
@@ -351,7 +339,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('concurrency')) {
         const limit = (snapshot as { limit?: unknown } | null)?.limit;
-        if (typeof limit === 'number') put(this, { policy: label(name) }, limit, shown);
+        if (typeof limit === 'number') put(this, { policy: label(name) }, limit, wire);
       }
     },
   });
@@ -371,7 +359,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     collect() {
       this.reset();
       for (const [key, t] of toxicsOn) {
-        this.set(wire({ proxy: t.proxy, toxic: t.toxic }, shown), t.names.size);
+        this.set(wire({ proxy: t.proxy, toxic: t.toxic }), t.names.size);
         // Scraped at 0 once, then dropped: a row kept for every proxy ever seen would grow for good.
         if (t.names.size === 0) toxicsOn.delete(key);
       }
@@ -400,6 +388,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         for (const remove of series.get(policy)?.values() ?? []) remove();
         series.delete(policy);
         shown.forget(policy);
+        wired.forget(policy);
         lastState.delete(policy);
       }),
     );

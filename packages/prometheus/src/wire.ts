@@ -1,3 +1,5 @@
+import { hiddenName, type ShownNames } from '@holdfast/core';
+
 /** A lone surrogate, and a backslash run before one or before text spelled like its escape. */
 const escapes =
   /(\\+)(?=u[dD][89a-fA-F][0-9a-fA-F]{2}|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|[\uDC00-\uDFFF])|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
@@ -13,4 +15,47 @@ export function wireLabel(value: string): string {
   return value.replace(escapes, (match, backslashes?: string) =>
     backslashes === undefined ? `\\u${match.charCodeAt(0).toString(16)}` : backslashes + backslashes,
   );
+}
+
+/** A label set: label name -> value. */
+export type Labels<L extends string> = Partial<Record<L, string | number>>;
+
+/** Values kept ready for the wire: past this many the cache starts over (time, never memory). */
+const MAX_VALUES = 1_000;
+/** Longer values are worked out each time: a thousand of them must not hold megabytes. */
+const MAX_CACHED_LENGTH = 256;
+
+/**
+ * Label sets as they go on the wire (see wireLabel), without the credentials their values may
+ * carry (see hiddenName; a `policy` as `shown` shows it), each distinct value worked out once: a
+ * label value is one of few, and the hot path pays a lookup per label. Policy values are held as
+ * long as their place under maxPolicies (`forget` frees it); the others up to MAX_VALUES short ones.
+ */
+export function wiring(shown: ShownNames): {
+  labels<L extends string>(labels: Labels<L>): Labels<L>;
+  forget(policy: string): void;
+} {
+  const values = new Map<string, string>();
+  const policies = new Map<string, string>();
+  return {
+    labels<L extends string>(labels: Labels<L>): Labels<L> {
+      let out: Labels<L> | undefined;
+      for (const k in labels) {
+        const v = labels[k];
+        if (typeof v !== 'string') continue;
+        const policy = k === 'policy';
+        const cache = policy ? policies : values;
+        let w = cache.get(v);
+        if (w === undefined) {
+          w = wireLabel(policy ? shown.get(v) : hiddenName(v));
+          if (values.size >= MAX_VALUES) values.clear();
+          // A policy's is held while it has its place; another only if short.
+          if (policy || v.length <= MAX_CACHED_LENGTH) cache.set(v, w);
+        }
+        if (w !== v) (out ??= { ...labels })[k] = w;
+      }
+      return out ?? labels;
+    },
+    forget: (name) => void policies.delete(name),
+  };
 }
