@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { fallback, hedge } from '@holdfast/core';
 import { adaptiveConcurrency, adaptiveThrottle, bulkhead, slidingWindow, tokenBucket } from '@holdfast/limit';
 import { redisRateLimiter } from '@holdfast/limit/redis';
@@ -7,7 +8,7 @@ import { Redis } from 'ioredis';
 import pLimit from 'p-limit';
 import { RateLimiterMemory, RateLimiterRedis } from 'rate-limiter-flexible';
 import { redisAvailable, startRedis, stopAllRedis } from '../test/support/redis.js';
-import { compare, pin } from './harness.js';
+import { compare, median, pin, printRows } from './harness.js';
 
 const bare = async () => 1;
 const BATCH = 100;
@@ -178,9 +179,54 @@ export async function benchLimitRedis(): Promise<void> {
         { name: 'rate-limiter-flexible Redis, refused', call: refuse(() => theirsSpent.consume(key())) },
       ],
     });
+    await cpuPerDecision(server.pid, [
+      ['redis PING', () => client.ping()],
+      ['holdfast redisRateLimiter (GCRA)', () => ours.take(key())],
+      ['holdfast redisRateLimiter, resendWindow 0', () => unmarked.take(key())],
+      ['rate-limiter-flexible Redis', () => theirs.consume(key())],
+      ['holdfast, refused', () => spent.take(key())],
+      ['holdfast, resendWindow 0, refused', () => spentUnmarked.take(key())],
+      ['rate-limiter-flexible Redis, refused', refuse(() => theirsSpent.consume(key()))],
+    ]);
   } finally {
     unpin?.();
     client.disconnect();
     await stopAllRedis();
   }
+}
+
+/**
+ * CPU time per decision: the redis-server's main thread (its schedstat, ns) and this process
+ * (`process.cpuUsage()`), each variant in turn, the order rotated, the median of 5 rounds. Time
+ * on a CPU is what the work costs; a loaded machine adds waiting to the wall-clock figures above,
+ * not to these. Linux only.
+ */
+async function cpuPerDecision(pid: number | undefined, variants: [string, () => Promise<unknown>][]): Promise<void> {
+  const stat = `/proc/${pid}/task/${pid}/schedstat`;
+  const serverNs = () => Number(readFileSync(stat, 'utf8').split(' ')[0]);
+  try {
+    serverNs();
+  } catch {
+    return;
+  }
+  const calls = 2_000;
+  const server: Record<string, number[]> = {};
+  const own: Record<string, number[]> = {};
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < variants.length; i++) {
+      const [name, call] = variants[(i + round) % variants.length] as [string, () => Promise<unknown>];
+      for (let j = 0; j < 200; j++) await call();
+      const [s0, c0] = [serverNs(), process.cpuUsage()];
+      for (let j = 0; j < calls; j++) await call();
+      const c = process.cpuUsage(c0);
+      (server[name] ??= []).push((serverNs() - s0) / calls);
+      (own[name] ??= []).push(((c.user + c.system) * 1000) / calls);
+    }
+  }
+  const fmt = (ns: number) => `${(ns / 1000).toFixed(2)} µs`;
+  printRows(
+    'limit: Redis decision, CPU time per decision (median of 5 rounds, 2,000 calls each)',
+    ['variant', 'redis-server', 'this process'],
+    variants.map(([name]) => [name, fmt(median(server[name] ?? [])), fmt(median(own[name] ?? []))]),
+  );
 }

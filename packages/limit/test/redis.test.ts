@@ -253,7 +253,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(logins).toBe(5);
   });
 
-  it('the arguments of a decision: the expiry of a key that owed nothing is sent as a string, the emission interval only for a cost other than 1', async () => {
+  it('the arguments of a decision: only its keys at a cost of 1; the increment and the expiry of a key that owed nothing (strings) otherwise', async () => {
     const sent: (string | number)[][] = [];
     const recording = {
       get status() {
@@ -279,19 +279,46 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
         requestId: () => `id${sent.length}`,
         policies: false,
       });
-      // The units left come from the emission interval (7.5 s) in both cases.
+      // The units left come from the emission interval (7.5 s, written in the script) in both cases.
       expect(await rl.take('k', 3)).toMatchObject({ allowed: true, remaining: 5 });
       expect(await rl.take('k')).toMatchObject({ allowed: true, remaining: 4 });
       const keys = (n: number) => (resendWindow === 0 ? ['1', tat] : ['2', tat, `${tat}:r:id${n}`]);
-      const window = String(resendWindow);
-      // ARGV: increment, tolerance, expiry of a key that owed nothing, window, [emission interval].
-      expect(sent).toEqual([
-        [...keys(0), '22500', '60000', '22500', window, '7500'],
-        resendWindow === 0 ? [...keys(1), '7500', '60000', '7500'] : [...keys(1), '7500', '60000', '7500', window],
-      ]);
+      // ARGV: the increment and the expiry of a key that owed nothing, for a cost other than 1 only.
+      expect(sent).toEqual([[...keys(0), '22500', '22500'], keys(1)]);
       // The second decision found the key owing (22.5 s): its expiry (30 s) was computed in the script.
       expect(await client.pttl(tat)).toBeGreaterThan(22_500);
     }
+  });
+
+  it("the limiter's constants are written into its own script: limiters with other settings run other scripts, on the same keys", async () => {
+    const shas = new Set<string>();
+    const recording = {
+      get status() {
+        return client.status;
+      },
+      call: (command: string, ...args: (string | number)[]) => {
+        if (command === 'evalsha') shas.add(String(args[0]));
+        return client.call(command, ...args);
+      },
+      once: (event: 'ready', listener: () => void) => client.once(event, listener),
+      removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
+    };
+    const make = (limit: number, resendWindow?: number) =>
+      redisRateLimiter({
+        client: recording,
+        limit,
+        interval: 60_000,
+        resendWindow,
+        prefix: 'consts:',
+        policies: false,
+      });
+    const [a, b, c, again] = [make(2), make(3), make(2, 0), make(2)];
+    expect((await a.take('k')).allowed).toBe(true);
+    // A's TAT 30 s ahead: B (20 s a unit, 60 s tolerance) takes one more, with 0 left.
+    expect(await b.take('k')).toMatchObject({ allowed: true, remaining: 0 });
+    expect((await c.take('k')).allowed).toBe(false);
+    expect((await again.take('k')).allowed).toBe(false);
+    expect(shas.size).toBe(3);
   });
 
   it('a rolling upgrade: the previous script and this one decide on the same keys, and neither exceeds the limit nor fails', async () => {
