@@ -121,7 +121,7 @@ export class Shedder<Req> {
     };
     res.once('prefinish', ended);
     res.once('close', left);
-    const outcome = await this.admit(req, gone.signal);
+    const outcome = await this.admit(req, res, gone.signal);
     if (typeof outcome !== 'function') return outcome;
     // Admitted as its client left, or answered meanwhile: its handler must not run (there is no
     // place held for it).
@@ -167,9 +167,10 @@ export class Shedder<Req> {
    * policy refused it (or was disposed). Another error (a bug in `key`, a policy failing) rejects.
    * A status of 5xx or 429 ends the held call with a failure (an `E_HTTP_STATUS` error carrying
    * `status`), so that an adaptive throttle or limiter sees the service refusing; any other
-   * status ends it with success.
+   * status ends it with success. A request that already holds a place in the policy under the
+   * same key (the middleware mounted twice on its path) takes no second one.
    */
-  admit(req: Req, signal: AbortSignal): Promise<Release | Shed> {
+  admit(req: Req, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
     const key = this.#key?.(req);
@@ -183,7 +184,7 @@ export class Shedder<Req> {
         Promise.resolve(key).then(
           (k) => {
             signal.removeEventListener('abort', left);
-            if (!signal.aborted) this.#admit(policy, keyString(k), signal).then(resolve, reject);
+            if (!signal.aborted) this.#admit(policy, keyString(k), res, signal).then(resolve, reject);
           },
           (error: unknown) => {
             signal.removeEventListener('abort', left);
@@ -192,20 +193,29 @@ export class Shedder<Req> {
         );
       });
     }
-    return this.#admit(policy, keyString(key), signal);
+    return this.#admit(policy, keyString(key), res, signal);
   }
 
-  #admit(policy: Policy, key: string | undefined, signal: AbortSignal): Promise<Release | Shed> {
+  #admit(policy: Policy, key: string | undefined, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
+    // Met again on its way (`app.use(shed)` and `app.use('/api', shed)`, the plugin on a parent
+    // and a child): a second place would halve a limit, or shed every request a bulkhead of one sees.
+    const places = held.get(res);
+    for (let i = 0; places !== undefined && i < places.length; i += 2) {
+      if (places[i] === policy && places[i + 1] === key) return Promise.resolve(noop);
+    }
     return new Promise((resolve, reject) => {
       policy
         .execute(
           () =>
-            new Promise<void>((done, fail) =>
+            new Promise<void>((done, fail) => {
+              const now = held.get(res);
+              if (now === undefined) held.set(res, [policy, key]);
+              else now.push(policy, key);
               resolve((status) => {
                 if (status !== undefined && (status >= 500 || status === 429)) fail(statusError(status));
                 else done();
-              }),
-            ),
+              });
+            }),
           { signal, key } as { signal: AbortSignal },
         )
         .then(undefined, (error: unknown) => {
@@ -267,6 +277,9 @@ export interface Shed {
 export type Release = (status?: number) => void;
 
 function noop(): void {}
+
+/** The places each response's request holds: policy, key, policy, key... */
+const held = new WeakMap<ServerResponse, (Policy | string | undefined)[]>();
 
 /**
  * What `key(req)` returned, as the string a limiter counts it under. Not a string (an array from a
