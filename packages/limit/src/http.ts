@@ -90,7 +90,10 @@ export class Shedder<Req> {
     const gone = new AbortController();
     let release: Release | undefined;
     // The handler ended the response: the work is done and the place is free, read or not (a
-    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on.
+    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on;
+    // an HTTP/2 response (Fastify's http2) emits no 'prefinish', and 'finish' once the last bytes
+    // are handed to the session (before, each of its responses read as a client hanging up).
+    const end = 'stream' in res ? 'finish' : 'prefinish';
     const ended = () => {
       res.removeListener('close', left);
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
@@ -102,7 +105,7 @@ export class Shedder<Req> {
       this.#holdWhile(running, () => free(status));
     };
     const left = () => {
-      res.removeListener('prefinish', ended);
+      res.removeListener(end, ended);
       const free = release;
       // A timeout that found the response under way (its headers sent) destroys it (Fastify's
       // handlerTimeout): as for one it answered, the place is held while the handler may run,
@@ -115,11 +118,11 @@ export class Shedder<Req> {
       if (res.writableEnded) return free();
       // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
       this.#holdOn(free, (done) => {
-        res.once('prefinish', done);
-        return () => res.removeListener('prefinish', done);
+        res.once(end, done);
+        return () => res.removeListener(end, done);
       });
     };
-    res.once('prefinish', ended);
+    res.once(end, ended);
     res.once('close', left);
     const outcome = await this.admit(req, res, gone.signal);
     if (typeof outcome !== 'function') return outcome;

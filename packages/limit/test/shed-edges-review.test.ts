@@ -1,10 +1,11 @@
+import { connect } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { bulkhead, tokenBucket } from '../src/index.js';
+import { adaptiveConcurrency, bulkhead, tokenBucket } from '../src/index.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -79,5 +80,129 @@ describe('one policy met twice by one request (a middleware mounted twice, the p
       expect([path, res.statusCode, res.json()]).toEqual([path, 200, { running: 1 }]);
     }
     expect(b.running).toBe(0);
+  });
+});
+
+describe("answers other than the handler's free the place", () => {
+  it('Express: a 413 from the body parser after the middleware, a handler that throws, OPTIONS and HEAD', async () => {
+    const b = bulkhead({ maxConcurrent: 1, policies: false });
+    const app = express();
+    app.use(expressShedding({ policy: b, key: () => Symbol('not a string') as never }));
+    app.use(express.json({ limit: 10 }));
+    app.post('/x', (_req, res) => void res.send('ok'));
+    app.get('/throw', () => {
+      throw new Error('boom');
+    });
+    app.get('/x', (_req, res) => void res.send('ok'));
+    const url = await listen(app);
+    const big = JSON.stringify({ a: 'x'.repeat(1_000) });
+    const post = await fetch(`${url}/x`, {
+      method: 'POST',
+      body: big,
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(post.status).toBe(413);
+    expect((await fetch(`${url}/throw`)).status).toBe(500);
+    expect((await fetch(`${url}/x`, { method: 'OPTIONS' })).status).toBe(200);
+    expect((await fetch(`${url}/x`, { method: 'HEAD' })).status).toBe(200);
+    await expect.poll(() => b.running).toBe(0);
+    expect((await fetch(`${url}/x`)).status).toBe(200);
+  });
+
+  it('Fastify: a 413 from bodyLimit after onRequest, a handler that throws, and a key that throws', async () => {
+    const b = bulkhead({ maxConcurrent: 1, policies: false });
+    const app = Fastify({ bodyLimit: 10 });
+    closers.push(() => app.close());
+    await app.register(fastifyShedding, {
+      policy: b,
+      key: (req) => {
+        if (req.url === '/bad-key') throw new Error('no key');
+        return 'k';
+      },
+    });
+    app.post('/x', async () => 'ok');
+    app.get('/throw', async () => {
+      throw new Error('boom');
+    });
+    app.get('/bad-key', async () => 'ok');
+    app.get('/x', async () => 'ok');
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const post = await fetch(`${url}/x`, {
+      method: 'POST',
+      body: JSON.stringify({ a: 'x'.repeat(1_000) }),
+      headers: { 'content-type': 'application/json' },
+    });
+    expect(post.status).toBe(413);
+    expect((await fetch(`${url}/throw`)).status).toBe(500);
+    expect((await fetch(`${url}/bad-key`)).status).toBe(500);
+    await expect.poll(() => b.running).toBe(0);
+    expect((await fetch(`${url}/x`)).status).toBe(200);
+  });
+});
+
+describe('Fastify over HTTP/2 (its response emits finish, never prefinish)', () => {
+  it('an ended response ends the held call with its status: an adaptive limiter learns from it', async () => {
+    const seen: unknown[] = [];
+    const limiter = adaptiveConcurrency({
+      algorithm: 'aimd',
+      initialLimit: 10,
+      window: { minTime: 0, minSamples: 1 },
+      isDrop: (error) => {
+        seen.push((error as { status?: unknown }).status);
+        return true;
+      },
+      policies: false,
+    });
+    const app = Fastify({ http2: true });
+    closers.push(() => app.close());
+    await app.register(fastifyShedding, { policy: limiter });
+    app.get('/ok', async () => 'ok');
+    app.get('/busy', async (_req, reply) => reply.code(503).send('busy'));
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const client = connect(url);
+    closers.unshift(async () => void client.close());
+    const get = (path: string) =>
+      new Promise<number>((resolve, reject) => {
+        const req = client.request({ ':path': path });
+        let status = 0;
+        req.on('response', (h) => (status = Number(h[':status'])));
+        req.on('data', () => {});
+        req.on('end', () => resolve(status));
+        req.on('error', reject);
+      });
+    for (let i = 0; i < 5; i++) expect(await get('/ok')).toBe(200);
+    for (let i = 0; i < 3; i++) expect(await get('/busy')).toBe(503);
+    // Before: each ended response read as a client hanging up: no sample, and no drop seen.
+    await expect.poll(() => limiter.snapshot().samples).toBe(8);
+    expect(seen).toEqual([503, 503, 503]);
+    expect(limiter.inFlight).toBe(0);
+  });
+
+  it('a stream reset while queued leaves the queue at once; the running one frees its place when it ends', async () => {
+    const b = bulkhead({ maxConcurrent: 1, maxQueue: 1, policies: false });
+    let open = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    const app = Fastify({ http2: true });
+    closers.push(() => app.close());
+    await app.register(fastifyShedding, { policy: b });
+    app.get('/slow', async () => {
+      await gate;
+      return 'ok';
+    });
+    const url = await app.listen({ port: 0, host: '127.0.0.1' });
+    const client = connect(url);
+    closers.unshift(async () => void client.close());
+    const first = client.request({ ':path': '/slow' });
+    first.on('data', () => {});
+    const done = new Promise((r) => first.on('end', r));
+    await expect.poll(() => b.running).toBe(1);
+    const second = client.request({ ':path': '/slow' });
+    second.on('error', () => {});
+    await expect.poll(() => b.queued).toBe(1);
+    second.close();
+    await expect.poll(() => b.queued).toBe(0);
+    open();
+    await done;
+    await expect.poll(() => b.running).toBe(0);
   });
 });
