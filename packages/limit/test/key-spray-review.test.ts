@@ -4,6 +4,7 @@ import { ManualClock } from '@holdfast/core';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type LocalRateLimiter, slidingWindow, tokenBucket } from '../src/index.js';
+import { KeyTable } from '../src/rate.js';
 
 const makers = {
   tokenBucket: (o: { limit: number; maxKeys: number; clock: ManualClock }) =>
@@ -100,4 +101,41 @@ describe('a spray of addresses', () => {
       expect(r.honest).toEqual([true, false]);
     }
   }, 30_000);
+});
+
+describe('KeyTable', () => {
+  it('property: it keeps the keys a plain model keeps (least recently used order; of the 16 oldest, the most room goes, ties the oldest)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 24 }),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 40 }), fc.integer({ min: 0, max: 4 })), { maxLength: 300 }),
+        (maxKeys, ops) => {
+          // Each key's room is set by the test: a whole number of calls of 4.
+          const room = new Map<string, number>();
+          const table = new KeyTable<{ key: string }>(maxKeys, (s) => (room.get(s.key) ?? 4) / 4);
+          const model: string[] = []; // least recently used first
+          for (const [k, r] of ops) {
+            const key = `k${k}`;
+            room.set(key, r);
+            const at = model.indexOf(key);
+            if (at >= 0) model.splice(at, 1);
+            else if (model.length >= maxKeys) {
+              let chosen = 0;
+              for (let i = 1; i < Math.min(16, model.length); i++) {
+                if ((room.get(model[i] as string) ?? 4) > (room.get(model[chosen] as string) ?? 4)) chosen = i;
+                if ((room.get(model[chosen] as string) ?? 4) === 4) break;
+              }
+              model.splice(chosen, 1);
+            }
+            model.push(key);
+            expect(table.get(key, () => ({ key })).key).toBe(key);
+            expect(table.size).toBe(model.length);
+          }
+          // Every key the model keeps is still in the table with its own state (no fresh one made).
+          for (const key of model) expect(table.get(key, () => ({ key: 'fresh' })).key).toBe(key);
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
 });
