@@ -5,7 +5,7 @@ import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { adaptiveConcurrency, bulkhead, tokenBucket } from '../src/index.js';
+import { adaptiveConcurrency, bulkhead, ipKey, tokenBucket } from '../src/index.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -204,5 +204,17 @@ describe('Fastify over HTTP/2 (its response emits finish, never prefinish)', () 
     open();
     await done;
     await expect.poll(() => b.running).toBe(0);
+  });
+});
+
+describe('ipKey and translated IPv4 clients', () => {
+  it('behind a stateless NAT64 (SIIT-DC, 64:ff9b::/96) each IPv4 client keeps its own key, not one /56 for all', () => {
+    expect(ipKey('64:ff9b::198.51.100.7')).toBe('198.51.100.7');
+    expect(ipKey('64:FF9B:0:0:0:0:c633:6407')).toBe('198.51.100.7');
+    expect(ipKey('[64:ff9b::c633:6407]:443')).toBe('198.51.100.7');
+    expect(ipKey('64:ff9b::203.0.113.9')).toBe('203.0.113.9');
+    // Outside the /96 (64:ff9b:1::/48 and the rest): a network, as before.
+    expect(ipKey('64:ff9b:1::198.51.100.7')).toBe('64:ff9b:1:0:0:0:0:0/56');
+    expect(ipKey('64:ff9b::1:198.51.100.7')).toBe('64:ff9b:0:0:0:0:0:0/56');
   });
 });
