@@ -87,8 +87,10 @@ export abstract class RateLimiterBase implements RateLimiter {
   execute<T>(fn: Operation<T>, options?: RateLimitExecuteOptions): Promise<T> {
     if (this.disposed) return Promise.reject(new DisposedError(this.name));
     let decision: RateDecision | Promise<RateDecision>;
+    // Inside a pipeline, options is the outer policy's scope: the key and cost are the call's.
+    const given = CallScope.given(options) as RateLimitExecuteOptions | undefined;
     try {
-      decision = this.take(options?.key ?? this.defaultKey, options?.cost ?? 1);
+      decision = this.take(given?.key ?? this.defaultKey, given?.cost ?? 1);
     } catch (error) {
       return Promise.reject(error);
     }

@@ -1,5 +1,6 @@
 import { connect } from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import { pipeline, timeout } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -216,5 +217,30 @@ describe('ipKey and translated IPv4 clients', () => {
     // Outside the /96 (64:ff9b:1::/48 and the rest): a network, as before.
     expect(ipKey('64:ff9b:1::198.51.100.7')).toBe('64:ff9b:1:0:0:0:0:0/56');
     expect(ipKey('64:ff9b::1:198.51.100.7')).toBe('64:ff9b:0:0:0:0:0:0/56');
+  });
+});
+
+describe('the key reaches a rate limiter inside a pipeline', () => {
+  it('pipeline(bulkhead, tokenBucket) keyed per user: each user has a limit of its own, not one for all', async () => {
+    const perUser = tokenBucket({ limit: 1, interval: 60_000, policies: false });
+    const app = Fastify();
+    closers.push(() => app.close());
+    await app.register(fastifyShedding, {
+      policy: pipeline(bulkhead({ maxConcurrent: 10, policies: false }), perUser),
+      key: (req) => String(req.headers['x-user']),
+    });
+    app.get('/x', async () => 'ok');
+    const get = async (user: string) => (await app.inject({ url: '/x', headers: { 'x-user': user } })).statusCode;
+    expect([await get('alice'), await get('bob'), await get('alice')]).toEqual([200, 200, 429]);
+    expect(perUser.snapshot().keys).toBe(2);
+  });
+
+  it('execute(fn, { key, cost }) on a pipeline: a limiter after a bulkhead or a timeout counts the call under its key and cost', async () => {
+    const perUser = tokenBucket({ limit: 3, interval: 60_000, policies: false });
+    const p = pipeline(timeout(5_000), bulkhead({ maxConcurrent: 2, policies: false }), perUser);
+    await p.execute(async () => 'ok', { key: 'alice', cost: 3 } as never);
+    await p.execute(async () => 'ok', { key: 'bob' } as never);
+    expect(perUser.take('alice').allowed).toBe(false);
+    expect(perUser.take('bob').remaining).toBe(1);
   });
 });
