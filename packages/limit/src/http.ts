@@ -99,6 +99,13 @@ export class Shedder<Req> {
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
       if (release === undefined) return gone.abort();
       const running = this.#running?.(req, res);
+      if (!running && res.statusCode === 429) {
+        // One client told to slow down (a rate limit further in, or the app's own) says nothing
+        // of the service: no sample, no refusal. As a failure, one client's 429s shrank an
+        // adaptive limit to its minimum and made a throttle shed everyone with 503.
+        gone.abort();
+        return release();
+      }
       if (!running) return release(res.statusCode);
       const free = release;
       const status = res.statusCode;
@@ -168,9 +175,9 @@ export class Shedder<Req> {
    * Admits `req` through its policy: resolves to the function that frees its place (call it with
    * the response's status when the response is over), or to a {@link Shed} response when the
    * policy refused it (or was disposed). Another error (a bug in `key`, a policy failing) rejects.
-   * A status of 5xx or 429 ends the held call with a failure (an `E_HTTP_STATUS` error carrying
+   * A status of 5xx ends the held call with a failure (an `E_HTTP_STATUS` error carrying
    * `status`), so that an adaptive throttle or limiter sees the service refusing; any other
-   * status ends it with success. A request that already holds a place in the policy under the
+   * status ends it with success (a 429 is aborted before it gets here: see `hold`). A request that already holds a place in the policy under the
    * same key (the middleware mounted twice on its path) takes no second one.
    */
   admit(req: Req, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
@@ -215,7 +222,7 @@ export class Shedder<Req> {
               if (now === undefined) held.set(res, [policy, key]);
               else now.push(policy, key);
               resolve((status) => {
-                if (status !== undefined && (status >= 500 || status === 429)) fail(statusError(status));
+                if (status !== undefined && status >= 500) fail(statusError(status));
                 else done();
               });
             }),
@@ -298,7 +305,7 @@ function keyString(key: unknown): string | undefined {
   }
 }
 
-/** What the held call fails with when the response says the service refused (5xx, 429). */
+/** What the held call fails with when the response says the service refused (5xx). */
 function statusError(status: number): HoldfastError & { status: number } {
   return Object.assign(new HoldfastError('E_HTTP_STATUS', `the response was ${status}`), { status });
 }

@@ -6,7 +6,7 @@ import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { adaptiveConcurrency, bulkhead, ipKey, tokenBucket } from '../src/index.js';
+import { adaptiveConcurrency, adaptiveThrottle, bulkhead, ipKey, tokenBucket } from '../src/index.js';
 
 const closers: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -242,5 +242,34 @@ describe('the key reaches a rate limiter inside a pipeline', () => {
     await p.execute(async () => 'ok', { key: 'bob' } as never);
     expect(perUser.take('alice').allowed).toBe(false);
     expect(perUser.take('bob').remaining).toBe(1);
+  });
+});
+
+describe('a 429 is one client told to slow down, not the service refusing', () => {
+  it('one client rate limited inside an adaptive limiter or throttle does not shrink the limit, nor shed everyone', async () => {
+    const adaptive = adaptiveConcurrency({
+      algorithm: 'aimd',
+      initialLimit: 20,
+      window: { minTime: 0, minSamples: 1 },
+      policies: false,
+    });
+    const throttle = adaptiveThrottle({ random: () => 0, policies: false });
+    const app = Fastify();
+    closers.push(() => app.close());
+    await app.register(fastifyShedding, { policy: pipeline(throttle, adaptive) });
+    await app.register(async (child) => {
+      const perClient = tokenBucket({ limit: 1, interval: 60_000, policies: false });
+      await child.register(fastifyShedding, { policy: perClient, key: (req) => String(req.headers['x-client']) });
+      child.get('/api', async () => 'ok');
+    });
+    const get = async (client: string) =>
+      (await app.inject({ url: '/api', headers: { 'x-client': client } })).statusCode;
+    const abuser: number[] = [];
+    for (let i = 0; i < 30; i++) abuser.push(await get('abuser'));
+    expect(abuser.filter((s) => s === 429)).toHaveLength(29);
+    // Before: each 429 was a drop and a backend refusal: the limit fell to 1, and others got 503.
+    expect(adaptive.limit).toBeGreaterThanOrEqual(20);
+    expect(throttle.probability).toBe(0);
+    expect([await get('alice'), await get('bob')]).toEqual([200, 200]);
   });
 });
