@@ -99,10 +99,11 @@ export class Shedder<Req> {
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
       if (release === undefined) return gone.abort();
       const running = this.#running?.(req, res);
-      if (!running && res.statusCode === 429) {
+      if (!running && (res.statusCode === 429 || refused.has(res))) {
         // One client told to slow down (a rate limit further in, or the app's own) says nothing
         // of the service: no sample, no refusal. As a failure, one client's 429s shrank an
-        // adaptive limit to its minimum and made a throttle shed everyone with 503.
+        // adaptive limit to its minimum and made a throttle shed everyone with 503. Nor does a
+        // request a policy further in shed (a route's own bulkhead): it never reached its handler.
         gone.abort();
         return release();
       }
@@ -132,7 +133,10 @@ export class Shedder<Req> {
     res.once(end, ended);
     res.once('close', left);
     const outcome = await this.admit(req, res, gone.signal);
-    if (typeof outcome !== 'function') return outcome;
+    if (typeof outcome !== 'function') {
+      refused.add(res);
+      return outcome;
+    }
     // Admitted as its client left, or answered meanwhile: its handler must not run (there is no
     // place held for it).
     if (gone.signal.aborted || res.writableEnded) {
@@ -287,6 +291,9 @@ export interface Shed {
 export type Release = (status?: number) => void;
 
 function noop(): void {}
+
+/** Responses a shedder answered: their requests never reached a handler. */
+const refused = new WeakSet<ServerResponse>();
 
 /** The places each response's request holds: policy, key, policy, key... */
 const held = new WeakMap<ServerResponse, (Policy | string | undefined)[]>();

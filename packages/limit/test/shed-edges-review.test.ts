@@ -273,3 +273,33 @@ describe('a 429 is one client told to slow down, not the service refusing', () =
     expect([await get('alice'), await get('bob')]).toEqual([200, 200]);
   });
 });
+
+describe('a request shed further in never reached its handler', () => {
+  it("a route's own bulkhead shedding with 503 is no refusal for a throttle around the whole app", async () => {
+    const throttle = adaptiveThrottle({ random: () => 0, policies: false });
+    const app = Fastify();
+    closers.push(() => app.close());
+    await app.register(fastifyShedding, { policy: throttle });
+    let open = () => {};
+    const gate = new Promise<void>((r) => (open = r));
+    const reports = bulkhead({ maxConcurrent: 1, policies: false });
+    await app.register(async (child) => {
+      await child.register(fastifyShedding, { policy: reports });
+      child.get('/reports', async () => {
+        await gate;
+        return 'pdf';
+      });
+    });
+    app.get('/cheap', async () => 'ok');
+    const first = Promise.resolve(app.inject('/reports'));
+    await expect.poll(() => reports.running).toBe(1);
+    const shed: number[] = [];
+    for (let i = 0; i < 20; i++) shed.push((await app.inject('/reports')).statusCode);
+    open();
+    expect((await first).statusCode).toBe(200);
+    expect(shed.filter((s) => s === 503)).toHaveLength(20);
+    // Before: each shed 503 counted as the service refusing: the throttle shed /cheap too.
+    expect(throttle.probability).toBe(0);
+    expect((await app.inject('/cheap')).statusCode).toBe(200);
+  });
+});
