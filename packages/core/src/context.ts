@@ -22,9 +22,12 @@ export class CallScope implements CallContext {
   #children: CallScope | undefined;
   /** A signal's relay only (see {@link relayOf}): takes its one listener off the signal. */
   #unlink: (() => void) | undefined;
+  /** The options the call came in with, at the outermost policy: see {@link CallScope.given}. */
+  readonly #given: ExecuteOptions | undefined;
 
   constructor(parent: ExecuteOptions | undefined, attempt?: number) {
     this.attempt = attempt ?? attemptOf(parent);
+    this.#given = parent instanceof CallScope ? parent.#given : parent;
     if (parent instanceof CallScope) {
       if (parent.#aborted) this.abort(parent.#reason);
       else this.#linkTo(parent);
@@ -34,6 +37,16 @@ export class CallScope implements CallContext {
       // Linked to the signal's relay, not listening on the signal itself: one listener for all.
       else this.#linkTo(CallScope.#relayOf(outer));
     }
+  }
+
+  /**
+   * The options a call came in with at the outermost policy, when `options` is an outer policy's
+   * scope (a policy inside a `pipeline()`): where a rate limiter anywhere in a pipeline reads the
+   * call's `key` and `cost` (before, only the first policy saw them, and a limiter after a
+   * bulkhead counted every user under one key). Plain options are returned as they are.
+   */
+  static given(options: ExecuteOptions | undefined): ExecuteOptions | undefined {
+    return options instanceof CallScope ? options.#given : options;
   }
 
   /**

@@ -90,19 +90,30 @@ export class Shedder<Req> {
     const gone = new AbortController();
     let release: Release | undefined;
     // The handler ended the response: the work is done and the place is free, read or not (a
-    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on.
+    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on;
+    // an HTTP/2 response (Fastify's http2) emits no 'prefinish', and 'finish' once the last bytes
+    // are handed to the session (before, each of its responses read as a client hanging up).
+    const end = 'stream' in res ? 'finish' : 'prefinish';
     const ended = () => {
       res.removeListener('close', left);
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
       if (release === undefined) return gone.abort();
       const running = this.#running?.(req, res);
+      if (!running && (res.statusCode === 429 || refused.has(res))) {
+        // One client told to slow down (a rate limit further in, or the app's own) says nothing
+        // of the service: no sample, no refusal. As a failure, one client's 429s shrank an
+        // adaptive limit to its minimum and made a throttle shed everyone with 503. Nor does a
+        // request a policy further in shed (a route's own bulkhead): it never reached its handler.
+        gone.abort();
+        return release();
+      }
       if (!running) return release(res.statusCode);
       const free = release;
       const status = res.statusCode;
       this.#holdWhile(running, () => free(status));
     };
     const left = () => {
-      res.removeListener('prefinish', ended);
+      res.removeListener(end, ended);
       const free = release;
       // A timeout that found the response under way (its headers sent) destroys it (Fastify's
       // handlerTimeout): as for one it answered, the place is held while the handler may run,
@@ -115,14 +126,17 @@ export class Shedder<Req> {
       if (res.writableEnded) return free();
       // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
       this.#holdOn(free, (done) => {
-        res.once('prefinish', done);
-        return () => res.removeListener('prefinish', done);
+        res.once(end, done);
+        return () => res.removeListener(end, done);
       });
     };
-    res.once('prefinish', ended);
+    res.once(end, ended);
     res.once('close', left);
-    const outcome = await this.admit(req, gone.signal);
-    if (typeof outcome !== 'function') return outcome;
+    const outcome = await this.admit(req, res, gone.signal);
+    if (typeof outcome !== 'function') {
+      refused.add(res);
+      return outcome;
+    }
     // Admitted as its client left, or answered meanwhile: its handler must not run (there is no
     // place held for it).
     if (gone.signal.aborted || res.writableEnded) {
@@ -165,11 +179,12 @@ export class Shedder<Req> {
    * Admits `req` through its policy: resolves to the function that frees its place (call it with
    * the response's status when the response is over), or to a {@link Shed} response when the
    * policy refused it (or was disposed). Another error (a bug in `key`, a policy failing) rejects.
-   * A status of 5xx or 429 ends the held call with a failure (an `E_HTTP_STATUS` error carrying
+   * A status of 5xx ends the held call with a failure (an `E_HTTP_STATUS` error carrying
    * `status`), so that an adaptive throttle or limiter sees the service refusing; any other
-   * status ends it with success.
+   * status ends it with success (a 429 is aborted before it gets here: see `hold`). A request that already holds a place in the policy under the
+   * same key (the middleware mounted twice on its path) takes no second one.
    */
-  admit(req: Req, signal: AbortSignal): Promise<Release | Shed> {
+  admit(req: Req, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
     const key = this.#key?.(req);
@@ -183,7 +198,7 @@ export class Shedder<Req> {
         Promise.resolve(key).then(
           (k) => {
             signal.removeEventListener('abort', left);
-            if (!signal.aborted) this.#admit(policy, keyString(k), signal).then(resolve, reject);
+            if (!signal.aborted) this.#admit(policy, keyString(k), res, signal).then(resolve, reject);
           },
           (error: unknown) => {
             signal.removeEventListener('abort', left);
@@ -192,20 +207,29 @@ export class Shedder<Req> {
         );
       });
     }
-    return this.#admit(policy, keyString(key), signal);
+    return this.#admit(policy, keyString(key), res, signal);
   }
 
-  #admit(policy: Policy, key: string | undefined, signal: AbortSignal): Promise<Release | Shed> {
+  #admit(policy: Policy, key: string | undefined, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
+    // Met again on its way (`app.use(shed)` and `app.use('/api', shed)`, the plugin on a parent
+    // and a child): a second place would halve a limit, or shed every request a bulkhead of one sees.
+    const places = held.get(res);
+    for (let i = 0; places !== undefined && i < places.length; i += 2) {
+      if (places[i] === policy && places[i + 1] === key) return Promise.resolve(noop);
+    }
     return new Promise((resolve, reject) => {
       policy
         .execute(
           () =>
-            new Promise<void>((done, fail) =>
+            new Promise<void>((done, fail) => {
+              const now = held.get(res);
+              if (now === undefined) held.set(res, [policy, key]);
+              else now.push(policy, key);
               resolve((status) => {
-                if (status !== undefined && (status >= 500 || status === 429)) fail(statusError(status));
+                if (status !== undefined && status >= 500) fail(statusError(status));
                 else done();
-              }),
-            ),
+              });
+            }),
           { signal, key } as { signal: AbortSignal },
         )
         .then(undefined, (error: unknown) => {
@@ -268,6 +292,12 @@ export type Release = (status?: number) => void;
 
 function noop(): void {}
 
+/** Responses a shedder answered: their requests never reached a handler. */
+const refused = new WeakSet<ServerResponse>();
+
+/** The places each response's request holds: policy, key, policy, key... */
+const held = new WeakMap<ServerResponse, (Policy | string | undefined)[]>();
+
 /**
  * What `key(req)` returned, as the string a limiter counts it under. Not a string (an array from a
  * repeated query parameter, a number, an object): its `String()`, so such requests share a limit
@@ -282,7 +312,7 @@ function keyString(key: unknown): string | undefined {
   }
 }
 
-/** What the held call fails with when the response says the service refused (5xx, 429). */
+/** What the held call fails with when the response says the service refused (5xx). */
 function statusError(status: number): HoldfastError & { status: number } {
   return Object.assign(new HoldfastError('E_HTTP_STATUS', `the response was ${status}`), { status });
 }

@@ -3,7 +3,8 @@ import { HoldfastConfigError } from '@holdfast/core';
 
 /**
  * The key of a client's IP address for a rate limit: an IPv4 address as it is (an IPv4-mapped
- * IPv6 one, `::ffff:203.0.113.7`, as its IPv4 form), an IPv6 address as its network of
+ * IPv6 one, `::ffff:203.0.113.7`, and one a stateless NAT64 translated, `64:ff9b::203.0.113.7`,
+ * as its IPv4 form), an IPv6 address as its network of
  * `ipv6Prefix` bits (`2001:db8:0:100:0:0:0:0/56`), whatever its spelling; a port after it
  * (`203.0.113.7:50123`, `[2001:db8::1]:443`, as some proxies write it) is left out, and so are
  * brackets without one (`[2001:db8::1]`, a Forwarded header's). A client is given a whole IPv6
@@ -38,7 +39,11 @@ export function ipKey(ip: string | undefined, ipv6Prefix = 56): string | undefin
   const first = head ? head.split(':') : [];
   const last = tail ? tail.split(':') : [];
   const g = [...first, ...Array(8 - first.length - last.length).fill('0'), ...last].map((x) => Number.parseInt(x, 16));
-  if (g[5] === 0xffff && !g.slice(0, 5).some(Boolean)) {
+  // IPv4-mapped (::ffff:0:0/96), or translated by a stateless NAT64 (64:ff9b::/96, RFC 6052, as
+  // SIIT-DC shows IPv4 clients to an IPv6-only server): the IPv4 client's own key, not one /56
+  // that every IPv4 client would share.
+  const mapped = g[5] === 0xffff && !g.slice(0, 5).some(Boolean);
+  if (mapped || (g[0] === 0x64 && g[1] === 0xff9b && !g.slice(2, 6).some(Boolean))) {
     const [hi, lo] = [g[6] as number, g[7] as number];
     return `${hi >> 8}.${hi & 255}.${lo >> 8}.${lo & 255}`;
   }

@@ -43,9 +43,10 @@ const rate = {
   /** The period `limit` is counted over, ms. @default 1000 */
   interval: z.number().finite().positive().default(1000),
   /**
-   * Most distinct keys tracked. Past it, the least recently used key that would allow a call now
-   * is forgotten (a key still refusing calls is kept, so cycling new keys cannot reset it; of 16
-   * least recently used keys all refusing, the least recently used goes). @default 10000
+   * Most distinct keys tracked. Past it, of the 16 least recently used keys, the one with the most
+   * of its limit left is forgotten (a forgotten key gets its whole limit back: a key part-way
+   * through its limit is kept while keys with more room are tracked, so spraying new keys cannot
+   * reset it). @default 10000
    */
   maxKeys: z.number().int().min(1).default(10_000),
   /** The key of calls that give none (`execute(fn, { key })`). @default '' */

@@ -55,16 +55,17 @@ class SlidingWindow extends RateLimiterBase {
     maxKeys: number,
   ) {
     super(common, defaultKey);
-    // A window that would refuse one more call now still limits its key: forget others first.
+    // The whole calls its window allows now, of `limit`: the emptiest window is forgotten first.
     this.#table = new KeyTable<Window>(maxKeys, (s) => {
       const now = this.common.elapsed();
       const index = Math.floor(now / interval);
       // At or behind its window (the line went back), or coming back: its counts stand, as take() keeps them.
       const stand = standing(s, index);
-      if (index > s.index + 1 && !stand) return false;
+      if (index > s.index + 1 && !stand) return 1;
       const previous = stand ? s.previous : s.current;
       const current = stand ? s.current : 0;
-      return previous * ((interval - (now - index * interval)) / interval) + current + 1 > limit + 1e-9;
+      const count = previous * ((interval - (now - index * interval)) / interval) + current;
+      return Math.floor(limit - count + 1e-9) / limit;
     });
   }
 

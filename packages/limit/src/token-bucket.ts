@@ -46,10 +46,10 @@ class TokenBucket extends RateLimiterBase {
   ) {
     super(common, defaultKey);
     this.#rate = limit / interval;
-    // A bucket short of one token, refill counted, still refuses calls: forget others first.
+    // The whole calls its bucket allows now, refill counted, of a full one's: the fullest goes first.
     this.#table = new KeyTable<Bucket>(
       maxKeys,
-      (b) => b.tokens + (this.common.elapsed() - b.at) * this.#rate + 1e-9 < 1,
+      (b) => Math.floor(b.tokens + Math.max(0, this.common.elapsed() - b.at) * this.#rate + 1e-9) / burst,
     );
   }
 
