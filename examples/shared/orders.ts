@@ -148,12 +148,13 @@ export async function runIfMain(
     port: Number(process.env.PORT ?? 3000),
     paymentsUrls: process.env.PAYMENTS_URLS?.split(','),
   });
-  console.log(`orders listening on ${orders.url}`);
   const stop = () =>
     orders.close().catch((error: unknown) => {
       console.error('orders: shutdown failed', error);
       process.exitCode = 1;
     });
+  // Before saying it listens: whoever waits for that line may stop it at once.
   process.once('SIGINT', stop);
   process.once('SIGTERM', stop);
+  console.log(`orders listening on ${orders.url}`);
 }
