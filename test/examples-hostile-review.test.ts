@@ -134,3 +134,53 @@ describe.skipIf(!redisAvailable())('examples/orders-*: hostile input', () => {
     }, 15_000);
   }
 });
+
+describe('examples/demo: its POST /orders, attacked while the demo runs', () => {
+  it('refuses a caller without x-client (no shared key space), non-JSON and bad JSON with 4xx problems', async () => {
+    const { spawn } = await import('node:child_process');
+    const { join } = await import('node:path');
+    const child = spawn(
+      process.execPath,
+      ['--conditions=@holdfast/source', '--import', 'tsx', 'examples/demo/main.ts'],
+      {
+        cwd: join(import.meta.dirname, '..'),
+        env: { ...process.env, DEMO_SCALE: '0.3', DEMO_SEED: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    try {
+      let out = '';
+      const api = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d;
+          const m = /live dashboard at (http:\/\/127\.0\.0\.1:\d+)\//.exec(out);
+          if (m) resolve(m[1] as string);
+        });
+        child.once('exit', () => reject(new Error(`the demo exited: ${out}`)));
+      });
+      const send = async (headers: Record<string, string>, body: string) => {
+        const res = await fetch(`${api}/orders`, {
+          method: 'POST',
+          headers: { 'idempotency-key': `h-${Math.random()}`, ...headers },
+          body,
+        });
+        return { status: res.status, type: res.headers.get('content-type'), body: await res.text() };
+      };
+      const json = { 'content-type': 'application/json' };
+      const order = '{"sku":"kettle","qty":1}';
+      for (const [what, answer, status] of [
+        ['no x-client', await send(json, order), 401],
+        ['text/plain', await send({ 'content-type': 'text/plain', 'x-client': 'client-x' }, order), 415],
+        ['bad JSON', await send({ ...json, 'x-client': 'client-x' }, '{"sku'), 400],
+      ] as const) {
+        expect({ what, status: answer.status, type: answer.type }, answer.body).toEqual({
+          what,
+          status,
+          type: expect.stringMatching(/^application\/problem\+json/),
+        });
+      }
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+});
