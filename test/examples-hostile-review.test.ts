@@ -184,3 +184,35 @@ describe('examples/demo: its POST /orders, attacked while the demo runs', () => 
     }
   }, 30_000);
 });
+
+describe('examples/nest-style: a frozen dependency', () => {
+  it('a call that @timeout gave up on does not keep its connection to the dependency', async () => {
+    const { createServer } = await import('node:http');
+    const { start } = await import('../examples/nest-style/main.js');
+    // An inventory that takes requests in and never answers: a hung server. `open`: the
+    // connections that carry a request (undici may also keep an idle one, which it closes itself).
+    const open = new Set<import('node:net').Socket>();
+    const inventory = createServer((req) => {
+      open.add(req.socket);
+      req.socket.once('close', () => open.delete(req.socket));
+    });
+    await new Promise<void>((resolve) => inventory.listen(0, '127.0.0.1', resolve));
+    const service = await start({
+      inventoryUrl: `http://127.0.0.1:${(inventory.address() as { port: number }).port}`,
+      port: 0,
+    });
+    try {
+      const res = await fetch(`${service.url}/stock/kettle`);
+      expect(res.status).toBe(503); // three tries of 1 s each timed out
+      await res.arrayBuffer();
+      // Each timed-out try's fetch is cancelled with it: the hung server's connections close.
+      const until = Date.now() + 3_000;
+      while (open.size > 0 && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(open.size, 'connections to the hung inventory still open 3 s after the 503').toBe(0);
+    } finally {
+      await service.close();
+      inventory.closeAllConnections();
+      await new Promise((resolve) => inventory.close(resolve));
+    }
+  }, 20_000);
+});

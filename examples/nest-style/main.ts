@@ -15,7 +15,9 @@ export class InventoryService {
   @breaker({ name: 'inventory.breaker', consecutiveFailures: 5 })
   @timeout(1_000, { name: 'inventory.timeout' })
   async stock(sku: string): Promise<{ sku: string; available: number }> {
-    const res = await fetch(`${this.baseUrl}/stock/${encodeURIComponent(sku)}`);
+    // @timeout stops waiting but cannot cancel what the method started (a decorator has no signal
+    // to give it): the call gets its own deadline, the same, or a hung server keeps its connection.
+    const res = await fetch(`${this.baseUrl}/stock/${encodeURIComponent(sku)}`, { signal: AbortSignal.timeout(1_000) });
     if (!res.ok) throw Object.assign(new Error(`inventory: ${res.status}`), { status: res.status });
     return (await res.json()) as { sku: string; available: number };
   }
