@@ -135,6 +135,21 @@ describe('examples, run as their README says', () => {
   }
 });
 
+describe('examples/nest-style, run as its README says', () => {
+  it('stops on Ctrl-C and exits 0, also with a client that never finishes its request', async () => {
+    const run = start('nest-style', { PORT: '0', INVENTORY_URL: `http://127.0.0.1:${await closedPort()}` });
+    const [, url] = (await run.printed(/listening (http:\/\/\S+)/)) as unknown as [string, string];
+    const { connect } = await import('node:net');
+    const socket = connect(Number(new URL(url).port), '127.0.0.1');
+    socket.on('error', () => {});
+    await once(socket, 'connect');
+    socket.write('POST /orders HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{');
+    run.interrupt();
+    expect(await run.ended, run.output()).toEqual({ code: 0, signal: null, killed: false });
+    socket.destroy();
+  });
+});
+
 describe.skipIf(!postgresAvailable())('examples/db-failover, run as its README says', () => {
   let pair: PgPair | undefined;
   beforeAll(async () => {

@@ -75,10 +75,10 @@ describe.skipIf(!redisAvailable())('examples/orders-*: POST /orders on Redis, pa
 
         // Same key, other body: 422.
         expect((await post('k-1', 'acme', { sku: 'toaster', amount: 1 })).status).toBe(422);
-        // No key: 400.
+        // No key: 400 (no account: 401, tested in examples-hostile-review.test.ts).
         const noKey = await fetch(`${orders.url}/orders`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json' },
+          headers: { 'content-type': 'application/json', 'x-account': 'acme' },
           body: '{}',
         });
         expect(noKey.status).toBe(400);

@@ -82,7 +82,11 @@ describe('examples/nest-style: controllers and services with decorators, experim
     const post = (key: string | undefined, body: string) =>
       fetch(`${url}/orders`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...(key ? { 'idempotency-key': key } : {}) },
+        headers: {
+          'content-type': 'application/json',
+          'x-account': 'acme',
+          ...(key ? { 'idempotency-key': key } : {}),
+        },
         body,
       });
     const order = JSON.stringify({ sku: 'kettle', quantity: 2 });
@@ -104,6 +108,46 @@ describe('examples/nest-style: controllers and services with decorators, experim
       expect(res.status).toBe(status);
       expect(res.headers.get('content-type')).toBe('application/problem+json');
     }
+  });
+
+  it('answers a reused key with 422, a key in use with 409, keys per account, a huge body with 413: never a 503 for bad input', async () => {
+    const post = (key: string, body: string, account = 'acme') =>
+      fetch(`${url}/orders`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'idempotency-key': key, 'x-account': account },
+        body,
+      }).then(async (res) => ({ status: res.status, type: res.headers.get('content-type'), body: await res.text() }));
+    const order = (quantity: number) => JSON.stringify({ sku: 'kettle', quantity });
+
+    const first = await post('r-1', order(1));
+    expect(first.status, first.body).toBe(200);
+    // Another client, the same key, another body: not the first client's order, not a 503.
+    const reused = await post('r-1', order(2));
+    expect({ status: reused.status, type: reused.type }, reused.body).toEqual({
+      status: 422,
+      type: 'application/problem+json',
+    });
+    // Another account's r-1 is its own order, never a replay of acme's.
+    const other = await post('r-1', order(1), 'globex');
+    expect(other.status, other.body).toBe(200);
+    expect(JSON.parse(other.body).number).not.toBe(JSON.parse(first.body).number);
+
+    // Concurrent requests with one key: one runs, the others 409 (or the replay once it is done).
+    const same = await Promise.all(Array.from({ length: 6 }, () => post('r-2', order(1))));
+    expect(same.filter((a) => a.status === 200).length, JSON.stringify(same)).toBeGreaterThanOrEqual(1);
+    for (const a of same) expect([200, 409], a.body).toContain(a.status);
+    expect(new Set(same.filter((a) => a.status === 200).map((a) => a.body)).size).toBe(1);
+
+    const huge = await post('r-3', JSON.stringify({ sku: 'k'.repeat(2_000_000), quantity: 1 }));
+    expect(huge.status, huge.body.slice(0, 200)).toBe(413);
+    const noAccount = await post('r-4', order(1), '');
+    expect(noAccount.status, noAccount.body).toBe(401);
+    const text = await fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'text/plain', 'idempotency-key': 'r-5', 'x-account': 'acme' },
+      body: order(1),
+    });
+    expect(text.status).toBe(415);
   });
 
   it('stops on SIGTERM and exits by itself', async () => {

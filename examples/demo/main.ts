@@ -16,7 +16,7 @@ import { dashboard } from '@holdfast/dashboard';
 import { resilientFetch } from '@holdfast/fetch';
 import { memoryStore } from '@holdfast/idempotency';
 import { idempotency } from '@holdfast/idempotency/express';
-import express from 'express';
+import express, { type ErrorRequestHandler, type Response as ExpressResponse } from 'express';
 import { Pace, seeded } from './fleet.js';
 import { type Step, Upstream } from './upstreams.js';
 
@@ -106,16 +106,24 @@ app.use((_req, res, next) => {
   });
   next();
 });
+const problem = (res: ExpressResponse, status: number, title: string) =>
+  void res.status(status).type('application/problem+json').json({ type: 'about:blank', title, status });
 app.post(
   '/orders',
+  // Stands in for authentication: the client it names scopes the keys (none, or a bad one: 401).
+  // A body that is not JSON is refused here too, before a key is claimed.
+  (req, res, next) => {
+    const client = req.get('x-client');
+    if (client === undefined || !/^[\w-]{1,64}$/.test(client)) return problem(res, 401, 'Send one x-client header');
+    if (!req.is('application/json')) return problem(res, 415, 'Send the order as application/json');
+    res.locals.client = client;
+    next();
+  },
   // Before the body parser: the fingerprint covers the body's bytes.
-  idempotency({
-    store: memoryStore({ maxEntries: 100_000 }),
-    scope: (req) => String(req.headers['x-client'] ?? 'anonymous'),
-  }),
+  idempotency({ store: memoryStore({ maxEntries: 100_000 }), scope: (req) => req.res?.locals.client }),
   express.json(),
   async (req, res) => {
-    const key = `${req.headers['x-client']}/${req.headers['idempotency-key']}`;
+    const key = `${res.locals.client}/${req.headers['idempotency-key']}`;
     executions.set(key, (executions.get(key) ?? 0) + 1);
     try {
       const charge = await toPayments('/charges', {
@@ -123,18 +131,26 @@ app.post(
         headers: { 'content-type': 'application/json', 'idempotency-key': `charge:${key}` },
         body: JSON.stringify(req.body),
       });
-      if (!charge.ok) return void res.status(502).json({ error: `payments answered ${charge.status}` });
+      if (!charge.ok) {
+        await charge.arrayBuffer();
+        return problem(res, 502, `Payments answered ${charge.status}`);
+      }
       created.set(key, (created.get(key) ?? 0) + 1);
       res.status(201).json({ order: key, charge: await charge.json() });
-    } catch (error) {
-      // Payments cannot take the charge now: tell the client when to come back, as a refusal should.
-      res
-        .status(503)
-        .set('retry-after', '1')
-        .json({ error: (error as Error).message });
+    } catch {
+      // Payments cannot take the charge now: tell the client when to come back, as a refusal
+      // should (and nothing of the error: its message names internal hosts).
+      res.set('retry-after', '1');
+      problem(res, 503, 'Payments unavailable; retry with the same Idempotency-Key');
     }
   },
 );
+// A body parser's refusal (bad JSON, too large) as a problem; anything else a 500 without internals.
+app.use(((error, _req, res, next) => {
+  if (res.headersSent) return next(error);
+  const status = error.expose && error.status >= 400 && error.status < 500 ? error.status : 500;
+  problem(res, status, status === 500 ? 'Internal error' : error.message);
+}) as ErrorRequestHandler);
 
 async function main() {
   await Promise.all([...payments, inventory].map((u) => u.start()));

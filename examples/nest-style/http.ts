@@ -15,10 +15,17 @@ export class HttpException extends Error {
   constructor(
     readonly status: number,
     message: string,
+    readonly headers: Record<string, string> = {},
   ) {
     super(message);
   }
 }
+
+/** Turns an error a handler threw into the HttpException to answer, as NestJS's exception filters do. */
+export type ExceptionFilter = (error: unknown) => HttpException | undefined;
+
+/** The largest request body read; a larger one is answered 413 and its connection closed. */
+const MAX_BODY_BYTES = 1_048_576;
 
 interface Route {
   readonly method: string;
@@ -63,7 +70,7 @@ export function Controller(prefix: string) {
 }
 
 /** Serves the controllers' routes; a handler's return value is sent as JSON. */
-export function serve(controllers: readonly object[]): Server {
+export function serve(controllers: readonly object[], filters: readonly ExceptionFilter[] = []): Server {
   const table = controllers.flatMap((c) =>
     (routes.get(c.constructor) ?? []).map((r) => ({
       ...r,
@@ -72,29 +79,50 @@ export function serve(controllers: readonly object[]): Server {
     })),
   );
   return createServer(async (req, res) => {
-    const send = (status: number, body: unknown, type = 'application/json') => {
-      res.writeHead(status, { 'content-type': type });
+    const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+      res.writeHead(status, {
+        'content-type': status < 400 ? 'application/json' : 'application/problem+json',
+        ...headers,
+      });
       res.end(JSON.stringify(body));
     };
     const path = new URL(req.url ?? '/', 'http://localhost').pathname;
     const match = table.find((r) => r.method === req.method && r.pattern.test(path));
-    if (!match) return send(404, { title: 'Not Found', status: 404 }, 'application/problem+json');
+    if (!match) return send(404, { title: 'Not Found', status: 404 });
     try {
-      const chunks: Buffer[] = [];
-      for await (const chunk of req) chunks.push(chunk as Buffer);
-      const text = Buffer.concat(chunks).toString();
-      let body: unknown;
-      try {
-        body = text === '' ? undefined : JSON.parse(text);
-      } catch {
-        throw new HttpException(400, 'the body is not JSON');
-      }
       const params = { ...match.pattern.exec(path)?.groups };
-      send(200, await match.run({ params, headers: req.headers, body }));
+      send(200, await match.run({ params, headers: req.headers, body: await readJson(req) }));
     } catch (error) {
-      const status = error instanceof HttpException ? error.status : 503;
-      const detail = error instanceof HttpException ? error.message : 'a dependency is failing; try again later';
-      send(status, { title: detail, status, code: (error as { code?: string }).code }, 'application/problem+json');
+      const known = error instanceof HttpException ? error : filters.map((f) => f(error)).find((e) => e !== undefined);
+      const status = known?.status ?? 503;
+      const title = known?.message ?? 'a dependency is failing; try again later';
+      if (status === 413) res.shouldKeepAlive = false; // the rest of the body is not read: close the connection
+      send(status, { title, status, code: (error as { code?: string }).code }, known?.headers);
     }
   });
+}
+
+/** The request's JSON body (undefined when it has none): 415 if it is not JSON, 413 past MAX_BODY_BYTES. */
+async function readJson(req: IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= MAX_BODY_BYTES) return void chunks.push(chunk);
+      // Answer now; the rest is read and dropped (not destroyed: the 413 must reach the client).
+      req.off('data', onData).resume();
+      reject(new HttpException(413, `the body is larger than ${MAX_BODY_BYTES} bytes`));
+    };
+    req.on('data', onData).once('end', resolve).once('error', reject);
+  });
+  if (size === 0) return undefined;
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+    throw new HttpException(415, 'send the body as application/json');
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString());
+  } catch {
+    throw new HttpException(400, 'the body is not JSON');
+  }
 }

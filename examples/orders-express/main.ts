@@ -8,31 +8,76 @@
  */
 import type { AddressInfo } from 'node:net';
 import { idempotency } from '@holdfast/idempotency/express';
-import express from 'express';
-import { type OrdersOptions, ordersDeps, runIfMain } from '../shared/orders.js';
+import express, { type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
+import {
+  accountOf,
+  closeWithin,
+  isJson,
+  type OrdersOptions,
+  ordersDeps,
+  type Problem,
+  parseOrder,
+  problem,
+  runIfMain,
+} from '../shared/orders.js';
+
+const send = (res: Response, p: Problem) => void res.status(p.status).type('application/problem+json').json(p);
+
+/** Stands in for your authentication: the account it finds scopes the idempotency keys. */
+const authenticate: RequestHandler = (req, res, next) => {
+  const account = accountOf(req.headers['x-account']);
+  if (account === undefined) return send(res, problem(401, 'Unauthenticated', 'Send one x-account header.'));
+  res.locals.account = account;
+  next();
+};
+
+/** Refuses a body that is not JSON before a key is claimed (express.json() would skip it). */
+const requireJson: RequestHandler = (req, res, next) => {
+  if (!isJson(req.get('content-type'))) {
+    return send(res, problem(415, 'Unsupported media type', 'Send the order as application/json.'));
+  }
+  next();
+};
+
+/** Every error as a problem: a body parser's 4xx with its status, anything else a 500 without internals. */
+const problems: ErrorRequestHandler = (
+  error: { status?: number; type?: string; expose?: boolean },
+  _req,
+  res,
+  next,
+) => {
+  if (res.headersSent) return next(error);
+  const status = error.expose && Number(error.status) >= 400 && Number(error.status) < 500 ? Number(error.status) : 500;
+  if (status === 500) console.error(error);
+  const title: Record<string, string> = {
+    'entity.parse.failed': 'The body is not valid JSON',
+    'entity.too.large': 'The body is too large',
+  };
+  send(res, problem(status, title[error.type ?? ''] ?? (status === 500 ? 'Internal error' : 'Bad request')));
+};
 
 export async function start(options: OrdersOptions) {
   const deps = await ordersDeps(options);
   const app = express();
   app.post(
     '/orders',
-    // After authentication in a real service: the account scopes the keys. Before the body parser,
-    // so the fingerprint covers the body's bytes (as on Fastify), not its parsed value.
-    idempotency({ store: deps.store, required: true, scope: (req) => req.get('x-account') ?? 'anonymous' }),
-    express.json(),
+    authenticate,
+    requireJson,
+    // After authentication: the account scopes the keys. Before the body parser, so the
+    // fingerprint covers the body's bytes (as on Fastify), not its parsed value.
+    idempotency({ store: deps.store, required: true, scope: (req) => req.res?.locals.account }),
+    express.json({ limit: '100kb' }),
     async (req, res) => {
-      const { sku, amount } = req.body as { sku?: unknown; amount?: unknown };
-      if (typeof sku !== 'string' || typeof amount !== 'number') {
-        res
-          .status(400)
-          .type('application/problem+json')
-          .json({ title: 'sku (string) and amount (number) are required' });
-        return;
-      }
-      const charge = await deps.charge(req.get('x-account') ?? 'anonymous', req.get('idempotency-key') ?? '', amount);
-      res.status(charge.status).json(charge.status === 201 ? { sku, amount, charge: charge.body } : charge.body);
+      const order = parseOrder(req.body);
+      if ('status' in order) return send(res, order);
+      const account = res.locals.account as string;
+      const charge = await deps.charge(account, req.get('idempotency-key') ?? '', order.amount);
+      if (charge.status !== 201) return send(res, charge.body as Problem);
+      res.status(201).json({ ...order, charge: charge.body });
     },
   );
+  app.use((_req, res) => send(res, problem(404, 'Not found')));
+  app.use(problems);
 
   const server = app.listen(options.port, '127.0.0.1');
   await new Promise((resolve) => server.once('listening', resolve));
@@ -40,7 +85,7 @@ export async function start(options: OrdersOptions) {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     payments: deps.payments,
     async close() {
-      await new Promise((resolve) => server.close(resolve));
+      await closeWithin(server, () => new Promise((resolve) => server.close(resolve)), options.shutdownGraceMs);
       await deps.close();
     },
   };

@@ -1,3 +1,4 @@
+import type { Server } from 'node:http';
 import { pathToFileURL } from 'node:url';
 import { type ResilientFetch, resilientFetch } from '@holdfast/fetch';
 import { type IdempotencyStore, redisStore } from '@holdfast/idempotency';
@@ -10,13 +11,19 @@ export interface OrdersOptions {
   readonly port: number;
   /** Payments base URLs; two local instances are started when absent. */
   readonly paymentsUrls?: readonly string[] | undefined;
+  /** How long a shutdown waits for requests still open before it cuts their connections (default 5 s). */
+  readonly shutdownGraceMs?: number | undefined;
 }
 
 /** What both orders examples stand on: a Redis store, and payments behind a failover fetch. */
 export interface OrdersDeps {
   readonly store: IdempotencyStore;
   readonly payments: Payments | undefined;
-  /** Charges `amount` once per account and order key; answers the status to send and its body. */
+  /**
+   * Charges `amount` once per account and order key; answers the status to send and its body. A
+   * payments failure is a 5xx problem: the idempotency middleware releases the key for a 5xx, and
+   * the client's retry with the same key is safe (the charge has its own key at payments).
+   */
   charge(account: string, orderKey: string, amount: number): Promise<{ status: number; body: unknown }>;
   close(): Promise<void>;
 }
@@ -43,14 +50,26 @@ export async function ordersDeps(options: OrdersOptions): Promise<OrdersDeps> {
     store: redisStore({ client: redis }),
     payments,
     async charge(account, orderKey, amount) {
-      // The charge's own key makes its retries, on either payments instance, safe.
-      const res = await pay('/charges', {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', 'idempotency-key': `order:${account}:${orderKey}` },
-        body: JSON.stringify({ amount }),
-      });
-      if (!res.ok) return { status: 502, body: { error: `payments answered ${res.status}` } };
-      return { status: 201, body: await res.json() };
+      try {
+        // The charge's own key makes its retries, on either payments instance, safe.
+        const res = await pay('/charges', {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'idempotency-key': `order:${account}:${orderKey}` },
+          body: JSON.stringify({ amount }),
+        });
+        if (!res.ok) {
+          await res.body?.cancel();
+          return { status: 502, body: problem(502, 'Payments refused the charge', `payments answered ${res.status}`) };
+        }
+        return { status: 201, body: await res.json() };
+      } catch (error) {
+        // Unreachable, open breaker, timeout: said in the log, never to the client (no internals).
+        console.warn(`payments: ${(error as Error).message}`);
+        return {
+          status: 503,
+          body: problem(503, 'Payments unavailable', 'Retry later with the same Idempotency-Key.'),
+        };
+      }
     },
     async close() {
       pay.dispose();
@@ -58,6 +77,64 @@ export async function ordersDeps(options: OrdersOptions): Promise<OrdersDeps> {
       await payments?.close();
     },
   };
+}
+
+/** An RFC 9457 problem body: every error the orders examples answer is one. */
+export interface Problem {
+  readonly type: string;
+  readonly title: string;
+  readonly status: number;
+  readonly detail?: string;
+}
+
+export function problem(status: number, title: string, detail?: string): Problem {
+  return { type: 'about:blank', title, status, ...(detail === undefined ? {} : { detail }) };
+}
+
+/**
+ * Who is calling. Stands in for your authentication, which runs before the idempotency
+ * middleware: its `scope` is this account, so no caller can replay another's response. One
+ * `x-account` header of 1 to 64 letters, digits, `-` or `_`; anything else is no account (401).
+ */
+export function accountOf(header: string | readonly string[] | undefined): string | undefined {
+  return typeof header === 'string' && /^[\w-]{1,64}$/.test(header) ? header : undefined;
+}
+
+/** Whether a request says its body is JSON; anything else is refused with 415 before a key is claimed. */
+export function isJson(contentType: string | undefined): boolean {
+  return /^application\/json\s*(;|$)/i.test(contentType ?? '');
+}
+
+/** A valid order, or the 400 problem that says what is wrong with it. */
+export function parseOrder(body: unknown): { sku: string; amount: number } | Problem {
+  const { sku, amount } = (typeof body === 'object' && body !== null ? body : {}) as Record<string, unknown>;
+  if (typeof sku !== 'string' || !/^[\w-]{1,64}$/.test(sku)) {
+    return problem(400, 'Invalid order', 'sku must be 1 to 64 letters, digits, - or _');
+  }
+  if (!Number.isSafeInteger(amount) || (amount as number) < 1) {
+    return problem(400, 'Invalid order', 'amount must be a whole number of cents, at least 1');
+  }
+  return { sku, amount: amount as number };
+}
+
+/**
+ * Stops a server: no new connections, idle ones closed now, and any still open after `graceMs`
+ * (a client that never reads its response, a request that never finishes) cut, so a shutdown
+ * never hangs.
+ */
+export async function closeWithin(
+  server: Server,
+  close: () => Promise<unknown>,
+  graceMs: number | undefined = 5_000,
+): Promise<void> {
+  const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+  cut.unref();
+  server.closeIdleConnections();
+  try {
+    await close();
+  } finally {
+    clearTimeout(cut);
+  }
 }
 
 /** Starts the example when its file is run directly, with settings from the environment. */
@@ -71,7 +148,13 @@ export async function runIfMain(
     port: Number(process.env.PORT ?? 3000),
     paymentsUrls: process.env.PAYMENTS_URLS?.split(','),
   });
+  const stop = () =>
+    orders.close().catch((error: unknown) => {
+      console.error('orders: shutdown failed', error);
+      process.exitCode = 1;
+    });
+  // Before saying it listens: whoever waits for that line may stop it at once.
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
   console.log(`orders listening on ${orders.url}`);
-  process.once('SIGINT', () => void orders.close());
-  process.once('SIGTERM', () => void orders.close());
 }
