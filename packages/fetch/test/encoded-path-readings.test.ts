@@ -105,3 +105,28 @@ describe('cost', () => {
     expect(await outcome(client(), `${api.url}/v1/${'a%2F'.repeat(250_000)}`)).toMatch(/^sent /);
   });
 });
+
+describe('refusals: a code, and no credentials in the message', () => {
+  it('an absolute URL with credentials, or a path naming a host with them', async () => {
+    const http = client();
+    const seen: string[] = [];
+    for (const url of [
+      `http://user:s3cret@127.0.0.1:${api.port}/v1/x?token=t0p`,
+      `http://user:s3cret@evil.example/x?token=t0p`,
+      '//user:s3cret@evil.example/x?token=t0p',
+      '/\\user:s3cret@evil.example/x',
+      '/\t/user:s3cret@evil.example/x',
+    ]) {
+      const error = await http(url).then(
+        () => undefined,
+        (e: TypeError & { code?: string }) => e,
+      );
+      expect(error, url).toBeInstanceOf(TypeError);
+      expect(error?.code, url).toMatch(/^E_(ABSOLUTE_URL|PATH_NAMES_HOST)$/);
+      expect(error?.message, url).not.toMatch(/s3cret|t0p/);
+      seen.push(`${error?.code}`);
+    }
+    expect(seen).toEqual(['E_ABSOLUTE_URL', 'E_ABSOLUTE_URL', 'E_PATH_NAMES_HOST', 'E_PATH_NAMES_HOST', 'E_PATH_NAMES_HOST']);
+    expect(api.seen).toEqual([]);
+  });
+});
