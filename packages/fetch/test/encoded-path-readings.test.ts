@@ -126,7 +126,13 @@ describe('refusals: a code, and no credentials in the message', () => {
       expect(error?.message, url).not.toMatch(/s3cret|t0p/);
       seen.push(`${error?.code}`);
     }
-    expect(seen).toEqual(['E_ABSOLUTE_URL', 'E_ABSOLUTE_URL', 'E_PATH_NAMES_HOST', 'E_PATH_NAMES_HOST', 'E_PATH_NAMES_HOST']);
+    expect(seen).toEqual([
+      'E_ABSOLUTE_URL',
+      'E_ABSOLUTE_URL',
+      'E_PATH_NAMES_HOST',
+      'E_PATH_NAMES_HOST',
+      'E_PATH_NAMES_HOST',
+    ]);
     expect(api.seen).toEqual([]);
   });
 });

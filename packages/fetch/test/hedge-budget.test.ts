@@ -75,10 +75,10 @@ describe('a storm: every answer a slow 503, hedges and retries together', () => 
       const a = await upstream(slow503);
       const b = await upstream(slow503);
       servers.push(a, b);
-      const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, policies: false });
+      const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, ttl: 60_000, policies: false });
       const http = resilientFetch({
         ...(baseUrls ? { baseUrls: [a.url, b.url] } : {}),
-        hedge: { delay: 1, maxHedges: 3, budget: { ratio: 0.5, minPerSecond: 0 } },
+        hedge: { delay: 1, maxHedges: 3, budget: { ratio: 0.5, minPerSecond: 0, window: 60_000 } },
         retry: { maxAttempts: 6, backoff: { initialDelay: 1, maxDelay: 2 } },
         breaker: false,
         budget,
