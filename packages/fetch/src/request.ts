@@ -185,20 +185,47 @@ export function restUnder(url: URL, base: string): string | undefined {
  * Whether `rest` climbs above where it starts as a server may read it: many servers and proxies
  * decode `%2F` and `%5C` before they resolve dot segments (twice, `%252F`, through a proxy chain),
  * merge slashes, and drop `;params` (`..;x` is `..` to Tomcat). URL keeps `..%2Fx` as one segment.
+ * Some read an overlong `%c0%af`, IIS's `%u002f` or a full-width `／` (NFKC) as `/`; a proxy that
+ * decodes `%3F` or `%23` ends the path for the next server, as a C server ends it at a NUL.
+ * Decoded at most 8 times (a chain that long is no proxy chain): linear in the URL's length.
  */
 function climbs(rest: string): boolean {
   let p = rest;
-  for (let last = ''; last !== p; ) {
+  // Each distinct escape read once: a 1 MB URL of `%c3%a9` is not read nine times over.
+  const memo = new Map<string, string>();
+  const read = (e: string) => memo.get(e) ?? memo.set(e, lenient(e)).get(e) ?? e;
+  for (let n = 0, last = ''; last !== p; n++) {
+    if (n > 8) return true;
     last = p;
-    p = p.replace(/%[0-7][\da-f]/gi, decodeURIComponent);
+    p = p.replace(asciiEscape, read);
   }
   let depth = 0;
   for (const segment of p.split(/[\\/]/)) {
-    const dots = segment.split(';')[0];
+    const dots = segment.split(/[;?#\0]/)[0];
     if (dots !== '..') depth += dots !== '.' && segment !== '' ? 1 : 0;
     else if (--depth < 0) return true;
   }
   return false;
+}
+
+/** A percent-escape that decodes to ASCII somewhere: ASCII, `%uXXXX`, UTF-8 (overlong too). */
+const asciiEscape =
+  /%[0-7][\da-f]|%u[\da-f]{4}|%[cd][\da-f]%[89ab][\da-f]|%e[\da-f](?:%[89ab][\da-f]){2}|%f[0-7](?:%[89ab][\da-f]){3}/gi;
+
+/** An escape as the most lenient server reads it (NFKC: `／` is `/`), or itself if not ASCII then. */
+function lenient(e: string): string {
+  const iis = /^%u/i.test(e);
+  const [lead = 0, ...more] = iis
+    ? []
+    : e
+        .slice(1)
+        .split('%')
+        .map((h) => Number.parseInt(h, 16));
+  const code = iis
+    ? Number.parseInt(e.slice(2), 16)
+    : more.reduce((c, b) => (c << 6) | (b & 63), more.length === 0 ? lead : lead & (127 >> (more.length + 1)));
+  const read = code > 0x10ffff ? e : String.fromCodePoint(code).normalize('NFKC');
+  return /^[\0-\x7f]+$/.test(read) ? read : e;
 }
 
 /** `rest` (from {@link restUnder}) put back under `base`'s path, byte for byte: `//x` stays a path. */

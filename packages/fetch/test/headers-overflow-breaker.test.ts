@@ -8,7 +8,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resilientFetch } from '../src/index.js';
+import { type ResilientFetchOptions, resilientFetch } from '../src/index.js';
 
 /** A raw HTTP server answering every request with `head` (a status line and headers), then `ok`. */
 interface Raw {
@@ -62,7 +62,7 @@ afterAll(async () => {
 });
 
 /** Runs `calls` calls over [`bad`, fine] and says where they went and what they got. */
-async function over(bad: Raw, calls: number) {
+async function over(bad: Raw, calls: number, options: Partial<ResilientFetchOptions> = {}) {
   const bus = createBus();
   const events: HoldfastEvent[] = [];
   bus.on('*', (e) => events.push(e));
@@ -72,6 +72,7 @@ async function over(bad: Raw, calls: number) {
     bus,
     baseUrls: [bad.url, fine.url],
     breaker: { defaults: { consecutiveFailures: 2, openFor: 60_000 } },
+    ...options,
   });
   const outcomes: string[] = [];
   try {
@@ -115,4 +116,34 @@ describe('a base URL whose every answer overflows fetch, beside one whose every 
     expect(overflow.fineRequests).toBe(8);
     expect(overflow.outcomes.filter((o) => o === '200')).toHaveLength(8);
   });
+});
+
+describe('counted once a call, whatever runs around it', () => {
+  const setups: Record<string, Partial<ResilientFetchOptions>> = {
+    'no retries': { retry: false },
+    'five attempts': { retry: { maxAttempts: 5 } },
+    'a hedge that waits': { hedge: { delay: 60_000 } },
+    'retries, a hedge and 3 in a row to open': {
+      retry: { maxAttempts: 5 },
+      hedge: { delay: 60_000 },
+      breaker: { defaults: { consecutiveFailures: 3, openFor: 60_000 } },
+    },
+  };
+  for (const [name, options] of Object.entries(setups)) {
+    it(`${name}: the host whose headers overflow is tried as often as the one answering 500`, async () => {
+      const fives = await over(failing, 8, options);
+      const overflow = await over(overflowing, 8, options);
+      const opensAt = name.includes('3 in a row') ? 3 : 2;
+      const seen = (run: typeof fives) => ({
+        bad: run.badRequests,
+        fine: run.fineRequests,
+        opened: run.breakerOpened,
+        ejected: run.ejected,
+        movedOn: run.retried,
+      });
+      expect(fives.badRequests, JSON.stringify(fives.outcomes)).toBe(opensAt);
+      expect(seen(overflow), JSON.stringify(overflow.outcomes)).toEqual(seen(fives));
+      expect(overflow.outcomes.filter((o) => o === 'UND_ERR_HEADERS_OVERFLOW')).toHaveLength(opensAt);
+    });
+  }
 });

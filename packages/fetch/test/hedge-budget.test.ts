@@ -62,3 +62,47 @@ describe('hedges and the retry budget', () => {
     budget.dispose();
   });
 });
+
+describe('a storm: every answer a slow 503, hedges and retries together', () => {
+  for (const baseUrls of [false, true]) {
+    it(`${baseUrls ? 'with' : 'without'} base URLs: requests stay within calls + hedge budget + retry budget`, async () => {
+      const slow503 = (_: unknown, res: ServerResponse) => {
+        setTimeout(() => {
+          res.statusCode = 503;
+          res.end('down');
+        }, 15);
+      };
+      const a = await upstream(slow503);
+      const b = await upstream(slow503);
+      servers.push(a, b);
+      const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, ttl: 60_000, policies: false });
+      const http = resilientFetch({
+        ...(baseUrls ? { baseUrls: [a.url, b.url] } : {}),
+        hedge: { delay: 1, maxHedges: 3, budget: { ratio: 0.5, minPerSecond: 0, window: 60_000 } },
+        retry: { maxAttempts: 6, backoff: { initialDelay: 1, maxDelay: 2 } },
+        breaker: false,
+        budget,
+        bus: createBus(),
+      });
+      clients.push(http);
+      const calls = 40;
+      const statuses = await Promise.all(
+        Array.from({ length: calls }, (_, i) =>
+          http(baseUrls ? `/x?call=${i}` : `${a.url}/x?call=${i}`).then(
+            (res) => res.status,
+            (e: Error & { code?: string }) => e.code ?? e.message,
+          ),
+        ),
+      );
+      const hedges = (http.snapshot() as { hedge: { hedges: number } }).hedge.hedges;
+      const spent = budget.snapshot() as { calls: number; retries: number };
+      const requests = a.seen.length + b.seen.length;
+      const summary = JSON.stringify({ requests, hedges, spent, statuses: [...new Set(statuses)] });
+      expect(spent.calls, summary).toBe(calls);
+      expect(hedges, summary).toBeLessThanOrEqual(calls * 0.5 + 1);
+      expect(spent.retries, summary).toBeLessThanOrEqual(calls * 0.2 + 1);
+      expect(requests, summary).toBeLessThanOrEqual(calls + hedges + spent.retries);
+      budget.dispose();
+    });
+  }
+});
