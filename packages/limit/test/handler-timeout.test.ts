@@ -289,8 +289,10 @@ describe('fastify: request.signal is read only where a handler timeout can have 
     const policy = bulkhead({ maxConcurrent: 4, maxQueue: 0 });
     await app.register(fastifyShedding, { policy, holdAfterHangUp: 60_000 });
     app.get('/fail', async (_req, reply) => reply.code(500).send({ failed: true }));
+    // Long enough past the 50 ms handlerTimeout that on a loaded machine the 503 comes while it
+    // still runs (at 100 ms it had ended before the 503 came: running 0).
     app.get('/slow', async () => {
-      await sleep(100);
+      await sleep(600);
       return { ok: true };
     });
     app.get('/timed', { handlerTimeout: 50 }, async () => {
@@ -311,7 +313,7 @@ describe('fastify: request.signal is read only where a handler timeout can have 
     leaving.abort();
     expect(await hangUp).toBe('left');
     // The hung-up handler still runs; its place comes back when it ends.
-    for (let turn = 0; turn < 100 && policy.snapshot().running > 0; turn++) await sleep(10);
+    for (let turn = 0; turn < 300 && policy.snapshot().running > 0; turn++) await sleep(10);
     expect(policy.snapshot()).toMatchObject({ running: 0 });
     expect(reads).toEqual([]);
     // The same app still tells a handlerTimeout answer on a route that has one (it reads the signal there).
@@ -324,7 +326,7 @@ describe('fastify: request.signal is read only where a handler timeout can have 
     const { base, policy } = await spiedApp(50);
     expect(await get(base, '/slow')).toEqual({ status: 503, type: 'FST_ERR_HANDLER_TIMEOUT' });
     expect(policy.snapshot()).toMatchObject({ running: 1 });
-    for (let turn = 0; turn < 100 && policy.snapshot().running > 0; turn++) await sleep(10);
+    for (let turn = 0; turn < 300 && policy.snapshot().running > 0; turn++) await sleep(10);
     expect(policy.snapshot()).toMatchObject({ running: 0 });
   });
 });
