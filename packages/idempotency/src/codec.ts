@@ -144,10 +144,28 @@ class Text {
 
 const COMMA = new Text(',');
 
-/** Where an object's canonical form is in the one being written. */
+/**
+ * Where an object's canonical form is in the pieces being written (from `start` to `end`), its
+ * length, and its text once a copy asked for it: joined once, in time that grows with its length.
+ */
 class Written {
   end = -1;
-  constructor(readonly start: number) {}
+  length = 0;
+  #text: string | undefined;
+  constructor(
+    readonly start: number,
+    readonly from: number,
+  ) {}
+
+  close(end: number, length: number): void {
+    this.end = end;
+    this.length = length - this.from;
+  }
+
+  text(out: readonly string[]): string {
+    this.#text ??= out.slice(this.start, this.end).join('');
+    return this.#text;
+  }
 }
 
 /** A value to write, and where it is in the input (for errors). */
@@ -167,45 +185,49 @@ class Item {
  * and fingerprinting it ran for 40 s until the string could grow no more.
  */
 function canonical(root: unknown): string {
-  let out = '';
+  // The form in pieces, joined once: a copy taken with `out.slice()` of a string built by `+=`
+  // flattened all of it, once for each value met again (n references in n² time).
+  const out: string[] = [];
+  let length = 0;
   const todo: (Item | Text)[] = [new Item(root, 'input')];
   // Where each object met is written in `out`: its end is -1 while it is being written (met
   // again then, it holds itself).
   const written = new Map<object, Written>();
+  const write = (text: string) => {
+    length += text.length;
+    out.push(text);
+  };
   while (todo.length > 0) {
-    if (out.length > MAX_CANONICAL) {
-      throw new IdempotencyValueError(
-        'input',
-        `its canonical form is over ${MAX_CANONICAL} characters; pass a \`fingerprint\` function that picks the fields that matter`,
-      );
-    }
+    if (length > MAX_CANONICAL) throw tooLong();
     const next = todo.pop() as Item | Text;
     if (next instanceof Text) {
-      out += next.text;
-      if (next.leaves !== undefined) (written.get(next.leaves) as Written).end = out.length;
+      write(next.text);
+      if (next.leaves !== undefined) (written.get(next.leaves) as Written).close(out.length, length);
       continue;
     }
     const { value, path: at } = next;
     if (typeof value !== 'object' || value === null) {
-      out += scalar(value, at);
+      write(scalar(value, at));
       continue;
     }
     const seen = written.get(value);
     if (seen !== undefined) {
       if (seen.end === -1) throw new IdempotencyValueError(at, 'a circular reference cannot be fingerprinted');
-      out += out.slice(seen.start, seen.end);
+      // Refused before it is copied: the form never grows past the bound by much.
+      if (length + seen.length > MAX_CANONICAL) throw tooLong();
+      write(seen.text(out));
       continue;
     }
-    const place = new Written(out.length);
+    const place = new Written(out.length, length);
     written.set(value, place);
     if (value instanceof Uint8Array) {
-      out += `b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`;
-      place.end = out.length;
+      write(`b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`);
+      place.close(out.length, length);
     } else if (value instanceof Date) {
-      out += `d${value.getTime()}`;
-      place.end = out.length;
+      write(`d${value.getTime()}`);
+      place.close(out.length, length);
     } else if (Array.isArray(value)) {
-      out += '[';
+      write('[');
       todo.push(new Text(']', value));
       for (let i = value.length - 1; i >= 0; i--) {
         todo.push(new Item(value[i], `${at}[${i}]`));
@@ -217,7 +239,7 @@ function canonical(root: unknown): string {
         `${describeObject(value)} cannot be fingerprinted; pass a \`fingerprint\` function that picks the fields that matter`,
       );
     } else {
-      out += '{';
+      write('{');
       todo.push(new Text('}', value));
       const keys = Object.keys(value).sort();
       let first = true;
@@ -231,7 +253,15 @@ function canonical(root: unknown): string {
       }
     }
   }
-  return out;
+  if (length > MAX_CANONICAL) throw tooLong();
+  return out.join('');
+}
+
+function tooLong(): IdempotencyValueError {
+  return new IdempotencyValueError(
+    'input',
+    `its canonical form is over ${MAX_CANONICAL} characters; pass a \`fingerprint\` function that picks the fields that matter`,
+  );
 }
 
 /** The canonical form of a value that is not an object. */
