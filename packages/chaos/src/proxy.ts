@@ -55,7 +55,7 @@ export interface FaultProxySnapshot {
 export interface ToxicHandle {
   /** The toxic's name on its proxy. */
   readonly name: string;
-  /** Takes the toxic off (harmless if it already is). */
+  /** Takes the toxic off (harmless if it already is); in a drill's step, not another running drill's of its name. */
   remove(): void;
 }
 
@@ -162,6 +162,8 @@ class ToxicProxy implements FaultProxy {
     ActiveToxic,
     { readonly scope: FaultScope; readonly under: ActiveToxic | undefined; readonly left: number | undefined }
   >();
+  /** The toxics their handles took off (under another of their name, they stay off). */
+  readonly #removed = new WeakSet<ActiveToxic>();
   /** The listen or stop under way: the next waits for it. */
   #settling: Promise<void> = Promise.resolve();
   /** Stops `chaosSwitch.off()` restoring this proxy (at close). */
@@ -235,17 +237,39 @@ class ToxicProxy implements FaultProxy {
     if (scope !== undefined) this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
     this.remove(name);
     this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
-    scope?.opened(() => {
+    const takeOff = () => {
       if (!this.has(active)) return;
       this.remove(name);
       // The one of its name it replaced is back on: the user's setup, or another drill's still on;
-      // never one of a drill that has ended (its end found this one on, and left it).
+      // never one of a drill that has ended (its end found this one on, and left it), nor one
+      // its handle took off.
       let back = this.#owners.get(active);
-      while (back?.under !== undefined && this.#owners.get(back.under)?.scope.ended)
-        back = this.#owners.get(back.under);
+      while (back?.under !== undefined && this.#gone(back.under)) back = this.#owners.get(back.under);
       if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
-    });
-    return { name, remove: () => void this.remove(name) };
+    };
+    scope?.opened(takeOff);
+    return {
+      name,
+      remove: () => {
+        this.#removed.add(active);
+        const on = this.#toxics.get(name);
+        if (on === active) takeOff();
+        // Another of its name put on since goes too, as clear() in a step takes it: but another
+        // running drill's (a freeze of its own, mid-outage).
+        else if (on !== undefined && !this.#othersOn(on, scope)) this.remove(name);
+      },
+    };
+  }
+
+  /** Whether `toxic` is a running drill's other than `scope`'s: one for that drill to take off. */
+  #othersOn(toxic: ActiveToxic, scope: FaultScope | undefined): boolean {
+    const owner = this.#owners.get(toxic)?.scope;
+    return owner !== undefined && owner !== scope && !owner.ended;
+  }
+
+  /** Whether `toxic`, replaced by another of its name, must not come back on. */
+  #gone(toxic: ActiveToxic): boolean {
+    return this.#removed.has(toxic) || this.#owners.get(toxic)?.scope.ended === true;
   }
 
   #put(active: ActiveToxic, dropsLeft: number | undefined): void {
@@ -268,10 +292,8 @@ class ToxicProxy implements FaultProxy {
   clear(): void {
     // In a drill's step, another drill's toxics still on are that drill's to take off.
     const scope = faultScope.getStore();
-    for (const toxic of [...this.#toxics.values()]) {
-      const owner = this.#owners.get(toxic)?.scope;
-      if (scope === undefined || owner === undefined || owner === scope || owner.ended) this.remove(toxic.name);
-    }
+    for (const toxic of [...this.#toxics.values()])
+      if (scope === undefined || !this.#othersOn(toxic, scope)) this.remove(toxic.name);
   }
 
   resetAll(): void {
