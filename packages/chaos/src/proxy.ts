@@ -237,28 +237,30 @@ class ToxicProxy implements FaultProxy {
     if (scope !== undefined) this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
     this.remove(name);
     this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
-    const takeOff = () => {
-      if (!this.has(active)) return;
-      this.remove(name);
-      // The one of its name it replaced is back on: the user's setup, or another drill's still on;
-      // never one of a drill that has ended (its end found this one on, and left it), nor one
-      // its handle took off.
-      let back = this.#owners.get(active);
-      while (back?.under !== undefined && this.#gone(back.under)) back = this.#owners.get(back.under);
-      if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
-    };
-    scope?.opened(takeOff);
+    scope?.opened(() => this.#takeOff(active));
     return {
       name,
       remove: () => {
         this.#removed.add(active);
+        // Its own, or another of its name put on since, as clear() in a step takes it: but not
+        // another running drill's (a freeze of its own, mid-outage).
         const on = this.#toxics.get(name);
-        if (on === active) takeOff();
-        // Another of its name put on since goes too, as clear() in a step takes it: but another
-        // running drill's (a freeze of its own, mid-outage).
-        else if (on !== undefined && !this.#othersOn(on, scope)) this.remove(name);
+        if (on !== undefined && (on === active || !this.#othersOn(on, scope))) this.#takeOff(on);
       },
     };
+  }
+
+  /**
+   * Takes `active` off if it is on, and puts back the one of its name it replaced: the user's
+   * setup, or another drill's still on; never one of a drill that has ended (its end found this
+   * one on, and left it), nor one its handle took off.
+   */
+  #takeOff(active: ActiveToxic): void {
+    if (!this.has(active)) return;
+    this.remove(active.name);
+    let back = this.#owners.get(active);
+    while (back?.under !== undefined && this.#gone(back.under)) back = this.#owners.get(back.under);
+    if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
   }
 
   /** Whether `toxic` is a running drill's other than `scope`'s: one for that drill to take off. */
