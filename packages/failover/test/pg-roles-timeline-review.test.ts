@@ -75,7 +75,7 @@ it('the promoted primary failing one check: the deposed one seen meanwhile does 
 
 it('the deposed primary, then demoted to a replica of the promoted one, is judged on the promoted timeline', async () => {
   const check = rolesOf();
-  let row = primaryRow(1, '0/5000000');
+  let row: object = primaryRow(1, '0/5000000');
   const old = server(() => row);
   const promoted = server(() => primaryRow(2, '0/6000000'));
   await check(promoted);

@@ -13,7 +13,9 @@ const here = fileURLToPath(new URL('..', import.meta.url));
 
 /** Runs `code` (an ES module, with tsx) in a child, killed after `ms`: a stuck loop is a failure, not a hung suite. */
 function inChild(code: string, ms: number) {
-  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], {
+  // A small heap: a blow-up fails fast, and takes no more of the machine.
+  const args = ['--max-old-space-size=256', '--import', 'tsx', '--input-type=module', '-e', code];
+  return spawnSync(process.execPath, args, {
     encoding: 'utf8',
     cwd: here,
     env: { ...process.env, NODE_OPTIONS: '' },
@@ -45,5 +47,27 @@ describe('a value referred to many times', () => {
     // Past it, writing the form threw RangeError (a 500), not the 413 the bound is for.
     expect(canonicalLimit(1_048_576)).toBe(16 * 1_048_576);
     expect(canonicalLimit(128 * 1_048_576)).toBeLessThan(2 ** 29 - 24);
+  });
+});
+
+describe('a result that shares its parts (stored by encodeValue)', () => {
+  it('2^40 paths in a few objects: E_IDEMPOTENCY_VALUE at once, not the heap; shared parts stored as copies', () => {
+    const code = `
+      import { decodeValue, encodeValue } from './src/index.ts';
+      let value = 'alice';
+      for (let i = 0; i < 40; i++) value = [value, { again: value }];
+      let code;
+      try { encodeValue(value); } catch (error) { code = error.code; }
+      const leaf = { to: 'alice', bytes: new Uint8Array([1, 2]), $object: 1 };
+      const shared = [leaf, { again: leaf }, leaf];
+      const text = encodeValue(shared);
+      const same = text === encodeValue(JSON.parse(JSON.stringify(shared, (k, v) => v instanceof Uint8Array ? { u8: [...v] } : v), (k, v) => v && v.u8 ? new Uint8Array(v.u8) : v));
+      console.log(JSON.stringify({ code, same, back: decodeValue(text)[1].again.to }));
+    `;
+    // Before the fix: killed, or out of heap (each shared part walked again: 2^40 paths).
+    const run = inChild(code, 20_000);
+    expect(run.signal).toBe(null);
+    expect(run.stderr).toBe('');
+    expect(JSON.parse(run.stdout)).toEqual({ code: 'E_IDEMPOTENCY_VALUE', same: true, back: 'alice' });
   });
 });
