@@ -17,7 +17,7 @@ const MAX_ENCODED = 64 * 1_048_576;
  * Encodes `value` for storage, or throws {@link IdempotencyValueError} naming the bad path. A part
  * shared by several places (met again once written) is stored as a copy of its text, not walked
  * again: a result of a few objects can hold 2^40 paths, and walked as a tree it took the whole heap.
- * Past {@link MAX_ENCODED} characters it is refused.
+ * Past 64 Mi characters it is refused.
  */
 export function encodeValue(value: unknown, path = 'result'): string {
   if (value === undefined) return '[]';
