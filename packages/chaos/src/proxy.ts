@@ -71,13 +71,13 @@ export interface FaultProxy {
   add(toxic: Toxic): ToxicHandle;
   /** Removes the toxic of that name; false if there was none. */
   remove(name: string): boolean;
-  /** Removes every toxic (in a drill's step, but another running drill's). */
+  /** Removes every toxic (in a drill's step, but another running drill's; after its drill ended, none). */
   clear(): void;
   /** Resets (TCP RST) every open connection now. */
   resetAll(): void;
   /** Stops listening: new connections are refused (ECONNREFUSED). Open ones carry on. */
   refuse(): Promise<void>;
-  /** Listens again on the same port (once no other running drill's step refuses it). */
+  /** Listens again on the same port (once no other running drill's step refuses it; after its drill ended, a step's call does nothing). */
   accept(): Promise<void>;
   /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
   kill(): Promise<void>;
@@ -245,7 +245,7 @@ class ToxicProxy implements FaultProxy {
         // Its own, or another of its name put on since, as clear() in a step takes it: but not
         // another running drill's (a freeze of its own, mid-outage).
         const on = this.#toxics.get(name);
-        if (on !== undefined && (on === active || !this.#othersOn(on, scope))) this.#takeOff(on);
+        if (on !== undefined && (on === active || (!scope?.ended && !this.#othersOn(on, scope)))) this.#takeOff(on);
       },
     };
   }
@@ -294,6 +294,8 @@ class ToxicProxy implements FaultProxy {
   clear(): void {
     // In a drill's step, another drill's toxics still on are that drill's to take off.
     const scope = faultScope.getStore();
+    // A step still running after its drill ended: what is on now is not its drill's to take off.
+    if (scope?.ended) return;
     for (const toxic of [...this.#toxics.values()])
       if (scope === undefined || !this.#othersOn(toxic, scope)) this.remove(toxic.name);
   }
@@ -322,6 +324,7 @@ class ToxicProxy implements FaultProxy {
 
   accept(): Promise<void> {
     const scope = faultScope.getStore();
+    if (scope?.ended) return this.#settle();
     // A drill's step takes off its own refusal (and the user's), not another drill's still on.
     if (scope === undefined) this.#refusedBy.clear();
     else this.#refusedBy.delete(scope);

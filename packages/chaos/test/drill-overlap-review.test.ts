@@ -105,4 +105,29 @@ describe('two drills freezing one proxy', () => {
     await a.end();
     expect(toxics()).toEqual(['slow']);
   });
+
+  it("a step still running after its drill ended (aborted mid-step) undoes none of the user's faults put on since", async () => {
+    const release = deferred();
+    const a = drillOf(
+      () => proxy.kill(),
+      () => release.opened,
+      () => proxy.restore(),
+    );
+    await waitFor(() => !proxy.snapshot().listening);
+    await a.end();
+    expect(proxy.snapshot().listening).toBe(true);
+    // The user's own faults, after the drill.
+    await proxy.refuse();
+    proxy.add({ type: 'latency', name: 'mine', latency: 10 });
+    release.open();
+    await a.ran;
+    // Before the fix: true and [] (the ended drill's late restore() listened again and cleared).
+    expect(proxy.snapshot().listening).toBe(false);
+    expect(toxics()).toEqual(['mine']);
+  });
 });
+
+async function waitFor(ok: () => boolean): Promise<void> {
+  for (let i = 0; i < 500 && !ok(); i++) await new Promise((resolve) => setTimeout(resolve, 10));
+  expect(ok()).toBe(true);
+}
