@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IdempotencyValueError } from './errors.js';
+import { Form, type Span } from './form.js';
 
 /*
  * Stored values are JSON with one extension: bytes. A Uint8Array (or Buffer) is written as
@@ -176,30 +177,6 @@ class Text {
 
 const COMMA = new Text(',');
 
-/**
- * Where an object's canonical form is in the pieces being written (from `start` to `end`), its
- * length, and its text once a copy asked for it: joined once, in time that grows with its length.
- */
-class Written {
-  end = -1;
-  length = 0;
-  #text: string | undefined;
-  constructor(
-    readonly start: number,
-    readonly from: number,
-  ) {}
-
-  close(end: number, length: number): void {
-    this.end = end;
-    this.length = length - this.from;
-  }
-
-  text(out: readonly string[]): string {
-    this.#text ??= out.slice(this.start, this.end).join('');
-    return this.#text;
-  }
-}
-
 /** A value to write, and where it is in the input (for errors). */
 class Item {
   constructor(
@@ -217,49 +194,42 @@ class Item {
  * and fingerprinting it ran for 40 s until the string could grow no more.
  */
 function canonical(root: unknown): string {
-  // The form in pieces, joined once: a copy taken with `out.slice()` of a string built by `+=`
-  // flattened all of it, once for each value met again (n references in n² time).
-  const out: string[] = [];
-  let length = 0;
+  const out = new Form();
   const todo: (Item | Text)[] = [new Item(root, 'input')];
-  // Where each object met is written in `out`: its end is -1 while it is being written (met
+  // Where each object met is written in `out`: its endPiece is -1 while it is being written (met
   // again then, it holds itself).
-  const written = new Map<object, Written>();
-  const write = (text: string) => {
-    length += text.length;
-    out.push(text);
-  };
+  const written = new Map<object, Span>();
   while (todo.length > 0) {
-    if (length > MAX_CANONICAL) throw tooLong();
+    if (out.length > MAX_CANONICAL) throw tooLong();
     const next = todo.pop() as Item | Text;
     if (next instanceof Text) {
-      write(next.text);
-      if (next.leaves !== undefined) (written.get(next.leaves) as Written).close(out.length, length);
+      out.write(next.text);
+      if (next.leaves !== undefined) out.close(written.get(next.leaves) as Span);
       continue;
     }
     const { value, path: at } = next;
     if (typeof value !== 'object' || value === null) {
-      write(scalar(value, at));
+      out.write(scalar(value, at));
       continue;
     }
     const seen = written.get(value);
     if (seen !== undefined) {
-      if (seen.end === -1) throw new IdempotencyValueError(at, 'a circular reference cannot be fingerprinted');
+      if (seen.endPiece === -1) throw new IdempotencyValueError(at, 'a circular reference cannot be fingerprinted');
       // Refused before it is copied: the form never grows past the bound by much.
-      if (length + seen.length > MAX_CANONICAL) throw tooLong();
-      write(seen.text(out));
+      if (out.length + seen.length > MAX_CANONICAL) throw tooLong();
+      out.write(out.copy(seen));
       continue;
     }
-    const place = new Written(out.length, length);
+    const place = out.open();
     written.set(value, place);
     if (value instanceof Uint8Array) {
-      write(`b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`);
-      place.close(out.length, length);
+      out.write(`b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`);
+      out.close(place);
     } else if (value instanceof Date) {
-      write(`d${value.getTime()}`);
-      place.close(out.length, length);
+      out.write(`d${value.getTime()}`);
+      out.close(place);
     } else if (Array.isArray(value)) {
-      write('[');
+      out.write('[');
       todo.push(new Text(']', value));
       for (let i = value.length - 1; i >= 0; i--) {
         todo.push(new Item(value[i], `${at}[${i}]`));
@@ -271,7 +241,7 @@ function canonical(root: unknown): string {
         `${describeObject(value)} cannot be fingerprinted; pass a \`fingerprint\` function that picks the fields that matter`,
       );
     } else {
-      write('{');
+      out.write('{');
       todo.push(new Text('}', value));
       const keys = Object.keys(value).sort();
       let first = true;
@@ -285,8 +255,8 @@ function canonical(root: unknown): string {
       }
     }
   }
-  if (length > MAX_CANONICAL) throw tooLong();
-  return out.join('');
+  if (out.length > MAX_CANONICAL) throw tooLong();
+  return out.text();
 }
 
 function tooLong(): IdempotencyValueError {

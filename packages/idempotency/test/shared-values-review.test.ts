@@ -1,7 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fingerprintOf } from '../src/codec.js';
 import { canonicalLimit } from '../src/http/fingerprint.js';
+import { requestFingerprint } from '../src/http/index.js';
 
 /**
  * Review of the shared-value fingerprints. A value met again was written as `out.slice()` of the
@@ -69,5 +72,23 @@ describe('a result that shares its parts (stored by encodeValue)', () => {
     expect(run.signal).toBe(null);
     expect(run.stderr).toBe('');
     expect(JSON.parse(run.stdout)).toEqual({ code: 'E_IDEMPOTENCY_VALUE', same: true, back: 'alice' });
+  });
+});
+
+describe('copies of shared parts, any shape', () => {
+  it('a value with shared parts (nested, repeated) hashes as its tree copied', () => {
+    const shape = (body: unknown) => ({ method: 'POST', url: '/', contentType: 'application/json', body, headers: [] });
+    const tree = fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.parse(JSON.stringify(v)) as unknown);
+    fc.assert(
+      fc.property(tree, tree, fc.array(fc.nat(5), { maxLength: 12 }), (t, u, picks) => {
+        const pair = [t, { t, u }];
+        const parts = [t, u, pair, [pair, t], { pair, u }, [u, u]];
+        const value = picks.map((i) => parts[i]);
+        const copied = JSON.parse(JSON.stringify(value)) as unknown;
+        expect(requestFingerprint(shape(value))).toBe(requestFingerprint(shape(copied)));
+        expect(fingerprintOf(value)).toBe(fingerprintOf(copied));
+      }),
+      { numRuns: 300 },
+    );
   });
 });

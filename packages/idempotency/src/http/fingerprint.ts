@@ -1,5 +1,6 @@
 import * as crypto from 'node:crypto';
 import { HoldfastConfigError } from '@holdfast/core';
+import { Form, type Span } from '../form.js';
 
 // One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.
 const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer | string, encoding: 'base64url') => string }).hash;
@@ -241,52 +242,45 @@ function field(value: string): string {
  * process's whole heap.
  */
 function canonical(root: unknown, limit: number): string {
-  // The form in pieces, joined once: a copy taken with `out.slice()` of a string built by `+=`
-  // flattened all of it, once for each value met again (n references in n² time: 80,000 in 45 s).
-  const out: string[] = [];
-  let length = 0;
+  const out = new Form();
   // Values to write, last first, and the text between them (a Text, leaving its object).
   const todo: unknown[] = [root];
-  // Where each object met is written in `out`: its end is -1 while it is being written (it is
+  // Where each object met is written in `out`: its endPiece is -1 while it is being written (it is
   // on the path: met again then, it holds itself).
-  const written = new Map<object, Written>();
-  const write = (text: string) => {
-    length += text.length;
-    out.push(text);
-  };
+  const written = new Map<object, Span>();
   while (todo.length > 0) {
-    if (length > limit) throw new CanonicalTooLarge(limit);
+    if (out.length > limit) throw new CanonicalTooLarge(limit);
     const value = todo.pop();
     if (value instanceof Text) {
-      write(value.text);
-      if (value.leaves !== undefined) (written.get(value.leaves) as Written).close(out.length, length);
+      out.write(value.text);
+      if (value.leaves !== undefined) out.close(written.get(value.leaves) as Span);
       continue;
     }
-    if (typeof value === 'bigint') write(`n${value}`);
+    if (typeof value === 'bigint') out.write(`n${value}`);
     // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
-    else if (value === null || typeof value !== 'object') write(JSON.stringify(value) ?? 'null');
+    else if (value === null || typeof value !== 'object') out.write(JSON.stringify(value) ?? 'null');
     else {
       const seen = written.get(value);
       if (seen !== undefined) {
-        if (seen.end === -1) throw cyclic();
+        if (seen.endPiece === -1) throw cyclic();
         // Refused before it is copied: the form never grows past the bound by much.
-        if (length + seen.length > limit) throw new CanonicalTooLarge(limit);
-        write(seen.text(out));
+        if (out.length + seen.length > limit) throw new CanonicalTooLarge(limit);
+        out.write(out.copy(seen));
         continue;
       }
-      const at = new Written(out.length, length);
+      const at = out.open();
       written.set(value, at);
       if (value instanceof Uint8Array) {
-        write(`b${field(Buffer.from(value).toString('base64'))}`);
-        at.close(out.length, length);
+        out.write(`b${field(Buffer.from(value).toString('base64'))}`);
+        out.close(at);
       }
       // Bytes in another view or none (a DataView, an ArrayBuffer): Object.keys() sees none of them.
       else if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
         const bytes = ArrayBuffer.isView(value)
           ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
           : Buffer.from(value);
-        write(`b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`);
-        at.close(out.length, length);
+        out.write(`b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`);
+        out.close(at);
       } else {
         const json = (value as { toJSON?: () => unknown }).toJSON;
         // A Map or a Set (superjson, devalue, a reviver) holds its entries where Object.keys() sees
@@ -294,13 +288,13 @@ function canonical(root: unknown, limit: number): string {
         const entries = value instanceof Map ? [...value] : value instanceof Set ? [...value] : undefined;
         if (Array.isArray(value) || entries !== undefined) {
           const items = entries ?? (value as unknown[]);
-          write(entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[');
+          out.write(entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[');
           todo.push(new Text(']', value));
           for (let i = items.length - 1; i >= 0; i--) todo.push(COMMA, items[i]);
         } else if (typeof json === 'function') {
           todo.push(new Text('', value), json.call(value));
         } else {
-          write('{');
+          out.write('{');
           todo.push(new Text('}', value));
           const keys = Object.keys(value).sort();
           for (let i = keys.length - 1; i >= 0; i--) {
@@ -312,32 +306,8 @@ function canonical(root: unknown, limit: number): string {
       }
     }
   }
-  if (length > limit) throw new CanonicalTooLarge(limit);
-  return out.join('');
-}
-
-/**
- * Where an object's canonical form is in the pieces being written (from `start` to `end`), its
- * length, and its text once a copy asked for it: joined once, in time that grows with its length.
- */
-class Written {
-  end = -1;
-  length = 0;
-  #text: string | undefined;
-  constructor(
-    readonly start: number,
-    readonly from: number,
-  ) {}
-
-  close(end: number, length: number): void {
-    this.end = end;
-    this.length = length - this.from;
-  }
-
-  text(out: readonly string[]): string {
-    this.#text ??= out.slice(this.start, this.end).join('');
-    return this.#text;
-  }
+  if (out.length > limit) throw new CanonicalTooLarge(limit);
+  return out.text();
 }
 
 /**
