@@ -97,12 +97,15 @@ const MAX_ACTED_KEY_LENGTH = 4_096;
 const HASH_LENGTH = 22;
 
 /**
- * `key` as the watch holds it: itself, or when longer than MAX_KEY_LENGTH its start, `…` and a
+ * `key` as the watch holds it: itself, or when longer than MAX_KEY_LENGTH (or spelled as such a
+ * key's held form) its start, `…` and a
  * SHA-256 of the whole of it (a 1 MB key must not be held, nor shown, whole). Collision-resistant:
  * a client that picks keys cannot craft two that share a slot (and each other's series and actions).
  */
 function capKey(key: string): string {
-  if (key.length <= MAX_KEY_LENGTH) return key;
+  // A key spelled as a held form (`…` then the hash's length) is held by its hash too: held as
+  // itself, it shared the slot of the long key it was spelled after (one SHA-256, no search).
+  if (key.length <= MAX_KEY_LENGTH && key.charAt(key.length - HASH_LENGTH - 1) !== '…') return key;
   // Of the UTF-16 code units: UTF-8 would turn every lone surrogate into the same U+FFFD.
   const digest = createHash('sha256').update(key, 'utf16le').digest('base64url').slice(0, HASH_LENGTH);
   // Not cut between the halves of a surrogate pair.

@@ -55,7 +55,7 @@ export interface FaultProxySnapshot {
 export interface ToxicHandle {
   /** The toxic's name on its proxy. */
   readonly name: string;
-  /** Takes the toxic off (harmless if it already is). */
+  /** Takes the toxic off (harmless if it already is); in a drill's step, not another running drill's of its name. */
   remove(): void;
 }
 
@@ -71,13 +71,13 @@ export interface FaultProxy {
   add(toxic: Toxic): ToxicHandle;
   /** Removes the toxic of that name; false if there was none. */
   remove(name: string): boolean;
-  /** Removes every toxic (in a drill's step, but another running drill's). */
+  /** Removes every toxic (in a drill's step, but another running drill's; after its drill ended, none). */
   clear(): void;
   /** Resets (TCP RST) every open connection now. */
   resetAll(): void;
   /** Stops listening: new connections are refused (ECONNREFUSED). Open ones carry on. */
   refuse(): Promise<void>;
-  /** Listens again on the same port (once no other running drill's step refuses it). */
+  /** Listens again on the same port (once no other running drill's step refuses it; after its drill ended, a step's call does nothing). */
   accept(): Promise<void>;
   /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
   kill(): Promise<void>;
@@ -162,6 +162,8 @@ class ToxicProxy implements FaultProxy {
     ActiveToxic,
     { readonly scope: FaultScope; readonly under: ActiveToxic | undefined; readonly left: number | undefined }
   >();
+  /** The toxics their handles took off (under another of their name, they stay off). */
+  readonly #removed = new WeakSet<ActiveToxic>();
   /** The listen or stop under way: the next waits for it. */
   #settling: Promise<void> = Promise.resolve();
   /** Stops `chaosSwitch.off()` restoring this proxy (at close). */
@@ -235,17 +237,41 @@ class ToxicProxy implements FaultProxy {
     if (scope !== undefined) this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
     this.remove(name);
     this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
-    scope?.opened(() => {
-      if (!this.has(active)) return;
-      this.remove(name);
-      // The one of its name it replaced is back on: the user's setup, or another drill's still on;
-      // never one of a drill that has ended (its end found this one on, and left it).
-      let back = this.#owners.get(active);
-      while (back?.under !== undefined && this.#owners.get(back.under)?.scope.ended)
-        back = this.#owners.get(back.under);
-      if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
-    });
-    return { name, remove: () => void this.remove(name) };
+    scope?.opened(() => this.#takeOff(active));
+    return {
+      name,
+      remove: () => {
+        this.#removed.add(active);
+        // Its own, or another of its name put on since, as clear() in a step takes it: but not
+        // another running drill's (a freeze of its own, mid-outage).
+        const on = this.#toxics.get(name);
+        if (on !== undefined && (on === active || (!scope?.ended && !this.#othersOn(on, scope)))) this.#takeOff(on);
+      },
+    };
+  }
+
+  /**
+   * Takes `active` off if it is on, and puts back the one of its name it replaced: the user's
+   * setup, or another drill's still on; never one of a drill that has ended (its end found this
+   * one on, and left it), nor one its handle took off.
+   */
+  #takeOff(active: ActiveToxic): void {
+    if (!this.has(active)) return;
+    this.remove(active.name);
+    let back = this.#owners.get(active);
+    while (back?.under !== undefined && this.#gone(back.under)) back = this.#owners.get(back.under);
+    if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
+  }
+
+  /** Whether `toxic` is a running drill's other than `scope`'s: one for that drill to take off. */
+  #othersOn(toxic: ActiveToxic, scope: FaultScope | undefined): boolean {
+    const owner = this.#owners.get(toxic)?.scope;
+    return owner !== undefined && owner !== scope && !owner.ended;
+  }
+
+  /** Whether `toxic`, replaced by another of its name, must not come back on. */
+  #gone(toxic: ActiveToxic): boolean {
+    return this.#removed.has(toxic) || this.#owners.get(toxic)?.scope.ended === true;
   }
 
   #put(active: ActiveToxic, dropsLeft: number | undefined): void {
@@ -268,10 +294,10 @@ class ToxicProxy implements FaultProxy {
   clear(): void {
     // In a drill's step, another drill's toxics still on are that drill's to take off.
     const scope = faultScope.getStore();
-    for (const toxic of [...this.#toxics.values()]) {
-      const owner = this.#owners.get(toxic)?.scope;
-      if (scope === undefined || owner === undefined || owner === scope || owner.ended) this.remove(toxic.name);
-    }
+    // A step still running after its drill ended: what is on now is not its drill's to take off.
+    if (scope?.ended) return;
+    for (const toxic of [...this.#toxics.values()])
+      if (scope === undefined || !this.#othersOn(toxic, scope)) this.remove(toxic.name);
   }
 
   resetAll(): void {
@@ -298,6 +324,7 @@ class ToxicProxy implements FaultProxy {
 
   accept(): Promise<void> {
     const scope = faultScope.getStore();
+    if (scope?.ended) return this.#settle();
     // A drill's step takes off its own refusal (and the user's), not another drill's still on.
     if (scope === undefined) this.#refusedBy.clear();
     else this.#refusedBy.delete(scope);

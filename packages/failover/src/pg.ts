@@ -343,12 +343,21 @@ interface Sighting {
 class PrimaryWal {
   /** System identifier -> timeline -> sightings, oldest first. */
   readonly #seen = new Map<string, Map<number, Sighting[]>>();
-  /** Each target whose last check said primary: its system and timeline. */
-  readonly #now = new Map<object, { system: string; timeline: number }>();
+  /**
+   * Each target whose last check said primary: its system and timeline, and whether it is deposed
+   * (first seen on its timeline while another target was a primary on a higher one).
+   */
+  readonly #now = new Map<object, { system: string; timeline: number; deposed: boolean }>();
 
   saw(target: object, system: string, timeline: number, lsn: bigint, at: number): void {
+    const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
-    this.#now.set(target, { system, timeline });
+    // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone).
+    const deposed =
+      before?.timeline === timeline && before.system === system
+        ? before.deposed
+        : [...this.#current(system)].some((t) => t > timeline);
+    this.#now.set(target, { system, timeline, deposed });
     // A few targets: a set's endpoints.
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     let timelines = this.#seen.get(system);
@@ -359,8 +368,11 @@ class PrimaryWal {
       this.#seen.set(system, timelines);
     }
     // Timelines no target is a primary on now: an old history (restored over, or promoted past).
-    const current = this.#current(system);
-    for (const t of timelines.keys()) if (!current.has(t)) timelines.delete(t);
+    // Not on a deposed primary's word: the one it was deposed by may only have missed a check.
+    if (!deposed) {
+      const current = this.#current(system, true);
+      for (const t of timelines.keys()) if (!current.has(t)) timelines.delete(t);
+    }
     let list = timelines.get(timeline);
     // A primary's flushed WAL never goes back on its timeline: one seen behind an earlier sighting
     // is another history of the cluster (restored from a backup, which keeps the identifier and,
@@ -388,10 +400,10 @@ class PrimaryWal {
     return first === undefined ? 0 : Math.max(0, now - first.at);
   }
 
-  /** The timelines targets of `system` are primaries on now. */
-  #current(system: string): Set<number> {
+  /** The timelines targets of `system` are primaries on now: deposed ones only if asked. */
+  #current(system: string, deposed = false): Set<number> {
     const out = new Set<number>();
-    for (const p of this.#now.values()) if (p.system === system) out.add(p.timeline);
+    for (const p of this.#now.values()) if (p.system === system && (deposed || !p.deposed)) out.add(p.timeline);
     return out;
   }
 }

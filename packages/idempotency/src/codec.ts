@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { IdempotencyValueError } from './errors.js';
+import { Form, type Span } from './form.js';
 
 /*
  * Stored values are JSON with one extension: bytes. A Uint8Array (or Buffer) is written as
@@ -10,11 +11,19 @@ import { IdempotencyValueError } from './errors.js';
 
 const SUPPORTED = 'store JSON values (plain objects, arrays, strings, finite numbers, booleans, null) or Uint8Array';
 
-/** Encodes `value` for storage, or throws {@link IdempotencyValueError} naming the bad path. */
+/** The longest text {@link encodeValue} writes (as {@link fingerprintOf}'s bound on an input). */
+const MAX_ENCODED = 64 * 1_048_576;
+
+/**
+ * Encodes `value` for storage, or throws {@link IdempotencyValueError} naming the bad path. A part
+ * shared by several places (met again once written) is stored as a copy of its text, not walked
+ * again: a result of a few objects can hold 2^40 paths, and walked as a tree it took the whole heap.
+ * Past 64 Mi characters it is refused.
+ */
 export function encodeValue(value: unknown, path = 'result'): string {
   if (value === undefined) return '[]';
   try {
-    return `[${JSON.stringify(toStorable(value, new Set()))}]`;
+    return `[${toText(value, new Map())}]`;
   } catch (error) {
     if (error instanceof Unsupported) throw new IdempotencyValueError(path + error.path, error.problem);
     throw error;
@@ -42,17 +51,33 @@ function at<T>(segment: string, walk: () => T): T {
   }
 }
 
-function toStorable(value: unknown, seen: Set<object>): unknown {
+/**
+ * The stored JSON text of `value`, as `JSON.stringify` writes its storable form. `written` holds
+ * each object met: its text once written, undefined while it is being written (met again then,
+ * it holds itself).
+ */
+function toText(value: unknown, written: Map<object, string | undefined>): string {
   switch (typeof value) {
     case 'string':
     case 'boolean':
-      return value;
+      return JSON.stringify(value);
     case 'number':
       if (!Number.isFinite(value)) throw new Unsupported(`${value} is not a JSON number`);
-      return value;
-    case 'object':
-      if (value === null) return null;
-      return objectToStorable(value, seen);
+      return JSON.stringify(value);
+    case 'object': {
+      if (value === null) return 'null';
+      if (written.has(value)) {
+        const text = written.get(value);
+        if (text === undefined) throw new Unsupported('a circular reference is not supported');
+        return text;
+      }
+      written.set(value, undefined);
+      const text = objectToText(value, written);
+      if (text.length > MAX_ENCODED)
+        throw new Unsupported(`it is over ${MAX_ENCODED} characters encoded (its parts shared many times over?)`);
+      written.set(value, text);
+      return text;
+    }
     case 'undefined':
       throw new Unsupported('undefined is not supported here (JSON would turn it into null)');
     default:
@@ -60,29 +85,37 @@ function toStorable(value: unknown, seen: Set<object>): unknown {
   }
 }
 
-function objectToStorable(value: object, seen: Set<object>): unknown {
+function objectToText(value: object, written: Map<object, string | undefined>): string {
   if (value instanceof Uint8Array) {
-    return { $bytes: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64') };
+    const base64 = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+    return `{"$bytes":${JSON.stringify(base64)}}`;
   }
-  if (seen.has(value)) throw new Unsupported('a circular reference is not supported');
-  seen.add(value);
-  let out: unknown;
+  const parts: string[] = [];
+  let length = 0;
+  const add = (text: string) => {
+    length += text.length + 1;
+    // Checked before the join: the parts of a shared value, copied, can be 2^40 characters long.
+    if (length > MAX_ENCODED)
+      throw new Unsupported(`it is over ${MAX_ENCODED} characters encoded (its parts shared many times over?)`);
+    parts.push(text);
+  };
   if (Array.isArray(value)) {
-    const items: unknown[] = new Array(value.length);
-    for (let i = 0; i < value.length; i++) items[i] = at(`[${i}]`, () => toStorable(value[i], seen));
-    out = items;
-  } else {
-    if (!isPlainObject(value)) throw new Unsupported(`${describeObject(value)} is not supported; ${SUPPORTED}`);
-    // No prototype: a `__proto__` key (JSON.parse makes one) stays a key, not a prototype.
-    const entries: Record<string, unknown> = Object.create(null);
-    for (const k in value) {
-      const v = (value as Record<string, unknown>)[k];
-      if (v !== undefined) entries[k] = at(`.${k}`, () => toStorable(v, seen)); // JSON drops undefined properties too
-    }
-    out = isReservedShape(entries) ? { $object: entries } : entries;
+    for (let i = 0; i < value.length; i++) add(at(`[${i}]`, () => toText(value[i], written)));
+    return `[${parts.join(',')}]`;
   }
-  seen.delete(value);
-  return out;
+  if (!isPlainObject(value)) throw new Unsupported(`${describeObject(value)} is not supported; ${SUPPORTED}`);
+  let kept = 0;
+  let reserved = true;
+  for (const k in value) {
+    const v = (value as Record<string, unknown>)[k];
+    if (v === undefined) continue; // JSON drops undefined properties too
+    add(`${JSON.stringify(k)}:${at(`.${k}`, () => toText(v, written))}`);
+    kept++;
+    reserved &&= k === '$bytes' || k === '$object';
+  }
+  const text = `{${parts.join(',')}}`;
+  // A user object whose only key is `$bytes` or `$object` is wrapped, so it cannot be mistaken for one.
+  return kept === 1 && reserved ? `{"$object":${text}}` : text;
 }
 
 function fromStorable(value: unknown): unknown {
@@ -144,12 +177,6 @@ class Text {
 
 const COMMA = new Text(',');
 
-/** Where an object's canonical form is in the one being written. */
-class Written {
-  end = -1;
-  constructor(readonly start: number) {}
-}
-
 /** A value to write, and where it is in the input (for errors). */
 class Item {
   constructor(
@@ -167,45 +194,42 @@ class Item {
  * and fingerprinting it ran for 40 s until the string could grow no more.
  */
 function canonical(root: unknown): string {
-  let out = '';
+  const out = new Form();
   const todo: (Item | Text)[] = [new Item(root, 'input')];
-  // Where each object met is written in `out`: its end is -1 while it is being written (met
+  // Where each object met is written in `out`: its endPiece is -1 while it is being written (met
   // again then, it holds itself).
-  const written = new Map<object, Written>();
+  const written = new Map<object, Span>();
   while (todo.length > 0) {
-    if (out.length > MAX_CANONICAL) {
-      throw new IdempotencyValueError(
-        'input',
-        `its canonical form is over ${MAX_CANONICAL} characters; pass a \`fingerprint\` function that picks the fields that matter`,
-      );
-    }
+    if (out.length > MAX_CANONICAL) throw tooLong();
     const next = todo.pop() as Item | Text;
     if (next instanceof Text) {
-      out += next.text;
-      if (next.leaves !== undefined) (written.get(next.leaves) as Written).end = out.length;
+      out.write(next.text);
+      if (next.leaves !== undefined) out.close(written.get(next.leaves) as Span);
       continue;
     }
     const { value, path: at } = next;
     if (typeof value !== 'object' || value === null) {
-      out += scalar(value, at);
+      out.write(scalar(value, at));
       continue;
     }
     const seen = written.get(value);
     if (seen !== undefined) {
-      if (seen.end === -1) throw new IdempotencyValueError(at, 'a circular reference cannot be fingerprinted');
-      out += out.slice(seen.start, seen.end);
+      if (seen.endPiece === -1) throw new IdempotencyValueError(at, 'a circular reference cannot be fingerprinted');
+      // Refused before it is copied: the form never grows past the bound by much.
+      if (out.length + seen.length > MAX_CANONICAL) throw tooLong();
+      out.write(out.copy(seen));
       continue;
     }
-    const place = new Written(out.length);
+    const place = out.open();
     written.set(value, place);
     if (value instanceof Uint8Array) {
-      out += `b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`;
-      place.end = out.length;
+      out.write(`b${Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64')}`);
+      out.close(place);
     } else if (value instanceof Date) {
-      out += `d${value.getTime()}`;
-      place.end = out.length;
+      out.write(`d${value.getTime()}`);
+      out.close(place);
     } else if (Array.isArray(value)) {
-      out += '[';
+      out.write('[');
       todo.push(new Text(']', value));
       for (let i = value.length - 1; i >= 0; i--) {
         todo.push(new Item(value[i], `${at}[${i}]`));
@@ -217,7 +241,7 @@ function canonical(root: unknown): string {
         `${describeObject(value)} cannot be fingerprinted; pass a \`fingerprint\` function that picks the fields that matter`,
       );
     } else {
-      out += '{';
+      out.write('{');
       todo.push(new Text('}', value));
       const keys = Object.keys(value).sort();
       let first = true;
@@ -231,7 +255,15 @@ function canonical(root: unknown): string {
       }
     }
   }
-  return out;
+  if (out.length > MAX_CANONICAL) throw tooLong();
+  return out.text();
+}
+
+function tooLong(): IdempotencyValueError {
+  return new IdempotencyValueError(
+    'input',
+    `its canonical form is over ${MAX_CANONICAL} characters; pass a \`fingerprint\` function that picks the fields that matter`,
+  );
 }
 
 /** The canonical form of a value that is not an object. */

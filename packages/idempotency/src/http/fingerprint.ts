@@ -1,5 +1,6 @@
 import * as crypto from 'node:crypto';
 import { HoldfastConfigError } from '@holdfast/core';
+import { Form, type Span } from '../form.js';
 
 // One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.
 const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer | string, encoding: 'base64url') => string }).hash;
@@ -241,43 +242,45 @@ function field(value: string): string {
  * process's whole heap.
  */
 function canonical(root: unknown, limit: number): string {
-  let out = '';
+  const out = new Form();
   // Values to write, last first, and the text between them (a Text, leaving its object).
   const todo: unknown[] = [root];
-  // Where each object met is written in `out`: its end is -1 while it is being written (it is
+  // Where each object met is written in `out`: its endPiece is -1 while it is being written (it is
   // on the path: met again then, it holds itself).
-  const written = new Map<object, Written>();
+  const written = new Map<object, Span>();
   while (todo.length > 0) {
     if (out.length > limit) throw new CanonicalTooLarge(limit);
     const value = todo.pop();
     if (value instanceof Text) {
-      out += value.text;
-      if (value.leaves !== undefined) (written.get(value.leaves) as Written).end = out.length;
+      out.write(value.text);
+      if (value.leaves !== undefined) out.close(written.get(value.leaves) as Span);
       continue;
     }
-    if (typeof value === 'bigint') out += `n${value}`;
+    if (typeof value === 'bigint') out.write(`n${value}`);
     // JSON.stringify maps undefined, functions and symbols to undefined: hash them as null.
-    else if (value === null || typeof value !== 'object') out += JSON.stringify(value) ?? 'null';
+    else if (value === null || typeof value !== 'object') out.write(JSON.stringify(value) ?? 'null');
     else {
       const seen = written.get(value);
       if (seen !== undefined) {
-        if (seen.end === -1) throw cyclic();
-        out += out.slice(seen.start, seen.end);
+        if (seen.endPiece === -1) throw cyclic();
+        // Refused before it is copied: the form never grows past the bound by much.
+        if (out.length + seen.length > limit) throw new CanonicalTooLarge(limit);
+        out.write(out.copy(seen));
         continue;
       }
-      const at = new Written(out.length);
+      const at = out.open();
       written.set(value, at);
       if (value instanceof Uint8Array) {
-        out += `b${field(Buffer.from(value).toString('base64'))}`;
-        at.end = out.length;
+        out.write(`b${field(Buffer.from(value).toString('base64'))}`);
+        out.close(at);
       }
       // Bytes in another view or none (a DataView, an ArrayBuffer): Object.keys() sees none of them.
       else if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
         const bytes = ArrayBuffer.isView(value)
           ? Buffer.from(value.buffer, value.byteOffset, value.byteLength)
           : Buffer.from(value);
-        out += `b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`;
-        at.end = out.length;
+        out.write(`b${field(`${Object.prototype.toString.call(value)}${bytes.toString('base64')}`)}`);
+        out.close(at);
       } else {
         const json = (value as { toJSON?: () => unknown }).toJSON;
         // A Map or a Set (superjson, devalue, a reviver) holds its entries where Object.keys() sees
@@ -285,13 +288,13 @@ function canonical(root: unknown, limit: number): string {
         const entries = value instanceof Map ? [...value] : value instanceof Set ? [...value] : undefined;
         if (Array.isArray(value) || entries !== undefined) {
           const items = entries ?? (value as unknown[]);
-          out += entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[';
+          out.write(entries === undefined ? '[' : value instanceof Map ? 'M[' : 'S[');
           todo.push(new Text(']', value));
           for (let i = items.length - 1; i >= 0; i--) todo.push(COMMA, items[i]);
         } else if (typeof json === 'function') {
           todo.push(new Text('', value), json.call(value));
         } else {
-          out += '{';
+          out.write('{');
           todo.push(new Text('}', value));
           const keys = Object.keys(value).sort();
           for (let i = keys.length - 1; i >= 0; i--) {
@@ -304,13 +307,7 @@ function canonical(root: unknown, limit: number): string {
     }
   }
   if (out.length > limit) throw new CanonicalTooLarge(limit);
-  return out;
-}
-
-/** Where an object's canonical form is in the one being written. */
-class Written {
-  end = -1;
-  constructor(readonly start: number) {}
+  return out.text();
 }
 
 /**
@@ -325,12 +322,13 @@ export class CanonicalTooLarge extends Error {
 
 /**
  * The longest canonical form of a parsed body fingerprinted, for a middleware that reads up to
- * `maxRequestBytes` itself: 8 times that, and at least 16 MiB. JSON parsed and written again
+ * `maxRequestBytes` itself: 8 times that, at least 16 Mi and at most 256 Mi characters. JSON parsed and written again
  * grows by at most about 6 times (`1e20` is written `100000000000000000000`); only references
  * (a value shared by many places, many times over) go past that.
  */
 export function canonicalLimit(maxRequestBytes: number): number {
-  return Math.max(8 * maxRequestBytes, 16 * 1_048_576);
+  // At most 256 Mi: V8 makes no string past 2^29 - 24 characters (a RangeError, a 500, not a 413).
+  return Math.min(Math.max(8 * maxRequestBytes, 16 * 1_048_576), 2 ** 28);
 }
 
 /** Text written between the values of {@link canonical}; once written, `leaves` is no longer on the path. */

@@ -1,0 +1,89 @@
+import type { Endpoint } from '@holdfast/failover';
+import { type PgQueryable, pgRoles } from '@holdfast/failover/pg';
+import { afterEach, expect, it, vi } from 'vitest';
+
+/**
+ * Review of `pgRoles()`'s sightings per timeline. A primary whose check failed once (a timeout: a
+ * flap, not a loss) no longer counted as a primary now, so the next sighting of a deposed primary
+ * (a lower timeline, seen beside it all along) forgot the promoted primary's timeline: its stalled
+ * replica was judged against the deposed primary's WAL, and its lag hidden.
+ */
+
+const system = '7400000000000000001';
+
+function server(row: () => object): Endpoint<PgQueryable> {
+  const target = { query: async () => ({ rows: [row()] }) } as unknown as PgQueryable;
+  return { name: 'db', target } as Endpoint<PgQueryable>;
+}
+
+const primaryRow = (timeline: number, lsn: string) => ({
+  replica: false,
+  walfile: `0000000${timeline}00000000000000${lsn.slice(2, 4).padStart(2, '0')}`,
+  checkpoint_timeline: timeline,
+  system,
+  flushed: lsn,
+  lsn,
+  lag: null,
+});
+
+const replicaRow = (timeline: number, lsn: string) => ({
+  replica: true,
+  walfile: null,
+  checkpoint_timeline: timeline,
+  system,
+  flushed: null,
+  lsn,
+  lag: 0,
+});
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+function rolesOf() {
+  vi.useFakeTimers({ toFake: ['Date', 'performance'] });
+  const roles = pgRoles<PgQueryable>({ timeout: 1_000 });
+  return roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
+}
+
+it('the promoted primary failing one check: the deposed one seen meanwhile does not hide its stalled replica', async () => {
+  const check = rolesOf();
+  let flap = false;
+  const promoted = server(() => {
+    if (flap) throw new Error('timeout exceeded when trying to connect');
+    return primaryRow(2, '0/6000000');
+  });
+  const deposed = server(() => primaryRow(1, '0/5000000'));
+  const replica = server(() => replicaRow(2, '0/5800000'));
+  await check(promoted);
+  vi.advanceTimersByTime(1_000);
+  await check(deposed);
+  vi.advanceTimersByTime(1_000);
+  expect((await check(replica)).lag).toBe(2_000);
+  flap = true;
+  await expect(check(promoted)).rejects.toThrow('timeout');
+  await check(deposed);
+  vi.advanceTimersByTime(1_000);
+  // Before the fix: 0 (judged against the deposed primary's 0/5000000).
+  expect((await check(replica)).lag).toBe(3_000);
+  flap = false;
+  await check(promoted);
+  vi.advanceTimersByTime(1_000);
+  // Before the fix: 1000 (the promoted primary's sightings forgotten, counted again from now).
+  expect((await check(replica)).lag).toBe(4_000);
+});
+
+it('the deposed primary, then demoted to a replica of the promoted one, is judged on the promoted timeline', async () => {
+  const check = rolesOf();
+  let row: object = primaryRow(1, '0/5000000');
+  const old = server(() => row);
+  const promoted = server(() => primaryRow(2, '0/6000000'));
+  await check(promoted);
+  await check(old);
+  vi.advanceTimersByTime(1_000);
+  row = replicaRow(2, '0/6000000');
+  expect((await check(old)).lag).toBe(0);
+  row = replicaRow(2, '0/5900000');
+  vi.advanceTimersByTime(1_000);
+  expect((await check(old)).lag).toBe(2_000);
+});
