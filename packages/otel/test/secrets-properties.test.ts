@@ -13,7 +13,7 @@ import {
   RecordingMeterProvider,
   RecordingTracerProvider,
 } from '../../../test/support/otel-recorder.js';
-import { carrierArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
+import { carrierArb, hostileEventArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
 import { instrument } from '../src/index.js';
 
 beforeAll(() => {
@@ -48,6 +48,31 @@ describe('instrument(), a secret in any string field', () => {
       fc.record({
         secret: fc.constant(secret),
         events: fc.array(secretEventArb(secret), { minLength: 1, maxLength: 4 }),
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ secret, events }) => {
+        const { bus, tracerProvider, stop, exported } = setup();
+        try {
+          const call = tracerProvider.getTracer().startSpan('GET /pay');
+          for (const { event } of events) {
+            bus.emit(event);
+            context.with(trace.setSpan(context.active(), call), () => bus.emit(event));
+          }
+          expect(leaks(await exported(), secret)).toEqual([]);
+        } finally {
+          stop();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('nor from an emitter that puts it where a number or boolean belongs, or nested (errors, arrays, objects)', async () => {
+    const arb = secretArb.chain((secret) =>
+      fc.record({
+        secret: fc.constant(secret),
+        events: fc.array(hostileEventArb(secret), { minLength: 1, maxLength: 4 }),
       }),
     );
     await fc.assert(

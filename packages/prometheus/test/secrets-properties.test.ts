@@ -7,7 +7,7 @@ import { createBus, createPolicyRegistry } from '@holdfast/core';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { carrierArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
+import { carrierArb, hostileEventArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
 import { collect } from '../src/index.js';
 
 /** Each line of the scrape that holds `secret`: what leaked, and in which series. */
@@ -27,6 +27,27 @@ describe('collect(), a secret in any string field', () => {
       fc.record({
         secret: fc.constant(secret),
         events: fc.array(secretEventArb(secret), { minLength: 1, maxLength: 4 }),
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ secret, events }) => {
+        const { bus, stop, scrape } = setup();
+        try {
+          for (const { event } of events) bus.emit(event);
+          expect(leaks(await scrape(), secret)).toEqual([]);
+        } finally {
+          stop();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('nor from an emitter that puts it where a number or boolean belongs, or nested (errors, arrays, objects)', async () => {
+    const arb = secretArb.chain((secret) =>
+      fc.record({
+        secret: fc.constant(secret),
+        events: fc.array(hostileEventArb(secret), { minLength: 1, maxLength: 4 }),
       }),
     );
     await fc.assert(
