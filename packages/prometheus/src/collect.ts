@@ -296,8 +296,12 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       const had = entry.metrics.length;
       entry.metrics = [...new Set([...entry.metrics, 'all', ...e.metrics.map((m) => m.name)])];
       scoreSeries += entry.metrics.length - had;
-      anomalyScore.set(wire({ policy, key, metric: 'all' }), e.score);
-      for (const m of e.metrics) anomalyScore.set(wire({ policy, key, metric: m.name }), m.score);
+      // A score is a number: prom-client throws on text (from an emitter of a user's own), and its
+      // message, which holds the text, went out as a warning.
+      if (typeof e.score === 'number') anomalyScore.set(wire({ policy, key, metric: 'all' }), e.score);
+      for (const m of e.metrics) {
+        if (typeof m.score === 'number') anomalyScore.set(wire({ policy, key, metric: m.name }), m.score);
+      }
       bound();
     },
     'anomaly.cleared': (e) => {

@@ -1,0 +1,33 @@
+/**
+ * A score that is text (from an emitter of a user's own) is no value: prom-client threw on it,
+ * and the bus told the throw as a warning whose message held the text (a URL with its password).
+ */
+import { createBus, createPolicyRegistry, type HoldfastEvent } from '@holdfast/core';
+import { Registry } from 'prom-client';
+import { describe, expect, it } from 'vitest';
+import { collect } from '../src/index.js';
+
+describe('collect(), text where a score belongs', () => {
+  it('throws nothing that tells it, and scrapes none of it', async () => {
+    const told: string[] = [];
+    const bus = createBus({ onListenerError: (error) => told.push(String((error as Error).message)) });
+    const registry = new Registry();
+    const stop = collect({ bus, policies: createPolicyRegistry(), registry });
+    const secret = 'Zq9hunter2';
+    try {
+      bus.emit({
+        type: 'anomaly.score',
+        source: 'watch',
+        time: 0,
+        key: 'api',
+        score: `https://app:${secret}@db.example/`,
+        raised: false,
+        metrics: [{ name: 'errorRate', value: 1, expected: 1, score: `password=${secret}` }],
+      } as unknown as HoldfastEvent);
+      expect(told).toEqual([]);
+      expect(await registry.metrics()).not.toContain(secret);
+    } finally {
+      stop();
+    }
+  });
+});
