@@ -83,3 +83,25 @@ describe('instrument(), text where a number or a boolean belongs', () => {
     }
   });
 });
+
+describe('instrument(), a URL object where a name belongs', () => {
+  it('is exported hidden, one policy however many copies of it', async () => {
+    const { bus, meterProvider, stop } = setup();
+    try {
+      for (let i = 0; i < 2; i++) {
+        const url = new URL('https://app:Zq9hunter2@db.example/');
+        bus.emit({ type: 'breaker.reject', source: url, time: 0, state: 'open', code: 'E_CIRCUIT_OPEN' } as unknown as HoldfastEvent);
+        bus.emit({ type: 'failover.eject', source: 'set', time: 0, endpoint: url, until: 1, ejections: 1, reason: 'failures' } as unknown as HoldfastEvent);
+      }
+      const rows = await meterProvider.collect();
+      expect(JSON.stringify(rows)).not.toContain('Zq9hunter2');
+      expect(rows.find((r) => r.instrument === 'holdfast.breaker.calls')).toEqual({
+        instrument: 'holdfast.breaker.calls',
+        value: 2,
+        attributes: { 'holdfast.policy.name': 'https://***@db.example/', 'holdfast.outcome': 'rejected' },
+      });
+    } finally {
+      stop();
+    }
+  });
+});

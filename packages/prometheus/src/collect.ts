@@ -71,7 +71,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   // Every label value as it goes on the wire, hidden (see wiring).
   const wired = wiring(shown);
   const wire = wired.labels;
-  const label = (policy: string) => policyNames.label(policy);
+  // A name that is no string (a URL object) is its text: one place and one series per name.
+  const label = (policy: string) => policyNames.label(typeof policy === 'string' ? policy : String(policy));
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
   const track = <L extends string>(id: string, metric: { remove(labels: Labels<L>): void }, labels: Labels<L>) => {
