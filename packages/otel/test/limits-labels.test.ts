@@ -90,8 +90,22 @@ describe('instrument(), a URL object where a name belongs', () => {
     try {
       for (let i = 0; i < 2; i++) {
         const url = new URL('https://app:Zq9hunter2@db.example/');
-        bus.emit({ type: 'breaker.reject', source: url, time: 0, state: 'open', code: 'E_CIRCUIT_OPEN' } as unknown as HoldfastEvent);
-        bus.emit({ type: 'failover.eject', source: 'set', time: 0, endpoint: url, until: 1, ejections: 1, reason: 'failures' } as unknown as HoldfastEvent);
+        bus.emit({
+          type: 'breaker.reject',
+          source: url,
+          time: 0,
+          state: 'open',
+          code: 'E_CIRCUIT_OPEN',
+        } as unknown as HoldfastEvent);
+        bus.emit({
+          type: 'failover.eject',
+          source: 'set',
+          time: 0,
+          endpoint: url,
+          until: 1,
+          ejections: 1,
+          reason: 'failures',
+        } as unknown as HoldfastEvent);
       }
       const rows = await meterProvider.collect();
       expect(JSON.stringify(rows)).not.toContain('Zq9hunter2');

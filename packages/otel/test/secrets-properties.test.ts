@@ -30,7 +30,9 @@ const leaks = (json: string, secret: string) =>
 function setup() {
   // What a listener that threw would tell (as a warning, by default): a secret in it is a leak too.
   const told: string[] = [];
-  const bus = createBus({ onListenerError: (error) => told.push(String(error instanceof Error ? error.message : error)) });
+  const bus = createBus({
+    onListenerError: (error) => told.push(String(error instanceof Error ? error.message : error)),
+  });
   const policies = createPolicyRegistry();
   const meterProvider = new RecordingMeterProvider();
   const tracerProvider = new RecordingTracerProvider();

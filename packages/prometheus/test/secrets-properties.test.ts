@@ -16,7 +16,9 @@ const leaks = (text: string, secret: string) => text.split('\n').filter((line) =
 function setup() {
   // What a listener that threw would tell (as a warning, by default): a secret in it is a leak too.
   const told: string[] = [];
-  const bus = createBus({ onListenerError: (error) => told.push(String(error instanceof Error ? error.message : error)) });
+  const bus = createBus({
+    onListenerError: (error) => told.push(String(error instanceof Error ? error.message : error)),
+  });
   const policies = createPolicyRegistry();
   const registry = new Registry();
   const stop = collect({ bus, policies, registry });

@@ -40,8 +40,21 @@ describe('collect(), a URL object where a name belongs', () => {
     const stop = collect({ bus, policies: createPolicyRegistry(), registry });
     try {
       const url = new URL('https://app:Zq9hunter2@db.example/');
-      bus.emit({ type: 'breaker.reject', source: url, time: 0, state: 'open', code: 'E_CIRCUIT_OPEN' } as unknown as HoldfastEvent);
-      bus.emit({ type: 'failover.switch', source: 'set', time: 0, from: 'a', to: url, reason: 'failover' } as unknown as HoldfastEvent);
+      bus.emit({
+        type: 'breaker.reject',
+        source: url,
+        time: 0,
+        state: 'open',
+        code: 'E_CIRCUIT_OPEN',
+      } as unknown as HoldfastEvent);
+      bus.emit({
+        type: 'failover.switch',
+        source: 'set',
+        time: 0,
+        from: 'a',
+        to: url,
+        reason: 'failover',
+      } as unknown as HoldfastEvent);
       const lines = (await registry.metrics()).split('\n').filter((l) => l.includes('db.example'));
       expect(lines).toEqual([
         'holdfast_breaker_calls_total{policy="https://***@db.example/",outcome="rejected"} 1',
