@@ -59,7 +59,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const labels = new Map<string, string>();
   const label = (given: string) => {
     // A name that is no string (a URL object) is its text: one place per name, not per object.
-    const name = typeof given === 'string' ? given : String(given);
+    const name = String(given);
     let shownAs = labels.get(name);
     if (shownAs === undefined) {
       const capped = names.label(name);

@@ -72,7 +72,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const wired = wiring(shown);
   const wire = wired.labels;
   // A name that is no string (a URL object) is its text: one place and one series per name.
-  const label = (policy: string) => policyNames.label(typeof policy === 'string' ? policy : String(policy));
+  const label = (policy: string) => policyNames.label(String(policy));
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
   const track = <L extends string>(id: string, metric: { remove(labels: Labels<L>): void }, labels: Labels<L>) => {

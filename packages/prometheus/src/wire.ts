@@ -44,7 +44,7 @@ export function wiring(shown: ShownNames): {
         const given = labels[k];
         if (given === undefined || typeof given === 'number') continue;
         // What prom-client would write of another (a URL object: its password in it), hidden too.
-        const v = typeof given === 'string' ? given : String(given);
+        const v = String(given);
         const policy = k === 'policy';
         const cache = policy ? policies : values;
         let w = cache.get(v);
