@@ -75,20 +75,28 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const label = (policy: string) => policyNames.label(String(policy));
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
-  const track = <L extends string>(id: string, metric: { remove(labels: Labels<L>): void }, labels: Labels<L>) => {
+  // Tracked as the series is written (`wired`): values that differ only in a secret are one series,
+  // and one key here (per raw value, presigned URLs grew it for good).
+  const track = <L extends string>(
+    id: string,
+    metric: { remove(labels: Labels<L>): void },
+    labels: Labels<L>,
+    wired: Labels<L>,
+  ) => {
     const policy = (labels as { policy?: unknown }).policy;
     if (typeof policy !== 'string') return;
     let mine = series.get(policy);
     if (mine === undefined) series.set(policy, (mine = new Map()));
-    const key = `${id}\u0000${Object.values(labels).join('\u0000')}`;
-    if (!mine.has(key)) mine.set(key, () => metric.remove(wire(labels)));
+    const key = `${id}\u0000${Object.values(wired).join('\u0000')}`;
+    if (!mine.has(key)) mine.set(key, () => metric.remove(wired));
   };
   const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
     const metric = new Counter({ name: name(suffix), help, labelNames, registers });
     return {
       inc(labels: Labels<L>) {
-        track(suffix, metric, labels);
-        metric.inc(wire(labels));
+        const wired = wire(labels);
+        track(suffix, metric, labels, wired);
+        metric.inc(wired);
       },
     };
   };
@@ -99,8 +107,9 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         // NaN (a stopwatch never started) or Infinity (a policy of a user's own): prom-client
         // throws on it; the call is counted by its counter, its duration is no figure.
         if (!Number.isFinite(value)) return;
-        track(suffix, metric, labels);
-        metric.observe(wire(labels), value);
+        const wired = wire(labels);
+        track(suffix, metric, labels, wired);
+        metric.observe(wired, value);
       },
     };
   };
