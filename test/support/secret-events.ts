@@ -141,3 +141,35 @@ export const secretEventArb = (secret: string): fc.Arbitrary<{ event: HoldfastEv
         return { event: event as unknown as HoldfastEvent, withSecret };
       });
   });
+
+/**
+ * As secretEventArb, from an emitter of a user's own that fills fields as it likes: some number
+ * and boolean fields hold `secret` as text (`"password=…"` where a count belongs), and fields no
+ * event type has hold it nested: an error with a message and a cause, an array, an object.
+ */
+export const hostileEventArb = (secret: string): fc.Arbitrary<{ event: HoldfastEvent }> =>
+  fc
+    .record({
+      base: secretEventArb(secret),
+      asText: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
+      carrier: carrierArb(secret),
+      extras: fc.subarray(['error', 'list', 'nested', 'cause'] as const),
+    })
+    .map(({ base, asText, carrier, extras }) => {
+      const event: Record<string, unknown> = { ...base.event };
+      const own = fields[event.type as EventType];
+      let i = 0;
+      for (const [f, kind] of Object.entries(own)) {
+        if (kind !== 'num' && kind !== 'bool') continue;
+        if (asText[i++ % asText.length]) event[f] = carrier;
+      }
+      if (event.type === 'anomaly.score' && asText[7]) {
+        event.metrics = [{ name: 'errorRate', value: carrier, expected: carrier, score: carrier }];
+      }
+      const error = new Error(carrier, { cause: new Error(carrier) });
+      if (extras.includes('error')) event.error = error;
+      if (extras.includes('cause')) event.cause = { message: carrier, code: carrier };
+      if (extras.includes('list')) event.list = [carrier, { url: carrier }];
+      if (extras.includes('nested')) event.nested = { url: carrier, deeper: { token: carrier } };
+      return { event: event as unknown as HoldfastEvent };
+    });

@@ -64,6 +64,8 @@ export function labelled<
 const maybeSecret = /[:=@]|bearer/i;
 /** Values hidden so far: a policy or endpoint name is one of few, and the hot path pays one lookup. */
 const hidden = new Map<string, string>();
+/** Longer values are hidden each time: a thousand of them (error codes that are messages) must not hold megabytes. */
+const MAX_CACHED_LENGTH = 256;
 
 /**
  * A name or label value without the credentials it may carry, as the dashboard shows it
@@ -81,6 +83,7 @@ export function hiddenName(value: string): string {
     const apart = /^(.*\*\*\*.*)#\d+$/s.exec(value)?.[1];
     if (shown !== value && apart !== undefined && hideSecrets(apart) === apart) shown = value;
     // A bound, not an LRU: values past it are hidden again, which costs time, never memory.
+    if (value.length > MAX_CACHED_LENGTH) return shown;
     if (hidden.size >= 1_000) hidden.clear();
     hidden.set(value, shown);
   }
@@ -98,17 +101,19 @@ export class ShownNames {
   readonly #shown = new Map<string, string>();
   readonly #taken = new Set<string>();
 
-  /** What `name` shows: hidden, with `#2`, `#3`... when another name hides alike. */
+  /** What `name` shows: hidden, with `#2`, `#3`... when another name shows alike. */
   get(name: string): string {
-    const hidden = hiddenName(name);
-    if (hidden === name) return name;
     let shown = this.#shown.get(name);
-    if (shown === undefined) {
-      shown = hidden;
-      for (let n = 1; this.#taken.has(shown); ) shown = `${hidden}#${++n}`;
-      this.#taken.add(shown);
-      this.#shown.set(name, shown);
-    }
+    if (shown !== undefined) return shown;
+    const hidden = hiddenName(name);
+    // Every hidden value has a `***`: a name without one shows as itself, and none other alike.
+    // One with it (`https://***@db/`, ours, hidden already) takes its place like a hidden one:
+    // left out, a password's `https://u:pw@db/` showed alike and the two merged.
+    if (hidden === name && !name.includes('***')) return name;
+    shown = hidden;
+    for (let n = 1; this.#taken.has(shown); ) shown = `${hidden}#${++n}`;
+    this.#taken.add(shown);
+    this.#shown.set(name, shown);
     return shown;
   }
 

@@ -57,7 +57,9 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   // Each name with a place is labelled once: the hot path pays one lookup. Held as long as the
   // place (maxPolicies at most), so a stream of new names grows nothing.
   const labels = new Map<string, string>();
-  const label = (name: string) => {
+  const label = (given: string) => {
+    // A name that is no string (a URL object) is its text: one place per name, not per object.
+    const name = String(given);
     let shownAs = labels.get(name);
     if (shownAs === undefined) {
       const capped = names.label(name);

@@ -97,7 +97,8 @@ export function meterLimits(
     fallbacks: new Counts(),
   };
   const errorType = errorTypes();
-  // Limiters seen only on the bus: their limit after the last move.
+  // Limiters seen only on the bus, by policy label (the event's source is one already): their limit
+  // after the last move. `_other` stands for many limiters: it has no one limit.
   const lastLimit = new Map<string, number>();
   const reject = (kind: string, reason: string) => (e: { source: string; code: string }) =>
     counts.rejections.add({
@@ -116,10 +117,12 @@ export function meterLimits(
     'rateLimit.storeError': (e) =>
       counts.storeErrors.add({
         [A.policy]: e.source,
-        [A.failOpen]: e.failOpen,
+        // A boolean: text from an emitter of a user's own is no attribute value.
+        [A.failOpen]: e.failOpen === true,
         [A.errorType]: e.code === undefined ? undefined : errorType(e.code),
       }),
     'concurrency.limit': (e) => {
+      if (e.source === OTHER_POLICY || !Number.isFinite(e.to)) return;
       if (lastLimit.has(e.source) || lastLimit.size < MAX_ROWS) lastLimit.set(e.source, e.to);
     },
     'hedge.attempt': (e) => counts.hedgeAttempts.add({ [A.policy]: e.source, [A.hedgeTrigger]: hiddenName(e.trigger) }),
@@ -160,31 +163,32 @@ export function meterLimits(
     const gauge = (
       g: Observable,
       value: number | undefined,
-      name: string,
+      policy: string,
       combine = (a: number, b: number) => a + b,
     ) => {
       if (value === undefined) return;
-      const policy = label(name);
       let byPolicy = values.get(g);
       if (byPolicy === undefined) values.set(g, (byPolicy = new Map()));
       const had = byPolicy.get(policy);
       byPolicy.set(policy, had === undefined || policy !== OTHER_POLICY ? value : combine(had, value));
     };
-    const limits = new Map(lastLimit);
+    // Limits by policy label: the bus's (labelled already; labelled again, a shown name took a
+    // place of its own and the limiter went to `_other`), a registered snapshot's over them.
+    for (const [policy, l] of lastLimit) gauge(limit, l, policy);
     for (const { kind, name, snapshot } of policies.snapshots()) {
       if (kind === 'bulkhead') {
-        gauge(running, num(snapshot, 'running'), name);
-        gauge(queued, num(snapshot, 'queued'), name);
-        gauge(capacity, num(snapshot, 'maxConcurrent'), name);
+        const policy = label(name);
+        gauge(running, num(snapshot, 'running'), policy);
+        gauge(queued, num(snapshot, 'queued'), policy);
+        gauge(capacity, num(snapshot, 'maxConcurrent'), policy);
       } else if (kind === 'concurrency') {
-        const l = num(snapshot, 'limit');
-        if (l !== undefined) limits.set(name, l);
-        gauge(inFlight, num(snapshot, 'inFlight'), name);
+        const policy = label(name);
+        gauge(limit, num(snapshot, 'limit'), policy);
+        gauge(inFlight, num(snapshot, 'inFlight'), policy);
       } else if (kind === 'throttle') {
-        gauge(probability, num(snapshot, 'probability'), name, Math.max);
+        gauge(probability, num(snapshot, 'probability'), label(name), Math.max);
       }
     }
-    for (const [name, l] of limits) gauge(limit, l, name);
     for (const [g, byPolicy] of values) {
       for (const [policy, value] of byPolicy) result.observe(g, value, { [A.policy]: policy });
     }

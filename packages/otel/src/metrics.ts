@@ -181,6 +181,8 @@ export function meterEvents(
     }
   };
   const score = (policy: string, key: string, metric: string, value: number) => {
+    // A score is a number: text from an emitter of a user's own is no value to export.
+    if (typeof value !== 'number') return;
     // Exact for any strings, lone surrogates included (JSON spells them out).
     const id = JSON.stringify([policy, key, metric]);
     const row = lastScores.get(id) ?? {

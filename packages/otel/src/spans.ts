@@ -46,7 +46,8 @@ function attributesOf(event: HoldfastEvent): Attributes {
 function summarize(span: Span, event: HoldfastEvent): void {
   switch (event.type) {
     case 'retry.attempt':
-      span.setAttribute(A.retryAttempt, event.attempt);
+      // A number: text from an emitter of a user's own (a URL with its password) is no attempt.
+      if (typeof event.attempt === 'number') span.setAttribute(A.retryAttempt, event.attempt);
       break;
     case 'retry.giveUp':
       span.setAttribute(A.retryReason, hiddenName(event.reason));

@@ -13,7 +13,7 @@ import {
   RecordingMeterProvider,
   RecordingTracerProvider,
 } from '../../../test/support/otel-recorder.js';
-import { carrierArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
+import { carrierArb, hostileEventArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
 import { instrument } from '../src/index.js';
 
 beforeAll(() => {
@@ -28,7 +28,11 @@ const leaks = (json: string, secret: string) =>
   [...json.matchAll(/"(?:[^"\\]|\\.)*"/g)].map((m) => m[0]).filter((s) => s.includes(secret));
 
 function setup() {
-  const bus = createBus();
+  // What a listener that threw would tell (as a warning, by default): a secret in it is a leak too.
+  const told: string[] = [];
+  const bus = createBus({
+    onListenerError: (error) => told.push(String(error instanceof Error ? error.message : error)),
+  });
   const policies = createPolicyRegistry();
   const meterProvider = new RecordingMeterProvider();
   const tracerProvider = new RecordingTracerProvider();
@@ -39,7 +43,7 @@ function setup() {
       histograms: meterProvider.histograms,
       spans: tracerProvider.spans,
     });
-  return { bus, policies, tracerProvider, stop, exported };
+  return { bus, policies, tracerProvider, stop, exported, told };
 }
 
 describe('instrument(), a secret in any string field', () => {
@@ -60,6 +64,32 @@ describe('instrument(), a secret in any string field', () => {
             context.with(trace.setSpan(context.active(), call), () => bus.emit(event));
           }
           expect(leaks(await exported(), secret)).toEqual([]);
+        } finally {
+          stop();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('nor from an emitter that puts it where a number or boolean belongs, or nested (errors, arrays, objects)', async () => {
+    const arb = secretArb.chain((secret) =>
+      fc.record({
+        secret: fc.constant(secret),
+        events: fc.array(hostileEventArb(secret), { minLength: 1, maxLength: 4 }),
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ secret, events }) => {
+        const { bus, tracerProvider, stop, exported, told } = setup();
+        try {
+          const call = tracerProvider.getTracer().startSpan('GET /pay');
+          for (const { event } of events) {
+            bus.emit(event);
+            context.with(trace.setSpan(context.active(), call), () => bus.emit(event));
+          }
+          expect(leaks(await exported(), secret)).toEqual([]);
+          expect(told.filter((m) => m.includes(secret))).toEqual([]);
         } finally {
           stop();
         }

@@ -71,23 +71,32 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   // Every label value as it goes on the wire, hidden (see wiring).
   const wired = wiring(shown);
   const wire = wired.labels;
-  const label = (policy: string) => policyNames.label(policy);
+  // A name that is no string (a URL object) is its text: one place and one series per name.
+  const label = (policy: string) => policyNames.label(String(policy));
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
-  const track = <L extends string>(id: string, metric: { remove(labels: Labels<L>): void }, labels: Labels<L>) => {
+  // Tracked as the series is written (`wired`): values that differ only in a secret are one series,
+  // and one key here (per raw value, presigned URLs grew it for good).
+  const track = <L extends string>(
+    id: string,
+    metric: { remove(labels: Labels<L>): void },
+    labels: Labels<L>,
+    wired: Labels<L>,
+  ) => {
     const policy = (labels as { policy?: unknown }).policy;
     if (typeof policy !== 'string') return;
     let mine = series.get(policy);
     if (mine === undefined) series.set(policy, (mine = new Map()));
-    const key = `${id}\u0000${Object.values(labels).join('\u0000')}`;
-    if (!mine.has(key)) mine.set(key, () => metric.remove(wire(labels)));
+    const key = `${id}\u0000${Object.values(wired).join('\u0000')}`;
+    if (!mine.has(key)) mine.set(key, () => metric.remove(wired));
   };
   const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
     const metric = new Counter({ name: name(suffix), help, labelNames, registers });
     return {
       inc(labels: Labels<L>) {
-        track(suffix, metric, labels);
-        metric.inc(wire(labels));
+        const wired = wire(labels);
+        track(suffix, metric, labels, wired);
+        metric.inc(wired);
       },
     };
   };
@@ -98,8 +107,9 @@ export function collect(options: CollectOptions = {}): StopCollecting {
         // NaN (a stopwatch never started) or Infinity (a policy of a user's own): prom-client
         // throws on it; the call is counted by its counter, its duration is no figure.
         if (!Number.isFinite(value)) return;
-        track(suffix, metric, labels);
-        metric.observe(wire(labels), value);
+        const wired = wire(labels);
+        track(suffix, metric, labels, wired);
+        metric.observe(wired, value);
       },
     };
   };
@@ -296,8 +306,12 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       const had = entry.metrics.length;
       entry.metrics = [...new Set([...entry.metrics, 'all', ...e.metrics.map((m) => m.name)])];
       scoreSeries += entry.metrics.length - had;
-      anomalyScore.set(wire({ policy, key, metric: 'all' }), e.score);
-      for (const m of e.metrics) anomalyScore.set(wire({ policy, key, metric: m.name }), m.score);
+      // A score is a number: prom-client throws on text (from an emitter of a user's own), and its
+      // message, which holds the text, went out as a warning.
+      if (typeof e.score === 'number') anomalyScore.set(wire({ policy, key, metric: 'all' }), e.score);
+      for (const m of e.metrics) {
+        if (typeof m.score === 'number') anomalyScore.set(wire({ policy, key, metric: m.name }), m.score);
+      }
       bound();
     },
     'anomaly.cleared': (e) => {

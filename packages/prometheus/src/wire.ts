@@ -41,8 +41,10 @@ export function wiring(shown: ShownNames): {
     labels<L extends string>(labels: Labels<L>): Labels<L> {
       let out: Labels<L> | undefined;
       for (const k in labels) {
-        const v = labels[k];
-        if (typeof v !== 'string') continue;
+        const given = labels[k];
+        if (given === undefined || typeof given === 'number') continue;
+        // What prom-client would write of another (a URL object: its password in it), hidden too.
+        const v = String(given);
         const policy = k === 'policy';
         const cache = policy ? policies : values;
         let w = cache.get(v);
@@ -52,7 +54,7 @@ export function wiring(shown: ShownNames): {
           // A policy's is held while it has its place; another only if short.
           if (policy || v.length <= MAX_CACHED_LENGTH) cache.set(v, w);
         }
-        if (w !== v) (out ??= { ...labels })[k] = w;
+        if (w !== given) (out ??= { ...labels })[k] = w;
       }
       return out ?? labels;
     },

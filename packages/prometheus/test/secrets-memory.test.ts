@@ -38,4 +38,39 @@ describe('collect(), names that come and go', () => {
     expect(await registry.metrics()).not.toContain('host-');
     stop();
   }, 30_000);
+
+  it('20,000 values that differ only in their secret (one series once hidden) hold no memory', async () => {
+    const bus = createBus();
+    const registry = new Registry();
+    const stop = collect({ bus, policies: createPolicyRegistry(), registry });
+    // A failover set whose endpoints are presigned URLs: a new signature every time, one series.
+    const emit = (from: number, to: number) => {
+      for (let i = from; i < to; i++) {
+        const endpoint = `https://store.example/bucket?X-Amz-Signature=${i}${'f'.repeat(64)}`;
+        bus.emit({
+          type: 'failover.eject',
+          source: 'store',
+          time: 0,
+          endpoint,
+          until: 1,
+          ejections: 1,
+        } as HoldfastEvent);
+      }
+    };
+    emit(0, 2_000);
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    emit(2_000, 22_000);
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    const lines = (await registry.metrics())
+      .split('\n')
+      .filter((l) => l.startsWith('holdfast_failover_ejections_total{'));
+    expect(lines).toEqual([
+      'holdfast_failover_ejections_total{policy="store",endpoint="https://store.example/bucket?X-Amz-Signature=***"} 22000',
+    ]);
+    // Tracked per raw value (to drop it when the policy leaves), they held 10 MB and more.
+    expect(grown).toBeLessThan(3_000_000);
+    stop();
+  }, 30_000);
 });

@@ -7,18 +7,22 @@ import { createBus, createPolicyRegistry } from '@holdfast/core';
 import fc from 'fast-check';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { carrierArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
+import { carrierArb, hostileEventArb, secretArb, secretEventArb } from '../../../test/support/secret-events.js';
 import { collect } from '../src/index.js';
 
 /** Each line of the scrape that holds `secret`: what leaked, and in which series. */
 const leaks = (text: string, secret: string) => text.split('\n').filter((line) => line.includes(secret));
 
 function setup() {
-  const bus = createBus();
+  // What a listener that threw would tell (as a warning, by default): a secret in it is a leak too.
+  const told: string[] = [];
+  const bus = createBus({
+    onListenerError: (error) => told.push(String(error instanceof Error ? error.message : error)),
+  });
   const policies = createPolicyRegistry();
   const registry = new Registry();
   const stop = collect({ bus, policies, registry });
-  return { bus, policies, stop, scrape: () => registry.metrics() };
+  return { bus, policies, stop, scrape: () => registry.metrics(), told };
 }
 
 describe('collect(), a secret in any string field', () => {
@@ -35,6 +39,28 @@ describe('collect(), a secret in any string field', () => {
         try {
           for (const { event } of events) bus.emit(event);
           expect(leaks(await scrape(), secret)).toEqual([]);
+        } finally {
+          stop();
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('nor from an emitter that puts it where a number or boolean belongs, or nested (errors, arrays, objects)', async () => {
+    const arb = secretArb.chain((secret) =>
+      fc.record({
+        secret: fc.constant(secret),
+        events: fc.array(hostileEventArb(secret), { minLength: 1, maxLength: 4 }),
+      }),
+    );
+    await fc.assert(
+      fc.asyncProperty(arb, async ({ secret, events }) => {
+        const { bus, stop, scrape, told } = setup();
+        try {
+          for (const { event } of events) bus.emit(event);
+          expect(leaks(await scrape(), secret)).toEqual([]);
+          expect(told.filter((m) => m.includes(secret))).toEqual([]);
         } finally {
           stop();
         }
