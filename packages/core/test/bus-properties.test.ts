@@ -116,5 +116,6 @@ describe('bus properties', () => {
       ),
       { numRuns: 2_000 },
     );
-  });
+    // Under 1 s alone; 5 s was passed on CI at load ~20. Time is not what this test checks.
+  }, 30_000);
 });
