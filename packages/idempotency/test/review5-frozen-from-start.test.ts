@@ -1,9 +1,19 @@
 import { once } from 'node:events';
 import { type AddressInfo, createServer } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { createBus } from '@holdfast/core';
+import express from 'express';
+import Fastify from 'fastify';
 import { Redis, type RedisOptions } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runScript } from '../../../test/support/child.js';
 import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
-import { redisStore } from '../src/index.js';
+import { idempotency } from '../src/express.js';
+import { idempotency as fastifyIdempotency } from '../src/fastify.js';
+import { idempotent, redisStore } from '../src/index.js';
+import { closeAll, closers, listenNode } from './http-support/body-apps.js';
+import { sendKeyed } from './http-support/leave.js';
 
 // Redis frozen (SIGSTOP) from the start: its kernel still accepts the TCP connection, so the
 // client sits in status "connect" (its handshake, CLIENT SETINFO and INFO, never answered); or
@@ -65,6 +75,24 @@ describe.skipIf(!redisAvailable())('redisStore() with Redis frozen from the star
     expect(c.listenerCount('ready') + c.listenerCount('end')).toBe(0);
   });
 
+  it('a service stopped as on Ctrl-C (server closed, client disconnected) exits by itself, not after commandTimeout', async () => {
+    process.env.REVIEW5_REDIS_PORT = String(redis.port);
+    try {
+      const run = await runScript(fileURLToPath(new URL('./fixtures/review5-shutdown-frozen.ts', import.meta.url)), {
+        cwd: fileURLToPath(new URL('.', import.meta.url)),
+        killAfterMs: 10_000, // half its commandTimeout: before the fix the claim's timer held it 20 s
+      });
+      expect({ killed: run.killed, code: run.code, stdout: run.stdout.trim(), stderr: run.stderr }).toEqual({
+        killed: false,
+        code: 0,
+        stdout: '{"status":503}',
+        stderr: '',
+      });
+    } finally {
+      delete process.env.REVIEW5_REDIS_PORT;
+    }
+  }, 20_000);
+
   it('a claim waiting on a client that never connected fails at once when ioredis gives up', async () => {
     // Redis never started: one reconnection attempt, then retryStrategy gives up and the client ends.
     let attempts = 0;
@@ -78,5 +106,165 @@ describe.skipIf(!redisAvailable())('redisStore() with Redis frozen from the star
     }
     // A step after that fails at once too (it did already).
     expect((await failure(store.claim('c', 'fp', 60_000)))?.message).toContain('the Redis client ended');
+  });
+});
+
+/**
+ * Each face (Express, Fastify, idempotent()) with Redis down or frozen at each moment: every call
+ * ends within its bound (a 503 or E_STORE_UNAVAILABLE, the handler not run), a handler runs once
+ * however the store fails around it, and everything closes. sendKeyed aborts after 3 s: a call
+ * that hangs fails the test.
+ */
+describe.skipIf(!redisAvailable())('each face with Redis frozen or down from the start', () => {
+  let redis: RedisServer;
+  beforeAll(async () => {
+    [redis] = (await startRedis(1)) as [RedisServer];
+  });
+  afterEach(async () => {
+    redis.resume();
+    await closeAll();
+    for (const c of clients) c.disconnect();
+    clients.clear();
+  });
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  /** Called inside the handler, before it returns (mid-complete freezes Redis there). */
+  let during: () => void = () => {};
+  type Face = (c: Redis) => Promise<{ call(key: string): Promise<string>; ran: Map<string, number> }>;
+  const count = (ran: Map<string, number>, key: string) => ran.set(key, (ran.get(key) ?? 0) + 1);
+  const storeOf = (c: Redis) =>
+    redisStore({ client: c, prefix: `review5:${Math.random().toString(36).slice(2)}:`, commandTimeout: 300 });
+  const httpOptions = (c: Redis) => ({
+    store: storeOf(c),
+    scope: 'global' as const,
+    bus: createBus(),
+    storeTimeoutMs: 300,
+    completeTimeoutMs: 1_000,
+  });
+  const http = async (port: number, key: string) => {
+    const { status, replayed, body } = await sendKeyed(`http://127.0.0.1:${port}/orders`, key);
+    return status === 503 ? '503' : `${status}${replayed === 'true' ? ' replayed' : ''} ${body}`;
+  };
+  const faces: [string, Face][] = [
+    [
+      'Express',
+      async (c) => {
+        const app = express();
+        app.use(idempotency(httpOptions(c)));
+        const ran = new Map<string, number>();
+        app.post('/orders', (req, res) => {
+          const key = String(req.headers['idempotency-key']);
+          count(ran, key);
+          during();
+          res.status(201).send(`made ${key}`);
+        });
+        const port = await listenNode(createHttpServer(app));
+        return { call: (key) => http(port, key), ran };
+      },
+    ],
+    [
+      'Fastify',
+      async (c) => {
+        const app = Fastify();
+        await app.register(fastifyIdempotency, httpOptions(c));
+        app.addContentTypeParser('text/plain', { parseAs: 'string' }, (_r, body, done) => done(null, body));
+        const ran = new Map<string, number>();
+        app.post('/orders', async (req, reply) => {
+          const key = String(req.headers['idempotency-key']);
+          count(ran, key);
+          during();
+          return reply.code(201).send(`made ${key}`);
+        });
+        await app.listen({ port: 0, host: '127.0.0.1' });
+        closers.push(() => app.close());
+        const { port } = app.server.address() as AddressInfo;
+        return { call: (key) => http(port, key), ran };
+      },
+    ],
+    [
+      'idempotent()',
+      async (c) => {
+        const ran = new Map<string, number>();
+        const run = idempotent(
+          (key: string) => {
+            count(ran, key);
+            during();
+            return `made ${key}`;
+          },
+          { store: storeOf(c), key: (key) => key, bus: createBus() },
+        );
+        const call = (key: string): Promise<string> =>
+          run(key).then(
+            (value) => value,
+            (error: { code?: string }) => String(error.code),
+          );
+        return { call, ran };
+      },
+    ],
+  ];
+
+  describe.each(faces)('%s', (name, face) => {
+    const refused = name === 'idempotent()' ? 'E_STORE_UNAVAILABLE' : '503';
+    const made = (key: string) => (name === 'idempotent()' ? `made ${key}` : `201 made ${key}`);
+
+    it('Redis never started: refused within the bound, not run', async () => {
+      const { call, ran } = await face(client(await closedPort()));
+      expect(await call('a')).toBe(refused);
+      expect(await call('a')).toBe(refused);
+      expect(ran.size).toBe(0);
+    });
+
+    it('Redis frozen before the client connected (handshake never answered): refused, not run; run once when back', async () => {
+      redis.pause();
+      const c = client(redis.port);
+      const { call, ran } = await face(c);
+      expect(await call('a')).toBe(refused);
+      expect(c.status).toBe('connect');
+      redis.resume();
+      await new Promise<void>((resolve) => (c.status === 'ready' ? resolve() : c.once('ready', () => resolve())));
+      expect(await call('a')).toBe(made('a'));
+      expect(Object.fromEntries(ran)).toEqual({ a: 1 });
+    });
+
+    it('Redis frozen just after ready (the claim sent, never answered): refused, not run; once when back', async () => {
+      const c = client(redis.port);
+      await new Promise<void>((resolve) => c.once('ready', () => resolve()));
+      const { call, ran } = await face(c);
+      redis.pause();
+      expect(await call('a')).toBe(refused);
+      expect(await call('b')).toBe(refused);
+      redis.resume();
+      // The claims land once Redis is back, each withdrawn behind it: 'a' runs once (409s meanwhile).
+      let answer = await call('a');
+      for (let i = 0; i < 100 && answer !== made('a'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        answer = await call('a');
+      }
+      expect(answer).toBe(made('a'));
+      expect(Object.fromEntries(ran)).toEqual({ a: 1 });
+    });
+
+    it('Redis frozen mid-complete: the result goes out within the bound, and the handler never runs again', async () => {
+      const c = client(redis.port);
+      await new Promise<void>((resolve) => c.once('ready', () => resolve()));
+      const { call, ran } = await face(c);
+      during = () => redis.pause();
+      try {
+        expect(await call('a')).toBe(made('a'));
+      } finally {
+        during = () => {};
+      }
+      redis.resume();
+      let answer = await call('a');
+      for (let i = 0; i < 100 && !answer.startsWith(name === 'idempotent()' ? 'made' : '201'); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        answer = await call('a');
+      }
+      // The completion queued on the frozen connection landed once Redis was back: a replay.
+      expect(answer).toBe(name === 'idempotent()' ? 'made a' : '201 replayed made a');
+      expect(Object.fromEntries(ran)).toEqual({ a: 1 });
+    });
   });
 });
