@@ -1,6 +1,6 @@
 import { once } from 'node:events';
-import { type AddressInfo, createServer } from 'node:net';
 import { createServer as createHttpServer } from 'node:http';
+import { type AddressInfo, createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { createBus } from '@holdfast/core';
 import express from 'express';
@@ -41,7 +41,8 @@ function client(port: number, options: RedisOptions = {}): Redis {
 }
 
 // Not events.once: it rejects at the first 'error' (every refused reconnection attempt is one).
-const ended = (c: Redis) => new Promise<void>((resolve) => (c.status === 'end' ? resolve() : c.once('end', () => resolve())));
+const ended = (c: Redis) =>
+  new Promise<void>((resolve) => (c.status === 'end' ? resolve() : c.once('end', () => resolve())));
 const failure = (p: Promise<unknown>) =>
   p.then(
     () => undefined,
