@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { createBus } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
-import { Redis, type RedisOptions } from 'ioredis';
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runScript } from '../../../test/support/child.js';
 import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
@@ -93,6 +93,43 @@ describe.skipIf(!redisAvailable())('redisStore() with Redis frozen from the star
       delete process.env.REVIEW5_REDIS_PORT;
     }
   }, 20_000);
+
+  it('Cluster: a claim waiting for a frozen startup node fails at once when the client is disconnected', async () => {
+    const cluster = new Cluster([{ host: '127.0.0.1', port: redis.port }], { redisOptions: { disconnectTimeout: 50 } });
+    cluster.on('error', () => {});
+    try {
+      // Refused within its bound first: the client is past its first slots refresh (disconnected
+      // at once instead, ioredis leaves a Cluster "disconnecting" with no `end`: the commandTimeout wait).
+      const first = redisStore({ client: cluster, commandTimeout: 1_200 });
+      expect((await failure(first.claim('k', 'fp', 60_000)))?.code).toBe('E_STORE_UNAVAILABLE');
+      const store = redisStore({ client: cluster, commandTimeout: 3_000 });
+      const claim = failure(store.claim('k', 'fp', 60_000));
+      cluster.disconnect();
+      expect((await claim)?.message).toBe(
+        'redisStore: claim of key "k" failed: the Redis client ended (quit, disconnect, or ioredis gave up)',
+      );
+      expect(cluster.listenerCount('ready') + cluster.listenerCount('end')).toBe(0);
+    } finally {
+      cluster.disconnect();
+    }
+  });
+
+  it('Sentinel: disconnected while it asks a frozen sentinel for the master, ioredis never ends it: the wait is commandTimeout, no longer', async () => {
+    // ioredis leaves such a client in "connecting" and emits no `end`: nothing tells the store it
+    // is closed, so a step there waits out its commandTimeout (bounded), then lets go of the client.
+    const sentinel = new Redis({ sentinels: [{ host: '127.0.0.1', port: redis.port }], name: 'mymaster' });
+    sentinel.on('error', () => {});
+    clients.add(sentinel);
+    const store = redisStore({ client: sentinel, commandTimeout: 300 });
+    const claim = failure(store.claim('k', 'fp', 60_000));
+    sentinel.disconnect();
+    expect(await claim).toEqual({
+      code: 'E_STORE_UNAVAILABLE',
+      message:
+        'redisStore: claim of key "k" failed: Redis is not connected (client status "connecting") and did not reconnect within 300 ms',
+    });
+    expect(sentinel.listenerCount('ready') + sentinel.listenerCount('end')).toBe(0);
+  });
 
   it('a claim waiting on a client that never connected fails at once when ioredis gives up', async () => {
     // Redis never started: one reconnection attempt, then retryStrategy gives up and the client ends.
