@@ -57,10 +57,10 @@ export interface RedisClient {
   readonly status: string;
   /** Sends one command and resolves to its reply, bulk strings as Buffers. */
   callBuffer(...args: [command: string, ...args: (string | Buffer | number)[]]): Promise<unknown>;
-  /** Calls `listener` once, when the connection is ready. */
-  once(event: 'ready', listener: () => void): unknown;
-  /** Removes a `ready` listener the store added. */
-  removeListener(event: 'ready', listener: () => void): unknown;
+  /** Calls `listener` once, when the connection is ready, or when the client ended for good (`end`). */
+  once(event: 'ready' | 'end', listener: () => void): unknown;
+  /** Removes a `ready` or `end` listener the store added. */
+  removeListener(event: 'ready' | 'end', listener: () => void): unknown;
   /** A pipeline (used with `waitForReplicas`, so WAIT reaches the node that took the write). */
   pipeline?(): RedisPipeline;
 }

@@ -7,6 +7,8 @@ import { type ClaimResult, decodeOutcome, encodeOutcome, type IdempotencyStore, 
 
 type Operation = 'claim' | 'complete' | 'release';
 
+const ENDED = 'the Redis client ended (quit, disconnect, or ioredis gave up)';
+
 /**
  * Idempotency records in Redis, shared by every instance of a service. Each step is one Lua
  * script, so one round trip: a claim (which also replays a completed key), a completion, a
@@ -64,14 +66,27 @@ export class RedisStore implements IdempotencyStore {
   readonly #nodes = new Map<string, true | Promise<boolean>>();
 
   /**
-   * Steps waiting for a ready connection, behind one `ready` listener however many wait: one
-   * each passed Node's limit of 10 at the first busy outage and warned of a leak where there is none.
+   * Steps waiting for a ready connection (each its send, and its failure should the client end
+   * first), behind one `ready` and one `end` listener however many wait: one each passed Node's
+   * limit of 10 at the first busy outage and warned of a leak where there is none.
    */
-  readonly #waiting = new Set<() => void>();
+  readonly #waiting = new Map<() => void, () => void>();
   readonly #onReady = (): void => {
-    const all = [...this.#waiting];
+    const all = [...this.#waiting.keys()];
     this.#waiting.clear();
+    this.client.removeListener('end', this.#onEnd);
     for (const send of all) send();
+  };
+  /**
+   * The client ended while steps waited (a shutdown's `disconnect()` or `quit()`, or ioredis gave
+   * up reconnecting): no `ready` will come, so they fail now, not once their timer ends (a call's
+   * deadline, ref'd: it held the process that long after Ctrl-C).
+   */
+  readonly #onEnd = (): void => {
+    const all = [...this.#waiting.values()];
+    this.#waiting.clear();
+    this.client.removeListener('ready', this.#onReady);
+    for (const fail of all) fail();
   };
 
   /** The socket of a standalone or Sentinel client when a node was last confirmed. */
@@ -164,11 +179,7 @@ export class RedisStore implements IdempotencyStore {
     abandoned?: (sent: Promise<unknown>) => void,
   ): Promise<unknown> {
     const { client } = this;
-    if (client.status === 'end') {
-      return Promise.reject(
-        this.#unavailable(operation, key, 'the Redis client ended (quit, disconnect, or ioredis gave up)'),
-      );
-    }
+    if (client.status === 'end') return Promise.reject(this.#unavailable(operation, key, ENDED));
     const redisKey = this.keyOf(key);
     return new Promise((resolve, reject) => {
       let sent: Promise<unknown> | undefined;
@@ -189,7 +200,10 @@ export class RedisStore implements IdempotencyStore {
         if (settled) return;
         settled = true;
         this.clock.clearTimeout(timer);
-        if (this.#waiting.delete(send) && this.#waiting.size === 0) client.removeListener('ready', this.#onReady);
+        if (this.#waiting.delete(send) && this.#waiting.size === 0) {
+          client.removeListener('ready', this.#onReady);
+          client.removeListener('end', this.#onEnd);
+        }
         if (failed && sent !== undefined) abandoned?.(sent);
         settle();
       };
@@ -210,8 +224,11 @@ export class RedisStore implements IdempotencyStore {
       else {
         // A new connection, perhaps to a new master: its replicas are to be confirmed again.
         this.#nodes.clear();
-        if (this.#waiting.size === 0) client.once('ready', this.#onReady);
-        this.#waiting.add(send);
+        if (this.#waiting.size === 0) {
+          client.once('ready', this.#onReady);
+          client.once('end', this.#onEnd);
+        }
+        this.#waiting.set(send, () => finish(() => reject(this.#unavailable(operation, key, ENDED))));
       }
     });
   }
