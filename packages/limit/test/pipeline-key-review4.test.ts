@@ -1,11 +1,13 @@
 import { hedge, pipeline, timeout } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
-import { bulkhead, tokenBucket } from '../src/index.js';
+import { bulkhead, type RateLimitExecuteOptions, tokenBucket } from '../src/index.js';
 
+/** A pipeline's execute() is typed for ExecuteOptions; a key and cost ride along. */
+const keyed = (o: RateLimitExecuteOptions): RateLimitExecuteOptions => o;
 const settled = async (calls: Promise<unknown>[]) => (await Promise.allSettled(calls)).map((r) => r.status);
 
 describe('the call key reaches the limiters of its pipeline, and no others', () => {
-  it('a ctx passed on to another limiter (a shared downstream limit) counts under that limiter\'s defaultKey', async () => {
+  it("a ctx passed on to another limiter (a shared downstream limit) counts under that limiter's defaultKey", async () => {
     const perUser = tokenBucket({ limit: 100, policies: false });
     const downstream = tokenBucket({ limit: 2, policies: false });
     const run = (key: string) => perUser.execute((ctx) => downstream.execute(async () => 'ok', ctx), { key });
@@ -19,7 +21,8 @@ describe('the call key reaches the limiters of its pipeline, and no others', () 
     const downstream = tokenBucket({ limit: 5, policies: false });
     const p = pipeline(timeout(5_000), bulkhead({ maxConcurrent: 4, policies: false }), perUser);
     // A cost of 50 is fine for perUser; for downstream (burst 5) it was an E_CONFIG error.
-    const call = (key: string) => p.execute((ctx) => downstream.execute(async () => key, ctx), { key, cost: 50 });
+    const call = (key: string) =>
+      p.execute((ctx) => downstream.execute(async () => key, ctx), keyed({ key, cost: 50 }));
     expect(await call('a')).toBe('a');
     expect(await settled([call('b'), call('c'), call('d'), call('e'), call('f')])).toEqual([
       'fulfilled',
@@ -34,7 +37,7 @@ describe('the call key reaches the limiters of its pipeline, and no others', () 
     const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
     const b = bulkhead({ maxConcurrent: 1, maxQueue: 10, policies: false });
     const p = pipeline(timeout(5_000), pipeline(b, pipeline(perUser)));
-    const calls = ['a', 'b', 'a', 'b', 'a', 'c'].map((key) => p.execute(async () => key, { key }));
+    const calls = ['a', 'b', 'a', 'b', 'a', 'c'].map((key) => p.execute(async () => key, keyed({ key })));
     expect(await settled(calls)).toEqual(['fulfilled', 'fulfilled', 'fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
     // Two attempts of one hedged call each take from the call's key (as each try of a retry does).
     const hedged = tokenBucket({ limit: 10, interval: 60_000, policies: false });
@@ -48,7 +51,7 @@ describe('the call key reaches the limiters of its pipeline, and no others', () 
         await gate;
         return 'ok';
       },
-      { key: 'z' },
+      keyed({ key: 'z' }),
     );
     expect(await out).toBe('ok');
     expect(hedged.take('z').remaining).toBe(10 - attempts - 1);
