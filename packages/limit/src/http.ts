@@ -90,10 +90,9 @@ export class Shedder<Req> {
     const gone = new AbortController();
     let release: Release | undefined;
     // The handler ended the response: the work is done and the place is free, read or not (a
-    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on;
-    // an HTTP/2 response (Fastify's http2) emits no 'prefinish', and 'finish' once the last bytes
-    // are handed to the session (before, each of its responses read as a client hanging up).
-    const end = 'stream' in res ? 'finish' : 'prefinish';
+    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes
+    // on; an HTTP/2 response is made to emit it from end() (see prefinishOnEnd).
+    prefinishOnEnd(res);
     const ended = () => {
       res.removeListener('close', left);
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
@@ -113,7 +112,7 @@ export class Shedder<Req> {
       this.#holdWhile(running, () => free(status));
     };
     const left = () => {
-      res.removeListener(end, ended);
+      res.removeListener('prefinish', ended);
       const free = release;
       // A timeout that found the response under way (its headers sent) destroys it (Fastify's
       // handlerTimeout): as for one it answered, the place is held while the handler may run,
@@ -126,11 +125,11 @@ export class Shedder<Req> {
       if (res.writableEnded) return free();
       // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
       this.#holdOn(free, (done) => {
-        res.once(end, done);
-        return () => res.removeListener(end, done);
+        res.once('prefinish', done);
+        return () => res.removeListener('prefinish', done);
       });
     };
-    res.once(end, ended);
+    res.once('prefinish', ended);
     res.once('close', left);
     const outcome = await this.admit(req, res, gone.signal);
     if (typeof outcome !== 'function') {
@@ -291,6 +290,28 @@ export interface Shed {
 export type Release = (status?: number) => void;
 
 function noop(): void {}
+
+/** HTTP/2 responses whose end() emits 'prefinish'. */
+const endSeen = new WeakSet<ServerResponse>();
+
+/**
+ * An HTTP/2 response (Fastify's `http2`) emits no 'prefinish', and its 'finish' comes when its
+ * stream closes: also when the client resets the stream while the handler runs (read as the
+ * handler's end, it freed the place of a handler still running), and only once the client has
+ * read it all (one that never reads, its window at 0, kept a place for as long as its session
+ * lived). Its end() emits 'prefinish' here, as an HTTP/1 response's does.
+ */
+function prefinishOnEnd(res: ServerResponse): void {
+  if (!('stream' in res) || endSeen.has(res)) return;
+  endSeen.add(res);
+  const response: ServerResponse = res;
+  const end = response.end;
+  response.end = function (this: ServerResponse, ...args: unknown[]) {
+    const out = Reflect.apply(end, this, args) as ServerResponse;
+    this.emit('prefinish');
+    return out;
+  } as ServerResponse['end'];
+}
 
 /** Responses a shedder answered: their requests never reached a handler. */
 const refused = new WeakSet<ServerResponse>();
