@@ -1,7 +1,10 @@
 import type { ServerResponse } from 'node:http';
 import { type ClientHttp2Session, connect, constants } from 'node:http2';
+import { connect as tcp } from 'node:net';
+import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding } from '../src/fastify.js';
 import { bulkhead } from '../src/index.js';
 
@@ -77,6 +80,41 @@ describe('load shedding over HTTP/2 (Fastify http2)', () => {
     await expect.poll(() => raw?.writableEnded).toBe(true);
     // Before: held until the stream closed (its 'finish' comes then), which such a client puts off
     // for as long as its session lives: 100 streams of one connection held 100 places.
+    await expect.poll(() => b.running, { timeout: 2_000 }).toBe(0);
+  });
+});
+
+describe('load shedding over HTTP/1.1 pipelining (Express)', () => {
+  it('requests pipelined behind a response their client never reads keep no place once their handlers ended', async () => {
+    const b = bulkhead({ maxConcurrent: 10, policies: false });
+    const app = express();
+    app.use(expressShedding({ policy: b }));
+    let ended = 0;
+    app.get('/big', (_req, res) => {
+      res.end('x'.repeat(20_000_000));
+      ended++;
+    });
+    app.get('/small', (_req, res) => {
+      res.end('ok');
+      ended++;
+    });
+    const server = app.listen(0, '127.0.0.1');
+    closers.push(
+      () =>
+        new Promise<void>((r) => {
+          server.close(() => r());
+          server.closeAllConnections();
+        }),
+    );
+    await new Promise((r) => server.once('listening', r));
+    const socket = tcp((server.address() as { port: number }).port, '127.0.0.1');
+    closers.unshift(async () => void socket.destroy());
+    await new Promise((r) => socket.once('connect', r));
+    socket.pause();
+    socket.write(`GET /big HTTP/1.1\r\nHost: x\r\n\r\n${'GET /small HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(5)}`);
+    await expect.poll(() => ended).toBe(6);
+    // Before: each small response waited behind the unread one for its 'prefinish': 5 places held
+    // for as long as the connection stayed open.
     await expect.poll(() => b.running, { timeout: 2_000 }).toBe(0);
   });
 });
