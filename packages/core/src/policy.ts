@@ -73,7 +73,15 @@ function run<T>(
       )
       .finally(() => scope.release());
   }
-  if (at === policies.length - 1) return policy.execute(fn, options);
+  if (at === policies.length - 1) {
+    if (!(options instanceof CallScope)) return policy.execute(fn, options);
+    // A last policy that hands the function the scope it was given (a breaker, a bulkhead inside
+    // another policy) must not hand it the call's options: they stay within the pipeline.
+    return policy.execute((ctx) => {
+      if (ctx === options) carry(options, undefined);
+      return fn(ctx);
+    }, options);
+  }
   // Each policy's context is the next one's options: its lazy signal links the chain. It carries
   // the call's options (a rate limiter further in reads its key and cost there), only within the
   // pipeline: the context the function gets was handed on by none, so another policy the function

@@ -33,6 +33,15 @@ describe('the call key reaches the limiters of its pipeline, and no others', () 
     ]);
   });
 
+  it('nor does the ctx of a last policy that hands on the scope it was given (a breaker, a bulkhead inside a timeout)', async () => {
+    const downstream = tokenBucket({ limit: 5, policies: false });
+    const p = pipeline(timeout(5_000), bulkhead({ maxConcurrent: 2, policies: false }));
+    await p.execute((ctx) => downstream.execute(async () => 1, ctx), keyed({ key: 'alice', cost: 3 }));
+    // Before: alice was charged 3 on downstream; now its defaultKey is charged 1.
+    expect(downstream.take('alice').remaining).toBe(4);
+    expect(downstream.take('').remaining).toBe(3);
+  });
+
   it('nested pipelines, a queueing bulkhead and hedge attempts: each call counts under its own key', async () => {
     const perUser = tokenBucket({ limit: 2, interval: 60_000, policies: false });
     const b = bulkhead({ maxConcurrent: 1, maxQueue: 10, policies: false });
