@@ -74,7 +74,8 @@ function run<T>(
       .finally(() => scope.release());
   }
   if (at === policies.length - 1) {
-    if (!(options instanceof CallScope)) return policy.execute(fn, options);
+    // No call options (the common case): nothing was carried, nothing to take back.
+    if (given === undefined || !(options instanceof CallScope)) return policy.execute(fn, options);
     // A last policy that hands the function the scope it was given (a breaker, a bulkhead inside
     // another policy) must not hand it the call's options: they stay within the pipeline.
     return policy.execute((ctx) => {
@@ -87,7 +88,7 @@ function run<T>(
   // pipeline: the context the function gets was handed on by none, so another policy the function
   // passes it to does not count under this call's key.
   return policy.execute((ctx) => {
-    if (ctx instanceof CallScope) carry(ctx, given);
+    if (given !== undefined && ctx instanceof CallScope) carry(ctx, given);
     return run(policies, at + 1, fn, ctx, given);
   }, options);
 }
