@@ -4,6 +4,12 @@ import type { CallContext, ExecuteOptions } from './policy.js';
 type AbortHook = (reason: unknown) => void;
 
 /**
+ * Sets what {@link CallScope.given} returns for `scope`: called by `pipeline()` only, on the scope
+ * one of its policies hands to the next.
+ */
+export let carry: (scope: CallScope, given: ExecuteOptions | undefined) => void;
+
+/**
  * The context of one call through one policy. Its AbortSignal is made only when someone reads
  * `signal`: a function that never looks at it pays for no AbortController. Aborts from the
  * caller (a plain signal or an outer scope) reach it either way.
@@ -22,12 +28,17 @@ export class CallScope implements CallContext {
   #children: CallScope | undefined;
   /** A signal's relay only (see {@link relayOf}): takes its one listener off the signal. */
   #unlink: (() => void) | undefined;
-  /** The options the call came in with, at the outermost policy: see {@link CallScope.given}. */
-  readonly #given: ExecuteOptions | undefined;
+  /** The options the call came in with, set where a `pipeline()` hands this scope on: see {@link CallScope.given}. */
+  #given: ExecuteOptions | undefined;
+
+  static {
+    carry = (scope, given) => {
+      scope.#given = given;
+    };
+  }
 
   constructor(parent: ExecuteOptions | undefined, attempt?: number) {
     this.attempt = attempt ?? attemptOf(parent);
-    this.#given = parent instanceof CallScope ? parent.#given : parent;
     if (parent instanceof CallScope) {
       if (parent.#aborted) this.abort(parent.#reason);
       else this.#linkTo(parent);
@@ -40,10 +51,12 @@ export class CallScope implements CallContext {
   }
 
   /**
-   * The options a call came in with at the outermost policy, when `options` is an outer policy's
-   * scope (a policy inside a `pipeline()`): where a rate limiter anywhere in a pipeline reads the
-   * call's `key` and `cost` (before, only the first policy saw them, and a limiter after a
-   * bulkhead counted every user under one key). Plain options are returned as they are.
+   * The options a call came in with at a `pipeline()`'s `execute()`, when `options` is the scope
+   * a policy of that pipeline handed to the next one: where a rate limiter anywhere in a pipeline
+   * reads the call's `key` and `cost` (before, only the first policy saw them, and a limiter after
+   * a bulkhead counted every user under one key). Plain options are returned as they are; a scope
+   * no pipeline handed on (a `ctx` your function passes to another policy) gives none, so that
+   * policy counts under its own `defaultKey`, as it did.
    */
   static given(options: ExecuteOptions | undefined): ExecuteOptions | undefined {
     return options instanceof CallScope ? options.#given : options;

@@ -1,4 +1,4 @@
-import { CallScope } from './context.js';
+import { CallScope, carry } from './context.js';
 
 /** What a policy hands the function it runs. */
 export interface CallContext {
@@ -43,7 +43,7 @@ export function pipeline(...policies: readonly Policy[]): Policy {
       // A policy of the user's that throws instead of rejecting still gives a rejected promise
       // (deeper ones throw inside the outer policy's function, which turns it into a rejection).
       try {
-        return run(policies, 0, fn, options);
+        return run(policies, 0, fn, options, CallScope.given(options));
       } catch (error) {
         return Promise.reject(error);
       }
@@ -56,6 +56,7 @@ function run<T>(
   at: number,
   fn: Operation<T>,
   options: ExecuteOptions | undefined,
+  given: ExecuteOptions | undefined,
 ): Promise<T> {
   const policy = policies[at];
   if (policy === undefined) {
@@ -72,9 +73,24 @@ function run<T>(
       )
       .finally(() => scope.release());
   }
-  if (at === policies.length - 1) return policy.execute(fn, options);
-  // Each policy's context is the next one's options: its lazy signal links the chain.
-  return policy.execute((ctx) => run(policies, at + 1, fn, ctx), options);
+  if (at === policies.length - 1) {
+    // No call options (the common case): nothing was carried, nothing to take back.
+    if (given === undefined || !(options instanceof CallScope)) return policy.execute(fn, options);
+    // A last policy that hands the function the scope it was given (a breaker, a bulkhead inside
+    // another policy) must not hand it the call's options: they stay within the pipeline.
+    return policy.execute((ctx) => {
+      if (ctx === options) carry(options, undefined);
+      return fn(ctx);
+    }, options);
+  }
+  // Each policy's context is the next one's options: its lazy signal links the chain. It carries
+  // the call's options (a rate limiter further in reads its key and cost there), only within the
+  // pipeline: the context the function gets was handed on by none, so another policy the function
+  // passes it to does not count under this call's key.
+  return policy.execute((ctx) => {
+    if (given !== undefined && ctx instanceof CallScope) carry(ctx, given);
+    return run(policies, at + 1, fn, ctx, given);
+  }, options);
 }
 
 /** Calls `fn` and always returns a promise, turning a synchronous throw into a rejection. */

@@ -90,10 +90,8 @@ export class Shedder<Req> {
     const gone = new AbortController();
     let release: Release | undefined;
     // The handler ended the response: the work is done and the place is free, read or not (a
-    // client that never reads must not keep a place). 'prefinish' is end() handing the last bytes on;
-    // an HTTP/2 response (Fastify's http2) emits no 'prefinish', and 'finish' once the last bytes
-    // are handed to the session (before, each of its responses read as a client hanging up).
-    const end = 'stream' in res ? 'finish' : 'prefinish';
+    // client that never reads must not keep a place): seen at its end() (see emitEnded).
+    emitEnded(res);
     const ended = () => {
       res.removeListener('close', left);
       // Answered while it waits (a timeout): it leaves the queue; its handler must not run.
@@ -113,7 +111,7 @@ export class Shedder<Req> {
       this.#holdWhile(running, () => free(status));
     };
     const left = () => {
-      res.removeListener(end, ended);
+      res.removeListener(ENDED, ended);
       const free = release;
       // A timeout that found the response under way (its headers sent) destroys it (Fastify's
       // handlerTimeout): as for one it answered, the place is held while the handler may run,
@@ -124,13 +122,13 @@ export class Shedder<Req> {
       gone.abort();
       if (free === undefined) return;
       if (res.writableEnded) return free();
-      // A response ended after its socket closed emits 'prefinish' (not 'finish', not 'close').
+      // The handler ends the response after its client left: its end() still says so.
       this.#holdOn(free, (done) => {
-        res.once(end, done);
-        return () => res.removeListener(end, done);
+        res.once(ENDED, done);
+        return () => res.removeListener(ENDED, done);
       });
     };
-    res.once(end, ended);
+    res.once(ENDED, ended);
     res.once('close', left);
     const outcome = await this.admit(req, res, gone.signal);
     if (typeof outcome !== 'function') {
@@ -291,6 +289,32 @@ export interface Shed {
 export type Release = (status?: number) => void;
 
 function noop(): void {}
+
+/** Emitted on a response as its end() returns: the handler is done with it. */
+const ENDED = Symbol('holdfast.limit.ended');
+
+/** Responses whose end() emits {@link ENDED}. */
+const endSeen = new WeakSet<ServerResponse>();
+
+/**
+ * Makes `res.end()` emit {@link ENDED}: the handler's end, whether the client reads or not. A
+ * response's own events come later, at a time the client chooses: an HTTP/1 response pipelined
+ * behind one its client never reads emits 'prefinish' only once that one is sent (5 pipelined
+ * requests kept 5 places of a bulkhead for as long as the connection stayed open); an HTTP/2
+ * one (Fastify's `http2`) emits no 'prefinish', and 'finish' when its stream closes, so once a
+ * client that never reads (its window at 0) let it close, and also when the client resets the
+ * stream while the handler runs (read as the handler's end, it freed a running handler's place).
+ */
+function emitEnded(res: ServerResponse): void {
+  if (endSeen.has(res)) return;
+  endSeen.add(res);
+  const end = res.end;
+  res.end = function (this: ServerResponse, ...args: unknown[]) {
+    const out = Reflect.apply(end, this, args) as ServerResponse;
+    this.emit(ENDED);
+    return out;
+  } as ServerResponse['end'];
+}
 
 /** Responses a shedder answered: their requests never reached a handler. */
 const refused = new WeakSet<ServerResponse>();
