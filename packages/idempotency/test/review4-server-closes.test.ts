@@ -24,9 +24,13 @@ describe('the server closes the connection while a handler still runs', () => {
     app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
     let ran = 0;
     const finished = gate();
+    // Released once the retry has its answer: slower than the server's socket timeout, and still
+    // running when the retry comes however loaded the machine (after a fixed 300 ms, a loaded
+    // machine's retry came once it had ended, and got the replay).
+    const release = gate();
     app.post('/orders', async (_req, res) => {
       ran++;
-      await tick(300); // slower than the server's socket timeout
+      await release.opened;
       res.status(201).send('made');
       finished.open();
     });
@@ -46,6 +50,7 @@ describe('the server closes the connection while a handler still runs', () => {
       (answer) => answer.status,
       () => 'closed',
     );
+    release.open();
     await finished.opened;
     await tick(20);
     const after = await sendKeyed(`http://127.0.0.1:${port}/orders`, 'k').then(
@@ -64,9 +69,10 @@ describe('the server closes the connection while a handler still runs', () => {
     await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 });
     let ran = 0;
     const finished = gate();
+    const release = gate(); // as above: still running when the retry comes
     app.post('/orders', async (_req, reply) => {
       ran++;
-      await tick(300);
+      await release.opened;
       finished.open();
       return reply.code(201).send('made');
     });
@@ -81,6 +87,7 @@ describe('the server closes the connection while a handler still runs', () => {
     await once(socket, 'close');
     app.server.setTimeout(0); // as above: the retry's socket is not timed out
     const retry = await sendKeyed(`http://127.0.0.1:${port}/orders`, 'k');
+    release.open();
     await finished.opened;
     await tick(20);
     expect({ ran, retry: retry.status }).toEqual({ ran: 1, retry: 409 });
