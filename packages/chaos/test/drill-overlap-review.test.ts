@@ -3,64 +3,12 @@
  * off its own `freeze()` (or any toxic of a name both drills use) took off the other drill's,
  * mid-outage; and its own, replaced meanwhile, came back on at the other's end.
  */
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { drill, type FaultProxy, faultProxy, type ToxicHandle } from '../src/index.js';
+import { describe, expect, it } from 'vitest';
+import type { ToxicHandle } from '../src/index.js';
+import { overlapRig } from './support/overlap-rig.js';
 
-let server: Server;
-let proxy: FaultProxy;
-
-beforeAll(async () => {
-  server = createServer((_req, res) => res.end('ok'));
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  proxy = await faultProxy({ target: { port: (server.address() as AddressInfo).port } });
-});
-afterEach(() => proxy.restore());
-afterAll(async () => {
-  await proxy.close();
-  server.closeAllConnections();
-  await new Promise((resolve) => server.close(resolve));
-});
-
-/**
- * A drill of a load that needs no network, playing `steps` at its start, until the test ends it
- * (an abort, after which the drill takes its steps' faults off as at any end). `ran` resolves once
- * every step ran.
- */
-function drillOf(...runs: (() => unknown)[]) {
-  const stop = new AbortController();
-  let ran!: () => void;
-  const all = new Promise<void>((resolve) => {
-    ran = resolve;
-  });
-  const done = drill({
-    print: false,
-    signal: stop.signal,
-    load: { request: () => true, rate: 20, duration: 60_000 },
-    steps: [
-      {
-        at: 0,
-        name: 'faults',
-        run: async () => {
-          for (const run of runs) await run();
-          ran();
-        },
-      },
-    ],
-  }).catch((error: unknown) => (stop.signal.aborted ? 'ended' : Promise.reject(error)));
-  return {
-    ran: all,
-    end: async () => {
-      stop.abort(new Error('ended by the test'));
-      expect(await done).toBe('ended');
-    },
-  };
-}
-
-const toxics = () => proxy.snapshot().toxics.map((t) => t.name);
+const rig = overlapRig();
+const { drillOf, toxics } = rig;
 
 function deferred() {
   let open!: () => void;
@@ -76,13 +24,13 @@ describe('two drills freezing one proxy', () => {
     let mine: ToxicHandle | undefined;
     const a = drillOf(
       () => {
-        mine = proxy.freeze();
+        mine = rig.proxy.freeze();
       },
       () => bFroze.opened,
       () => mine?.remove(),
     );
     const b = drillOf(() => {
-      proxy.freeze();
+      rig.proxy.freeze();
       bFroze.open();
     });
     await b.ran;
@@ -97,11 +45,11 @@ describe('two drills freezing one proxy', () => {
   });
 
   it("a step taking its toxic off puts back the user's of its name it replaced", async () => {
-    proxy.add({ type: 'latency', name: 'slow', latency: 10 });
-    const a = drillOf(() => proxy.add({ type: 'latency', name: 'slow', latency: 500 }).remove());
+    rig.proxy.add({ type: 'latency', name: 'slow', latency: 10 });
+    const a = drillOf(() => rig.proxy.add({ type: 'latency', name: 'slow', latency: 500 }).remove());
     await a.ran;
     // Before the fix: [] (the user's setup lost for good: the drill's end found its own toxic off).
-    expect(proxy.snapshot().toxics).toEqual([{ name: 'slow', type: 'latency', direction: 'downstream' }]);
+    expect(rig.proxy.snapshot().toxics).toEqual([{ name: 'slow', type: 'latency', direction: 'downstream' }]);
     await a.end();
     expect(toxics()).toEqual(['slow']);
   });
@@ -109,20 +57,20 @@ describe('two drills freezing one proxy', () => {
   it("a step still running after its drill ended (aborted mid-step) undoes none of the user's faults put on since", async () => {
     const release = deferred();
     const a = drillOf(
-      () => proxy.kill(),
+      () => rig.proxy.kill(),
       () => release.opened,
-      () => proxy.restore(),
+      () => rig.proxy.restore(),
     );
-    await waitFor(() => !proxy.snapshot().listening);
+    await waitFor(() => !rig.proxy.snapshot().listening);
     await a.end();
-    expect(proxy.snapshot().listening).toBe(true);
+    expect(rig.proxy.snapshot().listening).toBe(true);
     // The user's own faults, after the drill.
-    await proxy.refuse();
-    proxy.add({ type: 'latency', name: 'mine', latency: 10 });
+    await rig.proxy.refuse();
+    rig.proxy.add({ type: 'latency', name: 'mine', latency: 10 });
     release.open();
     await a.ran;
     // Before the fix: true and [] (the ended drill's late restore() listened again and cleared).
-    expect(proxy.snapshot().listening).toBe(false);
+    expect(rig.proxy.snapshot().listening).toBe(false);
     expect(toxics()).toEqual(['mine']);
   });
 });
