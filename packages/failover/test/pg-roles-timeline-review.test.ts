@@ -1,6 +1,5 @@
-import type { Endpoint } from '@holdfast/failover';
-import { type PgQueryable, pgRoles } from '@holdfast/failover/pg';
-import { afterEach, expect, it, vi } from 'vitest';
+import { expect, it, vi } from 'vitest';
+import { primaryRow, replicaRow, rolesOf, server } from './support/pg-rows.js';
 
 /**
  * Review of `pgRoles()`'s sightings per timeline. A primary whose check failed once (a timeout: a
@@ -8,43 +7,6 @@ import { afterEach, expect, it, vi } from 'vitest';
  * (a lower timeline, seen beside it all along) forgot the promoted primary's timeline: its stalled
  * replica was judged against the deposed primary's WAL, and its lag hidden.
  */
-
-const system = '7400000000000000001';
-
-function server(row: () => object): Endpoint<PgQueryable> {
-  const target = { query: async () => ({ rows: [row()] }) } as unknown as PgQueryable;
-  return { name: 'db', target } as Endpoint<PgQueryable>;
-}
-
-const primaryRow = (timeline: number, lsn: string) => ({
-  replica: false,
-  walfile: `0000000${timeline}00000000000000${lsn.slice(2, 4).padStart(2, '0')}`,
-  checkpoint_timeline: timeline,
-  system,
-  flushed: lsn,
-  lsn,
-  lag: null,
-});
-
-const replicaRow = (timeline: number, lsn: string) => ({
-  replica: true,
-  walfile: null,
-  checkpoint_timeline: timeline,
-  system,
-  flushed: null,
-  lsn,
-  lag: 0,
-});
-
-afterEach(() => {
-  vi.useRealTimers();
-});
-
-function rolesOf() {
-  vi.useFakeTimers({ toFake: ['Date', 'performance'] });
-  const roles = pgRoles<PgQueryable>({ timeout: 1_000 });
-  return roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
-}
 
 it('the promoted primary failing one check: the deposed one seen meanwhile does not hide its stalled replica', async () => {
   const check = rolesOf();
