@@ -201,11 +201,11 @@ class Client {
       ownStillRunning.has(error as object) ||
       (!isNonRetryable(error) && !refusedHere(error) && isTransientError(error));
     // A refused connection, an open breaker or a full limiter never reached the server: safe to try elsewhere.
+    const unsent = (error: unknown) => !isNonRetryable(error) && (neverReached(error) || refusedHere(error));
     // A key still running (409 + Retry-After) is running for every host that shares its store:
     // moving on only asks them all again at once; the retry around the failover run waits instead.
     const isRetryableElsewhere = (error: unknown) =>
-      !ownStillRunning.has(error as object) &&
-      (isRetryable(error) || (!isNonRetryable(error) && (neverReached(error) || refusedHere(error))));
+      !ownStillRunning.has(error as object) && (isRetryable(error) || unsent(error));
     // Every try of a call counts against maxAttempts, over however many runs of the set it takes.
     // An error no try of ours failed with (the set took no call: NoHealthyEndpointError) sent
     // nothing: the set is not run again for it, as an open breaker is not retried.
@@ -258,12 +258,15 @@ class Client {
       // never reached the server, and the budget is paid into once a call, as without a set.
       const retryOn = (e: unknown) => isRetryableElsewhere(e) && attemptsLeft(e);
       const budget = this.#budget ?? false;
+      const moveOn = { maxAttempts: 1e9, retryOn: unsent, budget: false } as const;
       this.#runs = retryOptions
         ? [
             { maxAttempts, retryOn, budget },
             { maxAttempts, retryOn, budget: budget && withdrawOnly(budget) },
           ]
-        : [false, false];
+        : // `retry: false` sends a request once: a try that sent nothing (an open breaker, a full
+          // limiter, a refused connection) is no retry, and moves on, each base URL once.
+          [moveOn, moveOn];
       // A failover try moves at once to another endpoint, never waiting. Once every endpoint was
       // tried (fewer than maxAttempts: one base URL, say), the set runs again after a backoff, as
       // a call without base URLs is retried; and a keyed call's key still running on the server
