@@ -31,7 +31,9 @@ async function failoverTo(setup: SentinelSetup, to: RedisServer): Promise<void> 
   for (const s of setup.replicas) {
     await redisCommand(s.port, ['CONFIG', 'SET', 'replica-priority', s === to ? '100' : '0']);
   }
-  await until(async () => (await redisCommand(setup.sentinels[0]?.port as number, ['SENTINEL', 'FAILOVER', setup.name])).startsWith('+OK'));
+  await until(async () =>
+    (await redisCommand(setup.sentinels[0]?.port as number, ['SENTINEL', 'FAILOVER', setup.name])).startsWith('+OK'),
+  );
   await until(async () => {
     for (const s of setup.sentinels) {
       const reply = await redisCommand(s.port, ['SENTINEL', 'GET-MASTER-ADDR-BY-NAME', setup.name]);
