@@ -36,6 +36,28 @@ function field(info: string, name: string): string | undefined {
 }
 
 /**
+ * Each client's `INFO replication` sent and not answered yet: a check meanwhile waits for that
+ * answer instead of sending another. A server that stops answering with its connection open
+ * (frozen, or cut off without a reset, which TCP notices minutes later) kept one more INFO on its
+ * client at each check, every one of them answered at once when it woke.
+ */
+const asked = new WeakMap<object, Promise<string>>();
+
+function replication(client: RedisInfoSource): Promise<string> {
+  let answer = asked.get(client);
+  if (answer === undefined) {
+    const sent = Promise.resolve(client.info('replication'));
+    const answered = () => {
+      if (asked.get(client) === sent) asked.delete(client);
+    };
+    sent.then(answered, answered);
+    asked.set(client, sent);
+    answer = sent;
+  }
+  return answer;
+}
+
+/**
  * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
  * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
  * the link went down. `Infinity` (never read) when its link has not been up since it started or
@@ -44,7 +66,7 @@ function field(info: string, name: string): string | undefined {
  * serves what it holds until its first sync ends.
  */
 export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
-  const info = await client.info('replication');
+  const info = await replication(client);
   const role = field(info, 'role');
   if (role !== 'master' && role !== 'slave') throw new Error(`unexpected INFO replication role: ${String(role)}`);
   const token: RedisToken = [
