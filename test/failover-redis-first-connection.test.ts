@@ -72,6 +72,61 @@ describe.skipIf(!redisAvailable())('redisRoles(): clients that are not connected
     expect(listeners(c)).toEqual(before);
   });
 
+  it('checks waiting together on a client that never connects: one listener of each event on it, however many wait', async () => {
+    const c = client(await closedPort(), { retryStrategy: () => 20 });
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => void warnings.push(w.message);
+    process.on('warning', onWarning);
+    try {
+      const before = { ...listeners(c), end: c.listenerCount('end') };
+      // As many checks as sets share the client (or a user's own checks of it): 30 once stacked
+      // 30 'ready', 'close' and 'end' listeners on it, and Node warned of a leak (CI logs).
+      // Each its own signal, as the set gives each check.
+      const controllers = Array.from({ length: 30 }, () => new AbortController());
+      const checks = controllers.map((controller) => check(c, controller.signal).catch(() => {}));
+      const waiting = { ...listeners(c), end: c.listenerCount('end') };
+      for (const controller of controllers) controller.abort(new Error('done'));
+      await Promise.all(checks);
+      await new Promise((r) => setImmediate(r)); // process.emitWarning tells its listeners on the next tick
+      expect({
+        ready: waiting.ready - before.ready,
+        close: waiting.close - before.close,
+        end: waiting.end - before.end,
+      }).toEqual({ ready: 1, close: 1, end: 1 });
+      expect(warnings.filter((m) => m.includes('MaxListeners') || m.includes('memory leak'))).toEqual([]);
+      // Gone once none waits ('end': ioredis holds 'ready' and 'close' ones of its own while it connects).
+      expect(c.listenerCount('end')).toBe(before.end);
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
+  it('a client with an offline queue that never connects: a check queues no command on it', async () => {
+    // ioredis' defaults keep an offline queue; with maxRetriesPerRequest: null (as BullMQ asks)
+    // nothing ever empties it while Redis is down: one INFO a check, for as long as it is down.
+    const c = client(await closedPort(), {
+      retryStrategy: () => 20,
+      enableOfflineQueue: true,
+      maxRetriesPerRequest: null,
+    });
+    const queued = () => (c as unknown as { offlineQueue: { length: number } }).offlineQueue.length;
+    const settled: boolean[] = [];
+    for (let i = 0; i < 10; i++) {
+      const signal = AbortSignal.timeout(100);
+      const aborted = new Promise((r) => signal.addEventListener('abort', r));
+      // Ended by its signal, as the set's deadline ends it: whether the check itself ended is recorded.
+      let ended = false;
+      const checked = check(c, signal).then(
+        () => (ended = true),
+        () => (ended = true),
+      );
+      await Promise.race([checked, aborted]);
+      for (let j = 0; j < 5; j++) await new Promise((r) => setImmediate(r));
+      settled.push(ended);
+    }
+    expect({ queued: queued(), ended: settled.filter(Boolean).length }).toEqual({ queued: 0, ended: 10 });
+  });
+
   it('a server that accepts and never answers: a check whose signal was aborted before it leaves no listener behind', async () => {
     const silent = createServer(() => {});
     await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));

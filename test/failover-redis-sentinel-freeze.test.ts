@@ -40,5 +40,5 @@ describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel', () => {
     expect(unexplained).toEqual([]);
     expect(onStale).toBe(0);
     expect(f.readsMissing).toBe(0);
-  }, 150_000); // settled() may wait 75 s for the Sentinels to mend a split view
+  }, 100_000);
 });

@@ -58,5 +58,5 @@ describe.skipIf(!redisAvailable())('redisRoles() under a real Sentinel, master c
       expect({ endpoint: o.endpoint, afterCut: o.started >= cutAt }).toEqual({ endpoint: 'redis-0', afterCut: true });
     expect(onOld.filter((o) => o.started > fencedAt)).toEqual([]);
     expect(f.readsMissing).toBe(0);
-  }, 150_000); // settled() may wait 75 s for the Sentinels to mend a split view
+  }, 100_000);
 });

@@ -107,8 +107,10 @@ async function startOne(
   for (let tries = 0; tries < 5; tries++) {
     const port = await freePort();
     try {
-      const config = sentinelConfig?.(port);
-      const start = () => (config === undefined ? launch(port, args, program) : launchSentinel(port, config));
+      // One config file for the life of the server, restarts included (see configFile).
+      const sentinel = sentinelConfig?.(port);
+      const file = configFile(port, sentinel === undefined ? serverConfig(port, args) : sentinelFile(port, sentinel));
+      const start = () => (sentinel === undefined ? launch(port, file, program) : launchSentinel(port, file));
       let child = await start();
       const server: RedisServer = {
         host: '127.0.0.1',
@@ -137,22 +139,49 @@ async function startOne(
   throw new Error(`could not start redis-server after 5 tries: ${String(lastError)}`);
 }
 
-function launch(port: number, args: readonly string[], program: string): Promise<ChildProcess> {
-  // A directory of its own: a replica writes the RDB of its full sync there, and a server loads
-  // any dump.rdb it finds in its directory at start (it must start empty, and leave no file behind).
+/**
+ * Writes the config file a server (or a Sentinel) starts from, and starts again from: Sentinel
+ * rewrites it (`CONFIG REWRITE`) each time it makes a server a master or a replica, and rewrites
+ * its own with what it learned (the master, the epoch), so a restarted process comes back as what
+ * it was last made, as a deployment's does. Started from its first command line instead, a
+ * restarted server replicated from the first master whatever the Sentinels had made of it since:
+ * the master they had promoted since came back a replica of its own replica, a replication loop
+ * no Sentinel mends (every server a replica, links down: failover-redis-sentinel.test.ts in 2 of
+ * 3 CI runs). Each its own file, in the test's temp dir.
+ */
+function configFile(port: number, text: string): string {
+  const file = join(tmpdir(), `holdfast-redis-${port}-${randomUUID()}.conf`);
+  writeFileSync(file, text);
+  return file;
+}
+
+/** A server's config: the harness's settings, then `args` (`--name value...`), one line each. */
+function serverConfig(port: number, args: readonly string[]): string {
+  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const lines: string[][] = [];
+  for (const arg of [...argv, '--protected-mode', 'no', ...args]) {
+    if (arg.startsWith('--')) lines.push([arg.slice(2)]);
+    else lines.at(-1)?.push(/^[\w.:/@,-]+$/.test(arg) ? arg : JSON.stringify(arg));
+  }
+  return `${lines.map((l) => l.join(' ')).join('\n')}\n`;
+}
+
+function launch(port: number, file: string, program: string): Promise<ChildProcess> {
+  // A directory of its own at each start: a replica writes the RDB of its full sync there, and a
+  // server loads any dump.rdb it finds in its directory at start (it must start empty, and leave
+  // no file behind). Given on the command line, it overrides the `dir` a rewrite left in the file.
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'));
-  const argv = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir];
-  return watch(
-    port,
-    spawn(program, [...argv, '--protected-mode', 'no', ...args], { stdio: ['ignore', 'pipe', 'pipe'] }),
-  );
+  return watch(port, spawn(program, [file, '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
 /** A Sentinel reads, and rewrites, its own config file. */
-function launchSentinel(port: number, config: string): Promise<ChildProcess> {
-  const file = join(tmpdir(), `holdfast-sentinel-${port}-${randomUUID()}.conf`);
-  writeFileSync(file, `port ${port}\nbind 127.0.0.1\nprotected-mode no\n${config}`);
+function launchSentinel(port: number, file: string): Promise<ChildProcess> {
   return watch(port, spawn(binary, [file, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+}
+
+/** A Sentinel's config: its port, then what it monitors. */
+function sentinelFile(port: number, config: string): string {
+  return `port ${port}\nbind 127.0.0.1\nprotected-mode no\n${config}`;
 }
 
 async function watch(port: number, child: ChildProcess): Promise<ChildProcess> {

@@ -36,6 +36,28 @@ function field(info: string, name: string): string | undefined {
 }
 
 /**
+ * Each client's `INFO replication` sent and not answered yet: a check meanwhile waits for that
+ * answer instead of sending another. A server that stops answering with its connection open
+ * (frozen, or cut off without a reset, which TCP notices minutes later) kept one more INFO on its
+ * client at each check, every one of them answered at once when it woke.
+ */
+const asked = new WeakMap<object, Promise<string>>();
+
+function replication(client: RedisInfoSource): Promise<string> {
+  let answer = asked.get(client);
+  if (answer === undefined) {
+    const sent = Promise.resolve(client.info('replication'));
+    const answered = () => {
+      if (asked.get(client) === sent) asked.delete(client);
+    };
+    sent.then(answered, answered);
+    asked.set(client, sent);
+    answer = sent;
+  }
+  return answer;
+}
+
+/**
  * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
  * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
  * the link went down. `Infinity` (never read) when its link has not been up since it started or
@@ -44,7 +66,7 @@ function field(info: string, name: string): string | undefined {
  * serves what it holds until its first sync ends.
  */
 export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
-  const info = await client.info('replication');
+  const info = await replication(client);
   const role = field(info, 'role');
   if (role !== 'master' && role !== 'slave') throw new Error(`unexpected INFO replication role: ${String(role)}`);
   const token: RedisToken = [
@@ -103,6 +125,41 @@ interface Connection {
   removeListener?(event: string, listener: () => void): unknown;
 }
 
+/** Statuses of an ioredis client on its way to a connection: a command sent then is refused or queued. */
+const connecting = new Set(['wait', 'connecting', 'connect', 'reconnecting']);
+
+/**
+ * The checks waiting on each client's connection attempt, and the 'ready', 'close' and 'end'
+ * listener they share on it: one a check stacked as many as checks waited together (sets sharing
+ * a client, a user's own checks), and Node warned of a leak past 10.
+ */
+interface Waiting {
+  readonly checks: Set<() => void>;
+  /** Takes the shared listener off the client. */
+  readonly detach: () => void;
+}
+const waiting = new WeakMap<object, Waiting>();
+
+/** The shared wait on `client`'s connection attempt, made with its listener on first use. */
+function waitOn(client: Connection): Waiting {
+  const found = waiting.get(client);
+  if (found !== undefined) return found;
+  const checks = new Set<() => void>();
+  const events = ['ready', 'close', 'end'];
+  const wake = () => {
+    detach();
+    for (const done of [...checks]) done();
+  };
+  const detach = () => {
+    if (waiting.get(client) === shared) waiting.delete(client);
+    for (const event of events) client.removeListener?.(event, wake);
+  };
+  const shared: Waiting = { checks, detach };
+  for (const event of events) client.once?.(event, wake);
+  waiting.set(client, shared);
+  return shared;
+}
+
 /**
  * Waits while an ioredis client makes its first connection ('connecting', or connected and not yet
  * ready), or connects again after losing one ('reconnecting'): without an offline queue
@@ -125,18 +182,31 @@ function firstConnection(target: unknown, signal: AbortSignal): Promise<void> | 
   const status = client.status;
   if (status !== 'connecting' && status !== 'connect' && status !== 'reconnecting') return;
   return new Promise<void>((resolve) => {
+    const shared = waitOn(client);
     const done = () => {
-      client.removeListener?.('ready', done);
-      client.removeListener?.('close', done);
-      client.removeListener?.('end', done);
+      shared.checks.delete(done);
       signal.removeEventListener('abort', done);
+      // The last check to leave before the client's event takes the listener off it.
+      if (shared.checks.size === 0) shared.detach();
       resolve();
     };
-    client.once?.('ready', done);
-    client.once?.('close', done);
-    client.once?.('end', done);
+    shared.checks.add(done);
     signal.addEventListener('abort', done, { once: true });
   });
+}
+
+/**
+ * Fails a check that cannot be answered now: its signal aborted (the set gave up on it), or its
+ * client not connected still (refused, or between attempts). INFO sent then waited, with an
+ * offline queue (ioredis' default), for a connection, one INFO a check, for as long as Redis was
+ * down with `maxRetriesPerRequest: null`; and the check outlived its deadline.
+ */
+function unanswerable(target: unknown, signal: AbortSignal): void {
+  if (signal.aborted) throw signal.reason;
+  const { status, once } = target as Connection;
+  if (typeof once === 'function' && typeof status === 'string' && connecting.has(status)) {
+    throw new Error(`redisRoles: not connected (ioredis status ${status})`);
+  }
 }
 
 /**
@@ -155,6 +225,7 @@ export function redisRoles<T extends RedisInfoSource>(
     ...options,
     check: async (endpoint, signal) => {
       await firstConnection(endpoint.target, signal);
+      unanswerable(endpoint.target, signal);
       return redisRole(endpoint.target);
     },
     compare: compareRedisTokens,
