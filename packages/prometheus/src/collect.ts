@@ -10,13 +10,12 @@ import {
   healthReport,
   labelled,
   OTHER_POLICY,
-  PolicyNames,
+  PolicyLabels,
   parseOptions,
   plainPolicies,
   readBreaker,
   readBudget,
   readFailover,
-  ShownNames,
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
@@ -65,14 +64,13 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     return full;
   };
   const registers = [registry];
-  const policyNames = new PolicyNames(o.maxPolicies, 'collect');
-  // Policy labels without the credentials their names may carry, two that hide alike apart.
-  const shown = new ShownNames();
+  // Policy labels: capped, without the credentials their names may carry, two that hide alike
+  // apart, and a user's `_other` apart from the overflow (see PolicyLabels).
+  const policyLabels = new PolicyLabels(o.maxPolicies, 'collect');
+  const label = (policy: string) => policyLabels.label(policy);
   // Every label value as it goes on the wire, hidden (see wiring).
-  const wired = wiring(shown);
+  const wired = wiring();
   const wire = wired.labels;
-  // A name that is no string (a URL object) is its text: one place and one series per name.
-  const label = (policy: string) => policyNames.label(String(policy));
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
   // Tracked as the series is written (`wired`): values that differ only in a secret are one series,
@@ -204,14 +202,19 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     registers,
     collect() {
       this.reset();
+      // By policy label: a breaker registered and on the bus is one breaker, its snapshot's state
+      // standing. Those under `_other` are each counted there.
       const current = new Map(lastState);
+      const others: string[] = [];
       for (const { name, snapshot } of policies.snapshots('breaker')) {
         const state = readBreaker(name, snapshot)?.state;
-        if (state !== undefined) current.set(name, state);
+        if (state === undefined) continue;
+        const policy = label(name);
+        if (policy === OTHER_POLICY) others.push(state);
+        else current.set(policy, state);
       }
       // Summed per label: 1 and 0s for a breaker of its own, counts per state for `_other`.
-      for (const [name, state] of current) {
-        const policy = label(name);
+      for (const [policy, state] of [...current, ...others.map((state) => [OTHER_POLICY, state] as const)]) {
         const all: readonly string[] = breakerStates.includes(state as never)
           ? breakerStates
           : [...breakerStates, state];
@@ -397,11 +400,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   // and its last state: an evicted breaker is not open any more.
   if (typeof policies.onUnregister === 'function') {
     offs.push(
-      policies.onUnregister((_kind, policy) => {
-        if (!policyNames.forget(policy)) return;
+      policies.onUnregister((_kind, name) => {
+        const policy = policyLabels.forget(name);
+        if (policy === undefined) return;
         for (const remove of series.get(policy)?.values() ?? []) remove();
         series.delete(policy);
-        shown.forget(policy);
         wired.forget(policy);
         lastState.delete(policy);
       }),
