@@ -53,7 +53,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   // `_other` (see PolicyLabels). The hot path pays one lookup; a stream of new names grows nothing.
   const policyLabels = new PolicyLabels(o.maxPolicies, 'instrument');
   const label = (name: string) => policyLabels.label(name);
-  const events = meter ? meterEvents(meter, policies, label) : undefined;
+  const events = meter ? meterEvents(meter, policies, label, o.maxPolicies) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
   const chaos = meter ? meterChaos(meter) : undefined;
   // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
