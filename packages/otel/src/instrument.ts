@@ -55,7 +55,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const label = (name: string) => policyLabels.label(name);
   const events = meter ? meterEvents(meter, policies, label, o.maxPolicies) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
-  const chaos = meter ? meterChaos(meter) : undefined;
+  const chaos = meter ? meterChaos(meter, o.maxPolicies) : undefined;
   // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
   const limits = meter ? meterLimits(meter, policies, label) : undefined;
   const metering = {
@@ -79,6 +79,8 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
     }),
     ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, labelled(event, label)))),
   ];
+  // A proxy's toxics as emitted: proxies are labelled apart (see chaos.ts).
+  if (chaos) offs.push(bus.on('chaos.toxic', chaos.toxic));
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
     offs.push(

@@ -77,3 +77,24 @@ describe('instrument(), a policy of the user named `_other`', () => {
     );
   });
 });
+
+describe('instrument(), fault proxies that come and go', () => {
+  it('take no place from the policies for good, nor a row each: after 50 drills a new breaker is named', async () => {
+    const { bus, policies, meterProvider } = setup(10);
+    const toxic = (source: string, active: boolean) =>
+      bus.emit(
+        ev({ type: 'chaos.toxic', source, toxic: 'latency', name: 'lag', direction: 'up', active, target: 'db:5432' }),
+      );
+    for (let i = 0; i < 50; i++) {
+      toxic(`drill-${i}`, true);
+      toxic(`drill-${i}`, false);
+      // Observed at 0 once, then dropped.
+      await meterProvider.collect();
+    }
+    const toxics = of(await meterProvider.collect(), 'holdfast.chaos.toxics.active');
+    expect(toxics).toEqual([]);
+    policies.register('breaker', 'db', { snapshot: () => ({ state: 'closed' }) });
+    bus.emit(success('db'));
+    expect(of(await meterProvider.collect(), 'holdfast.breaker.calls').map(policyOf)).toEqual(['db']);
+  });
+});

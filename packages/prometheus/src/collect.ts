@@ -367,7 +367,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'policy',
     'kind',
   ]);
-  const toxicsOn = new Map<string, { proxy: string; toxic: string; names: Set<string> }>();
+  // Per proxy (by its name as given), the names of its toxics on now, by toxic type. Proxies are
+  // labelled apart from policies (they never register, so never leave the registry): one whose
+  // toxics all went off is scraped at 0 once, then leaves, and frees its place.
+  const proxyLabels = new PolicyLabels(o.maxPolicies, 'collect');
+  const toxicsOn = new Map<string, Map<string, Set<string>>>();
   new Gauge({
     name: name('chaos_toxics_active'),
     help: 'Fault proxy toxics on now, by proxy and toxic type.',
@@ -375,20 +379,31 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     registers,
     collect() {
       this.reset();
-      for (const [key, t] of toxicsOn) {
-        this.set(wire({ proxy: t.proxy, toxic: t.toxic }), t.names.size);
-        // Scraped at 0 once, then dropped: a row kept for every proxy ever seen would grow for good.
-        if (t.names.size === 0) toxicsOn.delete(key);
+      for (const [source, toxics] of toxicsOn) {
+        const proxy = proxyLabels.label(source);
+        for (const [toxic, names] of toxics) {
+          // Summed under `_other`, which stands for many proxies.
+          this[proxy === OTHER_POLICY ? 'inc' : 'set'](wire({ proxy, toxic }), names.size);
+          if (names.size === 0) toxics.delete(toxic);
+        }
+        if (toxics.size > 0) continue;
+        toxicsOn.delete(source);
+        const gone = proxyLabels.forget(source);
+        if (gone !== undefined) wired.forget(gone);
       }
     },
   });
   handlers['chaos.inject'] = (e) => injections.inc({ policy: e.source, kind: e.kind });
-  handlers['chaos.toxic'] = (e) => {
-    const key = `${e.source}\u0000${e.toxic}`;
-    const row = toxicsOn.get(key) ?? { proxy: e.source, toxic: e.toxic, names: new Set<string>() };
-    toxicsOn.set(key, row);
-    if (e.active) row.names.add(e.name);
-    else row.names.delete(e.name);
+  // Not labelled as a policy (see toxicsOn): subscribed on its own below.
+  const toxicOn = (e: EventOf<'chaos.toxic'>) => {
+    const source = String(e.source);
+    const toxics = toxicsOn.get(source) ?? new Map<string, Set<string>>();
+    toxicsOn.set(source, toxics);
+    const toxic = String(e.toxic);
+    const names = toxics.get(toxic) ?? new Set<string>();
+    toxics.set(toxic, names);
+    if (e.active) names.add(e.name);
+    else names.delete(e.name);
   };
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
@@ -396,6 +411,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const h = handler as (event: HoldfastEvent) => void;
     return on(type as EventType, (event) => h(labelled(event, label)));
   });
+  offs.push(bus.on('chaos.toxic', toxicOn));
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
   // and its last state: an evicted breaker is not open any more.
   if (typeof policies.onUnregister === 'function') {

@@ -97,3 +97,34 @@ describe('collect(), fault proxies named alike once hidden', () => {
     }
   });
 });
+
+describe('collect(), fault proxies that come and go', () => {
+  it('take no place from the policies for good: after 50 drills a new breaker is still named', async () => {
+    const { bus, policies, registry, stop } = setup(10);
+    try {
+      const toxic = (source: string, active: boolean) =>
+        bus.emit({
+          type: 'chaos.toxic',
+          source,
+          time: 0,
+          toxic: 'latency',
+          name: 'lag',
+          direction: 'downstream',
+          active,
+          target: '127.0.0.1:5432',
+        });
+      for (let i = 0; i < 50; i++) {
+        toxic(`drill-${i}`, true);
+        toxic(`drill-${i}`, false);
+        // Scraped at 0 once, then dropped.
+        await registry.metrics();
+        await registry.metrics();
+      }
+      policies.register('breaker', 'db', { snapshot: () => ({ state: 'closed' }) });
+      bus.emit(success('db'));
+      expect(calls(await registry.metrics())).toEqual(['holdfast_breaker_calls_total{policy="db",outcome="success"} 1']);
+    } finally {
+      stop();
+    }
+  });
+});
