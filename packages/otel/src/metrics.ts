@@ -121,7 +121,7 @@ export function meterEvents(
     if (inHistograms.size === maxPolicies) {
       inHistograms.add(OTHER_POLICY);
       process.emitWarning(
-        `instrument: histograms have named ${maxPolicies} policies (maxPolicies), and the OpenTelemetry SDK keeps each one's series for good; later ones are recorded as policy "${OTHER_POLICY}" there`,
+        `instrument: histograms keep every policy's series for good: past ${maxPolicies} (maxPolicies), new ones are "${OTHER_POLICY}" there`,
         { type: 'HoldfastWarning', code: 'HOLDFAST_METRICS_CARDINALITY' },
       );
     }

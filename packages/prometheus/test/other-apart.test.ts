@@ -122,7 +122,9 @@ describe('collect(), fault proxies that come and go', () => {
       }
       policies.register('breaker', 'db', { snapshot: () => ({ state: 'closed' }) });
       bus.emit(success('db'));
-      expect(calls(await registry.metrics())).toEqual(['holdfast_breaker_calls_total{policy="db",outcome="success"} 1']);
+      expect(calls(await registry.metrics())).toEqual([
+        'holdfast_breaker_calls_total{policy="db",outcome="success"} 1',
+      ]);
     } finally {
       stop();
     }
