@@ -24,10 +24,15 @@ export class PolicyNames {
 
   /** The label for `name`: itself while it fits under the cap, else `_other`. */
   label(name: string): string {
-    if (this.#live.has(name)) return name;
+    return this.place(name) ? name : OTHER_POLICY;
+  }
+
+  /** Whether `name` has a place under the cap (taking one if there is room). */
+  place(name: string): boolean {
+    if (this.#live.has(name)) return true;
     if (this.#live.size < this.max) {
       this.#live.add(name);
-      return name;
+      return true;
     }
     if (!this.#warned) {
       this.#warned = true;
@@ -36,7 +41,7 @@ export class PolicyNames {
         { type: 'HoldfastWarning', code: 'HOLDFAST_METRICS_CARDINALITY' },
       );
     }
-    return OTHER_POLICY;
+    return false;
   }
 
   /** Frees `name`'s place; true when it had one (and so may have series to drop). */
@@ -99,7 +104,8 @@ export function hiddenName(value: string): string {
  */
 export class ShownNames {
   readonly #shown = new Map<string, string>();
-  readonly #taken = new Set<string>();
+  // `_other` is the overflow's (see PolicyNames): a user's policy of that name shows as `_other#2`.
+  readonly #taken = new Set<string>([OTHER_POLICY]);
 
   /** What `name` shows: hidden, with `#2`, `#3`... when another name shows alike. */
   get(name: string): string {
@@ -108,8 +114,11 @@ export class ShownNames {
     const hidden = hiddenName(name);
     // Every hidden value has a `***`: a name without one shows as itself, and none other alike.
     // One with it (`https://***@db/`, ours, hidden already) takes its place like a hidden one:
-    // left out, a password's `https://u:pw@db/` showed alike and the two merged.
-    if (hidden === name && !name.includes('***')) return name;
+    // left out, a password's `https://u:pw@db/` showed alike and the two merged. So does one
+    // spelled like the overflow or a user's `_other` shown apart (`_other#2`).
+    if (hidden === name && !name.includes('***') && name !== OTHER_POLICY && !name.startsWith(`${OTHER_POLICY}#`)) {
+      return name;
+    }
     shown = hidden;
     for (let n = 1; this.#taken.has(shown); ) shown = `${hidden}#${++n}`;
     this.#taken.add(shown);
@@ -123,6 +132,46 @@ export class ShownNames {
     if (shown === undefined) return;
     this.#shown.delete(name);
     this.#taken.delete(shown);
+  }
+}
+
+/**
+ * Policy names as an exporter's labels and attributes show them (@holdfast/prometheus and
+ * @holdfast/otel share it): capped (see PolicyNames: past the cap, `_other`), then hidden and kept
+ * apart (see ShownNames: a user's own policy named `_other` shows as `_other#2`, never as the
+ * overflow). Each name with a place is worked out once, and held as long as its place.
+ */
+export class PolicyLabels {
+  readonly #names: PolicyNames;
+  readonly #shown = new ShownNames();
+  readonly #labels = new Map<string, string>();
+
+  /** At most `max` names at once; `what` names who caps, for the one warning past the cap. */
+  constructor(max: number, what: string) {
+    this.#names = new PolicyNames(max, what);
+  }
+
+  /** The label for `given`: what it shows while it has a place, else `_other`. */
+  label(given: string): string {
+    // A name that is no string (a URL object) is its text: one place per name, not per object.
+    const name = String(given);
+    let shown = this.#labels.get(name);
+    if (shown === undefined) {
+      // Not its label: a user's `_other` has a place and shows apart from the overflow.
+      if (!this.#names.place(name)) return OTHER_POLICY;
+      shown = this.#shown.get(name);
+      this.#labels.set(name, shown);
+    }
+    return shown;
+  }
+
+  /** Frees `name`'s place (its policy left): the label it had, whose series go, or undefined if none. */
+  forget(name: string): string | undefined {
+    if (!this.#names.forget(name)) return undefined;
+    const shown = this.#shown.get(name);
+    this.#shown.forget(name);
+    this.#labels.delete(name);
+    return shown;
   }
 }
 

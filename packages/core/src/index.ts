@@ -14,7 +14,15 @@ export {
   shieldBus,
   type Unsubscribe,
 } from './bus.js';
-export { hiddenName, labelled, OTHER_POLICY, PolicyNames, plainPolicies, ShownNames } from './cap.js';
+export {
+  hiddenName,
+  labelled,
+  OTHER_POLICY,
+  PolicyLabels,
+  PolicyNames,
+  plainPolicies,
+  ShownNames,
+} from './cap.js';
 export {
   type Clock,
   elapsedTime,

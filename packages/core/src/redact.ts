@@ -52,7 +52,8 @@ export class Redactor {
       return shown.replace(this.#secretParam, '$1***');
     }
     let hidden = false;
-    if (parsed.username !== '' || parsed.password !== '') {
+    const userInfo = parsed.username !== '' || parsed.password !== '';
+    if (userInfo) {
       parsed.username = '***';
       parsed.password = '';
       hidden = true;
@@ -63,9 +64,37 @@ export class Redactor {
         hidden = true;
       }
     }
+    // Text that starts with a URL (a warning naming a policy by it): hidden as written. As URL
+    // writes it, the rest of the text is a path (spaces as %20), and another URL in it was no URL
+    // for text() to find. Kept as written only if the parser finds nothing left to hide in it.
+    if (hidden && /\s/.test(url)) {
+      const shown = this.#asWritten(url, userInfo);
+      if (shown !== undefined) return shown;
+    }
     // Nothing hidden: the text as given, not as URL writes it (`A:?` stays `A:?`, not `a:?`).
     // A fragment's parameters too: OAuth's implicit flow hands the token there (#access_token=).
     return (hidden ? parsed.href : url).replace(this.#secretParam, '$1***');
+  }
+
+  /** `url` (text with a space) with its user info and secret parameters hidden as written, if that hides all. */
+  #asWritten(url: string, userInfo: boolean): string | undefined {
+    const from = url.indexOf('://') + 3;
+    const end = url.slice(from).search(/[/?#]/);
+    const at = url.lastIndexOf('@', end < 0 ? url.length : from + end);
+    if (userInfo && (from < 3 || at < from)) return undefined;
+    const shown = (userInfo ? `${url.slice(0, from)}***${url.slice(at)}` : url).replace(this.#secretParam, '$1***');
+    let parsed: URL;
+    try {
+      parsed = new URL(shown);
+    } catch {
+      return undefined;
+    }
+    if (parsed.username.replace(/^\*\*\*$/, '') !== '' || parsed.password !== '') return undefined;
+    for (const [name, value] of parsed.searchParams) {
+      // Hidden up to a space: what follows it is more text, for text() to look through.
+      if (this.#secrets.has(name.toLowerCase()) && !/^\*\*\*(?:\s|$)/.test(value)) return undefined;
+    }
+    return shown;
   }
 
   /** `text` with every URL in it redacted, and the credentials {@link hideCredentials} finds. */

@@ -1,3 +1,5 @@
+import { hideSecrets } from './redact.js';
+
 /**
  * What a message says of a thrown value, whatever it is: its message, or its String(). It never
  * throws: a getter that throws, a Proxy, an object with no toString read as a placeholder.
@@ -12,7 +14,8 @@ export function messageOf(error: unknown): string {
 
 /**
  * Tells a bug in something the user gave (a listener, a predicate, a callback, a bus) as a
- * process warning, once per `key` in `told`: `text`, then what `error` says ({@link messageOf}).
+ * process warning, once per `key` in `told`: `text`, then what `error` says ({@link messageOf}),
+ * without the credentials either may hold (hideSecrets).
  * It never throws, so the call it reports on goes on.
  *
  * @example
@@ -28,5 +31,6 @@ export function warnOnce<K>(
 ): void {
   if (told.has(key)) return;
   told.add(key);
-  process.emitWarning(`${text}: ${messageOf(error)}`, { type: 'HoldfastWarning', code });
+  // Warnings reach the logs: a name or a message may be a URL with its password in it.
+  process.emitWarning(hideSecrets(`${text}: ${messageOf(error)}`), { type: 'HoldfastWarning', code });
 }

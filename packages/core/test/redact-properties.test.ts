@@ -104,6 +104,30 @@ describe('Redactor properties', () => {
     );
   });
 
+  it('hideSecrets(): text that starts with a URL hides the secrets of every URL in it, not the first only', () => {
+    fc.assert(
+      // A warning that names a policy by its URL, then tells what a callback threw: parsed whole as
+      // one URL, the rest of the text was its path (spaces as %20), and a second URL's password showed.
+      fc.property(
+        scheme,
+        passwordOf,
+        host,
+        passwordOf.filter((p) => !p.includes(' ')),
+        secretParam,
+        secret,
+        (sch, first, h, second, param, value) => {
+          const text = `${sch}://u:${first}@${h}/v1: isFailure threw: cannot reach redis://v:${second}@cache:6379/0?${param}=${value} (retrying)`;
+          const shown = hideSecrets(text);
+          expectHidden(shown, [first, second, value]);
+        },
+      ),
+      { numRuns: 1_000 },
+    );
+    expect(hideSecrets('https://a:S3CRET1@h.example/v1: isFailure threw: cannot reach redis://b:S3CRET2@cache/0')).toBe(
+      'https://***@h.example/v1: isFailure threw: cannot reach redis://***@cache/0',
+    );
+  });
+
   it('regressions: an invalid URL hid its password only, and text() saw lower-case http(s) only', () => {
     // A port out of range makes the URL invalid: its token showed in "Invalid URL: ..." messages.
     expect(redactor.url('https://api.example.com:99999/v1?token=S3CRET&q=1')).toBe(

@@ -40,6 +40,8 @@ describe('ShownNames', () => {
       'password=x',
       'password=y',
       'plain',
+      '_other',
+      '_other#2',
     );
     const step = fc.record({ name: names, leave: fc.boolean() });
     fc.assert(
@@ -54,6 +56,8 @@ describe('ShownNames', () => {
           // Each name held shows what it showed when it came, and no two alike.
           for (const [n, shown] of held) expect(s.get(n)).toBe(shown);
           expect(new Set(held.values()).size).toBe(held.size);
+          // `_other` is the overflow's: no name held shows as it.
+          expect([...held.values()]).not.toContain('_other');
         }
       }),
       { numRuns: 500 },

@@ -1,13 +1,18 @@
-import { hiddenName } from '@holdfast/core';
+import { type EventOf, hiddenName, OTHER_POLICY, PolicyLabels } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter } from '@opentelemetry/api';
 import type { Handlers } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
 /**
  * Metrics of faults injected on purpose (@holdfast/chaos), so that a drill's faults are counted
- * apart from real ones: injections by kind, and the fault proxy toxics on now.
+ * apart from real ones: injections by kind, and the fault proxy toxics on now. `toxic` takes
+ * `chaos.toxic` events as emitted (not labelled as a policy's): proxies never register, so never
+ * leave the registry, and are labelled apart (see `active`).
  */
-export function meterChaos(meter: Meter): { handlers: Handlers; dispose: () => void } {
+export function meterChaos(
+  meter: Meter,
+  maxPolicies: number,
+): { handlers: Handlers; toxic: (e: EventOf<'chaos.toxic'>) => void; dispose: () => void } {
   const injections = meter.createObservableCounter(M.chaosInjections, {
     unit: '{injection}',
     description: 'Faults injected into calls on purpose by @holdfast/chaos, by kind.',
@@ -17,7 +22,11 @@ export function meterChaos(meter: Meter): { handlers: Handlers; dispose: () => v
     description: 'Fault proxy toxics on now, by proxy and toxic type.',
   });
   const injected = new Map<string, { attributes: Attributes; value: number }>();
-  const active = new Map<string, { attributes: Attributes; names: Set<string> }>();
+  // Per proxy (by its name as given), the names of its toxics on now, by toxic type. One whose
+  // toxics all went off is observed at 0 once, then leaves and frees its place: a row kept for
+  // every drill's proxy ever seen grew for good, and took the policies' places.
+  const proxies = new PolicyLabels(maxPolicies, 'instrument');
+  const active = new Map<string, Map<string, Set<unknown>>>();
 
   const handlers: Handlers = {
     'chaos.inject': (e) => {
@@ -27,22 +36,36 @@ export function meterChaos(meter: Meter): { handlers: Handlers; dispose: () => v
       if (row) row.value++;
       else injected.set(key, { attributes: { [A.policy]: e.source, [A.chaosKind]: kind }, value: 1 });
     },
-    'chaos.toxic': (e) => {
-      const toxic = hiddenName(e.toxic);
-      const key = `${e.source}\u0000${toxic}`;
-      let row = active.get(key);
-      if (row === undefined) {
-        row = { attributes: { [A.policy]: e.source, [A.chaosToxic]: toxic }, names: new Set() };
-        active.set(key, row);
-      }
-      if (e.active) row.names.add(e.name);
-      else row.names.delete(e.name);
-    },
+  };
+  const toxic = (e: EventOf<'chaos.toxic'>) => {
+    const source = String(e.source);
+    const byType = active.get(source) ?? new Map<string, Set<unknown>>();
+    active.set(source, byType);
+    const type = hiddenName(e.toxic);
+    const names = byType.get(type) ?? new Set();
+    byType.set(type, names);
+    if (e.active) names.add(e.name);
+    else names.delete(e.name);
   };
   const observe = (result: BatchObservableResult) => {
     for (const row of injected.values()) result.observe(injections, row.value, row.attributes);
-    for (const row of active.values()) result.observe(toxics, row.names.size, row.attributes);
+    // Summed per label: `_other` stands for many proxies.
+    const rows = new Map<string, { attributes: Attributes; value: number }>();
+    for (const [source, byType] of active) {
+      const proxy = proxies.label(source);
+      for (const [type, names] of byType) {
+        const key = JSON.stringify([proxy, type]);
+        const row = rows.get(key);
+        if (row !== undefined && proxy === OTHER_POLICY) row.value += names.size;
+        else rows.set(key, { attributes: { [A.policy]: proxy, [A.chaosToxic]: type }, value: names.size });
+        if (names.size === 0) byType.delete(type);
+      }
+      if (byType.size > 0) continue;
+      active.delete(source);
+      proxies.forget(source);
+    }
+    for (const row of rows.values()) result.observe(toxics, row.value, row.attributes);
   };
   meter.addBatchObservableCallback(observe, [injections, toxics]);
-  return { handlers, dispose: () => meter.removeBatchObservableCallback(observe, [injections, toxics]) };
+  return { handlers, toxic, dispose: () => meter.removeBatchObservableCallback(observe, [injections, toxics]) };
 }

@@ -5,11 +5,9 @@ import {
   HoldfastConfigError,
   type HoldfastEvent,
   labelled,
-  OTHER_POLICY,
-  PolicyNames,
+  PolicyLabels,
   parseOptions,
   plainPolicies,
-  ShownNames,
   stateChangeEvents,
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
@@ -50,28 +48,14 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
     throw new HoldfastConfigError('instrument', [{ path: 'meterProvider', message }]);
   }
   const meter = provider?.getMeter(scope.name, scope.version);
-  const names = new PolicyNames(o.maxPolicies, 'instrument');
-  // A user's own policy named by its URL keeps its password out of every attribute and span;
-  const shown = new ShownNames();
-  // two named alike but for it stay two policies. Capped first: past maxPolicies, none is held.
-  // Each name with a place is labelled once: the hot path pays one lookup. Held as long as the
-  // place (maxPolicies at most), so a stream of new names grows nothing.
-  const labels = new Map<string, string>();
-  const label = (given: string) => {
-    // A name that is no string (a URL object) is its text: one place per name, not per object.
-    const name = String(given);
-    let shownAs = labels.get(name);
-    if (shownAs === undefined) {
-      const capped = names.label(name);
-      if (capped === OTHER_POLICY) return capped;
-      shownAs = shown.get(capped);
-      labels.set(name, shownAs);
-    }
-    return shownAs;
-  };
-  const events = meter ? meterEvents(meter, policies, label) : undefined;
+  // One name per policy in every attribute and span: a user's own policy named by its URL keeps
+  // its password out, two named alike but for it stay two, and past maxPolicies they share
+  // `_other` (see PolicyLabels). The hot path pays one lookup; a stream of new names grows nothing.
+  const policyLabels = new PolicyLabels(o.maxPolicies, 'instrument');
+  const label = (name: string) => policyLabels.label(name);
+  const events = meter ? meterEvents(meter, policies, label, o.maxPolicies) : undefined;
   // Faults injected on purpose, counted apart (see chaos.ts).
-  const chaos = meter ? meterChaos(meter) : undefined;
+  const chaos = meter ? meterChaos(meter, o.maxPolicies) : undefined;
   // Bulkheads, rate limiters, adaptive limiters, throttles, hedges and fallbacks (see limits.ts).
   const limits = meter ? meterLimits(meter, policies, label) : undefined;
   const metering = {
@@ -93,16 +77,16 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
       const meter = handler as (event: HoldfastEvent) => void;
       return on(type as EventType, (event) => meter(labelled(event, label)));
     }),
-    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, event))),
+    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, labelled(event, label)))),
   ];
+  // A proxy's toxics as emitted: proxies are labelled apart (see chaos.ts).
+  if (chaos) offs.push(bus.on('chaos.toxic', chaos.toxic));
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
     offs.push(
       policies.onUnregister((_kind, registered) => {
-        if (!names.forget(registered)) return;
-        const name = shown.get(registered);
-        shown.forget(registered);
-        labels.delete(registered);
+        const name = policyLabels.forget(registered);
+        if (name === undefined) return;
         events?.forget(name);
         limits?.forget(name);
       }),

@@ -29,14 +29,6 @@ export type Handlers = { [K in EventType]?: (event: EventOf<K>) => void };
 
 /** A duration in seconds. Below 0 only when the wall clock stepped back during the call: 0 then. */
 const seconds = (ms: number) => Math.max(0, ms) / 1000;
-/**
- * Records a duration given in ms. One that is no number (NaN: a stopwatch never started;
- * Infinity from a policy of a user's own) is left out: the call is counted, but an infinite or
- * NaN sum would stay in the histogram for good.
- */
-const recordMs = (histogram: Histogram, ms: number, attributes: Attributes) => {
-  if (Number.isFinite(ms)) histogram.record(seconds(ms), attributes);
-};
 /** `storeError` -> `store_error`. */
 export const snakeCase = (word: string) => word.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 /** A code that can be an `error.type`: a short word (`ECONNRESET`, `E_TIMEOUT`, `23505`), never a message. */
@@ -99,6 +91,7 @@ export function meterEvents(
   meter: Meter,
   policies: PolicyRegistry,
   label: (name: string) => string,
+  maxPolicies: number,
 ): { handlers: Handlers; forget: (name: string) => void; dispose: () => void } {
   // Counters are tallied here and reported at collection through observable counters: an event
   // then costs a map update instead of an SDK record (a few microseconds each, measured).
@@ -113,6 +106,35 @@ export function meterEvents(
   };
   const histogram = (name: string, description: string) =>
     meter.createHistogram(name, { unit: 's', description, advice: { explicitBucketBoundaries: durationBuckets } });
+  // The SDK keeps every attribute set a histogram recorded while its MeterProvider lives (with
+  // cumulative temporality, the default, and no call to drop one): a policy that leaves cannot take
+  // its series along. So histograms name at most maxPolicies policies ever; later ones share
+  // `_other` there (their counters still name them), and per-host churn grows nothing for good.
+  const inHistograms = new Set<string>();
+  const histogramAttributes = (attrs: Attributes): Attributes => {
+    const policy = attrs[A.policy] as string;
+    if (inHistograms.has(policy) || policy === OTHER_POLICY) return attrs;
+    if (inHistograms.size < maxPolicies) {
+      inHistograms.add(policy);
+      return attrs;
+    }
+    if (inHistograms.size === maxPolicies) {
+      inHistograms.add(OTHER_POLICY);
+      process.emitWarning(
+        `instrument: histograms keep every policy's series for good: past ${maxPolicies} (maxPolicies), new ones are "${OTHER_POLICY}" there`,
+        { type: 'HoldfastWarning', code: 'HOLDFAST_METRICS_CARDINALITY' },
+      );
+    }
+    return { ...attrs, [A.policy]: OTHER_POLICY };
+  };
+  /**
+   * Records a duration given in ms. One that is no number (NaN: a stopwatch never started;
+   * Infinity from a policy of a user's own) is left out: the call is counted, but an infinite or
+   * NaN sum would stay in the histogram for good.
+   */
+  const recordMs = (histogram: Histogram, ms: number, attributes: Attributes) => {
+    if (Number.isFinite(ms)) histogram.record(seconds(ms), histogramAttributes(attributes));
+  };
 
   const calls = counter(M.breakerCalls, '{call}', 'Calls through a circuit breaker, by outcome.');
   const slowCalls = counter(M.breakerSlowCalls, '{call}', 'Successful calls slower than the slow-call threshold.');

@@ -29,7 +29,7 @@ export const instrumentOptionsSchema = z.strictObject({
   /** Whether to record metrics. @default true */
   metrics: z.boolean().default(true),
   /**
-   * Most distinct policy names at once in metric attributes. Past it, new names are reported as
+   * Most distinct policy names at once in metric and span attributes. Past it, new names are reported as
    * `holdfast.policy.name="_other"` (one `HOLDFAST_METRICS_CARDINALITY` warning). A policy that
    * leaves the registry (disposed, or evicted from a breakerRegistry) frees its place and drops its counts.
    * @default 500

@@ -25,11 +25,12 @@ export function spanEventName(type: EventType): string {
 /**
  * The event's own fields as attributes: `holdfast.<type>.<field>`, and `code` as `error.type`.
  * Every string without the credentials it may carry (see hiddenName): a user's own policy emits
- * what it likes, a URL with its password as an endpoint's name.
+ * what it likes, a URL with its password as an endpoint's name. Its source is its policy label
+ * already (see PolicyLabels), as its metrics show it.
  */
 function attributesOf(event: HoldfastEvent): Attributes {
   const prefix = spanEventName(event.type);
-  const attrs: Attributes = { [A.policy]: hiddenName(event.source) };
+  const attrs: Attributes = { [A.policy]: event.source };
   for (const [field, value] of Object.entries(event)) {
     if (skipped.has(field) || value === undefined || value === null) continue;
     if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
@@ -69,6 +70,7 @@ function summarize(span: Span, event: HoldfastEvent): void {
  * Puts an event on the active span: a span event with its fields, plus summary attributes
  * (`holdfast.retry.attempt`, `holdfast.breaker.rejected`...). A state change seen outside any
  * recording span (a health check's timer, a breaker's half-open timer) gets a short span of its own.
+ * Its source is the policy label its metrics show (see PolicyLabels).
  */
 export function annotate(tracer: Tracer, event: HoldfastEvent): void {
   const active = trace.getActiveSpan();

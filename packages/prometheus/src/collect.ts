@@ -10,13 +10,12 @@ import {
   healthReport,
   labelled,
   OTHER_POLICY,
-  PolicyNames,
+  PolicyLabels,
   parseOptions,
   plainPolicies,
   readBreaker,
   readBudget,
   readFailover,
-  ShownNames,
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
@@ -65,14 +64,13 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     return full;
   };
   const registers = [registry];
-  const policyNames = new PolicyNames(o.maxPolicies, 'collect');
-  // Policy labels without the credentials their names may carry, two that hide alike apart.
-  const shown = new ShownNames();
+  // Policy labels: capped, without the credentials their names may carry, two that hide alike
+  // apart, and a user's `_other` apart from the overflow (see PolicyLabels).
+  const policyLabels = new PolicyLabels(o.maxPolicies, 'collect');
+  const label = (policy: string) => policyLabels.label(policy);
   // Every label value as it goes on the wire, hidden (see wiring).
-  const wired = wiring(shown);
+  const wired = wiring();
   const wire = wired.labels;
-  // A name that is no string (a URL object) is its text: one place and one series per name.
-  const label = (policy: string) => policyNames.label(String(policy));
   // Per policy label, what removes each of its series: a policy that leaves takes them along.
   const series = new Map<string, Map<string, () => void>>();
   // Tracked as the series is written (`wired`): values that differ only in a secret are one series,
@@ -204,14 +202,19 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     registers,
     collect() {
       this.reset();
+      // By policy label: a breaker registered and on the bus is one breaker, its snapshot's state
+      // standing. Those under `_other` are each counted there.
       const current = new Map(lastState);
+      const others: string[] = [];
       for (const { name, snapshot } of policies.snapshots('breaker')) {
         const state = readBreaker(name, snapshot)?.state;
-        if (state !== undefined) current.set(name, state);
+        if (state === undefined) continue;
+        const policy = label(name);
+        if (policy === OTHER_POLICY) others.push(state);
+        else current.set(policy, state);
       }
       // Summed per label: 1 and 0s for a breaker of its own, counts per state for `_other`.
-      for (const [name, state] of current) {
-        const policy = label(name);
+      for (const [policy, state] of [...current, ...others.map((state) => [OTHER_POLICY, state] as const)]) {
         const all: readonly string[] = breakerStates.includes(state as never)
           ? breakerStates
           : [...breakerStates, state];
@@ -364,7 +367,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'policy',
     'kind',
   ]);
-  const toxicsOn = new Map<string, { proxy: string; toxic: string; names: Set<string> }>();
+  // Per proxy (by its name as given), the names of its toxics on now, by toxic type. Proxies are
+  // labelled apart from policies (they never register, so never leave the registry): one whose
+  // toxics all went off is scraped at 0 once, then leaves, and frees its place.
+  const proxyLabels = new PolicyLabels(o.maxPolicies, 'collect');
+  const toxicsOn = new Map<string, Map<string, Set<string>>>();
   new Gauge({
     name: name('chaos_toxics_active'),
     help: 'Fault proxy toxics on now, by proxy and toxic type.',
@@ -372,20 +379,31 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     registers,
     collect() {
       this.reset();
-      for (const [key, t] of toxicsOn) {
-        this.set(wire({ proxy: t.proxy, toxic: t.toxic }), t.names.size);
-        // Scraped at 0 once, then dropped: a row kept for every proxy ever seen would grow for good.
-        if (t.names.size === 0) toxicsOn.delete(key);
+      for (const [source, toxics] of toxicsOn) {
+        const proxy = proxyLabels.label(source);
+        for (const [toxic, names] of toxics) {
+          // Summed under `_other`, which stands for many proxies.
+          this[proxy === OTHER_POLICY ? 'inc' : 'set'](wire({ proxy, toxic }), names.size);
+          if (names.size === 0) toxics.delete(toxic);
+        }
+        if (toxics.size > 0) continue;
+        toxicsOn.delete(source);
+        const gone = proxyLabels.forget(source);
+        if (gone !== undefined) wired.forget(gone);
       }
     },
   });
   handlers['chaos.inject'] = (e) => injections.inc({ policy: e.source, kind: e.kind });
-  handlers['chaos.toxic'] = (e) => {
-    const key = `${e.source}\u0000${e.toxic}`;
-    const row = toxicsOn.get(key) ?? { proxy: e.source, toxic: e.toxic, names: new Set<string>() };
-    toxicsOn.set(key, row);
-    if (e.active) row.names.add(e.name);
-    else row.names.delete(e.name);
+  // Not labelled as a policy (see toxicsOn): subscribed on its own below.
+  const toxicOn = (e: EventOf<'chaos.toxic'>) => {
+    const source = String(e.source);
+    const toxics = toxicsOn.get(source) ?? new Map<string, Set<string>>();
+    toxicsOn.set(source, toxics);
+    const toxic = String(e.toxic);
+    const names = toxics.get(toxic) ?? new Set<string>();
+    toxics.set(toxic, names);
+    if (e.active) names.add(e.name);
+    else names.delete(e.name);
   };
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
@@ -393,15 +411,16 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const h = handler as (event: HoldfastEvent) => void;
     return on(type as EventType, (event) => h(labelled(event, label)));
   });
+  offs.push(bus.on('chaos.toxic', toxicOn));
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
   // and its last state: an evicted breaker is not open any more.
   if (typeof policies.onUnregister === 'function') {
     offs.push(
-      policies.onUnregister((_kind, policy) => {
-        if (!policyNames.forget(policy)) return;
+      policies.onUnregister((_kind, name) => {
+        const policy = policyLabels.forget(name);
+        if (policy === undefined) return;
         for (const remove of series.get(policy)?.values() ?? []) remove();
         series.delete(policy);
-        shown.forget(policy);
         wired.forget(policy);
         lastState.delete(policy);
       }),

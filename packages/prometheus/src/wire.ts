@@ -1,4 +1,4 @@
-import { hiddenName, type ShownNames } from '@holdfast/core';
+import { hiddenName } from '@holdfast/core';
 
 /** A lone surrogate, and a backslash run before one or before text spelled like its escape. */
 const escapes =
@@ -24,14 +24,17 @@ export type Labels<L extends string> = Partial<Record<L, string | number>>;
 const MAX_VALUES = 1_000;
 /** Longer values are worked out each time: a thousand of them must not hold megabytes. */
 const MAX_CACHED_LENGTH = 256;
+/** Labels whose values are policy labels already (see PolicyLabels): hidden, and apart. */
+const shownAlready = new Set(['policy', 'proxy']);
 
 /**
  * Label sets as they go on the wire (see wireLabel), without the credentials their values may
- * carry (see hiddenName; a `policy` as `shown` shows it), each distinct value worked out once: a
- * label value is one of few, and the hot path pays a lookup per label. Policy values are held as
- * long as their place under maxPolicies (`forget` frees it); the others up to MAX_VALUES short ones.
+ * carry (see hiddenName; a `policy` or `proxy` is shown by PolicyLabels already), each distinct
+ * value worked out once: a label value is one of few, and the hot path pays a lookup per label.
+ * Policy values are held as long as their place under maxPolicies (`forget` frees it); the others
+ * up to MAX_VALUES short ones.
  */
-export function wiring(shown: ShownNames): {
+export function wiring(): {
   labels<L extends string>(labels: Labels<L>): Labels<L>;
   forget(policy: string): void;
 } {
@@ -45,11 +48,11 @@ export function wiring(shown: ShownNames): {
         if (given === undefined || typeof given === 'number') continue;
         // What prom-client would write of another (a URL object: its password in it), hidden too.
         const v = String(given);
-        const policy = k === 'policy';
+        const policy = shownAlready.has(k);
         const cache = policy ? policies : values;
         let w = cache.get(v);
         if (w === undefined) {
-          w = wireLabel(policy ? shown.get(v) : hiddenName(v));
+          w = wireLabel(policy ? v : hiddenName(v));
           if (values.size >= MAX_VALUES) values.clear();
           // A policy's is held while it has its place; another only if short.
           if (policy || v.length <= MAX_CACHED_LENGTH) cache.set(v, w);
