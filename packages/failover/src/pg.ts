@@ -317,6 +317,8 @@ export function pgRoles<T extends PgQueryable>(
       }
       primaries.lost(endpoint.target);
       const behind = primaries.since(system, lsn, started);
+      // A split brain: which history it follows, and how far behind, is unknown.
+      if (behind === undefined) return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
     },
     compare: comparePgTokens,
@@ -361,7 +363,7 @@ class PrimaryWal {
     const deposed =
       before?.timeline === timeline && before.system === system && at - before.at <= this.stale
         ? before.deposed
-        : [...this.#current(system, at)].some((t) => t > timeline);
+        : [...this.#current(system, at).keys()].some((t) => t > timeline);
     this.#now.set(target, { system, timeline, deposed, at });
     // A few targets: a set's endpoints.
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
@@ -394,22 +396,29 @@ class PrimaryWal {
 
   /**
    * Ms since the primary of `system` (on the highest timeline a target is a primary on now; with
-   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was.
+   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was;
+   * undefined when two targets are primaries on that timeline now (a split brain: two histories,
+   * whose WAL positions say nothing of each other's replicas).
    */
-  since(system: string, replayed: bigint, now: number): number {
+  since(system: string, replayed: bigint, now: number): number | undefined {
     const timelines = this.#seen.get(system);
     if (timelines === undefined) return 0;
     const current = this.#current(system, now);
-    const top = Math.max(...(current.size > 0 ? current : timelines.keys()));
+    const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
+    if ((current.get(top) ?? 0) > 1) return undefined;
     const first = timelines.get(top)?.find((s) => s.lsn > replayed);
     return first === undefined ? 0 : Math.max(0, now - first.at);
   }
 
-  /** The timelines targets of `system` are primaries on as of `now`: deposed ones only if asked. */
-  #current(system: string, now: number, deposed = false): Set<number> {
-    const out = new Set<number>();
+  /**
+   * The timelines targets of `system` are primaries on as of `now` (deposed ones only if asked),
+   * and how many on each.
+   */
+  #current(system: string, now: number, deposed = false): Map<number, number> {
+    const out = new Map<number, number>();
     for (const p of this.#now.values())
-      if (p.system === system && (deposed || !p.deposed) && now - p.at <= this.stale) out.add(p.timeline);
+      if (p.system === system && (deposed || !p.deposed) && now - p.at <= this.stale)
+        out.set(p.timeline, (out.get(p.timeline) ?? 0) + 1);
     return out;
   }
 }
