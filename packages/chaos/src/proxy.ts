@@ -167,7 +167,11 @@ class ToxicProxy implements FaultProxy {
   /** Of each toxic: the drill whose step put it on (if one did), and the toxic of its name it replaced (and that one's drops left). */
   readonly #owners = new WeakMap<
     ActiveToxic,
-    { readonly scope: FaultScope | undefined; readonly under: ActiveToxic | undefined; readonly left: number | undefined }
+    {
+      readonly scope: FaultScope | undefined;
+      readonly under: ActiveToxic | undefined;
+      readonly left: number | undefined;
+    }
   >();
   /** The toxics their handles took off (under another of their name, they stay off). */
   readonly #removed = new WeakSet<ActiveToxic>();

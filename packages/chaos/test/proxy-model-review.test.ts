@@ -73,7 +73,11 @@ describe('faultProxy review: properties', () => {
               const h = c.kind === 'add' ? p.add(t) : p.freeze();
               expect(h.name).toBe(name);
               const dir = t.direction ?? (t.type === 'blackhole' || t.type === 'reset' ? 'both' : 'downstream');
-              const entry: Entry = { shown: { name, type: t.type, direction: dir }, under: model.get(name), removed: false };
+              const entry: Entry = {
+                shown: { name, type: t.type, direction: dir },
+                under: model.get(name),
+                removed: false,
+              };
               handles.push([h, entry]);
               model.delete(name);
               model.set(name, entry);
