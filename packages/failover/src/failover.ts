@@ -803,12 +803,11 @@ class FailoverSet<T> implements Failover<T> {
       parts.push(`${e.name}: ${role}${code === undefined ? '' : ` (${code})`}`);
     }
     const claimants = this.#all.filter((e) => e.claim === 'primary' && !e.drained).length;
-    const split = claimants === 1 && this.#all.some((e) => e.tied && e.claim !== 'primary');
     const detail =
       claimants > 1 && this.#primary === undefined
         ? 'primaries tie, none is written to; '
-        : split
-          ? 'primaries tied (a split brain) and one is silent: none is written to until it answers; '
+        : this.#all.some((e) => e.tied && e.claim !== 'primary')
+          ? 'a split brain, one side silent: none is written to; '
           : '';
     return new NoPrimaryError(this.name, roles, detail + parts.join('; '), { cause: this.#lostCause });
   }
