@@ -55,7 +55,12 @@ export interface FaultProxySnapshot {
 export interface ToxicHandle {
   /** The toxic's name on its proxy. */
   readonly name: string;
-  /** Takes the toxic off (harmless if it already is); in a drill's step, not another running drill's of its name. */
+  /**
+   * Takes its toxic off and puts back the one of its name it replaced, if that is still live.
+   * Harmless once its toxic is off (removed, spent, or replaced since: the later one stays on); in
+   * a drill's step, as `clear()` there, it takes off the one on under its name, but another
+   * running drill's.
+   */
   remove(): void;
 }
 
@@ -77,7 +82,7 @@ export interface FaultProxy {
   resetAll(): void;
   /** Stops listening: new connections are refused (ECONNREFUSED). Open ones carry on. */
   refuse(): Promise<void>;
-  /** Listens again on the same port (once no other running drill's step refuses it; after its drill ended, a step's call does nothing). */
+  /** Listens again on the same port (once no other running drill's step refuses it; in a step, until its drill ends: a refusal of yours is back then; after its drill ended, a step's call does nothing). */
   accept(): Promise<void>;
   /** A dead server: refuses new connections and resets the open ones. `restore()` undoes it. */
   kill(): Promise<void>;
@@ -157,10 +162,16 @@ class ToxicProxy implements FaultProxy {
   #wanted = true;
   /** The drills whose steps refused it (or killed it) and have not ended nor accepted since: it listens once none is left. */
   readonly #refusedBy = new Set<FaultScope>();
-  /** Of each toxic a drill's step put on: the drill, and the toxic of its name it replaced (and that one's drops left). */
+  /** The drills whose steps accepted (or restored) it and have not ended nor refused since: it listens meanwhile, whatever `#wanted`. */
+  readonly #acceptedBy = new Set<FaultScope>();
+  /** Of each toxic: the drill whose step put it on (if one did), and the toxic of its name it replaced (and that one's drops left). */
   readonly #owners = new WeakMap<
     ActiveToxic,
-    { readonly scope: FaultScope; readonly under: ActiveToxic | undefined; readonly left: number | undefined }
+    {
+      readonly scope: FaultScope | undefined;
+      readonly under: ActiveToxic | undefined;
+      readonly left: number | undefined;
+    }
   >();
   /** The toxics their handles took off (under another of their name, they stay off). */
   readonly #removed = new WeakSet<ActiveToxic>();
@@ -234,7 +245,7 @@ class ToxicProxy implements FaultProxy {
     if (state.off || scope?.ended) return { name, remove: () => {} };
     const active = { ...parsed, name, direction } as ActiveToxic;
     const under = this.#toxics.get(name);
-    if (scope !== undefined) this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
+    this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
     this.remove(name);
     this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
     scope?.opened(() => this.#takeOff(active));
@@ -242,10 +253,12 @@ class ToxicProxy implements FaultProxy {
       name,
       remove: () => {
         this.#removed.add(active);
-        // Its own, or another of its name put on since, as clear() in a step takes it: but not
-        // another running drill's (a freeze of its own, mid-outage).
+        // Its own; in a running drill's step, another of its name put on since too, as clear()
+        // there takes it: but not another running drill's (a freeze of its own, mid-outage).
+        // Outside drills, a later toxic of its name is another add's, for its handle to undo.
         const on = this.#toxics.get(name);
-        if (on !== undefined && (on === active || (!scope?.ended && !this.#othersOn(on, scope)))) this.#takeOff(on);
+        if (on === active || (on !== undefined && scope?.ended === false && !this.#othersOn(on, scope)))
+          this.#takeOff(on);
       },
     };
   }
@@ -271,7 +284,7 @@ class ToxicProxy implements FaultProxy {
 
   /** Whether `toxic`, replaced by another of its name, must not come back on. */
   #gone(toxic: ActiveToxic): boolean {
-    return this.#removed.has(toxic) || this.#owners.get(toxic)?.scope.ended === true;
+    return this.#removed.has(toxic) || this.#owners.get(toxic)?.scope?.ended === true;
   }
 
   #put(active: ActiveToxic, dropsLeft: number | undefined): void {
@@ -308,12 +321,15 @@ class ToxicProxy implements FaultProxy {
   refuse(): Promise<void> {
     const scope = faultScope.getStore();
     if (state.off || scope?.ended) return this.#settle();
-    if (scope === undefined) this.#wanted = false;
-    else if (!this.#refusedBy.has(scope)) {
+    if (scope === undefined) {
+      this.#wanted = false;
+      this.#acceptedBy.clear();
+    } else if (!this.#refusedBy.has(scope)) {
       // A drill's step refused: its end takes its refusal off, however it ends. It listens again
       // once no other drill refuses it, unless it was refusing before (the user's setup), which
       // the drill leaves as it found it.
       this.#refusedBy.add(scope);
+      this.#acceptedBy.delete(scope);
       scope.opened(() => {
         this.#refusedBy.delete(scope);
         return this.#settle();
@@ -325,10 +341,21 @@ class ToxicProxy implements FaultProxy {
   accept(): Promise<void> {
     const scope = faultScope.getStore();
     if (scope?.ended) return this.#settle();
-    // A drill's step takes off its own refusal (and the user's), not another drill's still on.
-    if (scope === undefined) this.#refusedBy.clear();
-    else this.#refusedBy.delete(scope);
-    this.#wanted = true;
+    // A drill's step takes off its own refusal, and the user's until its drill ends (the drill
+    // leaves the proxy as it found it), not another drill's still on.
+    if (scope === undefined) {
+      this.#refusedBy.clear();
+      this.#wanted = true;
+    } else {
+      this.#refusedBy.delete(scope);
+      if (!this.#wanted && !this.#acceptedBy.has(scope)) {
+        this.#acceptedBy.add(scope);
+        scope.opened(() => {
+          this.#acceptedBy.delete(scope);
+          return this.#settle();
+        });
+      }
+    }
     return this.#settle();
   }
 
@@ -339,7 +366,7 @@ class ToxicProxy implements FaultProxy {
    */
   #settle(): Promise<void> {
     const next = this.#settling.then(async () => {
-      const wanted = this.#wanted && this.#refusedBy.size === 0 && !this.#closed;
+      const wanted = (this.#wanted || this.#acceptedBy.size > 0) && this.#refusedBy.size === 0 && !this.#closed;
       if (wanted && !this.#server.listening) await this.listen(this.#port);
       // Not awaited: the server's close waits for the open connections, which carry on by design
       // (a pooled client keeps its socket).
@@ -406,12 +433,20 @@ class ToxicProxy implements FaultProxy {
     return this.#toxics.get(toxic.name) === toxic;
   }
 
-  /** Takes up to `wanted` units from a drop toxic's budget; removes the toxic once it is spent. */
-  takeDrop(name: string, wanted: number): number {
-    const left = this.#dropsLeft.get(name) ?? 0;
+  /**
+   * Takes up to `wanted` units from a drop toxic's budget; once it is spent, takes it off for good
+   * and puts back the one of its name it replaced.
+   */
+  takeDrop(drop: ActiveToxic, wanted: number): number {
+    // Taken off while the chunk waited behind another toxic: its budget is another's of its name.
+    if (!this.has(drop)) return 0;
+    const left = this.#dropsLeft.get(drop.name) ?? 0;
     const taken = Math.min(left, wanted);
-    if (left - taken <= 0) this.remove(name);
-    else this.#dropsLeft.set(name, left - taken);
+    if (left - taken > 0) this.#dropsLeft.set(drop.name, left - taken);
+    else {
+      this.#removed.add(drop);
+      this.#takeOff(drop);
+    }
     return taken;
   }
 
@@ -644,7 +679,7 @@ class Pump {
       switch (toxic.type) {
         case 'drop': {
           const unit = toxic.bytes === undefined ? 1 : chunk.length;
-          const taken = proxy.takeDrop(toxic.name, unit);
+          const taken = proxy.takeDrop(toxic, unit);
           if (taken === 0) break;
           chunk = toxic.bytes === undefined ? chunk.subarray(chunk.length) : chunk.subarray(taken);
           if (chunk.length === 0) return;

@@ -1,6 +1,7 @@
 /**
  * Properties of the fault proxy, review: its toxic registry against a model (any sequence of add,
- * re-add under a name, remove, clear, freeze, restore: the snapshot lists what the model holds,
+ * re-add under a name, remove, a handle's remove, clear, freeze, restore: the snapshot lists what
+ * the model holds; a handle undoes its own add, putting back the toxic it replaced if still live,
  * and the bus has announced each toxic on once and off once); and a limit or drop toxic's exact
  * byte accounting over chunks of any size.
  */
@@ -58,8 +59,11 @@ describe('faultProxy review: properties', () => {
         const events: HoldfastEvent[] = [];
         bus.on('chaos.toxic', (e) => events.push(e));
         const p = await faultProxy({ target: { port }, bus });
-        const model = new Map<string, { name: string; type: string; direction: string }>();
-        const handles: ToxicHandle[] = [];
+        type Shown = { name: string; type: string; direction: string };
+        /** Each add: what it showed, the one on under its name it replaced, whether its handle ran. */
+        type Entry = { shown: Shown; under: Entry | undefined; removed: boolean };
+        const model = new Map<string, Entry>();
+        const handles: [ToxicHandle, Entry][] = [];
         let counter = 0;
         try {
           for (const c of commands) {
@@ -68,17 +72,30 @@ describe('faultProxy review: properties', () => {
               const name = t.name ?? `${t.type}-${++counter}`;
               const h = c.kind === 'add' ? p.add(t) : p.freeze();
               expect(h.name).toBe(name);
-              handles.push(h);
-              model.delete(name);
               const dir = t.direction ?? (t.type === 'blackhole' || t.type === 'reset' ? 'both' : 'downstream');
-              model.set(name, { name, type: t.type, direction: dir });
+              const entry: Entry = {
+                shown: { name, type: t.type, direction: dir },
+                under: model.get(name),
+                removed: false,
+              };
+              handles.push([h, entry]);
+              model.delete(name);
+              model.set(name, entry);
             } else if (c.kind === 'remove') {
               expect(p.remove(c.name)).toBe(model.delete(c.name));
             } else if (c.kind === 'handle') {
-              const h = handles[c.which];
-              if (h !== undefined) {
+              const picked = handles[c.which];
+              if (picked !== undefined) {
+                const [h, entry] = picked;
                 h.remove();
-                model.delete(h.name);
+                entry.removed = true;
+                // Its own toxic off (a later one of its name stays), the live one it replaced back.
+                if (model.get(h.name) === entry) {
+                  model.delete(h.name);
+                  let back = entry.under;
+                  while (back?.removed) back = back.under;
+                  if (back !== undefined) model.set(h.name, back);
+                }
               }
             } else if (c.kind === 'clear') {
               p.clear();
@@ -87,7 +104,7 @@ describe('faultProxy review: properties', () => {
               await p.restore();
               model.clear();
             }
-            expect(p.snapshot().toxics).toEqual([...model.values()]);
+            expect(p.snapshot().toxics).toEqual([...model.values()].map((e) => e.shown));
           }
         } finally {
           await p.close();

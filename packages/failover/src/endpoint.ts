@@ -65,6 +65,11 @@ export class EndpointState<T = unknown> {
   fencedBy: { readonly token: unknown } | undefined;
   /** Claimed primary when its checks went unanswered: one elected meanwhile fences it. */
   silentPrimary = false;
+  /**
+   * Tied with another primary (a split brain): while one it tied with is silent, the others take
+   * no write, until it reports replica or a token they beat, or is drained.
+   */
+  tied = false;
   /** The role last reported in a `failover.role` event. */
   discovered: 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced' = 'unknown';
 

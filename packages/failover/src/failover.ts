@@ -803,7 +803,12 @@ class FailoverSet<T> implements Failover<T> {
       parts.push(`${e.name}: ${role}${code === undefined ? '' : ` (${code})`}`);
     }
     const claimants = this.#all.filter((e) => e.claim === 'primary' && !e.drained).length;
-    const detail = claimants > 1 && this.#primary === undefined ? 'primaries tie, none is written to; ' : '';
+    const detail =
+      claimants > 1 && this.#primary === undefined
+        ? 'primaries tie, none is written to; '
+        : this.#all.some((e) => e.tied && e.claim !== 'primary')
+          ? 'a split brain, one side silent: none is written to; '
+          : '';
     return new NoPrimaryError(this.name, roles, detail + parts.join('; '), { cause: this.#lostCause });
   }
 
@@ -901,10 +906,14 @@ class FailoverSet<T> implements Failover<T> {
    * are all fenced: a write to the wrong one is lost. One that lost to a newer token stays fenced
    * until it reports replica or a token newer than the one it lost to, even once the winner is
    * gone: its history ended there, and writes to it would be lost when it is rebuilt. A primary
-   * whose checks went unanswered lost to any other elected while it was silent.
+   * whose checks went unanswered lost to any other elected while it was silent. Claimants that
+   * tied stay a split brain while one of them is silent (frozen, cut off: taking others' writes,
+   * maybe the one the operator keeps): the others take no write until it reports replica or a
+   * token they beat, or is drained.
    */
   #electPrimary(emit: boolean): void {
     for (const e of this.#all) {
+      if (e.claim === 'replica' || e.drained) e.tied = false;
       const lost = e.fencedBy;
       if (lost === undefined) continue;
       if (e.claim === 'replica' || (e.claim === 'primary' && this.#order(e.token, lost.token) > 0)) {
@@ -917,7 +926,10 @@ class FailoverSet<T> implements Failover<T> {
     const winner = best;
     if (winner !== undefined && candidates.some((e) => e !== winner && !(this.#order(winner.token, e.token) > 0))) {
       best = undefined;
-    }
+      for (const e of candidates) if (!(this.#order(winner.token, e.token) > 0)) e.tied = true;
+    } else if (winner?.tied && this.#all.some((e) => e !== winner && e.tied && e.claim !== 'primary')) {
+      best = undefined;
+    } else if (winner !== undefined) for (const e of this.#all) e.tied = false;
     if (best !== undefined) {
       for (const e of candidates) if (e !== best) e.fencedBy = { token: best.token };
       // A primary silent while another was elected lost to it too: back claiming an older history

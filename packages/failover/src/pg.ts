@@ -294,7 +294,9 @@ export function pgRoles<T extends PgQueryable>(
   options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
 ): PgRolesOptions<T> {
   const timeout = options.timeout ?? 1_000;
-  const primaries = new PrimaryWal();
+  // A set checks each target every interval (a failed check says so): one unchecked for five is
+  // in no set any more (disposed, or its server taken out), and says nothing of the others.
+  const primaries = new PrimaryWal(5 * ((options.interval ?? 2_000) + timeout));
   return {
     ...options,
     check: async (endpoint) => {
@@ -315,6 +317,8 @@ export function pgRoles<T extends PgQueryable>(
       }
       primaries.lost(endpoint.target);
       const behind = primaries.since(system, lsn, started);
+      // A split brain: which history it follows, and how far behind, is unknown.
+      if (behind === undefined) return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
     },
     compare: comparePgTokens,
@@ -344,20 +348,23 @@ class PrimaryWal {
   /** System identifier -> timeline -> sightings, oldest first. */
   readonly #seen = new Map<string, Map<number, Sighting[]>>();
   /**
-   * Each target whose last check said primary: its system and timeline, and whether it is deposed
-   * (first seen on its timeline while another target was a primary on a higher one).
+   * Each target whose last check said primary: its system and timeline, whether it is deposed
+   * (first seen on its timeline while another target was a primary on a higher one), and when.
    */
-  readonly #now = new Map<object, { system: string; timeline: number; deposed: boolean }>();
+  readonly #now = new Map<object, { system: string; timeline: number; deposed: boolean; at: number }>();
+
+  /** @param stale ms after which a primary not seen again is no primary "now": no set checks it. */
+  constructor(readonly stale: number) {}
 
   saw(target: object, system: string, timeline: number, lsn: bigint, at: number): void {
     const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
     // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone).
     const deposed =
-      before?.timeline === timeline && before.system === system
+      before?.timeline === timeline && before.system === system && at - before.at <= this.stale
         ? before.deposed
-        : [...this.#current(system)].some((t) => t > timeline);
-    this.#now.set(target, { system, timeline, deposed });
+        : [...this.#current(system, at).keys()].some((t) => t > timeline);
+    this.#now.set(target, { system, timeline, deposed, at });
     // A few targets: a set's endpoints.
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     let timelines = this.#seen.get(system);
@@ -370,7 +377,7 @@ class PrimaryWal {
     // Timelines no target is a primary on now: an old history (restored over, or promoted past).
     // Not on a deposed primary's word: the one it was deposed by may only have missed a check.
     if (!deposed) {
-      const current = this.#current(system, true);
+      const current = this.#current(system, at, true);
       for (const t of timelines.keys()) if (!current.has(t)) timelines.delete(t);
     }
     let list = timelines.get(timeline);
@@ -389,21 +396,29 @@ class PrimaryWal {
 
   /**
    * Ms since the primary of `system` (on the highest timeline a target is a primary on now; with
-   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was.
+   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was;
+   * undefined when two targets are primaries on that timeline now (a split brain: two histories,
+   * whose WAL positions say nothing of each other's replicas).
    */
-  since(system: string, replayed: bigint, now: number): number {
+  since(system: string, replayed: bigint, now: number): number | undefined {
     const timelines = this.#seen.get(system);
     if (timelines === undefined) return 0;
-    const current = this.#current(system);
-    const top = Math.max(...(current.size > 0 ? current : timelines.keys()));
+    const current = this.#current(system, now);
+    const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
+    if ((current.get(top) ?? 0) > 1) return undefined;
     const first = timelines.get(top)?.find((s) => s.lsn > replayed);
     return first === undefined ? 0 : Math.max(0, now - first.at);
   }
 
-  /** The timelines targets of `system` are primaries on now: deposed ones only if asked. */
-  #current(system: string, deposed = false): Set<number> {
-    const out = new Set<number>();
-    for (const p of this.#now.values()) if (p.system === system && (deposed || !p.deposed)) out.add(p.timeline);
+  /**
+   * The timelines targets of `system` are primaries on as of `now` (deposed ones only if asked),
+   * and how many on each.
+   */
+  #current(system: string, now: number, deposed = false): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const p of this.#now.values())
+      if (p.system === system && (deposed || !p.deposed) && now - p.at <= this.stale)
+        out.set(p.timeline, (out.get(p.timeline) ?? 0) + 1);
     return out;
   }
 }

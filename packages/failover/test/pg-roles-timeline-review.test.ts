@@ -49,3 +49,21 @@ it('the deposed primary, then demoted to a replica of the promoted one, is judge
   vi.advanceTimersByTime(1_000);
   expect((await check(old)).lag).toBe(2_000);
 });
+
+it('a split brain on one timeline (two primaries promoted apart): a replica of either has an unknown lag, not 0', async () => {
+  const check = rolesOf();
+  // Two histories on timeline 2: WAL positions of one say nothing of the other's replicas.
+  const b = server(() => primaryRow(2, '0/6000000'));
+  const c = server(() => primaryRow(2, '0/5000000'));
+  // A replica of pg-b, its WAL receiver stalled at 0/5800000 (it replayed all it received).
+  const stalled = server(() => replicaRow(2, '0/5800000'));
+  const lags: (number | undefined)[] = [];
+  for (let round = 0; round < 5; round++) {
+    await check(b);
+    await check(c);
+    vi.advanceTimersByTime(1_000);
+    lags.push((await check(stalled)).lag);
+  }
+  // Before the fix: each sighting of pg-c began the timeline's sightings anew: lag 0, every round.
+  expect(lags).toEqual([undefined, undefined, undefined, undefined, undefined]);
+});
