@@ -94,6 +94,7 @@ export {
   invoke,
   invokeIn,
   type Operation,
+  type Pipeline,
   type Policy,
   pipeline,
 } from './policy.js';

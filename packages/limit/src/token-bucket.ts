@@ -1,4 +1,5 @@
 import { parseOptions } from '@holdfast/core';
+import type { z } from 'zod';
 import { type TokenBucketOptions, tokenBucketOptionsSchema } from './options.js';
 import {
   checkCost,
@@ -10,6 +11,8 @@ import {
   type RateLimiterSnapshot,
 } from './rate.js';
 import { type Common, commonOf, list } from './shared.js';
+
+type Parsed = z.output<typeof tokenBucketOptionsSchema>;
 
 interface Bucket {
   tokens: number;
@@ -26,7 +29,7 @@ interface Bucket {
  */
 export function tokenBucket(options: TokenBucketOptions): LocalRateLimiter {
   const o = parseOptions('tokenBucket', tokenBucketOptionsSchema, options);
-  const limiter = new TokenBucket(commonOf(o), o.defaultKey, o.limit, o.interval, o.burst ?? o.limit, o.maxKeys);
+  const limiter = new TokenBucket(commonOf(o), o, o.burst ?? o.limit);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);
   return limiter;
 }
@@ -36,19 +39,21 @@ class TokenBucket extends RateLimiterBase {
   /** Tokens per ms. */
   readonly #rate: number;
 
+  readonly limit: number;
+  readonly interval: number;
+
   constructor(
     common: Common,
-    defaultKey: string,
-    readonly limit: number,
-    readonly interval: number,
+    o: Parsed,
     readonly burst: number,
-    maxKeys: number,
   ) {
-    super(common, defaultKey);
-    this.#rate = limit / interval;
+    super(common, o.defaultKey, o.key, burst, (burst * o.interval) / o.limit);
+    this.limit = o.limit;
+    this.interval = o.interval;
+    this.#rate = o.limit / o.interval;
     // The whole calls its bucket allows now, refill counted, of a full one's: the fullest goes first.
     this.#table = new KeyTable<Bucket>(
-      maxKeys,
+      o.maxKeys,
       (b) => Math.floor(b.tokens + Math.max(0, this.common.elapsed() - b.at) * this.#rate + 1e-9) / burst,
     );
   }
@@ -67,11 +72,13 @@ class TokenBucket extends RateLimiterBase {
       b.at = now;
     }
     // The epsilon keeps 0.1 + 0.2 + ... a whole token despite floating point.
+    // Until the bucket is full again.
+    const reset = () => (this.burst - b.tokens) / this.#rate;
     if (b.tokens + 1e-9 >= cost) {
       b.tokens = Math.max(0, b.tokens - cost);
-      return this.decided(true, 0, Math.floor(b.tokens + 1e-9));
+      return this.decided(true, 0, Math.floor(b.tokens + 1e-9), reset());
     }
-    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)), 0);
+    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)), 0, reset());
   }
 
   snapshot(): RateLimiterSnapshot {
