@@ -69,7 +69,7 @@ export interface LocalRateLimiter extends RateLimiter {
 export const UNKNOWN: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0, reset: 0 });
 
 /** A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the decision. */
-export type Decided = (quota: number, window: number, decision: RateDecision) => void;
+export type Decided = (limiter: RateLimiter, quota: number, window: number, decision: RateDecision) => void;
 
 /**
  * Where the load-shedding middleware hears the decisions on its request: a function under this
@@ -121,7 +121,7 @@ export abstract class RateLimiterBase implements RateLimiter {
   }
 
   #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision, told?: Decided): Promise<T> {
-    if (told !== undefined && decision !== UNKNOWN) told(this.quota, this.window, decision);
+    if (told !== undefined && decision !== UNKNOWN) told(this, this.quota, this.window, decision);
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
     if (!(options instanceof CallScope) && options?.signal === undefined) {
       // No signal and no outer scope: nothing can abort the call, nothing to detach from.
