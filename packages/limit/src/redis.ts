@@ -280,7 +280,13 @@ class RedisGcra extends RateLimiterBase {
         // Until the key owes nothing: exact when refused, within one unit's time when allowed.
         return n >= 0
           ? this.decided(true, 0, n, (this.#burst - n) * this.#emission)
-          : this.decided(false, Math.max(1, -n), 0, (this.#burst - cost) * this.#emission - n);
+          : // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
+            this.decided(
+              false,
+              Math.max(1, -n),
+              Math.max(0, Math.floor(cost + n / this.#emission + 1e-9)),
+              (this.#burst - cost) * this.#emission - n,
+            );
       },
       (error: unknown) => this.#unreachable(error),
     );

@@ -103,9 +103,14 @@ class SlidingWindow extends RateLimiterBase {
     if (allowed) s.current += cost;
     // This window's calls weigh until the next one ends; the previous window's, until this one does.
     const reset = s.current > 0 ? 2 * w - elapsed : s.previous > 0 ? w - elapsed : 0;
-    return allowed
-      ? this.decided(true, 0, Math.max(0, Math.floor(this.limit - count - cost + 1e-9)), reset)
-      : this.decided(false, retryAfter(this.limit, w, elapsed, s.previous, s.current, cost), 0, reset);
+    // Refused, what is left is still left: a call of a smaller cost may take it.
+    const left = Math.max(0, Math.floor(this.limit - count - (allowed ? cost : 0) + 1e-9));
+    return this.decided(
+      allowed,
+      allowed ? 0 : retryAfter(this.limit, w, elapsed, s.previous, s.current, cost),
+      left,
+      reset,
+    );
   }
 
   snapshot(): RateLimiterSnapshot {

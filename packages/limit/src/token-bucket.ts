@@ -72,13 +72,12 @@ class TokenBucket extends RateLimiterBase {
       b.at = now;
     }
     // The epsilon keeps 0.1 + 0.2 + ... a whole token despite floating point.
-    // Until the bucket is full again.
-    const reset = () => (this.burst - b.tokens) / this.#rate;
-    if (b.tokens + 1e-9 >= cost) {
-      b.tokens = Math.max(0, b.tokens - cost);
-      return this.decided(true, 0, Math.floor(b.tokens + 1e-9), reset());
-    }
-    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)), 0, reset());
+    // reset: until the bucket is full again.
+    const allowed = b.tokens + 1e-9 >= cost;
+    if (allowed) b.tokens = Math.max(0, b.tokens - cost);
+    const retryAfter = allowed ? 0 : Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6));
+    // Refused, what is left is still left: a call of a smaller cost may take it.
+    return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
   }
 
   snapshot(): RateLimiterSnapshot {

@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import fc from 'fast-check';
+import { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { type LocalRateLimiter, slidingWindow, tokenBucket } from '../src/index.js';
+import { redisRateLimiter } from '../src/redis.js';
 import { handClock } from './time.js';
 
 type Make = (clock: ReturnType<typeof handClock>) => { limiter: LocalRateLimiter; quota: number };
@@ -50,5 +53,46 @@ describe('a decision says when the key has its whole limit again (reset), to the
       ),
       { numRuns: 300 },
     );
+  });
+});
+
+describe('a refused decision says what is left (a cost larger than it)', () => {
+  it.each(makers)('%s: 3 left, a call of cost 4 is refused with remaining 3, and 3 calls of 1 go', (_, make) => {
+    const clock = handClock(10_000);
+    const { limiter, quota } = make(clock);
+    limiter.take('k', quota - 3);
+    // Before: remaining 0, and the next three calls went through.
+    expect(limiter.take('k', 4)).toMatchObject({ allowed: false, remaining: 3 });
+    for (let i = 0; i < 3; i++) expect(limiter.take('k', 1).allowed).toBe(true);
+    expect(limiter.take('k', 1)).toMatchObject({ allowed: false, remaining: 0 });
+  });
+});
+
+describe('redisRateLimiter: remaining and reset from the one integer the script replies', () => {
+  it('refused with 3 left, it says 3, and when the whole limit is back', async () => {
+    const client = new Redis({ host: '127.0.0.1', port: 6379, lazyConnect: true });
+    await client.connect();
+    try {
+      const rl = redisRateLimiter({
+        client,
+        limit: 5,
+        interval: 60_000,
+        prefix: `test:reset:${randomUUID()}:`,
+        policies: false,
+      });
+      const first = await rl.take('k', 2);
+      // 12 s a unit: two taken come back in 24 s (within the ms the decision took).
+      expect(first).toMatchObject({ allowed: true, remaining: 3 });
+      expect(first.reset).toBeGreaterThan(23_000);
+      expect(first.reset).toBeLessThanOrEqual(24_000);
+      const refused = await rl.take('k', 4);
+      expect(refused).toMatchObject({ allowed: false, remaining: 3 });
+      expect(refused.retryAfter).toBeGreaterThan(11_000);
+      expect(refused.reset).toBeGreaterThan(23_000);
+      expect(refused.reset).toBeLessThanOrEqual(24_000);
+      expect(await rl.take('k', 3)).toMatchObject({ allowed: true, remaining: 0 });
+    } finally {
+      await client.quit();
+    }
   });
 });
