@@ -272,16 +272,17 @@ export class Shedder<Req> {
     // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
     if (res.headersSent || res.destroyed) return;
     const all = [...limits.values()];
-    const set = (name: string, f: (l: Shown) => string): void => void res.setHeader(name, all.map(f).join(', '));
+    const set = (name: string, f: (l: Shown) => string) => res.setHeader(name, all.map(f).join(', '));
     if (this.#headers === 'draft-8') {
       set('ratelimit-policy', ([q, w]) => `"${q}-in-${w}s";q=${q};w=${w}`);
-      return set('ratelimit', ([q, w, r, t]) => `"${q}-in-${w}s";r=${r};t=${t}`);
+      set('ratelimit', ([q, w, r, t]) => `"${q}-in-${w}s";r=${r};t=${t}`);
+      return;
     }
     set('ratelimit-policy', ([q, w]) => `${q};w=${w}`);
     // The limit closest to refusing: the fewest left, then the longest to wait.
     const [q, , r, t] = all.reduce((a, b) => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a));
-    if (this.#headers === 'draft-7') return void res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
-    res.setHeader('ratelimit-limit', q).setHeader('ratelimit-remaining', r).setHeader('ratelimit-reset', t);
+    if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
+    else res.setHeader('ratelimit-limit', q).setHeader('ratelimit-remaining', r).setHeader('ratelimit-reset', t);
   }
 
   #shed(error: Rejection & { code: string; message: string }): Shed {

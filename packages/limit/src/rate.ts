@@ -19,7 +19,7 @@ export interface RateDecision {
   readonly allowed: boolean;
   /** When refused: how long until it would be allowed, ms (0 when allowed). */
   readonly retryAfter: number;
-  /** Calls the key could still make now, rounded down. */
+  /** Units the key could still take now, rounded down (also when refused: a call of a smaller cost may take them). */
   readonly remaining: number;
   /** How long until the key has its whole limit again, ms (what `RateLimit` headers call reset). */
   readonly reset: number;
