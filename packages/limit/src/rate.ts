@@ -99,6 +99,12 @@ export abstract class RateLimiterBase implements RateLimiter {
   }
 
   abstract take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
+
+  /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
+  protected own(key: unknown): string {
+    if (this.ownKey !== undefined) key = this.ownKey(key === undefined ? key : checkKey(this.name, key));
+    return key === undefined ? this.defaultKey : checkKey(this.name, key);
+  }
   abstract snapshot(): RateLimiterSnapshot;
 
   execute<T>(fn: Operation<T>, options?: RateLimitExecuteOptions): Promise<T> {
@@ -106,13 +112,12 @@ export abstract class RateLimiterBase implements RateLimiter {
     let decision: RateDecision | Promise<RateDecision>;
     // Inside a pipeline, options is the outer policy's scope: the key and cost are the call's.
     const given = CallScope.given(options) as (RateLimitExecuteOptions & { [DECIDED]?: Decided }) | undefined;
-    let key = given?.key ?? undefined;
+    const key = given?.key ?? undefined;
     // Told only of a decision on the request's own key: a limit the limiter counts under a key of
     // its own (every user's, a tenant's) is other clients' business.
     const told = this.ownKey === undefined && key !== undefined ? given?.[DECIDED] : undefined;
     try {
-      if (this.ownKey !== undefined) key = this.ownKey(key === undefined ? key : checkKey(this.name, key));
-      decision = this.take(key ?? this.defaultKey, given?.cost ?? 1);
+      decision = this.take(key, given?.cost ?? 1);
     } catch (error) {
       return Promise.reject(error);
     }

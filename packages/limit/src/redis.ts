@@ -9,7 +9,6 @@ import { LimitStoreUnavailableError } from './errors.js';
 import { keyOption, nameDefaults } from './options.js';
 import {
   checkCost,
-  checkKey,
   hashKey,
   type RateDecision,
   type RateLimiter,
@@ -266,10 +265,10 @@ class RedisGcra extends RateLimiterBase {
     return hashed;
   }
 
-  take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
+  take(key?: string, cost = 1): Promise<RateDecision> {
     try {
       checkCost(this.name, cost, this.#burst);
-      if (typeof key !== 'string') key = checkKey(this.name, key);
+      key = this.own(key);
     } catch (error) {
       return Promise.reject(error);
     }

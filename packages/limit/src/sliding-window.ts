@@ -2,7 +2,6 @@ import { parseOptions } from '@holdfast/core';
 import { type SlidingWindowOptions, slidingWindowOptionsSchema } from './options.js';
 import {
   checkCost,
-  checkKey,
   KeyTable,
   type LocalRateLimiter,
   type RateDecision,
@@ -70,9 +69,9 @@ class SlidingWindow extends RateLimiterBase {
     });
   }
 
-  take(key: string = this.defaultKey, cost = 1): RateDecision {
+  take(key?: string, cost = 1): RateDecision {
     checkCost(this.name, cost, this.limit);
-    if (typeof key !== 'string') key = checkKey(this.name, key);
+    key = this.own(key);
     const now = this.common.elapsed();
     const w = this.interval;
     const index = Math.floor(now / w);

@@ -3,7 +3,6 @@ import type { z } from 'zod';
 import { type TokenBucketOptions, tokenBucketOptionsSchema } from './options.js';
 import {
   checkCost,
-  checkKey,
   KeyTable,
   type LocalRateLimiter,
   type RateDecision,
@@ -58,9 +57,9 @@ class TokenBucket extends RateLimiterBase {
     );
   }
 
-  take(key: string = this.defaultKey, cost = 1): RateDecision {
+  take(key?: string, cost = 1): RateDecision {
     checkCost(this.name, cost, this.burst);
-    if (typeof key !== 'string') key = checkKey(this.name, key);
+    key = this.own(key);
     const now = this.common.elapsed();
     const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
     if (now > b.at) {

@@ -19,6 +19,9 @@ describe("a limiter's own key: 10 per user and 1000 in total in one pipeline", (
       'rejected',
     ]);
     expect(total.snapshot()).toMatchObject({ keys: 1, allowed: 3, rejected: 2 });
+    // take() counts under the same key as execute(): before, total.take() read the defaultKey's full limit.
+    expect(total.take()).toMatchObject({ allowed: false, remaining: 0 });
+    expect(total.take('z')).toMatchObject({ allowed: false, remaining: 0 });
     // perUser still counts per user: a's second call goes through it, and total refuses it.
     expect(perUser.take('a').remaining).toBe(0);
   });
@@ -44,7 +47,8 @@ describe("a limiter's own key: 10 per user and 1000 in total in one pipeline", (
     expect(seen).toEqual(['acme/alice', 'acme/bob', 'acme/carol', undefined]);
     // undefined from the key function: the defaultKey, with the whole limit.
     expect(perTenant.take('').remaining).toBe(8);
-    expect(perTenant.take('acme').remaining).toBe(1);
+    expect(perTenant.take('acme/dave').remaining).toBe(1);
+    expect(seen.at(-1)).toBe('acme/dave');
   });
 
   it('a key function that throws or returns a non-string rejects the call with E_CONFIG, and runs nothing', async () => {
