@@ -160,7 +160,9 @@ class Hedger implements HedgePolicy {
       scope.release();
       return Promise.reject(scope.reason);
     }
-    if (!(options?.safe ?? this.#safe)) return this.#once(fn, scope);
+    // Inside a pipeline, options is the outer policy's scope: `safe` is the call's.
+    if (!((CallScope.given(options) as HedgeExecuteOptions | undefined)?.safe ?? this.#safe))
+      return this.#once(fn, scope);
     return new Promise<T>((resolve, reject) => new HedgedCall(this, fn, scope, resolve, reject).launch('delay', 0));
   }
 

@@ -102,6 +102,7 @@ export {
   invoke,
   invokeIn,
   type Operation,
+  type Pipeline,
   type Policy,
   pipeline,
 } from './policy.js';

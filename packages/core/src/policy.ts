@@ -25,12 +25,30 @@ export interface Policy {
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T>;
 }
 
+/** The per-call options a policy's `execute()` takes (a rate limiter's `{ key, cost }`). */
+type OptionsOf<P> = P extends { execute(fn: never, options?: infer O): unknown } ? NonNullable<O> : never;
+
+/** `A | B` as `A & B`. */
+type All<U> = (U extends unknown ? (u: U) => void : never) extends (all: infer A) => void ? A : never;
+
+/**
+ * A `pipeline()`: a Policy whose `execute()` takes what each of its policies takes (a rate
+ * limiter's `{ key, cost }` when one is in it), since every policy of it reads the call's options.
+ */
+export interface Pipeline<O extends ExecuteOptions = ExecuteOptions> extends Policy {
+  /** Runs `fn` through every policy, outermost first. */
+  execute<T>(fn: Operation<T>, options?: O): Promise<T>;
+}
+
 /**
  * Composes policies: `pipeline(a, b, c).execute(fn)` runs `a(b(c(fn)))`, outermost first, the
  * reading order of Polly and cockatiel. `pipeline(timeout(5000), retry(), timeout(1000))` is a
- * 5 s total limit around retries of 1 s tries.
+ * 5 s total limit around retries of 1 s tries. Its `execute()` takes the options of all of them:
+ * `pipeline(bulkhead(), perUser).execute(fn, { key: user.id })`.
  */
-export function pipeline(...policies: readonly Policy[]): Policy {
+export function pipeline<const P extends readonly Policy[]>(
+  ...policies: P
+): Pipeline<ExecuteOptions & All<OptionsOf<P[number]>>> {
   for (const [i, p] of policies.entries()) {
     if (typeof p?.execute !== 'function') {
       throw new TypeError(`pipeline: argument ${i} is not a Policy (it has no execute method)`);

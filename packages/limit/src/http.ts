@@ -37,6 +37,16 @@ export interface LoadSheddingOptions<Req> {
    * @default 10000
    */
   readonly holdAfterHangUp?: number;
+  /**
+   * The `RateLimit` headers sent on each response a rate limiter decided (allowed or 429), after
+   * draft-ietf-httpapi-ratelimit-headers, as express-rate-limit's `standardHeaders`: `'draft-8'`
+   * (`RateLimit-Policy: "100-in-60s";q=100;w=60` and `RateLimit: "100-in-60s";r=99;t=1`, one
+   * item per limit, the grammar of drafts 8 to 10), `'draft-7'` (`RateLimit: limit=100,
+   * remaining=99, reset=1`), `'draft-6'` (`RateLimit-Limit`, `-Remaining`, `-Reset`) or `false`.
+   * Only a limit counted under the request's own `key` is shown (never the key itself); drafts 6
+   * and 7 show the one closest to refusing. @default 'draft-8'
+   */
+  readonly standardHeaders?: 'draft-6' | 'draft-7' | 'draft-8' | false;
 }
 
 const schema = z.strictObject({
@@ -47,6 +57,7 @@ const schema = z.strictObject({
   key: fnOption<(req: never) => unknown>().optional(),
   retryAfter: durationOption.default(1000),
   holdAfterHangUp: durationOption.default(10_000),
+  standardHeaders: z.literal(['draft-6', 'draft-7', 'draft-8', false]).default('draft-8'),
 });
 
 /**
@@ -62,10 +73,12 @@ export class Shedder<Req> {
   readonly #retryAfter: number;
   readonly #holdAfterHangUp: number;
   readonly #running: StillRunning<Req> | undefined;
+  readonly #headers: 'draft-6' | 'draft-7' | 'draft-8' | false;
 
   constructor(owner: string, options: LoadSheddingOptions<Req>, running?: StillRunning<Req>) {
     this.#running = running;
     const o = parseOptions(owner, schema, options);
+    this.#headers = o.standardHeaders;
     const p = o.policy;
     this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
     this.#key = o.key as ((req: Req) => unknown) | undefined;
@@ -228,7 +241,11 @@ export class Shedder<Req> {
                 else done();
               });
             }),
-          { signal, key } as { signal: AbortSignal },
+          {
+            signal,
+            key,
+            [DECIDED]: this.#headers && ((...d: Told) => this.#tell(res, ...d)),
+          } as { signal: AbortSignal },
         )
         .then(undefined, (error: unknown) => {
           // The client went away while queued: nobody to answer, and nothing went wrong.
@@ -244,6 +261,28 @@ export class Shedder<Req> {
           } else reject(error);
         });
     });
+  }
+
+  /** A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with the others'. */
+  #tell(res: ServerResponse, ...[limiter, quota, window, d]: Told): void {
+    let limits = decided.get(res);
+    if (limits === undefined) decided.set(res, (limits = new Map()));
+    // Seconds, at least 1 for a window (w is a positive integer); t rounded up.
+    limits.set(limiter, [quota, Math.max(1, Math.ceil(window / 1000)), d.remaining, Math.ceil(d.reset / 1000)]);
+    // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
+    if (res.headersSent || res.destroyed) return;
+    const all = [...limits.values()];
+    const set = (name: string, f: (l: Shown) => string) => res.setHeader(name, all.map(f).join(', '));
+    if (this.#headers === 'draft-8') {
+      set('ratelimit-policy', ([q, w]) => `"${q}-in-${w}s";q=${q};w=${w}`);
+      set('ratelimit', ([q, w, r, t]) => `"${q}-in-${w}s";r=${r};t=${t}`);
+      return;
+    }
+    set('ratelimit-policy', ([q, w]) => `${q};w=${w}`);
+    // The limit closest to refusing: the fewest left, then the longest to wait.
+    const [q, , r, t] = all.reduce((a, b) => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a));
+    if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
+    else res.setHeader('ratelimit-limit', q).setHeader('ratelimit-remaining', r).setHeader('ratelimit-reset', t);
   }
 
   #shed(error: Rejection & { code: string; message: string }): Shed {
@@ -315,6 +354,18 @@ function emitEnded(res: ServerResponse): void {
     return out;
   } as ServerResponse['end'];
 }
+
+/** Where a rate limiter tells the middleware its decision on a request (see rate.ts). */
+const DECIDED = Symbol.for('holdfast.limit.decided');
+
+/** What a rate limiter tells: itself, its quota (units, over ms) and its decision (see rate.ts). */
+type Told = [limiter: object, quota: number, window: number, decision: { remaining: number; reset: number }];
+
+/** One limit as shown: q, w (s), r, t (s). */
+type Shown = [number, number, number, number];
+
+/** The limits each response's request was counted against, by limiter. */
+const decided = new WeakMap<ServerResponse, Map<object, Shown>>();
 
 /** Responses a shedder answered: their requests never reached a handler. */
 const refused = new WeakSet<ServerResponse>();

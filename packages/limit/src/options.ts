@@ -23,6 +23,13 @@ export const nameDefaults = (name: string) => ({
 
 const count = z.number().int().min(1).max(1_000_000_000);
 
+/**
+ * The key this limiter counts a call under, from the call's `key` (`undefined` when it gave none;
+ * returning `undefined` means `defaultKey`). Every limiter of a `pipeline()` reads the call's key:
+ * `key: () => 'all'` makes one limit for every call beside one per user. @default the call's key
+ */
+export const keyOption = fnOption<(key: string | undefined) => string | undefined>().optional();
+
 /** Validates the options of `bulkhead()`; {@link BulkheadOptions} is inferred from it. */
 export const bulkheadOptionsSchema = z.strictObject({
   /** Calls that may run at once. */
@@ -51,6 +58,7 @@ const rate = {
   maxKeys: z.number().int().min(1).default(10_000),
   /** The key of calls that give none (`execute(fn, { key })`). @default '' */
   defaultKey: z.string().default(''),
+  key: keyOption,
 };
 
 /** Validates the options of `tokenBucket()`; {@link TokenBucketOptions} is inferred from it. */

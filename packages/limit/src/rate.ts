@@ -19,8 +19,10 @@ export interface RateDecision {
   readonly allowed: boolean;
   /** When refused: how long until it would be allowed, ms (0 when allowed). */
   readonly retryAfter: number;
-  /** Calls the key could still make now, rounded down. */
+  /** Units the key could still take now, rounded down (also when refused: a call of a smaller cost may take them). */
   readonly remaining: number;
+  /** How long until the key has its whole limit again, ms (what `RateLimit` headers call reset). */
+  readonly reset: number;
 }
 
 /** Per-call options of a rate limiter. */
@@ -63,7 +65,17 @@ export interface LocalRateLimiter extends RateLimiter {
   take(key?: string, cost?: number): RateDecision;
 }
 
-const ALLOWED: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0 });
+/** What a Redis limiter decides when Redis cannot be reached and it lets the call through: nothing known. */
+export const UNKNOWN: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0, reset: 0 });
+
+/** A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the decision. */
+export type Decided = (limiter: RateLimiter, quota: number, window: number, decision: RateDecision) => void;
+
+/**
+ * Where the load-shedding middleware hears the decisions on its request: a function under this
+ * key of the call's options (a `Symbol.for`, so two installed copies agree).
+ */
+const DECIDED = Symbol.for('holdfast.limit.decided');
 
 /** Runs or refuses calls on a decision; the shared part of every rate limiter. */
 export abstract class RateLimiterBase implements RateLimiter {
@@ -77,28 +89,44 @@ export abstract class RateLimiterBase implements RateLimiter {
   constructor(
     readonly common: Common,
     readonly defaultKey: string,
+    /** The `key` option: the key a call counts under, from the call's. */
+    readonly ownKey: ((key: string | undefined) => string | undefined) | undefined,
+    /** The most units a key can hold (burst, or limit), and how long they take to come back from none, ms. */
+    readonly quota: number,
+    readonly window: number,
   ) {
     this.name = common.name;
   }
 
   abstract take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
+
+  /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
+  protected own(key: unknown): string {
+    if (this.ownKey !== undefined) key = this.ownKey(key === undefined ? key : checkKey(this.name, key));
+    return key === undefined ? this.defaultKey : checkKey(this.name, key);
+  }
   abstract snapshot(): RateLimiterSnapshot;
 
   execute<T>(fn: Operation<T>, options?: RateLimitExecuteOptions): Promise<T> {
     if (this.disposed) return Promise.reject(new DisposedError(this.name));
     let decision: RateDecision | Promise<RateDecision>;
     // Inside a pipeline, options is the outer policy's scope: the key and cost are the call's.
-    const given = CallScope.given(options) as RateLimitExecuteOptions | undefined;
+    const given = CallScope.given(options) as (RateLimitExecuteOptions & { [DECIDED]?: Decided }) | undefined;
+    const key = given?.key ?? undefined;
+    // Told only of a decision on the request's own key: a limit the limiter counts under a key of
+    // its own (every user's, a tenant's) is other clients' business.
+    const told = this.ownKey === undefined && key !== undefined ? given?.[DECIDED] : undefined;
     try {
-      decision = this.take(given?.key ?? this.defaultKey, given?.cost ?? 1);
+      decision = this.take(key, given?.cost ?? 1);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d));
-    return this.#go(fn, options, decision);
+    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, told));
+    return this.#go(fn, options, decision, told);
   }
 
-  #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision): Promise<T> {
+  #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision, told?: Decided): Promise<T> {
+    if (told !== undefined && decision !== UNKNOWN) told(this, this.quota, this.window, decision);
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
     if (!(options instanceof CallScope) && options?.signal === undefined) {
       // No signal and no outer scope: nothing can abort the call, nothing to detach from.
@@ -122,13 +150,10 @@ export abstract class RateLimiterBase implements RateLimiter {
   }
 
   /** Counts a decision and returns it. */
-  protected decided(allowed: boolean, retryAfter: number, remaining: number): RateDecision {
-    if (allowed) {
-      this.allowedCount++;
-      return remaining === 0 ? ALLOWED : { allowed, retryAfter: 0, remaining };
-    }
-    this.rejectedCount++;
-    return { allowed, retryAfter, remaining: 0 };
+  protected decided(allowed: boolean, retryAfter: number, remaining: number, reset: number): RateDecision {
+    if (allowed) this.allowedCount++;
+    else this.rejectedCount++;
+    return { allowed, retryAfter, remaining, reset: Math.max(0, Math.ceil(reset - 1e-6)) };
   }
 
   dispose(): void {

@@ -6,15 +6,15 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type Deadline, DeadlineQueue, errorLabel, fnOption, parseOptions } from '@holdfast/core';
 import { z } from 'zod';
 import { LimitStoreUnavailableError } from './errors.js';
-import { nameDefaults } from './options.js';
+import { keyOption, nameDefaults } from './options.js';
 import {
   checkCost,
-  checkKey,
   hashKey,
   type RateDecision,
   type RateLimiter,
   RateLimiterBase,
   type RateLimiterSnapshot,
+  UNKNOWN,
 } from './rate.js';
 import { type Common, commonOf, list } from './shared.js';
 
@@ -73,6 +73,8 @@ export const redisRateLimiterOptionsSchema = z
       .optional(),
     /** The key of calls that give none. @default '' */
     defaultKey: z.string().default(''),
+    /** The key a call counts under, from the call's own: see `tokenBucket()`. @default the call's key */
+    key: keyOption,
     /**
      * When Redis cannot be reached (down, not connected, slower than `commandTimeout`): `open`
      * lets the call through (and emits `rateLimit.storeError`), `closed` refuses it with
@@ -213,8 +215,9 @@ class RedisGcra extends RateLimiterBase {
     readonly o: Parsed,
     given: string,
   ) {
-    super(common, o.defaultKey);
-    this.#burst = o.burst ?? o.limit;
+    const burst = o.burst ?? o.limit;
+    super(common, o.defaultKey, o.key, burst, (burst * o.interval) / o.limit);
+    this.#burst = burst;
     this.#emission = o.interval / o.limit;
     this.#marked = o.resendWindow > 0;
     const source = gcraSource(
@@ -262,10 +265,10 @@ class RedisGcra extends RateLimiterBase {
     return hashed;
   }
 
-  take(key: string = this.defaultKey, cost = 1): Promise<RateDecision> {
+  take(key?: string, cost = 1): Promise<RateDecision> {
     try {
       checkCost(this.name, cost, this.#burst);
-      if (typeof key !== 'string') key = checkKey(this.name, key);
+      key = this.own(key);
     } catch (error) {
       return Promise.reject(error);
     }
@@ -273,7 +276,16 @@ class RedisGcra extends RateLimiterBase {
       (reply) => {
         // An integer: remaining if >= 0, else -retryAfter.
         const n = Number(reply);
-        return n >= 0 ? this.decided(true, 0, n) : this.decided(false, Math.max(1, -n), 0);
+        // Until the key owes nothing: exact when refused, within one unit's time when allowed.
+        return n >= 0
+          ? this.decided(true, 0, n, (this.#burst - n) * this.#emission)
+          : // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
+            this.decided(
+              false,
+              Math.max(1, -n),
+              Math.max(0, Math.floor(cost + n / this.#emission + 1e-9)),
+              (this.#burst - cost) * this.#emission - n,
+            );
       },
       (error: unknown) => this.#unreachable(error),
     );
@@ -319,7 +331,10 @@ class RedisGcra extends RateLimiterBase {
         failOpen,
       });
     }
-    if (failOpen) return this.decided(true, 0, 0);
+    if (failOpen) {
+      this.allowedCount++;
+      return UNKNOWN;
+    }
     const reason = error instanceof Error ? error.message : String(error);
     throw new LimitStoreUnavailableError(this.name, reason, { cause: error });
   }

@@ -2,7 +2,6 @@ import { parseOptions } from '@holdfast/core';
 import { type SlidingWindowOptions, slidingWindowOptionsSchema } from './options.js';
 import {
   checkCost,
-  checkKey,
   KeyTable,
   type LocalRateLimiter,
   type RateDecision,
@@ -39,7 +38,7 @@ const standing = (s: Window, index: number) =>
  */
 export function slidingWindow(options: SlidingWindowOptions): LocalRateLimiter {
   const o = parseOptions('slidingWindow', slidingWindowOptionsSchema, options);
-  const limiter = new SlidingWindow(commonOf(o), o.defaultKey, o.limit, o.interval, o.maxKeys);
+  const limiter = new SlidingWindow(commonOf(o), o.defaultKey, o.key, o.limit, o.interval, o.maxKeys);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);
   return limiter;
 }
@@ -50,11 +49,12 @@ class SlidingWindow extends RateLimiterBase {
   constructor(
     common: Common,
     defaultKey: string,
+    ownKey: ((key: string | undefined) => string | undefined) | undefined,
     readonly limit: number,
     readonly interval: number,
     maxKeys: number,
   ) {
-    super(common, defaultKey);
+    super(common, defaultKey, ownKey, limit, interval);
     // The whole calls its window allows now, of `limit`: the emptiest window is forgotten first.
     this.#table = new KeyTable<Window>(maxKeys, (s) => {
       const now = this.common.elapsed();
@@ -69,9 +69,9 @@ class SlidingWindow extends RateLimiterBase {
     });
   }
 
-  take(key: string = this.defaultKey, cost = 1): RateDecision {
+  take(key?: string, cost = 1): RateDecision {
     checkCost(this.name, cost, this.limit);
-    if (typeof key !== 'string') key = checkKey(this.name, key);
+    key = this.own(key);
     const now = this.common.elapsed();
     const w = this.interval;
     const index = Math.floor(now / w);
@@ -98,11 +98,18 @@ class SlidingWindow extends RateLimiterBase {
     const elapsed = now - index * w;
     const weight = (w - elapsed) / w;
     const count = s.previous * weight + s.current;
-    if (count + cost <= this.limit + 1e-9) {
-      s.current += cost;
-      return this.decided(true, 0, Math.max(0, Math.floor(this.limit - count - cost + 1e-9)));
-    }
-    return this.decided(false, retryAfter(this.limit, w, elapsed, s.previous, s.current, cost), 0);
+    const allowed = count + cost <= this.limit + 1e-9;
+    if (allowed) s.current += cost;
+    // This window's calls weigh until the next one ends; the previous window's, until this one does.
+    const reset = s.current > 0 ? 2 * w - elapsed : s.previous > 0 ? w - elapsed : 0;
+    // Refused, what is left is still left: a call of a smaller cost may take it.
+    const left = Math.max(0, Math.floor(this.limit - count - (allowed ? cost : 0) + 1e-9));
+    return this.decided(
+      allowed,
+      allowed ? 0 : retryAfter(this.limit, w, elapsed, s.previous, s.current, cost),
+      left,
+      reset,
+    );
   }
 
   snapshot(): RateLimiterSnapshot {

@@ -1,8 +1,8 @@
 import { parseOptions } from '@holdfast/core';
+import type { z } from 'zod';
 import { type TokenBucketOptions, tokenBucketOptionsSchema } from './options.js';
 import {
   checkCost,
-  checkKey,
   KeyTable,
   type LocalRateLimiter,
   type RateDecision,
@@ -10,6 +10,8 @@ import {
   type RateLimiterSnapshot,
 } from './rate.js';
 import { type Common, commonOf, list } from './shared.js';
+
+type Parsed = z.output<typeof tokenBucketOptionsSchema>;
 
 interface Bucket {
   tokens: number;
@@ -26,7 +28,7 @@ interface Bucket {
  */
 export function tokenBucket(options: TokenBucketOptions): LocalRateLimiter {
   const o = parseOptions('tokenBucket', tokenBucketOptionsSchema, options);
-  const limiter = new TokenBucket(commonOf(o), o.defaultKey, o.limit, o.interval, o.burst ?? o.limit, o.maxKeys);
+  const limiter = new TokenBucket(commonOf(o), o, o.burst ?? o.limit);
   limiter.unregister = list('rateLimiter', o.name, limiter, o.policies);
   return limiter;
 }
@@ -36,26 +38,28 @@ class TokenBucket extends RateLimiterBase {
   /** Tokens per ms. */
   readonly #rate: number;
 
+  readonly limit: number;
+  readonly interval: number;
+
   constructor(
     common: Common,
-    defaultKey: string,
-    readonly limit: number,
-    readonly interval: number,
+    o: Parsed,
     readonly burst: number,
-    maxKeys: number,
   ) {
-    super(common, defaultKey);
-    this.#rate = limit / interval;
+    super(common, o.defaultKey, o.key, burst, (burst * o.interval) / o.limit);
+    this.limit = o.limit;
+    this.interval = o.interval;
+    this.#rate = o.limit / o.interval;
     // The whole calls its bucket allows now, refill counted, of a full one's: the fullest goes first.
     this.#table = new KeyTable<Bucket>(
-      maxKeys,
+      o.maxKeys,
       (b) => Math.floor(b.tokens + Math.max(0, this.common.elapsed() - b.at) * this.#rate + 1e-9) / burst,
     );
   }
 
-  take(key: string = this.defaultKey, cost = 1): RateDecision {
+  take(key?: string, cost = 1): RateDecision {
     checkCost(this.name, cost, this.burst);
-    if (typeof key !== 'string') key = checkKey(this.name, key);
+    key = this.own(key);
     const now = this.common.elapsed();
     const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
     if (now > b.at) {
@@ -67,11 +71,12 @@ class TokenBucket extends RateLimiterBase {
       b.at = now;
     }
     // The epsilon keeps 0.1 + 0.2 + ... a whole token despite floating point.
-    if (b.tokens + 1e-9 >= cost) {
-      b.tokens = Math.max(0, b.tokens - cost);
-      return this.decided(true, 0, Math.floor(b.tokens + 1e-9));
-    }
-    return this.decided(false, Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)), 0);
+    // reset: until the bucket is full again.
+    const allowed = b.tokens + 1e-9 >= cost;
+    if (allowed) b.tokens = Math.max(0, b.tokens - cost);
+    const retryAfter = allowed ? 0 : Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6));
+    // Refused, what is left is still left: a call of a smaller cost may take it.
+    return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
   }
 
   snapshot(): RateLimiterSnapshot {

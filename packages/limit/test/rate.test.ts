@@ -71,7 +71,8 @@ describe('slidingWindow()', () => {
     const rl = slidingWindow({ limit: 10, interval: 1000, clock, policies: false });
     for (let i = 0; i < 10; i++) expect(rl.take().allowed).toBe(true);
     // At 1000 the previous window still weighs 10; at 1100, 9.
-    expect(rl.take()).toEqual({ allowed: false, retryAfter: 1100, remaining: 0 });
+    // Its 10 calls weigh until the next window ends: the whole limit is back at 2000.
+    expect(rl.take()).toEqual({ allowed: false, retryAfter: 1100, remaining: 0, reset: 2000 });
     clock.t = 1500; // half the previous window still counts: 5 used
     expect(rl.take()).toMatchObject({ allowed: true, remaining: 4 });
     for (let i = 0; i < 4; i++) expect(rl.take().allowed).toBe(true);
