@@ -116,11 +116,14 @@ class Runner<I, R> {
     const deadline = this.wait === undefined ? undefined : this.#elapsed() + this.wait.timeout;
     for (;;) {
       signal?.throwIfAborted();
-      const claim = await this.#claim(key, fingerprint);
+      // A claim answered after its caller left is released: nobody will run it.
+      const claim = await follow(this.#claim(key, fingerprint), signal, (late) => {
+        if (late?.status === 'claimed') void this.#release(key, late.token, signal?.reason);
+      });
       if (claim === undefined) return this.fn(input, { key, token: undefined, takeover: false });
       switch (claim.status) {
         case 'claimed':
-          return this.#run(input, key, claim.token, claim.takeover);
+          return this.#run(input, key, claim.token, claim.takeover, signal);
         case 'completed': {
           if (this.bus.wants('idempotency.replay')) {
             this.bus.emit(this.#base('idempotency.replay', { key, createdAt: claim.record.createdAt }));
@@ -159,7 +162,7 @@ class Runner<I, R> {
     }
   }
 
-  async #run(input: I, key: string, token: string, takeover: boolean): Promise<R> {
+  async #run(input: I, key: string, token: string, takeover: boolean, signal: AbortSignal | undefined): Promise<R> {
     if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#base('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
       this.bus.emit(this.#base('idempotency.takeover', { key }));
@@ -168,9 +171,15 @@ class Runner<I, R> {
     try {
       value = await this.fn(input, { key, token, takeover });
     } catch (error) {
-      await this.#release(key, token, error);
+      await follow(this.#release(key, token, error), signal);
       throw error;
     }
+    // Stored whether or not the caller still waits: a retry replays it.
+    return follow(this.#complete(key, token, value), signal);
+  }
+
+  /** Stores `value` for the key; resolves to it once stored, or once the store failed (reported). */
+  async #complete(key: string, token: string, value: R): Promise<R> {
     let stored: boolean;
     try {
       stored = await this.store.complete(key, token, { kind: 'value', value }, this.ttlMs);
@@ -239,3 +248,36 @@ class Runner<I, R> {
     });
   }
 }
+
+/**
+ * `step`, or the caller's abort reason as soon as it aborts: the step goes on (a store's command
+ * cannot be called back), and what it gives then goes to `abandon`.
+ */
+async function follow<T>(step: Promise<T>, signal: AbortSignal | undefined, abandon?: (late: T) => void): Promise<T> {
+  if (signal === undefined) return step;
+  const value = await new Promise<T>((resolve, reject) => {
+    // Through a scope, as #sleep: one listener on a signal that many calls share.
+    const caller = new CallScope({ signal });
+    caller.onAbort((reason) => {
+      step.then(abandon, noop);
+      reject(reason);
+    });
+    step.then(
+      (v) => {
+        caller.release();
+        resolve(v);
+      },
+      (error: unknown) => {
+        caller.release();
+        reject(error);
+      },
+    );
+  });
+  if (signal.aborted) {
+    abandon?.(value);
+    throw signal.reason;
+  }
+  return value;
+}
+
+function noop(): void {}
