@@ -253,8 +253,11 @@ class Runner<I, R> {
  * `step`, or the caller's abort reason as soon as it aborts: the step goes on (a store's command
  * cannot be called back), and what it gives then goes to `abandon`.
  */
-async function follow<T>(step: Promise<T>, signal: AbortSignal | undefined, abandon?: (late: T) => void): Promise<T> {
-  if (signal === undefined) return step;
+function follow<T>(step: Promise<T>, signal: AbortSignal | undefined, abandon?: (late: T) => void): Promise<T> {
+  return signal === undefined ? step : race(step, signal, abandon);
+}
+
+async function race<T>(step: Promise<T>, signal: AbortSignal, abandon?: (late: T) => void): Promise<T> {
   const value = await new Promise<T>((resolve, reject) => {
     // Through a scope, as #sleep: one listener on a signal that many calls share.
     const caller = new CallScope({ signal });

@@ -20,7 +20,13 @@ async function settledWithin<T>(call: Promise<T>): Promise<unknown> {
     timer = setTimeout(() => resolve('still waiting'), HELD);
   });
   try {
-    return await Promise.race([call.then((value) => ({ value }), (error: unknown) => error), held]);
+    return await Promise.race([
+      call.then(
+        (value) => ({ value }),
+        (error: unknown) => error,
+      ),
+      held,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -112,6 +118,33 @@ describe.skipIf(!redisAvailable())('idempotent() and a caller who aborts, Redis 
     expect(await retry({ id: 'o-1' })).toBe('charged o-1');
     expect(runs).toBe(1);
     expect(events.map((e) => e.type)).toContain('idempotency.release');
+  });
+
+  it('two instances race one key while Redis is frozen, one caller aborts: whichever claim wins, the function runs once and the other caller gets its result', async () => {
+    let runs = 0;
+    const one = await setup('abort-race:', async (id) => {
+      runs++;
+      return `charged ${id}`;
+    });
+    const other = await setup('abort-race:', async (id) => {
+      runs++;
+      return `charged ${id}`;
+    });
+    let retried: Promise<string>;
+    server.pause();
+    try {
+      const controller = new AbortController();
+      const aborted = one.charge({ id: 'o-1' }, { signal: controller.signal });
+      retried = other.retry({ id: 'o-1' }); // the other instance's claim, queued behind it in Redis
+      await tick();
+      controller.abort(new Error('client went away'));
+      expect(await settledWithin(aborted)).toMatchObject({ message: 'client went away' });
+    } finally {
+      server.resume();
+    }
+    expect(await retried).toBe('charged o-1');
+    expect(await one.charge({ id: 'o-1' })).toBe('charged o-1');
+    expect(runs).toBe(1);
   });
 
   it('aborted while its completion is on the wire: released at once; the completion lands and a retry replays it', async () => {

@@ -40,7 +40,7 @@ describe.skipIf(!redisAvailable())('Redis restarted empty while a call runs', { 
       // Long enough for the client to reconnect after the restart (ioredis backs off up to 2 s).
       const store = redisStore({ client, commandTimeout: 15_000, prefix });
       const charge = idempotent(
-        async (order: { id: string }) => {
+        async (_order: { id: string }) => {
           runs.push(name);
           await gates.get(name)?.opened;
           return `charged by ${name}`;
