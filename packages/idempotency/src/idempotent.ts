@@ -99,7 +99,23 @@ class Runner<I, R> {
     this.#elapsed = elapsedTime(clock);
   }
 
-  async call(input: I, signal: AbortSignal | undefined): Promise<R> {
+  /**
+   * Runs the call, and releases its caller at once when `signal` aborts, whatever step it is in
+   * (a store's command cannot be called back): the call goes on without it, its result stored.
+   */
+  call(input: I, signal: AbortSignal | undefined): Promise<R> {
+    if (signal === undefined) return this.#call(input, undefined);
+    // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
+    // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
+    const caller = new CallScope({ signal });
+    const call = this.#call(input, caller);
+    return new Promise((resolve, reject) => {
+      caller.onAbort(reject);
+      call.finally(() => caller.release()).then(resolve, reject);
+    });
+  }
+
+  async #call(input: I, caller: CallScope | undefined): Promise<R> {
     // Key and fingerprint are fixed now, from the input as it arrived: whatever fn does to its
     // input later cannot change which record it completes.
     const key = this.keyOf(input);
@@ -115,15 +131,17 @@ class Runner<I, R> {
     }
     const deadline = this.wait === undefined ? undefined : this.#elapsed() + this.wait.timeout;
     for (;;) {
-      signal?.throwIfAborted();
-      // A claim answered after its caller left is released: nobody will run it.
-      const claim = await follow(this.#claim(key, fingerprint), signal, (late) => {
-        if (late?.status === 'claimed') void this.#release(key, late.token, signal?.reason);
-      });
+      if (caller?.aborted) throw caller.reason;
+      const claim = await this.#claim(key, fingerprint);
+      if (caller?.aborted) {
+        // Claimed after its caller left: nobody will run it.
+        if (claim?.status === 'claimed') void this.#release(key, claim.token, caller.reason);
+        throw caller.reason;
+      }
       if (claim === undefined) return this.fn(input, { key, token: undefined, takeover: false });
       switch (claim.status) {
         case 'claimed':
-          return this.#run(input, key, claim.token, claim.takeover, signal);
+          return this.#run(input, key, claim.token, claim.takeover);
         case 'completed': {
           if (this.bus.wants('idempotency.replay')) {
             this.bus.emit(this.#base('idempotency.replay', { key, createdAt: claim.record.createdAt }));
@@ -143,7 +161,7 @@ class Runner<I, R> {
             }
             throw new IdempotencyConflictError(this.name, key, claim.retryAfterMs);
           }
-          await this.#sleep(Math.min(left, this.wait?.interval ?? left), signal);
+          await this.#sleep(Math.min(left, this.wait?.interval ?? left), caller);
         }
       }
     }
@@ -162,7 +180,7 @@ class Runner<I, R> {
     }
   }
 
-  async #run(input: I, key: string, token: string, takeover: boolean, signal: AbortSignal | undefined): Promise<R> {
+  async #run(input: I, key: string, token: string, takeover: boolean): Promise<R> {
     if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#base('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
       this.bus.emit(this.#base('idempotency.takeover', { key }));
@@ -171,15 +189,9 @@ class Runner<I, R> {
     try {
       value = await this.fn(input, { key, token, takeover });
     } catch (error) {
-      await follow(this.#release(key, token, error), signal);
+      await this.#release(key, token, error);
       throw error;
     }
-    // Stored whether or not the caller still waits: a retry replays it.
-    return follow(this.#complete(key, token, value), signal);
-  }
-
-  /** Stores `value` for the key; resolves to it once stored, or once the store failed (reported). */
-  async #complete(key: string, token: string, value: R): Promise<R> {
     let stored: boolean;
     try {
       stored = await this.store.complete(key, token, { kind: 'value', value }, this.ttlMs);
@@ -227,60 +239,20 @@ class Runner<I, R> {
     return Object.assign({ type, source: this.name, time: this.clock.now() } as const, fields);
   }
 
-  #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  #sleep(ms: number, caller: CallScope | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
-      // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
-      // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
-      const caller = new CallScope({ signal });
       const timer = this.clock.setTimeout(
         () => {
-          caller.release();
+          stop?.();
           resolve();
         },
         ms,
         { ref: true },
       );
-      caller.onAbort((reason) => {
+      const stop = caller?.onAbort((reason) => {
         this.clock.clearTimeout(timer);
-        caller.release();
         reject(reason);
       });
     });
   }
 }
-
-/**
- * `step`, or the caller's abort reason as soon as it aborts: the step goes on (a store's command
- * cannot be called back), and what it gives then goes to `abandon`.
- */
-function follow<T>(step: Promise<T>, signal: AbortSignal | undefined, abandon?: (late: T) => void): Promise<T> {
-  return signal === undefined ? step : race(step, signal, abandon);
-}
-
-async function race<T>(step: Promise<T>, signal: AbortSignal, abandon?: (late: T) => void): Promise<T> {
-  const value = await new Promise<T>((resolve, reject) => {
-    // Through a scope, as #sleep: one listener on a signal that many calls share.
-    const caller = new CallScope({ signal });
-    caller.onAbort((reason) => {
-      step.then(abandon, noop);
-      reject(reason);
-    });
-    step.then(
-      (v) => {
-        caller.release();
-        resolve(v);
-      },
-      (error: unknown) => {
-        caller.release();
-        reject(error);
-      },
-    );
-  });
-  if (signal.aborted) {
-    abandon?.(value);
-    throw signal.reason;
-  }
-  return value;
-}
-
-function noop(): void {}

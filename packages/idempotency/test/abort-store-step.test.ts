@@ -71,6 +71,30 @@ describe('idempotent() and a caller who aborts, on the memory store', () => {
     expect(await charge({ id: 'o-1' })).toBe('charged o-1');
     expect(runs).toBe(1);
   });
+
+  it('aborted while its function runs: released at once; the function goes on, its result is stored, and a retry replays it', async () => {
+    let finish: (() => void) | undefined;
+    let runs = 0;
+    const charge = idempotent(
+      async (order: { id: string }) => {
+        runs++;
+        await new Promise<void>((resolve) => {
+          finish = resolve;
+        });
+        return `charged ${order.id}`;
+      },
+      { store: memoryStore(), key: (o) => o.id, bus: createBus(), wait: { timeout: 5_000, interval: 5 } },
+    );
+    const controller = new AbortController();
+    const call = charge({ id: 'o-1' }, { signal: controller.signal });
+    while (finish === undefined) await tick();
+    controller.abort(new Error('client went away'));
+    await expect(call).rejects.toThrow('client went away');
+    const retry = charge({ id: 'o-1' }); // waits for the run its first caller left
+    finish();
+    expect(await retry).toBe('charged o-1');
+    expect(runs).toBe(1);
+  });
 });
 
 describe.skipIf(!redisAvailable())('idempotent() and a caller who aborts, Redis frozen', { timeout: 40_000 }, () => {
