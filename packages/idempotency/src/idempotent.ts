@@ -99,7 +99,23 @@ class Runner<I, R> {
     this.#elapsed = elapsedTime(clock);
   }
 
-  async call(input: I, signal: AbortSignal | undefined): Promise<R> {
+  /**
+   * Runs the call, and releases its caller at once when `signal` aborts, whatever step it is in
+   * (a store's command cannot be called back): the call goes on without it, its result stored.
+   */
+  call(input: I, signal: AbortSignal | undefined): Promise<R> {
+    if (signal === undefined) return this.#call(input, undefined);
+    // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
+    // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
+    const caller = new CallScope({ signal });
+    const call = this.#call(input, caller);
+    return new Promise((resolve, reject) => {
+      caller.onAbort(reject);
+      call.finally(() => caller.release()).then(resolve, reject);
+    });
+  }
+
+  async #call(input: I, caller: CallScope | undefined): Promise<R> {
     // Key and fingerprint are fixed now, from the input as it arrived: whatever fn does to its
     // input later cannot change which record it completes.
     const key = this.keyOf(input);
@@ -115,8 +131,13 @@ class Runner<I, R> {
     }
     const deadline = this.wait === undefined ? undefined : this.#elapsed() + this.wait.timeout;
     for (;;) {
-      signal?.throwIfAborted();
+      if (caller?.aborted) throw caller.reason;
       const claim = await this.#claim(key, fingerprint);
+      if (caller?.aborted) {
+        // Claimed after its caller left: nobody will run it.
+        if (claim?.status === 'claimed') void this.#release(key, claim.token, caller.reason);
+        throw caller.reason;
+      }
       if (claim === undefined) return this.fn(input, { key, token: undefined, takeover: false });
       switch (claim.status) {
         case 'claimed':
@@ -140,7 +161,7 @@ class Runner<I, R> {
             }
             throw new IdempotencyConflictError(this.name, key, claim.retryAfterMs);
           }
-          await this.#sleep(Math.min(left, this.wait?.interval ?? left), signal);
+          await this.#sleep(Math.min(left, this.wait?.interval ?? left), caller);
         }
       }
     }
@@ -218,22 +239,18 @@ class Runner<I, R> {
     return Object.assign({ type, source: this.name, time: this.clock.now() } as const, fields);
   }
 
-  #sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  #sleep(ms: number, caller: CallScope | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
-      // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
-      // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
-      const caller = new CallScope({ signal });
       const timer = this.clock.setTimeout(
         () => {
-          caller.release();
+          stop?.();
           resolve();
         },
         ms,
         { ref: true },
       );
-      caller.onAbort((reason) => {
+      const stop = caller?.onAbort((reason) => {
         this.clock.clearTimeout(timer);
-        caller.release();
         reject(reason);
       });
     });
