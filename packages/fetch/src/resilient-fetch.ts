@@ -105,12 +105,6 @@ function saysNothingOfHost(error: unknown): boolean {
     refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e) || overflowed.has(e)
   );
 }
-/**
- * A connection that failed to somewhere else than the URL sent to: a redirect's Location (fetch
- * follows redirects itself) or a proxy. The request may have reached its host first (a POST
- * answered 303, then the Location refused): it is not proof that nothing was sent.
- */
-const failedElsewhere = new WeakSet<object>();
 /** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
 const sentBy = new WeakMap<object, number>();
 
@@ -621,7 +615,9 @@ class Client {
         { cause: error },
       );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
-      if (connectedElsewhere(error.cause, url)) failedElsewhere.add(explained);
+      // A refused connection to somewhere else (a redirect's Location, a proxy) is no proof the
+      // request was not sent first (a POST answered 303): not sent again.
+      if (!call.safe && connectsElsewhere(error.cause, new URL(url))) nonRetryable(explained);
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
       if (overflow) overflowed.add(nonRetryable(explained));
       else if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
@@ -699,8 +695,7 @@ class Call {
     } catch (error) {
       // Never repeat what is not safe to repeat, on this endpoint or another; a request that never
       // reached a server may go to another, unless its stream body already went to fetch.
-      const untouched =
-        !this.bodyGone && !failedElsewhere.has(error as object) && (neverReached(error) || refusedHere(error));
+      const untouched = !this.bodyGone && (neverReached(error) || refusedHere(error));
       if (typeof error === 'object' && error !== null) {
         sentBy.set(error, this.sent);
         if (!this.safe && !untouched) nonRetryable(error);
@@ -845,21 +840,17 @@ function refusal(code: 'E_ABSOLUTE_URL' | 'E_PATH_NAMES_HOST', message: string):
   return Object.assign(new TypeError(message), { code });
 }
 
-/**
- * Whether a connection failure (`cause`, an AggregateError's errors) names a port, an address or
- * a host name other than `url`'s. An address is compared only when `url` names an IP.
- */
-function connectedElsewhere(cause: unknown, url: string, depth = 0): boolean {
-  if (typeof cause !== 'object' || cause === null || depth > 5 || !URL.canParse(url)) return false;
-  const u = new URL(url);
-  const host = u.hostname.replace(/^\[|\]$/g, '');
-  const port = Number(u.port || (u.protocol === 'https:' ? 443 : 80));
-  const e = cause as { port?: unknown; address?: unknown; hostname?: unknown; errors?: unknown; cause?: unknown };
-  if (typeof e.port === 'number' && e.port !== port) return true;
-  if (typeof e.address === 'string' && /^[\d.]+$|:/.test(host) && e.address !== host) return true;
-  if (typeof e.hostname === 'string' && e.hostname !== host) return true;
-  if (Array.isArray(e.errors) && e.errors.some((x) => connectedElsewhere(x, url, depth + 1))) return true;
-  return connectedElsewhere(e.cause, url, depth + 1);
+/** Whether a connection failure (`cause`, an AggregateError's) names a port, or an address when `url` names an IP, not `url`'s. */
+function connectsElsewhere(cause: unknown, url: URL, depth = 0): boolean {
+  if (typeof cause !== 'object' || cause === null || depth > 5) return false;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const { port, address, errors, cause: inner } = cause as Record<string, unknown>;
+  return (
+    (typeof port === 'number' && port !== Number(url.port || (url.protocol === 'https:' ? 443 : 80))) ||
+    (typeof address === 'string' && /^[\d.]+$|:/.test(host) && address !== host) ||
+    (Array.isArray(errors) && errors.some((e) => connectsElsewhere(e, url, depth + 1))) ||
+    connectsElsewhere(inner, url, depth + 1)
+  );
 }
 
 /** Whether `url` (one fetch parsed: it failed sending it) is http(s), the only schemes that reach a host. */
