@@ -615,6 +615,9 @@ class Client {
         { cause: error },
       );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
+      // A refused connection to somewhere else (a redirect's Location, a proxy) is no proof the
+      // request was not sent first (a POST answered 303): not sent again.
+      if (!call.safe && connectsElsewhere(error.cause, new URL(url))) nonRetryable(explained);
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
       if (overflow) overflowed.add(nonRetryable(explained));
       else if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
@@ -835,6 +838,19 @@ function checkRetry(r: Exclude<ParsedFetchOptions['retry'], false | undefined>):
  */
 function refusal(code: 'E_ABSOLUTE_URL' | 'E_PATH_NAMES_HOST', message: string): TypeError & { code: string } {
   return Object.assign(new TypeError(message), { code });
+}
+
+/** Whether a connection failure (`cause`, an AggregateError's) names a port, or an address when `url` names an IP, not `url`'s. */
+function connectsElsewhere(cause: unknown, url: URL, depth = 0): boolean {
+  if (typeof cause !== 'object' || cause === null || depth > 5) return false;
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  const { port, address, errors, cause: inner } = cause as Record<string, unknown>;
+  return (
+    (typeof port === 'number' && port !== Number(url.port || (url.protocol === 'https:' ? 443 : 80))) ||
+    (typeof address === 'string' && /^[\d.]+$|:/.test(host) && address !== host) ||
+    (Array.isArray(errors) && errors.some((e) => connectsElsewhere(e, url, depth + 1))) ||
+    connectsElsewhere(inner, url, depth + 1)
+  );
 }
 
 /** Whether `url` (one fetch parsed: it failed sending it) is http(s), the only schemes that reach a host. */

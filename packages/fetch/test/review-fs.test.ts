@@ -358,7 +358,7 @@ describe('a path joined to a base URL, property, against real servers', () => {
       }),
       { numRuns: 500 },
     );
-  });
+  }, 60_000); // 500 real requests: 3.5-5 s at load 15, past vitest's 5 s default
 });
 
 describe('the retry budget is paid into once a call, however many runs of the set it takes', () => {

@@ -1,0 +1,86 @@
+/**
+ * A refused connection proves nothing was sent only when it was the connection to the URL we
+ * sent to. fetch follows redirects itself: a POST that reached its server, which answered
+ * 303 See Other (the order is made; here is where to read it) to a host that then refused the
+ * connection, fails with the same `ECONNREFUSED` as a POST that went nowhere. Moved on, the
+ * order was made twice.
+ */
+import { createServer } from 'node:net';
+import { createBus } from '@holdfast/core';
+import { failover } from '@holdfast/failover';
+import { afterEach, describe, expect, it } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
+import { type Handler, reply, type Upstream, upstream } from './upstream.js';
+
+const open: Upstream[] = [];
+const made: ResilientFetch[] = [];
+
+afterEach(async () => {
+  for (const http of made.splice(0)) http.dispose();
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function server(handler: Handler): Promise<Upstream> {
+  const s = await upstream(handler);
+  open.push(s);
+  return s;
+}
+
+function client(options: ResilientFetchOptions): ResilientFetch {
+  const http = resilientFetch({ bus: createBus(), breaker: false, ...options });
+  made.push(http);
+  return http;
+}
+
+/** A loopback port with nothing listening: connections to it are refused. */
+async function closedPort(): Promise<string> {
+  const s = createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as { port: number };
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
+}
+
+describe('a POST redirected to a host that refuses', () => {
+  for (const retry of [false, undefined] as const) {
+    it(`is sent once (retry: ${String(retry)}): the refusal was the redirect's, not the POST's`, async () => {
+      const down = await closedPort();
+      const made = await server((_, res) => {
+        res.writeHead(303, { location: `${down}/orders/42` });
+        res.end();
+      });
+      const other = await server(reply(201));
+      // Active-passive: the POST goes to \`made\` first.
+      const set = failover<string>({
+        endpoints: [made.url, other.url],
+        mode: 'active-passive',
+        bus: createBus(),
+        retry: false,
+      });
+      const http = client({ failover: set, ...(retry === false ? { retry } : {}) });
+      const error = await http('/orders', { method: 'POST', body: 'order' }).catch((e: unknown) => e);
+      // Every POST any server received: the order, once.
+      expect([...made.seen, ...other.seen].filter((s) => s.method === 'POST').length).toBe(1);
+      expect(error).toBeInstanceOf(TypeError);
+      set.dispose();
+    });
+  }
+
+  it('a POST whose own connection was refused still moves on (retry: false)', async () => {
+    const down = await closedPort();
+    const well = await server(reply(201));
+    const http = client({ baseUrls: [down, well.url], retry: false });
+    const res = await http('/orders', { method: 'POST', body: 'order' });
+    expect(res.status).toBe(201);
+    expect(well.seen.length).toBe(1);
+  });
+
+  it('a POST whose connection was reset after it arrived does not move on (retry: false)', async () => {
+    const reset = await server((_, res) => res.socket?.destroy());
+    const well = await server(reply(201));
+    const http = client({ baseUrls: [reset.url, well.url], retry: false });
+    const error = await http('/orders', { method: 'POST', body: 'order' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect([reset.seen.length, well.seen.length]).toEqual([1, 0]);
+  });
+});
