@@ -282,7 +282,12 @@ export class Shedder<Req> {
     // The limit closest to refusing: the fewest left, then the longest to wait.
     const [q, , r, t] = all.reduce((a, b) => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a));
     if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
-    else res.setHeader('ratelimit-limit', q).setHeader('ratelimit-remaining', r).setHeader('ratelimit-reset', t);
+    else {
+      // Not chained: an HTTP/2 response's setHeader returns undefined, not the response.
+      res.setHeader('ratelimit-limit', q);
+      res.setHeader('ratelimit-remaining', r);
+      res.setHeader('ratelimit-reset', t);
+    }
   }
 
   #shed(error: Rejection & { code: string; message: string }): Shed {
