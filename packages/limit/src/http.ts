@@ -271,7 +271,15 @@ export class Shedder<Req> {
     limits.set(limiter, [quota, Math.max(1, Math.ceil(window / 1000)), d.remaining, Math.ceil(d.reset / 1000)]);
     // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
     if (res.headersSent || res.destroyed) return;
-    const all = [...limits.values()];
+    // Two limits of one quota and window (a token bucket and a sliding window, per user) would be
+    // two items of one name: a client reading RateLimit by name got either. The closer one stands.
+    const named = new Map<string, Shown>();
+    for (const l of limits.values()) {
+      const name = `${l[0]}-in-${l[1]}s`;
+      const had = named.get(name);
+      named.set(name, had === undefined ? l : closer(had, l));
+    }
+    const all = [...named.values()];
     const set = (name: string, f: (l: Shown) => string) => res.setHeader(name, all.map(f).join(', '));
     if (this.#headers === 'draft-8') {
       set('ratelimit-policy', ([q, w]) => `"${q}-in-${w}s";q=${q};w=${w}`);
@@ -279,8 +287,7 @@ export class Shedder<Req> {
       return;
     }
     set('ratelimit-policy', ([q, w]) => `${q};w=${w}`);
-    // The limit closest to refusing: the fewest left, then the longest to wait.
-    const [q, , r, t] = all.reduce((a, b) => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a));
+    const [q, , r, t] = all.reduce(closer);
     if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
     else {
       // Not chained: an HTTP/2 response's setHeader returns undefined, not the response.
@@ -368,6 +375,9 @@ type Told = [limiter: object, quota: number, window: number, decision: { remaini
 
 /** One limit as shown: q, w (s), r, t (s). */
 type Shown = [number, number, number, number];
+
+/** The limit closest to refusing: the fewest left, then the longest to wait. */
+const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
 
 /** The limits each response's request was counted against, by limiter. */
 const decided = new WeakMap<ServerResponse, Map<object, Shown>>();

@@ -38,3 +38,31 @@ describe('RateLimit headers: hostile review', () => {
     else expect(String(second.ratelimit)).toMatch(/r=0|remaining=0/);
   });
 });
+
+describe('RateLimit headers: two limits of one quota and window', () => {
+  // Two limits of 2 in 60 s (a token bucket and a sliding window, both per user) were two items
+  // both named "2-in-60s": a client reading RateLimit by policy name got either one.
+  it('draft-8 names each policy once, showing the one closest to refusing', async () => {
+    const express = (await import('express')).default;
+    const { loadShedding } = await import('../src/express.js');
+    const { pipeline } = await import('@holdfast/core');
+    const { slidingWindow } = await import('../src/index.js');
+    const minute = { interval: 60_000, policies: false as const };
+    const a = tokenBucket({ limit: 2, ...minute });
+    const b = slidingWindow({ limit: 2, ...minute });
+    b.take('u'); // b is one call further along for user u
+    const app = express();
+    app.use(loadShedding({ policy: pipeline(a, b), key: (req) => req.headers['x-user'] as string }));
+    app.get('/x', (_req, res) => void res.send('ok'));
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    closers.push(() => new Promise((r) => server.close(r)));
+    const { port } = server.address() as { port: number };
+    const res = await fetch(`http://127.0.0.1:${port}/x`, { headers: { 'x-user': 'u' } });
+    await res.text();
+    expect(res.status).toBe(200);
+    const names = (h: string | null) => String(h).split(', ').map((item) => item.split(';')[0]);
+    expect(names(res.headers.get('ratelimit-policy'))).toEqual(['"2-in-60s"']);
+    expect(res.headers.get('ratelimit')).toMatch(/^"2-in-60s";r=0;t=\d+$/);
+  });
+});
