@@ -1,8 +1,11 @@
 import { connect } from 'node:http2';
+import { pipeline } from '@holdfast/core';
+import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { tokenBucket } from '../src/index.js';
+import { slidingWindow, tokenBucket } from '../src/index.js';
 
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -43,10 +46,6 @@ describe('RateLimit headers: two limits of one quota and window', () => {
   // Two limits of 2 in 60 s (a token bucket and a sliding window, both per user) were two items
   // both named "2-in-60s": a client reading RateLimit by policy name got either one.
   it('draft-8 names each policy once, showing the one closest to refusing', async () => {
-    const express = (await import('express')).default;
-    const { loadShedding } = await import('../src/express.js');
-    const { pipeline } = await import('@holdfast/core');
-    const { slidingWindow } = await import('../src/index.js');
     const minute = { interval: 60_000, policies: false as const };
     const a = tokenBucket({ limit: 2, ...minute });
     const b = slidingWindow({ limit: 2, ...minute });
@@ -61,7 +60,10 @@ describe('RateLimit headers: two limits of one quota and window', () => {
     const res = await fetch(`http://127.0.0.1:${port}/x`, { headers: { 'x-user': 'u' } });
     await res.text();
     expect(res.status).toBe(200);
-    const names = (h: string | null) => String(h).split(', ').map((item) => item.split(';')[0]);
+    const names = (h: string | null) =>
+      String(h)
+        .split(', ')
+        .map((item) => item.split(';')[0]);
     expect(names(res.headers.get('ratelimit-policy'))).toEqual(['"2-in-60s"']);
     expect(res.headers.get('ratelimit')).toMatch(/^"2-in-60s";r=0;t=\d+$/);
   });
