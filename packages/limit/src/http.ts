@@ -264,25 +264,34 @@ export class Shedder<Req> {
   }
 
   /** A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with the others'. */
-  #tell(res: ServerResponse, ...[limiter, quota, window, d]: Told): void {
+  #tell(res: ServerResponse, ...[, quota, window, d]: Told): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
     // Seconds, at least 1 for a window (w is a positive integer); t rounded up.
-    limits.set(limiter, [quota, Math.max(1, Math.ceil(window / 1000)), d.remaining, Math.ceil(d.reset / 1000)]);
+    const l: Shown = [quota, Math.max(1, Math.ceil(window / 1000)), d.remaining, Math.ceil(d.reset / 1000)];
+    // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
+    // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
+    const name = `"${l[0]}-in-${l[1]}s"`;
+    const had = limits.get(name);
+    limits.set(name, had === undefined ? l : closer(had, l));
     // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
     if (res.headersSent || res.destroyed) return;
-    const all = [...limits.values()];
-    const set = (name: string, f: (l: Shown) => string) => res.setHeader(name, all.map(f).join(', '));
+    const all = [...limits];
+    const set = (name: string, f: (l: [string, Shown]) => string) => res.setHeader(name, all.map(f).join(', '));
     if (this.#headers === 'draft-8') {
-      set('ratelimit-policy', ([q, w]) => `"${q}-in-${w}s";q=${q};w=${w}`);
-      set('ratelimit', ([q, w, r, t]) => `"${q}-in-${w}s";r=${r};t=${t}`);
+      set('ratelimit-policy', ([n, [q, w]]) => `${n};q=${q};w=${w}`);
+      set('ratelimit', ([n, [, , r, t]]) => `${n};r=${r};t=${t}`);
       return;
     }
-    set('ratelimit-policy', ([q, w]) => `${q};w=${w}`);
-    // The limit closest to refusing: the fewest left, then the longest to wait.
-    const [q, , r, t] = all.reduce((a, b) => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a));
+    set('ratelimit-policy', ([, [q, w]]) => `${q};w=${w}`);
+    const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
     if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
-    else res.setHeader('ratelimit-limit', q).setHeader('ratelimit-remaining', r).setHeader('ratelimit-reset', t);
+    else {
+      // Not chained: an HTTP/2 response's setHeader returns undefined, not the response.
+      res.setHeader('ratelimit-limit', q);
+      res.setHeader('ratelimit-remaining', r);
+      res.setHeader('ratelimit-reset', t);
+    }
   }
 
   #shed(error: Rejection & { code: string; message: string }): Shed {
@@ -364,8 +373,11 @@ type Told = [limiter: object, quota: number, window: number, decision: { remaini
 /** One limit as shown: q, w (s), r, t (s). */
 type Shown = [number, number, number, number];
 
-/** The limits each response's request was counted against, by limiter. */
-const decided = new WeakMap<ServerResponse, Map<object, Shown>>();
+/** The limit closest to refusing: the fewest left, then the longest to wait. */
+const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
+
+/** The limits each response's request was counted against, by name. */
+const decided = new WeakMap<ServerResponse, Map<string, Shown>>();
 
 /** Responses a shedder answered: their requests never reached a handler. */
 const refused = new WeakSet<ServerResponse>();

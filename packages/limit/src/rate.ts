@@ -126,7 +126,12 @@ export abstract class RateLimiterBase implements RateLimiter {
   }
 
   #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision, told?: Decided): Promise<T> {
-    if (told !== undefined && decision !== UNKNOWN) told(this, this.quota, this.window, decision);
+    if (told !== undefined && decision !== UNKNOWN) {
+      // Headers the middleware could not write never break the call.
+      try {
+        told(this, this.quota, this.window, decision);
+      } catch {}
+    }
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
     if (!(options instanceof CallScope) && options?.signal === undefined) {
       // No signal and no outer scope: nothing can abort the call, nothing to detach from.
