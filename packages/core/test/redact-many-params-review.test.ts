@@ -32,3 +32,20 @@ it('repeats keep the first place, the others go, as before; names are case apart
   expect(r.url('https://h/p?token=x')).toBe('https://h/p?token=***');
   expect(r.url('https://h/p?a=b%20c&token=x')).toBe('https://h/p?a=b+c&token=***');
 });
+
+it('URLs joined with no space (a list of nodes) each hide their credentials', () => {
+  expect(hideSecrets('nodes: http://a:9200/,http://u:pw@b:9200/ down')).not.toContain('pw');
+  expect(hideSecrets('http://a/x,http://u:pw@b/')).toBe('http://a/x,http://***@b/');
+  expect(hideSecrets('see http://u:p@h/ahttp://u2:p2@h2/?token=t')).not.toMatch(/p2|u2|=t/);
+  expect(hideSecrets('https://web.archive.org/web/2020/https://example.com/a')).toBe(
+    'https://web.archive.org/web/2020/https://example.com/a',
+  );
+});
+
+it('a megabyte of URLs joined with no space: every one hidden, no stack overflow', () => {
+  const text = `see: ${'http://u:pw@h/,'.repeat(60_000)}x`;
+  const shown = hideSecrets(text);
+  expect(shown).not.toContain('pw');
+  expect(shown.length).toBeGreaterThan(60_000 * 10);
+  expect(hideSecrets('a://'.repeat(250_000))).toBe('a://'.repeat(250_000));
+});
