@@ -121,4 +121,36 @@ describe('idempotent(): an abort at each microtask of a call', () => {
     expect(runs).toBe(2);
     store.dispose();
   });
+
+  it('AbortSignal.timeout while the function hangs: the caller gets the TimeoutError, the result is stored later', async () => {
+    const store = memoryStore();
+    let runs = 0;
+    let finish: (v: string) => void = () => {};
+    const charge = idempotent(
+      () => {
+        runs++;
+        return new Promise<string>((resolve) => {
+          finish = resolve;
+        });
+      },
+      { store, key: () => 'k', bus: createBus() },
+    );
+    await expect(charge(1, { signal: AbortSignal.timeout(20) })).rejects.toMatchObject({ name: 'TimeoutError' });
+    finish('late');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await charge(1, { signal: AbortSignal.timeout(10_000) })).toBe('late');
+    expect(runs).toBe(1);
+    store.dispose();
+  });
+
+  it('an already-aborted signal: rejects with its reason, claims nothing, runs nothing', async () => {
+    const store = memoryStore();
+    let runs = 0;
+    const charge = idempotent(() => ++runs, { store, key: () => 'k', bus: createBus() });
+    const reason = { not: 'an error' };
+    await expect(charge(1, { signal: AbortSignal.abort(reason) })).rejects.toBe(reason);
+    expect(store.snapshot().entries).toBe(0);
+    expect(runs).toBe(0);
+    store.dispose();
+  });
 });
