@@ -4,30 +4,10 @@
  * URLs is retried: a single base URL must not cost a service its retries. No call sends more than
  * maxAttempts tries, however many endpoints there are.
  */
-import { createBus } from '@holdfast/core';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
-import { type Handler, type Upstream, upstream } from './upstream.js';
+import { describe, expect, it } from 'vitest';
+import { perTest } from './upstream.js';
 
-const open: Upstream[] = [];
-const made: ResilientFetch[] = [];
-
-afterEach(async () => {
-  for (const http of made.splice(0)) http.dispose();
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
-
-async function server(handler: Handler): Promise<Upstream> {
-  const s = await upstream(handler);
-  open.push(s);
-  return s;
-}
-
-function client(options: ResilientFetchOptions): ResilientFetch {
-  const http = resilientFetch({ bus: createBus(), breaker: false, budget: false, ...options });
-  made.push(http);
-  return http;
-}
+const { server, client, made } = perTest({ breaker: false, budget: false });
 
 const fast = { backoff: { type: 'constant', initialDelay: 1 } } as const;
 

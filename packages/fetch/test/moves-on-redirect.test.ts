@@ -5,41 +5,12 @@
  * connection, fails with the same `ECONNREFUSED` as a POST that went nowhere. Moved on, the
  * order was made twice.
  */
-import { createServer } from 'node:net';
 import { createBus } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
-import { type Handler, reply, type Upstream, upstream } from './upstream.js';
+import { describe, expect, it } from 'vitest';
+import { closedPort, perTest, reply } from './upstream.js';
 
-const open: Upstream[] = [];
-const made: ResilientFetch[] = [];
-
-afterEach(async () => {
-  for (const http of made.splice(0)) http.dispose();
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
-
-async function server(handler: Handler): Promise<Upstream> {
-  const s = await upstream(handler);
-  open.push(s);
-  return s;
-}
-
-function client(options: ResilientFetchOptions): ResilientFetch {
-  const http = resilientFetch({ bus: createBus(), breaker: false, ...options });
-  made.push(http);
-  return http;
-}
-
-/** A loopback port with nothing listening: connections to it are refused. */
-async function closedPort(): Promise<string> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
-}
+const { server, client } = perTest({ breaker: false });
 
 describe('a POST redirected to a host that refuses', () => {
   for (const retry of [false, undefined] as const) {

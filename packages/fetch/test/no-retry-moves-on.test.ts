@@ -4,45 +4,17 @@
  * on to another base URL, each one at most once, as the README says ("with `baseUrls` calls go to
  * the others meanwhile"). Before, such a call failed with E_CIRCUIT_OPEN while another host was up.
  */
-import { createServer } from 'node:net';
 import { type BreakerRegistry, breakerRegistry } from '@holdfast/breaker';
 import { BrokenCircuitError, createBus } from '@holdfast/core';
-import { afterEach, describe, expect, it } from 'vitest';
-import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
-import { type Handler, reply, type Upstream, upstream } from './upstream.js';
+import { describe, expect, it } from 'vitest';
+import type { ResilientFetch } from '../src/index.js';
+import { closedPort, perTest, reply } from './upstream.js';
 
-const open: Upstream[] = [];
-const made: ResilientFetch[] = [];
-
-afterEach(async () => {
-  for (const http of made.splice(0)) http.dispose();
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
-
-async function server(handler: Handler): Promise<Upstream> {
-  const s = await upstream(handler);
-  open.push(s);
-  return s;
-}
+const { server, client } = perTest({ retry: false });
 
 /** Per-host breakers that open after `failures` failures in a row. */
 function breakers(failures: number): BreakerRegistry {
   return breakerRegistry({ defaults: { consecutiveFailures: failures }, bus: createBus() });
-}
-
-function client(options: ResilientFetchOptions): ResilientFetch {
-  const http = resilientFetch({ bus: createBus(), retry: false, ...options });
-  made.push(http);
-  return http;
-}
-
-/** A loopback port with nothing listening: connections to it are refused. */
-async function closedPort(): Promise<string> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const { port } = s.address() as { port: number };
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
 }
 
 /** What each call ended with: a status, or an error's code. */

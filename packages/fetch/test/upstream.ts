@@ -1,5 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
+import { createBus } from '@holdfast/core';
+import { afterEach } from 'vitest';
+import { type ResilientFetch, type ResilientFetchOptions, resilientFetch } from '../src/index.js';
 
 export interface Seen {
   readonly method: string;
@@ -89,4 +92,43 @@ export function reply(status: number, headers: Record<string, string> = {}, body
 /** Replies from a list, one entry per request; the last one repeats. */
 export function sequence(...handlers: Handler[]): Handler {
   return (req, res, n) => (handlers[Math.min(n, handlers.length) - 1] as Handler)(req, res, n);
+}
+
+/**
+ * The servers and clients of a test file, closed and disposed after each test. Clients get a bus
+ * of their own and `defaults` under the test's options; `made` lists this test's clients.
+ */
+export function perTest(defaults: ResilientFetchOptions = {}): {
+  server(handler: Handler): Promise<Upstream>;
+  client(options: ResilientFetchOptions): ResilientFetch;
+  readonly made: readonly ResilientFetch[];
+} {
+  const open: Upstream[] = [];
+  const made: ResilientFetch[] = [];
+  afterEach(async () => {
+    for (const http of made.splice(0)) http.dispose();
+    await Promise.all(open.splice(0).map((s) => s.close()));
+  });
+  return {
+    async server(handler) {
+      const s = await upstream(handler);
+      open.push(s);
+      return s;
+    },
+    client(options) {
+      const http = resilientFetch({ bus: createBus(), ...defaults, ...options });
+      made.push(http);
+      return http;
+    },
+    made,
+  };
+}
+
+/** A loopback port with nothing listening: connections to it are refused. */
+export async function closedPort(): Promise<string> {
+  const s = createNetServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return `http://127.0.0.1:${port}`;
 }
