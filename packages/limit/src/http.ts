@@ -264,11 +264,10 @@ export class Shedder<Req> {
   }
 
   /** A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with the others'. */
-  #tell(res: ServerResponse, ...[, quota, window, d]: Told): void {
+  #tell(res: ServerResponse, ...[, quota, window, d, steady]: Told): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
-    // Seconds, at least 1 for a window (w is a positive integer); t rounded up.
-    const l: Shown = [quota, Math.max(1, Math.ceil(window / 1000)), d.remaining, Math.ceil(d.reset / 1000)];
+    const l = shown(quota, window, d, steady);
     // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
     // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
     const name = `"${l[0]}-in-${l[1]}s"`;
@@ -368,10 +367,39 @@ function emitEnded(res: ServerResponse): void {
 const DECIDED = Symbol.for('holdfast.limit.decided');
 
 /** What a rate limiter tells: itself, its quota (units, over ms) and its decision (see rate.ts). */
-type Told = [limiter: object, quota: number, window: number, decision: { remaining: number; reset: number }];
+type Told = [
+  limiter: object,
+  quota: number,
+  window: number,
+  decision: { remaining: number; reset: number },
+  steady?: number,
+];
 
 /** One limit as shown: q, w (s), r, t (s). */
-type Shown = [number, number, number, number];
+export type Shown = [q: number, w: number, r: number, t: number];
+
+/**
+ * One limit as the headers show it, from its quota (the units a key holds; `steady` of them come
+ * back each `window` ms when it is kept at its limit) and a decision: q and w (whole seconds, at
+ * least 1) the rate a client can keep to, r what goes now, t the seconds until the quota is back.
+ * Not the quota over its window: 5 per 100 ms was "5-in-1s", a tenth of the rate (it is
+ * "50-in-1s"), and a sliding window of 2 per 10 s, "2-in-10s", refused every other request of a
+ * client that kept to it (it is "1-in-10s").
+ */
+export function shown(
+  quota: number,
+  window: number,
+  d: { remaining: number; reset: number },
+  steady = quota,
+): Shown {
+  const rate = (steady * 1000) / window;
+  // Whole seconds, rounded up, long enough for a unit (a sliding window of 1 takes two windows),
+  // and for q, rounded down, to lose at most a tenth of the rate (1.99 a second is "9-in-5s", not "1-in-1s").
+  const least = Math.max(1, Math.ceil(window / 1000 - 1e-9), Math.ceil(1 / rate - 1e-9));
+  let w = least;
+  while ((rate * w) % 1 > 0.1 * rate * w + 1e-9) w += least;
+  return [Math.floor(rate * w + 1e-9), w, d.remaining, Math.ceil(d.reset / 1000)];
+}
 
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
