@@ -4,6 +4,7 @@ import {
   DisposedError,
   durationOption,
   fnOption,
+  HoldfastConfigError,
   HoldfastError,
   type Policy,
   parseOptions,
@@ -26,6 +27,12 @@ export interface LoadSheddingOptions<Req> {
    * `defaultKey`: one limit shared by every client
    */
   readonly key?: (req: Req) => string | undefined | PromiseLike<string | undefined>;
+  /**
+   * How many units a request takes from a rate limit (a costly search 5, a page 1). A result that
+   * is not a whole number from 1 to what the limiter holds is a bug: the request gets a `500`
+   * problem+json naming `cost`, and takes nothing. @default 1
+   */
+  readonly cost?: (req: Req) => number;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;
   /**
@@ -47,6 +54,12 @@ export interface LoadSheddingOptions<Req> {
    * and 7 show the one closest to refusing. @default 'draft-8'
    */
   readonly standardHeaders?: 'draft-6' | 'draft-7' | 'draft-8' | false;
+  /**
+   * Also `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (the Unix time, in
+   * seconds, by which the whole limit is back), as express-rate-limit's `legacyHeaders`: the
+   * limit closest to refusing. @default false
+   */
+  readonly legacyHeaders?: boolean;
 }
 
 const schema = z.strictObject({
@@ -55,9 +68,11 @@ const schema = z.strictObject({
     { error: 'must be a Policy (a bulkhead, a limiter, a pipeline) or a function of the request that picks one' },
   ),
   key: fnOption<(req: never) => unknown>().optional(),
+  cost: fnOption<(req: never) => unknown>().optional(),
   retryAfter: durationOption.default(1000),
   holdAfterHangUp: durationOption.default(10_000),
   standardHeaders: z.literal(['draft-6', 'draft-7', 'draft-8', false]).default('draft-8'),
+  legacyHeaders: z.boolean().default(false),
 });
 
 /**
@@ -74,11 +89,15 @@ export class Shedder<Req> {
   readonly #holdAfterHangUp: number;
   readonly #running: StillRunning<Req> | undefined;
   readonly #headers: 'draft-6' | 'draft-7' | 'draft-8' | false;
+  readonly #legacy: boolean;
+  readonly #cost: ((req: Req) => unknown) | undefined;
 
   constructor(owner: string, options: LoadSheddingOptions<Req>, running?: StillRunning<Req>) {
     this.#running = running;
     const o = parseOptions(owner, schema, options);
     this.#headers = o.standardHeaders;
+    this.#legacy = o.legacyHeaders;
+    this.#cost = o.cost as ((req: Req) => unknown) | undefined;
     const p = o.policy;
     this.#pick = typeof p === 'function' ? (p as (req: Req) => Policy | undefined) : () => p;
     this.#key = o.key as ((req: Req) => unknown) | undefined;
@@ -198,6 +217,11 @@ export class Shedder<Req> {
   admit(req: Req, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
+    const cost = this.#cost?.(req);
+    // Not a positive number (NaN, a string, 0): no limiter could take it. (A limiter checks the rest.)
+    if (this.#cost !== undefined && !(typeof cost === 'number' && cost > 0 && cost < Infinity)) {
+      return Promise.resolve(badCost);
+    }
     const key = this.#key?.(req);
     // An async key (a session looked up): its String() was every request's key, and its
     // rejection went unhandled. A client that leaves while it is looked up left while queued:
@@ -209,7 +233,8 @@ export class Shedder<Req> {
         Promise.resolve(key).then(
           (k) => {
             signal.removeEventListener('abort', left);
-            if (!signal.aborted) this.#admit(policy, keyString(k), res, signal).then(resolve, reject);
+            if (!signal.aborted)
+              this.#admit(policy, keyString(k), cost as number | undefined, res, signal).then(resolve, reject);
           },
           (error: unknown) => {
             signal.removeEventListener('abort', left);
@@ -218,10 +243,19 @@ export class Shedder<Req> {
         );
       });
     }
-    return this.#admit(policy, keyString(key), res, signal);
+    return this.#admit(policy, keyString(key), cost as number | undefined, res, signal);
   }
 
-  #admit(policy: Policy, key: string | undefined, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
+  #admit(
+    policy: Policy,
+    key: string | undefined,
+    cost: number | undefined,
+    res: ServerResponse,
+    signal: AbortSignal,
+  ): Promise<Release | Shed> {
+    // An empty key (an empty header) names nobody: it counted under the limiter's defaultKey, '',
+    // with every request that gave none, and was told what they had spent.
+    if (key === '') return Promise.resolve(badKey);
     // Met again on its way (`app.use(shed)` and `app.use('/api', shed)`, the plugin on a parent
     // and a child): a second place would halve a limit, or shed every request a bulkhead of one sees.
     const places = held.get(res);
@@ -244,13 +278,16 @@ export class Shedder<Req> {
           {
             signal,
             key,
-            [DECIDED]: this.#headers && ((...d: Told) => this.#tell(res, ...d)),
+            cost,
+            [DECIDED]: (this.#headers || this.#legacy) && ((...d: Told) => this.#tell(res, ...d)),
           } as { signal: AbortSignal },
         )
         .then(undefined, (error: unknown) => {
           // The client went away while queued: nobody to answer, and nothing went wrong.
           if (signal.aborted) resolve(goneShed);
           else if (isRejection(error)) resolve(this.#shed(error));
+          // A cost the limiter can never take (more than it holds, not whole): the cost option's bug.
+          else if (error instanceof HoldfastConfigError && error.issues[0]?.path === 'cost') resolve(badCost);
           // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
           // circuit open in it. The client should come back later; nothing went wrong here.
           else if (error instanceof DisposedError || error instanceof TimeoutError) {
@@ -264,11 +301,10 @@ export class Shedder<Req> {
   }
 
   /** A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with the others'. */
-  #tell(res: ServerResponse, ...[, quota, window, d]: Told): void {
+  #tell(res: ServerResponse, ...[, quota, window, d, steady]: Told): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
-    // Seconds, at least 1 for a window (w is a positive integer); t rounded up.
-    const l: Shown = [quota, Math.max(1, Math.ceil(window / 1000)), d.remaining, Math.ceil(d.reset / 1000)];
+    const l = shown(quota, window, d, steady);
     // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
     // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
     const name = `"${l[0]}-in-${l[1]}s"`;
@@ -278,13 +314,19 @@ export class Shedder<Req> {
     if (res.headersSent || res.destroyed) return;
     const all = [...limits];
     const set = (name: string, f: (l: [string, Shown]) => string) => res.setHeader(name, all.map(f).join(', '));
+    const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
+    if (this.#legacy) {
+      res.setHeader('x-ratelimit-limit', q);
+      res.setHeader('x-ratelimit-remaining', r);
+      res.setHeader('x-ratelimit-reset', Math.ceil(Date.now() / 1000) + t);
+    }
+    if (this.#headers === false) return;
     if (this.#headers === 'draft-8') {
       set('ratelimit-policy', ([n, [q, w]]) => `${n};q=${q};w=${w}`);
       set('ratelimit', ([n, [, , r, t]]) => `${n};r=${r};t=${t}`);
       return;
     }
     set('ratelimit-policy', ([, [q, w]]) => `${q};w=${w}`);
-    const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
     if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
     else {
       // Not chained: an HTTP/2 response's setHeader returns undefined, not the response.
@@ -297,37 +339,30 @@ export class Shedder<Req> {
   #shed(error: Rejection & { code: string; message: string }): Shed {
     const wait = error.retryAfter === undefined || Number.isNaN(error.retryAfter) ? this.#retryAfter : error.retryAfter;
     const limited = error.status === 429;
-    const body = {
-      type: limited ? 'urn:holdfast:problem:rate-limited' : 'urn:holdfast:problem:overloaded',
-      title: limited ? 'Too many requests' : 'Service overloaded',
-      status: error.status,
-      detail: limited
+    return problem(
+      error.status,
+      limited ? 'rate-limited' : 'overloaded',
+      limited ? 'Too many requests' : 'Service overloaded',
+      limited
         ? 'The rate limit for this client was reached. Retry after the Retry-After delay.'
         : 'The service is at capacity and shed this request. Retry after the Retry-After delay.',
-      code: error.code,
-    };
-    return {
-      status: error.status,
-      headers: {
-        'content-type': 'application/problem+json',
-        // Whole seconds (delay-seconds is digits only), at least 1; capped at 2^31 as RFC 9110 caps delta-seconds.
-        'retry-after': String(Math.min(2 ** 31, Math.max(1, Math.ceil(wait / 1000)))),
-      },
-      body: JSON.stringify(body),
-    };
+      error.code,
+      // Whole seconds (delay-seconds is digits only), at least 1; capped at 2^31 as RFC 9110 caps delta-seconds.
+      String(Math.min(2 ** 31, Math.max(1, Math.ceil(wait / 1000)))),
+    );
   }
 }
 
 /** The response to a shed request. */
 export interface Shed {
-  /** 429 for a rate limit, 503 for overload. */
-  readonly status: 429 | 503;
-  /** `content-type: application/problem+json` and `retry-after` in seconds. */
+  /** 429 for a rate limit, 503 for overload; 400 for an empty key, 500 for a bad cost. */
+  readonly status: 400 | 429 | 500 | 503;
+  /** `content-type: application/problem+json` and, on a 429 or 503, `retry-after` in seconds. */
   readonly headers: {
     /** Always `application/problem+json`. */
     readonly 'content-type': string;
     /** Whole seconds, from 1 to 2^31. */
-    readonly 'retry-after': string;
+    readonly 'retry-after'?: string;
   };
   /** The problem+json body (RFC 9457). */
   readonly body: string;
@@ -368,10 +403,34 @@ function emitEnded(res: ServerResponse): void {
 const DECIDED = Symbol.for('holdfast.limit.decided');
 
 /** What a rate limiter tells: itself, its quota (units, over ms) and its decision (see rate.ts). */
-type Told = [limiter: object, quota: number, window: number, decision: { remaining: number; reset: number }];
+type Told = [
+  limiter: object,
+  quota: number,
+  window: number,
+  decision: { remaining: number; reset: number },
+  steady?: number,
+];
 
 /** One limit as shown: q, w (s), r, t (s). */
-type Shown = [number, number, number, number];
+export type Shown = [q: number, w: number, r: number, t: number];
+
+/**
+ * One limit as the headers show it, from its quota (the units a key holds; `steady` of them come
+ * back each `window` ms when it is kept at its limit) and a decision: q and w (whole seconds, at
+ * least 1) the rate a client can keep to, r what goes now, t the seconds until the quota is back.
+ * Not the quota over its window: 5 per 100 ms was "5-in-1s", a tenth of the rate (it is
+ * "50-in-1s"), and a sliding window of 2 per 10 s, "2-in-10s", refused every other request of a
+ * client that kept to it (it is "1-in-10s").
+ */
+export function shown(quota: number, window: number, d: { remaining: number; reset: number }, steady = quota): Shown {
+  const rate = (steady * 1000) / window;
+  // Whole seconds, rounded up, long enough for a unit (a sliding window of 1 takes two windows),
+  // and for q, rounded down, to lose at most a tenth of the rate (1.99 a second is "9-in-5s", not "1-in-1s").
+  const least = Math.max(1, Math.ceil(window / 1000 - 1e-9), Math.ceil(1 / rate - 1e-9));
+  let w = least;
+  while ((rate * w) % 1 > 0.1 * rate * w + 1e-9) w += least;
+  return [Math.floor(rate * w + 1e-9), w, d.remaining, Math.ceil(d.reset / 1000)];
+}
 
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
@@ -403,6 +462,38 @@ function keyString(key: unknown): string | undefined {
 function statusError(status: number): HoldfastError & { status: number } {
   return Object.assign(new HoldfastError('E_HTTP_STATUS', `the response was ${status}`), { status });
 }
+
+/** An application/problem+json response (RFC 9457) of type `urn:holdfast:problem:<type>`. */
+function problem(
+  status: Shed['status'],
+  type: string,
+  title: string,
+  detail: string,
+  code: string,
+  retryAfter?: string,
+): Shed {
+  const body = JSON.stringify({ type: `urn:holdfast:problem:${type}`, title, status, detail, code });
+  const headers = { 'content-type': 'application/problem+json' };
+  return { status, headers: retryAfter === undefined ? headers : { ...headers, 'retry-after': retryAfter }, body };
+}
+
+/** What a request whose key is empty gets. */
+const badKey = problem(
+  400,
+  'bad-key',
+  'Bad rate limit key',
+  'The key option gave this request an empty key.',
+  'E_BAD_KEY',
+);
+
+/** What a request whose cost no limiter can take gets: a bug in the cost option. */
+const badCost = problem(
+  500,
+  'bad-cost',
+  'Bad rate limit cost',
+  'The cost option gave this request a cost that is not a whole number from 1 to what the limit holds.',
+  'E_CONFIG',
+);
 
 /** What a request whose client hung up while it waited gets (the socket is closed: nobody reads it). */
 const goneShed: Shed = {

@@ -69,7 +69,13 @@ export interface LocalRateLimiter extends RateLimiter {
 export const UNKNOWN: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0, reset: 0 });
 
 /** A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the decision. */
-export type Decided = (limiter: RateLimiter, quota: number, window: number, decision: RateDecision) => void;
+export type Decided = (
+  limiter: RateLimiter,
+  quota: number,
+  window: number,
+  decision: RateDecision,
+  steady: number,
+) => void;
 
 /**
  * Where the load-shedding middleware hears the decisions on its request: a function under this
@@ -94,6 +100,8 @@ export abstract class RateLimiterBase implements RateLimiter {
     /** The most units a key can hold (burst, or limit), and how long they take to come back from none, ms. */
     readonly quota: number,
     readonly window: number,
+    /** The units that come back each `window` when a key is kept at its limit (a sliding window's are fewer). */
+    readonly steady = quota,
   ) {
     this.name = common.name;
   }
@@ -129,7 +137,7 @@ export abstract class RateLimiterBase implements RateLimiter {
     if (told !== undefined && decision !== UNKNOWN) {
       // Headers the middleware could not write never break the call.
       try {
-        told(this, this.quota, this.window, decision);
+        told(this, this.quota, this.window, decision, this.steady);
       } catch {}
     }
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));

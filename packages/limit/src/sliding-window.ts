@@ -54,7 +54,9 @@ class SlidingWindow extends RateLimiterBase {
     readonly interval: number,
     maxKeys: number,
   ) {
-    super(common, defaultKey, ownKey, limit, interval);
+    // Kept at its limit, a window takes limit - 1 (the previous window's weight leaves no room for
+    // the last), and a limit of 1 goes every other window.
+    super(common, defaultKey, ownKey, limit, interval, limit > 1 ? limit - 1 : 0.5);
     // The whole calls its window allows now, of `limit`: the emptiest window is forgotten first.
     this.#table = new KeyTable<Window>(maxKeys, (s) => {
       const now = this.common.elapsed();
