@@ -1,7 +1,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -32,6 +32,8 @@ const binary = process.env.REDIS_SERVER ?? 'redis-server';
 /** The valkey-server binary {@link startRedis} runs when asked for `server: 'valkey'`. */
 const VALKEY = process.env.VALKEY_SERVER ?? 'valkey-server';
 const live = new Set<ChildProcess>();
+/** Config files and data dirs the harness made: kept while a server may restart from them. */
+const made = new Set<string>();
 
 let availability: boolean | undefined;
 
@@ -93,9 +95,15 @@ export async function startRedis(
   return Promise.all(Array.from({ length: count }, () => startOne(args, undefined, program)));
 }
 
-/** Stops every server the harness started that is still running. */
+/** Stops every server the harness started that is still running, and removes their files. */
 export async function stopAllRedis(): Promise<void> {
   await Promise.all([...live].map((child) => terminate(child, 'SIGKILL')));
+  removeMade();
+}
+
+function removeMade(): void {
+  for (const path of made) rmSync(path, { recursive: true, force: true });
+  made.clear();
 }
 
 async function startOne(
@@ -110,7 +118,8 @@ async function startOne(
       // One config file for the life of the server, restarts included (see configFile).
       const sentinel = sentinelConfig?.(port);
       const file = configFile(port, sentinel === undefined ? serverConfig(port, args) : sentinelFile(port, sentinel));
-      const start = () => (sentinel === undefined ? launch(port, file, program) : launchSentinel(port, file));
+      const dir = sentinel === undefined ? dataDir() : '';
+      const start = () => (sentinel === undefined ? launch(port, file, dir, program) : launchSentinel(port, file));
       let child = await start();
       const server: RedisServer = {
         host: '127.0.0.1',
@@ -152,6 +161,7 @@ async function startOne(
 function configFile(port: number, text: string): string {
   const file = join(tmpdir(), `holdfast-redis-${port}-${randomUUID()}.conf`);
   writeFileSync(file, text);
+  made.add(file);
   return file;
 }
 
@@ -166,11 +176,18 @@ function serverConfig(port: number, args: readonly string[]): string {
   return `${lines.map((l) => l.join(' ')).join('\n')}\n`;
 }
 
-function launch(port: number, file: string, program: string): Promise<ChildProcess> {
-  // A directory of its own at each start: a replica writes the RDB of its full sync there, and a
-  // server loads any dump.rdb it finds in its directory at start (it must start empty, and leave
-  // no file behind). Given on the command line, it overrides the `dir` a rewrite left in the file.
+/** A server's data dir, for its life: its config file names it once Sentinel rewrote it. */
+function dataDir(): string {
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-redis-'));
+  made.add(dir);
+  return dir;
+}
+
+function launch(port: number, file: string, dir: string, program: string): Promise<ChildProcess> {
+  // Emptied at each start: a replica writes the RDB of its full sync there, and a server loads
+  // any dump.rdb it finds in its directory at start (it must start empty). Given on the command
+  // line, it overrides the `dir` a rewrite left in the file (the same dir, kept for that line).
+  for (const entry of readdirSync(dir)) rmSync(join(dir, entry), { recursive: true, force: true });
   return watch(port, spawn(program, [file, '--dir', dir], { stdio: ['ignore', 'pipe', 'pipe'] }));
 }
 
@@ -386,7 +403,7 @@ export async function startCluster(options: { nodeTimeoutMs?: number } = {}): Pr
         '--repl-diskless-sync-delay',
         '0',
         '--cluster-config-file',
-        join(tmpdir(), `holdfast-cluster-${randomUUID()}.conf`),
+        clusterFile(),
       ]),
     ),
   );
@@ -499,7 +516,15 @@ async function until(check: () => Promise<boolean>, timeoutMs = 20_000): Promise
   }
 }
 
-// A test run that dies must not leave servers behind.
+/** A cluster node's own config file (nodes.conf), which the node writes. */
+function clusterFile(): string {
+  const file = join(tmpdir(), `holdfast-cluster-${randomUUID()}.conf`);
+  made.add(file);
+  return file;
+}
+
+// A test run that dies must not leave servers behind, nor their files.
 process.once('exit', () => {
   for (const child of live) child.kill('SIGKILL');
+  removeMade();
 });

@@ -53,6 +53,10 @@ export class Redactor {
     }
     let hidden = false;
     const userInfo = parsed.username !== '' || parsed.password !== '';
+    // A password that opens with digits and a `#`, `?` or `/` (`redis://u:1#pw@h`) is read as a
+    // port: the rest of it, to its `@`, became the path, query or fragment. Shown to its `:`.
+    const port = userInfo ? null : /^[a-z][a-z\d+.-]*:\/\/[^/?#@\s]*:(?=\d*[/?#]\S*@)/i.exec(url);
+    if (port) return `${port[0]}***${this.text(url.slice(url.slice(port[0].length).search(/\s|$/) + port[0].length))}`;
     if (userInfo) {
       parsed.username = '***';
       parsed.password = '';

@@ -51,6 +51,29 @@ describe('Redactor properties', () => {
     );
   });
 
+  it('url() and text(): a password that opens with digits and a `#`, `?` or `/` (read as a port by the URL parser) is hidden', () => {
+    fc.assert(
+      fc.property(
+        scheme,
+        fc.option(fc.stringMatching(/^[a-z]{1,8}$/), { nil: undefined }),
+        fc.constantFrom('', '1', '8080', '65535'),
+        fc.constantFrom('#', '?', '/', '#/', '?#'),
+        secret,
+        host,
+        port,
+        path,
+        (sch, user, digits, odd, rest, h, p, pa) => {
+          const password = `${digits}${odd}${rest}`;
+          const url = `${sch}://${user ?? ''}:${password}@${h}${p}${pa}`;
+          expectHidden(redactor.url(url), [password]);
+          expectHidden(redactor.text(`connect failed: ${url} (refused)`), [password]);
+          expectHidden(hideSecrets(url), [password]);
+        },
+      ),
+      { numRuns: 2_000 },
+    );
+  });
+
   it("url(): a secret parameter in the fragment (OAuth's #access_token=) is hidden, the rest of the URL kept", () => {
     fc.assert(
       fc.property(scheme, host, path, fc.boolean(), secretParam, secret, (sch, h, pa, query, param, value) => {
