@@ -24,7 +24,9 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and m
   let pair: PgPair;
   const pools: pg.Pool[] = [];
   const pool = (node: PgPair['primary']) => {
-    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 500 });
+    // Bounds no test asserts on: room for a loaded machine (load 20 on two cores), where a check or
+    // a write waiting 500 ms for a connection timed out and the write found no primary.
+    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 5_000 });
     p.on('error', () => {});
     pools.push(p);
     return p;
@@ -63,7 +65,9 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and m
         { name: 'primary', target: primary },
         { name: 'replica', target: replica },
       ],
-      roles: pgRoles({ interval: 100, timeout: 500, maxLag: 500 }),
+      // maxLag is what is tested; a role check's timeout is not (at 500 ms, a check of the primary
+      // timed out at load 20: "no primary to write to (primary: unreachable (E_TIMEOUT))").
+      roles: pgRoles({ interval: 100, timeout: 5_000, maxLag: 500 }),
       retry: false,
     });
     // A slow link, at its worst: the replica's WAL receiver stops taking WAL (SIGSTOP), it
@@ -111,7 +115,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and m
         { name: 'primary', target: primary },
         { name: 'replica', target: replica },
       ],
-      roles: pgRoles({ interval: 200, timeout: 500, maxLag: 5_000 }),
+      roles: pgRoles({ interval: 200, timeout: 5_000, maxLag: 5_000 }),
       retry: false,
     });
     const unbounded = failover({
@@ -121,7 +125,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and m
         { name: 'primary', target: primary },
         { name: 'replica', target: replica },
       ],
-      roles: pgRoles({ interval: 200, timeout: 500 }),
+      roles: pgRoles({ interval: 200, timeout: 5_000 }),
       retry: false,
     });
     try {

@@ -7,7 +7,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createBus, createPolicyRegistry, hideSecrets } from '@holdfast/core';
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { dashboard } from '../src/index.js';
 
 const secret = fc.stringMatching(/^[A-Za-z0-9]{6,10}$/).map((s) => `S3CR${s}`);
@@ -72,26 +72,40 @@ const caseArb: fc.Arbitrary<Case> = fc
     return { snapshot, secrets };
   });
 
-let server: Server;
-let base: string;
-const policies = createPolicyRegistry();
-const dash = dashboard({ bus: createBus(), policies, path: '/d', interval: 1_000 });
-beforeAll(async () => {
-  server = createServer(dash);
+/**
+ * Each test's own registry, dashboard and server, closed after it: a property still running after
+ * its test timed out finds its server closed (its next fetch fails), and registers nothing where a
+ * later test looks.
+ */
+interface Served {
+  readonly policies: ReturnType<typeof createPolicyRegistry>;
+  readonly base: string;
+}
+const closers: (() => Promise<unknown>)[] = [];
+afterEach(async () => {
+  await Promise.all(closers.splice(0).map((close) => close()));
+});
+
+async function serve(): Promise<Served> {
+  const policies = createPolicyRegistry();
+  const dash = dashboard({ bus: createBus(), policies, path: '/d', interval: 1_000 });
+  const server: Server = createServer(dash);
+  closers.push(() => {
+    dash.close();
+    server.closeAllConnections();
+    return new Promise((r) => server.close(r));
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-});
-afterAll(async () => {
-  dash.close();
-  server.closeAllConnections();
-  await new Promise((r) => server.close(r));
-});
+  return { policies, base: `http://127.0.0.1:${(server.address() as AddressInfo).port}` };
+}
 
 /** What a test has registered, held until it unregisters: the registry holds what it lists weakly. */
 const held = new Set<object>();
 
 describe('dashboard snapshot properties', () => {
+  // 150 runs over HTTP, bounded by numRuns (never by time): room for a machine at load 20 on two cores.
   it('any hostile snapshot of a kind it does not know: the JSON parses and no secret shows', async () => {
+    const { policies, base } = await serve();
     await fc.assert(
       fc.asyncProperty(caseArb, hostileName, async ({ snapshot, secrets }, name) => {
         const source = { snapshot: () => snapshot as never };
@@ -111,9 +125,10 @@ describe('dashboard snapshot properties', () => {
       }),
       { numRuns: 150 },
     );
-  });
+  }, 60_000);
 
   it('regression: a URL that is a key of the snapshot showed its password and token', async () => {
+    const { policies, base } = await serve();
     const source = {
       snapshot: () =>
         ({ endpoints: { 'postgres://app:pg-S3CRET@10.0.0.2:5432/db?sig=S1GNED': { up: true } } }) as never,

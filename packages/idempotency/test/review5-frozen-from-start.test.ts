@@ -81,7 +81,9 @@ describe.skipIf(!redisAvailable())('redisStore() with Redis frozen from the star
     try {
       const run = await runScript(fileURLToPath(new URL('./fixtures/review5-shutdown-frozen.ts', import.meta.url)), {
         cwd: fileURLToPath(new URL('.', import.meta.url)),
-        killAfterMs: 10_000, // half its commandTimeout: before the fix the claim's timer held it 20 s
+        // Half its commandTimeout: before the fix the claim's timer held it 120 s. Room for a loaded
+        // machine, where the child took over 10 s to start (its commandTimeout was 20 s then).
+        killAfterMs: 60_000,
       });
       expect({ killed: run.killed, code: run.code, stdout: run.stdout.trim(), stderr: run.stderr }).toEqual({
         killed: false,
@@ -92,16 +94,22 @@ describe.skipIf(!redisAvailable())('redisStore() with Redis frozen from the star
     } finally {
       delete process.env.REVIEW5_REDIS_PORT;
     }
-  }, 20_000);
+  }, 90_000);
 
   it('Cluster: a claim waiting for a frozen startup node fails at once when the client is disconnected', async () => {
     const cluster = new Cluster([{ host: '127.0.0.1', port: redis.port }], { redisOptions: { disconnectTimeout: 50 } });
     cluster.on('error', () => {});
+    // Its first slots refresh failed (it starts over) and the next round has begun: disconnected
+    // before that, ioredis leaves a Cluster "disconnecting" with no `end` (the commandTimeout wait).
+    // By condition: on a loaded machine the first refresh outlasted the first claim's 1.2 s.
+    const pastFirstRefresh = new Promise<void>((resolve) =>
+      cluster.once('reconnecting', () => cluster.once('connecting', () => setImmediate(resolve))),
+    );
     try {
-      // Refused within its bound first: the client is past its first slots refresh (disconnected
-      // at once instead, ioredis leaves a Cluster "disconnecting" with no `end`: the commandTimeout wait).
+      // Refused within its bound first.
       const first = redisStore({ client: cluster, commandTimeout: 1_200 });
       expect((await failure(first.claim('k', 'fp', 60_000)))?.code).toBe('E_STORE_UNAVAILABLE');
+      await pastFirstRefresh;
       const store = redisStore({ client: cluster, commandTimeout: 3_000 });
       const claim = failure(store.claim('k', 'fp', 60_000));
       cluster.disconnect();

@@ -4,6 +4,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type Bulkhead, bulkhead } from '../src/index.js';
 
+// CPU-bound, bounded by its counts (never by time): room for a machine at load 20 on two cores.
+const loaded = { timeout: 60_000 };
+
 /**
  * A model-based test of the bulkhead (fc.commands): random starts (with a caller's signal or
  * none), finishes (one or several in the same tick), aborts at every point, queue timeouts on a
@@ -270,7 +273,7 @@ const config = fc.record({
   queueTimeout: fc.integer({ min: 1, max: 100 }),
 });
 
-describe('bulkhead (model)', () => {
+describe('bulkhead (model)', loaded, () => {
   it('random runs match the model: at most N running, a bounded FIFO queue, timeouts, aborts, dispose', async () => {
     await fc.assert(
       fc.asyncProperty(config, fc.commands([command(20)], { maxCommands: 60 }), (c, cmds) => runModel(c, cmds)),
