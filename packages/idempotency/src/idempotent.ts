@@ -57,7 +57,8 @@ export type IdempotentOptions<I> = Omit<z.input<typeof idempotentOptionsSchema>,
  * Runs `fn` once per key. A repeat of a completed key returns the stored result; a repeat while
  * the first call runs fails with `E_IDEMPOTENCY_CONFLICT` (or waits, with `wait`); a repeat with a
  * different fingerprint fails with `E_IDEMPOTENCY_MISMATCH`. If `fn` throws, nothing is stored and
- * the key is released, so a retry runs it again.
+ * the key is released, so a retry runs it again; unless it read `ctx.signal` and throws after the
+ * caller aborted: it may have stopped half way, so a repeat gets `E_IDEMPOTENCY_ABORTED`.
  *
  * @example
  * const charge = idempotent((order: Order) => payments.charge(order), {
@@ -248,6 +249,11 @@ class Runner<I, R> {
     if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#base('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
       this.bus.emit(this.#base('idempotency.takeover', { key }));
+    }
+    // A listener of those events may have aborted the caller: then nobody runs it, as after a late claim.
+    if (caller?.scope.aborted) {
+      await this.#release(key, token, caller.scope.reason);
+      throw caller.scope.reason;
     }
     const ctx = new RunContext(key, token, takeover, caller?.scope);
     let value: R;

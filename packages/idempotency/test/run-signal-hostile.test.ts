@@ -173,3 +173,27 @@ describe.skipIf(!redisAvailable())(
     });
   },
 );
+
+describe('idempotent(): an abort that lands as the run starts', () => {
+  it('aborted by a listener of idempotency.claim: the function never starts, the key is released, a retry runs it once', async () => {
+    const store = memoryStore();
+    const bus = createBus();
+    const controller = new AbortController();
+    bus.on('idempotency.claim', () => controller.abort(new Error('gone')));
+    let runs = 0;
+    const charge = idempotent(
+      async (_: number, ctx: IdempotentContext) => {
+        runs++;
+        await step(ctx.signal);
+        return 'charged';
+      },
+      { store, key: () => 'k', bus },
+    );
+    await expect(charge(1, { signal: controller.signal })).rejects.toThrow('gone');
+    await tick();
+    expect(runs).toBe(0);
+    expect(await charge(1)).toBe('charged');
+    expect(runs).toBe(1);
+    store.dispose();
+  });
+});
