@@ -1,5 +1,7 @@
 import { createRequire } from 'node:module';
+import { pipeline } from '@holdfast/core';
 import { idempotent, memoryStore, type RedisClient, redisStore } from '@holdfast/idempotency';
+import { retry } from '@holdfast/retry';
 import { redisAvailable, startRedis, stopAllRedis } from '../test/support/redis.js';
 import { compare, printRows } from './harness.js';
 
@@ -13,6 +15,8 @@ async function memory(): Promise<void> {
   const replayed = idempotent(op, { store, key: () => 'same-key' });
   const once = idempotent(op, { store: freshStore, key: (n) => `key-${n}` });
   await replayed(1);
+  // Inside a pipeline, the policy's context is passed on as the call's options (it carries the signal).
+  const retries = pipeline(retry({ maxAttempts: 3 }));
   await compare({
     title: 'idempotent() on memoryStore(): overhead per call',
     baseline: 'bare call',
@@ -20,6 +24,11 @@ async function memory(): Promise<void> {
       { name: 'bare call', call: () => op(1) },
       { name: 'first run of a new key (claim, run, complete)', call: () => once(++fresh) },
       { name: 'replay of a completed key', call: () => replayed(1) },
+      { name: 'pipeline(retry()) around a bare call', call: () => retries.execute(() => op(1)) },
+      {
+        name: 'pipeline(retry()) around a replay, ctx passed on',
+        call: () => retries.execute((ctx) => replayed(1, ctx)),
+      },
     ],
   });
   store.dispose();

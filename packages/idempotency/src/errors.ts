@@ -32,6 +32,26 @@ export class IdempotencyMismatchError extends LocalRefusalError {
   }
 }
 
+/**
+ * The key's run threw after its caller aborted (it followed `ctx.signal`), so its effect may have
+ * happened: what a repeat of the key gets, for `ttlMs`, instead of a second run. Check whether the
+ * effect happened before sending the operation again under a new key.
+ */
+export class IdempotencyAbortedError extends LocalRefusalError {
+  static override readonly brand = Symbol.for('holdfast.error.IdempotencyAbortedError');
+  override name = 'IdempotencyAbortedError';
+  /** The idempotency key. */
+  readonly key: string;
+
+  constructor(source: string, key: string) {
+    super(
+      'E_IDEMPOTENCY_ABORTED',
+      `${source}: key ${quote(key)} was aborted by its caller while it ran, and may or may not have taken effect`,
+    );
+    this.key = key;
+  }
+}
+
 /** The store could not be reached, or did not answer in time. */
 export class StoreUnavailableError extends HoldfastError {
   static override readonly brand = Symbol.for('holdfast.error.StoreUnavailableError');

@@ -13,6 +13,7 @@ import {
 import type { z } from 'zod';
 import { fingerprintOf } from './codec.js';
 import {
+  IdempotencyAbortedError,
   IdempotencyConflictError,
   IdempotencyMismatchError,
   IdempotencyValueError,
@@ -32,6 +33,13 @@ export interface IdempotentContext {
   readonly token: string | undefined;
   /** True when a previous owner's lease ran out and this run took the key over. */
   readonly takeover: boolean;
+  /**
+   * Aborts when the caller's signal does (with its reason); never, for a caller that gave none.
+   * Follow it to stop early, but know what a throw then means: if the function read this signal
+   * and throws after the abort, its effect may have happened, so the key is not released: a
+   * repeat gets `E_IDEMPOTENCY_ABORTED`, never a second run. A value returned is stored as ever.
+   */
+  readonly signal: AbortSignal;
 }
 
 /** Options of {@link idempotent}. */
@@ -49,7 +57,8 @@ export type IdempotentOptions<I> = Omit<z.input<typeof idempotentOptionsSchema>,
  * Runs `fn` once per key. A repeat of a completed key returns the stored result; a repeat while
  * the first call runs fails with `E_IDEMPOTENCY_CONFLICT` (or waits, with `wait`); a repeat with a
  * different fingerprint fails with `E_IDEMPOTENCY_MISMATCH`. If `fn` throws, nothing is stored and
- * the key is released, so a retry runs it again.
+ * the key is released, so a retry runs it again; unless it read `ctx.signal` and throws after the
+ * caller aborted: it may have stopped half way, so a repeat gets `E_IDEMPOTENCY_ABORTED`.
  *
  * @example
  * const charge = idempotent((order: Order) => payments.charge(order), {
@@ -77,7 +86,41 @@ export function idempotent<I, R>(
     shieldBus(o.bus ?? globalBus, o.name),
     o.clock ?? realClock,
   );
-  return (input, callOptions) => runner.call(input, callOptions?.signal);
+  return (input, callOptions) => runner.call(input, callOptions);
+}
+
+/** One call that can be aborted: its scope, and its result once in hand (then an abort returns it). */
+interface Caller<R> {
+  readonly scope: CallScope;
+  result: { readonly value: R } | undefined;
+}
+
+/** What the function is given; its signal is made only if read, and reading it is remembered. */
+class RunContext implements IdempotentContext {
+  readonly #caller: CallScope | undefined;
+  #own: AbortController | undefined;
+  #followed = false;
+
+  constructor(
+    readonly key: string,
+    readonly token: string | undefined,
+    readonly takeover: boolean,
+    caller: CallScope | undefined,
+  ) {
+    this.#caller = caller;
+  }
+
+  get signal(): AbortSignal {
+    this.#followed = true;
+    if (this.#caller !== undefined) return this.#caller.signal;
+    this.#own ??= new AbortController();
+    return this.#own.signal;
+  }
+
+  /** Whether the function read `signal`: then it may have stopped part way on an abort. */
+  static followed(ctx: RunContext): boolean {
+    return ctx.#followed;
+  }
 }
 
 class Runner<I, R> {
@@ -103,19 +146,31 @@ class Runner<I, R> {
    * Runs the call, and releases its caller at once when `signal` aborts, whatever step it is in
    * (a store's command cannot be called back): the call goes on without it, its result stored.
    */
-  call(input: I, signal: AbortSignal | undefined): Promise<R> {
-    if (signal === undefined) return this.#call(input, undefined);
+  call(input: I, options: ExecuteOptions | undefined): Promise<R> {
+    // A pipeline's context is linked to as it is: reading its `signal` made an AbortController
+    // per call, aborted or not.
+    if (!(options instanceof CallScope) && options?.signal === undefined) return this.#call(input, undefined);
     // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
     // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
-    const caller = new CallScope({ signal });
+    const caller: Caller<R> = { scope: new CallScope(options), result: undefined };
     const call = this.#call(input, caller);
     return new Promise((resolve, reject) => {
-      caller.onAbort(reject);
-      call.finally(() => caller.release()).then(resolve, reject);
+      // A result already in hand is returned: an abort after it rejected a call that succeeded.
+      caller.scope.onAbort((reason) => (caller.result ? resolve(caller.result.value) : reject(reason)));
+      call.then(
+        (value) => {
+          caller.scope.release();
+          resolve(value);
+        },
+        (error: unknown) => {
+          caller.scope.release();
+          reject(error);
+        },
+      );
     });
   }
 
-  async #call(input: I, caller: CallScope | undefined): Promise<R> {
+  async #call(input: I, caller: Caller<R> | undefined): Promise<R> {
     // Key and fingerprint are fixed now, from the input as it arrived: whatever fn does to its
     // input later cannot change which record it completes.
     const key = this.keyOf(input);
@@ -130,25 +185,29 @@ class Runner<I, R> {
       );
     }
     const deadline = this.wait === undefined ? undefined : this.#elapsed() + this.wait.timeout;
+    const scope = caller?.scope;
     for (;;) {
-      if (caller?.aborted) throw caller.reason;
+      if (scope?.aborted) throw scope.reason;
       const claim = await this.#claim(key, fingerprint);
-      if (caller?.aborted) {
+      if (scope?.aborted) {
         // Claimed after its caller left: nobody will run it.
-        if (claim?.status === 'claimed') void this.#release(key, claim.token, caller.reason);
-        throw caller.reason;
+        if (claim?.status === 'claimed') void this.#release(key, claim.token, scope.reason);
+        throw scope.reason;
       }
-      if (claim === undefined) return this.fn(input, { key, token: undefined, takeover: false });
+      if (claim === undefined) {
+        return this.#hold(caller, await this.fn(input, new RunContext(key, undefined, false, scope)));
+      }
       switch (claim.status) {
         case 'claimed':
-          return this.#run(input, key, claim.token, claim.takeover);
+          return this.#run(input, key, claim.token, claim.takeover, caller);
         case 'completed': {
           if (this.bus.wants('idempotency.replay')) {
             this.bus.emit(this.#base('idempotency.replay', { key, createdAt: claim.record.createdAt }));
           }
           const { outcome } = claim.record;
+          if (outcome.kind === 'aborted') throw new IdempotencyAbortedError(this.name, key);
           // A key completed by the HTTP middleware replays its response object.
-          return (outcome.kind === 'value' ? outcome.value : outcome) as R;
+          return this.#hold(caller, (outcome.kind === 'value' ? outcome.value : outcome) as R);
         }
         case 'mismatch':
           if (this.bus.wants('idempotency.mismatch')) this.bus.emit(this.#base('idempotency.mismatch', { key }));
@@ -180,18 +239,34 @@ class Runner<I, R> {
     }
   }
 
-  async #run(input: I, key: string, token: string, takeover: boolean): Promise<R> {
+  /** The result is in hand: from now on, an abort of `caller` returns it. */
+  #hold(caller: Caller<R> | undefined, value: R): R {
+    if (caller !== undefined) caller.result = { value };
+    return value;
+  }
+
+  async #run(input: I, key: string, token: string, takeover: boolean, caller: Caller<R> | undefined): Promise<R> {
     if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#base('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
       this.bus.emit(this.#base('idempotency.takeover', { key }));
     }
+    // A listener of those events may have aborted the caller: then nobody runs it, as after a late claim.
+    if (caller?.scope.aborted) {
+      await this.#release(key, token, caller.scope.reason);
+      throw caller.scope.reason;
+    }
+    const ctx = new RunContext(key, token, takeover, caller?.scope);
     let value: R;
     try {
-      value = await this.fn(input, { key, token, takeover });
+      value = await this.fn(input, ctx);
     } catch (error) {
-      await this.#release(key, token, error);
+      // It followed the abort and stopped part way: its effect may have happened, so a retry
+      // must not run it again. A function that never read the signal failed on its own.
+      if (caller?.scope.aborted && RunContext.followed(ctx)) await this.#abort(key, token);
+      else await this.#release(key, token, error);
       throw error;
     }
+    this.#hold(caller, value);
     let stored: boolean;
     try {
       stored = await this.store.complete(key, token, { kind: 'value', value }, this.ttlMs);
@@ -210,6 +285,23 @@ class Runner<I, R> {
       this.bus.emit(this.#base('idempotency.staleCompletion', { key }));
     }
     return value;
+  }
+
+  /**
+   * Stores `aborted` for the key: a repeat gets E_IDEMPOTENCY_ABORTED, never a second run. If the
+   * store fails, the key stays claimed until its lease ends. Reported, never thrown.
+   */
+  async #abort(key: string, token: string): Promise<void> {
+    try {
+      if (!(await this.store.complete(key, token, { kind: 'aborted' }, this.ttlMs))) {
+        if (this.bus.wants('idempotency.staleCompletion'))
+          this.bus.emit(this.#base('idempotency.staleCompletion', { key }));
+        return;
+      }
+      if (this.bus.wants('idempotency.lost')) this.bus.emit(this.#base('idempotency.lost', { key, sent: undefined }));
+    } catch (error) {
+      this.#storeError(key, 'complete', error, false);
+    }
   }
 
   /** Releases the key after a failure, so a retry runs. A store error here is reported, not thrown. */
@@ -239,7 +331,7 @@ class Runner<I, R> {
     return Object.assign({ type, source: this.name, time: this.clock.now() } as const, fields);
   }
 
-  #sleep(ms: number, caller: CallScope | undefined): Promise<void> {
+  #sleep(ms: number, caller: Caller<R> | undefined): Promise<void> {
     return new Promise((resolve, reject) => {
       const timer = this.clock.setTimeout(
         () => {
@@ -249,7 +341,7 @@ class Runner<I, R> {
         ms,
         { ref: true },
       );
-      const stop = caller?.onAbort((reason) => {
+      const stop = caller?.scope.onAbort((reason) => {
         this.clock.clearTimeout(timer);
         reject(reason);
       });

@@ -5,6 +5,7 @@
  */
 export { decodeValue, encodeValue, fingerprintOf } from './codec.js';
 export {
+  IdempotencyAbortedError,
   IdempotencyConflictError,
   IdempotencyMismatchError,
   IdempotencyValueError,

@@ -29,6 +29,7 @@ import {
  */
 type KeptOutcome =
   | { readonly kind: 'value'; readonly text: string; readonly bytes: number }
+  | { readonly kind: 'aborted'; readonly bytes: number }
   | ({ readonly kind: 'response'; readonly bytes: number; readonly body: Uint8Array | string } & Omit<
       StoredResponse,
       'body'
@@ -248,7 +249,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (entry.outcome !== undefined) {
       // The middleware reads a record it is handed and never changes it: one answer serves every
       // replay. Not for a body kept as a string: the answer's Buffer of it would be kept beside it.
-      if (copy || entry.outcome.kind === 'value' || typeof entry.outcome.body === 'string') {
+      if (copy || entry.outcome.kind !== 'response' || typeof entry.outcome.body === 'string') {
         return { status: 'completed', record: this.#record(key, entry, entry.outcome, true, now) };
       }
       entry.replay ??= { status: 'completed', record: this.#record(key, entry, entry.outcome, false, now) };
@@ -463,6 +464,8 @@ function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+const ABORTED = { kind: 'aborted', bytes: 16 } as const;
+
 /**
  * Checks and copies an outcome before any state changes (`owned`: a response handed over is kept
  * as it is); throws {@link IdempotencyValueError}.
@@ -472,6 +475,7 @@ function keep(outcome: StoredOutcome, owned: boolean): KeptOutcome {
     const text = encodeValue(outcome.value);
     return { kind: 'value', text, bytes: 2 * text.length };
   }
+  if (outcome?.kind === 'aborted') return ABORTED;
   const { status, headers, body } = checkResponse(outcome);
   return {
     kind: 'response',
@@ -486,6 +490,7 @@ function keep(outcome: StoredOutcome, owned: boolean): KeptOutcome {
 /** A fresh copy of a kept outcome: what the caller does with it never changes the record. */
 function handOut(outcome: KeptOutcome): StoredOutcome {
   if (outcome.kind === 'value') return { kind: 'value', value: decodeValue(outcome.text) };
+  if (outcome.kind === 'aborted') return { kind: 'aborted' };
   return {
     kind: 'response',
     status: outcome.status,

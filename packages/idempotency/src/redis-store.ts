@@ -130,8 +130,9 @@ export class RedisStore implements IdempotencyStore {
           Buffer,
           Buffer,
         ];
+        const k = kind.toString();
         const outcome = decodeOutcome({
-          kind: kind.toString() === 'response' ? 'response' : 'value',
+          kind: k === 'response' || k === 'aborted' ? k : 'value',
           meta: meta.toString(),
           body,
         });

@@ -13,11 +13,13 @@ export interface StoredResponse {
 
 /**
  * What a completed key replays: the value a function returned (JSON values and bytes, see
- * README), or an HTTP response.
+ * README), an HTTP response, or `aborted`: the function threw after its caller aborted, so its
+ * effect may have happened, and a repeat gets `E_IDEMPOTENCY_ABORTED` instead of a second run.
  */
 export type StoredOutcome =
   | { readonly kind: 'value'; readonly value: unknown }
-  | ({ readonly kind: 'response' } & StoredResponse);
+  | ({ readonly kind: 'response' } & StoredResponse)
+  | { readonly kind: 'aborted' };
 
 /** A key whose operation finished. Its key, fingerprint and `createdAt` were fixed by the first claim. */
 export interface CompletedRecord {
@@ -75,7 +77,7 @@ export interface IdempotencyStore {
 
 /** An outcome as stores keep it: a JSON text and, for responses, the body's bytes apart. */
 export interface EncodedOutcome {
-  readonly kind: 'value' | 'response';
+  readonly kind: StoredOutcome['kind'];
   readonly meta: string;
   readonly body: Buffer;
 }
@@ -85,6 +87,8 @@ const NO_BYTES = Buffer.alloc(0);
 /** Checks and encodes an outcome before any state changes; throws {@link IdempotencyValueError}. */
 export function encodeOutcome(outcome: StoredOutcome): EncodedOutcome {
   if (outcome?.kind === 'value') return { kind: 'value', meta: encodeValue(outcome.value), body: NO_BYTES };
+  // No text: a reader from before this kind fails to parse it rather than replay it as a value.
+  if (outcome?.kind === 'aborted') return { kind: 'aborted', meta: '', body: NO_BYTES };
   const { status, headers, body } = checkResponse(outcome);
   return {
     kind: 'response',
@@ -96,6 +100,7 @@ export function encodeOutcome(outcome: StoredOutcome): EncodedOutcome {
 /** A fresh copy of a stored outcome. */
 export function decodeOutcome(encoded: EncodedOutcome): StoredOutcome {
   if (encoded.kind === 'value') return { kind: 'value', value: decodeValue(encoded.meta) };
+  if (encoded.kind === 'aborted') return { kind: 'aborted' };
   const { status, headers } = JSON.parse(encoded.meta) as Pick<StoredResponse, 'status' | 'headers'>;
   return { kind: 'response', status, headers, body: Buffer.from(encoded.body) };
 }
@@ -105,7 +110,9 @@ export function decodeOutcome(encoded: EncodedOutcome): StoredOutcome {
  * naming what is wrong.
  */
 export function checkResponse(outcome: StoredOutcome): StoredResponse {
-  if (outcome?.kind !== 'response') throw new IdempotencyValueError('outcome', "kind must be 'value' or 'response'");
+  if (outcome?.kind !== 'response') {
+    throw new IdempotencyValueError('outcome', "kind must be 'value', 'response' or 'aborted'");
+  }
   const { status, headers, body } = outcome;
   if (!Number.isInteger(status) || status < 100 || status > 599) {
     throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);

@@ -64,6 +64,16 @@ export function storeContract(name: string, setup: () => ContractTarget): void {
       expect(replay.status === 'completed' && replay.record.outcome).toEqual({ kind: 'value', value: undefined });
     });
 
+    it('stores an aborted run: a later claim finds it completed, aborted, until ttlMs', async () => {
+      const { store, lease } = setup();
+      const k = key();
+      expect(await store.complete(k, claimed(await store.claim(k, 'fp', lease)), { kind: 'aborted' }, 60_000)).toBe(
+        true,
+      );
+      const replay = await store.claim(k, 'fp', lease);
+      expect(replay.status === 'completed' && replay.record.outcome).toEqual({ kind: 'aborted' });
+    });
+
     it('stores an HTTP response: status, headers and every byte of the body', async () => {
       const { store, lease } = setup();
       const k = key();
