@@ -14,6 +14,7 @@ export {
   type FailoverExecuteOptions,
   type FailoverSnapshot,
   failover,
+  type SplitBrainSnapshot,
 } from './failover.js';
 export {
   type BalancerName,
