@@ -7,7 +7,7 @@
 import { TimeoutError } from '@holdfast/core';
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
-import type { ErrorClass, RoleReport } from './roles.js';
+import type { ErrorClass, RoleCheckSettings, RoleReport } from './roles.js';
 
 /** What `pgRoles()` needs of a target: a `pg.Pool` or a `pg.Client` is one. */
 export interface PgQueryable {
@@ -24,7 +24,7 @@ export interface PgQueryable {
 
 /** The `roles` option of a set of PostgreSQL servers, for `Endpoint<T>`s whose target is `T`. */
 export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classify'> & {
-  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => Promise<RoleReport>;
+  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal, settings?: RoleCheckSettings) => Promise<RoleReport>;
   readonly compare: (a: unknown, b: unknown) => number;
   readonly classify: (error: unknown) => ErrorClass;
 };
@@ -294,12 +294,14 @@ export function pgRoles<T extends PgQueryable>(
   options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
 ): PgRolesOptions<T> {
   const timeout = options.timeout ?? 1_000;
-  // A set checks each target every interval (a failed check says so): one unchecked for five is
-  // in no set any more (disposed, or its server taken out), and says nothing of the others.
-  const primaries = new PrimaryWal(5 * ((options.interval ?? 2_000) + timeout));
+  const primaries = new PrimaryWal();
   return {
     ...options,
-    check: async (endpoint) => {
+    check: async (endpoint, _signal, set) => {
+      // A set checks each target every interval (a failed check says so): one unchecked for five
+      // is in no set any more (disposed, or its server taken out), and says nothing of the others.
+      // The set's own interval: `{ ...pgRoles(), interval: 60_000 }` forgot every primary between checks.
+      const stale = 5 * ((set?.interval ?? options.interval ?? 2_000) + (set?.timeout ?? timeout));
       // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
       const started = performance.now();
       let answer: Answer;
@@ -312,7 +314,7 @@ export function pgRoles<T extends PgQueryable>(
       const { report, system, flushed } = answer;
       const [timeline, lsn] = report.token as [number, bigint];
       if (report.role === 'primary') {
-        primaries.saw(endpoint.target, system, timeline, flushed ?? lsn, performance.now());
+        primaries.saw(endpoint.target, system, timeline, flushed ?? lsn, performance.now(), stale);
         return report;
       }
       primaries.lost(endpoint.target);
@@ -351,20 +353,18 @@ class PrimaryWal {
    * Each target whose last check said primary: its system and timeline, whether it is deposed
    * (first seen on its timeline while another target was a primary on a higher one), and when.
    */
-  readonly #now = new Map<object, { system: string; timeline: number; deposed: boolean; at: number }>();
+  readonly #now = new Map<object, { system: string; timeline: number; deposed: boolean; at: number; stale: number }>();
 
-  /** @param stale ms after which a primary not seen again is no primary "now": no set checks it. */
-  constructor(readonly stale: number) {}
-
-  saw(target: object, system: string, timeline: number, lsn: bigint, at: number): void {
+  /** `stale`: ms after which the primary, not seen again, is no primary "now": no set checks it. */
+  saw(target: object, system: string, timeline: number, lsn: bigint, at: number, stale: number): void {
     const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
     // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone).
     const deposed =
-      before?.timeline === timeline && before.system === system && at - before.at <= this.stale
+      before?.timeline === timeline && before.system === system && at - before.at <= before.stale
         ? before.deposed
         : [...this.#current(system, at).keys()].some((t) => t > timeline);
-    this.#now.set(target, { system, timeline, deposed, at });
+    this.#now.set(target, { system, timeline, deposed, at, stale });
     // A few targets: a set's endpoints.
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     let timelines = this.#seen.get(system);
@@ -417,7 +417,7 @@ class PrimaryWal {
   #current(system: string, now: number, deposed = false): Map<number, number> {
     const out = new Map<number, number>();
     for (const p of this.#now.values())
-      if (p.system === system && (deposed || !p.deposed) && now - p.at <= this.stale)
+      if (p.system === system && (deposed || !p.deposed) && now - p.at <= p.stale)
         out.set(p.timeline, (out.get(p.timeline) ?? 0) + 1);
     return out;
   }

@@ -29,10 +29,18 @@ export type ErrorClass =
 /** A role an endpoint was discovered in; `fenced` claims primary but lost to a higher token. */
 export type DiscoveredRole = 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced';
 
-export interface RoleSettings {
-  readonly check: (endpoint: Endpoint, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>;
+/** The set's own role settings, given to each check (`pgRoles()` remembers a primary for five of the set's intervals). */
+export interface RoleCheckSettings {
   readonly interval: number;
   readonly timeout: number;
+}
+
+export interface RoleSettings extends RoleCheckSettings {
+  readonly check: (
+    endpoint: Endpoint,
+    signal: AbortSignal,
+    settings: RoleCheckSettings,
+  ) => RoleReport | PromiseLike<RoleReport>;
   readonly unreachableAfter: number;
 }
 
@@ -160,7 +168,8 @@ export class RoleDiscovery {
         resolve(value);
       };
       try {
-        Promise.resolve(this.settings.check(e.view, controller.signal)).then(
+        const { interval, timeout } = this.settings;
+        Promise.resolve(this.settings.check(e.view, controller.signal, { interval, timeout })).then(
           (report) =>
             settle(validReport(report) ? report : { error: new TypeError(`bad role report: ${show(report)}`) }),
           (error: unknown) => settle({ error }),
