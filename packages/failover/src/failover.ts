@@ -950,14 +950,17 @@ class FailoverSet<T> implements Failover<T> {
     } else if (winner?.tied && this.#all.some((e) => e !== winner && e.tied && e.claim !== 'primary')) {
       best = undefined;
     } else if (winner !== undefined) for (const e of this.#all) e.tied = false;
-    if (best !== undefined) {
-      for (const e of candidates) if (e !== best) e.fencedBy = { token: best.token };
+    const top = best;
+    if (top !== undefined) {
+      // A drained one fences only those it beats: drained to keep the other side of a tie, it must
+      // not fence that side, silent now, once it is back.
+      const fences = (e: EndpointState<T>) => e !== top && (!top.drained || this.#order(top.token, e.token) > 0);
+      for (const e of candidates) if (fences(e)) e.fencedBy = { token: top.token };
       // A primary silent while another was elected lost to it too: back claiming an older history
       // (frozen, resumed after the new one went silent in turn), it takes no write.
       for (const e of this.#all) {
-        if (e.claim !== 'unreachable' || !e.silentPrimary) continue;
-        if (e.fencedBy === undefined || this.#order(best.token, e.fencedBy.token) > 0)
-          e.fencedBy = { token: best.token };
+        if (e.claim !== 'unreachable' || !e.silentPrimary || !fences(e)) continue;
+        if (e.fencedBy === undefined || this.#order(top.token, e.fencedBy.token) > 0) e.fencedBy = { token: top.token };
       }
     }
     const previous = this.#primary;

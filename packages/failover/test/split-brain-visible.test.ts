@@ -109,3 +109,21 @@ it('a stale primary fenced by a newer one is no split brain', async () => {
   expect(health()?.reason).not.toMatch(/split brain/);
   db.dispose();
 });
+
+it('the operator keeps the silent side (drains the one answering): back claiming primary, the silent one takes writes', async () => {
+  const { a, b, db, clock, of } = split();
+  await clock.advance(0);
+  b.report = 'down';
+  for (let i = 0; i < 3; i++) await clock.advance(1_000);
+  expect(db.snapshot().splitBrain?.endpoints).toEqual([shownA, shownB]);
+  await db.drain(shownA);
+  expect(db.snapshot().splitBrain).toBeNull();
+  expect(of('failover.splitBrain').map((e) => e.active)).toEqual([true, false]);
+  // Back as it was, on the timeline it tied on: the one kept.
+  b.report = { role: 'primary', token: [3, 950n] };
+  for (let i = 0; i < 3; i++) await clock.advance(1_000);
+  expect(db.snapshot().primary).toBe(shownB);
+  expect(await db.execute((e) => e.name)).toBe(shownB);
+  expect(a.report).toMatchObject({ role: 'primary' });
+  db.dispose();
+});
