@@ -31,7 +31,9 @@ export type DiscoveredRole = 'unknown' | 'primary' | 'replica' | 'unreachable' |
 
 /** The set's own role settings, given to each check (`pgRoles()` remembers a primary for five of the set's intervals). */
 export interface RoleCheckSettings {
+  /** The set's `roles.interval`: ms from the end of one check of an endpoint to the next. */
   readonly interval: number;
+  /** The set's `roles.timeout`: ms after which a check has failed. */
   readonly timeout: number;
 }
 

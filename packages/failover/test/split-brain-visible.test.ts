@@ -127,3 +127,23 @@ it('the operator keeps the silent side (drains the one answering): back claiming
   expect(a.report).toMatchObject({ role: 'primary' });
   db.dispose();
 });
+
+it('a tie broken by a promotion (a replica promoted onto a higher timeline): the split brain ends, writes go to it, both tied stay fenced, the silent one too once back', async () => {
+  const { a, b, spare, db, clock, of } = split();
+  await clock.advance(0);
+  b.report = 'down';
+  for (let i = 0; i < 3; i++) await clock.advance(1_000);
+  spare.report = { role: 'primary', token: [4, 10n] };
+  await clock.advance(1_000);
+  expect(db.snapshot().primary).toBe('spare');
+  expect(db.snapshot().splitBrain).toBeNull();
+  expect(of('failover.splitBrain').map((e) => e.active)).toEqual([true, false]);
+  expect(await db.execute((e) => e.name)).toBe('spare');
+  // The silent side back as it was, on the timeline it tied on: lost to the promotion.
+  b.report = { role: 'primary', token: [3, 950n] };
+  for (let i = 0; i < 3; i++) await clock.advance(1_000);
+  expect(db.snapshot().endpoints.map((e) => e.discovered)).toEqual(['fenced', 'fenced', 'primary']);
+  expect(a.report).toMatchObject({ role: 'primary' });
+  expect(of('failover.splitBrain')).toHaveLength(2);
+  db.dispose();
+});
