@@ -88,6 +88,8 @@ const fields: Record<EventType, Record<string, Field>> = {
     code: ['ECONNREFUSED'],
   },
   'failover.fence': { endpoint: ['old'], primary: ['new'], token: ['0/1'], primaryToken: ['0/2'] },
+  // `endpoints` is a list of names: a string field too.
+  'failover.splitBrain': { active: 'bool', since: 'num' },
 };
 
 /** A secret: letters and digits after a marker no plain value holds. */
@@ -118,6 +120,7 @@ export const secretEventArb = (secret: string): fc.Arbitrary<{ event: HoldfastEv
     const own = fields[type];
     const strings = ['source', ...Object.keys(own).filter((f) => Array.isArray(own[f]))];
     if (type === 'anomaly.score') strings.push('metrics.name');
+    if (type === 'failover.splitBrain') strings.push('endpoints.name');
     return fc
       .record({
         withSecret: fc.subarray(strings, { minLength: 1 }),
@@ -138,6 +141,7 @@ export const secretEventArb = (secret: string): fc.Arbitrary<{ event: HoldfastEv
         if (type === 'anomaly.score') {
           event.metrics = [{ name: text('metrics.name'), value: num, expected: num, score: 0.9 }];
         }
+        if (type === 'failover.splitBrain') event.endpoints = [text('endpoints.name'), 'pg-b'];
         return { event: event as unknown as HoldfastEvent, withSecret };
       });
   });

@@ -234,6 +234,17 @@ export interface EventFields {
     readonly token: string | undefined;
     readonly primaryToken: string | undefined;
   };
+  /**
+   * A split brain started (`active: true`) or ended: `endpoints` claimed primary with tokens that
+   * tie (two replicas promoted apart), or one of them went silent meanwhile; no write goes to any
+   * of them while it lasts. `since` is when it started (epoch ms); on the end, the endpoints are
+   * those tied when it ended.
+   */
+  'failover.splitBrain': {
+    readonly active: boolean;
+    readonly endpoints: readonly string[];
+    readonly since: number;
+  };
 }
 
 /** One metric of an `anomaly.score` event. */
@@ -308,6 +319,7 @@ export const eventTypes = [
   'anomaly.action',
   'failover.role',
   'failover.fence',
+  'failover.splitBrain',
 ] as const satisfies readonly EventType[];
 
 type Unlisted = Exclude<EventType, (typeof eventTypes)[number]>;
@@ -329,6 +341,7 @@ export const stateChangeEvents = [
   'health.change',
   'failover.role',
   'failover.fence',
+  'failover.splitBrain',
 ] as const satisfies readonly EventType[];
 
 /** The label an event gives an error: its holdfast or system `code`, else its `name`; never throws. */

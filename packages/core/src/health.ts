@@ -57,6 +57,8 @@ export interface FailoverView {
   readonly active: string | null;
   /** From `panic`. */
   readonly panic: boolean;
+  /** From `splitBrain`: the endpoints whose primary claims tie (no write goes to any), and since when (epoch ms). */
+  readonly splitBrain: { readonly endpoints: readonly string[]; readonly since: number } | null;
   /** Every endpoint of the set, in snapshot order. */
   readonly endpoints: readonly EndpointView[];
 }
@@ -133,7 +135,11 @@ export function readFailover(name: string, snapshot: JsonValue): FailoverView | 
     const role = setRole === 'drained' ? setRole : (str(e.discovered) ?? setRole);
     endpoints.push({ name: endpointName, role, health, up, ejection, inFlight: num(e.inFlight) });
   }
-  return { name, mode: str(s.mode), active: str(s.active), panic: s.panic === true, endpoints };
+  const split = asObject(s.splitBrain);
+  const since = num(split?.since);
+  const tied = Array.isArray(split?.endpoints) ? (split.endpoints as readonly JsonValue[]) : [];
+  const splitBrain = since === null ? null : { endpoints: tied.filter((n) => typeof n === 'string'), since };
+  return { name, mode: str(s.mode), active: str(s.active), panic: s.panic === true, splitBrain, endpoints };
 }
 
 /** Reads a budget snapshot; undefined when it has neither `balance` nor `exhausted`. */
@@ -201,7 +207,8 @@ const rank: Record<HealthStatus, number> = { pass: 0, warn: 1, fail: 2 };
 
 /**
  * Gathers every registered snapshot into a readiness verdict. A breaker open or isolated fails,
- * half-open warns; a failover set with no endpoint up fails, with some down (or in panic) warns;
+ * half-open warns; a failover set with no endpoint up fails, with some down, in panic or in a
+ * split brain warns;
  * an exhausted retry budget warns. Other kinds fail or warn when their snapshot says
  * `status: 'fail' | 'warn'` or `healthy: false` (which fails).
  */
@@ -234,6 +241,9 @@ function judge(entry: PolicySnapshot): HealthCheck {
     const serving = f.endpoints.filter((e) => e.role !== 'drained');
     const down = serving.filter((e) => !e.up).length;
     if (serving.length === 0 || down === serving.length) return check('fail', 'no endpoint up');
+    // Writes are held, reads go on. Every instance sees the same database: failing readiness would
+    // take them all out of rotation, reads too, and no instance can end it (the operator must).
+    if (f.splitBrain !== null) return check('warn', `split brain: ${f.splitBrain.endpoints.join(', ')} tie, no writes`);
     if (down > 0) return check('warn', `${down} of ${serving.length} endpoints down`);
     return f.panic ? check('warn', 'panic') : check('pass', `${serving.length} endpoints up`);
   }

@@ -193,7 +193,8 @@ ${limitsScript}
     s.failovers.forEach(function (f) {
       var up = f.endpoints.filter(function (e) { return e.up; }).length;
       sets.appendChild(el('h3', { text: f.name + ' \\u2014 ' + up + ' of ' + f.endpoints.length + ' endpoints up' +
-        (f.panic ? ', in panic' : '') + (f.active ? ', active: ' + f.active : '') }));
+        (f.panic ? ', in panic' : '') + (f.active ? ', active: ' + f.active : '') +
+        (f.splitBrain ? ', split brain: ' + f.splitBrain.endpoints.join(', ') + ' tie, no writes' : '') }));
       sets.appendChild(table('Endpoints of ' + f.name + (f.mode ? ' (' + f.mode + ')' : ''), [{ label: 'Endpoint' },
         { label: 'Available', cls: 'state-cell' }, { label: 'Health' }, { label: 'Role' }, { label: 'In flight', num: true },
         { label: 'Ejection' }], f.endpoints.map(function (e) {
@@ -256,6 +257,7 @@ ${limitsScript}
       case 'failover.eject': return 'Failover ' + who + ' ejected ' + e.endpoint;
       case 'failover.restore': return 'Failover ' + who + ' restored ' + e.endpoint;
       case 'failover.panic': return 'Failover ' + who + (e.active ? ' is in panic: ' : ' left panic: ') + e.healthy + ' of ' + e.total + ' healthy';
+      case 'failover.splitBrain': return 'Failover ' + who + (e.active ? ' is in a split brain: ' : ' left a split brain: ') + e.endpoints.join(', ');
       case 'chaos.toxic': return 'Chaos: ' + who + (e.active ? ' put on ' : ' took off ') + e.toxic + ' (' + e.name + ') toward ' + e.target;
       case 'chaos.drill': return 'Chaos: drill ' + who + (e.phase === 'start' ? ' started' : e.phase === 'step' ? ': ' + e.step : e.passed ? ' ended, objectives held' : ' ended, objectives missed');
       case 'health.change': return 'Endpoint ' + e.endpoint + ' of ' + who + ' is now ' + (e.healthy ? 'healthy' : 'unhealthy');

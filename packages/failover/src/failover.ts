@@ -126,9 +126,18 @@ export interface EndpointSnapshot {
   readonly lag: number | null;
 }
 
+/** A split brain in a {@link FailoverSnapshot}. */
+export interface SplitBrainSnapshot {
+  readonly [key: string]: number | readonly string[];
+  /** The endpoints whose primary claims tie (or tied before one went silent): no write goes to any. */
+  readonly endpoints: readonly string[];
+  /** When it started (epoch ms). */
+  readonly since: number;
+}
+
 /** What a failover set's `snapshot()` returns: plain JSON. */
 export interface FailoverSnapshot {
-  readonly [key: string]: string | number | boolean | null | readonly EndpointSnapshot[];
+  readonly [key: string]: string | number | boolean | null | readonly EndpointSnapshot[] | SplitBrainSnapshot;
   /** The set's name. */
   readonly name: string;
   /** How the set spreads calls. */
@@ -141,6 +150,11 @@ export interface FailoverSnapshot {
   readonly primary: string | null;
   /** True while too few endpoints are available (see `panicThreshold`). */
   readonly panic: boolean;
+  /**
+   * With `roles`: while primaries tie (a split brain), which endpoints and since when; they take no
+   * write, even while one of them is silent. Null otherwise.
+   */
+  readonly splitBrain: SplitBrainSnapshot | null;
   /** Every endpoint, in the order of the options. */
   readonly endpoints: readonly EndpointSnapshot[];
 }
@@ -318,6 +332,8 @@ class FailoverSet<T> implements Failover<T> {
   #reads: readonly [EndpointState<T>[], EndpointState<T>[]] = [[], []];
   /** Why the last primary was lost: the cause of `NoPrimaryError`. */
   #lostCause: unknown;
+  /** A split brain on now: the endpoints tied, and since when (epoch ms). */
+  #split: { endpoints: string[]; since: number } | undefined;
   /** Writes answered by an endpoint no longer the primary, told whenever roles are elected again. */
   readonly #roleWaiters = new Set<() => void>();
   readonly #unregister: Unregister | undefined;
@@ -920,24 +936,31 @@ class FailoverSet<T> implements Failover<T> {
         e.fencedBy = undefined;
       }
     }
-    const candidates = this.#all.filter((e) => e.claim === 'primary' && e.fencedBy === undefined);
+    // Drained last: one drained ties with nobody (the operator kept the other), and loses to it.
+    const candidates = this.#all
+      .filter((e) => e.claim === 'primary' && e.fencedBy === undefined)
+      .sort((x, y) => Number(x.drained) - Number(y.drained));
     let best: EndpointState<T> | undefined;
     for (const e of candidates) if (best === undefined || this.#order(e.token, best.token) > 0) best = e;
     const winner = best;
-    if (winner !== undefined && candidates.some((e) => e !== winner && !(this.#order(winner.token, e.token) > 0))) {
+    const ties = (e: EndpointState<T>) => !e.drained && !(this.#order(winner?.token, e.token) > 0);
+    if (winner !== undefined && candidates.some((e) => e !== winner && ties(e))) {
       best = undefined;
-      for (const e of candidates) if (!(this.#order(winner.token, e.token) > 0)) e.tied = true;
+      for (const e of candidates) if (ties(e)) e.tied = true;
     } else if (winner?.tied && this.#all.some((e) => e !== winner && e.tied && e.claim !== 'primary')) {
       best = undefined;
     } else if (winner !== undefined) for (const e of this.#all) e.tied = false;
-    if (best !== undefined) {
-      for (const e of candidates) if (e !== best) e.fencedBy = { token: best.token };
+    const top = best;
+    if (top !== undefined) {
+      // A drained one fences only those it beats: drained to keep the other side of a tie, it must
+      // not fence that side, silent now, once it is back.
+      const fences = (e: EndpointState<T>) => e !== top && (!top.drained || this.#order(top.token, e.token) > 0);
+      for (const e of candidates) if (fences(e)) e.fencedBy = { token: top.token };
       // A primary silent while another was elected lost to it too: back claiming an older history
       // (frozen, resumed after the new one went silent in turn), it takes no write.
       for (const e of this.#all) {
-        if (e.claim !== 'unreachable' || !e.silentPrimary) continue;
-        if (e.fencedBy === undefined || this.#order(best.token, e.fencedBy.token) > 0)
-          e.fencedBy = { token: best.token };
+        if (e.claim !== 'unreachable' || !e.silentPrimary || !fences(e)) continue;
+        if (e.fencedBy === undefined || this.#order(top.token, e.fencedBy.token) > 0) e.fencedBy = { token: top.token };
       }
     }
     const previous = this.#primary;
@@ -976,6 +999,7 @@ class FailoverSet<T> implements Failover<T> {
         });
       }
     }
+    this.#splitBrain(now, emit);
     if (best !== undefined && best !== previous) this.#switch(best, 'failover', emit);
     for (const wake of [...this.#roleWaiters]) wake();
     const tiers = (pool: readonly EndpointState<T>[]) => {
@@ -988,6 +1012,22 @@ class FailoverSet<T> implements Failover<T> {
     if (first.length + second.length === 0 && this.#o.panic === 'all')
       [first = [], second = []] = tiers(this.#inService());
     this.#reads = [first, second];
+  }
+
+  /** Follows the endpoints tied in a split brain (two or more: one left tied holds nothing); tells when it starts and ends. */
+  #splitBrain(now: number, emit: boolean): void {
+    const tied = this.#all.filter((e) => e.tied).map((e) => e.name);
+    const was = this.#split;
+    if (tied.length > 1) this.#split = { endpoints: tied, since: was?.since ?? now };
+    else this.#split = undefined;
+    const on = this.#split ?? was;
+    if (
+      emit &&
+      on !== undefined &&
+      (was === undefined) !== (this.#split === undefined) &&
+      this.#bus.wants('failover.splitBrain')
+    )
+      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time: now, active: was === undefined, ...on });
   }
 
   /** `compare`, guarded: one that throws or answers NaN orders nothing (a tie, so no writes). */
@@ -1247,6 +1287,8 @@ class FailoverSet<T> implements Failover<T> {
       active: this.active?.name ?? null,
       primary: this.#primary?.name ?? null,
       panic: this.#panic,
+      splitBrain:
+        this.#split === undefined ? null : { endpoints: [...this.#split.endpoints], since: this.#split.since },
       endpoints: this.#all.map((e) => ({
         name: e.name,
         target: typeof e.view.target === 'string' ? redactor.url(e.view.target) : null,

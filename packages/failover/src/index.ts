@@ -14,6 +14,7 @@ export {
   type FailoverExecuteOptions,
   type FailoverSnapshot,
   failover,
+  type SplitBrainSnapshot,
 } from './failover.js';
 export {
   type BalancerName,
@@ -30,4 +31,11 @@ export {
   type RolesOptions,
 } from './options.js';
 export { neverReached } from './retryable.js';
-export { compareTokens, type DiscoveredRole, type ErrorClass, type RoleReport, tokenText } from './roles.js';
+export {
+  compareTokens,
+  type DiscoveredRole,
+  type ErrorClass,
+  type RoleCheckSettings,
+  type RoleReport,
+  tokenText,
+} from './roles.js';

@@ -12,7 +12,7 @@ import {
 import { z } from 'zod';
 import type { BudgetLike } from './budget.js';
 import type { Endpoint } from './endpoint.js';
-import type { ErrorClass, RoleReport } from './roles.js';
+import type { ErrorClass, RoleCheckSettings, RoleReport } from './roles.js';
 
 /** Node's timers overflow past this many milliseconds. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -94,10 +94,14 @@ const healthSchema = z.strictObject({
 const rolesSchema = z.strictObject({
   /**
    * Asks one endpoint what it is: resolves to `{ role: 'primary' | 'replica', token?, lag? }`.
-   * Throwing, rejecting or outliving `timeout` counts as unreachable. Ready-made: `pgRoles()`
+   * Throwing, rejecting or outliving `timeout` counts as unreachable. `settings` is the set's
+   * `interval` and `timeout`. Ready-made: `pgRoles()`
    * from `@holdfast/failover/pg`, `redisRoles()` from `@holdfast/failover/ioredis`.
    */
-  check: fnOption<(endpoint: Endpoint, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>>(),
+  check:
+    fnOption<
+      (endpoint: Endpoint, signal: AbortSignal, settings: RoleCheckSettings) => RoleReport | PromiseLike<RoleReport>
+    >(),
   /**
    * Orders the tokens of two primaries (> 0: the first is newer). One that throws or answers
    * NaN orders nothing: the two tie, so neither is written to.
@@ -314,7 +318,11 @@ export type FailoverOptions<T = unknown> = Omit<
   /** Role discovery: writes to the one primary, reads to replicas; none when absent. */
   readonly roles?: Omit<RolesOptions, 'check'> & {
     /** Resolves to `{ role, token?, lag? }`; unreachable when it throws or times out. */
-    readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>;
+    readonly check: (
+      endpoint: Endpoint<T>,
+      signal: AbortSignal,
+      settings: RoleCheckSettings,
+    ) => RoleReport | PromiseLike<RoleReport>;
   };
 };
 /** Validates the options of a set's `eject(name, options)`; {@link EjectOptions} is inferred from it. */

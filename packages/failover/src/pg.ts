@@ -7,7 +7,7 @@
 import { TimeoutError } from '@holdfast/core';
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
-import type { ErrorClass, RoleReport } from './roles.js';
+import type { ErrorClass, RoleCheckSettings, RoleReport } from './roles.js';
 
 /** What `pgRoles()` needs of a target: a `pg.Pool` or a `pg.Client` is one. */
 export interface PgQueryable {
@@ -24,7 +24,7 @@ export interface PgQueryable {
 
 /** The `roles` option of a set of PostgreSQL servers, for `Endpoint<T>`s whose target is `T`. */
 export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classify'> & {
-  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => Promise<RoleReport>;
+  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal, settings?: RoleCheckSettings) => Promise<RoleReport>;
   readonly compare: (a: unknown, b: unknown) => number;
   readonly classify: (error: unknown) => ErrorClass;
 };
@@ -294,25 +294,27 @@ export function pgRoles<T extends PgQueryable>(
   options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
 ): PgRolesOptions<T> {
   const timeout = options.timeout ?? 1_000;
-  // A set checks each target every interval (a failed check says so): one unchecked for five is
-  // in no set any more (disposed, or its server taken out), and says nothing of the others.
-  const primaries = new PrimaryWal(5 * ((options.interval ?? 2_000) + timeout));
+  const primaries = new PrimaryWal();
   return {
     ...options,
-    check: async (endpoint) => {
+    check: async (endpoint, _signal, set) => {
+      // A set checks each target every interval (a failed check says so): one unchecked for five
+      // is in no set any more (disposed, or its server taken out), and says nothing of the others.
+      // The set's own interval: `{ ...pgRoles(), interval: 60_000 }` forgot every primary between checks.
+      const stale = 5 * ((set?.interval ?? options.interval ?? 2_000) + (set?.timeout ?? timeout));
       // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
       const started = performance.now();
       let answer: Answer;
       try {
         answer = await ask(endpoint.target, timeout);
       } catch (error) {
-        primaries.lost(endpoint.target);
+        primaries.lost(endpoint.target, performance.now(), stale);
         throw error;
       }
       const { report, system, flushed } = answer;
       const [timeline, lsn] = report.token as [number, bigint];
       if (report.role === 'primary') {
-        primaries.saw(endpoint.target, system, timeline, flushed ?? lsn, performance.now());
+        primaries.saw(endpoint.target, system, timeline, flushed ?? lsn, performance.now(), stale);
         return report;
       }
       primaries.lost(endpoint.target);
@@ -324,6 +326,22 @@ export function pgRoles<T extends PgQueryable>(
     compare: comparePgTokens,
     classify: pgClassify,
   };
+}
+
+/**
+ * A target whose last check said primary: its system and timeline, whether it is deposed (first seen
+ * on its timeline while another target was a primary on a higher one), when, and after how long it
+ * is no primary "now" (no set checks it). `split`: another answered as a primary on its timeline
+ * beside it; `silent`: its checks fail since (kept, while checked, as one side of the split brain).
+ */
+interface Now {
+  system: string;
+  timeline: number;
+  deposed: boolean;
+  at: number;
+  stale: number;
+  silent: boolean;
+  split: boolean;
 }
 
 /** A primary seen: its WAL flushed, and when. */
@@ -348,23 +366,28 @@ class PrimaryWal {
   /** System identifier -> timeline -> sightings, oldest first. */
   readonly #seen = new Map<string, Map<number, Sighting[]>>();
   /**
-   * Each target whose last check said primary: its system and timeline, whether it is deposed
-   * (first seen on its timeline while another target was a primary on a higher one), and when.
+   * Each target whose last check said primary (or, one side of a split brain, that went silent since).
    */
-  readonly #now = new Map<object, { system: string; timeline: number; deposed: boolean; at: number }>();
+  readonly #now = new Map<object, Now>();
 
-  /** @param stale ms after which a primary not seen again is no primary "now": no set checks it. */
-  constructor(readonly stale: number) {}
-
-  saw(target: object, system: string, timeline: number, lsn: bigint, at: number): void {
+  /** `stale`: ms after which the primary, not seen again, is no primary "now": no set checks it. */
+  saw(target: object, system: string, timeline: number, lsn: bigint, at: number, stale: number): void {
     const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
     // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone).
     const deposed =
-      before?.timeline === timeline && before.system === system && at - before.at <= this.stale
+      before?.timeline === timeline && before.system === system && at - before.at <= before.stale
         ? before.deposed
         : [...this.#current(system, at).keys()].some((t) => t > timeline);
-    this.#now.set(target, { system, timeline, deposed, at });
+    // Two primaries on one timeline, both answering: a split brain. One of them silent since is
+    // still one of the two (it may be the side the operator keeps).
+    let split = false;
+    for (const [t, p] of this.#now)
+      if (t !== target && p.system === system && p.timeline === timeline && at - p.at <= p.stale) {
+        split = true;
+        if (!p.silent) p.split = true;
+      }
+    this.#now.set(target, { system, timeline, deposed, at, stale, silent: false, split });
     // A few targets: a set's endpoints.
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     let timelines = this.#seen.get(system);
@@ -389,9 +412,14 @@ class PrimaryWal {
     if (list.length > 64) list.shift();
   }
 
-  /** `target`'s last check did not say primary (a replica now, or no answer). */
-  lost(target: object): void {
-    this.#now.delete(target);
+  /**
+   * `target`'s last check did not say primary: a replica now, or no answer (`at`, with the horizon
+   * of the set that asked). One side of a split brain that went silent is kept, silent, while checked.
+   */
+  lost(target: object, at?: number, stale = 0): void {
+    const p = this.#now.get(target);
+    if (p?.split && at !== undefined) Object.assign(p, { silent: true, at, stale });
+    else this.#now.delete(target);
   }
 
   /**
@@ -405,19 +433,19 @@ class PrimaryWal {
     if (timelines === undefined) return 0;
     const current = this.#current(system, now);
     const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
-    if ((current.get(top) ?? 0) > 1) return undefined;
+    if ((this.#current(system, now, false, true).get(top) ?? 0) > 1) return undefined;
     const first = timelines.get(top)?.find((s) => s.lsn > replayed);
     return first === undefined ? 0 : Math.max(0, now - first.at);
   }
 
   /**
-   * The timelines targets of `system` are primaries on as of `now` (deposed ones only if asked),
-   * and how many on each.
+   * The timelines targets of `system` are primaries on as of `now` (deposed ones, and the silent
+   * side of a split brain, only if asked), and how many on each.
    */
-  #current(system: string, now: number, deposed = false): Map<number, number> {
+  #current(system: string, now: number, deposed = false, silent = false): Map<number, number> {
     const out = new Map<number, number>();
     for (const p of this.#now.values())
-      if (p.system === system && (deposed || !p.deposed) && now - p.at <= this.stale)
+      if (p.system === system && (deposed || !p.deposed) && (!p.silent || silent) && now - p.at <= p.stale)
         out.set(p.timeline, (out.get(p.timeline) ?? 0) + 1);
     return out;
   }

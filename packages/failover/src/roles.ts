@@ -29,10 +29,20 @@ export type ErrorClass =
 /** A role an endpoint was discovered in; `fenced` claims primary but lost to a higher token. */
 export type DiscoveredRole = 'unknown' | 'primary' | 'replica' | 'unreachable' | 'fenced';
 
-export interface RoleSettings {
-  readonly check: (endpoint: Endpoint, signal: AbortSignal) => RoleReport | PromiseLike<RoleReport>;
+/** The set's own role settings, given to each check (`pgRoles()` remembers a primary for five of the set's intervals). */
+export interface RoleCheckSettings {
+  /** The set's `roles.interval`: ms from the end of one check of an endpoint to the next. */
   readonly interval: number;
+  /** The set's `roles.timeout`: ms after which a check has failed. */
   readonly timeout: number;
+}
+
+export interface RoleSettings extends RoleCheckSettings {
+  readonly check: (
+    endpoint: Endpoint,
+    signal: AbortSignal,
+    settings: RoleCheckSettings,
+  ) => RoleReport | PromiseLike<RoleReport>;
   readonly unreachableAfter: number;
 }
 
@@ -160,7 +170,8 @@ export class RoleDiscovery {
         resolve(value);
       };
       try {
-        Promise.resolve(this.settings.check(e.view, controller.signal)).then(
+        const { interval, timeout } = this.settings;
+        Promise.resolve(this.settings.check(e.view, controller.signal, { interval, timeout })).then(
           (report) =>
             settle(validReport(report) ? report : { error: new TypeError(`bad role report: ${show(report)}`) }),
           (error: unknown) => settle({ error }),

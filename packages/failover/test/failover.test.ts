@@ -296,6 +296,7 @@ describe('snapshot and dispose', () => {
       active: 'primary',
       primary: null,
       panic: false,
+      splitBrain: null,
       endpoints: [
         {
           name: 'primary',
