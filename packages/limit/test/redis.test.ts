@@ -72,7 +72,7 @@ describe('redisRateLimiter() keys a client picks', () => {
     expect(allowed).toBe(1_000);
     // Before: the cache kept each key whole, 16 MB.
     expect(heap).toBeLessThan(1e6);
-  });
+  }, 60_000);
 });
 
 describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', () => {
@@ -412,7 +412,14 @@ return reply`;
 
   it('a resent command after a dropped reply takes once (default resendWindow)', async () => {
     const { dropping, executed } = droppingReplies();
-    const rl = redisRateLimiter({ client: dropping, limit: 2, interval: 60_000, prefix: 'drop:', policies: false });
+    const rl = redisRateLimiter({
+      client: dropping,
+      limit: 2,
+      interval: 60_000,
+      prefix: 'drop:',
+      policies: false,
+      commandTimeout: 10_000,
+    });
     expect((await rl.take('k')).allowed).toBe(true);
     expect((await rl.take('k')).allowed).toBe(true);
     expect(executed()).toBe(4); // each decision ran twice on the server...
@@ -422,7 +429,14 @@ return reply`;
 
   it('concurrent decisions whose replies are all dropped and resent take once each: exactly the limit passes', async () => {
     const { dropping, executed } = droppingReplies();
-    const rl = redisRateLimiter({ client: dropping, limit: 100, interval: 60_000, prefix: 'many:', policies: false });
+    const rl = redisRateLimiter({
+      client: dropping,
+      limit: 100,
+      interval: 60_000,
+      prefix: 'many:',
+      policies: false,
+      commandTimeout: 10_000,
+    });
     // 150 at once: each runs twice on the server, with other decisions between its two runs.
     const all = await Promise.all(Array.from({ length: 150 }, () => rl.take('k')));
     expect(executed()).toBe(300);
@@ -438,6 +452,8 @@ return reply`;
     const { dropping, executed } = droppingReplies();
     const rl = redisRateLimiter({
       client: dropping,
+      // Counts are the subject, not the timeout: under load a slow reply is no store error here.
+      commandTimeout: 10_000,
       limit: LIMIT,
       burst: BURST,
       interval: 1000,
@@ -479,6 +495,8 @@ return reply`;
     const { dropping, executed } = droppingReplies();
     const rl = redisRateLimiter({
       client: dropping,
+      // Counts are the subject, not the timeout: under load a slow reply is no store error here.
+      commandTimeout: 10_000,
       limit: 2,
       interval: 60_000,
       prefix: 'nomark:',
@@ -499,6 +517,8 @@ return reply`;
     const { dropping } = droppingReplies(150);
     const rl = redisRateLimiter({
       client: dropping,
+      // Counts are the subject, not the timeout: under load a slow reply is no store error here.
+      commandTimeout: 10_000,
       limit: 3,
       interval: 60_000,
       prefix: 'late:',
