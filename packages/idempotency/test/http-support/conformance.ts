@@ -498,7 +498,8 @@ export function httpConformance(framework: Framework, stores: StoreFactory): voi
     it('delivers the response within `completeTimeoutMs` when storing it hangs', async () => {
       const inner = await stores.make();
       const store: IdempotencyStore = { ...hungStore, claim: (...args) => inner.claim(...args) };
-      const { app, url } = await start({ store, storeTimeoutMs: 100, completeTimeoutMs: 300 });
+      // The claim is the real store's: 1 s for it on a loaded machine (100 ms answered 503 at load 17).
+      const { app, url } = await start({ store, storeTimeoutMs: 1_000, completeTimeoutMs: 300 });
       const res = await send(url('/orders'), { key: newKey(), body: { a: 1 } });
       expect(res.status).toBe(201);
       expect(res.json()).toMatchObject({ n: 1, body: { a: 1 } });
