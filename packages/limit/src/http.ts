@@ -261,11 +261,15 @@ export class Shedder<Req> {
     for (let i = 0; places !== undefined && i < places.length; i += 2) {
       if (places[i] === policy && places[i + 1] === key) return Promise.resolve(noop);
     }
+    // What the limits took, given back if the request is not admitted after all (a later limit,
+    // a bulkhead or a timeout refused it, or a cost a later limit cannot take): it never ran.
+    let taken: (() => void)[] | undefined = [];
     return new Promise((resolve, reject) => {
       policy
         .execute(
           () =>
             new Promise<void>((done, fail) => {
+              taken = undefined;
               const now = held.get(res);
               if (now === undefined) held.set(res, [policy, key]);
               else now.push(policy, key);
@@ -279,9 +283,15 @@ export class Shedder<Req> {
             key,
             cost,
             [DECIDED]: (this.#headers || this.#legacy) && ((...d: Told) => this.#tell(res, ...d)),
+            [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
         .then(undefined, (error: unknown) => {
+          for (const undo of taken ?? []) {
+            try {
+              undo();
+            } catch {}
+          }
           // The client went away while queued: nobody to answer, and nothing went wrong.
           if (signal.aborted) resolve(goneShed);
           else if (isRejection(error)) resolve(this.#shed(error));
@@ -400,6 +410,9 @@ function emitEnded(res: ServerResponse): void {
 
 /** Where a rate limiter tells the middleware its decision on a request (see rate.ts). */
 const DECIDED = Symbol.for('holdfast.limit.decided');
+
+/** Where a rate limiter hands the middleware how to give back what it took (see rate.ts). */
+const TAKEN = Symbol.for('holdfast.limit.taken');
 
 const thenable = (v: unknown) => typeof (v as PromiseLike<unknown> | undefined)?.then === 'function';
 

@@ -1,10 +1,14 @@
 import type { AddressInfo } from 'node:net';
+import { pipeline } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
-import { afterEach, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { type LoadSheddingOptions, tokenBucket } from '../src/index.js';
+import { bulkhead, type LoadSheddingOptions, slidingWindow, tokenBucket } from '../src/index.js';
+import { redisRateLimiter } from '../src/redis.js';
 
 type Req = { headers: Record<string, string | string[] | undefined> };
 const closers: (() => Promise<unknown>)[] = [];
@@ -40,6 +44,31 @@ async function get(url: string, headers: Record<string, string> = {}) {
 }
 
 describe.each(['express', 'fastify'] as const)('%s: cost with several limits', (kind) => {
+  // README: a bad cost "gets 500 problem+json ... and takes nothing". A cost the first limit holds
+  // (10) but the second does not (3) was taken from the first before the second said no.
+  it('a cost the second limit cannot take is a 500 that takes nothing from the first', async () => {
+    const perUser = minute(10);
+    const total = minute(3);
+    const url = await serve(kind, { policy: pipeline(perUser, total), key: () => 'k', cost: costHeader });
+    const answer = await get(url, { 'x-cost': '5' });
+    expect(answer.body).toMatchObject({ status: 500, type: 'urn:holdfast:problem:bad-cost' });
+    expect(perUser.take('k').remaining).toBe(9);
+  });
+
+  // A request the second limit refuses never ran: what the first took for it is given back, so the
+  // outcome does not hang on the order of the pipeline (the first refusing takes nothing from the second).
+  it('a request a later limit refuses gives back what the earlier ones took (token bucket, sliding window)', async () => {
+    const perUser = minute(10);
+    const window = slidingWindow({ limit: 10, interval: 60_000, policies: false });
+    const total = tokenBucket({ limit: 2, interval: 60_000, key: () => 'all', policies: false });
+    const url = await serve(kind, { policy: pipeline(perUser, window, total), key: () => 'k', cost: costHeader });
+    expect((await get(url, { 'x-cost': '2' })).status).toBe(200);
+    const refused = await get(url, { 'x-cost': '2' });
+    expect(refused.status).toBe(429);
+    expect(perUser.take('k').remaining).toBe(7);
+    expect(window.take('k').remaining).toBe(7);
+  });
+
   // The key may be async (a session looked up); a cost looked up the same way (a plan's price) was
   // a 500 for every request, and one that rejected was an unhandled rejection: a crash under
   // Node's default --unhandled-rejections=throw.
@@ -68,4 +97,72 @@ describe.each(['express', 'fastify'] as const)('%s: cost with several limits', (
       process.off('unhandledRejection', note);
     }
   });
+});
+
+// A bulkhead after the limit that sheds (503) a request the limit let through: the same.
+it('express: a request a bulkhead after the limit sheds gives back what the limit took', async () => {
+  const perUser = minute(10);
+  const gate = bulkhead({ maxConcurrent: 1, maxQueue: 0 });
+  let hold = () => {};
+  const holding = new Promise<void>((started) => {
+    const app = express();
+    app.use(expressShedding({ policy: pipeline(perUser, gate), key: () => 'k', cost: () => 3 }));
+    app.get('/x', (_req, res) => {
+      hold = () => void res.send('ok');
+      started();
+    });
+    const server = app.listen(0, '127.0.0.1');
+    closers.push(() => new Promise((r) => server.close(r)));
+    server.once('listening', () => {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      urls.push(url);
+      first = fetch(`${url}/x`);
+    });
+  });
+  const urls: string[] = [];
+  let first: Promise<Response> | undefined;
+  await holding;
+  expect((await get(urls[0] as string)).status).toBe(503);
+  hold();
+  expect((await first)?.status).toBe(200);
+  // 3 for the first; the shed request's 3 came back.
+  expect(perUser.take('k', 1).remaining).toBe(6);
+});
+
+// On Redis: cost goes to take(key, cost), a cost the Redis limit cannot take is the same 500, and
+// what the Redis limit took for a request a later limit refused is given back (its refund script).
+describe.skipIf(!redisAvailable())('express: cost on a Redis limit', () => {
+  let server: RedisServer;
+  let client: Redis;
+  beforeAll(async () => {
+    [server] = (await startRedis(1)) as [RedisServer];
+    client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 });
+    client.on('error', () => {});
+  }, 30_000);
+  afterAll(async () => {
+    client.disconnect();
+    await stopAllRedis();
+  });
+
+  it('takes the cost, refuses a cost past its burst with a 500, and gives back for a later refusal', async () => {
+    const shared = redisRateLimiter({ client, limit: 10, interval: 60_000, policies: false, prefix: 'review:cost:' });
+    const total = tokenBucket({ limit: 3, interval: 60_000, key: () => 'all', policies: false });
+    const app = express();
+    app.use(expressShedding({ policy: pipeline(shared, total), key: () => 'k', cost: costHeader }));
+    app.get('/x', (_req, res) => void res.send('ok'));
+    const listening = app.listen(0, '127.0.0.1');
+    await new Promise((r) => listening.once('listening', r));
+    closers.push(() => new Promise((r) => listening.close(r)));
+    const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
+    const first = await get(url, { 'x-cost': '2' });
+    expect([first.status, first.headers.get('ratelimit')]).toEqual([200, '"10-in-60s";r=8;t=12']);
+    expect((await get(url, { 'x-cost': '11' })).body).toMatchObject({
+      status: 500,
+      type: 'urn:holdfast:problem:bad-cost',
+    });
+    // Taken by Redis (2 more), refused by the total (1 left of 3): given back.
+    expect((await get(url, { 'x-cost': '2' })).status).toBe(429);
+    // The refund was sent before the 429 was: on the one connection, Redis runs it before this take.
+    expect((await shared.take('k', 1)).remaining).toBe(7);
+  }, 15_000);
 });
