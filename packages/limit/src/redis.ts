@@ -319,6 +319,8 @@ class RedisGcra extends RateLimiterBase {
   }
 
   protected giveBack(key: string | undefined, cost: number): void {
+    // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
+    if (this.o.client.status !== 'ready') return;
     const tat = this.keyOf(this.own(key));
     this.o.client.call('eval', refundSource, '1', tat, String(this.#emission * cost)).catch(() => {});
   }

@@ -166,3 +166,31 @@ describe.skipIf(!redisAvailable())('express: cost on a Redis limit', () => {
     expect((await shared.take('k', 1)).remaining).toBe(7);
   }, 15_000);
 });
+
+// The give-back is a call of its own: on a connection gone since the decision it would wait in
+// ioredis' offline queue (one per refused request, for as long as the outage lasts).
+it('express: no give-back is sent to Redis on a client that is not ready; the limit errs strict', async () => {
+  const sent: string[] = [];
+  const client = {
+    status: 'ready',
+    call: async (command: string) => {
+      sent.push(command);
+      // Allowed, 5 left: and the connection drops as the reply comes.
+      client.status = 'reconnecting';
+      return 5;
+    },
+    once() {},
+    removeListener() {},
+  };
+  const shared = redisRateLimiter({ client, limit: 10, interval: 60_000, policies: false });
+  const total = tokenBucket({ limit: 1, interval: 60_000, key: () => 'all', policies: false });
+  total.take();
+  const app = express();
+  app.use(expressShedding({ policy: pipeline(shared, total), key: () => 'k' }));
+  app.get('/x', (_req, res) => void res.send('ok'));
+  const listening = app.listen(0, '127.0.0.1');
+  await new Promise((r) => listening.once('listening', r));
+  closers.push(() => new Promise((r) => listening.close(r)));
+  expect((await get(`http://127.0.0.1:${(listening.address() as AddressInfo).port}`)).status).toBe(429);
+  expect(sent).toEqual(['evalsha']);
+});
