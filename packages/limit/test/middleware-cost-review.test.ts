@@ -7,8 +7,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { bulkhead, type LoadSheddingOptions, slidingWindow, tokenBucket } from '../src/index.js';
+import { shown } from '../src/http.js';
+import { bulkhead, type LoadSheddingOptions, type LocalRateLimiter, slidingWindow, tokenBucket } from '../src/index.js';
 import { redisRateLimiter } from '../src/redis.js';
+import { handClock } from './time.js';
 
 type Req = { headers: Record<string, string | string[] | undefined> };
 const closers: (() => Promise<unknown>)[] = [];
@@ -193,4 +195,31 @@ it('express: no give-back is sent to Redis on a client that is not ready; the li
   closers.push(() => new Promise((r) => listening.close(r)));
   expect((await get(`http://127.0.0.1:${(listening.address() as AddressInfo).port}`)).status).toBe(429);
   expect(sent).toEqual(['evalsha']);
+});
+
+// README: q in w is a rate spread evenly, not q at once each w (what the headers do not promise).
+it('q sent at once each w seconds is refused in part: a burst below q, a sliding window', () => {
+  const bursts = (l: LocalRateLimiter, clock: { t: number }) => {
+    const m = l as unknown as { quota: number; window: number; steady: number };
+    const [q, w] = shown(m.quota, m.window, l.take('x'), m.steady);
+    const refused: number[] = [];
+    for (let round = 0; round < 4; round++) {
+      clock.t = 30_001 + round * w * 1000;
+      let no = 0;
+      for (let i = 0; i < q; i++) if (!l.take('k').allowed) no++;
+      refused.push(no);
+    }
+    return [`"${q}-in-${w}s"`, refused];
+  };
+  let clock = handClock(30_000);
+  expect(bursts(tokenBucket({ limit: 10, interval: 1000, burst: 1, clock, policies: false }), clock)).toEqual([
+    '"10-in-1s"',
+    [9, 9, 9, 9],
+  ]);
+  clock = handClock(30_000);
+  expect(bursts(slidingWindow({ limit: 100, interval: 60_000, clock, policies: false }), clock)).toEqual([
+    '"99-in-60s"',
+    [0, 49, 24, 37],
+  ]);
+  // Spread evenly, none is (test/ratelimit-window.test.ts checks that over random limits).
 });
