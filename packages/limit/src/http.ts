@@ -324,7 +324,9 @@ export class Shedder<Req> {
     const all = [...limits];
     const set = (name: string, f: (l: [string, Shown]) => string) => res.setHeader(name, all.map(f).join(', '));
     const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
-    if (this.#legacy) {
+    // Asked for by any middleware the request met: each limit's decision updates them.
+    if (this.#legacy) legacy.add(res);
+    if (legacy.has(res)) {
       res.setHeader('x-ratelimit-limit', q);
       res.setHeader('x-ratelimit-remaining', r);
       res.setHeader('x-ratelimit-reset', Math.ceil(Date.now() / 1000) + t);
@@ -451,6 +453,9 @@ const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && 
 
 /** The limits each response's request was counted against, by name. */
 const decided = new WeakMap<ServerResponse, Map<string, Shown>>();
+
+/** Responses a shedder with `legacyHeaders` decided on. */
+const legacy = new WeakSet<ServerResponse>();
 
 /** Responses a shedder answered: their requests never reached a handler. */
 const refused = new WeakSet<ServerResponse>();

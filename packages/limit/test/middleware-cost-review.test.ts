@@ -223,3 +223,19 @@ it('q sent at once each w seconds is refused in part: a burst below q, a sliding
   ]);
   // Spread evenly, none is (test/ratelimit-window.test.ts checks that over random limits).
 });
+
+// Two middlewares on one request (the app's and a route's), the first with legacyHeaders: the
+// second limit's decision left X-RateLimit-* at the first's, and a client keeping to its
+// Remaining was refused by the second.
+it('express: X-RateLimit-* follow every limit the request met, whichever middleware asked for them', async () => {
+  const app = express();
+  app.use(expressShedding({ policy: minute(10), key: () => 'k', legacyHeaders: true }));
+  app.use('/x', expressShedding({ policy: minute(2), key: () => 'k' }));
+  app.get('/x', (_req, res) => void res.send('ok'));
+  const listening = app.listen(0, '127.0.0.1');
+  await new Promise((r) => listening.once('listening', r));
+  closers.push(() => new Promise((r) => listening.close(r)));
+  const answer = await get(`http://127.0.0.1:${(listening.address() as AddressInfo).port}`);
+  expect(answer.headers.get('ratelimit')).toBe('"10-in-60s";r=9;t=6, "2-in-60s";r=1;t=30');
+  expect([answer.headers.get('x-ratelimit-limit'), answer.headers.get('x-ratelimit-remaining')]).toEqual(['2', '1']);
+});
