@@ -114,6 +114,11 @@ export abstract class RateLimiterBase implements RateLimiter {
 
   abstract take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
 
+  /** The units that come back each `window` for calls of `cost` kept at the limit. */
+  protected steadyFor(_cost: number): number {
+    return this.steady;
+  }
+
   /** Gives back `cost` units `take(key, cost)` took at `at` (the line's ms), as far as they still count. */
   protected abstract giveBack(key: string | undefined, cost: number, at: number): void;
 
@@ -153,21 +158,22 @@ export abstract class RateLimiterBase implements RateLimiter {
             this.giveBack(key, cost, at);
           });
       });
-    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, told, undo));
-    return this.#go(fn, options, decision, told, undo);
+    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, cost, told, undo));
+    return this.#go(fn, options, decision, cost, told, undo);
   }
 
   #go<T>(
     fn: Operation<T>,
     options: ExecuteOptions | undefined,
     decision: RateDecision,
+    cost: number,
     told?: Decided,
     undo?: (d: RateDecision) => void,
   ): Promise<T> {
     if (told !== undefined && decision !== UNKNOWN) {
       // Headers the middleware could not write never break the call.
       try {
-        told(this, this.quota, this.window, decision, this.steady);
+        told(this, this.quota, this.window, decision, this.steadyFor(cost));
       } catch {}
     }
     undo?.(decision);

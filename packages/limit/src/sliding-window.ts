@@ -114,6 +114,12 @@ class SlidingWindow extends RateLimiterBase {
     );
   }
 
+  // Kept at its limit in calls of `cost`, a window takes limit - cost (what the previous one
+  // weighs leaves no room for more), or one call every other window.
+  protected override steadyFor(cost: number): number {
+    return Math.max(this.limit - cost, cost / 2);
+  }
+
   protected giveBack(key: string | undefined, cost: number, at: number): void {
     const index = Math.floor(at / this.interval);
     const s = this.#table.get(this.own(key), () => ({ index, previous: 0, current: 0 }));

@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { pipeline } from '@holdfast/core';
 import express from 'express';
+import fc from 'fast-check';
 import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -238,4 +239,56 @@ it('express: X-RateLimit-* follow every limit the request met, whichever middlew
   const answer = await get(`http://127.0.0.1:${(listening.address() as AddressInfo).port}`);
   expect(answer.headers.get('ratelimit')).toBe('"10-in-60s";r=9;t=6, "2-in-60s";r=1;t=30');
   expect([answer.headers.get('x-ratelimit-limit'), answer.headers.get('x-ratelimit-remaining')]).toEqual(['2', '1']);
+});
+
+// A sliding window kept at its limit leaves room for `limit - cost` a window, not `limit - 1`:
+// with cost 5, a client keeping to "99-in-60s" in units was refused 15 times in 395, with cost
+// 50, 19 times in 39. The rate shown is the one the request's cost can keep to.
+describe('a sliding window with a cost: the rate shown is one a client of that cost keeps to', () => {
+  const DECIDED = Symbol.for('holdfast.limit.decided');
+  /** q and w the headers show for a call of `cost` on `l` (what the middleware hears). */
+  const policyOf = async (l: LocalRateLimiter, cost: number) => {
+    let seen: [number, number] = [0, 0];
+    const hear = (_l: unknown, quota: number, window: number, d: { remaining: number; reset: number }, s: number) => {
+      const [q, w] = shown(quota, window, d, s);
+      seen = [q, w];
+    };
+    await l.execute(async () => {}, { key: 'probe', cost, [DECIDED]: hear } as never);
+    return seen;
+  };
+
+  it('100 a minute at cost 5 is "95-in-60s"', async () => {
+    const url = await serve('express', {
+      policy: slidingWindow({ limit: 100, interval: 60_000, policies: false }),
+      key: () => 'k',
+      cost: () => 5,
+    });
+    expect((await get(url)).headers.get('ratelimit-policy')).toBe('"95-in-60s";q=95;w=60');
+  });
+
+  it('property: a client keeping to q in w, in requests of its cost, is never refused', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 20, max: 5_000 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        async (limit, wanted, interval, start) => {
+          const cost = Math.min(wanted, limit);
+          const clock = handClock(start);
+          const l = slidingWindow({ limit, interval, clock, policies: false });
+          const [q, w] = await policyOf(l, cost);
+          const gap = (cost * w * 1000) / q;
+          for (let i = 0; i < 60; i++) {
+            clock.t = start + i * gap;
+            expect(
+              l.take('k', cost).allowed,
+              `${cost} of ${limit} per ${interval} ms, "${q}-in-${w}s", request ${i}`,
+            ).toBe(true);
+          }
+        },
+      ),
+      { numRuns: 500 },
+    );
+  }, 30_000);
 });
