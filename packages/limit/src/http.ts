@@ -28,11 +28,11 @@ export interface LoadSheddingOptions<Req> {
    */
   readonly key?: (req: Req) => string | undefined | PromiseLike<string | undefined>;
   /**
-   * How many units a request takes from a rate limit (a costly search 5, a page 1). A result that
-   * is not a whole number from 1 to what the limiter holds is a bug: the request gets a `500`
-   * problem+json naming `cost`, and takes nothing. @default 1
+   * How many units a request takes from a rate limit (a costly search 5, a page 1); it may be
+   * async, as `key`. A result that is not a whole number from 1 to what the limiter holds is a
+   * bug: the request gets a `500` problem+json naming `cost`, and takes nothing. @default 1
    */
-  readonly cost?: (req: Req) => number;
+  readonly cost?: (req: Req) => number | PromiseLike<number>;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
   readonly retryAfter?: number;
   /**
@@ -218,23 +218,18 @@ export class Shedder<Req> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
     const cost = this.#cost?.(req);
-    // Not a positive number (NaN, a string, 0): no limiter could take it. (A limiter checks the rest.)
-    if (this.#cost !== undefined && !(typeof cost === 'number' && cost > 0 && cost < Infinity)) {
-      return Promise.resolve(badCost);
-    }
     const key = this.#key?.(req);
-    // An async key (a session looked up): its String() was every request's key, and its
+    // An async key (a session looked up) or cost: its String() was every request's key, and its
     // rejection went unhandled. A client that leaves while it is looked up left while queued:
     // nobody to answer, and nothing taken from the limit when the key comes (before, a token).
-    if (typeof (key as PromiseLike<unknown> | undefined)?.then === 'function') {
+    if (thenable(key) || thenable(cost)) {
       return new Promise((resolve, reject) => {
         const left = () => resolve(goneShed);
         signal.addEventListener('abort', left, { once: true });
-        Promise.resolve(key).then(
-          (k) => {
+        Promise.all([key, cost]).then(
+          ([k, c]) => {
             signal.removeEventListener('abort', left);
-            if (!signal.aborted)
-              this.#admit(policy, keyString(k), cost as number | undefined, res, signal).then(resolve, reject);
+            if (!signal.aborted) this.#admit(policy, keyString(k), c, res, signal).then(resolve, reject);
           },
           (error: unknown) => {
             signal.removeEventListener('abort', left);
@@ -243,16 +238,20 @@ export class Shedder<Req> {
         );
       });
     }
-    return this.#admit(policy, keyString(key), cost as number | undefined, res, signal);
+    return this.#admit(policy, keyString(key), cost, res, signal);
   }
 
   #admit(
     policy: Policy,
     key: string | undefined,
-    cost: number | undefined,
+    cost: unknown,
     res: ServerResponse,
     signal: AbortSignal,
   ): Promise<Release | Shed> {
+    // Not a positive number (NaN, a string, 0): no limiter could take it. (A limiter checks the rest.)
+    if (this.#cost !== undefined && !(typeof cost === 'number' && cost > 0 && cost < Infinity)) {
+      return Promise.resolve(badCost);
+    }
     // An empty key (an empty header) names nobody: it counted under the limiter's defaultKey, '',
     // with every request that gave none, and was told what they had spent.
     if (key === '') return Promise.resolve(badKey);
@@ -262,11 +261,15 @@ export class Shedder<Req> {
     for (let i = 0; places !== undefined && i < places.length; i += 2) {
       if (places[i] === policy && places[i + 1] === key) return Promise.resolve(noop);
     }
+    // What the limits took, given back if the request is not admitted after all (a later limit,
+    // a bulkhead or a timeout refused it, or a cost a later limit cannot take): it never ran.
+    let taken: (() => void)[] | undefined = [];
     return new Promise((resolve, reject) => {
       policy
         .execute(
           () =>
             new Promise<void>((done, fail) => {
+              taken = undefined;
               const now = held.get(res);
               if (now === undefined) held.set(res, [policy, key]);
               else now.push(policy, key);
@@ -280,9 +283,15 @@ export class Shedder<Req> {
             key,
             cost,
             [DECIDED]: (this.#headers || this.#legacy) && ((...d: Told) => this.#tell(res, ...d)),
+            [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
         .then(undefined, (error: unknown) => {
+          for (const undo of taken ?? []) {
+            try {
+              undo();
+            } catch {}
+          }
           // The client went away while queued: nobody to answer, and nothing went wrong.
           if (signal.aborted) resolve(goneShed);
           else if (isRejection(error)) resolve(this.#shed(error));
@@ -315,7 +324,9 @@ export class Shedder<Req> {
     const all = [...limits];
     const set = (name: string, f: (l: [string, Shown]) => string) => res.setHeader(name, all.map(f).join(', '));
     const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
-    if (this.#legacy) {
+    // Asked for by any middleware the request met: each limit's decision updates them.
+    if (this.#legacy) legacy.add(res);
+    if (legacy.has(res)) {
       res.setHeader('x-ratelimit-limit', q);
       res.setHeader('x-ratelimit-remaining', r);
       res.setHeader('x-ratelimit-reset', Math.ceil(Date.now() / 1000) + t);
@@ -402,6 +413,11 @@ function emitEnded(res: ServerResponse): void {
 /** Where a rate limiter tells the middleware its decision on a request (see rate.ts). */
 const DECIDED = Symbol.for('holdfast.limit.decided');
 
+/** Where a rate limiter hands the middleware how to give back what it took (see rate.ts). */
+const TAKEN = Symbol.for('holdfast.limit.taken');
+
+const thenable = (v: unknown) => typeof (v as PromiseLike<unknown> | undefined)?.then === 'function';
+
 /** What a rate limiter tells: itself, its quota (units, over ms) and its decision (see rate.ts). */
 type Told = [
   limiter: object,
@@ -437,6 +453,9 @@ const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && 
 
 /** The limits each response's request was counted against, by name. */
 const decided = new WeakMap<ServerResponse, Map<string, Shown>>();
+
+/** Responses a shedder with `legacyHeaders` decided on. */
+const legacy = new WeakSet<ServerResponse>();
 
 /** Responses a shedder answered: their requests never reached a handler. */
 const refused = new WeakSet<ServerResponse>();

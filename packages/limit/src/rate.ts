@@ -83,6 +83,12 @@ export type Decided = (
  */
 const DECIDED = Symbol.for('holdfast.limit.decided');
 
+/**
+ * Where the middleware hears how to give back what a limiter took for a request that was then
+ * not admitted (a later limit or a bulkhead refused it, the client left while queued).
+ */
+const TAKEN = Symbol.for('holdfast.limit.taken');
+
 /** Runs or refuses calls on a decision; the shared part of every rate limiter. */
 export abstract class RateLimiterBase implements RateLimiter {
   readonly name: string;
@@ -108,6 +114,14 @@ export abstract class RateLimiterBase implements RateLimiter {
 
   abstract take(key?: string, cost?: number): RateDecision | Promise<RateDecision>;
 
+  /** The units that come back each `window` for calls of `cost` kept at the limit. */
+  protected steadyFor(_cost: number): number {
+    return this.steady;
+  }
+
+  /** Gives back `cost` units `take(key, cost)` took at `at` (the line's ms), as far as they still count. */
+  protected abstract giveBack(key: string | undefined, cost: number, at: number): void;
+
   /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
   protected own(key: unknown): string {
     if (this.ownKey !== undefined) key = this.ownKey(key === undefined ? key : checkKey(this.name, key));
@@ -119,27 +133,50 @@ export abstract class RateLimiterBase implements RateLimiter {
     if (this.disposed) return Promise.reject(new DisposedError(this.name));
     let decision: RateDecision | Promise<RateDecision>;
     // Inside a pipeline, options is the outer policy's scope: the key and cost are the call's.
-    const given = CallScope.given(options) as (RateLimitExecuteOptions & { [DECIDED]?: Decided }) | undefined;
+    const given = CallScope.given(options) as
+      | (RateLimitExecuteOptions & { [DECIDED]?: Decided; [TAKEN]?: (undo: () => void) => void })
+      | undefined;
     const key = given?.key ?? undefined;
+    const cost = given?.cost ?? 1;
     // Told only of a decision on the request's own key: a limit the limiter counts under a key of
     // its own (every user's, a tenant's) is other clients' business.
     const told = this.ownKey === undefined && key !== undefined ? given?.[DECIDED] : undefined;
+    // Only the middleware asks how to give back (a request a later policy did not admit).
+    const taken = given?.[TAKEN];
+    const at = taken ? this.common.elapsed() : 0;
     try {
-      decision = this.take(key, given?.cost ?? 1);
+      decision = this.take(key, cost);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, told));
-    return this.#go(fn, options, decision, told);
+    const undo =
+      taken &&
+      ((d: RateDecision) => {
+        if (d.allowed && d !== UNKNOWN)
+          taken(() => {
+            this.allowedCount--;
+            this.giveBack(key, cost, at);
+          });
+      });
+    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, cost, told, undo));
+    return this.#go(fn, options, decision, cost, told, undo);
   }
 
-  #go<T>(fn: Operation<T>, options: ExecuteOptions | undefined, decision: RateDecision, told?: Decided): Promise<T> {
+  #go<T>(
+    fn: Operation<T>,
+    options: ExecuteOptions | undefined,
+    decision: RateDecision,
+    cost: number,
+    told?: Decided,
+    undo?: (d: RateDecision) => void,
+  ): Promise<T> {
     if (told !== undefined && decision !== UNKNOWN) {
       // Headers the middleware could not write never break the call.
       try {
-        told(this, this.quota, this.window, decision, this.steady);
+        told(this, this.quota, this.window, decision, this.steadyFor(cost));
       } catch {}
     }
+    undo?.(decision);
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
     if (!(options instanceof CallScope) && options?.signal === undefined) {
       // No signal and no outer scope: nothing can abort the call, nothing to detach from.

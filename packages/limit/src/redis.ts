@@ -318,6 +318,13 @@ class RedisGcra extends RateLimiterBase {
     this.o.client.call('eval', refundSource, '1', args[1] as string, step).catch(() => {});
   }
 
+  protected giveBack(key: string | undefined, cost: number): void {
+    // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
+    if (this.o.client.status !== 'ready') return;
+    const tat = this.keyOf(this.own(key));
+    this.o.client.call('eval', refundSource, '1', tat, String(this.#emission * cost)).catch(() => {});
+  }
+
   #unreachable(error: unknown): RateDecision {
     this.#storeErrors++;
     const failOpen = this.o.onRedisError === 'open';

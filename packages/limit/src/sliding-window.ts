@@ -114,6 +114,20 @@ class SlidingWindow extends RateLimiterBase {
     );
   }
 
+  // Kept at its limit in calls of `cost`, a window takes limit - cost (what the previous one
+  // weighs leaves no room for more), or one call every other window.
+  protected override steadyFor(cost: number): number {
+    return Math.max(this.limit - cost, cost / 2);
+  }
+
+  protected giveBack(key: string | undefined, cost: number, at: number): void {
+    const index = Math.floor(at / this.interval);
+    const s = this.#table.get(this.own(key), () => ({ index, previous: 0, current: 0 }));
+    // Counted in the window of `at`: the current one still, or the previous one since.
+    if (s.index === index) s.current = Math.max(0, s.current - cost);
+    else if (s.index === index + 1) s.previous = Math.max(0, s.previous - cost);
+  }
+
   snapshot(): RateLimiterSnapshot {
     return {
       name: this.name,

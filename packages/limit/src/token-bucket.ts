@@ -79,6 +79,11 @@ class TokenBucket extends RateLimiterBase {
     return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
   }
 
+  protected giveBack(key: string | undefined, cost: number): void {
+    const b = this.#table.get(this.own(key), () => ({ tokens: this.burst, at: this.common.elapsed() }));
+    b.tokens = Math.min(this.burst, b.tokens + cost);
+  }
+
   snapshot(): RateLimiterSnapshot {
     return {
       name: this.name,
