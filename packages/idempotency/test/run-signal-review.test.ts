@@ -12,6 +12,7 @@ import {
   memoryStore,
   StoreUnavailableError,
 } from '../src/index.js';
+import { decodeOutcome, encodeOutcome } from '../src/store.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -114,6 +115,35 @@ describe('idempotent(): what a repeat learns of the first caller’s abort', () 
       cause: undefined,
     });
     expect(JSON.stringify({ ...error, message: error.message, stack: error.stack })).not.toContain('sk_live');
+    store.dispose();
+  });
+});
+
+describe('the `aborted` record where a reader does not know the kind', () => {
+  it('a reader from before it (any kind but `response` read as a value) fails to parse it, never replays a value', () => {
+    const written = encodeOutcome({ kind: 'aborted' });
+    expect(decodeOutcome(written)).toEqual({ kind: 'aborted' });
+    // What an older redisStore did with a kind it did not know: read it as a value.
+    expect(() => decodeOutcome({ ...written, kind: 'value' })).toThrow(SyntaxError);
+  });
+
+  it('memoryStore counts every `aborted` record in its bytes, evicts the least recently used first, and frees their bytes', async () => {
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const store = memoryStore({ maxEntries: 3, clock });
+    const abort = async (k: string) => {
+      const claim = await store.claim(k, 'fp', 1_000);
+      if (claim.status !== 'claimed') throw new Error(`${k}: ${claim.status}`);
+      expect(await store.complete(k, claim.token, { kind: 'aborted' }, 5_000)).toBe(true);
+    };
+    await abort('a');
+    const one = store.bytes;
+    expect(one).toBeGreaterThan(0);
+    for (const k of ['b', 'c', 'd', 'e']) await abort(k);
+    expect({ entries: store.snapshot().entries, bytes: store.bytes }).toEqual({ entries: 3, bytes: 3 * one });
+    // `a` and `b` went first: a repeat of `a` runs; `e` is still refused.
+    expect((await store.claim('a', 'fp', 1_000)).status).toBe('claimed');
+    const e = await store.claim('e', 'fp', 1_000);
+    expect(e.status === 'completed' && e.record.outcome).toEqual({ kind: 'aborted' });
     store.dispose();
   });
 });
