@@ -119,6 +119,46 @@ describe('idempotent(): what a repeat learns of the first caller’s abort', () 
   });
 });
 
+describe('idempotent(): a function that is not async, and throws synchronously after reading its signal', () => {
+  it('aborted inside it (a progress callback of the caller): the caller gets the reason, the key refuses a repeat', async () => {
+    const store = memoryStore();
+    const controller = new AbortController();
+    let runs = 0;
+    const charge = idempotent(
+      (_: number, ctx: IdempotentContext): string => {
+        runs++;
+        controller.abort(new Error('user pressed cancel')); // the caller's callback, called part way
+        if (ctx.signal.aborted) throw ctx.signal.reason;
+        return 'charged';
+      },
+      { store, key: () => 'k', bus: createBus() },
+    );
+    await expect(charge(1, { signal: controller.signal })).rejects.toThrow('user pressed cancel');
+    await tick();
+    await expect(charge(1)).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_ABORTED' });
+    expect(runs).toBe(1);
+    store.dispose();
+  });
+
+  it('never aborted: its synchronous throw is its own failure, released, and a retry runs it', async () => {
+    const store = memoryStore();
+    const controller = new AbortController();
+    let runs = 0;
+    const charge = idempotent(
+      (_: number, ctx: IdempotentContext): string => {
+        runs++;
+        if (!ctx.signal.aborted && runs === 1) throw new Error('declined');
+        return 'charged';
+      },
+      { store, key: () => 'k', bus: createBus() },
+    );
+    await expect(charge(1, { signal: controller.signal })).rejects.toThrow('declined');
+    expect(await charge(1, { signal: controller.signal })).toBe('charged');
+    expect(runs).toBe(2);
+    store.dispose();
+  });
+});
+
 describe('the `aborted` record where a reader does not know the kind', () => {
   it('a reader from before it (any kind but `response` read as a value) fails to parse it, never replays a value', () => {
     const written = encodeOutcome({ kind: 'aborted' });
