@@ -33,7 +33,8 @@ export function isNetworkError(error: unknown): boolean {
 /**
  * The default `retryOn.error`: true unless the error is an `AbortError`, a
  * `BrokenCircuitError`, an idempotency key reused with another payload
- * (`E_IDEMPOTENCY_MISMATCH`: it mismatches again), a policy used after `dispose()` (`E_DISPOSED`:
+ * (`E_IDEMPOTENCY_MISMATCH`: it mismatches again) or whose run followed its caller's abort
+ * (`E_IDEMPOTENCY_ABORTED`: refused for its ttlMs), a policy used after `dispose()` (`E_DISPOSED`:
  * it stays disposed), a 4xx other than 408 and 429, a TypeError
  * that is not a network failure (a bug does not heal), or marked with `nonRetryable()`.
  */
@@ -43,6 +44,7 @@ export function isTransientError(error: unknown): boolean {
       isNonRetryable(error) ||
       error instanceof BrokenCircuitError ||
       hasCode(error, 'E_IDEMPOTENCY_MISMATCH') ||
+      hasCode(error, 'E_IDEMPOTENCY_ABORTED') ||
       hasCode(error, 'E_DISPOSED')
     )
       return false;

@@ -84,7 +84,7 @@ export const retryOptionsSchema = z.strictObject({
     .strictObject({
       /**
        * @default isTransientError: all but AbortError, BrokenCircuitError,
-       * E_IDEMPOTENCY_MISMATCH, 4xx other than 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
+       * E_IDEMPOTENCY_MISMATCH, E_IDEMPOTENCY_ABORTED, 4xx other than 408/429, TypeErrors that are not network failures. An error marked `nonRetryable()`
        * an `AbortError` (by name) and the caller's abort are never retried, whatever this
        * says. May return a promise: it is awaited. One that throws or rejects retries nothing:
        * the call fails with the attempt's error as is, and a process warning tells it once.
