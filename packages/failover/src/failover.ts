@@ -1316,6 +1316,13 @@ class FailoverSet<T> implements Failover<T> {
     this.#unregister?.();
     this.#checks?.stop();
     this.#roles?.stop();
+    // Disposed in a split brain: an alert that saw it start must see it end.
+    const split = this.#split;
+    this.#split = undefined;
+    if (split !== undefined && this.#bus.wants('failover.splitBrain')) {
+      const time = this.#clock.now();
+      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time, active: false, ...split });
+    }
     for (const timer of this.#timers.values()) this.#clock.clearTimeout(timer);
     this.#timers.clear();
     if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);
