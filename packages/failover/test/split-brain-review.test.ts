@@ -56,3 +56,51 @@ it('dispose() with no split brain tells nothing', async () => {
   db.dispose();
   expect(of('failover.splitBrain')).toEqual([]);
 });
+
+it('a replica whose role checks time out has an unknown lag from the first failed check: under maxLag it takes no read on its old lag 0', async () => {
+  let r: Answer = { role: 'replica', token: [3, 1n], lag: 0 };
+  const { db, clock } = set(
+    {
+      a: () => ({ role: 'primary', token: [3, 1n] }),
+      r: () => r,
+    },
+    { maxLag: 5_000, unreachableAfter: 3 },
+  );
+  const read = () => db.execute((e) => e.name, { intent: 'read' });
+  await clock.advance(0);
+  expect(await read()).toBe('r');
+  r = 'hang';
+  // Its next check times out (interval 1 s, timeout 0.5 s): still a replica, lag unknown.
+  await clock.advance(1_000);
+  await clock.advance(500);
+  const shown = db.snapshot().endpoints[1];
+  expect(shown?.discovered).toBe('replica');
+  expect(shown?.lag).toBeNull();
+  expect(await read()).toBe('a');
+  // It answers again: reads are back.
+  r = { role: 'replica', token: [3, 1n], lag: 0 };
+  await clock.advance(1_000);
+  expect(db.snapshot().endpoints[1]?.lag).toBe(0);
+  expect(await read()).toBe('r');
+  db.dispose();
+});
+
+it('a replica busy with reads whose check times out (calls answered meanwhile) stays a replica, but its lag is unknown too', async () => {
+  let r: Answer = { role: 'replica', token: [3, 1n], lag: 0 };
+  const { db, clock } = set(
+    {
+      a: () => ({ role: 'primary', token: [3, 1n] }),
+      r: () => r,
+    },
+    { maxLag: 5_000 },
+  );
+  await clock.advance(0);
+  r = 'hang';
+  await clock.advance(1_000);
+  // A read answered by r while its check hangs: busy, not gone.
+  expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('r');
+  await clock.advance(500);
+  expect(db.snapshot().endpoints[1]).toMatchObject({ discovered: 'replica', lag: null });
+  expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('a');
+  db.dispose();
+});
