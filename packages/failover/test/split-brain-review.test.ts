@@ -104,3 +104,68 @@ it('a replica busy with reads whose check times out (calls answered meanwhile) s
   expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('a');
   db.dispose();
 });
+
+it('a tie whose one side flaps between answering and silent is one split brain: one start, no end, the same since', async () => {
+  let round = 0;
+  const { db, clock, of } = set({
+    a: () => ({ role: 'primary', token: [3, 1n] }),
+    b: () => (round % 2 === 0 ? { role: 'primary', token: [3, 2n] } : 'down'),
+    r: () => ({ role: 'replica', token: [3, 1n], lag: 0 }),
+  });
+  await clock.advance(0);
+  const since = db.snapshot().splitBrain?.since;
+  for (round = 1; round <= 200; round++) await clock.advance(1_000);
+  expect(of('failover.splitBrain').map((e) => e.active)).toEqual([true]);
+  expect(db.snapshot().splitBrain).toEqual({ endpoints: ['a', 'b'], since });
+  db.dispose();
+  expect(of('failover.splitBrain').map((e) => e.active)).toEqual([true, false]);
+});
+
+it('a tie that really comes and goes (one side answering replica, then primary again) tells each, and no more often than the role changes it follows', async () => {
+  let round = 0;
+  const { db, clock, of } = set({
+    a: () => ({ role: 'primary', token: [3, 1n] }),
+    b: () => (round % 2 === 0 ? { role: 'primary', token: [3, 2n] } : { role: 'replica', token: [3, 1n], lag: 0 }),
+  });
+  await clock.advance(0);
+  for (round = 1; round <= 100; round++) await clock.advance(1_000);
+  const split = of('failover.splitBrain');
+  const roles = of('failover.role').filter((e) => e.endpoint === 'b');
+  // Each one is a real change of where writes go: held, then to a, then held.
+  expect(split.length).toBeGreaterThan(0);
+  expect(split.length).toBeLessThanOrEqual(roles.length);
+  // Strictly alternating: never two starts (or two ends) in a row.
+  split.forEach((e, i) => expect(e.active).toBe(i % 2 === 0));
+  db.dispose();
+});
+
+it('three primaries tied: one rebuilt leaves the other two in it (no event, the same since); the end names the last two', async () => {
+  const c: { report: Answer } = { report: { role: 'primary', token: [3, 3n] } };
+  const b: { report: Answer } = { report: { role: 'primary', token: [3, 2n] } };
+  const { db, clock, of } = set({
+    a: () => ({ role: 'primary', token: [3, 1n] }),
+    b: () => b.report,
+    c: () => c.report,
+  });
+  await clock.advance(0);
+  const since = clock.now();
+  expect(db.snapshot().splitBrain).toEqual({ endpoints: ['a', 'b', 'c'], since });
+  c.report = { role: 'replica', token: [3, 1n], lag: 0 };
+  await clock.advance(1_000);
+  expect(db.snapshot().splitBrain).toEqual({ endpoints: ['a', 'b'], since });
+  expect(of('failover.splitBrain')).toHaveLength(1);
+  await expect(db.execute((e) => e.name)).rejects.toMatchObject({ code: 'E_NO_PRIMARY' });
+  b.report = 'down';
+  await clock.advance(1_000);
+  expect(db.snapshot().splitBrain).toEqual({ endpoints: ['a', 'b'], since });
+  b.report = { role: 'replica', token: [3, 1n], lag: 0 };
+  for (let i = 0; i < 3; i++) await clock.advance(1_000);
+  expect(db.snapshot().splitBrain).toBeNull();
+  expect(of('failover.splitBrain').map((e) => [e.active, e.endpoints, e.since])).toEqual([
+    // The start names those tied when it started (c answered after a and b), the end those tied at the end.
+    [true, ['a', 'b'], since],
+    [false, ['a', 'b'], since],
+  ]);
+  expect(await db.execute((e) => e.name)).toBe('a');
+  db.dispose();
+});
