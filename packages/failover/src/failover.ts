@@ -1027,7 +1027,15 @@ class FailoverSet<T> implements Failover<T> {
       (was === undefined) !== (this.#split === undefined) &&
       this.#bus.wants('failover.splitBrain')
     )
-      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time: now, active: was === undefined, ...on });
+      this.#bus.emit({
+        type: 'failover.splitBrain',
+        source: this.name,
+        time: now,
+        active: was === undefined,
+        // A copy: a listener that changed it changed the snapshot and the health text.
+        endpoints: [...on.endpoints],
+        since: on.since,
+      });
   }
 
   /** `compare`, guarded: one that throws or answers NaN orders nothing (a tie, so no writes). */

@@ -169,3 +169,14 @@ it('three primaries tied: one rebuilt leaves the other two in it (no event, the 
   expect(await db.execute((e) => e.name)).toBe('a');
   db.dispose();
 });
+
+it('a listener that mutates the event’s endpoints changes nothing the set shows', async () => {
+  const { db, clock, bus } = set({
+    a: () => ({ role: 'primary', token: [3, 1n] }),
+    b: () => ({ role: 'primary', token: [3, 2n] }),
+  });
+  bus.on('failover.splitBrain', (e) => (e.endpoints as string[]).push('evil'));
+  await clock.advance(0);
+  expect(db.snapshot().splitBrain?.endpoints).toEqual(['a', 'b']);
+  db.dispose();
+});
