@@ -135,7 +135,7 @@ it('a tie that really comes and goes (one side answering replica, then primary a
   expect(split.length).toBeGreaterThan(0);
   expect(split.length).toBeLessThanOrEqual(roles.length);
   // Strictly alternating: never two starts (or two ends) in a row.
-  split.forEach((e, i) => expect(e.active).toBe(i % 2 === 0));
+  expect(split.map((e) => e.active)).toEqual(split.map((_e, i) => i % 2 === 0));
   db.dispose();
 });
 
