@@ -1032,6 +1032,7 @@ class FailoverSet<T> implements Failover<T> {
         source: this.name,
         time: now,
         active: was === undefined,
+        disposed: false,
         // A copy: a listener that changed it changed the snapshot and the health text.
         endpoints: [...on.endpoints],
         since: on.since,
@@ -1329,7 +1330,7 @@ class FailoverSet<T> implements Failover<T> {
     this.#split = undefined;
     if (split !== undefined && this.#bus.wants('failover.splitBrain')) {
       const time = this.#clock.now();
-      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time, active: false, ...split });
+      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time, active: false, disposed: true, ...split });
     }
     for (const timer of this.#timers.values()) this.#clock.clearTimeout(timer);
     this.#timers.clear();

@@ -40,7 +40,9 @@ it('dispose() during a split brain tells its end: an alert that saw the start is
   db.dispose();
   const events = of('failover.splitBrain');
   expect(events.map((e) => e.active)).toEqual([true, false]);
-  expect(events[1]).toMatchObject({ source: 'orders-db', endpoints: ['a', 'b'], since });
+  // Disposed, not ended by the servers: an alert must not read it as resolved.
+  expect(events[0]?.disposed).toBe(false);
+  expect(events[1]).toMatchObject({ source: 'orders-db', endpoints: ['a', 'b'], since, disposed: true });
   expect(events[1]?.time).toBe(clock.now());
   // Once: a second dispose() tells nothing more.
   db.dispose();
@@ -166,6 +168,7 @@ it('three primaries tied: one rebuilt leaves the other two in it (no event, the 
     [true, ['a', 'b'], since],
     [false, ['a', 'b'], since],
   ]);
+  expect(of('failover.splitBrain').map((e) => e.disposed)).toEqual([false, false]);
   expect(await db.execute((e) => e.name)).toBe('a');
   db.dispose();
 });
