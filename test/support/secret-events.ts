@@ -89,7 +89,7 @@ const fields: Record<EventType, Record<string, Field>> = {
   },
   'failover.fence': { endpoint: ['old'], primary: ['new'], token: ['0/1'], primaryToken: ['0/2'] },
   // `endpoints` is a list of names: a string field too.
-  'failover.splitBrain': { active: 'bool', since: 'num' },
+  'failover.splitBrain': { active: 'bool', disposed: 'bool', since: 'num' },
 };
 
 /** A secret: letters and digits after a marker no plain value holds. */

@@ -238,10 +238,12 @@ export interface EventFields {
    * A split brain started (`active: true`) or ended: `endpoints` claimed primary with tokens that
    * tie (two replicas promoted apart), or one of them went silent meanwhile; no write goes to any
    * of them while it lasts. `since` is when it started (epoch ms); on the end, the endpoints are
-   * those tied when it ended.
+   * those tied when it ended. `disposed`: the end was the set's `dispose()`, not the servers': it may
+   * go on.
    */
   'failover.splitBrain': {
     readonly active: boolean;
+    readonly disposed: boolean;
     readonly endpoints: readonly string[];
     readonly since: number;
   };

@@ -257,7 +257,7 @@ ${limitsScript}
       case 'failover.eject': return 'Failover ' + who + ' ejected ' + e.endpoint;
       case 'failover.restore': return 'Failover ' + who + ' restored ' + e.endpoint;
       case 'failover.panic': return 'Failover ' + who + (e.active ? ' is in panic: ' : ' left panic: ') + e.healthy + ' of ' + e.total + ' healthy';
-      case 'failover.splitBrain': return 'Failover ' + who + (e.active ? ' is in a split brain: ' : ' left a split brain: ') + e.endpoints.join(', ');
+      case 'failover.splitBrain': return 'Failover ' + who + (e.active ? ' is in a split brain: ' : e.disposed ? ' was disposed in a split brain: ' : ' left a split brain: ') + e.endpoints.join(', ');
       case 'chaos.toxic': return 'Chaos: ' + who + (e.active ? ' put on ' : ' took off ') + e.toxic + ' (' + e.name + ') toward ' + e.target;
       case 'chaos.drill': return 'Chaos: drill ' + who + (e.phase === 'start' ? ' started' : e.phase === 'step' ? ': ' + e.step : e.passed ? ' ended, objectives held' : ' ended, objectives missed');
       case 'health.change': return 'Endpoint ' + e.endpoint + ' of ' + who + ' is now ' + (e.healthy ? 'healthy' : 'unhealthy');

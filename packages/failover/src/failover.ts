@@ -1027,7 +1027,16 @@ class FailoverSet<T> implements Failover<T> {
       (was === undefined) !== (this.#split === undefined) &&
       this.#bus.wants('failover.splitBrain')
     )
-      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time: now, active: was === undefined, ...on });
+      this.#bus.emit({
+        type: 'failover.splitBrain',
+        source: this.name,
+        time: now,
+        active: was === undefined,
+        disposed: false,
+        // A copy: a listener that changed it changed the snapshot and the health text.
+        endpoints: [...on.endpoints],
+        since: on.since,
+      });
   }
 
   /** `compare`, guarded: one that throws or answers NaN orders nothing (a tie, so no writes). */
@@ -1316,6 +1325,13 @@ class FailoverSet<T> implements Failover<T> {
     this.#unregister?.();
     this.#checks?.stop();
     this.#roles?.stop();
+    // Disposed in a split brain: an alert that saw it start must see it end.
+    const split = this.#split;
+    this.#split = undefined;
+    if (split !== undefined && this.#bus.wants('failover.splitBrain')) {
+      const time = this.#clock.now();
+      this.#bus.emit({ type: 'failover.splitBrain', source: this.name, time, active: false, disposed: true, ...split });
+    }
     for (const timer of this.#timers.values()) this.#clock.clearTimeout(timer);
     this.#timers.clear();
     if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);

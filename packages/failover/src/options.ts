@@ -132,7 +132,8 @@ const rolesSchema = z.strictObject({
   wait: timerDuration.default(5_000),
   /**
    * Reads go only to replicas at most this far behind (ms); others are skipped, and so are
-   * replicas whose lag is unknown (the check reported none, e.g. a link to the primary down).
+   * replicas whose lag is unknown (the check reported none, e.g. a link to the primary down, or
+   * the last check failed: a replica whose checks time out is not judged on its last lag).
    * @default no bound
    */
   maxLag: durationOption.optional(),

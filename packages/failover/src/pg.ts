@@ -301,12 +301,14 @@ export function pgRoles<T extends PgQueryable>(
       // A set checks each target every interval (a failed check says so): one unchecked for five
       // is in no set any more (disposed, or its server taken out), and says nothing of the others.
       // The set's own interval: `{ ...pgRoles(), interval: 60_000 }` forgot every primary between checks.
-      const stale = 5 * ((set?.interval ?? options.interval ?? 2_000) + (set?.timeout ?? timeout));
+      // The set's timeout too: `{ ...pgRoles(), timeout: 3_000 }` timed the query out at 1 s.
+      const limit = set?.timeout ?? timeout;
+      const stale = 5 * ((set?.interval ?? options.interval ?? 2_000) + limit);
       // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
       const started = performance.now();
       let answer: Answer;
       try {
-        answer = await ask(endpoint.target, timeout);
+        answer = await ask(endpoint.target, limit);
       } catch (error) {
         primaries.lost(endpoint.target, performance.now(), stale);
         throw error;

@@ -198,12 +198,20 @@ export class RoleDiscovery {
 
   #record(e: EndpointState, probe: Probe, outcome: RoleReport | { error: unknown }): void {
     if ('error' in outcome) {
+      // Its lag can: unknown from a failed check on (no reads under `maxLag`), where a replica
+      // whose checks timed out took reads on its last "lag 0" until it was found unreachable.
+      // `Infinity` (never synced) stays: unknown would let it take reads without `maxLag`.
+      const lagged = e.lag !== undefined && Number.isFinite(e.lag);
+      if (lagged) e.lag = undefined;
       // Calls succeeded while the check ran: the server is slow to answer the check (a busy
       // pool, a loaded machine), not gone. Its role cannot change without breaking those calls
       // or refusing writes (which checks again at once).
       const busy = e.calledOk && e.claim !== 'unknown';
       e.calledOk = false;
-      if (busy) return;
+      if (busy) {
+        if (lagged) this.onChange(e, e.claim);
+        return;
+      }
       probe.fails++;
       probe.held = undefined;
       e.roleError = outcome.error;
@@ -220,8 +228,10 @@ export class RoleDiscovery {
       if (
         e.claim === 'unreachable' ||
         (!primary && probe.fails < this.settings.unreachableAfter && e.claim !== 'unknown')
-      )
+      ) {
+        if (lagged) this.onChange(e, e.claim);
         return;
+      }
       const previous = e.claim;
       e.silentPrimary = previous === 'primary';
       e.claim = 'unreachable';
