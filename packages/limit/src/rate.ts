@@ -119,8 +119,15 @@ export abstract class RateLimiterBase implements RateLimiter {
     return this.steady;
   }
 
-  /** Gives back `cost` units `take(key, cost)` took at `at` (the line's ms), as far as they still count. */
-  protected abstract giveBack(key: string | undefined, cost: number, at: number): void;
+  /** The state the last take() decided on (in process), so that a give-back finds that one. */
+  protected taking: unknown;
+
+  /**
+   * Gives back `cost` units `take(key, cost)` took at `at` (the line's ms) from `state`, as far as
+   * they still count: not to a key forgotten (past `maxKeys`) and made again since, whose units
+   * are other requests'.
+   */
+  protected abstract giveBack(key: string | undefined, cost: number, at: number, state: unknown): void;
 
   /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
   protected own(key: unknown): string {
@@ -149,13 +156,15 @@ export abstract class RateLimiterBase implements RateLimiter {
     } catch (error) {
       return Promise.reject(error);
     }
+    const state = this.taking;
+    this.taking = undefined;
     const undo =
       taken &&
       ((d: RateDecision) => {
         if (d.allowed && d !== UNKNOWN)
           taken(() => {
             this.allowedCount--;
-            this.giveBack(key, cost, at);
+            this.giveBack(key, cost, at, state);
           });
       });
     if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, cost, told, undo));
@@ -267,6 +276,12 @@ export class KeyTable<S> {
 
   get size(): number {
     return this.#map.size;
+  }
+
+  /** The state of `key`, if kept, without making it or touching its order. */
+  peek(key: string): S | undefined {
+    if (key.length > LONG_KEY) key = `#${hashKey(createHash('sha256'), key).digest('hex')}`;
+    return this.#map.get(key)?.state;
   }
 
   get(key: string, make: () => S): S {

@@ -165,10 +165,16 @@ if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then
 redis.call('SET', KEYS[1], new, 'PX', px or math.max(1, math.ceil(new - now)))
 return diff`;
 
-// Gives back what an allowed decision took (KEYS: tat; ARGV: its increment), for a decision whose
-// caller was already refused (`onRedisError: 'closed'`, Redis too slow) when Redis ran it: the TAT
-// moves back by the increment, or the key goes when that is before now (a missing key is now).
-const refundSource = `local t = redis.call('TIME')
+// Gives back what an allowed decision took (KEYS: tat, the give-back's own marker; ARGV: its
+// increment, the resend window), for a decision whose caller was already refused
+// (`onRedisError: 'closed'`, Redis too slow) when Redis ran it, or whose request the rest of the
+// policy refused: the TAT moves back by the increment, or the key goes when that is before now
+// (a missing key is now). Its marker is written first and only if absent (SET NX): a resent
+// give-back (ioredis resends after a reconnect) finds it and gives nothing (before, it gave back
+// twice, and a client got more than the limit); a give-back that finds the key gone writes it
+// too, so a resend after a new decision made the key again does not take that one's units.
+const refundSource = `if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
+local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat then return 0 end
@@ -314,15 +320,24 @@ class RedisGcra extends RateLimiterBase {
   #refund(args: readonly string[], reply: unknown): void {
     if (!(Number(reply) >= 0)) return;
     // The increment follows the keys when the cost was not 1.
-    const step = args[Number(args[0]) + 1] ?? String(this.#emission);
-    this.o.client.call('eval', refundSource, '1', args[1] as string, step).catch(() => {});
+    this.#giveBackTo(args[1] as string, args[Number(args[0]) + 1] ?? String(this.#emission));
   }
 
   protected giveBack(key: string | undefined, cost: number): void {
     // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
     if (this.o.client.status !== 'ready') return;
-    const tat = this.keyOf(this.own(key));
-    this.o.client.call('eval', refundSource, '1', tat, String(this.#emission * cost)).catch(() => {});
+    this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost));
+  }
+
+  /**
+   * One give-back script, marked with a request id of its own so that a resend gives back once.
+   * Without a resend window (`resendWindow: 0`) there is no marker: nothing is given back (a
+   * resend would give twice); the limit errs strict, as its resent decisions do.
+   */
+  #giveBackTo(tat: string, step: string): void {
+    if (!this.#marked) return;
+    const marker = `${tat}:g:${this.#requestId()}`;
+    this.o.client.call('eval', refundSource, '2', tat, marker, step, String(this.o.resendWindow)).catch(() => {});
   }
 
   #unreachable(error: unknown): RateDecision {

@@ -78,6 +78,7 @@ class SlidingWindow extends RateLimiterBase {
     const w = this.interval;
     const index = Math.floor(now / w);
     const s = this.#table.get(key, () => ({ index, previous: 0, current: 0 }));
+    this.taking = s;
     if (index > s.index && standing(s, index)) {
       // The line came back to the window it counted in (a clock stepped back, then set right; or
       // flapping between two times): no time passed, the counts stand. Forgotten, a clock
@@ -120,9 +121,11 @@ class SlidingWindow extends RateLimiterBase {
     return Math.max(this.limit - cost, cost / 2);
   }
 
-  protected giveBack(key: string | undefined, cost: number, at: number): void {
+  protected giveBack(key: string | undefined, cost: number, at: number, state: unknown): void {
     const index = Math.floor(at / this.interval);
-    const s = this.#table.get(this.own(key), () => ({ index, previous: 0, current: 0 }));
+    // Forgotten since (a full limit), or forgotten and made again: nothing of this request's to give.
+    const s = this.#table.peek(this.own(key));
+    if (s === undefined || s !== state) return;
     // Counted in the window of `at`: the current one still, or the previous one since.
     if (s.index === index) s.current = Math.max(0, s.current - cost);
     else if (s.index === index + 1) s.previous = Math.max(0, s.previous - cost);

@@ -62,6 +62,7 @@ class TokenBucket extends RateLimiterBase {
     key = this.own(key);
     const now = this.common.elapsed();
     const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
+    this.taking = b;
     if (now > b.at) {
       b.tokens = Math.min(this.burst, b.tokens + (now - b.at) * this.#rate);
       b.at = now;
@@ -79,8 +80,10 @@ class TokenBucket extends RateLimiterBase {
     return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
   }
 
-  protected giveBack(key: string | undefined, cost: number): void {
-    const b = this.#table.get(this.own(key), () => ({ tokens: this.burst, at: this.common.elapsed() }));
+  protected giveBack(key: string | undefined, cost: number, _at: number, state: unknown): void {
+    // Forgotten since (a full limit), or forgotten and made again: nothing of this request's to give.
+    const b = this.#table.peek(this.own(key));
+    if (b === undefined || b !== state) return;
     b.tokens = Math.min(this.burst, b.tokens + cost);
   }
 
