@@ -2,42 +2,20 @@ import type { AddressInfo } from 'node:net';
 import { pipeline } from '@holdfast/core';
 import express from 'express';
 import fc from 'fast-check';
-import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
 import { loadShedding as expressShedding } from '../src/express.js';
-import { loadShedding as fastifyShedding } from '../src/fastify.js';
 import { shown } from '../src/http.js';
-import { bulkhead, type LoadSheddingOptions, type LocalRateLimiter, slidingWindow, tokenBucket } from '../src/index.js';
+import { bulkhead, type LocalRateLimiter, slidingWindow, tokenBucket } from '../src/index.js';
 import { redisRateLimiter } from '../src/redis.js';
+import { closeLater, closeServers, type Req, serve } from './serve.js';
 import { handClock } from './time.js';
 
-type Req = { headers: Record<string, string | string[] | undefined> };
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
+afterEach(closeServers);
 
 const minute = (limit: number, burst?: number) => tokenBucket({ limit, burst, interval: 60_000, policies: false });
 const costHeader = (req: Req) => Number(req.headers['x-cost']);
-
-async function serve(kind: 'express' | 'fastify', options: LoadSheddingOptions<Req>): Promise<string> {
-  if (kind === 'express') {
-    const app = express();
-    app.use(expressShedding(options as never));
-    app.get('/x', (_req, res) => void res.send('ok'));
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    closers.push(() => new Promise((r) => server.close(r)));
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }
-  const app = Fastify();
-  await app.register(fastifyShedding, options as never);
-  app.get('/x', async () => 'ok');
-  closers.push(() => app.close());
-  return app.listen({ port: 0, host: '127.0.0.1' });
-}
 
 async function get(url: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${url}/x`, { headers });
@@ -115,7 +93,7 @@ it('express: a request a bulkhead after the limit sheds gives back what the limi
       started();
     });
     const server = app.listen(0, '127.0.0.1');
-    closers.push(() => new Promise((r) => server.close(r)));
+    closeLater(() => new Promise((r) => server.close(r)));
     server.once('listening', () => {
       const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       urls.push(url);
@@ -155,7 +133,7 @@ describe.skipIf(!redisAvailable())('express: cost on a Redis limit', () => {
     app.get('/x', (_req, res) => void res.send('ok'));
     const listening = app.listen(0, '127.0.0.1');
     await new Promise((r) => listening.once('listening', r));
-    closers.push(() => new Promise((r) => listening.close(r)));
+    closeLater(() => new Promise((r) => listening.close(r)));
     const url = `http://127.0.0.1:${(listening.address() as AddressInfo).port}`;
     const first = await get(url, { 'x-cost': '2' });
     expect([first.status, first.headers.get('ratelimit')]).toEqual([200, '"10-in-60s";r=8;t=12']);
@@ -193,7 +171,7 @@ it('express: no give-back is sent to Redis on a client that is not ready; the li
   app.get('/x', (_req, res) => void res.send('ok'));
   const listening = app.listen(0, '127.0.0.1');
   await new Promise((r) => listening.once('listening', r));
-  closers.push(() => new Promise((r) => listening.close(r)));
+  closeLater(() => new Promise((r) => listening.close(r)));
   expect((await get(`http://127.0.0.1:${(listening.address() as AddressInfo).port}`)).status).toBe(429);
   expect(sent).toEqual(['evalsha']);
 });
@@ -235,7 +213,7 @@ it('express: X-RateLimit-* follow every limit the request met, whichever middlew
   app.get('/x', (_req, res) => void res.send('ok'));
   const listening = app.listen(0, '127.0.0.1');
   await new Promise((r) => listening.once('listening', r));
-  closers.push(() => new Promise((r) => listening.close(r)));
+  closeLater(() => new Promise((r) => listening.close(r)));
   const answer = await get(`http://127.0.0.1:${(listening.address() as AddressInfo).port}`);
   expect(answer.headers.get('ratelimit')).toBe('"10-in-60s";r=9;t=6, "2-in-60s";r=1;t=30');
   expect([answer.headers.get('x-ratelimit-limit'), answer.headers.get('x-ratelimit-remaining')]).toEqual(['2', '1']);

@@ -1,48 +1,17 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import express from 'express';
-import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
-import { loadShedding as expressShedding } from '../src/express.js';
-import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { ipKey, type LoadSheddingOptions, tokenBucket } from '../src/index.js';
+import { ipKey, tokenBucket } from '../src/index.js';
 import { redisRateLimiter } from '../src/redis.js';
+import { closeServers, type Req, serve } from './serve.js';
 
 /**
  * The middleware as a hostile client sees it: keys it writes itself, huge headers, many clients on
  * one key at once, and the store going away under a request.
  */
 
-type Req = { ip?: string; headers: Record<string, string | string[] | undefined> };
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
-
-async function serve(kind: 'express' | 'fastify', options: LoadSheddingOptions<Req>): Promise<string> {
-  if (kind === 'express') {
-    const app = express();
-    app.use(expressShedding(options as never));
-    app.get('/x', (_req, res) => void res.send('ok'));
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    closers.push(
-      () =>
-        new Promise((r) => {
-          server.close(r);
-          server.closeAllConnections();
-        }),
-    );
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }
-  const app = Fastify({ forceCloseConnections: true });
-  await app.register(fastifyShedding, options as never);
-  app.get('/x', async () => 'ok');
-  closers.push(() => app.close());
-  return app.listen({ port: 0, host: '127.0.0.1' });
-}
+afterEach(closeServers);
 
 async function get(url: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${url}/x`, { headers });

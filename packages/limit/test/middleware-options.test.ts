@@ -1,38 +1,13 @@
-import type { AddressInfo } from 'node:net';
 import { HoldfastConfigError } from '@holdfast/core';
-import express from 'express';
-import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
-import { loadShedding as fastifyShedding } from '../src/fastify.js';
-import { type LoadSheddingOptions, type LocalRateLimiter, tokenBucket } from '../src/index.js';
+import { type LocalRateLimiter, tokenBucket } from '../src/index.js';
+import { closeServers, type Req, serve } from './serve.js';
 
-type Req = { headers: Record<string, string | string[] | undefined> };
-const closers: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  for (const close of closers.splice(0)) await close();
-});
+afterEach(closeServers);
 
 const minute = (limit: number) => tokenBucket({ limit, interval: 60_000, policies: false });
 const header = (name: string) => (req: Req) => req.headers[name] as string | undefined;
-
-/** Express or Fastify behind the middleware; GET /x answers 'ok'. */
-async function serve(kind: 'express' | 'fastify', options: LoadSheddingOptions<Req>): Promise<string> {
-  if (kind === 'express') {
-    const app = express();
-    app.use(expressShedding(options as never));
-    app.get('/x', (_req, res) => void res.send('ok'));
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    closers.push(() => new Promise((r) => server.close(r)));
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  }
-  const app = Fastify();
-  await app.register(fastifyShedding, options as never);
-  app.get('/x', async () => 'ok');
-  closers.push(() => app.close());
-  return app.listen({ port: 0, host: '127.0.0.1' });
-}
 
 async function get(url: string, headers: Record<string, string> = {}) {
   const res = await fetch(`${url}/x`, { headers });
