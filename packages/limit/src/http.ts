@@ -30,7 +30,8 @@ export interface LoadSheddingOptions<Req> {
   /**
    * How many units a request takes from a rate limit (a costly search 5, a page 1); it may be
    * async, as `key`. A result that is not a whole number from 1 to what the limiter holds is a
-   * bug: the request gets a `500` problem+json naming `cost`, and takes nothing. @default 1
+   * bug: the request gets a `500` problem+json naming `cost`, and takes nothing (one not a whole
+   * number from 1 to 1e9 whatever the policy holds, a bulkhead alone too). @default 1
    */
   readonly cost?: (req: Req) => number | PromiseLike<number>;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
@@ -248,8 +249,10 @@ export class Shedder<Req> {
     res: ServerResponse,
     signal: AbortSignal,
   ): Promise<Release | Shed> {
-    // Not a positive number (NaN, a string, 0): no limiter could take it. (A limiter checks the rest.)
-    if (this.#cost !== undefined && !(typeof cost === 'number' && cost > 0 && cost < Infinity)) {
+    // Not a whole number from 1 to 1e9 (NaN, a string, 0, 1.5): no limiter could take it, so it is
+    // refused whatever the policy holds (before, a bulkhead alone let 1.5 through). Past what the
+    // request's limiter holds, that limiter refuses it.
+    if (this.#cost !== undefined && !(Number.isInteger(cost) && (cost as number) >= 1 && (cost as number) <= 1e9)) {
       return Promise.resolve(badCost);
     }
     // An empty key (an empty header) names nobody: it counted under the limiter's defaultKey, '',
