@@ -30,7 +30,8 @@ export interface LoadSheddingOptions<Req> {
   /**
    * How many units a request takes from a rate limit (a costly search 5, a page 1); it may be
    * async, as `key`. A result that is not a whole number from 1 to what the limiter holds is a
-   * bug: the request gets a `500` problem+json naming `cost`, and takes nothing. @default 1
+   * bug: the request gets a `500` problem+json naming `cost`, and takes nothing (one not a whole
+   * number from 1 to 1e9 whatever the policy holds, a bulkhead alone too). @default 1
    */
   readonly cost?: (req: Req) => number | PromiseLike<number>;
   /** `Retry-After` sent with a 503 whose policy does not know when to come back, ms. @default 1000 */
@@ -51,13 +52,14 @@ export interface LoadSheddingOptions<Req> {
    * item per limit, the grammar of drafts 8 to 10), `'draft-7'` (`RateLimit: limit=100,
    * remaining=99, reset=1`), `'draft-6'` (`RateLimit-Limit`, `-Remaining`, `-Reset`) or `false`.
    * Only a limit counted under the request's own `key` is shown (never the key itself); drafts 6
-   * and 7 show the one closest to refusing. @default 'draft-8'
+   * and 7 show the one closest to refusing. Two middlewares on one request: the first that asked
+   * for a draft picks it, and every limit the request met is shown in it. @default 'draft-8'
    */
   readonly standardHeaders?: 'draft-6' | 'draft-7' | 'draft-8' | false;
   /**
-   * Also `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset` (the Unix time, in
-   * seconds, by which the whole limit is back), as express-rate-limit's `legacyHeaders`: the
-   * limit closest to refusing. @default false
+   * Also `X-RateLimit-Limit` (what the key holds: `burst`, or `limit`), `X-RateLimit-Remaining`
+   * (what it may send now) and `X-RateLimit-Reset` (the Unix time, in seconds, by which it holds
+   * Limit again), as express-rate-limit's `legacyHeaders`: the limit closest to refusing. @default false
    */
   readonly legacyHeaders?: boolean;
 }
@@ -248,8 +250,10 @@ export class Shedder<Req> {
     res: ServerResponse,
     signal: AbortSignal,
   ): Promise<Release | Shed> {
-    // Not a positive number (NaN, a string, 0): no limiter could take it. (A limiter checks the rest.)
-    if (this.#cost !== undefined && !(typeof cost === 'number' && cost > 0 && cost < Infinity)) {
+    // Not a whole number from 1 to 1e9 (NaN, a string, 0, 1.5): no limiter could take it, so it is
+    // refused whatever the policy holds (before, a bulkhead alone let 1.5 through). Past what the
+    // request's limiter holds, that limiter refuses it.
+    if (this.#cost !== undefined && !(Number.isInteger(cost) && (cost as number) >= 1 && (cost as number) <= 1e9)) {
       return Promise.resolve(badCost);
     }
     // An empty key (an empty header) names nobody: it counted under the limiter's defaultKey, '',
@@ -282,7 +286,8 @@ export class Shedder<Req> {
             signal,
             key,
             cost,
-            [DECIDED]: (this.#headers || this.#legacy) && ((...d: Told) => this.#tell(res, ...d)),
+            // Always heard: a limit that a middleware without headers decided on is shown by another that has them.
+            [DECIDED]: (...d: Told) => this.#tell(res, ...d),
             [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
@@ -309,11 +314,16 @@ export class Shedder<Req> {
     });
   }
 
-  /** A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with the others'. */
+  /**
+   * A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with
+   * the others'. Every limit the request met is shown, in the draft of the first middleware that
+   * asked for one (a later one with another draft follows it: two drafts were a mix no client
+   * could read), and in X-RateLimit-* if any asked for them.
+   */
   #tell(res: ServerResponse, ...[, quota, window, d, steady]: Told): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
-    const l = shown(quota, window, d, steady);
+    const l: Limit = [...shown(quota, window, d, steady), quota];
     // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
     // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
     const name = `"${l[0]}-in-${l[1]}s"`;
@@ -322,23 +332,28 @@ export class Shedder<Req> {
     // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
     if (res.headersSent || res.destroyed) return;
     const all = [...limits];
-    const set = (name: string, f: (l: [string, Shown]) => string) => res.setHeader(name, all.map(f).join(', '));
-    const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
-    // Asked for by any middleware the request met: each limit's decision updates them.
+    const set = (name: string, f: (l: [string, Limit]) => string) => res.setHeader(name, all.map(f).join(', '));
+    const [q, , r, t, most] = all.map((e) => e[1]).reduce(closer);
+    // Asked for by any middleware the request met: each limit's decision updates them. Limit is
+    // what the key holds (burst, or limit), as express-rate-limit's: what goes at once on a fresh
+    // key, Remaining of it now, all of it back by Reset (before, the rate shown as q: 10 a second
+    // with a burst of 1 said 10, and 9 of 10 sent at once were refused).
     if (this.#legacy) legacy.add(res);
     if (legacy.has(res)) {
-      res.setHeader('x-ratelimit-limit', q);
+      res.setHeader('x-ratelimit-limit', most);
       res.setHeader('x-ratelimit-remaining', r);
-      res.setHeader('x-ratelimit-reset', Math.ceil(Date.now() / 1000) + t);
+      res.setHeader('x-ratelimit-reset', int(Math.ceil(Date.now() / 1000) + t));
     }
-    if (this.#headers === false) return;
-    if (this.#headers === 'draft-8') {
+    let draft = drafts.get(res);
+    if (draft === undefined && this.#headers) drafts.set(res, (draft = this.#headers));
+    if (draft === undefined) return;
+    if (draft === 'draft-8') {
       set('ratelimit-policy', ([n, [q, w]]) => `${n};q=${q};w=${w}`);
       set('ratelimit', ([n, [, , r, t]]) => `${n};r=${r};t=${t}`);
       return;
     }
     set('ratelimit-policy', ([, [q, w]]) => `${q};w=${w}`);
-    if (this.#headers === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
+    if (draft === 'draft-7') res.setHeader('ratelimit', `limit=${q}, remaining=${r}, reset=${t}`);
     else {
       // Not chained: an HTTP/2 response's setHeader returns undefined, not the response.
       res.setHeader('ratelimit-limit', q);
@@ -430,6 +445,9 @@ type Told = [
 /** One limit as shown: q, w (s), r, t (s). */
 export type Shown = [q: number, w: number, r: number, t: number];
 
+/** One limit as shown, and the units its key holds (X-RateLimit-Limit). */
+type Limit = [...Shown, quota: number];
+
 /**
  * One limit as the headers show it, from its quota (the units a key holds; `steady` of them come
  * back each `window` ms when it is kept at its limit) and a decision: q and w (whole seconds, at
@@ -445,14 +463,25 @@ export function shown(quota: number, window: number, d: { remaining: number; res
   const least = Math.max(1, Math.ceil(window / 1000 - 1e-9), Math.ceil(1 / rate - 1e-9));
   let w = least;
   while ((rate * w) % 1 > 0.1 * rate * w + 1e-9) w += least;
-  return [Math.floor(rate * w + 1e-9), w, d.remaining, Math.ceil(d.reset / 1000)];
+  return [int(rate * w + 1e-9), int(w), int(d.remaining), int(Math.ceil(d.reset / 1000))];
 }
 
+/**
+ * `n` rounded down to an Integer a structured field holds (RFC 8941: at most 15 digits), not
+ * negative. The options keep q, w and t within it (interval from 1 ms, a limit back whole within
+ * 1e15 ms); a decision from Redis says what the server's clock and key say (stepped back, a key
+ * another limiter wrote): never `1e+21` or `Infinity` in a header.
+ */
+const int = (n: number) => (n > 0 ? Math.min(999_999_999_999_999, Math.floor(n)) : 0);
+
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
-const closer = (a: Shown, b: Shown): Shown => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
+const closer = (a: Limit, b: Limit): Limit => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
 
 /** The limits each response's request was counted against, by name. */
-const decided = new WeakMap<ServerResponse, Map<string, Shown>>();
+const decided = new WeakMap<ServerResponse, Map<string, Limit>>();
+
+/** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
+const drafts = new WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>();
 
 /** Responses a shedder with `legacyHeaders` decided on. */
 const legacy = new WeakSet<ServerResponse>();

@@ -44,11 +44,28 @@ export const bulkheadOptionsSchema = z.strictObject({
 /** Options of `bulkhead()`. */
 export type BulkheadOptions = z.input<typeof bulkheadOptionsSchema>;
 
+/**
+ * The longest a limit may take to come back whole, ms (`interval`, or `interval × burst / limit`
+ * for a token bucket; about 31,700 years): its `w` and `t` in the RateLimit headers, in seconds,
+ * stay integers of at most 15 digits (RFC 8941), as they must.
+ */
+export const MAX_WINDOW = 1e15;
+
+/**
+ * The period a limit is counted over, ms: from 1 (below, the rate in the headers ran past 15
+ * digits, or to `Infinity`; a faster rate is more calls per ms) to {@link MAX_WINDOW}.
+ */
+export const intervalOption = z
+  .number()
+  .min(1, 'must be at least 1 ms')
+  .max(MAX_WINDOW, 'must be at most 1e15 ms')
+  .default(1000);
+
 const rate = {
   /** Calls allowed per `interval`. */
   limit: count,
-  /** The period `limit` is counted over, ms. @default 1000 */
-  interval: z.number().finite().positive().default(1000),
+  /** The period `limit` is counted over, ms, from 1 to 1e15. @default 1000 */
+  interval: intervalOption,
   /**
    * Most distinct keys tracked. Past it, of the 16 least recently used keys, the one with the most
    * of its limit left is forgotten (a forgotten key gets its whole limit back: a key part-way
@@ -62,12 +79,33 @@ const rate = {
 };
 
 /** Validates the options of `tokenBucket()`; {@link TokenBucketOptions} is inferred from it. */
-export const tokenBucketOptionsSchema = z.strictObject({
-  ...rate,
-  /** Calls allowed at once after a quiet spell (the bucket's size). @default `limit` */
-  burst: count.optional(),
-  ...nameDefaults('tokenBucket'),
-});
+export const tokenBucketOptionsSchema = z
+  .strictObject({
+    ...rate,
+    /** Calls allowed at once after a quiet spell (the bucket's size). @default `limit` */
+    burst: count.optional(),
+    ...nameDefaults('tokenBucket'),
+  })
+  .superRefine(refillBound);
+
+/**
+ * `interval × burst / limit` (how long an empty bucket takes to fill) at most {@link MAX_WINDOW}:
+ * for the RateLimit headers, and for Redis (past about 1e17 ms, it prints Lua's numbers as
+ * `1e+17` and every decision failed). An issue on `interval` if not.
+ */
+export function refillBound(
+  o: { interval: number; limit: number; burst?: number | undefined },
+  ctx: z.RefinementCtx,
+): void {
+  const full = (o.interval * (o.burst ?? o.limit)) / o.limit;
+  if (full > MAX_WINDOW) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['interval'],
+      message: `x burst / limit must be at most 1e15 ms (is ${full})`,
+    });
+  }
+}
 
 /** Options of `tokenBucket()`. */
 export type TokenBucketOptions = z.input<typeof tokenBucketOptionsSchema>;

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { type Deadline, DeadlineQueue, errorLabel, fnOption, parseOptions } from '@holdfast/core';
 import { z } from 'zod';
 import { LimitStoreUnavailableError } from './errors.js';
-import { keyOption, nameDefaults } from './options.js';
+import { intervalOption, keyOption, nameDefaults, refillBound } from './options.js';
 import {
   checkCost,
   hashKey,
@@ -42,9 +42,6 @@ const redisClientOption = z.custom<RedisClient>(
   { error: 'must be an ioredis client (new Redis(), new Redis.Cluster() or a Sentinel-backed Redis)' },
 );
 
-/** The longest a key may be owed, ms: past about 1e17, Lua's numbers reach Redis in exponent form. */
-const MAX_OWED = 1e15;
-
 /** Validates the options of {@link redisRateLimiter}; {@link RedisRateLimiterOptions} is inferred from it. */
 export const redisRateLimiterOptionsSchema = z
   .strictObject({
@@ -52,8 +49,8 @@ export const redisRateLimiterOptionsSchema = z
     client: redisClientOption,
     /** Calls allowed per `interval`, across every instance. */
     limit: z.number().int().min(1).max(1_000_000_000),
-    /** The period `limit` is counted over, ms. @default 1000 */
-    interval: z.number().finite().positive().default(1000),
+    /** The period `limit` is counted over, ms, from 1 to 1e15. @default 1000 */
+    interval: intervalOption,
     /** Calls allowed at once after a quiet spell. @default `limit` */
     burst: z.number().int().min(1).max(1_000_000_000).optional(),
     /**
@@ -95,18 +92,9 @@ export const redisRateLimiterOptionsSchema = z
     requestId: fnOption<() => string>().optional(),
     ...nameDefaults('redisRateLimiter'),
   })
-  .superRefine((o, ctx) => {
-    // A key's TAT may run `interval x burst / limit` ahead of now: its expiry (PX) must stay a
-    // plain integer in the script (Redis prints 1e17 as "1e+17", and every decision would fail).
-    const owed = (o.interval * (o.burst ?? o.limit)) / o.limit;
-    if (owed > MAX_OWED) {
-      ctx.addIssue({
-        code: 'custom',
-        path: ['interval'],
-        message: `x burst / limit is ${owed} ms, more than Redis can keep (at most ${MAX_OWED} ms, about 31,700 years)`,
-      });
-    }
-  });
+  // A key's TAT may run `interval x burst / limit` ahead of now: its expiry (PX) must stay a plain
+  // integer in the script.
+  .superRefine(refillBound);
 
 /** A rate limiter on Redis: it decides in one round trip. */
 export interface RedisRateLimiter extends RateLimiter {

@@ -217,7 +217,8 @@ for (const [framework, serve] of Object.entries(frameworks)) {
     });
 
     it('Retry-After is always whole seconds: a wait past 2^31 s is capped, a NaN wait takes the retryAfter option', async () => {
-      const yearly = tokenBucket({ limit: 1, interval: 1e30, policies: false });
+      // The longest interval a limiter takes (1e15 ms): a wait of 1e12 s.
+      const yearly = tokenBucket({ limit: 1, interval: 1e15, policies: false });
       const odd: Policy = { name: 'odd', execute: () => Promise.reject(new RateLimitedError('odd', Number.NaN)) };
       const app = await serve({ policy: (req) => (req.url.startsWith('/work') ? odd : yearly), retryAfter: 3_000 }, 0);
       expect((await fetch(`${app.url}/cheap`)).status).toBe(200);

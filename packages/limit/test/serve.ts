@@ -10,11 +10,18 @@ export type Req = { ip?: string; headers: Record<string, string | string[] | und
 
 const closers: (() => Promise<unknown>)[] = [];
 
-/** Express or Fastify behind the load-shedding middleware; GET /x answers 'ok'. Its base URL. */
-export async function serve(kind: 'express' | 'fastify', options: LoadSheddingOptions<Req>): Promise<string> {
+/**
+ * Express or Fastify behind the load-shedding middleware (several, in turn, for an array of
+ * options: Express's app.use() each, Fastify's register() each); GET /x answers 'ok'. Its base URL.
+ */
+export async function serve(
+  kind: 'express' | 'fastify',
+  options: LoadSheddingOptions<Req> | LoadSheddingOptions<Req>[],
+): Promise<string> {
+  const mounts = Array.isArray(options) ? options : [options];
   if (kind === 'express') {
     const app = express();
-    app.use(expressShedding(options as never));
+    for (const m of mounts) app.use(expressShedding(m as never));
     app.get('/x', (_req, res) => void res.send('ok'));
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
@@ -28,7 +35,7 @@ export async function serve(kind: 'express' | 'fastify', options: LoadSheddingOp
     return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   }
   const app = Fastify({ forceCloseConnections: true });
-  await app.register(fastifyShedding, options as never);
+  for (const m of mounts) await app.register(fastifyShedding, m as never);
   app.get('/x', async () => 'ok');
   closers.push(() => app.close());
   return app.listen({ port: 0, host: '127.0.0.1' });
