@@ -53,7 +53,8 @@ describe('idempotent(): a copy of ctx', () => {
     const charge = idempotent(
       (_: number, ctx: IdempotentContext) => {
         runs++;
-        const { signal } = { ...ctx, extra: 1 };
+        const copy = { ...ctx, attempt: 1 };
+        const signal = copy.signal;
         return new Promise<string>((_resolve, reject) => {
           signal.addEventListener('abort', () => reject(signal.reason), { once: true });
         });
