@@ -142,6 +142,7 @@ class RunContext implements IdempotentContext {
     };
   }
 
+  /** The run's signal, made on first read; the read is remembered. */
   static signalOf(ctx: RunContext): AbortSignal {
     ctx.#followed = true;
     if (ctx.#caller !== undefined) return ctx.#caller.signal;
