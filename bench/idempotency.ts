@@ -14,6 +14,11 @@ async function memory(): Promise<void> {
   let fresh = 0;
   const replayed = idempotent(op, { store, key: () => 'same-key' });
   const once = idempotent(op, { store: freshStore, key: (n) => `key-${n}` });
+  // The same, with a function that reads its signal: the AbortController a context makes only then.
+  const onceReading = idempotent((n: number, ctx) => (ctx.signal.aborted ? op(0) : op(n)), {
+    store: freshStore,
+    key: (n) => `signal-key-${n}`,
+  });
   await replayed(1);
   // Inside a pipeline, the policy's context is passed on as the call's options (it carries the signal).
   const retries = pipeline(retry({ maxAttempts: 3 }));
@@ -23,6 +28,7 @@ async function memory(): Promise<void> {
     variants: [
       { name: 'bare call', call: () => op(1) },
       { name: 'first run of a new key (claim, run, complete)', call: () => once(++fresh) },
+      { name: 'first run, the function reads ctx.signal', call: () => onceReading(++fresh) },
       { name: 'replay of a completed key', call: () => replayed(1) },
       { name: 'pipeline(retry()) around a bare call', call: () => retries.execute(() => op(1)) },
       {

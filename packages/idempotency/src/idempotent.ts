@@ -37,9 +37,19 @@ export interface IdempotentContext {
    * Aborts when the caller's signal does (with its reason); never, for a caller that gave none.
    * Follow it to stop early, but know what a throw then means: if the function read this signal
    * and throws after the abort, its effect may have happened, so the key is not released: a
-   * repeat gets `E_IDEMPOTENCY_ABORTED`, never a second run. A value returned is stored as ever.
+   * repeat gets `E_IDEMPOTENCY_ABORTED`, never a second run (unless it called
+   * {@link nothingDone}). A value returned is stored as ever.
    */
   readonly signal: AbortSignal;
+  /**
+   * Says that this run has done nothing: its effect has not begun. Call it before throwing from
+   * a step that followed `signal` but changed nothing (a lookup, a quote): a throw after the
+   * abort then releases the key, and a repeat runs the function again. Not calling it keeps
+   * the `aborted` verdict. It is the function's word: called after the effect began, a repeat
+   * runs the effect a second time. It changes nothing else: a repeat during the run still
+   * conflicts or waits, and a value returned is stored.
+   */
+  readonly nothingDone: () => void;
 }
 
 /** Options of {@link idempotent}. */
@@ -58,7 +68,9 @@ export type IdempotentOptions<I> = Omit<z.input<typeof idempotentOptionsSchema>,
  * the first call runs fails with `E_IDEMPOTENCY_CONFLICT` (or waits, with `wait`); a repeat with a
  * different fingerprint fails with `E_IDEMPOTENCY_MISMATCH`. If `fn` throws, nothing is stored and
  * the key is released, so a retry runs it again; unless it read `ctx.signal` and throws after the
- * caller aborted: it may have stopped half way, so a repeat gets `E_IDEMPOTENCY_ABORTED`.
+ * caller aborted: it may have stopped half way, so a repeat gets `E_IDEMPOTENCY_ABORTED` (a
+ * function that knows it did nothing calls `ctx.nothingDone()` before throwing, and the key is
+ * released).
  *
  * @example
  * const charge = idempotent((order: Order) => payments.charge(order), {
@@ -95,11 +107,27 @@ interface Caller<R> {
   result: { readonly value: R } | undefined;
 }
 
+/**
+ * `signal` as an own, enumerable getter: a spread copy of the context (`{ ...ctx }`) carries it,
+ * as the type says. Still made only when read: an AbortController per call costs more than the
+ * rest of the context.
+ */
+const SIGNAL: PropertyDescriptor = {
+  get(this: RunContext): AbortSignal {
+    return RunContext.signalOf(this);
+  },
+  enumerable: true,
+};
+
 /** What the function is given; its signal is made only if read, and reading it is remembered. */
 class RunContext implements IdempotentContext {
+  declare readonly signal: AbortSignal;
+  // Its own closure, not a method: it works destructured (`({ nothingDone }) => ...`) and copied.
+  readonly nothingDone: () => void;
   readonly #caller: CallScope | undefined;
   #own: AbortController | undefined;
   #followed = false;
+  #nothingDone = false;
 
   constructor(
     readonly key: string,
@@ -108,18 +136,26 @@ class RunContext implements IdempotentContext {
     caller: CallScope | undefined,
   ) {
     this.#caller = caller;
+    Object.defineProperty(this, 'signal', SIGNAL);
+    this.nothingDone = () => {
+      this.#nothingDone = true;
+    };
   }
 
-  get signal(): AbortSignal {
-    this.#followed = true;
-    if (this.#caller !== undefined) return this.#caller.signal;
-    this.#own ??= new AbortController();
-    return this.#own.signal;
+  /** The run's signal, made on first read; the read is remembered. */
+  static signalOf(ctx: RunContext): AbortSignal {
+    ctx.#followed = true;
+    if (ctx.#caller !== undefined) return ctx.#caller.signal;
+    ctx.#own ??= new AbortController();
+    return ctx.#own.signal;
   }
 
-  /** Whether the function read `signal`: then it may have stopped part way on an abort. */
-  static followed(ctx: RunContext): boolean {
-    return ctx.#followed;
+  /**
+   * Whether a throw after the abort may have left the effect half done: the function read
+   * `signal` (it may have stopped part way) and did not say it had done nothing.
+   */
+  static mayHaveActed(ctx: RunContext): boolean {
+    return ctx.#followed && !ctx.#nothingDone;
   }
 }
 
@@ -261,8 +297,9 @@ class Runner<I, R> {
       value = await this.fn(input, ctx);
     } catch (error) {
       // It followed the abort and stopped part way: its effect may have happened, so a retry
-      // must not run it again. A function that never read the signal failed on its own.
-      if (caller?.scope.aborted && RunContext.followed(ctx)) await this.#abort(key, token);
+      // must not run it again. A function that never read the signal failed on its own; one
+      // that said it had done nothing (ctx.nothingDone()) has its word taken.
+      if (caller?.scope.aborted && RunContext.mayHaveActed(ctx)) await this.#abort(key, token);
       else await this.#release(key, token, error);
       throw error;
     }

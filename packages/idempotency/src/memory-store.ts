@@ -72,7 +72,8 @@ function baseBytes(key: string, fingerprint: string): number {
 /**
  * Idempotency records in this process's memory: the embedded default, for one instance of a
  * service (use {@link redisStore} to share records between instances). Bounded by `maxEntries`
- * (least recently used first), swept by an unref'd timer.
+ * (expired records first, then the least recently used, even before its ttl), swept by an
+ * unref'd timer.
  *
  * @example
  * const store = memoryStore({ maxEntries: 50_000 });
@@ -166,6 +167,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #sweep: TimerHandle | undefined;
   #disposed = false;
   #bytes = 0;
+  /** No record expires before this (monotonic ms): a lower bound, exact after a pass ({@link #dropExpired}). */
+  #nextExpiry = Number.POSITIVE_INFINITY;
+  /** Records added since the last pass for expired ones, plus those it freed. */
+  #sincePass = Number.POSITIVE_INFINITY;
   // Leases, expiries and the sweep are measured on it; records' times are epoch ms (clock.now()).
   readonly #elapsed: () => number;
 
@@ -259,7 +264,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
     entry.leaseUntil = leaseEnd(now, leaseMs);
-    entry.expiresAt = leaseEnd(now, 2 * leaseMs);
+    this.#expireAt(entry, leaseEnd(now, 2 * leaseMs));
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
@@ -280,7 +285,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     entry.outcome = kept;
     entry.completedAt = this.clock.now();
-    entry.expiresAt = expiry(now, ttlMs);
+    this.#expireAt(entry, expiry(now, ttlMs));
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
     this.#evictBytes(entry, now);
@@ -312,6 +317,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     this.#stopSweep();
     this.#entries.clear();
     this.#bytes = 0;
+    this.#nextExpiry = Number.POSITIVE_INFINITY;
     this.#oldest = undefined;
     this.#newest = undefined;
   }
@@ -334,8 +340,12 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return entry;
   }
 
-  /** Evicts least recently used records until one more fits; live claims are passed over. */
+  /**
+   * Evicts records until one more fits: expired ones first, then the least recently used; live
+   * claims are passed over.
+   */
   #makeRoom(key: string, now: number): void {
+    if (this.#entries.size >= this.maxEntries) this.#dropExpired(now);
     let passedOver = 0;
     while (this.#entries.size >= this.maxEntries) {
       if (passedOver >= this.#entries.size) {
@@ -353,8 +363,12 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
   }
 
-  /** Evicts least recently used completed records (never `keep`, never a live claim) until within maxBytes. */
+  /**
+   * Evicts records until within maxBytes: expired ones first, then the least recently used
+   * completed ones (never `keep`, never a live claim).
+   */
   #evictBytes(keep: Entry, now: number): void {
+    if (this.#bytes > this.maxBytes) this.#dropExpired(now);
     let entry = this.#oldest;
     while (this.#bytes > this.maxBytes && entry !== undefined) {
       const next = entry.newer;
@@ -365,7 +379,39 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
   }
 
+  /**
+   * Before a live record is evicted: drops the expired ones, if one may have expired. An evicted
+   * record whose ttl has not run out lets a repeat run its effect again; an expired one is
+   * forgotten already, wherever it is in the recency list. A pass reads every record, so it is
+   * made at most once per `size / 16` records added (those the last pass freed count as added):
+   * O(1) a claim, even when records expire one at a time.
+   */
+  #dropExpired(now: number): void {
+    if (now >= this.#nextExpiry && this.#sincePass >= this.#entries.size >> 4) this.#sweepExpired(now);
+  }
+
+  /** Drops every expired record; the soonest expiry left is known exactly after it. */
+  #sweepExpired(now: number): void {
+    let next = Number.POSITIVE_INFINITY;
+    let freed = 0;
+    for (const entry of this.#entries.values()) {
+      if (entry.expiresAt <= now) {
+        this.#remove(entry);
+        freed++;
+      } else if (entry.expiresAt < next) next = entry.expiresAt;
+    }
+    this.#nextExpiry = next;
+    this.#sincePass = freed;
+  }
+
+  #expireAt(entry: Entry, at: number): void {
+    entry.expiresAt = at;
+    if (at < this.#nextExpiry) this.#nextExpiry = at;
+  }
+
   #add(entry: Entry): void {
+    if (entry.expiresAt < this.#nextExpiry) this.#nextExpiry = entry.expiresAt;
+    this.#sincePass++;
     this.#entries.set(entry.key, entry);
     this.#bytes += entry.bytes;
     this.#append(entry);
@@ -403,8 +449,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (this.#sweep !== undefined) return;
     this.#sweep = this.clock.setTimeout(() => {
       this.#sweep = undefined;
-      const now = this.#elapsed();
-      for (const entry of this.#entries.values()) if (entry.expiresAt <= now) this.#remove(entry);
+      this.#sweepExpired(this.#elapsed());
       if (this.#entries.size > 0) this.#startSweep();
     }, this.sweepInterval);
   }

@@ -10,15 +10,16 @@ const timerDuration = positiveDurationOption.max(MAX_TIMER_MS);
 /** Validates the options of {@link memoryStore}; {@link MemoryStoreOptions} is inferred from it. */
 export const memoryStoreOptionsSchema = z.strictObject({
   /**
-   * The most records kept. When full, the least recently used record goes first; a record whose
-   * lease is still running is never evicted.
+   * The most records kept. When full, expired records go first, then the least recently used,
+   * even before its ttl (a repeat of its key then runs again: size it above the keys a ttl
+   * brings); a record whose lease is still running is never evicted.
    * @default 10_000
    */
   maxEntries: z.number().int().positive().default(10_000),
   /**
    * The most bytes of records kept (keys, fingerprints and stored values or responses, as
-   * encoded). When over, the least recently used completed records go first; one record larger
-   * than this is refused with `E_IDEMPOTENCY_VALUE`.
+   * encoded). When over, expired records go first, then the least recently used completed ones
+   * (even before their ttl); one record larger than this is refused with `E_IDEMPOTENCY_VALUE`.
    * @default 67_108_864 (64 MiB)
    */
   maxBytes: z.number().int().positive().default(67_108_864),
