@@ -1,0 +1,55 @@
+import type { Endpoint } from '@holdfast/failover';
+import { type PgQueryable, pgRoles } from '@holdfast/failover/pg';
+import { expect, it, vi } from 'vitest';
+import { primaryRow, replicaRow } from './support/pg-rows.js';
+
+/**
+ * One `pgRoles()` shared by two sets, each with a pool of its own to the one primary: both pools'
+ * answers are sightings of one server. Two checks on two connections answer in any order: one
+ * read an instant before the other may be answered after it, with a flush position a little
+ * behind. pgRoles() took any sighting behind an earlier one for another history of the cluster
+ * (a backup restored) and forgot the earlier ones: a replica whose WAL receiver is stalled was
+ * judged against the last sighting only, and its lag never grew past an interval.
+ */
+
+const started = '1764930000123456';
+const lsn = (n: number) => `0/${(0x6000000 + n * 0x10000).toString(16).toUpperCase()}`;
+
+it('answers of one primary through two pools, overtaken: a stalled replica’s lag still grows from the first sighting past it', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const roles = pgRoles<PgQueryable>({ interval: 1_000, timeout: 1_000 });
+  const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
+  const settle: (() => void)[] = [];
+  let round = 0;
+  const endpoint = (name: string, query: () => Promise<{ rows: unknown[] }>) =>
+    ({ name, target: { query } as unknown as PgQueryable }) as Endpoint<PgQueryable>;
+  // The writes set's pool: answers at once with the primary's flush position now.
+  const one = endpoint('primary', async () => ({ rows: [{ ...primaryRow(1, lsn(2 * round + 1)), started }] }));
+  // The reads set's pool: its query read the primary a moment before, and is answered after.
+  const two = endpoint(
+    'primary',
+    () =>
+      new Promise((resolve) => {
+        const row = { ...primaryRow(1, lsn(2 * round)), started };
+        settle.push(() => resolve({ rows: [row] }));
+      }),
+  );
+  // Stalled behind every sighting: replayed all it received, so its own figures say lag 0.
+  const replica = endpoint('replica', async () => ({ rows: [{ ...replicaRow(1, '0/5000000'), started: '1' }] }));
+  try {
+    for (round = 1; round <= 10; round++) {
+      const late = check(two);
+      await vi.advanceTimersByTimeAsync(10);
+      await check(one);
+      await vi.advanceTimersByTimeAsync(10);
+      settle.shift()?.();
+      await late;
+      await vi.advanceTimersByTimeAsync(980);
+    }
+    // First seen past it 10 s ago, on the first round.
+    const report = await check(replica);
+    expect(report.lag).toBeGreaterThanOrEqual(9_000);
+  } finally {
+    vi.useRealTimers();
+  }
+});
