@@ -1,4 +1,5 @@
-import type { Endpoint } from '@holdfast/failover';
+import { createBus } from '@holdfast/core';
+import { type Endpoint, failover } from '@holdfast/failover';
 import { type PgQueryable, pgRoles } from '@holdfast/failover/pg';
 import { expect, it, vi } from 'vitest';
 import { primaryRow, replicaRow } from './support/pg-rows.js';
@@ -50,6 +51,84 @@ it('answers of one primary through two pools, overtaken: a stalled replica’s l
     const report = await check(replica);
     expect(report.lag).toBeGreaterThanOrEqual(9_000);
   } finally {
+    vi.useRealTimers();
+  }
+});
+
+type Answer = object | 'down';
+
+/** A pool of its own to a server whose role query answers `answer()` (or fails to connect). */
+const pool = (answer: () => Answer): PgQueryable =>
+  ({
+    query: async () => {
+      const row = answer();
+      if (row === 'down') throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+      return { rows: [row] };
+    },
+  }) as unknown as PgQueryable;
+
+it('two sets sharing one pgRoles(), a real split brain, one side silent: the replica’s lag stays unknown in both; over, known again in both', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const a = () => ({ ...primaryRow(3, '0/5000000'), started: '1764930000000001' });
+  let b: () => Answer = () => ({ ...primaryRow(3, '0/6000000'), started: '1764930000000002' });
+  const r = () => ({ ...replicaRow(3, '0/7000000'), started: '1764930000000003' });
+  const roles = pgRoles<PgQueryable>({ interval: 1_000, timeout: 500, maxLag: 10_000 });
+  const sets = ['one', 'two'].map((name) =>
+    failover({
+      name,
+      endpoints: [
+        { name: 'a', target: pool(a) },
+        { name: 'b', target: pool(() => b()) },
+        { name: 'r', target: pool(r) },
+      ],
+      roles,
+      bus: createBus(),
+      policies: false,
+    }),
+  );
+  const lags = () => sets.map((db) => db.snapshot().endpoints[2]?.lag);
+  try {
+    await vi.advanceTimersByTimeAsync(1_100);
+    for (const db of sets) expect(db.snapshot().splitBrain?.endpoints).toEqual(['a', 'b']);
+    expect(lags()).toEqual([null, null]);
+    b = () => 'down';
+    for (let round = 0; round < 4; round++) {
+      await vi.advanceTimersByTimeAsync(1_000);
+      expect(lags()).toEqual([null, null]);
+    }
+    // b rebuilt as a replica of a: over; r is judged against a again, in both sets.
+    b = () => ({ ...replicaRow(3, '0/5000000'), started: '1764930000000004' });
+    await vi.advanceTimersByTimeAsync(2_100);
+    for (const db of sets) expect(db.snapshot().splitBrain).toBeNull();
+    expect(lags()).toEqual([0, 0]);
+  } finally {
+    for (const db of sets) db.dispose();
+    vi.useRealTimers();
+  }
+});
+
+it('two sets sharing one pgRoles(), each with a pool of its own to one primary: one primary, the replica’s lag known in both', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const a = () => ({ ...primaryRow(3, '0/5000000'), started: '1764930000000001' });
+  const r = () => ({ ...replicaRow(3, '0/5000000'), started: '1764930000000003' });
+  const roles = pgRoles<PgQueryable>({ interval: 1_000, timeout: 500, maxLag: 10_000 });
+  const sets = ['one', 'two'].map((name) =>
+    failover({
+      name,
+      endpoints: [
+        { name: 'a', target: pool(a) },
+        { name: 'r', target: pool(r) },
+      ],
+      roles,
+      bus: createBus(),
+      policies: false,
+    }),
+  );
+  try {
+    await vi.advanceTimersByTimeAsync(3_100);
+    expect(sets.map((db) => db.snapshot().endpoints[1]?.lag)).toEqual([0, 0]);
+  } finally {
+    for (const db of sets) db.dispose();
     vi.useRealTimers();
   }
 });
