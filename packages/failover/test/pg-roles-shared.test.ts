@@ -132,3 +132,33 @@ it('two sets sharing one pgRoles(), each with a pool of its own to one primary: 
     vi.useRealTimers();
   }
 });
+
+it('a busy primary seen through two sets’ pools for a minute: a replica stalled since the start lags a minute, not the last 64 sightings', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const roles = pgRoles<PgQueryable>({ interval: 100, timeout: 1_000 });
+  const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
+  let written = 0;
+  const endpoint = (name: string, row: () => object) =>
+    ({ name, target: { query: async () => ({ rows: [row()] }) } as unknown as PgQueryable }) as Endpoint<PgQueryable>;
+  // Each set's pool to the primary, which writes on: a new flush position at every check.
+  const pools = [1, 2].map(() => endpoint('primary', () => ({ ...primaryRow(1, lsn(++written)), started })));
+  // Its WAL receiver stalled before the first check: replayed all it received, lag 0 by its own figures.
+  const replica = endpoint('replica', () => ({ ...replicaRow(1, '0/5000000'), started: '1' }));
+  // Another, stalled half way: at the position written 30 s before the end.
+  const half = endpoint('half', () => ({ ...replicaRow(1, lsn(600)), started: '2' }));
+  try {
+    for (let round = 0; round < 600; round++) {
+      for (const p of pools) await check(p);
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    const report = await check(replica);
+    // Two sightings every 100 ms: the 64 kept spanned 3.2 s, and the lag stopped there.
+    expect(report.lag).toBeGreaterThanOrEqual(59_000);
+    // Judged by the first sighting kept past it: short by at most a fifth of its lag.
+    const behind = (await check(half)).lag;
+    expect(behind).toBeGreaterThanOrEqual(24_000);
+    expect(behind).toBeLessThanOrEqual(30_000);
+  } finally {
+    vi.useRealTimers();
+  }
+});
