@@ -11,6 +11,7 @@ import {
   policies as globalPolicies,
   HoldfastConfigError,
   invoke,
+  isLocalRefusal,
   parseOptions,
   realClock,
   type Snapshottable,
@@ -501,7 +502,12 @@ class FailoverSet<T> implements Failover<T> {
         return false;
       }
     }
-    if ('idempotent' in retry && retry.idempotent) return error instanceof TimeoutError || this.#counts(error);
+    // A refusal by one of our own policies inside the call is not moved, even when idempotent: the
+    // same policy refuses it elsewhere, or (an idempotency key aborted or held by another call,
+    // with a store per endpoint) the effect runs a second time there. An open breaker is moved,
+    // as by default: it refused that endpoint's calls.
+    if ('idempotent' in retry && retry.idempotent)
+      return error instanceof TimeoutError || neverReached(error) || this.#counts(error);
     return neverReached(error);
   }
 
@@ -529,6 +535,7 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   #counts(error: unknown): boolean {
+    if (isLocalRefusal(error)) return false;
     if (this.#classify !== undefined && this.#classOf(error) !== 'failure') return false;
     const isFailure = this.#o.isFailure;
     // One that throws cannot clear the endpoint: the error counts (as a breaker's judge does).
@@ -561,6 +568,11 @@ class FailoverSet<T> implements Failover<T> {
   #judge(e: EndpointState<T>, error: unknown, options: FailoverExecuteOptions | undefined): boolean | undefined {
     const ignore = options?.ignore;
     if (ignore !== undefined && this.#guarded(() => ignore(error), false)) return undefined;
+    // Refused by one of our own policies inside the call (a bulkhead, a rate limiter, an open
+    // breaker, an idempotency key aborted or in progress): nothing reached the endpoint, and the
+    // refusal says nothing of it, neither failure nor proof of life. Counted, a burst through a
+    // bulkhead, or a client repeating an aborted key, ejected healthy endpoints.
+    if (isLocalRefusal(error)) return undefined;
     const counts = this.#counts(error);
     if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) {
       e.calledOk = false; // a failed call undoes the proof of life of earlier ones

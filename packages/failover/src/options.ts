@@ -266,7 +266,8 @@ export const failoverOptionsSchema = z
     timeout: timerDuration.optional(),
     /**
      * Whether an error counts against the endpoint (for ejection and latency). Errors after the
-     * caller aborted never count. One that throws (or answers with a promise: the verdict is
+     * caller aborted never count, nor do refusals by our own policies inside the call
+     * (`isLocalRefusal()`: nothing reached the endpoint). One that throws (or answers with a promise: the verdict is
      * needed at once) counts the error; the call still fails with the error it got, never with this function's.
      * @default every error
      */

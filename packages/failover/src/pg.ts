@@ -46,6 +46,7 @@ const roleQuery = `select pg_is_in_recovery() as replica,
   case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as walfile,
   (select timeline_id from pg_control_checkpoint()) as checkpoint_timeline,
   (select system_identifier from pg_control_system())::text as system,
+  round(extract(epoch from pg_postmaster_start_time()) * 1000000)::bigint::text as started,
   case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn() end::text as flushed,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
   case when not pg_is_in_recovery() then null
@@ -58,6 +59,8 @@ interface RoleRow {
   walfile: string | null;
   checkpoint_timeline: number | string | null;
   system: string | null;
+  /** The postmaster's start, µs since the epoch: one run of one server (whatever the session's time zone). */
+  started?: string | null;
   flushed: string | null;
   lsn: string | null;
   lag: number | string | null;
@@ -150,6 +153,11 @@ interface Flight {
 interface Answer {
   readonly report: RoleReport;
   readonly system: string;
+  /**
+   * The server that answered: its cluster and its postmaster's start, one run of one server
+   * whatever pool or set asked it. Undefined when the row does not tell.
+   */
+  readonly server?: string;
   /** A primary's WAL flushed: what its replicas can have received. */
   readonly flushed?: bigint;
 }
@@ -237,14 +245,15 @@ async function readRole(db: PgQueryable, timeout: number | undefined): Promise<A
     row.walfile === null ? Number(row.checkpoint_timeline) : Number.parseInt(row.walfile.slice(0, 8), 16);
   const token = [timeline, parseLsn(row.lsn)];
   const system = String(row.system);
+  const known = typeof row.started === 'string' ? { system, server: `${system}/${row.started}` } : { system };
   if (!row.replica) {
     const flushed = row.flushed === null ? undefined : parseLsn(row.flushed);
     return flushed === undefined
-      ? { report: { role: 'primary', token }, system }
-      : { report: { role: 'primary', token }, system, flushed };
+      ? { report: { role: 'primary', token }, ...known }
+      : { report: { role: 'primary', token }, ...known, flushed };
   }
   const lag = row.lag === null ? undefined : Math.max(0, Math.round(Number(row.lag)));
-  return { report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag }, system };
+  return { report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag }, ...known };
 }
 
 /**
@@ -315,8 +324,11 @@ export function pgRoles<T extends PgQueryable>(
       }
       const { report, system, flushed } = answer;
       const [timeline, lsn] = report.token as [number, bigint];
+      // Through another set's pool too, a server is itself: not a second primary on its timeline.
+      const server = answer.server ?? endpoint.target;
+      primaries.answered(endpoint.target, server);
       if (report.role === 'primary') {
-        primaries.saw(endpoint.target, system, timeline, flushed ?? lsn, performance.now(), stale);
+        primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, performance.now(), stale);
         return report;
       }
       primaries.lost(endpoint.target);
@@ -331,12 +343,20 @@ export function pgRoles<T extends PgQueryable>(
 }
 
 /**
- * A target whose last check said primary: its system and timeline, whether it is deposed (first seen
- * on its timeline while another target was a primary on a higher one), when, and after how long it
- * is no primary "now" (no set checks it). `split`: another answered as a primary on its timeline
- * beside it; `silent`: its checks fail since (kept, while checked, as one side of the split brain).
+ * A server: its system identifier and postmaster start (one run of one server, whoever asks it),
+ * or, when its answer does not tell, the target it answered through.
+ */
+type Server = string | object;
+
+/**
+ * A target whose last check said primary: the server that answered, its system and timeline,
+ * whether it is deposed (first seen on its timeline while another server was a primary on a
+ * higher one), when, and after how long it is no primary "now" (no set checks it). `split`:
+ * another server answered as a primary on its timeline beside it; `silent`: its checks fail since
+ * (kept, while checked, as one side of the split brain).
  */
 interface Now {
+  server: Server;
   system: string;
   timeline: number;
   deposed: boolean;
@@ -346,10 +366,11 @@ interface Now {
   split: boolean;
 }
 
-/** A primary seen: its WAL flushed, and when. */
+/** A primary seen: its WAL flushed, when, and the server that said so. */
 interface Sighting {
   readonly lsn: bigint;
   readonly at: number;
+  readonly server: Server;
 }
 
 /**
@@ -359,10 +380,13 @@ interface Sighting {
  * not replayed.
  *
  * Sightings are kept by system identifier and timeline, and judged on the highest timeline a
- * target is a primary on now (a deposed primary writes on a lower one beside the new primary).
- * A timeline no target is a primary on any more is forgotten once another one's primary is seen:
+ * server is a primary on now (a deposed primary writes on a lower one beside the new primary).
+ * A timeline no server is a primary on any more is forgotten once another one's primary is seen:
  * a cluster restored from an older backup writes on a lower timeline than the one it replaced, and
  * the old primary's WAL, which it never reaches, says nothing of its replicas.
+ *
+ * Primaries are counted by server, not by target: one `pgRoles()` shared by two sets, each with
+ * pools of its own, sees one primary through two pools, and that is no split brain.
  */
 class PrimaryWal {
   /** System identifier -> timeline -> sightings, oldest first. */
@@ -371,9 +395,25 @@ class PrimaryWal {
    * Each target whose last check said primary (or, one side of a split brain, that went silent since).
    */
   readonly #now = new Map<object, Now>();
+  /** The server each target last reached. */
+  readonly #reached = new WeakMap<object, Server>();
+
+  /**
+   * `target` reached `server`. Reaching another one than before through it (the server restarted,
+   * or its address moved to another), the run it reached before is taken for gone through every
+   * target, until one reaches it again: a primary restarted, seen through one set's pool, is not
+   * a second primary beside its old run, still remembered through another set's pool until that
+   * set's next check (a minute, at its interval).
+   */
+  answered(target: object, server: Server): void {
+    const before = this.#reached.get(target);
+    this.#reached.set(target, server);
+    if (before === undefined || before === server || typeof before !== 'string') return;
+    for (const [t, p] of this.#now) if (t !== target && p.server === before) this.#now.delete(t);
+  }
 
   /** `stale`: ms after which the primary, not seen again, is no primary "now": no set checks it. */
-  saw(target: object, system: string, timeline: number, lsn: bigint, at: number, stale: number): void {
+  saw(target: object, server: Server, system: string, timeline: number, lsn: bigint, at: number, stale: number): void {
     const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
     // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone).
@@ -381,16 +421,22 @@ class PrimaryWal {
       before?.timeline === timeline && before.system === system && at - before.at <= before.stale
         ? before.deposed
         : [...this.#current(system, at).keys()].some((t) => t > timeline);
-    // Two primaries on one timeline, both answering: a split brain. One of them silent since is
-    // still one of the two (it may be the side the operator keeps).
+    // Two servers primaries on one timeline, both answering: a split brain. One of them silent
+    // since is still one of the two (it may be the side the operator keeps).
     let split = false;
     for (const [t, p] of this.#now)
-      if (t !== target && p.system === system && p.timeline === timeline && at - p.at <= p.stale) {
+      if (
+        t !== target &&
+        p.server !== server &&
+        p.system === system &&
+        p.timeline === timeline &&
+        at - p.at <= p.stale
+      ) {
         split = true;
         if (!p.silent) p.split = true;
       }
-    this.#now.set(target, { system, timeline, deposed, at, stale, silent: false, split });
-    // A few targets: a set's endpoints.
+    this.#now.set(target, { server, system, timeline, deposed, at, stale, silent: false, split });
+    // A few targets: a set's endpoints, or those of the few sets sharing a pgRoles().
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     let timelines = this.#seen.get(system);
     if (timelines === undefined) {
@@ -399,7 +445,7 @@ class PrimaryWal {
       timelines = new Map();
       this.#seen.set(system, timelines);
     }
-    // Timelines no target is a primary on now: an old history (restored over, or promoted past).
+    // Timelines no server is a primary on now: an old history (restored over, or promoted past).
     // Not on a deposed primary's word: the one it was deposed by may only have missed a check.
     if (!deposed) {
       const current = this.#current(system, at, true);
@@ -407,11 +453,15 @@ class PrimaryWal {
     }
     let list = timelines.get(timeline);
     // A primary's flushed WAL never goes back on its timeline: one seen behind an earlier sighting
-    // is another history of the cluster (restored from a backup, which keeps the identifier and,
-    // without archive recovery, the timeline).
-    if (list === undefined || list.some((s) => s.lsn > lsn)) timelines.set(timeline, (list = []));
-    list.push({ lsn, at });
-    if (list.length > 64) list.shift();
+    // of another server, or of one that does not say which it is, is another history of the
+    // cluster (restored from a backup, which keeps the identifier and, without archive recovery,
+    // the timeline). The same server behind itself is an answer overtaken by a later one (two
+    // sets, two pools): nothing new, as a sighting at or behind an earlier one is.
+    const other = (s: Sighting) => s.lsn > lsn && (s.server !== server || typeof server !== 'string');
+    if (list === undefined || list.some(other)) timelines.set(timeline, (list = []));
+    if (list.some((s) => s.lsn >= lsn)) return;
+    list.push({ lsn, at, server });
+    if (list.length > 64) thin(list, at);
   }
 
   /**
@@ -425,9 +475,9 @@ class PrimaryWal {
   }
 
   /**
-   * Ms since the primary of `system` (on the highest timeline a target is a primary on now; with
+   * Ms since the primary of `system` (on the highest timeline a server is a primary on now; with
    * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was;
-   * undefined when two targets are primaries on that timeline now (a split brain: two histories,
+   * undefined when two servers are primaries on that timeline now (a split brain: two histories,
    * whose WAL positions say nothing of each other's replicas).
    */
   since(system: string, replayed: bigint, now: number): number | undefined {
@@ -435,20 +485,44 @@ class PrimaryWal {
     if (timelines === undefined) return 0;
     const current = this.#current(system, now);
     const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
-    if ((this.#current(system, now, false, true).get(top) ?? 0) > 1) return undefined;
+    if ((this.#current(system, now, false, true).get(top)?.size ?? 0) > 1) return undefined;
     const first = timelines.get(top)?.find((s) => s.lsn > replayed);
     return first === undefined ? 0 : Math.max(0, now - first.at);
   }
 
   /**
-   * The timelines targets of `system` are primaries on as of `now` (deposed ones, and the silent
-   * side of a split brain, only if asked), and how many on each.
+   * The timelines servers of `system` are primaries on as of `now` (deposed ones, and the silent
+   * side of a split brain, only if asked), and which servers on each.
    */
-  #current(system: string, now: number, deposed = false, silent = false): Map<number, number> {
-    const out = new Map<number, number>();
+  #current(system: string, now: number, deposed = false, silent = false): Map<number, Set<Server>> {
+    const out = new Map<number, Set<Server>>();
     for (const p of this.#now.values())
-      if (p.system === system && (deposed || !p.deposed) && (!p.silent || silent) && now - p.at <= p.stale)
-        out.set(p.timeline, (out.get(p.timeline) ?? 0) + 1);
+      if (p.system === system && (deposed || !p.deposed) && (!p.silent || silent) && now - p.at <= p.stale) {
+        let servers = out.get(p.timeline);
+        if (servers === undefined) out.set(p.timeline, (servers = new Set()));
+        servers.add(p.server);
+      }
     return out;
   }
+}
+
+/**
+ * Drops one of 65 sightings, oldest first: the one whose loss blurs the least for its age. A
+ * replica that replayed up to a dropped one is judged by the next, later one, so its lag reads
+ * short by their gap: kept to a share of its age, the oldest and the newest always kept. Dropping
+ * the oldest, a busy primary's 64 sightings spanned 64 checks (3.2 s at an interval of 100 ms,
+ * half that through two sets' pools), and a replica stalled longer read as lagging that much.
+ */
+function thin(list: Sighting[], now: number): void {
+  let drop = 1;
+  let least = Number.POSITIVE_INFINITY;
+  for (let i = 1; i < list.length - 1; i++) {
+    const before = list[i - 1] as Sighting;
+    const blur = ((list[i + 1] as Sighting).at - before.at) / Math.max(1, now - before.at);
+    if (blur < least) {
+      least = blur;
+      drop = i;
+    }
+  }
+  list.splice(drop, 1);
 }
