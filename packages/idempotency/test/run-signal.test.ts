@@ -79,7 +79,7 @@ describe('idempotent(): the running function follows its caller through ctx.sign
     await tick();
     // It may have charged the card before it stopped: a second run could charge it twice.
     await expect(charge(1)).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_ABORTED', key: 'k' });
-    clock.advance(5_000);
+    await clock.advance(5_000);
     await expect(charge(1)).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_ABORTED' });
     expect(runs).toBe(1);
     store.dispose();
