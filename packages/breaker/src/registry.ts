@@ -198,7 +198,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   #notAKey(key: unknown): TypeError {
     const name = typeof key === 'object' && key !== null ? key.constructor?.name : undefined;
     let kind = key == null ? String(key) : `a ${typeof key}`;
-    if (typeof key === 'object' && key !== null) kind = name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+    if (typeof key === 'object' && key !== null)
+      kind = name && name !== 'Object' ? `an instance of ${name}` : 'an object';
     return new TypeError(`${this.name}: key must be a string (got ${kind})`);
   }
 
