@@ -20,7 +20,9 @@ describe('new Redactor(extraParams)', () => {
     ['null', null],
     ['a list with a number', ['session_id', 7]],
   ])('%s is refused naming extraParams', (_, extra) => {
-    expect(() => new Redactor(extra as never)).toThrow(/^Redactor: extraParams must be an array of query parameter names/);
+    expect(() => new Redactor(extra as never)).toThrow(
+      /^Redactor: extraParams must be an array of query parameter names/,
+    );
   });
 
   it('a list of names hides each, and nothing is given means the defaults', () => {
