@@ -173,6 +173,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   /** The breaker for `key`, made with the shared defaults and the key's overrides if it has none yet. */
   get(key: string): CircuitBreakerPolicy {
     if (this.#disposed) throw new DisposedError(this.name);
+    if (typeof key !== 'string') throw this.#notAKey(key);
     const now = this.#elapsed();
     if (now >= this.#nextSweep) this.#sweep(now);
     const entry = this.#entries.get(key);
@@ -189,7 +190,17 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   /** Runs `fn` through the breaker of `key`. */
   execute<T>(key: string, fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
     if (this.#disposed) return Promise.reject(new DisposedError(this.name));
+    if (typeof key !== 'string') return Promise.reject(this.#notAKey(key));
     return this.get(key).execute(fn, options);
+  }
+
+  /** A key of the wrong type (a tenant id as a number, `execute(fn)`): said by its type, never its content. */
+  #notAKey(key: unknown): TypeError {
+    const name = typeof key === 'object' && key !== null ? key.constructor?.name : undefined;
+    let kind = key == null ? String(key) : `a ${typeof key}`;
+    if (typeof key === 'object' && key !== null)
+      kind = name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+    return new TypeError(`${this.name}: key must be a string (got ${kind})`);
   }
 
   /** Drops the breaker of `key`; its next call gets a fresh one. */

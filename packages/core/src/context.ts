@@ -42,9 +42,11 @@ export class CallScope implements CallContext {
     if (parent instanceof CallScope) {
       if (parent.#aborted) this.abort(parent.#reason);
       else this.#linkTo(parent);
-    } else if (parent?.signal !== undefined) {
+    } else if (parent?.signal != null) {
+      // null is no signal, as fetch reads it; anything else not a signal fails the call, told why.
       const outer = parent.signal;
-      if (outer.aborted) this.abort(outer.reason);
+      if (!isSignal(outer)) this.abort(new TypeError(`signal must be an AbortSignal (got ${kindOf(outer)})`));
+      else if (outer.aborted) this.abort(outer.reason);
       // Linked to the signal's relay, not listening on the signal itself: one listener for all.
       else this.#linkTo(CallScope.#relayOf(outer));
     }
@@ -203,6 +205,25 @@ function roomOn(signal: AbortSignal): void {
   } catch {
     // Not Node's AbortSignal (a polyfill): it does not count listeners.
   }
+}
+
+/** An AbortSignal, or one of a polyfill: what a scope can listen on. */
+function isSignal(value: unknown): value is AbortSignal {
+  const signal = value as Partial<AbortSignal> | null;
+  return (
+    typeof signal === 'object' &&
+    signal !== null &&
+    typeof signal.aborted === 'boolean' &&
+    typeof signal.addEventListener === 'function' &&
+    typeof signal.removeEventListener === 'function'
+  );
+}
+
+/** What a value is, for a message: its type or class, never its content (it may hold a secret). */
+function kindOf(value: unknown): string {
+  if (typeof value !== 'object') return `a ${typeof value}`;
+  const name = value?.constructor?.name;
+  return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
 }
 
 /** The attempt number an outer policy passed down (its context is our options), else 1. */

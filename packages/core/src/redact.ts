@@ -1,3 +1,6 @@
+// errors.ts imports this module too: HoldfastConfigError is only read when a Redactor is refused.
+import { HoldfastConfigError } from './errors.js';
+
 /** Query parameters whose values are hidden whatever the options say. */
 export const defaultSecretParams = [
   'access_token',
@@ -31,6 +34,11 @@ export class Redactor {
   readonly #secretParam: RegExp;
 
   constructor(extra: readonly string[] = []) {
+    // A string is iterable: `new Redactor('session_id')` would hide its letters, not it.
+    if (!Array.isArray(extra) || !extra.every((p) => typeof p === 'string')) {
+      const message = 'must be an array of query parameter names';
+      throw new HoldfastConfigError('Redactor', [{ path: 'extraParams', message, value: extra }]);
+    }
     this.#secrets = new Set([...defaultSecretParams, ...extra].map((p) => p.toLowerCase()));
     const names = [...this.#secrets].map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
     // Its value ends where a connection string's does too (`;Password=x;Database=y`).

@@ -44,7 +44,10 @@ export type TimeoutOptions = Omit<z.input<typeof timeoutOptionsSchema>, 'ms'>;
  * const res = await timeout(2_000).execute(({ signal }) => fetch(url, { signal }));
  */
 export function timeout(ms: number, options: TimeoutOptions = {}): Policy {
-  const parsed = parseOptions('timeout', timeoutOptionsSchema, { ...options, ms });
+  // Only an object takes `ms` in: a string spread would be "0 is not a known option", and a number none.
+  const given: unknown = options;
+  const input = typeof given === 'object' && given !== null && !Array.isArray(given) ? { ...given, ms } : given;
+  const parsed = parseOptions('timeout', timeoutOptionsSchema, input);
   return new TimeoutPolicy(
     parsed.ms,
     parsed.strategy === 'aggressive',

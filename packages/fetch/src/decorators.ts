@@ -9,7 +9,13 @@ import { type CircuitBreakerOptions, circuitBreaker } from '@holdfast/breaker';
 import { type Policy, type TimeoutOptions, timeout as timeoutPolicy } from '@holdfast/core';
 import { idempotent as once } from '@holdfast/idempotency';
 import { type RetryOptions, retry as retryPolicy } from '@holdfast/retry';
-import { idempotentOptionsOf, isPolicy, keepIdentity, type WithIdempotencyOptions } from './wrappers.js';
+import {
+  aggressiveByDefault,
+  idempotentOptionsOf,
+  isPolicy,
+  keepIdentity,
+  type WithIdempotencyOptions,
+} from './wrappers.js';
 
 type Method<This, A extends unknown[], R> = (this: This, ...args: A) => Promise<R>;
 type AnyMethod = (...args: never) => PromiseLike<unknown>;
@@ -93,7 +99,7 @@ export function breaker(options: CircuitBreakerOptions | Policy = {}): MethodDec
 
 /** A time limit on the method; `aggressive` unless told otherwise, as with `withTimeout`. */
 export function timeout(ms: number, options: TimeoutOptions = {}): MethodDecorator {
-  return through(timeoutPolicy(ms, { strategy: 'aggressive', ...options }));
+  return through(timeoutPolicy(ms, aggressiveByDefault(options)));
 }
 
 /**

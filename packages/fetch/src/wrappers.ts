@@ -60,7 +60,18 @@ export function withTimeout<This, A extends unknown[], R>(
   ms: number,
   options: TimeoutOptions = {},
 ) {
-  return withPolicy(fn, timeout(ms, { strategy: 'aggressive', ...options }));
+  return withPolicy(fn, timeout(ms, aggressiveByDefault(options)));
+}
+
+/**
+ * The options of a wrapped function's timeout: `aggressive` unless told otherwise. Options that
+ * are no object go to timeout() as they are, to be refused as such (a string spread would be
+ * refused one letter at a time).
+ */
+export function aggressiveByDefault(options: TimeoutOptions): TimeoutOptions {
+  const given: unknown = options;
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) return options;
+  return { strategy: 'aggressive', ...options };
 }
 
 /** Options of {@link withIdempotency}: those of `idempotent()`, with `key` (and `fingerprint`) taking `fn`'s arguments. */

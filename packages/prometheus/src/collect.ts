@@ -6,6 +6,7 @@ import {
   eventTypes,
   bus as globalBus,
   policies as globalPolicies,
+  HoldfastConfigError,
   type HoldfastEvent,
   healthReport,
   labelled,
@@ -58,7 +59,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const full = o.prefix + suffix;
     if (registry.getSingleMetric(full) !== undefined) {
       for (const n of names) registry.removeSingleMetric(n);
-      throw new Error(`collect: the registry already has a metric "${full}"; stop the other collect() or use a prefix`);
+      const message = `already has a metric "${full}"; stop the other collect() or use a prefix`;
+      throw new HoldfastConfigError('collect', [{ path: 'registry', message }]);
     }
     names.push(full);
     return full;
