@@ -1,8 +1,13 @@
 import { type Channel, channel } from 'node:diagnostics_channel';
 import { z } from 'zod';
-import type { EventOf, EventType, HoldfastEvent } from './events.js';
+import { type EventOf, type EventType, eventTypes, type HoldfastEvent } from './events.js';
 import { fnOption, parseOptions } from './options.js';
+import { hideSecrets } from './redact.js';
 import { warnOnce } from './warn.js';
+
+/** The event types this core knows, and the unknown ones `on()` warned of (once each, a few at most). */
+const knownTypes: ReadonlySet<string> = new Set(eventTypes);
+const unknownTold = new Set<string>();
 
 /** A listener for one event type; it receives that type's event. */
 export type Listener<K extends EventType> = (event: EventOf<K>) => void;
@@ -103,7 +108,22 @@ class EventBus implements Bus {
   }
 
   on(type: EventType | '*', listener: AnyListener): Unsubscribe {
+    if (typeof type !== 'string') {
+      const got = type === null ? 'null' : typeof type === 'object' ? 'an object' : String(type);
+      throw new TypeError(`bus.on(): type must be an event type string (got ${got})`);
+    }
     if (typeof listener !== 'function') throw new TypeError(`bus.on("${type}"): listener must be a function`);
+    // A typo from JavaScript (`breaker.opened`) listened for ever and heard nothing. Still
+    // subscribed: a newer package than this core may emit it on the shared bus.
+    if (type !== '*' && !knownTypes.has(type) && !unknownTold.has(type)) {
+      unknownTold.add(type);
+      process.emitWarning(
+        hideSecrets(
+          `bus.on("${type}"): @holdfast/core ${VERSION} knows no such event type (a typo, or a newer package's: update it)`,
+        ),
+        { type: 'HoldfastWarning', code: 'HOLDFAST_UNKNOWN_EVENT' },
+      );
+    }
     const subscription: Subscription = { listener, live: true };
     this.#add(type, subscription);
     return () => {
