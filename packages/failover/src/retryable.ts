@@ -44,11 +44,7 @@ export function neverReached(error: unknown, depth = 0): boolean {
  */
 export function refusedByEndpoint(error: unknown, depth = 0): boolean {
   if (typeof error !== 'object' || error === null || depth > 5) return false;
-  if (
-    error instanceof BrokenCircuitError ||
-    error instanceof NoHealthyEndpointError ||
-    error instanceof NoPrimaryError
-  )
+  if (error instanceof BrokenCircuitError || error instanceof NoHealthyEndpointError || error instanceof NoPrimaryError)
     return true;
   return isLocalRefusal(error) && refusedByEndpoint((error as { cause?: unknown }).cause, depth + 1);
 }
