@@ -417,9 +417,12 @@ class PrimaryWal {
       const forget = () => {
         if (this.#now.get(t) === p) this.#now.delete(t);
       };
-      ask(t).then((a) => {
-        if (a.server !== before || a.report.role !== 'primary') forget();
-      }, forget);
+      // Never a throw into the check that answered: a target that cannot be asked forgets it.
+      Promise.resolve(t)
+        .then(ask)
+        .then((a) => {
+          if (a.server !== before || a.report.role !== 'primary') forget();
+        }, forget);
     }
   }
 
