@@ -67,7 +67,7 @@ describe('failover: a refusal by the endpoint’s own policy inside the call (ho
           { name: 'db-1', target: dead },
           { name: 'db-2', target: async () => 'db-2' },
         ],
-        ejection: { consecutiveFailures: 2, baseTime: 200 },
+        ejection: { consecutiveFailures: 2, baseTime: 500 },
         ...(retry === false ? { retry } : {}),
         bus,
         policies: false,
@@ -81,10 +81,10 @@ describe('failover: a refusal by the endpoint’s own policy inside the call (ho
           })
           .catch((error: { code?: string }) => `failed: ${error.code}`);
       try {
-        // Two failures: the breaker opens (for a minute), the set ejects db-1 (for 200 ms).
+        // Two failures: the breaker opens (for a minute), the set ejects db-1 (for 500 ms, then 1 s: room for a loaded machine).
         while (set.snapshot().endpoints[0]?.ejection === 'none') await call();
         expect(breaker.state).toBe('open');
-        await sleep(400);
+        await sleep(1_000);
         expect(set.snapshot().endpoints[0]?.ejection).toBe('probe');
         tries.length = 0;
         const outcomes: string[] = [];
