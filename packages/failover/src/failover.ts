@@ -36,7 +36,7 @@ import {
   redactor,
   shownName,
 } from './options.js';
-import { neverReached } from './retryable.js';
+import { neverReached, refusedByEndpoint } from './retryable.js';
 import { compareTokens, type DiscoveredRole, type ErrorClass, RoleDiscovery, tokenText } from './roles.js';
 
 /** Without a per-try timeout, a probe unanswered this long (or its ejection time, if longer) is hung. */
@@ -505,7 +505,8 @@ class FailoverSet<T> implements Failover<T> {
     // A refusal by one of our own policies inside the call is not moved, even when idempotent: the
     // same policy refuses it elsewhere, or (an idempotency key aborted or held by another call,
     // with a store per endpoint) the effect runs a second time there. An open breaker is moved,
-    // as by default: it refused that endpoint's calls.
+    // as by default: it refused that endpoint's calls; and, when idempotent, an inner set's
+    // refusal (a region with nothing to call): the next endpoint has a set of its own.
     if ('idempotent' in retry && retry.idempotent)
       return error instanceof TimeoutError || neverReached(error) || this.#counts(error);
     return neverReached(error);
@@ -535,7 +536,7 @@ class FailoverSet<T> implements Failover<T> {
   }
 
   #counts(error: unknown): boolean {
-    if (isLocalRefusal(error)) return false;
+    if (isLocalRefusal(error) && !refusedByEndpoint(error)) return false;
     if (this.#classify !== undefined && this.#classOf(error) !== 'failure') return false;
     const isFailure = this.#o.isFailure;
     // One that throws cannot clear the endpoint: the error counts (as a breaker's judge does).
@@ -568,11 +569,12 @@ class FailoverSet<T> implements Failover<T> {
   #judge(e: EndpointState<T>, error: unknown, options: FailoverExecuteOptions | undefined): boolean | undefined {
     const ignore = options?.ignore;
     if (ignore !== undefined && this.#guarded(() => ignore(error), false)) return undefined;
-    // Refused by one of our own policies inside the call (a bulkhead, a rate limiter, an open
-    // breaker, an idempotency key aborted or in progress): nothing reached the endpoint, and the
-    // refusal says nothing of it, neither failure nor proof of life. Counted, a burst through a
-    // bulkhead, or a client repeating an aborted key, ejected healthy endpoints.
-    if (isLocalRefusal(error)) return undefined;
+    // Refused by one of our own policies inside the call (a bulkhead, a rate limiter, an
+    // idempotency key aborted or in progress): nothing reached the endpoint, and the refusal says
+    // nothing of it, neither failure nor proof of life. Counted, a burst through a bulkhead, or a
+    // client repeating an aborted key, ejected healthy endpoints. The endpoint's own breaker, open,
+    // or its own set with nothing to call, does speak of it: counted (refusedByEndpoint).
+    if (isLocalRefusal(error) && !refusedByEndpoint(error)) return undefined;
     const counts = this.#counts(error);
     if (this.#roles !== undefined && (counts || this.#classOf(error) === 'readOnly')) {
       e.calledOk = false; // a failed call undoes the proof of life of earlier ones

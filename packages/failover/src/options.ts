@@ -267,7 +267,8 @@ export const failoverOptionsSchema = z
     /**
      * Whether an error counts against the endpoint (for ejection and latency). Errors after the
      * caller aborted never count, nor do refusals by our own policies inside the call
-     * (`isLocalRefusal()`: nothing reached the endpoint). One that throws (or answers with a promise: the verdict is
+     * (`isLocalRefusal()`: nothing reached the endpoint), but the endpoint's own open breaker or
+     * inner set's (it cannot take calls). One that throws (or answers with a promise: the verdict is
      * needed at once) counts the error; the call still fails with the error it got, never with this function's.
      * @default every error
      */

@@ -326,7 +326,7 @@ export function pgRoles<T extends PgQueryable>(
       const [timeline, lsn] = report.token as [number, bigint];
       // Through another set's pool too, a server is itself: not a second primary on its timeline.
       const server = answer.server ?? endpoint.target;
-      primaries.answered(endpoint.target, server);
+      primaries.answered(endpoint.target, server, (t) => ask(t as PgQueryable, limit));
       if (report.role === 'primary') {
         primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, performance.now(), stale);
         return report;
@@ -400,16 +400,30 @@ class PrimaryWal {
 
   /**
    * `target` reached `server`. Reaching another one than before through it (the server restarted,
-   * or its address moved to another), the run it reached before is taken for gone through every
-   * target, until one reaches it again: a primary restarted, seen through one set's pool, is not
-   * a second primary beside its old run, still remembered through another set's pool until that
-   * set's next check (a minute, at its interval).
+   * or its address moved to another), each other target whose last check saw the run it reached
+   * before is asked again (`ask`, now, not at its set's next check): through those that no longer
+   * reach it as a primary it is gone, so a primary restarted, seen through one set's pool, is not
+   * a second primary beside its old run remembered through another set's pool (a minute, at that
+   * set's interval). Those that still do keep it: an address (a virtual IP) moved to a backup
+   * restored as a primary, its old primary running on, is a split brain. Taken for gone unasked,
+   * it was hidden, and a replica of the old primary read lag 0 in the set writing to the other.
    */
-  answered(target: object, server: Server): void {
+  answered(target: object, server: Server, ask: (target: object) => Promise<Answer>): void {
     const before = this.#reached.get(target);
     this.#reached.set(target, server);
     if (before === undefined || before === server || typeof before !== 'string') return;
-    for (const [t, p] of this.#now) if (t !== target && p.server === before) this.#now.delete(t);
+    for (const [t, p] of this.#now) {
+      if (t === target || p.server !== before) continue;
+      const forget = () => {
+        if (this.#now.get(t) === p) this.#now.delete(t);
+      };
+      // Never a throw into the check that answered: a target that cannot be asked forgets it.
+      Promise.resolve(t)
+        .then(ask)
+        .then((a) => {
+          if (a.server !== before || a.report.role !== 'primary') forget();
+        }, forget);
+    }
   }
 
   /** `stale`: ms after which the primary, not seen again, is no primary "now": no set checks it. */
