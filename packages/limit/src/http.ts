@@ -287,7 +287,14 @@ export class Shedder<Req> {
             key,
             cost,
             // Always heard: a limit that a middleware without headers decided on is shown by another that has them.
-            [DECIDED]: (...d: Told) => this.#tell(res, ...d),
+            [DECIDED]: (
+              limiter: object,
+              quota: number,
+              window: number,
+              d: Decision,
+              steady?: number,
+              again?: boolean,
+            ) => this.#tell(res, limiter, [quota, window, d, steady], again),
             [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
@@ -318,34 +325,42 @@ export class Shedder<Req> {
    * A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with
    * the others'. Every limit the request met is shown, in the draft of the first middleware that
    * asked for one (a later one with another draft follows it: two drafts were a mix no client
-   * could read), and in X-RateLimit-* if any asked for them.
+   * could read), and in X-RateLimit-* if any asked for them. `again`: the limiter gave the
+   * request's units back (a later policy refused it), and this is what its key holds now.
    */
-  #tell(res: ServerResponse, ...[, quota, window, d, steady]: Told): void {
+  #tell(res: ServerResponse, limiter: object, told: Told, again: boolean | undefined): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
-    const l: Limit = [...shown(quota, window, d, steady), quota];
+    const had = limits.get(limiter);
+    // Met twice (in two middlewares' policies): the closer stands, unless given back since.
+    limits.set(limiter, had === undefined || again || rawCloser(had, told) === told ? told : had);
+    if (this.#legacy) legacy.add(res);
+    let draft = drafts.get(res);
+    if (draft === undefined && this.#headers) drafts.set(res, (draft = this.#headers));
+    // Nobody asked for headers (yet): the decision is kept for one that does, and nothing else is done.
+    // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
+    if ((draft === undefined && !legacy.has(res)) || res.headersSent || res.destroyed) return;
     // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
     // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
-    const name = `"${l[0]}-in-${l[1]}s"`;
-    const had = limits.get(name);
-    limits.set(name, had === undefined ? l : closer(had, l));
-    // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
-    if (res.headersSent || res.destroyed) return;
-    const all = [...limits];
+    const named = new Map<string, Limit>();
+    for (const [quota, window, d, steady] of limits.values()) {
+      const l: Limit = [...shown(quota, window, d, steady), quota];
+      const name = `"${l[0]}-in-${l[1]}s"`;
+      const other = named.get(name);
+      named.set(name, other === undefined ? l : closer(other, l));
+    }
+    const all = [...named];
     const set = (name: string, f: (l: [string, Limit]) => string) => res.setHeader(name, all.map(f).join(', '));
     const [q, , r, t, most] = all.map((e) => e[1]).reduce(closer);
     // Asked for by any middleware the request met: each limit's decision updates them. Limit is
     // what the key holds (burst, or limit), as express-rate-limit's: what goes at once on a fresh
     // key, Remaining of it now, all of it back by Reset (before, the rate shown as q: 10 a second
     // with a burst of 1 said 10, and 9 of 10 sent at once were refused).
-    if (this.#legacy) legacy.add(res);
     if (legacy.has(res)) {
       res.setHeader('x-ratelimit-limit', most);
       res.setHeader('x-ratelimit-remaining', r);
       res.setHeader('x-ratelimit-reset', int(Math.ceil(Date.now() / 1000) + t));
     }
-    let draft = drafts.get(res);
-    if (draft === undefined && this.#headers) drafts.set(res, (draft = this.#headers));
     if (draft === undefined) return;
     if (draft === 'draft-8') {
       set('ratelimit-policy', ([n, [q, w]]) => `${n};q=${q};w=${w}`);
@@ -433,14 +448,11 @@ const TAKEN = Symbol.for('holdfast.limit.taken');
 
 const thenable = (v: unknown) => typeof (v as PromiseLike<unknown> | undefined)?.then === 'function';
 
-/** What a rate limiter tells: itself, its quota (units, over ms) and its decision (see rate.ts). */
-type Told = [
-  limiter: object,
-  quota: number,
-  window: number,
-  decision: { remaining: number; reset: number },
-  steady?: number,
-];
+/** A rate limiter's decision on a request: what its key has left, and when it is whole again (ms). */
+type Decision = { remaining: number; reset: number };
+
+/** What a rate limiter tells of a request: its quota (units, over ms) and its decision (see rate.ts). */
+type Told = [quota: number, window: number, decision: Decision, steady?: number];
 
 /** One limit as shown: q, w (s), r, t (s). */
 export type Shown = [q: number, w: number, r: number, t: number];
@@ -477,8 +489,12 @@ const int = (n: number) => (n > 0 ? Math.min(999_999_999_999_999, Math.floor(n))
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Limit, b: Limit): Limit => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
 
-/** The limits each response's request was counted against, by name. */
-const decided = new WeakMap<ServerResponse, Map<string, Limit>>();
+/** {@link closer}, of two decisions as told. */
+const rawCloser = (a: Told, b: Told): Told =>
+  b[2].remaining < a[2].remaining || (b[2].remaining === a[2].remaining && b[2].reset > a[2].reset) ? b : a;
+
+/** What each limiter a response's request was counted against told, by limiter. */
+const decided = new WeakMap<ServerResponse, Map<object, Told>>();
 
 /** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
 const drafts = new WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>();

@@ -68,13 +68,18 @@ export interface LocalRateLimiter extends RateLimiter {
 /** What a Redis limiter decides when Redis cannot be reached and it lets the call through: nothing known. */
 export const UNKNOWN: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0, reset: 0 });
 
-/** A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the decision. */
+/**
+ * A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the
+ * decision; `again` when it is the key's state after the call's units were given back (it replaces
+ * what the limiter told before).
+ */
 export type Decided = (
   limiter: RateLimiter,
   quota: number,
   window: number,
-  decision: RateDecision,
+  decision: Pick<RateDecision, 'remaining' | 'reset'>,
   steady: number,
+  again?: boolean,
 ) => void;
 
 /**
@@ -125,9 +130,14 @@ export abstract class RateLimiterBase implements RateLimiter {
   /**
    * Gives back `cost` units `take(key, cost)` took at `at` (the line's ms) from `state`, as far as
    * they still count: not to a key forgotten (past `maxKeys`) and made again since, whose units
-   * are other requests'.
+   * are other requests'. Returns the key's remaining and reset now, if it knows them for sure.
    */
-  protected abstract giveBack(key: string | undefined, cost: number, at: number, state: unknown): void;
+  protected abstract giveBack(
+    key: string | undefined,
+    cost: number,
+    at: number,
+    state: unknown,
+  ): Pick<RateDecision, 'remaining' | 'reset'> | undefined;
 
   /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
   protected own(key: unknown): string {
@@ -164,7 +174,14 @@ export abstract class RateLimiterBase implements RateLimiter {
         if (d.allowed && d !== UNKNOWN)
           taken(() => {
             this.allowedCount--;
-            this.giveBack(key, cost, at, state);
+            const now = this.giveBack(key, cost, at, state);
+            // What the headers showed as taken is back: shown as spent, a limit of 1 an hour said
+            // reset=3600 on a 429 another limit (back in a second) gave.
+            if (told !== undefined && now !== undefined) {
+              try {
+                told(this, this.quota, this.window, now, this.steadyFor(cost), true);
+              } catch {}
+            }
           });
       });
     if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, cost, told, undo));

@@ -311,9 +311,10 @@ class RedisGcra extends RateLimiterBase {
     this.#giveBackTo(args[1] as string, args[Number(args[0]) + 1] ?? String(this.#emission));
   }
 
-  protected giveBack(key: string | undefined, cost: number): void {
+  protected giveBack(key: string | undefined, cost: number): undefined {
     // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
     if (this.o.client.status !== 'ready') return;
+    // Not awaited: what the key holds after it is not known for sure (its headers stay as decided).
     this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost));
   }
 
