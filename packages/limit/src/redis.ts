@@ -270,9 +270,12 @@ class RedisGcra extends RateLimiterBase {
       (reply) => {
         // An integer: remaining if >= 0, else -retryAfter.
         const n = Number(reply);
-        // Until the key owes nothing: exact when refused, within one unit's time when allowed.
+        // Until the key owes nothing: exact when refused, within one unit's time when allowed. At
+        // most what the key holds less this cost (a reply past it is not this script's: a proxy
+        // or a stand-in answering): more said Remaining 1e15 beside Limit 10.
+        const left = Math.min(n, this.#burst - cost);
         return n >= 0
-          ? this.decided(true, 0, n, (this.#burst - n) * this.#emission)
+          ? this.decided(true, 0, left, (this.#burst - left) * this.#emission)
           : // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
             this.decided(
               false,

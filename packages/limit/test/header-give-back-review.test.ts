@@ -1,6 +1,7 @@
 import { pipeline } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
 import { slidingWindow, tokenBucket } from '../src/index.js';
+import { redisRateLimiter } from '../src/redis.js';
 import { closeServers, serve } from './serve.js';
 
 const HOUR = 3_600_000;
@@ -49,3 +50,23 @@ describe.each(['express', 'fastify'] as const)('%s: headers after a give-back', 
     expect(again.headers.ratelimit).toMatch(/r=1;t=0/);
   });
 });
+
+// A Redis reply says what is left; one past what the key can hold (a proxy or a stand-in answering,
+// a reply of another command) said X-RateLimit-Remaining 999999999999999 beside Limit 10:
+// a client that sent Remaining at once was refused after the tenth.
+it.each(['express', 'fastify'] as const)(
+  '%s: a Redis reply past the burst shows Remaining at most Limit',
+  async (kind) => {
+    for (const reply of [1e18, 11, '1e400']) {
+      const client = { status: 'ready', call: async () => reply, once() {}, removeListener() {} };
+      const policy = redisRateLimiter({ client, limit: 10, interval: 60_000, policies: false });
+      const url = await serve(kind, { policy, key: () => 'k', legacyHeaders: true });
+      const { status, headers } = await get(url);
+      expect(status).toBe(200);
+      expect(headers['x-ratelimit-limit']).toBe('10');
+      expect(Number(headers['x-ratelimit-remaining']), String(reply)).toBeLessThanOrEqual(9);
+      expect(headers.ratelimit).toBe('"10-in-60s";r=9;t=6');
+    }
+    await closeServers();
+  },
+);
