@@ -343,23 +343,32 @@ export class Shedder<Req> {
     // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
     // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
     const named = new Map<string, Limit>();
+    const each: Limit[] = [];
     for (const [quota, window, d, steady] of limits.values()) {
       const l: Limit = [...shown(quota, window, d, steady), quota];
+      each.push(l);
       const name = `"${l[0]}-in-${l[1]}s"`;
       const other = named.get(name);
       named.set(name, other === undefined ? l : closer(other, l));
     }
     const all = [...named];
     const set = (name: string, f: (l: [string, Limit]) => string) => res.setHeader(name, all.map(f).join(', '));
-    const [q, , r, t, most] = all.map((e) => e[1]).reduce(closer);
-    // Asked for by any middleware the request met: each limit's decision updates them. Limit is
-    // what the key holds (burst, or limit), as express-rate-limit's: what goes at once on a fresh
-    // key, Remaining of it now, all of it back by Reset (before, the rate shown as q: 10 a second
-    // with a burst of 1 said 10, and 9 of 10 sent at once were refused).
+    const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
+    // Asked for by any middleware the request met: each limit's decision updates them. As
+    // express-rate-limit's, for the request's limits together: Limit what a fresh key may send at
+    // once (the least any holds: burst, or limit), Remaining what it may send now (the least left),
+    // Reset when it holds Limit again (when each limit with less left is whole). Before, the rate
+    // shown as q (10 a second with a burst of 1 said 10, and 9 of 10 sent at once were refused),
+    // then the closest limit alone (10 a second beside 5 per 5 s said Limit 10, and 10 sent at
+    // Reset had most refused by the other).
     if (legacy.has(res)) {
-      res.setHeader('x-ratelimit-limit', most);
+      let most = Number.POSITIVE_INFINITY;
+      for (const l of each) most = Math.min(most, l[4]);
+      let back = 0;
+      for (const l of each) if (l[2] < most) back = Math.max(back, l[3]);
+      res.setHeader('x-ratelimit-limit', int(most));
       res.setHeader('x-ratelimit-remaining', r);
-      res.setHeader('x-ratelimit-reset', int(Math.ceil(Date.now() / 1000) + t));
+      res.setHeader('x-ratelimit-reset', int(Math.ceil(Date.now() / 1000) + back));
     }
     if (draft === undefined) return;
     if (draft === 'draft-8') {

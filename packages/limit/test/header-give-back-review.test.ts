@@ -41,7 +41,8 @@ describe.each(['express', 'fastify'] as const)('%s: headers after a give-back', 
     // The hourly limit is whole again (given back): the refusal is the other limit's.
     expect(hourly.take('probe-of-nothing').allowed).toBe(true);
     expect(headers.ratelimit).toBe('limit=2, remaining=0, reset=10');
-    expect(headers['x-ratelimit-limit']).toBe('2');
+    // What the two hold at once is 1 (the hourly one's): by Reset (the spent one whole) it goes.
+    expect(headers['x-ratelimit-limit']).toBe('1');
     expect(Number(headers['x-ratelimit-reset'])).toBeLessThanOrEqual(before + 11);
     // And the hourly limit, listed in draft 8, is whole: r=1, t=0.
     const eight = await serve(kind, [{ policy: pipeline(make(), spent()), key: () => 'k' }]);
@@ -69,4 +70,31 @@ it.each(['express', 'fastify'] as const)(
     }
     await closeServers();
   },
+);
+
+// X-RateLimit-* claim: a fresh key may send Limit at once, Remaining now, and by Reset it holds
+// Limit again. With two limits they showed the one closest to refusing, whole: 10 a second (none
+// left) beside 5 per 5 s (1 left) said Limit 10, Reset in a second, and a client that waited for
+// Reset and sent 10 at once had most of them refused by the other limit.
+it.each(['express', 'fastify'] as const)(
+  '%s: two limits: by X-RateLimit-Reset the request holds X-RateLimit-Limit again',
+  async (kind) => {
+    const fast = tokenBucket({ limit: 10, interval: 1000, policies: false });
+    const slow = tokenBucket({ limit: 5, interval: 5000, policies: false });
+    fast.take('k', 9);
+    slow.take('k', 3);
+    const url = await serve(kind, { policy: pipeline(fast, slow), key: () => 'k', legacyHeaders: true });
+    const { status, headers } = await get(url);
+    expect(status).toBe(200);
+    const limit = Number(headers['x-ratelimit-limit']);
+    expect(Number(headers['x-ratelimit-remaining'])).toBe(0);
+    // Wait until Reset (Unix seconds), then send Limit at once: none refused.
+    const reset = Number(headers['x-ratelimit-reset']) * 1000;
+    expect(reset - Date.now()).toBeLessThan(10_000);
+    await new Promise((r) => setTimeout(r, Math.max(0, reset - Date.now()) + 50));
+    const burst = await Promise.all(Array.from({ length: limit }, () => get(url)));
+    expect(burst.filter((r) => r.status !== 200).length, `Limit ${limit}`).toBe(0);
+    await closeServers();
+  },
+  30_000,
 );
