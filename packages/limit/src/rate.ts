@@ -130,13 +130,15 @@ export abstract class RateLimiterBase implements RateLimiter {
   /**
    * Gives back `cost` units `take(key, cost)` took at `at` (the line's ms) from `state`, as far as
    * they still count: not to a key forgotten (past `maxKeys`) and made again since, whose units
-   * are other requests'. Returns the key's remaining and reset now, if it knows them for sure.
+   * are other requests'. `decision` is what take() decided. Returns the key's remaining and reset
+   * after the give-back, if it knows them.
    */
   protected abstract giveBack(
     key: string | undefined,
     cost: number,
     at: number,
     state: unknown,
+    decision: RateDecision,
   ): Pick<RateDecision, 'remaining' | 'reset'> | undefined;
 
   /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
@@ -174,7 +176,7 @@ export abstract class RateLimiterBase implements RateLimiter {
         if (d.allowed && d !== UNKNOWN)
           taken(() => {
             this.allowedCount--;
-            const now = this.giveBack(key, cost, at, state);
+            const now = this.giveBack(key, cost, at, state, d);
             // What the headers showed as taken is back: shown as spent, a limit of 1 an hour said
             // reset=3600 on a 429 another limit (back in a second) gave.
             if (told !== undefined && now !== undefined) {

@@ -314,11 +314,18 @@ class RedisGcra extends RateLimiterBase {
     this.#giveBackTo(args[1] as string, args[Number(args[0]) + 1] ?? String(this.#emission));
   }
 
-  protected giveBack(key: string | undefined, cost: number): undefined {
+  protected giveBack(key: string | undefined, cost: number, _at: number, _state: unknown, d: RateDecision) {
     // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
-    if (this.o.client.status !== 'ready') return;
-    // Not awaited: what the key holds after it is not known for sure (its headers stay as decided).
+    // Without a resend window nothing is given back (see #giveBackTo).
+    if (this.o.client.status !== 'ready' || !this.#marked) return undefined;
     this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost));
+    // The script moves the key's TAT back by cost units: `cost` more left, whole that much sooner.
+    // Not awaited: one lost on its way leaves the key `cost` stricter than this says (a header
+    // shown once), where kept as decided a limit of 1 an hour said reset=3600 of a whole one.
+    return {
+      remaining: Math.min(this.#burst, d.remaining + cost),
+      reset: Math.max(0, Math.ceil(d.reset - cost * this.#emission - 1e-6)),
+    };
   }
 
   /**
