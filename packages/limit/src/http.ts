@@ -287,14 +287,8 @@ export class Shedder<Req> {
             key,
             cost,
             // Always heard: a limit that a middleware without headers decided on is shown by another that has them.
-            [DECIDED]: (
-              limiter: object,
-              quota: number,
-              window: number,
-              d: Decision,
-              steady?: number,
-              again?: boolean,
-            ) => this.#tell(res, limiter, [quota, window, d, steady], again),
+            [DECIDED]: (limiter: object, quota: number, window: number, d: Decision, steady?: number) =>
+              this.#tell(res, limiter, [quota, window, d, steady]),
             [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
@@ -325,15 +319,14 @@ export class Shedder<Req> {
    * A rate limiter decided on the request (under its own key): its `RateLimit` headers say so, with
    * the others'. Every limit the request met is shown, in the draft of the first middleware that
    * asked for one (a later one with another draft follows it: two drafts were a mix no client
-   * could read), and in X-RateLimit-* if any asked for them. `again`: the limiter gave the
-   * request's units back (a later policy refused it), and this is what its key holds now.
+   * could read), and in X-RateLimit-* if any asked for them.
    */
-  #tell(res: ServerResponse, limiter: object, told: Told, again: boolean | undefined): void {
+  #tell(res: ServerResponse, limiter: object, told: Told): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
-    const had = limits.get(limiter);
-    // Met twice (in two middlewares' policies): the closer stands, unless given back since.
-    limits.set(limiter, had === undefined || again || rawCloser(had, told) === told ? told : had);
+    // A limiter's latest word stands: it took again (met in two middlewares' policies), or gave
+    // the request's units back (a later policy refused it) and says what its key holds now.
+    limits.set(limiter, told);
     if (this.#legacy) legacy.add(res);
     let draft = drafts.get(res);
     if (draft === undefined && this.#headers) drafts.set(res, (draft = this.#headers));
@@ -343,14 +336,15 @@ export class Shedder<Req> {
     // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
     // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
     const named = new Map<string, Limit>();
-    const each: Limit[] = [];
-    for (const [quota, window, d, steady] of limits.values()) {
+    let most = Number.POSITIVE_INFINITY;
+    const each = [...limits.values()].map(([quota, window, d, steady]) => {
       const l: Limit = [...shown(quota, window, d, steady), quota];
-      each.push(l);
+      most = Math.min(most, quota);
       const name = `"${l[0]}-in-${l[1]}s"`;
       const other = named.get(name);
       named.set(name, other === undefined ? l : closer(other, l));
-    }
+      return l;
+    });
     const all = [...named];
     const set = (name: string, f: (l: [string, Limit]) => string) => res.setHeader(name, all.map(f).join(', '));
     const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
@@ -362,8 +356,6 @@ export class Shedder<Req> {
     // then the closest limit alone (10 a second beside 5 per 5 s said Limit 10, and 10 sent at
     // Reset had most refused by the other).
     if (legacy.has(res)) {
-      let most = Number.POSITIVE_INFINITY;
-      for (const l of each) most = Math.min(most, l[4]);
       let back = 0;
       for (const l of each) if (l[2] < most) back = Math.max(back, l[3]);
       res.setHeader('x-ratelimit-limit', int(most));
@@ -497,10 +489,6 @@ const int = (n: number) => (n > 0 ? Math.min(999_999_999_999_999, Math.floor(n))
 
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Limit, b: Limit): Limit => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
-
-/** {@link closer}, of two decisions as told. */
-const rawCloser = (a: Told, b: Told): Told =>
-  b[2].remaining < a[2].remaining || (b[2].remaining === a[2].remaining && b[2].reset > a[2].reset) ? b : a;
 
 /** What each limiter a response's request was counted against told, by limiter. */
 const decided = new WeakMap<ServerResponse, Map<object, Told>>();

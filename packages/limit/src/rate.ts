@@ -70,8 +70,7 @@ export const UNKNOWN: RateDecision = Object.freeze({ allowed: true, retryAfter: 
 
 /**
  * A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the
- * decision; `again` when it is the key's state after the call's units were given back (it replaces
- * what the limiter told before).
+ * decision; told again, after a give-back, with what the key holds then.
  */
 export type Decided = (
   limiter: RateLimiter,
@@ -79,7 +78,6 @@ export type Decided = (
   window: number,
   decision: Pick<RateDecision, 'remaining' | 'reset'>,
   steady: number,
-  again?: boolean,
 ) => void;
 
 /**
@@ -181,7 +179,7 @@ export abstract class RateLimiterBase implements RateLimiter {
             // reset=3600 on a 429 another limit (back in a second) gave.
             if (told !== undefined && now !== undefined) {
               try {
-                told(this, this.quota, this.window, now, this.steadyFor(cost), true);
+                told(this, this.quota, this.window, now, this.steadyFor(cost));
               } catch {}
             }
           });
