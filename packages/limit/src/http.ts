@@ -287,7 +287,8 @@ export class Shedder<Req> {
             key,
             cost,
             // Always heard: a limit that a middleware without headers decided on is shown by another that has them.
-            [DECIDED]: (...d: Told) => this.#tell(res, ...d),
+            [DECIDED]: (limiter: object, quota: number, window: number, d: Decision, steady?: number) =>
+              this.#tell(res, limiter, [quota, window, d, steady]),
             [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
@@ -320,32 +321,47 @@ export class Shedder<Req> {
    * asked for one (a later one with another draft follows it: two drafts were a mix no client
    * could read), and in X-RateLimit-* if any asked for them.
    */
-  #tell(res: ServerResponse, ...[, quota, window, d, steady]: Told): void {
+  #tell(res: ServerResponse, limiter: object, told: Told): void {
     let limits = decided.get(res);
     if (limits === undefined) decided.set(res, (limits = new Map()));
-    const l: Limit = [...shown(quota, window, d, steady), quota];
-    // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
-    // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
-    const name = `"${l[0]}-in-${l[1]}s"`;
-    const had = limits.get(name);
-    limits.set(name, had === undefined ? l : closer(had, l));
-    // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
-    if (res.headersSent || res.destroyed) return;
-    const all = [...limits];
-    const set = (name: string, f: (l: [string, Limit]) => string) => res.setHeader(name, all.map(f).join(', '));
-    const [q, , r, t, most] = all.map((e) => e[1]).reduce(closer);
-    // Asked for by any middleware the request met: each limit's decision updates them. Limit is
-    // what the key holds (burst, or limit), as express-rate-limit's: what goes at once on a fresh
-    // key, Remaining of it now, all of it back by Reset (before, the rate shown as q: 10 a second
-    // with a burst of 1 said 10, and 9 of 10 sent at once were refused).
+    // A limiter's latest word stands: it took again (met in two middlewares' policies), or gave
+    // the request's units back (a later policy refused it) and says what its key holds now.
+    limits.set(limiter, told);
     if (this.#legacy) legacy.add(res);
-    if (legacy.has(res)) {
-      res.setHeader('x-ratelimit-limit', most);
-      res.setHeader('x-ratelimit-remaining', r);
-      res.setHeader('x-ratelimit-reset', int(Math.ceil(Date.now() / 1000) + t));
-    }
     let draft = drafts.get(res);
     if (draft === undefined && this.#headers) drafts.set(res, (draft = this.#headers));
+    // Nobody asked for headers (yet): the decision is kept for one that does, and nothing else is done.
+    // A response already under way (a timeout answered it), or a stream gone: nothing to tell.
+    if ((draft === undefined && !legacy.has(res)) || res.headersSent || res.destroyed) return;
+    // By name: two limits of one quota and window (a token bucket and a sliding window, per user)
+    // were two items of one name, and a client reading RateLimit by name got either. The closer stands.
+    const named = new Map<string, Limit>();
+    let most = Number.POSITIVE_INFINITY;
+    const each = [...limits.values()].map(([quota, window, d, steady]) => {
+      const l: Limit = [...shown(quota, window, d, steady), quota];
+      most = Math.min(most, quota);
+      const name = `"${l[0]}-in-${l[1]}s"`;
+      const other = named.get(name);
+      named.set(name, other === undefined ? l : closer(other, l));
+      return l;
+    });
+    const all = [...named];
+    const set = (name: string, f: (l: [string, Limit]) => string) => res.setHeader(name, all.map(f).join(', '));
+    const [q, , r, t] = all.map((e) => e[1]).reduce(closer);
+    // Asked for by any middleware the request met: each limit's decision updates them. As
+    // express-rate-limit's, for the request's limits together: Limit what a fresh key may send at
+    // once (the least any holds: burst, or limit), Remaining what it may send now (the least left),
+    // Reset when it holds Limit again (when each limit with less left is whole). Before, the rate
+    // shown as q (10 a second with a burst of 1 said 10, and 9 of 10 sent at once were refused),
+    // then the closest limit alone (10 a second beside 5 per 5 s said Limit 10, and 10 sent at
+    // Reset had most refused by the other).
+    if (legacy.has(res)) {
+      let back = 0;
+      for (const l of each) if (l[2] < most) back = Math.max(back, l[3]);
+      res.setHeader('x-ratelimit-limit', int(most));
+      res.setHeader('x-ratelimit-remaining', r);
+      res.setHeader('x-ratelimit-reset', int(Math.ceil(Date.now() / 1000) + back));
+    }
     if (draft === undefined) return;
     if (draft === 'draft-8') {
       set('ratelimit-policy', ([n, [q, w]]) => `${n};q=${q};w=${w}`);
@@ -433,14 +449,11 @@ const TAKEN = Symbol.for('holdfast.limit.taken');
 
 const thenable = (v: unknown) => typeof (v as PromiseLike<unknown> | undefined)?.then === 'function';
 
-/** What a rate limiter tells: itself, its quota (units, over ms) and its decision (see rate.ts). */
-type Told = [
-  limiter: object,
-  quota: number,
-  window: number,
-  decision: { remaining: number; reset: number },
-  steady?: number,
-];
+/** A rate limiter's decision on a request: what its key has left, and when it is whole again (ms). */
+type Decision = { remaining: number; reset: number };
+
+/** What a rate limiter tells of a request: its quota (units, over ms) and its decision (see rate.ts). */
+type Told = [quota: number, window: number, decision: Decision, steady?: number];
 
 /** One limit as shown: q, w (s), r, t (s). */
 export type Shown = [q: number, w: number, r: number, t: number];
@@ -477,8 +490,8 @@ const int = (n: number) => (n > 0 ? Math.min(999_999_999_999_999, Math.floor(n))
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Limit, b: Limit): Limit => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
 
-/** The limits each response's request was counted against, by name. */
-const decided = new WeakMap<ServerResponse, Map<string, Limit>>();
+/** What each limiter a response's request was counted against told, by limiter. */
+const decided = new WeakMap<ServerResponse, Map<object, Told>>();
 
 /** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
 const drafts = new WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>();

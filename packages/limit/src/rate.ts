@@ -68,12 +68,15 @@ export interface LocalRateLimiter extends RateLimiter {
 /** What a Redis limiter decides when Redis cannot be reached and it lets the call through: nothing known. */
 export const UNKNOWN: RateDecision = Object.freeze({ allowed: true, retryAfter: 0, remaining: 0, reset: 0 });
 
-/** A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the decision. */
+/**
+ * A limiter's decision on a call, as the middleware hears it: the limit (units, over ms) and the
+ * decision; told again, after a give-back, with what the key holds then.
+ */
 export type Decided = (
   limiter: RateLimiter,
   quota: number,
   window: number,
-  decision: RateDecision,
+  decision: Pick<RateDecision, 'remaining' | 'reset'>,
   steady: number,
 ) => void;
 
@@ -125,9 +128,16 @@ export abstract class RateLimiterBase implements RateLimiter {
   /**
    * Gives back `cost` units `take(key, cost)` took at `at` (the line's ms) from `state`, as far as
    * they still count: not to a key forgotten (past `maxKeys`) and made again since, whose units
-   * are other requests'.
+   * are other requests'. `decision` is what take() decided. Returns the key's remaining and reset
+   * after the give-back, if it knows them.
    */
-  protected abstract giveBack(key: string | undefined, cost: number, at: number, state: unknown): void;
+  protected abstract giveBack(
+    key: string | undefined,
+    cost: number,
+    at: number,
+    state: unknown,
+    decision: RateDecision,
+  ): Pick<RateDecision, 'remaining' | 'reset'> | undefined;
 
   /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
   protected own(key: unknown): string {
@@ -164,7 +174,14 @@ export abstract class RateLimiterBase implements RateLimiter {
         if (d.allowed && d !== UNKNOWN)
           taken(() => {
             this.allowedCount--;
-            this.giveBack(key, cost, at, state);
+            const now = this.giveBack(key, cost, at, state, d);
+            // What the headers showed as taken is back: shown as spent, a limit of 1 an hour said
+            // reset=3600 on a 429 another limit (back in a second) gave.
+            if (told !== undefined && now !== undefined) {
+              try {
+                told(this, this.quota, this.window, now, this.steadyFor(cost));
+              } catch {}
+            }
           });
       });
     if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, cost, told, undo));

@@ -270,9 +270,12 @@ class RedisGcra extends RateLimiterBase {
       (reply) => {
         // An integer: remaining if >= 0, else -retryAfter.
         const n = Number(reply);
-        // Until the key owes nothing: exact when refused, within one unit's time when allowed.
+        // Until the key owes nothing: exact when refused, within one unit's time when allowed. At
+        // most what the key holds less this cost (a reply past it is not this script's: a proxy
+        // or a stand-in answering): more said Remaining 1e15 beside Limit 10.
+        const left = Math.min(n, this.#burst - cost);
         return n >= 0
-          ? this.decided(true, 0, n, (this.#burst - n) * this.#emission)
+          ? this.decided(true, 0, left, (this.#burst - left) * this.#emission)
           : // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
             this.decided(
               false,
@@ -311,10 +314,18 @@ class RedisGcra extends RateLimiterBase {
     this.#giveBackTo(args[1] as string, args[Number(args[0]) + 1] ?? String(this.#emission));
   }
 
-  protected giveBack(key: string | undefined, cost: number): void {
+  protected giveBack(key: string | undefined, cost: number, _at: number, _state: unknown, d: RateDecision) {
     // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
-    if (this.o.client.status !== 'ready') return;
+    // Without a resend window nothing is given back (see #giveBackTo).
+    if (this.o.client.status !== 'ready' || !this.#marked) return undefined;
     this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost));
+    // The script moves the key's TAT back by cost units: `cost` more left, whole that much sooner.
+    // Not awaited: one lost on its way leaves the key `cost` stricter than this says (a header
+    // shown once), where kept as decided a limit of 1 an hour said reset=3600 of a whole one.
+    return {
+      remaining: Math.min(this.#burst, d.remaining + cost),
+      reset: Math.max(0, Math.ceil(d.reset - cost * this.#emission - 1e-6)),
+    };
   }
 
   /**

@@ -121,14 +121,25 @@ class SlidingWindow extends RateLimiterBase {
     return Math.max(this.limit - cost, cost / 2);
   }
 
-  protected giveBack(key: string | undefined, cost: number, at: number, state: unknown): void {
-    const index = Math.floor(at / this.interval);
+  protected giveBack(key: string | undefined, cost: number, at: number, state: unknown) {
+    const w = this.interval;
+    const index = Math.floor(at / w);
     // Forgotten since (a full limit), or forgotten and made again: nothing of this request's to give.
     const s = this.#table.peek(this.own(key));
-    if (s === undefined || s !== state) return;
+    if (s === undefined || s !== state) return undefined;
     // Counted in the window of `at`: the current one still, or the previous one since.
     if (s.index === index) s.current = Math.max(0, s.current - cost);
     else if (s.index === index + 1) s.previous = Math.max(0, s.previous - cost);
+    // As take() sees it now, taking nothing; not known for sure once the window moved on.
+    const now = this.common.elapsed();
+    if (Math.floor(now / w) !== s.index) return undefined;
+    const elapsed = now - s.index * w;
+    const count = (s.previous * (w - elapsed)) / w + s.current;
+    const reset = s.current > 0 ? 2 * w - elapsed : s.previous > 0 ? w - elapsed : 0;
+    return {
+      remaining: Math.max(0, Math.floor(this.limit - count + 1e-9)),
+      reset: Math.max(0, Math.ceil(reset - 1e-6)),
+    };
   }
 
   snapshot(): RateLimiterSnapshot {

@@ -80,11 +80,17 @@ class TokenBucket extends RateLimiterBase {
     return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
   }
 
-  protected giveBack(key: string | undefined, cost: number, _at: number, state: unknown): void {
+  protected giveBack(key: string | undefined, cost: number, _at: number, state: unknown) {
     // Forgotten since (a full limit), or forgotten and made again: nothing of this request's to give.
     const b = this.#table.peek(this.own(key));
-    if (b === undefined || b !== state) return;
+    if (b === undefined || b !== state) return undefined;
     b.tokens = Math.min(this.burst, b.tokens + cost);
+    // As take() sees it now, taking nothing.
+    const tokens = Math.min(this.burst, b.tokens + Math.max(0, this.common.elapsed() - b.at) * this.#rate);
+    return {
+      remaining: Math.floor(tokens + 1e-9),
+      reset: Math.max(0, Math.ceil((this.burst - tokens) / this.#rate - 1e-6)),
+    };
   }
 
   snapshot(): RateLimiterSnapshot {
