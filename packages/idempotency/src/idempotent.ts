@@ -151,6 +151,15 @@ class RunContext implements IdempotentContext {
   }
 
   /**
+   * What `JSON.stringify` writes (a logger's `{ ctx }`): the fields, not `signal`. Reading the
+   * getter counts as following the signal: a logged context would turn a plain failure after the
+   * abort into the `aborted` verdict, and make an AbortController for a call that had none.
+   */
+  toJSON(): { key: string; token: string | undefined; takeover: boolean } {
+    return { key: this.key, token: this.token, takeover: this.takeover };
+  }
+
+  /**
    * Whether a throw after the abort may have left the effect half done: the function read
    * `signal` (it may have stopped part way) and did not say it had done nothing.
    */
