@@ -46,7 +46,9 @@ export interface IdempotentContext {
    * a step that followed `signal` but changed nothing (a lookup, a quote): a throw after the
    * abort then releases the key, and a repeat runs the function again. Not calling it keeps
    * the `aborted` verdict. It is the function's word: called after the effect began, a repeat
-   * runs the effect a second time. It changes nothing else: a repeat during the run still
+   * runs the effect a second time. It cannot be taken back: called in a step the run goes on
+   * from (a retry loop inside the function), it covers the effect that follows too, so call it
+   * only where the run throws. It changes nothing else: a repeat during the run still
    * conflicts or waits, and a value returned is stored.
    */
   readonly nothingDone: () => void;
