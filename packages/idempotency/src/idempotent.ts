@@ -46,7 +46,9 @@ export interface IdempotentContext {
    * a step that followed `signal` but changed nothing (a lookup, a quote): a throw after the
    * abort then releases the key, and a repeat runs the function again. Not calling it keeps
    * the `aborted` verdict. It is the function's word: called after the effect began, a repeat
-   * runs the effect a second time. It changes nothing else: a repeat during the run still
+   * runs the effect a second time. It cannot be taken back: called in a step the run goes on
+   * from (a retry loop inside the function), it covers the effect that follows too, so call it
+   * only where the run throws. It changes nothing else: a repeat during the run still
    * conflicts or waits, and a value returned is stored.
    */
   readonly nothingDone: () => void;
@@ -148,6 +150,15 @@ class RunContext implements IdempotentContext {
     if (ctx.#caller !== undefined) return ctx.#caller.signal;
     ctx.#own ??= new AbortController();
     return ctx.#own.signal;
+  }
+
+  /**
+   * What `JSON.stringify` writes (a logger's `{ ctx }`): the fields, not `signal`. Reading the
+   * getter counts as following the signal: a logged context would turn a plain failure after the
+   * abort into the `aborted` verdict, and make an AbortController for a call that had none.
+   */
+  toJSON(): { key: string; token: string | undefined; takeover: boolean } {
+    return { key: this.key, token: this.token, takeover: this.takeover };
   }
 
   /**

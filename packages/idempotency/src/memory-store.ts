@@ -387,11 +387,17 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
    * O(1) a claim, even when records expire one at a time.
    */
   #dropExpired(now: number): void {
-    if (now >= this.#nextExpiry && this.#sincePass >= this.#entries.size >> 4) this.#sweepExpired(now);
+    if (now >= this.#nextExpiry && this.#sincePass >= this.#entries.size >> 4) {
+      this.#sincePass = this.#sweepExpired(now);
+    }
   }
 
-  /** Drops every expired record; the soonest expiry left is known exactly after it. */
-  #sweepExpired(now: number): void {
+  /**
+   * Drops every expired record and returns how many; the soonest expiry left is known exactly
+   * after it. The periodic sweep leaves the count of adds alone: it is no claim's cost, and a
+   * sweep that found nothing must not hold off the pass before the next eviction.
+   */
+  #sweepExpired(now: number): number {
     let next = Number.POSITIVE_INFINITY;
     let freed = 0;
     for (const entry of this.#entries.values()) {
@@ -401,7 +407,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       } else if (entry.expiresAt < next) next = entry.expiresAt;
     }
     this.#nextExpiry = next;
-    this.#sincePass = freed;
+    return freed;
   }
 
   #expireAt(entry: Entry, at: number): void {
