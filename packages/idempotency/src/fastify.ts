@@ -6,7 +6,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { discardRest, readAndRestore } from './http/body.js';
-import { allowedHeaders } from './http/capture.js';
+import type { OutgoingHeaders } from './http/engine.js';
 import {
   type Decision,
   HttpIdempotency,
@@ -488,7 +488,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const run = state?.run;
     if (state === undefined || run === undefined) return done(null, payload);
     state.run = undefined;
-    const headers = allowedHeaders(reply, run.replayable);
+    // Read at once: Fastify's getHeader lower-cases each name twice (its own and Node's), and
+    // reading the replayable names one by one made its keyed lookup megamorphic, for Fastify's
+    // own reads too. The run keeps only the replayable ones (pickHeaders, as for any response).
+    const headers = reply.getHeaders() as OutgoingHeaders;
     const stream = asNodeStream(payload);
     if (stream !== undefined) {
       return done(
