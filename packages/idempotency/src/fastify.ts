@@ -209,11 +209,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }, noop);
   };
 
-  // routeOptions is a new object on each read: only one property is read from it at once, so
-  // V8 need not make it.
   const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
-    if (request.is404) return undefined;
-    const override = request.routeOptions.config?.idempotency;
+    // Read from the route context: every request asks, and `routeOptions` is a new object of a
+    // dozen fields at each read (which asks the server for its constraint strategies too). A
+    // route without a url in its config is Fastify's 404 route (its own `is404`).
+    const context = routeContextOf(request);
+    let config: { url?: unknown; idempotency?: unknown } | undefined;
+    if (context !== undefined) {
+      config = context.config as typeof config;
+      if (config?.url === undefined) return undefined;
+    } else {
+      if (request.is404) return undefined;
+      config = request.routeOptions.config;
+    }
+    const override = config?.idempotency;
     if (override === undefined || override === true) return shared;
     if (override === false) return undefined;
     return perRoute.get(override as object) ?? coreOf(override, request.method, request.routeOptions.url);
@@ -637,7 +646,7 @@ function abandonRun(run: Run): () => void {
 let contextKey: symbol | null | undefined;
 
 /** A request's route context, whose `handler` Fastify calls; undefined if it cannot be found. */
-function routeContextOf(request: FastifyRequest): { handler: unknown } | undefined {
+function routeContextOf(request: FastifyRequest): { handler: unknown; config?: unknown } | undefined {
   contextKey ??= Object.getOwnPropertySymbols(request).find((key) => key.description === 'fastify.context') ?? null;
   if (contextKey === null) return undefined;
   const context = (request as unknown as Record<symbol, unknown>)[contextKey];

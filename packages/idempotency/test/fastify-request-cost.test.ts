@@ -89,4 +89,40 @@ describe('fastify plugin: what every request pays for it', () => {
     });
     expect(guarded - bare).toBe(0);
   });
+
+  /**
+   * `request.routeOptions` is a new object of a dozen fields at each read, and asks the server
+   * for its constraint strategies: the plugin reads a route's config from its route context.
+   */
+  it('a guarded request builds no routeOptions', async () => {
+    const builds = async (register?: (app: FastifyInstance) => Promise<void>) => {
+      const app = Fastify();
+      apps.push(app);
+      if (register) await register(app);
+      app.post('/orders', async () => ({ ok: true }));
+      await app.ready();
+      let reads = 0;
+      const own = app.hasConstraintStrategy;
+      // The routeOptions getter asks it at each read (for the route's version).
+      app.hasConstraintStrategy = function (this: FastifyInstance, name: string) {
+        reads++;
+        return own.call(this, name);
+      };
+      for (const key of ['k-1', 'k-2', 'k-1']) {
+        const response = await app.inject({
+          method: 'POST',
+          url: '/orders',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          payload: '{"amount":1}',
+        });
+        expect(response.statusCode).toBe(200);
+      }
+      return reads;
+    };
+    const bare = await builds();
+    const guarded = await builds(async (app) => {
+      await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    });
+    expect(guarded - bare).toBe(0);
+  });
 });
