@@ -6,7 +6,7 @@ import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { discardRest, readAndRestore } from './http/body.js';
-import { allowedHeaders } from './http/capture.js';
+import type { OutgoingHeaders } from './http/engine.js';
 import {
   type Decision,
   HttpIdempotency,
@@ -61,10 +61,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // property of this registration's own: a request decorator, so every request has the slot
   // from its construction (a stable shape, and no WeakMap for the collector to trace).
   // `false` once preParsing found the request is not guarded: the later hooks pass it at once.
-  const slot = Symbol('holdfast.idempotency.state');
+  // The only property the plugin gives a request: Fastify sets each decorator in one loop of its
+  // request constructor, and a second one (of any name) made that store megamorphic, on every
+  // request the app serves, guarded or not.
+  const slot = Symbol(SLOT);
   fastify.decorateRequest(slot as unknown as string, null);
-  if (!fastify.hasRequestDecorator(HIJACK as unknown as string))
-    fastify.decorateRequest(HIJACK as unknown as string, null);
   type Slot = RequestState | false | null;
   const slotOf = (request: FastifyRequest): Slot => (request as unknown as Record<symbol, Slot>)[slot] as Slot;
   const stateOf = (request: FastifyRequest): RequestState | undefined => slotOf(request) || undefined;
@@ -208,11 +209,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }, noop);
   };
 
-  // routeOptions is a new object on each read: only one property is read from it at once, so
-  // V8 need not make it.
   const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
-    if (request.is404) return undefined;
-    const override = request.routeOptions.config?.idempotency;
+    // Read from the route context: every request asks, and `routeOptions` is a new object of a
+    // dozen fields at each read (which asks the server for its constraint strategies too). A
+    // route without a url in its config is Fastify's 404 route (its own `is404`).
+    const context = routeContextOf(request);
+    let config: { url?: unknown; idempotency?: unknown } | undefined;
+    if (context !== undefined) {
+      config = context.config as typeof config;
+      if (config?.url === undefined) return undefined;
+    } else {
+      if (request.is404) return undefined;
+      config = request.routeOptions.config;
+    }
+    const override = config?.idempotency;
     if (override === undefined || override === true) return shared;
     if (override === false) return undefined;
     return perRoute.get(override as object) ?? coreOf(override, request.method, request.routeOptions.url);
@@ -250,6 +260,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       handled: undefined,
       left: false,
       captured: false,
+      hijack: undefined,
     };
     keep(request, state);
     // No body (Fastify reads none): nothing to wait for.
@@ -414,9 +425,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           handled: undefined,
           left: false,
           captured: false,
+          hijack: undefined,
         });
       } else state.run = run;
-      watchHijack(request, reply, hijacked);
+      watchHijack(stateOf(request) as RequestState, reply, hijacked);
       // A response that closes without reaching onSend (a hijacked reply, ended or left by its
       // client) frees its key, not held for its lease. (A reply not hijacked is still the
       // handler's to send, and stored then, client or not.) This listener, on claimed requests
@@ -485,7 +497,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const run = state?.run;
     if (state === undefined || run === undefined) return done(null, payload);
     state.run = undefined;
-    const headers = allowedHeaders(reply, run.replayable);
+    // Read at once: Fastify's getHeader lower-cases each name twice (its own and Node's), and
+    // reading the replayable names one by one made its keyed lookup megamorphic, for Fastify's
+    // own reads too. The run keeps only the replayable ones (pickHeaders, as for any response).
+    const headers = reply.getHeaders() as OutgoingHeaders;
     const stream = asNodeStream(payload);
     if (stream !== undefined) {
       return done(
@@ -561,34 +576,26 @@ interface RequestState {
   left: boolean;
   /** Once claimed: its reply was hijacked, and its response is taken from the raw response. */
   captured: boolean;
+  /** Once claimed: who is told when its reply is hijacked (see {@link watchHijack}). */
+  hijack: HijackWatcher;
 }
 
-/**
- * Who is told when a request's reply is hijacked: a request decorator (every request has the
- * slot from its construction, a stable shape), set on claimed requests only.
- */
-const HIJACK = Symbol('holdfast.idempotency.hijack');
-type HijackWatcher = ((reply: FastifyReply) => void) | null;
-/** The reply prototypes whose `hijack` tells the watcher. */
+/** The description of each registration's request decorator (see {@link watchHijack}). */
+const SLOT = 'holdfast.idempotency.state';
+type HijackWatcher = ((reply: FastifyReply) => void) | undefined;
+/** The reply prototypes whose `hijack` tells the watchers. */
 const hijackPatched = new WeakSet<object>();
 
 /**
- * Tells `watcher` when `request`'s reply is hijacked. Fastify has no hook for it: its replies'
- * `hijack` (on Fastify's own reply prototype, which every context's reply inherits) is given,
- * once, a version that first tells the request's watcher; a reply without one passes straight
- * through.
+ * Tells `watcher` when the reply of the request `state` is kept for is hijacked. Fastify has no
+ * hook for it: its replies' `hijack` (on Fastify's own reply prototype, which every context's
+ * reply inherits) is given, once, a version that first tells the watchers of the request's
+ * states, found under the request's own decorators of this plugin (one per registration that
+ * guards it: nested registrations are each told, outer first); a reply without one passes
+ * straight through.
  */
-function watchHijack(request: FastifyRequest, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
-  const slots = request as unknown as Record<symbol, HijackWatcher>;
-  // Another registration of this module (nested) watches this request too: both are told.
-  const before = slots[HIJACK];
-  slots[HIJACK] =
-    typeof before === 'function'
-      ? (hijacked) => {
-          before(hijacked);
-          watcher(hijacked);
-        }
-      : watcher;
+function watchHijack(state: RequestState, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
+  state.hijack = watcher;
   let proto: object | null = Object.getPrototypeOf(reply);
   while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
   if (proto === null || hijackPatched.has(proto)) return;
@@ -596,18 +603,30 @@ function watchHijack(request: FastifyRequest, reply: FastifyReply, watcher: (rep
   const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;
   Object.defineProperty(proto, 'hijack', {
     value: function (this: FastifyReply, ...args: unknown[]) {
-      const request = this.request as unknown as Record<symbol, HijackWatcher> | undefined;
-      const watcher = request?.[HIJACK];
-      if (typeof watcher === 'function') {
-        (request as Record<symbol, HijackWatcher>)[HIJACK] = null;
-        watcher(this);
-      }
+      const request = this.request as unknown as Record<symbol, unknown> | undefined;
+      if (typeof request === 'object' && request !== null) tellHijacked(request, this);
       return hijack.apply(this, args);
     },
     writable: true,
     configurable: true,
     enumerable: false,
   });
+}
+
+/**
+ * Calls the hijack watcher of each state kept on `request` (rare: only a hijacking handler gets
+ * here), once: it is taken off first, so another copy of this module (its ESM and CommonJS builds
+ * each patch `hijack`) that finds the same state calls it no more.
+ */
+function tellHijacked(request: Record<symbol, unknown>, reply: FastifyReply): void {
+  for (const key of Object.getOwnPropertySymbols(request)) {
+    if (key.description !== SLOT) continue;
+    const state = request[key] as Partial<RequestState> | null | false | undefined;
+    const watcher = state ? state.hijack : undefined;
+    if (typeof watcher !== 'function') continue;
+    (state as RequestState).hijack = undefined;
+    watcher(reply);
+  }
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
@@ -627,7 +646,7 @@ function abandonRun(run: Run): () => void {
 let contextKey: symbol | null | undefined;
 
 /** A request's route context, whose `handler` Fastify calls; undefined if it cannot be found. */
-function routeContextOf(request: FastifyRequest): { handler: unknown } | undefined {
+function routeContextOf(request: FastifyRequest): { handler: unknown; config?: unknown } | undefined {
   contextKey ??= Object.getOwnPropertySymbols(request).find((key) => key.description === 'fastify.context') ?? null;
   if (contextKey === null) return undefined;
   const context = (request as unknown as Record<symbol, unknown>)[contextKey];

@@ -51,20 +51,24 @@ export function fingerprintOf(
   limit = canonicalLimit(DEFAULT_MAX_REQUEST_BYTES),
 ): string {
   // One canonical string of length-prefixed fields, then the body: two hash updates, not twenty.
-  const method = anyMethod.toUpperCase();
+  const method = upperCase(anyMethod);
   let type = contentType ?? '';
   // Media types and parameter names are case-insensitive, and spaces around `;` optional (RFC
   // 9110 8.3.1): a type that is not all lower case and bare is hashed in one canonical form.
   // A multipart body is hashed without its boundary, which a client draws afresh for every send
   // (fetch's FormData, browsers, curl): the same upload retried is the same request.
   // (Parsed by an upload parser before us, it is hashed as its fields and files: the type alone.)
-  if (NOT_CANONICAL.test(type)) {
-    const media = mediaTypeOf(type);
-    if (media !== undefined) {
-      const split = media.boundary === undefined ? undefined : withoutBoundary(media.boundary, body);
-      // Past MAX_PARTS: hashed as sent, boundary and all (its retry under a new boundary gets 422).
-      if (split !== undefined) [type, body] = [`${media.type}\n`, split];
-      else if (media.boundary === undefined) type = media.type;
+  // The last type found canonical is not tested again (a server gets one or two types).
+  if (type !== canonicalSeen) {
+    if (!NOT_CANONICAL.test(type)) canonicalSeen = type;
+    else {
+      const media = mediaTypeOf(type);
+      if (media !== undefined) {
+        const split = media.boundary === undefined ? undefined : withoutBoundary(media.boundary, body);
+        // Past MAX_PARTS: hashed as sent, boundary and all (its retry under a new boundary gets 422).
+        if (split !== undefined) [type, body] = [`${media.type}\n`, split];
+        else if (media.boundary === undefined) type = media.type;
+      }
     }
   }
   // One template, not a string per field (the same text as three `field()`s).
@@ -121,6 +125,20 @@ function withoutBoundary(boundary: string, body: unknown): unknown {
 
 /** A type that may differ from its canonical form: upper case, parameters, spaces or quotes. */
 const NOT_CANONICAL = /[A-Z;\s"]/;
+/** The last content type found canonical (see {@link fingerprintOf}). */
+let canonicalSeen = '';
+/** The last method upper-cased, and its upper case: Node hands every request the same string. */
+let methodSeen = '';
+let methodUpper = '';
+
+/** `method` in upper case; `toUpperCase()` goes to V8's runtime, twice a request before. */
+function upperCase(method: string): string {
+  if (method !== methodSeen) {
+    methodUpper = method.toUpperCase();
+    methodSeen = method;
+  }
+  return methodUpper;
+}
 /** A token (RFC 9110 5.6.2: `\w` and these), as busboy (multer's parser) reads it. */
 const TOKEN = /^[!#$%&'*+.^`|~\w-]+$/;
 /** A type and subtype, each a token. */

@@ -1,0 +1,128 @@
+import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import { afterEach, describe, expect, it } from 'vitest';
+import { idempotency } from '../src/fastify.js';
+import { memoryStore } from '../src/index.js';
+
+// What the plugin costs every request of an app, measured by what it leaves on the objects
+// Fastify and Node make per request: load-independent, unlike a timing. Each one here was found
+// costing instructions under callgrind (issue #19); the plugin's guarantees are tested elsewhere.
+
+const apps: FastifyInstance[] = [];
+afterEach(async () => {
+  await Promise.all(apps.splice(0).map((app) => app.close()));
+});
+
+/** An app with one JSON route (`register` first), and the reply.getHeader calls of each request it serves. */
+async function headerReads(register?: (app: FastifyInstance) => Promise<void>): Promise<number> {
+  const app = Fastify();
+  apps.push(app);
+  if (register) await register(app);
+  let reads = 0;
+  app.addHook('onRequest', (_request, reply, done) => {
+    const own = reply.getHeader;
+    reply.getHeader = function (this: typeof reply, name: string) {
+      reads++;
+      return own.call(this, name);
+    };
+    done();
+  });
+  app.post('/orders', async (_request, reply) => reply.code(201).send({ id: 1 }));
+  const response = await app.inject({
+    method: 'POST',
+    url: '/orders',
+    headers: { 'content-type': 'application/json', 'idempotency-key': 'k-1' },
+    payload: '{"amount":1}',
+  });
+  expect(response.statusCode).toBe(201);
+  return reads;
+}
+
+/** The own property keys (names and symbols) a request of `app` has in its handler. */
+async function requestKeys(register?: (app: FastifyInstance) => Promise<void>): Promise<(string | symbol)[]> {
+  const app = Fastify();
+  apps.push(app);
+  if (register) await register(app);
+  let keys: (string | symbol)[] = [];
+  app.post('/orders', async (request: FastifyRequest) => {
+    keys = Reflect.ownKeys(request);
+    return { ok: true };
+  });
+  const response = await app.inject({
+    method: 'POST',
+    url: '/orders',
+    headers: { 'content-type': 'application/json', 'idempotency-key': 'k-1' },
+    payload: '{"amount":1}',
+  });
+  expect(response.statusCode).toBe(200);
+  return keys;
+}
+
+describe('fastify plugin: what every request pays for it', () => {
+  /**
+   * Fastify's request constructor sets each request decorator in one loop: with two names that
+   * store goes megamorphic (V8's generic keyed store, on every request the app serves, guarded
+   * or not). One registration gives a request one property.
+   */
+  it('one registration gives a request one property of its own, one per nested registration', async () => {
+    const bare = await requestKeys();
+    const once = await requestKeys(async (app) => {
+      await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    });
+    const nested = await requestKeys(async (app) => {
+      await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+      await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    });
+    expect(once.length - bare.length).toBe(1);
+    expect(nested.length - bare.length).toBe(2);
+  });
+
+  /**
+   * A stored response's headers are read from the reply at once (`getHeaders()`), not name by
+   * name: Fastify's getHeader lower-cases each name twice (its own and Node's), and reading
+   * several names through it made its keyed lookup megamorphic, Fastify's own `content-type`
+   * read in send() included.
+   */
+  it('storing a response reads no header of the reply by name', async () => {
+    const bare = await headerReads();
+    const guarded = await headerReads(async (app) => {
+      await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    });
+    expect(guarded - bare).toBe(0);
+  });
+
+  /**
+   * `request.routeOptions` is a new object of a dozen fields at each read, and asks the server
+   * for its constraint strategies: the plugin reads a route's config from its route context.
+   */
+  it('a guarded request builds no routeOptions', async () => {
+    const builds = async (register?: (app: FastifyInstance) => Promise<void>) => {
+      const app = Fastify();
+      apps.push(app);
+      if (register) await register(app);
+      app.post('/orders', async () => ({ ok: true }));
+      await app.ready();
+      let reads = 0;
+      const own = app.hasConstraintStrategy;
+      // The routeOptions getter asks it at each read (for the route's version).
+      app.hasConstraintStrategy = function (this: FastifyInstance, name: string) {
+        reads++;
+        return own.call(this, name);
+      };
+      for (const key of ['k-1', 'k-2', 'k-1']) {
+        const response = await app.inject({
+          method: 'POST',
+          url: '/orders',
+          headers: { 'content-type': 'application/json', 'idempotency-key': key },
+          payload: '{"amount":1}',
+        });
+        expect(response.statusCode).toBe(200);
+      }
+      return reads;
+    };
+    const bare = await builds();
+    const guarded = await builds(async (app) => {
+      await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    });
+    expect(guarded - bare).toBe(0);
+  });
+});
