@@ -43,12 +43,20 @@ export class CallScope implements CallContext {
       if (parent.#aborted) this.abort(parent.#reason);
       else this.#linkTo(parent);
     } else if (parent?.signal != null) {
-      // null is no signal, as fetch reads it; anything else not a signal fails the call, told why.
-      const outer = parent.signal;
+      this.#follow(parent.signal);
+    }
+  }
+
+  /** Follows a caller's signal. null is no signal, as fetch reads it; anything else not a signal fails the call, told why. */
+  #follow(outer: AbortSignal): void {
+    try {
       if (!isSignal(outer)) this.abort(new TypeError(`signal must be an AbortSignal (got ${kindOf(outer)})`));
-      else if (outer.aborted) this.abort(outer.reason);
+      else if (outer.aborted) this.abort(reasonOf(outer));
       // Linked to the signal's relay, not listening on the signal itself: one listener for all.
       else this.#linkTo(CallScope.#relayOf(outer));
+    } catch (error) {
+      // A Proxy whose getters throw, a revoked one: the call rejects, it does not throw.
+      this.abort(new TypeError('signal must be an AbortSignal (reading it threw)', { cause: error }));
     }
   }
 
@@ -78,7 +86,7 @@ export class CallScope implements CallContext {
     const relayAbort = () => {
       relays.delete(signal);
       relay.#unlink = undefined;
-      relay.abort(signal.reason);
+      relay.abort(reasonOf(signal));
     };
     roomOn(signal);
     signal.addEventListener('abort', relayAbort, { once: true });
@@ -205,6 +213,14 @@ function roomOn(signal: AbortSignal): void {
   } catch {
     // Not Node's AbortSignal (a polyfill): it does not count listeners.
   }
+}
+
+/**
+ * Why `signal` aborted. A polyfill's signal (the abort-controller package) has no `reason`:
+ * its callers got `undefined` to catch. They get what Node's `abort()` gives, an AbortError.
+ */
+function reasonOf(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
 /** An AbortSignal, or one of a polyfill: what a scope can listen on. */
