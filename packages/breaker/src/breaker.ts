@@ -147,9 +147,23 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
    * `BrokenCircuitError` (or serves the `fallback`) without running it.
    */
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-    // A call the caller already aborted is not run, nor counted. (A scope and a signal both say.)
-    const caller = options instanceof CallScope ? options : options?.signal;
-    if (caller?.aborted) return Promise.reject(caller.reason);
+    // A call the caller already aborted is not run, nor counted.
+    if (options instanceof CallScope) {
+      if (options.aborted) return Promise.reject(options.reason);
+    } else if (options?.signal != null) {
+      // The caller's signal is followed by a scope made here, before the gate: one that is no
+      // signal (a string, `{}`) refuses the call as an aborted one does. It ran and counted.
+      const scope = new CallScope(options);
+      if (scope.aborted) {
+        scope.release();
+        return Promise.reject(scope.reason);
+      }
+      return this.#admit(fn, scope).finally(() => scope.release());
+    }
+    return this.#admit(fn, options);
+  }
+
+  #admit<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     if (this.#state === CLOSED) return this.#call(fn, options, this.#startTime(), this.#generation, false);
     return this.#gate(fn, options);
   }
