@@ -21,10 +21,12 @@ describe.each(notSignals)('breaker, signal = %s', (_, signal) => {
   it('execute() rejects with a TypeError naming signal; fn never runs; nothing counted', async () => {
     const breaker = circuitBreaker(opts());
     let runs = 0;
-    const error = await breaker.execute(() => ++runs, options).then(
-      () => undefined,
-      (e: unknown) => e,
-    );
+    const error = await breaker
+      .execute(() => ++runs, options)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     expect(error).toBeInstanceOf(TypeError);
     expect((error as Error).message).toMatch(/signal must be an AbortSignal/);
     expect(runs).toBe(0);
@@ -34,7 +36,9 @@ describe.each(notSignals)('breaker, signal = %s', (_, signal) => {
   it('as the last policy of a pipeline and through breakerRegistry: fn never runs', async () => {
     let runs = 0;
     const fn = () => ++runs;
-    await expect(pipeline(circuitBreaker(opts())).execute(fn, options)).rejects.toThrow(/signal must be an AbortSignal/);
+    await expect(pipeline(circuitBreaker(opts())).execute(fn, options)).rejects.toThrow(
+      /signal must be an AbortSignal/,
+    );
     await expect(breakerRegistry(opts()).execute('k', fn, options)).rejects.toThrow(/signal must be an AbortSignal/);
     expect(runs).toBe(0);
   });

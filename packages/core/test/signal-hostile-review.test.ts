@@ -66,14 +66,17 @@ async function settle(call: () => Promise<unknown>): Promise<{ error?: unknown; 
 }
 
 describe.each(policies)('%s', (_, make) => {
-  it.each(unreadable)('%s as signal: rejects (never throws) with a TypeError naming signal; fn never runs', async (_, signal) => {
-    let runs = 0;
-    const out = await settle(() => make().execute(() => ++runs, { signal: signal() } as unknown as ExecuteOptions));
-    expect(out.sync).toBeUndefined();
-    expect(out.error).toBeInstanceOf(TypeError);
-    expect((out.error as Error).message).toMatch(/signal must be an AbortSignal/);
-    expect(runs).toBe(0);
-  });
+  it.each(unreadable)(
+    '%s as signal: rejects (never throws) with a TypeError naming signal; fn never runs',
+    async (_, signal) => {
+      let runs = 0;
+      const out = await settle(() => make().execute(() => ++runs, { signal: signal() } as unknown as ExecuteOptions));
+      expect(out.sync).toBeUndefined();
+      expect(out.error).toBeInstanceOf(TypeError);
+      expect((out.error as Error).message).toMatch(/signal must be an AbortSignal/);
+      expect(runs).toBe(0);
+    },
+  );
 
   it('an already-aborted polyfill signal (no reason): rejects with an AbortError, not undefined; fn never runs', async () => {
     const signal = new PolyfillSignal();
