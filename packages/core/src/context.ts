@@ -238,8 +238,10 @@ function isSignal(value: unknown): value is AbortSignal {
 /** What a value is, for a message: its type or class, never its content (it may hold a secret). */
 function kindOf(value: unknown): string {
   if (typeof value !== 'object') return `a ${typeof value}`;
-  const name = value?.constructor?.name;
-  return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+  const name: unknown = value?.constructor?.name;
+  // A class's name, if it is one: a name set at run time may be anything, a URL with its password.
+  const named = typeof name === 'string' && name !== 'Object' && /^[A-Za-z_$][\w$]*$/.test(name);
+  return named ? `an instance of ${name}` : 'an object';
 }
 
 /** The attempt number an outer policy passed down (its context is our options), else 1. */

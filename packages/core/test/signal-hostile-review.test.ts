@@ -112,3 +112,15 @@ describe.each(policies)('%s', (_, make) => {
     expect((error as Error).name).toBe('AbortError');
   });
 });
+
+it('a signal of a class named at run time by a URL: the TypeError does not print the name', async () => {
+  const Named = class {};
+  Object.defineProperty(Named, 'name', { value: 'https://app:hunter2@db/x' });
+  const error = await timeout(1_000)
+    .execute(() => 'ran', { signal: new Named() } as unknown as ExecuteOptions)
+    .then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+  expect((error as Error).message).toBe('signal must be an AbortSignal (got an object)');
+});
