@@ -158,12 +158,10 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         scope.release();
         return Promise.reject(scope.reason);
       }
-      return this.#admit(fn, scope).finally(() => scope.release());
+      // Closed (the hot path): the call releases the scope as it settles, nothing more allocated.
+      if (this.#state === CLOSED) return this.#call(fn, scope, this.#startTime(), this.#generation, false, true);
+      return this.#gate(fn, scope).finally(() => scope.release());
     }
-    return this.#admit(fn, options);
-  }
-
-  #admit<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     if (this.#state === CLOSED) return this.#call(fn, options, this.#startTime(), this.#generation, false);
     return this.#gate(fn, options);
   }
@@ -323,6 +321,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     start: number,
     generation: number,
     probe: boolean,
+    /** `options` is a scope made by execute() for this call: released here. */
+    owned = false,
   ): Promise<T> {
     // The breaker never aborts a call, so an outer policy's context serves as ours.
     const scope = options instanceof CallScope ? options : new CallScope(options);
@@ -338,7 +338,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       this.#settle(false, error, start, generation, probe);
       throw error;
     } finally {
-      if (scope !== options) scope.release();
+      if (owned || scope !== options) scope.release();
     }
     this.#settle(true, result, start, generation, probe);
     if (scope.aborted) throw scope.reason;

@@ -60,3 +60,14 @@ it('a Proxy signal whose getters throw: execute() rejects, never throws', async 
   }).not.toThrow();
   await expect(call).rejects.toThrow(/signal must be an AbortSignal/);
 });
+
+it('a real signal: no listener is left on it once calls settle, closed or open', async () => {
+  const { getEventListeners } = await import('node:events');
+  const breaker = circuitBreaker({ ...opts(), minimumCalls: 1, failureRateThreshold: 0.5 } as never);
+  const signal = new AbortController().signal;
+  await expect(breaker.execute(() => 'ok', { signal })).resolves.toBe('ok');
+  expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  breaker.isolate();
+  await expect(breaker.execute(() => 'ok', { signal })).rejects.toThrow();
+  expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+});
