@@ -219,7 +219,7 @@ function roomOn(signal: AbortSignal): void {
  * Why `signal` aborted. A polyfill's signal (the abort-controller package) has no `reason`:
  * its callers got `undefined` to catch. They get what Node's `abort()` gives, an AbortError.
  */
-function reasonOf(signal: AbortSignal): unknown {
+export function reasonOf(signal: { readonly reason?: unknown }): unknown {
   return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 

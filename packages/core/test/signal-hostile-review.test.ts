@@ -5,7 +5,7 @@
  * and the function never runs.
  */
 import { describe, expect, it } from 'vitest';
-import { type ExecuteOptions, fallback, hedge, type Policy, pipeline, timeout } from '../src/index.js';
+import { type ExecuteOptions, fallback, hedge, ManualClock, type Policy, pipeline, timeout } from '../src/index.js';
 
 /** The abort-controller package's AbortSignal as it behaves: `aborted`, listeners, no `reason`. */
 class PolyfillSignal {
@@ -123,4 +123,26 @@ it('a signal of a class named at run time by a URL: the TypeError does not print
       (e: unknown) => e,
     );
   expect((error as Error).message).toBe('signal must be an AbortSignal (got an object)');
+});
+
+it('timeout() cooperative: a polyfill signal aborted after the deadline, before fn settles: an AbortError, not undefined', async () => {
+  const clock = new ManualClock(0);
+  const signal = new PolyfillSignal();
+  let finish!: () => void;
+  const call = timeout(100, { clock }).execute(
+    () =>
+      new Promise<string>((resolve) => {
+        finish = () => resolve('late');
+      }),
+    { signal } as unknown as ExecuteOptions,
+  );
+  await clock.advance(100);
+  signal.abort();
+  finish();
+  const error = await call.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error).toBeInstanceOf(Error);
+  expect((error as Error).name).toBe('AbortError');
 });
