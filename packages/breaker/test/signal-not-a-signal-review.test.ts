@@ -3,6 +3,7 @@
  * every other policy does: the function never runs, and the breaker counts nothing. It ran the
  * function and counted its success before rejecting with the TypeError.
  */
+import { EventEmitter } from 'node:events';
 import { createBus, type ExecuteOptions, ManualClock, pipeline } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { breakerRegistry, circuitBreaker } from '../src/index.js';
@@ -62,12 +63,11 @@ it('a Proxy signal whose getters throw: execute() rejects, never throws', async 
 });
 
 it('a real signal: no listener is left on it once calls settle, closed or open', async () => {
-  const { getEventListeners } = await import('node:events');
   const breaker = circuitBreaker({ ...opts(), minimumCalls: 1, failureRateThreshold: 0.5 } as never);
   const signal = new AbortController().signal;
   await expect(breaker.execute(() => 'ok', { signal })).resolves.toBe('ok');
-  expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  expect(EventEmitter.getEventListeners(signal, 'abort')).toHaveLength(0);
   breaker.isolate();
   await expect(breaker.execute(() => 'ok', { signal })).rejects.toThrow();
-  expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+  expect(EventEmitter.getEventListeners(signal, 'abort')).toHaveLength(0);
 });
