@@ -345,6 +345,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const known = slotOf(request);
     if (known === false) return done();
     const state = known ?? undefined;
+    // Claimed already: its handler called reply.callNotFound(), and Fastify runs the 404
+    // context's preHandler hooks for it. Asking the store again answered the request with its
+    // own key's 409 in-progress, stored as that key's answer; the 404 is its handler's answer.
+    if (state?.run !== undefined) return done();
     let core: HttpIdempotency<FastifyRequest> | undefined;
     try {
       core = state?.core ?? coreFor(request);
