@@ -14,6 +14,7 @@ import {
   type KeyHeader,
   NodeRequestView,
   problem,
+  type Run,
 } from './http/index.js';
 import { captureNodeResponse, type Ending, sendRaw } from './http/node.js';
 import { UnreadableUploadError, uploadsFingerprinted, uploadsOf } from './http/uploads.js';
@@ -22,6 +23,15 @@ import { UnreadableUploadError, uploadsFingerprinted, uploadsOf } from './http/u
 export type ExpressIdempotencyOptions = HttpIdempotencyOptions<Request>;
 
 export { captureRawBody };
+
+/** Middlewares made in this process: past one, a request may pass two of them (see {@link holding}). */
+let made = 0;
+/**
+ * The keys a request holds, once more than one middleware was made: one mounted app-wide and
+ * another on a router, on the same store, asked that store again for the key the first had
+ * claimed for the same request, answered it with its own 409 in-progress, and the first stored it.
+ */
+const holding = new WeakMap<object, Run[]>();
 
 const OWNER = 'idempotency/express';
 
@@ -35,6 +45,7 @@ const OWNER = 'idempotency/express';
  */
 export function idempotency(options: ExpressIdempotencyOptions): RequestHandler {
   const core = new HttpIdempotency<Request>(OWNER, options);
+  made++;
   const limit = core.options.maxRequestBytes;
   // What to do once the body's bytes are known: answered at once when the store can.
   // `unread`: the body was read here, and the parsers after us have yet to read it.
@@ -74,11 +85,16 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
             return;
           }
           captureNodeResponse(res, decision.run, ending);
+          if (made > 1) {
+            const held = holding.get(req);
+            if (held === undefined) holding.set(req, [decision.run]);
+            else held.push(decision.run);
+          }
         }
         next();
       }
     };
-    const decided = core.decideNow(req, view, header);
+    const decided = core.decideNow(req, view, header, made > 1 ? holding.get(req) : undefined);
     if (decided instanceof Promise) decided.then(act).catch(next);
     else act(decided);
   };

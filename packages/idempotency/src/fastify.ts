@@ -66,6 +66,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // request the app serves, guarded or not.
   const slot = Symbol(SLOT);
   fastify.decorateRequest(slot as unknown as string, null);
+  // Registered more than once (in the process): a request may hold a key of another registration.
+  live++;
+  fastify.addHook('onClose', (_instance, done) => {
+    live--;
+    done();
+  });
   type Slot = RequestState | false | null;
   const slotOf = (request: FastifyRequest): Slot => (request as unknown as Record<symbol, Slot>)[slot] as Slot;
   const stateOf = (request: FastifyRequest): RequestState | undefined => slotOf(request) || undefined;
@@ -345,6 +351,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const known = slotOf(request);
     if (known === false) return done();
     const state = known ?? undefined;
+    // Claimed already: its handler called reply.callNotFound(), and Fastify runs the 404
+    // context's preHandler hooks for it. Asking the store again answered the request with its
+    // own key's 409 in-progress, stored as that key's answer; the 404 is its handler's answer.
+    if (state?.run !== undefined) return done();
     let core: HttpIdempotency<FastifyRequest> | undefined;
     try {
       core = state?.core ?? coreFor(request);
@@ -374,7 +384,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     );
     let decided: Decision | Promise<Decision>;
     try {
-      decided = core.decideNow(request, view, state?.header);
+      decided = core.decideNow(request, view, state?.header, live > 1 ? heldRuns(request, slot) : undefined);
     } catch (error) {
       done(error as Error);
       return;
@@ -582,6 +592,8 @@ interface RequestState {
 
 /** The description of each registration's request decorator (see {@link watchHijack}). */
 const SLOT = 'holdfast.idempotency.state';
+/** Registrations of this plugin whose app is not closed (see {@link heldRuns}). */
+let live = 0;
 type HijackWatcher = ((reply: FastifyReply) => void) | undefined;
 /** The reply prototypes whose `hijack` tells the watchers. */
 const hijackPatched = new WeakSet<object>();
@@ -627,6 +639,22 @@ function tellHijacked(request: Record<symbol, unknown>, reply: FastifyReply): vo
     (state as RequestState).hijack = undefined;
     watcher(reply);
   }
+}
+
+/**
+ * The runs of the other registrations of this plugin that guard `request` (one inside the other):
+ * the request holds their keys. Asking the same store for one of them again answered the request
+ * with its own key's 409 in-progress, which the registration holding it then stored.
+ */
+function heldRuns(request: FastifyRequest, own: symbol): Run[] | undefined {
+  let runs: Run[] | undefined;
+  const slots = request as unknown as Record<symbol, unknown>;
+  for (const key of Object.getOwnPropertySymbols(request)) {
+    if (key === own || key.description !== SLOT) continue;
+    const state = (slots[key] as Partial<RequestState> | null | false | undefined) || undefined;
+    if (state?.run !== undefined) (runs ??= []).push(state.run);
+  }
+  return runs;
 }
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {

@@ -196,20 +196,26 @@ export class HttpIdempotency<Req> implements RunOwner {
   /**
    * {@link decide}, answered without a promise (or a tick) when it can be: a request without a
    * valid key, and, on an in-process store with a global scope, every request that need not
-   * wait. Throws where `decide` rejects.
+   * wait. Throws where `decide` rejects. `held`: the runs this request holds already (another
+   * registration of the adapter): one on this store with its key makes this one pass.
    */
-  decideNow(req: Req, view: RequestView, header = this.key(view)): Decision | Promise<Decision> {
+  decideNow(req: Req, view: RequestView, header = this.key(view), held?: readonly Run[]): Decision | Promise<Decision> {
     if (!this.guards(view.method)) return PASS;
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
     // 'global' is known at once: no tick spent awaiting it.
     if (this.options.scope !== 'global') {
-      return this.#scopeOf(req).then((scope) => this.#decideIn(scope, view, header.key));
+      return this.#scopeOf(req).then((scope) => this.#decideIn(scope, view, header.key, held));
     }
-    return this.#decideIn(undefined, view, header.key);
+    return this.#decideIn(undefined, view, header.key, held);
   }
 
-  #decideIn(scope: string | undefined, view: RequestView, key: string): Decision | Promise<Decision> {
+  #decideIn(
+    scope: string | undefined,
+    view: RequestView,
+    key: string,
+    held: readonly Run[] | undefined,
+  ): Decision | Promise<Decision> {
     let fingerprint: string;
     try {
       fingerprint = fingerprintOf(
@@ -227,6 +233,9 @@ export class HttpIdempotency<Req> implements RunOwner {
       throw error;
     }
     const stored = storedKey(scope, key);
+    // This request holds the key already, on this store (the adapter registered twice, one
+    // inside the other): that run stores its response. Asked again, the store said 409.
+    if (held?.some((run) => run.stored === stored && run.owner.store === this.store)) return PASS;
     const now = this.#inProcess();
     if (now !== undefined) {
       // The store answers at once. What it cannot settle now (a wait for a running claim, a
@@ -526,6 +535,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 }
 
 interface RunOwner {
+  readonly store: IdempotencyStore;
   readonly clock: Clock;
   readonly elapsed: () => number;
   readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
