@@ -32,6 +32,7 @@ import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
 import {
+  type Abortable,
   absoluteUrl,
   attemptInit,
   discard,
@@ -55,10 +56,10 @@ export interface ResilientFetch extends FetchFunction {
   /**
    * Ends the calls still waiting for their response, at once, with `DisposedError`
    * (`E_DISPOSED`): a request on the wire is aborted, and a call waiting to send again (a
-   * Retry-After, a backoff, a hedge's delay, a place behind the per-host limit) sends nothing
-   * more. A response already returned is the caller's: its body reads on, within
-   * `timeout.total`. Calls made afterwards reject with `E_DISPOSED`, sending nothing. Stops the
-   * timers of what this fetch made itself (breakers, limiters, failover set, budget, hedge).
+   * Retry-After, a backoff, a hedge's delay, a place behind the per-host limit, a Request's body
+   * being read) sends nothing more. A response already returned is the caller's: its body reads
+   * on, within `timeout.total`. Calls made afterwards reject with `E_DISPOSED`, sending nothing.
+   * Stops the timers of what this fetch made itself (breakers, limiters, failover set, budget, hedge).
    */
   dispose(): void;
 }
@@ -180,10 +181,14 @@ class Client {
   /** The per-host limiters, least recently used first. */
   readonly #limiters = new Map<string, Limiter>();
   /**
-   * The calls not yet answered, by what stops each: dispose() aborts them. A set, not a listener
-   * per call on one long-lived signal (a service makes thousands of calls at once).
+   * What stops each call not yet answered (and each Request body being read): dispose() aborts
+   * them. A set, not a listener per call on one long-lived signal (thousands of calls at once).
    */
-  readonly #unanswered = new Set<AbortController>();
+  readonly #unanswered = new Set<Abortable>();
+  readonly #hold = (stop: Abortable) => {
+    this.#unanswered.add(stop);
+    return () => this.#unanswered.delete(stop);
+  };
   #disposed = false;
 
   constructor(o: ParsedFetchOptions) {
@@ -352,8 +357,9 @@ class Client {
       ms: this.#totalMs,
       clock: this.#clock,
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
+      hold: this.#hold,
     });
-    // Disposed while a Request's body was read: nothing is sent.
+    // Disposed meanwhile (a Request's body read, or only this await): nothing is sent.
     if (this.#disposed) throw new DisposedError(this.#o.name);
     const at = this.#set === undefined ? undefined : this.#route(plan.url);
     const header = this.#o.idempotencyHeader;

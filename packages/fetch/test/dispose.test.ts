@@ -155,6 +155,28 @@ describe('dispose() with calls waiting to send again', { timeout: 30_000 }, () =
   });
 });
 
+describe('dispose() with a Request whose body is still being read', { timeout: 30_000 }, () => {
+  it('rejects at once with E_DISPOSED, cancels the read and sends nothing', async () => {
+    const s = await t.server(reply(200));
+    const { http } = clientOn(long);
+    let cancelled: unknown;
+    const upload = new ReadableStream<Uint8Array>({
+      start(c) {
+        c.enqueue(new TextEncoder().encode('part of it')); // and the rest never comes
+      },
+      cancel(reason) {
+        cancelled = reason;
+      },
+    });
+    const call = http(new Request(`${s.url}/upload`, { method: 'PUT', body: upload, duplex: 'half' } as RequestInit));
+    await new Promise((resolve) => setImmediate(resolve)); // the read has begun
+    http.dispose();
+    expect(await outcome(call)).toBe('error E_DISPOSED');
+    expect((cancelled as { code?: string } | undefined)?.code).toBe('E_DISPOSED');
+    expect(s.seen).toHaveLength(0);
+  });
+});
+
 describe('dispose() with a request on the wire', { timeout: 30_000 }, () => {
   it('aborts it: the call rejects with E_DISPOSED and the server sees the connection closed', async () => {
     const hold = holding();
@@ -212,6 +234,20 @@ describe('calls made after dispose()', { timeout: 30_000 }, () => {
       shared.breaker.dispose();
       shared.budget.dispose();
     }
+  });
+});
+
+describe('a call made just before dispose()', { timeout: 30_000 }, () => {
+  it.each([
+    ['a URL', (url: string) => url],
+    ['a Request with a body', (url: string) => new Request(url, { method: 'PUT', body: 'x' })],
+  ] as const)('in the same tick (%s): rejects with E_DISPOSED and sends nothing', async (_, input) => {
+    const s = await t.server(reply(200));
+    const { http } = clientOn({ breaker: false, retry: false });
+    const call = http(input(`${s.url}/orders`));
+    http.dispose();
+    expect(await outcome(call)).toBe('error E_DISPOSED');
+    expect(s.seen).toHaveLength(0);
   });
 });
 
