@@ -192,6 +192,23 @@ describe('dispose() with a request on the wire', { timeout: 30_000 }, () => {
     expect(s.seen).toHaveLength(1);
   });
 
+  it('is no failure of the host to a breaker registry the caller shares', async () => {
+    const hold = holding();
+    const s = await t.server(hold.handler);
+    const breaker = breakerRegistry({ bus: createBus() });
+    try {
+      const { http } = clientOn({ ...long, breaker });
+      const call = http(`${s.url}/orders`);
+      await vi.waitFor(() => expect(s.seen).toHaveLength(1), { timeout: 10_000 });
+      http.dispose();
+      expect(await outcome(call)).toBe('error E_DISPOSED');
+      const snap = breaker.snapshot() as { breakers: Record<string, { state: string; window: { failures: number } }> };
+      expect(Object.values(snap.breakers).map((b) => [b.state, b.window.failures])).toEqual([['closed', 0]]);
+    } finally {
+      breaker.dispose();
+    }
+  });
+
   it('leaves a response already returned to its caller: its body reads on', async () => {
     let body: ServerResponse | undefined;
     const s = await t.server((_, res) => {
