@@ -147,9 +147,21 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
    * `BrokenCircuitError` (or serves the `fallback`) without running it.
    */
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-    // A call the caller already aborted is not run, nor counted. (A scope and a signal both say.)
-    const caller = options instanceof CallScope ? options : options?.signal;
-    if (caller?.aborted) return Promise.reject(caller.reason);
+    // A call the caller already aborted is not run, nor counted.
+    if (options instanceof CallScope) {
+      if (options.aborted) return Promise.reject(options.reason);
+    } else if (options?.signal != null) {
+      // The caller's signal is followed by a scope made here, before the gate: one that is no
+      // signal (a string, `{}`) refuses the call as an aborted one does. It ran and counted.
+      const scope = new CallScope(options);
+      if (scope.aborted) {
+        scope.release();
+        return Promise.reject(scope.reason);
+      }
+      // Closed (the hot path): the call releases the scope as it settles, nothing more allocated.
+      if (this.#state === CLOSED) return this.#call(fn, scope, this.#startTime(), this.#generation, false, true);
+      return this.#gate(fn, scope).finally(() => scope.release());
+    }
     if (this.#state === CLOSED) return this.#call(fn, options, this.#startTime(), this.#generation, false);
     return this.#gate(fn, options);
   }
@@ -309,6 +321,8 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     start: number,
     generation: number,
     probe: boolean,
+    /** `options` is a scope made by execute() for this call: released here. */
+    owned = false,
   ): Promise<T> {
     // The breaker never aborts a call, so an outer policy's context serves as ours.
     const scope = options instanceof CallScope ? options : new CallScope(options);
@@ -324,7 +338,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       this.#settle(false, error, start, generation, probe);
       throw error;
     } finally {
-      if (scope !== options) scope.release();
+      if (owned || scope !== options) scope.release();
     }
     this.#settle(true, result, start, generation, probe);
     if (scope.aborted) throw scope.reason;

@@ -196,10 +196,18 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
 
   /** A key of the wrong type (a tenant id as a number, `execute(fn)`): said by its type, never its content. */
   #notAKey(key: unknown): TypeError {
-    const name = typeof key === 'object' && key !== null ? key.constructor?.name : undefined;
     let kind = key == null ? String(key) : `a ${typeof key}`;
-    if (typeof key === 'object' && key !== null)
-      kind = name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+    if (typeof key === 'object' && key !== null) {
+      kind = 'an object';
+      try {
+        // A class's name, if it is one (a name set at run time may be anything, a URL too).
+        const name: unknown = key.constructor?.name;
+        if (typeof name === 'string' && name !== 'Object' && /^[A-Za-z_$][\w$]*$/.test(name))
+          kind = `an instance of ${name}`;
+      } catch {
+        // A Proxy whose getters throw: an object, and the call still rejects.
+      }
+    }
     return new TypeError(`${this.name}: key must be a string (got ${kind})`);
   }
 

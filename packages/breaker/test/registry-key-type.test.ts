@@ -51,3 +51,45 @@ describe('breakerRegistry: a key that is not a string', () => {
     expect(hosts.size).toBe(2);
   });
 });
+
+describe('breakerRegistry: a key nobody can read (review)', () => {
+  const revocable = Proxy.revocable({}, {});
+  revocable.revoke();
+  const unreadable: [string, unknown][] = [
+    [
+      'a Proxy whose getters throw',
+      new Proxy(
+        {},
+        {
+          get() {
+            throw new Error('getter threw');
+          },
+        },
+      ),
+    ],
+    ['a revoked Proxy', revocable.proxy],
+    // A class name is code, not data, but one set at run time may be anything.
+    ['an instance of a class named by a URL', new (urlNamed())()],
+  ];
+
+  it.each(unreadable)('execute() with %s rejects with the TypeError, never throws', async (_, key) => {
+    const hosts = registry();
+    let call: Promise<unknown> | undefined;
+    expect(() => {
+      call = hosts.execute(key as string, () => 'ran');
+    }).not.toThrow();
+    const error = await call?.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((error as Error).message).toMatch(/^hosts: key must be a string \(got an object\)$/);
+    expect(() => hosts.get(key as string)).toThrow(/^hosts: key must be a string \(got an object\)$/);
+  });
+});
+
+/** A class whose name was set at run time to a URL with its password. */
+function urlNamed(): new () => object {
+  const made = class {};
+  Object.defineProperty(made, 'name', { value: 'https://app:hunter2@db/x' });
+  return made;
+}

@@ -110,8 +110,15 @@ abstract class Injection implements InjectionPolicy {
 /** Runs `fn` untouched, reusing the caller's context when an outer policy made one. */
 function passThrough<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
   if (options === undefined) return invoke(fn, new CallScope(undefined));
-  if (options instanceof CallScope) return invokeIn(fn, options);
-  const scope = new CallScope(options);
+  const scope = options instanceof CallScope ? options : new CallScope(options);
+  // Aborted already, or given a signal that is none: never run (it ran, then rejected: the effect
+  // done for a caller that had left), as every policy keeps the abort rules.
+  if (scope.aborted) {
+    const reason = scope.reason;
+    if (scope !== options) scope.release();
+    return Promise.reject(reason);
+  }
+  if (scope === options) return invokeIn(fn, scope);
   return invokeIn(fn, scope).finally(() => scope.release());
 }
 

@@ -5,9 +5,21 @@ import { fnOption, parseOptions } from './options.js';
 import { hideSecrets } from './redact.js';
 import { warnOnce } from './warn.js';
 
-/** The event types this core knows, and the unknown ones `on()` warned of (once each, a few at most). */
-const knownTypes: ReadonlySet<string> = new Set(eventTypes);
-const unknownTold = new Set<string>();
+const MAJOR = 0;
+const VERSION = '0.1.0';
+
+/**
+ * The event types every loaded copy of this major knows: a newer copy's packages subscribe to
+ * their own types on the bus an older copy made, and that is no typo.
+ */
+const knownTypes = ((): ReadonlySet<string> => {
+  const g = globalThis as Record<symbol, unknown>;
+  const key = Symbol.for(`@holdfast/core/event-types@${MAJOR}`);
+  if (!(g[key] instanceof Set)) g[key] = new Set<string>();
+  const known = g[key] as Set<string>;
+  for (const type of eventTypes) known.add(type);
+  return known;
+})();
 
 /** A listener for one event type; it receives that type's event. */
 export type Listener<K extends EventType> = (event: EventOf<K>) => void;
@@ -91,6 +103,8 @@ class EventBus implements Bus {
   /** The queue overflowed in this dispatch: said once. */
   #overflowed = false;
   readonly #onListenerError: (error: unknown, event: HoldfastEvent, listener: AnyListener) => void;
+  /** The unknown types `on()` warned of: once each, and 10 at most (types made per tenant). */
+  readonly #unknownTold = new Set<string>();
 
   constructor(options: BusOptions = {}) {
     const custom = options.onListenerError;
@@ -109,17 +123,20 @@ class EventBus implements Bus {
 
   on(type: EventType | '*', listener: AnyListener): Unsubscribe {
     if (typeof type !== 'string') {
-      const got = type === null ? 'null' : typeof type === 'object' ? 'an object' : String(type);
+      // What it is, never what it holds: a listener passed first would print its source.
+      const got = type == null ? String(type) : `a${typeof type === 'object' ? 'n' : ''} ${typeof type}`;
       throw new TypeError(`bus.on(): type must be an event type string (got ${got})`);
     }
     if (typeof listener !== 'function') throw new TypeError(`bus.on("${type}"): listener must be a function`);
     // A typo from JavaScript (`breaker.opened`) listened for ever and heard nothing. Still
     // subscribed: a newer package than this core may emit it on the shared bus.
-    if (type !== '*' && !knownTypes.has(type) && !unknownTold.has(type)) {
-      unknownTold.add(type);
+    if (type !== '*' && !knownTypes.has(type) && !this.#unknownTold.has(type) && this.#unknownTold.size < 10) {
+      this.#unknownTold.add(type);
+      // Quoted (a line break is escaped, not a forged log line) and cut short.
+      const shown = JSON.stringify(type.length > 64 ? `${type.slice(0, 64)}…` : type);
       process.emitWarning(
         hideSecrets(
-          `bus.on("${type}"): @holdfast/core ${VERSION} knows no such event type (a typo, or a newer package's: update it)`,
+          `bus.on(${shown}): @holdfast/core ${VERSION} knows no such event type (a typo, or a newer package's: update it)`,
         ),
         { type: 'HoldfastWarning', code: 'HOLDFAST_UNKNOWN_EVENT' },
       );
@@ -280,8 +297,6 @@ export function createBus(options?: BusOptions): Bus {
   return new EventBus(parseOptions('createBus', busOptionsSchema, options));
 }
 
-const MAJOR = 0;
-const VERSION = '0.1.0';
 const busKey = Symbol.for(`@holdfast/core/bus@${MAJOR}`);
 const registryKey = Symbol.for('@holdfast/core/bus-versions');
 

@@ -43,12 +43,20 @@ export class CallScope implements CallContext {
       if (parent.#aborted) this.abort(parent.#reason);
       else this.#linkTo(parent);
     } else if (parent?.signal != null) {
-      // null is no signal, as fetch reads it; anything else not a signal fails the call, told why.
-      const outer = parent.signal;
+      this.#follow(parent.signal);
+    }
+  }
+
+  /** Follows a caller's signal. null is no signal, as fetch reads it; anything else not a signal fails the call, told why. */
+  #follow(outer: AbortSignal): void {
+    try {
       if (!isSignal(outer)) this.abort(new TypeError(`signal must be an AbortSignal (got ${kindOf(outer)})`));
-      else if (outer.aborted) this.abort(outer.reason);
+      else if (outer.aborted) this.abort(reasonOf(outer));
       // Linked to the signal's relay, not listening on the signal itself: one listener for all.
       else this.#linkTo(CallScope.#relayOf(outer));
+    } catch (error) {
+      // A Proxy whose getters throw, a revoked one: the call rejects, it does not throw.
+      this.abort(new TypeError('signal must be an AbortSignal (reading it threw)', { cause: error }));
     }
   }
 
@@ -78,7 +86,7 @@ export class CallScope implements CallContext {
     const relayAbort = () => {
       relays.delete(signal);
       relay.#unlink = undefined;
-      relay.abort(signal.reason);
+      relay.abort(reasonOf(signal));
     };
     roomOn(signal);
     signal.addEventListener('abort', relayAbort, { once: true });
@@ -207,6 +215,14 @@ function roomOn(signal: AbortSignal): void {
   }
 }
 
+/**
+ * Why `signal` aborted. A polyfill's signal (the abort-controller package) has no `reason`:
+ * its callers got `undefined` to catch. They get what Node's `abort()` gives, an AbortError.
+ */
+export function reasonOf(signal: { readonly reason?: unknown }): unknown {
+  return signal.reason ?? new DOMException('This operation was aborted', 'AbortError');
+}
+
 /** An AbortSignal, or one of a polyfill: what a scope can listen on. */
 function isSignal(value: unknown): value is AbortSignal {
   const signal = value as Partial<AbortSignal> | null;
@@ -222,8 +238,10 @@ function isSignal(value: unknown): value is AbortSignal {
 /** What a value is, for a message: its type or class, never its content (it may hold a secret). */
 function kindOf(value: unknown): string {
   if (typeof value !== 'object') return `a ${typeof value}`;
-  const name = value?.constructor?.name;
-  return name && name !== 'Object' ? `an instance of ${name}` : 'an object';
+  const name: unknown = value?.constructor?.name;
+  // A class's name, if it is one: a name set at run time may be anything, a URL with its password.
+  const named = typeof name === 'string' && name !== 'Object' && /^[A-Za-z_$][\w$]*$/.test(name);
+  return named ? `an instance of ${name}` : 'an object';
 }
 
 /** The attempt number an outer policy passed down (its context is our options), else 1. */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { type Bus, bus as globalBus, shieldBus } from './bus.js';
 import { type Clock, realClock } from './clock.js';
-import { CallScope } from './context.js';
+import { CallScope, reasonOf } from './context.js';
 import { type Deadline, DeadlineQueue } from './deadlines.js';
 import { TimeoutError } from './errors.js';
 import { busOption, clockOption, nameOption, parseOptions } from './options.js';
@@ -93,13 +93,13 @@ class TimeoutPolicy implements Policy {
       // The caller aborted before it settled: the caller's reason decides, as it does everywhere.
       if (scope.aborted && !this.#expired.has(scope.reason as object)) throw scope.reason;
       // After the deadline (the scope, aborted then, no longer hears the caller): the same.
-      if (caller?.aborted) throw caller.reason;
+      if (caller?.aborted) throw reasonOf(caller);
       return value;
     } catch (error) {
       // The caller aborted (before or after the deadline passed): its reason stands. Not expired:
       // the function's error stands. Expired, and the function passed on the abort reason: that too.
       if (scope.aborted && !this.#expired.has(scope.reason as object)) throw scope.reason;
-      if (caller?.aborted) throw caller.reason;
+      if (caller?.aborted) throw reasonOf(caller);
       if (deadline.pending || error === scope.reason) throw error;
       throw new TimeoutError(this.name, this.ms, { cause: error });
     } finally {

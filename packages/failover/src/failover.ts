@@ -280,7 +280,9 @@ function callerAborted(options: ExecuteOptions | undefined): boolean {
 }
 
 function abortReason(options: ExecuteOptions | undefined): unknown {
-  return options instanceof CallScope ? options.reason : options?.signal?.reason;
+  if (options instanceof CallScope) return options.reason;
+  // A polyfill's signal has no reason: an AbortError, as Node's abort() gives, never undefined.
+  return options?.signal?.reason ?? new DOMException('This operation was aborted', 'AbortError');
 }
 
 /** The `ejection.failureRate` settings, parsed. */
@@ -397,6 +399,15 @@ class FailoverSet<T> implements Failover<T> {
 
   async execute<R>(fn: EndpointCall<T, R>, options?: FailoverExecuteOptions): Promise<R> {
     if (this.#disposed) throw new DisposedError(this.name);
+    // A signal of the caller's own, read as every policy reads it (a scope): one that is no
+    // AbortSignal fails the call before it runs (it ran once with 'abort' as its signal), and a
+    // polyfill's, aborted without a reason, fails it with an AbortError (it rejected with undefined).
+    if (!(options instanceof CallScope) && options?.signal != null) {
+      const scope = new CallScope(options);
+      const { aborted, reason } = scope;
+      scope.release();
+      if (aborted) throw reason;
+    }
     const key = this.#o.balancer === 'consistent-hash' ? keyOf(this.name, options?.key) : undefined;
     const roles = this.#roles;
     // A process that starts after a failover must know the roles before its first write.

@@ -71,7 +71,8 @@ export function withTimeout<This, A extends unknown[], R>(
 export function aggressiveByDefault(options: TimeoutOptions): TimeoutOptions {
   const given: unknown = options;
   if (typeof given !== 'object' || given === null || Array.isArray(given)) return options;
-  return { strategy: 'aggressive', ...options };
+  // `strategy: undefined` (`{ strategy: config.strategy }`, none configured) is no strategy given.
+  return { ...options, strategy: options.strategy ?? 'aggressive' };
 }
 
 /** Options of {@link withIdempotency}: those of `idempotent()`, with `key` (and `fingerprint`) taking `fn`'s arguments. */

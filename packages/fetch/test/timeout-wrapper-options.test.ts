@@ -28,3 +28,32 @@ describe('timeout wrappers: options that are not an object', () => {
     await expect(withTimeout(slow, 20, { strategy: 'aggressive' })()).rejects.toMatchObject({ code: 'E_TIMEOUT' });
   });
 });
+
+describe('timeout wrappers: strategy left undefined (review)', () => {
+  // `{ name, strategy: config.strategy }` with no strategy configured: the wrapper's default
+  // (aggressive) holds, as it does when the key is absent. It went cooperative, and a function
+  // that ignores its signal was never cut off.
+  it.each([
+    ['withTimeout()', (options: object) => withTimeout(hang, 20, options as never)],
+    [
+      '@timeout()',
+      (options: object) => {
+        class Client {
+          @timeout(20, options as never)
+          async call(): Promise<string> {
+            return hang();
+          }
+        }
+        const client = new Client();
+        return () => client.call();
+      },
+    ],
+  ])('%s with { strategy: undefined } rejects at the deadline', async (_, make) => {
+    await expect(make({ strategy: undefined, name: 'inventory' })()).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+  });
+});
+
+/** Never settles, and never looks at a signal. */
+function hang(): Promise<string> {
+  return new Promise<string>(() => {});
+}
