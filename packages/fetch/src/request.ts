@@ -78,6 +78,13 @@ export interface ReadLimit {
   readonly ms: number;
   readonly clock: Clock;
   readonly expired: () => unknown;
+  /** Lets the client stop the read (its dispose()) while it runs; returns the release. */
+  readonly hold: (read: Abortable) => () => void;
+}
+
+/** What can be stopped with a reason: an AbortController, or a read in progress. */
+export interface Abortable {
+  abort(reason: unknown): void;
 }
 
 /**
@@ -99,6 +106,7 @@ async function readAll(
   signal?.addEventListener('abort', onAbort, { once: true });
   if (signal?.aborted) onAbort();
   const timer = limit.clock.setTimeout(() => stop(limit.expired()), limit.ms);
+  const release = limit.hold({ abort: stop });
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {
@@ -114,6 +122,7 @@ async function readAll(
   } finally {
     signal?.removeEventListener('abort', onAbort);
     limit.clock.clearTimeout(timer);
+    release();
   }
   const bytes = new Uint8Array(size);
   let at = 0;

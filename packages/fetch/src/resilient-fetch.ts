@@ -1,8 +1,10 @@
+import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events';
 import { BreakerRegistry, breakerRegistry } from '@holdfast/breaker';
 import {
   type Bus,
   type CallContext,
   type Clock,
+  DisposedError,
   elapsedTime,
   bus as globalBus,
   type HedgePolicy,
@@ -30,6 +32,7 @@ import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
 import {
+  type Abortable,
   absoluteUrl,
   attemptInit,
   discard,
@@ -50,7 +53,14 @@ export type FetchFunction = (input: FetchInput, init?: RequestInit) => Promise<R
 export interface ResilientFetch extends FetchFunction {
   /** The per-host breakers and limiters, the failover set, the budget and the hedge, as plain JSON. */
   snapshot(): JsonValue;
-  /** Stops the timers of what this fetch made itself (breakers, limiters, failover set, budget, hedge). */
+  /**
+   * Ends the calls still waiting for their response, at once, with `DisposedError`
+   * (`E_DISPOSED`): a request on the wire is aborted, and a call waiting to send again (a
+   * Retry-After, a backoff, a hedge's delay, a place behind the per-host limit, a Request's body
+   * being read) sends nothing more. A response already returned is the caller's: its body reads
+   * on, within `timeout.total`. Calls made afterwards reject with `E_DISPOSED`, sending nothing.
+   * Stops the timers of what this fetch made itself (breakers, limiters, failover set, budget, hedge).
+   */
   dispose(): void;
 }
 
@@ -170,6 +180,16 @@ class Client {
   readonly #maxHosts: number;
   /** The per-host limiters, least recently used first. */
   readonly #limiters = new Map<string, Limiter>();
+  /**
+   * What stops each call not yet answered (and each Request body being read): dispose() aborts
+   * them. A set, not a listener per call on one long-lived signal (thousands of calls at once).
+   */
+  readonly #unanswered = new Set<Abortable>();
+  readonly #hold = (stop: Abortable) => {
+    this.#unanswered.add(stop);
+    return () => this.#unanswered.delete(stop);
+  };
+  #disposed = false;
 
   constructor(o: ParsedFetchOptions) {
     this.#o = o;
@@ -332,11 +352,15 @@ class Client {
   }
 
   async fetch(input: FetchInput, init: RequestInit | undefined): Promise<Response> {
+    if (this.#disposed) throw new DisposedError(this.#o.name);
     const plan = await planOf(input, init, {
       ms: this.#totalMs,
       clock: this.#clock,
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
+      hold: this.#hold,
     });
+    // Disposed meanwhile (a Request's body read, or only this await): nothing is sent.
+    if (this.#disposed) throw new DisposedError(this.#o.name);
     const at = this.#set === undefined ? undefined : this.#route(plan.url);
     const header = this.#o.idempotencyHeader;
     if (
@@ -354,9 +378,11 @@ class Client {
     const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal, at);
     const start = this.#elapsed();
     let response: Response;
+    // Until the response comes, dispose() stops the call as the caller's abort would: its waits, its request.
+    this.#unanswered.add(deadline);
     try {
       try {
-        response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: plan.signal });
+        response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: deadline.signal });
       } catch (error) {
         // A status worth retrying that was still failing when retries ran out: fetch returns it.
         const failed = httpErrorIn(error);
@@ -366,6 +392,8 @@ class Client {
     } catch (error) {
       unfollow();
       throw error;
+    } finally {
+      this.#unanswered.delete(deadline);
     }
     response = this.#coverBody(response, deadline, start, unfollow);
     if (this.#o.throwOnHttpError && !response.ok) {
@@ -646,6 +674,11 @@ class Client {
   }
 
   dispose(): void {
+    this.#disposed = true;
+    // The calls first: each ends with our DisposedError, not with whichever part it waited in.
+    const unanswered = [...this.#unanswered];
+    this.#unanswered.clear();
+    for (const call of unanswered) call.abort(new DisposedError(this.#o.name));
     for (const thing of this.#owned.splice(0)) thing.dispose();
     for (const limiter of this.#limiters.values()) limiter.dispose();
     this.#limiters.clear();
@@ -731,8 +764,22 @@ function follow(signal: AbortSignal | undefined, controller: AbortController): (
     return noop;
   }
   const relay = () => controller.abort(signal.reason);
+  roomOn(signal);
   signal.addEventListener('abort', relay, { once: true });
   return () => signal.removeEventListener('abort', relay);
+}
+
+/**
+ * One caller signal often serves many calls at once (a shutdown signal), each with a listener of
+ * ours on it while it runs: past 10, Node warns of a leak where there is none. As fetch itself
+ * (`new Request()`) and core's policies do, a signal still at Node's default is given 1500.
+ */
+function roomOn(signal: AbortSignal): void {
+  try {
+    if (getMaxListeners(signal) === defaultMaxListeners) setMaxListeners(1500, signal);
+  } catch {
+    // Not Node's AbortSignal (a polyfill): it does not count listeners.
+  }
 }
 
 function noop(): void {}

@@ -68,7 +68,12 @@ describe('the backoff between runs of the set', () => {
       res.end();
     });
     // A 60 s backoff against a 2 s total: without the backoff (retry's default 100 ms), 3 tries.
-    const http = client({ baseUrls: [s.url], retry: { backoff: { initialDelay: 60_000 } }, timeout: { total: 2_000 } });
+    // No jitter: full jitter waits anywhere in [0, 60 s], under 2 s one time in 30 (seen: 2 tries).
+    const http = client({
+      baseUrls: [s.url],
+      retry: { backoff: { initialDelay: 60_000 }, jitter: 'none' },
+      timeout: { total: 2_000 },
+    });
     const res = await http('/x');
     expect([res.status, s.seen.length]).toEqual([503, 1]);
   });

@@ -546,7 +546,7 @@ describe('process exit', () => {
     expect(report.core).toMatchObject({ winner: 'hedge 2', deafAborted: 1 });
     expect(report.guarded).toBe('second');
     expect(report.fetch.bodies).toBe(10);
-    expect(report.disposed).toBe('error AbortError');
+    expect(report.disposed).toBe('error DisposedError'); // dispose() ends it, before the caller's abort
     expect(report.closedByClient).toBe(12); // 10 losers, the disposed call's try and its hedge
   }, 60_000);
 });
