@@ -6,26 +6,9 @@
 import { createBus } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { type IdempotentContext, idempotent, memoryStore } from '../src/index.js';
+import { controllersMade } from './controllers-made.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
-
-/** Counts the AbortControllers made while `run` runs. */
-async function controllersMade(run: () => Promise<unknown>): Promise<number> {
-  const Original = globalThis.AbortController;
-  let made = 0;
-  globalThis.AbortController = class extends Original {
-    constructor() {
-      super();
-      made++;
-    }
-  };
-  try {
-    await run();
-  } finally {
-    globalThis.AbortController = Original;
-  }
-  return made;
-}
 
 describe('idempotent(): a copy of ctx', () => {
   it('{ ...ctx } has every field, its signal the one ctx.signal gives', async () => {

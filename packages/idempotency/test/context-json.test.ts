@@ -5,6 +5,7 @@
 import { createBus } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { type IdempotentContext, idempotent, memoryStore } from '../src/index.js';
+import { controllersMade } from './controllers-made.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -39,25 +40,12 @@ describe('idempotent(): a context serialised by a logger', () => {
 
   it('JSON.stringify(ctx) of a call without a signal makes no AbortController', async () => {
     const store = memoryStore();
-    const made: AbortController[] = [];
-    const Original = globalThis.AbortController;
     const run = idempotent((_: number, ctx: IdempotentContext) => JSON.stringify(ctx), {
       store,
       key: () => 'k',
       bus: createBus(),
     });
-    globalThis.AbortController = class extends Original {
-      constructor() {
-        super();
-        made.push(this);
-      }
-    };
-    try {
-      await run(1);
-    } finally {
-      globalThis.AbortController = Original;
-    }
-    expect(made.length).toBe(0);
+    expect(await controllersMade(() => run(1))).toBe(0);
     store.dispose();
   });
 });

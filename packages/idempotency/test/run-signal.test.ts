@@ -5,6 +5,7 @@
 import { createBus, ManualClock, pipeline } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { type IdempotencyStore, type IdempotentContext, idempotent, memoryStore } from '../src/index.js';
+import { controllersMade } from './controllers-made.js';
 
 const tick = () => new Promise((resolve) => setImmediate(resolve));
 
@@ -152,24 +153,6 @@ describe('idempotent(): the running function follows its caller through ctx.sign
 });
 
 describe('idempotent() inside a pipeline', () => {
-  /** Counts the AbortControllers made while `run` runs. */
-  async function controllersMade(run: () => Promise<unknown>): Promise<number> {
-    const Original = globalThis.AbortController;
-    let made = 0;
-    globalThis.AbortController = class extends Original {
-      constructor() {
-        super();
-        made++;
-      }
-    };
-    try {
-      await run();
-    } finally {
-      globalThis.AbortController = Original;
-    }
-    return made;
-  }
-
   it('makes no AbortController for a context nobody aborts', async () => {
     const store = memoryStore();
     const charge = idempotent(async (n: number) => n, { store, key: (n) => `k${n}`, bus: createBus() });
