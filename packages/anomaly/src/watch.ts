@@ -71,7 +71,8 @@ export interface AnomalyWatch extends Snapshottable<AnomalyWatchSnapshot> {
   readonly name: string;
   /**
    * Counts one call of `key` that did not go through a breaker on the watched bus (a failover
-   * endpoint, a client of your own): its latency in ms and its outcome.
+   * endpoint, a client of your own): its latency in ms and its outcome. Throws `DisposedError`
+   * after `dispose()`, as `flush()` does.
    */
   observe(key: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void;
   /** Sums and scores the current interval now (the timer does this every `interval`). */
@@ -346,14 +347,21 @@ class Watch implements AnomalyWatch {
       (what, fn, fallback) => this.#guard(what, fn, fallback),
     );
     this.#off = [
-      this.#bus.on('breaker.success', (e) => this.observe(e.source, e.latency, 'success')),
-      this.#bus.on('breaker.failure', (e) => this.observe(e.source, e.latency, 'failure')),
-      this.#bus.on('breaker.reject', (e) => this.observe(e.source, 0, 'reject')),
+      this.#bus.on('breaker.success', (e) => this.#observed(e.source, e.latency, 'success')),
+      this.#bus.on('breaker.failure', (e) => this.#observed(e.source, e.latency, 'failure')),
+      this.#bus.on('breaker.reject', (e) => this.#observed(e.source, 0, 'reject')),
     ];
     this.#arm();
   }
 
   observe(name: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
+    // As a disposed breaker, fetch or failover set: a call after dispose() is a bug to hear of.
+    if (this.#disposed) throw new DisposedError(this.name);
+    this.#observed(name, latency, outcome);
+  }
+
+  /** A call seen on the bus: one handed out after dispose() (a bus of the user's may) is dropped. */
+  #observed(name: string, latency: number, outcome: 'success' | 'failure' | 'reject'): void {
     if (this.#disposed) return;
     if (outcome !== 'success' && outcome !== 'failure' && outcome !== 'reject') {
       throw new HoldfastConfigError(`${this.name}.observe`, [
@@ -362,7 +370,7 @@ class Watch implements AnomalyWatch {
     }
     if (typeof name !== 'string') {
       throw new HoldfastConfigError(`${this.name}.observe`, [
-        { path: 'key', message: 'must be a string', value: typeof name },
+        { path: 'key', message: 'must be a string', value: name },
       ]);
     }
     const held = capKey(name);

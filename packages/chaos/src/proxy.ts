@@ -94,7 +94,11 @@ export interface FaultProxy {
   connections(): ProxyConnection[];
   /** What the proxy is doing now, as plain JSON. */
   snapshot(): FaultProxySnapshot;
-  /** Destroys every socket and stops listening; resolves once all is closed. */
+  /**
+   * Destroys every socket and stops listening; resolves once all is closed. Every action after it
+   * (`add()`, `kill()`, `restore()`...) throws `DisposedError`, or rejects with it when it returns a
+   * promise; `snapshot()`, `connections()`, a toxic handle's `remove()` and `close()` still answer.
+   */
   close(): Promise<void>;
 }
 
@@ -228,7 +232,7 @@ class ToxicProxy implements FaultProxy {
 
   add(toxic: Toxic): ToxicHandle {
     // Closed, it would be announced on and never off: shown on for good by the dashboard and metrics.
-    if (this.#closed) throw new DisposedError(this.name);
+    this.#live();
     const parsed = parseOptions('faultProxy.add', toxicSchema, toxic);
     // Connection ids are never reused: a toxic for one that is not open would never act, yet be shown on.
     const id = parsed.connection;
@@ -246,7 +250,7 @@ class ToxicProxy implements FaultProxy {
     const active = { ...parsed, name, direction } as ActiveToxic;
     const under = this.#toxics.get(name);
     this.#owners.set(active, { scope, under, left: this.#dropsLeft.get(name) });
-    this.remove(name);
+    this.#remove(name);
     this.#put(active, active.type === 'drop' ? (active.bytes ?? active.chunks ?? 1) : undefined);
     scope?.opened(() => this.#takeOff(active));
     return {
@@ -270,7 +274,7 @@ class ToxicProxy implements FaultProxy {
    */
   #takeOff(active: ActiveToxic): void {
     if (!this.has(active)) return;
-    this.remove(active.name);
+    this.#remove(active.name);
     let back = this.#owners.get(active);
     while (back?.under !== undefined && this.#gone(back.under)) back = this.#owners.get(back.under);
     if (back?.under !== undefined && !this.#closed) this.#put(back.under, back.left);
@@ -295,6 +299,11 @@ class ToxicProxy implements FaultProxy {
   }
 
   remove(name: string): boolean {
+    this.#live();
+    return this.#remove(name);
+  }
+
+  #remove(name: string): boolean {
     const toxic = this.#toxics.get(name);
     if (toxic === undefined) return false;
     this.#toxics.delete(name);
@@ -305,20 +314,27 @@ class ToxicProxy implements FaultProxy {
   }
 
   clear(): void {
+    this.#live();
+    this.#clear();
+  }
+
+  #clear(): void {
     // In a drill's step, another drill's toxics still on are that drill's to take off.
     const scope = faultScope.getStore();
     // A step still running after its drill ended: what is on now is not its drill's to take off.
     if (scope?.ended) return;
     for (const toxic of [...this.#toxics.values()])
-      if (scope === undefined || !this.#othersOn(toxic, scope)) this.remove(toxic.name);
+      if (scope === undefined || !this.#othersOn(toxic, scope)) this.#remove(toxic.name);
   }
 
   resetAll(): void {
+    this.#live();
     if (state.off || faultScope.getStore()?.ended) return;
     for (const link of this.#links) link.reset();
   }
 
   refuse(): Promise<void> {
+    if (this.#closed) return Promise.reject(new DisposedError(this.name));
     const scope = faultScope.getStore();
     if (state.off || scope?.ended) return this.#settle();
     if (scope === undefined) {
@@ -339,6 +355,8 @@ class ToxicProxy implements FaultProxy {
   }
 
   accept(): Promise<void> {
+    // Closed, it never listens again: no call may look as if it had opened the port.
+    if (this.#closed) return Promise.reject(new DisposedError(this.name));
     const scope = faultScope.getStore();
     if (scope?.ended) return this.#settle();
     // A drill's step takes off its own refusal, and the user's until its drill ends (the drill
@@ -377,6 +395,7 @@ class ToxicProxy implements FaultProxy {
   }
 
   async kill(): Promise<void> {
+    this.#live();
     const refused = this.refuse();
     this.resetAll();
     await refused;
@@ -387,6 +406,7 @@ class ToxicProxy implements FaultProxy {
   }
 
   async restore(): Promise<void> {
+    this.#live();
     this.clear();
     await this.accept();
   }
@@ -412,13 +432,21 @@ class ToxicProxy implements FaultProxy {
     this.#unswitch?.();
     // Toxics still on go off with the proxy, and say so: the dashboard and the metrics would
     // otherwise show them on for good, one more for every proxy closed with a toxic on.
-    faultScope.exit(() => this.clear());
+    faultScope.exit(() => this.#clear());
     // A listen under way (a restore() not yet done) ends first, then the server closes.
     await this.#settling;
     const closed = this.#server.listening ? new Promise((resolve) => this.#server.close(resolve)) : undefined;
     for (const link of this.#links) link.destroy();
     await closed;
     await Promise.all([...this.#links].map((link) => link.closed));
+  }
+
+  /**
+   * Throws DisposedError once closed: every action after `close()` (a drill's step, a test's
+   * call) says so, as a disposed breaker does, rather than inject nothing and pass.
+   */
+  #live(): void {
+    if (this.#closed) throw new DisposedError(this.name);
   }
 
   /** The toxics acting on connection `id` one way, in the order they were added. */
@@ -463,7 +491,7 @@ class ToxicProxy implements FaultProxy {
     void link.closed.then(() => {
       this.#links.delete(link);
       // Its own toxics can act on no other connection: taken off, and announced off.
-      for (const toxic of [...this.#toxics.values()]) if (toxic.connection === link.id) this.remove(toxic.name);
+      for (const toxic of [...this.#toxics.values()]) if (toxic.connection === link.id) this.#remove(toxic.name);
     });
     for (const toxic of this.#toxics.values()) link.toxicAdded(toxic);
   }
