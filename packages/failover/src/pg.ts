@@ -40,11 +40,16 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * receiver's `status` is hidden from roles without pg_read_all_stats; its row still shows
  * that a receiver runs. A replica's own figures cannot see a stalled link (it replayed all it
  * received): `pgRoles()` raises its lag to the time since its cluster's primary (same system
- * identifier) was seen with WAL flushed past the replica's replay LSN.
+ * identifier) was seen with WAL flushed past the replica's replay LSN. `follows`: a replica's
+ * timeline, the highest of its last restartpoint's, its WAL receiver's (hidden without
+ * pg_read_all_stats) and its minimum recovery point's: one below the timeline a server is a primary
+ * on now streams from a deposed primary (or none), and its lag is unknown.
  */
 const roleQuery = `select pg_is_in_recovery() as replica,
   case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as walfile,
   (select timeline_id from pg_control_checkpoint()) as checkpoint_timeline,
+  greatest((select received_tli from pg_stat_wal_receiver),
+    (select min_recovery_end_timeline from pg_control_recovery())) as follows,
   (select system_identifier from pg_control_system())::text as system,
   round(extract(epoch from pg_postmaster_start_time()) * 1000000)::bigint::text as started,
   case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn() end::text as flushed,
@@ -58,6 +63,8 @@ interface RoleRow {
   replica: boolean;
   walfile: string | null;
   checkpoint_timeline: number | string | null;
+  /** A replica's timeline beside its checkpoint's: its WAL receiver's, its minimum recovery point's. */
+  follows?: number | string | null;
   system: string | null;
   /** The postmaster's start, µs since the epoch: one run of one server (whatever the session's time zone). */
   started?: string | null;
@@ -160,6 +167,8 @@ interface Answer {
   readonly server?: string;
   /** A primary's WAL flushed: what its replicas can have received. */
   readonly flushed?: bigint;
+  /** A replica's timeline: the highest it is seen on. */
+  readonly follows?: number;
 }
 
 const flights = new WeakMap<object, Flight>();
@@ -253,7 +262,13 @@ async function readRole(db: PgQueryable, timeout: number | undefined): Promise<A
       : { report: { role: 'primary', token }, ...known, flushed };
   }
   const lag = row.lag === null ? undefined : Math.max(0, Math.round(Number(row.lag)));
-  return { report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag }, ...known };
+  // Neither shown (greatest() skips nulls): the checkpoint's timeline.
+  const follows = Math.max(timeline, Number(row.follows ?? 0));
+  return {
+    report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag },
+    ...known,
+    follows,
+  };
 }
 
 /**
@@ -332,6 +347,9 @@ export function pgRoles<T extends PgQueryable>(
         return report;
       }
       primaries.lost(endpoint.target);
+      // A replica of a deposed primary (its timeline below the one a server is a primary on now)
+      // misses every write to the new primary, whatever it replayed: its lag is unknown.
+      if (primaries.above(system, answer.follows ?? timeline, started)) return { role: 'replica', token: report.token };
       const behind = primaries.since(system, lsn, started);
       // A split brain: which history it follows, and how far behind, is unknown.
       if (behind === undefined) return { role: 'replica', token: report.token };
@@ -502,6 +520,15 @@ class PrimaryWal {
     if ((this.#current(system, now, false, true).get(top)?.size ?? 0) > 1) return undefined;
     const first = timelines.get(top)?.find((s) => s.lsn > replayed);
     return first === undefined ? 0 : Math.max(0, now - first.at);
+  }
+
+  /**
+   * Whether a server of `system` is a primary now (not deposed, not silent) on a timeline above
+   * `timeline`: a replica on `timeline` follows a deposed primary, or none, and misses its writes.
+   */
+  above(system: string, timeline: number, now: number): boolean {
+    for (const t of this.#current(system, now).keys()) if (t > timeline) return true;
+    return false;
   }
 
   /**
