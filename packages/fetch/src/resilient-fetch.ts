@@ -785,7 +785,7 @@ function follow(signal: AbortSignal | undefined, controller: AbortController): (
   calls.add(controller);
   return () => {
     // Once the last call on it ends, nothing of ours stays on the caller's signal.
-    if (calls.delete(controller) && calls.size === 0 && followers.get(signal) === entry) {
+    if (calls.delete(controller) && calls.size === 0) {
       followers.delete(signal);
       signal.removeEventListener('abort', relay);
     }
