@@ -1,4 +1,3 @@
-import { defaultMaxListeners, getMaxListeners, setMaxListeners } from 'node:events';
 import { BreakerRegistry, breakerRegistry } from '@holdfast/breaker';
 import {
   type Bus,
@@ -359,8 +358,9 @@ class Client {
       expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
       hold: this.#hold,
     });
-    // Disposed meanwhile (a Request's body read, or only this await): nothing is sent.
-    if (this.#disposed) throw new DisposedError(this.#o.name);
+    // Disposed meanwhile (a Request's body read, or only this await): nothing is sent. A caller's
+    // signal aborted before the call came first: its reason wins, as it would have without dispose().
+    if (this.#disposed) throw plan.signal?.aborted ? plan.signal.reason : new DisposedError(this.#o.name);
     const at = this.#set === undefined ? undefined : this.#route(plan.url);
     const header = this.#o.idempotencyHeader;
     if (
@@ -756,6 +756,13 @@ class Call {
   }
 }
 
+/**
+ * The calls following each caller signal. One listener per signal, whatever the number of calls
+ * on it: a service passes one long-lived signal (its shutdown signal) to thousands of calls at
+ * once, and a listener per call passed Node's leak warning limit (1500 as fetch sets it) at 1501.
+ */
+const followers = new WeakMap<AbortSignal, { calls: Set<AbortController>; relay: () => void }>();
+
 /** Aborts `controller` when `signal` does, until the returned function is called. */
 function follow(signal: AbortSignal | undefined, controller: AbortController): () => void {
   if (signal === undefined) return noop;
@@ -763,23 +770,26 @@ function follow(signal: AbortSignal | undefined, controller: AbortController): (
     controller.abort(signal.reason);
     return noop;
   }
-  const relay = () => controller.abort(signal.reason);
-  roomOn(signal);
-  signal.addEventListener('abort', relay, { once: true });
-  return () => signal.removeEventListener('abort', relay);
-}
-
-/**
- * One caller signal often serves many calls at once (a shutdown signal), each with a listener of
- * ours on it while it runs: past 10, Node warns of a leak where there is none. As fetch itself
- * (`new Request()`) and core's policies do, a signal still at Node's default is given 1500.
- */
-function roomOn(signal: AbortSignal): void {
-  try {
-    if (getMaxListeners(signal) === defaultMaxListeners) setMaxListeners(1500, signal);
-  } catch {
-    // Not Node's AbortSignal (a polyfill): it does not count listeners.
+  let entry = followers.get(signal);
+  if (entry === undefined) {
+    const calls = new Set<AbortController>();
+    const relay = () => {
+      followers.delete(signal);
+      for (const call of calls) call.abort(signal.reason);
+    };
+    entry = { calls, relay };
+    followers.set(signal, entry);
+    signal.addEventListener('abort', relay, { once: true });
   }
+  const { calls, relay } = entry;
+  calls.add(controller);
+  return () => {
+    // Once the last call on it ends, nothing of ours stays on the caller's signal.
+    if (calls.delete(controller) && calls.size === 0) {
+      followers.delete(signal);
+      signal.removeEventListener('abort', relay);
+    }
+  };
 }
 
 function noop(): void {}
