@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
 
 /**
@@ -30,22 +30,13 @@ function advance(node: PgNode, n: number): void {
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica following a deposed primary', () => {
   let pair: PgPair;
-  const pools: pg.Pool[] = [];
-  const pool = (node: PgNode) => {
-    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 5_000 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
 
-  beforeAll(async () => {
-    pair = await startPgPair();
-  }, 90_000);
-
-  afterAll(async () => {
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 30_000);
+  const { pool } = usePgPair({
+    pool: { max: 2, connectionTimeoutMillis: 5_000 },
+    started: (started) => {
+      pair = started;
+    },
+  });
 
   it('takes no reads under maxLag (none stale), and takes them again once rebuilt as a replica of the new primary', async () => {
     const old = pair.primary;

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { pgRole, pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
+import { type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
  * `roles.maxLag` on a real PostgreSQL pair: an idle replica that streams from its primary is
@@ -22,24 +22,15 @@ async function until(what: () => boolean | Promise<boolean>, ms = 20_000): Promi
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: replica lag and maxLag', () => {
   let pair: PgPair;
-  const pools: pg.Pool[] = [];
-  const pool = (node: PgPair['primary']) => {
+
+  const { pool } = usePgPair({
     // Bounds no test asserts on: room for a loaded machine (load 20 on two cores), where a check or
     // a write waiting 500 ms for a connection timed out and the write found no primary.
-    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 5_000 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
-
-  beforeAll(async () => {
-    pair = await startPgPair();
-  }, 90_000);
-
-  afterAll(async () => {
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 30_000);
+    pool: { max: 2, connectionTimeoutMillis: 5_000 },
+    started: (started) => {
+      pair = started;
+    },
+  });
 
   it('a replica restarted while its primary is idle: it streams, replayed all it has, its lag is 0 again', async () => {
     const replica = pool(pair.replica);

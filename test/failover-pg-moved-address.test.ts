@@ -2,9 +2,10 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Endpoint } from '@holdfast/failover';
 import { type PgQueryable, pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
+import { type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
  * One `pgRoles()` shared by two sets. pgRoles took a target that reached another server than
@@ -59,23 +60,16 @@ describe.skipIf(!postgresAvailable())(
   () => {
     let pair: PgPair;
     let vip: Awaited<ReturnType<typeof movableAddress>> | undefined;
-    const pools: pg.Pool[] = [];
-    const pool = (connection: pg.PoolConfig) => {
-      const p = new pg.Pool({ ...connection, max: 2, connectionTimeoutMillis: 5_000 });
-      p.on('error', () => {});
-      pools.push(p);
-      return p;
-    };
 
-    beforeAll(async () => {
-      pair = await startPgPair();
-    }, 90_000);
-
-    afterAll(async () => {
-      await Promise.all(pools.map((p) => p.end().catch(() => {})));
-      vip?.close();
-      await pair?.stop();
-    }, 30_000);
+    const { pool } = usePgPair({
+      pool: { max: 2, connectionTimeoutMillis: 5_000 },
+      started: (started) => {
+        pair = started;
+      },
+      stopping() {
+        vip?.close();
+      },
+    });
 
     it('a replica of the old primary keeps an unknown lag while that primary is seen through the other set’s pool', async () => {
       const old = pair.primary;

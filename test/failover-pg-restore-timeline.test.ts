@@ -1,9 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Endpoint } from '@holdfast/failover';
 import { type PgQueryable, pgRole, pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
+import { type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
  * `pgRoles()` raises a replica's lag from its cluster's primary WAL, as seen by earlier checks. A
@@ -28,22 +29,13 @@ function advance(node: PgPair['primary'], n: number): void {
 
 describe.skipIf(!postgresAvailable())('pgRoles on PostgreSQL: a primary restored onto a lower timeline', () => {
   let pair: PgPair;
-  const pools: pg.Pool[] = [];
-  const pool = (node: PgPair['primary']) => {
-    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 500 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
 
-  beforeAll(async () => {
-    pair = await startPgPair();
-  }, 90_000);
-
-  afterAll(async () => {
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 30_000);
+  const { pool } = usePgPair({
+    pool: { max: 2, connectionTimeoutMillis: 500 },
+    started: (started) => {
+      pair = started;
+    },
+  });
 
   it("the restored primary's streaming replica, caught up, has lag 0, not the time since the lost timeline's WAL was seen", async () => {
     const timelineOf = (node: PgPair['primary']) =>

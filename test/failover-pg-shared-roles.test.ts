@@ -2,9 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
+import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
  * One `pgRoles()` shared by two failover sets running at once, each with pools of its own to the
@@ -23,15 +24,7 @@ async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promi
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: one pgRoles() shared by two sets', () => {
   let pair: PgPair;
-  const pools: pg.Pool[] = [];
   const sets: Failover<pg.Pool>[] = [];
-  const pool = (node: PgNode) => {
-    // Room for a loaded machine: no test asserts on these bounds.
-    const p = new pg.Pool({ ...node.connection, max: 3, connectionTimeoutMillis: 5_000 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
   /** A set over pools of its own to the primary and the replica. */
   const set = (name: string, roles: ReturnType<typeof pgRoles<pg.Pool>>, interval?: number) => {
     const db = failover({
@@ -57,17 +50,18 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: one pgRoles() sha
         (error: { code?: string }) => `failed: ${error.code}`,
       );
 
-  beforeAll(async () => {
-    pair = await startPgPair();
-    pair.primary.sql('create table shared_roles (id int primary key)');
-    await until(() => pair.replica.sql("select to_regclass('shared_roles') is not null") === 't');
-  }, 90_000);
-
-  afterAll(async () => {
-    for (const db of sets) db.dispose();
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 30_000);
+  const { pool } = usePgPair({
+    // Room for a loaded machine: no test asserts on these bounds.
+    pool: { max: 3, connectionTimeoutMillis: 5_000 },
+    async started(started) {
+      pair = started;
+      pair.primary.sql('create table shared_roles (id int primary key)');
+      await until(() => pair.replica.sql("select to_regclass('shared_roles') is not null") === 't');
+    },
+    stopping() {
+      for (const db of sets) db.dispose();
+    },
+  });
 
   it('both sets: the replica takes reads under maxLag, the primary takes writes, no split brain', async () => {
     // The check's timeout is not what is tested: room for a loaded machine.
@@ -145,29 +139,21 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a split brain, on
   let b: PgNode;
   let c: PgNode;
   let d: PgNode;
-  const pools: pg.Pool[] = [];
-  const pool = (node: PgNode) => {
-    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 5_000 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
 
-  beforeAll(async () => {
-    pair = await startPgPair();
-    b = pair.replica;
-    c = await pair.addReplica('pg-c', pair.primary);
-    await pair.primary.kill();
-    // Two replicas of one primary promoted apart: both on timeline 2. pg-d follows pg-b.
-    await b.promote();
-    await c.promote();
-    d = await pair.addReplica('pg-d', b);
-  }, 120_000);
-
-  afterAll(async () => {
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 60_000);
+  const { pool } = usePgPair({
+    pool: { max: 2, connectionTimeoutMillis: 5_000 },
+    async started(started) {
+      pair = started;
+      b = pair.replica;
+      c = await pair.addReplica('pg-c', pair.primary);
+      await pair.primary.kill();
+      // Two replicas of one primary promoted apart: both on timeline 2. pg-d follows pg-b.
+      await b.promote();
+      await c.promote();
+      d = await pair.addReplica('pg-d', b);
+    },
+    timeout: 120_000,
+  });
 
   it('still a split brain in both sets: a replica’s lag stays unknown, no read under maxLag', async () => {
     const roles = pgRoles<pg.Pool>({ interval: 200, timeout: 5_000, maxLag: 5_000 });

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus, createPolicyRegistry, type EventOf, healthReport } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
+import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
  * A split brain a user can see: two replicas of one primary promoted apart (both on timeline 2).
@@ -24,29 +24,21 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a split brain in 
   let pair: PgPair;
   let b: PgNode;
   let c: PgNode;
-  const pools: pg.Pool[] = [];
-  const pool = (node: PgNode) => {
-    const p = new pg.Pool({ ...node.connection, max: 2, connectionTimeoutMillis: 1_000, query_timeout: 1_000 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
 
-  beforeAll(async () => {
-    pair = await startPgPair();
-    pair.primary.sql('create table orders (id text primary key)');
-    b = pair.replica;
-    c = await pair.addReplica('pg-c', pair.primary);
-    await until(() => c.sql("select to_regclass('orders') is not null") === 't');
-    await pair.primary.kill();
-    await b.promote();
-    await c.promote();
-  }, 120_000);
-
-  afterAll(async () => {
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 60_000);
+  const { pool } = usePgPair({
+    pool: { max: 2, connectionTimeoutMillis: 1_000, query_timeout: 1_000 },
+    async started(started) {
+      pair = started;
+      pair.primary.sql('create table orders (id text primary key)');
+      b = pair.replica;
+      c = await pair.addReplica('pg-c', pair.primary);
+      await until(() => c.sql("select to_regclass('orders') is not null") === 't');
+      await pair.primary.kill();
+      await b.promote();
+      await c.promote();
+    },
+    timeout: 120_000,
+  });
 
   it('starts, lasts while one side is dead, ends when it is rebuilt as a replica: snapshot, health, one event each way', async () => {
     const bus = createBus();

@@ -2,9 +2,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import { describe, expect, it } from 'vitest';
+import { usePgPair } from './support/pg-pair-use.js';
+import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
  * A split brain on one timeline (two replicas of one primary promoted apart, both on timeline 2):
@@ -25,32 +25,26 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a split brain on 
   let pair: PgPair;
   let b: PgNode;
   let c: PgNode;
-  const pools: pg.Pool[] = [];
-  const pool = (node: PgNode) => {
-    const p = new pg.Pool({ ...node.connection, max: 4, connectionTimeoutMillis: 1_000, query_timeout: 1_000 });
-    p.on('error', () => {});
-    pools.push(p);
-    return p;
-  };
 
-  beforeAll(async () => {
-    pair = await startPgPair();
-    pair.primary.sql('create table orders (id text primary key)');
-    b = pair.replica;
-    c = await pair.addReplica('pg-c', pair.primary);
-    await until(() => b.sql("select to_regclass('orders') is not null") === 't');
-    await until(() => c.sql("select to_regclass('orders') is not null") === 't');
-    await pair.primary.kill();
-    // Two failover managers each promote "their" replica: both start timeline 2, apart.
-    await b.promote();
-    await c.promote();
-  }, 120_000);
-
-  afterAll(async () => {
-    c?.resume();
-    await Promise.all(pools.map((p) => p.end().catch(() => {})));
-    await pair?.stop();
-  }, 60_000);
+  const { pool } = usePgPair({
+    pool: { max: 4, connectionTimeoutMillis: 1_000, query_timeout: 1_000 },
+    async started(started) {
+      pair = started;
+      pair.primary.sql('create table orders (id text primary key)');
+      b = pair.replica;
+      c = await pair.addReplica('pg-c', pair.primary);
+      await until(() => b.sql("select to_regclass('orders') is not null") === 't');
+      await until(() => c.sql("select to_regclass('orders') is not null") === 't');
+      await pair.primary.kill();
+      // Two failover managers each promote "their" replica: both start timeline 2, apart.
+      await b.promote();
+      await c.promote();
+    },
+    stopping() {
+      c?.resume();
+    },
+    timeout: 120_000,
+  });
 
   it('one of the two frozen past its checks: no write is acknowledged by the other meanwhile', async () => {
     const timeline = 'select substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)';
