@@ -23,6 +23,7 @@ describe('anomalyWatch disposed by a listener of its own action (review)', () =>
       actions: {
         eject: {
           failover: {
+            name: 'api',
             endpoints: names.map((name) => ({ name })),
             eject: (name) => {
               ejected.push(name);
@@ -68,6 +69,7 @@ describe('anomalyWatch disposed by a listener of its own action (review)', () =>
       actions: {
         eject: {
           failover: {
+            name: 'api',
             endpoints: names.map((name) => ({ name })),
             // A real set tells its own failover.eject on the bus before it returns.
             eject: (name) => {
