@@ -278,9 +278,20 @@ export function shieldBus(bus: Bus, owner: string): Bus {
       `${owner}: the bus threw (reported once per bus); the call went on`,
       error,
     );
+  // An unsubscribe that is none (an EventEmitter adapter returns `this`) or throws: told, not
+  // thrown from a dispose() half done.
+  const unsubscribe =
+    (off: Unsubscribe): Unsubscribe =>
+    () => {
+      try {
+        off();
+      } catch (error) {
+        failed(error);
+      }
+    };
   return {
-    on: ((type: '*', listener: AnyListener) => bus.on(type, listener)) as Bus['on'],
-    once: ((type: '*', listener: AnyListener) => bus.once(type, listener)) as Bus['once'],
+    on: ((type: '*', listener: AnyListener) => unsubscribe(bus.on(type, listener))) as Bus['on'],
+    once: ((type: '*', listener: AnyListener) => unsubscribe(bus.once(type, listener))) as Bus['once'],
     wants(type) {
       try {
         return Boolean(bus.wants(type));
