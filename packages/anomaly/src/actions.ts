@@ -68,6 +68,8 @@ export class Actions {
   >();
   readonly #opened = new Set<string>();
   readonly #pending = new Map<string, Pending>();
+  /** Disposed, by the watch, maybe by a listener of an action under way: nothing more is done. */
+  #disposed = false;
   /**
    * The clock's monotonic time, on which latencies are measured: when an ejection runs out, and
    * so which call is its probe, must not move with a wall-clock step.
@@ -155,6 +157,7 @@ export class Actions {
   }
 
   dispose(): void {
+    this.#disposed = true;
     for (const endpoint of [...this.#ejected.keys()]) this.#restore(endpoint, 'disposed', true);
   }
 
@@ -162,7 +165,7 @@ export class Actions {
   #eject(key: string, probe?: number): void {
     const eject = this.o.eject;
     const pending = this.#pending.get(key);
-    if (eject === undefined || pending === undefined) return;
+    if (eject === undefined || pending === undefined || this.#disposed) return;
     // Back from an ejection that ran out: judged again only on calls it took since.
     if (probe === undefined && pending.after !== undefined && this.state(key).samples <= pending.after) return;
     const refuse = (endpoint: string, reason: string) => {
@@ -204,6 +207,11 @@ export class Actions {
     const runsOut = this.#elapsed() + eject.duration;
     if (!this.#ejectFrom(set, endpoint, eject.duration)) {
       refuse(endpoint, 'failover');
+      return;
+    }
+    // Disposed meanwhile (by a listener of the set's own failover.eject): put back, as dispose() does.
+    if (this.#disposed) {
+      this.guard('eject.failover', () => set.restore(endpoint), false);
       return;
     }
     const until = this.#states(set)?.find((e) => e.name === endpoint)?.ejectedUntil ?? undefined;
@@ -338,7 +346,7 @@ export class Actions {
 
   #openBreaker(key: string): void {
     const o = this.o.openBreaker;
-    if (o === undefined || this.#opened.has(key)) return;
+    if (o === undefined || this.#opened.has(key) || this.#disposed) return;
     const breaker = this.guard('openBreaker.breakerOf', () => o.breakerOf(key), undefined);
     if (breaker === undefined) {
       this.#report(key, 'openBreaker', key, false, 'unknown');

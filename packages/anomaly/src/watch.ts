@@ -375,9 +375,9 @@ class Watch implements AnomalyWatch {
     }
     const held = capKey(name);
     let key: string | typeof OVERFLOW = held;
-    // A stopwatch read across a clock step (negative) or a call never timed is no latency: counted,
-    // not measured, and never taken for the probe of an ejection (nor for its end).
-    const ms = latency >= 0 && latency < Number.POSITIVE_INFINITY ? latency : Number.NaN;
+    // A stopwatch read across a clock step (negative) or a call never timed (null, a BigInt) is no
+    // latency: counted, not measured, and never taken for the probe of an ejection (nor its end).
+    const ms = typeof latency === 'number' && latency >= 0 && latency < Number.POSITIVE_INFINITY ? latency : Number.NaN;
     let w = this.#keys.get(key);
     if (w === undefined) {
       // No room, and no key to give it up: counted under `_other` with the other keys past the cap.

@@ -110,16 +110,19 @@ abstract class Injection implements InjectionPolicy {
 /** Runs `fn` untouched, reusing the caller's context when an outer policy made one. */
 function passThrough<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
   if (options === undefined) return invoke(fn, new CallScope(undefined));
-  const scope = options instanceof CallScope ? options : new CallScope(options);
-  // Aborted already, or given a signal that is none: never run (it ran, then rejected: the effect
-  // done for a caller that had left), as every policy keeps the abort rules.
-  if (scope.aborted) {
-    const reason = scope.reason;
-    if (scope !== options) scope.release();
-    return Promise.reject(reason);
-  }
-  if (scope === options) return invokeIn(fn, scope);
-  return invokeIn(fn, scope).finally(() => scope.release());
+  if (options instanceof CallScope) return handOn(fn, options);
+  const scope = new CallScope(options);
+  return handOn(fn, scope).finally(() => scope.release());
+}
+
+/**
+ * Runs `fn` in `scope` unless its caller has left: aborted already (before the call, during an
+ * injected behavior, in the turn the kill switch ended a latency) or given a signal that is none,
+ * it never runs (it ran, then rejected: the effect done for nobody), as every policy keeps the
+ * abort rules.
+ */
+function handOn<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
+  return scope.aborted ? Promise.reject(scope.reason) : invokeIn(fn, scope);
 }
 
 class LatencyInjection extends Injection {
@@ -149,7 +152,7 @@ class LatencyInjection extends Injection {
         settle();
       }
     });
-    return invokeIn(fn, scope);
+    return handOn(fn, scope);
   }
 
   #delay(): number {
@@ -201,7 +204,8 @@ class OutcomeInjection extends Injection {
   }
 
   protected async inject<T>(_fn: Operation<T>, scope: CallScope): Promise<T> {
-    const value = (await this.#outcome(scope)) as T;
+    // The caller left while it was made: rejects with its reason, as a call of its own would.
+    const value = (await invokeIn(this.#outcome, scope)) as T;
     this.report(describeOutcome(value));
     return value;
   }
@@ -219,7 +223,7 @@ class BehaviorInjection extends Injection {
   protected async inject<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     this.report('behavior');
     await this.#behavior(scope);
-    return invokeIn(fn, scope);
+    return handOn(fn, scope);
   }
 }
 

@@ -122,12 +122,27 @@ class EventBus implements Bus {
   }
 
   on(type: EventType | '*', listener: AnyListener): Unsubscribe {
+    return this.#subscribe('on', type, listener, listener);
+  }
+
+  once(type: EventType | '*', listener: AnyListener): Unsubscribe {
+    // `listener` is checked, not the wrapper (a function whatever it is): a bad one threw only
+    // when the event came, as a listener error.
+    const off = this.#subscribe('once', type, listener, (event) => {
+      off();
+      listener(event);
+    });
+    return off;
+  }
+
+  /** Checks `type` and `listener` as given to bus[`method`]() and subscribes `run` to `type`. */
+  #subscribe(method: string, type: EventType | '*', listener: AnyListener, run: AnyListener): Unsubscribe {
     if (typeof type !== 'string') {
       // What it is, never what it holds: a listener passed first would print its source.
       const got = type == null ? String(type) : `a${typeof type === 'object' ? 'n' : ''} ${typeof type}`;
-      throw new TypeError(`bus.on(): type must be an event type string (got ${got})`);
+      throw new TypeError(`bus.${method}(): type must be an event type string (got ${got})`);
     }
-    if (typeof listener !== 'function') throw new TypeError(`bus.on("${type}"): listener must be a function`);
+    if (typeof listener !== 'function') throw new TypeError(`bus.${method}("${type}"): listener must be a function`);
     // A typo from JavaScript (`breaker.opened`) listened for ever and heard nothing. Still
     // subscribed: a newer package than this core may emit it on the shared bus.
     if (type !== '*' && !knownTypes.has(type) && !this.#unknownTold.has(type) && this.#unknownTold.size < 10) {
@@ -136,26 +151,18 @@ class EventBus implements Bus {
       const shown = JSON.stringify(type.length > 64 ? `${type.slice(0, 64)}…` : type);
       process.emitWarning(
         hideSecrets(
-          `bus.on(${shown}): @holdfast/core ${VERSION} knows no such event type (a typo, or a newer package's: update it)`,
+          `bus.${method}(${shown}): @holdfast/core ${VERSION} knows no such event type (a typo, or a newer package's: update it)`,
         ),
         { type: 'HoldfastWarning', code: 'HOLDFAST_UNKNOWN_EVENT' },
       );
     }
-    const subscription: Subscription = { listener, live: true };
+    const subscription: Subscription = { listener: run, live: true };
     this.#add(type, subscription);
     return () => {
       if (!subscription.live) return;
       subscription.live = false;
       this.#remove(type, subscription);
     };
-  }
-
-  once(type: EventType | '*', listener: AnyListener): Unsubscribe {
-    const off = this.on(type, (event) => {
-      off();
-      listener(event);
-    });
-    return off;
   }
 
   wants(type: EventType): boolean {
@@ -271,9 +278,20 @@ export function shieldBus(bus: Bus, owner: string): Bus {
       `${owner}: the bus threw (reported once per bus); the call went on`,
       error,
     );
+  // An unsubscribe that is none (an EventEmitter adapter returns `this`) or throws: told, not
+  // thrown from a dispose() half done.
+  const unsubscribe =
+    (off: Unsubscribe): Unsubscribe =>
+    () => {
+      try {
+        off();
+      } catch (error) {
+        failed(error);
+      }
+    };
   return {
-    on: ((type: '*', listener: AnyListener) => bus.on(type, listener)) as Bus['on'],
-    once: ((type: '*', listener: AnyListener) => bus.once(type, listener)) as Bus['once'],
+    on: ((type: '*', listener: AnyListener) => unsubscribe(bus.on(type, listener))) as Bus['on'],
+    once: ((type: '*', listener: AnyListener) => unsubscribe(bus.once(type, listener))) as Bus['once'],
     wants(type) {
       try {
         return Boolean(bus.wants(type));

@@ -42,14 +42,17 @@ export class CallScope implements CallContext {
     if (parent instanceof CallScope) {
       if (parent.#aborted) this.abort(parent.#reason);
       else this.#linkTo(parent);
-    } else if (parent?.signal != null) {
-      this.#follow(parent.signal);
+    } else if (parent != null) {
+      this.#follow(parent);
     }
   }
 
   /** Follows a caller's signal. null is no signal, as fetch reads it; anything else not a signal fails the call, told why. */
-  #follow(outer: AbortSignal): void {
+  #follow(options: ExecuteOptions): void {
     try {
+      // Read in here: options whose `signal` getter throws fail the call too, never throw from execute().
+      const outer = options.signal;
+      if (outer == null) return;
       if (!isSignal(outer)) this.abort(new TypeError(`signal must be an AbortSignal (got ${kindOf(outer)})`));
       else if (outer.aborted) this.abort(reasonOf(outer));
       // Linked to the signal's relay, not listening on the signal itself: one listener for all.

@@ -241,8 +241,13 @@ function describe(value: unknown): string {
   try {
     text ??= String(value);
   } catch {
-    // A null-prototype object has no toString: describing the bad value must not throw instead.
-    text = Object.prototype.toString.call(value);
+    // A null-prototype object has no toString; a Proxy whose traps throw (a revoked one) has no
+    // tag either: describing the bad value must not throw instead.
+    try {
+      text = Object.prototype.toString.call(value);
+    } catch {
+      text = 'a value that cannot be read';
+    }
   }
   // Hidden before cut: a cut that falls in a password leaves no `@` to find it by.
   text = hideSecrets(text);
