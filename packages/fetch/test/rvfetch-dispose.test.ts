@@ -25,42 +25,45 @@ describe('dispose() in the microtasks between the response and its return to the
     ['no breakers, no retries', { breaker: false, retry: false }],
     ['a hedge', { hedge: { delay: 60_000 } }],
     ['base URLs', 'baseUrls'],
-  ] as const)('the call rejects with E_DISPOSED or its body reads to the end, never a response cut (%s)', async (_, extra) => {
-    // dispose() from another promise chain (a shutdown path's continuation) lands k microtasks
-    // after fetch's response came: at every k, the call is unanswered (E_DISPOSED) or answered.
-    const got = new Map<string, number[]>();
-    for (let k = 0; k < 40; k++) {
-      const held: ServerResponse[] = [];
-      const s = await t.server((_, res) => {
-        res.writeHead(200);
-        res.write('first ');
-        held.push(res);
-      });
-      const options: ResilientFetchOptions = extra === 'baseUrls' ? { baseUrls: [s.url] } : extra;
-      let disposeLater = () => {};
-      const http = t.client({
-        ...options,
-        fetch: async (input, init) => {
-          const res = await fetch(input, init);
-          disposeLater();
-          return res;
-        },
-      });
-      disposeLater = () => {
-        let p = Promise.resolve();
-        for (let i = 0; i < k; i++) p = p.then(() => {});
-        void p.then(() => http.dispose());
-      };
-      const out = await outcome(http(extra === 'baseUrls' ? '/orders' : `${s.url}/orders`), () => {
-        for (const res of held) res.end('and last');
-      });
-      got.set(out, [...(got.get(out) ?? []), k]);
-      await s.close();
-    }
-    expect([...got.keys()].filter((out) => out !== 'error E_DISPOSED' && out !== 'body first and last')).toEqual([]);
-    // Both ends of the window were reached: dispose() early (unanswered) and late (answered).
-    expect(got.has('error E_DISPOSED') && got.has('body first and last')).toBe(true);
-  });
+  ] as const)(
+    'the call rejects with E_DISPOSED or its body reads to the end, never a response cut (%s)',
+    async (_, extra) => {
+      // dispose() from another promise chain (a shutdown path's continuation) lands k microtasks
+      // after fetch's response came: at every k, the call is unanswered (E_DISPOSED) or answered.
+      const got = new Map<string, number[]>();
+      for (let k = 0; k < 40; k++) {
+        const held: ServerResponse[] = [];
+        const s = await t.server((_, res) => {
+          res.writeHead(200);
+          res.write('first ');
+          held.push(res);
+        });
+        const options: ResilientFetchOptions = extra === 'baseUrls' ? { baseUrls: [s.url] } : extra;
+        let disposeLater = () => {};
+        const http = t.client({
+          ...options,
+          fetch: async (input, init) => {
+            const res = await fetch(input, init);
+            disposeLater();
+            return res;
+          },
+        });
+        disposeLater = () => {
+          let p = Promise.resolve();
+          for (let i = 0; i < k; i++) p = p.then(() => {});
+          void p.then(() => http.dispose());
+        };
+        const out = await outcome(http(extra === 'baseUrls' ? '/orders' : `${s.url}/orders`), () => {
+          for (const res of held) res.end('and last');
+        });
+        got.set(out, [...(got.get(out) ?? []), k]);
+        await s.close();
+      }
+      expect([...got.keys()].filter((out) => out !== 'error E_DISPOSED' && out !== 'body first and last')).toEqual([]);
+      // Both ends of the window were reached: dispose() early (unanswered) and late (answered).
+      expect(got.has('error E_DISPOSED') && got.has('body first and last')).toBe(true);
+    },
+  );
 });
 
 describe('dispose() then the caller aborts, in the same tick', { timeout: 30_000 }, () => {
