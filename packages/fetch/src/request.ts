@@ -58,9 +58,14 @@ function isRequest(input: FetchInput): input is Request {
   return typeof input === 'object' && 'method' in input && !(input instanceof URL);
 }
 
-/** The caller's signal: init's, or else a Request's own. */
+/**
+ * The caller's signal: init's, or else a Request's own. One that cannot be listened to (a string,
+ * `{}`) is refused with fetch's own TypeError; one from a polyfill is taken.
+ */
 export function signalOf(input: FetchInput, init: RequestInit | undefined): AbortSignal | undefined {
-  return init?.signal ?? (isRequest(input) ? input.signal : undefined);
+  const signal = init?.signal ?? (isRequest(input) ? input.signal : undefined);
+  if (signal === undefined || typeof signal.addEventListener === 'function') return signal;
+  throw new TypeError("Failed to construct 'Request': member signal is not of type AbortSignal.");
 }
 
 /** `new Headers(init)`; its error for a value it refuses quotes the value (a token with a newline in it): ours shows `***`. */

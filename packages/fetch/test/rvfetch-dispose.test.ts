@@ -78,3 +78,26 @@ describe('dispose() then the caller aborts, in the same tick', { timeout: 30_000
     expect(s.seen).toHaveLength(0);
   });
 });
+
+describe('a signal that is no AbortSignal', { timeout: 30_000 }, () => {
+  it.each([
+    ['a string', 'stop'],
+    ['a number', 42],
+    ['an object without addEventListener', { aborted: false }],
+  ])(
+    'is refused with a TypeError that names the signal, as fetch refuses it, sending nothing (%s)',
+    async (_, signal) => {
+      const s = await t.server(reply(200));
+      const http = t.client({});
+      const refused = await http(`${s.url}/orders`, { signal } as unknown as RequestInit).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(TypeError);
+      expect((refused as TypeError).message).toBe(
+        "Failed to construct 'Request': member signal is not of type AbortSignal.",
+      );
+      expect(s.seen).toHaveLength(0);
+    },
+  );
+});
