@@ -18,7 +18,6 @@ export interface Plan {
   /** False for a stream body: it can be sent once only. */
   readonly replayable: boolean;
   readonly init: RequestInit;
-  readonly signal: AbortSignal | undefined;
 }
 
 /**
@@ -26,10 +25,9 @@ export interface Plan {
  * once into bytes; a stream body given in `init` cannot be replayed and is sent once.
  */
 export async function planOf(input: FetchInput, init: RequestInit | undefined, limit: ReadLimit): Promise<Plan> {
-  if (typeof input === 'object' && 'method' in input && !(input instanceof URL)) {
-    const request = input as Request;
-    const signal = init?.signal ?? request.signal;
-    const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, signal, limit);
+  if (isRequest(input)) {
+    const request = input;
+    const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, limit);
     // What fetch honours of a Request besides URL, method, headers and body; init's own win.
     const merged: RequestInit = Object.assign(ownOptions(request), init);
     const headers = new Headers(request.headers);
@@ -43,7 +41,6 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
       body: init?.body !== undefined ? init.body : body,
       replayable: init?.body === undefined || isReplayable(init.body),
       init: merged,
-      signal,
     };
   }
   const body = init?.body ?? null;
@@ -54,8 +51,21 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, l
     body,
     replayable: isReplayable(body),
     init: init ?? {},
-    signal: init?.signal ?? undefined,
   };
+}
+
+function isRequest(input: FetchInput): input is Request {
+  return typeof input === 'object' && 'method' in input && !(input instanceof URL);
+}
+
+/**
+ * The caller's signal: init's, or else a Request's own. One that cannot be listened to (a string,
+ * `{}`) is refused with fetch's own TypeError; one from a polyfill is taken.
+ */
+export function signalOf(input: FetchInput, init: RequestInit | undefined): AbortSignal | undefined {
+  const signal = init?.signal ?? (isRequest(input) ? input.signal : undefined);
+  if (signal === undefined || typeof signal.addEventListener === 'function') return signal;
+  throw new TypeError("Failed to construct 'Request': member signal is not of type AbortSignal.");
 }
 
 /** `new Headers(init)`; its error for a value it refuses quotes the value (a token with a newline in it): ours shows `***`. */
@@ -73,40 +83,31 @@ function ownOptions(r: Request): RequestInit {
   return { credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy };
 }
 
-/** How long reading a `Request`'s body may take, and the error it fails with then. */
+/** How long reading a `Request`'s body may take, the error it fails with then, and what stops it before. */
 export interface ReadLimit {
   readonly ms: number;
   readonly clock: Clock;
   readonly expired: () => unknown;
-  /** Lets the client stop the read (its dispose()) while it runs; returns the release. */
-  readonly hold: (read: Abortable) => () => void;
-}
-
-/** What can be stopped with a reason: an AbortController, or a read in progress. */
-export interface Abortable {
-  abort(reason: unknown): void;
+  /** Aborts when the caller aborts or the client is disposed. */
+  readonly signal: AbortSignal;
 }
 
 /**
- * A `Request`'s body, read whole; the caller's abort and the time limit stop the read (a
- * stalled upload stream would otherwise hold the call forever, before any timeout started).
+ * A `Request`'s body, read whole; the caller's abort, dispose() and the time limit stop the read
+ * (a stalled upload stream would otherwise hold the call forever, before any timeout started).
  */
-async function readAll(
-  stream: ReadableStream<Uint8Array>,
-  signal: AbortSignal | null | undefined,
-  limit: ReadLimit,
-): Promise<Uint8Array> {
+async function readAll(stream: ReadableStream<Uint8Array>, limit: ReadLimit): Promise<Uint8Array> {
+  const { signal } = limit;
   const reader = stream.getReader();
   let stop!: (reason: unknown) => void;
   const stopped = new Promise<never>((_, reject) => {
     stop = reject;
   });
   stopped.catch(() => {});
-  const onAbort = () => stop((signal as AbortSignal).reason);
-  signal?.addEventListener('abort', onAbort, { once: true });
-  if (signal?.aborted) onAbort();
+  const onAbort = () => stop(signal.reason);
+  signal.addEventListener('abort', onAbort, { once: true });
+  if (signal.aborted) onAbort();
   const timer = limit.clock.setTimeout(() => stop(limit.expired()), limit.ms);
-  const release = limit.hold({ abort: stop });
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {
@@ -120,9 +121,8 @@ async function readAll(
     reader.cancel(error).catch(() => {});
     throw error;
   } finally {
-    signal?.removeEventListener('abort', onAbort);
+    signal.removeEventListener('abort', onAbort);
     limit.clock.clearTimeout(timer);
-    release();
   }
   const bytes = new Uint8Array(size);
   let at = 0;

@@ -31,7 +31,6 @@ import { HttpError } from './errors.js';
 import { type ParsedFetchOptions, type ResilientFetchOptions, resilientFetchOptionsSchema } from './options.js';
 import { Redactor } from './redact.js';
 import {
-  type Abortable,
   absoluteUrl,
   attemptInit,
   discard,
@@ -43,6 +42,7 @@ import {
   planOf,
   rebase,
   restUnder,
+  signalOf,
 } from './request.js';
 
 /** `fetch`'s own signature. */
@@ -180,14 +180,10 @@ class Client {
   /** The per-host limiters, least recently used first. */
   readonly #limiters = new Map<string, Limiter>();
   /**
-   * What stops each call not yet answered (and each Request body being read): dispose() aborts
+   * What stops each call not yet answered (its Request's body read included): dispose() aborts
    * them. A set, not a listener per call on one long-lived signal (thousands of calls at once).
    */
-  readonly #unanswered = new Set<Abortable>();
-  readonly #hold = (stop: Abortable) => {
-    this.#unanswered.add(stop);
-    return () => this.#unanswered.delete(stop);
-  };
+  readonly #unanswered = new Set<AbortController>();
   #disposed = false;
 
   constructor(o: ParsedFetchOptions) {
@@ -352,35 +348,40 @@ class Client {
 
   async fetch(input: FetchInput, init: RequestInit | undefined): Promise<Response> {
     if (this.#disposed) throw new DisposedError(this.#o.name);
-    const plan = await planOf(input, init, {
-      ms: this.#totalMs,
-      clock: this.#clock,
-      expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
-      hold: this.#hold,
-    });
-    // Disposed meanwhile (a Request's body read, or only this await): nothing is sent. A caller's
-    // signal aborted before the call came first: its reason wins, as it would have without dispose().
-    if (this.#disposed) throw plan.signal?.aborted ? plan.signal.reason : new DisposedError(this.#o.name);
-    const at = this.#set === undefined ? undefined : this.#route(plan.url);
-    const header = this.#o.idempotencyHeader;
-    if (
-      this.#o.idempotencyKey === 'auto' &&
-      (plan.method === 'POST' || plan.method === 'PATCH') &&
-      !plan.headers.get(header) // a blank key is no key (Headers trims it to '')
-    ) {
-      plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
-    }
-    // After the headers, the caller's abort and the total deadline still stop the body read.
-    // Not AbortSignal.any(): on Node 20 each one leaves an entry on the caller's signal for
-    // good, and a service passes one long-lived signal (its shutdown signal) to every call.
+    // From the call on, the caller's abort or dispose(), whichever comes first, stops it: a
+    // Request's body being read, its waits, its request; after it is answered, its body (with
+    // the total deadline). Not AbortSignal.any(): on Node 20 each one leaves an entry on the
+    // caller's signal for good, and a service passes one long-lived signal (its shutdown
+    // signal) to every call.
     const deadline = new AbortController();
-    const unfollow = follow(plan.signal, deadline);
-    const call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal, at);
-    const start = this.#elapsed();
-    let response: Response;
-    // Until the response comes, dispose() stops the call as the caller's abort would: its waits, its request.
+    const unfollow = follow(signalOf(input, init), deadline);
+    // Until the response reaches the caller, dispose() stops the call as the caller's abort would.
     this.#unanswered.add(deadline);
+    let plan: Plan;
+    let call: Call;
+    let start: number;
+    let response: Response;
     try {
+      plan = await planOf(input, init, {
+        ms: this.#totalMs,
+        clock: this.#clock,
+        expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
+        signal: deadline.signal,
+      });
+      // Disposed meanwhile (a Request's body read, or only this await): nothing is sent, and the
+      // call rejects with E_DISPOSED, or with the caller's reason if its abort came first.
+      if (this.#disposed) throw deadline.signal.reason;
+      const at = this.#set === undefined ? undefined : this.#route(plan.url);
+      const header = this.#o.idempotencyHeader;
+      if (
+        this.#o.idempotencyKey === 'auto' &&
+        (plan.method === 'POST' || plan.method === 'PATCH') &&
+        !plan.headers.get(header) // a blank key is no key (Headers trims it to '')
+      ) {
+        plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
+      }
+      call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal, at);
+      start = this.#elapsed();
       try {
         response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: deadline.signal });
       } catch (error) {
@@ -389,6 +390,9 @@ class Client {
         if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
         response = failed.response;
       }
+      // Disposed (or aborted) after the answer came, before it reached the caller: unanswered,
+      // the call rejects, as a microtask earlier (its body, read under `deadline`, is cut already).
+      deadline.signal.throwIfAborted();
     } catch (error) {
       unfollow();
       throw error;
