@@ -2,8 +2,8 @@ import { randomUUID } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
-import { idempotent, memoryStore, redisStore } from '../src/index.js';
 import { idempotency } from '../src/express.js';
+import { idempotent, memoryStore, redisStore } from '../src/index.js';
 import { connect, disconnectAll } from './redis.js';
 
 // ttlMs is how long Redis (or the memory store) keeps a result: a TTL, never a timer. A 30-day
@@ -25,7 +25,7 @@ describe.skipIf(!redisAvailable())('ttlMs longer than a Node timer can wait', ()
   it('keeps a result for 30 days in Redis, and replays it', async () => {
     const prefix = `ttl30:${randomUUID()}:`;
     let runs = 0;
-    const charge = idempotent(async (order: { id: string }) => ++runs, {
+    const charge = idempotent(async (_order: { id: string }) => ++runs, {
       store: redisStore({ client, prefix }),
       key: (order) => order.id,
       ttlMs: 30 * DAY,
@@ -40,7 +40,7 @@ describe.skipIf(!redisAvailable())('ttlMs longer than a Node timer can wait', ()
   it('keeps a result for 30 days in memory, and replays it', async () => {
     let runs = 0;
     const store = memoryStore();
-    const charge = idempotent(async (order: { id: string }) => ++runs, { store, key: (o) => o.id, ttlMs: 30 * DAY });
+    const charge = idempotent(async (_order: { id: string }) => ++runs, { store, key: (o) => o.id, ttlMs: 30 * DAY });
     expect([await charge({ id: 'o-1' }), await charge({ id: 'o-1' }), runs]).toEqual([1, 1, 1]);
     store.dispose();
   });
@@ -54,7 +54,9 @@ describe.skipIf(!redisAvailable())('ttlMs longer than a Node timer can wait', ()
   it('still refuses a ttlMs Redis cannot keep, naming it', () => {
     const store = memoryStore();
     expect(() => idempotent(async () => 1, { store, key: () => 'k', ttlMs: 1e16 })).toThrow(/ttlMs/);
-    expect(() => idempotent(async () => 1, { store, key: () => 'k', ttlMs: Number.POSITIVE_INFINITY })).toThrow(/ttlMs/);
+    expect(() => idempotent(async () => 1, { store, key: () => 'k', ttlMs: Number.POSITIVE_INFINITY })).toThrow(
+      /ttlMs/,
+    );
     store.dispose();
   });
 });
