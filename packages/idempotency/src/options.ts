@@ -156,8 +156,8 @@ export const idempotentOptionsSchema = z.strictObject({
    * @default 60_000
    */
   leaseMs: timerDuration.default(60_000),
-  /** How long a completed result is replayed. @default 86_400_000 (24 h) */
-  ttlMs: positiveDurationOption.default(86_400_000),
+  /** How long a completed result is replayed, up to 1e15 ms (not a timer: 30 days is fine). @default 86_400_000 (24 h) */
+  ttlMs: z.number().finite().positive().max(1e15).default(86_400_000),
   /**
    * Wait for a running duplicate to finish instead of failing at once with
    * `E_IDEMPOTENCY_CONFLICT`: poll every `interval` ms, for at most `timeout` ms.
