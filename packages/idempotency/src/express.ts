@@ -5,7 +5,7 @@
 import type { ServerResponse } from 'node:http';
 import { HoldfastConfigError } from '@holdfast/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
-import { type BodyRead, bodyOf, captureRawBody, discardRest, readBody } from './http/body.js';
+import { type BodyRead, bodyOf, captureRawBody, discardRest, readBody, streamOf } from './http/body.js';
 import type { BodyCollector } from './http/capture.js';
 import {
   type Decision,
@@ -16,7 +16,7 @@ import {
   problem,
   type Run,
 } from './http/index.js';
-import { captureNodeResponse, type Ending, sendRaw } from './http/node.js';
+import { captureNodeResponse, type Ending, headersSent, sendRaw } from './http/node.js';
 import { UnreadableUploadError, uploadsFingerprinted, uploadsOf } from './http/uploads.js';
 
 /** Options of the Express middleware: see the README for each, with its default. */
@@ -69,7 +69,7 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
     const view = new NodeRequestView(req.method, req.originalUrl, req.headers, bytes, req);
     const act = (decision: Decision): void => {
       // A timeout middleware answered while the body was read or the store asked: nothing runs.
-      if (res.headersSent) {
+      if (headersSent(res)) {
         if (decision.action === 'run') void decision.run.abandon('E_INCOMPLETE');
         return;
       }
@@ -180,7 +180,8 @@ function hangUp(res: Response): void {
  * unset. (A body read to its end here, an empty one, is destroyed once it ended: not gone.)
  */
 function connectionGone(req: Request): boolean {
-  return req.destroyed && !req.readableEnded;
+  const stream = streamOf(req);
+  return stream.destroyed && !stream.endEmitted;
 }
 
 /**

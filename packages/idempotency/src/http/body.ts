@@ -40,12 +40,30 @@ export function bodyOf(req: IncomingMessage): BodyBytes {
   // Read by a layer before us that kept it elsewhere (not `req.body`): every body would look
   // like none, and another body with the same key replay the first's response.
   // An empty body we read ourselves (an idempotency() mounted before this one) ended the stream.
-  if (req.readableEnded)
+  if (streamOf(req).endEmitted)
     return r.body !== undefined ? { status: 'parsed', body: r.body } : readEmpty.has(req) ? NONE : GONE;
   return { status: 'unread' };
 }
 
 const has = Object.hasOwn;
+
+/**
+ * A request's stream state, read from its own `_readableState`, not through Readable's getters
+ * (`readableEnded`, `destroyed`, `readableHighWaterMark`, which read the same fields): Express
+ * gives every request a map of its own, and each getter was looked up along its prototype chain
+ * (a megamorphic miss, then another for `_readableState` inside it) on every guarded request. A
+ * stream without that state (not Node's) is asked through its getters.
+ */
+export function streamOf(req: IncomingMessage): ReadableStateView {
+  const state = (req as { _readableState?: ReadableStateView })._readableState;
+  if (state !== undefined) return state;
+  return {
+    length: req.readableLength,
+    endEmitted: req.readableEnded,
+    destroyed: req.destroyed,
+    highWaterMark: req.readableHighWaterMark,
+  };
+}
 const GONE: BodyBytes = { status: 'gone' };
 const NONE: BodyBytes = { status: 'bytes', body: undefined };
 /** Requests whose empty body (chunked, no chunk) {@link readAndRestore} read to its end: nothing to put back. */
@@ -150,7 +168,7 @@ export function readBody(req: IncomingMessage, limit: number, then: BodyDone): v
     !(req instanceof IncomingMessage) ||
     length === undefined ||
     length > limit ||
-    length >= req.readableHighWaterMark
+    length >= streamOf(req).highWaterMark
   ) {
     readAndRestore(req, limit).then(then);
     return;
@@ -207,17 +225,32 @@ function watchThroughRoot(req: IncomingMessage, done: BodyDone): boolean {
   if (state === undefined || state.length > 0 || state.endEmitted || state.destroyed || req.complete) return false;
   const methods = requestRoots.get(root) ?? patchRequestRoot(root);
   // Anything in between that does not call on to the root's push would hide the body from us.
-  const r = req as unknown as RootMethods;
-  if (r.push !== methods.push || r._destroy !== methods._destroy) return false;
+  if (!callsRoot(req, root, methods)) return false;
   rootWatches.set(req, new RootWatch(done));
   return true;
 }
 
-/** What {@link watchThroughRoot} reads of a Node stream's `_readableState` (public getters read the same). */
-interface ReadableStateView {
+/**
+ * Whether `req.push` and `req._destroy` are the watching ones `root` was given: the root still
+ * has them, and nothing before it in the request's chain (the request itself, its app's request
+ * object) has its own. Asked with hasOwn and on the root, not read through the request: on an
+ * Express request (a map of its own) each read was a slow lookup along its chain.
+ */
+function callsRoot(req: object, root: object, methods: RootMethods): boolean {
+  const r = root as RootMethods;
+  if (r.push !== methods.push || r._destroy !== methods._destroy) return false;
+  for (let o: object | null = req; o !== root && o !== null; o = Object.getPrototypeOf(o)) {
+    if (has(o, 'push') || has(o, '_destroy')) return false;
+  }
+  return true;
+}
+
+/** What the middleware reads of a Node stream's `_readableState` (public getters read the same). */
+export interface ReadableStateView {
   readonly length: number;
   readonly endEmitted: boolean;
   readonly destroyed: boolean;
+  readonly highWaterMark: number;
 }
 
 type Push = (this: IncomingMessage, chunk: unknown, encoding?: BufferEncoding) => boolean;

@@ -17,6 +17,17 @@ export function sentStatus(res: ServerResponse): number | undefined {
   return sent >= 100 && sent <= 999 ? sent : res.statusCode;
 }
 
+/**
+ * `res.headersSent`, read from Node's own `_header` where the response has it (the getter reads
+ * the same): on an Express response (a map of its own) the getter was looked up along its
+ * prototype chain, then `_header` again inside it, on every guarded request. A response without
+ * it (not Node's) is asked through its getter.
+ */
+export function headersSent(res: ServerResponse): boolean {
+  const head = (res as { _header?: unknown })._header;
+  return head === undefined ? res.headersSent : Boolean(head);
+}
+
 /** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
 export function sendRaw(res: ServerResponse, response: HttpResponse): void {
   res.writeHead(response.status, response.headers as OutgoingHttpHeaders);
@@ -75,7 +86,9 @@ export function captureNodeResponse(res: ServerResponse, run: Run, ending?: Endi
     patchInstance(res, capture);
   }
   const socket = res.socket;
-  watchTimeout((res as { req?: IncomingMessage }).req?.socket);
+  // The response's socket is its request's (its connection), once it has one: read through the
+  // request only for a pipelined response that has none yet.
+  watchTimeout(socket ?? (res as { req?: IncomingMessage }).req?.socket);
   // A pipelined response queued behind another on its connection has no socket yet, and gets
   // no 'close' if the connection goes first: its connection's close says its client left.
   if (socket === null) queueBehind(res, () => run.lostUnlessEnded(() => sentStatus(res)));
