@@ -28,79 +28,86 @@ function advance(node: PgNode, n: number): void {
   for (let i = 0; i < n; i++) node.sql('insert into filler default values; select pg_switch_wal()');
 }
 
-describe.skipIf(!postgresAvailable())('failover on PostgreSQL: the new primary misses checks beside a deposed one', () => {
-  let pair: PgPair;
-  let follower: PgNode;
-  let db: Failover<pg.Pool> | undefined;
+describe.skipIf(!postgresAvailable())(
+  'failover on PostgreSQL: the new primary misses checks beside a deposed one',
+  () => {
+    let pair: PgPair;
+    let follower: PgNode;
+    let db: Failover<pg.Pool> | undefined;
 
-  const { pool } = usePgPair({
-    // A read sent to the frozen primary ends (query_timeout) and fails.
-    pool: { max: 2, connectionTimeoutMillis: 5_000, query_timeout: 500 },
-    async started(started) {
-      pair = started;
-      pair.primary.sql('create table orders (id int primary key)');
-      follower = await pair.addReplica('pg-follower', pair.primary);
-    },
-    stopping() {
-      pair?.replica.resume();
-      db?.dispose();
-    },
-  });
-
-  it('a replica of the deposed primary serves no read while the promoted primary is frozen', async () => {
-    const old = pair.primary;
-    const promoted = pair.replica;
-    db = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: [
-        { name: 'old', target: pool(old) },
-        { name: 'promoted', target: pool(promoted) },
-        { name: 'follower', target: pool(follower) },
-      ],
-      roles: pgRoles({ interval: 100, timeout: 300, maxLag: 1_000 }),
-      retry: false,
+    const { pool } = usePgPair({
+      // A read sent to the frozen primary ends (query_timeout) and fails.
+      pool: { max: 2, connectionTimeoutMillis: 5_000, query_timeout: 500 },
+      async started(started) {
+        pair = started;
+        pair.primary.sql('create table orders (id int primary key)');
+        follower = await pair.addReplica('pg-follower', pair.primary);
+      },
+      stopping() {
+        pair?.replica.resume();
+        db?.dispose();
+      },
     });
-    const set = db;
-    const endpoint = (n: string) => set.snapshot().endpoints.find((e) => e.name === n);
-    await until(() => endpoint('old')?.discovered === 'primary' && endpoint('follower')?.lag === 0);
 
-    const oldLsn = old.sql('select pg_current_wal_lsn()');
-    await until(() => promoted.sql(`select pg_last_wal_replay_lsn() >= '${oldLsn}'`) === 't');
-    await promoted.promote();
-    advance(old, 4);
-    const ran = old.sql('select pg_current_wal_lsn()');
-    await until(() => follower.sql(`select pg_last_wal_replay_lsn() >= '${ran}'`) === 't');
-    await until(() => endpoint('promoted')?.discovered === 'primary');
-    for (let i = 1; i <= 20; i++) await set.execute((e) => e.target.query('insert into orders (id) values ($1)', [i]));
-    await until(() => endpoint('follower')?.lag === null);
+    it('a replica of the deposed primary serves no read while the promoted primary is frozen', async () => {
+      const old = pair.primary;
+      const promoted = pair.replica;
+      db = failover({
+        bus: createBus(),
+        policies: false,
+        endpoints: [
+          { name: 'old', target: pool(old) },
+          { name: 'promoted', target: pool(promoted) },
+          { name: 'follower', target: pool(follower) },
+        ],
+        roles: pgRoles({ interval: 100, timeout: 300, maxLag: 1_000 }),
+        retry: false,
+      });
+      const set = db;
+      const endpoint = (n: string) => set.snapshot().endpoints.find((e) => e.name === n);
+      await until(() => endpoint('old')?.discovered === 'primary' && endpoint('follower')?.lag === 0);
 
-    const served: string[] = [];
-    let stale = 0;
-    const read = async () => {
-      const r = await set
-        .execute(
-          async (e) => ({
-            endpoint: e.name,
-            seen: (await e.target.query<{ n: number }>('select count(*)::int as n from orders')).rows[0]?.n ?? 0,
-          }),
-          { intent: 'read' },
-        )
-        .catch(() => undefined);
-      if (r === undefined) return;
-      served.push(r.endpoint);
-      if (r.seen < 20) stale++;
-    };
-    promoted.freeze();
-    try {
-      // Its checks time out (300 ms): reads for 2 s, one every 20 ms.
-      for (let i = 0; i < 100; i++) {
-        await read();
-        await sleep(20);
+      const oldLsn = old.sql('select pg_current_wal_lsn()');
+      await until(() => promoted.sql(`select pg_last_wal_replay_lsn() >= '${oldLsn}'`) === 't');
+      await promoted.promote();
+      advance(old, 4);
+      const ran = old.sql('select pg_current_wal_lsn()');
+      await until(() => follower.sql(`select pg_last_wal_replay_lsn() >= '${ran}'`) === 't');
+      await until(() => endpoint('promoted')?.discovered === 'primary');
+      for (let i = 1; i <= 20; i++)
+        await set.execute((e) => e.target.query('insert into orders (id) values ($1)', [i]));
+      await until(() => endpoint('follower')?.lag === null);
+
+      const served: string[] = [];
+      let stale = 0;
+      const read = async () => {
+        const r = await set
+          .execute(
+            async (e) => ({
+              endpoint: e.name,
+              seen: (await e.target.query<{ n: number }>('select count(*)::int as n from orders')).rows[0]?.n ?? 0,
+            }),
+            { intent: 'read' },
+          )
+          .catch(() => undefined);
+        if (r === undefined) return;
+        served.push(r.endpoint);
+        if (r.seen < 20) stale++;
+      };
+      promoted.freeze();
+      try {
+        // Its checks time out (300 ms): reads for 2 s, one every 20 ms.
+        for (let i = 0; i < 100; i++) {
+          await read();
+          await sleep(20);
+        }
+      } finally {
+        promoted.resume();
       }
-    } finally {
-      promoted.resume();
-    }
-    expect({ stale, fromFollower: served.filter((s) => s === 'follower').length }).toEqual({ stale: 0, fromFollower: 0 });
-  }, 120_000);
-});
+      expect({ stale, fromFollower: served.filter((s) => s === 'follower').length }).toEqual({
+        stale: 0,
+        fromFollower: 0,
+      });
+    }, 120_000);
+  },
+);

@@ -115,9 +115,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain ro
       retry: false,
     });
     await until(() =>
-      ['a', 'b', 'follower', 'cascade'].every(
-        (n) => endpoint(n)?.discovered === (n === 'a' ? 'primary' : 'replica'),
-      ),
+      ['a', 'b', 'follower', 'cascade'].every((n) => endpoint(n)?.discovered === (n === 'a' ? 'primary' : 'replica')),
     );
     expect(await write(1, 20)).toEqual(Array(20).fill('a'));
     // Acknowledged is not yet streamed (synchronous_commit is off here): a read within maxLag of a
