@@ -1,10 +1,9 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { usePgPair } from './support/pg-pair-use.js';
+import { advance, readOrders, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -14,19 +13,6 @@ import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.
  * promoted primary misses checks (frozen: a stall, a partition from the service). The follower has
  * none of the promoted primary's writes whether or not that primary answers this second.
  */
-
-async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await what())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
-
-function advance(node: PgNode, n: number): void {
-  node.sql('create table if not exists filler (id serial primary key, at timestamptz default now())');
-  for (let i = 0; i < n; i++) node.sql('insert into filler default values; select pg_switch_wal()');
-}
 
 describe.skipIf(!postgresAvailable())(
   'failover on PostgreSQL: the new primary misses checks beside a deposed one',
@@ -78,36 +64,18 @@ describe.skipIf(!postgresAvailable())(
         await set.execute((e) => e.target.query('insert into orders (id) values ($1)', [i]));
       await until(() => endpoint('follower')?.lag === null);
 
-      const served: string[] = [];
-      let stale = 0;
-      const read = async () => {
-        const r = await set
-          .execute(
-            async (e) => ({
-              endpoint: e.name,
-              seen: (await e.target.query<{ n: number }>('select count(*)::int as n from orders')).rows[0]?.n ?? 0,
-            }),
-            { intent: 'read' },
-          )
-          .catch(() => undefined);
-        if (r === undefined) return;
-        served.push(r.endpoint);
-        if (r.seen < 20) stale++;
-      };
       promoted.freeze();
+      let reads: Awaited<ReturnType<typeof readOrders>>;
       try {
         // Its checks time out (300 ms): reads for 2 s, one every 20 ms.
-        for (let i = 0; i < 100; i++) {
-          await read();
-          await sleep(20);
-        }
+        reads = await readOrders(set, 100, 20, 20);
       } finally {
         promoted.resume();
       }
-      expect({ stale, fromFollower: served.filter((s) => s === 'follower').length }).toEqual({
-        stale: 0,
-        fromFollower: 0,
-      });
+      expect({
+        stale: reads.stale.length,
+        fromFollower: reads.served.filter((s) => s === 'follower').length,
+      }).toEqual({ stale: 0, fromFollower: 0 });
     }, 120_000);
   },
 );

@@ -4,7 +4,7 @@ import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { usePgPair } from './support/pg-pair-use.js';
+import { advance, readOrders, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -17,20 +17,6 @@ import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.
  * streams) costs reads, never freshness: a replica cascading from the promoted server takes none
  * until a restartpoint records the new timeline, or `GRANT pg_read_all_stats TO app`.
  */
-
-async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await what())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
-
-/** Writes and switches WAL segments (1 MB each): the LSN moves `n` segments on. */
-function advance(node: PgNode, n: number): void {
-  node.sql('create table if not exists filler (id serial primary key, at timestamptz default now())');
-  for (let i = 0; i < n; i++) node.sql('insert into filler default values; select pg_switch_wal()');
-}
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain role (no pg_monitor)', () => {
   let pair: PgPair;
@@ -62,27 +48,6 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain ro
 
   const name = (e: { name: string }) => e.name;
   const endpoint = (n: string) => db?.snapshot().endpoints.find((e) => e.name === n);
-
-  /** `n` reads through the set: which endpoint served each, and those that missed acknowledged writes. */
-  async function reads(n: number, acked: number) {
-    const stale: { endpoint: string; seen: number }[] = [];
-    const served: string[] = [];
-    for (let i = 0; i < n; i++) {
-      const r = await (db as Failover<pg.Pool>)
-        .execute(
-          async (e) => ({
-            endpoint: e.name,
-            seen: (await e.target.query<{ n: number }>('select count(*)::int as n from orders')).rows[0]?.n ?? 0,
-          }),
-          { intent: 'read' },
-        )
-        .catch(() => undefined);
-      if (r === undefined) continue;
-      served.push(r.endpoint);
-      if (r.seen < acked) stale.push(r);
-    }
-    return { stale, served };
-  }
 
   async function write(from: number, to: number): Promise<string[]> {
     const reached: string[] = [];
@@ -123,7 +88,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain ro
     for (const node of [pair.replica, follower, cascade])
       await until(() => node.sql('select count(*) from orders') === '20');
     await until(() => ['b', 'follower', 'cascade'].every((n) => endpoint(n)?.lag === 0));
-    const before = await reads(30, 20);
+    const before = await readOrders(db as Failover<pg.Pool>, 30, 20);
     expect(before.stale).toEqual([]);
     expect(new Set(before.served).size).toBeGreaterThan(1);
     expect(before.served).not.toContain('a');
@@ -147,7 +112,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain ro
     await until(() => cascade.sql('select count(*) from orders') === '40');
     // Past maxLag since the first write the follower never gets.
     await sleep(1_500);
-    const after = await reads(30, 40);
+    const after = await readOrders(db as Failover<pg.Pool>, 30, 40);
     expect(after.stale).toEqual([]);
     expect(endpoint('follower')?.lag).toBe(null);
     // The cascading replica streams timeline 2, which this role cannot see before a restartpoint:
@@ -158,7 +123,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain ro
     old.sql('select 1'); // the deposed primary is still up
     promoted.sql('grant pg_read_all_stats to app');
     await until(() => endpoint('cascade')?.lag === 0);
-    const granted = await reads(30, 40);
+    const granted = await readOrders(db as Failover<pg.Pool>, 30, 40);
     expect(granted.stale).toEqual([]);
     expect(granted.served).toContain('cascade');
     expect(endpoint('follower')?.lag).toBe(null);
@@ -166,7 +131,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL through a plain ro
     // Rebuilt from the new primary, the deposed primary's follower takes reads again.
     await follower.rebuildAsReplicaOf(promoted);
     await until(() => endpoint('follower')?.lag === 0);
-    const rebuilt = await reads(30, 40);
+    const rebuilt = await readOrders(db as Failover<pg.Pool>, 30, 40);
     expect(rebuilt.stale).toEqual([]);
     expect(rebuilt.served).toContain('follower');
     // The deposed primary takes no write.
