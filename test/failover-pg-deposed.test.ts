@@ -3,8 +3,8 @@ import { createBus } from '@holdfast/core';
 import { failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import { describe, expect, it } from 'vitest';
-import { usePgPair } from './support/pg-pair-use.js';
-import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
+import { advance, readOrders, until, usePgPair } from './support/pg-pair-use.js';
+import { type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
 
 /**
  * A failover on real PostgreSQL: the replica is promoted (timeline 2), the old primary, deposed,
@@ -13,20 +13,6 @@ import { type PgNode, type PgPair, postgresAvailable, startPgPair } from './supp
  * misses every write made on the new primary, and under maxLag it must take no reads, until it is
  * re-pointed to the new primary.
  */
-
-async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await what())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await sleep(20);
-  }
-}
-
-/** Writes and switches WAL segments (1 MB each): the LSN moves `n` segments on. */
-function advance(node: PgNode, n: number): void {
-  node.sql('create table if not exists filler (id serial primary key, at timestamptz default now())');
-  for (let i = 0; i < n; i++) node.sql('insert into filler default values; select pg_switch_wal()');
-}
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica following a deposed primary', () => {
   let pair: PgPair;
@@ -63,25 +49,6 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
       roles: pgRoles({ interval: 100, timeout: 5_000, maxLag: 1_000 }),
       retry: false,
     });
-    const readAll = async (n: number, acked: number) => {
-      const stale: { endpoint: string; seen: number }[] = [];
-      const served: string[] = [];
-      for (let i = 0; i < n; i++) {
-        const r = await db
-          .execute(
-            async (e) => {
-              const q = await e.target.query<{ n: number }>('select count(*)::int as n from orders');
-              return { endpoint: e.name, seen: q.rows[0]?.n ?? 0 };
-            },
-            { intent: 'read' },
-          )
-          .catch(() => undefined);
-        if (r === undefined) continue;
-        served.push(r.endpoint);
-        if (r.seen < acked) stale.push(r);
-      }
-      return { stale, served };
-    };
     try {
       await until(() => {
         const s = db.snapshot().endpoints;
@@ -98,14 +65,14 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
       expect(promoted.sql('select count(*) from orders')).toBe('20');
       // Well past maxLag since the first write the follower never gets.
       await sleep(1_500);
-      const before = await readAll(20, acked);
+      const before = await readOrders(db, 20, acked);
       expect(before.stale).toEqual([]);
       expect(db.snapshot().endpoints.find((e) => e.name === 'follower')?.lag).toBe(null);
 
       // Re-pointed: rebuilt from the new primary (pg_basebackup), it has every write and takes reads.
       await follower.rebuildAsReplicaOf(promoted);
       await until(() => db.snapshot().endpoints.find((e) => e.name === 'follower')?.lag === 0);
-      const after = await readAll(20, acked);
+      const after = await readOrders(db, 20, acked);
       expect(after.stale).toEqual([]);
       expect(after.served).toContain('follower');
     } finally {
@@ -135,25 +102,6 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
         roles: pgRoles({ interval: 100, timeout: 5_000, maxLag: 1_000 }),
         retry: false,
       });
-      const reads = async (acked: number) => {
-        let stale = 0;
-        const served: string[] = [];
-        for (let i = 0; i < 20; i++) {
-          const r = await db
-            .execute(
-              async (e) => ({
-                endpoint: e.name,
-                seen: (await e.target.query<{ n: number }>('select count(*)::int as n from orders')).rows[0]?.n ?? 0,
-              }),
-              { intent: 'read' },
-            )
-            .catch(() => undefined);
-          if (r === undefined) continue;
-          served.push(r.endpoint);
-          if (r.seen < acked) stale++;
-        }
-        return { stale, served };
-      };
       try {
         await until(() => db.snapshot().endpoints.find((e) => e.name === 'promoted')?.discovered === 'primary');
         await until(() => db.snapshot().endpoints.find((e) => e.name === 'follower')?.discovered === 'replica');
@@ -163,7 +111,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
         // (Waited for: a check of the follower answered before the new primary's first one judges
         // it by its own figures, for one interval.)
         await until(() => db.snapshot().endpoints.find((e) => e.name === 'follower')?.lag === null);
-        expect((await reads(20)).stale).toBe(0);
+        expect((await readOrders(db, 20, 20)).stale).toEqual([]);
 
         // Re-pointed (primary_conninfo reloaded): it follows timeline 2 (recovery_target_timeline
         // latest), before any restartpoint on it, and gets its reads back.
@@ -171,8 +119,8 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
         follower.sql('select pg_reload_conf()');
         await until(() => follower.sql('select count(*) from orders') === '20');
         await until(() => db.snapshot().endpoints.find((e) => e.name === 'follower')?.lag === 0);
-        const after = await reads(20);
-        expect(after.stale).toBe(0);
+        const after = await readOrders(db, 20, 20);
+        expect(after.stale).toEqual([]);
         expect(after.served).toContain('follower');
       } finally {
         db.dispose();

@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Failover } from '@holdfast/failover';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 import { type PgNode, type PgPair, startPgPair } from './postgres.js';
@@ -48,4 +50,44 @@ export function usePgPair(options: {
       return p;
     },
   };
+}
+
+/** Polls `what` every 20 ms until it holds; throws after `ms`. */
+export async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await what())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(20);
+  }
+}
+
+/** Writes on `node` and switches WAL segments (1 MB each): its LSN moves `n` segments on. */
+export function advance(node: PgNode, n: number): void {
+  node.sql('create table if not exists filler (id serial primary key, at timestamptz default now())');
+  for (let i = 0; i < n; i++) node.sql('insert into filler default values; select pg_switch_wal()');
+}
+
+/**
+ * `n` reads of `select count(*) from orders` through `db` (`pause` ms apart): which endpoint served
+ * each, and those that saw fewer than `acked` rows. A failed read counts in neither.
+ */
+export async function readOrders(db: Failover<pg.Pool>, n: number, acked: number, pause = 0) {
+  const stale: { endpoint: string; seen: number }[] = [];
+  const served: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const r = await db
+      .execute(
+        async (e) => ({
+          endpoint: e.name,
+          seen: (await e.target.query<{ n: number }>('select count(*)::int as n from orders')).rows[0]?.n ?? 0,
+        }),
+        { intent: 'read' },
+      )
+      .catch(() => undefined);
+    if (pause > 0) await sleep(pause);
+    if (r === undefined) continue;
+    served.push(r.endpoint);
+    if (r.seen < acked) stale.push(r);
+  }
+  return { stale, served };
 }

@@ -448,11 +448,12 @@ class PrimaryWal {
   saw(target: object, server: Server, system: string, timeline: number, lsn: bigint, at: number, stale: number): void {
     const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
-    // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone).
+    // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone). One
+    // seen before the promotion is deposed from the first check that sees the promoted one: it was
+    // not, and with the promoted primary's next check failed, its replicas read lag 0 and took reads.
     const deposed =
-      before?.timeline === timeline && before.system === system && at - before.at <= before.stale
-        ? before.deposed
-        : [...this.#current(system, at).keys()].some((t) => t > timeline);
+      (before?.timeline === timeline && before.system === system && at - before.at <= before.stale && before.deposed) ||
+      [...this.#current(system, at).keys()].some((t) => t > timeline);
     // Two servers primaries on one timeline, both answering: a split brain. One of them silent
     // since is still one of the two (it may be the side the operator keeps).
     let split = false;
@@ -524,10 +525,15 @@ class PrimaryWal {
 
   /**
    * Whether a server of `system` is a primary now (not deposed, not silent) on a timeline above
-   * `timeline`: a replica on `timeline` follows a deposed primary, or none, and misses its writes.
+   * `timeline`, or, with none now, was seen on one (kept beside a deposed primary: the promoted one
+   * missed a check): a replica on `timeline` follows a deposed primary, or none, and misses its
+   * writes. Judged on the primaries now alone, a promoted primary frozen for a check let the
+   * replicas of the deposed one read lag 0.
    */
   above(system: string, timeline: number, now: number): boolean {
-    for (const t of this.#current(system, now).keys()) if (t > timeline) return true;
+    const current = this.#current(system, now);
+    for (const t of current.size > 0 ? current.keys() : (this.#seen.get(system)?.keys() ?? []))
+      if (t > timeline) return true;
     return false;
   }
 
