@@ -95,7 +95,7 @@ describe('faultProxy review: the kill switch', () => {
       load: {
         rate: 50,
         duration: 900,
-        timeout: 200,
+        timeout: 2_000,
         request: async () => {
           const c = client(p);
           await once(c, 'connect');
