@@ -41,3 +41,14 @@ export function throwsOnce(): AdapterOff {
     };
   };
 }
+
+/**
+ * The broken adapters, for `it.each`: its name, what it makes of each subscription, and how many
+ * of `subscribed` listeners no unsubscribe can take off (all, with no unsubscribe; the one that throws).
+ */
+export function brokenAdapters(): [string, AdapterOff, (subscribed: number) => number][] {
+  return [
+    ['returns the emitter', returnsEmitter, (subscribed) => subscribed],
+    ['throws for one subscription', throwsOnce(), () => 1],
+  ];
+}
