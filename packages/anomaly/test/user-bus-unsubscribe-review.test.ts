@@ -5,37 +5,21 @@
  * never cleared and endpoints it took out were never put back. The bus is told once instead
  * (HOLDFAST_BUS_ERROR), as a throw from its emit() is, and dispose() finishes.
  */
-import { EventEmitter } from 'node:events';
-import { type Bus, ManualClock } from '@holdfast/core';
+import { ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
+import { emitterBus, returnsEmitter } from '../../../test/support/user-bus.js';
 import { recordWarnings, tick } from '../../../test/support/warnings.js';
 import { anomalyWatch } from '../src/index.js';
 
 const warnings = recordWarnings();
 
-function emitterBus(off: (emitter: EventEmitter, type: string, listener: () => void) => unknown): Bus {
-  const emitter = new EventEmitter();
-  return {
-    on(type: string, listener: () => void) {
-      emitter.on(type, listener);
-      return off(emitter, type, listener);
-    },
-    once(type: string, listener: () => void) {
-      emitter.once(type, listener);
-      return off(emitter, type, listener);
-    },
-    wants: () => true,
-    emit: (event: { type: string }) => void emitter.emit(event.type, event),
-  } as unknown as Bus;
-}
-
 describe('anomalyWatch on a user bus whose unsubscribe is broken (review)', () => {
   it('dispose() finishes, and the bus is told once', async () => {
     const buses = [
-      emitterBus((emitter) => emitter),
+      emitterBus(returnsEmitter).bus,
       emitterBus(() => () => {
         throw new Error('adapter closed');
-      }),
+      }).bus,
     ];
     for (const bus of buses) {
       const watch = anomalyWatch({ bus, clock: new ManualClock(0), interval: 1000 });

@@ -8,6 +8,7 @@ import {
   type HoldfastEvent,
   parseOptions,
   realClock,
+  shieldBus,
   stateChangeEvents,
 } from '@holdfast/core';
 import { type NodeHandler, sendJson } from './health.js';
@@ -43,7 +44,8 @@ const HEARTBEAT_MS = 15_000;
  */
 export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   const o = parseOptions('dashboard', dashboardOptionsSchema, options);
-  const bus = o.bus ?? globalBus;
+  // A user's bus whose unsubscribe is none or throws must not leave close() half done (see shieldBus).
+  const bus = shieldBus(o.bus ?? globalBus, 'dashboard');
   const clock = o.clock ?? realClock;
   const state = new DashboardState(bus, o.policies ?? globalPolicies, () => clock.now());
   const feed = new Feed(bus, clock, o.interval, () => `event: snapshot\ndata: ${state.json()}\n\n`);

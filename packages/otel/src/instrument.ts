@@ -8,6 +8,7 @@ import {
   PolicyLabels,
   parseOptions,
   plainPolicies,
+  shieldBus,
   stateChangeEvents,
 } from '@holdfast/core';
 import { type MeterProvider, metrics, trace } from '@opentelemetry/api';
@@ -69,7 +70,9 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const tracer = (o.tracerProvider ?? trace.getTracerProvider()).getTracer(scope.name, scope.version);
   const spanTypes = new Set<EventType>(o.spans ? [...callEvents, ...stateChangeEvents] : []);
 
-  const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
+  // A user's bus whose unsubscribe is none or throws must not leave stop() half done (see shieldBus).
+  const shielded = shieldBus(bus, 'instrument');
+  const on = shielded.on.bind(shielded) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
   // The meter and the spans listen apart: a meter that throws must not cost the trace its events.
   // Each hides what it exports as it exports it (the source here, the rest in its handler).
   const offs = [
@@ -80,7 +83,7 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
     ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, labelled(event, label)))),
   ];
   // A proxy's toxics as emitted: proxies are labelled apart (see chaos.ts).
-  if (chaos) offs.push(bus.on('chaos.toxic', chaos.toxic));
+  if (chaos) offs.push(shielded.on('chaos.toxic', chaos.toxic));
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
   if (typeof policies.onUnregister === 'function') {
     offs.push(

@@ -17,6 +17,7 @@ import {
   readBreaker,
   readBudget,
   readFailover,
+  shieldBus,
 } from '@holdfast/core';
 import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
 import { type CollectOptions, collectOptionsSchema } from './options.js';
@@ -53,7 +54,8 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const o = parseOptions('collect', collectOptionsSchema, options);
   const registry: Registry = o.registry ?? register;
   const policies = plainPolicies(o.policies ?? globalPolicies);
-  const bus = o.bus ?? globalBus;
+  // A user's bus whose unsubscribe is none or throws must not leave stop() half done (see shieldBus).
+  const bus = shieldBus(o.bus ?? globalBus, 'collect');
   const names: string[] = [];
   const name = (suffix: string) => {
     const full = o.prefix + suffix;
