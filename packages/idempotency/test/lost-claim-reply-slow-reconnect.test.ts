@@ -3,6 +3,7 @@
  * `commandTimeout`): the store's withdrawal of it must land, whatever the reconnection went
  * through, or the key is held for the claim's lease with nothing running.
  */
+import { once } from 'node:events';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lossyProxy } from '../../../test/support/lost-reply.js';
@@ -26,6 +27,9 @@ describe.skipIf(!redisAvailable())('a claim whose reply was lost, its connection
     try {
       const store = redisStore({ client, commandTimeout: 100, prefix: 'lost-claim:' });
       const otherStore = redisStore({ client: other, commandTimeout: 1_000, prefix: 'lost-claim:' });
+      // Connected first: the store's 100 ms covers this test's lost reply, not a first connection
+      // on a loaded machine (it ran past 100 ms at load 9 and the warm-up claim failed).
+      if (client.status !== 'ready') await once(client, 'ready');
       await store.claim('warm', 'fp', 10_000); // the script is loaded: the next claim is one EVALSHA
       const lost = lossy.loseNextReply(undefined, 5_000);
       const claim = store.claim('k', 'fp', 10_000).catch((e: { code?: string }) => e.code);
