@@ -81,9 +81,7 @@ class TimeoutPolicy implements Policy {
       scope.release();
       return Promise.reject(scope.reason);
     }
-    return this.aggressive
-      ? this.#race(fn, scope)
-      : this.#cooperate(fn, scope, callerOf(options));
+    return this.aggressive ? this.#race(fn, scope) : this.#cooperate(fn, scope, callerOf(options));
   }
 
   async #cooperate<T>(fn: Operation<T>, scope: CallScope, caller: Caller): Promise<T> {
