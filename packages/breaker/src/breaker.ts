@@ -150,7 +150,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     // A call the caller already aborted is not run, nor counted.
     if (options instanceof CallScope) {
       if (options.aborted) return Promise.reject(options.reason);
-    } else if (options?.signal != null) {
+    } else if (CallScope.abortable(options)) {
       // The caller's signal is followed by a scope made here, before the gate: one that is no
       // signal (a string, `{}`) refuses the call as an aborted one does. It ran and counted.
       const scope = new CallScope(options);

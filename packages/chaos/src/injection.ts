@@ -139,8 +139,14 @@ class LatencyInjection extends Injection {
   protected async inject<T>(fn: Operation<T>, scope: CallScope): Promise<T> {
     const ms = this.#delay();
     this.report(`+${Math.round(ms)} ms`);
+    // Its latency function or a chaos.inject listener aborted the caller or turned chaos off: no wait.
+    if (!scope.aborted && !state.off) await this.#wait(ms, scope);
+    return handOn(fn, scope);
+  }
+
+  #wait(ms: number, scope: CallScope): Promise<void> {
     const clock = this.#clock;
-    await new Promise<void>((resolve, reject) => {
+    return new Promise<void>((resolve, reject) => {
       const timer = clock.setTimeout(() => end(resolve), ms, { ref: true });
       // The kill switch ends the wait at once (the call runs), and so does the caller's abort.
       const unwatch = onSwitchOff(() => end(resolve));
@@ -148,11 +154,10 @@ class LatencyInjection extends Injection {
       function end(settle: () => void): void {
         clock.clearTimeout(timer);
         unwatch();
-        stop(); // set by then: execute() turned an aborted call away before inject()
+        stop(); // set by then: an aborted call never waits
         settle();
       }
     });
-    return handOn(fn, scope);
   }
 
   #delay(): number {

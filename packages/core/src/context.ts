@@ -76,6 +76,21 @@ export class CallScope implements CallContext {
   }
 
   /**
+   * Whether a call with `options` can be aborted: an outer scope, or a signal given. Never throws:
+   * a `signal` getter that throws counts as a signal, so that the scope made for it fails the
+   * call, told why (read in a policy's no-signal fast path, it threw from `execute()`).
+   */
+  static abortable(options: ExecuteOptions | undefined): boolean {
+    if (options == null) return false;
+    if (options instanceof CallScope) return true;
+    try {
+      return options.signal != null;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
    * The scope that stands for a caller's plain AbortSignal while calls hold it: one abort
    * listener on the signal, however many calls share it (a shutdown or request signal). With
    * one listener per call, 1,501 calls in flight printed a MaxListenersExceededWarning, and each
@@ -249,6 +264,12 @@ function kindOf(value: unknown): string {
 
 /** The attempt number an outer policy passed down (its context is our options), else 1. */
 export function attemptOf(options: ExecuteOptions | undefined): number {
-  const attempt = (options as { attempt?: unknown } | undefined)?.attempt;
-  return typeof attempt === 'number' ? attempt : 1;
+  try {
+    const attempt = (options as { attempt?: unknown } | undefined)?.attempt;
+    return typeof attempt === 'number' ? attempt : 1;
+  } catch {
+    // Options that throw on any read (a Proxy over state that is gone): the scope's read of their
+    // signal fails the call, told why; a throw here escaped execute().
+    return 1;
+  }
 }

@@ -81,9 +81,7 @@ class TimeoutPolicy implements Policy {
       scope.release();
       return Promise.reject(scope.reason);
     }
-    return this.aggressive
-      ? this.#race(fn, scope)
-      : this.#cooperate(fn, scope, options instanceof CallScope ? options : options?.signal);
+    return this.aggressive ? this.#race(fn, scope) : this.#cooperate(fn, scope, callerOf(options));
   }
 
   async #cooperate<T>(fn: Operation<T>, scope: CallScope, caller: Caller): Promise<T> {
@@ -148,5 +146,18 @@ class TimeoutPolicy implements Policy {
     }
     scope.abort(error);
     return error;
+  }
+}
+
+/**
+ * What tells the caller's abort once the deadline cut the scope off from it. The signal is read
+ * again: a getter that throws now (it did not for the scope) is taken for none, never thrown.
+ */
+function callerOf(options: ExecuteOptions | undefined): Caller {
+  if (options instanceof CallScope) return options;
+  try {
+    return options?.signal ?? undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -402,7 +402,7 @@ class FailoverSet<T> implements Failover<T> {
     // A signal of the caller's own, read as every policy reads it (a scope): one that is no
     // AbortSignal fails the call before it runs (it ran once with 'abort' as its signal), and a
     // polyfill's, aborted without a reason, fails it with an AbortError (it rejected with undefined).
-    if (!(options instanceof CallScope) && options?.signal != null) {
+    if (!(options instanceof CallScope) && CallScope.abortable(options)) {
       const scope = new CallScope(options);
       const { aborted, reason } = scope;
       scope.release();

@@ -59,12 +59,14 @@ function isRequest(input: FetchInput): input is Request {
 }
 
 /**
- * The caller's signal: init's, or else a Request's own. One that cannot be listened to (a string,
- * `{}`) is refused with fetch's own TypeError; one from a polyfill is taken.
+ * The caller's signal: init's, or else a Request's own; init's `null` is none, over a Request's
+ * too, as fetch reads it. One that cannot be listened to (a string, `{}`) is refused with fetch's
+ * own TypeError; one from a polyfill is taken.
  */
 export function signalOf(input: FetchInput, init: RequestInit | undefined): AbortSignal | undefined {
-  const signal = init?.signal ?? (isRequest(input) ? input.signal : undefined);
-  if (signal === undefined || typeof signal.addEventListener === 'function') return signal;
+  const signal = init?.signal !== undefined ? init.signal : isRequest(input) ? input.signal : undefined;
+  if (signal == null) return undefined;
+  if (typeof signal.addEventListener === 'function') return signal;
   throw new TypeError("Failed to construct 'Request': member signal is not of type AbortSignal.");
 }
 

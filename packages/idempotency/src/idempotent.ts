@@ -196,7 +196,7 @@ class Runner<I, R> {
   call(input: I, options: ExecuteOptions | undefined): Promise<R> {
     // A pipeline's context is linked to as it is: reading its `signal` made an AbortController
     // per call, aborted or not.
-    if (!(options instanceof CallScope) && options?.signal === undefined) return this.#call(input, undefined);
+    if (!CallScope.abortable(options)) return this.#call(input, undefined);
     // Followed through a scope, as every policy follows a caller's signal: a shutdown signal
     // shared by more than 10 waiting calls would have Node warn of a leak where there is none.
     const caller: Caller<R> = { scope: new CallScope(options), result: undefined };

@@ -98,7 +98,7 @@ class SlotBulkhead implements Bulkhead {
     // A free slot and no signal (none given, no outer scope): nothing can abort the call. Kept
     // small so that it inlines; everything else takes #admit.
     if (this.#running < this.maxConcurrent && !this.#disposed && !(options instanceof CallScope)) {
-      if (options?.signal === undefined) {
+      if (!CallScope.abortable(options)) {
         this.#running++;
         return this.#runFree(fn, new CallScope(options));
       }

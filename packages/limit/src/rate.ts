@@ -153,15 +153,21 @@ export abstract class RateLimiterBase implements RateLimiter {
     const given = CallScope.given(options) as
       | (RateLimitExecuteOptions & { [DECIDED]?: Decided; [TAKEN]?: (undo: () => void) => void })
       | undefined;
-    const key = given?.key ?? undefined;
-    const cost = given?.cost ?? 1;
-    // Told only of a decision on the request's own key: a limit the limiter counts under a key of
-    // its own (every user's, a tenant's) is other clients' business.
-    const told = this.ownKey === undefined && key !== undefined ? given?.[DECIDED] : undefined;
-    // Only the middleware asks how to give back (a request a later policy did not admit).
-    const taken = given?.[TAKEN];
-    const at = taken ? this.common.elapsed() : 0;
+    let key: string | undefined;
+    let cost: number;
+    let told: Decided | undefined;
+    let taken: ((undo: () => void) => void) | undefined;
+    let at: number;
+    // Options that throw when read (a Proxy over state that is gone) reject, never throw at the call.
     try {
+      key = given?.key ?? undefined;
+      cost = given?.cost ?? 1;
+      // Told only of a decision on the request's own key: a limit the limiter counts under a key of
+      // its own (every user's, a tenant's) is other clients' business.
+      told = this.ownKey === undefined && key !== undefined ? given?.[DECIDED] : undefined;
+      // Only the middleware asks how to give back (a request a later policy did not admit).
+      taken = given?.[TAKEN];
+      at = taken ? this.common.elapsed() : 0;
       decision = this.take(key, cost);
     } catch (error) {
       return Promise.reject(error);
@@ -204,7 +210,7 @@ export abstract class RateLimiterBase implements RateLimiter {
     }
     undo?.(decision);
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
-    if (!(options instanceof CallScope) && options?.signal === undefined) {
+    if (!CallScope.abortable(options)) {
       // No signal and no outer scope: nothing can abort the call, nothing to detach from.
       return invoke(fn, new CallScope(options));
     }
