@@ -60,20 +60,17 @@ export class StoreUnavailableError extends HoldfastError {
   readonly key: string;
   /** The store operation that failed. */
   readonly operation: 'claim' | 'complete' | 'release';
-  /** The store cannot answer again (its Redis client ended): trying again is pointless. */
-  readonly final: boolean;
 
   constructor(
     source: string,
     operation: 'claim' | 'complete' | 'release',
     key: string,
     reason: string,
-    options?: { cause?: unknown; final?: boolean },
+    options?: { cause?: unknown },
   ) {
     super('E_STORE_UNAVAILABLE', `${source}: ${operation} of key ${quote(key)} failed: ${reason}`, options);
     this.key = key;
     this.operation = operation;
-    this.final = options?.final === true;
   }
 }
 

@@ -180,7 +180,7 @@ export class RedisStore implements IdempotencyStore {
     abandoned?: (sent: Promise<unknown>) => void,
   ): Promise<unknown> {
     const { client } = this;
-    if (client.status === 'end') return Promise.reject(this.#ended(operation, key));
+    if (client.status === 'end') return Promise.reject(this.#unavailable(operation, key, ENDED));
     const redisKey = this.keyOf(key);
     return new Promise((resolve, reject) => {
       let sent: Promise<unknown> | undefined;
@@ -229,7 +229,7 @@ export class RedisStore implements IdempotencyStore {
           client.once('ready', this.#onReady);
           client.once('end', this.#onEnd);
         }
-        this.#waiting.set(send, () => finish(() => reject(this.#ended(operation, key))));
+        this.#waiting.set(send, () => finish(() => reject(this.#unavailable(operation, key, ENDED))));
       }
     });
   }
@@ -417,11 +417,6 @@ export class RedisStore implements IdempotencyStore {
 
   #unavailable(operation: Operation, key: string, reason: string, cause?: unknown): StoreUnavailableError {
     return new StoreUnavailableError(this.name, operation, key, reason, { cause });
-  }
-
-  /** The client ended (quit, disconnect, or ioredis gave up): final, no retry will be answered. */
-  #ended(operation: Operation, key: string): StoreUnavailableError {
-    return new StoreUnavailableError(this.name, operation, key, ENDED, { final: true });
   }
 }
 

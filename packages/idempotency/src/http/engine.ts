@@ -505,9 +505,7 @@ export class HttpIdempotency<Req> implements RunOwner {
           return await this.store.complete(stored, token, outcome, this.options.ttlMs);
         return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
       } catch (error) {
-        // Not against a store that cannot answer again (its client ended, as in a shutdown that
-        // disconnected before the server finished): each response waited completeTimeoutMs.
-        const retry = error instanceof StoreUnavailableError && !error.final && this.elapsed() + 100 < deadline;
+        const retry = error instanceof StoreUnavailableError && this.elapsed() + 100 < deadline;
         this.#storeError('complete', key, error, true);
         if (error instanceof IdempotencyValueError) return 'unstorable';
         if (!retry) return 'failed';
