@@ -1,9 +1,7 @@
-import { createBus } from '@holdfast/core';
-import { type Failover, failover } from '@holdfast/failover';
-import { pgRoles } from '@holdfast/failover/pg';
+import type { Failover } from '@holdfast/failover';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { advance, readOrders, until, usePgPair } from './support/pg-pair-use.js';
+import { advance, deposedSet, readOrders, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -38,17 +36,7 @@ describe.skipIf(!postgresAvailable())(
     it('a replica of the deposed primary serves no read while the promoted primary is frozen', async () => {
       const old = pair.primary;
       const promoted = pair.replica;
-      db = failover({
-        bus: createBus(),
-        policies: false,
-        endpoints: [
-          { name: 'old', target: pool(old) },
-          { name: 'promoted', target: pool(promoted) },
-          { name: 'follower', target: pool(follower) },
-        ],
-        roles: pgRoles({ interval: 100, timeout: 300, maxLag: 1_000 }),
-        retry: false,
-      });
+      db = deposedSet(pool, { old, promoted, follower }, 300);
       const set = db;
       const endpoint = (n: string) => set.snapshot().endpoints.find((e) => e.name === n);
       await until(() => endpoint('old')?.discovered === 'primary' && endpoint('follower')?.lag === 0);

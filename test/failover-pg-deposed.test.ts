@@ -1,9 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createBus } from '@holdfast/core';
-import { failover } from '@holdfast/failover';
-import { pgRoles } from '@holdfast/failover/pg';
 import { describe, expect, it } from 'vitest';
-import { advance, readOrders, until, usePgPair } from './support/pg-pair-use.js';
+import { advance, deposedSet, readOrders, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgPair, postgresAvailable, startPgPair } from './support/postgres.js';
 
 /**
@@ -38,17 +35,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
     const oldLsn = old.sql('select pg_current_wal_lsn()');
     await until(() => follower.sql(`select pg_last_wal_replay_lsn() >= '${oldLsn}'`) === 't');
 
-    const db = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: [
-        { name: 'old', target: pool(old) },
-        { name: 'promoted', target: pool(promoted) },
-        { name: 'follower', target: pool(follower) },
-      ],
-      roles: pgRoles({ interval: 100, timeout: 5_000, maxLag: 1_000 }),
-      retry: false,
-    });
+    const db = deposedSet(pool, { old, promoted, follower });
     try {
       await until(() => {
         const s = db.snapshot().endpoints;
@@ -91,17 +78,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica followi
       await until(() => promoted.sql(`select pg_last_wal_replay_lsn() >= '${oldLsn}'`) === 't');
       await until(() => follower.sql(`select pg_last_wal_replay_lsn() >= '${oldLsn}'`) === 't');
       await promoted.promote();
-      const db = failover({
-        bus: createBus(),
-        policies: false,
-        endpoints: [
-          { name: 'old', target: pool(old) },
-          { name: 'promoted', target: pool(promoted) },
-          { name: 'follower', target: pool(follower) },
-        ],
-        roles: pgRoles({ interval: 100, timeout: 5_000, maxLag: 1_000 }),
-        retry: false,
-      });
+      const db = deposedSet(pool, { old, promoted, follower });
       try {
         await until(() => db.snapshot().endpoints.find((e) => e.name === 'promoted')?.discovered === 'primary');
         await until(() => db.snapshot().endpoints.find((e) => e.name === 'follower')?.discovered === 'replica');

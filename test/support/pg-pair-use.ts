@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Failover } from '@holdfast/failover';
+import { createBus } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import { pgRoles } from '@holdfast/failover/pg';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 import { type PgNode, type PgPair, startPgPair } from './postgres.js';
@@ -90,4 +92,27 @@ export async function readOrders(db: Failover<pg.Pool>, n: number, acked: number
     if (r.seen < acked) stale.push(r);
   }
   return { stale, served };
+}
+
+/**
+ * A set over a deposed primary (`old`), the replica promoted in its place and a replica still
+ * following the old one, each through its own pool; roles from `pgRoles()` checked every 100 ms,
+ * reads under a `maxLag` of 1 s. The caller disposes it.
+ */
+export function deposedSet(
+  pool: PgPairUse['pool'],
+  servers: { old: PgNode; promoted: PgNode; follower: PgNode },
+  timeout = 5_000,
+): Failover<pg.Pool> {
+  return failover({
+    bus: createBus(),
+    policies: false,
+    endpoints: [
+      { name: 'old', target: pool(servers.old) },
+      { name: 'promoted', target: pool(servers.promoted) },
+      { name: 'follower', target: pool(servers.follower) },
+    ],
+    roles: pgRoles({ interval: 100, timeout, maxLag: 1_000 }),
+    retry: false,
+  });
 }
