@@ -46,6 +46,9 @@ export default defineConfig({
           name,
           root: `packages/${name}`,
           include: ['test/**/*.test.ts'],
+          // Property tests of a thousand runs take 1-3 s alone; with other work on both cores,
+          // past Vitest's 5 s default. A test that hangs still fails, later.
+          testTimeout: 30_000,
           exclude: timing
             .filter((f) => f.startsWith(`packages/${name}/`))
             .map((f) => f.slice(`packages/${name}/`.length)),

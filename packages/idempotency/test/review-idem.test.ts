@@ -77,28 +77,41 @@ async function uploadApp(before: express.RequestHandler[]) {
 async function upload(port: number, key: string, content: Uint8Array | string) {
   const form = new FormData();
   form.append('doc', new Blob([content]), 'doc.bin');
-  const started = performance.now();
   const response = await fetch(`http://127.0.0.1:${port}/upload`, {
     method: 'POST',
     headers: { 'idempotency-key': key },
     body: form,
     signal: AbortSignal.timeout(20_000),
   });
-  return { status: response.status, text: await response.text(), ms: performance.now() - started };
+  return { status: response.status, text: await response.text() };
 }
 
 describe('an upload parser before the middleware that keeps each file as a Buffer (not multer)', () => {
-  it('a 4 MB file is fingerprinted about as fast as its bytes hash (not walked byte by byte); another file: 422', async () => {
+  it('a 4 MB file is fingerprinted as bytes (not walked key by key); another file: 422', async () => {
     const { port, ran } = await uploadApp([keepFiles]);
     const big = Buffer.alloc(4 * 1024 * 1024, 7);
-    const first = await upload(port, 'k', big);
-    const other = Buffer.from(big);
-    other[other.length - 1] = 8;
-    const second = await upload(port, 'k', other);
-    const retry = await upload(port, 'k', big);
-    expect([first.status, second.status, retry.status]).toEqual([201, 422, 201]);
+    // A Buffer walked as an object lists its 4 million indices: the widest Object.keys() says so
+    // (a count, where the time it takes depends on the machine's load).
+    const keys = Object.keys;
+    let widest = 0;
+    Object.keys = ((o: object) => {
+      const found = keys(o);
+      widest = Math.max(widest, found.length);
+      return found;
+    }) as typeof Object.keys;
+    const statuses: number[] = [];
+    try {
+      statuses.push((await upload(port, 'k', big)).status);
+      const other = Buffer.from(big);
+      other[other.length - 1] = 8;
+      statuses.push((await upload(port, 'k', other)).status);
+      statuses.push((await upload(port, 'k', big)).status);
+    } finally {
+      Object.keys = keys;
+    }
+    expect(statuses).toEqual([201, 422, 201]);
     expect(ran).toHaveLength(1);
-    expect(Math.max(first.ms, second.ms, retry.ms)).toBeLessThan(1_500);
+    expect(widest).toBeLessThan(1_000);
   }, 30_000);
 });
 
