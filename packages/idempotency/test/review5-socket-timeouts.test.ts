@@ -22,11 +22,13 @@ describe('review5: socket timeouts set on the response, or that do not close the
     app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
     let ran = 0;
     const finished = gate();
+    // Held until the retry has been answered: slower than its socket timeout, however loaded the machine.
+    const slow = gate();
     app.post('/orders', async (_req, res) => {
       ran++;
       res.setTimeout(100); // no callback: Node destroys the socket when it fires
       res.status(201).write('part 1;');
-      await tick(400); // slower than its socket timeout
+      await slow.opened;
       res.end('part 2');
       finished.open();
     });
@@ -38,6 +40,7 @@ describe('review5: socket timeouts set on the response, or that do not close the
       (answer) => answer.status,
       () => 'no answer',
     );
+    slow.open();
     await finished.opened;
     const after = await settled(port, '/orders', 'k').catch(() => 'no answer');
     expect({ ran, retry, after }).toEqual({
