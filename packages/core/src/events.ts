@@ -79,12 +79,19 @@ export interface EventFields {
   /** An owner finished after its key was taken over (or expired): its result was not stored. */
   'idempotency.staleCompletion': { readonly key: string };
   /**
+   * A live run stopped renewing its key's lease. `notOwner`: the store said its token no longer
+   * owns the key (its process was frozen or cut off past the lease, and a retry took it over):
+   * its completion will be refused. `maxRunMs`: it ran past `maxRunMs`, so its verdict was stored
+   * (`aborted` for `idempotent()`, the response-lost problem over HTTP): a retry gets that.
+   */
+  'idempotency.leaseLost': { readonly key: string; readonly reason: 'notOwner' | 'maxRunMs' };
+  /**
    * The idempotency store failed during `operation`. `failOpen`: the call went on without the
    * store (a claim under `fail-open`, or a completion after the operation ran).
    */
   'idempotency.storeError': {
     readonly key: string;
-    readonly operation: 'claim' | 'complete' | 'release';
+    readonly operation: 'claim' | 'complete' | 'release' | 'extend';
     readonly code: ErrorLabel;
     readonly failOpen: boolean;
   };
@@ -297,6 +304,7 @@ export const eventTypes = [
   'idempotency.takeover',
   'idempotency.lost',
   'idempotency.staleCompletion',
+  'idempotency.leaseLost',
   'idempotency.storeError',
   'failover.eject',
   'failover.restore',

@@ -59,11 +59,11 @@ export class StoreUnavailableError extends HoldfastError {
   /** The idempotency key. */
   readonly key: string;
   /** The store operation that failed. */
-  readonly operation: 'claim' | 'complete' | 'release';
+  readonly operation: 'claim' | 'complete' | 'release' | 'extend';
 
   constructor(
     source: string,
-    operation: 'claim' | 'complete' | 'release',
+    operation: 'claim' | 'complete' | 'release' | 'extend',
     key: string,
     reason: string,
     options?: { cause?: unknown },

@@ -9,6 +9,7 @@ import {
   parseOptions,
   realClock,
   shieldBus,
+  TimeoutError,
 } from '@holdfast/core';
 import type { z } from 'zod';
 import { fingerprintOf } from './codec.js';
@@ -19,6 +20,7 @@ import {
   IdempotencyValueError,
   StoreUnavailableError,
 } from './errors.js';
+import { type HeldLease, LeaseKeeper } from './lease.js';
 import { idempotentOptionsSchema } from './options.js';
 import type { IdempotencyStore } from './store.js';
 
@@ -94,6 +96,7 @@ export function idempotent<I, R>(
     options.key,
     options.fingerprint ?? fingerprintOf,
     o.leaseMs,
+    o.maxRunMs,
     o.ttlMs,
     o.wait,
     o.name,
@@ -170,9 +173,18 @@ class RunContext implements IdempotentContext {
   }
 }
 
+/** A run's lease as the keeper renews it, with the scope its signal follows. */
+interface RunLease extends HeldLease {
+  readonly scope: CallScope;
+  /** It ran past `maxRunMs`: its verdict is `aborted`. */
+  capped: boolean;
+}
+
 class Runner<I, R> {
   // Waits are measured on it: a step of the wall clock neither ends one at once nor adds an hour to it.
   readonly #elapsed: () => number;
+  // Renews the leases of this function's live runs; none for a store without `extend`.
+  readonly #keeper: LeaseKeeper | undefined;
 
   constructor(
     readonly fn: (input: I, ctx: IdempotentContext) => R | PromiseLike<R>,
@@ -180,6 +192,7 @@ class Runner<I, R> {
     readonly keyOf: (input: I) => string,
     readonly fingerprintOf: (input: I) => string,
     readonly leaseMs: number,
+    readonly maxRunMs: number,
     readonly ttlMs: number,
     readonly wait: { readonly timeout: number; readonly interval: number } | undefined,
     readonly name: string,
@@ -187,6 +200,9 @@ class Runner<I, R> {
     readonly clock: Clock,
   ) {
     this.#elapsed = elapsedTime(clock);
+    if (LeaseKeeper.renews(store, leaseMs, maxRunMs)) {
+      this.#keeper = new LeaseKeeper(store, clock, this.#elapsed, leaseMs, maxRunMs);
+    }
   }
 
   /**
@@ -302,19 +318,29 @@ class Runner<I, R> {
       await this.#release(key, token, caller.scope.reason);
       throw caller.scope.reason;
     }
-    const ctx = new RunContext(key, token, takeover, caller?.scope);
+    const lease = this.#keeper === undefined ? undefined : this.#lease(key, token, caller);
+    const ctx = new RunContext(key, token, takeover, lease?.scope ?? caller?.scope);
     let value: R;
     try {
       value = await this.fn(input, ctx);
     } catch (error) {
+      this.#settled(lease);
+      // Held past maxRunMs: its verdict is `aborted`, whatever it did since.
+      if (lease?.capped) await this.#abort(key, token);
       // It followed the abort and stopped part way: its effect may have happened, so a retry
       // must not run it again. A function that never read the signal failed on its own; one
       // that said it had done nothing (ctx.nothingDone()) has its word taken.
-      if (caller?.scope.aborted && RunContext.mayHaveActed(ctx)) await this.#abort(key, token);
+      else if (caller?.scope.aborted && RunContext.mayHaveActed(ctx)) await this.#abort(key, token);
       else await this.#release(key, token, error);
       throw error;
     }
+    this.#settled(lease);
     this.#hold(caller, value);
+    if (lease?.capped) {
+      // Its value came after the cap stored `aborted`: a repeat gets that, not this value.
+      await this.#abort(key, token);
+      return value;
+    }
     let stored: boolean;
     try {
       stored = await this.store.complete(key, token, { kind: 'value', value }, this.ttlMs);
@@ -333,6 +359,44 @@ class Runner<I, R> {
       this.bus.emit(this.#base('idempotency.staleCompletion', { key }));
     }
     return value;
+  }
+
+  /**
+   * Renews the run's lease while it runs. Its scope aborts the run's signal at `maxRunMs` (after
+   * `aborted` is stored for the key) or when its caller aborts.
+   */
+  #lease(key: string, token: string, caller: Caller<R> | undefined): RunLease {
+    const keeper = this.#keeper as LeaseKeeper;
+    const scope = new CallScope(caller?.scope);
+    const lease: RunLease = {
+      stored: key,
+      token,
+      since: this.#elapsed(),
+      scope,
+      capped: false,
+      lost: () => this.#leaseLost(key, 'notOwner'),
+      cap: async () => {
+        if (!lease.capped) this.#leaseLost(key, 'maxRunMs');
+        lease.capped = true;
+        // Stored before the signal aborts: the run may stop at once, and then no repeat may run it.
+        if (!(await this.store.complete(key, token, { kind: 'aborted' }, this.ttlMs))) return true;
+        scope.abort(new TimeoutError(this.name, this.maxRunMs));
+        return true;
+      },
+      failed: (error) => this.#storeError(key, 'extend', error, false),
+    };
+    keeper.hold(lease);
+    return lease;
+  }
+
+  #settled(lease: RunLease | undefined): void {
+    if (lease === undefined) return;
+    (this.#keeper as LeaseKeeper).drop(lease);
+    lease.scope.release();
+  }
+
+  #leaseLost(key: string, reason: 'notOwner' | 'maxRunMs'): void {
+    if (this.bus.wants('idempotency.leaseLost')) this.bus.emit(this.#base('idempotency.leaseLost', { key, reason }));
   }
 
   /**
@@ -364,7 +428,12 @@ class Runner<I, R> {
     }
   }
 
-  #storeError(key: string, operation: 'claim' | 'complete' | 'release', error: unknown, failOpen: boolean): void {
+  #storeError(
+    key: string,
+    operation: 'claim' | 'complete' | 'release' | 'extend',
+    error: unknown,
+    failOpen: boolean,
+  ): void {
     if (this.bus.wants('idempotency.storeError')) {
       this.bus.emit(this.#base('idempotency.storeError', { key, operation, code: errorLabel(error), failOpen }));
     }

@@ -138,7 +138,7 @@ export function inProcess(store: object): StoreNow | undefined {
  * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
  * versioned, so a copy with another contract for these calls is not trusted with it).
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v1');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v2');
 
 /**
  * @internal A memory store's calls, answered at once; they throw where the store's methods
@@ -154,6 +154,7 @@ export interface StoreNow {
    */
   complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number, owned?: boolean): boolean;
   release(key: string, token: string): boolean;
+  extend(key: string, token: string, leaseMs: number): boolean;
 }
 
 /** The store {@link memoryStore} returns. */
@@ -193,11 +194,14 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       serves: (store) => {
         const s = store as Partial<IdempotencyStore>;
         const own = MemoryStore.prototype;
-        return s.claim === own.claim && s.complete === own.complete && s.release === own.release;
+        return (
+          s.claim === own.claim && s.complete === own.complete && s.release === own.release && s.extend === own.extend
+        );
       },
       claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
       complete: (key, token, outcome, ttlMs, owned) => this.#complete(key, token, outcome, ttlMs, owned === true),
       release: (key, token) => this.#release(key, token),
+      extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
     };
     Object.defineProperty(this, NOW, { value: calls });
   }
@@ -222,6 +226,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 
   async release(key: string, token: string): Promise<boolean> {
     return this.#release(key, token);
+  }
+
+  async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
+    return this.#extend(key, token, leaseMs);
   }
 
   /** `copy`: hand out a copy of a completed outcome (always, but to the middleware). */
@@ -297,6 +305,17 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     const entry = this.#live(key, this.#elapsed());
     if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
     this.#remove(entry);
+    return true;
+  }
+
+  #extend(key: string, token: string, leaseMs: number): boolean {
+    this.#checkOpen();
+    const now = this.#elapsed();
+    const entry = this.#live(key, now);
+    if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
+    entry.leaseUntil = Math.max(entry.leaseUntil, leaseEnd(now, leaseMs));
+    // Later only: a lease renewed to less than it had left never ends early.
+    entry.expiresAt = Math.max(entry.expiresAt, leaseEnd(now, 2 * leaseMs));
     return true;
   }
 

@@ -151,11 +151,23 @@ export const idempotentOptionsSchema = z.strictObject({
    */
   fingerprint: fnOption<(input: never) => string>().optional(),
   /**
-   * How long a call owns its key. If it has not completed by then (a crash, a hang), the next
-   * attempt takes over. Set it above the function's longest run.
+   * How long a call owns its key without news from it. While the run is alive its lease is
+   * renewed every `leaseMs / 3` (on a store with `extend`, as `memoryStore()` and `redisStore()`
+   * have), so a slow run keeps its key; if its process dies or freezes, the next attempt takes
+   * over `leaseMs` after the last renewal. On a store without `extend`, set it above the
+   * function's longest run.
    * @default 60_000
    */
   leaseMs: timerDuration.default(60_000),
+  /**
+   * The longest a run may keep its key by renewing its lease. Past it, the run's verdict is
+   * stored so that nothing runs twice: `idempotent()` stores `aborted` and aborts `ctx.signal`
+   * (a repeat gets `E_IDEMPOTENCY_ABORTED`); the HTTP middleware stores the response-lost
+   * problem (a retry gets it). A hung run then blocks its key for `ttlMs`, not until its process
+   * dies. Set it to `leaseMs` or less to renew nothing (a fixed lease, as on a store without `extend`).
+   * @default 600_000 (10 minutes)
+   */
+  maxRunMs: timerDuration.default(600_000),
   /** How long a completed result is replayed, up to 1e15 ms (not a timer: 30 days is fine). @default 86_400_000 (24 h) */
   ttlMs: z.number().finite().positive().max(1e15).default(86_400_000),
   /**

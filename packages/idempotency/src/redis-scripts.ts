@@ -13,8 +13,12 @@ function script(source: string): Script {
 // Record fields: s status (p in progress, c completed), f fingerprint, t token (the claim's nonce),
 // c createdAt, l leaseUntil, d completedAt, x expiresAt, k outcome kind, v outcome JSON, b body.
 // Times come from the server's clock (TIME), so instances with skewed clocks agree on leases.
+// Every number computed in Lua goes to redis.call formatted as an integer (ms): Redis 7.2.0 to
+// 7.2.4 turn a Lua number into text in exponent form (1.2e+05), which PEXPIRE refuses
+// (redis/redis#13113).
 const NOW = `local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function ms(n) return string.format('%d', n) end`;
 
 /**
  * KEYS: record. ARGV: fingerprint, leaseMs, token. One round trip claims, reports or replays.
@@ -37,12 +41,12 @@ if r[1] then
   end
   local left = tonumber(r[3]) - now
   if left > 0 then return {'inProgress', left} end
-  redis.call('HSET', KEYS[1], 't', ARGV[3], 'l', now + lease)
-  redis.call('PEXPIRE', KEYS[1], 2 * lease)
+  redis.call('HSET', KEYS[1], 't', ARGV[3], 'l', ms(now + lease))
+  redis.call('PEXPIRE', KEYS[1], ms(2 * lease))
   return {'claimed', 1}
 end
-redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[1], 't', ARGV[3], 'c', now, 'l', now + lease)
-redis.call('PEXPIRE', KEYS[1], 2 * lease)
+redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[1], 't', ARGV[3], 'c', ms(now), 'l', ms(now + lease))
+redis.call('PEXPIRE', KEYS[1], ms(2 * lease))
 return {'claimed', 0}`);
 
 /**
@@ -59,17 +63,30 @@ if r[2] == ARGV[1] and r[1] == 'c' then
 end
 ${NOW}
 if not r[1] and ARGV[6] ~= '' then
-  redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[6], 't', ARGV[1], 'c', now)
+  redis.call('HSET', KEYS[1], 's', 'p', 'f', ARGV[6], 't', ARGV[1], 'c', ms(now))
 elseif r[1] ~= 'p' or r[2] ~= ARGV[1] then
   return 0
 end
 local ttl = tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], 's', 'c', 'd', now, 'x', now + ttl, 'k', ARGV[3], 'v', ARGV[4], 'b', ARGV[5])
-redis.call('PEXPIRE', KEYS[1], ttl)
+redis.call('HSET', KEYS[1], 's', 'c', 'd', ms(now), 'x', ms(now + ttl), 'k', ARGV[3], 'v', ARGV[4], 'b', ARGV[5])
+redis.call('PEXPIRE', KEYS[1], ms(ttl))
 return 1`);
 
 /** KEYS: record. ARGV: token. Deletes an in-progress record only for the token's owner. */
 export const releaseScript = script(`local r = redis.call('HMGET', KEYS[1], 's', 't')
 if r[1] ~= 'p' or r[2] ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
+return 1`);
+
+/**
+ * KEYS: record. ARGV: token, leaseMs. Renews a running claim's lease (and its record's deadline,
+ * two leases) only for the token's owner: a record completed, released, taken over or gone is
+ * never touched, nor brought back. A lease or deadline is never shortened.
+ */
+export const extendScript = script(`local r = redis.call('HMGET', KEYS[1], 's', 't', 'l')
+if r[1] ~= 'p' or r[2] ~= ARGV[1] then return 0 end
+${NOW}
+local lease = tonumber(ARGV[2])
+if now + lease > tonumber(r[3]) then redis.call('HSET', KEYS[1], 'l', ms(now + lease)) end
+if redis.call('PTTL', KEYS[1]) < 2 * lease then redis.call('PEXPIRE', KEYS[1], ms(2 * lease)) end
 return 1`);

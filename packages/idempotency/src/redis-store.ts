@@ -2,10 +2,10 @@ import { createHash, randomUUID } from 'node:crypto';
 import { type Clock, elapsedTime, parseOptions, realClock } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type RedisClient, type RedisStoreOptions, redisStoreOptionsSchema } from './options.js';
-import { claimScript, completeScript, releaseScript, type Script } from './redis-scripts.js';
+import { claimScript, completeScript, extendScript, releaseScript, type Script } from './redis-scripts.js';
 import { type ClaimResult, decodeOutcome, encodeOutcome, type IdempotencyStore, type StoredOutcome } from './store.js';
 
-type Operation = 'claim' | 'complete' | 'release';
+type Operation = 'claim' | 'complete' | 'release' | 'extend';
 
 const ENDED = 'the Redis client ended (quit, disconnect, or ioredis gave up)';
 
@@ -166,6 +166,10 @@ export class RedisStore implements IdempotencyStore {
     return (await this.#run('release', key, releaseScript, [token])) === 1;
   }
 
+  async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
+    return (await this.#run('extend', key, extendScript, [token, Math.ceil(leaseMs)])) === 1;
+  }
+
   /**
    * Runs a script in one round trip (two after a restart flushed it), bounded by `commandTimeout`.
    * A command is sent only on a ready connection: queued in ioredis' offline queue during an
@@ -187,7 +191,10 @@ export class RedisStore implements IdempotencyStore {
       let settled = false;
       const send = () => {
         if (settled) return;
-        const call = this.waitForReplicas === undefined || operation === 'release' ? this.#eval : this.#evalAndWait;
+        const call =
+          this.waitForReplicas === undefined || operation === 'release' || operation === 'extend'
+            ? this.#eval
+            : this.#evalAndWait;
         sent = call(lua, redisKey, args, operation);
         sent.then(
           (reply) => finish(() => resolve(reply)),

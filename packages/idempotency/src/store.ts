@@ -57,6 +57,9 @@ export type ClaimResult =
  * - `complete` stores the outcome only if `token` still owns the record, and returns whether it did:
  *   an owner whose lease ended and was taken over can never overwrite the new owner.
  * - `release` deletes the record only if `token` still owns it, so a failed call can be retried.
+ * - `extend` (optional) renews a running claim's lease only if `token` still owns it, so a live
+ *   run slower than `leaseMs` keeps its key. A store without it keeps today's fixed lease: a run
+ *   still going after `leaseMs` can be taken over, and its effect run a second time.
  *
  * Every record has a deadline: an in-progress record is kept for two leases (long enough to
  * report a takeover), a completed one for `ttlMs`.
@@ -73,6 +76,12 @@ export interface IdempotencyStore {
   complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean>;
   /** Deletes the record if `token` still owns `key`, so a retry runs again; false when it no longer does. */
   release(key: string, token: string): Promise<boolean>;
+  /**
+   * Optional. Renews the lease of `key` to `leaseMs` from now (and its in-progress record's
+   * deadline to two leases) if `token` still owns it and it has not completed; false when it
+   * does not (taken over, completed, released, expired). Never brings back a record that is gone.
+   */
+  extend?(key: string, token: string, leaseMs: number): Promise<boolean>;
 }
 
 /** An outcome as stores keep it: a JSON text and, for responses, the body's bytes apart. */

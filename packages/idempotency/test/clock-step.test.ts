@@ -142,7 +142,8 @@ describe('memoryStore() through idempotent(): wall-clock steps, real clock', () 
         if (!ctx.takeover) await new Promise(() => {}); // hangs, as a crashed handler's claim does
         return 'charged';
       },
-      { store, key: (id) => id, leaseMs: 100, bus: createBus() },
+      // maxRunMs = leaseMs: no renewal, as a crashed handler's claim has none.
+      { store, key: (id) => id, leaseMs: 100, maxRunMs: 100, bus: createBus() },
     );
     void charge('order-1');
     await until(() => takeovers.length === 1);
@@ -452,7 +453,8 @@ describe('HTTP middleware: the response-lost timer of a run whose client left', 
         await more.opened;
         res.end('part two');
       },
-      { clock: timers.clock },
+      // No lease renewal: only the response-lost timer is counted.
+      { clock: timers.clock, maxRunMs: 60_000 },
     );
     await leaveWhile(
       port,
@@ -477,6 +479,7 @@ describe('HTTP middleware: the response-lost timer of a run whose client left', 
       scope: 'global',
       bus: createBus(),
       clock: timers.clock,
+      maxRunMs: 60_000, // no lease renewal: only the response-lost timer is counted
     });
     let ran = 0;
     app.post('/orders', async (_request, reply) => {

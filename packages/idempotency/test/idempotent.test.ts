@@ -118,7 +118,7 @@ describe('idempotent()', () => {
     await clock.advance(500);
     await outcome;
     expect(events.at(-1)).toMatchObject({ type: 'idempotency.conflict', key: 'stuck', waited: true, time: 1_500 });
-    expect(clock.pending).toBe(1); // the store's sweep: no wait timer is left
+    expect(clock.pending).toBe(2); // the store's sweep and the hung run's lease renewal: no wait timer is left
   });
 
   it('stops waiting when the caller aborts', async () => {
@@ -135,7 +135,7 @@ describe('idempotent()', () => {
     await clock.advance(150);
     controller.abort(new Error('client went away'));
     await expect(waiting).rejects.toThrow('client went away');
-    expect(clock.pending).toBe(1); // the store's sweep: no wait timer is left
+    expect(clock.pending).toBe(2); // the store's sweep and the hung run's lease renewal: no wait timer is left
   });
 
   it('fails with E_IDEMPOTENCY_MISMATCH when a key comes back with another payload', async () => {
@@ -212,7 +212,8 @@ describe('idempotent()', () => {
         runs.push({ takeover: ctx.takeover, token: ctx.token });
         return runs.length === 1 ? first.promise : `second run ${input.n}`;
       },
-      { store, key: () => 'job-1', bus, clock, leaseMs: 1_000 },
+      // maxRunMs = leaseMs: no renewal, as when the owner's process is frozen.
+      { store, key: () => 'job-1', bus, clock, leaseMs: 1_000, maxRunMs: 1_000 },
     );
     const late = job({ n: 1 });
     await clock.advance(500);

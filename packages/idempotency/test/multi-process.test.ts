@@ -1,4 +1,3 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
@@ -6,40 +5,11 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
 import { idempotent, redisStore } from '../src/index.js';
+import { killChildren, startChild } from './child-lines.js';
 import { connect, disconnectAll } from './redis.js';
 
 const worker = fileURLToPath(new URL('./fixtures/worker.ts', import.meta.url));
-const children = new Set<ChildProcess>();
-
-/** Starts a worker process; `lines` yields what it prints, line by line. */
-function startWorker(...args: string[]) {
-  const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', worker, ...args], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  children.add(child);
-  child.once('exit', () => children.delete(child));
-  let buffered = '';
-  const waiting: ((line: string) => void)[] = [];
-  const lines: string[] = [];
-  child.stdout?.on('data', (chunk: Buffer) => {
-    buffered += chunk.toString();
-    for (let at = buffered.indexOf('\n'); at !== -1; at = buffered.indexOf('\n')) {
-      const line = buffered.slice(0, at);
-      buffered = buffered.slice(at + 1);
-      const waiter = waiting.shift();
-      if (waiter) waiter(line);
-      else lines.push(line);
-    }
-  });
-  const nextLine = () =>
-    new Promise<string>((resolve, reject) => {
-      const queued = lines.shift();
-      if (queued !== undefined) return resolve(queued);
-      waiting.push(resolve);
-      child.once('exit', (code) => reject(new Error(`worker exited (${code}) before printing a line`)));
-    });
-  return { child, nextLine };
-}
+const startWorker = (...args: string[]) => startChild(worker, ...args);
 
 describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Redis', { timeout: 40_000 }, () => {
   let server: RedisServer;
@@ -50,7 +20,7 @@ describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Red
     client = connect(server);
   });
   afterAll(async () => {
-    for (const child of children) child.kill('SIGKILL');
+    killChildren();
     disconnectAll();
     await stopAllRedis();
   });

@@ -202,6 +202,14 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(await client.pttl(tat('one'))).toBeGreaterThan(10_000);
   });
 
+  it('an expiry computed in the script reaches PX as an integer (redis/redis#13113): a 1e12 ms increment owed twice sets PTTL 2e12', async () => {
+    const rl = redisRateLimiter({ client, limit: 2, interval: 2e12, prefix: 'bigpx:', policies: false });
+    const tat = `bigpx:{${createHash('sha1').update('k').digest('base64url')}}`;
+    expect((await rl.take('k')).allowed).toBe(true);
+    expect((await rl.take('k')).allowed).toBe(true); // owes: its PX is computed in Lua
+    expect(Math.abs((await client.pttl(tat)) - 2e12)).toBeLessThan(10_000);
+  });
+
   it('a full burst at once is let through, and no more', async () => {
     for (const burst of [1, 2, 5]) {
       const rl = redisRateLimiter({ client, limit: burst, interval: 60_000, prefix: `edge${burst}:`, policies: false });

@@ -13,6 +13,7 @@ import {
   type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
+import { type HeldLease, LeaseKeeper } from '../lease.js';
 import { inProcess, type StoreNow } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import {
@@ -127,6 +128,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
   // counted from `headersDistinct` every time.
   readonly #joinDrops: boolean;
+  // Renews the leases of running handlers; none for a store without `extend`.
+  readonly #keeper: LeaseKeeper | undefined;
 
   constructor(owner: string, input: HttpIdempotencyOptions<Req>) {
     this.#owner = owner;
@@ -142,6 +145,39 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#now = inProcess(this.store);
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
     this.#canonicalLimit = canonicalLimit(this.options.maxRequestBytes);
+    const { leaseMs, maxRunMs } = this.options;
+    if (LeaseKeeper.renews(this.store, leaseMs, maxRunMs)) {
+      this.#keeper = new LeaseKeeper(this.store, this.clock, this.elapsed, leaseMs, maxRunMs);
+    }
+  }
+
+  /**
+   * @internal Renews `run`'s lease until it settles; returns what stops it (undefined: a store
+   * without `extend`). Past `maxRunMs` the response-lost problem is stored for its key (a safe
+   * method's key is released), so a retry gets that, never a second run of the handler.
+   */
+  renew(run: Run): (() => void) | undefined {
+    const keeper = this.#keeper;
+    if (keeper === undefined) return undefined;
+    const { key } = run;
+    const lease: HeldLease = {
+      stored: run.stored,
+      token: run.token,
+      since: run.claimedAt,
+      lost: () => this.#leaseLost(key, 'notOwner'),
+      cap: async () => {
+        this.#leaseLost(key, 'maxRunMs');
+        await run.lost();
+        return true;
+      },
+      failed: (error) => this.#storeError('extend', key, error, true),
+    };
+    keeper.hold(lease);
+    return () => keeper.drop(lease);
+  }
+
+  #leaseLost(key: string, reason: 'notOwner' | 'maxRunMs'): void {
+    if (this.bus.wants('idempotency.leaseLost')) this.bus.emit(this.#event('idempotency.leaseLost', { key, reason }));
   }
 
   /**
@@ -521,7 +557,12 @@ export class HttpIdempotency<Req> implements RunOwner {
     return undefined;
   }
 
-  #storeError(operation: 'claim' | 'complete' | 'release', key: string, error: unknown, failOpen: boolean): void {
+  #storeError(
+    operation: 'claim' | 'complete' | 'release' | 'extend',
+    key: string,
+    error: unknown,
+    failOpen: boolean,
+  ): void {
     if (this.bus.wants('idempotency.storeError')) {
       this.bus.emit(this.#event('idempotency.storeError', { key, operation, code: errorLabel(error), failOpen }));
     }
@@ -539,6 +580,7 @@ interface RunOwner {
   readonly clock: Clock;
   readonly elapsed: () => number;
   readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
+  renew(run: Run): (() => void) | undefined;
   verdict(status: number, body: BodyCollector): ErrorLabel;
   lost(key: string, sent: number | undefined): void;
   settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
@@ -556,6 +598,8 @@ export class Run {
   readonly claimedAt: number;
   // Set while its client is gone and the handler may still end the response (see lostUnlessEnded).
   #lostTimer: TimerHandle | undefined;
+  // Stops the renewal of its lease (undefined: the store cannot renew one).
+  readonly #unrenew: (() => void) | undefined;
 
   constructor(
     readonly owner: RunOwner,
@@ -578,6 +622,7 @@ export class Run {
   ) {
     this.body = new BodyCollector(maxResponseBytes);
     this.claimedAt = claimedAt ?? owner.elapsed();
+    this.#unrenew = owner.renew(this);
   }
 
   /** Whether `finish` or `abandon` was called. */
@@ -655,6 +700,7 @@ export class Run {
   #settle(): void {
     this.#settled = true;
     if (this.#lostTimer !== undefined) this.owner.clock.clearTimeout(this.#lostTimer);
+    this.#unrenew?.();
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */

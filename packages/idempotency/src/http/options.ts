@@ -52,6 +52,7 @@ export const httpIdempotencyOptionsSchema = z.strictObject({
   /** Store and replay 5xx responses too (Stripe does); by default their key is released. @default false */
   store5xx: z.boolean().default(false),
   leaseMs: idempotentOptionsSchema.shape.leaseMs,
+  maxRunMs: idempotentOptionsSchema.shape.maxRunMs,
   ttlMs: idempotentOptionsSchema.shape.ttlMs,
   /**
    * Hold a retry that finds its key in progress until the first request completes, polling

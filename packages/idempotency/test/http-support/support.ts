@@ -8,8 +8,11 @@ export interface SpyStore extends IdempotencyStore {
 
 export function spy(inner: IdempotencyStore): SpyStore {
   const counts = { claim: 0, complete: 0, release: 0 };
+  const extend = inner.extend;
   return {
     counts,
+    // Renews leases as the store it wraps does (uncounted).
+    ...(extend && { extend: (...args: Parameters<typeof extend>) => extend.apply(inner, args) }),
     onStoreError: inner.onStoreError,
     claim(...args) {
       counts.claim++;

@@ -1,0 +1,114 @@
+import type { Clock, TimerHandle } from '@holdfast/core';
+import type { IdempotencyStore } from './store.js';
+
+/** One live run whose lease is renewed: its key as the store sees it, its token, and what to do when it ends. */
+export interface HeldLease {
+  /** The key as the store sees it. */
+  readonly stored: string;
+  readonly token: string;
+  /** When the key was claimed, on the keeper's monotonic line. */
+  readonly since: number;
+  /** `extend` said the token no longer owns the key (taken over, or gone): the run is no longer renewed. */
+  lost(): void;
+  /**
+   * The run held its key for `maxRunMs`: store its verdict (a repeat must not run it again). True
+   * when that is settled (stored, or refused: the key is no longer the run's); false to try again
+   * at the next tick, the lease renewed meanwhile.
+   */
+  cap(): Promise<boolean>;
+  /** A renewal failed (the store was unreachable): tried again at the next tick. */
+  failed(error: unknown): void;
+}
+
+/**
+ * Keeps the leases of live runs: one unref'd timer per keeper renews every run's lease each
+ * `leaseMs / 3` (as Redisson's lock watchdog does), so a run slower than `leaseMs` keeps its key
+ * while its process lives, and loses it `leaseMs` after the last renewal once the process is dead
+ * or frozen. A renewal that fails is tried again at the next tick; the store's `extend` answering
+ * false ends renewal (the key is no longer the run's). Past `maxRunMs` a run is capped (see
+ * {@link HeldLease.cap}) instead of renewed. Only for a store that has `extend`.
+ */
+export class LeaseKeeper {
+  readonly #held = new Set<HeldLease>();
+  // Renewals (and caps) still waiting for the store: not sent again until they answer.
+  readonly #busy = new Set<HeldLease>();
+  #timer: TimerHandle | undefined;
+
+  constructor(
+    readonly store: IdempotencyStore,
+    readonly clock: Clock,
+    readonly elapsed: () => number,
+    readonly leaseMs: number,
+    readonly maxRunMs: number,
+  ) {}
+
+  /** Whether `store` can renew leases at all (a custom store without `extend` keeps fixed leases). */
+  static renews(store: IdempotencyStore, leaseMs: number, maxRunMs: number): boolean {
+    return typeof store.extend === 'function' && maxRunMs > leaseMs;
+  }
+
+  /** How many runs are renewed now. */
+  get size(): number {
+    return this.#held.size;
+  }
+
+  /** Renews `lease` until {@link drop}ped, lost or capped. */
+  hold(lease: HeldLease): void {
+    this.#held.add(lease);
+    this.#schedule();
+  }
+
+  /**
+   * The run settled (completed, released, aborted, lost): its lease is no longer renewed. The
+   * timer is left to find nothing and stop: a fast run starts and clears no timer of its own.
+   */
+  drop(lease: HeldLease): void {
+    this.#held.delete(lease);
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = this.clock.setTimeout(() => this.#tick(), Math.max(1, Math.floor(this.leaseMs / 3)));
+  }
+
+  #tick(): void {
+    this.#timer = undefined;
+    const now = this.elapsed();
+    for (const lease of this.#held) {
+      if (this.#busy.has(lease)) continue;
+      this.#busy.add(lease);
+      const done = () => this.#busy.delete(lease);
+      if (now - lease.since >= this.maxRunMs) this.#cap(lease).then(done, done);
+      else this.#renew(lease).then(done, done);
+    }
+    if (this.#held.size > 0) this.#schedule();
+  }
+
+  async #renew(lease: HeldLease): Promise<void> {
+    const extend = this.store.extend as NonNullable<IdempotencyStore['extend']>;
+    let owned: boolean;
+    try {
+      owned = await extend.call(this.store, lease.stored, lease.token, this.leaseMs);
+    } catch (error) {
+      if (this.#held.has(lease)) lease.failed(error);
+      return;
+    }
+    // Settled while the renewal was out: its end, not the renewal's answer, says what happened.
+    if (owned || !this.#held.has(lease)) return;
+    this.drop(lease);
+    lease.lost();
+  }
+
+  async #cap(lease: HeldLease): Promise<void> {
+    // Renewed first: the lease may not end while the verdict is being stored.
+    await this.#renew(lease);
+    if (!this.#held.has(lease)) return;
+    let settled: boolean;
+    try {
+      settled = await lease.cap();
+    } catch {
+      settled = false;
+    }
+    if (settled) this.drop(lease);
+  }
+}

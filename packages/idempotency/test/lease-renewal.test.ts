@@ -1,0 +1,237 @@
+import { createBus, type HoldfastEvent, ManualClock } from '@holdfast/core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
+import { problemTypes } from '../src/http/index.js';
+import { type IdempotencyStore, idempotent, memoryStore, redisStore } from '../src/index.js';
+import { expressFramework, fastifyFramework, type TestApp } from './http-support/apps.js';
+import { newKey, send } from './http-support/support.js';
+import { connect, disconnectAll, sleep } from './redis.js';
+
+/**
+ * A live run slower than its lease (300 ms lease, 1,200 ms run) while a second caller retries
+ * every 100 ms: the run keeps its key, so its effect happens once; the retries conflict, then
+ * replay its value.
+ */
+async function slowRunWithRetries(store: IdempotencyStore) {
+  let runs = 0;
+  const job = idempotent(
+    async () => {
+      runs++;
+      await sleep(1_200);
+      return 'done';
+    },
+    { store, key: () => 'slow', leaseMs: 300 },
+  );
+  const first = job(undefined);
+  const answers: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    await sleep(100);
+    answers.push(await job(undefined).then(String, (e: { code: string }) => e.code));
+  }
+  expect(await first).toBe('done');
+  answers.push(await job(undefined).then(String, (e: { code: string }) => e.code));
+  return { runs, answers };
+}
+
+describe('a live run keeps its key past leaseMs (memoryStore)', () => {
+  it('leaseMs 300, a 1,200 ms run, retries every 100 ms: it runs once; retries conflict, then replay', async () => {
+    const { runs, answers } = await slowRunWithRetries(memoryStore());
+    expect(runs).toBe(1);
+    expect(new Set(answers.slice(0, 8))).toEqual(new Set(['E_IDEMPOTENCY_CONFLICT']));
+    expect(answers.at(-1)).toBe('done');
+  });
+
+  it('past maxRunMs (default 10 min, a manual clock): aborted is stored and ctx.signal aborts; a retry is not run', async () => {
+    const clock = new ManualClock(1_000);
+    const store = memoryStore({ clock });
+    const bus = createBus();
+    const events: HoldfastEvent[] = [];
+    bus.on('*', (e) => events.push(e));
+    let runs = 0;
+    let release!: () => void;
+    const job = idempotent(
+      (_: undefined, ctx) =>
+        new Promise<string>((resolve, reject) => {
+          if (++runs > 1) return resolve('ran again');
+          ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason));
+          release = () => resolve('late');
+        }),
+      { store, key: () => 'hung', leaseMs: 300, clock, bus },
+    );
+    const first = job(undefined).catch((e: { code: string }) => e.code);
+    const retries: string[] = [];
+    // Ten minutes and a bit, with a retry every 10 s.
+    for (let t = 0; t <= 600_000; t += 10_000) {
+      await clock.advance(10_000);
+      retries.push(await job(undefined).then(String, (e: { code: string }) => e.code));
+    }
+    release();
+    expect(await first).toBe('E_TIMEOUT');
+    expect(runs).toBe(1);
+    expect(retries.slice(0, 59)).toEqual(Array(59).fill('E_IDEMPOTENCY_CONFLICT'));
+    expect(retries.at(-1)).toBe('E_IDEMPOTENCY_ABORTED');
+    expect(await job(undefined).catch((e: { code: string }) => e.code)).toBe('E_IDEMPOTENCY_ABORTED');
+    expect(events.filter((e) => e.type === 'idempotency.leaseLost')).toMatchObject([
+      { key: 'hung', reason: 'maxRunMs' },
+    ]);
+    expect(events.some((e) => e.type === 'idempotency.takeover')).toBe(false);
+  });
+
+  for (const framework of [expressFramework, fastifyFramework]) {
+    it(`${framework.name}: a handler past maxRunMs (default, a manual clock): response-lost is stored, a retry gets it, not a second run`, async () => {
+      const clock = new ManualClock(1_000);
+      const app = await framework.start({ store: memoryStore({ clock }), leaseMs: 300, clock });
+      try {
+        const key = newKey();
+        const first = send(`${app.url}/slow`, { key, body: { a: 1 } });
+        while (app.gate.entered === 0) await sleep(5);
+        const statuses: (number | string)[] = [];
+        for (let t = 0; t <= 600_000; t += 10_000) {
+          await clock.advance(10_000);
+          // A retry that runs the handler again waits at its gate: 'ran'.
+          const retry = send(`${app.url}/slow`, { key, body: { a: 1 } });
+          statuses.push(await Promise.race([retry.then((r) => r.status), sleep(500).then(() => 'ran')]));
+          if (statuses.at(-1) === 'ran') break;
+        }
+        app.gate.open();
+        expect((await first).status).toBe(200);
+        const replay = await send(`${app.url}/slow`, { key, body: { a: 1 } });
+        expect([app.calls.get('slow'), statuses.slice(0, 59)]).toEqual([1, Array(59).fill(409)]);
+        expect([statuses.at(-1), replay.status, (replay.json() as { type: string }).type]).toEqual([
+          500,
+          500,
+          problemTypes.responseLost,
+        ]);
+      } finally {
+        app.gate.open();
+        await app.close();
+      }
+    });
+  }
+
+  it('maxRunMs is checked: a clear error names it', () => {
+    expect(() => idempotent(async () => 1, { store: memoryStore(), key: () => 'k', maxRunMs: -1 as number })).toThrow(
+      /maxRunMs/,
+    );
+  });
+});
+
+describe.skipIf(!redisAvailable())(
+  'a live run keeps its key past leaseMs (redisStore, real Redis)',
+  { timeout: 30_000 },
+  () => {
+    let server: RedisServer;
+    const apps: TestApp[] = [];
+    beforeAll(async () => {
+      [server] = (await startRedis(1)) as [RedisServer];
+    });
+    afterEach(async () => {
+      server.resume();
+      for (const app of apps.splice(0)) {
+        app.gate.open();
+        await app.close();
+      }
+    });
+    afterAll(async () => {
+      disconnectAll();
+      await server?.stop();
+    });
+
+    it('idempotent(): leaseMs 300, a 1,200 ms run, retries every 100 ms: it runs once', async () => {
+      const { runs, answers } = await slowRunWithRetries(redisStore({ client: connect(server), prefix: 'lr1:' }));
+      expect(runs).toBe(1);
+      expect(new Set(answers.slice(0, 8))).toEqual(new Set(['E_IDEMPOTENCY_CONFLICT']));
+      expect(answers.at(-1)).toBe('done');
+    });
+
+    it('Redis frozen for less than a lease during the run: renewal resumes, the run keeps its key', async () => {
+      const store = redisStore({ client: connect(server), prefix: 'lr2:', commandTimeout: 150 });
+      const bus = createBus();
+      const events: string[] = [];
+      bus.on('*', (e) => events.push(e.type));
+      let runs = 0;
+      const job = idempotent(
+        async () => {
+          runs++;
+          await sleep(1_500);
+          return 'done';
+        },
+        { store, key: () => 'frozen', leaseMs: 600, bus },
+      );
+      const first = job(undefined);
+      await sleep(300);
+      server.pause();
+      await sleep(250);
+      server.resume();
+      const during: string[] = [];
+      for (let i = 0; i < 8; i++) {
+        await sleep(100);
+        during.push(await job(undefined).then(String, (e: { code: string }) => e.code));
+      }
+      expect(await first).toBe('done');
+      expect(runs).toBe(1);
+      expect(new Set(during)).toEqual(new Set(['E_IDEMPOTENCY_CONFLICT']));
+      expect(events).not.toContain('idempotency.takeover');
+    });
+
+    it('extend is fenced: it never renews, nor brings back, a key completed, released or taken over', async () => {
+      const client = connect(server);
+      const store = redisStore({ client, prefix: 'lr3:' });
+      const a = await store.claim('done', 'f', 1_000);
+      if (a.status !== 'claimed') throw new Error('not claimed');
+      expect(await store.extend('done', a.token, 5_000)).toBe(true);
+      expect(await client.pttl(store.keyOf('done'))).toBeGreaterThan(9_000);
+      await store.complete('done', a.token, { kind: 'value', value: 1 }, 2_000);
+      expect(await store.extend('done', a.token, 60_000)).toBe(false);
+      expect(await client.pttl(store.keyOf('done'))).toBeLessThanOrEqual(2_000);
+      const b = await store.claim('gone', 'f', 1_000);
+      if (b.status !== 'claimed') throw new Error('not claimed');
+      await store.release('gone', b.token);
+      expect(await store.extend('gone', b.token, 60_000)).toBe(false);
+      expect(await client.exists(store.keyOf('gone'))).toBe(0);
+      const c = await store.claim('taken', 'f', 50);
+      if (c.status !== 'claimed') throw new Error('not claimed');
+      await sleep(80);
+      const d = await store.claim('taken', 'f', 1_000);
+      expect(d).toMatchObject({ status: 'claimed', takeover: true });
+      expect(await store.extend('taken', c.token, 60_000)).toBe(false);
+    });
+
+    it('expiries leave Lua as integers (redis/redis#13113): a 1e12 ms lease sets PTTL 2e12, a 1e15 ms ttl PTTL 1e15', async () => {
+      const client = connect(server);
+      const store = redisStore({ client, prefix: 'lr4:' });
+      const claim = await store.claim('long', 'f', 1e12);
+      if (claim.status !== 'claimed') throw new Error('not claimed');
+      const pttl = await client.pttl(store.keyOf('long'));
+      expect(Math.abs(pttl - 2e12)).toBeLessThan(10_000);
+      expect(await store.extend('long', claim.token, 1e12)).toBe(true);
+      expect(await client.hget(store.keyOf('long'), 'l')).toMatch(/^\d+$/);
+      await store.complete('long', claim.token, { kind: 'value', value: 1 }, 1e15);
+      expect(Math.abs((await client.pttl(store.keyOf('long'))) - 1e15)).toBeLessThan(10_000);
+      expect(await client.hget(store.keyOf('long'), 'x')).toMatch(/^\d+$/);
+    });
+
+    for (const framework of [expressFramework, fastifyFramework]) {
+      it(`${framework.name}: a 1.2 s handler, leaseMs 300, retries every 100 ms: the handler runs once`, async () => {
+        const store = redisStore({ client: connect(server), prefix: `lr-${framework.name}:` });
+        const app = await framework.start({ store, leaseMs: 300 });
+        apps.push(app);
+        const key = newKey();
+        const first = send(`${app.url}/slow`, { key, body: { a: 1 } });
+        const opened = sleep(1_200).then(() => app.gate.open());
+        const statuses: number[] = [];
+        for (let i = 0; i < 10; i++) {
+          await sleep(100);
+          statuses.push((await send(`${app.url}/slow`, { key, body: { a: 1 } })).status);
+        }
+        await opened;
+        expect((await first).status).toBe(200);
+        const replay = await send(`${app.url}/slow`, { key, body: { a: 1 } });
+        expect([app.calls.get('slow'), replay.json()]).toEqual([1, { n: 1 }]);
+        // 409 while it runs; a retry sent as the gate opened may get the replay.
+        expect(statuses.slice(0, 8)).toEqual(Array(8).fill(409));
+        expect(statuses.filter((s) => s !== 409 && s !== 200)).toEqual([]);
+      });
+    }
+  },
+);
