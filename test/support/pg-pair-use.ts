@@ -4,7 +4,7 @@ import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { type PgNode, type PgPair, startPgPair } from './postgres.js';
+import { type PgNode, type PgPair, type PgPairOptions, startPgPair } from './postgres.js';
 
 /** What `usePgPair()` gives a describe block. */
 export interface PgPairUse {
@@ -28,11 +28,13 @@ export function usePgPair(options: {
   pool?: pg.PoolConfig;
   /** The `beforeAll`'s timeout, ms. */
   timeout?: number;
+  /** How the pair's servers run. */
+  servers?: PgPairOptions;
 }): PgPairUse {
   let pair: PgPair | undefined;
   const pools: pg.Pool[] = [];
   beforeAll(async () => {
-    pair = await startPgPair();
+    pair = await startPgPair(options.servers);
     await options.started(pair);
   }, options.timeout ?? 90_000);
   afterAll(async () => {
