@@ -47,11 +47,14 @@ export interface PgNode {
   /**
    * What a DBA runs to rejoin a deposed primary (a pair started `rewindable`): stops it cleanly if
    * running, `pg_rewind --target-pgdata=<its data> --source-server=<from> -R` (standby.signal and
-   * primary_conninfo to `from`), then starts it as a streaming replica of `from`. `rewinding`, if
-   * given, gets the pg_rewind process as it starts (to kill it half way: then this rejects and the
-   * server is left stopped).
+   * primary_conninfo to `from`, or to `via`: a link to it), then starts it as a streaming replica
+   * of `from`. `rewinding`, if given, gets the pg_rewind process as it starts (to kill it half way:
+   * then this rejects and the server is left stopped).
    */
-  rewindFrom(from: PgNode, rewinding?: (pid: number) => void): Promise<void>;
+  rewindFrom(
+    from: PgNode,
+    options?: { via?: { host: string; port: number }; rewinding?: (pid: number) => void },
+  ): Promise<void>;
   /** Stops it if running, wipes its data and clones `from` with pg_basebackup -R: a replica of `from`. */
   rebuildAsReplicaOf(from: PgNode): Promise<void>;
   /**
@@ -403,7 +406,7 @@ async function makeNode(
       child.kill('SIGINT');
       await exited;
     },
-    async rewindFrom(from: PgNode, rewinding?: (pid: number) => void) {
+    async rewindFrom(from, { via, rewinding } = {}) {
       await node.stop();
       // A promoted server's pg_control tells its new timeline after its first checkpoint.
       from.sql('checkpoint');
@@ -423,6 +426,12 @@ async function makeNode(
       if (rewind.pid !== undefined) rewinding?.(rewind.pid);
       const [code, signal] = (await once(rewind, 'exit')) as [number | null, string | null];
       if (code !== 0) throw new Error(`${name}: pg_rewind ended (${code ?? signal}): ${said}`);
+      // After the one pg_rewind wrote: the last setting wins.
+      if (via !== undefined)
+        appendFileSync(
+          join(dir, 'postgresql.auto.conf'),
+          `primary_conninfo = 'user=postgres host=${via.host} port=${via.port} sslmode=disable gssencmode=disable'\n`,
+        );
       await node.start();
       await ready(30_000, () => psql('select status from pg_stat_wal_receiver') === 'streaming');
     },
