@@ -57,7 +57,9 @@ const roleQuery = `select pg_is_in_recovery() as replica,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
        when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
-         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn(), status is null) from pg_stat_wal_receiver) then 0
+         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn(),
+                              status is null and pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn())
+              from pg_stat_wal_receiver) then 0
        else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;
 
 interface RoleRow {
