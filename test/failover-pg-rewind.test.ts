@@ -27,8 +27,8 @@ interface Read {
   readonly seen: { latest: boolean; old: boolean };
 }
 
-/** A client writing and reading through `db` in turn until stopped or `ops` ran. */
-function workload(db: Failover<pg.Pool>, ops: number) {
+/** A client writing (ids from `first` on) and reading through `db` in turn until stopped or `ops` ran. */
+function workload(db: Failover<pg.Pool>, ops: number, first = 1) {
   const acked: { id: number; sent: number; at: number; endpoint: string }[] = [];
   const reads: Read[] = [];
   let failed = 0;
@@ -39,7 +39,7 @@ function workload(db: Failover<pg.Pool>, ops: number) {
   };
   const done = (async () => {
     for (let op = 0; op < ops && !stopped; op++) {
-      const id = op + 1;
+      const id = first + op;
       if (op % 2 === 0) {
         const sent = performance.now();
         const endpoint = await db
@@ -105,11 +105,12 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
     },
     stopping: () => {
       for (const set of sets) set.dispose();
+      pair?.primary.resume();
     },
   });
 
   /** A set over A and B (endpoints `a`, `b`), roles checked every 100 ms, reads under maxLag. */
-  function pgSet(bus: Bus, a: PgNode, b: PgNode, user = 'postgres'): Failover<pg.Pool> {
+  function pgSet(bus: Bus, a: PgNode, b: PgNode, user = 'postgres', timeout = 5_000): Failover<pg.Pool> {
     const set = failover({
       bus,
       policies: false,
@@ -117,7 +118,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
         { name: 'a', target: pool({ ...a.connection, user }) },
         { name: 'b', target: pool({ ...b.connection, user }) },
       ],
-      roles: pgRoles({ interval: 100, timeout: 5_000, maxLag }),
+      roles: pgRoles({ interval: 100, timeout, maxLag }),
       retry: false,
     });
     sets.push(set);
@@ -261,8 +262,80 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
         expect(after.served).toContain('a');
       }
     } finally {
+      // Streaming from B itself from now on.
+      a.sql(`alter system set primary_conninfo = 'user=postgres host=${b.host} port=${b.port}'`);
+      a.sql('select pg_reload_conf()');
       await link.close();
     }
+  }, 60_000);
+
+  it('pg_rewind killed, the old primary started as it was, the new one frozen past its checks: no write reaches the old one; rewound again, it takes reads', async () => {
+    // After the last test: B is the primary, A its replica. A promoted; B rewound, pg_rewind killed
+    // once it found where the timelines diverged, before it changed B's files (killed while copying,
+    // B's pg_hba.conf was cut short and it refused to start: no server to write to, nothing to test).
+    const a = pair.primary;
+    const b = pair.replica;
+    const bus = createBus();
+    const counts = counter(bus);
+    const set = pgSet(bus, a, b, 'postgres', 500);
+    const endpoint = (n: string) => set.snapshot().endpoints.find((e) => e.name === n);
+    await until(() => endpoint('b')?.discovered === 'primary' && endpoint('a')?.lag === 0);
+    await a.promote();
+    await until(() => endpoint('a')?.discovered === 'primary');
+    let killedAt = '';
+    const rewind = b.rewindFrom(a, {
+      rewinding(line, pid) {
+        if (killedAt === '' && /servers diverged/.test(line)) {
+          killedAt = line;
+          process.kill(pid, 'SIGKILL');
+        }
+      },
+    });
+    await expect(rewind).rejects.toThrow(/pg_rewind ended \(SIGKILL\)/);
+    await b.start();
+    const restarted = b.sql('select pg_is_in_recovery()');
+    const work = workload(set, 4_000, Number(a.sql('select max(id) from orders')) + 1);
+    let frozenMs = 0;
+    try {
+      await until(() => endpoint('b')?.discovered === 'fenced');
+      await sleep(300);
+      // A role query that never ends: checks of A time out mid-way, for several intervals.
+      const frozen = performance.now();
+      a.freeze();
+      await sleep(2_000);
+      a.resume();
+      frozenMs = performance.now() - frozen;
+      await until(() => endpoint('a')?.discovered === 'primary');
+      await sleep(500);
+    } finally {
+      a.resume();
+      await work.stop();
+    }
+    const onA = new Set(a.sql('select id from orders').split('\n').map(Number));
+    console.log(
+      JSON.stringify({
+        killedAt,
+        restarted,
+        frozenMs,
+        acked: work.acked.length,
+        byEndpoint: Object.fromEntries(['a', 'b'].map((n) => [n, work.acked.filter((w) => w.endpoint === n).length])),
+        failed: work.failed(),
+        reads: work.reads.length,
+        counts,
+      }),
+    );
+    expect(work.acked.filter((w) => w.endpoint === 'b')).toEqual([]);
+    expect(work.acked.length).toBeGreaterThan(0);
+    expect(work.acked.filter((w) => !onA.has(w.id))).toEqual([]);
+    expect(counts['failover.splitBrain'] ?? 0).toBe(0);
+
+    // Rewound again, whole this time: B follows A and takes reads, none stale.
+    await b.rewindFrom(a);
+    const acked = Number(a.sql('select count(*) from orders'));
+    await until(() => endpoint('b')?.lag === 0);
+    const after = await readOrders(set, 30, acked);
+    expect(after.stale).toEqual([]);
+    expect(after.served).toContain('b');
   }, 60_000);
 });
 

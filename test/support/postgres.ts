@@ -48,12 +48,12 @@ export interface PgNode {
    * What a DBA runs to rejoin a deposed primary (a pair started `rewindable`): stops it cleanly if
    * running, `pg_rewind --target-pgdata=<its data> --source-server=<from> -R` (standby.signal and
    * primary_conninfo to `from`, or to `via`: a link to it), then starts it as a streaming replica
-   * of `from`. `rewinding`, if given, gets the pg_rewind process as it starts (to kill it half way:
-   * then this rejects and the server is left stopped).
+   * of `from`. `rewinding`, if given, gets each line pg_rewind tells, and its PID (to kill it half
+   * way: then this rejects and the server is left stopped).
    */
   rewindFrom(
     from: PgNode,
-    options?: { via?: { host: string; port: number }; rewinding?: (pid: number) => void },
+    options?: { via?: { host: string; port: number }; rewinding?: (line: string, pid: number) => void },
   ): Promise<void>;
   /** Stops it if running, wipes its data and clones `from` with pg_basebackup -R: a replica of `from`. */
   rebuildAsReplicaOf(from: PgNode): Promise<void>;
@@ -417,13 +417,17 @@ async function makeNode(
           `--source-server=user=postgres dbname=postgres host=${from.host} port=${from.port}`,
           '--write-recovery-conf',
           '--no-sync',
+          '--progress',
         ],
         { stdio: ['ignore', 'pipe', 'pipe'], ...(who ?? {}) },
       );
       let said = '';
-      rewind.stdout?.on('data', (chunk: Buffer) => void (said += chunk));
-      rewind.stderr?.on('data', (chunk: Buffer) => void (said += chunk));
-      if (rewind.pid !== undefined) rewinding?.(rewind.pid);
+      const tell = (chunk: Buffer) => {
+        said += chunk;
+        if (rewind.pid !== undefined) for (const line of String(chunk).split(/[\r\n]+/)) rewinding?.(line, rewind.pid);
+      };
+      rewind.stdout?.on('data', tell);
+      rewind.stderr?.on('data', tell);
       const [code, signal] = (await once(rewind, 'exit')) as [number | null, string | null];
       if (code !== 0) throw new Error(`${name}: pg_rewind ended (${code ?? signal}): ${said}`);
       // After the one pg_rewind wrote: the last setting wins.
