@@ -180,7 +180,12 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
     const first = switchAfter(figures.promotedAt as number);
     const windows = [
       { promoted: figures.promotedAt as number, deposed: 'a', from: 0, until: first },
-      { promoted: figures.backAt as number, deposed: 'b', from: first.at, until: switchAfter(figures.backAt as number) },
+      {
+        promoted: figures.backAt as number,
+        deposed: 'b',
+        from: first.at,
+        until: switchAfter(figures.backAt as number),
+      },
     ];
     const lostOutside = lost.filter(
       (w) => !windows.some((p) => w.endpoint === p.deposed && w.sent > p.from && w.sent < p.until.at),
@@ -195,7 +200,9 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
         failed: work.failed(),
         lost: lost.map((w) => w.endpoint),
         lostOutside: lostOutside.length,
-        lostSentAfterPromotion: windows.map((p) => lost.filter((w) => w.endpoint === p.deposed && w.sent > p.promoted).length),
+        lostSentAfterPromotion: windows.map(
+          (p) => lost.filter((w) => w.endpoint === p.deposed && w.sent > p.promoted).length,
+        ),
         windowsMs: windows.map((p) => Math.round(p.until.at - p.promoted)),
         staleWithinMaxLag: stale.length,
         staleBeyond: staleBeyond.length,
@@ -214,7 +221,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
     expect(kept.has(-1)).toBe(false);
   }, 60_000);
 
-  it("rejoined, its WAL receiver connected but nothing received yet: no read misses a write acknowledged past maxLag, in a set started meanwhile too", async () => {
+  it('rejoined, its WAL receiver connected but nothing received yet: no read misses a write acknowledged past maxLag, in a set started meanwhile too', async () => {
     // After the failback: A is the primary, B its replica. Once more: B promoted, A rewound onto it,
     // its replication held once streaming starts (a slow link, a busy sender).
     const a = pair.primary;
@@ -238,7 +245,9 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
       expect(Number(a.sql('select count(*) from orders'))).toBeLessThan(acked);
       const own = await pgRole(pool(a), 5_000);
       const plain = await pgRole(pool({ ...a.connection, user: 'app' }), 5_000);
-      const receiver = a.sql('select written_lsn, flushed_lsn, latest_end_lsn, pg_last_wal_replay_lsn() from pg_stat_wal_receiver');
+      const receiver = a.sql(
+        'select written_lsn, flushed_lsn, latest_end_lsn, pg_last_wal_replay_lsn() from pg_stat_wal_receiver',
+      );
       // The app restarted meanwhile: a set that never saw B's WAL move past what A replayed.
       const restarted = pgSet(createBus(), a, b);
       const asApp = pgSet(createBus(), a, b, 'app');
@@ -247,7 +256,17 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
       const fresh = await readOrders(restarted, 30, acked);
       const freshApp = await readOrders(asApp, 30, acked);
       const long = await readOrders(running, 30, acked);
-      console.log(JSON.stringify({ receiver, own: { ...own, token: String(own.token) }, plain: plain.lag, freshApp: freshApp.stale.length, fresh: fresh.stale.length, freshServed: fresh.served.filter((n) => n === 'a').length, long: long.stale.length }));
+      console.log(
+        JSON.stringify({
+          receiver,
+          own: { ...own, token: String(own.token) },
+          plain: plain.lag,
+          freshApp: freshApp.stale.length,
+          fresh: fresh.stale.length,
+          freshServed: fresh.served.filter((n) => n === 'a').length,
+          long: long.stale.length,
+        }),
+      );
       expect(long.stale).toEqual([]);
       expect(fresh.stale).toEqual([]);
       expect(freshApp.stale).toEqual([]);
@@ -338,5 +357,3 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
     expect(after.served).toContain('b');
   }, 60_000);
 });
-
-export type { PgNode };
