@@ -137,36 +137,42 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
     await until(() => endpoint('a')?.discovered === 'primary' && endpoint('b')?.lag === 0);
     const work = workload(set, 4_000);
     const figures: Record<string, number> = {};
-    /** Reads `node` served after `since`: when its first was, ms after `since`. */
+    /** The first read `name` served after `since`. */
     const firstRead = (name: string, since: number) => work.reads.find((r) => r.endpoint === name && r.at > since);
-    try {
-      await sleep(1_000);
-      // Failover: B promoted while A runs on a moment; a client still on A writes one more row.
-      const promoted = performance.now();
-      await b.promote();
-      a.sql('insert into orders (id) values (-1)');
-      await until(() => endpoint('b')?.discovered === 'primary');
+    /**
+     * `promoted` promoted while `deposed` runs on; once the set writes to it, `deposed` rewound onto
+     * it and rejoined: when the promotion started, how long the rewind (stop, pg_rewind, start) took,
+     * and after how long from its start the rejoined one served a read.
+     */
+    const cycle = async (promoted: PgNode, deposed: PgNode, name: string) => {
+      const at = performance.now();
+      await promoted.promote();
+      // A client still on the deposed primary writes one more row (never acknowledged through the set).
+      if (name === 'b') deposed.sql('insert into orders (id) values (-1)');
+      await until(() => endpoint(name)?.discovered === 'primary');
       await sleep(500);
       const rewound = performance.now();
-      await a.rewindFrom(b);
-      figures.rewindMs = performance.now() - rewound;
-      await until(() => firstRead('a', rewound) !== undefined);
-      figures.aReadsAgainMs = (firstRead('a', rewound) as Read).at - rewound;
+      await deposed.rewindFrom(promoted);
+      const rewindMs = performance.now() - rewound;
+      const other = name === 'a' ? 'b' : 'a';
+      await until(() => firstRead(other, rewound) !== undefined);
+      const readsAgainMs = (firstRead(other, rewound) as Read).at - rewound;
       await sleep(1_000);
-
-      // Failback, live: A promoted while B runs, B rewound onto A and rejoined.
-      const back = performance.now();
-      await a.promote();
-      await until(() => endpoint('a')?.discovered === 'primary');
-      await sleep(500);
-      const rewoundB = performance.now();
-      await b.rewindFrom(a);
-      figures.rewindBackMs = performance.now() - rewoundB;
-      await until(() => firstRead('b', rewoundB) !== undefined);
-      figures.bReadsAgainMs = (firstRead('b', rewoundB) as Read).at - rewoundB;
+      return { at, rewindMs, readsAgainMs };
+    };
+    try {
       await sleep(1_000);
-      figures.promotedAt = promoted;
-      figures.backAt = back;
+      // Failover: B promoted while A runs on a moment, A rewound and rejoined; then failback, live.
+      const there = await cycle(b, a, 'b');
+      const back = await cycle(a, b, 'a');
+      Object.assign(figures, {
+        promotedAt: there.at,
+        backAt: back.at,
+        rewindMs: there.rewindMs,
+        aReadsAgainMs: there.readsAgainMs,
+        rewindBackMs: back.rewindMs,
+        bReadsAgainMs: back.readsAgainMs,
+      });
     } finally {
       await work.stop();
     }
