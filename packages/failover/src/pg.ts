@@ -39,8 +39,9 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * receiver that has only connected (a server rejoined after pg_rewind, or restarted) received
  * nothing yet and heard no WAL end: read as 0, it took reads missing writes acknowledged seconds
  * before, in a set that had not seen the primary's WAL move past it. Without pg_read_all_stats
- * (no `latest_end_lsn`), 0 only when it received exactly what it replayed. Unknown (null) when no WAL receiver streams (never connected, or its primary is
- * gone: having replayed all it received then says nothing) or nothing was replayed yet. The
+ * (no `latest_end_lsn`), 0 only when it received exactly what it replayed. Unknown (null) when
+ * no WAL receiver streams (never connected, or its primary is gone: having replayed all it
+ * received then says nothing) or nothing was replayed yet. The
  * receiver's `status` is hidden from roles without pg_read_all_stats; its row still shows
  * that a receiver runs. A replica's own figures cannot see a stalled link (it replayed all it
  * received): `pgRoles()` raises its lag to the time since its cluster's primary (same system
