@@ -1,10 +1,11 @@
+import { createConnection, createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
-import { type PgNode, type PgPair, startPgPair } from './postgres.js';
+import { type PgNode, type PgPair, type PgPairOptions, startPgPair } from './postgres.js';
 
 /** What `usePgPair()` gives a describe block. */
 export interface PgPairUse {
@@ -28,11 +29,13 @@ export function usePgPair(options: {
   pool?: pg.PoolConfig;
   /** The `beforeAll`'s timeout, ms. */
   timeout?: number;
+  /** How the pair's servers run. */
+  servers?: PgPairOptions;
 }): PgPairUse {
   let pair: PgPair | undefined;
   const pools: pg.Pool[] = [];
   beforeAll(async () => {
-    pair = await startPgPair();
+    pair = await startPgPair(options.servers);
     await options.started(pair);
   }, options.timeout ?? 90_000);
   afterAll(async () => {
@@ -115,4 +118,81 @@ export function deposedSet(
     roles: pgRoles({ interval: 100, timeout, maxLag: 1_000 }),
     retry: false,
   });
+}
+
+/** A link a replica streams through (`host`, `port`), holding what its server sends once streaming starts. */
+export interface ReplicationLink {
+  readonly host: '127.0.0.1';
+  readonly port: number;
+  /** Whether a replication connection reached START_REPLICATION and its WAL is held now. */
+  held(): boolean;
+  /** Lets the held WAL, and all after, through. */
+  release(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP link on a free loopback port to `to`'s server that passes every message until the server
+ * answers START_REPLICATION (CopyBothResponse, `W`), then holds what it sends next (the WAL,
+ * keepalives) until `release()`: a WAL receiver that has only connected. The replica must
+ * connect with `sslmode=disable gssencmode=disable` (a message stream from the first byte).
+ */
+export async function replicationLink(to: PgNode): Promise<ReplicationLink> {
+  let released = false;
+  const streams: { held: Buffer[]; client: Socket }[] = [];
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = createConnection({ host: to.host, port: to.port });
+    sockets.add(client).add(upstream);
+    for (const s of [client, upstream]) {
+      s.on('error', () => {});
+      s.on('close', () => {
+        client.destroy();
+        upstream.destroy();
+        sockets.delete(s);
+      });
+    }
+    client.on('data', (chunk) => upstream.write(chunk));
+    let pending = Buffer.alloc(0);
+    let stream: { held: Buffer[]; client: Socket } | undefined;
+    upstream.on('data', (chunk) => {
+      if (stream !== undefined) {
+        if (released) client.write(chunk);
+        else stream.held.push(chunk);
+        return;
+      }
+      pending = Buffer.concat([pending, chunk]);
+      // Typed messages: one byte, then their length (itself included).
+      while (stream === undefined && pending.length >= 5) {
+        const end = 1 + pending.readInt32BE(1);
+        if (pending.length < end) break;
+        client.write(pending.subarray(0, end));
+        if (pending[0] === 0x57) {
+          stream = { held: [], client };
+          streams.push(stream);
+        }
+        pending = pending.subarray(end);
+      }
+      if (stream !== undefined && pending.length > 0) {
+        if (released) client.write(pending);
+        else stream.held.push(pending);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (typeof address !== 'object' || address === null) throw new Error('no port');
+  return {
+    host: '127.0.0.1',
+    port: address.port,
+    held: () => !released && streams.length > 0,
+    release() {
+      released = true;
+      for (const s of streams) for (const chunk of s.held.splice(0)) s.client.write(chunk);
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }

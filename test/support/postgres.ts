@@ -42,6 +42,19 @@ export interface PgNode {
   promote(): Promise<void>;
   /** Starts it again on its old data directory, as it was (a crashed primary comes back stale). */
   start(): Promise<void>;
+  /** A clean shutdown (SIGINT to the postmaster: pg_ctl's fast mode); waits until it exited. */
+  stop(): Promise<void>;
+  /**
+   * What a DBA runs to rejoin a deposed primary (a pair started `rewindable`): stops it cleanly if
+   * running, `pg_rewind --target-pgdata=<its data> --source-server=<from> -R` (standby.signal and
+   * primary_conninfo to `from`, or to `via`: a link to it), then starts it as a streaming replica
+   * of `from`. `rewinding`, if given, gets each line pg_rewind tells, and its PID (to kill it half
+   * way: then this rejects and the server is left stopped).
+   */
+  rewindFrom(
+    from: PgNode,
+    options?: { via?: { host: string; port: number }; rewinding?: (line: string, pid: number) => void },
+  ): Promise<void>;
   /** Stops it if running, wipes its data and clones `from` with pg_basebackup -R: a replica of `from`. */
   rebuildAsReplicaOf(from: PgNode): Promise<void>;
   /**
@@ -176,16 +189,25 @@ function signalTree(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/** How the servers of a pair run. */
+export interface PgPairOptions {
+  /**
+   * Servers pg_rewind can rejoin (`full_page_writes` and `wal_log_hints` on, as pg_rewind needs of
+   * its source and target): more WAL written, so only for the tests that rewind.
+   */
+  readonly rewindable?: boolean;
+}
+
 /** Builds a primary and a streaming replica of it, both running. */
-export async function startPgPair(): Promise<PgPair> {
+export async function startPgPair(options: PgPairOptions = {}): Promise<PgPair> {
   if (!postgresAvailable()) throw new Error('PostgreSQL binaries not available');
   const who = identity();
   const root = mkdtempSync(join(base(), 'holdfast-pg-'));
   roots.add(root);
   chmodSync(root, 0o755);
   if (who) chownSync(root, who.uid, who.gid);
-  const primary = await makeNode('pg-a', root, who);
-  const replica = await makeNode('pg-b', root, who);
+  const primary = await makeNode('pg-a', root, who, options);
+  const replica = await makeNode('pg-b', root, who, options);
   // Copies of a cluster initdb made once (for every test file of the run): initdb takes seconds.
   // The replica is a copy too, not a base backup of the primary: both start from the template's
   // shutdown checkpoint, and the replica streams the primary's WAL from there.
@@ -198,13 +220,13 @@ export async function startPgPair(): Promise<PgPair> {
     primary,
     replica,
     async addReplica(name, of) {
-      const node = await makeNode(name, root, who);
+      const node = await makeNode(name, root, who, options);
       nodes.push(node);
       await node.rebuildAsReplicaOf(of);
       return node;
     },
     async addEmpty(name) {
-      const node = await makeNode(name, root, who);
+      const node = await makeNode(name, root, who, options);
       nodes.push(node);
       execFileSync('cp', ['-a', template(who), node.dir]);
       await node.start();
@@ -256,7 +278,12 @@ interface NodeImpl extends PgNode {
   startAsReplicaOf(from: PgNode): Promise<void>;
 }
 
-async function makeNode(name: string, root: string, who: Identity | undefined): Promise<NodeImpl> {
+async function makeNode(
+  name: string,
+  root: string,
+  who: Identity | undefined,
+  options: PgPairOptions,
+): Promise<NodeImpl> {
   const port = await freePort();
   const dir = join(root, name);
   const socketDir = root;
@@ -336,7 +363,9 @@ async function makeNode(name: string, root: string, who: Identity | undefined): 
           '-c',
           'synchronous_commit=off',
           '-c',
-          'full_page_writes=off',
+          `full_page_writes=${options.rewindable ? 'on' : 'off'}`,
+          '-c',
+          `wal_log_hints=${options.rewindable ? 'on' : 'off'}`,
           '-c',
           'shared_buffers=16MB',
           // As initdb left them in the template's pg_control: a replica copied from it refuses
@@ -370,6 +399,45 @@ async function makeNode(name: string, root: string, who: Identity | undefined): 
       me.stdout?.on('data', collect);
       me.stderr?.on('data', collect);
       await ready(30_000, () => psql('select 1') === '1');
+    },
+    async stop() {
+      if (child === undefined || !running()) return;
+      const exited = once(child, 'exit');
+      child.kill('SIGINT');
+      await exited;
+    },
+    async rewindFrom(from, { via, rewinding } = {}) {
+      await node.stop();
+      // A promoted server's pg_control tells its new timeline after its first checkpoint.
+      from.sql('checkpoint');
+      const rewind = spawn(
+        join(bindir as string, 'pg_rewind'),
+        [
+          `--target-pgdata=${dir}`,
+          `--source-server=user=postgres dbname=postgres host=${from.host} port=${from.port}`,
+          '--write-recovery-conf',
+          '--no-sync',
+          '--progress',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'], ...(who ?? {}) },
+      );
+      let said = '';
+      const tell = (chunk: Buffer) => {
+        said += chunk;
+        if (rewind.pid !== undefined) for (const line of String(chunk).split(/[\r\n]+/)) rewinding?.(line, rewind.pid);
+      };
+      rewind.stdout?.on('data', tell);
+      rewind.stderr?.on('data', tell);
+      const [code, signal] = (await once(rewind, 'exit')) as [number | null, string | null];
+      if (code !== 0) throw new Error(`${name}: pg_rewind ended (${code ?? signal}): ${said}`);
+      // After the one pg_rewind wrote: the last setting wins.
+      if (via !== undefined)
+        appendFileSync(
+          join(dir, 'postgresql.auto.conf'),
+          `primary_conninfo = 'user=postgres host=${via.host} port=${via.port} sslmode=disable gssencmode=disable'\n`,
+        );
+      await node.start();
+      await ready(30_000, () => psql('select status from pg_stat_wal_receiver') === 'streaming');
     },
     async promote() {
       run(who, 'pg_ctl', ['promote', '-D', dir, '-W']);

@@ -33,10 +33,15 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * One query tells role, timeline, LSN and lag. The primary's timeline is that of the WAL it
  * writes now (the first 8 hex digits of its WAL file name), which a promotion raises at once;
  * a replica's is its last checkpoint's. Lag, while its WAL receiver streams from the primary: 0
- * when it has replayed all it received (an idle replica too; a restarted one replayed its own WAL
- * past the start of the segment it streams from, so it received less than it replayed), else the
- * age of its last replayed transaction. Unknown (null) when no WAL receiver streams (never connected, or its primary is
- * gone: having replayed all it received then says nothing) or nothing was replayed yet. The
+ * when it has replayed all it received and all its sender last said it had (`latest_end_lsn`: an
+ * idle replica too; a restarted one replayed its own WAL past the start of the segment it streams
+ * from, so it received less than it replayed), else the age of its last replayed transaction. A
+ * receiver that has only connected (a server rejoined after pg_rewind, or restarted) received
+ * nothing yet and heard no WAL end: read as 0, it took reads missing writes acknowledged seconds
+ * before, in a set that had not seen the primary's WAL move past it. Without pg_read_all_stats
+ * (no `latest_end_lsn`), 0 only when it received exactly what it replayed. Unknown (null) when
+ * no WAL receiver streams (never connected, or its primary is gone: having replayed all it
+ * received then says nothing) or nothing was replayed yet. The
  * receiver's `status` is hidden from roles without pg_read_all_stats; its row still shows
  * that a receiver runs. A replica's own figures cannot see a stalled link (it replayed all it
  * received): `pgRoles()` raises its lag to the time since its cluster's primary (same system
@@ -56,7 +61,10 @@ const roleQuery = `select pg_is_in_recovery() as replica,
   (case when pg_is_in_recovery() then pg_last_wal_replay_lsn() else pg_current_wal_lsn() end)::text as lsn,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
-       when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() then 0
+       when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
+         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn(),
+                              status is null and pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn())
+              from pg_stat_wal_receiver) then 0
        else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;
 
 interface RoleRow {
