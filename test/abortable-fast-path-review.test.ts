@@ -14,7 +14,7 @@ type Execute = (fn: (ctx: CallContext) => unknown, options: never) => Promise<un
 const bus = createBus();
 let inputs = 0;
 const policies = (): [string, Execute][] => {
-  const charge = idempotent(async (run: (ctx: CallContext) => unknown, ctx) => run(ctx), {
+  const charge = idempotent(async (run: (ctx: CallContext) => unknown, ctx) => run(ctx as never), {
     store: memoryStore(),
     key: () => String(++inputs),
     fingerprint: () => '',
