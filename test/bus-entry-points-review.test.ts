@@ -1,4 +1,6 @@
 import { EventEmitter } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { anomalyWatch } from '@holdfast/anomaly';
 import { type Bus, createBus, createPolicyRegistry, ManualClock, shieldBus } from '@holdfast/core';
 import { dashboard } from '@holdfast/dashboard';
@@ -113,5 +115,30 @@ describe('bus entry points on hostile user buses (review)', () => {
     expect(listeners()).toBe(0);
     const once = shieldBus(bus, 'a');
     expect(shieldBus(once, 'b')).toBe(once);
+  });
+
+  it("dashboard(): a page opened when the bus's on() throws gets a 503, no listener is left, the process goes on", async () => {
+    const counted = failingBus(0);
+    const dashboard0 = dashboard({ bus: counted.bus, clock: new ManualClock(0), policies: createPolicyRegistry() });
+    const atConstruction = counted.listeners();
+    dashboard0.close();
+    // Its second on() for the page's feed throws.
+    const { bus, listeners } = failingBus(atConstruction + 2);
+    const dash = dashboard({ bus, clock: new ManualClock(0), policies: createPolicyRegistry() });
+    const server = createServer(dash);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const uncaught: unknown[] = [];
+    const record = (error: unknown) => uncaught.push(error);
+    process.prependListener('uncaughtException', record);
+    try {
+      const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/holdfast/events`);
+      expect([res.status, uncaught.length, listeners(), dash.clients]).toEqual([503, 0, atConstruction, 0]);
+      await res.body?.cancel();
+    } finally {
+      process.off('uncaughtException', record);
+      dash.close();
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
