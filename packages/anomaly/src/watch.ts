@@ -346,11 +346,16 @@ class Watch implements AnomalyWatch {
       },
       (what, fn, fallback) => this.#guard(what, fn, fallback),
     );
-    this.#off = [
-      this.#bus.on('breaker.success', (e) => this.#observed(e.source, e.latency, 'success')),
-      this.#bus.on('breaker.failure', (e) => this.#observed(e.source, e.latency, 'failure')),
-      this.#bus.on('breaker.reject', (e) => this.#observed(e.source, 0, 'reject')),
-    ];
+    this.#off = [];
+    try {
+      this.#off.push(this.#bus.on('breaker.success', (e) => this.#observed(e.source, e.latency, 'success')));
+      this.#off.push(this.#bus.on('breaker.failure', (e) => this.#observed(e.source, e.latency, 'failure')));
+      this.#off.push(this.#bus.on('breaker.reject', (e) => this.#observed(e.source, 0, 'reject')));
+    } catch (error) {
+      // A user's bus whose on() throws: the listeners already on go, or they fed a watch nobody holds.
+      this.dispose();
+      throw error;
+    }
     this.#arm();
   }
 

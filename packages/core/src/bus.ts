@@ -289,7 +289,9 @@ export function shieldBus(bus: Bus, owner: string): Bus {
         failed(error);
       }
     };
-  return {
+  // Shielded already: a shield passed to shieldBus() again is returned as it is, not wrapped twice.
+  const shield: Bus & { readonly [kSafe]: true } = {
+    [kSafe]: true,
     on: ((type: '*', listener: AnyListener) => unsubscribe(bus.on(type, listener))) as Bus['on'],
     once: ((type: '*', listener: AnyListener) => unsubscribe(bus.once(type, listener))) as Bus['once'],
     wants(type) {
@@ -308,6 +310,7 @@ export function shieldBus(bus: Bus, owner: string): Bus {
       }
     },
   };
+  return shield;
 }
 
 /** Makes a bus of its own, e.g. one per test or per tenant. */

@@ -76,6 +76,14 @@ export class CallScope implements CallContext {
   }
 
   /**
+   * A scope made here, told by its brand, never by its prototype: a revoked Proxy, or one whose
+   * `getPrototypeOf` throws, passed as options threw from every `instanceof CallScope` in execute().
+   */
+  static [Symbol.hasInstance](value: unknown): value is CallScope {
+    return typeof value === 'object' && value !== null && #aborted in value;
+  }
+
+  /**
    * Whether a call with `options` can be aborted: an outer scope, or a signal given. Never throws:
    * a `signal` getter that throws counts as a signal, so that the scope made for it fails the
    * call, told why (read in a policy's no-signal fast path, it threw from `execute()`).
@@ -203,7 +211,12 @@ export class CallScope implements CallContext {
     const unlink = parent.#unlink;
     if (unlink !== undefined && parent.#children === undefined) {
       parent.#unlink = undefined;
-      unlink();
+      try {
+        unlink();
+      } catch {
+        // A polyfill's removeEventListener that throws: it failed a call that had succeeded (and
+        // cost a bulkhead its slot); the listener it kept does nothing once the relay is gone.
+      }
     }
   }
 }

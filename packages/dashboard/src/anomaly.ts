@@ -49,7 +49,7 @@ export class AnomalyCharts {
   /** Per watch: the time of its latest scores, and how many intervals it has scored (a watch scores every key at once). */
   readonly #intervals = new Map<string, { time: number; count: number }>();
 
-  constructor(bus: Bus) {
+  constructor(bus: Pick<Bus, 'on'>) {
     this.#offs = [
       bus.on('anomaly.score', (e) => this.#add(e)),
       bus.on('anomaly.cleared', (e) => {

@@ -42,7 +42,7 @@ export class ChaosWatch {
   #drill: ChaosView['drill'] = null;
   readonly #offs: (() => void)[];
 
-  constructor(bus: Bus) {
+  constructor(bus: Pick<Bus, 'on'>) {
     this.#offs = [
       bus.on('chaos.inject', (e) => this.#inject(e)),
       bus.on('chaos.toxic', (e) => this.#toxic(e)),

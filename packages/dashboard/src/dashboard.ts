@@ -10,6 +10,7 @@ import {
   realClock,
   shieldBus,
   stateChangeEvents,
+  warnOnce,
 } from '@holdfast/core';
 import { type NodeHandler, sendJson } from './health.js';
 import { type DashboardOptions, dashboardOptionsSchema } from './options.js';
@@ -108,6 +109,9 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
   }) as DashboardHandler;
 }
 
+/** Feeds whose bus would not take a listener, told once each. */
+const told = new WeakSet<object>();
+
 /** On every response of the dashboard: no sniffing a feed into a page, no URL passed on to another site. */
 const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' } as const;
 
@@ -159,6 +163,16 @@ class Feed {
   follow(req: IncomingMessage, res: ServerResponse): void {
     // Gone before it got here (an async middleware in front): its 'close' came and will not again.
     if (res.destroyed) return;
+    if (this.#pages.size === 0) {
+      try {
+        this.#start();
+      } catch (error) {
+        // A user's bus whose on() throws: a 503, told once; thrown, it crashed a node:http server.
+        warnOnce(told, this, 'HOLDFAST_BUS_ERROR', 'dashboard: the bus would not take a listener', error);
+        sendJson(res, 503, { error: 'the dashboard cannot follow the bus' });
+        return;
+      }
+    }
     res.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       // no-transform: compression middleware (and proxies) would hold each event until a window fills.
@@ -199,7 +213,6 @@ class Feed {
       congested = false;
     });
     res.on('close', page.end);
-    if (this.#pages.size === 0) this.#start();
     this.#pages.add(page);
     page.write('retry: 2000\n\n');
     page.write(this.#snapshot(false));
@@ -226,9 +239,16 @@ class Feed {
   #start(): void {
     const on = this.bus.on.bind(this.bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
     // Chaos toxics and drills go on the change log too: an injected fault is announced as one.
-    this.#offs = [...stateChangeEvents, 'chaos.toxic' as const, 'chaos.drill' as const].map((type) =>
-      on(type, this.#onChange),
-    );
+    const offs: (() => void)[] = [];
+    try {
+      for (const type of [...stateChangeEvents, 'chaos.toxic' as const, 'chaos.drill' as const]) {
+        offs.push(on(type, this.#onChange));
+      }
+    } catch (error) {
+      for (const off of offs) off();
+      throw error;
+    }
+    this.#offs = offs;
     this.#sinceBeat = 0;
     this.#tick = this.clock.setTimeout(this.#loop, this.interval);
   }

@@ -152,7 +152,7 @@ export class LimitWatch {
     hedges: HedgeRow[];
   } = LimitWatch.#empty();
 
-  constructor(bus: Bus) {
+  constructor(bus: Pick<Bus, 'on'>) {
     const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
     this.#offs = counted.map((type) => on(type, (e) => this.#count(e)));
     this.#offs.push(

@@ -1,4 +1,5 @@
 import {
+  type AnyListener,
   type BudgetView,
   type Bus,
   breakerStateAfter,
@@ -198,10 +199,30 @@ export class DashboardState {
 
   constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
     this.#policies = policies;
-    this.#anomalies = new AnomalyCharts(bus);
-    this.#chaos = new ChaosWatch(bus);
-    this.#limits = new LimitWatch(bus);
     this.#now = now;
+    // Every listener put on while constructing, taken off if a later on() throws (a user's bus):
+    // they fed a dashboard nobody holds, for good.
+    const made: (() => void)[] = [];
+    const recording: Pick<Bus, 'on'> = {
+      on: ((type: '*', listener: AnyListener) => {
+        const off = bus.on(type, listener);
+        made.push(off);
+        return off;
+      }) as Bus['on'],
+    };
+    try {
+      this.#anomalies = new AnomalyCharts(recording);
+      this.#chaos = new ChaosWatch(recording);
+      this.#limits = new LimitWatch(recording);
+      this.#offs = this.#listen(recording, policies);
+    } catch (error) {
+      for (const off of made) off();
+      throw error;
+    }
+  }
+
+  /** Listens for what snapshots do not hold; returns what takes each listener off. */
+  #listen(bus: Pick<Bus, 'on'>, policies: PolicyRegistry): (() => void)[] {
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
       const r = this.#breakers.touch(e.source);
       r.latencies.push(e.latency);
@@ -235,14 +256,15 @@ export class DashboardState {
       };
     }
     const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-    this.#offs = Object.entries(handlers).map(([type, h]) =>
+    const offs = Object.entries(handlers).map(([type, h]) =>
       on(type as EventType, h as (event: HoldfastEvent) => void),
     );
     // A breaker that leaves the registry (disposed, evicted from a breakerRegistry) is gone:
     // its last state must not keep it on the page, listed open forever.
     if (typeof policies.onUnregister === 'function') {
-      this.#offs.push(policies.onUnregister((_kind, name) => this.#breakers.delete(name)));
+      offs.push(policies.onUnregister((_kind, name) => this.#breakers.delete(name)));
     }
+    return offs;
   }
 
   snapshot(): DashboardSnapshot {

@@ -1,4 +1,5 @@
 import {
+  attemptOf,
   CallScope,
   DisposedError,
   type ExecuteOptions,
@@ -100,7 +101,9 @@ class SlotBulkhead implements Bulkhead {
     if (this.#running < this.maxConcurrent && !this.#disposed && !(options instanceof CallScope)) {
       if (!CallScope.abortable(options)) {
         this.#running++;
-        return this.#runFree(fn, new CallScope(options));
+        // Not `new CallScope(options)`: a signal getter read again may give a signal then, which
+        // this path would follow and never leave.
+        return this.#runFree(fn, new CallScope(undefined, attemptOf(options)));
       }
     }
     return this.#admit(fn, options);

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
 import {
+  attemptOf,
   CallScope,
   DisposedError,
   type ExecuteOptions,
@@ -211,8 +212,9 @@ export abstract class RateLimiterBase implements RateLimiter {
     undo?.(decision);
     if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
     if (!CallScope.abortable(options)) {
-      // No signal and no outer scope: nothing can abort the call, nothing to detach from.
-      return invoke(fn, new CallScope(options));
+      // No signal and no outer scope: nothing can abort the call, nothing to detach from (the
+      // signal is not read again: a getter may give one now, followed and never left).
+      return invoke(fn, new CallScope(undefined, attemptOf(options)));
     }
     const scope = new CallScope(options);
     if (scope.aborted) {

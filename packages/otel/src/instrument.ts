@@ -73,35 +73,41 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   // A user's bus whose unsubscribe is none or throws must not leave stop() half done (see shieldBus).
   const shielded = shieldBus(bus, 'instrument');
   const on = shielded.on.bind(shielded) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-  // The meter and the spans listen apart: a meter that throws must not cost the trace its events.
-  // Each hides what it exports as it exports it (the source here, the rest in its handler).
-  const offs = [
-    ...Object.entries(metering.handlers).map(([type, handler]) => {
-      const meter = handler as (event: HoldfastEvent) => void;
-      return on(type as EventType, (event) => meter(labelled(event, label)));
-    }),
-    ...[...spanTypes].map((type) => on(type, (event) => annotate(tracer, labelled(event, label)))),
-  ];
-  // A proxy's toxics as emitted: proxies are labelled apart (see chaos.ts).
-  if (chaos) offs.push(shielded.on('chaos.toxic', chaos.toxic));
-  // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
-  if (typeof policies.onUnregister === 'function') {
-    offs.push(
-      policies.onUnregister((_kind, registered) => {
-        const name = policyLabels.forget(registered);
-        if (name === undefined) return;
-        events?.forget(name);
-        limits?.forget(name);
-      }),
-    );
-  }
-  buses?.add(bus);
+  const offs: (() => void)[] = [];
   let active = true;
-  return () => {
+  const stop = () => {
     if (!active) return;
     active = false;
     for (const off of offs) off();
     metering.dispose();
     buses?.delete(bus);
   };
+  try {
+    // The meter and the spans listen apart: a meter that throws must not cost the trace its events.
+    // Each hides what it exports as it exports it (the source here, the rest in its handler).
+    for (const [type, handler] of Object.entries(metering.handlers)) {
+      const meter = handler as (event: HoldfastEvent) => void;
+      offs.push(on(type as EventType, (event) => meter(labelled(event, label))));
+    }
+    for (const type of spanTypes) offs.push(on(type, (event) => annotate(tracer, labelled(event, label))));
+    // A proxy's toxics as emitted: proxies are labelled apart (see chaos.ts).
+    if (chaos) offs.push(shielded.on('chaos.toxic', chaos.toxic));
+    // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
+    if (typeof policies.onUnregister === 'function') {
+      offs.push(
+        policies.onUnregister((_kind, registered) => {
+          const name = policyLabels.forget(registered);
+          if (name === undefined) return;
+          events?.forget(name);
+          limits?.forget(name);
+        }),
+      );
+    }
+  } catch (error) {
+    // A user's bus whose on() throws: the listeners put on and the gauges' callbacks go too.
+    stop();
+    throw error;
+  }
+  buses?.add(bus);
+  return stop;
 }

@@ -411,30 +411,39 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   };
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-  const offs = Object.entries(handlers).map(([type, handler]) => {
-    const h = handler as (event: HoldfastEvent) => void;
-    return on(type as EventType, (event) => h(labelled(event, label)));
-  });
-  offs.push(bus.on('chaos.toxic', toxicOn));
-  // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
-  // and its last state: an evicted breaker is not open any more.
-  if (typeof policies.onUnregister === 'function') {
-    offs.push(
-      policies.onUnregister((_kind, name) => {
-        const policy = policyLabels.forget(name);
-        if (policy === undefined) return;
-        for (const remove of series.get(policy)?.values() ?? []) remove();
-        series.delete(policy);
-        wired.forget(policy);
-        lastState.delete(policy);
-      }),
-    );
-  }
+  const offs: (() => void)[] = [];
   let active = true;
-  return () => {
+  const stop = () => {
     if (!active) return;
     active = false;
     for (const off of offs) off();
     for (const n of names) registry.removeSingleMetric(n);
   };
+  try {
+    for (const [type, handler] of Object.entries(handlers)) {
+      const h = handler as (event: HoldfastEvent) => void;
+      offs.push(on(type as EventType, (event) => h(labelled(event, label))));
+    }
+    offs.push(bus.on('chaos.toxic', toxicOn));
+    // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
+    // and its last state: an evicted breaker is not open any more.
+    if (typeof policies.onUnregister === 'function') {
+      offs.push(
+        policies.onUnregister((_kind, name) => {
+          const policy = policyLabels.forget(name);
+          if (policy === undefined) return;
+          for (const remove of series.get(policy)?.values() ?? []) remove();
+          series.delete(policy);
+          wired.forget(policy);
+          lastState.delete(policy);
+        }),
+      );
+    }
+  } catch (error) {
+    // A user's bus whose on() throws: what was subscribed and registered goes, or a collect()
+    // again on this registry was refused ("already has a metric") and the listeners stayed.
+    stop();
+    throw error;
+  }
+  return stop;
 }
