@@ -139,6 +139,9 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // that one a fresh burst each time. The key layout (a decimal TAT, an expiry when it is due) is
 // the previous version's: both versions decide on the same keys during a rolling upgrade.
 // The constants are JavaScript's shortest spelling of each number, which Lua reads back exactly.
+// An expiry computed in the script goes to Redis as an integer string (string.format('%d')):
+// Redis 7.2.0-7.2.4 print a Lua number in its shortest form, 2e8 as "2e+08", which PX refuses
+// (redis/redis#13113), and a key owing 2e8 ms failed every decision.
 const gcraSource = (emission: string, tolerance: string, px: string, window: string) => `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -150,7 +153,7 @@ if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or 
 diff = diff / ${emission}
 diff = diff - diff % 1
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end
-redis.call('SET', KEYS[1], new, 'PX', px or math.max(1, math.ceil(new - now)))
+redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math.ceil(new - now))))
 return diff`;
 
 // Gives back what an allowed decision took (KEYS: tat, the give-back's own marker; ARGV: its
@@ -168,7 +171,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat then return 0 end
 local back = tat - ARGV[1]
 if back <= now then return redis.call('DEL', KEYS[1]) end
-redis.call('SET', KEYS[1], back, 'PX', math.max(1, math.ceil(back - now)))
+redis.call('SET', KEYS[1], back, 'PX', string.format('%d', math.max(1, math.ceil(back - now))))
 return 1`;
 
 /**
