@@ -19,6 +19,21 @@ function connect(server: RedisServer): Redis {
   return client;
 }
 
+/** `client` as the limiter's client, telling `before` of each command before it is sent. */
+function watched(client: Redis, before: (command: string) => void) {
+  return {
+    get status() {
+      return client.status;
+    },
+    call: (command: string, ...args: (string | number)[]) => {
+      before(command);
+      return client.call(command, ...args);
+    },
+    once: (event: 'ready', listener: () => void) => client.once(event, listener),
+    removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
+  };
+}
+
 /** Starts a worker; resolves once it is connected, with a function that says go and awaits its report. */
 async function startWorker(...args: string[]) {
   const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', worker, ...args], {
@@ -127,17 +142,9 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
 
   it('one round trip per decision; a refused call says when to come back', async () => {
     let sent = 0;
-    const counting = {
-      get status() {
-        return client.status;
-      },
-      call: (command: string, ...args: (string | number)[]) => {
-        if (command === 'evalsha') sent++;
-        return client.call(command, ...args);
-      },
-      once: (event: 'ready', listener: () => void) => client.once(event, listener),
-      removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
-    };
+    const counting = watched(client, (command) => {
+      if (command === 'evalsha') sent++;
+    });
     const rl = redisRateLimiter({
       client: counting,
       limit: 2,
@@ -228,19 +235,11 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     const tat = `e8back:{${sha1('k')}}`;
     let helped: Promise<unknown> | undefined;
     let armed = false;
-    const helping = {
-      get status() {
-        return client.status;
-      },
-      call: (command: string, ...args: (string | number)[]) => {
-        // The give-back script (an EVAL, once the decision's script is loaded): the key set owing
-        // 3e8 ms just before it, in the same write.
-        if (command === 'eval' && armed) helped = owing(tat, 3e8);
-        return client.call(command, ...args);
-      },
-      once: (event: 'ready', listener: () => void) => client.once(event, listener),
-      removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
-    };
+    // The give-back script (an EVAL, once the decision's script is loaded): the key set owing
+    // 3e8 ms just before it, in the same write.
+    const helping = watched(client, (command) => {
+      if (command === 'eval' && armed) helped = owing(tat, 3e8);
+    });
     const rl = redisRateLimiter({
       client: helping,
       limit: 2,
