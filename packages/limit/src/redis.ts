@@ -139,8 +139,9 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // that one a fresh burst each time. The key layout (a decimal TAT, an expiry when it is due) is
 // the previous version's: both versions decide on the same keys during a rolling upgrade.
 // The constants are JavaScript's shortest spelling of each number, which Lua reads back exactly.
-// An expiry computed in Lua goes to SET PX as an integer string: Redis 7.2.0 to 7.2.4 write a Lua
-// number in exponent form (1.2e+05), which PX refuses (redis/redis#13113).
+// An expiry computed in the script goes to Redis as an integer string (string.format('%d')):
+// Redis 7.2.0-7.2.4 print a Lua number in its shortest form, 2e8 as "2e+08", which PX refuses
+// (redis/redis#13113), and a key owing 2e8 ms failed every decision.
 const gcraSource = (emission: string, tolerance: string, px: string, window: string) => `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
