@@ -685,14 +685,18 @@ export class Run {
   /**
    * Its client left before the response ended: the handler may still end it, and it is then
    * stored whole. If it has not shortly before the lease runs out (after which a retry would take
-   * the key over and run the handler again), {@link lost} is stored. The timer holds nothing open.
+   * the key over and run the handler again; a renewed lease: `leaseMs` after the client left),
+   * {@link lost} is stored. The timer holds nothing open.
    * `sent`: the status sent by then, if any (see {@link lost}).
    */
   lostUnlessEnded(sent: () => number | undefined): void {
     if (this.#settled || this.#lostTimer !== undefined) return;
     const { clock, options, elapsed } = this.owner;
     const margin = Math.min(1_000, options.leaseMs / 10);
-    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - elapsed());
+    // A renewed lease runs from its last renewal, not from the claim: the handler has the lease
+    // it held when its client left (a client leaving past the first lease stored lost() at once).
+    const from = this.#unrenew === undefined ? this.claimedAt : elapsed();
+    const ms = Math.max(0, from + options.leaseMs - margin - elapsed());
     this.#lostTimer = clock.setTimeout(() => void this.lost(sent()), ms);
   }
 
