@@ -383,7 +383,7 @@ class Runner<I, R> {
         scope.abort(new TimeoutError(this.name, this.maxRunMs));
         return true;
       },
-      failed: (error) => this.#storeError(key, 'extend', error, false),
+      failed: (error) => this.#storeError(key, 'extend', error, true),
     };
     keeper.hold(lease);
     return lease;

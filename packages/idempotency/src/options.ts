@@ -165,9 +165,10 @@ export const idempotentOptionsSchema = z.strictObject({
    * (a repeat gets `E_IDEMPOTENCY_ABORTED`); the HTTP middleware stores the response-lost
    * problem (a retry gets it). A hung run then blocks its key for `ttlMs`, not until its process
    * dies. Set it to `leaseMs` or less to renew nothing (a fixed lease, as on a store without `extend`).
+   * Up to 1e15 ms: not a timer (runs are measured against it at each renewal).
    * @default 600_000 (10 minutes)
    */
-  maxRunMs: timerDuration.default(600_000),
+  maxRunMs: z.number().finite().positive().max(1e15).default(600_000),
   /** How long a completed result is replayed, up to 1e15 ms (not a timer: 30 days is fine). @default 86_400_000 (24 h) */
   ttlMs: z.number().finite().positive().max(1e15).default(86_400_000),
   /**
