@@ -81,6 +81,7 @@ async function fastifyApp(setup: (app: FastifyInstance, ran: { count: number }) 
     scope: 'global',
     bus: createBus(),
     leaseMs,
+    maxRunMs: leaseMs,
     ttlMs: 60_000,
   });
   const ran = { count: 0 };
@@ -398,7 +399,7 @@ describe('HTTP middleware: the response-lost timer of a run whose client left', 
         running.open();
         req.once('close', () => {}); // the charge was made; nobody to answer
       },
-      { leaseMs: 400 },
+      { leaseMs: 400, maxRunMs: 400 }, // a fixed lease, as on a store without extend
     );
     await leaveWhile(port, keyedPost('/orders'), running.opened);
     expectLost(await settledRetry(port));

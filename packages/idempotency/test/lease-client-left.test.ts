@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { memoryStore } from '../src/index.js';
-import { expressFramework, fastifyFramework } from './http-support/apps.js';
+import { expressFramework, fastifyFramework, type TestApp } from './http-support/apps.js';
 import { newKey, send } from './http-support/support.js';
 import { sleep } from './redis.js';
 
@@ -38,6 +38,52 @@ describe('a renewed run whose client leaves past its first lease', () => {
         app.gate.open();
         await app.close();
       }
+    });
+  }
+});
+
+/**
+ * A client that times out and retries, against a handler slower than `leaseMs` (the lease is
+ * renewed): the first client leaves at 100 ms, the handler ends its response after 8 retries 100 ms apart. Its
+ * response is the key's answer, not the response-lost problem stored when the first lease would
+ * have run out.
+ */
+describe('a renewed run whose client left is stored whole when it ends', () => {
+  const apps: TestApp[] = [];
+  afterEach(async () => {
+    for (const app of apps.splice(0)) {
+      app.gate.open();
+      await app.close();
+    }
+  });
+
+  for (const framework of [expressFramework, fastifyFramework]) {
+    it(`${framework.name}: leaseMs 300, the client leaves at 100 ms, the handler ends after 8 retries 100 ms apart: they get 409, then its 200`, async () => {
+      const app = await framework.start({ store: memoryStore(), leaseMs: 300 });
+      apps.push(app);
+      const key = newKey();
+      const first = send(`${app.url}/slow`, { key, body: { a: 1 }, signal: AbortSignal.timeout(100) }).catch(
+        (error: Error) => error.name,
+      );
+      expect(await first).toBe('TimeoutError');
+      // The handler still runs, past its first lease (renewed), until the gate opens.
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i++) {
+        await sleep(100);
+        statuses.push((await send(`${app.url}/slow`, { key, body: { a: 1 } })).status);
+      }
+      app.gate.open();
+      let replay = await send(`${app.url}/slow`, { key, body: { a: 1 } });
+      for (let i = 0; i < 50 && replay.status === 409; i++) {
+        await sleep(20);
+        replay = await send(`${app.url}/slow`, { key, body: { a: 1 } });
+      }
+      expect([app.calls.get('slow'), statuses, replay.status, replay.json()]).toEqual([
+        1,
+        Array(8).fill(409),
+        200,
+        { n: 1 },
+      ]);
     });
   }
 });

@@ -59,7 +59,7 @@ describe('a pipelined keyed request whose client left', () => {
 
   it('that its handler never ends gets the response-lost problem, never a second run', async () => {
     const app = express();
-    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000, maxRunMs: 2_000 }));
     const ran = new Map<string, number>();
     const both = gate();
     const release = gate();
@@ -99,7 +99,7 @@ describe('a pipelined keyed request whose client left', () => {
 
   it('that got its socket after the first and was cut off there: the response-lost problem, never a second run', async () => {
     const app = express();
-    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000, maxRunMs: 2_000 }));
     const ran = new Map<string, number>();
     const started = gate();
     const release = gate();

@@ -48,7 +48,7 @@ async function expressApp(
 ) {
   const app = express();
   const { bus, lost } = watchLost();
-  app.use(idempotency({ store, scope: 'global', bus, leaseMs, store5xx }));
+  app.use(idempotency({ store, scope: 'global', bus, leaseMs, maxRunMs: leaseMs, store5xx }));
   const ran = { count: 0, lost };
   app.post('/orders', (req, res, next) => {
     ran.count++;
@@ -70,6 +70,7 @@ async function fastifyApp(
     scope: 'global',
     bus,
     leaseMs,
+    maxRunMs: leaseMs,
     store5xx,
   });
   const ran = { count: 0, lost };

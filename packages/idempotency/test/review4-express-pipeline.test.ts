@@ -36,6 +36,7 @@ describe.each(versions)('%s pipelined', (_, express) => {
         scope: 'global',
         bus: createBus(),
         leaseMs: options.leaseMs ?? 2_000,
+        maxRunMs: options.leaseMs ?? 2_000,
         ...(options.wait ? { wait: options.wait } : {}),
       }),
     );

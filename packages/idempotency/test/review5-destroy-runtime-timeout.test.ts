@@ -21,7 +21,7 @@ const settled = async (port: number, key: string) => {
 describe('review5: a handler that destroys its response before any header (README: as its client leaving)', () => {
   it('Express: the retry gets 409 while the lease runs, then the response-lost problem; the handler ran once', async () => {
     const app = express();
-    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 600 }));
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 600, maxRunMs: 600 }));
     let ran = 0;
     app.post('/orders', (_req, res) => {
       ran++;
@@ -36,7 +36,13 @@ describe('review5: a handler that destroys its response before any header (READM
 
   it('Fastify: the same', async () => {
     const app = Fastify();
-    await app.register(fastifyIdempotency, { store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 600 });
+    await app.register(fastifyIdempotency, {
+      store: memoryStore(),
+      scope: 'global',
+      bus: createBus(),
+      leaseMs: 600,
+      maxRunMs: 600,
+    });
     let ran = 0;
     app.post('/orders', async (_req, reply) => {
       ran++;
@@ -56,7 +62,7 @@ describe('review5: a handler that destroys its response before any header (READM
 describe('review5: server.setTimeout() set at runtime, on a connection already kept alive', () => {
   it('Express: its second request, timed out once its response began, is not run again by the retry', async () => {
     const app = express();
-    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000 }));
+    app.use(idempotency({ store: memoryStore(), scope: 'global', bus: createBus(), leaseMs: 2_000, maxRunMs: 2_000 }));
     let ran = 0;
     const finished = gate();
     app.post('/orders', async (req, res) => {

@@ -684,19 +684,18 @@ export class Run {
 
   /**
    * Its client left before the response ended: the handler may still end it, and it is then
-   * stored whole. If it has not shortly before the lease runs out (after which a retry would take
-   * the key over and run the handler again; a renewed lease: `leaseMs` after the client left),
-   * {@link lost} is stored. The timer holds nothing open.
+   * stored whole. A renewed lease does not run out while the process lives: the handler has until
+   * `maxRunMs`, when the keeper stores {@link lost} (storing it at the lease's end made a slow
+   * handler's response, ended after its client timed out, a 500 for good). A fixed lease: if it
+   * has not ended it shortly before the lease runs out (after which a retry would take the key
+   * over and run the handler again), {@link lost} is stored. The timer holds nothing open.
    * `sent`: the status sent by then, if any (see {@link lost}).
    */
   lostUnlessEnded(sent: () => number | undefined): void {
-    if (this.#settled || this.#lostTimer !== undefined) return;
+    if (this.#settled || this.#lostTimer !== undefined || this.#unrenew !== undefined) return;
     const { clock, options, elapsed } = this.owner;
     const margin = Math.min(1_000, options.leaseMs / 10);
-    // A renewed lease runs from its last renewal, not from the claim: the handler has the lease
-    // it held when its client left (a client leaving past the first lease stored lost() at once).
-    const from = this.#unrenew === undefined ? this.claimedAt : elapsed();
-    const ms = Math.max(0, from + options.leaseMs - margin - elapsed());
+    const ms = Math.max(0, this.claimedAt + options.leaseMs - margin - elapsed());
     this.#lostTimer = clock.setTimeout(() => void this.lost(sent()), ms);
   }
 
