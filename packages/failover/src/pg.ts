@@ -38,7 +38,10 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * from, so it received less than it replayed), else the age of its last replayed transaction. A
  * receiver that has only connected (a server rejoined after pg_rewind, or restarted) received
  * nothing yet and heard no WAL end: read as 0, it took reads missing writes acknowledged seconds
- * before, in a set that had not seen the primary's WAL move past it. Without pg_read_all_stats
+ * before, in a set that had not seen the primary's WAL move past it. Nor is one restarted by a
+ * reload (`primary_conninfo` changed) before its new sender's first message: it keeps the WAL end
+ * its old sender told, and only then does the sender's clock (`last_msg_send_time`) differ from its
+ * own (`last_msg_receipt_time`), both set to its start. Without pg_read_all_stats
  * (no `latest_end_lsn`), 0 only when it received exactly what it replayed. Unknown (null) when
  * no WAL receiver streams (never connected, or its primary is gone: having replayed all it
  * received then says nothing) or nothing was replayed yet. The
@@ -62,7 +65,8 @@ const roleQuery = `select pg_is_in_recovery() as replica,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
        when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
-         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn(),
+         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn()
+                                and last_msg_send_time <> last_msg_receipt_time,
                               status is null and pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn())
               from pg_stat_wal_receiver) then 0
        else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;

@@ -1,0 +1,128 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createBus } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import { pgRole, pgRoles } from '@holdfast/failover/pg';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { type ReplicationLink, readOrders, replicationLink, until, usePgPair } from './support/pg-pair-use.js';
+import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
+
+/**
+ * A replica re-pointed without a restart (`ALTER SYSTEM SET primary_conninfo`, `pg_reload_conf()`):
+ * its WAL receiver restarts, keeping the last WAL end its old sender reported (walreceiver.c
+ * resets only its time), so until the new sender's first message its figures look caught up.
+ * And an idle primary: its replica's lag stays 0.
+ */
+
+const maxLag = 1_000;
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-pointed without a restart', () => {
+  let pair: PgPair;
+  let c: PgNode;
+  const sets: Failover<pg.Pool>[] = [];
+  const links: ReplicationLink[] = [];
+
+  const { pool } = usePgPair({
+    pool: { max: 4, connectionTimeoutMillis: 5_000 },
+    async started(started) {
+      pair = started;
+      pair.primary.sql('create table orders (id int primary key)');
+      // A plain role (no pg_read_all_stats): pg_stat_wal_receiver shows it the pid alone.
+      pair.primary.sql('create role app login; grant select, insert on orders to app');
+      c = await pair.addReplica('pg-c', pair.primary);
+    },
+    async stopping() {
+      for (const set of sets) set.dispose();
+      pair?.replica.resume();
+      for (const link of links) await link.close();
+    },
+  });
+
+  function pgSet(servers: Record<string, PgNode>, user = 'postgres'): Failover<pg.Pool> {
+    const set = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: Object.entries(servers).map(([name, s]) => ({ name, target: pool({ ...s.connection, user }) })),
+      roles: pgRoles({ interval: 100, timeout: 5_000, maxLag }),
+      retry: false,
+    });
+    sets.push(set);
+    return set;
+  }
+  const endpoint = (set: Failover<pg.Pool>, n: string) => set.snapshot().endpoints.find((e) => e.name === n);
+
+  /** Re-points `replica` to `via` without restarting it; waits until its receiver reached START_REPLICATION. */
+  async function repoint(replica: PgNode, link: ReplicationLink): Promise<void> {
+    replica.sql(
+      `alter system set primary_conninfo = 'user=postgres host=${link.host} port=${link.port} sslmode=disable gssencmode=disable'`,
+    );
+    replica.sql('select pg_reload_conf()');
+    await until(() => link.held());
+  }
+
+  it('an idle primary: its replica reads lag 0 through a superuser and a plain role, and takes reads', async () => {
+    const a = pair.primary;
+    const b = pair.replica;
+    a.sql('insert into orders values (1)');
+    await until(() => b.sql('select count(*) from orders') === '1');
+    await sleep(3_000);
+    const own = await pgRole(pool(b), 5_000);
+    const plain = await pgRole(pool({ ...b.connection, user: 'app' }), 5_000);
+    const set = pgSet({ a, b });
+    const asApp = pgSet({ a, b }, 'app');
+    for (const s of [set, asApp]) await until(() => endpoint(s, 'b')?.lag === 0);
+    const reads = await readOrders(set, 20, 1);
+    const readsApp = await readOrders(asApp, 20, 1);
+    console.log(JSON.stringify({ own: own.lag, plain: plain.lag, served: reads.served.filter((n) => n === 'b').length }));
+    expect([own.lag, plain.lag]).toEqual([0, 0]);
+    expect(reads.served).toContain('b');
+    expect(readsApp.served).toContain('b');
+  }, 60_000);
+
+  it('re-pointed to its primary through another address, the new stream held: no read misses a write acknowledged past maxLag', async () => {
+    const a = pair.primary;
+    const b = pair.replica;
+    const running = pgSet({ a, b, c });
+    await until(() => endpoint(running, 'a')?.discovered === 'primary' && endpoint(running, 'c')?.lag === 0);
+    const link = await replicationLink(a);
+    links.push(link);
+    await repoint(c, link);
+    const last = Number(a.sql('select coalesce(max(id), 0) from orders'));
+    for (let i = 1; i <= 20; i++)
+      await running.execute((e) => e.target.query('insert into orders (id) values ($1)', [last + i]));
+    const acked = Number(a.sql('select count(*) from orders'));
+    await sleep(maxLag + 500);
+    expect(Number(c.sql('select count(*) from orders'))).toBeLessThan(acked);
+    const receiver = c.sql(
+      'select status, written_lsn, flushed_lsn, latest_end_lsn, pg_last_wal_replay_lsn(), last_msg_send_time = last_msg_receipt_time from pg_stat_wal_receiver',
+    );
+    const own = await pgRole(pool(c), 5_000);
+    const plain = await pgRole(pool({ ...c.connection, user: 'app' }), 5_000);
+    const fresh = pgSet({ a, b, c });
+    const freshApp = pgSet({ a, b, c }, 'app');
+    for (const set of [fresh, freshApp])
+      await until(() => endpoint(set, 'a')?.discovered === 'primary' && endpoint(set, 'c')?.discovered === 'replica');
+    const f = await readOrders(fresh, 30, acked);
+    const fa = await readOrders(freshApp, 30, acked);
+    const long = await readOrders(running, 30, acked);
+    console.log(
+      JSON.stringify({
+        receiver,
+        own: own.lag,
+        plain: plain.lag,
+        fresh: [f.stale.length, f.served.length],
+        freshApp: [fa.stale.length, fa.served.length],
+        long: [long.stale.length, long.served.length],
+      }),
+    );
+    expect(own.lag).not.toBe(0);
+    expect(long.stale).toEqual([]);
+    expect(f.stale).toEqual([]);
+    link.release();
+    await until(() => Number(c.sql('select count(*) from orders')) === acked);
+    await until(() => endpoint(fresh, 'c')?.lag === 0);
+    const after = await readOrders(fresh, 30, acked);
+    expect(after.stale).toEqual([]);
+    expect(after.served).toContain('c');
+  }, 60_000);
+});
