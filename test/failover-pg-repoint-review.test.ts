@@ -73,7 +73,9 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-poin
     for (const s of [set, asApp]) await until(() => endpoint(s, 'b')?.lag === 0);
     const reads = await readOrders(set, 20, 1);
     const readsApp = await readOrders(asApp, 20, 1);
-    console.log(JSON.stringify({ own: own.lag, plain: plain.lag, served: reads.served.filter((n) => n === 'b').length }));
+    console.log(
+      JSON.stringify({ own: own.lag, plain: plain.lag, served: reads.served.filter((n) => n === 'b').length }),
+    );
     expect([own.lag, plain.lag]).toEqual([0, 0]);
     expect(reads.served).toContain('b');
     expect(readsApp.served).toContain('b');
@@ -111,6 +113,8 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-poin
         own: own.lag,
         plain: plain.lag,
         fresh: [f.stale.length, f.served.length],
+        // Through a plain role the receiver's figures are hidden: not asserted, a known gap (its
+        // lag counts from the fresh set's first sighting of the primary past it).
         freshApp: [fa.stale.length, fa.served.length],
         long: [long.stale.length, long.served.length],
       }),
@@ -124,5 +128,45 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-poin
     const after = await readOrders(fresh, 30, acked);
     expect(after.stale).toEqual([]);
     expect(after.served).toContain('c');
+  }, 60_000);
+  it('re-pointed from the deposed primary to the promoted one, the new stream held: no read misses a write acknowledged past maxLag', async () => {
+    const a = pair.primary;
+    const b = pair.replica;
+    const running = pgSet({ a, b, c });
+    await until(() => endpoint(running, 'a')?.discovered === 'primary' && endpoint(running, 'c')?.lag === 0);
+    await b.promote();
+    await until(() => endpoint(running, 'b')?.discovered === 'primary');
+    const link = await replicationLink(b);
+    links.push(link);
+    await repoint(c, link);
+    const last = Number(b.sql('select coalesce(max(id), 0) from orders'));
+    for (let i = 1; i <= 20; i++)
+      await running.execute((e) => e.target.query('insert into orders (id) values ($1)', [last + i]));
+    const acked = Number(b.sql('select count(*) from orders'));
+    await sleep(maxLag + 500);
+    const receiver = c.sql(
+      'select status, received_tli, written_lsn, latest_end_lsn, pg_last_wal_replay_lsn(), last_msg_send_time = last_msg_receipt_time from pg_stat_wal_receiver',
+    );
+    const own = await pgRole(pool(c), 5_000);
+    const plain = await pgRole(pool({ ...c.connection, user: 'app' }), 5_000);
+    const fresh = pgSet({ a, b, c });
+    const freshApp = pgSet({ a, b, c }, 'app');
+    for (const set of [fresh, freshApp])
+      await until(() => endpoint(set, 'b')?.discovered === 'primary' && endpoint(set, 'c')?.discovered === 'replica');
+    const f = await readOrders(fresh, 30, acked);
+    const fa = await readOrders(freshApp, 30, acked);
+    const long = await readOrders(running, 30, acked);
+    console.log(
+      JSON.stringify({
+        receiver,
+        own: own.lag,
+        plain: plain.lag,
+        fresh: [f.stale.length, f.served.length],
+        freshApp: [fa.stale.length, fa.served.length],
+        long: [long.stale.length, long.served.length],
+      }),
+    );
+    link.release();
+    expect([long.stale, f.stale, fa.stale]).toEqual([[], [], []]);
   }, 60_000);
 });
