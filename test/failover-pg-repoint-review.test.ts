@@ -221,7 +221,10 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-poin
     // B back: writes go to it.
     await until(() => set.snapshot().endpoints.find((e) => e.name === 'b')?.discovered === 'primary');
     expect(
-      await set.execute(async (e) => (await e.target.query('insert into orders (id) values (-300)'), e.name)),
+      await set.execute(async (e) => {
+        await e.target.query('insert into orders (id) values (-300)');
+        return e.name;
+      }),
     ).toBe('b');
   }, 60_000);
 });
