@@ -38,7 +38,10 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * from, so it received less than it replayed), else the age of its last replayed transaction. A
  * receiver that has only connected (a server rejoined after pg_rewind, or restarted) received
  * nothing yet and heard no WAL end: read as 0, it took reads missing writes acknowledged seconds
- * before, in a set that had not seen the primary's WAL move past it. Without pg_read_all_stats
+ * before, in a set that had not seen the primary's WAL move past it. Nor is one restarted by a
+ * reload (`primary_conninfo` changed) before its new sender's first message: it keeps the WAL end
+ * its old sender told, and only then does the sender's clock (`last_msg_send_time`) differ from its
+ * own (`last_msg_receipt_time`), both set to its start. Without pg_read_all_stats
  * (no `latest_end_lsn`), 0 only when it received exactly what it replayed. Unknown (null) when
  * no WAL receiver streams (never connected, or its primary is gone: having replayed all it
  * received then says nothing) or nothing was replayed yet. The
@@ -48,13 +51,15 @@ export type PgRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classi
  * identifier) was seen with WAL flushed past the replica's replay LSN. `follows`: a replica's
  * timeline, the highest of its last restartpoint's, its WAL receiver's (hidden without
  * pg_read_all_stats) and its minimum recovery point's: one below the timeline a server is a primary
- * on now streams from a deposed primary (or none), and its lag is unknown.
+ * on now streams from a deposed primary (or none), and its lag is unknown. `streams`: the timeline
+ * its WAL receiver streams (hidden without pg_read_all_stats): one above a primary's deposes it.
  */
 const roleQuery = `select pg_is_in_recovery() as replica,
   case when pg_is_in_recovery() then null else pg_walfile_name(pg_current_wal_lsn()) end as walfile,
   (select timeline_id from pg_control_checkpoint()) as checkpoint_timeline,
   greatest((select received_tli from pg_stat_wal_receiver),
     (select min_recovery_end_timeline from pg_control_recovery())) as follows,
+  (select received_tli from pg_stat_wal_receiver where status = 'streaming') as streams,
   (select system_identifier from pg_control_system())::text as system,
   round(extract(epoch from pg_postmaster_start_time()) * 1000000)::bigint::text as started,
   case when pg_is_in_recovery() then null else pg_current_wal_flush_lsn() end::text as flushed,
@@ -62,7 +67,8 @@ const roleQuery = `select pg_is_in_recovery() as replica,
   case when not pg_is_in_recovery() then null
        when not exists (select 1 from pg_stat_wal_receiver where coalesce(status, 'streaming') = 'streaming') then null
        when pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn()
-         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn(),
+         and (select coalesce(latest_end_lsn <= pg_last_wal_replay_lsn()
+                                and last_msg_send_time <> last_msg_receipt_time,
                               status is null and pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn())
               from pg_stat_wal_receiver) then 0
        else extract(epoch from now() - pg_last_xact_replay_timestamp()) * 1000 end::float8 as lag`;
@@ -73,6 +79,8 @@ interface RoleRow {
   checkpoint_timeline: number | string | null;
   /** A replica's timeline beside its checkpoint's: its WAL receiver's, its minimum recovery point's. */
   follows?: number | string | null;
+  /** The timeline its WAL receiver streams (hidden without pg_read_all_stats). */
+  streams?: number | string | null;
   system: string | null;
   /** The postmaster's start, µs since the epoch: one run of one server (whatever the session's time zone). */
   started?: string | null;
@@ -177,6 +185,8 @@ interface Answer {
   readonly flushed?: bigint;
   /** A replica's timeline: the highest it is seen on. */
   readonly follows?: number;
+  /** The timeline a replica's WAL receiver streams, when shown. */
+  readonly streams?: number;
 }
 
 const flights = new WeakMap<object, Flight>();
@@ -272,11 +282,12 @@ async function readRole(db: PgQueryable, timeout: number | undefined): Promise<A
   const lag = row.lag === null ? undefined : Math.max(0, Math.round(Number(row.lag)));
   // Neither shown (greatest() skips nulls): the checkpoint's timeline.
   const follows = Math.max(timeline, Number(row.follows ?? 0));
-  return {
-    report: lag === undefined ? { role: 'replica', token } : { role: 'replica', token, lag },
+  const answer = {
+    report: lag === undefined ? { role: 'replica' as const, token } : { role: 'replica' as const, token, lag },
     ...known,
     follows,
   };
+  return row.streams === null || row.streams === undefined ? answer : { ...answer, streams: Number(row.streams) };
 }
 
 /**
@@ -351,10 +362,23 @@ export function pgRoles<T extends PgQueryable>(
       const server = answer.server ?? endpoint.target;
       primaries.answered(endpoint.target, server, (t) => ask(t as PgQueryable, limit));
       if (report.role === 'primary') {
+        // A replica of its cluster streams a higher timeline: a server was promoted past it, so it
+        // is deposed, even while that one was never reached (frozen, cut off) and its word is all
+        // a set started meanwhile has. Taken as the primary, it got every write, all lost. A set
+        // that saw the promoted one fences it itself.
+        const now = performance.now();
+        const past = primaries.above(system, timeline, now) ? undefined : primaries.streamed(system, timeline, now);
+        if (past !== undefined) {
+          primaries.lost(endpoint.target);
+          throw new Error(
+            `deposed primary: it writes on timeline ${timeline}, a replica of its cluster streams timeline ${past}`,
+          );
+        }
         primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, performance.now(), stale);
         return report;
       }
       primaries.lost(endpoint.target);
+      if (answer.streams !== undefined) primaries.streams(system, answer.streams, performance.now(), stale);
       // A replica of a deposed primary (its timeline below the one a server is a primary on now)
       // misses every write to the new primary, whatever it replayed: its lag is unknown.
       if (primaries.above(system, answer.follows ?? timeline, started)) return { role: 'replica', token: report.token };
@@ -423,6 +447,23 @@ class PrimaryWal {
   readonly #now = new Map<object, Now>();
   /** The server each target last reached. */
   readonly #reached = new WeakMap<object, Server>();
+  /** System identifier -> the highest timeline a replica's WAL receiver was seen streaming, when. */
+  readonly #streamed = new Map<string, { timeline: number; at: number; stale: number }>();
+
+  /** A replica of `system` streams `timeline` (its WAL receiver says so), as of `at`. */
+  streams(system: string, timeline: number, at: number, stale: number): void {
+    const last = this.#streamed.get(system);
+    if (last !== undefined && last.timeline > timeline && at - last.at <= last.stale) return;
+    if (last === undefined && this.#streamed.size >= 8)
+      this.#streamed.delete(this.#streamed.keys().next().value as string);
+    this.#streamed.set(system, { timeline, at, stale });
+  }
+
+  /** The timeline above `timeline` a replica of `system` was seen streaming lately, if any. */
+  streamed(system: string, timeline: number, now: number): number | undefined {
+    const last = this.#streamed.get(system);
+    return last !== undefined && last.timeline > timeline && now - last.at <= last.stale ? last.timeline : undefined;
+  }
 
   /**
    * `target` reached `server`. Reaching another one than before through it (the server restarted,

@@ -1,0 +1,218 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createBus } from '@holdfast/core';
+import { type Failover, failover } from '@holdfast/failover';
+import { pgRole, pgRoles } from '@holdfast/failover/pg';
+import type pg from 'pg';
+import { describe, expect, it } from 'vitest';
+import { type ReplicationLink, readOrders, replicationLink, until, usePgPair } from './support/pg-pair-use.js';
+import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
+
+/**
+ * A replica re-pointed without a restart (`ALTER SYSTEM SET primary_conninfo`, `pg_reload_conf()`):
+ * its WAL receiver restarts, keeping the last WAL end its old sender reported (walreceiver.c
+ * resets only its time), so until the new sender's first message its figures look caught up.
+ * And an idle primary: its replica's lag stays 0.
+ */
+
+const maxLag = 1_000;
+
+describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-pointed without a restart', () => {
+  let pair: PgPair;
+  let c: PgNode;
+  const sets: Failover<pg.Pool>[] = [];
+  const links: ReplicationLink[] = [];
+
+  const { pool } = usePgPair({
+    pool: { max: 4, connectionTimeoutMillis: 5_000 },
+    async started(started) {
+      pair = started;
+      pair.primary.sql('create table orders (id int primary key)');
+      // A plain role (no pg_read_all_stats): pg_stat_wal_receiver shows it the pid alone.
+      pair.primary.sql('create role app login; grant select, insert on orders to app');
+      c = await pair.addReplica('pg-c', pair.primary);
+    },
+    async stopping() {
+      for (const set of sets) set.dispose();
+      pair?.replica.resume();
+      for (const link of links) await link.close();
+    },
+  });
+
+  function pgSet(servers: Record<string, PgNode>, user = 'postgres'): Failover<pg.Pool> {
+    const set = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: Object.entries(servers).map(([name, s]) => ({ name, target: pool({ ...s.connection, user }) })),
+      roles: pgRoles({ interval: 100, timeout: 5_000, maxLag }),
+      retry: false,
+    });
+    sets.push(set);
+    return set;
+  }
+  const endpoint = (set: Failover<pg.Pool>, n: string) => set.snapshot().endpoints.find((e) => e.name === n);
+
+  /** Re-points `replica` to `via` without restarting it; waits until its receiver reached START_REPLICATION. */
+  async function repoint(replica: PgNode, link: ReplicationLink): Promise<void> {
+    replica.sql(
+      `alter system set primary_conninfo = 'user=postgres host=${link.host} port=${link.port} sslmode=disable gssencmode=disable'`,
+    );
+    replica.sql('select pg_reload_conf()');
+    await until(() => link.held());
+  }
+
+  it('an idle primary: its replica reads lag 0 through a superuser and a plain role, and takes reads', async () => {
+    const a = pair.primary;
+    const b = pair.replica;
+    a.sql('insert into orders values (1)');
+    await until(() => b.sql('select count(*) from orders') === '1');
+    await sleep(3_000);
+    const own = await pgRole(pool(b), 5_000);
+    const plain = await pgRole(pool({ ...b.connection, user: 'app' }), 5_000);
+    const set = pgSet({ a, b });
+    const asApp = pgSet({ a, b }, 'app');
+    for (const s of [set, asApp]) await until(() => endpoint(s, 'b')?.lag === 0);
+    const reads = await readOrders(set, 20, 1);
+    const readsApp = await readOrders(asApp, 20, 1);
+    console.log(
+      JSON.stringify({ own: own.lag, plain: plain.lag, served: reads.served.filter((n) => n === 'b').length }),
+    );
+    expect([own.lag, plain.lag]).toEqual([0, 0]);
+    expect(reads.served).toContain('b');
+    expect(readsApp.served).toContain('b');
+  }, 60_000);
+
+  /**
+   * With `running` (a set over a, b, c) writing to `primary`: `c` re-pointed to it through a link
+   * that holds the stream, 20 writes acknowledged, maxLag waited; then `c`'s own figures (as a
+   * superuser, as a plain role) and 30 reads through `running` and through two sets started now.
+   */
+  async function heldReads(running: Failover<pg.Pool>, primary: PgNode) {
+    const { primary: a, replica: b } = pair;
+    const link = await replicationLink(primary);
+    links.push(link);
+    await repoint(c, link);
+    const last = Number(primary.sql('select coalesce(max(id), 0) from orders'));
+    for (let i = 1; i <= 20; i++)
+      await running.execute((e) => e.target.query('insert into orders (id) values ($1)', [last + i]));
+    const acked = Number(primary.sql('select count(*) from orders'));
+    await sleep(maxLag + 500);
+    const held = Number(c.sql('select count(*) from orders'));
+    const receiver = c.sql(
+      'select status, received_tli, written_lsn, latest_end_lsn, pg_last_wal_replay_lsn(), last_msg_send_time = last_msg_receipt_time from pg_stat_wal_receiver',
+    );
+    const own = await pgRole(pool(c), 5_000);
+    const plain = await pgRole(pool({ ...c.connection, user: 'app' }), 5_000);
+    const fresh = pgSet({ a, b, c });
+    const freshApp = pgSet({ a, b, c }, 'app');
+    const name = primary === a ? 'a' : 'b';
+    for (const set of [fresh, freshApp])
+      await until(() => endpoint(set, name)?.discovered === 'primary' && endpoint(set, 'c')?.discovered === 'replica');
+    const reads = {
+      fresh: await readOrders(fresh, 30, acked),
+      freshApp: await readOrders(freshApp, 30, acked),
+      long: await readOrders(running, 30, acked),
+    };
+    const count = (r: { stale: unknown[]; served: unknown[] }) => [r.stale.length, r.served.length];
+    console.log(
+      JSON.stringify({
+        receiver,
+        own: own.lag,
+        plain: plain.lag,
+        fresh: count(reads.fresh),
+        freshApp: [...count(reads.freshApp), [...new Set(reads.freshApp.stale.map((r) => r.endpoint))].join()],
+        long: count(reads.long),
+      }),
+    );
+    return { link, acked, held, own, freshSet: fresh, ...reads };
+  }
+
+  it('re-pointed to its primary through another address, the new stream held: no read misses a write acknowledged past maxLag', async () => {
+    const a = pair.primary;
+    const running = pgSet({ a, b: pair.replica, c });
+    await until(() => endpoint(running, 'a')?.discovered === 'primary' && endpoint(running, 'c')?.lag === 0);
+    const r = await heldReads(running, a);
+    expect(r.held).toBeLessThan(r.acked);
+    expect(r.own.lag).not.toBe(0);
+    expect(r.long.stale).toEqual([]);
+    // Through a plain role the receiver's figures are hidden: not asserted, a known gap (its lag
+    // counts from the fresh set's first sighting of the primary past it).
+    expect(r.fresh.stale).toEqual([]);
+    r.link.release();
+    await until(() => Number(c.sql('select count(*) from orders')) === r.acked);
+    await until(() => endpoint(r.freshSet, 'c')?.lag === 0);
+    const after = await readOrders(r.freshSet, 30, r.acked);
+    expect(after.stale).toEqual([]);
+    expect(after.served).toContain('c');
+  }, 60_000);
+
+  it('re-pointed from the deposed primary to the promoted one, the new stream held: no read misses a write acknowledged past maxLag', async () => {
+    const b = pair.replica;
+    const running = pgSet({ a: pair.primary, b, c });
+    await until(() => endpoint(running, 'a')?.discovered === 'primary' && endpoint(running, 'c')?.lag === 0);
+    await b.promote();
+    await until(() => endpoint(running, 'b')?.discovered === 'primary');
+    const r = await heldReads(running, b);
+    r.link.release();
+    // Through a plain role not asserted, a known gap: it cannot see the receiver's timeline, and once
+    // c read the new timeline's history its minimum recovery point's may say 2; then its lag counts
+    // from the fresh set's first sighting of b (0 to 30 of 30 reads stale, run to run).
+    expect([r.long.stale, r.fresh.stale]).toEqual([[], []]);
+  }, 60_000);
+
+  it('a set started while the promoted primary is frozen, the deposed one restarted on its old timeline, a replica streaming the new one: no write reaches the deposed one', async () => {
+    // After the last test: B promoted (timeline 2), A deposed on timeline 1, C re-pointed to B.
+    const a = pair.primary;
+    const b = pair.replica;
+    c.sql(`alter system set primary_conninfo = 'user=postgres host=${b.host} port=${b.port}'`);
+    c.sql('select pg_reload_conf()');
+    b.sql('insert into orders values (-100)');
+    await until(() => c.sql('select count(*) from orders where id = -100') === '1');
+    await a.stop();
+    await a.start();
+    b.freeze();
+    const set = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: Object.entries({ a, b, c }).map(([name, s]) => ({ name, target: pool(s) })),
+      roles: pgRoles({ interval: 100, timeout: 500, maxLag, wait: 2_000 }),
+      retry: false,
+      timeout: 1_000,
+    });
+    sets.push(set);
+    const acked: string[] = [];
+    let refused = 0;
+    for (let i = 1; i <= 20; i++) {
+      const on = await set
+        .execute(async (e) => {
+          await e.target.query('insert into orders (id) values ($1)', [-200 - i]);
+          return e.name;
+        })
+        .catch(() => undefined);
+      if (on === undefined) refused++;
+      else acked.push(on);
+      await sleep(50);
+    }
+    const roles = set.snapshot().endpoints.map((e) => [e.name, e.discovered]);
+    b.resume();
+    const onA = Number(a.sql('select count(*) from orders where id <= -200'));
+    console.log(
+      JSON.stringify({
+        acked: acked.length,
+        onA,
+        refused,
+        roles,
+        streams: c.sql('select received_tli from pg_stat_wal_receiver'),
+      }),
+    );
+    expect(onA).toBe(0);
+    expect(acked.filter((n) => n === 'a')).toEqual([]);
+    // B back: writes go to it.
+    await until(() => set.snapshot().endpoints.find((e) => e.name === 'b')?.discovered === 'primary');
+    expect(
+      await set.execute(async (e) => {
+        await e.target.query('insert into orders (id) values (-300)');
+        return e.name;
+      }),
+    ).toBe('b');
+  }, 60_000);
+});
