@@ -201,7 +201,7 @@ class Runner<I, R> {
   ) {
     this.#elapsed = elapsedTime(clock);
     if (LeaseKeeper.renews(store, leaseMs, maxRunMs)) {
-      this.#keeper = new LeaseKeeper(store, clock, this.#elapsed, leaseMs, maxRunMs);
+      this.#keeper = new LeaseKeeper(store, clock, this.#elapsed, leaseMs, maxRunMs, name);
     }
   }
 

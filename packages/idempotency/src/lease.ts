@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '@holdfast/core';
+import { StoreUnavailableError } from './errors.js';
 import type { IdempotencyStore } from './store.js';
 
 /** One live run whose lease is renewed: its key as the store sees it, its token, and what to do when it ends. */
@@ -30,9 +31,11 @@ export interface HeldLease {
  */
 export class LeaseKeeper {
   readonly #held = new Set<HeldLease>();
-  // Renewals (and caps) still waiting for the store: not sent again until they answer.
-  readonly #busy = new Set<HeldLease>();
+  // Renewals (and caps) still waiting for the store, by when they were sent: not sent again
+  // until they answer, or until they have been out for a whole tick.
+  readonly #busy = new Map<HeldLease, number>();
   #timer: TimerHandle | undefined;
+  readonly #interval: number;
 
   constructor(
     readonly store: IdempotencyStore,
@@ -40,7 +43,11 @@ export class LeaseKeeper {
     readonly elapsed: () => number,
     readonly leaseMs: number,
     readonly maxRunMs: number,
-  ) {}
+    /** Names the keeper's owner in the errors it makes. */
+    readonly name: string,
+  ) {
+    this.#interval = Math.max(1, Math.floor(leaseMs / 3));
+  }
 
   /** Whether `store` can renew leases at all (a custom store without `extend` keeps fixed leases). */
   static renews(store: IdempotencyStore, leaseMs: number, maxRunMs: number): boolean {
@@ -68,16 +75,26 @@ export class LeaseKeeper {
 
   #schedule(): void {
     if (this.#timer !== undefined) return;
-    this.#timer = this.clock.setTimeout(() => this.#tick(), Math.max(1, Math.floor(this.leaseMs / 3)));
+    this.#timer = this.clock.setTimeout(() => this.#tick(), this.#interval);
   }
 
   #tick(): void {
     this.#timer = undefined;
     const now = this.elapsed();
     for (const lease of this.#held) {
-      if (this.#busy.has(lease)) continue;
-      this.#busy.add(lease);
-      const done = () => this.#busy.delete(lease);
+      const sent = this.#busy.get(lease);
+      if (sent !== undefined) {
+        if (now - sent < this.#interval) continue;
+        // Out for a whole tick (a store that never answers): failed, and sent again. Waiting on
+        // it stopped every renewal, and the cap, for good: the key went to a retry.
+        lease.failed(
+          new StoreUnavailableError(this.name, 'extend', lease.stored, `no answer within ${this.#interval} ms`),
+        );
+      }
+      this.#busy.set(lease, now);
+      const done = () => {
+        if (this.#busy.get(lease) === now) this.#busy.delete(lease);
+      };
       if (now - lease.since >= this.maxRunMs) this.#cap(lease).then(done, done);
       else this.#renew(lease).then(done, done);
     }
@@ -100,8 +117,16 @@ export class LeaseKeeper {
   }
 
   async #cap(lease: HeldLease): Promise<void> {
-    // Renewed first: the lease may not end while the verdict is being stored.
-    await this.#renew(lease);
+    // Renewed first: the lease may not end while the verdict is being stored. A renewal the store
+    // does not answer within a tick is not waited for: the verdict is stored all the same.
+    let timer: TimerHandle | undefined;
+    await Promise.race([
+      this.#renew(lease),
+      new Promise<void>((resolve) => {
+        timer = this.clock.setTimeout(resolve, this.#interval);
+      }),
+    ]);
+    this.clock.clearTimeout(timer as TimerHandle);
     if (!this.#held.has(lease)) return;
     let settled: boolean;
     try {

@@ -83,6 +83,43 @@ describe('a live run keeps its key past leaseMs (memoryStore)', () => {
     expect(events.some((e) => e.type === 'idempotency.takeover')).toBe(false);
   });
 
+  it('a renewal the store never answers is failed at the next tick and sent again: the run keeps its key (a manual clock)', async () => {
+    const clock = new ManualClock(1_000);
+    const inner = memoryStore({ clock });
+    let extends_ = 0;
+    const store: IdempotencyStore = {
+      claim: (...a) => inner.claim(...a),
+      complete: (...a) => inner.complete(...a),
+      release: (...a) => inner.release(...a),
+      // The first renewal is lost (its answer never comes); the others are answered.
+      extend: (...a) => (++extends_ === 1 ? new Promise<boolean>(() => {}) : inner.extend(...a)),
+    };
+    const bus = createBus();
+    const errors: unknown[] = [];
+    bus.on('idempotency.storeError', (e) => errors.push({ operation: e.operation, code: e.code }));
+    let runs = 0;
+    let release!: () => void;
+    const job = idempotent(
+      () =>
+        new Promise<string>((resolve) => {
+          if (++runs > 1) return resolve('ran again');
+          release = () => resolve('done');
+        }),
+      { store, key: () => 'k', leaseMs: 300, clock, bus },
+    );
+    const first = job(undefined);
+    const retries: string[] = [];
+    for (let t = 0; t < 1_500; t += 50) {
+      await clock.advance(50);
+      retries.push(await job(undefined).then(String, (e: { code: string }) => e.code));
+    }
+    release();
+    expect(await first).toBe('done');
+    expect(runs).toBe(1);
+    expect(new Set(retries)).toEqual(new Set(['E_IDEMPOTENCY_CONFLICT']));
+    expect(errors).toEqual([{ operation: 'extend', code: 'E_STORE_UNAVAILABLE' }]);
+  });
+
   for (const framework of [expressFramework, fastifyFramework]) {
     it(`${framework.name}: a handler past maxRunMs (default, a manual clock): response-lost is stored, a retry gets it, not a second run`, async () => {
       const clock = new ManualClock(1_000);

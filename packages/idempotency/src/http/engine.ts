@@ -147,7 +147,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#canonicalLimit = canonicalLimit(this.options.maxRequestBytes);
     const { leaseMs, maxRunMs } = this.options;
     if (LeaseKeeper.renews(this.store, leaseMs, maxRunMs)) {
-      this.#keeper = new LeaseKeeper(this.store, this.clock, this.elapsed, leaseMs, maxRunMs);
+      this.#keeper = new LeaseKeeper(this.store, this.clock, this.elapsed, leaseMs, maxRunMs, this.options.name);
     }
   }
 
