@@ -1,12 +1,11 @@
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { redisAvailable } from '../../../test/support/redis.js';
 import { idempotent, redisStore } from '../src/index.js';
 import { killChildren, startChild } from './child-lines.js';
-import { connect, disconnectAll, sleep } from './redis.js';
+import { sleep, useRedisServer } from './redis.js';
 
 const worker = fileURLToPath(new URL('./fixtures/lease-worker.ts', import.meta.url));
 const startWorker = (...args: string[]) => startChild(worker, ...args);
@@ -14,33 +13,23 @@ const startWorker = (...args: string[]) => startChild(worker, ...args);
 const codeOf = (e: { code?: string }) => e.code;
 
 describe.skipIf(!redisAvailable())('lease renewal across OS processes sharing Redis', { timeout: 40_000 }, () => {
-  let server: RedisServer;
-  let client: Redis;
-  beforeAll(async () => {
-    [server] = (await startRedis(1)) as [RedisServer];
-    client = connect(server);
-  });
-  afterAll(async () => {
-    killChildren();
-    disconnectAll();
-    await stopAllRedis();
-  });
+  const redis = useRedisServer(killChildren);
 
   const retrier = (key: string, lease: number, bus = createBus()) => {
     let runs = 0;
     const job = idempotent(
       async () => {
         runs++;
-        await client.incr(`effects:${key}`);
+        await redis.client.incr(`effects:${key}`);
         return 'by the test';
       },
-      { store: redisStore({ client, prefix: 'lp:' }), key: () => key, leaseMs: lease, bus },
+      { store: redisStore({ client: redis.client, prefix: 'lp:' }), key: () => key, leaseMs: lease, bus },
     );
     return { job, runs: () => runs };
   };
 
   it('owner in process A runs 1,200 ms on a 300 ms lease, B retries every 100 ms: one effect, B conflicts then replays', async () => {
-    const a = startWorker('slow', server.url, 'two-1', '300', '1200');
+    const a = startWorker('slow', redis.server.url, 'two-1', '300', '1200');
     expect(await a.nextLine()).toBe('started');
     const b = retrier('two-1', 300);
     const answers: (string | undefined)[] = [];
@@ -51,13 +40,13 @@ describe.skipIf(!redisAvailable())('lease renewal across OS processes sharing Re
     const done = JSON.parse(await a.nextLine()) as { answer: string; events: string[] };
     expect(done.answer).toBe(`by ${a.child.pid}`);
     expect(await b.job(undefined)).toBe(`by ${a.child.pid}`);
-    expect([await client.get('effects:two-1'), b.runs()]).toEqual(['1', 0]);
+    expect([await redis.client.get('effects:two-1'), b.runs()]).toEqual(['1', 0]);
     expect(answers.slice(0, 8)).toEqual(Array(8).fill('E_IDEMPOTENCY_CONFLICT'));
   });
 
   it('owner killed (SIGKILL) mid-run: its renewal dies with it, B takes over about a lease later', async () => {
     const lease = 600;
-    const a = startWorker('slow', server.url, 'kill-1', String(lease), '60000');
+    const a = startWorker('slow', redis.server.url, 'kill-1', String(lease), '60000');
     expect(await a.nextLine()).toBe('started');
     await sleep(lease); // renewed at least once
     const exited = once(a.child, 'exit');
@@ -77,7 +66,7 @@ describe.skipIf(!redisAvailable())('lease renewal across OS processes sharing Re
 
   it('owner frozen (SIGSTOP) past its lease: B takes over; A resumed gets leaseLost, its completion is refused', async () => {
     const lease = 300;
-    const a = startWorker('slow', server.url, 'stop-1', String(lease), '1500');
+    const a = startWorker('slow', redis.server.url, 'stop-1', String(lease), '1500');
     expect(await a.nextLine()).toBe('started');
     a.child.kill('SIGSTOP');
     const bus = createBus();
@@ -97,7 +86,7 @@ describe.skipIf(!redisAvailable())('lease renewal across OS processes sharing Re
     expect(done.events).toEqual(['idempotency.claim', 'idempotency.leaseLost', 'idempotency.staleCompletion']);
     // B's value stays: nothing overwrote it.
     expect(await b.job(undefined)).toBe('by the test');
-    expect([await client.get('effects:stop-1'), b.runs()]).toEqual(['2', 1]);
+    expect([await redis.client.get('effects:stop-1'), b.runs()]).toEqual(['2', 1]);
   });
 });
 

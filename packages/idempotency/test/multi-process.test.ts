@@ -1,33 +1,21 @@
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { redisAvailable } from '../../../test/support/redis.js';
 import { idempotent, redisStore } from '../src/index.js';
 import { killChildren, startChild } from './child-lines.js';
-import { connect, disconnectAll } from './redis.js';
+import { useRedisServer } from './redis.js';
 
 const worker = fileURLToPath(new URL('./fixtures/worker.ts', import.meta.url));
 const startWorker = (...args: string[]) => startChild(worker, ...args);
 
 describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Redis', { timeout: 40_000 }, () => {
-  let server: RedisServer;
-  let client: Redis;
-
-  beforeAll(async () => {
-    [server] = (await startRedis(1)) as [RedisServer];
-    client = connect(server);
-  });
-  afterAll(async () => {
-    killChildren();
-    disconnectAll();
-    await stopAllRedis();
-  });
+  const redis = useRedisServer(killChildren);
 
   it('2 processes x 100 concurrent calls with one key: the function runs exactly once, all 200 get its result', async () => {
-    const a = startWorker('race', server.url, 'race-1', '100');
-    const b = startWorker('race', server.url, 'race-1', '100');
+    const a = startWorker('race', redis.server.url, 'race-1', '100');
+    const b = startWorker('race', redis.server.url, 'race-1', '100');
     expect(await Promise.all([a.nextLine(), b.nextLine()])).toEqual(['ready', 'ready']);
     a.child.stdin?.write('go\n');
     b.child.stdin?.write('go\n');
@@ -36,7 +24,7 @@ describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Red
     ) as [{ pid: number; effects: number }[], { pid: number; effects: number }[]];
     const all = [...fromA, ...fromB];
     expect(all).toHaveLength(200);
-    expect(await client.get('effects:race-1')).toBe('1');
+    expect(await redis.client.get('effects:race-1')).toBe('1');
     const [winner] = all;
     expect(winner?.effects).toBe(1);
     expect([a.child.pid, b.child.pid]).toContain(winner?.pid);
@@ -45,7 +33,7 @@ describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Red
 
   it('an owner killed with SIGKILL mid-handler: before its lease ends repeats get in-progress, after it the next attempt runs', async () => {
     const lease = 1_500;
-    const crashed = startWorker('hang', server.url, 'crash-1', String(lease));
+    const crashed = startWorker('hang', redis.server.url, 'crash-1', String(lease));
     expect(await crashed.nextLine()).toBe('started');
     const exited = once(crashed.child, 'exit');
     crashed.child.kill('SIGKILL');
@@ -55,7 +43,12 @@ describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Red
     const events: HoldfastEvent[] = [];
     bus.on('*', (e) => events.push(e));
     let runs = 0;
-    const options = { store: redisStore({ client, prefix: 'mp:' }), key: () => 'crash-1', leaseMs: lease, bus };
+    const options = {
+      store: redisStore({ client: redis.client, prefix: 'mp:' }),
+      key: () => 'crash-1',
+      leaseMs: lease,
+      bus,
+    };
     const job = idempotent(async () => `recovered by ${++runs}`, options);
     const conflict = await job(undefined).catch((e: unknown) => e);
     expect(conflict).toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });

@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
-import type { RedisServer } from '../../../test/support/redis.js';
+import { afterAll, beforeAll } from 'vitest';
+import { type RedisServer, startRedis, stopAllRedis } from '../../../test/support/redis.js';
 
 const clients = new Set<Redis>();
 
@@ -14,6 +15,24 @@ export function connect(server: RedisServer, options: RedisOptions = {}): Redis 
 export function disconnectAll(): void {
   for (const client of clients) client.disconnect();
   clients.clear();
+}
+
+/**
+ * A redis-server of the describe block's own, and a client on it: started before its tests,
+ * stopped after them with every client (`after` first: children to kill, say).
+ */
+export function useRedisServer(after?: () => void): { readonly server: RedisServer; readonly client: Redis } {
+  const used = {} as { server: RedisServer; client: Redis };
+  beforeAll(async () => {
+    [used.server] = (await startRedis(1)) as [RedisServer];
+    used.client = connect(used.server);
+  });
+  afterAll(async () => {
+    after?.();
+    disconnectAll();
+    await stopAllRedis();
+  });
+  return used;
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));

@@ -1,38 +1,28 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { redisAvailable } from '../../../test/support/redis.js';
 import { idempotency } from '../src/express.js';
 import { idempotent, memoryStore, redisStore } from '../src/index.js';
-import { connect, disconnectAll } from './redis.js';
+import { useRedisServer } from './redis.js';
 
 // ttlMs is how long Redis (or the memory store) keeps a result: a TTL, never a timer. A 30-day
 // replay window was refused as if it were a timer ("a longer timer fires at once").
 const DAY = 86_400_000;
 
 describe.skipIf(!redisAvailable())('ttlMs longer than a Node timer can wait', () => {
-  let server: RedisServer;
-  let client: Redis;
-  beforeAll(async () => {
-    [server] = (await startRedis(1)) as [RedisServer];
-    client = connect(server);
-  });
-  afterAll(async () => {
-    disconnectAll();
-    await stopAllRedis();
-  });
+  const redis = useRedisServer();
 
   it('keeps a result for 30 days in Redis, and replays it', async () => {
     const prefix = `ttl30:${randomUUID()}:`;
     let runs = 0;
     const charge = idempotent(async (_order: { id: string }) => ++runs, {
-      store: redisStore({ client, prefix }),
+      store: redisStore({ client: redis.client, prefix }),
       key: (order) => order.id,
       ttlMs: 30 * DAY,
     });
     expect([await charge({ id: 'o-1' }), await charge({ id: 'o-1' }), runs]).toEqual([1, 1, 1]);
-    const [key] = await client.keys(`${prefix}*`);
-    const ttl = await client.pttl(key as string);
+    const [key] = await redis.client.keys(`${prefix}*`);
+    const ttl = await redis.client.pttl(key as string);
     expect(ttl).toBeGreaterThan(29 * DAY);
     expect(ttl).toBeLessThanOrEqual(30 * DAY);
   });
