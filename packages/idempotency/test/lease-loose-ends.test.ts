@@ -1,13 +1,16 @@
+import { randomUUID } from 'node:crypto';
 import { ManualClock } from '@holdfast/core';
 import Fastify from 'fastify';
 import { describe, expect, it } from 'vitest';
+import { redisAvailable } from '../../../test/support/redis.js';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { problemTypes } from '../src/http/index.js';
-import { type IdempotencyStore, idempotent, memoryStore } from '../src/index.js';
+import { type IdempotencyStore, idempotent, memoryStore, type RedisClient, redisStore } from '../src/index.js';
+import { extendScript } from '../src/redis-scripts.js';
 import { expressFramework, fastifyFramework } from './http-support/apps.js';
 import { newKey, send } from './http-support/support.js';
-import { sleep } from './redis.js';
+import { connect, sleep, useRedisServer } from './redis.js';
 
 /** A store that forwards to a memory store, with `extend` (or another member) replaced by `bad`. */
 function storeWith(member: keyof IdempotencyStore, bad: unknown): IdempotencyStore {
@@ -120,4 +123,60 @@ describe('the HTTP cap at maxRunMs is tried again while its store fails', () => 
       }
     });
   }
+});
+
+describe.skipIf(!redisAvailable())('renewals on redisStore after its scripts were flushed', { timeout: 30_000 }, () => {
+  const redis = useRedisServer();
+
+  it('200 live runs, SCRIPT FLUSH, the first tick: the extend script is sent once, not once per run (<= N + 2 EVAL/EVALSHA)', async () => {
+    const N = 200;
+    const sent: string[] = [];
+    const answered = { extend: 0 };
+    const client = connect(redis.server);
+    // The store's client, counting the scripts it sends and the renewals answered.
+    const counted: RedisClient = {
+      get status() {
+        return client.status;
+      },
+      callBuffer: (command, ...args) => {
+        const script = String(args[0]);
+        const extend = script === extendScript.sha || script === extendScript.source;
+        if (extend) sent.push(command);
+        const reply = client.callBuffer(command, ...args);
+        if (extend)
+          reply.then(
+            () => answered.extend++,
+            () => {},
+          );
+        return reply;
+      },
+      once: (event, listener) => client.once(event, listener),
+      removeListener: (event, listener) => client.removeListener(event, listener),
+    };
+    const clock = new ManualClock(1_000);
+    const store = redisStore({ client: counted, prefix: `flush-${randomUUID()}:` });
+    let open!: () => void;
+    const held = new Promise<void>((resolve) => {
+      open = resolve;
+    });
+    let runs = 0;
+    const job = idempotent(
+      async () => {
+        runs++;
+        await held;
+        return 'done';
+      },
+      { store, key: (n: number) => `run-${n}`, leaseMs: 30_000, clock },
+    );
+    const all = Array.from({ length: N }, (_, n) => job(n));
+    while (runs < N) await sleep(5);
+    await redis.client.script('FLUSH');
+    await clock.advance(10_000); // the first tick: N renewals
+    while (answered.extend < N) await sleep(5);
+    open();
+    expect(await Promise.all(all)).toEqual(Array(N).fill('done'));
+    const evals = sent.filter((c) => c === 'eval' || c === 'evalsha');
+    expect(evals.length).toBeLessThanOrEqual(N + 2);
+    expect(sent.filter((c) => c === 'eval')).toEqual(['eval']);
+  });
 });
