@@ -129,7 +129,8 @@ class RunContext implements IdempotentContext {
   declare readonly signal: AbortSignal;
   // Its own closure, not a method: it works destructured (`({ nothingDone }) => ...`) and copied.
   readonly nothingDone: () => void;
-  readonly #caller: CallScope | undefined;
+  // The caller's scope, or the run's lease (whose scope is made only when its signal is read).
+  readonly #caller: { readonly signal: AbortSignal } | undefined;
   #own: AbortController | undefined;
   #followed = false;
   #nothingDone = false;
@@ -138,7 +139,7 @@ class RunContext implements IdempotentContext {
     readonly key: string,
     readonly token: string | undefined,
     readonly takeover: boolean,
-    caller: CallScope | undefined,
+    caller: { readonly signal: AbortSignal } | undefined,
   ) {
     this.#caller = caller;
     Object.defineProperty(this, 'signal', SIGNAL);
@@ -173,11 +174,60 @@ class RunContext implements IdempotentContext {
   }
 }
 
-/** A run's lease as the keeper renews it, with the scope its signal follows. */
-interface RunLease extends HeldLease {
-  readonly scope: CallScope;
+/**
+ * A run's lease as the keeper renews it, and the scope its signal follows: made only when the
+ * signal is read or the run is capped. A run that ends before the first tick (most do) makes no
+ * scope and no closure: one object with the keeper's calls as methods.
+ */
+class RunLease implements HeldLease {
   /** It ran past `maxRunMs`: its verdict is `aborted`. */
-  capped: boolean;
+  capped = false;
+  #scope: CallScope | undefined;
+  #caller: CallScope | undefined;
+
+  constructor(
+    readonly runner: Runner<unknown, unknown>,
+    readonly stored: string,
+    readonly token: string,
+    readonly since: number,
+    caller: CallScope | undefined,
+  ) {
+    this.#caller = caller;
+  }
+
+  /** Aborts with its caller's signal, or at the cap. */
+  get signal(): AbortSignal {
+    return this.#scopeNow().signal;
+  }
+
+  #scopeNow(): CallScope {
+    this.#scope ??= new CallScope(this.#caller);
+    return this.#scope;
+  }
+
+  /** The run settled: its scope follows its caller no longer (one made later follows nothing, as a released one). */
+  release(): void {
+    if (this.#scope !== undefined) this.#scope.release();
+    else if (this.#caller?.aborted === false) this.#caller = undefined;
+  }
+
+  lost(): void {
+    this.runner.leaseLost(this.stored, 'notOwner');
+  }
+
+  async cap(): Promise<boolean> {
+    const { runner } = this;
+    if (!this.capped) runner.leaseLost(this.stored, 'maxRunMs');
+    this.capped = true;
+    // Stored before the signal aborts: the run may stop at once, and then no repeat may run it.
+    if (!(await runner.store.complete(this.stored, this.token, { kind: 'aborted' }, runner.ttlMs))) return true;
+    this.#scopeNow().abort(new TimeoutError(runner.name, runner.maxRunMs));
+    return true;
+  }
+
+  failed(error: unknown): void {
+    this.runner.storeError(this.stored, 'extend', error, true);
+  }
 }
 
 class Runner<I, R> {
@@ -296,7 +346,7 @@ class Runner<I, R> {
     } catch (error) {
       if (!(error instanceof StoreUnavailableError)) throw error;
       const failOpen = this.store.onStoreError === 'fail-open';
-      this.#storeError(key, 'claim', error, failOpen);
+      this.storeError(key, 'claim', error, failOpen);
       if (failOpen) return undefined;
       throw error;
     }
@@ -319,7 +369,7 @@ class Runner<I, R> {
       throw caller.scope.reason;
     }
     const lease = this.#keeper === undefined ? undefined : this.#lease(key, token, caller);
-    const ctx = new RunContext(key, token, takeover, lease?.scope ?? caller?.scope);
+    const ctx = new RunContext(key, token, takeover, lease ?? caller?.scope);
     let value: R;
     try {
       value = await this.fn(input, ctx);
@@ -352,7 +402,7 @@ class Runner<I, R> {
       }
       // fn ran and its effect happened: the caller gets its result. The record stays in
       // progress until its lease ends, so no duplicate runs before then.
-      this.#storeError(key, 'complete', error, true);
+      this.storeError(key, 'complete', error, true);
       return value;
     }
     if (!stored && this.bus.wants('idempotency.staleCompletion')) {
@@ -362,40 +412,23 @@ class Runner<I, R> {
   }
 
   /**
-   * Renews the run's lease while it runs. Its scope aborts the run's signal at `maxRunMs` (after
-   * `aborted` is stored for the key) or when its caller aborts.
+   * Renews the run's lease while it runs. Its signal aborts at `maxRunMs` (after `aborted` is
+   * stored for the key) or when its caller aborts.
    */
   #lease(key: string, token: string, caller: Caller<R> | undefined): RunLease {
-    const keeper = this.#keeper as LeaseKeeper;
-    const scope = new CallScope(caller?.scope);
-    const lease: RunLease = {
-      stored: key,
-      token,
-      since: this.#elapsed(),
-      scope,
-      capped: false,
-      lost: () => this.#leaseLost(key, 'notOwner'),
-      cap: async () => {
-        if (!lease.capped) this.#leaseLost(key, 'maxRunMs');
-        lease.capped = true;
-        // Stored before the signal aborts: the run may stop at once, and then no repeat may run it.
-        if (!(await this.store.complete(key, token, { kind: 'aborted' }, this.ttlMs))) return true;
-        scope.abort(new TimeoutError(this.name, this.maxRunMs));
-        return true;
-      },
-      failed: (error) => this.#storeError(key, 'extend', error, true),
-    };
-    keeper.hold(lease);
+    const lease = new RunLease(this as Runner<unknown, unknown>, key, token, this.#elapsed(), caller?.scope);
+    (this.#keeper as LeaseKeeper).hold(lease);
     return lease;
   }
 
   #settled(lease: RunLease | undefined): void {
     if (lease === undefined) return;
     (this.#keeper as LeaseKeeper).drop(lease);
-    lease.scope.release();
+    lease.release();
   }
 
-  #leaseLost(key: string, reason: 'notOwner' | 'maxRunMs'): void {
+  /** @internal Told by a run's lease (see {@link RunLease}). */
+  leaseLost(key: string, reason: 'notOwner' | 'maxRunMs'): void {
     if (this.bus.wants('idempotency.leaseLost')) this.bus.emit(this.#base('idempotency.leaseLost', { key, reason }));
   }
 
@@ -412,7 +445,7 @@ class Runner<I, R> {
       }
       if (this.bus.wants('idempotency.lost')) this.bus.emit(this.#base('idempotency.lost', { key, sent: undefined }));
     } catch (error) {
-      this.#storeError(key, 'complete', error, false);
+      this.storeError(key, 'complete', error, false);
     }
   }
 
@@ -424,11 +457,12 @@ class Runner<I, R> {
         this.bus.emit(this.#base('idempotency.release', { key, code: errorLabel(cause) }));
       }
     } catch (error) {
-      this.#storeError(key, 'release', error, false);
+      this.storeError(key, 'release', error, false);
     }
   }
 
-  #storeError(
+  /** @internal Reports a store failure (a lease's renewal too). */
+  storeError(
     key: string,
     operation: 'claim' | 'complete' | 'release' | 'extend',
     error: unknown,

@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '@holdfast/core';
 import { StoreUnavailableError } from './errors.js';
+import { inProcess, type StoreNow } from './memory-store.js';
 import type { IdempotencyStore } from './store.js';
 
 /** One live run whose lease is renewed: its key as the store sees it, its token, and what to do when it ends. */
@@ -81,7 +82,15 @@ export class LeaseKeeper {
   #tick(): void {
     this.#timer = undefined;
     const now = this.elapsed();
+    // A store that answers in this process (memoryStore(), its methods its own) renews at once:
+    // no promise per run and tick, nothing to wait for. Asked at each tick: a spy patched on the
+    // store since is called as any store's.
+    const sync = inProcess(this.store);
     for (const lease of this.#held) {
+      if (sync !== undefined && now - lease.since < this.maxRunMs && !this.#busy.has(lease)) {
+        this.#renewNow(sync, lease);
+        continue;
+      }
       const sent = this.#busy.get(lease);
       if (sent !== undefined) {
         if (now - sent < this.#interval) continue;
@@ -99,6 +108,19 @@ export class LeaseKeeper {
       else this.#renew(lease).then(done, done);
     }
     if (this.#held.size > 0) this.#schedule();
+  }
+
+  #renewNow(sync: StoreNow, lease: HeldLease): void {
+    let owned: boolean;
+    try {
+      owned = sync.extend(lease.stored, lease.token, this.leaseMs);
+    } catch (error) {
+      lease.failed(error);
+      return;
+    }
+    if (owned) return;
+    this.drop(lease);
+    lease.lost();
   }
 
   async #renew(lease: HeldLease): Promise<void> {

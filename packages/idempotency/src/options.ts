@@ -128,15 +128,37 @@ export const redisStoreOptionsSchema = z.strictObject({
 /** Options of {@link redisStore}. */
 export type RedisStoreOptions = z.input<typeof redisStoreOptionsSchema>;
 
-const storeOption = z.custom<IdempotencyStore>(
-  (v) =>
-    typeof v === 'object' &&
-    v !== null &&
-    typeof (v as IdempotencyStore).claim === 'function' &&
-    typeof (v as IdempotencyStore).complete === 'function' &&
-    typeof (v as IdempotencyStore).release === 'function',
-  { error: 'must be an IdempotencyStore (memoryStore(), redisStore() or your own)' },
-);
+const NOT_A_STORE = 'must be an IdempotencyStore (memoryStore(), redisStore() or your own)';
+
+/**
+ * A store is taken as it is (never copied: a class's methods live on its prototype). Each member
+ * it has is checked, by name: a custom store's `extend: 5` renewed nothing, without a word.
+ */
+const storeOption = z
+  .custom<IdempotencyStore>((v) => typeof v === 'object' && v !== null, { error: NOT_A_STORE })
+  .superRefine((store, ctx) => {
+    const s = store as unknown as Record<string, unknown>;
+    const methods = ['claim', 'complete', 'release'] as const;
+    // Nothing a store has: not one at all, said as such.
+    if (methods.every((m) => s[m] === undefined)) return void ctx.addIssue({ code: 'custom', message: NOT_A_STORE });
+    for (const m of methods) {
+      if (typeof s[m] !== 'function') ctx.addIssue({ code: 'custom', path: [m], message: 'must be a function' });
+    }
+    if (s.extend !== undefined && typeof s.extend !== 'function') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['extend'],
+        message: 'must be a function, or absent (a store without extend keeps fixed leases)',
+      });
+    }
+    if (s.onStoreError !== undefined && !onStoreErrorOption.safeParse(s.onStoreError).success) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['onStoreError'],
+        message: "must be 'fail-closed' or 'fail-open', or absent",
+      });
+    }
+  });
 
 /** Validates the options of {@link idempotent}; {@link IdempotentOptions} is inferred from it. */
 export const idempotentOptionsSchema = z.strictObject({

@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { type Clock, elapsedTime, parseOptions, realClock } from '@holdfast/core';
+import { type Clock, elapsedTime, parseOptions, realClock, type TimerHandle } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type RedisClient, type RedisStoreOptions, redisStoreOptionsSchema } from './options.js';
 import { claimScript, completeScript, extendScript, releaseScript, type Script } from './redis-scripts.js';
@@ -91,6 +91,14 @@ export class RedisStore implements IdempotencyStore {
 
   /** The socket of a standalone or Sentinel client when a node was last confirmed. */
   #stream: unknown;
+
+  /**
+   * Per node (as {@link nodeOf} names it), per script: `true` once the node ran it, so EVALSHA
+   * finds it there; else the call that finds out, on its way (settles to whether it did). Calls
+   * made meanwhile wait for it instead of each being answered NOSCRIPT and sending the source:
+   * 1,000 renewals at a first tick were 2,000 commands. Cleared when the connection is lost.
+   */
+  readonly #scripts = new Map<string, Map<Script, true | Promise<boolean>>>();
 
   /** Per node, the confirmation queued behind its last WAIT: writes made meanwhile join it. */
   readonly #queued = new Map<string, { readonly written: Written[]; readonly acked: Promise<number[]> }>();
@@ -230,8 +238,10 @@ export class RedisStore implements IdempotencyStore {
       // `wait`: a lazyConnect client connects on its first command.
       if (client.status === 'ready' || client.status === 'wait') send();
       else {
-        // A new connection, perhaps to a new master: its replicas are to be confirmed again.
+        // A new connection, perhaps to a new master: its replicas are to be confirmed again, and
+        // its scripts found again (a restarted server has none).
         this.#nodes.clear();
+        this.#scripts.clear();
         if (this.#waiting.size === 0) {
           client.once('ready', this.#onReady);
           client.once('end', this.#onEnd);
@@ -242,11 +252,55 @@ export class RedisStore implements IdempotencyStore {
   }
 
   readonly #eval = (lua: Script, redisKey: string, args: (string | number | Buffer)[]): Promise<unknown> =>
-    this.client
-      .callBuffer('evalsha', lua.sha, 1, redisKey, ...args)
-      .catch((error: unknown) =>
-        isNoScript(error) ? this.client.callBuffer('eval', lua.source, 1, redisKey, ...args) : Promise.reject(error),
-      );
+    this.#script(lua, nodeOf(this.client, redisKey), (command) =>
+      this.client.callBuffer(command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args),
+    );
+
+  /**
+   * Runs a script on `node` by `send`ing it (EVALSHA, or EVAL with its source): every script of
+   * the store, alone or in a pipeline, goes through here. EVALSHA where the node is known to have
+   * it; EVAL after NOSCRIPT. The first call on a node not yet known to have it finds out (EVALSHA,
+   * then EVAL on NOSCRIPT), and calls made meanwhile wait for that, then send EVALSHA: one EVAL per
+   * script and node, not one per call. A call that finds the script gone (a restart, a failover,
+   * SCRIPT FLUSH) sends it again for the calls behind it. A wait is bounded by `commandTimeout`
+   * (a reply lost in a partition never comes): past it, calls send as if nothing were known.
+   */
+  #script<T>(lua: Script, node: string, send: (command: 'evalsha' | 'eval') => Promise<T>): Promise<T> {
+    let scripts = this.#scripts.get(node);
+    if (scripts === undefined) this.#scripts.set(node, (scripts = new Map()));
+    const known = scripts.get(lua);
+    const evalsha = () =>
+      send('evalsha').catch((error: unknown) => (isNoScript(error) ? send('eval') : Promise.reject(error)));
+    if (known === undefined) return this.#findOut(scripts, lua, evalsha());
+    if (known !== true) return known.then(evalsha);
+    return send('evalsha').catch((error: unknown) => {
+      if (!isNoScript(error)) throw error;
+      const now = scripts.get(lua);
+      return now === true ? this.#findOut(scripts, lua, send('eval')) : (now ?? Promise.resolve()).then(evalsha);
+    });
+  }
+
+  /** Makes `call` the one that finds out whether the node has `lua` (see {@link #script}). */
+  #findOut<T>(scripts: Map<Script, true | Promise<boolean>>, lua: Script, call: Promise<T>): Promise<T> {
+    let timer: TimerHandle | undefined;
+    const found = Promise.race([
+      call.then(
+        () => true,
+        () => false,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = this.clock.setTimeout(() => resolve(false), this.commandTimeout);
+      }),
+    ]);
+    scripts.set(lua, found);
+    void found.then((ran) => {
+      this.clock.clearTimeout(timer as TimerHandle);
+      if (scripts.get(lua) !== found) return;
+      if (ran) scripts.set(lua, true);
+      else scripts.delete(lua);
+    });
+    return call;
+  }
 
   /**
    * A script whose write counts once `replicas` replicas have it (WAIT).
@@ -279,10 +333,8 @@ export class RedisStore implements IdempotencyStore {
     }
     const node = nodeOf(this.client, redisKey);
     if (this.#nodes.get(node) === true) {
-      const script = (command: 'evalsha' | 'eval') =>
-        this.#pipelined([command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args]);
-      const sent = script('evalsha').catch((error: unknown) =>
-        isNoScript(error) ? script('eval') : Promise.reject(error),
+      const sent = this.#script(lua, node, (command) =>
+        this.#pipelined([command, command === 'eval' ? lua.source : lua.sha, 1, redisKey, ...args]),
       );
       this.#last(
         node,
@@ -398,15 +450,7 @@ export class RedisStore implements IdempotencyStore {
   #withdraw(key: string, token: string, claim: Promise<unknown>, leaseMs: number): void {
     const redisKey = this.keyOf(key);
     const release = (): Promise<unknown> =>
-      this.client.status === 'end'
-        ? Promise.resolve()
-        : this.client
-            .callBuffer('evalsha', releaseScript.sha, 1, redisKey, token)
-            .catch((error: unknown) =>
-              isNoScript(error)
-                ? this.client.callBuffer('eval', releaseScript.source, 1, redisKey, token)
-                : Promise.reject(error),
-            );
+      this.client.status === 'end' ? Promise.resolve() : this.#eval(releaseScript, redisKey, [token]);
     const behind = release().catch(() => {});
     const elapsed = elapsedTime(this.clock);
     const until = elapsed() + leaseMs;

@@ -158,11 +158,12 @@ describe.skipIf(!redisAvailable())('redisStore() hardening on a real redis-serve
       await new Promise((r) => setTimeout(r, 50));
     }
     const own = connect(server);
-    const store = redisStore({
-      client: own,
-      prefix: `b:${randomUUID()}:`,
-      waitForReplicas: { replicas: 1, timeoutMs: 1_500 },
-    });
+    const prefix = `b:${randomUUID()}:`;
+    const store = redisStore({ client: own, prefix, waitForReplicas: { replicas: 1, timeoutMs: 1_500 } });
+    // The store has run the claim script (a mismatch, which writes nothing, so nothing is confirmed
+    // and the node stays unseen): the claims below are not held behind its first use.
+    await redisStore({ client: own, prefix }).claim('other', 'fp', 60_000);
+    expect((await store.claim('other', 'another fp', 60_000)).status).toBe('mismatch');
     const watch = await watchCommands(server);
     const keys = Array.from({ length: 40 }, (_, i) => `k${i}`);
     const [seen, commands] = await watch.commandsDuring(() =>

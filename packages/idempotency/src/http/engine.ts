@@ -74,7 +74,7 @@ export type Decision =
 export type OutgoingHeaders = Record<string, number | string | readonly string[] | undefined>;
 
 const PASS: Decision = { action: 'pass' };
-const SETTLED: Promise<void> = Promise.resolve();
+const SETTLED: Promise<boolean> = Promise.resolve(true);
 const NO_HEADERS: readonly string[] = [];
 
 /**
@@ -154,7 +154,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   /**
    * @internal Renews `run`'s lease until it settles; returns what stops it (undefined: a store
    * without `extend`). Past `maxRunMs` the response-lost problem is stored for its key (a safe
-   * method's key is released), so a retry gets that, never a second run of the handler.
+   * method's key is released), so a retry gets that, never a second run of the handler: tried
+   * again at each tick while the store fails (see {@link Run.cap}).
    */
   renew(run: Run): (() => void) | undefined {
     const keeper = this.#keeper;
@@ -165,10 +166,9 @@ export class HttpIdempotency<Req> implements RunOwner {
       token: run.token,
       since: run.claimedAt,
       lost: () => this.#leaseLost(key, 'notOwner'),
-      cap: async () => {
-        this.#leaseLost(key, 'maxRunMs');
-        await run.lost();
-        return true;
+      cap: () => {
+        if (!run.settled) this.#leaseLost(key, 'maxRunMs');
+        return run.cap();
       },
       failed: (error) => this.#storeError('extend', key, error, true),
     };
@@ -452,14 +452,20 @@ export class HttpIdempotency<Req> implements RunOwner {
     if (this.bus.wants('idempotency.lost')) this.bus.emit(this.#event('idempotency.lost', { key, sent }));
   }
 
-  /** @internal Stores a finished response, or releases its key. Never rejects. */
+  /**
+   * @internal Stores a finished response, or releases its key. Never rejects; false when the
+   * store failed to take the response for `completeTimeoutMs` (`within`).
+   */
   settle(
     run: Run,
     response: { status: number; headers: OutgoingHeaders } | undefined,
     code: ErrorLabel,
-  ): Promise<void> {
+    within = this.options.completeTimeoutMs,
+  ): Promise<boolean> {
     const now = this.#inProcess();
-    return now !== undefined && this.#settleNow(now, run, response, code) ? SETTLED : this.#settle(run, response, code);
+    return now !== undefined && this.#settleNow(now, run, response, code)
+      ? SETTLED
+      : this.#settle(run, response, code, within);
   }
 
   /**
@@ -506,14 +512,19 @@ export class HttpIdempotency<Req> implements RunOwner {
     } as const;
   }
 
-  async #settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel) {
+  async #settle(
+    run: Run,
+    response: { status: number; headers: OutgoingHeaders } | undefined,
+    code: ErrorLabel,
+    within: number,
+  ): Promise<boolean> {
     const { stored, key, token } = run;
     if (response !== undefined && code === undefined) {
-      const saved = await this.#complete(run, this.#outcome(run, response));
+      const saved = await this.#complete(run, this.#outcome(run, response), within);
       if (saved === false && this.bus.wants('idempotency.staleCompletion')) {
         this.bus.emit(this.#event('idempotency.staleCompletion', { key }));
       }
-      if (saved !== 'unstorable') return;
+      if (saved !== 'unstorable') return saved !== 'failed';
       code = 'E_IDEMPOTENCY_VALUE';
     }
     if (this.bus.wants('idempotency.release')) this.bus.emit(this.#event('idempotency.release', { key, code }));
@@ -522,19 +533,21 @@ export class HttpIdempotency<Req> implements RunOwner {
     } catch (error) {
       this.#storeError('release', key, error, true);
     }
+    return true;
   }
 
   /**
-   * Completes a run, retrying a store failure (a failover, a lost reply) for up to
-   * `completeTimeoutMs`. Safe to resend: a completion is fenced by the run's token, and a store
+   * Completes a run, retrying a store failure (a failover, a lost reply) for up to `within` ms
+   * (`completeTimeoutMs`; 0: once). Safe to resend: a completion is fenced by the run's token, and a store
    * that already took it answers true again. 'unstorable': the store refused the value itself.
    */
   async #complete(
     run: Run,
     outcome: Parameters<IdempotencyStore['complete']>[2],
+    within: number,
   ): Promise<boolean | 'failed' | 'unstorable'> {
     const { stored, key, token } = run;
-    const deadline = this.elapsed() + this.options.completeTimeoutMs;
+    const deadline = this.elapsed() + within;
     for (let attempt = 0; ; attempt++) {
       try {
         if (this.#inProcess() !== undefined)
@@ -583,7 +596,12 @@ interface RunOwner {
   renew(run: Run): (() => void) | undefined;
   verdict(status: number, body: BodyCollector): ErrorLabel;
   lost(key: string, sent: number | undefined): void;
-  settle(run: Run, response: { status: number; headers: OutgoingHeaders } | undefined, code: ErrorLabel): Promise<void>;
+  settle(
+    run: Run,
+    response: { status: number; headers: OutgoingHeaders } | undefined,
+    code: ErrorLabel,
+    within?: number,
+  ): Promise<boolean>;
 }
 
 /** One claimed key: the handler runs, and its response is stored or its key released, once. */
@@ -632,10 +650,11 @@ export class Run {
 
   /**
    * The response is complete (its body fed to `body`): stores it, or releases the key for a
-   * 5xx or an oversized body. Resolves once the store has answered (bounded by its timeout).
+   * 5xx or an oversized body. Resolves once the store has answered (bounded by its timeout):
+   * false if it never took the response (`completeTimeoutMs`).
    */
-  finish(status: number, headers: OutgoingHeaders): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+  finish(status: number, headers: OutgoingHeaders): Promise<boolean> {
+    if (this.#settled) return SETTLED;
     this.#settle();
     const code = this.owner.verdict(status, this.body);
     return this.owner.settle(this, { status, headers }, code);
@@ -650,8 +669,8 @@ export class Run {
    * the key is released. Without the handler's promise (a handler that returned none), its
    * end cannot be known: the response is stored at once.
    */
-  finishAfter(status: number, headers: OutgoingHeaders, handler: PromiseLike<unknown> | undefined): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+  finishAfter(status: number, headers: OutgoingHeaders, handler: PromiseLike<unknown> | undefined): Promise<boolean> {
+    if (this.#settled) return SETTLED;
     this.#settle();
     const store = () =>
       this.owner.settle(this, { status, headers }, this.body.storable ? undefined : 'E_RESPONSE_TOO_LARGE');
@@ -670,16 +689,39 @@ export class Run {
    * as a whole one is. A safe method's key is released: it has no effect to guard, and its retry
    * gets a real answer instead of the problem.
    */
-  lost(sent?: number): Promise<void> {
+  lost(sent?: number): Promise<boolean> {
     if (sent !== undefined && sent >= 500 && !this.owner.options.store5xx) return this.abandon(`HTTP_${sent}`);
     if (this.safe) return this.abandon('E_INCOMPLETE');
-    if (this.#settled) return Promise.resolve();
+    if (this.#settled) return SETTLED;
     this.#settle();
+    return this.owner.settle(this, this.#becomeLost(sent), undefined);
+  }
+
+  /**
+   * @internal `maxRunMs` passed (the lease keeper's cap): {@link lost}, its lease kept until the
+   * problem is stored. One store call (no `completeTimeoutMs` of retries): false when it failed,
+   * and the keeper tries again at its next tick, the lease renewed meanwhile. (Renewal stopped at
+   * the first try: with the store down then, the key expired at the lease's end, and a retry ran
+   * the handler again while it could still be running.) Settled at the first try: the handler's
+   * own end changes nothing after it.
+   */
+  cap(): Promise<boolean> {
+    if (this.safe) return this.abandon('E_INCOMPLETE');
+    let response: { status: number; headers: OutgoingHeaders } = problem('responseLost');
+    if (!this.#settled) {
+      this.#settled = true;
+      response = this.#becomeLost(undefined);
+    }
+    return this.owner.settle(this, response, undefined, 0);
+  }
+
+  /** The response-lost problem becomes the run's response (its body collected); said on the bus. */
+  #becomeLost(sent: number | undefined): { status: number; headers: OutgoingHeaders } {
     const { status, headers, body } = problem('responseLost');
     this.body = new BodyCollector(body.length);
     this.body.add(body);
     this.owner.lost(this.key, sent);
-    return this.owner.settle(this, { status, headers }, undefined);
+    return { status, headers };
   }
 
   /**
@@ -707,8 +749,8 @@ export class Run {
   }
 
   /** No complete response will come (the handler threw, the stream broke): releases the key. */
-  abandon(code: ErrorLabel): Promise<void> {
-    if (this.#settled) return Promise.resolve();
+  abandon(code: ErrorLabel): Promise<boolean> {
+    if (this.#settled) return SETTLED;
     this.#settle();
     return this.owner.settle(this, undefined, code ?? 'E_INCOMPLETE');
   }
