@@ -383,8 +383,11 @@ export function pgRoles<T extends PgQueryable>(
       // misses every write to the new primary, whatever it replayed: its lag is unknown.
       if (primaries.above(system, answer.follows ?? timeline, started)) return { role: 'replica', token: report.token };
       const behind = primaries.since(system, lsn, started);
-      // A split brain: which history it follows, and how far behind, is unknown.
-      if (behind === undefined) return { role: 'replica', token: report.token };
+      // A split brain: which history it follows, and how far behind, is unknown. So is a lag of 0
+      // seen through a role that hides its receiver (no `streams`): it received what it replayed,
+      // nothing more, and no primary of its cluster was seen yet to tell what it misses.
+      if (behind === undefined || (report.lag === 0 && answer.streams === undefined && !primaries.seen(system)))
+        return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
     },
     compare: comparePgTokens,
@@ -556,11 +559,17 @@ class PrimaryWal {
     else this.#now.delete(target);
   }
 
+  /** Whether a primary of `system` was seen. */
+  seen(system: string): boolean {
+    return this.#seen.has(system);
+  }
+
   /**
    * Ms since the primary of `system` (on the highest timeline a server is a primary on now; with
-   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was;
-   * undefined when two servers are primaries on that timeline now (a split brain: two histories,
-   * whose WAL positions say nothing of each other's replicas).
+   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was.
+   * Undefined when unknown: two servers are primaries on that timeline now (a split brain: two
+   * histories, whose WAL positions say nothing of each other's replicas), or the first sighting
+   * kept is past `replayed` (it was behind before it was first seen, for how long nobody saw).
    */
   since(system: string, replayed: bigint, now: number): number | undefined {
     const timelines = this.#seen.get(system);
@@ -568,8 +577,10 @@ class PrimaryWal {
     const current = this.#current(system, now);
     const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
     if ((this.#current(system, now, false, true).get(top)?.size ?? 0) > 1) return undefined;
-    const first = timelines.get(top)?.find((s) => s.lsn > replayed);
-    return first === undefined ? 0 : Math.max(0, now - first.at);
+    const list = timelines.get(top) ?? [];
+    const first = list.find((s) => s.lsn > replayed);
+    if (first === undefined) return 0;
+    return first === list[0] ? undefined : Math.max(0, now - first.at);
   }
 
   /**
