@@ -382,12 +382,11 @@ export function pgRoles<T extends PgQueryable>(
       // A replica of a deposed primary (its timeline below the one a server is a primary on now)
       // misses every write to the new primary, whatever it replayed: its lag is unknown.
       if (primaries.above(system, answer.follows ?? timeline, started)) return { role: 'replica', token: report.token };
-      const behind = primaries.since(system, lsn, started);
-      // A split brain: which history it follows, and how far behind, is unknown. So is a lag of 0
-      // seen through a role that hides its receiver (no `streams`): it received what it replayed,
-      // nothing more, and no primary of its cluster was seen yet to tell what it misses.
-      if (behind === undefined || (report.lag === 0 && answer.streams === undefined && !primaries.seen(system)))
-        return { role: 'replica', token: report.token };
+      // A lag of 0 through a role that hides its receiver (no `streams`) says only that it received
+      // what it replayed: unknown until a primary of its cluster is seen to tell what it misses.
+      const behind = primaries.since(system, lsn, started, report.lag === 0 && answer.streams === undefined);
+      // A split brain: which history it follows, and how far behind, is unknown.
+      if (behind === undefined) return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
     },
     compare: comparePgTokens,
@@ -559,21 +558,17 @@ class PrimaryWal {
     else this.#now.delete(target);
   }
 
-  /** Whether a primary of `system` was seen. */
-  seen(system: string): boolean {
-    return this.#seen.has(system);
-  }
-
   /**
    * Ms since the primary of `system` (on the highest timeline a server is a primary on now; with
-   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was.
-   * Undefined when unknown: two servers are primaries on that timeline now (a split brain: two
-   * histories, whose WAL positions say nothing of each other's replicas), or the first sighting
-   * kept is past `replayed` (it was behind before it was first seen, for how long nobody saw).
+   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was, or
+   * no primary of `system` was (unless `unseen`: unknown then). Undefined when unknown: two
+   * servers are primaries on that timeline now (a split brain: two histories, whose WAL positions
+   * say nothing of each other's replicas), or the first sighting kept is past `replayed` (it was
+   * behind before it was first seen, for how long nobody saw).
    */
-  since(system: string, replayed: bigint, now: number): number | undefined {
+  since(system: string, replayed: bigint, now: number, unseen: boolean): number | undefined {
     const timelines = this.#seen.get(system);
-    if (timelines === undefined) return 0;
+    if (timelines === undefined) return unseen ? undefined : 0;
     const current = this.#current(system, now);
     const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
     if ((this.#current(system, now, false, true).get(top)?.size ?? 0) > 1) return undefined;
