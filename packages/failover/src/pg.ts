@@ -382,7 +382,9 @@ export function pgRoles<T extends PgQueryable>(
       // A replica of a deposed primary (its timeline below the one a server is a primary on now)
       // misses every write to the new primary, whatever it replayed: its lag is unknown.
       if (primaries.above(system, answer.follows ?? timeline, started)) return { role: 'replica', token: report.token };
-      const behind = primaries.since(system, lsn, started);
+      // A lag of 0 through a role that hides its receiver (no `streams`) says only that it received
+      // what it replayed: unknown until a primary of its cluster is seen to tell what it misses.
+      const behind = primaries.since(system, lsn, started, report.lag === 0 && answer.streams === undefined);
       // A split brain: which history it follows, and how far behind, is unknown.
       if (behind === undefined) return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
@@ -558,18 +560,22 @@ class PrimaryWal {
 
   /**
    * Ms since the primary of `system` (on the highest timeline a server is a primary on now; with
-   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was;
-   * undefined when two servers are primaries on that timeline now (a split brain: two histories,
-   * whose WAL positions say nothing of each other's replicas).
+   * none, the highest seen) was first seen past `replayed`, as of `now`; 0 when it never was, or
+   * no primary of `system` was (unless `unseen`: unknown then). Undefined when unknown: two
+   * servers are primaries on that timeline now (a split brain: two histories, whose WAL positions
+   * say nothing of each other's replicas), or the first sighting kept is past `replayed` (it was
+   * behind before it was first seen, for how long nobody saw).
    */
-  since(system: string, replayed: bigint, now: number): number | undefined {
+  since(system: string, replayed: bigint, now: number, unseen: boolean): number | undefined {
     const timelines = this.#seen.get(system);
-    if (timelines === undefined) return 0;
+    if (timelines === undefined) return unseen ? undefined : 0;
     const current = this.#current(system, now);
     const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
     if ((this.#current(system, now, false, true).get(top)?.size ?? 0) > 1) return undefined;
-    const first = timelines.get(top)?.find((s) => s.lsn > replayed);
-    return first === undefined ? 0 : Math.max(0, now - first.at);
+    const list = timelines.get(top) ?? [];
+    const first = list.find((s) => s.lsn > replayed);
+    if (first === undefined) return 0;
+    return first === list[0] ? undefined : Math.max(0, now - first.at);
   }
 
   /**

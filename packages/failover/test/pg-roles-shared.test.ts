@@ -38,6 +38,8 @@ it('answers of one primary through two pools, overtaken: a stalled replica’s l
   // Stalled behind every sighting: replayed all it received, so its own figures say lag 0.
   const replica = endpoint('replica', async () => ({ rows: [{ ...replicaRow(1, '0/5000000'), started: '1' }] }));
   try {
+    // First seen where the replica is (behind the first sighting, its lag would be unknown).
+    await check(endpoint('primary', async () => ({ rows: [{ ...primaryRow(1, '0/5000000'), started }] })));
     for (round = 1; round <= 10; round++) {
       const late = check(two);
       await vi.advanceTimersByTimeAsync(10);
@@ -147,13 +149,17 @@ it('a busy primary seen through two sets’ pools for a minute: a replica stalle
   // Another, stalled half way: at the position written 30 s before the end.
   const half = endpoint('half', () => ({ ...replicaRow(1, lsn(600)), started: '2' }));
   try {
+    // First seen where the replica is (behind the first sighting, its lag would be unknown).
+    await check(endpoint('primary', () => ({ ...primaryRow(1, '0/5000000'), started })));
     for (let round = 0; round < 600; round++) {
       for (const p of pools) await check(p);
       await vi.advanceTimersByTimeAsync(100);
     }
     const report = await check(replica);
-    // Two sightings every 100 ms: the 64 kept spanned 3.2 s, and the lag stopped there.
-    expect(report.lag).toBeGreaterThanOrEqual(59_000);
+    // Two sightings every 100 ms: the 64 kept spanned 3.2 s, and the lag stopped there. Judged by
+    // the first sighting past the one where it was caught up, which thinning may drop: short by at
+    // most a fifth of its lag, as the one below.
+    expect(report.lag).toBeGreaterThanOrEqual(48_000);
     // Judged by the first sighting kept past it: short by at most a fifth of its lag.
     const behind = (await check(half)).lag;
     expect(behind).toBeGreaterThanOrEqual(24_000);

@@ -11,12 +11,16 @@ import { primaryRow, replicaRow, rolesOf, server } from './support/pg-rows.js';
 it('the promoted primary failing one check: the deposed one seen meanwhile does not hide its stalled replica', async () => {
   const check = rolesOf();
   let flap = false;
+  // First seen where the replica is (behind the first sighting, its lag would be unknown).
+  let at = '0/5800000';
   const promoted = server(() => {
     if (flap) throw new Error('timeout exceeded when trying to connect');
-    return primaryRow(2, '0/6000000');
+    return primaryRow(2, at);
   });
   const deposed = server(() => primaryRow(1, '0/5000000'));
   const replica = server(() => replicaRow(2, '0/5800000'));
+  await check(promoted);
+  at = '0/6000000';
   await check(promoted);
   vi.advanceTimersByTime(1_000);
   await check(deposed);
@@ -39,7 +43,11 @@ it('the deposed primary, then demoted to a replica of the promoted one, is judge
   const check = rolesOf();
   let row: object = primaryRow(1, '0/5000000');
   const old = server(() => row);
-  const promoted = server(() => primaryRow(2, '0/6000000'));
+  // First seen where the demoted one will stall (behind the first sighting, its lag would be unknown).
+  let at = '0/5900000';
+  const promoted = server(() => primaryRow(2, at));
+  await check(promoted);
+  at = '0/6000000';
   await check(promoted);
   await check(old);
   vi.advanceTimersByTime(1_000);

@@ -12,8 +12,12 @@ import { primaryRow, replicaRow, rolesOf, server } from './support/pg-rows.js';
 it('a deposed primary up on timeline 1 does not hide a stalled replica of the timeline-2 primary', async () => {
   const check = rolesOf();
   const deposed = server(() => primaryRow(1, '0/5000000'));
-  const promoted = server(() => primaryRow(2, '0/6000000'));
+  // First seen where the replica is (behind the first sighting, its lag would be unknown).
+  let at = '0/5800000';
+  const promoted = server(() => primaryRow(2, at));
   const replica = server(() => replicaRow(2, '0/5800000'));
+  await check(promoted);
+  at = '0/6000000';
   await check(promoted);
   vi.advanceTimersByTime(1_000);
   await check(deposed);
@@ -56,9 +60,13 @@ it('the lost primary of timeline 2 failing its checks: the restored one elsewher
     vi.advanceTimersByTime(10_000);
   }
   up = false;
-  const restored = server(() => primaryRow(1, '0/3000100'));
+  // First seen where the stalled replica below is (behind the first sighting, its lag would be unknown).
+  let at = '0/3000000';
+  const restored = server(() => primaryRow(1, at));
   const replica = server(() => replicaRow(1, '0/3000100'));
   await expect(check(lost)).rejects.toThrow('ECONNREFUSED');
+  await check(restored);
+  at = '0/3000100';
   await check(restored);
   vi.advanceTimersByTime(1_000);
   // Before the fix: 31000.
