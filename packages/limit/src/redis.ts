@@ -202,16 +202,11 @@ export function redisRateLimiter(options: RedisRateLimiterOptions): RedisRateLim
 
 type Parsed = z.output<typeof redisRateLimiterOptionsSchema>;
 
-/** A give-back's marker is kept at least this long, ms (the resend window if longer). */
-const GIVE_BACK_WINDOW = 10_000;
-
 class RedisGcra extends RateLimiterBase {
   readonly #emission: number;
   readonly #burst: number;
   /** Whether decisions carry a request-id marker (`resendWindow` above 0, opt-in). */
   readonly #marked: boolean;
-  /** How long a give-back's marker is kept, ms: the resend window, at least 10 s. */
-  readonly #giveBackWindow: string;
   readonly #requestId: () => string;
   #storeErrors = 0;
   readonly #keys = new Map<string, string>();
@@ -230,7 +225,6 @@ class RedisGcra extends RateLimiterBase {
     this.#emission = o.interval / o.limit;
     const window = o.resendWindow ?? 0;
     this.#marked = window > 0;
-    this.#giveBackWindow = String(Math.max(window, GIVE_BACK_WINDOW));
     const source = gcraSource(
       String(this.#emission),
       String(this.#emission * this.#burst),
@@ -350,7 +344,9 @@ class RedisGcra extends RateLimiterBase {
    */
   #giveBackTo(tat: string, step: string): void {
     const marker = `${tat}:g:${this.#requestId()}`;
-    this.o.client.call('eval', refundSource, '2', tat, marker, step, this.#giveBackWindow).catch(() => {});
+    // Kept as long as the resend window, and at least 10 s (give-backs are rare: no need to save it).
+    const keep = String(Math.max(this.o.resendWindow ?? 0, 10_000));
+    this.o.client.call('eval', refundSource, '2', tat, marker, step, keep).catch(() => {});
   }
 
   #unreachable(error: unknown): RateDecision {
