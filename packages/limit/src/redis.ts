@@ -81,14 +81,18 @@ export const redisRateLimiterOptionsSchema = z
     /** How long a decision may take before Redis counts as unreachable, ms. @default 250 */
     commandTimeout: z.number().finite().positive().max(60_000).default(250),
     /**
-     * How long a decision is remembered under its request id, ms, so that ioredis resending a
-     * command after a reconnect does not count the call twice. `0` turns this off (opt-in, one
-     * fewer Redis call and no key per decision): a command resent after a dropped reply is then
-     * decided again, so one call may take twice from the limit: the limit errs on the strict
-     * side, it never lets more through. @default 10000
+     * Opt-in exact counting of resent decisions: how long an allowed decision is remembered under
+     * its request id, ms, so that a command ioredis resends after a reconnect (its reply lost) is
+     * answered allowed again instead of taking twice. It costs a key per allowed decision, with an
+     * expiry of its own: about a quarter of Redis' work per decision. Unset or `0` (the default):
+     * decisions carry no marker, and a resent one is decided again, so one call may take twice
+     * from the limit: the limit errs on the strict side, it never lets more through. Give-backs
+     * carry a marker of their own either way, kept this long or 10 s, whichever is longer: a
+     * resent give-back would give twice, and a client would get more than the limit.
+     * @default unset: no marker on decisions
      */
-    resendWindow: z.number().int().min(0).max(3_600_000).default(10_000),
-    /** Makes a request id: unique per decision. @default a random per-process prefix and a counter */
+    resendWindow: z.number().int().min(0).max(3_600_000).optional(),
+    /** Makes a request id: unique per marked decision and per give-back. @default a random per-process prefix and a counter */
     requestId: fnOption<() => string>().optional(),
     ...nameDefaults('redisRateLimiter'),
   })
@@ -116,7 +120,7 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 
 // GCRA (as redis-cell): the key holds the theoretical arrival time (TAT), in ms of the server's
 // clock (TIME), so instances with skewed clocks agree. KEYS: tat, request-id marker (same hash
-// slot; absent when the resend window is 0). The limiter's constants (emission interval, burst
+// slot; only with a resend window, which is opt-in). The limiter's constants (emission interval, burst
 // tolerance, the expiry of a key that owed nothing, the resend window) are written into its own
 // copy of the script, not sent: every argument costs Redis a string object, a Lua string and a
 // slot in ARGV, and a decision of cost 1 sends only its keys (callgrind, Redis 7.0: an allowed
@@ -125,7 +129,7 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // rounded up, made by the client: every Lua number passed to a command costs Redis a
 // snprintf("%.17g"), about 3k instructions). One script per limiter: a handful in a service, kept
 // by Redis like any other (a server that dropped one answers NOSCRIPT, and the limiter sends it).
-// An allowed decision writes its marker first and only if absent (SET NX): a resent command finds
+// With a resend window, an allowed decision writes its marker first and only if absent (SET NX): a resent command finds
 // it, is answered allowed and changes nothing; Redis stops a script for OOM only before its first
 // write, so an allowed decision never leaves a marker without its TAT. The marker holds '1', not
 // the reply (that snprintf again). A refused decision takes nothing and writes nothing: it only
@@ -157,13 +161,15 @@ redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math
 return diff`;
 
 // Gives back what an allowed decision took (KEYS: tat, the give-back's own marker; ARGV: its
-// increment, the resend window), for a decision whose caller was already refused
+// increment, how long the marker is kept), for a decision whose caller was already refused
 // (`onRedisError: 'closed'`, Redis too slow) when Redis ran it, or whose request the rest of the
 // policy refused: the TAT moves back by the increment, or the key goes when that is before now
 // (a missing key is now). Its marker is written first and only if absent (SET NX): a resent
 // give-back (ioredis resends after a reconnect) finds it and gives nothing (before, it gave back
 // twice, and a client got more than the limit); a give-back that finds the key gone writes it
 // too, so a resend after a new decision made the key again does not take that one's units.
+// Give-backs are marked whether decisions are or not: they are rare (a late answer under
+// `closed`, a request the rest of the policy refused), and unmarked, a resend errs loose.
 const refundSource = `if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
 local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
@@ -177,9 +183,10 @@ return 1`;
 /**
  * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
  * in one Lua script, one round trip per decision, on the server's clock. Keys are hashed and
- * wrapped in a Cluster hash tag, so any key is Cluster-safe. A resent command (ioredis resends
- * after a reconnect) is recognised by its request id and not counted twice (unless
- * `resendWindow: 0`, where it may count twice: stricter, never looser).
+ * wrapped in a Cluster hash tag, so any key is Cluster-safe. A decision ioredis resends after a
+ * reconnect is decided again and may take twice (stricter, never looser), unless `resendWindow`
+ * is set: then it is recognised by its request id and counted once. A give-back is always
+ * recognised, and given once.
  *
  * @example
  * const api = redisRateLimiter({ client: new Redis(process.env.REDIS_URL), limit: 100, interval: 1_000 });
@@ -198,7 +205,7 @@ type Parsed = z.output<typeof redisRateLimiterOptionsSchema>;
 class RedisGcra extends RateLimiterBase {
   readonly #emission: number;
   readonly #burst: number;
-  /** Whether decisions carry a request-id marker (`resendWindow` above 0). */
+  /** Whether decisions carry a request-id marker (`resendWindow` above 0, opt-in). */
   readonly #marked: boolean;
   readonly #requestId: () => string;
   #storeErrors = 0;
@@ -216,12 +223,13 @@ class RedisGcra extends RateLimiterBase {
     super(common, o.defaultKey, o.key, burst, (burst * o.interval) / o.limit);
     this.#burst = burst;
     this.#emission = o.interval / o.limit;
-    this.#marked = o.resendWindow > 0;
+    const window = o.resendWindow ?? 0;
+    this.#marked = window > 0;
     const source = gcraSource(
       String(this.#emission),
       String(this.#emission * this.#burst),
       String(Math.max(1, Math.ceil(this.#emission))),
-      String(o.resendWindow),
+      String(window),
     );
     this.#line = {
       ready: new ReadyWait(o.client),
@@ -301,7 +309,7 @@ class RedisGcra extends RateLimiterBase {
     if (client.status === 'end')
       return Promise.reject(new Error('the Redis client ended (quit, disconnect, or ioredis gave up)'));
     const tat = this.keyOf(key);
-    // Only the keys (no marker without a resend window); the increment and its expiry only for a cost other than 1.
+    // Only the keys (a marker only with a resend window); the increment and its expiry only for a cost other than 1.
     const args = this.#marked ? ['2', tat, `${tat}:r:${this.#requestId()}`] : ['1', tat];
     if (cost !== 1) args.push(String(this.#emission * cost), String(Math.max(1, Math.ceil(this.#emission * cost))));
     return new Promise((resolve, reject) => new Decision(this.#line, args, resolve, reject));
@@ -319,8 +327,7 @@ class RedisGcra extends RateLimiterBase {
 
   protected giveBack(key: string | undefined, cost: number, _at: number, _state: unknown, d: RateDecision) {
     // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
-    // Without a resend window nothing is given back (see #giveBackTo).
-    if (this.o.client.status !== 'ready' || !this.#marked) return undefined;
+    if (this.o.client.status !== 'ready') return undefined;
     this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost));
     // The script moves the key's TAT back by cost units: `cost` more left, whole that much sooner.
     // Not awaited: one lost on its way leaves the key `cost` stricter than this says (a header
@@ -332,14 +339,14 @@ class RedisGcra extends RateLimiterBase {
   }
 
   /**
-   * One give-back script, marked with a request id of its own so that a resend gives back once.
-   * Without a resend window (`resendWindow: 0`) there is no marker: nothing is given back (a
-   * resend would give twice); the limit errs strict, as its resent decisions do.
+   * One give-back script, marked with a request id of its own so that a resend gives back once,
+   * whether decisions are marked or not (before, `resendWindow: 0` gave nothing back).
    */
   #giveBackTo(tat: string, step: string): void {
-    if (!this.#marked) return;
     const marker = `${tat}:g:${this.#requestId()}`;
-    this.o.client.call('eval', refundSource, '2', tat, marker, step, String(this.o.resendWindow)).catch(() => {});
+    // Kept as long as the resend window, and at least 10 s (give-backs are rare: no need to save it).
+    const keep = String(Math.max(this.o.resendWindow ?? 0, 10_000));
+    this.o.client.call('eval', refundSource, '2', tat, marker, step, keep).catch(() => {});
   }
 
   #unreachable(error: unknown): RateDecision {
@@ -428,7 +435,7 @@ class Decision {
 
   constructor(
     readonly line: Line,
-    /** The number of keys, KEYS (tat, request-id marker unless resendWindow is 0), then ARGV. */
+    /** The number of keys, KEYS (tat, request-id marker with a resend window), then ARGV. */
     readonly args: string[],
     readonly resolve: (reply: unknown) => void,
     readonly reject: (error: unknown) => void,

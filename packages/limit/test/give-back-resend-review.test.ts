@@ -23,8 +23,11 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
     await stopAllRedis();
   });
 
-  /** A client whose every command reaches the server twice (the reply of the first is lost, ioredis resends). */
-  function resending() {
+  /**
+   * A client whose commands reach the server twice (the reply of the first is lost, ioredis
+   * resends): every command, or only those `twice(command)` picks.
+   */
+  function resending(resent: (command: string) => boolean = () => true) {
     let executed = 0;
     let wake = () => {};
     const twice = {
@@ -32,6 +35,7 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
         return client.status;
       },
       call: async (command: string, ...args: (string | number)[]) => {
+        if (!resent(command)) return client.call(command, ...args);
         await client.call(command, ...args);
         executed++;
         const again = await client.call(command, ...args);
@@ -47,7 +51,7 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
         wake = () => executed >= n && resolve();
         wake();
       });
-    return { twice, reached };
+    return { twice, reached, executed: () => executed };
   }
 
   async function serve(policy: Parameters<typeof loadShedding>[0]['policy']): Promise<string> {
@@ -64,12 +68,19 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
     for (const close of closers.splice(0)) await close();
   });
 
-  it('a refused request whose give-back is resent gets back what it took once, not twice', async () => {
+  it('resendWindow set (opt-in): a refused request whose decision and give-back are resent gets back what it took once, not twice', async () => {
     const prefix = 'giveback:resend:';
     const direct = redisRateLimiter({ client, limit: 10, interval: 60_000, policies: false, prefix });
     for (let i = 0; i < 3; i++) expect((await direct.take('k')).allowed).toBe(true); // 7 left
     const { twice, reached } = resending();
-    const shared = redisRateLimiter({ client: twice, limit: 10, interval: 60_000, policies: false, prefix });
+    const shared = redisRateLimiter({
+      client: twice,
+      limit: 10,
+      interval: 60_000,
+      resendWindow: 10_000,
+      policies: false,
+      prefix,
+    });
     const total = tokenBucket({ limit: 1, interval: 60_000, key: () => 'all', policies: false });
     total.take();
     const url = await serve(pipeline(shared, total));
@@ -77,6 +88,66 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
     await reached(4); // the decision twice, the give-back twice
     // 7 left before the request, so 6 after this take: a give-back counted twice left 7.
     expect((await direct.take('k')).remaining).toBe(6);
+  }, 15_000);
+
+  // Decisions carry no marker by default, give-backs still do: a resent give-back is loose (a
+  // client gets more than the limit), where a resent decision is strict. Before, resendWindow 0
+  // gave nothing back at all (the request the rest of the policy refused kept its unit).
+  it.each([
+    ['the default', undefined],
+    ['resendWindow 0', 0],
+  ])(
+    '%s: a refused request whose give-back is resent gets back what it took once; no marker for the decision',
+    async (name, resendWindow) => {
+      const prefix = `giveback:only:${name.replace(/\s/g, '')}:`;
+      const direct = redisRateLimiter({ client, limit: 10, interval: 60_000, policies: false, prefix });
+      for (let i = 0; i < 3; i++) expect((await direct.take('k')).allowed).toBe(true); // 7 left
+      // The give-back is an EVAL once the decision's script is loaded (the warm-up): only it is resent.
+      let armed = false;
+      const { twice, reached, executed } = resending((command) => armed && command === 'eval');
+      const shared = redisRateLimiter({
+        client: twice,
+        limit: 10,
+        interval: 60_000,
+        resendWindow,
+        policies: false,
+        prefix,
+      });
+      await shared.take('warm-up');
+      armed = true;
+      const total = tokenBucket({ limit: 1, interval: 60_000, key: () => 'all', policies: false });
+      total.take();
+      const url = await serve(pipeline(shared, total));
+      const response = await fetch(url);
+      expect(response.status).toBe(429); // took 1 (6 left), the total refused: given back (7 left)
+      // The give-back twice (before, with resendWindow 0, none was sent).
+      await Promise.race([reached(2), new Promise((resolve) => setTimeout(resolve, 3_000))]);
+      expect(executed()).toBe(2);
+      // 7 left before the request, so 6 after this take: given back twice, 7; never given back, 5.
+      expect((await direct.take('k')).remaining).toBe(6);
+      // The decision left no marker; the give-back one, kept 10 s.
+      expect(await client.keys(`${prefix}*:r:*`)).toEqual([]);
+      const markers = await client.keys(`${prefix}*:g:*`);
+      expect(markers).toHaveLength(1);
+      const ttl = await client.pttl(markers[0] as string);
+      expect(ttl).toBeGreaterThan(5_000);
+      expect(ttl).toBeLessThanOrEqual(10_000);
+    },
+    15_000,
+  );
+
+  it('the default: a refused request whose decision and give-back are both resent never gets more than the limit (the decision may take twice, the give-back gives once)', async () => {
+    const prefix = 'giveback:both:';
+    const direct = redisRateLimiter({ client, limit: 10, interval: 60_000, policies: false, prefix });
+    for (let i = 0; i < 3; i++) expect((await direct.take('k')).allowed).toBe(true); // 7 left
+    const { twice, reached } = resending();
+    const shared = redisRateLimiter({ client: twice, limit: 10, interval: 60_000, policies: false, prefix });
+    const total = tokenBucket({ limit: 1, interval: 60_000, key: () => 'all', policies: false });
+    total.take();
+    const url = await serve(pipeline(shared, total));
+    expect((await fetch(url)).status).toBe(429);
+    await reached(4); // the decision twice (took 2: 5 left), the give-back twice (gave 1: 6 left)
+    expect((await direct.take('k')).remaining).toBe(5);
   }, 15_000);
 });
 

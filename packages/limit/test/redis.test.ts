@@ -164,7 +164,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(rl.snapshot()).toMatchObject({ algorithm: 'gcra', allowed: 2, rejected: 1, storeErrors: 0 });
   });
 
-  it('Redis calls per decision, counted on the server: the marker is one SET NX, a refusal writes nothing and looks the marker up with EXISTS', async () => {
+  it('Redis calls per decision, counted on the server: no marker by default; opted in, the marker is one SET NX, a refusal writes nothing and looks the marker up with EXISTS', async () => {
     const [own] = (await startRedis(1)) as [RedisServer];
     const c = connect(own);
     const calls = async () => {
@@ -173,7 +173,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
       for (const m of stats.matchAll(/cmdstat_(\w+):calls=(\d+)/g)) count[m[1] as string] = Number(m[2]);
       return count;
     };
-    const decide = async (resendWindow: number) => {
+    const decide = async (resendWindow: number | undefined) => {
       const rl = redisRateLimiter({ client: c, limit: 2, interval: 60_000, resendWindow, policies: false });
       await rl.take('warm-up'); // loads the script (EVALSHA, then EVAL)
       await c.config('RESETSTAT');
@@ -185,11 +185,25 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
       expect(time).toBe(3);
       return inScript;
     };
-    // Allowed: TIME, GET, marker SET NX, SET. Refused: TIME, GET, EXISTS of the marker, no write.
+    // The default: no marker. TIME, GET, SET; TIME, GET, SET; TIME, GET.
+    expect(await decide(undefined)).toEqual({ get: 3, set: 2 });
+    await c.flushall();
+    // Opted in: allowed, TIME, GET, marker SET NX, SET; refused, TIME, GET, EXISTS of the marker, no write.
     expect(await decide(10_000)).toEqual({ get: 3, set: 4, exists: 1 });
     await c.flushall();
-    // Without the marker: TIME, GET, SET; TIME, GET, SET; TIME, GET.
     expect(await decide(0)).toEqual({ get: 3, set: 2 });
+  });
+
+  it('by default an allowed decision writes one key, its TAT: 200 decisions on 100 keys leave 100 keys, each expiring', async () => {
+    const rl = redisRateLimiter({ client, limit: 5, interval: 60_000, prefix: 'onekey:', policies: false });
+    for (let round = 0; round < 2; round++)
+      for (let i = 0; i < 100; i++) expect((await rl.take(`caller-${i}`)).allowed).toBe(true);
+    const keys = await client.keys('onekey:*');
+    // Before: one marker per allowed decision besides (300 keys, 200 of them `:r:` markers).
+    expect(keys).toHaveLength(100);
+    for (const k of keys) expect(k).toMatch(/^onekey:\{[A-Za-z0-9_-]{27}\}$/);
+    const ttls = await Promise.all(keys.map((k) => client.pttl(k)));
+    expect(ttls.filter((t) => t <= 0)).toEqual([]);
   });
 
   it('a key that owed nothing expires when its new TAT is due: the PX sent for it is the increment, rounded up', async () => {
@@ -334,7 +348,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
       removeListener: (event: 'ready', listener: () => void) => client.removeListener(event, listener),
     };
     const tat = `args:{${createHash('sha1').update('k').digest('base64url')}}`;
-    for (const resendWindow of [10_000, 0]) {
+    for (const resendWindow of [undefined, 10_000, 0]) {
       await client.del(tat);
       sent.length = 0;
       const rl = redisRateLimiter({
@@ -349,7 +363,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
       // The units left come from the emission interval (7.5 s, written in the script) in both cases.
       expect(await rl.take('k', 3)).toMatchObject({ allowed: true, remaining: 5 });
       expect(await rl.take('k')).toMatchObject({ allowed: true, remaining: 4 });
-      const keys = (n: number) => (resendWindow === 0 ? ['1', tat] : ['2', tat, `${tat}:r:id${n}`]);
+      const keys = (n: number) => (resendWindow ? ['2', tat, `${tat}:r:id${n}`] : ['1', tat]);
       // ARGV: the increment and the expiry of a key that owed nothing, for a cost other than 1 only.
       expect(sent).toEqual([[...keys(0), '22500', '22500'], keys(1)]);
       // The second decision found the key owing (22.5 s): its expiry (30 s) was computed in the script.
@@ -379,7 +393,7 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
         prefix: 'consts:',
         policies: false,
       });
-    const [a, b, c, again] = [make(2), make(3), make(2, 0), make(2)];
+    const [a, b, c, again] = [make(2), make(3), make(2, 10_000), make(2)];
     expect((await a.take('k')).allowed).toBe(true);
     // A's TAT 30 s ahead: B (20 s a unit, 60 s tolerance) takes one more, with 0 left.
     expect(await b.take('k')).toMatchObject({ allowed: true, remaining: 0 });
@@ -388,10 +402,18 @@ describe.skipIf(!redisAvailable())('redisRateLimiter() on a real redis-server', 
     expect(shas.size).toBe(3);
   });
 
-  it('a rolling upgrade: the previous script and this one decide on the same keys, and neither exceeds the limit nor fails', async () => {
-    // The script before this version's (main at f2771bd), verbatim, with its arguments (KEYS: tat,
-    // marker; ARGV: increment, tolerance, emission interval, resend window).
-    const previous = `local t = redis.call('TIME')
+  // The layout is the previous versions': a decimal TAT (Redis' spelling of a Lua number) under
+  // the key, markers beside it. This version's default writes no marker but reads and writes the
+  // same TAT, so old and new processes decide on the same keys during a rolling upgrade.
+  it.each([
+    ['the default (no marker)', undefined, 'upgrade:'],
+    ['resendWindow 10 s (opt-in, the previous default)', 10_000, 'upgrade10:'],
+  ])(
+    'a rolling upgrade: the previous script and this one, %s, decide on the same keys, and neither exceeds the limit nor fails',
+    async (_name, resendWindow, prefix) => {
+      // The script before this version's (main at f2771bd), verbatim, with its arguments (KEYS: tat,
+      // marker; ARGV: increment, tolerance, emission interval, resend window).
+      const previous = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
@@ -402,40 +424,68 @@ local reply = math.floor(diff / ARGV[3])
 if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', ARGV[4], 'NX') then return reply end
 redis.call('SET', KEYS[1], new, 'PX', math.max(1, math.ceil(new - now)))
 return reply`;
+      const LIMIT = 10;
+      const tat = (key: string) => `${prefix}{${createHash('sha1').update(key).digest('base64url')}}`;
+      let seq = 0;
+      const old = async (key: string, cost = 1) => {
+        const k = tat(key);
+        const step = String(60_000 * cost);
+        const reply = Number(await client.eval(previous, 2, k, `${k}:r:old${++seq}`, step, '600000', '60000', '10000'));
+        return reply >= 0;
+      };
+      const current = redisRateLimiter({
+        client,
+        limit: LIMIT,
+        interval: 600_000,
+        prefix,
+        resendWindow,
+        policies: false,
+      });
+      const now = (key: string, cost = 1) => current.take(key, cost).then((d) => d.allowed);
+      // Taking turns on one key (each finds the other's TAT, owing or not), then costs of 3.
+      const turns: boolean[] = [];
+      for (let i = 0; i < LIMIT + 4; i++) turns.push(await (i % 2 === 0 ? old('a') : now('a')));
+      expect(turns).toEqual([...Array(LIMIT).fill(true), false, false, false, false]);
+      const costly = [await now('b', 3), await old('b', 3), await now('b', 3), await old('b', 3), await now('b', 1)];
+      expect(costly).toEqual([true, true, true, false, true]);
+      expect(await old('b')).toBe(false);
+      // At once, from both: exactly the limit passes.
+      const both = await Promise.all(Array.from({ length: 2 * LIMIT }, (_, i) => (i % 2 === 0 ? old('c') : now('c'))));
+      expect(both.filter(Boolean)).toHaveLength(LIMIT);
+      expect(current.snapshot()).toMatchObject({ storeErrors: 0 });
+      // Either version's key expires when its TAT is due (10 units of 60 s: 600 s from the first).
+      for (const key of ['a', 'b', 'c']) {
+        const pttl = await client.pttl(tat(key));
+        expect(pttl).toBeGreaterThan(590_000);
+        expect(pttl).toBeLessThanOrEqual(600_000);
+      }
+    },
+  );
+
+  it("the previous version's default (a marker per decision, the script this one runs with resendWindow 10 s) and this one's default on the same keys: exactly the limit, in turns and at once", async () => {
     const LIMIT = 10;
-    const tat = (key: string) => `upgrade:{${createHash('sha1').update(key).digest('base64url')}}`;
-    let seq = 0;
-    const old = async (key: string, cost = 1) => {
-      const k = tat(key);
-      const step = String(60_000 * cost);
-      const reply = Number(await client.eval(previous, 2, k, `${k}:r:old${++seq}`, step, '600000', '60000', '10000'));
-      return reply >= 0;
-    };
-    const current = redisRateLimiter({ client, limit: LIMIT, interval: 600_000, prefix: 'upgrade:', policies: false });
-    const now = (key: string, cost = 1) => current.take(key, cost).then((d) => d.allowed);
-    // Taking turns on one key (each finds the other's TAT, owing or not), then costs of 3.
+    const make = (resendWindow?: number) =>
+      redisRateLimiter({ client, limit: LIMIT, interval: 600_000, prefix: 'mixmark:', resendWindow, policies: false });
+    const [marked, unmarked] = [make(10_000), make()];
     const turns: boolean[] = [];
-    for (let i = 0; i < LIMIT + 4; i++) turns.push(await (i % 2 === 0 ? old('a') : now('a')));
+    for (let i = 0; i < LIMIT + 4; i++) turns.push((await (i % 2 === 0 ? marked : unmarked).take('a')).allowed);
     expect(turns).toEqual([...Array(LIMIT).fill(true), false, false, false, false]);
-    const costly = [await now('b', 3), await old('b', 3), await now('b', 3), await old('b', 3), await now('b', 1)];
-    expect(costly).toEqual([true, true, true, false, true]);
-    expect(await old('b')).toBe(false);
-    // At once, from both: exactly the limit passes.
-    const both = await Promise.all(Array.from({ length: 2 * LIMIT }, (_, i) => (i % 2 === 0 ? old('c') : now('c'))));
-    expect(both.filter(Boolean)).toHaveLength(LIMIT);
-    expect(current.snapshot()).toMatchObject({ storeErrors: 0 });
-    // Either version's key expires when its TAT is due (10 units of 60 s: 600 s from the first).
-    for (const key of ['a', 'b', 'c']) {
-      const pttl = await client.pttl(tat(key));
-      expect(pttl).toBeGreaterThan(590_000);
-      expect(pttl).toBeLessThanOrEqual(600_000);
-    }
+    const both = await Promise.all(
+      Array.from({ length: 2 * LIMIT }, (_, i) => (i % 2 === 0 ? marked : unmarked).take('b')),
+    );
+    expect(both.filter((d) => d.allowed)).toHaveLength(LIMIT);
+    // Only the marked one's allowed decisions left markers: 5 in turns, and its share at once.
+    const markers = await client.keys('mixmark:*:r:*');
+    expect(markers.length).toBeGreaterThanOrEqual(5);
+    expect(markers.length).toBeLessThanOrEqual(5 + LIMIT);
+    expect(marked.snapshot().storeErrors + unmarked.snapshot().storeErrors).toBe(0);
   });
 
-  it('a resent command (same request id) is counted once', async () => {
+  it('resendWindow set (opt-in): a resent command (same request id) is counted once', async () => {
     let id = 'first';
     const rl = redisRateLimiter({
       client,
+      resendWindow: 10_000,
       limit: 1,
       interval: 60_000,
       prefix: 'resend:',
@@ -477,10 +527,11 @@ return reply`;
     return { dropping, executed: () => executed };
   }
 
-  it('a resent command after a dropped reply takes once (default resendWindow)', async () => {
+  it('resendWindow set (opt-in): a resent command after a dropped reply takes once', async () => {
     const { dropping, executed } = droppingReplies();
     const rl = redisRateLimiter({
       client: dropping,
+      resendWindow: 10_000,
       limit: 2,
       interval: 60_000,
       prefix: 'drop:',
@@ -494,10 +545,11 @@ return reply`;
     expect((await third.take('k')).allowed).toBe(false); // ...and took once: the limit of 2 is used, not 4
   });
 
-  it('concurrent decisions whose replies are all dropped and resent take once each: exactly the limit passes', async () => {
+  it('resendWindow set (opt-in): concurrent decisions whose replies are all dropped and resent take once each: exactly the limit passes', async () => {
     const { dropping, executed } = droppingReplies();
     const rl = redisRateLimiter({
       client: dropping,
+      resendWindow: 10_000,
       limit: 100,
       interval: 60_000,
       prefix: 'many:',
@@ -513,12 +565,13 @@ return reply`;
     expect(await client.keys('many:*:r:*')).toHaveLength(100);
   });
 
-  it('under load with every reply dropped and resent, never more than the limit on the server clock', async () => {
+  it('resendWindow set (opt-in): under load with every reply dropped and resent, never more than the limit on the server clock', async () => {
     const LIMIT = 1_000;
     const BURST = 5;
     const { dropping, executed } = droppingReplies();
     const rl = redisRateLimiter({
       client: dropping,
+      resendWindow: 10_000,
       // Counts are the subject, not the timeout: under load a slow reply is no store error here.
       commandTimeout: 10_000,
       limit: LIMIT,
@@ -558,27 +611,34 @@ return reply`;
     expect(await client.keys('load:*:r:*')).toHaveLength(allowed);
   }, 20_000);
 
-  it('resendWindow 0: a resent command may take twice, so fewer calls pass, never more; no marker keys', async () => {
-    const { dropping, executed } = droppingReplies();
-    const rl = redisRateLimiter({
-      client: dropping,
-      // Counts are the subject, not the timeout: under load a slow reply is no store error here.
-      commandTimeout: 10_000,
-      limit: 2,
-      interval: 60_000,
-      prefix: 'nomark:',
-      resendWindow: 0,
-      policies: false,
-    });
-    // The first decision ran twice and took both units: its caller is let through, the next one is not.
-    expect((await rl.take('k')).allowed).toBe(true);
-    expect((await rl.take('k')).allowed).toBe(false);
-    expect(executed()).toBe(4);
-    expect(rl.snapshot()).toMatchObject({ allowed: 1, rejected: 1 });
-    const keys = await client.keys('nomark:*');
-    expect(keys).toHaveLength(1);
-    expect(keys[0]).toMatch(/^nomark:\{[A-Za-z0-9_-]{27}\}$/);
-  });
+  it.each([
+    ['the default', undefined, 'nomark:'],
+    ['resendWindow 0', 0, 'nomark0:'],
+  ])(
+    '%s: a resent command may take twice, so fewer calls pass, never more; no marker keys',
+    async (_name, resendWindow, prefix) => {
+      const { dropping, executed } = droppingReplies();
+      const rl = redisRateLimiter({
+        client: dropping,
+        // Counts are the subject, not the timeout: under load a slow reply is no store error here.
+        commandTimeout: 10_000,
+        limit: 2,
+        interval: 60_000,
+        prefix,
+        resendWindow,
+        policies: false,
+      });
+      // The first decision ran twice and took both units: its caller is let through, the next one is not.
+      expect((await rl.take('k')).allowed).toBe(true);
+      expect((await rl.take('k')).allowed).toBe(false);
+      expect(executed()).toBe(4);
+      expect(rl.snapshot()).toMatchObject({ allowed: 1, rejected: 1 });
+      const keys = await client.keys(`${prefix}*`);
+      expect(keys).toHaveLength(1);
+      expect(keys[0]?.startsWith(prefix)).toBe(true);
+      expect(keys[0]?.slice(prefix.length)).toMatch(/^\{[A-Za-z0-9_-]{27}\}$/);
+    },
+  );
 
   it('a resend arriving after resendWindow is decided again (counted twice: stricter, never looser)', async () => {
     const { dropping } = droppingReplies(150);
@@ -621,6 +681,8 @@ return reply`;
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(HoldfastConfigError);
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: -1 })).toThrow(/resendWindow/);
     expect(() => redisRateLimiter({ client, limit: 1, resendWindow: 0.5 })).toThrow(/resendWindow/);
+    expect(() => redisRateLimiter({ client, limit: 1, resendWindow: '10000' as never })).toThrow(/resendWindow/);
+    expect(() => redisRateLimiter({ client, limit: 1, resendWindow: 3_600_001 })).toThrow(/resendWindow/);
   });
 
   it('keys are hashed inside one hash tag, whatever characters a user key has', async () => {
