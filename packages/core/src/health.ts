@@ -1,7 +1,12 @@
 import { z } from 'zod';
 import { type Clock, realClock } from './clock.js';
 import { clockOption, fnOption, parseOptions } from './options.js';
-import { policies as globalPolicies, type PolicyRegistry, type PolicySnapshot } from './registry.js';
+import {
+  policies as globalPolicies,
+  type PolicyRegistry,
+  type PolicySnapshot,
+  snapshotErrorLabel,
+} from './registry.js';
 import type { JsonValue } from './snapshot.js';
 
 /**
@@ -217,11 +222,28 @@ export function healthReport(options: HealthReportOptions = {}): HealthReport {
   const registry = options.policies ?? globalPolicies;
   const critical = options.critical ?? (() => true);
   const checks = registry.snapshots().map((entry) => {
-    const check = judge(entry);
+    const check = judgeSafely(entry);
     return check.status === 'fail' && !critical(check) ? { ...check, status: 'warn' as const } : check;
   });
   const status = checks.reduce<HealthStatus>((worst, c) => (rank[c.status] > rank[worst] ? c.status : worst), 'pass');
   return { status, ready: status !== 'fail', time: (options.clock ?? realClock).now(), checks };
+}
+
+/**
+ * A snapshot whose fields throw when read (a getter on a connection closed meanwhile) is one that
+ * threw: a `warn`, never a report that throws, nor an instance taken out of rotation by it.
+ */
+function judgeSafely(entry: PolicySnapshot): HealthCheck {
+  try {
+    return judge(entry);
+  } catch (error) {
+    return {
+      kind: entry.kind,
+      name: entry.name,
+      status: 'warn',
+      reason: `snapshot failed: ${snapshotErrorLabel(error)}`,
+    };
+  }
 }
 
 function judge(entry: PolicySnapshot): HealthCheck {

@@ -16,6 +16,7 @@ import {
   readBreaker,
   readBudget,
   readFailover,
+  snapshotErrorLabel,
 } from '@holdfast/core';
 import { type AnomalyChart, AnomalyCharts } from './anomaly.js';
 import { type ChaosView, ChaosWatch } from './chaos.js';
@@ -280,15 +281,24 @@ export class DashboardState {
     this.#limits.begin();
     for (const entry of entries) {
       const { kind, name, snapshot } = entry;
-      const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
-      const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
-      const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
-      if (b) breakers.set(name, Object.assign({}, b, this.#recent(name, b.failureRate)));
-      else if (f) failovers.push(f);
-      else if (g) budgets.push(g);
-      else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
-      else
-        others.push({ kind, name, snapshot: entry.error === undefined ? writable(snapshot) : { error: entry.error } });
+      try {
+        const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
+        const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
+        const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
+        if (b) breakers.set(name, Object.assign({}, b, this.#recent(name, b.failureRate)));
+        else if (f) failovers.push(f);
+        else if (g) budgets.push(g);
+        else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
+        else
+          others.push({
+            kind,
+            name,
+            snapshot: entry.error === undefined ? writable(snapshot) : { error: entry.error },
+          });
+      } catch (error) {
+        // Its fields throw when read (a getter on a closed pool): listed as one whose snapshot() threw.
+        others.push({ kind, name, snapshot: { error: snapshotErrorLabel(error) } });
+      }
     }
     for (const [name, r] of this.#breakers.entries()) {
       if (breakers.has(name) || r.state === undefined) continue;
