@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { hiddenName } from './cap.js';
 import { type Clock, realClock } from './clock.js';
 import { clockOption, fnOption, parseOptions } from './options.js';
 import {
@@ -223,7 +224,9 @@ export function healthReport(options: HealthReportOptions = {}): HealthReport {
   const critical = options.critical ?? (() => true);
   const checks = registry.snapshots().map((entry) => {
     const check = judgeSafely(entry);
-    return check.status === 'fail' && !critical(check) ? { ...check, status: 'warn' as const } : check;
+    const status = check.status === 'fail' && !critical(check) ? 'warn' : check.status;
+    // Served to anyone (/health): a policy named by its connection URL is listed without its password.
+    return { ...check, name: hiddenName(check.name), status };
   });
   const status = checks.reduce<HealthStatus>((worst, c) => (rank[c.status] > rank[worst] ? c.status : worst), 'pass');
   return { status, ready: status !== 'fail', time: (options.clock ?? realClock).now(), checks };
