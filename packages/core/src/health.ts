@@ -1,7 +1,13 @@
 import { z } from 'zod';
+import { hiddenName } from './cap.js';
 import { type Clock, realClock } from './clock.js';
 import { clockOption, fnOption, parseOptions } from './options.js';
-import { policies as globalPolicies, type PolicyRegistry, type PolicySnapshot } from './registry.js';
+import {
+  policies as globalPolicies,
+  type PolicyRegistry,
+  type PolicySnapshot,
+  snapshotErrorLabel,
+} from './registry.js';
 import type { JsonValue } from './snapshot.js';
 
 /**
@@ -217,11 +223,30 @@ export function healthReport(options: HealthReportOptions = {}): HealthReport {
   const registry = options.policies ?? globalPolicies;
   const critical = options.critical ?? (() => true);
   const checks = registry.snapshots().map((entry) => {
-    const check = judge(entry);
-    return check.status === 'fail' && !critical(check) ? { ...check, status: 'warn' as const } : check;
+    const check = judgeSafely(entry);
+    const status = check.status === 'fail' && !critical(check) ? 'warn' : check.status;
+    // Served to anyone (/health): a policy named by its connection URL is listed without its password.
+    return { ...check, name: hiddenName(check.name), status };
   });
   const status = checks.reduce<HealthStatus>((worst, c) => (rank[c.status] > rank[worst] ? c.status : worst), 'pass');
   return { status, ready: status !== 'fail', time: (options.clock ?? realClock).now(), checks };
+}
+
+/**
+ * A snapshot whose fields throw when read (a getter on a connection closed meanwhile) is one that
+ * threw: a `warn`, never a report that throws, nor an instance taken out of rotation by it.
+ */
+function judgeSafely(entry: PolicySnapshot): HealthCheck {
+  try {
+    return judge(entry);
+  } catch (error) {
+    return {
+      kind: entry.kind,
+      name: entry.name,
+      status: 'warn',
+      reason: `snapshot failed: ${snapshotErrorLabel(error)}`,
+    };
+  }
 }
 
 function judge(entry: PolicySnapshot): HealthCheck {

@@ -116,6 +116,7 @@ export {
   registerSnapshot,
   type SnapshotKind,
   type SnapshotSource,
+  snapshotErrorLabel,
   snapshots,
   type Unregister,
 } from './registry.js';

@@ -134,21 +134,23 @@ function read(entry: Entry, source: SnapshotSource): PolicySnapshot {
     return { kind: entry.kind, name: entry.name, snapshot: source.snapshot() };
   } catch (error) {
     // One broken policy must not hide the others from /health or the dashboard.
-    return { kind: entry.kind, name: entry.name, snapshot: null, error: errorLabel(error) };
+    return { kind: entry.kind, name: entry.name, snapshot: null, error: snapshotErrorLabel(error) };
   }
 }
 
 /**
- * What an error is, without what it says: its `code`, else its `name`, if either is a short
- * word. A message may carry a connection URL with its password, and /health is served to anyone.
+ * What a snapshot's error is, without what it says: its `code`, else its `name`, if either is a
+ * short word. A message may carry a connection URL with its password, and /health is served to anyone.
  */
-function errorLabel(error: unknown): string {
-  const { code, name } = (typeof error === 'object' && error !== null ? error : {}) as {
-    code?: unknown;
-    name?: unknown;
-  };
-  for (const word of [code, name]) if (typeof word === 'string' && /^[\w.:-]{1,64}$/.test(word)) return word;
-  return typeof error === 'object' && error !== null ? 'Error' : typeof error;
+export function snapshotErrorLabel(error: unknown): string {
+  if (typeof error !== 'object' || error === null) return typeof error;
+  try {
+    const { code, name } = error as { code?: unknown; name?: unknown };
+    for (const word of [code, name]) if (typeof word === 'string' && /^[\w.:-]{1,64}$/.test(word)) return word;
+  } catch {
+    // An error whose reads throw too (a Proxy): no word to give.
+  }
+  return 'Error';
 }
 
 /** Makes a registry of its own, e.g. one per test. */

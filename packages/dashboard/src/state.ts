@@ -16,6 +16,7 @@ import {
   readBreaker,
   readBudget,
   readFailover,
+  snapshotErrorLabel,
 } from '@holdfast/core';
 import { type AnomalyChart, AnomalyCharts } from './anomaly.js';
 import { type ChaosView, ChaosWatch } from './chaos.js';
@@ -130,10 +131,13 @@ function bounded<V>(make: () => V): Bounded<V> {
 const redactor = new Redactor();
 const SECRET_KEY =
   /^(?:authorization|proxy-authorization|cookie|set-cookie|password|passwd|secret|client[-_]?secret|token|access[-_]?token|refresh[-_]?token|api[-_]?key)$/i;
-/** Words of a key that name a credential, and pairs of words that do: `redisPassword`, `x-api-key`, `secretAccessKey`. */
+/**
+ * Words of a key that name a credential, and pairs of words that do: `redisPassword`, `x-api-key`,
+ * `secretAccessKey`; in the plural too (`apiKeys`, `tokens`, `sessionTokens`).
+ */
 const SECRET_WORD =
-  /^(?:password|passwd|pwd|pass|passphrase|secret|token|authorization|auth|cookie|credentials?|apikey)$/;
-const SECRET_PAIR = /^(?:api key|private key|access key)$/;
+  /^(?:password|passwd|pwd|pass|passphrase|secret|token|authorization|auth|cookie|credential|apikey)s?$/;
+const SECRET_PAIR = /^(?:api key|private key|access key)s?$/;
 /** Whether a key names a credential in any of its words (camelCase, snake_case, kebab-case). */
 const namesSecret = (key: string): boolean => {
   const words = key
@@ -145,8 +149,13 @@ const namesSecret = (key: string): boolean => {
 const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
 const hideValues = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
-  // A text under a key that names a credential among other words; numbers (`maxTokens`) are no secret.
-  if (typeof value === 'string' && value !== '' && namesSecret(key)) return '***';
+  // What a key that names a credential among other words holds: a text, or a list, a map or a
+  // Buffer of them (`apiKeys: [...]`, `dbPassword: { primary }`); numbers (`maxTokens`) are no secret.
+  if (
+    ((typeof value === 'string' && value !== '') || (typeof value === 'object' && value !== null)) &&
+    namesSecret(key)
+  )
+    return '***';
   if (typeof value === 'string') return hideSecrets(value);
   // A URL may be a key too (endpoints by their target): JSON.stringify shows keys as they are.
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
@@ -280,15 +289,24 @@ export class DashboardState {
     this.#limits.begin();
     for (const entry of entries) {
       const { kind, name, snapshot } = entry;
-      const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
-      const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
-      const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
-      if (b) breakers.set(name, Object.assign({}, b, this.#recent(name, b.failureRate)));
-      else if (f) failovers.push(f);
-      else if (g) budgets.push(g);
-      else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
-      else
-        others.push({ kind, name, snapshot: entry.error === undefined ? writable(snapshot) : { error: entry.error } });
+      try {
+        const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
+        const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
+        const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
+        if (b) breakers.set(name, Object.assign({}, b, this.#recent(name, b.failureRate)));
+        else if (f) failovers.push(f);
+        else if (g) budgets.push(g);
+        else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
+        else
+          others.push({
+            kind,
+            name,
+            snapshot: entry.error === undefined ? writable(snapshot) : { error: entry.error },
+          });
+      } catch (error) {
+        // Its fields throw when read (a getter on a closed pool): listed as one whose snapshot() threw.
+        others.push({ kind, name, snapshot: { error: snapshotErrorLabel(error) } });
+      }
     }
     for (const [name, r] of this.#breakers.entries()) {
       if (breakers.has(name) || r.state === undefined) continue;
