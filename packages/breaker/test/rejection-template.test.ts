@@ -24,7 +24,9 @@ describe('refusals while open', () => {
     const breaker = circuitBreaker({ clock: twoLineClock(), openFor: 3_600_000, policies: false });
     breaker.open();
     const errors: BrokenCircuitError[] = [];
-    for (let i = 0; i < 100; i++) errors.push(await breaker.execute(() => 1).catch((e: BrokenCircuitError) => e));
+    for (let i = 0; i < 100; i++) {
+      errors.push(await breaker.execute<never>(() => Promise.reject()).catch((e: BrokenCircuitError) => e));
+    }
     const retryAts = new Set(errors.map((e) => e.retryAt));
     expect(retryAts.size).toBe(2); // the flip this is about happens
     // Each distinct template is a BrokenCircuitError built (message, ISO date) and a new prototype
