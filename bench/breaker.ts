@@ -299,6 +299,7 @@ export async function benchBreaker(): Promise<void> {
   const at1k = ns(window, '@holdfast/breaker, 1k in window');
   const at100k = ns(window, '@holdfast/breaker, 100k in window');
   const reject = ns(rejected, '@holdfast/breaker');
+  const rejectRatio = rejected.find((r) => r.name === '@holdfast/breaker')?.ratio ?? Number.NaN;
   const idle = memory['holdfast-registry']?.cpuPercent ?? Number.NaN;
   const mark = (pass: boolean) => (pass ? 'met' : 'MISSED');
   printRows(
@@ -324,7 +325,13 @@ export async function benchBreaker(): Promise<void> {
         `${oursOk.toFixed(0)} ns vs ${(tunedOk * 1.1).toFixed(0)} ns`,
         mark(oursOk <= tunedOk * 1.1),
       ],
-      ['reject while open <= 1.5 µs', `${reject.toFixed(0)} ns`, mark(reject <= 1_500)],
+      // Relative, not the 1.5 µs it was: a caught rejection of a ready-made error alone (Node's
+      // unhandled-rejection bookkeeping) cost 1.54 µs on a machine where the breaker's cost 2.15.
+      [
+        'reject while open <= 1.25 × a bare caught rejection',
+        `${reject.toFixed(0)} ns, ${rejectRatio.toFixed(2)}× bare ${ns(rejected, 'bare call').toFixed(0)} ns`,
+        mark(rejectRatio <= 1.25),
+      ],
       [`${KEYS} idle registry breakers < 1% CPU`, `${idle.toFixed(2)} %`, mark(idle < 1)],
       // "The same" allowing for this machine's noise: within 25%.
       [

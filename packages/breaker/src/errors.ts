@@ -11,10 +11,15 @@ import { BrokenCircuitError } from '@holdfast/core';
  * `instanceof BrokenCircuitError` and `Error`, has its own `name`, `code` and `retryAt`, and
  * reads `message` and `stack` from the one it inherits from. What it is not is a native Error
  * (`util.types.isNativeError` says false), which costs a rejection about 400 ns here.
+ *
+ * The previous template is kept too: on the real clock the `retryAt` of one open period flips
+ * between two adjacent ms (Date.now() is truncated, the monotonic line fractional), and each
+ * flip built a new template, about one per ms of constant refusals, each a new prototype for V8.
  */
 export class Rejections {
   readonly #source: string;
   #template: BrokenCircuitError | undefined;
+  #previous: BrokenCircuitError | undefined;
 
   constructor(source: string) {
     this.#source = source;
@@ -23,13 +28,9 @@ export class Rejections {
   next(retryAt: number | undefined): BrokenCircuitError {
     let template = this.#template;
     if (template === undefined || template.retryAt !== retryAt) {
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 0;
-      try {
-        template = new BrokenCircuitError(this.#source, retryAt);
-      } finally {
-        Error.stackTraceLimit = limit;
-      }
+      const previous = this.#previous;
+      this.#previous = template;
+      template = previous !== undefined && previous.retryAt === retryAt ? previous : this.#make(retryAt);
       // Never handed out itself: what a caller sets on its error must not reach the next caller's.
       this.#template = template;
     }
@@ -38,5 +39,15 @@ export class Rejections {
     error.code = template.code;
     error.retryAt = template.retryAt;
     return error as BrokenCircuitError;
+  }
+
+  #make(retryAt: number | undefined): BrokenCircuitError {
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    try {
+      return new BrokenCircuitError(this.#source, retryAt);
+    } finally {
+      Error.stackTraceLimit = limit;
+    }
   }
 }
