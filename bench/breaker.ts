@@ -264,7 +264,7 @@ function footprints(): Record<string, Footprint> {
   for (const variant of variants) {
     const run = spawnSync(
       process.execPath,
-      ['--expose-gc', '--conditions=@holdfast/source', '--import', 'tsx', self, '--child', variant],
+      ['--expose-gc', '--import', 'tsx', self, '--child', variant],
       { encoding: 'utf8', timeout: 120_000, cwd: fileURLToPath(new URL('.', import.meta.url)) },
     );
     if (run.status !== 0) throw new Error(`${variant}: exit ${run.status}\n${run.stderr}`);
