@@ -262,11 +262,11 @@ function footprints(): Record<string, Footprint> {
   const self = fileURLToPath(import.meta.url);
   const results: Record<string, Footprint> = {};
   for (const variant of variants) {
-    const run = spawnSync(
-      process.execPath,
-      ['--expose-gc', '--import', 'tsx', self, '--child', variant],
-      { encoding: 'utf8', timeout: 120_000, cwd: fileURLToPath(new URL('.', import.meta.url)) },
-    );
+    const run = spawnSync(process.execPath, ['--expose-gc', '--import', 'tsx', self, '--child', variant], {
+      encoding: 'utf8',
+      timeout: 120_000,
+      cwd: fileURLToPath(new URL('.', import.meta.url)),
+    });
     if (run.status !== 0) throw new Error(`${variant}: exit ${run.status}\n${run.stderr}`);
     results[variant] = JSON.parse(run.stdout.trim().split('\n').at(-1) ?? '{}') as Footprint;
   }
