@@ -33,7 +33,8 @@ describe('hedges and the retry budget', () => {
   it('without base URLs: a hedged call counts once in the retry budget and takes no retry', async () => {
     const server = await upstream(firstHangs());
     servers.push(server);
-    const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, policies: false });
+    // A window longer than the test: the default 1 s let a loaded machine's calls leave it before the count.
+    const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, ttl: 60_000, policies: false });
     const http = resilientFetch({ hedge: { delay: 20, budget: false }, budget, bus: createBus() });
     clients.push(http);
     for (let i = 0; i < 4; i++) expect(await (await http(`${server.url}/x?call=${i}`)).text()).toBe(`call ${i}`);
@@ -47,7 +48,8 @@ describe('hedges and the retry budget', () => {
     const a = await upstream(hang);
     const b = await upstream(hang);
     servers.push(a, b);
-    const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, policies: false });
+    // A window longer than the test: the default 1 s let a loaded machine's calls leave it before the count.
+    const budget = retryBudget({ name: 'b', ratio: 0.2, minPerSecond: 0, ttl: 60_000, policies: false });
     const http = resilientFetch({
       baseUrls: [a.url, b.url],
       hedge: { delay: 20, budget: false },
