@@ -49,7 +49,7 @@ describe.skipIf(!redisAvailable())(
               : 'refused';
           }),
         );
-      expect(results).toEqual(Array(20).fill('done'));
+        expect(results).toEqual(Array(20).fill('done'));
         const onIt = await Promise.all(Array.from({ length: 20 }, (_, n) => onReplica.hget(store.keyOf(`k${n}`), 's')));
         expect(onIt).toEqual(Array(20).fill('c'));
         expect((await evals(admin)) - before).toBeLessThanOrEqual(2);
