@@ -17,7 +17,8 @@ describe('ctx.signal read late', () => {
     expect(await job(undefined, { signal: caller.signal })).toBe('done');
     caller.abort(new Error('too late'));
     const read = kept.signal;
-    expect([read.aborted, kept.signal]).toEqual([false, read]); // read twice: the same signal
+    expect(read.aborted).toBe(false);
+    expect(kept.signal).toBe(read); // read twice: the same signal
   });
 
   it('read during the run, the caller aborting after it ended: its listener is not called', async () => {
@@ -74,7 +75,8 @@ describe('ctx.signal read late', () => {
     void job(undefined);
     for (let t = 0; t < 900; t += 50) await clock.advance(50);
     const read = kept.signal; // first read: after the cap
-    expect([read.aborted, (read.reason as { code?: string }).code, kept.signal]).toEqual([true, 'E_TIMEOUT', read]);
+    expect([read.aborted, (read.reason as { code?: string }).code]).toEqual([true, 'E_TIMEOUT']);
+    expect(kept.signal).toBe(read);
     expect(await job(undefined).catch((e: { code: string }) => e.code)).toBe('E_IDEMPOTENCY_ABORTED');
     expect(runs).toBe(1);
   });
