@@ -1,8 +1,8 @@
 import { once } from 'node:events';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, startRedis, stopAllRedis } from '../../../test/support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { type RedisServer, redisAvailable } from '../../../test/support/redis.js';
 import { redisStore } from '../src/index.js';
-import { connect, disconnectAll } from './redis.js';
+import { connect, useRedisServer } from './redis.js';
 
 /** EVAL and EVALSHA the server ran since it started (INFO commandstats). */
 async function scriptCalls(server: RedisServer): Promise<{ eval: number; evalsha: number }> {
@@ -20,17 +20,11 @@ describe.skipIf(!redisAvailable())(
   'redisStore after Redis restarted empty between two bursts',
   { timeout: 30_000 },
   () => {
-    let server: RedisServer;
-    beforeAll(async () => {
-      [server] = (await startRedis(1)) as [RedisServer];
-    });
-    afterAll(async () => {
-      disconnectAll();
-      await stopAllRedis();
-    });
+    const redis = useRedisServer();
 
     it('200 claims after the restart (the client reconnected while no call was made): the claim script is sent once, not answered NOSCRIPT 200 times', async () => {
       const N = 200;
+      const { server } = redis;
       const client = connect(server);
       const store = redisStore({ client, prefix: 'restart-burst:' });
       const before = await Promise.all(Array.from({ length: N }, (_, n) => store.claim(`a${n}`, 'fp', 60_000)));
