@@ -220,13 +220,19 @@ class RunLease implements HeldLease {
     if (!this.capped) runner.leaseLost(this.stored, 'maxRunMs');
     this.capped = true;
     // Stored before the signal aborts: the run may stop at once, and then no repeat may run it.
-    if (!(await runner.store.complete(this.stored, this.token, { kind: 'aborted' }, runner.ttlMs))) return true;
-    this.#scopeNow().abort(new TimeoutError(runner.name, runner.maxRunMs));
+    let stored: boolean;
+    try {
+      stored = await runner.store.complete(this.stored, this.token, { kind: 'aborted' }, runner.ttlMs);
+    } catch (error) {
+      this.failed(error, 'complete'); // tried again at the next tick
+      return false;
+    }
+    if (stored) this.#scopeNow().abort(new TimeoutError(runner.name, runner.maxRunMs));
     return true;
   }
 
-  failed(error: unknown): void {
-    this.runner.storeError(this.stored, 'extend', error, true);
+  failed(error: unknown, operation: 'extend' | 'complete'): void {
+    this.runner.storeError(this.stored, operation, error, true);
   }
 }
 

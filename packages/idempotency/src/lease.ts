@@ -18,8 +18,8 @@ export interface HeldLease {
    * at the next tick, the lease renewed meanwhile.
    */
   cap(): Promise<boolean>;
-  /** A renewal failed (the store was unreachable): tried again at the next tick. */
-  failed(error: unknown): void;
+  /** A renewal, or the cap's verdict (`complete`), failed (the store was unreachable): tried again at the next tick. */
+  failed(error: unknown, operation: 'extend' | 'complete'): void;
 }
 
 /**
@@ -95,10 +95,11 @@ export class LeaseKeeper {
       if (sent !== undefined) {
         if (now - sent < this.#interval) continue;
         // Out for a whole tick (a store that never answers): failed, and sent again. Waiting on
-        // it stopped every renewal, and the cap, for good: the key went to a retry.
-        lease.failed(
-          new StoreUnavailableError(this.name, 'extend', lease.stored, `no answer within ${this.#interval} ms`),
-        );
+        // it stopped every renewal, and the cap, for good: the key went to a retry. Sent at the
+        // cap, what is out is its verdict (its renewal is waited for a tick at most).
+        const operation = sent - lease.since >= this.maxRunMs ? 'complete' : 'extend';
+        const reason = `no answer within ${this.#interval} ms`;
+        lease.failed(new StoreUnavailableError(this.name, operation, lease.stored, reason), operation);
       }
       this.#busy.set(lease, now);
       const done = () => {
@@ -115,7 +116,7 @@ export class LeaseKeeper {
     try {
       owned = sync.extend(lease.stored, lease.token, this.leaseMs);
     } catch (error) {
-      lease.failed(error);
+      lease.failed(error, 'extend');
       return;
     }
     if (owned) return;
@@ -129,7 +130,7 @@ export class LeaseKeeper {
     try {
       owned = await extend.call(this.store, lease.stored, lease.token, this.leaseMs);
     } catch (error) {
-      if (this.#held.has(lease)) lease.failed(error);
+      if (this.#held.has(lease)) lease.failed(error, 'extend');
       return;
     }
     // Settled while the renewal was out: its end, not the renewal's answer, says what happened.

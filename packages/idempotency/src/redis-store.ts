@@ -89,7 +89,7 @@ export class RedisStore implements IdempotencyStore {
     for (const fail of all) fail();
   };
 
-  /** The socket of a standalone or Sentinel client when a node was last confirmed. */
+  /** The socket of a standalone or Sentinel client when its node was last used (see {@link #connection}). */
   #stream: unknown;
 
   /**
@@ -266,6 +266,7 @@ export class RedisStore implements IdempotencyStore {
    * (a reply lost in a partition never comes): past it, calls send as if nothing were known.
    */
   #script<T>(lua: Script, node: string, send: (command: 'evalsha' | 'eval') => Promise<T>): Promise<T> {
+    this.#connection();
     let scripts = this.#scripts.get(node);
     if (scripts === undefined) this.#scripts.set(node, (scripts = new Map()));
     const known = scripts.get(lua);
@@ -278,6 +279,21 @@ export class RedisStore implements IdempotencyStore {
       const now = scripts.get(lua);
       return now === true ? this.#findOut(scripts, lua, send('eval')) : (now ?? Promise.resolve()).then(evalsha);
     });
+  }
+
+  /**
+   * A new socket is a new connection, perhaps to a new server (a restart, a failover, while no
+   * call saw the client not ready): its replicas are to be confirmed again, and its scripts found
+   * again, by one call (else each call made then was answered NOSCRIPT: 200 claims after a restart
+   * were 400 EVAL/EVALSHA). Cluster clients have no one socket; a failover there moves the slot to
+   * another node, known on its own.
+   */
+  #connection(): void {
+    const { stream } = this.client as { stream?: unknown };
+    if (stream === this.#stream) return;
+    this.#stream = stream;
+    this.#nodes.clear();
+    this.#scripts.clear();
   }
 
   /** Makes `call` the one that finds out whether the node has `lua` (see {@link #script}). */
@@ -323,14 +339,7 @@ export class RedisStore implements IdempotencyStore {
     operation: Operation,
   ): Promise<unknown> => {
     const { replicas } = this.waitForReplicas as { replicas: number };
-    // A new socket is a new connection, perhaps to a new master (a failover while nothing was
-    // sent): its replicas are to be confirmed again. (Cluster clients have no one socket; a
-    // failover there moves the slot to another node, which is confirmed on its own.)
-    const { stream } = this.client as { stream?: unknown };
-    if (stream !== this.#stream) {
-      this.#nodes.clear();
-      this.#stream = stream;
-    }
+    this.#connection();
     const node = nodeOf(this.client, redisKey);
     if (this.#nodes.get(node) === true) {
       const sent = this.#script(lua, node, (command) =>

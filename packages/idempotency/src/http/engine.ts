@@ -171,8 +171,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   /** @internal A renewal of `key`'s lease failed (tried again at the keeper's next tick). */
-  extendFailed(key: string, error: unknown): void {
-    this.#storeError('extend', key, error, true);
+  leaseFailed(key: string, error: unknown, operation: 'extend' | 'complete'): void {
+    this.#storeError(operation, key, error, true);
   }
 
   /**
@@ -590,7 +590,7 @@ interface RunOwner {
   readonly options: { readonly leaseMs: number; readonly store5xx: boolean };
   renew(run: Run): RunLease | undefined;
   leaseLost(key: string, reason: 'notOwner' | 'maxRunMs'): void;
-  extendFailed(key: string, error: unknown): void;
+  leaseFailed(key: string, error: unknown, operation: 'extend' | 'complete'): void;
   verdict(status: number, body: BodyCollector): ErrorLabel;
   lost(key: string, sent: number | undefined): void;
   settle(
@@ -781,8 +781,8 @@ class RunLease implements HeldLease {
     return this.run.cap();
   }
 
-  failed(error: unknown): void {
-    this.run.owner.extendFailed(this.run.key, error);
+  failed(error: unknown, operation: 'extend' | 'complete'): void {
+    this.run.owner.leaseFailed(this.run.key, error, operation);
   }
 
   /** The run settled: its lease is no longer renewed. */
