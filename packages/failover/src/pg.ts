@@ -374,7 +374,8 @@ export function pgRoles<T extends PgQueryable>(
             `deposed primary: it writes on timeline ${timeline}, a replica of its cluster streams timeline ${past}`,
           );
         }
-        primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, performance.now(), stale);
+        // As of the check's start: what it flushed then at least (a replica's replay is judged against it).
+        primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, started, stale);
         return report;
       }
       primaries.lost(endpoint.target);
@@ -384,7 +385,14 @@ export function pgRoles<T extends PgQueryable>(
       if (primaries.above(system, answer.follows ?? timeline, started)) return { role: 'replica', token: report.token };
       // A lag of 0 through a role that hides its receiver (no `streams`) says only that it received
       // what it replayed: unknown until a primary of its cluster is seen to tell what it misses.
-      const behind = primaries.since(system, lsn, started, report.lag === 0 && answer.streams === undefined);
+      const behind = primaries.since(
+        system,
+        lsn,
+        started,
+        report.lag === 0 && answer.streams === undefined,
+        endpoint.target,
+        performance.now(),
+      );
       // A split brain: which history it follows, and how far behind, is unknown.
       if (behind === undefined) return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
@@ -451,6 +459,11 @@ class PrimaryWal {
   readonly #reached = new WeakMap<object, Server>();
   /** System identifier -> the highest timeline a replica's WAL receiver was seen streaming, when. */
   readonly #streamed = new Map<string, { timeline: number; at: number; stale: number }>();
+  /**
+   * Each replica target's replay LSN at a check, when it answered, and whether it is ahead: it
+   * replayed more than a check of its primary started after found flushed.
+   */
+  readonly #replayed = new WeakMap<object, { lsn: bigint; at: number; ahead: boolean }>();
 
   /** A replica of `system` streams `timeline` (its WAL receiver says so), as of `at`. */
   streams(system: string, timeline: number, at: number, stale: number): void {
@@ -564,15 +577,35 @@ class PrimaryWal {
    * no primary of `system` was (unless `unseen`: unknown then). Undefined when unknown: two
    * servers are primaries on that timeline now (a split brain: two histories, whose WAL positions
    * say nothing of each other's replicas), or the first sighting kept is past `replayed` (it was
-   * behind before it was first seen, for how long nobody saw).
+   * behind before it was first seen, for how long nobody saw), or `target` last answered with
+   * more replayed than a check of that primary started after found flushed (another history).
+   * `answered`: when this check of `target` answered.
    */
-  since(system: string, replayed: bigint, now: number, unseen: boolean): number | undefined {
+  since(
+    system: string,
+    replayed: bigint,
+    now: number,
+    unseen: boolean,
+    target: object,
+    answered: number,
+  ): number | undefined {
+    let last = this.#replayed.get(target);
+    if (last === undefined) this.#replayed.set(target, (last = { lsn: replayed, at: answered, ahead: false }));
     const timelines = this.#seen.get(system);
     if (timelines === undefined) return unseen ? undefined : 0;
     const current = this.#current(system, now);
     const top = Math.max(...(current.size > 0 ? current.keys() : timelines.keys()));
     if ((this.#current(system, now, false, true).get(top)?.size ?? 0) > 1) return undefined;
     const list = timelines.get(top) ?? [];
+    // Replayed past what the primary had flushed at a check started after: WAL it never wrote, of
+    // another history (a promotion no set saw; its timeline hidden from a plain role), whose
+    // positions say nothing of this primary's. Taken as past every sighting, it read lag 0.
+    // Kept until such a check: the checks of a set run in step, a primary's often started just
+    // before its replica's answered.
+    const { lsn, at } = last;
+    if ([...this.#now.values()].some((p) => p.system === system && p.timeline === top && p.at > at))
+      this.#replayed.set(target, (last = { lsn: replayed, at: answered, ahead: (list.at(-1)?.lsn ?? lsn) < lsn }));
+    if (last.ahead) return undefined;
     const first = list.find((s) => s.lsn > replayed);
     if (first === undefined) return 0;
     return first === list[0] ? undefined : Math.max(0, now - first.at);

@@ -40,3 +40,21 @@ it('checked before any primary of its cluster, a replica whose receiver is hidde
   await check(server(() => primaryRow(1, '0/5000000')));
   expect((await check(server(() => replicaRow(1, '0/5000000')))).lag).toBe(0);
 });
+
+it('a replica that replayed past what its primary flushed at a check started after (another history: a promotion the set never saw) has an unknown lag', async () => {
+  const check = rolesOf();
+  // Through a plain role its timeline shows 1 (before a restartpoint), its LSN that of timeline 2.
+  const replica = server(() => replicaRow(1, '0/C000050'));
+  const primary = server(() => primaryRow(1, '0/8000E50'));
+  await check(primary);
+  vi.advanceTimersByTime(100);
+  // Its first check: nothing yet says the primary never wrote what it replayed.
+  await check(replica);
+  vi.advanceTimersByTime(100);
+  await check(primary);
+  vi.advanceTimersByTime(100);
+  // Before: 0 (past every sighting), and it took reads missing every write to the primary.
+  expect((await check(replica)).lag).toBeUndefined();
+  vi.advanceTimersByTime(100);
+  expect((await check(replica)).lag).toBeUndefined();
+});

@@ -73,7 +73,8 @@ it('two sets sharing one pgRoles(), a real split brain, one side silent: the rep
   vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
   const a = () => ({ ...primaryRow(3, '0/5000000'), started: '1764930000000001' });
   let b: () => Answer = () => ({ ...primaryRow(3, '0/6000000'), started: '1764930000000002' });
-  const r = () => ({ ...replicaRow(3, '0/7000000'), started: '1764930000000003' });
+  // Caught up with a (past what its primary flushed, a replica follows another history: unknown).
+  const r = () => ({ ...replicaRow(3, '0/5000000'), started: '1764930000000003' });
   const roles = pgRoles<PgQueryable>({ interval: 1_000, timeout: 500, maxLag: 10_000 });
   const sets = ['one', 'two'].map((name) =>
     failover({
