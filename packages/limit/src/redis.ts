@@ -88,7 +88,8 @@ export const redisRateLimiterOptionsSchema = z
      * decisions carry no marker, and a resent one is decided again, so one call may take twice
      * from the limit: the limit errs on the strict side, it never lets more through. Give-backs
      * carry a marker of their own either way, kept this long or 10 s, whichever is longer: a
-     * resent give-back would give twice, and a client would get more than the limit.
+     * resent give-back would give twice, and a client would get more than the limit. One that
+     * reaches Redis later than that (ioredis resends once ready again, however late) gives nothing.
      * @default unset: no marker on decisions
      */
     resendWindow: z.number().int().min(0).max(3_600_000).optional(),
@@ -169,16 +170,23 @@ return diff`;
 // twice, and a client got more than the limit); a give-back that finds the key gone writes it
 // too, so a resend after a new decision made the key again does not take that one's units.
 // Give-backs are marked whether decisions are or not: they are rare (a late answer under
-// `closed`, a request the rest of the policy refused), and unmarked, a resend errs loose.
-const refundSource = `if not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
-local t = redis.call('TIME')
+// `closed`, a request the rest of the policy refused), and unmarked, a resend errs loose. The
+// marker expires, and ioredis resends a command whose reply was lost whenever the connection is
+// ready again (after a frozen server, a partition, however long): ARGV[3] is a deadline on the
+// server's clock, reached before the marker goes, after which the script gives nothing (before,
+// a resend 11 s later gave back twice).
+const refundSource = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
+if now > tonumber(ARGV[3]) or not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat then return 0 end
 local back = tat - ARGV[1]
 if back <= now then return redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[1], back, 'PX', string.format('%d', math.max(1, math.ceil(back - now))))
 return 1`;
+
+/** The server's clock, whole seconds, on the node that holds KEYS[1]. */
+const serverNow = "return redis.call('TIME')[1]";
 
 /**
  * A rate limit shared by every instance: GCRA (the generic cell rate algorithm of redis-cell)
@@ -343,10 +351,30 @@ class RedisGcra extends RateLimiterBase {
    * whether decisions are marked or not (before, `resendWindow: 0` gave nothing back).
    */
   #giveBackTo(tat: string, step: string): void {
-    const marker = `${tat}:g:${this.#requestId()}`;
+    const { client } = this.o;
     // Kept as long as the resend window, and at least 10 s (give-backs are rare: no need to save it).
-    const keep = String(Math.max(this.o.resendWindow ?? 0, 10_000));
-    this.o.client.call('eval', refundSource, '2', tat, marker, step, keep).catch(() => {});
+    const keep = Math.max(this.o.resendWindow ?? 0, 10_000);
+    const asked = this.common.elapsed();
+    // The server's clock first (the key's own node in a Cluster), for the give-back's deadline:
+    // `keep` from now (its second rounded down), less what this answer took.
+    client
+      .call('eval', serverNow, '1', tat)
+      .then((now) => {
+        const left = keep - (this.common.elapsed() - asked);
+        if (left <= 0 || client.status !== 'ready') return;
+        const marker = `${tat}:g:${this.#requestId()}`;
+        return client.call(
+          'eval',
+          refundSource,
+          '2',
+          tat,
+          marker,
+          step,
+          String(keep),
+          String(Number(now) * 1000 + left),
+        );
+      })
+      .catch(() => {});
   }
 
   #unreachable(error: unknown): RateDecision {
