@@ -23,11 +23,11 @@ import {
 } from './store.js';
 
 /**
- * An outcome as this store keeps it: a value as its JSON text; a response as a checked copy (no
- * JSON round trip: this process is the only reader), a short body as a string of its bytes (see
- * {@link keptBody}). `bytes`: what it counts against `maxBytes`.
+ * @internal An outcome as this store keeps it: a value as its JSON text; a response as a checked
+ * copy (no JSON round trip: this process is the only reader), a short body as a string of its
+ * bytes, one character a byte (see {@link keptBody}). `bytes`: what it counts against `maxBytes`.
  */
-type KeptOutcome =
+export type KeptOutcome =
   | { readonly kind: 'value'; readonly text: string; readonly bytes: number }
   | { readonly kind: 'aborted'; readonly bytes: number }
   | ({ readonly kind: 'response'; readonly bytes: number; readonly body: Uint8Array | string } & Omit<
@@ -53,8 +53,6 @@ interface Entry {
   outcome: KeptOutcome | undefined;
   /** What this record counts against `maxBytes`. */
   bytes: number;
-  /** The answer to a claim of this completed record by the middleware (made once, on its first replay). */
-  replay: ClaimResult | undefined;
   // The recency list: `older` towards the least recently used end.
   older: Entry | undefined;
   newer: Entry | undefined;
@@ -138,16 +136,32 @@ export function inProcess(store: object): StoreNow | undefined {
  * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
  * versioned, so a copy with another contract for these calls is not trusted with it).
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v2');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v3');
+
+/**
+ * @internal A completed record as {@link StoreNow.claim} answers it: the store's own, not a copy
+ * (read it, never change it), its outcome as the store keeps it.
+ */
+export interface KeptRecord {
+  readonly fingerprint: string;
+  /** When the key was first claimed (epoch ms). */
+  readonly createdAt: number;
+  readonly outcome: KeptOutcome;
+}
+
+/** @internal What {@link StoreNow.claim} found: a completed record as the store keeps it. */
+export type NowClaimResult =
+  | Exclude<ClaimResult, { readonly status: 'completed' }>
+  | { readonly status: 'completed'; readonly record: KeptRecord };
 
 /**
  * @internal A memory store's calls, answered at once; they throw where the store's methods
- * reject. A completed record's outcome is the store's own, not a copy: read it, never change it.
+ * reject.
  */
 export interface StoreNow {
   /** Whether `store`'s methods are the ones these calls stand for (not replaced or overridden). */
   serves(store: object): boolean;
-  claim(key: string, fingerprint: string, leaseMs: number): ClaimResult;
+  claim(key: string, fingerprint: string, leaseMs: number): NowClaimResult;
   /**
    * `owned`: the caller hands the outcome over (its headers object, lists and body are its own and
    * it keeps no reference): the store keeps them without a copy.
@@ -198,7 +212,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
           s.claim === own.claim && s.complete === own.complete && s.release === own.release && s.extend === own.extend
         );
       },
-      claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
+      claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs),
       complete: (key, token, outcome, ttlMs, owned) => this.#complete(key, token, outcome, ttlMs, owned === true),
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
@@ -217,7 +231,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
-    return this.#claim(key, fingerprint, leaseMs, true);
+    const found = this.#claim(key, fingerprint, leaseMs);
+    return found.status === 'completed'
+      ? { status: 'completed', record: this.#record(key, found.record as Entry) }
+      : found;
   }
 
   async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
@@ -232,8 +249,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return this.#extend(key, token, leaseMs);
   }
 
-  /** `copy`: hand out a copy of a completed outcome (always, but to the middleware). */
-  #claim(key: string, fingerprint: string, leaseMs: number, copy: boolean): ClaimResult {
+  #claim(key: string, fingerprint: string, leaseMs: number): NowClaimResult {
     this.#checkOpen();
     const now = this.#elapsed();
     const entry = this.#touch(key, now);
@@ -250,7 +266,6 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         completedAt: 0,
         outcome: undefined,
         bytes: baseBytes(key, fingerprint),
-        replay: undefined,
         older: undefined,
         newer: undefined,
       });
@@ -259,15 +274,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       return { status: 'claimed', token, takeover: false };
     }
     if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
-    if (entry.outcome !== undefined) {
-      // The middleware reads a record it is handed and never changes it: one answer serves every
-      // replay. Not for a body kept as a string: the answer's Buffer of it would be kept beside it.
-      if (copy || entry.outcome.kind !== 'response' || typeof entry.outcome.body === 'string') {
-        return { status: 'completed', record: this.#record(key, entry, entry.outcome, true, now) };
-      }
-      entry.replay ??= { status: 'completed', record: this.#record(key, entry, entry.outcome, false, now) };
-      return entry.replay;
-    }
+    // The entry itself, as kept: its reader never changes it. (An answer kept on the entry for its
+    // next replay would cost each record replayed its bytes for as long as it is kept.)
+    if (entry.outcome !== undefined) return { status: 'completed', record: entry as KeptRecord };
     if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
     entry.token = this.#token();
@@ -489,16 +498,16 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (this.#disposed) throw new DisposedError(NAME);
   }
 
-  /** `now`: the monotonic time; the record's `expiresAt` is when it is forgotten, in epoch ms read now. */
-  #record(key: string, entry: Entry, outcome: KeptOutcome, copy: boolean, now: number): CompletedRecord {
+  /** A completed entry's record, a copy its caller may change; `expiresAt` in epoch ms, read now. */
+  #record(key: string, entry: Entry): CompletedRecord {
     return {
       status: 'completed',
       key,
       fingerprint: entry.fingerprint,
       createdAt: entry.createdAt,
       completedAt: entry.completedAt,
-      expiresAt: this.clock.now() + (entry.expiresAt - now),
-      outcome: copy ? handOut(outcome) : (outcome as StoredOutcome),
+      expiresAt: this.clock.now() + (entry.expiresAt - this.#elapsed()),
+      outcome: handOut(entry.outcome as KeptOutcome),
     };
   }
 }

@@ -145,8 +145,10 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
  * neither body nor `Content-Length` (RFC 9110 8.6, 15.3.5, 15.4.5). A HEAD's has the
  * `Content-Length` its first response sent (what a GET would send), or its stored body's length
  * where the framework kept the GET body, or none: never 0 for a resource that is not empty.
+ * `shared`: `stored` is an in-process store's own record (a body kept as a string is a string
+ * of its bytes, one character a byte), copied once here; otherwise a copy handed out already.
  */
-export function replayOf(stored: StoredResponse, shared = false, head = false): HttpResponse {
+export function replayOf(stored: ReplaySource, shared = false, head = false): HttpResponse {
   // A copy to extend, lists copied too: the store's own record (an in-process store's call
   // without a promise) must not see what a later layer does to the replay (a hook that pushes to
   // a header's list). copyHeaders keeps a header named `__proto__` a header.
@@ -155,20 +157,28 @@ export function replayOf(stored: StoredResponse, shared = false, head = false): 
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };
   }
-  if (!head) headers['content-length'] = String(stored.body.byteLength);
+  const { body } = stored;
+  // The replay's own bytes: a string of them (an in-process store's short body) or the store's
+  // own Buffer (`shared`) copied; a copy handed out already (decodeOutcome) viewed, not copied again.
+  const bytes =
+    typeof body === 'string'
+      ? Buffer.from(body, 'latin1')
+      : shared
+        ? Buffer.from(body)
+        : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  if (!head) headers['content-length'] = String(bytes.length);
   else {
     // A HEAD's record: the length its first response sent, else its stored body's (the body is
     // kept: Fastify's HEAD route counts it and sends none), else none.
     const sent = headers['content-length'];
     if (Array.isArray(sent)) headers['content-length'] = sent[0] as string;
-    else if (sent === undefined && stored.body.byteLength > 0)
-      headers['content-length'] = String(stored.body.byteLength);
+    else if (sent === undefined && bytes.length > 0) headers['content-length'] = String(bytes.length);
   }
-  const { body } = stored;
-  if (shared) return { status: stored.status, headers, body: Buffer.from(body) };
-  // A store's async calls hand out a fresh copy (decodeOutcome): a view, not a second copy.
-  return { status: stored.status, headers, body: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
+  return { status: stored.status, headers, body: bytes };
 }
+
+/** A stored response to replay; an in-process store keeps a short body as a string of its bytes. */
+export type ReplaySource = Omit<StoredResponse, 'body'> & { readonly body: Uint8Array | string };
 
 /** A complete response the middleware sends itself: a replay or a problem. */
 export interface HttpResponse {

@@ -14,7 +14,7 @@ import {
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
 import { type HeldLease, LeaseKeeper } from '../lease.js';
-import { inProcess, type StoreNow } from '../memory-store.js';
+import { inProcess, type NowClaimResult, type StoreNow } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import {
   BodyCollector,
@@ -271,7 +271,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     if (now !== undefined) {
       // The store answers at once. What it cannot settle now (a wait for a running claim, a
       // failure) takes the general path, which asks again: a claim changes nothing then.
-      let result: ClaimResult | undefined;
+      let result: NowClaimResult | undefined;
       try {
         result = now.claim(stored, fingerprint, this.options.leaseMs);
       } catch {
@@ -334,7 +334,8 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   /**
    * What a store's answer means for the request (a running claim: a conflict, not waited for).
-   * `shared`: a completed record is the store's own (its call without a promise), not a copy.
+   * `shared`: a completed record is the store's own, as it keeps it (its call without a
+   * promise), not a copy.
    * `method`: the request's.
    * `sentAt`: when the claim was sent, on `elapsed()` (by default, now).
    */
@@ -342,7 +343,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     key: string,
     stored: string,
     fingerprint: string,
-    result: ClaimResult,
+    result: ClaimResult | NowClaimResult,
     shared: boolean,
     method: string,
     sentAt?: number,
