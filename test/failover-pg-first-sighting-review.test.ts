@@ -4,7 +4,7 @@ import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { advance, readOrders, until, usePgPair } from './support/pg-pair-use.js';
+import { advance, plainRoleOrders, readOrders, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -26,9 +26,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: past the first si
     pool: { max: 4, connectionTimeoutMillis: 5_000 },
     async started(started) {
       pair = started;
-      pair.primary.sql('create table orders (id int primary key)');
-      // A plain role (no pg_read_all_stats): pg_stat_wal_receiver shows it the pid alone.
-      pair.primary.sql('create role app login; grant select, insert on orders to app');
+      plainRoleOrders(pair);
       c = await pair.addReplica('pg-c', pair.primary);
     },
     stopping() {

@@ -4,7 +4,7 @@ import { type Failover, failover } from '@holdfast/failover';
 import { pgRole, pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { readOrders, replicationLink, until, usePgPair } from './support/pg-pair-use.js';
+import { plainRoleOrders, readOrders, replicationLink, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -99,9 +99,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: rejoining a depos
     pool: { max: 4, connectionTimeoutMillis: 5_000 },
     started(started) {
       pair = started;
-      pair.primary.sql('create table orders (id int primary key)');
-      // A plain role (no pg_read_all_stats): pg_stat_wal_receiver shows it the pid alone.
-      pair.primary.sql('create role app login; grant select, insert on orders to app');
+      plainRoleOrders(pair);
     },
     stopping: () => {
       for (const set of sets) set.dispose();

@@ -57,6 +57,15 @@ export function usePgPair(options: {
   };
 }
 
+/**
+ * Makes `orders` on the pair's primary, and `app`, a plain role that reads and writes it (no
+ * pg_read_all_stats: pg_stat_wal_receiver shows it the pid alone).
+ */
+export function plainRoleOrders(pair: PgPair): void {
+  pair.primary.sql('create table orders (id int primary key)');
+  pair.primary.sql('create role app login; grant select, insert on orders to app');
+}
+
 /** Polls `what` every 20 ms until it holds; throws after `ms`. */
 export async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
