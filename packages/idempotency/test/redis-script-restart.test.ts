@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable } from '../../../test/support/redis.js';
 import { redisStore } from '../src/index.js';
@@ -29,8 +28,12 @@ describe.skipIf(!redisAvailable())(
       const store = redisStore({ client, prefix: 'restart-burst:' });
       const before = await Promise.all(Array.from({ length: N }, (_, n) => store.claim(`a${n}`, 'fp', 60_000)));
       expect(before.every((r) => r.status === 'claimed')).toBe(true); // the script is known on the node
+      // Listened for before the restart: a client that reconnected before restart() resolved had
+      // already said 'ready', and a listener added then waited for good (CI: the test timed out).
+      // Not events.once(): it rejects on the connection errors the client emits while the server is down.
+      const ready = new Promise<void>((resolve) => client.once('ready', () => resolve()));
       await server.restart(); // empty: no record, no script
-      await once(client, 'ready');
+      await ready;
       const after = await Promise.all(Array.from({ length: N }, (_, n) => store.claim(`a${n}`, 'fp', 60_000)));
       // Every key is claimed again (the restart lost the records), once each.
       expect(after.map((r) => r.status)).toEqual(Array(N).fill('claimed'));
