@@ -432,12 +432,13 @@ interface Now {
 
 /**
  * A primary seen: its WAL flushed, when first seen there, when last (an idle primary's WAL stays),
- * and the server that said so.
+ * when it was last seen before (at the sighting before this one), and the server that said so.
  */
 interface Sighting {
   readonly lsn: bigint;
   readonly at: number;
   until: number;
+  readonly after: number;
   readonly server: Server;
 }
 
@@ -578,7 +579,7 @@ class PrimaryWal {
       if (newest.lsn === lsn && newest.server === server) newest.until = Math.max(newest.until, at);
       return;
     }
-    list.push({ lsn, at, until: at, server });
+    list.push({ lsn, at, until: at, after: newest?.until ?? at, server });
     if (list.length > 64) thin(list, at);
   }
 
@@ -633,21 +634,29 @@ class PrimaryWal {
     if (i === 0) return undefined;
     // Behind since the primary was first seen past its replay: at least that (a stalled link).
     const behind = i < 0 ? 0 : Math.max(0, now - (list[i] as Sighting).at);
-    // The primary not answering (its checks fail or stall: a partition, a freeze, its death), no
-    // sighting tells what it wrote since: the replica may miss all of it, so it lags at most, and
-    // as far as anyone can tell, since the primary was last seen with WAL it has replayed. Its own
-    // figures cannot show it: it replayed all it received, while its link may be cut too.
-    if (this.#answering(system, top, now)) return behind;
+    // The primary not answering (its checks fail or stall: a partition, a freeze, its death), or
+    // not seen for longer than its checks take before it was seen past the replica (it answers
+    // again after a partition): nothing tells what it wrote meanwhile. The replica may miss all of
+    // it, so it lags at most, and as far as anyone can tell, since the primary was last seen with
+    // WAL it has replayed. Its own figures cannot show it: it replayed all it received, while its
+    // link may be cut too. Taken from the sighting past it, a replica still cut off read lag 0
+    // when the set saw the primary again, and took reads missing 4 s of writes.
+    const cycle = this.#answering(system, top, now);
     const passed = list[i < 0 ? list.length - 1 : i - 1];
-    return passed === undefined ? undefined : Math.max(behind, now - passed.until);
+    if (passed === undefined) return cycle === undefined ? undefined : behind;
+    const blind = cycle === undefined || (i > 0 && (list[i] as Sighting).at - (list[i] as Sighting).after > cycle);
+    return blind ? Math.max(behind, now - passed.until) : behind;
   }
 
-  /** Whether a primary of `system` on `timeline` answered its last check, within its cycle. */
-  #answering(system: string, timeline: number, now: number): boolean {
+  /**
+   * The cycle of a primary of `system` on `timeline` that answered its last check within it (ms
+   * within which its next check answers), or undefined when none did.
+   */
+  #answering(system: string, timeline: number, now: number): number | undefined {
     for (const p of this.#now.values())
       if (p.system === system && p.timeline === timeline && !p.deposed && !p.silent && now - p.at <= p.cycle)
-        return true;
-    return false;
+        return p.cycle;
+    return undefined;
   }
 
   /**
