@@ -15,7 +15,7 @@ const down = Object.assign(new Error('timeout'), { code: 'E_TIMEOUT' });
 it('the primary unseen: a replica caught up with its last sighting lags since that sighting, and still after the primary is seen again past it', async () => {
   vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
   const roles = pgRoles<PgQueryable>({ interval: 200, timeout: 500 });
-  const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ lag?: number }>;
+  const check = roles.check as (e: Endpoint<PgQueryable>) => Promise<{ role: string; lag?: number }>;
   let written = 10;
   let cut = false;
   const endpoint = (query: () => Promise<unknown>) =>
