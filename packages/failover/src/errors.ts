@@ -14,10 +14,11 @@ export class NoHealthyEndpointError extends LocalRefusalError {
   /** How many endpoints the set has. */
   readonly total: number;
 
-  constructor(source: string, healthy: number, total: number, options?: { cause?: unknown }) {
+  /** `why`: what kept each endpoint from the call (a read under `maxLag`: roles and lags), no secret. */
+  constructor(source: string, healthy: number, total: number, options?: { cause?: unknown }, why?: string) {
     super(
       'E_NO_HEALTHY_ENDPOINT',
-      `${source}: no healthy endpoint can take the call (${healthy} of ${total} available)`,
+      `${source}: no healthy endpoint can take the call (${healthy} of ${total} available${why === undefined ? '' : `; ${why}`})`,
       options,
     );
     this.healthy = healthy;

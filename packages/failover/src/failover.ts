@@ -778,7 +778,7 @@ class FailoverSet<T> implements Failover<T> {
     let candidates: readonly EndpointState<T>[] = this.#panic ? this.#inService() : this.#available;
     if (this.#panic && this.#o.panic === 'fail-fast') throw this.#noHealthy();
     if (tried !== undefined) candidates = candidates.filter((e) => !tried.includes(e));
-    if (candidates.length === 0) throw this.#noHealthy();
+    if (candidates.length === 0) throw this.#noHealthy(tried === undefined ? this.#unreadable() : undefined);
     return this.#balancer.pick(candidates, key, this.#elapsed());
   }
 
@@ -819,7 +819,7 @@ class FailoverSet<T> implements Failover<T> {
       candidates = first.filter((e) => !tried.includes(e));
       if (candidates.length === 0) candidates = second.filter((e) => !tried.includes(e));
     }
-    if (candidates.length === 0) throw this.#noHealthy();
+    if (candidates.length === 0) throw this.#noHealthy(tried === undefined ? this.#unreadable() : undefined);
     return this.#balancer.pick(candidates, key, this.#elapsed());
   }
 
@@ -832,16 +832,41 @@ class FailoverSet<T> implements Failover<T> {
     return maxLag === undefined || (e.lag !== undefined && e.lag <= maxLag);
   }
 
+  /** `e`'s role as errors tell it: `fenced` for a primary outranked, then `, drained` or `, ejected`. */
+  #roleText(e: EndpointState<T>): string {
+    const role: string = e.claim === 'primary' && e.fenced ? 'fenced' : e.claim;
+    return e.drained ? `${role}, drained` : e.ejection !== 'none' ? `${role}, ejected` : role;
+  }
+
+  /** `e` as errors list it: its name, its role, and why its role checks fail (a code, no message). */
+  #told(e: EndpointState<T>, role: string): string {
+    const code = e.claim === 'unreachable' ? errorLabel(e.roleError) : undefined;
+    return `${e.name}: ${role}${code === undefined ? '' : ` (${code})`}`;
+  }
+
+  /** Why no endpoint may take a read: each one's role, and a replica's lag against `maxLag`. */
+  #unreadable(): string {
+    const maxLag = this.#o.roles?.maxLag;
+    const parts = this.#all.map((e) => {
+      let lag = '';
+      if (e.claim === 'replica' && e.lag === Number.POSITIVE_INFINITY) lag = ', never synced';
+      else if (e.claim === 'replica' && maxLag !== undefined)
+        lag =
+          e.lag === undefined
+            ? ', lag unknown'
+            : `, lag ${Math.round(e.lag)} ms${e.lag > maxLag ? ` over maxLag ${maxLag} ms` : ''}`;
+      return this.#told(e, this.#roleText(e) + lag);
+    });
+    return `none may take a read: ${parts.join('; ')}`;
+  }
+
   #noPrimary(): NoPrimaryError {
     const roles: Record<string, string> = {};
     const parts: string[] = [];
     for (const e of this.#all) {
-      let role: string = e.claim === 'primary' && e.fenced ? 'fenced' : e.claim;
-      if (e.drained) role += ', drained';
-      else if (e.ejection !== 'none') role += ', ejected';
+      const role = this.#roleText(e);
       roles[e.name] = role;
-      const code = e.claim === 'unreachable' ? errorLabel(e.roleError) : undefined;
-      parts.push(`${e.name}: ${role}${code === undefined ? '' : ` (${code})`}`);
+      parts.push(this.#told(e, role));
     }
     const claimants = this.#all.filter((e) => e.claim === 'primary' && !e.drained).length;
     const detail =
@@ -893,8 +918,8 @@ class FailoverSet<T> implements Failover<T> {
     return a.index < b.index;
   }
 
-  #noHealthy(): NoHealthyEndpointError {
-    return new NoHealthyEndpointError(this.name, this.#available.length, this.#inService().length);
+  #noHealthy(why?: string): NoHealthyEndpointError {
+    return new NoHealthyEndpointError(this.name, this.#available.length, this.#inService().length, undefined, why);
   }
 
   // ---- state changes ----

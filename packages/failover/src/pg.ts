@@ -346,7 +346,8 @@ export function pgRoles<T extends PgQueryable>(
       // The set's own interval: `{ ...pgRoles(), interval: 60_000 }` forgot every primary between checks.
       // The set's timeout too: `{ ...pgRoles(), timeout: 3_000 }` timed the query out at 1 s.
       const limit = set?.timeout ?? timeout;
-      const stale = 5 * ((set?.interval ?? options.interval ?? 2_000) + limit);
+      const every = set?.interval ?? options.interval ?? 2_000;
+      const stale = 5 * (every + limit);
       // Monotonic: a wall-clock step (NTP, a VM resumed) would make up or hide a lag of its size.
       const started = performance.now();
       let answer: Answer;
@@ -375,7 +376,8 @@ export function pgRoles<T extends PgQueryable>(
           );
         }
         // As of the check's start: what it flushed then at least (a replica's replay is judged against it).
-        primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, started, stale);
+        // Seen again within an interval and two answers, or its checks fail or stall.
+        primaries.saw(endpoint.target, server, system, timeline, flushed ?? lsn, started, stale, every + 2 * limit);
         return report;
       }
       primaries.lost(endpoint.target);
@@ -422,14 +424,21 @@ interface Now {
   deposed: boolean;
   at: number;
   stale: number;
+  /** Ms after `at` within which its next check answers, unless its checks fail or stall. */
+  cycle: number;
   silent: boolean;
   split: boolean;
 }
 
-/** A primary seen: its WAL flushed, when, and the server that said so. */
+/**
+ * A primary seen: its WAL flushed, when first seen there, when last (an idle primary's WAL stays),
+ * when it was last seen before (at the sighting before this one), and the server that said so.
+ */
 interface Sighting {
   readonly lsn: bigint;
   readonly at: number;
+  until: number;
+  readonly after: number;
   readonly server: Server;
 }
 
@@ -509,7 +518,16 @@ class PrimaryWal {
   }
 
   /** `stale`: ms after which the primary, not seen again, is no primary "now": no set checks it. */
-  saw(target: object, server: Server, system: string, timeline: number, lsn: bigint, at: number, stale: number): void {
+  saw(
+    target: object,
+    server: Server,
+    system: string,
+    timeline: number,
+    lsn: bigint,
+    at: number,
+    stale: number,
+    cycle: number,
+  ): void {
     const before = this.#now.get(target);
     this.#now.delete(target); // to the back: the most recent last
     // A deposed primary stays deposed while the promoted one flaps (a check failed: not gone). One
@@ -532,7 +550,7 @@ class PrimaryWal {
         split = true;
         if (!p.silent) p.split = true;
       }
-    this.#now.set(target, { server, system, timeline, deposed, at, stale, silent: false, split });
+    this.#now.set(target, { server, system, timeline, deposed, at, stale, cycle, silent: false, split });
     // A few targets: a set's endpoints, or those of the few sets sharing a pgRoles().
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     let timelines = this.#seen.get(system);
@@ -556,8 +574,12 @@ class PrimaryWal {
     // sets, two pools): nothing new, as a sighting at or behind an earlier one is.
     const other = (s: Sighting) => s.lsn > lsn && (s.server !== server || typeof server !== 'string');
     if (list === undefined || list.some(other)) timelines.set(timeline, (list = []));
-    if (list.some((s) => s.lsn >= lsn)) return;
-    list.push({ lsn, at, server });
+    const newest = list.at(-1);
+    if (newest !== undefined && newest.lsn >= lsn) {
+      if (newest.lsn === lsn && newest.server === server) newest.until = Math.max(newest.until, at);
+      return;
+    }
+    list.push({ lsn, at, until: at, after: newest?.until ?? at, server });
     if (list.length > 64) thin(list, at);
   }
 
@@ -579,7 +601,9 @@ class PrimaryWal {
    * say nothing of each other's replicas), or the first sighting kept is past `replayed` (it was
    * behind before it was first seen, for how long nobody saw), or `target` last answered with
    * more replayed than a check of that primary started after found flushed (another history).
-   * `answered`: when this check of `target` answered.
+   * While that primary does not answer its checks, at least the ms since it was last seen with WAL
+   * at or behind `replayed` (unknown with no such sighting). `answered`: when this check of
+   * `target` answered.
    */
   since(
     system: string,
@@ -606,9 +630,33 @@ class PrimaryWal {
     if ([...this.#now.values()].some((p) => p.system === system && p.timeline === top && p.at > at))
       this.#replayed.set(target, (last = { lsn: replayed, at: answered, ahead: (list.at(-1)?.lsn ?? lsn) < lsn }));
     if (last.ahead) return undefined;
-    const first = list.find((s) => s.lsn > replayed);
-    if (first === undefined) return 0;
-    return first === list[0] ? undefined : Math.max(0, now - first.at);
+    const i = list.findIndex((s) => s.lsn > replayed);
+    if (i === 0) return undefined;
+    // Behind since the primary was first seen past its replay: at least that (a stalled link).
+    const behind = i < 0 ? 0 : Math.max(0, now - (list[i] as Sighting).at);
+    // The primary not answering (its checks fail or stall: a partition, a freeze, its death), or
+    // not seen for longer than its checks take before it was seen past the replica (it answers
+    // again after a partition): nothing tells what it wrote meanwhile. The replica may miss all of
+    // it, so it lags at most, and as far as anyone can tell, since the primary was last seen with
+    // WAL it has replayed. Its own figures cannot show it: it replayed all it received, while its
+    // link may be cut too. Taken from the sighting past it, a replica still cut off read lag 0
+    // when the set saw the primary again, and took reads missing 4 s of writes.
+    const cycle = this.#answering(system, top, now);
+    const passed = list[i < 0 ? list.length - 1 : i - 1];
+    if (passed === undefined) return cycle === undefined ? undefined : behind;
+    const blind = cycle === undefined || (i > 0 && (list[i] as Sighting).at - (list[i] as Sighting).after > cycle);
+    return blind ? Math.max(behind, now - passed.until) : behind;
+  }
+
+  /**
+   * The cycle of a primary of `system` on `timeline` that answered its last check within it (ms
+   * within which its next check answers), or undefined when none did.
+   */
+  #answering(system: string, timeline: number, now: number): number | undefined {
+    for (const p of this.#now.values())
+      if (p.system === system && p.timeline === timeline && !p.deposed && !p.silent && now - p.at <= p.cycle)
+        return p.cycle;
+    return undefined;
   }
 
   /**
