@@ -778,7 +778,7 @@ class FailoverSet<T> implements Failover<T> {
     let candidates: readonly EndpointState<T>[] = this.#panic ? this.#inService() : this.#available;
     if (this.#panic && this.#o.panic === 'fail-fast') throw this.#noHealthy();
     if (tried !== undefined) candidates = candidates.filter((e) => !tried.includes(e));
-    if (candidates.length === 0) throw this.#noHealthy(tried === undefined ? this.#unreadable() : undefined);
+    if (candidates.length === 0) throw this.#noHealthy();
     return this.#balancer.pick(candidates, key, this.#elapsed());
   }
 

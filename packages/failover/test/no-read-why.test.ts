@@ -45,3 +45,24 @@ it('a read refused under maxLag names each endpoint, its role and its lag agains
     db.dispose();
   }
 });
+
+it('a set without roles whose endpoints are all down says how many are available, and nothing of reads', async () => {
+  const { clock, bus } = harness();
+  const db = failover({
+    clock,
+    bus,
+    endpoints: ['a', 'b'].map((name) => ({ name, target: name })),
+    health: { check: async () => Promise.reject(new Error('down')), interval: 1_000, unhealthyAfter: 1 },
+    panicThreshold: 0,
+    policies: false,
+    retry: false,
+  });
+  try {
+    await clock.advance(3_000);
+    const error = await db.execute((e) => e.name).catch((e: Error & { code: string }) => e);
+    expect((error as { code: string }).code).toBe('E_NO_HEALTHY_ENDPOINT');
+    expect((error as Error).message).toBe('failover: no healthy endpoint can take the call (0 of 2 available)');
+  } finally {
+    db.dispose();
+  }
+});
