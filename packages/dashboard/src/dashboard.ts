@@ -351,7 +351,8 @@ class Feed {
       this.#sinceBeat = 0;
       this.#broadcast(': heartbeat\n\n');
     }
-    this.#tick = this.clock.setTimeout(this.#loop, this.interval);
+    // Every page may have been dropped meanwhile: a timer set now would run beside the next #start()'s.
+    if (this.#pages.size > 0) this.#tick = this.clock.setTimeout(this.#loop, this.interval);
   };
 }
 

@@ -202,6 +202,8 @@ export function handClock(start = 1_000_000) {
       return handle;
     },
     clearTimeout: (handle: unknown) => void timers.delete(handle as { fire: () => void }),
+    /** Timers set and not yet run nor cleared. */
+    pending: () => timers.size,
     /** Moves time on by `ms` and runs every timer that was set. */
     pass(ms: number) {
       now += ms;

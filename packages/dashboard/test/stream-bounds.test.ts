@@ -148,6 +148,23 @@ describe('dashboard: pages that never read', () => {
     );
   }, 20_000);
 
+  it('the last page dropped by the interval itself: the next page is fed by one timer, not two', async () => {
+    const clock = handClock();
+    const { dash, port, responses } = await serve(3_000, { clock, interval: 1_000, maxBufferedBytes: 64 * 1024 });
+    stuckPage(port);
+    await until(() => dash.clients === 1, 'the page');
+    for (let passed = 0; dash.clients > 0 && passed < 10; passed++) {
+      clock.pass(1_000);
+      await sleep(50);
+    }
+    expect(dash.clients).toBe(0);
+    expect(responses[0]?.destroyed).toBe(true);
+    const reader = await readingPage(port);
+    await until(() => reader.snapshots >= 1, 'the next page');
+    // A second timer left by the interval that dropped the last page ran beside the new one for good.
+    expect(clock.pending()).toBe(1);
+  }, 20_000);
+
   it('past maxClients (default 100) a page is refused with 503 and Retry-After, and counted', async () => {
     const { dash, port, snapshot } = await serve(10);
     const pages = Array.from({ length: 100 }, () => stuckPage(port));
