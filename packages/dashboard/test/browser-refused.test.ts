@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { createBus, createPolicyRegistry } from '@holdfast/core';
 import { type Browser, chromium } from 'playwright-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { dashboard } from '../src/index.js';
+import { type DashboardSnapshot, dashboard } from '../src/index.js';
 import { ensureChromium, executablePath } from './chromium.js';
 
 const available = ensureChromium();
@@ -46,8 +46,7 @@ describe.skipIf(!available)('dashboard in headless Chromium, refused past maxCli
     other.destroy();
     await expect.poll(() => connection.textContent(), { timeout: 20_000 }).toBe('Live');
     expect(dash.clients).toBe(1);
-    expect(
-      (await (await fetch(`http://127.0.0.1:${port}/holdfast/snapshot`)).json()).stream.refused,
-    ).toBeGreaterThanOrEqual(1);
+    const snapshot = (await (await fetch(`http://127.0.0.1:${port}/holdfast/snapshot`)).json()) as DashboardSnapshot;
+    expect(snapshot.stream.refused).toBeGreaterThanOrEqual(1);
   }, 60_000);
 });
