@@ -96,6 +96,41 @@ export function hiddenName(value: string): string {
 }
 
 /**
+ * What `work` makes of each text, kept from one pass over a registry's texts to the next (a
+ * snapshot build, a health report): the same names come back every pass, and each is worked out
+ * once. Only what the last pass looked up is kept, so it holds what the registry holds however
+ * many (a fixed bound cleared whole hid 10,000 names again on every pass), and a name gone is
+ * forgotten a pass later.
+ */
+export class PassMemo {
+  #last = new Map<string, string>();
+  #next: Map<string, string> | undefined;
+
+  constructor(readonly work: (text: string) => string) {}
+
+  /** Runs `pass`; what it looks up is what the next pass finds. */
+  pass<T>(pass: () => T): T {
+    const next = new Map<string, string>();
+    this.#next = next;
+    try {
+      const out = pass();
+      this.#last = next;
+      return out;
+    } finally {
+      this.#next = undefined;
+    }
+  }
+
+  /** What `work` makes of `text`; outside a pass (an event between two) nothing is kept. */
+  get(text: string): string {
+    const out = this.#next?.get(text) ?? this.#last.get(text) ?? this.work(text);
+    // Long texts (a message) are worked out each time: kept, they would hold megabytes.
+    if (this.#next !== undefined && text.length <= MAX_CACHED_LENGTH) this.#next.set(text, out);
+    return out;
+  }
+}
+
+/**
  * Policy names as one exporter's labels show them (@holdfast/prometheus and @holdfast/otel share
  * it): hidden (see hiddenName), and two that hide alike (one breaker per tenant, named by a URL
  * that differs in its API key) kept apart as `#2`, `#3`..., as the anomaly watch shows such keys.

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { hiddenName } from './cap.js';
+import { hiddenName, PassMemo } from './cap.js';
 import { type Clock, realClock } from './clock.js';
 import { clockOption, fnOption, parseOptions } from './options.js';
 import {
@@ -210,6 +210,8 @@ export const healthReportOptionsSchema = z.strictObject({
 }) satisfies z.ZodType<HealthReportOptions>;
 
 const rank: Record<HealthStatus, number> = { pass: 0, warn: 1, fail: 2 };
+/** Each registry's names as its last report showed them: a report hides only the names that are new. */
+const shownNames = new WeakMap<PolicyRegistry, PassMemo>();
 
 /**
  * Gathers every registered snapshot into a readiness verdict. A breaker open or isolated fails,
@@ -222,12 +224,17 @@ export function healthReport(options: HealthReportOptions = {}): HealthReport {
   parseOptions('healthReport', healthReportOptionsSchema, options);
   const registry = options.policies ?? globalPolicies;
   const critical = options.critical ?? (() => true);
-  const checks = registry.snapshots().map((entry) => {
-    const check = judgeSafely(entry);
-    const status = check.status === 'fail' && !critical(check) ? 'warn' : check.status;
-    // Served to anyone (/health): a policy named by its connection URL is listed without its password.
-    return { ...check, name: hiddenName(check.name), status };
-  });
+  let names = shownNames.get(registry);
+  if (names === undefined) shownNames.set(registry, (names = new PassMemo(hiddenName)));
+  const shown = names;
+  const checks = shown.pass(() =>
+    registry.snapshots().map((entry) => {
+      const check = judgeSafely(entry);
+      const status = check.status === 'fail' && !critical(check) ? 'warn' : check.status;
+      // Served to anyone (/health): a policy named by its connection URL is listed without its password.
+      return { ...check, name: shown.get(check.name), status };
+    }),
+  );
   const status = checks.reduce<HealthStatus>((worst, c) => (rank[c.status] > rank[worst] ? c.status : worst), 'pass');
   return { status, ready: status !== 'fail', time: (options.clock ?? realClock).now(), checks };
 }

@@ -18,6 +18,7 @@ export {
   hiddenName,
   labelled,
   OTHER_POLICY,
+  PassMemo,
   PolicyLabels,
   PolicyNames,
   plainPolicies,

@@ -29,4 +29,4 @@ export type {
   ThrottleRow,
 } from './limits.js';
 export { type DashboardOptions, dashboardOptionsSchema } from './options.js';
-export type { BreakerRow, DashboardSnapshot, IdempotencyCounters, RetryCounters } from './state.js';
+export type { BreakerRow, DashboardSnapshot, IdempotencyCounters, RetryCounters, StreamView } from './state.js';

@@ -26,6 +26,21 @@ export const dashboardOptionsSchema = z.strictObject({
   title: z.string().min(1).max(200).default('holdfast'),
   /** How often (ms) each open page gets a fresh snapshot, besides right after every state change. @default 1000 */
   interval: z.number().int().min(50).max(60_000).default(1000),
+  /**
+   * Pages following the event stream at once; more get 503 with `Retry-After`, counted in the
+   * snapshot's `stream.refused`. Each holds a connection and what it has not read. @default 100
+   */
+  maxClients: z.number().int().min(1).max(10_000).default(100),
+  /**
+   * Bytes a page may leave unsent: one that still has more when its next event is due (it does
+   * not read, or reads too slowly) is dropped, counted in `stream.dropped`. @default 1 MiB
+   */
+  maxBufferedBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(2 ** 30)
+    .default(2 ** 20),
   /** The clock snapshots are stamped with. @default the real clock */
   clock: clockOption.optional(),
 });

@@ -277,11 +277,18 @@ ${limitsScript}
 
   fetch(base + '/snapshot').then(function (r) { return r.json(); }).then(render).catch(function () {});
   if (!window.EventSource) { $('connection').textContent = 'Not live: this browser has no EventSource'; return; }
-  var source = new EventSource(base + '/events');
-  source.onopen = function () { $('connection').textContent = 'Live'; };
-  source.onerror = function () { $('connection').textContent = 'Reconnecting\\u2026'; };
-  source.addEventListener('snapshot', function (m) { render(JSON.parse(m.data)); });
-  source.addEventListener('change', function (m) { announce(JSON.parse(m.data)); });
+  (function follow() {
+    var source = new EventSource(base + '/events');
+    source.onopen = function () { $('connection').textContent = 'Live'; };
+    // Refused (503: maxClients pages follow already), the browser gives up for good: ask again later.
+    source.onerror = function () {
+      if (source.readyState !== 2) { $('connection').textContent = 'Reconnecting\\u2026'; return; }
+      $('connection').textContent = 'Not live: the server is busy, trying again in 10 s';
+      setTimeout(follow, 10000);
+    };
+    source.addEventListener('snapshot', function (m) { render(JSON.parse(m.data)); });
+    source.addEventListener('change', function (m) { announce(JSON.parse(m.data)); });
+  })();
 })();
 `;
 

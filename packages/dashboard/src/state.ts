@@ -11,7 +11,9 @@ import {
   type HoldfastEvent,
   healthReport,
   hideSecrets,
+  PassMemo,
   type PolicyRegistry,
+  type PolicySnapshot,
   Redactor,
   readBreaker,
   readBudget,
@@ -84,6 +86,18 @@ export interface DashboardSnapshot {
   readonly chaos: ChaosView;
   /** Bulkheads, rate limiters, adaptive limiters, throttles and hedges, and their refusals on the bus. */
   readonly limits: LimitsView;
+  /** The dashboard's own event stream: pages following it, and those it let go. */
+  readonly stream: StreamView;
+}
+
+/** The event stream's counts, since `dashboard()` was called. */
+export interface StreamView {
+  /** Pages following the event stream now. */
+  readonly clients: number;
+  /** Pages dropped for leaving more than `maxBufferedBytes` unsent, or for taking nothing for 30 s. */
+  readonly dropped: number;
+  /** Pages refused with 503: `maxClients` were following already. */
+  readonly refused: number;
 }
 
 /** Calls per breaker kept for the sparkline. */
@@ -167,21 +181,6 @@ const hideValues = (key: string, value: unknown): unknown => {
   return value;
 };
 
-/** A JSON replacer: every text as core shows it, for what its emitter may not have hidden (a user's own policy on the bus). */
-export const shownText = (_key: string, value: unknown): unknown => (typeof value === 'string' ? shown(value) : value);
-// The same names come back every interval: each is hidden once (a URL is parsed: ~20 µs).
-const seen = new Map<string, string>();
-const shown = (text: string): string => {
-  let out = seen.get(text);
-  if (out === undefined) {
-    out = hideSecrets(text);
-    if (seen.size >= 5_000) seen.clear();
-    // Long texts (a message) are not kept: 5,000 of them would hold megabytes.
-    if (text.length <= 256) seen.set(text, out);
-  }
-  return out;
-};
-
 function writable(snapshot: unknown): unknown {
   try {
     const text = JSON.stringify(snapshot, hideValues);
@@ -198,6 +197,7 @@ function writable(snapshot: unknown): unknown {
 export class DashboardState {
   readonly #policies: PolicyRegistry;
   readonly #now: () => number;
+  readonly #stream: () => StreamView;
   readonly #breakers = bounded<Recent>(() => ({ state: undefined, latencies: [], failures: [] }));
   readonly #retries = bounded(() => ({ attempts: 0, giveUps: 0, budgetRejections: 0 }));
   readonly #idempotency = bounded((): Record<string, number> => ({}));
@@ -205,10 +205,19 @@ export class DashboardState {
   readonly #anomalies: AnomalyCharts;
   readonly #chaos: ChaosWatch;
   readonly #limits: LimitWatch;
+  // The same names come back every build: each is hidden once (a URL is parsed: ~20 µs), however many.
+  readonly #texts = new PassMemo(hideSecrets);
+  /** The entries of the build under way, as a registry the health report reads: one, so it keeps its names from build to build. */
+  #built: PolicySnapshot[] = [];
+  readonly #builtRegistry = { snapshots: () => this.#built } as Partial<PolicyRegistry> as PolicyRegistry;
+  /** A JSON replacer: every text as core shows it, for what its emitter may not have hidden (a user's own policy on the bus). */
+  readonly #shown = (_key: string, value: unknown): unknown =>
+    typeof value === 'string' ? this.#texts.get(value) : value;
 
-  constructor(bus: Bus, policies: PolicyRegistry, now: () => number) {
+  constructor(bus: Bus, policies: PolicyRegistry, now: () => number, stream: () => StreamView) {
     this.#policies = policies;
     this.#now = now;
+    this.#stream = stream;
     // Every listener put on while constructing, taken off if a later on() throws (a user's bus):
     // they fed a dashboard nobody holds, for good.
     const made: (() => void)[] = [];
@@ -283,9 +292,13 @@ export class DashboardState {
     const others: { kind: string; name: string; snapshot: unknown }[] = [];
     const entries = this.#policies.snapshots();
     // The health report reads the same entries: each snapshot() is called once per build.
-    const health = healthReport({
-      policies: { snapshots: () => entries } as Partial<PolicyRegistry> as PolicyRegistry,
-    });
+    this.#built = entries;
+    let health: HealthReport;
+    try {
+      health = healthReport({ policies: this.#builtRegistry });
+    } finally {
+      this.#built = [];
+    }
     this.#limits.begin();
     for (const entry of entries) {
       const { kind, name, snapshot } = entry;
@@ -334,6 +347,7 @@ export class DashboardState {
       others,
       chaos: this.#chaos.view(),
       limits: this.#limits.view(),
+      stream: this.#stream(),
     };
   }
 
@@ -348,12 +362,17 @@ export class DashboardState {
   /** The snapshot as JSON text; never throws, whatever a registered snapshot holds. */
   json(): string {
     try {
-      return JSON.stringify(this.snapshot(), shownText);
+      return this.#texts.pass(() => JSON.stringify(this.snapshot(), this.#shown));
     } catch (error) {
       // No message: it may quote what a snapshot holds.
       const why = error instanceof Error ? error.name : typeof error;
       return JSON.stringify({ time: this.#now(), error: `snapshot failed (${why})` });
     }
+  }
+
+  /** An event as JSON text, every text in it shown as in the snapshot. */
+  eventJson(event: HoldfastEvent): string {
+    return JSON.stringify(event, this.#shown);
   }
 
   dispose(): void {

@@ -189,3 +189,44 @@ export function countingBus(): Bus & { listeners(type: EventType | '*'): number 
     listeners: (type) => live.get(type) ?? 0,
   } as Bus & { listeners(type: EventType | '*'): number };
 }
+
+/** A clock whose timers run only when the test says time has passed: a loaded machine changes how long a test takes, not what it counts. */
+export function handClock(start = 1_000_000) {
+  let now = start;
+  const timers = new Set<{ fire: () => void }>();
+  return {
+    now: () => now,
+    setTimeout: (fire: () => void) => {
+      const handle = { fire };
+      timers.add(handle);
+      return handle;
+    },
+    clearTimeout: (handle: unknown) => void timers.delete(handle as { fire: () => void }),
+    /** Timers set and not yet run nor cleared. */
+    pending: () => timers.size,
+    /** Moves time on by `ms` and runs every timer that was set. */
+    pass(ms: number) {
+      now += ms;
+      const due = [...timers];
+      timers.clear();
+      for (const t of due) t.fire();
+    },
+  };
+}
+
+/** Reads an event stream to its end, calling `counted` with the number of snapshots in each chunk. */
+export function countSnapshots(res: Response, counted: (snapshots: number) => void): void {
+  let carry = '';
+  const decoder = new TextDecoder();
+  void res.body
+    ?.pipeTo(
+      new WritableStream({
+        write(chunk) {
+          const events = (carry + decoder.decode(chunk, { stream: true })).split('\n\n');
+          carry = events.pop() ?? '';
+          counted(events.filter((e) => e.startsWith('event: snapshot')).length);
+        },
+      }),
+    )
+    .catch(() => {});
+}

@@ -11,7 +11,7 @@ import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { dashboard } from '../src/index.js';
-import { countingBus, FakeBreaker } from './fakes.js';
+import { countingBus, countSnapshots, FakeBreaker, handClock } from './fakes.js';
 
 const servers: Server[] = [];
 const sockets: Socket[] = [];
@@ -194,23 +194,8 @@ describe('dashboard: event stream clients that misbehave', () => {
     };
     policies.register('counter', 'snapshots-built', counter);
     // The intervals are run by hand, so a loaded machine changes how long this takes, not what it counts.
-    let now = 1_000_000;
-    const timers = new Set<{ fire: () => void }>();
-    const clock = {
-      now: () => now,
-      setTimeout: (fire: () => void) => {
-        const handle = { fire };
-        timers.add(handle);
-        return handle;
-      },
-      clearTimeout: (handle: unknown) => void timers.delete(handle as { fire: () => void }),
-    };
-    const interval = () => {
-      now += 100;
-      const due = [...timers];
-      timers.clear();
-      for (const t of due) t.fire();
-    };
+    const clock = handClock();
+    const interval = () => clock.pass(100);
     const dash = dashboard({ bus, policies, interval: 100, clock });
     cleanups.push(() => dash.close());
     const port = await listen(createServer(dash));
@@ -223,19 +208,9 @@ describe('dashboard: event stream clients that misbehave', () => {
     await Promise.all(
       aborts.map(async (a, i) => {
         const res = await fetch(`http://127.0.0.1:${port}/holdfast/events`, { signal: a.signal });
-        let carry = '';
-        const decoder = new TextDecoder();
-        void res.body
-          ?.pipeTo(
-            new WritableStream({
-              write(chunk) {
-                const events = (carry + decoder.decode(chunk, { stream: true })).split('\n\n');
-                carry = events.pop() ?? '';
-                received[i] = (received[i] ?? 0) + events.filter((e) => e.startsWith('event: snapshot')).length;
-              },
-            }),
-          )
-          .catch(() => {});
+        countSnapshots(res, (n) => {
+          received[i] = (received[i] ?? 0) + n;
+        });
       }),
     );
     const everyPageHas = async (n: number) => {
