@@ -94,3 +94,35 @@ describe('GCRA give-back, model-based (random decisions, give-backs of earlier a
     ).toThrow();
   });
 });
+
+describe('tokenBucket give-back, model-based on the real limiter (a hand clock, the middleware hook)', () => {
+  it('never loose: the calls that ran always conform to the exact schedule (500 runs)', async () => {
+    const { ManualClock } = await import('@holdfast/core');
+    const { tokenBucket } = await import('../src/index.js');
+    await fc.assert(
+      fc.asyncProperty(limits, steps, async ({ emission, burst }, s) => {
+        const clock = new ManualClock(1_000);
+        const limiter = tokenBucket({ limit: burst, interval: emission * burst, burst, clock, policies: false });
+        const taken: { at: number; cost: number; back: boolean; undo: () => void }[] = [];
+        for (const step of s) {
+          await clock.advance(step.wait);
+          if (step.kind === 'take') {
+            let undo = () => {};
+            const hook = { [Symbol.for('holdfast.limit.taken')]: (u: () => void) => (undo = u) };
+            const ran = await limiter
+              .execute(() => true, { key: 'k', cost: step.cost, ...hook } as never)
+              .catch(() => false);
+            if (ran) taken.push({ at: clock.now(), cost: step.cost, back: false, undo });
+          } else {
+            const a = kept(taken)[step.which % Math.max(1, taken.length)];
+            if (a === undefined) continue;
+            a.back = true;
+            a.undo();
+          }
+        }
+        return conforms(kept(taken), emission, emission * burst);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
