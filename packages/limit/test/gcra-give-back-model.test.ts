@@ -41,7 +41,7 @@ function run(emission: number, burst: number, steps: readonly Step[], exact: boo
   return { loose: !conforms(kept(taken), emission, tolerance), refusedThatFit };
 }
 
-const kept = (taken: { at: number; cost: number; back: boolean }[]) => taken.filter((t) => !t.back);
+const kept = <T extends { back: boolean }>(taken: T[]) => taken.filter((t) => !t.back);
 
 /** Whether every call, in order, is allowed by an exact GCRA (a tiny slack for float arithmetic). */
 function conforms(calls: readonly { at: number; cost: number }[], emission: number, tolerance: number): boolean {
