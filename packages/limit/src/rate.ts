@@ -125,6 +125,8 @@ export abstract class RateLimiterBase implements RateLimiter {
 
   /** The state the last take() decided on (in process), so that a give-back finds that one. */
   protected taking: unknown;
+  /** How long the key the last take() decided on owed after it, ms, unrounded (in process). */
+  protected ahead = 0;
 
   /**
    * Gives back `cost` units `take(key, cost)` took at `at` (the line's ms) from `state`, as far as
@@ -138,6 +140,7 @@ export abstract class RateLimiterBase implements RateLimiter {
     at: number,
     state: unknown,
     decision: RateDecision,
+    ahead: number,
   ): Pick<RateDecision, 'remaining' | 'reset'> | undefined;
 
   /** The key `key` counts under (a call's, or take()'s): through the `key` option, else itself, else `defaultKey`. */
@@ -174,6 +177,7 @@ export abstract class RateLimiterBase implements RateLimiter {
       return Promise.reject(error);
     }
     const state = this.taking;
+    const ahead = this.ahead;
     this.taking = undefined;
     const undo =
       taken &&
@@ -181,7 +185,7 @@ export abstract class RateLimiterBase implements RateLimiter {
         if (d.allowed && d !== UNKNOWN)
           taken(() => {
             this.allowedCount--;
-            const now = this.giveBack(key, cost, at, state, d);
+            const now = this.giveBack(key, cost, at, state, d, ahead);
             // What the headers showed as taken is back: shown as spent, a limit of 1 an hour said
             // reset=3600 on a 429 another limit (back in a second) gave.
             if (told !== undefined && now !== undefined) {
@@ -237,6 +241,7 @@ export abstract class RateLimiterBase implements RateLimiter {
   protected decided(allowed: boolean, retryAfter: number, remaining: number, reset: number): RateDecision {
     if (allowed) this.allowedCount++;
     else this.rejectedCount++;
+    this.ahead = reset;
     return { allowed, retryAfter, remaining, reset: Math.max(0, Math.ceil(reset - 1e-6)) };
   }
 

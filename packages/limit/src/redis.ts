@@ -147,19 +147,31 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // An expiry computed in the script goes to Redis as an integer string (string.format('%d')):
 // Redis 7.2.0-7.2.4 print a Lua number in its shortest form, 2e8 as "2e+08", which PX refuses
 // (redis/redis#13113), and a key owing 2e8 ms failed every decision.
-const gcraSource = (emission: string, tolerance: string, px: string, window: string) => `local t = redis.call('TIME')
+const gcraSource = (
+  emission: string,
+  tolerance: string,
+  px: string,
+  window: string,
+  units: string,
+  unit: string,
+) => `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 local px
 if tat <= now then tat = now px = ARGV[2] or '${px}' end
 local new = tat + (ARGV[1] or ${emission})
 local diff = now + ${tolerance} - new
-if diff < 0 then return KEYS[2] and redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end
+${
+  window === '0'
+    ? 'if diff < 0 then return -math.ceil(-diff) end'
+    : "if diff < 0 then return redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end"
+}
 diff = diff / ${emission}
 diff = diff - diff % 1
-if KEYS[2] and not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end
+${window === '0' ? '' : `if not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end`}
 redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math.ceil(new - now))))
-return diff`;
+new = new / ${unit}
+return diff + ${units} * (new - new % 1)`;
 
 // Gives back what an allowed decision took (KEYS: tat, the give-back's own marker; ARGV: its
 // increment, how long the marker is kept), for a decision whose caller was already refused
@@ -178,12 +190,18 @@ return diff`;
 const refundSource = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 if now > tonumber(ARGV[3]) or not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
+local taken = tonumber(ARGV[4])
+local give = math.min(tonumber(ARGV[1]), taken - now)
+if give <= 0 then return 0 end
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat then return 0 end
-local back = tat - ARGV[1]
+local back = tat - give
 if back <= now then return redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[1], back, 'PX', string.format('%d', math.max(1, math.ceil(back - now))))
 return 1`;
+
+/** The largest reply the decision script makes: its integers stay exact. */
+const MAX_REPLY = 2 ** 53;
 
 /** The server's clock, whole seconds, on the node that holds KEYS[1]. */
 const serverNow = "return redis.call('TIME')[1]";
@@ -221,6 +239,8 @@ class RedisGcra extends RateLimiterBase {
   /** What every decision of this limiter shares: its script, its connection, its deadlines. */
   readonly #line: Line;
   readonly #prefix: string;
+  /** The ms an allowed decision's TAT is told in (1 but for bursts in the thousands). */
+  readonly #unit: number;
 
   constructor(
     common: Common,
@@ -233,11 +253,18 @@ class RedisGcra extends RateLimiterBase {
     this.#emission = o.interval / o.limit;
     const window = o.resendWindow ?? 0;
     this.#marked = window > 0;
+    // An allowed decision's reply carries its TAT (whole units of `#unit` ms, rounded down) beside
+    // what is left: left + (burst + 1) x TAT, below 2^53 (exact in Lua, in Redis' integer reply, in
+    // JavaScript) for server clocks up to 2^43 ms (the year 2248) and the longest a key is owed.
+    const most = (2 ** 43 + this.#emission * this.#burst) * (this.#burst + 1);
+    this.#unit = 2 ** Math.max(0, Math.ceil(Math.log2(most / 2 ** 53)));
     const source = gcraSource(
       String(this.#emission),
       String(this.#emission * this.#burst),
       String(Math.max(1, Math.ceil(this.#emission))),
       String(window),
+      String(this.#burst + 1),
+      String(this.#unit),
     );
     this.#line = {
       ready: new ReadyWait(o.client),
@@ -287,21 +314,29 @@ class RedisGcra extends RateLimiterBase {
     }
     return this.#send(key, cost).then(
       (reply) => {
-        // An integer: remaining if >= 0, else -retryAfter.
+        // An integer: remaining + (burst + 1) x TAT if >= 0, else -retryAfter.
         const n = Number(reply);
-        // Until the key owes nothing: exact when refused, within one unit's time when allowed. At
-        // most what the key holds less this cost (a reply past it is not this script's: a proxy
-        // or a stand-in answering): more said Remaining 1e15 beside Limit 10.
-        const left = Math.min(n, this.#burst - cost);
-        return n >= 0
-          ? this.decided(true, 0, left, (this.#burst - left) * this.#emission)
-          : // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
-            this.decided(
-              false,
-              Math.max(1, -n),
-              Math.max(0, Math.floor(cost + n / this.#emission + 1e-9)),
-              (this.#burst - cost) * this.#emission - n,
-            );
+        if (n >= 0) {
+          // Past 2^53 (or not finite) it is no reply of this script's: what is left, TAT unknown.
+          const units = n <= MAX_REPLY ? n % (this.#burst + 1) : n;
+          // At most what the key holds less this cost (a reply past it is not this script's: a
+          // proxy or a stand-in answering): more said Remaining 1e15 beside Limit 10.
+          const left = Math.min(units, this.#burst - cost);
+          this.allowedCount++;
+          // Until the key owes nothing: within one unit's time.
+          const reset = Math.max(0, Math.ceil((this.#burst - left) * this.#emission - 1e-6));
+          return new Taken(left, reset, n <= MAX_REPLY ? ((n - units) / (this.#burst + 1)) * this.#unit : 0);
+        }
+        // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
+        return (
+          // Refused after waiting -n, `cost` would fit: what is left now is what fits in (cost x emission - wait).
+          this.decided(
+            false,
+            Math.max(1, -n),
+            Math.max(0, Math.floor(cost + n / this.#emission + 1e-9)),
+            (this.#burst - cost) * this.#emission - n,
+          )
+        );
       },
       (error: unknown) => this.#unreachable(error),
     );
@@ -328,15 +363,17 @@ class RedisGcra extends RateLimiterBase {
    * the limit, give it back, since the call never ran. (`open` let the call run: it counts.)
    */
   #refund(args: readonly string[], reply: unknown): void {
-    if (!(Number(reply) >= 0)) return;
+    const n = Number(reply);
+    if (!(n >= 0 && n <= MAX_REPLY)) return;
     // The increment follows the keys when the cost was not 1.
-    this.#giveBackTo(args[1] as string, args[Number(args[0]) + 1] ?? String(this.#emission));
+    const tat = ((n - (n % (this.#burst + 1))) / (this.#burst + 1)) * this.#unit;
+    this.#giveBackTo(args[1] as string, args[Number(args[0]) + 1] ?? String(this.#emission), tat);
   }
 
   protected giveBack(key: string | undefined, cost: number, _at: number, _state: unknown, d: RateDecision) {
     // Not queued in ioredis' offline queue for a connection that may not come back: kept, the limit errs strict.
     if (this.o.client.status !== 'ready') return undefined;
-    this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost));
+    this.#giveBackTo(this.keyOf(this.own(key)), String(this.#emission * cost), Taken.tatOf(d));
     // The script moves the key's TAT back by cost units: `cost` more left, whole that much sooner.
     // Not awaited: one lost on its way leaves the key `cost` stricter than this says (a header
     // shown once), where kept as decided a limit of 1 an hour said reset=3600 of a whole one.
@@ -350,7 +387,9 @@ class RedisGcra extends RateLimiterBase {
    * One give-back script, marked with a request id of its own so that a resend gives back once,
    * whether decisions are marked or not (before, `resendWindow: 0` gave nothing back).
    */
-  #giveBackTo(tat: string, step: string): void {
+  #giveBackTo(tat: string, step: string, taken: number): void {
+    // Its TAT unknown (a resent decision answered from its marker): nothing to give, strict.
+    if (!(taken > 0)) return;
     const { client } = this.o;
     // Kept as long as the resend window, and at least 10 s (give-backs are rare: no need to save it).
     const keep = Math.max(this.o.resendWindow ?? 0, 10_000);
@@ -372,6 +411,7 @@ class RedisGcra extends RateLimiterBase {
           step,
           String(keep),
           String(Number(now) * 1000 + left),
+          String(taken),
         );
       })
       .catch(() => {});
@@ -410,6 +450,28 @@ class RedisGcra extends RateLimiterBase {
       storeErrors: this.#storeErrors,
       status: this.o.client.status === 'ready' ? 'pass' : 'warn',
     };
+  }
+}
+
+/**
+ * An allowed decision, with the TAT it left on Redis (ms of the server's clock, rounded down; 0
+ * when not known), private: a give-back needs it, the caller never sees it.
+ */
+class Taken implements RateDecision {
+  readonly allowed = true;
+  readonly retryAfter = 0;
+  readonly #tat: number;
+
+  constructor(
+    readonly remaining: number,
+    readonly reset: number,
+    tat: number,
+  ) {
+    this.#tat = tat;
+  }
+
+  static tatOf(d: RateDecision): number {
+    return #tat in d ? d.#tat : 0;
   }
 }
 

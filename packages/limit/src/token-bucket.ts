@@ -80,11 +80,24 @@ class TokenBucket extends RateLimiterBase {
     return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
   }
 
-  protected giveBack(key: string | undefined, cost: number, _at: number, state: unknown) {
+  protected giveBack(
+    key: string | undefined,
+    cost: number,
+    at: number,
+    state: unknown,
+    _d: RateDecision,
+    ahead: number,
+  ) {
     // Forgotten since (a full limit), or forgotten and made again: nothing of this request's to give.
     const b = this.#table.peek(this.own(key));
     if (b === undefined || b !== state) return undefined;
-    b.tokens = Math.min(this.burst, b.tokens + cost);
+    // Only what the refill had not yet replaced (issue #17: given back whole after the bucket had
+    // refilled, B and a C 0.5 s apart passed a limit of 1 a second). As GCRA: the bucket owed
+    // `ahead` ms after the request (from `at`), at least as much until the last take (b.at), and
+    // what it owes now since; the request's units count for as long as all three still owe.
+    const now = this.common.elapsed();
+    const owed = Math.min(at + ahead - b.at, (this.burst - b.tokens) / this.#rate - (now - b.at));
+    b.tokens = Math.min(this.burst, b.tokens + Math.min(cost, Math.max(0, owed * this.#rate)));
     // As take() sees it now, taking nothing.
     const tokens = Math.min(this.burst, b.tokens + Math.max(0, this.common.elapsed() - b.at) * this.#rate);
     return {

@@ -85,9 +85,11 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
     total.take();
     const url = await serve(pipeline(shared, total));
     expect((await fetch(url)).status).toBe(429); // took 1 (6 left), the total refused: given back (7 left)
-    await reached(6); // the decision twice, the give-back twice (the server's clock, then its script)
-    // 7 left before the request, so 6 after this take: a give-back counted twice left 7.
-    expect((await direct.take('k')).remaining).toBe(6);
+    await reached(2); // the decision twice; no give-back (its TAT not known)
+    // 7 left before the request. A give-back counted twice left 7 after this take. Since issue #17
+    // a give-back needs the TAT its decision left, which a decision answered from its marker does
+    // not know: nothing is given back (strict), 5 left.
+    expect((await direct.take('k')).remaining).toBe(5);
   }, 15_000);
 
   // Decisions carry no marker by default, give-backs still do: a resent give-back is loose (a
@@ -149,6 +151,46 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
     await reached(6); // the decision twice (took 2: 5 left), the give-back twice (gave 1: 6 left), with its clock
     expect((await direct.take('k')).remaining).toBe(5);
   }, 15_000);
+
+  // Issue #17: limit 1 a second, burst 1. A allowed at 0 (its request then held, as a bulkhead's
+  // queue holds it), B allowed at 1 s, A given back at 1.5 s. Before, the give-back moved the TAT
+  // back a whole second (to 1 s, before now): the key went, and C was allowed at 1.5 s: B and C
+  // within 0.5 s, 2 calls in a limit of 1 a second.
+  it('late: gives back only what the clock had not yet absorbed: no second call within the interval of B', async () => {
+    const rl = redisRateLimiter({ client, limit: 1, interval: 1_000, policies: false, prefix: 'late:' });
+    const undos: (() => void)[] = [];
+    const hook = { [Symbol.for('holdfast.limit.taken')]: (undo: () => void) => undos.push(undo) };
+    await rl.execute(() => 'A', { key: 'k', ...hook } as never);
+    let b = 0;
+    while (!(await rl.take('k')).allowed) await new Promise((r) => setTimeout(r, 20));
+    b = performance.now(); // B allowed (about 1 s after A)
+    await new Promise((r) => setTimeout(r, 500));
+    undos[0]?.(); // A's give-back, late
+    await client.ping(); // (the give-back is not awaited: two round trips)
+    await client.ping();
+    const allowedWithin: number[] = [];
+    while (performance.now() - b < 800) {
+      if ((await rl.take('k')).allowed) allowedWithin.push(Math.round(performance.now() - b));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // Before: [5xx] (C allowed about 500 ms after B).
+    expect(allowedWithin).toEqual([]);
+  });
+
+  it('late: a give-back before the clock absorbed the cell still gives it back whole', async () => {
+    const rl = redisRateLimiter({ client, limit: 1, interval: 60_000, burst: 2, policies: false, prefix: 'early:' });
+    const undos: (() => void)[] = [];
+    const hook = { [Symbol.for('holdfast.limit.taken')]: (undo: () => void) => undos.push(undo) };
+    await rl.execute(() => 'A', { key: 'k', ...hook } as never);
+    expect((await rl.take('k')).allowed).toBe(true); // B: none left
+    undos[0]?.();
+    await client.ping();
+    await client.ping();
+    // A's TAT comes back in whole ms, rounded down: the give-back is short of a unit by under 1 ms.
+    await new Promise((r) => setTimeout(r, 5));
+    expect((await rl.take('k')).allowed).toBe(true); // A's unit, back (less the ms since A)
+    expect((await rl.take('k')).allowed).toBe(false);
+  });
 });
 
 // A key forgotten past maxKeys and made again by a later request holds that request's units: a

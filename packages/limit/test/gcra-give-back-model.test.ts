@@ -1,0 +1,128 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+
+/**
+ * The GCRA of redis.ts as plain arithmetic (ms), decision and give-back, against the exact schedule:
+ * the calls that ran (allowed, not given back) replayed through an exact GCRA must all conform, or
+ * the limit let more through than `burst + limit × elapsed / interval` somewhere. `exact` is the
+ * give-back of issue #17 (at most what the clock had not yet absorbed of the cell, nothing when the
+ * key's TAT is below the decision's); `whole` is the one before it (the whole increment, always).
+ */
+type Step = { wait: number; kind: 'take'; cost: number } | { wait: number; kind: 'back'; which: number };
+
+function run(emission: number, burst: number, steps: readonly Step[], exact: boolean) {
+  const tolerance = emission * burst;
+  let tat: number | undefined; // the key (undefined: none)
+  let now = 1_000;
+  const taken: { at: number; cost: number; tatAfter: number; back: boolean }[] = [];
+  let refusedThatFit = 0;
+  for (const s of steps) {
+    now += s.wait;
+    if (s.kind === 'take') {
+      const base = tat === undefined || tat <= now ? now : tat;
+      const next = base + emission * s.cost;
+      if (next - now <= tolerance) {
+        tat = next;
+        taken.push({ at: now, cost: s.cost, tatAfter: next, back: false });
+      } else if (conforms([...kept(taken), { at: now, cost: s.cost }], emission, tolerance)) refusedThatFit += s.cost;
+    } else {
+      const a = taken.filter((t) => !t.back)[s.which % Math.max(1, taken.length)];
+      if (a === undefined || tat === undefined) continue;
+      a.back = true;
+      let give = emission * a.cost;
+      if (exact) {
+        const tA = Math.floor(a.tatAfter); // the decision's reply: whole ms, rounded down
+        give = Math.min(give, Math.max(0, tA - now));
+      }
+      const back = tat - give;
+      tat = back <= now ? undefined : back;
+    }
+  }
+  return { loose: !conforms(kept(taken), emission, tolerance), refusedThatFit };
+}
+
+const kept = <T extends { back: boolean }>(taken: T[]) => taken.filter((t) => !t.back);
+
+/** Whether every call, in order, is allowed by an exact GCRA (a tiny slack for float arithmetic). */
+function conforms(calls: readonly { at: number; cost: number }[], emission: number, tolerance: number): boolean {
+  let tat = Number.NEGATIVE_INFINITY;
+  for (const c of [...calls].sort((x, y) => x.at - y.at)) {
+    const next = Math.max(tat, c.at) + emission * c.cost;
+    if (next - c.at > tolerance + 1e-6) return false;
+    tat = next;
+  }
+  return true;
+}
+
+const steps = fc.array(
+  fc.oneof(
+    fc.record({
+      wait: fc.integer({ min: 0, max: 1_500 }),
+      kind: fc.constant('take' as const),
+      cost: fc.integer({ min: 1, max: 3 }),
+    }),
+    fc.record({ wait: fc.integer({ min: 0, max: 1_500 }), kind: fc.constant('back' as const), which: fc.nat(50) }),
+  ),
+  { maxLength: 60 },
+);
+const limits = fc.record({ emission: fc.integer({ min: 1, max: 1_000 }), burst: fc.integer({ min: 3, max: 6 }) });
+
+describe('GCRA give-back, model-based (random decisions, give-backs of earlier allowed ones, waits)', () => {
+  it('never loose: the calls that ran always conform to the exact schedule (2,000 runs; strict by the figures below)', () => {
+    let strict = 0;
+    let runs = 0;
+    fc.assert(
+      fc.property(limits, steps, ({ emission, burst }, s) => {
+        const r = run(emission, burst, s, true);
+        strict += r.refusedThatFit;
+        runs++;
+        return !r.loose;
+      }),
+      { numRuns: 2_000 },
+    );
+    // How strict: units refused that the exact schedule of the calls that ran would have allowed.
+    // Measured: 8-11 units in 2,000 runs of up to 60 steps (withheld only after a give-back).
+    expect(strict / runs).toBeLessThan(1);
+  });
+
+  it('the whole increment given back (before issue #17) is loose: fast-check finds a schedule', () => {
+    expect(() =>
+      fc.assert(
+        fc.property(limits, steps, ({ emission, burst }, s) => !run(emission, burst, s, false).loose),
+        { numRuns: 2_000 },
+      ),
+    ).toThrow();
+  });
+});
+
+describe('tokenBucket give-back, model-based on the real limiter (a hand clock, the middleware hook)', () => {
+  it('never loose: the calls that ran always conform to the exact schedule (500 runs)', async () => {
+    const { ManualClock } = await import('@holdfast/core');
+    const { tokenBucket } = await import('../src/index.js');
+    await fc.assert(
+      fc.asyncProperty(limits, steps, async ({ emission, burst }, s) => {
+        const clock = new ManualClock(1_000);
+        const limiter = tokenBucket({ limit: burst, interval: emission * burst, burst, clock, policies: false });
+        const taken: { at: number; cost: number; back: boolean; undo: () => void }[] = [];
+        for (const step of s) {
+          await clock.advance(step.wait);
+          if (step.kind === 'take') {
+            let undo = () => {};
+            const hook = { [Symbol.for('holdfast.limit.taken')]: (u: () => void) => (undo = u) };
+            const ran = await limiter
+              .execute(() => true, { key: 'k', cost: step.cost, ...hook } as never)
+              .catch(() => false);
+            if (ran) taken.push({ at: clock.now(), cost: step.cost, back: false, undo });
+          } else {
+            const a = kept(taken)[step.which % Math.max(1, taken.length)];
+            if (a === undefined) continue;
+            a.back = true;
+            a.undo();
+          }
+        }
+        return conforms(kept(taken), emission, emission * burst);
+      }),
+      { numRuns: 500 },
+    );
+  });
+});
