@@ -13,7 +13,7 @@ import {
   type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
-import { type HeldLease, LeaseKeeper } from '../lease.js';
+import { HeldLease, LeaseKeeper } from '../lease.js';
 import { inProcess, type NowClaimResult, type StoreNow } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import {
@@ -759,7 +759,7 @@ export class Run {
  * prototype (an object literal of three closures, and a fourth to drop it, cost every claimed
  * request about 250 bytes more for the collector).
  */
-class RunLease implements HeldLease {
+class RunLease extends HeldLease {
   readonly stored: string;
   readonly token: string;
   readonly since: number;
@@ -768,6 +768,7 @@ class RunLease implements HeldLease {
     readonly keeper: LeaseKeeper,
     readonly run: Run,
   ) {
+    super();
     this.stored = run.stored;
     this.token = run.token;
     this.since = run.claimedAt;
