@@ -481,7 +481,14 @@ export class HttpIdempotency<Req> implements RunOwner {
       try {
         // Made for this call (headers picked into a new object, the body's bytes collected as
         // copies): handed over, not copied again.
-        saved = now.complete(stored, token, this.#outcome(run, response), this.options.ttlMs, true);
+        saved = now.completeResponse(
+          stored,
+          token,
+          response.status,
+          pickHeaders(response.headers, run.replayable),
+          run.body.bytes(),
+          this.options.ttlMs,
+        );
       } catch {
         return false;
       }
@@ -760,18 +767,24 @@ export class Run {
  * request about 250 bytes more for the collector).
  */
 class RunLease extends HeldLease {
-  readonly stored: string;
-  readonly token: string;
-  readonly since: number;
-
   constructor(
     readonly keeper: LeaseKeeper,
     readonly run: Run,
   ) {
     super();
-    this.stored = run.stored;
-    this.token = run.token;
-    this.since = run.claimedAt;
+  }
+
+  // Read from the run, not copied: three fields (and a boxed number) less a claimed request.
+  get stored(): string {
+    return this.run.stored;
+  }
+
+  get token(): string {
+    return this.run.token;
+  }
+
+  get since(): number {
+    return this.run.claimedAt;
   }
 
   lost(): void {
