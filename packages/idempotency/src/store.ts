@@ -134,8 +134,7 @@ export function checkResponseParts(status: unknown, headers: unknown, body: unkn
   if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
   if (typeof headers !== 'object' || headers === null)
     throw new IdempotencyValueError('response.headers', 'must be an object');
-  for (const name in headers) {
-    if (!Object.hasOwn(headers, name)) continue;
+  for (const name of Object.keys(headers)) {
     const v = (headers as Record<string, unknown>)[name];
     if (typeof v === 'string') continue;
     let ok = Array.isArray(v);
@@ -144,14 +143,10 @@ export function checkResponseParts(status: unknown, headers: unknown, body: unkn
   }
 }
 
-// Own names read with for-in and Object.hasOwn, not Object.keys(): no array of them per call
-// (three calls a stored response). An enumerable name on Object.prototype is not a header.
-
 /** A copy of checked response headers, lists copied too. */
 export function copyHeaders(headers: StoredResponse['headers']): Record<string, string | string[]> {
   const copy: Record<string, string | string[]> = {};
-  for (const name in headers) {
-    if (!Object.hasOwn(headers, name)) continue;
+  for (const name of Object.keys(headers)) {
     const v = headers[name] as string | readonly string[];
     setHeader(copy, name, typeof v === 'string' ? v : [...v]);
   }
@@ -168,8 +163,7 @@ export function setHeader<V>(headers: Record<string, V>, name: string, value: V)
 /** The characters checked response headers take (names and values, with a few for punctuation, about what their JSON takes). */
 export function headerChars(headers: StoredResponse['headers']): number {
   let chars = 2;
-  for (const name in headers) {
-    if (!Object.hasOwn(headers, name)) continue;
+  for (const name of Object.keys(headers)) {
     const v = headers[name] as string | readonly string[];
     if (typeof v === 'string') chars += name.length + v.length + 6;
     else {

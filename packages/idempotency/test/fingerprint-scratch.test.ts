@@ -73,3 +73,23 @@ describe('fingerprint of a body hashed in the shared buffer', () => {
     expect(requestFingerprint({ ...shape, body: '{"a":1}' })).toBe(short);
   });
 });
+
+describe('fingerprint of a body hashed in the shared buffer, called again from inside itself', () => {
+  it('a body whose byteLength getter fingerprints another request still gets its own fingerprint', () => {
+    const shape = { method: 'POST', url: '/orders', contentType: 'application/json', headers: [] };
+    const text = '{"a":1}';
+    const expected = requestFingerprint({ ...shape, body: text });
+    let inner = '';
+    // Hostile: a Uint8Array whose length getter, read while the outer head is in the buffer,
+    // fingerprints a request with another head (which would write over the outer one's bytes).
+    class Sneaky extends Uint8Array {
+      override get byteLength(): number {
+        // On every read: the reads before the head is written, and the ones after.
+        inner = requestFingerprint({ ...shape, url: '/other', body: Buffer.from(text) });
+        return super.byteLength;
+      }
+    }
+    expect(requestFingerprint({ ...shape, body: new Sneaky(Buffer.from(text)) })).toBe(expected);
+    expect(inner).toBe(requestFingerprint({ ...shape, url: '/other', body: text }));
+  });
+});

@@ -75,7 +75,13 @@ export function fingerprintOf(
   // left there from the last request when its fields are the same (no string per request).
   if (oneShot !== undefined && body instanceof Uint8Array && body.byteLength > 0 && body.byteLength <= ONE_SHOT_BYTES) {
     const at = scratch.head(method, url, type, contentEncoding, headers);
-    if (at !== -1) return scratch.hash(oneShot, at, body);
+    if (at !== -1) {
+      try {
+        return scratch.hash(oneShot, at, body);
+      } finally {
+        scratch.busy = false;
+      }
+    }
   }
   const head = headOf(method, url, type, contentEncoding, headers);
   if (body === undefined || body === null || isEmpty(body)) return sha256(`${head}e`);
@@ -118,8 +124,16 @@ class Scratch {
   #encoding: string | undefined;
   // Only heads without selected headers, or with one string each, are kept.
   #headers: (string | undefined)[] = [];
+  /**
+   * Set from {@link head} until its hash is taken: a call made meanwhile (a body's or header's
+   * getter that fingerprints another request) takes the string path, and leaves this head alone.
+   */
+  busy = false;
 
-  /** Puts the head of these fields at the buffer's start; its length, or -1 when it is too long to keep. */
+  /**
+   * Puts the head of these fields at the buffer's start; its length (the buffer is then busy until
+   * {@link hash}'s caller frees it), or -1 when it is too long to keep or the buffer is busy.
+   */
   head(
     method: string,
     url: string,
@@ -127,11 +141,25 @@ class Scratch {
     encoding: string | undefined,
     headers: RequestShape['headers'],
   ): number {
-    if (this.#headLength !== -1 && this.#same(method, url, type, encoding, headers)) return this.#headLength;
+    if (this.busy) return -1;
+    if (this.#headLength !== -1 && this.#same(method, url, type, encoding, headers)) {
+      this.busy = true;
+      return this.#headLength;
+    }
     this.#headLength = -1;
-    const head = headOf(method, url, type, encoding, headers);
+    this.busy = true;
+    let head: string;
+    try {
+      head = headOf(method, url, type, encoding, headers);
+    } catch (error) {
+      this.busy = false;
+      throw error;
+    }
     const length = Buffer.byteLength(head);
-    if (length > MAX_SCRATCH_HEAD) return -1;
+    if (length > MAX_SCRATCH_HEAD) {
+      this.busy = false;
+      return -1;
+    }
     // Room for the longest head kept, `b<length>:` and the longest body: allocated once.
     if (this.#bytes.length === 0) this.#bytes = Buffer.allocUnsafe(MAX_SCRATCH_HEAD + ONE_SHOT_BYTES + 16);
     this.#bytes.write(head, 0, length, 'utf8');
@@ -156,7 +184,8 @@ class Scratch {
     encoding: string | undefined,
     headers: RequestShape['headers'],
   ): boolean {
-    if (method !== this.#method || url !== this.#url || type !== this.#type || encoding !== this.#encoding) return false;
+    if (method !== this.#method || url !== this.#url || type !== this.#type || encoding !== this.#encoding)
+      return false;
     if (headers.length !== this.#headers.length) return false;
     for (let i = 0; i < headers.length; i++) if (headers[i] !== this.#headers[i]) return false;
     return true;
