@@ -15,6 +15,7 @@ import {
   type ClaimResult,
   type CompletedRecord,
   checkResponse,
+  checkResponseParts,
   copyHeaders,
   headerChars,
   type IdempotencyStore,
@@ -136,7 +137,7 @@ export function inProcess(store: object): StoreNow | undefined {
  * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
  * versioned, so a copy with another contract for these calls is not trusted with it).
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v3');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v4');
 
 /**
  * @internal A completed record as {@link StoreNow.claim} answers it: the store's own, not a copy
@@ -162,11 +163,19 @@ export interface StoreNow {
   /** Whether `store`'s methods are the ones these calls stand for (not replaced or overridden). */
   serves(store: object): boolean;
   claim(key: string, fingerprint: string, leaseMs: number): NowClaimResult;
+  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean;
   /**
-   * `owned`: the caller hands the outcome over (its headers object, lists and body are its own and
-   * it keeps no reference): the store keeps them without a copy.
+   * {@link complete} of a response the caller hands over (its headers object, lists and body are
+   * its own and it keeps no reference): kept without a copy, and without an outcome object.
    */
-  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number, owned?: boolean): boolean;
+  completeResponse(
+    key: string,
+    token: string,
+    status: number,
+    headers: StoredResponse['headers'],
+    body: Uint8Array,
+    ttlMs: number,
+  ): boolean;
   release(key: string, token: string): boolean;
   extend(key: string, token: string, leaseMs: number): boolean;
 }
@@ -213,7 +222,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         );
       },
       claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs),
-      complete: (key, token, outcome, ttlMs, owned) => this.#complete(key, token, outcome, ttlMs, owned === true),
+      complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
+      completeResponse: (key, token, status, headers, body, ttlMs) => {
+        this.#checkOpen();
+        return this.#completeKept(key, token, keepResponse(status, headers, body, true), ttlMs);
+      },
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
     };
@@ -238,7 +251,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 
   async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
-    return this.#complete(key, token, outcome, ttlMs, false);
+    return this.#complete(key, token, outcome, ttlMs);
   }
 
   async release(key: string, token: string): Promise<boolean> {
@@ -285,9 +298,13 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return { status: 'claimed', token: entry.token, takeover: true };
   }
 
-  #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number, owned: boolean): boolean {
+  #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean {
     this.#checkOpen();
-    const kept = keep(outcome, owned);
+    return this.#completeKept(key, token, keep(outcome), ttlMs);
+  }
+
+  /** Completes with an outcome checked and kept already (nothing changed yet). */
+  #completeKept(key: string, token: string, kept: KeptOutcome, ttlMs: number): boolean {
     const now = this.#elapsed();
     const entry = this.#live(key, now);
     // A completion resent by its own run (a retry after a lost reply) succeeds again, changing nothing.
@@ -545,22 +562,32 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 const ABORTED = { kind: 'aborted', bytes: 16 } as const;
 
-/**
- * Checks and copies an outcome before any state changes (`owned`: a response handed over is kept
- * as it is); throws {@link IdempotencyValueError}.
- */
-function keep(outcome: StoredOutcome, owned: boolean): KeptOutcome {
+/** Checks and copies an outcome before any state changes; throws {@link IdempotencyValueError}. */
+function keep(outcome: StoredOutcome): KeptOutcome {
   if (outcome?.kind === 'value') {
     const text = encodeValue(outcome.value);
     return { kind: 'value', text, bytes: 2 * text.length };
   }
   if (outcome?.kind === 'aborted') return ABORTED;
   const { status, headers, body } = checkResponse(outcome);
+  return keepResponse(status, headers, body, false);
+}
+
+/**
+ * A response as the record keeps it, its parts checked (`owned`: handed over, kept as they are;
+ * else copied, as the caller may reuse them); throws {@link IdempotencyValueError}.
+ */
+function keepResponse(
+  status: number,
+  headers: StoredResponse['headers'],
+  body: Uint8Array,
+  owned: boolean,
+): KeptOutcome {
+  if (owned) checkResponseParts(status, headers, body);
   return {
     kind: 'response',
     status,
     headers: owned ? headers : copyHeaders(headers),
-    // A copy of the body: the caller may reuse its buffer.
     body: keptBody(body, owned),
     bytes: 2 * headerChars(headers) + 16 + body.byteLength,
   };

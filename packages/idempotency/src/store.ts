@@ -122,21 +122,25 @@ export function checkResponse(outcome: StoredOutcome): StoredResponse {
   if (outcome?.kind !== 'response') {
     throw new IdempotencyValueError('outcome', "kind must be 'value', 'response' or 'aborted'");
   }
-  const { status, headers, body } = outcome;
-  if (!Number.isInteger(status) || status < 100 || status > 599) {
+  checkResponseParts(outcome.status, outcome.headers, outcome.body);
+  return outcome;
+}
+
+/** {@link checkResponse} of a response's parts, without an outcome object around them. */
+export function checkResponseParts(status: unknown, headers: unknown, body: unknown): void {
+  if (!Number.isInteger(status) || (status as number) < 100 || (status as number) > 599) {
     throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);
   }
   if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
   if (typeof headers !== 'object' || headers === null)
     throw new IdempotencyValueError('response.headers', 'must be an object');
   for (const name of Object.keys(headers)) {
-    const v = headers[name];
+    const v = (headers as Record<string, unknown>)[name];
     if (typeof v === 'string') continue;
     let ok = Array.isArray(v);
     if (ok) for (const item of v as readonly unknown[]) ok &&= typeof item === 'string';
     if (!ok) throw new IdempotencyValueError(`response.headers.${name}`, 'must be a string or an array of strings');
   }
-  return outcome;
 }
 
 /** A copy of checked response headers, lists copied too. */

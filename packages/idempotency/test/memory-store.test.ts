@@ -121,13 +121,7 @@ describe('memoryStore() records', () => {
       const headers = { 'content-type': 'application/octet-stream' };
       // As the middleware hands a response over (owned), and as any caller completes one (copied).
       const owned = Buffer.from(body);
-      now.complete(
-        `o${i}`,
-        token(now.claim(`o${i}`, 'fp', 1_000)),
-        { kind: 'response', status: 201, headers, body: owned },
-        60_000,
-        true,
-      );
+      now.completeResponse(`o${i}`, token(now.claim(`o${i}`, 'fp', 1_000)), 201, headers, owned, 60_000);
       const given = new Uint8Array(body);
       await store.complete(
         `c${i}`,

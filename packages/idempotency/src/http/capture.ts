@@ -66,7 +66,8 @@ export function pickHeaders(headers: OutgoingHeaders, allowed: ReadonlySet<strin
   const out: Record<string, string | string[]> = {};
   // Headers listed in `Connection` are hop-by-hop too (RFC 9110 7.6.1).
   const hopByHop = String(headers.connection ?? headers.Connection ?? '').toLowerCase();
-  // Own names without an entries array per response.
+  // Own names without an entries array per response. (Not for-in: a response's headers are a
+  // null-prototype object, in dictionary mode, whose for-in V8 walks on its slow path.)
   for (const rawName of Object.keys(headers)) {
     const value = headers[rawName];
     const name = rawName.toLowerCase();

@@ -13,7 +13,7 @@ import {
   type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
-import { type HeldLease, LeaseKeeper } from '../lease.js';
+import { HeldLease, LeaseKeeper } from '../lease.js';
 import { inProcess, type NowClaimResult, type StoreNow } from '../memory-store.js';
 import type { ClaimResult, IdempotencyStore } from '../store.js';
 import {
@@ -481,7 +481,14 @@ export class HttpIdempotency<Req> implements RunOwner {
       try {
         // Made for this call (headers picked into a new object, the body's bytes collected as
         // copies): handed over, not copied again.
-        saved = now.complete(stored, token, this.#outcome(run, response), this.options.ttlMs, true);
+        saved = now.completeResponse(
+          stored,
+          token,
+          response.status,
+          pickHeaders(response.headers, run.replayable),
+          run.body.bytes(),
+          this.options.ttlMs,
+        );
       } catch {
         return false;
       }
@@ -759,18 +766,25 @@ export class Run {
  * prototype (an object literal of three closures, and a fourth to drop it, cost every claimed
  * request about 250 bytes more for the collector).
  */
-class RunLease implements HeldLease {
-  readonly stored: string;
-  readonly token: string;
-  readonly since: number;
-
+class RunLease extends HeldLease {
   constructor(
     readonly keeper: LeaseKeeper,
     readonly run: Run,
   ) {
-    this.stored = run.stored;
-    this.token = run.token;
-    this.since = run.claimedAt;
+    super();
+  }
+
+  // Read from the run, not copied: three fields (and a boxed number) less a claimed request.
+  get stored(): string {
+    return this.run.stored;
+  }
+
+  get token(): string {
+    return this.run.token;
+  }
+
+  get since(): number {
+    return this.run.claimedAt;
   }
 
   lost(): void {

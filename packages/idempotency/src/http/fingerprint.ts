@@ -71,24 +71,144 @@ export function fingerprintOf(
       }
     }
   }
+  // Bytes of a size hashed in one call: head and body copied into one reused buffer, the head
+  // left there from the last request when its fields are the same (no string per request).
+  if (oneShot !== undefined && body instanceof Uint8Array && body.byteLength > 0 && body.byteLength <= ONE_SHOT_BYTES) {
+    const at = scratch.head(method, url, type, contentEncoding, headers);
+    if (at !== -1) {
+      try {
+        return scratch.hash(oneShot, at, body);
+      } finally {
+        scratch.busy = false;
+      }
+    }
+  }
+  const head = headOf(method, url, type, contentEncoding, headers);
+  if (body === undefined || body === null || isEmpty(body)) return sha256(`${head}e`);
+  if (typeof body === 'string') return sha256(`${head}b${Buffer.byteLength(body)}:${body}`);
+  if (body instanceof Uint8Array) return sha256(`${head}b${body.byteLength}:`, body);
+  return sha256(`${head}j${canonical(body, limit)}`);
+}
+
+/** The length-prefixed fields before the body (see {@link fingerprintOf}). */
+function headOf(
+  method: string,
+  url: string,
+  type: string,
+  contentEncoding: string | undefined,
+  headers: RequestShape['headers'],
+): string {
   // One template, not a string per field (the same text as three `field()`s).
   let head = `${method.length}:${method}${url.length}:${url}${type.length}:${type}`;
   for (const value of headers) head += field(value === undefined ? '' : [value].flat().join(', '));
   // Only when sent, so a request without one hashes as it did before this field existed.
   if (contentEncoding !== undefined) head += `c${field(contentEncoding)}`;
-  if (body === undefined || body === null || isEmpty(body)) return sha256(`${head}e`);
-  if (typeof body === 'string') return sha256(`${head}b${Buffer.byteLength(body)}:${body}`);
-  if (body instanceof Uint8Array) {
-    // ASCII bytes are their own UTF-8: hashed as one string with the head, they hash as the bytes
-    // behind it, with two native calls instead of four (on a busy server, where little of the
-    // path is in cache, a fingerprint took 5.5-6.8 µs this way and 4.6-5.8 µs this one).
-    if (oneShot !== undefined && body.byteLength <= ASCII_STRING_BYTES && isAscii(body)) {
-      return oneShot('sha256', `${head}b${body.byteLength}:${latin1(body)}`, 'base64url');
-    }
-    return sha256(`${head}b${body.byteLength}:`, body);
-  }
-  return sha256(`${head}j${canonical(body, limit)}`);
+  return head;
 }
+
+/**
+ * One buffer per process (per thread) that a body's fingerprint is hashed from: the head's UTF-8
+ * bytes, `b<length>:`, then the body; the same bytes the string path hashes. The head's fields are
+ * kept: the next request with the same ones (a server's usual next request) leaves its bytes in
+ * place. Used only between two synchronous lines of {@link fingerprintOf}: no request sees another's.
+ */
+class Scratch {
+  #bytes = Buffer.allocUnsafe(0);
+  // The view last hashed: reused while the length hashed is the same.
+  #view = this.#bytes;
+  // The fields whose head is at the buffer's start, and its length (-1: none there).
+  #headLength = -1;
+  #method = '';
+  #url = '';
+  #type = '';
+  #encoding: string | undefined;
+  // Only heads without selected headers, or with one string each, are kept.
+  #headers: (string | undefined)[] = [];
+  /**
+   * Set from {@link head} until its hash is taken: a call made meanwhile (a body's or header's
+   * getter that fingerprints another request) takes the string path, and leaves this head alone.
+   */
+  busy = false;
+
+  /**
+   * Puts the head of these fields at the buffer's start; its length (the buffer is then busy until
+   * {@link hash}'s caller frees it), or -1 when it is too long to keep or the buffer is busy.
+   */
+  head(
+    method: string,
+    url: string,
+    type: string,
+    encoding: string | undefined,
+    headers: RequestShape['headers'],
+  ): number {
+    if (this.busy) return -1;
+    if (this.#headLength !== -1 && this.#same(method, url, type, encoding, headers)) {
+      this.busy = true;
+      return this.#headLength;
+    }
+    this.#headLength = -1;
+    this.busy = true;
+    let head: string;
+    try {
+      head = headOf(method, url, type, encoding, headers);
+    } catch (error) {
+      this.busy = false;
+      throw error;
+    }
+    const length = Buffer.byteLength(head);
+    if (length > MAX_SCRATCH_HEAD) {
+      this.busy = false;
+      return -1;
+    }
+    // Room for the longest head kept, `b<length>:` and the longest body: allocated once.
+    if (this.#bytes.length === 0) this.#bytes = Buffer.allocUnsafe(MAX_SCRATCH_HEAD + ONE_SHOT_BYTES + 16);
+    this.#bytes.write(head, 0, length, 'utf8');
+    this.#method = method;
+    this.#url = url;
+    this.#type = type;
+    this.#encoding = encoding;
+    this.#headers.length = 0;
+    for (const value of headers) {
+      // A list's head is written, not kept: the next request writes it again.
+      if (value !== undefined && typeof value !== 'string') return length;
+      this.#headers.push(value);
+    }
+    this.#headLength = length;
+    return length;
+  }
+
+  #same(
+    method: string,
+    url: string,
+    type: string,
+    encoding: string | undefined,
+    headers: RequestShape['headers'],
+  ): boolean {
+    if (method !== this.#method || url !== this.#url || type !== this.#type || encoding !== this.#encoding)
+      return false;
+    if (headers.length !== this.#headers.length) return false;
+    for (let i = 0; i < headers.length; i++) if (headers[i] !== this.#headers[i]) return false;
+    return true;
+  }
+
+  /** SHA-256 of the head (`at` bytes, in place), `b<length>:` and `body`, base64url. */
+  hash(hash: NonNullable<typeof oneShot>, at: number, body: Uint8Array): string {
+    const bytes = this.#bytes;
+    bytes[at++] = 0x62; // b
+    const digits = `${body.byteLength}`;
+    for (let i = 0; i < digits.length; i++) bytes[at++] = digits.charCodeAt(i);
+    bytes[at++] = 0x3a; // :
+    bytes.set(body, at);
+    const end = at + body.byteLength;
+    if (this.#view.length !== end) this.#view = bytes.subarray(0, end);
+    return hash('sha256', this.#view, 'base64url');
+  }
+}
+
+const scratch = new Scratch();
+
+/** The longest head kept in {@link scratch} (a longer one takes the string path). */
+const MAX_SCRATCH_HEAD = 16_384;
 
 /**
  * A multipart body without its boundary: for its bytes, the SHA-256 of the runs between its
@@ -196,20 +316,6 @@ const PRINTABLE = /^[\x20-\x7e]+$/;
 
 /** The most delimiters a multipart body is hashed without its boundary through. */
 const MAX_PARTS = 1_000;
-
-/** ASCII bodies up to this size are hashed as one string with the head. */
-const ASCII_STRING_BYTES = 8_192;
-
-function isAscii(bytes: Uint8Array): boolean {
-  for (let i = 0; i < bytes.length; i++) if ((bytes[i] as number) > 0x7f) return false;
-  return true;
-}
-
-/** Each byte as one character (for ASCII, the text itself). */
-function latin1(bytes: Uint8Array): string {
-  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  return buffer.toString('latin1');
-}
 
 /** Bodies up to this size are hashed in one call, copied behind the head; bigger ones are streamed. */
 const ONE_SHOT_BYTES = 65_536;
