@@ -8,16 +8,19 @@ import { fileURLToPath } from 'node:url';
 import { floorPlugin } from './http-floor.js';
 
 // The Fastify server's own instructions per request, counted by callgrind: the server runs alone
-// under `valgrind --tool=callgrind --instr-atstart=no` in a child process; this process (the
-// client) sends WARMUP requests uninstrumented, turns instrumentation on, sends REQUESTS, dumps
-// the counts and divides. Instruction counts do not depend on how busy the machine is (wall time
-// and CPU time do). Run: `cd bench && node --import tsx http-instructions.ts [variant...]`.
+// under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes` in a child process
+// (loading the built packages: build first); this process (the client) sends WARMUP requests
+// uninstrumented, turns instrumentation on, then sends WINDOWS windows of REQUESTS each, and
+// prints each window's count of the main thread divided by REQUESTS, and the least. Instruction
+// counts do not depend on how busy the machine is (wall time and CPU time do); a window that
+// holds a full collection or a deoptimisation counts up to 3x more. Run:
+// `cd bench && WARMUP=5000 WINDOWS=8 REQUESTS=300 node --import tsx http-instructions.ts [variant...]`.
 
-const WARMUP = Number(process.env.WARMUP ?? 3000);
-const REQUESTS = Number(process.env.REQUESTS ?? 1000);
+const WARMUP = Number(process.env.WARMUP ?? 5000);
+const REQUESTS = Number(process.env.REQUESTS ?? 300);
+const WINDOWS = Number(process.env.WINDOWS ?? 8);
 // One connection: each request its own turn of the event loop (with several, how many requests
 // one turn serves depends on timing, and the counts with it).
-const WINDOWS = Number(process.env.WINDOWS ?? 4);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
 const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -32,7 +35,7 @@ const VARIANTS: Record<string, Variant> = {
   'floor-first': { kind: 'floor', key: 'fresh' },
   'floor-replay': { kind: 'floor', key: 'same' },
   'plugin-nokey': { kind: 'plugin', key: 'none' },
-  // Fastify's hook runners alone: the hooks the plugin adds (three), and the old floor's four, each empty.
+  // Fastify's hook runners alone, each hook empty: the plugin's three, and the old floor's four.
   hooks3: { kind: 'hooks3', key: 'fresh' },
   hooks4: { kind: 'hooks4', key: 'fresh' },
   'plugin-first': { kind: 'plugin', key: 'fresh' },
