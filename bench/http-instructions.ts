@@ -1,11 +1,11 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { floorPlugin } from './http-floor.js';
+import { load } from './http-server.js';
 
 // The Fastify server's own instructions per request, counted by callgrind: the server runs alone
 // under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes` in a child process
@@ -22,7 +22,6 @@ const WINDOWS = Number(process.env.WINDOWS ?? 8);
 // One connection: each request its own turn of the event loop (with several, how many requests
 // one turn serves depends on timing, and the counts with it).
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
-const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
 const here = fileURLToPath(new URL('.', import.meta.url));
 
 type Kind = 'bare' | 'floor' | 'plugin' | 'hooks3' | 'hooks4';
@@ -69,33 +68,6 @@ async function server(kind: Kind): Promise<void> {
   console.log(`@port ${app.server.address().port}`);
 }
 
-async function load(port: number, count: number, key: Variant['key']): Promise<void> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
-  let left = count;
-  let fresh = 0;
-  const one = () =>
-    new Promise<void>((resolve, reject) => {
-      const headers: Record<string, string | number> = {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(BODY),
-      };
-      if (key === 'fresh') headers['idempotency-key'] = `key-${process.pid}-${count}-${++fresh}`;
-      if (key === 'same') headers['idempotency-key'] = 'the-same-key';
-      const req = request({ port, host: '127.0.0.1', path: '/orders', method: 'POST', agent, headers }, (res) => {
-        res.resume();
-        res.once('end', () => (res.statusCode === 201 ? resolve() : reject(new Error(`status ${res.statusCode}`))));
-      });
-      req.once('error', reject);
-      req.end(BODY);
-    });
-  await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
-      while (left-- > 0) await one();
-    }),
-  );
-  agent.destroy();
-}
-
 async function measure(name: string): Promise<number> {
   const variant = VARIANTS[name];
   if (variant === undefined) throw new Error(`unknown variant ${name}: one of ${Object.keys(VARIANTS).join(', ')}`);
@@ -127,14 +99,18 @@ async function measure(name: string): Promise<number> {
       });
       child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
     });
-    await load(port, WARMUP, variant.key);
+    // A fresh key per request across the warm-up and every window (one sequence per server).
+    let fresh = 0;
+    const key =
+      variant.key === 'fresh' ? () => `key-${++fresh}` : variant.key === 'same' ? () => 'the-same-key' : undefined;
+    await load(port, WARMUP, key, CONNECTIONS);
     execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' });
     // WINDOWS windows, each one's count printed; the least is quoted (a window may still hold a
     // lump: a full collection, a deoptimisation).
     const counts: number[] = [];
     for (let window = 1; window <= WINDOWS; window++) {
       execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
-      await load(port, REQUESTS, variant.key);
+      await load(port, REQUESTS, key, CONNECTIONS);
       execFileSync('callgrind_control', ['-d', `window${window}`, String(child.pid)], { stdio: 'ignore' });
       // The main thread's counts only: V8 compiles on other threads (TurboFan jobs were a third of
       // a window's instructions, and came in lumps), and with --single-threaded-gc the collector
