@@ -1,12 +1,16 @@
 import { hash } from 'node:crypto';
 
-// The floor for the Fastify rows: what four hooks cost (the plugin's own: preParsing, preHandler,
-// onSend, onResponse) with the least work an Idempotency-Key plugin can do in them: keep the
-// body's chunks, hash them, keep each response in a Map, replay it. No key checks, no scope, no
-// LRU or byte limit, no leases, no events, no copies: not safe to use, only a measure of how far
-// the middleware's own work puts it from what the hooks cost.
+// The floor for the Fastify rows: what the plugin's hook design costs (three hooks: preParsing,
+// preHandler, onSend; the body's chunks kept as the request stream is pushed them, with no
+// listener; a 'close' listener on a claimed request's response) with the least work an
+// Idempotency-Key plugin can do in them: keep the body's chunks, hash them, keep each response in
+// a Map, replay it. No key checks, no scope, no LRU or byte limit, no leases, no events, no
+// copies: not safe to use, only a measure of how far the plugin's own work puts it from what its
+// hooks cost. (Until #19 the floor had four hooks (an onResponse too) and a 'data' listener:
+// the plugin no longer uses either.)
 
 interface Reply {
+  readonly raw: { on(event: 'close', listener: () => void): unknown };
   code(status: number): Reply;
   headers(values: Record<string, unknown>): Reply;
   send(body: unknown): unknown;
@@ -17,7 +21,7 @@ interface Request {
   readonly headers: Record<string, string | string[] | undefined>;
 }
 interface Stream {
-  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  push(chunk: unknown, encoding?: BufferEncoding): boolean;
 }
 interface Instance {
   decorateRequest(name: string, value: unknown): void;
@@ -46,7 +50,11 @@ async function floor(fastify: Instance): Promise<void> {
       if (typeof key !== 'string') return done(null, payload);
       const chunks: Buffer[] = [];
       (request as unknown as Record<string, State>)[SLOT] = { key, chunks };
-      payload.on('data', (chunk) => chunks.push(chunk));
+      const push = payload.push;
+      payload.push = function (this: Stream, chunk: unknown, encoding?: BufferEncoding) {
+        if (chunk instanceof Buffer) chunks.push(chunk);
+        return push.call(this, chunk, encoding);
+      };
       done(null, payload);
     },
   );
@@ -62,7 +70,12 @@ async function floor(fastify: Instance): Promise<void> {
         .send(found.body);
       return;
     }
-    kept.set(state.key, { status: 0, headers: undefined, body: undefined });
+    const entry: Kept = { status: 0, headers: undefined, body: undefined };
+    kept.set(state.key, entry);
+    // A response that closes unsent frees its key.
+    reply.raw.on('close', () => {
+      if (entry.body === undefined) kept.delete(state.key);
+    });
     done();
   });
   fastify.addHook('onSend', (request: Request, reply: Reply, payload: string, done: (e: null, p: string) => void) => {
@@ -75,7 +88,6 @@ async function floor(fastify: Instance): Promise<void> {
     }
     done(null, payload);
   });
-  fastify.addHook('onResponse', (_request: Request, _reply: Reply, done: () => void) => done());
 }
 
 /** The floor plugin, registered without encapsulation (what fastify-plugin would mark). */

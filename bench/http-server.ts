@@ -95,8 +95,14 @@ function ask<T>(child: ChildProcess, message: string): Promise<T> {
   });
 }
 
-async function load(port: number, count: number, key: (() => string) | undefined): Promise<void> {
-  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+/** `count` POSTs of BODY over `connections` keep-alive connections, each with `key()` if given; each must get 201. */
+export async function load(
+  port: number,
+  count: number,
+  key: (() => string) | undefined,
+  connections = CONNECTIONS,
+): Promise<void> {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections });
   let left = count;
   const one = () =>
     new Promise<void>((resolve, reject) => {
@@ -113,7 +119,7 @@ async function load(port: number, count: number, key: (() => string) | undefined
       req.end(BODY);
     });
   await Promise.all(
-    Array.from({ length: CONNECTIONS }, async () => {
+    Array.from({ length: connections }, async () => {
       while (left-- > 0) await one();
     }),
   );

@@ -1,0 +1,151 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { floorPlugin } from './http-floor.js';
+import { load } from './http-server.js';
+
+// The Fastify server's own instructions per request, counted by callgrind: the server runs alone
+// under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes` in a child process
+// (loading the built packages: build first); this process (the client) sends WARMUP requests
+// uninstrumented, turns instrumentation on, then sends WINDOWS windows of REQUESTS each, and
+// prints each window's count of the main thread divided by REQUESTS, and the least. Instruction
+// counts do not depend on how busy the machine is (wall time and CPU time do); a window that
+// holds a full collection or a deoptimisation counts up to 3x more. Run:
+// `cd bench && WARMUP=5000 WINDOWS=8 REQUESTS=300 node --import tsx http-instructions.ts [variant...]`.
+
+const WARMUP = Number(process.env.WARMUP ?? 5000);
+const REQUESTS = Number(process.env.REQUESTS ?? 300);
+const WINDOWS = Number(process.env.WINDOWS ?? 8);
+// One connection: each request its own turn of the event loop (with several, how many requests
+// one turn serves depends on timing, and the counts with it).
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+type Kind = 'bare' | 'floor' | 'plugin' | 'hooks3' | 'hooks4';
+interface Variant {
+  readonly kind: Kind;
+  readonly key: 'none' | 'fresh' | 'same';
+}
+const VARIANTS: Record<string, Variant> = {
+  bare: { kind: 'bare', key: 'none' },
+  'floor-first': { kind: 'floor', key: 'fresh' },
+  'floor-replay': { kind: 'floor', key: 'same' },
+  'plugin-nokey': { kind: 'plugin', key: 'none' },
+  // Fastify's hook runners alone, each hook empty: the plugin's three, and the old floor's four.
+  hooks3: { kind: 'hooks3', key: 'fresh' },
+  hooks4: { kind: 'hooks4', key: 'fresh' },
+  'plugin-first': { kind: 'plugin', key: 'fresh' },
+  'plugin-replay': { kind: 'plugin', key: 'same' },
+};
+
+async function server(kind: Kind): Promise<void> {
+  const require = createRequire(import.meta.url);
+  const app = require('fastify')();
+  if (kind === 'floor') await app.register(floorPlugin, {});
+  if (kind === 'hooks3' || kind === 'hooks4') {
+    app.addHook('preParsing', (_q: unknown, _r: unknown, payload: unknown, done: (e: null, p: unknown) => void) =>
+      done(null, payload),
+    );
+    app.addHook('preHandler', (_q: unknown, _r: unknown, done: () => void) => done());
+    app.addHook('onSend', (_q: unknown, _r: unknown, payload: unknown, done: (e: null, p: unknown) => void) =>
+      done(null, payload),
+    );
+    if (kind === 'hooks4') app.addHook('onResponse', (_q: unknown, _r: unknown, done: () => void) => done());
+  }
+  if (kind === 'plugin') {
+    const { memoryStore } = require('@holdfast/idempotency');
+    const { idempotency } = require('@holdfast/idempotency/fastify');
+    await app.register(idempotency, { store: memoryStore({ maxEntries: 100_000 }), scope: 'global' });
+  }
+  let n = 0;
+  app.post('/orders', async (_req: unknown, reply: { code(s: number): { send(b: unknown): unknown } }) =>
+    reply.code(201).send({ id: ++n, amount: 4200 }),
+  );
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  console.log(`@port ${app.server.address().port}`);
+}
+
+async function measure(name: string): Promise<number> {
+  const variant = VARIANTS[name];
+  if (variant === undefined) throw new Error(`unknown variant ${name}: one of ${Object.keys(VARIANTS).join(', ')}`);
+  const out = path.join(process.env.TMPDIR ?? os.tmpdir(), `callgrind.${name}.${process.pid}`);
+  const child = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--instr-atstart=no',
+      '--separate-threads=yes',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      '--single-threaded-gc',
+      '--import',
+      'tsx',
+      fileURLToPath(import.meta.url),
+      'server',
+      variant.kind,
+    ],
+    { cwd: here, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let seen = '';
+      child.stdout.on('data', (d: Buffer) => {
+        seen += d.toString();
+        const m = /@port (\d+)/.exec(seen);
+        if (m) resolve(Number(m[1]));
+      });
+      child.once('exit', (code) => reject(new Error(`server exited ${code}`)));
+    });
+    // A fresh key per request across the warm-up and every window (one sequence per server).
+    let fresh = 0;
+    const key =
+      variant.key === 'fresh' ? () => `key-${++fresh}` : variant.key === 'same' ? () => 'the-same-key' : undefined;
+    await load(port, WARMUP, key, CONNECTIONS);
+    execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' });
+    // WINDOWS windows, each one's count printed; the least is quoted (a window may still hold a
+    // lump: a full collection, a deoptimisation).
+    const counts: number[] = [];
+    for (let window = 1; window <= WINDOWS; window++) {
+      execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
+      await load(port, REQUESTS, key, CONNECTIONS);
+      execFileSync('callgrind_control', ['-d', `window${window}`, String(child.pid)], { stdio: 'ignore' });
+      // The main thread's counts only: V8 compiles on other threads (TurboFan jobs were a third of
+      // a window's instructions, and came in lumps), and with --single-threaded-gc the collector
+      // runs on the main thread, so the garbage each request leaves is counted.
+      const file = `${out}.${window}-01`;
+      const text = readFileSync(file, 'utf8');
+      // KEEP=1 keeps the dumps, for callgrind_annotate (V8's builtins, the GC and OpenSSL by name).
+      if (process.env.KEEP === '1') console.log(`kept ${file}`);
+      else rmSync(file, { force: true });
+      const totals = /^(?:totals|summary): (\d+)/m.exec(text);
+      if (!totals) throw new Error(`no totals in ${file}`);
+      counts.push(Math.round(Number(totals[1]) / REQUESTS));
+    }
+    console.log(`  ${name} windows: ${counts.join(' ')}`);
+    return Math.min(...counts);
+  } finally {
+    child.kill('SIGKILL');
+    const dir = path.dirname(out);
+    for (const file of readdirSync(dir)) {
+      if (file.startsWith(path.basename(out)) && !(process.env.KEEP === '1' && file.includes('-01'))) {
+        rmSync(path.join(dir, file), { force: true });
+      }
+    }
+  }
+}
+
+if (process.argv[2] === 'server') {
+  await server(process.argv[3] as Kind);
+} else {
+  const names = process.argv.slice(2);
+  for (const name of names.length > 0 ? names : Object.keys(VARIANTS)) {
+    const ir = await measure(name);
+    console.log(`${name.padEnd(14)} ${Math.round(ir).toString().padStart(9)} instructions/request`);
+  }
+  console.log(
+    `(callgrind Ir of the server alone, least of ${WINDOWS} windows of ${REQUESTS} requests after ${WARMUP}, ${CONNECTIONS} connection(s))`,
+  );
+}
