@@ -246,7 +246,7 @@ class Feed {
         const left = res.writableLength;
         if (left > maxBufferedBytes && behind >= this.interval)
           this.#drop(page, `left ${left} bytes unsent, past maxBufferedBytes (${maxBufferedBytes})`);
-        else if (behind >= STALL_MS) this.#drop(page, `took nothing for ${STALL_MS / 1000} s`);
+        else if (behind >= STALL_MS) this.#drop(page, `had not caught up for ${STALL_MS / 1000} s`);
       },
       end: () => {
         if (ended) return;
@@ -255,8 +255,11 @@ class Feed {
         if (this.#pages.size === 0) this.#stop();
         if (!res.writableEnded) res.end();
         if (server?.listening === false) {
-          // Closing: the connection would sit idle and hold server.close() open. Let it go.
-          req.socket.destroySoon();
+          // Closing: the connection would sit idle and hold server.close() open. Let it go; cut
+          // it if it has bytes unsent (a page that does not read): a write pending keeps the
+          // process alive, unref'd or not, until the page reads.
+          if (req.socket.writableLength > 0) req.socket.destroy();
+          else req.socket.destroySoon();
         } else if (!req.socket.destroyed) {
           // It may carry further requests (keep-alive): let it hold the process again.
           req.socket.ref();
