@@ -254,12 +254,14 @@ class Feed {
         this.#pages.delete(page);
         if (this.#pages.size === 0) this.#stop();
         if (!res.writableEnded) res.end();
-        if (server?.listening === false) {
-          // Closing: the connection would sit idle and hold server.close() open. Let it go; cut
-          // it if it has bytes unsent (a page that does not read): a write pending keeps the
-          // process alive, unref'd or not, until the page reads.
-          if (req.socket.writableLength > 0) req.socket.destroy();
-          else req.socket.destroySoon();
+        if (req.socket.writableLength > 0) {
+          // A page that does not read (close(), or the server closing): ended to flush, it held
+          // what it was not sent and its connection until it read, and a write pending keeps
+          // the process alive, unref'd or not. Cut it.
+          req.socket.destroy();
+        } else if (server?.listening === false) {
+          // Closing: the connection would sit idle and hold server.close() open. Let it go.
+          req.socket.destroySoon();
         } else if (!req.socket.destroyed) {
           // It may carry further requests (keep-alive): let it hold the process again.
           req.socket.ref();

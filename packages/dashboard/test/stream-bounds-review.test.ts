@@ -1,7 +1,8 @@
 /**
  * The event stream's bounds, attacked: a page sent a snapshot larger than `maxBufferedBytes` has
  * one `interval` to take it, as documented, not until the next state change (a fleet of breakers
- * flapping, the very time someone opens the page, dropped every page that was not on loopback).
+ * flapping, the very time someone opens the page, dropped every page that was not on loopback);
+ * and `close()` cuts a page that does not read, rather than leave it its connection and snapshot.
  */
 import type { ServerResponse } from 'node:http';
 import { describe, expect, it } from 'vitest';
@@ -43,5 +44,24 @@ describe('dashboard: a page behind on a snapshot larger than maxBufferedBytes', 
     expect((await snapshot()).stream).toEqual({ clients: 0, dropped: 1, refused: 0 });
     await tick();
     expect(warnings.filter((w) => w.code === 'HOLDFAST_DASHBOARD_SLOW_PAGE')).toHaveLength(1);
+  }, 20_000);
+
+  it('close() with it open lets its connection go: nothing left holds what it was not sent', async () => {
+    const clock = handClock();
+    const maxBufferedBytes = 64 * 1024;
+    const { dash, port, responses } = await serve(3_000, { clock, interval: 1_000, maxBufferedBytes });
+    stuckPage(port);
+    await until(() => dash.clients === 1, 'the page');
+    const page = () => responses[0] as ServerResponse;
+    for (let passed = 0; page().writableLength === 0 && passed < 10; passed++) {
+      clock.pass(1_000);
+      await sleep(50);
+    }
+    expect(page().writableLength).toBeGreaterThan(0);
+    dash.close();
+    await sleep(50);
+    expect(dash.clients).toBe(0);
+    // Ended to flush, its socket held the last snapshot (and the connection) until the page read.
+    expect(page().socket?.destroyed ?? true).toBe(true);
   }, 20_000);
 });
