@@ -124,8 +124,10 @@ export class PassMemo {
   /** What `work` makes of `text`; outside a pass (an event between two) nothing is kept. */
   get(text: string): string {
     const out = this.#next?.get(text) ?? this.#last.get(text) ?? this.work(text);
-    // Long texts (a message) are worked out each time: kept, they would hold megabytes.
-    if (this.#next !== undefined && text.length <= MAX_CACHED_LENGTH) this.#next.set(text, out);
+    // Long texts (a message) are worked out each time: kept, they would hold megabytes. A name
+    // that is no string (plain JavaScript, a user's registry) is passed on as work() makes it.
+    if (this.#next !== undefined && typeof text === 'string' && text.length <= MAX_CACHED_LENGTH)
+      this.#next.set(text, out);
     return out;
   }
 }

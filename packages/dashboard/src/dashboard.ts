@@ -233,17 +233,20 @@ class Feed {
       req,
       res,
       // A page that does not read gets nothing more until it drains (at most a snapshot buffered),
-      // and is dropped when it has too much left unsent, or for too long, as the next event is due.
+      // and is dropped when it has too much left unsent an interval on, or any for too long, as
+      // an event is due. Not at once: a state change right after a large snapshot dropped every
+      // page that could not take it in those milliseconds (any not on loopback).
       write: (chunk) => {
         if (ended) return;
         if (congested === undefined) {
           if (!res.write(chunk)) congested = this.#elapsed();
           return;
         }
+        const behind = this.#elapsed() - congested;
         const left = res.writableLength;
-        if (left > maxBufferedBytes)
+        if (left > maxBufferedBytes && behind >= this.interval)
           this.#drop(page, `left ${left} bytes unsent, past maxBufferedBytes (${maxBufferedBytes})`);
-        else if (this.#elapsed() - congested >= STALL_MS) this.#drop(page, `took nothing for ${STALL_MS / 1000} s`);
+        else if (behind >= STALL_MS) this.#drop(page, `had not caught up for ${STALL_MS / 1000} s`);
       },
       end: () => {
         if (ended) return;
@@ -251,7 +254,12 @@ class Feed {
         this.#pages.delete(page);
         if (this.#pages.size === 0) this.#stop();
         if (!res.writableEnded) res.end();
-        if (server?.listening === false) {
+        if (req.socket.writableLength > 0) {
+          // A page that does not read (close(), or the server closing): ended to flush, it held
+          // what it was not sent and its connection until it read, and a write pending keeps
+          // the process alive, unref'd or not. Cut it.
+          req.socket.destroy();
+        } else if (server?.listening === false) {
           // Closing: the connection would sit idle and hold server.close() open. Let it go.
           req.socket.destroySoon();
         } else if (!req.socket.destroyed) {

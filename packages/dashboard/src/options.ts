@@ -32,8 +32,9 @@ export const dashboardOptionsSchema = z.strictObject({
    */
   maxClients: z.number().int().min(1).max(10_000).default(100),
   /**
-   * Bytes a page may leave unsent: one that still has more when its next event is due (it does
-   * not read, or reads too slowly) is dropped, counted in `stream.dropped`. @default 1 MiB
+   * Bytes a page may leave unsent: one that still has more an `interval` after it fell behind (it
+   * does not read, or reads too slowly) is dropped at the next event due, counted in
+   * `stream.dropped`. @default 1 MiB
    */
   maxBufferedBytes: z
     .number()

@@ -94,7 +94,7 @@ export interface DashboardSnapshot {
 export interface StreamView {
   /** Pages following the event stream now. */
   readonly clients: number;
-  /** Pages dropped for leaving more than `maxBufferedBytes` unsent, or for taking nothing for 30 s. */
+  /** Pages dropped for leaving more than `maxBufferedBytes` unsent an interval on, or for not catching up in 30 s. */
   readonly dropped: number;
   /** Pages refused with 503: `maxClients` were following already. */
   readonly refused: number;

@@ -286,27 +286,34 @@ describe('dashboard(): server-sent events', () => {
     expect((await fetch(`${url}/ops/holdfast/snapshot`)).status).toBe(503);
   });
 
-  it('does not keep the process alive: a server with a page connected exits once closed', async () => {
-    const script = fileURLToPath(new URL('./fixtures/exit-with-open-stream.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
-      cwd: fileURLToPath(new URL('..', import.meta.url)),
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d) => {
-      out += d;
-    });
-    child.stderr.on('data', (d) => {
-      out += d;
-    });
-    const code = await Promise.race([
-      new Promise((resolve) => child.on('exit', resolve)),
-      sleep(15_000).then(() => 'timed out'),
-    ]);
-    if (code === 'timed out') child.kill();
-    expect(out).toContain('stream open');
-    expect(code).toBe(0);
-  }, 20_000);
+  it.each([
+    ['a page connected', 'exit-with-open-stream.ts'],
+    ['a page that does not read, megabytes unsent to it', 'exit-with-stuck-stream.ts'],
+  ])(
+    'does not keep the process alive: a server with %s exits once closed',
+    async (_page, fixture) => {
+      const script = fileURLToPath(new URL(`./fixtures/${fixture}`, import.meta.url));
+      const child = spawn(process.execPath, ['--conditions=@holdfast/source', '--import', 'tsx', script], {
+        cwd: fileURLToPath(new URL('..', import.meta.url)),
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+      });
+      child.stderr.on('data', (d) => {
+        out += d;
+      });
+      const code = await Promise.race([
+        new Promise((resolve) => child.on('exit', resolve)),
+        sleep(15_000).then(() => 'timed out'),
+      ]);
+      if (code === 'timed out') child.kill();
+      expect(out).toContain('stream open');
+      expect(code).toBe(0);
+    },
+    20_000,
+  );
 });
 
 function sleep(ms: number): Promise<void> {
