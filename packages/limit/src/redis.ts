@@ -168,8 +168,7 @@ ${
     : "if diff < 0 then return redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end"
 }
 diff = diff / ${emission}
-diff = diff - diff % 1
-${most === undefined ? '' : `if diff > ${most} then diff = ${most} end`}
+diff = diff - diff % 1${most === undefined ? '' : `\nif diff > ${most} then diff = ${most} end`}
 ${window === '0' ? '' : `if not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end`}
 redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math.ceil(new - now))))
 new = new / ${unit}
