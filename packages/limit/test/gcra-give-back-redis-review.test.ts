@@ -48,7 +48,15 @@ describe.skipIf(!redisAvailable())('GCRA give-backs on real Redis, random steps,
     const emission = 100;
     const burst = 3;
     const limiters = clients.map((client) =>
-      redisRateLimiter({ client, limit: 3, interval: 300, burst, commandTimeout: 5_000, policies: false, prefix: 'walk:' }),
+      redisRateLimiter({
+        client,
+        limit: 3,
+        interval: 300,
+        burst,
+        commandTimeout: 5_000,
+        policies: false,
+        prefix: 'walk:',
+      }),
     );
     const serverMs = async (c: Redis) => {
       const [s, us] = (await c.call('time')) as [string, string];
@@ -118,7 +126,10 @@ describe.skipIf(!redisAvailable())('two processes, one Redis limit, bulkhead ref
       for (const r of reads) expect((await r.next()).value).toBe('ready');
       for (const c of children) c.stdin.write('go\n');
       const reports = await Promise.all(
-        reads.map(async (r) => JSON.parse((await r.next()).value as string) as { ran: number[]; refused: number; givenBack: number }),
+        reads.map(
+          async (r) =>
+            JSON.parse((await r.next()).value as string) as { ran: number[]; refused: number; givenBack: number },
+        ),
       );
       const ran = reports.flatMap((r) => r.ran).map((at) => ({ at, cost: 1 }));
       console.log(
