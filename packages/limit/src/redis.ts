@@ -154,6 +154,7 @@ const gcraSource = (
   window: string,
   units: string,
   unit: string,
+  most: string | undefined,
 ) => `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -167,7 +168,7 @@ ${
     : "if diff < 0 then return redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end"
 }
 diff = diff / ${emission}
-diff = diff - diff % 1
+diff = diff - diff % 1${most === undefined ? '' : `\nif diff > ${most} then diff = ${most} end`}
 ${window === '0' ? '' : `if not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end`}
 redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math.ceil(new - now))))
 new = new / ${unit}
@@ -265,6 +266,10 @@ class RedisGcra extends RateLimiterBase {
       String(window),
       String(this.#burst + 1),
       String(this.#unit),
+      // Under 1 ms a unit, the clock's rounding (2^-12 ms today) may count units past the burst,
+      // which would spill into the TAT's place (975 left of a fresh 1e6): capped. Above, it
+      // stays under 0.01 of a unit: no cap, no cost.
+      this.#emission < 1 ? String(this.#burst) : undefined,
     );
     this.#line = {
       ready: new ReadyWait(o.client),

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { conforms } from './gcra.js';
 
 /**
  * The GCRA of redis.ts as plain arithmetic (ms), decision and give-back, against the exact schedule:
@@ -42,17 +43,6 @@ function run(emission: number, burst: number, steps: readonly Step[], exact: boo
 }
 
 const kept = <T extends { back: boolean }>(taken: T[]) => taken.filter((t) => !t.back);
-
-/** Whether every call, in order, is allowed by an exact GCRA (a tiny slack for float arithmetic). */
-function conforms(calls: readonly { at: number; cost: number }[], emission: number, tolerance: number): boolean {
-  let tat = Number.NEGATIVE_INFINITY;
-  for (const c of [...calls].sort((x, y) => x.at - y.at)) {
-    const next = Math.max(tat, c.at) + emission * c.cost;
-    if (next - c.at > tolerance + 1e-6) return false;
-    tat = next;
-  }
-  return true;
-}
 
 const steps = fc.array(
   fc.oneof(
