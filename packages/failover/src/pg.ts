@@ -593,10 +593,9 @@ class PrimaryWal {
     const p = this.#now.get(target);
     // No answer from a primary: one seen through another target before it answers no more (see #answering).
     if (p !== undefined && at !== undefined) {
-      const key = `${p.system}/${p.timeline}`;
-      this.#down.delete(key);
-      if (this.#down.size >= 8) this.#down.delete(this.#down.keys().next().value as string);
-      this.#down.set(key, at);
+      // A few clusters' timelines: forgotten, earlier sightings count again, as before any failed.
+      if (this.#down.size > 8) this.#down.clear();
+      this.#down.set(`${p.system}/${p.timeline}`, at);
     }
     if (p?.split && at !== undefined) Object.assign(p, { silent: true, at, stale });
     else this.#now.delete(target);
