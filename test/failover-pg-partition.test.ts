@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type FaultProxy, faultProxy } from '@holdfast/chaos';
+import type { FaultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { plainRoleOrders, until, usePgPair } from './support/pg-pair-use.js';
+import { plainRoleOrders, proxiedPrimary, until, usePgPair } from './support/pg-pair-use.js';
 import { type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -30,12 +30,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
     async started(started) {
       pair = started;
       plainRoleOrders(pair);
-      const { primary, replica } = pair;
-      toPrimary = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
-      link = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
-      replica.sql(`alter system set primary_conninfo = 'user=postgres host=127.0.0.1 port=${link.port}'`);
-      replica.sql('select pg_reload_conf()');
-      await until(() => replica.sql('select sender_port from pg_stat_wal_receiver') === String(link.port));
+      ({ toPrimary, link } = await proxiedPrimary(pair));
     },
     async stopping() {
       for (const set of sets) set.dispose();

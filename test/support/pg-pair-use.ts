@@ -1,5 +1,6 @@
 import { createConnection, createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type FaultProxy, faultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
@@ -64,6 +65,20 @@ export function usePgPair(options: {
 export function plainRoleOrders(pair: PgPair): void {
   pair.primary.sql('create table orders (id int primary key)');
   pair.primary.sql('create role app login; grant select, insert on orders to app');
+}
+
+/**
+ * Two fault proxies to `pair`'s primary, to cut it off: `toPrimary` for the sets' pools, `link` for
+ * the replica's WAL receiver (re-pointed through it, streaming once this resolves). Closed by the caller.
+ */
+export async function proxiedPrimary(pair: PgPair): Promise<{ toPrimary: FaultProxy; link: FaultProxy }> {
+  const { primary, replica } = pair;
+  const toPrimary = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
+  const link = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
+  replica.sql(`alter system set primary_conninfo = 'user=postgres host=127.0.0.1 port=${link.port}'`);
+  replica.sql('select pg_reload_conf()');
+  await until(() => replica.sql('select sender_port from pg_stat_wal_receiver') === String(link.port));
+  return { toPrimary, link };
 }
 
 /** Polls `what` every 20 ms until it holds; throws after `ms`. */
