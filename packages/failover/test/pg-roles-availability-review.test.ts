@@ -44,7 +44,8 @@ it('a slow primary (checks near their timeout, one timed out, idle for minutes, 
   });
   const served: Record<string, Record<string, number>> = {};
   async function phase(name: string, ms: number, write: (t: number) => void) {
-    const t = (served[name] = { replica: 0, primary: 0, refused: 0 });
+    const t: Record<string, number> = { replica: 0, primary: 0, refused: 0 };
+    served[name] = t;
     for (let at = 0; at < ms; at += 100) {
       write(at);
       const r = await db.execute((e) => e.name, { intent: 'read' }).catch(() => 'refused');
