@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FaultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { plainRoleOrders, proxiedPrimary, readOrders, until, usePgPair } from './support/pg-pair-use.js';
-import { type PgPair, postgresAvailable } from './support/postgres.js';
+import { readOrders, until, usePartitionedPair } from './support/pg-pair-use.js';
+import { postgresAvailable } from './support/postgres.js';
 
 /**
  * Review of test/failover-pg-partition.test.ts with one `pgRoles()` shared by two sets, each with
@@ -23,32 +22,15 @@ const maxLag = 1_000;
 const fast = { interval: 200, timeout: 500 };
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition, one pgRoles() shared by two sets', () => {
-  let pair: PgPair;
-  let toPrimary: FaultProxy;
-  let link: FaultProxy;
-  const sets: Failover<pg.Pool>[] = [];
-
-  const { pool } = usePgPair({
-    pool: { max: 4, connectionTimeoutMillis: 5_000 },
-    async started(started) {
-      pair = started;
-      plainRoleOrders(pair);
-      ({ toPrimary, link } = await proxiedPrimary(pair));
-    },
-    async stopping() {
-      for (const set of sets) set.dispose();
-      await toPrimary?.close();
-      await link?.close();
-    },
-  });
+  const { net, pool, sets } = usePartitionedPair();
 
   function pgSet(roles: ReturnType<typeof pgRoles<pg.Pool>>, every: { interval: number; timeout: number }) {
     const set = failover({
       bus: createBus(),
       policies: false,
       endpoints: [
-        { name: 'primary', target: pool({ ...pair.primary.connection, port: toPrimary.port }) },
-        { name: 'replica', target: pool(pair.replica.connection) },
+        { name: 'primary', target: pool({ ...net.pair.primary.connection, port: net.toPrimary.port }) },
+        { name: 'replica', target: pool(net.pair.replica.connection) },
       ],
       roles: { ...roles, ...every },
       retry: false,
@@ -59,7 +41,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition, one 
   }
 
   it('the fast set stops reading its replica about maxLag after the cut, whatever the slow set saw last', async () => {
-    const writer = pool(pair.primary);
+    const writer = pool(net.pair.primary);
     const shared = pgRoles<pg.Pool>({ maxLag });
     const a = pgSet(shared, fast);
     const b = pgSet(shared, { interval: 60_000, timeout: 1_000 });
@@ -107,9 +89,9 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition, one 
     try {
       const normal = await phase(3_000, { a, b });
       // The sets' link first, the replica's 300 ms later: it replays past the last sighting of the primary.
-      const held = [toPrimary.add({ type: 'blackhole' })];
+      const held = [net.toPrimary.add({ type: 'blackhole' })];
       await sleep(300);
-      held.push(link.add({ type: 'blackhole' }));
+      held.push(net.link.add({ type: 'blackhole' }));
       const cut = await phase(5_000, { a, b });
       // A set started now, with a pgRoles() of its own: it never saw the primary.
       const c = pgSet(pgRoles<pg.Pool>({ maxLag }), fast);

@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { FaultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { plainRoleOrders, proxiedPrimary, until, usePgPair } from './support/pg-pair-use.js';
-import { type PgPair, postgresAvailable } from './support/postgres.js';
+import { until, usePartitionedPair } from './support/pg-pair-use.js';
+import { postgresAvailable } from './support/postgres.js';
 
 /**
  * A partition from the primary: the set and the replica both cut off from it (a fault proxy on
@@ -20,24 +19,7 @@ const interval = 200;
 const timeout = 500;
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from the primary', () => {
-  let pair: PgPair;
-  let toPrimary: FaultProxy;
-  let link: FaultProxy;
-  const sets: Failover<pg.Pool>[] = [];
-
-  const { pool } = usePgPair({
-    pool: { max: 4, connectionTimeoutMillis: 5_000 },
-    async started(started) {
-      pair = started;
-      plainRoleOrders(pair);
-      ({ toPrimary, link } = await proxiedPrimary(pair));
-    },
-    async stopping() {
-      for (const set of sets) set.dispose();
-      await toPrimary?.close();
-      await link?.close();
-    },
-  });
+  const { net, pool, sets } = usePartitionedPair();
 
   /** A set over the primary (through `toPrimary`) and the replica, as `user`. */
   function pgSet(user: string): Failover<pg.Pool> {
@@ -45,8 +27,8 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
       bus: createBus(),
       policies: false,
       endpoints: [
-        { name: 'primary', target: pool({ ...pair.primary.connection, port: toPrimary.port, user }) },
-        { name: 'replica', target: pool({ ...pair.replica.connection, user }) },
+        { name: 'primary', target: pool({ ...net.pair.primary.connection, port: net.toPrimary.port, user }) },
+        { name: 'replica', target: pool({ ...net.pair.replica.connection, user }) },
       ],
       roles: pgRoles({ interval, timeout, maxLag }),
       retry: false,
@@ -58,7 +40,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
   }
 
   it('cut off from the primary while it takes writes: reads under maxLag stop about maxLag after the cut, stay off a replica still cut off once the set sees the primary again, and come back after it heals', async () => {
-    const writer = pool(pair.primary);
+    const writer = pool(net.pair.primary);
     const superuser = pgSet('postgres');
     const plain = pgSet('app');
     const replicaOf = (set: Failover<pg.Pool>) => set.snapshot().endpoints.find((e) => e.name === 'replica');
@@ -120,7 +102,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
       const normal = await phase(3_000, performance.now());
       const written = acks.length;
       const cut = performance.now();
-      const held = [toPrimary.add({ type: 'blackhole' }), link.add({ type: 'blackhole' })];
+      const held = [net.toPrimary.add({ type: 'blackhole' }), net.link.add({ type: 'blackhole' })];
       const partitioned = await phase(5_000, cut);
       for (const h of held) h.remove();
       const healed = performance.now();
@@ -130,7 +112,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
       // Cut again, and the set's link healed first: the primary answers, its WAL far past the
       // replica's replay, the replica still cut off. Seen past it only since now, the replica was
       // behind since the cut.
-      const again = [toPrimary.add({ type: 'blackhole' }), link.add({ type: 'blackhole' })];
+      const again = [net.toPrimary.add({ type: 'blackhole' }), net.link.add({ type: 'blackhole' })];
       await phase(3_000, performance.now());
       again[0]?.remove();
       const setHealed = await phase(3_000, performance.now());

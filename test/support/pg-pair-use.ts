@@ -81,6 +81,29 @@ export async function proxiedPrimary(pair: PgPair): Promise<{ toPrimary: FaultPr
   return { toPrimary, link };
 }
 
+/**
+ * A pair for a partition test: `orders` and `app` made (plainRoleOrders), the primary behind two
+ * fault proxies (proxiedPrimary); sets pushed on `sets` are disposed and the proxies closed at the end.
+ */
+export function usePartitionedPair() {
+  const sets: Failover<pg.Pool>[] = [];
+  const net = { sets } as { pair: PgPair; toPrimary: FaultProxy; link: FaultProxy; sets: typeof sets };
+  const { pool } = usePgPair({
+    pool: { max: 4, connectionTimeoutMillis: 5_000 },
+    async started(pair) {
+      net.pair = pair;
+      plainRoleOrders(pair);
+      Object.assign(net, await proxiedPrimary(pair));
+    },
+    async stopping() {
+      for (const set of sets) set.dispose();
+      await net.toPrimary?.close();
+      await net.link?.close();
+    },
+  });
+  return { net, pool, sets };
+}
+
 /** Polls `what` every 20 ms until it holds; throws after `ms`. */
 export async function until(what: () => boolean | Promise<boolean>, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
