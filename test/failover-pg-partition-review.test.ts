@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
-import { pgRoles } from '@holdfast/failover/pg';
+import { type PgRolesOptions, pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { readOrders, until, usePartitionedPair } from './support/pg-pair-use.js';
+import { partitionSet, readOrders, until, usePartitionedPair, writeOrders } from './support/pg-pair-use.js';
 import { postgresAvailable } from './support/postgres.js';
 
 /**
@@ -22,23 +22,11 @@ const maxLag = 1_000;
 const fast = { interval: 200, timeout: 500 };
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition, one pgRoles() shared by two sets', () => {
-  const { net, pool, sets } = usePartitionedPair();
+  const partitioned = usePartitionedPair();
+  const { net, pool } = partitioned;
 
-  function pgSet(roles: ReturnType<typeof pgRoles<pg.Pool>>, every: { interval: number; timeout: number }) {
-    const set = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: [
-        { name: 'primary', target: pool({ ...net.pair.primary.connection, port: net.toPrimary.port }) },
-        { name: 'replica', target: pool(net.pair.replica.connection) },
-      ],
-      roles: { ...roles, ...every },
-      retry: false,
-      timeout: 2_000,
-    });
-    sets.push(set);
-    return set;
-  }
+  const pgSet = (roles: PgRolesOptions<pg.Pool>, every: { interval: number; timeout: number }) =>
+    partitionSet(partitioned, { ...roles, ...every });
 
   it('the fast set stops reading its replica about maxLag after the cut, whatever the slow set saw last', async () => {
     const writer = pool(net.pair.primary);
@@ -49,16 +37,8 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition, one 
     await until(() => replicaOf(a)?.lag === 0);
     const slowLag = replicaOf(b)?.lag;
 
-    const acks: number[] = [];
-    let writing = true;
-    const writes = (async () => {
-      const start = performance.now();
-      for (let id = 1; writing; id++) {
-        await writer.query('insert into orders (id) values ($1)', [id]);
-        acks.push(performance.now());
-        await sleep(Math.max(1, id * 12.5 - (performance.now() - start)));
-      }
-    })();
+    const writing = writeOrders(writer);
+    const { acks } = writing;
     const tally = () => ({ reads: 0, replica: 0, refused: 0, stale: [] as number[] });
     type Tally = ReturnType<typeof tally>;
     async function read(set: Failover<pg.Pool>, t: Tally): Promise<void> {
@@ -107,8 +87,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition, one 
       expect(normal.a?.stale.filter((s) => s > maxLag)).toEqual([]);
       expect(normal.a?.replica).toBe(normal.a?.reads);
     } finally {
-      writing = false;
-      await writes;
+      await writing.stop();
     }
   }, 90_000);
 });

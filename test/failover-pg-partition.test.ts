@@ -4,7 +4,7 @@ import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { until, usePartitionedPair } from './support/pg-pair-use.js';
+import { partitionSet, until, usePartitionedPair, writeOrders } from './support/pg-pair-use.js';
 import { postgresAvailable } from './support/postgres.js';
 
 /**
@@ -19,25 +19,11 @@ const interval = 200;
 const timeout = 500;
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from the primary', () => {
-  const { net, pool, sets } = usePartitionedPair();
+  const partitioned = usePartitionedPair();
+  const { net, pool } = partitioned;
 
   /** A set over the primary (through `toPrimary`) and the replica, as `user`. */
-  function pgSet(user: string): Failover<pg.Pool> {
-    const set = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: [
-        { name: 'primary', target: pool({ ...net.pair.primary.connection, port: net.toPrimary.port, user }) },
-        { name: 'replica', target: pool({ ...net.pair.replica.connection, user }) },
-      ],
-      roles: pgRoles({ interval, timeout, maxLag }),
-      retry: false,
-      // A read sent to the primary as the link is cut waits for nothing.
-      timeout: 2_000,
-    });
-    sets.push(set);
-    return set;
-  }
+  const pgSet = (user: string) => partitionSet(partitioned, pgRoles({ interval, timeout, maxLag }), user);
 
   it('cut off from the primary while it takes writes: reads under maxLag stop about maxLag after the cut, stay off a replica still cut off once the set sees the primary again, and come back after it heals', async () => {
     const writer = pool(net.pair.primary);
@@ -47,16 +33,8 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
     for (const set of [superuser, plain]) await until(() => replicaOf(set)?.lag === 0);
 
     // ~80 writes/s from another client, straight to the primary; each acknowledgement's time kept.
-    const acks: number[] = [];
-    let writing = true;
-    const writes = (async () => {
-      const start = performance.now();
-      for (let id = 1; writing; id++) {
-        await writer.query('insert into orders (id) values ($1)', [id]);
-        acks.push(performance.now());
-        await sleep(Math.max(1, id * 12.5 - (performance.now() - start)));
-      }
-    })();
+    const writing = writeOrders(writer);
+    const { acks } = writing;
     /** Per set: reads served by the replica, refused, and the staleness of each (ms since the first write it missed was acknowledged). */
     const tally = () => ({ replica: 0, refused: 0, staleness: [] as { at: number; ms: number }[] });
     type Tally = ReturnType<typeof tally>;
@@ -154,8 +132,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
         expect(t.replica).toBeGreaterThan(0);
       }
     } finally {
-      writing = false;
-      await writes;
+      await writing.stop();
     }
   }, 90_000);
 });

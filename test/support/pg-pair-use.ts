@@ -3,7 +3,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { type FaultProxy, faultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
-import { pgRoles } from '@holdfast/failover/pg';
+import { type PgRolesOptions, pgRoles } from '@holdfast/failover/pg';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 import { type PgNode, type PgPair, type PgPairOptions, startPgPair } from './postgres.js';
@@ -102,6 +102,56 @@ export function usePartitionedPair() {
     },
   });
   return { net, pool, sets };
+}
+
+/**
+ * A set over a partitioned pair's primary (through `toPrimary`) and replica, as `user` (the pair's
+ * superuser if none), with `roles`; disposed at the end.
+ */
+export function partitionSet(
+  { net, pool, sets }: ReturnType<typeof usePartitionedPair>,
+  roles: PgRolesOptions<pg.Pool>,
+  user?: string,
+): Failover<pg.Pool> {
+  const as = (c: pg.PoolConfig) => (user === undefined ? c : { ...c, user });
+  const set = failover({
+    bus: createBus(),
+    policies: false,
+    endpoints: [
+      { name: 'primary', target: pool(as({ ...net.pair.primary.connection, port: net.toPrimary.port })) },
+      { name: 'replica', target: pool(as(net.pair.replica.connection)) },
+    ],
+    roles,
+    retry: false,
+    // A read sent to the primary as the link is cut waits for nothing.
+    timeout: 2_000,
+  });
+  sets.push(set);
+  return set;
+}
+
+/**
+ * ~80 inserts a second into `orders` through `writer`, ids from 1 in order, each acknowledgement's
+ * time kept in `acks` (a count of rows below `acks.length` missed the write after it), until `stop()`.
+ */
+export function writeOrders(writer: pg.Pool): { acks: number[]; stop(): Promise<void> } {
+  const acks: number[] = [];
+  let writing = true;
+  const writes = (async () => {
+    const start = performance.now();
+    for (let id = 1; writing; id++) {
+      await writer.query('insert into orders (id) values ($1)', [id]);
+      acks.push(performance.now());
+      await sleep(Math.max(1, id * 12.5 - (performance.now() - start)));
+    }
+  })();
+  return {
+    acks,
+    stop() {
+      writing = false;
+      return writes;
+    },
+  };
 }
 
 /** Polls `what` every 20 ms until it holds; throws after `ms`. */
