@@ -1,12 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { type FaultProxy, faultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { plainRoleOrders, until, usePgPair } from './support/pg-pair-use.js';
-import { type PgPair, postgresAvailable } from './support/postgres.js';
+import { partitionSet, until, usePartitionedPair, writeOrders } from './support/pg-pair-use.js';
+import { postgresAvailable } from './support/postgres.js';
 
 /**
  * A partition from the primary: the set and the replica both cut off from it (a fault proxy on
@@ -20,66 +19,22 @@ const interval = 200;
 const timeout = 500;
 
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from the primary', () => {
-  let pair: PgPair;
-  let toPrimary: FaultProxy;
-  let link: FaultProxy;
-  const sets: Failover<pg.Pool>[] = [];
-
-  const { pool } = usePgPair({
-    pool: { max: 4, connectionTimeoutMillis: 5_000 },
-    async started(started) {
-      pair = started;
-      plainRoleOrders(pair);
-      const { primary, replica } = pair;
-      toPrimary = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
-      link = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
-      replica.sql(`alter system set primary_conninfo = 'user=postgres host=127.0.0.1 port=${link.port}'`);
-      replica.sql('select pg_reload_conf()');
-      await until(() => replica.sql('select sender_port from pg_stat_wal_receiver') === String(link.port));
-    },
-    async stopping() {
-      for (const set of sets) set.dispose();
-      await toPrimary?.close();
-      await link?.close();
-    },
-  });
+  const partitioned = usePartitionedPair();
+  const { net, pool } = partitioned;
 
   /** A set over the primary (through `toPrimary`) and the replica, as `user`. */
-  function pgSet(user: string): Failover<pg.Pool> {
-    const set = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: [
-        { name: 'primary', target: pool({ ...pair.primary.connection, port: toPrimary.port, user }) },
-        { name: 'replica', target: pool({ ...pair.replica.connection, user }) },
-      ],
-      roles: pgRoles({ interval, timeout, maxLag }),
-      retry: false,
-      // A read sent to the primary as the link is cut waits for nothing.
-      timeout: 2_000,
-    });
-    sets.push(set);
-    return set;
-  }
+  const pgSet = (user: string) => partitionSet(partitioned, pgRoles({ interval, timeout, maxLag }), user);
 
   it('cut off from the primary while it takes writes: reads under maxLag stop about maxLag after the cut, stay off a replica still cut off once the set sees the primary again, and come back after it heals', async () => {
-    const writer = pool(pair.primary);
+    const writer = pool(net.pair.primary);
     const superuser = pgSet('postgres');
     const plain = pgSet('app');
     const replicaOf = (set: Failover<pg.Pool>) => set.snapshot().endpoints.find((e) => e.name === 'replica');
     for (const set of [superuser, plain]) await until(() => replicaOf(set)?.lag === 0);
 
     // ~80 writes/s from another client, straight to the primary; each acknowledgement's time kept.
-    const acks: number[] = [];
-    let writing = true;
-    const writes = (async () => {
-      const start = performance.now();
-      for (let id = 1; writing; id++) {
-        await writer.query('insert into orders (id) values ($1)', [id]);
-        acks.push(performance.now());
-        await sleep(Math.max(1, id * 12.5 - (performance.now() - start)));
-      }
-    })();
+    const writing = writeOrders(writer);
+    const { acks } = writing;
     /** Per set: reads served by the replica, refused, and the staleness of each (ms since the first write it missed was acknowledged). */
     const tally = () => ({ replica: 0, refused: 0, staleness: [] as { at: number; ms: number }[] });
     type Tally = ReturnType<typeof tally>;
@@ -125,7 +80,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
       const normal = await phase(3_000, performance.now());
       const written = acks.length;
       const cut = performance.now();
-      const held = [toPrimary.add({ type: 'blackhole' }), link.add({ type: 'blackhole' })];
+      const held = [net.toPrimary.add({ type: 'blackhole' }), net.link.add({ type: 'blackhole' })];
       const partitioned = await phase(5_000, cut);
       for (const h of held) h.remove();
       const healed = performance.now();
@@ -135,7 +90,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
       // Cut again, and the set's link healed first: the primary answers, its WAL far past the
       // replica's replay, the replica still cut off. Seen past it only since now, the replica was
       // behind since the cut.
-      const again = [toPrimary.add({ type: 'blackhole' }), link.add({ type: 'blackhole' })];
+      const again = [net.toPrimary.add({ type: 'blackhole' }), net.link.add({ type: 'blackhole' })];
       await phase(3_000, performance.now());
       again[0]?.remove();
       const setHealed = await phase(3_000, performance.now());
@@ -177,8 +132,7 @@ describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a partition from 
         expect(t.replica).toBeGreaterThan(0);
       }
     } finally {
-      writing = false;
-      await writes;
+      await writing.stop();
     }
   }, 90_000);
 });

@@ -1,8 +1,9 @@
 import { createConnection, createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { type FaultProxy, faultProxy } from '@holdfast/chaos';
 import { createBus } from '@holdfast/core';
 import { type Failover, failover } from '@holdfast/failover';
-import { pgRoles } from '@holdfast/failover/pg';
+import { type PgRolesOptions, pgRoles } from '@holdfast/failover/pg';
 import pg from 'pg';
 import { afterAll, beforeAll } from 'vitest';
 import { type PgNode, type PgPair, type PgPairOptions, startPgPair } from './postgres.js';
@@ -64,6 +65,93 @@ export function usePgPair(options: {
 export function plainRoleOrders(pair: PgPair): void {
   pair.primary.sql('create table orders (id int primary key)');
   pair.primary.sql('create role app login; grant select, insert on orders to app');
+}
+
+/**
+ * Two fault proxies to `pair`'s primary, to cut it off: `toPrimary` for the sets' pools, `link` for
+ * the replica's WAL receiver (re-pointed through it, streaming once this resolves). Closed by the caller.
+ */
+export async function proxiedPrimary(pair: PgPair): Promise<{ toPrimary: FaultProxy; link: FaultProxy }> {
+  const { primary, replica } = pair;
+  const toPrimary = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
+  const link = await faultProxy({ target: { host: primary.host, port: primary.port }, bus: createBus() });
+  replica.sql(`alter system set primary_conninfo = 'user=postgres host=127.0.0.1 port=${link.port}'`);
+  replica.sql('select pg_reload_conf()');
+  await until(() => replica.sql('select sender_port from pg_stat_wal_receiver') === String(link.port));
+  return { toPrimary, link };
+}
+
+/**
+ * A pair for a partition test: `orders` and `app` made (plainRoleOrders), the primary behind two
+ * fault proxies (proxiedPrimary); sets pushed on `sets` are disposed and the proxies closed at the end.
+ */
+export function usePartitionedPair() {
+  const sets: Failover<pg.Pool>[] = [];
+  const net = { sets } as { pair: PgPair; toPrimary: FaultProxy; link: FaultProxy; sets: typeof sets };
+  const { pool } = usePgPair({
+    pool: { max: 4, connectionTimeoutMillis: 5_000 },
+    async started(pair) {
+      net.pair = pair;
+      plainRoleOrders(pair);
+      Object.assign(net, await proxiedPrimary(pair));
+    },
+    async stopping() {
+      for (const set of sets) set.dispose();
+      await net.toPrimary?.close();
+      await net.link?.close();
+    },
+  });
+  return { net, pool, sets };
+}
+
+/**
+ * A set over a partitioned pair's primary (through `toPrimary`) and replica, as `user` (the pair's
+ * superuser if none), with `roles`; disposed at the end.
+ */
+export function partitionSet(
+  { net, pool, sets }: ReturnType<typeof usePartitionedPair>,
+  roles: PgRolesOptions<pg.Pool>,
+  user?: string,
+): Failover<pg.Pool> {
+  const as = (c: pg.PoolConfig) => (user === undefined ? c : { ...c, user });
+  const set = failover({
+    bus: createBus(),
+    policies: false,
+    endpoints: [
+      { name: 'primary', target: pool(as({ ...net.pair.primary.connection, port: net.toPrimary.port })) },
+      { name: 'replica', target: pool(as(net.pair.replica.connection)) },
+    ],
+    roles,
+    retry: false,
+    // A read sent to the primary as the link is cut waits for nothing.
+    timeout: 2_000,
+  });
+  sets.push(set);
+  return set;
+}
+
+/**
+ * ~80 inserts a second into `orders` through `writer`, ids from 1 in order, each acknowledgement's
+ * time kept in `acks` (a count of rows below `acks.length` missed the write after it), until `stop()`.
+ */
+export function writeOrders(writer: pg.Pool): { acks: number[]; stop(): Promise<void> } {
+  const acks: number[] = [];
+  let writing = true;
+  const writes = (async () => {
+    const start = performance.now();
+    for (let id = 1; writing; id++) {
+      await writer.query('insert into orders (id) values ($1)', [id]);
+      acks.push(performance.now());
+      await sleep(Math.max(1, id * 12.5 - (performance.now() - start)));
+    }
+  })();
+  return {
+    acks,
+    stop() {
+      writing = false;
+      return writes;
+    },
+  };
 }
 
 /** Polls `what` every 20 ms until it holds; throws after `ms`. */

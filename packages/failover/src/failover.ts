@@ -10,6 +10,7 @@ import {
   bus as globalBus,
   policies as globalPolicies,
   HoldfastConfigError,
+  hiddenName,
   invoke,
   isLocalRefusal,
   parseOptions,
@@ -841,7 +842,8 @@ class FailoverSet<T> implements Failover<T> {
   /** `e` as errors list it: its name, its role, and why its role checks fail (a code, no message). */
   #told(e: EndpointState<T>, role: string): string {
     const code = e.claim === 'unreachable' ? errorLabel(e.roleError) : undefined;
-    return `${e.name}: ${role}${code === undefined ? '' : ` (${code})`}`;
+    // Hidden as names are: some clients' codes are free text (`auth failed: password=...`).
+    return `${e.name}: ${role}${code === undefined ? '' : ` (${hiddenName(code)})`}`;
   }
 
   /** Why no endpoint may take a read: each one's role, and a replica's lag against `maxLag`. */
@@ -855,7 +857,8 @@ class FailoverSet<T> implements Failover<T> {
           e.lag === undefined
             ? ', lag unknown'
             : `, lag ${Math.round(e.lag)} ms${e.lag > maxLag ? ` over maxLag ${maxLag} ms` : ''}`;
-      return this.#told(e, this.#roleText(e) + lag);
+      // Its health checks fail: no read unless panic is 'all' (it listed `d: primary`, no reason).
+      return this.#told(e, this.#roleText(e) + (e.health === 'unhealthy' ? ', unhealthy' : '') + lag);
     });
     return `none may take a read: ${parts.join('; ')}`;
   }

@@ -473,6 +473,8 @@ class PrimaryWal {
    * replayed more than a check of its primary started after found flushed.
    */
   readonly #replayed = new WeakMap<object, { lsn: bigint; at: number; ahead: boolean }>();
+  /** `system/timeline` -> when a check of a target whose last check said primary on it last failed. */
+  readonly #down = new Map<string, number>();
 
   /** A replica of `system` streams `timeline` (its WAL receiver says so), as of `at`. */
   streams(system: string, timeline: number, at: number, stale: number): void {
@@ -589,6 +591,12 @@ class PrimaryWal {
    */
   lost(target: object, at?: number, stale = 0): void {
     const p = this.#now.get(target);
+    // No answer from a primary: one seen through another target before it answers no more (see #answering).
+    if (p !== undefined && at !== undefined) {
+      // A few clusters' timelines: forgotten, earlier sightings count again, as before any failed.
+      if (this.#down.size > 8) this.#down.clear();
+      this.#down.set(`${p.system}/${p.timeline}`, at);
+    }
     if (p?.split && at !== undefined) Object.assign(p, { silent: true, at, stale });
     else this.#now.delete(target);
   }
@@ -649,14 +657,20 @@ class PrimaryWal {
   }
 
   /**
-   * The cycle of a primary of `system` on `timeline` that answered its last check within it (ms
-   * within which its next check answers), or undefined when none did.
+   * The shortest cycle (ms within which its next check answers) of the primaries of `system` on
+   * `timeline` that answered their last check within it, and since a check of one failed through
+   * any target; undefined when none did.
    */
   #answering(system: string, timeline: number, now: number): number | undefined {
+    // Not one seen before a check of it through another target failed: that set's next check is
+    // not due yet, and its sighting, a minute old in a set checking every minute, kept a set
+    // checking every 200 ms, its own checks failing, judging a replica cut off with it at lag 0.
+    const down = this.#down.get(`${system}/${timeline}`) ?? Number.NEGATIVE_INFINITY;
+    let cycle: number | undefined;
     for (const p of this.#now.values())
       if (p.system === system && p.timeline === timeline && !p.deposed && !p.silent && now - p.at <= p.cycle)
-        return p.cycle;
-    return undefined;
+        if (p.at >= down && (cycle === undefined || p.cycle < cycle)) cycle = p.cycle;
+    return cycle;
   }
 
   /**
