@@ -194,11 +194,15 @@ export class HttpIdempotency<Req> implements RunOwner {
   /**
    * What the request's key header says (cheap: adapters call it before reading a body). Read
    * from the copies as received when the view has them: a header sent twice is refused, even
-   * when one copy is empty (which Node's joined value hides).
+   * when one copy is empty (which Node's joined value hides). `headers`: the view's, read
+   * already (Node's `req.headers` is a getter whose keyed load is megamorphic on a server).
    */
-  key(view: Pick<RequestView, 'headers' | 'headersDistinct'>): ReturnType<typeof parseKeyHeader> {
+  key(
+    view: Pick<RequestView, 'headers' | 'headersDistinct'>,
+    headers: IncomingHttpHeaders = view.headers,
+  ): ReturnType<typeof parseKeyHeader> {
     const name = this.options.header;
-    const joined = view.headers[name];
+    const joined = headers[name];
     // Node joins copies of a header with ", " (or keeps only the first, for the few it drops):
     // one copy without a comma is the field as sent, with no need to build `headersDistinct`.
     if (typeof joined === 'string' && !this.#joinDrops && !joined.includes(',')) return parseKeyHeader(joined);
