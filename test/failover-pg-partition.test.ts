@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createBus } from '@holdfast/core';
-import { type Failover, failover } from '@holdfast/failover';
+import type { Failover } from '@holdfast/failover';
 import { pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';

@@ -4,7 +4,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
 import { ipKey, tokenBucket } from '../src/index.js';
 import { redisRateLimiter } from '../src/redis.js';
-import { closeServers, type Req, serve } from './serve.js';
+import { closeServers, serve } from './serve.js';
 
 /**
  * The middleware as a hostile client sees it: keys it writes itself, huge headers, many clients on
