@@ -106,7 +106,10 @@ export class PassMemo {
   #last = new Map<string, string>();
   #next: Map<string, string> | undefined;
 
-  constructor(readonly work: (text: string) => string) {}
+  constructor(
+    /** What a text becomes (hidden): the work the memo saves between passes. */
+    readonly work: (text: string) => string,
+  ) {}
 
   /** Runs `pass`; what it looks up is what the next pass finds. */
   pass<T>(pass: () => T): T {
