@@ -123,6 +123,8 @@ export abstract class RateLimiterBase implements RateLimiter {
     return this.steady;
   }
 
+  /** Whether the take() being made may be given back (the caller asked how): set around it by execute(). */
+  protected givable = false;
   /** The state the last take() decided on (in process), so that a give-back finds that one. */
   protected taking: unknown;
   /** How long the key the last take() decided on owed after it, ms, unrounded (in process). */
@@ -172,9 +174,12 @@ export abstract class RateLimiterBase implements RateLimiter {
       // Only the middleware asks how to give back (a request a later policy did not admit).
       taken = given?.[TAKEN];
       at = taken ? this.common.elapsed() : 0;
+      this.givable = taken !== undefined;
       decision = this.take(key, cost);
     } catch (error) {
       return Promise.reject(error);
+    } finally {
+      this.givable = false;
     }
     const state = this.taking;
     const ahead = this.ahead;

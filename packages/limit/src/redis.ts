@@ -155,6 +155,7 @@ const gcraSource = (
   units: string,
   unit: string,
   most: string | undefined,
+  hold: string,
 ) => `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -171,6 +172,12 @@ diff = diff / ${emission}
 diff = diff - diff % 1${most === undefined ? '' : `\nif diff > ${most} then diff = ${most} end`}
 ${window === '0' ? '' : `if not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end`}
 redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math.ceil(new - now))))
+local jk = KEYS[${window === '0' ? 2 : 3}]
+if jk then
+  local j = tonumber(redis.call('GET', jk))
+  if not j then j = math.ceil(now) redis.call('SET', jk, string.format('%d', j), 'PX', '${hold}') end
+  new = new + j
+end
 new = new / ${unit}
 return diff + ${units} * (new - new % 1)`;
 
@@ -188,14 +195,31 @@ return diff + ${units} * (new - new % 1)`;
 // ready again (after a frozen server, a partition, however long): ARGV[3] is a deadline on the
 // server's clock, reached before the marker goes, after which the script gives nothing (before,
 // a resend 11 s later gave back twice).
+/** How far the give-back clock J may run ahead of the server's clock, ms (2^42: 139 years). */
+const MAX_LEAD = 2 ** 42;
+
+// How much: what of the decision's cell the clock has not yet absorbed, where the cell is now.
+// ARGV[4] is the decision's TAT plus J as the decision read it (its reply): J (KEYS[3], ms) is
+// the key's give-back clock, which goes up by every give-back and never down. Another give-back
+// since (of a decision taken before this one) moved this cell back by what it gave: the TAT the
+// decision left, less J's rise since, is at or after where the cell now ends, and nothing of it
+// past that is given. Before, a give-back used the TAT as decided: A and B allowed, A given back
+// in part moved B's cell back, C allowed in B's old place, B given back whole: two processes with
+// bulkheads let calls through 2-26 ms early (the fresh-clone CI of 479f2ee). J never goes down:
+// its key lives until its value is 'hold' ms past, and a missing J reads as now, past any J before
+// (a J read as now is stricter: the time since counts as given). J runs ahead of the clock by what
+// is given back faster than time passes, at most MAX_LEAD: past it a give-back gives nothing (so
+// the decision's reply, TAT + J, stays within its bound).
 const refundSource = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 if now > tonumber(ARGV[3]) or not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
-local taken = tonumber(ARGV[4])
-local give = math.min(tonumber(ARGV[1]), taken - now)
-if give <= 0 then return 0 end
+local j = tonumber(redis.call('GET', KEYS[3]) or now)
+local give = math.min(tonumber(ARGV[1]), tonumber(ARGV[4]) - j - now)
+if give <= 0 or j + give - now > ${MAX_LEAD} then return 0 end
 local tat = tonumber(redis.call('GET', KEYS[1]))
 if not tat then return 0 end
+j = math.ceil(j + give)
+redis.call('SET', KEYS[3], string.format('%d', j), 'PX', string.format('%d', j - math.floor(now) + tonumber(ARGV[5])))
 local back = tat - give
 if back <= now then return redis.call('DEL', KEYS[1]) end
 redis.call('SET', KEYS[1], back, 'PX', string.format('%d', math.max(1, math.ceil(back - now))))
@@ -242,6 +266,8 @@ class RedisGcra extends RateLimiterBase {
   readonly #prefix: string;
   /** The ms an allowed decision's TAT is told in (1 but for bursts in the thousands). */
   readonly #unit: number;
+  /** How long the give-back clock's key outlives its value, ms. */
+  readonly #hold: number;
 
   constructor(
     common: Common,
@@ -254,11 +280,15 @@ class RedisGcra extends RateLimiterBase {
     this.#emission = o.interval / o.limit;
     const window = o.resendWindow ?? 0;
     this.#marked = window > 0;
-    // An allowed decision's reply carries its TAT (whole units of `#unit` ms, rounded down) beside
-    // what is left: left + (burst + 1) x TAT, below 2^53 (exact in Lua, in Redis' integer reply, in
-    // JavaScript) for server clocks up to 2^43 ms (the year 2248) and the longest a key is owed.
-    const most = (2 ** 43 + this.#emission * this.#burst) * (this.#burst + 1);
+    // An allowed decision's reply carries its TAT (whole units of `#unit` ms, rounded down), plus
+    // the give-back clock J when it can be given back, beside what is left: left + (burst + 1) x
+    // (TAT + J), below 2^53 (exact in Lua, in Redis' integer reply, in JavaScript) for server
+    // clocks up to 2^43 ms (the year 2248), J's lead, and the longest a key is owed.
+    const most = (2 ** 44 + MAX_LEAD + this.#emission * this.#burst) * (this.#burst + 1);
     this.#unit = 2 ** Math.max(0, Math.ceil(Math.log2(most / 2 ** 53)));
+    // J's key outlives its value by this much: a give-back within it of a decision that read J is
+    // exact; one after, stricter (J reads as now). Four times the longest a cell is owed, >= 10 s.
+    this.#hold = Math.max(10_000, Math.ceil(4 * this.#emission * (this.#burst + 1)));
     const source = gcraSource(
       String(this.#emission),
       String(this.#emission * this.#burst),
@@ -270,6 +300,7 @@ class RedisGcra extends RateLimiterBase {
       // which would spill into the TAT's place (975 left of a fresh 1e6): capped. Above, it
       // stays under 0.01 of a unit: no cap, no cost.
       this.#emission < 1 ? String(this.#burst) : undefined,
+      String(this.#hold),
     );
     this.#line = {
       ready: new ReadyWait(o.client),
@@ -357,8 +388,13 @@ class RedisGcra extends RateLimiterBase {
     if (client.status === 'end')
       return Promise.reject(new Error('the Redis client ended (quit, disconnect, or ioredis gave up)'));
     const tat = this.keyOf(key);
-    // Only the keys (a marker only with a resend window); the increment and its expiry only for a cost other than 1.
+    // Only the keys (a marker only with a resend window, the give-back clock only for a decision
+    // that may be given back); the increment and its expiry only for a cost other than 1.
     const args = this.#marked ? ['2', tat, `${tat}:r:${this.#requestId()}`] : ['1', tat];
+    if (this.givable || this.#line.late !== undefined) {
+      args.push(`${tat}:j`);
+      args[0] = String(args.length - 1);
+    }
     if (cost !== 1) args.push(String(this.#emission * cost), String(Math.max(1, Math.ceil(this.#emission * cost))));
     return new Promise((resolve, reject) => new Decision(this.#line, args, resolve, reject));
   }
@@ -410,13 +446,15 @@ class RedisGcra extends RateLimiterBase {
         return client.call(
           'eval',
           refundSource,
-          '2',
+          '3',
           tat,
           marker,
+          `${tat}:j`,
           step,
           String(keep),
           String(Number(now) * 1000 + left),
           String(taken),
+          String(this.#hold),
         );
       })
       .catch(() => {});

@@ -16,6 +16,8 @@ type Parsed = z.output<typeof tokenBucketOptionsSchema>;
 interface Bucket {
   tokens: number;
   at: number;
+  /** All that give-backs have put back in this bucket, in ms of refill: it only goes up. */
+  given: number;
 }
 
 /**
@@ -61,7 +63,7 @@ class TokenBucket extends RateLimiterBase {
     checkCost(this.name, cost, this.burst);
     key = this.own(key);
     const now = this.common.elapsed();
-    const b = this.#table.get(key, () => ({ tokens: this.burst, at: now }));
+    const b = this.#table.get(key, () => ({ tokens: this.burst, at: now, given: 0 }));
     this.taking = b;
     if (now > b.at) {
       b.tokens = Math.min(this.burst, b.tokens + (now - b.at) * this.#rate);
@@ -77,7 +79,10 @@ class TokenBucket extends RateLimiterBase {
     if (allowed) b.tokens = Math.max(0, b.tokens - cost);
     const retryAfter = allowed ? 0 : Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6));
     // Refused, what is left is still left: a call of a smaller cost may take it.
-    return this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
+    const d = this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
+    // What had been given back by then, for this request's give-back (see giveBack()).
+    this.ahead += b.given;
+    return d;
   }
 
   protected giveBack(
@@ -95,9 +100,15 @@ class TokenBucket extends RateLimiterBase {
     // refilled, B and a C 0.5 s apart passed a limit of 1 a second). As GCRA: the bucket owed
     // `ahead` ms after the request (from `at`), at least as much until the last take (b.at), and
     // what it owes now since; the request's units count for as long as all three still owe.
+    // A give-back since of a request taken before this one moved this one's place back by what it
+    // gave (`given` went up by as much): where this request's units now end is that much sooner
+    // (before, A and B taken, A given back in part, C taken in B's old place, and B given back
+    // whole let a call through 100 ms early; test/gcra-give-back-model.test.ts).
     const now = this.common.elapsed();
-    const owed = Math.min(at + ahead - b.at, (this.burst - b.tokens) / this.#rate - (now - b.at));
-    b.tokens = Math.min(this.burst, b.tokens + Math.min(cost, Math.max(0, owed * this.#rate)));
+    const owed = Math.min(at + ahead - b.given - b.at, (this.burst - b.tokens) / this.#rate - (now - b.at));
+    const give = Math.min(cost, Math.max(0, owed * this.#rate));
+    b.tokens = Math.min(this.burst, b.tokens + give);
+    b.given += give / this.#rate;
     // As take() sees it now, taking nothing.
     const tokens = Math.min(this.burst, b.tokens + Math.max(0, this.common.elapsed() - b.at) * this.#rate);
     return {
