@@ -181,6 +181,9 @@ end
 new = new / ${unit}
 return diff + ${units} * (new - new % 1)`;
 
+/** How far the give-back clock J may run ahead of the server's clock, ms (2^42: 139 years). */
+const MAX_LEAD = 2 ** 42;
+
 // Gives back what an allowed decision took (KEYS: tat, the give-back's own marker; ARGV: its
 // increment, how long the marker is kept), for a decision whose caller was already refused
 // (`onRedisError: 'closed'`, Redis too slow) when Redis ran it, or whose request the rest of the
@@ -195,9 +198,6 @@ return diff + ${units} * (new - new % 1)`;
 // ready again (after a frozen server, a partition, however long): ARGV[3] is a deadline on the
 // server's clock, reached before the marker goes, after which the script gives nothing (before,
 // a resend 11 s later gave back twice).
-/** How far the give-back clock J may run ahead of the server's clock, ms (2^42: 139 years). */
-const MAX_LEAD = 2 ** 42;
-
 // How much: what of the decision's cell the clock has not yet absorbed, where the cell is now.
 // ARGV[4] is the decision's TAT plus J as the decision read it (its reply): J (KEYS[3], ms) is
 // the key's give-back clock, which goes up by every give-back and never down. Another give-back
