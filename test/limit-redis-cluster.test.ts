@@ -66,11 +66,13 @@ describe.skipIf(!redisAvailable())('redisRateLimiter on Redis Cluster', () => {
         undos[0]?.();
         // Not awaited by the limiter: the server's clock, then the give-back script.
         const until = Date.now() + 5_000;
-        while (Date.now() < until && (await markers()) <= i)
-          await new Promise((r) => setTimeout(r, 20));
+        while (Date.now() < until && (await markers()) <= i) await new Promise((r) => setTimeout(r, 20));
         // The reply's TAT is rounded down to the ms: what is given back is short of the unit by under 1 ms.
         await new Promise((r) => setTimeout(r, 5));
-        expect([(await rl.take(key)).allowed, (await rl.take(key)).allowed], `key ${JSON.stringify(key)}`).toEqual([true, false]);
+        expect([(await rl.take(key)).allowed, (await rl.take(key)).allowed], `key ${JSON.stringify(key)}`).toEqual([
+          true,
+          false,
+        ]);
       }
     } finally {
       client.disconnect();
