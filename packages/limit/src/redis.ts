@@ -206,14 +206,18 @@ const MAX_LEAD = 2 ** 42;
 // past that is given. Before, a give-back used the TAT as decided: A and B allowed, A given back
 // in part moved B's cell back, C allowed in B's old place, B given back whole: two processes with
 // bulkheads let calls through 2-26 ms early (the fresh-clone CI of 479f2ee). J never goes down:
-// its key lives until its value is 'hold' ms past, and a missing J reads as now, past any J before
-// (a J read as now is stricter: the time since counts as given). J runs ahead of the clock by what
+// its key lives until its value is 'hold' ms past. A give-back that finds it gone gives nothing:
+// gone by its expiry, `hold` (over 4 times the longest a cell is owed) has passed since the
+// decision's J and nothing is left to give anyway; gone otherwise (evicted under maxmemory,
+// deleted) while it ran ahead of the clock, J read as now would be below what it was, and the
+// shift of this cell given again (the TAT 864 ms before the exact schedule's). J runs ahead of the clock by what
 // is given back faster than time passes, at most MAX_LEAD: past it a give-back gives nothing (so
 // the decision's reply, TAT + J, stays within its bound).
 const refundSource = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 if now > tonumber(ARGV[3]) or not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
-local j = tonumber(redis.call('GET', KEYS[3]) or now)
+local j = tonumber(redis.call('GET', KEYS[3]))
+if not j then return 0 end
 local give = math.min(tonumber(ARGV[1]), tonumber(ARGV[4]) - j - now)
 if give <= 0 or j + give - now > ${MAX_LEAD} then return 0 end
 local tat = tonumber(redis.call('GET', KEYS[1]))

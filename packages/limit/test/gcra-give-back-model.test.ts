@@ -8,7 +8,8 @@ import { conforms } from './gcra.js';
  * the limit let more through than `burst + limit × elapsed / interval` somewhere. `exact` is the
  * give-back of issue #17 (at most what the clock had not yet absorbed of the cell, where the cell
  * now is: its TAT as decided less the rise since of the give-back clock J, which each give-back
- * raises by what it gives; J's key lives `hold` ms past its value, a missing J reads as now);
+ * raises by what it gives; J's key lives `hold` ms past its value, a give-back that finds it gone
+ * gives nothing);
  * `whole` is the one before it (the whole increment, always).
  */
 type Step =
@@ -63,7 +64,9 @@ export function run(emission: number, burst: number, steps: readonly Step[], exa
       a.back = true;
       let give = emission * a.cost;
       if (exact) {
-        const read = clockJ() ?? now;
+        // A give-back that finds J's key gone gives nothing.
+        const read = clockJ();
+        if (read === undefined) continue;
         give = Math.min(give, a.tatAfter - read - now);
         if (give <= 0) continue;
         j = Math.ceil(read + give);
