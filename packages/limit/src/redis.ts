@@ -144,6 +144,9 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // that one a fresh burst each time. The key layout (a decimal TAT, an expiry when it is due) is
 // the previous version's: both versions decide on the same keys during a rolling upgrade.
 // The constants are JavaScript's shortest spelling of each number, which Lua reads back exactly.
+// J is a whole ms: the TAT is rounded down before J is added, not after (summed as floats, TAT + J
+// rounded up past a whole ms when the TAT's fraction was within a float's step of it: at 2^42 ms
+// the reply told a TAT 0.001 ms after the stored one).
 // An expiry computed in the script goes to Redis as an integer string (string.format('%d')):
 // Redis 7.2.0-7.2.4 print a Lua number in its shortest form, 2e8 as "2e+08", which PX refuses
 // (redis/redis#13113), and a key owing 2e8 ms failed every decision.
@@ -176,7 +179,7 @@ local jk = KEYS[${window === '0' ? 2 : 3}]
 if jk then
   local j = tonumber(redis.call('GET', jk))
   if not j then j = math.ceil(now) redis.call('SET', jk, string.format('%d', j), 'PX', '${hold}') end
-  new = new + j
+  new = new - new % 1 + j
 end
 new = new / ${unit}
 return diff + ${units} * (new - new % 1)`;

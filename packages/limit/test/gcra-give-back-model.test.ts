@@ -45,7 +45,7 @@ export function run(emission: number, burst: number, steps: readonly Step[], exa
       j = read;
       jUntil = now + hold;
     }
-    return Math.floor((next + read) / unit) * unit;
+    return Math.floor((Math.floor(next) + read) / unit) * unit;
   };
   for (const s of steps) {
     now += s.wait;
