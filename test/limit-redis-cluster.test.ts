@@ -6,13 +6,23 @@ import { type ClusterSetup, redisAvailable, startCluster, stopAllRedis } from '.
 
 afterAll(() => stopAllRedis());
 
+/** Runs `run` with a client of a fresh Redis Cluster, stopped after. */
+async function onCluster(run: (client: Cluster) => Promise<void>): Promise<void> {
+  const cluster: ClusterSetup = await startCluster();
+  const client = new Cluster(cluster.addresses, { redisOptions: { maxRetriesPerRequest: 1 } });
+  client.on('error', () => {});
+  try {
+    await client.ping();
+    await run(client);
+  } finally {
+    client.disconnect();
+    await cluster.stop();
+  }
+}
+
 describe.skipIf(!redisAvailable())('redisRateLimiter on Redis Cluster', () => {
   it('keys with hash tags, braces, unicode, 10 kB or empty, and names with braces, each keep their own limit, without a CROSSSLOT', async () => {
-    const cluster: ClusterSetup = await startCluster();
-    const client = new Cluster(cluster.addresses, { redisOptions: { maxRetriesPerRequest: 1 } });
-    client.on('error', () => {});
-    try {
-      await client.ping();
+    await onCluster(async (client) => {
       const keys = ['{a}', '{a}b', '}{', 'x{}y', '{{z}}', 'ü🙂', 'k'.repeat(10_000), '', '\u0000\r\n', 'a'];
       // The default prefix holds the limiter's name: braces in it must not open a hash tag.
       for (const name of ['redisRateLimiter', 'x{}y', '{a} b']) {
@@ -34,21 +44,14 @@ describe.skipIf(!redisAvailable())('redisRateLimiter on Redis Cluster', () => {
         }
         expect(rl.snapshot()).toMatchObject({ allowed: 2 * keys.length, rejected: keys.length, storeErrors: 0 });
       }
-    } finally {
-      client.disconnect();
-      await cluster.stop();
-    }
+    });
   }, 90_000);
 
   // A give-back is a script of three keys (the TAT, its marker, the give-back clock J beside the
   // TAT): all in the TAT's slot, or Cluster refuses it with CROSSSLOT, which the limiter cannot
   // tell its caller (a give-back is not awaited), and every give-back would silently give nothing.
   it('a give-back (a request the rest of the policy refused) gives its unit back, for keys with braces too', async () => {
-    const cluster: ClusterSetup = await startCluster();
-    const client = new Cluster(cluster.addresses, { redisOptions: { maxRetriesPerRequest: 1 } });
-    client.on('error', () => {});
-    try {
-      await client.ping();
+    await onCluster(async (client) => {
       const rl = redisRateLimiter({ client, limit: 1, interval: 600_000, policies: false, prefix: 'gb:' });
       // The give-backs' markers so far, on every primary.
       const markers = async () => {
@@ -74,9 +77,6 @@ describe.skipIf(!redisAvailable())('redisRateLimiter on Redis Cluster', () => {
           false,
         ]);
       }
-    } finally {
-      client.disconnect();
-      await cluster.stop();
-    }
+    });
   }, 90_000);
 });
