@@ -144,6 +144,9 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // that one a fresh burst each time. The key layout (a decimal TAT, an expiry when it is due) is
 // the previous version's: both versions decide on the same keys during a rolling upgrade.
 // The constants are JavaScript's shortest spelling of each number, which Lua reads back exactly.
+// J is a whole ms: the TAT is rounded down before J is added, not after (summed as floats, TAT + J
+// rounded up past a whole ms when the TAT's fraction was within a float's step of it: at 2^42 ms
+// the reply told a TAT 0.001 ms after the stored one).
 // An expiry computed in the script goes to Redis as an integer string (string.format('%d')):
 // Redis 7.2.0-7.2.4 print a Lua number in its shortest form, 2e8 as "2e+08", which PX refuses
 // (redis/redis#13113), and a key owing 2e8 ms failed every decision.
@@ -176,7 +179,7 @@ local jk = KEYS[${window === '0' ? 2 : 3}]
 if jk then
   local j = tonumber(redis.call('GET', jk))
   if not j then j = math.ceil(now) redis.call('SET', jk, string.format('%d', j), 'PX', '${hold}') end
-  new = new + j
+  new = new - new % 1 + j
 end
 new = new / ${unit}
 return diff + ${units} * (new - new % 1)`;
@@ -206,14 +209,18 @@ const MAX_LEAD = 2 ** 42;
 // past that is given. Before, a give-back used the TAT as decided: A and B allowed, A given back
 // in part moved B's cell back, C allowed in B's old place, B given back whole: two processes with
 // bulkheads let calls through 2-26 ms early (the fresh-clone CI of 479f2ee). J never goes down:
-// its key lives until its value is 'hold' ms past, and a missing J reads as now, past any J before
-// (a J read as now is stricter: the time since counts as given). J runs ahead of the clock by what
+// its key lives until its value is 'hold' ms past. A give-back that finds it gone gives nothing:
+// gone by its expiry, `hold` (over 4 times the longest a cell is owed) has passed since the
+// decision's J and nothing is left to give anyway; gone otherwise (evicted under maxmemory,
+// deleted) while it ran ahead of the clock, J read as now would be below what it was, and the
+// shift of this cell given again (the TAT 864 ms before the exact schedule's). J runs ahead of the clock by what
 // is given back faster than time passes, at most MAX_LEAD: past it a give-back gives nothing (so
 // the decision's reply, TAT + J, stays within its bound).
 const refundSource = `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 if now > tonumber(ARGV[3]) or not redis.call('SET', KEYS[2], '1', 'PX', ARGV[2], 'NX') then return 0 end
-local j = tonumber(redis.call('GET', KEYS[3]) or now)
+local j = tonumber(redis.call('GET', KEYS[3]))
+if not j then return 0 end
 local give = math.min(tonumber(ARGV[1]), tonumber(ARGV[4]) - j - now)
 if give <= 0 or j + give - now > ${MAX_LEAD} then return 0 end
 local tat = tonumber(redis.call('GET', KEYS[1]))

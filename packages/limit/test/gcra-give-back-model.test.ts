@@ -8,43 +8,65 @@ import { conforms } from './gcra.js';
  * the limit let more through than `burst + limit × elapsed / interval` somewhere. `exact` is the
  * give-back of issue #17 (at most what the clock had not yet absorbed of the cell, where the cell
  * now is: its TAT as decided less the rise since of the give-back clock J, which each give-back
- * raises by what it gives; J's key lives `hold` ms past its value, a missing J reads as now);
+ * raises by what it gives; J's key lives `hold` ms past its value, a give-back that finds it gone
+ * gives nothing);
  * `whole` is the one before it (the whole increment, always).
  */
-type Step = { wait: number; kind: 'take'; cost: number } | { wait: number; kind: 'back'; which: number };
+type Step =
+  | { wait: number; kind: 'take'; cost: number; givable?: boolean; resent?: boolean }
+  | { wait: number; kind: 'back'; which: number };
 
-export function run(emission: number, burst: number, steps: readonly Step[], exact: boolean, hold = 10_000) {
+/**
+ * A take that is not `givable` (a plain take(), no middleware, `onRedisError: 'open'`) neither
+ * reads nor makes J and is never given back; a `resent` one (its reply lost, ioredis resends) is
+ * decided twice, the first counted as a call that ran, the caller told the second. The reply's
+ * TAT + J is rounded down to `unit` ms (a coarser step for large bursts).
+ */
+export function run(emission: number, burst: number, steps: readonly Step[], exact: boolean, hold = 10_000, unit = 1) {
   const tolerance = emission * burst;
   let tat: number | undefined; // the key (undefined: none)
   let now = 1_000;
   let j: number | undefined; // the give-back clock's key (undefined: none)
   let jUntil = 0;
   const clockJ = () => (j !== undefined && now < jUntil ? j : undefined);
-  const taken: { at: number; cost: number; tatAfter: number; back: boolean }[] = [];
+  const taken: { at: number; cost: number; tatAfter: number; back: boolean; givable: boolean }[] = [];
   let refusedThatFit = 0;
+  // The reply of an allowed decision (TAT + J rounded down, 0 when not givable), undefined when refused.
+  const decide = (cost: number, givable: boolean): number | undefined => {
+    const base = tat === undefined || tat <= now ? now : tat;
+    const next = base + emission * cost;
+    if (next - now > tolerance) return undefined;
+    tat = next;
+    if (!givable) return 0;
+    // The decision reads J (made at now when missing) and replies TAT + J, rounded down.
+    let read = clockJ();
+    if (read === undefined) {
+      read = Math.ceil(now);
+      j = read;
+      jUntil = now + hold;
+    }
+    return Math.floor((Math.floor(next) + read) / unit) * unit;
+  };
   for (const s of steps) {
     now += s.wait;
     if (s.kind === 'take') {
-      const base = tat === undefined || tat <= now ? now : tat;
-      const next = base + emission * s.cost;
-      if (next - now <= tolerance) {
-        tat = next;
-        // The decision reads J (made at now when missing) and replies TAT + J, whole ms rounded down.
-        let read = clockJ();
-        if (read === undefined) {
-          read = Math.ceil(now);
-          j = read;
-          jUntil = now + hold;
-        }
-        taken.push({ at: now, cost: s.cost, tatAfter: Math.floor(next + read), back: false });
-      } else if (conforms([...kept(taken), { at: now, cost: s.cost }], emission, tolerance)) refusedThatFit += s.cost;
+      const givable = s.givable ?? true;
+      let reply = decide(s.cost, givable);
+      if (reply !== undefined && s.resent === true) {
+        taken.push({ at: now, cost: s.cost, tatAfter: 0, back: false, givable: false });
+        reply = decide(s.cost, givable);
+      }
+      if (reply !== undefined) taken.push({ at: now, cost: s.cost, tatAfter: reply, back: false, givable });
+      else if (conforms([...kept(taken), { at: now, cost: s.cost }], emission, tolerance)) refusedThatFit += s.cost;
     } else {
-      const a = taken.filter((t) => !t.back)[s.which % Math.max(1, taken.length)];
+      const a = taken.filter((t) => !t.back && t.givable)[s.which % Math.max(1, taken.length)];
       if (a === undefined || tat === undefined) continue;
       a.back = true;
       let give = emission * a.cost;
       if (exact) {
-        const read = clockJ() ?? now;
+        // A give-back that finds J's key gone gives nothing.
+        const read = clockJ();
+        if (read === undefined) continue;
         give = Math.min(give, a.tatAfter - read - now);
         if (give <= 0) continue;
         j = Math.ceil(read + give);
@@ -108,6 +130,39 @@ describe('GCRA give-back, model-based (random decisions, give-backs of earlier a
     // How strict: units refused that the exact schedule of the calls that ran would have allowed.
     // Measured: 8-11 units in 2,000 runs of up to 60 steps (withheld only after a give-back).
     expect(strict / runs).toBeLessThan(1);
+  });
+
+  it('never loose with costs up to the burst, plain takes among givable ones, resent decisions, J kept 0-3 s, replies in steps to 1,024 ms (5,000 runs)', () => {
+    const wait = fc.oneof(fc.constant(0), fc.integer({ min: 0, max: 50 }), fc.integer({ min: 0, max: 1_500 }));
+    const mixed = fc
+      .record({
+        emission: fc.integer({ min: 1, max: 1_000 }),
+        burst: fc.integer({ min: 1, max: 8 }),
+        hold: fc.integer({ min: 0, max: 3_000 }),
+        unit: fc.constantFrom(1, 2, 16, 1_024),
+      })
+      .chain((l) =>
+        fc.tuple(
+          fc.constant(l),
+          fc.array(
+            fc.oneof(
+              fc.record({
+                wait,
+                kind: fc.constant('take' as const),
+                cost: fc.integer({ min: 1, max: l.burst }),
+                givable: fc.boolean(),
+                resent: fc.integer({ min: 0, max: 9 }).map((x) => x === 0),
+              }),
+              fc.record({ wait, kind: fc.constant('back' as const), which: fc.nat(50) }),
+            ),
+            { minLength: 10, maxLength: 80, size: 'max' },
+          ),
+        ),
+      );
+    fc.assert(
+      fc.property(mixed, ([{ emission, burst, hold, unit }, s]) => !run(emission, burst, s, true, hold, unit).loose),
+      { numRuns: 5_000 },
+    );
   });
 
   it('the whole increment given back (before issue #17) is loose: fast-check finds a schedule', () => {

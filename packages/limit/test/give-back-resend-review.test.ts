@@ -317,7 +317,9 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
           expect(unit).toBeLessThan(size);
         },
       ),
-      { numRuns: 400 },
+      // Pinned: TAT + J summed as floats rounded up past a whole ms (at 2^42 ms the sum's step is
+      // 2^-9 ms), and the reply told a TAT 0.001 ms after the stored one.
+      { numRuns: 400, examples: [[{ limit: 1, interval: 1, burst: 1 }, 4_398_046_511, 999_999, 0, 0]] },
     );
     console.log('decode: worst TAT told below the stored one', worst.below, 'ms; largest unit', worst.unit, 'ms');
   }, 120_000);
@@ -326,75 +328,137 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
   // processes) share a key; each takes, or gives back one of the calls it let through, early or
   // late (a bulkhead's queue timing the request out), between bounded sleeps. The calls that ran
   // (allowed, not given back), at the server's clock, must fit the exact GCRA schedule.
-  it('never loose over 160 steps (limit 3 per 300 ms, burst 3, costs 1-2); how strict, counted', async () => {
-    let seed = 20_261_205;
-    const random = () => {
-      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
-      return seed / 2 ** 31;
-    };
-    const emission = 100;
-    const burst = 3;
-    const clients = [client, new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })];
-    clients[1]?.on('error', () => {});
-    const limiters = clients.map((client) =>
-      redisRateLimiter({
-        client,
-        limit: 3,
-        interval: 300,
-        burst,
-        commandTimeout: 5_000,
-        policies: false,
-        prefix: 'walk:',
-      }),
-    );
-    const serverMs = async (c: Redis) => {
-      const [s, us] = (await c.call('time')) as [string, string];
-      return Number(s) * 1000 + Number(us) / 1000;
-    };
-    type Ran = { at: number; cost: number; back: boolean; undo: () => void; who: number };
-    const ran: Ran[] = [];
-    let refused = 0;
-    let fit = 0;
-    let backs = 0;
-    for (let step = 0; step < 160; step++) {
-      const who = random() < 0.5 ? 0 : 1;
-      const client = clients[who] as Redis;
-      const kept = ran.filter((r) => !r.back && r.who === who);
-      if (random() < 0.3 && kept.length > 0) {
-        // Mostly the oldest: late, after the key's clock absorbed its cell (issue #17's case).
-        const r = kept[random() < 0.7 ? 0 : Math.floor(random() * kept.length)] as Ran;
-        r.back = true;
-        r.undo();
-        backs++;
-        await client.ping(); // the server's clock, then the give-back script, on this connection
-        await client.ping();
-      } else {
-        const cost = random() < 0.25 ? 2 : 1;
-        let undo = () => {};
-        const hook = { [TAKEN]: (u: () => void) => (undo = u) };
-        const before = await serverMs(client);
-        const allowed = await (limiters[who] as (typeof limiters)[0])
-          .execute(() => true, { key: 'k', cost, ...hook } as never)
-          .catch(() => false);
-        const after = await serverMs(client);
-        // Counted at the latest the script could have run: lenient by the round trip (ms), where
-        // a loose give-back lets a call through a whole emission interval (100 ms) early.
-        if (allowed) ran.push({ at: after, cost, back: false, undo, who });
-        // How strict: a refusal the exact schedule of the calls running then would have let through.
-        else if (conforms([...ran.filter((r) => !r.back), { at: before, cost }], emission, emission * burst)) fit++;
-        else refused++;
+  // With `plain`, the second limiter's calls are plain execute() calls, never given back: they
+  // neither read nor make the give-back clock J, on the key whose other decisions do.
+  it.each([
+    { plain: false, limiters: 'two middleware limiters' },
+    { plain: true, limiters: 'a middleware limiter and a plain one' },
+  ])(
+    'never loose over 160 steps (limit 3 per 300 ms, burst 3, costs 1-2), $limiters; how strict, counted',
+    async ({ plain }) => {
+      let seed = 20_261_205;
+      const random = () => {
+        seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+        return seed / 2 ** 31;
+      };
+      const emission = 100;
+      const burst = 3;
+      const clients = [client, new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })];
+      clients[1]?.on('error', () => {});
+      const limiters = clients.map((client) =>
+        redisRateLimiter({
+          client,
+          limit: 3,
+          interval: 300,
+          burst,
+          commandTimeout: 5_000,
+          policies: false,
+          prefix: plain ? 'walk-plain:' : 'walk:',
+        }),
+      );
+      const serverMs = async (c: Redis) => {
+        const [s, us] = (await c.call('time')) as [string, string];
+        return Number(s) * 1000 + Number(us) / 1000;
+      };
+      type Ran = { at: number; cost: number; back: boolean; undo: () => void; who: number };
+      const ran: Ran[] = [];
+      let refused = 0;
+      let fit = 0;
+      let backs = 0;
+      for (let step = 0; step < 160; step++) {
+        const who = random() < 0.5 ? 0 : 1;
+        const client = clients[who] as Redis;
+        const kept = ran.filter((r) => !r.back && r.who === who);
+        if (random() < 0.3 && kept.length > 0 && !(plain && who === 1)) {
+          // Mostly the oldest: late, after the key's clock absorbed its cell (issue #17's case).
+          const r = kept[random() < 0.7 ? 0 : Math.floor(random() * kept.length)] as Ran;
+          r.back = true;
+          r.undo();
+          backs++;
+          await client.ping(); // the server's clock, then the give-back script, on this connection
+          await client.ping();
+        } else {
+          const cost = random() < 0.25 ? 2 : 1;
+          let undo = () => {};
+          const hook = plain && who === 1 ? {} : { [TAKEN]: (u: () => void) => (undo = u) };
+          const before = await serverMs(client);
+          const allowed = await (limiters[who] as (typeof limiters)[0])
+            .execute(() => true, { key: 'k', cost, ...hook } as never)
+            .catch(() => false);
+          const after = await serverMs(client);
+          // Counted at the latest the script could have run: lenient by the round trip (ms), where
+          // a loose give-back lets a call through a whole emission interval (100 ms) early.
+          if (allowed) ran.push({ at: after, cost, back: false, undo, who });
+          // How strict: a refusal the exact schedule of the calls running then would have let through.
+          else if (conforms([...ran.filter((r) => !r.back), { at: before, cost }], emission, emission * burst)) fit++;
+          else refused++;
+        }
+        await new Promise((r) => setTimeout(r, Math.floor(random() * 60)));
       }
-      await new Promise((r) => setTimeout(r, Math.floor(random() * 60)));
-    }
-    const kept = ran.filter((r) => !r.back);
-    console.log(
-      `walk: ${ran.length} allowed, ${backs} given back, ${refused + fit} refused, of which ${fit} would have fit`,
-    );
-    expect(ran.length).toBeGreaterThan(30);
-    expect(backs).toBeGreaterThan(10);
-    expect(conforms(kept, emission, emission * burst)).toBe(true);
-    clients[1]?.disconnect();
-  }, 60_000);
+      const kept = ran.filter((r) => !r.back);
+      console.log(
+        `walk: ${ran.length} allowed, ${backs} given back, ${refused + fit} refused, of which ${fit} would have fit`,
+      );
+      expect(ran.length).toBeGreaterThan(30);
+      expect(backs).toBeGreaterThan(plain ? 5 : 10);
+      expect(conforms(kept, emission, emission * burst)).toBe(true);
+      clients[1]?.disconnect();
+    },
+    60_000,
+  );
+
+  // The give-back clock J runs ahead of the server's clock when give-backs outpace time. Kept, a
+  // give-back of a decision whose cell earlier give-backs moved back gives only what is left of it.
+  // J's key lost alone (evicted under maxmemory, deleted) while the TAT's lives: J read as now,
+  // below what it was, gave that shift again (the TAT 864 ms before the exact schedule's); a
+  // give-back that finds J's key gone now gives nothing. Not yet handled: J's key lost and made
+  // again (at now) by a decision before the give-back, pinned here so that a fix turns it red and
+  // the README gets updated.
+  it.each([
+    { lost: 'no', what: 'J kept: the TAT never before the exact schedule of the calls that ran' },
+    { lost: 'alone', what: "J's key lost: nothing given, the TAT never before it" },
+    {
+      lost: 'remade',
+      what: "J's key lost and made again by a decision (not yet handled): the TAT over 500 ms before it",
+    },
+  ])(
+    'limit 1 a second, burst 4: four taken, three given back at once, a call at 0.9 s, the fourth given back: $what',
+    async ({ lost }) => {
+      const time = async () => {
+        const [s, us] = (await client.call('time')) as [string, string];
+        return Number(s) * 1000 + Number(us) / 1000;
+      };
+      const prefix = `j-lost-${lost}:`;
+      const l = redisRateLimiter({ client, limit: 1, interval: 1_000, burst: 4, policies: false, prefix });
+      const undos: (() => void)[] = [];
+      const hook = { [TAKEN]: (u: () => void) => undos.push(u) };
+      for (let i = 0; i < 4; i++) expect(await l.execute(() => true, { key: 'k', ...hook } as never)).toBe(true);
+      const t0 = await time();
+      for (const undo of undos.slice(0, 3)) {
+        undo();
+        await client.ping(); // the server's clock, then the give-back script
+        await client.ping();
+      }
+      const [j] = await client.keys(`${prefix}*:j`);
+      expect(Number(await client.get(j as string)) - (await time()), "J's lead").toBeGreaterThan(2_500);
+      const wait = 900 - ((await time()) - t0);
+      await new Promise((r) => setTimeout(r, Math.max(0, wait)));
+      const at = await time();
+      expect((await l.take('k')).allowed).toBe(true); // the one call that runs
+      if (lost !== 'no') await client.del(j as string);
+      // A middleware decision that runs: it reads J, and makes its key again when missing.
+      if (lost === 'remade') expect(await l.execute(() => true, { key: 'k', [TAKEN]: () => {} } as never)).toBe(true);
+      undos[3]?.();
+      await client.ping();
+      await client.ping();
+      const [tat] = (await client.keys(`${prefix}*`)).filter((k) => !k.includes('}:'));
+      // The exact schedule of the calls that ran: their cells end an emission interval each after the first.
+      const early = at + (lost === 'remade' ? 2_000 : 1_000) - Number(await client.get(tat as string));
+      console.log(`J ${lost}: the TAT ${early.toFixed(1)} ms before the exact schedule's`);
+      if (lost === 'remade') expect(early).toBeGreaterThan(500);
+      else expect(early).toBeLessThan(1);
+    },
+  );
 });
 
 // A key forgotten past maxKeys and made again by a later request holds that request's units: a
