@@ -1,0 +1,86 @@
+import { createBus } from '@holdfast/core';
+import { failover } from '@holdfast/failover';
+import { type PgQueryable, pgRoles } from '@holdfast/failover/pg';
+import { afterEach, expect, it, vi } from 'vitest';
+import { primaryRow, replicaRow } from './support/pg-rows.js';
+
+/**
+ * A set's first round of checks: a replica's lag that `pgRoles()` judges before every other
+ * endpoint of the set answered (or was found unreachable) is judged without what they say. A set
+ * started after a promotion, over the deposed primary (still up, timeline 1), the promoted one
+ * (timeline 2, slow to answer its first check) and a replica re-pointed to it but still on
+ * timeline 1 (through a plain role, received = replayed): the replica, judged against the deposed
+ * primary alone, read lag 0, and took reads missing writes to the promoted one until its next
+ * check (test/failover-pg-repoint-review.test.ts, 30 of 30 reads stale about 1 run in 3).
+ */
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+/** A target whose role query answers `row()` after `ms` (on the fake clock); `asked` counts its queries. */
+function target(row: () => object, ms = 0) {
+  const t = {
+    asked: 0,
+    query: () => {
+      t.asked++;
+      const answer = { rows: [row()] };
+      return new Promise((resolve) => setTimeout(() => resolve(answer), ms));
+    },
+  };
+  return t as typeof t & PgQueryable;
+}
+
+function set(endpoints: Record<string, PgQueryable>) {
+  return failover({
+    bus: createBus(),
+    policies: false,
+    retry: false,
+    endpoints: Object.entries(endpoints).map(([name, t]) => ({ name, target: t })),
+    roles: pgRoles<PgQueryable>({ interval: 100, timeout: 5_000, maxLag: 1_000 }),
+  });
+}
+
+it("a replica answering before the promoted primary's first check, judged against the deposed one: unknown lag, no read, from the first round on", async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const a = target(() => ({ ...primaryRow(1, '0/5000000'), started: '1' }));
+  const b = target(() => ({ ...primaryRow(2, '0/6000000'), started: '2' }), 30);
+  const c = target(() => ({ ...replicaRow(1, '0/5000000'), started: '3' }));
+  const db = set({ a, b, c });
+  const endpoint = (n: string) => db.snapshot().endpoints.find((e) => e.name === n);
+  try {
+    // As the real test waits: the promoted primary and the replica discovered.
+    for (let ms = 0; !(endpoint('b')?.discovered === 'primary' && endpoint('c')?.discovered === 'replica'); ms++) {
+      expect(ms).toBeLessThan(1_000);
+      await vi.advanceTimersByTimeAsync(1);
+    }
+    const served: string[] = [];
+    for (let i = 0; i < 30; i++) served.push(await db.execute((e) => e.name, { intent: 'read' }));
+    // Before: c's first check (lag 0, judged on a's sightings alone) stood until its next, 100 ms on.
+    expect({ lag: endpoint('c')?.lag, onC: served.filter((n) => n === 'c').length }).toEqual({ lag: null, onC: 0 });
+    // Later checks judge it below the promoted primary's timeline: unknown, still no read.
+    await vi.advanceTimersByTimeAsync(500);
+    expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('b');
+  } finally {
+    db.dispose();
+  }
+});
+
+it('a caught-up replica answering first is asked again as soon as the others have answered: it takes reads from then, not an interval later', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const p = target(() => ({ ...primaryRow(2, '0/6000000'), started: '1' }), 30);
+  const r = target(() => ({ ...replicaRow(2, '0/6000000'), started: '2' }));
+  const db = set({ p, r });
+  const endpoint = (n: string) => db.snapshot().endpoints.find((e) => e.name === n);
+  try {
+    await vi.advanceTimersByTimeAsync(30);
+    expect(endpoint('p')?.discovered).toBe('primary');
+    // Its first check, judged before the primary's answer, is not trusted; the one after it is
+    // (its query answers 0 ms on: an interval is 100).
+    await vi.advanceTimersByTimeAsync(1);
+    expect({ lag: endpoint('r')?.lag, asked: r.asked }).toEqual({ lag: 0, asked: 2 });
+    expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('r');
+  } finally {
+    db.dispose();
+  }
+});
