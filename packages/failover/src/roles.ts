@@ -105,8 +105,10 @@ export class RoleDiscovery {
         early: false,
       };
       this.#probes.set(e, probe);
-      void this.#run(e, probe);
     }
+    // Every probe first: a check started before the next endpoint's probe existed was not told it
+    // ran in the first round.
+    for (const [e, probe] of this.#probes) void this.#run(e, probe);
   }
 
   /**

@@ -41,30 +41,40 @@ function set(endpoints: Record<string, PgQueryable>) {
   });
 }
 
-it("a replica answering before the promoted primary's first check, judged against the deposed one: unknown lag, no read, from the first round on", async () => {
-  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
-  const a = target(() => ({ ...primaryRow(1, '0/5000000'), started: '1' }));
-  const b = target(() => ({ ...primaryRow(2, '0/6000000'), started: '2' }), 30);
-  const c = target(() => ({ ...replicaRow(1, '0/5000000'), started: '3' }));
-  const db = set({ a, b, c });
-  const endpoint = (n: string) => db.snapshot().endpoints.find((e) => e.name === n);
-  try {
-    // As the real test waits: the promoted primary and the replica discovered.
-    for (let ms = 0; !(endpoint('b')?.discovered === 'primary' && endpoint('c')?.discovered === 'replica'); ms++) {
-      expect(ms).toBeLessThan(1_000);
-      await vi.advanceTimersByTimeAsync(1);
+// Listed first or last: the first endpoint's first check is in the first round too.
+it.each([
+  ['a', 'b', 'c'],
+  ['c', 'a', 'b'],
+])(
+  "a replica answering before the promoted primary's first check, judged against the deposed one: unknown lag, no read, from the first round on (%s, %s, %s)",
+  async (...order) => {
+    vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+    const servers: Record<string, PgQueryable> = {
+      a: target(() => ({ ...primaryRow(1, '0/5000000'), started: '1' })),
+      b: target(() => ({ ...primaryRow(2, '0/6000000'), started: '2' }), 30),
+      // After the deposed primary (first seen, a plain role's lag of 0 is unknown), before the promoted one.
+      c: target(() => ({ ...replicaRow(1, '0/5000000'), started: '3' }), 5),
+    };
+    const db = set(Object.fromEntries(order.map((n) => [n, servers[n] as PgQueryable])));
+    const endpoint = (n: string) => db.snapshot().endpoints.find((e) => e.name === n);
+    try {
+      // As the real test waits: the promoted primary and the replica discovered.
+      for (let ms = 0; !(endpoint('b')?.discovered === 'primary' && endpoint('c')?.discovered === 'replica'); ms++) {
+        expect(ms).toBeLessThan(1_000);
+        await vi.advanceTimersByTimeAsync(1);
+      }
+      const served: string[] = [];
+      for (let i = 0; i < 30; i++) served.push(await db.execute((e) => e.name, { intent: 'read' }));
+      // Before: c's first check (lag 0, judged on a's sightings alone) stood until its next, 100 ms on.
+      expect({ lag: endpoint('c')?.lag, onC: served.filter((n) => n === 'c').length }).toEqual({ lag: null, onC: 0 });
+      // Later checks judge it below the promoted primary's timeline: unknown, still no read.
+      await vi.advanceTimersByTimeAsync(500);
+      expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('b');
+    } finally {
+      db.dispose();
     }
-    const served: string[] = [];
-    for (let i = 0; i < 30; i++) served.push(await db.execute((e) => e.name, { intent: 'read' }));
-    // Before: c's first check (lag 0, judged on a's sightings alone) stood until its next, 100 ms on.
-    expect({ lag: endpoint('c')?.lag, onC: served.filter((n) => n === 'c').length }).toEqual({ lag: null, onC: 0 });
-    // Later checks judge it below the promoted primary's timeline: unknown, still no read.
-    await vi.advanceTimersByTimeAsync(500);
-    expect(await db.execute((e) => e.name, { intent: 'read' })).toBe('b');
-  } finally {
-    db.dispose();
-  }
-});
+  },
+);
 
 it('a caught-up replica answering first is asked again as soon as the others have answered: it takes reads from then, not an interval later', async () => {
   vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
