@@ -94,3 +94,35 @@ it('a caught-up replica answering first is asked again as soon as the others hav
     db.dispose();
   }
 });
+
+it('an endpoint hanging at start-up: a replica takes no read under maxLag until it is found unreachable, then at once', async () => {
+  vi.useFakeTimers({ toFake: ['Date', 'performance', 'setTimeout', 'clearTimeout'] });
+  const hung = { query: () => new Promise(() => {}) } as unknown as PgQueryable;
+  const db = failover({
+    bus: createBus(),
+    policies: false,
+    retry: false,
+    endpoints: [
+      { name: 'p', target: target(() => ({ ...primaryRow(2, '0/6000000'), started: '1' })) },
+      { name: 'r', target: target(() => ({ ...replicaRow(2, '0/6000000'), started: '2' }), 5) },
+      { name: 'h', target: hung },
+    ],
+    roles: pgRoles<PgQueryable>({ interval: 100, timeout: 500, maxLag: 1_000, wait: 1, unreachableAfter: 2 }),
+  });
+  // A call waits for the first round at most `wait` (1 ms) on the fake clock: a read, 10 ms on.
+  const read = async () => {
+    const r = db.execute((e) => e.name, { intent: 'read' });
+    await vi.advanceTimersByTimeAsync(10);
+    return r;
+  };
+  try {
+    const served: string[] = [];
+    // h's two checks time out at 500 ms and 1 s.
+    for (let i = 0; i < 99; i++) served.push(await read());
+    expect({ reads: served.length, off: served.filter((n) => n !== 'p') }).toEqual({ reads: 99, off: [] });
+    await vi.advanceTimersByTimeAsync(20);
+    expect(await read()).toBe('r');
+  } finally {
+    db.dispose();
+  }
+});
