@@ -326,7 +326,7 @@ describe('roles: discovered, not configured', () => {
     const { clock, bus } = harness();
     const c = cluster(['a', replica(20)], ['b', primary([1, 100n])], ['h', 'hang']);
     const seen: [string, boolean | undefined][] = [];
-    const check = (e: { target: Fake }, signal: AbortSignal, settings: { firstRound?: boolean }) => {
+    const check = (e: { target: Fake }, _signal: AbortSignal, settings: { firstRound?: boolean }) => {
       seen.push([e.target.name, settings.firstRound]);
       return c.check(e);
     };
