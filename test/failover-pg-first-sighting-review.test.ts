@@ -1,10 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createBus } from '@holdfast/core';
-import { type Failover, failover } from '@holdfast/failover';
-import { pgRoles } from '@holdfast/failover/pg';
-import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { advance, plainRoleOrders, readOrders, until, usePgPair } from './support/pg-pair-use.js';
+import { advance, readOrders, until, usePgTrio } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -20,33 +16,15 @@ const maxLag = 1_000;
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: past the first sighting, on another timeline', () => {
   let pair: PgPair;
   let c: PgNode;
-  const sets: Failover<pg.Pool>[] = [];
 
-  const { pool } = usePgPair({
-    pool: { max: 4, connectionTimeoutMillis: 5_000 },
-    async started(started) {
+  const { pool, pgSet, endpoint } = usePgTrio({
+    maxLag,
+    started(started, third) {
       pair = started;
-      plainRoleOrders(pair);
-      c = await pair.addReplica('pg-c', pair.primary);
-    },
-    stopping() {
-      for (const set of sets) set.dispose();
+      c = third;
     },
     timeout: 120_000,
   });
-
-  function pgSet(servers: Record<string, PgNode>, user: string): Failover<pg.Pool> {
-    const set = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: Object.entries(servers).map(([name, s]) => ({ name, target: pool({ ...s.connection, user }) })),
-      roles: pgRoles({ interval: 100, timeout: 5_000, maxLag }),
-      retry: false,
-    });
-    sets.push(set);
-    return set;
-  }
-  const endpoint = (set: Failover<pg.Pool>, n: string) => set.snapshot().endpoints.find((e) => e.name === n);
 
   it('under constant writes, sets started mid-load (superuser, plain role) and a primary restarted: replicas take reads within a few checks, no read misses a write acknowledged past maxLag', async () => {
     const a = pair.primary;

@@ -4,14 +4,7 @@ import { type Failover, failover } from '@holdfast/failover';
 import { pgRole, pgRoles } from '@holdfast/failover/pg';
 import type pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import {
-  plainRoleOrders,
-  type ReplicationLink,
-  readOrders,
-  replicationLink,
-  until,
-  usePgPair,
-} from './support/pg-pair-use.js';
+import { type ReplicationLink, readOrders, replicationLink, until, usePgTrio } from './support/pg-pair-use.js';
 import { type PgNode, type PgPair, postgresAvailable } from './support/postgres.js';
 
 /**
@@ -26,35 +19,19 @@ const maxLag = 1_000;
 describe.skipIf(!postgresAvailable())('failover on PostgreSQL: a replica re-pointed without a restart', () => {
   let pair: PgPair;
   let c: PgNode;
-  const sets: Failover<pg.Pool>[] = [];
   const links: ReplicationLink[] = [];
 
-  const { pool } = usePgPair({
-    pool: { max: 4, connectionTimeoutMillis: 5_000 },
-    async started(started) {
+  const { pool, sets, pgSet, endpoint } = usePgTrio({
+    maxLag,
+    started(started, third) {
       pair = started;
-      plainRoleOrders(pair);
-      c = await pair.addReplica('pg-c', pair.primary);
+      c = third;
     },
     async stopping() {
-      for (const set of sets) set.dispose();
       pair?.replica.resume();
       for (const link of links) await link.close();
     },
   });
-
-  function pgSet(servers: Record<string, PgNode>, user = 'postgres', interval = 100): Failover<pg.Pool> {
-    const set = failover({
-      bus: createBus(),
-      policies: false,
-      endpoints: Object.entries(servers).map(([name, s]) => ({ name, target: pool({ ...s.connection, user }) })),
-      roles: pgRoles({ interval, timeout: 5_000, maxLag }),
-      retry: false,
-    });
-    sets.push(set);
-    return set;
-  }
-  const endpoint = (set: Failover<pg.Pool>, n: string) => set.snapshot().endpoints.find((e) => e.name === n);
 
   /** Re-points `replica` to `via` without restarting it; waits until its receiver reached START_REPLICATION. */
   async function repoint(replica: PgNode, link: ReplicationLink): Promise<void> {

@@ -293,3 +293,45 @@ export async function replicationLink(to: PgNode): Promise<ReplicationLink> {
     },
   };
 }
+
+/**
+ * Three servers for one describe block: the pair, `orders` and `app` (plainRoleOrders), and a second
+ * replica of the primary, `pg-c`; `started(pair, c)` keeps them. `pgSet()` makes a set over some of
+ * them as `user` (the superuser by default), roles checked every `interval` ms (100 by default),
+ * timeout 5 s, `maxLag`; the sets it makes, and those pushed on `sets`, are disposed before `stopping`.
+ */
+export function usePgTrio(options: {
+  started(pair: PgPair, c: PgNode): void;
+  stopping?(): unknown;
+  maxLag: number;
+  /** The `beforeAll`'s timeout, ms. */
+  timeout?: number;
+}) {
+  const sets: Failover<pg.Pool>[] = [];
+  const { pool } = usePgPair({
+    pool: { max: 4, connectionTimeoutMillis: 5_000 },
+    async started(pair) {
+      plainRoleOrders(pair);
+      options.started(pair, await pair.addReplica('pg-c', pair.primary));
+    },
+    async stopping() {
+      for (const set of sets) set.dispose();
+      await options.stopping?.();
+    },
+    timeout: options.timeout,
+  });
+  function pgSet(servers: Record<string, PgNode>, user = 'postgres', interval = 100): Failover<pg.Pool> {
+    const set = failover({
+      bus: createBus(),
+      policies: false,
+      endpoints: Object.entries(servers).map(([name, s]) => ({ name, target: pool({ ...s.connection, user }) })),
+      roles: pgRoles({ interval, timeout: 5_000, maxLag: options.maxLag }),
+      retry: false,
+    });
+    sets.push(set);
+    return set;
+  }
+  /** `set`'s endpoint `name` as its snapshot shows it. */
+  const endpoint = (set: Failover<pg.Pool>, name: string) => set.snapshot().endpoints.find((e) => e.name === name);
+  return { pool, sets, pgSet, endpoint };
+}

@@ -95,7 +95,9 @@ const rolesSchema = z.strictObject({
   /**
    * Asks one endpoint what it is: resolves to `{ role: 'primary' | 'replica', token?, lag? }`.
    * Throwing, rejecting or outliving `timeout` counts as unreachable. `settings` is the set's
-   * `interval` and `timeout`. Ready-made: `pgRoles()`
+   * `interval` and `timeout`, and `firstRound`: whether another endpoint had neither answered a
+   * check nor been found unreachable as this one started (a replica reported then is asked again
+   * once every endpoint has). Ready-made: `pgRoles()`
    * from `@holdfast/failover/pg`, `redisRoles()` from `@holdfast/failover/ioredis`.
    */
   check:

@@ -395,8 +395,11 @@ export function pgRoles<T extends PgQueryable>(
         endpoint.target,
         performance.now(),
       );
-      // A split brain: which history it follows, and how far behind, is unknown.
-      if (behind === undefined) return { role: 'replica', token: report.token };
+      // A split brain: which history it follows, and how far behind, is unknown. So it is in the
+      // set's first round, judged before another endpoint of the set answered: a replica of a
+      // deposed primary answering before the promoted one read lag 0 and took reads until its next
+      // check. The set asks it again once every endpoint has answered.
+      if (behind === undefined || set?.firstRound) return { role: 'replica', token: report.token };
       return report.lag !== undefined && behind > report.lag ? { ...report, lag: behind } : report;
     },
     compare: comparePgTokens,

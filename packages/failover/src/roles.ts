@@ -35,6 +35,14 @@ export interface RoleCheckSettings {
   readonly interval: number;
   /** The set's `roles.timeout`: ms after which a check has failed. */
   readonly timeout: number;
+  /**
+   * True when, as this check started, another endpoint of the set had neither answered a check nor
+   * been found unreachable (the set's first round): a lag judged against what the others' checks
+   * show (`pgRoles()`: a replica against the primaries seen) is judged without them. A replica
+   * reported by such a check is checked again as soon as every endpoint has answered or been found
+   * unreachable.
+   */
+  readonly firstRound?: boolean;
 }
 
 export interface RoleSettings extends RoleCheckSettings {
@@ -61,6 +69,8 @@ interface Probe {
    * ended a check started after it (`after`): while it was silent another may have been promoted.
    */
   held: { report: RoleReport; after: number } | undefined;
+  /** Its last answer, a replica, came from a check started in the set's first round: checked again once that is done. */
+  early: boolean;
 }
 
 /**
@@ -92,10 +102,13 @@ export class RoleDiscovery {
         answered: false,
         done: 0,
         held: undefined,
+        early: false,
       };
       this.#probes.set(e, probe);
-      void this.#run(e, probe);
     }
+    // Every probe first: a check started before the next endpoint's probe existed was not told it
+    // ran in the first round.
+    for (const [e, probe] of this.#probes) void this.#run(e, probe);
   }
 
   /**
@@ -103,10 +116,7 @@ export class RoleDiscovery {
    * still connecting at start-up gets a second chance before the first write is decided.
    */
   get ready(): boolean {
-    for (const probe of this.#probes.values()) {
-      if (!probe.answered && probe.fails < this.settings.unreachableAfter) return false;
-    }
-    return true;
+    return this.#othersDone(undefined);
   }
 
   /** Resolves when `ready`, or after `ms`, or when `signal` aborts. */
@@ -158,6 +168,7 @@ export class RoleDiscovery {
     // ended before it (a master's last writes before it froze) say nothing of it.
     e.calledOk = false;
     const number = ++this.#started;
+    const firstRound = !this.#othersDone(probe);
     const controller = new AbortController();
     const outcome = await new Promise<RoleReport | { error: unknown }>((resolve) => {
       const deadline = this.clock.setTimeout(() => {
@@ -171,7 +182,7 @@ export class RoleDiscovery {
       };
       try {
         const { interval, timeout } = this.settings;
-        Promise.resolve(this.settings.check(e.view, controller.signal, { interval, timeout })).then(
+        Promise.resolve(this.settings.check(e.view, controller.signal, { interval, timeout, firstRound })).then(
           (report) =>
             settle(validReport(report) ? report : { error: new TypeError(`bad role report: ${show(report)}`) }),
           (error: unknown) => settle({ error }),
@@ -184,6 +195,7 @@ export class RoleDiscovery {
     probe.done = number;
     if (this.#stopped) return;
     this.#record(e, probe, outcome);
+    probe.early = firstRound && !('error' in outcome) && outcome.role === 'replica';
     this.#release();
     if (this.ready && this.#waiters.length > 0) for (const wake of [...this.#waiters]) wake();
     if (probe.again) {
@@ -256,8 +268,28 @@ export class RoleDiscovery {
     this.#apply(e, outcome);
   }
 
-  /** Applies the held claims every other endpoint has been checked since. */
+  /** Whether every endpoint but `probe`'s (if any) has answered a check or been found unreachable. */
+  #othersDone(probe: Probe | undefined): boolean {
+    for (const other of this.#probes.values())
+      if (other !== probe && !other.answered && other.fails < this.settings.unreachableAfter) return false;
+    return true;
+  }
+
+  /**
+   * Applies the held claims every other endpoint has been checked since. Once the first round is
+   * done, checks again at once the replicas last reported by a check started in it (see
+   * `RoleCheckSettings.firstRound`): judged then, `pgRoles()` gave a replica of a deposed primary
+   * lag 0, the promoted primary not seen yet, and it took reads until its next check.
+   */
   #release(): void {
+    if (this.ready)
+      for (const [e, probe] of this.#probes) {
+        if (!probe.early) continue;
+        probe.early = false;
+        // The endpoint whose check just ended (not running, its next not scheduled yet): after it.
+        if (!probe.running && probe.timer === undefined) probe.again = true;
+        else this.recheck(e);
+      }
     for (const [e, probe] of this.#probes) {
       const held = probe.held;
       if (held === undefined) continue;

@@ -322,6 +322,52 @@ describe('roles: discovered, not configured', () => {
     expect(await write).toMatchObject({ code: 'E_NO_PRIMARY', roles: { a: 'unreachable' } });
     db.dispose();
   });
+  it("tells each check whether the set's first round is done, and asks a replica answered in it again once it is", async () => {
+    const { clock, bus } = harness();
+    const c = cluster(['a', replica(20)], ['b', primary([1, 100n])], ['h', 'hang']);
+    const seen: [string, boolean | undefined][] = [];
+    const check = (e: { target: Fake }, _signal: AbortSignal, settings: { firstRound?: boolean }) => {
+      seen.push([e.target.name, settings.firstRound]);
+      return c.check(e);
+    };
+    const db = failover({
+      clock,
+      bus,
+      endpoints: c.endpoints,
+      roles: { check, interval: 1_000, timeout: 500, unreachableAfter: 2 },
+    });
+    try {
+      await clock.advance(0);
+      expect(seen).toEqual([
+        ['a', true],
+        ['b', true],
+        ['h', true],
+      ]);
+      seen.length = 0;
+      // h hangs: its first check times out at 500 ms, its second (asked at once; the others have
+      // answered) at 1 s. a's and b's checks at 1 s start before that: still in the first round.
+      // h unreachable, the round is done: a (a replica) is asked again at once, b (a primary) is not.
+      await clock.advance(1_000);
+      expect(seen).toEqual([
+        ['h', false],
+        ['a', true],
+        ['b', true],
+        ['a', false],
+      ]);
+      seen.length = 0;
+      await clock.advance(2_000);
+      expect(seen.length).toBeGreaterThan(2);
+      expect(seen.every(([, first]) => first === false)).toBe(true);
+      // A check's own lag stands: only the check knows whether it was judged against the others.
+      expect(db.snapshot().endpoints.map((e) => [e.name, e.discovered, e.lag])).toEqual([
+        ['a', 'replica', 20],
+        ['b', 'primary', null],
+        ['h', 'unreachable', null],
+      ]);
+    } finally {
+      db.dispose();
+    }
+  });
 });
 
 describe('roles: fencing, as a property', () => {
