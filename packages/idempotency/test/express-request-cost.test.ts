@@ -107,4 +107,55 @@ describe('express middleware: what every guarded request pays for it', () => {
       replay: none,
     });
   });
+
+  /**
+   * Node's `req.headers` is a getter (it builds the object on first read), and on an Express
+   * request, a map of its own, each read looks it up along the request's prototype chain: the
+   * middleware read it six times a request, first or replay (the key, whether a body came (2), its
+   * transfer-encoding and length, the view).
+   */
+  it('reads req.headers once a guarded request, first or replay, beyond what the app reads', async () => {
+    const bare = await app(false);
+    const answers = await app('answers');
+    const guarded = await app(true);
+    const key = newKey();
+    // Node's getter cannot be redefined: it is shadowed on Express's request object, which every
+    // app's requests inherit, by one that counts and calls Node's.
+    const own = Object.getOwnPropertyDescriptor(IncomingMessage.prototype, 'headers');
+    const get = own?.get;
+    if (own === undefined || get === undefined) throw new Error('IncomingMessage.prototype.headers is not a getter');
+    const shared = express.request as object;
+    if (Object.hasOwn(shared, 'headers')) throw new Error('express.request has its own headers');
+    let reads = 0;
+    Object.defineProperty(shared, 'headers', {
+      configurable: true,
+      get(this: IncomingMessage) {
+        reads++;
+        return get.call(this);
+      },
+      set: own.set,
+    });
+    const count = async (run: () => Promise<void>): Promise<number> => {
+      const before = reads;
+      await run();
+      return reads - before;
+    };
+    try {
+      const bareReads = await count(async () => {
+        expect(await post(bare, key)).toBe(201);
+      });
+      const answerReads = await count(async () => {
+        expect(await post(answers, key)).toBe(201);
+      });
+      const firstReads = await count(async () => {
+        expect(await post(guarded, key)).toBe(201);
+      });
+      const replayReads = await count(async () => {
+        expect(await post(guarded, key)).toBe(201);
+      });
+      expect({ first: firstReads - bareReads, replay: replayReads - answerReads }).toEqual({ first: 1, replay: 1 });
+    } finally {
+      delete (shared as { headers?: unknown }).headers;
+    }
+  });
 });
