@@ -31,7 +31,7 @@ export type BodyBytes =
  * the request's, read already (Node's `req.headers` is a getter, looked up along an Express
  * request's own chain at each read).
  */
-export function bodyOf(req: IncomingMessage, headers: IncomingHttpHeaders = req.headers): BodyBytes {
+export function bodyOf(req: IncomingMessage, headers: IncomingHttpHeaders): BodyBytes {
   const r = req as WithRaw;
   // Each is set on the request itself. Asked with hasOwn: a property an Express request lacks is
   // looked for along its whole prototype chain, slowly (every request has a map of its own).
@@ -165,7 +165,7 @@ export function readBody(
   req: IncomingMessage,
   limit: number,
   then: BodyDone,
-  headers: IncomingHttpHeaders = req.headers,
+  headers: IncomingHttpHeaders,
 ): void {
   // Never from inside the stream's push or destroy: the middleware goes on from a microtask.
   const done: BodyDone = (read) => queueMicrotask(() => then(read));
