@@ -161,12 +161,7 @@ export type BodyDone = (read: Buffer | 'tooLarge' | 'aborted') => void;
  * the stream's buffer is watched as it arrives, without reading it; any other is read and put
  * back ({@link readAndRestore}). `headers`: the request's, read already (see {@link bodyOf}).
  */
-export function readBody(
-  req: IncomingMessage,
-  limit: number,
-  then: BodyDone,
-  headers: IncomingHttpHeaders,
-): void {
+export function readBody(req: IncomingMessage, limit: number, then: BodyDone, headers: IncomingHttpHeaders): void {
   // Never from inside the stream's push or destroy: the middleware goes on from a microtask.
   const done: BodyDone = (read) => queueMicrotask(() => then(read));
   const length = headers['transfer-encoding'] === undefined ? contentLength(headers) : undefined;
