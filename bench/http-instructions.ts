@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { Agent } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,7 +25,7 @@ const WINDOWS = Number(process.env.WINDOWS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
 const here = fileURLToPath(new URL('.', import.meta.url));
 
-type Kind = 'bare' | 'floor' | 'plugin' | 'hooks3' | 'hooks4';
+type Kind = 'bare' | 'floor' | 'plugin' | 'hooks3' | 'hooks4' | 'express-bare' | 'express';
 interface Variant {
   readonly kind: Kind;
   readonly key: 'none' | 'fresh' | 'same';
@@ -39,10 +40,32 @@ const VARIANTS: Record<string, Variant> = {
   hooks4: { kind: 'hooks4', key: 'fresh' },
   'plugin-first': { kind: 'plugin', key: 'fresh' },
   'plugin-replay': { kind: 'plugin', key: 'same' },
+  // Express 5 with express.json(), bare and with the middleware before it (as bench/http.ts).
+  'express-bare': { kind: 'express-bare', key: 'none' },
+  'express-first': { kind: 'express', key: 'fresh' },
+  'express-replay': { kind: 'express', key: 'same' },
 };
 
 async function server(kind: Kind): Promise<void> {
   const require = createRequire(import.meta.url);
+  if (kind === 'express-bare' || kind === 'express') {
+    const express = require('express');
+    const app = express();
+    if (kind === 'express') {
+      const { memoryStore } = require('@holdfast/idempotency');
+      const { idempotency } = require('@holdfast/idempotency/express');
+      app.use(idempotency({ store: memoryStore({ maxEntries: 100_000 }), scope: 'global' }));
+    }
+    app.use(express.json());
+    let n = 0;
+    app.post('/orders', (_req: unknown, res: { status(s: number): { json(b: unknown): unknown } }) => {
+      res.status(201).json({ id: ++n, amount: 4200 });
+    });
+    const listening = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => listening.once('listening', resolve));
+    console.log(`@port ${listening.address().port}`);
+    return;
+  }
   const app = require('fastify')();
   if (kind === 'floor') await app.register(floorPlugin, {});
   if (kind === 'hooks3' || kind === 'hooks4') {
@@ -89,6 +112,7 @@ async function measure(name: string): Promise<number> {
     ],
     { cwd: here, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   try {
     const port = await new Promise<number>((resolve, reject) => {
       let seen = '';
@@ -103,14 +127,19 @@ async function measure(name: string): Promise<number> {
     let fresh = 0;
     const key =
       variant.key === 'fresh' ? () => `key-${++fresh}` : variant.key === 'same' ? () => 'the-same-key' : undefined;
-    await load(port, WARMUP, key, CONNECTIONS);
+    // One agent, its connections kept open, for the warm-up and every window: a connection closed
+    // after the warm-up and another opened for each window deoptimised Node's socket and stream
+    // code (wrong map: the close path and a new socket's maps, never seen warm), and its windows
+    // counted the re-optimisation: they fell from 1.9x the last one to it (--trace-deopt showed
+    // 35 deoptimisations in the first window and 10-22 re-optimisations in each of the next).
+    await load(port, WARMUP, key, CONNECTIONS, agent);
     execFileSync('callgrind_control', ['-i', 'on', String(child.pid)], { stdio: 'ignore' });
     // WINDOWS windows, each one's count printed; the least is quoted (a window may still hold a
     // lump: a full collection, a deoptimisation).
     const counts: number[] = [];
     for (let window = 1; window <= WINDOWS; window++) {
       execFileSync('callgrind_control', ['-z', String(child.pid)], { stdio: 'ignore' });
-      await load(port, REQUESTS, key, CONNECTIONS);
+      await load(port, REQUESTS, key, CONNECTIONS, agent);
       execFileSync('callgrind_control', ['-d', `window${window}`, String(child.pid)], { stdio: 'ignore' });
       // The main thread's counts only: V8 compiles on other threads (TurboFan jobs were a third of
       // a window's instructions, and came in lumps), and with --single-threaded-gc the collector
@@ -127,6 +156,7 @@ async function measure(name: string): Promise<number> {
     console.log(`  ${name} windows: ${counts.join(' ')}`);
     return Math.min(...counts);
   } finally {
+    agent.destroy();
     child.kill('SIGKILL');
     const dir = path.dirname(out);
     for (const file of readdirSync(dir)) {

@@ -95,14 +95,19 @@ function ask<T>(child: ChildProcess, message: string): Promise<T> {
   });
 }
 
-/** `count` POSTs of BODY over `connections` keep-alive connections, each with `key()` if given; each must get 201. */
+/**
+ * `count` POSTs of BODY over `connections` keep-alive connections, each with `key()` if given; each
+ * must get 201. `agent`: the caller's, kept open after (its connections go on serving the next
+ * call); by default, one made for this call and destroyed at its end.
+ */
 export async function load(
   port: number,
   count: number,
   key: (() => string) | undefined,
   connections = CONNECTIONS,
+  shared?: Agent,
 ): Promise<void> {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections });
+  const agent = shared ?? new Agent({ keepAlive: true, maxSockets: connections });
   let left = count;
   const one = () =>
     new Promise<void>((resolve, reject) => {
@@ -123,7 +128,7 @@ export async function load(
       while (left-- > 0) await one();
     }),
   );
-  agent.destroy();
+  if (shared === undefined) agent.destroy();
 }
 
 /** Bytes allocated between the '@start' and '@stop' marks of an nvp log. */

@@ -74,6 +74,24 @@ async function post(port: number, key: string | undefined): Promise<number> {
   return response.status;
 }
 
+/**
+ * What `measure` finds for one request to each of a bare app, one that answers before any parser,
+ * and a guarded one, first with a key and then again (a replay).
+ */
+async function fourRequests<T>(
+  measure: (run: () => Promise<void>) => Promise<T>,
+): Promise<{ bare: T; answers: T; first: T; replay: T }> {
+  const bare = await app(false);
+  const answers = await app('answers');
+  const guarded = await app(true);
+  const key = newKey();
+  const one = (port: number) =>
+    measure(async () => {
+      expect(await post(port, key)).toBe(201);
+    });
+  return { bare: await one(bare), answers: await one(answers), first: await one(guarded), replay: await one(guarded) };
+}
+
 describe('express middleware: what every guarded request pays for it', () => {
   /**
    * The request's stream state is read from `_readableState` (its own property), not through
@@ -82,29 +100,53 @@ describe('express middleware: what every guarded request pays for it', () => {
    * Express request or response was two slow lookups a request.
    */
   it('a first request reads no stream getter of its request or response that a bare app does not; a replay, none', async () => {
-    const bare = await app(false);
-    const answers = await app('answers');
-    const guarded = await app(true);
-    const key = newKey();
-    const bareReads = await countingReads(async () => {
-      expect(await post(bare, key)).toBe(201);
-    });
-    const answerReads = await countingReads(async () => {
-      expect(await post(answers, key)).toBe(201);
-    });
-    const firstReads = await countingReads(async () => {
-      expect(await post(guarded, key)).toBe(201);
-    });
-    const replayReads = await countingReads(async () => {
-      expect(await post(guarded, key)).toBe(201);
-    });
+    const reads = await fourRequests(countingReads);
     const names = [...REQUEST_GETTERS, ...RESPONSE_GETTERS];
     const over = (reads: Record<string, number>, base: Record<string, number>) =>
       Object.fromEntries(names.map((n) => [n, (reads[n] ?? 0) - (base[n] ?? 0)]));
     const none = { readableEnded: 0, destroyed: 0, readableHighWaterMark: 0, headersSent: 0 };
-    expect({ first: over(firstReads, bareReads), replay: over(replayReads, answerReads) }).toEqual({
+    expect({ first: over(reads.first, reads.bare), replay: over(reads.replay, reads.answers) }).toEqual({
       first: none,
       replay: none,
     });
+  });
+
+  /**
+   * Node's `req.headers` is a getter (it builds the object on first read), and on an Express
+   * request, a map of its own, each read looks it up along the request's prototype chain: the
+   * middleware read it six times a request, first or replay (the key, whether a body came (2), its
+   * transfer-encoding and length, the view).
+   */
+  it('reads req.headers once a guarded request, first or replay, beyond what the app reads', async () => {
+    // Node's getter cannot be redefined: it is shadowed on Express's request object, which every
+    // app's requests inherit, by one that counts and calls Node's.
+    const own = Object.getOwnPropertyDescriptor(IncomingMessage.prototype, 'headers');
+    const get = own?.get;
+    if (own === undefined || get === undefined) throw new Error('IncomingMessage.prototype.headers is not a getter');
+    const shared = express.request as object;
+    if (Object.hasOwn(shared, 'headers')) throw new Error('express.request has its own headers');
+    let reads = 0;
+    Object.defineProperty(shared, 'headers', {
+      configurable: true,
+      get(this: IncomingMessage) {
+        reads++;
+        return get.call(this);
+      },
+      set: own.set,
+    });
+    const count = async (run: () => Promise<void>): Promise<number> => {
+      const before = reads;
+      await run();
+      return reads - before;
+    };
+    try {
+      const counted = await fourRequests(count);
+      expect({ first: counted.first - counted.bare, replay: counted.replay - counted.answers }).toEqual({
+        first: 1,
+        replay: 1,
+      });
+    } finally {
+      delete (shared as { headers?: unknown }).headers;
+    }
   });
 });

@@ -1,4 +1,4 @@
-import { IncomingMessage } from 'node:http';
+import { type IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { rootOf } from './node.js';
 import { watchPushes } from './stream.js';
 
@@ -26,8 +26,12 @@ export type BodyBytes =
   /** Read before the middleware, and kept nowhere it can see: nothing to fingerprint. */
   | { readonly status: 'gone' };
 
-/** The bytes of a request's body, if anything kept them, or what a parser made of them. */
-export function bodyOf(req: IncomingMessage): BodyBytes {
+/**
+ * The bytes of a request's body, if anything kept them, or what a parser made of them. `headers`:
+ * the request's, read already (Node's `req.headers` is a getter, looked up along an Express
+ * request's own chain at each read).
+ */
+export function bodyOf(req: IncomingMessage, headers: IncomingHttpHeaders): BodyBytes {
   const r = req as WithRaw;
   // Each is set on the request itself. Asked with hasOwn: a property an Express request lacks is
   // looked for along its whole prototype chain, slowly (every request has a map of its own).
@@ -36,7 +40,7 @@ export function bodyOf(req: IncomingMessage): BodyBytes {
   if (has(r, 'body') && Buffer.isBuffer(r.body)) return { status: 'bytes', body: r.body }; // express.raw()
   // body-parser sets `_body` once it consumed the stream.
   if (has(r, '_body') && r._body === true) return { status: 'parsed', body: r.body };
-  if (!hasBody(req)) return { status: 'bytes', body: undefined };
+  if (!hasBody(headers)) return { status: 'bytes', body: undefined };
   // Read by a layer before us that kept it elsewhere (not `req.body`): every body would look
   // like none, and another body with the same key replay the first's response.
   // An empty body we read ourselves (an idempotency() mounted before this one) ended the stream.
@@ -69,8 +73,8 @@ const NONE: BodyBytes = { status: 'bytes', body: undefined };
 /** Requests whose empty body (chunked, no chunk) {@link readAndRestore} read to its end: nothing to put back. */
 const readEmpty = new WeakSet<IncomingMessage>();
 
-function hasBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > 0;
+function hasBody(headers: IncomingHttpHeaders): boolean {
+  return headers['transfer-encoding'] !== undefined || Number(headers['content-length'] ?? 0) > 0;
 }
 
 /**
@@ -155,12 +159,12 @@ export type BodyDone = (read: Buffer | 'tooLarge' | 'aborted') => void;
  * The whole body of a request no one has read yet, leaving the stream unread for the parsers
  * after the middleware; `done` is called once with it. A body with a `Content-Length` that fits
  * the stream's buffer is watched as it arrives, without reading it; any other is read and put
- * back ({@link readAndRestore}).
+ * back ({@link readAndRestore}). `headers`: the request's, read already (see {@link bodyOf}).
  */
-export function readBody(req: IncomingMessage, limit: number, then: BodyDone): void {
+export function readBody(req: IncomingMessage, limit: number, then: BodyDone, headers: IncomingHttpHeaders): void {
   // Never from inside the stream's push or destroy: the middleware goes on from a microtask.
   const done: BodyDone = (read) => queueMicrotask(() => then(read));
-  const length = req.headers['transfer-encoding'] === undefined ? contentLength(req) : undefined;
+  const length = headers['transfer-encoding'] === undefined ? contentLength(headers) : undefined;
   // Under the high-water mark, every push is buffered without pausing the socket: the body
   // arrives whole without anyone reading it.
   // Only Node's own request is pushed its body unasked; others push when read.
@@ -297,7 +301,7 @@ function patchRequestRoot(root: object): RootMethods {
 }
 
 /** The `Content-Length` of a request, if it has one that is a plain decimal number. */
-function contentLength(req: IncomingMessage): number | undefined {
-  const value = req.headers['content-length'];
+function contentLength(headers: IncomingHttpHeaders): number | undefined {
+  const value = headers['content-length'];
   return value !== undefined && /^[0-9]{1,15}$/.test(value) ? Number(value) : undefined;
 }
