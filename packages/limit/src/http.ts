@@ -292,26 +292,31 @@ export class Shedder<Req> {
             [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
-        .then(undefined, (error: unknown) => {
-          for (const undo of taken ?? []) {
-            try {
-              undo();
-            } catch {}
-          }
-          // The client went away while queued: nobody to answer, and nothing went wrong.
-          if (signal.aborted) resolve(goneShed);
-          else if (isRejection(error)) resolve(this.#shed(error));
-          // A cost the limiter can never take (more than it holds, not whole): the cost option's bug.
-          else if (error instanceof HoldfastConfigError && error.issues[0]?.path === 'cost') resolve(badCost);
-          // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
-          // circuit open in it. The client should come back later; nothing went wrong here.
-          else if (error instanceof DisposedError || error instanceof TimeoutError) {
-            resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
-          } else if (error instanceof BrokenCircuitError) {
-            const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
-            resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
-          } else reject(error);
-        });
+        .then(
+          () => {
+            // Settled without admitting the request (a fallback, or a breaker's, served a value in
+            // place of a refusal): it never ran. Before, nothing answered it: it hung.
+            if (taken === undefined) return;
+            giveBack(taken);
+            resolve(signal.aborted ? goneShed : this.#shed(notAdmitted));
+          },
+          (error: unknown) => {
+            giveBack(taken);
+            // The client went away while queued: nobody to answer, and nothing went wrong.
+            if (signal.aborted) resolve(goneShed);
+            else if (isRejection(error)) resolve(this.#shed(error));
+            // A cost the limiter can never take (more than it holds, not whole): the cost option's bug.
+            else if (error instanceof HoldfastConfigError && error.issues[0]?.path === 'cost') resolve(badCost);
+            // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
+            // circuit open in it. The client should come back later; nothing went wrong here.
+            else if (error instanceof DisposedError || error instanceof TimeoutError) {
+              resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
+            } else if (error instanceof BrokenCircuitError) {
+              const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
+              resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
+            } else reject(error);
+          },
+        );
     });
   }
 
@@ -537,6 +542,23 @@ function problem(
   const headers = { 'content-type': 'application/problem+json' };
   return { status, headers: retryAfter === undefined ? headers : { ...headers, 'retry-after': retryAfter }, body };
 }
+
+/** Gives back what the limits took for a request that was not admitted: it never ran. */
+function giveBack(taken: (() => void)[] | undefined): void {
+  for (const undo of taken ?? []) {
+    try {
+      undo();
+    } catch {}
+  }
+}
+
+/** A policy that settled without admitting the request (a fallback served a value in its place). */
+const notAdmitted = {
+  status: 503,
+  retryAfter: undefined,
+  code: 'E_NOT_ADMITTED',
+  message: 'the policy settled without admitting the request',
+} as const;
 
 /** What a request whose key is empty gets. */
 const badKey = problem(
