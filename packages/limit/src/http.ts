@@ -268,11 +268,15 @@ export class Shedder<Req> {
     // What the limits took, given back if the request is not admitted after all (a later limit,
     // a bulkhead or a timeout refused it, or a cost a later limit cannot take): it never ran.
     let taken: (() => void)[] | undefined = [];
+    // The request, once admitted: run again (a retry() before the limits after its 5xx, a hedge()),
+    // it is the same request and settles with it. Before, each later run took a place (a
+    // bulkhead's slot) that nothing gave back: two 500s filled a bulkhead of 2 for good.
+    let admitted: Promise<void> | undefined;
     return new Promise((resolve, reject) => {
       policy
         .execute(
           () =>
-            new Promise<void>((done, fail) => {
+            (admitted ??= new Promise<void>((done, fail) => {
               taken = undefined;
               const now = held.get(res);
               if (now === undefined) held.set(res, [policy, key]);
@@ -281,7 +285,7 @@ export class Shedder<Req> {
                 if (status !== undefined && status >= 500) fail(statusError(status));
                 else done();
               });
-            }),
+            })),
           {
             signal,
             key,
@@ -300,8 +304,9 @@ export class Shedder<Req> {
             giveBack(taken);
             resolve(signal.aborted ? goneShed : this.#shed(notAdmitted));
           },
-          (error: unknown) => {
+          (thrown: unknown) => {
             giveBack(taken);
+            const error = refusalIn(thrown);
             // The client went away while queued: nobody to answer, and nothing went wrong.
             if (signal.aborted) resolve(goneShed);
             else if (isRejection(error)) resolve(this.#shed(error));
@@ -314,7 +319,7 @@ export class Shedder<Req> {
             } else if (error instanceof BrokenCircuitError) {
               const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
               resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
-            } else reject(error);
+            } else reject(thrown);
           },
         );
     });
@@ -541,6 +546,22 @@ function problem(
   const body = JSON.stringify({ type: `urn:holdfast:problem:${type}`, title, status, detail, code });
   const headers = { 'content-type': 'application/problem+json' };
   return { status, headers: retryAfter === undefined ? headers : { ...headers, 'retry-after': retryAfter }, body };
+}
+
+/**
+ * The refusal behind a policy's error: a `retry()` before the limits that gave up on them wraps
+ * the last refusal (`E_RETRY_EXHAUSTED`, its `cause`). Before, that was a 500 for every request
+ * the limits still refused when the retry gave up (a rate limit's wait past its `maxDelay`: at once).
+ */
+function refusalIn(error: unknown): unknown {
+  let e = error;
+  for (let depth = 0; depth < 4 && e instanceof HoldfastError; depth++) {
+    if (isRejection(e) || e instanceof DisposedError || e instanceof TimeoutError || e instanceof BrokenCircuitError) {
+      return e;
+    }
+    e = e.cause;
+  }
+  return error;
 }
 
 /** Gives back what the limits took for a request that was not admitted: it never ran. */
