@@ -315,10 +315,10 @@ export class Shedder<Req> {
             // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
             // circuit open in it. The client should come back later; nothing went wrong here.
             else if (error instanceof DisposedError || error instanceof TimeoutError) {
-              resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
+              resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code }));
             } else if (error instanceof BrokenCircuitError) {
               const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
-              resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
+              resolve(this.#shed({ status: 503, retryAfter, code: error.code }));
             } else reject(thrown);
           },
         );
@@ -388,7 +388,7 @@ export class Shedder<Req> {
     }
   }
 
-  #shed(error: Rejection & { code: string; message: string }): Shed {
+  #shed(error: Rejection & { code: string }): Shed {
     const wait = error.retryAfter === undefined || Number.isNaN(error.retryAfter) ? this.#retryAfter : error.retryAfter;
     const limited = error.status === 429;
     return problem(
@@ -574,12 +574,7 @@ function giveBack(taken: (() => void)[] | undefined): void {
 }
 
 /** A policy that settled without admitting the request (a fallback served a value in its place). */
-const notAdmitted = {
-  status: 503,
-  retryAfter: undefined,
-  code: 'E_NOT_ADMITTED',
-  message: 'the policy settled without admitting the request',
-} as const;
+const notAdmitted = { status: 503, retryAfter: undefined, code: 'E_NOT_ADMITTED' } as const;
 
 /** What a request whose key is empty gets. */
 const badKey = problem(
