@@ -93,8 +93,10 @@ export class Shedder<Req> {
   readonly #headers: 'draft-6' | 'draft-7' | 'draft-8' | false;
   readonly #legacy: boolean;
   readonly #cost: ((req: Req) => unknown) | undefined;
+  readonly #owner: string;
 
   constructor(owner: string, options: LoadSheddingOptions<Req>, running?: StillRunning<Req>) {
+    this.#owner = owner;
     this.#running = running;
     const o = parseOptions(owner, schema, options);
     this.#headers = o.standardHeaders;
@@ -219,6 +221,12 @@ export class Shedder<Req> {
   admit(req: Req, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
+    // A bug in the policy function (an async one, a lookup that found nothing): said so, where it
+    // was a TypeError, "policy.execute is not a function".
+    if (typeof (policy as Policy | null)?.execute !== 'function') {
+      const issue = { path: 'policy', message: 'must return a Policy or undefined', value: policy };
+      return Promise.reject(new HoldfastConfigError(this.#owner, [issue]));
+    }
     const cost = this.#cost?.(req);
     const key = this.#key?.(req);
     // An async key (a session looked up) or cost: its String() was every request's key, and its

@@ -1,7 +1,10 @@
-import { fallback, pipeline } from '@holdfast/core';
+import type { AddressInfo } from 'node:net';
+import { fallback, HoldfastConfigError, pipeline } from '@holdfast/core';
+import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
+import { loadShedding as expressShedding } from '../src/express.js';
 import { tokenBucket } from '../src/index.js';
-import { closeServers, serve } from './serve.js';
+import { closeLater, closeServers, serve } from './serve.js';
 
 /**
  * A policy that settles a request without admitting it: a `fallback()` (or a breaker's `fallback`
@@ -50,5 +53,43 @@ describe.each(['express', 'fastify'] as const)('%s: a policy that answers withou
     expect((await get(url, { 'x-user': 'b' })).status).toBe(503);
     // b never ran: its unit is back (2 - this take), as for any request a later limit refused.
     expect(perUser.take('b').remaining).toBe(1);
+  });
+});
+
+describe('a policy function that returns something not a Policy', () => {
+  const bucket = tokenBucket({ limit: 5, interval: 60_000, policies: false });
+  const picks = [
+    ['a promise (an async function)', async () => bucket],
+    ['null', () => null],
+    ['an object without execute', () => ({})],
+  ] as const;
+
+  it.each(picks)('Express: %s fails the request with an error naming the policy option', async (_, pick) => {
+    const errors: unknown[] = [];
+    const app = express();
+    app.use(expressShedding({ policy: pick as never }));
+    app.get('/x', (_req, res) => void res.send('ok'));
+    app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+      errors.push(error);
+      res.status(500).send('error');
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((r) => server.once('listening', r));
+    closeLater(() => new Promise((r) => server.close(r)));
+    const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/x`);
+    expect(res.status).toBe(500);
+    // Before: TypeError: policy.execute is not a function (or: Cannot read properties of null).
+    expect(errors[0]).toBeInstanceOf(HoldfastConfigError);
+    expect((errors[0] as HoldfastConfigError).issues[0]?.path).toBe('policy');
+    expect((errors[0] as Error).message).toMatch(/^limit\/express: policy must return a Policy or undefined/);
+  });
+
+  it.each(picks)('Fastify: %s fails the request with an error naming the policy option', async (_, pick) => {
+    const url = await serve('fastify', { policy: pick as never });
+    const res = await fetch(`${url}/x`);
+    expect(res.status).toBe(500);
+    expect(((await res.json()) as { message: string }).message).toMatch(
+      /^limit\/fastify: policy must return a Policy or undefined/,
+    );
   });
 });
