@@ -433,11 +433,39 @@ export type Release = (status?: number) => void;
 
 function noop(): void {}
 
-/** Emitted on a response as its end() returns: the handler is done with it. */
-const ENDED = Symbol('holdfast.limit.ended');
+/**
+ * What each response's request met, shared by every copy of this module a process loads (the ESM
+ * and the CommonJS build, each mounted as a middleware): with a record of its own per copy, a
+ * request took a place in a policy in each copy it met (a bulkhead of 1 refused every request,
+ * a token bucket counted each twice), and a copy that found end() already wrapped by the other
+ * never heard the response end.
+ */
+interface State {
+  /** Responses whose end() emits {@link ENDED}. */
+  readonly endSeen: WeakSet<ServerResponse>;
+  /** What each limiter a response's request was counted against told, by limiter. */
+  readonly decided: WeakMap<ServerResponse, Map<object, Told>>;
+  /** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
+  readonly drafts: WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>;
+  /** Responses a shedder with `legacyHeaders` decided on. */
+  readonly legacy: WeakSet<ServerResponse>;
+  /** Responses a shedder answered: their requests never reached a handler. */
+  readonly refused: WeakSet<ServerResponse>;
+  /** The places each response's request holds: policy, key, policy, key... */
+  readonly held: WeakMap<ServerResponse, (Policy | string | undefined)[]>;
+}
+const state = ((globalThis as Record<symbol, unknown>)[Symbol.for('@holdfast/limit/http@0')] ??= {
+  endSeen: new WeakSet(),
+  decided: new WeakMap(),
+  drafts: new WeakMap(),
+  legacy: new WeakSet(),
+  refused: new WeakSet(),
+  held: new WeakMap(),
+} satisfies State) as State;
+const { endSeen, decided, drafts, legacy, refused, held } = state;
 
-/** Responses whose end() emits {@link ENDED}. */
-const endSeen = new WeakSet<ServerResponse>();
+/** Emitted on a response as its end() returns: the handler is done with it (one symbol for every copy). */
+const ENDED = Symbol.for('@holdfast/limit/ended@0');
 
 /**
  * Makes `res.end()` emit {@link ENDED}: the handler's end, whether the client reads or not. A
@@ -507,21 +535,6 @@ const int = (n: number) => (n > 0 ? Math.min(999_999_999_999_999, Math.floor(n))
 
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Limit, b: Limit): Limit => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
-
-/** What each limiter a response's request was counted against told, by limiter. */
-const decided = new WeakMap<ServerResponse, Map<object, Told>>();
-
-/** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
-const drafts = new WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>();
-
-/** Responses a shedder with `legacyHeaders` decided on. */
-const legacy = new WeakSet<ServerResponse>();
-
-/** Responses a shedder answered: their requests never reached a handler. */
-const refused = new WeakSet<ServerResponse>();
-
-/** The places each response's request holds: policy, key, policy, key... */
-const held = new WeakMap<ServerResponse, (Policy | string | undefined)[]>();
 
 /**
  * What `key(req)` returned, as the string a limiter counts it under. Not a string (an array from a
