@@ -6,54 +6,13 @@
  * nothing ever gave back (a bulkhead of 2 was full for good after two 500s, and every request was
  * then a 500: the retry's give-up on the full bulkhead, E_RETRY_EXHAUSTED, was no refusal).
  */
-import type { AddressInfo } from 'node:net';
-import { hedge, type Policy, pipeline } from '@holdfast/core';
+import { hedge, pipeline } from '@holdfast/core';
 import { bulkhead, tokenBucket } from '@holdfast/limit';
-import { loadShedding as expressShedding } from '@holdfast/limit/express';
-import { loadShedding as fastifyShedding } from '@holdfast/limit/fastify';
 import { retry } from '@holdfast/retry';
-import express from 'express';
-import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { closeServers, serve } from '../packages/limit/test/serve.js';
 
-const closers: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  await Promise.all(closers.splice(0).map((close) => close()));
-});
-
-/** An app behind the middleware: GET /boom answers 500, GET /slow 200 after 50 ms, GET /ok 200. */
-const apps = {
-  async express(policy: Policy): Promise<string> {
-    const app = express();
-    app.use(expressShedding({ policy }));
-    app.get('/boom', (_req, res) => void res.status(500).json({ error: 'boom' }));
-    app.get('/slow', (_req, res) => void setTimeout(() => res.json({ ok: true }), 50));
-    app.get('/ok', (_req, res) => void res.json({ ok: true }));
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    closers.push(
-      () =>
-        new Promise((r) => {
-          server.close(() => r());
-          server.closeAllConnections();
-        }),
-    );
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-  },
-  async fastify(policy: Policy): Promise<string> {
-    const app = Fastify({ forceCloseConnections: true });
-    await app.register(fastifyShedding, { policy });
-    app.get('/boom', async (_req, reply) => reply.code(500).send({ error: 'boom' }));
-    app.get('/slow', async () => {
-      await new Promise((r) => setTimeout(r, 50));
-      return { ok: true };
-    });
-    app.get('/ok', async () => ({ ok: true }));
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    closers.push(() => app.close());
-    return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
-  },
-};
+afterEach(closeServers);
 
 async function get(url: string) {
   const res = await fetch(url);
@@ -65,20 +24,20 @@ const quick = { maxAttempts: 3, backoff: { initialDelay: 1, maxDelay: 1 }, jitte
 describe.each(['express', 'fastify'] as const)('%s: a policy that runs the request again', (framework) => {
   it('retry() before a bulkhead: 500s from the handler leave no place taken; later requests get 200', async () => {
     const slots = bulkhead({ maxConcurrent: 2, policies: false });
-    const url = await apps[framework](pipeline(retry({ ...quick, budget: false }), slots));
+    const url = await serve(framework, { policy: pipeline(retry({ ...quick, budget: false }), slots) });
     const boom = [];
     for (let i = 0; i < 4; i++) boom.push((await get(`${url}/boom`)).status);
     expect(boom).toEqual([500, 500, 500, 500]);
     await expect.poll(() => slots.running).toBe(0);
     const ok = [];
-    for (let i = 0; i < 3; i++) ok.push((await get(`${url}/ok`)).status);
+    for (let i = 0; i < 3; i++) ok.push((await get(`${url}/x`)).status);
     // Before: [500, 500, 500], the bulkhead's 2 slots held for good by the retries of the first 500s.
     expect(ok).toEqual([200, 200, 200]);
   });
 
   it("retry() that gives up on a full bulkhead: 503 problem+json with Retry-After, the bulkhead's code, never a 500", async () => {
     const slots = bulkhead({ maxConcurrent: 1, policies: false });
-    const url = await apps[framework](pipeline(retry({ ...quick, budget: false }), slots));
+    const url = await serve(framework, { policy: pipeline(retry({ ...quick, budget: false }), slots) });
     const answers = await Promise.all(Array.from({ length: 6 }, () => get(`${url}/slow`)));
     const shed = answers.filter((a) => a.status !== 200);
     expect(shed.length).toBeGreaterThan(0);
@@ -93,9 +52,9 @@ describe.each(['express', 'fastify'] as const)('%s: a policy that runs the reque
 
   it('retry() that gives up on a rate limit: 429 with its Retry-After', async () => {
     const limit = tokenBucket({ limit: 1, interval: 60_000, policies: false });
-    const url = await apps[framework](pipeline(retry({ ...quick, budget: false }), limit));
-    expect((await get(`${url}/ok`)).status).toBe(200);
-    const refused = await get(`${url}/ok`);
+    const url = await serve(framework, { policy: pipeline(retry({ ...quick, budget: false }), limit) });
+    expect((await get(`${url}/x`)).status).toBe(200);
+    const refused = await get(`${url}/x`);
     expect(refused.status).toBe(429);
     expect(Number(refused.headers['retry-after'])).toBeGreaterThanOrEqual(59);
     expect(JSON.parse(refused.body)).toMatchObject({ status: 429, code: 'E_RATE_LIMITED' });
@@ -103,7 +62,7 @@ describe.each(['express', 'fastify'] as const)('%s: a policy that runs the reque
 
   it('hedge() before a bulkhead: a slow request hedged keeps no place once its response ended', async () => {
     const slots = bulkhead({ maxConcurrent: 4, policies: false });
-    const url = await apps[framework](pipeline(hedge({ delay: 5, safe: true, budget: false }), slots));
+    const url = await serve(framework, { policy: pipeline(hedge({ delay: 5, safe: true, budget: false }), slots) });
     const answers = await Promise.all(Array.from({ length: 2 }, () => get(`${url}/slow`)));
     expect(answers.map((a) => a.status)).toEqual([200, 200]);
     // Before: each hedge ran the admitting function a second time, and that run never settled: 2 slots kept for good.

@@ -1,10 +1,9 @@
-import type { AddressInfo } from 'node:net';
 import { fallback, HoldfastConfigError, pipeline } from '@holdfast/core';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadShedding as expressShedding } from '../src/express.js';
 import { tokenBucket } from '../src/index.js';
-import { closeLater, closeServers, serve } from './serve.js';
+import { closeServers, listen, serve } from './serve.js';
 
 /**
  * A policy that settles a request without admitting it: a `fallback()` (or a breaker's `fallback`
@@ -73,10 +72,7 @@ describe('a policy function that returns something not a Policy', () => {
       errors.push(error);
       res.status(500).send('error');
     });
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    closeLater(() => new Promise((r) => server.close(r)));
-    const res = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/x`);
+    const res = await fetch(`${await listen(app)}/x`);
     expect(res.status).toBe(500);
     // Before: TypeError: policy.execute is not a function (or: Cannot read properties of null).
     expect(errors[0]).toBeInstanceOf(HoldfastConfigError);

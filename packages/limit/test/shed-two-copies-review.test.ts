@@ -1,9 +1,8 @@
-import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { loadShedding } from '../src/express.js';
 import { bulkhead, tokenBucket } from '../src/index.js';
-import { closeLater, closeServers } from './serve.js';
+import { closeServers, listen } from './serve.js';
 
 /**
  * Two copies of the middleware in one process: the ESM and the CommonJS build (an ESM app that
@@ -27,16 +26,7 @@ async function app(policy: Parameters<typeof loadShedding>[0]['policy']): Promis
   a.use(loadShedding({ policy, key: () => 'k' }));
   a.use(other({ policy, key: () => 'k' }));
   a.get('/x', (_req, res) => void res.send('ok'));
-  const server = a.listen(0, '127.0.0.1');
-  await new Promise((r) => server.once('listening', r));
-  closeLater(
-    () =>
-      new Promise((r) => {
-        server.close(r);
-        server.closeAllConnections();
-      }),
-  );
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`;
+  return `${await listen(a)}/x`;
 }
 
 describe('the middleware loaded twice (ESM and CommonJS builds) with one policy', () => {
