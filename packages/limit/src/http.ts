@@ -93,8 +93,10 @@ export class Shedder<Req> {
   readonly #headers: 'draft-6' | 'draft-7' | 'draft-8' | false;
   readonly #legacy: boolean;
   readonly #cost: ((req: Req) => unknown) | undefined;
+  readonly #owner: string;
 
   constructor(owner: string, options: LoadSheddingOptions<Req>, running?: StillRunning<Req>) {
+    this.#owner = owner;
     this.#running = running;
     const o = parseOptions(owner, schema, options);
     this.#headers = o.standardHeaders;
@@ -219,6 +221,12 @@ export class Shedder<Req> {
   admit(req: Req, res: ServerResponse, signal: AbortSignal): Promise<Release | Shed> {
     const policy = this.#pick(req);
     if (policy === undefined) return Promise.resolve(noop);
+    // A bug in the policy function (an async one, a lookup that found nothing): said so, where it
+    // was a TypeError, "policy.execute is not a function".
+    if (typeof (policy as Policy | null)?.execute !== 'function') {
+      const issue = { path: 'policy', message: 'must return a Policy or undefined', value: policy };
+      return Promise.reject(new HoldfastConfigError(this.#owner, [issue]));
+    }
     const cost = this.#cost?.(req);
     const key = this.#key?.(req);
     // An async key (a session looked up) or cost: its String() was every request's key, and its
@@ -268,11 +276,15 @@ export class Shedder<Req> {
     // What the limits took, given back if the request is not admitted after all (a later limit,
     // a bulkhead or a timeout refused it, or a cost a later limit cannot take): it never ran.
     let taken: (() => void)[] | undefined = [];
+    // The request, once admitted: run again (a retry() before the limits after its 5xx, a hedge()),
+    // it is the same request and settles with it. Before, each later run took a place (a
+    // bulkhead's slot) that nothing gave back: two 500s filled a bulkhead of 2 for good.
+    let admitted: Promise<void> | undefined;
     return new Promise((resolve, reject) => {
       policy
         .execute(
           () =>
-            new Promise<void>((done, fail) => {
+            (admitted ??= new Promise<void>((done, fail) => {
               taken = undefined;
               const now = held.get(res);
               if (now === undefined) held.set(res, [policy, key]);
@@ -281,7 +293,7 @@ export class Shedder<Req> {
                 if (status !== undefined && status >= 500) fail(statusError(status));
                 else done();
               });
-            }),
+            })),
           {
             signal,
             key,
@@ -292,26 +304,32 @@ export class Shedder<Req> {
             [TAKEN]: (undo: () => void) => taken?.push(undo),
           } as { signal: AbortSignal },
         )
-        .then(undefined, (error: unknown) => {
-          for (const undo of taken ?? []) {
-            try {
-              undo();
-            } catch {}
-          }
-          // The client went away while queued: nobody to answer, and nothing went wrong.
-          if (signal.aborted) resolve(goneShed);
-          else if (isRejection(error)) resolve(this.#shed(error));
-          // A cost the limiter can never take (more than it holds, not whole): the cost option's bug.
-          else if (error instanceof HoldfastConfigError && error.issues[0]?.path === 'cost') resolve(badCost);
-          // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
-          // circuit open in it. The client should come back later; nothing went wrong here.
-          else if (error instanceof DisposedError || error instanceof TimeoutError) {
-            resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code, message: error.message }));
-          } else if (error instanceof BrokenCircuitError) {
-            const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
-            resolve(this.#shed({ status: 503, retryAfter, code: error.code, message: error.message }));
-          } else reject(error);
-        });
+        .then(
+          () => {
+            // Settled without admitting the request (a fallback, or a breaker's, served a value in
+            // place of a refusal): it never ran. Before, nothing answered it: it hung.
+            if (taken === undefined) return;
+            giveBack(taken);
+            resolve(signal.aborted ? goneShed : this.#shed(notAdmitted));
+          },
+          (thrown: unknown) => {
+            giveBack(taken);
+            const error = refusalIn(thrown);
+            // The client went away while queued: nobody to answer, and nothing went wrong.
+            if (signal.aborted) resolve(goneShed);
+            else if (isRejection(error)) resolve(this.#shed(error));
+            // A cost the limiter can never take (more than it holds, not whole): the cost option's bug.
+            else if (error instanceof HoldfastConfigError && error.issues[0]?.path === 'cost') resolve(badCost);
+            // Not admitted: shutting down (disposed), no place within a pipeline's timeout, or a
+            // circuit open in it. The client should come back later; nothing went wrong here.
+            else if (error instanceof DisposedError || error instanceof TimeoutError) {
+              resolve(this.#shed({ status: 503, retryAfter: undefined, code: error.code }));
+            } else if (error instanceof BrokenCircuitError) {
+              const retryAfter = error.retryAt === undefined ? undefined : error.retryAt - Date.now();
+              resolve(this.#shed({ status: 503, retryAfter, code: error.code }));
+            } else reject(thrown);
+          },
+        );
     });
   }
 
@@ -378,7 +396,7 @@ export class Shedder<Req> {
     }
   }
 
-  #shed(error: Rejection & { code: string; message: string }): Shed {
+  #shed(error: Rejection & { code: string }): Shed {
     const wait = error.retryAfter === undefined || Number.isNaN(error.retryAfter) ? this.#retryAfter : error.retryAfter;
     const limited = error.status === 429;
     return problem(
@@ -415,11 +433,39 @@ export type Release = (status?: number) => void;
 
 function noop(): void {}
 
-/** Emitted on a response as its end() returns: the handler is done with it. */
-const ENDED = Symbol('holdfast.limit.ended');
+/**
+ * What each response's request met, shared by every copy of this module a process loads (the ESM
+ * and the CommonJS build, each mounted as a middleware): with a record of its own per copy, a
+ * request took a place in a policy in each copy it met (a bulkhead of 1 refused every request,
+ * a token bucket counted each twice), and a copy that found end() already wrapped by the other
+ * never heard the response end.
+ */
+interface State {
+  /** Responses whose end() emits {@link ENDED}. */
+  readonly endSeen: WeakSet<ServerResponse>;
+  /** What each limiter a response's request was counted against told, by limiter. */
+  readonly decided: WeakMap<ServerResponse, Map<object, Told>>;
+  /** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
+  readonly drafts: WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>;
+  /** Responses a shedder with `legacyHeaders` decided on. */
+  readonly legacy: WeakSet<ServerResponse>;
+  /** Responses a shedder answered: their requests never reached a handler. */
+  readonly refused: WeakSet<ServerResponse>;
+  /** The places each response's request holds: policy, key, policy, key... */
+  readonly held: WeakMap<ServerResponse, (Policy | string | undefined)[]>;
+}
+const state = ((globalThis as Record<symbol, unknown>)[Symbol.for('@holdfast/limit/http@0')] ??= {
+  endSeen: new WeakSet(),
+  decided: new WeakMap(),
+  drafts: new WeakMap(),
+  legacy: new WeakSet(),
+  refused: new WeakSet(),
+  held: new WeakMap(),
+} satisfies State) as State;
+const { endSeen, decided, drafts, legacy, refused, held } = state;
 
-/** Responses whose end() emits {@link ENDED}. */
-const endSeen = new WeakSet<ServerResponse>();
+/** Emitted on a response as its end() returns: the handler is done with it (one symbol for every copy). */
+const ENDED = Symbol.for('@holdfast/limit/ended@0');
 
 /**
  * Makes `res.end()` emit {@link ENDED}: the handler's end, whether the client reads or not. A
@@ -490,21 +536,6 @@ const int = (n: number) => (n > 0 ? Math.min(999_999_999_999_999, Math.floor(n))
 /** The limit closest to refusing: the fewest left, then the longest to wait. */
 const closer = (a: Limit, b: Limit): Limit => (b[2] < a[2] || (b[2] === a[2] && b[3] > a[3]) ? b : a);
 
-/** What each limiter a response's request was counted against told, by limiter. */
-const decided = new WeakMap<ServerResponse, Map<object, Told>>();
-
-/** The draft each response's headers are written in: the first a middleware that decided on it asked for. */
-const drafts = new WeakMap<ServerResponse, 'draft-6' | 'draft-7' | 'draft-8'>();
-
-/** Responses a shedder with `legacyHeaders` decided on. */
-const legacy = new WeakSet<ServerResponse>();
-
-/** Responses a shedder answered: their requests never reached a handler. */
-const refused = new WeakSet<ServerResponse>();
-
-/** The places each response's request holds: policy, key, policy, key... */
-const held = new WeakMap<ServerResponse, (Policy | string | undefined)[]>();
-
 /**
  * What `key(req)` returned, as the string a limiter counts it under. Not a string (an array from a
  * repeated query parameter, a number, an object): its `String()`, so such requests share a limit
@@ -537,6 +568,34 @@ function problem(
   const headers = { 'content-type': 'application/problem+json' };
   return { status, headers: retryAfter === undefined ? headers : { ...headers, 'retry-after': retryAfter }, body };
 }
+
+/**
+ * The refusal behind a policy's error: a `retry()` before the limits that gave up on them wraps
+ * the last refusal (`E_RETRY_EXHAUSTED`, its `cause`). Before, that was a 500 for every request
+ * the limits still refused when the retry gave up (a rate limit's wait past its `maxDelay`: at once).
+ */
+function refusalIn(error: unknown): unknown {
+  let e = error;
+  for (let depth = 0; depth < 4 && e instanceof HoldfastError; depth++) {
+    if (isRejection(e) || e instanceof DisposedError || e instanceof TimeoutError || e instanceof BrokenCircuitError) {
+      return e;
+    }
+    e = e.cause;
+  }
+  return error;
+}
+
+/** Gives back what the limits took for a request that was not admitted: it never ran. */
+function giveBack(taken: (() => void)[] | undefined): void {
+  for (const undo of taken ?? []) {
+    try {
+      undo();
+    } catch {}
+  }
+}
+
+/** A policy that settled without admitting the request (a fallback served a value in its place). */
+const notAdmitted = { status: 503, retryAfter: undefined, code: 'E_NOT_ADMITTED' } as const;
 
 /** What a request whose key is empty gets. */
 const badKey = problem(

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { connect } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { HoldfastConfigError, type Policy, pipeline, timeout } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
@@ -10,12 +9,14 @@ import { loadShedding as expressShedding } from '../src/express.js';
 import { loadShedding as fastifyShedding } from '../src/fastify.js';
 import { bulkhead, type LoadSheddingOptions, slidingWindow, tokenBucket } from '../src/index.js';
 import { redisRateLimiter } from '../src/redis.js';
+import { closeServers, listen } from './serve.js';
 
 type Req = { headers: Record<string, string | string[] | undefined> };
 type Options = Omit<LoadSheddingOptions<Req>, 'policy'> & { policy: Policy } & Record<string, unknown>;
 const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   for (const close of closers.splice(0)) await close();
+  await closeServers();
 });
 
 const byUser = (req: Req) => req.headers['x-user'] as string | undefined;
@@ -27,16 +28,7 @@ async function serve(kind: 'express' | 'fastify', mounts: Options[]): Promise<st
     const app = express();
     for (const m of mounts) app.use('/api', expressShedding(m as never));
     app.get('/api/x', (_req, res) => void res.send('ok'));
-    const server = app.listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    closers.push(
-      () =>
-        new Promise((r) => {
-          server.close(r);
-          server.closeAllConnections();
-        }),
-    );
-    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return listen(app);
   }
   const app = Fastify();
   for (const m of mounts) await app.register(fastifyShedding, m as never);
