@@ -14,13 +14,14 @@ import {
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
 import { HeldLease, LeaseKeeper } from '../lease.js';
-import { inProcess, type NowClaimResult, type StoreNow } from '../memory-store.js';
-import type { ClaimResult, IdempotencyStore } from '../store.js';
+import { inProcess, type KeptRecord, type NowClaimResult, type StoreNow } from '../memory-store.js';
+import type { ClaimResult, CompletedRecord, IdempotencyStore } from '../store.js';
 import {
   BodyCollector,
   type HttpResponse,
   pickHeaders,
   type ReplayableHeaders,
+  type ReplaySource,
   replayableHeaders,
   replayOf,
   withLength,
@@ -372,14 +373,16 @@ export class HttpIdempotency<Req> implements RunOwner {
         };
       case 'completed': {
         const { record } = result;
+        // An in-process store's own record holds its outcome; a copy handed out has one apart.
+        const outcome = shared ? (record as KeptRecord) : (record as CompletedRecord).outcome;
         // The store compared fingerprints already; compare again, in constant time, before replaying.
-        if (record.outcome.kind !== 'response' || !sameFingerprint(record.fingerprint, fingerprint)) {
+        if (outcome.kind !== 'response' || !sameFingerprint(record.fingerprint, fingerprint)) {
           return this.#mismatch(key);
         }
         if (this.bus.wants('idempotency.replay')) {
           this.bus.emit(this.#event('idempotency.replay', { key, createdAt: record.createdAt }));
         }
-        return respond(replayOf(record.outcome, shared, head));
+        return respond(replayOf(outcome as ReplaySource, shared, head));
       }
       case 'mismatch':
         return this.#mismatch(key);
