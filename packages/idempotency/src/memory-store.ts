@@ -177,13 +177,14 @@ export interface StoreNow {
   /**
    * {@link complete} of a response the caller hands over (its headers object, lists and body are
    * its own and it keeps no reference): kept without a copy, and without an outcome object.
+   * `body`: its bytes, or a string of them, one character a byte.
    */
   completeResponse(
     key: string,
     token: string,
     status: number,
     headers: StoredResponse['headers'],
-    body: Uint8Array,
+    body: Uint8Array | string,
     ttlMs: number,
   ): boolean;
   release(key: string, token: string): boolean;
@@ -202,6 +203,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   // headers (a route's usual next one) shares it (see #shared).
   #lastHeaders: StoredResponse['headers'] | undefined;
   #lastNames: readonly string[] = [];
+  #lastChars = 0;
   #sweep: TimerHandle | undefined;
   #disposed = false;
   #bytes = 0;
@@ -239,15 +241,19 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
       completeResponse: (key, token, status, headers, body, ttlMs) => {
         this.#checkOpen();
-        checkResponseParts(status, headers, body);
+        // The same headers as the last response kept are checked (all strings), and counted.
+        const last = this.#sameAsLast(headers);
+        const text = typeof body === 'string';
+        checkResponseParts(status, last === undefined ? headers : NO_HEADERS, text ? NO_BYTES : body);
+        const chars = last === undefined ? headerChars(headers) : this.#lastChars;
         return this.#completeKept(
           key,
           token,
           'response',
           status,
-          this.#shared(headers, true),
-          keptBody(body, true),
-          responseBytes(headers, body),
+          last ?? this.#keepHeaders(headers, true, chars),
+          text ? keptText(body) : keptBody(body, true),
+          2 * chars + 16 + (text ? body.length : body.byteLength),
           ttlMs,
         );
       },
@@ -333,14 +339,15 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     if (outcome?.kind === 'aborted') return this.#completeKept(key, token, 'aborted', 0, undefined, '', 16, ttlMs);
     const { status, headers, body } = checkResponse(outcome);
+    const chars = headerChars(headers);
     return this.#completeKept(
       key,
       token,
       'response',
       status,
-      this.#shared(headers, false),
+      this.#sameAsLast(headers) ?? this.#keepHeaders(headers, false, chars),
       keptBody(body, false),
-      responseBytes(headers, body),
+      2 * chars + 16 + body.byteLength,
       ttlMs,
     );
   }
@@ -551,27 +558,36 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 
   /**
-   * `headers` (checked; `owned`: handed over, else the caller's, which may change), or the last
-   * headers kept when they have the same names in the same order and the same values, all
-   * strings: the records of a route share one object (a record's headers are never changed:
-   * replays and copies handed out are copies). Else a copy (unless owned), kept as the last.
+   * The last headers kept, when `headers` has the same names in the same order and the same
+   * values, all strings: the records of a route share one object (a record's headers are never
+   * changed: replays and the copies handed out are copies). Undefined otherwise.
    */
-  #shared(headers: StoredResponse['headers'], owned: boolean): StoredResponse['headers'] {
-    const names = Object.keys(headers);
+  #sameAsLast(headers: StoredResponse['headers']): StoredResponse['headers'] | undefined {
     const last = this.#lastHeaders;
-    if (last !== undefined && names.length === this.#lastNames.length) {
-      let same = true;
-      for (let i = 0; i < names.length && same; i++) {
-        const name = names[i] as string;
-        const value = headers[name];
-        same = name === this.#lastNames[i] && typeof value === 'string' && value === last[name];
-      }
-      if (same) return last;
+    if (last === undefined || typeof headers !== 'object' || headers === null) return undefined;
+    const names = Object.keys(headers);
+    const lastNames = this.#lastNames;
+    if (names.length !== lastNames.length) return undefined;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const value = headers[name];
+      if (name !== lastNames[i] || typeof value !== 'string' || value !== last[name]) return undefined;
     }
+    return last;
+  }
+
+  /**
+   * Checked `headers` as a record keeps them (`owned`: handed over, else copied: the caller's may
+   * change), kept as the last (see {@link #sameAsLast}) when all their values are strings;
+   * `chars`: their {@link headerChars}.
+   */
+  #keepHeaders(headers: StoredResponse['headers'], owned: boolean, chars: number): StoredResponse['headers'] {
     const kept = owned ? headers : copyHeaders(headers);
+    const names = Object.keys(kept);
     for (const name of names) if (typeof kept[name] !== 'string') return kept;
     this.#lastHeaders = kept;
     this.#lastNames = names;
+    this.#lastChars = chars;
     return kept;
   }
 
@@ -635,14 +651,18 @@ function keptBody(body: Uint8Array, owned: boolean): Uint8Array | string {
   return owned && Buffer.isBuffer(body) ? body : Buffer.from(body);
 }
 
+/** A body handed over as a string of its bytes (one character a byte), as the record keeps it. */
+function keptText(body: string): Uint8Array | string {
+  return body.length <= STRING_BODY_BYTES ? body : Buffer.from(body, 'latin1');
+}
+
+const NO_BYTES = new Uint8Array(0);
+
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** What a response counts against `maxBytes` besides its record (see {@link baseBytes}). */
-function responseBytes(headers: StoredResponse['headers'], body: Uint8Array): number {
-  return 2 * headerChars(headers) + 16 + body.byteLength;
-}
+const NO_HEADERS: StoredResponse['headers'] = Object.freeze({});
 
 /** A claim's token as handed out. */
 function tokenText(token: number): string {
