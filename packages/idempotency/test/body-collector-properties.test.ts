@@ -5,11 +5,20 @@
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { memoryStore } from '../src/index.js';
 import { BodyCollector } from '../src/http/capture.js';
+import { memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
 
-const encoding = fc.constantFrom<BufferEncoding | undefined>(undefined, 'utf8', 'utf-8', 'latin1', 'hex', 'base64', 'ascii', 'utf16le');
+const encoding = fc.constantFrom<BufferEncoding | undefined>(
+  undefined,
+  'utf8',
+  'utf-8',
+  'latin1',
+  'hex',
+  'base64',
+  'ascii',
+  'utf16le',
+);
 const text = fc.oneof(
   fc.string({ maxLength: 120 }),
   fc.string({ unit: 'grapheme', maxLength: 40 }),
@@ -58,7 +67,9 @@ describe('BodyCollector', () => {
         if (found.status !== 'completed' || found.record.kind !== 'response') throw new Error(found.status);
         const kept = found.record.body;
         const expected = Buffer.concat(chunks.map(([value, enc]) => sent(value, enc)));
-        expect((typeof kept === 'string' ? Buffer.from(kept, 'latin1') : Buffer.from(kept)).equals(expected)).toBe(true);
+        expect((typeof kept === 'string' ? Buffer.from(kept, 'latin1') : Buffer.from(kept)).equals(expected)).toBe(
+          true,
+        );
         store.dispose();
       }),
       { numRuns: 500 },
