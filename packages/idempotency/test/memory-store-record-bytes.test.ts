@@ -1,21 +1,15 @@
-import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
+import { heapFixture } from './heap-child.js';
 
 describe('memoryStore, the bytes a completed record retains', () => {
   it("keeps a short JSON response's record in one object with its strings: under 480 bytes a record", () => {
-    const fixture = new URL('./fixtures/record-heap.ts', import.meta.url).pathname;
-    const child = spawnSync(
-      process.execPath,
-      ['--expose-gc', '--conditions=@holdfast/source', '--import', 'tsx', fixture, '20000'],
-      { encoding: 'utf8', timeout: 60_000, cwd: new URL('..', import.meta.url).pathname },
-    );
-    expect(child.status, child.stderr).toBe(0);
-    const out = JSON.parse(child.stdout) as { perRecord: number; records: number };
+    const out = heapFixture('record-heap.ts', 20_000);
     expect(out.records).toBe(40_000);
     // Measured: 443-453 B a record with its outcome folded into it, a number for its token and
-    // the headers object shared; 549-551 B before (an outcome object, a token string, a headers
-    // object per record). Each record is collected and copied by the young generation's collections it survives, and
-    // the old generation's: its bytes and objects are a first request's main cost past the hash.
+    // the headers object shared; 534-551 B before (an outcome object, a token string, a headers
+    // object per record). The young generation's collections copy each record they find alive,
+    // and the old generation's mark it: its bytes and objects are a first request's cost past
+    // its hash.
     expect(out.perRecord).toBeLessThan(480);
   }, 90_000);
 });
