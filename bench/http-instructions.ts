@@ -104,6 +104,11 @@ async function measure(name: string): Promise<number> {
       `--callgrind-out-file=${out}`,
       process.execPath,
       '--single-threaded-gc',
+      // PERF_MAP=1: V8 writes /tmp/perf-<pid>.map, which names the JIT addresses of a kept dump.
+      // (Its code-event log, which that flag turns on too, goes beside the dumps.)
+      ...(process.env.PERF_MAP === '1'
+        ? ['--perf-basic-prof', `--logfile=${path.join(process.env.TMPDIR ?? os.tmpdir(), 'v8-%p.log')}`]
+        : []),
       '--import',
       'tsx',
       fileURLToPath(import.meta.url),
@@ -147,7 +152,7 @@ async function measure(name: string): Promise<number> {
       const file = `${out}.${window}-01`;
       const text = readFileSync(file, 'utf8');
       // KEEP=1 keeps the dumps, for callgrind_annotate (V8's builtins, the GC and OpenSSL by name).
-      if (process.env.KEEP === '1') console.log(`kept ${file}`);
+      if (process.env.KEEP === '1') console.log(`kept ${file} (JIT names: /tmp/perf-<pid>.map, PERF_MAP=1)`);
       else rmSync(file, { force: true });
       const totals = /^(?:totals|summary): (\d+)/m.exec(text);
       if (!totals) throw new Error(`no totals in ${file}`);

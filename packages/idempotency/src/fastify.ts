@@ -367,9 +367,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }
     if (core === undefined || !core.guards(request.method)) return done();
     if (state !== undefined && !state.complete) {
-      return whole(request, reply, state, () => decide(request, reply, core, state, done), done);
+      return whole(request, reply, state, () => decide(request, reply, core, state, done, true), done);
     }
-    decide(request, reply, core, state, done);
+    decide(request, reply, core, state, done, false);
   });
 
   const decide = (
@@ -378,6 +378,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     core: HttpIdempotency<FastifyRequest>,
     state: RequestState | undefined,
     done: (error?: Error) => void,
+    waited: boolean,
   ): void => {
     const view = new NodeRequestView(
       request.method,
@@ -393,8 +394,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       done(error as Error);
       return;
     }
-    if (decided instanceof Promise) decided.then((decision) => act(request, reply, core, state, done, decision), done);
-    else act(request, reply, core, state, done, decided);
+    if (decided instanceof Promise) {
+      decided.then((decision) => act(request, reply, core, state, done, decision, true), done);
+    } else act(request, reply, core, state, done, decided, waited);
   };
 
   const act = (
@@ -404,9 +406,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     state: RequestState | undefined,
     done: (error?: Error) => void,
     decision: Decision,
+    waited: boolean,
   ): void => {
-    // Fastify's handlerTimeout answered while the store was asked: the handler will not run.
-    if (reply.sent) {
+    // Fastify's handlerTimeout answered while the body or the store was waited for: the handler
+    // will not run. (Fastify calls the hook only while its reply is unsent: unless this request
+    // waited since, it still is, and `sent`, a getter, is not read.)
+    if (waited && reply.sent) {
       if (decision.action === 'run') void decision.run.abandon('E_INCOMPLETE');
       done();
       return;
@@ -604,6 +609,8 @@ let live = 0;
 type HijackWatcher = ((reply: FastifyReply) => void) | undefined;
 /** The reply prototypes whose `hijack` tells the watchers. */
 const hijackPatched = new WeakSet<object>();
+/** The prototype of the last reply {@link watchHijack} saw to (its chain's `hijack` patched, or none). */
+let seenReplyProto: object | null | undefined;
 
 /**
  * Tells `watcher` when the reply of the request `state` is kept for is hijacked. Fastify has no
@@ -615,8 +622,12 @@ const hijackPatched = new WeakSet<object>();
  */
 function watchHijack(state: RequestState, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
   state.hijack = watcher;
-  let proto: object | null = Object.getPrototypeOf(reply);
+  // A reply of the same context as the last one (a server's usual next) has its `hijack` seen to.
+  const own: object | null = Object.getPrototypeOf(reply);
+  if (own === seenReplyProto) return;
+  let proto = own;
   while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
+  seenReplyProto = own;
   if (proto === null || hijackPatched.has(proto)) return;
   hijackPatched.add(proto);
   const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;

@@ -24,24 +24,28 @@ import {
 } from './store.js';
 
 /**
- * @internal An outcome as this store keeps it: a value as its JSON text; a response as a checked
- * copy (no JSON round trip: this process is the only reader), a short body as a string of its
- * bytes, one character a byte (see {@link keptBody}). `bytes`: what it counts against `maxBytes`.
+ * @internal What a completed record keeps of its outcome, on the record itself (no outcome object
+ * of its own: one object fewer per record for the collector to copy). `kind`: undefined while its
+ * claim runs. A value: its JSON text in `body`. A response: a checked copy (no JSON round trip:
+ * this process is the only reader), a short body as a string of its bytes, one character a byte
+ * (see {@link keptBody}); its headers object may be shared with other records (never changed).
  */
-export type KeptOutcome =
-  | { readonly kind: 'value'; readonly text: string; readonly bytes: number }
-  | { readonly kind: 'aborted'; readonly bytes: number }
-  | ({ readonly kind: 'response'; readonly bytes: number; readonly body: Uint8Array | string } & Omit<
-      StoredResponse,
-      'body'
-    >);
+export interface KeptOutcome {
+  readonly kind: 'value' | 'aborted' | 'response';
+  /** A response's status; 0 for a value or an abort. */
+  readonly status: number;
+  readonly headers: StoredResponse['headers'] | undefined;
+  /** A response's body, or a value's JSON text (empty for an abort). */
+  readonly body: Uint8Array | string;
+}
 
 interface Entry {
   readonly key: string;
   readonly fingerprint: string;
   /** Epoch ms, as records show them. */
   readonly createdAt: number;
-  token: string;
+  /** The claim's token as a number (`m<token>` handed out): a small integer, no string kept per record. */
+  token: number;
   /**
    * On the clock's monotonic line (see elapsedTime): a step of the wall clock moves no deadline.
    * Whole ms (see {@link leaseEnd}).
@@ -51,7 +55,11 @@ interface Entry {
   expiresAt: number;
   /** Epoch ms. */
   completedAt: number;
-  outcome: KeptOutcome | undefined;
+  /** Undefined while its claim runs; then its outcome, kept in the three fields after it. */
+  kind: KeptOutcome['kind'] | undefined;
+  status: number;
+  headers: StoredResponse['headers'] | undefined;
+  body: Uint8Array | string;
   /** What this record counts against `maxBytes`. */
   bytes: number;
   // The recency list: `older` towards the least recently used end.
@@ -61,7 +69,10 @@ interface Entry {
 
 const NAME = 'memoryStore';
 
-/** What a record costs besides its strings and body: the entry object, its map slot, the outcome. */
+/**
+ * What a record costs besides its strings and body: the entry object, its map slot. (Kept as it
+ * was when a record had an outcome object too: the bound means what it meant.)
+ */
 const ENTRY_OVERHEAD = 256;
 
 function baseBytes(key: string, fingerprint: string): number {
@@ -137,17 +148,16 @@ export function inProcess(store: object): StoreNow | undefined {
  * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
  * versioned, so a copy with another contract for these calls is not trusted with it).
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v4');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v5');
 
 /**
  * @internal A completed record as {@link StoreNow.claim} answers it: the store's own, not a copy
- * (read it, never change it), its outcome as the store keeps it.
+ * (read it, never change it), its outcome on it as the store keeps it.
  */
-export interface KeptRecord {
+export interface KeptRecord extends KeptOutcome {
   readonly fingerprint: string;
   /** When the key was first claimed (epoch ms). */
   readonly createdAt: number;
-  readonly outcome: KeptOutcome;
 }
 
 /** @internal What {@link StoreNow.claim} found: a completed record as the store keeps it. */
@@ -167,13 +177,14 @@ export interface StoreNow {
   /**
    * {@link complete} of a response the caller hands over (its headers object, lists and body are
    * its own and it keeps no reference): kept without a copy, and without an outcome object.
+   * `body`: its bytes, or a string of them, one character a byte.
    */
   completeResponse(
     key: string,
     token: string,
     status: number,
     headers: StoredResponse['headers'],
-    body: Uint8Array,
+    body: Uint8Array | string,
     ttlMs: number,
   ): boolean;
   release(key: string, token: string): boolean;
@@ -188,6 +199,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #oldest: Entry | undefined;
   #newest: Entry | undefined;
   #tokens = 0;
+  // The headers object of the last response kept, and its names: the next response with the same
+  // headers (a route's usual next one) shares it (see #shared).
+  #lastHeaders: StoredResponse['headers'] | undefined;
+  #lastNames: readonly string[] = [];
+  #lastChars = 0;
   #sweep: TimerHandle | undefined;
   #disposed = false;
   #bytes = 0;
@@ -225,7 +241,21 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
       completeResponse: (key, token, status, headers, body, ttlMs) => {
         this.#checkOpen();
-        return this.#completeKept(key, token, keepResponse(status, headers, body, true), ttlMs);
+        // The same headers as the last response kept are checked (all strings), and counted.
+        const last = this.#sameAsLast(headers);
+        const text = typeof body === 'string';
+        checkResponseParts(status, last === undefined ? headers : NO_HEADERS, text ? NO_BYTES : body);
+        const chars = last === undefined ? headerChars(headers) : this.#lastChars;
+        return this.#completeKept(
+          key,
+          token,
+          'response',
+          status,
+          last ?? this.#keepHeaders(headers, true, chars),
+          text ? keptText(body) : keptBody(body, true),
+          2 * chars + 16 + (text ? body.length : body.byteLength),
+          ttlMs,
+        );
       },
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
@@ -268,7 +298,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     const entry = this.#touch(key, now);
     if (entry === undefined) {
       this.#makeRoom(key, now);
-      const token = this.#token();
+      const token = ++this.#tokens;
       this.#add({
         key,
         fingerprint,
@@ -277,47 +307,82 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         leaseUntil: leaseEnd(now, leaseMs),
         expiresAt: leaseEnd(now, 2 * leaseMs),
         completedAt: 0,
-        outcome: undefined,
+        kind: undefined,
+        status: 0,
+        headers: undefined,
+        body: '',
         bytes: baseBytes(key, fingerprint),
         older: undefined,
         newer: undefined,
       });
       if (this.#bytes > this.maxBytes) this.#evictBytes(this.#newest as Entry, now);
       this.#startSweep();
-      return { status: 'claimed', token, takeover: false };
+      return { status: 'claimed', token: tokenText(token), takeover: false };
     }
     if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
     // The entry itself, as kept: its reader never changes it. (An answer kept on the entry for its
     // next replay would cost each record replayed its bytes for as long as it is kept.)
-    if (entry.outcome !== undefined) return { status: 'completed', record: entry as KeptRecord };
+    if (entry.kind !== undefined) return { status: 'completed', record: entry as KeptRecord };
     if (entry.leaseUntil > now) return { status: 'inProgress', retryAfterMs: entry.leaseUntil - now };
     // The owner's lease ran out: take over. Identity (fingerprint, createdAt) stays as first claimed.
-    entry.token = this.#token();
+    entry.token = ++this.#tokens;
     entry.leaseUntil = leaseEnd(now, leaseMs);
     this.#expireAt(entry, leaseEnd(now, 2 * leaseMs));
-    return { status: 'claimed', token: entry.token, takeover: true };
+    return { status: 'claimed', token: tokenText(entry.token), takeover: true };
   }
 
   #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean {
     this.#checkOpen();
-    return this.#completeKept(key, token, keep(outcome), ttlMs);
+    if (outcome?.kind === 'value') {
+      const text = encodeValue(outcome.value);
+      return this.#completeKept(key, token, 'value', 0, undefined, text, 2 * text.length, ttlMs);
+    }
+    if (outcome?.kind === 'aborted') return this.#completeKept(key, token, 'aborted', 0, undefined, '', 16, ttlMs);
+    const { status, headers, body } = checkResponse(outcome);
+    const chars = headerChars(headers);
+    return this.#completeKept(
+      key,
+      token,
+      'response',
+      status,
+      this.#sameAsLast(headers) ?? this.#keepHeaders(headers, false, chars),
+      keptBody(body, false),
+      2 * chars + 16 + body.byteLength,
+      ttlMs,
+    );
   }
 
-  /** Completes with an outcome checked and kept already (nothing changed yet). */
-  #completeKept(key: string, token: string, kept: KeptOutcome, ttlMs: number): boolean {
+  /**
+   * Completes with an outcome checked and kept already (nothing changed yet): its parts, and what
+   * they count against `maxBytes`.
+   */
+  #completeKept(
+    key: string,
+    token: string,
+    kind: KeptOutcome['kind'],
+    status: number,
+    headers: StoredResponse['headers'] | undefined,
+    body: Uint8Array | string,
+    keptBytes: number,
+    ttlMs: number,
+  ): boolean {
     const now = this.#elapsed();
     const entry = this.#live(key, now);
+    const claim = tokenNumber(token);
     // A completion resent by its own run (a retry after a lost reply) succeeds again, changing nothing.
-    if (entry?.outcome !== undefined && entry.token === token) return true;
-    if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
-    const bytes = entry.bytes + kept.bytes;
+    if (entry?.kind !== undefined && entry.token === claim) return true;
+    if (entry === undefined || entry.kind !== undefined || entry.token !== claim) return false;
+    const bytes = entry.bytes + keptBytes;
     if (bytes > this.maxBytes) {
       throw new IdempotencyValueError(
         'outcome',
         `the record is ${bytes} bytes, over ${NAME}'s maxBytes of ${this.maxBytes}`,
       );
     }
-    entry.outcome = kept;
+    entry.kind = kind;
+    entry.status = status;
+    entry.headers = headers;
+    entry.body = body;
     entry.completedAt = this.clock.now();
     this.#expireAt(entry, expiry(now, ttlMs));
     this.#bytes += bytes - entry.bytes;
@@ -329,7 +394,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #release(key: string, token: string): boolean {
     this.#checkOpen();
     const entry = this.#live(key, this.#elapsed());
-    if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
+    if (entry === undefined || entry.kind !== undefined || entry.token !== tokenNumber(token)) return false;
     this.#remove(entry);
     return true;
   }
@@ -338,7 +403,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     this.#checkOpen();
     const now = this.#elapsed();
     const entry = this.#live(key, now);
-    if (entry === undefined || entry.outcome !== undefined || entry.token !== token) return false;
+    if (entry === undefined || entry.kind !== undefined || entry.token !== tokenNumber(token)) return false;
     entry.leaseUntil = Math.max(entry.leaseUntil, leaseEnd(now, leaseMs));
     // Later only: a lease renewed to less than it had left never ends early.
     entry.expiresAt = Math.max(entry.expiresAt, leaseEnd(now, 2 * leaseMs));
@@ -347,7 +412,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 
   snapshot(): { entries: number; maxEntries: number; inProgress: number; bytes: number; maxBytes: number } {
     let inProgress = 0;
-    for (const entry of this.#entries.values()) if (entry.outcome === undefined) inProgress++;
+    for (const entry of this.#entries.values()) if (entry.kind === undefined) inProgress++;
     return {
       entries: this.#entries.size,
       maxEntries: this.maxEntries,
@@ -398,7 +463,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       }
       const oldest = this.#oldest as Entry;
       // Evicting a running claim would let a duplicate run: send it to the back instead.
-      if (oldest.outcome === undefined && oldest.leaseUntil > now && oldest.expiresAt > now) {
+      if (oldest.kind === undefined && oldest.leaseUntil > now && oldest.expiresAt > now) {
         this.#unlink(oldest);
         this.#append(oldest);
         passedOver++;
@@ -417,7 +482,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     let entry = this.#oldest;
     while (this.#bytes > this.maxBytes && entry !== undefined) {
       const next = entry.newer;
-      if (entry !== keep && (entry.outcome !== undefined || entry.expiresAt <= now || entry.leaseUntil <= now)) {
+      if (entry !== keep && (entry.kind !== undefined || entry.expiresAt <= now || entry.leaseUntil <= now)) {
         this.#remove(entry);
       }
       entry = next;
@@ -492,8 +557,38 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     entry.newer = undefined;
   }
 
-  #token(): string {
-    return `m${++this.#tokens}`;
+  /**
+   * The last headers kept, when `headers` has the same names in the same order and the same
+   * values, all strings: the records of a route share one object (a record's headers are never
+   * changed: replays and the copies handed out are copies). Undefined otherwise.
+   */
+  #sameAsLast(headers: StoredResponse['headers']): StoredResponse['headers'] | undefined {
+    const last = this.#lastHeaders;
+    if (last === undefined || typeof headers !== 'object' || headers === null) return undefined;
+    const names = Object.keys(headers);
+    const lastNames = this.#lastNames;
+    if (names.length !== lastNames.length) return undefined;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
+      const value = headers[name];
+      if (name !== lastNames[i] || typeof value !== 'string' || value !== last[name]) return undefined;
+    }
+    return last;
+  }
+
+  /**
+   * Checked `headers` as a record keeps them (`owned`: handed over, else copied: the caller's may
+   * change), kept as the last (see {@link #sameAsLast}) when all their values are strings;
+   * `chars`: their {@link headerChars}.
+   */
+  #keepHeaders(headers: StoredResponse['headers'], owned: boolean, chars: number): StoredResponse['headers'] {
+    const kept = owned ? headers : copyHeaders(headers);
+    const names = Object.keys(kept);
+    for (const name of names) if (typeof kept[name] !== 'string') return kept;
+    this.#lastHeaders = kept;
+    this.#lastNames = names;
+    this.#lastChars = chars;
+    return kept;
   }
 
   #startSweep(): void {
@@ -524,7 +619,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       createdAt: entry.createdAt,
       completedAt: entry.completedAt,
       expiresAt: this.clock.now() + (entry.expiresAt - this.#elapsed()),
-      outcome: handOut(entry.outcome as KeptOutcome),
+      outcome: handOut(entry as KeptRecord),
     };
   }
 }
@@ -556,51 +651,47 @@ function keptBody(body: Uint8Array, owned: boolean): Uint8Array | string {
   return owned && Buffer.isBuffer(body) ? body : Buffer.from(body);
 }
 
+/** A body handed over as a string of its bytes (one character a byte), as the record keeps it. */
+function keptText(body: string): Uint8Array | string {
+  return body.length <= STRING_BODY_BYTES ? body : Buffer.from(body, 'latin1');
+}
+
+const NO_BYTES = new Uint8Array(0);
+
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-const ABORTED = { kind: 'aborted', bytes: 16 } as const;
+const NO_HEADERS: StoredResponse['headers'] = Object.freeze({});
 
-/** Checks and copies an outcome before any state changes; throws {@link IdempotencyValueError}. */
-function keep(outcome: StoredOutcome): KeptOutcome {
-  if (outcome?.kind === 'value') {
-    const text = encodeValue(outcome.value);
-    return { kind: 'value', text, bytes: 2 * text.length };
-  }
-  if (outcome?.kind === 'aborted') return ABORTED;
-  const { status, headers, body } = checkResponse(outcome);
-  return keepResponse(status, headers, body, false);
+/** A claim's token as handed out. */
+function tokenText(token: number): string {
+  return `m${token}`;
 }
 
 /**
- * A response as the record keeps it, its parts checked (`owned`: handed over, kept as they are;
- * else copied, as the caller may reuse them); throws {@link IdempotencyValueError}.
+ * The number of a token {@link tokenText} made: `m` and the digits of a positive integer with no
+ * leading zero, as many as a safe integer has at most; -1 (no claim's) for any other string.
  */
-function keepResponse(
-  status: number,
-  headers: StoredResponse['headers'],
-  body: Uint8Array,
-  owned: boolean,
-): KeptOutcome {
-  if (owned) checkResponseParts(status, headers, body);
-  return {
-    kind: 'response',
-    status,
-    headers: owned ? headers : copyHeaders(headers),
-    body: keptBody(body, owned),
-    bytes: 2 * headerChars(headers) + 16 + body.byteLength,
-  };
+function tokenNumber(token: string): number {
+  if (typeof token !== 'string' || token.length < 2 || token.length > 17 || token.charCodeAt(0) !== 0x6d) return -1;
+  let n = 0;
+  for (let i = 1; i < token.length; i++) {
+    const digit = token.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9 || (i === 1 && digit === 0)) return -1;
+    n = n * 10 + digit;
+  }
+  return Number.isSafeInteger(n) ? n : -1;
 }
 
 /** A fresh copy of a kept outcome: what the caller does with it never changes the record. */
 function handOut(outcome: KeptOutcome): StoredOutcome {
-  if (outcome.kind === 'value') return { kind: 'value', value: decodeValue(outcome.text) };
+  if (outcome.kind === 'value') return { kind: 'value', value: decodeValue(outcome.body as string) };
   if (outcome.kind === 'aborted') return { kind: 'aborted' };
   return {
     kind: 'response',
     status: outcome.status,
-    headers: copyHeaders(outcome.headers),
+    headers: copyHeaders(outcome.headers as StoredResponse['headers']),
     // A fresh Buffer of a body kept as a string, or a copy of one kept as a Buffer.
     body: typeof outcome.body === 'string' ? Buffer.from(outcome.body, 'latin1') : Buffer.from(outcome.body),
   };

@@ -73,3 +73,31 @@ describe('parseKeyHeader', () => {
     );
   });
 });
+
+describe('parseKeyHeader, read without trim() when nothing is to trim', () => {
+  it('reads any value as its trimmed value', () => {
+    const unit = fc.constantFrom(
+      'a',
+      'Z',
+      '0',
+      ' ',
+      '\t',
+      '"',
+      '\\',
+      ',',
+      '\u00a0',
+      '\ufeff',
+      '\u3000',
+      '\n',
+      '\u00e9',
+      '~',
+    );
+    fc.assert(
+      fc.property(fc.string({ unit, maxLength: 12 }), (value) => {
+        expect(parseKeyHeader(value)).toEqual(parseKeyHeader(value.trim()));
+        expect(parseKeyHeader([value])).toEqual(parseKeyHeader(value.trim()));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
+});

@@ -101,9 +101,15 @@ export function allowedHeaders(
   return out;
 }
 
-/** Collects a response body, chunk by chunk, until it passes `limit` bytes. */
+/**
+ * Collects a response body, chunk by chunk, until it passes `limit` bytes. A body that is one
+ * short string of ASCII characters (a small JSON answer) is kept as that string, its UTF-8 bytes
+ * one character a byte: no Buffer is made for it unless asked (see {@link text}).
+ */
 export class BodyCollector {
   #chunks = new Chunks();
+  /** The body while it is one string of at most {@link TEXT_BYTES} ASCII characters. */
+  #text: string | undefined;
   #overflow = false;
 
   constructor(readonly limit: number) {}
@@ -115,6 +121,22 @@ export class BodyCollector {
 
   add(chunk: unknown, encoding?: BufferEncoding): void {
     if (this.#overflow || chunk === undefined || chunk === null) return;
+    if (
+      typeof chunk === 'string' &&
+      this.#text === undefined &&
+      this.#chunks.size === 0 &&
+      asciiText(chunk, encoding)
+    ) {
+      if (chunk.length === 0) return;
+      if (chunk.length > this.limit) this.#overflow = true;
+      else this.#text = chunk;
+      return;
+    }
+    const text = this.#text;
+    if (text !== undefined) {
+      this.#text = undefined;
+      this.#chunks.push(Buffer.from(text, 'latin1'));
+    }
     // Bytes of the caller's are copied (it may reuse its buffer after write() returns); a string
     // is encoded into a buffer of our own.
     const own = !(chunk instanceof Uint8Array);
@@ -128,10 +150,33 @@ export class BodyCollector {
     this.#chunks.push(own ? bytes : Buffer.from(bytes));
   }
 
+  /** The body as a string of its bytes, one character a byte, when it is one short ASCII string; else undefined. */
+  text(): string | undefined {
+    return this.#text;
+  }
+
   bytes(): Buffer {
+    if (this.#text !== undefined) return Buffer.from(this.#text, 'latin1');
     // The chunks are copies already: one needs no second.
     return this.#chunks.concat() ?? Buffer.alloc(0);
   }
+}
+
+/**
+ * The longest string body kept as it is: as long as the bodies an in-process store keeps as a
+ * string of their bytes.
+ */
+const TEXT_BYTES = 96;
+
+/**
+ * Whether `chunk`, written in `encoding`, is sent as its own characters, one byte each: a string
+ * of at most {@link TEXT_BYTES} ASCII characters in UTF-8 (or Node's default, UTF-8).
+ */
+function asciiText(chunk: string, encoding: BufferEncoding | undefined): boolean {
+  if (chunk.length > TEXT_BYTES) return false;
+  if (encoding !== undefined && encoding !== 'utf8' && encoding !== 'utf-8') return false;
+  // Each character past ASCII (a lone surrogate too) takes two bytes or more in UTF-8.
+  return Buffer.byteLength(chunk, 'utf8') === chunk.length;
 }
 
 function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer {

@@ -20,16 +20,22 @@ export function parseKeyHeader(value: string | readonly string[] | undefined): K
   if (typeof value !== 'string') {
     return value.length === 1 ? parseKeyHeader(value[0]) : invalid('send the header exactly once');
   }
-  const field = value.trim();
+  // Trimmed only when it starts or ends with a character `trim()` removes (none of them is a
+  // printable ASCII character but the space): a key as sent is read as it is.
+  const field =
+    value.length > 0 && isPrintable(value.charCodeAt(0)) && isPrintable(value.charCodeAt(value.length - 1))
+      ? value
+      : value.trim();
   if (field === '') return invalid('the key is empty');
-  const key = field.startsWith('"') ? unquote(field) : field;
+  const bare = field.charCodeAt(0) !== 0x22;
+  const key = bare ? field : unquote(field);
   if (typeof key !== 'string') return key;
   if (key.length === 0) return invalid('the key is empty');
   if (key.length > MAX_KEY_LENGTH) return invalid(`the key is ${key.length} characters long; at most 255 are allowed`);
   for (let i = 0; i < key.length; i++) {
     const c = key.charCodeAt(i);
     if (c < 0x20 || c > 0x7e) return invalid('a key is made of printable ASCII characters only');
-    if (key === field && (c === 0x20 || c === 0x22 || c === 0x2c)) {
+    if (bare && (c === 0x20 || c === 0x22 || c === 0x2c)) {
       return invalid(
         c === 0x2c
           ? 'a bare key has no commas: the header was sent more than once, or send a quoted string ("...")'
@@ -56,6 +62,11 @@ function unquote(field: string): string | KeyHeader {
     }
   }
   return invalid('the quoted key has no closing quote');
+}
+
+/** Printable ASCII but the space: never removed by `trim()`. */
+function isPrintable(c: number): boolean {
+  return c > 0x20 && c < 0x7f;
 }
 
 function invalid(reason: string): KeyHeader {
