@@ -137,25 +137,22 @@ const bursty: fc.Arbitrary<Outage> = fc
   });
 
 describe('retryBudget in a total outage', () => {
-  it('over any steady outage: each window pays its retries with ratio x its calls, or the floor where the calls earned less', async () => {
-    await fc.assert(
-      fc.asyncProperty(steady, async (o) => {
-        const { calls, granted, bound } = await run(o);
-        expect(granted, `${calls} calls`).toBeLessThanOrEqual(bound + 1e-9);
-      }),
-      { numRuns: 300 },
-    );
-  });
-
-  it('over any schedule of calls, bursts and lulls: the same bound', async () => {
-    await fc.assert(
-      fc.asyncProperty(bursty, async (o) => {
-        const { calls, granted, bound } = await run(o);
-        expect(granted, `${calls} calls`).toBeLessThanOrEqual(bound + 1e-9);
-      }),
-      { numRuns: 300 },
-    );
-  });
+  const schedules: [string, fc.Arbitrary<Outage>][] = [
+    ['any steady outage', steady],
+    ['any schedule of calls, bursts and lulls', bursty],
+  ];
+  it.each(schedules)(
+    'over %s: each window pays its retries with ratio x its calls, or the floor where the calls earned less',
+    async (_, schedule) => {
+      await fc.assert(
+        fc.asyncProperty(schedule, async (o) => {
+          const { calls, granted, bound } = await run(o);
+          expect(granted, `${calls} calls`).toBeLessThanOrEqual(bound + 1e-9);
+        }),
+        { numRuns: 300 },
+      );
+    },
+  );
 
   it('the bench row: 50 calls a second for 2 s, default budget, 3 retries of a backoff: 20 retries, not 21', async () => {
     // retry()'s default backoff with full jitter draws waits in [0, 100), [0, 200), [0, 400).
