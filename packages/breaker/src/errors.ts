@@ -11,6 +11,17 @@ function traceless(source: string, retryAt: number | undefined): BrokenCircuitEr
   }
 }
 
+/** The last message made: a service that logs every refusal reads one per call, mostly alike. */
+let last = { source: '', retryAt: Number.NaN as number | undefined, message: '' };
+
+/** BrokenCircuitError's message, from one made to read it: the format stays core's. */
+function messageOf(source: string, retryAt: number | undefined): string {
+  if (last.source !== source || last.retryAt !== retryAt) {
+    last = { source, retryAt, message: traceless(source, retryAt).message };
+  }
+  return last.message;
+}
+
 /**
  * The error of a refused call, made cheaply. Building an Error costs more than the rest of a
  * rejection together (a stack trace in opossum and cockatiel; even without one, V8's Error
@@ -42,9 +53,9 @@ class Refusal {
     this.#source = source;
   }
 
-  /** As BrokenCircuitError's, made when read (few refusals are read). */
+  /** As BrokenCircuitError's, made when read. */
   get message(): string {
-    return traceless(#source in this ? this.#source : '', this.retryAt).message;
+    return messageOf(#source in this ? this.#source : '', this.retryAt);
   }
 
   /** What a BrokenCircuitError made without a trace shows. */
