@@ -356,6 +356,9 @@ export async function benchBreaker(): Promise<void> {
       ],
     ],
   );
+  console.log(
+    '(a refusal by instruction count, which the machine load does not move: `node --import tsx breaker-instructions.ts bare reject`)',
+  );
 }
 
 if (process.argv[2] === '--child' && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {

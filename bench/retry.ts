@@ -131,7 +131,8 @@ export async function benchRetry(): Promise<void> {
       amplification(oursWarm),
       amplification(peer),
       `${(a / b).toFixed(2)}×`,
-      rate >= 100 ? (a <= 1.2 ? 'met (≤ 1.2×)' : 'MISSED (≤ 1.2×)') : 'floor: minPerSecond',
+      // At 10 calls a second the floor (2 a second) is what ratio × calls earns: the same goal.
+      a <= 1.2 ? 'met (≤ 1.2×)' : 'MISSED (≤ 1.2×)',
     ]);
   }
   printRows(

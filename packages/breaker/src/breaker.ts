@@ -20,7 +20,7 @@ import {
   type Unregister,
   warnOnce,
 } from '@holdfast/core';
-import { Rejections } from './errors.js';
+import { refusal } from './errors.js';
 import {
   type BreakerConfig,
   type BreakerSnapshot,
@@ -81,8 +81,6 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   readonly #timeAll: boolean;
   readonly #window: RollingWindow;
   readonly #unregister: Unregister | undefined;
-  /** Made on the first refusal: most breakers never refuse a call. */
-  #rejections: Rejections | undefined;
 
   #state: StateCode = CLOSED;
   /** The state reported after dispose(). */
@@ -147,20 +145,24 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
    * `BrokenCircuitError` (or serves the `fallback`) without running it.
    */
   execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-    // A call the caller already aborted is not run, nor counted.
-    if (options instanceof CallScope) {
-      if (options.aborted) return Promise.reject(options.reason);
-    } else if (CallScope.abortable(options)) {
-      // The caller's signal is followed by a scope made here, before the gate: one that is no
-      // signal (a string, `{}`) refuses the call as an aborted one does. It ran and counted.
-      const scope = new CallScope(options);
-      if (scope.aborted) {
-        scope.release();
-        return Promise.reject(scope.reason);
+    // A call the caller already aborted is not run, nor counted. Most calls pass no options: they
+    // skip the `instanceof`, whose Symbol.hasInstance lookups V8 did not cache (two megamorphic
+    // keyed loads, ~580 of a refusal's ~9,300 instructions under callgrind).
+    if (options != null) {
+      if (options instanceof CallScope) {
+        if (options.aborted) return Promise.reject(options.reason);
+      } else if (CallScope.abortable(options)) {
+        // The caller's signal is followed by a scope made here, before the gate: one that is no
+        // signal (a string, `{}`) refuses the call as an aborted one does. It ran and counted.
+        const scope = new CallScope(options);
+        if (scope.aborted) {
+          scope.release();
+          return Promise.reject(scope.reason);
+        }
+        // Closed (the hot path): the call releases the scope as it settles, nothing more allocated.
+        if (this.#state === CLOSED) return this.#call(fn, scope, this.#startTime(), this.#generation, false, true);
+        return this.#gate(fn, scope).finally(() => scope.release());
       }
-      // Closed (the hot path): the call releases the scope as it settles, nothing more allocated.
-      if (this.#state === CLOSED) return this.#call(fn, scope, this.#startTime(), this.#generation, false, true);
-      return this.#gate(fn, scope).finally(() => scope.release());
     }
     if (this.#state === CLOSED) return this.#call(fn, options, this.#startTime(), this.#generation, false);
     return this.#gate(fn, options);
@@ -465,12 +467,9 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         fallback: served,
       });
     }
-    if (!served) return Promise.reject((this.#rejections ??= new Rejections(this.name)).next(retryAt));
+    if (!served) return Promise.reject(refusal(this.name, retryAt));
     if (typeof fallback !== 'function') return Promise.resolve(fallback as T);
-    return this.#serve(
-      fallback as (error: BrokenCircuitError) => T | PromiseLike<T>,
-      (this.#rejections ??= new Rejections(this.name)).next(retryAt),
-    );
+    return this.#serve(fallback as (error: BrokenCircuitError) => T | PromiseLike<T>, refusal(this.name, retryAt));
   }
 
   async #serve<T>(fallback: (error: BrokenCircuitError) => T | PromiseLike<T>, error: BrokenCircuitError): Promise<T> {

@@ -80,6 +80,8 @@ export function retryBudget(options: RetryBudgetOptions = {}): RetryBudget {
 class TokenRetryBudget implements RetryBudget {
   readonly #calls = new Array<number>(SLICES).fill(0);
   readonly #retries = new Array<number>(SLICES).fill(0);
+  /** Of each slice's retries, those the floor let through before the calls had earned them. */
+  readonly #advances = new Array<number>(SLICES).fill(0);
   readonly #sliceMs: number;
   /** The clock's monotonic time: the window slides with real time, whatever the wall clock does. */
   readonly #elapsed: () => number;
@@ -93,6 +95,8 @@ class TokenRetryBudget implements RetryBudget {
   readonly #readEvery: number;
   #callSum = 0;
   #retrySum = 0;
+  /** The sum of `#advances`: retries the calls in the window have not yet paid for. */
+  #owed = 0;
   #refused = 0;
   #disposed = false;
   /** Takes the budget off the policy registry it listed itself in. */
@@ -119,6 +123,7 @@ class TokenRetryBudget implements RetryBudget {
     const at = this.#at;
     this.#calls[at] = (this.#calls[at] as number) + 1;
     this.#callSum++;
+    if (this.#owed > 0) this.#repay(at);
   }
 
   tryWithdraw(): boolean {
@@ -129,6 +134,11 @@ class TokenRetryBudget implements RetryBudget {
     }
     this.#retries[at] = (this.#retries[at] as number) + 1;
     this.#retrySum++;
+    // Beyond what ratio × calls allows: an advance of the floor, owed until calls pay for it.
+    if (this.#retrySum > this.ratio * this.#callSum + 1e-9) {
+      this.#advances[at] = (this.#advances[at] as number) + 1;
+      this.#owed++;
+    }
     return true;
   }
 
@@ -156,13 +166,39 @@ class TokenRetryBudget implements RetryBudget {
     this.unregister();
     this.#calls.fill(0);
     this.#retries.fill(0);
+    this.#advances.fill(0);
     this.#callSum = 0;
     this.#retrySum = 0;
+    this.#owed = 0;
   }
 
   #available(): number {
     // The epsilon keeps 0.2 × 5 calls a whole retry despite floating point.
     return Math.max(this.ratio * this.#callSum, this.#floor) - this.#retrySum + 1e-9;
+  }
+
+  /**
+   * Calls have come that pay for retries the floor let through before them: those retries now
+   * count from the slice `at` of the call that paid, and leave the window with it. Left where
+   * they were, they would leave first and hand the ratio the calls' allowance a second time
+   * (an outage at 50 calls a second, starting from quiet, made 21 retries of 100 calls, not 20).
+   * Advances no call pays for leave with their own slice: the floor of a quiet service holds.
+   */
+  #repay(at: number): void {
+    const unpaid = Math.max(0, Math.ceil(this.#retrySum - this.ratio * this.#callSum - 1e-9));
+    let paid = this.#owed - unpaid;
+    if (paid <= 0) return;
+    this.#owed = unpaid;
+    // The oldest first: the slice after the current one is the oldest in the ring.
+    for (let i = 1; i <= SLICES && paid > 0; i++) {
+      const from = ring(at + i);
+      const n = Math.min(paid, this.#advances[from] as number);
+      if (n === 0) continue;
+      this.#advances[from] = (this.#advances[from] as number) - n;
+      this.#retries[from] = (this.#retries[from] as number) - n;
+      this.#retries[at] = (this.#retries[at] as number) + n;
+      paid -= n;
+    }
   }
 
   /** Drops the slices that left the window; returns the index of the current slice. */
@@ -178,17 +214,21 @@ class TokenRetryBudget implements RetryBudget {
       // dropped, the retries just spent would be spent again at once.
       this.#calls.fill(0);
       this.#retries.fill(0);
+      this.#advances.fill(0);
       this.#slice = slice;
       this.#at = ring(slice);
       this.#calls[this.#at] = this.#callSum;
       this.#retries[this.#at] = this.#retrySum;
+      this.#advances[this.#at] = this.#owed;
     } else if (steps > 0) {
       for (let i = 1; i <= Math.min(steps, SLICES); i++) {
         const at = ring(this.#slice + i);
         this.#callSum -= this.#calls[at] as number;
         this.#retrySum -= this.#retries[at] as number;
+        this.#owed -= this.#advances[at] as number;
         this.#calls[at] = 0;
         this.#retries[at] = 0;
+        this.#advances[at] = 0;
       }
       this.#slice = slice;
       this.#at = ring(slice);

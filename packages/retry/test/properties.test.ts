@@ -217,19 +217,30 @@ describe('retryBudget properties', () => {
           // The model: counts per slice of ttl/10 ms, a slice leaving the window whole; the
           // clock stepping back by more than the window moves what is counted to the slice of
           // now (it leaves one ttl later), a smaller step back is counted in the latest slice seen.
+          // A retry let through beyond ratio × calls is an advance of the floor: once calls pay
+          // for it (ratio × calls covers the retries again), it moves to the slice of the call
+          // that paid, the oldest advances first.
           const slice = ttl / 10;
           let latest = Math.floor(now / slice);
           let calls: number[] = [];
-          let retries: number[] = [];
+          let retries: { slice: number; advance: boolean }[] = [];
           const advance = () => {
             const s = Math.floor(now / slice);
             if (s < latest - 10) {
               calls = calls.map(() => s);
-              retries = retries.map(() => s);
+              retries = retries.map((r) => ({ ...r, slice: s }));
               latest = s;
             } else if (s > latest) latest = s;
             calls = calls.filter((c) => c > latest - 10);
-            retries = retries.filter((c) => c > latest - 10);
+            retries = retries.filter((r) => r.slice > latest - 10);
+          };
+          const repay = () => {
+            const owed = retries.filter((r) => r.advance).sort((a, b) => a.slice - b.slice);
+            const unpaid = Math.max(0, Math.ceil(retries.length - ratio * calls.length - 1e-9));
+            for (const r of owed.slice(0, Math.max(0, owed.length - unpaid))) {
+              r.slice = latest;
+              r.advance = false;
+            }
           };
           const floor = (minPerSecond * ttl) / 1000;
           for (const o of ops) {
@@ -239,6 +250,7 @@ describe('retryBudget properties', () => {
                 budget.deposit();
                 advance();
                 calls.push(latest);
+                repay();
               }
             } else {
               for (let i = 0; i < o.n; i++) {
@@ -246,7 +258,7 @@ describe('retryBudget properties', () => {
                 const want = Math.max(ratio * calls.length, floor) - retries.length + 1e-9 >= 1;
                 expect(budget.tryWithdraw()).toBe(want);
                 if (want) {
-                  retries.push(latest);
+                  retries.push({ slice: latest, advance: retries.length + 1 > ratio * calls.length + 1e-9 });
                   // A retry granted never takes the window past what the ratio or the floor
                   // allows. (Checked when granted: the calls that allowed it may leave the window
                   // before it does.)

@@ -1,0 +1,141 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+// Instructions per call of a breaker's refusal, counted by callgrind, against a bare caught
+// rejection: each variant runs alone in a child process under `valgrind --tool=callgrind
+// --instr-atstart=no` (loading the built packages: build first). The child warms up WARMUP calls
+// uninstrumented, then runs WINDOWS windows of CALLS calls, each `await call()` as bench/breaker.ts
+// does, after a full collection; this process zeroes the counters before each window and dumps them
+// after, and prints the
+// least window's count divided by CALLS. Instruction counts do not depend on how busy the machine
+// is. Run: `cd bench && node --import tsx breaker-instructions.ts [variant...]`.
+
+const WARMUP = Number(process.env.WARMUP ?? 50_000);
+const CALLS = Number(process.env.CALLS ?? 10_000);
+const WINDOWS = Number(process.env.WINDOWS ?? 6);
+const REWARM = Number(process.env.REWARM ?? 10_000);
+const here = fileURLToPath(new URL('.', import.meta.url));
+
+type Call = () => Promise<unknown>;
+const noop = () => {};
+
+/** The variants, each made in the child. */
+function make(variant: string): Call {
+  const require = createRequire(import.meta.url);
+  const { circuitBreaker } = require('@holdfast/breaker');
+  const { createBus } = require('@holdfast/core');
+  const op = () => Promise.resolve(1);
+  const error = new Error('down');
+  switch (variant) {
+    case 'bare':
+      return () => Promise.reject(error).catch(noop);
+    case 'bare-new':
+      // A fresh Error each call, as a breaker that made one per refusal would.
+      return () => Promise.reject(new Error('down')).catch(noop);
+    case 'reject': {
+      const b = circuitBreaker({ bus: createBus(), openFor: 3_600_000, policies: false });
+      b.open();
+      return () => b.execute(op).catch(noop);
+    }
+    case 'reject-listened': {
+      const bus = createBus();
+      bus.on('breaker.reject', noop);
+      const b = circuitBreaker({ bus, openFor: 3_600_000, policies: false });
+      b.open();
+      return () => b.execute(op).catch(noop);
+    }
+    default:
+      throw new Error(`unknown variant ${variant}: bare, bare-new, reject, reject-listened`);
+  }
+}
+
+async function child(variant: string): Promise<void> {
+  const call = make(variant);
+  for (let i = 0; i < WARMUP; i++) await call();
+  const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+  const gc = (globalThis as { gc?: () => void }).gc as () => void;
+  for (let w = 0; w < WINDOWS; w++) {
+    // A full collection before each window, not in it: its marking is not the calls' cost. It
+    // may drop shapes that optimised code holds weakly (deoptimising it): REWARM calls after it,
+    // uninstrumented, let that code be optimised again before the window counts.
+    gc();
+    for (let i = 0; i < REWARM; i++) await call();
+    console.log('@zero');
+    await lines.next();
+    for (let i = 0; i < CALLS; i++) await call();
+    console.log('@dump');
+    await lines.next();
+  }
+  process.exit(0);
+}
+
+/** The Ir total of a callgrind dump. */
+function irOf(file: string): number {
+  const m = /^(?:summary|totals): (\d+)/m.exec(readFileSync(file, 'utf8'));
+  if (m === null) throw new Error(`no totals in ${file}`);
+  return Number(m[1]);
+}
+
+async function measure(variant: string): Promise<number> {
+  const out = path.join(process.env.TMPDIR ?? os.tmpdir(), `callgrind.breaker.${variant}.${process.pid}`);
+  const proc = spawn(
+    'valgrind',
+    [
+      '--tool=callgrind',
+      '--instr-atstart=no',
+      `--callgrind-out-file=${out}`,
+      process.execPath,
+      '--single-threaded-gc',
+      '--expose-gc',
+      // PERF_MAP=1: Node writes /tmp/perf-<pid>.map, which names the JIT code callgrind shows as addresses.
+      ...(process.env.PERF_MAP === '1' ? ['--perf-basic-prof'] : []),
+      '--import',
+      'tsx',
+      fileURLToPath(import.meta.url),
+      '--child',
+      variant,
+    ],
+    { cwd: here, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const said = createInterface({ input: proc.stdout })[Symbol.asyncIterator]();
+  const counts: number[] = [];
+  let on = false;
+  for (let w = 1; w <= WINDOWS; w++) {
+    while ((await said.next()).value !== '@zero') {}
+    if (!on) execFileSync('callgrind_control', ['-i', 'on', String(proc.pid)], { stdio: 'ignore' });
+    on = true;
+    execFileSync('callgrind_control', ['-z', String(proc.pid)], { stdio: 'ignore' });
+    proc.stdin.write('go\n');
+    while ((await said.next()).value !== '@dump') {}
+    execFileSync('callgrind_control', ['-d', `w${w}`, String(proc.pid)], { stdio: 'ignore' });
+    const file = `${out}.${w}`;
+    counts.push(irOf(file) / CALLS);
+    if (process.env.KEEP !== '1') rmSync(file, { force: true });
+    proc.stdin.write('go\n');
+  }
+  await new Promise((resolve) => proc.once('exit', resolve));
+  rmSync(out, { force: true });
+  console.log(
+    `${variant.padEnd(16)} ${Math.round(Math.min(...counts))
+      .toString()
+      .padStart(7)} instructions/call  (windows: ${counts.map((c) => Math.round(c)).join(' ')})`,
+  );
+  return Math.min(...counts);
+}
+
+if (process.argv[2] === '--child') {
+  await child(process.argv[3] ?? '');
+} else {
+  const names = process.argv.slice(2);
+  const results: Record<string, number> = {};
+  for (const v of names.length > 0 ? names : ['bare', 'reject']) results[v] = await measure(v);
+  if (results.bare !== undefined && results.reject !== undefined) {
+    console.log(`reject / bare: ${(results.reject / results.bare).toFixed(2)}×`);
+  }
+  console.log(`(callgrind Ir, least of ${WINDOWS} windows of ${CALLS} calls after ${WARMUP})`);
+}
