@@ -78,7 +78,7 @@ describe('memoryStore, records sharing a headers object (hostile review of #19)'
             for (const n of Object.keys(headers)) {
               const v = headers[n];
               if (o.mutate === 'push' && Array.isArray(v)) v.push('z');
-              if (o.mutate === 'replace') setHeader(headers, n, 'zz');
+              if (o.mutate === 'replace') setHeader<string | string[]>(headers, n, 'zz');
               if (o.mutate === 'delete') delete headers[n];
             }
             bytes.fill(0x7a);
@@ -160,7 +160,7 @@ describe('memoryStore, records sharing a headers object (hostile review of #19)'
           const found = await store.claim('k2', 'fp', 60_000);
           if (found.status !== 'completed' || found.record.outcome.kind !== 'response') throw new Error(found.status);
           expect(shape(found.record.outcome.headers)).toEqual(shape(build(list)));
-          expect(found.record.outcome.body.toString('latin1')).toBe(text);
+          expect(Buffer.from(found.record.outcome.body).toString('latin1')).toBe(text);
           store.dispose();
         },
       ),
