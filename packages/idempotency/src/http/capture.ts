@@ -96,7 +96,9 @@ export function allowedHeaders(
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
     const value = explicit?.[name] ?? response.getHeader(name);
-    if (value !== undefined) out[name] = value as OutgoingHeaders[string];
+    // A list is copied: it is the app's own array (Node keeps it as set), which the app may
+    // change after the head went with it.
+    if (value !== undefined) out[name] = (Array.isArray(value) ? [...value] : value) as OutgoingHeaders[string];
   }
   return out;
 }

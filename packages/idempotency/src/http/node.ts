@@ -189,7 +189,7 @@ class Capture {
       for (const name of Object.keys(explicit)) {
         if (!Object.hasOwn(headers, name)) continue;
         const sent = res.getHeader(name);
-        if (sent !== undefined) headers[name] = sent;
+        if (sent !== undefined) headers[name] = Array.isArray(sent) ? [...sent] : sent;
       }
     }
     return result;
