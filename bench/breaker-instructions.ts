@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 // does, after a full collection; this process zeroes the counters before each window and dumps them
 // after, and prints the
 // least window's count divided by CALLS. Instruction counts do not depend on how busy the machine
-// is. Run: `cd bench && node --import tsx breaker-instructions.ts [variant...]`.
+// is. Run: `cd bench && node --import tsx breaker-instructions.ts [variant...]` (bare, reject, success, cockatiel-success...).
 
 const WARMUP = Number(process.env.WARMUP ?? 50_000);
 const CALLS = Number(process.env.CALLS ?? 10_000);
@@ -49,8 +49,20 @@ function make(variant: string): Call {
       b.open();
       return () => b.execute(op).catch(noop);
     }
+    case 'success': {
+      // A closed breaker's successful call, as the bench's "successful call" row makes it.
+      const b = circuitBreaker({ bus: createBus() });
+      return () => b.execute(op);
+    }
+    case 'cockatiel-success': {
+      const { ConsecutiveBreaker, circuitBreaker: cockatielBreaker, handleAll } = require('cockatiel');
+      const b = cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) });
+      return () => b.execute(op);
+    }
     default:
-      throw new Error(`unknown variant ${variant}: bare, bare-new, reject, reject-listened`);
+      throw new Error(
+        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, cockatiel-success`,
+      );
   }
 }
 
@@ -136,6 +148,9 @@ if (process.argv[2] === '--child') {
   for (const v of names.length > 0 ? names : ['bare', 'reject']) results[v] = await measure(v);
   if (results.bare !== undefined && results.reject !== undefined) {
     console.log(`reject / bare: ${(results.reject / results.bare).toFixed(2)}×`);
+  }
+  if (results.success !== undefined && results['cockatiel-success'] !== undefined) {
+    console.log(`success / cockatiel: ${(results.success / results['cockatiel-success']).toFixed(2)}×`);
   }
   console.log(`(callgrind Ir, least of ${WINDOWS} windows of ${CALLS} calls after ${WARMUP})`);
 }
