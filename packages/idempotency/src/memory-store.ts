@@ -243,19 +243,12 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         this.#checkOpen();
         // The same headers as the last response kept are checked (all strings), and counted.
         const last = this.#sameAsLast(headers);
-        const text = typeof body === 'string';
-        checkResponseParts(status, last === undefined ? headers : NO_HEADERS, text ? NO_BYTES : body);
-        const chars = last === undefined ? headerChars(headers) : this.#lastChars;
-        return this.#completeKept(
-          key,
-          token,
-          'response',
+        checkResponseParts(
           status,
-          last ?? this.#keepHeaders(headers, true, chars),
-          text ? keptText(body) : keptBody(body, true),
-          2 * chars + 16 + (text ? body.length : body.byteLength),
-          ttlMs,
+          last === undefined ? headers : NO_HEADERS,
+          typeof body === 'string' ? NO_BYTES : body,
         );
+        return this.#completeResponse(key, token, status, headers, last, body, true, ttlMs);
       },
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
@@ -339,15 +332,33 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     if (outcome?.kind === 'aborted') return this.#completeKept(key, token, 'aborted', 0, undefined, '', 16, ttlMs);
     const { status, headers, body } = checkResponse(outcome);
-    const chars = headerChars(headers);
+    return this.#completeResponse(key, token, status, headers, this.#sameAsLast(headers), body, false, ttlMs);
+  }
+
+  /**
+   * Completes with a checked response (`owned`: handed over, kept as it is; else copied): its
+   * headers the last ones kept when `last` is them, its body as the record keeps it.
+   */
+  #completeResponse(
+    key: string,
+    token: string,
+    status: number,
+    headers: StoredResponse['headers'],
+    last: StoredResponse['headers'] | undefined,
+    body: Uint8Array | string,
+    owned: boolean,
+    ttlMs: number,
+  ): boolean {
+    const chars = last === undefined ? headerChars(headers) : this.#lastChars;
+    const text = typeof body === 'string';
     return this.#completeKept(
       key,
       token,
       'response',
       status,
-      this.#sameAsLast(headers) ?? this.#keepHeaders(headers, false, chars),
-      keptBody(body, false),
-      2 * chars + 16 + body.byteLength,
+      last ?? this.#keepHeaders(headers, owned, chars),
+      text ? keptText(body) : keptBody(body, owned),
+      2 * chars + 16 + (text ? body.length : body.byteLength),
       ttlMs,
     );
   }
