@@ -42,6 +42,7 @@ const VARIANTS: Record<string, Variant> = {
   'plugin-replay': { kind: 'plugin', key: 'same' },
   // Express 5 with express.json(), bare and with the middleware before it (as bench/http.ts).
   'express-bare': { kind: 'express-bare', key: 'none' },
+  'express-nokey': { kind: 'express', key: 'none' },
   'express-first': { kind: 'express', key: 'fresh' },
   'express-replay': { kind: 'express', key: 'same' },
 };
