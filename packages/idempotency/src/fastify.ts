@@ -2,15 +2,25 @@
  * Idempotency-Key plugin for Fastify 5.
  * @module @holdfast/idempotency/fastify
  */
+import { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type {
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+  preHandlerHookHandler,
+  preParsingHookHandler,
+  RouteHandlerMethod,
+} from 'fastify';
 import { discardRest, readAndRestore } from './http/body.js';
 import type { OutgoingHeaders } from './http/engine.js';
 import {
   type Decision,
   HttpIdempotency,
   type HttpIdempotencyOptions,
+  type HttpResponse,
   type KeyHeader,
   NodeRequestView,
   problem,
@@ -85,6 +95,12 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // them apart. Random, so no two registrations share one (nor two copies of this module, its ESM
   // and CommonJS builds); a handler watched by two nested registrations shows both marks.
   const mark = `holdfastIdempotencyWatched_${Math.random().toString(36).slice(2)}`;
+  // This registration's preParsing and preHandler hooks, as Fastify shows them bound to an
+  // instance (see replaysEarly).
+  const named = <F extends (...args: never[]) => unknown>(hook: string, fn: F): F =>
+    Object.defineProperty(fn, 'name', { value: `${hook} ${mark}` });
+  const preParsingName = `bound preParsing ${mark}`;
+  const preHandlerName = `bound preHandler ${mark}`;
   const isWatched = (handler: unknown): boolean => {
     const name = typeof handler === 'function' ? handler.name : undefined;
     return name === mark || name?.includes(` ${mark}`) === true;
@@ -238,7 +254,80 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   // a promise or a tick.
 
   // Tees the body on its way to the parser: the fingerprint covers the bytes, whatever the type.
-  fastify.addHook('preParsing', (request: FastifyRequest, _reply: FastifyReply, payload, done) => {
+  /**
+   * Whether a request with a valid key may be answered with its replay before Fastify parses its
+   * body: nothing else would run before the handler (this registration's are the route's only
+   * preParsing and preHandler hooks, and it has no preValidation hook: an authentication there
+   * is never skipped), the body's length is known and fits the request stream's buffer (read
+   * without anyone reading it), and the store holds a completed response under the key
+   * ({@link HttpIdempotency.mayReplayNow}: in-process, global scope). Its body is then awaited
+   * here; whether its fingerprint matches is known only once it has all come.
+   */
+  const replaysEarly = (
+    request: FastifyRequest,
+    core: HttpIdempotency<FastifyRequest>,
+    header: KeyHeader,
+    length: string | undefined,
+    payload: unknown,
+  ): boolean => {
+    // A Node request over a socket pushes its body as it comes, read or not (light-my-request's
+    // pushes it only when read: it is left to Fastify).
+    if (live !== 1 || payload !== request.raw || length === undefined || !(payload instanceof IncomingMessage)) {
+      return false;
+    }
+    const bytes = Number(length);
+    if (!(bytes > 0 && bytes < request.raw.readableHighWaterMark)) return false;
+    const context = routeContextOf(request) as RouteHooks | undefined;
+    if (
+      context === undefined ||
+      context.preValidation !== null ||
+      !onlyHook(context.preParsing, preParsingName) ||
+      !onlyHook(context.preHandler, preHandlerName)
+    ) {
+      return false;
+    }
+    return core.mayReplayNow(header);
+  };
+
+  /**
+   * Once the body of a request {@link replaysEarly} let through has all come: its replay, sent
+   * from this hook (the body is never parsed, and no later hook or the handler runs), or, when
+   * it does not match the stored request, on its usual way (parsed, then decided in preHandler).
+   * A client that leaves before its body has all come: on its usual way too, as Fastify has it.
+   */
+  const replayEarly = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    state: RequestState,
+    payload: FastifyRequest['raw'],
+    done: (error: Error | null, payload?: FastifyRequest['raw']) => void,
+  ): void => {
+    const raw = request.raw;
+    const left = () => {
+      if (state.complete) return;
+      state.onComplete = undefined;
+      done(null, payload);
+    };
+    raw.once('close', left);
+    state.onComplete = () => {
+      state.onComplete = undefined;
+      raw.removeListener('close', left);
+      let decision: Decision | undefined;
+      try {
+        const body = (state.chunks as Chunks).concat();
+        const view = new NodeRequestView(request.method, request.url, state.headers ?? request.headers, body, raw);
+        decision = state.core.replayNow(view, state.header as KeyHeader);
+      } catch {
+        decision = undefined;
+      }
+      if (decision?.action !== 'respond') return done(null, payload);
+      // Answered here: the later hooks pass it.
+      keep(request, false);
+      respondWith(reply, decision.response, done);
+    };
+  };
+
+  const preParsing: preParsingHookHandler = (request, reply, payload, done) => {
     let core: HttpIdempotency<FastifyRequest> | undefined;
     try {
       core = coreFor(request);
@@ -286,6 +375,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Most bodies: each chunk is kept as the stream is handed it, with no stream in between.
     if (watchPushes(payload, chunks, ended)) {
       state.watched = true;
+      if (replaysEarly(request, core, header, length, payload)) {
+        return replayEarly(request, reply, state, payload as FastifyRequest['raw'], done);
+      }
       return done(null, payload);
     }
     // Bytes already buffered (an async hook ran first): read and put back, then watched.
@@ -297,7 +389,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const tee = new Tee(payload, chunks, ended);
     payload.on('error', (error) => tee.destroy(error));
     done(null, payload.pipe(tee));
-  });
+  };
+  fastify.addHook('preParsing', named('preParsing', preParsing));
 
   // A content-type parser that hands the body stream to the handler (@fastify/multipart's
   // request.file()) leaves it unread when the key is claimed: a fingerprint then would cover
@@ -351,7 +444,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   };
 
   // preHandler runs after parsing and validation: a request the framework refuses claims nothing.
-  fastify.addHook('preHandler', (request: FastifyRequest, reply: FastifyReply, done) => {
+  const preHandler: preHandlerHookHandler = (request, reply, done) => {
     const known = slotOf(request);
     if (known === false) return done();
     const state = known ?? undefined;
@@ -370,7 +463,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       return whole(request, reply, state, () => decide(request, reply, core, state, done, true), done);
     }
     decide(request, reply, core, state, done, false);
-  });
+  };
+  fastify.addHook('preHandler', named('preHandler', preHandler));
 
   const decide = (
     request: FastifyRequest,
@@ -417,16 +511,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       return;
     }
     if (decision.action === 'respond') {
-      const { status, headers, body } = decision.response;
-      // Sent from the hook: the handler does not run (no done()).
-      try {
-        reply
-          .code(status)
-          .headers(headers as Record<string, string | string[]>)
-          .send(body);
-      } catch (error) {
-        done(error as Error);
-      }
+      respondWith(reply, decision.response, done);
       return;
     }
     if (decision.action === 'run') {
@@ -515,7 +600,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   fastify.addHook('onSend', (request: FastifyRequest, reply: FastifyReply, payload: unknown, done) => {
     const state = stateOf(request);
     const run = state?.run;
-    if (state === undefined || run === undefined) return done(null, payload);
+    if (state === undefined || run === undefined) {
+      // A response of the plugin's own sent without a content type: none goes (Fastify gave it one).
+      if (untyped > 0 && untypedReplies.delete(reply)) {
+        untyped--;
+        reply.removeHeader('content-type');
+      }
+      return done(null, payload);
+    }
     state.run = undefined;
     // Read at once: Fastify's getHeader lower-cases each name twice (its own and Node's), and
     // reading the replayable names one by one made its keyed lookup megamorphic, for Fastify's
@@ -734,6 +826,62 @@ class Tee extends Transform {
     this.#chunks.push(chunk);
     callback(null, chunk);
   }
+}
+
+/**
+ * Sends `response` from a hook: the handler does not run (no done() unless sending throws). A
+ * replay with an ASCII text of its body is sent as that string where Fastify sends a string as
+ * it is (see {@link sendsTextAsIs}): Node then writes head and body at once.
+ */
+function respondWith(reply: FastifyReply, response: HttpResponse, done: (error: Error) => void): void {
+  try {
+    const headers = response.headers as Record<string, string | string[]>;
+    const text = response.text;
+    // Stored without one: Fastify gives a body sent without one a content type (onSend takes it off).
+    if (headers['content-type'] === undefined) {
+      untypedReplies.add(reply);
+      untyped++;
+    }
+    reply
+      .code(response.status)
+      .headers(headers)
+      .send(text !== undefined && sendsTextAsIs(reply, headers['content-type']) ? text : response.body);
+  } catch (error) {
+    done(error as Error);
+  }
+}
+
+/** Replies the plugin sends a response without a content type on, until its onSend (see respondWith). */
+const untypedReplies = new WeakSet<FastifyReply>();
+/** How many are in {@link untypedReplies}: none, and onSend looks no further. */
+let untyped = 0;
+
+/** Fastify's key of a reply's own serializer (`kReplySerializer`), looked for once. */
+let serializerKey: symbol | null | undefined;
+
+/**
+ * Whether Fastify's `reply.send()` sends a string as it is, with `contentType` kept: no
+ * serializer of the reply's own (which it would run on a string), and a content type it leaves
+ * alone. Only its own two defaults are taken: it adds a charset to a JSON type without one, and
+ * replaces a type it cannot parse with text/plain.
+ */
+function sendsTextAsIs(reply: FastifyReply, contentType: unknown): boolean {
+  if (contentType !== 'application/json; charset=utf-8' && contentType !== 'text/plain; charset=utf-8') return false;
+  serializerKey ??=
+    Object.getOwnPropertySymbols(reply).find((key) => key.description === 'fastify.reply.serializer') ?? null;
+  return serializerKey !== null && (reply as unknown as Record<symbol, unknown>)[serializerKey] === null;
+}
+
+/** The lifecycle hooks Fastify keeps on a route's context (null for none). */
+interface RouteHooks {
+  readonly preParsing?: readonly { name: string }[] | null;
+  readonly preValidation?: readonly unknown[] | null;
+  readonly preHandler?: readonly { name: string }[] | null;
+}
+
+/** Whether a route's hooks of one kind are exactly one, named `name`. */
+function onlyHook(hooks: readonly { name: string }[] | null | undefined, name: string): boolean {
+  return hooks?.length === 1 && hooks[0]?.name === name;
 }
 
 /** The bytes teed on the way in, or the parsed body when nothing was teed (no body was sent). */

@@ -189,6 +189,12 @@ export interface StoreNow {
   ): boolean;
   release(key: string, token: string): boolean;
   extend(key: string, token: string, leaseMs: number): boolean;
+  /**
+   * The completed record of `key`, as the store keeps it (touched, as a replay touches it);
+   * undefined when there is none (no record, a running claim, expired). Claims nothing.
+   * Optional: a store of an older copy of this module has none.
+   */
+  completed?(key: string): KeptRecord | undefined;
 }
 
 /** The store {@link memoryStore} returns. */
@@ -252,6 +258,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       },
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
+      completed: (key) => {
+        this.#checkOpen();
+        const entry = this.#touch(key, this.#elapsed());
+        return entry?.kind === undefined ? undefined : (entry as KeptRecord);
+      },
     };
     Object.defineProperty(this, NOW, { value: calls });
   }

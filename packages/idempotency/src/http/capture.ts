@@ -215,7 +215,11 @@ export function replayOf(stored: ReplaySource, shared = false, head = false): Ht
         ? Buffer.from(body)
         : Buffer.from(body.buffer, body.byteOffset, body.byteLength);
   if (!head) headers['content-length'] = String(bytes.length);
-  else {
+  // The store's short ASCII body as it keeps it: an adapter may send the string (one write of
+  // head and body, where a Buffer's takes two).
+  if (!head && typeof body === 'string' && Buffer.byteLength(body, 'utf8') === body.length) {
+    return { status: stored.status, headers, body: bytes, text: body };
+  } else {
     // A HEAD's record: the length its first response sent, else its stored body's (the body is
     // kept: Fastify's HEAD route counts it and sends none), else none.
     const sent = headers['content-length'];
@@ -233,4 +237,6 @@ export interface HttpResponse {
   readonly status: number;
   readonly headers: Readonly<Record<string, string | readonly string[]>>;
   readonly body: Buffer;
+  /** The same bytes as an ASCII string, when the replay has them as one (see {@link replayOf}). */
+  readonly text?: string;
 }

@@ -246,15 +246,50 @@ export class HttpIdempotency<Req> implements RunOwner {
     return this.#decideIn(undefined, view, header.key, held);
   }
 
-  #decideIn(
-    scope: string | undefined,
-    view: RequestView,
-    key: string,
-    held: readonly Run[] | undefined,
-  ): Decision | Promise<Decision> {
-    let fingerprint: string;
+  /**
+   * Whether {@link replayNow} may answer a request with this key: an in-process store with the
+   * global scope that holds a completed response under it now. An adapter that can answer before
+   * the framework parses the body asks this first (before reading the body).
+   */
+  mayReplayNow(header: KeyHeader): boolean {
+    if (this.options.scope !== 'global' || header.status !== 'ok') return false;
+    const completed = this.#inProcess()?.completed;
+    if (completed === undefined) return false;
     try {
-      fingerprint = fingerprintOf(
+      return completed(storedKey(undefined, header.key))?.kind === 'response';
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * The replay of the completed response stored under `header`'s key when this request is the one
+   * that stored it (its fingerprint the same), with its 'idempotency.replay' event; undefined
+   * otherwise, having claimed, answered and emitted nothing: the request then takes its usual way
+   * ({@link decideNow}). In-process store and global scope only (see {@link mayReplayNow}).
+   */
+  replayNow(view: RequestView, header: KeyHeader): Decision | undefined {
+    if (!this.guards(view.method) || this.options.scope !== 'global' || header.status !== 'ok') return undefined;
+    const completed = this.#inProcess()?.completed;
+    if (completed === undefined) return undefined;
+    const stored = storedKey(undefined, header.key);
+    let record: KeptRecord | undefined;
+    let fingerprint: string | Decision;
+    try {
+      record = completed(stored);
+      if (record?.kind !== 'response') return undefined;
+      fingerprint = this.#fingerprint(view);
+    } catch {
+      return undefined;
+    }
+    if (typeof fingerprint !== 'string' || record.fingerprint !== fingerprint) return undefined;
+    return this.#decided(header.key, stored, fingerprint, { status: 'completed', record }, true, view.method);
+  }
+
+  /** The request's fingerprint, or the 413 answer for a parsed body too long to fingerprint. */
+  #fingerprint(view: RequestView): string | Decision {
+    try {
+      return fingerprintOf(
         view.method,
         view.url,
         headerValue(view.headers['content-type']),
@@ -268,6 +303,16 @@ export class HttpIdempotency<Req> implements RunOwner {
       if (error instanceof CanonicalTooLarge) return respond(problem('tooLarge'));
       throw error;
     }
+  }
+
+  #decideIn(
+    scope: string | undefined,
+    view: RequestView,
+    key: string,
+    held: readonly Run[] | undefined,
+  ): Decision | Promise<Decision> {
+    const fingerprint = this.#fingerprint(view);
+    if (typeof fingerprint !== 'string') return fingerprint;
     const stored = storedKey(scope, key);
     // This request holds the key already, on this store (the adapter registered twice, one
     // inside the other): that run stores its response. Asked again, the store said 409.
