@@ -11,6 +11,7 @@ import {
   type Decision,
   HttpIdempotency,
   type HttpIdempotencyOptions,
+  type HttpResponse,
   type KeyHeader,
   NodeRequestView,
   problem,
@@ -420,10 +421,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       const { status, headers, body } = decision.response;
       // Sent from the hook: the handler does not run (no done()).
       try {
-        reply
-          .code(status)
-          .headers(headers as Record<string, string | string[]>)
-          .send(body);
+        setHeaders(reply.code(status), headers, request.method !== 'HEAD').send(body);
       } catch (error) {
         done(error as Error);
       }
@@ -697,6 +695,45 @@ function routeContextOf(request: FastifyRequest): { handler: unknown; config?: u
   if (contextKey === null) return undefined;
   const context = (request as unknown as Record<symbol, unknown>)[contextKey];
   return typeof context === 'object' && context !== null ? (context as { handler: unknown }) : undefined;
+}
+
+/**
+ * Fastify's key of a reply's own headers object (`kReplyHeaders`, its description
+ * 'fastify.reply.headers'), looked for on the first reply that needs it: null if it is not there.
+ */
+let replyHeadersKey: symbol | null | undefined;
+
+/**
+ * `reply.headers(headers)`, each name already in lower case written straight into the reply's
+ * headers object, as `reply.header()` writes it (a replay's names are: its `toLowerCase()` cost a
+ * replay ~230 instructions a header). `set-cookie`, which `header()` merges, and any other name
+ * go through `header()`; so do all of them where Fastify keeps its headers elsewhere.
+ * `lengthOwn`: `content-length` is left to Fastify, which sets every body's own (not a HEAD's).
+ */
+function setHeaders(reply: FastifyReply, headers: HttpResponse['headers'], lengthOwn: boolean): FastifyReply {
+  replyHeadersKey ??=
+    Object.getOwnPropertySymbols(reply).find((key) => key.description === 'fastify.reply.headers') ?? null;
+  const own = replyHeadersKey === null ? undefined : (reply as unknown as Record<symbol, unknown>)[replyHeadersKey];
+  if (typeof own !== 'object' || own === null) return reply.headers(headers as Record<string, string | string[]>);
+  const names = Object.keys(headers);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const value = headers[name] as string | string[];
+    if (lengthOwn && name === 'content-length') continue;
+    if (name !== 'set-cookie' && name !== '__proto__' && lowerCase(name))
+      (own as Record<string, unknown>)[name] = value;
+    else reply.header(name, value);
+  }
+  return reply;
+}
+
+/** Whether `name` has no character that `toLowerCase()` changes (any past ASCII is taken as one). */
+function lowerCase(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c > 0x7f) return false;
+  }
+  return true;
 }
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */
