@@ -146,4 +146,35 @@ describe('fastify plugin: a replay header lines', () => {
       body: 'stored',
     });
   });
+
+  it("headers set on the raw response are stored beside the reply's own, which win where both set one", async () => {
+    const app = Fastify();
+    await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
+    let ran = 0;
+    app.post('/orders', async (_request, reply) => {
+      ran++;
+      reply.raw.setHeader('ETag', '"raw"');
+      reply.raw.setHeader('Location', '/raw');
+      return reply.code(201).header('location', '/own').send({ id: 2 });
+    });
+    const port = await listen(app);
+    const first = await send(port, 'k3');
+    const again = await send(port, 'k3');
+    expect(ran).toBe(1);
+    expect(first.lines.filter((line) => /^(etag|location)/i.test(line))).toEqual(['ETag: "raw"', 'location: /own']);
+    expect(again).toEqual({
+      status: 201,
+      lines: [
+        'etag: "raw"',
+        'location: /own',
+        'content-type: application/json; charset=utf-8',
+        'idempotent-replayed: true',
+        'content-length: 8',
+        'Date: -',
+        'Connection: keep-alive',
+        'Keep-Alive: timeout=72',
+      ],
+      body: '{"id":2}',
+    });
+  });
 });
