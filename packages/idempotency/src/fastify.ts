@@ -695,10 +695,19 @@ let contextKey: symbol | null | undefined;
 
 /** A request's route context, whose `handler` Fastify calls; undefined if it cannot be found. */
 function routeContextOf(request: FastifyRequest): { handler: unknown; config?: unknown } | undefined {
-  contextKey ??= Object.getOwnPropertySymbols(request).find((key) => key.description === 'fastify.context') ?? null;
-  if (contextKey === null) return undefined;
-  const context = (request as unknown as Record<symbol, unknown>)[contextKey];
-  return typeof context === 'object' && context !== null ? (context as { handler: unknown }) : undefined;
+  contextKey ??= symbolOf(request, 'fastify.context');
+  return objectAt(request, contextKey) as { handler: unknown; config?: unknown } | undefined;
+}
+
+/** The symbol of `object`'s own keys that `description` describes, null if none. */
+function symbolOf(object: object, description: string): symbol | null {
+  return Object.getOwnPropertySymbols(object).find((key) => key.description === description) ?? null;
+}
+
+/** The object `object` holds under `key`, undefined if none. */
+function objectAt(object: object, key: symbol | null): object | undefined {
+  const value = key === null ? undefined : (object as Record<symbol, unknown>)[key];
+  return typeof value === 'object' && value !== null ? value : undefined;
 }
 
 /**
@@ -709,10 +718,8 @@ let replyHeadersKey: symbol | null | undefined;
 
 /** A reply's own headers object (see {@link replyHeadersKey}), or undefined where it is not found. */
 function ownHeadersOf(reply: FastifyReply): Record<string, unknown> | undefined {
-  replyHeadersKey ??=
-    Object.getOwnPropertySymbols(reply).find((key) => key.description === 'fastify.reply.headers') ?? null;
-  const own = replyHeadersKey === null ? undefined : (reply as unknown as Record<symbol, unknown>)[replyHeadersKey];
-  return typeof own === 'object' && own !== null ? (own as Record<string, unknown>) : undefined;
+  replyHeadersKey ??= symbolOf(reply, 'fastify.reply.headers');
+  return objectAt(reply, replyHeadersKey) as Record<string, unknown> | undefined;
 }
 
 /**
@@ -742,8 +749,7 @@ function setHeaders(reply: FastifyReply, headers: HttpResponse['headers'], lengt
     const name = names[i] as string;
     const value = headers[name] as string | string[];
     if (lengthOwn && name === 'content-length') continue;
-    if (name !== 'set-cookie' && name !== '__proto__' && lowerCase(name))
-      (own as Record<string, unknown>)[name] = value;
+    if (name !== 'set-cookie' && name !== '__proto__' && lowerCase(name)) own[name] = value;
     else reply.header(name, value);
   }
   return reply;
