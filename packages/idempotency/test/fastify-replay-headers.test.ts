@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { requestFingerprint } from '../src/http/fingerprint.js';
@@ -49,48 +49,62 @@ function send(port: number, key: string, method = 'POST') {
   });
 }
 
+/** A replay's header lines: the stored ones, then the marker, the length and Node's own. */
+function replayed(length: number, stored: string[]): string[] {
+  return [
+    ...stored,
+    'idempotent-replayed: true',
+    `content-length: ${length}`,
+    'Date: -',
+    'Connection: keep-alive',
+    'Keep-Alive: timeout=72',
+  ];
+}
+
 async function listen(app: FastifyInstance): Promise<number> {
   apps.push(app);
   await app.listen({ port: 0, host: '127.0.0.1' });
   return (app.server.address() as AddressInfo).port;
 }
 
-describe('fastify plugin: a replay header lines', () => {
+/** An app with the plugin and one route answered by `handle`; how many times it ran. */
+async function guarded(handle: (reply: FastifyReply) => FastifyReply) {
+  const app = Fastify();
+  await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
+  let ran = 0;
+  app.post('/orders', async (_request, reply) => {
+    ran++;
+    return handle(reply);
+  });
+  return { port: await listen(app), calls: () => ran };
+}
+
+describe("fastify plugin: a replay's header lines", () => {
   it('the stored headers, idempotent-replayed, then the body length Fastify sets: in that order, lower case', async () => {
-    const app = Fastify();
-    await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
-    let ran = 0;
-    app.post('/orders', async (_request, reply) => {
-      ran++;
-      return reply
+    const { port, calls } = await guarded((reply) =>
+      reply
         .code(201)
         .header('Location', '/orders/1')
         .header('ETag', '"v1"')
         .header('Cache-Control', 'no-store')
         .header('X-Not-Kept', 'a')
         .header('link', ['</a>; rel="a"', '</b>; rel="b"'])
-        .send({ id: 1 });
-    });
-    const port = await listen(app);
+        .send({ id: 1 }),
+    );
     const first = await send(port, 'k1');
     const again = await send(port, 'k1');
-    expect(ran).toBe(1);
+    expect(calls()).toBe(1);
     expect(first.status).toBe(201);
     expect(again).toEqual({
       status: 201,
-      lines: [
+      lines: replayed(8, [
         'location: /orders/1',
         'etag: "v1"',
         'cache-control: no-store',
         'link: </a>; rel="a"',
         'link: </b>; rel="b"',
         'content-type: application/json; charset=utf-8',
-        'idempotent-replayed: true',
-        'content-length: 8',
-        'Date: -',
-        'Connection: keep-alive',
-        'Keep-Alive: timeout=72',
-      ],
+      ]),
       body: '{"id":1}',
     });
   });
@@ -132,48 +146,24 @@ describe('fastify plugin: a replay header lines', () => {
     expect(ran).toBe(0);
     expect(replay).toEqual({
       status: 202,
-      lines: [
-        'set-cookie: a=1',
-        'set-cookie: b=2',
-        'content-type: text/plain',
-        'x-upper: u',
-        'idempotent-replayed: true',
-        'content-length: 6',
-        'Date: -',
-        'Connection: keep-alive',
-        'Keep-Alive: timeout=72',
-      ],
+      lines: replayed(6, ['set-cookie: a=1', 'set-cookie: b=2', 'content-type: text/plain', 'x-upper: u']),
       body: 'stored',
     });
   });
 
   it("headers set on the raw response are stored beside the reply's own, which win where both set one", async () => {
-    const app = Fastify();
-    await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
-    let ran = 0;
-    app.post('/orders', async (_request, reply) => {
-      ran++;
+    const { port, calls } = await guarded((reply) => {
       reply.raw.setHeader('ETag', '"raw"');
       reply.raw.setHeader('Location', '/raw');
       return reply.code(201).header('location', '/own').send({ id: 2 });
     });
-    const port = await listen(app);
     const first = await send(port, 'k3');
     const again = await send(port, 'k3');
-    expect(ran).toBe(1);
+    expect(calls()).toBe(1);
     expect(first.lines.filter((line) => /^(etag|location)/i.test(line))).toEqual(['ETag: "raw"', 'location: /own']);
     expect(again).toEqual({
       status: 201,
-      lines: [
-        'etag: "raw"',
-        'location: /own',
-        'content-type: application/json; charset=utf-8',
-        'idempotent-replayed: true',
-        'content-length: 8',
-        'Date: -',
-        'Connection: keep-alive',
-        'Keep-Alive: timeout=72',
-      ],
+      lines: replayed(8, ['etag: "raw"', 'location: /own', 'content-type: application/json; charset=utf-8']),
       body: '{"id":2}',
     });
   });
