@@ -277,16 +277,15 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }
     const bytes = Number(length);
     if (!(bytes > 0 && bytes < request.raw.readableHighWaterMark)) return false;
+    // The store first: a first request (no record) looks no further.
+    if (!core.mayReplayNow(header)) return false;
     const context = routeContextOf(request) as RouteHooks | undefined;
-    if (
-      context === undefined ||
-      context.preValidation !== null ||
-      !onlyHook(context.preParsing, preParsingName) ||
-      !onlyHook(context.preHandler, preHandlerName)
-    ) {
-      return false;
-    }
-    return core.mayReplayNow(header);
+    return (
+      context !== undefined &&
+      context.preValidation === null &&
+      onlyHook(context.preParsing, preParsingName) &&
+      onlyHook(context.preHandler, preHandlerName)
+    );
   };
 
   /**

@@ -188,6 +188,23 @@ export class HttpIdempotency<Req> implements RunOwner {
    * patched on the store after this middleware was made (a spy, an outage drill) is called, and
    * timed, like any store's.
    */
+  /**
+   * The key as stored (see storedKey). The last one asked for with the global scope is kept: an
+   * adapter asks twice for one request (Fastify's preParsing, then its decision), and the same
+   * string, its hash already computed, finds the record in a Map at once.
+   */
+  #stored(scope: string | undefined, key: string): string {
+    if (scope !== undefined) return storedKey(scope, key);
+    if (key !== this.#lastKey) {
+      this.#lastStored = storedKey(undefined, key);
+      this.#lastKey = key;
+    }
+    return this.#lastStored;
+  }
+
+  #lastKey: string | undefined;
+  #lastStored = '';
+
   #inProcess(): StoreNow | undefined {
     const now = this.#now;
     return now?.serves(this.store) ? now : undefined;
@@ -263,7 +280,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     const completed = this.#inProcess()?.completed;
     if (completed === undefined) return false;
     try {
-      return completed(storedKey(undefined, header.key))?.kind === 'response';
+      return completed(this.#stored(undefined, header.key))?.kind === 'response';
     } catch {
       return false;
     }
@@ -279,7 +296,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     if (!this.guards(view.method) || this.options.scope !== 'global' || header.status !== 'ok') return undefined;
     const completed = this.#inProcess()?.completed;
     if (completed === undefined) return undefined;
-    const stored = storedKey(undefined, header.key);
+    const stored = this.#stored(undefined, header.key);
     let record: KeptRecord | undefined;
     let fingerprint: string | Decision;
     let preimage: string | undefined;
@@ -337,7 +354,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     const preimage = now?.claimPreimage === undefined ? undefined : preimageIn(view, this.options.fingerprint);
     const fingerprint = preimage ?? this.#fingerprint(view);
     if (typeof fingerprint !== 'string') return fingerprint;
-    const stored = storedKey(scope, key);
+    const stored = this.#stored(scope, key);
     // This request holds the key already, on this store (the adapter registered twice, one
     // inside the other): that run stores its response. Asked again, the store said 409.
     if (held?.some((run) => run.stored === stored && run.owner.store === this.store)) return PASS;
