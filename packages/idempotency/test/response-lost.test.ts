@@ -97,6 +97,7 @@ describe('express: a streamed response whose client leaves part way', () => {
         port,
         keyedPost('/orders'),
         wrote.opened.then(() => tick(20)),
+        'part one',
       );
       expect(read).toContain('part one');
       await tick(20);

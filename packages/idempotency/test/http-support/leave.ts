@@ -14,10 +14,16 @@ export function gate(): { open: () => void; opened: Promise<void> } {
 
 /**
  * Sends `request` (raw HTTP/1.1) on a socket of its own, and closes the socket once `when`
- * resolves: a client that leaves while the handler runs. Resolves once the socket is closed,
- * and returns what the client had read by then.
+ * resolves (and, given `seen`, once the client has read it, for up to 5 s: on a loaded machine
+ * bytes written take longer than any fixed pause to arrive): a client that leaves while the
+ * handler runs. Resolves once the socket is closed, and returns what the client had read by then.
  */
-export async function leaveWhile(port: number, request: string, when: Promise<unknown>): Promise<string> {
+export async function leaveWhile(
+  port: number,
+  request: string,
+  when: Promise<unknown>,
+  seen?: string,
+): Promise<string> {
   const socket = connect(port, '127.0.0.1');
   let read = '';
   socket.on('data', (chunk: Buffer) => {
@@ -26,6 +32,9 @@ export async function leaveWhile(port: number, request: string, when: Promise<un
   await once(socket, 'connect');
   socket.write(request);
   await when;
+  for (const until = Date.now() + 5_000; seen !== undefined && !read.includes(seen) && Date.now() < until; ) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
   const closed = once(socket, 'close');
   socket.destroy();
   await closed;
