@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { request } from 'node:http';
 import { promisify } from 'node:util';
 import { createBus, type HoldfastEvent } from '@holdfast/core';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -134,6 +135,40 @@ describe.each(cases)('$framework.name, scoped $scoped, wait $wait', ({ framework
     const fingerprint = fingerprintOf('POST', '/orders', 'application/json', undefined, Buffer.from(body), ['t1']);
     const found = await store.claim(scoped ? 'http:5:alice:k2' : 'http:*:k2', fingerprint, 1_000);
     expect(found.status === 'completed' && found.record.fingerprint).toBe(fingerprint);
+  });
+
+  it('replays a retry whose body comes one byte a chunk, Content-Length known and chunked', async () => {
+    const store = memoryStore();
+    const app = await framework.start(options(store));
+    apps.push(app);
+    expect((await sender(app, 'k6', 'alice')()).status).toBe(201);
+    for (const chunked of [false, true]) {
+      const answer = await new Promise<{ status: number; replayed: unknown }>((resolve, reject) => {
+        const { port } = new URL(app.url);
+        const bytes = Buffer.from(body);
+        const headers: Record<string, string> = {
+          'content-type': 'application/json',
+          'idempotency-key': 'k6',
+          'x-account': 'alice',
+          'x-tenant': 't1',
+        };
+        if (!chunked) headers['content-length'] = String(bytes.length);
+        const req = request({ host: '127.0.0.1', port, path: '/orders', method: 'POST', headers }, (res) => {
+          res.resume();
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, replayed: res.headers['idempotent-replayed'] }));
+        });
+        req.on('error', reject);
+        let i = 0;
+        const next = () => {
+          if (i === bytes.length) return req.end();
+          req.write(bytes.subarray(i, ++i));
+          setTimeout(next, 1);
+        };
+        next();
+      });
+      expect(answer).toEqual({ status: 201, replayed: 'true' });
+    }
+    expect(app.calls.get('orders')).toBe(1);
   });
 
   if (wait !== undefined) {
