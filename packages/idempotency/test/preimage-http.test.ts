@@ -81,6 +81,15 @@ describe.each(cases)('$framework.name, scoped $scoped, wait $wait', ({ framework
     expect(again.status).toBe(201);
     expect(again.headers.get('idempotent-replayed')).toBe('true');
     expect(await again.text()).toBe(firstText);
+    // The same type in another case: fingerprinted in canonical form (no preimage), the same request.
+    const cased = await send({ type: 'Application/JSON' });
+    expect([cased.status, cased.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+    // And the other way round: a record claimed by fingerprint, its retry by preimage.
+    const byFingerprint = sender(app, 'k7', 'alice');
+    expect((await byFingerprint({ type: 'Application/JSON' })).status).toBe(201);
+    const byPreimage = await byFingerprint();
+    expect([byPreimage.status, byPreimage.headers.get('idempotent-replayed')]).toEqual([201, 'true']);
+    expect((await byFingerprint({ body: `${body}\n` })).status).toBe(422);
     const flipped = Buffer.from(body);
     flipped[12] = (flipped[12] as number) ^ 1;
     const different = [
@@ -108,7 +117,7 @@ describe.each(cases)('$framework.name, scoped $scoped, wait $wait', ({ framework
     const bob = await sender(app, 'k1', 'bob')();
     expect(bob.status).toBe(201);
     expect(bob.headers.get('idempotent-replayed')).toBe(scoped ? null : 'true');
-    expect(app.calls.get('orders')).toBe(scoped ? 2 : 1);
+    expect(app.calls.get('orders')).toBe(scoped ? 3 : 2);
     // No byte of the body anywhere a user or a listener sees.
     const seen = JSON.stringify([events, store.snapshot(), await Promise.all(different.map((r) => r.text()))]);
     expect(seen).not.toContain(SECRET);
