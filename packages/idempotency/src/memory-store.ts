@@ -174,9 +174,10 @@ export function inProcess(store: object): StoreNow | undefined {
 /**
  * @internal Where a {@link MemoryStore} keeps its calls without a promise, for the HTTP
  * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
- * versioned, so a copy with another contract for these calls is not trusted with it).
+ * versioned, so a copy with another contract for these calls is not trusted with it). v6: a
+ * record's `fingerprint` may be its preimage (`raw`), which a v5 engine took for a fingerprint.
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v5');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v6');
 
 /**
  * @internal A completed record as {@link StoreNow.claim} answers it: the store's own, not a copy
