@@ -258,7 +258,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * Whether a request with a valid key may be answered with its replay before Fastify parses its
    * body: nothing else would run before the handler (this registration's are the route's only
    * preParsing and preHandler hooks, and it has no preValidation hook: an authentication there
-   * is never skipped), the body's length is known and fits the request stream's buffer (read
+   * is never skipped; nor a schema for its headers, which the fingerprint does not cover: a
+   * request Fastify would refuse gets its 400, never the replay), the body's length is known and fits the request stream's buffer (read
    * without anyone reading it), and the store holds a completed response under the key
    * ({@link HttpIdempotency.mayReplayNow}: in-process, global scope). Its body is then awaited
    * here; whether its fingerprint matches is known only once it has all come.
@@ -281,6 +282,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (
       context === undefined ||
       context.preValidation !== null ||
+      context.schema?.headers !== undefined ||
       !onlyHook(context.preParsing, preParsingName) ||
       !onlyHook(context.preHandler, preHandlerName)
     ) {
@@ -877,6 +879,8 @@ interface RouteHooks {
   readonly preParsing?: readonly { name: string }[] | null;
   readonly preValidation?: readonly unknown[] | null;
   readonly preHandler?: readonly { name: string }[] | null;
+  /** The route's schema: its headers' is checked before the handler, and no fingerprint covers them. */
+  readonly schema?: { readonly headers?: unknown } | null;
 }
 
 /** Whether a route's hooks of one kind are exactly one, named `name`. */
