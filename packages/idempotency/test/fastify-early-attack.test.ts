@@ -98,7 +98,11 @@ class Conn {
   #got = Buffer.alloc(0);
   #waiters: (() => void)[] = [];
 
-  constructor(port: number) {
+  /** `heads`: answers to HEAD requests, with a Content-Length and no body. */
+  constructor(
+    port: number,
+    readonly heads = false,
+  ) {
     this.socket = connect(port, '127.0.0.1');
     this.socket.on('data', (d: Buffer) => {
       this.#got = Buffer.concat([this.#got, d]);
@@ -122,7 +126,7 @@ class Conn {
       if (at < 0) return;
       const lines = text.slice(0, at).split('\r\n');
       const status = Number(lines[0]?.split(' ')[1]);
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, at + 2))?.[1] ?? 0);
+      const length = this.heads ? 0 : Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, at + 2))?.[1] ?? 0);
       if (this.#got.length < at + 4 + length) return;
       const headers = lines
         .slice(1)
@@ -242,6 +246,149 @@ describe('Fastify early replay: pipelined and odd framings', () => {
     expect([400, 422]).toContain(answers[0]?.status);
     expect(replays).toEqual([]);
     expect(counts.handled).toBe(1);
+  });
+});
+
+describe('Fastify early replay: sizes, untyped and HEAD responses, a slow response ahead', () => {
+  it("replays bodies of 1 byte and one under, at and one past the request stream's buffer byte for byte (early only under it)", async () => {
+    let parsedRaw = 0;
+    let handled = 0;
+    const app = Fastify({ bodyLimit: 1 << 20 });
+    apps.push(app);
+    app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => {
+      parsedRaw++;
+      done(null, body);
+    });
+    await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    app.post('/blob', async (request, reply) => {
+      handled++;
+      const body = request.body as Buffer;
+      return reply
+        .code(201)
+        .type('text/plain; charset=utf-8')
+        .send(`${body.length}:${body.subarray(-3).toString('hex')}`);
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const mark = (await new Promise<number>((resolve) => {
+      app.server.once('request', (req: IncomingMessage) => resolve(req.readableHighWaterMark));
+      void first(port, 'none', '');
+    })) as number;
+    const send = async (key: string, bytes: Buffer) => {
+      const conn = new Conn(port);
+      conn.write(
+        `POST /blob HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nIdempotency-Key: ${key}\r\nContent-Length: ${bytes.length}\r\n\r\n`,
+      );
+      await pause(10);
+      // In pieces of 1000 bytes, as a slow client sends them.
+      for (let at = 0; at < bytes.length; at += 1000) conn.socket.write(bytes.subarray(at, at + 1000));
+      const [answer] = await conn.until(1);
+      conn.end();
+      return answer as Answer;
+    };
+    const sizes = [1, mark - 1, mark, mark + 1];
+    for (const size of sizes) {
+      const bytes = Buffer.alloc(size, size % 251);
+      bytes[size - 1] = 0xff;
+      const once = await send(`size-${size}`, bytes);
+      const before = parsedRaw;
+      const replay = await send(`size-${size}`, bytes);
+      expect(once.status).toBe(201);
+      expect(replay.body).toBe(once.body);
+      expect(replay.headers).toBe(withReplayed(once.headers));
+      // Parsed again only where the body does not fit the buffer (the usual way).
+      expect(parsedRaw - before).toBe(size < mark ? 0 : 1);
+      // One byte changed: the usual way, 422.
+      bytes[0] = (bytes[0] as number) ^ 1;
+      expect((await send(`size-${size}`, bytes)).status).toBe(422);
+    }
+    expect(handled).toBe(sizes.length);
+  });
+
+  it('replays a response stored without a content type (hijacked) with none', async () => {
+    let handled = 0;
+    const app = Fastify();
+    apps.push(app);
+    await app.register(idempotency, { store: memoryStore(), scope: 'global' });
+    app.post('/raw', (_request, reply) => {
+      handled++;
+      reply.hijack();
+      reply.raw.writeHead(201, { 'content-length': '5' });
+      reply.raw.end('hello');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const send = async () => {
+      const conn = new Conn(port);
+      conn.write(
+        `POST /raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: raw-1\r\nContent-Length: ${BODY.length}\r\n\r\n`,
+      );
+      await pause(10);
+      conn.write(BODY);
+      const [answer] = await conn.until(1);
+      conn.end();
+      return answer as Answer;
+    };
+    const once = await send();
+    const replays = [await send(), await send()];
+    expect(once.headers).toBe('content-length: 5');
+    for (const replay of replays) {
+      expect(replay.body).toBe('hello');
+      expect(replay.headers).toBe(withReplayed(once.headers));
+    }
+    expect(handled).toBe(1);
+  });
+
+  it('a HEAD with a body (HEAD guarded) replays its first answer early, as the usual way would', async () => {
+    let handled = 0;
+    const app = Fastify();
+    apps.push(app);
+    await app.register(idempotency, { store: memoryStore(), scope: 'global', methods: ['GET', 'HEAD'] });
+    app.get('/report', async (_request, reply) => {
+      handled++;
+      return reply.code(200).send({ report: handled });
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const port = (app.server.address() as AddressInfo).port;
+    const send = async (method: string) => {
+      const conn = new Conn(port, method === 'HEAD');
+      conn.write(
+        `${method} /report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: head-1\r\nContent-Length: ${BODY.length}\r\n\r\n`,
+      );
+      await pause(10);
+      conn.write(BODY);
+      const [answer] = await conn.until(1);
+      conn.end();
+      return answer as Answer;
+    };
+    const once = await send('HEAD');
+    const replay = await send('HEAD');
+    expect(once.status).toBe(200);
+    expect(replay.status).toBe(200);
+    expect(replay.headers).toBe(withReplayed(once.headers));
+    expect(handled).toBe(1);
+  });
+
+  it('a replay pipelined behind a slow first request on its connection waits its turn, then goes whole', async () => {
+    const { port, counts } = await start({
+      before: (app) => {
+        app.addHook('onSend', async (request) => {
+          if (request.headers['idempotency-key'] === 'slow-2' && request.body !== undefined) await pause(100);
+        });
+      },
+    });
+    const once = await first(port, 'slow-1', BODY);
+    const conn = new Conn(port);
+    conn.write(request('slow-2', BODY) + head('slow-1', BODY.length));
+    await pause(20);
+    conn.write(BODY);
+    const answers = await conn.until(2);
+    conn.end();
+    expect(answers[0]?.body).toBe('{"id":2,"note":"ok"}');
+    expect(answers[0]?.headers).not.toContain('idempotent-replayed');
+    expect(answers[1]?.body).toBe(once.body);
+    expect(answers[1]?.headers).toBe(withReplayed(once.headers));
+    expect(counts).toEqual({ parsed: 2, handled: 2 });
   });
 });
 
