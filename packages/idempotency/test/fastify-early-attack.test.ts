@@ -9,16 +9,27 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
+import { closeAll, closers } from './http-support/body-apps.js';
 
 // An outsider's attack on the replay answered from preParsing (before Fastify parses the body),
 // against real sockets. What must hold: a replay is the first response's status, headers and
 // bytes; nothing Fastify or the app would check before the handler is skipped; nothing hangs; the
 // early path claims and releases nothing; and where it must not apply, it does not.
 
-const apps: FastifyInstance[] = [];
-afterEach(async () => {
-  await Promise.all(apps.splice(0).map((app) => app.close()));
-});
+afterEach(closeAll);
+
+/** A Fastify app, closed after the test. */
+function fastify(options: Record<string, unknown> = {}): FastifyInstance {
+  const app = Fastify(options);
+  closers.push(() => app.close());
+  return app;
+}
+
+/** Listens on a free loopback port. */
+async function listen(app: FastifyInstance): Promise<number> {
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  return (app.server.address() as AddressInfo).port;
+}
 
 interface Counts {
   parsed: number;
@@ -36,8 +47,7 @@ async function start(
     route?: Record<string, unknown>;
   } = {},
 ): Promise<{ port: number; counts: Counts; app: FastifyInstance }> {
-  const app = Fastify(options.fastify ?? {});
-  apps.push(app);
+  const app = fastify(options.fastify);
   const counts: Counts = { parsed: 0, handled: 0 };
   counting(app, counts);
   await options.before?.(app);
@@ -52,26 +62,22 @@ async function start(
     return reply.code(201).header('x-order', `o-${counts.handled}`).send({ id: counts.handled, note: 'ok' });
   });
   await options.after?.(app);
-  await app.listen({ port: 0, host: '127.0.0.1' });
-  return { port: (app.server.address() as AddressInfo).port, counts, app };
+  return { port: await listen(app), counts, app };
 }
 
 /** Fastify's JSON parser, counting its calls: a replay answered early is never parsed. */
 function counting(app: FastifyInstance, counts: Counts): void {
+  const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     counts.parsed++;
-    try {
-      done(null, JSON.parse(body as string));
-    } catch (error) {
-      done(error as Error, undefined);
-    }
+    parse(request, body as string, done);
   });
 }
 
-function head(key: string, length: number, extra = '', path = '/orders'): string {
+function head(key: string, length: number, extra = '', path = '/orders', method = 'POST'): string {
   return (
-    `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: ${key}\r\n` +
+    `${method} ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: ${key}\r\n` +
     `Content-Length: ${length}\r\n${extra}\r\n`
   );
 }
@@ -172,6 +178,18 @@ async function first(port: number, key: string, body: string, extra = ''): Promi
   return answer as Answer;
 }
 
+/** One request over its own connection: its head, a pause, then its body; its answer. */
+async function headThenBody(port: number, text: string, body: string | Buffer, heads = false): Promise<Answer> {
+  const conn = new Conn(port, heads);
+  conn.write(text);
+  await pause(10);
+  // In pieces of 1000 bytes, as a slow client sends them.
+  for (let at = 0; at < body.length; at += 1000) conn.socket.write(body.slice(at, at + 1000));
+  const [answer] = await conn.until(1);
+  conn.end();
+  return answer as Answer;
+}
+
 const BODY = '{"amount":4200,"currency":"eur","customer":"cus_1"}';
 
 describe('Fastify early replay: pipelined and odd framings', () => {
@@ -253,8 +271,7 @@ describe('Fastify early replay: sizes, untyped and HEAD responses, a slow respon
   it("replays bodies of 1 byte and one under, at and one past the request stream's buffer byte for byte (early only under it)", async () => {
     let parsedRaw = 0;
     let handled = 0;
-    const app = Fastify({ bodyLimit: 1 << 20 });
-    apps.push(app);
+    const app = fastify({ bodyLimit: 1 << 20 });
     app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_request, body, done) => {
       parsedRaw++;
       done(null, body);
@@ -268,24 +285,17 @@ describe('Fastify early replay: sizes, untyped and HEAD responses, a slow respon
         .type('text/plain; charset=utf-8')
         .send(`${body.length}:${body.subarray(-3).toString('hex')}`);
     });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (app.server.address() as AddressInfo).port;
+    const port = await listen(app);
     const mark = (await new Promise<number>((resolve) => {
       app.server.once('request', (req: IncomingMessage) => resolve(req.readableHighWaterMark));
       void first(port, 'none', '');
     })) as number;
-    const send = async (key: string, bytes: Buffer) => {
-      const conn = new Conn(port);
-      conn.write(
+    const send = (key: string, bytes: Buffer) =>
+      headThenBody(
+        port,
         `POST /blob HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\nIdempotency-Key: ${key}\r\nContent-Length: ${bytes.length}\r\n\r\n`,
+        bytes,
       );
-      await pause(10);
-      // In pieces of 1000 bytes, as a slow client sends them.
-      for (let at = 0; at < bytes.length; at += 1000) conn.socket.write(bytes.subarray(at, at + 1000));
-      const [answer] = await conn.until(1);
-      conn.end();
-      return answer as Answer;
-    };
     const sizes = [1, mark - 1, mark, mark + 1];
     for (const size of sizes) {
       const bytes = Buffer.alloc(size, size % 251);
@@ -307,8 +317,7 @@ describe('Fastify early replay: sizes, untyped and HEAD responses, a slow respon
 
   it('replays a response stored without a content type (hijacked) with none', async () => {
     let handled = 0;
-    const app = Fastify();
-    apps.push(app);
+    const app = fastify();
     await app.register(idempotency, { store: memoryStore(), scope: 'global' });
     app.post('/raw', (_request, reply) => {
       handled++;
@@ -316,19 +325,8 @@ describe('Fastify early replay: sizes, untyped and HEAD responses, a slow respon
       reply.raw.writeHead(201, { 'content-length': '5' });
       reply.raw.end('hello');
     });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (app.server.address() as AddressInfo).port;
-    const send = async () => {
-      const conn = new Conn(port);
-      conn.write(
-        `POST /raw HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: raw-1\r\nContent-Length: ${BODY.length}\r\n\r\n`,
-      );
-      await pause(10);
-      conn.write(BODY);
-      const [answer] = await conn.until(1);
-      conn.end();
-      return answer as Answer;
-    };
+    const port = await listen(app);
+    const send = () => headThenBody(port, head('raw-1', BODY.length, '', '/raw'), BODY);
     const once = await send();
     const replays = [await send(), await send()];
     expect(once.headers).toBe('content-length: 5');
@@ -341,28 +339,16 @@ describe('Fastify early replay: sizes, untyped and HEAD responses, a slow respon
 
   it('a HEAD with a body (HEAD guarded) replays its first answer early, as the usual way would', async () => {
     let handled = 0;
-    const app = Fastify();
-    apps.push(app);
+    const app = fastify();
     await app.register(idempotency, { store: memoryStore(), scope: 'global', methods: ['GET', 'HEAD'] });
     app.get('/report', async (_request, reply) => {
       handled++;
       return reply.code(200).send({ report: handled });
     });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (app.server.address() as AddressInfo).port;
-    const send = async (method: string) => {
-      const conn = new Conn(port, method === 'HEAD');
-      conn.write(
-        `${method} /report HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nIdempotency-Key: head-1\r\nContent-Length: ${BODY.length}\r\n\r\n`,
-      );
-      await pause(10);
-      conn.write(BODY);
-      const [answer] = await conn.until(1);
-      conn.end();
-      return answer as Answer;
-    };
-    const once = await send('HEAD');
-    const replay = await send('HEAD');
+    const port = await listen(app);
+    const send = () => headThenBody(port, head('head-1', BODY.length, '', '/report', 'HEAD'), BODY, true);
+    const once = await send();
+    const replay = await send();
     expect(once.status).toBe(200);
     expect(replay.status).toBe(200);
     expect(replay.headers).toBe(withReplayed(once.headers));
@@ -506,8 +492,7 @@ describe('Fastify early replay: nothing the app checks before the handler is ski
 
   it("a streaming content-type parser (multipart-like) on the route: replays the first response's bytes", async () => {
     let handled = 0;
-    const app = Fastify();
-    apps.push(app);
+    const app = fastify();
     await app.register(idempotency, { store: memoryStore(), scope: 'global' });
     app.addContentTypeParser('application/x-upload', (_request, _payload, done) => done(null));
     app.post('/upload', async (request, reply) => {
@@ -516,20 +501,10 @@ describe('Fastify early replay: nothing the app checks before the handler is ski
       handled++;
       return reply.code(201).send({ size, handled });
     });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const port = (app.server.address() as AddressInfo).port;
+    const port = await listen(app);
     const body = 'x'.repeat(3000);
-    const send = async () => {
-      const conn = new Conn(port);
-      conn.write(
-        `POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-upload\r\nIdempotency-Key: u-1\r\nContent-Length: ${body.length}\r\n\r\n`,
-      );
-      await pause(20);
-      conn.write(body);
-      const [answer] = await conn.until(1);
-      conn.end();
-      return answer as Answer;
-    };
+    const upload = head('u-1', body.length, '', '/upload').replace('application/json', 'application/x-upload');
+    const send = () => headThenBody(port, upload, body);
     const once = await send();
     const replay = await send();
     expect(once.body).toBe('{"size":3000,"handled":1}');
@@ -590,7 +565,7 @@ describe("Fastify early replay: the server's timeouts", () => {
     expect(conn.closed).toBe(true);
     expect(replays).toEqual([]);
     expect(counts.handled).toBe(1);
-    apps.splice(apps.indexOf(app), 1);
+    // Closed here, not left to the end of the test: it returns.
     await app.close();
   });
 
