@@ -314,9 +314,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     state.onComplete = () => {
       state.onComplete = undefined;
       raw.removeListener('close', left);
+      const chunks = state.chunks as Chunks;
+      // Answered meanwhile (Fastify's handlerTimeout): Node drops the rest of a body nobody reads
+      // and pushes its end all the same. What came is not the request: never fingerprinted.
+      if (reply.sent || chunks.size !== Number((state.headers ?? raw.headers)['content-length']))
+        return done(null, payload);
       let decision: Decision | undefined;
       try {
-        const body = (state.chunks as Chunks).concat();
+        const body = chunks.concat();
         const view = new NodeRequestView(request.method, request.url, state.headers ?? request.headers, body, raw);
         decision = state.core.replayNow(view, state.header as KeyHeader);
       } catch {

@@ -545,6 +545,34 @@ describe("Fastify early replay: the server's timeouts", () => {
     expect(counts).toEqual({ parsed: 1, handled: 1 });
   });
 
+  it('handlerTimeout answering mid-body, the rest dropped by Node: what came matches a stored body, and still no replay goes', async () => {
+    const bus = createBus();
+    const replays: string[] = [];
+    bus.on('idempotency.replay', (event) => replays.push(event.key));
+    const warnings: string[] = [];
+    const { port, counts } = await start({
+      plugin: { bus },
+      fastify: {
+        handlerTimeout: 100,
+        logger: { level: 'warn', stream: { write: (line: string) => void warnings.push(line) } },
+      },
+    });
+    expect((await first(port, 'ht-2', BODY)).status).toBe(201);
+    // Declared 10 bytes longer; the stored body's bytes come first, the rest after the 503, when
+    // Node drops a body nobody reads (it pushes only its end).
+    const conn = new Conn(port);
+    conn.write(head('ht-2', BODY.length + 10) + BODY);
+    const [timeout] = await conn.until(1);
+    expect(timeout?.status).toBe(503);
+    conn.write('0123456789');
+    await pause(50);
+    conn.end();
+    expect(conn.answers.length).toBe(1);
+    expect(replays).toEqual([]);
+    expect(warnings.filter((line) => /already sent/i.test(line))).toEqual([]);
+    expect(counts).toEqual({ parsed: 1, handled: 1 });
+  });
+
   it('requestTimeout closing a connection whose body never ends: no replay, no run, and app.close() returns', async () => {
     const bus = createBus();
     const replays: string[] = [];
