@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 // after, and prints the
 // least window's count divided by CALLS. Instruction counts do not depend on how busy the machine
 // is. Run: `cd bench && node --import tsx breaker-instructions.ts [variant...]` (bare, reject, success, cockatiel-success...).
+// `success` loads our CommonJS build (require), `success-esm` our ESM one (import), which
+// bench/breaker.ts measures: a cost that only one of them pays shows as a gap between the two.
 
 const WARMUP = Number(process.env.WARMUP ?? 50_000);
 const CALLS = Number(process.env.CALLS ?? 10_000);
@@ -24,8 +26,8 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 type Call = () => Promise<unknown>;
 const noop = () => {};
 
-/** The variants, each made in the child. */
-function make(variant: string): Call {
+/** The variants, each made in the child: @holdfast's from its CommonJS build, or its ESM one (`-esm`). */
+async function make(variant: string): Promise<Call> {
   const require = createRequire(import.meta.url);
   const { circuitBreaker } = require('@holdfast/breaker');
   const { createBus } = require('@holdfast/core');
@@ -54,6 +56,14 @@ function make(variant: string): Call {
       const b = circuitBreaker({ bus: createBus() });
       return () => b.execute(op);
     }
+    case 'success-esm': {
+      // The same from the ESM build, which bench/breaker.ts loads (imports are bindings there,
+      // not reads of a CommonJS exports object).
+      const esm = await import('@holdfast/breaker');
+      const core = await import('@holdfast/core');
+      const b = esm.circuitBreaker({ bus: core.createBus() });
+      return () => b.execute(op);
+    }
     case 'cockatiel-success': {
       const { ConsecutiveBreaker, circuitBreaker: cockatielBreaker, handleAll } = require('cockatiel');
       const b = cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) });
@@ -61,13 +71,13 @@ function make(variant: string): Call {
     }
     default:
       throw new Error(
-        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, cockatiel-success`,
+        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, success-esm, cockatiel-success`,
       );
   }
 }
 
 async function child(variant: string): Promise<void> {
-  const call = make(variant);
+  const call = await make(variant);
   for (let i = 0; i < WARMUP; i++) await call();
   const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
   const gc = (globalThis as { gc?: () => void }).gc as () => void;
@@ -132,10 +142,14 @@ async function measure(variant: string): Promise<number> {
   }
   await new Promise((resolve) => proc.once('exit', resolve));
   rmSync(out, { force: true });
+  const sorted = [...counts].sort((a, b) => a - b);
+  const median = sorted[(sorted.length - 1) >> 1] as number;
   console.log(
-    `${variant.padEnd(16)} ${Math.round(Math.min(...counts))
+    `${variant.padEnd(17)} ${Math.round(sorted[0] as number)
       .toString()
-      .padStart(7)} instructions/call  (windows: ${counts.map((c) => Math.round(c)).join(' ')})`,
+      .padStart(
+        7,
+      )} instructions/call, median ${Math.round(median)}  (windows: ${counts.map((c) => Math.round(c)).join(' ')})`,
   );
   return Math.min(...counts);
 }
@@ -149,8 +163,10 @@ if (process.argv[2] === '--child') {
   if (results.bare !== undefined && results.reject !== undefined) {
     console.log(`reject / bare: ${(results.reject / results.bare).toFixed(2)}×`);
   }
-  if (results.success !== undefined && results['cockatiel-success'] !== undefined) {
-    console.log(`success / cockatiel: ${(results.success / results['cockatiel-success']).toFixed(2)}×`);
+  for (const ours of ['success', 'success-esm']) {
+    if (results[ours] !== undefined && results['cockatiel-success'] !== undefined) {
+      console.log(`${ours} / cockatiel: ${(results[ours] / results['cockatiel-success']).toFixed(2)}×`);
+    }
   }
   console.log(`(callgrind Ir, least of ${WINDOWS} windows of ${CALLS} calls after ${WARMUP})`);
 }

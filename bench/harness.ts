@@ -33,11 +33,23 @@ export interface Row {
   readonly ratio: number;
 }
 
+/** One of `pairs`, as printed: both figures from the round whose ratio is the median. */
+export interface Pair {
+  readonly ours: string;
+  readonly peer: string;
+  readonly oursNs: number;
+  readonly peerNs: number;
+  readonly ratio: number;
+}
+
+/** The rows, and each pair's figures: a target against a peer is read from these, not from two medians of different rounds. */
+export type Comparison = Row[] & { readonly pairs: readonly Pair[] };
+
 /**
  * Runs every variant in one process, several rounds with the order rotated, many calls per
  * sample; quotes the median round and its ratio to the baseline measured in the same round.
  */
-export async function compare(options: CompareOptions): Promise<Row[]> {
+export async function compare(options: CompareOptions): Promise<Comparison> {
   const { variants, baseline } = options;
   const calls = options.calls ?? 2_000;
   const rounds = options.rounds ?? 5;
@@ -78,21 +90,21 @@ export async function compare(options: CompareOptions): Promise<Row[]> {
   }));
   printTable(options.title, rows, ['per call', `× ${baseline}`]);
   console.log(`(median of ${rounds} rounds, ${calls} calls a sample, order rotated each round)`);
-  const pairs = options.pairs ?? [];
+  const pairs = (options.pairs ?? []).map(([ours, peer], i): Pair => {
+    // The round whose ratio is the median (the lower middle of an even count): both figures
+    // from it. Each variant's own median (the table above) may come from another round.
+    const byRatio = [...(pairRounds[i] ?? [])].sort((a, b) => a[0] / a[1] - b[0] / b[1]);
+    const [o, p] = byRatio[(byRatio.length - 1) >> 1] ?? [Number.NaN, Number.NaN];
+    return { ours, peer, oursNs: o, peerNs: p, ratio: o / p };
+  });
   if (pairs.length > 0) {
     printRows(
       `${options.title}: holdfast against the peer, each pair from its median round`,
       ['holdfast', 'per call', 'peer', 'per call', 'holdfast / peer'],
-      pairs.map(([ours, peer], i) => {
-        // The round whose ratio is the median (the lower middle of an even count): both figures
-        // from it. Each variant's own median (the table above) may come from another round.
-        const byRatio = [...(pairRounds[i] ?? [])].sort((a, b) => a[0] / a[1] - b[0] / b[1]);
-        const [o, p] = byRatio[(byRatio.length - 1) >> 1] ?? [Number.NaN, Number.NaN];
-        return [ours, format(o), peer, format(p), ratioText(o / p)];
-      }),
+      pairs.map((p) => [p.ours, format(p.oursNs), p.peer, format(p.peerNs), ratioText(p.ratio)]),
     );
   }
-  return rows;
+  return Object.assign(rows, { pairs });
 }
 
 export function median(values: readonly number[]): number {

@@ -9,9 +9,11 @@ import { median, pin, printRows } from './harness.js';
 // collections, so the figure does not depend on how busy the machine is). The load comes from
 // this process. The child loads the built packages (run `pnpm run build` first): what users get.
 
-const REQUESTS = 20_000;
-const WARMUP = 2_000;
-const ROUNDS = 3;
+const REQUESTS = Number(process.env.REQUESTS ?? 4_000);
+const WARMUP = Number(process.env.WARMUP ?? 10_000);
+const ROUNDS = Number(process.env.ROUNDS ?? 11);
+/** FRAMEWORKS=fastify (or express) measures one. */
+const FRAMEWORKS = (process.env.FRAMEWORKS ?? 'express,fastify').split(',');
 const CONNECTIONS = 16;
 const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
 
@@ -52,7 +54,7 @@ async function main() {
   let cpu;
   process.on('message', (m) => {
     if (m === 'start') { gc(); console.log('@start'); cpu = process.cpuUsage(); process.send('started'); }
-    if (m === 'stop') { const used = process.cpuUsage(cpu); gc(); console.log('@stop'); process.send({ cpu: used.user + used.system }); }
+    if (m === 'stop') { const used = process.cpuUsage(cpu); gc(); console.log('@stop'); process.send({ user: used.user, system: used.system }); }
   });
   process.send({ port: server.address().port });
 }
@@ -62,7 +64,10 @@ main();
 type Variant = { readonly name: string; readonly guarded: boolean; readonly key: (() => string) | undefined };
 
 interface Sample {
+  /** User + system CPU time per request, µs. */
   readonly cpu: number;
+  /** User CPU time per request, µs. */
+  readonly user: number;
   readonly bytes: number;
 }
 
@@ -139,20 +144,36 @@ function allocatedBetween(log: string): number {
   return bytes;
 }
 
-async function measure(framework: string, variant: Variant): Promise<Sample> {
+/** A variant's server, started once and warmed, then sampled once a round. */
+interface Running {
+  readonly variant: Variant;
+  readonly child: ChildProcess;
+  readonly port: number;
+  readonly log: () => string;
+  readonly agent: Agent;
+}
+
+async function start(framework: string, variant: Variant): Promise<Running> {
   const { child, port, log } = await serve(framework, variant.guarded);
-  try {
-    if (variant.key) await load(port, 1, variant.key);
-    await load(port, WARMUP, variant.key);
-    await ask(child, 'start');
-    await load(port, REQUESTS, variant.key);
-    const { cpu } = await ask<{ cpu: number }>(child, 'stop');
-    // The last nvp line (the stop's collection) may still be on its way.
-    await new Promise((resolve) => setTimeout(resolve, 100));
-    return { cpu: cpu / REQUESTS, bytes: allocatedBetween(log()) / REQUESTS };
-  } finally {
-    child.kill();
-  }
+  // One agent for the server's life: every sample reuses its warm connections.
+  const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
+  if (variant.key) await load(port, 1, variant.key, CONNECTIONS, agent);
+  await load(port, WARMUP, variant.key, CONNECTIONS, agent);
+  return { variant, child, port, log, agent };
+}
+
+async function sample(server: Running): Promise<Sample> {
+  const { child, port, log, agent, variant } = server;
+  await ask(child, 'start');
+  await load(port, REQUESTS, variant.key, CONNECTIONS, agent);
+  const { user, system } = await ask<{ user: number; system: number }>(child, 'stop');
+  // The last nvp line (the stop's collection) may still be on its way.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  return {
+    cpu: (user + system) / REQUESTS,
+    user: user / REQUESTS,
+    bytes: allocatedBetween(log()) / REQUESTS,
+  };
 }
 
 export async function benchHttpServer(): Promise<void> {
@@ -166,6 +187,13 @@ export async function benchHttpServer(): Promise<void> {
   }
 }
 
+/** The lower quartile, the median and the upper quartile of a list (nearest rank). */
+function quartiles(values: readonly number[]): [number, number, number] {
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? Number.NaN;
+  return [at(0.25), median(sorted), at(0.75)];
+}
+
 async function measureAll(): Promise<void> {
   let fresh = 0;
   const variants: Variant[] = [
@@ -174,37 +202,68 @@ async function measureAll(): Promise<void> {
     { name: 'middleware, first requests', guarded: true, key: () => `key-${++fresh}` },
     { name: 'middleware, replays', guarded: true, key: () => 'the-same-key' },
   ];
-  for (const framework of ['express', 'fastify']) {
+  for (const framework of FRAMEWORKS) {
+    // Every variant's server runs for the whole table, warmed once; each round samples each of
+    // them back to back, the order rotated, so a drift in the machine's load falls on all of a
+    // round's samples alike, and each round's ratio is taken within it.
+    const servers: Running[] = [];
     const samples = new Map<string, Sample[]>();
-    for (let round = 0; round < ROUNDS; round++) {
-      for (let i = 0; i < variants.length; i++) {
-        const v = variants[(i + round) % variants.length] as Variant;
-        const list = samples.get(v.name) ?? [];
-        list.push(await measure(framework, v));
-        samples.set(v.name, list);
+    try {
+      for (const v of variants) servers.push(await start(framework, v));
+      for (let round = 0; round < ROUNDS; round++) {
+        for (let i = 0; i < servers.length; i++) {
+          const server = servers[(i + round) % servers.length] as Running;
+          const list = samples.get(server.variant.name) ?? [];
+          list.push(await sample(server));
+          samples.set(server.variant.name, list);
+        }
+      }
+    } finally {
+      for (const server of servers) {
+        server.agent.destroy();
+        server.child.kill();
       }
     }
     const bare = samples.get('bare') ?? [];
     const bareBytes = median(bare.map((s) => s.bytes));
-    // Each round's ratio to that round's bare server, then their median: on a shared machine the
-    // load drifts between rounds (one configuration measured 175 to 230 µs/req within minutes),
-    // and a ratio of two medians taken from different rounds swung by up to 0.5 between runs.
-    const ratio = (list: readonly Sample[]) => median(list.map((s, round) => (bare[round] as Sample).cpu / s.cpu));
+    // Each round's ratio to that round's bare server: on a shared machine the load drifts
+    // between rounds (one configuration measured 175 to 230 µs/req within minutes), and a ratio
+    // of two medians taken from different rounds swung by up to 0.5 between runs.
+    const ratios = (list: readonly Sample[], of: (s: Sample) => number) =>
+      quartiles(list.map((s, round) => of(bare[round] as Sample) / of(s)));
+    const spread = ([low, mid, high]: [number, number, number]) =>
+      `${mid.toFixed(2)} (${low.toFixed(2)}–${high.toFixed(2)})`;
     printRows(
       `${framework === 'express' ? 'Express 5' : 'Fastify 5'} server alone in a child process, POST /orders, memoryStore()`,
-      ['variant', 'server CPU µs/req', '× bare CPU', 'bytes allocated/req', 'over bare'],
+      [
+        'variant',
+        'server CPU µs/req',
+        '× bare CPU (IQR)',
+        'user µs/req',
+        '× bare user',
+        'bytes allocated/req',
+        'over bare',
+      ],
       variants.map((v) => {
         const list = samples.get(v.name) ?? [];
-        const cpu = median(list.map((s) => s.cpu));
         const bytes = median(list.map((s) => s.bytes));
-        return [v.name, cpu.toFixed(1), ratio(list).toFixed(2), bytes.toFixed(0), (bytes - bareBytes).toFixed(0)];
+        return [
+          v.name,
+          median(list.map((s) => s.cpu)).toFixed(1),
+          spread(ratios(list, (s) => s.cpu)),
+          median(list.map((s) => s.user)).toFixed(1),
+          (ratios(list, (s) => s.user)[1] as number).toFixed(2),
+          bytes.toFixed(0),
+          (bytes - bareBytes).toFixed(0),
+        ];
       }),
     );
     console.log(
-      `(median of ${ROUNDS} rounds of ${REQUESTS} requests after ${WARMUP}, ${CONNECTIONS} keep-alive connections, ` +
-        `a fresh server per sample, order rotated; ${PIN ? 'server on CPU 1, client on CPU 0' : 'CPUs not pinned'}; ` +
-        `"× bare CPU" is the median over rounds of bare's CPU per request over this row's, both from one round; ` +
-        `load average ${os
+      `(${ROUNDS} rounds of ${REQUESTS} requests per variant, each server warmed by ${WARMUP} first and kept for ` +
+        `every round, ${CONNECTIONS} keep-alive connections, order rotated each round; ` +
+        `${PIN ? 'servers on CPU 1, client on CPU 0' : 'CPUs not pinned'}; "× bare" columns: the median (and ` +
+        `quartiles) over rounds of bare's time per request over this row's, both from one round; CPU is user + ` +
+        `system, user is the process's own code; load average ${os
           .loadavg()
           .map((l) => l.toFixed(2))
           .join(' ')})`,

@@ -330,7 +330,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       if (decision?.action !== 'respond') return done(null, payload);
       // Answered here: the later hooks pass it.
       keep(request, false);
-      respondWith(reply, decision.response, done);
+      respondWith(reply, decision.response, done, request.method !== 'HEAD');
     };
   };
 
@@ -518,7 +518,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       return;
     }
     if (decision.action === 'respond') {
-      respondWith(reply, decision.response, done);
+      respondWith(reply, decision.response, done, request.method !== 'HEAD');
       return;
     }
     if (decision.action === 'run') {
@@ -619,7 +619,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Read at once: Fastify's getHeader lower-cases each name twice (its own and Node's), and
     // reading the replayable names one by one made its keyed lookup megamorphic, for Fastify's
     // own reads too. The run keeps only the replayable ones (pickHeaders, as for any response).
-    const headers = reply.getHeaders() as OutgoingHeaders;
+    const headers = headersOf(reply);
     const stream = asNodeStream(payload);
     if (stream !== undefined) {
       return done(
@@ -730,6 +730,10 @@ function watchHijack(state: RequestState, reply: FastifyReply, watcher: (reply: 
   if (proto === null || hijackPatched.has(proto)) return;
   hijackPatched.add(proto);
   const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;
+  // Its attributes as they were (Fastify's is enumerable): a property whose attributes change
+  // turns the prototype into a dictionary, and every load of a reply's methods and getters, in
+  // Fastify's code too, then took V8's generic path (~3,000 instructions a request).
+  const { enumerable = false } = Object.getOwnPropertyDescriptor(proto, 'hijack') ?? {};
   Object.defineProperty(proto, 'hijack', {
     value: function (this: FastifyReply, ...args: unknown[]) {
       const request = this.request as unknown as Record<symbol, unknown> | undefined;
@@ -738,7 +742,7 @@ function watchHijack(state: RequestState, reply: FastifyReply, watcher: (reply: 
     },
     writable: true,
     configurable: true,
-    enumerable: false,
+    enumerable,
   });
 }
 
@@ -792,10 +796,73 @@ let contextKey: symbol | null | undefined;
 
 /** A request's route context, whose `handler` Fastify calls; undefined if it cannot be found. */
 function routeContextOf(request: FastifyRequest): { handler: unknown; config?: unknown } | undefined {
-  contextKey ??= Object.getOwnPropertySymbols(request).find((key) => key.description === 'fastify.context') ?? null;
-  if (contextKey === null) return undefined;
-  const context = (request as unknown as Record<symbol, unknown>)[contextKey];
-  return typeof context === 'object' && context !== null ? (context as { handler: unknown }) : undefined;
+  contextKey ??= symbolOf(request, 'fastify.context');
+  return objectAt(request, contextKey) as { handler: unknown; config?: unknown } | undefined;
+}
+
+/** The symbol of `object`'s own keys that `description` describes, null if none. */
+function symbolOf(object: object, description: string): symbol | null {
+  return Object.getOwnPropertySymbols(object).find((key) => key.description === description) ?? null;
+}
+
+/** The object `object` holds under `key`, undefined if none. */
+function objectAt(object: object, key: symbol | null): object | undefined {
+  const value = key === null ? undefined : (object as Record<symbol, unknown>)[key];
+  return typeof value === 'object' && value !== null ? value : undefined;
+}
+
+/**
+ * Fastify's key of a reply's own headers object (`kReplyHeaders`, its description
+ * 'fastify.reply.headers'), looked for on the first reply that needs it: null if it is not there.
+ */
+let replyHeadersKey: symbol | null | undefined;
+
+/** A reply's own headers object (see {@link replyHeadersKey}), or undefined where it is not found. */
+function ownHeadersOf(reply: FastifyReply): Record<string, unknown> | undefined {
+  replyHeadersKey ??= symbolOf(reply, 'fastify.reply.headers');
+  return objectAt(reply, replyHeadersKey) as Record<string, unknown> | undefined;
+}
+
+/**
+ * `reply.getHeaders()`: a copy of the reply's own headers merged over those set on its raw
+ * response. Without any of the latter (the usual case: Fastify writes its own at writeHead), a
+ * copy of the former, the same object without a null-prototype copy of the raw ones and two
+ * spreads (~1,000 instructions a stored response).
+ */
+function headersOf(reply: FastifyReply): OutgoingHeaders {
+  const own = ownHeadersOf(reply);
+  if (own === undefined || reply.raw.getHeaderNames().length > 0) return reply.getHeaders() as OutgoingHeaders;
+  return { ...own } as OutgoingHeaders;
+}
+
+/**
+ * `reply.headers(headers)`, each name already in lower case written straight into the reply's
+ * headers object, as `reply.header()` writes it (a replay's names are: its `toLowerCase()` cost a
+ * replay ~230 instructions a header). `set-cookie`, which `header()` merges, and any other name
+ * go through `header()`; so do all of them where Fastify keeps its headers elsewhere.
+ * `lengthOwn`: `content-length` is left to Fastify, which sets every body's own (not a HEAD's).
+ */
+function setHeaders(reply: FastifyReply, headers: HttpResponse['headers'], lengthOwn: boolean): FastifyReply {
+  const own = ownHeadersOf(reply);
+  if (own === undefined) return reply.headers(headers as Record<string, string | string[]>);
+  const names = Object.keys(headers);
+  for (let i = 0; i < names.length; i++) {
+    const name = names[i] as string;
+    const value = headers[name] as string | string[];
+    if (lengthOwn && name === 'content-length') continue;
+    if (name !== 'set-cookie' && name !== '__proto__' && lowerCase(name)) own[name] = value;
+    else reply.header(name, value);
+  }
+  return reply;
+}
+
+/** Whether `name` has no character that `toLowerCase()` changes (any past ASCII is taken as one). */
+function lowerCase(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if ((c >= 0x41 && c <= 0x5a) || c > 0x7f) return false;
+  }
+  return true;
 }
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */
@@ -840,19 +907,26 @@ class Tee extends Transform {
  * replay with an ASCII text of its body is sent as that string where Fastify sends a string as
  * it is (see {@link sendsTextAsIs}): Node then writes head and body at once.
  */
-function respondWith(reply: FastifyReply, response: HttpResponse, done: (error: Error) => void): void {
+function respondWith(
+  reply: FastifyReply,
+  response: HttpResponse,
+  done: (error: Error) => void,
+  lengthOwn: boolean,
+): void {
   try {
     const headers = response.headers as Record<string, string | string[]>;
     const text = response.text;
     // Stored without one: Fastify gives a body sent without one a content type (onSend takes it off).
-    if (headers['content-type'] === undefined) {
+    if (
+      headers['content-type'] === undefined &&
+      !Object.keys(headers).some((name) => name.toLowerCase() === 'content-type')
+    ) {
       untypedReplies.add(reply);
       untyped++;
     }
-    reply
-      .code(response.status)
-      .headers(headers)
-      .send(text !== undefined && sendsTextAsIs(reply, headers['content-type']) ? text : response.body);
+    setHeaders(reply.code(response.status), headers, lengthOwn).send(
+      text !== undefined && sendsTextAsIs(reply, headers['content-type']) ? text : response.body,
+    );
   } catch (error) {
     done(error as Error);
   }
@@ -874,8 +948,7 @@ let serializerKey: symbol | null | undefined;
  */
 function sendsTextAsIs(reply: FastifyReply, contentType: unknown): boolean {
   if (contentType !== 'application/json; charset=utf-8' && contentType !== 'text/plain; charset=utf-8') return false;
-  serializerKey ??=
-    Object.getOwnPropertySymbols(reply).find((key) => key.description === 'fastify.reply.serializer') ?? null;
+  serializerKey ??= symbolOf(reply, 'fastify.reply.serializer');
   return serializerKey !== null && (reply as unknown as Record<symbol, unknown>)[serializerKey] === null;
 }
 

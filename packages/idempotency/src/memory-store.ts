@@ -1,3 +1,4 @@
+import * as crypto from 'node:crypto';
 import {
   type Clock,
   DisposedError,
@@ -41,7 +42,9 @@ export interface KeptOutcome {
 
 interface Entry {
   readonly key: string;
+  /** The request's fingerprint, or (`raw`) the bytes it is the hash of (see preimageOf). */
   readonly fingerprint: string;
+  readonly raw: boolean;
   /** Epoch ms, as records show them. */
   readonly createdAt: number;
   /** The claim's token as a number (`m<token>` handed out): a small integer, no string kept per record. */
@@ -70,13 +73,38 @@ interface Entry {
 const NAME = 'memoryStore';
 
 /**
+ * The fingerprint of a request whose fingerprinted bytes are `preimage` (one character a byte):
+ * what fingerprintOf gives for it, SHA-256, base64url.
+ */
+export function digestOfPreimage(preimage: string): string {
+  const bytes = Buffer.from(preimage, 'latin1');
+  return oneShot !== undefined
+    ? oneShot('sha256', bytes, 'base64url')
+    : crypto.createHash('sha256').update(bytes).digest('base64url');
+}
+
+/** The length of a fingerprint: SHA-256 in base64url. */
+const DIGEST_CHARACTERS = 43;
+
+const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer, encoding: 'base64url') => string }).hash;
+
+/**
+ * Whether two requests are the same, each known by its fingerprint or (`raw`) the bytes it is
+ * the hash of: compared as they are when both are known alike, else through the hash.
+ */
+export function sameRequest(a: string, aRaw: boolean, b: string, bRaw: boolean): boolean {
+  if (aRaw === bRaw) return a === b;
+  return aRaw ? digestOfPreimage(a) === b : a === digestOfPreimage(b);
+}
+
+/**
  * What a record costs besides its strings and body: the entry object, its map slot. (Kept as it
  * was when a record had an outcome object too: the bound means what it meant.)
  */
 const ENTRY_OVERHEAD = 256;
 
-function baseBytes(key: string, fingerprint: string): number {
-  return ENTRY_OVERHEAD + 2 * (key.length + fingerprint.length) + 16;
+function baseBytes(key: string, fingerprint: number): number {
+  return ENTRY_OVERHEAD + 2 * (key.length + fingerprint) + 16;
 }
 
 /**
@@ -156,6 +184,8 @@ export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v5');
  */
 export interface KeptRecord extends KeptOutcome {
   readonly fingerprint: string;
+  /** `fingerprint` holds the bytes it is the hash of (see {@link StoreNow.claimPreimage}); none on an older store. */
+  readonly raw?: boolean;
   /** When the key was first claimed (epoch ms). */
   readonly createdAt: number;
 }
@@ -173,6 +203,12 @@ export interface StoreNow {
   /** Whether `store`'s methods are the ones these calls stand for (not replaced or overridden). */
   serves(store: object): boolean;
   claim(key: string, fingerprint: string, leaseMs: number): NowClaimResult;
+  /**
+   * {@link claim} with the bytes a fingerprint is the hash of (see preimageOf), kept as they are:
+   * compared whole, hashed only to be shown or compared with a fingerprint. Optional: a store of
+   * an older copy of this module has none.
+   */
+  claimPreimage?(key: string, preimage: string, leaseMs: number): NowClaimResult;
   complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean;
   /**
    * {@link complete} of a response the caller hands over (its headers object, lists and body are
@@ -243,7 +279,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
           s.claim === own.claim && s.complete === own.complete && s.release === own.release && s.extend === own.extend
         );
       },
-      claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs),
+      claim: (key, fingerprint, leaseMs) => this.#claim(key, fingerprint, leaseMs, false),
+      claimPreimage: (key, preimage, leaseMs) => this.#claim(key, preimage, leaseMs, true),
       complete: (key, token, outcome, ttlMs) => this.#complete(key, token, outcome, ttlMs),
       completeResponse: (key, token, status, headers, body, ttlMs) => {
         this.#checkOpen();
@@ -278,7 +315,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
-    const found = this.#claim(key, fingerprint, leaseMs);
+    const found = this.#claim(key, fingerprint, leaseMs, false);
     return found.status === 'completed'
       ? { status: 'completed', record: this.#record(key, found.record as Entry) }
       : found;
@@ -296,7 +333,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return this.#extend(key, token, leaseMs);
   }
 
-  #claim(key: string, fingerprint: string, leaseMs: number): NowClaimResult {
+  /** `raw`: `fingerprint` is the bytes a fingerprint is the hash of (see {@link StoreNow.claimPreimage}). */
+  #claim(key: string, fingerprint: string, leaseMs: number, raw: boolean): NowClaimResult {
     this.#checkOpen();
     const now = this.#elapsed();
     const entry = this.#touch(key, now);
@@ -306,6 +344,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       this.#add({
         key,
         fingerprint,
+        raw,
         createdAt: this.clock.now(),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
@@ -315,7 +354,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         status: 0,
         headers: undefined,
         body: '',
-        bytes: baseBytes(key, fingerprint),
+        // A preimage counts as the hash it stands for (43 characters; at most 128 bytes held):
+        // the store keeps as many records either way, whichever path claimed them.
+        bytes: baseBytes(key, raw ? DIGEST_CHARACTERS : fingerprint.length),
         older: undefined,
         newer: undefined,
       });
@@ -323,7 +364,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       this.#startSweep();
       return { status: 'claimed', token: tokenText(token), takeover: false };
     }
-    if (entry.fingerprint !== fingerprint) return { status: 'mismatch' };
+    if (!sameRequest(entry.fingerprint, entry.raw, fingerprint, raw)) return { status: 'mismatch' };
     // The entry itself, as kept: its reader never changes it. (An answer kept on the entry for its
     // next replay would cost each record replayed its bytes for as long as it is kept.)
     if (entry.kind !== undefined) return { status: 'completed', record: entry as KeptRecord };
@@ -637,7 +678,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return {
       status: 'completed',
       key,
-      fingerprint: entry.fingerprint,
+      fingerprint: entry.raw ? digestOfPreimage(entry.fingerprint) : entry.fingerprint,
       createdAt: entry.createdAt,
       completedAt: entry.completedAt,
       expiresAt: this.clock.now() + (entry.expiresAt - this.#elapsed()),

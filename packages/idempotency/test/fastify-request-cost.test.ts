@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { request as httpRequest } from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -181,5 +182,28 @@ describe('fastify plugin: what every request pays for it', () => {
       await app.register(idempotency, { store: memoryStore(), scope: 'global' });
     }, 'k-1');
     expect(guarded - bare).toBe(1);
+  });
+});
+
+describe('the reply prototype the plugin patches', () => {
+  it("keeps fast properties and hijack's attributes: a redefined attribute made it a dictionary, every reply load generic", () => {
+    const fixture = new URL('./fixtures/fastify-reply-proto.ts', import.meta.url).pathname;
+    const child = spawnSync(
+      process.execPath,
+      ['--allow-natives-syntax', '--conditions=@holdfast/source', '--import', 'tsx', fixture],
+      { encoding: 'utf8', timeout: 60_000, cwd: new URL('..', import.meta.url).pathname },
+    );
+    expect(child.status, child.stderr).toBe(0);
+    const out = JSON.parse(child.stdout) as {
+      before: { fast: boolean; enumerable: boolean };
+      after: { fast: boolean; enumerable: boolean };
+      statuses: number[];
+      replaced: boolean;
+    };
+    // Patched (the hijack watch is in place), on claimed requests that ran and replayed.
+    expect(out.statuses).toEqual([201, 201, 201]);
+    expect(out.replaced).toBe(true);
+    expect(out.after).toEqual(out.before);
+    expect(out.after.fast).toBe(true);
   });
 });

@@ -14,7 +14,14 @@ import {
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
 import { HeldLease, LeaseKeeper } from '../lease.js';
-import { inProcess, type KeptRecord, type NowClaimResult, type StoreNow } from '../memory-store.js';
+import {
+  digestOfPreimage,
+  inProcess,
+  type KeptRecord,
+  type NowClaimResult,
+  type StoreNow,
+  sameRequest,
+} from '../memory-store.js';
 import type { ClaimResult, CompletedRecord, IdempotencyStore } from '../store.js';
 import {
   BodyCollector,
@@ -26,7 +33,7 @@ import {
   replayOf,
   withLength,
 } from './capture.js';
-import { CanonicalTooLarge, canonicalLimit, fingerprintOf, sameFingerprint } from './fingerprint.js';
+import { CanonicalTooLarge, canonicalLimit, fingerprintOf, preimageOf, sameFingerprint } from './fingerprint.js';
 import { type KeyHeader, parseKeyHeader } from './key.js';
 import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
 import { problem } from './problem.js';
@@ -275,15 +282,29 @@ export class HttpIdempotency<Req> implements RunOwner {
     const stored = storedKey(undefined, header.key);
     let record: KeptRecord | undefined;
     let fingerprint: string | Decision;
+    let preimage: string | undefined;
     try {
       record = completed(stored);
       if (record?.kind !== 'response') return undefined;
-      fingerprint = this.#fingerprint(view);
+      preimage = preimageIn(view, this.options.fingerprint);
+      fingerprint = preimage ?? this.#fingerprint(view);
     } catch {
       return undefined;
     }
-    if (typeof fingerprint !== 'string' || record.fingerprint !== fingerprint) return undefined;
-    return this.#decided(header.key, stored, fingerprint, { status: 'completed', record }, true, view.method);
+    const raw = preimage !== undefined;
+    if (typeof fingerprint !== 'string' || !sameRequest(record.fingerprint, record.raw === true, fingerprint, raw)) {
+      return undefined;
+    }
+    return this.#decided(
+      header.key,
+      stored,
+      fingerprint,
+      { status: 'completed', record },
+      true,
+      view.method,
+      undefined,
+      raw,
+    );
   }
 
   /** The request's fingerprint, or the 413 answer for a parsed body too long to fingerprint. */
@@ -311,27 +332,33 @@ export class HttpIdempotency<Req> implements RunOwner {
     key: string,
     held: readonly Run[] | undefined,
   ): Decision | Promise<Decision> {
-    const fingerprint = this.#fingerprint(view);
+    const now = this.#inProcess();
+    // An in-process store keeps a short request's fingerprinted bytes as they are, unhashed.
+    const preimage = now?.claimPreimage === undefined ? undefined : preimageIn(view, this.options.fingerprint);
+    const fingerprint = preimage ?? this.#fingerprint(view);
     if (typeof fingerprint !== 'string') return fingerprint;
     const stored = storedKey(scope, key);
     // This request holds the key already, on this store (the adapter registered twice, one
     // inside the other): that run stores its response. Asked again, the store said 409.
     if (held?.some((run) => run.stored === stored && run.owner.store === this.store)) return PASS;
-    const now = this.#inProcess();
     if (now !== undefined) {
       // The store answers at once. What it cannot settle now (a wait for a running claim, a
       // failure) takes the general path, which asks again: a claim changes nothing then.
       let result: NowClaimResult | undefined;
       try {
-        result = now.claim(stored, fingerprint, this.options.leaseMs);
+        result =
+          preimage === undefined
+            ? now.claim(stored, fingerprint, this.options.leaseMs)
+            : (now.claimPreimage as NonNullable<StoreNow['claimPreimage']>)(stored, preimage, this.options.leaseMs);
       } catch {
         result = undefined;
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
-        return this.#decided(key, stored, fingerprint, result, true, view.method);
+        return this.#decided(key, stored, fingerprint, result, true, view.method, undefined, preimage !== undefined);
       }
     }
-    return this.#claim(key, stored, fingerprint, view.method);
+    // The general path asks the store's methods, which take a fingerprint.
+    return this.#claim(key, stored, preimage === undefined ? fingerprint : digestOfPreimage(preimage), view.method);
   }
 
   async #scopeOf(req: Req): Promise<string | undefined> {
@@ -397,6 +424,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     shared: boolean,
     method: string,
     sentAt?: number,
+    raw = false,
   ): Decision {
     const head = isHead(method);
     switch (result.status) {
@@ -426,7 +454,9 @@ export class HttpIdempotency<Req> implements RunOwner {
         // instructions, two character reads a character).
         if (
           outcome.kind !== 'response' ||
-          !(shared ? record.fingerprint === fingerprint : sameFingerprint(record.fingerprint, fingerprint))
+          !(shared
+            ? sameRequest(record.fingerprint, (record as KeptRecord).raw === true, fingerprint, raw)
+            : sameFingerprint(record.fingerprint, fingerprint))
         ) {
           return this.#mismatch(key);
         }
@@ -869,6 +899,18 @@ function respond(response: HttpResponse): Decision {
 }
 
 /** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
+/** {@link preimageOf} of a request's view, with the values of the `fingerprint` headers. */
+function preimageIn(view: RequestView, names: readonly string[]): string | undefined {
+  return preimageOf(
+    view.method,
+    view.url,
+    headerValue(view.headers['content-type']),
+    headerValue(view.headers['content-encoding']),
+    view.body,
+    names.length === 0 ? NO_HEADERS : names.map((name) => view.headers[name]),
+  );
+}
+
 function storedKey(scope: string | undefined, key: string): string {
   return scope === undefined ? `http:*:${key}` : `http:${scope.length}:${scope}:${key}`;
 }

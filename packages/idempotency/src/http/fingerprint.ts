@@ -90,6 +90,40 @@ export function fingerprintOf(
   return sha256(`${head}j${canonical(body, limit)}`);
 }
 
+/**
+ * The bytes {@link fingerprintOf} hashes for a request, as a string of them (one character a
+ * byte), when they are few ({@link PREIMAGE_BYTES} at most) and the body is bytes sent under a
+ * content type already canonical; undefined otherwise. An in-process store keeps these instead of
+ * their hash: two requests match when their bytes are the same, compared whole (no hash, no
+ * collision), and the hash is worked out only where a fingerprint is shown or compared with one
+ * (see memoryStore's `digestOfPreimage`, which gives what fingerprintOf gives).
+ */
+export function preimageOf(
+  anyMethod: string,
+  url: string,
+  contentType: string | undefined,
+  contentEncoding: string | undefined,
+  body: unknown,
+  headers: RequestShape['headers'],
+): string | undefined {
+  if (!(body instanceof Uint8Array) || body.byteLength === 0 || body.byteLength > PREIMAGE_BYTES) return undefined;
+  const type = contentType ?? '';
+  if (type !== canonicalSeen) {
+    if (NOT_CANONICAL.test(type)) return undefined;
+    canonicalSeen = type;
+  }
+  const at = scratch.head(upperCase(anyMethod), url, type, contentEncoding, headers);
+  if (at === -1) return undefined;
+  try {
+    return scratch.preimage(at, body);
+  } finally {
+    scratch.busy = false;
+  }
+}
+
+/** The longest preimage {@link preimageOf} gives: two blocks of SHA-256. */
+export const PREIMAGE_BYTES = 128;
+
 /** The length-prefixed fields before the body (see {@link fingerprintOf}). */
 function headOf(
   method: string,
@@ -193,15 +227,28 @@ class Scratch {
 
   /** SHA-256 of the head (`at` bytes, in place), `b<length>:` and `body`, base64url. */
   hash(hash: NonNullable<typeof oneShot>, at: number, body: Uint8Array): string {
+    const end = this.#body(at, body);
+    if (this.#view.length !== end) this.#view = this.#bytes.subarray(0, end);
+    return hash('sha256', this.#view, 'base64url');
+  }
+
+  /** The bytes {@link hash} would hash, as a string of them, when they are {@link PREIMAGE_BYTES} or fewer. */
+  preimage(at: number, body: Uint8Array): string | undefined {
+    const length = body.byteLength;
+    // `b`, the length's digits (a body this short has three at most) and `:`.
+    if (at + length + (length < 10 ? 3 : length < 100 ? 4 : 5) > PREIMAGE_BYTES) return undefined;
+    return this.#bytes.toString('latin1', 0, this.#body(at, body));
+  }
+
+  /** Writes `b<length>:` and `body` after the head (`at` bytes); where they end. */
+  #body(at: number, body: Uint8Array): number {
     const bytes = this.#bytes;
     bytes[at++] = 0x62; // b
     const digits = `${body.byteLength}`;
     for (let i = 0; i < digits.length; i++) bytes[at++] = digits.charCodeAt(i);
     bytes[at++] = 0x3a; // :
     bytes.set(body, at);
-    const end = at + body.byteLength;
-    if (this.#view.length !== end) this.#view = bytes.subarray(0, end);
-    return hash('sha256', this.#view, 'base64url');
+    return at + body.byteLength;
   }
 }
 
