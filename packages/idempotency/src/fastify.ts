@@ -258,7 +258,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * Whether a request with a valid key may be answered with its replay before Fastify parses its
    * body: nothing else would run before the handler (this registration's are the route's only
    * preParsing and preHandler hooks, and it has no preValidation hook: an authentication there
-   * is never skipped), the body's length is known and fits the request stream's buffer (read
+   * is never skipped; nor a schema for its headers, which the fingerprint does not cover: a
+   * request Fastify would refuse gets its 400, never the replay), the body's length is known and fits the request stream's buffer (read
    * without anyone reading it), and the store holds a completed response under the key
    * ({@link HttpIdempotency.mayReplayNow}: in-process, global scope). Its body is then awaited
    * here; whether its fingerprint matches is known only once it has all come.
@@ -283,8 +284,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     return (
       context !== undefined &&
       context.preValidation === null &&
+      context.schema?.headers === undefined &&
       onlyHook(context.preParsing, preParsingName) &&
-      onlyHook(context.preHandler, preHandlerName)
+      onlyHook(context.preHandler, preHandlerName) &&
+      parsesByDefault(context, request.headers['content-type'])
     );
   };
 
@@ -311,9 +314,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     state.onComplete = () => {
       state.onComplete = undefined;
       raw.removeListener('close', left);
+      const chunks = state.chunks as Chunks;
+      // Answered meanwhile (Fastify's handlerTimeout): Node drops the rest of a body nobody reads
+      // and pushes its end all the same. What came is not the request: never fingerprinted.
+      if (reply.sent || chunks.size !== Number((state.headers ?? raw.headers)['content-length']))
+        return done(null, payload);
       let decision: Decision | undefined;
       try {
-        const body = (state.chunks as Chunks).concat();
+        const body = chunks.concat();
         const view = new NodeRequestView(request.method, request.url, state.headers ?? request.headers, body, raw);
         decision = state.core.replayNow(view, state.header as KeyHeader);
       } catch {
@@ -949,6 +957,26 @@ interface RouteHooks {
   readonly preParsing?: readonly { name: string }[] | null;
   readonly preValidation?: readonly unknown[] | null;
   readonly preHandler?: readonly { name: string }[] | null;
+  /** The route's schema: its headers' is checked before the handler, and no fingerprint covers them. */
+  readonly schema?: { readonly headers?: unknown } | null;
+  /** The route's body parsers (Fastify's ContentTypeParser). */
+  readonly contentTypeParser?: {
+    getParser?(contentType: string): { readonly fn?: { readonly name?: string } } | undefined;
+  };
+}
+
+/**
+ * Whether Fastify's own JSON or text parser parses a body of `contentType` on this route: an
+ * app's parser may refuse a request (a webhook's signature check), and the early replay skips it.
+ */
+function parsesByDefault(context: RouteHooks, contentType: unknown): boolean {
+  if (typeof contentType !== 'string' || typeof context.contentTypeParser?.getParser !== 'function') return false;
+  try {
+    const name = context.contentTypeParser.getParser(contentType)?.fn?.name;
+    return name === 'defaultJsonParser' || name === 'defaultPlainTextParser';
+  } catch {
+    return false;
+  }
 }
 
 /** Whether a route's hooks of one kind are exactly one, named `name`. */
