@@ -915,7 +915,6 @@ function respond(response: HttpResponse): Decision {
   return { action: 'respond', response };
 }
 
-/** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
 /** {@link preimageOf} of a request's view, with the values of the `fingerprint` headers. */
 function preimageIn(view: RequestView, names: readonly string[]): string | undefined {
   return preimageOf(
@@ -928,6 +927,7 @@ function preimageIn(view: RequestView, names: readonly string[]): string | undef
   );
 }
 
+/** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
 function storedKey(scope: string | undefined, key: string): string {
   return scope === undefined ? `http:*:${key}` : `http:${scope.length}:${scope}:${key}`;
 }
