@@ -1,4 +1,3 @@
-import * as crypto from 'node:crypto';
 import {
   type Clock,
   DisposedError,
@@ -12,6 +11,7 @@ import {
 import { decodeValue, encodeValue } from './codec.js';
 import { IdempotencyValueError, StoreUnavailableError } from './errors.js';
 import { type MemoryStoreOptions, memoryStoreOptionsSchema } from './options.js';
+import { sha256 } from './sha256.js';
 import {
   type ClaimResult,
   type CompletedRecord,
@@ -77,16 +77,11 @@ const NAME = 'memoryStore';
  * what fingerprintOf gives for it, SHA-256, base64url.
  */
 export function digestOfPreimage(preimage: string): string {
-  const bytes = Buffer.from(preimage, 'latin1');
-  return oneShot !== undefined
-    ? oneShot('sha256', bytes, 'base64url')
-    : crypto.createHash('sha256').update(bytes).digest('base64url');
+  return sha256('', Buffer.from(preimage, 'latin1'));
 }
 
 /** The length of a fingerprint: SHA-256 in base64url. */
 const DIGEST_CHARACTERS = 43;
-
-const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer, encoding: 'base64url') => string }).hash;
 
 /**
  * Whether two requests are the same, each known by its fingerprint or (`raw`) the bytes it is

@@ -1,9 +1,7 @@
 import * as crypto from 'node:crypto';
 import { HoldfastConfigError } from '@holdfast/core';
 import { Form, type Span } from '../form.js';
-
-// One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.
-const oneShot = (crypto as { hash?: (algorithm: string, data: Buffer | string, encoding: 'base64url') => string }).hash;
+import { ONE_SHOT_BYTES, oneShot, sha256 } from '../sha256.js';
 
 /** `maxRequestBytes`'s default, for {@link requestFingerprint}'s bound on a parsed body. */
 const DEFAULT_MAX_REQUEST_BYTES = 1_048_576;
@@ -363,24 +361,6 @@ const PRINTABLE = /^[\x20-\x7e]+$/;
 
 /** The most delimiters a multipart body is hashed without its boundary through. */
 const MAX_PARTS = 1_000;
-
-/** Bodies up to this size are hashed in one call, copied behind the head; bigger ones are streamed. */
-const ONE_SHOT_BYTES = 65_536;
-
-/** SHA-256 of `text` (UTF-8) followed by `bytes`, base64url. */
-function sha256(text: string, bytes?: Uint8Array): string {
-  if (oneShot === undefined || (bytes !== undefined && bytes.byteLength > ONE_SHOT_BYTES)) {
-    const hash = crypto.createHash('sha256').update(text);
-    if (bytes !== undefined) hash.update(bytes);
-    return hash.digest('base64url');
-  }
-  if (bytes === undefined) return oneShot('sha256', text, 'base64url');
-  const length = Buffer.byteLength(text);
-  const all = Buffer.allocUnsafe(length + bytes.byteLength);
-  all.write(text, 0, length, 'utf8');
-  all.set(bytes, length);
-  return oneShot('sha256', all, 'base64url');
-}
 
 function isEmpty(body: unknown): boolean {
   return body === '' || (body instanceof Uint8Array && body.byteLength === 0);
