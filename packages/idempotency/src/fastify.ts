@@ -110,10 +110,39 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const override = (route.config as { idempotency?: unknown } | undefined)?.idempotency;
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
+      // Constraints of the app's own strategies, part of its requests' fingerprint (toldApart).
+      const own = ownConstraints((route as { constraints?: unknown }).constraints);
+      if (own !== undefined) (route as { config?: object }).config = { ...route.config, [CONSTRAINTS]: own };
     }
     if (override === undefined || override === true || override === false) return;
     coreOf(override, route.method, route.url);
   });
+
+  // The headers of Fastify's own constraint strategies that some route of the server is told
+  // apart by (see toldApart): read at the first request, when every route is declared.
+  let constraining: readonly string[] | undefined;
+
+  /**
+   * What tells a request's route apart from others of its method and URL, for its fingerprint
+   * (undefined where nothing does): two routes told apart by a constraint are two handlers, and
+   * a key used on one and sent to the other with the same body must get the 422 for a reused key,
+   * never the first one's stored response. Where any route of the server is told apart by Host or
+   * Accept-Version, the request's value of that header, on every guarded route (so a route seen
+   * by onRoute and one declared before the plugin loaded fingerprint alike, in two processes
+   * too); a route's constraints of the app's own strategies, as onRoute saw them (a route
+   * declared before the plugin loaded shows none: its app adds the header to `fingerprint`).
+   */
+  const toldApart = (request: FastifyRequest, headers: FastifyRequest['headers']): string | undefined => {
+    constraining ??= constrainingHeaders(fastify);
+    const config = (routeContextOf(request)?.config ?? request.routeOptions.config) as
+      | Record<symbol, unknown>
+      | undefined;
+    const own = config?.[CONSTRAINTS];
+    if (constraining.length === 0 && own === undefined) return undefined;
+    let field = typeof own === 'string' ? own : '';
+    for (const name of constraining) field += `\0${name}=${headerText(headers, name)}`;
+    return field;
+  };
 
   /**
    * A route's own middleware, made (and its options checked) once per `config.idempotency`
@@ -322,7 +351,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       let decision: Decision | undefined;
       try {
         const body = chunks.concat();
-        const view = new NodeRequestView(request.method, request.url, state.headers ?? request.headers, body, raw);
+        const headers = state.headers ?? request.headers;
+        const view = new NodeRequestView(request.method, request.url, headers, body, raw, toldApart(request, headers));
         decision = state.core.replayNow(view, state.header as KeyHeader);
       } catch {
         decision = undefined;
@@ -481,12 +511,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     done: (error?: Error) => void,
     waited: boolean,
   ): void => {
+    const headers = state?.headers ?? request.headers;
     const view = new NodeRequestView(
       request.method,
       request.url,
-      state?.headers ?? request.headers,
+      headers,
       bodyBytes(state?.chunks, request.body),
       request.raw,
+      toldApart(request, headers),
     );
     let decided: Decision | Promise<Decision>;
     try {
@@ -699,6 +731,56 @@ interface RequestState {
   captured: boolean;
   /** Once claimed: who is told when its reply is hijacked (see {@link watchHijack}). */
   hijack: HijackWatcher;
+}
+
+/** Where onRoute keeps, on a route's config, its constraints of the app's own strategies. */
+const CONSTRAINTS = Symbol.for('holdfast.idempotency.constraints');
+
+/**
+ * A route's constraints of strategies other than Fastify's own two (whose headers toldApart
+ * reads from the request), one field each, in name order; undefined for none.
+ */
+function ownConstraints(constraints: unknown): string | undefined {
+  if (typeof constraints !== 'object' || constraints === null) return undefined;
+  let field = '';
+  for (const name of Object.keys(constraints).sort()) {
+    if (name === 'host' || name === 'version') continue;
+    field += `\0${name}=${shown((constraints as Record<string, unknown>)[name])}`;
+  }
+  return field === '' ? undefined : field;
+}
+
+/** A constraint's value as text: a string as it is, a pattern as its source, anything else as JSON. */
+function shown(value: unknown): string {
+  if (typeof value === 'string') return value;
+  if (value instanceof RegExp) return String(value);
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}
+
+/**
+ * The headers of Fastify's own constraint strategies that a route of the server is told apart
+ * by: Host (its `host` strategy), Accept-Version (`version`).
+ */
+function constrainingHeaders(fastify: FastifyInstance): readonly string[] {
+  const has = (fastify as { hasConstraintStrategy?: (name: string) => boolean }).hasConstraintStrategy;
+  if (typeof has !== 'function') return [];
+  const names: string[] = [];
+  if (has.call(fastify, 'host')) names.push('host');
+  if (has.call(fastify, 'version')) names.push('accept-version');
+  return names;
+}
+
+/**
+ * A request header's value as one text (copies joined); Host as Fastify's host strategy reads
+ * it, from `:authority` over HTTP/2. Header values never hold a NUL, which separates the fields.
+ */
+function headerText(headers: FastifyRequest['headers'], name: string): string {
+  const value = headers[name] ?? (name === 'host' ? headers[':authority'] : undefined);
+  return value === undefined ? '' : Array.isArray(value) ? value.join(', ') : value;
 }
 
 /** The description of each registration's request decorator (see {@link watchHijack}). */

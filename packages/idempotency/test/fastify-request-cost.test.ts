@@ -103,6 +103,13 @@ describe('fastify plugin: what every request pays for it', () => {
       if (register) await register(app);
       app.post('/orders', async () => ({ ok: true }));
       await app.ready();
+      // The plugin asks once, at its first request, which constraint strategies the server uses.
+      await app.inject({
+        method: 'POST',
+        url: '/orders',
+        headers: { 'content-type': 'application/json', 'idempotency-key': 'k-0' },
+        payload: '{"amount":1}',
+      });
       let reads = 0;
       const own = app.hasConstraintStrategy;
       // The routeOptions getter asks it at each read (for the route's version).

@@ -48,6 +48,11 @@ export interface RequestView {
   readonly headersDistinct?: NodeJS.Dict<string[]>;
   /** The body's bytes as sent; its parsed value only when a parser consumed them; undefined for none. */
   readonly body: unknown;
+  /**
+   * What tells this request's route apart from others of its method and URL (a Fastify route's
+   * constraints: Accept-Version, Host), part of the fingerprint; undefined where nothing does.
+   */
+  readonly route?: string | undefined;
 }
 
 /**
@@ -63,6 +68,7 @@ export class NodeRequestView implements RequestView {
     readonly headers: IncomingHttpHeaders,
     readonly body: unknown,
     readonly raw: { readonly headersDistinct: NodeJS.Dict<string[]> },
+    readonly route: string | undefined = undefined,
   ) {}
 
   get headersDistinct(): NodeJS.Dict<string[]> {
@@ -333,7 +339,7 @@ export class HttpIdempotency<Req> implements RunOwner {
         headerValue(view.headers['content-type']),
         headerValue(view.headers['content-encoding']),
         view.body,
-        this.options.fingerprint.length === 0 ? NO_HEADERS : this.options.fingerprint.map((name) => view.headers[name]),
+        selectedIn(view, this.options.fingerprint),
         this.#canonicalLimit,
       );
     } catch (error) {
@@ -923,8 +929,20 @@ function preimageIn(view: RequestView, names: readonly string[]): string | undef
     headerValue(view.headers['content-type']),
     headerValue(view.headers['content-encoding']),
     view.body,
-    names.length === 0 ? NO_HEADERS : names.map((name) => view.headers[name]),
+    selectedIn(view, names),
   );
+}
+
+/**
+ * The values the fingerprint covers besides method, URL, type, encoding and body: the headers
+ * named in the `fingerprint` option, then what tells the request's route apart, if anything.
+ */
+function selectedIn(view: RequestView, names: readonly string[]): readonly (string | string[] | undefined)[] {
+  const route = view.route;
+  if (names.length === 0) return route === undefined ? NO_HEADERS : [route];
+  const values: (string | string[] | undefined)[] = names.map((name) => view.headers[name]);
+  if (route !== undefined) values.push(route);
+  return values;
 }
 
 /** The store key: the scope and the client's key, length-prefixed so no two pairs collide. */
