@@ -1,3 +1,8 @@
+import { performance as hrPerformance } from 'node:perf_hooks';
+
+/** The global Date when this module loaded: another one later means fake timers are installed. */
+const loadedDate = Date;
+
 /** An opaque handle returned by {@link Clock.setTimeout}. */
 export type TimerHandle = unknown;
 
@@ -38,7 +43,17 @@ export const realClock: Clock = {
   // breaker stayed open, a timeout never fired).
   // The fake clock's own time (`clock.now`), not the faked Date's: a toFake that leaves Date
   // real (timers only, or timers and performance) still moves it with the timers.
-  monotonic: () => (setTimeout as { clock?: { now: number } }).clock?.now ?? performance.now(),
+  //
+  // Node's global `performance` is an accessor (a getter call at each read, ~230 instructions,
+  // three times a guarded request in the idempotency store): while the global Date is the one
+  // this module saw at load (no fake timers), perf_hooks' own object is read instead. Fake timers
+  // that fake performance fake Date with it (the repo's tests do; faking performance alone, with
+  // Date and timers real, now reads the real performance: elapsed time then moves with the timers).
+  monotonic: () => {
+    const fake = (setTimeout as { clock?: { now?: number } }).clock?.now;
+    if (fake !== undefined) return fake;
+    return Date === loadedDate ? hrPerformance.now() : performance.now();
+  },
   setTimeout(callback, ms, options) {
     const timer = setTimeout(callback, ms);
     if (options?.ref !== true) timer.unref();

@@ -17,6 +17,46 @@ describe('Clock.monotonic and elapsedTime()', () => {
     expect(after - before).toBeLessThan(3_600_000);
   });
 
+  /**
+   * The real clock reads perf_hooks' own `performance` while no fake timers are installed (the
+   * global is an accessor, a getter call at each read); fake timers move it in each way they
+   * are installed.
+   */
+  it.each([
+    ['timers and Date', ['setTimeout', 'clearTimeout', 'Date'] as const],
+    ['Date and performance, timers real', ['Date', 'performance'] as const],
+    ['timers, Date and performance', ['Date', 'performance', 'setTimeout', 'clearTimeout'] as const],
+  ])('under fake %s, the real clock moves with the fake clock', (_, toFake) => {
+    vi.useFakeTimers({ toFake: [...toFake] });
+    try {
+      const before = realClock.monotonic?.() as number;
+      vi.advanceTimersByTime(5_000);
+      expect((realClock.monotonic?.() as number) - before).toBe(5_000);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("without fake timers, the real clock does not read Node's global performance accessor", () => {
+    const descriptor = Object.getOwnPropertyDescriptor(globalThis, 'performance');
+    const get = descriptor?.get;
+    if (descriptor === undefined || get === undefined) throw new Error('performance is no accessor here');
+    let reads = 0;
+    Object.defineProperty(globalThis, 'performance', {
+      ...descriptor,
+      get() {
+        reads++;
+        return get.call(this);
+      },
+    });
+    try {
+      for (let i = 0; i < 3; i++) realClock.monotonic?.();
+    } finally {
+      Object.defineProperty(globalThis, 'performance', descriptor);
+    }
+    expect(reads).toBe(0);
+  });
+
   it('a ManualClock keeps one time line: monotonic() is now()', async () => {
     const clock = new ManualClock(5_000);
     const elapsed = elapsedTime(clock);
