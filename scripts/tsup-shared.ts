@@ -71,7 +71,7 @@ function assignedLater(code: string, local: string): boolean {
     String.raw`(?<![\w$.])${name}\s*(?:[-+*/%&|^]|\*\*|<<|>>>?|&&|\|\||\?\?)?=(?![=>])|(?:\+\+|--)\s*${name}(?![\w$])|(?<![\w$.])${name}\s*(?:\+\+|--)`,
     'g',
   );
-  const declared = new RegExp(String.raw`^var ${name} =`, 'm').test(code) ? 1 : 0;
+  const declared = new RegExp(`^var ${name} =`, 'm').test(code) ? 1 : 0;
   return (code.match(assign)?.length ?? 0) > declared;
 }
 
@@ -79,9 +79,10 @@ function assignedLater(code: string, local: string): boolean {
 export const cjsDataExports: Plugin = {
   name: 'holdfast:cjs-data-exports',
   renderChunk(code, chunk) {
-    if (this.format !== 'cjs' || !chunk.path.endsWith('.cjs')) return undefined;
+    if (this.format !== 'cjs') return undefined;
     const out = dataExports(code, chunk.path);
     if (out.live.length > 0) this.logger.info('CJS', `${chunk.path}: live (getter) exports ${out.live.join(', ')}`);
-    return { code: out.code };
+    // Lines are only added after the last one: a source map of the chunk still holds.
+    return { code: out.code, map: chunk.map };
   },
 };
