@@ -77,6 +77,19 @@ async function make(variant: string): Promise<Call> {
       const r = esm.retry({ bus: core.createBus(), budget: false });
       return () => r.execute(op);
     }
+    case 'failover-success': {
+      // A failover's successful call from the CommonJS build: it reads CallScope and other core
+      // exports on its way.
+      const { failover } = require('@holdfast/failover');
+      const f = failover({ bus: createBus(), endpoints: ['a', 'b', 'c'] });
+      return () => f.execute(op);
+    }
+    case 'failover-success-esm': {
+      const esm = await import('@holdfast/failover');
+      const core = await import('@holdfast/core');
+      const f = esm.failover({ bus: core.createBus(), endpoints: ['a', 'b', 'c'] });
+      return () => f.execute(op);
+    }
     case 'cockatiel-success': {
       const { ConsecutiveBreaker, circuitBreaker: cockatielBreaker, handleAll } = require('cockatiel');
       const b = cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) });
@@ -84,7 +97,7 @@ async function make(variant: string): Promise<Call> {
     }
     default:
       throw new Error(
-        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, success-esm, retry-success, retry-success-esm, cockatiel-success`,
+        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, success-esm, retry-success, retry-success-esm, failover-success, failover-success-esm, cockatiel-success`,
       );
   }
 }
