@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 // does, after a full collection; this process zeroes the counters before each window and dumps them
 // after, and prints the
 // least window's count divided by CALLS. Instruction counts do not depend on how busy the machine
-// is. Run: `cd bench && node --import tsx breaker-instructions.ts [variant...]` (bare, reject, success, cockatiel-success...).
+// is. Run: `cd bench && node --import tsx breaker-instructions.ts [variant...]` (bare, reject, success, retry-success, cockatiel-success...).
 // `success` loads our CommonJS build (require), `success-esm` our ESM one (import), which
 // bench/breaker.ts measures: a cost that only one of them pays shows as a gap between the two.
 
@@ -64,6 +64,32 @@ async function make(variant: string): Promise<Call> {
       const b = esm.circuitBreaker({ bus: core.createBus() });
       return () => b.execute(op);
     }
+    case 'retry-success': {
+      // A retry's successful first attempt from the CommonJS build: its execute() reads
+      // CallScope from core's exports object on every call.
+      const { retry } = require('@holdfast/retry');
+      const r = retry({ bus: createBus(), budget: false });
+      return () => r.execute(op);
+    }
+    case 'retry-success-esm': {
+      const esm = await import('@holdfast/retry');
+      const core = await import('@holdfast/core');
+      const r = esm.retry({ bus: core.createBus(), budget: false });
+      return () => r.execute(op);
+    }
+    case 'failover-success': {
+      // A failover's successful call from the CommonJS build: it reads CallScope and other core
+      // exports on its way.
+      const { failover } = require('@holdfast/failover');
+      const f = failover({ bus: createBus(), endpoints: ['a', 'b', 'c'] });
+      return () => f.execute(op);
+    }
+    case 'failover-success-esm': {
+      const esm = await import('@holdfast/failover');
+      const core = await import('@holdfast/core');
+      const f = esm.failover({ bus: core.createBus(), endpoints: ['a', 'b', 'c'] });
+      return () => f.execute(op);
+    }
     case 'cockatiel-success': {
       const { ConsecutiveBreaker, circuitBreaker: cockatielBreaker, handleAll } = require('cockatiel');
       const b = cockatielBreaker(handleAll, { halfOpenAfter: 10_000, breaker: new ConsecutiveBreaker(5) });
@@ -71,7 +97,7 @@ async function make(variant: string): Promise<Call> {
     }
     default:
       throw new Error(
-        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, success-esm, cockatiel-success`,
+        `unknown variant ${variant}: bare, bare-new, reject, reject-listened, success, success-esm, retry-success, retry-success-esm, failover-success, failover-success-esm, cockatiel-success`,
       );
   }
 }

@@ -1,7 +1,9 @@
 import { defineConfig } from 'tsup';
+import { cjsDataExports } from '../../scripts/tsup-shared.js';
 
 export default defineConfig({
   entry: ['src/index.ts', 'src/pg.ts', 'src/ioredis.ts'],
   format: ['esm', 'cjs'],
   dts: true,
+  plugins: [cjsDataExports],
 });
