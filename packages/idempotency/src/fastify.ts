@@ -111,12 +111,32 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
       // Constraints of the app's own strategies, part of its requests' fingerprint (toldApart).
-      const own = ownConstraints((route as { constraints?: unknown }).constraints);
+      const own = ownConstraints((route as { constraints?: unknown }).constraints, fastifyOwn);
       if (own !== undefined) (route as { config?: object }).config = { ...route.config, [CONSTRAINTS]: own };
     }
     if (override === undefined || override === true || override === false) return;
     coreOf(override, route.method, route.url);
   });
+
+  // The names (host, version) whose strategy onRoute found to be Fastify's own (see fastifyOwn).
+  const builtin = new Set<string>();
+
+  /**
+   * Whether the server's strategy `name` (host or version) is Fastify's own, whose header
+   * toldApart reads from every request. An app may replace either with its own (a version read
+   * from Accept, a tenant from X-Forwarded-Host): its routes' values are then what tells them
+   * apart, as for any strategy of the app's own. Asked as onRoute sees a route with that
+   * constraint, before Fastify notes it: a server that has the strategy already has the app's
+   * own, or Fastify's used by a route declared before the plugin loaded, and both are taken as
+   * the app's own (a retry of that route fingerprints alike; only its values are added).
+   */
+  const fastifyOwn = (name: string): boolean => {
+    if (builtin.has(name)) return true;
+    const has = (fastify as { hasConstraintStrategy?: (name: string) => boolean }).hasConstraintStrategy;
+    if (typeof has === 'function' && has.call(fastify, name)) return false;
+    builtin.add(name);
+    return true;
+  };
 
   // The headers of Fastify's own constraint strategies that some route of the server is told
   // apart by (see toldApart): read at the first request, when every route is declared.
@@ -740,11 +760,11 @@ const CONSTRAINTS = Symbol.for('holdfast.idempotency.constraints');
  * A route's constraints of strategies other than Fastify's own two (whose headers toldApart
  * reads from the request), one field each, in name order; undefined for none.
  */
-function ownConstraints(constraints: unknown): string | undefined {
+function ownConstraints(constraints: unknown, fastifyOwn: (name: string) => boolean): string | undefined {
   if (typeof constraints !== 'object' || constraints === null) return undefined;
   let field = '';
   for (const name of Object.keys(constraints).sort()) {
-    if (name === 'host' || name === 'version') continue;
+    if ((name === 'host' || name === 'version') && fastifyOwn(name)) continue;
     field += `\0${name}=${shown((constraints as Record<string, unknown>)[name])}`;
   }
   return field === '' ? undefined : field;
