@@ -152,7 +152,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * too); a route's constraints of the app's own strategies, as onRoute saw them (a route
    * declared before the plugin loaded shows none: its app adds the header to `fingerprint`).
    */
-  const toldApart = (request: FastifyRequest, headers: FastifyRequest['headers']): string | undefined => {
+  const toldApart = (request: FastifyRequest): string | undefined => {
     constraining ??= constrainingHeaders(fastify);
     const config = (routeContextOf(request)?.config ?? request.routeOptions.config) as
       | Record<symbol, unknown>
@@ -160,7 +160,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const own = config?.[CONSTRAINTS];
     if (constraining.length === 0 && own === undefined) return undefined;
     let field = typeof own === 'string' ? own : '';
-    for (const name of constraining) field += `\0${name}=${headerText(headers, name)}`;
+    for (const name of constraining) field += `\0${name}=${headerText(request.raw.rawHeaders, name)}`;
     return field;
   };
 
@@ -372,7 +372,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       try {
         const body = chunks.concat();
         const headers = state.headers ?? request.headers;
-        const view = new NodeRequestView(request.method, request.url, headers, body, raw, toldApart(request, headers));
+        const view = new NodeRequestView(request.method, request.url, headers, body, raw, toldApart(request));
         decision = state.core.replayNow(view, state.header as KeyHeader);
       } catch {
         decision = undefined;
@@ -538,7 +538,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       headers,
       bodyBytes(state?.chunks, request.body),
       request.raw,
-      toldApart(request, headers),
+      toldApart(request),
     );
     let decided: Decision | Promise<Decision>;
     try {
@@ -795,12 +795,23 @@ function constrainingHeaders(fastify: FastifyInstance): readonly string[] {
 }
 
 /**
- * A request header's value as one text (copies joined); Host as Fastify's host strategy reads
- * it, from `:authority` over HTTP/2. Header values never hold a NUL, which separates the fields.
+ * A request header's value as Fastify's router read it to pick the route: from the headers as
+ * they came, never from `request.headers`, which a hook may change after routing (an
+ * Accept-Version defaulted for a request that sent none fingerprinted it as that version's route,
+ * and it got that route's stored response). Copies joined as Node joins them, but Host's first
+ * only (Node drops the others); Host from `:authority` where it is missing or empty (HTTP/2), as
+ * Fastify's host strategy reads it. Header values never hold a NUL, which separates the fields.
  */
-function headerText(headers: FastifyRequest['headers'], name: string): string {
-  const value = headers[name] ?? (name === 'host' ? headers[':authority'] : undefined);
-  return value === undefined ? '' : Array.isArray(value) ? value.join(', ') : value;
+function headerText(lines: readonly string[], name: string): string {
+  let value: string | undefined;
+  let authority = '';
+  for (let i = 0; i + 1 < lines.length; i += 2) {
+    const line = (lines[i] as string).toLowerCase();
+    const text = lines[i + 1] as string;
+    if (line === name) value = value === undefined ? text : name === 'host' ? value : `${value}, ${text}`;
+    else if (line === ':authority') authority = text;
+  }
+  return name === 'host' && !value ? authority : (value ?? '');
 }
 
 /** The description of each registration's request decorator (see {@link watchHijack}). */
