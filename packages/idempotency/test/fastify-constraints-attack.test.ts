@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { fingerprintOf } from '../src/http/fingerprint.js';
-import { memoryStore } from '../src/index.js';
+import { memoryStore, redisStore } from '../src/index.js';
 import type { IdempotencyStore } from '../src/store.js';
 
 /**
@@ -423,5 +423,53 @@ describe('fastify constraints attack: a hook of the app that changes a routing h
     expect((await post(app, 'k-d', { 'accept-version': '2.x' })).json()).toEqual({ route: 'v2', n: 1 });
     const plain = await post(app, 'k-d', {});
     expect({ status: plain.statusCode, ran }).toEqual({ status: 422, ran: { plain: 0, v2: 1 } });
+  });
+});
+
+describe('fastify constraints attack: an app`s own version strategy, two processes sharing one Redis store', () => {
+  it('a retry on the other instance replays, a key of v1 sent to v2 on either gets 422', async () => {
+    const { default: Redis } = await import('ioredis');
+    const url = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const clients = [new Redis(url, { lazyConnect: true }), new Redis(url, { lazyConnect: true })];
+    try {
+      await Promise.all(clients.map((client) => client.connect()));
+    } catch (error) {
+      for (const client of clients) client.disconnect();
+      if (process.env.CI === 'true') throw error;
+      return;
+    }
+    const prefix = `hf-constraints-attack-${process.pid}-${Date.now()}:`;
+    const ran = { v1: 0, v2: 0 };
+    const instances: FastifyInstance[] = [];
+    try {
+      for (const client of clients) {
+        const app = Fastify({ constraints: { version: headerStrategy('version', 'accept') } as never });
+        apps.push(app);
+        await app.register(idempotency, { store: redisStore({ client, prefix }), scope: 'global', bus: createBus() });
+        for (const name of ['v1', 'v2'] as const) {
+          app.post('/orders', { constraints: { version: `application/vnd.shop.${name}+json` } }, async (_r, reply) =>
+            reply.code(201).send({ route: name, n: ++ran[name] }),
+          );
+        }
+        await app.ready();
+        instances.push(app);
+      }
+      const [one, two] = instances as [FastifyInstance, FastifyInstance];
+      const v1 = { accept: 'application/vnd.shop.v1+json' };
+      const v2 = { accept: 'application/vnd.shop.v2+json' };
+      expect((await post(one, 'k-r', v1)).json()).toEqual({ route: 'v1', n: 1 });
+      expect((await post(two, 'k-r', v1)).json()).toEqual({ route: 'v1', n: 1 });
+      expect((await post(two, 'k-r', v2)).statusCode).toBe(422);
+      expect((await post(one, 'k-r', v2)).statusCode).toBe(422);
+      expect(ran).toEqual({ v1: 1, v2: 0 });
+    } finally {
+      await Promise.all(apps.splice(0).map((app) => app.close()));
+      await clients[0]?.eval(
+        "for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end return 0",
+        0,
+        `${prefix}*`,
+      );
+      for (const client of clients) client.disconnect();
+    }
   });
 });
