@@ -115,7 +115,11 @@ describe('fastify constraints attack: a strategy of the app that replaces Fastif
 });
 
 /** One request over HTTP/2 to `port`: its status and body. */
-async function h2(port: number, key: string, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+async function h2(
+  port: number,
+  key: string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: string }> {
   const session = http2.connect(`http://127.0.0.1:${port}`);
   try {
     const stream = session.request({
