@@ -144,7 +144,7 @@ async function h2(
 describe('fastify constraints attack: HTTP/2, where the host is `:authority`', () => {
   async function h2App() {
     const app = Fastify({ http2: true });
-    apps.push(app);
+    apps.push(app as unknown as FastifyInstance);
     await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
     const ran = { a: 0, b: 0 };
     for (const name of ['a', 'b'] as const) {
