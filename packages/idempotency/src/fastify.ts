@@ -118,25 +118,20 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     coreOf(override, route.method, route.url);
   });
 
-  // The names (host, version) whose strategy onRoute found to be Fastify's own (see fastifyOwn).
-  const builtin = new Set<string>();
+  // Whether the server's host and version strategies are Fastify's own, as onRoute found them.
+  const builtin: { host?: boolean; version?: boolean } = {};
 
   /**
    * Whether the server's strategy `name` (host or version) is Fastify's own, whose header
    * toldApart reads from every request. An app may replace either with its own (a version read
    * from Accept, a tenant from X-Forwarded-Host): its routes' values are then what tells them
-   * apart, as for any strategy of the app's own. Asked as onRoute sees a route with that
+   * apart, as for any strategy of the app's own. Asked as onRoute sees the first route with that
    * constraint, before Fastify notes it: a server that has the strategy already has the app's
    * own, or Fastify's used by a route declared before the plugin loaded, and both are taken as
-   * the app's own (a retry of that route fingerprints alike; only its values are added).
+   * the app's own (a retry of a route fingerprints alike; only its values are added). Either
+   * answer holds from then on: Fastify refuses a strategy of a name a route uses already.
    */
-  const fastifyOwn = (name: string): boolean => {
-    if (builtin.has(name)) return true;
-    const has = (fastify as { hasConstraintStrategy?: (name: string) => boolean }).hasConstraintStrategy;
-    if (typeof has === 'function' && has.call(fastify, name)) return false;
-    builtin.add(name);
-    return true;
-  };
+  const fastifyOwn = (name: 'host' | 'version'): boolean => (builtin[name] ??= !fastify.hasConstraintStrategy(name));
 
   // The headers of Fastify's own constraint strategies that some route of the server is told
   // apart by (see toldApart): read at the first request, when every route is declared.
@@ -760,7 +755,7 @@ const CONSTRAINTS = Symbol.for('holdfast.idempotency.constraints');
  * A route's constraints of strategies other than Fastify's own two (whose headers toldApart
  * reads from the request), one field each, in name order; undefined for none.
  */
-function ownConstraints(constraints: unknown, fastifyOwn: (name: string) => boolean): string | undefined {
+function ownConstraints(constraints: unknown, fastifyOwn: (name: 'host' | 'version') => boolean): string | undefined {
   if (typeof constraints !== 'object' || constraints === null) return undefined;
   let field = '';
   for (const name of Object.keys(constraints).sort()) {
@@ -786,11 +781,9 @@ function shown(value: unknown): string {
  * by: Host (its `host` strategy), Accept-Version (`version`).
  */
 function constrainingHeaders(fastify: FastifyInstance): readonly string[] {
-  const has = (fastify as { hasConstraintStrategy?: (name: string) => boolean }).hasConstraintStrategy;
-  if (typeof has !== 'function') return [];
   const names: string[] = [];
-  if (has.call(fastify, 'host')) names.push('host');
-  if (has.call(fastify, 'version')) names.push('accept-version');
+  if (fastify.hasConstraintStrategy('host')) names.push('host');
+  if (fastify.hasConstraintStrategy('version')) names.push('accept-version');
   return names;
 }
 
@@ -798,20 +791,20 @@ function constrainingHeaders(fastify: FastifyInstance): readonly string[] {
  * A request header's value as Fastify's router read it to pick the route: from the headers as
  * they came, never from `request.headers`, which a hook may change after routing (an
  * Accept-Version defaulted for a request that sent none fingerprinted it as that version's route,
- * and it got that route's stored response). Copies joined as Node joins them, but Host's first
- * only (Node drops the others); Host from `:authority` where it is missing or empty (HTTP/2), as
- * Fastify's host strategy reads it. Header values never hold a NUL, which separates the fields.
+ * and it got that route's stored response). Copies joined (a second Host, which Node drops, only
+ * tells more apart); Host from `:authority` where it is missing or empty (HTTP/2), as Fastify's
+ * host strategy reads it. Header values never hold a NUL, which separates the fields.
  */
 function headerText(lines: readonly string[], name: string): string {
-  let value: string | undefined;
+  let value = '';
   let authority = '';
-  for (let i = 0; i + 1 < lines.length; i += 2) {
-    const line = (lines[i] as string).toLowerCase();
-    const text = lines[i + 1] as string;
-    if (line === name) value = value === undefined ? text : name === 'host' ? value : `${value}, ${text}`;
-    else if (line === ':authority') authority = text;
+  for (let i = 1; i < lines.length; i += 2) {
+    const line = lines[i - 1]?.toLowerCase();
+    if (line === name) value += `, ${lines[i]}`;
+    else if (line === ':authority') authority = `, ${lines[i]}`;
   }
-  return name === 'host' && !value ? authority : (value ?? '');
+  // `, ` alone: an empty Host.
+  return (name === 'host' && value.length < 3 ? authority : value).slice(2);
 }
 
 /** The description of each registration's request decorator (see {@link watchHijack}). */
