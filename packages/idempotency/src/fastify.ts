@@ -111,12 +111,27 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (override !== false && typeof route.handler === 'function') {
       route.handler = watched(route.handler);
       // Constraints of the app's own strategies, part of its requests' fingerprint (toldApart).
-      const own = ownConstraints((route as { constraints?: unknown }).constraints);
+      const own = ownConstraints((route as { constraints?: unknown }).constraints, fastifyOwn);
       if (own !== undefined) (route as { config?: object }).config = { ...route.config, [CONSTRAINTS]: own };
     }
     if (override === undefined || override === true || override === false) return;
     coreOf(override, route.method, route.url);
   });
+
+  // Whether the server's host and version strategies are Fastify's own, as onRoute found them.
+  const builtin: { host?: boolean; version?: boolean } = {};
+
+  /**
+   * Whether the server's strategy `name` (host or version) is Fastify's own, whose header
+   * toldApart reads from every request. An app may replace either with its own (a version read
+   * from Accept, a tenant from X-Forwarded-Host): its routes' values are then what tells them
+   * apart, as for any strategy of the app's own. Asked as onRoute sees the first route with that
+   * constraint, before Fastify notes it: a server that has the strategy already has the app's
+   * own, or Fastify's used by a route declared before the plugin loaded, and both are taken as
+   * the app's own (a retry of a route fingerprints alike; only its values are added). Either
+   * answer holds from then on: Fastify refuses a strategy of a name a route uses already.
+   */
+  const fastifyOwn = (name: 'host' | 'version'): boolean => (builtin[name] ??= !fastify.hasConstraintStrategy(name));
 
   // The headers of Fastify's own constraint strategies that some route of the server is told
   // apart by (see toldApart): read at the first request, when every route is declared.
@@ -132,7 +147,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * too); a route's constraints of the app's own strategies, as onRoute saw them (a route
    * declared before the plugin loaded shows none: its app adds the header to `fingerprint`).
    */
-  const toldApart = (request: FastifyRequest, headers: FastifyRequest['headers']): string | undefined => {
+  const toldApart = (request: FastifyRequest): string | undefined => {
     constraining ??= constrainingHeaders(fastify);
     const config = (routeContextOf(request)?.config ?? request.routeOptions.config) as
       | Record<symbol, unknown>
@@ -140,7 +155,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const own = config?.[CONSTRAINTS];
     if (constraining.length === 0 && own === undefined) return undefined;
     let field = typeof own === 'string' ? own : '';
-    for (const name of constraining) field += `\0${name}=${headerText(headers, name)}`;
+    for (const name of constraining) field += `\0${name}=${headerText(request.raw.rawHeaders, name)}`;
     return field;
   };
 
@@ -352,7 +367,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       try {
         const body = chunks.concat();
         const headers = state.headers ?? request.headers;
-        const view = new NodeRequestView(request.method, request.url, headers, body, raw, toldApart(request, headers));
+        const view = new NodeRequestView(request.method, request.url, headers, body, raw, toldApart(request));
         decision = state.core.replayNow(view, state.header as KeyHeader);
       } catch {
         decision = undefined;
@@ -518,7 +533,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       headers,
       bodyBytes(state?.chunks, request.body),
       request.raw,
-      toldApart(request, headers),
+      toldApart(request),
     );
     let decided: Decision | Promise<Decision>;
     try {
@@ -740,11 +755,11 @@ const CONSTRAINTS = Symbol.for('holdfast.idempotency.constraints');
  * A route's constraints of strategies other than Fastify's own two (whose headers toldApart
  * reads from the request), one field each, in name order; undefined for none.
  */
-function ownConstraints(constraints: unknown): string | undefined {
+function ownConstraints(constraints: unknown, fastifyOwn: (name: 'host' | 'version') => boolean): string | undefined {
   if (typeof constraints !== 'object' || constraints === null) return undefined;
   let field = '';
   for (const name of Object.keys(constraints).sort()) {
-    if (name === 'host' || name === 'version') continue;
+    if ((name === 'host' || name === 'version') && fastifyOwn(name)) continue;
     field += `\0${name}=${shown((constraints as Record<string, unknown>)[name])}`;
   }
   return field === '' ? undefined : field;
@@ -766,21 +781,30 @@ function shown(value: unknown): string {
  * by: Host (its `host` strategy), Accept-Version (`version`).
  */
 function constrainingHeaders(fastify: FastifyInstance): readonly string[] {
-  const has = (fastify as { hasConstraintStrategy?: (name: string) => boolean }).hasConstraintStrategy;
-  if (typeof has !== 'function') return [];
   const names: string[] = [];
-  if (has.call(fastify, 'host')) names.push('host');
-  if (has.call(fastify, 'version')) names.push('accept-version');
+  if (fastify.hasConstraintStrategy('host')) names.push('host');
+  if (fastify.hasConstraintStrategy('version')) names.push('accept-version');
   return names;
 }
 
 /**
- * A request header's value as one text (copies joined); Host as Fastify's host strategy reads
- * it, from `:authority` over HTTP/2. Header values never hold a NUL, which separates the fields.
+ * A request header's value as Fastify's router read it to pick the route: from the headers as
+ * they came, never from `request.headers`, which a hook may change after routing (an
+ * Accept-Version defaulted for a request that sent none fingerprinted it as that version's route,
+ * and it got that route's stored response). Copies joined (a second Host, which Node drops, only
+ * tells more apart); Host from `:authority` where it is missing or empty (HTTP/2), as Fastify's
+ * host strategy reads it. Header values never hold a NUL, which separates the fields.
  */
-function headerText(headers: FastifyRequest['headers'], name: string): string {
-  const value = headers[name] ?? (name === 'host' ? headers[':authority'] : undefined);
-  return value === undefined ? '' : Array.isArray(value) ? value.join(', ') : value;
+function headerText(lines: readonly string[], name: string): string {
+  let value = '';
+  let authority = '';
+  for (let i = 1; i < lines.length; i += 2) {
+    const line = lines[i - 1]?.toLowerCase();
+    if (line === name) value += `, ${lines[i]}`;
+    else if (line === ':authority') authority = `, ${lines[i]}`;
+  }
+  // `, ` alone: an empty Host.
+  return (name === 'host' && value.length < 3 ? authority : value).slice(2);
 }
 
 /** The description of each registration's request decorator (see {@link watchHijack}). */
