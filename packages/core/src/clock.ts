@@ -1,7 +1,11 @@
 import { performance as hrPerformance } from 'node:perf_hooks';
 
-/** The global Date when this module loaded: another one later means fake timers are installed. */
-const loadedDate = Date;
+/**
+ * The global Date when this module loaded: another one later means fake timers are installed.
+ * None when the one at load is itself a fake timers' Date (it carries their `clock`): a setup
+ * file installed them first, and the global performance is then the one to read, real or fake.
+ */
+const loadedDate = 'clock' in Date ? undefined : Date;
 
 /** An opaque handle returned by {@link Clock.setTimeout}. */
 export type TimerHandle = unknown;
