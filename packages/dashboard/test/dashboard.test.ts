@@ -307,14 +307,15 @@ describe('dashboard(): server-sent events', () => {
       const code = await Promise.race([
         new Promise((resolve) => child.on('exit', resolve)),
         // A bound, not a timing: alone it exits in ~1 s, but a loaded run (tsx compiling, 8,000
-        // breakers' snapshot) took over 15 s to print 'stream open' beside the rest of the suite.
-        sleep(45_000).then(() => 'timed out'),
+        // breakers' snapshot) took over 15 s to print 'stream open' beside the rest of the suite,
+        // and one beside helpers packing and building (load 8) had printed nothing after 45 s.
+        sleep(100_000).then(() => 'timed out'),
       ]);
       if (code === 'timed out') child.kill();
       expect(out).toContain('stream open');
       expect(code).toBe(0);
     },
-    50_000,
+    110_000,
   );
 });
 
