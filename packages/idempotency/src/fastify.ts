@@ -303,8 +303,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * body: nothing else would run before the handler (this registration's are the route's only
    * preParsing and preHandler hooks, and it has no preValidation hook: an authentication there
    * is never skipped; nor a schema for its headers, which the fingerprint does not cover: a
-   * request Fastify would refuse gets its 400, never the replay), the body's length is known and fits the request stream's buffer (read
-   * without anyone reading it), and the store holds a completed response under the key
+   * request Fastify would refuse gets its 400, never the replay), the body's length is known and
+   * fits the request stream's buffer (read without anyone reading it), and the store holds a
+   * completed response under the key
    * ({@link HttpIdempotency.mayReplayNow}: in-process, global scope). Its body is then awaited
    * here; whether its fingerprint matches is known only once it has all come.
    */
@@ -366,8 +367,14 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       let decision: Decision | undefined;
       try {
         const body = chunks.concat();
-        const headers = state.headers ?? request.headers;
-        const view = new NodeRequestView(request.method, request.url, headers, body, raw, toldApart(request));
+        const view = new NodeRequestView(
+          request.method,
+          request.url,
+          state.headers ?? request.headers,
+          body,
+          raw,
+          toldApart(request),
+        );
         decision = state.core.replayNow(view, state.header as KeyHeader);
       } catch {
         decision = undefined;
@@ -526,11 +533,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     done: (error?: Error) => void,
     waited: boolean,
   ): void => {
-    const headers = state?.headers ?? request.headers;
     const view = new NodeRequestView(
       request.method,
       request.url,
-      headers,
+      state?.headers ?? request.headers,
       bodyBytes(state?.chunks, request.body),
       request.raw,
       toldApart(request),

@@ -190,11 +190,6 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   /**
-   * The store's calls without a promise, while its methods are still its class's own: a method
-   * patched on the store after this middleware was made (a spy, an outage drill) is called, and
-   * timed, like any store's.
-   */
-  /**
    * The key as stored (see storedKey). The last one asked for with the global scope is kept: an
    * adapter asks twice for one request (Fastify's preParsing, then its decision), and the same
    * string, its hash already computed, finds the record in a Map at once.
@@ -211,6 +206,11 @@ export class HttpIdempotency<Req> implements RunOwner {
   #lastKey: string | undefined;
   #lastStored = '';
 
+  /**
+   * The store's calls without a promise, while its methods are still its class's own: a method
+   * patched on the store after this middleware was made (a spy, an outage drill) is called, and
+   * timed, like any store's.
+   */
   #inProcess(): StoreNow | undefined {
     const now = this.#now;
     return now?.serves(this.store) ? now : undefined;
