@@ -321,7 +321,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     if (live !== 1 || payload !== request.raw || length === undefined || !(payload instanceof IncomingMessage)) {
       return false;
     }
-    const bytes = Number(length);
+    const bytes = shortLength(length);
     if (!(bytes > 0 && bytes < request.raw.readableHighWaterMark)) return false;
     // The store first: a first request (no record) looks no further.
     if (!core.mayReplayNow(header)) return false;
@@ -672,8 +672,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Read at once: Fastify's getHeader lower-cases each name twice (its own and Node's), and
     // reading the replayable names one by one made its keyed lookup megamorphic, for Fastify's
     // own reads too. The run keeps only the replayable ones (pickHeaders, as for any response).
-    const headers = headersOf(reply);
     const stream = asNodeStream(payload);
+    // Kept past this hook (a stream's, a store that answers later, a timed-out 5xx's): a copy. An
+    // in-process store picks the headers it keeps into a new object at once: the reply's own.
+    const headers = headersOf(reply, stream !== undefined || !run.atOnce || reply.statusCode >= 500);
     if (stream !== undefined) {
       return done(
         null,
@@ -820,8 +822,11 @@ let live = 0;
 type HijackWatcher = ((reply: FastifyReply) => void) | undefined;
 /** The reply prototypes whose `hijack` tells the watchers. */
 const hijackPatched = new WeakSet<object>();
-/** The prototype of the last reply {@link watchHijack} saw to (its chain's `hijack` patched, or none). */
-let seenReplyProto: object | null | undefined;
+/**
+ * The class of the last reply {@link watchHijack} saw to (its prototype chain's `hijack` patched,
+ * or none found), when its instances all have that prototype.
+ */
+let seenReplyKind: unknown;
 
 /**
  * Tells `watcher` when the reply of the request `state` is kept for is hijacked. Fastify has no
@@ -833,12 +838,16 @@ let seenReplyProto: object | null | undefined;
  */
 function watchHijack(state: RequestState, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
   state.hijack = watcher;
-  // A reply of the same context as the last one (a server's usual next) has its `hijack` seen to.
+  // A reply of the same context as the last one (a server's usual next) has its `hijack` seen to:
+  // known by its class (Fastify's per-context Reply), a load where `Object.getPrototypeOf` is a
+  // call to V8's runtime (~120 instructions a claimed request).
+  const kind = (reply as { constructor?: unknown }).constructor;
+  if (kind === seenReplyKind && kind !== undefined) return;
   const own: object | null = Object.getPrototypeOf(reply);
-  if (own === seenReplyProto) return;
   let proto = own;
   while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
-  seenReplyProto = own;
+  // Only a class whose instances all have this prototype stands for it.
+  seenReplyKind = typeof kind === 'function' && kind.prototype === own ? kind : undefined;
   if (proto === null || hijackPatched.has(proto)) return;
   hijackPatched.add(proto);
   const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;
@@ -909,18 +918,17 @@ let contextKey: symbol | null | undefined;
 /** A request's route context, whose `handler` Fastify calls; undefined if it cannot be found. */
 function routeContextOf(request: FastifyRequest): { handler: unknown; config?: unknown } | undefined {
   contextKey ??= symbolOf(request, 'fastify.context');
-  return objectAt(request, contextKey) as { handler: unknown; config?: unknown } | undefined;
+  // A load site of its own: one shared with the reply's headers (ownHeadersOf) saw two keys on two
+  // kinds of object, went megamorphic, and cost ~110 instructions at each of four reads a request.
+  const context = contextKey === null ? undefined : (request as unknown as Record<symbol, unknown>)[contextKey];
+  return typeof context === 'object' && context !== null
+    ? (context as { handler: unknown; config?: unknown })
+    : undefined;
 }
 
 /** The symbol of `object`'s own keys that `description` describes, null if none. */
 function symbolOf(object: object, description: string): symbol | null {
   return Object.getOwnPropertySymbols(object).find((key) => key.description === description) ?? null;
-}
-
-/** The object `object` holds under `key`, undefined if none. */
-function objectAt(object: object, key: symbol | null): object | undefined {
-  const value = key === null ? undefined : (object as Record<symbol, unknown>)[key];
-  return typeof value === 'object' && value !== null ? value : undefined;
 }
 
 /**
@@ -932,19 +940,22 @@ let replyHeadersKey: symbol | null | undefined;
 /** A reply's own headers object (see {@link replyHeadersKey}), or undefined where it is not found. */
 function ownHeadersOf(reply: FastifyReply): Record<string, unknown> | undefined {
   replyHeadersKey ??= symbolOf(reply, 'fastify.reply.headers');
-  return objectAt(reply, replyHeadersKey) as Record<string, unknown> | undefined;
+  // Its own load site (see routeContextOf).
+  const headers = replyHeadersKey === null ? undefined : (reply as unknown as Record<symbol, unknown>)[replyHeadersKey];
+  return typeof headers === 'object' && headers !== null ? (headers as Record<string, unknown>) : undefined;
 }
 
 /**
  * `reply.getHeaders()`: a copy of the reply's own headers merged over those set on its raw
  * response. Without any of the latter (the usual case: Fastify writes its own at writeHead), a
  * copy of the former, the same object without a null-prototype copy of the raw ones and two
- * spreads (~1,000 instructions a stored response).
+ * spreads (~1,000 instructions a stored response); without `copy`, the reply's own object itself,
+ * for a caller that is done reading it before Fastify writes the head.
  */
-function headersOf(reply: FastifyReply): OutgoingHeaders {
+function headersOf(reply: FastifyReply, copy: boolean): OutgoingHeaders {
   const own = ownHeadersOf(reply);
   if (own === undefined || reply.raw.getHeaderNames().length > 0) return reply.getHeaders() as OutgoingHeaders;
-  return { ...own } as OutgoingHeaders;
+  return (copy ? { ...own } : own) as OutgoingHeaders;
 }
 
 /**
@@ -966,6 +977,22 @@ function setHeaders(reply: FastifyReply, headers: HttpResponse['headers'], lengt
     else reply.header(name, value);
   }
   return reply;
+}
+
+/**
+ * A Content-Length of six digits at most, as a number; NaN for any other text (a longer body is
+ * never replayed early). Node's parser has checked it is digits; `Number()` of it cost about 300
+ * instructions, on every first request.
+ */
+function shortLength(text: string): number {
+  if (text.length === 0 || text.length > 6) return Number.NaN;
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const digit = text.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9) return Number.NaN;
+    n = n * 10 + digit;
+  }
+  return n;
 }
 
 /** Whether `name` has no character that `toLowerCase()` changes (any past ASCII is taken as one). */

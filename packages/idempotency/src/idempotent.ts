@@ -20,7 +20,7 @@ import {
   IdempotencyValueError,
   StoreUnavailableError,
 } from './errors.js';
-import { HeldLease, LeaseKeeper } from './lease.js';
+import { type HeldLease, LeaseKeeper } from './lease.js';
 import { idempotentOptionsSchema } from './options.js';
 import type { IdempotencyStore } from './store.js';
 
@@ -179,7 +179,10 @@ class RunContext implements IdempotentContext {
  * signal is read or the run is capped. A run that ends before the first tick (most do) makes no
  * scope and no closure: one object with the keeper's calls as methods.
  */
-class RunLease extends HeldLease {
+class RunLease implements HeldLease {
+  older: HeldLease | undefined = undefined;
+  newer: HeldLease | undefined = undefined;
+  held = false;
   /** It ran past `maxRunMs`: its verdict is `aborted`. */
   capped = false;
   #scope: CallScope | undefined;
@@ -192,7 +195,6 @@ class RunLease extends HeldLease {
     readonly since: number,
     caller: CallScope | undefined,
   ) {
-    super();
     this.#caller = caller;
   }
 

@@ -1,20 +1,21 @@
 import { ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { memoryStore } from '../src/index.js';
-import { HeldLease, LeaseKeeper } from '../src/lease.js';
+import { type HeldLease, LeaseKeeper } from '../src/lease.js';
 
 // The keeper links its leases through themselves (no Set entry per run). A lease dropped while a
 // tick visits the others (an event listener that settles another run) must not end the tick early.
-class Lease extends HeldLease {
+class Lease implements HeldLease {
+  older: HeldLease | undefined = undefined;
+  newer: HeldLease | undefined = undefined;
+  held = false;
   losses = 0;
   onLost: () => void = () => {};
   constructor(
     readonly stored: string,
     readonly token: string,
     readonly since: number,
-  ) {
-    super();
-  }
+  ) {}
   lost(): void {
     this.losses++;
     this.onLost();

@@ -65,7 +65,8 @@ type OutgoingHeaders = Record<string, number | string | readonly string[] | unde
 export function pickHeaders(headers: OutgoingHeaders, allowed: ReadonlySet<string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   // Headers listed in `Connection` are hop-by-hop too (RFC 9110 7.6.1).
-  const hopByHop = String(headers.connection ?? headers.Connection ?? '').toLowerCase();
+  const connection = headers.connection ?? headers.Connection;
+  const hopByHop = connection === undefined ? '' : String(connection).toLowerCase();
   // Own names without an entries array per response. (Not for-in: a response's headers are a
   // null-prototype object, in dictionary mode, whose for-in V8 walks on its slow path.)
   for (const rawName of Object.keys(headers)) {

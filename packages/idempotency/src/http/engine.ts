@@ -13,7 +13,7 @@ import {
   type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
-import { HeldLease, LeaseKeeper } from '../lease.js';
+import { type HeldLease, LeaseKeeper } from '../lease.js';
 import {
   digestOfPreimage,
   inProcess,
@@ -33,7 +33,14 @@ import {
   replayOf,
   withLength,
 } from './capture.js';
-import { CanonicalTooLarge, canonicalLimit, fingerprintOf, preimageOf, sameFingerprint } from './fingerprint.js';
+import {
+  CanonicalTooLarge,
+  canonicalLimit,
+  fingerprintOf,
+  preimageOf,
+  sameFingerprint,
+  upperCase,
+} from './fingerprint.js';
 import { type KeyHeader, parseKeyHeader } from './key.js';
 import { type HttpIdempotencyOptions, httpIdempotencyOptionsSchema, type ParsedHttpOptions } from './options.js';
 import { problem } from './problem.js';
@@ -218,9 +225,17 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   /** Whether requests of this method are guarded at all. */
   guards(method: string): boolean {
-    // Node's parser gives the standard methods in capitals: no new string for them.
-    return this.#methods.has(method) || this.#methods.has(method.toUpperCase());
+    // Node hands every request of a method the same string: the last one's answer is kept (two
+    // Set lookups, and a `toUpperCase()` for an unguarded one, at each of two hooks before).
+    if (method !== this.#guardedSeen) {
+      this.#guarded = this.#methods.has(method) || this.#methods.has(upperCase(method));
+      this.#guardedSeen = method;
+    }
+    return this.#guarded;
   }
+
+  #guardedSeen: string | undefined;
+  #guarded = false;
 
   /**
    * What the request's key header says (cheap: adapters call it before reading a body). Read
@@ -236,7 +251,13 @@ export class HttpIdempotency<Req> implements RunOwner {
     const joined = headers[name];
     // Node joins copies of a header with ", " (or keeps only the first, for the few it drops):
     // one copy without a comma is the field as sent, with no need to build `headersDistinct`.
-    if (typeof joined === 'string' && !this.#joinDrops && !joined.includes(',')) return parseKeyHeader(joined);
+    if (typeof joined === 'string' && !this.#joinDrops) {
+      const parsed = parseKeyHeader(joined);
+      // A valid bare key is the whole field, and has no comma: no copies were joined into it (a
+      // search for one cost a builtin call a request). Any other reading is checked for a comma.
+      if (parsed.status === 'ok' && parsed.key === joined) return parsed;
+      if (!joined.includes(',')) return parsed;
+    }
     // Not sent at all (every copy lands in `headers`, joined or the first kept): nothing to count.
     if (joined === undefined) return parseKeyHeader(undefined);
     return parseKeyHeader(view.headersDistinct?.[name] ?? joined);
@@ -462,7 +483,8 @@ export class HttpIdempotency<Req> implements RunOwner {
             result.token,
             head ? this.#replayableHead : this.#replayable,
             this.options.maxResponseBytes,
-            this.#inProcess() !== undefined,
+            // Shared: claimed by the in-process store's own calls just now (asked once already).
+            shared || this.#inProcess() !== undefined,
             sentAt,
             isSafe(method),
           ),
@@ -877,13 +899,15 @@ export class Run {
  * prototype (an object literal of three closures, and a fourth to drop it, cost every claimed
  * request about 250 bytes more for the collector).
  */
-class RunLease extends HeldLease {
+class RunLease implements HeldLease {
+  older: HeldLease | undefined = undefined;
+  newer: HeldLease | undefined = undefined;
+  held = false;
+
   constructor(
     readonly keeper: LeaseKeeper,
     readonly run: Run,
-  ) {
-    super();
-  }
+  ) {}
 
   // Read from the run, not copied: three fields (and a boxed number) less a claimed request.
   get stored(): string {
@@ -952,14 +976,22 @@ function storedKey(scope: string | undefined, key: string): string {
 
 function isHead(method: string): boolean {
   // Node's parser gives the standard methods in capitals: no call to V8's runtime for them.
-  return method === 'HEAD' || (method.length === 4 && method.toUpperCase() === 'HEAD');
+  return method === 'HEAD' || (method.length === 4 && upperCase(method) === 'HEAD');
 }
 
 /** RFC 9110 9.2.1: a request of these methods asks for nothing to change. */
 const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE']);
 
+/** The last method {@link isSafe} was asked of, and its answer (see {@link HttpIdempotency.guards}). */
+let safeSeen: string | undefined;
+let safe = false;
+
 function isSafe(method: string): boolean {
-  return SAFE_METHODS.has(method) || SAFE_METHODS.has(method.toUpperCase());
+  if (method !== safeSeen) {
+    safe = SAFE_METHODS.has(method) || SAFE_METHODS.has(upperCase(method));
+    safeSeen = method;
+  }
+  return safe;
 }
 
 function headerValue(value: string | string[] | undefined): string | undefined {

@@ -74,7 +74,7 @@ export function watchPushes(
   chunks: { push(chunk: Buffer): unknown } | undefined,
   onEnd?: () => void,
 ): boolean {
-  if (!(stream instanceof Readable) || Object.hasOwn(stream, 'push')) return false;
+  if (!(stream instanceof Readable) || stream.push !== readablePush) return false;
   if (stream.readableLength > 0 || stream.readableEnded || stream.destroyed || stream.readableObjectMode) return false;
   // An IncomingMessage whose body has all come was either empty or consumed by someone else.
   if ((stream as { complete?: boolean }).complete === true) return false;
@@ -91,7 +91,7 @@ export function watchPushes(
  * Node request.
  */
 export function watchBuffered(stream: unknown, chunks: { push(chunk: Buffer): unknown }, onEnd: () => void): boolean {
-  if (!(stream instanceof IncomingMessage) || Object.hasOwn(stream, 'push')) return false;
+  if (!(stream instanceof IncomingMessage) || stream.push !== readablePush) return false;
   if (stream.readableFlowing === true || stream.readableEnded || stream.destroyed || stream.readableEncoding !== null)
     return false;
   // Read whole from the buffer (paused, no size: all of it); the 'end' a drained, complete
@@ -105,6 +105,12 @@ export function watchBuffered(stream: unknown, chunks: { push(chunk: Buffer): un
   else patchPush(stream, chunks, onEnd);
   return true;
 }
+
+/**
+ * Readable's own `push`: a stream whose `push` is another (watched already, by this plugin
+ * registered twice, or a class's own) is read through a tee. (`Object.hasOwn` cost a builtin call.)
+ */
+const readablePush = Readable.prototype.push;
 
 function patchPush(stream: Readable, chunks: { push(chunk: Buffer): unknown } | undefined, onEnd?: () => void): void {
   const push = stream.push;
