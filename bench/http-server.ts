@@ -14,7 +14,10 @@ const WARMUP = Number(process.env.WARMUP ?? 10_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 11);
 /** FRAMEWORKS=fastify (or express) measures one. */
 const FRAMEWORKS = (process.env.FRAMEWORKS ?? 'express,fastify').split(',');
-const CONNECTIONS = 16;
+const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16);
+// MAX_ENTRIES=1000 keeps the store small (the least recently used records go): what the records
+// a store keeps cost the server (its collector and caches), by difference with the default run.
+
 const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
 
 // With two or more CPUs (and Linux's taskset), the server runs on one CPU and this process (the
@@ -32,7 +35,7 @@ let PIN = false;
 const SERVER = `
 const [framework, guarded] = process.argv.slice(1);
 const { memoryStore } = require('@holdfast/idempotency');
-const store = guarded === 'yes' ? memoryStore({ maxEntries: 100000 }) : undefined;
+const store = guarded === 'yes' ? memoryStore({ maxEntries: Number(process.env.MAX_ENTRIES || 100000) }) : undefined;
 let n = 0;
 async function main() {
   let server;
@@ -53,7 +56,7 @@ async function main() {
   }
   let cpu;
   process.on('message', (m) => {
-    if (m === 'start') { gc(); console.log('@start'); cpu = process.cpuUsage(); process.send('started'); }
+    if (m === 'start') { gc(); setTimeout(() => { console.log('@start'); cpu = process.cpuUsage(); process.send('started'); }, Number(process.env.SETTLE_MS || 0)); }
     if (m === 'stop') { const used = process.cpuUsage(cpu); gc(); console.log('@stop'); process.send({ user: used.user, system: used.system }); }
   });
   process.send({ port: server.address().port });
@@ -75,7 +78,7 @@ async function serve(
   framework: string,
   guarded: boolean,
 ): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const args = ['--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'];
+  const args = [...(process.env.SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'];
   const child = spawn(PIN ? 'taskset' : process.execPath, PIN ? ['-c', '1', process.execPath, ...args] : args, {
     cwd: fileURLToPath(new URL('.', import.meta.url)),
     env: { ...process.env, NODE_OPTIONS: '' },
