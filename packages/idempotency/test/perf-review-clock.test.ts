@@ -62,6 +62,15 @@ describe('memoryStore completedAt is the clock at completion', () => {
     store.dispose();
   });
 
+  it("fake timers that leave Date real (toFake: ['setTimeout']), advanced: completedAt is the real Date.now()", async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    const store = memoryStore();
+    const { record, before, after } = await completedAfter(store, 'k', async () => vi.advanceTimersByTime(500));
+    expect(record.completedAt).toBeGreaterThanOrEqual(before);
+    expect(record.completedAt).toBeLessThanOrEqual(after);
+    store.dispose();
+  });
+
   it('vi fake timers moved by setSystemTime within the second: completedAt is Date.now()', async () => {
     vi.useFakeTimers({ now: 1_800_000_000_000 });
     const store = memoryStore();

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
-import { resolve } from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { resolve } from 'node:path';
 import { createBus } from '@holdfast/core';
 import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -69,7 +69,11 @@ describe('watchHijack keyed by the reply constructor', () => {
     // The context's Reply is seen first, then the odd prototype, then each again.
     const order = ['plain', 'odd', 'plain', 'odd'];
     for (let i = 0; i < order.length; i++) {
-      expect({ i, ...(await sendKeyed(`${url}/${order[i]}`, `k${i}`)) }).toMatchObject({ i, status: 201, replayed: null });
+      expect({ i, ...(await sendKeyed(`${url}/${order[i]}`, `k${i}`)) }).toMatchObject({
+        i,
+        status: 201,
+        replayed: null,
+      });
     }
     for (let i = 0; i < order.length; i++) {
       expect({ i, ...(await sendKeyed(`${url}/${order[i]}`, `k${i}`)) }).toEqual({
