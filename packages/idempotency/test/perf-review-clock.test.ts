@@ -170,7 +170,10 @@ describe('through the Fastify plugin, a frozen Date', () => {
       const second = await send();
       expect(second.json()).toEqual({ id: 1 });
       expect(runs).toBe(1);
-      const record = inProcess(store)?.completed?.('http:*:order-1');
+      // The entry as kept: its completedAt too (KeptRecord does not type it).
+      const record = inProcess(store)?.completed?.('http:*:order-1') as
+        | { createdAt: number; completedAt?: number }
+        | undefined;
       expect(record?.createdAt).toBe(frozen);
       expect(record?.completedAt).toBe(frozen);
     } finally {
