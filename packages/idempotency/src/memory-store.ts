@@ -130,11 +130,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
 }
 
 /** V8's own `Date.now`, as this module found it: undefined if it was a fake or a spy already. */
-const nativeDateNow: (() => number) | undefined = /\{\s*\[native code\]\s*\}\s*$/.test(
-  Function.prototype.toString.call(Date.now),
-)
-  ? Date.now
-  : undefined;
+const nativeDateNow = `${Date.now}`.includes('[native code]') ? Date.now : undefined;
 
 /**
  * Whether `clock` reads the process's own wall and monotonic clocks, which move together: the
