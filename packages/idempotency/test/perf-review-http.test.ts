@@ -1,8 +1,10 @@
 import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { PassThrough, type TransformCallback } from 'node:stream';
+import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
+import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
@@ -331,4 +333,44 @@ describe('key(): the bare-key fast path', () => {
       }
     });
   }
+});
+
+describe('Express: two middlewares on one request (the second finds the root push patched)', () => {
+  it('each fingerprints the whole body: the same body replays, another gets 422, the handler ran once', async () => {
+    const app = express();
+    let runs = 0;
+    app.use(expressIdempotency({ store: memoryStore(), scope: 'global' }));
+    app.use(expressIdempotency({ store: memoryStore(), scope: 'global', header: 'x-second-key' }));
+    app.use(express.json());
+    app.post('/orders', (req, res) => {
+      runs++;
+      res.status(201).json({ run: runs, body: req.body });
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise((resolve) => server.once('listening', resolve));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const headers = { 'content-type': 'application/json', 'idempotency-key': 'e1', 'x-second-key': 'e2' };
+      const body = JSON.stringify({ s: 'x'.repeat(40_000) });
+      const first = await raw(port, 'POST', '/orders', headers, body);
+      expect(first.status).toBe(201);
+      expect(JSON.parse(first.body).body.s.length).toBe(40_000);
+      const again = await raw(port, 'POST', '/orders', headers, body);
+      expect(again).toMatchObject({ status: 201, body: first.body });
+      const other = await raw(port, 'POST', '/orders', headers, body.replace('xx', 'yy'));
+      expect(other.status).toBe(422);
+      // The second middleware alone (the first's key changed) sees the changed body too.
+      const second = await raw(
+        port,
+        'POST',
+        '/orders',
+        { ...headers, 'idempotency-key': 'e1b' },
+        body.replace('xx', 'yy'),
+      );
+      expect(second.status).toBe(422);
+      expect(runs).toBe(1);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
 });
