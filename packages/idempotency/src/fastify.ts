@@ -823,10 +823,10 @@ type HijackWatcher = ((reply: FastifyReply) => void) | undefined;
 /** The reply prototypes whose `hijack` tells the watchers. */
 const hijackPatched = new WeakSet<object>();
 /**
- * The class of the last reply {@link watchHijack} saw to (its prototype chain's `hijack` patched,
- * or none found), when its instances all have that prototype.
+ * The `hijack` the last reply {@link watchHijack} saw to resolved to, once its prototype chain's
+ * was patched: a reply whose `hijack` is that function calls the watchers.
  */
-let seenReplyKind: unknown;
+let seenHijack: unknown;
 
 /**
  * Tells `watcher` when the reply of the request `state` is kept for is hijacked. Fastify has no
@@ -839,16 +839,19 @@ let seenReplyKind: unknown;
 function watchHijack(state: RequestState, reply: FastifyReply, watcher: (reply: FastifyReply) => void): void {
   state.hijack = watcher;
   // A reply of the same context as the last one (a server's usual next) has its `hijack` seen to:
-  // known by its class (Fastify's per-context Reply), a load where `Object.getPrototypeOf` is a
-  // call to V8's runtime (~120 instructions a claimed request).
-  const kind = (reply as { constructor?: unknown }).constructor;
-  if (kind === seenReplyKind && kind !== undefined) return;
-  const own: object | null = Object.getPrototypeOf(reply);
-  let proto = own;
+  // known by the function its `hijack` resolves to (a load, where `Object.getPrototypeOf` is a
+  // call to V8's runtime, ~120 instructions a claimed request). Not by its class: a reply given a
+  // prototype with a `hijack` of its own still has its context's constructor.
+  const resolved = (reply as { hijack?: unknown }).hijack;
+  if (resolved === seenHijack && resolved !== undefined) return;
+  let proto: object | null = Object.getPrototypeOf(reply);
   while (proto !== null && !Object.hasOwn(proto, 'hijack')) proto = Object.getPrototypeOf(proto);
-  // Only a class whose instances all have this prototype stands for it.
-  seenReplyKind = typeof kind === 'function' && kind.prototype === own ? kind : undefined;
-  if (proto === null || hijackPatched.has(proto)) return;
+  if (proto !== null && !hijackPatched.has(proto)) patchHijack(proto);
+  seenHijack = (reply as { hijack?: unknown }).hijack;
+}
+
+/** Gives `proto`'s own `hijack` a version that first tells the watchers (see {@link watchHijack}). */
+function patchHijack(proto: object): void {
   hijackPatched.add(proto);
   const hijack = (proto as { hijack: (...args: unknown[]) => unknown }).hijack;
   // Its attributes as they were (Fastify's is enumerable): a property whose attributes change

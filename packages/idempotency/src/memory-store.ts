@@ -129,6 +129,23 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   return new MemoryStore(parsed.maxEntries, parsed.sweepInterval, parsed.clock ?? realClock, parsed.maxBytes);
 }
 
+/** V8's own `Date.now`, as this module found it: undefined if it was a fake or a spy already. */
+const nativeDateNow = `${Date.now}`.includes('[native code]') ? Date.now : undefined;
+
+/**
+ * Whether `clock` reads the process's own wall and monotonic clocks, which move together: the
+ * real clock, with neither Date (fake timers, `vi.setSystemTime`, a spy) nor the timers faked. A
+ * user's clock, a ManualClock, or a faked Date (frozen, or moved apart from the timers) may not:
+ * their records are dated by `clock.now()` at completion, as the store's clock says.
+ */
+function realTimes(clock: Clock): boolean {
+  return (
+    clock === realClock &&
+    Date.now === nativeDateNow &&
+    (setTimeout as unknown as { clock?: unknown }).clock === undefined
+  );
+}
+
 /**
  * Whether this is a node:cluster worker (PM2's cluster mode is one) or a worker thread: either
  * way, other workers keep records of their own. A cluster worker always has an IPC channel to
@@ -348,7 +365,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       const token = ++this.#tokens;
       const createdAt = this.clock.now();
       this.#wallAt = createdAt;
-      this.#wallMonotonic = now;
+      // Only the process's own clocks move together (see #wallClock).
+      this.#wallMonotonic = realTimes(this.clock) ? now : Number.NEGATIVE_INFINITY;
       this.#add({
         key,
         fingerprint,
@@ -469,7 +487,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
    */
   #wallClock(now: number): number {
     const since = now - this.#wallMonotonic;
-    return since >= 0 && since < 1_000 ? this.#wallAt + Math.floor(since) : this.clock.now();
+    return since >= 0 && since < 1_000 && realTimes(this.clock) ? this.#wallAt + Math.floor(since) : this.clock.now();
   }
 
   #release(key: string, token: string): boolean {
