@@ -129,23 +129,6 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   return new MemoryStore(parsed.maxEntries, parsed.sweepInterval, parsed.clock ?? realClock, parsed.maxBytes);
 }
 
-/** V8's own `Date.now`, as this module found it: undefined if it was a fake or a spy already. */
-const nativeDateNow = `${Date.now}`.includes('[native code]') ? Date.now : undefined;
-
-/**
- * Whether `clock` reads the process's own wall and monotonic clocks, which move together: the
- * real clock, with neither Date (fake timers, `vi.setSystemTime`, a spy) nor the timers faked. A
- * user's clock, a ManualClock, or a faked Date (frozen, or moved apart from the timers) may not:
- * their records are dated by `clock.now()` at completion, as the store's clock says.
- */
-function realTimes(clock: Clock): boolean {
-  return (
-    clock === realClock &&
-    Date.now === nativeDateNow &&
-    (setTimeout as unknown as { clock?: unknown }).clock === undefined
-  );
-}
-
 /**
  * Whether this is a node:cluster worker (PM2's cluster mode is one) or a worker thread: either
  * way, other workers keep records of their own. A cluster worker always has an IPC channel to
@@ -268,13 +251,6 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #sincePass = Number.POSITIVE_INFINITY;
   // Leases, expiries and the sweep are measured on it; records' times are epoch ms (clock.now()).
   readonly #elapsed: () => number;
-  /**
-   * The last new claim's wall-clock reading (its record's createdAt) and its monotonic time: a
-   * completion within a second of it is dated from them, without a `Date.now()` of its own (a call
-   * to V8's runtime, ~290 instructions, once a request less). See {@link #wallClock}.
-   */
-  #wallAt = 0;
-  #wallMonotonic = Number.NEGATIVE_INFINITY;
 
   constructor(
     /** The most records kept; when full, the least recently used that is not running goes first. */
@@ -363,15 +339,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (entry === undefined) {
       this.#makeRoom(key, now);
       const token = ++this.#tokens;
-      const createdAt = this.clock.now();
-      this.#wallAt = createdAt;
-      // Only the process's own clocks move together (see #wallClock).
-      this.#wallMonotonic = realTimes(this.clock) ? now : Number.NEGATIVE_INFINITY;
       this.#add({
         key,
         fingerprint,
         raw,
-        createdAt,
+        createdAt: this.clock.now(),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
         expiresAt: leaseEnd(now, 2 * leaseMs),
@@ -472,22 +444,12 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     entry.status = status;
     entry.headers = headers;
     entry.body = body;
-    entry.completedAt = this.#wallClock(now);
+    entry.completedAt = this.clock.now();
     this.#expireAt(entry, expiry(now, ttlMs));
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
     this.#evictBytes(entry, now);
     return true;
-  }
-
-  /**
-   * The wall clock (epoch ms) at monotonic time `now`: the last new claim's reading plus the whole
-   * milliseconds since, within a second of it; else read. (A step of the wall clock in that second
-   * dates a completion as of before the step, as a completion read just before it would be.)
-   */
-  #wallClock(now: number): number {
-    const since = now - this.#wallMonotonic;
-    return since >= 0 && since < 1_000 && realTimes(this.clock) ? this.#wallAt + Math.floor(since) : this.clock.now();
   }
 
   #release(key: string, token: string): boolean {

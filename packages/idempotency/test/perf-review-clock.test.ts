@@ -11,7 +11,9 @@ import { inProcess } from '../src/memory-store.js';
 // "when the operation finished (epoch ms, the store's clock)": completedAt is what clock.now()
 // said at completion. That held before for any clock; here it is checked where the wall clock
 // and the monotonic one do not move together: a frozen Date (vi.setSystemTime without fake
-// timers, fake timers that fake Date alone), a user's clock, a fractional ManualClock.
+// timers, fake timers that fake Date alone), a user's clock, a fractional ManualClock. (The
+// shortcut was taken out after this review: it saved ~190 instructions a request, within what
+// two counts of the same code differ by; completedAt reads clock.now() at completion again.)
 
 afterEach(() => {
   vi.useRealTimers();
