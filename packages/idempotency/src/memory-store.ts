@@ -45,8 +45,12 @@ interface Entry {
   /** The request's fingerprint, or (`raw`) the bytes it is the hash of (see preimageOf). */
   readonly fingerprint: string;
   readonly raw: boolean;
-  /** Epoch ms, as records show them. */
-  readonly createdAt: number;
+  /**
+   * When first claimed: ms since the store's epoch (see {@link MemoryStore}'s `#epoch`), records
+   * show `#epoch + created`. A small integer is kept in the entry itself; epoch ms (over 2^31)
+   * were a number object of their own per record, one more for the collector to copy.
+   */
+  readonly created: number;
   /** The claim's token as a number (`m<token>` handed out): a small integer, no string kept per record. */
   token: number;
   /**
@@ -56,8 +60,8 @@ interface Entry {
   leaseUntil: number;
   /** On the monotonic line, as `leaseUntil`. */
   expiresAt: number;
-  /** Epoch ms. */
-  completedAt: number;
+  /** When completed, as `created`. */
+  completed: number;
   /** Undefined while its claim runs; then its outcome, kept in the three fields after it. */
   kind: KeptOutcome['kind'] | undefined;
   status: number;
@@ -171,8 +175,9 @@ export function inProcess(store: object): StoreNow | undefined {
  * middleware (a `Symbol.for` key: every CommonJS copy of the class has them under the same one;
  * versioned, so a copy with another contract for these calls is not trusted with it). v6: a
  * record's `fingerprint` may be its preimage (`raw`), which a v5 engine took for a fingerprint.
+ * v7: a record has no `createdAt` (a v6 engine read it for its replay event): ask `createdAt()`.
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v6');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v7');
 
 /**
  * @internal A completed record as {@link StoreNow.claim} answers it: the store's own, not a copy
@@ -182,8 +187,6 @@ export interface KeptRecord extends KeptOutcome {
   readonly fingerprint: string;
   /** `fingerprint` holds the bytes it is the hash of (see {@link StoreNow.claimPreimage}); none on an older store. */
   readonly raw?: boolean;
-  /** When the key was first claimed (epoch ms). */
-  readonly createdAt: number;
 }
 
 /** @internal What {@link StoreNow.claim} found: a completed record as the store keeps it. */
@@ -227,6 +230,8 @@ export interface StoreNow {
    * Optional: a store of an older copy of this module has none.
    */
   completed?(key: string): KeptRecord | undefined;
+  /** When `record` (one of this store's) was first claimed, epoch ms. */
+  createdAt(record: KeptRecord): number;
 }
 
 /** The store {@link memoryStore} returns. */
@@ -251,6 +256,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #sincePass = Number.POSITIVE_INFINITY;
   // Leases, expiries and the sweep are measured on it; records' times are epoch ms (clock.now()).
   readonly #elapsed: () => number;
+  /** What records' times are kept from (see Entry's `created`): the clock's reading at the store's creation, whole ms. */
+  readonly #epoch: number;
 
   constructor(
     /** The most records kept; when full, the least recently used that is not running goes first. */
@@ -263,6 +270,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     readonly maxBytes = 67_108_864,
   ) {
     this.#elapsed = elapsedTime(clock);
+    this.#epoch = Math.floor(clock.now());
     // Not enumerable: a spread copy of the store is not branded.
     Object.defineProperty(this, IN_PROCESS, { value: this });
     // Set here, not as a class field: a computed class key counts as a side effect to bundlers,
@@ -291,6 +299,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       },
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
+      createdAt: (record) => this.#epoch + (record as Entry).created,
       completed: (key) => {
         this.#checkOpen();
         // Asked of every first request (an early replay's probe): no record, no clock read.
@@ -343,11 +352,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         key,
         fingerprint,
         raw,
-        createdAt: this.clock.now(),
+        created: small(this.clock.now() - this.#epoch),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
         expiresAt: leaseEnd(now, 2 * leaseMs),
-        completedAt: 0,
+        completed: 0,
         kind: undefined,
         status: 0,
         headers: undefined,
@@ -444,7 +453,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     entry.status = status;
     entry.headers = headers;
     entry.body = body;
-    entry.completedAt = this.clock.now();
+    entry.completed = small(this.clock.now() - this.#epoch);
     this.#expireAt(entry, expiry(now, ttlMs));
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
@@ -677,8 +686,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       status: 'completed',
       key,
       fingerprint: entry.raw ? digestOfPreimage(entry.fingerprint) : entry.fingerprint,
-      createdAt: entry.createdAt,
-      completedAt: entry.completedAt,
+      createdAt: this.#epoch + entry.created,
+      completedAt: this.#epoch + entry.completed,
       expiresAt: this.clock.now() + (entry.expiresAt - this.#elapsed()),
       outcome: handOut(entry as KeptRecord),
     };
@@ -692,6 +701,15 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
  * claim's expiry (rounded down, a lease under 1 ms outlived it: a fresh claim beside the owner);
  * a completed record's expiry down (it is never kept past its TTL).
  */
+/**
+ * `ms` as a small integer where it is one: V8 keeps it in the entry itself. A difference of two
+ * clock readings is a double, which V8 boxes in a number object of its own, even when whole.
+ */
+function small(ms: number): number {
+  const whole = ms | 0;
+  return whole === ms ? whole : ms;
+}
+
 function leaseEnd(now: number, ms: number): number {
   return Math.ceil(now + ms);
 }

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { idempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore } from '../src/index.js';
-import { inProcess } from '../src/memory-store.js';
+import { fingerprintOf } from '../src/http/fingerprint.js';
 
 // Review of aa27a3c7's `#wallClock`: a memoryStore() record's completedAt was derived from the last
 // new claim's Date reading plus the monotonic time since. The store's contract (store.ts) is
@@ -172,12 +172,12 @@ describe('through the Fastify plugin, a frozen Date', () => {
       const second = await send();
       expect(second.json()).toEqual({ id: 1 });
       expect(runs).toBe(1);
-      // The entry as kept: its completedAt too (KeptRecord does not type it).
-      const record = inProcess(store)?.completed?.('http:*:order-1') as
-        | { createdAt: number; completedAt?: number }
-        | undefined;
-      expect(record?.createdAt).toBe(frozen);
-      expect(record?.completedAt).toBe(frozen);
+      // The record as the store hands it out (claimed again with the request's fingerprint).
+      const fingerprint = fingerprintOf('POST', '/orders', 'application/json', undefined, Buffer.from('{"n":1}'), []);
+      const found = await store.claim('http:*:order-1', fingerprint, 1_000);
+      if (found.status !== 'completed') throw new Error(found.status);
+      expect(found.record.createdAt).toBe(frozen);
+      expect(found.record.completedAt).toBe(frozen);
     } finally {
       await app.close();
       store.dispose();
