@@ -47,10 +47,10 @@ interface Entry {
   readonly raw: boolean;
   /**
    * When first claimed: ms since the store's epoch (see {@link MemoryStore}'s `#epoch`), records
-   * show `#epoch + created`. A small integer is kept in the entry itself; epoch ms (over 2^31)
+   * show `#epoch + created` (or the reading itself, see {@link Since}). A small integer is kept in the entry itself; epoch ms (over 2^31)
    * were a number object of their own per record, one more for the collector to copy.
    */
-  readonly created: number;
+  readonly created: Since;
   /** The claim's token as a number (`m<token>` handed out): a small integer, no string kept per record. */
   token: number;
   /**
@@ -61,7 +61,7 @@ interface Entry {
   /** On the monotonic line, as `leaseUntil`. */
   expiresAt: number;
   /** When completed, as `created`. */
-  completed: number;
+  completed: Since;
   /** Undefined while its claim runs; then its outcome, kept in the three fields after it. */
   kind: KeptOutcome['kind'] | undefined;
   status: number;
@@ -73,6 +73,12 @@ interface Entry {
   older: Entry | undefined;
   newer: Entry | undefined;
 }
+
+/**
+ * A record's time as its entry keeps it: ms since the store's epoch, or the clock's reading
+ * itself where that would not give it back exactly (see {@link since}).
+ */
+type Since = number | { readonly at: number };
 
 const NAME = 'memoryStore';
 
@@ -299,7 +305,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       },
       release: (key, token) => this.#release(key, token),
       extend: (key, token, leaseMs) => this.#extend(key, token, leaseMs),
-      createdAt: (record) => this.#epoch + (record as Entry).created,
+      createdAt: (record) => this.#date((record as Entry).created),
       completed: (key) => {
         this.#checkOpen();
         // Asked of every first request (an early replay's probe): no record, no clock read.
@@ -352,7 +358,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         key,
         fingerprint,
         raw,
-        created: small(this.clock.now() - this.#epoch),
+        created: since(this.clock.now(), this.#epoch),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
         expiresAt: leaseEnd(now, 2 * leaseMs),
@@ -453,7 +459,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     entry.status = status;
     entry.headers = headers;
     entry.body = body;
-    entry.completed = small(this.clock.now() - this.#epoch);
+    entry.completed = since(this.clock.now(), this.#epoch);
     this.#expireAt(entry, expiry(now, ttlMs));
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
@@ -676,6 +682,11 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     this.#sweep = undefined;
   }
 
+  /** The reading an entry's {@link Since} stands for, epoch ms. */
+  #date(time: Since): number {
+    return (time as { at?: number }).at ?? this.#epoch + (time as number);
+  }
+
   #checkOpen(): void {
     if (this.#disposed) throw new DisposedError(NAME);
   }
@@ -686,8 +697,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       status: 'completed',
       key,
       fingerprint: entry.raw ? digestOfPreimage(entry.fingerprint) : entry.fingerprint,
-      createdAt: this.#epoch + entry.created,
-      completedAt: this.#epoch + entry.completed,
+      createdAt: this.#date(entry.created),
+      completedAt: this.#date(entry.completed),
       expiresAt: this.clock.now() + (entry.expiresAt - this.#elapsed()),
       outcome: handOut(entry as KeptRecord),
     };
@@ -702,12 +713,16 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
  * a completed record's expiry down (it is never kept past its TTL).
  */
 /**
- * `ms` as a small integer where it is one: V8 keeps it in the entry itself. A difference of two
- * clock readings is a double, which V8 boxes in a number object of its own, even when whole.
+ * Reading `at` as an entry keeps it, `epoch` the store's ({@link Since}): a small integer where it
+ * is one (V8 keeps it in the entry itself; a difference of two clock readings is a double, which
+ * V8 boxes in a number object of its own, even when whole); the reading itself where the
+ * difference would not give it back exactly (a fraction far below the epoch or of the other sign,
+ * readings past 2^53).
  */
-function small(ms: number): number {
+function since(at: number, epoch: number): Since {
+  const ms = at - epoch;
   const whole = ms | 0;
-  return whole === ms ? whole : ms;
+  return whole === ms ? whole : epoch + ms === at ? ms : { at };
 }
 
 function leaseEnd(now: number, ms: number): number {

@@ -3,8 +3,8 @@ import Fastify from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { HOUR, stepWallClock } from '../../../test/support/wall-clock.js';
 import { idempotency } from '../src/fastify.js';
-import { type IdempotencyStore, memoryStore } from '../src/index.js';
 import { fingerprintOf } from '../src/http/fingerprint.js';
+import { type IdempotencyStore, memoryStore } from '../src/index.js';
 
 // Review of aa27a3c7's `#wallClock`: a memoryStore() record's completedAt was derived from the last
 // new claim's Date reading plus the monotonic time since. The store's contract (store.ts) is

@@ -99,9 +99,7 @@ describe('memoryStore record dates', () => {
       // Over a socket: on Fastify, answered before the body is parsed (the early replay).
       expect(await post(url, 'k-1')).toBe(201);
       expect(runs).toBe(1);
-      expect(replays.map((event) => [event.key, event.createdAt])).toEqual([
-        ['k-1', EPOCH + 3_000_000_123],
-      ]);
+      expect(replays.map((event) => [event.key, event.createdAt])).toEqual([['k-1', EPOCH + 3_000_000_123]]);
       if (framework === 'fastify') {
         // Decided after parsing too (inject's body is pushed only when read: no early replay).
         const app = Fastify();
@@ -115,10 +113,7 @@ describe('memoryStore record dates', () => {
           payload: BODY,
         });
         expect(injected.statusCode).toBe(201);
-        expect(replays.map((event) => event.createdAt)).toEqual([
-          EPOCH + 3_000_000_123,
-          EPOCH + 3_000_000_123,
-        ]);
+        expect(replays.map((event) => event.createdAt)).toEqual([EPOCH + 3_000_000_123, EPOCH + 3_000_000_123]);
       }
       store.dispose();
     });
