@@ -47,8 +47,9 @@ interface Entry {
   readonly raw: boolean;
   /**
    * When first claimed: ms since the store's epoch (see {@link MemoryStore}'s `#epoch`), records
-   * show `#epoch + created` (or the reading itself, see {@link Since}). A small integer is kept in the entry itself; epoch ms (over 2^31)
-   * were a number object of their own per record, one more for the collector to copy.
+   * show `#epoch + created` (or the reading itself, see {@link Since}). A small integer is kept in
+   * the entry itself; epoch ms (over 2^31) were a number object of their own per record, one more
+   * for the collector to copy.
    */
   readonly created: Since;
   /** The claim's token as a number (`m<token>` handed out): a small integer, no string kept per record. */
