@@ -10,6 +10,13 @@ import { median, pin, printRows } from './harness.js';
 // this process. The child loads the built packages (run `pnpm run build` first): what users get.
 
 const REQUESTS = Number(process.env.REQUESTS ?? 4_000);
+// Requests sent between each sample's forced collection and its CPU window. A forced full
+// collection (gc(), which the bytes measure needs at both ends) leaves a server slow for
+// thousands of requests: bare Fastify took 50–62 µs of CPU a request in the 4,000 after it,
+// against 17.5 µs after 8,000 more, and a server that keeps records more so (the table this
+// harness printed before 2026-12-06 read those 4,000 alone: Fastify first requests 0.66× bare,
+// 0.82× in steady state).
+const REWARM = Number(process.env.REWARM ?? 8_000);
 const WARMUP = Number(process.env.WARMUP ?? 10_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 11);
 /** FRAMEWORKS=fastify (or express) measures one. */
@@ -31,7 +38,8 @@ const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123'
 let PIN = false;
 
 // The child: an app, bare or with the middleware on memoryStore(); 'start' and 'stop' bracket
-// the measured requests with a full collection each and answer with the CPU time between them.
+// the re-warm and the measured requests with a full collection each (for the bytes), 'cpu'
+// marks where the measured ones begin, and 'stop' answers with the CPU time since.
 const SERVER = `
 const [framework, guarded] = process.argv.slice(1);
 const { memoryStore } = require('@holdfast/idempotency');
@@ -56,7 +64,8 @@ async function main() {
   }
   let cpu;
   process.on('message', (m) => {
-    if (m === 'start') { gc(); setTimeout(() => { console.log('@start'); cpu = process.cpuUsage(); process.send('started'); }, Number(process.env.SETTLE_MS || 0)); }
+    if (m === 'start') { gc(); console.log('@start'); process.send('started'); }
+    if (m === 'cpu') { cpu = process.cpuUsage(); process.send('cpu'); }
     if (m === 'stop') { const used = process.cpuUsage(cpu); gc(); console.log('@stop'); process.send({ user: used.user, system: used.system }); }
   });
   process.send({ port: server.address().port });
@@ -64,7 +73,13 @@ async function main() {
 main();
 `;
 
-type Variant = { readonly name: string; readonly guarded: boolean; readonly key: (() => string) | undefined };
+type Variant = {
+  readonly name: string;
+  readonly guarded: boolean;
+  readonly key: (() => string) | undefined;
+  /** The bare row this one is read against: the one sent the same kind of requests. */
+  readonly against: string;
+};
 
 interface Sample {
   /** User + system CPU time per request, µs. */
@@ -78,7 +93,7 @@ async function serve(
   framework: string,
   guarded: boolean,
 ): Promise<{ child: ChildProcess; port: number; log: () => string }> {
-  const args = [...(process.env.SERVER_FLAGS ?? '').split(' ').filter(Boolean), '--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'];
+  const args = ['--expose-gc', '--trace-gc-nvp', '-e', SERVER, framework, guarded ? 'yes' : 'no'];
   const child = spawn(PIN ? 'taskset' : process.execPath, PIN ? ['-c', '1', process.execPath, ...args] : args, {
     cwd: fileURLToPath(new URL('.', import.meta.url)),
     env: { ...process.env, NODE_OPTIONS: '' },
@@ -168,6 +183,8 @@ async function start(framework: string, variant: Variant): Promise<Running> {
 async function sample(server: Running): Promise<Sample> {
   const { child, port, log, agent, variant } = server;
   await ask(child, 'start');
+  await load(port, REWARM, variant.key, CONNECTIONS, agent);
+  await ask(child, 'cpu');
   await load(port, REQUESTS, variant.key, CONNECTIONS, agent);
   const { user, system } = await ask<{ user: number; system: number }>(child, 'stop');
   // The last nvp line (the stop's collection) may still be on its way.
@@ -175,7 +192,8 @@ async function sample(server: Running): Promise<Sample> {
   return {
     cpu: (user + system) / REQUESTS,
     user: user / REQUESTS,
-    bytes: allocatedBetween(log()) / REQUESTS,
+    // Between the two forced collections: the re-warm's requests and the measured ones.
+    bytes: allocatedBetween(log()) / (REWARM + REQUESTS),
   };
 }
 
@@ -200,12 +218,14 @@ function quartiles(values: readonly number[]): [number, number, number] {
 async function measureAll(): Promise<void> {
   let fresh = 0;
   const variants: Variant[] = [
-    // The same requests as first requests (a fresh Idempotency-Key each), ignored: Node parses
-    // every header a request carries, whoever reads it (see http-instructions.ts's `bare-key`).
-    { name: 'bare', guarded: false, key: () => `key-${++fresh}` },
-    { name: 'middleware, no key', guarded: true, key: undefined },
-    { name: 'middleware, first requests', guarded: true, key: () => `key-${++fresh}` },
-    { name: 'middleware, replays', guarded: true, key: () => 'the-same-key' },
+    // Each row is read against a bare app sent the same requests: Node parses every header a
+    // request carries, whoever reads it (see http-instructions.ts's `bare-key`). The keyed bare
+    // one ignores a fresh Idempotency-Key each.
+    { name: 'bare, no key', guarded: false, key: undefined, against: 'bare, no key' },
+    { name: 'bare, keyed', guarded: false, key: () => `key-${++fresh}`, against: 'bare, keyed' },
+    { name: 'middleware, no key', guarded: true, key: undefined, against: 'bare, no key' },
+    { name: 'middleware, first requests', guarded: true, key: () => `key-${++fresh}`, against: 'bare, keyed' },
+    { name: 'middleware, replays', guarded: true, key: () => 'the-same-key', against: 'bare, keyed' },
   ];
   for (const framework of FRAMEWORKS) {
     // Every variant's server runs for the whole table, warmed once; each round samples each of
@@ -229,12 +249,10 @@ async function measureAll(): Promise<void> {
         server.child.kill();
       }
     }
-    const bare = samples.get('bare') ?? [];
-    const bareBytes = median(bare.map((s) => s.bytes));
     // Each round's ratio to that round's bare server: on a shared machine the load drifts
     // between rounds (one configuration measured 175 to 230 µs/req within minutes), and a ratio
     // of two medians taken from different rounds swung by up to 0.5 between runs.
-    const ratios = (list: readonly Sample[], of: (s: Sample) => number) =>
+    const ratios = (bare: readonly Sample[], list: readonly Sample[], of: (s: Sample) => number) =>
       quartiles(list.map((s, round) => of(bare[round] as Sample) / of(s)));
     const spread = ([low, mid, high]: [number, number, number]) =>
       `${mid.toFixed(2)} (${low.toFixed(2)}–${high.toFixed(2)})`;
@@ -251,20 +269,22 @@ async function measureAll(): Promise<void> {
       ],
       variants.map((v) => {
         const list = samples.get(v.name) ?? [];
+        const bare = samples.get(v.against) ?? [];
         const bytes = median(list.map((s) => s.bytes));
         return [
-          v.name,
+          v.name === v.against ? v.name : `${v.name} (÷ ${v.against})`,
           median(list.map((s) => s.cpu)).toFixed(1),
-          spread(ratios(list, (s) => s.cpu)),
+          spread(ratios(bare, list, (s) => s.cpu)),
           median(list.map((s) => s.user)).toFixed(1),
-          (ratios(list, (s) => s.user)[1] as number).toFixed(2),
+          (ratios(bare, list, (s) => s.user)[1] as number).toFixed(2),
           bytes.toFixed(0),
-          (bytes - bareBytes).toFixed(0),
+          (bytes - median(bare.map((s) => s.bytes))).toFixed(0),
         ];
       }),
     );
     console.log(
-      `(${ROUNDS} rounds of ${REQUESTS} requests per variant, each server warmed by ${WARMUP} first and kept for ` +
+      `(${ROUNDS} rounds of ${REQUESTS} requests per variant, each after a forced collection and ${REWARM} more, ` +
+        `each server warmed by ${WARMUP} first and kept for ` +
         `every round, ${CONNECTIONS} keep-alive connections, order rotated each round; ` +
         `${PIN ? 'servers on CPU 1, client on CPU 0' : 'CPUs not pinned'}; "× bare" columns: the median (and ` +
         `quartiles) over rounds of bare's time per request over this row's, both from one round; CPU is user + ` +
