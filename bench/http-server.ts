@@ -13,18 +13,14 @@ const REQUESTS = Number(process.env.REQUESTS ?? 4_000);
 // Requests sent between each sample's forced collection and its CPU window. A forced full
 // collection (gc(), which the bytes measure needs at both ends) leaves a server slow for
 // thousands of requests: bare Fastify took 50–62 µs of CPU a request in the 4,000 after it,
-// against 17.5 µs after 8,000 more, and a server that keeps records more so (the table this
-// harness printed before 2026-12-06 read those 4,000 alone: Fastify first requests 0.66× bare,
-// 0.82× in steady state).
+// against 17.5 µs after 8,000 more, and a server that keeps records more so (until this re-warm,
+// the table read those 4,000 alone: Fastify first requests 0.66× bare, 0.82× in steady state).
 const REWARM = Number(process.env.REWARM ?? 8_000);
 const WARMUP = Number(process.env.WARMUP ?? 10_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 11);
 /** FRAMEWORKS=fastify (or express) measures one. */
 const FRAMEWORKS = (process.env.FRAMEWORKS ?? 'express,fastify').split(',');
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16);
-// MAX_ENTRIES=1000 keeps the store small (the least recently used records go): what the records
-// a store keeps cost the server (its collector and caches), by difference with the default run.
-
 const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
 
 // With two or more CPUs (and Linux's taskset), the server runs on one CPU and this process (the
@@ -43,6 +39,9 @@ let PIN = false;
 const SERVER = `
 const [framework, guarded] = process.argv.slice(1);
 const { memoryStore } = require('@holdfast/idempotency');
+// MAX_ENTRIES=1000 keeps the store small (the least recently used records go): what the records a
+// store keeps cost the server, by difference with the default run (it made no difference to
+// Fastify's first requests on 2026-12-06: 0.66× both ways, before the re-warm).
 const store = guarded === 'yes' ? memoryStore({ maxEntries: Number(process.env.MAX_ENTRIES || 100000) }) : undefined;
 let n = 0;
 async function main() {
