@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import { type Clock, createBus, ManualClock, type TimerHandle } from '@holdfast/core';
+import { type Clock, createBus, ManualClock } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -8,6 +8,7 @@ import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { type IdempotencyStore, idempotent, memoryStore } from '../src/index.js';
 import { IN_PROCESS } from '../src/memory-store.js';
+import { settableClock } from './http-support/support.js';
 
 // Review of 5ae09ced: memoryStore() records keep createdAt/completedAt as ms since the store was
 // made (`#epoch + created`), and the HTTP engine asks the store (StoreNow v7 `createdAt()`) for
@@ -24,17 +25,6 @@ afterEach(async () => {
 
 const EPOCH = 1_765_000_000_000;
 const BODY = '{"amount":4200}';
-
-/** A user's clock without monotonic(): its readings are set by the test; real (unref'd) timers. */
-function userClock(start: number) {
-  let now = start;
-  const clock: Clock = {
-    now: () => now,
-    setTimeout: (callback, ms) => setTimeout(callback, ms).unref() as TimerHandle,
-    clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-  };
-  return { clock, set: (t: number) => (now = t) };
-}
 
 /** Claims and completes `key`; the readings of the store's clock at each, and the record handed out after. */
 async function dated(store: IdempotencyStore, clock: Clock, key: string, between: () => unknown) {
@@ -64,7 +54,7 @@ describe('memoryStore record dates are the clock readings, exactly', () => {
   });
 
   it('a user clock (no monotonic()) made at a negative time, read at a positive fractional one', async () => {
-    const wall = userClock(-EPOCH);
+    const wall = settableClock(-EPOCH);
     const store = memoryStore({ clock: wall.clock });
     wall.set(EPOCH + 0.7);
     const { claimedAt, completedAt, record } = await dated(store, wall.clock, 'a', () => wall.set(EPOCH + 1.3));
@@ -82,7 +72,7 @@ describe('memoryStore record dates are the clock readings, exactly', () => {
   });
 
   it('the replay event of the Fastify early replay, on a clock stepped back to a fraction', async () => {
-    const wall = userClock(EPOCH);
+    const wall = settableClock(EPOCH);
     const store = memoryStore({ clock: wall.clock });
     const bus = createBus();
     const replays: (number | undefined)[] = [];
@@ -191,8 +181,8 @@ describe('what held (pinned here: no test covered these before)', () => {
   // The engine reads the date of a record its store's calls handed out from `#now`, set once
   // from `store`: a record can be "shared" only when it came from those same calls.
   it("fastify: a route's own config.idempotency store dates its own replays (early and after parsing)", async () => {
-    const a = userClock(EPOCH);
-    const b = userClock(-7_000_000_000.5);
+    const a = settableClock(EPOCH);
+    const b = settableClock(-7_000_000_000.5);
     const storeA = memoryStore({ clock: a.clock });
     const storeB = memoryStore({ clock: b.clock });
     const bus = createBus();
@@ -233,7 +223,7 @@ describe('what held (pinned here: no test covered these before)', () => {
 
   it('a spy patched on the store after the middleware was made: the replay event still has the date', async () => {
     for (const framework of ['express', 'fastify'] as const) {
-      const wall = userClock(EPOCH);
+      const wall = settableClock(EPOCH);
       const store = memoryStore({ clock: wall.clock });
       const bus = createBus();
       const replays: (number | undefined)[] = [];
@@ -253,7 +243,7 @@ describe('what held (pinned here: no test covered these before)', () => {
   });
 
   it('a store object that offers only the v6 calls (an older copy): general path, the event has the date', async () => {
-    const wall = userClock(EPOCH);
+    const wall = settableClock(EPOCH);
     const inner = memoryStore({ clock: wall.clock });
     // As an older copy's store looks to this one's middleware: branded in-process, its calls under v6.
     const older: IdempotencyStore = {

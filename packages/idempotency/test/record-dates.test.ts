@@ -1,11 +1,12 @@
 import type { AddressInfo } from 'node:net';
-import { type Clock, createBus, ManualClock, type TimerHandle } from '@holdfast/core';
+import { createBus, ManualClock } from '@holdfast/core';
 import express from 'express';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
+import { settableClock } from './http-support/support.js';
 
 // A memoryStore() record keeps its times as milliseconds since the store was made (a small
 // integer V8 keeps in the record itself, where epoch ms were a number object of their own per
@@ -17,17 +18,6 @@ const closers: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
   await Promise.all(closers.splice(0).map((close) => close()));
 });
-
-/** A wall clock at epoch ms, moved by the test; the real timers (unref'd), for the store's sweeps. */
-function wallClock(start: number) {
-  let now = start;
-  const clock: Clock = {
-    now: () => now,
-    setTimeout: (callback, ms) => setTimeout(callback, ms).unref() as TimerHandle,
-    clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
-  };
-  return { clock, set: (t: number) => (now = t) };
-}
 
 const BODY = '{"amount":4200}';
 const EPOCH = 1_765_000_000_000;
@@ -67,7 +57,7 @@ describe('memoryStore record dates', () => {
 
   for (const framework of ['fastify', 'express'] as const) {
     it(`${framework}: the replay event's createdAt is the first request's claim, in epoch ms`, async () => {
-      const wall = wallClock(EPOCH);
+      const wall = settableClock(EPOCH);
       const store = memoryStore({ clock: wall.clock });
       const bus = createBus();
       const replays: { key: string; createdAt?: number }[] = [];

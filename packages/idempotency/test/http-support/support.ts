@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { Clock, TimerHandle } from '@holdfast/core';
 import type { ClaimResult, IdempotencyStore } from '../../src/index.js';
 
 /** Counts the calls made to a store. */
@@ -89,4 +90,18 @@ export async function eventually(check: () => Promise<boolean> | boolean, tries 
     await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error('condition never held');
+}
+
+/**
+ * A clock without monotonic() whose readings the test sets (a user's own clock, or a wall clock
+ * at epoch ms), on the real timers, unref'd, for a store's sweeps.
+ */
+export function settableClock(start: number): { clock: Clock; set(t: number): number } {
+  let now = start;
+  const clock: Clock = {
+    now: () => now,
+    setTimeout: (callback, ms) => setTimeout(callback, ms).unref() as TimerHandle,
+    clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
+  };
+  return { clock, set: (t: number) => (now = t) };
 }
