@@ -2,9 +2,9 @@ import { spawnSync } from 'node:child_process';
 
 /**
  * Runs `test/fixtures/<fixture>` with --expose-gc, from source, in a process of its own, for
- * `total` records; what it printed (JSON), or throws with its stderr.
+ * `total` records (and `args`); what it printed (JSON), or throws with its stderr.
  */
-export function heapFixture(fixture: string, total: number): { perRecord: number; records: number } {
+export function heapFixture(fixture: string, total: number, ...args: string[]): { perRecord: number; records: number } {
   const child = spawnSync(
     process.execPath,
     [
@@ -14,6 +14,7 @@ export function heapFixture(fixture: string, total: number): { perRecord: number
       'tsx',
       new URL(`./fixtures/${fixture}`, import.meta.url).pathname,
       String(total),
+      ...args,
     ],
     { encoding: 'utf8', timeout: 60_000, cwd: new URL('..', import.meta.url).pathname },
   );
