@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import Fastify from 'fastify';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
 import { idempotency } from '../src/express.js';
-import { idempotent, redisStore } from '../src/index.js';
+import { idempotency as idempotencyFastify } from '../src/fastify.js';
+import { idempotent, memoryStore, redisStore } from '../src/index.js';
 import { newKey, send } from './http-support/support.js';
 
 /**
@@ -88,4 +90,86 @@ describe.skipIf(!redisAvailable())('redisStore keys of scopes and keys with lone
     // A key that was well-formed keeps the Redis key it had (records written before stay found).
     expect(store.keyOf('abc')).toBe('holdfast:idem:{ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0}');
   });
+});
+
+/**
+ * A scope that fails with a value that is no Error: a hand-rolled promisify that rejects with the
+ * callback's `err` when it is null (`err !== undefined ? reject(err) : ...`), `throw undefined`,
+ * or a string. Express's `next()` and Fastify's hook `done()` take a falsy error for none (and
+ * Express takes 'route' and 'router' for its own signals): the request went on to the handler
+ * with its key never claimed, and every retry ran the handler again.
+ */
+describe('a scope that fails with something other than an Error', () => {
+  const lookup = (user: string | undefined, callback: (err: Error | null, id?: string) => void) =>
+    setImmediate(() => (user === undefined ? callback(null) : callback(null, user)));
+  // The account lookup's callback says "no such account" with (null, undefined): this wrapper
+  // rejects with that null.
+  const scopeOf = (user: string | undefined) =>
+    new Promise<string>((resolve, reject) =>
+      lookup(user, (err, id) => (err !== null || id === undefined ? reject(err) : resolve(id))),
+    );
+
+  for (const [what, thrown] of [
+    ['null', () => scopeOf(undefined)],
+    ['undefined', () => Promise.reject(undefined)],
+    ["the string 'route'", () => Promise.reject('route')],
+    [
+      '0, thrown at once',
+      () => {
+        throw 0;
+      },
+    ],
+  ] as const) {
+    it(`Express 5: never runs the handler unclaimed when scope fails with ${what}`, async () => {
+      const app = express();
+      app.use(idempotency({ store: memoryStore(), scope: thrown as () => string }));
+      app.use(express.json());
+      let runs = 0;
+      app.post('/charges', (_req, res) => {
+        runs++;
+        res.status(201).json({ charge: runs });
+      });
+      const errors: unknown[] = [];
+      app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+        errors.push(error);
+        res.status(500).json({ error: 'scope failed' });
+      });
+      const http = app.listen(0, '127.0.0.1');
+      await new Promise((resolve) => http.once('listening', resolve));
+      try {
+        const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/charges`;
+        const key = newKey();
+        const first = await send(url, { key, body: { amount: 1 } });
+        const retry = await send(url, { key, body: { amount: 1 } });
+        expect(runs).toBe(0);
+        expect([first.status, retry.status]).toEqual([500, 500]);
+        expect(errors).toHaveLength(2);
+        expect(String((errors[0] as Error).message)).toMatch(/scope/);
+      } finally {
+        await new Promise((resolve) => http.close(resolve));
+      }
+    });
+
+    it(`Fastify 5: never runs the handler unclaimed when scope fails with ${what}`, async () => {
+      const app = Fastify();
+      await app.register(idempotencyFastify, { store: memoryStore(), scope: thrown as () => string });
+      let runs = 0;
+      app.post('/charges', async (_request, reply) => {
+        runs++;
+        return reply.code(201).send({ charge: runs });
+      });
+      await app.listen({ port: 0, host: '127.0.0.1' });
+      try {
+        const url = `http://127.0.0.1:${(app.server.address() as AddressInfo).port}/charges`;
+        const key = newKey();
+        const first = await send(url, { key, body: { amount: 1 } });
+        const retry = await send(url, { key, body: { amount: 1 } });
+        expect(runs).toBe(0);
+        expect([first.status, retry.status]).toEqual([500, 500]);
+        expect(first.text).toMatch(/scope/);
+      } finally {
+        await app.close();
+      }
+    });
+  }
 });

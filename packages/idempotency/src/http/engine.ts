@@ -408,14 +408,31 @@ export class HttpIdempotency<Req> implements RunOwner {
   async #scopeOf(req: Req): Promise<string | undefined> {
     const scope = this.options.scope as HttpIdempotencyOptions<Req>['scope'];
     if (scope === 'global') return undefined;
-    const value: unknown = await scope(req);
+    let value: unknown;
+    try {
+      value = await scope(req);
+    } catch (error) {
+      // An object (an Error, an HTTP error of the app's) goes to the app's error handler as it is.
+      // Anything else is no error to the frameworks: a falsy one to Express's `next()` and
+      // Fastify's hook `done()`, and 'route' or 'router' to Express's, sent the request on to the
+      // handler unclaimed, and every retry ran it again.
+      if (typeof error === 'object' && error !== null) throw error;
+      throw this.#scopeError('threw', error);
+    }
     if (typeof value === 'string' && value !== '') return value;
+    throw this.#scopeError('returned', value);
+  }
+
+  #scopeError(did: 'returned' | 'threw', value: unknown): HoldfastConfigError {
     // The value itself may be a secret or a user object: name its type only.
     const got = value === '' ? 'an empty string' : value === null ? 'null' : typeof value;
-    throw new HoldfastConfigError(this.#owner, [
+    return new HoldfastConfigError(this.#owner, [
       {
         path: 'scope',
-        message: `returned ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`,
+        message:
+          did === 'returned'
+            ? `returned ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`
+            : `threw ${got}, not an Error, for a ${this.options.header} request: the request is refused (throw an Error to have your error handler see your own)`,
         value: undefined,
       },
     ]);
