@@ -173,3 +173,44 @@ describe('a scope that fails with something other than an Error', () => {
     });
   }
 });
+
+/**
+ * A text parser before the middleware (no `captureRawBody`) hands it the body as a string: one
+ * sent as UTF-16 decodes to lone surrogates, which the fingerprint hashed as UTF-8, where each reads
+ * as U+FFFD. Two different bodies under one key were one request: the second got the first's
+ * response replayed, not 422.
+ */
+it('Express 5 after express.text(): another UTF-16 body under the same key gets 422, not the first one’s replay', async () => {
+  const app = express();
+  app.use(express.text({ type: 'text/plain' }));
+  app.use(idempotency({ store: memoryStore(), scope: 'global' }));
+  const bodies: number[][] = [];
+  app.post('/notes', (req, res) => {
+    bodies.push([...(req.body as string)].map((c) => c.charCodeAt(0)));
+    res.status(201).json({ note: bodies.length });
+  });
+  const http = app.listen(0, '127.0.0.1');
+  await new Promise((resolve) => http.once('listening', resolve));
+  try {
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/notes`;
+    const key = newKey();
+    const post = (bytes: number[]) =>
+      fetch(url, {
+        method: 'POST',
+        headers: { 'content-type': 'text/plain; charset=utf-16le', 'idempotency-key': key },
+        body: Buffer.from(bytes),
+      });
+    const first = await post([0x00, 0xd8]);
+    expect(first.status).toBe(201);
+    expect(bodies).toEqual([[0xd800]]);
+    const other = await post([0x00, 0xdc]);
+    expect(other.headers.get('idempotent-replayed')).toBeNull();
+    expect(other.status).toBe(422);
+    // The same body again still replays.
+    const again = await post([0x00, 0xd8]);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(bodies).toHaveLength(1);
+  } finally {
+    await new Promise((resolve) => http.close(resolve));
+  }
+});
