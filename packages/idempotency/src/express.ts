@@ -67,6 +67,8 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       return;
     }
     const view = new NodeRequestView(req.method, req.originalUrl, headers, bytes, req);
+    // The runs of the passes before this one (read once: a request passes one layer at a time).
+    const held = holding.get(req);
     const act = (decision: Decision): void => {
       // A timeout middleware answered while the body was read or the store asked: nothing runs.
       if (headersSent(res)) {
@@ -85,14 +87,13 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
             return;
           }
           captureNodeResponse(res, decision.run, ending);
-          const held = holding.get(req);
           if (held === undefined) holding.set(req, [decision.run]);
           else held.push(decision.run);
         }
         next();
       }
     };
-    const decided = core.decideNow(req, view, header, holding.get(req));
+    const decided = core.decideNow(req, view, header, held);
     if (decided instanceof Promise) decided.then(act).catch(next);
     else act(decided);
   };

@@ -409,6 +409,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     const scope = this.options.scope as HttpIdempotencyOptions<Req>['scope'];
     if (scope === 'global') return undefined;
     let value: unknown;
+    let did = 'returned';
     try {
       value = await scope(req);
     } catch (error) {
@@ -417,22 +418,16 @@ export class HttpIdempotency<Req> implements RunOwner {
       // Fastify's hook `done()`, and 'route' or 'router' to Express's, sent the request on to the
       // handler unclaimed, and every retry ran it again.
       if (typeof error === 'object' && error !== null) throw error;
-      throw this.#scopeError('threw', error);
+      value = error;
+      did = 'threw';
     }
-    if (typeof value === 'string' && value !== '') return value;
-    throw this.#scopeError('returned', value);
-  }
-
-  #scopeError(did: 'returned' | 'threw', value: unknown): HoldfastConfigError {
+    if (did === 'returned' && typeof value === 'string' && value !== '') return value;
     // The value itself may be a secret or a user object: name its type only.
     const got = value === '' ? 'an empty string' : value === null ? 'null' : typeof value;
-    return new HoldfastConfigError(this.#owner, [
+    throw new HoldfastConfigError(this.#owner, [
       {
         path: 'scope',
-        message:
-          did === 'returned'
-            ? `returned ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`
-            : `threw ${got}, not an Error, for a ${this.options.header} request: the request is refused (throw an Error to have your error handler see your own)`,
+        message: `${did} ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`,
         value: undefined,
       },
     ]);
