@@ -24,12 +24,12 @@ export type ExpressIdempotencyOptions = HttpIdempotencyOptions<Request>;
 
 export { captureRawBody };
 
-/** Middlewares made in this process: past one, a request may pass two of them (see {@link holding}). */
-let made = 0;
 /**
- * The keys a request holds, once more than one middleware was made: one mounted app-wide and
- * another on a router, on the same store, asked that store again for the key the first had
- * claimed for the same request, answered it with its own 409 in-progress, and the first stored it.
+ * The keys a request holds: one middleware mounted app-wide and another on a router, on the
+ * same store, asked that store again for the key the first had claimed for the same request,
+ * answered it with its own 409 in-progress, and the first stored it. Kept for every claimed
+ * request, not only once a second middleware was made: one middleware mounted twice on a
+ * request's path (`app.use(guard)` and `app.post(path, guard, ...)`) did the same to itself.
  */
 const holding = new WeakMap<object, Run[]>();
 
@@ -45,7 +45,6 @@ const OWNER = 'idempotency/express';
  */
 export function idempotency(options: ExpressIdempotencyOptions): RequestHandler {
   const core = new HttpIdempotency<Request>(OWNER, options);
-  made++;
   const limit = core.options.maxRequestBytes;
   // What to do once the body's bytes are known: answered at once when the store can.
   // `unread`: the body was read here, and the parsers after us have yet to read it.
@@ -68,6 +67,8 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
       return;
     }
     const view = new NodeRequestView(req.method, req.originalUrl, headers, bytes, req);
+    // The runs of the passes before this one (read once: a request passes one layer at a time).
+    const held = holding.get(req);
     const act = (decision: Decision): void => {
       // A timeout middleware answered while the body was read or the store asked: nothing runs.
       if (headersSent(res)) {
@@ -86,16 +87,13 @@ export function idempotency(options: ExpressIdempotencyOptions): RequestHandler 
             return;
           }
           captureNodeResponse(res, decision.run, ending);
-          if (made > 1) {
-            const held = holding.get(req);
-            if (held === undefined) holding.set(req, [decision.run]);
-            else held.push(decision.run);
-          }
+          if (held === undefined) holding.set(req, [decision.run]);
+          else held.push(decision.run);
         }
         next();
       }
     };
-    const decided = core.decideNow(req, view, header, made > 1 ? holding.get(req) : undefined);
+    const decided = core.decideNow(req, view, header, held);
     if (decided instanceof Promise) decided.then(act).catch(next);
     else act(decided);
   };

@@ -106,10 +106,17 @@ export class RedisStore implements IdempotencyStore {
   /**
    * The Redis key of a record: the prefix, then the SHA-256 of the key as a Cluster hash tag.
    * Hashed, so whatever characters the key has (`}` included) it cannot end the tag early, and
-   * two keys never share a record.
+   * two keys never share a record: as UTF-8 a lone surrogate reads as U+FFFD, so keys (HTTP
+   * scopes: a JWT claim, a name cut in the middle of an emoji) that differ only in one shared a
+   * record, and one caller got another's stored response. A key that is not well-formed is hashed
+   * as its UTF-16 code units after a 0xff byte, which no UTF-8 holds; a well-formed one as its
+   * UTF-8, as before (records written before are still found).
    */
   keyOf(key: string): string {
-    return `${this.prefix}{${createHash('sha256').update(key).digest('base64url')}}`;
+    const hash = createHash('sha256');
+    if ((key as unknown as { isWellFormed(): boolean }).isWellFormed()) hash.update(key);
+    else hash.update('\xff', 'latin1').update(key, 'utf16le');
+    return `${this.prefix}{${hash.digest('base64url')}}`;
   }
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {

@@ -408,14 +408,26 @@ export class HttpIdempotency<Req> implements RunOwner {
   async #scopeOf(req: Req): Promise<string | undefined> {
     const scope = this.options.scope as HttpIdempotencyOptions<Req>['scope'];
     if (scope === 'global') return undefined;
-    const value: unknown = await scope(req);
-    if (typeof value === 'string' && value !== '') return value;
+    let value: unknown;
+    let did = 'returned';
+    try {
+      value = await scope(req);
+    } catch (error) {
+      // An object (an Error, an HTTP error of the app's) goes to the app's error handler as it is.
+      // Anything else is no error to the frameworks: a falsy one to Express's `next()` and
+      // Fastify's hook `done()`, and 'route' or 'router' to Express's, sent the request on to the
+      // handler unclaimed, and every retry ran it again.
+      if (typeof error === 'object' && error !== null) throw error;
+      value = error;
+      did = 'threw';
+    }
+    if (did === 'returned' && typeof value === 'string' && value !== '') return value;
     // The value itself may be a secret or a user object: name its type only.
     const got = value === '' ? 'an empty string' : value === null ? 'null' : typeof value;
     throw new HoldfastConfigError(this.#owner, [
       {
         path: 'scope',
-        message: `returned ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`,
+        message: `${did} ${got} for a ${this.options.header} request; it must return a non-empty string naming the caller (authenticate first), or be 'global' to share one key space`,
         value: undefined,
       },
     ]);

@@ -83,7 +83,14 @@ export function fingerprintOf(
   }
   const head = headOf(method, url, type, contentEncoding, headers);
   if (body === undefined || body === null || isEmpty(body)) return sha256(`${head}e`);
-  if (typeof body === 'string') return sha256(`${head}b${Buffer.byteLength(body)}:${body}`);
+  if (typeof body === 'string') {
+    // As UTF-8 a lone surrogate reads as U+FFFD: a text that holds one (a UTF-16 body a text
+    // parser decoded) is hashed as its UTF-16 code units, under a tag of its own, or two
+    // different bodies under one key were one request. A well-formed text hashes as it did.
+    return (body as unknown as { isWellFormed(): boolean }).isWellFormed()
+      ? sha256(`${head}b${Buffer.byteLength(body)}:${body}`)
+      : sha256(`${head}u${body.length}:`, Buffer.from(body, 'utf16le'));
+  }
   if (body instanceof Uint8Array) return sha256(`${head}b${body.byteLength}:`, body);
   return sha256(`${head}j${canonical(body, limit)}`);
 }
