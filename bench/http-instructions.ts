@@ -25,7 +25,16 @@ const WINDOWS = Number(process.env.WINDOWS ?? 8);
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
 const here = fileURLToPath(new URL('.', import.meta.url));
 
-type Kind = 'bare' | 'floor' | 'plugin' | 'hooks3' | 'hooks4' | 'express-bare' | 'express-noop' | 'express';
+type Kind =
+  | 'bare'
+  | 'floor'
+  | 'plugin'
+  | 'plugin-scoped'
+  | 'hooks3'
+  | 'hooks4'
+  | 'express-bare'
+  | 'express-noop'
+  | 'express';
 interface Variant {
   readonly kind: Kind;
   readonly key: 'none' | 'fresh' | 'same';
@@ -46,6 +55,9 @@ const VARIANTS: Record<string, Variant> = {
   hooks4: { kind: 'hooks4', key: 'fresh' },
   'plugin-first': { kind: 'plugin', key: 'fresh' },
   'plugin-replay': { kind: 'plugin', key: 'same' },
+  // With a scope function (a caller's id; here one for all), as a service with users mounts it.
+  'scoped-first': { kind: 'plugin-scoped', key: 'fresh' },
+  'scoped-replay': { kind: 'plugin-scoped', key: 'same' },
   // Express 5 with express.json(), bare and with the middleware before it (as bench/http.ts).
   'express-bare': { kind: 'express-bare', key: 'none' },
   'express-bare-key': { kind: 'express-bare', key: 'fresh' },
@@ -90,10 +102,13 @@ async function server(kind: Kind): Promise<void> {
     );
     if (kind === 'hooks4') app.addHook('onResponse', (_q: unknown, _r: unknown, done: () => void) => done());
   }
-  if (kind === 'plugin') {
+  if (kind === 'plugin' || kind === 'plugin-scoped') {
     const { memoryStore } = require('@holdfast/idempotency');
     const { idempotency } = require('@holdfast/idempotency/fastify');
-    await app.register(idempotency, { store: memoryStore({ maxEntries: 100_000 }), scope: 'global' });
+    await app.register(idempotency, {
+      store: memoryStore({ maxEntries: 100_000 }),
+      scope: kind === 'plugin' ? 'global' : () => 'user-4711',
+    });
   }
   let n = 0;
   app.post('/orders', async (_req: unknown, reply: { code(s: number): { send(b: unknown): unknown } }) =>

@@ -290,9 +290,11 @@ export class HttpIdempotency<Req> implements RunOwner {
     if (!this.guards(view.method)) return PASS;
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
-    // 'global' is known at once: no tick spent awaiting it.
+    // 'global' is known at once, and so is a scope function's string: no tick spent awaiting it.
     if (this.options.scope !== 'global') {
-      return this.#scopeOf(req).then((scope) => this.#decideIn(scope, view, header.key, held));
+      const scope = this.#scopeNow(req);
+      if (typeof scope === 'string') return this.#decideIn(scope, view, header.key, held);
+      return scope.then((known) => this.#decideIn(known, view, header.key, held));
     }
     return this.#decideIn(undefined, view, header.key, held);
   }
@@ -405,13 +407,30 @@ export class HttpIdempotency<Req> implements RunOwner {
     return this.#claim(key, stored, preimage === undefined ? fingerprint : digestOfPreimage(preimage), view.method);
   }
 
-  async #scopeOf(req: Req): Promise<string | undefined> {
-    const scope = this.options.scope as HttpIdempotencyOptions<Req>['scope'];
-    if (scope === 'global') return undefined;
+  /**
+   * `scope(req)` (a function: not 'global'), as it returned it when that is a non-empty string:
+   * the decision goes on at once. (Awaited always, a scope function cost every request a promise
+   * and a tick, and Fastify a read of `reply.sent` after it: about 2,500 instructions a request,
+   * first or replay, bench/http-instructions.ts `scoped-first` and `scoped-replay`.)
+   * Anything else, thrown or returned, is settled by {@link #scopeOf}.
+   */
+  #scopeNow(req: Req): string | Promise<string> {
+    const scope = this.options.scope as Exclude<HttpIdempotencyOptions<Req>['scope'], 'global'>;
+    let value: unknown;
+    try {
+      value = scope(req);
+    } catch (error) {
+      return this.#scopeOf(Promise.reject(error));
+    }
+    return typeof value === 'string' && value !== '' ? value : this.#scopeOf(value);
+  }
+
+  /** What `scope(req)` gave (`returned`: its value, a promise of one, or a rejection of what it threw), settled. */
+  async #scopeOf(returned: unknown): Promise<string> {
     let value: unknown;
     let did = 'returned';
     try {
-      value = await scope(req);
+      value = await returned;
     } catch (error) {
       // An object (an Error, an HTTP error of the app's) goes to the app's error handler as it is.
       // Anything else is no error to the frameworks: a falsy one to Express's `next()` and
