@@ -1,12 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import express from 'express';
 import Fastify from 'fastify';
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
+import { describe, expect, it } from 'vitest';
+import { redisAvailable } from '../../../test/support/redis.js';
 import { idempotency } from '../src/express.js';
 import { idempotency as idempotencyFastify } from '../src/fastify.js';
 import { idempotent, memoryStore, redisStore } from '../src/index.js';
+import { useRedisServer } from './http-support/stores.js';
 import { newKey, send } from './http-support/support.js';
 
 /**
@@ -23,20 +23,7 @@ function accountOf(req: express.Request): string {
 }
 
 describe.skipIf(!redisAvailable())('redisStore keys of scopes and keys with lone surrogates', () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
-  beforeAll(async () => {
-    [server] = (await startRedis(1)) as [RedisServer];
-  });
-  afterAll(async () => {
-    for (const client of clients) client.disconnect();
-    await server?.stop();
-  });
-  const connect = () => {
-    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    clients.push(client);
-    return client;
-  };
+  const { connect } = useRedisServer();
 
   it("does not replay one account's response to another whose scope differs only in a lone surrogate (Express 5)", async () => {
     const app = express();

@@ -5,15 +5,15 @@ import { pipeline } from 'node:stream/promises';
 import { createBus, type EventOf } from '@holdfast/core';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
-import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { type RedisServer, redisAvailable, startRedis } from '../../../test/support/redis.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { redisAvailable } from '../../../test/support/redis.js';
 import { idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { type IdempotencyStore, memoryStore, redisStore } from '../src/index.js';
 import { closeAll, closers, listenNode } from './http-support/body-apps.js';
 import { expectLost, sendKeyed, tick } from './http-support/leave.js';
 import { slowStore } from './http-support/slow-store.js';
+import { useRedisServer } from './http-support/stores.js';
 
 /**
  * A response the server closes once it began: the handler sent its headers (a 201: the payment
@@ -291,25 +291,12 @@ describe.each(stores)('Fastify, %s: a response the server closes once it began',
 });
 
 describe.skipIf(!redisAvailable())('two instances on one Redis: a response cut off by one', () => {
-  let server: RedisServer;
-  const clients: Redis[] = [];
-  beforeAll(async () => {
-    [server] = (await startRedis(1)) as [RedisServer];
-  });
-  afterAll(async () => {
-    for (const client of clients) client.disconnect();
-    await server?.stop();
-  });
+  const redis = useRedisServer();
   // Each test's key 'k' starts unused.
   afterEach(async () => {
-    await clients[0]?.flushall();
+    await redis.clients[0]?.flushall();
   });
-  const store = () => {
-    const client = new Redis(server.url, { maxRetriesPerRequest: 1 });
-    client.on('error', () => {});
-    clients.push(client);
-    return redisStore({ client });
-  };
+  const store = () => redisStore({ client: redis.connect() });
 
   it('Express: the 201 cut off on instance A; the retry on instance B gets the response-lost problem, one run in all', async () => {
     let runs = 0;
