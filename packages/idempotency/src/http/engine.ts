@@ -282,9 +282,11 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   /**
    * {@link decide}, answered without a promise (or a tick) when it can be: a request without a
-   * valid key, and, on an in-process store with a global scope, every request that need not
-   * wait. Throws where `decide` rejects. `held`: the runs this request holds already (another
-   * registration of the adapter): one on this store with its key makes this one pass.
+   * valid key, and, on an in-process store, every request that need not wait whose scope is
+   * 'global' or a string a scope function returned. A scope that throws, or gives no non-empty
+   * string, is a rejection; anything else throws where `decide` rejects. `held`: the runs this
+   * request holds already (another registration of the adapter): one on this store with its key
+   * makes this one pass.
    */
   decideNow(req: Req, view: RequestView, header = this.key(view), held?: readonly Run[]): Decision | Promise<Decision> {
     if (!this.guards(view.method)) return PASS;
