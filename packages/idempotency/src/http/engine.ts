@@ -1016,8 +1016,9 @@ function selectedIn(view: RequestView, names: readonly string[]): readonly (stri
  * not concatenated: `+` and templates give a tree of cons strings over the parts (the header's
  * own string among them) when the result is 13 characters or longer, and a store keeps the key,
  * so each record kept the tree: one object more to copy in each young collection with the global
- * scope, four more with a scope function (393 against 419 bytes a record, and 508 with a scope;
- * bench/http-retained.ts). Array#join writes one flat string.
+ * scope, four more with a scope function (bytes retained a record, joined against templated: 393
+ * against 419 with the global scope, bench/http-retained.ts; 380-406 against 532-538 with a scope
+ * function, test/http-record-bytes.test.ts). Array#join writes one flat string.
  */
 function storedKey(scope: string | undefined, key: string): string {
   return scope === undefined ? ['http:*:', key].join('') : ['http:', scope.length, ':', scope, ':', key].join('');
