@@ -8,7 +8,7 @@ import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { type IdempotencyStore, idempotent, memoryStore } from '../src/index.js';
 import { IN_PROCESS } from '../src/memory-store.js';
-import { settableClock } from './http-support/support.js';
+import { send, settableClock } from './http-support/support.js';
 
 // Review of 5ae09ced: memoryStore() records keep createdAt/completedAt as ms since the store was
 // made (`#epoch + created`), and the HTTP engine asks the store (StoreNow v7 `createdAt()`) for
@@ -303,12 +303,7 @@ async function serve(
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}/orders`;
 }
 
+/** The status of a POST of BODY under `key` (send() of http-support). */
 async function post(url: string, key: string): Promise<number> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'idempotency-key': key },
-    body: BODY,
-  });
-  await response.text();
-  return response.status;
+  return (await send(url, { key, raw: BODY, contentType: 'application/json' })).status;
 }

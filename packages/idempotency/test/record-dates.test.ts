@@ -6,7 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency as expressIdempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
-import { settableClock } from './http-support/support.js';
+import { send, settableClock } from './http-support/support.js';
 
 // A memoryStore() record keeps its times as milliseconds since the store was made (a small
 // integer V8 keeps in the record itself, where epoch ms were a number object of their own per
@@ -22,14 +22,9 @@ afterEach(async () => {
 const BODY = '{"amount":4200}';
 const EPOCH = 1_765_000_000_000;
 
+/** The status of a POST of BODY under `key` (send() of http-support). */
 async function post(url: string, key: string): Promise<number> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'idempotency-key': key },
-    body: BODY,
-  });
-  await response.text();
-  return response.status;
+  return (await send(url, { key, raw: BODY, contentType: 'application/json' })).status;
 }
 
 describe('memoryStore record dates', () => {
