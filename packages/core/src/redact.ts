@@ -76,7 +76,10 @@ export class Redactor {
     const seen = new Set<string>();
     for (const [name, value] of parsed.searchParams) {
       if (!this.#secrets.has(name.toLowerCase())) kept.push([name, value]);
-      else if (!seen.has(name)) kept.push([name, '***']), seen.add(name);
+      else if (!seen.has(name)) {
+        kept.push([name, '***']);
+        seen.add(name);
+      }
     }
     if (seen.size > 0) {
       parsed.search = new URLSearchParams(kept).toString();
