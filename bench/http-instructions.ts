@@ -30,6 +30,7 @@ type Kind =
   | 'floor'
   | 'plugin'
   | 'plugin-scoped'
+  | 'plugin-early'
   | 'hooks3'
   | 'hooks4'
   | 'express-bare'
@@ -58,6 +59,9 @@ const VARIANTS: Record<string, Variant> = {
   // With a scope function (a caller's id; here one for all), as a service with users mounts it.
   'scoped-first': { kind: 'plugin-scoped', key: 'fresh' },
   'scoped-replay': { kind: 'plugin-scoped', key: 'same' },
+  // The same, with the scope asked before the body is parsed (`scopeAt: 'preParsing'`).
+  'early-first': { kind: 'plugin-early', key: 'fresh' },
+  'early-replay': { kind: 'plugin-early', key: 'same' },
   // Express 5 with express.json(), bare and with the middleware before it (as bench/http.ts).
   'express-bare': { kind: 'express-bare', key: 'none' },
   'express-bare-key': { kind: 'express-bare', key: 'fresh' },
@@ -102,12 +106,13 @@ async function server(kind: Kind): Promise<void> {
     );
     if (kind === 'hooks4') app.addHook('onResponse', (_q: unknown, _r: unknown, done: () => void) => done());
   }
-  if (kind === 'plugin' || kind === 'plugin-scoped') {
+  if (kind === 'plugin' || kind === 'plugin-scoped' || kind === 'plugin-early') {
     const { memoryStore } = require('@holdfast/idempotency');
     const { idempotency } = require('@holdfast/idempotency/fastify');
     await app.register(idempotency, {
       store: memoryStore({ maxEntries: 100_000 }),
       scope: kind === 'plugin' ? 'global' : () => 'user-4711',
+      ...(kind === 'plugin-early' ? { scopeAt: 'preParsing' } : {}),
     });
   }
   let n = 0;

@@ -4,7 +4,7 @@
  */
 import { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
-import { HoldfastConfigError, ownPluginOptions } from '@holdfast/core';
+import { HoldfastConfigError, ownPluginOptions, parseOptions } from '@holdfast/core';
 import type {
   FastifyInstance,
   FastifyPluginAsync,
@@ -14,6 +14,7 @@ import type {
   preParsingHookHandler,
   RouteHandlerMethod,
 } from 'fastify';
+import { z } from 'zod';
 import { discardRest, readAndRestore } from './http/body.js';
 import type { OutgoingHeaders } from './http/engine.js';
 import {
@@ -41,14 +42,41 @@ function http2Body(raw: FastifyRequest['raw']): boolean {
   return (raw as { stream?: { endAfterHeaders?: boolean } }).stream?.endAfterHeaders !== true;
 }
 
+/** The plugin's options that the Express middleware has not. */
+const fastifyOptionsSchema = z.strictObject({
+  /**
+   * The hook in which `scope(request)` is called. `'preHandler'`: after the body is parsed and
+   * validated, so the scope may read anything a hook or the parser set. `'preParsing'`: before
+   * the body is read, for a scope that reads only what `onRequest` hooks set (an account
+   * authenticated there, a header); a replay may then be sent before the body is parsed (see the
+   * README). A scope that reads more gets it unset there: `undefined` fails the request.
+   * @default 'preHandler'
+   */
+  scopeAt: z.enum(['preHandler', 'preParsing'], { error: "must be 'preHandler' or 'preParsing'" }).optional(),
+});
+type FastifyOwnOptions = z.input<typeof fastifyOptionsSchema>;
+
 /** Options of the Fastify plugin: see the README for each, with its default. */
-export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest>;
+export type FastifyIdempotencyOptions = HttpIdempotencyOptions<FastifyRequest> & FastifyOwnOptions;
 
 /**
  * A route's `config.idempotency`: `false` turns the plugin off for it, `true` guards it with the
  * plugin's options, an object guards it with options that differ.
  */
-export type FastifyRouteIdempotency = boolean | RouteIdempotencyOptions<FastifyRequest>;
+export type FastifyRouteIdempotency = boolean | (RouteIdempotencyOptions<FastifyRequest> & FastifyOwnOptions);
+
+/** The middleware of a registration, or of a route that overrides its options. */
+class FastifyCore extends HttpIdempotency<FastifyRequest> {
+  /** `scope(request)` is called in preParsing (`scopeAt: 'preParsing'`) and is not `'global'`. */
+  readonly scopesEarly: boolean;
+
+  constructor(owner: string, input: FastifyIdempotencyOptions) {
+    const { scopeAt, ...options } = input;
+    super(owner, options);
+    const own = parseOptions(owner, fastifyOptionsSchema, { scopeAt });
+    this.scopesEarly = own.scopeAt === 'preParsing' && this.options.scope !== 'global';
+  }
+}
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -62,10 +90,10 @@ const OWNER = 'idempotency/fastify';
 const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: FastifyInstance, options) => {
   // Fastify hands a plugin its register options too; they are not ours.
   const base = ownPluginOptions(options);
-  const shared = new HttpIdempotency<FastifyRequest>(OWNER, base);
+  const shared = new FastifyCore(OWNER, base);
   // One middleware per route that overrides options, made (and its options checked) when the
   // route is declared, so a bad route option fails app.ready(), not a request.
-  const perRoute = new WeakMap<object, HttpIdempotency<FastifyRequest>>();
+  const perRoute = new WeakMap<object, FastifyCore>();
   // Each guarded request with a valid key: its middleware, the body's bytes as they came on the
   // wire, and, once claimed, its run until stored or released. Kept on the request under a
   // property of this registration's own: a request decorator, so every request has the slot
@@ -165,7 +193,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * before the plugin loaded, at its first request (a bad option then fails that request, never
    * leaves the route unguarded).
    */
-  const coreOf = (override: unknown, method: unknown, url: unknown): HttpIdempotency<FastifyRequest> => {
+  const coreOf = (override: unknown, method: unknown, url: unknown): FastifyCore => {
     const known = perRoute.get(override as object);
     if (known !== undefined) return known;
     const owner = `${OWNER} (route ${String(method)} ${String(url)})`;
@@ -179,7 +207,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         },
       ]);
     }
-    const core = new HttpIdempotency<FastifyRequest>(owner, { ...base, ...override });
+    const core = new FastifyCore(owner, { ...base, ...override });
     perRoute.set(override, core);
     return core;
   };
@@ -275,7 +303,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     }, noop);
   };
 
-  const coreFor = (request: FastifyRequest): HttpIdempotency<FastifyRequest> | undefined => {
+  const coreFor = (request: FastifyRequest): FastifyCore | undefined => {
     // Read from the route context: every request asks, and `routeOptions` is a new object of a
     // dozen fields at each read (which asks the server for its constraint strategies too). A
     // route without a url in its config is Fastify's 404 route (its own `is404`).
@@ -311,8 +339,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    */
   const replaysEarly = (
     request: FastifyRequest,
-    core: HttpIdempotency<FastifyRequest>,
+    core: FastifyCore,
     header: KeyHeader,
+    scope: string | undefined,
     length: string | undefined,
     payload: unknown,
   ): boolean => {
@@ -324,7 +353,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     const bytes = shortLength(length);
     if (!(bytes > 0 && bytes < request.raw.readableHighWaterMark)) return false;
     // The store first: a first request (no record) looks no further.
-    if (!core.mayReplayNow(header)) return false;
+    if (!core.mayReplayNow(header, scope)) return false;
     const context = routeContextOf(request) as RouteHooks | undefined;
     return (
       context !== undefined &&
@@ -375,7 +404,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           raw,
           toldApart(request),
         );
-        decision = state.core.replayNow(view, state.header as KeyHeader);
+        decision = state.core.replayNow(view, state.header as KeyHeader, state.scope);
       } catch {
         decision = undefined;
       }
@@ -384,10 +413,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       keep(request, false);
       respondWith(reply, decision.response, done, request.method !== 'HEAD');
     };
+    // All here already (an async hook ran first).
+    if (state.complete) state.onComplete();
   };
 
-  const preParsing: preParsingHookHandler = (request, reply, payload, done) => {
-    let core: HttpIdempotency<FastifyRequest> | undefined;
+  const preParsing: preParsingHookHandler = (request, reply, payload, next) => {
+    let done = next;
+    let core: FastifyCore | undefined;
     try {
       core = coreFor(request);
     } catch (error) {
@@ -405,12 +437,15 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       if (core.passes(header)) keep(request, false);
       return done(null, payload);
     }
+    // `scopeAt: 'preParsing'`: asked now, once for the request (its claim takes the same).
+    const scope = core.scopesEarly ? core.askScope(request) : undefined;
     const chunks = new Chunks();
     const state: RequestState = {
       core,
       header,
       headers,
       chunks,
+      scope: typeof scope === 'string' ? scope : undefined,
       run: undefined,
       complete: false,
       watched: false,
@@ -421,6 +456,17 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       hijack: undefined,
     };
     keep(request, state);
+    // A scope that returns a promise (or fails): the request goes on once it is settled, with no
+    // early replay; one that fails is the request's error, as in preHandler.
+    if (typeof scope === 'object') {
+      done = (error, stream) => {
+        if (error !== null) return next(error);
+        scope.then((known) => {
+          state.scope = known;
+          next(null, stream);
+        }, next);
+      };
+    }
     // No body (Fastify reads none): nothing to wait for.
     const { 'content-length': length, 'transfer-encoding': chunked } = headers;
     if (chunked === undefined && (length === '0' || (length === undefined && !http2Body(request.raw)))) {
@@ -434,14 +480,18 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Most bodies: each chunk is kept as the stream is handed it, with no stream in between.
     if (watchPushes(payload, chunks, ended)) {
       state.watched = true;
-      if (replaysEarly(request, core, header, length, payload)) {
+      if (replaysEarly(request, core, header, state.scope, length, payload)) {
         return replayEarly(request, reply, state, payload as FastifyRequest['raw'], done);
       }
       return done(null, payload);
     }
-    // Bytes already buffered (an async hook ran first): read and put back, then watched.
+    // Bytes already buffered (an async hook ran first: an authentication in onRequest): read and
+    // put back, then watched.
     if (payload === request.raw && watchBuffered(payload, chunks, ended)) {
       state.watched = true;
+      if (replaysEarly(request, core, header, state.scope, length, payload)) {
+        return replayEarly(request, reply, state, payload as FastifyRequest['raw'], done);
+      }
       return done(null, payload);
     }
     // Another stream (a preParsing hook's) is only seen by reading: tee it.
@@ -511,7 +561,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // context's preHandler hooks for it. Asking the store again answered the request with its
     // own key's 409 in-progress, stored as that key's answer; the 404 is its handler's answer.
     if (state?.run !== undefined) return done();
-    let core: HttpIdempotency<FastifyRequest> | undefined;
+    let core: FastifyCore | undefined;
     try {
       core = state?.core ?? coreFor(request);
     } catch (error) {
@@ -528,7 +578,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   const decide = (
     request: FastifyRequest,
     reply: FastifyReply,
-    core: HttpIdempotency<FastifyRequest>,
+    core: FastifyCore,
     state: RequestState | undefined,
     done: (error?: Error) => void,
     waited: boolean,
@@ -543,7 +593,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     );
     let decided: Decision | Promise<Decision>;
     try {
-      decided = core.decideNow(request, view, state?.header, live > 1 ? heldRuns(request, slot) : undefined);
+      decided = core.decideNow(
+        request,
+        view,
+        state?.header,
+        live > 1 ? heldRuns(request, slot) : undefined,
+        state?.scope,
+      );
     } catch (error) {
       done(error as Error);
       return;
@@ -556,7 +612,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   const act = (
     request: FastifyRequest,
     reply: FastifyReply,
-    core: HttpIdempotency<FastifyRequest>,
+    core: FastifyCore,
     state: RequestState | undefined,
     done: (error?: Error) => void,
     decision: Decision,
@@ -583,6 +639,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
           header: undefined,
           headers: undefined,
           chunks: undefined,
+          scope: undefined,
           run,
           complete: true,
           watched: false,
@@ -729,11 +786,13 @@ export const idempotency = Object.assign(plugin, {
 
 /** What the plugin knows of a guarded request. */
 interface RequestState {
-  readonly core: HttpIdempotency<FastifyRequest>;
+  readonly core: FastifyCore;
   readonly header: KeyHeader | undefined;
   /** The request's headers as preParsing read them (undefined: a state made after it). */
   readonly headers: FastifyRequest['headers'] | undefined;
   readonly chunks: Chunks | undefined;
+  /** What `scope(request)` gave in preParsing (`scopeAt: 'preParsing'`); undefined: asked when decided. */
+  scope: string | undefined;
   run: Run | undefined;
   /** The body has all come (its last chunk pushed, or teed). */
   complete: boolean;

@@ -479,14 +479,26 @@ describe('Fastify early replay: nothing the app checks before the handler is ski
     const [late] = await conn.until(1);
     conn.end();
     const together = await first(port, 'o-1', BODY, auth);
+    // Half the body buffered while the hook awaited, the rest after: put back, the rest awaited.
+    const split = new Conn(port);
+    split.write(head('o-1', BODY.length, auth) + BODY.slice(0, 10));
+    await pause(40);
+    split.write(BODY.slice(10));
+    const [halves] = await split.until(1);
+    split.end();
     const stranger = await first(port, 'o-1', BODY);
-    for (const replay of [late, together]) {
+    for (const replay of [late, together, halves]) {
       expect(replay?.body).toBe(once.body);
       expect(replay?.headers).toBe(withReplayed(once.headers));
     }
     expect(stranger.status).toBe(401);
-    expect(replays).toEqual(['o-1', 'o-1']);
-    // The late body was answered before parsing; the one buffered while the hook awaited, after.
+    expect(replays).toEqual(['o-1', 'o-1', 'o-1']);
+    // Each replay answered before parsing: the body that came after the hook resolved, and one
+    // buffered (whole, or half) while it awaited.
+    expect(counts).toEqual({ parsed: 1, handled: 1 });
+    // Another body under the key, buffered while the hook awaited: parsed, and its 422.
+    const other = await first(port, 'o-1', BODY.replace('1', '2'), auth);
+    expect(other.status).toBe(422);
     expect(counts).toEqual({ parsed: 2, handled: 1 });
   });
 

@@ -197,20 +197,21 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   /**
-   * The key as stored (see storedKey). The last one asked for with the global scope is kept: an
-   * adapter asks twice for one request (Fastify's preParsing, then its decision), and the same
-   * string, its hash already computed, finds the record in a Map at once.
+   * The key as stored (see storedKey). The last one asked for is kept: an adapter asks twice for
+   * one request (Fastify's preParsing, then its decision), and the same string, its hash already
+   * computed, finds the record in a Map at once.
    */
   #stored(scope: string | undefined, key: string): string {
-    if (scope !== undefined) return storedKey(scope, key);
-    if (key !== this.#lastKey) {
-      this.#lastStored = storedKey(undefined, key);
+    if (key !== this.#lastKey || scope !== this.#lastScope) {
+      this.#lastStored = storedKey(scope, key);
       this.#lastKey = key;
+      this.#lastScope = scope;
     }
     return this.#lastStored;
   }
 
   #lastKey: string | undefined;
+  #lastScope: string | undefined;
   #lastStored = '';
 
   /**
@@ -286,15 +287,22 @@ export class HttpIdempotency<Req> implements RunOwner {
    * 'global' or a string a scope function returned. A scope that throws, or gives no non-empty
    * string, is a rejection; anything else throws where `decide` rejects. `held`: the runs this
    * request holds already (another registration of the adapter): one on this store with its key
-   * makes this one pass.
+   * makes this one pass. `asked`: what {@link askScope} gave for this request (a string), so
+   * `scope` is not called again.
    */
-  decideNow(req: Req, view: RequestView, header = this.key(view), held?: readonly Run[]): Decision | Promise<Decision> {
+  decideNow(
+    req: Req,
+    view: RequestView,
+    header = this.key(view),
+    held?: readonly Run[],
+    asked?: string,
+  ): Decision | Promise<Decision> {
     if (!this.guards(view.method)) return PASS;
     if (header.status === 'missing') return this.options.required ? respond(problem('missingKey')) : PASS;
     if (header.status === 'invalid') return respond(problem('invalidKey', { detail: header.reason }));
     // 'global' is known at once, and so is a scope function's string: no tick spent awaiting it.
     if (this.options.scope !== 'global') {
-      const scope = this.#scopeNow(req);
+      const scope = asked ?? this.#scopeNow(req);
       if (typeof scope === 'string') return this.#decideIn(scope, view, header.key, held);
       return scope.then((known) => this.#decideIn(known, view, header.key, held));
     }
@@ -302,16 +310,28 @@ export class HttpIdempotency<Req> implements RunOwner {
   }
 
   /**
-   * Whether {@link replayNow} may answer a request with this key: an in-process store with the
-   * global scope that holds a completed response under it now. An adapter that can answer before
-   * the framework parses the body asks this first (before reading the body).
+   * `scope(req)` asked now, for an adapter that asks it before the body is read (Fastify's
+   * `scopeAt: 'preParsing'`): a non-empty string, or a promise of one (rejected as
+   * {@link decide} rejects); undefined for the global scope. The adapter hands it back to
+   * {@link decideNow} and {@link replayNow}: one call of `scope` a request.
    */
-  mayReplayNow(header: KeyHeader): boolean {
-    if (this.options.scope !== 'global' || header.status !== 'ok') return false;
+  askScope(req: Req): string | Promise<string> | undefined {
+    return this.options.scope === 'global' ? undefined : this.#scopeNow(req);
+  }
+
+  /**
+   * Whether {@link replayNow} may answer a request with this key: an in-process store that holds
+   * a completed response under it now, in the global scope or in `scope`, what {@link askScope}
+   * gave (no early replay without it: a scope function may read what the body's parsing sets).
+   * An adapter that can answer before the framework parses the body asks this first (before
+   * reading the body).
+   */
+  mayReplayNow(header: KeyHeader, scope?: string): boolean {
+    if (header.status !== 'ok' || (this.options.scope !== 'global' && scope === undefined)) return false;
     const completed = this.#inProcess()?.completed;
     if (completed === undefined) return false;
     try {
-      return completed(this.#stored(undefined, header.key))?.kind === 'response';
+      return completed(this.#stored(scope, header.key))?.kind === 'response';
     } catch {
       return false;
     }
@@ -321,13 +341,14 @@ export class HttpIdempotency<Req> implements RunOwner {
    * The replay of the completed response stored under `header`'s key when this request is the one
    * that stored it (its fingerprint the same), with its 'idempotency.replay' event; undefined
    * otherwise, having claimed, answered and emitted nothing: the request then takes its usual way
-   * ({@link decideNow}). In-process store and global scope only (see {@link mayReplayNow}).
+   * ({@link decideNow}). In-process store only; `scope` as for {@link mayReplayNow}.
    */
-  replayNow(view: RequestView, header: KeyHeader): Decision | undefined {
-    if (!this.guards(view.method) || this.options.scope !== 'global' || header.status !== 'ok') return undefined;
+  replayNow(view: RequestView, header: KeyHeader, scope?: string): Decision | undefined {
+    if (!this.guards(view.method) || header.status !== 'ok') return undefined;
+    if (this.options.scope !== 'global' && scope === undefined) return undefined;
     const completed = this.#inProcess()?.completed;
     if (completed === undefined) return undefined;
-    const stored = this.#stored(undefined, header.key);
+    const stored = this.#stored(scope, header.key);
     let record: KeptRecord | undefined;
     let fingerprint: string | Decision;
     let preimage: string | undefined;
