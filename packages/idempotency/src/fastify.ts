@@ -418,6 +418,8 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
   };
 
   const preParsing: preParsingHookHandler = (request, reply, payload, next) => {
+    // Not captured by a closure of this hook's own: one made here (for a scope's promise) cost
+    // every request about 1,000 instructions, whether made or not.
     let done = next;
     let core: FastifyCore | undefined;
     try {
@@ -458,15 +460,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     keep(request, state);
     // A scope that returns a promise (or fails): the request goes on once it is settled, with no
     // early replay; one that fails is the request's error, as in preHandler.
-    if (typeof scope === 'object') {
-      done = (error, stream) => {
-        if (error !== null) return next(error);
-        scope.then((known) => {
-          state.scope = known;
-          next(null, stream);
-        }, next);
-      };
-    }
+    if (typeof scope === 'object') done = afterScope(scope, state, done);
     // No body (Fastify reads none): nothing to wait for.
     const { 'content-length': length, 'transfer-encoding': chunked } = headers;
     if (chunked === undefined && (length === '0' || (length === undefined && !http2Body(request.raw)))) {
@@ -783,6 +777,25 @@ export const idempotency = Object.assign(plugin, {
   [Symbol.for('fastify.display-name')]: '@holdfast/idempotency',
   [Symbol.for('plugin-meta')]: { fastify: '5.x', name: '@holdfast/idempotency' },
 });
+
+/**
+ * preParsing's `done` for a request whose scope returned a promise: the request goes on once it
+ * is settled (no early replay then), its value kept for the claim; a rejection is the request's
+ * error, as in preHandler.
+ */
+function afterScope(
+  scope: Promise<string>,
+  state: RequestState,
+  next: Parameters<preParsingHookHandler>[3],
+): Parameters<preParsingHookHandler>[3] {
+  return (error, stream) => {
+    if (error !== null) return next(error);
+    scope.then((known) => {
+      state.scope = known;
+      next(null, stream);
+    }, next);
+  };
+}
 
 /** What the plugin knows of a guarded request. */
 interface RequestState {
