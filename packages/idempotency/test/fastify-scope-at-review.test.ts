@@ -394,6 +394,31 @@ describe('the early replay of a body buffered while onRequest awaited', () => {
     });
   }
 
+  it("an Expect: 100-continue whose body comes while onRequest awaits: the 100, then its own caller's replay", async () => {
+    const { port, counts } = await start({ authMs: 60 });
+    const once = await send(port, 'alice', 'e-1');
+    const expecting = async (account: string) => {
+      const conn = new Conn(port);
+      conn.write(head(account, 'e-1', BODY.length, 'Expect: 100-continue\r\n'));
+      await conn.until(1);
+      conn.write(BODY);
+      const answers = await conn.until(2);
+      conn.end();
+      return answers;
+    };
+    const alice = await expecting('alice');
+    const bob = await expecting('bob');
+    expect(alice.map((a) => [a.status, a.replayed, a.body])).toEqual([
+      [100, false, ''],
+      [201, true, once.body],
+    ]);
+    expect(bob.map((a) => [a.status, a.replayed, accountOf(a)])).toEqual([
+      [100, false, undefined],
+      [201, false, 'bob'],
+    ]);
+    expect(counts).toMatchObject({ handled: 2, parsed: 2 });
+  });
+
   it('a Content-Length longer than the bytes sent, the client leaving: no replay, no run, the next replay goes', async () => {
     const { port, counts } = await start();
     const once = await send(port, 'alice', 'k-1');
