@@ -43,6 +43,8 @@ interface Setup {
   authMs?: number;
   /** How long the handler takes. */
   handlerMs?: number;
+  /** Run once the plugin is registered (hooks of the app's own after it). */
+  after?: (app: FastifyInstance) => void;
 }
 
 /**
@@ -73,6 +75,7 @@ async function start(setup: Setup = {}): Promise<{ app: FastifyInstance; port: n
     scopeAt: 'preParsing',
     ...setup.plugin,
   });
+  setup.after?.(app);
   app.post('/orders', { config: { idempotency: setup.route ?? true } }, async (request, reply) => {
     counts.handled++;
     const id = counts.handled;
@@ -787,4 +790,57 @@ describe("scopeAt: 'preParsing' on a store that answers later (Redis): no early 
     // Two a caller; the replays were parsed (decided in preHandler), and the scope asked once each.
     expect(counts).toEqual({ handled: 2, parsed: 5, scoped: 5 });
   });
+});
+
+describe('an empty body that came while onRequest awaited, its parsing started after a pause', () => {
+  // A chunked body of no bytes (`0\r\n\r\n`, as fetch sends an empty stream), or a Content-Length
+  // of `00`, is not Fastify's "no body": it is parsed, by reading the request stream.
+  const empty = (account: string, key: string, type: string, framing: 'chunked' | 'length') =>
+    `POST /orders HTTP/1.1\r\nHost: x\r\nContent-Type: ${type}\r\nX-Api-Key: ${account}\r\n` +
+    `Idempotency-Key: ${key}\r\n${framing === 'chunked' ? 'Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n' : 'Content-Length: 00\r\n\r\n'}`;
+  const answer = async (port: number, text: string) => {
+    const conn = new Conn(port);
+    conn.write(text);
+    const [got] = await conn.until(1);
+    conn.end();
+    return got;
+  };
+
+  for (const [what, setup] of [
+    [
+      'a scope that returns a promise',
+      {
+        plugin: {
+          scope: async (request: FastifyRequest) => {
+            await pause(5);
+            return request.account;
+          },
+        },
+      },
+    ],
+    [
+      "the default scopeAt, and an async preParsing hook of the app's after the plugin",
+      {
+        plugin: { scopeAt: 'preHandler' },
+        after: (app: FastifyInstance) =>
+          app.addHook('preParsing', async (_request, _reply, payload) => {
+            await pause(5);
+            return payload;
+          }),
+      },
+    ],
+  ] as const) {
+    for (const framing of ['chunked', 'length'] as const) {
+      it(`${what}, ${framing === 'chunked' ? 'chunked' : 'Content-Length: 00'}: answered (text runs once then replays, JSON gets 400), never left hanging`, async () => {
+        const { port, counts } = await start(setup as Setup);
+        const first = await answer(port, empty('alice', 'e-1', 'text/plain', framing));
+        const again = await answer(port, empty('alice', 'e-1', 'text/plain', framing));
+        const json = await answer(port, empty('alice', 'e-2', 'application/json', framing));
+        expect([first?.status, accountOf(first)]).toEqual([201, 'alice']);
+        expect([again?.status, again?.replayed, again?.body]).toEqual([201, true, first?.body]);
+        expect(json?.status).toBe(400);
+        expect(counts.handled).toBe(1);
+      });
+    }
+  }
 });
