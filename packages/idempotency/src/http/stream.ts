@@ -95,8 +95,10 @@ export function watchBuffered(stream: unknown, chunks: { push(chunk: Buffer): un
   if (stream.readableFlowing === true || stream.readableEnded || stream.destroyed || stream.readableEncoding !== null)
     return false;
   // Read whole from the buffer (paused, no size: all of it); the 'end' a drained, complete
-  // stream schedules is cancelled by the bytes put back.
-  const buffered = stream.read() as Buffer | null;
+  // stream schedules is cancelled by the bytes put back. An empty one is not read: that read
+  // emitted its 'end' at the next tick, before a parser that starts later (after an async hook
+  // or scope) listened, and the request was never answered.
+  const buffered = stream.readableLength > 0 ? (stream.read() as Buffer | null) : null;
   if (buffered !== null) {
     chunks.push(buffered);
     stream.unshift(buffered);
