@@ -844,3 +844,49 @@ describe('an empty body that came while onRequest awaited, its parsing started a
     }
   }
 });
+
+describe('an HTTP/2 request whose empty body ended while onRequest awaited', () => {
+  // Its headers without END_STREAM, then an empty DATA frame that ends it (a stream body of no
+  // bytes): Fastify parses it, and the plugin must see that it has all come.
+  for (const scopeAt of ['preParsing', 'preHandler'] as const) {
+    it(`scopeAt: '${scopeAt}': runs once and replays (text), 400 (JSON), never the plugin's 500`, async () => {
+      const { port, counts } = await start({ fastify: { http2: true }, plugin: { scopeAt } });
+      const session = h2connect(`http://127.0.0.1:${port}`);
+      const post = (type: string, key: string) =>
+        new Promise<{ status: number; replayed: unknown; body: string }>((resolve, reject) => {
+          const stream = session.request(
+            {
+              ':method': 'POST',
+              ':path': '/orders',
+              'content-type': type,
+              'x-api-key': 'alice',
+              'idempotency-key': key,
+            },
+            { endStream: false },
+          );
+          let status = 0;
+          let replayed: unknown;
+          let body = '';
+          stream.on('response', (headers) => {
+            status = Number(headers[':status']);
+            replayed = headers['idempotent-replayed'];
+          });
+          stream.setEncoding('utf8');
+          stream.on('data', (d: string) => {
+            body += d;
+          });
+          stream.on('end', () => resolve({ status, replayed, body }));
+          stream.on('error', reject);
+          stream.end();
+        });
+      const first = await post('text/plain', 'h-1');
+      const again = await post('text/plain', 'h-1');
+      const json = await post('application/json', 'h-2');
+      session.close();
+      expect([first.status, JSON.parse(first.body).account]).toEqual([201, 'alice']);
+      expect([again.status, again.replayed, again.body]).toEqual([201, 'true', first.body]);
+      expect(json.status).toBe(400);
+      expect(counts.handled).toBe(1);
+    });
+  }
+});
