@@ -76,8 +76,11 @@ export function watchPushes(
 ): boolean {
   if (!(stream instanceof Readable) || stream.push !== readablePush) return false;
   if (stream.readableLength > 0 || stream.readableEnded || stream.destroyed || stream.readableObjectMode) return false;
-  // An IncomingMessage whose body has all come was either empty or consumed by someone else.
+  // An IncomingMessage whose body has all come was either empty or consumed by someone else. An
+  // HTTP/2 request says so only in its stream's state (its `complete` waits for the response):
+  // its end pushed already, a watch would never see it, and the body was taken as never ended.
   if ((stream as { complete?: boolean }).complete === true) return false;
+  if ((stream as { _readableState?: { ended?: boolean } })._readableState?.ended === true) return false;
   patchPush(stream, chunks, onEnd);
   return true;
 }
