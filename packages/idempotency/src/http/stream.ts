@@ -76,8 +76,11 @@ export function watchPushes(
 ): boolean {
   if (!(stream instanceof Readable) || stream.push !== readablePush) return false;
   if (stream.readableLength > 0 || stream.readableEnded || stream.destroyed || stream.readableObjectMode) return false;
-  // An IncomingMessage whose body has all come was either empty or consumed by someone else.
+  // An IncomingMessage whose body has all come was either empty or consumed by someone else. An
+  // HTTP/2 request says so only in its stream's state (its `complete` waits for the response):
+  // its end pushed already, a watch would never see it, and the body was taken as never ended.
   if ((stream as { complete?: boolean }).complete === true) return false;
+  if ((stream as { _readableState?: { ended?: boolean } })._readableState?.ended === true) return false;
   patchPush(stream, chunks, onEnd);
   return true;
 }
@@ -95,8 +98,10 @@ export function watchBuffered(stream: unknown, chunks: { push(chunk: Buffer): un
   if (stream.readableFlowing === true || stream.readableEnded || stream.destroyed || stream.readableEncoding !== null)
     return false;
   // Read whole from the buffer (paused, no size: all of it); the 'end' a drained, complete
-  // stream schedules is cancelled by the bytes put back.
-  const buffered = stream.read() as Buffer | null;
+  // stream schedules is cancelled by the bytes put back. An empty one is not read: that read
+  // emitted its 'end' at the next tick, before a parser that starts later (after an async hook
+  // or scope) listened, and the request was never answered.
+  const buffered = stream.readableLength > 0 ? (stream.read() as Buffer | null) : null;
   if (buffered !== null) {
     chunks.push(buffered);
     stream.unshift(buffered);
