@@ -333,9 +333,9 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
    * is never skipped; nor a schema for its headers, which the fingerprint does not cover: a
    * request Fastify would refuse gets its 400, never the replay), the body's length is known and
    * fits the request stream's buffer (read without anyone reading it), and the store holds a
-   * completed response under the key
-   * ({@link HttpIdempotency.mayReplayNow}: in-process, global scope). Its body is then awaited
-   * here; whether its fingerprint matches is known only once it has all come.
+   * completed response under the key ({@link HttpIdempotency.mayReplayNow}: in-process, with the
+   * global scope or one asked in preParsing). Its body is then awaited here; whether its
+   * fingerprint matches is known only once it has all come.
    */
   const replaysEarly = (
     request: FastifyRequest,
