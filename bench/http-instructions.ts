@@ -208,11 +208,29 @@ if (process.argv[2] === 'server') {
   await server(process.argv[3] as Kind);
 } else {
   const names = process.argv.slice(2);
+  const counted = new Map<string, number>();
   for (const name of names.length > 0 ? names : Object.keys(VARIANTS)) {
     const ir = await measure(name);
+    counted.set(name, ir);
     console.log(`${name.padEnd(14)} ${Math.round(ir).toString().padStart(9)} instructions/request`);
   }
   console.log(
     `(callgrind Ir of the server alone, least of ${WINDOWS} windows of ${REQUESTS} requests after ${WARMUP}, ${CONNECTIONS} connection(s))`,
   );
+  // Each row against the bare server sent the same requests, where this run counted both: #19's
+  // ratio (bare ÷ row: 1 is free, 0.85 is 15% dearer).
+  for (const [name, ir] of counted) {
+    const variant = VARIANTS[name] as Variant;
+    const bare = variant.kind.startsWith('express')
+      ? variant.key === 'fresh'
+        ? 'express-bare-key'
+        : undefined
+      : variant.key === 'fresh'
+        ? 'bare-key'
+        : variant.key === 'same'
+          ? 'bare-replay'
+          : undefined;
+    const against = bare === undefined || bare === name ? undefined : counted.get(bare);
+    if (against !== undefined) console.log(`${name.padEnd(14)} ${(against / ir).toFixed(3)} of ${bare}`);
+  }
 }
