@@ -12,7 +12,8 @@ import { load } from './http-server.js';
 // under `valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes` in a child process
 // (loading the built packages: build first); this process (the client) sends WARMUP requests
 // uninstrumented, turns instrumentation on, then sends WINDOWS windows of REQUESTS each, and
-// prints each window's count of the main thread divided by REQUESTS, and the least. Instruction
+// prints each window's count of the main thread divided by REQUESTS, and the least (with
+// REPEATS=n, n servers a row and the median of their leasts). Instruction
 // counts do not depend on how busy the machine is (wall time and CPU time do); a window that
 // holds a full collection or a deoptimisation counts up to 3x more. Run:
 // `cd bench && WARMUP=5000 WINDOWS=8 REQUESTS=300 node --import tsx http-instructions.ts [variant...]`.
@@ -20,6 +21,7 @@ import { load } from './http-server.js';
 const WARMUP = Number(process.env.WARMUP ?? 5000);
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
 const WINDOWS = Number(process.env.WINDOWS ?? 8);
+const REPEATS = Number(process.env.REPEATS ?? 1);
 // One connection: each request its own turn of the event loop (with several, how many requests
 // one turn serves depends on timing, and the counts with it).
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
@@ -204,15 +206,29 @@ async function measure(name: string): Promise<number> {
   }
 }
 
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 === 1
+    ? (sorted[middle] as number)
+    : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
+}
+
 if (process.argv[2] === 'server') {
   await server(process.argv[3] as Kind);
 } else {
   const names = process.argv.slice(2);
   const counted = new Map<string, number>();
   for (const name of names.length > 0 ? names : Object.keys(VARIANTS)) {
-    const ir = await measure(name);
+    // REPEATS servers a row, each its least window: their median is quoted. One server's least
+    // window can land ~2,400 instructions apart from another's of the same build (the JIT's
+    // choices during the warm-up differ between runs).
+    const leasts: number[] = [];
+    for (let repeat = 0; repeat < REPEATS; repeat++) leasts.push(await measure(name));
+    const ir = median(leasts);
     counted.set(name, ir);
-    console.log(`${name.padEnd(14)} ${Math.round(ir).toString().padStart(9)} instructions/request`);
+    const each = REPEATS > 1 ? ` (median of ${leasts.join(', ')})` : '';
+    console.log(`${name.padEnd(14)} ${Math.round(ir).toString().padStart(9)} instructions/request${each}`);
   }
   console.log(
     `(callgrind Ir of the server alone, least of ${WINDOWS} windows of ${REQUESTS} requests after ${WARMUP}, ${CONNECTIONS} connection(s))`,
