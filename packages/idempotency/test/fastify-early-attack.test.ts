@@ -1,8 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as h2connect } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
-import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { createBus } from '@holdfast/core';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -10,6 +9,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
 import { closeAll, closers } from './http-support/body-apps.js';
+import { type Answer, Conn } from './http-support/conn.js';
 
 // An outsider's attack on the replay answered from preParsing (before Fastify parses the body),
 // against real sockets. What must hold: a replay is the first response's status, headers and
@@ -84,83 +84,6 @@ function head(key: string, length: number, extra = '', path = '/orders', method 
 
 function request(key: string, body: string, extra = ''): string {
   return head(key, Buffer.byteLength(body), extra) + body;
-}
-
-interface Answer {
-  status: number;
-  /** Sorted header lines, Date and Connection taken out. */
-  headers: string;
-  body: string;
-}
-
-/**
- * A keep-alive connection that collects every response it is sent (Content-Length framed; 1xx
- * kept as their own answers), in order.
- */
-class Conn {
-  readonly socket: Socket;
-  readonly answers: Answer[] = [];
-  closed = false;
-  #got = Buffer.alloc(0);
-  #waiters: (() => void)[] = [];
-
-  /** `heads`: answers to HEAD requests, with a Content-Length and no body. */
-  constructor(
-    port: number,
-    readonly heads = false,
-  ) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.on('data', (d: Buffer) => {
-      this.#got = Buffer.concat([this.#got, d]);
-      this.#parse();
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-      this.#wake();
-    });
-  }
-
-  #wake(): void {
-    for (const waiter of this.#waiters.splice(0)) waiter();
-  }
-
-  #parse(): void {
-    for (;;) {
-      const text = this.#got.toString('latin1');
-      const at = text.indexOf('\r\n\r\n');
-      if (at < 0) return;
-      const lines = text.slice(0, at).split('\r\n');
-      const status = Number(lines[0]?.split(' ')[1]);
-      const length = this.heads ? 0 : Number(/\r\ncontent-length: *(\d+)/i.exec(text.slice(0, at + 2))?.[1] ?? 0);
-      if (this.#got.length < at + 4 + length) return;
-      const headers = lines
-        .slice(1)
-        .filter((line) => !/^(date|connection|keep-alive):/i.test(line))
-        .sort()
-        .join('\n');
-      this.answers.push({ status, headers, body: text.slice(at + 4, at + 4 + length) });
-      this.#got = this.#got.subarray(at + 4 + length);
-      this.#wake();
-    }
-  }
-
-  write(data: string): this {
-    this.socket.write(data);
-    return this;
-  }
-
-  /** Resolves once `count` answers came, or the connection closed. */
-  async until(count: number): Promise<Answer[]> {
-    while (this.answers.length < count && !this.closed) {
-      await new Promise<void>((resolve) => this.#waiters.push(resolve));
-    }
-    return this.answers;
-  }
-
-  end(): void {
-    this.socket.destroy();
-  }
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -1,13 +1,13 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect as h2connect } from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
-import { connect } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { createBus } from '@holdfast/core';
 import fc from 'fast-check';
 import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FastifyIdempotencyOptions, idempotency } from '../src/fastify.js';
 import { memoryStore, redisStore } from '../src/index.js';
+import { type Answer, Conn } from './http-support/conn.js';
 import { useRedisServer } from './redis.js';
 
 // An outsider's attack on `scopeAt: 'preParsing'` and on the early replay of a body buffered while
@@ -100,80 +100,13 @@ function request(account: string | undefined, key: string, body: string, extra =
   return head(account, key, Buffer.byteLength(body), extra) + body;
 }
 
-interface Answer {
-  status: number;
-  replayed: boolean;
-  body: string;
-}
-
-/** A keep-alive connection that collects its Content-Length framed responses in order. */
-class Conn {
-  readonly socket: Socket;
-  readonly answers: Answer[] = [];
-  closed = false;
-  #got = Buffer.alloc(0);
-  #waiters: (() => void)[] = [];
-
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.on('data', (d: Buffer) => {
-      this.#got = Buffer.concat([this.#got, d]);
-      this.#parse();
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-      this.#wake();
-    });
-  }
-
-  #wake(): void {
-    for (const waiter of this.#waiters.splice(0)) waiter();
-  }
-
-  #parse(): void {
-    for (;;) {
-      const at = this.#got.indexOf('\r\n\r\n');
-      if (at < 0) return;
-      const text = this.#got.subarray(0, at).toString('latin1');
-      const length = Number(/\r\ncontent-length: *(\d+)/i.exec(text)?.[1] ?? 0);
-      if (this.#got.length < at + 4 + length) return;
-      this.answers.push({
-        status: Number(text.split(' ')[1]),
-        replayed: /\r\nidempotent-replayed: true/i.test(text),
-        body: this.#got.subarray(at + 4, at + 4 + length).toString('utf8'),
-      });
-      this.#got = this.#got.subarray(at + 4 + length);
-      this.#wake();
-    }
-  }
-
-  write(data: string | Buffer): this {
-    this.socket.write(data);
-    return this;
-  }
-
-  /** Resolves once `count` answers came, the connection closed, or 3 s passed. */
-  async until(count: number): Promise<Answer[]> {
-    const deadline = Date.now() + 3000;
-    while (this.answers.length < count && !this.closed && Date.now() < deadline) {
-      await Promise.race([new Promise<void>((resolve) => this.#waiters.push(resolve)), pause(100)]);
-    }
-    return this.answers;
-  }
-
-  end(): void {
-    this.socket.destroy();
-  }
-}
-
 /** One request, head and body in one write (so the body is buffered while onRequest awaits). */
 async function send(port: number, account: string | undefined, key: string, body = BODY): Promise<Answer> {
   const conn = new Conn(port);
   conn.write(request(account, key, body));
   const [answer] = await conn.until(1);
   conn.end();
-  return answer ?? { status: 0, replayed: false, body: 'no answer' };
+  return answer ?? { status: 0, headers: '', replayed: false, body: 'no answer' };
 }
 
 const accountOf = (answer: Answer | undefined): unknown => {
