@@ -7,6 +7,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FastifyIdempotencyOptions, idempotency } from '../src/fastify.js';
 import { memoryStore, redisStore } from '../src/index.js';
+import { accountScope, authenticateByApiKey } from './http-support/account.js';
 import { type Answer, Conn } from './http-support/conn.js';
 import { useRedisServer } from './redis.js';
 
@@ -19,12 +20,6 @@ const apps: FastifyInstance[] = [];
 afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    account: string;
-  }
-}
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -59,19 +54,10 @@ async function start(setup: Setup = {}): Promise<{ app: FastifyInstance; port: n
   app.addHook('onSend', async (request) => {
     if (request.body !== undefined) counts.parsed++;
   });
-  app.decorateRequest('account', '');
-  app.addHook('onRequest', async (request, reply) => {
-    await pause(setup.authMs ?? 20);
-    const account = request.headers['x-api-key'];
-    if (typeof account !== 'string') return reply.code(401).send({ error: 'unauthenticated' });
-    request.account = account;
-  });
+  authenticateByApiKey(app, 'onRequest', setup.authMs ?? 20);
   await app.register(idempotency, {
     store: memoryStore(),
-    scope: (request: FastifyRequest) => {
-      counts.scoped++;
-      return request.account === '' ? undefined : request.account;
-    },
+    scope: accountScope(counts),
     scopeAt: 'preParsing',
     ...setup.plugin,
   });

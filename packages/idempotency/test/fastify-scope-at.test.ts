@@ -5,6 +5,7 @@ import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type FastifyIdempotencyOptions, idempotency } from '../src/fastify.js';
 import { memoryStore } from '../src/index.js';
+import { accountScope, authenticateByApiKey } from './http-support/account.js';
 
 // `scopeAt: 'preParsing'`: the scope is asked before the body is read, once a request, so a
 // scoped replay can be sent before Fastify parses its body. What must hold: one caller never gets
@@ -16,12 +17,6 @@ const apps: FastifyInstance[] = [];
 afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
-
-declare module 'fastify' {
-  interface FastifyRequest {
-    account: string;
-  }
-}
 
 interface Counts {
   /** Requests whose body Fastify parsed, counted once answered. */
@@ -42,18 +37,10 @@ async function start(
   app.addHook('onResponse', async (request) => {
     if (request.body !== undefined) counts.parsed++;
   });
-  app.decorateRequest('account', '');
-  app.addHook(where, async (request: FastifyRequest, reply) => {
-    const account = request.headers['x-api-key'];
-    if (typeof account !== 'string') return reply.code(401).send({ error: 'unauthenticated' });
-    request.account = account;
-  });
+  authenticateByApiKey(app, where);
   await app.register(idempotency, {
     store: memoryStore(),
-    scope: (request: FastifyRequest) => {
-      counts.scoped++;
-      return request.account === '' ? undefined : request.account;
-    },
+    scope: accountScope(counts),
     ...options,
   });
   app.post('/orders', { config: { idempotency: route } }, async (request, reply) => {
