@@ -645,66 +645,83 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
         });
       } else state.run = run;
       watchHijack(stateOf(request) as RequestState, reply, hijacked);
-      // A response that closes without reaching onSend (a hijacked reply, ended or left by its
-      // client) frees its key, not held for its lease. (A reply not hijacked is still the
-      // handler's to send, and stored then, client or not.) This listener, on claimed requests
-      // only, replaces an onResponse hook that ran on every request (~600 bytes each, and it
-      // never ran for a client that left). 'close' comes once: `on` spares `once`'s wrapper.
-      const closed = () => {
-        const held = stateOf(request);
-        if (held?.run !== run) return;
-        // Hijacked and taken from the raw response: that watch says when it is complete, and a
-        // client that left before it ended changes nothing while the handler runs (an end then is
-        // stored whole). One whose handler threw will never be ended (Fastify leaves a hijacked
-        // reply to it): as for a handler that throws unhijacked, its key is freed, unless its
-        // response began (then lost). One whose handler returned, its client gone, is not ended
-        // by it: the response is lost.
-        if (held.captured) {
-          if (held.handled !== undefined) {
-            const lost = () => run.lost(sentStatus(reply.raw));
-            // Thrown once its response began: its effect may have happened, lost as above.
-            Promise.resolve(held.handled).then(lost, () =>
-              reply.raw.headersSent ? lost() : run.abandon('E_INCOMPLETE'),
-            );
-          }
-          return;
-        }
-        // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
-        // watch saw its bytes, and the handler ran (released, a retry ran it again).
-        if (reply.raw.headersSent && !timedOut(request)) {
-          held.run = undefined;
-          void run.lost(sentStatus(reply.raw));
-          return;
-        }
-        if (reply.sent) {
-          held.run = undefined;
-          if (!timedOut(request) || !(held.started || unwatched(request))) {
-            void run.abandon('E_INCOMPLETE');
-            return;
-          }
-          // Hijacked to answer Fastify's handlerTimeout while the handler runs: a retry waits for
-          // it. Nothing of a hijacked answer can be stored: once the handler's promise settled,
-          // its key is freed. A handler that returned none (it answers later, from a timer or a
-          // callback) ends unseen, its late send a no-op: its key stays claimed for its lease.
-          const handled = held.handled;
-          if (handled !== undefined) Promise.resolve(handled).then(abandonRun(run), abandonRun(run));
-          return;
-        }
-        // Its client left first: the handler's response is still stored when it comes, and an
-        // async handler's that Fastify drops (it resolved with nothing) is sent for it. One that
-        // never comes gets the response-lost problem before the lease runs out (a takeover ran
-        // the handler again). Closed by the handler or the server (reply.raw.destroy() to refuse
-        // it): nothing is sent for it (an empty 200 was stored, a success it never answered).
-        held.left = leftOrTimedOut(request.raw.socket);
-        if (held.left && held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
-        run.lostUnlessEnded(() => sentStatus(reply.raw));
-      };
-      reply.raw.on('close', closed);
-      // Pipelined behind another response on its connection (no socket yet): no 'close' comes
-      // if the connection goes first, and its client left all the same.
-      if (reply.raw.socket === null) queueBehind(reply.raw, closed);
+      try {
+        done();
+      } finally {
+        // Still claimed once the hooks after this one and the handler have run as far as they
+        // go without waiting: watched until it closes (see watchClose). A handler that answered
+        // already (onSend cleared the run) is not: its response's 'close' comes later, always
+        // (Node emits it in a later tick), and would find nothing to do.
+        if (stateOf(request)?.run === run) watchClose(request, reply, run);
+      }
+      return;
     }
     done();
+  };
+
+  /**
+   * Watches a claimed request's response until it closes: one that closes without reaching onSend
+   * (a hijacked reply, ended or left by its client) frees its key, not held for its lease. (A reply
+   * not hijacked is still the handler's to send, and stored then, client or not.) This listener,
+   * on claimed requests only, replaces an onResponse hook that ran on every request (~600 bytes
+   * each, and it never ran for a client that left). 'close' comes once: `on` spares `once`'s
+   * wrapper. Its own function, not a closure in act(): act() would then make a context for its
+   * arguments at every call, replays and unclaimed requests included.
+   */
+  const watchClose = (request: FastifyRequest, reply: FastifyReply, run: Run): void => {
+    const closed = () => {
+      const held = stateOf(request);
+      if (held?.run !== run) return;
+      // Hijacked and taken from the raw response: that watch says when it is complete, and a
+      // client that left before it ended changes nothing while the handler runs (an end then is
+      // stored whole). One whose handler threw will never be ended (Fastify leaves a hijacked
+      // reply to it): as for a handler that throws unhijacked, its key is freed, unless its
+      // response began (then lost). One whose handler returned, its client gone, is not ended
+      // by it: the response is lost.
+      if (held.captured) {
+        if (held.handled !== undefined) {
+          const lost = () => run.lost(sentStatus(reply.raw));
+          // Thrown once its response began: its effect may have happened, lost as above.
+          Promise.resolve(held.handled).then(lost, () =>
+            reply.raw.headersSent ? lost() : run.abandon('E_INCOMPLETE'),
+          );
+        }
+        return;
+      }
+      // Written on the raw response unhijacked (onSend, which stores a reply, clears `run`): no
+      // watch saw its bytes, and the handler ran (released, a retry ran it again).
+      if (reply.raw.headersSent && !timedOut(request)) {
+        held.run = undefined;
+        void run.lost(sentStatus(reply.raw));
+        return;
+      }
+      if (reply.sent) {
+        held.run = undefined;
+        if (!timedOut(request) || !(held.started || unwatched(request))) {
+          void run.abandon('E_INCOMPLETE');
+          return;
+        }
+        // Hijacked to answer Fastify's handlerTimeout while the handler runs: a retry waits for
+        // it. Nothing of a hijacked answer can be stored: once the handler's promise settled,
+        // its key is freed. A handler that returned none (it answers later, from a timer or a
+        // callback) ends unseen, its late send a no-op: its key stays claimed for its lease.
+        const handled = held.handled;
+        if (handled !== undefined) Promise.resolve(handled).then(abandonRun(run), abandonRun(run));
+        return;
+      }
+      // Its client left first: the handler's response is still stored when it comes, and an
+      // async handler's that Fastify drops (it resolved with nothing) is sent for it. One that
+      // never comes gets the response-lost problem before the lease runs out (a takeover ran
+      // the handler again). Closed by the handler or the server (reply.raw.destroy() to refuse
+      // it): nothing is sent for it (an empty 200 was stored, a success it never answered).
+      held.left = leftOrTimedOut(request.raw.socket);
+      if (held.left && held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
+      run.lostUnlessEnded(() => sentStatus(reply.raw));
+    };
+    reply.raw.on('close', closed);
+    // Pipelined behind another response on its connection (no socket yet): no 'close' comes
+    // if the connection goes first, and its client left all the same.
+    if (reply.raw.socket === null) queueBehind(reply.raw, closed);
   };
 
   // Only a response to a request this plugin claimed is stored: never its own 409, 422 or replay.
