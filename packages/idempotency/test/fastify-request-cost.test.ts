@@ -14,6 +14,16 @@ afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
 
+/** `POST /orders` with a JSON body and the key `k-1`, injected. */
+function postOrder(app: FastifyInstance) {
+  return app.inject({
+    method: 'POST',
+    url: '/orders',
+    headers: { 'content-type': 'application/json', 'idempotency-key': 'k-1' },
+    payload: '{"amount":1}',
+  });
+}
+
 /** An app with one JSON route (`register` first), and the reply.getHeader calls of each request it serves. */
 async function headerReads(register?: (app: FastifyInstance) => Promise<void>): Promise<number> {
   const app = Fastify();
@@ -29,12 +39,7 @@ async function headerReads(register?: (app: FastifyInstance) => Promise<void>): 
     done();
   });
   app.post('/orders', async (_request, reply) => reply.code(201).send({ id: 1 }));
-  const response = await app.inject({
-    method: 'POST',
-    url: '/orders',
-    headers: { 'content-type': 'application/json', 'idempotency-key': 'k-1' },
-    payload: '{"amount":1}',
-  });
+  const response = await postOrder(app);
   expect(response.statusCode).toBe(201);
   return reads;
 }
@@ -49,12 +54,7 @@ async function requestKeys(register?: (app: FastifyInstance) => Promise<void>): 
     keys = Reflect.ownKeys(request);
     return { ok: true };
   });
-  const response = await app.inject({
-    method: 'POST',
-    url: '/orders',
-    headers: { 'content-type': 'application/json', 'idempotency-key': 'k-1' },
-    payload: '{"amount":1}',
-  });
+  const response = await postOrder(app);
   expect(response.statusCode).toBe(200);
   return keys;
 }
@@ -211,12 +211,7 @@ describe('fastify plugin: what every request pays for it', () => {
         if (late) await new Promise((resolve) => setImmediate(resolve));
         return reply.code(201).send({ id: 1 });
       });
-      const response = await app.inject({
-        method: 'POST',
-        url: '/orders',
-        headers: { 'content-type': 'application/json', 'idempotency-key': 'k-1' },
-        payload: '{"amount":1}',
-      });
+      const response = await postOrder(app);
       expect(response.statusCode).toBe(201);
       return count;
     };
