@@ -454,3 +454,96 @@ describe('rvclose: HTTP/2', () => {
     expect(counts.ran).toBe(1);
   });
 });
+
+describe('rvclose: more of what production does around the handler', () => {
+  it('reply.hijack() then a throw before the first await: nothing was written, the key is freed, the retry runs it again', async () => {
+    const { port, counts } = await serve(async (_request, reply, ran) => {
+      if (ran > 1) return reply.code(201).send('again');
+      reply.hijack();
+      throw new Error('card declined');
+    });
+    // Fastify leaves a hijacked reply to its handler: nothing is sent, the client gives up.
+    const client = await rawClient(port);
+    client.socket.write(keyedPost('/orders'));
+    await tick(100);
+    client.socket.destroy();
+    expect(client.read()).toBe('');
+    expect(await retryOf(port)).toEqual({ status: 201, replayed: null, body: 'again', conflicts: 0 });
+    expect(counts.ran).toBe(2);
+  });
+
+  /**
+   * Two registrations, one inside the other, both guarding the route: each adds its watch after
+   * done() returns, the inner one's first now (before: the outer one's). The client leaves while
+   * the async handler runs, which then resolves with nothing: each key gets the handler's status.
+   */
+  it('two nested registrations, the client leaves, the handler resolves with nothing: both stores keep its 201, ran once', async () => {
+    const outer = memoryStore();
+    const inner = memoryStore();
+    const running = gate();
+    const release = gate();
+    const app = Fastify();
+    await app.register(idempotency, { store: outer, scope: 'global', bus: createBus(), leaseMs: 2_000 });
+    let ran = 0;
+    await app.register(async (child) => {
+      await child.register(idempotency, { store: inner, scope: 'global', bus: createBus(), leaseMs: 2_000 });
+      child.addContentTypeParser('text/plain', { parseAs: 'string' }, (_r, body, done) => done(null, body));
+      child.post('/orders', async (_request, reply) => {
+        ran++;
+        if (ran === 1) {
+          running.open();
+          await release.opened;
+        }
+        reply.code(201);
+      });
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    const { port } = app.server.address() as AddressInfo;
+    await leaveWhile(port, keyedPost('/orders'), running.opened);
+    await tick(30);
+    release.open();
+    const retry = await retryOf(port);
+    expect({ status: retry.status, replayed: retry.replayed, conflicts: retry.conflicts }).toEqual({
+      status: 201,
+      replayed: 'true',
+      conflicts: 0,
+    });
+    expect(ran).toBe(1);
+    expect([outer.snapshot().inProgress, inner.snapshot().inProgress]).toEqual([0, 0]);
+  });
+
+  it('a guarded HEAD request answered before the first await: stored, its retry gets the replayed head, ran once', async () => {
+    const app = Fastify();
+    await app.register(idempotency, {
+      store: memoryStore(),
+      scope: 'global',
+      bus: createBus(),
+      methods: ['GET', 'HEAD'],
+    });
+    let ran = 0;
+    app.get('/orders/1', (_request, reply) => {
+      ran++;
+      reply.code(200).header('location', `/orders/${ran}`).send('order one');
+    });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    closers.push(() => app.close());
+    const { port } = app.server.address() as AddressInfo;
+    const head = () =>
+      fetch(`http://127.0.0.1:${port}/orders/1`, {
+        method: 'HEAD',
+        headers: { 'idempotency-key': 'h' },
+        signal: AbortSignal.timeout(3_000),
+      });
+    const first = await head();
+    const retry = await head();
+    expect([first.status, first.headers.get('location')]).toEqual([200, '/orders/1']);
+    expect([retry.status, retry.headers.get('location'), retry.headers.get('idempotent-replayed')]).toEqual([
+      200,
+      '/orders/1',
+      'true',
+    ]);
+    expect(ran).toBe(1);
+  });
+
+});
