@@ -286,6 +286,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     run: Run | undefined,
     handled: PromiseLike<unknown>,
   ) => {
+    // The handler returned its reply (`(request, reply) => reply.send(...)`): Fastify drops
+    // nothing of it, and its promise settles when the response closes, whether or not the sent
+    // reply has got through the onSend hooks yet. (An empty reply sent then was stored in place
+    // of one still in an async onSend hook before the plugin's.)
+    if (handled === reply) return;
     handled.then((payload) => {
       const held = stateOf(request);
       if (run === undefined || held?.run !== run) return;

@@ -473,6 +473,32 @@ describe('rvclose: more of what production does around the handler', () => {
   });
 
   /**
+   * An async onSend hook registered before the plugin's: the plugin's onSend (which stores the
+   * reply and clears the run) runs a tick later, so the run is open when done() returns and the
+   * close is watched. Its client leaves meanwhile: the reply is still stored when it comes.
+   */
+  it('a handler that sends at once behind an async onSend hook its client leaves during: stored, ran once', async () => {
+    const reached = gate();
+    const { port, counts } = await serve((_request, reply, ran) => reply.code(201).send(ran === 1 ? 'made' : 'again'), {
+      before: (app) => {
+        let first = true;
+        app.addHook('onSend', async (request, _reply, payload) => {
+          if (!first) return payload;
+          first = false;
+          reached.open();
+          if (!request.raw.socket.destroyed) await once(request.raw.socket, 'close');
+          await tick(10);
+          return payload;
+        });
+      },
+    });
+    await leaveWhile(port, keyedPost('/orders'), reached.opened);
+    await tick(50);
+    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
+    expect(counts.ran).toBe(1);
+  });
+
+  /**
    * Two registrations, one inside the other, both guarding the route: each adds its watch after
    * done() returns, the inner one's first now (before: the outer one's). The client leaves while
    * the async handler runs, which then resolves with nothing: each key gets the handler's status.
