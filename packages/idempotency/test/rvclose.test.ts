@@ -572,4 +572,44 @@ describe('rvclose: more of what production does around the handler', () => {
     expect(ran).toBe(1);
   });
 
+  /**
+   * Its client left before the plugin's preHandler (an async preHandler before it): the response
+   * had closed already when the run was claimed, so no 'close' reaches the plugin's watch,
+   * before 3c824926 or after. An async handler that then resolves with nothing (its status set)
+   * is sent nothing by Fastify (its client is gone).
+   */
+  it('a client gone before the claim, an async handler that resolves with nothing: the key is not held for its lease, ran once', async () => {
+    const reached = gate();
+    const { port, counts, store } = await serve(
+      async (_request, reply, ran) => {
+        await tick(20);
+        if (ran > 1) return reply.code(201).send('again');
+        reply.code(201);
+      },
+      {
+        before: (app) => {
+          let first = true;
+          app.addHook('preHandler', async (request) => {
+            if (!first) return;
+            first = false;
+            reached.open();
+            if (!request.raw.socket.destroyed) await once(request.raw.socket, 'close');
+            await tick(10);
+          });
+        },
+        leaseMs: 1_500,
+        maxRunMs: 1_500,
+      },
+    );
+    await leaveWhile(port, keyedPost('/orders'), reached.opened);
+    await tick(100);
+    expect(store.snapshot().inProgress).toBe(0);
+    const retry = await retryOf(port);
+    expect({ status: retry.status, replayed: retry.replayed, conflicts: retry.conflicts }).toEqual({
+      status: 201,
+      replayed: 'true',
+      conflicts: 0,
+    });
+    expect(counts.ran).toBe(1);
+  });
 });
