@@ -726,7 +726,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Closed before it was claimed (its client left while an async hook or scope, or the store,
     // was waited for): its 'close' came already, and the key was held for its lease (an async
     // handler that resolves with nothing is sent nothing).
-    if ((reply.raw as { closed?: boolean }).closed === true) return closed();
+    if (closedAlready(reply.raw)) return closed();
     reply.raw.on('close', closed);
     // Pipelined behind another response on its connection (no socket yet): no 'close' comes
     // if the connection goes first, and its client left all the same.
@@ -1103,6 +1103,15 @@ function lowerCase(name: string): boolean {
     if ((c >= 0x41 && c <= 0x5a) || c > 0x7f) return false;
   }
   return true;
+}
+
+/**
+ * Whether a response's 'close' has come: Node's `closed` says so on HTTP/1.1. An HTTP/2
+ * response has none, and shows no socket once its stream closed (as its 'close' is emitted).
+ */
+function closedAlready(res: FastifyReply['raw']): boolean {
+  const raw = res as { closed?: boolean; stream?: unknown; socket?: unknown };
+  return raw.closed === true || (raw.closed === undefined && raw.stream !== undefined && raw.socket === undefined);
 }
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */

@@ -428,6 +428,48 @@ describe('rvclose: HTTP/2', () => {
     expect(counts.ran).toBe(1);
   });
 
+  /**
+   * Its stream cancelled before the plugin's preHandler (an async preHandler before it): no
+   * 'close' reaches the plugin's watch. An async handler that then resolves with nothing is sent
+   * nothing by Fastify: its status must be stored all the same, not its key held.
+   */
+  it('a stream cancelled before the claim, an async handler that resolves with nothing: its status is stored, ran once', async () => {
+    const reached = gate();
+    const { port, counts, store } = await serve(
+      async (_request, reply, ran) => {
+        await tick(20);
+        if (ran > 1) return reply.code(201).send('again');
+        reply.code(201);
+      },
+      {
+        fastify: { http2: true } as FastifyServerOptions,
+        before: (app) => {
+          let first = true;
+          app.addHook('preHandler', async (request) => {
+            if (!first) return;
+            first = false;
+            reached.open();
+            if (!request.raw.aborted) await once(request.raw, 'aborted');
+            await tick(10);
+          });
+        },
+        leaseMs: 1_500,
+        maxRunMs: 1_500,
+      },
+    );
+    const cancelled = await post(port, { cancelWhen: reached.opened });
+    expect(cancelled.status).toBeUndefined();
+    await tick(100);
+    expect(store.snapshot().inProgress).toBe(0);
+    let retry = await post(port);
+    for (let turn = 0; turn < 100 && retry.status === 409; turn++) {
+      await tick(20);
+      retry = await post(port);
+    }
+    expect(retry).toEqual({ status: 201, body: '', replayed: 'true' });
+    expect(counts.ran).toBe(1);
+  });
+
   it('a stream its client cancels while the handler runs, which then answers: stored, the retry gets the replay, ran once', async () => {
     const running = gate();
     const release = gate();
