@@ -290,7 +290,7 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // nothing of it, and its promise settles when the response closes, whether or not the sent
     // reply has got through the onSend hooks yet. (An empty reply sent then was stored in place
     // of one still in an async onSend hook before the plugin's.)
-    if (handled === reply) return;
+    if ((handled as unknown) === reply) return;
     handled.then((payload) => {
       const held = stateOf(request);
       if (run === undefined || held?.run !== run) return;
