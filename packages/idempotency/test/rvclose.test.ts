@@ -385,6 +385,62 @@ describe('rvclose: pipelined HTTP/1.1', () => {
   });
 });
 
+describe('rvclose: pipelined HTTP/1.1, the connection gone before the second claim', () => {
+  /**
+   * b is queued behind a (no socket yet) and waits in an async preHandler before the plugin's
+   * until its connection has closed: no 'close' comes for a queued response, and the
+   * connection's came before the plugin could watch for it. Both handlers then resolve with
+   * nothing (their status set): each key gets its status, none is held for its lease.
+   */
+  it('both handlers resolve with nothing: both stored, each ran once, nothing held', async () => {
+    const running = gate();
+    const release = gate();
+    const ran = new Map<string, number>();
+    const { port, memory } = await serve(
+      async (request, reply) => {
+        const key = String(request.headers['idempotency-key']);
+        ran.set(key, (ran.get(key) ?? 0) + 1);
+        if ((ran.get(key) ?? 0) > 1) return reply.code(201).send('again');
+        if (key === 'a') running.open();
+        await release.opened;
+        reply.code(201);
+      },
+      {
+        before: (app) => {
+          app.addHook('preHandler', async (request) => {
+            if (request.headers['idempotency-key'] !== 'b' || ran.has('b')) return;
+            const connection = request.raw.socket;
+            if (!connection.closed) await once(connection, 'close');
+            await tick(10);
+          });
+        },
+        leaseMs: 1_500,
+        maxRunMs: 1_500,
+      },
+    );
+    const { socket } = await rawClient(port);
+    socket.write(keyedPost('/orders', 'a') + keyedPost('/orders', 'b'));
+    await running.opened;
+    await tick(30);
+    socket.destroy();
+    await tick(50);
+    release.open();
+    await tick(50);
+    expect(memory?.snapshot().inProgress).toBe(0);
+    const a = await retryOf(port, 'a');
+    const b = await retryOf(port, 'b');
+    expect([a.status, a.replayed, a.conflicts, b.status, b.replayed, b.conflicts]).toEqual([
+      201,
+      'true',
+      0,
+      201,
+      'true',
+      0,
+    ]);
+    expect(Object.fromEntries(ran)).toEqual({ a: 1, b: 1 });
+  });
+});
+
 describe('rvclose: HTTP/2', () => {
   const post = (port: number, options: { cancelWhen?: Promise<void> } = {}) => {
     const client = h2connect(`http://127.0.0.1:${port}`);
