@@ -713,3 +713,73 @@ describe('rvclose: more of what production does around the handler', () => {
     expect(counts.ran).toBe(1);
   });
 });
+
+describe("rvclose: the premise, Node emits no response 'close' inside the handler's synchronous part", () => {
+  /**
+   * 3c824926 adds the plugin's 'close' watch only after done() returns: a 'close' emitted while
+   * the handler's synchronous part runs would never reach it. The ways a handler closes its
+   * response at once (destroy, or end after a hijack), over HTTP/1.1 and HTTP/2: none emits it
+   * before the handler returns, and the watch added after still gets it.
+   */
+  for (const http2 of [false, true]) {
+    for (const how of ['destroy', 'hijack and end'] as const) {
+      it(`${http2 ? 'HTTP/2' : 'HTTP/1.1'}, ${how}: no 'close' before the handler returns, one after`, async () => {
+        const seen: string[] = [];
+        const { port } = await serve(
+          (_request, reply) => {
+            reply.raw.on('close', () => seen.push('close'));
+            if (how === 'destroy') reply.raw.destroy();
+            else {
+              reply.hijack();
+              reply.raw.writeHead(201, { 'content-type': 'text/plain' });
+              reply.raw.end('made');
+            }
+            seen.push('returned');
+          },
+          http2 ? { fastify: { http2: true } as FastifyServerOptions } : {},
+        );
+        if (http2) {
+          const client = h2connect(`http://127.0.0.1:${port}`);
+          client.on('error', () => {});
+          const stream = client.request({
+            ':method': 'POST',
+            ':path': '/orders',
+            'content-type': 'text/plain',
+            'content-length': '2',
+            'idempotency-key': 'p',
+          });
+          stream.on('error', () => {});
+          stream.resume();
+          stream.end('hi');
+          await once(stream, 'close');
+          client.destroy();
+        } else {
+          const client = await rawClient(port);
+          client.socket.write(keyedPost('/orders', 'p'));
+          for (let turn = 0; turn < 100 && !seen.includes('close'); turn++) await tick(10);
+          client.socket.destroy();
+        }
+        for (let turn = 0; turn < 100 && !seen.includes('close'); turn++) await tick(10);
+        expect(seen).toEqual(['returned', 'close']);
+      });
+    }
+  }
+});
+
+describe('rvclose: errors thrown around the claim', () => {
+  it('a later synchronous preHandler hook that throws: its 500 goes, the key is freed, the retry runs the handler', async () => {
+    let thrown = 0;
+    const { port, counts } = await serve((_request, reply) => reply.code(201).send('made'), {
+      after: (app) => {
+        app.addHook('preHandler', (_request, _reply, done) => {
+          if (thrown++ === 0) throw new Error('session store down');
+          done();
+        });
+      },
+    });
+    const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
+    expect(first.status).toBe(500);
+    expect(await retryOf(port)).toEqual({ status: 201, replayed: null, body: 'made', conflicts: 0 });
+    expect(counts.ran).toBe(1);
+  });
+});
