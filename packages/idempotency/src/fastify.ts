@@ -726,7 +726,10 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     // Closed before it was claimed (its client left while an async hook or scope, or the store,
     // was waited for): its 'close' came already, and the key was held for its lease (an async
     // handler that resolves with nothing is sent nothing).
-    if (closedAlready(reply.raw)) return closed();
+    if (closedAlready(reply.raw)) {
+      closed();
+      return;
+    }
     reply.raw.on('close', closed);
     // Pipelined behind another response on its connection (no socket yet): no 'close' comes
     // if the connection goes first, and its client left all the same.

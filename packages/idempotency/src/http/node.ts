@@ -149,7 +149,10 @@ export function queueBehind(res: ServerResponse, left: () => void): void {
   if (!connection) return;
   // Closed already (before the response was watched: its claim or a hook was waited for): its
   // 'close' came, and no other will.
-  if (connection.closed) return left();
+  if (connection.closed) {
+    left();
+    return;
+  }
   let waiting = queued.get(connection);
   if (!waiting) {
     const all = new Map<() => void, ServerResponse>();
