@@ -286,6 +286,11 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
     run: Run | undefined,
     handled: PromiseLike<unknown>,
   ) => {
+    // The handler returned its reply (`(request, reply) => reply.send(...)`): Fastify drops
+    // nothing of it, and its promise settles when the response closes, whether or not the sent
+    // reply has got through the onSend hooks yet. (An empty reply sent then was stored in place
+    // of one still in an async onSend hook before the plugin's.)
+    if ((handled as unknown) === reply) return;
     handled.then((payload) => {
       const held = stateOf(request);
       if (run === undefined || held?.run !== run) return;
@@ -718,6 +723,13 @@ const plugin: FastifyPluginAsync<FastifyIdempotencyOptions> = async (fastify: Fa
       if (held.left && held.handled !== undefined) sendUnsent(request, reply, run, held.handled);
       run.lostUnlessEnded(() => sentStatus(reply.raw));
     };
+    // Closed before it was claimed (its client left while an async hook or scope, or the store,
+    // was waited for): its 'close' came already, and the key was held for its lease (an async
+    // handler that resolves with nothing is sent nothing).
+    if (closedAlready(reply.raw)) {
+      closed();
+      return;
+    }
     reply.raw.on('close', closed);
     // Pipelined behind another response on its connection (no socket yet): no 'close' comes
     // if the connection goes first, and its client left all the same.
@@ -1094,6 +1106,15 @@ function lowerCase(name: string): boolean {
     if ((c >= 0x41 && c <= 0x5a) || c > 0x7f) return false;
   }
   return true;
+}
+
+/**
+ * Whether a response's 'close' has come: Node's `closed` says so on HTTP/1.1. An HTTP/2
+ * response has none, and shows no socket once its stream closed (as its 'close' is emitted).
+ */
+function closedAlready(res: FastifyReply['raw']): boolean {
+  const raw = res as { closed?: boolean; stream?: unknown; socket?: unknown };
+  return raw.closed === true || (raw.closed === undefined && raw.stream !== undefined && raw.socket === undefined);
 }
 
 /** The response is Fastify's handlerTimeout answer. (`signal` is made on first read: 5xx only.) */

@@ -147,6 +147,12 @@ const queued = new WeakMap<Socket, Map<() => void, ServerResponse>>();
 export function queueBehind(res: ServerResponse, left: () => void): void {
   const connection = (res as { req?: IncomingMessage }).req?.socket;
   if (!connection) return;
+  // Closed already (before the response was watched: its claim or a hook was waited for): its
+  // 'close' came, and no other will.
+  if (connection.closed) {
+    left();
+    return;
+  }
   let waiting = queued.get(connection);
   if (!waiting) {
     const all = new Map<() => void, ServerResponse>();
