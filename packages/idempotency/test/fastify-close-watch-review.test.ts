@@ -92,7 +92,7 @@ function laterStore(ms: number): IdempotencyStore & { inner: ReturnType<typeof m
   };
 }
 
-describe('rvclose: a handler that answers in the tick the plugin hands it control', () => {
+describe('close watch: a handler that answers in the tick the plugin hands it control', () => {
   it('reply.hijack() then writeHead and end on the raw response in the same tick: stored, the retry gets the replay, ran once', async () => {
     const { port, counts } = await serve((_request, reply) => {
       reply.hijack();
@@ -202,7 +202,7 @@ describe('rvclose: a handler that answers in the tick the plugin hands it contro
   });
 });
 
-describe('rvclose: a client that left before the plugin claimed its key', () => {
+describe('close watch: a client that left before the plugin claimed its key', () => {
   /**
    * An async preHandler registered before the plugin's: on the first request, it returns once
    * that request's client has left.
@@ -262,7 +262,7 @@ describe('rvclose: a client that left before the plugin claimed its key', () => 
   });
 });
 
-describe("rvclose: other plugins' preHandler hooks after the plugin's", () => {
+describe("close watch: other plugins' preHandler hooks after the plugin's", () => {
   it("a synchronous one that answers 401: that answer is the key's (replayed), the handler never ran", async () => {
     const { port, counts } = await serve((_request, reply) => reply.code(201).send('made'), {
       after: (app) => {
@@ -300,7 +300,7 @@ describe("rvclose: other plugins' preHandler hooks after the plugin's", () => {
  * clears its timer when the request stream closes once its body is read (Node emits 'close' on a
  * consumed request), and the timeout never fires over a real socket.
  */
-describe("rvclose: Fastify's handlerTimeout", () => {
+describe("close watch: Fastify's handlerTimeout", () => {
   const bodiless = async (port: number) => {
     const response = await fetch(`http://127.0.0.1:${port}/orders`, {
       method: 'POST',
@@ -350,7 +350,7 @@ describe("rvclose: Fastify's handlerTimeout", () => {
   });
 });
 
-describe('rvclose: pipelined HTTP/1.1', () => {
+describe('close watch: pipelined HTTP/1.1', () => {
   it('the second request answers before its first await while the first still runs; the client leaves: both stored, each ran once', async () => {
     const running = gate();
     const release = gate();
@@ -385,7 +385,7 @@ describe('rvclose: pipelined HTTP/1.1', () => {
   });
 });
 
-describe('rvclose: pipelined HTTP/1.1, the connection gone before the second claim', () => {
+describe('close watch: pipelined HTTP/1.1, the connection gone before the second claim', () => {
   /**
    * b is queued behind a (no socket yet) and waits in an async preHandler before the plugin's
    * until its connection has closed: no 'close' comes for a queued response, and the
@@ -441,7 +441,7 @@ describe('rvclose: pipelined HTTP/1.1, the connection gone before the second cla
   });
 });
 
-describe('rvclose: HTTP/2', () => {
+describe('close watch: HTTP/2', () => {
   const post = (port: number, options: { cancelWhen?: Promise<void> } = {}) => {
     const client = h2connect(`http://127.0.0.1:${port}`);
     client.on('error', () => {});
@@ -555,7 +555,7 @@ describe('rvclose: HTTP/2', () => {
   });
 });
 
-describe('rvclose: more of what production does around the handler', () => {
+describe('close watch: more of what production does around the handler', () => {
   it('reply.hijack() then a throw before the first await: nothing was written, the key is freed, the retry runs it again', async () => {
     const { port, counts } = await serve(async (_request, reply, ran) => {
       if (ran > 1) return reply.code(201).send('again');
@@ -714,7 +714,7 @@ describe('rvclose: more of what production does around the handler', () => {
   });
 });
 
-describe("rvclose: the premise, Node emits no response 'close' inside the handler's synchronous part", () => {
+describe("close watch: the premise, Node emits no response 'close' inside the handler's synchronous part", () => {
   /**
    * 3c824926 adds the plugin's 'close' watch only after done() returns: a 'close' emitted while
    * the handler's synchronous part runs would never reach it. The ways a handler closes its
@@ -766,7 +766,7 @@ describe("rvclose: the premise, Node emits no response 'close' inside the handle
   }
 });
 
-describe('rvclose: errors thrown around the claim', () => {
+describe('close watch: errors thrown around the claim', () => {
   it('a later synchronous preHandler hook that throws: its 500 goes, the key is freed, the retry runs the handler', async () => {
     let thrown = 0;
     const { port, counts } = await serve((_request, reply) => reply.code(201).send('made'), {
