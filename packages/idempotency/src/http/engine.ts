@@ -1053,8 +1053,8 @@ function selectedIn(view: RequestView, names: readonly string[]): readonly (stri
  */
 function storedKey(scope: string | undefined, key: string): string {
   const stored = scope === undefined ? `http:*:${key}` : `${scopePrefix(scope.length)}${scope}:${key}`;
-  // Always `h`: the read is what flattens it, and a read whose result is used is never dropped.
-  if (stored.charCodeAt(0) !== 0x68) throw new Error(`a stored key starts with "http:", not ${stored[0]}`);
+  // Always `h` (never thrown): the read is what flattens it, and one whose result is used is kept.
+  if (stored.charCodeAt(0) !== 0x68) throw new Error('storedKey');
   return stored;
 }
 
