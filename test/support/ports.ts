@@ -20,11 +20,13 @@ const given = new Set<number>();
  * that range, so any connection of any process could be given it while the server was not yet up
  * or was down: a PostgreSQL node of the fresh-clone CI found its port taken at its first start
  * ("could not bind IPv4 address: Address already in use"), seconds after the port was picked.
- * Random within 16,000 ports below that range, and checked free when handed out.
+ * Random within 16,000 ports below that range (from 20,000 up: see below), and checked free when
+ * handed out.
  */
 export async function freePort(): Promise<number> {
   const high = ephemeralLow();
-  const low = Math.max(1024, high - 16_000);
+  // Above 19,999: @holdfast/chaos's faultProxy takes its free ports from 10,000-19,999.
+  const low = Math.max(high > 21_000 ? 20_000 : 1_024, high - 16_000);
   for (let tries = 0; tries < 100; tries++) {
     const port = low + Math.floor(Math.random() * (high - low));
     if (given.has(port) || !(await bindable(port))) continue;

@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import {
   type Bus,
@@ -122,10 +123,33 @@ export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy
     shieldBus(parsed.bus ?? globalBus, parsed.name),
     parsed.random,
   );
-  await proxy.listen(parsed.port);
+  if (parsed.port === 0) await proxy.listenOutsideEphemeral();
+  else await proxy.listen(parsed.port);
   proxy.obeySwitch();
   return proxy;
 }
+
+/**
+ * The ports the system hands out for `listen(0)` and for outgoing connections, on Linux
+ * (`/proc/sys/net/ipv4/ip_local_port_range`); undefined elsewhere, or where it cannot be read.
+ */
+function ephemeralPorts(): { readonly min: number; readonly max: number } | undefined {
+  try {
+    const [min, max] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/).map(Number);
+    return Number.isInteger(min) && Number.isInteger(max) && (min as number) <= (max as number)
+      ? { min: min as number, max: max as number }
+      : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The ports {@link ToxicProxy.listenOutsideEphemeral} tries: above the well-known services', and
+ * below those a test harness may hand its own servers under the ephemeral range (this repo's
+ * `test/support/ports.ts` takes 20,000 and up).
+ */
+const FREE_PORTS = { lowest: 10_000, below: 20_000 } as const;
 
 const redactor = new Redactor();
 
@@ -219,6 +243,30 @@ class ToxicProxy implements FaultProxy {
     }
     const address = this.#server.address();
     this.#port = typeof address === 'object' && address !== null ? address.port : port;
+  }
+
+  /**
+   * Listens on a free port below the system's ephemeral range (Linux: from 10,000 to 19,999 where
+   * that range starts above them), else on any free port. A port from that range was taken, while
+   * the proxy refused (`kill()`, `refuse()`), by another socket's `listen(0)` or by an outgoing
+   * connection's local port, and `restore()` then failed with EADDRINUSE: a drill's restore step
+   * threw, and its "dead" server never came back (seen once in CI, where test files run side by
+   * side).
+   */
+  async listenOutsideEphemeral(): Promise<void> {
+    const range = ephemeralPorts();
+    const below = Math.min(range?.min ?? 0, FREE_PORTS.below);
+    const lowest = below > FREE_PORTS.lowest + 1_000 ? FREE_PORTS.lowest : 1_024;
+    for (let tries = 0; below - lowest > 100 && tries < 50; tries++) {
+      const port = lowest + Math.floor(Math.random() * (below - lowest));
+      try {
+        await this.listen(port);
+        return;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      }
+    }
+    await this.listen(0);
   }
 
   /**
