@@ -79,6 +79,64 @@ const retryOf = async (port: number, key = 'k') => {
   return { status, replayed, body, conflicts };
 };
 
+/**
+ * The first keyed request gets `status` and `body`, its retry the same replayed (no 409 first),
+ * and the handler ran `ran` times in all.
+ */
+async function expectReplayed(port: number, counts: { ran: number }, status: number, body: string, ran: number) {
+  const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
+  expect([first.status, first.body]).toEqual([status, body]);
+  expect(await retryOf(port)).toEqual({ status, replayed: 'true', body, conflicts: 0 });
+  expect(counts.ran).toBe(ran);
+}
+
+/**
+ * The first keyed request gets a 500 and frees its key: its retry runs the handler, which answers
+ * 201 `made`, not replayed (no 409 first); the handler ran `ran` times in all.
+ */
+async function expectFreed(port: number, counts: { ran: number }, ran: number) {
+  const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
+  expect(first.status).toBe(500);
+  expect(await retryOf(port)).toEqual({ status: 201, replayed: null, body: 'made', conflicts: 0 });
+  expect(counts.ran).toBe(ran);
+}
+
+/**
+ * A keyed POST whose client leaves once `when` resolves; `settleMs` later, its retry gets the
+ * handler's 201 `made`, replayed (no 409 first), and the handler ran once.
+ */
+async function leftThenReplayed(port: number, counts: { ran: number }, when: Promise<unknown>, settleMs: number) {
+  await leaveWhile(port, keyedPost('/orders'), when);
+  await tick(settleMs);
+  expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
+  expect(counts.ran).toBe(1);
+}
+
+/**
+ * An async preHandler registered before the plugin's: on the first request, it returns once that
+ * request's client has left.
+ */
+const waitsForLeave = (reached: { open: () => void }) => (app: FastifyInstance) => {
+  let first = true;
+  app.addHook('preHandler', async (request) => {
+    if (!first) return;
+    first = false;
+    reached.open();
+    if (!request.raw.socket.destroyed) await once(request.raw.socket, 'close');
+    await tick(10);
+  });
+};
+
+/**
+ * A handler that, after an await, sets 201 and resolves with nothing on its first request (its
+ * client is gone: Fastify sends nothing for it), and sends `again` on later ones.
+ */
+const resolvesWithNothing: Handler = async (_request, reply, ran) => {
+  await tick(20);
+  if (ran > 1) return reply.code(201).send('again');
+  reply.code(201);
+};
+
 /** A store whose methods are not memoryStore's own (the plugin's async path), each call `ms` late. */
 function laterStore(ms: number): IdempotencyStore & { inner: ReturnType<typeof memoryStore> } {
   const inner = memoryStore();
@@ -99,10 +157,7 @@ describe('close watch: a handler that answers in the tick the plugin hands it co
       reply.raw.writeHead(201, { 'content-type': 'text/plain' });
       reply.raw.end('made');
     });
-    const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
-    expect([first.status, first.body]).toEqual([201, 'made']);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await expectReplayed(port, counts, 201, 'made', 1);
   });
 
   it('reply.hijack() and a raw head in the same tick, its client leaves, the async handler ends it later: stored whole, ran once', async () => {
@@ -128,10 +183,7 @@ describe('close watch: a handler that answers in the tick the plugin hands it co
       if (ran === 1) throw new Error('card declined');
       return reply.code(201).send('made');
     });
-    const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
-    expect(first.status).toBe(500);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: null, body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(2);
+    await expectFreed(port, counts, 2);
   });
 
   /**
@@ -175,10 +227,7 @@ describe('close watch: a handler that answers in the tick the plugin hands it co
         .header('content-type', 'text/plain')
         .send(Readable.from(['ma', 'de']));
     });
-    const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
-    expect([first.status, first.body]).toEqual([201, 'made']);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await expectReplayed(port, counts, 201, 'made', 1);
   });
 
   /**
@@ -203,30 +252,12 @@ describe('close watch: a handler that answers in the tick the plugin hands it co
 });
 
 describe('close watch: a client that left before the plugin claimed its key', () => {
-  /**
-   * An async preHandler registered before the plugin's: on the first request, it returns once
-   * that request's client has left.
-   */
-  const waitsForLeave = (reached: { open: () => void }) => (app: FastifyInstance) => {
-    let first = true;
-    app.addHook('preHandler', async (request) => {
-      if (!first) return;
-      first = false;
-      reached.open();
-      if (!request.raw.socket.destroyed) await once(request.raw.socket, 'close');
-      await tick(10);
-    });
-  };
-
   it('a handler that sends before its first await: stored for the client that left, the retry gets the replay, ran once', async () => {
     const reached = gate();
     const { port, counts } = await serve((_request, reply, ran) => reply.code(201).send(ran === 1 ? 'made' : 'again'), {
       before: waitsForLeave(reached),
     });
-    await leaveWhile(port, keyedPost('/orders'), reached.opened);
-    await tick(50);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await leftThenReplayed(port, counts, reached.opened, 50);
   });
 
   it('a handler that sends after an await: stored as well, ran once', async () => {
@@ -238,10 +269,7 @@ describe('close watch: a client that left before the plugin claimed its key', ()
       },
       { before: waitsForLeave(reached) },
     );
-    await leaveWhile(port, keyedPost('/orders'), reached.opened);
-    await tick(80);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await leftThenReplayed(port, counts, reached.opened, 80);
   });
 
   it('an async scope and a store that answers later, the client gone meanwhile, a handler that sends at once: stored, ran once', async () => {
@@ -255,10 +283,7 @@ describe('close watch: a client that left before the plugin claimed its key', ()
         return 'account-1';
       },
     });
-    await leaveWhile(port, keyedPost('/orders'), asked.opened);
-    await tick(150);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await leftThenReplayed(port, counts, asked.opened, 150);
   });
 });
 
@@ -272,10 +297,7 @@ describe("close watch: other plugins' preHandler hooks after the plugin's", () =
         });
       },
     });
-    const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
-    expect([first.status, first.body]).toEqual([401, 'who are you']);
-    expect(await retryOf(port)).toEqual({ status: 401, replayed: 'true', body: 'who are you', conflicts: 0 });
-    expect(counts.ran).toBe(0);
+    await expectReplayed(port, counts, 401, 'who are you', 0);
   });
 
   it('an async one its client leaves during, then a handler that sends at once: stored, ran once', async () => {
@@ -288,10 +310,7 @@ describe("close watch: other plugins' preHandler hooks after the plugin's", () =
         });
       },
     });
-    await leaveWhile(port, keyedPost('/orders'), reached.opened);
-    await tick(50);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await leftThenReplayed(port, counts, reached.opened, 50);
   });
 });
 
@@ -493,28 +512,21 @@ describe('close watch: HTTP/2', () => {
    */
   it('a stream cancelled before the claim, an async handler that resolves with nothing: its status is stored, ran once', async () => {
     const reached = gate();
-    const { port, counts, memory } = await serve(
-      async (_request, reply, ran) => {
-        await tick(20);
-        if (ran > 1) return reply.code(201).send('again');
-        reply.code(201);
+    const { port, counts, memory } = await serve(resolvesWithNothing, {
+      fastify: { http2: true } as FastifyServerOptions,
+      before: (app) => {
+        let first = true;
+        app.addHook('preHandler', async (request) => {
+          if (!first) return;
+          first = false;
+          reached.open();
+          if (!request.raw.aborted) await once(request.raw, 'aborted');
+          await tick(10);
+        });
       },
-      {
-        fastify: { http2: true } as FastifyServerOptions,
-        before: (app) => {
-          let first = true;
-          app.addHook('preHandler', async (request) => {
-            if (!first) return;
-            first = false;
-            reached.open();
-            if (!request.raw.aborted) await once(request.raw, 'aborted');
-            await tick(10);
-          });
-        },
-        leaseMs: 1_500,
-        maxRunMs: 1_500,
-      },
-    );
+      leaseMs: 1_500,
+      maxRunMs: 1_500,
+    });
     const cancelled = await post(port, { cancelWhen: reached.opened });
     expect(cancelled.status).toBeUndefined();
     await tick(100);
@@ -592,10 +604,7 @@ describe('close watch: more of what production does around the handler', () => {
         });
       },
     });
-    await leaveWhile(port, keyedPost('/orders'), reached.opened);
-    await tick(50);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: 'true', body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await leftThenReplayed(port, counts, reached.opened, 50);
   });
 
   /**
@@ -680,27 +689,11 @@ describe('close watch: more of what production does around the handler', () => {
    */
   it('a client gone before the claim, an async handler that resolves with nothing: the key is not held for its lease, ran once', async () => {
     const reached = gate();
-    const { port, counts, memory } = await serve(
-      async (_request, reply, ran) => {
-        await tick(20);
-        if (ran > 1) return reply.code(201).send('again');
-        reply.code(201);
-      },
-      {
-        before: (app) => {
-          let first = true;
-          app.addHook('preHandler', async (request) => {
-            if (!first) return;
-            first = false;
-            reached.open();
-            if (!request.raw.socket.destroyed) await once(request.raw.socket, 'close');
-            await tick(10);
-          });
-        },
-        leaseMs: 1_500,
-        maxRunMs: 1_500,
-      },
-    );
+    const { port, counts, memory } = await serve(resolvesWithNothing, {
+      before: waitsForLeave(reached),
+      leaseMs: 1_500,
+      maxRunMs: 1_500,
+    });
     await leaveWhile(port, keyedPost('/orders'), reached.opened);
     await tick(100);
     expect(memory?.snapshot().inProgress).toBe(0);
@@ -777,9 +770,6 @@ describe('close watch: errors thrown around the claim', () => {
         });
       },
     });
-    const first = await sendKeyed(`http://127.0.0.1:${port}/orders`);
-    expect(first.status).toBe(500);
-    expect(await retryOf(port)).toEqual({ status: 201, replayed: null, body: 'made', conflicts: 0 });
-    expect(counts.ran).toBe(1);
+    await expectFreed(port, counts, 1);
   });
 });
