@@ -130,26 +130,16 @@ export async function faultProxy(options: FaultProxyOptions): Promise<FaultProxy
 }
 
 /**
- * The ports the system hands out for `listen(0)` and for outgoing connections, on Linux
- * (`/proc/sys/net/ipv4/ip_local_port_range`); undefined elsewhere, or where it cannot be read.
+ * Where the system's ephemeral ports start (Linux: what `listen(0)` and outgoing connections are
+ * given); 0 elsewhere, or where it cannot be read.
  */
-function ephemeralPorts(): { readonly min: number; readonly max: number } | undefined {
+function ephemeralLow(): number {
   try {
-    const [min, max] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/).map(Number);
-    return Number.isInteger(min) && Number.isInteger(max) && (min as number) <= (max as number)
-      ? { min: min as number, max: max as number }
-      : undefined;
+    return Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'latin1').trim().split(/\s+/)[0]) || 0;
   } catch {
-    return undefined;
+    return 0;
   }
 }
-
-/**
- * The ports {@link ToxicProxy.listenOutsideEphemeral} tries: above the well-known services', and
- * below those a test harness may hand its own servers under the ephemeral range (this repo's
- * `test/support/ports.ts` takes 20,000 and up).
- */
-const FREE_PORTS = { lowest: 10_000, below: 20_000 } as const;
 
 const redactor = new Redactor();
 
@@ -254,14 +244,12 @@ class ToxicProxy implements FaultProxy {
    * side).
    */
   async listenOutsideEphemeral(): Promise<void> {
-    const range = ephemeralPorts();
-    const below = Math.min(range?.min ?? 0, FREE_PORTS.below);
-    const lowest = below > FREE_PORTS.lowest + 1_000 ? FREE_PORTS.lowest : 1_024;
-    for (let tries = 0; below - lowest > 100 && tries < 50; tries++) {
-      const port = lowest + Math.floor(Math.random() * (below - lowest));
+    // From 10,000 (above the well-known services') to below 20,000 (this repo's test harness,
+    // `test/support/ports.ts`, hands its own servers ports from 20,000 up), or the range's start.
+    const below = Math.min(ephemeralLow(), 20_000);
+    for (let tries = 0; below > 11_000 && tries < 50; tries++) {
       try {
-        await this.listen(port);
-        return;
+        return await this.listen(10_000 + Math.floor(Math.random() * (below - 10_000)));
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
       }
