@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import { IdempotencyValueError } from './errors.js';
 import { Form, type Span } from './form.js';

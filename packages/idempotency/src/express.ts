@@ -2,6 +2,7 @@
  * Idempotency-Key middleware for Express 4 and 5.
  * @module @holdfast/idempotency/express
  */
+import type { Buffer } from 'node:buffer';
 import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { HoldfastConfigError } from '@holdfast/core';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';

@@ -2,6 +2,7 @@
  * Idempotency-Key plugin for Fastify 5.
  * @module @holdfast/idempotency/fastify
  */
+import type { Buffer } from 'node:buffer';
 import { IncomingMessage } from 'node:http';
 import { Transform, type TransformCallback } from 'node:stream';
 import { HoldfastConfigError, ownPluginOptions, parseOptions } from '@holdfast/core';

@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import { busOption, clockOption, fnOption, nameOption, positiveDurationOption } from '@holdfast/core';
 import { z } from 'zod';
 import type { IdempotencyStore } from './store.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { createHash, randomUUID } from 'node:crypto';
 import { type Clock, elapsedTime, parseOptions, realClock, type TimerHandle } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from './errors.js';

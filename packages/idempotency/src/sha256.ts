@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
 
 // One-shot SHA-256 (Node 20.12+): no Hash object per request. Older Nodes stream into createHash.

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { decodeValue, encodeValue } from './codec.js';
 import { IdempotencyValueError } from './errors.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { type IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { rootOf } from './node.js';
 import { watchPushes } from './stream.js';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { copyHeaders, type StoredResponse, setHeader } from '../store.js';
 import { Chunks } from './stream.js';
 

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import * as crypto from 'node:crypto';
 import { HoldfastConfigError } from '@holdfast/core';
 import { Form, type Span } from '../form.js';

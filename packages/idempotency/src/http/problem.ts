@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { HttpResponse } from './capture.js';
 
 /** The problems the middleware answers with, by their stable `type` (RFC 9457). */

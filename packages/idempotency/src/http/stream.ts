@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { IncomingMessage } from 'node:http';
 import { PassThrough, Readable } from 'node:stream';
 import { errorLabel } from '@holdfast/core';
