@@ -28,10 +28,13 @@ export function headersSent(res: ServerResponse): boolean {
   return head === undefined ? res.headersSent : Boolean(head);
 }
 
-/** Sends a response the middleware made (a replay or a problem) on a raw Node response. */
+/**
+ * Sends a response the middleware made (a replay or a problem) on a raw Node response: an ASCII
+ * replay's text as it is (its UTF-8 is its bytes; Node writes it with the head, and no Buffer is made).
+ */
 export function sendRaw(res: ServerResponse, response: HttpResponse): void {
   res.writeHead(response.status, response.headers as OutgoingHttpHeaders);
-  res.end(response.body);
+  res.end(response.text ?? response.body);
 }
 
 type Method = (this: ServerResponse, ...args: unknown[]) => unknown;
