@@ -17,6 +17,7 @@ import type {
 } from 'fastify';
 import { z } from 'zod';
 import { discardRest, readAndRestore } from './http/body.js';
+import { TextReplay } from './http/capture.js';
 import type { OutgoingHeaders } from './http/engine.js';
 import {
   type Decision,
@@ -1070,16 +1071,25 @@ function headersOf(reply: FastifyReply, copy: boolean): OutgoingHeaders {
  * go through `header()`; so do all of them where Fastify keeps its headers elsewhere.
  * `lengthOwn`: `content-length` is left to Fastify, which sets every body's own (not a HEAD's).
  */
-function setHeaders(reply: FastifyReply, headers: HttpResponse['headers'], lengthOwn: boolean): FastifyReply {
+function setHeaders(reply: FastifyReply, response: HttpResponse, lengthOwn: boolean): FastifyReply {
   const own = ownHeadersOf(reply);
-  if (own === undefined) return reply.headers(headers as Record<string, string | string[]>);
+  if (own === undefined) return reply.headers(response.headers as Record<string, string | string[]>);
+  // A text replay's stored headers are written as they are (its lists copied: they are the
+  // store's), then its own two: the copy its `headers` would make is never made.
+  const text = response instanceof TextReplay ? response : undefined;
+  const headers = text === undefined ? response.headers : text.stored;
   const names = Object.keys(headers);
   for (let i = 0; i < names.length; i++) {
     const name = names[i] as string;
-    const value = headers[name] as string | string[];
+    let value = headers[name] as string | string[];
     if (lengthOwn && name === 'content-length') continue;
+    if (text !== undefined && typeof value !== 'string') value = [...value];
     if (name !== 'set-cookie' && name !== '__proto__' && lowerCase(name)) own[name] = value;
     else reply.header(name, value);
+  }
+  if (text !== undefined) {
+    own['idempotent-replayed'] = 'true';
+    if (!lengthOwn) own['content-length'] = String(text.text.length);
   }
   return reply;
 }
@@ -1167,7 +1177,12 @@ function respondWith(
   lengthOwn: boolean,
 ): void {
   try {
-    const headers = response.headers as Record<string, string | string[]>;
+    // A text replay's headers are the stored ones and its own two (see setHeaders): the stored
+    // ones say whether it has a content type.
+    const headers = (response instanceof TextReplay ? response.stored : response.headers) as Record<
+      string,
+      string | string[]
+    >;
     const text = response.text;
     // Stored without one: Fastify gives a body sent without one a content type (onSend takes it off).
     if (
@@ -1177,7 +1192,7 @@ function respondWith(
       untypedReplies.add(reply);
       untyped++;
     }
-    setHeaders(reply.code(response.status), headers, lengthOwn).send(
+    setHeaders(reply.code(response.status), response, lengthOwn).send(
       text !== undefined && sendsTextAsIs(reply, headers['content-type']) ? text : response.body,
     );
   } catch (error) {

@@ -109,6 +109,37 @@ describe("fastify plugin: a replay's header lines", () => {
     });
   });
 
+  it("an onSend hook that changes a replay's header list in place changes that reply only, never the stored record", async () => {
+    const app = Fastify();
+    await app.register(idempotency, { store: memoryStore(), scope: 'global', bus: createBus() });
+    let replays = 0;
+    app.addHook('onSend', async (_request, reply, payload) => {
+      if (reply.getHeader('idempotent-replayed') !== 'true') return payload;
+      replays++;
+      (reply.getHeader('link') as string[]).push(`</hook${replays}>; rel="h"`);
+      return payload;
+    });
+    let ran = 0;
+    app.post('/orders', async (_request, reply) => {
+      ran++;
+      return reply.code(201).header('link', ['</a>; rel="a"', '</b>; rel="b"']).send({ id: 1 });
+    });
+    const port = await listen(app);
+    await send(port, 'k-list');
+    const one = await send(port, 'k-list');
+    const two = await send(port, 'k-list');
+    expect(ran).toBe(1);
+    // Each replay carries the stored two and its own hook's line: the first hook's push is not kept.
+    for (const [i, replay] of [one, two].entries()) {
+      expect(replay.lines.filter((line) => line.startsWith('link:'))).toEqual([
+        'link: </a>; rel="a"',
+        'link: </b>; rel="b"',
+        `link: </hook${i + 1}>; rel="h"`,
+      ]);
+      expect(replay.body).toBe('{"id":1}');
+    }
+  });
+
   it('a record whose names are not in lower case (completed through the store): each name sent lower-cased, once; a set-cookie merged with one a hook set', async () => {
     const store = memoryStore();
     const app = Fastify();

@@ -199,22 +199,13 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
  * of its bytes, one character a byte), copied once here; otherwise a copy handed out already.
  */
 export function replayOf(stored: ReplaySource, shared = false, head = false): HttpResponse {
-  // A copy to extend, lists copied too: the store's own record (an in-process store's call
-  // without a promise) must not see what a later layer does to the replay (a hook that pushes to
-  // a header's list). copyHeaders keeps a header named `__proto__` a header.
-  const headers: Record<string, string | readonly string[]> = copyHeaders(stored.headers);
-  headers['idempotent-replayed'] = 'true';
+  const { body } = stored;
+  if (!head && typeof body === 'string' && stored.status !== 204 && stored.status !== 304 && ascii(body)) {
+    return new TextReplay(stored.status, stored.headers, body);
+  }
+  const headers = replayHeaders(stored.headers);
   if (stored.status === 204 || stored.status === 304) {
     return { status: stored.status, headers, body: Buffer.alloc(0) };
-  }
-  const { body } = stored;
-  // The store's short ASCII body as it keeps it (one character a byte): an adapter may send the
-  // string (one write of head and body, where a Buffer's takes two), and its bytes are made only
-  // if one reads them (Fastify sends the text: a Buffer made and never read cost a replay about
-  // 1,100 instructions).
-  if (!head && typeof body === 'string' && Buffer.byteLength(body, 'utf8') === body.length) {
-    headers['content-length'] = String(body.length);
-    return new TextReplay(stored.status, headers, body);
   }
   // The replay's own bytes: a string of them (an in-process store's short body) or the store's
   // own Buffer (`shared`) copied; a copy handed out already (decodeOutcome) viewed, not copied again.
@@ -235,14 +226,48 @@ export function replayOf(stored: ReplaySource, shared = false, head = false): Ht
   return { status: stored.status, headers, body: bytes };
 }
 
-/** A replay whose body is an ASCII string: {@link HttpResponse.body} made from it when first read. */
-class TextReplay implements HttpResponse {
+/**
+ * The replay's headers: a copy of the stored ones to extend, lists copied too (the store's own
+ * record, from an in-process store's call without a promise, must not see what a later layer
+ * does to the replay: a hook that pushes to a header's list), marked. copyHeaders keeps a header
+ * named `__proto__` a header.
+ */
+function replayHeaders(stored: StoredResponse['headers']): Record<string, string | readonly string[]> {
+  const headers: Record<string, string | readonly string[]> = copyHeaders(stored);
+  headers['idempotent-replayed'] = 'true';
+  return headers;
+}
+
+/** Whether a string of bytes (one character a byte) is ASCII: its UTF-8 is then those bytes. */
+function ascii(text: string): boolean {
+  return Buffer.byteLength(text, 'utf8') === text.length;
+}
+
+/**
+ * The replay of a short ASCII body an in-process store keeps as a string (one character a byte):
+ * an adapter may send the string (one write of head and body, where a Buffer's takes two). Its
+ * bytes and its headers' copy are made only when read: Fastify sends the text, and writes the
+ * stored headers and the replay's own two ({@link TextReplay.stored}) into its reply. (Made
+ * whether read or not, the bytes cost a Fastify replay about 1,600 instructions, the copy about 400.)
+ */
+export class TextReplay implements HttpResponse {
+  #headers: Record<string, string | readonly string[]> | undefined;
   #body: Buffer | undefined;
   constructor(
     readonly status: number,
-    readonly headers: Readonly<Record<string, string | readonly string[]>>,
+    /** The store's own headers: read, never changed (lists copied by whoever keeps them). */
+    readonly stored: StoredResponse['headers'],
     readonly text: string,
   ) {}
+
+  get headers(): Readonly<Record<string, string | readonly string[]>> {
+    if (this.#headers === undefined) {
+      const headers = replayHeaders(this.stored);
+      headers['content-length'] = String(this.text.length);
+      this.#headers = headers;
+    }
+    return this.#headers;
+  }
 
   get body(): Buffer {
     this.#body ??= Buffer.from(this.text, 'latin1');
