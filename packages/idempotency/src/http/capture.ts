@@ -235,34 +235,18 @@ export function replayOf(stored: ReplaySource, shared = false, head = false): Ht
   return { status: stored.status, headers, body: bytes };
 }
 
-/**
- * `body` as an own, enumerable getter: a spread copy, `JSON.stringify`, `structuredClone` and
- * `Object.keys` of a replay carry it, as of any other replay (a getter on the class's prototype
- * left it out of all four). Still made only when read.
- */
-const TEXT_BODY: PropertyDescriptor = {
-  get(this: TextReplay): Buffer {
-    return TextReplay.bytesOf(this);
-  },
-  enumerable: true,
-};
-
 /** A replay whose body is an ASCII string: {@link HttpResponse.body} made from it when first read. */
 class TextReplay implements HttpResponse {
-  declare readonly body: Buffer;
   #body: Buffer | undefined;
   constructor(
     readonly status: number,
     readonly headers: Readonly<Record<string, string | readonly string[]>>,
     readonly text: string,
-  ) {
-    Object.defineProperty(this, 'body', TEXT_BODY);
-  }
+  ) {}
 
-  /** The replay's bytes, made on first read. */
-  static bytesOf(replay: TextReplay): Buffer {
-    replay.#body ??= Buffer.from(replay.text, 'latin1');
-    return replay.#body;
+  get body(): Buffer {
+    this.#body ??= Buffer.from(this.text, 'latin1');
+    return this.#body;
   }
 }
 
