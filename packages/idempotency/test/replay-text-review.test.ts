@@ -481,26 +481,27 @@ describe('a replay object, as a consumer of HttpResponse handles it', () => {
     return again.response;
   }
 
-  // Short ASCII (kept as a string: the text replay), short past ASCII, empty, long.
+  // Short ASCII (kept as a string: the text replay), empty, short past ASCII, long. A text
+  // replay's body is a getter of its class (an own one cost ~2,100 instructions a replay, see
+  // HttpResponse): a copy that reads it carries the bytes; the bytes and the text agree.
   it.each([
-    ['json', bodies.json],
-    ['empty', bodies.empty],
-    ['a96', bodies.a96],
-    ['high', bodies.high],
-    ['a97', bodies.a97],
+    ['json', bodies.json, true],
+    ['empty', bodies.empty, true],
+    ['a96', bodies.a96, true],
+    ['high', bodies.high, false],
+    ['a97', bodies.a97, false],
   ] as const)(
-    '%s: body is a property of its own, so a spread, JSON, structuredClone and Object.keys carry it',
-    async (_name, bytes) => {
+    '%s: body read twice is the same bytes, its text those bytes, and a copy that reads it carries them',
+    async (_name, bytes, text) => {
       const replay = await replayOf(bytes as Buffer);
-      expect(Object.hasOwn(replay, 'body')).toBe(true);
-      expect(Object.keys(replay)).toEqual(expect.arrayContaining(['status', 'headers', 'body']));
-      const spread = { ...replay };
-      expect(Buffer.from(spread.body ?? []).equals(bytes as Buffer)).toBe(true);
-      expect((JSON.parse(JSON.stringify(replay)) as { body?: unknown }).body).toEqual((bytes as Buffer).toJSON());
-      expect(Buffer.from(structuredClone(replay).body ?? []).equals(bytes as Buffer)).toBe(true);
-      // Read twice, the same bytes; and the text, where there is one, is those bytes.
+      expect(replay.text !== undefined).toBe(text);
+      const copy = structuredClone({ ...replay, body: replay.body });
+      expect(Buffer.from(copy.body).equals(bytes as Buffer)).toBe(true);
+      expect((JSON.parse(JSON.stringify({ ...replay, body: replay.body })) as { body?: unknown }).body).toEqual(
+        (bytes as Buffer).toJSON(),
+      );
       expect(replay.body.equals(bytes as Buffer)).toBe(true);
-      expect(replay.body.equals(replay.body)).toBe(true);
+      expect(replay.body).toBe(replay.body);
       if (replay.text !== undefined) expect(Buffer.from(replay.text, 'utf8').equals(bytes as Buffer)).toBe(true);
       expect(replay.headers['content-length']).toBe(String((bytes as Buffer).length));
     },

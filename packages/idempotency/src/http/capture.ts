@@ -257,6 +257,13 @@ export type ReplaySource = Omit<StoredResponse, 'body'> & { readonly body: Uint8
 export interface HttpResponse {
   readonly status: number;
   readonly headers: Readonly<Record<string, string | readonly string[]>>;
+  /**
+   * The bytes to send. A text replay's (see {@link replayOf}) is a getter of its class, made when
+   * first read: not an own property, so a spread, `structuredClone`, `JSON.stringify` or
+   * `Object.keys` of it leaves `body` out; a copy reads it (`{ ...response, body: response.body }`).
+   * (An own getter, `Object.defineProperty` per replay, cost a Fastify replay about 2,100
+   * instructions, more than the Buffer it spares.)
+   */
   readonly body: Buffer;
   /** The same bytes as an ASCII string, when the replay has them as one (see {@link replayOf}). */
   readonly text?: string;
