@@ -1192,8 +1192,15 @@ function respondWith(
       untypedReplies.add(reply);
       untyped++;
     }
-    setHeaders(reply.code(response.status), response, lengthOwn).send(
-      text !== undefined && sendsTextAsIs(reply, headers['content-type']) ? text : response.body,
+    const { status } = response;
+    setHeaders(reply.code(status), response, lengthOwn).send(
+      // A 204 or 304 is sent without a payload: Fastify gives an empty one `Content-Length: 0`,
+      // which on a 304 says the resource is empty (RFC 9110 8.6); the first response had none.
+      status === 204 || status === 304
+        ? undefined
+        : text !== undefined && sendsTextAsIs(reply, headers['content-type'])
+          ? text
+          : response.body,
     );
   } catch (error) {
     done(error as Error);
