@@ -246,7 +246,8 @@ class Scratch {
   preimage(at: number, body: Uint8Array, length: number): string | undefined {
     // `b`, the length's digits (a body this short has three at most) and `:`.
     if (at + length + (length < 10 ? 3 : length < 100 ? 4 : 5) > PREIMAGE_BYTES) return undefined;
-    return this.#bytes.toString('latin1', 0, this.#body(at, body, length));
+    // Buffer's own latin1Slice (what toString('latin1', ...) calls after checking its arguments).
+    return (this.#bytes as LatinSlicer).latin1Slice(0, this.#body(at, body, length));
   }
 
   /** Writes `b<length>:` and `body` (`length` bytes) after the head (`at` bytes); where they end. */
@@ -260,6 +261,9 @@ class Scratch {
     return at + length;
   }
 }
+
+/** Node's Buffer method behind `toString('latin1', start, end)` (not in @types/node). */
+type LatinSlicer = Buffer & { latin1Slice(start: number, end: number): string };
 
 const scratch = new Scratch();
 
