@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '@holdfast/core';
 import { StoreUnavailableError } from './errors.js';
-import { inProcess, type StoreNow } from './memory-store.js';
+import { inProcess, type NowToken, type StoreNow, storeToken } from './memory-store.js';
 import type { IdempotencyStore } from './store.js';
 
 /**
@@ -13,7 +13,8 @@ import type { IdempotencyStore } from './store.js';
 export interface HeldLease {
   /** The key as the store sees it. */
   readonly stored: string;
-  readonly token: string;
+  /** A number where the store's calls without a promise claimed it (see NowToken). */
+  readonly token: NowToken;
   /** When the key was claimed, on the keeper's monotonic line. */
   readonly since: number;
   /** @internal The keeper's links: its neighbours while held. */
@@ -164,7 +165,7 @@ export class LeaseKeeper {
     const extend = this.store.extend as NonNullable<IdempotencyStore['extend']>;
     let owned: boolean;
     try {
-      owned = await extend.call(this.store, lease.stored, lease.token, this.leaseMs);
+      owned = await extend.call(this.store, lease.stored, storeToken(lease.token), this.leaseMs);
     } catch (error) {
       if (lease.held) lease.failed(error, 'extend');
       return;

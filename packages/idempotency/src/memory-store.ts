@@ -43,8 +43,11 @@ export interface KeptOutcome {
 
 interface Entry {
   readonly key: string;
-  /** The request's fingerprint, or (`raw`) the bytes it is the hash of (see preimageOf). */
-  readonly fingerprint: string;
+  /**
+   * The request's fingerprint, or (`raw`) the bytes it is the hash of (see preimageOf); once
+   * completed with a body kept as text, followed by that text (see {@link KeptRecord.split}).
+   */
+  fingerprint: string;
   readonly raw: boolean;
   /**
    * When first claimed: ms since the store's epoch (see {@link MemoryStore}'s `#epoch`), records
@@ -69,6 +72,8 @@ interface Entry {
   status: number;
   headers: StoredResponse['headers'] | undefined;
   body: Uint8Array | string;
+  /** See {@link KeptRecord.split}. */
+  split: number;
   /** What this record counts against `maxBytes`. */
   bytes: number;
   // The recency list: `older` towards the least recently used end.
@@ -184,22 +189,69 @@ export function inProcess(store: object): StoreNow | undefined {
  * versioned, so a copy with another contract for these calls is not trusted with it). v6: a
  * record's `fingerprint` may be its preimage (`raw`), which a v5 engine took for a fingerprint.
  * v7: a record has no `createdAt` (a v6 engine read it for its replay event): ask `createdAt()`.
+ * v8: a record's body may follow its fingerprint (`split`; a v7 engine read an empty body).
  */
-export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v7');
+export const NOW = Symbol.for('holdfast.idempotency.memoryStore.now.v8');
 
 /**
  * @internal A completed record as {@link StoreNow.claim} answers it: the store's own, not a copy
  * (read it, never change it), its outcome on it as the store keeps it.
  */
 export interface KeptRecord extends KeptOutcome {
+  /** The request's fingerprint; see `split`. Compare with {@link sameKept}. */
   readonly fingerprint: string;
   /** `fingerprint` holds the bytes it is the hash of (see {@link StoreNow.claimPreimage}); none on an older store. */
   readonly raw?: boolean;
+  /**
+   * 0, or where the body's text starts in `fingerprint`: a body kept as text (a short response's
+   * bytes, a value's JSON) is kept after the request's fingerprint, in one string with it, and
+   * `body` is empty. Read the body with {@link keptBodyOf}. (Three strings a record, the key, the
+   * fingerprint and the body, each survived two young collections, copied each time: about
+   * 1,000 instructions a string per first request, bench/http-instructions.ts; joined, one is
+   * copied fewer for the cost of one join, about 450.)
+   */
+  readonly split: number;
 }
 
-/** @internal What {@link StoreNow.claim} found: a completed record as the store keeps it. */
+/** @internal A kept record's body (see {@link KeptRecord.split}). */
+export function keptBodyOf(record: KeptRecord): Uint8Array | string {
+  return record.split === 0 ? record.body : record.fingerprint.slice(record.split);
+}
+
+/** @internal The fingerprint a kept record holds, or (`raw`) its preimage (see {@link KeptRecord.split}). */
+function keptFingerprint(record: KeptRecord): string {
+  return record.split === 0 ? record.fingerprint : record.fingerprint.slice(0, record.split);
+}
+
+/**
+ * @internal Whether `record` is of the request whose fingerprint, or (`raw`) preimage, is
+ * `fingerprint` (see {@link sameRequest}).
+ */
+export function sameKept(record: KeptRecord, fingerprint: string, raw: boolean): boolean {
+  const kept = record.fingerprint;
+  const split = record.split;
+  const keptRaw = record.raw === true;
+  if (split === 0) return sameRequest(kept, keptRaw, fingerprint, raw);
+  // The part a slice of it (no copy), compared by V8's string equality (a `startsWith` read each
+  // character through a generic call: about 55 instructions a character, 9,900 a replay).
+  if (keptRaw === raw) return fingerprint.length === split && kept.slice(0, split) === fingerprint;
+  return sameRequest(kept.slice(0, split), keptRaw, fingerprint, raw);
+}
+
+/**
+ * @internal A claim's token as {@link StoreNow} hands it out and takes it: its number (the store's
+ * methods take and give its text, see {@link tokenText}). Made text for every claim, the number
+ * cost a first request about 300 instructions (a number's digits are a call into V8's runtime).
+ */
+export type NowToken = number | string;
+
+/**
+ * @internal What {@link StoreNow.claim} found: a completed record as the store keeps it; a claim's
+ * token as a number.
+ */
 export type NowClaimResult =
-  | Exclude<ClaimResult, { readonly status: 'completed' }>
+  | Exclude<ClaimResult, { readonly status: 'completed' | 'claimed' }>
+  | { readonly status: 'claimed'; readonly token: number; readonly takeover: boolean }
   | { readonly status: 'completed'; readonly record: KeptRecord };
 
 /**
@@ -216,7 +268,7 @@ export interface StoreNow {
    * an older copy of this module has none.
    */
   claimPreimage?(key: string, preimage: string, leaseMs: number): NowClaimResult;
-  complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean;
+  complete(key: string, token: NowToken, outcome: StoredOutcome, ttlMs: number): boolean;
   /**
    * {@link complete} of a response the caller hands over (its headers object, lists and body are
    * its own and it keeps no reference): kept without a copy, and without an outcome object.
@@ -224,14 +276,14 @@ export interface StoreNow {
    */
   completeResponse(
     key: string,
-    token: string,
+    token: NowToken,
     status: number,
     headers: StoredResponse['headers'],
     body: Uint8Array | string,
     ttlMs: number,
   ): boolean;
-  release(key: string, token: string): boolean;
-  extend(key: string, token: string, leaseMs: number): boolean;
+  release(key: string, token: NowToken): boolean;
+  extend(key: string, token: NowToken, leaseMs: number): boolean;
   /**
    * The completed record of `key`, as the store keeps it (touched, as a replay touches it);
    * undefined when there is none (no record, a running claim, expired). Claims nothing.
@@ -266,6 +318,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   readonly #elapsed: () => number;
   /** What records' times are kept from (see Entry's `created`): the clock's reading at the store's creation, whole ms. */
   readonly #epoch: number;
+  /** The last reading of the clock {@link #wall} took, and when, on the monotonic line. */
+  #wallRead = 0;
+  #wallAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     /** The most records kept; when full, the least recently used that is not running goes first. */
@@ -331,6 +386,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
     const found = this.#claim(key, fingerprint, leaseMs, false);
+    if (found.status === 'claimed')
+      return { status: 'claimed', token: tokenText(found.token), takeover: found.takeover };
     return found.status === 'completed'
       ? { status: 'completed', record: this.#record(key, found.record as Entry) }
       : found;
@@ -360,7 +417,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         key,
         fingerprint,
         raw,
-        created: since(this.clock.now(), this.#epoch),
+        created: since(this.#wall(now), this.#epoch),
         token,
         leaseUntil: leaseEnd(now, leaseMs),
         expiresAt: leaseEnd(now, 2 * leaseMs),
@@ -369,6 +426,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
         status: 0,
         headers: undefined,
         body: '',
+        split: 0,
         // A preimage counts as the hash it stands for (43 characters; at most 128 bytes held):
         // the store keeps as many records either way, whichever path claimed them.
         bytes: baseBytes(key, raw ? DIGEST_CHARACTERS : fingerprint.length),
@@ -377,9 +435,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
       });
       if (this.#bytes > this.maxBytes) this.#evictBytes(this.#newest as Entry, now);
       this.#startSweep();
-      return { status: 'claimed', token: tokenText(token), takeover: false };
+      return { status: 'claimed', token, takeover: false };
     }
-    if (!sameRequest(entry.fingerprint, entry.raw, fingerprint, raw)) return { status: 'mismatch' };
+    if (!sameKept(entry as KeptRecord, fingerprint, raw)) return { status: 'mismatch' };
     // The entry itself, as kept: its reader never changes it. (An answer kept on the entry for its
     // next replay would cost each record replayed its bytes for as long as it is kept.)
     if (entry.kind !== undefined) return { status: 'completed', record: entry as KeptRecord };
@@ -388,10 +446,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     entry.token = ++this.#tokens;
     entry.leaseUntil = leaseEnd(now, leaseMs);
     this.#expireAt(entry, leaseEnd(now, 2 * leaseMs));
-    return { status: 'claimed', token: tokenText(entry.token), takeover: true };
+    return { status: 'claimed', token: entry.token, takeover: true };
   }
 
-  #complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): boolean {
+  #complete(key: string, token: NowToken, outcome: StoredOutcome, ttlMs: number): boolean {
     this.#checkOpen();
     if (outcome?.kind === 'value') {
       const text = encodeValue(outcome.value);
@@ -408,7 +466,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
    */
   #completeResponse(
     key: string,
-    token: string,
+    token: NowToken,
     status: number,
     headers: StoredResponse['headers'],
     last: StoredResponse['headers'] | undefined,
@@ -436,7 +494,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
    */
   #completeKept(
     key: string,
-    token: string,
+    token: NowToken,
     kind: KeptOutcome['kind'],
     status: number,
     headers: StoredResponse['headers'] | undefined,
@@ -460,8 +518,19 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     entry.kind = kind;
     entry.status = status;
     entry.headers = headers;
-    entry.body = body;
-    entry.completed = since(this.clock.now(), this.#epoch);
+    const request = entry.fingerprint;
+    if (typeof body === 'string' && body !== '' && request !== '') {
+      // The text after the request's fingerprint, one string (see KeptRecord.split). Read, so that
+      // V8 makes the pair one flat string, in place (see storedKey in http/engine.ts).
+      const joined = request + body;
+      if (joined.charCodeAt(0) !== request.charCodeAt(0)) throw new Error('joined');
+      entry.fingerprint = joined;
+      entry.split = request.length;
+      entry.body = '';
+    } else {
+      entry.body = body;
+    }
+    entry.completed = since(this.#wall(now), this.#epoch);
     this.#expireAt(entry, expiry(now, ttlMs));
     this.#bytes += bytes - entry.bytes;
     entry.bytes = bytes;
@@ -469,7 +538,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return true;
   }
 
-  #release(key: string, token: string): boolean {
+  #release(key: string, token: NowToken): boolean {
     this.#checkOpen();
     const entry = this.#live(key, this.#elapsed());
     if (entry === undefined || entry.kind !== undefined || entry.token !== tokenNumber(token)) return false;
@@ -477,7 +546,7 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return true;
   }
 
-  #extend(key: string, token: string, leaseMs: number): boolean {
+  #extend(key: string, token: NowToken, leaseMs: number): boolean {
     this.#checkOpen();
     const now = this.#elapsed();
     const entry = this.#live(key, now);
@@ -684,6 +753,24 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     this.#sweep = undefined;
   }
 
+  /**
+   * The clock's reading (epoch ms) for a record claimed or completed at `now` (monotonic).
+   * realClock's `Date.now()` is a call into V8's runtime, about 200 instructions, twice a claimed
+   * request: with realClock and no fake timers, the last reading, moved on by the monotonic time
+   * since, serves for {@link WALL_REREAD_MS} (a step of the wall clock shows in the times of
+   * records a second later at most). Any other clock is read each time.
+   */
+  #wall(now: number): number {
+    const moved = now - this.#wallAt;
+    if (moved >= 0 && moved < WALL_REREAD_MS && this.clock === realClock && realTimers()) {
+      return this.#wallRead + Math.floor(moved);
+    }
+    const read = this.clock.now();
+    this.#wallRead = read;
+    this.#wallAt = now;
+    return read;
+  }
+
   /** The reading an entry's {@link Since} stands for, epoch ms. */
   #date(time: Since): number {
     return (time as { at?: number }).at ?? this.#epoch + (time as number);
@@ -698,7 +785,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     return {
       status: 'completed',
       key,
-      fingerprint: entry.raw ? digestOfPreimage(entry.fingerprint) : entry.fingerprint,
+      fingerprint: entry.raw
+        ? digestOfPreimage(keptFingerprint(entry as KeptRecord))
+        : keptFingerprint(entry as KeptRecord),
       createdAt: this.#date(entry.created),
       completedAt: this.#date(entry.completed),
       expiresAt: this.clock.now() + (entry.expiresAt - this.#elapsed()),
@@ -725,6 +814,24 @@ function since(at: number, epoch: number): Since {
   const ms = at - epoch;
   const whole = ms | 0;
   return whole === ms ? whole : epoch + ms === at ? ms : { at };
+}
+
+/** How long {@link MemoryStore}'s reading of realClock serves its records' times, ms. */
+const WALL_REREAD_MS = 1_000;
+
+/**
+ * The global Date when this module loaded: another one later means fake timers are installed.
+ * None when the one at load is itself a fake timers' Date (it carries their `clock`).
+ */
+const loadedDate = 'clock' in Date ? undefined : Date;
+
+/**
+ * Whether Date and the timers are the real ones: no fake timers (@sinonjs/fake-timers, as
+ * vitest and jest install them, give the faked setTimeout their `clock`), whose Date and
+ * monotonic time (see realClock) may move apart.
+ */
+function realTimers(): boolean {
+  return Date === loadedDate && (setTimeout as { clock?: unknown }).clock === undefined;
 }
 
 function leaseEnd(now: number, ms: number): number {
@@ -760,16 +867,27 @@ function asBuffer(bytes: Uint8Array): Buffer {
 
 const NO_HEADERS: StoredResponse['headers'] = Object.freeze({});
 
-/** A claim's token as handed out. */
-function tokenText(token: number): string {
+/** @internal A claim's token as the store's methods hand it out: `m` and its number's digits. */
+export function tokenText(token: number): string {
   return `m${token}`;
 }
 
 /**
- * The number of a token {@link tokenText} made: `m` and the digits of a positive integer with no
- * leading zero, as many as a safe integer has at most; -1 (no claim's) for any other string.
+ * @internal A token for the store's methods: a {@link NowToken} as its text. (A run claimed
+ * through {@link StoreNow} holds its number, and completes through the methods where the call
+ * without a promise refused: those methods may be a spy's or an outage drill's, and take text.)
  */
-function tokenNumber(token: string): number {
+export function storeToken(token: NowToken): string {
+  return typeof token === 'number' ? tokenText(token) : token;
+}
+
+/**
+ * The number of a token: one {@link StoreNow} handed out (a positive safe integer), or the text
+ * {@link tokenText} made of one: `m` and the digits of a positive integer with no leading zero, as
+ * many as a safe integer has at most; -1 (no claim's) for anything else.
+ */
+function tokenNumber(token: NowToken): number {
+  if (typeof token === 'number') return Number.isSafeInteger(token) && token > 0 ? token : -1;
   if (typeof token !== 'string' || token.length < 2 || token.length > 17 || token.charCodeAt(0) !== 0x6d) return -1;
   let n = 0;
   for (let i = 1; i < token.length; i++) {
@@ -781,14 +899,15 @@ function tokenNumber(token: string): number {
 }
 
 /** A fresh copy of a kept outcome: what the caller does with it never changes the record. */
-function handOut(outcome: KeptOutcome): StoredOutcome {
-  if (outcome.kind === 'value') return { kind: 'value', value: decodeValue(outcome.body as string) };
-  if (outcome.kind === 'aborted') return { kind: 'aborted' };
+function handOut(record: KeptRecord): StoredOutcome {
+  const body = keptBodyOf(record);
+  if (record.kind === 'value') return { kind: 'value', value: decodeValue(body as string) };
+  if (record.kind === 'aborted') return { kind: 'aborted' };
   return {
     kind: 'response',
-    status: outcome.status,
-    headers: copyHeaders(outcome.headers as StoredResponse['headers']),
+    status: record.status,
+    headers: copyHeaders(record.headers as StoredResponse['headers']),
     // A fresh Buffer of a body kept as a string, or a copy of one kept as a Buffer.
-    body: typeof outcome.body === 'string' ? Buffer.from(outcome.body, 'latin1') : Buffer.from(outcome.body),
+    body: typeof body === 'string' ? Buffer.from(body, 'latin1') : Buffer.from(body),
   };
 }

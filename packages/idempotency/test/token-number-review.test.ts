@@ -8,12 +8,17 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { memoryStore } from '../src/index.js';
-import { inProcess, type StoreNow } from '../src/memory-store.js';
+import { inProcess, keptBodyOf, type NowToken, type StoreNow, tokenText } from '../src/memory-store.js';
 
 function nowOf(store: object): StoreNow {
   const now = inProcess(store);
   if (now === undefined) throw new Error('a memoryStore answers in this process');
   return now;
+}
+
+/** Other numbers than a token's own `n`: none a claim handed out. */
+function others(n: number): number[] {
+  return [n + 1, n - 1, 0, -n, n + 0.5, Number.NaN, Number.POSITIVE_INFINITY, n + 2 ** 53, 2 ** 53];
 }
 
 /** Other strings for the same token `m<n>`. */
@@ -51,7 +56,11 @@ describe('memoryStore token as a number (hostile review of #19)', () => {
         for (let i = 0; i < claimsBefore; i++) now.claim(`other${i}`, 'fp', 60_000);
         const claim = now.claim('k', 'fp', 60_000);
         if (claim.status !== 'claimed') throw new Error(claim.status);
-        const forged = [...spellings(claim.token), other].filter((t) => t !== claim.token);
+        // The store's calls without a promise hand out its number; its methods, its text.
+        const text = tokenText(claim.token);
+        const forged: NowToken[] = [...spellings(text), other, ...others(claim.token)].filter(
+          (t) => t !== text && t !== claim.token,
+        );
         for (const token of forged) {
           expect({ token, extend: now.extend('k', token, 60_000) }).toEqual({ token, extend: false });
           expect({ token, release: now.release('k', token) }).toEqual({ token, release: false });
@@ -60,13 +69,15 @@ describe('memoryStore token as a number (hostile review of #19)', () => {
             complete: false,
           });
         }
+        // Its text, as the store's methods hand it out, is the same token.
+        expect(now.extend('k', text, 60_000)).toBe(true);
         expect(now.completeResponse('k', claim.token, 200, {}, 'x', 60_000)).toBe(true);
         // Sent again by its run: taken again, nothing changed; a forged one still refused.
         expect(now.completeResponse('k', claim.token, 200, {}, 'y', 60_000)).toBe(true);
         for (const token of forged) expect(now.completeResponse('k', token, 200, {}, 'z', 60_000)).toBe(false);
         const found = now.claim('k', 'fp', 60_000);
         if (found.status !== 'completed') throw new Error(found.status);
-        expect(found.record.body).toBe('x');
+        expect(keptBodyOf(found.record)).toBe('x');
         store.dispose();
       }),
       { numRuns: 300 },
@@ -84,11 +95,11 @@ describe('memoryStore token as a number (hostile review of #19)', () => {
     const second = now.claim('k', 'fp', 100);
     if (second.status !== 'claimed' || !second.takeover) throw new Error(second.status);
     expect(now.completeResponse('k', first.token, 200, {}, 'old', 60_000)).toBe(false);
-    expect(await store.release('k', first.token)).toBe(false);
+    expect(await store.release('k', tokenText(first.token))).toBe(false);
     expect(now.completeResponse('k', second.token, 200, {}, 'new', 60_000)).toBe(true);
     const found = now.claim('k', 'fp', 100);
     if (found.status !== 'completed') throw new Error(found.status);
-    expect(found.record.body).toBe('new');
+    expect(keptBodyOf(found.record)).toBe('new');
     store.dispose();
   });
 });

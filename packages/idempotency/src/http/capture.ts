@@ -203,9 +203,10 @@ function toBuffer(chunk: unknown, encoding: BufferEncoding | undefined): Buffer 
  * where the framework kept the GET body, or none: never 0 for a resource that is not empty.
  * `shared`: `stored` is an in-process store's own record (a body kept as a string is a string
  * of its bytes, one character a byte), copied once here; otherwise a copy handed out already.
+ * `kept`: the body, where `stored` does not hold it (an in-process record's, see keptBodyOf).
  */
-export function replayOf(stored: ReplaySource, shared = false, head = false): HttpResponse {
-  const { body } = stored;
+export function replayOf(stored: ReplaySource, shared = false, head = false, kept?: Uint8Array | string): HttpResponse {
+  const body = kept ?? stored.body;
   if (!head && typeof body === 'string' && stored.status !== 204 && stored.status !== 304 && ascii(body)) {
     return new TextReplay(stored.status, stored.headers, body);
   }

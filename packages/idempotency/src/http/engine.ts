@@ -18,9 +18,12 @@ import {
   digestOfPreimage,
   inProcess,
   type KeptRecord,
+  keptBodyOf,
   type NowClaimResult,
+  type NowToken,
   type StoreNow,
-  sameRequest,
+  sameKept,
+  storeToken,
 } from '../memory-store.js';
 import type { ClaimResult, CompletedRecord, IdempotencyStore } from '../store.js';
 import {
@@ -365,7 +368,7 @@ export class HttpIdempotency<Req> implements RunOwner {
       return undefined;
     }
     const raw = preimage !== undefined;
-    if (typeof fingerprint !== 'string' || !sameRequest(record.fingerprint, record.raw === true, fingerprint, raw)) {
+    if (typeof fingerprint !== 'string' || !sameKept(record, fingerprint, raw)) {
       return undefined;
     }
     return this.#decided(
@@ -558,13 +561,15 @@ export class HttpIdempotency<Req> implements RunOwner {
         if (
           outcome.kind !== 'response' ||
           !(shared
-            ? sameRequest(record.fingerprint, (record as KeptRecord).raw === true, fingerprint, raw)
+            ? sameKept(record as KeptRecord, fingerprint, raw)
             : sameFingerprint(record.fingerprint, fingerprint))
         ) {
           return this.#mismatch(key);
         }
         if (this.bus.wants('idempotency.replay')) this.#emitReplay(key, record, shared);
-        return respond(replayOf(outcome as ReplaySource, shared, head));
+        return respond(
+          replayOf(outcome as ReplaySource, shared, head, shared ? keptBodyOf(record as KeptRecord) : undefined),
+        );
       }
       case 'mismatch':
         return this.#mismatch(key);
@@ -732,7 +737,7 @@ export class HttpIdempotency<Req> implements RunOwner {
     }
     if (this.bus.wants('idempotency.release')) this.bus.emit(this.#event('idempotency.release', { key, code }));
     try {
-      await this.#call('release', key, () => this.store.release(stored, token));
+      await this.#call('release', key, () => this.store.release(stored, storeToken(token)));
     } catch (error) {
       this.#storeError('release', key, error, true);
     }
@@ -749,7 +754,8 @@ export class HttpIdempotency<Req> implements RunOwner {
     outcome: Parameters<IdempotencyStore['complete']>[2],
     within: number,
   ): Promise<boolean | 'failed' | 'unstorable'> {
-    const { stored, key, token } = run;
+    const { stored, key } = run;
+    const token = storeToken(run.token);
     const deadline = this.elapsed() + within;
     for (let attempt = 0; ; attempt++) {
       try {
@@ -828,7 +834,8 @@ export class Run {
     readonly owner: RunOwner,
     readonly key: string,
     readonly stored: string,
-    readonly token: string,
+    /** Its number where the store's calls without a promise claimed it (see NowToken). */
+    readonly token: NowToken,
     readonly replayable: ReplayableHeaders,
     maxResponseBytes: number,
     /**
@@ -981,7 +988,7 @@ class RunLease implements HeldLease {
     return this.run.stored;
   }
 
-  get token(): string {
+  get token(): NowToken {
     return this.run.token;
   }
 
