@@ -206,9 +206,9 @@ export interface KeptRecord extends KeptOutcome {
    * 0, or where the body's text starts in `fingerprint`: a body kept as text (a short response's
    * bytes, a value's JSON) is kept after the request's fingerprint, in one string with it, and
    * `body` is empty. Read the body with {@link keptBodyOf}. (Three strings a record, the key, the
-   * fingerprint and the body, each survived two young collections, copied each time: about
-   * 1,000 instructions a string per first request, bench/http-instructions.ts; joined, one is
-   * copied fewer for the cost of one join, about 450.)
+   * fingerprint and the body, each survived two young collections, copied each time; joined,
+   * the collector counted about 1,200 instructions fewer a first request, for about 650 of the
+   * join's, bench/http-instructions.ts. A replay reads a slice: about 1,400 more.)
    */
   readonly split: number;
 }
