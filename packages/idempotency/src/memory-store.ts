@@ -394,15 +394,15 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   }
 
   async complete(key: string, token: string, outcome: StoredOutcome, ttlMs: number): Promise<boolean> {
-    return this.#complete(key, token, outcome, ttlMs);
+    return this.#complete(key, textToken(token), outcome, ttlMs);
   }
 
   async release(key: string, token: string): Promise<boolean> {
-    return this.#release(key, token);
+    return this.#release(key, textToken(token));
   }
 
   async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
-    return this.#extend(key, token, leaseMs);
+    return this.#extend(key, textToken(token), leaseMs);
   }
 
   /** `raw`: `fingerprint` is the bytes a fingerprint is the hash of (see {@link StoreNow.claimPreimage}). */
@@ -767,7 +767,9 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     }
     const read = this.clock.now();
     this.#wallRead = read;
-    this.#wallAt = now;
+    // Served again only when read from the real Date: a faked Date's reading (fake timers of Date
+    // alone leave the monotonic line real) is not moved on into the real timers' time after them.
+    this.#wallAt = this.clock === realClock && realTimers() ? now : Number.NEGATIVE_INFINITY;
     return read;
   }
 
@@ -879,6 +881,14 @@ export function tokenText(token: number): string {
  */
 export function storeToken(token: NowToken): string {
   return typeof token === 'number' ? tokenText(token) : token;
+}
+
+/**
+ * A token handed to the store's methods: its text as they hand it out, or none (`''`, no claim's).
+ * A number is the calls without a promise's form, never the methods': refused, as before them.
+ */
+function textToken(token: string): string {
+  return typeof token === 'string' ? token : '';
 }
 
 /**
