@@ -1,10 +1,9 @@
 import type { ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { memoryStore } from '../src/index.js';
-import { newKey, send, spy } from './http-support/support.js';
+import { closeServers, listen, newKey, send, spy } from './http-support/support.js';
 
 // The Express middleware watches a response through Express's root response prototype (set once)
 // instead of methods set on each response. These cases are where a prototype could be lost or
@@ -12,20 +11,7 @@ import { newKey, send, spy } from './http-support/support.js';
 // that replaced the response's methods itself, two middlewares on one response, and apps in the
 // same process that do not use the middleware at all.
 
-const servers: import('node:http').Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
-});
-
-async function listen(app: express.Express): Promise<string> {
-  const server = app.listen(0, '127.0.0.1');
-  servers.push(server);
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+afterEach(closeServers);
 
 /** A handler that answers in three writes, with a header only writeHead() knows. */
 function chunked(counter: { calls: number }) {

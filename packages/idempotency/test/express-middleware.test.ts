@@ -1,25 +1,11 @@
-import type { AddressInfo } from 'node:net';
 import { HoldfastConfigError } from '@holdfast/core';
 import express from 'express';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { memoryStore } from '../src/index.js';
-import { newKey, send, spy } from './http-support/support.js';
+import { closeServers, listen, newKey, send, spy } from './http-support/support.js';
 
-const servers: import('node:http').Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
-});
-
-async function listen(app: express.Express): Promise<string> {
-  const server = app.listen(0, '127.0.0.1');
-  servers.push(server);
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+afterEach(closeServers);
 
 describe('express middleware', () => {
   it('works mounted on one route, after the body parser', async () => {

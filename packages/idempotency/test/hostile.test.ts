@@ -1,4 +1,4 @@
-import { request as httpRequest, type Server } from 'node:http';
+import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
@@ -12,22 +12,9 @@ import { captureRawBody, idempotency } from '../src/express.js';
 import { idempotency as fastifyIdempotency } from '../src/fastify.js';
 import { problemTypes } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
-import { eventually, newKey, send, spy } from './http-support/support.js';
+import { closeServers, eventually, listen, newKey, send, spy } from './http-support/support.js';
 
-const servers: Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
-});
-
-async function listen(app: express.Express): Promise<string> {
-  const server = app.listen(0, '127.0.0.1');
-  servers.push(server);
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+afterEach(closeServers);
 
 /** A raw request: repeated headers stay repeated, the body goes as given. */
 function raw(

@@ -1,30 +1,17 @@
-import type { AddressInfo } from 'node:net';
 import express from 'express';
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/express.js';
 import { encodeValue, memoryStore } from '../src/index.js';
 import type { ClaimResult } from '../src/store.js';
+import { closeServers, listen } from './http-support/support.js';
 
 // Review of #19: a text body kept after the request's fingerprint. Through Express, a retry
 // whose body is the first one's extended by (part of) the response kept is a mismatch, and
 // replays are byte for byte (latin1 bytes, multibyte UTF-8, empty bodies). The public store
 // methods take the text token they hand out, not a number (as before #19).
 
-const servers: import('node:http').Server[] = [];
-afterEach(async () => {
-  for (const server of servers.splice(0)) {
-    server.closeAllConnections();
-    await new Promise((r) => server.close(r));
-  }
-});
-
-async function listen(app: express.Express): Promise<string> {
-  const server = app.listen(0, '127.0.0.1');
-  servers.push(server);
-  await new Promise<void>((resolve) => server.once('listening', resolve));
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-}
+afterEach(closeServers);
 
 async function echoApp() {
   const app = express();

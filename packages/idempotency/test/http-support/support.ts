@@ -105,3 +105,22 @@ export function settableClock(start: number): { clock: Clock; set(t: number): nu
   };
   return { clock, set: (t: number) => (now = t) };
 }
+
+/** Servers {@link listen} started, for {@link closeServers}. */
+const listening: import('node:http').Server[] = [];
+
+/** Starts `app` (Express's, or any with its `listen`) on a loopback port; its base URL. Close with {@link closeServers}. */
+export async function listen(app: { listen(port: number, host: string): import('node:http').Server }): Promise<string> {
+  const server = app.listen(0, '127.0.0.1');
+  listening.push(server);
+  await new Promise<void>((resolve) => server.once('listening', resolve));
+  return `http://127.0.0.1:${(server.address() as import('node:net').AddressInfo).port}`;
+}
+
+/** Closes every server {@link listen} started, their connections too: `afterEach(closeServers)`. */
+export async function closeServers(): Promise<void> {
+  for (const server of listening.splice(0)) {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
+}
