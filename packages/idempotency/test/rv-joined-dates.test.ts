@@ -25,19 +25,26 @@ async function createdAt(store: ReturnType<typeof memoryStore>, key: string): Pr
 }
 
 describe('memoryStore record dates across fake and real timers', () => {
-  it('are the real Date.now() again at once when fake timers are left for real ones', async () => {
-    const store = memoryStore();
-    vi.useFakeTimers();
-    vi.setSystemTime(946_684_800_000); // 2000-01-01
-    expect(await createdAt(store, 'faked')).toBe(946_684_800_000);
-    vi.useRealTimers();
-    const before = Date.now();
-    const at = await createdAt(store, 'real');
-    const after = Date.now();
-    expect(at).toBeGreaterThanOrEqual(before - 1);
-    expect(at).toBeLessThanOrEqual(after);
-    store.dispose();
-  });
+  it.each([
+    ['every timer faked', undefined],
+    ['Date alone faked', { toFake: ['Date'] }],
+    ['performance left real', { toFake: ['Date', 'setTimeout', 'clearTimeout'] }],
+  ] as const)(
+    'are the real Date.now() again at once when fake timers (%s) are left for real ones',
+    async (_, config) => {
+      const store = memoryStore();
+      vi.useFakeTimers(config as Parameters<typeof vi.useFakeTimers>[0]);
+      vi.setSystemTime(946_684_800_000); // 2000-01-01
+      expect(await createdAt(store, 'faked')).toBe(946_684_800_000);
+      vi.useRealTimers();
+      const before = Date.now();
+      const at = await createdAt(store, 'real');
+      const after = Date.now();
+      expect(at).toBeGreaterThanOrEqual(before - 1);
+      expect(at).toBeLessThanOrEqual(after);
+      store.dispose();
+    },
+  );
 
   it('are the faked Date at once when fake timers are installed after real readings', async () => {
     const store = memoryStore();
@@ -47,34 +54,6 @@ describe('memoryStore record dates across fake and real timers', () => {
     expect(await createdAt(store, 'faked')).toBe(4_102_444_800_000);
     vi.setSystemTime(946_684_800_000);
     expect(await createdAt(store, 'back')).toBe(946_684_800_000);
-    store.dispose();
-  });
-
-  it('are the real Date.now() again at once after fake timers that faked Date alone', async () => {
-    const store = memoryStore();
-    vi.useFakeTimers({ toFake: ['Date'] });
-    vi.setSystemTime(946_684_800_000);
-    expect(await createdAt(store, 'faked')).toBe(946_684_800_000);
-    vi.useRealTimers();
-    const before = Date.now();
-    const at = await createdAt(store, 'real');
-    const after = Date.now();
-    expect(at).toBeGreaterThanOrEqual(before - 1);
-    expect(at).toBeLessThanOrEqual(after);
-    store.dispose();
-  });
-
-  it('are the real Date.now() again at once after fake timers that left performance real', async () => {
-    const store = memoryStore();
-    vi.useFakeTimers({ toFake: ['Date', 'setTimeout', 'clearTimeout'] });
-    vi.setSystemTime(946_684_800_000);
-    expect(await createdAt(store, 'faked')).toBe(946_684_800_000);
-    vi.useRealTimers();
-    const before = Date.now();
-    const at = await createdAt(store, 'real');
-    const after = Date.now();
-    expect(at).toBeGreaterThanOrEqual(before - 1);
-    expect(at).toBeLessThanOrEqual(after);
     store.dispose();
   });
 
