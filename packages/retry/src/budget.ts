@@ -48,6 +48,9 @@ export interface RetryBudget extends Snapshottable<RetryBudgetSnapshot> {
 /** The window is cut in this many slices; a slice leaves the window whole. */
 const SLICES = 10;
 
+/** Keeps 0.2 × 5 calls a whole retry despite floating point, and ignores residues of it. */
+const EPSILON = 1e-9;
+
 /**
  * On the real clock a deposit reads the time once in this many (a read costs more than the
  * rest of a deposit): in between, calls count in the slice of the last read, which is never
@@ -79,9 +82,18 @@ export function retryBudget(options: RetryBudgetOptions = {}): RetryBudget {
 
 class TokenRetryBudget implements RetryBudget {
   readonly #calls = new Array<number>(SLICES).fill(0);
+  /** Retries by the slice they were let through in: they leave the window with it. */
   readonly #retries = new Array<number>(SLICES).fill(0);
-  /** Of each slice's retries, those the floor let through before the calls had earned them. */
-  readonly #advances = new Array<number>(SLICES).fill(0);
+  /**
+   * Of each slice's earnings (ratio × its calls), the share retries have spent. Spent earnings
+   * leave with their calls; until then they pay for nothing else.
+   */
+  readonly #spent = new Array<number>(SLICES).fill(0);
+  /**
+   * Of each slice's retries, the share the floor let through before the calls had earned it
+   * (fractions of a retry), owed until later calls pay for it or the slice leaves.
+   */
+  readonly #owing = new Array<number>(SLICES).fill(0);
   readonly #sliceMs: number;
   /** The clock's monotonic time: the window slides with real time, whatever the wall clock does. */
   readonly #elapsed: () => number;
@@ -95,7 +107,9 @@ class TokenRetryBudget implements RetryBudget {
   readonly #readEvery: number;
   #callSum = 0;
   #retrySum = 0;
-  /** The sum of `#advances`: retries the calls in the window have not yet paid for. */
+  /** The sum of `#spent`. */
+  #spentSum = 0;
+  /** The sum of `#owing`: what the floor advanced that calls in the window have not yet paid. */
   #owed = 0;
   #refused = 0;
   #disposed = false;
@@ -123,28 +137,44 @@ class TokenRetryBudget implements RetryBudget {
     const at = this.#at;
     this.#calls[at] = (this.#calls[at] as number) + 1;
     this.#callSum++;
-    if (this.#owed > 0) this.#repay(at);
+    if (this.#owed > EPSILON) this.#repay(at);
   }
 
   tryWithdraw(): boolean {
     const at = this.#advance();
-    if (this.#available() < 1) {
+    const earned = this.ratio * this.#callSum;
+    const unspent = earned - this.#spentSum;
+    if (this.#retrySum + 1 <= earned + EPSILON && unspent >= 1 - EPSILON) {
+      // Earned: the calls of the window pay for it whole.
+      this.#spend(at, 1);
+    } else if (earned < this.#floor && this.#retrySum + 1 <= this.#floor + EPSILON) {
+      // The floor stands in for what the calls have not earned: they pay what they can now, and
+      // later calls the rest while this slice is in the window. Counted whole, the calls' share
+      // would pay for another retry once this one left (0.1 × 36 calls = 3.6 against a floor of
+      // 4: the fourth retry is 0.4 floor, and the calls' 0.6 of it is spent).
+      const paid = Math.min(1, Math.max(0, unspent));
+      if (paid > 0) this.#spend(at, paid);
+      if (1 - paid > EPSILON) {
+        this.#owing[at] = (this.#owing[at] as number) + (1 - paid);
+        this.#owed += 1 - paid;
+      }
+    } else {
       this.#refused++;
       return false;
     }
     this.#retries[at] = (this.#retries[at] as number) + 1;
     this.#retrySum++;
-    // Beyond what ratio × calls allows: an advance of the floor, owed until calls pay for it.
-    if (this.#retrySum > this.ratio * this.#callSum + 1e-9) {
-      this.#advances[at] = (this.#advances[at] as number) + 1;
-      this.#owed++;
-    }
     return true;
   }
 
   get balance(): number {
     if (!this.#disposed) this.#advance();
-    return Math.max(0, Math.floor(this.#available()));
+    const earned = this.ratio * this.#callSum;
+    const left = Math.min(earned - this.#spentSum, earned - this.#retrySum);
+    return Math.max(
+      0,
+      Math.floor((earned < this.#floor ? Math.max(left, this.#floor - this.#retrySum) : left) + EPSILON),
+    );
   }
 
   snapshot(): RetryBudgetSnapshot {
@@ -164,41 +194,46 @@ class TokenRetryBudget implements RetryBudget {
   dispose(): void {
     this.#disposed = true;
     this.unregister();
-    this.#calls.fill(0);
-    this.#retries.fill(0);
-    this.#advances.fill(0);
+    for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) counts.fill(0);
     this.#callSum = 0;
     this.#retrySum = 0;
+    this.#spentSum = 0;
     this.#owed = 0;
   }
 
-  #available(): number {
-    // The epsilon keeps 0.2 × 5 calls a whole retry despite floating point.
-    return Math.max(this.ratio * this.#callSum, this.#floor) - this.#retrySum + 1e-9;
+  /** Spends `amount` of the window's unspent earnings, the oldest first (the first to leave). */
+  #spend(at: number, amount: number): void {
+    this.#spentSum += amount;
+    for (let i = 1; i <= SLICES && amount > EPSILON; i++) {
+      const from = ring(at + i);
+      const n = Math.min(amount, this.ratio * (this.#calls[from] as number) - (this.#spent[from] as number));
+      if (n <= 0) continue;
+      this.#spent[from] = (this.#spent[from] as number) + n;
+      amount -= n;
+    }
   }
 
   /**
-   * Calls have come that pay for retries the floor let through before them: those retries now
-   * count from the slice `at` of the call that paid, and leave the window with it. Left where
-   * they were, they would leave first and hand the ratio the calls' allowance a second time
-   * (an outage at 50 calls a second, starting from quiet, made 21 retries of 100 calls, not 20).
-   * Advances no call pays for leave with their own slice: the floor of a quiet service holds.
+   * A call has come while retries the floor advanced are owed: its earnings pay for them, the
+   * oldest first, and are spent. Left unpaid, the advances would leave with their slice and the
+   * ratio would then give the calls' earnings out again (an outage at 50 calls a second,
+   * starting from quiet, made 21 retries of 100 calls, not 20). What no call pays for leaves
+   * with its slice: the floor of a quiet service holds.
    */
   #repay(at: number): void {
-    const unpaid = Math.max(0, Math.ceil(this.#retrySum - this.ratio * this.#callSum - 1e-9));
-    let paid = this.#owed - unpaid;
+    let paid = Math.min(this.#owed, this.ratio * (this.#calls[at] as number) - (this.#spent[at] as number));
     if (paid <= 0) return;
-    this.#owed = unpaid;
-    // The oldest first: the slice after the current one is the oldest in the ring.
-    for (let i = 1; i <= SLICES && paid > 0; i++) {
+    this.#spent[at] = (this.#spent[at] as number) + paid;
+    this.#spentSum += paid;
+    this.#owed -= paid;
+    for (let i = 1; i <= SLICES && paid > EPSILON; i++) {
       const from = ring(at + i);
-      const n = Math.min(paid, this.#advances[from] as number);
-      if (n === 0) continue;
-      this.#advances[from] = (this.#advances[from] as number) - n;
-      this.#retries[from] = (this.#retries[from] as number) - n;
-      this.#retries[at] = (this.#retries[at] as number) + n;
+      const n = Math.min(paid, this.#owing[from] as number);
+      if (n <= 0) continue;
+      this.#owing[from] = (this.#owing[from] as number) - n;
       paid -= n;
     }
+    if (this.#owed <= EPSILON) this.#owed = 0;
   }
 
   /** Drops the slices that left the window; returns the index of the current slice. */
@@ -212,29 +247,37 @@ class TokenRetryBudget implements RetryBudget {
       // the slice of now and leaves one ttl later. Kept where it was, nothing would leave until the
       // clock caught up (an hour of calls paying for an hour's worth of retries in an outage);
       // dropped, the retries just spent would be spent again at once.
-      this.#calls.fill(0);
-      this.#retries.fill(0);
-      this.#advances.fill(0);
+      for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) counts.fill(0);
       this.#slice = slice;
       this.#at = ring(slice);
       this.#calls[this.#at] = this.#callSum;
       this.#retries[this.#at] = this.#retrySum;
-      this.#advances[this.#at] = this.#owed;
+      this.#spent[this.#at] = this.#spentSum;
+      this.#owing[this.#at] = this.#owed;
     } else if (steps > 0) {
       for (let i = 1; i <= Math.min(steps, SLICES); i++) {
         const at = ring(this.#slice + i);
         this.#callSum -= this.#calls[at] as number;
         this.#retrySum -= this.#retries[at] as number;
-        this.#owed -= this.#advances[at] as number;
         this.#calls[at] = 0;
         this.#retries[at] = 0;
-        this.#advances[at] = 0;
+        this.#spent[at] = 0;
+        this.#owing[at] = 0;
       }
+      // Shares are fractions: summed afresh, their rounding never piles up.
+      this.#spentSum = sum(this.#spent);
+      this.#owed = sum(this.#owing);
       this.#slice = slice;
       this.#at = ring(slice);
     }
     return this.#at;
   }
+}
+
+function sum(counts: readonly number[]): number {
+  let total = 0;
+  for (const n of counts) total += n;
+  return total;
 }
 
 /** The ring index of a slice number (which may be negative before 1970 on a manual clock). */

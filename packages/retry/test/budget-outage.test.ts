@@ -154,6 +154,19 @@ describe('retryBudget in a total outage', () => {
     },
   );
 
+  it('a floor retry the calls paid in part leaves with the floor share only: the rest of their earnings is not spent again', async () => {
+    // Found by the property above (seed -1864061431): 36 calls in the first window earn 3.6 of
+    // the floor's 4 retries; the calls' 0.6 of the fourth was counted unspent once it left whole
+    // with its slice, and paid for a 16th retry of the next window's 156 calls (20 > 19.6).
+    const starts = [
+      ...Array.from({ length: 36 }, (_, i) => 47 * (i + 1)),
+      ...Array.from({ length: 156 }, (_, i) => 2_245 + i),
+    ];
+    const r = await run({ ratio: 0.1, minPerSecond: 2, ttl: 2_000, starts, retries: 1, waits: [0] });
+    expect(r.bound).toBeCloseTo(19.6);
+    expect(r.granted).toBeLessThanOrEqual(19);
+  });
+
   it('the bench row: 50 calls a second for 2 s, default budget, 3 retries of a backoff: 20 retries, not 21', async () => {
     // retry()'s default backoff with full jitter draws waits in [0, 100), [0, 200), [0, 400).
     const waits = [10, 150, 300, 90, 20, 380, 55, 120, 10];

@@ -222,6 +222,30 @@ describe('retryBudget() under a total outage, by traffic', () => {
     }
   });
 
+  it.each([
+    { rate: 18, ratio: 0.1, ttl: 2_000 },
+    { rate: 19, ratio: 0.1, ttl: 1_000 },
+    { rate: 8, ratio: 0.2, ttl: 1_000 },
+  ])(
+    'gives a service just under minPerSecond / ratio its floor every second of an outage: $rate calls a second, ratio $ratio, ttl $ttl',
+    async ({ rate, ratio, ttl }) => {
+      // The calls earn less than the floor of 2 a second, so the floor stands in for them. The
+      // calls' earnings still pay for the floor's retries (a busier window after must not spend
+      // them again), but the retries leave the window on time: it was 1.53 a second at 18 calls
+      // (ttl 2 s) when a paid retry counted from the slice of the call that paid for it.
+      const clock = new ManualClock(0);
+      const budget = retryBudget({ ratio, minPerSecond: 2, ttl, clock, policies: false });
+      let granted = 0;
+      for (let t = 13; t <= 60_013; t += 1_000 / rate) {
+        await clock.advance(Math.round(t) - clock.now());
+        budget.deposit();
+        if (budget.tryWithdraw()) granted++;
+      }
+      expect(granted).toBeGreaterThanOrEqual(2 * 60);
+      expect(granted).toBeLessThanOrEqual(2 * 60 + (2 * ttl) / 1_000);
+    },
+  );
+
   it('never lets the floor stack on the ratio: retries in any ttl stay within max(ratio × calls, floor)', async () => {
     const clock = new ManualClock(0);
     const budget = retryBudget({ ratio: 0.2, minPerSecond: 10, ttl: 1_000, clock });
