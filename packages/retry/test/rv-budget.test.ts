@@ -87,6 +87,27 @@ describe('retryBudget, attacked (review of the shares)', () => {
     expect(drain(budget)).toBe(7);
   });
 
+  it.each([
+    { minPerSecond: 0.5, ttl: 1_000, granted: 0 },
+    { minPerSecond: 0.5, ttl: 2_000, granted: 30 },
+    { minPerSecond: 2.5, ttl: 1_000, granted: 120 },
+    { minPerSecond: 2.5, ttl: 2_000, granted: 150 },
+  ])(
+    'the floor counts whole retries per ttl, as the README says: minPerSecond $minPerSecond, ttl $ttl gives $granted retries in 60 s',
+    async ({ minPerSecond, ttl, granted }) => {
+      // A quiet service of 10 calls a second (ratio 0: the floor alone), each asking for a retry.
+      const clock = new ManualClock(0);
+      const budget = retryBudget({ ratio: 0, minPerSecond, ttl, clock, policies: false });
+      let n = 0;
+      for (let t = 0; t < 60_000; t += 100) {
+        await clock.advance(t - clock.now());
+        budget.deposit();
+        if (budget.tryWithdraw()) n++;
+      }
+      expect(n).toBe(granted);
+    },
+  );
+
   it('any interleaving, any clock steps and settings: balance is what tryWithdraw() then lets through, and the snapshot counts whole and non-negative', async () => {
     type Op =
       | { kind: 'deposit'; n: number }
