@@ -249,18 +249,19 @@ class TokenRetryBudget implements RetryBudget {
     this.#unread = 0;
     const slice = Math.floor(this.#elapsed() / this.#sliceMs);
     const steps = slice - this.#slice;
-    if (steps < -SLICES) {
-      // A clock without monotonic() stepped back by more than the window: what it counts moves to
-      // the slice of now and leaves one ttl later. Kept where it was, nothing would leave until the
-      // clock caught up (an hour of calls paying for an hour's worth of retries in an outage);
-      // dropped, the retries just spent would be spent again at once.
-      for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) counts.fill(0);
+    if (steps < 0) {
+      // A clock without monotonic() stepped back: the window moves with it, each slice keeping
+      // its age, and what it counts leaves when it would have. Kept where it was, nothing would
+      // leave until the clock caught up (an hour of calls paying for an hour's worth of retries in
+      // an outage); dropped, the retries just spent would be spent again at once; all moved to the
+      // slice of now, everything would stay one ttl more at each step, and a clock stepped back
+      // every second would pile up every call (60 s of 100 calls a second then paid a burst of
+      // 1,200 retries).
+      const shift = ring(slice) - this.#at;
+      if (shift !== 0)
+        for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) rotate(counts, shift);
       this.#slice = slice;
       this.#at = ring(slice);
-      this.#calls[this.#at] = this.#callSum;
-      this.#retries[this.#at] = this.#retrySum;
-      this.#spent[this.#at] = this.#spentSum;
-      this.#owing[this.#at] = this.#owed;
     } else if (steps > 0) {
       for (let i = 1; i <= Math.min(steps, SLICES); i++) {
         const at = ring(this.#slice + i);
@@ -289,6 +290,12 @@ class TokenRetryBudget implements RetryBudget {
  */
 function slack(earned: number): number {
   return earned > 1 ? EPSILON * earned : EPSILON;
+}
+
+/** Moves each count `shift` places on in the ring. */
+function rotate(counts: number[], shift: number): void {
+  const was = counts.slice();
+  for (let i = 0; i < SLICES; i++) counts[ring(i + shift)] = was[i] as number;
 }
 
 function sum(counts: readonly number[]): number {

@@ -215,9 +215,8 @@ describe('retryBudget properties', () => {
           const clock = { now: () => now, setTimeout: () => 0 as never, clearTimeout: () => {} };
           const budget = retryBudget({ ratio, minPerSecond, ttl, clock: clock as never, policies: false });
           // The model, call by call (the budget counts by slice): counts per slice of ttl/10 ms,
-          // a slice leaving the window whole; the clock stepping back by more than the window
-          // moves what is counted to the slice of now (it leaves one ttl later), a smaller step
-          // back is counted in the latest slice seen. Each call earns `ratio`; a retry spends 1 of
+          // a slice leaving the window whole; the clock stepping back moves the window with it,
+          // each slice keeping its age. Each call earns `ratio`; a retry spends 1 of
           // the unspent earnings, the oldest calls' first, when the calls earned it whole. Else,
           // while they earned less than the floor, the floor lets it through: it spends what is
           // unspent and owes the rest, which the next calls pay (oldest debt first) while it is in
@@ -228,9 +227,9 @@ describe('retryBudget properties', () => {
           let retries: { slice: number; owing: number }[] = [];
           const advance = () => {
             const s = Math.floor(now / slice);
-            if (s < latest - 10) {
-              for (const c of calls) c.slice = s;
-              for (const r of retries) r.slice = s;
+            if (s < latest) {
+              for (const c of calls) c.slice += s - latest;
+              for (const r of retries) r.slice += s - latest;
               latest = s;
             } else if (s > latest) latest = s;
             calls = calls.filter((c) => c.slice > latest - 10);

@@ -61,6 +61,23 @@ describe('retryBudget, attacked (review of the shares)', () => {
     expect(drain(budget)).toBe(3); // 0.1 × 30, nothing of the old window spent again
   });
 
+  it.each([1_050, 1_500, 3_600_000])(
+    'a wall clock stepped back %i ms every 900 ms does not pile up the calls: after 60 s at 100 calls a second, one ttl of them pays',
+    async (back) => {
+      // Each step back moved all the window counted to the slice of now, one ttl from leaving:
+      // stepped back again before that, nothing ever left, and 6,000 calls paid for 1,200 retries.
+      const { clock, timers, step } = wallOnlyClock();
+      const budget = retryBudget({ ratio: 0.2, minPerSecond: 0, ttl: 1_000, clock, policies: false });
+      for (let ms = 0; ms < 60_000; ms += 10) {
+        budget.deposit();
+        await timers.advance(10);
+        if (ms % 900 === 0) step(-back);
+      }
+      expect(budget.snapshot().calls).toBeLessThanOrEqual(100);
+      expect(drain(budget)).toBeLessThanOrEqual(20);
+    },
+  );
+
   it('ratio 0: the floor alone, each ttl, however many calls come; the debt no call can pay does not pile up', async () => {
     const clock = new ManualClock(0);
     const budget = retryBudget({ ratio: 0, minPerSecond: 2, ttl: 1_000, clock, policies: false });
