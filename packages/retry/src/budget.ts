@@ -48,7 +48,11 @@ export interface RetryBudget extends Snapshottable<RetryBudgetSnapshot> {
 /** The window is cut in this many slices; a slice leaves the window whole. */
 const SLICES = 10;
 
-/** Keeps 0.2 × 5 calls a whole retry despite floating point, and ignores residues of it. */
+/**
+ * Keeps 0.2 × 5 calls a whole retry despite floating point, and ignores residues of it. Shares
+ * are compared within EPSILON of the window's earnings (see `slack`), not of 1: the rounding of a
+ * product or a sum grows with its size.
+ */
 const EPSILON = 1e-9;
 
 /**
@@ -144,7 +148,8 @@ class TokenRetryBudget implements RetryBudget {
     const at = this.#advance();
     const earned = this.ratio * this.#callSum;
     const unspent = earned - this.#spentSum;
-    if (this.#retrySum + 1 <= earned + EPSILON && unspent >= 1 - EPSILON) {
+    const tolerance = slack(earned);
+    if (this.#retrySum + 1 <= earned + tolerance && unspent >= 1 - tolerance) {
       // Earned: the calls of the window pay for it whole.
       this.#spend(at, 1);
     } else if (earned < this.#floor && this.#retrySum + 1 <= this.#floor + EPSILON) {
@@ -154,7 +159,8 @@ class TokenRetryBudget implements RetryBudget {
       // 4: the fourth retry is 0.4 floor, and the calls' 0.6 of it is spent).
       const paid = Math.min(1, Math.max(0, unspent));
       if (paid > 0) this.#spend(at, paid);
-      if (1 - paid > EPSILON) {
+      // With ratio 0 no call can pay: nothing is owed, and deposits skip #repay.
+      if (1 - paid > EPSILON && this.ratio > 0) {
         this.#owing[at] = (this.#owing[at] as number) + (1 - paid);
         this.#owed += 1 - paid;
       }
@@ -168,13 +174,14 @@ class TokenRetryBudget implements RetryBudget {
   }
 
   get balance(): number {
-    if (!this.#disposed) this.#advance();
+    // Disposed, it lets nothing through: tryWithdraw() throws.
+    if (this.#disposed) return 0;
+    this.#advance();
     const earned = this.ratio * this.#callSum;
-    const left = Math.min(earned - this.#spentSum, earned - this.#retrySum);
-    return Math.max(
-      0,
-      Math.floor((earned < this.#floor ? Math.max(left, this.#floor - this.#retrySum) : left) + EPSILON),
-    );
+    // As tryWithdraw() decides: what the calls earned and have not spent, or the floor's rest.
+    const left = Math.floor(Math.min(earned - this.#spentSum, earned - this.#retrySum) + slack(earned));
+    const floor = earned < this.#floor ? Math.floor(this.#floor - this.#retrySum + EPSILON) : 0;
+    return Math.max(0, left, floor);
   }
 
   snapshot(): RetryBudgetSnapshot {
@@ -242,18 +249,19 @@ class TokenRetryBudget implements RetryBudget {
     this.#unread = 0;
     const slice = Math.floor(this.#elapsed() / this.#sliceMs);
     const steps = slice - this.#slice;
-    if (steps < -SLICES) {
-      // A clock without monotonic() stepped back by more than the window: what it counts moves to
-      // the slice of now and leaves one ttl later. Kept where it was, nothing would leave until the
-      // clock caught up (an hour of calls paying for an hour's worth of retries in an outage);
-      // dropped, the retries just spent would be spent again at once.
-      for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) counts.fill(0);
+    if (steps < 0) {
+      // A clock without monotonic() stepped back: the window moves with it, each slice keeping
+      // its age, and what it counts leaves when it would have. Kept where it was, nothing would
+      // leave until the clock caught up (an hour of calls paying for an hour's worth of retries in
+      // an outage); dropped, the retries just spent would be spent again at once; all moved to the
+      // slice of now, everything would stay one ttl more at each step, and a clock stepped back
+      // every second would pile up every call (60 s of 100 calls a second then paid a burst of
+      // 1,200 retries).
+      const shift = ring(slice) - this.#at;
+      if (shift !== 0)
+        for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) rotate(counts, shift);
       this.#slice = slice;
       this.#at = ring(slice);
-      this.#calls[this.#at] = this.#callSum;
-      this.#retries[this.#at] = this.#retrySum;
-      this.#spent[this.#at] = this.#spentSum;
-      this.#owing[this.#at] = this.#owed;
     } else if (steps > 0) {
       for (let i = 1; i <= Math.min(steps, SLICES); i++) {
         const at = ring(this.#slice + i);
@@ -272,6 +280,22 @@ class TokenRetryBudget implements RetryBudget {
     }
     return this.#at;
   }
+}
+
+/**
+ * How far two shares of `earned` may differ and be taken as equal. Relative to the earnings:
+ * 0.57 × 10^8 calls is 56,999,999.99999999 in floating point, and the fractions 10^4 floor
+ * retries are repaid in (0.9 a call) sum to 10^4 + 10^-8; against an absolute 1e-9 either cost
+ * a whole retry.
+ */
+function slack(earned: number): number {
+  return earned > 1 ? EPSILON * earned : EPSILON;
+}
+
+/** Moves each count `shift` places on in the ring. */
+function rotate(counts: number[], shift: number): void {
+  const was = counts.slice();
+  for (let i = 0; i < SLICES; i++) counts[ring(i + shift)] = was[i] as number;
 }
 
 function sum(counts: readonly number[]): number {
