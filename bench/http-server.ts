@@ -21,6 +21,16 @@ const ROUNDS = Number(process.env.ROUNDS ?? 11);
 /** FRAMEWORKS=fastify (or express) measures one. */
 const FRAMEWORKS = (process.env.FRAMEWORKS ?? 'express,fastify').split(',');
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16);
+/**
+ * INTERLEAVE=<n>: instead of the rounds, each row and its bare row take turns, n requests at a
+ * time (PAIRS turns each, no forced collection in between), and the table gives the ratio of
+ * their summed CPU times and the quartiles of the turns' ratios. On a machine whose speed drifts
+ * within seconds (a bare Fastify server's CPU per request moved between 33 and 74 µs from one
+ * batch of 10,000 to the next on 2026-12-07), turns of a few tens of milliseconds put both
+ * servers under the same drift.
+ */
+const INTERLEAVE = Number(process.env.INTERLEAVE ?? 0);
+const PAIRS = Number(process.env.PAIRS ?? 200);
 const BODY = JSON.stringify({ amount: 4200, currency: 'eur', customer: 'cus_123' });
 
 // With two or more CPUs (and Linux's taskset), the server runs on one CPU and this process (the
@@ -66,6 +76,7 @@ async function main() {
     if (m === 'start') { gc(); console.log('@start'); process.send('started'); }
     if (m === 'cpu') { cpu = process.cpuUsage(); process.send('cpu'); }
     if (m === 'stop') { const used = process.cpuUsage(cpu); gc(); console.log('@stop'); process.send({ user: used.user, system: used.system }); }
+    if (m === 'lap') { const used = process.cpuUsage(cpu); process.send({ user: used.user, system: used.system }); }
   });
   process.send({ port: server.address().port });
 }
@@ -196,6 +207,67 @@ async function sample(server: Running): Promise<Sample> {
   };
 }
 
+/** CPU time (user + system, µs) `server` spends on `count` requests, without a forced collection. */
+async function turn(server: Running, count: number): Promise<number> {
+  await ask(server.child, 'cpu');
+  await load(server.port, count, server.variant.key, CONNECTIONS, server.agent);
+  const { user, system } = await ask<{ user: number; system: number }>(server.child, 'lap');
+  return user + system;
+}
+
+/** Each row against its bare row, in turns of INTERLEAVE requests (see INTERLEAVE). */
+async function measureInterleaved(framework: string, variants: readonly Variant[]): Promise<void> {
+  const servers = new Map<string, Running>();
+  const rows: string[][] = [];
+  try {
+    for (const v of variants) servers.set(v.name, await start(framework, v));
+    for (const v of variants) {
+      if (v.name === v.against) continue;
+      const row = servers.get(v.name) as Running;
+      const bare = servers.get(v.against) as Running;
+      let rowSum = 0;
+      let bareSum = 0;
+      const ratios: number[] = [];
+      for (let pair = 0; pair < PAIRS; pair++) {
+        // Which goes first alternates: a drift within a pair falls on each side alike.
+        const first = pair % 2 === 0;
+        const a = await turn(first ? bare : row, INTERLEAVE);
+        const b = await turn(first ? row : bare, INTERLEAVE);
+        const [bareCpu, rowCpu] = first ? [a, b] : [b, a];
+        bareSum += bareCpu;
+        rowSum += rowCpu;
+        ratios.push(bareCpu / rowCpu);
+      }
+      const [low, mid, high] = quartiles(ratios);
+      rows.push([
+        `${v.name} (÷ ${v.against})`,
+        (rowSum / (PAIRS * INTERLEAVE)).toFixed(1),
+        (bareSum / (PAIRS * INTERLEAVE)).toFixed(1),
+        (bareSum / rowSum).toFixed(3),
+        `${mid.toFixed(2)} (${low.toFixed(2)}–${high.toFixed(2)})`,
+      ]);
+    }
+  } finally {
+    for (const server of servers.values()) {
+      server.agent.destroy();
+      server.child.kill();
+    }
+  }
+  printRows(
+    `${framework === 'express' ? 'Express 5' : 'Fastify 5'} server alone, POST /orders, memoryStore(): each row and its bare row in turns`,
+    ['variant', 'server CPU µs/req', 'bare µs/req', 'bare ÷ row (sums)', 'turns: median (IQR)'],
+    rows,
+  );
+  console.log(
+    `(${PAIRS} pairs of turns of ${INTERLEAVE} requests, each server warmed by ${WARMUP} first, ${CONNECTIONS} ` +
+      `keep-alive connections, no forced collection between turns; ` +
+      `${PIN ? 'servers on CPU 1, client on CPU 0' : 'CPUs not pinned'}; load average ${os
+        .loadavg()
+        .map((l) => l.toFixed(2))
+        .join(' ')})`,
+  );
+}
+
 export async function benchHttpServer(): Promise<void> {
   const unpin = pin();
   PIN = unpin !== undefined;
@@ -227,6 +299,10 @@ async function measureAll(): Promise<void> {
     { name: 'middleware, replays', guarded: true, key: () => 'the-same-key', against: 'bare, keyed' },
   ];
   for (const framework of FRAMEWORKS) {
+    if (INTERLEAVE > 0) {
+      await measureInterleaved(framework, variants);
+      continue;
+    }
     // Every variant's server runs for the whole table, warmed once; each round samples each of
     // them back to back, the order rotated, so a drift in the machine's load falls on all of a
     // round's samples alike, and each round's ratio is taken within it.
