@@ -1,7 +1,7 @@
 import { DisposedError, HoldfastConfigError, ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { RetryBudgetExhaustedError, retry, retryBudget } from '../src/index.js';
-import { finish, setup } from './support.js';
+import { finish, setup, steadyOutage } from './support.js';
 
 const down = () => Promise.reject(new Error('down'));
 
@@ -235,12 +235,7 @@ describe('retryBudget() under a total outage, by traffic', () => {
       // (ttl 2 s) when a paid retry counted from the slice of the call that paid for it.
       const clock = new ManualClock(0);
       const budget = retryBudget({ ratio, minPerSecond: 2, ttl, clock, policies: false });
-      let granted = 0;
-      for (let t = 13; t <= 60_013; t += 1_000 / rate) {
-        await clock.advance(Math.round(t) - clock.now());
-        budget.deposit();
-        if (budget.tryWithdraw()) granted++;
-      }
+      const granted = await steadyOutage(budget, clock, rate, 13, 60_013);
       expect(granted).toBeGreaterThanOrEqual(2 * 60);
       expect(granted).toBeLessThanOrEqual(2 * 60 + (2 * ttl) / 1_000);
     },

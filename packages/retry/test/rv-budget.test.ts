@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { wallOnlyClock } from '../../../test/support/wall-only-clock.js';
 import { type RetryBudget, retryBudget } from '../src/index.js';
+import { steadyOutage } from './support.js';
 
 /**
  * The retry budget of 74b9cce4 (earnings spent in shares, the floor's advances owed in fractions),
@@ -115,13 +116,7 @@ describe('retryBudget, attacked (review of the shares)', () => {
       // A quiet service of 10 calls a second (ratio 0: the floor alone), each asking for a retry.
       const clock = new ManualClock(0);
       const budget = retryBudget({ ratio: 0, minPerSecond, ttl, clock, policies: false });
-      let n = 0;
-      for (let t = 0; t < 60_000; t += 100) {
-        await clock.advance(t - clock.now());
-        budget.deposit();
-        if (budget.tryWithdraw()) n++;
-      }
-      expect(n).toBe(granted);
+      expect(await steadyOutage(budget, clock, 10, 0, 59_900)).toBe(granted);
     },
   );
 

@@ -27,3 +27,23 @@ export async function finish(clock: ManualClock): Promise<void> {
   await clock.advance(0);
   await clock.runAll();
 }
+
+/**
+ * A steady outage on a ManualClock: a call every `1000 / rate` ms from `from` to `to`, each
+ * deposited and then asking `budget` for one retry (`to` included). Returns the retries let through.
+ */
+export async function steadyOutage(
+  budget: { deposit(): void; tryWithdraw(): boolean },
+  clock: ManualClock,
+  rate: number,
+  from: number,
+  to: number,
+): Promise<number> {
+  let granted = 0;
+  for (let t = from; t <= to; t += 1_000 / rate) {
+    await clock.advance(Math.round(t) - clock.now());
+    budget.deposit();
+    if (budget.tryWithdraw()) granted++;
+  }
+  return granted;
+}
