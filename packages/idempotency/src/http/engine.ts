@@ -430,7 +430,9 @@ export class HttpIdempotency<Req> implements RunOwner {
         result = undefined;
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
-        return this.#decided(key, stored, fingerprint, result, true, view.method, undefined, preimage !== undefined);
+        // Claimed on this middleware's clock: the store's reading is the run's start (not read again).
+        const at = result.status === 'claimed' && now.clock === this.clock ? result.at : undefined;
+        return this.#decided(key, stored, fingerprint, result, true, view.method, at, preimage !== undefined);
       }
     }
     // The general path asks the store's methods, which take a fingerprint.
@@ -531,25 +533,38 @@ export class HttpIdempotency<Req> implements RunOwner {
     sentAt?: number,
     raw = false,
   ): Decision {
-    const head = isHead(method);
+    // Claimed: the run. Any other answer is #answered's, apart: V8 inlines this whole into its
+    // caller, and the Run constructor into it, only while it is small (with the replay's branch
+    // here, a scoped first request's claim paid a generic construct: ~300 instructions).
+    if (result.status !== 'claimed') return this.#answered(key, fingerprint, result, shared, method, raw);
+    this.#emitClaim(key, result.takeover);
+    return {
+      action: 'run',
+      run: new Run(
+        this,
+        key,
+        stored,
+        result.token,
+        isHead(method) ? this.#replayableHead : this.#replayable,
+        this.options.maxResponseBytes,
+        // Shared: claimed by the in-process store's own calls just now (asked once already).
+        shared || this.#inProcess() !== undefined,
+        sentAt,
+        isSafe(method),
+      ),
+    };
+  }
+
+  /** {@link #decided} for an answer that runs nothing: a replay, a mismatch, a conflict. */
+  #answered(
+    key: string,
+    fingerprint: string,
+    result: Exclude<ClaimResult | NowClaimResult, { readonly status: 'claimed' }>,
+    shared: boolean,
+    method: string,
+    raw: boolean,
+  ): Decision {
     switch (result.status) {
-      case 'claimed':
-        this.#emitClaim(key, result.takeover);
-        return {
-          action: 'run',
-          run: new Run(
-            this,
-            key,
-            stored,
-            result.token,
-            head ? this.#replayableHead : this.#replayable,
-            this.options.maxResponseBytes,
-            // Shared: claimed by the in-process store's own calls just now (asked once already).
-            shared || this.#inProcess() !== undefined,
-            sentAt,
-            isSafe(method),
-          ),
-        };
       case 'completed': {
         const { record } = result;
         // An in-process store's own record holds its outcome; a copy handed out has one apart.
@@ -568,7 +583,12 @@ export class HttpIdempotency<Req> implements RunOwner {
         }
         if (this.bus.wants('idempotency.replay')) this.#emitReplay(key, record, shared);
         return respond(
-          replayOf(outcome as ReplaySource, shared, head, shared ? keptBodyOf(record as KeptRecord) : undefined),
+          replayOf(
+            outcome as ReplaySource,
+            shared,
+            isHead(method),
+            shared ? keptBodyOf(record as KeptRecord) : undefined,
+          ),
         );
       }
       case 'mismatch':
