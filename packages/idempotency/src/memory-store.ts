@@ -782,7 +782,10 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     this.#wallRead = read;
     // Served again only when read from the real Date: a faked Date's reading (fake timers of Date
     // alone leave the monotonic line real) is not moved on into the real timers' time after them.
-    this.#wallAt = this.clock === realClock && realTimers() ? now : Number.NEGATIVE_INFINITY;
+    // Moved on from a monotonic reading taken after it, not from `now`, taken before: a pause
+    // between the two (a preemption) then moved later dates that far ahead of the clock (a
+    // record 1 ms later than a Date.now() read after its claim returned).
+    this.#wallAt = this.clock === realClock && realTimers() ? this.#elapsed() : Number.NEGATIVE_INFINITY;
     return read;
   }
 

@@ -47,6 +47,29 @@ describe('memoryStore record dates on the real clock', () => {
     store.dispose();
   });
 
+  it('are never ahead of the clock when the wall clock is read long after the monotonic one', async () => {
+    // The store reads its monotonic line, then the wall clock: a pause between the two (here
+    // Date.now() itself takes 20 ms, as a preemption would) moved the dates of the records after
+    // it, claimed within the next second, that far ahead of the clock.
+    const store = memoryStore();
+    const realNow = Date.now;
+    vi.spyOn(Date, 'now').mockImplementationOnce(() => {
+      const until = performance.now() + 20;
+      while (performance.now() < until);
+      return realNow();
+    });
+    token(await store.claim('paused', 'fp', 60_000));
+    for (let i = 0; i < 5; i++) {
+      const claimed = token(await store.claim(`p${i}`, 'fp', 60_000));
+      const after = Date.now();
+      await store.complete(`p${i}`, claimed, { kind: 'value', value: i }, 60_000);
+      const { createdAt } = await dates(store, `p${i}`);
+      expect(createdAt).toBeLessThanOrEqual(after);
+      expect(createdAt).toBeGreaterThanOrEqual(after - 2);
+    }
+    store.dispose();
+  });
+
   it('are exactly the faked Date under fake timers, through jumps forward and back', async () => {
     vi.useFakeTimers();
     const store = memoryStore();
