@@ -20,6 +20,8 @@ const WARMUP = Number(process.env.WARMUP ?? 10_000);
 const ROUNDS = Number(process.env.ROUNDS ?? 11);
 /** FRAMEWORKS=fastify (or express) measures one. */
 const FRAMEWORKS = (process.env.FRAMEWORKS ?? 'express,fastify').split(',');
+// SCOPE=function mounts the middleware with a scope function (`() => 'user-4711'`), as a service
+// with users does; by default `scope: 'global'`. MAX_ENTRIES: the store's maxEntries (100,000).
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 16);
 /**
  * INTERLEAVE=<n>: instead of the rounds, each row and its bare row take turns, n requests at a
@@ -53,19 +55,21 @@ const { memoryStore } = require('@holdfast/idempotency');
 // store keeps cost the server, by difference with the default run (it made no difference to
 // Fastify's first requests on 2026-12-06: 0.66× both ways, before the re-warm).
 const store = guarded === 'yes' ? memoryStore({ maxEntries: Number(process.env.MAX_ENTRIES || 100000) }) : undefined;
+// SCOPE=function: as a service with users mounts it, a scope function (one caller for all here).
+const scope = process.env.SCOPE === 'function' ? () => 'user-4711' : 'global';
 let n = 0;
 async function main() {
   let server;
   if (framework === 'fastify') {
     const app = require('fastify')();
-    if (store) await app.register(require('@holdfast/idempotency/fastify').idempotency, { store, scope: 'global' });
+    if (store) await app.register(require('@holdfast/idempotency/fastify').idempotency, { store, scope });
     app.post('/orders', async (_req, reply) => reply.code(201).send({ id: ++n, amount: 4200 }));
     await app.listen({ port: 0, host: '127.0.0.1' });
     server = app.server;
   } else {
     const express = require('express');
     const app = express();
-    if (store) app.use(require('@holdfast/idempotency/express').idempotency({ store, scope: 'global' }));
+    if (store) app.use(require('@holdfast/idempotency/express').idempotency({ store, scope }));
     app.use(express.json());
     app.post('/orders', (_req, res) => { res.status(201).json({ id: ++n, amount: 4200 }); });
     server = app.listen(0, '127.0.0.1');
