@@ -211,12 +211,11 @@ async function sample(server: Running): Promise<Sample> {
   };
 }
 
-/** CPU time (user + system, µs) `server` spends on `count` requests, without a forced collection. */
-async function turn(server: Running, count: number): Promise<number> {
+/** CPU time (µs) `server` spends on `count` requests, without a forced collection: user and system. */
+async function turn(server: Running, count: number): Promise<{ user: number; system: number }> {
   await ask(server.child, 'cpu');
   await load(server.port, count, server.variant.key, CONNECTIONS, server.agent);
-  const { user, system } = await ask<{ user: number; system: number }>(server.child, 'lap');
-  return user + system;
+  return ask<{ user: number; system: number }>(server.child, 'lap');
 }
 
 /** Each row against its bare row, in turns of INTERLEAVE requests (see INTERLEAVE). */
@@ -231,6 +230,8 @@ async function measureInterleaved(framework: string, variants: readonly Variant[
       const bare = servers.get(v.against) as Running;
       let rowSum = 0;
       let bareSum = 0;
+      let rowSystem = 0;
+      let bareSystem = 0;
       const ratios: number[] = [];
       for (let pair = 0; pair < PAIRS; pair++) {
         // Which goes first alternates: a drift within a pair falls on each side alike.
@@ -238,15 +239,19 @@ async function measureInterleaved(framework: string, variants: readonly Variant[
         const a = await turn(first ? bare : row, INTERLEAVE);
         const b = await turn(first ? row : bare, INTERLEAVE);
         const [bareCpu, rowCpu] = first ? [a, b] : [b, a];
-        bareSum += bareCpu;
-        rowSum += rowCpu;
-        ratios.push(bareCpu / rowCpu);
+        bareSum += bareCpu.user + bareCpu.system;
+        rowSum += rowCpu.user + rowCpu.system;
+        bareSystem += bareCpu.system;
+        rowSystem += rowCpu.system;
+        ratios.push((bareCpu.user + bareCpu.system) / (rowCpu.user + rowCpu.system));
       }
       const [low, mid, high] = quartiles(ratios);
+      const perRequest = (us: number) => (us / (PAIRS * INTERLEAVE)).toFixed(1);
       rows.push([
         `${v.name} (÷ ${v.against})`,
-        (rowSum / (PAIRS * INTERLEAVE)).toFixed(1),
-        (bareSum / (PAIRS * INTERLEAVE)).toFixed(1),
+        perRequest(rowSum),
+        perRequest(bareSum),
+        `${perRequest(rowSystem)} / ${perRequest(bareSystem)}`,
         (bareSum / rowSum).toFixed(3),
         `${mid.toFixed(2)} (${low.toFixed(2)}–${high.toFixed(2)})`,
       ]);
@@ -259,7 +264,14 @@ async function measureInterleaved(framework: string, variants: readonly Variant[
   }
   printRows(
     `${framework === 'express' ? 'Express 5' : 'Fastify 5'} server alone, POST /orders, memoryStore(): each row and its bare row in turns`,
-    ['variant', 'server CPU µs/req', 'bare µs/req', 'bare ÷ row (sums)', 'turns: median (IQR)'],
+    [
+      'variant',
+      'server CPU µs/req',
+      'bare µs/req',
+      'of which system: row / bare',
+      'bare ÷ row (sums)',
+      'turns: median (IQR)',
+    ],
     rows,
   );
   console.log(
