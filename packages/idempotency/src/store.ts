@@ -129,10 +129,7 @@ export function checkResponse(outcome: StoredOutcome): StoredResponse {
 
 /** {@link checkResponse} of a response's parts, without an outcome object around them. */
 export function checkResponseParts(status: unknown, headers: unknown, body: unknown): void {
-  if (!Number.isInteger(status) || (status as number) < 100 || (status as number) > 599) {
-    throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);
-  }
-  if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
+  checkStatusAndBody(status, body);
   if (typeof headers !== 'object' || headers === null)
     throw new IdempotencyValueError('response.headers', 'must be an object');
   for (const name of Object.keys(headers)) {
@@ -142,6 +139,14 @@ export function checkResponseParts(status: unknown, headers: unknown, body: unkn
     if (ok) for (const item of v as readonly unknown[]) ok &&= typeof item === 'string';
     if (!ok) throw new IdempotencyValueError(`response.headers.${name}`, 'must be a string or an array of strings');
   }
+}
+
+/** {@link checkResponseParts} of a response whose headers are known to be checked already. */
+export function checkStatusAndBody(status: unknown, body: unknown): void {
+  if (!Number.isInteger(status) || (status as number) < 100 || (status as number) > 599) {
+    throw new IdempotencyValueError('response.status', `${String(status)} is not an HTTP status (100-599)`);
+  }
+  if (!(body instanceof Uint8Array)) throw new IdempotencyValueError('response.body', 'must be a Uint8Array or Buffer');
 }
 
 /** A copy of checked response headers, lists copied too. */

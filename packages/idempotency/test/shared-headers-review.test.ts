@@ -33,10 +33,14 @@ const op = fc.record({
   body,
   // What the caller of complete() does to its own objects afterwards.
   mutate: fc.constantFrom('none', 'push', 'replace', 'delete'),
+  // Its headers object inherits an enumerable name (a prototype of its own): never a header.
+  inherits: fc.boolean(),
 });
 
-function build(list: readonly (readonly [string, string | readonly string[]])[]): Headers {
-  const out: Headers = {};
+const INHERITED: Headers = { etag: 'inherited', 'x-inherited': 'yes' };
+
+function build(list: readonly (readonly [string, string | readonly string[]])[], inherits = false): Headers {
+  const out: Headers = inherits ? Object.create(INHERITED) : {};
   for (const [n, v] of list) setHeader(out, n, typeof v === 'string' ? v : [...v]);
   return out;
 }
@@ -68,7 +72,7 @@ describe('memoryStore, records sharing a headers object (hostile review of #19)'
           const key = `k${o.key}`;
           const claim = now.claim(key, 'fp', 60_000);
           if (claim.status !== 'claimed') continue; // completed already: a replay, nothing new kept
-          const headers = build(o.headers);
+          const headers = build(o.headers, o.inherits);
           const want = shape(build(o.headers));
           const bytes = typeof o.body === 'string' ? Buffer.from(o.body, 'utf8') : Buffer.from(o.body);
           if (o.promised) {

@@ -117,7 +117,8 @@ export function allowedHeaders(
  * one character a byte: no Buffer is made for it unless asked (see {@link text}).
  */
 export class BodyCollector {
-  #chunks = new Chunks();
+  // Made at the first chunk kept as bytes: a body of one short ASCII string (most) needs none.
+  #chunks: Chunks | undefined;
   /** The body while it is one string of at most {@link TEXT_BYTES} ASCII characters. */
   #text: string | undefined;
   #overflow = false;
@@ -134,7 +135,7 @@ export class BodyCollector {
     if (
       typeof chunk === 'string' &&
       this.#text === undefined &&
-      this.#chunks.size === 0 &&
+      this.#chunks === undefined &&
       asciiText(chunk, encoding)
     ) {
       if (chunk.length === 0) return;
@@ -142,22 +143,23 @@ export class BodyCollector {
       else this.#text = chunk;
       return;
     }
+    const chunks = (this.#chunks ??= new Chunks());
     const text = this.#text;
     if (text !== undefined) {
       this.#text = undefined;
-      this.#chunks.push(Buffer.from(text, 'latin1'));
+      chunks.push(Buffer.from(text, 'latin1'));
     }
     // Bytes of the caller's are copied (it may reuse its buffer after write() returns); a string
     // is encoded into a buffer of our own.
     const own = !(chunk instanceof Uint8Array);
     const bytes = toBuffer(chunk, encoding);
     if (bytes.length === 0) return;
-    if (this.#chunks.size + bytes.length > this.limit) {
+    if (chunks.size + bytes.length > this.limit) {
       this.#overflow = true;
-      this.#chunks = new Chunks();
+      this.#chunks = undefined;
       return;
     }
-    this.#chunks.push(own ? bytes : Buffer.from(bytes));
+    chunks.push(own ? bytes : Buffer.from(bytes));
   }
 
   /** The body as a string of its bytes, one character a byte, when it is one short ASCII string; else undefined. */
@@ -168,7 +170,7 @@ export class BodyCollector {
   bytes(): Buffer {
     if (this.#text !== undefined) return Buffer.from(this.#text, 'latin1');
     // The chunks are copies already: one needs no second.
-    return this.#chunks.concat() ?? Buffer.alloc(0);
+    return this.#chunks?.concat() ?? Buffer.alloc(0);
   }
 }
 
