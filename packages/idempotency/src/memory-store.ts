@@ -724,17 +724,18 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
   #sameAsLast(headers: StoredResponse['headers']): StoredResponse['headers'] | undefined {
     const last = this.#lastHeaders;
     if (last === undefined || typeof headers !== 'object' || headers === null) return undefined;
+    // Own names only, listed before any is read (not for-in: it lists inherited names too, which
+    // the last headers may own with the same value, and a getter may change the names as they
+    // are walked).
+    const names = Object.keys(headers);
     const lastNames = this.#lastNames;
-    // for-in, not Object.keys: no list made (V8 walks the names its map keeps, ~60 bytes a
-    // response less). It lists own names in Object.keys' order, then any inherited enumerable
-    // one, which no kept list holds: such headers are never the last ones.
-    let i = 0;
-    for (const name in headers) {
+    if (names.length !== lastNames.length) return undefined;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i] as string;
       const value = headers[name];
       if (name !== lastNames[i] || typeof value !== 'string' || value !== last[name]) return undefined;
-      i++;
     }
-    return i === lastNames.length ? last : undefined;
+    return last;
   }
 
   /**

@@ -135,7 +135,7 @@ export class BodyCollector {
     if (
       typeof chunk === 'string' &&
       this.#text === undefined &&
-      this.#chunks === undefined &&
+      (this.#chunks === undefined || this.#chunks.size === 0) &&
       asciiText(chunk, encoding)
     ) {
       if (chunk.length === 0) return;
