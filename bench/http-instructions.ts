@@ -25,6 +25,11 @@ import { load } from './http-server.js';
 // touches memory that bare does not, once a request, and misses the caches on it more often
 // (scoped first requests: 0.847 of bare by instructions, 0.80 by the estimate, which is what
 // their user time read, about 0.80, on a quiet machine).
+//
+// CG_ARGS passes more options to callgrind, with KEEP=1 and PERF_MAP=1 to read the dumps: for
+// example `--separate-callers=4` names each call of V8's `Runtime_LoadIC_Miss` by the JavaScript
+// function whose property read missed (an Express request or response has a map of its own, so
+// each property the middleware reads of them first goes to the runtime, ~2,000 instructions).
 
 const WARMUP = Number(process.env.WARMUP ?? 5000);
 const REQUESTS = Number(process.env.REQUESTS ?? 300);
@@ -170,6 +175,7 @@ async function measure(name: string): Promise<Counted> {
       '--instr-atstart=no',
       '--separate-threads=yes',
       ...(CACHE_SIM ? ['--cache-sim=yes'] : []),
+      ...(process.env.CG_ARGS ? process.env.CG_ARGS.split(' ') : []),
       `--callgrind-out-file=${out}`,
       process.execPath,
       '--single-threaded-gc',
