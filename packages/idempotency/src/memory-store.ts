@@ -272,6 +272,12 @@ export interface StoreNow {
    * store of an older copy of this module has none.
    */
   readonly clock?: Clock;
+  /**
+   * Whether the store's monotonic line is its clock's `monotonic()` (else its `now()`), as
+   * `elapsedTime` decided when the store was made: one clock object may give another caller,
+   * made when it had (or lacked) `monotonic`, the other line. Optional, as {@link clock}.
+   */
+  readonly monotonic?: boolean;
   /** Whether `store`'s methods are the ones these calls stand for (not replaced or overridden). */
   serves(store: object): boolean;
   claim(key: string, fingerprint: string, leaseMs: number): NowClaimResult;
@@ -353,6 +359,8 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     // which would then pull this whole module into entry points that only ask `inProcess()`.
     const calls: StoreNow = {
       clock,
+      // elapsedTime's own test, made at the same moment.
+      monotonic: clock.monotonic !== undefined,
       serves: (store) => {
         const s = store as Partial<IdempotencyStore>;
         const own = MemoryStore.prototype;
@@ -780,14 +788,19 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
     if (moved >= 0 && moved < WALL_REREAD_MS && this.clock === realClock && realTimers()) {
       return this.#wallRead + Math.floor(moved);
     }
+    const real = this.clock === realClock && realTimers();
+    const before = real ? this.#elapsed() : 0;
     const read = this.clock.now();
     this.#wallRead = read;
     // Served again only when read from the real Date: a faked Date's reading (fake timers of Date
     // alone leave the monotonic line real) is not moved on into the real timers' time after them.
-    // Moved on from a monotonic reading taken after it, not from `now`, taken before: a pause
-    // between the two (a preemption) then moved later dates that far ahead of the clock (a
-    // record 1 ms later than a Date.now() read after its claim returned).
-    this.#wallAt = this.clock === realClock && realTimers() ? this.#elapsed() : Number.NEGATIVE_INFINITY;
+    // And only when read within a millisecond, between two monotonic readings: moved on from the
+    // one taken after it, later dates are never ahead of the clock, and at most that far behind.
+    // A pause on either side of the read (a preemption, a collection) put the next second's
+    // dates that far ahead (anchored before) or behind (anchored after); such a reading is used
+    // once, and the next call reads the clock again.
+    const after = real ? this.#elapsed() : 0;
+    this.#wallAt = real && after - before < 1 ? after : Number.NEGATIVE_INFINITY;
     return read;
   }
 

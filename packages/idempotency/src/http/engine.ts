@@ -149,6 +149,8 @@ export class HttpIdempotency<Req> implements RunOwner {
   // An in-process store's calls without a promise: a request settled by them costs no tick and
   // no promise, and no timer is raced against it. Asked again at each call (see #inProcess).
   readonly #now: StoreNow | undefined;
+  /** The in-process store reads the time on this middleware's line: its claim's `at` is this run's start. */
+  readonly #claimClock: boolean;
   // Node does not join copies of some headers with ", " in `req.headers`: for those, copies are
   // counted from `headersDistinct` every time.
   readonly #joinDrops: boolean;
@@ -167,6 +169,9 @@ export class HttpIdempotency<Req> implements RunOwner {
     this.#replayable = replayableHeaders(this.options.replayHeaders);
     this.#replayableHead = withLength(this.#replayable);
     this.#now = inProcess(this.store);
+    // One line only if the clock object gave both the same (elapsedTime decides when each is
+    // made, by whether the clock has `monotonic` then).
+    this.#claimClock = this.#now?.clock === this.clock && this.#now.monotonic === (this.clock.monotonic !== undefined);
     this.#joinDrops = FIRST_COPY_ONLY.has(this.options.header);
     this.#canonicalLimit = canonicalLimit(this.options.maxRequestBytes);
     const { leaseMs, maxRunMs } = this.options;
@@ -431,7 +436,7 @@ export class HttpIdempotency<Req> implements RunOwner {
       }
       if (result !== undefined && (result.status !== 'inProgress' || this.options.wait === undefined)) {
         // Claimed on this middleware's clock: the store's reading is the run's start (not read again).
-        const at = result.status === 'claimed' && now.clock === this.clock ? result.at : undefined;
+        const at = result.status === 'claimed' && this.#claimClock ? result.at : undefined;
         return this.#decided(key, stored, fingerprint, result, true, view.method, at, preimage !== undefined);
       }
     }
