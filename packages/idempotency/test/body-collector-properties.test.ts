@@ -8,17 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { BodyCollector } from '../src/http/capture.js';
 import { memoryStore } from '../src/index.js';
 import { inProcess, keptBodyOf } from '../src/memory-store.js';
+import { bodyEncodings } from './memory-store-support.js';
 
-const encoding = fc.constantFrom<BufferEncoding | undefined>(
-  undefined,
-  'utf8',
-  'utf-8',
-  'latin1',
-  'hex',
-  'base64',
-  'ascii',
-  'utf16le',
-);
+const encoding = bodyEncodings;
 const text = fc.oneof(
   fc.string({ maxLength: 120 }),
   fc.string({ unit: 'grapheme', maxLength: 40 }),

@@ -3,16 +3,9 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { idempotency } from '../src/fastify.js';
 import { pickHeaders, replayableHeaders } from '../src/http/capture.js';
-import {
-  digestOfPreimage,
-  inProcess,
-  type KeptRecord,
-  keptBodyOf,
-  memoryStore,
-  type StoreNow,
-  storeToken,
-} from '../src/memory-store.js';
+import { digestOfPreimage, type KeptRecord, keptBodyOf, memoryStore, storeToken } from '../src/memory-store.js';
 import { setHeader } from '../src/store.js';
+import { nowOf } from './memory-store-support.js';
 
 // #19: a memoryStore() record keeps a body kept as text (a short response's bytes, a value's
 // JSON) after the request's fingerprint, in one string (KeptRecord.split), so that one string
@@ -26,12 +19,6 @@ const apps: FastifyInstance[] = [];
 afterEach(async () => {
   await Promise.all(apps.splice(0).map((app) => app.close()));
 });
-
-function nowOf(store: object): Required<StoreNow> {
-  const now = inProcess(store);
-  if (now === undefined) throw new Error('a memoryStore answers in this process');
-  return now as Required<StoreNow>;
-}
 
 const latin1 = fc.string({
   unit: fc.integer({ min: 0, max: 0xff }).map((c) => String.fromCharCode(c)),

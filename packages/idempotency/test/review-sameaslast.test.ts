@@ -13,20 +13,10 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { BodyCollector, pickHeaders } from '../src/http/capture.js';
 import { memoryStore } from '../src/index.js';
-import { inProcess, type StoreNow, tokenText } from '../src/memory-store.js';
-import { headerChars } from '../src/store.js';
+import { tokenText } from '../src/memory-store.js';
+import { bodyEncodings, nowOf, recordBytes } from './memory-store-support.js';
 
 type Headers = Record<string, string | string[]>;
-
-function nowOf(store: object): StoreNow {
-  const now = inProcess(store);
-  if (now === undefined) throw new Error('a memoryStore answers in this process');
-  return now;
-}
-
-function recordBytes(key: string, fp: string, headers: Headers, bytes: number): number {
-  return 256 + 2 * (key.length + fp.length) + 16 + 2 * headerChars(headers) + 16 + bytes;
-}
 
 /** Own names and values: what the store treats as a response's headers. */
 function own(headers: object): [string, unknown][] {
@@ -209,16 +199,7 @@ describe('BodyCollector with its chunk list made lazily (review of d901b83c)', (
     fc.constant(new Uint8Array(0)),
     fc.constantFrom<unknown>(undefined, null, 0, 12, true),
   );
-  const encoding = fc.constantFrom<BufferEncoding | undefined>(
-    undefined,
-    'utf8',
-    'utf-8',
-    'latin1',
-    'hex',
-    'base64',
-    'utf16le',
-    'ascii',
-  );
+  const encoding = bodyEncodings;
 
   it('holds: its bytes and storable are those of the chunks, whatever their order (empty ones, overflow, then more)', () => {
     fc.assert(

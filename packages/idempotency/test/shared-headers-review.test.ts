@@ -9,8 +9,9 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { replayOf } from '../src/http/capture.js';
 import { memoryStore } from '../src/index.js';
-import { inProcess, keptBodyOf, type StoreNow, tokenText } from '../src/memory-store.js';
-import { headerChars, setHeader } from '../src/store.js';
+import { keptBodyOf, tokenText } from '../src/memory-store.js';
+import { setHeader } from '../src/store.js';
+import { nowOf, recordBytes } from './memory-store-support.js';
 
 type Headers = Record<string, string | string[]>;
 
@@ -48,17 +49,6 @@ function build(list: readonly (readonly [string, string | readonly string[]])[],
 /** Headers as a comparable value: own names in order, and their values (`__proto__` too). */
 function shape(headers: Readonly<Record<string, string | readonly string[]>>): unknown {
   return Object.keys(headers).map((n) => [n, headers[n]]);
-}
-
-function nowOf(store: object): StoreNow {
-  const now = inProcess(store);
-  if (now === undefined) throw new Error('a memoryStore answers in this process');
-  return now;
-}
-
-/** What a record of `headers` and `body` counts against maxBytes (see memory-store.ts). */
-function recordBytes(key: string, fp: string, headers: Headers, bytes: number): number {
-  return 256 + 2 * (key.length + fp.length) + 16 + 2 * headerChars(headers) + 16 + bytes;
 }
 
 describe('memoryStore, records sharing a headers object (hostile review of #19)', () => {

@@ -8,13 +8,8 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { memoryStore } from '../src/index.js';
-import { inProcess, keptBodyOf, type NowToken, type StoreNow, tokenText } from '../src/memory-store.js';
-
-function nowOf(store: object): StoreNow {
-  const now = inProcess(store);
-  if (now === undefined) throw new Error('a memoryStore answers in this process');
-  return now;
-}
+import { keptBodyOf, type NowToken, tokenText } from '../src/memory-store.js';
+import { nowOf } from './memory-store-support.js';
 
 /** Other numbers than a token's own `n`: none a claim handed out. */
 function others(n: number): number[] {
