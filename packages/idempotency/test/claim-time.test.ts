@@ -2,9 +2,7 @@ import { ManualClock } from '@holdfast/core';
 import { describe, expect, it } from 'vitest';
 import { problemTypes } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
-import { expressFramework, fastifyFramework } from './http-support/apps.js';
-import { newKey, send } from './http-support/support.js';
-import { sleep } from './redis.js';
+import { expressFramework, fastifyFramework, heldRetries } from './http-support/apps.js';
 
 /**
  * A run's start is when its key was claimed, on the middleware's clock. The in-process store's
@@ -26,32 +24,17 @@ describe('maxRunMs counts from the claim, on the middleware’s clock', () => {
         const storeClock = new ManualClock(arrangement.store);
         const clock = arrangement.middleware === undefined ? storeClock : new ManualClock(arrangement.middleware);
         const app = await framework.start({ store: memoryStore({ clock: storeClock }), leaseMs: 300, clock });
-        try {
-          const key = newKey();
-          const first = send(`${app.url}/slow`, { key, body: { a: 1 } });
-          while (app.gate.entered === 0) await sleep(5);
-          const statusAfter = async (ms: number) => {
-            await clock.advance(ms);
-            const retry = send(`${app.url}/slow`, { key, body: { a: 1 } });
-            // A retry that ran the handler again would wait at its gate.
-            return Promise.race([retry.then((r) => r.status), sleep(1_000).then(() => 'ran')]);
-          };
-          const before = await statusAfter(590_000);
-          const after = await statusAfter(20_000);
-          app.gate.open();
-          await first;
-          const replay = await send(`${app.url}/slow`, { key, body: { a: 1 } });
-          expect([before, after, replay.status, (replay.json() as { type: string }).type]).toEqual([
-            409,
-            500,
-            500,
-            problemTypes.responseLost,
-          ]);
-          expect(app.calls.get('slow')).toBe(1);
-        } finally {
-          app.gate.open();
-          await app.close();
-        }
+        const { statuses, replay, calls } = await heldRetries(app, [
+          () => clock.advance(590_000),
+          () => clock.advance(20_000),
+        ]);
+        expect([...statuses, replay.status, (replay.json() as { type: string }).type, calls]).toEqual([
+          409,
+          500,
+          500,
+          problemTypes.responseLost,
+          1,
+        ]);
       });
     }
   }

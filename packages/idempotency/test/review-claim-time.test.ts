@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { problemTypes } from '../src/http/index.js';
 import { memoryStore } from '../src/index.js';
 import { inProcess } from '../src/memory-store.js';
-import { expressFramework, fastifyFramework } from './http-support/apps.js';
+import { expressFramework, fastifyFramework, heldRetries } from './http-support/apps.js';
 import { newKey, send } from './http-support/support.js';
 import { sleep } from './redis.js';
 
@@ -76,26 +76,14 @@ describe('claim time taken from the store (7deb65ff)', () => {
         const mw = shared ? m : new ManualClock(42);
         const clock = shared ? storeClock : clockOn(mw, { n: 0 });
         const app = await framework.start({ store: memoryStore({ clock: storeClock }), leaseMs: 300, clock });
-        try {
-          const key = newKey();
-          const first = send(`${app.url}/slow`, { key, body: { a: 1 } });
-          while (app.gate.entered === 0) await sleep(5);
-          const before = await retryAfter(app.url, key, () => mw.advance(599_999));
-          const at = await retryAfter(app.url, key, () => mw.advance(1));
-          app.gate.open();
-          await first;
-          const replay = await send(`${app.url}/slow`, { key, body: { a: 1 } });
-          expect([shared, before, at, (replay.json() as { type: string }).type]).toEqual([
-            shared,
-            409,
-            500,
-            problemTypes.responseLost,
-          ]);
-          expect(app.calls.get('slow')).toBe(1);
-        } finally {
-          app.gate.open();
-          await app.close();
-        }
+        const { statuses, replay, calls } = await heldRetries(app, [() => mw.advance(599_999), () => mw.advance(1)]);
+        expect([shared, ...statuses, (replay.json() as { type: string }).type, calls]).toEqual([
+          shared,
+          409,
+          500,
+          problemTypes.responseLost,
+          1,
+        ]);
       }
     });
 
@@ -111,19 +99,8 @@ describe('claim time taken from the store (7deb65ff)', () => {
       const store = memoryStore({ clock });
       clock.monotonic = () => m.now() - EPOCH;
       const app = await framework.start({ store, leaseMs: 300, clock });
-      try {
-        const key = newKey();
-        const first = send(`${app.url}/slow`, { key, body: { a: 1 } });
-        while (app.gate.entered === 0) await sleep(5);
-        const before = await retryAfter(app.url, key, () => m.advance(590_000));
-        const after = await retryAfter(app.url, key, () => m.advance(20_000));
-        app.gate.open();
-        await first;
-        expect([before, after, app.calls.get('slow')]).toEqual([409, 500, 1]);
-      } finally {
-        app.gate.open();
-        await app.close();
-      }
+      const { statuses, calls } = await heldRetries(app, [() => m.advance(590_000), () => m.advance(20_000)]);
+      expect([...statuses, calls]).toEqual([409, 500, 1]);
     });
   }
 

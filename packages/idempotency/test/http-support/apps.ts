@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import express from 'express';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { captureRawBody, idempotency as expressIdempotency } from '../../src/express.js';
 import { idempotency as fastifyIdempotency } from '../../src/fastify.js';
 import type { HttpIdempotencyOptions } from '../../src/http/index.js';
+import { newKey, type Sent, send } from './support.js';
 
 /** Options the test apps pass to the middleware; `scope` reads the caller set by the fake auth. */
 export type TestOptions = Omit<HttpIdempotencyOptions<unknown>, 'scope'> & { scoped?: boolean };
@@ -233,3 +235,31 @@ export const fastifyFramework: Framework = {
     };
   },
 };
+
+/**
+ * A first request held in `/slow`'s handler, a retry after each of `steps` (a clock moved, say):
+ * its status, or 'ran' if it ran the handler again (held at the gate in turn); then the handler
+ * let go, and one more retry. What a run capped at maxRunMs answers. The app is closed after.
+ */
+export async function heldRetries(
+  app: TestApp,
+  steps: readonly (() => unknown)[],
+): Promise<{ statuses: (number | 'ran')[]; replay: Sent; calls: number | undefined }> {
+  try {
+    const key = newKey();
+    const retry = () => send(`${app.url}/slow`, { key, body: { a: 1 } });
+    const first = retry();
+    while (app.gate.entered === 0) await sleep(5);
+    const statuses: (number | 'ran')[] = [];
+    for (const step of steps) {
+      await step();
+      statuses.push(await Promise.race([retry().then((r) => r.status), sleep(1_000).then(() => 'ran' as const)]));
+    }
+    app.gate.open();
+    await first;
+    return { statuses, replay: await retry(), calls: app.calls.get('slow') };
+  } finally {
+    app.gate.open();
+    await app.close();
+  }
+}
