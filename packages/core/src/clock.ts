@@ -53,9 +53,15 @@ export const realClock: Clock = {
   // this module saw at load (no fake timers), perf_hooks' own object is read instead. Fake timers
   // that fake performance fake Date with it (the repo's tests do; faking performance alone, with
   // Date and timers real, now reads the real performance: elapsed time then moves with the timers).
+  //
+  // Under fake timers, `clock.now` is the fake system time, which `setSystemTime` steps (vitest's
+  // `vi.setSystemTime`): a breaker open for 30 s was half-open after a step of a minute, with no
+  // time advanced, and a step back held every deadline. The fake clock's `performance.now()`
+  // moves with its timers and not with such a step: elapsed time is read from it, moved onto the
+  // fake system time as it was when this clock first read it (the line goes on from there).
   monotonic: () => {
-    const fake = (setTimeout as { clock?: { now?: number } }).clock?.now;
-    if (fake !== undefined) return fake;
+    const fake = (setTimeout as { clock?: FakeClock }).clock;
+    if (fake?.now !== undefined) return fakeMonotonic(fake);
     return Date === loadedDate ? hrPerformance.now() : performance.now();
   },
   setTimeout(callback, ms, options) {
@@ -67,6 +73,24 @@ export const realClock: Clock = {
     clearTimeout(handle as NodeJS.Timeout);
   },
 };
+
+/** What {@link realClock} reads of a fake timers' clock (@sinonjs/fake-timers, as vitest and jest install it). */
+interface FakeClock {
+  readonly now?: number;
+  readonly performance?: { now?(): number };
+}
+
+/** Per fake clock: its system time less its `performance.now()` when first read. */
+const fakeOffsets = new WeakMap<object, number>();
+
+function fakeMonotonic(fake: FakeClock): number {
+  const now = fake.now as number;
+  const elapsed = typeof fake.performance?.now === 'function' ? fake.performance.now() : undefined;
+  if (typeof elapsed !== 'number' || !Number.isFinite(elapsed)) return now;
+  let offset = fakeOffsets.get(fake);
+  if (offset === undefined) fakeOffsets.set(fake, (offset = now - elapsed));
+  return offset + elapsed;
+}
 
 /**
  * The reader a policy measures elapsed times and deadlines with: `clock.monotonic()`, or

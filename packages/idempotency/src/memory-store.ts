@@ -623,20 +623,18 @@ export class MemoryStore implements IdempotencyStore, Snapshottable {
    */
   #makeRoom(key: string, now: number): void {
     if (this.#entries.size >= this.maxEntries) this.#dropExpired(now);
-    let passedOver = 0;
+    // The least recently used record that is not a running claim goes (evicting one would let a
+    // duplicate run). A running claim is passed over where it is: sent to the most recently used
+    // end instead, it stood, once its lease ran out, ahead of completed records used after it,
+    // and they went first (a repeat of one then ran its effect again).
+    let entry = this.#oldest;
     while (this.#entries.size >= this.maxEntries) {
-      if (passedOver >= this.#entries.size) {
+      if (entry === undefined) {
         throw new StoreUnavailableError(NAME, 'claim', key, `full: all ${this.maxEntries} records are running claims`);
       }
-      const oldest = this.#oldest as Entry;
-      // Evicting a running claim would let a duplicate run: send it to the back instead.
-      if (oldest.kind === undefined && oldest.leaseUntil > now && oldest.expiresAt > now) {
-        this.#unlink(oldest);
-        this.#append(oldest);
-        passedOver++;
-      } else {
-        this.#remove(oldest);
-      }
+      const newer = entry.newer;
+      if (entry.kind !== undefined || entry.leaseUntil <= now || entry.expiresAt <= now) this.#remove(entry);
+      entry = newer;
     }
   }
 
