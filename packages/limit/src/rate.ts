@@ -154,6 +154,17 @@ export abstract class RateLimiterBase implements RateLimiter {
 
   execute<T>(fn: Operation<T>, options?: RateLimitExecuteOptions): Promise<T> {
     if (this.disposed) return Promise.reject(new DisposedError(this.name));
+    // A call whose signal has aborted already rejects with its reason before it is counted or
+    // takes any quota (docs/concepts.md, "Aborts: the rules"): taken first, it spent a user's
+    // quota on a call that never ran, or was refused as rate limited instead.
+    let scope: CallScope | undefined;
+    if (CallScope.abortable(options)) {
+      scope = new CallScope(options);
+      if (scope.aborted) {
+        scope.release();
+        return Promise.reject(scope.reason);
+      }
+    }
     let decision: RateDecision | Promise<RateDecision>;
     // Inside a pipeline, options is the outer policy's scope: the key and cost are the call's.
     const given = CallScope.given(options) as
@@ -177,6 +188,7 @@ export abstract class RateLimiterBase implements RateLimiter {
       this.givable = taken !== undefined;
       decision = this.take(key, cost);
     } catch (error) {
+      scope?.release();
       return Promise.reject(error);
     } finally {
       this.givable = false;
@@ -200,8 +212,16 @@ export abstract class RateLimiterBase implements RateLimiter {
             }
           });
       });
-    if (decision instanceof Promise) return decision.then((d) => this.#go(fn, options, d, cost, told, undo));
-    return this.#go(fn, options, decision, cost, told, undo);
+    if (decision instanceof Promise) {
+      return decision.then(
+        (d) => this.#go(fn, options, d, cost, told, undo, scope),
+        (error) => {
+          scope?.release();
+          throw error;
+        },
+      );
+    }
+    return this.#go(fn, options, decision, cost, told, undo, scope);
   }
 
   #go<T>(
@@ -211,6 +231,7 @@ export abstract class RateLimiterBase implements RateLimiter {
     cost: number,
     told?: Decided,
     undo?: (d: RateDecision) => void,
+    scope?: CallScope,
   ): Promise<T> {
     if (told !== undefined && decision !== UNKNOWN) {
       // Headers the middleware could not write never break the call.
@@ -219,13 +240,16 @@ export abstract class RateLimiterBase implements RateLimiter {
       } catch {}
     }
     undo?.(decision);
-    if (!decision.allowed) return Promise.reject(this.refuse(decision.retryAfter));
-    if (!CallScope.abortable(options)) {
+    if (!decision.allowed) {
+      scope?.release();
+      return Promise.reject(this.refuse(decision.retryAfter));
+    }
+    if (scope === undefined) {
       // No signal and no outer scope: nothing can abort the call, nothing to detach from (the
       // signal is not read again: a getter may give one now, followed and never left).
       return invoke(fn, new CallScope(undefined, attemptOf(options)));
     }
-    const scope = new CallScope(options);
+    // Aborted while an asynchronous take (a shared store) was waited for.
     if (scope.aborted) {
       scope.release();
       return Promise.reject(scope.reason);
