@@ -36,3 +36,12 @@ export function list(
   const to = registry ?? globalPolicies;
   return to === false ? () => {} : to.register(kind, name, policy as never);
 }
+
+/**
+ * The least whole ms at which `admits` holds, from an estimate `ms` (at least 1) that rounds with
+ * an epsilon against floating point and so can fall a ms short at extreme settings.
+ */
+export function leastWait(ms: number, admits: (ms: number) => boolean): number {
+  for (let i = 0; i < 4 && !admits(ms); i++) ms++;
+  return ms;
+}

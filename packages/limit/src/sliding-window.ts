@@ -8,7 +8,7 @@ import {
   RateLimiterBase,
   type RateLimiterSnapshot,
 } from './rate.js';
-import { type Common, commonOf, list } from './shared.js';
+import { type Common, commonOf, leastWait, list } from './shared.js';
 
 interface Window {
   /** Index of the current fixed window (time / interval). */
@@ -109,7 +109,16 @@ class SlidingWindow extends RateLimiterBase {
     const left = Math.max(0, Math.floor(this.limit - count - (allowed ? cost : 0) + 1e-9));
     return this.decided(
       allowed,
-      allowed ? 0 : retryAfter(this.limit, w, elapsed, s.previous, s.current, cost),
+      allowed
+        ? 0
+        : // The estimate's epsilon rounds a wait of k + 5e-7 ms down to k at extreme settings:
+          // the least whole ms at which this take() admits, as its own arithmetic has it.
+          leastWait(retryAfter(this.limit, w, elapsed, s.previous, s.current, cost), (ms) => {
+            const at = now + ms;
+            const i = Math.floor(at / w);
+            const previous = i === s.index ? s.previous : i === s.index + 1 ? s.current : 0;
+            return previous * ((w - (at - i * w)) / w) + (i === s.index ? s.current : 0) + cost <= this.limit + 1e-9;
+          }),
       left,
       reset,
     );

@@ -9,7 +9,7 @@ import {
   RateLimiterBase,
   type RateLimiterSnapshot,
 } from './rate.js';
-import { type Common, commonOf, list } from './shared.js';
+import { type Common, commonOf, leastWait, list } from './shared.js';
 
 type Parsed = z.output<typeof tokenBucketOptionsSchema>;
 
@@ -77,7 +77,14 @@ class TokenBucket extends RateLimiterBase {
     // reset: until the bucket is full again.
     const allowed = b.tokens + 1e-9 >= cost;
     if (allowed) b.tokens = Math.max(0, b.tokens - cost);
-    const retryAfter = allowed ? 0 : Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6));
+    // At extreme rates the estimate's epsilon rounds a wait of k + 5e-7 ms down to k, when this
+    // take() still refuses: the least whole ms at which it admits, as its own arithmetic has it.
+    const retryAfter = allowed
+      ? 0
+      : leastWait(
+          Math.max(1, Math.ceil((cost - b.tokens) / this.#rate - 1e-6)),
+          (ms) => Math.min(this.burst, b.tokens + (now + ms - now) * this.#rate) + 1e-9 >= cost,
+        );
     // Refused, what is left is still left: a call of a smaller cost may take it.
     const d = this.decided(allowed, retryAfter, Math.floor(b.tokens + 1e-9), (this.burst - b.tokens) / this.#rate);
     // What had been given back by then, for this request's give-back (see giveBack()).
