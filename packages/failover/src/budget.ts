@@ -1,5 +1,5 @@
-import type { Clock } from '@holdfast/core';
-import { retryBudget } from '@holdfast/retry';
+import type { Clock, PolicyRegistry } from '@holdfast/core';
+import { type RetryBudget, retryBudget } from '@holdfast/retry';
 
 /**
  * What failover needs of a retry budget: one deposit per call, one withdrawal per retry.
@@ -18,6 +18,7 @@ export interface BudgetLike {
  * once the floor stopped adding to the ratio: one hung endpoint of three needs a third of the
  * calls retried elsewhere until it is ejected.)
  */
-export function defaultBudget(name: string, clock: Clock): BudgetLike {
-  return retryBudget({ ratio: 0.2, minPerSecond: 5, ttl: 1_000, name: `${name}/budget`, clock });
+export function defaultBudget(name: string, clock: Clock, policies: PolicyRegistry | false | undefined): RetryBudget {
+  // Listed where the set lists itself: `policies: false` lists neither (it listed the budget globally).
+  return retryBudget({ ratio: 0.2, minPerSecond: 5, ttl: 1_000, name: `${name}/budget`, clock, policies });
 }

@@ -21,6 +21,7 @@ import {
   type TimerHandle,
   type Unregister,
 } from '@holdfast/core';
+import type { RetryBudget } from '@holdfast/retry';
 import { type Balancer, fadedEwma, makeBalancer, rendezvous } from './balancer.js';
 import { type BudgetLike, defaultBudget } from './budget.js';
 import { breakerCounter, ejectionTime, type FailureCounter, remainingEjections } from './ejection.js';
@@ -29,6 +30,7 @@ import { NoHealthyEndpointError, NoPrimaryError, UnconfirmedWriteError } from '.
 import { hashString } from './hash.js';
 import { HealthChecks } from './health.js';
 import {
+  DEFAULT_MAX_EJECTION_MS,
   type EjectOptions,
   ejectOptionsSchema,
   type FailoverOptions,
@@ -311,6 +313,8 @@ class FailoverSet<T> implements Failover<T> {
   readonly #random: () => number;
   readonly #balancer: Balancer;
   readonly #budget: BudgetLike | undefined;
+  /** The budget the set made itself (none given): disposed with it. */
+  readonly #ownBudget: RetryBudget | undefined;
   readonly #checks: HealthChecks | undefined;
   /** Ejection settings; undefined when ejection is off. */
   readonly #ejection: Exclude<ParsedFailoverOptions['ejection'], false> | undefined;
@@ -320,6 +324,8 @@ class FailoverSet<T> implements Failover<T> {
   #rateSince = 0;
   readonly #timers = new Map<EndpointState<T>, TimerHandle>();
   readonly #drains = new Map<EndpointState<T>, (() => void)[]>();
+  /** Tries in flight under a per-try timeout: dispose() ends each, and its ref'd timer with it. */
+  readonly #deadlines = new Set<() => void>();
   /** Endpoints that take new calls now, in the order of the options. */
   #available: EndpointState<T>[] = [];
   /** Ejected endpoints whose time is over, waiting for one call to prove them. */
@@ -373,8 +379,10 @@ class FailoverSet<T> implements Failover<T> {
           );
     this.#balancer = makeBalancer(o.balancer, { random: this.#random, decay: o.decay });
     const retry = o.retry;
-    this.#budget =
-      retry === false || retry.budget === false ? undefined : (retry.budget ?? defaultBudget(o.name, this.#clock));
+    // Listed where the set is, or nowhere with `policies: false`, as the set's other parts are.
+    this.#ownBudget =
+      retry === false || retry.budget !== undefined ? undefined : defaultBudget(o.name, this.#clock, o.policies);
+    this.#budget = retry === false || retry.budget === false ? undefined : (retry.budget ?? this.#ownBudget);
     this.#compare = o.roles?.compare ?? compareTokens;
     this.#classify = o.roles?.classify;
     this.#refresh('failover', false);
@@ -640,8 +648,13 @@ class FailoverSet<T> implements Failover<T> {
           : this.#clock.setTimeout(() => ctx.abort(new TimeoutError(`${this.name}: ${e.name}`, limit)), limit, {
               ref: true,
             });
+      // Ref'd, the deadline held the process open after dispose() for up to `timeout`: dispose()
+      // settles the try at once with DisposedError (its signal aborts), and clears the timer.
+      const dispose = timer === undefined ? undefined : () => ctx.abort(new DisposedError(this.name));
+      if (dispose !== undefined) this.#deadlines.add(dispose);
       const stop = ctx.onAbort((reason) => {
         if (timer !== undefined) this.#clock.clearTimeout(timer);
+        if (dispose !== undefined) this.#deadlines.delete(dispose);
         // A timeout of ours is the endpoint's failure; the caller's abort is nobody's.
         const ours = !callerAborted(options);
         if (ours) this.#roles?.recheck(e);
@@ -649,11 +662,11 @@ class FailoverSet<T> implements Failover<T> {
       });
       invoke((c) => fn(e.view, c), ctx).then(
         (value) => {
-          this.#callSettled(e, ctx, timer, stop);
+          this.#callSettled(e, ctx, timer, stop, dispose);
           if (settle(false)) resolve(value);
         },
         (error: unknown) => {
-          this.#callSettled(e, ctx, timer, stop);
+          this.#callSettled(e, ctx, timer, stop, dispose);
           if (settle(callerAborted(options) ? undefined : this.#judge(e, error, options))) reject(error);
         },
       );
@@ -665,8 +678,10 @@ class FailoverSet<T> implements Failover<T> {
     ctx: CallScope,
     timer: TimerHandle | undefined,
     stop: (() => void) | undefined,
+    dispose?: () => void,
   ): void {
     if (timer !== undefined) this.#clock.clearTimeout(timer);
+    if (dispose !== undefined) this.#deadlines.delete(dispose);
     stop?.();
     ctx.release();
     e.inFlight--;
@@ -691,6 +706,7 @@ class FailoverSet<T> implements Failover<T> {
           this.#timers.delete(e);
           if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
           e.probing = false;
+          // With ejection off (out by eject()) a hung probe is only given up: the next call probes it.
           if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#elapsed());
         },
         Math.max(e.ejectedFor, HUNG_PROBE_MS),
@@ -714,9 +730,13 @@ class FailoverSet<T> implements Failover<T> {
     if (!failed) e.calledOk = true;
     const now = this.#elapsed();
     const faded = fadedEwma(e, now, this.#o.decay);
+    // A clock without monotonic() stepped back during the call: no latency is below zero. Blended
+    // in, it made the average hugely negative, and p2c-ewma's cost with it: the endpoint won every
+    // draw, the more so the more calls it had in flight.
+    const took = Math.max(0, latency);
     // Peak-sensitive: a slower sample takes over at once, a faster one blends in. A failure counts
     // double, up to a minute: doubling without a bound grew to 1e15 over a run of failures.
-    const sample = failed ? Math.max(latency, Math.min(2 * faded, MAX_FAILURE_EWMA)) : latency;
+    const sample = failed ? Math.max(took, Math.min(2 * faded, MAX_FAILURE_EWMA)) : took;
     e.ewma = sample > faded ? sample : faded + (sample - faded) * blend;
     e.ewmaAt = now;
     if (this.#rate !== undefined && !current && e.ejection === 'none') this.#countRate(e, failed, now);
@@ -727,9 +747,9 @@ class FailoverSet<T> implements Failover<T> {
       if (current && e.ejection === 'probe') this.#restore(e);
       return;
     }
-    if (counter === undefined) return;
+    // A failed probe is out again, with ejection off too (after eject()): it has no counter.
     if (current && e.ejection === 'probe') this.#eject(e, now);
-    else if (e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
+    else if (counter !== undefined && e.ejection === 'none' && counter.failure()) this.#tryEject(e, now);
   }
 
   /**
@@ -1117,7 +1137,9 @@ class FailoverSet<T> implements Failover<T> {
     if (current === undefined || !this.#isAvailable(current)) {
       if (best !== undefined) this.#switch(best, reason, emit);
       else this.#active = undefined;
-    } else if (best !== undefined && best.priority < current.priority && this.#o.failback === 'auto') {
+    } else if (best !== undefined && this.#better(best, current) && this.#o.failback === 'auto') {
+      // Ranked as everywhere else (priority, then the order given): by priority alone, a set of
+      // equal priorities (plain strings) never failed back to the first, while failback() did.
       // A clock without monotonic() stepped back must not stretch the hold-down past its length.
       if (best.availableSince === undefined || best.availableSince > now) best.availableSince = now;
       const due = best.availableSince + this.#o.holdDown;
@@ -1187,10 +1209,21 @@ class FailoverSet<T> implements Failover<T> {
     this.#eject(e, now);
   }
 
-  /** Ejects `e` for failures (or its failure rate): for the backoff's next time. */
+  /**
+   * Ejects `e` for failures (or its failure rate, or a failed probe): for the backoff's next time.
+   * With ejection off only a probe after eject() gets here: it is out again for twice its last
+   * time, up to the default `maxTime` (never shorter than the time eject() was given). Left in
+   * 'probe', every call after it was its probe again, first in line, for good.
+   */
   #eject(e: EndpointState<T>, now: number, reason = 'failures'): void {
-    if (this.#ejection === undefined) return;
-    const { baseTime, maxTime } = this.#ejection;
+    const ejection = this.#ejection;
+    if (ejection === undefined) {
+      e.ejections++;
+      const cap = Math.max(e.ejectedFor, DEFAULT_MAX_EJECTION_MS);
+      this.#ejectFor(e, Math.min(2 * e.ejectedFor, cap), reason);
+      return;
+    }
+    const { baseTime, maxTime } = ejection;
     e.ejections = remainingEjections(e.ejections, e.restoredAt, now, baseTime) + 1;
     this.#ejectFor(e, ejectionTime(e.ejections, baseTime, maxTime), reason);
   }
@@ -1202,6 +1235,10 @@ class FailoverSet<T> implements Failover<T> {
     e.ejectedUntil = wall + duration;
     e.ejectedFor = duration;
     e.ejectionReason = reason;
+    // Its count is taken: only time back in service forgives, never the time it spends out. Kept,
+    // the restore before this ejection forgave one per baseTime ejected since, and a dead endpoint
+    // that came back once was probed every baseTime for good instead of backing off.
+    e.restoredAt = undefined;
     e.probing = false; // a probe still in flight settles nothing now
     this.#counters?.get(e)?.reset();
     e.rateCalls = e.rateFailures = 0; // back in service, it is judged on new calls only
@@ -1291,6 +1328,10 @@ class FailoverSet<T> implements Failover<T> {
     const e = this.#find(name);
     if (!e.drained) return;
     e.drained = false;
+    // The drain is over: a drain() still waiting resolves now. Left waiting, it hung once the
+    // calls settled (only a drained endpoint woke it), and under load one back in service may
+    // never have nothing in flight.
+    this.#wakeDrains(e);
     this.#refresh('manual');
   }
 
@@ -1353,7 +1394,8 @@ class FailoverSet<T> implements Failover<T> {
         this.#split === undefined ? null : { endpoints: [...this.#split.endpoints], since: this.#split.since },
       endpoints: this.#all.map((e) => ({
         name: e.name,
-        target: typeof e.view.target === 'string' ? redactor.url(e.view.target) : null,
+        // Hidden as names are: a key/value connection string (`host=db user=app password=...`) is no URL.
+        target: typeof e.view.target === 'string' ? shownName(e.view.target) : null,
         priority: e.priority,
         weight: e.weight,
         role: e.drained ? 'drained' : !passive ? 'member' : e === this.#active ? 'active' : 'standby',
@@ -1389,6 +1431,10 @@ class FailoverSet<T> implements Failover<T> {
     this.#timers.clear();
     if (this.#failbackTimer !== undefined) this.#clock.clearTimeout(this.#failbackTimer);
     this.#failbackTimer = undefined;
+    for (const end of [...this.#deadlines]) end();
+    this.#deadlines.clear();
+    // A budget it made itself: off the registry it listed itself in (a disposed set's stayed listed).
+    this.#ownBudget?.dispose();
     for (const e of this.#all) this.#wakeDrains(e);
     for (const wake of [...this.#roleWaiters]) wake();
   }

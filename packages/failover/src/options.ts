@@ -17,6 +17,8 @@ import type { ErrorClass, RoleCheckSettings, RoleReport } from './roles.js';
 /** Node's timers overflow past this many milliseconds. */
 const MAX_TIMER_MS = 2_147_483_647;
 const timerDuration = positiveDurationOption.max(MAX_TIMER_MS);
+/** `ejection.maxTime` by default; with `ejection: false`, the longest a failed probe doubles an eject() to. */
+export const DEFAULT_MAX_EJECTION_MS = 300_000;
 const share = z.number().min(0).max(1);
 /** The largest endpoint weight: round-robin's running sums of weights stay exact far below 2^53. */
 export const MAX_WEIGHT = 1_000_000;
@@ -181,7 +183,7 @@ const ejectionSchema = z
     /** How long the first ejection lasts; each further one doubles it. @default 30_000 */
     baseTime: timerDuration.default(30_000),
     /** The longest an ejection lasts. @default 300_000 */
-    maxTime: timerDuration.default(300_000),
+    maxTime: timerDuration.default(DEFAULT_MAX_EJECTION_MS),
     /** The largest share of endpoints ejected at once; one can always be. @default 0.5 */
     maxShare: share.default(0.5),
   })
@@ -250,7 +252,7 @@ export const failoverOptionsSchema = z
       consecutiveFailures: 5,
       failureRate: false,
       baseTime: 30_000,
-      maxTime: 300_000,
+      maxTime: DEFAULT_MAX_EJECTION_MS,
       maxShare: 0.5,
     }),
     /**
