@@ -133,11 +133,15 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   }
 
   /**
-   * Whether a registry should keep this breaker though it is idle: it is open and not yet
-   * due to probe, isolated or disabled. @internal
+   * Whether a registry should keep this breaker rather than give its key a fresh, closed one.
+   * To make room (`idle` false): any but a closed one. An open one that is due lets a single
+   * probe through, a half-open one only its probes: a closed one lets everything through.
+   * Unused for `idleTtl` (`idle` true): open and not yet due, isolated or disabled; one whose
+   * `openFor` passed that long ago with no call since has a verdict too old to keep. @internal
    */
-  static holdsState(breaker: CircuitBreakerPolicy): boolean {
+  static holdsState(breaker: CircuitBreakerPolicy, idle: boolean): boolean {
     const state = breaker.#state;
+    if (!idle) return state !== CLOSED && state !== DISPOSED;
     return state === ISOLATED || state === DISABLED || (state === OPEN && breaker.#elapsed() < breaker.#retryAt);
   }
 
@@ -406,12 +410,14 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     if (failure) {
       this.#consecutive++;
       if (this.#consecutive >= this.#consecutiveLimit) this.#open('consecutiveFailures', now, label(ok, value));
-      else if (w.calls >= this.#config.minimumCalls && w.failures >= this.#failureRate * w.calls) {
+      // The ratio, as the snapshot shows it: the product rounds (0.56 * 25 is 14.000000000000002,
+      // so 14 failures of 25 would not reach 0.56). A division costs no more than a multiply here.
+      else if (w.calls >= this.#config.minimumCalls && w.failures / w.calls >= this.#failureRate) {
         this.#open('failureRate', now, label(ok, value));
       }
     } else {
       this.#consecutive = 0;
-      if (slow && w.calls >= this.#config.minimumCalls && w.slow >= this.#slowRate * w.calls) {
+      if (slow && w.calls >= this.#config.minimumCalls && w.slow / w.calls >= this.#slowRate) {
         this.#open('slowCallRate', now, undefined);
       }
     }

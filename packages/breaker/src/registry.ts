@@ -189,9 +189,13 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
 
   /** Runs `fn` through the breaker of `key`. */
   execute<T>(key: string, fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
-    if (this.#disposed) return Promise.reject(new DisposedError(this.name));
-    if (typeof key !== 'string') return Promise.reject(this.#notAKey(key));
-    return this.get(key).execute(fn, options);
+    try {
+      return this.get(key).execute(fn, options);
+    } catch (error) {
+      // What get() throws (disposed, a key not a string, the key's overrides throwing or giving
+      // bad settings on its first use) is a refusal like any other: a rejection, seen by `.catch()`.
+      return Promise.reject(error);
+    }
   }
 
   /** A key of the wrong type (a tenant id as a number, `execute(fn)`): said by its type, never its content. */
@@ -292,14 +296,14 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     for (const [key, entry] of this.#entries) {
       // The map is in order of `movedAt`: past this entry, everything was used within the TTL.
       if (now - entry.movedAt < this.#idleTtl) break;
-      if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker)) continue;
+      if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker, true)) continue;
       this.#drop(key, entry);
     }
   }
 
   /**
-   * Drops the least recently used breaker that holds no state. An open (not yet due), isolated
-   * or disabled one is passed over and moved to the back, up to {@link SPARE_AT_MOST} of them:
+   * Drops the least recently used breaker that holds no state. An open (due or not), half-open,
+   * isolated or disabled one is passed over and moved to the back, up to {@link SPARE_AT_MOST} of them:
    * dropping it would give its key a fresh closed breaker, so anyone who can send calls with
    * keys of their choosing (a Host header, a tenant id) could close any breaker by cycling keys.
    * Memory stays bounded: past that many, the oldest goes whatever its state.
@@ -310,7 +314,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
       const oldest = entries.entries().next();
       if (oldest.done === true) return;
       const [key, entry] = oldest.value;
-      if (!CircuitBreakerPolicy.holdsState(entry.breaker)) {
+      if (!CircuitBreakerPolicy.holdsState(entry.breaker, false)) {
         this.#drop(key, entry);
         return;
       }

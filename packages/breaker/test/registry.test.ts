@@ -67,6 +67,18 @@ describe('breakerRegistry()', () => {
     expect(['open', 'isolated', 'busy'].filter((k) => hosts.has(k))).toEqual(['isolated']);
   });
 
+  it('passes over an open breaker whose openFor passed, for room; drops it once idle for idleTtl', async () => {
+    const { hosts, clock } = registry({ maxKeys: 2, idleTtl: 60_000, defaults: { minimumCalls: 1, openFor: 1_000 } });
+    await hosts.execute('sick', fail()).catch(() => undefined);
+    await clock.advance(2_000);
+    // Due to probe, not probed yet: a fresh closed breaker would let every call through, not one.
+    for (const key of ['a', 'b', 'c']) await hosts.execute(key, succeed);
+    expect(hosts.has('sick')).toBe(true);
+    await clock.advance(60_000);
+    hosts.prune();
+    expect(hosts.has('sick')).toBe(false);
+  });
+
   it('keeps memory bounded over a stream of distinct keys', async () => {
     const { hosts, clock } = registry({ maxKeys: 500, idleTtl: 1_000 });
     let largest = 0;

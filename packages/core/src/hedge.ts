@@ -345,7 +345,8 @@ class HedgedCall<T> {
 class LatencyDelay {
   readonly #ring: Float64Array;
   #count = 0;
-  #sinceSort = 0;
+  /** Infinite until the first sort: the first read with `minSamples` seen sorts, however many came at once. */
+  #sinceSort = Number.POSITIVE_INFINITY;
   #cached: number;
 
   constructor(readonly o: z.output<typeof percentileDelay>) {
@@ -362,7 +363,7 @@ class LatencyDelay {
   current(): number {
     if (this.#count < this.o.minSamples) return this.#cached;
     // Sorting on every call would cost more than the call; a few samples of lag do not matter.
-    if (this.#sinceSort >= Math.max(1, this.#ring.length / 50) || this.#count === this.o.minSamples) {
+    if (this.#sinceSort >= Math.max(1, this.#ring.length / 50)) {
       const seen = this.#ring.slice(0, Math.min(this.#count, this.#ring.length)).sort();
       const at = Math.min(seen.length - 1, Math.floor(this.o.percentile * seen.length));
       const value = Math.max(this.o.min, seen[at] as number);

@@ -37,10 +37,19 @@ export function parseRetryAfter(value: unknown, now: number): number | undefined
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
   if (/^\d+$/.test(text)) return Number(text) * 1000;
-  // Every HTTP-date form (IMF-fixdate, RFC 850, asctime) opens with the day's name.
-  if (!/^[A-Za-z]{3}/.test(text)) return undefined;
+  // Only an HTTP-date reaches Date.parse: V8's reads nearly anything ("wait 10" is a day of 2010),
+  // and a garbage value read as a past date would send the retry at once, with no backoff at all.
+  const match = HTTP_DATE.exec(text);
+  if (match === null) return undefined;
   // HTTP-dates are GMT; asctime's form says no zone, and Date.parse would read it as local time.
-  const zoned = /(?:[A-Za-z]|[+-]\d\d:?\d\d)$/.test(text);
-  const date = Date.parse(zoned ? text : `${text} GMT`);
+  const date = Date.parse(match[1] === undefined ? `${text} GMT` : text);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
 }
+
+/**
+ * RFC 9110's three forms of an HTTP-date: IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), RFC 850
+ * (`Sunday, 06-Nov-94 08:49:37 GMT`) and asctime (`Sun Nov  6 08:49:37 1994`). Their zone is GMT;
+ * none, or another one Date.parse knows (`+0200`, `EST`), is taken as it was before the check.
+ */
+const HTTP_DATE =
+  /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d|(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, \d\d-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d\d \d\d:\d\d:\d\d|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4})(?: (GMT|UTC?|Z|[ECMP][SD]T|[+-]\d\d:?\d\d))?$/;
