@@ -6,6 +6,7 @@ import {
   elapsedTime,
   errorLabel,
   bus as globalBus,
+  HoldfastConfigError,
   parseOptions,
   realClock,
   shieldBus,
@@ -20,9 +21,9 @@ import {
   IdempotencyValueError,
   StoreUnavailableError,
 } from './errors.js';
-import { type HeldLease, LeaseKeeper } from './lease.js';
+import { type HeldLease, LeaseKeeper, sleep } from './lease.js';
 import { idempotentOptionsSchema } from './options.js';
-import type { IdempotencyStore } from './store.js';
+import type { ClaimResult, IdempotencyStore } from './store.js';
 
 /** What the wrapped function is told about its run. */
 export interface IdempotentContext {
@@ -90,6 +91,7 @@ export function idempotent<I, R>(
 ): (input: I, options?: ExecuteOptions) => Promise<Awaited<R>> {
   if (typeof fn !== 'function') throw new TypeError('idempotent: the first argument must be the function to run');
   const o = parseOptions('idempotent', idempotentOptionsSchema, options);
+  share(o.store, o.namespace, o.name);
   const runner = new Runner<I, Awaited<R>>(
     fn as (input: I, ctx: IdempotentContext) => Awaited<R> | PromiseLike<Awaited<R>>,
     o.store,
@@ -102,8 +104,36 @@ export function idempotent<I, R>(
     o.name,
     shieldBus(o.bus ?? globalBus, o.name),
     o.clock ?? realClock,
+    o.namespace === undefined ? '' : `${o.namespace}:`,
+    o.completeTimeoutMs,
   );
   return (input, callOptions) => runner.call(input, callOptions);
+}
+
+/** Per store, the name of the function each namespace ('' for none) serves. */
+const served = new WeakMap<object, Map<string, string>>();
+
+/**
+ * Refuses two functions of different names on a store unless each has a namespace of its own:
+ * keyed alike (`charge` and `ship`, both by the order id), they shared their records, and
+ * `ship(order)` returned charge's receipt without running. (None beside one: a key of its own
+ * may read `charge:A-1001`.) One name wrapped again (instances of a service in one process, a
+ * test, a module loaded twice) is one function, and shares its records by design.
+ */
+function share(store: object, namespace: string | undefined, name: string): void {
+  let names = served.get(store);
+  if (names === undefined) served.set(store, (names = new Map()));
+  const ns = namespace ?? '';
+  for (const [other, otherName] of names) {
+    if (otherName === name || (other !== ns && other !== '' && ns !== '')) continue;
+    throw new HoldfastConfigError(name, [
+      {
+        path: 'namespace',
+        message: `${ns === '' ? 'none given' : `'${ns}'`}, and this store already serves '${otherName}'${other === '' ? ' without one' : ` in '${other}'`}: give each function on a shared store a namespace of its own, or they replay each other's results`,
+      },
+    ]);
+  }
+  names.set(ns, name);
 }
 
 /** One call that can be aborted: its scope, and its result once in hand (then an abort returns it). */
@@ -244,6 +274,10 @@ class Runner<I, R> {
   readonly #elapsed: () => number;
   // Renews the leases of this function's live runs; none for a store without `extend`.
   readonly #keeper: LeaseKeeper | undefined;
+  // Per stored key, a claim whose caller left before its answer came: released when it comes.
+  // A new call for the key waits for that, or it reached the store first and found its own
+  // caller's abandoned claim in progress (E_IDEMPOTENCY_CONFLICT for a lease).
+  readonly #leaving = new Map<string, Promise<void>>();
 
   constructor(
     readonly fn: (input: I, ctx: IdempotentContext) => R | PromiseLike<R>,
@@ -257,6 +291,9 @@ class Runner<I, R> {
     readonly name: string,
     readonly bus: Bus,
     readonly clock: Clock,
+    // `namespace:`, or '' for none: what comes before each key in the store.
+    readonly prefix: string,
+    readonly completeTimeoutMs: number,
   ) {
     this.#elapsed = elapsedTime(clock);
     if (LeaseKeeper.renews(store, leaseMs, maxRunMs)) {
@@ -308,20 +345,32 @@ class Runner<I, R> {
     }
     const deadline = this.wait === undefined ? undefined : this.#elapsed() + this.wait.timeout;
     const scope = caller?.scope;
+    const stored = this.prefix + key;
     for (;;) {
+      const leaving = this.#leaving.get(stored);
+      if (leaving !== undefined) await leaving;
       if (scope?.aborted) throw scope.reason;
-      const claim = await this.#claim(key, fingerprint);
-      if (scope?.aborted) {
-        // Claimed after its caller left: nobody will run it.
-        if (claim?.status === 'claimed') void this.#release(key, claim.token, scope.reason);
-        throw scope.reason;
+      let claim: ClaimResult | undefined;
+      if (scope === undefined) claim = await this.#claim(stored, fingerprint);
+      else {
+        // Left before the answer came: a claim it grants is released, and new calls for the key
+        // wait until it is (#leave). The check below runs in the same step as the answer's, so
+        // no abort comes between the hook's end and it.
+        const claiming = this.#claim(stored, fingerprint);
+        const stop = scope.onAbort((reason) => this.#leave(stored, claiming, reason));
+        try {
+          claim = await claiming;
+        } finally {
+          stop();
+        }
+        if (scope.aborted) throw scope.reason;
       }
       if (claim === undefined) {
         return this.#hold(caller, await this.fn(input, new RunContext(key, undefined, false, scope)));
       }
       switch (claim.status) {
         case 'claimed':
-          return this.#run(input, key, claim.token, claim.takeover, caller);
+          return this.#run(input, key, stored, claim.token, claim.takeover, caller);
         case 'completed': {
           if (this.bus.wants('idempotency.replay')) {
             this.bus.emit(this.#base('idempotency.replay', { key, createdAt: claim.record.createdAt }));
@@ -349,7 +398,7 @@ class Runner<I, R> {
   }
 
   /** Claims the key; `undefined` means the store failed and `fail-open` says run anyway. */
-  async #claim(key: string, fingerprint: string) {
+  async #claim(key: string, fingerprint: string): Promise<ClaimResult | undefined> {
     try {
       return await this.store.claim(key, fingerprint, this.leaseMs);
     } catch (error) {
@@ -361,23 +410,46 @@ class Runner<I, R> {
     }
   }
 
+  /**
+   * Its caller left while the claim was unanswered: a claim the answer grants is released, and
+   * new calls for the key wait until it is. Sent after the answer, the release came behind the
+   * caller's own retry, which found the abandoned claim in progress (a conflict for a lease).
+   */
+  #leave(stored: string, claiming: Promise<ClaimResult | undefined>, reason: unknown): void {
+    const left: Promise<void> = claiming.then(
+      (claim) => (claim?.status === 'claimed' ? this.#release(stored, claim.token, reason) : undefined),
+      () => undefined,
+    );
+    this.#leaving.set(stored, left);
+    void left.then(() => {
+      if (this.#leaving.get(stored) === left) this.#leaving.delete(stored);
+    });
+  }
+
   /** The result is in hand: from now on, an abort of `caller` returns it. */
   #hold(caller: Caller<R> | undefined, value: R): R {
     if (caller !== undefined) caller.result = { value };
     return value;
   }
 
-  async #run(input: I, key: string, token: string, takeover: boolean, caller: Caller<R> | undefined): Promise<R> {
+  async #run(
+    input: I,
+    key: string,
+    stored: string,
+    token: string,
+    takeover: boolean,
+    caller: Caller<R> | undefined,
+  ): Promise<R> {
     if (this.bus.wants('idempotency.claim')) this.bus.emit(this.#base('idempotency.claim', { key, takeover }));
     if (takeover && this.bus.wants('idempotency.takeover')) {
       this.bus.emit(this.#base('idempotency.takeover', { key }));
     }
     // A listener of those events may have aborted the caller: then nobody runs it, as after a late claim.
     if (caller?.scope.aborted) {
-      await this.#release(key, token, caller.scope.reason);
+      await this.#release(stored, token, caller.scope.reason);
       throw caller.scope.reason;
     }
-    const lease = this.#keeper === undefined ? undefined : this.#lease(key, token, caller);
+    const lease = this.#keeper === undefined ? undefined : this.#lease(stored, token, caller);
     const ctx = new RunContext(key, token, takeover, lease ?? caller?.scope);
     let value: R;
     try {
@@ -385,47 +457,72 @@ class Runner<I, R> {
     } catch (error) {
       this.#settled(lease);
       // Held past maxRunMs: its verdict is `aborted`, whatever it did since.
-      if (lease?.capped) await this.#abort(key, token);
+      if (lease?.capped) await this.#abort(stored, token);
       // It followed the abort and stopped part way: its effect may have happened, so a retry
       // must not run it again. A function that never read the signal failed on its own; one
       // that said it had done nothing (ctx.nothingDone()) has its word taken.
-      else if (caller?.scope.aborted && RunContext.mayHaveActed(ctx)) await this.#abort(key, token);
-      else await this.#release(key, token, error);
+      else if (caller?.scope.aborted && RunContext.mayHaveActed(ctx)) await this.#abort(stored, token);
+      else await this.#release(stored, token, error);
       throw error;
     }
-    this.#settled(lease);
     this.#hold(caller, value);
     if (lease?.capped) {
+      this.#settled(lease);
       // Its value came after the cap stored `aborted`: a repeat gets that, not this value.
-      await this.#abort(key, token);
+      await this.#abort(stored, token);
       return value;
     }
-    let stored: boolean;
+    let done: boolean;
     try {
-      stored = await this.store.complete(key, token, { kind: 'value', value }, this.ttlMs);
+      // Its lease is still renewed while this is retried: a blip of the store while storing
+      // would otherwise let a repeat take the key over and run the function a second time.
+      done = await this.#persist(stored, 'complete', true, () =>
+        this.store.complete(stored, token, { kind: 'value', value }, this.ttlMs),
+      );
     } catch (error) {
+      this.#settled(lease);
       if (error instanceof IdempotencyValueError) {
         // Nothing can be replayed: fail like fn did, so the caller finds out at once.
-        await this.#release(key, token, error);
+        await this.#release(stored, token, error);
         throw error;
       }
       // fn ran and its effect happened: the caller gets its result. The record stays in
       // progress until its lease ends, so no duplicate runs before then.
-      this.storeError(key, 'complete', error, true);
       return value;
     }
-    if (!stored && this.bus.wants('idempotency.staleCompletion')) {
+    this.#settled(lease);
+    if (!done && this.bus.wants('idempotency.staleCompletion')) {
       this.bus.emit(this.#base('idempotency.staleCompletion', { key }));
     }
     return value;
   }
 
   /**
+   * Runs a store command, retrying a store failure (a failover, a lost reply) for up to
+   * `completeTimeoutMs`: safe to resend, each is fenced by the run's token. Each failure is
+   * reported; the last one is thrown.
+   */
+  async #persist<T>(stored: string, operation: 'complete', failOpen: boolean, command: () => Promise<T>): Promise<T> {
+    const deadline = this.#elapsed() + this.completeTimeoutMs;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await command();
+      } catch (error) {
+        if (error instanceof IdempotencyValueError) throw error;
+        this.storeError(stored, operation, error, failOpen);
+        const left = deadline - this.#elapsed();
+        if (!(error instanceof StoreUnavailableError) || left <= 100) throw error;
+        await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, left), true);
+      }
+    }
+  }
+
+  /**
    * Renews the run's lease while it runs. Its signal aborts at `maxRunMs` (after `aborted` is
    * stored for the key) or when its caller aborts.
    */
-  #lease(key: string, token: string, caller: Caller<R> | undefined): RunLease {
-    const lease = new RunLease(this as Runner<unknown, unknown>, key, token, this.#elapsed(), caller?.scope);
+  #lease(stored: string, token: string, caller: Caller<R> | undefined): RunLease {
+    const lease = new RunLease(this as Runner<unknown, unknown>, stored, token, this.#elapsed(), caller?.scope);
     (this.#keeper as LeaseKeeper).hold(lease);
     return lease;
   }
@@ -437,47 +534,62 @@ class Runner<I, R> {
   }
 
   /** @internal Told by a run's lease (see {@link RunLease}). */
-  leaseLost(key: string, reason: 'notOwner' | 'maxRunMs'): void {
-    if (this.bus.wants('idempotency.leaseLost')) this.bus.emit(this.#base('idempotency.leaseLost', { key, reason }));
+  leaseLost(stored: string, reason: 'notOwner' | 'maxRunMs'): void {
+    if (this.bus.wants('idempotency.leaseLost')) {
+      this.bus.emit(this.#base('idempotency.leaseLost', { key: stored.slice(this.prefix.length), reason }));
+    }
   }
 
   /**
    * Stores `aborted` for the key: a repeat gets E_IDEMPOTENCY_ABORTED, never a second run. If the
-   * store fails, the key stays claimed until its lease ends. Reported, never thrown.
+   * store fails past `completeTimeoutMs`, the key stays claimed until its lease ends. Reported,
+   * never thrown.
    */
-  async #abort(key: string, token: string): Promise<void> {
+  async #abort(stored: string, token: string): Promise<void> {
+    const key = stored.slice(this.prefix.length);
     try {
-      if (!(await this.store.complete(key, token, { kind: 'aborted' }, this.ttlMs))) {
+      if (
+        !(await this.#persist(stored, 'complete', false, () =>
+          this.store.complete(stored, token, { kind: 'aborted' }, this.ttlMs),
+        ))
+      ) {
         if (this.bus.wants('idempotency.staleCompletion'))
           this.bus.emit(this.#base('idempotency.staleCompletion', { key }));
         return;
       }
       if (this.bus.wants('idempotency.lost')) this.bus.emit(this.#base('idempotency.lost', { key, sent: undefined }));
-    } catch (error) {
-      this.storeError(key, 'complete', error, false);
+    } catch {
+      // Reported by #persist.
     }
   }
 
-  /** Releases the key after a failure, so a retry runs. A store error here is reported, not thrown. */
-  async #release(key: string, token: string, cause: unknown): Promise<void> {
+  /**
+   * Releases the key after a failure, so a retry runs. Tried once: its caller is waiting to hear
+   * of the failure, and a release lost leaves the key in progress until its lease ends (a
+   * conflict, never a second run). A store error here is reported, not thrown.
+   */
+  async #release(stored: string, token: string, cause: unknown): Promise<void> {
     try {
-      const released = await this.store.release(key, token);
+      const released = await this.store.release(stored, token);
       if (released && this.bus.wants('idempotency.release')) {
-        this.bus.emit(this.#base('idempotency.release', { key, code: errorLabel(cause) }));
+        this.bus.emit(
+          this.#base('idempotency.release', { key: stored.slice(this.prefix.length), code: errorLabel(cause) }),
+        );
       }
     } catch (error) {
-      this.storeError(key, 'release', error, false);
+      this.storeError(stored, 'release', error, false);
     }
   }
 
   /** @internal Reports a store failure (a lease's renewal too). */
   storeError(
-    key: string,
+    stored: string,
     operation: 'claim' | 'complete' | 'release' | 'extend',
     error: unknown,
     failOpen: boolean,
   ): void {
     if (this.bus.wants('idempotency.storeError')) {
+      const key = stored.slice(this.prefix.length);
       this.bus.emit(this.#base('idempotency.storeError', { key, operation, code: errorLabel(error), failOpen }));
     }
   }

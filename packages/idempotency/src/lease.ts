@@ -197,3 +197,8 @@ export class LeaseKeeper {
     if (settled) this.drop(lease);
   }
 }
+
+/** Waits `ms` on `clock`; `ref`: the wait keeps the process alive (a result still to store). */
+export function sleep(clock: Clock, ms: number, ref?: boolean): Promise<void> {
+  return new Promise((resolve) => clock.setTimeout(resolve, ms, ref ? { ref } : undefined));
+}

@@ -120,6 +120,15 @@ export const redisStoreOptionsSchema = z.strictObject({
    * @default 'fail-closed'
    */
   onStoreError: onStoreErrorOption.default('fail-closed'),
+  /**
+   * Claim on a Redis that may evict keys under memory pressure (`maxmemory` set and a
+   * `maxmemory-policy` other than `noeviction`). A running claim is a key with a TTL, among the
+   * first `volatile-ttl` and `volatile-lru` evict: gone, a second caller runs the function beside
+   * the first. By default the store reads `INFO memory` on each new connection and refuses such a
+   * Redis (`E_STORE_UNAVAILABLE`, naming the policy).
+   * @default false
+   */
+  allowEviction: z.boolean().default(false),
   /** Shown in error messages. @default 'redisStore' */
   name: nameOption.default('redisStore'),
   /** Times the command timeout. @default the real clock */
@@ -206,6 +215,26 @@ export const idempotentOptionsSchema = z.strictObject({
       interval: timerDuration.default(100),
     })
     .optional(),
+  /**
+   * Keeps this function's records apart from other functions' on the same store: its keys are
+   * stored as `namespace:key`. A store given to more than one `idempotent()` needs a different
+   * one on each (see "One store, several functions" in the README); without, two functions keyed
+   * alike (both by an order id) would replay each other's results.
+   * @default undefined (keys stored as they are)
+   */
+  namespace: z
+    .string()
+    .min(1)
+    .max(200)
+    .regex(/^[^:]*$/, 'must not hold a colon (it ends the namespace in the stored key)')
+    .optional(),
+  /**
+   * How long storing a result is retried when the store fails (a failover, a lost reply), fenced
+   * by the run's token; the caller waits for it. 0: tried once. Given up, the key stays in
+   * progress until its lease ends, and a retry then runs the function again.
+   * @default 10_000
+   */
+  completeTimeoutMs: z.number().finite().min(0).max(MAX_TIMER_MS).default(10_000),
   /** Shown as `source` on its events and in error messages. @default 'idempotent' */
   name: nameOption.default('idempotent'),
   /** @default the global bus */

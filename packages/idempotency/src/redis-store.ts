@@ -29,6 +29,7 @@ export function redisStore(options: RedisStoreOptions): RedisStore {
     parsed.clock ?? realClock,
     parsed.maxValueBytes,
     parsed.waitForReplicas,
+    parsed.allowEviction,
   );
 }
 
@@ -53,7 +54,12 @@ export class RedisStore implements IdempotencyStore {
     readonly maxValueBytes = 4_194_304,
     /** Wait for this many replicas to acknowledge each write (`WAIT`). */
     readonly waitForReplicas?: { readonly replicas: number; readonly timeoutMs: number },
+    /** Claim on a Redis that may evict keys (see the option). */
+    readonly allowEviction = false,
   ) {}
+
+  /** Per connection (its socket), whether its Redis evicts keys: why, or undefined if not. */
+  #eviction: { readonly stream: unknown; evicts: Promise<string | undefined> | string | undefined } | undefined;
 
   // The fingerprint of each claim in flight, so that a completion can rewrite a record its
   // claim lost in a failover. Bounded: the oldest are forgotten first (they only lose that help).
@@ -122,7 +128,7 @@ export class RedisStore implements IdempotencyStore {
 
   async claim(key: string, fingerprint: string, leaseMs: number): Promise<ClaimResult> {
     const token = randomUUID();
-    const args = [fingerprint, Math.ceil(leaseMs), token];
+    const args = [wireFingerprint(fingerprint), Math.ceil(leaseMs), token];
     const reply = (await this.#run('claim', key, claimScript, args, (sent) =>
       this.#withdraw(key, token, sent, leaseMs),
     )) as [Buffer, ...unknown[]];
@@ -154,7 +160,15 @@ export class RedisStore implements IdempotencyStore {
         });
         return {
           status: 'completed',
-          record: { status: 'completed', key, fingerprint: f.toString(), createdAt, completedAt, expiresAt, outcome },
+          record: {
+            status: 'completed',
+            key,
+            fingerprint: f[0] === 0xff ? f.toString('utf16le', 1) : f.toString(),
+            createdAt,
+            completedAt,
+            expiresAt,
+            outcome,
+          },
         };
       }
     }
@@ -170,7 +184,7 @@ export class RedisStore implements IdempotencyStore {
       );
     }
     const pending = this.#pending.get(token);
-    const fingerprint = pending?.key === key ? pending.fingerprint : '';
+    const fingerprint = pending?.key === key ? wireFingerprint(pending.fingerprint) : '';
     const args = [token, Math.ceil(ttlMs), encoded.kind, encoded.meta, encoded.body, fingerprint];
     const done = (await this.#run('complete', key, completeScript, args)) === 1;
     this.#pending.delete(token);
@@ -184,6 +198,62 @@ export class RedisStore implements IdempotencyStore {
 
   async extend(key: string, token: string, leaseMs: number): Promise<boolean> {
     return (await this.#run('extend', key, extendScript, [token, Math.ceil(leaseMs)])) === 1;
+  }
+
+  /**
+   * Whether the Redis behind the client may evict keys, read once per connection (`INFO memory`;
+   * every master of a Cluster). Not read while the client is not ready (the claim waits for it,
+   * and the next claim reads it), nor if Redis refuses INFO or does not answer in time.
+   */
+  #evicts(): Promise<string | undefined> | string | undefined {
+    const { client } = this;
+    const { stream } = client as { stream?: unknown };
+    const known = this.#eviction;
+    if (known !== undefined && known.stream === stream) return known.evicts;
+    if (client.status !== 'ready' && client.status !== 'wait') return undefined;
+    type Info = { info?(section: string): Promise<string> };
+    const nodes: Info[] = (client as { isCluster?: boolean }).isCluster
+      ? (client as unknown as { nodes(role: 'master'): Info[] }).nodes('master')
+      : [client as Info];
+    // A client of its own making (the store asks only callBuffer, once and removeListener of it).
+    if (!nodes.every((node) => typeof node.info === 'function')) return undefined;
+    let timer: TimerHandle | undefined;
+    const evicts = Promise.race([
+      Promise.all(
+        nodes.map((node) => (node as unknown as { info(section: string): Promise<string> }).info('memory')),
+      ).then((infos) => {
+        for (const info of infos) {
+          const max = /^maxmemory:(\d+)/m.exec(info)?.[1];
+          const policy = /^maxmemory_policy:(\S+)/m.exec(info)?.[1];
+          if (max !== undefined && Number(max) > 0 && policy !== undefined && policy !== 'noeviction') {
+            return `maxmemory-policy ${policy}, maxmemory ${max}`;
+          }
+        }
+        return undefined;
+      }),
+      new Promise<undefined>((resolve) => {
+        timer = this.clock.setTimeout(() => resolve(undefined), this.commandTimeout);
+      }),
+    ]).then(
+      (why) => {
+        this.clock.clearTimeout(timer as TimerHandle);
+        return why;
+      },
+      () => {
+        this.clock.clearTimeout(timer as TimerHandle);
+        // INFO refused (renamed away on some managed services): not known, and not asked again.
+        return undefined;
+      },
+    );
+    const eviction: { readonly stream: unknown; evicts: Promise<string | undefined> | string | undefined } = {
+      stream,
+      evicts,
+    };
+    this.#eviction = eviction;
+    void evicts.then((why) => {
+      eviction.evicts = why;
+    });
+    return evicts;
   }
 
   /**
@@ -205,8 +275,18 @@ export class RedisStore implements IdempotencyStore {
     return new Promise((resolve, reject) => {
       let sent: Promise<unknown> | undefined;
       let settled = false;
-      const send = () => {
+      const send = (): void => {
         if (settled) return;
+        if (operation === 'claim' && !this.allowEviction) {
+          // Read once per connection, on it, before its first claim (see #evicts).
+          const evicts = this.#evicts();
+          if (evicts instanceof Promise) return void evicts.then(send);
+          if (evicts !== undefined) {
+            const reason = `Redis may evict keys (${evicts}): a running claim evicted lets a second caller run the function beside the first. Set maxmemory-policy noeviction (or maxmemory 0), or pass allowEviction: true`;
+            finish(() => reject(this.#unavailable(operation, key, reason)));
+            return;
+          }
+        }
         const call =
           this.waitForReplicas === undefined || operation === 'release' || operation === 'extend'
             ? this.#eval
@@ -525,4 +605,17 @@ export function keySlot(redisKey: string): number {
 
 function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+/**
+ * A fingerprint as Redis compares it. A well-formed one as its UTF-8 (as before); one that is
+ * not, as a 0xff byte (which no UTF-8 holds) and its UTF-16 code units: as UTF-8 each lone
+ * surrogate reads as U+FFFD, and two inputs that differ only there (a custom fingerprint of a
+ * name cut in the middle of an emoji) were one fingerprint, the second caller replayed the first's
+ * result where memoryStore() answered a mismatch.
+ */
+function wireFingerprint(fingerprint: string): string | Buffer {
+  return (fingerprint as unknown as { isWellFormed(): boolean }).isWellFormed()
+    ? fingerprint
+    : Buffer.concat([Buffer.of(0xff), Buffer.from(fingerprint, 'utf16le')]);
 }

@@ -329,10 +329,58 @@ describe('idempotent()', () => {
       },
       release: (k, t) => store.release(k, t),
     };
-    const job = idempotent(async () => 'paid', { store: flakyComplete, key: () => 'k', bus, clock, leaseMs: 1_000 });
+    const job = idempotent(async () => 'paid', {
+      store: flakyComplete,
+      key: () => 'k',
+      bus,
+      clock,
+      leaseMs: 1_000,
+      completeTimeoutMs: 0,
+    });
     expect(await job(undefined)).toBe('paid');
     expect(events.at(-1)).toMatchObject({ type: 'idempotency.storeError', operation: 'complete', failOpen: true });
     await expect(job(undefined)).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
+  });
+
+  it('retries a failing completion for completeTimeoutMs with its lease renewed: no repeat takes the key over meanwhile', async () => {
+    const { bus, events, clock, store } = setup();
+    let attempts = 0;
+    let failing = true;
+    const blip: IdempotencyStore = {
+      claim: (k, f, l) => store.claim(k, f, l),
+      complete: async (key, token, outcome, ttl) => {
+        attempts++;
+        if (failing) throw new StoreUnavailableError('blip', 'complete', key, 'timed out');
+        return store.complete(key, token, outcome, ttl);
+      },
+      release: (k, t) => store.release(k, t),
+      extend: (k, t, l) => (store.extend as NonNullable<IdempotencyStore['extend']>)(k, t, l),
+    };
+    let runs = 0;
+    const job = idempotent(
+      async () => {
+        runs++;
+        return 'paid';
+      },
+      { store: blip, key: () => 'k', bus, clock, leaseMs: 1_000, completeTimeoutMs: 5_000 },
+    );
+    let result: string | undefined;
+    const first = job(undefined).then((v) => {
+      result = v;
+    });
+    // Past the lease: renewed while the completion is retried, the key is still this run's.
+    for (let i = 0; i < 15; i++) await clock.advance(100);
+    expect(result).toBeUndefined();
+    await expect(job(undefined)).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_CONFLICT' });
+    failing = false;
+    for (let i = 0; i < 20 && result === undefined; i++) await clock.advance(100);
+    await first;
+    expect(result).toBe('paid');
+    expect(attempts).toBeGreaterThanOrEqual(3);
+    expect(events.filter((e) => e.type === 'idempotency.storeError')).toHaveLength(attempts - 1);
+    // Stored: a repeat replays it, and the function ran once.
+    expect(await job(undefined)).toBe('paid');
+    expect(runs).toBe(1);
   });
 
   it('a listener that throws does not break the call', async () => {

@@ -13,7 +13,7 @@ import {
   type TimerHandle,
 } from '@holdfast/core';
 import { IdempotencyValueError, StoreUnavailableError } from '../errors.js';
-import { type HeldLease, LeaseKeeper } from '../lease.js';
+import { type HeldLease, LeaseKeeper, sleep } from '../lease.js';
 import {
   digestOfPreimage,
   inProcess,
@@ -1120,8 +1120,4 @@ function isSafe(method: string): boolean {
 
 function headerValue(value: string | string[] | undefined): string | undefined {
   return Array.isArray(value) ? value[0] : value;
-}
-
-function sleep(clock: Clock, ms: number): Promise<void> {
-  return new Promise((resolve) => clock.setTimeout(resolve, ms));
 }
