@@ -124,15 +124,20 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
     const now = this.#now();
     this.#samples++;
     const w = this.#window;
-    if (Number.isNaN(w.start)) w.start = now;
+    // The line went back (a clock without monotonic() stepped back): the window starts again at
+    // now, or it closed only once the line was back where it began (an hour after a one-hour
+    // step, the limit frozen all along), as the throttle's window does.
+    if (Number.isNaN(w.start) || now < w.start) w.start = now;
     w.count++;
-    w.rttSum += now - start;
+    // A call that spanned the step back took no time we can tell: not a negative latency that
+    // drags the window's mean down.
+    w.rttSum += Math.max(0, now - start);
     w.maxInFlight = Math.max(w.maxInFlight, inFlight);
     w.drop ||= didDrop;
     const age = now - w.start;
     if (age < this.windowing.maxTime && (age < this.windowing.minTime || w.count < this.windowing.minSamples)) return;
     const rtt = w.rttSum / w.count;
-    const next = Math.floor(this.algorithm.update({ rtt, inFlight: w.maxInFlight, didDrop: w.drop }));
+    const next = Math.floor(this.algorithm.update({ rtt, inFlight: w.maxInFlight, didDrop: w.drop, count: w.count }));
     this.#window = { start: Number.NaN, count: 0, rttSum: 0, maxInFlight: 0, drop: false };
     if (next !== this.#limit) this.#moved(next, rtt);
   }

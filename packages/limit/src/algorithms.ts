@@ -11,6 +11,8 @@ export interface Sample {
   readonly inFlight: number;
   /** Whether it failed in a way that says the dependency is overloaded. */
   readonly didDrop: boolean;
+  /** How many calls the sample stands for (a window's; 1 if left out). */
+  readonly count?: number;
 }
 
 /** A limit that moves with each sample. */
@@ -72,24 +74,26 @@ export class Gradient2 implements LimitAlgorithm {
 /**
  * AIMD: additive increase while calls succeed within `timeout` and use at least half the
  * limit; multiplicative decrease (`backoffRatio`) on a drop or a success slower than `timeout`,
- * at most once per limit's worth of samples (the calls already in flight report the overload
- * the decrease answers).
+ * at most once per update (a window of calls) and per limit's worth of calls (the calls already
+ * in flight report the overload the decrease answers).
  */
 export class Aimd implements LimitAlgorithm {
   /** The algorithm's name, as events report it. */
   readonly name = 'aimd';
   /** The current limit. */
   limit: number;
-  /** Samples still to ignore after a decrease: calls sent before it report the old overload. */
+  /** Calls still to ignore after a decrease: calls sent before it report the old overload. */
   #cooldown = 0;
 
   constructor(private readonly o: Bounds & { backoffRatio: number; timeout: number }) {
     this.limit = clamp(o, o.initialLimit);
   }
 
-  update({ rtt, inFlight, didDrop }: Sample): number {
+  update({ rtt, inFlight, didDrop, count = 1 }: Sample): number {
     const dropped = didDrop || rtt > this.o.timeout;
-    if (this.#cooldown > 0) this.#cooldown--;
+    // Counted in calls, not updates: the limiter folds a window of calls into each update, and
+    // a cooldown of `limit` windows held a limit of 90 for 90 windows (9 s) of nothing but drops.
+    this.#cooldown = Math.max(0, this.#cooldown - count);
     if (dropped) {
       if (this.#cooldown > 0) return this.limit;
       this.limit = clamp(this.o, this.limit * this.o.backoffRatio);

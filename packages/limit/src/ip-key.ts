@@ -7,7 +7,8 @@ import { HoldfastConfigError } from '@holdfast/core';
  * as its IPv4 form), an IPv6 address as its network of
  * `ipv6Prefix` bits (`2001:db8:0:100:0:0:0:0/56`), whatever its spelling; a port after it
  * (`203.0.113.7:50123`, `[2001:db8::1]:443`, as some proxies write it) is left out, and so are
- * brackets without one (`[2001:db8::1]`, a Forwarded header's). A client is given a whole IPv6
+ * brackets without one (`[2001:db8::1]`) and the quotes of a Forwarded header's value
+ * (`"[2001:db8::1]:4711"`). A client is given a whole IPv6
  * network (a /64 at least, usually a /56 or a /48), and keyed by its full address it would get a
  * fresh limit with each of them. Anything that is not an IP address
  * (undefined, a Unix socket's '') is returned as it is. `ipv6Prefix` is a whole number from 0
@@ -23,11 +24,17 @@ export function ipKey(ip: string | undefined, ipv6Prefix = 56): string | undefin
     ]);
   }
   if (typeof ip !== 'string') return ip;
+  // A Forwarded header's value as RFC 7239 §6 writes it for IPv6, a quoted-string
+  // (for="[2001:db8::1]:4711"): one pair of quotes off and its quoted-pairs (\") read, or every
+  // such client was keyed by its full address and port, a fresh limit each. Only if an address is
+  // inside: anything else is returned as it is.
+  const text = /^"(.*)"$/s.test(ip) ? ip.slice(1, -1).replace(/\\(.)/gs, '$1') : ip;
   // With a port ('203.0.113.7:50123', '[2001:db8::1]:443': some proxies write it), which changes
   // with each connection, or in brackets without one (a Forwarded header's for="[2001:db8::1]"):
   // the address alone.
-  const bare = /^\[(.+)\](?::\d+)?$|^([\d.]+):\d+$/.exec(ip);
-  if (bare !== null && isIP((bare[1] ?? bare[2]) as string)) ip = (bare[1] ?? bare[2]) as string;
+  const bare = /^\[(.+)\](?::\d+)?$|^([\d.]+):\d+$/.exec(text);
+  const address = bare === null ? text : ((bare[1] ?? bare[2]) as string);
+  if (isIP(address)) ip = address;
   if (isIP(ip) !== 6) return ip;
   // The eight 16-bit groups: the zone id dropped, a dotted IPv4 tail read as two groups.
   const [head = '', tail = ''] = (ip.split('%')[0] as string)

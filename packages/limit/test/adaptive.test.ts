@@ -165,6 +165,19 @@ describe('limit algorithms (properties)', () => {
     );
   });
 
+  it('AIMD: the calls in flight at a cut do not cut again; the cooldown is counted in calls, not windows', () => {
+    const a = new Aimd({ initialLimit: 100, minLimit: 1, maxLimit: 1000, backoffRatio: 0.9, timeout: 100 });
+    const drop = { rtt: 10, inFlight: 100, didDrop: true };
+    // One call a sample: the 90 calls already in flight report the overload the cut answered.
+    expect(a.update(drop)).toBe(90);
+    for (let i = 0; i < 89; i++) expect(a.update(drop)).toBe(90);
+    expect(a.update(drop)).toBe(81);
+    // A window of 81 calls or more holds them all: the next window with a drop cuts again.
+    expect(a.update({ ...drop, count: 200 })).toBe(72.9);
+    expect(a.update({ ...drop, count: 30 })).toBe(72.9);
+    expect(a.update({ ...drop, count: 43 })).toBeCloseTo(65.61);
+  });
+
   it('AIMD: a drop never raises the limit, a fast success at full use never lowers it', () => {
     fc.assert(
       fc.property(bounds, samples, (b, run) => {

@@ -296,6 +296,13 @@ describe('ipKey()', loaded, () => {
     expect(ipKey('[2001:db8:7:ab00::1]:443')).toBe(net56);
     expect(ipKey('[::ffff:203.0.113.7]:8080')).toBe('203.0.113.7');
     expect(ipKey('example.com:80')).toBe('example.com:80');
+    // A Forwarded header's value, quoted as RFC 7239 writes it: the address inside; a quoted value
+    // that is no address (an obfuscated identifier) as it is.
+    expect(ipKey('"[2001:db8:7:ab00::1]:4711"')).toBe(net56);
+    expect(ipKey('"203.0.113.7"')).toBe('203.0.113.7');
+    expect(ipKey('"[2001:db8:7:ab00::1\\]"')).toBe(net56);
+    expect(ipKey('"_gazonk"')).toBe('"_gazonk"');
+    expect(ipKey('"')).toBe('"');
     // Not an IP address: as it is.
     expect(ipKey(undefined)).toBeUndefined();
     expect(ipKey('')).toBe('');
