@@ -36,26 +36,26 @@ async function probe(clock: ManualClock, rl: Limiter, steps: Step[]): Promise<vo
 }
 
 describe('retryAfter at extreme settings', () => {
-  it('tokenBucket: a wait of 1.0000001 ms is 2 ms, not 1', async () => {
+  it.for([
+    {
+      name: 'tokenBucket: a wait of 1.0000001 ms is 2 ms, not 1',
+      make: (clock: ManualClock) =>
+        tokenBucket({ limit: 9_999_999, interval: 10_000_000, burst: 1, clock, policies: false }),
+      fill: 1,
+      wait: 0,
+    },
+    {
+      // In the next window's first ms, the last one's 2,000,000 weigh all but nothing.
+      name: 'slidingWindow: a wait of 1.0000005 ms is 2 ms, not 1',
+      make: (clock: ManualClock) => slidingWindow({ limit: 2_000_000, interval: 2_000_001, clock, policies: false }),
+      fill: 2_000_000,
+      wait: 2_000_001,
+    },
+  ])('$name', async ({ make, fill, wait }) => {
     const clock = new ManualClock(0);
-    const rl = tokenBucket({ limit: 9_999_999, interval: 10_000_000, burst: 1, clock, policies: false });
-    expect(rl.take('k').allowed).toBe(true);
-    const d = rl.take('k');
-    expect(d.allowed).toBe(false);
-    expect(d.retryAfter).toBe(2);
-    await clock.advance(1);
-    expect(rl.take('k').allowed).toBe(false);
-    await clock.advance(1);
-    expect(rl.take('k').allowed).toBe(true);
-    rl.dispose();
-  });
-
-  it('slidingWindow: a wait of 1.0000005 ms is 2 ms, not 1', async () => {
-    const clock = new ManualClock(0);
-    const rl = slidingWindow({ limit: 2_000_000, interval: 2_000_001, clock, policies: false });
-    expect(rl.take('k', 2_000_000).allowed).toBe(true);
-    // The next window's first ms: the last one's 2,000,000 weigh all but nothing.
-    await clock.advance(2_000_001);
+    const rl = make(clock);
+    expect(rl.take('k', fill).allowed).toBe(true);
+    await clock.advance(wait);
     const d = rl.take('k');
     expect(d.allowed).toBe(false);
     expect(d.retryAfter).toBe(2);
