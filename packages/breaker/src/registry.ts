@@ -250,13 +250,15 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   }
 
   #create(key: string, now: number): CircuitBreakerPolicy {
-    while (this.#entries.size >= this.#maxKeys) this.#evictOldest(now);
+    // Its settings first: a key whose overrides throw or give bad ones is refused, and made room
+    // for first, it cost a held (even an open) breaker its place for nothing.
     const override = this.#overrides?.(key);
     // Named, reported and restored by the key as shown: a key may be a URL with a password.
     let seen = shown(key);
+    const base = override === undefined ? this.#shared : this.#config(`overrides("${seen}")`, override);
+    while (this.#entries.size >= this.#maxKeys) this.#evictOldest(now);
     // #2 to #9, then a number not yet used: keys chosen to show alike cost no more than others.
     for (let n = 2, base = seen; this.#shown.has(seen); n++) seen = `${base} #${n < 10 ? n : ++this.#made}`;
-    const base = override === undefined ? this.#shared : this.#config(`overrides("${seen}")`, override);
     const restore = this.#restore.get(seen);
     if (restore !== undefined) this.#restore.delete(seen);
     const breaker = new CircuitBreakerPolicy(base, `${this.name}:${seen}`, restore);

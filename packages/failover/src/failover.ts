@@ -706,8 +706,9 @@ class FailoverSet<T> implements Failover<T> {
           this.#timers.delete(e);
           if (this.#disposed || e.probeSerial !== serial || !e.probing) return;
           e.probing = false;
-          // With ejection off (out by eject()) a hung probe is only given up: the next call probes it.
-          if (e.ejection === 'probe' && this.#ejection !== undefined) this.#eject(e, this.#elapsed());
+          // A hung probe counts as failed, with ejection off too (out by eject()): given up only,
+          // the next call was its probe again and hung as well, for good.
+          if (e.ejection === 'probe') this.#eject(e, this.#elapsed());
         },
         Math.max(e.ejectedFor, HUNG_PROBE_MS),
       ),
@@ -1159,6 +1160,9 @@ class FailoverSet<T> implements Failover<T> {
   #switch(to: EndpointState<T>, reason: 'failover' | 'failback' | 'manual', emit: boolean): void {
     const from = this.#active;
     this.#active = to;
+    // Back in service from now, not from its restore: a standby held down idle served nothing,
+    // and counted, a hold-down as long as baseTime forgave an ejection each round (30 s for good).
+    if (reason === 'failback' && from !== to && to.restoredAt !== undefined) to.restoredAt = this.#elapsed();
     if (from === to || !emit) return;
     if (this.#bus.wants('failover.switch')) {
       this.#bus.emit({

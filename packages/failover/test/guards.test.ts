@@ -194,7 +194,7 @@ describe('secrets in string endpoints', () => {
 });
 
 describe('a hung probe with ejection off', () => {
-  it('an endpoint taken out by eject() is probed again after a probe hung for its ejection time and at least 10 s', async () => {
+  it('an endpoint taken out by eject() whose probe hung for its ejection time and at least 10 s is out again for twice as long, then probed', async () => {
     const { clock, bus } = harness();
     const api = failover({ clock, bus, endpoints: ['a', 'b'], ejection: false, retry: false });
     expect(api.eject('a', { durationMs: 1_000 })).toBe(true);
@@ -209,11 +209,15 @@ describe('a hung probe with ejection off', () => {
     void call(); // the probe: hangs
     await clock.advance(1_000);
     expect(api.snapshot().endpoints[0]).toMatchObject({ ejection: 'probe' }); // slow is not hung yet
-    await clock.advance(9_000); // unanswered for 10 s: hung
+    await clock.advance(9_000); // unanswered for 10 s: hung, so failed: out for twice its last time
     hang = false;
     seen.length = 0;
+    expect(api.snapshot().endpoints[0]).toMatchObject({ ejection: 'ejected' });
     for (let i = 0; i < 3; i++) await call();
-    expect(seen[0]).toBe('a');
+    expect(seen).toEqual(['b', 'b', 'b']);
+    await clock.advance(2_000);
+    for (let i = 0; i < 3; i++) await call();
+    expect(seen[3]).toBe('a');
     expect(api.snapshot().endpoints[0]).toMatchObject({ ejection: 'none' });
     api.dispose();
   });
