@@ -60,17 +60,23 @@ export class StoreUnavailableError extends HoldfastError {
   readonly key: string;
   /** The store operation that failed. */
   readonly operation: 'claim' | 'complete' | 'release' | 'extend';
+  /**
+   * The store refuses to claim at all: set up as it is, it cannot keep the guarantee (a Redis
+   * that evicts keys). No outage: `fail-open` does not run the function unprotected for it.
+   */
+  readonly refused: boolean;
 
   constructor(
     source: string,
     operation: 'claim' | 'complete' | 'release' | 'extend',
     key: string,
     reason: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; refused?: boolean },
   ) {
     super('E_STORE_UNAVAILABLE', `${source}: ${operation} of key ${quote(key)} failed: ${reason}`, options);
     this.key = key;
     this.operation = operation;
+    this.refused = options?.refused === true;
   }
 }
 

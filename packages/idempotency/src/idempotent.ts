@@ -91,7 +91,7 @@ export function idempotent<I, R>(
 ): (input: I, options?: ExecuteOptions) => Promise<Awaited<R>> {
   if (typeof fn !== 'function') throw new TypeError('idempotent: the first argument must be the function to run');
   const o = parseOptions('idempotent', idempotentOptionsSchema, options);
-  share(o.store, o.namespace, o.name);
+  share(o.store, o.namespace, options.name, fn);
   const runner = new Runner<I, Awaited<R>>(
     fn as (input: I, ctx: IdempotentContext) => Awaited<R> | PromiseLike<Awaited<R>>,
     o.store,
@@ -110,30 +110,36 @@ export function idempotent<I, R>(
   return (input, callOptions) => runner.call(input, callOptions);
 }
 
-/** Per store, the name of the function each namespace ('' for none) serves. */
-const served = new WeakMap<object, Map<string, string>>();
+/** Per store, the claims abandoned by callers before their answer came (see Runner#leaving). */
+const abandoned = new WeakMap<object, Map<string, Promise<void>>>();
+
+/** Per store, the function each namespace ('' for none) serves: its name, or the function itself if unnamed. */
+const served = new WeakMap<object, Map<string, { readonly id: unknown; readonly name: string }>>();
 
 /**
- * Refuses two functions of different names on a store unless each has a namespace of its own:
- * keyed alike (`charge` and `ship`, both by the order id), they shared their records, and
- * `ship(order)` returned charge's receipt without running. (None beside one: a key of its own
- * may read `charge:A-1001`.) One name wrapped again (instances of a service in one process, a
- * test, a module loaded twice) is one function, and shares its records by design.
+ * Refuses two functions on a store unless each has a namespace of its own: keyed alike (`charge`
+ * and `ship`, both by the order id), they shared their records, and `ship(order)` returned
+ * charge's receipt without running. (None beside one: a key of its own may read
+ * `charge:A-1001`.) A function is its `name`; one without is itself (two unnamed ones are two
+ * functions). One name wrapped again (instances of a service in one process, a wrapper made per
+ * request, a module loaded twice) is one function, and shares its records by design.
  */
-function share(store: object, namespace: string | undefined, name: string): void {
-  let names = served.get(store);
-  if (names === undefined) served.set(store, (names = new Map()));
+function share(store: object, namespace: string | undefined, name: string | undefined, fn: unknown): void {
+  let functions = served.get(store);
+  if (functions === undefined) served.set(store, (functions = new Map()));
   const ns = namespace ?? '';
-  for (const [other, otherName] of names) {
-    if (otherName === name || (other !== ns && other !== '' && ns !== '')) continue;
-    throw new HoldfastConfigError(name, [
+  const id = name ?? fn;
+  for (const [other, them] of functions) {
+    if (them.id === id || (other !== ns && other !== '' && ns !== '')) continue;
+    const who = (n: string | undefined) => (n === undefined ? 'an unnamed function' : `'${n}'`);
+    throw new HoldfastConfigError(name ?? 'idempotent', [
       {
         path: 'namespace',
-        message: `${ns === '' ? 'none given' : `'${ns}'`}, and this store already serves '${otherName}'${other === '' ? ' without one' : ` in '${other}'`}: give each function on a shared store a namespace of its own, or they replay each other's results`,
+        message: `${ns === '' ? 'none given' : `'${ns}'`}, and this store already serves ${who(them.name)}${other === '' ? ' without one' : ` in '${other}'`}: give each function on a shared store a namespace of its own, or they replay each other's results (one function wrapped again: give it one name)`,
       },
     ]);
   }
-  names.set(ns, name);
+  functions.set(ns, { id, name: name as string });
 }
 
 /** One call that can be aborted: its scope, and its result once in hand (then an abort returns it). */
@@ -215,6 +221,8 @@ class RunLease implements HeldLease {
   held = false;
   /** It ran past `maxRunMs`: its verdict is `aborted`. */
   capped = false;
+  /** Its function returned: renewed until its value is stored, never capped. */
+  returned = false;
   #scope: CallScope | undefined;
   #caller: CallScope | undefined;
 
@@ -249,6 +257,9 @@ class RunLease implements HeldLease {
   }
 
   async cap(): Promise<boolean> {
+    // Returned within maxRunMs, its value being stored (retried through a store's blip): that is
+    // its verdict, not `aborted`. Renewed meanwhile (the keeper renews a lease it caps).
+    if (this.returned) return false;
     const { runner } = this;
     if (!this.capped) runner.leaseLost(this.stored, 'maxRunMs');
     this.capped = true;
@@ -276,8 +287,9 @@ class Runner<I, R> {
   readonly #keeper: LeaseKeeper | undefined;
   // Per stored key, a claim whose caller left before its answer came: released when it comes.
   // A new call for the key waits for that, or it reached the store first and found its own
-  // caller's abandoned claim in progress (E_IDEMPOTENCY_CONFLICT for a lease).
-  readonly #leaving = new Map<string, Promise<void>>();
+  // caller's abandoned claim in progress (E_IDEMPOTENCY_CONFLICT for a lease). One per store:
+  // a retry may come through another wrapper of the function (one made per request).
+  readonly #leaving: Map<string, Promise<void>>;
 
   constructor(
     readonly fn: (input: I, ctx: IdempotentContext) => R | PromiseLike<R>,
@@ -296,6 +308,9 @@ class Runner<I, R> {
     readonly completeTimeoutMs: number,
   ) {
     this.#elapsed = elapsedTime(clock);
+    let leaving = abandoned.get(store);
+    if (leaving === undefined) abandoned.set(store, (leaving = new Map()));
+    this.#leaving = leaving;
     if (LeaseKeeper.renews(store, leaseMs, maxRunMs)) {
       this.#keeper = new LeaseKeeper(store, clock, this.#elapsed, leaseMs, maxRunMs, name);
     }
@@ -403,7 +418,8 @@ class Runner<I, R> {
       return await this.store.claim(key, fingerprint, this.leaseMs);
     } catch (error) {
       if (!(error instanceof StoreUnavailableError)) throw error;
-      const failOpen = this.store.onStoreError === 'fail-open';
+      // A store that refuses to claim (it would break the guarantee) is no outage to run through.
+      const failOpen = this.store.onStoreError === 'fail-open' && !error.refused;
       this.storeError(key, 'claim', error, failOpen);
       if (failOpen) return undefined;
       throw error;
@@ -466,6 +482,7 @@ class Runner<I, R> {
       throw error;
     }
     this.#hold(caller, value);
+    if (lease !== undefined) lease.returned = true;
     if (lease?.capped) {
       this.#settled(lease);
       // Its value came after the cap stored `aborted`: a repeat gets that, not this value.

@@ -283,7 +283,7 @@ export class RedisStore implements IdempotencyStore {
           if (evicts instanceof Promise) return void evicts.then(send);
           if (evicts !== undefined) {
             const reason = `Redis may evict keys (${evicts}): a running claim evicted lets a second caller run the function beside the first. Set maxmemory-policy noeviction (or maxmemory 0), or pass allowEviction: true`;
-            finish(() => reject(this.#unavailable(operation, key, reason)));
+            finish(() => reject(this.#unavailable(operation, key, reason, undefined, true)));
             return;
           }
         }
@@ -563,8 +563,14 @@ export class RedisStore implements IdempotencyStore {
     void Promise.allSettled([claim, behind]).then(again);
   }
 
-  #unavailable(operation: Operation, key: string, reason: string, cause?: unknown): StoreUnavailableError {
-    return new StoreUnavailableError(this.name, operation, key, reason, { cause });
+  #unavailable(
+    operation: Operation,
+    key: string,
+    reason: string,
+    cause?: unknown,
+    refused = false,
+  ): StoreUnavailableError {
+    return new StoreUnavailableError(this.name, operation, key, reason, { cause, refused });
   }
 }
 

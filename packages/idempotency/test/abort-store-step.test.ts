@@ -114,7 +114,8 @@ describe.skipIf(!redisAvailable())('idempotent() and a caller who aborts, Redis 
     // commandTimeout far above HELD: only following the signal can release the caller in time.
     const store: RedisStore = redisStore({ client: connect(server), commandTimeout: 60_000, prefix });
     await store.claim('warm', 'fp', 1_000); // scripts loaded: each step is one EVALSHA
-    const options = { store, key: (o: { id: string }) => o.id, leaseMs: 30_000, bus };
+    // One function wrapped twice (a retry that waits): one name.
+    const options = { store, key: (o: { id: string }) => o.id, leaseMs: 30_000, bus, name: 'charge' };
     const charge = idempotent((o: { id: string }) => fn(o.id), options);
     // A retry that waits less than a lease: a claim left behind would make it fail with 409.
     const retry = idempotent((o: { id: string }) => fn(o.id), { ...options, wait: { timeout: 10_000, interval: 20 } });

@@ -252,21 +252,31 @@ describe('idempotent()', () => {
 
   it('replays bytes as Buffers and nothing as undefined', async () => {
     const { store, clock } = setup();
-    const bytes = idempotent(async () => ({ pdf: new Uint8Array([37, 80, 68, 70]) }), { store, key: () => 'b', clock });
+    const bytes = idempotent(async () => ({ pdf: new Uint8Array([37, 80, 68, 70]) }), {
+      store,
+      key: () => 'b',
+      clock,
+      namespace: 'bytes',
+    });
     await bytes(undefined);
     const replay = await bytes(undefined);
     expect(Buffer.isBuffer(replay.pdf)).toBe(true);
     expect([...replay.pdf]).toEqual([37, 80, 68, 70]);
-    const nothing = idempotent(async () => {}, { store, key: () => 'n', clock });
+    const nothing = idempotent(async () => {}, { store, key: () => 'n', clock, namespace: 'nothing' });
     await nothing(undefined);
     await expect(nothing(undefined)).resolves.toBeUndefined();
   });
 
   it('refuses a key that is not a non-empty string, and an input it cannot fingerprint', async () => {
     const { store, clock } = setup();
-    const job = idempotent(async (input: unknown) => input, { store, key: () => '', clock });
+    const job = idempotent(async (input: unknown) => input, { store, key: () => '', clock, namespace: 'job' });
     await expect(job(1)).rejects.toMatchObject({ code: 'E_IDEMPOTENCY_VALUE', path: 'key' });
-    const withFn = idempotent(async (_input: { cb: () => void }) => 1, { store, key: () => 'k', clock });
+    const withFn = idempotent(async (_input: { cb: () => void }) => 1, {
+      store,
+      key: () => 'k',
+      clock,
+      namespace: 'withFn',
+    });
     await expect(withFn({ cb: () => {} })).rejects.toMatchObject({
       code: 'E_IDEMPOTENCY_VALUE',
       path: 'input.cb',

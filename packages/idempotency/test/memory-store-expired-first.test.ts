@@ -39,7 +39,7 @@ describe('memoryStore(): expired records are evicted before live ones', () => {
           if (++charges > 1) return resolve('charged again');
           ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason), { once: true });
         }),
-      { store, key: (id) => id, bus: createBus(), clock, ttlMs: 3_600_000 },
+      { store, key: (id) => id, bus: createBus(), clock, ttlMs: 3_600_000, namespace: 'charge' },
     );
     const ping = idempotent(async (id: string) => `pong ${id}`, {
       store,
@@ -47,6 +47,7 @@ describe('memoryStore(): expired records are evicted before live ones', () => {
       bus: createBus(),
       clock,
       ttlMs: 1_000,
+      namespace: 'ping',
     });
     const controller = new AbortController();
     const call = charge('order-1', { signal: controller.signal });

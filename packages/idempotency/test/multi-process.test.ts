@@ -48,6 +48,7 @@ describe.skipIf(!redisAvailable())('idempotent() across OS processes sharing Red
       key: () => 'crash-1',
       leaseMs: lease,
       bus,
+      name: 'job', // one function wrapped twice (a patient caller): one name
     };
     const job = idempotent(async () => `recovered by ${++runs}`, options);
     const conflict = await job(undefined).catch((e: unknown) => e);

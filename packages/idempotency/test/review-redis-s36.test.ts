@@ -307,6 +307,7 @@ describe.skipIf(!redisAvailable())(
                 fingerprint: () => 'same',
                 wait: { timeout: 1_000, interval: 5 },
                 bus: createBus(),
+                name: 'race', // one function, a wrapper per round: one name
               },
             ),
           );

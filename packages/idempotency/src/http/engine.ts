@@ -511,8 +511,10 @@ export class HttpIdempotency<Req> implements RunOwner {
                 },
               );
       } catch (error) {
-        this.#storeError('claim', key, error, this.failOpen);
-        return this.failOpen ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
+        // A store that refuses to claim (it would break the guarantee) is no outage to pass through.
+        const open = this.failOpen && !(error instanceof StoreUnavailableError && error.refused);
+        this.#storeError('claim', key, error, open);
+        return open ? PASS : respond(problem('storeUnavailable', { retryAfterSeconds: 1 }));
       }
       if (result.status !== 'inProgress') return this.#decided(key, stored, fingerprint, result, false, method, sentAt);
       const left = deadline - this.elapsed();
