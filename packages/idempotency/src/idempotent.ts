@@ -11,6 +11,7 @@ import {
   realClock,
   shieldBus,
   TimeoutError,
+  type TimerHandle,
 } from '@holdfast/core';
 import type { z } from 'zod';
 import { fingerprintOf } from './codec.js';
@@ -363,7 +364,9 @@ class Runner<I, R> {
     const stored = this.prefix + key;
     for (;;) {
       const leaving = this.#leaving.get(stored);
-      if (leaving !== undefined) await leaving;
+      // For a lease at most: a claim whose answer never comes (a lost reply) held every later call
+      // of its key for good; past a lease, what it claimed is free anyway.
+      if (leaving !== undefined) await this.#atMost(leaving, this.leaseMs);
       if (scope?.aborted) throw scope.reason;
       let claim: ClaimResult | undefined;
       if (scope === undefined) claim = await this.#claim(stored, fingerprint);
@@ -442,6 +445,18 @@ class Runner<I, R> {
     });
   }
 
+  /** `promise`, or `ms` later, whichever comes first. */
+  async #atMost(promise: Promise<void>, ms: number): Promise<void> {
+    let timer: TimerHandle | undefined;
+    await Promise.race([
+      promise,
+      new Promise<void>((resolve) => {
+        timer = this.clock.setTimeout(resolve, ms, { ref: true });
+      }),
+    ]);
+    this.clock.clearTimeout(timer as TimerHandle);
+  }
+
   /** The result is in hand: from now on, an abort of `caller` returns it. */
   #hold(caller: Caller<R> | undefined, value: R): R {
     if (caller !== undefined) caller.result = { value };
@@ -471,22 +486,28 @@ class Runner<I, R> {
     try {
       value = await this.fn(input, ctx);
     } catch (error) {
-      this.#settled(lease);
-      // Held past maxRunMs: its verdict is `aborted`, whatever it did since.
-      if (lease?.capped) await this.#abort(stored, token);
-      // It followed the abort and stopped part way: its effect may have happened, so a retry
-      // must not run it again. A function that never read the signal failed on its own; one
-      // that said it had done nothing (ctx.nothingDone()) has its word taken.
-      else if (caller?.scope.aborted && RunContext.mayHaveActed(ctx)) await this.#abort(stored, token);
-      else await this.#release(stored, token, error);
+      // Held past maxRunMs: its verdict is `aborted`, whatever it did since. Or it followed the
+      // abort and stopped part way: its effect may have happened, so a retry must not run it
+      // again. A function that never read the signal failed on its own; one that said it had done
+      // nothing (ctx.nothingDone()) has its word taken. The verdict is stored with the lease
+      // still renewed (and no cap): dropped first, a store's blip while it was retried let a
+      // repeat take the key over and run the function a second time.
+      if (lease?.capped || (caller?.scope.aborted && RunContext.mayHaveActed(ctx))) {
+        if (lease !== undefined) lease.returned = true;
+        await this.#abort(stored, token);
+        this.#settled(lease);
+      } else {
+        this.#settled(lease);
+        await this.#release(stored, token, error);
+      }
       throw error;
     }
     this.#hold(caller, value);
     if (lease !== undefined) lease.returned = true;
     if (lease?.capped) {
-      this.#settled(lease);
       // Its value came after the cap stored `aborted`: a repeat gets that, not this value.
       await this.#abort(stored, token);
+      this.#settled(lease);
       return value;
     }
     let done: boolean;

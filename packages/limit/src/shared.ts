@@ -38,10 +38,13 @@ export function list(
 }
 
 /**
- * The least whole ms at which `admits` holds, from an estimate `ms` (at least 1) that rounds with
- * an epsilon against floating point and so can fall a ms short at extreme settings.
+ * The least whole ms (at least 1) at which `admits` holds, from an estimate `ms` that floating
+ * point and the estimate's epsilon (take() admits with a margin of its own) may put a few ms off
+ * either way: short at extreme rates, long at slow ones (1 a day read a ms long).
  */
 export function leastWait(ms: number, admits: (ms: number) => boolean): number {
+  ms = Math.max(1, ms);
+  for (let i = 0; i < 4 && ms > 1 && admits(ms - 1); i++) ms--;
   for (let i = 0; i < 4 && !admits(ms); i++) ms++;
   return ms;
 }

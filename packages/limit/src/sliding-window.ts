@@ -109,19 +109,30 @@ class SlidingWindow extends RateLimiterBase {
     const left = Math.max(0, Math.floor(this.limit - count - (allowed ? cost : 0) + 1e-9));
     return this.decided(
       allowed,
-      allowed
-        ? 0
-        : // The estimate's epsilon rounds a wait of k + 5e-7 ms down to k at extreme settings:
-          // the least whole ms at which this take() admits, as its own arithmetic has it.
-          leastWait(retryAfter(this.limit, w, elapsed, s.previous, s.current, cost), (ms) => {
-            const at = now + ms;
-            const i = Math.floor(at / w);
-            const previous = i === s.index ? s.previous : i === s.index + 1 ? s.current : 0;
-            return previous * ((w - (at - i * w)) / w) + (i === s.index ? s.current : 0) + cost <= this.limit + 1e-9;
-          }),
+      allowed ? 0 : this.#wait(now, s, cost, retryAfter(this.limit, w, elapsed, s.previous, s.current, cost)),
       left,
       reset,
     );
+  }
+
+  /**
+   * The least whole ms at which this take() admits `cost`, as its own arithmetic has it, from the
+   * estimate `first`: its epsilon put it a ms off at extreme settings. After a step back of the
+   * line, windows near the furthest one the counts were in hold them (see `standing`): the
+   * estimate, which knows nothing of that, fell inside them, and the call was refused at it
+   * (150 ms where 350 were needed); then the first window past them.
+   */
+  #wait(now: number, s: Window, cost: number, first: number): number {
+    const w = this.interval;
+    const admits = (ms: number) => {
+      const at = now + ms;
+      const i = Math.floor(at / w);
+      const stand = standing(s, i);
+      const previous = stand ? s.previous : i === s.index + 1 ? s.current : 0;
+      return previous * ((w - (at - i * w)) / w) + (stand ? s.current : 0) + cost <= this.limit + 1e-9;
+    };
+    const ms = leastWait(first, admits);
+    return admits(ms) || s.high === undefined ? ms : leastWait(Math.ceil((s.high + 2) * w - now), admits);
   }
 
   // Kept at its limit in calls of `cost`, a window takes limit - cost (what the previous one
