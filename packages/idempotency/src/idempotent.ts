@@ -514,9 +514,19 @@ class Runner<I, R> {
     try {
       // Its lease is still renewed while this is retried: a blip of the store while storing
       // would otherwise let a repeat take the key over and run the function a second time.
-      done = await this.#persist(stored, 'complete', true, () =>
-        this.store.complete(stored, token, { kind: 'value', value }, this.ttlMs),
-      );
+      // Tried once at once (no closure, no frame of #persist's on every call); retried only after
+      // a store failure.
+      try {
+        done = await this.store.complete(stored, token, { kind: 'value', value }, this.ttlMs);
+      } catch (first) {
+        done = await this.#persist(
+          stored,
+          'complete',
+          true,
+          () => this.store.complete(stored, token, { kind: 'value', value }, this.ttlMs),
+          Promise.reject(first),
+        );
+      }
     } catch (error) {
       this.#settled(lease);
       if (error instanceof IdempotencyValueError) {
@@ -540,16 +550,25 @@ class Runner<I, R> {
    * `completeTimeoutMs`: safe to resend, each is fenced by the run's token. Each failure is
    * reported; the last one is thrown.
    */
-  async #persist<T>(stored: string, operation: 'complete', failOpen: boolean, command: () => Promise<T>): Promise<T> {
-    const deadline = this.#elapsed() + this.completeTimeoutMs;
+  async #persist<T>(
+    stored: string,
+    operation: 'complete',
+    failOpen: boolean,
+    command: () => Promise<T>,
+    first?: Promise<T>,
+  ): Promise<T> {
+    // Counted from the first failure; `first`: the caller's own first try.
+    let deadline: number | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
-        return await command();
+        return await (first ?? command());
       } catch (error) {
+        first = undefined;
         if (error instanceof IdempotencyValueError) throw error;
         this.storeError(stored, operation, error, failOpen);
+        deadline ??= this.#elapsed() + this.completeTimeoutMs;
         const left = deadline - this.#elapsed();
-        if (!(error instanceof StoreUnavailableError) || left <= 100) throw error;
+        if (!(error instanceof StoreUnavailableError) || left <= 0) throw error;
         await sleep(this.clock, Math.min(100 * 2 ** attempt, 1_000, left), true);
       }
     }

@@ -393,6 +393,38 @@ describe('idempotent()', () => {
     expect(runs).toBe(1);
   });
 
+  it('a completeTimeoutMs of 100 or less still retries a completion that failed once (it was never retried)', async () => {
+    for (const completeTimeoutMs of [1, 50, 100]) {
+      const { bus, events, clock, store } = setup();
+      let attempts = 0;
+      const blip: IdempotencyStore = {
+        claim: (k, f, l) => store.claim(k, f, l),
+        complete: async (key, token, outcome, ttl) => {
+          if (++attempts === 1) throw new StoreUnavailableError('blip', 'complete', key, 'lost reply');
+          return store.complete(key, token, outcome, ttl);
+        },
+        release: (k, t) => store.release(k, t),
+        extend: (k, t, l) => (store.extend as NonNullable<IdempotencyStore['extend']>)(k, t, l),
+      };
+      let runs = 0;
+      const job = idempotent(
+        async () => {
+          runs++;
+          return 'paid';
+        },
+        { store: blip, key: () => 'k', bus, clock, leaseMs: 1_000, completeTimeoutMs },
+      );
+      const first = job(undefined);
+      for (let i = 0; i < 5; i++) await clock.advance(completeTimeoutMs);
+      expect(await first).toBe('paid');
+      expect(attempts).toBe(2);
+      expect(events.filter((e) => e.type === 'idempotency.storeError')).toHaveLength(1);
+      // Stored on the second try: a repeat replays it, the function ran once.
+      expect(await job(undefined)).toBe('paid');
+      expect(runs).toBe(1);
+    }
+  });
+
   it('a listener that throws does not break the call', async () => {
     const { store, clock } = setup();
     const bus = createBus({ onListenerError: () => {} });

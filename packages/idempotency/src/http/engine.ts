@@ -773,7 +773,7 @@ export class HttpIdempotency<Req> implements RunOwner {
 
   /**
    * Completes a run, retrying a store failure (a failover, a lost reply) for up to `within` ms
-   * (`completeTimeoutMs`; 0: once). Safe to resend: a completion is fenced by the run's token, and a store
+   * from the first failure (`completeTimeoutMs`; 0: once). Safe to resend: a completion is fenced by the run's token, and a store
    * that already took it answers true again. 'unstorable': the store refused the value itself.
    */
   async #complete(
@@ -783,14 +783,16 @@ export class HttpIdempotency<Req> implements RunOwner {
   ): Promise<boolean | 'failed' | 'unstorable'> {
     const { stored, key } = run;
     const token = storeToken(run.token);
-    const deadline = this.elapsed() + within;
+    // From the first failure (no clock read for a completion the store takes at once).
+    let deadline: number | undefined;
     for (let attempt = 0; ; attempt++) {
       try {
         if (this.#inProcess() !== undefined)
           return await this.store.complete(stored, token, outcome, this.options.ttlMs);
         return await this.#call('complete', key, () => this.store.complete(stored, token, outcome, this.options.ttlMs));
       } catch (error) {
-        const retry = error instanceof StoreUnavailableError && this.elapsed() + 100 < deadline;
+        deadline ??= this.elapsed() + within;
+        const retry = error instanceof StoreUnavailableError && this.elapsed() < deadline;
         this.#storeError('complete', key, error, true);
         if (error instanceof IdempotencyValueError) return 'unstorable';
         if (!retry) return 'failed';
