@@ -1,6 +1,6 @@
 import { type EventOf, hiddenName, OTHER_POLICY, PolicyLabels } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter } from '@opentelemetry/api';
-import type { Handlers } from './metrics.js';
+import { type Handlers, keyOf } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
 /**
@@ -31,7 +31,7 @@ export function meterChaos(
   const handlers: Handlers = {
     'chaos.inject': (e) => {
       const kind = hiddenName(e.kind);
-      const key = `${e.source}\u0000${kind}`;
+      const key = keyOf([e.source, kind]);
       const row = injected.get(key);
       if (row) row.value++;
       else injected.set(key, { attributes: { [A.policy]: e.source, [A.chaosKind]: kind }, value: 1 });

@@ -1,6 +1,6 @@
 import { type EventOf, hiddenName, OTHER_POLICY, type PolicyRegistry } from '@holdfast/core';
 import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
-import { errorTypes, type Handlers } from './metrics.js';
+import { errorTypes, type Handlers, keyOf } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
 /**
@@ -14,7 +14,7 @@ class Counts {
   readonly rows = new Map<string, { readonly attributes: Attributes; value: number }>();
 
   add(attributes: Attributes): void {
-    const key = Object.values(attributes).join('\u0000');
+    const key = keyOf(Object.values(attributes));
     const row = this.rows.get(key);
     if (row !== undefined) row.value++;
     else if (this.rows.size < MAX_ROWS) this.rows.set(key, { attributes, value: 1 });
@@ -114,13 +114,13 @@ export function meterLimits(
     'rateLimit.reject': reject('rate_limit', 'rate_limited'),
     'concurrency.reject': reject('concurrency', 'concurrency_limit'),
     'throttle.reject': reject('throttle', 'throttled'),
-    'rateLimit.storeError': (e) =>
-      counts.storeErrors.add({
-        [A.policy]: e.source,
-        // A boolean: text from an emitter of a user's own is no attribute value.
-        [A.failOpen]: e.failOpen === true,
-        [A.errorType]: e.code === undefined ? undefined : errorType(e.code),
-      }),
+    'rateLimit.storeError': (e) => {
+      // A boolean: text from an emitter of a user's own is no attribute value.
+      const attributes: Attributes = { [A.policy]: e.source, [A.failOpen]: e.failOpen === true };
+      // No code, no `error.type`, as on fallbacks: undefined is no attribute value.
+      if (e.code !== undefined) attributes[A.errorType] = errorType(e.code);
+      counts.storeErrors.add(attributes);
+    },
     'concurrency.limit': (e) => {
       if (e.source === OTHER_POLICY || !Number.isFinite(e.to)) return;
       if (lastLimit.has(e.source) || lastLimit.size < MAX_ROWS) lastLimit.set(e.source, e.to);

@@ -53,6 +53,19 @@ export function errorTypes(): (code: string) => string {
   };
 }
 
+/**
+ * One key for a list of attribute values, exact for any values: each is length-prefixed, so
+ * `a`, `b\0c` and `a\0b`, `c` (one key when joined with `\0`: two series counted as one) stay two.
+ */
+export function keyOf(values: readonly unknown[]): string {
+  let key = '';
+  for (const value of values) {
+    const text = String(value);
+    key += `${text.length}:${text}`;
+  }
+  return key;
+}
+
 type Row = { readonly attributes: Attributes; value: number };
 
 /** A monotonic count per attribute set, reported through an observable counter; rows grouped by policy. */
@@ -65,7 +78,7 @@ class Tally {
     const policy = attributes[A.policy];
     let rows = this.#rows.get(policy);
     if (rows === undefined) this.#rows.set(policy, (rows = new Map()));
-    const key = Object.values(attributes).join('\u0000');
+    const key = keyOf(Object.values(attributes));
     const row = rows.get(key);
     if (row === undefined) rows.set(key, { attributes, value });
     else row.value += value;
@@ -194,7 +207,7 @@ export function meterEvents(
     if (detected.size > 5_000) detected.delete(detected.keys().next().value as string);
     const detector = hiddenName(e.detector);
     const metric = hiddenName(e.metric);
-    const which = `${detector}\u0000${metric}`;
+    const which = keyOf([detector, metric]);
     const row = rows.get(which);
     if (row !== undefined) row.value++;
     else {
@@ -312,7 +325,7 @@ export function meterEvents(
     const gauge = (g: Observable, value: number, attributes: Attributes) => {
       let rows = gauges.get(g);
       if (rows === undefined) gauges.set(g, (rows = new Map()));
-      const key = Object.values(attributes).join('\u0000');
+      const key = keyOf(Object.values(attributes));
       const row = rows.get(key);
       if (row !== undefined && attributes[A.policy] === OTHER_POLICY) row.value += value;
       else rows.set(key, { attributes, value });

@@ -1,5 +1,12 @@
-import { type EventType, eventTypes, type HoldfastEvent, hiddenName, stateChangeEvents } from '@holdfast/core';
-import { type Attributes, type Span, type Tracer, trace } from '@opentelemetry/api';
+import {
+  type EventType,
+  eventTypes,
+  HoldfastConfigError,
+  type HoldfastEvent,
+  hiddenName,
+  stateChangeEvents,
+} from '@holdfast/core';
+import { type Attributes, type Span, type Tracer, type TracerProvider, trace } from '@opentelemetry/api';
 import { shortCode } from './metrics.js';
 import { attributeNames as A } from './names.js';
 
@@ -86,4 +93,61 @@ export function annotate(tracer: Tracer, event: HoldfastEvent): void {
       .startSpan(spanEventName(event.type), { root: true, attributes: attributesOf(event), startTime: event.time })
       .end(event.time);
   }
+}
+
+/** Events that go on spans: the call's, and state changes. */
+const spanTypes: readonly EventType[] = [...callEvents, ...stateChangeEvents];
+
+/** Per bus, the instrument()s that would annotate its spans, in the order they came (see joinSpans). */
+const annotating = new WeakMap<
+  object,
+  {
+    readonly provider: TracerProvider;
+    readonly line: ((event: HoldfastEvent) => void)[];
+    readonly offs: (() => void)[];
+  }
+>();
+
+/**
+ * Puts one instrument()'s `annotator` in line to annotate `bus`'s events: the first in line still
+ * running does, so two instrument()s of one bus (a meter provider each) put each event on its
+ * span once and give a state change one span. The first subscribes (with `on`) listeners that stay
+ * while the line has one. Returns what takes `annotator` out of line.
+ *
+ * Throws HoldfastConfigError when the bus's spans go to another tracer provider: every event would
+ * go twice on the active span, whatever its provider.
+ */
+export function joinSpans(
+  bus: object,
+  provider: TracerProvider,
+  annotator: (event: HoldfastEvent) => void,
+  on: (type: EventType, listener: (event: HoldfastEvent) => void) => () => void,
+): () => void {
+  let shared = annotating.get(bus);
+  if (shared !== undefined && shared.provider !== provider) {
+    const message =
+      "is not the one this bus's spans go to (another instrument()'s); pass spans: false or stop the other first";
+    throw new HoldfastConfigError('instrument', [{ path: 'tracerProvider', message }]);
+  }
+  if (shared === undefined) {
+    const line: ((event: HoldfastEvent) => void)[] = [];
+    const offs: (() => void)[] = [];
+    const annotate = (event: HoldfastEvent) => line[0]?.(event);
+    try {
+      for (const type of spanTypes) offs.push(on(type, annotate));
+    } catch (error) {
+      for (const off of offs) off();
+      throw error;
+    }
+    annotating.set(bus, (shared = { provider, line, offs }));
+  }
+  const { line, offs } = shared;
+  line.push(annotator);
+  return () => {
+    const at = line.indexOf(annotator);
+    if (at !== -1) line.splice(at, 1);
+    if (line.length > 0 || annotating.get(bus) !== shared) return;
+    annotating.delete(bus);
+    for (const off of offs) off();
+  };
 }

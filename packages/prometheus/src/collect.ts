@@ -19,9 +19,9 @@ import {
   readFailover,
   shieldBus,
 } from '@holdfast/core';
-import { Counter, Gauge, Histogram, type Registry, register } from 'prom-client';
-import { type CollectOptions, collectOptionsSchema } from './options.js';
-import { type Labels, wiring } from './wire.js';
+import { Counter, Gauge, type GaugeConfiguration, Histogram, type Metric, register } from 'prom-client';
+import { type AnyRegistry, type CollectOptions, collectOptionsSchema, type ParsedCollectOptions } from './options.js';
+import { keyOf, type Labels, wiring } from './wire.js';
 
 /** Stops collecting: unsubscribes from the bus and removes the metrics from the registry. */
 export type StopCollecting = () => void;
@@ -52,22 +52,54 @@ const MAX_SCORE_SERIES = 5_000;
  */
 export function collect(options: CollectOptions = {}): StopCollecting {
   const o = parseOptions('collect', collectOptionsSchema, options);
-  const registry: Registry = o.registry ?? register;
+  const registry: AnyRegistry = o.registry ?? register;
+  // What this collect() put on, so that stop() takes off that and no more: a metric of that name
+  // that is not its own (the registry cleared and collected again meanwhile) stays.
+  const owned = new Map<string, Metric>();
+  const offs: (() => void)[] = [];
+  let active = true;
+  const stop = () => {
+    if (!active) return;
+    active = false;
+    for (const off of offs) off();
+    for (const [n, metric] of owned) if (registry.getSingleMetric(n) === metric) registry.removeSingleMetric(n);
+  };
+  try {
+    start(o, registry, owned, offs);
+  } catch (error) {
+    // All or nothing: a registry or bus of the user's that throws halfway (or a name taken) leaves
+    // none of this collect()'s metrics and listeners behind, and a collect() again works.
+    try {
+      stop();
+    } catch {
+      // The setup's error is the one to tell.
+    }
+    throw error;
+  }
+  return stop;
+}
+
+/** Registers the metrics (each in `owned` once on the registry) and subscribes (each in `offs`). */
+function start(o: ParsedCollectOptions, registry: AnyRegistry, owned: Map<string, Metric>, offs: (() => void)[]): void {
   const policies = plainPolicies(o.policies ?? globalPolicies);
   // A user's bus whose unsubscribe is none or throws must not leave stop() half done (see shieldBus).
   const bus = shieldBus(o.bus ?? globalBus, 'collect');
-  const names: string[] = [];
   const name = (suffix: string) => {
     const full = o.prefix + suffix;
     if (registry.getSingleMetric(full) !== undefined) {
-      for (const n of names) registry.removeSingleMetric(n);
       const message = `already has a metric "${full}"; stop the other collect() or use a prefix`;
       throw new HoldfastConfigError('collect', [{ path: 'registry', message }]);
     }
-    names.push(full);
     return full;
   };
+  // Constructed with `registers`, a metric is on the registry once its constructor returns.
+  const own = <M extends Metric>(metric: M): M => {
+    owned.set((metric as unknown as { name: string }).name, metric);
+    return metric;
+  };
   const registers = [registry];
+  const gauge = <L extends string>(config: Omit<GaugeConfiguration<L>, 'registers'>) =>
+    own(new Gauge({ ...config, registers }));
   // Policy labels: capped, without the credentials their names may carry, two that hide alike
   // apart, and a user's `_other` apart from the overflow (see PolicyLabels).
   const policyLabels = new PolicyLabels(o.maxPolicies, 'collect');
@@ -89,11 +121,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     if (typeof policy !== 'string') return;
     let mine = series.get(policy);
     if (mine === undefined) series.set(policy, (mine = new Map()));
-    const key = `${id}\u0000${Object.values(wired).join('\u0000')}`;
+    const key = `${id}\u0000${keyOf(Object.values(wired))}`;
     if (!mine.has(key)) mine.set(key, () => metric.remove(wired));
   };
   const counter = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
-    const metric = new Counter({ name: name(suffix), help, labelNames, registers });
+    const metric = own(new Counter({ name: name(suffix), help, labelNames, registers }));
     return {
       inc(labels: Labels<L>) {
         const wired = wire(labels);
@@ -103,15 +135,17 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     };
   };
   const histogram = <L extends string>(suffix: string, help: string, labelNames: readonly L[]) => {
-    const metric = new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers });
+    const metric = own(new Histogram({ name: name(suffix), help, labelNames, buckets: o.buckets, registers }));
     return {
-      observe(labels: Labels<L>, value: number) {
-        // NaN (a stopwatch never started) or Infinity (a policy of a user's own): prom-client
-        // throws on it; the call is counted by its counter, its duration is no figure.
-        if (!Number.isFinite(value)) return;
+      /** Observes a duration given in ms, in seconds. */
+      observe(labels: Labels<L>, ms: number) {
+        // No number of ms (NaN: a stopwatch never started; ±Infinity from a policy of a user's own;
+        // null: NaN after a JSON hop) is no figure, checked before seconds() clamps it to 0: the
+        // call is counted by its counter, and prom-client throws on NaN.
+        if (!Number.isFinite(ms)) return;
         const wired = wire(labels);
         track(suffix, metric, labels, wired);
-        metric.observe(wired, value);
+        metric.observe(wired, seconds(ms));
       },
     };
   };
@@ -155,18 +189,19 @@ export function collect(options: CollectOptions = {}): StopCollecting {
 
   // @holdfast/anomaly: each watched key's scores per interval, and its alerts, per watch (`policy`:
   // two watches on one bus may watch the same key).
-  const anomalyScore = new Gauge({
+  const anomalyScore = gauge({
     name: name('anomaly_score'),
     help: 'Anomaly score of a watched key in its last interval, 0..1 (0.5 is the threshold); metric "all" is the highest.',
     labelNames: ['policy', 'key', 'metric'],
-    registers,
   });
-  const anomalies = new Counter({
-    name: name('anomaly_detected_total'),
-    help: 'Anomalies raised by an anomaly watch.',
-    labelNames: ['policy', 'key', 'detector', 'metric'],
-    registers,
-  });
+  const anomalies = own(
+    new Counter({
+      name: name('anomaly_detected_total'),
+      help: 'Anomalies raised by an anomaly watch.',
+      labelNames: ['policy', 'key', 'detector', 'metric'],
+      registers,
+    }),
+  );
   // Per watch and key, its score series (by metric) and detection series (by detector and metric),
   // least recently scored first. A watch scores each key it watches every interval; a key it forgot
   // (idle, or evicted at its maxKeys) gets no more scores from it, so its series are dropped: at
@@ -199,11 +234,10 @@ export function collect(options: CollectOptions = {}): StopCollecting {
 
   // Breakers seen only on the bus (not registered): their state after the last transition.
   const lastState = new Map<string, string>();
-  new Gauge({
+  gauge({
     name: name('breaker_state'),
     help: 'Circuit breaker state: 1 for the state it is in, 0 for the others.',
     labelNames: ['policy', 'state'],
-    registers,
     collect() {
       this.reset();
       // By policy label: a breaker registered and on the bus is one breaker, its snapshot's state
@@ -226,11 +260,10 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       }
     },
   });
-  new Gauge({
+  gauge({
     name: name('failover_endpoint_up'),
     help: 'Whether an endpoint of a failover set can take calls now (1) or not (0).',
     labelNames: ['policy', 'endpoint'],
-    registers,
     collect() {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
@@ -240,11 +273,10 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       }
     },
   });
-  new Gauge({
+  gauge({
     name: name('failover_endpoint_in_flight'),
     help: 'Calls in flight to an endpoint of a failover set.',
     labelNames: ['policy', 'endpoint'],
-    registers,
     collect() {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('failover')) {
@@ -254,11 +286,10 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       }
     },
   });
-  new Gauge({
+  gauge({
     name: name('retry_budget_balance'),
     help: 'Retries a retry budget would let through now.',
     labelNames: ['policy'],
-    registers,
     collect() {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('budget')) {
@@ -267,10 +298,9 @@ export function collect(options: CollectOptions = {}): StopCollecting {
       }
     },
   });
-  new Gauge({
+  gauge({
     name: name('ready'),
     help: 'Whether healthReport() finds the instance ready (1) or not (0).',
-    registers,
     collect() {
       this.set(healthReport({ policies }).ready ? 1 : 0);
     },
@@ -285,11 +315,11 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const handlers: Handlers = {
     'breaker.success': (e) => {
       calls.inc({ policy: e.source, outcome: 'success' });
-      latency.observe({ policy: e.source, outcome: 'success' }, seconds(e.latency));
+      latency.observe({ policy: e.source, outcome: 'success' }, e.latency);
     },
     'breaker.failure': (e) => {
       calls.inc({ policy: e.source, outcome: 'failure' });
-      latency.observe({ policy: e.source, outcome: 'failure' }, seconds(e.latency));
+      latency.observe({ policy: e.source, outcome: 'failure' }, e.latency);
     },
     'breaker.reject': (e) => calls.inc({ policy: e.source, outcome: 'rejected' }),
     'breaker.slow': (e) => slow.inc({ policy: e.source }),
@@ -300,7 +330,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'breaker.disable': transition,
     'retry.attempt': (e) => {
       attempts.inc({ policy: e.source });
-      delay.observe({ policy: e.source }, seconds(e.delay));
+      delay.observe({ policy: e.source }, e.delay);
     },
     'retry.giveUp': (e) => giveUps.inc({ policy: e.source, reason: e.reason }),
     'retry.budgetExhausted': (e) => refused.inc({ policy: e.source }),
@@ -327,7 +357,7 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     'anomaly.detected': (e) => {
       const labels = { policy: e.source, key: e.key, detector: e.detector, metric: e.metric };
       const entry = touch(e.source, e.key);
-      const id = `${e.detector}\u0000${e.metric}`;
+      const id = keyOf([e.detector, e.metric]);
       if (!entry.detected.has(id)) {
         entry.detected.set(id, labels);
         scoreSeries++;
@@ -351,11 +381,10 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     const event = type.replace('.', '_').replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
     (handlers as Record<string, (e: HoldfastEvent) => void>)[type] = (e) => limits.inc({ policy: e.source, event });
   }
-  new Gauge({
+  gauge({
     name: name('concurrency_limit'),
     help: 'The limit an adaptive concurrency limiter has learned.',
     labelNames: ['policy'],
-    registers,
     collect() {
       this.reset();
       for (const { name, snapshot } of policies.snapshots('concurrency')) {
@@ -376,11 +405,10 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   // toxics all went off is scraped at 0 once, then leaves, and frees its place.
   const proxyLabels = new PolicyLabels(o.maxPolicies, 'collect');
   const toxicsOn = new Map<string, Map<string, Set<string>>>();
-  new Gauge({
+  gauge({
     name: name('chaos_toxics_active'),
     help: 'Fault proxy toxics on now, by proxy and toxic type.',
     labelNames: ['proxy', 'toxic'],
-    registers,
     collect() {
       this.reset();
       for (const [source, toxics] of toxicsOn) {
@@ -411,39 +439,23 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   };
 
   const on = bus.on.bind(bus) as (type: EventType, listener: (event: HoldfastEvent) => void) => () => void;
-  const offs: (() => void)[] = [];
-  let active = true;
-  const stop = () => {
-    if (!active) return;
-    active = false;
-    for (const off of offs) off();
-    for (const n of names) registry.removeSingleMetric(n);
-  };
-  try {
-    for (const [type, handler] of Object.entries(handlers)) {
-      const h = handler as (event: HoldfastEvent) => void;
-      offs.push(on(type as EventType, (event) => h(labelled(event, label))));
-    }
-    offs.push(bus.on('chaos.toxic', toxicOn));
-    // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
-    // and its last state: an evicted breaker is not open any more.
-    if (typeof policies.onUnregister === 'function') {
-      offs.push(
-        policies.onUnregister((_kind, name) => {
-          const policy = policyLabels.forget(name);
-          if (policy === undefined) return;
-          for (const remove of series.get(policy)?.values() ?? []) remove();
-          series.delete(policy);
-          wired.forget(policy);
-          lastState.delete(policy);
-        }),
-      );
-    }
-  } catch (error) {
-    // A user's bus whose on() throws: what was subscribed and registered goes, or a collect()
-    // again on this registry was refused ("already has a metric") and the listeners stayed.
-    stop();
-    throw error;
+  for (const [type, handler] of Object.entries(handlers)) {
+    const h = handler as (event: HoldfastEvent) => void;
+    offs.push(on(type as EventType, (event) => h(labelled(event, label))));
   }
-  return stop;
+  offs.push(bus.on('chaos.toxic', toxicOn));
+  // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
+  // and its last state: an evicted breaker is not open any more.
+  if (typeof policies.onUnregister === 'function') {
+    offs.push(
+      policies.onUnregister((_kind, name) => {
+        const policy = policyLabels.forget(name);
+        if (policy === undefined) return;
+        for (const remove of series.get(policy)?.values() ?? []) remove();
+        series.delete(policy);
+        wired.forget(policy);
+        lastState.delete(policy);
+      }),
+    );
+  }
 }

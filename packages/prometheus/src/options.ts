@@ -1,5 +1,5 @@
 import { busOption, type PolicyRegistry } from '@holdfast/core';
-import type { Registry } from 'prom-client';
+import type { OpenMetricsContentType, Registry } from 'prom-client';
 import { z } from 'zod';
 
 const hasFn = (name: string) => (v: unknown) =>
@@ -9,8 +9,15 @@ const hasFn = (name: string) => (v: unknown) =>
 export const collectOptionsSchema = z.strictObject({
   /** The bus whose events feed the counters and histograms. @default the global bus */
   bus: busOption.optional(),
-  /** The prom-client registry the metrics are registered on. @default prom-client's global `register` */
-  registry: z.custom<Registry>(hasFn('registerMetric'), { error: 'must be a prom-client Registry' }).optional(),
+  /**
+   * The prom-client registry the metrics are registered on, Prometheus or OpenMetrics.
+   * @default prom-client's global `register`
+   */
+  registry: z
+    .custom<Registry | Registry<OpenMetricsContentType>>(hasFn('registerMetric'), {
+      error: 'must be a prom-client Registry',
+    })
+    .optional(),
   /** Where the gauges read breaker, failover and budget snapshots at scrape time. @default the process-wide registry */
   policies: z
     .custom<PolicyRegistry>(hasFn('snapshots'), { error: 'must be a PolicyRegistry (from createPolicyRegistry())' })
@@ -40,3 +47,9 @@ export const collectOptionsSchema = z.strictObject({
 
 /** Options of {@link collect}. */
 export type CollectOptions = z.input<typeof collectOptionsSchema>;
+
+/** Options of {@link collect} as parsed, defaults filled in. */
+export type ParsedCollectOptions = z.output<typeof collectOptionsSchema>;
+
+/** A prom-client registry of either content type. */
+export type AnyRegistry = NonNullable<CollectOptions['registry']>;

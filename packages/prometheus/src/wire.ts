@@ -17,6 +17,19 @@ export function wireLabel(value: string): string {
   );
 }
 
+/**
+ * One key for a list of values, exact for any values: each is length-prefixed, so `a`, `b\0c`
+ * and `a\0b`, `c` (one key when joined with `\0`) stay two.
+ */
+export function keyOf(values: readonly unknown[]): string {
+  let key = '';
+  for (const value of values) {
+    const text = String(value);
+    key += `${text.length}:${text}`;
+  }
+  return key;
+}
+
 /** A label set: label name -> value. */
 export type Labels<L extends string> = Partial<Record<L, string | number>>;
 
