@@ -39,6 +39,10 @@ async function check(name) {
     .findLast((line) => line.trim().endsWith('.tgz'))
     ?.trim();
   if (!packed.ok || !tarball) return { lines: [], failures: [`${manifest.name}: pnpm pack failed\n${packed.output}`] };
+  // npm packs a LICENSE file whatever `files` says, when the package has one: each must, its
+  // manifest says MIT, and a tarball without the text grants nothing.
+  const listed = await run('tar', ['-tzf', tarball], root);
+  const license = { ok: listed.ok && listed.output.split('\n').includes('package/LICENSE'), output: listed.output };
   const [publint, attw] = await Promise.all([
     run(bin('publint'), ['run', tarball, '--strict'], root),
     // The strict profile resolves under node10 too: subpath types reach it through typesVersions.
@@ -47,6 +51,7 @@ async function check(name) {
   const lines = [];
   const failures = [];
   for (const [what, result] of [
+    ['LICENSE in the tarball', license],
     ['publint --strict', publint],
     ['attw --profile strict', attw],
   ]) {
