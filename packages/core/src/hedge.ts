@@ -28,7 +28,10 @@ const percentileDelay = z
 const budgetOption = z.strictObject({
   /** Hedges allowed as a share of the calls in the last `window`. @default 0.1 */
   ratio: z.number().min(0).max(10).default(0.1),
-  /** Hedges allowed a second whatever the traffic, so a quiet service can hedge too. @default 1 */
+  /**
+   * Hedges allowed a second whatever the traffic, so a quiet service can hedge too: it stands in
+   * for the ratio while the calls earn less, never on top of it. @default 1
+   */
   minPerSecond: z.number().min(0).default(1),
   /** How long a call or a hedge counts, ms. @default 10000 */
   window: z.number().finite().min(100).default(10_000),
@@ -408,7 +411,8 @@ class ShareBudget {
 
   tryWithdraw(): boolean {
     const at = this.#advance();
-    if (this.o.ratio * this.#callSum + this.#floor - this.#spentSum + 1e-9 < 1) return false;
+    // The floor stands in for the ratio while the calls earn less; it is not added to it.
+    if (Math.max(this.o.ratio * this.#callSum, this.#floor) - this.#spentSum + 1e-9 < 1) return false;
     this.#spent[at] = (this.#spent[at] as number) + 1;
     this.#spentSum++;
     return true;
