@@ -16,12 +16,18 @@ import { z } from 'zod';
 const timeoutOption = z.union(
   [
     positiveDurationOption,
-    z.strictObject({
-      /** Each try, in ms. @default 10_000 */
-      perTry: positiveDurationOption.optional(),
-      /** The whole call, retries and waits included, in ms. @default 30_000 */
-      total: positiveDurationOption.optional(),
-    }),
+    z
+      .strictObject({
+        /** Each try, in ms. @default 10_000 */
+        perTry: positiveDurationOption.optional(),
+        /** The whole call, from its start (a Request's body read, retries and waits included), in ms. @default 30_000, or perTry if longer */
+        total: positiveDurationOption.optional(),
+      })
+      .refine((t) => t.perTry === undefined || t.total === undefined || t.perTry <= t.total, {
+        path: ['perTry'],
+        error: (issue) =>
+          `must be <= timeout.total (${(issue.input as { total: number }).total} ms): no try may outlast the call`,
+      }),
   ],
   { error: 'must be ms (a number) or { perTry, total }' },
 );
@@ -140,6 +146,22 @@ function oneEachHost(urls: string[], ctx: z.RefinementCtx): void {
   });
 }
 
+/**
+ * Request headers with a meaning of their own (RFC 9110, cookies, proxies, tracing): as the
+ * idempotency header, each would mark ordinary requests (every POST with a body, every
+ * authenticated one) as keyed, safe to repeat.
+ */
+const otherPurpose = new Set(
+  (
+    'accept accept-charset accept-encoding accept-language authorization baggage cache-control connection ' +
+    'content-encoding content-language content-length content-location content-md5 content-range content-type ' +
+    'cookie date dnt expect forwarded from host if-match if-modified-since if-none-match if-range ' +
+    'if-unmodified-since keep-alive max-forwards origin pragma priority proxy-authorization range referer ' +
+    'sec-fetch-mode te traceparent tracestate trailer transfer-encoding upgrade user-agent via ' +
+    'x-forwarded-for x-forwarded-host x-forwarded-proto x-real-ip'
+  ).split(' '),
+);
+
 /** Validates the options of {@link resilientFetch}; {@link ResilientFetchOptions} is inferred from it. */
 export const resilientFetchOptionsSchema = z
   .strictObject({
@@ -174,7 +196,10 @@ export const resilientFetchOptionsSchema = z
       .boolean()
       .default(false)
       .describe('with baseUrls or failover: send an absolute URL not under a base URL where it says'),
-    /** A number is the per-try limit. @default { perTry: 10_000, total: 30_000 } */
+    /**
+     * A number is the per-try limit (and the total too, where it is longer than 30 s). A `perTry`
+     * longer than `total` is refused. @default { perTry: 10_000, total: 30_000 }
+     */
     timeout: timeoutOption.optional(),
     /**
      * Retries of network errors, timeouts and `statuses`, honouring Retry-After. Only requests
@@ -206,11 +231,19 @@ export const resilientFetchOptionsSchema = z
      * @default false
      */
     idempotencyKey: z.union([z.literal('auto'), z.literal(false)]).default(false),
-    /** The header the key travels in: an HTTP header name (RFC 9110 token). @default 'Idempotency-Key' */
+    /**
+     * The header the key travels in: an HTTP header name (RFC 9110 token), not one requests carry
+     * for another purpose (`Content-Type`, `Authorization`): every request with it would count as
+     * keyed, and be retried and hedged. @default 'Idempotency-Key'
+     */
     idempotencyHeader: z
       .string()
       .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, {
         error: 'must be an HTTP header name (letters, digits, - and the like)',
+      })
+      .refine((name) => !otherPurpose.has(name.toLowerCase()), {
+        error:
+          'must be a header of its own, not one requests carry for another purpose: every request carrying it would count as keyed, and be retried and hedged',
       })
       .default('Idempotency-Key'),
     /**

@@ -1,5 +1,3 @@
-import type { Clock } from '@holdfast/core';
-
 /** What fetch takes as its first argument. */
 export type FetchInput = Parameters<typeof globalThis.fetch>[0];
 type Body = NonNullable<RequestInit['body']>;
@@ -22,22 +20,21 @@ export interface Plan {
 
 /**
  * Turns fetch's arguments into a plan that can be sent several times: a `Request`'s body is read
- * once into bytes; a stream body given in `init` cannot be replayed and is sent once.
+ * once into bytes, until `signal` aborts (the caller's abort, dispose() or the total deadline: a
+ * stalled upload stream would otherwise hold the call forever); a stream body given in `init`
+ * cannot be replayed and is sent once.
  */
-export async function planOf(input: FetchInput, init: RequestInit | undefined, limit: ReadLimit): Promise<Plan> {
+export async function planOf(input: FetchInput, init: RequestInit | undefined, signal: AbortSignal): Promise<Plan> {
   if (isRequest(input)) {
     const request = input;
-    const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, limit);
+    const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, signal);
     // What fetch honours of a Request besides URL, method, headers and body; init's own win.
     const merged: RequestInit = Object.assign(ownOptions(request), init);
-    const headers = new Headers(request.headers);
-    if (init?.headers) {
-      for (const [name, value] of headersOf(init.headers)) headers.set(name, value);
-    }
     return {
       method: (init?.method ?? request.method).toUpperCase(),
       url: request.url,
-      headers,
+      // init's headers replace the Request's, as fetch reads them: an Authorization left out is not sent.
+      headers: init?.headers === undefined ? new Headers(request.headers) : headersOf(init.headers),
       body: init?.body !== undefined ? init.body : body,
       replayable: init?.body === undefined || isReplayable(init.body),
       init: merged,
@@ -85,21 +82,8 @@ function ownOptions(r: Request): RequestInit {
   return { credentials, integrity, keepalive, mode, redirect, referrer, referrerPolicy };
 }
 
-/** How long reading a `Request`'s body may take, the error it fails with then, and what stops it before. */
-export interface ReadLimit {
-  readonly ms: number;
-  readonly clock: Clock;
-  readonly expired: () => unknown;
-  /** Aborts when the caller aborts or the client is disposed. */
-  readonly signal: AbortSignal;
-}
-
-/**
- * A `Request`'s body, read whole; the caller's abort, dispose() and the time limit stop the read
- * (a stalled upload stream would otherwise hold the call forever, before any timeout started).
- */
-async function readAll(stream: ReadableStream<Uint8Array>, limit: ReadLimit): Promise<Uint8Array> {
-  const { signal } = limit;
+/** A `Request`'s body, read whole; `signal` stops the read, and the body is cancelled then. */
+async function readAll(stream: ReadableStream<Uint8Array>, signal: AbortSignal): Promise<Uint8Array> {
   const reader = stream.getReader();
   let stop!: (reason: unknown) => void;
   const stopped = new Promise<never>((_, reject) => {
@@ -109,7 +93,6 @@ async function readAll(stream: ReadableStream<Uint8Array>, limit: ReadLimit): Pr
   const onAbort = () => stop(signal.reason);
   signal.addEventListener('abort', onAbort, { once: true });
   if (signal.aborted) onAbort();
-  const timer = limit.clock.setTimeout(() => stop(limit.expired()), limit.ms);
   const chunks: Uint8Array[] = [];
   let size = 0;
   try {
@@ -124,7 +107,6 @@ async function readAll(stream: ReadableStream<Uint8Array>, limit: ReadLimit): Pr
     throw error;
   } finally {
     signal.removeEventListener('abort', onAbort);
-    limit.clock.clearTimeout(timer);
   }
   const bytes = new Uint8Array(size);
   let at = 0;

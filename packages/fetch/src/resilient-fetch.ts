@@ -95,6 +95,11 @@ const refusedByFetch = new WeakSet<object>();
  * counted by a failover set (which never sees a 500 as a failure).
  */
 const overflowed = new WeakSet<object>();
+/**
+ * Failures of a redirect's target on another origin (its refused connection, its 503): the host
+ * that redirected answered. Held against neither its breaker nor its base URL.
+ */
+const elsewhere = new WeakSet<object>();
 /** A hedge's 409 for its own call's key, still running: says nothing of the endpoint's health. */
 const ownDuplicates = new WeakSet<object>();
 /**
@@ -111,7 +116,12 @@ const ownStillRunning = new WeakSet<object>();
 function saysNothingOfHost(error: unknown): boolean {
   const e = error as object;
   return (
-    refusedHere(error) || ownDuplicates.has(e) || ownStillRunning.has(e) || refusedByFetch.has(e) || overflowed.has(e)
+    refusedHere(error) ||
+    ownDuplicates.has(e) ||
+    ownStillRunning.has(e) ||
+    refusedByFetch.has(e) ||
+    overflowed.has(e) ||
+    elsewhere.has(e)
   );
 }
 /** How many attempts its call had sent when an attempt failed: no call sends more than `maxAttempts`. */
@@ -195,8 +205,10 @@ class Client {
     this.#redact = new Redactor(o.secretParams);
     this.#send = o.fetch ?? ((input, init) => globalThis.fetch(input, init));
     const limits = typeof o.timeout === 'number' ? { perTry: o.timeout } : (o.timeout ?? {});
-    this.#perTry = timeout(limits.perTry ?? 10_000, { name: `${o.name}.perTry`, bus, clock });
-    this.#totalMs = limits.total ?? 30_000;
+    const perTry = limits.perTry ?? 10_000;
+    this.#perTry = timeout(perTry, { name: `${o.name}.perTry`, bus, clock });
+    // A per-try limit past the default total is the total too: one try gets all it was given.
+    this.#totalMs = limits.total ?? Math.max(30_000, perTry);
     this.#total = timeout(this.#totalMs, { name: `${o.name}.total`, bus, clock });
     const retryOptions = o.retry === false ? undefined : (o.retry ?? {});
     if (retryOptions) checkRetry(retryOptions);
@@ -357,37 +369,27 @@ class Client {
     const unfollow = follow(signalOf(input, init), deadline);
     // Until the response reaches the caller, dispose() stops the call as the caller's abort would.
     this.#unanswered.add(deadline);
-    let plan: Plan;
-    let call: Call;
-    let start: number;
+    // One total from the call's start: a Request's body read counts against it too.
+    const start = this.#elapsed();
+    let call: Call | undefined;
     let response: Response;
     try {
-      plan = await planOf(input, init, {
-        ms: this.#totalMs,
-        clock: this.#clock,
-        expired: () => new TimeoutError(`${this.#o.name}.total`, this.#totalMs),
-        signal: deadline.signal,
-      });
-      // Disposed meanwhile (a Request's body read, or only this await): nothing is sent, and the
-      // call rejects with E_DISPOSED, or with the caller's reason if its abort came first.
-      if (this.#disposed) throw deadline.signal.reason;
-      const at = this.#set === undefined ? undefined : this.#route(plan.url);
-      const header = this.#o.idempotencyHeader;
-      if (
-        this.#o.idempotencyKey === 'auto' &&
-        (plan.method === 'POST' || plan.method === 'PATCH') &&
-        !plan.headers.get(header) // a blank key is no key (Headers trims it to '')
-      ) {
-        plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
-      }
-      call = new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), deadline.signal, at);
-      start = this.#elapsed();
       try {
-        response = await this.#total.execute((ctx) => this.#run(call, ctx), { signal: deadline.signal });
+        response = await this.#total.execute(
+          async (ctx) => {
+            call = await this.#prepare(input, init, ctx.signal, deadline.signal);
+            return this.#run(call, ctx);
+          },
+          { signal: deadline.signal },
+        );
       } catch (error) {
         // A status worth retrying that was still failing when retries ran out: fetch returns it.
         const failed = httpErrorIn(error);
-        if (failed === undefined || failed.response !== call.last || this.#o.throwOnHttpError) throw error;
+        if (failed === undefined || failed.response !== call?.last || this.#o.throwOnHttpError) {
+          // A failed response not returned (nor carried by the HttpError thrown) is read by nobody: its connection goes.
+          if (call?.last !== failed?.response) discard(call?.last);
+          throw error;
+        }
         response = failed.response;
       }
       // Disposed (or aborted) after the answer came, before it reached the caller: unanswered,
@@ -399,11 +401,36 @@ class Client {
     } finally {
       this.#unanswered.delete(deadline);
     }
+    const answered = call as Call; // made before anything could answer
+    // A hedged attempt's failed response, later than the one returned, is read by nobody.
+    if (answered.lastFailed && answered.last !== response) discard(answered.last);
+    const { plan } = answered;
     response = this.#coverBody(response, deadline, start, unfollow);
     if (this.#o.throwOnHttpError && !response.ok) {
-      throw new HttpError(plan.method, this.#redact.url(call.lastUrl ?? plan.url), response);
+      throw new HttpError(plan.method, this.#redact.url(answered.lastUrl ?? plan.url), response);
     }
     return response;
+  }
+
+  /**
+   * The call, once a `Request`'s body has been read (until `signal`: the total deadline, the
+   * caller's abort or dispose()), its route checked and its idempotency key set.
+   */
+  async #prepare(input: FetchInput, init: RequestInit | undefined, signal: AbortSignal, reading: AbortSignal) {
+    const plan = await planOf(input, init, signal);
+    // Disposed meanwhile (a Request's body read, or only this await): nothing is sent, and the
+    // call rejects with E_DISPOSED, or with the caller's reason if its abort came first.
+    if (this.#disposed) throw reading.reason;
+    const at = this.#set === undefined ? undefined : this.#route(plan.url);
+    const header = this.#o.idempotencyHeader;
+    if (
+      this.#o.idempotencyKey === 'auto' &&
+      (plan.method === 'POST' || plan.method === 'PATCH') &&
+      !plan.headers.get(header) // a blank key is no key (Headers trims it to '')
+    ) {
+      plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
+    }
+    return new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), reading, at, this.#elapsed);
   }
 
   /**
@@ -441,9 +468,42 @@ class Client {
   #run(call: Call, ctx: CallContext): Promise<Response> {
     // Each hedged attempt runs the whole body: failover and retries included.
     if (this.#hedge !== undefined) {
-      return this.#hedge.execute((c) => this.#body(call, c, c.attempt > 1), { signal: ctx.signal, safe: call.safe });
+      const hedge = this.#hedge;
+      const attempt = async (c: CallContext) => {
+        if (c.attempt > 1) await this.#slow(hedge, call, c);
+        call.live++;
+        return this.#body(call, c, c.attempt > 1).then(
+          (response) => {
+            call.live--;
+            // Answered after another attempt won (aborted meanwhile): read by nobody.
+            if (c.signal.aborted) discard(response);
+            return response;
+          },
+          (error: unknown) => {
+            call.live--;
+            call.failed(error);
+            throw error;
+          },
+        );
+      };
+      return hedge.execute(attempt, { signal: ctx.signal, safe: call.safe });
     }
     return this.#body(call, ctx, false);
+  }
+
+  /**
+   * Resolves when a hedge may go: beside a slow request only. While the call waits to send again
+   * (a Retry-After, a backoff), it waits for the next try, then for the hedge's delay past that
+   * try's start: a failure is the retry's, never sent again at once. Once the call's other
+   * attempts have failed, it fails as they did.
+   */
+  async #slow(hedge: HedgePolicy, call: Call, ctx: CallContext): Promise<void> {
+    for (;;) {
+      const wait = call.slowFor(hedge.snapshot().delay);
+      if (wait === 0) return;
+      if (wait < 0 && call.live === 0) throw call.failure;
+      await call.until(wait, ctx.signal, this.#clock);
+    }
   }
 
   /**
@@ -537,23 +597,33 @@ class Client {
     const breakers = this.#breakers;
     let guarded = once;
     if (breakers !== undefined) {
-      // A request fetch refused (a redirect it would not follow, one it would not send) is no failure of the host: the breaker sees it pass.
+      // A request fetch refused (a redirect it would not follow, one it would not send), and what a
+      // redirect's target on another origin answered, are no failure of the host: the breaker sees it pass.
       guarded = (c: CallContext) => {
-        let refused: { error: unknown } | undefined;
+        let aside: { error: unknown } | { response: Response } | undefined;
         const judged = (j: CallContext) =>
-          once(j).catch((error: unknown) => {
-            if (!refusedByFetch.has(error as object) && !ownStillRunning.has(error as object)) throw error;
-            refused = { error };
-            return undefined as unknown as Response;
-          });
+          once(j).then(
+            (response) => {
+              if (!redirectedAway(response, url)) return response;
+              aside = { response };
+              return undefined as unknown as Response;
+            },
+            (error: unknown) => {
+              const e = error as object;
+              if (!refusedByFetch.has(e) && !ownStillRunning.has(e) && !elsewhere.has(e)) throw error;
+              aside = { error };
+              return undefined as unknown as Response;
+            },
+          );
         return breakers.execute(host, judged, c).then((response) => {
-          if (refused !== undefined) throw refused.error;
-          return response;
+          if (aside === undefined) return response;
+          if ('error' in aside) throw aside.error;
+          return aside.response;
         });
       };
     }
     const limiter = this.#limiterFor(host);
-    return limiter === undefined ? guarded(ctx) : limiter.execute(guarded, ctx);
+    return limiter === undefined ? guarded(ctx) : holding(limiter, guarded, ctx, call.reading);
   }
 
   /** The host's limiter, made on first use; past `maxHosts`, the least recently used idle one goes. */
@@ -614,8 +684,10 @@ class Client {
     }
     const failed = this.#statuses.has(response.status);
     call.remember(response, url, failed);
-    if (failed) throw new HttpError(call.plan.method, this.#redact.url(url), response);
-    return response;
+    if (!failed) return response;
+    const refused = new HttpError(call.plan.method, this.#redact.url(url), response);
+    if (redirectedAway(response, url)) elsewhere.add(refused);
+    throw refused;
   }
 
   /**
@@ -648,8 +720,11 @@ class Client {
       );
       if (root.code !== undefined) Object.assign(explained, { code: root.code });
       // A refused connection to somewhere else (a redirect's Location, a proxy) is no proof the
-      // request was not sent first (a POST answered 303): not sent again.
-      if (!call.safe && connectsElsewhere(error.cause, new URL(url))) nonRetryable(explained);
+      // request was not sent first (a POST answered 303): not sent again. Nor is it the host's failure.
+      if (connectsElsewhere(error.cause, new URL(url))) {
+        elsewhere.add(explained);
+        if (!call.safe) nonRetryable(explained);
+      }
       // A URL that is not http(s) (file:, about:, blob:, ftp:) is fetch's to refuse, never a host's to fail.
       if (overflow) overflowed.add(nonRetryable(explained));
       else if (!root.message || refusedRedirect.test(root.message) || !speaksHttp(url)) {
@@ -708,6 +783,14 @@ class Call {
   };
   /** Endpoints this call's attempts are running on now, with how many: hedges keep away from them. */
   readonly endpoints = new Map<string, number>();
+  /** Tries of this call running now (sent, or waiting on their host's limiter), and since when. */
+  #trying = 0;
+  #tryingSince = 0;
+  /** Hedges waiting for the call's next try to start, or its other attempts to fail. */
+  readonly #waiting = new Set<() => void>();
+  /** Attempts of this call running, but hedges still waiting to go; and the error the last one failed with. */
+  live = 0;
+  failure: unknown;
 
   constructor(
     readonly client: Client,
@@ -719,6 +802,8 @@ class Call {
     readonly reading: AbortSignal,
     /** With base URLs: where the call goes on each; undefined for a URL sent where it says. */
     readonly at: ((base: string) => string) | undefined,
+    /** The client's monotonic time. */
+    readonly elapsed: () => number,
   ) {}
 
   async attempt(url: string, ctx: CallContext): Promise<Response> {
@@ -727,6 +812,10 @@ class Call {
     if (this.lastFailed) discard(this.last);
     this.last = undefined;
     this.lastFailed = false;
+    if (this.#trying++ === 0) {
+      this.#tryingSince = this.elapsed();
+      this.#wake();
+    }
     try {
       return await this.client.send(this, url, ctx);
     } catch (error) {
@@ -738,7 +827,43 @@ class Call {
         if (!this.safe && !untouched) nonRetryable(error);
       }
       throw error;
+    } finally {
+      this.#trying--;
     }
+  }
+
+  /** An attempt failed: hedges waiting see whether any other is left. */
+  failed(error: unknown): void {
+    this.failure = error;
+    this.#wake();
+  }
+
+  #wake(): void {
+    for (const wake of this.#waiting) wake();
+  }
+
+  /** How long a hedge still waits: 0 once a try has been running `delay` ms, -1 (for the next try) while none runs. */
+  slowFor(delay: number): number {
+    return this.#trying === 0 ? -1 : Math.max(0, this.#tryingSince + delay - this.elapsed());
+  }
+
+  /** Resolves after `ms`, when the call's next try starts or an attempt fails; rejects when `signal` aborts. */
+  until(ms: number, signal: AbortSignal, clock: Clock): Promise<void> {
+    return new Promise((resolve, reject) => {
+      signal.throwIfAborted();
+      const end = (error?: unknown) => {
+        this.#waiting.delete(wake);
+        signal.removeEventListener('abort', stop);
+        if (timer !== undefined) clock.clearTimeout(timer);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const wake = () => end();
+      const stop = () => end(signal.reason ?? new DOMException('aborted', 'AbortError'));
+      const timer = ms > 0 ? clock.setTimeout(wake, ms) : undefined;
+      this.#waiting.add(wake);
+      signal.addEventListener('abort', stop, { once: true });
+    });
   }
 
   /** Runs one try on an endpoint, counting it as in flight there meanwhile. */
@@ -754,6 +879,8 @@ class Call {
   }
 
   remember(response: Response, url: string, failed: boolean): void {
+    // Another attempt's refused response (hedged attempts answer side by side) is read by nobody.
+    if (this.lastFailed && this.last !== response) discard(this.last);
     this.last = response;
     this.lastUrl = url;
     this.lastFailed = failed;
@@ -805,30 +932,70 @@ function idle(limiter: Limiter): boolean {
 }
 
 /**
+ * A try through its host's limiter, whose place is held until the response's body ends (read to
+ * the end, failed or cancelled) or the call's deadline passes (`reading`: its total, the caller's
+ * abort): a body still streaming is a request in flight. A failed try frees it at once, its
+ * response discarded (or returned once retries ran out).
+ */
+function holding(
+  limiter: Limiter,
+  run: (ctx: CallContext) => Promise<Response>,
+  ctx: CallContext,
+  reading: AbortSignal,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    limiter
+      .execute(async (c) => {
+        const response = await run(c);
+        // No body to wait for (a 204, a HEAD, `Content-Length: 0`): nothing stays in flight.
+        if (response.body === null || response.headers.get('content-length') === '0' || reading.aborted) {
+          return resolve(response);
+        }
+        await new Promise<void>((free) => {
+          const release = () => {
+            reading.removeEventListener('abort', release);
+            free();
+          };
+          reading.addEventListener('abort', release, { once: true });
+          try {
+            resolve(whenBodyEnds(response, release));
+          } catch {
+            resolve(response); // one Response() refuses (see #coverBody): held until the deadline
+          }
+        });
+      }, ctx)
+      .catch(reject);
+  });
+}
+
+/**
  * `response` with a body that calls `done` once it has been read to the end, has failed or has
- * been cancelled. Status, headers, `url`, `redirected` and `type` are those of `response`.
+ * been cancelled: a byte stream, as fetch's is. Status, headers, `url`, `redirected` and `type`
+ * are those of `response` (see {@link keep}).
  */
 function whenBodyEnds(response: Response, done: () => void): Response {
   const source = response.body as ReadableStream<Uint8Array>;
   // Taken on first read: until then the response is untouched, should Response() refuse it below.
   let reader: ReadableStreamDefaultReader<Uint8Array> | undefined;
-  const body = new ReadableStream<Uint8Array>(
+  const body = new ReadableStream(
     {
+      type: 'bytes',
       async pull(controller) {
-        let chunk: Awaited<ReturnType<ReadableStreamDefaultReader<Uint8Array>['read']>>;
         try {
           reader ??= source.getReader();
-          chunk = await reader.read();
+          const chunk = await reader.read();
+          if (chunk.done) {
+            done();
+            controller.close();
+            controller.byobRequest?.respond(0); // a BYOB read waiting is told the end
+          } else if (chunk.value.byteLength > 0) {
+            controller.enqueue(owned(chunk.value)); // an empty one is skipped: pull comes again
+          }
         } catch (error) {
+          // The source failed, or gave what a byte stream takes not (no bytes): read no further.
           done();
           controller.error(error);
-          return;
-        }
-        if (chunk.done) {
-          done();
-          controller.close();
-        } else {
-          controller.enqueue(chunk.value);
+          reader?.cancel(error).catch(() => {});
         }
       },
       cancel(reason) {
@@ -838,15 +1005,39 @@ function whenBodyEnds(response: Response, done: () => void): Response {
     },
     { highWaterMark: 0 }, // read from the network only as the caller reads
   );
-  const watched = new Response(body, {
-    status: response.status,
-    statusText: response.statusText,
-    headers: response.headers,
-  });
-  for (const key of ['url', 'redirected', 'type'] as const) {
-    Object.defineProperty(watched, key, { value: response[key], enumerable: true, configurable: true });
+  const { status, statusText, headers } = response;
+  return keep(new Response(body, { status, statusText, headers }), response); // headers: blob()'s type, formData()
+}
+
+/** `chunk`, whose buffer a byte stream takes: a view on part of one (a pooled Buffer) is copied first. */
+function owned(chunk: Uint8Array): Uint8Array {
+  const { buffer, byteOffset, byteLength } = chunk;
+  return byteOffset === 0 && byteLength === buffer.byteLength
+    ? chunk
+    : new Uint8Array(buffer.slice(byteOffset, byteOffset + byteLength));
+}
+
+/**
+ * `response` reading as `from` does, its clones too: `url`, `redirected` and `type`, which
+ * Response() cannot set, and `from`'s headers (fetch's are immutable).
+ */
+function keep(response: Response, from: Response): Response {
+  for (const key of ['url', 'redirected', 'type', 'headers'] as const) {
+    Object.defineProperty(response, key, { value: from[key], enumerable: true, configurable: true });
   }
-  return watched;
+  Object.defineProperty(response, 'clone', {
+    value: function clone(this: Response) {
+      return keep(Response.prototype.clone.call(this), from);
+    },
+    configurable: true,
+    writable: true,
+  });
+  return response;
+}
+
+/** Whether `response` came from a redirect's target on another origin than `url`'s. */
+function redirectedAway(response: Response, url: string): boolean {
+  return response.redirected && URL.canParse(response.url) && new URL(response.url).origin !== new URL(url).origin;
 }
 
 /** The HttpError itself, or the one a retry or failover error wraps as its cause. */
@@ -901,14 +1092,16 @@ function refusal(code: 'E_ABSOLUTE_URL' | 'E_PATH_NAMES_HOST', message: string):
   return Object.assign(new TypeError(message), { code });
 }
 
-/** Whether a connection failure (`cause`, an AggregateError's) names a port, or an address when `url` names an IP, not `url`'s. */
+/** Whether a connection failure (`cause`, an AggregateError's) names a port, a host name, or an address when `url` names an IP, not `url`'s. */
 function connectsElsewhere(cause: unknown, url: URL, depth = 0): boolean {
   if (typeof cause !== 'object' || cause === null || depth > 5) return false;
   const host = url.hostname.replace(/^\[|\]$/g, '');
-  const { port, address, errors, cause: inner } = cause as Record<string, unknown>;
+  const { port, address, hostname, errors, cause: inner } = cause as Record<string, unknown>;
   return (
     (typeof port === 'number' && port !== Number(url.port || (url.protocol === 'https:' ? 443 : 80))) ||
     (typeof address === 'string' && /^[\d.]+$|:/.test(host) && address !== host) ||
+    // A name that does not resolve (getaddrinfo ENOTFOUND) names itself.
+    (typeof hostname === 'string' && hostname !== '' && hostname.toLowerCase() !== host.toLowerCase()) ||
     (Array.isArray(errors) && errors.some((e) => connectsElsewhere(e, url, depth + 1))) ||
     connectsElsewhere(inner, url, depth + 1)
   );

@@ -336,7 +336,7 @@ describe('a body that stalls after the headers', () => {
       res.on('close', () => closed++);
       // ...and nothing more, ever.
     });
-    const http = client({ timeout: { perTry: 5_000, total: 300 } });
+    const http = client({ timeout: { total: 300 } });
     const res = await http(`${s.url}/stall`);
     expect(res.status).toBe(200);
     const read = await res.text().then(
@@ -500,8 +500,9 @@ describe('per-host concurrency', () => {
       breaker: false,
       fetch: async () => new Response('ok'),
     });
-    await idn('http://BÜCHER.example:80/x');
-    await idn('http://bücher.example/y');
+    // Each body read: a body still unread holds its host's one place (until timeout.total).
+    await (await idn('http://BÜCHER.example:80/x')).text();
+    await (await idn('http://bücher.example/y')).text();
     expect(Object.keys((idn.snapshot() as { concurrency: Record<string, unknown> }).concurrency)).toEqual([
       'xn--bcher-kva.example',
     ]);
