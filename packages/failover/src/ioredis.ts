@@ -6,7 +6,7 @@
  */
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
-import type { ErrorClass, RoleReport } from './roles.js';
+import type { ErrorClass, RoleCheckSettings, RoleReport } from './roles.js';
 
 /** What `redisRoles()` needs of a target: an ioredis `Redis` client is one. */
 export interface RedisInfoSource {
@@ -16,23 +16,50 @@ export interface RedisInfoSource {
 
 /** The `roles` option of a set of Redis servers, for `Endpoint<T>`s whose target is `T`. */
 export type RedisRolesOptions<T> = Omit<RolesOptions, 'check' | 'compare' | 'classify'> & {
-  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal) => Promise<RoleReport>;
+  readonly check: (endpoint: Endpoint<T>, signal: AbortSignal, settings?: RoleCheckSettings) => Promise<RoleReport>;
   readonly compare: (a: unknown, b: unknown) => number;
   readonly classify: (error: unknown) => ErrorClass;
 };
 
 /**
- * A Redis server's place in its replication history: its replication ID, the ID it had before its
- * last promotion (`replid2`), and its offset. A promoted replica keeps its old master's ID as
- * `replid2`, which is how a promoted node outranks the master it left.
+ * How a master's `replid2` came to be, as its backlog shows it. Redis 7 moves the replication ID a
+ * master's RDB recorded into `replid2` when it loads that RDB at start, exactly as a promotion does:
+ * `replid2` alone cannot tell a promoted replica from a server restarted off a snapshot (its own,
+ * a replica's, a restored backup).
+ * - `promoted`: its backlog holds bytes of the history it left (streamed to it before the fork): it
+ *   lived in that history, it was promoted, not restarted from a snapshot of it.
+ * - `copy`: no such bytes, and nothing written since the fork: a snapshot of that history loaded at
+ *   start (or a replica promoted before any byte streamed to it since its last sync: they look the same).
+ * - `unknown`: neither (written since, or its backlog trimmed past the fork).
  */
-export type RedisToken = readonly [replid: string, replid2: string, offset: number];
+export type RedisFork = 'promoted' | 'copy' | 'unknown';
+
+/**
+ * A Redis server's place in its replication history: its replication ID, the ID it had before it
+ * forked from another history (`replid2`: a promotion, or a load of an RDB at start), its offset,
+ * and, when `replid2` is set, what its backlog says of that fork and the offset it forked at. A
+ * token without them counts as `promoted` (a token of an older release).
+ */
+export type RedisToken = readonly [
+  replid: string,
+  replid2: string,
+  offset: number,
+  fork?: RedisFork,
+  /** The offset it forked at (`second_repl_offset` - 1): what it holds of the history it left. */
+  forkedAt?: number,
+];
 
 const noId = '0000000000000000000000000000000000000000';
 
 function field(info: string, name: string): string | undefined {
   const match = new RegExp(`^${name}:(.*)$`, 'm').exec(info);
   return match?.[1]?.trim();
+}
+
+/** A numeric field, NaN when absent. */
+function num(info: string, name: string): number {
+  const text = field(info, name);
+  return text === undefined || text === '' ? Number.NaN : Number(text);
 }
 
 /**
@@ -59,44 +86,99 @@ function replication(client: RedisInfoSource): Promise<string> {
 
 /**
  * Asks one Redis server its role with `INFO replication`: `{ role, token: [replid, replid2,
- * offset], lag }`. A replica's lag is 0 while its link to the master is up, else the time since
- * the link went down. `Infinity` (never read) when its link has not been up since it started or
- * stopped being a master (`master_link_down_since_seconds:-1`): restarted without persistence it
- * is empty; an old master the Sentinels demoted holds writes its new master never had. Either
- * serves what it holds until its first sync ends.
+ * offset, fork?, forkedAt?], lag }`. A replica's lag, as the server alone tells it: 0 while its link to the
+ * master is up, else the time since the link went down. `Infinity` (never read) when its link has
+ * not been up since it started or stopped being a master (`master_link_down_since_seconds:-1`):
+ * restarted without persistence it is empty; an old master the Sentinels demoted holds writes its
+ * new master never had. Either serves what it holds until its first sync ends. `redisRoles()`
+ * raises it with what the set saw of the masters.
  */
 export async function redisRole(client: RedisInfoSource): Promise<RoleReport> {
+  return (await ask(client)).report;
+}
+
+/** A role report, and the replication ID a replica follows (its master's). */
+interface Answer {
+  readonly report: RoleReport;
+  readonly replid: string;
+  readonly offset: number;
+}
+
+async function ask(client: RedisInfoSource): Promise<Answer> {
   const info = await replication(client);
   const role = field(info, 'role');
   if (role !== 'master' && role !== 'slave') throw new Error(`unexpected INFO replication role: ${String(role)}`);
-  const token: RedisToken = [
-    field(info, 'master_replid') ?? noId,
-    field(info, 'master_replid2') ?? noId,
-    Number(field(info, 'master_repl_offset') ?? 0),
-  ];
-  if (role === 'master') return { role: 'primary', token };
-  if (field(info, 'master_link_status') === 'up') return { role: 'replica', token, lag: 0 };
-  const down = Number(field(info, 'master_link_down_since_seconds'));
-  if (down === -1) return { role: 'replica', token, lag: Number.POSITIVE_INFINITY };
-  return Number.isFinite(down) && down >= 0 ? { role: 'replica', token, lag: down * 1000 } : { role: 'replica', token };
+  const replid = field(info, 'master_replid') ?? noId;
+  const replid2 = field(info, 'master_replid2') ?? noId;
+  const offset = num(info, 'master_repl_offset');
+  let token: RedisToken = [replid, replid2, offset];
+  if (replid2 !== noId) {
+    const second = num(info, 'second_repl_offset');
+    const first = num(info, 'repl_backlog_first_byte_offset');
+    const fork: RedisFork =
+      num(info, 'repl_backlog_histlen') > 0 && first < second ? 'promoted' : offset === second - 1 ? 'copy' : 'unknown';
+    token = [replid, replid2, offset, fork, second - 1];
+  }
+  const answer = (report: RoleReport): Answer => ({ report, replid, offset });
+  if (role === 'master') return answer({ role: 'primary', token });
+  if (field(info, 'master_link_status') === 'up') return answer({ role: 'replica', token, lag: 0 });
+  const down = num(info, 'master_link_down_since_seconds');
+  if (down === -1) return answer({ role: 'replica', token, lag: Number.POSITIVE_INFINITY });
+  return answer(
+    Number.isFinite(down) && down >= 0 ? { role: 'replica', token, lag: down * 1000 } : { role: 'replica', token },
+  );
+}
+
+/** A token's parts, an offset that is no number lowest (so the order stays antisymmetric). */
+function parts(t: unknown): { id: unknown; prev: unknown; off: number; fork: unknown; at: number } {
+  const [id, prev, off, fork = 'promoted', at] = Array.isArray(t) ? t : [];
+  const n = (v: unknown) => (typeof v === 'number' && !Number.isNaN(v) ? v : -1 / 0);
+  return { id, prev: prev ?? noId, off: n(off), fork, at: n(at) };
 }
 
 /**
- * Orders two masters' tokens: the one that was promoted from the other's history (its `replid2`
- * is the other's `replid`) is newer; within one history (the same `replid`), the higher offset.
- * Offsets of unrelated histories are never compared: they say how much a master was written,
- * not whether it is the one to write to (a stale master that took writes alone runs ahead of one
- * promoted twice since). Of two unrelated histories, a master promoted from some history (its
- * `replid2` set) outranks one never promoted (the old master, or a node restarted empty): a
- * promotion is what a failover leaves behind. Otherwise they tie (0): neither is written to.
+ * `x` forked from the history `y` is live in: 1 when `x` was promoted out of it; -1 when `x` is a
+ * snapshot of it loaded at start with nothing written since, `y` at or past it (`y` holds all `x`
+ * holds, and every write acknowledged since); else 0 (it cannot tell: a split brain).
+ */
+function forkedFrom(x: ReturnType<typeof parts>, y: ReturnType<typeof parts>): number {
+  if (x.fork === 'promoted') return 1;
+  return x.fork === 'copy' && y.off >= x.off ? -1 : 0;
+}
+
+/**
+ * 1 when `x` and the snapshot `y`, forked from one history, `x` promoted out of it, or forked at
+ * or past all `y` holds of it (`x` holds all `y` holds, and writes since); else 0.
+ */
+function overCopy(x: ReturnType<typeof parts>, y: ReturnType<typeof parts>): number {
+  return y.fork === 'copy' && x.fork !== 'copy' && (x.fork === 'promoted' || x.at >= y.off) ? 1 : 0;
+}
+
+/**
+ * Orders two masters' tokens. One forked from the history the other is live in (its `replid2` is
+ * the other's `replid`) outranks it if it was promoted out of it (its backlog holds bytes of that
+ * history); loses to it if it is a snapshot of it loaded at start (a replica restarted without its
+ * `replicaof`, a backup restored as a master: nothing written since, the other at or past it);
+ * else they tie. Within one history (the same `replid`), the higher offset. Two forked from one
+ * history: a snapshot loses to one promoted out of it (the old master restarted from its RDB after
+ * its replica was promoted), and to one forked at or past all the snapshot holds of it; else a
+ * tie. Offsets of unrelated histories are never compared: they say how much a master was written,
+ * not whether it is the one to write to. Of two unrelated
+ * histories, a promoted master outranks one never forked (the old master, or a node restarted
+ * empty): a promotion is what a failover leaves behind. Otherwise they tie (0): neither is
+ * written to. Antisymmetric for any values (an offset that is no number counts lowest).
  */
 export function compareRedisTokens(a: unknown, b: unknown): number {
-  const [ida, prevA, offA] = a as RedisToken;
-  const [idb, prevB, offB] = b as RedisToken;
-  if (prevA !== noId && prevA === idb) return 1;
-  if (prevB !== noId && prevB === ida) return -1;
-  if (ida !== idb) return prevA === noId && prevB !== noId ? -1 : prevA !== noId && prevB === noId ? 1 : 0;
-  return offA === offB ? 0 : offA < offB ? -1 : 1;
+  const x = parts(a);
+  const y = parts(b);
+  const xy = x.prev !== noId && x.prev === y.id;
+  const yx = y.prev !== noId && y.prev === x.id;
+  if (xy || yx) return xy && yx ? 0 : xy ? forkedFrom(x, y) : 0 - forkedFrom(y, x);
+  if (x.id === y.id) return x.off === y.off ? 0 : x.off < y.off ? -1 : 1;
+  const rank = (t: typeof x) => (t.prev === noId ? 0 : t.fork === 'promoted' ? 2 : 1);
+  if (x.prev !== noId && x.prev === y.prev) return 0 - overCopy(y, x) || overCopy(x, y);
+  const [rx, ry] = [rank(x), rank(y)];
+  return rx === 2 && ry === 0 ? 1 : rx === 0 && ry === 2 ? -1 : 0;
 }
 
 /** Error replies that say the server cannot serve now: it is loading, busy, or its cluster or master is down. */
@@ -209,9 +291,118 @@ function unanswerable(target: unknown, signal: AbortSignal): void {
   }
 }
 
+/** A master seen: its offset, when first seen there, when last. */
+interface Sighting {
+  readonly offset: number;
+  readonly at: number;
+  until: number;
+}
+
+/** A target whose last check said master: its token, when (the check's start), whether its checks fail since. */
+interface Master {
+  token: RedisToken;
+  at: number;
+  stale: number;
+  down: boolean;
+}
+
+/**
+ * What a `redisRoles()` saw of the masters of its sets: which one is on top now, and the offsets it
+ * was seen at, and when. A replica's own figures say lag 0 while its link is up: following a
+ * master the set fenced (a split brain, the old master restarted empty), and cut off from its
+ * master without a reset (until `repl-timeout`, 60 s) too.
+ */
+class Masters {
+  readonly #now = new Map<object, Master>();
+  /** Replication ID -> sightings of its master, oldest first. */
+  readonly #seen = new Map<string, Sighting[]>();
+
+  saw(target: object, token: RedisToken, at: number, stale: number): void {
+    this.#now.delete(target); // to the back: the most recent last
+    this.#now.set(target, { token, at, stale, down: false });
+    if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
+    const [id, , offset] = token;
+    if (!Number.isFinite(offset)) return;
+    let list = this.#seen.get(id);
+    if (list === undefined) {
+      if (this.#seen.size >= 8) this.#seen.delete(this.#seen.keys().next().value as string);
+      this.#seen.set(id, (list = []));
+    }
+    const newest = list.at(-1);
+    // One history's offset never goes back: an answer overtaken by a later one says nothing new.
+    if (newest !== undefined && newest.offset >= offset) {
+      if (newest.offset === offset) newest.until = Math.max(newest.until, at);
+      return;
+    }
+    list.push({ offset, at, until: at });
+    if (list.length > 64) thin(list, at);
+  }
+
+  /** `target` answered as a replica: no master now. */
+  lost(target: object): void {
+    this.#now.delete(target);
+  }
+
+  /** A check of `target` failed: a master kept, as one whose checks fail (frozen, cut off, dead). */
+  down(target: object): void {
+    const m = this.#now.get(target);
+    if (m !== undefined) m.down = true;
+  }
+
+  /**
+   * The lag of a replica following `replid` at `offset`, as of `now`, from the masters seen: 0 when
+   * none is seen now (its own figures stand). Unknown (undefined) when no one master outranks every
+   * other seen now (a split brain), when it follows another history than that master's (a master
+   * fenced, or one the set does not list), or when it is behind the first sighting kept of it (for
+   * how long, nobody saw). Else the ms since that master was first seen past `offset`; while that
+   * master's checks fail, at least the ms since it was last seen at an offset the replica has.
+   */
+  lag(replid: string, offset: number, now: number): number | undefined {
+    const top = new Map<string, Master>();
+    for (const m of this.#now.values()) {
+      if (now - m.at > m.stale) continue;
+      const same = top.get(m.token[0]);
+      if (same === undefined || compareRedisTokens(m.token, same.token) > 0) top.set(m.token[0], m);
+    }
+    if (top.size === 0) return 0;
+    const masters = [...top.values()];
+    const best = masters.filter((m) => masters.every((o) => o === m || compareRedisTokens(m.token, o.token) > 0));
+    const master = best.length === 1 ? best[0] : undefined;
+    if (master === undefined || master.token[0] !== replid || !Number.isFinite(offset)) return undefined;
+    const list = this.#seen.get(replid) ?? [];
+    const i = list.findIndex((s) => s.offset > offset);
+    if (i === 0) return undefined;
+    const behind = i < 0 ? 0 : Math.max(0, now - (list[i] as Sighting).at);
+    const passed = list[i < 0 ? list.length - 1 : i - 1];
+    return master.down && passed !== undefined ? Math.max(behind, now - passed.until) : behind;
+  }
+}
+
+/**
+ * Drops one of 65 sightings: the one whose loss blurs the least for its age (the oldest and the
+ * newest always kept). A replica that received up to a dropped one is judged by the next, later
+ * one, so its lag reads short by their gap: kept to a share of its age.
+ */
+function thin(list: Sighting[], now: number): void {
+  let drop = 1;
+  let least = Number.POSITIVE_INFINITY;
+  for (let i = 1; i < list.length - 1; i++) {
+    const before = list[i - 1] as Sighting;
+    const blur = ((list[i + 1] as Sighting).at - before.at) / Math.max(1, now - before.at);
+    if (blur < least) {
+      least = blur;
+      drop = i;
+    }
+  }
+  list.splice(drop, 1);
+}
+
 /**
  * The `roles` option for Redis servers reached through ioredis clients: `redisRole`,
- * `compareRedisTokens` and `redisClassify`. Other role settings pass through.
+ * `compareRedisTokens` and `redisClassify`. Other role settings pass through. A replica's lag is
+ * raised with what the set's checks saw of the masters (see `Masters.lag`); one checked in its
+ * set's first round (`settings.firstRound`) has an unknown lag: the set asks it again once every
+ * endpoint has answered.
  *
  * @example
  * const cache = failover({ endpoints: [{ name: 'r1', target: r1 }, { name: 'r2', target: r2 }], roles: redisRoles() });
@@ -221,12 +412,34 @@ function unanswerable(target: unknown, signal: AbortSignal): void {
 export function redisRoles<T extends RedisInfoSource>(
   options: Omit<RolesOptions, 'check' | 'compare' | 'classify'> = {},
 ): RedisRolesOptions<T> {
+  const masters = new Masters();
   return {
     ...options,
-    check: async (endpoint, signal) => {
-      await firstConnection(endpoint.target, signal);
-      unanswerable(endpoint.target, signal);
-      return redisRole(endpoint.target);
+    check: async (endpoint, signal, set) => {
+      const every = set?.interval ?? options.interval ?? 2_000;
+      const stale = 5 * (every + (set?.timeout ?? options.timeout ?? 1_000));
+      // Monotonic: a wall-clock step would make up or hide a lag of its size.
+      const started = performance.now();
+      let answer: Answer;
+      try {
+        await firstConnection(endpoint.target, signal);
+        unanswerable(endpoint.target, signal);
+        answer = await ask(endpoint.target);
+      } catch (error) {
+        masters.down(endpoint.target);
+        throw error;
+      }
+      const { report } = answer;
+      if (report.role === 'primary') {
+        masters.saw(endpoint.target, report.token as RedisToken, started, stale);
+        return report;
+      }
+      masters.lost(endpoint.target);
+      const own = report.lag;
+      if (own === Number.POSITIVE_INFINITY) return report;
+      const seen = set?.firstRound ? undefined : masters.lag(answer.replid, answer.offset, started);
+      if (own === undefined || seen === undefined) return { role: 'replica', token: report.token };
+      return { ...report, lag: Math.max(own, seen) };
     },
     compare: compareRedisTokens,
     classify: redisClassify,
