@@ -536,26 +536,36 @@ async function runLoad(
   const { request, rate } = load as { request: DrillRequest; rate: number }; // the schema requires both without drive
   const requests: Sample[] = [];
   const inFlight = new Set<Promise<void>>();
+  // One listener on the drill's signal ends every request in flight: one each would pile up past
+  // Node's limit of 10 (a MaxListenersExceededWarning at rate 50 against a 200 ms service).
+  const live = new Set<(reason: unknown) => void>();
+  const endAll = () => {
+    for (const end of live) end(stop.reason);
+  };
+  stop.addEventListener('abort', endAll, { once: true });
   let due = 0;
   let skipped = 0;
   const send = (index: number) => {
     const start = since();
-    // Aborted after the load's timeout, or at once when the caller aborts the drill.
+    // Aborted after the load's timeout, or at once when the caller aborts the drill: its signal
+    // aborts and it fails then, whether or not `request` heeds the signal.
     const ends = new AbortController();
-    const signal = ends.signal;
-    const timer = setTimeout(() => ends.abort(new DOMException('the request timed out', 'TimeoutError')), load.timeout);
-    const end = () => ends.abort(stop.reason);
-    stop.addEventListener('abort', end, { once: true });
-    const settled = Promise.race([
-      Promise.resolve().then(() => request(index, signal)),
-      new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
-    ]).then(
+    let end: (reason: unknown) => void = () => {};
+    const cut = new Promise<never>((_, reject) => {
+      end = (reason) => {
+        reject(reason); // first: a request that resolves as its signal aborts is still cut
+        ends.abort(reason);
+      };
+    });
+    live.add(end);
+    const timer = setTimeout(() => end(new DOMException('the request timed out', 'TimeoutError')), load.timeout);
+    const settled = Promise.race([Promise.resolve().then(() => request(index, ends.signal)), cut]).then(
       (value) => value !== false,
       () => false,
     );
     const done = settled.then((ok) => {
       clearTimeout(timer);
-      stop.removeEventListener('abort', end);
+      live.delete(end);
       requests.push({ start, end: since(), ok });
       inFlight.delete(done);
     });
@@ -570,7 +580,8 @@ async function runLoad(
     const next = (due * 1000) / rate - since();
     await sleep(Math.max(1, Math.min(next, load.duration - since())), stop);
   }
-  await Promise.all(inFlight);
+  await Promise.all(inFlight); // never rejects: each request's outcome is a sample
+  stop.removeEventListener('abort', endAll);
   return { requests, skipped, cut: 0 };
 }
 
