@@ -65,8 +65,8 @@ export function labelled<
   return copy as E;
 }
 
-/** What may hold a credential: a URL, `user:password@`, `key=value`, `key: value`, a bearer token. */
-const maybeSecret = /[:=@]|bearer/i;
+/** What may hold a credential: a URL, `user:password@`, `key=value`, `key: value`, an HTTP authentication scheme's token. */
+const maybeSecret = /[:=@]|bearer|basic|negotiate|ntlm/i;
 /** Values hidden so far: a policy or endpoint name is one of few, and the hot path pays one lookup. */
 const hidden = new Map<string, string>();
 /** Longer values are hidden each time: a thousand of them (error codes that are messages) must not hold megabytes. */
@@ -225,8 +225,8 @@ export function plainPolicies(policies: PolicyRegistry): PolicyRegistry {
   return {
     register: (kind, name, source) => policies.register(kind, name, source),
     // A registry of an older copy may have none: nothing to be told then.
-    onUnregister: (listener) =>
-      typeof policies.onUnregister === 'function' ? policies.onUnregister(listener) : () => {},
+    onUnregister: (listener, options) =>
+      typeof policies.onUnregister === 'function' ? policies.onUnregister(listener, options) : () => {},
     get size() {
       return policies.size;
     },

@@ -168,7 +168,7 @@ export interface HealthCheck {
   readonly name: string;
   /** This check's verdict. */
   readonly status: HealthStatus;
-  /** Why, in a few words: `open`, `2 of 3 endpoints down`, `budget exhausted`. */
+  /** Why, in a few words: `open`, `2 of 3 endpoints down`, `budget exhausted`; names in it are hidden as `name` is. */
   readonly reason: string;
 }
 
@@ -264,7 +264,8 @@ function judge(entry: PolicySnapshot): HealthCheck {
     const b = readBreaker(name, snapshot);
     if (b === undefined) return check('warn', 'unreadable breaker snapshot');
     if (b.state === 'open' || b.state === 'isolated') return check('fail', b.state);
-    return check(b.state === 'halfOpen' ? 'warn' : 'pass', b.state);
+    // Any string a breaker of a user's reports: shown as names are.
+    return check(b.state === 'halfOpen' ? 'warn' : 'pass', hiddenName(b.state));
   }
   if (kind === 'failover') {
     const f = readFailover(name, snapshot);
@@ -275,7 +276,9 @@ function judge(entry: PolicySnapshot): HealthCheck {
     if (serving.length === 0 || down === serving.length) return check('fail', 'no endpoint up');
     // Writes are held, reads go on. Every instance sees the same database: failing readiness would
     // take them all out of rotation, reads too, and no instance can end it (the operator must).
-    if (f.splitBrain !== null) return check('warn', `split brain: ${f.splitBrain.endpoints.join(', ')} tie, no writes`);
+    // Endpoints named by their URL: each hidden apart (hidden as one text, all but the last went).
+    if (f.splitBrain !== null)
+      return check('warn', `split brain: ${f.splitBrain.endpoints.map(hiddenName).join(', ')} tie, no writes`);
     if (down > 0) return check('warn', `${down} of ${serving.length} endpoints down`);
     return f.panic ? check('warn', 'panic') : check('pass', `${serving.length} endpoints up`);
   }

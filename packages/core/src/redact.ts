@@ -161,14 +161,38 @@ export class Redactor {
  */
 const credential =
   /(?<![\w.-])((?:[\w.-]*?(?:passw(?:or)?d|pwd|secret|token|signature|cookie|authorization|(?:api|access|account|private)[_-]?key)|pass)\\?["']?\s*[:=]\s*(?:(?:bearer|basic|digest|negotiate|token)\s+)?)(?:"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\,})\]"']|\\.|&(?![\w.-]+=)|[,})\]"'](?=[^\s;,})\]"']))*)/gi;
-/** A bearer token anywhere in text (a logged header, a curl line). */
-const bearer = /\b(bearer\s+)[\w.~+/-]+=*/gi;
+/**
+ * The credentials of an HTTP authentication scheme anywhere in text (a logged header, a curl line,
+ * a header list's value): a bearer token; `Basic` base64 that decodes to `user:password` (RFC
+ * 7617: "basic auth" stays); a `Negotiate` or `NTLM` token (16 base64 characters at least:
+ * "negotiate TLS" stays).
+ */
+const schemeToken = /\b(bearer|basic|negotiate|ntlm)(\s+)([\w.~+/-]+=*)/gi;
+/** A `Digest` authorization's parameters (`Digest username="a", response="…"`): all of them, to the line's end. */
+const digest = /\b(digest\s+)(?=[\w-]+=)[^\r\n]*/gi;
+
+function hideToken(match: string, scheme: string, space: string, token: string): string {
+  const kind = scheme.toLowerCase();
+  const secret =
+    kind === 'bearer' ||
+    (kind === 'basic' ? decodesToUserPass(token) : token.length >= 16 && /^[a-z\d+/]+=*$/i.test(token));
+  return secret ? `${scheme}${space}***` : match;
+}
+
+function decodesToUserPass(token: string): boolean {
+  try {
+    return atob(token).includes(':');
+  } catch {
+    return false; // No base64: a word.
+  }
+}
 /** A DSN's leading `user:password@` with no scheme (not a URL's `scheme://`), nor an image's `name:tag@sha256:...`. */
 const leadingUserInfo = /^[^\s:/@]+:(?!\/\/)\S*@(?!sha(?:256|384|512):)/;
 
 /**
  * `text` with credentials outside URLs hidden: values of `key=value` and `key: value` pairs whose
- * key names a credential (`"password":***`), bearer tokens, and a DSN's leading
+ * key names a credential (`"password":***`), bearer, `Basic`, `Digest`, `Negotiate` and `NTLM`
+ * credentials, and a DSN's leading
  * `user:password@`. Text in, text out: nothing is parsed or normalised, and hiding twice changes
  * nothing more.
  *
@@ -177,7 +201,11 @@ const leadingUserInfo = /^[^\s:/@]+:(?!\/\/)\S*@(?!sha(?:256|384|512):)/;
  * // 'AccountName=a;AccountKey=***;EndpointSuffix=core.windows.net'
  */
 export function hideCredentials(text: string): string {
-  return text.replace(leadingUserInfo, '***@').replace(credential, '$1***').replace(bearer, '$1***');
+  return text
+    .replace(leadingUserInfo, '***@')
+    .replace(digest, '$1***')
+    .replace(credential, '$1***')
+    .replace(schemeToken, hideToken);
 }
 
 const redactor = new Redactor();

@@ -23,7 +23,9 @@ export interface PolicySnapshot {
   readonly snapshot: JsonValue;
   /**
    * What `snapshot()` threw, if it did: the error's `code`, else its `name` (`ECONNREFUSED`,
-   * `TypeError`). Never its message, which may name a URL with a password in it.
+   * `TypeError`). Never its message, which may name a URL with a password in it. A `snapshot()`
+   * that returned a promise (an `async` one) is an error too: `snapshot() must be synchronous: it
+   * returned a promise`.
    */
   readonly error?: string;
 }
@@ -48,10 +50,17 @@ export interface PolicyRegistry {
   readonly size: number;
   /**
    * Calls `listener` when the last policy registered under a name leaves (disposed, evicted
-   * from a `breakerRegistry`, or collected), so metrics can drop that name's series.
+   * from a `breakerRegistry`, or collected), so metrics can drop that name's series. With
+   * `{ perKind: true }`, when the last of its kind under that name leaves: a breaker disposed while
+   * a failover set of its name stays is told then, not when the set goes too.
    */
-  onUnregister(listener: (kind: SnapshotKind, name: string) => void): Unregister;
+  onUnregister(
+    listener: (kind: SnapshotKind, name: string) => void,
+    options?: { readonly perKind?: boolean },
+  ): Unregister;
 }
+
+type UnregisterListener = (kind: SnapshotKind, name: string) => void;
 
 interface Entry {
   readonly kind: SnapshotKind;
@@ -63,7 +72,9 @@ class WeakPolicyRegistry implements PolicyRegistry {
   readonly #entries = new Set<Entry>();
   /** Live entries per name: a name leaves when its count does. */
   readonly #names = new Map<string, number>();
-  #listeners: readonly ((kind: SnapshotKind, name: string) => void)[] = [];
+  /** Live entries per kind and name: a name leaves its kind when its count does. */
+  readonly #ofKind = new Map<SnapshotKind, Map<string, number>>();
+  #listeners: readonly { readonly listener: UnregisterListener; readonly perKind: boolean }[] = [];
   // Drops the entry of a policy that was collected without being disposed.
   readonly #finalizer = new FinalizationRegistry<Entry>((entry) => this.#drop(entry));
 
@@ -76,31 +87,35 @@ class WeakPolicyRegistry implements PolicyRegistry {
     const entry: Entry = { kind, name, ref: new WeakRef(source) };
     this.#entries.add(entry);
     this.#names.set(name, (this.#names.get(name) ?? 0) + 1);
+    let ofKind = this.#ofKind.get(kind);
+    if (ofKind === undefined) this.#ofKind.set(kind, (ofKind = new Map()));
+    ofKind.set(name, (ofKind.get(name) ?? 0) + 1);
     this.#finalizer.register(source, entry, entry);
     return () => {
       if (this.#drop(entry)) this.#finalizer.unregister(entry);
     };
   }
 
-  onUnregister(listener: (kind: SnapshotKind, name: string) => void): Unregister {
-    this.#listeners = [...this.#listeners, listener];
+  onUnregister(listener: UnregisterListener, options?: { readonly perKind?: boolean }): Unregister {
+    const told = { listener, perKind: options?.perKind === true };
+    this.#listeners = [...this.#listeners, told];
     return () => {
-      this.#listeners = this.#listeners.filter((l) => l !== listener);
+      this.#listeners = this.#listeners.filter((l) => l !== told);
     };
   }
 
-  /** Takes `entry` off the list; tells the listeners when it was the last of its name. */
+  /** Takes `entry` off the list; tells the listeners when it was the last of its name, or of its kind and name. */
   #drop(entry: Entry): boolean {
     if (!this.#entries.delete(entry)) return false;
-    const left = (this.#names.get(entry.name) ?? 1) - 1;
-    if (left > 0) {
-      this.#names.set(entry.name, left);
-      return true;
-    }
-    this.#names.delete(entry.name);
-    for (const listener of this.#listeners) {
+    const { kind, name } = entry;
+    const ofKind = this.#ofKind.get(kind);
+    const kindLeft = leave(ofKind, name);
+    if (ofKind?.size === 0) this.#ofKind.delete(kind);
+    const nameLeft = leave(this.#names, name);
+    for (const { listener, perKind } of this.#listeners) {
+      if (!(perKind ? kindLeft : nameLeft)) continue;
       try {
-        listener(entry.kind, entry.name);
+        listener(kind, name);
       } catch {
         // A metrics exporter's bug must not break the dispose() that got here.
       }
@@ -129,9 +144,25 @@ class WeakPolicyRegistry implements PolicyRegistry {
   }
 }
 
+/** Counts one `key` out of `counts`; true when it was the last. */
+function leave(counts: Map<string, number> | undefined, key: string): boolean {
+  const left = (counts?.get(key) ?? 1) - 1;
+  if (left > 0) counts?.set(key, left);
+  else counts?.delete(key);
+  return left <= 0;
+}
+
+/** The error of a snapshot() that returned a promise: what it resolves to comes too late for any reader. */
+const ASYNC_SNAPSHOT = 'snapshot() must be synchronous: it returned a promise';
+
 function read(entry: Entry, source: SnapshotSource): PolicySnapshot {
   try {
-    return { kind: entry.kind, name: entry.name, snapshot: source.snapshot() };
+    const snapshot: unknown = source.snapshot();
+    const then = (snapshot as { then?: unknown } | null)?.then;
+    if (typeof then !== 'function') return { kind: entry.kind, name: entry.name, snapshot: snapshot as JsonValue };
+    // Its rejection is handled here: unhandled, it crashed the process (its message, password and all, on stderr).
+    Reflect.apply(then, snapshot, [undefined, () => {}]);
+    return { kind: entry.kind, name: entry.name, snapshot: null, error: ASYNC_SNAPSHOT };
   } catch (error) {
     // One broken policy must not hide the others from /health or the dashboard.
     return { kind: entry.kind, name: entry.name, snapshot: null, error: snapshotErrorLabel(error) };

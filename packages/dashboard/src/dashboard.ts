@@ -6,6 +6,7 @@ import {
   elapsedTime,
   bus as globalBus,
   policies as globalPolicies,
+  HoldfastConfigError,
   type HoldfastEvent,
   parseOptions,
   realClock,
@@ -13,7 +14,7 @@ import {
   stateChangeEvents,
   warnOnce,
 } from '@holdfast/core';
-import { type NodeHandler, sendJson } from './health.js';
+import { type NodeHandler, readOnly, SECURITY_HEADERS, sendJson } from './health.js';
 import { type DashboardOptions, dashboardOptionsSchema } from './options.js';
 import { PAGE_CSP, page } from './page.js';
 import type { StreamView } from './state.js';
@@ -59,6 +60,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
     o.policies ?? globalPolicies,
     () => clock.now(),
     (): StreamView => feed.view(),
+    o.critical,
   );
   const feed: Feed = new Feed(bus, clock, o, {
     snapshot: () => `event: snapshot\ndata: ${state.json()}\n\n`,
@@ -81,10 +83,7 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
       else sendJson(res, 404, { error: 'not found' });
       return;
     }
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD' }).end();
-      return;
-    }
+    if (!readOnly(req, res)) return;
     if (closed) {
       sendJson(res, 503, { error: 'the dashboard is closed' });
       return;
@@ -126,9 +125,6 @@ export function dashboard(options: DashboardOptions = {}): DashboardHandler {
 /** Feeds whose bus would not take a listener, told once each. */
 const told = new WeakSet<object>();
 
-/** On every response of the dashboard: no sniffing a feed into a page, no URL passed on to another site. */
-const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' } as const;
-
 /** Writes a JSON text, never cached. */
 function sendText(res: ServerResponse, text: string, headOnly: boolean): void {
   res.writeHead(200, {
@@ -165,7 +161,8 @@ class Feed {
   #offs: (() => void)[] = [];
   #tick: unknown;
   #settle: unknown;
-  #sinceBeat = 0;
+  /** What the running timer waits, and what is due after it: ms to the next snapshot and the next heartbeat. */
+  #due = { step: 0, snapshot: 0, beat: 0 };
   /** The last snapshot written, and when: a page that opens within the interval gets it as it is. */
   #latest: { readonly bytes: Buffer; readonly at: number } | undefined;
   readonly interval: number;
@@ -323,8 +320,18 @@ class Feed {
       throw error;
     }
     this.#offs = offs;
-    this.#sinceBeat = 0;
-    this.#tick = this.clock.setTimeout(this.#loop, this.interval);
+    this.#due = { step: 0, snapshot: this.interval, beat: HEARTBEAT_MS };
+    this.#next();
+  }
+
+  /**
+   * Sets the one timer for what is due first, a snapshot or a heartbeat. Counted in intervals, a
+   * 60 s interval sent no heartbeat, and proxies cut streams idle for 30-60 s.
+   */
+  #next(): void {
+    const due = this.#due;
+    due.step = Math.min(due.snapshot, due.beat);
+    this.#tick = this.clock.setTimeout(this.#loop, due.step);
   }
 
   #stop(): void {
@@ -353,14 +360,19 @@ class Feed {
     // server.close() waits for open connections: end ours so it can finish.
     for (const page of [...this.#pages]) if (serverOf(page.req)?.listening === false) page.end();
     if (this.#pages.size === 0) return;
-    this.#broadcast(this.#snapshot(true));
-    this.#sinceBeat += this.interval;
-    if (this.#sinceBeat >= HEARTBEAT_MS) {
-      this.#sinceBeat = 0;
+    const due = this.#due;
+    due.snapshot -= due.step;
+    due.beat -= due.step;
+    if (due.snapshot <= 0) {
+      due.snapshot = this.interval;
+      this.#broadcast(this.#snapshot(true));
+    }
+    if (due.beat <= 0 && this.#pages.size > 0) {
+      due.beat = HEARTBEAT_MS;
       this.#broadcast(': heartbeat\n\n');
     }
     // Every page may have been dropped meanwhile: a timer set now would run beside the next #start()'s.
-    if (this.#pages.size > 0) this.#tick = this.clock.setTimeout(this.#loop, this.interval);
+    if (this.#pages.size > 0) this.#next();
   };
 }
 
@@ -368,6 +380,8 @@ const serverOf = (req: IncomingMessage) => (req.socket as { server?: { listening
 
 /** The parts of a Fastify instance {@link fastifyDashboard} uses. */
 export interface FastifyLikeInstance {
+  /** The prefix the plugin was registered with (`app.register(plugin, { prefix })`); '' for none. */
+  readonly prefix?: string;
   /**
    * Registers a route for every method, as `fastify.all(path, handler)` does: the dashboard
    * answers GET and HEAD, and 405 with `Allow: GET, HEAD` to the others.
@@ -379,19 +393,30 @@ export interface FastifyLikeInstance {
 }
 
 /**
- * A Fastify plugin serving the dashboard at its `path` (register it without a prefix).
+ * A Fastify plugin serving the dashboard at its `path`. Registered with a `prefix`, the path is
+ * still the full one, as with Express: `dashboard({ path: '/ops/holdfast' })` under `prefix: '/ops'`;
+ * a path not under the prefix is refused (every route would 404).
  *
  * @example
  * await app.register(fastifyDashboard(dashboard({ path: '/holdfast' })));
  */
 export function fastifyDashboard(handler: DashboardHandler) {
   return (app: FastifyLikeInstance, _options: unknown, done: (error?: Error) => void): void => {
+    const prefix = (app.prefix ?? '').replace(/\/+$/, '');
+    const path = handler.path;
+    if (prefix !== '' && path !== prefix && !path.startsWith(`${prefix}/`)) {
+      const message = `does not hold the dashboard's path "${path || '/'}" (every route would 404): give dashboard({ path: "${prefix}${path}" }), or register without a prefix`;
+      done(new HoldfastConfigError('fastifyDashboard', [{ path: 'prefix', message, value: prefix }]));
+      return;
+    }
     const route = (request: { raw: IncomingMessage }, reply: { raw: ServerResponse; hijack(): unknown }) => {
       reply.hijack();
       handler(request.raw, reply.raw);
     };
-    app.all(handler.path || '/', route);
-    app.all(`${handler.path}/*`, route);
+    // Fastify puts the prefix in front of each route: registered as the rest of the path.
+    const rest = path.slice(prefix.length);
+    app.all(rest || '/', route);
+    app.all(`${rest}/*`, route);
     done();
   };
 }

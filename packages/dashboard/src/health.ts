@@ -4,15 +4,20 @@ import { type HealthReportOptions, healthReport, healthReportOptionsSchema, pars
 /** A `node:http` request handler; Express mounts it as it is (`next` is its third argument). */
 export type NodeHandler = (req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void) => void;
 
+/** On every response: no sniffing a feed into a page, no URL passed on to another site. */
+export const SECURITY_HEADERS = { 'x-content-type-options': 'nosniff', 'referrer-policy': 'no-referrer' } as const;
+
 /**
  * A readiness endpoint: `healthReport()` as JSON, with status 200 when ready and 503 when not.
  * Mount it with Express (`app.get('/health', healthHandler())`), Fastify
- * (`app.get('/health', toFastify(healthHandler()))`) or `node:http`.
+ * (`app.get('/health', toFastify(healthHandler()))`) or `node:http`. Methods other than GET and
+ * HEAD get 405.
  */
 export function healthHandler(options: HealthReportOptions = {}): NodeHandler {
   // Checked once here: a bad option would otherwise serve 503 on every request, with no word why.
   parseOptions('healthHandler', healthReportOptionsSchema, options);
   return (req, res) => {
+    if (!readOnly(req, res)) return;
     let report: ReturnType<typeof healthReport>;
     try {
       report = healthReport(options);
@@ -26,6 +31,13 @@ export function healthHandler(options: HealthReportOptions = {}): NodeHandler {
   };
 }
 
+/** Whether `req` is a GET or a HEAD; answers 405 to any other method (a POST is no way to read). */
+export function readOnly(req: IncomingMessage, res: ServerResponse): boolean {
+  if (req.method === 'GET' || req.method === 'HEAD') return true;
+  res.writeHead(405, { allow: 'GET, HEAD', 'content-length': 0, ...SECURITY_HEADERS }).end();
+  return false;
+}
+
 /** Writes `body` as JSON, never cached. */
 export function sendJson(res: ServerResponse, status: number, body: unknown, headOnly = false): void {
   const text = JSON.stringify(body);
@@ -33,6 +45,7 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
     'content-type': 'application/json; charset=utf-8',
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',
+    ...SECURITY_HEADERS,
   });
   res.end(headOnly ? undefined : text);
 }

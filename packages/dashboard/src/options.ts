@@ -1,4 +1,4 @@
-import { busOption, clockOption, type PolicyRegistry } from '@holdfast/core';
+import { busOption, clockOption, fnOption, type HealthCheck, type PolicyRegistry } from '@holdfast/core';
 import { z } from 'zod';
 
 /** Validates the options of {@link dashboard}; {@link DashboardOptions} is inferred from it. */
@@ -20,6 +20,12 @@ export const dashboardOptionsSchema = z.strictObject({
     .regex(/^\/[^?#\s]*$/, { error: 'must be a URL path starting with "/"' })
     // The page asks `<path>/snapshot`: "//host" (or "/\\host", the same to a browser) is another host.
     .regex(/^(?!\/\/)[^\\]*$/, { error: 'must not start with "//" nor hold a backslash' })
+    // Matched against the URL as the browser sends it: a path it sends otherwise (`é` as `%C3%A9`,
+    // `"` as `%22`, a dot segment resolved) would 404 for good.
+    .refine((p) => !/^\/(?!\/)[^?#\s\\]*$/.test(p) || asked(p) === p, {
+      error: (issue) =>
+        `would never match: a browser asks for "${asked(issue.input as string)}" instead; write it as a browser sends it (non-ASCII, quotes and control characters percent-encoded, no "." or ".." segment)`,
+    })
     .transform((p) => (p.length > 1 ? p.replace(/\/+$/, '') : ''))
     .default('/holdfast'),
   /** The page's title and heading. @default 'holdfast' */
@@ -44,7 +50,15 @@ export const dashboardOptionsSchema = z.strictObject({
     .default(2 ** 20),
   /** The clock snapshots are stamped with. @default the real clock */
   clock: clockOption.optional(),
+  /**
+   * Which failing checks make the page say "Not ready", as `healthReport({ critical })`: give it the
+   * same function as `healthHandler({ critical })`, so the page and /health agree. @default every check
+   */
+  critical: fnOption<(check: HealthCheck) => boolean>().optional(),
 });
+
+/** The path a browser asks for when told to open `path`. */
+const asked = (path: string): string => new URL(path, 'http://h').pathname;
 
 /** Options of {@link dashboard}. */
 export type DashboardOptions = z.input<typeof dashboardOptionsSchema>;

@@ -7,14 +7,15 @@ import {
   type EventType,
   eventTypes,
   type FailoverView,
+  type HealthCheck,
   type HealthReport,
   type HoldfastEvent,
   healthReport,
+  hiddenName,
   hideSecrets,
   PassMemo,
   type PolicyRegistry,
   type PolicySnapshot,
-  Redactor,
   readBreaker,
   readBudget,
   readFailover,
@@ -142,7 +143,6 @@ function bounded<V>(make: () => V): Bounded<V> {
 // A snapshot of a kind the page does not know is served as it is, but for secrets: a URL's
 // credentials and secret query parameters (any scheme: redis://, postgres://), and the values
 // under keys that name a credential.
-const redactor = new Redactor();
 const SECRET_KEY =
   /^(?:authorization|proxy-authorization|cookie|set-cookie|password|passwd|secret|client[-_]?secret|token|access[-_]?token|refresh[-_]?token|api[-_]?key)$/i;
 /**
@@ -160,7 +160,9 @@ const namesSecret = (key: string): boolean => {
     .split(/[^a-z0-9]+/);
   return words.some((w, i) => SECRET_WORD.test(w) || SECRET_PAIR.test(`${w} ${words[i + 1]}`));
 };
-const hideUrls = (text: string): string => (text.includes('://') ? redactor.text(text) : text);
+/** A header's name that names a credential (`Authorization`, `X-Api-Key`), in a list. */
+const namesCredential = (v: unknown): v is string =>
+  typeof v === 'string' && /^[a-z][\w-]{0,63}$/i.test(v) && (SECRET_KEY.test(v) || namesSecret(v));
 const hideValues = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
   // What a key that names a credential among other words holds: a text, or a list, a map or a
@@ -171,12 +173,21 @@ const hideValues = (key: string, value: unknown): unknown => {
   )
     return '***';
   if (typeof value === 'string') return hideSecrets(value);
-  // A URL may be a key too (endpoints by their target): JSON.stringify shows keys as they are.
+  // A key may hold a secret too (stats per target: a DSN, `/callback?access_token=`, `password=`):
+  // JSON.stringify shows keys as they are. Hidden as names are (each worked out once).
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const keys = Object.keys(value);
-    if (keys.some((k) => k.includes('://'))) {
-      return Object.fromEntries(keys.map((k) => [hideUrls(k), (value as Record<string, unknown>)[k]]));
+    if (keys.some((k) => hiddenName(k) !== k)) {
+      return Object.fromEntries(keys.map((k) => [hiddenName(k), (value as Record<string, unknown>)[k]]));
     }
+  }
+  // A header list as Node gives it (`rawHeaders`: name, value, name, value): a value after a
+  // credential's name is hidden as the value of a key by that name.
+  if (Array.isArray(value) && value.some(namesCredential)) {
+    return value.map((v, i) => {
+      const name: unknown = value[i - 1];
+      return i % 2 === 1 && namesCredential(name) ? hideValues(name, v) : v;
+    });
   }
   return value;
 };
@@ -198,6 +209,7 @@ export class DashboardState {
   readonly #policies: PolicyRegistry;
   readonly #now: () => number;
   readonly #stream: () => StreamView;
+  readonly #critical: ((check: HealthCheck) => boolean) | undefined;
   readonly #breakers = bounded<Recent>(() => ({ state: undefined, latencies: [], failures: [] }));
   readonly #retries = bounded(() => ({ attempts: 0, giveUps: 0, budgetRejections: 0 }));
   readonly #idempotency = bounded((): Record<string, number> => ({}));
@@ -210,14 +222,24 @@ export class DashboardState {
   /** The entries of the build under way, as a registry the health report reads: one, so it keeps its names from build to build. */
   #built: PolicySnapshot[] = [];
   readonly #builtRegistry = { snapshots: () => this.#built } as Partial<PolicyRegistry> as PolicyRegistry;
-  /** A JSON replacer: every text as core shows it, for what its emitter may not have hidden (a user's own policy on the bus). */
+  /**
+   * A JSON replacer: every text as core shows it, for what its emitter may not have hidden (a user's
+   * own policy on the bus), and a bigint as a number (an event timed with hrtime.bigint()): JSON.stringify throws on one.
+   */
   readonly #shown = (_key: string, value: unknown): unknown =>
-    typeof value === 'string' ? this.#texts.get(value) : value;
+    typeof value === 'string' ? this.#texts.get(value) : typeof value === 'bigint' ? Number(value) : value;
 
-  constructor(bus: Bus, policies: PolicyRegistry, now: () => number, stream: () => StreamView) {
+  constructor(
+    bus: Bus,
+    policies: PolicyRegistry,
+    now: () => number,
+    stream: () => StreamView,
+    critical?: (check: HealthCheck) => boolean,
+  ) {
     this.#policies = policies;
     this.#now = now;
     this.#stream = stream;
+    this.#critical = critical;
     // Every listener put on while constructing, taken off if a later on() throws (a user's bus):
     // they fed a dashboard nobody holds, for good.
     const made: (() => void)[] = [];
@@ -242,6 +264,8 @@ export class DashboardState {
   /** Listens for what snapshots do not hold; returns what takes each listener off. */
   #listen(bus: Pick<Bus, 'on'>, policies: PolicyRegistry): (() => void)[] {
     const call = (failed: boolean) => (e: { source: string; latency: number }) => {
+      // A user's own policy may time its calls otherwise (hrtime.bigint(): a bigint of ns): not a point of the sparkline.
+      if (typeof e.latency !== 'number' || !Number.isFinite(e.latency) || e.latency < 0) return;
       const r = this.#breakers.touch(e.source);
       r.latencies.push(e.latency);
       r.failures.push(failed);
@@ -280,13 +304,24 @@ export class DashboardState {
     // A breaker that leaves the registry (disposed, evicted from a breakerRegistry) is gone:
     // its last state must not keep it on the page, listed open forever.
     if (typeof policies.onUnregister === 'function') {
-      offs.push(policies.onUnregister((_kind, name) => this.#breakers.delete(name)));
+      // Per kind: a breaker leaves the page when the last breaker of its name goes, whether or not
+      // a failover set of that name stays (listed open for good, it was).
+      offs.push(
+        policies.onUnregister(
+          (kind, name) => {
+            if (kind === 'breaker') this.#breakers.delete(name);
+          },
+          { perKind: true },
+        ),
+      );
     }
     return offs;
   }
 
   snapshot(): DashboardSnapshot {
-    const breakers = new Map<string, BreakerRow>();
+    // A list, not a map by name: two breakers registered under one name are two rows (one may be open).
+    const breakers: BreakerRow[] = [];
+    const registered = new Set<string>();
     const failovers: FailoverView[] = [];
     const budgets: BudgetView[] = [];
     const others: { kind: string; name: string; snapshot: unknown }[] = [];
@@ -295,7 +330,7 @@ export class DashboardState {
     this.#built = entries;
     let health: HealthReport;
     try {
-      health = healthReport({ policies: this.#builtRegistry });
+      health = healthReport({ policies: this.#builtRegistry, critical: this.#critical });
     } finally {
       this.#built = [];
     }
@@ -306,8 +341,10 @@ export class DashboardState {
         const b = kind === 'breaker' ? readBreaker(name, snapshot) : undefined;
         const f = kind === 'failover' ? readFailover(name, snapshot) : undefined;
         const g = kind === 'budget' ? readBudget(name, snapshot) : undefined;
-        if (b) breakers.set(name, Object.assign({}, b, this.#recent(name, b.failureRate)));
-        else if (f) failovers.push(f);
+        if (b) {
+          breakers.push(Object.assign({}, b, this.#recent(name, b.failureRate)));
+          registered.add(name);
+        } else if (f) failovers.push(f);
         else if (g) budgets.push(g);
         else if (entry.error === undefined && this.#limits.take(kind, name, snapshot)) continue;
         else
@@ -322,9 +359,9 @@ export class DashboardState {
       }
     }
     for (const [name, r] of this.#breakers.entries()) {
-      if (breakers.has(name) || r.state === undefined) continue;
+      if (registered.has(name) || r.state === undefined) continue;
       const none = { p50: null, p95: null, p99: null };
-      breakers.set(name, {
+      breakers.push({
         name,
         state: r.state,
         calls: null,
@@ -338,7 +375,7 @@ export class DashboardState {
     return {
       time: this.#now(),
       health,
-      breakers: [...breakers.values()],
+      breakers,
       failovers,
       budgets,
       retries: counted(this.#retries),
@@ -359,15 +396,62 @@ export class DashboardState {
     return { recent: [...r.latencies], failureRate: rate };
   }
 
-  /** The snapshot as JSON text; never throws, whatever a registered snapshot holds. */
+  /** The snapshot as JSON text; never throws, whatever a registered snapshot or an event holds. */
   json(): string {
+    let built: Partial<DashboardSnapshot> = {};
     try {
-      return this.#texts.pass(() => JSON.stringify(this.snapshot(), this.#shown));
+      return this.#texts.pass(() => JSON.stringify((built = this.snapshot()), this.#shown));
     } catch (error) {
-      // No message: it may quote what a snapshot holds.
-      const why = error instanceof Error ? error.name : typeof error;
-      return JSON.stringify({ time: this.#now(), error: `snapshot failed (${why})` });
+      return this.#partial(built, error);
     }
+  }
+
+  /**
+   * What can be shown of a snapshot that failed (a cycle in an event's field, a `toJSON` that
+   * throws): each part JSON can write, an empty one for the others, and a check that says so. Any
+   * snapshot of this shape renders: `{ time, error }` alone made the page's render() throw.
+   */
+  #partial(built: Partial<DashboardSnapshot>, error: unknown): string {
+    // No message: it may quote what a snapshot holds.
+    const why = `snapshot failed (${snapshotErrorLabel(error)})`;
+    const now = this.#now();
+    let health = built.health;
+    try {
+      health ??= healthReport({ policies: this.#policies, critical: this.#critical });
+    } catch {
+      // As the /health handlers answer when the report throws.
+      health = { status: 'fail', ready: false, time: now, checks: [] };
+    }
+    const check: HealthCheck = { kind: 'dashboard', name: 'snapshot', status: 'warn', reason: why };
+    const fallback: DashboardSnapshot = {
+      time: now,
+      health: {
+        ...health,
+        status: health.status === 'pass' ? 'warn' : health.status,
+        checks: [...health.checks, check],
+      },
+      breakers: [],
+      failovers: [],
+      budgets: [],
+      retries: [],
+      idempotency: [],
+      anomalies: [],
+      others: [],
+      chaos: { active: false, injected: [], toxics: [], drill: null },
+      limits: { bulkheads: [], rateLimiters: [], adaptive: [], throttles: [], hedges: [], events: [] },
+      stream: built.stream ?? { clients: 0, dropped: 0, refused: 0 },
+    };
+    const parts = Object.entries(fallback).map(([key, empty]) => {
+      const part = key === 'time' || key === 'health' ? empty : (built[key as keyof DashboardSnapshot] ?? empty);
+      let text: string | undefined;
+      try {
+        text = JSON.stringify(part, this.#shown);
+      } catch {
+        text = JSON.stringify(empty);
+      }
+      return `${JSON.stringify(key)}:${text ?? 'null'}`;
+    });
+    return `{${parts.join(',')},"error":${JSON.stringify(why)}}`;
   }
 
   /** An event as JSON text, every text in it shown as in the snapshot. */
