@@ -1,6 +1,6 @@
 import { type EventOf, hiddenName, OTHER_POLICY, PolicyLabels } from '@holdfast/core';
-import type { Attributes, BatchObservableResult, Meter } from '@opentelemetry/api';
-import { type Handlers, keyOf } from './metrics.js';
+import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
+import { type Handlers, observing, type Part } from './metrics.js';
 import { attributeNames as A, metricNames as M } from './names.js';
 
 /**
@@ -9,18 +9,7 @@ import { attributeNames as A, metricNames as M } from './names.js';
  * `chaos.toxic` events as emitted (not labelled as a policy's): proxies never register, so never
  * leave the registry, and are labelled apart (see `active`).
  */
-export function meterChaos(
-  meter: Meter,
-  maxPolicies: number,
-): { handlers: Handlers; toxic: (e: EventOf<'chaos.toxic'>) => void; dispose: () => void } {
-  const injections = meter.createObservableCounter(M.chaosInjections, {
-    unit: '{injection}',
-    description: 'Faults injected into calls on purpose by @holdfast/chaos, by kind.',
-  });
-  const toxics = meter.createObservableUpDownCounter(M.chaosToxicsActive, {
-    unit: '{toxic}',
-    description: 'Fault proxy toxics on now, by proxy and toxic type.',
-  });
+export function meterChaos(maxPolicies: number): Part & { toxic: (e: EventOf<'chaos.toxic'>) => void } {
   const injected = new Map<string, { attributes: Attributes; value: number }>();
   // Per proxy (by its name as given), the names of its toxics on now, by toxic type. One whose
   // toxics all went off is observed at 0 once, then leaves and frees its place: a row kept for
@@ -31,7 +20,7 @@ export function meterChaos(
   const handlers: Handlers = {
     'chaos.inject': (e) => {
       const kind = hiddenName(e.kind);
-      const key = keyOf([e.source, kind]);
+      const key = JSON.stringify([e.source, kind]);
       const row = injected.get(key);
       if (row) row.value++;
       else injected.set(key, { attributes: { [A.policy]: e.source, [A.chaosKind]: kind }, value: 1 });
@@ -47,7 +36,7 @@ export function meterChaos(
     if (e.active) names.add(e.name);
     else names.delete(e.name);
   };
-  const observe = (result: BatchObservableResult) => {
+  const observe = (result: BatchObservableResult, injections: Observable, toxics: Observable) => {
     for (const row of injected.values()) result.observe(injections, row.value, row.attributes);
     // Summed per label: `_other` stands for many proxies.
     const rows = new Map<string, { attributes: Attributes; value: number }>();
@@ -66,6 +55,16 @@ export function meterChaos(
     }
     for (const row of rows.values()) result.observe(toxics, row.value, row.attributes);
   };
-  meter.addBatchObservableCallback(observe, [injections, toxics]);
-  return { handlers, toxic, dispose: () => meter.removeBatchObservableCallback(observe, [injections, toxics]) };
+  const attach = (meter: Meter) => {
+    const injections = meter.createObservableCounter(M.chaosInjections, {
+      unit: '{injection}',
+      description: 'Faults injected into calls on purpose by @holdfast/chaos, by kind.',
+    });
+    const toxics = meter.createObservableUpDownCounter(M.chaosToxicsActive, {
+      unit: '{toxic}',
+      description: 'Fault proxy toxics on now, by proxy and toxic type.',
+    });
+    return observing(meter, [injections, toxics], (result) => observe(result, injections, toxics));
+  };
+  return { handlers, toxic, attach };
 }

@@ -10,7 +10,7 @@ import {
   shieldBus,
 } from '@holdfast/core';
 import { trace } from '@opentelemetry/api';
-import { type Metering, startMetering } from './metering.js';
+import { type Metering, runAll, startMetering } from './metering.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
 import { annotate, joinSpans } from './spans.js';
 
@@ -46,8 +46,9 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   const stop = () => {
     if (!active) return;
     active = false;
-    for (const off of offs) off();
-    metering?.dispose();
+    // Each step, whatever one throws (a meter that cannot take its callbacks off): its place on
+    // the meter provider is freed all the same. Then the first error is told.
+    runAll([...offs, () => metering?.dispose()]);
   };
   try {
     if (o.metrics) {
@@ -84,7 +85,11 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
   } catch (error) {
     // All or nothing: a bus, meter or tracer provider of the user's that throws halfway leaves no
     // listener, no gauge callback and no place on a provider behind.
-    stop();
+    try {
+      stop();
+    } catch {
+      // The setup's error (a refusal: why) is the one to tell.
+    }
     throw error;
   }
   return stop;

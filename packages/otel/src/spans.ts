@@ -6,7 +6,14 @@ import {
   hiddenName,
   stateChangeEvents,
 } from '@holdfast/core';
-import { type Attributes, type Span, type Tracer, type TracerProvider, trace } from '@opentelemetry/api';
+import {
+  type Attributes,
+  ProxyTracerProvider,
+  type Span,
+  type Tracer,
+  type TracerProvider,
+  trace,
+} from '@opentelemetry/api';
 import { shortCode } from './metrics.js';
 import { attributeNames as A } from './names.js';
 
@@ -109,13 +116,21 @@ const annotating = new WeakMap<
 >();
 
 /**
+ * Where a provider's spans go: the global one (`trace.getTracerProvider()`) is the API's proxy,
+ * over the SDK's provider that may be given as well, so through its delegate (read each time: the
+ * SDK may register after the proxy was taken).
+ */
+const spansOf = (provider: TracerProvider): TracerProvider =>
+  provider instanceof ProxyTracerProvider ? provider.getDelegate() : provider;
+
+/**
  * Puts one instrument()'s `annotator` in line to annotate `bus`'s events: the first in line still
  * running does, so two instrument()s of one bus (a meter provider each) put each event on its
  * span once and give a state change one span. The first subscribes (with `on`) listeners that stay
  * while the line has one. Returns what takes `annotator` out of line.
  *
- * Throws HoldfastConfigError when the bus's spans go to another tracer provider: every event would
- * go twice on the active span, whatever its provider.
+ * Throws HoldfastConfigError when the bus's spans go to another tracer provider (the global one and
+ * the SDK's under it are one): every event would go twice on the active span, whatever its provider.
  */
 export function joinSpans(
   bus: object,
@@ -124,7 +139,7 @@ export function joinSpans(
   on: (type: EventType, listener: (event: HoldfastEvent) => void) => () => void,
 ): () => void {
   let shared = annotating.get(bus);
-  if (shared !== undefined && shared.provider !== provider) {
+  if (shared !== undefined && spansOf(shared.provider) !== spansOf(provider)) {
     const message =
       "is not the one this bus's spans go to (another instrument()'s); pass spans: false or stop the other first";
     throw new HoldfastConfigError('instrument', [{ path: 'tracerProvider', message }]);

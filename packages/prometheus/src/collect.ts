@@ -61,8 +61,15 @@ export function collect(options: CollectOptions = {}): StopCollecting {
   const stop = () => {
     if (!active) return;
     active = false;
-    for (const off of offs) off();
-    for (const [n, metric] of owned) if (registry.getSingleMetric(n) === metric) registry.removeSingleMetric(n);
+    // Each step, whatever one throws (a registry that will not remove a metric): the others go all
+    // the same. Then the first error is told.
+    const steps = [...offs];
+    for (const [n, metric] of owned) {
+      steps.push(() => {
+        if (registry.getSingleMetric(n) === metric) registry.removeSingleMetric(n);
+      });
+    }
+    runAll(steps);
   };
   try {
     start(o, registry, owned, offs);
@@ -77,6 +84,21 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     throw error;
   }
   return stop;
+}
+
+/** Runs every step, whatever one throws; then throws the first error thrown, if any. */
+function runAll(steps: readonly (() => void)[]): void {
+  let failed = false;
+  let first: unknown;
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      if (!failed) first = error;
+      failed = true;
+    }
+  }
+  if (failed) throw first;
 }
 
 /** Registers the metrics (each in `owned` once on the registry) and subscribes (each in `offs`). */

@@ -18,14 +18,16 @@ export function wireLabel(value: string): string {
 }
 
 /**
- * One key for a list of values, exact for any values: each is length-prefixed, so `a`, `b\0c`
- * and `a\0b`, `c` (one key when joined with `\0`) stay two.
+ * One key for a list of label values, exact as prom-client tells series apart: each is
+ * length-prefixed, so `a`, `b\0c` and `a\0b`, `c` (one key when joined with `\0`) stay two, and
+ * undefined (no label: prom-client leaves it out) is `-`, apart from the text "undefined". Other
+ * values as prom-client writes them (1 and '1' are one series to it).
  */
 export function keyOf(values: readonly unknown[]): string {
   let key = '';
   for (const value of values) {
     const text = String(value);
-    key += `${text.length}:${text}`;
+    key += value === undefined ? '-' : `${text.length}:${text}`;
   }
   return key;
 }
