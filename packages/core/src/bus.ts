@@ -255,6 +255,24 @@ class EventBus implements Bus {
   }
 }
 
+/**
+ * Runs every step of a teardown, whatever one throws, then throws the first error thrown, if any:
+ * one failing step (a user's registry or meter that throws) leaves none of the others undone.
+ */
+export function runAll(steps: Iterable<() => void>): void {
+  let failed = false;
+  let first: unknown;
+  for (const step of steps) {
+    try {
+      step();
+    } catch (error) {
+      if (!failed) first = error;
+      failed = true;
+    }
+  }
+  if (failed) throw first;
+}
+
 /** User buses whose throw was told already: once per bus, however many policies share it. */
 const toldBuses = new WeakSet<Bus>();
 

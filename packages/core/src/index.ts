@@ -11,6 +11,7 @@ export {
   channelPrefix,
   createBus,
   type Listener,
+  runAll,
   shieldBus,
   type Unsubscribe,
 } from './bus.js';

@@ -7,10 +7,11 @@ import {
   PolicyLabels,
   parseOptions,
   plainPolicies,
+  runAll,
   shieldBus,
 } from '@holdfast/core';
 import { trace } from '@opentelemetry/api';
-import { type Metering, runAll, startMetering } from './metering.js';
+import { type Metering, startMetering } from './metering.js';
 import { type InstrumentOptions, instrumentOptionsSchema } from './options.js';
 import { annotate, joinSpans } from './spans.js';
 

@@ -4,6 +4,7 @@ import {
   HoldfastConfigError,
   type HoldfastEvent,
   type PolicyRegistry,
+  runAll,
 } from '@holdfast/core';
 import { createNoopMeter, type Meter, type MeterProvider, metrics } from '@opentelemetry/api';
 import { meterChaos } from './chaos.js';
@@ -25,21 +26,6 @@ export interface MeteringOptions {
   readonly policies: PolicyRegistry;
   readonly label: (name: string) => string;
   readonly maxPolicies: number;
-}
-
-/** Runs every step, whatever one throws; then throws the first error thrown, if any. */
-export function runAll(steps: Iterable<() => void>): void {
-  let failed = false;
-  let first: unknown;
-  for (const step of steps) {
-    try {
-      step();
-    } catch (error) {
-      if (!failed) first = error;
-      failed = true;
-    }
-  }
-  if (failed) throw first;
 }
 
 /**

@@ -17,6 +17,7 @@ import {
   readBreaker,
   readBudget,
   readFailover,
+  runAll,
   shieldBus,
 } from '@holdfast/core';
 import { Counter, Gauge, type GaugeConfiguration, Histogram, type Metric, register } from 'prom-client';
@@ -84,21 +85,6 @@ export function collect(options: CollectOptions = {}): StopCollecting {
     throw error;
   }
   return stop;
-}
-
-/** Runs every step, whatever one throws; then throws the first error thrown, if any. */
-function runAll(steps: readonly (() => void)[]): void {
-  let failed = false;
-  let first: unknown;
-  for (const step of steps) {
-    try {
-      step();
-    } catch (error) {
-      if (!failed) first = error;
-      failed = true;
-    }
-  }
-  if (failed) throw first;
 }
 
 /** Registers the metrics (each in `owned` once on the registry) and subscribes (each in `offs`). */
