@@ -27,7 +27,9 @@ export interface Plan {
 export async function planOf(input: FetchInput, init: RequestInit | undefined, signal: AbortSignal): Promise<Plan> {
   if (isRequest(input)) {
     const request = input;
-    const body = request.body === null || init?.body !== undefined ? null : await readAll(request.body, signal);
+    // init's body replaces the Request's; a null one (or undefined) is none given, as fetch reads it.
+    const given = init?.body ?? null;
+    const body = request.body === null || given !== null ? null : await readAll(request.body, signal);
     // What fetch honours of a Request besides URL, method, headers and body; init's own win.
     const merged: RequestInit = Object.assign(ownOptions(request), init);
     return {
@@ -35,8 +37,8 @@ export async function planOf(input: FetchInput, init: RequestInit | undefined, s
       url: request.url,
       // init's headers replace the Request's, as fetch reads them: an Authorization left out is not sent.
       headers: init?.headers === undefined ? new Headers(request.headers) : headersOf(init.headers),
-      body: init?.body !== undefined ? init.body : body,
-      replayable: init?.body === undefined || isReplayable(init.body),
+      body: given ?? body,
+      replayable: isReplayable(given),
       init: merged,
     };
   }

@@ -167,10 +167,12 @@ class Client {
   readonly #total: Policy;
   readonly #statuses: ReadonlySet<number>;
   readonly #budget: RetryBudget | undefined;
-  /** With a set: the retry around its runs (the set pays into the budget). */
+  /** With a set: the retry around its runs (the set pays into the budget), and one given less time. */
   readonly #retry: Policy | undefined;
-  /** The retry of a call sent to one URL, not over a set. */
+  readonly #setRetryWithin: ((ms: number) => Policy) | undefined;
+  /** The retry of a call sent to one URL, not over a set, and one given less time. */
   readonly #plainRetry: Policy | undefined;
+  readonly #plainRetryWithin: ((ms: number) => Policy) | undefined;
   readonly #breakers: BreakerRegistry | undefined;
   readonly #set: Failover<string> | undefined;
   /** A call's retries through the set: on its first run (which pays into the budget), on later ones. */
@@ -301,11 +303,11 @@ class Client {
       // though the order was made. Its waits draw from the budget; failover counted the call.
       if (retryOptions) {
         const budget = this.#budget;
-        this.#retry = within('retry', () =>
+        this.#setRetryWithin = (maxElapsed) =>
           retry({
             name: `${o.name}.retry`,
             maxAttempts,
-            maxElapsed: this.#totalMs,
+            maxElapsed,
             ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
             ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
             retryOn: {
@@ -316,19 +318,19 @@ class Client {
             budget: budget === undefined ? false : withdrawOnly(budget),
             bus,
             clock,
-          }),
-        );
+          });
+        this.#retry = within('retry', () => this.#setRetryWithin?.(this.#totalMs) as Policy);
       }
     }
     // Without a set, and with one for a URL sent where it says (allowAbsoluteUrls): it pays into the budget.
     if (retryOptions && (this.#set === undefined || o.allowAbsoluteUrls)) {
-      this.#plainRetry = within('retry', () =>
+      this.#plainRetryWithin = (maxElapsed) =>
         retry({
           name: `${o.name}.retry`,
           maxAttempts,
           // A wait (Retry-After included) that would end past the total deadline is not made:
           // the last response is returned at once, as fetch would, instead of a TimeoutError later.
-          maxElapsed: this.#totalMs,
+          maxElapsed,
           ...(retryOptions.backoff ? { backoff: retryOptions.backoff } : {}),
           ...(retryOptions.jitter ? { jitter: retryOptions.jitter } : {}),
           // Hedges run retries of their own: every try of the call counts, theirs included (a
@@ -341,9 +343,19 @@ class Client {
           budget: this.#budget === undefined ? false : withdrawOnly(this.#budget),
           bus,
           clock,
-        }),
-      );
+        });
+      this.#plainRetry = within('retry', () => this.#plainRetryWithin?.(this.#totalMs) as Policy);
     }
+  }
+
+  /**
+   * `shared` (the retry given the whole total), or, for a retry starting later than its call (a
+   * Request's body read first, a hedge's delay), one given only what is left of the call's total:
+   * the deadline counts from the call's start, and a wait past it is not made.
+   */
+  #retryLeft(shared: Policy, make: ((ms: number) => Policy) | undefined, call: Call): Policy {
+    const left = call.ends - this.#elapsed();
+    return left >= this.#totalMs - 1 || make === undefined ? shared : make(Math.max(1, left));
   }
 
   /** A base URL as snapshots show it (redacted); the real one is kept here. */
@@ -373,11 +385,13 @@ class Client {
     const start = this.#elapsed();
     let call: Call | undefined;
     let response: Response;
+    /** With `throwOnHttpError`: the error thrown, carrying the response (its body cut at the total too). */
+    let thrown: unknown;
     try {
       try {
         response = await this.#total.execute(
           async (ctx) => {
-            call = await this.#prepare(input, init, ctx.signal, deadline.signal);
+            call = await this.#prepare(input, init, ctx.signal, deadline.signal, start + this.#totalMs);
             return this.#run(call, ctx);
           },
           { signal: deadline.signal },
@@ -385,27 +399,38 @@ class Client {
       } catch (error) {
         // A status worth retrying that was still failing when retries ran out: fetch returns it.
         const failed = httpErrorIn(error);
-        if (failed === undefined || failed.response !== call?.last || this.#o.throwOnHttpError) {
+        if (failed === undefined || failed.response !== call?.last) {
           // A failed response not returned (nor carried by the HttpError thrown) is read by nobody: its connection goes.
           if (call?.last !== failed?.response) discard(call?.last);
           throw error;
         }
         response = failed.response;
+        if (this.#o.throwOnHttpError) thrown = error;
       }
       // Disposed (or aborted) after the answer came, before it reached the caller: unanswered,
       // the call rejects, as a microtask earlier (its body, read under `deadline`, is cut already).
-      deadline.signal.throwIfAborted();
+      if (thrown === undefined) deadline.signal.throwIfAborted();
     } catch (error) {
+      // No response reaches the caller: every one still holding a place of the per-host cap goes.
+      call?.settle(undefined);
       unfollow();
       throw error;
     } finally {
       this.#unanswered.delete(deadline);
     }
     const answered = call as Call; // made before anything could answer
+    // Any other response holding a place (a hedged loser dropped by a policy above) goes.
+    answered.settle(response);
     // A hedged attempt's failed response, later than the one returned, is read by nobody.
     if (answered.lastFailed && answered.last !== response) discard(answered.last);
     const { plan } = answered;
     response = this.#coverBody(response, deadline, start, unfollow);
+    const carrier = httpErrorIn(thrown);
+    if (carrier !== undefined) {
+      // The HttpError's response is the caller's to read: its body is cut at the total, as a returned one's.
+      Object.defineProperty(carrier, 'response', { value: response, enumerable: false, configurable: true });
+      throw thrown;
+    }
     if (this.#o.throwOnHttpError && !response.ok) {
       throw new HttpError(plan.method, this.#redact.url(answered.lastUrl ?? plan.url), response);
     }
@@ -416,7 +441,13 @@ class Client {
    * The call, once a `Request`'s body has been read (until `signal`: the total deadline, the
    * caller's abort or dispose()), its route checked and its idempotency key set.
    */
-  async #prepare(input: FetchInput, init: RequestInit | undefined, signal: AbortSignal, reading: AbortSignal) {
+  async #prepare(
+    input: FetchInput,
+    init: RequestInit | undefined,
+    signal: AbortSignal,
+    reading: AbortSignal,
+    ends: number,
+  ) {
     const plan = await planOf(input, init, signal);
     // Disposed meanwhile (a Request's body read, or only this await): nothing is sent, and the
     // call rejects with E_DISPOSED, or with the caller's reason if its abort came first.
@@ -430,7 +461,8 @@ class Client {
     ) {
       plan.headers.set(header, crypto.randomUUID()); // one key per logical call, sent on every retry
     }
-    return new Call(this, plan, isSafeToRepeat(plan, header), !!plan.headers.get(header), reading, at, this.#elapsed);
+    const safe = isSafeToRepeat(plan, header);
+    return new Call(this, plan, safe, !!plan.headers.get(header), reading, at, this.#elapsed, ends);
   }
 
   /**
@@ -514,15 +546,16 @@ class Client {
     const set = this.#set;
     if (set !== undefined && call.at !== undefined) {
       if (this.#retry !== undefined && call.safe) {
-        return this.#retry.execute((c) => this.#over(set, call, c, hedged), ctx);
+        const retry = this.#retryLeft(this.#retry, this.#setRetryWithin, call);
+        return retry.execute((c) => this.#over(set, call, c, hedged), ctx);
       }
       return this.#over(set, call, ctx, hedged);
     }
     const url = call.plan.url;
-    const retry = this.#plainRetry;
-    if (retry === undefined || !call.safe) return call.attempt(url, ctx);
+    const shared = this.#plainRetry;
+    if (shared === undefined || !call.safe) return call.attempt(url, ctx);
     if (!hedged) this.#budget?.deposit();
-    return retry.execute((c) => call.attempt(url, c), ctx);
+    return this.#retryLeft(shared, this.#plainRetryWithin, call).execute((c) => call.attempt(url, c), ctx);
   }
 
   /**
@@ -623,7 +656,7 @@ class Client {
       };
     }
     const limiter = this.#limiterFor(host);
-    return limiter === undefined ? guarded(ctx) : holding(limiter, guarded, ctx, call.reading);
+    return limiter === undefined ? guarded(ctx) : holding(limiter, guarded, ctx, call);
   }
 
   /** The host's limiter, made on first use; past `maxHosts`, the least recently used idle one goes. */
@@ -788,6 +821,10 @@ class Call {
   #tryingSince = 0;
   /** Hedges waiting for the call's next try to start, or its other attempts to fail. */
   readonly #waiting = new Set<() => void>();
+  /** Responses holding a place of their host's limiter until their body ends. */
+  readonly held = new Set<Response>();
+  /** The call has returned or thrown: a response coming later is read by nobody. */
+  settled = false;
   /** Attempts of this call running, but hedges still waiting to go; and the error the last one failed with. */
   live = 0;
   failure: unknown;
@@ -804,6 +841,8 @@ class Call {
     readonly at: ((base: string) => string) | undefined,
     /** The client's monotonic time. */
     readonly elapsed: () => number,
+    /** When (on `elapsed`) the call's total deadline passes: it counts from the call's start. */
+    readonly ends: number,
   ) {}
 
   async attempt(url: string, ctx: CallContext): Promise<Response> {
@@ -830,6 +869,16 @@ class Call {
     } finally {
       this.#trying--;
     }
+  }
+
+  /**
+   * The call returns `kept` (or throws, with none): every other response still holding a place
+   * (a hedge's loser a policy above dropped without a look) is cancelled, its place freed.
+   */
+  settle(kept: Response | undefined): void {
+    this.settled = true;
+    for (const response of this.held) if (response !== kept) discard(response);
+    this.held.clear();
   }
 
   /** An attempt failed: hedges waiting see whether any other is left. */
@@ -941,8 +990,9 @@ function holding(
   limiter: Limiter,
   run: (ctx: CallContext) => Promise<Response>,
   ctx: CallContext,
-  reading: AbortSignal,
+  call: Call,
 ): Promise<Response> {
+  const { reading } = call;
   return new Promise((resolve, reject) => {
     limiter
       .execute(async (c) => {
@@ -951,17 +1001,27 @@ function holding(
         if (response.body === null || response.headers.get('content-length') === '0' || reading.aborted) {
           return resolve(response);
         }
+        // Answered once the call had settled (a hedge's loser): read by nobody.
+        if (call.settled) {
+          discard(response);
+          return resolve(response);
+        }
         await new Promise<void>((free) => {
+          let held: Response | undefined;
           const release = () => {
             reading.removeEventListener('abort', release);
+            if (held !== undefined) call.held.delete(held);
             free();
           };
           reading.addEventListener('abort', release, { once: true });
           try {
-            resolve(whenBodyEnds(response, release));
+            held = whenBodyEnds(response, release);
+            // Until the call settles: one it does not return is cancelled then (see Call.settle).
+            call.held.add(held);
           } catch {
-            resolve(response); // one Response() refuses (see #coverBody): held until the deadline
+            held = response; // one Response() refuses (see #coverBody): held until the deadline
           }
+          resolve(held);
         });
       }, ctx)
       .catch(reject);
@@ -983,13 +1043,22 @@ function whenBodyEnds(response: Response, done: () => void): Response {
       async pull(controller) {
         try {
           reader ??= source.getReader();
-          const chunk = await reader.read();
-          if (chunk.done) {
-            done();
-            controller.close();
-            controller.byobRequest?.respond(0); // a BYOB read waiting is told the end
-          } else if (chunk.value.byteLength > 0) {
-            controller.enqueue(owned(chunk.value)); // an empty one is skipped: pull comes again
+          // An empty chunk is skipped, read on here: a byte stream pulls again only if asked during the pull.
+          for (;;) {
+            const chunk = await reader.read();
+            if (chunk.done) {
+              done();
+              controller.close();
+              controller.byobRequest?.respond(0); // a BYOB read waiting is told the end
+              return;
+            }
+            if (!(chunk.value instanceof Uint8Array)) throw new TypeError('Received non-Uint8Array chunk');
+            if (chunk.value.byteLength > 0) {
+              // A copy: enqueue() on a byte stream transfers (detaches) the buffer, which may be
+              // the producer's still (a user's fetch serving one shared array, a tee()'s branches).
+              controller.enqueue(new Uint8Array(chunk.value));
+              return;
+            }
           }
         } catch (error) {
           // The source failed, or gave what a byte stream takes not (no bytes): read no further.
@@ -1007,14 +1076,6 @@ function whenBodyEnds(response: Response, done: () => void): Response {
   );
   const { status, statusText, headers } = response;
   return keep(new Response(body, { status, statusText, headers }), response); // headers: blob()'s type, formData()
-}
-
-/** `chunk`, whose buffer a byte stream takes: a view on part of one (a pooled Buffer) is copied first. */
-function owned(chunk: Uint8Array): Uint8Array {
-  const { buffer, byteOffset, byteLength } = chunk;
-  return byteOffset === 0 && byteLength === buffer.byteLength
-    ? chunk
-    : new Uint8Array(buffer.slice(byteOffset, byteOffset + byteLength));
 }
 
 /**
