@@ -139,12 +139,18 @@ function parts(t: unknown): { id: unknown; prev: unknown; off: number; fork: unk
 /**
  * `x` forked from the history `y` is live in: 1 when `x` was promoted out of it; -1 when `x` is a
  * snapshot of it loaded at start with nothing written since, `y` at or past it (`y` holds all `x`
- * holds, and every write acknowledged since); else 0 (it cannot tell: a split brain).
+ * holds, and every write acknowledged since); 1 when `y` is at or before where `x` forked (`y`
+ * took nothing since: `x` holds all it holds); else 0 (it cannot tell: a split brain).
  */
 function forkedFrom(x: ReturnType<typeof parts>, y: ReturnType<typeof parts>): number {
   if (x.fork === 'promoted') return 1;
-  return x.fork === 'copy' && y.off >= x.off ? -1 : 0;
+  if (x.fork === 'copy' && y.off >= x.off) return -1;
+  // `y` took nothing since `x` forked: it holds nothing `x` lacks (a promotion whose backlog wrapped).
+  return Number.isFinite(x.at) && y.off <= x.at ? 1 : 0;
 }
+
+/** A snapshot loaded at start with nothing written since (its offset where it forked). */
+const pureCopy = (t: ReturnType<typeof parts>) => t.fork === 'copy' && Number.isFinite(t.at) && t.off === t.at;
 
 /**
  * 1 when `x` and the snapshot `y`, forked from one history, `x` promoted out of it, or forked at
@@ -162,10 +168,12 @@ function overCopy(x: ReturnType<typeof parts>, y: ReturnType<typeof parts>): num
  * else they tie. Within one history (the same `replid`), the higher offset. Two forked from one
  * history: a snapshot loses to one promoted out of it (the old master restarted from its RDB after
  * its replica was promoted), and to one forked at or past all the snapshot holds of it; else a
- * tie. Offsets of unrelated histories are never compared: they say how much a master was written,
- * not whether it is the one to write to. Of two unrelated
- * histories, a promoted master outranks one never forked (the old master, or a node restarted
- * empty): a promotion is what a failover leaves behind. Otherwise they tie (0): neither is
+ * tie. One forked from the history the other is live in, whatever its backlog says, outranks it
+ * when the other is at or before the offset it forked at (the other took nothing since). Offsets
+ * of unrelated histories are never compared: they say how much a master was written, not whether
+ * it is the one to write to. Of two unrelated histories, a promoted master outranks one never
+ * forked (the old master, or a node restarted empty) and a snapshot loaded at start with nothing
+ * written since (nothing acknowledged by it is lost): a promotion is what a failover leaves behind. Otherwise they tie (0): neither is
  * written to. Antisymmetric for any values (an offset that is no number counts lowest).
  */
 export function compareRedisTokens(a: unknown, b: unknown): number {
@@ -178,7 +186,8 @@ export function compareRedisTokens(a: unknown, b: unknown): number {
   const rank = (t: typeof x) => (t.prev === noId ? 0 : t.fork === 'promoted' ? 2 : 1);
   if (x.prev !== noId && x.prev === y.prev) return 0 - overCopy(y, x) || overCopy(x, y);
   const [rx, ry] = [rank(x), rank(y)];
-  return rx === 2 && ry === 0 ? 1 : rx === 0 && ry === 2 ? -1 : 0;
+  if (rx === 2 && (ry === 0 || pureCopy(y))) return 1;
+  return ry === 2 && (rx === 0 || pureCopy(x)) ? -1 : 0;
 }
 
 /** Error replies that say the server cannot serve now: it is loading, busy, or its cluster or master is down. */
@@ -298,12 +307,17 @@ interface Sighting {
   until: number;
 }
 
-/** A target whose last check said master: its token, when (the check's start), whether its checks fail since. */
+/**
+ * A target whose last check said master: its token, when (the check's start), whether its checks
+ * fail since, and the token of the master elected over it (as the set fences: until it answers
+ * replica or a token that outranks that one).
+ */
 interface Master {
   token: RedisToken;
   at: number;
   stale: number;
   down: boolean;
+  lost: RedisToken | undefined;
 }
 
 /**
@@ -318,8 +332,10 @@ class Masters {
   readonly #seen = new Map<string, Sighting[]>();
 
   saw(target: object, token: RedisToken, at: number, stale: number): void {
+    const was = this.#now.get(target)?.lost;
+    const lost = was !== undefined && compareRedisTokens(token, was) <= 0 ? was : undefined;
     this.#now.delete(target); // to the back: the most recent last
-    this.#now.set(target, { token, at, stale, down: false });
+    this.#now.set(target, { token, at, stale, down: false, lost });
     if (this.#now.size > 64) this.#now.delete(this.#now.keys().next().value as object);
     const [id, , offset] = token;
     if (!Number.isFinite(offset)) return;
@@ -358,16 +374,8 @@ class Masters {
    * master's checks fail, at least the ms since it was last seen at an offset the replica has.
    */
   lag(replid: string, offset: number, now: number): number | undefined {
-    const top = new Map<string, Master>();
-    for (const m of this.#now.values()) {
-      if (now - m.at > m.stale) continue;
-      const same = top.get(m.token[0]);
-      if (same === undefined || compareRedisTokens(m.token, same.token) > 0) top.set(m.token[0], m);
-    }
-    if (top.size === 0) return 0;
-    const masters = [...top.values()];
-    const best = masters.filter((m) => masters.every((o) => o === m || compareRedisTokens(m.token, o.token) > 0));
-    const master = best.length === 1 ? best[0] : undefined;
+    const master = this.#elect(now);
+    if (master === 0) return 0;
     if (master === undefined || master.token[0] !== replid || !Number.isFinite(offset)) return undefined;
     const list = this.#seen.get(replid) ?? [];
     const i = list.findIndex((s) => s.offset > offset);
@@ -375,6 +383,31 @@ class Masters {
     const behind = i < 0 ? 0 : Math.max(0, now - (list[i] as Sighting).at);
     const passed = list[i < 0 ? list.length - 1 : i - 1];
     return master.down && passed !== undefined ? Math.max(behind, now - passed.until) : behind;
+  }
+
+  /**
+   * The master elected among those seen now, as a set elects: of those not outranked since, the one
+   * that outranks every other (which are then outranked: a later tie does not unseat it). 0 when none
+   * is seen now; undefined when none outranks every other (a split brain).
+   */
+  #elect(now: number): Master | 0 | undefined {
+    const top = new Map<string, Master>();
+    let seen = false;
+    for (const m of this.#now.values()) {
+      if (now - m.at > m.stale) continue;
+      seen = true;
+      if (m.lost !== undefined) continue;
+      const same = top.get(m.token[0]);
+      if (same === undefined || compareRedisTokens(m.token, same.token) > 0) top.set(m.token[0], m);
+    }
+    if (!seen) return 0;
+    const masters = [...top.values()];
+    const best = masters.filter((m) => masters.every((o) => o === m || compareRedisTokens(m.token, o.token) > 0));
+    const master = best.length === 1 ? best[0] : undefined;
+    if (master === undefined) return undefined;
+    for (const m of this.#now.values())
+      if (m !== master && now - m.at <= m.stale && m.lost === undefined) m.lost = master.token;
+    return master;
   }
 }
 

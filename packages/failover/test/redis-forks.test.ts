@@ -12,6 +12,7 @@ const none = '0000000000000000000000000000000000000000';
 const R = 'a'.repeat(40);
 const X = 'b'.repeat(40);
 const Y = 'c'.repeat(40);
+const Z = 'd'.repeat(40);
 
 /** `INFO replication` of a master, as Redis 7.0 writes it. */
 function master(replid: string, offset: number, fork?: { replid2: string; second: number; first: number }): string {
@@ -66,7 +67,14 @@ describe('compareRedisTokens: forks', () => {
     expect(compareRedisTokens(promoted, live)).toBe(1); // a failover: the promoted replica
     expect(compareRedisTokens(copy, live)).toBe(-1); // a replica restarted without replicaof, a restored backup
     expect(compareRedisTokens(written, live)).toBe(0); // cannot tell: a split brain
-    expect(compareRedisTokens(copy, [R, none, 40])).toBe(0); // the "live" one behind the copy: cannot tell
+    // The "live" one at or before where the other forked, whatever the fork kind: it took nothing
+    // since, the forked one holds all it holds (s37b: a promotion whose backlog wrapped, the old
+    // master idle since).
+    expect(compareRedisTokens(copy, [R, none, 40])).toBe(1);
+    expect(compareRedisTokens(written, [R, none, 51])).toBe(1);
+    expect(compareRedisTokens([R, none, 51], written)).toBe(-1);
+    expect(compareRedisTokens(written, [R, none, 52])).toBe(0);
+    expect(compareRedisTokens([Y, R, 90, 'unknown'], [R, none, 0])).toBe(0); // no forkedAt: cannot tell
     // The old master restarted off its RDB beside the replica promoted from it: the promoted one.
     expect(compareRedisTokens(promoted, [Y, R, 51, 'copy'])).toBe(1);
     expect(compareRedisTokens([Y, R, 51, 'copy'], promoted)).toBe(-1);
@@ -82,6 +90,13 @@ describe('compareRedisTokens: forks', () => {
     expect(compareRedisTokens(promoted, [Y, none, 0])).toBe(1);
     expect(compareRedisTokens(copy, [X, none, 0])).toBe(0);
     expect(compareRedisTokens(written, [X, none, 0])).toBe(0);
+    // A snapshot with nothing written since its load loses to a promotion of another history (s37b:
+    // the first old master back from its RDB after two failovers); written since, a tie.
+    const other = [Z, X, 500, 'promoted', 400];
+    expect(compareRedisTokens(other, copy)).toBe(1);
+    expect(compareRedisTokens(copy, other)).toBe(-1);
+    expect(compareRedisTokens(other, written)).toBe(0);
+    expect(compareRedisTokens(other, [Y, R, 51, 'copy', 50])).toBe(0); // not where it forked: not a pure copy
   });
 
   it('is antisymmetric whatever it is given (an offset that is no number counts lowest)', () => {
@@ -184,6 +199,22 @@ describe('redisRoles(): a replica lag from the masters seen', () => {
     await check('a');
     await check('b');
     expect((await check('c')).lag).toBeUndefined();
+  });
+
+  it('a replica is measured against the master elected, not outranked since, when tokens tie later (s37b)', async () => {
+    let a = master(R, 100);
+    let b = master(X, 200, { replid2: R, second: 101, first: 1 }); // promoted at 100
+    let c = replica(X, 200);
+    const check = set({ a: () => a, b: () => b, c: () => c });
+    await check('a');
+    await check('b');
+    expect((await check('c')).lag).toBe(0);
+    // b's backlog wraps (unknown) and a, fenced, took a write from elsewhere: their tokens tie now.
+    a = master(R, 150);
+    b = master(X, 9_000_000, { replid2: R, second: 101, first: 5_000_000 });
+    c = replica(X, 9_000_000);
+    expect(compareRedisTokens((await check('a')).token, (await check('b')).token)).toBe(0);
+    expect((await check('c')).lag).toBe(0); // still b's replica: b stays the master elected
   });
 
   it('a replica never synced stays at Infinity', async () => {
