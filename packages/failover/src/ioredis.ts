@@ -1,12 +1,13 @@
 /**
  * Role discovery and error classes for Redis through `ioredis`: pass `roles: redisRoles()` to
- * `failover()` with one ioredis client per server as targets. Only types are used: nothing is
+ * `failover()` with one ioredis client per server as targets. Only its types are used: ioredis is not
  * imported at load.
  * @module @holdfast/failover/ioredis
  */
 import type { Endpoint } from './endpoint.js';
 import type { RolesOptions } from './options.js';
 import type { ErrorClass, RoleCheckSettings, RoleReport } from './roles.js';
+import { thin } from './sightings.js';
 
 /** What `redisRoles()` needs of a target: an ioredis `Redis` client is one. */
 export interface RedisInfoSource {
@@ -409,25 +410,6 @@ class Masters {
       if (m !== master && now - m.at <= m.stale && m.lost === undefined) m.lost = master.token;
     return master;
   }
-}
-
-/**
- * Drops one of 65 sightings: the one whose loss blurs the least for its age (the oldest and the
- * newest always kept). A replica that received up to a dropped one is judged by the next, later
- * one, so its lag reads short by their gap: kept to a share of its age.
- */
-function thin(list: Sighting[], now: number): void {
-  let drop = 1;
-  let least = Number.POSITIVE_INFINITY;
-  for (let i = 1; i < list.length - 1; i++) {
-    const before = list[i - 1] as Sighting;
-    const blur = ((list[i + 1] as Sighting).at - before.at) / Math.max(1, now - before.at);
-    if (blur < least) {
-      least = blur;
-      drop = i;
-    }
-  }
-  list.splice(drop, 1);
 }
 
 /**
