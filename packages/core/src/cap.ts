@@ -205,6 +205,11 @@ export class PolicyLabels {
     return shown;
   }
 
+  /** The label `name` has now, if it has one: nothing is placed (see label()). */
+  peek(name: string): string | undefined {
+    return this.#labels.get(String(name));
+  }
+
   /** Frees `name`'s place (its policy left): the label it had, whose series go, or undefined if none. */
   forget(name: string): string | undefined {
     if (!this.#names.forget(name)) return undefined;

@@ -230,9 +230,17 @@ export function healthReport(options: HealthReportOptions = {}): HealthReport {
   const checks = shown.pass(() =>
     registry.snapshots().map((entry) => {
       const check = judgeSafely(entry);
-      const status = check.status === 'fail' && !critical(check) ? 'warn' : check.status;
+      let status = check.status;
+      let reason = check.reason;
+      try {
+        if (status === 'fail' && !critical(check)) status = 'warn';
+      } catch (error) {
+        // A critical() that throws (a per-name table that does not know a new breaker) must not take
+        // the report down: the check counts as critical, as it does with no critical() at all.
+        reason = `${reason} (critical() threw ${snapshotErrorLabel(error)})`;
+      }
       // Served to anyone (/health): a policy named by its connection URL is listed without its password.
-      return { ...check, name: shown.get(check.name), status };
+      return { ...check, name: shown.get(check.name), status, reason };
     }),
   );
   const status = checks.reduce<HealthStatus>((worst, c) => (rank[c.status] > rank[worst] ? c.status : worst), 'pass');

@@ -160,28 +160,46 @@ export class Redactor {
  * `"` `'` that ends it (the quote around a message's `(got "…")` stays). Linear: every part after the key is optional, so nothing backtracks.
  */
 const credential =
-  /(?<![\w.-])((?:[\w.-]*?(?:passw(?:or)?d|pwd|secret|token|signature|cookie|authorization|(?:api|access|account|private)[_-]?key)|pass)\\?["']?\s*[:=]\s*(?:(?:bearer|basic|digest|negotiate|token)\s+)?)(?:"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\,})\]"']|\\.|&(?![\w.-]+=)|[,})\]"'](?=[^\s;,})\]"']))*)/gi;
+  /(?<![\w.-])((?:[\w.-]*?authorization\\?["']?\s*[:=]\s*(?:\[\s*)?(?:[a-z][\w-]*\s+(?=[\w.~+/*-]))?|(?:[\w.-]*?(?:passw(?:or)?d|pwd|secret|token|signature|cookie|(?:api|access|account|private)[_-]?key)|pass)\\?["']?\s*[:=]\s*(?:\[\s*)?(?:(?:bearer|basic|digest|negotiate|ntlm|token)\s+)?))(?:"(?:[^"\\]|\\.|"")*"?|'(?:[^'\\]|\\.|'')*'?|\{(?:[^}]|\}\})*\}?|(?:[^\s;&\\,})\]"']|\\.|&(?![\w.-]+=)|[,})\]"'](?=[^\s;,})\]"']))*)/gi;
 /**
  * The credentials of an HTTP authentication scheme anywhere in text (a logged header, a curl line,
  * a header list's value): a bearer token; `Basic` base64 that decodes to `user:password` (RFC
- * 7617: "basic auth" stays); a `Negotiate` or `NTLM` token (16 base64 characters at least:
- * "negotiate TLS" stays).
+ * 7617: "basic auth" and "Basic Orders" stay); a `Negotiate` or `NTLM` token (16 base64
+ * characters at least, shaped so: "negotiate authentication" stays).
  */
 const schemeToken = /\b(bearer|basic|negotiate|ntlm)(\s+)([\w.~+/-]+=*)/gi;
-/** A `Digest` authorization's parameters (`Digest username="a", response="…"`): all of them, to the line's end. */
-const digest = /\b(digest\s+)(?=[\w-]+=)[^\r\n]*/gi;
+/**
+ * A `Digest` credential's parameters (`Digest username="a", response="…"`), over several lines
+ * too, with spaces around `=` (RFC 7235's BWS): the list of them, to where it ends ("expected
+ * digest sha256=… got …" keeps what follows its one parameter).
+ */
+const digest =
+  /\b(digest\s+)(?=[\w-]+\s*=)(?:[\w-]+\s*=\s*(?:"(?:[^"\\]|\\.)*"?|[^\s,"]*)(?:\s*,\s*(?=[\w-]+\s*=))?)+/gi;
 
 function hideToken(match: string, scheme: string, space: string, token: string): string {
   const kind = scheme.toLowerCase();
   const secret =
     kind === 'bearer' ||
-    (kind === 'basic' ? decodesToUserPass(token) : token.length >= 16 && /^[a-z\d+/]+=*$/i.test(token));
+    (kind === 'basic'
+      ? decodesToUserPass(token)
+      : token.length >= 16 && /^[a-z\d+/]+=*$/i.test(token) && base64Shaped(token));
   return secret ? `${scheme}${space}***` : match;
 }
 
+/** Whether `token` looks like base64 rather than a word: a digit, `+`, `/` or `=`, or capitals past its first letter and small ones. */
+const base64Shaped = (token: string): boolean =>
+  /[\d+/=]/.test(token) || (/[A-Z]/.test(token.slice(1)) && /[a-z]/.test(token));
+
+/**
+ * Whether `token` is a Basic credential: base64 of its full length (a multiple of 4, padded), 8
+ * characters at least, shaped so, that decodes to printable `user:password` (`:` not first).
+ * "Orders", "Open", "Operations" decode to a `:` too, and are words.
+ */
 function decodesToUserPass(token: string): boolean {
+  if (token.length < 8 || token.length % 4 !== 0 || !base64Shaped(token)) return false;
   try {
-    return atob(token).includes(':');
+    const text = atob(token);
+    return /^[!-9;-~\u00a0-\u00ff][ -~\u00a0-\u00ff]*:[ -~\u00a0-\u00ff]*$/.test(text);
   } catch {
     return false; // No base64: a word.
   }

@@ -160,8 +160,10 @@ function read(entry: Entry, source: SnapshotSource): PolicySnapshot {
     const snapshot: unknown = source.snapshot();
     const then = (snapshot as { then?: unknown } | null)?.then;
     if (typeof then !== 'function') return { kind: entry.kind, name: entry.name, snapshot: snapshot as JsonValue };
-    // Its rejection is handled here: unhandled, it crashed the process (its message, password and all, on stderr).
-    Reflect.apply(then, snapshot, [undefined, () => {}]);
+    // A native promise's rejection is handled here: unhandled, it crashed the process (its message,
+    // password and all, on stderr). Any other thenable is left alone: a lazy query (Prisma, Knex)
+    // runs only when then() is called, and would run on every read.
+    if (snapshot instanceof Promise) snapshot.catch(() => {});
     return { kind: entry.kind, name: entry.name, snapshot: null, error: ASYNC_SNAPSHOT };
   } catch (error) {
     // One broken policy must not hide the others from /health or the dashboard.

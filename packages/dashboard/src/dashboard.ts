@@ -413,10 +413,20 @@ export function fastifyDashboard(handler: DashboardHandler) {
       reply.hijack();
       handler(request.raw, reply.raw);
     };
-    // Fastify puts the prefix in front of each route: registered as the rest of the path.
-    const rest = path.slice(prefix.length);
-    app.all(rest || '/', route);
-    app.all(`${rest}/*`, route);
+    // Fastify puts the prefix in front of each route: registered as the rest of the path, each `:`
+    // as its router writes a `:` that starts no parameter (`::`): `/ops::dash` 404'd.
+    const rest = path.slice(prefix.length).replace(/:/g, '::');
+    try {
+      app.all(rest || '/', route);
+      app.all(`${rest}/*`, route);
+    } catch (error) {
+      // A path its router refuses (a `*` mid-way): told through done(), not thrown out of the plugin
+      // (uncaught, and ready() waited for avvio's timeout).
+      const why = error instanceof Error ? error.message : String(error);
+      const message = `is a path Fastify's router does not take (${why})`;
+      done(new HoldfastConfigError('fastifyDashboard', [{ path: 'path', message, value: path }]));
+      return;
+    }
     done();
   };
 }

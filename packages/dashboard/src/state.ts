@@ -163,6 +163,21 @@ const namesSecret = (key: string): boolean => {
 /** A header's name that names a credential (`Authorization`, `X-Api-Key`), in a list. */
 const namesCredential = (v: unknown): v is string =>
   typeof v === 'string' && /^[a-z][\w-]{0,63}$/i.test(v) && (SECRET_KEY.test(v) || namesSecret(v));
+/** A header's name as a header list holds it: a token (RFC 9110), no space. */
+const HEADER_NAME = /^[!#$%&'*+.^\w`|~-]{1,256}$/;
+/**
+ * Whether `list` is a header list as Node gives it (`rawHeaders`: name, value, name, value): an
+ * even length, a header name at each even index, and each credential's name at one, its value no
+ * credential's name (`['Authorization', 'Content-Type']` is a list of names).
+ */
+const isRawHeaders = (list: unknown[]): boolean =>
+  list.length % 2 === 0 &&
+  list.every((v, i) => (i % 2 === 0 ? typeof v === 'string' && HEADER_NAME.test(v) : !isHeaderNameLike(v, list, i)));
+/** An odd item that reads as a name too (`Content-Type` after `Authorization`): then the list is of names. */
+const isHeaderNameLike = (v: unknown, list: unknown[], i: number): boolean =>
+  namesCredential(list[i - 1]) &&
+  typeof v === 'string' &&
+  /^[A-Z][a-z\d]*(?:-[A-Z][a-z\d]*)+$|^[a-z]+(?:-[a-z]+)+$/.test(v);
 const hideValues = (key: string, value: unknown): unknown => {
   if (SECRET_KEY.test(key) && value !== null && value !== undefined && value !== '') return '***';
   // What a key that names a credential among other words holds: a text, or a list, a map or a
@@ -178,12 +193,25 @@ const hideValues = (key: string, value: unknown): unknown => {
   if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
     const keys = Object.keys(value);
     if (keys.some((k) => hiddenName(k) !== k)) {
-      return Object.fromEntries(keys.map((k) => [hiddenName(k), (value as Record<string, unknown>)[k]]));
+      // Two keys that hide alike (pools per database user, by DSN) kept apart as `#2`, `#3`...,
+      // as policy names are: merged, one's stats vanished.
+      const taken = new Set<string>();
+      return Object.fromEntries(
+        keys.map((k) => {
+          const hidden = hiddenName(k);
+          let shown = hidden;
+          for (let n = 1; taken.has(shown); ) shown = `${hidden}#${++n}`;
+          taken.add(shown);
+          return [shown, (value as Record<string, unknown>)[k]];
+        }),
+      );
     }
   }
   // A header list as Node gives it (`rawHeaders`: name, value, name, value): a value after a
   // credential's name is hidden as the value of a key by that name.
-  if (Array.isArray(value) && value.some(namesCredential)) {
+  // Only a list shaped so (an even length, a name at every even index, no name at an odd one):
+  // a list of names alone (a CORS allowedHeaders) lost the name after `Authorization`.
+  if (Array.isArray(value) && value.some(namesCredential) && isRawHeaders(value)) {
     return value.map((v, i) => {
       const name: unknown = value[i - 1];
       return i % 2 === 1 && namesCredential(name) ? hideValues(name, v) : v;

@@ -4,6 +4,7 @@ import {
   policies as globalPolicies,
   type HoldfastEvent,
   labelled,
+  OTHER_POLICY,
   PolicyLabels,
   parseOptions,
   plainPolicies,
@@ -76,6 +77,17 @@ export function instrument(options: InstrumentOptions = {}): Uninstrument {
     }
     // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along.
     if (typeof policies.onUnregister === 'function') {
+      // Per kind, before the name goes: a breaker disposed while a failover set of its name stays
+      // takes its breaker series and last state along; the name keeps its label for the set.
+      offs.push(
+        policies.onUnregister(
+          (kind, registered) => {
+            const name = kind === 'breaker' ? policyLabels.peek(registered) : undefined;
+            if (name !== undefined && name !== OTHER_POLICY) metering?.forgetBreaker(name);
+          },
+          { perKind: true },
+        ),
+      );
       offs.push(
         policies.onUnregister((_kind, registered) => {
           const name = policyLabels.forget(registered);

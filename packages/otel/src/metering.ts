@@ -66,6 +66,8 @@ export interface Metering {
   /** Records a `chaos.toxic` event, as emitted. */
   toxic(event: EventOf<'chaos.toxic'>): void;
   forget(name: string): void;
+  /** Drops a breaker's series and last state only (a failover set of its name stays). */
+  forgetBreaker(name: string): void;
   dispose(): void;
 }
 
@@ -179,6 +181,9 @@ export function startMetering(o: MeteringOptions): Metering {
     forget(name) {
       events.forget(name);
       limits.forget(name);
+    },
+    forgetBreaker(name) {
+      events.forgetBreaker(name);
     },
     dispose() {
       waiters.delete(woken);

@@ -130,7 +130,7 @@ export function meterEvents(
   policies: PolicyRegistry,
   label: (name: string) => string,
   maxPolicies: number,
-): Part & { forget: (name: string) => void } {
+): Part & { forget: (name: string) => void; forgetBreaker: (name: string) => void } {
   // Counters are tallied here and reported at collection through observable counters: an event
   // then costs a map update instead of an SDK record (a few microseconds each, measured).
   const errorType = errorTypes();
@@ -398,5 +398,9 @@ export function meterEvents(
     for (const tally of tallies) tally.forget(name);
     lastState.delete(name);
   };
-  return { handlers, forget, attach };
+  const forgetBreaker = (name: string) => {
+    for (const tally of tallies) if (tally.name.startsWith('holdfast.breaker.')) tally.forget(name);
+    lastState.delete(name);
+  };
+  return { handlers, forget, forgetBreaker, attach };
 }

@@ -162,6 +162,21 @@ describe('instrument(): metrics', () => {
     expect(pointValue(opened, { 'holdfast.policy.name': 'search', 'holdfast.breaker.state': 'open' })).toBe(1);
   });
 
+  it('a breaker disposed while a failover set of its name stays takes its last state along (it stayed open)', async () => {
+    const s = setup();
+    const breaker = { snapshot: (): JsonValue => ({ name: 'orders-db', state: 'closed' }) };
+    const set = { snapshot: (): JsonValue => ({ endpoints: [] }) };
+    s.policies.register('failover', 'orders-db', set);
+    s.bus.emit(ev({ type: 'breaker.open', source: 'orders-db', reason: 'failureRate', failureRate: 0.7, retryAt: at }));
+    const unregister = s.policies.register('breaker', 'orders-db', breaker);
+    let state = await s.points(metricNames.breakerState);
+    expect(pointValue(state, { 'holdfast.policy.name': 'orders-db', 'holdfast.breaker.state': 'closed' })).toBe(1);
+    unregister();
+    state = await s.points(metricNames.breakerState);
+    // The SDK may keep a cumulative gauge's last reading of the snapshot (closed); the bus's open is gone.
+    expect(pointValue(state, { 'holdfast.policy.name': 'orders-db', 'holdfast.breaker.state': 'open' })).not.toBe(1);
+  });
+
   it('reports failover endpoints (up, in flight) and budget balance from snapshots', async () => {
     const s = setup();
     const set = {

@@ -455,6 +455,25 @@ function start(o: ParsedCollectOptions, registry: AnyRegistry, owned: Map<string
   // A policy that leaves the registry (a breakerRegistry's evicted host) takes its series along,
   // and its last state: an evicted breaker is not open any more.
   if (typeof policies.onUnregister === 'function') {
+    // Per kind, before the name goes (put on first, told first): a breaker disposed while a
+    // failover set of its name stays takes its breaker series and last state along (its state
+    // stayed `open` 1 as long as the set lived). The name keeps its label for the set.
+    offs.push(
+      policies.onUnregister(
+        (kind, name) => {
+          const policy = kind === 'breaker' ? policyLabels.peek(name) : undefined;
+          if (policy === undefined || policy === OTHER_POLICY) return;
+          lastState.delete(policy);
+          const mine = series.get(policy);
+          for (const [key, remove] of mine ?? []) {
+            if (!key.startsWith('breaker_')) continue;
+            remove();
+            mine?.delete(key);
+          }
+        },
+        { perKind: true },
+      ),
+    );
     offs.push(
       policies.onUnregister((_kind, name) => {
         const policy = policyLabels.forget(name);
