@@ -25,6 +25,9 @@ interface EndpointState {
  * endpoint must be about twice as slow as its peers (one interval's latencies of identical
  * endpoints differ by more than 19%, the old 10%, every few intervals). Rates: 10%, and 0.02.
  */
+/** Tokens withdrawn from a budget per interval, at most: a balance of millions is lowered in bounded time. */
+const MAX_WITHDRAWALS = 100_000;
+
 const peerFloor: Record<string, { readonly share: number; readonly least: number }> = {
   latencyP50: { share: 0.5, least: 0 },
   latencyP99: { share: 0.5, least: 0 },
@@ -146,7 +149,9 @@ export class Actions {
     for (const key of [...this.#pending.keys()]) this.#eject(key);
     const lower = this.o.lowerBudget;
     if (lower === undefined || !anyRaised) return;
-    const take = Math.floor(this.guard('lowerBudget.budget', () => lower.budget.balance, 0) * lower.share);
+    const balance = this.guard('lowerBudget.budget', () => lower.budget.balance, 0);
+    // An unbounded balance (Infinity) has no share to take: withdrawing from it would never end.
+    const take = Number.isFinite(balance) ? Math.min(MAX_WITHDRAWALS, Math.floor(balance * lower.share)) : 0;
     let taken = 0;
     while (taken < take && this.guard('lowerBudget.budget', () => lower.budget.tryWithdraw(), false)) taken++;
     if (taken > 0) this.#report('*', 'lowerBudget', 'budget', true, `withdrew ${taken}`);
@@ -178,6 +183,11 @@ export class Actions {
     const endpoint = this.#endpointFor(key, names);
     if (endpoint === undefined || this.#ejected.has(endpoint)) {
       this.#pending.delete(key);
+      return;
+    }
+    // A set of one endpoint: that one is its last, whatever its share.
+    if (names.length <= 1) {
+      refuse(endpoint, 'lastEndpoint');
       return;
     }
     const allowed = Math.min(names.length - 1, atLeastOne(eject.maxShare, names.length));

@@ -15,9 +15,11 @@ export interface BaselineVerdict extends Verdict {
 /** A univariate online detector: one sample at a time, constant memory, no training phase. */
 export interface RobustBaseline {
   /**
-   * Scores `value`, then learns it. A non-finite value scores 0 and is not learnt. `noise`, when the
-   * caller knows it, is the value's own standard error (a rate from few calls is noisier than the
-   * usual spread says): the sample is judged and learnt with a spread of at least that.
+   * Scores `value`, then learns it. A non-finite value scores 0 and is not learnt, but takes its
+   * place in the season (an empty cell is a sample missing, not a shift of the cycle). `noise`, when
+   * the caller knows it, is the value's own standard error (a rate from few calls is noisier than the
+   * usual spread says): the sample is judged and learnt with a spread of at least that; a
+   * non-finite noise is none known (0), one that is no number throws `HoldfastConfigError`.
    */
   update(value: number, noise?: number): BaselineVerdict;
   /** The value expected next (level plus the season's offset for the next sample). */
@@ -67,6 +69,8 @@ class Baseline implements RobustBaseline {
   #level = 0;
   #mad = 0;
   #n = 0;
+  /** Samples given so far, learnt or not (an empty cell too): the season's phase. */
+  #seen = 0;
 
   constructor(o: Parsed) {
     this.#o = o;
@@ -83,13 +87,16 @@ class Baseline implements RobustBaseline {
   }
 
   get expected(): number {
-    return this.#level + this.#offset(this.#n);
+    return this.#level + this.#offset(this.#seen);
   }
 
   update(value: number, noise = 0): BaselineVerdict {
     if (typeof value !== 'number') throw notNumber('robustBaseline.update', 'value', value);
+    if (typeof noise !== 'number') throw notNumber('robustBaseline.update', 'noise', noise);
     const expected = this.expected;
-    const spread = Math.max(this.#spread(), noise);
+    const phase = this.#seen++;
+    // A noise worked out from nothing (0 / 0 for an interval without calls) is no known noise.
+    const spread = Math.max(this.#spread(), Number.isFinite(noise) ? noise : 0);
     if (!Number.isFinite(value)) return { ...this.#labels.next(0), expected, spread };
     const residual = value - expected;
     if (!Number.isFinite(residual))
@@ -98,7 +105,7 @@ class Baseline implements RobustBaseline {
     const z = residual / spread;
     const d = this.#o.direction === 'up' ? z : this.#o.direction === 'down' ? -z : Math.abs(z);
     const verdict = this.#labels.next(warm ? departureScore(d, this.#o.threshold) : 0);
-    this.#learn(residual, spread, warm);
+    this.#learn(residual, spread, warm, phase);
     return { score: verdict.score, raised: verdict.raised, change: verdict.change, expected, spread };
   }
 
@@ -113,7 +120,7 @@ class Baseline implements RobustBaseline {
     return this.#seasonal[Math.floor(((n % s.period) * s.bins) / s.period)] ?? 0;
   }
 
-  #learn(residual: number, spread: number, warm: boolean): void {
+  #learn(residual: number, spread: number, warm: boolean, phase: number): void {
     const n = this.#n++;
     // Running means while warming up, then exponentially weighted.
     const alpha = warm ? this.#alpha : Math.max(this.#alpha, 1 / (n + 1));
@@ -138,7 +145,7 @@ class Baseline implements RobustBaseline {
     }
     const s = this.#o.season;
     if (s !== undefined && this.#seasonal !== undefined && n >= s.period) {
-      const bin = Math.floor(((n % s.period) * s.bins) / s.period);
+      const bin = Math.floor(((phase % s.period) * s.bins) / s.period);
       this.#seasonal[bin] = (this.#seasonal[bin] ?? 0) + this.#gamma * (1 - alpha) * r;
     }
   }

@@ -31,7 +31,11 @@ export interface NabResult {
   readonly raw: number;
   /** What a detector that never fires scores. */
   readonly none: number;
-  /** What a detector that fires once at the start of every window scores. */
+  /**
+   * What a detector that fires once at the start of every window scores: at the first sample it may
+   * fire at, which for a window that starts in the probation is the probation's end (a detection in
+   * the probation counts for nothing, as in NAB, so such a window's best is a later one's reward).
+   */
   readonly perfect: number;
   /** 100 × (raw − none) / (perfect − none): 0 for the null detector, 100 for a perfect one. */
   readonly normalised: number;
@@ -54,7 +58,8 @@ function scaledSigmoid(position: number): number {
  * shared among its labels, centred on each; the first detection in a window earns a reward that
  * falls with lateness (a scaled sigmoid); a detection outside every window costs `fp`, less
  * when it comes just after a window; a missed window costs `fn`; the first 15% of the series
- * (at most 750 samples) is a probation in which nothing counts.
+ * (at most 750 samples) is a probation in which nothing counts. A window that starts in the
+ * probation and ends after it is scored, from the probation's end: `perfect` fires there.
  */
 export function nabScore(input: NabInput, profile: NabProfile = nabProfiles.standard): NabResult {
   const { length } = input;
@@ -66,6 +71,9 @@ export function nabScore(input: NabInput, profile: NabProfile = nabProfiles.stan
     labels.map((i) => [Math.max(0, i - Math.floor(width / 2)), Math.min(length - 1, i + Math.floor(width / 2))]),
   ).filter(([, right]) => right >= probation);
   const maxTp = scaledSigmoid(-1);
+  // The reward of the first detection in window [left, right] at `i`: tp at its start, 0 past its end.
+  const reward = ([left, right]: [number, number], i: number) =>
+    (scaledSigmoid(-(right - i + 1) / (right - left + 1)) * profile.tp) / maxTp;
   const best = new Array<number>(windows.length).fill(Number.NaN);
   let raw = 0;
   let falsePositives = 0;
@@ -73,10 +81,7 @@ export function nabScore(input: NabInput, profile: NabProfile = nabProfiles.stan
   for (const i of detections) {
     const w = windows.findIndex(([l, r]) => i >= l && i <= r);
     if (w >= 0) {
-      const [, right] = windows[w] as [number, number];
-      const [left] = windows[w] as [number, number];
-      const score = (scaledSigmoid(-(right - i + 1) / (right - left + 1)) * profile.tp) / maxTp;
-      if (Number.isNaN(best[w] as number)) best[w] = score;
+      if (Number.isNaN(best[w] as number)) best[w] = reward(windows[w] as [number, number], i);
       continue;
     }
     falsePositives++;
@@ -97,7 +102,8 @@ export function nabScore(input: NabInput, profile: NabProfile = nabProfiles.stan
     }
   }
   const none = -profile.fn * windows.length;
-  const perfect = profile.tp * windows.length;
+  let perfect = 0;
+  for (const window of windows) perfect += reward(window, Math.max(window[0], probation));
   return {
     raw,
     none,

@@ -61,8 +61,8 @@ export const baselineOptionsSchema = z
 /** Options of {@link robustBaseline}. */
 export type BaselineOptions = z.input<typeof baselineOptionsSchema>;
 
-/** Options of {@link halfSpaceForest}. */
-export const forestOptionsSchema = z.strictObject({
+/** Options of {@link halfSpaceForest}, before the per-dimension lists are checked against `dimensions` (for `.omit()`). */
+export const forestOptionsShape = z.strictObject({
   /** How many values each sample has (latency p99, error rate, throughput...). */
   dimensions: z.number().int().min(1).max(64),
   /** Trees in the forest. @default 20 */
@@ -85,6 +85,20 @@ export const forestOptionsSchema = z.strictObject({
   minScales: z.array(z.number().finite().nonnegative()).optional(),
   /** Hysteresis of the label. */
   hysteresis: hysteresisSchema.prefault({}),
+});
+
+/** Options of {@link halfSpaceForest}: `directions` and `minScales`, when given, hold one entry per dimension. */
+export const forestOptionsSchema = forestOptionsShape.superRefine((o, ctx) => {
+  for (const name of ['directions', 'minScales'] as const) {
+    const list = o[name];
+    if (list !== undefined && list.length !== o.dimensions)
+      ctx.addIssue({
+        code: 'custom',
+        path: [name],
+        message: `${name} must hold one entry per dimension: ${o.dimensions} (got ${list.length})`,
+        input: list,
+      });
+  }
 });
 
 /** Options of {@link halfSpaceForest}. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { robustBaseline } from './baseline.js';
 import { halfSpaceForest } from './forest.js';
 import { Hysteresis } from './hysteresis.js';
-import { baselineOptionsSchema, forestOptionsSchema } from './options.js';
+import { baselineOptionsSchema, forestOptionsShape } from './options.js';
 
 /** A parsed table of metrics: one numeric column per metric, an optional timestamp per row. */
 export interface MetricTable {
@@ -24,7 +24,7 @@ const scoreSeriesOptionsSchema = z.strictObject({
   /** Options of each column's baseline. */
   baseline: baselineOptionsSchema,
   /** Options of the forest (`dimensions` is the number of columns). */
-  forest: forestOptionsSchema.omit({ dimensions: true }).optional(),
+  forest: forestOptionsShape.omit({ dimensions: true }).optional(),
 });
 
 /** Options of {@link scoreSeries}. */

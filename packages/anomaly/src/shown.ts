@@ -1,15 +1,9 @@
-import { Redactor } from '@holdfast/core';
-
-const redactor = new Redactor();
-/** A connection string's password (`password=...`, `Pwd='...'`), as the breaker registry hides it. */
-const keywordPassword = /\b(pass(?:word|wd)?|pwd)(\s*=\s*)('[^']*'?|"[^"]*"?|[^\s;,&]*)/gi;
+import { shownKey } from '@holdfast/core';
 
 /**
- * Text as the watch's events, snapshots and warnings show it: each URL in it (a DSN, an endpoint)
- * without its credentials and secret query parameters, a connection string's `password=`, and a
- * leading `user:password@`. A key the breaker registry already showed so shows as itself.
+ * Text as the watch's events, snapshots and warnings show it: core's `shownKey`, as the breaker
+ * registry shows a key (each URL in it without its credentials, secret query parameters in a URL
+ * or a request path, `password=`, `AccountKey=`, `Authorization: Bearer x`, a leading
+ * `user:password@`). A key the breaker registry already showed so shows as itself.
  */
-export function shown(text: string): string {
-  const hidden = text.includes('://') ? redactor.text(text) : text.replace(/^[^\s:/@]+:\S*@/, '***@');
-  return hidden.replace(keywordPassword, '$1$2***');
-}
+export const shown: (text: string) => string = shownKey;

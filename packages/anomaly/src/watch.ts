@@ -127,6 +127,8 @@ class Tally {
   failures = 0;
   rejects = 0;
   seen = 0;
+  /** Calls since the throughput was last rated: a flush too soon after the last one carries them to the next. */
+  #unrated = 0;
   /** Grown as a key's intervals need it, up to LATENCY_SLOTS: a quiet key (or a churned one) holds little. */
   latencies = new Float64Array(16);
   /** xorshift32 state of the reservoir's draws: the same calls give the same figures. */
@@ -165,17 +167,23 @@ class Tally {
     if (slot < LATENCY_SLOTS) this.latencies[slot] = latency;
   }
 
-  /** The interval's metrics, in `watchMetrics` order, then resets. */
-  take(intervalMs: number): number[] {
+  /**
+   * The interval's metrics, in `watchMetrics` order, then resets. `ms`: the time the throughput is
+   * rated over; NaN for none (too short a time to rate): its calls count toward the next.
+   */
+  take(ms: number): number[] {
     const kept = Math.min(this.seen, this.latencies.length);
     const sorted = this.latencies.subarray(0, kept).sort();
     const at = (p: number) => (kept === 0 ? Number.NaN : (sorted[Math.min(kept - 1, Math.floor(p * kept))] as number));
     const offered = this.calls + this.rejects;
+    this.#unrated += this.calls;
+    const throughput = ms > 0 ? (this.#unrated * 1000) / ms : Number.NaN;
+    if (ms > 0) this.#unrated = 0;
     const sample = [
       at(0.5),
       at(0.99),
       this.calls === 0 ? Number.NaN : this.failures / this.calls,
-      (this.calls * 1000) / intervalMs,
+      throughput,
       offered === 0 ? 0 : this.rejects / offered,
     ];
     this.calls = 0;
@@ -325,6 +333,9 @@ class Watch implements AnomalyWatch {
   readonly #warned = new Set<string>();
   #timer: TimerHandle | undefined;
   #disposed = false;
+  /** Monotonic time the watch was made at, and the throughput was last rated at. */
+  readonly #madeAt: number;
+  #ratedAt: number;
 
   constructor(o: Parsed) {
     this.#o = o;
@@ -332,6 +343,7 @@ class Watch implements AnomalyWatch {
     this.#bus = shieldBus(o.bus, o.name);
     this.#clock = o.clock ?? realClock;
     this.#elapsed = elapsedTime(this.#clock);
+    this.#madeAt = this.#ratedAt = this.#elapsed();
     this.#detectors = detectors(o);
     this.#actions = new Actions(
       o.actions,
@@ -409,20 +421,37 @@ class Watch implements AnomalyWatch {
   flush(): void {
     if (this.#disposed) throw new DisposedError(this.name);
     const now = this.#clock.now();
+    const ms = this.#rateSpan();
     // A copy: a listener of the events below may observe() a call, which reorders the map.
     for (const [key, w] of [...this.#keys]) {
       // A listener of the events below may dispose the watch: then nothing more is scored or done.
       if (this.#disposed) return;
-      if (w.tally.calls + w.tally.rejects < Math.max(1, this.#o.minCalls)) {
-        w.tally.take(this.#o.interval);
-        if (++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
+      const { calls, rejects } = w.tally;
+      if (calls + rejects < Math.max(1, this.#o.minCalls)) {
+        w.tally.take(ms);
+        // Too few calls to score is no idleness: only an interval without any counts toward `idleAfter`.
+        if (calls + rejects > 0) w.idle = 0;
+        else if (++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
         continue;
       }
       w.idle = 0;
-      const { calls, rejects } = w.tally;
-      this.#score(key, w, w.tally.take(this.#o.interval), [calls, calls + rejects], now);
+      this.#score(key, w, w.tally.take(ms), [calls, calls + rejects], now);
     }
     if (!this.#disposed) this.#actions.tick(this.#anyRaised());
+  }
+
+  /**
+   * The time this flush rates throughput over: since the last rating, if that is half an interval
+   * or more (a flush() between the timer's ticks cuts an interval short, and a rate over a moment
+   * is none: NaN, its calls carried to the next). On a clock that has not moved since the watch
+   * was made (flush() driving the intervals, as in a simulation), one interval.
+   */
+  #rateSpan(): number {
+    const at = this.#elapsed();
+    const span = at - this.#ratedAt;
+    if (span < this.#o.interval / 2 && at !== this.#madeAt) return Number.NaN;
+    this.#ratedAt = at;
+    return span > 0 ? span : this.#o.interval;
   }
 
   /** `calls` and `offered`: how many calls the error rate and the reject rate were taken from. */

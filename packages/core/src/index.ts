@@ -109,7 +109,7 @@ export {
   pipeline,
 } from './policy.js';
 export { seededRandom } from './random.js';
-export { defaultSecretParams, hideCredentials, hideSecrets, Redactor } from './redact.js';
+export { defaultSecretParams, hideCredentials, hideSecrets, Redactor, shownKey } from './redact.js';
 export {
   createPolicyRegistry,
   type PolicyRegistry,

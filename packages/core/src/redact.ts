@@ -238,3 +238,44 @@ const redactor = new Redactor();
  * hideSecrets('login failed: password: hunter2') // 'login failed: password: ***'
  */
 export const hideSecrets = (text: string): string => redactor.text(redactor.url(text));
+
+// A value at least: `;password= x` (a space after `=`) is hideCredentials' to hide, whole.
+const secretParamText = new RegExp(`([?&;](?:${defaultSecretParams.join('|')})=)[^&#\\s]+`, 'gi');
+
+/**
+ * A key (a breaker's or a watched call's name) as events, snapshots, errors and metrics show it:
+ * each URL in it (a DSN, an endpoint) without its credentials, the values of secret query
+ * parameters anywhere in it (a request path's `?api_key=`, `;token=`), and what
+ * {@link hideCredentials} finds (`password=`, `AccountKey=`, `token: x`, a leading
+ * `user:password@`). Text in, text out (no URL parser normalises it), so a shown key shows as
+ * itself: packages that show one key (the breaker registry, the anomaly watch) show it alike.
+ *
+ * @example
+ * shownKey('/v1/users?api_key=abc') // '/v1/users?api_key=***'
+ * shownKey('postgres://app:pw@db/orders') // 'postgres://***@db/orders'
+ */
+export function shownKey(key: string): string {
+  const starts: number[] = [];
+  for (let i = key.indexOf('://'); i !== -1; i = key.indexOf('://', i + 3)) {
+    let start = i;
+    while (start > 0 && /[a-z\d+.-]/i.test(key[start - 1] as string)) start--;
+    starts.push(start);
+  }
+  let out = starts.length === 0 ? key : key.slice(0, starts[0]);
+  starts.forEach((start, i) => {
+    out += keyUrl(key.slice(start, starts[i + 1]));
+  });
+  return hideCredentials(out.replace(secretParamText, '$1***'));
+}
+
+/** One URL of a key and what follows it up to the next: its user info up to the last `@` (for a web URL, in its authority). */
+function keyUrl(text: string): string {
+  const from = text.indexOf('://') + 3;
+  // A password may hold an unencoded `/` (or `?`, `#`) in a DSN; a web URL's path may hold an `@` (npm's /@scope).
+  // A web URL the parser refuses (such a password makes its port bad) is read as a DSN: up to its last `@`.
+  const web = /^(?:https?|wss?):/i.test(text) && URL.canParse(text);
+  const authority = web ? text.slice(from).search(/[/?#\\]/) : -1;
+  const end = authority === -1 ? text.length : from + authority;
+  const at = text.lastIndexOf('@', end - 1);
+  return at >= from ? `${text.slice(0, from)}***${text.slice(at)}` : text;
+}
