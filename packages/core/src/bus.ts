@@ -44,8 +44,8 @@ export interface Bus {
   /** True when a listener, a `*` listener, or a diagnostics_channel subscriber wants `type`. */
   wants(type: EventType): boolean;
   /**
-   * Hands `event` to its listeners and its diagnostics_channel; a listener that throws never
-   * reaches the emitter. An event emitted by a listener is queued and dispatched once every
+   * Hands `event` to its listeners and its diagnostics_channel; a listener that throws (or an
+   * async one that rejects) never reaches the emitter. An event emitted by a listener is queued and dispatched once every
    * listener has seen the event being dispatched, so all listeners see events in emit order.
    */
   emit(event: HoldfastEvent): void;
@@ -54,7 +54,8 @@ export interface Bus {
 /** Options of {@link createBus}. */
 export interface BusOptions {
   /**
-   * Called when a listener throws. The emit carries on with the next listener either way.
+   * Called when a listener throws, or when the promise an async listener returned rejects. The
+   * emit carries on with the next listener either way.
    * @default a process warning (code HOLDFAST_LISTENER_ERROR), once per listener
    */
   readonly onListenerError?: (error: unknown, event: HoldfastEvent) => void;
@@ -130,7 +131,8 @@ class EventBus implements Bus {
     // when the event came, as a listener error.
     const off = this.#subscribe('once', type, listener, (event) => {
       off();
-      listener(event);
+      // Returned: an async listener's rejection is caught as any listener's is (#call).
+      return listener(event);
     });
     return off;
   }
@@ -212,7 +214,12 @@ class EventBus implements Bus {
       // Removed by an earlier listener of this same event: it is gone, as off() promised.
       if (!subscription.live) continue;
       try {
-        subscription.listener(event);
+        // An async listener's promise: a rejection is reported as a throw is, never left
+        // unhandled (it would end the process). Listeners return undefined: one null check.
+        const result = subscription.listener(event) as PromiseLike<unknown> | undefined;
+        if (result != null && typeof result.then === 'function') {
+          result.then(undefined, (error: unknown) => this.#report(error, event, subscription.listener));
+        }
       } catch (error) {
         this.#report(error, event, subscription.listener);
       }

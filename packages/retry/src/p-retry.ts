@@ -1,24 +1,15 @@
-import { whileLoading } from '@holdfast/core';
-import type pRetryType from 'p-retry';
-
-type PRetry = typeof pRetryType;
-
-let loading: Promise<PRetry> | undefined;
+import pRetry from 'p-retry';
 
 /**
- * p-retry is ESM only. A dynamic import loads it from our ESM and CJS builds alike, once, and
- * only when a first attempt has failed: a call that succeeds first try never pays for it. A
- * ManualClock waits for the load (`whileLoading`), so tests see the same ticks in a fresh process.
+ * p-retry, for the ESM build (and for source, as vitest and tsx load it): imported statically,
+ * so it is loaded when this module is, before any call. A retry then waits on nothing but its
+ * own timer: under a test's fake timers (`vi.useFakeTimers()`), advancing past the backoffs runs
+ * every attempt, in a fresh process too. The CommonJS build gets `p-retry-cjs.ts` instead
+ * (tsup.config.ts): p-retry is ESM only, and Node 20 before 20.19 cannot require() it.
  */
-export function loadPRetry(): Promise<PRetry> {
-  loading ??= whileLoading(
-    import('p-retry').then(
-      (module) => module.default,
-      (error: unknown) => {
-        loading = undefined;
-        throw error;
-      },
-    ),
-  );
-  return loading;
+const loaded = Promise.resolve(pRetry);
+
+/** p-retry: loaded already. */
+export function loadPRetry(): Promise<typeof pRetry> {
+  return loaded;
 }

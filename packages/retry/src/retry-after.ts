@@ -30,13 +30,20 @@ function headerOf(headers: unknown, name: string): unknown {
   return bag[name] ?? bag['Retry-After'];
 }
 
+/**
+ * The most seconds a `Retry-After` is read as: 2^31 (68 years), as RFC 9111 has caches read a
+ * delta-seconds too large to hold. A longer one (309 digits were Infinity) is that long: a wait
+ * past any `maxDelay`, with a finite figure in the error (`asked to wait 2147483648000 ms`).
+ */
+const MAX_SECONDS = 2 ** 31;
+
 /** `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2015 07:28:00 GMT`, as ms from `now`. */
 export function parseRetryAfter(value: unknown, now: number): number | undefined {
   if (Array.isArray(value)) return parseRetryAfter(value[0], now);
-  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value * 1000 : undefined;
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? seconds(value) : undefined;
   if (typeof value !== 'string') return undefined;
   const text = value.trim();
-  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  if (/^\d+$/.test(text)) return seconds(Number(text));
   // Only an HTTP-date reaches Date.parse: V8's reads nearly anything ("wait 10" is a day of 2010),
   // and a garbage value read as a past date would send the retry at once, with no backoff at all.
   const match = HTTP_DATE.exec(text);
@@ -53,3 +60,7 @@ export function parseRetryAfter(value: unknown, now: number): number | undefined
  */
 const HTTP_DATE =
   /^(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d|(?:Mon|Tues|Wednes|Thurs|Fri|Satur|Sun)day, \d\d-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-\d\d \d\d:\d\d:\d\d|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \d{4})(?: (GMT|UTC?|Z|[ECMP][SD]T|[+-]\d\d:?\d\d))?$/;
+
+function seconds(n: number): number {
+  return Math.min(n, MAX_SECONDS) * 1000;
+}

@@ -138,6 +138,9 @@ class RetryingPolicy implements RetryPolicy {
   }
 
   async execute<T>(fn: Operation<T>, options?: ExecuteOptions): Promise<T> {
+    if (typeof fn !== 'function') {
+      throw new TypeError(`${this.name}: execute(fn): fn must be a function (got ${fn === null ? 'null' : typeof fn})`);
+    }
     const scope = new CallScope(options, 1);
     if (scope.aborted) {
       scope.release();
@@ -243,7 +246,7 @@ class RetryingPolicy implements RetryPolicy {
     if (!refusedLocally(value, isResult)) run.reached = true;
     if (broken) this.#giveUp(run, 'notRetryable', value, isResult);
     if (!isResult) {
-      if (isMarkedNotRetryable(value)) this.#giveUp(run, 'notRetryable', value, isResult);
+      if (isMarkedNotRetryable(value)) this.#giveUp(run, 'notRetryable', unwrapAbortError(value), isResult);
       const retryable = await this.#ask('error', value, attempts);
       this.#stopIfAborted(run, value, isResult);
       if (retryable === BROKEN || !retryable) this.#giveUp(run, 'notRetryable', value, isResult);
@@ -254,8 +257,7 @@ class RetryingPolicy implements RetryPolicy {
     // Asked to wait longer than we may: a retry sooner is refused again, and spends an attempt.
     if (hinted !== undefined && hinted > s.backoff.maxDelay) this.#giveUp(run, 'retryAfter', value, isResult, hinted);
     const delay = hinted ?? nextDelay(s.backoff, attempts, run.delay, s.random);
-    if (s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed)
-      this.#giveUp(run, 'maxElapsed', value, isResult);
+    if (this.#pastMaxElapsed(run, delay)) this.#giveUp(run, 'maxElapsed', value, isResult);
     // A retry after our own policy refused the call is not amplification: nothing was sent.
     if (s.budget !== undefined && !refusedLocally(value, isResult) && !this.#withdraw(s.budget, run, value, isResult)) {
       if (s.bus.wants('retry.budgetExhausted')) {
@@ -294,11 +296,24 @@ class RetryingPolicy implements RetryPolicy {
       // A hook that throws (a log sink gone) must not change the call: the retry decided goes on.
       const text = `${this.name}: onRetry threw (reported once per policy); the retry went on`;
       warnOnce(toldHooks, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
-    } finally {
-      if (isResult) discard(value);
     }
+    // The wait starts now: an async onRetry (a token refresh) may have taken the time it had.
+    // The retry is not made then; the call ends as it would have before the hook (the caller's
+    // abort still wins), with the result kept whole.
+    if (s.onRetry !== undefined && this.#pastMaxElapsed(run, delay)) {
+      run.attempt = attempts;
+      this.#stopIfAborted(run, value, isResult);
+      this.#giveUp(run, 'maxElapsed', value, isResult);
+    }
+    if (isResult) discard(value);
     // An abort during onRetry cuts the wait at once; the next attempt then gives up.
     run.waiting = this.#wait(delay, run.scope);
+  }
+
+  /** Whether a wait of `delay` from now would end past maxElapsed. */
+  #pastMaxElapsed(run: Run<unknown>, delay: number): boolean {
+    const s = this.#s;
+    return s.maxElapsed !== Number.POSITIVE_INFINITY && s.elapsed() + delay - run.start > s.maxElapsed;
   }
 
   /**
@@ -408,6 +423,20 @@ function isMarkedNotRetryable(error: unknown): boolean {
     return isNonRetryable(error) || (error as { name?: unknown }).name === 'AbortError';
   } catch {
     return false; // getters that throw: no mark can be read, so retryOn.error decides
+  }
+}
+
+/**
+ * What a call that gives up on an error marked not retryable rejects with: for p-retry's
+ * `AbortError(error)` (by name, from any copy), the `error` it wraps (its `originalError`), as
+ * p-retry rejects. An AbortError with none (fetch's DOMException, the caller's) is itself.
+ */
+function unwrapAbortError(error: unknown): unknown {
+  try {
+    const { name, originalError } = error as { name?: unknown; originalError?: unknown };
+    return name === 'AbortError' && typeof originalError === 'object' && originalError !== null ? originalError : error;
+  } catch {
+    return error; // getters that throw: it is thrown as is
   }
 }
 

@@ -82,7 +82,8 @@ describe('retry(): AbortError by name is never retried', () => {
         attempts++;
         throw stop;
       });
-      await expect(call).rejects.toBe(stop);
+      // As p-retry does: the call rejects with the error the AbortError wraps (review s38).
+      await expect(call).rejects.toBe(stop.originalError);
       expect(attempts).toBe(1);
       expect(of('retry.giveUp').map((e) => e.reason)).toEqual(['notRetryable']);
       // Any error named AbortError, such as the DOMException fetch throws.
