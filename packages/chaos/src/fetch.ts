@@ -148,6 +148,8 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     // From here on the request goes out as this Request: building it took the body of a
     // Request passed in (sending that `input` again fails: its body is used).
     const request = new Request(input, init);
+    // What a Request does not keep (undici's `dispatcher`) goes on with it; its body is in it.
+    const { body: _, ...rest } = init ?? {};
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
     // As fetch: aborted already, it never goes out; no fault answers it, nor spends a `times` on it.
     if (signal?.aborted) throw signal.reason;
@@ -156,7 +158,7 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     let touched = false;
     let answer: Response | undefined;
     for (const [i, fault] of parsed.faults.entries()) {
-      if (state.off) return inner(request); // the kill switch went off during a delay
+      if (state.off) return inner(request, rest); // the kill switch went off during a delay
       if (fault.times !== undefined && (used[i] ?? 0) >= fault.times) continue;
       if (fault.match !== undefined && !matches(fault.match, request, parsed.name)) continue;
       if (random() >= fault.rate) continue;
@@ -193,15 +195,15 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
       if (fault.type === 'hang') {
         report('hang');
         await pause(undefined, signal);
-        return inner(request); // only the kill switch ends a hang but an abort
+        return inner(request, rest); // only the kill switch ends a hang but an abort
       }
       const code = fault.type === 'refuse' ? 'ECONNREFUSED' : 'ECONNRESET';
       report(code);
       throw fetchFailed(code, request.url);
     }
-    const response = answer ?? (await inner(request));
+    const response = answer ?? (await inner(request, rest));
     if (slow === undefined && bodyReset === undefined) return response;
-    return alterBody(response, slow, bodyReset);
+    return alterBody(response, slow, bodyReset, signal);
   };
   Object.defineProperty(faulty, 'injected', { get: () => injected, enumerable: true });
   return faulty as FaultyFetch;
@@ -275,22 +277,47 @@ function pause(ms: number | undefined, signal: AbortSignal | undefined): Promise
   });
 }
 
-/** The same response, its body trickling in and/or breaking off part way. */
+/**
+ * The same response, its body trickling in and/or breaking off part way. As fetch's own, it fails
+ * with the reason of the request's `signal` once that aborts; cancelled, it ends its wait at once.
+ */
 function alterBody(
   response: Response,
   slow: { chunkSize: number; delay: number } | undefined,
   reset: { after: number } | undefined,
+  signal: AbortSignal | undefined,
 ): Response {
   const source = response.body;
   if (source === null) return response;
   const reader = source.getReader();
+  // Ends the piece delay under way: the body was cancelled, or the request aborted.
+  const stop = new AbortController();
   let pending = new Uint8Array(0);
   let sent = 0;
+  let abort: (() => void) | undefined;
+  const done = (reason?: unknown) => {
+    signal?.removeEventListener('abort', abort as () => void);
+    stop.abort(reason);
+  };
   const body = new ReadableStream<Uint8Array>({
+    start(controller) {
+      abort = () => {
+        done(signal?.reason);
+        controller.error(signal?.reason);
+        void reader.cancel(signal?.reason).catch(() => {});
+      };
+      if (signal?.aborted) abort();
+      else signal?.addEventListener('abort', abort, { once: true });
+    },
     async pull(controller) {
       if (pending.length === 0) {
-        const next = await reader.read();
+        // The server's body failed: fetch's own error, and no listener left on the signal.
+        const next = await reader.read().catch((error: unknown) => {
+          done(error);
+          throw error;
+        });
         if (next.done) {
+          done();
           controller.close();
           return;
         }
@@ -301,18 +328,22 @@ function alterBody(
       let size = slow && on ? Math.min(slow.chunkSize, pending.length) : pending.length;
       if (reset !== undefined && on) size = Math.min(size, Math.max(0, reset.after - sent));
       if (reset !== undefined && on && size === 0) {
+        done();
         void reader.cancel().catch(() => {});
         controller.error(
           new TypeError('terminated', { cause: fetchFailed('ECONNRESET', response.url || 'http://x').cause }),
         );
         return;
       }
-      if (slow && on && sent > 0) await pause(slow.delay, undefined);
+      if (slow && on && sent > 0) await pause(slow.delay, stop.signal);
       controller.enqueue(pending.subarray(0, size));
       pending = pending.subarray(size);
       sent += size;
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel(reason) {
+      done(reason);
+      return reader.cancel(reason);
+    },
   });
   return answeredBy(
     new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers }),

@@ -9,6 +9,7 @@ import {
   invoke,
   invokeIn,
   MAX_DELAY_MS,
+  messageOf,
   type Operation,
   type Policy,
   parseOptions,
@@ -194,7 +195,8 @@ class FaultInjection extends Injection {
     } catch (thrown) {
       error = thrown;
     }
-    this.report(errorLabel(error) ?? String(error));
+    // Never String() here: a fault with no prototype (no toString) threw from execute().
+    this.report(errorLabel(error) ?? messageOf(error));
     return Promise.reject(error);
   }
 }

@@ -22,21 +22,49 @@ const host = z
     error: 'must be a host name or an IP address: no scheme, credentials nor port',
   });
 
+/** A loopback or wildcard host: one the proxy, listening there or on every address, answers on. */
+function local(host: string): boolean {
+  return (
+    host === 'localhost' ||
+    host === '0.0.0.0' ||
+    host === '::' ||
+    (isIP(host) !== 0 && /^(::1$|(::ffff:)?127\.)/.test(host))
+  );
+}
+
+/**
+ * @internal Whether `target` is the proxy's own address, `host:port`: one host (or both loopback
+ * or wildcard hosts) and one port. Each client would make it connect to itself, without end.
+ */
+export function ownAddress(host: string, port: number, target: { host: string; port: number }): boolean {
+  if (port !== target.port) return false;
+  const [a, b] = [host, target.host].map((h) => h.toLowerCase().replace(/\.$/, '')) as [string, string];
+  return a === b || (local(a) && local(b));
+}
+
+/** @internal What a target that is the proxy's own address is told. */
+export const ownAddressIssue = { path: 'target', message: "is the proxy's own address: it would connect to itself" };
+
 /** Validates the options of `faultProxy()`; {@link FaultProxyOptions} is inferred from it. */
-export const faultProxyOptionsSchema = z.strictObject({
-  /** The server the proxy forwards to. */
-  target: z.strictObject({ host: host.default('127.0.0.1'), port: port.min(1) }),
-  /** The address it listens on. @default '127.0.0.1' */
-  host: host.default('127.0.0.1'),
-  /** The port it listens on. @default 0 (a free port) */
-  port: port.default(0),
-  /** Shown as `source` on its `chaos.toxic` events. @default 'faultProxy' */
-  name: nameOption.default('faultProxy'),
-  /** The bus its events go to. @default the global bus */
-  bus: busOption.optional(),
-  /** Draws the jitter of `latency` toxics; pass `seededRandom(seed)` for repeatable runs. @default Math.random */
-  random: randomOption.default(() => Math.random),
-});
+export const faultProxyOptionsSchema = z
+  .strictObject({
+    /** The server the proxy forwards to. */
+    target: z.strictObject({ host: host.default('127.0.0.1'), port: port.min(1) }),
+    /** The address it listens on. @default '127.0.0.1' */
+    host: host.default('127.0.0.1'),
+    /** The port it listens on. @default 0 (a free port) */
+    port: port.default(0),
+    /** Shown as `source` on its `chaos.toxic` events. @default 'faultProxy' */
+    name: nameOption.default('faultProxy'),
+    /** The bus its events go to. @default the global bus */
+    bus: busOption.optional(),
+    /** Draws the jitter of `latency` toxics; pass `seededRandom(seed)` for repeatable runs. @default Math.random */
+    random: randomOption.default(() => Math.random),
+  })
+  .refine((o) => !ownAddress(o.host, o.port, o.target), {
+    error: ownAddressIssue.message,
+    path: [ownAddressIssue.path],
+  });
 
 /** Options of `faultProxy()`. */
 export type FaultProxyOptions = z.input<typeof faultProxyOptionsSchema>;

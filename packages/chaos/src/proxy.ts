@@ -9,8 +9,9 @@ import {
   parseOptions,
   Redactor,
   shieldBus,
+  warnOnce,
 } from '@holdfast/core';
-import { type FaultProxyOptions, faultProxyOptionsSchema } from './options.js';
+import { type FaultProxyOptions, faultProxyOptionsSchema, ownAddress, ownAddressIssue } from './options.js';
 import { type FaultScope, faultScope } from './scope.js';
 import { onSwitchOff, state } from './switch.js';
 import { type ActiveToxic, matches, type Toxic, toxicSchema } from './toxics.js';
@@ -142,6 +143,8 @@ function ephemeralLow(): number {
 }
 
 const redactor = new Redactor();
+/** Proxies whose server failed to accept a connection, told once each. */
+const toldAccept = new WeakSet<object>();
 
 /** A refused value as the error shows it: a URL's credentials, or what comes before a `@`, hidden. */
 function hide(value: unknown): unknown {
@@ -206,6 +209,13 @@ class ToxicProxy implements FaultProxy {
     readonly random: () => number,
   ) {
     this.#server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#connect(socket));
+    // A connection it could not accept (EMFILE: out of file descriptors) crashed the process as an
+    // uncaught 'error': told once as a process warning, and it goes on listening. A listen that
+    // failed is listen()'s to throw.
+    this.#server.on('error', (error) => {
+      if (this.#server.listening)
+        warnOnce(toldAccept, this, 'HOLDFAST_PROXY_ERROR', `${name}: could not accept a connection`, error);
+    });
   }
 
   get port(): number {
@@ -248,13 +258,21 @@ class ToxicProxy implements FaultProxy {
     // `test/support/ports.ts`, hands its own servers ports from 20,000 up), or the range's start.
     const below = Math.min(ephemeralLow(), 20_000);
     for (let tries = 0; below > 11_000 && tries < 50; tries++) {
+      const port = 10_000 + Math.floor(Math.random() * (below - 10_000));
+      // Its target's port (a target not up yet) is no free port for it: it would connect to itself.
+      if (ownAddress(this.host, port, this.target)) continue;
       try {
-        return await this.listen(10_000 + Math.floor(Math.random() * (below - 10_000)));
+        return await this.listen(port);
       } catch (error) {
         if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
       }
     }
     await this.listen(0);
+    if (ownAddress(this.host, this.#port, this.target)) {
+      this.#server.close();
+      // The free port it was given is its target's (one not up yet).
+      throw new HoldfastConfigError('faultProxy', [ownAddressIssue]);
+    }
   }
 
   /**
@@ -272,7 +290,7 @@ class ToxicProxy implements FaultProxy {
     const parsed = parseOptions('faultProxy.add', toxicSchema, toxic);
     // Connection ids are never reused: a toxic for one that is not open would never act, yet be shown on.
     const id = parsed.connection;
-    if (id !== undefined && ![...this.#links].some((link) => link.id === id))
+    if (id !== undefined && !this.#open(id))
       throw new HoldfastConfigError('faultProxy.add', [
         { path: 'connection', message: 'is not the id of an open connection (see proxy.connections())', value: id },
       ]);
@@ -292,6 +310,8 @@ class ToxicProxy implements FaultProxy {
     return {
       name,
       remove: () => {
+        // A step still running after its drill ended takes off nothing, as remove(name) there.
+        if (faultScope.getStore()?.ended) return;
         this.#removed.add(active);
         // Its own; in a running drill's step, another of its name put on since too, as clear()
         // there takes it: but not another running drill's (a freeze of its own, mid-outage).
@@ -322,9 +342,22 @@ class ToxicProxy implements FaultProxy {
     return owner !== undefined && owner !== scope && !owner.ended;
   }
 
-  /** Whether `toxic`, replaced by another of its name, must not come back on. */
+  /**
+   * Whether `toxic`, replaced by another of its name, must not come back on: its handle took it
+   * off, its drill ended, or its connection closed (it could never act, yet be shown on).
+   */
   #gone(toxic: ActiveToxic): boolean {
-    return this.#removed.has(toxic) || this.#owners.get(toxic)?.scope?.ended === true;
+    return (
+      this.#removed.has(toxic) ||
+      this.#owners.get(toxic)?.scope?.ended === true ||
+      (toxic.connection !== undefined && !this.#open(toxic.connection))
+    );
+  }
+
+  /** Whether connection `id` is open. */
+  #open(id: number): boolean {
+    for (const link of this.#links) if (link.id === id) return true;
+    return false;
   }
 
   #put(active: ActiveToxic, dropsLeft: number | undefined): void {
@@ -336,6 +369,8 @@ class ToxicProxy implements FaultProxy {
 
   remove(name: string): boolean {
     this.#live();
+    // A step still running after its drill ended: what is on now is not its drill's to take off.
+    if (faultScope.getStore()?.ended) return false;
     return this.#remove(name);
   }
 
@@ -526,8 +561,13 @@ class ToxicProxy implements FaultProxy {
     this.#links.add(link);
     void link.closed.then(() => {
       this.#links.delete(link);
-      // Its own toxics can act on no other connection: taken off, and announced off.
-      for (const toxic of [...this.#toxics.values()]) if (toxic.connection === link.id) this.#remove(toxic.name);
+      // Its own toxics can act on no other connection: taken off, announced off, and the one of
+      // its name each replaced put back, as a spent drop does.
+      for (const toxic of [...this.#toxics.values()])
+        if (toxic.connection === link.id) {
+          this.#removed.add(toxic);
+          this.#takeOff(toxic);
+        }
     });
     for (const toxic of this.#toxics.values()) link.toxicAdded(toxic);
   }

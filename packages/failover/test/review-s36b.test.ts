@@ -168,7 +168,7 @@ describe('review s36b: bugs in or around the s36 fixes', () => {
         throw new Error('first try fails');
       });
       let release: (v: string) => void = () => {};
-      const hanging = api.execute((e) => new Promise<string>((r) => (release = r)), { avoid: ['http://a'] });
+      const hanging = api.execute(() => new Promise<string>((r) => (release = r)), { avoid: ['http://a'] });
       const drained = api.drain('http://b');
       await new Promise((r) => setTimeout(r, 2));
       api.dispose();
