@@ -3,6 +3,7 @@ import {
   DisposedError,
   type ExecuteOptions,
   invokeIn,
+  isLocalRefusal,
   type Operation,
   type Policy,
   parseOptions,
@@ -110,8 +111,13 @@ class AdaptiveLimiter implements AdaptiveConcurrency {
         return value;
       },
       (error: unknown) => {
-        // A call the caller gave up on says nothing about the dependency.
-        this.#done(start, inFlight, !scope.aborted && dropped(this.isDrop, error), scope.aborted);
+        // A call the caller gave up on says nothing about the dependency, nor does one refused on
+        // this side of it (isLocalRefusal: a rate limiter, bulkhead, throttle, open breaker or held
+        // idempotency key inside this one): it never reached the dependency, so it is no sample,
+        // and isDrop sees only the dependency's errors. Counted as drops, one client past its own
+        // rate limit shrank everyone's limit to its minimum, as adaptiveThrottle() already skips.
+        const skip = scope.aborted || isLocalRefusal(error);
+        this.#done(start, inFlight, !skip && dropped(this.isDrop, error), skip);
         scope.release();
         throw error;
       },

@@ -128,16 +128,29 @@ const limits = {
   maxLimit: count.default(1000),
 };
 
+// The defaults are filled in after the check, so it blames the option the user set, and says
+// when the other is the default (checked after them, minTime: 5000 alone was blamed on a maxTime
+// never set, "(got undefined)").
 const sampleWindow = z
   .strictObject({
     /** A window closes no sooner than this, ms: a few latencies long. @default 100 */
-    minTime: durationOption.default(100),
+    minTime: durationOption.optional(),
     /** A window closes by this time whatever it holds, ms. @default 1000 */
-    maxTime: positiveDurationOption.default(1000),
+    maxTime: positiveDurationOption.optional(),
     /** Samples a window needs before it closes (before maxTime). @default 10 */
-    minSamples: z.number().int().min(1).default(10),
+    minSamples: z.number().int().min(1).optional(),
   })
-  .refine((w) => w.minTime <= w.maxTime, { message: 'must be >= minTime', path: ['maxTime'] });
+  .transform(({ minTime = 100, maxTime, minSamples = 10 }, ctx) => {
+    if (maxTime === undefined) {
+      maxTime = 1000;
+      if (minTime > maxTime) {
+        ctx.addIssue({ code: 'custom', message: 'must be <= maxTime (1000, the default)', path: ['minTime'] });
+      }
+    } else if (minTime > maxTime) {
+      ctx.addIssue({ code: 'custom', message: `must be >= minTime (${minTime})`, path: ['maxTime'] });
+    }
+    return { minTime, maxTime, minSamples };
+  });
 
 const gradient2 = z.strictObject({
   algorithm: z.literal('gradient2'),
@@ -195,7 +208,11 @@ function commonAdaptive() {
      * calls sent under an older limit and oscillate. @default {}
      */
     window: sampleWindow.prefault({}),
-    /** Which failures say the dependency is overloaded (count as drops). @default every error */
+    /**
+     * Which failures say the dependency is overloaded (count as drops). It sees only the
+     * dependency's errors: a call refused on this side of it (`isLocalRefusal(error)`, a rate
+     * limiter or bulkhead inside this one) is no sample. @default every error
+     */
     isDrop: fnOption<(error: unknown) => boolean>().optional(),
     /** Random numbers in [0, 1), for Vegas' probes. @default Math.random */
     random: fnOption<() => number>().optional(),

@@ -112,7 +112,11 @@ export interface RedisRateLimiter extends RateLimiter {
 export interface RedisRateLimiterSnapshot extends RateLimiterSnapshot {
   /** Decisions Redis could not make (down, not connected, slower than `commandTimeout`). */
   readonly storeErrors: number;
-  /** `warn` while the client is not connected (`status` other than `ready`). */
+  /**
+   * `warn` while the client is not connected (`status` other than `ready`), and while the last
+   * decision on it failed (timed out, errored, a malformed reply: a frozen Redis stays `ready`)
+   * until one is answered again.
+   */
   readonly status: 'pass' | 'warn';
 }
 
@@ -358,7 +362,14 @@ class RedisGcra extends RateLimiterBase {
     return this.#send(key, cost).then(
       (reply) => {
         // An integer: remaining + (burst + 1) x TAT if >= 0, else -retryAfter.
-        const n = Number(reply);
+        // Not a number (a proxy or a stand-in answering something else; '' and null, which
+        // Number() reads as 0, too): no decision was made, a store error as an unreachable Redis
+        // is (let through or refused by onRedisError). Read as a refusal, it said retryAfter NaN.
+        const t = typeof reply;
+        const n =
+          t === 'number' || t === 'bigint' || (t === 'string' && (reply as string).trim()) ? Number(reply) : NaN;
+        if (!(n > -Infinity)) return this.#unreachable(new Error('Redis sent a malformed reply'));
+        failing.delete(this.o.client);
         if (n >= 0) {
           // Past 2^53 (or not finite) it is no reply of this script's: what is left, TAT unknown.
           const units = n <= MAX_REPLY ? n % (this.#burst + 1) : n;
@@ -469,6 +480,7 @@ class RedisGcra extends RateLimiterBase {
 
   #unreachable(error: unknown): RateDecision {
     this.#storeErrors++;
+    failing.add(this.o.client);
     const failOpen = this.o.onRedisError === 'open';
     const { bus, clock } = this.common;
     if (bus.wants('rateLimit.storeError')) {
@@ -498,10 +510,18 @@ class RedisGcra extends RateLimiterBase {
       allowed: this.allowedCount,
       rejected: this.rejectedCount,
       storeErrors: this.#storeErrors,
-      status: this.o.client.status === 'ready' ? 'pass' : 'warn',
+      status: this.o.client.status === 'ready' && !failing.has(this.o.client) ? 'pass' : 'warn',
     };
   }
 }
+
+/**
+ * Clients whose last decision (of any limiter on them) was a store error: a frozen Redis keeps
+ * its connection `ready` while every decision times out, and showed `pass`. Off again once one
+ * is answered. A `warn`, not a `fail`: every instance shares the store, and failing readiness
+ * would take them all out of rotation while `onRedisError` already says what calls get.
+ */
+const failing = new WeakSet<object>();
 
 /**
  * An allowed decision, with the TAT it left on Redis (ms of the server's clock, rounded down; 0
