@@ -129,12 +129,15 @@ class Tally {
   seen = 0;
   /** Calls since the throughput was last rated: a flush too soon after the last one carries them to the next. */
   #unrated = 0;
+  /** Whether a call (or a reject) came since the throughput was last rated: the key was not idle over that span. */
+  active = false;
   /** Grown as a key's intervals need it, up to LATENCY_SLOTS: a quiet key (or a churned one) holds little. */
   latencies = new Float64Array(16);
   /** xorshift32 state of the reservoir's draws: the same calls give the same figures. */
   #draw = 0x9e3779b9;
 
   add(latency: number, outcome: 'success' | 'failure' | 'reject'): void {
+    this.active = true;
     if (outcome === 'reject') {
       this.rejects++;
       return;
@@ -178,7 +181,10 @@ class Tally {
     const offered = this.calls + this.rejects;
     this.#unrated += this.calls;
     const throughput = ms > 0 ? (this.#unrated * 1000) / ms : Number.NaN;
-    if (ms > 0) this.#unrated = 0;
+    if (ms > 0) {
+      this.#unrated = 0;
+      this.active = false;
+    }
     const sample = [
       at(0.5),
       at(0.99),
@@ -428,10 +434,12 @@ class Watch implements AnomalyWatch {
       if (this.#disposed) return;
       const { calls, rejects } = w.tally;
       if (calls + rejects < Math.max(1, this.#o.minCalls)) {
+        const active = w.tally.active;
         w.tally.take(ms);
-        // Too few calls to score is no idleness: only an interval without any counts toward `idleAfter`.
-        if (calls + rejects > 0) w.idle = 0;
-        else if (++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
+        // Too few calls to score is no idleness: only a rated interval without any (its calls carried
+        // from a flush too soon to rate count too) counts toward `idleAfter`; such a flush counts for none.
+        if (active) w.idle = 0;
+        else if (!Number.isNaN(ms) && ++w.idle >= this.#o.idleAfter) this.#forget(key, w, now);
         continue;
       }
       w.idle = 0;

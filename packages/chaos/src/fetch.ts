@@ -148,8 +148,10 @@ export function faultyFetch(options: FaultyFetchOptions): FaultyFetch {
     // From here on the request goes out as this Request: building it took the body of a
     // Request passed in (sending that `input` again fails: its body is used).
     const request = new Request(input, init);
-    // What a Request does not keep (undici's `dispatcher`) goes on with it; its body is in it.
-    const { body: _, ...rest } = init ?? {};
+    // What a Request does not keep (undici's `dispatcher`) goes on with it; not its body (in it, and
+    // used) nor its headers: again, they would replace its own, the Content-Type fetch gave its body
+    // with them. The rest of RequestInit (`signal`, `mode`…) it holds as given: passed again, the same.
+    const { body: _body, headers: _headers, method: _method, ...rest } = init ?? {};
     const signal = init?.signal ?? (input instanceof Request ? input.signal : undefined) ?? undefined;
     // As fetch: aborted already, it never goes out; no fault answers it, nor spends a `times` on it.
     if (signal?.aborted) throw signal.reason;

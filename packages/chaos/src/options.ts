@@ -1,4 +1,5 @@
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { busOption, type CallContext, clockOption, durationOption, fnOption, nameOption } from '@holdfast/core';
 import { z } from 'zod';
 
@@ -22,24 +23,43 @@ const host = z
     error: 'must be a host name or an IP address: no scheme, credentials nor port',
   });
 
-/** A loopback or wildcard host: one the proxy, listening there or on every address, answers on. */
-function local(host: string): boolean {
-  return (
-    host === 'localhost' ||
-    host === '0.0.0.0' ||
-    host === '::' ||
-    (isIP(host) !== 0 && /^(::1$|(::ffff:)?127\.)/.test(host))
-  );
+/** The addresses a host stands for: `localhost` either loopback, an IPv4-mapped IPv6 address its IPv4 one. */
+function addresses(host: string): string[] {
+  const h = host.toLowerCase().replace(/\.$/, '');
+  if (h === 'localhost') return ['127.0.0.1', '::1'];
+  return [h.replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '')];
 }
 
 /**
- * @internal Whether `target` is the proxy's own address, `host:port`: one host (or both loopback
- * or wildcard hosts) and one port. Each client would make it connect to itself, without end.
+ * An address of this machine (of that family, IPv4 `4` or IPv6 `6`, if one is given): a loopback or
+ * wildcard one, or one of its interfaces'.
+ */
+function local(address: string, family?: number): boolean {
+  if (family && isIP(address) !== family) return false;
+  if (/^(?:127\.|0\.0\.0\.0$|::1?$)/.test(address)) return true;
+  try {
+    return Object.values(networkInterfaces()).some((list) => list?.some((i) => i.address.toLowerCase() === address));
+  } catch {
+    return false; // No interfaces to read (a sandbox): only loopback is known to be local.
+  }
+}
+
+/** Every address: `0.0.0.0` on IPv4, `::` on both families (Node's listen() is dual-stack). */
+const every = (host: string) => host === '0.0.0.0' || host === '::';
+
+/**
+ * @internal Whether `target` is the proxy's own address, `host:port`: one port, and one address
+ * (`localhost` either loopback one), or the proxy on every address and the target an address of
+ * this machine, or the target every address (a connection to this machine, on its family) and the
+ * proxy on one of this machine. Each client would make it connect to itself, without end. Two
+ * loopback addresses (`127.0.0.2` and `127.0.0.1`, `::1` and `127.0.0.1`) are two sockets.
  */
 export function ownAddress(host: string, port: number, target: { host: string; port: number }): boolean {
   if (port !== target.port) return false;
-  const [a, b] = [host, target.host].map((h) => h.toLowerCase().replace(/\.$/, '')) as [string, string];
-  return a === b || (local(a) && local(b));
+  const on = addresses(host);
+  return addresses(target.host).some((to) =>
+    on.some((a) => to === a || (every(a) && local(to, a === '::' ? 0 : 4)) || (every(to) && local(a, isIP(to)))),
+  );
 }
 
 /** @internal What a target that is the proxy's own address is told. */

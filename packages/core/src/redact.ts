@@ -25,6 +25,17 @@ export const defaultSecretParams = [
 ];
 
 /**
+ * A secret parameter after `?`, `&`, `;` or `#` (a query's, a connection string's, a fragment's:
+ * OAuth's implicit flow hands its token there) and its value, which ends where theirs do
+ * (`;Password=x;Database=y`). A value at least: `;password= x` (a space after `=`) is
+ * {@link hideCredentials}' to hide, whole. Shared by {@link Redactor} and {@link shownKey}.
+ */
+function secretParamPattern(names: Iterable<string>): RegExp {
+  const escaped = [...names].map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  return new RegExp(`([?&;#](?:${escaped.join('|')})=)[^&#;\\s"]+`, 'gi');
+}
+
+/**
  * Hides what must not leave the process: URL credentials and the values of secret query
  * parameters. Shared by every package that shows a URL in a message, an event or a snapshot.
  */
@@ -40,9 +51,7 @@ export class Redactor {
       throw new HoldfastConfigError('Redactor', [{ path: 'extraParams', message, value: extra }]);
     }
     this.#secrets = new Set([...defaultSecretParams, ...extra].map((p) => p.toLowerCase()));
-    const names = [...this.#secrets].map((p) => p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-    // Its value ends where a connection string's does too (`;Password=x;Database=y`).
-    this.#secretParam = new RegExp(`([?&;#](?:${names.join('|')})=)[^&#;\\s"]*`, 'gi');
+    this.#secretParam = secretParamPattern(this.#secrets);
   }
 
   /** `url` with `***` for its credentials and secret parameter values, in its query or fragment. */
@@ -239,8 +248,7 @@ const redactor = new Redactor();
  */
 export const hideSecrets = (text: string): string => redactor.text(redactor.url(text));
 
-// A value at least: `;password= x` (a space after `=`) is hideCredentials' to hide, whole.
-const secretParamText = new RegExp(`([?&;](?:${defaultSecretParams.join('|')})=)[^&#\\s]+`, 'gi');
+const secretParamText = secretParamPattern(defaultSecretParams);
 
 /**
  * A key (a breaker's or a watched call's name) as events, snapshots, errors and metrics show it:
