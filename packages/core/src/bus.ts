@@ -215,9 +215,11 @@ class EventBus implements Bus {
       if (!subscription.live) continue;
       try {
         // An async listener's promise: a rejection is reported as a throw is, never left
-        // unhandled (it would end the process). Listeners return undefined: one null check.
-        const result = subscription.listener(event) as PromiseLike<unknown> | undefined;
-        if (result != null && typeof result.then === 'function') {
+        // unhandled (it would end the process). Only a native Promise: any other thenable is left
+        // alone, its `then` never read nor called (a lazy one, a query builder returned by
+        // mistake, would be run by it).
+        const result: unknown = subscription.listener(event);
+        if (result instanceof Promise) {
           result.then(undefined, (error: unknown) => this.#report(error, event, subscription.listener));
         }
       } catch (error) {

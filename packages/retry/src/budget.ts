@@ -45,6 +45,23 @@ export interface RetryBudget extends Snapshottable<RetryBudgetSnapshot> {
   readonly balance: number;
 }
 
+/**
+ * What one retry took from a budget of ours, to be given back if the retry is not made: triples
+ * of the counts it was taken from, a slice (as the window numbers them, whatever a clock stepped
+ * back did since) and the amount. Internal, as are `withdraw` and `giveBack`: `retry()` only.
+ */
+export type Taken = (number[] | number)[];
+
+/** `budget.tryWithdraw()`, with what it took when the budget is one of ours. */
+export let withdraw: (budget: RetryBudget) => Taken | boolean;
+
+/**
+ * Returns a retry taken by `withdraw` and not made: it is counted no more and what it spent is
+ * unspent, in the slices still in the window. What later calls repaid of what the floor advanced
+ * for it stays spent. A budget of another kind (the caller's own) keeps it.
+ */
+export let giveBack: (budget: RetryBudget, taken: Taken | true) => void;
+
 /** The window is cut in this many slices; a slice leaves the window whole. */
 const SLICES = 10;
 
@@ -117,6 +134,8 @@ class TokenRetryBudget implements RetryBudget {
   #owed = 0;
   #refused = 0;
   #disposed = false;
+  /** How far a clock stepped back has moved the slices' numbers: `Taken` is counted without it. */
+  #moved = 0;
   /** Takes the budget off the policy registry it listed itself in. */
   unregister: Unregister = () => {};
 
@@ -144,25 +163,38 @@ class TokenRetryBudget implements RetryBudget {
     if (this.#owed > EPSILON) this.#repay(at);
   }
 
+  static {
+    withdraw = (budget) => (#take in budget ? budget.#take([]) : budget.tryWithdraw());
+    giveBack = (budget, taken) => {
+      if (#take in budget && taken !== true) budget.#giveBack(taken);
+    };
+  }
+
   tryWithdraw(): boolean {
+    return this.#take() !== false;
+  }
+
+  /** Takes one retry, or returns false; notes in `taken`, when given, what it took. */
+  #take(taken?: Taken): Taken | boolean {
     const at = this.#advance();
     const earned = this.ratio * this.#callSum;
     const unspent = earned - this.#spentSum;
     const tolerance = slack(earned);
     if (this.#retrySum + 1 <= earned + tolerance && unspent >= 1 - tolerance) {
       // Earned: the calls of the window pay for it whole.
-      this.#spend(at, 1);
+      this.#spend(at, 1, taken);
     } else if (earned < this.#floor && this.#retrySum + 1 <= this.#floor + EPSILON) {
       // The floor stands in for what the calls have not earned: they pay what they can now, and
       // later calls the rest while this slice is in the window. Counted whole, the calls' share
       // would pay for another retry once this one left (0.1 × 36 calls = 3.6 against a floor of
       // 4: the fourth retry is 0.4 floor, and the calls' 0.6 of it is spent).
       const paid = Math.min(1, Math.max(0, unspent));
-      if (paid > 0) this.#spend(at, paid);
+      if (paid > 0) this.#spend(at, paid, taken);
       // With ratio 0 no call can pay: nothing is owed, and deposits skip #repay.
       if (1 - paid > EPSILON && this.ratio > 0) {
         this.#owing[at] = (this.#owing[at] as number) + (1 - paid);
         this.#owed += 1 - paid;
+        taken?.push(this.#owing, this.#slice - this.#moved, 1 - paid);
       }
     } else {
       this.#refused++;
@@ -170,7 +202,25 @@ class TokenRetryBudget implements RetryBudget {
     }
     this.#retries[at] = (this.#retries[at] as number) + 1;
     this.#retrySum++;
-    return true;
+    taken?.push(this.#retries, this.#slice - this.#moved, 1);
+    return taken ?? true;
+  }
+
+  #giveBack(taken: Taken): void {
+    if (this.#disposed) return; // counts nothing any more
+    this.#advance();
+    for (let i = 0; i < taken.length; i += 3) {
+      const slice = (taken[i + 1] as number) + this.#moved;
+      // Older slices have left the window, and what they counted with them.
+      if (slice <= this.#slice - SLICES) continue;
+      const counts = taken[i] as number[];
+      const at = ring(slice);
+      counts[at] = Math.max(0, (counts[at] as number) - (taken[i + 2] as number));
+    }
+    // Summed afresh, as #advance does: no rounding is left behind.
+    this.#retrySum = sum(this.#retries);
+    this.#spentSum = sum(this.#spent);
+    this.#owed = sum(this.#owing);
   }
 
   get balance(): number {
@@ -208,8 +258,11 @@ class TokenRetryBudget implements RetryBudget {
     this.#owed = 0;
   }
 
-  /** Spends `amount` of the window's unspent earnings, the oldest first (the first to leave). */
-  #spend(at: number, amount: number): void {
+  /**
+   * Spends `amount` of the window's unspent earnings, the oldest first (the first to leave),
+   * noting in `taken`, when given, whose.
+   */
+  #spend(at: number, amount: number, taken?: Taken): void {
     this.#spentSum += amount;
     for (let i = 1; i <= SLICES && amount > EPSILON; i++) {
       const from = ring(at + i);
@@ -217,6 +270,8 @@ class TokenRetryBudget implements RetryBudget {
       if (n <= 0) continue;
       this.#spent[from] = (this.#spent[from] as number) + n;
       amount -= n;
+      // Slice `#slice - SLICES + i` is in ring place `from`.
+      taken?.push(this.#spent, this.#slice - this.#moved - SLICES + i, n);
     }
   }
 
@@ -258,6 +313,7 @@ class TokenRetryBudget implements RetryBudget {
       // every second would pile up every call (60 s of 100 calls a second then paid a burst of
       // 1,200 retries).
       const shift = ring(slice) - this.#at;
+      this.#moved += steps;
       if (shift !== 0)
         for (const counts of [this.#calls, this.#retries, this.#spent, this.#owing]) rotate(counts, shift);
       this.#slice = slice;

@@ -100,8 +100,10 @@ export const retryOptionsSchema = z.strictObject({
   /** Waits as long as `Retry-After` (or an error's `retryAfterMs`) asks; longer than maxDelay: gives up at once. @default true */
   retryAfter: z.boolean().default(true),
   /**
-   * Called before each wait, and awaited when it returns a promise. If it throws or rejects, the
-   * retry goes on as if it had not, and a process warning (HOLDFAST_PREDICATE_ERROR) tells it once.
+   * Called before each wait, for a retry the budget granted, and awaited when it returns a
+   * promise; a retry whose wait would then end past maxElapsed, or that the caller aborted
+   * meanwhile, is not made. If it throws or rejects, the retry goes on as if it had not, and a
+   * process warning (HOLDFAST_PREDICATE_ERROR) tells it once.
    */
   onRetry: fnOption<(info: RetryInfo) => unknown>().optional(),
   /**

@@ -31,8 +31,8 @@ function headerOf(headers: unknown, name: string): unknown {
 }
 
 /**
- * The most seconds a `Retry-After` is read as: 2^31 (68 years), as RFC 9111 has caches read a
- * delta-seconds too large to hold. A longer one (309 digits were Infinity) is that long: a wait
+ * The most seconds a `Retry-After` is read as, in either form: 2^31 (68 years), as RFC 9111 has
+ * caches read a delta-seconds too large to hold. A longer one (309 digits were Infinity) is that long: a wait
  * past any `maxDelay`, with a finite figure in the error (`asked to wait 2147483648000 ms`).
  */
 const MAX_SECONDS = 2 ** 31;
@@ -50,7 +50,8 @@ export function parseRetryAfter(value: unknown, now: number): number | undefined
   if (match === null) return undefined;
   // HTTP-dates are GMT; asctime's form says no zone, and Date.parse would read it as local time.
   const date = Date.parse(match[1] === undefined ? `${text} GMT` : text);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+  // A date past 2^31 s from now (a server's "never": year 9999) is held to it, as the seconds are.
+  return Number.isNaN(date) ? undefined : Math.min(Math.max(0, date - now), MAX_SECONDS * 1000);
 }
 
 /**

@@ -16,7 +16,7 @@ import {
   warnOnce,
 } from '@holdfast/core';
 import { type Backoff, nextDelay, resolveBackoff } from './backoff.js';
-import { type RetryBudget, retryBudget } from './budget.js';
+import { giveBack, type RetryBudget, retryBudget, type Taken, withdraw } from './budget.js';
 import { discard, isTransientError, isTransientResult, resultLabel } from './classify.js';
 import { isNonRetryable, RetryBudgetExhaustedError, RetryExhaustedError } from './errors.js';
 import { type RetryInfo, type RetryOptions, retryOptionsSchema } from './options.js';
@@ -193,8 +193,17 @@ class RetryingPolicy implements RetryPolicy {
       waiting: resolved,
     };
     try {
+      // Loaded before the first decision: a retry that cannot run (the CommonJS build, p-retry
+      // not installed) is neither charged to the budget, nor announced, nor waited for. The ESM
+      // build has it loaded already: one resolved promise, awaited as before.
+      let pRetry: Awaited<ReturnType<typeof loadPRetry>>;
+      try {
+        pRetry = await loadPRetry();
+      } catch (error) {
+        if (isResult) discard(value);
+        throw error;
+      }
       await this.#decide(run, value, isResult, broken);
-      const pRetry = await loadPRetry();
       return await pRetry(() => this.#attempt(run), {
         retries: Number.POSITIVE_INFINITY, // we decide when to stop
         minTimeout: 0, // no timer of p-retry's: the wait, on our clock, opens each attempt
@@ -259,54 +268,63 @@ class RetryingPolicy implements RetryPolicy {
     const delay = hinted ?? nextDelay(s.backoff, attempts, run.delay, s.random);
     if (this.#pastMaxElapsed(run, delay)) this.#giveUp(run, 'maxElapsed', value, isResult);
     // A retry after our own policy refused the call is not amplification: nothing was sent.
-    if (s.budget !== undefined && !refusedLocally(value, isResult) && !this.#withdraw(s.budget, run, value, isResult)) {
-      if (s.bus.wants('retry.budgetExhausted')) {
-        s.bus.emit({
-          type: 'retry.budgetExhausted',
-          source: this.name,
-          time: now,
-          attempt: attempts + 1,
-          code: label(value, isResult),
-        });
+    let taken: Taken | boolean = false;
+    if (s.budget !== undefined && !refusedLocally(value, isResult)) {
+      taken = this.#withdraw(s.budget, run, value, isResult);
+      if (!taken) {
+        if (s.bus.wants('retry.budgetExhausted')) {
+          s.bus.emit({
+            type: 'retry.budgetExhausted',
+            source: this.name,
+            time: now,
+            attempt: attempts + 1,
+            code: label(value, isResult),
+          });
+        }
+        this.#giveUp(run, 'budget', value, isResult);
       }
-      this.#giveUp(run, 'budget', value, isResult);
     }
     run.attempt = attempts + 1;
     run.delay = delay;
-    if (s.bus.wants('retry.attempt')) {
-      s.bus.emit({
-        type: 'retry.attempt',
-        source: this.name,
-        time: now,
-        attempt: run.attempt,
-        delay,
-        code: label(value, isResult),
-      });
-    }
-    try {
-      if (s.onRetry !== undefined) {
+    let time = now;
+    if (s.onRetry !== undefined) {
+      try {
         await s.onRetry({
           attempt: run.attempt,
           delay,
           error: isResult ? undefined : value,
           result: isResult ? value : undefined,
         });
+      } catch (error) {
+        // A hook that throws (a log sink gone) must not change the call: the retry decided goes on.
+        const text = `${this.name}: onRetry threw (reported once per policy); the retry went on`;
+        warnOnce(toldHooks, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
       }
-    } catch (error) {
-      // A hook that throws (a log sink gone) must not change the call: the retry decided goes on.
-      const text = `${this.name}: onRetry threw (reported once per policy); the retry went on`;
-      warnOnce(toldHooks, this, 'HOLDFAST_PREDICATE_ERROR', text, error);
+      // The wait starts now: an async onRetry (a token refresh) may have taken the time it had,
+      // or the caller aborted while it ran. The retry is not made then: its budget token is
+      // given back, and the call ends as it would have before the hook (the caller's abort
+      // wins), with the result kept whole.
+      if (run.scope.aborted || this.#pastMaxElapsed(run, delay)) {
+        run.attempt = attempts;
+        if (taken) giveBack(s.budget as RetryBudget, taken);
+        this.#stopIfAborted(run, value, isResult);
+        this.#giveUp(run, 'maxElapsed', value, isResult);
+      }
+      time = s.clock.now();
     }
-    // The wait starts now: an async onRetry (a token refresh) may have taken the time it had.
-    // The retry is not made then; the call ends as it would have before the hook (the caller's
-    // abort still wins), with the result kept whole.
-    if (s.onRetry !== undefined && this.#pastMaxElapsed(run, delay)) {
-      run.attempt = attempts;
-      this.#stopIfAborted(run, value, isResult);
-      this.#giveUp(run, 'maxElapsed', value, isResult);
+    // Announced once it is sure to be made: dashboards count each as a retry.
+    if (s.bus.wants('retry.attempt')) {
+      s.bus.emit({
+        type: 'retry.attempt',
+        source: this.name,
+        time,
+        attempt: run.attempt,
+        delay,
+        code: label(value, isResult),
+      });
     }
     if (isResult) discard(value);
-    // An abort during onRetry cuts the wait at once; the next attempt then gives up.
+    // An abort from now on cuts the wait at once; the next attempt then gives up.
     run.waiting = this.#wait(delay, run.scope);
   }
 
@@ -321,9 +339,9 @@ class RetryingPolicy implements RetryPolicy {
    * grants none: the call ends with its last failure as is, as a breaker disposed mid-call lets
    * its calls settle, never with the budget's DisposedError for the downstream's.
    */
-  #withdraw(budget: RetryBudget, run: Run<unknown>, value: unknown, isResult: boolean): boolean {
+  #withdraw(budget: RetryBudget, run: Run<unknown>, value: unknown, isResult: boolean): Taken | boolean {
     try {
-      return budget.tryWithdraw();
+      return withdraw(budget);
     } catch {
       this.#giveUp(run, 'disposed', value, isResult);
     }
