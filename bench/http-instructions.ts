@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { Agent } from 'node:http';
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -39,6 +39,14 @@ const REPEATS = Number(process.env.REPEATS ?? 1);
 // one turn serves depends on timing, and the counts with it).
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 1);
 const CACHE_SIM = process.env.CACHE_SIM === '1';
+// The memory store's periodic sweep (every 60 s by default: one pass over every record) runs on
+// the wall clock, which callgrind slows ~60x: at the default it fired about once a window of 5,000
+// requests, and its pass over ~40,000 records, in code too cold to be optimised, put ~4,300
+// instructions on each request of the window (half the gap to bare), where at real speed one
+// pass a minute is a few instructions a request. The store is given an hour (a minute of real
+// time under callgrind) so that it sweeps at its real rate, i.e. about never in a window.
+// SWEEP_MS=60000 counts it as the slowed clock fires it.
+const SWEEP_MS = Number(process.env.SWEEP_MS ?? 3_600_000);
 const here = fileURLToPath(new URL('.', import.meta.url));
 
 type Kind =
@@ -97,7 +105,7 @@ async function server(kind: Kind): Promise<void> {
     if (kind === 'express') {
       const { memoryStore } = require('@holdfast/idempotency');
       const { idempotency } = require('@holdfast/idempotency/express');
-      app.use(idempotency({ store: memoryStore({ maxEntries: 100_000 }), scope: 'global' }));
+      app.use(idempotency({ store: memoryStore({ maxEntries: 100_000, sweepInterval: SWEEP_MS }), scope: 'global' }));
     }
     if (kind === 'express-noop') app.use((_req: unknown, _res: unknown, next: () => void) => next());
     app.use(express.json());
@@ -126,7 +134,7 @@ async function server(kind: Kind): Promise<void> {
     const { memoryStore } = require('@holdfast/idempotency');
     const { idempotency } = require('@holdfast/idempotency/fastify');
     await app.register(idempotency, {
-      store: memoryStore({ maxEntries: 100_000 }),
+      store: memoryStore({ maxEntries: 100_000, sweepInterval: SWEEP_MS }),
       scope: kind === 'plugin' ? 'global' : () => 'user-4711',
       ...(kind === 'plugin-early' ? { scopeAt: 'preParsing' } : {}),
     });
@@ -179,6 +187,11 @@ async function measure(name: string): Promise<Counted> {
       `--callgrind-out-file=${out}`,
       process.execPath,
       '--single-threaded-gc',
+      // NODE_FLAGS: more V8 flags for the server, e.g. '--trace-opt --trace-deopt' (its output goes
+      // to /tmp/trace-<variant>.log): a function a window finds deoptimised counts several times its
+      // optimised cost (the memory store's #claim, back in baseline code after a path first taken
+      // late, cost ~1,400 instructions a request more in one window).
+      ...(process.env.NODE_FLAGS ? process.env.NODE_FLAGS.split(' ') : []),
       // PERF_MAP=1: V8 writes /tmp/perf-<pid>.map, which names the JIT addresses of a kept dump.
       // (Its code-event log, which that flag turns on too, goes beside the dumps.)
       ...(process.env.PERF_MAP === '1'
@@ -197,6 +210,7 @@ async function measure(name: string): Promise<Counted> {
     const port = await new Promise<number>((resolve, reject) => {
       let seen = '';
       child.stdout.on('data', (d: Buffer) => {
+        if (process.env.NODE_FLAGS) appendFileSync(`/tmp/trace-${name}.log`, d);
         seen += d.toString();
         const m = /@port (\d+)/.exec(seen);
         if (m) resolve(Number(m[1]));
