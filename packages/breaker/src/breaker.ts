@@ -54,6 +54,8 @@ const Scope = CallScope;
 const NO_FALLBACK: unique symbol = Symbol('no fallback');
 /** The start time of a call whose latency is not measured: every latency computed from it is NaN. */
 const UNTIMED = Number.NaN;
+/** `#usedAt` of a breaker called since its last clock read: used at a time not read, no later than now. */
+const UNREAD = Number.POSITIVE_INFINITY;
 const ResponseClass: typeof Response | undefined = globalThis.Response;
 /**
  * The shortest wait a half-open breaker asks of a caller refused while its probes are out (ms),
@@ -105,8 +107,19 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   #probeWait = PROBE_PAUSE_MS;
   /** When the oldest probe out is expected back: the `retryAt` of a call refused meanwhile. */
   #probeDueAt = 0;
-  /** When the probes now out began (the first of them). */
+  /**
+   * Since when the probes now out are waited for: the start of the oldest still out, or the last
+   * counted answer if later (probes still out are hung only if none answers for maxWait).
+   */
   #probesSince = 0;
+  /** When each probe still out began, oldest first (at most maxProbes). */
+  readonly #probeStarts: number[] = [];
+  /**
+   * When it was last called (monotonic ms), for a registry's idle and LRU eviction: set from the
+   * clock read a call makes anyway, or UNREAD by a call that reads none. A breaker held and
+   * called (a pipeline built once over `hosts.get(key)`) is in use though the registry sees no get().
+   */
+  #usedAt = Number.NEGATIVE_INFINITY;
 
   /** `name` and `restore` default to the config's; a registry shares one config among its keys. */
   constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
@@ -143,6 +156,15 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     const state = breaker.#state;
     if (!idle) return state !== CLOSED && state !== DISPOSED;
     return state === ISOLATED || state === DISABLED || (state === OPEN && breaker.#elapsed() < breaker.#retryAt);
+  }
+
+  /**
+   * When the breaker was last called (monotonic ms, `now` read by the registry on the same
+   * clock): a call that read no clock since the last read counts as one made at `now`. @internal
+   */
+  static usedAt(breaker: CircuitBreakerPolicy, now: number): number {
+    if (breaker.#usedAt === UNREAD) breaker.#usedAt = now;
+    return breaker.#usedAt;
   }
 
   /** The current state. An open breaker whose `openFor` has passed turns half-open here. */
@@ -190,8 +212,12 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       this.#bus.wants('breaker.success') ||
       this.#bus.wants('breaker.failure')
     ) {
-      return this.#elapsed();
+      const now = this.#elapsed();
+      this.#usedAt = now;
+      return now;
     }
+    // No clock read: the registry that looks next takes its own reading for it.
+    this.#usedAt = UNREAD;
     return UNTIMED;
   }
 
@@ -276,11 +302,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#state = DISPOSED;
     this.#generation++;
     this.#probes = 0; // none is waited for: they settle unrecorded
+    this.#probeStarts.length = 0;
     this.#unregister?.();
   }
 
   #gate<T>(fn: Operation<T>, options: ExecuteOptions | undefined): Promise<T> {
     const now = this.#elapsed();
+    this.#usedAt = now;
     switch (this.#refresh(now)) {
       case HALF_OPEN: {
         if (this.#probes < this.#config.halfOpen.maxProbes) {
@@ -288,6 +316,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
             this.#probeDueAt = now + this.#probeWait;
             this.#probesSince = now;
           }
+          this.#probeStarts.push(now);
           return this.#call(fn, options, now, this.#generation, true);
         }
         // Probes out past maxWait (hung, with nothing around them to time them out): given up.
@@ -376,7 +405,14 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     const outcome = gaveUp ? 'ignored' : this.#judge(ok, value);
     const current = generation === this.#generation;
     if (outcome === 'ignored') {
-      if (probe && current) this.#probes--;
+      if (probe && current) {
+        this.#probes--;
+        // Its slot is free, and its start no longer counts: the probes still out are waited for
+        // from the oldest one's start (or the last answer, if later), never from this one's.
+        this.#probeDone(start);
+        const oldest = this.#probeStarts[0];
+        if (oldest !== undefined && oldest > this.#probesSince) this.#probesSince = oldest;
+      }
       return;
     }
     const failure = outcome === 'failure';
@@ -401,6 +437,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     w.record(failure, slow, latency, failure && isTimeout(value));
     if (probe) {
       this.#probes--;
+      this.#probeDone(start);
       // A probe answered: the ones still out are hung only if none answers for maxWait from now.
       this.#probesSince = now;
       if (failure || slow) this.#open('halfOpenFailure', now, failure ? label(ok, value) : undefined);
@@ -421,6 +458,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
         this.#open('slowCallRate', now, undefined);
       }
     }
+  }
+
+  /** A probe that began at `start` is no longer out. */
+  #probeDone(start: number): void {
+    const starts = this.#probeStarts;
+    const at = starts.indexOf(start);
+    if (at !== -1) starts.splice(at, 1);
   }
 
   #judge(ok: boolean, value: unknown): Outcome {
@@ -551,6 +595,7 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
     this.#state = state;
     this.#generation++;
     this.#probes = 0;
+    this.#probeStarts.length = 0;
     this.#probeSuccesses = 0;
     this.#consecutive = 0;
   }

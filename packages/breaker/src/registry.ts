@@ -22,14 +22,17 @@ import {
   type BreakerConfig,
   type BreakerSettings,
   type BreakerSnapshot,
-  breakerOptionsSchema,
   breakerSettingsSchema,
   breakerSnapshotSchema,
   noRateWithConsecutive,
 } from './options.js';
 import { shownKey as shown } from './shown.js';
 
-/** Settings shared by a registry's breakers: a breaker's options less its name, bus and clock. */
+/**
+ * Settings shared by a registry's breakers, and those a key's overrides may set: a breaker's
+ * options less its name, restore, bus, clock and listing, which the registry gives each breaker
+ * (an override naming one is refused, not silently overwritten or applied).
+ */
 const sharedSettingsSchema = breakerSettingsSchema
   .omit({ bus: true, clock: true, policies: true })
   .superRefine(noRateWithConsecutive);
@@ -89,6 +92,7 @@ interface Entry {
   readonly breaker: CircuitBreakerPolicy;
   /** The key as shown: unique among the keys held (a second key that shows alike gets ` #2`). */
   readonly shown: string;
+  /** When get() last handed it out; its own `usedAt` says when it was last called. */
   lastUsed: number;
   /** When the entry last moved to the back of the LRU order. */
   movedAt: number;
@@ -273,17 +277,21 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     entry.breaker.dispose();
   }
 
-  /** Parses the defaults with `settings` laid over them; a bad value names where it came from. */
+  /**
+   * Parses the defaults with `settings` laid over them; a bad value names where it came from. A
+   * key sets what the defaults may (not its name, restore, bus, clock or listing): the rest is the registry's.
+   */
   #config(where: string, settings: object): BreakerConfig {
-    const merged = {
-      ...mergeSettings(this.#defaults, settings),
-      name: this.name,
-      bus: this.#bus,
-      clock: this.#clock,
-      policies: this.#policies,
-    };
     try {
-      return parseOptions('breakerRegistry', breakerOptionsSchema, merged);
+      const parsed = parseOptions('breakerRegistry', sharedSettingsSchema, mergeSettings(this.#defaults, settings));
+      const config: BreakerConfig = {
+        ...parsed,
+        name: this.name,
+        bus: this.#bus,
+        clock: this.#clock,
+        policies: this.#policies,
+      };
+      return config;
     } catch (error) {
       if (!(error instanceof HoldfastConfigError)) throw error;
       throw new HoldfastConfigError(
@@ -293,12 +301,35 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     }
   }
 
+  /**
+   * When the entry's breaker was last used: handed out by get(), or called (through a reference
+   * held, a pipeline built once over `get(key)`, as much as through execute()).
+   */
+  #lastUse(entry: Entry, now: number): number {
+    const called = CircuitBreakerPolicy.usedAt(entry.breaker, now);
+    return Math.max(called, entry.lastUsed);
+  }
+
+  /** To the back of the LRU order, as if moved at `now`: the map stays in order of `movedAt`. */
+  #toBack(key: string, entry: Entry, now: number): void {
+    this.#entries.delete(key);
+    entry.movedAt = now;
+    this.#entries.set(key, entry);
+  }
+
   #sweep(now: number): void {
     this.#nextSweep = now + this.#moveEvery;
     for (const [key, entry] of this.#entries) {
       // The map is in order of `movedAt`: past this entry, everything was used within the TTL.
       if (now - entry.movedAt < this.#idleTtl) break;
-      if (now - entry.lastUsed < this.#idleTtl || CircuitBreakerPolicy.holdsState(entry.breaker, true)) continue;
+      const used = this.#lastUse(entry, now);
+      if (now - used < this.#idleTtl) {
+        // Called lately through a reference held: to the back, out of the way of later sweeps
+        // (moved at `now`, so checked again no later than a sweep after its idleTtl runs out).
+        if (now - used < this.#moveEvery) this.#toBack(key, entry, now);
+        continue;
+      }
+      if (CircuitBreakerPolicy.holdsState(entry.breaker, true)) continue;
       this.#drop(key, entry);
     }
   }
@@ -312,22 +343,27 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
    */
   #evictOldest(now: number): void {
     const entries = this.#entries;
-    for (let spared = 0; spared < SPARE_AT_MOST; spared++) {
+    let spared = 0;
+    // Ends: an entry moved to the back here is moved at `now`, after any use it had, and none is
+    // called while this runs, so each is passed over for its use once at most.
+    for (;;) {
       const oldest = entries.entries().next();
       if (oldest.done === true) return;
       const [key, entry] = oldest.value;
-      if (!CircuitBreakerPolicy.holdsState(entry.breaker, false)) {
+      // Used since it took its place (called through a reference held, or handed out by get()
+      // since its last move): not the least recently used. To the back, as if just used.
+      const used = this.#lastUse(entry, now);
+      if (used > entry.movedAt) {
+        this.#toBack(key, entry, Math.max(used, now));
+        continue;
+      }
+      if (spared === SPARE_AT_MOST || !CircuitBreakerPolicy.holdsState(entry.breaker, false)) {
         this.#drop(key, entry);
         return;
       }
-      // To the back, as if just used: the map stays in order of `movedAt`, which #sweep relies on.
-      entries.delete(key);
-      entry.movedAt = now;
-      entries.set(key, entry);
+      spared++;
+      this.#toBack(key, entry, now);
     }
-    const oldest = entries.entries().next();
-    if (oldest.done === true) return;
-    this.#drop(...oldest.value);
   }
 }
 
