@@ -113,9 +113,11 @@ export interface RedisRateLimiterSnapshot extends RateLimiterSnapshot {
   /** Decisions Redis could not make (down, not connected, slower than `commandTimeout`). */
   readonly storeErrors: number;
   /**
-   * `warn` while the client is not connected (`status` other than `ready`), and while the last
-   * decision on it failed (timed out, errored, a malformed reply: a frozen Redis stays `ready`)
-   * until one is answered again.
+   * `warn` while the client is not connected (`status` other than `ready`), and while this
+   * limiter's own last decision failed (timed out, errored, a malformed reply: a frozen Redis
+   * stays `ready`) until one is answered again: its own, or another limiter's on the client made
+   * after it and answered within this one's `commandTimeout`. Another limiter's failures do not
+   * make this one `warn`.
    */
   readonly status: 'pass' | 'warn';
 }
@@ -154,6 +156,12 @@ export type RedisRateLimiterOptions = z.input<typeof redisRateLimiterOptionsSche
 // An expiry computed in the script goes to Redis as an integer string (string.format('%d')):
 // Redis 7.2.0-7.2.4 print a Lua number in its shortest form, 2e8 as "2e+08", which PX refuses
 // (redis/redis#13113), and a key owing 2e8 ms failed every decision.
+// The units left are rounded down with a slack (`slack`, in units) of the floats' own error: the
+// TAT and now are ms near 2^41, a float's step there is 2^-12 ms, and with a unit not a whole
+// number of ms (6 a second: 166.67 ms) a fresh key's 5 units came out 4.99999 and were told as 4
+// (remaining burst - 2, a reset of two units), where tokenBucket() says burst - 1. Only the reply
+// changes: what is stored (the TAT, its expiry) and whether a decision is allowed are as before,
+// so a process still running the previous script decides alike on the same keys.
 const gcraSource = (
   emission: string,
   tolerance: string,
@@ -163,6 +171,7 @@ const gcraSource = (
   unit: string,
   most: string | undefined,
   hold: string,
+  slack: string,
 ) => `local t = redis.call('TIME')
 local now = t[1] * 1000 + t[2] / 1000
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
@@ -175,7 +184,7 @@ ${
     ? 'if diff < 0 then return -math.ceil(-diff) end'
     : "if diff < 0 then return redis.call('EXISTS', KEYS[2]) == 1 and 0 or -math.ceil(-diff) end"
 }
-diff = diff / ${emission}
+diff = diff / ${emission} + ${slack}
 diff = diff - diff % 1${most === undefined ? '' : `\nif diff > ${most} then diff = ${most} end`}
 ${window === '0' ? '' : `if not redis.call('SET', KEYS[2], '1', 'PX', '${window}', 'NX') then return diff end`}
 redis.call('SET', KEYS[1], new, 'PX', px or string.format('%d', math.max(1, math.ceil(new - now))))
@@ -271,6 +280,11 @@ class RedisGcra extends RateLimiterBase {
   readonly #marked: boolean;
   readonly #requestId: () => string;
   #storeErrors = 0;
+  /**
+   * When this limiter's last decision failed: how many decisions its client had made then (see
+   * {@link OnClient}); undefined when it was answered.
+   */
+  #failedAt: number | undefined;
   readonly #keys = new Map<string, string>();
   /** What every decision of this limiter shares: its script, its connection, its deadlines. */
   readonly #line: Line;
@@ -312,9 +326,13 @@ class RedisGcra extends RateLimiterBase {
       // stays under 0.01 of a unit: no cap, no cost.
       this.#emission < 1 ? String(this.#burst) : undefined,
       String(this.#hold),
+      // A few float steps of the largest number in the subtraction (now, up to 2^44 ms, plus the
+      // tolerance), in units; at most 0.01 of a unit (under 1 ms a unit the clock's rounding
+      // counts whole units anyway, and the cap above holds the burst).
+      String(Math.min(0.01, ((2 ** 44 + this.#emission * this.#burst) * 2 ** -50) / this.#emission)),
     );
     this.#line = {
-      ready: new ReadyWait(o.client),
+      client: onClient(o.client),
       deadlines: new DeadlineQueue(o.commandTimeout, common.clock, (d) => d.expire()),
       timeout: o.commandTimeout,
       source,
@@ -360,7 +378,8 @@ class RedisGcra extends RateLimiterBase {
       return Promise.reject(error);
     }
     return this.#send(key, cost).then(
-      (reply) => {
+      (d) => {
+        const { reply } = d;
         // An integer: remaining + (burst + 1) x TAT if >= 0, else -retryAfter.
         // Not a number (a proxy or a stand-in answering something else; '' and null, which
         // Number() reads as 0, too): no decision was made, a store error as an unreachable Redis
@@ -369,7 +388,8 @@ class RedisGcra extends RateLimiterBase {
         const n =
           t === 'number' || t === 'bigint' || (t === 'string' && (reply as string).trim()) ? Number(reply) : NaN;
         if (!(n > -Infinity)) return this.#unreachable(new Error('Redis sent a malformed reply'));
-        failing.delete(this.o.client);
+        if (this.#failedAt !== undefined && d.n > this.#failedAt) this.#failedAt = undefined;
+        this.#line.client.answered(d.n, this.o.commandTimeout);
         if (n >= 0) {
           // Past 2^53 (or not finite) it is no reply of this script's: what is left, TAT unknown.
           const units = n <= MAX_REPLY ? n % (this.#burst + 1) : n;
@@ -401,7 +421,7 @@ class RedisGcra extends RateLimiterBase {
    * sent only on a ready connection: queued in ioredis' offline queue during an outage, a
    * decision we already gave up on would still take from the limit when the connection returns.
    */
-  #send(key: string, cost: number): Promise<unknown> {
+  #send(key: string, cost: number): Promise<Decision> {
     const { client } = this.o;
     if (client.status === 'end')
       return Promise.reject(new Error('the Redis client ended (quit, disconnect, or ioredis gave up)'));
@@ -480,7 +500,7 @@ class RedisGcra extends RateLimiterBase {
 
   #unreachable(error: unknown): RateDecision {
     this.#storeErrors++;
-    failing.add(this.o.client);
+    this.#failedAt = this.#line.client.made;
     const failOpen = this.o.onRedisError === 'open';
     const { bus, clock } = this.common;
     if (bus.wants('rateLimit.storeError')) {
@@ -510,18 +530,13 @@ class RedisGcra extends RateLimiterBase {
       allowed: this.allowedCount,
       rejected: this.rejectedCount,
       storeErrors: this.#storeErrors,
-      status: this.o.client.status === 'ready' && !failing.has(this.o.client) ? 'pass' : 'warn',
+      status:
+        this.o.client.status === 'ready' && this.#line.client.answers(this.#failedAt, this.o.commandTimeout)
+          ? 'pass'
+          : 'warn',
     };
   }
 }
-
-/**
- * Clients whose last decision (of any limiter on them) was a store error: a frozen Redis keeps
- * its connection `ready` while every decision times out, and showed `pass`. Off again once one
- * is answered. A `warn`, not a `fail`: every instance shares the store, and failing readiness
- * would take them all out of rotation while `onRedisError` already says what calls get.
- */
-const failing = new WeakSet<object>();
 
 /**
  * An allowed decision, with the TAT it left on Redis (ms of the server's clock, rounded down; 0
@@ -546,13 +561,44 @@ class Taken implements RateDecision {
 }
 
 /**
- * Decisions waiting for a ready connection: one `ready` listener per limiter however many wait
- * (a listener each would pass Node's limit of 10 at the first busy outage and warn of a leak).
+ * What every limiter on one client shares (one per client: {@link onClient}).
+ *
+ * Decisions waiting for a ready connection, of every limiter on the client: one `ready` listener
+ * however many wait (a listener each would pass Node's limit of 10 at the first busy outage and
+ * warn of a leak; one per limiter did so for a service with eleven limits on its one client). A
+ * limiter's dispose() leaves it alone: its waiting decisions end by their own deadlines.
+ *
+ * And which decisions were answered, for `status`: `warn` while a limiter's own last decision
+ * failed (a frozen Redis keeps its connection `ready` while every decision times out). Not the
+ * client's last decision: a limiter whose callers were just refused (a 50 ms timeout) showed
+ * `pass` because a neighbour's (2 s) was answered late, and a healthy one `warn` because a
+ * neighbour failed. Its own failure is cleared by its own answer, or by a neighbour's decision
+ * made after that failure and answered within this limiter's own `commandTimeout` (a neighbour's
+ * is at most its own): Redis answers in time again. A `warn`, not a `fail`: every instance shares
+ * the store, and failing readiness would take them all out of rotation while `onRedisError`
+ * already says what calls get.
  */
-class ReadyWait {
+class OnClient {
   readonly #waiting = new Set<Decision>();
+  /** Decisions made on the client so far: each is numbered by it. */
+  made = 0;
+  /** The latest-made decision answered (its number), and its limiter's `commandTimeout`. */
+  #answered = 0;
+  #within = Infinity;
 
   constructor(readonly client: RedisClient) {}
+
+  answered(n: number, within: number): void {
+    if (n > this.#answered) {
+      this.#answered = n;
+      this.#within = within;
+    }
+  }
+
+  /** Whether a limiter whose last decision failed when `failedAt` were made (if it did) is answered again. */
+  answers(failedAt: number | undefined, timeout: number): boolean {
+    return failedAt === undefined || (this.#answered > failedAt && this.#within <= timeout);
+  }
 
   readonly #onReady = (): void => {
     const all = [...this.#waiting];
@@ -570,9 +616,17 @@ class ReadyWait {
   }
 }
 
+/** One {@link OnClient} per client, shared by every limiter on it. */
+const clients = new WeakMap<object, OnClient>();
+const onClient = (client: RedisClient): OnClient => {
+  let on = clients.get(client);
+  if (on === undefined) clients.set(client, (on = new OnClient(client)));
+  return on;
+};
+
 /** What every decision of one limiter shares. */
 interface Line {
-  readonly ready: ReadyWait;
+  readonly client: OnClient;
   /** Every decision's `commandTimeout` behind one timer, not a timer each. */
   readonly deadlines: DeadlineQueue<Decision>;
   readonly timeout: number;
@@ -592,21 +646,26 @@ class Decision {
   readonly #deadline: Deadline<Decision>;
   /** Waiting for a ready connection (only when there was none). */
   #waits = false;
+  /** Its number on the client (made after every decision of a lower one). */
+  readonly n: number;
+  /** Redis' reply, once answered. */
+  reply: unknown;
 
   constructor(
     readonly line: Line,
     /** The number of keys, KEYS (tat, request-id marker with a resend window), then ARGV. */
     readonly args: string[],
-    readonly resolve: (reply: unknown) => void,
+    readonly resolve: (d: Decision) => void,
     readonly reject: (error: unknown) => void,
   ) {
     // Our own deadline: a hung server or a reconnect loop must not hold the call.
     this.#deadline = line.deadlines.add(this);
-    const { status } = line.ready.client;
+    this.n = ++line.client.made;
+    const { status } = line.client.client;
     if (status === 'ready' || status === 'wait') this.send();
     else {
       this.#waits = true;
-      line.ready.add(this);
+      line.client.add(this);
     }
   }
 
@@ -614,7 +673,7 @@ class Decision {
     if (this.#settled) return;
     this.#waits = false;
     const { args, line } = this;
-    const { client } = line.ready;
+    const { client } = line.client;
     client.call('evalsha', line.sha, ...args).then(
       (reply) => this.#answer(reply),
       (error: unknown) => {
@@ -629,8 +688,10 @@ class Decision {
   }
 
   #answer(reply: unknown): void {
-    if (this.#finish()) this.resolve(reply);
-    else this.line.late?.(this.args, reply);
+    if (this.#finish()) {
+      this.reply = reply;
+      this.resolve(this);
+    } else this.line.late?.(this.args, reply);
   }
 
   #fail(error: unknown): void {
@@ -638,7 +699,7 @@ class Decision {
   }
 
   expire(): void {
-    const { client } = this.line.ready;
+    const { client } = this.line.client;
     const why =
       client.status === 'ready'
         ? `Redis did not answer within ${this.line.timeout} ms`
@@ -651,7 +712,7 @@ class Decision {
     if (this.#settled) return false;
     this.#settled = true;
     this.line.deadlines.cancel(this.#deadline);
-    if (this.#waits) this.line.ready.delete(this);
+    if (this.#waits) this.line.client.delete(this);
     return true;
   }
 }

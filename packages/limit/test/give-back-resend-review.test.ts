@@ -290,7 +290,10 @@ describe.skipIf(!redisAvailable())('a give-back to Redis resent after a lost rep
           // A key owed under a ms expires (PX 1) before it is read, on the real clock: not checked.
           const stored = Number(await client.get(key));
           fc.pre(stored > 0);
-          const left = Math.floor((now + emission * o.burst - stored) / emission);
+          // Rounded down with the script's slack for the floats' own error (review s38b: a fresh key
+          // of 6 a second came out 4.99999 units and was told 4, tokenBucket() says 5).
+          const slack = Math.min(0.01, ((2 ** 44 + emission * o.burst) * 2 ** -50) / emission);
+          const left = Math.floor((now + emission * o.burst - stored) / emission + slack);
           expect(d.remaining).toBe(Math.min(left, o.burst - cost));
           // Again through execute, for a give-back (a second decision on the same instant).
           await client.set(key, String(tat), 'PX', 60_000);
