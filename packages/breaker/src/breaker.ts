@@ -54,8 +54,6 @@ const Scope = CallScope;
 const NO_FALLBACK: unique symbol = Symbol('no fallback');
 /** The start time of a call whose latency is not measured: every latency computed from it is NaN. */
 const UNTIMED = Number.NaN;
-/** `#usedAt` of a breaker called since its last clock read: used at a time not read, no later than now. */
-const UNREAD = Number.POSITIVE_INFINITY;
 const ResponseClass: typeof Response | undefined = globalThis.Response;
 /**
  * The shortest wait a half-open breaker asks of a caller refused while its probes are out (ms),
@@ -116,10 +114,13 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   readonly #probeStarts: number[] = [];
   /**
    * When it was last called (monotonic ms), for a registry's idle and LRU eviction: set from the
-   * clock read a call makes anyway, or UNREAD by a call that reads none. A breaker held and
-   * called (a pipeline built once over `hosts.get(key)`) is in use though the registry sees no get().
+   * clock read a call makes anyway, or, in a breaker a registry holds, by one read for it when
+   * the call reads none. A breaker held and called (a pipeline built once over `hosts.get(key)`)
+   * is in use though the registry sees no get().
    */
   #usedAt = Number.NEGATIVE_INFINITY;
+  /** Held by a registry: every call dates `#usedAt`, so its idle drop is never early nor late. */
+  #tracked = false;
 
   /** `name` and `restore` default to the config's; a registry shares one config among its keys. */
   constructor(config: BreakerConfig, name = config.name, restore = config.restore) {
@@ -159,11 +160,15 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
   }
 
   /**
-   * When the breaker was last called (monotonic ms, `now` read by the registry on the same
-   * clock): a call that read no clock since the last read counts as one made at `now`. @internal
+   * Makes every call date the breaker's last use, those that read no clock for their latency
+   * too: a registry holding it reads that time for its idle drop and LRU eviction. @internal
    */
-  static usedAt(breaker: CircuitBreakerPolicy, now: number): number {
-    if (breaker.#usedAt === UNREAD) breaker.#usedAt = now;
+  static trackUse(breaker: CircuitBreakerPolicy): void {
+    breaker.#tracked = true;
+  }
+
+  /** When the breaker was last called (monotonic ms, on its clock), if tracked. @internal */
+  static usedAt(breaker: CircuitBreakerPolicy): number {
     return breaker.#usedAt;
   }
 
@@ -216,8 +221,10 @@ export class CircuitBreakerPolicy implements Policy, Snapshottable<BreakerSnapsh
       this.#usedAt = now;
       return now;
     }
-    // No clock read: the registry that looks next takes its own reading for it.
-    this.#usedAt = UNREAD;
+    // No clock read for the latency. A breaker a registry holds reads one for its last use: a
+    // call dated only when the registry next looked could be kept without bound past idleTtl,
+    // and one dated before it was made could be dropped (and disposed) under its caller.
+    if (this.#tracked) this.#usedAt = this.#elapsed();
     return UNTIMED;
   }
 

@@ -144,7 +144,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     else if (overrides !== undefined) {
       const byKey = new Map(Object.entries(overrides));
       // A bad override is reported now, not on the key's first call.
-      for (const [key, settings] of byKey) this.#config(`overrides.${shown(key)}`, settings);
+      for (const [key, settings] of byKey)
+        if (settings !== undefined) this.#config(`overrides.${shown(key)}`, settings);
       this.#overrides = (key) => byKey.get(key);
     }
     // By key as shown: a snapshot never holds a URL's password, so a key is found by its shown
@@ -266,6 +267,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     const restore = this.#restore.get(seen);
     if (restore !== undefined) this.#restore.delete(seen);
     const breaker = new CircuitBreakerPolicy(base, `${this.name}:${seen}`, restore);
+    CircuitBreakerPolicy.trackUse(breaker);
     this.#entries.set(key, { breaker, shown: seen, lastUsed: now, movedAt: now });
     this.#shown.add(seen);
     return breaker;
@@ -281,7 +283,16 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
    * Parses the defaults with `settings` laid over them; a bad value names where it came from. A
    * key sets what the defaults may (not its name, restore, bus, clock or listing): the rest is the registry's.
    */
-  #config(where: string, settings: object): BreakerConfig {
+  #config(where: string, settings: unknown): BreakerConfig {
+    // Settings are a plain object: null, a number, a class instance or a Promise (an async
+    // overrides function) is refused naming the key, not read as no settings or thrown raw.
+    if (!isPlainObject(settings)) {
+      const message =
+        typeof (settings as { then?: unknown } | null)?.then === 'function'
+          ? 'must return settings, not a Promise'
+          : 'must be settings or undefined';
+      throw new HoldfastConfigError('breakerRegistry', [{ path: where, message, value: settings }]);
+    }
     try {
       const parsed = parseOptions('breakerRegistry', sharedSettingsSchema, mergeSettings(this.#defaults, settings));
       const config: BreakerConfig = {
@@ -305,8 +316,8 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
    * When the entry's breaker was last used: handed out by get(), or called (through a reference
    * held, a pipeline built once over `get(key)`, as much as through execute()).
    */
-  #lastUse(entry: Entry, now: number): number {
-    const called = CircuitBreakerPolicy.usedAt(entry.breaker, now);
+  #lastUse(entry: Entry): number {
+    const called = CircuitBreakerPolicy.usedAt(entry.breaker);
     return Math.max(called, entry.lastUsed);
   }
 
@@ -322,7 +333,7 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
     for (const [key, entry] of this.#entries) {
       // The map is in order of `movedAt`: past this entry, everything was used within the TTL.
       if (now - entry.movedAt < this.#idleTtl) break;
-      const used = this.#lastUse(entry, now);
+      const used = this.#lastUse(entry);
       if (now - used < this.#idleTtl) {
         // Called lately through a reference held: to the back, out of the way of later sweeps
         // (moved at `now`, so checked again no later than a sweep after its idleTtl runs out).
@@ -344,28 +355,51 @@ export class BreakerRegistry implements Snapshottable<RegistrySnapshot> {
   #evictOldest(now: number): void {
     const entries = this.#entries;
     let spared = 0;
-    // Ends: an entry moved to the back here is moved at `now`, after any use it had, and none is
-    // called while this runs, so each is passed over for its use once at most.
+    // Ends: each pass moves every entry it looked at and did not drop to the back at `now`, after
+    // any use it had, and none is called while this runs: the next pass looks at others, or at
+    // these as unused since their move, and a stateful one is passed over 8 times at most in all.
     for (;;) {
-      const oldest = entries.entries().next();
-      if (oldest.done === true) return;
-      const [key, entry] = oldest.value;
-      // Used since it took its place (called through a reference held, or handed out by get()
-      // since its last move): not the least recently used. To the back, as if just used.
-      const used = this.#lastUse(entry, now);
-      if (used > entry.movedAt) {
-        this.#toBack(key, entry, Math.max(used, now));
-        continue;
+      // The front run of entries used since they took their place (called through a reference
+      // held, or handed out by get() since their last move), and the first one not: past it, the
+      // map is in order of `movedAt`, so the least recently used is among these, by real use.
+      const seen: Seen[] = [];
+      for (const [key, entry] of entries) {
+        const used = this.#lastUse(entry);
+        seen.push({ key, entry, used });
+        if (used <= entry.movedAt) break;
       }
-      if (spared === SPARE_AT_MOST || !CircuitBreakerPolicy.holdsState(entry.breaker, false)) {
-        this.#drop(key, entry);
-        return;
+      if (seen.length === 0) return;
+      seen.sort(byUse);
+      let dropped = -1;
+      for (let i = 0; i < seen.length; i++) {
+        const { key, entry } = seen[i] as Seen;
+        if (spared === SPARE_AT_MOST || !CircuitBreakerPolicy.holdsState(entry.breaker, false)) {
+          this.#drop(key, entry);
+          dropped = i;
+          break;
+        }
+        spared++;
       }
-      spared++;
-      this.#toBack(key, entry, now);
+      // The rest to the back in order of their last use, as moved now: the next eviction reads
+      // them least recently used first.
+      for (let i = 0; i < seen.length; i++) {
+        if (i === dropped) continue;
+        const { key, entry } = seen[i] as Seen;
+        this.#toBack(key, entry, now);
+      }
+      if (dropped >= 0) return;
     }
   }
 }
+
+/** An entry one eviction looked at, with its last use. */
+interface Seen {
+  readonly key: string;
+  readonly entry: Entry;
+  readonly used: number;
+}
+
+const byUse = (a: Seen, b: Seen): number => a.used - b.used;
 
 /** Stateful breakers one eviction passes over before it drops the oldest whatever its state. */
 const SPARE_AT_MOST = 8;
@@ -382,7 +416,7 @@ export function breakerRegistry(options: BreakerRegistryOptions = {}): BreakerRe
 }
 
 /** `over` laid on `base`; plain-object options (window, halfOpen, slowCall) merge one level down. */
-function mergeSettings(base: Record<string, unknown>, over: object): Record<string, unknown> {
+function mergeSettings(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
   // Object.assign, not spreads: V8 (Node 20) is slow to add properties to a spread copy.
   const merged: Record<string, unknown> = Object.assign({}, base);
   for (const [key, value] of Object.entries(over)) {
