@@ -7,6 +7,7 @@ import {
   MeterProvider,
   PeriodicExportingMetricReader,
 } from '@opentelemetry/sdk-metrics';
+import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { instrument } from '../src/index.js';
 
 /** One data point as the exporter got it. */
@@ -47,4 +48,32 @@ export function collectPoints(
     await meterProvider.shutdown();
   };
   return { bus, policies, points, value, close };
+}
+
+/**
+ * A MeterProvider that exports to memory, for tests that instrument on their own:
+ * `points(name)` collects now and returns that metric's data points (this collection's only).
+ */
+export function memoryProvider() {
+  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
+  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
+  const meterProvider = new MeterProvider({ readers: [reader] });
+  const points = async (name: string) => {
+    exporter.reset();
+    await reader.forceFlush();
+    return exporter
+      .getMetrics()
+      .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
+      .filter((m) => m.descriptor.name === name)
+      .flatMap((m) => m.dataPoints as DataPoint<number>[]);
+  };
+  return { meterProvider, points };
+}
+
+/** A TracerProvider that keeps finished spans in memory; `named(name)` the finished spans of that name. */
+export function tracing() {
+  const spans = new InMemorySpanExporter();
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
+  const named = (name: string) => spans.getFinishedSpans().filter((s) => s.name === name);
+  return { spans, tracerProvider, named, tracer: tracerProvider.getTracer('app') };
 }

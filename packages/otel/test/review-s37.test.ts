@@ -6,18 +6,10 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { createBus, createPolicyRegistry, type HoldfastEvent } from '@holdfast/core';
 import { context, metrics } from '@opentelemetry/api';
-import {
-  AggregationTemporality,
-  type DataPoint,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlsContextManager } from '../../../test/support/otel-recorder.js';
 import { instrument, metricNames } from '../src/index.js';
-import { collectPoints } from './collect.js';
+import { collectPoints, memoryProvider, tracing } from './collect.js';
 
 beforeAll(() => {
   context.setGlobalContextManager(new AlsContextManager());
@@ -28,28 +20,6 @@ afterAll(() => {
 
 const at = 1_700_000_000_000;
 const ev = (e: Record<string, unknown>) => ({ time: at, source: 'pay', ...e }) as unknown as HoldfastEvent;
-
-function memoryProvider() {
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-  const meterProvider = new MeterProvider({ readers: [reader] });
-  const points = async (name: string) => {
-    exporter.reset();
-    await reader.forceFlush();
-    return exporter
-      .getMetrics()
-      .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-      .filter((m) => m.descriptor.name === name)
-      .flatMap((m) => m.dataPoints as DataPoint<unknown>[]);
-  };
-  return { meterProvider, points };
-}
-
-function tracing() {
-  const spans = new InMemorySpanExporter();
-  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
-  return { spans, tracerProvider, tracer: tracerProvider.getTracer('app') };
-}
 
 describe('review s37: instrument()', () => {
   it('BUG: two instrument() of one bus (a MeterProvider per backend) put each span event on the span once, and give a state change one span', async () => {

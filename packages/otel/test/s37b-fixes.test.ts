@@ -7,16 +7,10 @@
  */
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { metrics, trace } from '@opentelemetry/api';
-import {
-  AggregationTemporality,
-  type DataPoint,
-  InMemoryMetricExporter,
-  PeriodicExportingMetricReader,
-  MeterProvider as SdkMeterProvider,
-} from '@opentelemetry/sdk-metrics';
 import { BasicTracerProvider } from '@opentelemetry/sdk-trace-base';
 import { afterEach, describe, expect, it } from 'vitest';
 import { instrument, metricNames } from '../src/index.js';
+import { memoryProvider } from './collect.js';
 
 afterEach(() => {
   metrics.disable();
@@ -25,22 +19,6 @@ afterEach(() => {
 
 const ev = (e: Record<string, unknown>) =>
   ({ time: 1_700_000_000_000, source: 'pay', ...e }) as unknown as HoldfastEvent;
-
-function memoryProvider() {
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-  const meterProvider = new SdkMeterProvider({ readers: [reader] });
-  const points = async (name: string) => {
-    exporter.reset();
-    await reader.forceFlush();
-    return exporter
-      .getMetrics()
-      .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-      .filter((m) => m.descriptor.name === name)
-      .flatMap((m) => m.dataPoints as DataPoint<number>[]);
-  };
-  return { meterProvider, points };
-}
 
 describe('instrument() before the SDK registers: what it kept goes along', () => {
   it("a limiter's limit, toxics on, anomaly scores and counts from before are exported at the first collection", async () => {

@@ -8,18 +8,11 @@
  */
 import { createBus, createPolicyRegistry, HoldfastConfigError, type HoldfastEvent } from '@holdfast/core';
 import { context, metrics } from '@opentelemetry/api';
-import {
-  AggregationTemporality,
-  type DataPoint,
-  type Histogram,
-  InMemoryMetricExporter,
-  MeterProvider,
-  PeriodicExportingMetricReader,
-} from '@opentelemetry/sdk-metrics';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { Histogram } from '@opentelemetry/sdk-metrics';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AlsContextManager } from '../../../test/support/otel-recorder.js';
 import { instrument, metricNames } from '../src/index.js';
+import { memoryProvider, tracing } from './collect.js';
 
 beforeAll(() => {
   context.setGlobalContextManager(new AlsContextManager());
@@ -31,29 +24,6 @@ afterAll(() => {
 const ev = (e: Record<string, unknown>) =>
   ({ time: 1_700_000_000_000, source: 'pay', ...e }) as unknown as HoldfastEvent;
 const open = ev({ type: 'breaker.open', reason: 'manual', failureRate: 0, retryAt: undefined });
-
-function memoryProvider() {
-  const exporter = new InMemoryMetricExporter(AggregationTemporality.CUMULATIVE);
-  const reader = new PeriodicExportingMetricReader({ exporter, exportIntervalMillis: 60_000 });
-  const meterProvider = new MeterProvider({ readers: [reader] });
-  const points = async (name: string) => {
-    exporter.reset();
-    await reader.forceFlush();
-    return exporter
-      .getMetrics()
-      .flatMap((rm) => rm.scopeMetrics.flatMap((sm) => sm.metrics))
-      .filter((m) => m.descriptor.name === name)
-      .flatMap((m) => m.dataPoints as DataPoint<unknown>[]);
-  };
-  return { meterProvider, points };
-}
-
-function tracing() {
-  const spans = new InMemorySpanExporter();
-  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(spans)] });
-  const named = (name: string) => spans.getFinishedSpans().filter((s) => s.name === name);
-  return { spans, tracerProvider, named };
-}
 
 describe('spans once per bus', () => {
   it('the second instrument() adds metrics only, and takes the spans over when the first stops', async () => {
